@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmv: DRAM pooling across co-running VMs.
+ *
+ * Every VM first gets its min. The rest of the pool is lent in the order of benefit per
+ * page, weight * hmmv_temperature_benefit(key), walking each VM's key histogram from its
+ * hottest bucket down, never above a VM's max. Ties go to the VM that holds more of the
+ * pool already (so nothing shifts when nothing changed), then to the lower index. DRAM no
+ * VM can use with benefit is spread by weight (up to each max) so that it is not idle.
+ * O(VMs * 256 * log) per interval; deterministic.
+ */
+#pragma once
+
+#include <glib.h>
+#include <hmmv/temperature.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+  const HmmvHistogram *hist;
+  guint64 min_pages;
+  guint64 max_pages;        /* 0 = no limit beyond the VM's size */
+  guint64 nr_pages;         /* the VM's size: no budget beyond it */
+  guint weight;             /* > 0 */
+  guint64 prev_budget;      /* last interval's budget (tie-break) */
+  guint64 budget;           /* out */
+} HmmvBalanceVm;
+
+/* Fails (and leaves budgets alone) when the mins do not fit in pool_pages or a VM's min
+ * exceeds its max. */
+gboolean hmmv_balance(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, GError **error);
+
+G_END_DECLS

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmv: the core owns the interval loop (libhmmv/loop.c). One interval, for all VMs:
+ * harvest -> temperatures -> balance the DRAM pool -> hot cut per VM -> plan -> move ->
+ * account. A VM whose tracker or mover fails is marked with its error for that interval and
+ * the others go on; the caller decides whether to drop it.
+ */
+#pragma once
+
+#include <glib.h>
+#include <hmmv/classify.h>
+#include <hmmv/mover.h>
+#include <hmmv/params.h>
+#include <hmmv/plan.h>
+#include <hmmv/temperature.h>
+#include <hmmv/topology.h>
+#include <hmmv/tracker.h>
+#include <hmmv/vm.h>
+
+G_BEGIN_DECLS
+
+typedef struct _HmmvCore HmmvCore;
+
+/* What one interval did for one VM. */
+typedef struct {
+  const char *name;
+  guint64 nr_pages;
+  guint64 written;          /* pages seen written this interval */
+  guint64 read;             /* pages seen read (0 when the tracker sees no reads) */
+  guint64 intervals_merged;
+  guint64 budget_pages;
+  guint64 hot_pages;
+  guint64 dram_pages;
+  guint64 slow_pages;
+  guint64 promoted;         /* pages that really moved this interval */
+  guint64 demoted;
+  guint64 move_failed;      /* pages the mover reported failures for this interval */
+  guint64 deferred_cap;
+  gboolean paused;
+  GError *error;            /* owned by the report; NULL when the interval went well */
+} HmmvVmReport;
+
+typedef struct {
+  guint64 index;            /* interval number, from 0 */
+  guint64 pool_pages;
+  guint64 elapsed_ns;       /* wall time of the interval in the core, moves included */
+  GArray *vms;              /* HmmvVmReport */
+  GError *balance_error;    /* quotas could not be met: last good budgets kept; owned */
+} HmmvIntervalReport;
+
+/* Pages of each VM whose placement is re-read per interval, so that moves the kernel makes
+ * on its own (NUMA balancing, compaction, reclaim) are noticed: 1/32 of the VM, at least
+ * 4096 pages (a full pass every 32 intervals). */
+#define HMMV_CORE_RESCAN_DIVISOR 32
+#define HMMV_CORE_RESCAN_MIN_PAGES 4096
+
+/* topo and mover are not owned and must outlive the core. pool_pages: DRAM the core may
+ * lend to VMs (0 = all DRAM of topo). */
+HmmvCore *hmmv_core_new(const HmmvTopology *topo, HmmvMover *mover, const HmmvParams *params,
+                        guint64 pool_pages, GError **error);
+void hmmv_core_free(HmmvCore *core);
+
+/* Takes ownership of vm and tracker. The VM's layout must be finalized. Starts the tracker
+ * and learns the current placement of every page. */
+gboolean hmmv_core_add_vm(HmmvCore *core, HmmvVm *vm, HmmvTracker *tracker, GError **error);
+gboolean hmmv_core_remove_vm(HmmvCore *core, const char *name, GError **error);
+HmmvVm *hmmv_core_lookup_vm(HmmvCore *core, const char *name);
+guint hmmv_core_get_nr_vms(const HmmvCore *core);
+HmmvVm *hmmv_core_get_vm(HmmvCore *core, guint index);
+
+/* Paused VMs keep their tracking and temperatures but nothing moves. */
+gboolean hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused,
+                              GError **error);
+gboolean hmmv_core_set_params(HmmvCore *core, const HmmvParams *params, GError **error);
+const HmmvParams *hmmv_core_get_params(const HmmvCore *core);
+void hmmv_core_set_pool_pages(HmmvCore *core, guint64 pool_pages);
+
+/* Run one interval. Only fails for errors of the core itself (impossible quotas are reported
+ * per VM and the last good budgets kept). */
+gboolean hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **error);
+
+/* init before the first run_interval; the report is reused by every interval; clear frees. */
+void hmmv_interval_report_init(HmmvIntervalReport *report);
+void hmmv_interval_report_clear(HmmvIntervalReport *report);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(HmmvIntervalReport, hmmv_interval_report_clear)
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvCore, hmmv_core_free)
+
+G_END_DECLS

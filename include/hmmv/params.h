@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmv: the tunables of the core, with their defaults (hmmv_params_init) and checks.
+ * configs/hmmvd.conf documents each one for operators.
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+  guint interval_ms;          /* one interval; default 1000 */
+  /* Levels a page rises in an interval in which it was written / read (only read: read
+   * weight). Slow tiers punish writes harder (Optane: 13.9 vs 39.4 GB/s), so default 2 / 1. */
+  guint write_weight;
+  guint read_weight;
+  /* Idle intervals before a page at level L sinks one level:
+   * sink_base + L / sink_level_divisor (capped at 15): hot levels hold a little longer. */
+  guint sink_base;            /* default 2 */
+  guint sink_level_divisor;   /* default 4 */
+  /* Hysteresis: a page is demoted to make room only for a page at least this many keys
+   * hotter (16 keys = one level); default 16. */
+  guint hysteresis_keys;
+  /* Intervals a moved page stays put (0..3); default 2. */
+  guint cooldown_intervals;
+  /* Lowest key worth promoting (level 1 freshly touched = 0x1f); default 0x10. */
+  guint promote_min_key;
+  /* Migration bandwidth cap per VM, MB/s (10^6 bytes); 0 = no cap; default 200 (memtierd
+   * uses 100-200 MB/s, Memtis 100). */
+  guint migrate_mbps;
+} HmmvParams;
+
+void hmmv_params_init(HmmvParams *params);
+gboolean hmmv_params_validate(const HmmvParams *params, GError **error);
+/* Pages the cap allows in one interval: at least 1; G_MAXUINT64 when there is no cap. */
+guint64 hmmv_params_cap_pages(const HmmvParams *params);
+
+G_END_DECLS

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmv: a patched QEMU as a source of guest writes (the qemu-dirty tracker).
+ *
+ * hmmv_qemu_query_layout() asks QEMU (query-hmmv-ramblocks) where guest RAM is: every
+ * guest-physical range of every RAM block that backs guest RAM (a block owned by a memory
+ * backend, or QEMU's default "pc.ram"). hmmv_qemu_vm_new() turns that into an HmmvVm, one
+ * region per range. The tracker starts the export (hmmv-start) into a memfd it creates and
+ * passes with getfd when the transport can pass fds, else into a file QEMU creates
+ * exclusively with mode 0600 under shm_dir; it harvests by draining the region's bitmaps.
+ */
+#pragma once
+
+#include <glib.h>
+#include <hmmv/qmp.h>
+#include <hmmv/tracker.h>
+#include <hmmv/vm.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+  char *block;              /* RAM block id */
+  char *memdev;             /* owning memory backend id, or NULL */
+  guint64 offset;           /* in the block */
+  guint64 gpa;
+  guint64 size;
+  guint64 hva;              /* host address of the range in QEMU */
+  guint64 page_size;        /* backing page size */
+} HmmvQemuRange;
+
+/* Ranges sorted by gpa. all_blocks: also ROM, VGA memory and other non-RAM blocks. */
+GPtrArray *hmmv_qemu_query_layout(HmmvQmp *qmp, gboolean all_blocks, GError **error);
+HmmvVm *hmmv_qemu_vm_new(HmmvQmp *qmp, const char *name, GError **error);
+
+typedef struct {
+  guint interval_ms;        /* QEMU publishes every interval_ms; 0: each harvest asks
+                               QEMU to publish first (hmmv-sync) */
+  const char *shm_dir;      /* where QEMU creates the region when fds cannot be passed;
+                               NULL: /dev/shm */
+} HmmvQemuDirtyOptions;
+
+/* Takes ownership of qmp. */
+HmmvTracker *hmmv_qemu_dirty_tracker_new(HmmvQmp *qmp, const HmmvQemuDirtyOptions *options,
+                                         GError **error);
+HmmvQmp *hmmv_qemu_dirty_tracker_get_qmp(HmmvTracker *tracker);
+
+typedef struct {
+  guint64 generation;       /* QEMU's last publication */
+  guint64 harvests;
+  guint64 pages_harvested;
+  guint64 last_harvest_ns;  /* time the daemon's last harvest took */
+  guint64 last_publish_ns;  /* QEMU's last publication took */
+  const char *source;       /* "tcg", "kvm-dirty-ring", "kvm-dirty-log" or "unknown" */
+} HmmvQemuDirtyStats;
+
+gboolean hmmv_qemu_dirty_tracker_get_stats(HmmvTracker *tracker, HmmvQemuDirtyStats *stats);
+
+void hmmv_qemu_range_free(HmmvQemuRange *range);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvQemuRange, hmmv_qemu_range_free)
+
+G_END_DECLS

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmv: talking QMP to a QEMU.
+ *
+ * A transport executes one command and hands back the reply's "return" member. Two exist:
+ * a Unix socket of QEMU's own (hmmv_qmp_connect_unix: greeting, qmp_capabilities, events
+ * skipped, a timeout on every read), and, in the daemon, libvirt's
+ * virDomainQemuMonitorCommand (libvirt owns the monitor of the domains it runs). The library
+ * never links libvirt: the daemon fills the vtable.
+ */
+#pragma once
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct _HmmvQmp HmmvQmp;
+
+struct hmmv_qmp_ops {
+  const char *name;
+  /* required: the full command text ({"execute": ...}) -> the full reply text */
+  char *(*transact)(HmmvQmp *qmp, const char *command_json, GError **error);
+  /* optional: pass fd to QEMU under fdname (getfd); FALSE with NOT_SUPPORTED if impossible */
+  gboolean (*send_fd)(HmmvQmp *qmp, int fd, const char *fdname, GError **error);
+  /* optional */
+  void (*destroy)(HmmvQmp *qmp);
+};
+
+struct _HmmvQmp {
+  const struct hmmv_qmp_ops *ops;
+  gpointer priv;
+};
+
+/* Takes ownership of priv. */
+HmmvQmp *hmmv_qmp_new(const struct hmmv_qmp_ops *ops, gpointer priv, GError **error);
+void hmmv_qmp_free(HmmvQmp *qmp);
+const char *hmmv_qmp_get_name(const HmmvQmp *qmp);
+
+/* Connect to QEMU's QMP Unix socket and negotiate capabilities. timeout_ms bounds every
+ * read and write (a hung QEMU cannot hold the caller longer). */
+HmmvQmp *hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error);
+
+/* Execute a command; arguments may be NULL. Returns the "return" member (an empty object
+ * when QEMU returned {}), or NULL with HMMV_ERROR_PROTOCOL carrying QEMU's error class and
+ * description, HMMV_ERROR_GONE when QEMU closed the connection. */
+JsonNode *hmmv_qmp_execute(HmmvQmp *qmp, const char *command, JsonObject *arguments,
+                           GError **error);
+gboolean hmmv_qmp_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error);
+
+/* Helpers shared by transports and tests. */
+char *hmmv_qmp_build_command(const char *command, JsonObject *arguments);
+/* Parse one reply: the "return" member, or QEMU's error as HMMV_ERROR_PROTOCOL. */
+JsonNode *hmmv_qmp_parse_reply(const char *text, GError **error);
+
+/* Typed getters for reply objects: FALSE with HMMV_ERROR_PROTOCOL naming the member when it is
+ * missing or of the wrong type. */
+gboolean hmmv_json_get_uint(JsonObject *object, const char *member, guint64 *value,
+                            GError **error);
+gboolean hmmv_json_get_string(JsonObject *object, const char *member, const char **value,
+                              GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvQmp, hmmv_qmp_free)
+
+G_END_DECLS

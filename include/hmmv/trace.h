@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmv: the access trace file format (read by the replay tracker, written by hmmvctl track
+ * --trace and the trace recorders). Version 1, all integers little-endian:
+ *
+ *   file header, 32 bytes
+ *     0  u8[8]  magic "HMMVTRC1"
+ *     8  u32    version (1)
+ *    12  u32    page_shift (12)
+ *    16  u64    nr_pages: guest pages covered; page indices are 0 .. nr_pages-1
+ *    24  u32    interval_ms: nominal length of one interval
+ *    28  u32    flags: bit 0 HMMV_TRACE_HAS_READS (read counts are meaningful)
+ *   then intervals, until end of file; each is
+ *     interval header, 24 bytes
+ *       0  u32  magic "INTV" (0x56544e49)
+ *       4  u32  nr_entries
+ *       8  u64  compute_ns: guest compute time in the interval, excluding memory stalls
+ *      16  u64  index: 0, 1, 2, ... (checked)
+ *     nr_entries entries, 16 bytes each, page ascending, no duplicates
+ *       0  u64  page
+ *       8  u32  reads that reached memory (after the recorder's last-level cache)
+ *      12  u32  writes that reached memory
+ *
+ * Readers check everything: magic, version, page_shift, entry counts against the file size,
+ * page < nr_pages and ascending, interval index sequence. A truncated last interval is an
+ * error (HMMV_ERROR_CORRUPT), never a crash.
+ */
+#pragma once
+
+#include <glib.h>
+#include <stdio.h>
+
+G_BEGIN_DECLS
+
+#define HMMV_TRACE_MAGIC "HMMVTRC1"
+#define HMMV_TRACE_VERSION 1u
+#define HMMV_TRACE_INTERVAL_MAGIC 0x56544e49u
+#define HMMV_TRACE_HAS_READS 0x1u
+/* Bound on one interval's entries that a reader will allocate for (2^28: 1 TiB of pages). */
+#define HMMV_TRACE_MAX_ENTRIES (1u << 28)
+
+typedef struct {
+  guint64 page;
+  guint32 reads;
+  guint32 writes;
+} HmmvTraceEntry;
+
+typedef struct {
+  guint64 nr_pages;
+  guint32 interval_ms;
+  guint32 flags;
+} HmmvTraceInfo;
+
+typedef struct _HmmvTraceWriter HmmvTraceWriter;
+typedef struct _HmmvTraceReader HmmvTraceReader;
+
+HmmvTraceWriter *hmmv_trace_writer_new(const char *path, const HmmvTraceInfo *info,
+                                       GError **error);
+/* entries must be page-ascending and unique, pages < nr_pages */
+gboolean hmmv_trace_writer_add_interval(HmmvTraceWriter *writer, guint64 compute_ns,
+                                        const HmmvTraceEntry *entries, gsize nr_entries,
+                                        GError **error);
+/* Flushes and closes; FALSE if anything could not be written. */
+gboolean hmmv_trace_writer_close(HmmvTraceWriter *writer, GError **error);
+void hmmv_trace_writer_free(HmmvTraceWriter *writer);
+
+HmmvTraceReader *hmmv_trace_reader_new(const char *path, GError **error);
+const HmmvTraceInfo *hmmv_trace_reader_get_info(const HmmvTraceReader *reader);
+/* Next interval: TRUE and fills entries (owned by the reader, valid until the next call);
+ * FALSE with *error NULL at a clean end of file; FALSE with an error when corrupt. */
+gboolean hmmv_trace_reader_next(HmmvTraceReader *reader, const HmmvTraceEntry **entries,
+                                gsize *nr_entries, guint64 *compute_ns, GError **error);
+gboolean hmmv_trace_reader_rewind(HmmvTraceReader *reader, GError **error);
+void hmmv_trace_reader_free(HmmvTraceReader *reader);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvTraceWriter, hmmv_trace_writer_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvTraceReader, hmmv_trace_reader_free)
+
+G_END_DECLS

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmv: trackers, where access information comes from.
+ *
+ * A backend fills a const struct hmmv_tracker_ops with designated initializers and hands it to
+ * hmmv_tracker_new(), which rejects a table without the required hooks. The core only calls
+ * the hooks through the hmmv_tracker_* wrappers below.
+ *
+ * Backends: fake (tests: the test sets the pages), replay (a trace file, see trace.h),
+ * qemu-dirty (the patched QEMU's shared-memory write bitmaps).
+ */
+#pragma once
+
+#include <glib.h>
+#include <hmmv/access.h>
+#include <hmmv/error.h>
+#include <hmmv/trace.h>
+#include <hmmv/vm.h>
+
+G_BEGIN_DECLS
+
+typedef struct _HmmvTracker HmmvTracker;
+
+struct hmmv_tracker_ops {
+  const char *name;
+  /* optional: begin tracking this VM */
+  gboolean (*start)(HmmvTracker *tracker, HmmvVm *vm, GError **error);
+  /* required: OR the accesses seen since the last harvest into acc (sized for vm). Return
+   * FALSE with HMMV_ERROR_GONE when the source died, HMMV_ERROR_LAYOUT_CHANGED when the VM's
+   * RAM layout changed; TRUE with acc->intervals = 0 when nothing new was published yet. */
+  gboolean (*harvest)(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error);
+  /* optional: stop tracking (must be safe when the source is gone) */
+  void (*stop)(HmmvTracker *tracker);
+  /* optional: free priv */
+  void (*destroy)(HmmvTracker *tracker);
+};
+
+struct _HmmvTracker {
+  const struct hmmv_tracker_ops *ops;
+  gpointer priv;
+};
+
+/* Takes ownership of priv (freed by ops->destroy). */
+HmmvTracker *hmmv_tracker_new(const struct hmmv_tracker_ops *ops, gpointer priv, GError **error);
+void hmmv_tracker_free(HmmvTracker *tracker);
+const char *hmmv_tracker_get_name(const HmmvTracker *tracker);
+gboolean hmmv_tracker_start(HmmvTracker *tracker, HmmvVm *vm, GError **error);
+gboolean hmmv_tracker_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc,
+                              GError **error);
+void hmmv_tracker_stop(HmmvTracker *tracker);
+
+/* The fake tracker: the next harvest reports exactly the pages queued since the last one. */
+HmmvTracker *hmmv_fake_tracker_new(void);
+void hmmv_fake_tracker_queue_write(HmmvTracker *tracker, guint64 page);
+void hmmv_fake_tracker_queue_read(HmmvTracker *tracker, guint64 page);
+/* Make the next harvest fail with this error code (HMMV_ERROR_GONE to simulate a dead VM). */
+void hmmv_fake_tracker_fail_next(HmmvTracker *tracker, HmmvError code);
+
+/* The replay tracker: one trace interval per harvest; at the end of the trace it starts over
+ * when loop is TRUE, else reports nothing more. Fails when the trace's page count differs
+ * from the VM's. */
+HmmvTracker *hmmv_replay_tracker_new(const char *path, gboolean loop, GError **error);
+/* The interval the last harvest replayed, with its per-page counts (for the benchmark's tier
+ * model): entries are owned by the tracker and valid until its next harvest. FALSE when the
+ * last harvest replayed nothing (none yet, end of trace without loop, or an error). */
+gboolean hmmv_replay_tracker_last_interval(HmmvTracker *tracker, const HmmvTraceEntry **entries,
+                                           gsize *nr_entries, guint64 *compute_ns);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvTracker, hmmv_tracker_free)
+
+G_END_DECLS

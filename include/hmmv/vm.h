@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmv: one VM's guest RAM and its per-page state.
+ *
+ * Guest RAM is a list of regions (a QEMU RAMBlock mapped at a guest-physical range, backed at a
+ * host virtual address inside the QEMU process). Every 4 KiB guest page gets an index
+ * 0 .. nr_pages-1, regions laid end to end in the order they were added.
+ *
+ * Per page hmmv keeps exactly two bytes (see BENCHMARKS.md for the measured total):
+ *
+ *   temp  (the temperature key, also the bucket-sort key; 0 = coldest, 255 = hottest)
+ *     bits 7..4  level 0..15 of the multi-level queue
+ *     bits 3..0  freshness 15..0: 15 right after an access, one less per idle interval
+ *
+ *   place
+ *     bits 4..0  node slot: the kernel node id, or HMMV_PLACE_NODE_UNKNOWN (31) when the page
+ *                is not present or its node was never learnt
+ *     bit  5     HMMV_PLACE_SLOW: the node is in the slow tier (also set for unknown pages, so
+ *                that "cold and settled" is one word compare for 8 pages at a time)
+ *     bits 7..6  cooldown: intervals before the planner may move the page again (hysteresis)
+ */
+#pragma once
+
+#include <glib.h>
+#include <hmmv/topology.h>
+
+G_BEGIN_DECLS
+
+#define HMMV_PAGE_SHIFT 12
+#define HMMV_PAGE_SIZE (1u << HMMV_PAGE_SHIFT)
+
+#define HMMV_TEMP_LEVEL(t) ((guint)(t) >> 4)
+#define HMMV_TEMP_FRESH(t) ((guint)(t) & 0xfu)
+#define HMMV_TEMP_MAKE(level, fresh) ((guint8)(((level) << 4) | (fresh)))
+#define HMMV_NR_KEYS 256
+#define HMMV_NR_LEVELS 16
+
+#define HMMV_PLACE_NODE_MASK 0x1fu
+#define HMMV_PLACE_NODE_UNKNOWN 31u
+#define HMMV_PLACE_SLOW 0x20u
+#define HMMV_PLACE_COOLDOWN_SHIFT 6
+#define HMMV_PLACE_COOLDOWN_MAX 3u
+#define HMMV_PLACE_NODE(p) ((guint)(p) & HMMV_PLACE_NODE_MASK)
+#define HMMV_PLACE_IS_SLOW(p) (((p) & HMMV_PLACE_SLOW) != 0)
+#define HMMV_PLACE_COOLDOWN(p) ((guint)(p) >> HMMV_PLACE_COOLDOWN_SHIFT)
+/* Highest kernel node id a page can be recorded on (slot 31 means unknown). */
+#define HMMV_PLACE_MAX_NODE_ID 30
+
+typedef struct {
+  char *name;               /* RAMBlock id, e.g. "pc.ram" */
+  guint64 gpa;              /* guest-physical start */
+  guint64 hva;              /* host virtual address in the VM's process; 0 if unknown */
+  guint64 nr_pages;         /* 4 KiB pages */
+  guint64 first_page;       /* index of the region's first page in the VM's arrays */
+  guint64 backing_page_size;/* 4096, or 2 MiB when backed by huge pages */
+} HmmvRegion;
+
+/* Per-VM DRAM quota, in 4 KiB pages. max_pages == 0 means "no limit". */
+typedef struct {
+  guint64 min_pages;
+  guint64 max_pages;
+  guint weight;             /* relative share of lent DRAM; 100 is the default */
+  gboolean managed;         /* FALSE: hmmv tracks but never moves this VM's pages */
+} HmmvQuota;
+
+/* What the mover reported, cumulated since the VM was added. */
+typedef struct {
+  guint64 promoted;         /* pages moved to DRAM */
+  guint64 demoted;          /* pages moved to the slow tier */
+  guint64 not_present;      /* -ENOENT: page not (yet) backed */
+  guint64 busy;             /* -EBUSY / -EAGAIN: pinned or under I/O */
+  guint64 no_memory;        /* -ENOMEM: target node full */
+  guint64 fault;            /* -EFAULT: unmapped address */
+  guint64 access;           /* -EACCES / -EPERM / -EINVAL: refused by policy */
+  guint64 other;            /* anything else */
+  guint64 call_failures;    /* whole calls that failed (dead pid, invalid node) */
+} HmmvMoveStats;
+
+typedef struct _HmmvVm HmmvVm;
+
+HmmvVm *hmmv_vm_new(const char *name);
+void hmmv_vm_free(HmmvVm *vm);
+
+/* Layout: add regions, then finalize (allocates the page state; fails cleanly on huge or
+ * overflowing sizes). Sizes must be multiples of 4 KiB. */
+gboolean hmmv_vm_add_region(HmmvVm *vm, const char *name, guint64 gpa, guint64 hva,
+                            guint64 size_bytes, guint64 backing_page_size, GError **error);
+gboolean hmmv_vm_finalize_layout(HmmvVm *vm, GError **error);
+
+const char *hmmv_vm_get_name(const HmmvVm *vm);
+guint64 hmmv_vm_get_nr_pages(const HmmvVm *vm);
+guint hmmv_vm_get_nr_regions(const HmmvVm *vm);
+const HmmvRegion *hmmv_vm_get_region(const HmmvVm *vm, guint index);
+/* Region holding a page index, or NULL when out of range. */
+const HmmvRegion *hmmv_vm_region_of_page(const HmmvVm *vm, guint64 page);
+/* Host virtual address of a page, 0 when unknown. */
+guint64 hmmv_vm_page_to_hva(const HmmvVm *vm, guint64 page);
+/* Page index of a guest-physical address; FALSE when no region holds it. */
+gboolean hmmv_vm_gpa_to_page(const HmmvVm *vm, guint64 gpa, guint64 *page);
+guint64 hmmv_vm_page_to_gpa(const HmmvVm *vm, guint64 page);
+
+void hmmv_vm_set_pid(HmmvVm *vm, int pid);
+int hmmv_vm_get_pid(const HmmvVm *vm);
+
+void hmmv_vm_set_quota(HmmvVm *vm, const HmmvQuota *quota);
+const HmmvQuota *hmmv_vm_get_quota(const HmmvVm *vm);
+void hmmv_vm_set_budget_pages(HmmvVm *vm, guint64 budget_pages);
+guint64 hmmv_vm_get_budget_pages(const HmmvVm *vm);
+
+/* Page state (arrays of nr_pages bytes; valid after finalize). */
+const guint8 *hmmv_vm_get_temp(const HmmvVm *vm);
+const guint8 *hmmv_vm_get_place(const HmmvVm *vm);
+guint8 *hmmv_vm_get_temp_mut(HmmvVm *vm);
+guint8 *hmmv_vm_get_place_mut(HmmvVm *vm);
+/* Record that a page now lives on node_id (negative: unknown / not present). Keeps the
+ * per-tier counters right. tier is the node's tier (ignored for unknown). */
+void hmmv_vm_set_page_node(HmmvVm *vm, guint64 page, int node_id, HmmvTier tier);
+int hmmv_vm_get_page_node(const HmmvVm *vm, guint64 page);
+
+/* Pages the VM has on DRAM / slow / unknown, kept up to date by hmmv_vm_set_page_node(). */
+guint64 hmmv_vm_get_dram_pages(const HmmvVm *vm);
+guint64 hmmv_vm_get_slow_pages(const HmmvVm *vm);
+/* Pages per kernel node id (0 .. HMMV_PLACE_MAX_NODE_ID), recomputed by a scan. */
+void hmmv_vm_count_nodes(const HmmvVm *vm, guint64 counts[HMMV_PLACE_MAX_NODE_ID + 1]);
+
+/* Bytes of page state held per guest page, measured from the allocations. */
+double hmmv_vm_bytes_per_page(const HmmvVm *vm);
+
+HmmvMoveStats *hmmv_vm_get_move_stats(HmmvVm *vm);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvVm, hmmv_vm_free)
+
+G_END_DECLS

@@ -1,0 +1,451 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The interval loop: the one place that calls trackers, the decision modules and the mover,
+ * in this order, for every VM:
+ *
+ *   harvest -> first-touch and placement refresh -> temperatures -> balance the DRAM pool
+ *   -> hot cut -> plan -> move (demotions first, to make room) -> cooldown -> report
+ *
+ * Data flows one way; nothing below calls back up. A VM whose tracker or mover fails gets
+ * the error in its report and loses nothing else; the other VMs go on.
+ */
+#include "plan-private.h"
+#include "vm-private.h"
+
+#include <hmmv/balance.h>
+#include <hmmv/core.h>
+#include <hmmv/error.h>
+
+typedef struct {
+  HmmvVm *vm;
+  HmmvTracker *tracker;
+  HmmvAccess *acc;
+  HmmvHistogram hist;
+  HmmvPlan plan;
+  gboolean paused;
+  guint64 rescan_next;      /* first page of the next placement refresh window */
+} CoreVm;
+
+struct _HmmvCore {
+  const HmmvTopology *topo;
+  HmmvMover *mover;
+  HmmvParams params;
+  HmmvTempTables tables;
+  guint64 pool_pages;
+  GPtrArray *vms;           /* CoreVm */
+  guint64 interval_index;
+  GArray *scratch_pages;    /* guint64, reused for queries */
+};
+
+static void
+core_vm_free(gpointer data)
+{
+  CoreVm *cvm = data;
+
+  hmmv_tracker_stop(cvm->tracker);
+  hmmv_tracker_free(cvm->tracker);
+  hmmv_access_free(cvm->acc);
+  hmmv_plan_clear(&cvm->plan);
+  hmmv_vm_free(cvm->vm);
+  g_free(cvm);
+}
+
+HmmvCore *
+hmmv_core_new(const HmmvTopology *topo, HmmvMover *mover, const HmmvParams *params,
+              guint64 pool_pages, GError **error)
+{
+  g_autoptr(HmmvCore) core = NULL;
+
+  g_return_val_if_fail(topo != NULL && mover != NULL && params != NULL, NULL);
+  if (!hmmv_params_validate(params, error))
+    return NULL;
+  if (!hmmv_topology_has_tier(topo, HMMV_TIER_DRAM)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "the topology has no DRAM node to keep hot pages on");
+    return NULL;
+  }
+  core = g_new0(HmmvCore, 1);
+  core->topo = topo;
+  core->mover = mover;
+  core->params = *params;
+  hmmv_temp_tables_init(&core->tables, params);
+  core->vms = g_ptr_array_new_with_free_func(core_vm_free);
+  core->scratch_pages = g_array_new(FALSE, FALSE, sizeof(guint64));
+  hmmv_core_set_pool_pages(core, pool_pages);
+  return g_steal_pointer(&core);
+}
+
+void
+hmmv_core_free(HmmvCore *core)
+{
+  if (core == NULL)
+    return;
+  g_ptr_array_unref(core->vms);
+  g_array_unref(core->scratch_pages);
+  g_free(core);
+}
+
+void
+hmmv_core_set_pool_pages(HmmvCore *core, guint64 pool_pages)
+{
+  if (pool_pages == 0)
+    pool_pages = hmmv_topology_tier_bytes(core->topo, HMMV_TIER_DRAM) >> HMMV_PAGE_SHIFT;
+  core->pool_pages = pool_pages;
+}
+
+gboolean
+hmmv_core_set_params(HmmvCore *core, const HmmvParams *params, GError **error)
+{
+  if (!hmmv_params_validate(params, error))
+    return FALSE;
+  core->params = *params;
+  hmmv_temp_tables_init(&core->tables, params);
+  return TRUE;
+}
+
+const HmmvParams *
+hmmv_core_get_params(const HmmvCore *core)
+{
+  return &core->params;
+}
+
+static CoreVm *
+core_find(HmmvCore *core, const char *name, guint *index)
+{
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    if (g_strcmp0(hmmv_vm_get_name(cvm->vm), name) == 0) {
+      if (index != NULL)
+        *index = i;
+      return cvm;
+    }
+  }
+  return NULL;
+}
+
+/* Ask the mover where pages [first, first + nr) live; in chunks so the scratch array stays
+ * small for big VMs. */
+static gboolean
+core_query_range(HmmvCore *core, HmmvVm *vm, guint64 first, guint64 nr, GError **error)
+{
+  const guint64 chunk = 1u << 16;
+
+  for (guint64 start = first; start < first + nr; start += chunk) {
+    guint64 count = MIN(chunk, first + nr - start);
+
+    g_array_set_size(core->scratch_pages, count);
+    for (guint64 i = 0; i < count; i++)
+      g_array_index(core->scratch_pages, guint64, i) = start + i;
+    if (!hmmv_mover_query(core->mover, vm, (const guint64 *)core->scratch_pages->data, count,
+                          error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+hmmv_core_add_vm(HmmvCore *core, HmmvVm *vm_in, HmmvTracker *tracker_in, GError **error)
+{
+  g_autoptr(HmmvVm) vm = vm_in;
+  g_autoptr(HmmvTracker) tracker = tracker_in;
+  g_autoptr(HmmvAccess) acc = NULL;
+  CoreVm *cvm;
+
+  if (core_find(core, hmmv_vm_get_name(vm), NULL) != NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "vm %s is already managed",
+                hmmv_vm_get_name(vm));
+    return FALSE;
+  }
+  if (!vm->finalized) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "vm %s: layout is not finalized", hmmv_vm_get_name(vm));
+    return FALSE;
+  }
+  acc = hmmv_access_new(hmmv_vm_get_nr_pages(vm), error);
+  if (acc == NULL)
+    return FALSE;
+  if (!hmmv_tracker_start(tracker, vm, error)) {
+    g_prefix_error(error, "vm %s: tracker %s: ", hmmv_vm_get_name(vm),
+                   hmmv_tracker_get_name(tracker));
+    return FALSE;
+  }
+  /* Pages the guest touched before hmmv came are already somewhere: learn where. */
+  if (!core_query_range(core, vm, 0, hmmv_vm_get_nr_pages(vm), error)) {
+    hmmv_tracker_stop(tracker);
+    return FALSE;
+  }
+  cvm = g_new0(CoreVm, 1);
+  cvm->vm = g_steal_pointer(&vm);
+  cvm->tracker = g_steal_pointer(&tracker);
+  cvm->acc = g_steal_pointer(&acc);
+  hmmv_plan_init(&cvm->plan);
+  hmmv_temperature_histogram(cvm->vm, &cvm->hist);
+  g_ptr_array_add(core->vms, cvm);
+  return TRUE;
+}
+
+gboolean
+hmmv_core_remove_vm(HmmvCore *core, const char *name, GError **error)
+{
+  guint index;
+
+  if (core_find(core, name, &index) == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "vm %s is not managed", name);
+    return FALSE;
+  }
+  g_ptr_array_remove_index(core->vms, index);
+  return TRUE;
+}
+
+HmmvVm *
+hmmv_core_lookup_vm(HmmvCore *core, const char *name)
+{
+  CoreVm *cvm = core_find(core, name, NULL);
+
+  return cvm != NULL ? cvm->vm : NULL;
+}
+
+guint
+hmmv_core_get_nr_vms(const HmmvCore *core)
+{
+  return core->vms->len;
+}
+
+HmmvVm *
+hmmv_core_get_vm(HmmvCore *core, guint index)
+{
+  g_return_val_if_fail(index < core->vms->len, NULL);
+  return ((CoreVm *)g_ptr_array_index(core->vms, index))->vm;
+}
+
+gboolean
+hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused, GError **error)
+{
+  CoreVm *cvm = core_find(core, name, NULL);
+
+  if (cvm == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "vm %s is not managed", name);
+    return FALSE;
+  }
+  cvm->paused = paused;
+  return TRUE;
+}
+
+/* Placement the core does not know yet: pages accessed while unknown (first touch since the
+ * last look), plus a rolling window so moves the kernel makes on its own are noticed. */
+static gboolean
+core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error)
+{
+  HmmvVm *vm = cvm->vm;
+  const HmmvAccess *acc = cvm->acc;
+  guint64 nr_pages = hmmv_vm_get_nr_pages(vm);
+  guint64 window = MAX(nr_pages / HMMV_CORE_RESCAN_DIVISOR, HMMV_CORE_RESCAN_MIN_PAGES);
+
+  g_array_set_size(core->scratch_pages, 0);
+  for (gsize w = 0; w < acc->nr_words; w++) {
+    guint64 bits = acc->writes[w] | acc->reads[w];
+
+    while (bits != 0) {
+      guint64 page = w * 64 + (guint64)__builtin_ctzll(bits);
+
+      bits &= bits - 1;
+      if (HMMV_PLACE_NODE(vm->place[page]) == HMMV_PLACE_NODE_UNKNOWN)
+        g_array_append_val(core->scratch_pages, page);
+    }
+  }
+  if (core->scratch_pages->len > 0 &&
+      !hmmv_mover_query(core->mover, vm, (const guint64 *)core->scratch_pages->data,
+                        core->scratch_pages->len, error))
+    return FALSE;
+
+  window = MIN(window, nr_pages);
+  if (cvm->rescan_next >= nr_pages)
+    cvm->rescan_next = 0;
+  window = MIN(window, nr_pages - cvm->rescan_next);
+  if (!core_query_range(core, vm, cvm->rescan_next, window, error))
+    return FALSE;
+  cvm->rescan_next += window;
+  return TRUE;
+}
+
+static gboolean
+core_harvest(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
+{
+  hmmv_access_clear(cvm->acc);
+  if (!hmmv_tracker_harvest(cvm->tracker, cvm->vm, cvm->acc, error)) {
+    g_prefix_error(error, "tracker %s: ", hmmv_tracker_get_name(cvm->tracker));
+    return FALSE;
+  }
+  rep->intervals_merged = cvm->acc->intervals;
+  rep->written = hmmv_bitmap_count(cvm->acc->writes, cvm->acc->nr_words);
+  rep->read = cvm->acc->has_reads ? hmmv_bitmap_count(cvm->acc->reads, cvm->acc->nr_words) : 0;
+  hmmv_mover_touch(core->mover, cvm->vm, cvm->acc);
+  if (!core_refresh_placement(core, cvm, error))
+    return FALSE;
+  hmmv_temperature_update(cvm->vm, &core->tables, cvm->acc, &cvm->hist);
+  return TRUE;
+}
+
+/* VMs that do not take part in pooling (unmanaged, paused, or failing this interval) keep
+ * the DRAM they hold; the pool shrinks by that much. */
+static gboolean
+core_balance(HmmvCore *core, const gboolean *ok, GError **error)
+{
+  g_autofree HmmvBalanceVm *bvms = g_new0(HmmvBalanceVm, core->vms->len);
+  g_autofree guint *map = g_new0(guint, core->vms->len);
+  guint64 pool = core->pool_pages;
+  guint n = 0;
+
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+    const HmmvQuota *quota = hmmv_vm_get_quota(cvm->vm);
+
+    if (!ok[i] || cvm->paused || !quota->managed) {
+      guint64 held = hmmv_vm_get_dram_pages(cvm->vm);
+
+      hmmv_vm_set_budget_pages(cvm->vm, held);
+      pool = pool > held ? pool - held : 0;
+      continue;
+    }
+    bvms[n] = (HmmvBalanceVm){
+      .hist = &cvm->hist,
+      .min_pages = quota->min_pages,
+      .max_pages = quota->max_pages,
+      .nr_pages = hmmv_vm_get_nr_pages(cvm->vm),
+      .weight = quota->weight,
+      .prev_budget = hmmv_vm_get_budget_pages(cvm->vm),
+    };
+    map[n++] = i;
+  }
+  if (n == 0)
+    return TRUE;
+  if (!hmmv_balance(bvms, n, pool, error))
+    return FALSE;
+  for (guint j = 0; j < n; j++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, map[j]);
+
+    hmmv_vm_set_budget_pages(cvm->vm, bvms[j].budget);
+  }
+  return TRUE;
+}
+
+/* Pages that really reached dest_node start their cooldown, so they cannot bounce back in
+ * the next intervals (hysteresis in time; the planner's key margin is hysteresis in heat). */
+static void
+core_start_cooldown(HmmvCore *core, HmmvVm *vm, const GArray *pages, int dest_node)
+{
+  for (guint i = 0; i < pages->len; i++) {
+    guint64 page = g_array_index(pages, guint64, i);
+
+    if (hmmv_vm_get_page_node(vm, page) == dest_node)
+      hmmv_place_set_cooldown(&vm->place[page], core->params.cooldown_intervals);
+  }
+}
+
+static gboolean
+core_move(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
+{
+  HmmvVm *vm = cvm->vm;
+  HmmvMoveStats *stats = hmmv_vm_get_move_stats(vm);
+  guint64 failed_before = stats->not_present + stats->busy + stats->no_memory + stats->fault +
+                          stats->access + stats->other;
+  int dram_node = hmmv_topology_first_node(core->topo, HMMV_TIER_DRAM);
+  int slow_node = hmmv_topology_first_node(core->topo, HMMV_TIER_SLOW);
+  HmmvHotCut cut;
+  guint64 moved = 0;
+
+  hmmv_classify(&cvm->hist, hmmv_vm_get_budget_pages(vm), core->params.promote_min_key, &cut);
+  rep->hot_pages = cut.hot_pages;
+  hmmv_plan_build(vm, &cut, hmmv_vm_get_budget_pages(vm), hmmv_params_cap_pages(&core->params),
+                  &core->params, &cvm->plan);
+  rep->deferred_cap = cvm->plan.deferred_cap;
+
+  /* Demote first: the room they free is what the promotions fill. */
+  if (slow_node >= 0 && cvm->plan.demote->len > 0) {
+    if (!hmmv_mover_move(core->mover, vm, (const guint64 *)cvm->plan.demote->data,
+                         cvm->plan.demote->len, slow_node, &moved, error))
+      return FALSE;
+    rep->demoted = moved;
+    core_start_cooldown(core, vm, cvm->plan.demote, slow_node);
+  }
+  if (cvm->plan.promote->len > 0) {
+    if (!hmmv_mover_move(core->mover, vm, (const guint64 *)cvm->plan.promote->data,
+                         cvm->plan.promote->len, dram_node, &moved, error))
+      return FALSE;
+    rep->promoted = moved;
+    core_start_cooldown(core, vm, cvm->plan.promote, dram_node);
+  }
+  rep->move_failed = stats->not_present + stats->busy + stats->no_memory + stats->fault +
+                     stats->access + stats->other - failed_before;
+  return TRUE;
+}
+
+gboolean
+hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **error)
+{
+  g_autofree gboolean *ok = g_new0(gboolean, MAX(core->vms->len, 1));
+  gint64 start_us = g_get_monotonic_time();
+
+  if (report->vms == NULL)
+    hmmv_interval_report_init(report);
+  g_array_set_size(report->vms, 0);
+  g_clear_error(&report->balance_error);
+  report->index = core->interval_index++;
+  report->pool_pages = core->pool_pages;
+  g_array_set_size(report->vms, core->vms->len);
+
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+    HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
+
+    rep->name = hmmv_vm_get_name(cvm->vm);
+    rep->nr_pages = hmmv_vm_get_nr_pages(cvm->vm);
+    rep->paused = cvm->paused;
+    ok[i] = core_harvest(core, cvm, rep, &rep->error);
+    if (!ok[i])
+      g_prefix_error(&rep->error, "vm %s: ", rep->name);
+  }
+
+  /* Impossible quotas: keep the budgets of the last good interval. */
+  if (!core_balance(core, ok, &report->balance_error))
+    g_prefix_error(&report->balance_error, "DRAM pool of %" G_GUINT64_FORMAT " pages: ",
+                   core->pool_pages);
+
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+    HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
+
+    /* The mover's errors already name the VM. */
+    if (ok[i] && !cvm->paused && hmmv_vm_get_quota(cvm->vm)->managed)
+      (void)core_move(core, cvm, rep, &rep->error);
+    rep->budget_pages = hmmv_vm_get_budget_pages(cvm->vm);
+    rep->dram_pages = hmmv_vm_get_dram_pages(cvm->vm);
+    rep->slow_pages = hmmv_vm_get_slow_pages(cvm->vm);
+  }
+  report->elapsed_ns = (guint64)(g_get_monotonic_time() - start_us) * 1000u;
+  return TRUE;
+}
+
+static void
+vm_report_clear(gpointer data)
+{
+  HmmvVmReport *rep = data;
+
+  g_clear_error(&rep->error);
+}
+
+void
+hmmv_interval_report_init(HmmvIntervalReport *report)
+{
+  *report = (HmmvIntervalReport){ 0 };
+  report->vms = g_array_new(FALSE, TRUE, sizeof(HmmvVmReport));
+  g_array_set_clear_func(report->vms, vm_report_clear);
+}
+
+void
+hmmv_interval_report_clear(HmmvIntervalReport *report)
+{
+  g_clear_pointer(&report->vms, g_array_unref);
+  g_clear_error(&report->balance_error);
+}

@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The sim mover: a modelled host with no memory behind it. Each node of the topology holds
+ * total_bytes / 4096 pages. The touch hook places a page on its first access as the kernel's
+ * first touch does (lowest-id DRAM node with room, else the lowest-id slow node with room;
+ * with every node full the page stays unplaced, the model's stand-in for an OOM). Until then
+ * query and move report -ENOENT. Moves fail per page with -ENOMEM on a full node, and every
+ * migration is charged ns_per_page.
+ */
+#include <hmmv/error.h>
+#include <hmmv/mover.h>
+
+#include <errno.h>
+#include <string.h>
+
+/* tier-model.md: move_pages of 512 x 4 KiB in one call costs ~3.9 us per page. */
+#define SIM_DEFAULT_NS_PER_PAGE 3900
+#define SIM_UNPLACED 0xff
+#define SIM_NR_NODES (HMMV_MAX_NODE_ID + 1)
+
+typedef struct {
+  guint8 *node;             /* per page: node id, or SIM_UNPLACED */
+  guint64 nr_pages;
+} SimVm;
+
+typedef struct {
+  GHashTable *vms;          /* HmmvVm * -> SimVm * */
+  guint64 capacity[SIM_NR_NODES];
+  guint64 used[SIM_NR_NODES];
+  guint64 ns_per_page;
+  guint64 charged_ns;
+} SimHost;
+
+static void
+sim_vm_free(gpointer data)
+{
+  SimVm *svm = data;
+
+  g_free(svm->node);
+  g_free(svm);
+}
+
+/* The VM's modelled placement, created all unplaced on first use. */
+static SimVm *
+sim_vm_get(SimHost *sim, HmmvVm *vm, GError **error)
+{
+  SimVm *svm = g_hash_table_lookup(sim->vms, vm);
+  guint64 nr_pages = hmmv_vm_get_nr_pages(vm);
+
+  if (svm != NULL)
+    return svm;
+  svm = g_new0(SimVm, 1);
+  svm->nr_pages = nr_pages;
+  svm->node = g_try_malloc(nr_pages > 0 ? nr_pages : 1);
+  if (svm->node == NULL) {
+    g_free(svm);
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED,
+                "out of memory modelling %" G_GUINT64_FORMAT " pages", nr_pages);
+    return NULL;
+  }
+  memset(svm->node, SIM_UNPLACED, nr_pages);
+  g_hash_table_insert(sim->vms, vm, svm);
+  return svm;
+}
+
+static int
+first_with_room(const SimHost *sim, const HmmvTopology *topo, HmmvTier tier)
+{
+  guint nr_nodes = hmmv_topology_get_nr_nodes(topo);
+
+  for (guint i = 0; i < nr_nodes; i++) {
+    const HmmvNode *node = hmmv_topology_get_node(topo, i);
+
+    if (node->tier == tier && node->id < SIM_NR_NODES &&
+        sim->used[node->id] < sim->capacity[node->id])
+      return node->id;
+  }
+  return -1;
+}
+
+/* First touch: DRAM first, then the slow tier; FALSE when every node is full. */
+static gboolean
+place_first_touch(SimHost *sim, const HmmvTopology *topo, SimVm *svm, guint64 page)
+{
+  int node = first_with_room(sim, topo, HMMV_TIER_DRAM);
+
+  if (node < 0)
+    node = first_with_room(sim, topo, HMMV_TIER_SLOW);
+  if (node < 0)
+    return FALSE;
+  svm->node[page] = (guint8)node;
+  sim->used[node]++;
+  return TRUE;
+}
+
+/* Pages read or written for the first time get placed; a word at a time, as most are 0. */
+static void
+sim_touch(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc)
+{
+  SimHost *sim = mover->priv;
+  SimVm *svm = sim_vm_get(sim, vm, NULL);
+
+  if (svm == NULL)
+    return;
+  for (gsize w = 0; w < acc->nr_words; w++) {
+    guint64 bits = acc->writes[w] | (acc->has_reads ? acc->reads[w] : 0);
+
+    while (bits != 0) {
+      guint64 page = w * 64 + (guint64)__builtin_ctzll(bits);
+
+      bits &= bits - 1;
+      if (page < svm->nr_pages && svm->node[page] == SIM_UNPLACED)
+        place_first_touch(sim, mover->topo, svm, page);
+    }
+  }
+}
+
+static gboolean
+sim_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int *status,
+          GError **error)
+{
+  SimHost *sim = mover->priv;
+  SimVm *svm = sim_vm_get(sim, vm, error);
+
+  if (svm == NULL)
+    return FALSE;
+  for (gsize i = 0; i < nr_pages; i++) {
+    guint64 page = pages[i];
+
+    if (page >= svm->nr_pages)
+      status[i] = -EFAULT;
+    else if (svm->node[page] == SIM_UNPLACED)
+      status[i] = -ENOENT;
+    else
+      status[i] = svm->node[page];
+  }
+  return TRUE;
+}
+
+static int
+sim_move_page(SimHost *sim, SimVm *svm, guint64 page, int dest_node)
+{
+  int from;
+
+  if (page >= svm->nr_pages)
+    return -EFAULT;
+  if (svm->node[page] == SIM_UNPLACED)
+    return -ENOENT;
+  from = svm->node[page];
+  /* As move_pages(2): a page already on the target reports it, at no cost. */
+  if (from == dest_node)
+    return dest_node;
+  if (sim->used[dest_node] >= sim->capacity[dest_node])
+    return -ENOMEM;
+  sim->used[from]--;
+  sim->used[dest_node]++;
+  svm->node[page] = (guint8)dest_node;
+  sim->charged_ns += sim->ns_per_page;
+  return dest_node;
+}
+
+static gboolean
+sim_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int dest_node,
+         int *status, GError **error)
+{
+  SimHost *sim = mover->priv;
+  SimVm *svm;
+
+  if (hmmv_topology_lookup(mover->topo, dest_node) == NULL || dest_node >= SIM_NR_NODES) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "no modelled node %d",
+                dest_node);
+    return FALSE;
+  }
+  svm = sim_vm_get(sim, vm, error);
+  if (svm == NULL)
+    return FALSE;
+  for (gsize i = 0; i < nr_pages; i++)
+    status[i] = sim_move_page(sim, svm, pages[i], dest_node);
+  return TRUE;
+}
+
+static void
+sim_destroy(HmmvMover *mover)
+{
+  SimHost *sim = mover->priv;
+
+  g_hash_table_unref(sim->vms);
+  g_free(sim);
+}
+
+static const struct hmmv_mover_ops sim_ops = {
+  .name = "sim",
+  .query = sim_query,
+  .move = sim_move,
+  .touch = sim_touch,
+  .destroy = sim_destroy,
+};
+
+HmmvMover *
+hmmv_sim_mover_new(const HmmvTopology *topo, GError **error)
+{
+  SimHost *sim;
+  guint nr_nodes;
+
+  if (topo == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "mover sim: no topology");
+    return NULL;
+  }
+  sim = g_new0(SimHost, 1);
+  sim->vms = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, sim_vm_free);
+  sim->ns_per_page = SIM_DEFAULT_NS_PER_PAGE;
+  nr_nodes = hmmv_topology_get_nr_nodes(topo);
+  for (guint i = 0; i < nr_nodes; i++) {
+    const HmmvNode *node = hmmv_topology_get_node(topo, i);
+
+    if (node->id >= 0 && node->id < SIM_NR_NODES)
+      sim->capacity[node->id] = node->total_bytes / HMMV_PAGE_SIZE;
+  }
+  return hmmv_mover_new(&sim_ops, sim, topo, error);
+}
+
+static SimHost *
+sim_host(const HmmvMover *mover)
+{
+  g_return_val_if_fail(mover != NULL && mover->ops == &sim_ops, NULL);
+  return mover->priv;
+}
+
+guint64
+hmmv_sim_mover_get_charged_ns(const HmmvMover *mover)
+{
+  SimHost *sim = sim_host(mover);
+
+  return sim != NULL ? sim->charged_ns : 0;
+}
+
+guint64
+hmmv_sim_mover_get_used_pages(const HmmvMover *mover, int node_id)
+{
+  SimHost *sim = sim_host(mover);
+
+  if (sim == NULL || node_id < 0 || node_id >= SIM_NR_NODES)
+    return 0;
+  return sim->used[node_id];
+}
+
+void
+hmmv_sim_mover_set_ns_per_page(HmmvMover *mover, guint64 ns_per_page)
+{
+  SimHost *sim = sim_host(mover);
+
+  if (sim != NULL)
+    sim->ns_per_page = ns_per_page;
+}
+
+void
+hmmv_sim_mover_forget_vm(HmmvMover *mover, HmmvVm *vm)
+{
+  SimHost *sim = sim_host(mover);
+  SimVm *svm;
+
+  if (sim == NULL)
+    return;
+  svm = g_hash_table_lookup(sim->vms, vm);
+  if (svm == NULL)
+    return;
+  for (guint64 page = 0; page < svm->nr_pages; page++) {
+    if (svm->node[page] != SIM_UNPLACED)
+      sim->used[svm->node[page]]--;
+  }
+  g_hash_table_remove(sim->vms, vm);
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <hmmv/error.h>
+#include <hmmv/params.h>
+#include <hmmv/vm.h>
+
+void
+hmmv_params_init(HmmvParams *params)
+{
+  *params = (HmmvParams){
+    .interval_ms = 1000,
+    .write_weight = 2,
+    .read_weight = 1,
+    .sink_base = 2,
+    .sink_level_divisor = 4,
+    .hysteresis_keys = 16,
+    .cooldown_intervals = 2,
+    .promote_min_key = 0x10,
+    .migrate_mbps = 200,
+  };
+}
+
+static gboolean
+check_range(const char *name, guint value, guint min, guint max, GError **error)
+{
+  if (value < min || value > max) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "%s = %u is out of range [%u, %u]", name, value, min, max);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+hmmv_params_validate(const HmmvParams *params, GError **error)
+{
+  /* 10 ms is below what a harvest + plan of a large VM takes; an hour is surely a typo. */
+  return check_range("interval_ms", params->interval_ms, 10, 3600 * 1000, error) &&
+         check_range("write_weight", params->write_weight, 0, HMMV_NR_LEVELS - 1, error) &&
+         check_range("read_weight", params->read_weight, 0, HMMV_NR_LEVELS - 1, error) &&
+         check_range("sink_base", params->sink_base, 1, 15, error) &&
+         check_range("sink_level_divisor", params->sink_level_divisor, 1, 16, error) &&
+         check_range("hysteresis_keys", params->hysteresis_keys, 0, HMMV_NR_KEYS - 1, error) &&
+         check_range("cooldown_intervals", params->cooldown_intervals, 0,
+                     HMMV_PLACE_COOLDOWN_MAX, error) &&
+         check_range("promote_min_key", params->promote_min_key, 1, HMMV_NR_KEYS - 1, error) &&
+         check_range("migrate_mbps", params->migrate_mbps, 0, 1000000, error);
+}
+
+guint64
+hmmv_params_cap_pages(const HmmvParams *params)
+{
+  guint64 bytes = (guint64)params->migrate_mbps * 1000000u * params->interval_ms / 1000u;
+  guint64 pages = bytes / HMMV_PAGE_SIZE;
+
+  if (params->migrate_mbps == 0)
+    return G_MAXUINT64;
+  return pages > 0 ? pages : 1;
+}

@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The qemu-dirty tracker: guest writes from the patched QEMU's shared-memory bitmaps (fed by
+ * the KVM dirty ring that Intel PML fills, KVM's dirty log, or TCG).
+ *
+ * start:   query the layout and check it is the VM's; hmmv-start into a memfd passed with
+ *          getfd (or a path QEMU creates O_EXCL 0600); map and check the region.
+ * harvest: (daemon-paced: hmmv-sync first) wait for a stable seq, exchange every non-zero
+ *          bitmap word with 0 and set the matching VM pages. Generation delta = intervals
+ *          merged, so a late harvest loses nothing.
+ * A region flagged LAYOUT_STALE, or a layout that no longer matches, is reported as
+ * HMMV_ERROR_LAYOUT_CHANGED; a QEMU that is gone as HMMV_ERROR_GONE.
+ */
+#include "../shm.h"
+#include "../vm-private.h"
+
+#include <errno.h>
+#include <hmmv/error.h>
+#include <hmmv/qemu.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Longest a harvest waits for QEMU to finish a publication in progress. */
+#define PUBLISH_WAIT_US 2000
+
+typedef struct {
+  guint64 offset_pages;     /* in the block */
+  guint64 nr_pages;
+  guint64 first_page;       /* VM page index */
+} BlockRange;
+
+typedef struct {
+  guint shm_index;
+  GArray *ranges;           /* BlockRange, by offset */
+  guint cursor;             /* harvest: ranges are visited in increasing offset */
+  HmmvAccess *acc;          /* harvest target */
+} BlockMap;
+
+typedef struct {
+  HmmvQmp *qmp;
+  HmmvQemuDirtyOptions options;
+  char *shm_dir;
+  char *path;               /* path mode: the file QEMU created; NULL in fd mode */
+  HmmvShm *shm;
+  GArray *blocks;           /* BlockMap */
+  guint64 last_generation;
+  HmmvQemuDirtyStats stats;
+  gboolean active;
+} QemuDirty;
+
+void
+hmmv_qemu_range_free(HmmvQemuRange *range)
+{
+  if (range == NULL)
+    return;
+  g_free(range->block);
+  g_free(range->memdev);
+  g_free(range);
+}
+
+static gboolean
+is_guest_ram(JsonObject *block, const char *name)
+{
+  /* A memory backend owns the RAM of every -numa/-object guest (libvirt always uses one);
+   * plain "-m" RAM is the "pc.ram" block. */
+  return json_object_has_member(block, "memdev") || g_strcmp0(name, "pc.ram") == 0;
+}
+
+static gint
+range_by_gpa(gconstpointer a, gconstpointer b)
+{
+  const HmmvQemuRange *ra = *(HmmvQemuRange *const *)a;
+  const HmmvQemuRange *rb = *(HmmvQemuRange *const *)b;
+
+  return ra->gpa < rb->gpa ? -1 : ra->gpa > rb->gpa;
+}
+
+static gboolean
+parse_range(JsonObject *block, const char *name, guint64 host, guint64 used, guint64 page_size,
+            JsonNode *node, GPtrArray *out, GError **error)
+{
+  g_autoptr(HmmvQemuRange) range = g_new0(HmmvQemuRange, 1);
+  JsonObject *object = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+  guint64 end;
+
+  if (object == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "block %s: a range is not an object",
+                name);
+    return FALSE;
+  }
+  if (!hmmv_json_get_uint(object, "gpa", &range->gpa, error) ||
+      !hmmv_json_get_uint(object, "size", &range->size, error) ||
+      !hmmv_json_get_uint(object, "offset", &range->offset, error))
+    return FALSE;
+  if (range->size == 0 || !g_uint64_checked_add(&end, range->offset, range->size) ||
+      end > used || !g_uint64_checked_add(&end, range->gpa, range->size) ||
+      (range->offset | range->size | range->gpa) % HMMV_PAGE_SIZE != 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL,
+                "block %s: range gpa 0x%" G_GINT64_MODIFIER "x size 0x%" G_GINT64_MODIFIER
+                "x offset 0x%" G_GINT64_MODIFIER "x is not page-aligned inside the block",
+                name, range->gpa, range->size, range->offset);
+    return FALSE;
+  }
+  range->block = g_strdup(name);
+  range->memdev = g_strdup(json_object_get_string_member_with_default(block, "memdev", NULL));
+  range->hva = host + range->offset;
+  range->page_size = page_size;
+  g_ptr_array_add(out, g_steal_pointer(&range));
+  return TRUE;
+}
+
+GPtrArray *
+hmmv_qemu_query_layout(HmmvQmp *qmp, gboolean all_blocks, GError **error)
+{
+  g_autoptr(JsonNode) ret = hmmv_qmp_execute(qmp, "query-hmmv-ramblocks", NULL, error);
+  g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func((GDestroyNotify)hmmv_qemu_range_free);
+  JsonArray *blocks;
+
+  if (ret == NULL)
+    return NULL;
+  if (!JSON_NODE_HOLDS_ARRAY(ret)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL,
+                "query-hmmv-ramblocks did not return a list");
+    return NULL;
+  }
+  blocks = json_node_get_array(ret);
+  for (guint i = 0; i < json_array_get_length(blocks); i++) {
+    JsonNode *node = json_array_get_element(blocks, i);
+    JsonObject *block = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+    JsonNode *ranges_node;
+    const char *name;
+    guint64 host, used, page_size;
+
+    if (block == NULL || !hmmv_json_get_string(block, "name", &name, error) ||
+        !hmmv_json_get_uint(block, "host-address", &host, error) ||
+        !hmmv_json_get_uint(block, "used-length", &used, error) ||
+        !hmmv_json_get_uint(block, "page-size", &page_size, error)) {
+      g_prefix_error(error, "query-hmmv-ramblocks block %u: ", i);
+      if (block == NULL)
+        g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "block %u is not an object", i);
+      return NULL;
+    }
+    if (!all_blocks && !is_guest_ram(block, name))
+      continue;
+    ranges_node = json_object_get_member(block, "ranges");
+    if (ranges_node == NULL || !JSON_NODE_HOLDS_ARRAY(ranges_node)) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "block %s has no range list", name);
+      return NULL;
+    }
+    for (guint r = 0; r < json_array_get_length(json_node_get_array(ranges_node)); r++)
+      if (!parse_range(block, name, host, used, page_size,
+                       json_array_get_element(json_node_get_array(ranges_node), r), out,
+                       error))
+        return NULL;
+  }
+  if (out->len == 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND,
+                "QEMU reports no guest RAM mapped in guest-physical space");
+    return NULL;
+  }
+  g_ptr_array_sort(out, range_by_gpa);
+  return g_steal_pointer(&out);
+}
+
+HmmvVm *
+hmmv_qemu_vm_new(HmmvQmp *qmp, const char *name, GError **error)
+{
+  g_autoptr(GPtrArray) ranges = hmmv_qemu_query_layout(qmp, FALSE, error);
+  g_autoptr(HmmvVm) vm = NULL;
+
+  if (ranges == NULL)
+    return NULL;
+  vm = hmmv_vm_new(name);
+  for (guint i = 0; i < ranges->len; i++) {
+    const HmmvQemuRange *range = g_ptr_array_index(ranges, i);
+
+    if (!hmmv_vm_add_region(vm, range->block, range->gpa, range->hva, range->size,
+                            MAX(range->page_size, HMMV_PAGE_SIZE), error))
+      return NULL;
+  }
+  if (!hmmv_vm_finalize_layout(vm, error))
+    return NULL;
+  return g_steal_pointer(&vm);
+}
+
+static void
+block_map_clear(gpointer data)
+{
+  BlockMap *map = data;
+
+  g_clear_pointer(&map->ranges, g_array_unref);
+}
+
+/* Pair the region's blocks with the VM's regions; the VM was built from the same query, so
+ * any difference means the layout changed in between. */
+static gboolean
+build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
+{
+  g_array_set_size(qd->blocks, 0);
+  if (ranges->len != hmmv_vm_get_nr_regions(vm)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED,
+                "QEMU now has %u guest RAM ranges, the VM was set up with %u", ranges->len,
+                hmmv_vm_get_nr_regions(vm));
+    return FALSE;
+  }
+  for (guint i = 0; i < ranges->len; i++) {
+    const HmmvQemuRange *range = g_ptr_array_index(ranges, i);
+    const HmmvRegion *region = hmmv_vm_get_region(vm, i);
+    BlockRange br = { range->offset >> HMMV_PAGE_SHIFT, range->size >> HMMV_PAGE_SHIFT,
+                      region->first_page };
+    BlockMap *map = NULL;
+    guint b;
+
+    if (region->gpa != range->gpa || region->nr_pages != br.nr_pages ||
+        region->hva != range->hva) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED,
+                  "guest RAM at 0x%" G_GINT64_MODIFIER "x changed since the VM was set up",
+                  range->gpa);
+      return FALSE;
+    }
+    for (b = 0; b < hmmv_shm_get_nr_blocks(qd->shm); b++)
+      if (strcmp(hmmv_shm_get_block(qd->shm, b)->id, range->block) == 0)
+        break;
+    if (b == hmmv_shm_get_nr_blocks(qd->shm)) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED,
+                  "RAM block %s is not in QEMU's export", range->block);
+      return FALSE;
+    }
+    if (((range->offset + range->size) >> HMMV_PAGE_SHIFT) >
+        (hmmv_shm_get_block(qd->shm, b)->used_length >> HMMV_PAGE_SHIFT)) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED,
+                  "RAM block %s is smaller in the export than in the layout", range->block);
+      return FALSE;
+    }
+    for (guint m = 0; m < qd->blocks->len; m++)
+      if (g_array_index(qd->blocks, BlockMap, m).shm_index == b)
+        map = &g_array_index(qd->blocks, BlockMap, m);
+    if (map == NULL) {
+      g_array_set_size(qd->blocks, qd->blocks->len + 1);
+      map = &g_array_index(qd->blocks, BlockMap, qd->blocks->len - 1);
+      map->shm_index = b;
+      map->ranges = g_array_new(FALSE, FALSE, sizeof(BlockRange));
+    }
+    g_array_append_val(map->ranges, br);
+  }
+  for (guint m = 0; m < qd->blocks->len; m++) {
+    GArray *brs = g_array_index(qd->blocks, BlockMap, m).ranges;
+
+    for (guint r = 1; r < brs->len; r++) {
+      BlockRange *prev = &g_array_index(brs, BlockRange, r - 1);
+      BlockRange *cur = &g_array_index(brs, BlockRange, r);
+
+      /* Ranges of one block come in gpa order, and guest-physical maps of one block are
+       * laid out in offset order in every machine type hmmv knows; insist on it so the
+       * harvest's cursor is right. */
+      if (cur->offset_pages < prev->offset_pages + prev->nr_pages) {
+        g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+                    "RAM block mapped at overlapping or out-of-order offsets");
+        return FALSE;
+      }
+    }
+  }
+  return TRUE;
+}
+
+static gboolean
+qemu_dirty_export(QemuDirty *qd, HmmvVm *vm, GError **error)
+{
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) fd_error = NULL;
+  g_autofree char *memfd_name = g_strdup_printf("hmmv-%s", hmmv_vm_get_name(vm));
+  int fd = memfd_create(memfd_name, MFD_CLOEXEC);
+
+  json_object_set_int_member(args, "interval-ms", qd->options.interval_ms);
+  /* fd mode: nothing of the region is ever visible in a file system. */
+  if (fd >= 0 && hmmv_qmp_send_fd(qd->qmp, fd, "hmmv-region", &fd_error)) {
+    json_object_set_string_member(args, "fdname", "hmmv-region");
+    ret = hmmv_qmp_execute(qd->qmp, "hmmv-start", args, error);
+    if (ret != NULL)
+      qd->shm = hmmv_shm_open_fd(fd, memfd_name, error);
+    close(fd);
+    return qd->shm != NULL;
+  }
+  if (fd >= 0)
+    close(fd);
+  if (fd_error != NULL && !g_error_matches(fd_error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED)) {
+    g_propagate_error(error, g_steal_pointer(&fd_error));
+    return FALSE;
+  }
+  g_free(qd->path);
+  qd->path = g_strdup_printf("%s/hmmv-%d-%08x", qd->shm_dir, getpid(), g_random_int());
+  json_object_set_string_member(args, "path", qd->path);
+  ret = hmmv_qmp_execute(qd->qmp, "hmmv-start", args, error);
+  if (ret == NULL) {
+    g_clear_pointer(&qd->path, g_free);
+    return FALSE;
+  }
+  qd->shm = hmmv_shm_open(qd->path, error);
+  return qd->shm != NULL;
+}
+
+static void
+qemu_dirty_stop(HmmvTracker *tracker)
+{
+  QemuDirty *qd = tracker->priv;
+  g_autoptr(JsonNode) ret = NULL;
+
+  if (qd->active)
+    ret = hmmv_qmp_execute(qd->qmp, "hmmv-stop", NULL, NULL);   /* QEMU may be gone */
+  qd->active = FALSE;
+  g_clear_pointer(&qd->shm, hmmv_shm_free);
+  if (qd->path != NULL)
+    unlink(qd->path);
+  g_clear_pointer(&qd->path, g_free);
+  g_array_set_size(qd->blocks, 0);
+}
+
+static gboolean
+qemu_dirty_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
+{
+  QemuDirty *qd = tracker->priv;
+  g_autoptr(GPtrArray) ranges = NULL;
+  HmmvShmState state;
+
+  qemu_dirty_stop(tracker);
+  ranges = hmmv_qemu_query_layout(qd->qmp, FALSE, error);
+  if (ranges == NULL || !qemu_dirty_export(qd, vm, error))
+    return FALSE;
+  qd->active = TRUE;
+  if (!build_block_maps(qd, vm, ranges, error) || !hmmv_shm_read_state(qd->shm, &state, error)) {
+    qemu_dirty_stop(tracker);
+    return FALSE;
+  }
+  qd->last_generation = state.generation;
+  qd->stats.source = (state.flags & HMMV_SHM_F_SOURCE_KVM_RING) ? "kvm-dirty-ring"
+                     : (state.flags & HMMV_SHM_F_SOURCE_KVM_LOG) ? "kvm-dirty-log"
+                     : (state.flags & HMMV_SHM_F_SOURCE_TCG)     ? "tcg"
+                                                                 : "unknown";
+  return TRUE;
+}
+
+static void
+mark_page(guint64 block_page, gpointer user_data)
+{
+  BlockMap *map = user_data;
+
+  /* Bits come in increasing order: move the cursor forward only. */
+  while (map->cursor < map->ranges->len) {
+    const BlockRange *br = &g_array_index(map->ranges, BlockRange, map->cursor);
+
+    if (block_page < br->offset_pages)
+      return;   /* a page of the block that the guest does not see */
+    if (block_page < br->offset_pages + br->nr_pages) {
+      hmmv_access_mark_write(map->acc, br->first_page + block_page - br->offset_pages);
+      return;
+    }
+    map->cursor++;
+  }
+}
+
+static gboolean
+qemu_alive(QemuDirty *qd, GError **error)
+{
+  guint32 pid = hmmv_shm_get_qemu_pid(qd->shm);
+
+  if (pid > 1 && kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_GONE, "QEMU (pid %u) is gone", pid);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+qemu_dirty_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
+{
+  QemuDirty *qd = tracker->priv;
+  gint64 start_ns = g_get_monotonic_time() * 1000;
+  HmmvShmState state;
+
+  if (!qd->active || qd->shm == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED, "tracking is not started");
+    return FALSE;
+  }
+  if (qd->options.interval_ms == 0) {
+    g_autoptr(JsonNode) ret = hmmv_qmp_execute(qd->qmp, "hmmv-sync", NULL, error);
+
+    if (ret == NULL)
+      return FALSE;
+  } else if (!qemu_alive(qd, error)) {
+    return FALSE;
+  }
+  hmmv_shm_wait_stable(qd->shm, PUBLISH_WAIT_US);
+  if (!hmmv_shm_read_state(qd->shm, &state, error))
+    return FALSE;
+  if ((state.flags & HMMV_SHM_F_LAYOUT_STALE) != 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED,
+                "QEMU's RAM layout changed (layout generation %" G_GUINT64_FORMAT
+                "); tracking must restart", state.layout_generation);
+    return FALSE;
+  }
+  acc->intervals = state.generation - qd->last_generation;
+  qd->last_generation = state.generation;
+  for (guint m = 0; m < qd->blocks->len; m++) {
+    BlockMap *map = &g_array_index(qd->blocks, BlockMap, m);
+
+    map->cursor = 0;
+    map->acc = acc;
+    qd->stats.pages_harvested += hmmv_shm_harvest_block(qd->shm, map->shm_index, mark_page, map);
+  }
+  qd->stats.generation = state.generation;
+  qd->stats.harvests++;
+  qd->stats.last_publish_ns = state.last_duration_ns;
+  qd->stats.last_harvest_ns = (guint64)(g_get_monotonic_time() * 1000 - start_ns);
+  return TRUE;
+}
+
+static void
+qemu_dirty_destroy(HmmvTracker *tracker)
+{
+  QemuDirty *qd = tracker->priv;
+
+  qemu_dirty_stop(tracker);
+  hmmv_qmp_free(qd->qmp);
+  g_array_unref(qd->blocks);
+  g_free(qd->shm_dir);
+  g_free(qd);
+}
+
+static const struct hmmv_tracker_ops qemu_dirty_ops = {
+  .name = "qemu-dirty",
+  .start = qemu_dirty_start,
+  .harvest = qemu_dirty_harvest,
+  .stop = qemu_dirty_stop,
+  .destroy = qemu_dirty_destroy,
+};
+
+HmmvTracker *
+hmmv_qemu_dirty_tracker_new(HmmvQmp *qmp, const HmmvQemuDirtyOptions *options, GError **error)
+{
+  QemuDirty *qd = g_new0(QemuDirty, 1);
+  HmmvTracker *tracker;
+
+  qd->qmp = qmp;
+  qd->options = *options;
+  qd->shm_dir = g_strdup(options->shm_dir != NULL ? options->shm_dir : "/dev/shm");
+  qd->options.shm_dir = NULL;
+  qd->blocks = g_array_new(FALSE, TRUE, sizeof(BlockMap));
+  g_array_set_clear_func(qd->blocks, block_map_clear);
+  qd->stats.source = "unknown";
+  tracker = hmmv_tracker_new(&qemu_dirty_ops, qd, error);
+  if (tracker == NULL) {
+    hmmv_qmp_free(qd->qmp);
+    g_array_unref(qd->blocks);
+    g_free(qd->shm_dir);
+    g_free(qd);
+  }
+  return tracker;
+}
+
+HmmvQmp *
+hmmv_qemu_dirty_tracker_get_qmp(HmmvTracker *tracker)
+{
+  g_return_val_if_fail(tracker->ops == &qemu_dirty_ops, NULL);
+  return ((QemuDirty *)tracker->priv)->qmp;
+}
+
+gboolean
+hmmv_qemu_dirty_tracker_get_stats(HmmvTracker *tracker, HmmvQemuDirtyStats *stats)
+{
+  if (tracker->ops != &qemu_dirty_ops)
+    return FALSE;
+  *stats = ((QemuDirty *)tracker->priv)->stats;
+  return TRUE;
+}

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The VM object's insides, shared by the core modules that scan page state. */
+#pragma once
+
+#include <hmmv/vm.h>
+
+struct _HmmvVm {
+  char *name;
+  GArray *regions;          /* HmmvRegion */
+  gboolean finalized;
+  guint64 nr_pages;
+  guint8 *temp;             /* nr_pages, rounded up to a multiple of 8 (padding is 0) */
+  guint8 *place;            /* same length; padding is "unknown, slow" */
+  gsize nr_alloc;           /* bytes in temp and in place */
+  guint64 dram_pages;
+  guint64 slow_pages;
+  int pid;
+  HmmvQuota quota;
+  guint64 budget_pages;
+  HmmvMoveStats move_stats;
+};
+
+/* The place byte of a page that is not present (or whose node is unknown). */
+#define HMMV_PLACE_UNKNOWN_BYTE ((guint8)(HMMV_PLACE_NODE_UNKNOWN | HMMV_PLACE_SLOW))

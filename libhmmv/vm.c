@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * One VM's guest RAM layout and per-page state (two bytes a page, see vm.h).
+ */
+#include "vm-private.h"
+
+#include <hmmv/error.h>
+#include <string.h>
+
+/* 2^40 pages (4 PiB): anything larger is a corrupt size, not a VM. */
+#define HMMV_VM_MAX_PAGES (G_GUINT64_CONSTANT(1) << 40)
+
+static void
+region_clear(gpointer data)
+{
+  HmmvRegion *region = data;
+
+  g_free(region->name);
+}
+
+HmmvVm *
+hmmv_vm_new(const char *name)
+{
+  HmmvVm *vm = g_new0(HmmvVm, 1);
+
+  vm->name = g_strdup(name);
+  vm->regions = g_array_new(FALSE, TRUE, sizeof(HmmvRegion));
+  g_array_set_clear_func(vm->regions, region_clear);
+  vm->quota = (HmmvQuota){ .weight = 100, .managed = TRUE };
+  vm->pid = -1;
+  return vm;
+}
+
+void
+hmmv_vm_free(HmmvVm *vm)
+{
+  if (vm == NULL)
+    return;
+  g_free(vm->name);
+  g_array_unref(vm->regions);
+  g_free(vm->temp);
+  g_free(vm->place);
+  g_free(vm);
+}
+
+gboolean
+hmmv_vm_add_region(HmmvVm *vm, const char *name, guint64 gpa, guint64 hva, guint64 size_bytes,
+                   guint64 backing_page_size, GError **error)
+{
+  HmmvRegion region = { 0 };
+  guint64 nr_pages = size_bytes >> HMMV_PAGE_SHIFT;
+
+  if (vm->finalized) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "vm %s: layout is final, cannot add region %s", vm->name, name);
+    return FALSE;
+  }
+  if (size_bytes == 0 || (size_bytes & (HMMV_PAGE_SIZE - 1)) != 0 ||
+      (gpa & (HMMV_PAGE_SIZE - 1)) != 0 || (hva & (HMMV_PAGE_SIZE - 1)) != 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "vm %s: region %s: size 0x%" G_GINT64_MODIFIER "x, gpa 0x%" G_GINT64_MODIFIER
+                "x and hva 0x%" G_GINT64_MODIFIER "x must be non-zero multiples of 4 KiB",
+                vm->name, name, size_bytes, gpa, hva);
+    return FALSE;
+  }
+  if (backing_page_size < HMMV_PAGE_SIZE || (backing_page_size & (backing_page_size - 1)) != 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "vm %s: region %s: backing page size %" G_GUINT64_FORMAT
+                " is not a power of two >= 4096", vm->name, name, backing_page_size);
+    return FALSE;
+  }
+  if (gpa + size_bytes < gpa || (hva != 0 && hva + size_bytes < hva) ||
+      nr_pages > HMMV_VM_MAX_PAGES - vm->nr_pages) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "vm %s: region %s: size 0x%" G_GINT64_MODIFIER "x overflows", vm->name, name,
+                size_bytes);
+    return FALSE;
+  }
+  for (guint i = 0; i < vm->regions->len; i++) {
+    const HmmvRegion *other = &g_array_index(vm->regions, HmmvRegion, i);
+    guint64 other_end = other->gpa + (other->nr_pages << HMMV_PAGE_SHIFT);
+
+    if (gpa < other_end && other->gpa < gpa + size_bytes) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "vm %s: region %s overlaps region %s in guest-physical space", vm->name,
+                  name, other->name);
+      return FALSE;
+    }
+  }
+  region.name = g_strdup(name);
+  region.gpa = gpa;
+  region.hva = hva;
+  region.nr_pages = nr_pages;
+  region.first_page = vm->nr_pages;
+  region.backing_page_size = backing_page_size;
+  g_array_append_val(vm->regions, region);
+  vm->nr_pages += nr_pages;
+  return TRUE;
+}
+
+gboolean
+hmmv_vm_finalize_layout(HmmvVm *vm, GError **error)
+{
+  gsize nr_alloc;
+
+  if (vm->finalized)
+    return TRUE;
+  if (vm->nr_pages == 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "vm %s has no RAM regions",
+                vm->name);
+    return FALSE;
+  }
+  /* Round up to 8 so the scans can read whole 64-bit words; padding stays cold. */
+  nr_alloc = (gsize)((vm->nr_pages + 7) & ~G_GUINT64_CONSTANT(7));
+  vm->temp = g_try_malloc0(nr_alloc);
+  vm->place = g_try_malloc(nr_alloc);
+  if (vm->temp == NULL || vm->place == NULL) {
+    /* Free both, so that a retry does not leak the one that succeeded. */
+    g_clear_pointer(&vm->temp, g_free);
+    g_clear_pointer(&vm->place, g_free);
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED,
+                "vm %s: out of memory for the state of %" G_GUINT64_FORMAT " pages", vm->name,
+                vm->nr_pages);
+    return FALSE;
+  }
+  memset(vm->place, HMMV_PLACE_UNKNOWN_BYTE, nr_alloc);
+  vm->nr_alloc = nr_alloc;
+  vm->finalized = TRUE;
+  return TRUE;
+}
+
+const char *
+hmmv_vm_get_name(const HmmvVm *vm)
+{
+  return vm->name;
+}
+
+guint64
+hmmv_vm_get_nr_pages(const HmmvVm *vm)
+{
+  return vm->nr_pages;
+}
+
+guint
+hmmv_vm_get_nr_regions(const HmmvVm *vm)
+{
+  return vm->regions->len;
+}
+
+const HmmvRegion *
+hmmv_vm_get_region(const HmmvVm *vm, guint index)
+{
+  g_return_val_if_fail(index < vm->regions->len, NULL);
+  return &g_array_index(vm->regions, HmmvRegion, index);
+}
+
+const HmmvRegion *
+hmmv_vm_region_of_page(const HmmvVm *vm, guint64 page)
+{
+  guint lo = 0, hi = vm->regions->len;
+
+  /* Regions are laid end to end in page-index order: binary search. */
+  while (lo < hi) {
+    guint mid = lo + (hi - lo) / 2;
+    const HmmvRegion *region = &g_array_index(vm->regions, HmmvRegion, mid);
+
+    if (page < region->first_page)
+      hi = mid;
+    else if (page >= region->first_page + region->nr_pages)
+      lo = mid + 1;
+    else
+      return region;
+  }
+  return NULL;
+}
+
+guint64
+hmmv_vm_page_to_hva(const HmmvVm *vm, guint64 page)
+{
+  const HmmvRegion *region = hmmv_vm_region_of_page(vm, page);
+
+  if (region == NULL || region->hva == 0)
+    return 0;
+  return region->hva + ((page - region->first_page) << HMMV_PAGE_SHIFT);
+}
+
+guint64
+hmmv_vm_page_to_gpa(const HmmvVm *vm, guint64 page)
+{
+  const HmmvRegion *region = hmmv_vm_region_of_page(vm, page);
+
+  if (region == NULL)
+    return G_MAXUINT64;
+  return region->gpa + ((page - region->first_page) << HMMV_PAGE_SHIFT);
+}
+
+gboolean
+hmmv_vm_gpa_to_page(const HmmvVm *vm, guint64 gpa, guint64 *page)
+{
+  for (guint i = 0; i < vm->regions->len; i++) {
+    const HmmvRegion *region = &g_array_index(vm->regions, HmmvRegion, i);
+
+    if (gpa >= region->gpa && ((gpa - region->gpa) >> HMMV_PAGE_SHIFT) < region->nr_pages) {
+      *page = region->first_page + ((gpa - region->gpa) >> HMMV_PAGE_SHIFT);
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+void
+hmmv_vm_set_pid(HmmvVm *vm, int pid)
+{
+  vm->pid = pid;
+}
+
+int
+hmmv_vm_get_pid(const HmmvVm *vm)
+{
+  return vm->pid;
+}
+
+void
+hmmv_vm_set_quota(HmmvVm *vm, const HmmvQuota *quota)
+{
+  vm->quota = *quota;
+}
+
+const HmmvQuota *
+hmmv_vm_get_quota(const HmmvVm *vm)
+{
+  return &vm->quota;
+}
+
+void
+hmmv_vm_set_budget_pages(HmmvVm *vm, guint64 budget_pages)
+{
+  vm->budget_pages = budget_pages;
+}
+
+guint64
+hmmv_vm_get_budget_pages(const HmmvVm *vm)
+{
+  return vm->budget_pages;
+}
+
+const guint8 *
+hmmv_vm_get_temp(const HmmvVm *vm)
+{
+  return vm->temp;
+}
+
+const guint8 *
+hmmv_vm_get_place(const HmmvVm *vm)
+{
+  return vm->place;
+}
+
+guint8 *
+hmmv_vm_get_temp_mut(HmmvVm *vm)
+{
+  return vm->temp;
+}
+
+guint8 *
+hmmv_vm_get_place_mut(HmmvVm *vm)
+{
+  return vm->place;
+}
+
+void
+hmmv_vm_set_page_node(HmmvVm *vm, guint64 page, int node_id, HmmvTier tier)
+{
+  guint8 old, new_place;
+
+  /* nr_pages counts regions already added, but place exists only after finalize. */
+  g_return_if_fail(vm->finalized && page < vm->nr_pages);
+  old = vm->place[page];
+  if (HMMV_PLACE_NODE(old) != HMMV_PLACE_NODE_UNKNOWN) {
+    if (HMMV_PLACE_IS_SLOW(old))
+      vm->slow_pages--;
+    else
+      vm->dram_pages--;
+  }
+  if (node_id < 0 || node_id > HMMV_PLACE_MAX_NODE_ID) {
+    new_place = HMMV_PLACE_UNKNOWN_BYTE;
+  } else {
+    new_place = (guint8)node_id | (tier == HMMV_TIER_SLOW ? HMMV_PLACE_SLOW : 0);
+    if (tier == HMMV_TIER_SLOW)
+      vm->slow_pages++;
+    else
+      vm->dram_pages++;
+  }
+  /* The cooldown bits belong to the planner; keep them. */
+  vm->place[page] = (guint8)((old & ~(HMMV_PLACE_NODE_MASK | HMMV_PLACE_SLOW)) | new_place);
+}
+
+int
+hmmv_vm_get_page_node(const HmmvVm *vm, guint64 page)
+{
+  guint node;
+
+  g_return_val_if_fail(vm->finalized && page < vm->nr_pages, -1);
+  node = HMMV_PLACE_NODE(vm->place[page]);
+  return node == HMMV_PLACE_NODE_UNKNOWN ? -1 : (int)node;
+}
+
+guint64
+hmmv_vm_get_dram_pages(const HmmvVm *vm)
+{
+  return vm->dram_pages;
+}
+
+guint64
+hmmv_vm_get_slow_pages(const HmmvVm *vm)
+{
+  return vm->slow_pages;
+}
+
+void
+hmmv_vm_count_nodes(const HmmvVm *vm, guint64 counts[HMMV_PLACE_MAX_NODE_ID + 1])
+{
+  memset(counts, 0, sizeof(guint64) * (HMMV_PLACE_MAX_NODE_ID + 1));
+  if (!vm->finalized)
+    return;
+  for (guint64 page = 0; page < vm->nr_pages; page++) {
+    guint node = HMMV_PLACE_NODE(vm->place[page]);
+
+    if (node != HMMV_PLACE_NODE_UNKNOWN)
+      counts[node]++;
+  }
+}
+
+double
+hmmv_vm_bytes_per_page(const HmmvVm *vm)
+{
+  if (vm->nr_pages == 0)
+    return 0.0;
+  return (double)(2 * vm->nr_alloc + sizeof(*vm) +
+                  vm->regions->len * sizeof(HmmvRegion)) / (double)vm->nr_pages;
+}
+
+HmmvMoveStats *
+hmmv_vm_get_move_stats(HmmvVm *vm)
+{
+  return &vm->move_stats;
+}

@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmv-corun-sim: several VMs' synthetic access streams through the real libhmmv core on the
+ * sim mover (a modelled DRAM + slow-tier host), side by side in one run with the unmanaged
+ * baseline (first touch, nothing moves) and all-DRAM. Prints what the core decided each
+ * interval and a summary with modelled memory time.
+ *
+ * The slow tier is MODELLED (tests/bench/README or BENCHMARKS.md has the parameters):
+ * latency per memory access DRAM 80 ns read / 80 ns write, Optane-like slow tier 305 ns read
+ * / 915 ns write (Izraelevitz et al. 2019: 305 ns random read; write bandwidth 13.9 vs read
+ * 39.4 GB/s, taken as 3x the read cost under load); each migrated page costs 3.9 us (Zi Yan's
+ * 512-page move_pages batch), charged to the VM's time.
+ *
+ * Workload of VM i: size_mib of RAM; a hot set (hot_pct of the pages) that takes 90% of the
+ * touches and drifts by 1/16 of itself per interval; hot pages see 32 memory accesses per
+ * interval, cold touched pages 1; write_pct of touched pages are written.
+ */
+#include <hmmv/hmmv.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LAT_DRAM_READ_NS 80.0
+#define LAT_DRAM_WRITE_NS 80.0
+#define LAT_SLOW_READ_NS 305.0
+#define LAT_SLOW_WRITE_NS 915.0
+#define MOVE_NS_PER_PAGE 3900.0
+#define HOT_ACCESSES 32
+#define COLD_ACCESSES 1
+
+typedef struct {
+  const char *name;
+  guint size_mib;
+  guint hot_pct;
+  guint touch_pct;          /* pages touched per interval, % of the VM */
+  guint write_pct;
+  guint weight;
+} VmSpec;
+
+static const VmSpec default_specs[] = {
+  { "vm-web", 96, 10, 4, 30, 100 },
+  { "vm-db", 128, 20, 6, 60, 100 },
+  { "vm-batch", 64, 40, 12, 80, 100 },
+  { "vm-idle", 64, 5, 1, 20, 100 },
+};
+
+typedef struct {
+  const VmSpec *spec;
+  guint64 nr_pages;
+  guint64 hot_pages;
+  guint64 rng;
+  HmmvVm *base_vm;          /* unmanaged baseline: placement only */
+  HmmvAccess *acc;
+  guint64 *touch_count;     /* accesses of each page this interval (model input) */
+  double time_hmmv_ns;
+  double time_base_ns;
+  double time_dram_ns;
+} SimVm;
+
+static guint64
+rng_next(guint64 *state)
+{
+  *state ^= *state >> 12;
+  *state ^= *state << 25;
+  *state ^= *state >> 27;
+  return *state * G_GUINT64_CONSTANT(2685821657736338717);
+}
+
+static void
+gen_interval(SimVm *svm, guint64 interval)
+{
+  guint64 nr_touch = svm->nr_pages * svm->spec->touch_pct / 100;
+  guint64 hot_base = (interval * MAX(svm->hot_pages / 16, 1)) % svm->nr_pages;
+
+  memset(svm->touch_count, 0, svm->nr_pages * sizeof(guint64));
+  hmmv_access_clear(svm->acc);
+  svm->acc->intervals = 1;
+  for (guint64 i = 0; i < nr_touch; i++) {
+    gboolean hot = rng_next(&svm->rng) % 10 != 0;
+    guint64 page = hot ? (hot_base + rng_next(&svm->rng) % svm->hot_pages) % svm->nr_pages
+                       : rng_next(&svm->rng) % svm->nr_pages;
+
+    svm->touch_count[page] += hot ? HOT_ACCESSES : COLD_ACCESSES;
+    if (rng_next(&svm->rng) % 100 < svm->spec->write_pct)
+      hmmv_access_mark_write(svm->acc, page);
+    else
+      hmmv_access_mark_read(svm->acc, page);
+  }
+}
+
+/* Modelled memory time of this interval's accesses on a given placement. */
+static double
+model_time(const SimVm *svm, const HmmvVm *vm, gboolean all_dram)
+{
+  double ns = 0;
+
+  for (guint64 page = 0; page < svm->nr_pages; page++) {
+    guint64 count = svm->touch_count[page];
+    gboolean written, slow;
+
+    if (count == 0)
+      continue;
+    written = hmmv_bitmap_test(svm->acc->writes, page);
+    slow = !all_dram && HMMV_PLACE_IS_SLOW(hmmv_vm_get_place(vm)[page]);
+    if (slow)
+      ns += (double)count * (written ? LAT_SLOW_WRITE_NS : LAT_SLOW_READ_NS);
+    else
+      ns += (double)count * (written ? LAT_DRAM_WRITE_NS : LAT_DRAM_READ_NS);
+  }
+  return ns;
+}
+
+/* A tracker that hands the core the interval's generated accesses. */
+static gboolean
+stream_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
+{
+  const SimVm *svm = tracker->priv;
+
+  memcpy(acc->writes, svm->acc->writes, acc->nr_words * sizeof(guint64));
+  memcpy(acc->reads, svm->acc->reads, acc->nr_words * sizeof(guint64));
+  acc->has_reads = TRUE;
+  acc->intervals = 1;
+  return TRUE;
+}
+
+static const struct hmmv_tracker_ops stream_tracker_ops = {
+  .name = "synthetic-stream",
+  .harvest = stream_harvest,
+};
+
+static HmmvVm *
+make_vm(const SimVm *svm, GError **error)
+{
+  g_autoptr(HmmvVm) vm = hmmv_vm_new(svm->spec->name);
+
+  if (!hmmv_vm_add_region(vm, "pc.ram", 0, 0, (guint64)svm->spec->size_mib << 20,
+                          HMMV_PAGE_SIZE, error) ||
+      !hmmv_vm_finalize_layout(vm, error))
+    return NULL;
+  return g_steal_pointer(&vm);
+}
+
+int
+main(int argc, char **argv)
+{
+  g_autoptr(GError) error = NULL;
+  guint intervals = 40;
+  guint dram_pct = 50;
+  gboolean quiet = FALSE;
+  GOptionEntry entries[] = {
+    { "intervals", 'n', 0, G_OPTION_ARG_INT, &intervals, "Intervals to run (40)", "N" },
+    { "dram-pct", 'd', 0, G_OPTION_ARG_INT, &dram_pct,
+      "Modelled DRAM as % of the VMs' total RAM (50)", "PCT" },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "Only the summary", NULL },
+    { NULL },
+  };
+  g_autoptr(GOptionContext) ctx = g_option_context_new("- hmmv co-run on a modelled tier");
+  g_autoptr(HmmvTopology) topo = hmmv_topology_new();
+  g_autoptr(HmmvMover) mover = NULL;
+  g_autoptr(HmmvMover) base_mover = NULL;
+  g_autoptr(HmmvCore) core = NULL;
+  g_auto(HmmvIntervalReport) report = { 0 };
+  HmmvParams params;
+  guint nr_vms = G_N_ELEMENTS(default_specs);
+  SimVm svms[G_N_ELEMENTS(default_specs)] = { 0 };
+  guint64 total_pages = 0, dram_pages;
+  double sum_hmmv = 0, sum_base = 0, sum_dram = 0;
+
+  g_option_context_add_main_entries(ctx, entries, NULL);
+  if (!g_option_context_parse(ctx, &argc, &argv, &error) || intervals == 0 || dram_pct == 0 ||
+      dram_pct > 100) {
+    fprintf(stderr, "hmmv-corun-sim: %s\n",
+            error ? error->message : "intervals and dram-pct (1..100) must be positive");
+    return EXIT_FAILURE;
+  }
+  for (guint i = 0; i < nr_vms; i++)
+    total_pages += ((guint64)default_specs[i].size_mib << 20) >> HMMV_PAGE_SHIFT;
+  dram_pages = total_pages * dram_pct / 100;
+  if (!hmmv_topology_add_node(topo, 0, dram_pages * HMMV_PAGE_SIZE, 2, HMMV_TIER_DRAM, &error) ||
+      !hmmv_topology_add_node(topo, 1, total_pages * HMMV_PAGE_SIZE, 0, HMMV_TIER_SLOW, &error))
+    goto fail;
+  mover = hmmv_sim_mover_new(topo, &error);
+  base_mover = mover ? hmmv_sim_mover_new(topo, &error) : NULL;
+  if (base_mover == NULL)
+    goto fail;
+  hmmv_params_init(&params);
+  core = hmmv_core_new(topo, mover, &params, 0, &error);
+  if (core == NULL)
+    goto fail;
+
+  printf("hmmv co-run on a MODELLED slow tier (sim mover; no page really moves):\n"
+         "  %u VMs, %" G_GUINT64_FORMAT " MiB in all, modelled DRAM %" G_GUINT64_FORMAT
+         " MiB (%u%%), slow tier %" G_GUINT64_FORMAT " MiB\n"
+         "  latency model: DRAM %.0f/%.0f ns, slow %.0f/%.0f ns (read/write), move %.1f us/page\n",
+         nr_vms, total_pages >> 8, dram_pages >> 8, dram_pct, total_pages >> 8,
+         LAT_DRAM_READ_NS, LAT_DRAM_WRITE_NS, LAT_SLOW_READ_NS, LAT_SLOW_WRITE_NS,
+         MOVE_NS_PER_PAGE / 1000);
+
+  for (guint i = 0; i < nr_vms; i++) {
+    SimVm *svm = &svms[i];
+    HmmvVm *vm;
+    HmmvTracker *tracker;
+
+    svm->spec = &default_specs[i];
+    svm->nr_pages = ((guint64)svm->spec->size_mib << 20) >> HMMV_PAGE_SHIFT;
+    svm->hot_pages = MAX(svm->nr_pages * svm->spec->hot_pct / 100, 1);
+    svm->rng = 0x2545f4914f6cdd1du + i;
+    svm->touch_count = g_new0(guint64, svm->nr_pages);
+    svm->acc = hmmv_access_new(svm->nr_pages, &error);
+    svm->base_vm = svm->acc ? make_vm(svm, &error) : NULL;
+    vm = svm->base_vm ? make_vm(svm, &error) : NULL;
+    if (vm == NULL)
+      goto fail;
+    tracker = hmmv_tracker_new(&stream_tracker_ops, svm, &error);
+    if (tracker == NULL) {
+      hmmv_vm_free(vm);
+      goto fail;
+    }
+    if (!hmmv_core_add_vm(core, vm, tracker, &error))
+      goto fail;
+  }
+
+  hmmv_interval_report_init(&report);
+  for (guint64 interval = 0; interval < intervals; interval++) {
+    /* Generate, then let the core and the baseline see the same accesses. The model charges
+     * this interval's accesses at the placement they found (before this interval's moves). */
+    for (guint i = 0; i < nr_vms; i++) {
+      SimVm *svm = &svms[i];
+      HmmvVm *vm = hmmv_core_get_vm(core, i);
+      g_autoptr(GArray) touched = g_array_new(FALSE, FALSE, sizeof(guint64));
+
+      gen_interval(svm, interval);
+      /* First touch happens when the guest touches: place before charging. */
+      hmmv_mover_touch(mover, vm, svm->acc);
+      hmmv_mover_touch(base_mover, svm->base_vm, svm->acc);
+      for (guint64 page = 0; page < svm->nr_pages; page++)
+        if (svm->touch_count[page] != 0)
+          g_array_append_val(touched, page);
+      if (!hmmv_mover_query(mover, vm, (guint64 *)touched->data, touched->len, &error) ||
+          !hmmv_mover_query(base_mover, svm->base_vm, (guint64 *)touched->data, touched->len,
+                            &error))
+        goto fail;
+      svm->time_hmmv_ns += model_time(svm, vm, FALSE);
+      svm->time_base_ns += model_time(svm, svm->base_vm, FALSE);
+      svm->time_dram_ns += model_time(svm, vm, TRUE);
+    }
+    if (!hmmv_core_run_interval(core, &report, &error))
+      goto fail;
+    if (report.balance_error != NULL)
+      printf("  interval %3" G_GUINT64_FORMAT ": %s\n", report.index,
+             report.balance_error->message);
+    for (guint i = 0; i < report.vms->len; i++) {
+      const HmmvVmReport *rep = &g_array_index(report.vms, HmmvVmReport, i);
+
+      svms[i].time_hmmv_ns += (double)(rep->promoted + rep->demoted) * MOVE_NS_PER_PAGE;
+      if (rep->error != NULL)
+        printf("  interval %3" G_GUINT64_FORMAT " %-9s error: %s\n", report.index, rep->name,
+               rep->error->message);
+      else if (!quiet)
+        printf("  interval %3" G_GUINT64_FORMAT " %-9s touched %6" G_GUINT64_FORMAT
+               " budget %6" G_GUINT64_FORMAT " hot %6" G_GUINT64_FORMAT " dram %6"
+               G_GUINT64_FORMAT " slow %6" G_GUINT64_FORMAT " +%-5" G_GUINT64_FORMAT
+               " -%-5" G_GUINT64_FORMAT "\n",
+               report.index, rep->name, rep->written + rep->read, rep->budget_pages,
+               rep->hot_pages, rep->dram_pages, rep->slow_pages, rep->promoted, rep->demoted);
+    }
+  }
+
+  printf("\nsummary: modelled memory time over %u intervals (lower is better)\n", intervals);
+  printf("  %-9s %12s %12s %12s %10s %10s\n", "vm", "all-DRAM ms", "unmanaged ms", "hmmv ms",
+         "unmgd/DRAM", "hmmv/DRAM");
+  for (guint i = 0; i < nr_vms; i++) {
+    SimVm *svm = &svms[i];
+
+    printf("  %-9s %12.2f %12.2f %12.2f %10.3f %10.3f\n", svm->spec->name,
+           svm->time_dram_ns / 1e6, svm->time_base_ns / 1e6, svm->time_hmmv_ns / 1e6,
+           svm->time_base_ns / svm->time_dram_ns, svm->time_hmmv_ns / svm->time_dram_ns);
+    sum_dram += svm->time_dram_ns;
+    sum_base += svm->time_base_ns;
+    sum_hmmv += svm->time_hmmv_ns;
+  }
+  printf("  %-9s %12.2f %12.2f %12.2f %10.3f %10.3f\n", "all", sum_dram / 1e6, sum_base / 1e6,
+         sum_hmmv / 1e6, sum_base / sum_dram, sum_hmmv / sum_dram);
+  printf("slowdown_unmanaged=%.3f\nslowdown_hmmv=%.3f\nhmmv_speedup_vs_unmanaged=%.3f\n",
+         sum_base / sum_dram, sum_hmmv / sum_dram, sum_base / sum_hmmv);
+  for (guint i = 0; i < nr_vms; i++) {
+    g_free(svms[i].touch_count);
+    hmmv_access_free(svms[i].acc);
+    hmmv_vm_free(svms[i].base_vm);
+  }
+  return EXIT_SUCCESS;
+
+fail:
+  fprintf(stderr, "hmmv-corun-sim: %s\n", error ? error->message : "failed");
+  for (guint i = 0; i < nr_vms; i++) {
+    g_free(svms[i].touch_count);
+    hmmv_access_free(svms[i].acc);
+    hmmv_vm_free(svms[i].base_vm);
+  }
+  return EXIT_FAILURE;
+}

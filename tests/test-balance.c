@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* DRAM pooling: known splits, invariants and a brute-force optimum on random inputs. */
+#include "hmmv-test.h"
+
+#include <string.h>
+
+#define MAX_TEST_VMS 5
+#define SENTINEL G_GUINT64_CONSTANT(0xdeadbeef)
+
+/* Keys with distinct benefits, from cold to hot, plus neighbours that may tie. */
+static const guint test_keys[] = { 0x00, 0x01, 0x0f, 0x10, 0x11, 0x35, 0x80, 0x81, 0xff };
+
+typedef struct {
+  HmmvHistogram hist[MAX_TEST_VMS];
+  HmmvBalanceVm vms[MAX_TEST_VMS];
+  guint nr_vms;
+  guint64 pool;
+} Case;
+
+static guint64
+effective_max(const HmmvBalanceVm *vm)
+{
+  return vm->max_pages != 0 ? MIN(vm->max_pages, vm->nr_pages) : vm->nr_pages;
+}
+
+static void
+case_link(Case *c)
+{
+  for (guint i = 0; i < c->nr_vms; i++)
+    c->vms[i].hist = &c->hist[i];
+}
+
+/* A random VM: nr_pages up to max_pages, a histogram over a few keys (sometimes short of
+ * nr_pages, as a histogram of a VM still being sized may be), min/max/weight/prev. */
+static void
+random_vm(GRand *rand, Case *c, guint i, guint max_pages)
+{
+  HmmvBalanceVm *vm = &c->vms[i];
+  guint64 nr = g_rand_int_range(rand, 0, max_pages + 1);
+  guint64 placed = 0;
+  guint64 histogram_pages = g_rand_int_range(rand, 0, 4) == 0 ? nr / 2 : nr;
+
+  memset(&c->hist[i], 0, sizeof(c->hist[i]));
+  while (placed < histogram_pages) {
+    guint key = test_keys[g_rand_int_range(rand, 0, G_N_ELEMENTS(test_keys))];
+    guint64 count = MIN(histogram_pages - placed, (guint64)g_rand_int_range(rand, 1, 5));
+
+    c->hist[i].count[key] += count;
+    placed += count;
+  }
+  *vm = (HmmvBalanceVm){
+    .nr_pages = nr,
+    .min_pages = g_rand_int_range(rand, 0, 4) == 0 ? 0 : g_rand_int_range(rand, 0, nr + 2),
+    .weight = g_rand_boolean(rand) ? 100 : g_rand_int_range(rand, 1, 301),
+    .prev_budget = g_rand_int_range(rand, 0, nr + 1),
+    .budget = SENTINEL,
+  };
+  if (g_rand_boolean(rand))
+    vm->max_pages = vm->min_pages + g_rand_int_range(rand, 0, nr + 2);
+}
+
+static void
+random_case(GRand *rand, Case *c, guint max_vms, guint max_pages)
+{
+  guint64 total = 0;
+
+  c->nr_vms = g_rand_int_range(rand, 1, max_vms + 1);
+  for (guint i = 0; i < c->nr_vms; i++) {
+    random_vm(rand, c, i, max_pages);
+    total += MIN(c->vms[i].min_pages, c->vms[i].nr_pages);
+  }
+  /* At least the mins (errors are tested apart), up to more than every VM can use. */
+  c->pool = total + g_rand_int_range(rand, 0, max_vms * max_pages + 2);
+  case_link(c);
+}
+
+static void
+balance_ok(Case *c)
+{
+  g_autoptr(GError) error = NULL;
+
+  ck_assert_msg(hmmv_balance(c->vms, c->nr_vms, c->pool, &error), "%s",
+                error ? error->message : "");
+}
+
+/* Weighted benefit of a VM's hottest n pages, walking its histogram (pages past the
+ * histogram are worth 0). */
+static guint64
+value_of(const HmmvBalanceVm *vm, guint64 n)
+{
+  guint64 value = 0;
+
+  for (guint key = HMMV_NR_KEYS; key-- > 0 && n > 0;) {
+    guint64 take = MIN(n, vm->hist->count[key]);
+
+    value += take * vm->weight * hmmv_temperature_benefit(key);
+    n -= take;
+  }
+  return value;
+}
+
+static void
+check_invariants(const Case *c)
+{
+  guint64 sum = 0;
+  gboolean all_full = TRUE;
+
+  for (guint i = 0; i < c->nr_vms; i++) {
+    const HmmvBalanceVm *vm = &c->vms[i];
+
+    ck_assert_uint_ge(vm->budget, MIN(vm->min_pages, vm->nr_pages));
+    ck_assert_uint_le(vm->budget, effective_max(vm));
+    all_full &= vm->budget == effective_max(vm);
+    sum += vm->budget;
+  }
+  ck_assert_uint_le(sum, c->pool);
+  /* DRAM is only left idle when every VM is at its max. */
+  ck_assert(sum == c->pool || all_full);
+}
+
+/* (a) Equal weights, a hot VM and a cold one. */
+START_TEST(test_hot_beats_cold)
+{
+  Case c = { .nr_vms = 2, .pool = 1000 };
+
+  c.hist[0].count[0x01] = 1000;
+  c.hist[1].count[0xff] = 1000;
+  for (guint i = 0; i < 2; i++)
+    c.vms[i] = (HmmvBalanceVm){ .nr_pages = 1000, .min_pages = 100, .weight = 100 };
+  case_link(&c);
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 100);
+  ck_assert_uint_eq(c.vms[1].budget, 900);
+
+  /* The hot VM's max stops it; the cold one gets the rest rather than leaving it idle. */
+  c.vms[1].max_pages = 700;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[1].budget, 700);
+  ck_assert_uint_eq(c.vms[0].budget, 300);
+
+  /* Both cold (key 0, benefit 0): the pool is spread evenly. */
+  memset(c.hist, 0, sizeof(c.hist));
+  c.hist[0].count[0] = 1000;
+  c.hist[1].count[0] = 1000;
+  c.vms[1].max_pages = 0;
+  c.pool = 601;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 301);   /* leftover page to the lower index */
+  ck_assert_uint_eq(c.vms[1].budget, 300);
+}
+END_TEST
+
+/* (b) Same histograms, weight 200 vs 100. */
+START_TEST(test_weights)
+{
+  Case c = { .nr_vms = 2 };
+
+  for (guint variant = 0; variant < 2; variant++) {
+    memset(c.hist, 0, sizeof(c.hist));
+    for (guint i = 0; i < 2; i++) {
+      if (variant == 0) {
+        c.hist[i].count[0x80] = 500;
+      } else {
+        c.hist[i].count[0xff] = 200;
+        c.hist[i].count[0x50] = 200;
+        c.hist[i].count[0x00] = 100;
+      }
+      c.vms[i] = (HmmvBalanceVm){ .nr_pages = 500, .weight = i == 1 ? 200 : 100 };
+    }
+    case_link(&c);
+    for (c.pool = 0; c.pool <= 1100; c.pool += 10) {
+      balance_ok(&c);
+      check_invariants(&c);
+      ck_assert_uint_ge(c.vms[1].budget, c.vms[0].budget);
+      /* Contended with one key: every page of the heavier VM goes first. */
+      if (variant == 0 && c.pool > 0 && c.pool < 1000)
+        ck_assert_uint_gt(c.vms[1].budget, c.vms[0].budget);
+    }
+  }
+  /* Cold VMs: spread 2:1 by weight. */
+  memset(c.hist, 0, sizeof(c.hist));
+  c.pool = 300;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 100);
+  ck_assert_uint_eq(c.vms[1].budget, 200);
+}
+END_TEST
+
+/* (c) Invariants and monotonicity on random inputs. */
+START_TEST(test_random_invariants)
+{
+  GRand *rand = g_rand_new_with_seed(1234);
+
+  for (guint round = 0; round < 4000; round++) {
+    Case c, hotter;
+    guint a;
+    guint from, to;
+
+    random_case(rand, &c, MAX_TEST_VMS, 60);
+    balance_ok(&c);
+    check_invariants(&c);
+
+    /* Make some of VM a's pages hotter (same size, same prev): its budget must not fall. */
+    hotter = c;
+    case_link(&hotter);
+    a = g_rand_int_range(rand, 0, c.nr_vms);
+    from = g_rand_int_range(rand, 0, G_N_ELEMENTS(test_keys) - 1);
+    to = g_rand_int_range(rand, from + 1, G_N_ELEMENTS(test_keys));
+    {
+      guint64 *count_from = &hotter.hist[a].count[test_keys[from]];
+      guint64 moved = g_rand_int_range(rand, 0, *count_from + 1);
+
+      *count_from -= moved;
+      hotter.hist[a].count[test_keys[to]] += moved;
+    }
+    balance_ok(&hotter);
+    check_invariants(&hotter);
+    ck_assert_msg(hotter.vms[a].budget >= c.vms[a].budget,
+                  "round %u: vm %u fell from %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT,
+                  round, a, c.vms[a].budget, hotter.vms[a].budget);
+  }
+  g_rand_free(rand);
+}
+END_TEST
+
+/* (d) prev_budget = last output: nothing moves. */
+START_TEST(test_stable)
+{
+  GRand *rand = g_rand_new_with_seed(99);
+
+  for (guint round = 0; round < 4000; round++) {
+    Case c;
+    guint64 first[MAX_TEST_VMS];
+
+    random_case(rand, &c, MAX_TEST_VMS, 40);
+    balance_ok(&c);
+    for (guint i = 0; i < c.nr_vms; i++) {
+      first[i] = c.vms[i].budget;
+      c.vms[i].prev_budget = first[i];
+    }
+    balance_ok(&c);
+    for (guint i = 0; i < c.nr_vms; i++)
+      ck_assert_msg(c.vms[i].budget == first[i], "round %u vm %u: %" G_GUINT64_FORMAT
+                    " then %" G_GUINT64_FORMAT, round, i, first[i], c.vms[i].budget);
+  }
+  g_rand_free(rand);
+}
+END_TEST
+
+/* Ties at the pool's edge go to the VM that held the pages. */
+START_TEST(test_tie_keeps_holder)
+{
+  Case c = { .nr_vms = 2, .pool = 50 };
+
+  for (guint i = 0; i < 2; i++) {
+    c.hist[i].count[0x80] = 100;
+    c.vms[i] = (HmmvBalanceVm){ .nr_pages = 100, .weight = 100 };
+  }
+  case_link(&c);
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 50);       /* no history: lower index */
+  c.vms[0].prev_budget = 10;
+  c.vms[1].prev_budget = 40;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 10);
+  ck_assert_uint_eq(c.vms[1].budget, 40);
+  c.vms[1].prev_budget = 20;                    /* 20 free tied pages: to the bigger holder */
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 10);
+  ck_assert_uint_eq(c.vms[1].budget, 40);
+}
+END_TEST
+
+static void
+expect_error(Case *c, const char *needle1, const char *needle2)
+{
+  g_autoptr(GError) error = NULL;
+
+  for (guint i = 0; i < c->nr_vms; i++)
+    c->vms[i].budget = SENTINEL;
+  ck_assert(!hmmv_balance(c->vms, c->nr_vms, c->pool, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  ck_assert_msg(strstr(error->message, needle1) != NULL && strstr(error->message, needle2),
+                "want \"%s\" and \"%s\" in: %s", needle1, needle2, error->message);
+  for (guint i = 0; i < c->nr_vms; i++)
+    ck_assert_uint_eq(c->vms[i].budget, SENTINEL);
+}
+
+/* (e) Bad quotas: an error naming the VM and the numbers, budgets untouched. */
+START_TEST(test_errors)
+{
+  Case c = { .nr_vms = 3, .pool = 1000 };
+
+  for (guint i = 0; i < 3; i++) {
+    c.hist[i].count[0x80] = 400;
+    c.vms[i] = (HmmvBalanceVm){ .nr_pages = 400, .min_pages = 100, .weight = 100 };
+  }
+  case_link(&c);
+  c.vms[1].max_pages = 50;
+  expect_error(&c, "vm 1", "min_pages 100 is above max_pages 50");
+  c.vms[1].max_pages = 0;
+  c.vms[2].weight = 0;
+  expect_error(&c, "vm 2", "weight is 0");
+  c.vms[2].weight = 1;
+  c.vms[2].nr_pages = 1000;
+  c.vms[2].min_pages = 801;
+  expect_error(&c, "vm 2", "its min of 801 pages brings the VMs' mins above the pool of 1000");
+  /* A min above the VM's size counts as its size: 100 + 100 + 400 fits. */
+  c.vms[2].nr_pages = 400;
+  c.vms[2].min_pages = 100000;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[2].budget, 400);
+  /* No VMs is fine. */
+  ck_assert(hmmv_balance(NULL, 0, 10, NULL));
+}
+END_TEST
+
+/* Huge numbers: no overflow in weight * benefit or in the spread. */
+START_TEST(test_large)
+{
+  Case c = { .nr_vms = 3, .pool = (G_MAXUINT64 / 4) * 2 };
+
+  for (guint i = 0; i < 3; i++) {
+    c.hist[i].count[0xff] = G_MAXUINT64 / 4;
+    c.hist[i].count[0x00] = G_MAXUINT64 / 4;
+    c.vms[i] = (HmmvBalanceVm){ .nr_pages = G_MAXUINT64 / 3, .weight = G_MAXUINT - i };
+  }
+  case_link(&c);
+  balance_ok(&c);
+  check_invariants(&c);
+  ck_assert_uint_eq(c.vms[0].budget, G_MAXUINT64 / 4);
+  ck_assert_uint_eq(c.vms[1].budget, G_MAXUINT64 / 4);
+  ck_assert_uint_eq(c.vms[2].budget, 0);
+}
+END_TEST
+
+/* Best weighted benefit over every split of the pool, by enumeration. */
+static guint64
+brute_force_best(const Case *c)
+{
+  guint64 budget[MAX_TEST_VMS];
+  guint64 best = 0;
+  guint i;
+
+  for (i = 0; i < c->nr_vms; i++)
+    budget[i] = MIN(c->vms[i].min_pages, c->vms[i].nr_pages);
+  for (;;) {
+    guint64 sum = 0, value = 0;
+
+    for (i = 0; i < c->nr_vms; i++) {
+      sum += budget[i];
+      value += value_of(&c->vms[i], budget[i]);
+    }
+    if (sum <= c->pool)
+      best = MAX(best, value);
+    /* Next budget vector, odometer style. */
+    for (i = 0; i < c->nr_vms; i++) {
+      if (budget[i] < effective_max(&c->vms[i])) {
+        budget[i]++;
+        break;
+      }
+      budget[i] = MIN(c->vms[i].min_pages, c->vms[i].nr_pages);
+    }
+    if (i == c->nr_vms)
+      return best;
+  }
+}
+
+/* (f) The lent pages are worth as much as the best split. */
+START_TEST(test_optimal)
+{
+  GRand *rand = g_rand_new_with_seed(7);
+
+  for (guint round = 0; round < 3000; round++) {
+    Case c;
+    guint64 value = 0;
+
+    random_case(rand, &c, 3, 9);
+    c.pool = g_rand_int_range(rand, 0, 25);
+    {
+      guint64 mins = 0;
+
+      for (guint i = 0; i < c.nr_vms; i++)
+        mins += MIN(c.vms[i].min_pages, c.vms[i].nr_pages);
+      if (mins > c.pool)
+        c.pool = mins;
+    }
+    balance_ok(&c);
+    check_invariants(&c);
+    for (guint i = 0; i < c.nr_vms; i++)
+      value += value_of(&c.vms[i], c.vms[i].budget);
+    ck_assert_uint_eq(value, brute_force_best(&c));
+  }
+  g_rand_free(rand);
+}
+END_TEST
+
+static Suite *
+balance_suite(void)
+{
+  Suite *suite = suite_create("balance");
+  TCase *tc = tcase_create("core");
+
+  tcase_add_test(tc, test_hot_beats_cold);
+  tcase_add_test(tc, test_weights);
+  tcase_add_test(tc, test_random_invariants);
+  tcase_add_test(tc, test_stable);
+  tcase_add_test(tc, test_tie_keeps_holder);
+  tcase_add_test(tc, test_errors);
+  tcase_add_test(tc, test_large);
+  tcase_add_test(tc, test_optimal);
+  suite_add_tcase(suite, tc);
+  return suite;
+}
+
+int
+main(void)
+{
+  if (hmmv_temperature_benefit(0) != 0 || hmmv_temperature_benefit(0xff) == 0)
+    return hmmv_test_skip_all("hmmv_temperature_benefit is not 0 at key 0 and > 0 at 255");
+  return hmmv_test_run(balance_suite());
+}

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The interval loop end to end: fake trackers, the sim mover, the real decision modules. */
+#include "hmmv-test.h"
+
+#include <string.h>
+
+#define VM_PAGES 1024
+
+typedef struct {
+  HmmvTopology *topo;
+  HmmvMover *mover;
+  HmmvCore *core;
+  HmmvTracker *trackers[3];   /* borrowed: the core owns them */
+} Fixture;
+
+static Fixture fx;
+
+static void
+setup_core(guint64 dram_pages, guint nr_vms)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvParams params;
+
+  memset(&fx, 0, sizeof(fx));
+  fx.topo = hmmv_test_topology_two_tier(dram_pages * HMMV_PAGE_SIZE,
+                                        (guint64)VM_PAGES * nr_vms * HMMV_PAGE_SIZE);
+  fx.mover = hmmv_sim_mover_new(fx.topo, &error);
+  ck_assert_msg(fx.mover != NULL, "%s", error ? error->message : "");
+  hmmv_params_init(&params);
+  params.migrate_mbps = 0;  /* no cap: these tests check placement, not pacing */
+  fx.core = hmmv_core_new(fx.topo, fx.mover, &params, 0, &error);
+  ck_assert_msg(fx.core != NULL, "%s", error ? error->message : "");
+  for (guint i = 0; i < nr_vms; i++) {
+    g_autofree char *name = g_strdup_printf("vm%u", i);
+    HmmvVm *vm = hmmv_test_vm_new(name, VM_PAGES);
+
+    fx.trackers[i] = hmmv_fake_tracker_new();
+    ck_assert(hmmv_core_add_vm(fx.core, vm, fx.trackers[i], &error));
+  }
+}
+
+static void
+teardown_core(void)
+{
+  hmmv_core_free(fx.core);
+  hmmv_mover_free(fx.mover);
+  hmmv_topology_free(fx.topo);
+}
+
+static void
+write_range(guint vm, guint64 first, guint64 nr)
+{
+  for (guint64 p = first; p < first + nr; p++)
+    hmmv_fake_tracker_queue_write(fx.trackers[vm], p);
+}
+
+static void
+run(HmmvIntervalReport *report)
+{
+  g_autoptr(GError) error = NULL;
+
+  ck_assert(hmmv_core_run_interval(fx.core, report, &error));
+  for (guint i = 0; i < report->vms->len; i++) {
+    const HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
+
+    ck_assert_msg(rep->error == NULL, "%s", rep->error ? rep->error->message : "");
+  }
+}
+
+/* First touch fills DRAM with pages that later go cold; the hot set, touched later, lands
+ * on the slow tier; the core must swap them within the budget. */
+START_TEST(test_hot_set_reaches_dram)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  HmmvVm *vm;
+
+  setup_core(256, 1);
+  hmmv_interval_report_init(&report);
+  write_range(0, 0, 256);        /* fills the 256 DRAM pages */
+  run(&report);
+  for (guint i = 0; i < 8; i++) {
+    write_range(0, 512, 128);    /* the real hot set, first touched on the slow tier */
+    run(&report);
+  }
+  vm = hmmv_core_get_vm(fx.core, 0);
+  for (guint64 p = 512; p < 640; p++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm, p), 0);
+  ck_assert_uint_le(hmmv_vm_get_dram_pages(vm), 256);
+  ck_assert_uint_ge(hmmv_vm_get_move_stats(vm)->promoted, 128);
+  ck_assert_uint_eq(hmmv_sim_mover_get_used_pages(fx.mover, 0), hmmv_vm_get_dram_pages(vm));
+  teardown_core();
+}
+END_TEST
+
+/* Two VMs compete for 256 DRAM pages: the one with the larger hot set gets more of it. */
+START_TEST(test_pool_follows_heat)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  const HmmvVmReport *busy, *quiet;
+
+  setup_core(256, 2);
+  hmmv_interval_report_init(&report);
+  for (guint i = 0; i < 6; i++) {
+    write_range(0, 0, 200);
+    write_range(1, 0, 20);
+    run(&report);
+  }
+  busy = &g_array_index(report.vms, HmmvVmReport, 0);
+  quiet = &g_array_index(report.vms, HmmvVmReport, 1);
+  ck_assert_uint_ge(busy->budget_pages, 200);
+  ck_assert_uint_ge(quiet->budget_pages, 20);
+  ck_assert_uint_le(busy->budget_pages + quiet->budget_pages, 256);
+  ck_assert_uint_ge(busy->dram_pages, 200);
+  ck_assert_uint_ge(quiet->dram_pages, 20);
+  teardown_core();
+}
+END_TEST
+
+/* A VM whose tracker dies gets an error in its report; the other VM goes on moving pages. */
+START_TEST(test_failing_vm_does_not_stop_others)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  const HmmvVmReport *dead, *alive;
+
+  setup_core(128, 2);
+  hmmv_interval_report_init(&report);
+  write_range(0, 0, 128);
+  write_range(1, 0, 128);
+  run(&report);
+  hmmv_fake_tracker_fail_next(fx.trackers[0], HMMV_ERROR_GONE);
+  write_range(1, 512, 64);
+  ck_assert(hmmv_core_run_interval(fx.core, &report, &error));
+  dead = &g_array_index(report.vms, HmmvVmReport, 0);
+  alive = &g_array_index(report.vms, HmmvVmReport, 1);
+  ck_assert(g_error_matches(dead->error, HMMV_ERROR, HMMV_ERROR_GONE));
+  ck_assert_msg(strstr(dead->error->message, "vm0") != NULL, "%s", dead->error->message);
+  ck_assert(alive->error == NULL);
+  ck_assert_uint_eq(alive->written, 64);
+  /* The next interval works again for both. */
+  run(&report);
+  ck_assert(hmmv_core_remove_vm(fx.core, "vm0", &error));
+  ck_assert(!hmmv_core_remove_vm(fx.core, "vm0", &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND));
+  ck_assert_uint_eq(hmmv_core_get_nr_vms(fx.core), 1);
+  teardown_core();
+}
+END_TEST
+
+/* Paused and unmanaged VMs keep their temperatures but never move. */
+START_TEST(test_paused_and_unmanaged_do_not_move)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  HmmvQuota quota = { .weight = 100, .managed = FALSE };
+
+  setup_core(128, 2);
+  hmmv_interval_report_init(&report);
+  ck_assert(hmmv_core_set_paused(fx.core, "vm0", TRUE, &error));
+  hmmv_vm_set_quota(hmmv_core_lookup_vm(fx.core, "vm1"), &quota);
+  ck_assert(!hmmv_core_set_paused(fx.core, "nope", TRUE, &error));
+  write_range(0, 0, 128);
+  write_range(1, 0, 128);
+  run(&report);
+  for (guint i = 0; i < 5; i++) {
+    write_range(0, 600, 32);
+    write_range(1, 600, 32);
+    run(&report);
+  }
+  for (guint i = 0; i < 2; i++) {
+    const HmmvVmReport *rep = &g_array_index(report.vms, HmmvVmReport, i);
+    HmmvVm *vm = hmmv_core_get_vm(fx.core, i);
+
+    ck_assert_uint_eq(hmmv_vm_get_move_stats(vm)->promoted, 0);
+    ck_assert_uint_eq(hmmv_vm_get_move_stats(vm)->demoted, 0);
+    ck_assert_uint_gt(HMMV_TEMP_LEVEL(hmmv_vm_get_temp(vm)[600]), 0);
+    ck_assert_uint_eq(rep->written, 32);
+  }
+  /* Resumed, vm0 gets its hot pages onto DRAM. */
+  ck_assert(hmmv_core_set_paused(fx.core, "vm0", FALSE, &error));
+  for (guint i = 0; i < 4; i++) {
+    write_range(0, 600, 32);
+    run(&report);
+  }
+  ck_assert_uint_gt(hmmv_vm_get_move_stats(hmmv_core_get_vm(fx.core, 0))->promoted, 0);
+  teardown_core();
+}
+END_TEST
+
+/* Quotas: a min the pool cannot hold is reported and the last good budgets are kept. */
+START_TEST(test_impossible_quota_keeps_budgets)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  HmmvQuota quota = { .min_pages = 1000, .weight = 100, .managed = TRUE };
+  guint64 before;
+
+  setup_core(128, 2);
+  hmmv_interval_report_init(&report);
+  write_range(0, 0, 100);
+  run(&report);
+  before = g_array_index(report.vms, HmmvVmReport, 0).budget_pages;
+  hmmv_vm_set_quota(hmmv_core_lookup_vm(fx.core, "vm1"), &quota);
+  ck_assert(hmmv_core_run_interval(fx.core, &report, &error));
+  ck_assert(report.balance_error != NULL);
+  ck_assert_uint_eq(g_array_index(report.vms, HmmvVmReport, 0).budget_pages, before);
+  teardown_core();
+}
+END_TEST
+
+START_TEST(test_add_vm_rejects_duplicates)
+{
+  g_autoptr(GError) error = NULL;
+
+  setup_core(128, 1);
+  ck_assert(!hmmv_core_add_vm(fx.core, hmmv_test_vm_new("vm0", 16), hmmv_fake_tracker_new(),
+                              &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  teardown_core();
+}
+END_TEST
+
+static Suite *
+loop_suite(void)
+{
+  Suite *suite = suite_create("loop");
+  TCase *tc = tcase_create("core");
+
+  tcase_add_test(tc, test_hot_set_reaches_dram);
+  tcase_add_test(tc, test_pool_follows_heat);
+  tcase_add_test(tc, test_failing_vm_does_not_stop_others);
+  tcase_add_test(tc, test_paused_and_unmanaged_do_not_move);
+  tcase_add_test(tc, test_impossible_quota_keeps_budgets);
+  tcase_add_test(tc, test_add_vm_rejects_duplicates);
+  suite_add_tcase(suite, tc);
+  return suite;
+}
+
+int
+main(void)
+{
+  return hmmv_test_run(loop_suite());
+}

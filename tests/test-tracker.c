@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "hmmv-test.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+
+#define NR_PAGES 200
+
+static char *tmpdir;
+
+static void
+setup(void)
+{
+  tmpdir = g_dir_make_tmp("hmmv-test-tracker-XXXXXX", NULL);
+  ck_assert_ptr_nonnull(tmpdir);
+}
+
+static void
+teardown(void)
+{
+  g_autoptr(GDir) dir = g_dir_open(tmpdir, 0, NULL);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
+    g_autofree char *path = g_build_filename(tmpdir, name, NULL);
+
+    g_unlink(path);
+  }
+  g_rmdir(tmpdir);
+  g_clear_pointer(&tmpdir, g_free);
+}
+
+/* ---- registration ---- */
+
+static gboolean
+null_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
+{
+  acc->intervals = 1;
+  return TRUE;
+}
+
+static void
+count_destroy(HmmvTracker *tracker)
+{
+  (*(int *)tracker->priv)++;
+}
+
+static const struct hmmv_tracker_ops no_name = { .harvest = null_harvest,
+                                                 .destroy = count_destroy };
+static const struct hmmv_tracker_ops no_harvest = { .name = "x", .destroy = count_destroy };
+static const struct hmmv_tracker_ops minimal = { .name = "minimal", .harvest = null_harvest,
+                                                 .destroy = count_destroy };
+
+START_TEST(test_registration)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", NR_PAGES);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  g_autoptr(HmmvAccess) wrong = hmmv_access_new(NR_PAGES + 1, NULL);
+  HmmvTracker *tracker;
+  int destroyed = 0;
+
+  ck_assert_ptr_null(hmmv_tracker_new(&no_name, &destroyed, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  g_clear_error(&error);
+  ck_assert_ptr_null(hmmv_tracker_new(&no_harvest, &destroyed, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  g_clear_error(&error);
+  ck_assert_ptr_null(hmmv_tracker_new(NULL, NULL, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  g_clear_error(&error);
+  /* priv was handed over: it is released even when registration fails */
+  ck_assert_int_eq(destroyed, 2);
+
+  tracker = hmmv_tracker_new(&minimal, &destroyed, &error);
+  ck_assert_ptr_nonnull(tracker);
+  ck_assert_str_eq(hmmv_tracker_get_name(tracker), "minimal");
+  /* optional hooks missing: the wrappers do nothing and succeed */
+  ck_assert(hmmv_tracker_start(tracker, vm, &error));
+  ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert_uint_eq(acc->intervals, 1);
+  ck_assert(!hmmv_tracker_harvest(tracker, vm, wrong, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  hmmv_tracker_stop(tracker);
+  hmmv_tracker_free(tracker);
+  ck_assert_int_eq(destroyed, 3);
+}
+END_TEST
+
+/* ---- fake ---- */
+
+static void
+assert_bitmap_is(const guint64 *bitmap, const gboolean *expected, guint64 nr_pages)
+{
+  for (guint64 page = 0; page < nr_pages; page++)
+    ck_assert_msg(hmmv_bitmap_test(bitmap, page) == expected[page], "page %" G_GUINT64_FORMAT,
+                  page);
+}
+
+START_TEST(test_fake_once)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed(3);
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", NR_PAGES);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  g_autoptr(HmmvTracker) tracker = hmmv_fake_tracker_new();
+  g_autoptr(GError) error = NULL;
+
+  ck_assert_str_eq(hmmv_tracker_get_name(tracker), "fake");
+  for (int round = 0; round < 10; round++) {
+    gboolean writes[NR_PAGES] = { 0 }, reads[NR_PAGES] = { 0 };
+    gboolean any_read = FALSE;
+
+    /* random pages, some queued twice */
+    for (int k = 0; k < 60; k++) {
+      guint64 page = (guint64)g_rand_int_range(rand, 0, NR_PAGES);
+
+      if (g_rand_boolean(rand)) {
+        hmmv_fake_tracker_queue_write(tracker, page);
+        writes[page] = TRUE;
+      } else if (round % 3 != 0) {
+        hmmv_fake_tracker_queue_read(tracker, page);
+        reads[page] = any_read = TRUE;
+      }
+    }
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+    ck_assert_uint_eq(acc->intervals, 1);
+    ck_assert_int_eq(acc->has_reads, any_read);
+    assert_bitmap_is(acc->writes, writes, NR_PAGES);
+    assert_bitmap_is(acc->reads, reads, NR_PAGES);
+    /* the queue was consumed: the next harvest is empty */
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+    ck_assert_uint_eq(hmmv_bitmap_count(acc->writes, acc->nr_words), 0);
+    ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 0);
+  }
+}
+END_TEST
+
+START_TEST(test_fake_fail_next)
+{
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", NR_PAGES);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  g_autoptr(HmmvTracker) tracker = hmmv_fake_tracker_new();
+  g_autoptr(GError) error = NULL;
+
+  hmmv_fake_tracker_queue_write(tracker, 5);
+  hmmv_fake_tracker_fail_next(tracker, HMMV_ERROR_GONE);
+  ck_assert(!hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE));
+  ck_assert_str_eq(error->message, "fake failure (code 5)");
+  g_clear_error(&error);
+  /* recovers; the pages queued before the failure are reported now */
+  ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert(hmmv_bitmap_test(acc->writes, 5));
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->writes, acc->nr_words), 1);
+  /* a page past the VM is an error, not a write out of bounds */
+  hmmv_fake_tracker_queue_read(tracker, NR_PAGES);
+  ck_assert(!hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  g_clear_error(&error);
+  ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+}
+END_TEST
+
+/* ---- replay ---- */
+
+typedef struct {
+  GArray *entries;          /* HmmvTraceEntry */
+  guint64 compute_ns;
+} Interval;
+
+/* Writes nr_intervals random intervals and returns them. */
+static GPtrArray *
+write_random_trace(const char *path, guint64 nr_pages, guint nr_intervals, guint32 flags,
+                   guint32 seed)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed(seed);
+  HmmvTraceInfo info = { .nr_pages = nr_pages, .interval_ms = 100, .flags = flags };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTraceWriter) writer = hmmv_trace_writer_new(path, &info, &error);
+  GPtrArray *intervals = g_ptr_array_new();
+
+  ck_assert_ptr_nonnull(writer);
+  for (guint k = 0; k < nr_intervals; k++) {
+    GArray *entries = g_array_new(FALSE, FALSE, sizeof(HmmvTraceEntry));
+
+    for (guint64 page = 0; page < nr_pages; page++) {
+      if (g_rand_int_range(rand, 0, 4) == 0) {
+        /* either count may be zero, so entries with only reads exist */
+        HmmvTraceEntry entry = { page, (guint32)g_rand_int_range(rand, 0, 3),
+                                 (guint32)g_rand_int_range(rand, 0, 3) };
+
+        g_array_append_val(entries, entry);
+      }
+    }
+    ck_assert(hmmv_trace_writer_add_interval(writer, 1000 + k, (HmmvTraceEntry *)entries->data,
+                                             entries->len, &error));
+    g_ptr_array_add(intervals, entries);
+  }
+  ck_assert(hmmv_trace_writer_close(writer, &error));
+  return intervals;
+}
+
+static void
+free_intervals(GPtrArray *intervals)
+{
+  for (guint k = 0; k < intervals->len; k++)
+    g_array_unref(intervals->pdata[k]);
+  g_ptr_array_unref(intervals);
+}
+
+/* The harvest equals a brute-force rendering of the interval's entries. */
+static void
+assert_harvest_is(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GArray *entries,
+                  guint64 compute_ns, gboolean has_reads)
+{
+  gboolean writes[NR_PAGES] = { 0 }, reads[NR_PAGES] = { 0 };
+  g_autoptr(GError) error = NULL;
+  const HmmvTraceEntry *last;
+  guint64 last_ns;
+  gsize last_nr;
+
+  for (guint i = 0; i < entries->len; i++) {
+    HmmvTraceEntry *entry = &g_array_index(entries, HmmvTraceEntry, i);
+
+    writes[entry->page] = entry->writes > 0;
+    reads[entry->page] = has_reads && entry->reads > 0;
+  }
+  hmmv_access_clear(acc);
+  ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s",
+                error ? error->message : "");
+  ck_assert_uint_eq(acc->intervals, 1);
+  ck_assert_int_eq(acc->has_reads, has_reads);
+  assert_bitmap_is(acc->writes, writes, NR_PAGES);
+  assert_bitmap_is(acc->reads, reads, NR_PAGES);
+  ck_assert(hmmv_replay_tracker_last_interval(tracker, &last, &last_nr, &last_ns));
+  ck_assert_uint_eq(last_nr, entries->len);
+  ck_assert_uint_eq(last_ns, compute_ns);
+  if (last_nr > 0)
+    ck_assert_mem_eq(last, entries->data, last_nr * sizeof(HmmvTraceEntry));
+}
+
+/* _i: 0 no loop, 1 loop; reads flag alternates with it. */
+START_TEST(test_replay)
+{
+  gboolean loop = _i == 1;
+  gboolean has_reads = _i == 0;
+  g_autofree char *path = g_build_filename(tmpdir, "replay.trace", NULL);
+  GPtrArray *intervals = write_random_trace(path, NR_PAGES, 5,
+                                            has_reads ? HMMV_TRACE_HAS_READS : 0, 11 + _i);
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", NR_PAGES);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTracker) tracker = hmmv_replay_tracker_new(path, loop, &error);
+  const HmmvTraceEntry *last;
+  guint64 last_ns;
+  gsize last_nr;
+
+  ck_assert_ptr_nonnull(tracker);
+  ck_assert_str_eq(hmmv_tracker_get_name(tracker), "replay");
+  ck_assert(!hmmv_replay_tracker_last_interval(tracker, &last, &last_nr, &last_ns));
+  ck_assert(hmmv_tracker_start(tracker, vm, &error));
+  for (guint k = 0; k < intervals->len; k++)
+    assert_harvest_is(tracker, vm, acc, intervals->pdata[k], 1000 + k, has_reads);
+  if (loop) {
+    /* starts over at the first interval, then carries on */
+    assert_harvest_is(tracker, vm, acc, intervals->pdata[0], 1000, has_reads);
+    assert_harvest_is(tracker, vm, acc, intervals->pdata[1], 1001, has_reads);
+  } else {
+    for (int again = 0; again < 2; again++) {
+      hmmv_access_clear(acc);
+      ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+      ck_assert_uint_eq(acc->intervals, 0);
+      ck_assert_uint_eq(hmmv_bitmap_count(acc->writes, acc->nr_words), 0);
+      ck_assert(!hmmv_replay_tracker_last_interval(tracker, &last, &last_nr, &last_ns));
+    }
+  }
+  /* a new start replays from the beginning */
+  ck_assert(hmmv_tracker_start(tracker, vm, &error));
+  assert_harvest_is(tracker, vm, acc, intervals->pdata[0], 1000, has_reads);
+  hmmv_tracker_stop(tracker);
+  free_intervals(intervals);
+}
+END_TEST
+
+START_TEST(test_replay_empty_loop)
+{
+  g_autofree char *path = g_build_filename(tmpdir, "empty.trace", NULL);
+  GPtrArray *intervals = write_random_trace(path, NR_PAGES, 0, 0, 1);
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", NR_PAGES);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTracker) tracker = hmmv_replay_tracker_new(path, TRUE, &error);
+
+  ck_assert(hmmv_tracker_start(tracker, vm, &error));
+  ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert_uint_eq(acc->intervals, 0);
+  free_intervals(intervals);
+}
+END_TEST
+
+START_TEST(test_replay_mismatch)
+{
+  g_autofree char *path = g_build_filename(tmpdir, "other.trace", NULL);
+  GPtrArray *intervals = write_random_trace(path, NR_PAGES, 2, 0, 5);
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", NR_PAGES + 64);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES + 64, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTracker) tracker = hmmv_replay_tracker_new(path, FALSE, &error);
+
+  ck_assert_ptr_nonnull(tracker);
+  ck_assert(!hmmv_tracker_start(tracker, vm, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  ck_assert_str_eq(error->message, "the trace covers 200 pages but the VM has 264");
+  g_clear_error(&error);
+  /* harvesting without a successful start is refused too, never out of bounds */
+  ck_assert(!hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  free_intervals(intervals);
+}
+END_TEST
+
+START_TEST(test_replay_corrupt)
+{
+  g_autofree char *path = g_build_filename(tmpdir, "bad.trace", NULL);
+  GPtrArray *intervals = write_random_trace(path, NR_PAGES, 3, 0, 9);
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", NR_PAGES);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTracker) tracker = NULL;
+  g_autofree char *bytes = NULL;
+  gsize len;
+
+  /* cut the last interval short */
+  ck_assert(g_file_get_contents(path, &bytes, &len, NULL));
+  ck_assert_uint_gt(((GArray *)intervals->pdata[2])->len, 0);
+  ck_assert(g_file_set_contents(path, bytes, (gssize)len - 5, NULL));
+  tracker = hmmv_replay_tracker_new(path, TRUE, &error);
+  ck_assert(hmmv_tracker_start(tracker, vm, &error));
+  ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert(!hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_CORRUPT));
+  g_clear_error(&error);
+  /* it stays failed rather than looping over a broken file */
+  ck_assert(!hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_CORRUPT));
+  g_clear_error(&error);
+  /* a bad header fails already at creation */
+  ck_assert(g_file_set_contents(path, "HMMVTRC2", 8, NULL));
+  ck_assert_ptr_null(hmmv_replay_tracker_new(path, TRUE, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_CORRUPT));
+  free_intervals(intervals);
+}
+END_TEST
+
+static Suite *
+tracker_suite(void)
+{
+  Suite *suite = suite_create("tracker");
+  TCase *tc = tcase_create("tracker");
+
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, test_registration);
+  tcase_add_test(tc, test_fake_once);
+  tcase_add_test(tc, test_fake_fail_next);
+  tcase_add_loop_test(tc, test_replay, 0, 2);
+  tcase_add_test(tc, test_replay_empty_loop);
+  tcase_add_test(tc, test_replay_mismatch);
+  tcase_add_test(tc, test_replay_corrupt);
+  suite_add_tcase(suite, tc);
+  return suite;
+}
+
+int
+main(void)
+{
+  return hmmv_test_run(tracker_suite());
+}
