@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The table of VMs hmmvd knows, managed or not, on top of the libhmmv core.
+ */
+#pragma once
+
+#include <hmmv/hmmv.h>
+
+#include "config.h"
+
+G_BEGIN_DECLS
+
+typedef struct _HmmvdVms HmmvdVms;
+
+/* Where a VM came from, for status output and for writing quotas back. */
+typedef enum {
+  HMMVD_SOURCE_STANDALONE,
+  HMMVD_SOURCE_LIBVIRT,
+} HmmvdSource;
+
+typedef struct {
+  char *name;
+  HmmvdSource source;
+  int pid;
+  char *uuid;                   /* libvirt only */
+  HmmvQuota quota;              /* last good quota */
+  char *quota_error;            /* last rejected metadata, NULL when fine */
+  char *status;                 /* "managed", or why hmmv does not manage it */
+  char *last_error;             /* last interval's error, NULL when fine */
+  guint64 errors;               /* intervals that failed */
+  HmmvVmReport last;            /* last interval's figures (error member not used) */
+  gboolean in_core;             /* tracked and moved by the core */
+} HmmvdVmInfo;
+
+HmmvdVms *hmmvd_vms_new(HmmvCore *core, const HmmvdConfig *config);
+void hmmvd_vms_free(HmmvdVms *vms);
+HmmvCore *hmmvd_vms_get_core(HmmvdVms *vms);
+const HmmvdConfig *hmmvd_vms_get_config(HmmvdVms *vms);
+
+/* Start tracking a VM through its QMP transport (taken). On failure the VM is still listed,
+ * with status saying why (an unpatched QEMU, for example), so operators see it. */
+gboolean hmmvd_vms_add(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
+                       const char *uuid, HmmvQmp *qmp, GError **error);
+/* List a VM hmmv will not manage, with the reason. */
+void hmmvd_vms_add_unmanaged(HmmvdVms *vms, const char *name, HmmvdSource source,
+                             const char *reason);
+void hmmvd_vms_remove(HmmvdVms *vms, const char *name);
+/* Validates; a rejected quota keeps the last good one and is recorded in quota_error. */
+gboolean hmmvd_vms_set_quota(HmmvdVms *vms, const char *name, const HmmvQuota *quota,
+                             GError **error);
+gboolean hmmvd_vms_set_paused(HmmvdVms *vms, const char *name, gboolean paused,
+                              GError **error);
+HmmvdVmInfo *hmmvd_vms_lookup(HmmvdVms *vms, const char *name);
+/* Sorted by name; the array and its elements belong to vms. */
+GPtrArray *hmmvd_vms_list(HmmvdVms *vms);
+/* Run one interval and record its report; VMs that are gone are dropped (the source is told
+ * through the gone callback). */
+void hmmvd_vms_run_interval(HmmvdVms *vms);
+const HmmvIntervalReport *hmmvd_vms_get_last_report(HmmvdVms *vms);
+
+/* Asked to write a quota to wherever the VM's quota lives (libvirt metadata). */
+typedef gboolean (*HmmvdQuotaWriter)(const char *name, const HmmvQuota *quota,
+                                     gpointer user_data, GError **error);
+void hmmvd_vms_set_quota_writer(HmmvdVms *vms, HmmvdQuotaWriter writer, gpointer user_data);
+/* set-quota from hmmvctl: validated, then written through the writer when the VM comes from
+ * libvirt (the metadata event then applies it), else applied at once. */
+gboolean hmmvd_vms_request_quota(HmmvdVms *vms, const char *name, const HmmvQuota *quota,
+                                 GError **error);
+
+/* JSON views shared by the control socket and hmmvctl --json. */
+JsonNode *hmmvd_vms_to_json(HmmvdVms *vms);
+JsonNode *hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvdVms, hmmvd_vms_free)
+
+
+G_END_DECLS

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The QMP client against a scripted peer on a real Unix socket: greeting and capabilities,
+ * events between command and reply, QEMU's errors, a peer that hangs up or stops answering,
+ * and passing a file descriptor with getfd.
+ */
+#include "hmmv-test.h"
+
+#include <gio/gio.h>
+#include <gio/gunixfdmessage.h>
+#include <gio/gunixsocketaddress.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum {
+  PEER_NORMAL,      /* answers query-x with an event first, query-err with an error */
+  PEER_HANGUP,      /* closes after capabilities */
+  PEER_SILENT,      /* never answers after capabilities */
+  PEER_FD,          /* expects getfd with an fd, reads 4 bytes from it */
+} PeerMode;
+
+typedef struct {
+  char *dir;
+  char *path;
+  GSocket *listener;
+  GThread *thread;
+  PeerMode mode;
+  char fd_payload[5];
+  gboolean got_fd;
+} Peer;
+
+static char *
+peer_read_line(GSocket *sock, GString *buf)
+{
+  for (;;) {
+    char *nl = memchr(buf->str, '\n', buf->len);
+    char chunk[512];
+    gssize n;
+
+    if (nl != NULL) {
+      char *line = g_strndup(buf->str, (gsize)(nl - buf->str));
+
+      g_string_erase(buf, 0, nl - buf->str + 1);
+      return line;
+    }
+    n = g_socket_receive(sock, chunk, sizeof(chunk), NULL, NULL);
+    if (n <= 0)
+      return NULL;
+    g_string_append_len(buf, chunk, n);
+  }
+}
+
+static void
+peer_send(GSocket *sock, const char *text)
+{
+  g_socket_send(sock, text, strlen(text), NULL, NULL);
+}
+
+static gpointer
+peer_thread(gpointer data)
+{
+  Peer *peer = data;
+  g_autoptr(GSocket) sock = g_socket_accept(peer->listener, NULL, NULL);
+  g_autoptr(GString) buf = g_string_new(NULL);
+
+  if (sock == NULL)
+    return NULL;
+  peer_send(sock, "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n");
+  g_free(peer_read_line(sock, buf));
+  peer_send(sock, "{\"return\": {}}\r\n");
+  if (peer->mode == PEER_HANGUP)
+    return NULL;
+  if (peer->mode == PEER_SILENT) {
+    g_free(peer_read_line(sock, buf));
+    g_usleep(3 * G_USEC_PER_SEC);
+    return NULL;
+  }
+  if (peer->mode == PEER_FD) {
+    GSocketControlMessage **messages = NULL;
+    gint nr_messages = 0;
+    char first;
+    GInputVector vec = { &first, 1 };
+
+    if (g_socket_receive_message(sock, NULL, &vec, 1, &messages, &nr_messages, NULL, NULL,
+                                 NULL) == 1) {
+      g_string_append_c(buf, first);
+      for (gint i = 0; i < nr_messages; i++) {
+        if (G_IS_UNIX_FD_MESSAGE(messages[i])) {
+          gint nr_fds = 0;
+          gint *fds = g_unix_fd_message_steal_fds(G_UNIX_FD_MESSAGE(messages[i]), &nr_fds);
+
+          if (nr_fds == 1 && pread(fds[0], peer->fd_payload, 4, 0) == 4)
+            peer->got_fd = TRUE;
+          for (gint f = 0; f < nr_fds; f++)
+            close(fds[f]);
+          g_free(fds);
+        }
+        g_object_unref(messages[i]);
+      }
+      g_free(messages);
+    }
+    g_free(peer_read_line(sock, buf));
+    peer_send(sock, "{\"return\": {}}\n");
+    return NULL;
+  }
+  for (;;) {
+    g_autofree char *line = peer_read_line(sock, buf);
+
+    if (line == NULL)
+      return NULL;
+    if (strstr(line, "query-x") != NULL) {
+      peer_send(sock, "{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1}}\n");
+      peer_send(sock, "{\"return\": {\"answer\": 42, \"note\": \"an \\\"event\\\" word\"}}\n");
+    } else if (strstr(line, "query-err") != NULL) {
+      peer_send(sock, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command "
+                      "query-err has not been found\"}}\n");
+    } else if (strstr(line, "query-garbage") != NULL) {
+      peer_send(sock, "not json at all\n");
+    } else {
+      peer_send(sock, "{\"return\": {}}\n");
+    }
+  }
+}
+
+static Peer *
+peer_start(PeerMode mode)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocketAddress) address = NULL;
+  Peer *peer = g_new0(Peer, 1);
+
+  peer->mode = mode;
+  peer->dir = g_dir_make_tmp("hmmv-qmp-XXXXXX", &error);
+  ck_assert(peer->dir != NULL);
+  peer->path = g_build_filename(peer->dir, "qmp.sock", NULL);
+  address = g_unix_socket_address_new(peer->path);
+  peer->listener = g_socket_new(G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM,
+                                G_SOCKET_PROTOCOL_DEFAULT, &error);
+  ck_assert(peer->listener != NULL);
+  ck_assert(g_socket_bind(peer->listener, address, TRUE, &error));
+  ck_assert(g_socket_listen(peer->listener, &error));
+  peer->thread = g_thread_new("qmp-peer", peer_thread, peer);
+  return peer;
+}
+
+/* Joins the peer; TRUE when it received an fd whose file starts with "hmmv". */
+static gboolean
+peer_stop(Peer *peer)
+{
+  gboolean got_fd;
+
+  g_thread_join(peer->thread);
+  got_fd = peer->got_fd && memcmp(peer->fd_payload, "hmmv", 4) == 0;
+  g_object_unref(peer->listener);
+  g_unlink(peer->path);
+  g_rmdir(peer->dir);
+  g_free(peer->path);
+  g_free(peer->dir);
+  g_free(peer);
+  return got_fd;
+}
+
+START_TEST(test_execute_skips_events)
+{
+  Peer *peer = peer_start(PEER_NORMAL);
+  g_autoptr(GError) error = NULL;
+  HmmvQmp *qmp = hmmv_qmp_connect_unix(peer->path, 2000, &error);
+  g_autoptr(JsonNode) ret = NULL;
+  guint64 answer = 0;
+  const char *note = NULL;
+
+  ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
+  ret = hmmv_qmp_execute(qmp, "query-x", NULL, &error);
+  ck_assert_msg(ret != NULL, "%s", error ? error->message : "");
+  ck_assert(hmmv_json_get_uint(json_node_get_object(ret), "answer", &answer, &error));
+  ck_assert_uint_eq(answer, 42);
+  ck_assert(hmmv_json_get_string(json_node_get_object(ret), "note", &note, &error));
+  ck_assert(!hmmv_json_get_uint(json_node_get_object(ret), "note", &answer, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL));
+  g_clear_error(&error);
+
+  ck_assert(hmmv_qmp_execute(qmp, "query-err", NULL, &error) == NULL);
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL));
+  ck_assert_msg(strstr(error->message, "CommandNotFound") != NULL, "%s", error->message);
+  g_clear_error(&error);
+  ck_assert(hmmv_qmp_execute(qmp, "query-garbage", NULL, &error) == NULL);
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL));
+  hmmv_qmp_free(qmp);   /* the peer sees EOF and ends */
+  peer_stop(peer);
+}
+END_TEST
+
+START_TEST(test_hangup_is_gone)
+{
+  Peer *peer = peer_start(PEER_HANGUP);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQmp) qmp = hmmv_qmp_connect_unix(peer->path, 2000, &error);
+
+  ck_assert(qmp != NULL);
+  peer_stop(peer);
+  ck_assert(hmmv_qmp_execute(qmp, "query-x", NULL, &error) == NULL);
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE) ||
+                  g_error_matches(error, HMMV_ERROR, HMMV_ERROR_IO), "%s", error->message);
+}
+END_TEST
+
+START_TEST(test_silent_peer_times_out)
+{
+  Peer *peer = peer_start(PEER_SILENT);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQmp) qmp = hmmv_qmp_connect_unix(peer->path, 1000, &error);
+  gint64 start;
+
+  ck_assert(qmp != NULL);
+  start = g_get_monotonic_time();
+  ck_assert(hmmv_qmp_execute(qmp, "query-x", NULL, &error) == NULL);
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_IO));
+  ck_assert_msg(strstr(error->message, "in time") != NULL, "%s", error->message);
+  ck_assert_int_lt(g_get_monotonic_time() - start, 2500000);
+  g_clear_pointer(&qmp, hmmv_qmp_free);
+  peer_stop(peer);
+}
+END_TEST
+
+START_TEST(test_send_fd)
+{
+  Peer *peer = peer_start(PEER_FD);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQmp) qmp = hmmv_qmp_connect_unix(peer->path, 2000, &error);
+  g_autofree char *path = NULL;
+  int fd = g_file_open_tmp("hmmv-fd-XXXXXX", &path, &error);
+
+  ck_assert(qmp != NULL && fd >= 0);
+  ck_assert_int_eq(write(fd, "hmmv", 4), 4);
+  ck_assert_msg(hmmv_qmp_send_fd(qmp, fd, "region", &error), "%s",
+                error ? error->message : "");
+  close(fd);
+  g_unlink(path);
+  g_clear_pointer(&qmp, hmmv_qmp_free);
+  ck_assert(peer_stop(peer));
+}
+END_TEST
+
+START_TEST(test_connect_errors)
+{
+  g_autoptr(GError) error = NULL;
+
+  ck_assert(hmmv_qmp_connect_unix("/nonexistent/qmp.sock", 1000, &error) == NULL);
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE), "%s", error->message);
+  g_clear_error(&error);
+  ck_assert(hmmv_qmp_parse_reply("{\"neither\": 1}", &error) == NULL);
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL));
+  g_clear_error(&error);
+  ck_assert(hmmv_qmp_parse_reply("[1,2]", &error) == NULL);
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL));
+}
+END_TEST
+
+static Suite *
+qmp_suite(void)
+{
+  Suite *suite = suite_create("qmp");
+  TCase *tc = tcase_create("client");
+
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, test_execute_skips_events);
+  tcase_add_test(tc, test_hangup_is_gone);
+  tcase_add_test(tc, test_silent_peer_times_out);
+  tcase_add_test(tc, test_send_fd);
+  tcase_add_test(tc, test_connect_errors);
+  suite_add_tcase(suite, tc);
+  return suite;
+}
+
+int
+main(void)
+{
+  return hmmv_test_run(qmp_suite());
+}
