@@ -11,6 +11,7 @@
  * order" is the membership test.
  */
 #include "vm-private.h"
+#include "swar-private.h"
 
 #include <hmmv/classify.h>
 #include <string.h>
@@ -44,10 +45,8 @@ hmmv_classify_bitmap(const HmmvVm *vm, const HmmvHotCut *cut, guint64 *bitmap)
   g_return_if_fail(vm->finalized);
   for (guint64 base = 0; base < vm->nr_pages; base += 8) {
     guint count = (guint)MIN(8u, vm->nr_pages - base);
-    guint64 word;
 
-    memcpy(&word, vm->temp + base, sizeof(word));
-    if (word == 0 && skip_cold)
+    if (skip_cold && hmmv_swar_load(vm->temp + base) == 0)
       continue;
     for (guint j = 0; j < count; j++) {
       guint64 page = base + j;

@@ -22,6 +22,12 @@
  * to pass 2; so pass 2 stops early only once everything is emitted and it is past the last
  * page in cooldown.
  *
+ * Both passes visit only pages that may matter: word arithmetic on 8 temp and 8 place bytes
+ * drops settled pages whose key is below the cut on the slow tier (nothing to do) and cold
+ * DRAM pages (counted as key-0 demotion candidates 8 at a time). The per-page code indexes
+ * count rows by candidate kind instead of branching. On 16M pages with a random 1% written
+ * per interval (17% warm) this took the planner from about 10 to about 3 ns a page.
+ *
  * hmmv_plan_clear() frees the lists; a cleared (or zeroed) plan may be built again.
  */
 #include "vm-private.h"
@@ -36,24 +42,12 @@
 #define PLACE_FLAGS8 HMMV_SWAR_BYTES(0xe0)
 #define PLACE_SLOW_SETTLED8 HMMV_SWAR_BYTES(HMMV_PLACE_SLOW)
 
-/* Of 8 pages from base: 0x80 in the bytes of pages that are cold (key 0, never hot while the
- * cut is above 0) and settled; *dram_cold gets those among them that are on DRAM. Both passes
- * skip these pages, except the DRAM ones when pass 2 still has key-0 demotions to emit. */
-static inline guint64
-cold_settled(const guint8 *temp, const guint8 *place, guint64 *dram_cold)
-{
-  guint64 cold = hmmv_swar_zero_bytes(hmmv_swar_load(temp));
-  guint64 flags = hmmv_swar_load(place) & PLACE_FLAGS8;
-
-  *dram_cold = cold & hmmv_swar_zero_bytes(flags);
-  return *dram_cold | (cold & hmmv_swar_zero_bytes(flags ^ PLACE_SLOW_SETTLED8));
-}
-
-typedef enum { CAND_NONE, CAND_PROMOTE, CAND_DEMOTE } Candidate;
+/* Per-key counts and emit slots live in rows indexed by the candidate kind, so the per-page
+ * code indexes instead of branching; the NONE row only absorbs counts. */
+enum { ROW_NONE, ROW_PROMOTE, ROW_DEMOTE, NR_ROWS };
 
 typedef struct {
-  guint64 promote[HMMV_NR_KEYS];
-  guint64 demote[HMMV_NR_KEYS];
+  guint64 count[NR_ROWS][HMMV_NR_KEYS];
 } KeyCounts;
 
 void
@@ -73,22 +67,60 @@ hmmv_plan_clear(HmmvPlan *plan)
   memset(plan, 0, sizeof(*plan));
 }
 
-/* Must be called for every page in page order, in both passes, so that both see the same
- * take_at_cut pages of the boundary key. */
-static inline gboolean
+/* The hot test of classify.h. Must run for every page in page order, in both passes, so that
+ * both see the same take_at_cut pages of the boundary key. */
+static inline guint
 page_is_hot(const HmmvHotCut *cut, guint key, guint64 *seen_at_cut)
 {
-  return key > cut->cut_key || (key == cut->cut_key && (*seen_at_cut)++ < cut->take_at_cut);
+  guint at_cut = key == cut->cut_key;
+  guint hot = (key > cut->cut_key) | (at_cut & (*seen_at_cut < cut->take_at_cut));
+
+  *seen_at_cut += at_cut;
+  return hot;
 }
 
-static inline Candidate
-candidate_of(guint place, gboolean hot)
+/* ROW_PROMOTE: hot on a known slow node; ROW_DEMOTE: not hot on DRAM; both cooldown 0. */
+static inline guint
+candidate_row(guint place, guint hot)
 {
-  if (HMMV_PLACE_COOLDOWN(place) != 0 || HMMV_PLACE_NODE(place) == HMMV_PLACE_NODE_UNKNOWN)
-    return CAND_NONE;
-  if (HMMV_PLACE_IS_SLOW(place))
-    return hot ? CAND_PROMOTE : CAND_NONE;
-  return hot ? CAND_NONE : CAND_DEMOTE;
+  guint settled = (HMMV_PLACE_COOLDOWN(place) == 0) &
+                  (HMMV_PLACE_NODE(place) != HMMV_PLACE_NODE_UNKNOWN);
+  guint slow = HMMV_PLACE_IS_SLOW(place);
+
+  return settled * ((slow & hot) | ((!slow & !hot) << 1));
+}
+
+/* Of 8 pages from base, 0x80 in the bytes of settled pages that are not hot whatever the cut
+ * counter says, because their key is below cold_below (<= cut_key, <= 0x80): on the slow tier
+ * or unknown they need nothing; *dram_cold gets the DRAM ones of key 0, which are demotion
+ * candidates of key 0 (counted, or emitted while key 0 still has demotions to emit). Other
+ * warm DRAM pages need their key, so they are visited. Both passes skip the same pages, and
+ * none of them has key cut_key, so the cut counter sees the same sequence in both. */
+static inline guint64
+cold_settled(const guint8 *temp, const guint8 *place, guint cold_below, guint64 *dram_cold)
+{
+  guint64 keys = hmmv_swar_load(temp);
+  guint64 flags = hmmv_swar_load(place) & PLACE_FLAGS8;
+
+  *dram_cold = hmmv_swar_zero_bytes(keys) & hmmv_swar_zero_bytes(flags);
+  return *dram_cold | (hmmv_swar_less_than(keys, cold_below) &
+                       hmmv_swar_zero_bytes(flags ^ PLACE_SLOW_SETTLED8));
+}
+
+/* Keys below this are never hot, and the byte compare above needs it <= 0x80. */
+static guint
+cold_below_of(const HmmvHotCut *cut)
+{
+  return MIN(cut->cut_key, 0x80u);
+}
+
+/* 0x80 in the bytes of the real pages among the 8 from base (padding is never visited). */
+static inline guint64
+real_pages(const HmmvVm *vm, guint64 base)
+{
+  guint64 left = vm->nr_pages - base;
+
+  return left >= 8 ? HMMV_SWAR_HIGH : HMMV_SWAR_HIGH >> (8 * (8 - left));
 }
 
 /* Pass 1. Returns one past the last page in cooldown (0 when none). */
@@ -97,45 +129,33 @@ count_candidates(const HmmvVm *vm, const HmmvHotCut *cut, KeyCounts *cand)
 {
   /* Key 0 is never hot unless the cut reaches it (promote_min_key 0). */
   gboolean zero_is_cold = cut->cut_key > 0;
+  guint cold_below = cold_below_of(cut);
   guint64 seen_at_cut = 0, cooldown_end = 0;
   const guint8 *temp = vm->temp, *place = vm->place;
 
   memset(cand, 0, sizeof(*cand));
   for (guint64 base = 0; base < vm->nr_pages; base += 8) {
-    guint64 work = HMMV_SWAR_HIGH, dram_cold = 0;
+    guint64 work = real_pages(vm, base), dram_cold = 0;
 
-    /* Bytes of padding pages (beyond nr_pages) are never visited. */
-    if (vm->nr_pages - base < 8)
-      work >>= 8 * (8 - (vm->nr_pages - base));
     if (zero_is_cold) {
-      work &= ~cold_settled(temp + base, place + base, &dram_cold);
-      cand->demote[0] += hmmv_swar_count(dram_cold);
+      work &= ~cold_settled(temp + base, place + base, cold_below, &dram_cold);
+      cand->count[ROW_DEMOTE][0] += hmmv_swar_count(dram_cold);
     }
     /* Ascending page order within the block: the cut counter needs it. */
     for (; work != 0; work &= work - 1) {
       guint64 page = base + hmmv_swar_first(work);
       guint key = temp[page];
       guint pl = place[page];
-      gboolean hot = page_is_hot(cut, key, &seen_at_cut);
+      guint hot = page_is_hot(cut, key, &seen_at_cut);
 
-      if (HMMV_PLACE_COOLDOWN(pl) != 0)
-        cooldown_end = page + 1;
-      switch (candidate_of(pl, hot)) {
-      case CAND_PROMOTE:
-        cand->promote[key]++;
-        break;
-      case CAND_DEMOTE:
-        cand->demote[key]++;
-        break;
-      case CAND_NONE:
-        break;
-      }
+      cooldown_end = HMMV_PLACE_COOLDOWN(pl) != 0 ? page + 1 : cooldown_end;
+      cand->count[candidate_row(pl, hot)][key]++;
     }
   }
   return cooldown_end;
 }
 
-/* Demotion candidates still free, coldest first from *first_key. */
+/* Demotion candidates still free, coldest first from first_key. */
 typedef struct {
   guint64 left[HMMV_NR_KEYS];
   guint first_key;
@@ -177,17 +197,17 @@ decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 
   DemotePool pool = { .first_key = 0 };
   /* Each list is a GArray (guint length): 4G moves an interval is far above any real cap. */
   guint64 cap_left = MIN(cap_pages, (guint64)G_MAXUINT), room = 0;
+  guint64 *chosen_promote = chosen->count[ROW_PROMOTE];
+  guint64 *chosen_demote = chosen->count[ROW_DEMOTE];
 
   memset(chosen, 0, sizeof(*chosen));
-  memcpy(pool.left, cand->demote, sizeof(pool.left));
-  while (pool.first_key < HMMV_NR_KEYS && pool.left[pool.first_key] == 0)
-    pool.first_key++;
+  memcpy(pool.left, cand->count[ROW_DEMOTE], sizeof(pool.left));
 
   if (dram_pages > budget_pages) {
     guint64 want = MIN(dram_pages - budget_pages, pool_available(&pool, HMMV_NR_KEYS - 1));
     guint64 granted = MIN(want, cap_left);
 
-    pool_take(&pool, want, granted, chosen->demote);
+    pool_take(&pool, want, granted, chosen_demote);
     cap_left -= granted;
     plan->forced_demote = granted;
     plan->deferred_cap += want - granted;
@@ -196,7 +216,7 @@ decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 
   }
 
   for (int key = HMMV_NR_KEYS - 1; key >= 0; key--) {
-    guint64 wanted = cand->promote[key];
+    guint64 wanted = cand->count[ROW_PROMOTE][key];
     guint64 by_room, by_swap, granted;
 
     plan->promote_wanted += wanted;
@@ -206,50 +226,41 @@ decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 
     room -= by_room;
     granted = MIN(by_room, cap_left);
     cap_left -= granted;
-    chosen->promote[key] += granted;
+    chosen_promote[key] += granted;
     plan->deferred_cap += by_room - granted;
 
     by_swap = MIN(wanted - by_room, pool_available(&pool, key - (int)hysteresis_keys));
     granted = MIN(by_swap, cap_left / 2);
     cap_left -= 2 * granted;
-    chosen->promote[key] += granted;
-    pool_take(&pool, by_swap, granted, chosen->demote);
+    chosen_promote[key] += granted;
+    pool_take(&pool, by_swap, granted, chosen_demote);
     plan->deferred_cap += 2 * (by_swap - granted);
   }
 }
 
 typedef struct {
-  guint64 left[HMMV_NR_KEYS];   /* still to emit, per key */
-  guint64 next[HMMV_NR_KEYS];   /* next slot in the output list, per key */
-  guint64 *out;
+  KeyCounts left;                              /* still to emit, per row and key */
+  guint64 next[NR_ROWS][HMMV_NR_KEYS];         /* next slot in the row's list, per key */
+  guint64 *out[NR_ROWS];
 } Emitter;
 
-/* Slots: keys in the order given by hottest_first, each key's pages contiguous. */
+/* Slots of one row: keys in the order given by hottest_first, each key's pages contiguous. */
 static guint64
-emitter_init(Emitter *em, const guint64 *counts, gboolean hottest_first, GArray *list)
+emitter_init_row(Emitter *em, guint row, const guint64 *counts, gboolean hottest_first,
+                 GArray *list)
 {
   guint64 offset = 0;
 
   for (guint i = 0; i < HMMV_NR_KEYS; i++) {
     guint key = hottest_first ? HMMV_NR_KEYS - 1 - i : i;
 
-    em->left[key] = counts[key];
-    em->next[key] = offset;
+    em->left.count[row][key] = counts[key];
+    em->next[row][key] = offset;
     offset += counts[key];
   }
   g_array_set_size(list, (guint)offset);
-  em->out = (guint64 *)(void *)list->data;
+  em->out[row] = (guint64 *)(void *)list->data;
   return offset;
-}
-
-static inline gboolean
-emitter_put(Emitter *em, guint key, guint64 page)
-{
-  if (em->left[key] == 0)
-    return FALSE;
-  em->left[key]--;
-  em->out[em->next[key]++] = page;
-  return TRUE;
 }
 
 /* Pass 2: emit the chosen pages and age cooldowns. */
@@ -258,46 +269,38 @@ emit(HmmvVm *vm, const HmmvHotCut *cut, const KeyCounts *chosen, guint64 cooldow
      HmmvPlan *plan)
 {
   gboolean zero_is_cold = cut->cut_key > 0;
+  guint cold_below = cold_below_of(cut);
   guint64 seen_at_cut = 0, remaining;
   const guint8 *temp = vm->temp;
   guint8 *place = vm->place;
-  g_autofree Emitter *promote = g_new(Emitter, 1);
-  g_autofree Emitter *demote = g_new(Emitter, 1);
+  g_autofree Emitter *em = g_new0(Emitter, 1);
 
-  remaining = emitter_init(promote, chosen->promote, TRUE, plan->promote);
-  remaining += emitter_init(demote, chosen->demote, FALSE, plan->demote);
+  remaining = emitter_init_row(em, ROW_PROMOTE, chosen->count[ROW_PROMOTE], TRUE,
+                               plan->promote);
+  remaining += emitter_init_row(em, ROW_DEMOTE, chosen->count[ROW_DEMOTE], FALSE,
+                                plan->demote);
 
   for (guint64 base = 0; base < vm->nr_pages; base += 8) {
-    guint64 work = HMMV_SWAR_HIGH, dram_cold = 0;
+    guint64 work = real_pages(vm, base), dram_cold = 0;
 
     if (remaining == 0 && base >= cooldown_end)
       break;
-    if (vm->nr_pages - base < 8)
-      work >>= 8 * (8 - (vm->nr_pages - base));
     if (zero_is_cold) {
-      guint64 skip = cold_settled(temp + base, place + base, &dram_cold);
+      guint64 skip = cold_settled(temp + base, place + base, cold_below, &dram_cold);
 
-      work &= ~(demote->left[0] == 0 ? skip : skip & ~dram_cold);
+      work &= ~(em->left.count[ROW_DEMOTE][0] == 0 ? skip : skip & ~dram_cold);
     }
     for (; work != 0; work &= work - 1) {
       guint64 page = base + hmmv_swar_first(work);
       guint key = temp[page];
       guint pl = place[page];
-      gboolean hot = page_is_hot(cut, key, &seen_at_cut);
+      guint row = candidate_row(pl, page_is_hot(cut, key, &seen_at_cut));
 
-      if (HMMV_PLACE_COOLDOWN(pl) != 0) {
-        place[page] = (guint8)(pl - (1u << HMMV_PLACE_COOLDOWN_SHIFT));
-        continue;
-      }
-      switch (candidate_of(pl, hot)) {
-      case CAND_PROMOTE:
-        remaining -= emitter_put(promote, key, page);
-        break;
-      case CAND_DEMOTE:
-        remaining -= emitter_put(demote, key, page);
-        break;
-      case CAND_NONE:
-        break;
+      place[page] = (guint8)(pl - ((HMMV_PLACE_COOLDOWN(pl) != 0) << HMMV_PLACE_COOLDOWN_SHIFT));
+      if (em->left.count[row][key] != 0) {
+        em->left.count[row][key]--;
+        em->out[row][em->next[row][key]++] = page;
+        remaining--;
       }
     }
   }

@@ -60,3 +60,11 @@ hmmv_swar_count(guint64 mask)
 {
   return (guint)(((mask >> 7) * HMMV_SWAR_ONES) >> 56);
 }
+
+/* 0x80 in every byte of x that is below n, for n <= 0x80 (exact: the high bit of each byte is
+ * set before the subtraction, so no borrow crosses bytes; bytes >= 0x80 are never below n). */
+static inline guint64
+hmmv_swar_less_than(guint64 x, guint n)
+{
+  return ~(((x | HMMV_SWAR_HIGH) - HMMV_SWAR_BYTES(n)) | x) & HMMV_SWAR_HIGH;
+}

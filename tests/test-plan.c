@@ -2,6 +2,7 @@
 /* The planner: known cases, hysteresis over simulated intervals, invariants on random VMs. */
 #include "hmmv-test.h"
 #include "plan-private.h"
+#include "swar-private.h"
 #include "vm-private.h"
 
 #include <string.h>
@@ -406,7 +407,7 @@ random_vm(HmmvVm *vm, GRand *rand, double dram_share)
 
 START_TEST(test_random_invariants)
 {
-  static const guint64 sizes[] = { 1, 8, 61, 64, 333, 2048, 5000 };
+  static const guint64 sizes[] = { 1, 8, 61, 64, 333, 2048 };
   static const guint64 caps[] = { 1, 2, 3, 17, 100, G_MAXUINT64 };
   static const guint hysteresis[] = { 0, 16, 40 };
 
@@ -484,12 +485,49 @@ START_TEST(test_fast_paths)
 }
 END_TEST
 
+/* The word tricks both scans rely on, against byte-by-byte references. */
+START_TEST(test_swar_helpers)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed(5);
+
+  for (guint i = 0; i < 20000; i++) {
+    guint8 bytes[8];
+    guint64 word, zero = 0, less = 0;
+    guint n = (guint)g_rand_int_range(rand, 0, 0x81);
+    guint bits = (guint)g_rand_int_range(rand, 0, 256);
+    guint64 spread = 0;
+
+    /* Mix in the edge values 0, 1, n-1, n, 0x7f, 0x80, 0xff. */
+    for (guint j = 0; j < 8; j++) {
+      static const guint8 edges[] = { 0, 1, 0x7f, 0x80, 0x81, 0xff };
+      guint pick = (guint)g_rand_int_range(rand, 0, 4);
+
+      bytes[j] = pick == 0   ? edges[g_rand_int_range(rand, 0, G_N_ELEMENTS(edges))]
+                 : pick == 1 ? (guint8)(n + g_rand_int_range(rand, -1, 1))
+                             : (guint8)g_rand_int_range(rand, 0, 256);
+      zero |= (guint64)(bytes[j] == 0 ? 0x80 : 0) << (8 * j);
+      less |= (guint64)(bytes[j] < n ? 0x80 : 0) << (8 * j);
+      spread |= (guint64)((bits >> j) & 1 ? 0x80 : 0) << (8 * j);
+    }
+    memcpy(&word, bytes, sizeof(word));
+    ck_assert_uint_eq(hmmv_swar_load(bytes), word);
+    ck_assert_uint_eq(hmmv_swar_zero_bytes(word), zero);
+    ck_assert_uint_eq(hmmv_swar_less_than(word, n), less);
+    ck_assert_uint_eq(hmmv_swar_spread_bits(bits), spread);
+    ck_assert_uint_eq(hmmv_swar_count(less), (guint)__builtin_popcountll(less));
+    if (less != 0)
+      ck_assert_uint_eq(hmmv_swar_first(less), (guint)__builtin_ctzll(less) / 8);
+  }
+}
+END_TEST
+
 static Suite *
 plan_suite(void)
 {
   Suite *suite = suite_create("plan");
   TCase *tc = tcase_create("core");
 
+  tcase_add_test(tc, test_swar_helpers);
   tcase_add_test(tc, test_budget_shrink);
   tcase_add_test(tc, test_promote_hottest_first);
   tcase_add_test(tc, test_swaps_and_cap);

@@ -69,10 +69,20 @@ START_TEST(test_tables_idle)
       key = tables.idle[key];
       ck_assert_uint_eq(key, HMMV_TEMP_MAKE(level - 1, 15));
     }
-    /* From the top, a page reaches 0 after the sum of all holds plus 15 and stays there. */
+    /* Level 0 halves its freshness: 15, 7, 3, 1, 0. */
+    {
+      guint8 key = HMMV_TEMP_MAKE(0, 15);
+      const guint expect[] = { 7, 3, 1, 0, 0 };
+
+      for (guint i = 0; i < G_N_ELEMENTS(expect); i++) {
+        key = tables.idle[key];
+        ck_assert_uint_eq(key, expect[i]);
+      }
+    }
+    /* From the top, a page reaches 0 after the sum of all holds plus 4 and stays there. */
     {
       guint8 key = 0xff;
-      guint steps = 15;
+      guint steps = 4;
 
       for (guint level = 1; level < HMMV_NR_LEVELS; level++)
         steps += ref_sink_after(&params, level);
