@@ -1,0 +1,669 @@
+/*
+ * hmmv test guest: a freestanding multiboot kernel that writes a known set
+ * of guest-physical pages, so a test can check that the write export
+ * reports exactly those pages.  See README.md for the command line.
+ *
+ * Runs with paging off, so a pointer is a guest-physical address.  Built
+ * with -m32 -ffreestanding -nostdlib and no libgcc: no 64-bit division
+ * anywhere (multiplications, shifts and additions are inlined).
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#define COM1 0x3f8
+#define DEBUG_EXIT_PORT 0xf4
+#define PAGE_SHIFT 12
+#define PAGE_SIZE 4096u
+#define MIB_PAGES 256u
+
+#define MULTIBOOT_BOOTLOADER_MAGIC 0x2BADB002u
+#define MULTIBOOT_INFO_MEMORY (1u << 0)
+#define MULTIBOOT_INFO_CMDLINE (1u << 2)
+
+/* Exit codes given to isa-debug-exit; QEMU exits with (code << 1) | 1. */
+#define EXIT_OK 0
+#define EXIT_BAD_CMDLINE 1
+#define EXIT_BAD_WINDOW 2
+
+struct multiboot_info {
+    uint32_t flags;
+    uint32_t mem_lower; /* KiB below 1 MiB */
+    uint32_t mem_upper; /* KiB above 1 MiB (first hole) */
+    uint32_t boot_device;
+    uint32_t cmdline;   /* physical address of a NUL-terminated string */
+};
+
+enum guest_mode { MODE_PHASES, MODE_WORKLOAD };
+enum guest_pattern { PATTERN_SEQ, PATTERN_RANDOM };
+
+struct guest_config {
+    enum guest_mode mode;
+    enum guest_pattern pattern;
+    uint32_t phases;       /* phases mode: number of phases */
+    uint32_t pages;        /* phases mode: pages written per phase */
+    uint32_t stride;       /* phases mode, seq: page stride */
+    uint32_t span;         /* phases mode, random: window in pages */
+    uint32_t passes;       /* writes to each page per phase */
+    uint32_t base;         /* first byte of the test window (page-aligned) */
+    uint32_t seed;
+    uint32_t wait;         /* wait for a COM1 byte before each phase */
+    uint32_t exit;         /* leave through isa-debug-exit at the end */
+    uint32_t hot_mib;      /* workload: hot set size */
+    uint32_t cold_mib;     /* workload: cold set size */
+    uint32_t hot_ratio;    /* workload: percent of writes to the hot set */
+    uint64_t writes;       /* workload: total writes, 0 = run forever */
+    uint64_t shift_every;  /* workload: move the hot set every N writes */
+    uint64_t report_every; /* workload: progress line every N writes */
+};
+
+extern char guest_image_start[], guest_image_end[];
+
+void guest_main(uint32_t magic, const struct multiboot_info *mbi);
+
+/* The compiler may emit calls to these for struct copies and clears. */
+void *memset(void *dest, int c, size_t n);
+void *memcpy(void *dest, const void *src, size_t n);
+
+void *memset(void *dest, int c, size_t n)
+{
+    unsigned char *d = dest;
+
+    while (n--) {
+        *d++ = (unsigned char)c;
+    }
+    return dest;
+}
+
+void *memcpy(void *dest, const void *src, size_t n)
+{
+    unsigned char *d = dest;
+    const unsigned char *s = src;
+
+    while (n--) {
+        *d++ = *s++;
+    }
+    return dest;
+}
+
+static inline void outb(uint16_t port, uint8_t value)
+{
+    __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port));
+}
+
+static inline uint8_t inb(uint16_t port)
+{
+    uint8_t value;
+
+    __asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port));
+    return value;
+}
+
+static void serial_init(void)
+{
+    outb(COM1 + 1, 0x00); /* no interrupts: we poll */
+    outb(COM1 + 3, 0x80); /* DLAB on */
+    outb(COM1 + 0, 0x01); /* divisor 1: 115200 baud */
+    outb(COM1 + 1, 0x00);
+    outb(COM1 + 3, 0x03); /* 8N1, DLAB off */
+    outb(COM1 + 2, 0xc7); /* FIFOs on and cleared */
+    outb(COM1 + 4, 0x03); /* DTR, RTS */
+}
+
+static void putc_serial(char c)
+{
+    while (!(inb(COM1 + 5) & 0x20)) {
+        __asm__ volatile("pause");
+    }
+    outb(COM1, (uint8_t)c);
+}
+
+static uint8_t getc_serial(void)
+{
+    while (!(inb(COM1 + 5) & 0x01)) {
+        __asm__ volatile("pause");
+    }
+    return inb(COM1);
+}
+
+static void puts_serial(const char *s)
+{
+    while (*s) {
+        putc_serial(*s++);
+    }
+}
+
+static void put_dec(uint64_t v)
+{
+    char buf[24];
+    int i = 0;
+
+    /* Repeated subtraction of powers of ten: no 64-bit division here. */
+    static const uint64_t pow10[] = {
+        10000000000000000000ull, 1000000000000000000ull,
+        100000000000000000ull, 10000000000000000ull, 1000000000000000ull,
+        100000000000000ull, 10000000000000ull, 1000000000000ull,
+        100000000000ull, 10000000000ull, 1000000000ull, 100000000ull,
+        10000000ull, 1000000ull, 100000ull, 10000ull, 1000ull, 100ull,
+        10ull, 1ull,
+    };
+    size_t p;
+    int started = 0;
+
+    for (p = 0; p < sizeof(pow10) / sizeof(pow10[0]); p++) {
+        char digit = '0';
+
+        while (v >= pow10[p]) {
+            v -= pow10[p];
+            digit++;
+        }
+        if (digit != '0' || started || pow10[p] == 1) {
+            buf[i++] = digit;
+            started = 1;
+        }
+    }
+    buf[i] = '\0';
+    puts_serial(buf);
+}
+
+static void put_hex(uint32_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char buf[11];
+    int i, started = 0, n = 2;
+
+    buf[0] = '0';
+    buf[1] = 'x';
+    for (i = 28; i >= 0; i -= 4) {
+        uint32_t d = (v >> i) & 0xf;
+
+        if (d || started || i == 0) {
+            buf[n++] = digits[d];
+            started = 1;
+        }
+    }
+    buf[n] = '\0';
+    puts_serial(buf);
+}
+
+static void put_kv_dec(const char *key, uint64_t v)
+{
+    putc_serial(' ');
+    puts_serial(key);
+    putc_serial('=');
+    put_dec(v);
+}
+
+static void put_kv_hex(const char *key, uint32_t v)
+{
+    putc_serial(' ');
+    puts_serial(key);
+    putc_serial('=');
+    put_hex(v);
+}
+
+static void __attribute__((noreturn)) guest_exit(uint32_t code)
+{
+    puts_serial("HMMV-EXIT ");
+    put_dec(code);
+    putc_serial('\n');
+    /* isa-debug-exit ends QEMU here; without it, stop the CPU. */
+    outb(DEBUG_EXIT_PORT, (uint8_t)code);
+    for (;;) {
+        __asm__ volatile("cli; hlt");
+    }
+}
+
+static uint32_t xorshift32(uint32_t *state)
+{
+    uint32_t x = *state;
+
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *state = x;
+    return x;
+}
+
+static int streq_n(const char *a, size_t alen, const char *b)
+{
+    size_t i;
+
+    for (i = 0; i < alen; i++) {
+        if (b[i] != a[i]) {
+            return 0;
+        }
+    }
+    return b[alen] == '\0';
+}
+
+/*
+ * Parse decimal or 0x-hex with an optional K/M/G suffix into a value no
+ * larger than max.  Overflow-checked without 64-bit division.
+ */
+static int parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0, limit;
+    unsigned int shift = 0, base = 10;
+    size_t i = 0;
+
+    if (len >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        i = 2;
+    }
+    if (len > i) {
+        switch (s[len - 1]) {
+        case 'k': case 'K': shift = 10; len--; break;
+        case 'm': case 'M': shift = 20; len--; break;
+        case 'g': case 'G': shift = 30; len--; break;
+        default: break;
+        }
+    }
+    if (i == len) {
+        return 0;
+    }
+    /* v * base cannot overflow while v <= limit. */
+    limit = base == 16 ? (~0ull >> 4) : 1844674407370955161ull;
+    for (; i < len; i++) {
+        char c = s[i];
+        uint32_t d;
+
+        if (c >= '0' && c <= '9') {
+            d = (uint32_t)(c - '0');
+        } else if (base == 16 && c >= 'a' && c <= 'f') {
+            d = (uint32_t)(c - 'a' + 10);
+        } else if (base == 16 && c >= 'A' && c <= 'F') {
+            d = (uint32_t)(c - 'A' + 10);
+        } else {
+            return 0;
+        }
+        if (v > limit) {
+            return 0;
+        }
+        v *= base;
+        if (v > ~0ull - d) {
+            return 0;
+        }
+        v += d;
+        if (v > max) {
+            return 0;
+        }
+    }
+    if (v > (max >> shift)) {
+        return 0;
+    }
+    *out = v << shift;
+    return 1;
+}
+
+static void config_defaults(struct guest_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->mode = MODE_PHASES;
+    cfg->pattern = PATTERN_SEQ;
+    cfg->phases = 3;
+    cfg->pages = 256;
+    cfg->stride = 1;
+    cfg->span = 4096;
+    cfg->passes = 1;
+    cfg->base = 16u << 20;
+    cfg->seed = 1;
+    cfg->wait = 0;
+    cfg->exit = 1;
+    cfg->hot_mib = 8;
+    cfg->cold_mib = 56;
+    cfg->hot_ratio = 90;
+    cfg->writes = 0;
+    cfg->shift_every = 0;
+    cfg->report_every = 1u << 20;
+}
+
+static void bad_param(const char *tok, size_t len, const char *why)
+{
+    size_t i;
+
+    puts_serial("HMMV-ERROR ");
+    puts_serial(why);
+    puts_serial(": ");
+    for (i = 0; i < len; i++) {
+        putc_serial(tok[i]);
+    }
+    putc_serial('\n');
+    guest_exit(EXIT_BAD_CMDLINE);
+}
+
+static void parse_param(struct guest_config *cfg, const char *tok, size_t len)
+{
+    const struct {
+        const char *key;
+        int is64;
+        size_t offset;
+        uint64_t min, max;
+    } nums[] = {
+        { "phases", 0, offsetof(struct guest_config, phases), 1, 1000000 },
+        { "pages", 0, offsetof(struct guest_config, pages), 1, 1u << 20 },
+        { "stride", 0, offsetof(struct guest_config, stride), 1, 1u << 20 },
+        { "span", 0, offsetof(struct guest_config, span), 1, 1u << 20 },
+        { "passes", 0, offsetof(struct guest_config, passes), 1, 1000000 },
+        { "base", 0, offsetof(struct guest_config, base), 0, 0xfffff000u },
+        { "seed", 0, offsetof(struct guest_config, seed), 0, 0xffffffffu },
+        { "wait", 0, offsetof(struct guest_config, wait), 0, 1 },
+        { "exit", 0, offsetof(struct guest_config, exit), 0, 1 },
+        { "hot_mib", 0, offsetof(struct guest_config, hot_mib), 1, 4095 },
+        { "cold_mib", 0, offsetof(struct guest_config, cold_mib), 0, 4095 },
+        { "hot_ratio", 0, offsetof(struct guest_config, hot_ratio), 0, 100 },
+        { "writes", 1, offsetof(struct guest_config, writes), 0, ~0ull },
+        { "shift_every", 1, offsetof(struct guest_config, shift_every), 0,
+          ~0ull },
+        { "report_every", 1, offsetof(struct guest_config, report_every), 0,
+          ~0ull },
+    };
+    size_t eq, klen, i;
+    const char *val;
+    size_t vlen;
+
+    for (eq = 0; eq < len && tok[eq] != '='; eq++) {
+    }
+    if (eq == len) {
+        return; /* not key=value: the kernel path QEMU puts first, say */
+    }
+    klen = eq;
+    val = tok + eq + 1;
+    vlen = len - eq - 1;
+
+    if (streq_n(tok, klen, "mode")) {
+        if (streq_n(val, vlen, "phases")) {
+            cfg->mode = MODE_PHASES;
+        } else if (streq_n(val, vlen, "workload")) {
+            cfg->mode = MODE_WORKLOAD;
+        } else {
+            bad_param(tok, len, "mode must be phases or workload");
+        }
+        return;
+    }
+    if (streq_n(tok, klen, "pattern")) {
+        if (streq_n(val, vlen, "seq")) {
+            cfg->pattern = PATTERN_SEQ;
+        } else if (streq_n(val, vlen, "random")) {
+            cfg->pattern = PATTERN_RANDOM;
+        } else {
+            bad_param(tok, len, "pattern must be seq or random");
+        }
+        return;
+    }
+    for (i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        uint64_t v;
+
+        if (!streq_n(tok, klen, nums[i].key)) {
+            continue;
+        }
+        if (!parse_u64(val, vlen, nums[i].max, &v) || v < nums[i].min) {
+            bad_param(tok, len, "bad or out-of-range value");
+        }
+        if (nums[i].is64) {
+            *(uint64_t *)((char *)cfg + nums[i].offset) = v;
+        } else {
+            *(uint32_t *)((char *)cfg + nums[i].offset) = (uint32_t)v;
+        }
+        return;
+    }
+    bad_param(tok, len, "unknown parameter");
+}
+
+static void parse_cmdline(struct guest_config *cfg, const char *s)
+{
+    while (*s) {
+        const char *start;
+
+        while (*s == ' ' || *s == '\t') {
+            s++;
+        }
+        start = s;
+        while (*s && *s != ' ' && *s != '\t') {
+            s++;
+        }
+        if (s > start) {
+            parse_param(cfg, start, (size_t)(s - start));
+        }
+    }
+}
+
+/* Is [first_pfn, first_pfn + nr_pages) usable test memory? */
+static void check_window(uint64_t first_pfn, uint64_t nr_pages,
+                         uint64_t mem_top)
+{
+    uint64_t image_end = ((uintptr_t)guest_image_end + PAGE_SIZE - 1) >>
+                         PAGE_SHIFT;
+    /* Leave room after the image for QEMU's multiboot info and cmdline. */
+    uint64_t low = image_end + 16;
+    uint64_t end = first_pfn + nr_pages;
+
+    if (first_pfn < low || end > (mem_top >> PAGE_SHIFT)) {
+        puts_serial("HMMV-ERROR window");
+        put_kv_hex("first_pfn", (uint32_t)first_pfn);
+        put_kv_dec("pages", nr_pages);
+        put_kv_hex("lowest_pfn", (uint32_t)low);
+        put_kv_hex("mem_top_pfn", (uint32_t)(mem_top >> PAGE_SHIFT));
+        putc_serial('\n');
+        guest_exit(EXIT_BAD_WINDOW);
+    }
+}
+
+static void touch_page(uint32_t pfn, uint32_t value)
+{
+    volatile uint32_t *p = (volatile uint32_t *)(uintptr_t)(pfn << PAGE_SHIFT);
+
+    *p = value;
+}
+
+static void wait_for_host(const struct guest_config *cfg, const char *what,
+                          uint32_t k)
+{
+    if (!cfg->wait) {
+        return;
+    }
+    puts_serial("HMMV-WAIT ");
+    puts_serial(what);
+    putc_serial(' ');
+    put_dec(k);
+    putc_serial('\n');
+    (void)getc_serial();
+}
+
+/* Page number i of phase k (random pages come from a per-phase stream). */
+static uint32_t phase_pfn(const struct guest_config *cfg, uint32_t k,
+                          uint32_t i, uint32_t *rng)
+{
+    uint32_t base_pfn = cfg->base >> PAGE_SHIFT;
+
+    if (cfg->pattern == PATTERN_SEQ) {
+        return base_pfn + (k * cfg->pages + i) * cfg->stride;
+    }
+    return base_pfn + xorshift32(rng) % cfg->span;
+}
+
+static uint32_t phase_seed(const struct guest_config *cfg, uint32_t k)
+{
+    uint32_t s = cfg->seed ^ ((k + 1) * 0x9e3779b9u);
+
+    return s ? s : 0x12345678u; /* xorshift must not start at 0 */
+}
+
+static void run_phases(const struct guest_config *cfg, uint64_t mem_top)
+{
+    uint32_t base_pfn = cfg->base >> PAGE_SHIFT;
+    uint64_t window;
+    uint32_t k, i, pass;
+
+    if (cfg->pattern == PATTERN_SEQ) {
+        window = ((uint64_t)cfg->phases * cfg->pages - 1) * cfg->stride + 1;
+    } else {
+        window = cfg->span;
+    }
+    check_window(base_pfn, window, mem_top);
+
+    for (k = 0; k < cfg->phases; k++) {
+        uint32_t rng = phase_seed(cfg, k);
+
+        wait_for_host(cfg, "phase", k);
+        puts_serial("HMMV-PHASE-BEGIN ");
+        put_dec(k);
+        putc_serial('\n');
+
+        for (pass = 0; pass < cfg->passes; pass++) {
+            rng = phase_seed(cfg, k);
+            for (i = 0; i < cfg->pages; i++) {
+                touch_page(phase_pfn(cfg, k, i, &rng),
+                           (k << 24) ^ (pass << 16) ^ i);
+            }
+        }
+
+        /* Say which pages were written, after the fact. */
+        if (cfg->pattern == PATTERN_SEQ) {
+            puts_serial("HMMV-PHASE-RANGE ");
+            put_dec(k);
+            put_kv_hex("first_pfn", phase_pfn(cfg, k, 0, &rng));
+            put_kv_dec("count", cfg->pages);
+            put_kv_dec("stride", cfg->stride);
+            putc_serial('\n');
+        } else {
+            rng = phase_seed(cfg, k);
+            for (i = 0; i < cfg->pages; i++) {
+                if (i % 16 == 0) {
+                    puts_serial("HMMV-PHASE-PAGES ");
+                    put_dec(k);
+                }
+                putc_serial(' ');
+                put_hex(phase_pfn(cfg, k, i, &rng));
+                if (i % 16 == 15 || i + 1 == cfg->pages) {
+                    putc_serial('\n');
+                }
+            }
+        }
+        puts_serial("HMMV-PHASE-END ");
+        put_dec(k);
+        put_kv_dec("pages", cfg->pages);
+        put_kv_dec("writes", (uint64_t)cfg->pages * cfg->passes);
+        putc_serial('\n');
+    }
+}
+
+static void run_workload(const struct guest_config *cfg, uint64_t mem_top)
+{
+    uint32_t base_pfn = cfg->base >> PAGE_SHIFT;
+    uint32_t hot_pages = cfg->hot_mib * MIB_PAGES;
+    uint32_t cold_pages = cfg->cold_mib * MIB_PAGES;
+    uint32_t total = hot_pages + cold_pages;
+    uint32_t hot_off = 0; /* first hot page, relative to base */
+    uint32_t rng = cfg->seed ? cfg->seed : 0x12345678u;
+    uint64_t n = 0, next_report = cfg->report_every;
+    uint64_t next_shift = cfg->shift_every;
+
+    check_window(base_pfn, total, mem_top);
+    wait_for_host(cfg, "workload", 0);
+    puts_serial("HMMV-WORKLOAD-BEGIN");
+    put_kv_hex("base_pfn", base_pfn);
+    put_kv_dec("hot_pages", hot_pages);
+    put_kv_dec("cold_pages", cold_pages);
+    put_kv_dec("hot_ratio", cfg->hot_ratio);
+    put_kv_dec("writes", cfg->writes);
+    putc_serial('\n');
+
+    while (cfg->writes == 0 || n < cfg->writes) {
+        uint32_t r = xorshift32(&rng);
+        uint32_t idx;
+
+        if (cold_pages == 0 || r % 100 < cfg->hot_ratio) {
+            idx = hot_off + xorshift32(&rng) % hot_pages;
+        } else {
+            idx = hot_off + hot_pages + xorshift32(&rng) % cold_pages;
+        }
+        if (idx >= total) {
+            idx -= total;
+        }
+        /* One word per write, on one of the page's 64 cache lines. */
+        {
+            volatile uint32_t *p = (volatile uint32_t *)(uintptr_t)
+                (((base_pfn + idx) << PAGE_SHIFT) + ((r >> 8) & 0x3f) * 64);
+            *p = r;
+        }
+        n++;
+
+        if (cfg->shift_every && n == next_shift) {
+            next_shift += cfg->shift_every;
+            hot_off += hot_pages;
+            if (hot_off >= total) {
+                hot_off -= total;
+            }
+            puts_serial("HMMV-WORKLOAD-SHIFT");
+            put_kv_dec("writes", n);
+            put_kv_hex("hot_first_pfn", base_pfn + hot_off);
+            putc_serial('\n');
+        }
+        if (cfg->report_every && n == next_report) {
+            next_report += cfg->report_every;
+            puts_serial("HMMV-WORKLOAD-PROGRESS");
+            put_kv_dec("writes", n);
+            put_kv_hex("hot_first_pfn", base_pfn + hot_off);
+            putc_serial('\n');
+        }
+    }
+    puts_serial("HMMV-WORKLOAD-END");
+    put_kv_dec("writes", n);
+    putc_serial('\n');
+}
+
+void guest_main(uint32_t magic, const struct multiboot_info *mbi)
+{
+    struct guest_config cfg;
+    uint64_t mem_top = 0;
+    const char *cmdline = "";
+
+    serial_init();
+    config_defaults(&cfg);
+    if (magic != MULTIBOOT_BOOTLOADER_MAGIC) {
+        puts_serial("HMMV-ERROR not started by a multiboot loader\n");
+        guest_exit(EXIT_BAD_CMDLINE);
+    }
+    if (mbi->flags & MULTIBOOT_INFO_MEMORY) {
+        mem_top = (1ull << 20) + ((uint64_t)mbi->mem_upper << 10);
+    }
+    if (mbi->flags & MULTIBOOT_INFO_CMDLINE) {
+        cmdline = (const char *)(uintptr_t)mbi->cmdline;
+    }
+    parse_cmdline(&cfg, cmdline);
+
+    puts_serial("HMMV-GUEST-READY");
+    puts_serial(cfg.mode == MODE_PHASES ? " mode=phases" : " mode=workload");
+    if (cfg.mode == MODE_PHASES) {
+        puts_serial(cfg.pattern == PATTERN_SEQ ? " pattern=seq"
+                                               : " pattern=random");
+        put_kv_dec("phases", cfg.phases);
+        put_kv_dec("pages", cfg.pages);
+        put_kv_dec("stride", cfg.stride);
+        put_kv_dec("span", cfg.span);
+        put_kv_dec("passes", cfg.passes);
+    }
+    put_kv_hex("base", cfg.base);
+    put_kv_dec("seed", cfg.seed);
+    put_kv_dec("wait", cfg.wait);
+    put_kv_dec("mem_mib", mem_top >> 20);
+    putc_serial('\n');
+
+    if (cfg.base & (PAGE_SIZE - 1)) {
+        puts_serial("HMMV-ERROR base must be page-aligned\n");
+        guest_exit(EXIT_BAD_CMDLINE);
+    }
+    if (cfg.mode == MODE_PHASES) {
+        run_phases(&cfg, mem_top);
+    } else {
+        run_workload(&cfg, mem_top);
+    }
+    puts_serial("HMMV-DONE\n");
+    wait_for_host(&cfg, "exit", 0);
+    if (cfg.exit) {
+        guest_exit(EXIT_OK);
+    }
+    for (;;) {
+        __asm__ volatile("cli; hlt");
+    }
+}

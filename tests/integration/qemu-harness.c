@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "qemu-harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct _HmmvQemuProc {
+  GPid pid;
+  int stdin_fd;
+  int stdout_fd;
+  GThread *reader;
+  GAsyncQueue *lines;       /* char *; an empty string marks EOF */
+  char *dir;
+  char *qmp_path;
+  gboolean reaped;
+  int status;
+};
+
+gboolean
+hmmv_harness_find(char **qemu, char **guest, char **why)
+{
+  const char *q = g_getenv("HMMV_QEMU");
+  const char *g = g_getenv("HMMV_TEST_GUEST");
+
+  if (q == NULL || !g_file_test(q, G_FILE_TEST_IS_EXECUTABLE)) {
+    *why = g_strdup_printf("no patched QEMU (HMMV_QEMU=%s; scripts/test builds it with "
+                           "qemu-patches/build.sh)", q ? q : "unset");
+    return FALSE;
+  }
+  if (g == NULL || !g_file_test(g, G_FILE_TEST_IS_REGULAR)) {
+    *why = g_strdup_printf("no test guest (HMMV_TEST_GUEST=%s)", g ? g : "unset");
+    return FALSE;
+  }
+  *qemu = g_strdup(q);
+  *guest = g_strdup(g);
+  return TRUE;
+}
+
+gboolean
+hmmv_harness_kvm_usable(char **why)
+{
+  int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  int vm;
+
+  if (fd < 0) {
+    *why = g_strdup_printf("/dev/kvm: %s", g_strerror(errno));
+    return FALSE;
+  }
+  if (ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING) <= 0) {
+    *why = g_strdup("KVM has no dirty ring (KVM_CAP_DIRTY_LOG_RING)");
+    close(fd);
+    return FALSE;
+  }
+  vm = ioctl(fd, KVM_CREATE_VM, 0);
+  if (vm < 0) {
+    *why = g_strdup_printf("KVM_CREATE_VM: %s", g_strerror(errno));
+    close(fd);
+    return FALSE;
+  }
+  close(vm);
+  close(fd);
+  return TRUE;
+}
+
+static void
+child_setup(gpointer data)
+{
+  /* QEMU must not outlive a test that crashed or timed out. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+static gpointer
+reader_thread(gpointer data)
+{
+  HmmvQemuProc *proc = data;
+  g_autoptr(GString) line = g_string_new(NULL);
+  char chunk[4096];
+
+  for (;;) {
+    gssize n = read(proc->stdout_fd, chunk, sizeof(chunk));
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    for (gssize i = 0; i < n; i++) {
+      if (chunk[i] == '\n') {
+        g_strchomp(line->str);
+        if (g_getenv("HMMV_TEST_VERBOSE") != NULL)
+          g_printerr("guest: %s\n", line->str);
+        g_async_queue_push(proc->lines, g_strdup(line->str[0] ? line->str : " "));
+        g_string_truncate(line, 0);
+      } else if (chunk[i] != '\r') {
+        g_string_append_c(line, chunk[i]);
+      }
+    }
+  }
+  g_async_queue_push(proc->lines, g_strdup(""));
+  return NULL;
+}
+
+HmmvQemuProc *
+hmmv_qemu_proc_start(const char *qemu, const char *guest, const char *accel, guint ram_mib,
+                     const char *append, const char *const *extra, GError **error)
+{
+  g_autoptr(HmmvQemuProc) proc = g_new0(HmmvQemuProc, 1);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+  g_autoptr(GError) local_error = NULL;
+
+  proc->stdin_fd = proc->stdout_fd = -1;
+  proc->lines = g_async_queue_new_full(g_free);
+  proc->dir = g_dir_make_tmp("hmmv-qemu-XXXXXX", error);
+  if (proc->dir == NULL)
+    return NULL;
+  proc->qmp_path = g_build_filename(proc->dir, "qmp.sock", NULL);
+  g_ptr_array_add(argv, g_strdup(qemu));
+  g_ptr_array_add(argv, g_strdup("-accel"));
+  g_ptr_array_add(argv, g_strdup(accel));
+  g_ptr_array_add(argv, g_strdup("-M"));
+  g_ptr_array_add(argv, g_strdup("pc"));
+  g_ptr_array_add(argv, g_strdup("-m"));
+  g_ptr_array_add(argv, g_strdup_printf("%u", ram_mib));
+  g_ptr_array_add(argv, g_strdup("-display"));
+  g_ptr_array_add(argv, g_strdup("none"));
+  g_ptr_array_add(argv, g_strdup("-nic"));
+  g_ptr_array_add(argv, g_strdup("none"));
+  g_ptr_array_add(argv, g_strdup("-serial"));
+  g_ptr_array_add(argv, g_strdup("stdio"));
+  g_ptr_array_add(argv, g_strdup("-monitor"));
+  g_ptr_array_add(argv, g_strdup("none"));
+  g_ptr_array_add(argv, g_strdup("-qmp"));
+  g_ptr_array_add(argv, g_strdup_printf("unix:%s,server=on,wait=off", proc->qmp_path));
+  g_ptr_array_add(argv, g_strdup("-device"));
+  g_ptr_array_add(argv, g_strdup("isa-debug-exit,iobase=0xf4,iosize=0x04"));
+  g_ptr_array_add(argv, g_strdup("-kernel"));
+  g_ptr_array_add(argv, g_strdup(guest));
+  g_ptr_array_add(argv, g_strdup("-append"));
+  g_ptr_array_add(argv, g_strdup(append));
+  for (guint i = 0; extra != NULL && extra[i] != NULL; i++)
+    g_ptr_array_add(argv, g_strdup(extra[i]));
+  g_ptr_array_add(argv, NULL);
+
+  if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL,
+                                G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDERR_TO_DEV_NULL,
+                                child_setup, NULL, &proc->pid, &proc->stdin_fd,
+                                &proc->stdout_fd, NULL, &local_error)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED, "cannot start %s: %s", qemu,
+                local_error->message);
+    return NULL;
+  }
+  proc->reader = g_thread_new("qemu-serial", reader_thread, proc);
+  return g_steal_pointer(&proc);
+}
+
+void
+hmmv_qemu_proc_kill(HmmvQemuProc *proc)
+{
+  if (proc->pid > 0 && !proc->reaped) {
+    kill(proc->pid, SIGKILL);
+    waitpid(proc->pid, &proc->status, 0);
+    proc->reaped = TRUE;
+  }
+}
+
+void
+hmmv_qemu_proc_free(HmmvQemuProc *proc)
+{
+  if (proc == NULL)
+    return;
+  hmmv_qemu_proc_kill(proc);
+  if (proc->stdin_fd >= 0)
+    close(proc->stdin_fd);
+  if (proc->reader != NULL)
+    g_thread_join(proc->reader);
+  if (proc->stdout_fd >= 0)
+    close(proc->stdout_fd);
+  g_async_queue_unref(proc->lines);
+  if (proc->qmp_path != NULL)
+    g_unlink(proc->qmp_path);
+  if (proc->dir != NULL) {
+    g_autoptr(GDir) dir = g_dir_open(proc->dir, 0, NULL);
+    const char *name;
+
+    while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
+      g_autofree char *path = g_build_filename(proc->dir, name, NULL);
+
+      g_unlink(path);
+    }
+    g_rmdir(proc->dir);
+  }
+  g_free(proc->qmp_path);
+  g_free(proc->dir);
+  g_free(proc);
+}
+
+const char *
+hmmv_qemu_proc_get_qmp_path(HmmvQemuProc *proc)
+{
+  return proc->qmp_path;
+}
+
+const char *
+hmmv_qemu_proc_get_dir(HmmvQemuProc *proc)
+{
+  return proc->dir;
+}
+
+int
+hmmv_qemu_proc_get_pid(HmmvQemuProc *proc)
+{
+  return proc->pid;
+}
+
+char *
+hmmv_qemu_proc_read_line(HmmvQemuProc *proc, guint timeout_ms)
+{
+  char *line = g_async_queue_timeout_pop(proc->lines, (guint64)timeout_ms * 1000);
+
+  if (line != NULL && line[0] == '\0') {
+    /* EOF: leave the marker for later readers. */
+    g_async_queue_push_front(proc->lines, line);
+    return NULL;
+  }
+  return line;
+}
+
+char *
+hmmv_qemu_proc_expect(HmmvQemuProc *proc, const char *prefix, guint timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+  for (;;) {
+    gint64 left = deadline - g_get_monotonic_time();
+    char *line;
+
+    if (left <= 0)
+      return NULL;
+    line = hmmv_qemu_proc_read_line(proc, (guint)(left / 1000) + 1);
+    if (line == NULL)
+      return NULL;
+    if (g_str_has_prefix(line, prefix))
+      return line;
+    g_free(line);
+  }
+}
+
+gboolean
+hmmv_qemu_proc_send(HmmvQemuProc *proc, const char *bytes, GError **error)
+{
+  gsize len = strlen(bytes);
+
+  if (write(proc->stdin_fd, bytes, len) != (gssize)len) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "serial write: %s", g_strerror(errno));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+HmmvQmp *
+hmmv_qemu_proc_qmp(HmmvQemuProc *proc, GError **error)
+{
+  for (guint attempt = 0;; attempt++) {
+    g_autoptr(GError) local_error = NULL;
+    HmmvQmp *qmp = hmmv_qmp_connect_unix(proc->qmp_path, 5000, &local_error);
+
+    if (qmp != NULL)
+      return qmp;
+    if (attempt >= 100) {
+      g_propagate_error(error, g_steal_pointer(&local_error));
+      return NULL;
+    }
+    g_usleep(50000);
+  }
+}
+
+int
+hmmv_qemu_proc_wait(HmmvQemuProc *proc, guint timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+  while (!proc->reaped) {
+    pid_t r = waitpid(proc->pid, &proc->status, WNOHANG);
+
+    if (r == proc->pid) {
+      proc->reaped = TRUE;
+      break;
+    }
+    if (g_get_monotonic_time() > deadline)
+      return -1;
+    g_usleep(10000);
+  }
+  return WIFEXITED(proc->status) ? WEXITSTATUS(proc->status) : 128 + WTERMSIG(proc->status);
+}

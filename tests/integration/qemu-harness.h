@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Starting a real (patched) QEMU with the test guest for integration tests: serial on a
+ * pipe, read line by line with timeouts, QMP on a Unix socket in a private directory. QEMU
+ * dies with the test process (PR_SET_PDEATHSIG) and is killed and reaped by its pid in
+ * hmmv_qemu_proc_free, so a failing test leaves nothing running.
+ */
+#pragma once
+
+#include <glib.h>
+#include <hmmv/hmmv.h>
+
+typedef struct _HmmvQemuProc HmmvQemuProc;
+
+/* The patched QEMU (HMMV_QEMU) and the guest (HMMV_TEST_GUEST); NULL with a reason when the
+ * host cannot run the test (the caller skips). */
+gboolean hmmv_harness_find(char **qemu, char **guest, char **why);
+/* TRUE when /dev/kvm opens and creates a VM; why says otherwise. */
+gboolean hmmv_harness_kvm_usable(char **why);
+
+/* accel: "tcg" or e.g. "kvm,dirty-ring-size=4096"; extra: more QEMU arguments (NULL-ended
+ * vector, may be NULL); append: the guest's command line. */
+HmmvQemuProc *hmmv_qemu_proc_start(const char *qemu, const char *guest, const char *accel,
+                                   guint ram_mib, const char *append,
+                                   const char *const *extra, GError **error);
+void hmmv_qemu_proc_free(HmmvQemuProc *proc);
+const char *hmmv_qemu_proc_get_qmp_path(HmmvQemuProc *proc);
+const char *hmmv_qemu_proc_get_dir(HmmvQemuProc *proc);
+int hmmv_qemu_proc_get_pid(HmmvQemuProc *proc);
+
+/* Next serial line starting with prefix (others are skipped but kept in the log); NULL on
+ * timeout or EOF. */
+char *hmmv_qemu_proc_expect(HmmvQemuProc *proc, const char *prefix, guint timeout_ms);
+/* Next serial line, whatever it is; NULL on timeout or EOF. */
+char *hmmv_qemu_proc_read_line(HmmvQemuProc *proc, guint timeout_ms);
+gboolean hmmv_qemu_proc_send(HmmvQemuProc *proc, const char *bytes, GError **error);
+/* Connect QMP (retrying while QEMU creates the socket). */
+HmmvQmp *hmmv_qemu_proc_qmp(HmmvQemuProc *proc, GError **error);
+/* Wait for QEMU to exit; its exit status, or -1 on timeout. */
+int hmmv_qemu_proc_wait(HmmvQemuProc *proc, guint timeout_ms);
+void hmmv_qemu_proc_kill(HmmvQemuProc *proc);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvQemuProc, hmmv_qemu_proc_free)

@@ -1,0 +1,375 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The qemu-dirty tracker against a real patched QEMU running the test guest.
+ *
+ *   test-qemu-dirty tcg   TCG: phases of known pages, precision and recall 1.0 each, a late
+ *                         harvest that merges intervals loses nothing, QEMU killed mid-run
+ *                         is reported as gone, live migration to a file while tracking runs
+ *   test-qemu-dirty kvm   the same phase check under KVM with the dirty ring, small (this
+ *                         host's paravirtual KVM runs guests slowly); skipped where KVM is
+ *                         unusable
+ *
+ * The guest (tests/guest) waits for a byte on its serial port before each phase and prints
+ * the pages it wrote; pages outside its test window (its stack, its image) are not counted.
+ */
+#include "../hmmv-test.h"
+#include "qemu-harness.h"
+
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BASE_PFN 0x1000u    /* the guest's default window base, 16 MiB */
+#define SERIAL_TIMEOUT_MS 60000
+
+static const char *accel_mode = "tcg";
+static char *qemu_path;
+static char *guest_path;
+
+typedef struct {
+  HmmvQemuProc *proc;
+  HmmvVm *vm;               /* owned until handed to nobody: the tracker borrows it */
+  HmmvTracker *tracker;
+  HmmvAccess *acc;
+} Run;
+
+static void
+run_start(Run *run, const char *append, guint interval_ms, const char *const *extra)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *accel = g_strcmp0(accel_mode, "kvm") == 0
+                             ? g_strdup("kvm,dirty-ring-size=4096")
+                             : g_strdup("tcg");
+  g_autofree char *ready = NULL;
+  HmmvQemuDirtyOptions options = { .interval_ms = interval_ms };
+  HmmvQmp *qmp;
+
+  memset(run, 0, sizeof(*run));
+  run->proc = hmmv_qemu_proc_start(qemu_path, guest_path, accel, 128, append, extra, &error);
+  ck_assert_msg(run->proc != NULL, "%s", error ? error->message : "");
+  ready = hmmv_qemu_proc_expect(run->proc, "HMMV-GUEST-READY", SERIAL_TIMEOUT_MS);
+  ck_assert_msg(ready != NULL, "the guest did not come up");
+  qmp = hmmv_qemu_proc_qmp(run->proc, &error);
+  ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
+  run->vm = hmmv_qemu_vm_new(qmp, "guest", &error);
+  ck_assert_msg(run->vm != NULL, "%s", error ? error->message : "");
+  run->tracker = hmmv_qemu_dirty_tracker_new(qmp, &options, &error);
+  ck_assert_msg(run->tracker != NULL, "%s", error ? error->message : "");
+  ck_assert_msg(hmmv_tracker_start(run->tracker, run->vm, &error), "%s",
+                error ? error->message : "");
+  run->acc = hmmv_access_new(hmmv_vm_get_nr_pages(run->vm), &error);
+  ck_assert(run->acc != NULL);
+}
+
+static void
+run_stop(Run *run)
+{
+  hmmv_tracker_free(run->tracker);   /* hmmv-stop, unless QEMU is gone */
+  hmmv_vm_free(run->vm);
+  hmmv_access_free(run->acc);
+  hmmv_qemu_proc_free(run->proc);
+}
+
+/* Harvest into a fresh bitmap; returns the intervals merged. */
+static guint64
+harvest(Run *run)
+{
+  g_autoptr(GError) error = NULL;
+
+  hmmv_access_clear(run->acc);
+  ck_assert_msg(hmmv_tracker_harvest(run->tracker, run->vm, run->acc, &error), "%s",
+                error ? error->message : "");
+  return run->acc->intervals;
+}
+
+/* Guest pfns written according to the harvest, restricted to [first, first + count). */
+static GHashTable *
+harvested_pfns(Run *run, guint64 first, guint64 count)
+{
+  GHashTable *set = g_hash_table_new(g_direct_hash, g_direct_equal);
+
+  for (guint64 page = 0; page < run->acc->nr_pages; page++) {
+    guint64 pfn;
+
+    if (!hmmv_bitmap_test(run->acc->writes, page))
+      continue;
+    pfn = hmmv_vm_page_to_gpa(run->vm, page) >> HMMV_PAGE_SHIFT;
+    if (pfn >= first && pfn < first + count)
+      g_hash_table_add(set, GSIZE_TO_POINTER(pfn));
+  }
+  return set;
+}
+
+/* Run phase k (the guest waits for a byte) and add the pfns it says it wrote to expected. */
+static void
+run_phase(Run *run, guint k, GHashTable *expected)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *prefix_wait = g_strdup_printf("HMMV-WAIT phase %u", k);
+  g_autofree char *wait = hmmv_qemu_proc_expect(run->proc, prefix_wait, SERIAL_TIMEOUT_MS);
+
+  ck_assert_msg(wait != NULL, "no %s", prefix_wait);
+  ck_assert(hmmv_qemu_proc_send(run->proc, "g", &error));
+  for (;;) {
+    g_autofree char *line = hmmv_qemu_proc_read_line(run->proc, SERIAL_TIMEOUT_MS);
+    g_auto(GStrv) words = NULL;
+
+    ck_assert_msg(line != NULL, "phase %u did not end", k);
+    if (g_str_has_prefix(line, "HMMV-PHASE-END"))
+      break;
+    if (!g_str_has_prefix(line, "HMMV-PHASE-PAGES"))
+      continue;
+    words = g_strsplit(line, " ", -1);
+    for (guint i = 2; words[i] != NULL; i++)
+      if (words[i][0] != '\0')
+        g_hash_table_add(expected, GSIZE_TO_POINTER(g_ascii_strtoull(words[i], NULL, 16)));
+  }
+}
+
+static void
+assert_exact(const char *what, GHashTable *expected, GHashTable *got)
+{
+  guint hits = 0;
+  GHashTableIter iter;
+  gpointer key;
+
+  g_hash_table_iter_init(&iter, got);
+  while (g_hash_table_iter_next(&iter, &key, NULL))
+    hits += g_hash_table_contains(expected, key);
+  printf("# %s: guest wrote %u pages, harvest found %u in the window: precision %.3f, "
+         "recall %.3f\n", what, g_hash_table_size(expected), g_hash_table_size(got),
+         g_hash_table_size(got) ? (double)hits / g_hash_table_size(got) : 1.0,
+         g_hash_table_size(expected) ? (double)hits / g_hash_table_size(expected) : 1.0);
+  ck_assert_uint_gt(g_hash_table_size(expected), 0);
+  ck_assert_uint_eq(hits, g_hash_table_size(expected));
+  ck_assert_uint_eq(hits, g_hash_table_size(got));
+}
+
+#define SPAN 2048
+
+/* Each phase's harvest holds exactly the pages the guest wrote in it. */
+START_TEST(test_phases_exact)
+{
+  guint phases = g_strcmp0(accel_mode, "kvm") == 0 ? 2 : 4;
+  guint pages = g_strcmp0(accel_mode, "kvm") == 0 ? 64 : 300;
+  g_autofree char *append = g_strdup_printf("phases=%u pages=%u pattern=random span=%u "
+                                            "seed=7 wait=1", phases, pages, SPAN);
+  Run run;
+
+  run_start(&run, append, 0, NULL);
+  harvest(&run);   /* boot noise */
+  {
+    HmmvQemuDirtyStats stats;
+
+    ck_assert(hmmv_qemu_dirty_tracker_get_stats(run.tracker, &stats));
+    printf("# write source: %s\n", stats.source);
+    ck_assert_str_eq(stats.source, g_strcmp0(accel_mode, "kvm") == 0 ? "kvm-dirty-ring" : "tcg");
+  }
+  for (guint k = 0; k < phases; k++) {
+    g_autoptr(GHashTable) expected = g_hash_table_new(g_direct_hash, g_direct_equal);
+    g_autoptr(GHashTable) got = NULL;
+    g_autofree char *what = g_strdup_printf("%s phase %u", accel_mode, k);
+
+    run_phase(&run, k, expected);
+    ck_assert_uint_eq(harvest(&run), 1);
+    got = harvested_pfns(&run, BASE_PFN, SPAN);
+    assert_exact(what, expected, got);
+  }
+  run_stop(&run);
+}
+END_TEST
+
+/* QEMU publishes on its own timer; the daemon harvests only after several phases: the
+ * harvest holds their union and says how many intervals it merged. */
+START_TEST(test_late_harvest_loses_nothing)
+{
+  g_autoptr(GHashTable) expected = g_hash_table_new(g_direct_hash, g_direct_equal);
+  g_autoptr(GHashTable) got = NULL;
+  Run run;
+  guint64 merged;
+
+  run_start(&run, "phases=3 pages=200 pattern=random span=2048 seed=11 wait=1", 50, NULL);
+  g_usleep(200000);
+  harvest(&run);
+  for (guint k = 0; k < 3; k++) {
+    run_phase(&run, k, expected);
+    g_usleep(150000);   /* 3 publications per phase */
+  }
+  merged = harvest(&run);
+  got = harvested_pfns(&run, BASE_PFN, SPAN);
+  printf("# late harvest merged %" G_GUINT64_FORMAT " publications\n", merged);
+  ck_assert_uint_ge(merged, 4);
+  assert_exact("late harvest of 3 phases", expected, got);
+  run_stop(&run);
+}
+END_TEST
+
+/* QEMU dying under the tracker is an error of that VM, never a crash. */
+START_TEST(test_qemu_dies)
+{
+  g_autoptr(GError) error = NULL;
+  Run run;
+
+  run_start(&run, "phases=1 pages=10 wait=1", 0, NULL);
+  hmmv_qemu_proc_kill(run.proc);
+  hmmv_access_clear(run.acc);
+  ck_assert(!hmmv_tracker_harvest(run.tracker, run.vm, run.acc, &error));
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE) ||
+                  g_error_matches(error, HMMV_ERROR, HMMV_ERROR_IO), "%s", error->message);
+  printf("# harvest after QEMU died: %s\n", error->message);
+  g_clear_error(&error);
+
+  /* Same with QEMU's own timer: the harvest notices the pid is gone. */
+  run_stop(&run);
+  run_start(&run, "phases=1 pages=10 wait=1", 100, NULL);
+  hmmv_qemu_proc_kill(run.proc);
+  ck_assert(!hmmv_tracker_harvest(run.tracker, run.vm, run.acc, &error));
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE), "%s", error->message);
+  run_stop(&run);
+}
+END_TEST
+
+static JsonNode *
+qmp(Run *run, const char *command, JsonObject *args)
+{
+  g_autoptr(GError) error = NULL;
+  JsonNode *ret = hmmv_qmp_execute(hmmv_qemu_dirty_tracker_get_qmp(run->tracker), command,
+                                   args, &error);
+
+  ck_assert_msg(ret != NULL, "%s: %s", command, error ? error->message : "");
+  return ret;
+}
+
+static void
+wait_migration(HmmvQmp *client, const char *want)
+{
+  for (guint i = 0; i < 600; i++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) ret = hmmv_qmp_execute(client, "query-migrate", NULL, &error);
+    const char *status;
+
+    ck_assert_msg(ret != NULL, "%s", error ? error->message : "");
+    status = json_object_get_string_member_with_default(json_node_get_object(ret), "status",
+                                                        "none");
+    ck_assert_msg(g_strcmp0(status, "failed") != 0, "migration failed");
+    if (g_strcmp0(status, want) == 0)
+      return;
+    g_usleep(100000);
+  }
+  ck_abort_msg("migration did not reach %s", want);
+}
+
+static void
+pmemsave(HmmvQmp *client, const char *path)
+{
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+
+  json_object_set_int_member(args, "val", (gint64)BASE_PFN << HMMV_PAGE_SHIFT);
+  json_object_set_int_member(args, "size", (gint64)SPAN << HMMV_PAGE_SHIFT);
+  json_object_set_string_member(args, "filename", path);
+  ret = hmmv_qmp_execute(client, "pmemsave", args, &error);
+  ck_assert_msg(ret != NULL, "%s", error ? error->message : "");
+}
+
+/* Live migration to a file while tracking runs: both keep working, and the VM restored from
+ * the file has the same memory as the source. */
+START_TEST(test_migration_while_tracking)
+{
+  g_autoptr(GHashTable) expected = g_hash_table_new(g_direct_hash, g_direct_equal);
+  g_autoptr(GHashTable) got = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(HmmvQemuProc) dest = NULL;
+  g_autoptr(HmmvQmp) dest_qmp = NULL;
+  g_autofree char *image = NULL, *uri = NULL, *src_dump = NULL, *dst_dump = NULL;
+  g_autofree char *src_bytes = NULL, *dst_bytes = NULL;
+  gsize src_len = 0, dst_len = 0;
+  const char *const incoming[] = { "-incoming", "defer", NULL };
+  Run run;
+
+  run_start(&run, "phases=2 pages=200 pattern=random span=2048 seed=5 wait=1", 0, NULL);
+  image = g_build_filename(hmmv_qemu_proc_get_dir(run.proc), "migration.img", NULL);
+  harvest(&run);
+  run_phase(&run, 0, expected);
+
+  uri = g_strdup_printf("exec:cat > %s", image);
+  json_object_set_string_member(args, "uri", uri);
+  ret = qmp(&run, "migrate", args);
+  wait_migration(hmmv_qemu_dirty_tracker_get_qmp(run.tracker), "completed");
+  /* Tracking kept working through the migration. */
+  ck_assert_uint_ge(harvest(&run), 1);
+  got = harvested_pfns(&run, BASE_PFN, SPAN);
+  assert_exact("phase 0 across a migration", expected, got);
+
+  /* The destination restores the image and has the source's memory. */
+  dest = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", 128,
+                              "phases=2 pages=200 pattern=random span=2048 seed=5 wait=1",
+                              incoming, &error);
+  ck_assert(dest != NULL);
+  dest_qmp = hmmv_qemu_proc_qmp(dest, &error);
+  ck_assert_msg(dest_qmp != NULL, "%s", error ? error->message : "");
+  {
+    g_autoptr(JsonObject) in_args = json_object_new();
+    g_autofree char *in_uri = g_strdup_printf("exec:cat %s", image);
+    g_autoptr(JsonNode) in_ret = NULL;
+
+    json_object_set_string_member(in_args, "uri", in_uri);
+    in_ret = hmmv_qmp_execute(dest_qmp, "migrate-incoming", in_args, &error);
+    ck_assert_msg(in_ret != NULL, "%s", error ? error->message : "");
+  }
+  wait_migration(dest_qmp, "completed");
+  src_dump = g_build_filename(hmmv_qemu_proc_get_dir(run.proc), "src.mem", NULL);
+  dst_dump = g_build_filename(hmmv_qemu_proc_get_dir(dest), "dst.mem", NULL);
+  pmemsave(hmmv_qemu_dirty_tracker_get_qmp(run.tracker), src_dump);
+  pmemsave(dest_qmp, dst_dump);
+  ck_assert(g_file_get_contents(src_dump, &src_bytes, &src_len, NULL));
+  ck_assert(g_file_get_contents(dst_dump, &dst_bytes, &dst_len, NULL));
+  ck_assert_uint_eq(src_len, (gsize)SPAN << HMMV_PAGE_SHIFT);
+  ck_assert_uint_eq(src_len, dst_len);
+  ck_assert_msg(memcmp(src_bytes, dst_bytes, src_len) == 0, "migrated memory differs");
+  printf("# migration to a file while tracking: %" G_GSIZE_FORMAT " bytes of the test window "
+         "identical on the destination\n", src_len);
+  g_unlink(image);
+  run_stop(&run);
+}
+END_TEST
+
+static Suite *
+qemu_dirty_suite(void)
+{
+  Suite *suite = suite_create("qemu-dirty");
+  TCase *tc = tcase_create(accel_mode);
+
+  /* KVM on this host emulates guests ~100x slower than TCG. */
+  tcase_set_timeout(tc, g_strcmp0(accel_mode, "kvm") == 0 ? 600 : 180);
+  tcase_add_test(tc, test_phases_exact);
+  if (g_strcmp0(accel_mode, "tcg") == 0) {
+    tcase_add_test(tc, test_late_harvest_loses_nothing);
+    tcase_add_test(tc, test_qemu_dies);
+    tcase_add_test(tc, test_migration_while_tracking);
+  }
+  suite_add_tcase(suite, tc);
+  return suite;
+}
+
+int
+main(int argc, char **argv)
+{
+  g_autofree char *why = NULL;
+
+  if (argc > 1)
+    accel_mode = argv[1];
+  if (geteuid() != 0)
+    return hmmv_test_skip_all("needs root: the tracker maps regions QEMU created");
+  if (!hmmv_harness_find(&qemu_path, &guest_path, &why))
+    return hmmv_test_skip_all(why);
+  if (g_strcmp0(accel_mode, "kvm") == 0 && !hmmv_harness_kvm_usable(&why))
+    return hmmv_test_skip_all(why);
+  signal(SIGPIPE, SIG_IGN);
+  return hmmv_test_run(qemu_dirty_suite());
+}
