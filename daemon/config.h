@@ -41,5 +41,6 @@ void hmmvd_config_init(HmmvdConfig *config);
  * names the file, the line and the key. */
 gboolean hmmvd_config_load(HmmvdConfig *config, const char *path, GError **error);
 void hmmvd_config_clear(HmmvdConfig *config);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(HmmvdConfig, hmmvd_config_clear)
 
 G_END_DECLS

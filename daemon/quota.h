@@ -12,12 +12,22 @@ G_BEGIN_DECLS
 #define HMMVD_METADATA_URI "https://hmmv.dev/ns/quota/1"
 #define HMMVD_METADATA_KEY "hmmv"
 
+#define HMMVD_QUOTA_MAX_WEIGHT 10000u
+/* 1 EiB: the largest MiB figure accepted anywhere, so that pages (MiB << 8) and sums of
+ * thousands of them cannot overflow 64 bits. */
+#define HMMVD_QUOTA_MAX_MIB (G_GUINT64_CONSTANT(1) << 40)
+#define HMMVD_PAGES_PER_MIB ((guint64)((1u << 20) / HMMV_PAGE_SIZE))
+
 /* Quota metadata: <memory dram-min-mib="256" dram-max-mib="1024" weight="100"
  * managed="yes"/>. Every attribute is optional (absent: the default quota's value). */
 gboolean hmmvd_quota_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota *quota,
                            GError **error);
 char *hmmvd_quota_format(const HmmvQuota *quota);
-/* min <= max, weight 1..10000, min within host DRAM. */
+/* "256" -> pages: decimal digits only, at most HMMVD_QUOTA_MAX_MIB; the error says why
+ * (empty, negative, not a number, too large) without naming the field. */
+gboolean hmmvd_quota_parse_mib(const char *text, guint64 *pages, GError **error);
+/* min <= max, weight 1..10000, min within host DRAM. vm_pages or pool_pages 0: unknown, that
+ * check is skipped. */
 gboolean hmmvd_quota_validate(const HmmvQuota *quota, guint64 vm_pages, guint64 pool_pages,
                               GError **error);
 

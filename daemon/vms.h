@@ -30,8 +30,12 @@ typedef struct {
   guint64 errors;               /* intervals that failed */
   HmmvVmReport last;            /* last interval's figures (error member not used) */
   gboolean in_core;             /* tracked and moved by the core */
+  gboolean paused;              /* hmmvctl pause: tracked, nothing moves */
+  HmmvMoveStats moves;          /* mover outcomes since the VM was listed (all tracking runs) */
 } HmmvdVmInfo;
 
+/* core and config are borrowed. Free the table before the core: it takes its VMs out of the
+ * core first (their trackers talk through transports the table owns). */
 HmmvdVms *hmmvd_vms_new(HmmvCore *core, const HmmvdConfig *config);
 void hmmvd_vms_free(HmmvdVms *vms);
 HmmvCore *hmmvd_vms_get_core(HmmvdVms *vms);
@@ -41,6 +45,26 @@ const HmmvdConfig *hmmvd_vms_get_config(HmmvdVms *vms);
  * with status saying why (an unpatched QEMU, for example), so operators see it. */
 gboolean hmmvd_vms_add(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
                        const char *uuid, HmmvQmp *qmp, GError **error);
+/* The part of hmmvd_vms_add after the VM and its tracker are built (both taken); also the
+ * entry point of the unit tests (fake tracker, sim mover). A VM added this way has no QMP
+ * transport: when its RAM layout changes, tracking restarts through the rebuild function
+ * (below) if one is set, else the VM leaves the core with a status saying so. Adding a name
+ * that is already listed replaces that entry (a domain that was restarted). */
+gboolean hmmvd_vms_add_with_tracker(HmmvdVms *vms, const char *name, HmmvdSource source,
+                                    int pid, const char *uuid, HmmvVm *vm,
+                                    HmmvTracker *tracker, GError **error);
+typedef gboolean (*HmmvdVmRebuildFunc)(const char *name, gpointer user_data, HmmvVm **vm,
+                                       HmmvTracker **tracker, GError **error);
+void hmmvd_vms_set_rebuild_func(HmmvdVms *vms, HmmvdVmRebuildFunc func, gpointer user_data);
+/* The core's mover (borrowed). Needed with the sim mover, which must forget a VM's modelled
+ * pages when the VM leaves the core; its topology also sizes the DRAM pool for quota checks
+ * when dram-pool-mib is 0. */
+void hmmvd_vms_set_mover(HmmvdVms *vms, HmmvMover *mover);
+/* Told when a VM's QEMU went away (HMMV_ERROR_GONE in an interval): the VM has left the core
+ * and stays listed as "gone: ..." until the source calls hmmvd_vms_remove(). */
+typedef void (*HmmvdVmGoneFunc)(const char *name, gpointer user_data);
+void hmmvd_vms_set_gone_func(HmmvdVms *vms, HmmvdVmGoneFunc func, gpointer user_data);
+
 /* List a VM hmmv will not manage, with the reason. */
 void hmmvd_vms_add_unmanaged(HmmvdVms *vms, const char *name, HmmvdSource source,
                              const char *reason);
@@ -53,8 +77,9 @@ gboolean hmmvd_vms_set_paused(HmmvdVms *vms, const char *name, gboolean paused,
 HmmvdVmInfo *hmmvd_vms_lookup(HmmvdVms *vms, const char *name);
 /* Sorted by name; the array and its elements belong to vms. */
 GPtrArray *hmmvd_vms_list(HmmvdVms *vms);
-/* Run one interval and record its report; VMs that are gone are dropped (the source is told
- * through the gone callback). */
+/* Run one interval and record its report. A VM whose QEMU is gone leaves the core, stays
+ * listed as "gone" and the gone function is told; a changed RAM layout restarts its tracking;
+ * other errors count in errors/last_error. */
 void hmmvd_vms_run_interval(HmmvdVms *vms);
 const HmmvIntervalReport *hmmvd_vms_get_last_report(HmmvdVms *vms);
 

@@ -377,3 +377,21 @@ hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error)
     return NULL;
   return g_steal_pointer(&qmp);
 }
+
+int
+hmmv_qmp_get_peer_pid(HmmvQmp *qmp)
+{
+  g_autoptr(GCredentials) credentials = NULL;
+  SocketQmp *sq;
+  pid_t pid;
+
+  if (qmp == NULL || qmp->ops != &socket_qmp_ops)
+    return -1;
+  sq = qmp->priv;
+  /* SO_PEERCRED: the pid of the process that created the listening socket, QEMU itself. */
+  credentials = g_socket_get_credentials(sq->socket, NULL);
+  if (credentials == NULL)
+    return -1;
+  pid = g_credentials_get_unix_pid(credentials, NULL);
+  return pid > 0 ? (int)pid : -1;
+}

@@ -48,7 +48,8 @@ typedef struct {
   guint64 generation;       /* QEMU's last publication */
   guint64 harvests;
   guint64 pages_harvested;
-  guint64 last_harvest_ns;  /* time the daemon's last harvest took */
+  guint64 last_harvest_ns;  /* time the last harvest took draining the region (without the
+                               hmmv-sync round trip of daemon-paced mode) */
   guint64 last_publish_ns;  /* QEMU's last publication took */
   const char *source;       /* "tcg", "kvm-dirty-ring", "kvm-dirty-log" or "unknown" */
 } HmmvQemuDirtyStats;

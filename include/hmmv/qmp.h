@@ -40,6 +40,9 @@ const char *hmmv_qmp_get_name(const HmmvQmp *qmp);
 /* Connect to QEMU's QMP Unix socket and negotiate capabilities. timeout_ms bounds every
  * read and write (a hung QEMU cannot hold the caller longer). */
 HmmvQmp *hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error);
+/* The pid of the process at the other end of a Unix socket transport (SO_PEERCRED: QEMU's
+ * pid), or -1 for other transports or when the kernel does not say. */
+int hmmv_qmp_get_peer_pid(HmmvQmp *qmp);
 
 /* Execute a command; arguments may be NULL. Returns the "return" member (an empty object
  * when QEMU returned {}), or NULL with HMMV_ERROR_PROTOCOL carrying QEMU's error class and

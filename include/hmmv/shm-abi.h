@@ -72,6 +72,7 @@
 #define HMMV_SHM_BLOCK_F_RESIZED (UINT32_C(1) << 1) /* used_length changed */
 #define HMMV_SHM_BLOCK_F_SHARED (UINT32_C(1) << 2)  /* MAP_SHARED memory */
 
+/* Offsets in the comments are bytes from the start of the struct. */
 struct hmmv_shm_header {
     uint64_t magic;             /*   0: HMMV_SHM_MAGIC */
     uint32_t abi_version;       /*   8: HMMV_SHM_ABI_VERSION */
@@ -81,44 +82,45 @@ struct hmmv_shm_header {
     uint32_t desc_size;         /*  28: bytes per block descriptor, 256 */
     uint64_t desc_offset;       /*  32: region offset of descriptor 0 */
     uint32_t nr_blocks;         /*  40: descriptors in use */
-    uint32_t max_blocks;        /*  44: descriptor slots, HMMV_SHM_MAX_BLOCKS */
+    uint32_t max_blocks;        /*  44: slots, HMMV_SHM_MAX_BLOCKS */
     uint32_t qemu_pid;          /*  48: pid of the QEMU process */
-    uint32_t interval_ms;       /*  52: QEMU's publication period, 0 = on
-                                 *      request (hmmv-sync) only */
+    /* 52: QEMU's publication period in ms, 0 = only on hmmv-sync */
+    uint32_t interval_ms;
     uint64_t flags;             /*  56: HMMV_SHM_F_* */
-    uint64_t layout_generation; /*  64: bumped on every RAM layout change
-                                 *      since QEMU started (not reset by
-                                 *      hmmv-start) */
+    /*
+     * 64: bumped on every RAM layout change since QEMU started (not reset
+     * by hmmv-start); the value at hmmv-start is the region's baseline.
+     */
+    uint64_t layout_generation;
     uint64_t seq;               /*  72: odd while QEMU publishes */
     uint64_t generation;        /*  80: publications into this region */
-    uint64_t start_ns;          /*  88: CLOCK_MONOTONIC when the export
-                                 *      started */
-    uint64_t last_publish_ns;   /*  96: CLOCK_MONOTONIC at the end of the
-                                 *      last publication, 0 before one */
-    uint64_t publications;      /* 104: == generation (kept for symmetry
-                                 *      with the other counters) */
-    uint64_t pages_published;   /* 112: sum over publications of the pages
-                                 *      found written in that interval */
-    uint64_t last_dirty_pages;  /* 120: pages found in the last publication */
-    uint64_t last_duration_ns;  /* 128: time the last publication took,
-                                 *      including the dirty-log sync */
+    uint64_t start_ns;          /*  88: CLOCK_MONOTONIC at hmmv-start */
+    /* 96: CLOCK_MONOTONIC at the end of the last publication, 0 = none */
+    uint64_t last_publish_ns;
+    uint64_t publications;      /* 104: == generation */
+    /* 112: pages found written, summed over publications */
+    uint64_t pages_published;
+    uint64_t last_dirty_pages;  /* 120: pages in the last publication */
+    /* 128: time the last publication took, dirty-log sync included */
+    uint64_t last_duration_ns;
     uint8_t reserved[4096 - 136]; /* 136: zero */
 };
 
 struct hmmv_shm_block {
-    char id[HMMV_SHM_ID_LEN];   /*   0: RAMBlock id string (e.g. "pc.ram",
-                                 *      "/objects/mem0"), NUL-terminated,
-                                 *      truncated if longer */
+    /*
+     * 0: RAMBlock id string ("pc.ram", "/objects/mem0", ...),
+     * NUL-terminated, truncated if longer
+     */
+    char id[HMMV_SHM_ID_LEN];
     uint64_t host_addr;         /* 192: QEMU virtual address of the block */
-    uint64_t used_length;       /* 200: bytes in use (can change on resize) */
+    uint64_t used_length;       /* 200: bytes in use (changes on resize) */
     uint64_t max_length;        /* 208: bytes reserved for the block */
     uint64_t page_size;         /* 216: host page size backing the block */
     uint64_t bitmap_offset;     /* 224: region offset of the bitmap */
-    uint64_t bitmap_words;      /* 232: uint64_t words in the bitmap,
-                                 *      DIV_ROUND_UP(max_length >>
-                                 *      page_shift, 64) */
-    uint64_t pages_published;   /* 240: pages of this block found written,
-                                 *      summed over publications */
+    /* 232: uint64_t words, DIV_ROUND_UP(max_length >> page_shift, 64) */
+    uint64_t bitmap_words;
+    /* 240: pages of this block found written, summed over publications */
+    uint64_t pages_published;
     uint32_t flags;             /* 248: HMMV_SHM_BLOCK_F_* */
     uint32_t reserved;          /* 252: zero */
 };

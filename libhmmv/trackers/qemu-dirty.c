@@ -377,7 +377,7 @@ static gboolean
 qemu_dirty_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
 {
   QemuDirty *qd = tracker->priv;
-  gint64 start_ns = g_get_monotonic_time() * 1000;
+  gint64 start_ns;
   HmmvShmState state;
 
   if (!qd->active || qd->shm == NULL) {
@@ -392,6 +392,8 @@ qemu_dirty_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **e
   } else if (!qemu_alive(qd, error)) {
     return FALSE;
   }
+  /* The harvest proper, timed without the QMP round trip above. */
+  start_ns = g_get_monotonic_time() * 1000;
   hmmv_shm_wait_stable(qd->shm, PUBLISH_WAIT_US);
   if (!hmmv_shm_read_state(qd->shm, &state, error))
     return FALSE;

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmvd's control socket: a Unix socket only root may use (mode 0600 in a 0700 directory,
+ * and the peer's uid checked with SO_PEERCRED), speaking JSON lines:
+ *
+ *   -> {"command": "status"}                         <- {"return": {...}}
+ *   -> {"command": "vms"}                            <- {"return": [...]}
+ *   -> {"command": "set-quota", "vm": "NAME",
+ *       "quota": {"dram-min-mib": 256, "dram-max-mib": 1024, "weight": 100,
+ *                 "managed": true}}                  <- {"return": {}}
+ *   -> {"command": "pause" | "resume", "vm": "NAME"} <- {"return": {}}
+ *   anything wrong                                   <- {"error": "why"}
+ *
+ * set-quota members left out keep the VM's current value. A client may send several requests
+ * on one connection; each line is at most HMMVD_CONTROL_MAX_LINE bytes.
+ *
+ *   hmmvd.c: control = hmmvd_control_new(vms, topo, mover_name, config->control_socket, &err);
+ *            ... main loop ...; hmmvd_control_free(control) (before the VM table)
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "vms.h"
+
+G_BEGIN_DECLS
+
+#define HMMVD_CONTROL_MAX_LINE (64u * 1024u)
+#define HMMVD_CONTROL_MAX_CLIENTS 16u
+/* A client silent for this long is dropped, so idle clients cannot hold every slot. */
+#define HMMVD_CONTROL_TIMEOUT_S 30u
+
+typedef struct _HmmvdControl HmmvdControl;
+
+/* Creates the socket's directory (0700) when missing, refuses a directory others can write,
+ * replaces a stale socket (refuses when another hmmvd answers on it), binds, chmods 0600 and
+ * starts serving on the thread-default main context. vms, topo and mover_name are borrowed. */
+HmmvdControl *hmmvd_control_new(HmmvdVms *vms, const HmmvTopology *topo, const char *mover_name,
+                                const char *path, GError **error);
+/* Stops serving and unlinks the socket. */
+void hmmvd_control_free(HmmvdControl *control);
+
+/* One request line (without its newline) -> one reply line (without newline); never fails:
+ * errors are {"error": ...} replies. Exposed for tests. */
+char *hmmvd_control_handle_request(HmmvdVms *vms, const HmmvTopology *topo,
+                                   const char *mover_name, const char *line, gsize len);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvdControl, hmmvd_control_free)
+
+G_END_DECLS

@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmvctl: hmmvd's command-line client (status, vms, set-quota, pause, resume over the
+ * control socket), and `hmmvctl track`, which watches one QEMU's guest writes directly over
+ * its QMP socket, without hmmvd.
+ */
+#include "control.h"
+#include "hmmvctl.h"
+#include "quota.h"
+
+#include <gio/gunixsocketaddress.h>
+#include <glib-unix.h>
+#include <stdio.h>
+#include <string.h>
+
+/* `hmmvctl vms` of a few thousand VMs is a few MiB of JSON; more is not hmmvd talking. */
+#define MAX_REPLY_BYTES (16u << 20)
+#define SOCKET_TIMEOUT_S 30u
+#define QMP_TIMEOUT_MS 5000u
+
+typedef struct {
+  char *socket_path;
+  gboolean json;
+  char *min;
+  char *max;
+  char *weight;
+  char *managed;
+  char *qmp;
+  int interval_ms;
+  int count;
+  char *trace;
+} Options;
+
+static void
+options_clear(Options *options)
+{
+  g_free(options->socket_path);
+  g_free(options->min);
+  g_free(options->max);
+  g_free(options->weight);
+  g_free(options->managed);
+  g_free(options->qmp);
+  g_free(options->trace);
+}
+
+/* ---- talking to hmmvd ---- */
+
+static char *
+read_reply_line(GInputStream *in, GError **error)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new();
+  char chunk[4096];
+
+  for (;;) {
+    gssize n = g_input_stream_read(in, chunk, sizeof(chunk), NULL, error);
+    const char *newline;
+
+    if (n < 0)
+      return NULL;
+    if (n == 0) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "hmmvd closed the connection");
+      return NULL;
+    }
+    g_byte_array_append(buf, (const guint8 *)chunk, (guint)n);
+    newline = memchr(buf->data, '\n', buf->len);
+    if (newline != NULL)
+      return g_strndup((const char *)buf->data, (gsize)(newline - (const char *)buf->data));
+    if (buf->len > MAX_REPLY_BYTES) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "reply longer than %u bytes",
+                  MAX_REPLY_BYTES);
+      return NULL;
+    }
+  }
+}
+
+static JsonNode *
+parse_reply(const char *line, GError **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new();
+  JsonObject *object;
+  JsonNode *root;
+
+  if (!json_parser_load_from_data(parser, line, -1, error))
+    return NULL;
+  root = json_parser_get_root(parser);
+  object = root != NULL && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+  if (object != NULL && json_object_has_member(object, "error")) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED, "hmmvd: %s",
+                json_object_get_string_member_with_default(object, "error", "(no message)"));
+    return NULL;
+  }
+  if (object == NULL || !json_object_has_member(object, "return")) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "hmmvd sent a malformed reply");
+    return NULL;
+  }
+  return json_node_copy(json_object_get_member(object, "return"));
+}
+
+static JsonNode *
+call_hmmvd(const char *socket_path, JsonObject *request, GError **error)
+{
+  g_autoptr(GSocketClient) client = g_socket_client_new();
+  g_autoptr(GSocketAddress) address = g_unix_socket_address_new(socket_path);
+  g_autoptr(GSocketConnection) connection = NULL;
+  g_autoptr(JsonNode) node = json_node_new(JSON_NODE_OBJECT);
+  g_autoptr(GError) local_error = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *reply = NULL;
+
+  g_socket_client_set_timeout(client, SOCKET_TIMEOUT_S);
+  connection = g_socket_client_connect(client, G_SOCKET_CONNECTABLE(address), NULL,
+                                       &local_error);
+  if (connection == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO,
+                "cannot reach hmmvd at %s: %s (is hmmvd running? the socket is root only)",
+                socket_path, local_error->message);
+    return NULL;
+  }
+  json_node_set_object(node, request);
+  text = json_to_string(node, FALSE);
+  line = g_strconcat(text, "\n", NULL);
+  if (!g_output_stream_write_all(g_io_stream_get_output_stream(G_IO_STREAM(connection)), line,
+                                 strlen(line), NULL, NULL, error))
+    return NULL;
+  reply = read_reply_line(g_io_stream_get_input_stream(G_IO_STREAM(connection)), error);
+  return reply != NULL ? parse_reply(reply, error) : NULL;
+}
+
+/* ---- human output ---- */
+
+static guint64
+member_uint(JsonObject *object, const char *member)
+{
+  gint64 value = json_object_get_int_member_with_default(object, member, 0);
+
+  return value > 0 ? (guint64)value : 0;
+}
+
+static guint64
+mib(guint64 pages)
+{
+  return pages / HMMVD_PAGES_PER_MIB;
+}
+
+static void
+print_status(JsonObject *status)
+{
+  JsonArray *nodes = json_object_get_array_member(status, "nodes");
+  const char *mover = json_object_get_string_member_with_default(status, "mover", "?");
+  const char *balance = json_object_get_string_member_with_default(status, "balance-error",
+                                                                   NULL);
+
+  printf("intervals:   %" G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT " ms each), the last took "
+         "%.3f ms\n", member_uint(status, "intervals"), member_uint(status, "interval-ms"),
+         (double)member_uint(status, "last-interval-ns") / 1e6);
+  printf("mover:       %s%s\n", mover,
+         json_object_get_boolean_member_with_default(status, "slow-tier-modelled", FALSE)
+           ? " (the slow tier is modelled: no page really moves)" : "");
+  printf("DRAM pool:   %" G_GUINT64_FORMAT " MiB\n", mib(member_uint(status, "pool-pages")));
+  if (balance != NULL)
+    printf("balance:     %s\n", balance);
+  printf("VMs:         %" G_GUINT64_FORMAT " listed, %" G_GUINT64_FORMAT " managed\n",
+         member_uint(status, "vms"), member_uint(status, "vms-managed"));
+  printf("%-6s %-6s %12s %6s\n", "NODE", "TIER", "MiB", "CPUS");
+  for (guint i = 0; nodes != NULL && i < json_array_get_length(nodes); i++) {
+    JsonObject *node = json_array_get_object_element(nodes, i);
+
+    printf("%-6" G_GUINT64_FORMAT " %-6s %12" G_GUINT64_FORMAT " %6" G_GUINT64_FORMAT "\n",
+           member_uint(node, "id"), json_object_get_string_member_with_default(node, "tier", "?"),
+           member_uint(node, "total-bytes") >> 20, member_uint(node, "cpus"));
+  }
+}
+
+static void
+print_vm_row(JsonObject *vm, int name_width)
+{
+  JsonObject *quota = json_object_get_object_member(vm, "quota");
+  const char *status = json_object_get_string_member_with_default(vm, "status", "?");
+  g_autofree char *max = NULL;
+
+  if (quota != NULL && member_uint(quota, "dram-max-mib") != 0)
+    max = g_strdup_printf("%" G_GUINT64_FORMAT, member_uint(quota, "dram-max-mib"));
+  printf("%-*s %-12.12s %6" G_GUINT64_FORMAT " %6s %6" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT
+         " %7" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %9"
+         G_GUINT64_FORMAT " %9" G_GUINT64_FORMAT " %6" G_GUINT64_FORMAT "\n",
+         name_width, json_object_get_string_member_with_default(vm, "name", "?"),
+         json_object_get_boolean_member_with_default(vm, "paused", FALSE) ? "paused" : status,
+         quota != NULL ? member_uint(quota, "dram-min-mib") : 0, max != NULL ? max : "-",
+         quota != NULL ? member_uint(quota, "weight") : 0, mib(member_uint(vm, "budget-pages")),
+         mib(member_uint(vm, "hot-pages")), mib(member_uint(vm, "dram-pages")),
+         mib(member_uint(vm, "slow-pages")), member_uint(vm, "promotions-total"),
+         member_uint(vm, "demotions-total"), member_uint(vm, "errors"));
+}
+
+static void
+print_vm_notes(JsonObject *vm)
+{
+  const char *name = json_object_get_string_member_with_default(vm, "name", "?");
+  const char *status = json_object_get_string_member_with_default(vm, "status", "?");
+  const char *quota_error = json_object_get_string_member_with_default(vm, "quota-error", NULL);
+  const char *last_error = json_object_get_string_member_with_default(vm, "last-error", NULL);
+
+  if (g_strcmp0(status, "managed") != 0)
+    printf("  %s: %s\n", name, status);
+  if (quota_error != NULL)
+    printf("  %s: quota rejected (the last good one stays): %s\n", name, quota_error);
+  if (last_error != NULL)
+    printf("  %s: last error: %s\n", name, last_error);
+}
+
+static void
+print_vms(JsonArray *vms)
+{
+  guint nr = json_array_get_length(vms);
+  int width = 4;
+
+  for (guint i = 0; i < nr; i++) {
+    const char *name = json_object_get_string_member_with_default(
+      json_array_get_object_element(vms, i), "name", "?");
+
+    width = MAX(width, (int)MIN(strlen(name), 40u));
+  }
+  printf("%-*s %-12s %6s %6s %6s %7s %7s %7s %7s %9s %9s %6s\n", width, "NAME", "STATUS",
+         "MIN", "MAX", "WEIGHT", "BUDGET", "HOT", "DRAM", "SLOW", "PROMOTED", "DEMOTED",
+         "ERRORS");
+  for (guint i = 0; i < nr; i++)
+    print_vm_row(json_array_get_object_element(vms, i), width);
+  if (nr > 0)
+    printf("(MIN MAX BUDGET HOT DRAM SLOW in MiB; PROMOTED DEMOTED in pages since listed)\n");
+  for (guint i = 0; i < nr; i++)
+    print_vm_notes(json_array_get_object_element(vms, i));
+}
+
+/* ---- commands ---- */
+
+static gboolean
+build_quota(const Options *options, JsonObject *quota, GError **error)
+{
+  guint64 pages, weight;
+
+  if (options->min == NULL && options->max == NULL && options->weight == NULL &&
+      options->managed == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "set-quota needs at least one of --min, --max, --weight, --managed");
+    return FALSE;
+  }
+  if (options->min != NULL) {
+    if (!hmmvd_quota_parse_mib(options->min, &pages, error)) {
+      g_prefix_error(error, "--min: ");
+      return FALSE;
+    }
+    json_object_set_int_member(quota, "dram-min-mib", (gint64)(pages / HMMVD_PAGES_PER_MIB));
+  }
+  if (options->max != NULL) {
+    if (!hmmvd_quota_parse_mib(options->max, &pages, error)) {
+      g_prefix_error(error, "--max: ");
+      return FALSE;
+    }
+    json_object_set_int_member(quota, "dram-max-mib", (gint64)(pages / HMMVD_PAGES_PER_MIB));
+  }
+  if (options->weight != NULL) {
+    if (strspn(options->weight, "0123456789") != strlen(options->weight) ||
+        !g_ascii_string_to_unsigned(options->weight, 10, 1, HMMVD_QUOTA_MAX_WEIGHT, &weight,
+                                    NULL)) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "--weight: \"%s\" is not a whole number in 1..%u", options->weight,
+                  HMMVD_QUOTA_MAX_WEIGHT);
+      return FALSE;
+    }
+    json_object_set_int_member(quota, "weight", (gint64)weight);
+  }
+  if (options->managed != NULL) {
+    if (g_strcmp0(options->managed, "yes") != 0 && g_strcmp0(options->managed, "no") != 0) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "--managed: expected yes or no, not \"%s\"", options->managed);
+      return FALSE;
+    }
+    json_object_set_boolean_member(quota, "managed", options->managed[0] == 'y');
+  }
+  return TRUE;
+}
+
+static gboolean
+run_daemon_command(const Options *options, const char *command, const char *vm,
+                   GError **error)
+{
+  g_autoptr(JsonObject) request = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+
+  json_object_set_string_member(request, "command", command);
+  if (vm != NULL)
+    json_object_set_string_member(request, "vm", vm);
+  if (strcmp(command, "set-quota") == 0) {
+    JsonObject *quota = json_object_new();
+
+    json_object_set_object_member(request, "quota", quota);
+    if (!build_quota(options, quota, error))
+      return FALSE;
+  }
+  ret = call_hmmvd(options->socket_path, request, error);
+  if (ret == NULL)
+    return FALSE;
+  if (options->json) {
+    g_autofree char *text = json_to_string(ret, TRUE);
+
+    printf("%s\n", text);
+  } else if (strcmp(command, "status") == 0 && JSON_NODE_HOLDS_OBJECT(ret)) {
+    print_status(json_node_get_object(ret));
+  } else if (strcmp(command, "vms") == 0 && JSON_NODE_HOLDS_ARRAY(ret)) {
+    print_vms(json_node_get_array(ret));
+  } else if (strcmp(command, "set-quota") == 0) {
+    printf("%s: quota accepted; it applies from the next interval (see hmmvctl vms)\n", vm);
+  } else if (vm != NULL) {
+    printf("%s: %s\n", vm, command[0] == 'p' ? "paused (tracked, no page moves)" : "resumed");
+  }
+  return TRUE;
+}
+
+static gboolean
+check_usage(const Options *options, const char *command, int argc, GError **error)
+{
+  gboolean quota_options = options->min != NULL || options->max != NULL ||
+                           options->weight != NULL || options->managed != NULL;
+  gboolean track_options = options->qmp != NULL || options->interval_ms >= 0 ||
+                           options->count >= 0 || options->trace != NULL;
+  int want_args = strcmp(command, "set-quota") == 0 || strcmp(command, "pause") == 0 ||
+                  strcmp(command, "resume") == 0 ? 1 : 0;
+  const char *bad = NULL;
+
+  if (quota_options && strcmp(command, "set-quota") != 0)
+    bad = "--min, --max, --weight and --managed go with set-quota";
+  else if (track_options && strcmp(command, "track") != 0)
+    bad = "--qmp, --interval-ms, --count and --trace go with track";
+  else if (argc - 2 != want_args)
+    bad = want_args ? "this command takes one domain name" : "this command takes no argument";
+  else if (strcmp(command, "track") == 0 && options->qmp == NULL)
+    bad = "track needs --qmp SOCKET";
+  if (bad != NULL)
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "%s: %s", command, bad);
+  return bad == NULL;
+}
+
+static const char summary[] =
+  "Commands (talk to hmmvd over its root-only control socket):\n"
+  "  status                  the daemon: intervals, mover, DRAM pool, nodes\n"
+  "  vms                     per VM: status, quota, DRAM budget, hot set, pages per tier,\n"
+  "                          promotions, demotions, errors\n"
+  "  set-quota DOM [--min MIB] [--max MIB] [--weight N] [--managed yes|no]\n"
+  "                          for libvirt domains, written to the domain's metadata as\n"
+  "                          virsh metadata would (live and config); else applied at once\n"
+  "  pause DOM | resume DOM  stop / restart moving DOM's pages (tracking goes on)\n"
+  "\n"
+  "Without hmmvd, straight to one QEMU with the hmmv patches:\n"
+  "  track --qmp SOCKET [--interval-ms N] [--count K] [--trace FILE]\n"
+  "      Starts tracking, prints per interval the guest-physical ranges written as\n"
+  "      0xSTART-0xEND with END exclusive (the first byte after the range), and stops\n"
+  "      tracking cleanly after K intervals (default: until Ctrl-C or SIGTERM).\n"
+  "      --interval-ms N: QEMU publishes every N ms (default 1000); 0: QEMU publishes\n"
+  "      only when asked (hmmv-sync), once a second. --trace FILE writes the replay\n"
+  "      trace format (include/hmmv/trace.h) instead of ranges.\n"
+  "\n"
+  "Exit status: 0 ok, 1 error (the reason on stderr).";
+
+int
+main(int argc, char **argv)
+{
+  Options options = { .interval_ms = -1, .count = -1 };
+  const GOptionEntry entries[] = {
+    { "socket", 's', 0, G_OPTION_ARG_FILENAME, &options.socket_path,
+      "hmmvd's control socket (default /run/hmmv/hmmvd.sock)", "PATH" },
+    { "json", 'j', 0, G_OPTION_ARG_NONE, &options.json, "print hmmvd's raw JSON reply", NULL },
+    { "min", 0, 0, G_OPTION_ARG_STRING, &options.min, "set-quota: DRAM minimum", "MIB" },
+    { "max", 0, 0, G_OPTION_ARG_STRING, &options.max, "set-quota: DRAM maximum (0: none)",
+      "MIB" },
+    { "weight", 0, 0, G_OPTION_ARG_STRING, &options.weight, "set-quota: share, 1..10000",
+      "N" },
+    { "managed", 0, 0, G_OPTION_ARG_STRING, &options.managed,
+      "set-quota: whether hmmv moves the VM's pages", "yes|no" },
+    { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &options.qmp, "track: QEMU's QMP socket", "SOCKET" },
+    { "interval-ms", 0, 0, G_OPTION_ARG_INT, &options.interval_ms,
+      "track: QEMU's publication interval (default 1000, 0: on demand)", "N" },
+    { "count", 0, 0, G_OPTION_ARG_INT, &options.count, "track: stop after K intervals", "K" },
+    { "trace", 0, 0, G_OPTION_ARG_FILENAME, &options.trace,
+      "track: write a replay trace instead of ranges", "FILE" },
+    { NULL },
+  };
+  g_autoptr(GOptionContext) context = g_option_context_new("COMMAND [DOM]");
+  g_autoptr(GError) error = NULL;
+  const char *command;
+  gboolean ok;
+
+  g_option_context_add_main_entries(context, entries, NULL);
+  g_option_context_set_description(context, summary);
+  if (!g_option_context_parse(context, &argc, &argv, &error)) {
+    fprintf(stderr, "hmmvctl: %s (see hmmvctl --help)\n", error->message);
+    options_clear(&options);
+    return 1;
+  }
+  if (argc < 2) {
+    g_autofree char *help = g_option_context_get_help(context, TRUE, NULL);
+
+    fprintf(stderr, "%s", help);
+    options_clear(&options);
+    return 1;
+  }
+  command = argv[1];
+  if (options.socket_path == NULL)
+    options.socket_path = g_strdup("/run/hmmv/hmmvd.sock");
+  if (!g_strv_contains((const char *const[]){ "status", "vms", "set-quota", "pause", "resume",
+                                              "track", NULL }, command))
+    g_set_error(&error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "unknown command \"%s\" (see hmmvctl --help)", command);
+  ok = error == NULL && check_usage(&options, command, argc, &error);
+  if (ok && strcmp(command, "track") == 0)
+    ok = hmmvctl_track(options.qmp, options.interval_ms < 0 ? 1000 : options.interval_ms,
+                       options.count, options.trace, &error);
+  else if (ok)
+    ok = run_daemon_command(&options, command, argc > 2 ? argv[2] : NULL, &error);
+  if (!ok)
+    fprintf(stderr, "hmmvctl: %s\n", error->message);
+  options_clear(&options);
+  return ok ? 0 : 1;
+}

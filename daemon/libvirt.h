@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmvd's libvirt source of VMs: discovery of every running domain, lifecycle and metadata
+ * events, reconnection when libvirtd restarts, the QMP transport over
+ * virDomainQemuMonitorCommand, and the quota writer (libvirt metadata).
+ *
+ * Events: libvirt 9's default event implementation (virEventRegisterDefaultImpl) is built on
+ * GLib and attaches its watches and timers to the default GMainContext, so hmmvd's own main
+ * loop drives it: there is no separate event thread. (A thread calling virEventRunDefaultImpl
+ * would iterate that same context and, whenever it won ownership, dispatch hmmvd's timers and
+ * control socket on the wrong thread.) Every libvirt callback only copies what it needs and
+ * queues an idle source on the main context; the work runs later, outside libvirt's locks, so
+ * the VM table is only ever touched by the main thread from the main loop.
+ *
+ * A domain whose numatune binds its memory (mode strict, restrictive or interleave) to a
+ * nodeset without the first DRAM node or without the first slow node hmmv moves pages to is
+ * listed as unmanaged with that reason: hmmv then never moves its pages (it would fight
+ * libvirt's cgroup and QEMU's mbind, and the kernel would refuse the moves anyway). Mode
+ * preferred does not forbid anything and is managed.
+ */
+#pragma once
+
+#include <hmmv/hmmv.h>
+
+#include "config.h"
+#include "vms.h"
+
+G_BEGIN_DECLS
+
+typedef struct _HmmvdLibvirt HmmvdLibvirt;
+
+/* Registers libvirt's event implementation, connects to config->libvirt_uri and adds every running domain to
+ * vms. When libvirtd is not there the failure is logged and the connection retried every
+ * reconnect_ms; NULL only when retrying cannot help. Installs the quota writer on vms.
+ * vms, config and topo (the topology the core places pages on) are not owned and must outlive
+ * the returned object. Call on the thread that runs the default main context. */
+HmmvdLibvirt *hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config,
+                                const HmmvTopology *topo, GError **error);
+/* Closes the connection and drops queued events; VMs stay in vms (remove them first). */
+void hmmvd_libvirt_free(HmmvdLibvirt *lv);
+gboolean hmmvd_libvirt_is_connected(const HmmvdLibvirt *lv);
+
+/* Helpers, exposed for tests. */
+
+/* A libvirt nodeset ("0-3,^2,5") as a bit mask of nodes 0..63 (larger ids are parsed and
+ * ignored: hmmv places pages on nodes 0..HMMV_MAX_NODE_ID only). */
+gboolean hmmvd_libvirt_parse_nodeset(const char *nodeset, guint64 *mask, GError **error);
+/* NULL when the domain's numatune lets hmmv move pages between the tiers of topo, else the
+ * reason it does not (for the VM's status). */
+char *hmmvd_libvirt_numatune_conflict(const char *domain_xml, const HmmvTopology *topo);
+/* QEMU's pid: run_dir/NAME.pid, else the pid attribute of <domstatus> in run_dir/NAME.xml. */
+gboolean hmmvd_libvirt_read_pid(const char *run_dir, const char *name, int *pid,
+                                GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvdLibvirt, hmmvd_libvirt_free)
+
+G_END_DECLS

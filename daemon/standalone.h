@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmvd's standalone source of VMs: `hmmvd --qmp NAME=SOCKET`, plain QEMUs reached through
+ * their own QMP Unix sockets, no libvirt. QEMU's pid comes from the socket's peer credentials.
+ * Every reconnect_ms each VM is checked: when its QEMU is gone (or never came), the socket is
+ * tried again, so a restarted QEMU is picked up by itself.
+ */
+#pragma once
+
+#include <hmmv/hmmv.h>
+
+#include "config.h"
+#include "vms.h"
+
+G_BEGIN_DECLS
+
+typedef struct _HmmvdStandalone HmmvdStandalone;
+
+/* vms and config are not owned and must outlive the result. */
+HmmvdStandalone *hmmvd_standalone_new(HmmvdVms *vms, const HmmvdConfig *config);
+void hmmvd_standalone_free(HmmvdStandalone *sa);
+
+/* spec: NAME=SOCKET. Tries the socket at once; a QEMU not there yet is listed as unmanaged
+ * and tried again later. FALSE only for a bad spec or a name given twice. */
+gboolean hmmvd_standalone_add(HmmvdStandalone *sa, const char *spec, GError **error);
+
+/* NAME=SOCKET -> name, path; NAME non-empty without '/' or spaces, SOCKET non-empty. */
+gboolean hmmvd_standalone_parse_spec(const char *spec, char **name, char **path,
+                                     GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvdStandalone, hmmvd_standalone_free)
+
+G_END_DECLS

@@ -1,0 +1,773 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The table of VMs hmmvd knows, on top of the core. Every VM a source reports is listed, the
+ * ones hmmv cannot manage too (with the reason as status), so that `hmmvctl vms` answers "why
+ * is my VM not managed?".
+ *
+ * A VM added through QMP keeps its transport here; the core's qemu-dirty tracker talks
+ * through a borrowing proxy of it. So when QEMU's RAM layout changes (memory hot-plug), the
+ * VM can leave the core (which frees the tracker) and come back with a freshly queried layout
+ * over the same transport.
+ *
+ * A VM whose QEMU is gone leaves the core but stays listed as "gone: ..." until its source
+ * removes it: the operator sees what happened, and the source (libvirt's lifecycle events,
+ * or standalone reconnects) decides when the name goes away or comes back.
+ */
+#include "quota.h"
+#include "vms.h"
+
+#include <string.h>
+
+typedef struct {
+  HmmvdVmInfo info;           /* first: entries are handed out as HmmvdVmInfo */
+  HmmvQmp *qmp;               /* owned; NULL for VMs added with a ready tracker */
+  HmmvMoveStats moves_base;   /* mover outcomes of earlier tracking runs */
+  guint64 nr_pages;           /* the VM's size once its layout was known, else 0 */
+} VmEntry;
+
+struct _HmmvdVms {
+  HmmvCore *core;
+  const HmmvdConfig *config;
+  HmmvMover *mover;
+  GHashTable *entries;        /* name -> VmEntry */
+  GPtrArray *list;            /* sorted view handed out by hmmvd_vms_list() */
+  HmmvIntervalReport report;
+  gboolean have_report;
+  char *balance_error;        /* last one logged: a persisting error is logged once */
+  HmmvdQuotaWriter writer;
+  gpointer writer_data;
+  HmmvdVmRebuildFunc rebuild;
+  gpointer rebuild_data;
+  HmmvdVmGoneFunc gone;
+  gpointer gone_data;
+};
+
+static void
+entry_free(gpointer data)
+{
+  VmEntry *entry = data;
+
+  g_free(entry->info.name);
+  g_free(entry->info.uuid);
+  g_free(entry->info.quota_error);
+  g_free(entry->info.status);
+  g_free(entry->info.last_error);
+  hmmv_qmp_free(entry->qmp);
+  g_free(entry);
+}
+
+HmmvdVms *
+hmmvd_vms_new(HmmvCore *core, const HmmvdConfig *config)
+{
+  HmmvdVms *vms = g_new0(HmmvdVms, 1);
+
+  vms->core = core;
+  vms->config = config;
+  vms->entries = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, entry_free);
+  vms->list = g_ptr_array_new();
+  hmmv_interval_report_init(&vms->report);
+  return vms;
+}
+
+HmmvCore *
+hmmvd_vms_get_core(HmmvdVms *vms)
+{
+  return vms->core;
+}
+
+const HmmvdConfig *
+hmmvd_vms_get_config(HmmvdVms *vms)
+{
+  return vms->config;
+}
+
+void
+hmmvd_vms_set_mover(HmmvdVms *vms, HmmvMover *mover)
+{
+  vms->mover = mover;
+}
+
+void
+hmmvd_vms_set_rebuild_func(HmmvdVms *vms, HmmvdVmRebuildFunc func, gpointer user_data)
+{
+  vms->rebuild = func;
+  vms->rebuild_data = user_data;
+}
+
+void
+hmmvd_vms_set_gone_func(HmmvdVms *vms, HmmvdVmGoneFunc func, gpointer user_data)
+{
+  vms->gone = func;
+  vms->gone_data = user_data;
+}
+
+void
+hmmvd_vms_set_quota_writer(HmmvdVms *vms, HmmvdQuotaWriter writer, gpointer user_data)
+{
+  vms->writer = writer;
+  vms->writer_data = user_data;
+}
+
+static void
+set_status(VmEntry *entry, const char *status)
+{
+  g_free(entry->info.status);
+  entry->info.status = g_strdup(status);
+}
+
+static void
+moves_add(HmmvMoveStats *sum, const HmmvMoveStats *a, const HmmvMoveStats *b)
+{
+  sum->promoted = a->promoted + b->promoted;
+  sum->demoted = a->demoted + b->demoted;
+  sum->not_present = a->not_present + b->not_present;
+  sum->busy = a->busy + b->busy;
+  sum->no_memory = a->no_memory + b->no_memory;
+  sum->fault = a->fault + b->fault;
+  sum->access = a->access + b->access;
+  sum->other = a->other + b->other;
+  sum->call_failures = a->call_failures + b->call_failures;
+}
+
+static void
+update_moves(HmmvdVms *vms, VmEntry *entry)
+{
+  HmmvVm *vm = entry->info.in_core ? hmmv_core_lookup_vm(vms->core, entry->info.name) : NULL;
+
+  if (vm != NULL)
+    moves_add(&entry->info.moves, &entry->moves_base, hmmv_vm_get_move_stats(vm));
+}
+
+/* The last report must not keep pointers into a VM the core freed. */
+static void
+drop_from_report(HmmvdVms *vms, const char *name)
+{
+  for (guint i = 0; i < vms->report.vms->len; i++) {
+    if (g_strcmp0(g_array_index(vms->report.vms, HmmvVmReport, i).name, name) == 0) {
+      g_array_remove_index(vms->report.vms, i);
+      return;
+    }
+  }
+}
+
+static gboolean
+mover_is_sim(const HmmvMover *mover)
+{
+  return mover != NULL && g_strcmp0(hmmv_mover_get_name(mover), "sim") == 0;
+}
+
+static void
+untrack(HmmvdVms *vms, VmEntry *entry)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvVm *vm;
+
+  if (!entry->info.in_core)
+    return;
+  update_moves(vms, entry);
+  entry->moves_base = entry->info.moves;
+  vm = hmmv_core_lookup_vm(vms->core, entry->info.name);
+  if (vm != NULL && mover_is_sim(vms->mover))
+    hmmv_sim_mover_forget_vm(vms->mover, vm);
+  drop_from_report(vms, entry->info.name);
+  if (!hmmv_core_remove_vm(vms->core, entry->info.name, &error))
+    g_warning("vm %s: leaving the core: %s", entry->info.name, error->message);
+  entry->info.in_core = FALSE;
+}
+
+void
+hmmvd_vms_free(HmmvdVms *vms)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  if (vms == NULL)
+    return;
+  /* Trackers talk through the entries' transports: stop them before those go. */
+  g_hash_table_iter_init(&iter, vms->entries);
+  while (g_hash_table_iter_next(&iter, NULL, &value))
+    untrack(vms, value);
+  g_hash_table_unref(vms->entries);
+  g_ptr_array_unref(vms->list);
+  hmmv_interval_report_clear(&vms->report);
+  g_free(vms->balance_error);
+  g_free(vms);
+}
+
+/* A QMP transport that borrows the entry's: the tracker may free it, the entry keeps the
+ * real one for a restart. */
+static char *
+proxy_transact(HmmvQmp *qmp, const char *command_json, GError **error)
+{
+  HmmvQmp *real = qmp->priv;
+
+  return real->ops->transact(real, command_json, error);
+}
+
+static gboolean
+proxy_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error)
+{
+  return hmmv_qmp_send_fd(qmp->priv, fd, fdname, error);
+}
+
+static const struct hmmv_qmp_ops proxy_ops = {
+  .name = "hmmvd-borrowed",
+  .transact = proxy_transact,
+  .send_fd = proxy_send_fd,
+};
+
+static gboolean
+build_from_qmp(HmmvdVms *vms, const char *name, HmmvQmp *qmp, HmmvVm **vm_out,
+               HmmvTracker **tracker_out, GError **error)
+{
+  HmmvQemuDirtyOptions options = {
+    .interval_ms = vms->config->interval_ms,
+    .shm_dir = vms->config->shm_dir,
+  };
+  g_autoptr(HmmvVm) vm = hmmv_qemu_vm_new(qmp, name, error);
+  HmmvQmp *proxy;
+
+  if (vm == NULL)
+    return FALSE;
+  proxy = hmmv_qmp_new(&proxy_ops, qmp, error);
+  if (proxy == NULL)
+    return FALSE;
+  *tracker_out = hmmv_qemu_dirty_tracker_new(proxy, &options, error);
+  if (*tracker_out == NULL)
+    return FALSE;
+  *vm_out = g_steal_pointer(&vm);
+  return TRUE;
+}
+
+/* Status of a VM whose tracking could not start: an unpatched QEMU says CommandNotFound. */
+static char *
+failure_status(const GError *error)
+{
+  if (strstr(error->message, "CommandNotFound") != NULL)
+    return g_strdup_printf("QEMU lacks the hmmv patches: %s", error->message);
+  if (g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE))
+    return g_strdup_printf("gone: %s", error->message);
+  return g_strdup_printf("tracking failed: %s", error->message);
+}
+
+static gboolean
+track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker, GError **error)
+{
+  const char *name = entry->info.name;
+  guint64 nr_pages = hmmv_vm_get_nr_pages(vm);
+  guint nr_regions = hmmv_vm_get_nr_regions(vm);
+  g_autoptr(GError) local_error = NULL;
+
+  hmmv_vm_set_pid(vm, entry->info.pid);
+  hmmv_vm_set_quota(vm, &entry->info.quota);
+  if (!hmmv_core_add_vm(vms->core, vm, tracker, &local_error)) {
+    g_autofree char *status = failure_status(local_error);
+
+    set_status(entry, status);
+    g_warning("vm %s: not managed: %s", name, status);
+    g_propagate_error(error, g_steal_pointer(&local_error));
+    return FALSE;
+  }
+  entry->info.in_core = TRUE;
+  entry->nr_pages = nr_pages;
+  if (entry->info.paused)
+    (void)hmmv_core_set_paused(vms->core, name, TRUE, NULL);
+  set_status(entry, "managed");
+  g_message("vm %s: managed: %" G_GUINT64_FORMAT " MiB of RAM in %u region(s), pid %d",
+            name, nr_pages / HMMVD_PAGES_PER_MIB, nr_regions, entry->info.pid);
+  return TRUE;
+}
+
+static VmEntry *
+entry_new(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, const char *uuid)
+{
+  VmEntry *old = g_hash_table_lookup(vms->entries, name);
+  VmEntry *entry = g_new0(VmEntry, 1);
+
+  if (old != NULL) {
+    g_message("vm %s: listed again, replacing its previous entry (%s)", name, old->info.status);
+    untrack(vms, old);
+    g_hash_table_remove(vms->entries, name);
+  }
+  entry->info.name = g_strdup(name);
+  entry->info.source = source;
+  entry->info.pid = pid;
+  entry->info.uuid = g_strdup(uuid);
+  entry->info.quota = vms->config->default_quota;
+  entry->info.status = g_strdup("starting");
+  g_hash_table_insert(vms->entries, entry->info.name, entry);
+  return entry;
+}
+
+gboolean
+hmmvd_vms_add_with_tracker(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
+                           const char *uuid, HmmvVm *vm, HmmvTracker *tracker, GError **error)
+{
+  VmEntry *entry = entry_new(vms, name, source, pid, uuid);
+
+  return track(vms, entry, vm, tracker, error);
+}
+
+gboolean
+hmmvd_vms_add(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, const char *uuid,
+              HmmvQmp *qmp, GError **error)
+{
+  g_autoptr(HmmvQmp) owned = qmp;
+  HmmvVm *vm = NULL;
+  HmmvTracker *tracker = NULL;
+  VmEntry *entry = entry_new(vms, name, source, pid, uuid);
+  g_autoptr(GError) local_error = NULL;
+
+  if (!build_from_qmp(vms, name, owned, &vm, &tracker, &local_error)) {
+    g_autofree char *status = failure_status(local_error);
+
+    set_status(entry, status);
+    g_warning("vm %s: not managed: %s", name, status);
+    g_propagate_error(error, g_steal_pointer(&local_error));
+    return FALSE;
+  }
+  entry->qmp = g_steal_pointer(&owned);
+  return track(vms, entry, vm, tracker, error);
+}
+
+void
+hmmvd_vms_add_unmanaged(HmmvdVms *vms, const char *name, HmmvdSource source,
+                        const char *reason)
+{
+  VmEntry *entry = entry_new(vms, name, source, 0, NULL);
+
+  set_status(entry, reason);
+  g_message("vm %s: not managed: %s", name, reason);
+}
+
+void
+hmmvd_vms_remove(HmmvdVms *vms, const char *name)
+{
+  VmEntry *entry = g_hash_table_lookup(vms->entries, name);
+
+  if (entry == NULL)
+    return;
+  untrack(vms, entry);
+  g_message("vm %s: removed", name);
+  g_hash_table_remove(vms->entries, name);
+}
+
+HmmvdVmInfo *
+hmmvd_vms_lookup(HmmvdVms *vms, const char *name)
+{
+  return name != NULL ? g_hash_table_lookup(vms->entries, name) : NULL;
+}
+
+static int
+info_by_name(gconstpointer a, gconstpointer b)
+{
+  const HmmvdVmInfo *x = *(HmmvdVmInfo *const *)a;
+  const HmmvdVmInfo *y = *(HmmvdVmInfo *const *)b;
+
+  return strcmp(x->name, y->name);
+}
+
+GPtrArray *
+hmmvd_vms_list(HmmvdVms *vms)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_ptr_array_set_size(vms->list, 0);
+  g_hash_table_iter_init(&iter, vms->entries);
+  while (g_hash_table_iter_next(&iter, NULL, &value))
+    g_ptr_array_add(vms->list, value);
+  g_ptr_array_sort(vms->list, info_by_name);
+  return vms->list;
+}
+
+static VmEntry *
+lookup_or_error(HmmvdVms *vms, const char *name, GError **error)
+{
+  VmEntry *entry = name != NULL ? g_hash_table_lookup(vms->entries, name) : NULL;
+
+  if (entry == NULL)
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "no VM named %s",
+                name != NULL ? name : "(none)");
+  return entry;
+}
+
+/* The DRAM pool quotas are checked against: configured, else the DRAM of the mover's
+ * topology, else what the core used in the last interval; 0 (unknown) before any of these. */
+static guint64
+pool_pages(HmmvdVms *vms)
+{
+  if (vms->config->dram_pool_mib != 0)
+    return vms->config->dram_pool_mib * HMMVD_PAGES_PER_MIB;
+  if (vms->mover != NULL && vms->mover->topo != NULL)
+    return hmmv_topology_tier_bytes(vms->mover->topo, HMMV_TIER_DRAM) >> HMMV_PAGE_SHIFT;
+  return vms->have_report ? vms->report.pool_pages : 0;
+}
+
+static gboolean
+check_quota(HmmvdVms *vms, VmEntry *entry, const HmmvQuota *quota, GError **error)
+{
+  guint64 pool = pool_pages(vms);
+  guint64 mins = quota->min_pages;
+  GHashTableIter iter;
+  gpointer value;
+
+  if (!hmmvd_quota_validate(quota, entry->nr_pages, pool, error))
+    return FALSE;
+  g_hash_table_iter_init(&iter, vms->entries);
+  while (g_hash_table_iter_next(&iter, NULL, &value)) {
+    const VmEntry *other = value;
+
+    if (other != entry && other->info.in_core)
+      mins += other->info.quota.min_pages;
+  }
+  if (pool != 0 && mins > pool) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "the dram-min-mib of all managed VMs would total %" G_GUINT64_FORMAT
+                " MiB, above the DRAM pool of %" G_GUINT64_FORMAT " MiB",
+                mins / HMMVD_PAGES_PER_MIB, pool / HMMVD_PAGES_PER_MIB);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+quota_equal(const HmmvQuota *a, const HmmvQuota *b)
+{
+  return a->min_pages == b->min_pages && a->max_pages == b->max_pages &&
+         a->weight == b->weight && !a->managed == !b->managed;
+}
+
+gboolean
+hmmvd_vms_set_quota(HmmvdVms *vms, const char *name, const HmmvQuota *quota, GError **error)
+{
+  VmEntry *entry = lookup_or_error(vms, name, error);
+  g_autoptr(GError) local_error = NULL;
+
+  if (entry == NULL)
+    return FALSE;
+  if (!check_quota(vms, entry, quota, &local_error)) {
+    g_free(entry->info.quota_error);
+    entry->info.quota_error = g_strdup(local_error->message);
+    g_warning("vm %s: quota rejected, the last good one stays: %s", name,
+              local_error->message);
+    g_propagate_prefixed_error(error, g_steal_pointer(&local_error), "vm %s: ", name);
+    return FALSE;
+  }
+  g_clear_pointer(&entry->info.quota_error, g_free);
+  if (quota_equal(&entry->info.quota, quota))
+    return TRUE;
+  entry->info.quota = *quota;
+  if (entry->info.in_core)
+    hmmv_vm_set_quota(hmmv_core_lookup_vm(vms->core, name), quota);
+  g_message("vm %s: quota dram-min %" G_GUINT64_FORMAT " MiB, dram-max %" G_GUINT64_FORMAT
+            " MiB (0: none), weight %u, managed %s", name, quota->min_pages / HMMVD_PAGES_PER_MIB,
+            quota->max_pages / HMMVD_PAGES_PER_MIB, quota->weight, quota->managed ? "yes" : "no");
+  return TRUE;
+}
+
+gboolean
+hmmvd_vms_request_quota(HmmvdVms *vms, const char *name, const HmmvQuota *quota,
+                        GError **error)
+{
+  VmEntry *entry = lookup_or_error(vms, name, error);
+
+  if (entry == NULL)
+    return FALSE;
+  if (!check_quota(vms, entry, quota, error)) {
+    g_prefix_error(error, "vm %s: ", name);
+    return FALSE;
+  }
+  /* libvirt's metadata is the one place the quota lives: write it there and let the
+   * metadata-change event apply it, so virsh and hmmvctl never disagree. */
+  if (entry->info.source == HMMVD_SOURCE_LIBVIRT && vms->writer != NULL) {
+    if (!vms->writer(name, quota, vms->writer_data, error)) {
+      g_prefix_error(error, "vm %s: writing the quota to libvirt: ", name);
+      return FALSE;
+    }
+    return TRUE;
+  }
+  return hmmvd_vms_set_quota(vms, name, quota, error);
+}
+
+gboolean
+hmmvd_vms_set_paused(HmmvdVms *vms, const char *name, gboolean paused, GError **error)
+{
+  VmEntry *entry = lookup_or_error(vms, name, error);
+
+  if (entry == NULL)
+    return FALSE;
+  if (entry->info.in_core && !hmmv_core_set_paused(vms->core, name, paused, error))
+    return FALSE;
+  if (!entry->info.paused != !paused)
+    g_message("vm %s: %s", name, paused ? "paused: tracked, nothing moves" : "resumed");
+  entry->info.paused = paused;
+  return TRUE;
+}
+
+static void
+log_balance(HmmvdVms *vms)
+{
+  const GError *error = vms->report.balance_error;
+
+  if (error != NULL && g_strcmp0(vms->balance_error, error->message) != 0)
+    g_warning("%s; the last good DRAM budgets stay", error->message);
+  else if (error == NULL && vms->balance_error != NULL)
+    g_message("DRAM pool balanced again");
+  g_free(vms->balance_error);
+  vms->balance_error = error != NULL ? g_strdup(error->message) : NULL;
+}
+
+static void
+record_error(VmEntry *entry, const char *message)
+{
+  entry->info.errors++;
+  if (g_strcmp0(entry->info.last_error, message) != 0)
+    g_warning("%s", message);   /* the core's message names the VM */
+  g_free(entry->info.last_error);
+  entry->info.last_error = g_strdup(message);
+}
+
+static void
+handle_gone(HmmvdVms *vms, VmEntry *entry, const char *message)
+{
+  g_autofree char *status = g_strdup_printf("gone: %s", message);
+
+  g_message("vm %s: QEMU is gone, no longer managed (%s)", entry->info.name, message);
+  untrack(vms, entry);
+  set_status(entry, status);
+  if (vms->gone != NULL)
+    vms->gone(entry->info.name, vms->gone_data);
+}
+
+static void
+restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
+{
+  g_autoptr(GError) error = NULL;
+  const char *name = entry->info.name;
+  HmmvVm *vm = NULL;
+  HmmvTracker *tracker = NULL;
+  gboolean built;
+
+  g_message("vm %s: RAM layout changed, restarting tracking (%s)", name, message);
+  untrack(vms, entry);
+  if (entry->qmp != NULL)
+    built = build_from_qmp(vms, name, entry->qmp, &vm, &tracker, &error);
+  else if (vms->rebuild != NULL)
+    built = vms->rebuild(name, vms->rebuild_data, &vm, &tracker, &error);
+  else
+    built = (g_set_error(&error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+                         "no QMP transport to query the new layout"), FALSE);
+  if (!built || !track(vms, entry, vm, tracker, &error)) {
+    g_autofree char *status = g_strdup_printf("RAM layout changed and tracking could not "
+                                              "restart: %s", error->message);
+
+    set_status(entry, status);
+    g_warning("vm %s: %s", name, status);
+  }
+}
+
+void
+hmmvd_vms_run_interval(HmmvdVms *vms)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) gone = g_ptr_array_new();
+  g_autoptr(GPtrArray) relayout = g_ptr_array_new();
+  g_autoptr(GPtrArray) messages = g_ptr_array_new_with_free_func(g_free);
+
+  if (!hmmv_core_run_interval(vms->core, &vms->report, &error)) {
+    g_warning("interval failed: %s", error->message);
+    return;
+  }
+  vms->have_report = TRUE;
+  log_balance(vms);
+  for (guint i = 0; i < vms->report.vms->len; i++) {
+    HmmvVmReport *rep = &g_array_index(vms->report.vms, HmmvVmReport, i);
+    VmEntry *entry = g_hash_table_lookup(vms->entries, rep->name);
+
+    if (entry == NULL)
+      continue;   /* every VM of the core is listed; a stranger is not ours to touch */
+    rep->name = entry->info.name;   /* outlives the core's VM */
+    entry->info.last = *rep;
+    entry->info.last.error = NULL;
+    update_moves(vms, entry);
+    if (rep->error == NULL) {
+      if (entry->info.last_error != NULL)
+        g_message("vm %s: intervals succeed again", entry->info.name);
+      g_clear_pointer(&entry->info.last_error, g_free);
+    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_GONE)) {
+      g_ptr_array_add(gone, entry);
+      g_ptr_array_add(messages, g_strdup(rep->error->message));
+    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED)) {
+      g_ptr_array_add(relayout, entry);
+      g_ptr_array_add(messages, g_strdup(rep->error->message));
+    } else {
+      record_error(entry, rep->error->message);
+    }
+  }
+  /* Leaving the core changes the report: only now that it was read. */
+  for (guint i = 0; i < gone->len; i++)
+    handle_gone(vms, g_ptr_array_index(gone, i), g_ptr_array_index(messages, i));
+  for (guint i = 0; i < relayout->len; i++)
+    restart_tracking(vms, g_ptr_array_index(relayout, i),
+                     g_ptr_array_index(messages, gone->len + i));
+}
+
+const HmmvIntervalReport *
+hmmvd_vms_get_last_report(HmmvdVms *vms)
+{
+  return vms->have_report ? &vms->report : NULL;
+}
+
+static const char *
+source_name(HmmvdSource source)
+{
+  return source == HMMVD_SOURCE_LIBVIRT ? "libvirt" : "standalone";
+}
+
+static void
+add_uint(JsonBuilder *builder, const char *member, guint64 value)
+{
+  json_builder_set_member_name(builder, member);
+  json_builder_add_int_value(builder, (gint64)MIN(value, (guint64)G_MAXINT64));
+}
+
+static void
+add_string(JsonBuilder *builder, const char *member, const char *value)
+{
+  json_builder_set_member_name(builder, member);
+  if (value != NULL)
+    json_builder_add_string_value(builder, value);
+  else
+    json_builder_add_null_value(builder);
+}
+
+static void
+add_bool(JsonBuilder *builder, const char *member, gboolean value)
+{
+  json_builder_set_member_name(builder, member);
+  json_builder_add_boolean_value(builder, value);
+}
+
+static void
+quota_to_json(JsonBuilder *builder, const HmmvQuota *quota)
+{
+  json_builder_set_member_name(builder, "quota");
+  json_builder_begin_object(builder);
+  add_uint(builder, "dram-min-mib", quota->min_pages / HMMVD_PAGES_PER_MIB);
+  add_uint(builder, "dram-max-mib", quota->max_pages / HMMVD_PAGES_PER_MIB);
+  add_uint(builder, "weight", quota->weight);
+  add_bool(builder, "managed", quota->managed);
+  json_builder_end_object(builder);
+}
+
+static void
+moves_to_json(JsonBuilder *builder, const HmmvMoveStats *moves)
+{
+  add_uint(builder, "promotions-total", moves->promoted);
+  add_uint(builder, "demotions-total", moves->demoted);
+  json_builder_set_member_name(builder, "move-failures");
+  json_builder_begin_object(builder);
+  add_uint(builder, "not-present", moves->not_present);
+  add_uint(builder, "busy", moves->busy);
+  add_uint(builder, "no-memory", moves->no_memory);
+  add_uint(builder, "fault", moves->fault);
+  add_uint(builder, "access", moves->access);
+  add_uint(builder, "other", moves->other);
+  add_uint(builder, "call-failures", moves->call_failures);
+  json_builder_end_object(builder);
+}
+
+static void
+vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
+{
+  const HmmvVmReport *last = &info->last;
+
+  json_builder_begin_object(builder);
+  add_string(builder, "name", info->name);
+  add_string(builder, "source", source_name(info->source));
+  add_uint(builder, "pid", info->pid > 0 ? (guint64)info->pid : 0);
+  add_string(builder, "uuid", info->uuid);
+  add_string(builder, "status", info->status);
+  add_bool(builder, "in-core", info->in_core);
+  add_bool(builder, "paused", info->paused);
+  quota_to_json(builder, &info->quota);
+  add_string(builder, "quota-error", info->quota_error);
+  add_string(builder, "last-error", info->last_error);
+  add_uint(builder, "errors", info->errors);
+  /* Figures of the last interval, in 4 KiB pages. */
+  add_uint(builder, "nr-pages", last->nr_pages);
+  add_uint(builder, "budget-pages", last->budget_pages);
+  add_uint(builder, "hot-pages", last->hot_pages);
+  add_uint(builder, "dram-pages", last->dram_pages);
+  add_uint(builder, "slow-pages", last->slow_pages);
+  add_uint(builder, "written-pages", last->written);
+  add_uint(builder, "read-pages", last->read);
+  add_uint(builder, "intervals-merged", last->intervals_merged);
+  add_uint(builder, "promoted-pages", last->promoted);
+  add_uint(builder, "demoted-pages", last->demoted);
+  add_uint(builder, "move-failed-pages", last->move_failed);
+  add_uint(builder, "deferred-cap-pages", last->deferred_cap);
+  moves_to_json(builder, &info->moves);
+  json_builder_end_object(builder);
+}
+
+JsonNode *
+hmmvd_vms_to_json(HmmvdVms *vms)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new();
+  GPtrArray *list = hmmvd_vms_list(vms);
+
+  json_builder_begin_array(builder);
+  for (guint i = 0; i < list->len; i++)
+    vm_to_json(builder, g_ptr_array_index(list, i));
+  json_builder_end_array(builder);
+  return json_builder_get_root(builder);
+}
+
+static void
+nodes_to_json(JsonBuilder *builder, const HmmvTopology *topo)
+{
+  guint nr_nodes = topo != NULL ? hmmv_topology_get_nr_nodes(topo) : 0;
+
+  json_builder_set_member_name(builder, "nodes");
+  json_builder_begin_array(builder);
+  for (guint i = 0; i < nr_nodes; i++) {
+    const HmmvNode *node = hmmv_topology_get_node(topo, i);
+
+    json_builder_begin_object(builder);
+    add_uint(builder, "id", (guint64)node->id);
+    add_string(builder, "tier", hmmv_tier_to_string(node->tier));
+    add_uint(builder, "total-bytes", node->total_bytes);
+    add_uint(builder, "cpus", node->nr_cpus);
+    add_string(builder, "cpulist", node->cpulist);
+    json_builder_end_object(builder);
+  }
+  json_builder_end_array(builder);
+}
+
+JsonNode *
+hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new();
+  const HmmvIntervalReport *report = hmmvd_vms_get_last_report(vms);
+  GPtrArray *list = hmmvd_vms_list(vms);
+  guint managed = 0;
+
+  for (guint i = 0; i < list->len; i++)
+    managed += ((HmmvdVmInfo *)g_ptr_array_index(list, i))->in_core ? 1 : 0;
+  json_builder_begin_object(builder);
+  add_uint(builder, "interval-ms", vms->config->interval_ms);
+  add_uint(builder, "intervals", report != NULL ? report->index + 1 : 0);
+  add_uint(builder, "last-interval-ns", report != NULL ? report->elapsed_ns : 0);
+  add_uint(builder, "pool-pages", report != NULL ? report->pool_pages : pool_pages(vms));
+  add_string(builder, "balance-error", vms->balance_error);
+  add_string(builder, "mover", mover);
+  add_bool(builder, "slow-tier-modelled", g_strcmp0(mover, "sim") == 0);
+  add_bool(builder, "single-node", topo != NULL && hmmv_topology_is_single_node(topo));
+  add_uint(builder, "vms", list->len);
+  add_uint(builder, "vms-managed", managed);
+  nodes_to_json(builder, topo);
+  json_builder_end_object(builder);
+  return json_builder_get_root(builder);
+}

@@ -1,0 +1,338 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# hmmvd against a real libvirtd with real TCG domains (suite 'integration').
+#
+#   test-libvirt.sh HMMVD HMMVCTL GUEST_ELF SOURCE_ROOT
+#
+# Runs as root. The whole test lives in a private mount and PID namespace (unshare -m -p):
+# tmpfs over /run, and private copies of /etc/libvirt, /var/lib/libvirt, /var/cache/libvirt
+# and /var/log/libvirt, so the host's libvirt state is untouched; the namespace's init (this
+# script) reaps the QEMUs libvirtd daemonizes at once, which makes `virsh destroy` fast (the
+# host's PID 1 reaps only every ~2 s), and when it exits the kernel kills anything left.
+# Every process started (virtlogd, libvirtd, QEMUs, hmmvd) is still stopped by its pid, also
+# when a check fails.
+#
+# The patched QEMU: $HMMV_QEMU, else `bash qemu-patches/build.sh` (seconds when cached).
+# Exit 0 pass, 1 fail, 77 skip (with the reason).
+set -euo pipefail
+
+skip() { echo "SKIP: $*"; exit 77; }
+
+if [[ ${1:-} != --inner ]]; then
+  [[ $# -eq 4 ]] || { echo "usage: $0 HMMVD HMMVCTL GUEST_ELF SOURCE_ROOT" >&2; exit 2; }
+  [[ $(id -u) -eq 0 ]] || skip "needs root (starts its own libvirtd)"
+  for tool in /usr/sbin/libvirtd /usr/sbin/virtlogd virsh unshare setpriv python3; do
+    command -v "$tool" >/dev/null || skip "$tool is not installed (libvirt-daemon-system, libvirt-clients, util-linux, python3)"
+  done
+  [[ -x $1 && -x $2 ]] || skip "hmmvd or hmmvctl not built"
+  [[ -r $3 ]] || skip "test guest $3 not built"
+  qemu=${HMMV_QEMU:-}
+  if [[ -z $qemu ]]; then
+    echo "# building/finding the patched QEMU: bash $4/qemu-patches/build.sh"
+    build_log=$(mktemp /tmp/hmmv-it-qemu-build.XXXXXX)
+    qemu=$(bash "$4/qemu-patches/build.sh" 2>"$build_log" | tail -n 1) ||
+      skip "qemu-patches/build.sh failed (see $build_log)"
+    rm -f "$build_log"
+  fi
+  [[ -x $qemu ]] || skip "no patched QEMU (HMMV_QEMU unset and build.sh gave '$qemu')"
+  # --kill-child: if this test is killed (meson timeout), the namespace's init gets SIGTERM,
+  # runs its cleanup, and the kernel kills whatever is left in the namespace.
+  exec unshare --mount --propagation private --pid --fork --mount-proc \
+    --kill-child=SIGTERM "$0" --inner "$1" "$2" "$3" "$qemu"
+fi
+
+HMMVD=$2 HMMVCTL=$3 GUEST=$4 QEMU=$5
+URI=qemu:///system
+NS=https://hmmv.dev/ns/quota/1
+INTERVAL_MS=500
+DOMAINS=(hmmv-it-a hmmv-it-b hmmv-it-c)
+PINNED=hmmv-it-pinned
+T0=$SECONDS
+WORK=$(mktemp -d /tmp/hmmv-it.XXXXXX)
+chmod 0755 "$WORK"
+FAILED=0
+VIRTLOGD_PID='' LIBVIRTD_PID='' HMMVD_PID='' CGROUPS_BEFORE=''
+
+log() { echo "# [$((SECONDS - T0))s] $*"; }
+fail() { echo "FAIL: $*"; FAILED=1; }
+ok() { echo "ok: $*"; }
+
+stop_pid() {   # stop_pid PID NAME: SIGTERM, then SIGKILL after 10 s
+  local pid=$1 name=$2 i
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  log "$name (pid $pid) ignored SIGTERM: SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local status=$? pid
+  trap - EXIT TERM INT
+  stop_pid "$HMMVD_PID" hmmvd
+  if [[ -n $LIBVIRTD_PID ]] && kill -0 "$LIBVIRTD_PID" 2>/dev/null; then
+    for dom in "${DOMAINS[@]}" "$PINNED"; do
+      virsh -q -c "$URI" destroy "$dom" >/dev/null 2>&1 || true
+    done
+  fi
+  for pidfile in /run/libvirt/qemu/*.pid; do   # QEMUs libvirtd could not stop
+    [[ -r $pidfile ]] && pid=$(<"$pidfile") && stop_pid "$pid" "QEMU $pidfile"
+  done
+  stop_pid "$LIBVIRTD_PID" libvirtd
+  stop_pid "$VIRTLOGD_PID" virtlogd
+  # libvirt leaves its (empty) cgroup v1 partition "machine" behind in every controller; the
+  # cgroup tree is the host's, so remove the ones this test created.
+  for dir in /sys/fs/cgroup/*/machine; do
+    [[ -d $dir && " $CGROUPS_BEFORE " != *" $dir "* ]] && { rmdir "$dir" 2>/dev/null || true; }
+  done
+  if [[ $status -ne 0 || $FAILED -ne 0 ]]; then
+    echo "---- hmmvd log (tail) ----"; tail -n 60 "$WORK/hmmvd.log" 2>/dev/null || true
+    echo "---- libvirtd log (tail) ----"; tail -n 30 "$WORK/libvirtd.log" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+  log "done in $((SECONDS - T0)) s"
+  [[ $status -ne 0 ]] && exit "$status"
+  exit "$FAILED"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+
+# ---- private libvirt state -------------------------------------------------------------------
+mount -t tmpfs -o mode=0755 hmmv-it-run /run
+for dir in /etc/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do
+  copy="$WORK/$(basename "$(dirname "$dir")")-$(basename "$dir").tar"
+  tar -C "$dir" -cpf "$copy" .
+  mount -t tmpfs -o mode=0755 hmmv-it "$dir"
+  tar -C "$dir" -xpf "$copy"
+  rm -f "$copy"
+done
+rm -f /etc/libvirt/qemu/networks/autostart/*.xml   # no dnsmasq, no default network
+mkdir -p /run/libvirt
+
+# QEMU runs as libvirt-qemu: binary and guest must be readable by it.
+mkdir -m 0755 "$WORK/bin"
+install -m 0755 "$QEMU" "$WORK/bin/qemu-system-x86_64"
+install -m 0644 "$GUEST" "$WORK/bin/guest.elf"
+
+# ---- libvirt daemons -------------------------------------------------------------------------
+CGROUPS_BEFORE=$(echo /sys/fs/cgroup/*/machine)
+/usr/sbin/virtlogd >"$WORK/virtlogd.log" 2>&1 &
+VIRTLOGD_PID=$!
+start_libvirtd() {
+  /usr/sbin/libvirtd >>"$WORK/libvirtd.log" 2>&1 &
+  LIBVIRTD_PID=$!
+  local i
+  for ((i = 0; i < 300; i++)); do
+    virsh -q -c "$URI" list --all >/dev/null 2>&1 && return 0
+    kill -0 "$LIBVIRTD_PID" 2>/dev/null || { echo "libvirtd died"; return 1; }
+    sleep 0.1
+  done
+  echo "libvirtd did not answer in 30 s"; return 1
+}
+start_libvirtd || { fail "libvirtd does not start"; exit 1; }
+log "libvirtd pid $LIBVIRTD_PID, virtlogd pid $VIRTLOGD_PID"
+
+domain_xml() {   # domain_xml NAME [NUMATUNE]
+  cat <<EOF
+<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>$1</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  ${2:-}
+  <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$WORK/bin/guest.elf</kernel>
+    <cmdline>mode=workload hot_mib=8 cold_mib=40 report_every=0</cmdline>
+  </os>
+  <devices>
+    <emulator>$WORK/bin/qemu-system-x86_64</emulator>
+    <serial type='file'><source path='$WORK/$1.serial.log'/><target port='0'/></serial>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-device'/><qemu:arg value='isa-debug-exit,iobase=0xf4,iosize=0x04'/>
+  </qemu:commandline>
+</domain>
+EOF
+}
+
+for dom in "${DOMAINS[@]}"; do
+  domain_xml "$dom" >"$WORK/$dom.xml"
+  virsh -q -c "$URI" define "$WORK/$dom.xml" >/dev/null
+  virsh -q -c "$URI" start "$dom" >/dev/null || { fail "domain $dom does not start"; exit 1; }
+  log "started $dom"
+done
+# mode restrictive: libvirt confines the memory with cpuset.mems only; strict would need a QEMU
+# built with NUMA support to mbind.
+domain_xml "$PINNED" "<numatune><memory mode='restrictive' nodeset='0'/></numatune>" >"$WORK/$PINNED.xml"
+virsh -q -c "$URI" define "$WORK/$PINNED.xml" >/dev/null
+PINNED_UP=1
+virsh -q -c "$URI" start "$PINNED" >/dev/null 2>"$WORK/pinned.err" ||
+  { PINNED_UP=0; log "numatune domain does not start here ($(head -c 200 "$WORK/pinned.err")): check skipped"; }
+log "domains started: $(virsh -q -c "$URI" list --name | tr '\n' ' ')"
+
+# ---- hmmvd -----------------------------------------------------------------------------------
+# The sim mover models a 256 MiB DRAM tier, less than the 3 x 128 MiB the domains use.
+cat >"$WORK/hmmvd.conf" <<EOF
+[daemon]
+interval-ms=$INTERVAL_MS
+control-socket=$WORK/hmmvd.sock
+log-level=info
+[libvirt]
+uri=$URI
+reconnect-ms=500
+[memory]
+mover=sim
+sim-dram-mib=256
+sim-slow-mib=1024
+EOF
+"$HMMVD" --foreground --config "$WORK/hmmvd.conf" --pid-file "$WORK/hmmvd.pid" \
+  >"$WORK/hmmvd.log" 2>&1 &
+HMMVD_PID=$!
+
+ctl() { "$HMMVCTL" --socket "$WORK/hmmvd.sock" "$@"; }
+# vm_field NAME EXPR: a Python expression on the VM's JSON object v (from hmmvctl --json vms)
+vm_field() {
+  ctl --json vms 2>/dev/null | python3 -c '
+import json, sys
+data = json.load(sys.stdin)
+if isinstance(data, dict):
+    data = data.get("return", data.get("vms", data))
+vms = data
+for v in vms:
+    if v["name"] == sys.argv[1]:
+        print(eval(sys.argv[2]))
+        break
+else:
+    print("<absent>")
+' "$1" "$2"
+}
+# check DESCRIPTION COMMAND...: ok or fail
+check() {
+  local what=$1
+  shift
+  if "$@"; then ok "$what"; else fail "$what"; fi
+}
+# wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.1 s
+wait_for() {
+  local limit=$1 what=$2 i
+  shift 2
+  for ((i = 0; i < limit * 10; i++)); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  fail "$what (waited $limit s)"
+  return 1
+}
+alive() { kill -0 "$HMMVD_PID" 2>/dev/null; }
+is_managed() { [[ $(vm_field "$1" 'v["status"]') == managed ]]; }
+all_managed() { local d; for d in "$@"; do is_managed "$d" || return 1; done; }
+log_has() { grep -q -- "$1" "$WORK/hmmvd.log"; }
+
+wait_for 30 "hmmvd serves its control socket" test -S "$WORK/hmmvd.sock"
+wait_for 60 "every domain discovered and managed" all_managed "${DOMAINS[@]}" &&
+  ok "discovered and managed: ${DOMAINS[*]}"
+if [[ $PINNED_UP -eq 1 ]]; then
+  status=$(vm_field "$PINNED" 'v["status"]')
+  check "numatune domain reported as unmanaged: $status" test "${status#*numatune}" != "$status"
+fi
+
+# ---- a quota set with virsh metadata --------------------------------------------------------
+A=${DOMAINS[0]} B=${DOMAINS[1]} C=${DOMAINS[2]}
+budget_before=$(vm_field "$A" 'v["budget-pages"]')
+set_meta() { virsh -q -c "$URI" metadata "$1" --uri "$NS" --key hmmv --live --config --set "$2"; }
+t_set=$(date +%s%N)
+set_meta "$A" '<memory dram-min-mib="40" dram-max-mib="40" weight="100"/>'
+quota_applied() { [[ $(vm_field "$A" 'v["quota"]["dram-max-mib"]') == 40 ]]; }
+if wait_for 5 "quota of $A shown by hmmvctl" quota_applied; then
+  ms=$((($(date +%s%N) - t_set) / 1000000))
+  check "quota shown after $ms ms (limit: two intervals, $((2 * INTERVAL_MS)) ms)" \
+    test "$ms" -le $((2 * INTERVAL_MS))
+fi
+budget_ok() { [[ $(vm_field "$A" 'v["budget-pages"]') == 10240 ]]; }
+wait_for 5 "budget of $A becomes 40 MiB (was $budget_before pages)" budget_ok &&
+  ok "budget of $A: $budget_before -> 10240 pages"
+
+# ---- malformed metadata: rejected, last good quota kept -------------------------------------
+set_meta "$A" '<memory dram-min-mib="64" dram-max-mib="32"/>'
+set_meta "$B" '<memory dram-min-mib="lots"/>'
+sleep $((3 * INTERVAL_MS / 1000 + 1))
+kept_a() {
+  [[ $(vm_field "$A" 'v["quota"]["dram-max-mib"]') == 40 &&
+     $(vm_field "$A" 'v["quota-error"] is not None') == True ]] && log_has "vm $A: quota rejected"
+}
+rejected_b() {
+  [[ $(vm_field "$B" 'v["quota-error"] is not None') == True ]] &&
+    log_has "vm $B: hmmv metadata rejected"
+}
+check "min > max rejected, last good quota kept: $(vm_field "$A" 'v["quota-error"]')" kept_a
+check "unparsable metadata rejected: $(vm_field "$B" 'v["quota-error"]')" rejected_b
+set_meta "$A" '<memory dram-min-mib="40" dram-max-mib="40" weight="100"/>'
+
+# ---- a domain destroyed while managed -------------------------------------------------------
+virsh -q -c "$URI" destroy "$C" >/dev/null
+gone() { [[ $(vm_field "$C" 'v["name"]') == '<absent>' ]]; }
+wait_for 10 "$C removed after destroy" gone && ok "$C removed after virsh destroy"
+sleep $((2 * INTERVAL_MS / 1000 + 1))
+others_fine() { alive && all_managed "$A" "$B"; }
+check "after destroying $C: hmmvd running, $A and $B still managed" others_fine
+
+# ---- libvirtd killed and restarted ----------------------------------------------------------
+stop_pid "$LIBVIRTD_PID" libvirtd
+LIBVIRTD_PID=''
+wait_for 10 "hmmvd notices libvirtd is gone" log_has "lost the connection"
+sleep 1
+check "libvirtd down: hmmvd running, $A and $B still managed" others_fine
+start_libvirtd || { fail "libvirtd does not restart"; exit 1; }
+reconnected() { [[ $(grep -c "libvirt: connected to" "$WORK/hmmvd.log") -ge 2 ]]; }
+wait_for 15 "hmmvd reconnects to libvirtd" reconnected && ok "reconnected to the restarted libvirtd"
+check "after reconnect: $A and $B still managed" others_fine
+set_meta "$B" '<memory dram-min-mib="20" dram-max-mib="30" weight="200"/>'
+b_quota() { [[ $(vm_field "$B" 'v["quota"]["dram-max-mib"]') == 30 ]]; }
+wait_for 5 "metadata events after reconnect" b_quota && ok "metadata events work after reconnect"
+
+# ---- hmmvctl set-quota writes the libvirt metadata ------------------------------------------
+if ctl set-quota "$B" --min 10 --max 50 --weight 100 >/dev/null 2>"$WORK/setq.err"; then
+  meta=$(virsh -q -c "$URI" metadata "$B" --uri "$NS" --live 2>/dev/null || true)
+  check "hmmvctl set-quota wrote libvirt metadata: $meta" \
+    test "${meta#*dram-max-mib=\"50\"}" != "$meta"
+else
+  fail "hmmvctl set-quota: $(cat "$WORK/setq.err")"
+fi
+
+# ---- the control socket refuses a non-root peer ---------------------------------------------
+as_nobody() {
+  setpriv --reuid=nobody --regid=nogroup --clear-groups "$HMMVCTL" --socket "$WORK/hmmvd.sock" \
+    status >"$WORK/nobody.out" 2>&1
+}
+if as_nobody; then
+  fail "hmmvctl as nobody was served: $(head -c 200 "$WORK/nobody.out")"
+else
+  ok "control socket refused nobody: $(head -c 160 "$WORK/nobody.out" | tr '\n' ' ')"
+fi
+# The same with the socket made world-writable by mistake: the peer-credential check still
+# refuses (the file mode alone did above).
+chmod 0666 "$WORK/hmmvd.sock"
+if as_nobody; then
+  fail "socket mode 0666: hmmvctl as nobody was served: $(head -c 200 "$WORK/nobody.out")"
+else
+  ok "socket mode 0666: peer check refused nobody: $(head -c 160 "$WORK/nobody.out" | tr '\n' ' ')"
+fi
+chmod 0600 "$WORK/hmmvd.sock"
+alive || fail "hmmvd died"
+
+# ---- SIGTERM: clean stop --------------------------------------------------------------------
+kill -TERM "$HMMVD_PID"
+rc=0
+for ((i = 0; i < 100; i++)); do kill -0 "$HMMVD_PID" 2>/dev/null || break; sleep 0.1; done
+wait "$HMMVD_PID" || rc=$?
+HMMVD_PID=''
+check "SIGTERM: hmmvd exit status $rc (want 0)" test "$rc" -eq 0
+check "SIGTERM: control socket removed" test ! -e "$WORK/hmmvd.sock"

@@ -1,0 +1,448 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The control socket: the request handler on its own, then a real Unix socket with a client
+ * thread, bounds, and the refusal of a non-root peer (a forked child as nobody). */
+#include "config.h"
+#include "control.h"
+#include "hmmv-test.h"
+#include "vms.h"
+
+#include <errno.h>
+#include <gio/gunixsocketaddress.h>
+#include <glib/gstdio.h>
+#include <grp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NOBODY 65534
+
+typedef struct {
+  HmmvdConfig config;
+  HmmvTopology *topo;
+  HmmvMover *mover;
+  HmmvCore *core;
+  HmmvdVms *vms;
+  char *tmpdir;
+  char *sock_dir;
+  char *path;
+} Fixture;
+
+static Fixture fx;
+
+static void
+setup(void)
+{
+  memset(&fx, 0, sizeof(fx));
+  hmmvd_config_init(&fx.config);
+  fx.topo = hmmv_test_topology_two_tier(4u << 20, 64u << 20);
+  fx.mover = hmmv_sim_mover_new(fx.topo, NULL);
+  fx.core = hmmv_core_new(fx.topo, fx.mover, &fx.config.params, 0, NULL);
+  fx.vms = hmmvd_vms_new(fx.core, &fx.config);
+  hmmvd_vms_set_mover(fx.vms, fx.mover);
+  ck_assert(hmmvd_vms_add_with_tracker(fx.vms, "vm1", HMMVD_SOURCE_STANDALONE, 1, NULL,
+                                       hmmv_test_vm_new("vm1", 1024), hmmv_fake_tracker_new(),
+                                       NULL));
+  fx.tmpdir = g_dir_make_tmp("hmmv-test-control-XXXXXX", NULL);
+  fx.sock_dir = g_build_filename(fx.tmpdir, "run", NULL);
+  fx.path = g_build_filename(fx.sock_dir, "hmmvd.sock", NULL);
+}
+
+static void
+drain_main_context(void)
+{
+  for (guint i = 0; i < 100 && g_main_context_pending(NULL); i++)
+    g_main_context_iteration(NULL, FALSE);
+}
+
+static void
+teardown(void)
+{
+  drain_main_context();
+  g_unlink(fx.path);
+  g_rmdir(fx.sock_dir);
+  g_rmdir(fx.tmpdir);
+  g_free(fx.path);
+  g_free(fx.sock_dir);
+  g_free(fx.tmpdir);
+  hmmvd_vms_free(fx.vms);
+  hmmv_core_free(fx.core);
+  hmmv_mover_free(fx.mover);
+  hmmv_topology_free(fx.topo);
+  hmmvd_config_clear(&fx.config);
+}
+
+static char *
+handle(const char *line)
+{
+  return hmmvd_control_handle_request(fx.vms, fx.topo, "sim", line, strlen(line));
+}
+
+static const struct {
+  const char *request;
+  const char *reply_prefix;
+} requests[] = {
+  { "{\"command\":\"status\"}", "{\"return\":{\"interval-ms\":1000," },
+  { "{\"command\":\"vms\"}", "{\"return\":[{\"name\":\"vm1\"," },
+  { "{\"command\":\"pause\",\"vm\":\"vm1\"}", "{\"return\":{}}" },
+  { "{\"command\":\"resume\",\"vm\":\"vm1\"}", "{\"return\":{}}" },
+  { "{\"command\":\"pause\",\"vm\":\"nope\"}", "{\"error\":\"no VM named nope\"}" },
+  { "{\"command\":\"pause\"}", "{\"error\":\"this command needs \\\"vm\\\"" },
+  { "{\"command\":\"pause\",\"vm\":7}", "{\"error\":\"this command needs \\\"vm\\\"" },
+  { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"dram-min-mib\":1,\"weight\":5}}",
+    "{\"return\":{}}" },
+  { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"managed\":\"no\"}}",
+    "{\"return\":{}}" },
+  { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"dram-min-mib\":3,"
+    "\"dram-max-mib\":2}}", "{\"error\":\"vm vm1: dram-min-mib 3 is above dram-max-mib 2\"}" },
+  { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"dram-min-mib\":-1}}",
+    "{\"error\":\"quota dram-min-mib = -1 is out of range" },
+  { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"dram-min-mib\":\"1\"}}",
+    "{\"error\":\"quota dram-min-mib must be a whole number of MiB\"}" },
+  { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"dram-min-mib\":1.5}}",
+    "{\"error\":\"quota dram-min-mib must be a whole number of MiB\"}" },
+  { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"dram-min-mib\":99999999999999999}}",
+    "{\"error\":\"quota dram-min-mib = 99999999999999999 is out of range" },
+  { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"weight\":0}}",
+    "{\"error\":\"quota weight must be a whole number in 1..10000\"}" },
+  { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"managed\":1}}",
+    "{\"error\":\"quota managed must be" },
+  { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"colour\":1}}",
+    "{\"error\":\"unknown quota member colour" },
+  { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":[]}",
+    "{\"error\":\"set-quota needs a \\\"quota\\\" object\"}" },
+  { "{\"command\":\"set-quota\",\"vm\":\"zz\",\"quota\":{}}", "{\"error\":\"no VM named zz\"}" },
+  { "{\"command\":\"reboot\"}", "{\"error\":\"unknown command \\\"reboot\\\"" },
+  { "{\"command\":42}", "{\"error\":\"missing \\\"command\\\"" },
+  { "{}", "{\"error\":\"missing \\\"command\\\"" },
+  { "{\"command\":\"vms\",\"extra\":1}", "{\"error\":\"unknown request member \\\"extra\\\"\"}" },
+  { "[1,2]", "{\"error\":\"malformed request: expected a JSON object\"}" },
+  { "\"status\"", "{\"error\":\"malformed request: expected a JSON object\"}" },
+  { "{\"command\":", "{\"error\":\"malformed request: " },
+  { "}}}}", "{\"error\":\"malformed request: " },
+  { "", "{\"error\":\"malformed request: expected one JSON object" },
+  { "{\"command\":\"\xff\"}", "{\"error\":\"malformed request: expected one JSON object" },
+};
+
+START_TEST(test_requests)
+{
+  g_autofree char *reply = handle(requests[_i].request);
+
+  ck_assert_msg(g_str_has_prefix(reply, requests[_i].reply_prefix), "%s -> %s",
+                requests[_i].request, reply);
+  ck_assert(strchr(reply, '\n') == NULL);
+}
+END_TEST
+
+START_TEST(test_set_quota_applies)
+{
+  g_autofree char *a = handle("{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":"
+                              "{\"dram-min-mib\":2,\"dram-max-mib\":3,\"weight\":5,"
+                              "\"managed\":false}}");
+  g_autofree char *b = handle("{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":"
+                              "{\"weight\":6}}");
+  const HmmvdVmInfo *info = hmmvd_vms_lookup(fx.vms, "vm1");
+
+  ck_assert_str_eq(a, "{\"return\":{}}");
+  ck_assert_str_eq(b, "{\"return\":{}}");
+  /* Members left out keep their value. */
+  ck_assert_uint_eq(info->quota.min_pages, 2 * 256);
+  ck_assert_uint_eq(info->quota.max_pages, 3 * 256);
+  ck_assert_uint_eq(info->quota.weight, 6);
+  ck_assert(!info->quota.managed);
+}
+END_TEST
+
+/* ---- the socket ---- */
+
+typedef struct {
+  const char *path;
+  GPtrArray *requests;      /* raw bytes to send, each one write */
+  guint expect_lines;
+  guint extra_connections;  /* connections opened and held before the real one */
+  GString *response;
+  gint done;
+} Job;
+
+static gpointer
+client_thread(gpointer data)
+{
+  Job *job = data;
+  g_autoptr(GSocketClient) client = g_socket_client_new();
+  g_autoptr(GSocketAddress) address = g_unix_socket_address_new(job->path);
+  g_autoptr(GPtrArray) held = g_ptr_array_new_with_free_func(g_object_unref);
+  g_autoptr(GSocketConnection) connection = NULL;
+  char buf[4096];
+  guint lines = 0;
+  gssize n;
+
+  g_socket_client_set_timeout(client, 10);
+  /* A full listen backlog makes a Unix connect fail at once (EAGAIN): retry while the
+   * server's loop accepts. */
+  for (guint i = 0, tries = 0; i < job->extra_connections && tries < 1000; tries++) {
+    GSocketConnection *held_one = g_socket_client_connect(client, G_SOCKET_CONNECTABLE(address),
+                                                          NULL, NULL);
+
+    if (held_one == NULL) {
+      g_usleep(5000);
+      continue;
+    }
+    g_ptr_array_add(held, held_one);
+    i++;
+  }
+  g_usleep(100000);   /* let the server take every held connection first */
+  connection = g_socket_client_connect(client, G_SOCKET_CONNECTABLE(address), NULL, NULL);
+  for (guint i = 0; connection != NULL && i < job->requests->len; i++) {
+    GBytes *bytes = g_ptr_array_index(job->requests, i);
+    gsize size;
+    gconstpointer data_ = g_bytes_get_data(bytes, &size);
+
+    if (!g_output_stream_write_all(g_io_stream_get_output_stream(G_IO_STREAM(connection)),
+                                   data_, size, NULL, NULL, NULL))
+      break;
+  }
+  while (connection != NULL && lines < job->expect_lines &&
+         (n = g_input_stream_read(g_io_stream_get_input_stream(G_IO_STREAM(connection)), buf,
+                                  sizeof(buf), NULL, NULL)) > 0) {
+    g_string_append_len(job->response, buf, n);
+    for (gssize i = 0; i < n; i++)
+      lines += buf[i] == '\n' ? 1 : 0;
+  }
+  g_atomic_int_set(&job->done, 1);
+  g_main_context_wakeup(NULL);
+  return NULL;
+}
+
+static char *
+talk(const char *const *lines, gsize nr, guint expect_lines, guint extra_connections)
+{
+  Job job = { .path = fx.path, .requests = g_ptr_array_new_with_free_func(
+                                  (GDestroyNotify)g_bytes_unref),
+              .expect_lines = expect_lines, .extra_connections = extra_connections,
+              .response = g_string_new(NULL) };
+  GThread *thread;
+
+  for (gsize i = 0; i < nr; i++)
+    g_ptr_array_add(job.requests, g_bytes_new(lines[i], strlen(lines[i])));
+  thread = g_thread_new("control-client", client_thread, &job);
+  while (!g_atomic_int_get(&job.done))
+    g_main_context_iteration(NULL, TRUE);
+  g_thread_join(thread);
+  g_ptr_array_unref(job.requests);
+  return g_string_free(job.response, FALSE);
+}
+
+static HmmvdControl *
+start_control(void)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvdControl *control = hmmvd_control_new(fx.vms, fx.topo, "sim", fx.path, &error);
+
+  ck_assert_msg(control != NULL, "%s", error ? error->message : "");
+  return control;
+}
+
+START_TEST(test_socket_modes_and_requests)
+{
+  g_autoptr(HmmvdControl) control = start_control();
+  const char *const reqs[] = { "{\"command\":\"status\"}\n{\"command\":\"vms\"}\n",
+                               "not json\r\n", "{\"command\":\"pause\",\"vm\":\"vm1\"}\n" };
+  g_autofree char *response = NULL;
+  g_auto(GStrv) lines = NULL;
+  struct stat st;
+
+  ck_assert_int_eq(stat(fx.sock_dir, &st), 0);
+  ck_assert_uint_eq(st.st_mode & 0777, 0700);
+  ck_assert_int_eq(stat(fx.path, &st), 0);
+  ck_assert(S_ISSOCK(st.st_mode));
+  ck_assert_uint_eq(st.st_mode & 0777, 0600);
+  response = talk(reqs, G_N_ELEMENTS(reqs), 4, 0);
+  lines = g_strsplit(response, "\n", -1);
+  ck_assert_uint_eq(g_strv_length(lines), 5);
+  ck_assert(g_str_has_prefix(lines[0], "{\"return\":{\"interval-ms\""));
+  ck_assert(g_str_has_prefix(lines[1], "{\"return\":[{\"name\":\"vm1\""));
+  ck_assert(g_str_has_prefix(lines[2], "{\"error\":\"malformed request"));
+  ck_assert_str_eq(lines[3], "{\"return\":{}}");
+  ck_assert(hmmvd_vms_lookup(fx.vms, "vm1")->paused);
+}
+END_TEST
+
+START_TEST(test_oversize_line)
+{
+  g_autoptr(HmmvdControl) control = start_control();
+  g_autofree char *big = g_strnfill(HMMVD_CONTROL_MAX_LINE + 4096, ' ');
+  const char *const reqs[] = { big };
+  g_autofree char *response = talk(reqs, 1, 1, 0);
+  const char *const after[] = { "{\"command\":\"status\"}\n" };
+  g_autofree char *still = NULL;
+
+  ck_assert_msg(g_str_has_prefix(response, "{\"error\":\"request line longer than 65536"),
+                "%s", response);
+  /* The daemon serves the next client as usual. */
+  still = talk(after, 1, 1, 0);
+  ck_assert(g_str_has_prefix(still, "{\"return\":"));
+}
+END_TEST
+
+START_TEST(test_too_many_clients)
+{
+  g_autoptr(HmmvdControl) control = start_control();
+  const char *const reqs[] = { "{\"command\":\"status\"}\n" };
+  g_autofree char *response = talk(reqs, 1, 1, HMMVD_CONTROL_MAX_CLIENTS);
+  g_autofree char *later = NULL;
+
+  ck_assert_msg(g_str_has_prefix(response, "{\"error\":\"too many clients"), "%s", response);
+  drain_main_context();
+  later = talk(reqs, 1, 1, 0);   /* the held connections closed: room again */
+  ck_assert_msg(g_str_has_prefix(later, "{\"return\":"), "%s", later);
+}
+END_TEST
+
+START_TEST(test_stale_and_foreign_paths)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvdControl *control = start_control();
+  HmmvdControl *second;
+  int fd;
+
+  /* Another hmmvd answers: refused, the live socket untouched. */
+  second = hmmvd_control_new(fx.vms, fx.topo, "sim", fx.path, &error);
+  ck_assert(second == NULL);
+  ck_assert(strstr(error->message, "another hmmvd answers") != NULL);
+  g_clear_error(&error);
+  hmmvd_control_free(control);
+  drain_main_context();
+  /* A stale socket (nobody listening) is replaced. */
+  fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  {
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+    g_strlcpy(sun.sun_path, fx.path, sizeof(sun.sun_path));
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    close(fd);
+  }
+  control = start_control();
+  hmmvd_control_free(control);
+  drain_main_context();
+  /* A regular file is not ours to remove. */
+  ck_assert(g_file_set_contents(fx.path, "precious", -1, NULL));
+  ck_assert(hmmvd_control_new(fx.vms, fx.topo, "sim", fx.path, &error) == NULL);
+  ck_assert(strstr(error->message, "is not a socket") != NULL);
+  g_clear_error(&error);
+  g_unlink(fx.path);
+  /* A directory others can write is refused. */
+  ck_assert_int_eq(chmod(fx.sock_dir, 0777), 0);
+  ck_assert(hmmvd_control_new(fx.vms, fx.topo, "sim", fx.path, &error) == NULL);
+  ck_assert(strstr(error->message, "mode 0700") != NULL);
+  g_clear_error(&error);
+  ck_assert(hmmvd_control_new(fx.vms, fx.topo, "sim", "relative.sock", &error) == NULL);
+}
+END_TEST
+
+/* In a forked child, as nobody: raw syscalls only. Exit 0: got the JSON permission error;
+ * 2: connect() refused with EACCES by the file modes; other: something else happened. */
+static G_GNUC_NORETURN void
+child_as_nobody(const char *path)
+{
+  struct sockaddr_un sun = { .sun_family = AF_UNIX };
+  struct timeval tv = { .tv_sec = 10 };
+  char buf[512] = { 0 };
+  gsize len = 0;
+  int fd;
+
+  if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+    _exit(10);
+  fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  g_strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+    _exit(errno == EACCES ? 2 : 11);
+  while (len < sizeof(buf) - 1) {
+    ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+
+    if (n <= 0)
+      break;
+    len += (gsize)n;
+  }
+  _exit(strstr(buf, "{\"error\":\"permission denied: ") == buf &&
+        strstr(buf, "root only (peer uid 65534)") != NULL ? 0 : 12);
+}
+
+static int
+run_child_as_nobody(void)
+{
+  gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+  int status = 0;
+  pid_t pid;
+
+  fflush(NULL);
+  pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0)
+    child_as_nobody(fx.path);
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    ck_assert(g_get_monotonic_time() < deadline);
+    g_main_context_iteration(NULL, FALSE);
+    g_usleep(1000);
+  }
+  drain_main_context();
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(test_non_root_peer_refused)
+{
+  g_autoptr(HmmvdControl) control = start_control();
+
+  /* As installed: the modes alone keep nobody out. */
+  ck_assert_int_eq(run_child_as_nobody(), 2);
+  /* Modes opened up: the peer-credential check still refuses, with a JSON error line. */
+  ck_assert_int_eq(chmod(fx.tmpdir, 0711), 0);
+  ck_assert_int_eq(chmod(fx.sock_dir, 0711), 0);
+  ck_assert_int_eq(chmod(fx.path, 0666), 0);
+  ck_assert_int_eq(run_child_as_nobody(), 0);
+  /* And root is still served. */
+  {
+    const char *const reqs[] = { "{\"command\":\"status\"}\n" };
+    g_autofree char *response = talk(reqs, 1, 1, 0);
+
+    ck_assert(g_str_has_prefix(response, "{\"return\":"));
+  }
+}
+END_TEST
+
+/* The socket cases need root: the server serves root only, and the refusal test runs a
+ * client as nobody. */
+static Suite *
+control_suite(gboolean root)
+{
+  Suite *s = suite_create("control");
+  TCase *handler = tcase_create("handler");
+  TCase *socket_tc;
+
+  tcase_add_checked_fixture(handler, setup, teardown);
+  tcase_add_loop_test(handler, test_requests, 0, G_N_ELEMENTS(requests));
+  tcase_add_test(handler, test_set_quota_applies);
+  suite_add_tcase(s, handler);
+  if (!root) {
+    fprintf(stderr, "# socket tests skipped: they need root\n");
+    return s;
+  }
+  socket_tc = tcase_create("socket");
+  tcase_add_checked_fixture(socket_tc, setup, teardown);
+  tcase_set_timeout(socket_tc, 60);
+  tcase_add_test(socket_tc, test_socket_modes_and_requests);
+  tcase_add_test(socket_tc, test_oversize_line);
+  tcase_add_test(socket_tc, test_too_many_clients);
+  tcase_add_test(socket_tc, test_stale_and_foreign_paths);
+  tcase_add_test(socket_tc, test_non_root_peer_refused);
+  suite_add_tcase(s, socket_tc);
+  return s;
+}
+
+int
+main(void)
+{
+  return hmmv_test_run(control_suite(geteuid() == 0));
+}

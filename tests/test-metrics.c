@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Prometheus text: formatting (golden strings, escaping), the loopback HTTP endpoint, the
+ * textfile. */
+#include "config.h"
+#include "hmmv-test.h"
+#include "metrics.h"
+#include "vms.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+
+typedef struct {
+  HmmvdConfig config;
+  HmmvTopology *topo;
+  HmmvMover *mover;
+  HmmvCore *core;
+  HmmvdVms *vms;
+  char *tmpdir;
+} Fixture;
+
+static Fixture fx;
+
+static void
+setup(void)
+{
+  memset(&fx, 0, sizeof(fx));
+  hmmvd_config_init(&fx.config);
+  fx.topo = hmmv_test_topology_two_tier(2u << 20, 64u << 20);
+  fx.mover = hmmv_sim_mover_new(fx.topo, NULL);
+  fx.core = hmmv_core_new(fx.topo, fx.mover, &fx.config.params, 0, NULL);
+  fx.vms = hmmvd_vms_new(fx.core, &fx.config);
+  hmmvd_vms_set_mover(fx.vms, fx.mover);
+  fx.tmpdir = g_dir_make_tmp("hmmv-test-metrics-XXXXXX", NULL);
+}
+
+static void
+teardown(void)
+{
+  g_autoptr(GDir) dir = g_dir_open(fx.tmpdir, 0, NULL);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
+    g_autofree char *path = g_build_filename(fx.tmpdir, name, NULL);
+
+    g_unlink(path);
+  }
+  g_rmdir(fx.tmpdir);
+  g_free(fx.tmpdir);
+  hmmvd_vms_free(fx.vms);
+  hmmv_core_free(fx.core);
+  hmmv_mover_free(fx.mover);
+  hmmv_topology_free(fx.topo);
+  hmmvd_config_clear(&fx.config);
+}
+
+START_TEST(test_escape_label)
+{
+  g_autofree char *plain = hmmvd_metrics_escape_label("web-01");
+  g_autofree char *odd = hmmvd_metrics_escape_label("a\"b\\c\nd");
+
+  ck_assert_str_eq(plain, "web-01");
+  ck_assert_str_eq(odd, "a\\\"b\\\\c\\nd");
+}
+END_TEST
+
+START_TEST(test_append_golden)
+{
+  g_autoptr(GString) out = g_string_new(NULL);
+  const char *labels[] = { "vm", "x\"y", "kind", "busy", NULL };
+
+  hmmvd_metrics_append_family(out, "hmmv_x_total", "counter", "Things\\stuff\nmore.");
+  hmmvd_metrics_append_sample(out, "hmmv_x_total", labels, 5);
+  hmmvd_metrics_append_sample(out, "hmmv_y", NULL, G_MAXUINT64);
+  ck_assert_str_eq(out->str, "# HELP hmmv_x_total Things\\\\stuff\\nmore.\n"
+                             "# TYPE hmmv_x_total counter\n"
+                             "hmmv_x_total{vm=\"x\\\"y\",kind=\"busy\"} 5\n"
+                             "hmmv_y 18446744073709551615\n");
+}
+END_TEST
+
+/* Every line is a HELP, a TYPE, or a sample of the family last declared; each family is
+ * declared once with HELP before TYPE. */
+static void
+assert_well_formed(const char *text)
+{
+  g_autoptr(GRegex) sample = g_regex_new("^([a-z_]+)(\\{([a-z]+=\"([^\"\\\\\\n]|\\\\.)*\",?)*\\})?"
+                                         " [0-9.]+$", 0, 0, NULL);
+  g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+  g_autofree char *family = NULL;
+
+  ck_assert(g_str_has_suffix(text, "\n"));
+  for (guint i = 0; lines[i] != NULL && lines[i + 1] != NULL; i++) {
+    const char *line = lines[i];
+
+    if (g_str_has_prefix(line, "# HELP ")) {
+      g_auto(GStrv) words = g_strsplit(line + 7, " ", 2);
+
+      ck_assert_msg(g_hash_table_add(seen, g_strdup(words[0])), "twice: %s", words[0]);
+      g_free(family);
+      family = g_strdup(words[0]);
+      ck_assert(g_str_has_prefix(lines[i + 1], "# TYPE "));
+      ck_assert(g_str_has_prefix(lines[i + 1] + 7, family));
+      i++;
+      continue;
+    }
+    ck_assert_msg(g_regex_match(sample, line, 0, NULL), "bad line: %s", line);
+    ck_assert_msg(family != NULL && g_str_has_prefix(line, family), "stray: %s", line);
+  }
+}
+
+START_TEST(test_format_without_vms)
+{
+  g_autofree char *text = hmmvd_metrics_format(fx.vms, fx.topo);
+
+  assert_well_formed(text);
+  ck_assert(strstr(text, "# HELP hmmv_node_total_bytes Memory of the NUMA node, with the tier "
+                         "hmmv treats it as.\n# TYPE hmmv_node_total_bytes gauge\n"
+                         "hmmv_node_total_bytes{node=\"0\",tier=\"dram\"} 2097152\n"
+                         "hmmv_node_total_bytes{node=\"1\",tier=\"slow\"} 67108864\n"
+                         "# HELP hmmv_interval_seconds Wall time of the last interval in the "
+                         "core, moves included.\n# TYPE hmmv_interval_seconds gauge\n"
+                         "hmmv_interval_seconds 0.000000\n"
+                         "# HELP hmmv_intervals_total Intervals run.\n"
+                         "# TYPE hmmv_intervals_total counter\nhmmv_intervals_total 0\n") != NULL);
+  ck_assert(strstr(text, "{vm=") == NULL);
+}
+END_TEST
+
+START_TEST(test_format_with_vms)
+{
+  g_autoptr(GError) error = NULL;
+  const char *odd = "we\"ird\\vm\nx";
+  HmmvTracker *tracker = hmmv_fake_tracker_new();
+  g_autofree char *text = NULL;
+
+  ck_assert(hmmvd_vms_add_with_tracker(fx.vms, odd, HMMVD_SOURCE_STANDALONE, 1, NULL,
+                                       hmmv_test_vm_new(odd, 1024), tracker, &error));
+  hmmvd_vms_add_unmanaged(fx.vms, "plain", HMMVD_SOURCE_LIBVIRT, "no patches");
+  for (guint p = 0; p < 700; p++)
+    hmmv_fake_tracker_queue_write(tracker, p);
+  hmmvd_vms_run_interval(fx.vms);
+  hmmvd_vms_run_interval(fx.vms);
+  text = hmmvd_metrics_format(fx.vms, fx.topo);
+  assert_well_formed(text);
+  ck_assert(strstr(text, "hmmv_vm_managed{vm=\"we\\\"ird\\\\vm\\nx\"} 1\n"
+                         "hmmv_vm_managed{vm=\"plain\"} 0\n") == NULL);  /* sorted by name */
+  ck_assert(strstr(text, "hmmv_vm_managed{vm=\"plain\"} 0\n"
+                         "hmmv_vm_managed{vm=\"we\\\"ird\\\\vm\\nx\"} 1\n") != NULL);
+  ck_assert(strstr(text, "hmmv_vm_dram_pages{vm=\"we\\\"ird\\\\vm\\nx\"} 512\n") != NULL);
+  ck_assert(strstr(text, "hmmv_vm_slow_pages{vm=\"we\\\"ird\\\\vm\\nx\"} 188\n") != NULL);
+  ck_assert(strstr(text, "hmmv_vm_pages_written{vm=\"we\\\"ird\\\\vm\\nx\"} 0\n") != NULL);
+  ck_assert(strstr(text, "hmmv_vm_move_failures_total{vm=\"plain\",kind=\"no-memory\"} 0\n") !=
+            NULL);
+  ck_assert(strstr(text, "hmmv_intervals_total 2\n") != NULL);
+}
+END_TEST
+
+START_TEST(test_parse_listen)
+{
+  static const char *const good[] = { "127.0.0.1:9464", "[::1]:0", "localhost:80",
+                                      "127.1.2.3:65535", NULL };
+  static const char *const bad[] = { "0.0.0.0:9464", "192.168.1.1:1", "[::]:1", "9464",
+                                     "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1",
+                                     "::1:9464", "[::1]9464", "host.example:80", ":80", "",
+                                     NULL };
+
+  for (guint i = 0; good[i] != NULL; i++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GSocketAddress) address = NULL;
+
+    ck_assert_msg(hmmvd_metrics_parse_listen(good[i], &address, &error), "%s: %s", good[i],
+                  error ? error->message : "");
+    ck_assert(address != NULL);
+  }
+  for (guint i = 0; bad[i] != NULL; i++) {
+    g_autoptr(GError) error = NULL;
+    GSocketAddress *address = NULL;
+
+    ck_assert_msg(!hmmvd_metrics_parse_listen(bad[i], &address, &error), "accepted %s", bad[i]);
+    ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+    ck_assert(address == NULL);
+  }
+}
+END_TEST
+
+/* ---- HTTP over loopback: a client thread while this thread runs the server's loop ---- */
+
+typedef struct {
+  guint16 port;
+  const char *request;
+  gsize request_len;
+  GString *response;
+  gint done;
+} HttpJob;
+
+static gpointer
+http_client(gpointer data)
+{
+  HttpJob *job = data;
+  g_autoptr(GSocketClient) client = g_socket_client_new();
+  g_autoptr(GSocketConnection) connection = NULL;
+  char buf[4096];
+  gssize n;
+
+  g_socket_client_set_timeout(client, 10);
+  connection = g_socket_client_connect_to_host(client, "127.0.0.1", job->port, NULL, NULL);
+  if (connection != NULL) {
+    (void)g_output_stream_write_all(g_io_stream_get_output_stream(G_IO_STREAM(connection)),
+                                    job->request, job->request_len, NULL, NULL, NULL);
+    while ((n = g_input_stream_read(g_io_stream_get_input_stream(G_IO_STREAM(connection)), buf,
+                                    sizeof(buf), NULL, NULL)) > 0)
+      g_string_append_len(job->response, buf, n);
+  }
+  g_atomic_int_set(&job->done, 1);
+  g_main_context_wakeup(NULL);
+  return NULL;
+}
+
+static char *
+http_get(guint16 port, const char *request, gsize len)
+{
+  HttpJob job = { .port = port, .request = request, .request_len = len,
+                  .response = g_string_new(NULL) };
+  GThread *thread = g_thread_new("http-client", http_client, &job);
+
+  while (!g_atomic_int_get(&job.done))
+    g_main_context_iteration(NULL, TRUE);
+  g_thread_join(thread);
+  return g_string_free(job.response, FALSE);
+}
+
+START_TEST(test_http)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvdMetrics) metrics = hmmvd_metrics_new(fx.vms, fx.topo, "127.0.0.1:0", "",
+                                                      &error);
+  g_autofree char *expected = NULL;
+  g_autofree char *ok = NULL;
+  g_autofree char *missing = NULL;
+  g_autofree char *post = NULL;
+  g_autofree char *garbage = NULL;
+  g_autofree char *huge_request = g_strnfill(HMMVD_METRICS_MAX_REQUEST + 100, 'a');
+  g_autofree char *huge = NULL;
+  guint16 port;
+
+  ck_assert_msg(metrics != NULL, "%s", error ? error->message : "");
+  port = hmmvd_metrics_get_port(metrics);
+  ck_assert_uint_ne(port, 0);
+  hmmvd_vms_add_unmanaged(fx.vms, "vm1", HMMVD_SOURCE_LIBVIRT, "test");
+  expected = hmmvd_metrics_format(fx.vms, fx.topo);
+  ok = http_get(port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n", 42);
+  ck_assert_msg(g_str_has_prefix(ok, "HTTP/1.1 200 OK\r\n"), "%s", ok);
+  ck_assert(strstr(ok, "Content-Type: text/plain; version=0.0.4") != NULL);
+  ck_assert(g_str_has_suffix(ok, expected));
+  ck_assert(strstr(ok, "hmmv_vm_managed{vm=\"vm1\"} 0\n") != NULL);
+  missing = http_get(port, "GET /other HTTP/1.0\r\n\r\n", 23);
+  ck_assert_msg(g_str_has_prefix(missing, "HTTP/1.1 404 Not Found\r\n"), "%s", missing);
+  post = http_get(port, "POST /metrics HTTP/1.1\r\n\r\n", 26);
+  ck_assert(g_str_has_prefix(post, "HTTP/1.1 405 "));
+  garbage = http_get(port, "\x01\x02\r\n\r\n", 6);
+  ck_assert(g_str_has_prefix(garbage, "HTTP/1.1 400 "));
+  huge = http_get(port, huge_request, strlen(huge_request));
+  ck_assert_msg(g_str_has_prefix(huge, "HTTP/1.1 431 "), "%s", huge);
+}
+END_TEST
+
+START_TEST(test_http_refuses_non_loopback)
+{
+  g_autoptr(GError) error = NULL;
+
+  ck_assert(hmmvd_metrics_new(fx.vms, fx.topo, "0.0.0.0:0", "", &error) == NULL);
+  ck_assert(strstr(error->message, "not a loopback address") != NULL);
+}
+END_TEST
+
+START_TEST(test_textfile)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_build_filename(fx.tmpdir, "hmmv.prom", NULL);
+  g_autoptr(HmmvdMetrics) metrics = hmmvd_metrics_new(fx.vms, fx.topo, "", path, &error);
+  g_autofree char *expected = NULL;
+  g_autofree char *text = NULL;
+  g_autoptr(GDir) dir = NULL;
+  guint files = 0;
+
+  ck_assert(metrics != NULL);
+  ck_assert_uint_eq(hmmvd_metrics_get_port(metrics), 0);
+  hmmvd_vms_run_interval(fx.vms);
+  ck_assert(hmmvd_metrics_interval_done(metrics, &error));
+  ck_assert(hmmvd_metrics_interval_done(metrics, &error));
+  expected = hmmvd_metrics_format(fx.vms, fx.topo);
+  ck_assert(g_file_get_contents(path, &text, NULL, NULL));
+  ck_assert_str_eq(text, expected);
+  dir = g_dir_open(fx.tmpdir, 0, NULL);
+  while (g_dir_read_name(dir) != NULL)
+    files++;
+  ck_assert_uint_eq(files, 1);   /* no temporary left behind */
+  ck_assert(hmmvd_metrics_new(fx.vms, fx.topo, "", "relative.prom", &error) == NULL);
+}
+END_TEST
+
+static Suite *
+metrics_suite(void)
+{
+  Suite *s = suite_create("metrics");
+  TCase *tc = tcase_create("metrics");
+
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, test_escape_label);
+  tcase_add_test(tc, test_append_golden);
+  tcase_add_test(tc, test_format_without_vms);
+  tcase_add_test(tc, test_format_with_vms);
+  tcase_add_test(tc, test_parse_listen);
+  tcase_add_test(tc, test_http);
+  tcase_add_test(tc, test_http_refuses_non_loopback);
+  tcase_add_test(tc, test_textfile);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int
+main(void)
+{
+  return hmmv_test_run(metrics_suite());
+}

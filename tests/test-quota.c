@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The quota metadata element: parse (GMarkup), format, validate. */
+#include "hmmv-test.h"
+#include "quota.h"
+
+#include <string.h>
+
+static const HmmvQuota defaults = { .min_pages = 256, .max_pages = 0, .weight = 100,
+                                    .managed = TRUE };
+
+static void
+assert_quota(const HmmvQuota *q, guint64 min_mib, guint64 max_mib, guint weight,
+             gboolean managed)
+{
+  ck_assert_uint_eq(q->min_pages, min_mib * 256);
+  ck_assert_uint_eq(q->max_pages, max_mib * 256);
+  ck_assert_uint_eq(q->weight, weight);
+  ck_assert_int_eq(!!q->managed, !!managed);
+}
+
+START_TEST(test_parse_all_attributes)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvQuota q;
+
+  ck_assert(hmmvd_quota_parse("<memory dram-min-mib=\"256\" dram-max-mib=\"1024\" "
+                              "weight=\"50\" managed=\"no\"/>", &defaults, &q, &error));
+  assert_quota(&q, 256, 1024, 50, FALSE);
+}
+END_TEST
+
+START_TEST(test_parse_namespaces)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvQuota q;
+
+  /* As libvirt returns it: default namespace, or bound to a prefix. */
+  ck_assert_msg(hmmvd_quota_parse("<memory xmlns=\"" HMMVD_METADATA_URI "\" weight=\"7\"/>",
+                                  &defaults, &q, &error), "%s", error ? error->message : "");
+  assert_quota(&q, 1, 0, 7, TRUE);
+  ck_assert(hmmvd_quota_parse("<?xml version=\"1.0\"?>\n<hmmv:memory xmlns:hmmv=\""
+                              HMMVD_METADATA_URI "\" dram-max-mib=\"2048\">\n  </hmmv:memory>\n",
+                              &defaults, &q, &error));
+  assert_quota(&q, 1, 2048, 100, TRUE);
+  /* A declaration of some other prefix is not ours to judge. */
+  ck_assert(hmmvd_quota_parse("<memory xmlns:x=\"urn:other\" weight=\"3\"/>", &defaults, &q,
+                              &error));
+  assert_quota(&q, 1, 0, 3, TRUE);
+}
+END_TEST
+
+START_TEST(test_parse_absent_attributes_keep_defaults)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvQuota q;
+
+  ck_assert(hmmvd_quota_parse("<memory/>", &defaults, &q, &error));
+  ck_assert_mem_eq(&q, &defaults, sizeof(q));
+}
+END_TEST
+
+static const struct {
+  const char *xml;
+  const char *needle;
+} bad_inputs[] = {
+  { "<memory colour=\"red\"/>", "unknown attribute colour" },
+  { "<memory dram-min-mib=\"abc\"/>", "dram-min-mib: \"abc\" is not a whole number" },
+  { "<memory dram-min-mib=\"-5\"/>", "is negative" },
+  { "<memory dram-max-mib=\"1e3\"/>", "not a whole number" },
+  { "<memory dram-max-mib=\"\"/>", "empty" },
+  { "<memory dram-min-mib=\" 5\"/>", "not a whole number" },
+  { "<memory dram-min-mib=\"99999999999999999999999\"/>", "too large" },
+  { "<memory dram-min-mib=\"1099511627777\"/>", "too large" },
+  { "<memory weight=\"0\"/>", "out of range 1..10000" },
+  { "<memory weight=\"10001\"/>", "out of range 1..10000" },
+  { "<memory weight=\"-1\"/>", "not a whole number" },
+  { "<memory managed=\"maybe\"/>", "expected yes or no" },
+  { "<quota weight=\"1\"/>", "expected one <memory> element" },
+  { "<memory><memory/></memory>", "unexpected element <memory> inside" },
+  { "<memory>hello</memory>", "unexpected text" },
+  { "<memory/><memory/>", "" },
+  { "<memory", "" },
+  { "", "empty" },
+  { "<!-- nothing -->", "no <memory> element" },
+  { "<memory xmlns=\"urn:not-hmmv\"/>", "not hmmv's" },
+  { "<h:memory xmlns:h=\"urn:not-hmmv\"/>", "not hmmv's" },
+  { "<memory weight=\"1\" weight=\"2\"/>", "attribute weight is given twice" },
+  { "\xff\xfe<memory/>", "" },
+};
+
+START_TEST(test_parse_rejects)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvQuota q = { .weight = 4242 };
+
+  ck_assert_msg(!hmmvd_quota_parse(bad_inputs[_i].xml, &defaults, &q, &error),
+                "accepted %s", bad_inputs[_i].xml);
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  ck_assert_msg(strstr(error->message, bad_inputs[_i].needle) != NULL, "%s: \"%s\"",
+                bad_inputs[_i].xml, error->message);
+  ck_assert_uint_eq(q.weight, 4242);   /* untouched on error */
+}
+END_TEST
+
+START_TEST(test_parse_rejects_huge_input)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *xml = g_strnfill(100000, ' ');
+  HmmvQuota q;
+
+  memcpy(xml, "<memory/>", 9);
+  ck_assert(!hmmvd_quota_parse(xml, &defaults, &q, &error));
+  ck_assert(strstr(error->message, "longer than") != NULL);
+}
+END_TEST
+
+START_TEST(test_parse_mib_limits)
+{
+  g_autoptr(GError) error = NULL;
+  guint64 pages = 1;
+
+  ck_assert(hmmvd_quota_parse_mib("0", &pages, &error));
+  ck_assert_uint_eq(pages, 0);
+  ck_assert(hmmvd_quota_parse_mib("1099511627776", &pages, &error));
+  ck_assert_uint_eq(pages, HMMVD_QUOTA_MAX_MIB * 256);
+  ck_assert(!hmmvd_quota_parse_mib("1099511627777", &pages, &error));
+}
+END_TEST
+
+/* format -> parse is the identity on random quotas (whole MiB). */
+START_TEST(test_format_round_trip)
+{
+  GRand *rand = g_rand_new_with_seed(42);
+
+  for (guint i = 0; i < 1000; i++) {
+    g_autoptr(GError) error = NULL;
+    HmmvQuota in = {
+      .min_pages = (guint64)g_rand_int_range(rand, 0, 1 << 20) * 256,
+      .max_pages = (guint64)g_rand_int_range(rand, 0, 1 << 20) * 256,
+      .weight = (guint)g_rand_int_range(rand, 1, 10001),
+      .managed = g_rand_boolean(rand),
+    };
+    g_autofree char *xml = hmmvd_quota_format(&in);
+    HmmvQuota out;
+
+    ck_assert_msg(hmmvd_quota_parse(xml, &defaults, &out, &error), "%s", xml);
+    ck_assert_mem_eq(&in, &out, sizeof(in));
+  }
+  g_rand_free(rand);
+}
+END_TEST
+
+START_TEST(test_format_text)
+{
+  HmmvQuota q = { .min_pages = 256 * 256, .max_pages = 1024 * 256, .weight = 100,
+                  .managed = TRUE };
+  g_autofree char *xml = hmmvd_quota_format(&q);
+
+  ck_assert_str_eq(xml, "<memory dram-min-mib=\"256\" dram-max-mib=\"1024\" weight=\"100\" "
+                        "managed=\"yes\"/>");
+}
+END_TEST
+
+START_TEST(test_validate)
+{
+  const guint64 mib = 256;
+  HmmvQuota q = { .min_pages = 512 * mib, .max_pages = 1024 * mib, .weight = 100 };
+  g_autoptr(GError) error = NULL;
+
+  ck_assert(hmmvd_quota_validate(&q, 2048 * mib, 4096 * mib, &error));
+  ck_assert(hmmvd_quota_validate(&q, 0, 0, &error));     /* sizes unknown: skipped */
+  q.max_pages = 0;
+  ck_assert(hmmvd_quota_validate(&q, 2048 * mib, 4096 * mib, &error));
+  q.max_pages = 256 * mib;
+  ck_assert(!hmmvd_quota_validate(&q, 0, 0, &error));
+  ck_assert(strstr(error->message, "dram-min-mib 512 is above dram-max-mib 256") != NULL);
+  g_clear_error(&error);
+  q.max_pages = 0;
+  ck_assert(!hmmvd_quota_validate(&q, 0, 256 * mib, &error));
+  ck_assert(strstr(error->message, "DRAM pool of 256 MiB") != NULL);
+  g_clear_error(&error);
+  ck_assert(!hmmvd_quota_validate(&q, 128 * mib, 0, &error));
+  ck_assert(strstr(error->message, "VM's RAM of 128 MiB") != NULL);
+  g_clear_error(&error);
+  q.weight = 0;
+  ck_assert(!hmmvd_quota_validate(&q, 0, 0, &error));
+  ck_assert(strstr(error->message, "weight") != NULL);
+}
+END_TEST
+
+static Suite *
+quota_suite(void)
+{
+  Suite *s = suite_create("quota");
+  TCase *tc = tcase_create("quota");
+
+  tcase_add_test(tc, test_parse_all_attributes);
+  tcase_add_test(tc, test_parse_namespaces);
+  tcase_add_test(tc, test_parse_absent_attributes_keep_defaults);
+  tcase_add_loop_test(tc, test_parse_rejects, 0, G_N_ELEMENTS(bad_inputs));
+  tcase_add_test(tc, test_parse_rejects_huge_input);
+  tcase_add_test(tc, test_parse_mib_limits);
+  tcase_add_test(tc, test_format_round_trip);
+  tcase_add_test(tc, test_format_text);
+  tcase_add_test(tc, test_validate);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int
+main(void)
+{
+  return hmmv_test_run(quota_suite());
+}
