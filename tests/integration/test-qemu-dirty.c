@@ -15,6 +15,7 @@
 #include "../hmmv-test.h"
 #include "qemu-harness.h"
 
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <stdio.h>
@@ -339,6 +340,94 @@ START_TEST(test_migration_while_tracking)
 }
 END_TEST
 
+
+/* hmmvctl track, the operator's tool, against the same guest: the range the guest wrote is
+ * printed as one hexadecimal range, and a replay trace of it holds exactly those pages. */
+START_TEST(test_hmmvctl_track)
+{
+  const char *hmmvctl = g_getenv("HMMV_HMMVCTL");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQemuProc) proc = NULL;
+  g_autoptr(GSubprocess) track = NULL;
+  g_autofree char *ready = NULL, *wait = NULL, *end = NULL, *out = NULL, *err = NULL;
+  g_autofree char *trace = NULL;
+  g_autoptr(HmmvTraceReader) reader = NULL;
+  g_autoptr(HmmvVm) layout = NULL;
+  const HmmvTraceEntry *entries;
+  gsize nr;
+  guint64 compute_ns, hits = 0, total = 0;
+
+  if (hmmvctl == NULL || !g_file_test(hmmvctl, G_FILE_TEST_IS_EXECUTABLE)) {
+    printf("# hmmvctl not built (no libvirt): not checked\n");
+    return;
+  }
+  for (guint variant = 0; variant < 2; variant++) {
+    g_clear_pointer(&proc, hmmv_qemu_proc_free);
+    g_clear_object(&track);
+    g_clear_pointer(&ready, g_free);
+    g_clear_pointer(&wait, g_free);
+    g_clear_pointer(&end, g_free);
+    g_clear_pointer(&out, g_free);
+    g_clear_pointer(&err, g_free);
+    proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", 128,
+                                "phases=1 pages=64 pattern=seq wait=1", NULL, &error);
+    ck_assert(proc != NULL);
+    ready = hmmv_qemu_proc_expect(proc, "HMMV-WAIT phase 0", SERIAL_TIMEOUT_MS);
+    ck_assert(ready != NULL);
+    trace = g_build_filename(hmmv_qemu_proc_get_dir(proc), "track.trace", NULL);
+    if (variant == 0)
+      track = g_subprocess_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                               &error, hmmvctl, "track", "--qmp",
+                               hmmv_qemu_proc_get_qmp_path(proc), "--interval-ms", "100",
+                               "--count", "15", NULL);
+    else
+      track = g_subprocess_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                               &error, hmmvctl, "track", "--qmp",
+                               hmmv_qemu_proc_get_qmp_path(proc), "--interval-ms", "100",
+                               "--count", "15", "--trace", trace, NULL);
+    ck_assert_msg(track != NULL, "%s", error ? error->message : "");
+    g_usleep(600000);   /* tracking has started */
+    ck_assert(hmmv_qemu_proc_send(proc, "g", &error));
+    end = hmmv_qemu_proc_expect(proc, "HMMV-PHASE-END 0", SERIAL_TIMEOUT_MS);
+    ck_assert(end != NULL);
+    ck_assert(g_subprocess_communicate_utf8(track, NULL, NULL, &out, &err, &error));
+    ck_assert_msg(g_subprocess_get_if_exited(track) && g_subprocess_get_exit_status(track) == 0,
+                  "hmmvctl track failed: %s", err);
+    if (variant == 0) {
+      /* 64 pages from pfn 0x1000: one range, END exclusive. */
+      ck_assert_msg(strstr(out, "0x1000000-0x1040000") != NULL, "no range in: %s", out);
+      printf("# hmmvctl track printed the guest's range 0x1000000-0x1040000\n");
+    }
+  }
+  /* The trace is in page indices of the VM's layout; map them back to guest pfns with the
+   * same layout, asked of QEMU now that hmmvctl has let go of QMP. */
+  {
+    g_autoptr(HmmvQmp) qmp = hmmv_qemu_proc_qmp(proc, &error);
+
+    ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
+    layout = hmmv_qemu_vm_new(qmp, "layout", &error);
+    ck_assert_msg(layout != NULL, "%s", error ? error->message : "");
+  }
+  reader = hmmv_trace_reader_new(trace, &error);
+  ck_assert_msg(reader != NULL, "%s", error ? error->message : "");
+  while (hmmv_trace_reader_next(reader, &entries, &nr, &compute_ns, &error)) {
+    for (gsize i = 0; i < nr; i++) {
+      guint64 pfn = hmmv_vm_page_to_gpa(layout, entries[i].page) >> HMMV_PAGE_SHIFT;
+
+      if (pfn >= BASE_PFN && pfn < BASE_PFN + 1024) {
+        total++;
+        hits += pfn < BASE_PFN + 64;
+      }
+    }
+  }
+  ck_assert(error == NULL);
+  printf("# hmmvctl track --trace: %" G_GUINT64_FORMAT " pages of the window traced, %"
+         G_GUINT64_FORMAT " of the 64 the guest wrote\n", total, hits);
+  ck_assert_uint_eq(hits, 64);
+  ck_assert_uint_eq(total, 64);
+}
+END_TEST
+
 static Suite *
 qemu_dirty_suite(void)
 {
@@ -352,6 +441,7 @@ qemu_dirty_suite(void)
     tcase_add_test(tc, test_late_harvest_loses_nothing);
     tcase_add_test(tc, test_qemu_dies);
     tcase_add_test(tc, test_migration_while_tracking);
+    tcase_add_test(tc, test_hmmvctl_track);
   }
   suite_add_tcase(suite, tc);
   return suite;
