@@ -1,0 +1,99 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# hmmvd in standalone mode (no libvirt) against two real patched QEMUs (suite 'integration'):
+# both discovered and managed with their pids; a QEMU killed mid-run leaves hmmvd serving the
+# other; the same QEMU restarted on the same socket is picked up again; SIGTERM stops hmmvd
+# cleanly. Every process is stopped by its pid, also when a check fails.
+#
+#   test-standalone.sh HMMVD HMMVCTL GUEST_ELF
+#
+# Needs HMMV_QEMU (the patched QEMU). Exit 0 pass, 1 fail, 77 skip (with the reason).
+set -uo pipefail
+
+skip() { echo "SKIP: $*"; exit 77; }
+[[ $# -eq 3 ]] || { echo "usage: $0 HMMVD HMMVCTL GUEST_ELF" >&2; exit 2; }
+HMMVD=$1 HMMVCTL=$2 GUEST=$3 QEMU=${HMMV_QEMU:-}
+[[ -x $QEMU ]] || skip "no patched QEMU (HMMV_QEMU=${QEMU:-unset})"
+[[ -x $HMMVD && -x $HMMVCTL && -r $GUEST ]] || skip "hmmvd, hmmvctl or the guest is not built"
+command -v python3 >/dev/null || skip "python3 is not installed"
+
+WORK=$(mktemp -d /tmp/hmmv-sa.XXXXXX)
+declare -A QEMU_PID=()
+HMMVD_PID=''
+FAILED=0
+fail() { echo "FAIL: $*"; FAILED=1; }
+ok() { echo "ok: $*"; }
+
+cleanup() {
+  [[ -n $HMMVD_PID ]] && kill "$HMMVD_PID" 2>/dev/null && wait "$HMMVD_PID" 2>/dev/null
+  for vm in "${!QEMU_PID[@]}"; do
+    kill -9 "${QEMU_PID[$vm]}" 2>/dev/null && wait "${QEMU_PID[$vm]}" 2>/dev/null
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+start_qemu() { # name hot_mib
+  "$QEMU" -accel tcg -M pc -m 128 -display none -nic none -serial none -monitor none \
+    -qmp "unix:$WORK/$1.qmp,server=on,wait=off" -kernel "$GUEST" \
+    -append "mode=workload hot_mib=$2 cold_mib=48 report_every=0" &
+  QEMU_PID[$1]=$!
+}
+
+# field VM KEY: a member of VM's entry in hmmvctl --json vms ('' when absent)
+field() {
+  "$HMMVCTL" --socket "$WORK/hmmvd.sock" --json vms 2>/dev/null | python3 -c '
+import json, sys
+for vm in json.load(sys.stdin):
+    if vm["name"] == sys.argv[1]:
+        print(vm.get(sys.argv[2]))' "$1" "$2"
+}
+
+wait_for() { # seconds description command...
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@"; do
+    ((SECONDS < deadline)) || { fail "$what"; return 1; }
+    sleep 0.3
+  done
+  ok "$what"
+}
+
+start_qemu a 4
+start_qemu b 16
+cat > "$WORK/hmmvd.conf" <<CONF
+[memory]
+mover = sim
+sim-dram-mib = 128
+sim-slow-mib = 512
+CONF
+"$HMMVD" --foreground --config "$WORK/hmmvd.conf" --no-libvirt --interval-ms 300 \
+  --control-socket "$WORK/hmmvd.sock" --qmp "a=$WORK/a.qmp" --qmp "b=$WORK/b.qmp" \
+  > "$WORK/hmmvd.log" 2>&1 &
+HMMVD_PID=$!
+
+managed() { [[ $(field "$1" status) == managed && $(field "$1" pid) == "${QEMU_PID[$1]}" ]]; }
+writing() { [[ $(field "$1" written-pages) =~ ^[1-9] ]]; }
+not_managed() { [[ $(field "$1" status) != managed ]]; }
+both() { "$1" a && "$1" b; }
+b_alive() { managed b && writing b; }
+wait_for 30 "both VMs managed with their QEMU pids" both managed
+wait_for 10 "both VMs' writes are harvested" both writing
+
+kill -9 "${QEMU_PID[a]}"; wait "${QEMU_PID[a]}" 2>/dev/null; unset 'QEMU_PID[a]'
+wait_for 10 "a killed QEMU is reported, not managed" not_managed a
+if kill -0 "$HMMVD_PID" 2>/dev/null; then ok "hmmvd survived the QEMU's death"; else fail "hmmvd died"; fi
+wait_for 5 "the other VM is still managed and tracked" b_alive
+
+start_qemu a 8
+wait_for 30 "the restarted QEMU is picked up again" managed a
+
+kill -TERM "$HMMVD_PID"
+if wait "$HMMVD_PID"; then ok "SIGTERM: hmmvd exited 0"; else fail "SIGTERM: hmmvd exited $?"; fi
+HMMVD_PID=''
+if [[ ! -e $WORK/hmmvd.sock ]]; then ok "control socket removed"; else fail "control socket left behind"; fi
+if ((FAILED)); then
+  echo "--- hmmvd log"; tail -n 40 "$WORK/hmmvd.log"
+  exit 1
+fi
