@@ -26,13 +26,14 @@ readonly configure_args=(
     --without-default-features
     --enable-kvm
     --enable-tcg
+    --enable-numa
     --disable-install-blobs
     --disable-docs
     --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
 )
 readonly build_deps=(
     dpkg-dev gcc make ninja-build meson pkg-config python3 rsync
-    libglib2.0-dev libpixman-1-dev zlib1g-dev libfdt-dev flex bison
+    libglib2.0-dev libpixman-1-dev zlib1g-dev libfdt-dev libnuma-dev flex bison
     qemu-system-data seabios ipxe-qemu
 )
 # Debian's source has no embedded meson, and 7.2's configure refuses --python
