@@ -4,7 +4,8 @@
  * in this order, for every VM:
  *
  *   harvest -> first-touch and placement refresh -> temperatures -> balance the DRAM pool
- *   -> hot cut -> plan -> move (demotions first, to make room) -> cooldown -> report
+ *   -> hot cut -> plan -> move (every VM's demotions first, to make room) -> cooldown
+ *   -> report
  *
  * Data flows one way; nothing below calls back up. A VM whose tracker or mover fails gets
  * the error in its report and loses nothing else; the other VMs go on.
@@ -343,42 +344,51 @@ core_start_cooldown(HmmvCore *core, HmmvVm *vm, const GArray *pages, int dest_no
   }
 }
 
-static gboolean
-core_move(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
+static guint64
+move_failures(const HmmvMoveStats *stats)
+{
+  return stats->not_present + stats->busy + stats->no_memory + stats->fault + stats->access +
+         stats->other;
+}
+
+/* Cut and plan one VM. */
+static void
+core_plan(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep)
 {
   HmmvVm *vm = cvm->vm;
-  HmmvMoveStats *stats = hmmv_vm_get_move_stats(vm);
-  guint64 failed_before = stats->not_present + stats->busy + stats->no_memory + stats->fault +
-                          stats->access + stats->other;
-  int dram_node = hmmv_topology_first_node(core->topo, HMMV_TIER_DRAM);
-  int slow_node = hmmv_topology_first_node(core->topo, HMMV_TIER_SLOW);
   HmmvHotCut cut;
-  guint64 moved = 0;
 
   hmmv_classify(&cvm->hist, hmmv_vm_get_budget_pages(vm), core->params.promote_min_key, &cut);
   rep->hot_pages = cut.hot_pages;
   hmmv_plan_build(vm, &cut, hmmv_vm_get_budget_pages(vm), hmmv_params_cap_pages(&core->params),
                   &core->params, &cvm->plan);
   rep->deferred_cap = cvm->plan.deferred_cap;
+}
 
-  /* Demote first: the room they free is what the promotions fill. */
-  if (slow_node >= 0 && cvm->plan.demote->len > 0) {
-    if (!hmmv_mover_move(core->mover, vm, (const guint64 *)cvm->plan.demote->data,
-                         cvm->plan.demote->len, slow_node, &moved, error))
-      return FALSE;
-    rep->demoted = moved;
-    core_start_cooldown(core, vm, cvm->plan.demote, slow_node);
+/* Carry out one list of a VM's plan: its demotions (to the slow tier) or its promotions. */
+static gboolean
+core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GError **error)
+{
+  HmmvVm *vm = cvm->vm;
+  const HmmvMoveStats *stats = hmmv_vm_get_move_stats(vm);
+  guint64 failed_before = move_failures(stats);
+  GArray *pages = promote ? cvm->plan.promote : cvm->plan.demote;
+  int node = hmmv_topology_first_node(core->topo, promote ? HMMV_TIER_DRAM : HMMV_TIER_SLOW);
+  guint64 moved = 0;
+  gboolean ok = TRUE;
+
+  if (node >= 0 && pages->len > 0) {
+    ok = hmmv_mover_move(core->mover, vm, (const guint64 *)pages->data, pages->len, node, &moved,
+                         error);
+    if (ok)
+      core_start_cooldown(core, vm, pages, node);
   }
-  if (cvm->plan.promote->len > 0) {
-    if (!hmmv_mover_move(core->mover, vm, (const guint64 *)cvm->plan.promote->data,
-                         cvm->plan.promote->len, dram_node, &moved, error))
-      return FALSE;
+  if (promote)
     rep->promoted = moved;
-    core_start_cooldown(core, vm, cvm->plan.promote, dram_node);
-  }
-  rep->move_failed = stats->not_present + stats->busy + stats->no_memory + stats->fault +
-                     stats->access + stats->other - failed_before;
-  return TRUE;
+  else
+    rep->demoted = moved;
+  rep->move_failed += move_failures(stats) - failed_before;
+  return ok;
 }
 
 gboolean
@@ -412,13 +422,28 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
     g_prefix_error(&report->balance_error, "DRAM pool of %" G_GUINT64_FORMAT " pages: ",
                    core->pool_pages);
 
+  /* Plan every VM, then demote for all of them before any promotes: DRAM one VM's budget
+   * gave up is free before another VM's promotions need it. The mover's errors already name
+   * the VM; a VM whose demotions failed does not promote. */
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    ok[i] = ok[i] && !cvm->paused && hmmv_vm_get_quota(cvm->vm)->managed;
+    if (ok[i])
+      core_plan(core, cvm, &g_array_index(report->vms, HmmvVmReport, i));
+  }
+  for (guint pass = 0; pass < 2; pass++) {
+    for (guint i = 0; i < core->vms->len; i++) {
+      HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
+
+      if (ok[i])
+        ok[i] = core_move(core, g_ptr_array_index(core->vms, i), pass == 1, rep, &rep->error);
+    }
+  }
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
     HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
 
-    /* The mover's errors already name the VM. */
-    if (ok[i] && !cvm->paused && hmmv_vm_get_quota(cvm->vm)->managed)
-      (void)core_move(core, cvm, rep, &rep->error);
     rep->budget_pages = hmmv_vm_get_budget_pages(cvm->vm);
     rep->dram_pages = hmmv_vm_get_dram_pages(cvm->vm);
     rep->slow_pages = hmmv_vm_get_slow_pages(cvm->vm);

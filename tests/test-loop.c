@@ -208,6 +208,32 @@ START_TEST(test_impossible_quota_keeps_budgets)
 }
 END_TEST
 
+/* DRAM that a cooling VM gives up goes to a heating one in the same interval without any
+ * move failing for lack of room: every VM demotes before any VM promotes (here the VM that
+ * must promote comes first in the table, the one that must demote second). */
+START_TEST(test_demotions_before_promotions_across_vms)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  HmmvVm *hot, *cold;
+
+  setup_core(256, 2);
+  hmmv_interval_report_init(&report);
+  write_range(1, 0, 256);          /* vm1 takes all 256 DRAM pages first */
+  run(&report);
+  for (guint i = 0; i < 12; i++) {
+    write_range(0, 0, 200);        /* then vm0 heats up on the slow tier; vm1 goes idle */
+    run(&report);
+  }
+  hot = hmmv_core_get_vm(fx.core, 0);
+  cold = hmmv_core_get_vm(fx.core, 1);
+  ck_assert_uint_ge(hmmv_vm_get_dram_pages(hot), 200);
+  ck_assert_uint_le(hmmv_vm_get_dram_pages(cold), 56);
+  ck_assert_uint_eq(hmmv_vm_get_move_stats(hot)->no_memory, 0);
+  ck_assert_uint_eq(hmmv_vm_get_move_stats(cold)->no_memory, 0);
+  teardown_core();
+}
+END_TEST
+
 START_TEST(test_add_vm_rejects_duplicates)
 {
   g_autoptr(GError) error = NULL;
@@ -231,6 +257,7 @@ loop_suite(void)
   tcase_add_test(tc, test_failing_vm_does_not_stop_others);
   tcase_add_test(tc, test_paused_and_unmanaged_do_not_move);
   tcase_add_test(tc, test_impossible_quota_keeps_budgets);
+  tcase_add_test(tc, test_demotions_before_promotions_across_vms);
   tcase_add_test(tc, test_add_vm_rejects_duplicates);
   suite_add_tcase(suite, tc);
   return suite;
