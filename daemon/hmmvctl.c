@@ -121,8 +121,16 @@ call_hmmvd(const char *socket_path, JsonObject *request, GError **error)
   text = json_to_string(node, FALSE);
   line = g_strconcat(text, "\n", NULL);
   if (!g_output_stream_write_all(g_io_stream_get_output_stream(G_IO_STREAM(connection)), line,
-                                 strlen(line), NULL, NULL, error))
+                                 strlen(line), NULL, NULL, &local_error)) {
+    /* hmmvd answers a peer it refuses with one error line and hangs up, maybe before our
+     * request is written: its reason beats "broken pipe". */
+    reply = read_reply_line(g_io_stream_get_input_stream(G_IO_STREAM(connection)), NULL);
+    if (reply != NULL)
+      return parse_reply(reply, error);
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "hmmvd at %s hung up: %s", socket_path,
+                local_error->message);
     return NULL;
+  }
   reply = read_reply_line(g_io_stream_get_input_stream(G_IO_STREAM(connection)), error);
   return reply != NULL ? parse_reply(reply, error) : NULL;
 }
@@ -172,6 +180,20 @@ print_status(JsonObject *status)
   }
 }
 
+/* Pages the mover refused since the VM was listed, all kinds together (--json has each). */
+static guint64
+move_failures(JsonObject *vm)
+{
+  static const char *const kinds[] = { "not-present", "busy", "no-memory", "fault", "access",
+                                        "other" };
+  JsonObject *failures = json_object_get_object_member(vm, "move-failures");
+  guint64 total = 0;
+
+  for (guint i = 0; failures != NULL && i < G_N_ELEMENTS(kinds); i++)
+    total += member_uint(failures, kinds[i]);
+  return total;
+}
+
 static void
 print_vm_row(JsonObject *vm, int name_width)
 {
@@ -183,14 +205,15 @@ print_vm_row(JsonObject *vm, int name_width)
     max = g_strdup_printf("%" G_GUINT64_FORMAT, member_uint(quota, "dram-max-mib"));
   printf("%-*s %-12.12s %6" G_GUINT64_FORMAT " %6s %6" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT
          " %7" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %9"
-         G_GUINT64_FORMAT " %9" G_GUINT64_FORMAT " %6" G_GUINT64_FORMAT "\n",
+         G_GUINT64_FORMAT " %9" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %6" G_GUINT64_FORMAT
+         "\n",
          name_width, json_object_get_string_member_with_default(vm, "name", "?"),
          json_object_get_boolean_member_with_default(vm, "paused", FALSE) ? "paused" : status,
          quota != NULL ? member_uint(quota, "dram-min-mib") : 0, max != NULL ? max : "-",
          quota != NULL ? member_uint(quota, "weight") : 0, mib(member_uint(vm, "budget-pages")),
          mib(member_uint(vm, "hot-pages")), mib(member_uint(vm, "dram-pages")),
          mib(member_uint(vm, "slow-pages")), member_uint(vm, "promotions-total"),
-         member_uint(vm, "demotions-total"), member_uint(vm, "errors"));
+         member_uint(vm, "demotions-total"), move_failures(vm), member_uint(vm, "errors"));
 }
 
 static void
@@ -221,13 +244,14 @@ print_vms(JsonArray *vms)
 
     width = MAX(width, (int)MIN(strlen(name), 40u));
   }
-  printf("%-*s %-12s %6s %6s %6s %7s %7s %7s %7s %9s %9s %6s\n", width, "NAME", "STATUS",
+  printf("%-*s %-12s %6s %6s %6s %7s %7s %7s %7s %9s %9s %7s %6s\n", width, "NAME", "STATUS",
          "MIN", "MAX", "WEIGHT", "BUDGET", "HOT", "DRAM", "SLOW", "PROMOTED", "DEMOTED",
-         "ERRORS");
+         "FAILED", "ERRORS");
   for (guint i = 0; i < nr; i++)
     print_vm_row(json_array_get_object_element(vms, i), width);
   if (nr > 0)
-    printf("(MIN MAX BUDGET HOT DRAM SLOW in MiB; PROMOTED DEMOTED in pages since listed)\n");
+    printf("(MIN MAX BUDGET HOT DRAM SLOW in MiB; PROMOTED DEMOTED FAILED in pages since "
+           "listed; ERRORS in intervals)\n");
   for (guint i = 0; i < nr; i++)
     print_vm_notes(json_array_get_object_element(vms, i));
 }
