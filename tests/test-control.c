@@ -3,7 +3,7 @@
  * thread, bounds, and the refusal of a non-root peer (a forked child as nobody). */
 #include "config.h"
 #include "control.h"
-#include "hmmv-test.h"
+#include "hmmvd-test.h"
 #include "vms.h"
 
 #include <errno.h>
@@ -20,11 +20,7 @@
 #define NOBODY 65534
 
 typedef struct {
-  HmmvdConfig config;
-  HmmvTopology *topo;
-  HmmvMover *mover;
-  HmmvCore *core;
-  HmmvdVms *vms;
+  HmmvdTestBed bed;
   char *tmpdir;
   char *sock_dir;
   char *path;
@@ -36,13 +32,8 @@ static void
 setup(void)
 {
   memset(&fx, 0, sizeof(fx));
-  hmmvd_config_init(&fx.config);
-  fx.topo = hmmv_test_topology_two_tier(4u << 20, 64u << 20);
-  fx.mover = hmmv_sim_mover_new(fx.topo, NULL);
-  fx.core = hmmv_core_new(fx.topo, fx.mover, &fx.config.params, 0, NULL);
-  fx.vms = hmmvd_vms_new(fx.core, &fx.config);
-  hmmvd_vms_set_mover(fx.vms, fx.mover);
-  ck_assert(hmmvd_vms_add_with_tracker(fx.vms, "vm1", HMMVD_SOURCE_STANDALONE, 1, NULL,
+  hmmvd_test_bed_init(&fx.bed, 4u << 20, 64u << 20, NULL);
+  ck_assert(hmmvd_vms_add_with_tracker(fx.bed.vms, "vm1", HMMVD_SOURCE_STANDALONE, 1, NULL,
                                        hmmv_test_vm_new("vm1", 1024), hmmv_fake_tracker_new(),
                                        NULL));
   fx.tmpdir = g_dir_make_tmp("hmmv-test-control-XXXXXX", NULL);
@@ -67,17 +58,13 @@ teardown(void)
   g_free(fx.path);
   g_free(fx.sock_dir);
   g_free(fx.tmpdir);
-  hmmvd_vms_free(fx.vms);
-  hmmv_core_free(fx.core);
-  hmmv_mover_free(fx.mover);
-  hmmv_topology_free(fx.topo);
-  hmmvd_config_clear(&fx.config);
+  hmmvd_test_bed_clear(&fx.bed);
 }
 
 static char *
 handle(const char *line)
 {
-  return hmmvd_control_handle_request(fx.vms, fx.topo, "sim", line, strlen(line));
+  return hmmvd_control_handle_request(fx.bed.vms, fx.bed.topo, "sim", line, strlen(line));
 }
 
 static const struct {
@@ -143,7 +130,7 @@ START_TEST(test_set_quota_applies)
                               "\"managed\":false}}");
   g_autofree char *b = handle("{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":"
                               "{\"weight\":6}}");
-  const HmmvdVmInfo *info = hmmvd_vms_lookup(fx.vms, "vm1");
+  const HmmvdVmInfo *info = hmmvd_vms_lookup(fx.bed.vms, "vm1");
 
   ck_assert_str_eq(a, "{\"return\":{}}");
   ck_assert_str_eq(b, "{\"return\":{}}");
@@ -238,7 +225,7 @@ static HmmvdControl *
 start_control(void)
 {
   g_autoptr(GError) error = NULL;
-  HmmvdControl *control = hmmvd_control_new(fx.vms, fx.topo, "sim", fx.path, &error);
+  HmmvdControl *control = hmmvd_control_new(fx.bed.vms, fx.bed.topo, "sim", fx.path, &error);
 
   ck_assert_msg(control != NULL, "%s", error ? error->message : "");
   return control;
@@ -265,7 +252,7 @@ START_TEST(test_socket_modes_and_requests)
   ck_assert(g_str_has_prefix(lines[1], "{\"return\":[{\"name\":\"vm1\""));
   ck_assert(g_str_has_prefix(lines[2], "{\"error\":\"malformed request"));
   ck_assert_str_eq(lines[3], "{\"return\":{}}");
-  ck_assert(hmmvd_vms_lookup(fx.vms, "vm1")->paused);
+  ck_assert(hmmvd_vms_lookup(fx.bed.vms, "vm1")->paused);
 }
 END_TEST
 
@@ -308,7 +295,7 @@ START_TEST(test_stale_and_foreign_paths)
   int fd;
 
   /* Another hmmvd answers: refused, the live socket untouched. */
-  second = hmmvd_control_new(fx.vms, fx.topo, "sim", fx.path, &error);
+  second = hmmvd_control_new(fx.bed.vms, fx.bed.topo, "sim", fx.path, &error);
   ck_assert(second == NULL);
   ck_assert(strstr(error->message, "another hmmvd answers") != NULL);
   g_clear_error(&error);
@@ -328,16 +315,16 @@ START_TEST(test_stale_and_foreign_paths)
   drain_main_context();
   /* A regular file is not ours to remove. */
   ck_assert(g_file_set_contents(fx.path, "precious", -1, NULL));
-  ck_assert(hmmvd_control_new(fx.vms, fx.topo, "sim", fx.path, &error) == NULL);
+  ck_assert(hmmvd_control_new(fx.bed.vms, fx.bed.topo, "sim", fx.path, &error) == NULL);
   ck_assert(strstr(error->message, "is not a socket") != NULL);
   g_clear_error(&error);
   g_unlink(fx.path);
   /* A directory others can write is refused. */
   ck_assert_int_eq(chmod(fx.sock_dir, 0777), 0);
-  ck_assert(hmmvd_control_new(fx.vms, fx.topo, "sim", fx.path, &error) == NULL);
+  ck_assert(hmmvd_control_new(fx.bed.vms, fx.bed.topo, "sim", fx.path, &error) == NULL);
   ck_assert(strstr(error->message, "mode 0700") != NULL);
   g_clear_error(&error);
-  ck_assert(hmmvd_control_new(fx.vms, fx.topo, "sim", "relative.sock", &error) == NULL);
+  ck_assert(hmmvd_control_new(fx.bed.vms, fx.bed.topo, "sim", "relative.sock", &error) == NULL);
 }
 END_TEST
 

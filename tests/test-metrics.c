@@ -2,7 +2,7 @@
 /* Prometheus text: formatting (golden strings, escaping), the loopback HTTP endpoint, the
  * textfile. */
 #include "config.h"
-#include "hmmv-test.h"
+#include "hmmvd-test.h"
 #include "metrics.h"
 #include "vms.h"
 
@@ -10,11 +10,7 @@
 #include <string.h>
 
 typedef struct {
-  HmmvdConfig config;
-  HmmvTopology *topo;
-  HmmvMover *mover;
-  HmmvCore *core;
-  HmmvdVms *vms;
+  HmmvdTestBed bed;
   char *tmpdir;
 } Fixture;
 
@@ -24,12 +20,7 @@ static void
 setup(void)
 {
   memset(&fx, 0, sizeof(fx));
-  hmmvd_config_init(&fx.config);
-  fx.topo = hmmv_test_topology_two_tier(2u << 20, 64u << 20);
-  fx.mover = hmmv_sim_mover_new(fx.topo, NULL);
-  fx.core = hmmv_core_new(fx.topo, fx.mover, &fx.config.params, 0, NULL);
-  fx.vms = hmmvd_vms_new(fx.core, &fx.config);
-  hmmvd_vms_set_mover(fx.vms, fx.mover);
+  hmmvd_test_bed_init(&fx.bed, 2u << 20, 64u << 20, NULL);
   fx.tmpdir = g_dir_make_tmp("hmmv-test-metrics-XXXXXX", NULL);
 }
 
@@ -46,11 +37,7 @@ teardown(void)
   }
   g_rmdir(fx.tmpdir);
   g_free(fx.tmpdir);
-  hmmvd_vms_free(fx.vms);
-  hmmv_core_free(fx.core);
-  hmmv_mover_free(fx.mover);
-  hmmv_topology_free(fx.topo);
-  hmmvd_config_clear(&fx.config);
+  hmmvd_test_bed_clear(&fx.bed);
 }
 
 START_TEST(test_escape_label)
@@ -111,7 +98,7 @@ assert_well_formed(const char *text)
 
 START_TEST(test_format_without_vms)
 {
-  g_autofree char *text = hmmvd_metrics_format(fx.vms, fx.topo);
+  g_autofree char *text = hmmvd_metrics_format(fx.bed.vms, fx.bed.topo);
 
   assert_well_formed(text);
   ck_assert(strstr(text, "# HELP hmmv_node_total_bytes Memory of the NUMA node, with the tier "
@@ -134,14 +121,14 @@ START_TEST(test_format_with_vms)
   HmmvTracker *tracker = hmmv_fake_tracker_new();
   g_autofree char *text = NULL;
 
-  ck_assert(hmmvd_vms_add_with_tracker(fx.vms, odd, HMMVD_SOURCE_STANDALONE, 1, NULL,
+  ck_assert(hmmvd_vms_add_with_tracker(fx.bed.vms, odd, HMMVD_SOURCE_STANDALONE, 1, NULL,
                                        hmmv_test_vm_new(odd, 1024), tracker, &error));
-  hmmvd_vms_add_unmanaged(fx.vms, "plain", HMMVD_SOURCE_LIBVIRT, "no patches");
+  hmmvd_vms_add_unmanaged(fx.bed.vms, "plain", HMMVD_SOURCE_LIBVIRT, "no patches");
   for (guint p = 0; p < 700; p++)
     hmmv_fake_tracker_queue_write(tracker, p);
-  hmmvd_vms_run_interval(fx.vms);
-  hmmvd_vms_run_interval(fx.vms);
-  text = hmmvd_metrics_format(fx.vms, fx.topo);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  text = hmmvd_metrics_format(fx.bed.vms, fx.bed.topo);
   assert_well_formed(text);
   ck_assert(strstr(text, "hmmv_vm_managed{vm=\"we\\\"ird\\\\vm\\nx\"} 1\n"
                          "hmmv_vm_managed{vm=\"plain\"} 0\n") == NULL);  /* sorted by name */
@@ -233,7 +220,7 @@ http_get(guint16 port, const char *request, gsize len)
 START_TEST(test_http)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvdMetrics) metrics = hmmvd_metrics_new(fx.vms, fx.topo, "127.0.0.1:0", "",
+  g_autoptr(HmmvdMetrics) metrics = hmmvd_metrics_new(fx.bed.vms, fx.bed.topo, "127.0.0.1:0", "",
                                                       &error);
   g_autofree char *expected = NULL;
   g_autofree char *ok = NULL;
@@ -247,8 +234,8 @@ START_TEST(test_http)
   ck_assert_msg(metrics != NULL, "%s", error ? error->message : "");
   port = hmmvd_metrics_get_port(metrics);
   ck_assert_uint_ne(port, 0);
-  hmmvd_vms_add_unmanaged(fx.vms, "vm1", HMMVD_SOURCE_LIBVIRT, "test");
-  expected = hmmvd_metrics_format(fx.vms, fx.topo);
+  hmmvd_vms_add_unmanaged(fx.bed.vms, "vm1", HMMVD_SOURCE_LIBVIRT, "test");
+  expected = hmmvd_metrics_format(fx.bed.vms, fx.bed.topo);
   ok = http_get(port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n", 42);
   ck_assert_msg(g_str_has_prefix(ok, "HTTP/1.1 200 OK\r\n"), "%s", ok);
   ck_assert(strstr(ok, "Content-Type: text/plain; version=0.0.4") != NULL);
@@ -269,7 +256,7 @@ START_TEST(test_http_refuses_non_loopback)
 {
   g_autoptr(GError) error = NULL;
 
-  ck_assert(hmmvd_metrics_new(fx.vms, fx.topo, "0.0.0.0:0", "", &error) == NULL);
+  ck_assert(hmmvd_metrics_new(fx.bed.vms, fx.bed.topo, "0.0.0.0:0", "", &error) == NULL);
   ck_assert(strstr(error->message, "not a loopback address") != NULL);
 }
 END_TEST
@@ -278,7 +265,7 @@ START_TEST(test_textfile)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *path = g_build_filename(fx.tmpdir, "hmmv.prom", NULL);
-  g_autoptr(HmmvdMetrics) metrics = hmmvd_metrics_new(fx.vms, fx.topo, "", path, &error);
+  g_autoptr(HmmvdMetrics) metrics = hmmvd_metrics_new(fx.bed.vms, fx.bed.topo, "", path, &error);
   g_autofree char *expected = NULL;
   g_autofree char *text = NULL;
   g_autoptr(GDir) dir = NULL;
@@ -286,17 +273,17 @@ START_TEST(test_textfile)
 
   ck_assert(metrics != NULL);
   ck_assert_uint_eq(hmmvd_metrics_get_port(metrics), 0);
-  hmmvd_vms_run_interval(fx.vms);
+  hmmvd_vms_run_interval(fx.bed.vms);
   ck_assert(hmmvd_metrics_interval_done(metrics, &error));
   ck_assert(hmmvd_metrics_interval_done(metrics, &error));
-  expected = hmmvd_metrics_format(fx.vms, fx.topo);
+  expected = hmmvd_metrics_format(fx.bed.vms, fx.bed.topo);
   ck_assert(g_file_get_contents(path, &text, NULL, NULL));
   ck_assert_str_eq(text, expected);
   dir = g_dir_open(fx.tmpdir, 0, NULL);
   while (g_dir_read_name(dir) != NULL)
     files++;
   ck_assert_uint_eq(files, 1);   /* no temporary left behind */
-  ck_assert(hmmvd_metrics_new(fx.vms, fx.topo, "", "relative.prom", &error) == NULL);
+  ck_assert(hmmvd_metrics_new(fx.bed.vms, fx.bed.topo, "", "relative.prom", &error) == NULL);
 }
 END_TEST
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The daemon's VM table on a real core: fake trackers, the sim mover, no QEMU. */
 #include "config.h"
-#include "hmmv-test.h"
+#include "hmmvd-test.h"
 #include "vms.h"
 
 #include <string.h>
@@ -10,11 +10,7 @@
 #define MIB 256u   /* pages */
 
 typedef struct {
-  HmmvdConfig config;
-  HmmvTopology *topo;
-  HmmvMover *mover;
-  HmmvCore *core;
-  HmmvdVms *vms;
+  HmmvdTestBed bed;
   GPtrArray *gone;          /* names told through the gone function */
   guint rebuilds;
   HmmvTracker *last_tracker;  /* borrowed: the core owns it */
@@ -33,31 +29,21 @@ gone_func(const char *name, gpointer user_data)
 static void
 setup(void)
 {
-  g_autoptr(GError) error = NULL;
+  HmmvParams params;
 
   memset(&fx, 0, sizeof(fx));
-  hmmvd_config_init(&fx.config);
-  fx.config.params.migrate_mbps = 0;
+  hmmv_params_init(&params);
+  params.migrate_mbps = 0;
   /* 2 MiB of DRAM (512 pages), room for everything on the slow node. */
-  fx.topo = hmmv_test_topology_two_tier(512u * HMMV_PAGE_SIZE, 16u * VM_PAGES * HMMV_PAGE_SIZE);
-  fx.mover = hmmv_sim_mover_new(fx.topo, &error);
-  ck_assert(fx.mover != NULL);
-  fx.core = hmmv_core_new(fx.topo, fx.mover, &fx.config.params, 0, &error);
-  ck_assert(fx.core != NULL);
-  fx.vms = hmmvd_vms_new(fx.core, &fx.config);
-  hmmvd_vms_set_mover(fx.vms, fx.mover);
+  hmmvd_test_bed_init(&fx.bed, 512u * HMMV_PAGE_SIZE, 16u * VM_PAGES * HMMV_PAGE_SIZE, &params);
   fx.gone = g_ptr_array_new_with_free_func(g_free);
-  hmmvd_vms_set_gone_func(fx.vms, gone_func, NULL);
+  hmmvd_vms_set_gone_func(fx.bed.vms, gone_func, NULL);
 }
 
 static void
 teardown(void)
 {
-  hmmvd_vms_free(fx.vms);
-  hmmv_core_free(fx.core);
-  hmmv_mover_free(fx.mover);
-  hmmv_topology_free(fx.topo);
-  hmmvd_config_clear(&fx.config);
+  hmmvd_test_bed_clear(&fx.bed);
   g_ptr_array_unref(fx.gone);
 }
 
@@ -67,7 +53,7 @@ add_vm(const char *name, guint64 nr_pages, HmmvdSource source)
   g_autoptr(GError) error = NULL;
   HmmvTracker *tracker = hmmv_fake_tracker_new();
 
-  ck_assert_msg(hmmvd_vms_add_with_tracker(fx.vms, name, source, 4242, NULL,
+  ck_assert_msg(hmmvd_vms_add_with_tracker(fx.bed.vms, name, source, 4242, NULL,
                                            hmmv_test_vm_new(name, nr_pages), tracker, &error),
                 "%s", error ? error->message : "");
   return tracker;
@@ -87,23 +73,23 @@ START_TEST(test_add_list_lookup)
 
   add_vm("zeta", VM_PAGES, HMMVD_SOURCE_STANDALONE);
   add_vm("alpha", VM_PAGES, HMMVD_SOURCE_LIBVIRT);
-  hmmvd_vms_add_unmanaged(fx.vms, "mid", HMMVD_SOURCE_LIBVIRT, "numatune forbids the slow node");
-  list = hmmvd_vms_list(fx.vms);
+  hmmvd_vms_add_unmanaged(fx.bed.vms, "mid", HMMVD_SOURCE_LIBVIRT, "numatune forbids the slow node");
+  list = hmmvd_vms_list(fx.bed.vms);
   ck_assert_uint_eq(list->len, 3);
   ck_assert_str_eq(((HmmvdVmInfo *)g_ptr_array_index(list, 0))->name, "alpha");
   ck_assert_str_eq(((HmmvdVmInfo *)g_ptr_array_index(list, 1))->name, "mid");
   ck_assert_str_eq(((HmmvdVmInfo *)g_ptr_array_index(list, 2))->name, "zeta");
-  info = hmmvd_vms_lookup(fx.vms, "alpha");
+  info = hmmvd_vms_lookup(fx.bed.vms, "alpha");
   ck_assert(info->in_core);
   ck_assert_str_eq(info->status, "managed");
   ck_assert_int_eq(info->pid, 4242);
-  ck_assert_int_eq(hmmv_vm_get_pid(hmmv_core_lookup_vm(fx.core, "alpha")), 4242);
-  info = hmmvd_vms_lookup(fx.vms, "mid");
+  ck_assert_int_eq(hmmv_vm_get_pid(hmmv_core_lookup_vm(fx.bed.core, "alpha")), 4242);
+  info = hmmvd_vms_lookup(fx.bed.vms, "mid");
   ck_assert(!info->in_core);
   ck_assert_str_eq(info->status, "numatune forbids the slow node");
-  ck_assert_uint_eq(hmmv_core_get_nr_vms(fx.core), 2);
-  ck_assert(hmmvd_vms_lookup(fx.vms, "nope") == NULL);
-  ck_assert(hmmvd_vms_get_last_report(fx.vms) == NULL);
+  ck_assert_uint_eq(hmmv_core_get_nr_vms(fx.bed.core), 2);
+  ck_assert(hmmvd_vms_lookup(fx.bed.vms, "nope") == NULL);
+  ck_assert(hmmvd_vms_get_last_report(fx.bed.vms) == NULL);
 }
 END_TEST
 
@@ -113,24 +99,24 @@ START_TEST(test_interval_figures)
   const HmmvdVmInfo *info;
 
   write_pages(tracker, 0, 512);   /* first touch fills the 512 DRAM pages */
-  hmmvd_vms_run_interval(fx.vms);
-  info = hmmvd_vms_lookup(fx.vms, "a");
+  hmmvd_vms_run_interval(fx.bed.vms);
+  info = hmmvd_vms_lookup(fx.bed.vms, "a");
   ck_assert_uint_eq(info->last.written, 512);
   ck_assert_uint_eq(info->last.nr_pages, VM_PAGES);
   ck_assert_uint_eq(info->last.dram_pages, 512);
   ck_assert_uint_eq(info->last.slow_pages, 0);
   ck_assert_str_eq(info->last.name, "a");
   ck_assert(info->last.error == NULL);
-  ck_assert_uint_eq(hmmvd_vms_get_last_report(fx.vms)->index, 0);
+  ck_assert_uint_eq(hmmvd_vms_get_last_report(fx.bed.vms)->index, 0);
   /* The hot set, first touched on the slow tier, is promoted over a few intervals. */
   for (guint i = 0; i < 6; i++) {
     write_pages(tracker, 600, 200);
-    hmmvd_vms_run_interval(fx.vms);
+    hmmvd_vms_run_interval(fx.bed.vms);
   }
-  info = hmmvd_vms_lookup(fx.vms, "a");
+  info = hmmvd_vms_lookup(fx.bed.vms, "a");
   ck_assert_uint_eq(info->moves.promoted + info->moves.demoted,
-                    hmmv_vm_get_move_stats(hmmv_core_lookup_vm(fx.core, "a"))->promoted +
-                    hmmv_vm_get_move_stats(hmmv_core_lookup_vm(fx.core, "a"))->demoted);
+                    hmmv_vm_get_move_stats(hmmv_core_lookup_vm(fx.bed.core, "a"))->promoted +
+                    hmmv_vm_get_move_stats(hmmv_core_lookup_vm(fx.bed.core, "a"))->demoted);
   ck_assert_uint_gt(info->moves.promoted, 0);
 }
 END_TEST
@@ -144,31 +130,31 @@ START_TEST(test_gone_vm_leaves_the_core_stays_listed)
 
   write_pages(a, 0, 400);
   write_pages(b, 0, 400);
-  hmmvd_vms_run_interval(fx.vms);
-  ck_assert_uint_eq(hmmv_sim_mover_get_used_pages(fx.mover, 0) +
-                    hmmv_sim_mover_get_used_pages(fx.mover, 1), 800);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert_uint_eq(hmmv_sim_mover_get_used_pages(fx.bed.mover, 0) +
+                    hmmv_sim_mover_get_used_pages(fx.bed.mover, 1), 800);
   hmmv_fake_tracker_fail_next(a, HMMV_ERROR_GONE);
-  hmmvd_vms_run_interval(fx.vms);
-  info = hmmvd_vms_lookup(fx.vms, "a");
+  hmmvd_vms_run_interval(fx.bed.vms);
+  info = hmmvd_vms_lookup(fx.bed.vms, "a");
   ck_assert(info != NULL);
   ck_assert(!info->in_core);
   ck_assert_msg(g_str_has_prefix(info->status, "gone: "), "%s", info->status);
   ck_assert_uint_eq(fx.gone->len, 1);
   ck_assert_str_eq(g_ptr_array_index(fx.gone, 0), "a");
-  ck_assert_uint_eq(hmmv_core_get_nr_vms(fx.core), 1);
+  ck_assert_uint_eq(hmmv_core_get_nr_vms(fx.bed.core), 1);
   /* The report no longer points into the freed VM; the sim forgot its pages. */
-  report = hmmvd_vms_get_last_report(fx.vms);
+  report = hmmvd_vms_get_last_report(fx.bed.vms);
   ck_assert_uint_eq(report->vms->len, 1);
   ck_assert_str_eq(g_array_index(report->vms, HmmvVmReport, 0).name, "b");
-  ck_assert_uint_eq(hmmv_sim_mover_get_used_pages(fx.mover, 0) +
-                    hmmv_sim_mover_get_used_pages(fx.mover, 1), 400);
+  ck_assert_uint_eq(hmmv_sim_mover_get_used_pages(fx.bed.mover, 0) +
+                    hmmv_sim_mover_get_used_pages(fx.bed.mover, 1), 400);
   /* The others go on. */
   write_pages(b, 500, 10);
-  hmmvd_vms_run_interval(fx.vms);
-  ck_assert_uint_eq(hmmvd_vms_lookup(fx.vms, "b")->last.written, 10);
-  hmmvd_vms_remove(fx.vms, "a");
-  ck_assert(hmmvd_vms_lookup(fx.vms, "a") == NULL);
-  ck_assert_uint_eq(hmmvd_vms_list(fx.vms)->len, 1);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert_uint_eq(hmmvd_vms_lookup(fx.bed.vms, "b")->last.written, 10);
+  hmmvd_vms_remove(fx.bed.vms, "a");
+  ck_assert(hmmvd_vms_lookup(fx.bed.vms, "a") == NULL);
+  ck_assert_uint_eq(hmmvd_vms_list(fx.bed.vms)->len, 1);
 }
 END_TEST
 
@@ -187,20 +173,20 @@ START_TEST(test_layout_change_restarts_tracking)
   HmmvTracker *a = add_vm("a", VM_PAGES, HMMVD_SOURCE_STANDALONE);
   HmmvdVmInfo *info;
 
-  hmmvd_vms_set_rebuild_func(fx.vms, rebuild, NULL);
-  ck_assert(hmmvd_vms_set_paused(fx.vms, "a", TRUE, NULL));
+  hmmvd_vms_set_rebuild_func(fx.bed.vms, rebuild, NULL);
+  ck_assert(hmmvd_vms_set_paused(fx.bed.vms, "a", TRUE, NULL));
   hmmv_fake_tracker_fail_next(a, HMMV_ERROR_LAYOUT_CHANGED);
-  hmmvd_vms_run_interval(fx.vms);
-  info = hmmvd_vms_lookup(fx.vms, "a");
+  hmmvd_vms_run_interval(fx.bed.vms);
+  info = hmmvd_vms_lookup(fx.bed.vms, "a");
   ck_assert_uint_eq(fx.rebuilds, 1);
   ck_assert(info->in_core);
   ck_assert_str_eq(info->status, "managed");
-  ck_assert_uint_eq(hmmv_vm_get_nr_pages(hmmv_core_lookup_vm(fx.core, "a")), 2 * VM_PAGES);
+  ck_assert_uint_eq(hmmv_vm_get_nr_pages(hmmv_core_lookup_vm(fx.bed.core, "a")), 2 * VM_PAGES);
   ck_assert_uint_eq(info->errors, 0);
   /* Still paused after the restart, and it tracks through the new tracker. */
   write_pages(fx.last_tracker, 2000, 5);
-  hmmvd_vms_run_interval(fx.vms);
-  info = hmmvd_vms_lookup(fx.vms, "a");
+  hmmvd_vms_run_interval(fx.bed.vms);
+  info = hmmvd_vms_lookup(fx.bed.vms, "a");
   ck_assert_uint_eq(info->last.written, 5);
   ck_assert(info->last.paused);
 }
@@ -212,13 +198,13 @@ START_TEST(test_layout_change_without_transport)
   HmmvdVmInfo *info;
 
   hmmv_fake_tracker_fail_next(a, HMMV_ERROR_LAYOUT_CHANGED);
-  hmmvd_vms_run_interval(fx.vms);
-  info = hmmvd_vms_lookup(fx.vms, "a");
+  hmmvd_vms_run_interval(fx.bed.vms);
+  info = hmmvd_vms_lookup(fx.bed.vms, "a");
   ck_assert(!info->in_core);
   ck_assert_msg(strstr(info->status, "RAM layout changed and tracking could not restart") !=
                 NULL, "%s", info->status);
-  ck_assert_uint_eq(hmmv_core_get_nr_vms(fx.core), 0);
-  hmmvd_vms_run_interval(fx.vms);   /* an empty core is fine */
+  ck_assert_uint_eq(hmmv_core_get_nr_vms(fx.bed.core), 0);
+  hmmvd_vms_run_interval(fx.bed.vms);   /* an empty core is fine */
 }
 END_TEST
 
@@ -228,13 +214,13 @@ START_TEST(test_other_errors_are_counted)
   HmmvdVmInfo *info;
 
   hmmv_fake_tracker_fail_next(a, HMMV_ERROR_IO);
-  hmmvd_vms_run_interval(fx.vms);
-  info = hmmvd_vms_lookup(fx.vms, "a");
+  hmmvd_vms_run_interval(fx.bed.vms);
+  info = hmmvd_vms_lookup(fx.bed.vms, "a");
   ck_assert(info->in_core);
   ck_assert_uint_eq(info->errors, 1);
   ck_assert(info->last_error != NULL);
   ck_assert(strstr(info->last_error, "vm a") != NULL);
-  hmmvd_vms_run_interval(fx.vms);
+  hmmvd_vms_run_interval(fx.bed.vms);
   ck_assert(info->last_error == NULL);
   ck_assert_uint_eq(info->errors, 1);
 }
@@ -249,35 +235,35 @@ START_TEST(test_quota)
 
   add_vm("a", VM_PAGES, HMMVD_SOURCE_STANDALONE);
   add_vm("b", VM_PAGES, HMMVD_SOURCE_STANDALONE);
-  info = hmmvd_vms_lookup(fx.vms, "a");
-  ck_assert_mem_eq(&info->quota, &fx.config.default_quota, sizeof(HmmvQuota));
-  ck_assert(hmmvd_vms_set_quota(fx.vms, "a", &good, &error));
+  info = hmmvd_vms_lookup(fx.bed.vms, "a");
+  ck_assert_mem_eq(&info->quota, &fx.bed.config.default_quota, sizeof(HmmvQuota));
+  ck_assert(hmmvd_vms_set_quota(fx.bed.vms, "a", &good, &error));
   ck_assert_mem_eq(&info->quota, &good, sizeof(good));
-  ck_assert_mem_eq(hmmv_vm_get_quota(hmmv_core_lookup_vm(fx.core, "a")), &good, sizeof(good));
+  ck_assert_mem_eq(hmmv_vm_get_quota(hmmv_core_lookup_vm(fx.bed.core, "a")), &good, sizeof(good));
   /* min > max: rejected, the last good quota stays, the reason is kept. */
-  ck_assert(!hmmvd_vms_set_quota(fx.vms, "a", &bad, &error));
+  ck_assert(!hmmvd_vms_set_quota(fx.bed.vms, "a", &bad, &error));
   ck_assert(g_str_has_prefix(error->message, "vm a: "));
   ck_assert_mem_eq(&info->quota, &good, sizeof(good));
   ck_assert(strstr(info->quota_error, "above dram-max-mib") != NULL);
   g_clear_error(&error);
   /* Mins of all VMs above the 2 MiB pool: b's 2 MiB + a's 1 MiB. */
   bad = (HmmvQuota){ .min_pages = 2 * MIB, .weight = 1, .managed = TRUE };
-  ck_assert(!hmmvd_vms_set_quota(fx.vms, "b", &bad, &error));
+  ck_assert(!hmmvd_vms_set_quota(fx.bed.vms, "b", &bad, &error));
   ck_assert_msg(strstr(error->message, "would total") != NULL, "%s", error->message);
   g_clear_error(&error);
   /* Above the pool on its own. */
   bad.min_pages = 2 * VM_PAGES;
-  ck_assert(!hmmvd_vms_set_quota(fx.vms, "b", &bad, &error));
+  ck_assert(!hmmvd_vms_set_quota(fx.bed.vms, "b", &bad, &error));
   ck_assert_msg(strstr(error->message, "above the DRAM pool of 2 MiB") != NULL, "%s",
                 error->message);
   g_clear_error(&error);
   /* A good quota clears the recorded error. */
-  ck_assert(hmmvd_vms_set_quota(fx.vms, "a", &good, &error));
+  ck_assert(hmmvd_vms_set_quota(fx.bed.vms, "a", &good, &error));
   ck_assert(info->quota_error == NULL);
-  ck_assert(!hmmvd_vms_set_quota(fx.vms, "nope", &good, &error));
+  ck_assert(!hmmvd_vms_set_quota(fx.bed.vms, "nope", &good, &error));
   ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND));
   /* The core balances with it: a's budget is at least its min. */
-  hmmvd_vms_run_interval(fx.vms);
+  hmmvd_vms_run_interval(fx.bed.vms);
   ck_assert_uint_ge(info->last.budget_pages, MIB);
   ck_assert_uint_le(info->last.budget_pages, 2 * MIB);
 }
@@ -298,19 +284,19 @@ START_TEST(test_request_quota)
 
   add_vm("lv", VM_PAGES, HMMVD_SOURCE_LIBVIRT);
   add_vm("sa", VM_PAGES, HMMVD_SOURCE_STANDALONE);
-  hmmvd_vms_set_quota_writer(fx.vms, writer, NULL);
+  hmmvd_vms_set_quota_writer(fx.bed.vms, writer, NULL);
   /* libvirt: written to the metadata, applied when the change event comes back. */
-  ck_assert(hmmvd_vms_request_quota(fx.vms, "lv", &q, &error));
+  ck_assert(hmmvd_vms_request_quota(fx.bed.vms, "lv", &q, &error));
   ck_assert_uint_eq(fx.writer_calls, 1);
   ck_assert_mem_eq(&fx.written, &q, sizeof(q));
-  ck_assert_uint_eq(hmmvd_vms_lookup(fx.vms, "lv")->quota.weight, 100);
+  ck_assert_uint_eq(hmmvd_vms_lookup(fx.bed.vms, "lv")->quota.weight, 100);
   /* standalone: applied at once. */
-  ck_assert(hmmvd_vms_request_quota(fx.vms, "sa", &q, &error));
+  ck_assert(hmmvd_vms_request_quota(fx.bed.vms, "sa", &q, &error));
   ck_assert_uint_eq(fx.writer_calls, 1);
-  ck_assert_uint_eq(hmmvd_vms_lookup(fx.vms, "sa")->quota.weight, 9);
+  ck_assert_uint_eq(hmmvd_vms_lookup(fx.bed.vms, "sa")->quota.weight, 9);
   /* Impossible quotas never reach the writer. */
   q.weight = 0;
-  ck_assert(!hmmvd_vms_request_quota(fx.vms, "lv", &q, &error));
+  ck_assert(!hmmvd_vms_request_quota(fx.bed.vms, "lv", &q, &error));
   ck_assert_uint_eq(fx.writer_calls, 1);
 }
 END_TEST
@@ -320,25 +306,25 @@ START_TEST(test_pause_resume)
   g_autoptr(GError) error = NULL;
 
   add_vm("a", VM_PAGES, HMMVD_SOURCE_STANDALONE);
-  ck_assert(hmmvd_vms_set_paused(fx.vms, "a", TRUE, &error));
-  hmmvd_vms_run_interval(fx.vms);
-  ck_assert(hmmvd_vms_lookup(fx.vms, "a")->last.paused);
-  ck_assert(hmmvd_vms_set_paused(fx.vms, "a", FALSE, &error));
-  hmmvd_vms_run_interval(fx.vms);
-  ck_assert(!hmmvd_vms_lookup(fx.vms, "a")->last.paused);
-  ck_assert(!hmmvd_vms_set_paused(fx.vms, "b", TRUE, &error));
+  ck_assert(hmmvd_vms_set_paused(fx.bed.vms, "a", TRUE, &error));
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert(hmmvd_vms_lookup(fx.bed.vms, "a")->last.paused);
+  ck_assert(hmmvd_vms_set_paused(fx.bed.vms, "a", FALSE, &error));
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert(!hmmvd_vms_lookup(fx.bed.vms, "a")->last.paused);
+  ck_assert(!hmmvd_vms_set_paused(fx.bed.vms, "b", TRUE, &error));
 }
 END_TEST
 
 START_TEST(test_add_again_replaces)
 {
   add_vm("a", VM_PAGES, HMMVD_SOURCE_STANDALONE);
-  hmmvd_vms_run_interval(fx.vms);
+  hmmvd_vms_run_interval(fx.bed.vms);
   add_vm("a", 2 * VM_PAGES, HMMVD_SOURCE_STANDALONE);
-  ck_assert_uint_eq(hmmvd_vms_list(fx.vms)->len, 1);
-  ck_assert_uint_eq(hmmv_core_get_nr_vms(fx.core), 1);
-  ck_assert_uint_eq(hmmv_vm_get_nr_pages(hmmv_core_lookup_vm(fx.core, "a")), 2 * VM_PAGES);
-  ck_assert_uint_eq(hmmvd_vms_get_last_report(fx.vms)->vms->len, 0);
+  ck_assert_uint_eq(hmmvd_vms_list(fx.bed.vms)->len, 1);
+  ck_assert_uint_eq(hmmv_core_get_nr_vms(fx.bed.core), 1);
+  ck_assert_uint_eq(hmmv_vm_get_nr_pages(hmmv_core_lookup_vm(fx.bed.core, "a")), 2 * VM_PAGES);
+  ck_assert_uint_eq(hmmvd_vms_get_last_report(fx.bed.vms)->vms->len, 0);
 }
 END_TEST
 
@@ -361,8 +347,8 @@ START_TEST(test_unpatched_qemu_is_listed_with_the_reason)
   HmmvQmp *qmp = hmmv_qmp_new(&unpatched_ops, NULL, &error);
   HmmvdVmInfo *info;
 
-  ck_assert(!hmmvd_vms_add(fx.vms, "old", HMMVD_SOURCE_LIBVIRT, 1, "uuid-1", qmp, &error));
-  info = hmmvd_vms_lookup(fx.vms, "old");
+  ck_assert(!hmmvd_vms_add(fx.bed.vms, "old", HMMVD_SOURCE_LIBVIRT, 1, "uuid-1", qmp, &error));
+  info = hmmvd_vms_lookup(fx.bed.vms, "old");
   ck_assert(info != NULL);
   ck_assert(!info->in_core);
   ck_assert_msg(g_str_has_prefix(info->status, "QEMU lacks the hmmv patches: "), "%s",
@@ -378,10 +364,10 @@ START_TEST(test_json_views)
   JsonObject *vm, *quota, *st;
   HmmvTracker *a = add_vm("a", VM_PAGES, HMMVD_SOURCE_LIBVIRT);
 
-  hmmvd_vms_add_unmanaged(fx.vms, "b", HMMVD_SOURCE_LIBVIRT, "no patches");
+  hmmvd_vms_add_unmanaged(fx.bed.vms, "b", HMMVD_SOURCE_LIBVIRT, "no patches");
   write_pages(a, 0, 10);
-  hmmvd_vms_run_interval(fx.vms);
-  vms_json = hmmvd_vms_to_json(fx.vms);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  vms_json = hmmvd_vms_to_json(fx.bed.vms);
   ck_assert(JSON_NODE_HOLDS_ARRAY(vms_json));
   ck_assert_uint_eq(json_array_get_length(json_node_get_array(vms_json)), 2);
   vm = json_array_get_object_element(json_node_get_array(vms_json), 0);
@@ -397,7 +383,7 @@ START_TEST(test_json_views)
   ck_assert(json_object_get_boolean_member(quota, "managed"));
   ck_assert(json_object_has_member(json_object_get_object_member(vm, "move-failures"),
                                    "no-memory"));
-  status = hmmvd_status_to_json(fx.vms, fx.topo, "sim");
+  status = hmmvd_status_to_json(fx.bed.vms, fx.bed.topo, "sim");
   st = json_node_get_object(status);
   ck_assert_int_eq(json_object_get_int_member(st, "intervals"), 1);
   ck_assert_int_eq(json_object_get_int_member(st, "vms"), 2);

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The daemon suites' common test bed: default config, a two-tier topology, the sim mover, a
+ * core and the VM table on top, torn down in the order the table needs (table first). */
+#pragma once
+
+#include "hmmv-test.h"
+#include "daemon.h"
+
+typedef struct {
+  HmmvdConfig config;
+  HmmvTopology *topo;
+  HmmvMover *mover;
+  HmmvCore *core;
+  HmmvdVms *vms;
+} HmmvdTestBed;
+
+/* params: NULL for the defaults of hmmvd_config_init. */
+void hmmvd_test_bed_init(HmmvdTestBed *bed, guint64 dram_bytes, guint64 slow_bytes,
+                         const HmmvParams *params);
+void hmmvd_test_bed_clear(HmmvdTestBed *bed);
