@@ -341,6 +341,58 @@ START_TEST(test_migration_while_tracking)
 END_TEST
 
 
+/* Memory hot-plugged under the tracker: the next harvest says the layout changed; a VM
+ * rebuilt from QEMU's new layout has the DIMM's range, and tracking restarted on it sees
+ * the guest's writes again. */
+START_TEST(test_layout_change)
+{
+  const char *const dimm_ram[] = { "-m", "128,slots=2,maxmem=512M", NULL };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GHashTable) expected = g_hash_table_new(g_direct_hash, g_direct_equal);
+  g_autoptr(GHashTable) got = NULL;
+  g_autoptr(JsonObject) obj = json_object_new();
+  g_autoptr(JsonObject) dev = json_object_new();
+  g_autoptr(JsonNode) r1 = NULL, r2 = NULL;
+  guint regions_before;
+  Run run;
+
+  run_start(&run, "phases=1 pages=100 pattern=random span=2048 seed=3 wait=1", 0, dimm_ram);
+  regions_before = hmmv_vm_get_nr_regions(run.vm);
+  harvest(&run);
+  json_object_set_string_member(obj, "qom-type", "memory-backend-ram");
+  json_object_set_string_member(obj, "id", "hotmem");
+  json_object_set_int_member(obj, "size", 64 << 20);
+  r1 = qmp(&run, "object-add", obj);
+  json_object_set_string_member(dev, "driver", "pc-dimm");
+  json_object_set_string_member(dev, "id", "hotdimm");
+  json_object_set_string_member(dev, "memdev", "hotmem");
+  r2 = qmp(&run, "device_add", dev);
+
+  hmmv_access_clear(run.acc);
+  ck_assert(!hmmv_tracker_harvest(run.tracker, run.vm, run.acc, &error));
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED), "%s",
+                error->message);
+  printf("# after a DIMM hot-plug: %s\n", error->message);
+  g_clear_error(&error);
+
+  /* What the daemon does: rebuild the VM from the new layout and restart tracking. */
+  hmmv_vm_free(run.vm);
+  run.vm = hmmv_qemu_vm_new(hmmv_qemu_dirty_tracker_get_qmp(run.tracker), "guest", &error);
+  ck_assert_msg(run.vm != NULL, "%s", error ? error->message : "");
+  ck_assert_uint_gt(hmmv_vm_get_nr_regions(run.vm), regions_before);
+  ck_assert_msg(hmmv_tracker_start(run.tracker, run.vm, &error), "%s",
+                error ? error->message : "");
+  hmmv_access_free(run.acc);
+  run.acc = hmmv_access_new(hmmv_vm_get_nr_pages(run.vm), &error);
+  harvest(&run);
+  run_phase(&run, 0, expected);
+  harvest(&run);
+  got = harvested_pfns(&run, BASE_PFN, SPAN);
+  assert_exact("after restarting on the new layout", expected, got);
+  run_stop(&run);
+}
+END_TEST
+
 /* hmmvctl track, the operator's tool, against the same guest: the range the guest wrote is
  * printed as one hexadecimal range, and a replay trace of it holds exactly those pages. */
 START_TEST(test_hmmvctl_track)
@@ -442,6 +494,7 @@ qemu_dirty_suite(void)
     tcase_add_test(tc, test_qemu_dies);
     tcase_add_test(tc, test_migration_while_tracking);
     tcase_add_test(tc, test_hmmvctl_track);
+    tcase_add_test(tc, test_layout_change);
   }
   suite_add_tcase(suite, tc);
   return suite;
