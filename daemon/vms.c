@@ -23,6 +23,8 @@ typedef struct {
   HmmvQmp *qmp;               /* owned; NULL for VMs added with a ready tracker */
   HmmvMoveStats moves_base;   /* mover outcomes of earlier tracking runs */
   guint64 nr_pages;           /* the VM's size once its layout was known, else 0 */
+  gboolean retry_layout;      /* tracking could not start because the RAM layout moved
+                                 under it (a guest still in firmware): retried each interval */
 } VmEntry;
 
 struct _HmmvdVms {
@@ -260,8 +262,14 @@ track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker, GError **
 
   hmmv_vm_set_pid(vm, entry->info.pid);
   hmmv_vm_set_quota(vm, &entry->info.quota);
+  entry->retry_layout = FALSE;
   if (!hmmv_core_add_vm(vms->core, vm, tracker, &local_error)) {
     g_autofree char *status = failure_status(local_error);
+
+    /* While the firmware runs, QEMU's guest-physical map changes (ROM shadowing, SMRAM):
+     * the layout can move between the query and the start. Try again next interval. */
+    entry->retry_layout = entry->qmp != NULL &&
+                          g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED);
 
     set_status(entry, status);
     g_warning("vm %s: not managed: %s", name, status);
@@ -551,6 +559,7 @@ restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
 
   g_message("vm %s: RAM layout changed, restarting tracking (%s)", name, message);
   untrack(vms, entry);
+  entry->retry_layout = FALSE;   /* track() sets it again if the layout is still moving */
   if (entry->qmp != NULL)
     built = build_from_qmp(vms, name, entry->qmp, &vm, &tracker, &error);
   else if (vms->rebuild != NULL)
@@ -565,6 +574,22 @@ restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
     set_status(entry, status);
     g_warning("vm %s: %s", name, status);
   }
+}
+
+/* VMs whose tracking could not start because their layout was still moving. */
+static void
+retry_layouts(HmmvdVms *vms)
+{
+  g_autoptr(GPtrArray) retry = g_ptr_array_new();
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init(&iter, vms->entries);
+  while (g_hash_table_iter_next(&iter, NULL, &value))
+    if (((VmEntry *)value)->retry_layout && !((VmEntry *)value)->info.in_core)
+      g_ptr_array_add(retry, value);
+  for (guint i = 0; i < retry->len; i++)
+    restart_tracking(vms, g_ptr_array_index(retry, i), "retrying after the layout moved");
 }
 
 void
@@ -611,6 +636,7 @@ hmmvd_vms_run_interval(HmmvdVms *vms)
   for (guint i = 0; i < relayout->len; i++)
     restart_tracking(vms, g_ptr_array_index(relayout, i),
                      g_ptr_array_index(messages, gone->len + i));
+  retry_layouts(vms);
 }
 
 const HmmvIntervalReport *
