@@ -8,6 +8,7 @@
  *   test-qemu-dirty kvm   the same phase check under KVM with the dirty ring, small (this
  *                         host's paravirtual KVM runs guests slowly); skipped where KVM is
  *                         unusable
+ *   test-qemu-dirty kvm-log  the same under KVM's dirty bitmap log (no ring)
  *
  * The guest (tests/guest) waits for a byte on its serial port before each phase and prints
  * the pages it wrote; pages outside its test window (its stack, its image) are not counted.
@@ -40,9 +41,10 @@ static void
 run_start(Run *run, const char *append, guint interval_ms, const char *const *extra)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *accel = g_strcmp0(accel_mode, "kvm") == 0
-                             ? g_strdup("kvm,dirty-ring-size=4096")
-                             : g_strdup("tcg");
+  g_autofree char *accel =
+    g_strcmp0(accel_mode, "kvm") == 0       ? g_strdup("kvm,dirty-ring-size=4096")
+    : g_strcmp0(accel_mode, "kvm-log") == 0 ? g_strdup("kvm")
+                                            : g_strdup("tcg");
   g_autofree char *ready = NULL;
   HmmvQemuDirtyOptions options = { .interval_ms = interval_ms };
   HmmvQmp *qmp;
@@ -153,8 +155,9 @@ assert_exact(const char *what, GHashTable *expected, GHashTable *got)
 /* Each phase's harvest holds exactly the pages the guest wrote in it. */
 START_TEST(test_phases_exact)
 {
-  guint phases = g_strcmp0(accel_mode, "kvm") == 0 ? 2 : 4;
-  guint pages = g_strcmp0(accel_mode, "kvm") == 0 ? 64 : 300;
+  gboolean kvm = g_str_has_prefix(accel_mode, "kvm");
+  guint phases = kvm ? 2 : 4;
+  guint pages = kvm ? 64 : 300;
   g_autofree char *append = g_strdup_printf("phases=%u pages=%u pattern=random span=%u "
                                             "seed=7 wait=1", phases, pages, SPAN);
   Run run;
@@ -166,7 +169,9 @@ START_TEST(test_phases_exact)
 
     ck_assert(hmmv_qemu_dirty_tracker_get_stats(run.tracker, &stats));
     printf("# write source: %s\n", stats.source);
-    ck_assert_str_eq(stats.source, g_strcmp0(accel_mode, "kvm") == 0 ? "kvm-dirty-ring" : "tcg");
+    ck_assert_str_eq(stats.source, !kvm ? "tcg"
+                                   : g_strcmp0(accel_mode, "kvm") == 0 ? "kvm-dirty-ring"
+                                                                       : "kvm-dirty-log");
   }
   for (guint k = 0; k < phases; k++) {
     g_autoptr(GHashTable) expected = g_hash_table_new(g_direct_hash, g_direct_equal);
@@ -487,7 +492,7 @@ qemu_dirty_suite(void)
   TCase *tc = tcase_create(accel_mode);
 
   /* KVM on this host emulates guests ~100x slower than TCG. */
-  tcase_set_timeout(tc, g_strcmp0(accel_mode, "kvm") == 0 ? 600 : 180);
+  tcase_set_timeout(tc, g_str_has_prefix(accel_mode, "kvm") ? 600 : 180);
   tcase_add_test(tc, test_phases_exact);
   if (g_strcmp0(accel_mode, "tcg") == 0) {
     tcase_add_test(tc, test_late_harvest_loses_nothing);
@@ -511,7 +516,7 @@ main(int argc, char **argv)
     return hmmv_test_skip_all("needs root: the tracker maps regions QEMU created");
   if (!hmmv_harness_find(&qemu_path, &guest_path, &why))
     return hmmv_test_skip_all(why);
-  if (g_strcmp0(accel_mode, "kvm") == 0 && !hmmv_harness_kvm_usable(&why))
+  if (g_str_has_prefix(accel_mode, "kvm") && !hmmv_harness_kvm_usable(&why))
     return hmmv_test_skip_all(why);
   signal(SIGPIPE, SIG_IGN);
   return hmmv_test_run(qemu_dirty_suite());
