@@ -485,6 +485,40 @@ START_TEST(test_hmmvctl_track)
 }
 END_TEST
 
+/* With dirtylimit in service (KVM dirty ring only), hmmv-start refuses, saying why, and the
+ * tracker reports that error instead of tracking half-blind. */
+START_TEST(test_refuses_with_dirtylimit)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQemuProc) proc = NULL;
+  g_autoptr(HmmvVm) vm = NULL;
+  g_autoptr(HmmvTracker) tracker = NULL;
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  g_autofree char *ready = NULL;
+  HmmvQemuDirtyOptions options = { .interval_ms = 0 };
+  HmmvQmp *qmp;
+
+  proc = hmmv_qemu_proc_start(qemu_path, guest_path, "kvm,dirty-ring-size=4096", 128,
+                              "phases=1 pages=16 wait=1", NULL, &error);
+  ck_assert(proc != NULL);
+  ready = hmmv_qemu_proc_expect(proc, "HMMV-GUEST-READY", SERIAL_TIMEOUT_MS);
+  ck_assert(ready != NULL);
+  qmp = hmmv_qemu_proc_qmp(proc, &error);
+  ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
+  json_object_set_int_member(args, "dirty-rate", 200);
+  ret = hmmv_qmp_execute(qmp, "set-vcpu-dirty-limit", args, &error);
+  ck_assert_msg(ret != NULL, "set-vcpu-dirty-limit: %s", error ? error->message : "");
+  vm = hmmv_qemu_vm_new(qmp, "guest", &error);
+  ck_assert(vm != NULL);
+  tracker = hmmv_qemu_dirty_tracker_new(qmp, &options, &error);
+  ck_assert(tracker != NULL);
+  ck_assert(!hmmv_tracker_start(tracker, vm, &error));
+  ck_assert_msg(strstr(error->message, "dirty") != NULL, "%s", error->message);
+  printf("# hmmv-start with dirtylimit in service: %s\n", error->message);
+}
+END_TEST
+
 static Suite *
 qemu_dirty_suite(void)
 {
@@ -494,6 +528,8 @@ qemu_dirty_suite(void)
   /* KVM on this host emulates guests ~100x slower than TCG. */
   tcase_set_timeout(tc, g_str_has_prefix(accel_mode, "kvm") ? 600 : 180);
   tcase_add_test(tc, test_phases_exact);
+  if (g_strcmp0(accel_mode, "kvm") == 0)
+    tcase_add_test(tc, test_refuses_with_dirtylimit);
   if (g_strcmp0(accel_mode, "tcg") == 0) {
     tcase_add_test(tc, test_late_harvest_loses_nothing);
     tcase_add_test(tc, test_qemu_dies);
