@@ -92,7 +92,12 @@ void hmmvd_vms_set_quota_writer(HmmvdVms *vms, HmmvdQuotaWriter writer, gpointer
 gboolean hmmvd_vms_request_quota(HmmvdVms *vms, const char *name, const HmmvQuota *quota,
                                  GError **error);
 
-/* JSON views shared by the control socket and hmmvctl --json. */
+/* DRAM pages the pool lends (config, else the mover's DRAM, else the last interval's). */
+guint64 hmmvd_vms_get_pool_pages(HmmvdVms *vms);
+/* The balance error of the last interval, NULL when the quotas fit. */
+const char *hmmvd_vms_get_balance_error(HmmvdVms *vms);
+
+/* JSON views shared by the control socket and hmmvctl --json (vms-json.c). */
 JsonNode *hmmvd_vms_to_json(HmmvdVms *vms);
 JsonNode *hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover);
 

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The JSON views of the VM table and of the daemon, shared by the control socket (and so by
+ * hmmvctl --json) and the tests. Member names are dashed, figures are in pages unless the
+ * name says MiB or bytes.
+ */
+#include "quota.h"
+#include "vms.h"
+
+static const char *
+source_name(HmmvdSource source)
+{
+  return source == HMMVD_SOURCE_LIBVIRT ? "libvirt" : "standalone";
+}
+
+static void
+add_uint(JsonBuilder *builder, const char *member, guint64 value)
+{
+  json_builder_set_member_name(builder, member);
+  json_builder_add_int_value(builder, (gint64)MIN(value, (guint64)G_MAXINT64));
+}
+
+static void
+add_string(JsonBuilder *builder, const char *member, const char *value)
+{
+  json_builder_set_member_name(builder, member);
+  if (value != NULL)
+    json_builder_add_string_value(builder, value);
+  else
+    json_builder_add_null_value(builder);
+}
+
+static void
+add_bool(JsonBuilder *builder, const char *member, gboolean value)
+{
+  json_builder_set_member_name(builder, member);
+  json_builder_add_boolean_value(builder, value);
+}
+
+static void
+quota_to_json(JsonBuilder *builder, const HmmvQuota *quota)
+{
+  json_builder_set_member_name(builder, "quota");
+  json_builder_begin_object(builder);
+  add_uint(builder, "dram-min-mib", quota->min_pages / HMMVD_PAGES_PER_MIB);
+  add_uint(builder, "dram-max-mib", quota->max_pages / HMMVD_PAGES_PER_MIB);
+  add_uint(builder, "weight", quota->weight);
+  add_bool(builder, "managed", quota->managed);
+  json_builder_end_object(builder);
+}
+
+static void
+moves_to_json(JsonBuilder *builder, const HmmvMoveStats *moves)
+{
+  add_uint(builder, "promotions-total", moves->promoted);
+  add_uint(builder, "demotions-total", moves->demoted);
+  json_builder_set_member_name(builder, "move-failures");
+  json_builder_begin_object(builder);
+  add_uint(builder, "not-present", moves->not_present);
+  add_uint(builder, "busy", moves->busy);
+  add_uint(builder, "no-memory", moves->no_memory);
+  add_uint(builder, "fault", moves->fault);
+  add_uint(builder, "access", moves->access);
+  add_uint(builder, "other", moves->other);
+  add_uint(builder, "call-failures", moves->call_failures);
+  json_builder_end_object(builder);
+}
+
+static void
+vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
+{
+  const HmmvVmReport *last = &info->last;
+
+  json_builder_begin_object(builder);
+  add_string(builder, "name", info->name);
+  add_string(builder, "source", source_name(info->source));
+  add_uint(builder, "pid", info->pid > 0 ? (guint64)info->pid : 0);
+  add_string(builder, "uuid", info->uuid);
+  add_string(builder, "status", info->status);
+  add_bool(builder, "in-core", info->in_core);
+  add_bool(builder, "paused", info->paused);
+  quota_to_json(builder, &info->quota);
+  add_string(builder, "quota-error", info->quota_error);
+  add_string(builder, "last-error", info->last_error);
+  add_uint(builder, "errors", info->errors);
+  /* Figures of the last interval, in 4 KiB pages. */
+  add_uint(builder, "nr-pages", last->nr_pages);
+  add_uint(builder, "budget-pages", last->budget_pages);
+  add_uint(builder, "hot-pages", last->hot_pages);
+  add_uint(builder, "dram-pages", last->dram_pages);
+  add_uint(builder, "slow-pages", last->slow_pages);
+  add_uint(builder, "written-pages", last->written);
+  add_uint(builder, "read-pages", last->read);
+  add_uint(builder, "intervals-merged", last->intervals_merged);
+  add_uint(builder, "promoted-pages", last->promoted);
+  add_uint(builder, "demoted-pages", last->demoted);
+  add_uint(builder, "move-failed-pages", last->move_failed);
+  add_uint(builder, "deferred-cap-pages", last->deferred_cap);
+  moves_to_json(builder, &info->moves);
+  json_builder_end_object(builder);
+}
+
+JsonNode *
+hmmvd_vms_to_json(HmmvdVms *vms)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new();
+  GPtrArray *list = hmmvd_vms_list(vms);
+
+  json_builder_begin_array(builder);
+  for (guint i = 0; i < list->len; i++)
+    vm_to_json(builder, g_ptr_array_index(list, i));
+  json_builder_end_array(builder);
+  return json_builder_get_root(builder);
+}
+
+static void
+nodes_to_json(JsonBuilder *builder, const HmmvTopology *topo)
+{
+  guint nr_nodes = topo != NULL ? hmmv_topology_get_nr_nodes(topo) : 0;
+
+  json_builder_set_member_name(builder, "nodes");
+  json_builder_begin_array(builder);
+  for (guint i = 0; i < nr_nodes; i++) {
+    const HmmvNode *node = hmmv_topology_get_node(topo, i);
+
+    json_builder_begin_object(builder);
+    add_uint(builder, "id", (guint64)node->id);
+    add_string(builder, "tier", hmmv_tier_to_string(node->tier));
+    add_uint(builder, "total-bytes", node->total_bytes);
+    add_uint(builder, "cpus", node->nr_cpus);
+    add_string(builder, "cpulist", node->cpulist);
+    json_builder_end_object(builder);
+  }
+  json_builder_end_array(builder);
+}
+
+JsonNode *
+hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new();
+  const HmmvIntervalReport *report = hmmvd_vms_get_last_report(vms);
+  GPtrArray *list = hmmvd_vms_list(vms);
+  guint managed = 0;
+
+  for (guint i = 0; i < list->len; i++)
+    managed += ((HmmvdVmInfo *)g_ptr_array_index(list, i))->in_core ? 1 : 0;
+  json_builder_begin_object(builder);
+  add_uint(builder, "interval-ms", hmmvd_vms_get_config(vms)->interval_ms);
+  add_uint(builder, "intervals", report != NULL ? report->index + 1 : 0);
+  add_uint(builder, "last-interval-ns", report != NULL ? report->elapsed_ns : 0);
+  add_uint(builder, "pool-pages", report != NULL ? report->pool_pages : hmmvd_vms_get_pool_pages(vms));
+  add_string(builder, "balance-error", hmmvd_vms_get_balance_error(vms));
+  add_string(builder, "mover", mover);
+  add_bool(builder, "slow-tier-modelled", g_strcmp0(mover, "sim") == 0);
+  add_bool(builder, "single-node", topo != NULL && hmmv_topology_is_single_node(topo));
+  add_uint(builder, "vms", list->len);
+  add_uint(builder, "vms-managed", managed);
+  nodes_to_json(builder, topo);
+  json_builder_end_object(builder);
+  return json_builder_get_root(builder);
+}
