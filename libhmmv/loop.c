@@ -241,7 +241,8 @@ core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error)
   HmmvVm *vm = cvm->vm;
   const HmmvAccess *acc = cvm->acc;
   guint64 nr_pages = hmmv_vm_get_nr_pages(vm);
-  guint64 window = MAX(nr_pages / HMMV_CORE_RESCAN_DIVISOR, HMMV_CORE_RESCAN_MIN_PAGES);
+  guint64 window = CLAMP(nr_pages / HMMV_CORE_RESCAN_DIVISOR, HMMV_CORE_RESCAN_MIN_PAGES,
+                         HMMV_CORE_RESCAN_MAX_PAGES);
 
   g_array_set_size(core->scratch_pages, 0);
   for (gsize w = 0; w < acc->nr_words; w++) {
