@@ -53,8 +53,8 @@ typedef struct {
  * every 32 intervals), at least 4096 pages, at most 65536. A move_pages(2) status query costs
  * ~75-140 ns a page here (tests/bench/bench-query), so the cap holds the rescan to ~5-9 ms per
  * VM per interval; without it a 256 GiB VM would spend ~150-280 ms an interval re-reading
- * placement, more than all of the
- * core's decisions. Such a VM then takes ~1000 intervals for a full pass. */
+ * placement, more than all of the core's decisions. Such a VM then takes ~1000 intervals for a
+ * full pass. */
 #define HMMV_CORE_RESCAN_DIVISOR 32
 #define HMMV_CORE_RESCAN_MIN_PAGES 4096
 #define HMMV_CORE_RESCAN_MAX_PAGES 65536
