@@ -81,6 +81,9 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_bool(builder, "paused", info->paused);
   quota_to_json(builder, &info->quota);
   add_string(builder, "quota-error", info->quota_error);
+  add_uint(builder, "quota-accepted-interval", info->quota_accepted_interval);
+  if (info->quota_effective_interval != G_MAXUINT64)
+    add_uint(builder, "quota-effective-interval", info->quota_effective_interval);
   add_string(builder, "last-error", info->last_error);
   add_uint(builder, "errors", info->errors);
   /* Figures of the last interval, in 4 KiB pages. */

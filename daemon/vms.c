@@ -35,6 +35,7 @@ struct _HmmvdVms {
   GPtrArray *list;            /* sorted view handed out by hmmvd_vms_list() */
   HmmvIntervalReport report;
   gboolean have_report;
+  guint64 intervals_started;  /* the index of the next interval */
   char *balance_error;        /* last one logged: a persisting error is logged once */
   HmmvdQuotaWriter writer;
   gpointer writer_data;
@@ -302,6 +303,8 @@ entry_new(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, const ch
   entry->info.pid = pid;
   entry->info.uuid = g_strdup(uuid);
   entry->info.quota = vms->config->default_quota;
+  entry->info.quota_accepted_interval = vms->intervals_started;
+  entry->info.quota_effective_interval = G_MAXUINT64;
   entry->info.status = g_strdup("starting");
   g_hash_table_insert(vms->entries, entry->info.name, entry);
   return entry;
@@ -466,6 +469,8 @@ hmmvd_vms_set_quota(HmmvdVms *vms, const char *name, const HmmvQuota *quota, GEr
   if (quota_equal(&entry->info.quota, quota))
     return TRUE;
   entry->info.quota = *quota;
+  entry->info.quota_accepted_interval = vms->intervals_started;
+  entry->info.quota_effective_interval = G_MAXUINT64;
   if (entry->info.in_core)
     hmmv_vm_set_quota(hmmv_core_lookup_vm(vms->core, name), quota);
   g_message("vm %s: quota dram-min %" G_GUINT64_FORMAT " MiB, dram-max %" G_GUINT64_FORMAT
@@ -600,6 +605,7 @@ hmmvd_vms_run_interval(HmmvdVms *vms)
   g_autoptr(GPtrArray) relayout = g_ptr_array_new();
   g_autoptr(GPtrArray) messages = g_ptr_array_new_with_free_func(g_free);
 
+  vms->intervals_started++;
   if (!hmmv_core_run_interval(vms->core, &vms->report, &error)) {
     g_warning("interval failed: %s", error->message);
     return;
@@ -613,6 +619,8 @@ hmmvd_vms_run_interval(HmmvdVms *vms)
     if (entry == NULL)
       continue;   /* every VM of the core is listed; a stranger is not ours to touch */
     rep->name = entry->info.name;   /* outlives the core's VM */
+    if (entry->info.quota_effective_interval == G_MAXUINT64)
+      entry->info.quota_effective_interval = vms->report.index;
     entry->info.last = *rep;
     entry->info.last.error = NULL;
     update_moves(vms, entry);

@@ -25,6 +25,11 @@ typedef struct {
   char *uuid;                   /* libvirt only */
   HmmvQuota quota;              /* last good quota */
   char *quota_error;            /* last rejected metadata, NULL when fine */
+  /* When the current quota was accepted, the index of the next interval to start; and the
+   * index of the first interval that ran with it (G_MAXUINT64 until one has). Tests count
+   * intervals with these instead of timing how soon a quota shows. */
+  guint64 quota_accepted_interval;
+  guint64 quota_effective_interval;
   char *status;                 /* "managed", or why hmmv does not manage it */
   char *last_error;             /* last interval's error, NULL when fine */
   guint64 errors;               /* intervals that failed */

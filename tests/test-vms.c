@@ -269,6 +269,36 @@ START_TEST(test_quota)
 }
 END_TEST
 
+/* A quota is effective at the first interval that starts after it was accepted; a rejected or
+ * unchanged one does not move either record. */
+START_TEST(test_quota_intervals)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvQuota quota = { .min_pages = MIB, .max_pages = MIB, .weight = 50, .managed = TRUE };
+  HmmvQuota bad = { .min_pages = 2 * MIB, .max_pages = MIB, .weight = 50, .managed = TRUE };
+  HmmvdVmInfo *info;
+
+  add_vm("a", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  info = hmmvd_vms_lookup(fx.bed.vms, "a");
+  ck_assert_uint_eq(info->quota_effective_interval, G_MAXUINT64);
+  for (int i = 0; i < 3; i++)
+    hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert_uint_eq(info->quota_effective_interval, 0);   /* the default, from the first */
+  ck_assert(hmmvd_vms_set_quota(fx.bed.vms, "a", &quota, &error));
+  ck_assert_uint_eq(info->quota_accepted_interval, 3);
+  ck_assert_uint_eq(info->quota_effective_interval, G_MAXUINT64);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert_uint_eq(info->quota_effective_interval, 3);
+  ck_assert_uint_eq(info->last.budget_pages, MIB);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert(!hmmvd_vms_set_quota(fx.bed.vms, "a", &bad, &error));
+  ck_assert(hmmvd_vms_set_quota(fx.bed.vms, "a", &quota, &error));   /* unchanged */
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert_uint_eq(info->quota_accepted_interval, 3);
+  ck_assert_uint_eq(info->quota_effective_interval, 3);
+}
+END_TEST
+
 static gboolean
 writer(const char *name, const HmmvQuota *quota, gpointer user_data, GError **error)
 {
@@ -403,6 +433,7 @@ vms_suite(void)
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_add_list_lookup);
   tcase_add_test(tc, test_interval_figures);
+  tcase_add_test(tc, test_quota_intervals);
   tcase_add_test(tc, test_gone_vm_leaves_the_core_stays_listed);
   tcase_add_test(tc, test_layout_change_restarts_tracking);
   tcase_add_test(tc, test_layout_change_without_transport);

@@ -235,8 +235,16 @@ alive() { kill -0 "$HMMVD_PID" 2>/dev/null; }
 is_managed() { [[ $(vm_field "$1" 'v["status"]') == managed ]]; }
 all_managed() { local d; for d in "$@"; do is_managed "$d" || return 1; done; }
 log_has() { grep -q -- "$1" "$WORK/hmmvd.log"; }
+# status_field KEY: a member of hmmvctl --json status
+status_field() { ctl --json status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# wait_intervals N: until hmmvd has run N more intervals (so each VM went through them)
+wait_intervals() {
+  local target=$(($(status_field intervals) + $1))
+  ran() { [[ $(status_field intervals) -ge $target ]]; }
+  wait_for 60 "hmmvd runs $1 more intervals" ran
+}
 
-wait_for 30 "hmmvd serves its control socket" test -S "$WORK/hmmvd.sock"
+wait_for 60 "hmmvd serves its control socket" test -S "$WORK/hmmvd.sock"
 wait_for 60 "every domain discovered and managed" all_managed "${DOMAINS[@]}" &&
   ok "discovered and managed: ${DOMAINS[*]}"
 if [[ $PINNED_UP -eq 1 ]]; then
@@ -248,22 +256,32 @@ fi
 A=${DOMAINS[0]} B=${DOMAINS[1]} C=${DOMAINS[2]}
 budget_before=$(vm_field "$A" 'v["budget-pages"]')
 set_meta() { virsh -q -c "$URI" metadata "$1" --uri "$NS" --key hmmv --live --config --set "$2"; }
+# A loaded machine can take seconds for any of this, so nothing here is timed: hmmvd numbers
+# its intervals, and the quota must be effective at the first interval that starts after
+# hmmvd accepted it (the metadata event). The time it took is reported, not checked.
+intervals_before=$(status_field intervals)
 t_set=$(date +%s%N)
 set_meta "$A" '<memory dram-min-mib="40" dram-max-mib="40" weight="100"/>'
-quota_applied() { [[ $(vm_field "$A" 'v["quota"]["dram-max-mib"]') == 40 ]]; }
-if wait_for 5 "quota of $A shown by hmmvctl" quota_applied; then
-  ms=$((($(date +%s%N) - t_set) / 1000000))
-  check "quota shown after $ms ms (limit: two intervals, $((2 * INTERVAL_MS)) ms)" \
-    test "$ms" -le $((2 * INTERVAL_MS))
+quota_effective() {
+  [[ $(vm_field "$A" 'v["quota"]["dram-max-mib"]') == 40 &&
+     $(vm_field "$A" '"quota-effective-interval" in v') == True ]]
+}
+if wait_for 60 "quota of $A shown by hmmvctl and effective" quota_effective; then
+  log "quota of $A shown and effective $((($(date +%s%N) - t_set) / 1000000)) ms after virsh metadata (a figure, not a limit)"
+  accepted=$(vm_field "$A" 'v["quota-accepted-interval"]')
+  effective=$(vm_field "$A" 'v["quota-effective-interval"]')
+  check "quota accepted after it was set (next interval $accepted, $intervals_before had run before)" \
+    test "$accepted" -ge "$intervals_before"
+  check "quota effective at the first interval after the event (accepted before $accepted, effective in $effective)" \
+    test "$effective" -eq "$accepted"
 fi
 budget_ok() { [[ $(vm_field "$A" 'v["budget-pages"]') == 10240 ]]; }
-wait_for 5 "budget of $A becomes 40 MiB (was $budget_before pages)" budget_ok &&
+wait_for 60 "budget of $A becomes 40 MiB (was $budget_before pages)" budget_ok &&
   ok "budget of $A: $budget_before -> 10240 pages"
 
 # ---- malformed metadata: rejected, last good quota kept -------------------------------------
 set_meta "$A" '<memory dram-min-mib="64" dram-max-mib="32"/>'
 set_meta "$B" '<memory dram-min-mib="lots"/>'
-sleep $((3 * INTERVAL_MS / 1000 + 1))
 kept_a() {
   [[ $(vm_field "$A" 'v["quota"]["dram-max-mib"]') == 40 &&
      $(vm_field "$A" 'v["quota-error"] is not None') == True ]] && log_has "vm $A: quota rejected"
@@ -272,31 +290,33 @@ rejected_b() {
   [[ $(vm_field "$B" 'v["quota-error"] is not None') == True ]] &&
     log_has "vm $B: hmmv metadata rejected"
 }
-check "min > max rejected, last good quota kept: $(vm_field "$A" 'v["quota-error"]')" kept_a
-check "unparsable metadata rejected: $(vm_field "$B" 'v["quota-error"]')" rejected_b
+wait_for 60 "min > max rejected, last good quota kept" kept_a &&
+  ok "min > max rejected, last good quota kept: $(vm_field "$A" 'v["quota-error"]')"
+wait_for 60 "unparsable metadata rejected" rejected_b &&
+  ok "unparsable metadata rejected: $(vm_field "$B" 'v["quota-error"]')"
 set_meta "$A" '<memory dram-min-mib="40" dram-max-mib="40" weight="100"/>'
 
 # ---- a domain destroyed while managed -------------------------------------------------------
 virsh -q -c "$URI" destroy "$C" >/dev/null
 gone() { [[ $(vm_field "$C" 'v["name"]') == '<absent>' ]]; }
-wait_for 10 "$C removed after destroy" gone && ok "$C removed after virsh destroy"
-sleep $((2 * INTERVAL_MS / 1000 + 1))
+wait_for 60 "$C removed after destroy" gone && ok "$C removed after virsh destroy"
+wait_intervals 2
 others_fine() { alive && all_managed "$A" "$B"; }
 check "after destroying $C: hmmvd running, $A and $B still managed" others_fine
 
 # ---- libvirtd killed and restarted ----------------------------------------------------------
 stop_pid "$LIBVIRTD_PID" libvirtd
 LIBVIRTD_PID=''
-wait_for 10 "hmmvd notices libvirtd is gone" log_has "lost the connection"
-sleep 1
+wait_for 60 "hmmvd notices libvirtd is gone" log_has "lost the connection"
+wait_intervals 2
 check "libvirtd down: hmmvd running, $A and $B still managed" others_fine
 start_libvirtd || { fail "libvirtd does not restart"; exit 1; }
 reconnected() { [[ $(grep -c "libvirt: connected to" "$WORK/hmmvd.log") -ge 2 ]]; }
-wait_for 15 "hmmvd reconnects to libvirtd" reconnected && ok "reconnected to the restarted libvirtd"
+wait_for 60 "hmmvd reconnects to libvirtd" reconnected && ok "reconnected to the restarted libvirtd"
 check "after reconnect: $A and $B still managed" others_fine
 set_meta "$B" '<memory dram-min-mib="20" dram-max-mib="30" weight="200"/>'
 b_quota() { [[ $(vm_field "$B" 'v["quota"]["dram-max-mib"]') == 30 ]]; }
-wait_for 5 "metadata events after reconnect" b_quota && ok "metadata events work after reconnect"
+wait_for 60 "metadata events after reconnect" b_quota && ok "metadata events work after reconnect"
 
 # ---- hmmvctl set-quota writes the libvirt metadata ------------------------------------------
 if ctl set-quota "$B" --min 10 --max 50 --weight 100 >/dev/null 2>"$WORK/setq.err"; then

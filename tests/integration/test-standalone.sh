@@ -78,16 +78,16 @@ writing() { [[ $(field "$1" written-pages) =~ ^[1-9] ]]; }
 not_managed() { [[ $(field "$1" status) != managed ]]; }
 both() { "$1" a && "$1" b; }
 b_alive() { managed b && writing b; }
-wait_for 30 "both VMs managed with their QEMU pids" both managed
-wait_for 10 "both VMs' writes are harvested" both writing
+wait_for 60 "both VMs managed with their QEMU pids" both managed
+wait_for 60 "both VMs' writes are harvested" both writing
 
 kill -9 "${QEMU_PID[a]}"; wait "${QEMU_PID[a]}" 2>/dev/null; unset 'QEMU_PID[a]'
-wait_for 10 "a killed QEMU is reported, not managed" not_managed a
+wait_for 60 "a killed QEMU is reported, not managed" not_managed a
 if kill -0 "$HMMVD_PID" 2>/dev/null; then ok "hmmvd survived the QEMU's death"; else fail "hmmvd died"; fi
-wait_for 5 "the other VM is still managed and tracked" b_alive
+wait_for 60 "the other VM is still managed and tracked" b_alive
 
 start_qemu a 8
-wait_for 30 "the restarted QEMU is picked up again" managed a
+wait_for 60 "the restarted QEMU is picked up again" managed a
 
 kill -TERM "$HMMVD_PID"
 if wait "$HMMVD_PID"; then ok "SIGTERM: hmmvd exited 0"; else fail "SIGTERM: hmmvd exited $?"; fi
