@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <gio/gunixsocketaddress.h>
+#include <hmmv/json.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -225,20 +226,20 @@ char *
 hmmvd_control_handle_request(HmmvdVms *vms, const HmmvTopology *topo, const char *mover_name,
                              const char *line, gsize len)
 {
-  g_autoptr(JsonParser) parser = json_parser_new();
   g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) root = NULL;
   g_autofree char *message = NULL;
-  JsonNode *root;
   JsonNode *result;
 
   if (len == 0 || memchr(line, '\0', len) != NULL || !g_utf8_validate(line, (gssize)len, NULL))
     return error_line("malformed request: expected one JSON object per line (UTF-8)");
-  if (!json_parser_load_from_data(parser, line, (gssize)len, &error)) {
+  /* Bounded nesting and nothing after the object: hmmv_json_parse() checks both first. */
+  root = hmmv_json_parse(line, len, &error);
+  if (root == NULL) {
     message = g_strdup_printf("malformed request: %s", error->message);
     return error_line(message);
   }
-  root = json_parser_get_root(parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root))
+  if (!JSON_NODE_HOLDS_OBJECT(root))
     return error_line("malformed request: expected a JSON object");
   result = dispatch(vms, topo, mover_name, json_node_get_object(root), &error);
   if (result == NULL)

@@ -8,6 +8,7 @@
  * wait and bounded memory.
  */
 #include <hmmv/error.h>
+#include <hmmv/json.h>
 #include <hmmv/qmp.h>
 
 #include <gio/gio.h>
@@ -67,18 +68,14 @@ hmmv_qmp_build_command(const char *command, JsonObject *arguments)
 JsonNode *
 hmmv_qmp_parse_reply(const char *text, GError **error)
 {
-  g_autoptr(JsonParser) parser = json_parser_new();
-  g_autoptr(GError) local_error = NULL;
+  g_autoptr(JsonNode) root = hmmv_json_parse(text, strlen(text), error);
   JsonObject *object;
-  JsonNode *root;
 
-  if (!json_parser_load_from_data(parser, text, -1, &local_error)) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "QMP reply is not JSON: %s",
-                local_error->message);
+  if (root == NULL) {
+    g_prefix_error(error, "QMP reply is not JSON: ");
     return NULL;
   }
-  root = json_parser_get_root(parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
+  if (!JSON_NODE_HOLDS_OBJECT(root)) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "QMP reply is not a JSON object");
     return NULL;
   }
@@ -250,14 +247,19 @@ socket_read_reply(SocketQmp *sq, GError **error)
       return NULL;
     if (line[0] == '\0' || strstr(line, "\"event\"") != NULL) {
       /* An event, or an empty line: a real reply never has an "event" member. Confirm by
-       * parsing, so a reply whose payload mentions "event" is not dropped. */
-      g_autoptr(JsonParser) parser = json_parser_new();
+       * parsing, so a reply whose payload mentions "event" is not dropped. An event is
+       * bounded like a reply: a hostile one is an error, not skipped. */
+      g_autoptr(JsonNode) root = NULL;
 
       if (line[0] == '\0')
         continue;
-      if (json_parser_load_from_data(parser, line, -1, NULL) &&
-          JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser)) &&
-          json_object_has_member(json_node_get_object(json_parser_get_root(parser)), "event"))
+      root = hmmv_json_parse(line, strlen(line), error);
+      if (root == NULL) {
+        g_prefix_error(error, "QMP %s: ", sq->path);
+        return NULL;
+      }
+      if (JSON_NODE_HOLDS_OBJECT(root) &&
+          json_object_has_member(json_node_get_object(root), "event"))
         continue;
     }
     return g_steal_pointer(&line);

@@ -111,7 +111,23 @@ static const struct {
   { "}}}}", "{\"error\":\"malformed request: " },
   { "", "{\"error\":\"malformed request: expected one JSON object" },
   { "{\"command\":\"\xff\"}", "{\"error\":\"malformed request: expected one JSON object" },
+  /* issue 10: a trailing value was parsed, ignored and leaked (2.3 MiB a line) */
+  { "{\"command\":\"status\"} [0,0,0]", "{\"error\":\"malformed request: trailing data" },
+  { "{\"command\":\"status\"} /* */", "{\"error\":\"malformed request: JSON text has an "
+    "unexpected byte" },
 };
+
+/* issue 10: a line of 60,000 '[' (under the 64 KiB line limit) overflowed json-glib's stack
+ * within ~12% of the limit. */
+START_TEST(test_deep_request)
+{
+  g_autofree char *deep = g_strnfill(60000, '[');
+  g_autofree char *reply = handle(deep);
+
+  ck_assert_msg(g_str_has_prefix(reply, "{\"error\":\"malformed request: JSON nested deeper "
+                                        "than 32 levels"), "%s", reply);
+}
+END_TEST
 
 START_TEST(test_requests)
 {
@@ -410,6 +426,7 @@ control_suite(gboolean root)
 
   tcase_add_checked_fixture(handler, setup, teardown);
   tcase_add_loop_test(handler, test_requests, 0, G_N_ELEMENTS(requests));
+  tcase_add_test(handler, test_deep_request);
   tcase_add_test(handler, test_set_quota_applies);
   suite_add_tcase(s, handler);
   if (!root) {

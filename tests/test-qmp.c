@@ -115,6 +115,22 @@ peer_thread(gpointer data)
     } else if (strstr(line, "query-err") != NULL) {
       peer_send(sock, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command "
                       "query-err has not been found\"}}\n");
+    } else if (strstr(line, "query-deep-event") != NULL) {
+      /* issue 10: ~75,000 levels overflowed json-glib's stack in the event path */
+      g_autofree char *deep = g_strnfill(100000, '[');
+
+      peer_send(sock, "{\"event\": \"X\", \"data\": ");
+      peer_send(sock, deep);
+      peer_send(sock, "\n{\"return\": {}}\n");
+    } else if (strstr(line, "query-deep") != NULL) {
+      g_autofree char *deep = g_strnfill(100000, '[');
+
+      peer_send(sock, "{\"return\": ");
+      peer_send(sock, deep);
+      peer_send(sock, "\n");
+    } else if (strstr(line, "query-trailing") != NULL) {
+      /* issue 10: json-glib took the first value and leaked the rest */
+      peer_send(sock, "{\"return\": {\"answer\": 1}} [0,0,0,0,0,0,0,0]\n");
     } else if (strstr(line, "query-garbage") != NULL) {
       peer_send(sock, "not json at all\n");
     } else {
@@ -186,6 +202,16 @@ START_TEST(test_execute_skips_events)
   g_clear_error(&error);
   ck_assert(hmmv_qmp_execute(qmp, "query-garbage", NULL, &error) == NULL);
   ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL));
+  g_clear_error(&error);
+  ck_assert(hmmv_qmp_execute(qmp, "query-trailing", NULL, &error) == NULL);
+  ck_assert_msg(strstr(error->message, "trailing data") != NULL, "%s", error->message);
+  g_clear_error(&error);
+  ck_assert(hmmv_qmp_execute(qmp, "query-deep", NULL, &error) == NULL);
+  ck_assert_msg(strstr(error->message, "nested deeper") != NULL, "%s", error->message);
+  g_clear_error(&error);
+  /* Last: after a bad event the reply behind it is still queued (hmmvd drops the VM). */
+  ck_assert(hmmv_qmp_execute(qmp, "query-deep-event", NULL, &error) == NULL);
+  ck_assert_msg(strstr(error->message, "nested deeper") != NULL, "%s", error->message);
   hmmv_qmp_free(qmp);   /* the peer sees EOF and ends */
   peer_stop(peer);
 }

@@ -15,5 +15,6 @@
 #include <hmmv/mover.h>
 #include <hmmv/trace.h>
 #include <hmmv/core.h>
+#include <hmmv/json.h>
 #include <hmmv/qmp.h>
 #include <hmmv/qemu.h>
