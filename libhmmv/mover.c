@@ -10,7 +10,7 @@
 #include <errno.h>
 
 /* 512 pages per call: move_pages(2) costs ~62 us for a lone page but ~3.9 us/page in a
- * batch of 512 (tier-model.md); larger batches gain little and hold mmap_lock longer. */
+ * batch of 512 (tests/bench/tier-model.md); larger batches gain little and hold mmap_lock longer. */
 #define DEFAULT_BATCH_PAGES 512
 
 HmmvMover *

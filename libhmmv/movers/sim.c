@@ -13,7 +13,7 @@
 #include <errno.h>
 #include <string.h>
 
-/* tier-model.md: move_pages of 512 x 4 KiB in one call costs ~3.9 us per page. */
+/* tests/bench/tier-model.md: move_pages of 512 x 4 KiB in one call costs ~3.9 us per page. */
 #define SIM_DEFAULT_NS_PER_PAGE 3900
 #define SIM_UNPLACED 0xff
 #define SIM_NR_NODES (HMMV_MAX_NODE_ID + 1)

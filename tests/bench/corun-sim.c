@@ -5,11 +5,16 @@
  * baseline (first touch, nothing moves) and all-DRAM. Prints what the core decided each
  * interval and a summary with modelled memory time.
  *
- * The slow tier is MODELLED (tests/bench/README or BENCHMARKS.md has the parameters):
+ * The slow tier is MODELLED (tests/bench/tier-model.md has the parameters and their sources):
  * latency per memory access DRAM 80 ns read / 80 ns write, Optane-like slow tier 305 ns read
  * / 915 ns write (Izraelevitz et al. 2019: 305 ns random read; write bandwidth 13.9 vs read
  * 39.4 GB/s, taken as 3x the read cost under load); each migrated page costs 3.9 us (Zi Yan's
  * 512-page move_pages batch), charged to the VM's time.
+ *
+ * What hmmv sees: by default only the writes (--tracking writes), as the shipped qemu-dirty
+ * tracker does on a host without a read source (DAMON, idle page tracking): reads still cost
+ * time in the model but are hidden from the core. --tracking reads-writes shows the core every
+ * access, as a read tracker would.
  *
  * Workload of VM i: size_mib of RAM; a hot set (hot_pct of the pages) that takes 90% of the
  * touches and drifts by 1/16 of itself per interval; hot pages see 32 memory accesses per
@@ -56,6 +61,7 @@ typedef struct {
   double time_hmmv_ns;
   double time_base_ns;
   double time_dram_ns;
+  gboolean reads_visible;   /* the core sees reads too (a read tracker), else writes only */
 } SimVm;
 
 static guint64
@@ -118,8 +124,11 @@ stream_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error
   const SimVm *svm = tracker->priv;
 
   memcpy(acc->writes, svm->acc->writes, acc->nr_words * sizeof(guint64));
-  memcpy(acc->reads, svm->acc->reads, acc->nr_words * sizeof(guint64));
-  acc->has_reads = TRUE;
+  if (svm->reads_visible)
+    memcpy(acc->reads, svm->acc->reads, acc->nr_words * sizeof(guint64));
+  else
+    memset(acc->reads, 0, acc->nr_words * sizeof(guint64));
+  acc->has_reads = svm->reads_visible;
   acc->intervals = 1;
   return TRUE;
 }
@@ -148,11 +157,18 @@ main(int argc, char **argv)
   guint intervals = 40;
   guint dram_pct = 50;
   gboolean quiet = FALSE;
+  gboolean markdown = FALSE;
+  g_autofree char *tracking = NULL;
+  gboolean reads_visible;
   GOptionEntry entries[] = {
     { "intervals", 'n', 0, G_OPTION_ARG_INT, &intervals, "Intervals to run (40)", "N" },
     { "dram-pct", 'd', 0, G_OPTION_ARG_INT, &dram_pct,
       "Modelled DRAM as % of the VMs' total RAM (50)", "PCT" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "Only the summary", NULL },
+    { "tracking", 't', 0, G_OPTION_ARG_STRING, &tracking,
+      "What the core sees: writes (the shipped tracker, default) or reads-writes", "KIND" },
+    { "markdown", 'm', 0, G_OPTION_ARG_NONE, &markdown,
+      "The summary as a Markdown table (what BENCHMARKS.md holds)", NULL },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new("- hmmv co-run on a modelled tier");
@@ -174,6 +190,14 @@ main(int argc, char **argv)
             error ? error->message : "intervals and dram-pct (1..100) must be positive");
     return EXIT_FAILURE;
   }
+  if (tracking == NULL || g_strcmp0(tracking, "writes") == 0) {
+    reads_visible = FALSE;
+  } else if (g_strcmp0(tracking, "reads-writes") == 0) {
+    reads_visible = TRUE;
+  } else {
+    fprintf(stderr, "hmmv-corun-sim: --tracking is writes or reads-writes, not '%s'\n", tracking);
+    return EXIT_FAILURE;
+  }
   for (guint i = 0; i < nr_vms; i++)
     total_pages += ((guint64)default_specs[i].size_mib << 20) >> HMMV_PAGE_SHIFT;
   dram_pages = total_pages * dram_pct / 100;
@@ -192,10 +216,14 @@ main(int argc, char **argv)
   printf("hmmv co-run on a MODELLED slow tier (sim mover; no page really moves):\n"
          "  %u VMs, %" G_GUINT64_FORMAT " MiB in all, modelled DRAM %" G_GUINT64_FORMAT
          " MiB (%u%%), slow tier %" G_GUINT64_FORMAT " MiB\n"
-         "  latency model: DRAM %.0f/%.0f ns, slow %.0f/%.0f ns (read/write), move %.1f us/page\n",
+         "  latency model: DRAM %.0f/%.0f ns, slow %.0f/%.0f ns (read/write), move %.1f us/page\n"
+         "  tracking: %s\n",
          nr_vms, total_pages >> 8, dram_pages >> 8, dram_pct, total_pages >> 8,
          LAT_DRAM_READ_NS, LAT_DRAM_WRITE_NS, LAT_SLOW_READ_NS, LAT_SLOW_WRITE_NS,
-         MOVE_NS_PER_PAGE / 1000);
+         MOVE_NS_PER_PAGE / 1000,
+         reads_visible ? "reads and writes (as with a read tracker)"
+                       : "writes only (the qemu-dirty tracker; reads cost time but hmmv does "
+                         "not see them)");
 
   for (guint i = 0; i < nr_vms; i++) {
     SimVm *svm = &svms[i];
@@ -206,6 +234,7 @@ main(int argc, char **argv)
     svm->nr_pages = ((guint64)svm->spec->size_mib << 20) >> HMMV_PAGE_SHIFT;
     svm->hot_pages = MAX(svm->nr_pages * svm->spec->hot_pct / 100, 1);
     svm->rng = 0x2545f4914f6cdd1du + i;
+    svm->reads_visible = reads_visible;
     svm->touch_count = g_new0(guint64, svm->nr_pages);
     svm->acc = hmmv_access_new(svm->nr_pages, &error);
     svm->base_vm = svm->acc ? make_vm(svm, &error) : NULL;
@@ -267,21 +296,34 @@ main(int argc, char **argv)
     }
   }
 
-  printf("\nsummary: modelled memory time over %u intervals (lower is better)\n", intervals);
-  printf("  %-9s %12s %12s %12s %10s %10s\n", "vm", "all-DRAM ms", "unmanaged ms", "hmmv ms",
-         "unmgd/DRAM", "hmmv/DRAM");
-  for (guint i = 0; i < nr_vms; i++) {
-    SimVm *svm = &svms[i];
-
-    printf("  %-9s %12.2f %12.2f %12.2f %10.3f %10.3f\n", svm->spec->name,
-           svm->time_dram_ns / 1e6, svm->time_base_ns / 1e6, svm->time_hmmv_ns / 1e6,
-           svm->time_base_ns / svm->time_dram_ns, svm->time_hmmv_ns / svm->time_dram_ns);
-    sum_dram += svm->time_dram_ns;
-    sum_base += svm->time_base_ns;
-    sum_hmmv += svm->time_hmmv_ns;
+  if (markdown) {
+    printf("\n| vm | all-DRAM ms | unmanaged ms | hmmv ms | unmanaged / DRAM | hmmv / DRAM |\n"
+           "|---|---:|---:|---:|---:|---:|\n");
+  } else {
+    printf("\nsummary: modelled memory time over %u intervals (lower is better)\n", intervals);
+    printf("  %-9s %12s %12s %12s %10s %10s\n", "vm", "all-DRAM ms", "unmanaged ms", "hmmv ms",
+           "unmgd/DRAM", "hmmv/DRAM");
   }
-  printf("  %-9s %12.2f %12.2f %12.2f %10.3f %10.3f\n", "all", sum_dram / 1e6, sum_base / 1e6,
-         sum_hmmv / 1e6, sum_base / sum_dram, sum_hmmv / sum_dram);
+  for (guint i = 0; i <= nr_vms; i++) {
+    const char *name = i < nr_vms ? svms[i].spec->name : "all";
+    double dram = i < nr_vms ? svms[i].time_dram_ns : sum_dram;
+    double base = i < nr_vms ? svms[i].time_base_ns : sum_base;
+    double hmmv = i < nr_vms ? svms[i].time_hmmv_ns : sum_hmmv;
+
+    if (markdown)
+      printf("| %s | %.2f | %.2f | %.2f | %.3f | %.3f |\n", name, dram / 1e6, base / 1e6,
+             hmmv / 1e6, base / dram, hmmv / dram);
+    else
+      printf("  %-9s %12.2f %12.2f %12.2f %10.3f %10.3f\n", name, dram / 1e6, base / 1e6,
+             hmmv / 1e6, base / dram, hmmv / dram);
+    if (i < nr_vms) {
+      sum_dram += dram;
+      sum_base += base;
+      sum_hmmv += hmmv;
+    }
+  }
+  if (markdown)
+    printf("\n");
   printf("slowdown_unmanaged=%.3f\nslowdown_hmmv=%.3f\nhmmv_speedup_vs_unmanaged=%.3f\n",
          sum_base / sum_dram, sum_hmmv / sum_dram, sum_base / sum_hmmv);
   for (guint i = 0; i < nr_vms; i++) {
