@@ -52,7 +52,6 @@ static const char *const movers[] = { "auto", "numa", "sim", NULL };
 static const KeySpec key_specs[] = {
   { "daemon", "interval-ms", KEY_UINT, FIELD(interval_ms), 0, G_MAXUINT, NULL, TRUE },
   { "daemon", "control-socket", KEY_PATH, FIELD(control_socket), 0, 0, NULL, FALSE },
-  { "daemon", "shm-dir", KEY_PATH, FIELD(shm_dir), 0, 0, NULL, FALSE },
   { "daemon", "log-level", KEY_ENUM, FIELD(log_level), 0, 0, log_levels, FALSE },
   { "libvirt", "enabled", KEY_BOOL, FIELD(libvirt_enabled), 0, 0, NULL, FALSE },
   { "libvirt", "uri", KEY_STRING, FIELD(libvirt_uri), 0, 0, NULL, FALSE },
@@ -91,7 +90,6 @@ hmmvd_config_init(HmmvdConfig *config)
   hmmv_params_init(&config->params);
   config->interval_ms = config->params.interval_ms;
   config->control_socket = g_strdup("/run/hmmv/hmmvd.sock");
-  config->shm_dir = g_strdup("/dev/shm");
   config->log_level = g_strdup("message");
   config->libvirt_enabled = TRUE;
   config->libvirt_uri = g_strdup("qemu:///system");
@@ -111,7 +109,6 @@ void
 hmmvd_config_clear(HmmvdConfig *config)
 {
   g_clear_pointer(&config->control_socket, g_free);
-  g_clear_pointer(&config->shm_dir, g_free);
   g_clear_pointer(&config->log_level, g_free);
   g_clear_pointer(&config->libvirt_uri, g_free);
   g_clear_pointer(&config->libvirt_run_dir, g_free);
@@ -127,7 +124,6 @@ config_copy(HmmvdConfig *dst, const HmmvdConfig *src)
 {
   *dst = *src;
   dst->control_socket = g_strdup(src->control_socket);
-  dst->shm_dir = g_strdup(src->shm_dir);
   dst->log_level = g_strdup(src->log_level);
   dst->libvirt_uri = g_strdup(src->libvirt_uri);
   dst->libvirt_run_dir = g_strdup(src->libvirt_run_dir);

@@ -13,7 +13,6 @@ typedef struct {
   /* [daemon] */
   guint interval_ms;
   char *control_socket;         /* path of the root-only control socket */
-  char *shm_dir;                /* where QEMU creates regions when fds cannot be passed */
   char *log_level;              /* error, warning, message, info, debug */
   /* [libvirt] */
   gboolean libvirt_enabled;

@@ -225,7 +225,6 @@ build_from_qmp(HmmvdVms *vms, const char *name, HmmvQmp *qmp, HmmvVm **vm_out,
 {
   HmmvQemuDirtyOptions options = {
     .interval_ms = vms->config->interval_ms,
-    .shm_dir = vms->config->shm_dir,
   };
   g_autoptr(HmmvVm) vm = hmmv_qemu_vm_new(qmp, name, error);
   HmmvQmp *proxy;

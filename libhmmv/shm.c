@@ -135,6 +135,33 @@ shm_check(HmmvShm *shm, GError **error)
   return TRUE;
 }
 
+/* QEMU holds the same memfd: were it to ftruncate the file below what hmmvd mapped, the next
+ * harvest would die of SIGBUS (seen: ~3 s after QEMU shrank it to 0). Seal the size before
+ * mapping, and check the seals are there; a region that cannot be sealed is refused. */
+static gboolean
+shm_seal(HmmvShm *shm, GError **error)
+{
+  const int wanted = F_SEAL_SHRINK | F_SEAL_GROW;
+  int seals;
+
+  /* EPERM: someone (QEMU) sealed the seals first; what matters is whether ours are in. */
+  if (fcntl(shm->fd, F_ADD_SEALS, wanted | F_SEAL_SEAL) < 0 && errno != EPERM) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT,
+                "region %s: cannot be sealed (%s): only a memfd created with "
+                "MFD_ALLOW_SEALING is accepted", shm->what, g_strerror(errno));
+    return FALSE;
+  }
+  seals = fcntl(shm->fd, F_GET_SEALS);
+  if (seals < 0 || (seals & wanted) != wanted) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT,
+                "region %s: not sealed against shrinking and growing (seals 0x%x): only a "
+                "memfd created with MFD_ALLOW_SEALING is accepted", shm->what,
+                seals < 0 ? 0 : (guint)seals);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 HmmvShm *
 hmmv_shm_open_fd(int fd, const char *what, GError **error)
 {
@@ -144,7 +171,14 @@ hmmv_shm_open_fd(int fd, const char *what, GError **error)
   shm->what = g_strdup(what);
   shm->blocks = g_array_new(FALSE, TRUE, sizeof(HmmvShmBlock));
   shm->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (shm->fd < 0 || fstat(shm->fd, &st) < 0) {
+  if (shm->fd < 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "region %s: %s", what, g_strerror(errno));
+    return NULL;
+  }
+  /* Sealed first, sized after: the size read below can no longer change. */
+  if (!shm_seal(shm, error))
+    return NULL;
+  if (fstat(shm->fd, &st) < 0) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "region %s: %s", what, g_strerror(errno));
     return NULL;
   }
@@ -166,22 +200,6 @@ hmmv_shm_open_fd(int fd, const char *what, GError **error)
   if (!shm_check(shm, error))
     return NULL;
   return g_steal_pointer(&shm);
-}
-
-HmmvShm *
-hmmv_shm_open(const char *path, GError **error)
-{
-  int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-  HmmvShm *shm;
-
-  if (fd < 0) {
-    g_set_error(error, HMMV_ERROR, errno == ENOENT ? HMMV_ERROR_NOT_FOUND : HMMV_ERROR_IO,
-                "region %s: %s", path, g_strerror(errno));
-    return NULL;
-  }
-  shm = hmmv_shm_open_fd(fd, path, error);
-  close(fd);
-  return shm;
 }
 
 guint

@@ -2,9 +2,10 @@
 /*
  * Reading the region the patched QEMU publishes guest writes into (layout: hmmv/shm-abi.h).
  *
- * QEMU is on the other side of this memory and is not trusted: every size is checked once at
- * open against the file's real size, and a snapshot of the checked descriptors is kept; the
- * harvest never follows a size read from the region afterwards. Header fields that can
+ * QEMU is on the other side of this memory and is not trusted: the file is sealed against
+ * size changes before it is mapped, every size is checked once at open against the file's
+ * real size, and a snapshot of the checked descriptors is kept; the harvest never follows a
+ * size read from the region afterwards. Header fields that can
  * legitimately change (seq, generation, flags) are read with atomic loads, and a header whose
  * magic or version changes later is reported as corrupt.
  */
@@ -31,9 +32,10 @@ typedef struct {
 
 typedef struct _HmmvShm HmmvShm;
 
-/* Opens and maps an existing region read-write (the harvest clears words). */
-HmmvShm *hmmv_shm_open(const char *path, GError **error);
-/* Same on an fd the caller owns (it is duplicated). */
+/* Seals the region (a memfd created with MFD_ALLOW_SEALING; the fd is duplicated, the caller
+ * keeps its own) against shrinking and growing, then maps it read-write (the harvest clears
+ * words). A file that cannot be sealed is refused with HMMV_ERROR_CORRUPT: QEMU, holding the
+ * same file, could otherwise truncate it under the mapping and hmmvd would die of SIGBUS. */
 HmmvShm *hmmv_shm_open_fd(int fd, const char *what, GError **error);
 void hmmv_shm_free(HmmvShm *shm);
 

@@ -8,7 +8,7 @@
 
 #define SHIPPED_CONF HMMV_SOURCE_ROOT "/configs/hmmvd.conf"
 /* [daemon] 4 + [libvirt] 4 + [memory] 6 + [policy] 8 + [defaults] 4 + [metrics] 2 */
-#define NR_KEYS 28
+#define NR_KEYS 27
 
 static char *tmpdir;
 
@@ -48,7 +48,6 @@ assert_config_equal(const HmmvdConfig *a, const HmmvdConfig *b)
 {
   ck_assert_uint_eq(a->interval_ms, b->interval_ms);
   ck_assert_str_eq(a->control_socket, b->control_socket);
-  ck_assert_str_eq(a->shm_dir, b->shm_dir);
   ck_assert_str_eq(a->log_level, b->log_level);
   ck_assert_int_eq(!!a->libvirt_enabled, !!b->libvirt_enabled);
   ck_assert_str_eq(a->libvirt_uri, b->libvirt_uri);
@@ -136,7 +135,7 @@ START_TEST(test_every_key)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *path = write_conf(
-    "[daemon]\ninterval-ms = 500\ncontrol-socket = /tmp/x/ctl.sock\nshm-dir = /run/shm\n"
+    "[daemon]\ninterval-ms = 500\ncontrol-socket = /tmp/x/ctl.sock\n"
     "log-level = debug\n"
     "[libvirt]\nenabled = no\nuri = qemu+ssh://h/system\nreconnect-ms = 5000\n"
     "run-dir = /var/run/lv\n"
@@ -154,7 +153,6 @@ START_TEST(test_every_key)
   ck_assert_uint_eq(config.interval_ms, 500);
   ck_assert_uint_eq(config.params.interval_ms, 500);
   ck_assert_str_eq(config.control_socket, "/tmp/x/ctl.sock");
-  ck_assert_str_eq(config.shm_dir, "/run/shm");
   ck_assert_str_eq(config.log_level, "debug");
   ck_assert(!config.libvirt_enabled);
   ck_assert_str_eq(config.libvirt_uri, "qemu+ssh://h/system");
@@ -200,7 +198,7 @@ static const struct {
   { "[daemon]\nlog-level = loud\n", ":2: [daemon] log-level: \"loud\" is not one of error," },
   { "[daemon]\ncontrol-socket = run/x.sock\n", ":2: [daemon] control-socket: \"run/x.sock\" is "
                                                "not an absolute path" },
-  { "[daemon]\nshm-dir =\n", ":2: [daemon] shm-dir: empty value" },
+  { "[daemon]\ncontrol-socket =\n", ":2: [daemon] control-socket: empty value" },
   { "[libvirt]\nenabled = perhaps\n", ":2: [libvirt] enabled: \"perhaps\" is not a boolean" },
   { "[libvirt]\nreconnect-ms = 10\n", ":2: [libvirt] reconnect-ms: 10 is out of range [100," },
   { "[memory]\nmover = fast\n", ":2: [memory] mover: \"fast\" is not one of auto, numa, sim" },

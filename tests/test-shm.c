@@ -7,9 +7,11 @@
 #include "hmmv-test.h"
 #include "shm.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 typedef struct {
@@ -67,27 +69,33 @@ region_block(Region *r, guint i)
                                    i * HMMV_SHM_BLOCK_DESC_SIZE);
 }
 
-static char *
+/* A memfd as hmmvd creates it (sealable), holding the first size bytes of r; QEMU's side. */
+static int
 region_write(const Region *r, gsize size)
 {
-  g_autoptr(GError) error = NULL;
-  char *path = NULL;
-  int fd = g_file_open_tmp("hmmv-shm-XXXXXX", &path, &error);
+  int fd = memfd_create("hmmv-test-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
-  ck_assert_msg(fd >= 0, "%s", error ? error->message : "");
-  ck_assert_int_eq(write(fd, r->data, size), (gssize)size);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(pwrite(fd, r->data, size, 0), (gssize)size);
+  return fd;
+}
+
+static HmmvShm *
+region_open(const Region *r, gsize size, GError **error)
+{
+  int fd = region_write(r, size);
+  HmmvShm *shm = hmmv_shm_open_fd(fd, "test", error);
+
   close(fd);
-  return path;
+  return shm;
 }
 
 static void
 expect_corrupt(Region *r, gsize size, const char *fragment)
 {
-  g_autofree char *path = region_write(r, size);
   g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvShm) shm = hmmv_shm_open(path, &error);
+  g_autoptr(HmmvShm) shm = region_open(r, size, &error);
 
-  g_unlink(path);
   ck_assert_msg(shm == NULL, "a bad region (%s) was accepted", fragment);
   ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_CORRUPT), "%s", error->message);
   ck_assert_msg(strstr(error->message, fragment) != NULL, "'%s' lacks '%s'", error->message,
@@ -104,7 +112,6 @@ START_TEST(test_harvest_exact)
 {
   const guint64 pages[] = { 1000, 130 };
   Region r = region_build(pages, 2);
-  g_autofree char *path = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(HmmvShm) shm = NULL;
   g_autoptr(GArray) got = g_array_new(FALSE, FALSE, sizeof(guint64));
@@ -120,9 +127,7 @@ START_TEST(test_harvest_exact)
   words = (guint64 *)(r.data + region_block(&r, 1)->bitmap_offset);
   words[1] = G_GUINT64_CONSTANT(1) << 40 | G_GUINT64_CONSTANT(1) << 1;   /* pages 104, 65 */
 
-  path = region_write(&r, r.size);
-  shm = hmmv_shm_open(path, &error);
-  g_unlink(path);
+  shm = region_open(&r, r.size, &error);
   ck_assert_msg(shm != NULL, "%s", error ? error->message : "");
   ck_assert_uint_eq(hmmv_shm_get_nr_blocks(shm), 2);
   ck_assert_str_eq(hmmv_shm_get_block(shm, 1)->id, "block1");
@@ -198,7 +203,6 @@ START_TEST(test_random_damage)
   for (guint round = 0; round < 300; round++) {
     g_autofree guint8 *data = g_memdup2(r.data, r.size);
     Region damaged = { data, r.size };
-    g_autofree char *path = NULL;
     g_autoptr(GError) error = NULL;
     g_autoptr(HmmvShm) shm = NULL;
     g_autoptr(GArray) got = g_array_new(FALSE, FALSE, sizeof(guint64));
@@ -207,9 +211,7 @@ START_TEST(test_random_damage)
     for (guint f = 0; f < flips; f++)
       data[g_rand_int_range(rand, 0, HMMV_SHM_BITMAPS_OFFSET)] ^=
         (guint8)(1u << g_rand_int_range(rand, 0, 8));
-    path = region_write(&damaged, r.size);
-    shm = hmmv_shm_open(path, &error);
-    g_unlink(path);
+    shm = region_open(&damaged, r.size, &error);
     if (shm == NULL) {
       ck_assert(error != NULL);
       continue;
@@ -222,17 +224,69 @@ START_TEST(test_random_damage)
 }
 END_TEST
 
-START_TEST(test_missing_and_not_regular)
+/* issue 10: a region that cannot be sealed (a file QEMU could truncate under the mapping) is
+ * refused, whatever its content. */
+START_TEST(test_unsealable_refused)
 {
+  const guint64 pages[] = { 64 };
+  Region r = region_build(pages, 1);
   g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvShm) shm = hmmv_shm_open("/nonexistent/hmmv-region", &error);
+  g_autoptr(HmmvShm) shm = NULL;
+  g_autofree char *path = NULL;
+  int fd = g_file_open_tmp("hmmv-shm-XXXXXX", &path, &error);
 
+  ck_assert_int_ge(fd, 0);
+  g_unlink(path);
+  ck_assert_int_eq(pwrite(fd, r.data, r.size, 0), (gssize)r.size);
+  shm = hmmv_shm_open_fd(fd, "tmpfile", &error);
+  close(fd);
   ck_assert(shm == NULL);
-  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND));
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_CORRUPT) &&
+                  strstr(error->message, "sealed") != NULL, "%s", error->message);
   g_clear_error(&error);
-  shm = hmmv_shm_open("/dev/null", &error);
+  /* A memfd without MFD_ALLOW_SEALING (the daemon's memfd before issue 10). */
+  fd = memfd_create("hmmv-unsealable", MFD_CLOEXEC);
+  ck_assert_int_eq(pwrite(fd, r.data, r.size, 0), (gssize)r.size);
+  shm = hmmv_shm_open_fd(fd, "memfd", &error);
+  close(fd);
   ck_assert(shm == NULL);
-  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_CORRUPT));
+  ck_assert_msg(strstr(error->message, "sealed") != NULL, "%s", error->message);
+  g_clear_error(&error);
+  /* QEMU sealing the seals first, without the size seals. */
+  fd = region_write(&r, r.size);
+  ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL), 0);
+  shm = hmmv_shm_open_fd(fd, "pre-sealed", &error);
+  close(fd);
+  ck_assert(shm == NULL);
+  ck_assert_msg(strstr(error->message, "not sealed") != NULL, "%s", error->message);
+  g_free(r.data);
+}
+END_TEST
+
+/* issue 10: QEMU truncating the region to 0 killed hmmvd with SIGBUS at the next harvest.
+ * Once open, the file cannot shrink or grow, and the harvest goes on. */
+START_TEST(test_truncate_refused)
+{
+  const guint64 pages[] = { 4096 };
+  Region r = region_build(pages, 1);
+  int fd = region_write(&r, r.size);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvShm) shm = hmmv_shm_open_fd(fd, "sealed", &error);
+  g_autoptr(GArray) got = g_array_new(FALSE, FALSE, sizeof(guint64));
+  guint64 last_word = ~G_GUINT64_CONSTANT(0);
+
+  ck_assert_msg(shm != NULL, "%s", error ? error->message : "");
+  ck_assert_int_eq(ftruncate(fd, 0), -1);
+  ck_assert_int_eq(errno, EPERM);
+  ck_assert_int_eq(ftruncate(fd, (off_t)r.size * 2), -1);
+  ck_assert_int_eq(errno, EPERM);
+  ck_assert_int_eq(fcntl(fd, F_GET_SEALS) & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+                   F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  /* QEMU's side sets the last bitmap word (pages 4032..4095) through its own fd. */
+  ck_assert_int_eq(pwrite(fd, &last_word, 8, (off_t)(HMMV_SHM_BITMAPS_OFFSET + 63 * 8)), 8);
+  ck_assert_uint_eq(hmmv_shm_harvest_block(shm, 0, collect, got), 64);
+  close(fd);
+  g_free(r.data);
 }
 END_TEST
 
@@ -241,19 +295,15 @@ START_TEST(test_state_detects_overwrite)
 {
   const guint64 pages[] = { 64 };
   Region r = region_build(pages, 1);
-  g_autofree char *path = region_write(&r, r.size);
+  int fd = region_write(&r, r.size);
   g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvShm) shm = hmmv_shm_open(path, &error);
+  g_autoptr(HmmvShm) shm = hmmv_shm_open_fd(fd, "test", &error);
   HmmvShmState state;
-  int fd;
   guint64 zero = 0;
 
   ck_assert(shm != NULL);
-  fd = open(path, O_WRONLY);
-  ck_assert_int_ge(fd, 0);
   ck_assert_int_eq(pwrite(fd, &zero, sizeof(zero), 0), sizeof(zero));
   close(fd);
-  g_unlink(path);
   ck_assert(!hmmv_shm_read_state(shm, &state, &error));
   ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_CORRUPT));
   g_free(r.data);
@@ -270,7 +320,8 @@ shm_suite(void)
   tcase_add_test(tc, test_harvest_exact);
   tcase_add_test(tc, test_bad_regions);
   tcase_add_test(tc, test_random_damage);
-  tcase_add_test(tc, test_missing_and_not_regular);
+  tcase_add_test(tc, test_unsealable_refused);
+  tcase_add_test(tc, test_truncate_refused);
   tcase_add_test(tc, test_state_detects_overwrite);
   suite_add_tcase(suite, tc);
   return suite;

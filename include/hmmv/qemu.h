@@ -5,9 +5,10 @@
  * hmmv_qemu_query_layout() asks QEMU (query-hmmv-ramblocks) where guest RAM is: every
  * guest-physical range of every RAM block that backs guest RAM (a block owned by a memory
  * backend, or QEMU's default "pc.ram"). hmmv_qemu_vm_new() turns that into an HmmvVm, one
- * region per range. The tracker starts the export (hmmv-start) into a memfd it creates and
- * passes with getfd when the transport can pass fds, else into a file QEMU creates
- * exclusively with mode 0600 under shm_dir; it harvests by draining the region's bitmaps.
+ * region per range. The tracker starts the export (hmmv-start) into a memfd it creates
+ * (MFD_ALLOW_SEALING) and passes with getfd, seals the size QEMU gave it (a QEMU that could
+ * shrink it would make hmmvd's harvest die of SIGBUS), and harvests by draining the region's
+ * bitmaps. A transport that cannot pass fds cannot track.
  */
 #pragma once
 
@@ -35,8 +36,6 @@ HmmvVm *hmmv_qemu_vm_new(HmmvQmp *qmp, const char *name, GError **error);
 typedef struct {
   guint interval_ms;        /* QEMU publishes every interval_ms; 0: each harvest asks
                                QEMU to publish first (hmmv-sync) */
-  const char *shm_dir;      /* where QEMU creates the region when fds cannot be passed;
-                               NULL: /dev/shm */
 } HmmvQemuDirtyOptions;
 
 /* Takes ownership of qmp. */

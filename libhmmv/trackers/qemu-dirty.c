@@ -4,7 +4,7 @@
  * the KVM dirty ring that Intel PML fills, KVM's dirty log, or TCG).
  *
  * start:   query the layout and check it is the VM's; hmmv-start into a memfd passed with
- *          getfd (or a path QEMU creates O_EXCL 0600); map and check the region.
+ *          getfd; seal, map and check the region.
  * harvest: (daemon-paced: hmmv-sync first) wait for a stable seq, exchange every non-zero
  *          bitmap word with 0 and set the matching VM pages. Generation delta = intervals
  *          merged, so a late harvest loses nothing.
@@ -41,8 +41,6 @@ typedef struct {
 typedef struct {
   HmmvQmp *qmp;
   HmmvQemuDirtyOptions options;
-  char *shm_dir;
-  char *path;               /* path mode: the file QEMU created; NULL in fd mode */
   HmmvShm *shm;
   GArray *blocks;           /* BlockMap */
   guint64 last_generation;
@@ -265,40 +263,31 @@ build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
   return TRUE;
 }
 
+/* The region is a memfd hmmvd creates and passes with getfd; QEMU sizes it in hmmv-start,
+ * hmmv_shm_open_fd() seals its size before mapping it. A file in a file system (QEMU's own
+ * creation) cannot be sealed, so a transport that cannot pass fds cannot track. */
 static gboolean
 qemu_dirty_export(QemuDirty *qd, HmmvVm *vm, GError **error)
 {
   g_autoptr(JsonObject) args = json_object_new();
   g_autoptr(JsonNode) ret = NULL;
-  g_autoptr(GError) fd_error = NULL;
   g_autofree char *memfd_name = g_strdup_printf("hmmv-%s", hmmv_vm_get_name(vm));
-  int fd = memfd_create(memfd_name, MFD_CLOEXEC);
+  int fd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
+  if (fd < 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "memfd_create: %s", g_strerror(errno));
+    return FALSE;
+  }
+  if (!hmmv_qmp_send_fd(qd->qmp, fd, "hmmv-region", error)) {
+    close(fd);
+    return FALSE;
+  }
   json_object_set_int_member(args, "interval-ms", qd->options.interval_ms);
-  /* fd mode: nothing of the region is ever visible in a file system. */
-  if (fd >= 0 && hmmv_qmp_send_fd(qd->qmp, fd, "hmmv-region", &fd_error)) {
-    json_object_set_string_member(args, "fdname", "hmmv-region");
-    ret = hmmv_qmp_execute(qd->qmp, "hmmv-start", args, error);
-    if (ret != NULL)
-      qd->shm = hmmv_shm_open_fd(fd, memfd_name, error);
-    close(fd);
-    return qd->shm != NULL;
-  }
-  if (fd >= 0)
-    close(fd);
-  if (fd_error != NULL && !g_error_matches(fd_error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED)) {
-    g_propagate_error(error, g_steal_pointer(&fd_error));
-    return FALSE;
-  }
-  g_free(qd->path);
-  qd->path = g_strdup_printf("%s/hmmv-%d-%08x", qd->shm_dir, getpid(), g_random_int());
-  json_object_set_string_member(args, "path", qd->path);
+  json_object_set_string_member(args, "fdname", "hmmv-region");
   ret = hmmv_qmp_execute(qd->qmp, "hmmv-start", args, error);
-  if (ret == NULL) {
-    g_clear_pointer(&qd->path, g_free);
-    return FALSE;
-  }
-  qd->shm = hmmv_shm_open(qd->path, error);
+  if (ret != NULL)
+    qd->shm = hmmv_shm_open_fd(fd, memfd_name, error);
+  close(fd);
   return qd->shm != NULL;
 }
 
@@ -312,9 +301,6 @@ qemu_dirty_stop(HmmvTracker *tracker)
     ret = hmmv_qmp_execute(qd->qmp, "hmmv-stop", NULL, NULL);   /* QEMU may be gone */
   qd->active = FALSE;
   g_clear_pointer(&qd->shm, hmmv_shm_free);
-  if (qd->path != NULL)
-    unlink(qd->path);
-  g_clear_pointer(&qd->path, g_free);
   g_array_set_size(qd->blocks, 0);
 }
 
@@ -427,7 +413,6 @@ qemu_dirty_destroy(HmmvTracker *tracker)
   qemu_dirty_stop(tracker);
   hmmv_qmp_free(qd->qmp);
   g_array_unref(qd->blocks);
-  g_free(qd->shm_dir);
   g_free(qd);
 }
 
@@ -447,8 +432,6 @@ hmmv_qemu_dirty_tracker_new(HmmvQmp *qmp, const HmmvQemuDirtyOptions *options, G
 
   qd->qmp = qmp;
   qd->options = *options;
-  qd->shm_dir = g_strdup(options->shm_dir != NULL ? options->shm_dir : "/dev/shm");
-  qd->options.shm_dir = NULL;
   qd->blocks = g_array_new(FALSE, TRUE, sizeof(BlockMap));
   g_array_set_clear_func(qd->blocks, block_map_clear);
   qd->stats.source = "unknown";
@@ -456,7 +439,6 @@ hmmv_qemu_dirty_tracker_new(HmmvQmp *qmp, const HmmvQemuDirtyOptions *options, G
   if (tracker == NULL) {
     hmmv_qmp_free(qd->qmp);
     g_array_unref(qd->blocks);
-    g_free(qd->shm_dir);
     g_free(qd);
   }
   return tracker;
