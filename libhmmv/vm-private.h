@@ -7,6 +7,7 @@
 struct _HmmvVm {
   char *name;
   GArray *regions;          /* HmmvRegion */
+  GTree *by_gpa;            /* region indices by gpa, for the overlap check; NULL once final */
   gboolean finalized;
   guint64 nr_pages;
   guint8 *temp;             /* nr_pages, rounded up to a multiple of 8 (padding is 0) */
