@@ -66,8 +66,6 @@ static const KeySpec key_specs[] = {
   { "memory", "sim-slow-mib", KEY_MIB, FIELD(sim_slow_mib), 0, 0, NULL, FALSE },
   POLICY("write-weight", write_weight),
   POLICY("read-weight", read_weight),
-  POLICY("sink-base", sink_base),
-  POLICY("sink-level-divisor", sink_level_divisor),
   POLICY("hysteresis-keys", hysteresis_keys),
   POLICY("cooldown-intervals", cooldown_intervals),
   POLICY("promote-min-key", promote_min_key),

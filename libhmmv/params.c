@@ -10,8 +10,6 @@ hmmv_params_init(HmmvParams *params)
     .interval_ms = 1000,
     .write_weight = 2,
     .read_weight = 1,
-    .sink_base = 2,
-    .sink_level_divisor = 4,
     .hysteresis_keys = 16,
     .cooldown_intervals = 2,
     .promote_min_key = 0x10,
@@ -37,8 +35,6 @@ hmmv_params_validate(const HmmvParams *params, GError **error)
   return check_range("interval_ms", params->interval_ms, 10, 3600 * 1000, error) &&
          check_range("write_weight", params->write_weight, 0, HMMV_NR_LEVELS - 1, error) &&
          check_range("read_weight", params->read_weight, 0, HMMV_NR_LEVELS - 1, error) &&
-         check_range("sink_base", params->sink_base, 1, 15, error) &&
-         check_range("sink_level_divisor", params->sink_level_divisor, 1, 16, error) &&
          check_range("hysteresis_keys", params->hysteresis_keys, 0, HMMV_NR_KEYS - 1, error) &&
          check_range("cooldown_intervals", params->cooldown_intervals, 0,
                      HMMV_PLACE_COOLDOWN_MAX, error) &&

@@ -1,29 +1,42 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Page temperature: HMM-V's multi-level queue in one byte a page (level << 4 | fresh).
+ * Page temperature: an estimate of how often the page is accessed, in one byte a page.
+ *
+ * The byte c is a moving average of the page's weighted accesses per interval, scaled so that
+ * c = 128 x (write_weight x P(written) + read_weight x P(only read)) per interval in steady
+ * state: an accessed interval adds 8 x weight, and every interval takes away 1/16 of c
+ * (HMMV_TEMP_DECAY_SHIFT), so c forgets its history with a time constant of 16 intervals.
+ * With the default weights (2, 1) a page written in every interval settles at 255, in 60% of
+ * intervals near 146, 30% near 69, 15% near 30, 5% near 6 (tests/test-temperature.c checks
+ * the order from a hot and from a cold start after 100 intervals). Level = c >> 4.
+ *
+ * Why not HMM-V's multi-level queue any more: its levels held longer the hotter they were, so
+ * a page written in 15% of intervals spent half its time at the top level, and a page written
+ * every 5-14 intervals stayed at level 13-15 if it had ever been hot but never passed 2 when
+ * it started cold: the level said more about the page's past than about its frequency, and
+ * the balancer's "level L is about L accesses per 16 intervals" was far off. A moving average
+ * has one fixed point per frequency, reached from any start, and its value is the benefit the
+ * balancer needs (hmmv_temperature_benefit is linear in c).
  *
  * The three transitions, precomputed per byte into HmmvTempTables:
  *
- *   written   level += write_weight (saturating at 15), fresh = 15
- *   read      level += read_weight  (saturating at 15), fresh = 15
- *   idle      fresh -= 1 (saturating at 0); freshness counts the idle intervals the page has
- *             spent at its current level, 15 - fresh. Once that count reaches
- *             sink_after(L) = MIN(15, sink_base + L / sink_level_divisor) the page sinks one
- *             level and fresh restarts at 15, so level L is held for exactly sink_after(L)
- *             idle intervals. With the defaults (2, 4) a page written once (level 2) is at
- *             level 0 after 4 idle intervals. Restarting at 15 keeps the key order right: the
- *             sunk page (L-1, 15) ranks below every page still at level L. Level 0 pages
- *             halve their freshness each idle interval (15, 7, 3, 1, 0); byte 0 maps to
- *             itself, the cold fixed point.
+ *   written   c - floor(c / 16) + 8 x write_weight (saturating at 255)
+ *   read      c - floor(c / 16) + 8 x read_weight
+ *   idle      c - ceil(c / 16), and one more below 16
+ *
+ * Idle rounds up so that every warm page reaches 0, the cold fixed point that scans skip;
+ * below 16 (under one write's worth, below promote_min_key) it takes one more, so a page
+ * written once (16) is back at 0 after 9 idle intervals, about as long as the old queue's
+ * warm tail (8): that tail is what the passes scan. Accessed rounds down so that a page
+ * accessed in every interval climbs to 255 from any start (rounding up there would leave a
+ * band of fixed points 241..255 and let history decide). All three tables are non-decreasing
+ * and accessed >= idle, so a page accessed in a superset of the intervals of another never
+ * ends colder.
  *
  * The update walks 64 pages per bitmap word: when the word has no access bit and the 64 temp
  * bytes are all 0 (eight word compares) the block costs a few loads; otherwise 8 pages at a
  * time, where word arithmetic finds the pages that are cold and untouched (they only count
- * towards hist[0]) and a table lookup is done for the others only. With a random 1% of 16M
- * pages written per interval about 17% of the pages are warm in steady state (level-0 pages
- * take 15 intervals to fade), which puts a warm page in 4 of 5 blocks of 8: visiting only
- * those pages brought the pass from about 4.2 to about 2 ns a page on the 2-core test VM;
- * with a fixed 1% working set (1% warm) it costs about 0.3 ns a page.
+ * towards hist[0]) and a table lookup is done for the others only.
  */
 #include "vm-private.h"
 #include "swar-private.h"
@@ -31,46 +44,32 @@
 #include <hmmv/temperature.h>
 #include <string.h>
 
-static guint
-sink_after(const HmmvParams *params, guint level)
+static guint8
+accessed(guint c, guint weight)
 {
-  guint divisor = MAX(params->sink_level_divisor, 1u);
+  guint next = c - (c >> HMMV_TEMP_DECAY_SHIFT) + HMMV_TEMP_STEP * weight;
 
-  return MIN(15u, params->sink_base + level / divisor);
+  return (guint8)MIN(next, HMMV_NR_KEYS - 1u);
 }
 
 static guint8
-rise(guint key, guint weight)
+idle_step(guint c)
 {
-  guint level = MIN(HMMV_TEMP_LEVEL(key) + weight, HMMV_NR_LEVELS - 1u);
+  guint unit = 1u << HMMV_TEMP_DECAY_SHIFT;
+  guint take = (c + unit - 1) >> HMMV_TEMP_DECAY_SHIFT;
 
-  return HMMV_TEMP_MAKE(level, 15u);
-}
-
-static guint8
-idle_step(const HmmvParams *params, guint key)
-{
-  guint level = HMMV_TEMP_LEVEL(key);
-  guint fresh = HMMV_TEMP_FRESH(key);
-  guint idle_count = 15u - fresh + 1u;
-
-  if (level > 0 && idle_count >= sink_after(params, level))
-    return HMMV_TEMP_MAKE(level - 1, 15u);
-  /* Level 0 is the cold queue: halving (15, 7, 3, 1, 0) keeps recency order among pages that
-   * just went cold, and lets them reach byte 0, where scans skip them, in 4 intervals
-   * instead of 15. That tail is most of the warm set, so it is most of the scan cost. */
-  if (level == 0)
-    return HMMV_TEMP_MAKE(0, fresh / 2);
-  return HMMV_TEMP_MAKE(level, fresh > 0 ? fresh - 1 : 0);
+  if (c > 0 && c < unit)
+    take++;
+  return (guint8)(c > take ? c - take : 0);
 }
 
 void
 hmmv_temp_tables_init(HmmvTempTables *tables, const HmmvParams *params)
 {
   for (guint key = 0; key < HMMV_NR_KEYS; key++) {
-    tables->idle[key] = idle_step(params, key);
-    tables->read[key] = rise(key, params->read_weight);
-    tables->write[key] = rise(key, params->write_weight);
+    tables->idle[key] = idle_step(key);
+    tables->read[key] = accessed(key, params->read_weight);
+    tables->write[key] = accessed(key, params->write_weight);
   }
 }
 
@@ -185,22 +184,16 @@ hmmv_temperature_histogram(const HmmvVm *vm, HmmvHistogram *hist)
 }
 
 /*
- * Benefit in 1/4096 of an access per interval. A page reaches level L after about L / weight
- * accessed intervals among its recent ones and sinks within a few idle intervals, so level L
- * stands for about L accesses per 16 intervals: 256 * L. Freshness interpolates towards the
- * next level, 16 per step (at most 240 < 256, so the estimate never decreases with the key).
- * Level 0 pages have sunk all the way: only a trickle, their freshness.
+ * Benefit in 1/4096 of a weighted access per interval. In steady state c is 128 x the page's
+ * weighted accesses per interval (see the top of this file), so the estimate is c / 128 =
+ * 32 x c / 4096: linear, 0 at key 0, and calibrated against the tables by
+ * tests/test-temperature.c (pages seen at each level >= 1 are accessed within a factor of
+ * 1.5 of it in the following intervals).
  */
 guint64
 hmmv_temperature_benefit(guint key)
 {
-  guint level, fresh;
-
   if (key >= HMMV_NR_KEYS)
     key = HMMV_NR_KEYS - 1;
-  level = HMMV_TEMP_LEVEL(key);
-  fresh = HMMV_TEMP_FRESH(key);
-  if (level == 0)
-    return fresh;
-  return 256u * level + 16u * fresh;
+  return (guint64)key * (4096u / (HMMV_TEMP_STEP << HMMV_TEMP_DECAY_SHIFT));
 }

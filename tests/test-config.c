@@ -7,8 +7,8 @@
 #include <string.h>
 
 #define SHIPPED_CONF HMMV_SOURCE_ROOT "/configs/hmmvd.conf"
-/* [daemon] 4 + [libvirt] 4 + [memory] 6 + [policy] 8 + [defaults] 4 + [metrics] 2 */
-#define NR_KEYS 27
+/* [daemon] 3 + [libvirt] 4 + [memory] 6 + [policy] 6 + [defaults] 4 + [metrics] 2 */
+#define NR_KEYS 25
 
 static char *tmpdir;
 
@@ -141,7 +141,7 @@ START_TEST(test_every_key)
     "run-dir = /var/run/lv\n"
     "[memory]\ndram-pool-mib = 4096\nmover = sim\nslow-nodes = 2;3\ndram-nodes = 0, 1\n"
     "sim-dram-mib = 1024\nsim-slow-mib = 8192\n"
-    "[policy]\nwrite-weight = 3\nread-weight = 0\nsink-base = 4\nsink-level-divisor = 2\n"
+    "[policy]\nwrite-weight = 3\nread-weight = 0\n"
     "hysteresis-keys = 32\ncooldown-intervals = 3\npromote-min-key = 0x20\n"
     "migrate-mbps = 0\n"
     "[defaults]\ndram-min-mib = 128\ndram-max-mib = 512\nweight = 7\nmanaged = false\n"
@@ -168,8 +168,6 @@ START_TEST(test_every_key)
   ck_assert_uint_eq(config.sim_slow_mib, 8192);
   ck_assert_uint_eq(config.params.write_weight, 3);
   ck_assert_uint_eq(config.params.read_weight, 0);
-  ck_assert_uint_eq(config.params.sink_base, 4);
-  ck_assert_uint_eq(config.params.sink_level_divisor, 2);
   ck_assert_uint_eq(config.params.hysteresis_keys, 32);
   ck_assert_uint_eq(config.params.cooldown_intervals, 3);
   ck_assert_uint_eq(config.params.promote_min_key, 0x20);

@@ -11,14 +11,11 @@ G_BEGIN_DECLS
 
 typedef struct {
   guint interval_ms;          /* one interval; default 1000 */
-  /* Levels a page rises in an interval in which it was written / read (only read: read
-   * weight). Slow tiers punish writes harder (Optane: 13.9 vs 39.4 GB/s), so default 2 / 1. */
+  /* What an interval in which the page was written / only read counts for in its
+   * temperature (temperature.h: a written interval adds 8 x write_weight). Slow tiers punish
+   * writes harder (Optane: 13.9 vs 39.4 GB/s), so default 2 / 1. */
   guint write_weight;
   guint read_weight;
-  /* Idle intervals before a page at level L sinks one level:
-   * sink_base + L / sink_level_divisor (capped at 15): hot levels hold a little longer. */
-  guint sink_base;            /* default 2 */
-  guint sink_level_divisor;   /* default 4 */
   /* Hysteresis: a page is demoted to make room only for a page at least this many keys
    * hotter (16 keys = one level); default 16. */
   guint hysteresis_keys;

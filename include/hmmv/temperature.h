@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * hmmv: page temperature, HMM-V's multi-level queue in one byte per page.
+ * hmmv: page temperature, an estimate of each page's access frequency in one byte per page.
  *
- * A page accessed in an interval rises (write_weight levels if written, read_weight if only
- * read) and its freshness resets to 15; an idle page loses one freshness per interval and
- * sinks one level after the idle intervals its level asks for. The byte is the sort key.
+ * The byte is a moving average: an interval in which the page was written adds
+ * HMMV_TEMP_STEP x write_weight (only read: x read_weight) and every interval takes away
+ * 1/16 of it, so in steady state it is 128 x the page's weighted accesses per interval,
+ * whatever the page's history (reached within about 100 intervals from any start). The
+ * byte is the sort key and level = byte >> 4.
  *
  * The update is one pass over the VM's pages driven by 256-entry lookup tables (one per
- * access kind), so any per-level sink rate costs the same. Pages that are cold (byte 0) and
- * untouched are skipped 8 at a time by one word compare: the cold majority costs a fraction
- * of a nanosecond, and the rest is O(pages that are warm).
+ * access kind). Pages that are cold (byte 0) and untouched are skipped 8 at a time by one
+ * word compare: the cold majority costs a fraction of a nanosecond, and the rest is
+ * O(pages that are warm).
  */
 #pragma once
 
@@ -19,6 +21,14 @@
 #include <hmmv/vm.h>
 
 G_BEGIN_DECLS
+
+/* An idle interval takes 1/2^4 of the estimate away: a time constant of 16 intervals, long
+ * enough to tell 5% from 15% of intervals apart, short enough that a page touched once is
+ * cold again after 9 intervals. */
+#define HMMV_TEMP_DECAY_SHIFT 4
+/* What one unit of access weight adds in an accessed interval: 8 x 16 = 128 = a page
+ * accessed with weight 1 in every interval; weight 2 in every interval saturates at 255. */
+#define HMMV_TEMP_STEP 8u
 
 typedef struct {
   guint8 idle[HMMV_NR_KEYS];
@@ -39,9 +49,9 @@ void hmmv_temperature_update(HmmvVm *vm, const HmmvTempTables *tables, const Hmm
 /* Recount hist from the VM's current temperatures. */
 void hmmv_temperature_histogram(const HmmvVm *vm, HmmvHistogram *hist);
 
-/* Relative benefit of keeping one page of key k in DRAM: an estimate of its accesses per
- * interval (level L was accessed in about L of the last intervals, more if written). Used
- * by the balancer; monotone non-decreasing in k, 0 for key 0. */
+/* Benefit of keeping one page of key k in DRAM: its expected weighted accesses per interval
+ * (a read counts read_weight, a write write_weight), in 1/4096: k / 128 accesses, i.e.
+ * 32 x k. Used by the balancer and the planner's payback gate; linear, 0 for key 0. */
 guint64 hmmv_temperature_benefit(guint key);
 
 G_END_DECLS
