@@ -31,6 +31,7 @@ typedef struct {
   char *mover;
   char *control_socket;
   char *pid_file;
+  gboolean version;
 } Options;
 
 typedef struct {
@@ -115,6 +116,8 @@ parse_options(Options *options, int *argc, char ***argv, GError **error)
       "Control socket path; overrides the configuration", "PATH" },
     { "pid-file", 'p', 0, G_OPTION_ARG_FILENAME, &options->pid_file,
       "Write the daemon's pid here", "PATH" },
+    { "version", 'V', 0, G_OPTION_ARG_NONE, &options->version,
+      "Print hmmvd's version and exit", NULL },
     { NULL },
   };
   g_autoptr(GOptionContext) context = g_option_context_new("- hmmv heterogeneous-memory daemon");
@@ -370,7 +373,13 @@ main(int argc, char **argv)
   int status = 0;
 
   g_log_set_writer_func(log_writer, &log, NULL);
-  if (!parse_options(&d.options, &argc, &argv, &error) || !load_config(&d, &error)) {
+  /* --version answers before the configuration is read: a broken file must not hide it. */
+  if (parse_options(&d.options, &argc, &argv, &error) && d.options.version) {
+    printf("hmmvd %s\n", PACKAGE_VERSION);
+    options_clear(&d.options);
+    return 0;
+  }
+  if (error != NULL || !load_config(&d, &error)) {
     g_printerr("hmmvd: %s\n", error->message);
     options_clear(&d.options);
     hmmvd_config_clear(&d.config);
