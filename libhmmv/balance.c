@@ -14,16 +14,23 @@
  * higher prev_budget, then lower VM index. Running again with prev_budget = the last output
  * therefore hands every VM exactly the tied pages it got before: a fixed point in one step.
  *
- * Pages worth 0 (cold) are not lent by benefit. What the pool still holds is spread by weight
- * up to each max by water-filling (VMs whose room is under their share are filled, the rest
- * split what is left in proportion, rounding down, one leftover page each from the lowest
- * index), so DRAM does not sit idle while a VM could hold more of its pages there.
+ * Pages worth 0 (cold) are not lent by benefit. What the pool still holds goes first back to
+ * the VMs that hold DRAM now, up to what each holds (held_pages): DRAM no VM can use with
+ * benefit stays where it is, because taking it back costs a demotion (and, later, a promotion
+ * back) and buys nothing. A budget falls below what its VM holds only when pages worth more
+ * elsewhere want the room. The rest is then spread by weight up to each max. Both steps are
+ * water-filling by weight (VMs whose room is under their share are filled, the rest split
+ * what is left in proportion, rounding down, one leftover page each from the lowest index),
+ * so DRAM does not sit idle while a VM could hold more of its pages there.
  */
 #include <hmmv/balance.h>
 #include <hmmv/error.h>
 #include <stdlib.h>
 
 /* weight (32 bits) * benefit (64 bits) needs 96 bits: compare exactly, never saturate. */
+#ifndef HEADROOM_DIVISOR
+#define HEADROOM_DIVISOR 1000000
+#endif
 __extension__ typedef unsigned __int128 BalanceWide;
 
 typedef struct {
@@ -168,10 +175,10 @@ lend_by_benefit(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, guint64 l
   return left;
 }
 
-/* One water-filling pass: fill every VM whose room is at most its share of left. */
+/* One water-filling pass: fill every VM whose room (up to caps) is at most its share of left. */
 static gboolean
-fill_small_rooms(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, gboolean *active,
-                 guint64 *left)
+fill_small_rooms(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, const guint64 *caps,
+                 gboolean *active, guint64 *left)
 {
   BalanceWide total_weight = 0;
   gboolean filled = FALSE;
@@ -179,7 +186,7 @@ fill_small_rooms(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, gboolean
   for (guint i = 0; i < nr_vms; i++)
     total_weight += active[i] ? vms[i].weight : 0;
   for (guint i = 0; i < nr_vms; i++) {
-    guint64 room = spans[i].max - spans[i].budget;
+    guint64 room = caps[i] - spans[i].budget;
 
     /* room <= left * w / W: the water level only rises as others fill, so this VM ends
      * full whatever happens after. */
@@ -222,22 +229,51 @@ split_by_weight(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, const gbo
   }
 }
 
-static void
-spread_by_weight(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, guint64 left)
+/* Water-fills left into the VMs by weight, none above caps[i]; returns what is left. */
+static guint64
+spread_by_weight(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, const guint64 *caps,
+                 guint64 left)
 {
   g_autofree gboolean *active = g_new0(gboolean, nr_vms);
+  guint64 room = 0;
 
-  for (guint i = 0; i < nr_vms; i++)
-    active[i] = spans[i].budget < spans[i].max;
+  for (guint i = 0; i < nr_vms; i++) {
+    active[i] = spans[i].budget < caps[i];
+    room += active[i] ? caps[i] - spans[i].budget : 0;
+  }
+  if (room <= left) {
+    for (guint i = 0; i < nr_vms; i++)
+      spans[i].budget = MAX(spans[i].budget, caps[i]);
+    return left - room;
+  }
   /* Each pass fills at least one VM or is the last: at most nr_vms + 1 passes. */
-  while (left > 0 && fill_small_rooms(vms, nr_vms, spans, active, &left))
+  while (left > 0 && fill_small_rooms(vms, nr_vms, spans, caps, active, &left))
     ;
   if (left > 0)
     split_by_weight(vms, nr_vms, spans, active, left);
+  return 0;
+}
+
+/* Cold DRAM stays with its holder, then the rest is spread up to each max. */
+static void
+spread_rest(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, guint64 headroom_pages,
+            guint64 left)
+{
+  g_autofree guint64 *caps = g_new0(guint64, nr_vms);
+
+  guint64 headroom = MIN(left, headroom_pages);
+
+  for (guint i = 0; i < nr_vms; i++)
+    caps[i] = MAX(spans[i].budget, MIN(vms[i].held_pages, spans[i].max));
+  left = spread_by_weight(vms, nr_vms, spans, caps, left - headroom) + headroom;
+  for (guint i = 0; i < nr_vms; i++)
+    caps[i] = spans[i].max;
+  spread_by_weight(vms, nr_vms, spans, caps, left);
 }
 
 gboolean
-hmmv_balance(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, GError **error)
+hmmv_balance(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, guint64 headroom_pages,
+             GError **error)
 {
   g_autofree VmSpan *spans = NULL;
   guint64 left = 0;
@@ -249,7 +285,7 @@ hmmv_balance(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, GError **erro
   if (!take_mins(vms, nr_vms, pool_pages, spans, &left, error))
     return FALSE;
   left = lend_by_benefit(vms, nr_vms, spans, left);
-  spread_by_weight(vms, nr_vms, spans, left);
+  spread_rest(vms, nr_vms, spans, headroom_pages, left);
   for (guint i = 0; i < nr_vms; i++)
     vms[i].budget = spans[i].budget;
   return TRUE;

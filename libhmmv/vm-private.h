@@ -15,6 +15,9 @@ struct _HmmvVm {
   gsize nr_alloc;           /* bytes in temp and in place */
   guint64 dram_pages;
   guint64 slow_pages;
+  guint64 first_seen;       /* pages whose node, unknown until then, became known: first
+                               touches, mostly (the core sizes its headroom of free DRAM
+                               from their rate) */
   int pid;
   HmmvQuota quota;
   guint64 budget_pages;

@@ -327,6 +327,7 @@ hmmv_vm_set_page_node(HmmvVm *vm, guint64 page, int node_id, HmmvTier tier)
     new_place = HMMV_PLACE_UNKNOWN_BYTE;
   } else {
     new_place = (guint8)node_id | (tier == HMMV_TIER_SLOW ? HMMV_PLACE_SLOW : 0);
+    vm->first_seen += HMMV_PLACE_NODE(old) == HMMV_PLACE_NODE_UNKNOWN;
     if (tier == HMMV_TIER_SLOW)
       vm->slow_pages++;
     else

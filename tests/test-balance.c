@@ -53,6 +53,7 @@ random_vm(GRand *rand, Case *c, guint i, guint max_pages)
     .min_pages = g_rand_int_range(rand, 0, 4) == 0 ? 0 : g_rand_int_range(rand, 0, nr + 2),
     .weight = g_rand_boolean(rand) ? 100 : g_rand_int_range(rand, 1, 301),
     .prev_budget = g_rand_int_range(rand, 0, nr + 1),
+    .held_pages = g_rand_int_range(rand, 0, nr + 1),
     .budget = SENTINEL,
   };
   if (g_rand_boolean(rand))
@@ -79,7 +80,7 @@ balance_ok(Case *c)
 {
   g_autoptr(GError) error = NULL;
 
-  ck_assert_msg(hmmv_balance(c->vms, c->nr_vms, c->pool, &error), "%s",
+  ck_assert_msg(hmmv_balance(c->vms, c->nr_vms, c->pool, 0, &error), "%s",
                 error ? error->message : "");
 }
 
@@ -271,6 +272,56 @@ START_TEST(test_tie_keeps_holder)
 }
 END_TEST
 
+/* Cold DRAM stays with the VM that holds it; it goes only to pages worth more (issue 7,
+ * item 6: spread 100/100 by weight, the idle VM lost 100 of the 200 pages it held). */
+START_TEST(test_cold_dram_stays_with_holder)
+{
+  Case c = { .nr_vms = 2, .pool = 1000 };
+
+  c.hist[0].count[0x80] = 800;
+  c.hist[0].count[0x00] = 224;
+  c.hist[1].count[0x00] = 1024;
+  for (guint i = 0; i < 2; i++)
+    c.vms[i] = (HmmvBalanceVm){ .nr_pages = 1024, .weight = 100 };
+  c.vms[0].held_pages = 800;
+  c.vms[1].held_pages = 200;
+  case_link(&c);
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 800);
+  ck_assert_uint_eq(c.vms[1].budget, 200);
+
+  /* 50 more of vm0's pages warm up: vm1 gives up exactly those 50. */
+  c.hist[0].count[0x80] = 850;
+  c.hist[0].count[0x00] = 174;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 850);
+  ck_assert_uint_eq(c.vms[1].budget, 150);
+
+  /* A max below what a VM holds still binds. */
+  c.vms[1].max_pages = 120;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[1].budget, 120);
+  ck_assert_uint_eq(c.vms[0].budget, 880);    /* the rest is spread, not left idle */
+
+  /* Both cold, holding more than the pool (it shrank): water-filled by weight up to what
+   * each holds, 2:1. */
+  memset(c.hist, 0, sizeof(c.hist));
+  c.vms[1].max_pages = 0;
+  c.vms[0].held_pages = 900;
+  c.vms[1].held_pages = 900;
+  c.vms[1].weight = 200;
+  c.pool = 900;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 300);
+  ck_assert_uint_eq(c.vms[1].budget, 600);
+  /* One holds little: it keeps all of it, the other gets the rest. */
+  c.vms[1].held_pages = 100;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 800);
+  ck_assert_uint_eq(c.vms[1].budget, 100);
+}
+END_TEST
+
 static void
 expect_error(Case *c, const char *needle1, const char *needle2)
 {
@@ -278,7 +329,7 @@ expect_error(Case *c, const char *needle1, const char *needle2)
 
   for (guint i = 0; i < c->nr_vms; i++)
     c->vms[i].budget = SENTINEL;
-  ck_assert(!hmmv_balance(c->vms, c->nr_vms, c->pool, &error));
+  ck_assert(!hmmv_balance(c->vms, c->nr_vms, c->pool, 0, &error));
   ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
   ck_assert_msg(strstr(error->message, needle1) != NULL && strstr(error->message, needle2),
                 "want \"%s\" and \"%s\" in: %s", needle1, needle2, error->message);
@@ -311,7 +362,7 @@ START_TEST(test_errors)
   balance_ok(&c);
   ck_assert_uint_eq(c.vms[2].budget, 400);
   /* No VMs is fine. */
-  ck_assert(hmmv_balance(NULL, 0, 10, NULL));
+  ck_assert(hmmv_balance(NULL, 0, 10, 0, NULL));
 }
 END_TEST
 
@@ -406,6 +457,7 @@ balance_suite(void)
   tcase_add_test(tc, test_random_invariants);
   tcase_add_test(tc, test_stable);
   tcase_add_test(tc, test_tie_keeps_holder);
+  tcase_add_test(tc, test_cold_dram_stays_with_holder);
   tcase_add_test(tc, test_errors);
   tcase_add_test(tc, test_large);
   tcase_add_test(tc, test_optimal);

@@ -23,7 +23,7 @@ setup_core(guint64 dram_pages, guint nr_vms)
 
   memset(&fx, 0, sizeof(fx));
   fx.topo = hmmv_test_topology_two_tier(dram_pages * HMMV_PAGE_SIZE,
-                                        (guint64)VM_PAGES * nr_vms * HMMV_PAGE_SIZE);
+                                        (guint64)VM_PAGES * MAX(nr_vms, 2) * HMMV_PAGE_SIZE);
   fx.mover = hmmv_sim_mover_new(fx.topo, &error);
   ck_assert_msg(fx.mover != NULL, "%s", error ? error->message : "");
   hmmv_params_init(&params);
@@ -234,6 +234,105 @@ START_TEST(test_demotions_before_promotions_across_vms)
 }
 END_TEST
 
+/* Add a VM whose first resident_pages pages the guest touched before hmmv came (first touch
+ * on the sim host: DRAM while it has room). */
+static void
+add_resident_vm(guint index, guint64 resident_pages)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *name = g_strdup_printf("vm%u", index);
+  HmmvVm *vm = hmmv_test_vm_new(name, VM_PAGES);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(VM_PAGES, &error);
+
+  ck_assert(acc != NULL);
+  for (guint64 p = 0; p < resident_pages; p++)
+    hmmv_access_mark_write(acc, p);
+  hmmv_mover_touch(fx.mover, vm, acc);
+  fx.trackers[index] = hmmv_fake_tracker_new();
+  ck_assert(hmmv_core_add_vm(fx.core, vm, fx.trackers[index], &error));
+}
+
+/* DRAM no VM needs stays where it is (issue 7, item 6): vm0 reads its 800 resident pages
+ * every interval, vm1 sits idle on its 200, the pool is exactly 1000. Nothing wants vm1's
+ * 200 pages, so neither VM demotes anything, whether the tracker sees the reads or not.
+ * Before, the spare DRAM was spread 500/500 by weight: with the reads unseen (the shipped
+ * write tracker) 300 of vm0's pages were demoted; with them seen, 100 of vm1's. */
+START_TEST(test_spare_dram_forces_no_demotions)
+{
+  for (guint reads_seen = 0; reads_seen < 2; reads_seen++) {
+    g_auto(HmmvIntervalReport) report = { 0 };
+
+    setup_core(1000, 0);
+    add_resident_vm(0, 800);
+    add_resident_vm(1, 200);
+    hmmv_interval_report_init(&report);
+    for (guint i = 0; i < 20; i++) {
+      for (guint64 p = 0; reads_seen && p < 800; p++)
+        hmmv_fake_tracker_queue_read(fx.trackers[0], p);
+      run(&report);
+    }
+    for (guint i = 0; i < 2; i++) {
+      HmmvVm *vm = hmmv_core_get_vm(fx.core, i);
+
+      ck_assert_msg(hmmv_vm_get_move_stats(vm)->demoted == 0, "reads %s: vm%u demoted %"
+                    G_GUINT64_FORMAT " pages", reads_seen ? "seen" : "unseen", i,
+                    hmmv_vm_get_move_stats(vm)->demoted);
+    }
+    ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 0)), 800);
+    ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 1)), 200);
+    ck_assert_uint_ge(g_array_index(report.vms, HmmvVmReport, 0).budget_pages, 800);
+    teardown_core();
+  }
+}
+END_TEST
+
+/* While the guests touch new memory, cold DRAM others hold is freed ahead of it, so first
+ * touches land on DRAM instead of on the slow tier (from where each costs a demotion and a
+ * promotion); once they stop, nothing more is taken. vm1 holds 900 cold pages, vm0
+ * first-touches 40 new pages an interval and keeps writing them. */
+START_TEST(test_first_touch_headroom)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  guint64 first_on_dram = 0, vm1_demoted;
+  HmmvVm *vm0, *vm1;
+
+  setup_core(1000, 0);
+  add_resident_vm(0, 0);
+  add_resident_vm(1, 900);
+  vm0 = hmmv_core_get_vm(fx.core, 0);
+  vm1 = hmmv_core_get_vm(fx.core, 1);
+  hmmv_interval_report_init(&report);
+  for (guint i = 0; i < 15; i++) {
+    guint64 before = hmmv_vm_get_dram_pages(vm0);
+    const HmmvVmReport *rep;
+
+    write_range(0, 0, 40 * (i + 1));
+    run(&report);
+    rep = &g_array_index(report.vms, HmmvVmReport, 0);
+    /* DRAM now = before + first touches on DRAM + promoted - demoted. */
+    if (i >= 3)
+      first_on_dram += rep->dram_pages + rep->demoted - rep->promoted - before;
+  }
+  /* The 100 free pages are gone after interval 2; of the 480 pages first touched after it,
+   * most still found DRAM. */
+  ck_assert_uint_ge(first_on_dram, 240);
+  /* No new memory: once the headroom has decayed (1/8 an interval, 40 intervals), vm1
+   * keeps what it has left. */
+  for (guint i = 0; i < 40; i++) {
+    write_range(0, 0, 600);
+    run(&report);
+  }
+  vm1_demoted = hmmv_vm_get_move_stats(vm1)->demoted;
+  ck_assert_uint_gt(hmmv_vm_get_dram_pages(vm1), 0);
+  for (guint i = 0; i < 20; i++) {
+    write_range(0, 0, 600);
+    run(&report);
+  }
+  ck_assert_uint_eq(hmmv_vm_get_move_stats(vm1)->demoted, vm1_demoted);
+  teardown_core();
+}
+END_TEST
+
 START_TEST(test_add_vm_rejects_duplicates)
 {
   g_autoptr(GError) error = NULL;
@@ -258,6 +357,8 @@ loop_suite(void)
   tcase_add_test(tc, test_paused_and_unmanaged_do_not_move);
   tcase_add_test(tc, test_impossible_quota_keeps_budgets);
   tcase_add_test(tc, test_demotions_before_promotions_across_vms);
+  tcase_add_test(tc, test_spare_dram_forces_no_demotions);
+  tcase_add_test(tc, test_first_touch_headroom);
   tcase_add_test(tc, test_add_vm_rejects_duplicates);
   suite_add_tcase(suite, tc);
   return suite;

@@ -6,7 +6,9 @@
  * page, weight * hmmv_temperature_benefit(key), walking each VM's key histogram from its
  * hottest bucket down, never above a VM's max. Ties go to the VM that holds more of the
  * pool already (so nothing shifts when nothing changed), then to the lower index. DRAM no
- * VM can use with benefit is spread by weight (up to each max) so that it is not idle.
+ * VM can use with benefit stays with the VM that holds it (up to held_pages: taking it back
+ * would demote pages for nothing); what is left after that is spread by weight (up to each
+ * max) so that it is not idle.
  * O(VMs * 256 * log) per interval; deterministic.
  */
 #pragma once
@@ -23,11 +25,16 @@ typedef struct {
   guint64 nr_pages;         /* the VM's size: no budget beyond it */
   guint weight;             /* > 0 */
   guint64 prev_budget;      /* last interval's budget (tie-break) */
+  guint64 held_pages;       /* DRAM the VM holds now: kept unless hotter pages want it */
   guint64 budget;           /* out */
 } HmmvBalanceVm;
 
-/* Fails (and leaves budgets alone) when the mins do not fit in pool_pages or a VM's min
- * exceeds its max. */
-gboolean hmmv_balance(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, GError **error);
+/* headroom_pages: of the DRAM no warm page wants, this much is not kept for its holders but
+ * spread by weight (it becomes free DRAM where the VMs cannot fill it), so that pages the
+ * guests touch for the first time land on DRAM; the core sizes it from the first touches it
+ * saw land on the slow tier. Fails (and leaves budgets alone) when the mins do not fit in
+ * pool_pages or a VM's min exceeds its max. */
+gboolean hmmv_balance(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages,
+                      guint64 headroom_pages, GError **error);
 
 G_END_DECLS
