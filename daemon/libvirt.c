@@ -345,7 +345,9 @@ add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
     hmmvd_vms_add_unmanaged(lv->vms, name, HMMVD_SOURCE_LIBVIRT, local_error->message);
     return;
   }
-  if (hmmvd_vms_add(lv->vms, name, HMMVD_SOURCE_LIBVIRT, pid, uuid, qmp, NULL))
+  /* libvirt's view of the domain's memory (KiB; DIMMs included) bounds what QEMU claims. */
+  if (hmmvd_vms_add(lv->vms, name, HMMVD_SOURCE_LIBVIRT, pid, uuid, qmp,
+                    (guint64)virDomainGetMaxMemory(dom) << 10, NULL))
     g_message("vm %s: libvirt domain %s, QEMU pid %d", name, uuid, pid);
   refresh_quota(lv, dom);
 }

@@ -97,7 +97,7 @@ try_connect(HmmvdStandalone *sa, StandaloneVm *entry)
   entry->pid = pid;
   hmmvd_vms_remove(sa->vms, entry->name);   /* the "not reachable" entry, if any */
   /* On failure vms lists the VM with the reason and logs it. */
-  if (!hmmvd_vms_add(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, pid, NULL, qmp, NULL))
+  if (!hmmvd_vms_add(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, pid, NULL, qmp, 0, NULL))
     return;
   g_clear_pointer(&entry->last_failure, g_free);
 }

@@ -23,6 +23,7 @@ typedef struct {
   HmmvQmp *qmp;               /* owned; NULL for VMs added with a ready tracker */
   HmmvMoveStats moves_base;   /* mover outcomes of earlier tracking runs */
   guint64 nr_pages;           /* the VM's size once its layout was known, else 0 */
+  guint64 max_ram_bytes;      /* the source's view of the VM's RAM (libvirt), 0 unknown */
   gboolean retry_layout;      /* tracking could not start because the RAM layout moved
                                  under it (a guest still in firmware): retried each interval */
 } VmEntry;
@@ -219,14 +220,18 @@ static const struct hmmv_qmp_ops proxy_ops = {
   .send_fd = proxy_send_fd,
 };
 
+/* QEMU's claims about its RAM are checked against its mappings and the source's view of the
+ * VM before anything is allocated for them. */
 static gboolean
-build_from_qmp(HmmvdVms *vms, const char *name, HmmvQmp *qmp, HmmvVm **vm_out,
-               HmmvTracker **tracker_out, GError **error)
+build_from_qmp(HmmvdVms *vms, VmEntry *entry, HmmvVm **vm_out, HmmvTracker **tracker_out,
+               GError **error)
 {
   HmmvQemuDirtyOptions options = {
     .interval_ms = vms->config->interval_ms,
   };
-  g_autoptr(HmmvVm) vm = hmmv_qemu_vm_new(qmp, name, error);
+  HmmvQmp *qmp = entry->qmp;
+  g_autoptr(HmmvVm) vm = hmmv_qemu_vm_new_bounded(qmp, entry->info.name, entry->info.pid,
+                                                  entry->max_ram_bytes, error);
   HmmvQmp *proxy;
 
   if (vm == NULL)
@@ -320,15 +325,17 @@ hmmvd_vms_add_with_tracker(HmmvdVms *vms, const char *name, HmmvdSource source, 
 
 gboolean
 hmmvd_vms_add(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, const char *uuid,
-              HmmvQmp *qmp, GError **error)
+              HmmvQmp *qmp, guint64 max_ram_bytes, GError **error)
 {
-  g_autoptr(HmmvQmp) owned = qmp;
   HmmvVm *vm = NULL;
   HmmvTracker *tracker = NULL;
   VmEntry *entry = entry_new(vms, name, source, pid, uuid);
   g_autoptr(GError) local_error = NULL;
 
-  if (!build_from_qmp(vms, name, owned, &vm, &tracker, &local_error)) {
+  entry->qmp = qmp;
+  entry->max_ram_bytes = max_ram_bytes;
+  if (!build_from_qmp(vms, entry, &vm, &tracker, &local_error)) {
+    g_clear_pointer(&entry->qmp, hmmv_qmp_free);   /* an unmanaged VM holds no connection */
     g_autofree char *status = failure_status(local_error);
 
     set_status(entry, status);
@@ -336,7 +343,6 @@ hmmvd_vms_add(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, cons
     g_propagate_error(error, g_steal_pointer(&local_error));
     return FALSE;
   }
-  entry->qmp = g_steal_pointer(&owned);
   return track(vms, entry, vm, tracker, error);
 }
 
@@ -565,7 +571,7 @@ restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
   untrack(vms, entry);
   entry->retry_layout = FALSE;   /* track() sets it again if the layout is still moving */
   if (entry->qmp != NULL)
-    built = build_from_qmp(vms, name, entry->qmp, &vm, &tracker, &error);
+    built = build_from_qmp(vms, entry, &vm, &tracker, &error);
   else if (vms->rebuild != NULL)
     built = vms->rebuild(name, vms->rebuild_data, &vm, &tracker, &error);
   else

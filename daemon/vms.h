@@ -47,9 +47,11 @@ HmmvCore *hmmvd_vms_get_core(HmmvdVms *vms);
 const HmmvdConfig *hmmvd_vms_get_config(HmmvdVms *vms);
 
 /* Start tracking a VM through its QMP transport (taken). On failure the VM is still listed,
- * with status saying why (an unpatched QEMU, for example), so operators see it. */
+ * with status saying why (an unpatched QEMU, for example), so operators see it. The RAM
+ * QEMU reports must lie in QEMU's (pid) writable mappings and sum to at most max_ram_bytes
+ * (the source's view of the VM, 0 when it has none). */
 gboolean hmmvd_vms_add(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
-                       const char *uuid, HmmvQmp *qmp, GError **error);
+                       const char *uuid, HmmvQmp *qmp, guint64 max_ram_bytes, GError **error);
 /* The part of hmmvd_vms_add after the VM and its tracker are built (both taken); also the
  * entry point of the unit tests (fake tracker, sim mover). A VM added this way has no QMP
  * transport: when its RAM layout changes, tracking restarts through the rebuild function

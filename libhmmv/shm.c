@@ -265,13 +265,16 @@ hmmv_shm_harvest_block(HmmvShm *shm, guint index, HmmvShmBitFunc fn, gpointer us
 {
   const HmmvShmBlock *block = hmmv_shm_get_block(shm, index);
   guint64 *words;
-  guint64 used_pages, found = 0;
+  guint64 used_pages, nr_words, found = 0;
 
   if (block == NULL || (block->flags & HMMV_SHM_BLOCK_F_GONE) != 0)
     return 0;
   words = (guint64 *)(shm->base + block->bitmap_offset);
   used_pages = block->used_length >> HMMV_SHM_PAGE_SHIFT_4K;
-  for (guint64 w = 0; w < block->bitmap_words; w++) {
+  /* Only the words of pages in use: QEMU never sets the others, and the bitmap's size is
+   * QEMU's claim (a 1 GiB bitmap for a 128 MiB guest took 23 s to drain). */
+  nr_words = MIN(block->bitmap_words, (used_pages + 63) / 64);
+  for (guint64 w = 0; w < nr_words; w++) {
     guint64 bits;
 
     /* Most words are clean: a plain load costs far less than a locked exchange. */

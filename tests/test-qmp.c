@@ -11,6 +11,7 @@
 #include <gio/gunixsocketaddress.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 typedef enum {
@@ -29,6 +30,10 @@ typedef struct {
   char fd_payload[5];
   gboolean got_fd;
 } Peer;
+
+/* What the peer's query-hmmv-ramblocks claims: one range of layout_size at layout_hva. */
+static guint64 layout_hva;
+static guint64 layout_size;
 
 static char *
 peer_read_line(GSocket *sock, GString *buf)
@@ -115,6 +120,14 @@ peer_thread(gpointer data)
     } else if (strstr(line, "query-err") != NULL) {
       peer_send(sock, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command "
                       "query-err has not been found\"}}\n");
+    } else if (strstr(line, "query-hmmv-ramblocks") != NULL) {
+      g_autofree char *reply = g_strdup_printf(
+        "{\"return\": [{\"name\": \"pc.ram\", \"host-address\": %" G_GUINT64_FORMAT ", "
+        "\"used-length\": %" G_GUINT64_FORMAT ", \"max-length\": %" G_GUINT64_FORMAT ", "
+        "\"page-size\": 4096, \"ranges\": [{\"gpa\": 0, \"offset\": 0, \"size\": %"
+        G_GUINT64_FORMAT "}]}]}\n", layout_hva, layout_size, layout_size, layout_size);
+
+      peer_send(sock, reply);
     } else if (strstr(line, "query-deep-event") != NULL) {
       /* issue 10: ~75,000 levels overflowed json-glib's stack in the event path */
       g_autofree char *deep = g_strnfill(100000, '[');
@@ -217,6 +230,51 @@ START_TEST(test_execute_skips_events)
 }
 END_TEST
 
+/* issue 10: a RAM size claimed in query-hmmv-ramblocks (4 TiB) made hmmvd allocate and fill
+ * 1 GiB of page state. Claims are now checked against the peer's mappings (the peer here is
+ * this process) and the caller's bound before anything is allocated. */
+START_TEST(test_claimed_ram_bounded)
+{
+  Peer *peer = peer_start(PEER_NORMAL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQmp) qmp = hmmv_qmp_connect_unix(peer->path, 2000, &error);
+  gsize size = 1 << 20;
+  void *ram = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  g_autoptr(HmmvVm) vm = NULL;
+
+  ck_assert(qmp != NULL && ram != MAP_FAILED);
+  ck_assert_int_eq(hmmv_qmp_get_peer_pid(qmp), getpid());
+  layout_hva = (guint64)(guintptr)ram;
+  layout_size = size;
+  vm = hmmv_qemu_vm_new(qmp, "real", &error);
+  ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
+  ck_assert_uint_eq(hmmv_vm_get_nr_pages(vm), 256);
+  g_clear_pointer(&vm, hmmv_vm_free);
+  /* More than the VM has, by the source's (libvirt's) view. */
+  ck_assert(hmmv_qemu_vm_new_bounded(qmp, "big", getpid(), size / 2, &error) == NULL);
+  ck_assert_msg(strstr(error->message, "at most 0 MiB") != NULL, "%s", error->message);
+  g_clear_error(&error);
+  /* 4 TiB that nobody maps. */
+  layout_size = G_GUINT64_CONSTANT(4) << 40;
+  ck_assert(hmmv_qemu_vm_new(qmp, "huge", &error) == NULL);
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL));
+  ck_assert_msg(strstr(error->message, "does not map writable") != NULL, "%s", error->message);
+  g_clear_error(&error);
+  /* Read-only memory is not guest RAM either. */
+  layout_size = size;
+  ck_assert_int_eq(mprotect(ram, size, PROT_READ), 0);
+  ck_assert(hmmv_qemu_vm_new(qmp, "ro", &error) == NULL);
+  ck_assert_msg(strstr(error->message, "does not map writable") != NULL, "%s", error->message);
+  g_clear_error(&error);
+  /* Without a pid nothing can be checked: refused. */
+  ck_assert(hmmv_qemu_vm_new_bounded(qmp, "nopid", -1, 0, &error) == NULL);
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED));
+  munmap(ram, size);
+  g_clear_pointer(&qmp, hmmv_qmp_free);
+  peer_stop(peer);
+}
+END_TEST
+
 START_TEST(test_hangup_is_gone)
 {
   Peer *peer = peer_start(PEER_HANGUP);
@@ -291,6 +349,7 @@ qmp_suite(void)
 
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_execute_skips_events);
+  tcase_add_test(tc, test_claimed_ram_bounded);
   tcase_add_test(tc, test_hangup_is_gone);
   tcase_add_test(tc, test_silent_peer_times_out);
   tcase_add_test(tc, test_send_fd);

@@ -377,7 +377,7 @@ START_TEST(test_unpatched_qemu_is_listed_with_the_reason)
   HmmvQmp *qmp = hmmv_qmp_new(&unpatched_ops, NULL, &error);
   HmmvdVmInfo *info;
 
-  ck_assert(!hmmvd_vms_add(fx.bed.vms, "old", HMMVD_SOURCE_LIBVIRT, 1, "uuid-1", qmp, &error));
+  ck_assert(!hmmvd_vms_add(fx.bed.vms, "old", HMMVD_SOURCE_LIBVIRT, 1, "uuid-1", qmp, 0, &error));
   info = hmmvd_vms_lookup(fx.bed.vms, "old");
   ck_assert(info != NULL);
   ck_assert(!info->in_core);

@@ -31,6 +31,13 @@ typedef struct {
 
 /* Ranges sorted by gpa. all_blocks: also ROM, VGA memory and other non-RAM blocks. */
 GPtrArray *hmmv_qemu_query_layout(HmmvQmp *qmp, gboolean all_blocks, GError **error);
+/* Every range must lie in memory the QEMU process (pid) maps writable (/proc/PID/maps), and
+ * their sum must not pass max_ram_bytes (0: no bound; the daemon passes libvirt's view of
+ * the domain's memory); else HMMV_ERROR_PROTOCOL, before anything is allocated. pid <= 0
+ * cannot be checked and fails with HMMV_ERROR_NOT_SUPPORTED. */
+HmmvVm *hmmv_qemu_vm_new_bounded(HmmvQmp *qmp, const char *name, int pid,
+                                 guint64 max_ram_bytes, GError **error);
+/* hmmv_qemu_vm_new_bounded() with the transport's peer pid and no size bound. */
 HmmvVm *hmmv_qemu_vm_new(HmmvQmp *qmp, const char *name, GError **error);
 
 typedef struct {

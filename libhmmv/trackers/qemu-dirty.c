@@ -11,6 +11,7 @@
  * A region flagged LAYOUT_STALE, or a layout that no longer matches, is reported as
  * HMMV_ERROR_LAYOUT_CHANGED; a QEMU that is gone as HMMV_ERROR_GONE.
  */
+#include "../procmaps.h"
 #include "../shm.h"
 #include "../vm-private.h"
 
@@ -162,13 +163,54 @@ hmmv_qemu_query_layout(HmmvQmp *qmp, gboolean all_blocks, GError **error)
   return g_steal_pointer(&out);
 }
 
+/* Every range QEMU claims must be memory QEMU really maps writable, and all of them together
+ * no more than max_ram_bytes (0: no such bound): before this, a claimed 4 TiB made hmmvd
+ * allocate and fill 1 GiB of page state (13.7 s). */
+static gboolean
+check_ranges(GPtrArray *ranges, int pid, guint64 max_ram_bytes, GError **error)
+{
+  g_autoptr(GArray) maps = hmmv_proc_maps_read(pid, error);
+  guint64 total = 0;
+
+  if (maps == NULL) {
+    g_prefix_error(error, "cannot check the RAM QEMU claims against its mappings: ");
+    return FALSE;
+  }
+  for (guint i = 0; i < ranges->len; i++) {
+    const HmmvQemuRange *range = g_ptr_array_index(ranges, i);
+
+    if (!hmmv_proc_maps_cover(maps, range->hva, range->size)) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL,
+                  "QEMU (pid %d) claims %" G_GUINT64_FORMAT " MiB of RAM block %s at 0x%"
+                  G_GINT64_MODIFIER "x that it does not map writable", pid,
+                  range->size >> 20, range->block, range->hva);
+      return FALSE;
+    }
+    total += range->size;   /* cannot wrap: each range is mapped, mappings do not overlap */
+  }
+  if (max_ram_bytes != 0 && total > max_ram_bytes) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL,
+                "QEMU claims %" G_GUINT64_FORMAT " MiB of guest RAM, the VM has at most %"
+                G_GUINT64_FORMAT " MiB", total >> 20, max_ram_bytes >> 20);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 HmmvVm *
 hmmv_qemu_vm_new(HmmvQmp *qmp, const char *name, GError **error)
+{
+  return hmmv_qemu_vm_new_bounded(qmp, name, hmmv_qmp_get_peer_pid(qmp), 0, error);
+}
+
+HmmvVm *
+hmmv_qemu_vm_new_bounded(HmmvQmp *qmp, const char *name, int pid, guint64 max_ram_bytes,
+                         GError **error)
 {
   g_autoptr(GPtrArray) ranges = hmmv_qemu_query_layout(qmp, FALSE, error);
   g_autoptr(HmmvVm) vm = NULL;
 
-  if (ranges == NULL)
+  if (ranges == NULL || !check_ranges(ranges, pid, max_ram_bytes, error))
     return NULL;
   vm = hmmv_vm_new(name);
   for (guint i = 0; i < ranges->len; i++) {
@@ -196,6 +238,13 @@ block_map_clear(gpointer data)
 static gboolean
 build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
 {
+  int pid = hmmv_vm_get_pid(vm) > 0 ? hmmv_vm_get_pid(vm) : hmmv_qmp_get_peer_pid(qd->qmp);
+  g_autoptr(GArray) maps = hmmv_proc_maps_read(pid, error);
+
+  if (maps == NULL) {
+    g_prefix_error(error, "cannot check the export against QEMU's mappings: ");
+    return FALSE;
+  }
   g_array_set_size(qd->blocks, 0);
   if (ranges->len != hmmv_vm_get_nr_regions(vm)) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED,
@@ -230,6 +279,17 @@ build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
         (hmmv_shm_get_block(qd->shm, b)->used_length >> HMMV_PAGE_SHIFT)) {
       g_set_error(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED,
                   "RAM block %s is smaller in the export than in the layout", range->block);
+      return FALSE;
+    }
+    /* The harvest reads the block's bitmap up to its used length: that length is a claim
+     * too (a 128 MiB guest with a 1 GiB bitmap: 23 s per harvest), bounded here by what
+     * QEMU maps at the block's address. */
+    if (!hmmv_proc_maps_cover(maps, hmmv_shm_get_block(qd->shm, b)->host_addr,
+                              hmmv_shm_get_block(qd->shm, b)->used_length) ||
+        hmmv_shm_get_block(qd->shm, b)->host_addr != range->hva - range->offset) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL,
+                  "RAM block %s in the export is not the memory QEMU maps for it",
+                  range->block);
       return FALSE;
     }
     for (guint m = 0; m < qd->blocks->len; m++)
