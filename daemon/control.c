@@ -26,6 +26,7 @@ struct _HmmvdControl {
   GSocketService *service;
   GCancellable *cancellable;  /* cancelled on free: pending clients then only clean up */
   guint nr_clients;
+  guint request_deadline_ms;
 };
 
 typedef struct {
@@ -38,6 +39,8 @@ typedef struct {
   gboolean close_after_reply;
   guint uid;
   int pid;
+  guint deadline_source;      /* running while a request is awaited */
+  guint request_deadline_ms;
 } ControlClient;
 
 /* ---- requests ---- */
@@ -252,6 +255,8 @@ hmmvd_control_handle_request(HmmvdVms *vms, const HmmvTopology *topo, const char
 static void
 client_free(ControlClient *client)
 {
+  if (client->deadline_source != 0)
+    g_source_remove(client->deadline_source);
   if (!g_cancellable_is_cancelled(client->cancellable))
     client->control->nr_clients--;
   g_io_stream_close(G_IO_STREAM(client->connection), NULL, NULL);
@@ -304,6 +309,20 @@ client_read(GObject *source, GAsyncResult *result, gpointer user_data)
   client_next(client);
 }
 
+/* The request took too long: shut the socket down, so the pending read ends (EOF) and the
+ * client is freed there. */
+static gboolean
+client_deadline(gpointer user_data)
+{
+  ControlClient *client = user_data;
+
+  client->deadline_source = 0;
+  g_message("control: dropped a client (pid %d) whose request did not arrive within %u ms",
+            client->pid, client->request_deadline_ms);
+  g_socket_shutdown(g_socket_connection_get_socket(client->connection), TRUE, TRUE, NULL);
+  return G_SOURCE_REMOVE;
+}
+
 /* Answer the first complete line, or read more. */
 static void
 client_next(ControlClient *client)
@@ -322,10 +341,17 @@ client_next(ControlClient *client)
                                           HMMVD_CONTROL_MAX_LINE), TRUE);
       return;
     }
+    if (client->deadline_source == 0)
+      client->deadline_source = g_timeout_add(client->request_deadline_ms, client_deadline,
+                                              client);
     g_input_stream_read_async(g_io_stream_get_input_stream(G_IO_STREAM(client->connection)),
                               client->chunk, sizeof(client->chunk), G_PRIORITY_DEFAULT,
                               client->cancellable, client_read, client);
     return;
+  }
+  if (client->deadline_source != 0) {
+    g_source_remove(client->deadline_source);
+    client->deadline_source = 0;
   }
   len = (gsize)(newline - client->pending->data);
   if (len > 0 && client->pending->data[len - 1] == '\r')
@@ -372,6 +398,7 @@ control_incoming(GSocketService *service, GSocketConnection *connection,
   client->connection = g_object_ref(connection);
   client->pending = g_byte_array_new();
   client->pid = -1;
+  client->request_deadline_ms = control->request_deadline_ms;
   g_socket_set_timeout(g_socket_connection_get_socket(connection), HMMVD_CONTROL_TIMEOUT_S);
   if (!peer_is_root(client, &why)) {
     g_autofree char *message = g_strdup_printf("permission denied: %s", why);
@@ -479,6 +506,7 @@ hmmvd_control_new(HmmvdVms *vms, const HmmvTopology *topo, const char *mover_nam
   control->topo = topo;
   control->mover_name = g_strdup(mover_name);
   control->cancellable = g_cancellable_new();
+  control->request_deadline_ms = HMMVD_CONTROL_REQUEST_DEADLINE_MS;
   if (strlen(path) >= UNIX_PATH_MAX || !g_path_is_absolute(path)) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                 "control socket path %s must be absolute and shorter than %u bytes", path,
@@ -492,6 +520,12 @@ hmmvd_control_new(HmmvdVms *vms, const HmmvTopology *topo, const char *mover_nam
     return NULL;
   g_message("control: listening on %s (root only)", path);
   return g_steal_pointer(&control);
+}
+
+void
+hmmvd_control_set_request_deadline_ms(HmmvdControl *control, guint deadline_ms)
+{
+  control->request_deadline_ms = deadline_ms;
 }
 
 void

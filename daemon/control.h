@@ -29,6 +29,9 @@ G_BEGIN_DECLS
 #define HMMVD_CONTROL_MAX_CLIENTS 16u
 /* A client silent for this long is dropped, so idle clients cannot hold every slot. */
 #define HMMVD_CONTROL_TIMEOUT_S 30u
+/* Each request, from the previous reply (or the connection) to its newline, must arrive
+ * within this: a client trickling a byte now and then no longer holds its slot forever. */
+#define HMMVD_CONTROL_REQUEST_DEADLINE_MS 30000u
 
 typedef struct _HmmvdControl HmmvdControl;
 
@@ -37,6 +40,8 @@ typedef struct _HmmvdControl HmmvdControl;
  * starts serving on the thread-default main context. vms, topo and mover_name are borrowed. */
 HmmvdControl *hmmvd_control_new(HmmvdVms *vms, const HmmvTopology *topo, const char *mover_name,
                                 const char *path, GError **error);
+/* For tests: the per-request deadline (default HMMVD_CONTROL_REQUEST_DEADLINE_MS). */
+void hmmvd_control_set_request_deadline_ms(HmmvdControl *control, guint deadline_ms);
 /* Stops serving and unlinks the socket. */
 void hmmvd_control_free(HmmvdControl *control);
 

@@ -4,8 +4,8 @@
  * textfile-collector file.
  *
  * The HTTP side is deliberately tiny: one GET per connection, the request bounded to
- * HMMVD_METRICS_MAX_REQUEST bytes, at most HMMVD_METRICS_MAX_CLIENTS connections, a 10 s
- * socket timeout, "Connection: close". Only loopback addresses are accepted: metrics name the
+ * HMMVD_METRICS_MAX_REQUEST bytes, at most HMMVD_METRICS_MAX_CLIENTS connections, each over
+ * within HMMVD_METRICS_REQUEST_DEADLINE_MS (10 s) however it trickles, "Connection: close". Only loopback addresses are accepted: metrics name the
  * host's VMs, and exposing them further is the job of a proxy the operator chooses.
  */
 #include "metrics.h"
@@ -24,6 +24,7 @@ struct _HmmvdMetrics {
   GCancellable *cancellable;  /* cancelled on free: pending clients then only clean up */
   guint16 port;
   guint nr_clients;
+  guint request_deadline_ms;
 };
 
 typedef struct {
@@ -33,6 +34,7 @@ typedef struct {
   char request[HMMVD_METRICS_MAX_REQUEST + 1];
   gsize len;
   char *reply;
+  guint deadline_source;
 } HttpClient;
 
 char *
@@ -265,6 +267,8 @@ hmmvd_metrics_parse_listen(const char *listen, GSocketAddress **address, GError 
 static void
 http_client_free(HttpClient *client)
 {
+  if (client->deadline_source != 0)
+    g_source_remove(client->deadline_source);
   if (!g_cancellable_is_cancelled(client->cancellable))
     client->metrics->nr_clients--;
   g_io_stream_close(G_IO_STREAM(client->connection), NULL, NULL);
@@ -355,6 +359,17 @@ http_read_more(HttpClient *client)
                             client->cancellable, http_read, client);
 }
 
+/* Shut the socket down: the pending read or write ends, and frees the client. */
+static gboolean
+http_deadline(gpointer user_data)
+{
+  HttpClient *client = user_data;
+
+  client->deadline_source = 0;
+  g_socket_shutdown(g_socket_connection_get_socket(client->connection), TRUE, TRUE, NULL);
+  return G_SOURCE_REMOVE;
+}
+
 static gboolean
 http_incoming(GSocketService *service, GSocketConnection *connection, GObject *source_object,
               gpointer user_data)
@@ -372,6 +387,7 @@ http_incoming(GSocketService *service, GSocketConnection *connection, GObject *s
   client->cancellable = g_object_ref(metrics->cancellable);
   client->connection = g_object_ref(connection);
   g_socket_set_timeout(g_socket_connection_get_socket(connection), HTTP_TIMEOUT_S);
+  client->deadline_source = g_timeout_add(metrics->request_deadline_ms, http_deadline, client);
   http_read_more(client);
   return TRUE;
 }
@@ -404,6 +420,12 @@ http_start(HmmvdMetrics *metrics, const char *listen, GError **error)
   return TRUE;
 }
 
+void
+hmmvd_metrics_set_request_deadline_ms(HmmvdMetrics *metrics, guint deadline_ms)
+{
+  metrics->request_deadline_ms = deadline_ms;
+}
+
 HmmvdMetrics *
 hmmvd_metrics_new(HmmvdVms *vms, const HmmvTopology *topo, const char *listen,
                   const char *textfile, GError **error)
@@ -413,6 +435,7 @@ hmmvd_metrics_new(HmmvdVms *vms, const HmmvTopology *topo, const char *listen,
   metrics->vms = vms;
   metrics->topo = topo;
   metrics->cancellable = g_cancellable_new();
+  metrics->request_deadline_ms = HMMVD_METRICS_REQUEST_DEADLINE_MS;
   if (textfile != NULL && *textfile != '\0') {
     if (!g_path_is_absolute(textfile)) {
       g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,

@@ -26,9 +26,15 @@ typedef struct _HmmvdMetrics HmmvdMetrics;
 /* listen: "" (no HTTP) or HOST:PORT on loopback ("127.0.0.1:9464", "[::1]:9464",
  * "localhost:9464"; port 0 picks a free port). textfile: "" or an absolute path. vms and
  * topo are borrowed and must outlive the metrics. */
+/* A scrape, from the connection to the last byte of the reply, must be over within this:
+ * trickling clients (any local user can connect) cannot hold the slots. */
+#define HMMVD_METRICS_REQUEST_DEADLINE_MS 10000u
+
 HmmvdMetrics *hmmvd_metrics_new(HmmvdVms *vms, const HmmvTopology *topo, const char *listen,
                                 const char *textfile, GError **error);
 void hmmvd_metrics_free(HmmvdMetrics *metrics);
+/* For tests: the per-connection deadline (default HMMVD_METRICS_REQUEST_DEADLINE_MS). */
+void hmmvd_metrics_set_request_deadline_ms(HmmvdMetrics *metrics, guint deadline_ms);
 /* The HTTP port actually bound (useful with port 0); 0 when HTTP is off. */
 guint16 hmmvd_metrics_get_port(const HmmvdMetrics *metrics);
 /* Rewrites the textfile when one is configured. */

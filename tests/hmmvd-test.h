@@ -18,3 +18,9 @@ typedef struct {
 void hmmvd_test_bed_init(HmmvdTestBed *bed, guint64 dram_bytes, guint64 slow_bytes,
                          const HmmvParams *params);
 void hmmvd_test_bed_clear(HmmvdTestBed *bed);
+
+/* issue 10, item 7: nr_connections clients to address that each send one byte every 100 ms
+ * and never finish a request, while the calling thread runs the default main context. Returns
+ * how many the server closed; gives up after 60 s (liveness only). *bytes_sent: the most
+ * bytes one connection got in before it was closed (a figure, not asserted). */
+guint hmmvd_test_trickle(GSocketAddress *address, guint nr_connections, guint *bytes_sent);

@@ -7,6 +7,7 @@
 #include "vms.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <gio/gunixsocketaddress.h>
 #include <glib/gstdio.h>
 #include <grp.h>
@@ -272,6 +273,27 @@ START_TEST(test_socket_modes_and_requests)
 }
 END_TEST
 
+/* issue 10, item 7: 16 root clients sending a byte every 5 s held every slot (the timeout
+ * was per read). Each request now has a deadline: all 16 tricklers are dropped, and then a
+ * client is served. */
+START_TEST(test_trickling_clients_dropped)
+{
+  g_autoptr(HmmvdControl) control = start_control();
+  g_autoptr(GSocketAddress) address = g_unix_socket_address_new(fx.path);
+  const char *const reqs[] = { "{\"command\":\"vms\"}\n" };
+  g_autofree char *response = NULL;
+  guint bytes = 0;
+
+  hmmvd_control_set_request_deadline_ms(control, 500);
+  ck_assert_uint_eq(hmmvd_test_trickle(address, HMMVD_CONTROL_MAX_CLIENTS, &bytes),
+                    HMMVD_CONTROL_MAX_CLIENTS);
+  printf("# %u trickling clients dropped, the longest after %u bytes (1 every 100 ms)\n",
+         HMMVD_CONTROL_MAX_CLIENTS, bytes);
+  response = talk(reqs, 1, 1, 0);
+  ck_assert_msg(g_str_has_prefix(response, "{\"return\":[{\"name\":\"vm1\""), "%s", response);
+}
+END_TEST
+
 START_TEST(test_oversize_line)
 {
   g_autoptr(HmmvdControl) control = start_control();
@@ -435,9 +457,10 @@ control_suite(gboolean root)
   }
   socket_tc = tcase_create("socket");
   tcase_add_checked_fixture(socket_tc, setup, teardown);
-  tcase_set_timeout(socket_tc, 60);
+  tcase_set_timeout(socket_tc, 90);
   tcase_add_test(socket_tc, test_socket_modes_and_requests);
   tcase_add_test(socket_tc, test_oversize_line);
+  tcase_add_test(socket_tc, test_trickling_clients_dropped);
   tcase_add_test(socket_tc, test_too_many_clients);
   tcase_add_test(socket_tc, test_stale_and_foreign_paths);
   tcase_add_test(socket_tc, test_non_root_peer_refused);

@@ -7,6 +7,7 @@
 #include "vms.h"
 
 #include <glib/gstdio.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -252,6 +253,32 @@ START_TEST(test_http)
 }
 END_TEST
 
+/* issue 10, item 7: any local user held all 8 metrics connections with a byte every 5 s, and
+ * root's scrapes failed. Each connection now has a deadline: the tricklers are dropped, and
+ * then a scrape is served. */
+START_TEST(test_http_trickling_dropped)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvdMetrics) metrics = hmmvd_metrics_new(fx.bed.vms, fx.bed.topo, "127.0.0.1:0", "",
+                                                      &error);
+  g_autoptr(GInetAddress) loopback = NULL;
+  g_autoptr(GSocketAddress) address = NULL;
+  g_autofree char *ok = NULL;
+  guint bytes = 0;
+
+  ck_assert_msg(metrics != NULL, "%s", error ? error->message : "");
+  hmmvd_metrics_set_request_deadline_ms(metrics, 500);
+  loopback = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+  address = g_inet_socket_address_new(loopback, hmmvd_metrics_get_port(metrics));
+  ck_assert_uint_eq(hmmvd_test_trickle(address, HMMVD_METRICS_MAX_CLIENTS, &bytes),
+                    HMMVD_METRICS_MAX_CLIENTS);
+  printf("# %u trickling scrapers dropped, the longest after %u bytes (1 every 100 ms)\n",
+         HMMVD_METRICS_MAX_CLIENTS, bytes);
+  ok = http_get(hmmvd_metrics_get_port(metrics), "GET /metrics HTTP/1.1\r\n\r\n", 26);
+  ck_assert_msg(g_str_has_prefix(ok, "HTTP/1.1 200 OK\r\n"), "%s", ok);
+}
+END_TEST
+
 START_TEST(test_http_refuses_non_loopback)
 {
   g_autoptr(GError) error = NULL;
@@ -294,6 +321,7 @@ metrics_suite(void)
   TCase *tc = tcase_create("metrics");
 
   tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 90);
   tcase_add_test(tc, test_escape_label);
   tcase_add_test(tc, test_append_golden);
   tcase_add_test(tc, test_format_without_vms);
@@ -301,6 +329,7 @@ metrics_suite(void)
   tcase_add_test(tc, test_parse_listen);
   tcase_add_test(tc, test_http);
   tcase_add_test(tc, test_http_refuses_non_loopback);
+  tcase_add_test(tc, test_http_trickling_dropped);
   tcase_add_test(tc, test_textfile);
   suite_add_tcase(s, tc);
   return s;
