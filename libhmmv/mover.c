@@ -2,12 +2,15 @@
 /*
  * The mover vtable and the wrappers the core calls: they batch the backend calls, check every
  * per-page status, count each failure kind into the VM's HmmvMoveStats and record where each
- * page really is. Cooldown bits are the planner's and are left alone.
+ * page really is: after a short or failed move_pages(2) call the status array is not
+ * believed (mover.h says why) and the pages it left unreported are queried. Cooldown bits
+ * are the planner's and are left alone.
  */
 #include <hmmv/error.h>
 #include <hmmv/mover.h>
 
 #include <errno.h>
+#include <string.h>
 
 /* 512 pages per call: move_pages(2) costs ~62 us for a lone page but ~3.9 us/page in a
  * batch of 512 (tests/bench/tier-model.md); larger batches gain little and hold mmap_lock longer. */
@@ -157,35 +160,141 @@ hmmv_mover_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pa
   return TRUE;
 }
 
-/* One batch's outcome; returns the pages now on dest_node. */
-static guint64
-account_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize n, int dest_node,
-             HmmvTier dest_tier, const int *status)
+/* A page the backend reports on dest_node: a migration unless the record had it there. */
+static void
+record_on_dest(HmmvVm *vm, guint64 page, int dest_node, HmmvTier dest_tier)
 {
   HmmvMoveStats *stats = hmmv_vm_get_move_stats(vm);
-  guint64 on_dest = 0;
 
-  for (gsize i = 0; i < n; i++) {
-    if (status[i] == dest_node) {
-      /* Promoted/demoted count real migrations, not pages that already were there. */
-      if (hmmv_vm_get_page_node(vm, pages[i]) != dest_node) {
-        if (dest_tier == HMMV_TIER_DRAM)
-          stats->promoted++;
-        else
-          stats->demoted++;
-      }
-      hmmv_vm_set_page_node(vm, pages[i], dest_node, dest_tier);
-      on_dest++;
-    } else if (status[i] >= 0) {
-      stats->other++;
-      record_node(mover, vm, pages[i], status[i]);
-    } else {
-      count_errno(stats, status[i]);
-      if (status[i] == -ENOENT)
-        hmmv_vm_set_page_node(vm, pages[i], -1, HMMV_TIER_SLOW);
-    }
+  /* Promoted/demoted count real migrations, not pages that already were there. */
+  if (hmmv_vm_get_page_node(vm, page) != dest_node) {
+    if (dest_tier == HMMV_TIER_DRAM)
+      stats->promoted++;
+    else
+      stats->demoted++;
   }
-  return on_dest;
+  hmmv_vm_set_page_node(vm, page, dest_node, dest_tier);
+}
+
+/* A status the wrapper does not believe: not written, or -EBUSY, which a THP's other
+ * subpages read although they moved with it (mm/migrate.c: the folio is already isolated). */
+static gboolean
+status_needs_query(int status)
+{
+  return status == HMMV_MOVE_STATUS_UNWRITTEN || status == -EBUSY || status == -EAGAIN;
+}
+
+/* A status the kernel wrote and that is final; returns TRUE when the page is on dest_node. */
+static gboolean
+account_status(HmmvMover *mover, HmmvVm *vm, guint64 page, int dest_node, HmmvTier dest_tier,
+               int status)
+{
+  HmmvMoveStats *stats = hmmv_vm_get_move_stats(vm);
+
+  if (status == dest_node) {
+    record_on_dest(vm, page, dest_node, dest_tier);
+    return TRUE;
+  }
+  if (status >= 0) {
+    stats->other++;
+    record_node(mover, vm, page, status);
+  } else {
+    count_errno(stats, status);
+    if (status == -ENOENT)
+      hmmv_vm_set_page_node(vm, page, -1, HMMV_TIER_SLOW);
+  }
+  return FALSE;
+}
+
+/* At most this many backend calls per batch: after a short call the pages it never reached
+ * are tried again while each call settles at least one page. A pinned page stops the
+ * kernel's call only at the end of its group, so one retry usually finishes the batch. */
+#define MAX_CALLS_PER_BATCH 4
+
+typedef struct {
+  int *status;              /* batch entries each */
+  guint64 *todo;
+  guint64 *asked;
+  int *asked_status;
+  int *query_status;
+} BatchScratch;
+
+/* One batch, with the retries above. Returns FALSE only for a whole-call failure other than
+ * a full node; *full is set when the node was full (ENOMEM). Adds to *on_dest. */
+static gboolean
+move_batch(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize n, int dest_node,
+           HmmvTier dest_tier, BatchScratch *sc, guint64 *on_dest, gboolean *full,
+           GError **error)
+{
+  HmmvMoveStats *stats = hmmv_vm_get_move_stats(vm);
+  gsize nr_todo = n;
+
+  memcpy(sc->todo, pages, n * sizeof(guint64));
+  for (guint call = 1;; call++) {
+    g_autoptr(GError) call_error = NULL;
+    gsize nr_asked = 0, nr_left = 0;
+    gssize rc;
+
+    for (gsize i = 0; i < nr_todo; i++)
+      sc->status[i] = HMMV_MOVE_STATUS_UNWRITTEN;
+    rc = mover->ops->move(mover, vm, sc->todo, nr_todo, dest_node, sc->status, &call_error);
+    if (rc < 0) {
+      if (!g_error_matches(call_error, HMMV_ERROR, HMMV_ERROR_NO_SPACE)) {
+        stats->call_failures++;
+        g_propagate_error(error, g_steal_pointer(&call_error));
+        return FALSE;
+      }
+      *full = TRUE;
+    }
+    for (gsize i = 0; i < nr_todo; i++) {
+      if (status_needs_query(sc->status[i])) {
+        sc->asked[nr_asked] = sc->todo[i];
+        sc->asked_status[nr_asked++] = sc->status[i];
+      } else if (account_status(mover, vm, sc->todo[i], dest_node, dest_tier, sc->status[i])) {
+        (*on_dest)++;
+      }
+    }
+    if (nr_asked == 0)
+      return TRUE;
+    /* The placement of exactly those pages, from the backend, not from the status array. */
+    if (!mover->ops->query(mover, vm, sc->asked, nr_asked, sc->query_status, error)) {
+      stats->call_failures++;
+      return FALSE;
+    }
+    for (gsize j = 0; j < nr_asked; j++) {
+      guint64 page = sc->asked[j];
+      int where = sc->query_status[j];
+
+      if (where == dest_node) {
+        record_on_dest(vm, page, dest_node, dest_tier);
+        (*on_dest)++;
+        continue;
+      }
+      if (where < 0)
+        hmmv_vm_set_page_node(vm, page, -1, HMMV_TIER_SLOW);
+      else
+        record_node(mover, vm, page, where);
+      if (where < 0 || sc->asked_status[j] != HMMV_MOVE_STATUS_UNWRITTEN)
+        count_errno(stats, where < 0 ? where : sc->asked_status[j]);
+      else
+        sc->todo[nr_left++] = page;    /* unreported and still elsewhere: try again? */
+    }
+    if (nr_left == 0)
+      return TRUE;
+    if (*full || rc <= 0 || nr_left >= nr_todo || call == MAX_CALLS_PER_BATCH) {
+      /* Not migrated: for lack of room on a full node; otherwise the kernel's migration
+       * failed (a pinned page, an elevated refcount), counted with the busy pages. A backend
+       * that returned 0 with statuses unwritten is counted as other. */
+      if (*full)
+        stats->no_memory += nr_left;
+      else if (rc > 0)
+        stats->busy += nr_left;
+      else
+        stats->other += nr_left;
+      return TRUE;
+    }
+    nr_todo = nr_left;
+  }
 }
 
 gboolean
@@ -193,9 +302,12 @@ hmmv_mover_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pag
                 int dest_node, guint64 *moved, GError **error)
 {
   const HmmvNode *dest = hmmv_topology_lookup(mover->topo, dest_node);
-  g_autofree int *status = NULL;
-  gsize batch = batch_size(mover);
+  gsize batch = batch_size(mover), alloc;
+  g_autofree int *status = NULL, *asked_status = NULL, *query_status = NULL;
+  g_autofree guint64 *todo = NULL, *asked = NULL;
+  BatchScratch sc;
   guint64 on_dest = 0;
+  gboolean full = FALSE;
 
   if (moved != NULL)
     *moved = 0;
@@ -207,18 +319,30 @@ hmmv_mover_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pag
   }
   if (!check_pages(vm, pages, nr_pages, error))
     return FALSE;
-  status = g_new(int, MIN(batch, MAX(nr_pages, 1)));
+  alloc = MIN(batch, MAX(nr_pages, 1));
+  sc = (BatchScratch){
+    .status = status = g_new(int, alloc),
+    .todo = todo = g_new(guint64, alloc),
+    .asked = asked = g_new(guint64, alloc),
+    .asked_status = asked_status = g_new(int, alloc),
+    .query_status = query_status = g_new(int, alloc),
+  };
   for (gsize start = 0; start < nr_pages; start += batch) {
     gsize n = MIN(batch, nr_pages - start);
 
-    if (!mover->ops->move(mover, vm, pages + start, n, dest_node, status, error)) {
-      hmmv_vm_get_move_stats(vm)->call_failures++;
+    if (full) {
+      /* The node had no room for the last batch; the later ones are not tried, and their
+       * pages keep the node they are recorded on. */
+      hmmv_vm_get_move_stats(vm)->no_memory += n;
+      continue;
+    }
+    if (!move_batch(mover, vm, pages + start, n, dest_node, dest->tier, &sc, &on_dest, &full,
+                    error)) {
       g_prefix_error(error, "vm %s: move to node %d: ", hmmv_vm_get_name(vm), dest_node);
       if (moved != NULL)
         *moved = on_dest;
       return FALSE;
     }
-    on_dest += account_move(mover, vm, pages + start, n, dest_node, dest->tier, status);
   }
   if (moved != NULL)
     *moved = on_dest;

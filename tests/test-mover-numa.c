@@ -4,6 +4,7 @@
  * buffer of 64 pages where some pages are touched, some never touched and some unmapped.
  */
 #include "hmmv-test.h"
+#include "mover-cases.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,8 +12,10 @@
 #include <numaif.h>
 #include <signal.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -523,6 +526,145 @@ START_TEST(test_two_node_round_trip)
 }
 END_TEST
 
+/* The shared cases' host: a child process per case plays QEMU. It maps the case's pages
+ * (4 KiB pages: MADV_NOHUGEPAGE), touches the present ones, puts them on their node with
+ * move_pages(2) on itself, and gives pinned pages a reference migration cannot drop by
+ * vmsplice()ing them into a pipe it never reads. */
+static pid_t case_child = -1;
+static HmmvTopology *case_topo;
+static HmmvVm *case_vm;
+static HmmvMover *case_mover;
+
+static gboolean
+read_full(int fd, void *buffer, gsize size)
+{
+  char *p = buffer;
+
+  while (size > 0) {
+    ssize_t n = read(fd, p, size);
+
+    if (n <= 0)
+      return FALSE;
+    p += n;
+    size -= (gsize)n;
+  }
+  return TRUE;
+}
+
+static int
+place_own_pages(char *buffer, const guint8 *spec, guint64 nr, guint8 kind, int node)
+{
+  g_autofree void **addresses = g_new(void *, nr);
+  g_autofree int *nodes = g_new(int, nr);
+  g_autofree int *status = g_new(int, nr);
+  guint64 n = 0;
+
+  for (guint64 p = 0; p < nr; p++) {
+    if (spec[p] == kind) {
+      addresses[n] = buffer + p * 4096;
+      nodes[n++] = node;
+    }
+  }
+  return n == 0 ? 0 : (int)numa_move_pages(0, n, addresses, nodes, status, MPOL_MF_MOVE);
+}
+
+static G_GNUC_NORETURN void
+case_child_main(int cmd_fd, int reply_fd)
+{
+  guint64 nr, address;
+  g_autofree guint8 *spec = NULL;
+  int pins[2];
+  char *buffer;
+
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  alarm(120);
+  if (!read_full(cmd_fd, &nr, sizeof(nr)) || nr > (1u << 20))
+    _exit(1);
+  spec = g_malloc(nr);
+  if (!read_full(cmd_fd, spec, nr) || pipe(pins) != 0)
+    _exit(1);
+  buffer = mmap(NULL, nr * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (buffer == MAP_FAILED)
+    _exit(1);
+  madvise(buffer, nr * 4096, MADV_NOHUGEPAGE);
+  for (guint64 p = 0; p < nr; p++) {
+    if (spec[p] != CASE_ABSENT)
+      buffer[p * 4096] = 1;
+  }
+  if (numa_max_node() >= 1 &&
+      (place_own_pages(buffer, spec, nr, CASE_NODE0, 0) < 0 ||
+       place_own_pages(buffer, spec, nr, CASE_PINNED0, 0) < 0 ||
+       place_own_pages(buffer, spec, nr, CASE_NODE1, 1) < 0))
+    _exit(1);
+  for (guint64 p = 0; p < nr; p++) {
+    struct iovec iov = { buffer + p * 4096, 4096 };
+
+    if (spec[p] == CASE_PINNED0 && vmsplice(pins[1], &iov, 1, 0) != 4096)
+      _exit(1);
+  }
+  address = (guint64)(guintptr)buffer;
+  if (write(reply_fd, &address, sizeof(address)) != sizeof(address))
+    _exit(1);
+  for (;;)
+    pause();
+}
+
+static void
+case_teardown(void)
+{
+  if (case_child > 0) {
+    kill(case_child, SIGKILL);
+    waitpid(case_child, NULL, 0);
+    case_child = -1;
+  }
+  g_clear_pointer(&case_vm, hmmv_vm_free);
+  g_clear_pointer(&case_mover, hmmv_mover_free);
+  g_clear_pointer(&case_topo, hmmv_topology_free);
+}
+
+static void
+case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvMover **mover)
+{
+  g_autoptr(GError) error = NULL;
+  int cmd[2], reply[2];
+  guint64 address = 0;
+
+  ck_assert_uint_eq(slow_room, 0);    /* not supported here: the case is not added */
+  ck_assert_int_eq(pipe(cmd), 0);
+  ck_assert_int_eq(pipe(reply), 0);
+  case_child = fork();
+  ck_assert_int_ge(case_child, 0);
+  if (case_child == 0) {
+    close(cmd[1]);
+    close(reply[0]);
+    case_child_main(cmd[0], reply[1]);
+  }
+  close(cmd[0]);
+  close(reply[1]);
+  ck_assert_int_eq(write(cmd[1], &nr, sizeof(nr)), sizeof(nr));
+  ck_assert_int_eq(write(cmd[1], spec, nr), (ssize_t)nr);
+  ck_assert_msg(read_full(reply[0], &address, sizeof(address)), "the case's child failed");
+  close(cmd[1]);
+  close(reply[0]);
+  case_topo = numa_max_node() >= 1 ? hmmv_topology_new_from_host(NULL, &error)
+                                   : host_topology();
+  ck_assert_msg(case_topo != NULL, "%s", error ? error->message : "");
+  case_vm = hmmv_vm_new("case");
+  ck_assert(hmmv_vm_add_region(case_vm, "ram", 0, address, nr * 4096, 4096, NULL));
+  ck_assert(hmmv_vm_finalize_layout(case_vm, NULL));
+  hmmv_vm_set_pid(case_vm, case_child);
+  case_mover = hmmv_numa_mover_new(case_topo, &error);
+  ck_assert_msg(case_mover != NULL, "%s", error ? error->message : "");
+  *vm = case_vm;
+  *mover = case_mover;
+}
+
+static const MoverCaseHost numa_case_host = {
+  .name = "the numa mover",
+  .setup = case_setup,
+  .teardown = case_teardown,
+};
+
 /* The kernel must have move_pages(2): probe it on this process's own memory. */
 static gboolean
 move_pages_works(void)
@@ -548,12 +690,20 @@ numa_suite(void)
   tcase_add_test(tc, test_vm_move);
   suite_add_tcase(suite, tc);
   if (numa_max_node() < 1) {
+    TCase *shared = tcase_create("shared");
+
+    mover_cases_add(shared, &numa_case_host);
+    suite_add_tcase(suite, shared);
     /* it checks that the kernel refuses node 1 */
     tcase_add_test(tc, test_vm_errors);
     printf("# one NUMA node (numa_max_node() = %d): the two-node round trip is not run; "
            "the testbed suite runs it in a two-node guest\n", numa_max_node());
   } else {
     TCase *two = tcase_create("two-node");
+    static MoverCaseHost two_nodes;
+
+    two_nodes = numa_case_host;
+    two_nodes.supports = CASE_NEEDS_TWO_NODES;
 
     /* test_vm_errors expects the kernel to refuse node 1, which this host has */
     printf("# %d NUMA nodes: test_vm_errors is not run (it needs a host without node 1)\n",
@@ -562,6 +712,8 @@ numa_suite(void)
     /* under TCG a fill, four checks and two moves of 8 MiB take seconds, not Check's 4 */
     tcase_set_timeout(two, 120);
     tcase_add_test(two, test_two_node_round_trip);
+    /* the shared cases run in this case, which the testbed's verdict is made of */
+    mover_cases_add(two, &two_nodes);
     suite_add_tcase(suite, two);
   }
   fflush(stdout);

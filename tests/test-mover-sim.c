@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "hmmv-test.h"
+#include "mover-cases.h"
 
 #include <errno.h>
 
@@ -200,14 +201,22 @@ START_TEST(test_random_against_model)
       pages[n++] = (guint64)p;
     ck_assert(hmmv_mover_move(mover, vm, pages, n, dest, &moved, &error));
     guint64 expect_on_dest = 0;
+    gboolean full = FALSE;
+    /* As move_pages(2): the first page that finds the target full fails its whole call
+     * (ENOMEM); the wrapper queries that batch, and the later batches are not tried. */
     for (guint i = 0; i < n; i++) {
       int *m = &model[pages[i]];
 
+      if (full && i % 16 == 0) {
+        enomem += n - i;
+        break;
+      }
       if (*m < 0) {
         enoent++;
       } else if (*m == dest) {
         expect_on_dest++;
-      } else if (used[dest] >= cap[dest]) {
+      } else if (full || used[dest] >= cap[dest]) {
+        full = TRUE;
         enomem++;
       } else {
         used[*m]--;
@@ -320,15 +329,15 @@ scripted_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr, int
   return TRUE;
 }
 
-static gboolean
+static gssize
 scripted_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr, int dest,
               int *status, GError **error)
 {
   if (pages[0] == 99) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_GONE, "process 1 is gone");
-    return FALSE;
+    return -1;
   }
-  return scripted_query(mover, vm, pages, nr, status, error);
+  return scripted_query(mover, vm, pages, nr, status, error) ? 0 : -1;
 }
 
 static const struct hmmv_mover_ops scripted_ops = {
@@ -400,6 +409,60 @@ START_TEST(test_wrapper_accounting)
 }
 END_TEST
 
+/* The shared cases' host: a modelled DRAM node 0 and slow node 1 (1M pages each, or
+ * slow_room pages), the VM's pages placed by touching them and, for node 1, moving them. */
+static HmmvTopology *case_topo;
+static HmmvVm *case_vm;
+static HmmvMover *case_mover;
+
+static void
+case_teardown(void)
+{
+  hmmv_sim_mover_forget_vm(case_mover, case_vm);
+  g_clear_pointer(&case_vm, hmmv_vm_free);
+  g_clear_pointer(&case_mover, hmmv_mover_free);
+  g_clear_pointer(&case_topo, hmmv_topology_free);
+}
+
+static void
+case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvMover **mover)
+{
+  g_autofree guint64 *pages = range_pages(0, nr);
+  g_autoptr(GArray) slow = g_array_new(FALSE, FALSE, sizeof(guint64));
+  g_autoptr(GError) error = NULL;
+  guint64 moved;
+
+  case_topo = hmmv_test_topology_two_tier(G_GUINT64_CONSTANT(1) << 32,
+                                          slow_room > 0 ? slow_room * PAGE
+                                                        : G_GUINT64_CONSTANT(1) << 32);
+  case_vm = hmmv_test_vm_new("case", nr);
+  case_mover = hmmv_sim_mover_new(case_topo, &error);
+  ck_assert_ptr_nonnull(case_mover);
+  for (guint64 p = 0; p < nr; p++) {
+    if (spec[p] != CASE_ABSENT)
+      touch_pages(case_mover, case_vm, &p, 1, FALSE);
+    if (spec[p] == CASE_NODE1)
+      g_array_append_val(slow, p);
+    if (spec[p] == CASE_PINNED0)
+      ck_assert(hmmv_sim_mover_set_page_kind(case_mover, case_vm, p, 1, HMMV_SIM_PAGE_PINNED,
+                                             &error));
+  }
+  ck_assert(hmmv_mover_move(case_mover, case_vm, (guint64 *)slow->data, slow->len, 1, &moved,
+                            &error));
+  ck_assert_uint_eq(moved, slow->len);
+  /* the case counts from zero */
+  *hmmv_vm_get_move_stats(case_vm) = (HmmvMoveStats){ 0 };
+  *vm = case_vm;
+  *mover = case_mover;
+}
+
+static const MoverCaseHost sim_case_host = {
+  .name = "the sim mover",
+  .supports = CASE_NEEDS_TWO_NODES | CASE_NEEDS_SLOW_ROOM,
+  .setup = case_setup,
+  .teardown = case_teardown,
+};
+
 static Suite *
 sim_suite(void)
 {
@@ -413,6 +476,9 @@ sim_suite(void)
   tcase_add_test(tc, test_shared_capacity);
   tcase_add_test(tc, test_many_nodes);
   tcase_add_test(tc, test_wrapper_accounting);
+  suite_add_tcase(suite, tc);
+  tc = tcase_create("shared");
+  mover_cases_add(tc, &sim_case_host);
   suite_add_tcase(suite, tc);
   return suite;
 }

@@ -22,6 +22,7 @@ G_BEGIN_DECLS
  * @HMMV_ERROR_IO: a read, write or socket operation failed
  * @HMMV_ERROR_PROTOCOL: a peer (QMP, control socket) said something unexpected
  * @HMMV_ERROR_LAYOUT_CHANGED: the VM's RAM layout changed; tracking must restart
+ * @HMMV_ERROR_NO_SPACE: the target NUMA node is full (move_pages(2) failed with ENOMEM)
  */
 typedef enum {
   HMMV_ERROR_FAILED,
@@ -34,6 +35,7 @@ typedef enum {
   HMMV_ERROR_IO,
   HMMV_ERROR_PROTOCOL,
   HMMV_ERROR_LAYOUT_CHANGED,
+  HMMV_ERROR_NO_SPACE,
 } HmmvError;
 
 GQuark hmmv_error_quark(void);

@@ -4,8 +4,22 @@
  *
  * Both hooks work on a VM's page indices and report, per page, the node the page is on after
  * the call or a negative errno (the move_pages(2) convention: -ENOENT not present, -EFAULT
- * unmapped, -EBUSY pinned, -ENOMEM target full, ...). The wrappers batch the calls, count
- * every failure kind into the VM's HmmvMoveStats and update the VM's page placement.
+ * unmapped, -EBUSY not isolatable, -EACCES shared with another process, ...). The wrappers
+ * batch the calls, count every failure kind into the VM's HmmvMoveStats and update the VM's
+ * page placement.
+ *
+ * What move_pages(2) really answers (mm/migrate.c, do_pages_move), and so what every backend
+ * must answer: pages are isolated in order and migrated in groups; a page that cannot be
+ * queued (already on the target, not present, shared, not isolatable) gets its status and
+ * flushes the group before it. When a group's migration leaves pages behind (pinned pages,
+ * elevated refcounts), the call stops there and returns a POSITIVE count of pages not
+ * migrated: that group's statuses and every later one are never written. When the target
+ * node has no room, the whole call fails with ENOMEM (the kernel never reports -ENOMEM per
+ * page), after it may have migrated part of the group. A transparent huge page moves whole:
+ * every 4 KiB page of its 2 MiB changes node with the one asked for, and its other subpages
+ * in the same call may read -EBUSY (the folio was already isolated) although they moved.
+ * So after any short or failed call, and for pages reported -EBUSY, the wrapper asks the
+ * backend where exactly those pages are (query) instead of believing the status array.
  *
  * Backends: numa (move_pages(2) on the VM's process through libnuma), sim (a modelled DRAM +
  * slow-tier host with no real memory behind it, for one-node hosts, tests and benchmarks).
@@ -21,15 +35,24 @@ G_BEGIN_DECLS
 
 typedef struct _HmmvMover HmmvMover;
 
+/* The value a status entry keeps when the backend did not write it. move_pages(2) writes
+ * node ids (>= 0) and negative errnos (>= -4095), never this. */
+#define HMMV_MOVE_STATUS_UNWRITTEN G_MININT
+
 struct hmmv_mover_ops {
   const char *name;
   /* required: status[i] = node of pages[i], or -errno */
   gboolean (*query)(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
                     int *status, GError **error);
-  /* required: move pages to dest_node; status[i] = resulting node or -errno. FALSE only when
-   * the whole call failed (dead process, invalid node): then status is not meaningful. */
-  gboolean (*move)(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
-                   int dest_node, int *status, GError **error);
+  /* required: one move_pages(2) call moving pages to dest_node. Returns as the kernel does:
+   * 0 when every status[i] was written (node or -errno); a positive count of pages not
+   * migrated when the call stopped short: then any status[i] may be left unwritten (the
+   * wrapper fills status with HMMV_MOVE_STATUS_UNWRITTEN first and queries what stayed so);
+   * -1 with error when the whole call failed: HMMV_ERROR_NO_SPACE when dest_node is full
+   * (ENOMEM: pages may have moved before the failure, statuses may be unwritten), anything
+   * else (dead process, invalid node) ends the wrapper's move with that error. */
+  gssize (*move)(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
+                 int dest_node, int *status, GError **error);
   /* optional: the pages this harvest saw accessed. A modelled host uses it to place pages on
    * first touch, as the kernel does; a real host needs nothing. */
   void (*touch)(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc);
@@ -55,8 +78,12 @@ void hmmv_mover_touch(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc);
 gboolean hmmv_mover_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
                           GError **error);
 /* Move pages to dest_node in batches; counts outcomes in the VM's stats and records the new
- * placement. *moved gets the pages that really are on dest_node afterwards. FALSE when a
- * whole call failed (the VM's process is gone, the node is invalid). */
+ * placement: pages a short call left unreported (or reported -EBUSY) are queried, and the
+ * rest of such a batch is tried again while each try settles some (at most 4 calls a batch).
+ * A full target node (whole-call ENOMEM) ends the move successfully: the pages it left and
+ * the batches not tried are counted as no_memory and keep their recorded node. *moved gets
+ * the pages that really are on dest_node afterwards. FALSE when a whole call failed for
+ * another reason (the VM's process is gone, the node is invalid). */
 gboolean hmmv_mover_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
                          int dest_node, guint64 *moved, GError **error);
 
@@ -69,9 +96,10 @@ gboolean hmmv_numa_move_addresses(int pid, void **addresses, gsize nr, int dest_
 
 /* sim: every node of topo is modelled with its total_bytes as capacity. The touch hook places
  * a page on its first access like the kernel's first touch does (first DRAM node with room,
- * else a slow node); until then query reports -ENOENT (not present). Moves fail per page with
- * -ENOMEM when the target is full, -ENOENT when the page was never touched. Cost is charged
- * per the tier model: sim_ns_per_page per moved page (default 3900 ns, a 512-page move_pages batch). */
+ * else a slow node); until then query reports -ENOENT (not present). A move answers as one
+ * move_pages(2) call does (see above): a full target fails the whole call with ENOMEM, a
+ * pinned page makes it return a positive count with statuses unwritten. Cost is charged per
+ * the tier model: sim_ns_per_page per moved page (default 3900 ns, a 512-page batch). */
 HmmvMover *hmmv_sim_mover_new(const HmmvTopology *topo, GError **error);
 guint64 hmmv_sim_mover_get_charged_ns(const HmmvMover *mover);
 guint64 hmmv_sim_mover_get_used_pages(const HmmvMover *mover, int node_id);
@@ -80,6 +108,20 @@ void hmmv_sim_mover_set_ns_per_page(HmmvMover *mover, guint64 ns_per_page);
 /* The sim keeps each VM's modelled placement keyed by the HmmvVm pointer: call this before
  * freeing a VM it has seen, to release the pages it held on the modelled nodes. */
 void hmmv_sim_mover_forget_vm(HmmvMover *mover, HmmvVm *vm);
+
+/* What the modelled kernel finds when it looks at a page: the real reasons pages do not move. */
+typedef enum {
+  HMMV_SIM_PAGE_MOVABLE,    /* an ordinary anonymous page (the default) */
+  HMMV_SIM_PAGE_BUSY,       /* cannot be isolated (off the LRU, under I/O): status -EBUSY */
+  HMMV_SIM_PAGE_PINNED,     /* isolated, but migration fails (VFIO or io_uring pin, vmsplice):
+                             * the call stops short, statuses unwritten */
+  HMMV_SIM_PAGE_SHARED,     /* mapped by another process too (vhost-user, virtiofsd, KSM):
+                             * -EACCES without MPOL_MF_MOVE_ALL */
+} HmmvSimPageKind;
+
+/* Gives pages [first, first + nr) of vm that kind. */
+gboolean hmmv_sim_mover_set_page_kind(HmmvMover *mover, HmmvVm *vm, guint64 first, guint64 nr,
+                                      HmmvSimPageKind kind, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvMover, hmmv_mover_free)
 

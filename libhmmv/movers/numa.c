@@ -29,6 +29,12 @@ set_call_error(GError **error, int errsv, int pid, int dest_node)
                 "move_pages(pid %d, node %d): not permitted: %s", pid, dest_node,
                 g_strerror(errsv));
     break;
+  case ENOMEM:
+    /* __GFP_THISNODE allocation on the target failed: the node is full. The kernel fails the
+     * whole call this way and never reports -ENOMEM per page. */
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NO_SPACE, "move_pages(pid %d): node %d is full",
+                pid, dest_node);
+    break;
   case ENOSYS:
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
                 "move_pages is not supported by this kernel");
@@ -40,31 +46,40 @@ set_call_error(GError **error, int errsv, int pid, int dest_node)
   }
 }
 
-gboolean
-hmmv_numa_move_addresses(int pid, void **addresses, gsize nr, int dest_node, int *status,
-                         GError **error)
+/* One move_pages(2) call: -1 with error, or the kernel's count of pages not migrated (> 0:
+ * statuses from the first unmigrated group on are not written). */
+static gssize
+numa_call_kernel(int pid, void **addresses, gsize nr, int dest_node, int *status,
+                GError **error)
 {
   g_autofree int *nodes = NULL;
   long rc;
 
   if (nr == 0)
-    return TRUE;
+    return 0;
   if (dest_node >= 0) {
     nodes = g_new(int, nr);
     for (gsize i = 0; i < nr; i++)
       nodes[i] = dest_node;
   }
-  /* A positive result (pages not migrated, Linux >= 4.17) still leaves a status per page. */
   rc = numa_move_pages(pid, nr, addresses, nodes, status, MPOL_MF_MOVE);
   if (rc < 0) {
     set_call_error(error, errno, pid, dest_node);
-    return FALSE;
+    return -1;
   }
-  return TRUE;
+  return rc;
 }
 
-/* Maps pages to addresses, asks the kernel about the mapped ones, scatters statuses back. */
-static gboolean
+gboolean
+hmmv_numa_move_addresses(int pid, void **addresses, gsize nr, int dest_node, int *status,
+                         GError **error)
+{
+  return numa_call_kernel(pid, addresses, nr, dest_node, status, error) >= 0;
+}
+
+/* Maps pages to addresses, asks the kernel about the mapped ones, scatters statuses back;
+ * entries the kernel does not write keep what the caller put in status. */
+static gssize
 numa_call(HmmvVm *vm, const guint64 *pages, gsize nr_pages, int dest_node, int *status,
           GError **error)
 {
@@ -72,12 +87,14 @@ numa_call(HmmvVm *vm, const guint64 *pages, gsize nr_pages, int dest_node, int *
   g_autofree void **addresses = NULL;
   g_autofree gsize *slots = NULL;
   g_autofree int *kernel_status = NULL;
+  g_autoptr(GError) local_error = NULL;
   gsize nr = 0;
+  gssize rc;
 
   if (pid <= 0) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                 "vm %s has no process id", hmmv_vm_get_name(vm));
-    return FALSE;
+    return -1;
   }
   addresses = g_new(void *, nr_pages);
   slots = g_new(gsize, nr_pages);
@@ -85,28 +102,36 @@ numa_call(HmmvVm *vm, const guint64 *pages, gsize nr_pages, int dest_node, int *
   for (gsize i = 0; i < nr_pages; i++) {
     guint64 hva = hmmv_vm_page_to_hva(vm, pages[i]);
 
-    /* No host address known: nothing the kernel could be asked about. */
-    status[i] = -EFAULT;
-    if (hva == 0)
+    if (hva == 0) {
+      /* No host address known: nothing the kernel could be asked about. */
+      status[i] = -EFAULT;
       continue;
+    }
     addresses[nr] = (void *)(guintptr)hva;
+    kernel_status[nr] = status[i];
     slots[nr++] = i;
   }
-  if (!hmmv_numa_move_addresses(pid, addresses, nr, dest_node, kernel_status, error))
-    return FALSE;
+  rc = numa_call_kernel(pid, addresses, nr, dest_node, kernel_status, &local_error);
+  if (rc < 0) {
+    gboolean full = g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_NO_SPACE);
+
+    g_propagate_error(error, g_steal_pointer(&local_error));
+    if (!full)
+      return -1;
+  }
   for (gsize k = 0; k < nr; k++)
     status[slots[k]] = kernel_status[k];
-  return TRUE;
+  return rc;
 }
 
 static gboolean
 numa_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int *status,
            GError **error)
 {
-  return numa_call(vm, pages, nr_pages, -1, status, error);
+  return numa_call(vm, pages, nr_pages, -1, status, error) == 0;
 }
 
-static gboolean
+static gssize
 numa_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int dest_node,
           int *status, GError **error)
 {

@@ -4,8 +4,16 @@
  * total_bytes / 4096 pages. The touch hook places a page on its first access as the kernel's
  * first touch does (lowest-id DRAM node with room, else the lowest-id slow node with room;
  * with every node full the page stays unplaced, the model's stand-in for an OOM). Until then
- * query and move report -ENOENT. Moves fail per page with -ENOMEM on a full node, and every
- * migration is charged ns_per_page.
+ * query and move report -ENOENT. Every migration is charged ns_per_page.
+ *
+ * A move is one move_pages(2) call played as mm/migrate.c's do_pages_move plays it (mover.h):
+ * pages are looked at in order; a page that cannot be queued (already on the target: its
+ * node; not present: -ENOENT; shared: -EACCES; not isolatable: -EBUSY) gets its status and
+ * flushes the group queued before it. A flush migrates the group: a pinned page fails and the
+ * call returns the count of unmigrated pages plus the pages not looked at yet, with the
+ * group's and every later status left unwritten; no room on the target fails the whole call
+ * with ENOMEM after the pages before it in the group moved. Only a fully migrated group gets
+ * its statuses written.
  */
 #include <hmmv/error.h>
 #include <hmmv/mover.h>
@@ -18,8 +26,13 @@
 #define SIM_UNPLACED 0xff
 #define SIM_NR_NODES (HMMV_MAX_NODE_ID + 1)
 
+/* Per page kind byte: the HmmvSimPageKind, plus a bit while the page is isolated in a call. */
+#define SIM_KIND_MASK 0x0f
+#define SIM_ISOLATED 0x80
+
 typedef struct {
   guint8 *node;             /* per page: node id, or SIM_UNPLACED */
+  guint8 *kind;             /* per page: HmmvSimPageKind | SIM_ISOLATED */
   guint64 nr_pages;
 } SimVm;
 
@@ -37,6 +50,7 @@ sim_vm_free(gpointer data)
   SimVm *svm = data;
 
   g_free(svm->node);
+  g_free(svm->kind);
   g_free(svm);
 }
 
@@ -52,8 +66,9 @@ sim_vm_get(SimHost *sim, HmmvVm *vm, GError **error)
   svm = g_new0(SimVm, 1);
   svm->nr_pages = nr_pages;
   svm->node = g_try_malloc(nr_pages > 0 ? nr_pages : 1);
-  if (svm->node == NULL) {
-    g_free(svm);
+  svm->kind = g_try_malloc0(nr_pages > 0 ? nr_pages : 1);
+  if (svm->node == NULL || svm->kind == NULL) {
+    sim_vm_free(svm);
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED,
                 "out of memory modelling %" G_GUINT64_FORMAT " pages", nr_pages);
     return NULL;
@@ -137,46 +152,109 @@ sim_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, in
   return TRUE;
 }
 
+/* What a lookup of one page decides (add_page_for_migration): queue it, or a final status. */
+#define SIM_QUEUE G_MININT
+
 static int
-sim_move_page(SimHost *sim, SimVm *svm, guint64 page, int dest_node)
+sim_lookup(SimVm *svm, guint64 page, int dest_node)
 {
-  int from;
+  guint kind;
 
   if (page >= svm->nr_pages)
     return -EFAULT;
   if (svm->node[page] == SIM_UNPLACED)
     return -ENOENT;
-  from = svm->node[page];
   /* As move_pages(2): a page already on the target reports it, at no cost. */
-  if (from == dest_node)
+  if (svm->node[page] == dest_node)
     return dest_node;
-  if (sim->used[dest_node] >= sim->capacity[dest_node])
-    return -ENOMEM;
-  sim->used[from]--;
-  sim->used[dest_node]++;
-  svm->node[page] = (guint8)dest_node;
-  sim->charged_ns += sim->ns_per_page;
-  return dest_node;
+  kind = svm->kind[page];
+  if ((kind & SIM_KIND_MASK) == HMMV_SIM_PAGE_SHARED)
+    return -EACCES;
+  if ((kind & SIM_KIND_MASK) == HMMV_SIM_PAGE_BUSY || (kind & SIM_ISOLATED) != 0)
+    return -EBUSY;
+  svm->kind[page] |= SIM_ISOLATED;
+  return SIM_QUEUE;
 }
 
-static gboolean
+/* Migrates the queued pages [first, end) of the call (the non-queued ones in it were left
+ * alone). Returns 0, the number not migrated (> 0), or -1 when the target filled up. */
+static gssize
+sim_flush(SimHost *sim, SimVm *svm, const guint64 *pages, gsize first, gsize end, int dest_node,
+          const int *status)
+{
+  gssize failed = 0;
+  gboolean full = FALSE;
+
+  for (gsize i = first; i < end; i++) {
+    guint64 page = pages[i];
+    int from;
+
+    if (status[i] != SIM_QUEUE)
+      continue;
+    svm->kind[page] &= ~SIM_ISOLATED;
+    if (full)
+      continue;       /* put back unmigrated, as migrate_pages() does after ENOMEM */
+    if ((svm->kind[page] & SIM_KIND_MASK) == HMMV_SIM_PAGE_PINNED) {
+      failed++;
+      continue;
+    }
+    if (sim->used[dest_node] >= sim->capacity[dest_node]) {
+      full = TRUE;
+      continue;
+    }
+    from = svm->node[page];
+    sim->used[from]--;
+    sim->used[dest_node]++;
+    svm->node[page] = (guint8)dest_node;
+    sim->charged_ns += sim->ns_per_page;
+  }
+  return full ? -1 : failed;
+}
+
+static gssize
 sim_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int dest_node,
          int *status, GError **error)
 {
   SimHost *sim = mover->priv;
+  g_autofree int *lookup = NULL;
+  gsize group = 0;
   SimVm *svm;
 
   if (hmmv_topology_lookup(mover->topo, dest_node) == NULL || dest_node >= SIM_NR_NODES) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "no modelled node %d",
                 dest_node);
-    return FALSE;
+    return -1;
   }
   svm = sim_vm_get(sim, vm, error);
   if (svm == NULL)
-    return FALSE;
-  for (gsize i = 0; i < nr_pages; i++)
-    status[i] = sim_move_page(sim, svm, pages[i], dest_node);
-  return TRUE;
+    return -1;
+  lookup = g_new(int, nr_pages + 1);
+  for (gsize i = 0; i <= nr_pages; i++) {
+    gssize rc;
+
+    if (i < nr_pages) {
+      lookup[i] = sim_lookup(svm, pages[i], dest_node);
+      if (lookup[i] == SIM_QUEUE)
+        continue;
+      /* The kernel stores a non-queued page's status before it flushes the group. */
+      status[i] = lookup[i];
+    }
+    rc = sim_flush(sim, svm, pages, group, i, dest_node, lookup);
+    if (rc != 0) {
+      /* Nothing of this group is written, and the pages after i are not looked at. */
+      if (rc < 0) {
+        g_set_error(error, HMMV_ERROR, HMMV_ERROR_NO_SPACE, "modelled node %d is full",
+                    dest_node);
+        return -1;
+      }
+      /* page i's status is written, so it is not counted (do_pages_move: err--) */
+      return rc + (gssize)(nr_pages - MIN(i + 1, nr_pages));
+    }
+    for (gsize k = group; k < i; k++)
+      status[k] = dest_node;
+    group = i + 1;
+  }
+  return 0;
 }
 
 static void
@@ -251,6 +329,27 @@ hmmv_sim_mover_set_ns_per_page(HmmvMover *mover, guint64 ns_per_page)
 
   if (sim != NULL)
     sim->ns_per_page = ns_per_page;
+}
+
+gboolean
+hmmv_sim_mover_set_page_kind(HmmvMover *mover, HmmvVm *vm, guint64 first, guint64 nr,
+                             HmmvSimPageKind kind, GError **error)
+{
+  SimHost *sim = sim_host(mover);
+  SimVm *svm = sim != NULL ? sim_vm_get(sim, vm, error) : NULL;
+
+  if (svm == NULL)
+    return FALSE;
+  if (first > svm->nr_pages || nr > svm->nr_pages - first || kind > HMMV_SIM_PAGE_SHARED) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "vm %s: pages %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
+                " past its %" G_GUINT64_FORMAT " pages, or kind %d unknown",
+                hmmv_vm_get_name(vm), first, nr, svm->nr_pages, kind);
+    return FALSE;
+  }
+  for (guint64 page = first; page < first + nr; page++)
+    svm->kind[page] = (guint8)kind;
+  return TRUE;
 }
 
 void

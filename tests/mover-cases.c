@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The shared mover cases (mover-cases.h). Expected outcomes follow move_pages(2) as
+ * mm/migrate.c implements it (see include/hmmv/mover.h), so a sim that answered differently
+ * from the kernel, or a wrapper that believed statuses the kernel never wrote, fails here.
+ */
+#include "mover-cases.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const MoverCaseHost *host;
+
+typedef struct {
+  const char *name;
+  guint needs;
+  const TTest *test;
+} MoverCase;
+
+static guint64 *
+range_pages(guint64 nr)
+{
+  guint64 *pages = g_new(guint64, nr);
+
+  for (guint64 i = 0; i < nr; i++)
+    pages[i] = i;
+  return pages;
+}
+
+/* The VM's record of every page equals a fresh query through the mover. */
+static void
+check_record_matches_query(HmmvMover *mover, HmmvVm *vm)
+{
+  guint64 nr = hmmv_vm_get_nr_pages(vm);
+  g_autofree guint64 *pages = range_pages(nr);
+  g_autofree int *recorded = g_new(int, nr);
+  g_autoptr(GError) error = NULL;
+
+  for (guint64 p = 0; p < nr; p++)
+    recorded[p] = hmmv_vm_get_page_node(vm, p);
+  ck_assert_msg(hmmv_mover_query(mover, vm, pages, nr, &error), "%s",
+                error ? error->message : "");
+  for (guint64 p = 0; p < nr; p++)
+    ck_assert_msg(hmmv_vm_get_page_node(vm, p) == recorded[p],
+                  "%s: page %" G_GUINT64_FORMAT ": recorded on node %d, really on %d",
+                  host->name, p, recorded[p], hmmv_vm_get_page_node(vm, p));
+}
+
+/* Sets a case up: spec per page, and the mover's first look at every page. */
+static void
+setup_case(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvMover **mover)
+{
+  g_autofree guint64 *pages = range_pages(nr);
+  g_autoptr(GError) error = NULL;
+
+  host->setup(spec, nr, slow_room, vm, mover);
+  ck_assert_msg(hmmv_mover_query(*mover, *vm, pages, nr, &error), "%s",
+                error ? error->message : "");
+  for (guint64 p = 0; p < nr; p++) {
+    int want = spec[p] == CASE_ABSENT ? -1 : spec[p] == CASE_NODE1 ? 1 : 0;
+
+    ck_assert_msg(hmmv_vm_get_page_node(*vm, p) == want, "%s: set-up page %" G_GUINT64_FORMAT
+                  " is on %d, not %d", host->name, p, hmmv_vm_get_page_node(*vm, p), want);
+  }
+}
+
+static guint64
+failures(const HmmvMoveStats *s)
+{
+  return s->not_present + s->busy + s->no_memory + s->fault + s->access + s->other +
+         s->call_failures;
+}
+
+/* One page in three touched: moving all to node 0 finds the touched ones there already (not
+ * counted as promoted: the set-up query learnt their node) and reports the others not
+ * present (-ENOENT; Linux 6.1 says -EFAULT for a never-touched anonymous page). */
+START_TEST(case_present_and_absent)
+{
+  enum { NR = 96 };
+  guint8 spec[NR];
+  HmmvVm *vm;
+  HmmvMover *mover;
+  g_autofree guint64 *pages = range_pages(NR);
+  g_autoptr(GError) error = NULL;
+  guint64 moved = 0, touched = 0;
+  HmmvMoveStats *stats;
+
+  for (guint p = 0; p < NR; p++) {
+    spec[p] = p % 3 == 0 ? CASE_NODE0 : CASE_ABSENT;
+    touched += p % 3 == 0;
+  }
+  setup_case(spec, NR, 0, &vm, &mover);
+  stats = hmmv_vm_get_move_stats(vm);
+  mover->batch_pages = 10;
+  ck_assert_msg(hmmv_mover_move(mover, vm, pages, NR, 0, &moved, &error), "%s",
+                error ? error->message : "");
+  ck_assert_uint_eq(moved, touched);
+  ck_assert_uint_eq(stats->promoted, 0);      /* they were on node 0 already */
+  ck_assert_uint_eq(stats->not_present + stats->fault, NR - touched);
+  ck_assert_uint_eq(stats->busy + stats->no_memory + stats->access + stats->other +
+                    stats->call_failures, 0);
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(vm), touched);
+  check_record_matches_query(mover, vm);
+  host->teardown();
+}
+END_TEST
+
+/* The review's case: two batches of 512, one page of the second pinned. The kernel returns 1
+ * and writes none of the second batch's statuses; all but that page did move. */
+START_TEST(case_pinned_in_second_batch)
+{
+  enum { NR = 1024, PINNED = 700 };
+  g_autofree guint8 *spec = g_new(guint8, NR);
+  HmmvVm *vm;
+  HmmvMover *mover;
+  g_autofree guint64 *pages = range_pages(NR);
+  g_autoptr(GError) error = NULL;
+  guint64 moved = 0;
+  HmmvMoveStats *stats;
+
+  memset(spec, CASE_NODE0, NR);
+  spec[PINNED] = CASE_PINNED0;
+  setup_case(spec, NR, 0, &vm, &mover);
+  stats = hmmv_vm_get_move_stats(vm);
+  mover->batch_pages = 512;
+  ck_assert_msg(hmmv_mover_move(mover, vm, pages, NR, 1, &moved, &error), "%s",
+                error ? error->message : "");
+  ck_assert_int_eq(hmmv_vm_get_page_node(vm, PINNED), 0);
+  ck_assert_uint_eq(moved, NR - 1);
+  ck_assert_uint_eq(stats->demoted, NR - 1);
+  ck_assert_uint_eq(stats->busy, 1);
+  ck_assert_uint_eq(failures(stats), 1);
+  ck_assert_uint_eq(hmmv_vm_get_slow_pages(vm), NR - 1);
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(vm), 1);
+  check_record_matches_query(mover, vm);
+  host->teardown();
+}
+END_TEST
+
+/* A call cut short in the middle: pages 100 and 400 never touched, 300 pinned. The kernel
+ * migrates [0,100) at page 100, fails the group [101,400) at page 400 and never looks at
+ * 401..511: it returns 1 + 111 and leaves 410 statuses unwritten. The wrapper learns by a
+ * query that [101,400) moved but 300, and tries 300 and 401..511 again. */
+START_TEST(case_short_call_rest_tried_again)
+{
+  enum { NR = 512 };
+  guint8 spec[NR];
+  HmmvVm *vm;
+  HmmvMover *mover;
+  g_autofree guint64 *pages = range_pages(NR);
+  g_autoptr(GError) error = NULL;
+  guint64 moved = 0;
+  HmmvMoveStats *stats;
+
+  memset(spec, CASE_NODE0, NR);
+  spec[100] = spec[400] = CASE_ABSENT;
+  spec[300] = CASE_PINNED0;
+  setup_case(spec, NR, 0, &vm, &mover);
+  stats = hmmv_vm_get_move_stats(vm);
+  ck_assert_msg(hmmv_mover_move(mover, vm, pages, NR, 1, &moved, &error), "%s",
+                error ? error->message : "");
+  ck_assert_uint_eq(moved, NR - 3);
+  ck_assert_uint_eq(stats->demoted, NR - 3);
+  ck_assert_uint_eq(stats->busy, 1);
+  ck_assert_uint_eq(stats->not_present + stats->fault, 2);
+  ck_assert_uint_eq(failures(stats), 3);
+  ck_assert_int_eq(hmmv_vm_get_page_node(vm, 300), 0);
+  ck_assert_int_eq(hmmv_vm_get_page_node(vm, 511), 1);
+  check_record_matches_query(mover, vm);
+  host->teardown();
+}
+END_TEST
+
+/* A target with room for 300 pages: the first call moves 300 and fails with ENOMEM (never
+ * -ENOMEM per page); the second batch is not tried. Nothing is an error for the caller. */
+START_TEST(case_full_target_node)
+{
+  enum { NR = 1024, ROOM = 300 };
+  g_autofree guint8 *spec = g_new(guint8, NR);
+  HmmvVm *vm;
+  HmmvMover *mover;
+  g_autofree guint64 *pages = range_pages(NR);
+  g_autoptr(GError) error = NULL;
+  guint64 moved = 0;
+  HmmvMoveStats *stats;
+
+  memset(spec, CASE_NODE0, NR);
+  setup_case(spec, NR, ROOM, &vm, &mover);
+  stats = hmmv_vm_get_move_stats(vm);
+  mover->batch_pages = 512;
+  ck_assert_msg(hmmv_mover_move(mover, vm, pages, NR, 1, &moved, &error), "%s",
+                error ? error->message : "");
+  ck_assert_uint_eq(moved, ROOM);
+  ck_assert_uint_eq(stats->demoted, ROOM);
+  ck_assert_uint_eq(stats->no_memory, NR - ROOM);
+  ck_assert_uint_eq(failures(stats), NR - ROOM);
+  ck_assert_uint_eq(hmmv_vm_get_slow_pages(vm), ROOM);
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(vm), NR - ROOM);
+  check_record_matches_query(mover, vm);
+  host->teardown();
+}
+END_TEST
+
+void
+mover_cases_add(TCase *tc, const MoverCaseHost *the_host)
+{
+  const MoverCase cases[] = {
+    { "present_and_absent", 0, case_present_and_absent },
+    { "pinned_in_second_batch", CASE_NEEDS_TWO_NODES, case_pinned_in_second_batch },
+    { "short_call_rest_tried_again", CASE_NEEDS_TWO_NODES, case_short_call_rest_tried_again },
+    { "full_target_node", CASE_NEEDS_TWO_NODES | CASE_NEEDS_SLOW_ROOM, case_full_target_node },
+  };
+
+  host = the_host;
+  for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+    guint missing = cases[i].needs & ~host->supports;
+
+    if (missing == 0) {
+      tcase_add_test(tc, cases[i].test);
+      continue;
+    }
+    printf("# shared case %s is not run on %s: it needs %s\n", cases[i].name, host->name,
+           (missing & CASE_NEEDS_TWO_NODES) ? "two NUMA nodes (the testbed runs it)"
+                                            : "a slow node of a chosen size (a full node)");
+  }
+  fflush(stdout);
+}
