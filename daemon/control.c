@@ -183,7 +183,7 @@ dispatch(HmmvdVms *vms, const HmmvTopology *topo, const char *mover, JsonObject 
   if (node == NULL || !JSON_NODE_HOLDS_VALUE(node) ||
       json_node_get_value_type(node) != G_TYPE_STRING) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
-                "missing \"command\" (status, vms, set-quota, pause, resume)");
+                "missing \"command\" (status, vms, set-quota, pause, resume, placement)");
     return NULL;
   }
   command = json_node_get_string(node);
@@ -200,8 +200,13 @@ dispatch(HmmvdVms *vms, const HmmvTopology *topo, const char *mover, JsonObject 
       return NULL;
     return empty_object();
   }
+  if (strcmp(command, "placement") == 0) {
+    const char *name = get_vm(request, error);
+
+    return name != NULL ? hmmvd_vm_placement_to_json(vms, name, error) : NULL;
+  }
   g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
-              "unknown command \"%s\" (status, vms, set-quota, pause, resume)", command);
+              "unknown command \"%s\" (status, vms, set-quota, pause, resume, placement)", command);
   return NULL;
 }
 

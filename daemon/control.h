@@ -9,7 +9,13 @@
  *       "quota": {"dram-min-mib": 256, "dram-max-mib": 1024, "weight": 100,
  *                 "managed": true}}                  <- {"return": {}}
  *   -> {"command": "pause" | "resume", "vm": "NAME"} <- {"return": {}}
+ *   -> {"command": "placement", "vm": "NAME"}        <- {"return": {"regions": [...],
+ *                                                        "nodes": "0001-1..."}}
  *   anything wrong                                   <- {"error": "why"}
+ *
+ * placement is hmmvd's own view of where each page of a managed VM is (one character a page:
+ * the node id in base 32, '-' unknown), for checks that read the kernel's view beside it
+ * (tests/testbed); VMs of more than HMMVD_PLACEMENT_MAX_PAGES pages are refused.
  *
  * set-quota members left out keep the VM's current value. A client may send several requests
  * on one connection; each line is at most HMMVD_CONTROL_MAX_LINE bytes.

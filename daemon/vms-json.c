@@ -104,6 +104,57 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
 }
 
 JsonNode *
+hmmvd_vm_placement_to_json(HmmvdVms *vms, const char *name, GError **error)
+{
+  static const char digits[] = "0123456789abcdefghijklmnopqrstuv";
+  g_autoptr(JsonBuilder) builder = json_builder_new();
+  const HmmvVm *vm = hmmvd_vms_lookup_core_vm(vms, name, error);
+  const HmmvIntervalReport *report = hmmvd_vms_get_last_report(vms);
+  g_autofree char *nodes = NULL;
+  guint64 nr_pages;
+
+  if (vm == NULL)
+    return NULL;
+  nr_pages = hmmv_vm_get_nr_pages(vm);
+  if (nr_pages > HMMVD_PLACEMENT_MAX_PAGES) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "vm %s has %" G_GUINT64_FORMAT " pages: placement lists at most %u", name,
+                nr_pages, HMMVD_PLACEMENT_MAX_PAGES);
+    return NULL;
+  }
+  nodes = g_malloc(nr_pages + 1);
+  for (guint64 page = 0; page < nr_pages; page++) {
+    int node = hmmv_vm_get_page_node(vm, page);
+
+    nodes[page] = node >= 0 && node < (int)sizeof(digits) - 1 ? digits[node] : '-';
+  }
+  nodes[nr_pages] = '\0';
+  json_builder_begin_object(builder);
+  add_string(builder, "name", name);
+  add_uint(builder, "pid", hmmv_vm_get_pid(vm) > 0 ? (guint64)hmmv_vm_get_pid(vm) : 0);
+  add_uint(builder, "intervals", report != NULL ? report->index + 1 : 0);
+  add_uint(builder, "nr-pages", nr_pages);
+  json_builder_set_member_name(builder, "regions");
+  json_builder_begin_array(builder);
+  for (guint i = 0; i < hmmv_vm_get_nr_regions(vm); i++) {
+    const HmmvRegion *region = hmmv_vm_get_region(vm, i);
+
+    json_builder_begin_object(builder);
+    add_string(builder, "name", region->name);
+    add_uint(builder, "gpa", region->gpa);
+    add_uint(builder, "hva", region->hva);
+    add_uint(builder, "first-page", region->first_page);
+    add_uint(builder, "pages", region->nr_pages);
+    add_uint(builder, "backing-page-size", region->backing_page_size);
+    json_builder_end_object(builder);
+  }
+  json_builder_end_array(builder);
+  add_string(builder, "nodes", nodes);
+  json_builder_end_object(builder);
+  return json_builder_get_root(builder);
+}
+
+JsonNode *
 hmmvd_vms_to_json(HmmvdVms *vms)
 {
   g_autoptr(JsonBuilder) builder = json_builder_new();

@@ -523,6 +523,21 @@ hmmvd_vms_set_paused(HmmvdVms *vms, const char *name, gboolean paused, GError **
   return TRUE;
 }
 
+const HmmvVm *
+hmmvd_vms_lookup_core_vm(HmmvdVms *vms, const char *name, GError **error)
+{
+  VmEntry *entry = lookup_or_error(vms, name, error);
+  HmmvVm *vm;
+
+  if (entry == NULL)
+    return NULL;
+  vm = entry->info.in_core ? hmmv_core_lookup_vm(vms->core, name) : NULL;
+  if (vm == NULL)
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "vm %s is not managed: %s",
+                name, entry->info.status);
+  return vm;
+}
+
 static void
 log_balance(HmmvdVms *vms)
 {

@@ -106,6 +106,12 @@ const char *hmmvd_vms_get_balance_error(HmmvdVms *vms);
 
 /* JSON views shared by the control socket and hmmvctl --json (vms-json.c). */
 JsonNode *hmmvd_vms_to_json(HmmvdVms *vms);
+/* A managed VM's pages as hmmvd believes them placed (control command "placement"). The
+ * interval runs on the main loop, so between two intervals the view is whole. */
+#define HMMVD_PLACEMENT_MAX_PAGES (4u << 20)   /* 16 GiB: a 4 MiB reply */
+JsonNode *hmmvd_vm_placement_to_json(HmmvdVms *vms, const char *name, GError **error);
+/* The core's VM of a managed entry, NULL (error set) when the name is unknown or unmanaged. */
+const HmmvVm *hmmvd_vms_lookup_core_vm(HmmvdVms *vms, const char *name, GError **error);
 JsonNode *hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvdVms, hmmvd_vms_free)

@@ -79,6 +79,8 @@ static const struct {
   { "{\"command\":\"pause\",\"vm\":\"nope\"}", "{\"error\":\"no VM named nope\"}" },
   { "{\"command\":\"pause\"}", "{\"error\":\"this command needs \\\"vm\\\"" },
   { "{\"command\":\"pause\",\"vm\":7}", "{\"error\":\"this command needs \\\"vm\\\"" },
+  { "{\"command\":\"placement\"}", "{\"error\":\"this command needs \\\"vm\\\"" },
+  { "{\"command\":\"placement\",\"vm\":\"nope\"}", "{\"error\":\"no VM named nope\"}" },
   { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"dram-min-mib\":1,\"weight\":5}}",
     "{\"return\":{}}" },
   { "{\"command\":\"set-quota\",\"vm\":\"vm1\",\"quota\":{\"managed\":\"no\"}}",
@@ -137,6 +139,37 @@ START_TEST(test_requests)
   ck_assert_msg(g_str_has_prefix(reply, requests[_i].reply_prefix), "%s -> %s",
                 requests[_i].request, reply);
   ck_assert(strchr(reply, '\n') == NULL);
+}
+END_TEST
+
+/* placement: hmmvd's own view of each page, one character a page (tests/testbed compares it
+ * with the kernel's). */
+START_TEST(test_placement)
+{
+  HmmvVm *vm = hmmv_core_lookup_vm(hmmvd_vms_get_core(fx.bed.vms), "vm1");
+  g_autoptr(JsonParser) parser = json_parser_new();
+  g_autofree char *reply = NULL;
+  JsonObject *ret, *region;
+  const char *nodes;
+
+  ck_assert_ptr_nonnull(vm);
+  hmmv_vm_set_page_node(vm, 0, 0, HMMV_TIER_DRAM);
+  hmmv_vm_set_page_node(vm, 1, 1, HMMV_TIER_SLOW);
+  hmmv_vm_set_page_node(vm, 1023, 30, HMMV_TIER_SLOW);
+  reply = handle("{\"command\":\"placement\",\"vm\":\"vm1\"}");
+  ck_assert_msg(json_parser_load_from_data(parser, reply, -1, NULL), "%s", reply);
+  ret = json_object_get_object_member(json_node_get_object(json_parser_get_root(parser)),
+                                      "return");
+  ck_assert_msg(ret != NULL, "%s", reply);
+  ck_assert_str_eq(json_object_get_string_member(ret, "name"), "vm1");
+  ck_assert_int_eq(json_object_get_int_member(ret, "nr-pages"), 1024);
+  region = json_array_get_object_element(json_object_get_array_member(ret, "regions"), 0);
+  ck_assert_int_eq(json_object_get_int_member(region, "first-page"), 0);
+  ck_assert_int_eq(json_object_get_int_member(region, "pages"), 1024);
+  nodes = json_object_get_string_member(ret, "nodes");
+  ck_assert_uint_eq(strlen(nodes), 1024);
+  ck_assert(g_str_has_prefix(nodes, "01--"));
+  ck_assert_int_eq(nodes[1023], 'u');   /* node 30 in base 32 */
 }
 END_TEST
 
@@ -448,6 +481,7 @@ control_suite(gboolean root)
 
   tcase_add_checked_fixture(handler, setup, teardown);
   tcase_add_loop_test(handler, test_requests, 0, G_N_ELEMENTS(requests));
+  tcase_add_test(handler, test_placement);
   tcase_add_test(handler, test_deep_request);
   tcase_add_test(handler, test_set_quota_applies);
   suite_add_tcase(s, handler);
