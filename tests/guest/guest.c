@@ -7,23 +7,14 @@
  * with -m32 -ffreestanding -nostdlib and no libgcc: no 64-bit division
  * anywhere (multiplications, shifts and additions are inlined).
  */
-#include <stddef.h>
-#include <stdint.h>
+#include "guest.h"
 
 #define COM1 0x3f8
 #define DEBUG_EXIT_PORT 0xf4
-#define PAGE_SHIFT 12
-#define PAGE_SIZE 4096u
-#define MIB_PAGES 256u
 
 #define MULTIBOOT_BOOTLOADER_MAGIC 0x2BADB002u
 #define MULTIBOOT_INFO_MEMORY (1u << 0)
 #define MULTIBOOT_INFO_CMDLINE (1u << 2)
-
-/* Exit codes given to isa-debug-exit; QEMU exits with (code << 1) | 1. */
-#define EXIT_OK 0
-#define EXIT_BAD_CMDLINE 1
-#define EXIT_BAD_WINDOW 2
 
 struct multiboot_info {
     uint32_t flags;
@@ -31,29 +22,6 @@ struct multiboot_info {
     uint32_t mem_upper; /* KiB above 1 MiB (first hole) */
     uint32_t boot_device;
     uint32_t cmdline;   /* physical address of a NUL-terminated string */
-};
-
-enum guest_mode { MODE_PHASES, MODE_WORKLOAD };
-enum guest_pattern { PATTERN_SEQ, PATTERN_RANDOM };
-
-struct guest_config {
-    enum guest_mode mode;
-    enum guest_pattern pattern;
-    uint32_t phases;       /* phases mode: number of phases */
-    uint32_t pages;        /* phases mode: pages written per phase */
-    uint32_t stride;       /* phases mode, seq: page stride */
-    uint32_t span;         /* phases mode, random: window in pages */
-    uint32_t passes;       /* writes to each page per phase */
-    uint32_t base;         /* first byte of the test window (page-aligned) */
-    uint32_t seed;
-    uint32_t wait;         /* wait for a COM1 byte before each phase */
-    uint32_t exit;         /* leave through isa-debug-exit at the end */
-    uint32_t hot_mib;      /* workload: hot set size */
-    uint32_t cold_mib;     /* workload: cold set size */
-    uint32_t hot_ratio;    /* workload: percent of writes to the hot set */
-    uint64_t writes;       /* workload: total writes, 0 = run forever */
-    uint64_t shift_every;  /* workload: move the hot set every N writes */
-    uint64_t report_every; /* workload: progress line every N writes */
 };
 
 extern char guest_image_start[], guest_image_end[];
@@ -109,12 +77,17 @@ static void serial_init(void)
     outb(COM1 + 4, 0x03); /* DTR, RTS */
 }
 
-static void putc_serial(char c)
+void putc_serial(char c)
 {
     while (!(inb(COM1 + 5) & 0x20)) {
         __asm__ volatile("pause");
     }
     outb(COM1, (uint8_t)c);
+}
+
+int poll_serial(void)
+{
+    return (inb(COM1 + 5) & 0x01) ? inb(COM1) : -1;
 }
 
 static uint8_t getc_serial(void)
@@ -125,14 +98,14 @@ static uint8_t getc_serial(void)
     return inb(COM1);
 }
 
-static void puts_serial(const char *s)
+void puts_serial(const char *s)
 {
     while (*s) {
         putc_serial(*s++);
     }
 }
 
-static void put_dec(uint64_t v)
+void put_dec(uint64_t v)
 {
     char buf[24];
     int i = 0;
@@ -165,7 +138,7 @@ static void put_dec(uint64_t v)
     puts_serial(buf);
 }
 
-static void put_hex(uint32_t v)
+void put_hex(uint32_t v)
 {
     static const char digits[] = "0123456789abcdef";
     char buf[11];
@@ -185,7 +158,7 @@ static void put_hex(uint32_t v)
     puts_serial(buf);
 }
 
-static void put_kv_dec(const char *key, uint64_t v)
+void put_kv_dec(const char *key, uint64_t v)
 {
     putc_serial(' ');
     puts_serial(key);
@@ -193,7 +166,7 @@ static void put_kv_dec(const char *key, uint64_t v)
     put_dec(v);
 }
 
-static void put_kv_hex(const char *key, uint32_t v)
+void put_kv_hex(const char *key, uint32_t v)
 {
     putc_serial(' ');
     puts_serial(key);
@@ -201,7 +174,7 @@ static void put_kv_hex(const char *key, uint32_t v)
     put_hex(v);
 }
 
-static void __attribute__((noreturn)) guest_exit(uint32_t code)
+void __attribute__((noreturn)) guest_exit(uint32_t code)
 {
     puts_serial("HMMV-EXIT ");
     put_dec(code);
@@ -213,7 +186,7 @@ static void __attribute__((noreturn)) guest_exit(uint32_t code)
     }
 }
 
-static uint32_t xorshift32(uint32_t *state)
+uint32_t xorshift32(uint32_t *state)
 {
     uint32_t x = *state;
 
@@ -315,6 +288,8 @@ static void config_defaults(struct guest_config *cfg)
     cfg->writes = 0;
     cfg->shift_every = 0;
     cfg->report_every = 1u << 20;
+    cfg->verify_every = 16;
+    cfg->rewrite_every = 64;
 }
 
 static void bad_param(const char *tok, size_t len, const char *why)
@@ -356,6 +331,10 @@ static void parse_param(struct guest_config *cfg, const char *tok, size_t len)
           ~0ull },
         { "report_every", 1, offsetof(struct guest_config, report_every), 0,
           ~0ull },
+        { "verify_every", 0, offsetof(struct guest_config, verify_every), 1,
+          1u << 30 },
+        { "rewrite_every", 0, offsetof(struct guest_config, rewrite_every), 1,
+          1u << 30 },
     };
     size_t eq, klen, i;
     const char *val;
@@ -375,8 +354,10 @@ static void parse_param(struct guest_config *cfg, const char *tok, size_t len)
             cfg->mode = MODE_PHASES;
         } else if (streq_n(val, vlen, "workload")) {
             cfg->mode = MODE_WORKLOAD;
+        } else if (streq_n(val, vlen, "verify")) {
+            cfg->mode = MODE_VERIFY;
         } else {
-            bad_param(tok, len, "mode must be phases or workload");
+            bad_param(tok, len, "mode must be phases, workload or verify");
         }
         return;
     }
@@ -428,7 +409,7 @@ static void parse_cmdline(struct guest_config *cfg, const char *s)
 }
 
 /* Is [first_pfn, first_pfn + nr_pages) usable test memory? */
-static void check_window(uint64_t first_pfn, uint64_t nr_pages,
+void check_window(uint64_t first_pfn, uint64_t nr_pages,
                          uint64_t mem_top)
 {
     uint64_t image_end = ((uintptr_t)guest_image_end + PAGE_SIZE - 1) >>
@@ -633,7 +614,8 @@ void guest_main(uint32_t magic, const struct multiboot_info *mbi)
     parse_cmdline(&cfg, cmdline);
 
     puts_serial("HMMV-GUEST-READY");
-    puts_serial(cfg.mode == MODE_PHASES ? " mode=phases" : " mode=workload");
+    puts_serial(cfg.mode == MODE_PHASES ? " mode=phases"
+                : cfg.mode == MODE_WORKLOAD ? " mode=workload" : " mode=verify");
     if (cfg.mode == MODE_PHASES) {
         puts_serial(cfg.pattern == PATTERN_SEQ ? " pattern=seq"
                                                : " pattern=random");
@@ -655,8 +637,10 @@ void guest_main(uint32_t magic, const struct multiboot_info *mbi)
     }
     if (cfg.mode == MODE_PHASES) {
         run_phases(&cfg, mem_top);
-    } else {
+    } else if (cfg.mode == MODE_WORKLOAD) {
         run_workload(&cfg, mem_top);
+    } else {
+        run_verify(&cfg, mem_top);
     }
     puts_serial("HMMV-DONE\n");
     wait_for_host(&cfg, "exit", 0);

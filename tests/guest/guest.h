@@ -1,0 +1,59 @@
+/*
+ * hmmv test guest: what guest.c (boot, serial, command line, phases and workload modes) and
+ * verify.c (the pattern-verifying workload) share.
+ */
+#ifndef HMMV_GUEST_H
+#define HMMV_GUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE 4096u
+#define MIB_PAGES 256u
+
+/* Exit codes given to isa-debug-exit; QEMU exits with (code << 1) | 1. */
+#define EXIT_OK 0
+#define EXIT_BAD_CMDLINE 1
+#define EXIT_BAD_WINDOW 2
+#define EXIT_CORRUPT 3
+
+enum guest_mode { MODE_PHASES, MODE_WORKLOAD, MODE_VERIFY };
+enum guest_pattern { PATTERN_SEQ, PATTERN_RANDOM };
+
+struct guest_config {
+    enum guest_mode mode;
+    enum guest_pattern pattern;
+    uint32_t phases;       /* phases mode: number of phases */
+    uint32_t pages;        /* phases mode: pages written per phase */
+    uint32_t stride;       /* phases mode, seq: page stride */
+    uint32_t span;         /* phases mode, random: window in pages */
+    uint32_t passes;       /* writes to each page per phase */
+    uint32_t base;         /* first byte of the test window (page-aligned) */
+    uint32_t seed;
+    uint32_t wait;         /* wait for a COM1 byte before each phase */
+    uint32_t exit;         /* leave through isa-debug-exit at the end */
+    uint32_t hot_mib;      /* workload: hot set size */
+    uint32_t cold_mib;     /* workload: cold set size */
+    uint32_t hot_ratio;    /* workload: percent of writes to the hot set */
+    uint64_t writes;       /* workload: total writes, 0 = run forever */
+    uint64_t shift_every;  /* workload: move the hot set every N writes */
+    uint64_t report_every; /* workload: progress line every N writes */
+    uint32_t verify_every; /* verify: one whole page checked every N writes */
+    uint32_t rewrite_every; /* verify: one page rewritten (new epoch) every N writes */
+};
+
+void putc_serial(char c);
+void puts_serial(const char *s);
+int poll_serial(void); /* a byte received on COM1, or -1 */
+void put_dec(uint64_t v);
+void put_hex(uint32_t v);
+void put_kv_dec(const char *key, uint64_t v);
+void put_kv_hex(const char *key, uint32_t v);
+uint32_t xorshift32(uint32_t *state);
+void check_window(uint64_t first_pfn, uint64_t nr_pages, uint64_t mem_top);
+void __attribute__((noreturn)) guest_exit(uint32_t code);
+
+void run_verify(const struct guest_config *cfg, uint64_t mem_top);
+
+#endif
