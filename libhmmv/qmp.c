@@ -3,9 +3,11 @@
  * QMP: command building and reply parsing (json-glib), and the Unix socket transport (GIO).
  *
  * QEMU writes one JSON object per line. Between a command and its reply it may write events
- * ({"event": ...}); they are skipped. Every read and write has a timeout, and a line longer
- * than HMMV_QMP_MAX_LINE is refused, so a hung or hostile QEMU costs the caller a bounded
- * wait and bounded memory.
+ * ({"event": ...}); they are skipped. Each exchange (command out, events skipped, reply in)
+ * has one deadline, however QEMU trickles its bytes (a QEMU sending an event a second used to
+ * hold the caller forever), the caller's GCancellable ends any wait at once, and a line longer
+ * than HMMV_QMP_MAX_LINE is refused: a hung or hostile QEMU costs a bounded wait and bounded
+ * memory.
  */
 #include <hmmv/error.h>
 #include <hmmv/json.h>
@@ -167,6 +169,10 @@ typedef struct {
   GString *buffer;          /* bytes read but not yet consumed */
   gsize scanned;            /* bytes of buffer known to hold no line end */
   char *path;
+  guint timeout_ms;         /* per exchange */
+  gint64 deadline_us;       /* of the exchange under way (monotonic) */
+  GCancellable *cancellable;
+  guint64 events_skipped;
 } SocketQmp;
 
 static void
@@ -179,6 +185,7 @@ socket_qmp_destroy(HmmvQmp *qmp)
   if (sq->socket != NULL)
     g_socket_close(sq->socket, NULL);
   g_clear_object(&sq->socket);
+  g_clear_object(&sq->cancellable);
   g_string_free(sq->buffer, TRUE);
   g_free(sq->path);
   g_free(sq);
@@ -188,8 +195,11 @@ static gboolean
 map_io_error(SocketQmp *sq, GError *local_error, GError **error)
 {
   if (g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "QMP %s: QEMU did not answer in time",
-                sq->path);
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO,
+                "QMP %s: QEMU did not answer in time (%u ms; %" G_GUINT64_FORMAT
+                " events skipped)", sq->path, sq->timeout_ms, sq->events_skipped);
+  else if (g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "QMP %s: cancelled", sq->path);
   else if (g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE) ||
            g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED))
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_GONE, "QMP %s: QEMU closed the connection",
@@ -198,6 +208,26 @@ map_io_error(SocketQmp *sq, GError *local_error, GError **error)
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "QMP %s: %s", sq->path,
                 local_error->message);
   return FALSE;
+}
+
+/* Wait until the socket is ready for condition, at most until the exchange's deadline. */
+static gboolean
+socket_wait(SocketQmp *sq, GIOCondition condition, GError **error)
+{
+  gint64 left_us = sq->deadline_us - g_get_monotonic_time();
+
+  if (left_us <= 0) {
+    g_set_error_literal(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "timed out");
+    return FALSE;
+  }
+  return g_socket_condition_timed_wait(sq->socket, condition, left_us, sq->cancellable, error);
+}
+
+static void
+exchange_begin(SocketQmp *sq)
+{
+  sq->deadline_us = g_get_monotonic_time() + (gint64)sq->timeout_ms * 1000;
+  sq->events_skipped = 0;
 }
 
 /* Next line QEMU wrote, without its line end. Each byte is searched for the line end once:
@@ -224,6 +254,10 @@ socket_read_line(SocketQmp *sq, GError **error)
     if (sq->buffer->len > HMMV_QMP_MAX_LINE) {
       g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL,
                   "QMP %s: a message longer than %u bytes", sq->path, HMMV_QMP_MAX_LINE);
+      return NULL;
+    }
+    if (!socket_wait(sq, G_IO_IN, &local_error)) {
+      map_io_error(sq, local_error, error);
       return NULL;
     }
     n = g_socket_receive(sq->socket, chunk, sizeof(chunk), NULL, &local_error);
@@ -263,8 +297,10 @@ socket_read_reply(SocketQmp *sq, GError **error)
         return NULL;
       }
       if (JSON_NODE_HOLDS_OBJECT(root) &&
-          json_object_has_member(json_node_get_object(root), "event"))
+          json_object_has_member(json_node_get_object(root), "event")) {
+        sq->events_skipped++;
         continue;
+      }
     }
     return g_steal_pointer(&line);
   }
@@ -275,7 +311,8 @@ socket_write_all(SocketQmp *sq, const char *data, gsize len, GError **error)
 {
   while (len > 0) {
     g_autoptr(GError) local_error = NULL;
-    gssize n = g_socket_send(sq->socket, data, len, NULL, &local_error);
+    gssize n = socket_wait(sq, G_IO_OUT, &local_error)
+                 ? g_socket_send(sq->socket, data, len, NULL, &local_error) : -1;
 
     if (n < 0)
       return map_io_error(sq, local_error, error);
@@ -291,6 +328,7 @@ socket_qmp_transact(HmmvQmp *qmp, const char *command_json, GError **error)
   SocketQmp *sq = qmp->priv;
   g_autofree char *line = g_strconcat(command_json, "\n", NULL);
 
+  exchange_begin(sq);
   if (!socket_write_all(sq, line, strlen(line), error))
     return NULL;
   return socket_read_reply(sq, error);
@@ -313,6 +351,7 @@ socket_qmp_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error)
   json_object_set_string_member(args, "fdname", fdname);
   command = hmmv_qmp_build_command("getfd", args);
   line = g_strconcat(command, "\n", NULL);
+  exchange_begin(sq);
   if (!g_unix_fd_message_append_fd(G_UNIX_FD_MESSAGE(message), fd, &local_error))
     return map_io_error(sq, local_error, error);
   /* The fd travels with the first byte of the getfd command; the rest follows plainly. */
@@ -344,6 +383,13 @@ static const struct hmmv_qmp_ops socket_qmp_ops = {
 HmmvQmp *
 hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error)
 {
+  return hmmv_qmp_connect_unix_full(path, timeout_ms, NULL, error);
+}
+
+HmmvQmp *
+hmmv_qmp_connect_unix_full(const char *path, guint timeout_ms, GCancellable *cancellable,
+                           GError **error)
+{
   g_autoptr(GSocketAddress) address = g_unix_socket_address_new(path);
   g_autoptr(GError) local_error = NULL;
   g_autoptr(HmmvQmp) qmp = NULL;
@@ -353,6 +399,8 @@ hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error)
 
   sq->buffer = g_string_new(NULL);
   sq->path = g_strdup(path);
+  sq->timeout_ms = MAX(timeout_ms, 1);
+  sq->cancellable = cancellable != NULL ? g_object_ref(cancellable) : NULL;
   qmp = hmmv_qmp_new(&socket_qmp_ops, sq, error);
   sq->socket = g_socket_new(G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM,
                             G_SOCKET_PROTOCOL_DEFAULT, &local_error);
@@ -371,6 +419,7 @@ hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error)
                 "QMP %s: cannot connect: %s", path, local_error->message);
     return NULL;
   }
+  exchange_begin(sq);   /* the greeting; qmp_capabilities is an exchange of its own */
   greeting = socket_read_line(sq, error);
   if (greeting == NULL)
     return NULL;
@@ -382,6 +431,18 @@ hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error)
   if (ret == NULL)
     return NULL;
   return g_steal_pointer(&qmp);
+}
+
+void
+hmmv_qmp_set_cancellable(HmmvQmp *qmp, GCancellable *cancellable)
+{
+  SocketQmp *sq;
+
+  if (qmp == NULL || qmp->ops != &socket_qmp_ops)
+    return;
+  sq = qmp->priv;
+  g_clear_object(&sq->cancellable);
+  sq->cancellable = cancellable != NULL ? g_object_ref(cancellable) : NULL;
 }
 
 int

@@ -10,6 +10,7 @@
  */
 #pragma once
 
+#include <gio/gio.h>
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
@@ -37,9 +38,14 @@ HmmvQmp *hmmv_qmp_new(const struct hmmv_qmp_ops *ops, gpointer priv, GError **er
 void hmmv_qmp_free(HmmvQmp *qmp);
 const char *hmmv_qmp_get_name(const HmmvQmp *qmp);
 
-/* Connect to QEMU's QMP Unix socket and negotiate capabilities. timeout_ms bounds every
- * read and write (a hung QEMU cannot hold the caller longer). */
+/* Connect to QEMU's QMP Unix socket and negotiate capabilities. timeout_ms bounds each
+ * exchange as a whole (a QEMU that trickles events cannot hold the caller longer); when
+ * cancellable is cancelled (from any thread) every wait ends at once. */
 HmmvQmp *hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error);
+HmmvQmp *hmmv_qmp_connect_unix_full(const char *path, guint timeout_ms,
+                                    GCancellable *cancellable, GError **error);
+/* Unix socket transport: replace the cancellable (NULL: none). Other transports: nothing. */
+void hmmv_qmp_set_cancellable(HmmvQmp *qmp, GCancellable *cancellable);
 /* The pid of the process at the other end of a Unix socket transport (SO_PEERCRED: QEMU's
  * pid), or -1 for other transports or when the kernel does not say. */
 int hmmv_qmp_get_peer_pid(HmmvQmp *qmp);
