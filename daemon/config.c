@@ -70,6 +70,8 @@ static const KeySpec key_specs[] = {
   POLICY("cooldown-intervals", cooldown_intervals),
   POLICY("promote-min-key", promote_min_key),
   POLICY("migrate-mbps", migrate_mbps),
+  POLICY("move-cost-ns", move_cost_ns),
+  POLICY("touch-saving-ns", touch_saving_ns),
   { "defaults", "dram-min-mib", KEY_MIB_PAGES, FIELD(default_quota.min_pages), 0, 0, NULL,
     FALSE },
   { "defaults", "dram-max-mib", KEY_MIB_PAGES, FIELD(default_quota.max_pages), 0, 0, NULL,

@@ -14,6 +14,8 @@ hmmv_params_init(HmmvParams *params)
     .cooldown_intervals = 2,
     .promote_min_key = 0x10,
     .migrate_mbps = 200,
+    .move_cost_ns = 3900,
+    .touch_saving_ns = 7200,
   };
 }
 
@@ -39,7 +41,10 @@ hmmv_params_validate(const HmmvParams *params, GError **error)
          check_range("cooldown_intervals", params->cooldown_intervals, 0,
                      HMMV_PLACE_COOLDOWN_MAX, error) &&
          check_range("promote_min_key", params->promote_min_key, 1, HMMV_NR_KEYS - 1, error) &&
-         check_range("migrate_mbps", params->migrate_mbps, 0, 1000000, error);
+         check_range("migrate_mbps", params->migrate_mbps, 0, 1000000, error) &&
+         /* 1 ms per page or per touch is beyond any memory tier. */
+         check_range("move_cost_ns", params->move_cost_ns, 0, 1000000, error) &&
+         check_range("touch_saving_ns", params->touch_saving_ns, 0, 1000000, error);
 }
 
 guint64

@@ -197,3 +197,25 @@ hmmv_temperature_benefit(guint key)
     key = HMMV_NR_KEYS - 1;
   return (guint64)key * (4096u / (HMMV_TEMP_STEP << HMMV_TEMP_DECAY_SHIFT));
 }
+
+guint64
+hmmv_temperature_expected_accesses(guint key)
+{
+  guint64 sum = 0;
+
+  if (key >= HMMV_NR_KEYS)
+    key = HMMV_NR_KEYS - 1;
+  /* At most ~60 idle steps from 255 (test_tables_idle). */
+  for (guint c = key; c > 0; c = idle_step(c))
+    sum += hmmv_temperature_benefit(c);
+  return sum;
+}
+
+void
+hmmv_temperature_expected_table(guint64 expected[HMMV_NR_KEYS])
+{
+  /* idle_step(c) < c for c > 0: one pass upwards, each key once. */
+  expected[0] = 0;
+  for (guint c = 1; c < HMMV_NR_KEYS; c++)
+    expected[c] = hmmv_temperature_benefit(c) + expected[idle_step(c)];
+}

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #define SHIPPED_CONF HMMV_SOURCE_ROOT "/configs/hmmvd.conf"
-/* [daemon] 3 + [libvirt] 4 + [memory] 6 + [policy] 6 + [defaults] 4 + [metrics] 2 */
-#define NR_KEYS 25
+/* [daemon] 3 + [libvirt] 4 + [memory] 6 + [policy] 8 + [defaults] 4 + [metrics] 2 */
+#define NR_KEYS 27
 
 static char *tmpdir;
 
@@ -143,7 +143,7 @@ START_TEST(test_every_key)
     "sim-dram-mib = 1024\nsim-slow-mib = 8192\n"
     "[policy]\nwrite-weight = 3\nread-weight = 0\n"
     "hysteresis-keys = 32\ncooldown-intervals = 3\npromote-min-key = 0x20\n"
-    "migrate-mbps = 0\n"
+    "migrate-mbps = 0\nmove-cost-ns = 0\ntouch-saving-ns = 100\n"
     "[defaults]\ndram-min-mib = 128\ndram-max-mib = 512\nweight = 7\nmanaged = false\n"
     "[metrics]\nlisten = [::1]:9000\ntextfile = /var/lib/hmmv.prom\n");
   g_auto(HmmvdConfig) config = { 0 };
@@ -172,6 +172,8 @@ START_TEST(test_every_key)
   ck_assert_uint_eq(config.params.cooldown_intervals, 3);
   ck_assert_uint_eq(config.params.promote_min_key, 0x20);
   ck_assert_uint_eq(config.params.migrate_mbps, 0);
+  ck_assert_uint_eq(config.params.move_cost_ns, 0);
+  ck_assert_uint_eq(config.params.touch_saving_ns, 100);
   ck_assert_uint_eq(config.default_quota.min_pages, 128 * 256);
   ck_assert_uint_eq(config.default_quota.max_pages, 512 * 256);
   ck_assert_uint_eq(config.default_quota.weight, 7);

@@ -78,7 +78,9 @@ START_TEST(test_hot_set_reaches_dram)
   hmmv_interval_report_init(&report);
   write_range(0, 0, 256);        /* fills the 256 DRAM pages */
   run(&report);
-  for (guint i = 0; i < 8; i++) {
+  /* The payback gate lets a page written in every interval displace one written once after
+   * ~8 intervals (before that the two could be pages of one frequency). */
+  for (guint i = 0; i < 10; i++) {
     write_range(0, 512, 128);    /* the real hot set, first touched on the slow tier */
     run(&report);
   }
@@ -345,6 +347,139 @@ START_TEST(test_add_vm_rejects_duplicates)
 }
 END_TEST
 
+/*
+ * Issue 7, item 11: churn, as pages moved per interval against the change of the hot set. The
+ * shape of scripts/demo's hmmv-demo-small, scaled down: a VM of 4096 pages whose hot set of
+ * 256 pages is written in every interval while each of the 3840 others is written in 13% of
+ * intervals (99% of ~1 M writes/s on the hot set, 1% scattered over the rest), DRAM for half
+ * of the VM, filled first by cold pages (the hot set starts on the slow tier), a cap of
+ * 488 pages an interval (2 MB/s). Without the payback gate the scattered pages were swapped
+ * in and out of the spare DRAM every interval.
+ */
+#define CHURN_PAGES 4096
+#define CHURN_HOT 256
+#define CHURN_DRAM 2048
+
+typedef struct {
+  guint64 hot_first;        /* the hot set is [hot_first, hot_first + CHURN_HOT) */
+  guint64 max_moves;        /* most pages moved in one measured interval */
+  guint64 cap_pages;
+} ChurnRun;
+
+static gboolean
+in_hot_set(const ChurnRun *churn, guint64 page)
+{
+  return page >= churn->hot_first && page < churn->hot_first + CHURN_HOT;
+}
+
+static guint64
+hot_on_dram(HmmvVm *vm, const ChurnRun *churn)
+{
+  guint64 n = 0;
+
+  for (guint64 p = churn->hot_first; p < churn->hot_first + CHURN_HOT; p++)
+    n += hmmv_vm_get_page_node(vm, p) == 0;
+  return n;
+}
+
+/* Runs intervals [from, to); moves of those from measure_from on go into max_moves. */
+static void
+churn_intervals(ChurnRun *churn, GRand *rand, guint from, guint to, guint measure_from,
+                HmmvIntervalReport *report)
+{
+  for (guint t = from; t < to; t++) {
+    const HmmvVmReport *rep;
+
+    for (guint64 p = 0; p < CHURN_PAGES; p++)
+      if (in_hot_set(churn, p) || g_rand_double(rand) < 0.13)
+        hmmv_fake_tracker_queue_write(fx.trackers[0], p);
+    run(report);
+    rep = &g_array_index(report->vms, HmmvVmReport, 0);
+    ck_assert_uint_le(rep->promoted + rep->demoted, churn->cap_pages);
+    if (t >= measure_from)
+      churn->max_moves = MAX(churn->max_moves, rep->promoted + rep->demoted);
+  }
+}
+
+static void
+setup_churn(ChurnRun *churn, HmmvIntervalReport *report)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvParams params;
+
+  memset(&fx, 0, sizeof(fx));
+  fx.topo = hmmv_test_topology_two_tier((guint64)CHURN_DRAM * HMMV_PAGE_SIZE,
+                                        (guint64)CHURN_PAGES * HMMV_PAGE_SIZE);
+  fx.mover = hmmv_sim_mover_new(fx.topo, &error);
+  ck_assert(fx.mover != NULL);
+  hmmv_params_init(&params);
+  params.migrate_mbps = 2;
+  churn->cap_pages = hmmv_params_cap_pages(&params);
+  ck_assert_uint_eq(churn->cap_pages, 488);
+  fx.core = hmmv_core_new(fx.topo, fx.mover, &params, 0, &error);
+  ck_assert(fx.core != NULL);
+  fx.trackers[0] = hmmv_fake_tracker_new();
+  ck_assert(hmmv_core_add_vm(fx.core, hmmv_test_vm_new("vm0", CHURN_PAGES), fx.trackers[0],
+                             &error));
+  hmmv_interval_report_init(report);
+  /* Interval 0: the cold pages are touched first and fill DRAM. */
+  for (guint64 p = CHURN_HOT; p < CHURN_PAGES; p++)
+    hmmv_fake_tracker_queue_write(fx.trackers[0], p);
+  run(report);
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 0)), CHURN_DRAM);
+}
+
+/* Fixed hot set: from the 10th interval on, fewer than 1% of the hot set (2.56 pages) move
+ * per interval, and the hot set is on DRAM. */
+START_TEST(test_churn_fixed_hot_set)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GRand) rand = g_rand_new_with_seed(42);
+  ChurnRun churn = { .hot_first = 0 };
+
+  setup_churn(&churn, &report);
+  churn_intervals(&churn, rand, 1, 60, 11, &report);
+  ck_assert_msg(churn.max_moves * 100 < CHURN_HOT, "%" G_GUINT64_FORMAT " pages moved in one "
+                "interval with a fixed hot set of %u", churn.max_moves, CHURN_HOT);
+  ck_assert_uint_eq(hot_on_dram(hmmv_core_get_vm(fx.core, 0), &churn), CHURN_HOT);
+  teardown_core();
+}
+END_TEST
+
+/* Shifting hot set: after 40 intervals it moves to pages on the slow tier; it is followed
+ * within the cap (every interval's moves <= 488) and all of it is on DRAM within
+ * CHURN_FOLLOW intervals; then moves fall back below 1% of the hot set. */
+#define CHURN_FOLLOW 25
+
+START_TEST(test_churn_shifting_hot_set)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GRand) rand = g_rand_new_with_seed(43);
+  ChurnRun churn = { .hot_first = 0 };
+  HmmvVm *vm;
+  guint followed_at = 0;
+
+  setup_churn(&churn, &report);
+  churn_intervals(&churn, rand, 1, 40, 40, &report);
+  vm = hmmv_core_get_vm(fx.core, 0);
+  /* The new hot set: pages that are on the slow tier now. */
+  churn.hot_first = 3 * CHURN_PAGES / 4;
+  ck_assert_uint_lt(hot_on_dram(vm, &churn), CHURN_HOT / 2);
+  for (guint t = 40; t < 40 + CHURN_FOLLOW && followed_at == 0; t++) {
+    churn_intervals(&churn, rand, t, t + 1, G_MAXUINT, &report);
+    if (hot_on_dram(vm, &churn) == CHURN_HOT)
+      followed_at = t + 1 - 40;
+  }
+  ck_assert_msg(followed_at > 0, "after %u intervals %" G_GUINT64_FORMAT " of the %u pages of "
+                "the new hot set are on DRAM", CHURN_FOLLOW, hot_on_dram(vm, &churn), CHURN_HOT);
+  churn.max_moves = 0;
+  churn_intervals(&churn, rand, 40 + followed_at, 100, 40 + followed_at + 10, &report);
+  ck_assert_msg(churn.max_moves * 100 < CHURN_HOT, "%" G_GUINT64_FORMAT " pages moved in one "
+                "interval after the hot set settled", churn.max_moves);
+  teardown_core();
+}
+END_TEST
+
 static Suite *
 loop_suite(void)
 {
@@ -360,6 +495,8 @@ loop_suite(void)
   tcase_add_test(tc, test_spare_dram_forces_no_demotions);
   tcase_add_test(tc, test_first_touch_headroom);
   tcase_add_test(tc, test_add_vm_rejects_duplicates);
+  tcase_add_test(tc, test_churn_fixed_hot_set);
+  tcase_add_test(tc, test_churn_shifting_hot_set);
   suite_add_tcase(suite, tc);
   return suite;
 }

@@ -121,6 +121,8 @@ START_TEST(test_swaps_and_cap)
   HmmvPlan plan;
   HmmvHotCut cut;
 
+  /* The hysteresis and the cap, without the payback gate (test_payback_gate). */
+  params.move_cost_ns = 0;
   hmmv_plan_init(&plan);
   place_all(vm, SLOW_NODE, HMMV_TIER_SLOW);
   /* DRAM: pages 0..9, keys 0x10 (pages 0-4) and 0x35 (pages 5-9). */
@@ -153,8 +155,10 @@ START_TEST(test_swaps_and_cap)
   ck_assert_uint_eq(plan.demote->len, 3);
   ck_assert_uint_eq(plan.deferred_cap, 4);
 
-  /* No hysteresis: all 8 swap (pages 5-9 are not hot... except the 2 taken at the cut). */
+  /* No hysteresis (and no payback gate, another margin): all 8 swap (pages 5-9 are not
+   * hot... except the 2 taken at the cut). */
   params.hysteresis_keys = 0;
+  params.move_cost_ns = 0;
   hmmv_plan_build(vm, &cut, 10, G_MAXUINT64, &params, &plan);
   ck_assert_uint_eq(plan.promote->len, 8);
   ck_assert_uint_eq(plan.demote->len, 8);
@@ -237,7 +241,8 @@ apply_plan(HmmvVm *vm, const HmmvPlan *plan, const HmmvParams *params)
 /* 31 pages written every interval, page A on even intervals, page B on odd ones, DRAM for
  * 32: the one free slot is contended. Returns the moves of A and B. */
 static guint
-simulate_alternating(guint hysteresis_keys, guint cooldown_intervals, guint intervals)
+simulate_alternating(guint hysteresis_keys, guint cooldown_intervals, gboolean gate_on,
+                     guint intervals)
 {
   enum { NR_PAGES = 500, BUDGET = 32, PAGE_A = 100, PAGE_B = 300 };
   g_autoptr(HmmvVm) vm = hmmv_test_vm_new("t", NR_PAGES);
@@ -246,6 +251,10 @@ simulate_alternating(guint hysteresis_keys, guint cooldown_intervals, guint inte
   HmmvTempTables tables;
   HmmvPlan plan;
   guint moves = 0;
+
+  /* The payback gate is a margin too: off unless asked for (gate_on). */
+  if (!gate_on)
+    params.move_cost_ns = 0;
 
   hmmv_temp_tables_init(&tables, &params);
   hmmv_plan_init(&plan);
@@ -282,12 +291,75 @@ START_TEST(test_hysteresis_alternating)
 
   /* Without hysteresis or cooldown the two pages swap places every interval: the test sees
    * ping-pong when there is some. */
-  ck_assert_uint_ge(simulate_alternating(0, 0, intervals), intervals);
+  ck_assert_uint_ge(simulate_alternating(0, 0, FALSE, intervals), intervals);
   /* Cooldown alone: a moved page stays put for cooldown intervals. */
-  ck_assert_uint_le(simulate_alternating(0, 2, intervals), 2 * (intervals / 3 + 1));
+  ck_assert_uint_le(simulate_alternating(0, 2, FALSE, intervals), 2 * (intervals / 3 + 1));
   /* Hysteresis alone: a swap needs one level between the pages, never true for long. */
-  ck_assert_uint_le(simulate_alternating(16, 0, intervals), 4);
-  ck_assert_uint_le(simulate_alternating(16, 2, intervals), 4);
+  ck_assert_uint_le(simulate_alternating(16, 0, FALSE, intervals), 4);
+  ck_assert_uint_le(simulate_alternating(16, 2, FALSE, intervals), 4);
+  /* The payback gate alone: neither page is ever worth two moves more than the other. */
+  ck_assert_uint_le(simulate_alternating(0, 0, TRUE, intervals), 4);
+}
+END_TEST
+
+/*
+ * Issue 7, item 11: the payback gate, checked against its definition on every pair of keys
+ * (step 5): one page on the slow tier at key kp, one on DRAM at key kd, budget 1, so the only
+ * possible move is a swap; and the same slow page alone with room for it. Promoted into room
+ * iff its expected accesses pay for two moves; swapped iff that, and it is expected to get two
+ * moves' worth more than the DRAM page, and is hysteresis_keys hotter.
+ */
+START_TEST(test_payback_gate)
+{
+  HmmvParams params = test_params(16, 0);
+  guint64 need = (guint64)2 * params.move_cost_ns * 4096 / params.touch_saving_ns;
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("t", 2);
+  HmmvPlan plan;
+  HmmvHotCut cut;
+
+  hmmv_plan_init(&plan);
+  /* The defaults: a page written once (16) does not pay, written in two intervals (31) does. */
+  ck_assert_uint_lt(hmmv_temperature_expected_accesses(16), need);
+  ck_assert_uint_ge(hmmv_temperature_expected_accesses(31), need);
+  for (guint kp = 1; kp < HMMV_NR_KEYS; kp += 5) {
+    guint64 ep = hmmv_temperature_expected_accesses(kp);
+
+    /* Alone, with room. */
+    vm->temp[0] = (guint8)kp;
+    vm->temp[1] = 0;
+    hmmv_vm_set_page_node(vm, 0, SLOW_NODE, HMMV_TIER_SLOW);
+    hmmv_vm_set_page_node(vm, 1, SLOW_NODE, HMMV_TIER_SLOW);
+    cut_of(vm, 1, 1, &cut);
+    hmmv_plan_build(vm, &cut, 1, G_MAXUINT64, &params, &plan);
+    ck_assert_uint_eq(plan.promote->len, ep >= need ? 1 : 0);
+    ck_assert_uint_eq(plan.promote_gated, ep >= need ? 0 : 1);
+    for (guint kd = 0; kd < kp; kd += 5) {
+      guint64 ed = hmmv_temperature_expected_accesses(kd);
+      /* Four standard deviations of the difference of two keys of pages of one frequency,
+       * the frequency their mean says (steps of 16). */
+      double mean = (kp + kd) / 2.0;
+      double var = 2 * 16.0 * mean * (1.0 - MIN(mean / 256.0, 1.0)) / (2.0 - 1.0 / 16.0);
+      gboolean swap = ep >= need && ep >= ed + need && kp >= kd + params.hysteresis_keys &&
+                      (double)(kp - kd) * (kp - kd) >= 16.0 * var;
+
+      vm->temp[1] = (guint8)kd;
+      hmmv_vm_set_page_node(vm, 1, DRAM_NODE, HMMV_TIER_DRAM);
+      cut_of(vm, 1, 1, &cut);
+      hmmv_plan_build(vm, &cut, 1, G_MAXUINT64, &params, &plan);
+      ck_assert_msg(plan.promote->len == (swap ? 1u : 0u) && plan.demote->len == plan.promote->len,
+                    "kp %u kd %u: %u promoted, %u demoted, expected swap %d", kp, kd,
+                    plan.promote->len, plan.demote->len, swap);
+    }
+  }
+  /* move_cost_ns 0: the gate is off, a page written once is promoted into room. */
+  params.move_cost_ns = 0;
+  vm->temp[0] = 16;
+  vm->temp[1] = 0;
+  hmmv_vm_set_page_node(vm, 1, SLOW_NODE, HMMV_TIER_SLOW);
+  cut_of(vm, 1, 1, &cut);
+  hmmv_plan_build(vm, &cut, 1, G_MAXUINT64, &params, &plan);
+  ck_assert_uint_eq(plan.promote->len, 1);
+  hmmv_plan_clear(&plan);
 }
 END_TEST
 
@@ -527,12 +599,17 @@ plan_suite(void)
   Suite *suite = suite_create("plan");
   TCase *tc = tcase_create("core");
 
+  /* test_random_invariants needs ~0.3 s of CPU; on a loaded 2-core CI machine that was over
+   * Check's default 4 s of wall time. A liveness bound, not a speed check. */
+  tcase_set_timeout(tc, 60);
+
   tcase_add_test(tc, test_swar_helpers);
   tcase_add_test(tc, test_budget_shrink);
   tcase_add_test(tc, test_promote_hottest_first);
   tcase_add_test(tc, test_swaps_and_cap);
   tcase_add_test(tc, test_cooldown_and_unknown);
   tcase_add_test(tc, test_hysteresis_alternating);
+  tcase_add_test(tc, test_payback_gate);
   tcase_add_test(tc, test_random_invariants);
   tcase_add_test(tc, test_fast_paths);
   suite_add_tcase(suite, tc);

@@ -23,6 +23,15 @@ typedef struct {
   guint cooldown_intervals;
   /* Lowest key worth promoting (level 1 freshly touched = 0x1f); default 0x10. */
   guint promote_min_key;
+  /* The payback gate (plan.h), on the tier model (tests/bench/tier-model.md): what moving one
+   * page costs the VM, default 3900 ns (move_pages in 512-page batches, ~3.9 us a page), and
+   * what one weighted touched interval on DRAM instead of the slow tier saves, default
+   * 7200 ns: 32 memory accesses (what a page seen touched is taken to get in an interval; the
+   * tracker sees one bit) x 225 ns (Optane 305 ns vs DRAM 80 ns). A promotion must be
+   * expected to save the cost of two moves (there and, later, back) before it cools. 0 turns
+   * the gate off. */
+  guint move_cost_ns;
+  guint touch_saving_ns;
   /* Migration bandwidth cap per VM, MB/s (10^6 bytes); 0 = no cap; default 200 (memtierd
    * uses 100-200 MB/s, Memtis 100). */
   guint migrate_mbps;

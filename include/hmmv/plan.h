@@ -5,7 +5,16 @@
  * Promotions are hot pages on the slow tier, hottest first; demotions are non-hot pages on
  * DRAM, coldest first, and only as many as the budget needs: to make room for promotions
  * (and then only pages at least hysteresis_keys colder than the page they make room for) or
- * to bring the VM back under a budget that shrank. Pages in cooldown never move. Promotions
+ * to bring the VM back under a budget that shrank.
+ *
+ * The payback gate (issue 7, item 11): a page is promoted only when the weighted accesses it
+ * is expected to get before it cools (hmmv_temperature_expected_accesses), each saving
+ * touch_saving_ns, pay for two moves of move_cost_ns (there, and back when it has cooled);
+ * a page written once from cold (16) is not, one written in two intervals running (31) is. A
+ * swap displaces a DRAM page only when the promoted page's expected accesses exceed the
+ * displaced page's by that same two moves' worth. So pages touched once in a while are not
+ * moved into spare DRAM and out again, and nothing is demoted for a promotion that does not
+ * pay. Pages in cooldown never move. Promotions
  * plus demotions never exceed cap_pages. Two passes over the pages: a histogram of the
  * candidates, then the emit pass; cold settled pages are skipped 8 at a time.
  */
@@ -24,6 +33,7 @@ typedef struct {
   guint64 forced_demote;    /* demotions needed because the budget shrank */
   guint64 promote_wanted;   /* hot pages on the slow tier, before the cap */
   guint64 deferred_cap;     /* moves the bandwidth cap pushed to a later interval */
+  guint64 promote_gated;    /* hot slow-tier pages not promoted: they would not pay back */
 } HmmvPlan;
 
 void hmmv_plan_init(HmmvPlan *plan);

@@ -54,4 +54,11 @@ void hmmv_temperature_histogram(const HmmvVm *vm, HmmvHistogram *hist);
  * 32 x k. Used by the balancer and the planner's payback gate; linear, 0 for key 0. */
 guint64 hmmv_temperature_benefit(guint key);
 
+/* Weighted accesses a page of key k is expected to get before it cools to 0, in 1/4096: the
+ * benefit summed along its idle decay (what the estimate still predicts if no access renews
+ * it). About 16 x benefit(k) for warm keys; 80/128 of an access for a page written once. */
+guint64 hmmv_temperature_expected_accesses(guint key);
+/* The same for every key at once, in O(256). */
+void hmmv_temperature_expected_table(guint64 expected[HMMV_NR_KEYS]);
+
 G_END_DECLS
