@@ -158,6 +158,7 @@ print_status(JsonObject *status)
   const char *mover = json_object_get_string_member_with_default(status, "mover", "?");
   const char *balance = json_object_get_string_member_with_default(status, "balance-error",
                                                                    NULL);
+  const char *note = json_object_get_string_member_with_default(status, "balance-note", NULL);
 
   printf("intervals:   %" G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT " ms each), the last took "
          "%.3f ms\n", member_uint(status, "intervals"), member_uint(status, "interval-ms"),
@@ -168,6 +169,8 @@ print_status(JsonObject *status)
   printf("DRAM pool:   %" G_GUINT64_FORMAT " MiB\n", mib(member_uint(status, "pool-pages")));
   if (balance != NULL)
     printf("balance:     %s\n", balance);
+  if (note != NULL)
+    printf("mins scaled: %s\n", note);
   printf("VMs:         %" G_GUINT64_FORMAT " listed, %" G_GUINT64_FORMAT " managed\n",
          member_uint(status, "vms"), member_uint(status, "vms-managed"));
   printf("%-6s %-6s %12s %6s\n", "NODE", "TIER", "MiB", "CPUS");

@@ -89,6 +89,7 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   /* Figures of the last interval, in 4 KiB pages. */
   add_uint(builder, "nr-pages", last->nr_pages);
   add_uint(builder, "budget-pages", last->budget_pages);
+  add_uint(builder, "min-granted-pages", last->min_granted_pages);
   add_uint(builder, "hot-pages", last->hot_pages);
   add_uint(builder, "dram-pages", last->dram_pages);
   add_uint(builder, "slow-pages", last->slow_pages);
@@ -204,6 +205,7 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   add_uint(builder, "last-interval-ns", report != NULL ? report->elapsed_ns : 0);
   add_uint(builder, "pool-pages", report != NULL ? report->pool_pages : hmmvd_vms_get_pool_pages(vms));
   add_string(builder, "balance-error", hmmvd_vms_get_balance_error(vms));
+  add_string(builder, "balance-note", hmmvd_vms_get_balance_note(vms));
   add_string(builder, "mover", mover);
   add_bool(builder, "slow-tier-modelled", g_strcmp0(mover, "sim") == 0);
   add_bool(builder, "single-node", topo != NULL && hmmv_topology_is_single_node(topo));

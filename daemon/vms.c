@@ -38,6 +38,7 @@ struct _HmmvdVms {
   gboolean have_report;
   guint64 intervals_started;  /* the index of the next interval */
   char *balance_error;        /* last one logged: a persisting error is logged once */
+  char *balance_note;         /* the same for the note of scaled mins */
   HmmvdQuotaWriter writer;
   gpointer writer_data;
   HmmvdVmRebuildFunc rebuild;
@@ -195,6 +196,7 @@ hmmvd_vms_free(HmmvdVms *vms)
   g_ptr_array_unref(vms->list);
   hmmv_interval_report_clear(&vms->report);
   g_free(vms->balance_error);
+  g_free(vms->balance_note);
   g_free(vms);
 }
 
@@ -408,42 +410,50 @@ lookup_or_error(HmmvdVms *vms, const char *name, GError **error)
   return entry;
 }
 
-/* The DRAM pool quotas are checked against: configured, else the DRAM of the mover's
- * topology, else what the core used in the last interval; 0 (unknown) before any of these. */
+/* The DRAM pool quotas are checked against: the core's (configured, else the DRAM of its
+ * topology). */
 guint64
 hmmvd_vms_get_pool_pages(HmmvdVms *vms)
 {
-  if (vms->config->dram_pool_mib != 0)
-    return vms->config->dram_pool_mib * HMMVD_PAGES_PER_MIB;
-  if (vms->mover != NULL && vms->mover->topo != NULL)
-    return hmmv_topology_tier_bytes(vms->mover->topo, HMMV_TIER_DRAM) >> HMMV_PAGE_SHIFT;
-  return vms->have_report ? vms->report.pool_pages : 0;
+  return hmmv_core_get_pool_pages(vms->core);
 }
 
+/* The same accounting as the core's balance (hmmv_core_get_pool_usage): mins that can never
+ * fit in the pool are refused; mins that fit only once VMs outside the balance (paused,
+ * unmanaged, failing) give back their DRAM are accepted, and scaled down in proportion
+ * meanwhile (the interval's note says how). */
 static gboolean
 check_quota(HmmvdVms *vms, VmEntry *entry, const HmmvQuota *quota, GError **error)
 {
-  guint64 pool = hmmvd_vms_get_pool_pages(vms);
-  guint64 mins = quota->min_pages;
-  GHashTableIter iter;
-  gpointer value;
+  HmmvPoolUsage usage;
+  guint64 room;
 
-  if (!hmmvd_quota_validate(quota, entry->nr_pages, pool, error))
+  if (!hmmvd_quota_validate(quota, entry->nr_pages, hmmvd_vms_get_pool_pages(vms), error))
     return FALSE;
-  g_hash_table_iter_init(&iter, vms->entries);
-  while (g_hash_table_iter_next(&iter, NULL, &value)) {
-    const VmEntry *other = value;
-
-    if (other != entry && other->info.in_core)
-      mins += other->info.quota.min_pages;
+  if (entry->info.in_core) {
+    hmmv_core_get_pool_usage(vms->core, entry->info.name, quota, &usage);
+  } else {
+    hmmv_core_get_pool_usage(vms->core, NULL, NULL, &usage);
+    if (quota->managed)
+      usage.min_pages += entry->nr_pages != 0 ? MIN(quota->min_pages, entry->nr_pages)
+                                              : quota->min_pages;
   }
-  if (pool != 0 && mins > pool) {
+  if (usage.pool_pages != 0 && usage.min_pages > usage.pool_pages) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                 "the dram-min-mib of all managed VMs would total %" G_GUINT64_FORMAT
                 " MiB, above the DRAM pool of %" G_GUINT64_FORMAT " MiB",
-                mins / HMMVD_PAGES_PER_MIB, pool / HMMVD_PAGES_PER_MIB);
+                usage.min_pages / HMMVD_PAGES_PER_MIB, usage.pool_pages / HMMVD_PAGES_PER_MIB);
     return FALSE;
   }
+  room = usage.pool_pages - MIN(usage.pool_pages, usage.held_outside_pages);
+  if (usage.min_pages > room)
+    g_message("vm %s: the dram-min-mib of all managed VMs total %" G_GUINT64_FORMAT " MiB; "
+              "%" G_GUINT64_FORMAT " MiB of the %" G_GUINT64_FORMAT " MiB pool are held by "
+              "paused, unmanaged or failing VMs, so the mins are scaled down in proportion "
+              "until they give it back", entry->info.name,
+              usage.min_pages / HMMVD_PAGES_PER_MIB,
+              usage.held_outside_pages / HMMVD_PAGES_PER_MIB,
+              usage.pool_pages / HMMVD_PAGES_PER_MIB);
   return TRUE;
 }
 
@@ -538,10 +548,12 @@ hmmvd_vms_lookup_core_vm(HmmvdVms *vms, const char *name, GError **error)
   return vm;
 }
 
+/* A persisting error or note is logged once, when it appears or changes. */
 static void
 log_balance(HmmvdVms *vms)
 {
   const GError *error = vms->report.balance_error;
+  const char *note = vms->report.balance_note;
 
   if (error != NULL && g_strcmp0(vms->balance_error, error->message) != 0)
     g_warning("%s; the last good DRAM budgets stay", error->message);
@@ -549,6 +561,13 @@ log_balance(HmmvdVms *vms)
     g_message("DRAM pool balanced again");
   g_free(vms->balance_error);
   vms->balance_error = error != NULL ? g_strdup(error->message) : NULL;
+
+  if (note != NULL && g_strcmp0(vms->balance_note, note) != 0)
+    g_warning("%s", note);
+  else if (note == NULL && vms->balance_note != NULL)
+    g_message("DRAM pool: every VM's min fits again");
+  g_free(vms->balance_note);
+  vms->balance_note = g_strdup(note);
 }
 
 static void
@@ -677,4 +696,10 @@ const char *
 hmmvd_vms_get_balance_error(HmmvdVms *vms)
 {
   return vms->balance_error;
+}
+
+const char *
+hmmvd_vms_get_balance_note(HmmvdVms *vms)
+{
+  return vms->balance_note;
 }

@@ -102,6 +102,8 @@ gboolean hmmvd_vms_request_quota(HmmvdVms *vms, const char *name, const HmmvQuot
 /* DRAM pages the pool lends (config, else the mover's DRAM, else the last interval's). */
 guint64 hmmvd_vms_get_pool_pages(HmmvdVms *vms);
 /* The balance error of the last interval, NULL when the quotas fit. */
+/* The last interval's note of mins scaled down to fit, naming each VM; NULL when they fit. */
+const char *hmmvd_vms_get_balance_note(HmmvdVms *vms);
 const char *hmmvd_vms_get_balance_error(HmmvdVms *vms);
 
 /* JSON views shared by the control socket and hmmvctl --json (vms-json.c). */

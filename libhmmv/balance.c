@@ -2,6 +2,10 @@
 /*
  * DRAM pooling across co-running VMs (contract in balance.h).
  *
+ * Mins first. When they do not all fit in the pool (DRAM held by VMs outside the balance, a
+ * pool that shrank), each VM's min is scaled down in proportion rather than failing the whole
+ * balance: a failed balance used to keep the last budgets, and a VM added then had 0.
+ *
  * Think of each VM's pages as one line, hottest first (key 255 down to 0 of its histogram).
  * Positions 0 .. min-1 are the VM's min, paid for up front; positions min .. max-1 can be
  * lent; a page at position p is worth weight * benefit(key of p). Benefit does not grow as
@@ -48,29 +52,70 @@ typedef struct {
   guint64 budget;
 } VmSpan;
 
+/* For messages: the VM's name, or its index when the caller gave none. */
+static char *
+vm_label(const HmmvBalanceVm *vm, guint index)
+{
+  return vm->name != NULL ? g_strdup(vm->name) : g_strdup_printf("#%u", index);
+}
+
 static gboolean
 check_vm(const HmmvBalanceVm *vm, guint index, GError **error)
 {
+  g_autofree char *label = vm_label(vm, index);
+
   if (vm->weight == 0) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
-                "balance: vm %u: weight is 0, weights must be > 0", index);
+                "balance: vm %s: weight is 0, weights must be > 0", label);
     return FALSE;
   }
   if (vm->max_pages != 0 && vm->min_pages > vm->max_pages) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
-                "balance: vm %u: min_pages %" G_GUINT64_FORMAT " is above max_pages %"
-                G_GUINT64_FORMAT, index, vm->min_pages, vm->max_pages);
+                "balance: vm %s: min_pages %" G_GUINT64_FORMAT " is above max_pages %"
+                G_GUINT64_FORMAT, label, vm->min_pages, vm->max_pages);
     return FALSE;
   }
   return TRUE;
 }
 
-/* Fills spans with each VM's min and effective max; *left = the pool after the mins. */
-static gboolean
-take_mins(const HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, VmSpan *spans,
-          guint64 *left, GError **error)
+/* The mins do not fit: each gets floor(min * pool / sum), then the pages rounding left over
+ * (fewer than the VMs) one each, largest fraction first, then lowest index. Deterministic,
+ * never above a VM's min, and a VM with a min gets 0 only when the pool is smaller than the
+ * number of such VMs. */
+static void
+scale_mins(guint nr_vms, guint64 pool_pages, BalanceWide sum, VmSpan *spans)
 {
-  guint64 sum = 0;
+  g_autofree BalanceWide *fraction = g_new0(BalanceWide, nr_vms);
+  guint64 given = 0;
+
+  for (guint i = 0; i < nr_vms; i++) {
+    BalanceWide scaled = (BalanceWide)spans[i].min * pool_pages;
+
+    fraction[i] = scaled % sum;
+    spans[i].min = (guint64)(scaled / sum);
+    given += spans[i].min;
+  }
+  while (given < pool_pages) {
+    guint best = nr_vms;
+
+    for (guint i = 0; i < nr_vms; i++)
+      if (fraction[i] > 0 && (best == nr_vms || fraction[i] > fraction[best]))
+        best = i;
+    if (best == nr_vms)
+      break;
+    spans[best].min++;
+    fraction[best] = 0;
+    given++;
+  }
+}
+
+/* Fills spans with each VM's min (scaled down in proportion when the mins do not fit in the
+ * pool) and effective max; *left = the pool after the mins. */
+static gboolean
+take_mins(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, VmSpan *spans, guint64 *left,
+          GError **error)
+{
+  BalanceWide sum = 0;
 
   for (guint i = 0; i < nr_vms; i++) {
     const HmmvBalanceVm *vm = &vms[i];
@@ -79,17 +124,16 @@ take_mins(const HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, VmSpan *sp
       return FALSE;
     spans[i].max = vm->max_pages != 0 ? MIN(vm->max_pages, vm->nr_pages) : vm->nr_pages;
     spans[i].min = MIN(vm->min_pages, vm->nr_pages);
-    spans[i].budget = spans[i].min;
-    if (spans[i].min > pool_pages - sum) {
-      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
-                  "balance: vm %u: its min of %" G_GUINT64_FORMAT " pages brings the VMs' mins "
-                  "above the pool of %" G_GUINT64_FORMAT " pages (%" G_GUINT64_FORMAT
-                  " already taken by vms 0..%u)", i, spans[i].min, pool_pages, sum, i);
-      return FALSE;
-    }
     sum += spans[i].min;
   }
-  *left = pool_pages - sum;
+  if (sum > pool_pages)
+    scale_mins(nr_vms, pool_pages, sum, spans);
+  *left = pool_pages;
+  for (guint i = 0; i < nr_vms; i++) {
+    spans[i].budget = spans[i].min;
+    vms[i].min_granted = spans[i].min;
+    *left -= spans[i].min;
+  }
   return TRUE;
 }
 

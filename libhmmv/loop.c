@@ -26,6 +26,8 @@ typedef struct {
   gboolean paused;
   guint64 rescan_next;      /* first page of the next placement refresh window */
   guint64 first_seen;  /* vm->first_seen at the last balance */
+  gboolean outside;         /* left out of the last balance (paused, unmanaged or failing) */
+  guint64 min_granted;      /* its min in the last balance (scaled when the mins did not fit) */
 } CoreVm;
 
 struct _HmmvCore {
@@ -296,12 +298,14 @@ core_harvest(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
 /* Pages the guests touch for the first time land where the kernel finds room: on DRAM while
  * it has free pages, else on the slow tier, from where they must be promoted (a demotion and
  * a promotion, 2 x 3.9 us, and the accesses meanwhile at slow-tier cost). So the balancer
- * keeps free, out of the cold DRAM VMs hold, about as much as the guests first-touched on the
- * slow tier lately: the largest such count of one interval, decaying by 1/8 an interval, at
- * most 1/16 of the pool. Nothing first-touched on the slow tier (a settled host): no headroom,
- * and cold DRAM stays with its holder. In the co-run model (tests/bench/corun-sim.c, hot sets
- * drifting 1/16 an interval) keeping all cold DRAM with its holders took the slowdown from
- * 1.10x to 1.46x of all-DRAM; this headroom brings it to 1.07x. */
+ * keeps free, out of the cold DRAM VMs hold, about four intervals' worth of the pages the
+ * guests first-touched lately: 4x the last interval's first touches, or the last headroom
+ * less 1/8, whichever is larger, at most 1/16 of the pool (free DRAM is refilled only by
+ * demotions under the bandwidth cap, so one interval's worth runs dry between them). No
+ * first touches (a settled host): the headroom decays to 0 and cold DRAM stays with its
+ * holder. In the co-run model (tests/bench/corun-sim.c, hot sets drifting 1/16 an interval)
+ * keeping all cold DRAM with its holders took the slowdown to 1.46x of all-DRAM; with this
+ * headroom it is 1.07x (spreading it all by weight, before issue 7 item 6: 1.09x). */
 static void
 core_headroom(HmmvCore *core)
 {
@@ -317,21 +321,65 @@ core_headroom(HmmvCore *core)
   core->headroom_pages = MIN(MAX(4 * first_seen, decayed), core->pool_pages / 16);
 }
 
+static const char *
+outside_reason(const CoreVm *cvm, gboolean ok)
+{
+  if (!ok)
+    return "failing";
+  return cvm->paused ? "paused" : "unmanaged";
+}
+
+/* The note of an interval whose mins did not all fit: names every VM, the ones that hold DRAM
+ * outside the balance and the ones whose min was scaled. */
+static char *
+core_scaled_note(HmmvCore *core, const gboolean *ok, const HmmvBalanceVm *bvms, guint n,
+                 guint64 pool)
+{
+  GString *note = g_string_new(NULL);
+  guint64 mins = 0;
+  const char *sep = "";
+
+  for (guint j = 0; j < n; j++)
+    mins += MIN(bvms[j].min_pages, bvms[j].nr_pages);
+  g_string_append_printf(note, "DRAM pool of %" G_GUINT64_FORMAT " pages: the mins total %"
+                         G_GUINT64_FORMAT " pages, %" G_GUINT64_FORMAT " are left for them",
+                         core->pool_pages, mins, pool);
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    if (cvm->outside) {
+      g_string_append_printf(note, "%s vm %s (%s) holds %" G_GUINT64_FORMAT,
+                             *sep ? ", " : " (", hmmv_vm_get_name(cvm->vm),
+                             outside_reason(cvm, ok[i]), hmmv_vm_get_dram_pages(cvm->vm));
+      sep = ")";
+    }
+  }
+  g_string_append_printf(note, "%s; mins scaled down in proportion:", sep);
+  for (guint j = 0; j < n; j++)
+    g_string_append_printf(note, "%s vm %s %" G_GUINT64_FORMAT " -> %" G_GUINT64_FORMAT,
+                           j > 0 ? "," : "", bvms[j].name,
+                           MIN(bvms[j].min_pages, bvms[j].nr_pages), bvms[j].min_granted);
+  return g_string_free(note, FALSE);
+}
+
 /* VMs that do not take part in pooling (unmanaged, paused, or failing this interval) keep
- * the DRAM they hold; the pool shrinks by that much. */
+ * the DRAM they hold; the pool shrinks by that much. Mins that do not fit in what is left are
+ * scaled down (*note says how, naming each VM). */
 static gboolean
-core_balance(HmmvCore *core, const gboolean *ok, GError **error)
+core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **error)
 {
   g_autofree HmmvBalanceVm *bvms = g_new0(HmmvBalanceVm, core->vms->len);
   g_autofree guint *map = g_new0(guint, core->vms->len);
   guint64 pool = core->pool_pages;
+  gboolean scaled = FALSE;
   guint n = 0;
 
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
     const HmmvQuota *quota = hmmv_vm_get_quota(cvm->vm);
 
-    if (!ok[i] || cvm->paused || !quota->managed) {
+    cvm->outside = !ok[i] || cvm->paused || !quota->managed;
+    if (cvm->outside) {
       guint64 held = hmmv_vm_get_dram_pages(cvm->vm);
 
       hmmv_vm_set_budget_pages(cvm->vm, held);
@@ -339,6 +387,7 @@ core_balance(HmmvCore *core, const gboolean *ok, GError **error)
       continue;
     }
     bvms[n] = (HmmvBalanceVm){
+      .name = hmmv_vm_get_name(cvm->vm),
       .hist = &cvm->hist,
       .min_pages = quota->min_pages,
       .max_pages = quota->max_pages,
@@ -357,8 +406,37 @@ core_balance(HmmvCore *core, const gboolean *ok, GError **error)
     CoreVm *cvm = g_ptr_array_index(core->vms, map[j]);
 
     hmmv_vm_set_budget_pages(cvm->vm, bvms[j].budget);
+    cvm->min_granted = bvms[j].min_granted;
+    scaled |= bvms[j].min_granted < MIN(bvms[j].min_pages, bvms[j].nr_pages);
   }
+  if (scaled)
+    *note = core_scaled_note(core, ok, bvms, n, pool);
   return TRUE;
+}
+
+void
+hmmv_core_get_pool_usage(HmmvCore *core, const char *name, const HmmvQuota *quota,
+                         HmmvPoolUsage *usage)
+{
+  *usage = (HmmvPoolUsage){ .pool_pages = core->pool_pages };
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+    const HmmvQuota *q = hmmv_vm_get_quota(cvm->vm);
+    gboolean failing = cvm->outside && !cvm->paused && q->managed;
+
+    if (name != NULL && quota != NULL && g_strcmp0(hmmv_vm_get_name(cvm->vm), name) == 0)
+      q = quota;
+    if (failing || cvm->paused || !q->managed)
+      usage->held_outside_pages += hmmv_vm_get_dram_pages(cvm->vm);
+    else
+      usage->min_pages += MIN(q->min_pages, hmmv_vm_get_nr_pages(cvm->vm));
+  }
+}
+
+guint64
+hmmv_core_get_pool_pages(const HmmvCore *core)
+{
+  return core->pool_pages;
 }
 
 /* Pages that really reached dest_node start their cooldown, so they cannot bounce back in
@@ -431,6 +509,7 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
     hmmv_interval_report_init(report);
   g_array_set_size(report->vms, 0);
   g_clear_error(&report->balance_error);
+  g_clear_pointer(&report->balance_note, g_free);
   report->index = core->interval_index++;
   report->pool_pages = core->pool_pages;
   g_array_set_size(report->vms, core->vms->len);
@@ -449,7 +528,7 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
 
   core_headroom(core);
   /* Impossible quotas: keep the budgets of the last good interval. */
-  if (!core_balance(core, ok, &report->balance_error))
+  if (!core_balance(core, ok, &report->balance_note, &report->balance_error))
     g_prefix_error(&report->balance_error, "DRAM pool of %" G_GUINT64_FORMAT " pages: ",
                    core->pool_pages);
 
@@ -476,6 +555,7 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
     HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
 
     rep->budget_pages = hmmv_vm_get_budget_pages(cvm->vm);
+    rep->min_granted_pages = cvm->outside ? 0 : cvm->min_granted;
     rep->dram_pages = hmmv_vm_get_dram_pages(cvm->vm);
     rep->slow_pages = hmmv_vm_get_slow_pages(cvm->vm);
   }
@@ -504,4 +584,5 @@ hmmv_interval_report_clear(HmmvIntervalReport *report)
 {
   g_clear_pointer(&report->vms, g_array_unref);
   g_clear_error(&report->balance_error);
+  g_clear_pointer(&report->balance_note, g_free);
 }

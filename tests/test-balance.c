@@ -119,6 +119,25 @@ check_invariants(const Case *c)
   ck_assert(sum == c->pool || all_full);
 }
 
+/* check_invariants with the mins as granted (they may be scaled). */
+static void
+check_invariants_scaled(const Case *c)
+{
+  guint64 sum = 0;
+  gboolean all_full = TRUE;
+
+  for (guint i = 0; i < c->nr_vms; i++) {
+    const HmmvBalanceVm *vm = &c->vms[i];
+
+    ck_assert_uint_ge(vm->budget, vm->min_granted);
+    ck_assert_uint_le(vm->budget, effective_max(vm));
+    all_full &= vm->budget == effective_max(vm);
+    sum += vm->budget;
+  }
+  ck_assert_uint_le(sum, c->pool);
+  ck_assert(sum == c->pool || all_full);
+}
+
 /* (a) Equal weights, a hot VM and a cold one. */
 START_TEST(test_hot_beats_cold)
 {
@@ -322,6 +341,66 @@ START_TEST(test_cold_dram_stays_with_holder)
 }
 END_TEST
 
+/* Mins that do not fit are scaled down in proportion, never failed (issue 7, item 5: the
+ * balance failed, the last budgets stayed, and a VM added meanwhile kept a budget of 0). */
+START_TEST(test_mins_scaled)
+{
+  GRand *rand = g_rand_new_with_seed(5);
+  Case c = { .nr_vms = 3, .pool = 1000 };
+
+  for (guint i = 0; i < 3; i++) {
+    c.hist[i].count[0x80] = 1000;
+    c.vms[i] = (HmmvBalanceVm){ .nr_pages = 1000, .weight = 100, .budget = SENTINEL };
+  }
+  c.vms[0].min_pages = 600;
+  c.vms[1].min_pages = 600;
+  c.vms[2].min_pages = 300;
+  case_link(&c);
+  balance_ok(&c);
+  /* 1000 * 600 / 1500 = 400, 1000 * 300 / 1500 = 200: exact, nothing left to lend. */
+  ck_assert_uint_eq(c.vms[0].budget, 400);
+  ck_assert_uint_eq(c.vms[1].budget, 400);
+  ck_assert_uint_eq(c.vms[2].budget, 200);
+  ck_assert_uint_eq(c.vms[2].min_granted, 200);
+  /* 1001 pages: 400.4, 400.4, 200.2 -> 400, 400, 200 and the leftover page to the largest
+   * fraction, the lowest index on a tie. */
+  c.pool = 1001;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].min_granted, 401);
+  ck_assert_uint_eq(c.vms[1].min_granted, 400);
+  ck_assert_uint_eq(c.vms[2].min_granted, 200);
+  /* Mins that fit are granted whole. */
+  c.pool = 1500;
+  balance_ok(&c);
+  for (guint i = 0; i < 3; i++)
+    ck_assert_uint_eq(c.vms[i].min_granted, c.vms[i].min_pages);
+
+  /* Random: the granted mins fill the pool exactly, none above its min, each within one page
+   * of its proportional share. */
+  for (guint round = 0; round < 3000; round++) {
+    guint64 mins = 0, granted = 0;
+
+    random_case(rand, &c, MAX_TEST_VMS, 60);
+    for (guint i = 0; i < c.nr_vms; i++)
+      mins += MIN(c.vms[i].min_pages, c.vms[i].nr_pages);
+    c.pool = g_rand_int_range(rand, 0, mins + 1);
+    balance_ok(&c);
+    check_invariants_scaled(&c);
+    for (guint i = 0; i < c.nr_vms; i++) {
+      guint64 min = MIN(c.vms[i].min_pages, c.vms[i].nr_pages);
+      guint64 exact_floor = mins > 0 ? min * c.pool / mins : 0;
+
+      ck_assert_uint_le(c.vms[i].min_granted, min);
+      ck_assert_uint_ge(c.vms[i].min_granted, exact_floor);
+      ck_assert_uint_le(c.vms[i].min_granted, exact_floor + 1);
+      granted += c.vms[i].min_granted;
+    }
+    ck_assert_uint_eq(granted, MIN(c.pool, mins));
+  }
+  g_rand_free(rand);
+}
+END_TEST
+
 static void
 expect_error(Case *c, const char *needle1, const char *needle2)
 {
@@ -347,15 +426,13 @@ START_TEST(test_errors)
     c.vms[i] = (HmmvBalanceVm){ .nr_pages = 400, .min_pages = 100, .weight = 100 };
   }
   case_link(&c);
+  c.vms[1].name = "beta";
   c.vms[1].max_pages = 50;
-  expect_error(&c, "vm 1", "min_pages 100 is above max_pages 50");
+  expect_error(&c, "vm beta", "min_pages 100 is above max_pages 50");
   c.vms[1].max_pages = 0;
   c.vms[2].weight = 0;
-  expect_error(&c, "vm 2", "weight is 0");
+  expect_error(&c, "vm #2", "weight is 0");   /* no name given: the index */
   c.vms[2].weight = 1;
-  c.vms[2].nr_pages = 1000;
-  c.vms[2].min_pages = 801;
-  expect_error(&c, "vm 2", "its min of 801 pages brings the VMs' mins above the pool of 1000");
   /* A min above the VM's size counts as its size: 100 + 100 + 400 fits. */
   c.vms[2].nr_pages = 400;
   c.vms[2].min_pages = 100000;
@@ -459,6 +536,7 @@ balance_suite(void)
   tcase_add_test(tc, test_tie_keeps_holder);
   tcase_add_test(tc, test_cold_dram_stays_with_holder);
   tcase_add_test(tc, test_errors);
+  tcase_add_test(tc, test_mins_scaled);
   tcase_add_test(tc, test_large);
   tcase_add_test(tc, test_optimal);
   suite_add_tcase(suite, tc);

@@ -54,6 +54,8 @@ write_range(guint vm, guint64 first, guint64 nr)
     hmmv_fake_tracker_queue_write(fx.trackers[vm], p);
 }
 
+static void add_resident_vm(guint index, guint64 resident_pages);
+
 static void
 run(HmmvIntervalReport *report)
 {
@@ -189,12 +191,12 @@ START_TEST(test_paused_and_unmanaged_do_not_move)
 }
 END_TEST
 
-/* Quotas: a min the pool cannot hold is reported and the last good budgets are kept. */
-START_TEST(test_impossible_quota_keeps_budgets)
+/* Quotas: an invalid one (weight 0) is reported and the last good budgets are kept. */
+START_TEST(test_invalid_quota_keeps_budgets)
 {
   g_auto(HmmvIntervalReport) report = { 0 };
   g_autoptr(GError) error = NULL;
-  HmmvQuota quota = { .min_pages = 1000, .weight = 100, .managed = TRUE };
+  HmmvQuota quota = { .min_pages = 10, .weight = 0, .managed = TRUE };
   guint64 before;
 
   setup_core(128, 2);
@@ -205,7 +207,73 @@ START_TEST(test_impossible_quota_keeps_budgets)
   hmmv_vm_set_quota(hmmv_core_lookup_vm(fx.core, "vm1"), &quota);
   ck_assert(hmmv_core_run_interval(fx.core, &report, &error));
   ck_assert(report.balance_error != NULL);
+  ck_assert_msg(strstr(report.balance_error->message, "vm vm1") != NULL, "%s",
+                report.balance_error->message);
   ck_assert_uint_eq(g_array_index(report.vms, HmmvVmReport, 0).budget_pages, before);
+  teardown_core();
+}
+END_TEST
+
+/* Mins that do not fit are scaled down, never all-or-nothing (issue 7, item 5). Pool 1000;
+ * vm1 is unmanaged and holds 500; vm0 (min 600) writes its 400 resident pages. Before, the
+ * balance failed every interval, vm0 kept its budget of 0 and all 400 hot pages were demoted;
+ * now its min is scaled to the 500 pages left, nothing is demoted, and the note names both. */
+START_TEST(test_mins_scaled_not_failed)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  HmmvQuota unmanaged = { .weight = 100, .managed = FALSE };
+  HmmvQuota min600 = { .min_pages = 600, .weight = 100, .managed = TRUE };
+  HmmvPoolUsage usage;
+  HmmvVm *vm0;
+
+  setup_core(1000, 0);
+  add_resident_vm(0, 400);
+  add_resident_vm(1, 500);
+  vm0 = hmmv_core_get_vm(fx.core, 0);
+  hmmv_vm_set_quota(vm0, &min600);
+  hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, 1), &unmanaged);
+  hmmv_interval_report_init(&report);
+  for (guint i = 0; i < 8; i++) {
+    write_range(0, 0, 400);
+    run(&report);
+    ck_assert(report.balance_error == NULL);
+    ck_assert_msg(report.balance_note != NULL, "interval %u: no note", i);
+    ck_assert_uint_eq(g_array_index(report.vms, HmmvVmReport, 0).budget_pages, 500);
+    ck_assert_uint_eq(g_array_index(report.vms, HmmvVmReport, 0).min_granted_pages, 500);
+  }
+  ck_assert_msg(strstr(report.balance_note, "vm vm1 (unmanaged) holds 500") != NULL &&
+                strstr(report.balance_note, "vm vm0 600 -> 500") != NULL, "%s",
+                report.balance_note);
+  ck_assert_uint_eq(hmmv_vm_get_move_stats(vm0)->demoted, 0);
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(vm0), 400);
+  /* The daemon checks quotas against the same accounting. */
+  hmmv_core_get_pool_usage(fx.core, NULL, NULL, &usage);
+  ck_assert_uint_eq(usage.pool_pages, 1000);
+  ck_assert_uint_eq(usage.held_outside_pages, 500);
+  ck_assert_uint_eq(usage.min_pages, 600);
+  hmmv_core_get_pool_usage(fx.core, "vm1", &min600, &usage);
+  ck_assert_uint_eq(usage.held_outside_pages, 0);
+  ck_assert_uint_eq(usage.min_pages, 1200);
+
+  /* vm1 managed again with min 600 too: both mins scaled to 500, neither gets 0. */
+  hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, 1), &min600);
+  run(&report);
+  ck_assert(report.balance_note != NULL);
+  for (guint i = 0; i < 2; i++)
+    ck_assert_uint_eq(g_array_index(report.vms, HmmvVmReport, i).budget_pages, 500);
+  /* A paused VM's DRAM shrinks the pool; the other VM still gets all that is left. */
+  ck_assert(hmmv_core_set_paused(fx.core, "vm1", TRUE, NULL));
+  run(&report);
+  ck_assert_uint_eq(g_array_index(report.vms, HmmvVmReport, 0).budget_pages, 500);
+  ck_assert_msg(strstr(report.balance_note, "vm vm1 (paused) holds 500") != NULL, "%s",
+                report.balance_note);
+  /* Mins that fit: no note. */
+  ck_assert(hmmv_core_set_paused(fx.core, "vm1", FALSE, NULL));
+  min600.min_pages = 300;
+  hmmv_vm_set_quota(vm0, &min600);
+  hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, 1), &min600);
+  run(&report);
+  ck_assert(report.balance_note == NULL);
   teardown_core();
 }
 END_TEST
@@ -490,7 +558,8 @@ loop_suite(void)
   tcase_add_test(tc, test_pool_follows_heat);
   tcase_add_test(tc, test_failing_vm_does_not_stop_others);
   tcase_add_test(tc, test_paused_and_unmanaged_do_not_move);
-  tcase_add_test(tc, test_impossible_quota_keeps_budgets);
+  tcase_add_test(tc, test_invalid_quota_keeps_budgets);
+  tcase_add_test(tc, test_mins_scaled_not_failed);
   tcase_add_test(tc, test_demotions_before_promotions_across_vms);
   tcase_add_test(tc, test_spare_dram_forces_no_demotions);
   tcase_add_test(tc, test_first_touch_headroom);

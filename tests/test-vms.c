@@ -270,6 +270,46 @@ START_TEST(test_quota)
 }
 END_TEST
 
+/* One accounting of the pool (issue 7, item 5). Pool 512 pages; "a" is unmanaged (its quota
+ * says managed=no, min 1 MiB) and holds 384 pages; "b" asks for a min of 2 MiB (512 pages). Its
+ * quota is accepted (a's min does not count, a is not balanced; before, 1 + 2 MiB were summed
+ * and it was refused), the interval scales b's min to the 128 pages a left, the note names
+ * both VMs, and b's budget is never 0 (before, the balance failed and b kept 0). */
+START_TEST(test_quota_one_pool_accounting)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvQuota unmanaged = { .min_pages = MIB, .weight = 100, .managed = FALSE };
+  HmmvQuota min2 = { .min_pages = 2 * MIB, .weight = 100, .managed = TRUE };
+  g_autoptr(JsonNode) status = NULL;
+  HmmvTracker *ta = add_vm("a", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  HmmvTracker *tb = add_vm("b", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  HmmvdVmInfo *b = hmmvd_vms_lookup(fx.bed.vms, "b");
+  const char *note;
+
+  write_pages(ta, 0, 384);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert(hmmvd_vms_set_quota(fx.bed.vms, "a", &unmanaged, &error));
+  ck_assert_msg(hmmvd_vms_set_quota(fx.bed.vms, "b", &min2, &error), "%s", error->message);
+  for (guint i = 0; i < 4; i++) {
+    write_pages(tb, 0, 200);
+    hmmvd_vms_run_interval(fx.bed.vms);
+    ck_assert_uint_eq(b->last.budget_pages, 128);
+    ck_assert_uint_eq(b->last.min_granted_pages, 128);
+  }
+  ck_assert(hmmvd_vms_get_balance_error(fx.bed.vms) == NULL);
+  note = hmmvd_vms_get_balance_note(fx.bed.vms);
+  ck_assert_msg(note != NULL && strstr(note, "vm a (unmanaged) holds 384") != NULL &&
+                strstr(note, "vm b 512 -> 128") != NULL, "%s", note ? note : "(none)");
+  status = hmmvd_status_to_json(fx.bed.vms, fx.bed.topo, "sim");
+  ck_assert_str_eq(json_object_get_string_member(json_node_get_object(status), "balance-note"),
+                   note);
+  /* Mins above the pool itself can never be met: still refused. */
+  unmanaged.managed = TRUE;
+  ck_assert(!hmmvd_vms_set_quota(fx.bed.vms, "a", &unmanaged, &error));
+  ck_assert_msg(strstr(error->message, "would total 3 MiB") != NULL, "%s", error->message);
+}
+END_TEST
+
 /* A quota is effective at the first interval that starts after it was accepted; a rejected or
  * unchanged one does not move either record. */
 START_TEST(test_quota_intervals)
@@ -440,6 +480,7 @@ vms_suite(void)
   tcase_add_test(tc, test_layout_change_without_transport);
   tcase_add_test(tc, test_other_errors_are_counted);
   tcase_add_test(tc, test_quota);
+  tcase_add_test(tc, test_quota_one_pool_accounting);
   tcase_add_test(tc, test_request_quota);
   tcase_add_test(tc, test_pause_resume);
   tcase_add_test(tc, test_add_again_replaces);

@@ -2,9 +2,10 @@
 /*
  * hmmv: DRAM pooling across co-running VMs.
  *
- * Every VM first gets its min. The rest of the pool is lent in the order of benefit per
- * page, weight * hmmv_temperature_benefit(key), walking each VM's key histogram from its
- * hottest bucket down, never above a VM's max. Ties go to the VM that holds more of the
+ * Every VM first gets its min (all mins scaled down in proportion when they do not fit).
+ * The rest of the pool is lent in the order of benefit per page, weight *
+ * hmmv_temperature_benefit(key), walking each VM's key histogram from its hottest bucket
+ * down, never above a VM's max. Ties go to the VM that holds more of the
  * pool already (so nothing shifts when nothing changed), then to the lower index. DRAM no
  * VM can use with benefit stays with the VM that holds it (up to held_pages: taking it back
  * would demote pages for nothing); what is left after that is spread by weight (up to each
@@ -19,6 +20,7 @@
 G_BEGIN_DECLS
 
 typedef struct {
+  const char *name;         /* for messages; NULL: the VM's index */
   const HmmvHistogram *hist;
   guint64 min_pages;
   guint64 max_pages;        /* 0 = no limit beyond the VM's size */
@@ -27,13 +29,16 @@ typedef struct {
   guint64 prev_budget;      /* last interval's budget (tie-break) */
   guint64 held_pages;       /* DRAM the VM holds now: kept unless hotter pages want it */
   guint64 budget;           /* out */
+  guint64 min_granted;      /* out: the min it got, below min_pages when the mins were scaled */
 } HmmvBalanceVm;
 
 /* headroom_pages: of the DRAM no warm page wants, this much is not kept for its holders but
  * spread by weight (it becomes free DRAM where the VMs cannot fill it), so that pages the
- * guests touch for the first time land on DRAM; the core sizes it from the first touches it
- * saw land on the slow tier. Fails (and leaves budgets alone) when the mins do not fit in
- * pool_pages or a VM's min exceeds its max. */
+ * guests touch for the first time land on DRAM; the core sizes it from recent first touches.
+ * Mins (each capped at the VM's size) that do not all fit in pool_pages are scaled down in
+ * proportion (floor, then the leftover pages by largest fraction, then lowest index); a VM's
+ * min_granted says what it got. Fails (and leaves budgets alone) only when a weight is 0 or a
+ * VM's min exceeds its max; the message names the VM. */
 gboolean hmmv_balance(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages,
                       guint64 headroom_pages, GError **error);
 

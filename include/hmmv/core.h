@@ -29,6 +29,8 @@ typedef struct {
   guint64 read;             /* pages seen read (0 when the tracker sees no reads) */
   guint64 intervals_merged;
   guint64 budget_pages;
+  guint64 min_granted_pages; /* its min this interval: below the quota's when the mins did not
+                                fit and were scaled (0 when outside the balance) */
   guint64 hot_pages;
   guint64 dram_pages;
   guint64 slow_pages;
@@ -45,8 +47,19 @@ typedef struct {
   guint64 pool_pages;
   guint64 elapsed_ns;       /* wall time of the interval in the core, moves included */
   GArray *vms;              /* HmmvVmReport */
-  GError *balance_error;    /* quotas could not be met: last good budgets kept; owned */
+  GError *balance_error;    /* invalid quotas (weight 0, min > max): last good budgets kept;
+                               owned */
+  char *balance_note;       /* the mins did not all fit and were scaled down in proportion:
+                               says how, naming every VM; NULL otherwise; owned */
 } HmmvIntervalReport;
+
+/* The pool as the balance sees it; the daemon checks quotas against the same figures. */
+typedef struct {
+  guint64 pool_pages;          /* DRAM the core lends */
+  guint64 held_outside_pages;  /* DRAM of VMs outside the balance (paused, unmanaged, or
+                                  failing in the last interval): the pool shrinks by it */
+  guint64 min_pages;           /* the mins of the VMs in the balance, each capped at its size */
+} HmmvPoolUsage;
 
 /* Pages of each VM whose placement is re-read per interval, so that moves the kernel makes
  * on its own (NUMA balancing, compaction, reclaim) are noticed: 1/32 of the VM (a full pass
@@ -79,9 +92,15 @@ gboolean hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused,
 gboolean hmmv_core_set_params(HmmvCore *core, const HmmvParams *params, GError **error);
 const HmmvParams *hmmv_core_get_params(const HmmvCore *core);
 void hmmv_core_set_pool_pages(HmmvCore *core, guint64 pool_pages);
+guint64 hmmv_core_get_pool_pages(const HmmvCore *core);
+/* The pool now, as if VM name (when not NULL) had quota instead of its own. Mins above
+ * pool_pages - held_outside_pages are scaled down in proportion at the next interval. */
+void hmmv_core_get_pool_usage(HmmvCore *core, const char *name, const HmmvQuota *quota,
+                              HmmvPoolUsage *usage);
 
-/* Run one interval. Only fails for errors of the core itself (impossible quotas are reported
- * per VM and the last good budgets kept). */
+/* Run one interval. Only fails for errors of the core itself (invalid quotas are reported in
+ * balance_error and the last good budgets kept; mins that do not fit are scaled, with a
+ * balance_note). */
 gboolean hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **error);
 
 /* init before the first run_interval; the report is reused by every interval; clear frees. */
