@@ -8,16 +8,41 @@
 #include <signal.h>
 #include <string.h>
 
-/* Every QMP read and write waits at most this long: with the tracker's interval_ms > 0 the
- * harvest reads shared memory only, so QMP is used when a VM is added or removed. */
+/* Each QMP exchange (command, events, reply) is over within this: with the tracker's
+ * interval_ms > 0 the harvest reads shared memory only, so QMP is used when a VM is added or
+ * removed. */
 #define STANDALONE_QMP_TIMEOUT_MS 2000
+/* A start-up (connect, greeting, capabilities, layout, getfd, hmmv-start: 5 exchanges) runs
+ * on a worker thread and is abandoned after this; the VM is retried at the next check. */
+#define STANDALONE_START_DEADLINE_MS 10000
+
+typedef struct _StandaloneStart StandaloneStart;
 
 typedef struct {
   char *name;
   char *path;
   int pid;                      /* QEMU last connected to; -1 before */
   char *last_failure;           /* logged once, not at every retry */
+  StandaloneStart *start;       /* the start-up under way, or NULL */
 } StandaloneVm;
+
+/* One start-up, shared by the worker thread (read-only fields and the results) and the main
+ * thread (sa, entry, deadline), freed by the GTask. */
+struct _StandaloneStart {
+  HmmvdStandalone *sa;          /* NULL once hmmvd stops: then only clean up */
+  StandaloneVm *entry;
+  char *name;
+  char *path;
+  guint interval_ms;
+  GCancellable *cancellable;
+  guint deadline_source;
+  gboolean timed_out;
+  /* results */
+  HmmvQmp *qmp;
+  HmmvVm *vm;
+  HmmvTracker *tracker;
+  int pid;
+};
 
 struct _HmmvdStandalone {
   HmmvdVms *vms;
@@ -27,9 +52,33 @@ struct _HmmvdStandalone {
 };
 
 static void
+start_free(gpointer data)
+{
+  StandaloneStart *start = data;
+
+  if (start->deadline_source != 0)
+    g_source_remove(start->deadline_source);
+  if (start->tracker != NULL)
+    hmmv_tracker_stop(start->tracker);   /* abandoned after it started: stop the export */
+  hmmv_tracker_free(start->tracker);
+  hmmv_vm_free(start->vm);
+  hmmv_qmp_free(start->qmp);
+  g_object_unref(start->cancellable);
+  g_free(start->name);
+  g_free(start->path);
+  g_free(start);
+}
+
+static void
 standalone_vm_free(gpointer data)
 {
   StandaloneVm *entry = data;
+
+  if (entry->start != NULL) {   /* hmmvd stops: the worker ends at once, nothing is added */
+    entry->start->sa = NULL;
+    entry->start->entry = NULL;
+    g_cancellable_cancel(entry->start->cancellable);
+  }
 
   g_free(entry->name);
   g_free(entry->path);
@@ -79,27 +128,111 @@ note_failure(HmmvdStandalone *sa, StandaloneVm *entry, const char *message)
   hmmvd_vms_add_unmanaged(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, reason);
 }
 
+/* Worker thread: every QMP round trip of a start-up, each exchange under its deadline, all
+ * of them cancelled at the start-up's deadline or when hmmvd stops. */
+static void
+start_run(GTask *task, gpointer source_object, gpointer task_data, GCancellable *cancellable)
+{
+  StandaloneStart *start = task_data;
+  GError *error = NULL;
+
+  start->qmp = hmmv_qmp_connect_unix_full(start->path, STANDALONE_QMP_TIMEOUT_MS, cancellable,
+                                          &error);
+  if (start->qmp == NULL) {
+    g_task_return_error(task, error);
+    return;
+  }
+  start->pid = hmmv_qmp_get_peer_pid(start->qmp);
+  if (!hmmvd_vm_build_started(start->name, start->qmp, start->pid, 0, start->interval_ms,
+                              &start->vm, &start->tracker, &error)) {
+    g_task_return_error(task, error);
+    return;
+  }
+  g_task_return_boolean(task, TRUE);
+}
+
+static gboolean
+start_deadline(gpointer data)
+{
+  StandaloneStart *start = data;
+
+  start->deadline_source = 0;
+  start->timed_out = TRUE;
+  g_cancellable_cancel(start->cancellable);
+  return G_SOURCE_REMOVE;
+}
+
+/* Main thread: the worker is done. */
+static void
+start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
+{
+  StandaloneStart *start = g_task_get_task_data(G_TASK(result));
+  HmmvdStandalone *sa = start->sa;
+  StandaloneVm *entry = start->entry;
+  g_autoptr(GError) local_error = NULL;
+  HmmvQmp *qmp;
+
+  if (sa == NULL)
+    return;   /* hmmvd is stopping; start_free cleans up */
+  entry->start = NULL;
+  if (!g_task_propagate_boolean(G_TASK(result), &local_error)) {
+    g_autofree char *message = NULL;
+
+    if (start->timed_out)
+      message = g_strdup_printf("QEMU did not complete start-up within %u ms (%s)",
+                                STANDALONE_START_DEADLINE_MS, local_error->message);
+    if (start->qmp != NULL && g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_PROTOCOL) &&
+        strstr(local_error->message, "CommandNotFound") != NULL) {
+      /* An unpatched QEMU is listed with the reason and not asked again while it runs. */
+      entry->pid = start->pid;
+      hmmvd_vms_remove(sa->vms, entry->name);
+      g_autofree char *status = g_strdup_printf("QEMU lacks the hmmv patches: %s",
+                                                local_error->message);
+
+      hmmvd_vms_add_unmanaged(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, status);
+      return;
+    }
+    note_failure(sa, entry, message != NULL ? message : local_error->message);
+    return;
+  }
+  if (start->pid <= 0)
+    g_warning("vm %s: QEMU's pid is unknown (no peer credentials on %s): pages cannot move",
+              entry->name, entry->path);
+  entry->pid = start->pid;
+  hmmvd_vms_remove(sa->vms, entry->name);   /* the "not reachable" entry, if any */
+  qmp = g_steal_pointer(&start->qmp);
+  hmmv_qmp_set_cancellable(qmp, NULL);       /* from now on each exchange has its deadline */
+  /* On failure vms lists the VM with the reason and logs it. */
+  if (hmmvd_vms_add_started(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, entry->pid, NULL,
+                            qmp, 0, g_steal_pointer(&start->vm),
+                            g_steal_pointer(&start->tracker), NULL))
+    g_clear_pointer(&entry->last_failure, g_free);
+}
+
+/* Starts a VM's start-up on a worker thread; the main loop goes on serving meanwhile (a QEMU
+ * trickling events used to stop hmmvd's intervals, control socket and SIGTERM). */
 static void
 try_connect(HmmvdStandalone *sa, StandaloneVm *entry)
 {
-  g_autoptr(GError) local_error = NULL;
-  HmmvQmp *qmp = hmmv_qmp_connect_unix(entry->path, STANDALONE_QMP_TIMEOUT_MS, &local_error);
-  int pid;
+  StandaloneStart *start;
+  g_autoptr(GTask) task = NULL;
 
-  if (qmp == NULL) {
-    note_failure(sa, entry, local_error->message);
+  if (entry->start != NULL)
     return;
-  }
-  pid = hmmv_qmp_get_peer_pid(qmp);
-  if (pid <= 0)
-    g_warning("vm %s: QEMU's pid is unknown (no peer credentials on %s): pages cannot move",
-              entry->name, entry->path);
-  entry->pid = pid;
-  hmmvd_vms_remove(sa->vms, entry->name);   /* the "not reachable" entry, if any */
-  /* On failure vms lists the VM with the reason and logs it. */
-  if (!hmmvd_vms_add(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, pid, NULL, qmp, 0, NULL))
-    return;
-  g_clear_pointer(&entry->last_failure, g_free);
+  start = g_new0(StandaloneStart, 1);
+  start->sa = sa;
+  start->entry = entry;
+  start->name = g_strdup(entry->name);
+  start->path = g_strdup(entry->path);
+  start->interval_ms = sa->config->interval_ms;
+  start->cancellable = g_cancellable_new();
+  start->pid = -1;
+  start->deadline_source = g_timeout_add(STANDALONE_START_DEADLINE_MS, start_deadline, start);
+  entry->start = start;
+  task = g_task_new(NULL, start->cancellable, start_done, NULL);
+  g_task_set_task_data(task, start, start_free);
+  g_task_set_return_on_cancel(task, FALSE);
+  g_task_run_in_thread(task, start_run);
 }
 
 /* A VM whose QEMU we connected to and which is still alive is left alone (managed or not:

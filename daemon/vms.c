@@ -223,17 +223,16 @@ static const struct hmmv_qmp_ops proxy_ops = {
 };
 
 /* QEMU's claims about its RAM are checked against its mappings and the source's view of the
- * VM before anything is allocated for them. */
+ * VM before anything is allocated for them. Touches no table state: worker threads use it. */
 static gboolean
-build_from_qmp(HmmvdVms *vms, VmEntry *entry, HmmvVm **vm_out, HmmvTracker **tracker_out,
-               GError **error)
+build_vm(const char *name, HmmvQmp *qmp, int pid, guint64 max_ram_bytes, guint interval_ms,
+         gboolean prestart, HmmvVm **vm_out, HmmvTracker **tracker_out, GError **error)
 {
   HmmvQemuDirtyOptions options = {
-    .interval_ms = vms->config->interval_ms,
+    .interval_ms = interval_ms,
   };
-  HmmvQmp *qmp = entry->qmp;
-  g_autoptr(HmmvVm) vm = hmmv_qemu_vm_new_bounded(qmp, entry->info.name, entry->info.pid,
-                                                  entry->max_ram_bytes, error);
+  g_autoptr(HmmvVm) vm = hmmv_qemu_vm_new_bounded(qmp, name, pid, max_ram_bytes, error);
+  g_autoptr(HmmvTracker) tracker = NULL;
   HmmvQmp *proxy;
 
   if (vm == NULL)
@@ -241,11 +240,32 @@ build_from_qmp(HmmvdVms *vms, VmEntry *entry, HmmvVm **vm_out, HmmvTracker **tra
   proxy = hmmv_qmp_new(&proxy_ops, qmp, error);
   if (proxy == NULL)
     return FALSE;
-  *tracker_out = hmmv_qemu_dirty_tracker_new(proxy, &options, error);
-  if (*tracker_out == NULL)
+  tracker = hmmv_qemu_dirty_tracker_new(proxy, &options, error);
+  if (tracker == NULL)
     return FALSE;
+  hmmv_vm_set_pid(vm, pid);
+  if (prestart && !hmmv_qemu_dirty_tracker_prestart(tracker, vm, error)) {
+    g_prefix_error(error, "tracker qemu-dirty: ");
+    return FALSE;
+  }
   *vm_out = g_steal_pointer(&vm);
+  *tracker_out = g_steal_pointer(&tracker);
   return TRUE;
+}
+
+static gboolean
+build_from_qmp(HmmvdVms *vms, VmEntry *entry, HmmvVm **vm_out, HmmvTracker **tracker_out,
+               GError **error)
+{
+  return build_vm(entry->info.name, entry->qmp, entry->info.pid, entry->max_ram_bytes,
+                  vms->config->interval_ms, FALSE, vm_out, tracker_out, error);
+}
+
+gboolean
+hmmvd_vm_build_started(const char *name, HmmvQmp *qmp, int pid, guint64 max_ram_bytes,
+                       guint interval_ms, HmmvVm **vm, HmmvTracker **tracker, GError **error)
+{
+  return build_vm(name, qmp, pid, max_ram_bytes, interval_ms, TRUE, vm, tracker, error);
 }
 
 /* Status of a VM whose tracking could not start: an unpatched QEMU says CommandNotFound. */
@@ -345,6 +365,18 @@ hmmvd_vms_add(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, cons
     g_propagate_error(error, g_steal_pointer(&local_error));
     return FALSE;
   }
+  return track(vms, entry, vm, tracker, error);
+}
+
+gboolean
+hmmvd_vms_add_started(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
+                      const char *uuid, HmmvQmp *qmp, guint64 max_ram_bytes, HmmvVm *vm,
+                      HmmvTracker *tracker, GError **error)
+{
+  VmEntry *entry = entry_new(vms, name, source, pid, uuid);
+
+  entry->qmp = qmp;
+  entry->max_ram_bytes = max_ram_bytes;
   return track(vms, entry, vm, tracker, error);
 }
 

@@ -52,6 +52,16 @@ const HmmvdConfig *hmmvd_vms_get_config(HmmvdVms *vms);
  * (the source's view of the VM, 0 when it has none). */
 gboolean hmmvd_vms_add(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
                        const char *uuid, HmmvQmp *qmp, guint64 max_ram_bytes, GError **error);
+/* hmmvd_vms_add in two halves, for sources that keep QMP round trips off the main loop. On a
+ * worker thread: build the VM from QEMU's layout (bounded as above) and start its tracker;
+ * touches no table. Then on the main thread: add it (everything taken; on failure listed with
+ * the reason, as with hmmvd_vms_add). */
+gboolean hmmvd_vm_build_started(const char *name, HmmvQmp *qmp, int pid, guint64 max_ram_bytes,
+                                guint interval_ms, HmmvVm **vm, HmmvTracker **tracker,
+                                GError **error);
+gboolean hmmvd_vms_add_started(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
+                               const char *uuid, HmmvQmp *qmp, guint64 max_ram_bytes,
+                               HmmvVm *vm, HmmvTracker *tracker, GError **error);
 /* The part of hmmvd_vms_add after the VM and its tracker are built (both taken); also the
  * entry point of the unit tests (fake tracker, sim mover). A VM added this way has no QMP
  * transport: when its RAM layout changes, tracking restarts through the rebuild function

@@ -49,6 +49,10 @@ typedef struct {
 HmmvTracker *hmmv_qemu_dirty_tracker_new(HmmvQmp *qmp, const HmmvQemuDirtyOptions *options,
                                          GError **error);
 HmmvQmp *hmmv_qemu_dirty_tracker_get_qmp(HmmvTracker *tracker);
+/* Start now, on the caller's thread (a worker: the QMP round trips of a start block), for vm;
+ * the core's start of the same tracker is then a no-op. The tracker and vm must be handed to
+ * the core (on its thread) afterwards, or stopped. */
+gboolean hmmv_qemu_dirty_tracker_prestart(HmmvTracker *tracker, HmmvVm *vm, GError **error);
 
 typedef struct {
   guint64 generation;       /* QEMU's last publication */

@@ -47,6 +47,7 @@ typedef struct {
   guint64 last_generation;
   HmmvQemuDirtyStats stats;
   gboolean active;
+  gboolean prestarted;      /* started by hmmv_qemu_dirty_tracker_prestart(), not yet used */
 } QemuDirty;
 
 void
@@ -357,6 +358,7 @@ qemu_dirty_stop(HmmvTracker *tracker)
   QemuDirty *qd = tracker->priv;
   g_autoptr(JsonNode) ret = NULL;
 
+  qd->prestarted = FALSE;
   if (qd->active)
     ret = hmmv_qmp_execute(qd->qmp, "hmmv-stop", NULL, NULL);   /* QEMU may be gone */
   qd->active = FALSE;
@@ -371,6 +373,10 @@ qemu_dirty_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
   g_autoptr(GPtrArray) ranges = NULL;
   HmmvShmState state;
 
+  if (qd->prestarted && qd->active) {
+    qd->prestarted = FALSE;   /* the QMP work was done on the caller's worker thread */
+    return TRUE;
+  }
   qemu_dirty_stop(tracker);
   ranges = hmmv_qemu_query_layout(qd->qmp, FALSE, error);
   if (ranges == NULL || !qemu_dirty_export(qd, vm, error))
@@ -502,6 +508,16 @@ hmmv_qemu_dirty_tracker_new(HmmvQmp *qmp, const HmmvQemuDirtyOptions *options, G
     g_free(qd);
   }
   return tracker;
+}
+
+gboolean
+hmmv_qemu_dirty_tracker_prestart(HmmvTracker *tracker, HmmvVm *vm, GError **error)
+{
+  g_return_val_if_fail(tracker->ops == &qemu_dirty_ops, FALSE);
+  if (!qemu_dirty_start(tracker, vm, error))
+    return FALSE;
+  ((QemuDirty *)tracker->priv)->prestarted = TRUE;
+  return TRUE;
 }
 
 HmmvQmp *
