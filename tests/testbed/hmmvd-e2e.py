@@ -1,0 +1,504 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""hmmvd end to end on real NUMA nodes (run inside the testbed: tests/testbed/testbed run).
+
+hmmvd (standalone, --qmp, numa mover) manages small nested VMs of the patched QEMU whose
+guests (tests/guest, mode=verify) fill their memory with known patterns and check them
+continuously while their hot sets shift, under a DRAM pool smaller than their footprint, so
+pages move both ways between node 0 (DRAM) and the CPU-less slow node.
+
+Checked, each a failure when it does not hold:
+  data       every guest ends with corrupt=0 (its last act is a check of every page)
+  moves      hmmvd promoted and demoted at least --min-moves pages each way, and the kernel's
+             own pgmigrate_success counter grew by at least as many
+  placement  at checkpoints (the VM paused in hmmvd: nothing moves), hmmvd's view of every
+             page ("placement" control command) against the kernel's, read by this process
+             with move_pages(2) status queries; agreement >= 0.999 and every disagreement
+             covered by a mover error hmmvd counted
+Prints "testbed: moves=N verified_pages=N corrupt=N" and "testbed: placement_agree=0.NNNN".
+
+usage: hmmvd-e2e.py --hmmvd PATH --guest guest.elf [--vms 2] [--faults] [--thp madvise]
+                    [--hugetlb-vm] ...   (--help lists them)
+needs HMMV_QEMU (the patched QEMU); exit 77 when something is missing.
+"""
+import argparse
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SYS_MOVE_PAGES = 279  # x86_64
+PAGE = 4096
+ENOENT, EFAULT = 2, 14
+
+
+def say(*args):
+    print(*args, flush=True)
+
+
+def skip(why):
+    say(f"SKIP: {why}")
+    sys.exit(77)
+
+
+class Failed(Exception):
+    pass
+
+
+# --- the kernel's view ------------------------------------------------------------------------
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+def kernel_nodes(pid, addrs):
+    """Node of each address in pid (or -errno), by move_pages status queries (nodes=NULL)."""
+    out = []
+    batch = 4096
+    for i in range(0, len(addrs), batch):
+        chunk = addrs[i:i + batch]
+        n = len(chunk)
+        pages = (ctypes.c_void_p * n)(*chunk)
+        status = (ctypes.c_int * n)()
+        rc = libc.syscall(ctypes.c_long(SYS_MOVE_PAGES), ctypes.c_long(pid), ctypes.c_ulong(n),
+                          pages, None, status, ctypes.c_int(0))
+        if rc != 0:
+            raise Failed(f"move_pages status query on pid {pid}: rc {rc}, "
+                         f"errno {ctypes.get_errno()}")
+        out.extend(status)
+    return out
+
+
+def vmstat(key):
+    with open("/proc/vmstat") as f:
+        for line in f:
+            k, v = line.split()
+            if k == key:
+                return int(v)
+    return 0
+
+
+# --- hmmvd's control socket ------------------------------------------------------------------
+
+class Control:
+    def __init__(self, path):
+        self.path = path
+
+    def request(self, command, **members):
+        req = dict(command=command, **members)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(60)
+            s.connect(self.path)
+            s.sendall((json.dumps(req) + "\n").encode())
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    raise Failed(f"hmmvd closed the control socket on {command}")
+                buf += chunk
+        reply = json.loads(buf)
+        if "error" in reply:
+            raise Failed(f"hmmvd refused {command}: {reply['error']}")
+        return reply["return"]
+
+
+# --- the nested VMs ---------------------------------------------------------------------------
+
+class Vm:
+    def __init__(self, name, work, qemu, guest, mem_mib, hot_mib, cold_mib, shift_every, extra):
+        self.name = name
+        self.qmp = os.path.join(work, f"{name}.qmp")
+        self.serial = os.path.join(work, f"{name}.serial")
+        self.log = os.path.join(work, f"{name}.log")
+        for end in ("in", "out"):
+            os.mkfifo(f"{self.serial}.{end}")
+        cmdline = (f"mode=verify base=4M hot_mib={hot_mib} cold_mib={cold_mib} hot_ratio=98 "
+                   f"shift_every={shift_every} report_every={shift_every // 4} "
+                   f"seed={1 + sum(map(ord, name))}")
+        args = [qemu, "-accel", "tcg", "-M", "pc", "-m", str(mem_mib), "-display", "none",
+                "-nic", "none", "-monitor", "none", "-no-reboot",
+                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                "-chardev", f"pipe,id=ser,path={self.serial}", "-serial", "chardev:ser",
+                "-qmp", f"unix:{self.qmp},server=on,wait=off",
+                "-kernel", guest, "-append", cmdline] + extra
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log + ".qemu", "w"))
+        # the guest's lines, copied to a file by cat (it ends when QEMU closes the FIFO)
+        self.reader = subprocess.Popen(["cat", f"{self.serial}.out"],
+                                       stdout=open(self.log, "w"))
+        # held open so QEMU's read end never sees EOF before 'q'
+        self.tx = os.open(f"{self.serial}.in", os.O_RDWR)
+
+    def lines(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def last(self, prefix):
+        found = [l for l in self.lines() if l.startswith(prefix)]
+        return found[-1] if found else None
+
+    def figures(self, line):
+        return {k: int(v, 0) for k, v in re.findall(r"(\w+)=(0x[0-9a-f]+|\d+)", line or "")}
+
+    def began(self):
+        if self.last("HMMV-VERIFY-BEGIN"):
+            return True
+        if self.proc.poll() is not None:
+            raise Failed(f"{self.name}: QEMU exited {self.proc.returncode}: {self.lines()[-3:]}")
+        return False
+
+    def quit(self):
+        os.write(self.tx, b"q")
+
+    def stop(self):
+        for p in (self.proc, self.reader):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def wait_for(what, deadline_s, cond, poll=0.5):
+    deadline = time.monotonic() + deadline_s
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise Failed(f"{what}: not within {deadline_s} s")
+        time.sleep(poll)
+
+
+# --- placement --------------------------------------------------------------------------------
+
+def placement_check(ctl, vm, totals):
+    """Pauses vm in hmmvd, compares its view with the kernel's, resumes. Adds to totals."""
+    ctl.request("pause", vm=vm.name)
+    try:
+        view = ctl.request("placement", vm=vm.name)
+        pid = view["pid"]
+        addrs, believed = [], []
+        for region in view["regions"]:
+            first, n = region["first-page"], region["pages"]
+            if region["hva"] == 0:
+                continue
+            addrs.extend(region["hva"] + i * PAGE for i in range(n))
+            believed.extend(view["nodes"][first:first + n])
+        actual = kernel_nodes(pid, addrs)
+    finally:
+        ctl.request("resume", vm=vm.name)
+    agree = disagree = 0
+    kinds = {}
+    for b, a in zip(believed, actual):
+        if a >= 0:
+            ok = b != "-" and int(b, 32) == a
+        else:
+            ok = b == "-"   # never placed (the guest never touched it) is what hmmvd says
+        if ok:
+            agree += 1
+        else:
+            disagree += 1
+            key = f"hmmvd={b} kernel={a}"
+            kinds[key] = kinds.get(key, 0) + 1
+    totals["agree"] += agree
+    totals["disagree"] += disagree
+    for k, v in kinds.items():
+        totals["kinds"][k] = totals["kinds"].get(k, 0) + v
+    present = sum(1 for a in actual if a >= 0)
+    say(f"e2e: placement {vm.name} after interval {view['intervals']}: {len(actual)} pages, "
+        f"{present} present, agree {agree}, disagree {disagree} "
+        f"{dict(sorted(kinds.items())[:4]) if kinds else ''}")
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+class Hmmvd:
+    """One hmmvd process over some of the VMs."""
+
+    def __init__(self, opts, work, vms, generation):
+        self.sock = os.path.join(work, "hmmvd.sock")
+        conf = os.path.join(work, "hmmvd.conf")
+        with open(conf, "w") as f:
+            f.write(f"[memory]\nmover = numa\ndram-pool-mib = {opts.pool_mib}\n")
+        args = [opts.hmmvd, "--foreground", "--config", conf, "--no-libvirt",
+                "--interval-ms", str(opts.interval_ms), "--control-socket", self.sock]
+        for vm in vms:
+            args += ["--qmp", f"{vm.name}={vm.qmp}"]
+        self.log = os.path.join(work, f"hmmvd.{generation}.log")
+        self.proc = subprocess.Popen(args, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        self.ctl = Control(self.sock)
+        self.seen = {}
+
+    def table(self):
+        try:
+            t = {v["name"]: v for v in self.ctl.request("vms")}
+        except (OSError, ValueError, Failed):
+            return None
+        # a VM that leaves hmmvd's table takes its counters with it: keep the last seen
+        for name, v in t.items():
+            self.seen[name] = (v["promotions-total"], v["demotions-total"],
+                               sum(v["move-failures"].values()))
+        return t
+
+    def moves(self):
+        """(promoted, demoted, mover errors) of every VM this hmmvd ever listed."""
+        return tuple(sum(m[i] for m in self.seen.values()) for i in range(3))
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def managed(hmmvd, vms):
+    t = hmmvd.table()
+    return bool(t) and all(t.get(vm.name, {}).get("status") == "managed" for vm in vms)
+
+
+def check_alive(vms, hmmvd):
+    for vm in vms:
+        if vm.proc.poll() is not None:
+            raise Failed(f"{vm.name}: QEMU exited {vm.proc.returncode} mid-run: {vm.lines()[-3:]}")
+    if not hmmvd.alive():
+        raise Failed(f"hmmvd exited {hmmvd.proc.returncode} mid-run")
+
+
+def run_phase(opts, hmmvd, vms, totals, want_moves, deadline_s, checks):
+    """Runs until hmmvd's moves reach want_moves each way and `checks` placement checkpoints
+    passed, or deadline_s. Returns hmmvd's (promoted, demoted, errors) at the end."""
+    start = time.monotonic()
+    next_check = start + 10
+    done = 0
+    while True:
+        time.sleep(2)
+        check_alive(vms, hmmvd)
+        table = hmmvd.table() or {}
+        prom, dem, errors = hmmvd.moves()
+        now = time.monotonic()
+        if now >= next_check and done < checks:
+            for vm in vms:
+                placement_check(hmmvd.ctl, vm, totals)
+            done += 1
+            next_check = now + 15
+            say(f"e2e: {now - start:.0f} s: promoted {prom}, demoted {dem}, errors {errors}; " +
+                ", ".join(f"{n}: dram {v['dram-pages']} slow {v['slow-pages']} "
+                          f"budget {v['budget-pages']} hot {v['hot-pages']}"
+                          for n, v in sorted(table.items())))
+        if prom >= want_moves and dem >= want_moves and done >= checks:
+            return prom, dem, errors
+        if now - start > deadline_s:
+            say(f"e2e: deadline: promoted {prom}, demoted {dem} in {deadline_s} s")
+            return prom, dem, errors
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hmmvd", required=True)
+    ap.add_argument("--guest", required=True)
+    ap.add_argument("--vms", type=int, default=2)
+    ap.add_argument("--mem-mib", type=int, default=48)
+    ap.add_argument("--hot-mib", type=int, default=4)
+    ap.add_argument("--cold-mib", type=int, default=36)
+    ap.add_argument("--shift-every", type=int, default=200000,
+                    help="guest writes between hot-set shifts")
+    ap.add_argument("--pool-mib", type=int, default=16, help="hmmvd's DRAM pool")
+    ap.add_argument("--interval-ms", type=int, default=500)
+    ap.add_argument("--min-moves", type=int, default=10000,
+                    help="promotions and demotions each must reach this")
+    ap.add_argument("--deadline", type=int, default=420, help="seconds for the moves")
+    ap.add_argument("--checks", type=int, default=3, help="placement checkpoints")
+    ap.add_argument("--faults", action="store_true",
+                    help="then kill one nested QEMU and hmmvd (-9), restart hmmvd")
+    ap.add_argument("--thp", default="never", help="transparent_hugepage/enabled in the guest")
+    ap.add_argument("--hugetlb-vm", action="store_true",
+                    help="the last VM's RAM on hugetlbfs (2 MiB pages)")
+    opts = ap.parse_args()
+
+    qemu = os.environ.get("HMMV_QEMU", "")
+    if not qemu or not os.access(qemu, os.X_OK):
+        skip(f"no patched QEMU (HMMV_QEMU={qemu or 'unset'}; "
+             "export HMMV_QEMU=$(cat /tmp/qemu-ready))")
+    for path in (opts.hmmvd, opts.guest):
+        if not os.path.exists(path):
+            skip(f"{path} is not built")
+    nodes = sorted(int(d[4:]) for d in os.listdir("/sys/devices/system/node")
+                   if re.fullmatch(r"node\d+", d))
+    if len(nodes) < 2:
+        skip(f"one NUMA node: run me inside tests/testbed/testbed (nodes {nodes})")
+    if os.geteuid() != 0:
+        skip("needs root (move_pages on other processes)")
+
+    # Nothing but hmmvd moves pages: no NUMA balancing, no kernel demotion; THP as asked.
+    for path, value in (("/proc/sys/kernel/numa_balancing", "0"),
+                        ("/sys/kernel/mm/numa/demotion_enabled", "false"),
+                        ("/sys/kernel/mm/transparent_hugepage/enabled", opts.thp)):
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            say(f"e2e: cannot set {path}={value}: {e}")
+
+    work = tempfile.mkdtemp(prefix="hmmv-e2e.")
+    vms, daemons = [], []
+    failures = []
+    try:
+        for i in range(opts.vms):
+            extra = []
+            if opts.hugetlb_vm and i == opts.vms - 1:
+                # room for the whole VM on either node (demotion needs free huge pages there)
+                for n in nodes:
+                    with open(f"/sys/devices/system/node/node{n}/hugepages/"
+                              "hugepages-2048kB/nr_hugepages", "w") as f:
+                        f.write(str(opts.mem_mib // 2 + 8))
+                extra = ["-object", f"memory-backend-file,id=ram0,size={opts.mem_mib}M,"
+                         "mem-path=/dev/hugepages,share=off,prealloc=on",
+                         "-machine", "memory-backend=ram0"]
+            vms.append(Vm(f"vm{i}", work, qemu, opts.guest, opts.mem_mib, opts.hot_mib,
+                          opts.cold_mib, opts.shift_every, extra))
+        for vm in vms:
+            wait_for(f"{vm.name}: the guest filled its memory", 300, vm.began)
+        migrated0 = vmstat("pgmigrate_success")
+        hmmvd = Hmmvd(opts, work, vms, 1)
+        daemons.append(hmmvd)
+        wait_for("hmmvd manages every VM", 120, lambda: managed(hmmvd, vms))
+        status = hmmvd.ctl.request("status")
+        say(f"e2e: hmmvd: mover {status['mover']}, pool {status['pool-pages']} pages, nodes "
+            + ", ".join(f"{n['id']}:{n['tier']}" for n in status["nodes"]))
+        if status["mover"] != "numa":
+            raise Failed(f"hmmvd runs the {status['mover']} mover, not numa")
+
+        totals = {"agree": 0, "disagree": 0, "kinds": {}}
+        prom, dem, errors = run_phase(opts, hmmvd, vms, totals, opts.min_moves,
+                                      opts.deadline, opts.checks)
+        for vm in vms:
+            placement_check(hmmvd.ctl, vm, totals)
+        hmmvd.table()
+        prom, dem, errors = hmmvd.moves()
+        if prom < opts.min_moves or dem < opts.min_moves:
+            failures.append(f"moves: promoted {prom}, demoted {dem} "
+                            f"(want {opts.min_moves} each way)")
+        survivors = vms
+        if opts.faults and len(vms) >= 2:
+            # a nested QEMU killed while hmmvd is moving its pages
+            victim = vms[-1]
+            survivors = vms[:-1]
+            victim.proc.kill()
+            victim.proc.wait()
+            say(f"e2e: faults: killed {victim.name}'s QEMU (-9)")
+            wait_for("hmmvd reports the killed VM as not managed", 60,
+                     lambda: (hmmvd.table() or {}).get(victim.name, {}).get("status",
+                                                                             "x") != "managed")
+            if not hmmvd.alive():
+                raise Failed("hmmvd died with the nested QEMU")
+            hmmvd.table()
+            before = hmmvd.moves()
+            p2 = run_phase(opts, hmmvd, survivors, totals, before[0] + 200, 120, 1)
+            say(f"e2e: faults: after the kill hmmvd moved {p2[0] - before[0]} up, "
+                f"{p2[1] - before[1]} down for the survivors")
+            if p2[0] + p2[1] <= before[0] + before[1]:
+                failures.append("faults: hmmvd moved nothing after a nested QEMU died")
+            # hmmvd killed and started again over the survivors
+            hmmvd.table()
+            prom, dem, errors = hmmvd.moves()
+            hmmvd.stop(signal.SIGKILL)
+            say("e2e: faults: killed hmmvd (-9); starting it again")
+            try:
+                os.unlink(hmmvd.sock)
+            except OSError:
+                pass
+            hmmvd = Hmmvd(opts, work, survivors, 2)
+            daemons.append(hmmvd)
+            wait_for("the restarted hmmvd manages the surviving VMs", 120,
+                     lambda: managed(hmmvd, survivors))
+            p3 = run_phase(opts, hmmvd, survivors, totals, 200, 180, 1)
+            say(f"e2e: faults: the restarted hmmvd moved {p3[0]} up, {p3[1]} down")
+            if p3[0] + p3[1] == 0:
+                failures.append("faults: the restarted hmmvd moved nothing")
+            for vm in survivors:
+                placement_check(hmmvd.ctl, vm, totals)
+            hmmvd.table()
+            p3 = hmmvd.moves()
+            prom, dem, errors = prom + p3[0], dem + p3[1], errors + p3[2]
+        for vm in survivors:
+            vm.quit()
+        for vm in survivors:
+            try:
+                rc = vm.proc.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                raise Failed(f"{vm.name}: no end within 300 s of 'q'")
+            vm.reader.wait(timeout=60)
+            vm.end = vm.figures(vm.last("HMMV-VERIFY-END"))
+            vm.rc = rc
+            if not vm.end:
+                failures.append(f"{vm.name}: no HMMV-VERIFY-END (QEMU exited {rc})")
+            elif rc != 1:   # isa-debug-exit: (0 << 1) | 1
+                failures.append(f"{vm.name}: guest exit status {rc} (1 = ok, 7 = corrupt)")
+            for line in [l for l in vm.lines() if l.startswith("HMMV-VERIFY-CORRUPT")][:8]:
+                say(f"e2e: {vm.name}: {line}")
+        migrated = vmstat("pgmigrate_success") - migrated0
+        verified = sum(vm.end.get("verified_pages", 0) for vm in survivors)
+        corrupt = sum(vm.end.get("corrupt_pages", 0) for vm in survivors)
+        writes = sum(vm.end.get("writes", 0) for vm in survivors)
+        pages = totals["agree"] + totals["disagree"]
+        agree = totals["agree"] / pages if pages else 0.0
+        say(f"e2e: hmmvd promoted {prom}, demoted {dem}, mover errors {errors}; "
+            f"kernel pgmigrate_success +{migrated}; surviving guests wrote {writes} words; "
+            f"placement: {pages} page checks, {totals['disagree']} disagree "
+            f"{totals['kinds'] or ''}")
+        print(f"testbed: moves={prom + dem} verified_pages={verified} corrupt={corrupt}",
+              flush=True)
+        print(f"testbed: placement_agree={agree:.4f}", flush=True)
+        if corrupt:
+            failures.append(f"data: {corrupt} corrupt pages")
+        if migrated < prom + dem:
+            failures.append(f"the kernel migrated {migrated} pages, hmmvd claims {prom + dem}")
+        if pages == 0:
+            failures.append("placement: nothing compared")
+        elif agree < 0.999:
+            failures.append(f"placement: agreement {agree:.4f} < 0.999")
+        if totals["disagree"] > errors:
+            failures.append(f"placement: {totals['disagree']} disagreements, only "
+                            f"{errors} mover errors counted to explain them")
+    except Failed as e:
+        failures.append(str(e))
+    finally:
+        for d in daemons:
+            d.stop()
+        for vm in vms:
+            vm.stop()
+    if failures:
+        for f in failures:
+            say(f"FAIL: {f}")
+        logs = [os.path.basename(d.log) for d in daemons] + [f"{vm.name}.log" for vm in vms]
+        for name in logs:
+            path = os.path.join(work, name)
+            if os.path.exists(path):
+                say(f"--- {name} (last 15 lines)")
+                with open(path, errors="replace") as f:
+                    for line in f.read().splitlines()[-15:]:
+                        say(f"  {line}")
+        shutil.rmtree(work, ignore_errors=True)
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    say("e2e: PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
