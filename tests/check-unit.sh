@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # configs/hmmvd.service passes `systemd-analyze verify` (every directive known and valid, the
 # binary executable) and its exposure by `systemd-analyze security --offline` stays at or
-# under 3.0 ("OK"; 2.8 when this test was written). Neither needs systemd as PID 1.
+# under 3.0 ("OK"; 2.7 when this test was written). Neither needs systemd as PID 1.
 # usage: check-unit.sh SOURCE_ROOT HMMVD
 set -uo pipefail
 root=$1 hmmvd=$(readlink -f "$2")
