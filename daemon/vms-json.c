@@ -100,6 +100,7 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_uint(builder, "demoted-pages", last->demoted);
   add_uint(builder, "move-failed-pages", last->move_failed);
   add_uint(builder, "deferred-cap-pages", last->deferred_cap);
+  add_uint(builder, "deferred-room-pages", last->deferred_room);
   moves_to_json(builder, &info->moves);
   json_builder_end_object(builder);
 }

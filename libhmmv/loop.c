@@ -499,6 +499,50 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GErr
   return ok;
 }
 
+/* After every VM's demotions, before any promotes: the pool's free DRAM is what it is now,
+ * pool - all VMs' DRAM pages. A VM's budget says it may grow, but the room may still be held
+ * by another VM whose demotions the cap deferred (a budget that fell by more than the cap, a
+ * page in cooldown): promotions beyond the free room would fail on a full node, or overfill a
+ * pool smaller than the node. When the VMs want more than is free, each gets a share in
+ * proportion to what it wants (rounding down, the pages left one each from the lowest index);
+ * the hottest of its promotions go, the rest wait (deferred_room). */
+static void
+core_limit_promotions(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report)
+{
+  guint64 used = 0, wanted = 0, free_pages, given = 0;
+
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    used += hmmv_vm_get_dram_pages(cvm->vm);
+    wanted += ok[i] ? cvm->plan.promote->len : 0;
+  }
+  free_pages = core->pool_pages > used ? core->pool_pages - used : 0;
+  if (wanted <= free_pages)
+    return;
+  for (guint pass = 0; pass < 2; pass++) {
+    for (guint i = 0; i < core->vms->len; i++) {
+      CoreVm *cvm = g_ptr_array_index(core->vms, i);
+      HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
+      guint64 want = ok[i] ? cvm->plan.promote->len : 0, keep;
+
+      if (pass == 0) {
+        keep = (guint64)((unsigned __int128)want * free_pages / wanted);
+        given += keep;
+        rep->deferred_room = want - keep;
+      } else {
+        keep = want - rep->deferred_room;
+        if (given < free_pages && keep < want) {
+          keep++;
+          given++;
+        }
+        rep->deferred_room = want - keep;
+        g_array_set_size(cvm->plan.promote, (guint)keep);
+      }
+    }
+  }
+}
+
 gboolean
 hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **error)
 {
@@ -543,6 +587,8 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
       core_plan(core, cvm, &g_array_index(report->vms, HmmvVmReport, i));
   }
   for (guint pass = 0; pass < 2; pass++) {
+    if (pass == 1)
+      core_limit_promotions(core, ok, report);
     for (guint i = 0; i < core->vms->len; i++) {
       HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
 

@@ -403,6 +403,60 @@ START_TEST(test_first_touch_headroom)
 }
 END_TEST
 
+/* The pool is not over-committed while another VM's demotions are still deferred (issue 7,
+ * item 7). vm0 holds all 300 DRAM pages and goes idle; vm1 and vm2 heat 150 pages each on the
+ * slow tier. The cap (100 moves a VM an interval) lets vm0 free only 100 pages an interval,
+ * so vm1 and vm2 may promote only 100 between them: the rest waits for the room instead of
+ * failing (before, each interval 200 promotions were tried into 100 free pages, and 100
+ * promotions failed for lack of room in 8 intervals). */
+START_TEST(test_no_overcommit_during_transitions)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  HmmvParams params;
+  HmmvQuota pin = { .min_pages = 300, .weight = 100, .managed = TRUE };
+  HmmvQuota unpinned = { .weight = 100, .managed = TRUE };
+  guint64 failed = 0, deferred = 0;
+
+  setup_core(300, 0);
+  hmmv_params_init(&params);
+  params.interval_ms = 410;   /* 1 MB/s * 0.41 s = 100 pages */
+  params.migrate_mbps = 1;
+  ck_assert(hmmv_core_set_params(fx.core, &params, &error));
+  ck_assert_uint_eq(hmmv_params_cap_pages(&params), 100);
+  add_resident_vm(0, 300);
+  add_resident_vm(1, 0);
+  add_resident_vm(2, 0);
+  hmmv_interval_report_init(&report);
+  /* vm0's min holds the pool while vm1 and vm2 heat up; then it is lifted. */
+  hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, 0), &pin);
+  for (guint i = 0; i < 4; i++) {
+    write_range(1, 0, 150);
+    write_range(2, 0, 150);
+    run(&report);
+  }
+  hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, 0), &unpinned);
+  for (guint i = 0; i < 12; i++) {
+    write_range(1, 0, 150);
+    write_range(2, 0, 150);
+    run(&report);
+    for (guint v = 0; v < 3; v++) {
+      const HmmvVmReport *rep = &g_array_index(report.vms, HmmvVmReport, v);
+
+      failed += rep->move_failed;
+      deferred += rep->deferred_room;
+    }
+    ck_assert_uint_le(hmmv_sim_mover_get_used_pages(fx.mover, 0), 300);
+  }
+  ck_assert_msg(failed == 0, "%" G_GUINT64_FORMAT " moves failed", failed);
+  ck_assert_uint_gt(deferred, 0);
+  /* And the transition completes: both hot sets on DRAM. */
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 1)), 150);
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 2)), 150);
+  teardown_core();
+}
+END_TEST
+
 START_TEST(test_add_vm_rejects_duplicates)
 {
   g_autoptr(GError) error = NULL;
@@ -563,6 +617,7 @@ loop_suite(void)
   tcase_add_test(tc, test_demotions_before_promotions_across_vms);
   tcase_add_test(tc, test_spare_dram_forces_no_demotions);
   tcase_add_test(tc, test_first_touch_headroom);
+  tcase_add_test(tc, test_no_overcommit_during_transitions);
   tcase_add_test(tc, test_add_vm_rejects_duplicates);
   tcase_add_test(tc, test_churn_fixed_hot_set);
   tcase_add_test(tc, test_churn_shifting_hot_set);

@@ -38,6 +38,8 @@ typedef struct {
   guint64 demoted;
   guint64 move_failed;      /* pages the mover reported failures for this interval */
   guint64 deferred_cap;
+  guint64 deferred_room;    /* promotions held back this interval because the pool's DRAM is
+                               still held by other VMs' deferred demotions */
   gboolean paused;
   GError *error;            /* owned by the report; NULL when the interval went well */
 } HmmvVmReport;
