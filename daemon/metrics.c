@@ -144,6 +144,25 @@ append_move_failures(GString *out, GPtrArray *list)
 }
 
 static void
+append_unmovable(GString *out, GPtrArray *list)
+{
+  hmmvd_metrics_append_family(out, "hmmv_vm_unmovable_pages", "gauge",
+                              "Pages whose last move failed and that are backed off, by cause "
+                              "(busy, pinned, shared, other).");
+  for (guint i = 0; i < list->len; i++) {
+    const HmmvdVmInfo *info = g_ptr_array_index(list, i);
+
+    for (guint c = 0; c < HMMV_NR_UNMOVABLE_CAUSES; c++) {
+      const char *labels[] = { "vm", info->name, "cause", hmmv_unmovable_cause_to_string(c),
+                               NULL };
+
+      hmmvd_metrics_append_sample(out, "hmmv_vm_unmovable_pages", labels,
+                                  info->unmovable.pages[c]);
+    }
+  }
+}
+
+static void
 append_nodes(GString *out, const HmmvTopology *topo)
 {
   guint nr_nodes = topo != NULL ? hmmv_topology_get_nr_nodes(topo) : 0;
@@ -192,6 +211,7 @@ hmmvd_metrics_format(HmmvdVms *vms, const HmmvTopology *topo)
     }
   }
   append_move_failures(out, list);
+  append_unmovable(out, list);
   append_nodes(out, topo);
   append_intervals(out, hmmvd_vms_get_last_report(vms));
   return g_string_free(out, FALSE);

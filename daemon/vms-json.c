@@ -66,6 +66,17 @@ moves_to_json(JsonBuilder *builder, const HmmvMoveStats *moves)
   json_builder_end_object(builder);
 }
 
+/* Pages that failed their last move and are backed off, by cause (vm.h). */
+static void
+unmovable_to_json(JsonBuilder *builder, const HmmvUnmovable *unmovable)
+{
+  json_builder_set_member_name(builder, "unmovable-pages");
+  json_builder_begin_object(builder);
+  for (guint c = 0; c < HMMV_NR_UNMOVABLE_CAUSES; c++)
+    add_uint(builder, hmmv_unmovable_cause_to_string(c), unmovable->pages[c]);
+  json_builder_end_object(builder);
+}
+
 static void
 vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
 {
@@ -102,6 +113,7 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_uint(builder, "deferred-cap-pages", last->deferred_cap);
   add_uint(builder, "deferred-room-pages", last->deferred_room);
   moves_to_json(builder, &info->moves);
+  unmovable_to_json(builder, &info->unmovable);
   json_builder_end_object(builder);
 }
 

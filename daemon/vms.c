@@ -139,8 +139,10 @@ update_moves(HmmvdVms *vms, VmEntry *entry)
 {
   HmmvVm *vm = entry->info.in_core ? hmmv_core_lookup_vm(vms->core, entry->info.name) : NULL;
 
-  if (vm != NULL)
+  if (vm != NULL) {
     moves_add(&entry->info.moves, &entry->moves_base, hmmv_vm_get_move_stats(vm));
+    hmmv_vm_get_unmovable(vm, &entry->info.unmovable);
+  }
 }
 
 /* The last report must not keep pointers into a VM the core freed. */
@@ -171,6 +173,8 @@ untrack(HmmvdVms *vms, VmEntry *entry)
     return;
   update_moves(vms, entry);
   entry->moves_base = entry->info.moves;
+  /* the backoff state leaves with the VM; a new tracking run learns it again */
+  entry->info.unmovable = (HmmvUnmovable){ 0 };
   vm = hmmv_core_lookup_vm(vms->core, entry->info.name);
   if (vm != NULL && mover_is_sim(vms->mover))
     hmmv_sim_mover_forget_vm(vms->mover, vm);

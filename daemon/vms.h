@@ -37,6 +37,7 @@ typedef struct {
   gboolean in_core;             /* tracked and moved by the core */
   gboolean paused;              /* hmmvctl pause: tracked, nothing moves */
   HmmvMoveStats moves;          /* mover outcomes since the VM was listed (all tracking runs) */
+  HmmvUnmovable unmovable;      /* pages backed off after failed moves, by cause (now) */
 } HmmvdVmInfo;
 
 /* core and config are borrowed. Free the table before the core: it takes its VMs out of the

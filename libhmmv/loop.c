@@ -17,6 +17,8 @@
 #include <hmmv/core.h>
 #include <hmmv/error.h>
 
+#include <string.h>
+
 typedef struct {
   HmmvVm *vm;
   HmmvTracker *tracker;
@@ -459,6 +461,29 @@ move_failures(const HmmvMoveStats *stats)
          stats->other;
 }
 
+/* Pages backed off after failed moves (vm.h) sit out this plan: a cooldown of 1, which the
+ * plan itself ages away. Without it the planner, lowest page index first within a key,
+ * picked the same unmovable pages every interval: 1,000 of 4,000 hot pages failing with
+ * -EBUSY took the whole cap, and nothing was promoted in 20 intervals. */
+static void
+core_apply_backoff(HmmvCore *core, HmmvVm *vm)
+{
+  if (hmmv_vm_get_nr_backed_off(vm) == 0)
+    return;
+  for (guint64 base = 0; base < vm->nr_pages; base += 8) {
+    guint64 word;
+
+    memcpy(&word, vm->backoff + base, sizeof(word));
+    if (word == 0)
+      continue;
+    for (guint64 page = base; page < MIN(base + 8, vm->nr_pages); page++) {
+      if (HMMV_PLACE_COOLDOWN(vm->place[page]) == 0 &&
+          hmmv_vm_page_backed_off(vm, page, core->interval_index))
+        hmmv_place_set_cooldown(&vm->place[page], 1);
+    }
+  }
+}
+
 /* Cut and plan one VM. */
 static void
 core_plan(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep)
@@ -468,6 +493,7 @@ core_plan(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep)
 
   hmmv_classify(&cvm->hist, hmmv_vm_get_budget_pages(vm), core->params.promote_min_key, &cut);
   rep->hot_pages = cut.hot_pages;
+  core_apply_backoff(core, vm);
   hmmv_plan_build(vm, &cut, hmmv_vm_get_budget_pages(vm), hmmv_params_cap_pages(&core->params),
                   &core->params, &cvm->plan);
   rep->deferred_cap = cvm->plan.deferred_cap;

@@ -131,6 +131,38 @@ count_errno(HmmvMoveStats *stats, int status)
   }
 }
 
+/* The backoff cause of a per-page errno; -1 when the failure is not the page's own (not
+ * present, no mapping, a full node). */
+static int
+backoff_cause(int status)
+{
+  switch (-status) {
+  case ENOENT:
+  case EFAULT:
+  case ENOMEM:
+    return -1;
+  case EBUSY:
+  case EAGAIN:
+    return HMMV_UNMOVABLE_BUSY;
+  case EACCES:
+  case EPERM:
+    return HMMV_UNMOVABLE_SHARED;
+  default:
+    return HMMV_UNMOVABLE_OTHER;
+  }
+}
+
+/* A per-page errno from a move: counted, and the page backed off when it is its own. */
+static void
+page_failed(HmmvVm *vm, guint64 page, int status)
+{
+  int cause = backoff_cause(status);
+
+  count_errno(hmmv_vm_get_move_stats(vm), status);
+  if (cause >= 0)
+    hmmv_vm_note_move_failed(vm, page, (HmmvUnmovableCause)cause);
+}
+
 gboolean
 hmmv_mover_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
                  GError **error)
@@ -174,6 +206,7 @@ record_on_dest(HmmvVm *vm, guint64 page, int dest_node, HmmvTier dest_tier)
       stats->demoted++;
   }
   hmmv_vm_set_page_node(vm, page, dest_node, dest_tier);
+  hmmv_vm_note_moved(vm, page);
 }
 
 /* A status the wrapper does not believe: not written, or -EBUSY, which a THP's other
@@ -199,7 +232,7 @@ account_status(HmmvMover *mover, HmmvVm *vm, guint64 page, int dest_node, HmmvTi
     stats->other++;
     record_node(mover, vm, page, status);
   } else {
-    count_errno(stats, status);
+    page_failed(vm, page, status);
     if (status == -ENOENT)
       hmmv_vm_set_page_node(vm, page, -1, HMMV_TIER_SLOW);
   }
@@ -275,7 +308,7 @@ move_batch(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize n, int dest
       else
         record_node(mover, vm, page, where);
       if (where < 0 || sc->asked_status[j] != HMMV_MOVE_STATUS_UNWRITTEN)
-        count_errno(stats, where < 0 ? where : sc->asked_status[j]);
+        page_failed(vm, page, where < 0 ? where : sc->asked_status[j]);
       else
         sc->todo[nr_left++] = page;    /* unreported and still elsewhere: try again? */
     }
@@ -285,12 +318,19 @@ move_batch(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize n, int dest
       /* Not migrated: for lack of room on a full node; otherwise the kernel's migration
        * failed (a pinned page, an elevated refcount), counted with the busy pages. A backend
        * that returned 0 with statuses unwritten is counted as other. */
-      if (*full)
+      if (*full) {
         stats->no_memory += nr_left;
-      else if (rc > 0)
-        stats->busy += nr_left;
-      else
-        stats->other += nr_left;
+        return TRUE;
+      }
+      for (gsize j = 0; j < nr_left; j++) {
+        if (rc > 0) {
+          stats->busy++;
+          hmmv_vm_note_move_failed(vm, sc->todo[j], HMMV_UNMOVABLE_PINNED);
+        } else {
+          stats->other++;
+          hmmv_vm_note_move_failed(vm, sc->todo[j], HMMV_UNMOVABLE_OTHER);
+        }
+      }
       return TRUE;
     }
     nr_todo = nr_left;

@@ -22,6 +22,8 @@ struct _HmmvVm {
   HmmvQuota quota;
   guint64 budget_pages;
   HmmvMoveStats move_stats;
+  guint8 *backoff;          /* NULL until the first failure; else nr_alloc bytes (vm.c) */
+  HmmvUnmovable unmovable;  /* backed-off pages by cause */
 };
 
 /* The place byte of a page that is not present (or whose node is unknown). */

@@ -52,6 +52,7 @@ hmmv_vm_free(HmmvVm *vm)
   g_array_unref(vm->regions);
   g_free(vm->temp);
   g_free(vm->place);
+  g_free(vm->backoff);
   g_free(vm);
 }
 
@@ -386,4 +387,78 @@ HmmvMoveStats *
 hmmv_vm_get_move_stats(HmmvVm *vm)
 {
   return &vm->move_stats;
+}
+
+/* Backoff byte: bits 2..0 failures in a row k (0 = none, capped at 7, so at most one try in
+ * 128 intervals: 1,000 unmovable pages then cost ~8 of the cap's moves an interval), bits
+ * 4..3 the cause of the last one. */
+#define BACKOFF_LEVEL(b) ((guint)(b) & 0x7u)
+#define BACKOFF_CAUSE(b) (((guint)(b) >> 3) & 0x3u)
+#define BACKOFF_MAKE(level, cause) ((guint8)((level) | ((cause) << 3)))
+#define BACKOFF_MAX_LEVEL 7u
+
+void
+hmmv_vm_note_move_failed(HmmvVm *vm, guint64 page, HmmvUnmovableCause cause)
+{
+  guint8 old;
+  guint level;
+
+  g_return_if_fail(vm->finalized && page < vm->nr_pages && cause < HMMV_NR_UNMOVABLE_CAUSES);
+  if (vm->backoff == NULL)
+    vm->backoff = g_malloc0(vm->nr_alloc);
+  old = vm->backoff[page];
+  if (BACKOFF_LEVEL(old) != 0)
+    vm->unmovable.pages[BACKOFF_CAUSE(old)]--;
+  level = MIN(BACKOFF_LEVEL(old) + 1, BACKOFF_MAX_LEVEL);
+  vm->backoff[page] = BACKOFF_MAKE(level, cause);
+  vm->unmovable.pages[cause]++;
+}
+
+void
+hmmv_vm_note_moved(HmmvVm *vm, guint64 page)
+{
+  guint8 old;
+
+  g_return_if_fail(vm->finalized && page < vm->nr_pages);
+  if (vm->backoff == NULL)
+    return;
+  old = vm->backoff[page];
+  if (BACKOFF_LEVEL(old) != 0)
+    vm->unmovable.pages[BACKOFF_CAUSE(old)]--;
+  vm->backoff[page] = 0;
+}
+
+gboolean
+hmmv_vm_page_backed_off(const HmmvVm *vm, guint64 page, guint64 interval)
+{
+  guint level;
+
+  if (vm->backoff == NULL || page >= vm->nr_pages)
+    return FALSE;
+  level = BACKOFF_LEVEL(vm->backoff[page]);
+  return level != 0 && ((interval + page) & ((G_GUINT64_CONSTANT(1) << level) - 1)) != 0;
+}
+
+guint64
+hmmv_vm_get_nr_backed_off(const HmmvVm *vm)
+{
+  guint64 total = 0;
+
+  for (guint i = 0; i < HMMV_NR_UNMOVABLE_CAUSES; i++)
+    total += vm->unmovable.pages[i];
+  return total;
+}
+
+void
+hmmv_vm_get_unmovable(const HmmvVm *vm, HmmvUnmovable *unmovable)
+{
+  *unmovable = vm->unmovable;
+}
+
+const char *
+hmmv_unmovable_cause_to_string(HmmvUnmovableCause cause)
+{
+  static const char *const names[] = { "busy", "pinned", "shared", "other" };
+
+  return cause < G_N_ELEMENTS(names) ? names[cause] : "unknown";
 }

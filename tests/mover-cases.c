@@ -201,6 +201,38 @@ START_TEST(case_full_target_node)
 }
 END_TEST
 
+/* Pages other processes map too (vhost-user, virtiofsd, KSM): -EACCES without
+ * MPOL_MF_MOVE_ALL, moved with it (hmmvd runs as root, which has CAP_SYS_NICE). A page that
+ * does not move is backed off, counted as shared. */
+START_TEST(case_shared_pages)
+{
+  enum { NR = 64 };
+  guint8 spec[NR];
+  HmmvVm *vm;
+  HmmvMover *mover;
+  g_autofree guint64 *pages = range_pages(NR);
+  g_autoptr(GError) error = NULL;
+  guint64 moved = 0, expect_moved = host->move_all ? NR : NR - 2;
+  HmmvUnmovable unmovable;
+  HmmvMoveStats *stats;
+
+  memset(spec, CASE_NODE0, NR);
+  spec[5] = spec[40] = CASE_SHARED0;
+  setup_case(spec, NR, 0, &vm, &mover);
+  stats = hmmv_vm_get_move_stats(vm);
+  ck_assert_msg(hmmv_mover_move(mover, vm, pages, NR, 1, &moved, &error), "%s",
+                error ? error->message : "");
+  ck_assert_uint_eq(moved, expect_moved);
+  ck_assert_uint_eq(stats->access, NR - expect_moved);
+  ck_assert_uint_eq(failures(stats), NR - expect_moved);
+  ck_assert_int_eq(hmmv_vm_get_page_node(vm, 5), host->move_all ? 1 : 0);
+  hmmv_vm_get_unmovable(vm, &unmovable);
+  ck_assert_uint_eq(unmovable.pages[HMMV_UNMOVABLE_SHARED], NR - expect_moved);
+  check_record_matches_query(mover, vm);
+  host->teardown();
+}
+END_TEST
+
 void
 mover_cases_add(TCase *tc, const MoverCaseHost *the_host)
 {
@@ -209,9 +241,12 @@ mover_cases_add(TCase *tc, const MoverCaseHost *the_host)
     { "pinned_in_second_batch", CASE_NEEDS_TWO_NODES, case_pinned_in_second_batch },
     { "short_call_rest_tried_again", CASE_NEEDS_TWO_NODES, case_short_call_rest_tried_again },
     { "full_target_node", CASE_NEEDS_TWO_NODES | CASE_NEEDS_SLOW_ROOM, case_full_target_node },
+    { "shared_pages", CASE_NEEDS_TWO_NODES, case_shared_pages },
   };
 
   host = the_host;
+  printf("# shared cases on %s, MPOL_MF_MOVE_ALL %s\n", host->name,
+         host->move_all ? "allowed" : "not allowed");
   for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
     guint missing = cases[i].needs & ~host->supports;
 

@@ -16,6 +16,7 @@ enum {
   CASE_NODE0,             /* touched, on node 0 */
   CASE_NODE1,             /* touched, on node 1 */
   CASE_PINNED0,           /* on node 0 with a reference migration cannot drop (vmsplice) */
+  CASE_SHARED0,           /* on node 0, mapped by a second process too */
 };
 
 /* What a case needs of the host. */
@@ -27,6 +28,7 @@ enum {
 typedef struct {
   const char *name;
   guint supports;         /* CASE_NEEDS_* this host meets */
+  gboolean move_all;      /* the mover may use MPOL_MF_MOVE_ALL (CAP_SYS_NICE) */
   /* build a VM of nr_pages laid out as spec (CASE_* per page); slow_room > 0 limits what
    * node 1 takes. Fills *vm and *mover (the host keeps ownership of neither). */
   void (*setup)(const guint8 *spec, guint64 nr_pages, guint64 slow_room, HmmvVm **vm,

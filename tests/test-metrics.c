@@ -128,8 +128,14 @@ START_TEST(test_format_with_vms)
   for (guint p = 0; p < 700; p++)
     hmmv_fake_tracker_queue_write(tracker, p);
   hmmvd_vms_run_interval(fx.bed.vms);
+  /* two pages whose moves failed: backed off, and counted by cause */
+  hmmv_vm_note_move_failed(hmmv_core_lookup_vm(fx.bed.core, odd), 900, HMMV_UNMOVABLE_PINNED);
+  hmmv_vm_note_move_failed(hmmv_core_lookup_vm(fx.bed.core, odd), 901, HMMV_UNMOVABLE_PINNED);
   hmmvd_vms_run_interval(fx.bed.vms);
   text = hmmvd_metrics_format(fx.bed.vms, fx.bed.topo);
+  ck_assert(strstr(text, "hmmv_vm_unmovable_pages{vm=\"we\\\"ird\\\\vm\\nx\",cause=\"pinned\"} 2\n") !=
+            NULL);
+  ck_assert(strstr(text, "hmmv_vm_unmovable_pages{vm=\"plain\",cause=\"shared\"} 0\n") != NULL);
   assert_well_formed(text);
   ck_assert(strstr(text, "hmmv_vm_managed{vm=\"we\\\"ird\\\\vm\\nx\"} 1\n"
                          "hmmv_vm_managed{vm=\"plain\"} 0\n") == NULL);  /* sorted by name */

@@ -586,14 +586,43 @@ case_child_main(int cmd_fd, int reply_fd)
   buffer = mmap(NULL, nr * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (buffer == MAP_FAILED)
     _exit(1);
+  /* the second process below gets only the shared pages */
   madvise(buffer, nr * 4096, MADV_NOHUGEPAGE);
+  madvise(buffer, nr * 4096, MADV_DONTFORK);
   for (guint64 p = 0; p < nr; p++) {
+    if (spec[p] == CASE_SHARED0 &&
+        mmap(buffer + p * 4096, 4096, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+      _exit(1);
     if (spec[p] != CASE_ABSENT)
       buffer[p * 4096] = 1;
+  }
+  if (memchr(spec, CASE_SHARED0, nr) != NULL) {
+    int ready[2];
+    char byte = 0;
+    pid_t sharer;
+
+    if (pipe(ready) != 0 || (sharer = fork()) < 0)
+      _exit(1);
+    if (sharer == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      /* fork copies no page tables of shared mappings: map the pages by touching them */
+      for (guint64 p = 0; p < nr; p++) {
+        if (spec[p] == CASE_SHARED0)
+          byte += ((volatile char *)buffer)[p * 4096];
+      }
+      if (write(ready[1], &byte, 1) != 1)
+        _exit(1);
+      for (;;)
+        pause();
+    }
+    if (read(ready[0], &byte, 1) != 1)
+      _exit(1);
   }
   if (numa_max_node() >= 1 &&
       (place_own_pages(buffer, spec, nr, CASE_NODE0, 0) < 0 ||
        place_own_pages(buffer, spec, nr, CASE_PINNED0, 0) < 0 ||
+       place_own_pages(buffer, spec, nr, CASE_SHARED0, 0) < 0 ||
        place_own_pages(buffer, spec, nr, CASE_NODE1, 1) < 0))
     _exit(1);
   for (guint64 p = 0; p < nr; p++) {
@@ -659,7 +688,7 @@ case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvM
   *mover = case_mover;
 }
 
-static const MoverCaseHost numa_case_host = {
+static MoverCaseHost numa_case_host = {
   .name = "the numa mover",
   .setup = case_setup,
   .teardown = case_teardown,
@@ -692,6 +721,8 @@ numa_suite(void)
   if (numa_max_node() < 1) {
     TCase *shared = tcase_create("shared");
 
+    /* the numa mover uses MPOL_MF_MOVE_ALL where the kernel allows it: CAP_SYS_NICE */
+    numa_case_host.move_all = geteuid() == 0;
     mover_cases_add(shared, &numa_case_host);
     suite_add_tcase(suite, shared);
     /* it checks that the kernel refuses node 1 */
@@ -704,6 +735,7 @@ numa_suite(void)
 
     two_nodes = numa_case_host;
     two_nodes.supports = CASE_NEEDS_TWO_NODES;
+    two_nodes.move_all = geteuid() == 0;
 
     /* test_vm_errors expects the kernel to refuse node 1, which this host has */
     printf("# %d NUMA nodes: test_vm_errors is not run (it needs a host without node 1)\n",

@@ -317,6 +317,46 @@ START_TEST(test_many_nodes)
 }
 END_TEST
 
+/* Without MPOL_MF_MOVE_ALL a shared page is -EACCES: counted, backed off as shared, and
+ * the backoff ends once it moves. An -EBUSY page is backed off as busy. */
+START_TEST(test_shared_without_move_all)
+{
+  g_autoptr(HmmvTopology) topo = hmmv_test_topology_two_tier(100 * PAGE, 100 * PAGE);
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", 10);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvMover) mover = hmmv_sim_mover_new(topo, &error);
+  g_autofree guint64 *pages = range_pages(0, 10);
+  HmmvUnmovable unmovable;
+  guint64 moved;
+
+  touch_pages(mover, vm, pages, 10, FALSE);
+  ck_assert(hmmv_mover_query(mover, vm, pages, 10, &error));
+  ck_assert(hmmv_sim_mover_set_page_kind(mover, vm, 2, 3, HMMV_SIM_PAGE_SHARED, &error));
+  ck_assert(hmmv_sim_mover_set_page_kind(mover, vm, 7, 1, HMMV_SIM_PAGE_BUSY, &error));
+  ck_assert(!hmmv_sim_mover_set_page_kind(mover, vm, 8, 3, HMMV_SIM_PAGE_BUSY, &error));
+  g_clear_error(&error);
+  hmmv_sim_mover_set_move_all(mover, FALSE);
+  ck_assert(hmmv_mover_move(mover, vm, pages, 10, 1, &moved, &error));
+  ck_assert_uint_eq(moved, 6);
+  ck_assert_uint_eq(hmmv_vm_get_move_stats(vm)->access, 3);
+  ck_assert_uint_eq(hmmv_vm_get_move_stats(vm)->busy, 1);
+  hmmv_vm_get_unmovable(vm, &unmovable);
+  ck_assert_uint_eq(unmovable.pages[HMMV_UNMOVABLE_SHARED], 3);
+  ck_assert_uint_eq(unmovable.pages[HMMV_UNMOVABLE_BUSY], 1);
+  ck_assert_uint_eq(hmmv_vm_get_nr_backed_off(vm), 4);
+  /* backed off in about half the intervals after one failure, staggered by page */
+  ck_assert(hmmv_vm_page_backed_off(vm, 2, 1) != hmmv_vm_page_backed_off(vm, 3, 1));
+  ck_assert(!hmmv_vm_page_backed_off(vm, 0, 1));
+  hmmv_sim_mover_set_move_all(mover, TRUE);
+  ck_assert(hmmv_mover_move(mover, vm, pages, 10, 1, &moved, &error));
+  ck_assert_uint_eq(moved, 9);
+  hmmv_vm_get_unmovable(vm, &unmovable);
+  ck_assert_uint_eq(unmovable.pages[HMMV_UNMOVABLE_SHARED], 0);
+  ck_assert_uint_eq(unmovable.pages[HMMV_UNMOVABLE_BUSY], 1);
+  ck_assert_str_eq(hmmv_unmovable_cause_to_string(HMMV_UNMOVABLE_PINNED), "pinned");
+}
+END_TEST
+
 /* The wrapper's per-errno accounting, with a scripted backend. */
 static gboolean
 scripted_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr, int *status,
@@ -443,8 +483,10 @@ case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvM
       touch_pages(case_mover, case_vm, &p, 1, FALSE);
     if (spec[p] == CASE_NODE1)
       g_array_append_val(slow, p);
-    if (spec[p] == CASE_PINNED0)
-      ck_assert(hmmv_sim_mover_set_page_kind(case_mover, case_vm, p, 1, HMMV_SIM_PAGE_PINNED,
+    if (spec[p] == CASE_PINNED0 || spec[p] == CASE_SHARED0)
+      ck_assert(hmmv_sim_mover_set_page_kind(case_mover, case_vm, p, 1,
+                                             spec[p] == CASE_PINNED0 ? HMMV_SIM_PAGE_PINNED
+                                                                     : HMMV_SIM_PAGE_SHARED,
                                              &error));
   }
   ck_assert(hmmv_mover_move(case_mover, case_vm, (guint64 *)slow->data, slow->len, 1, &moved,
@@ -459,6 +501,7 @@ case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvM
 static const MoverCaseHost sim_case_host = {
   .name = "the sim mover",
   .supports = CASE_NEEDS_TWO_NODES | CASE_NEEDS_SLOW_ROOM,
+  .move_all = TRUE,
   .setup = case_setup,
   .teardown = case_teardown,
 };
@@ -476,6 +519,7 @@ sim_suite(void)
   tcase_add_test(tc, test_shared_capacity);
   tcase_add_test(tc, test_many_nodes);
   tcase_add_test(tc, test_wrapper_accounting);
+  tcase_add_test(tc, test_shared_without_move_all);
   suite_add_tcase(suite, tc);
   tc = tcase_create("shared");
   mover_cases_add(tc, &sim_case_host);

@@ -454,6 +454,9 @@ START_TEST(test_json_views)
   ck_assert(json_object_get_boolean_member(quota, "managed"));
   ck_assert(json_object_has_member(json_object_get_object_member(vm, "move-failures"),
                                    "no-memory"));
+  ck_assert_int_eq(json_object_get_int_member(json_object_get_object_member(vm,
+                                                                            "unmovable-pages"),
+                                              "shared"), 0);
   status = hmmvd_status_to_json(fx.bed.vms, fx.bed.topo, "sim");
   st = json_node_get_object(status);
   ck_assert_int_eq(json_object_get_int_member(st, "intervals"), 1);

@@ -87,7 +87,9 @@ gboolean hmmv_mover_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gs
 gboolean hmmv_mover_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
                          int dest_node, guint64 *moved, GError **error);
 
-/* numa: move_pages(2) on the VM's pid (hmmv_vm_set_pid) at the regions' host addresses. */
+/* numa: move_pages(2) on the VM's pid (hmmv_vm_set_pid) at the regions' host addresses, with
+ * MPOL_MF_MOVE_ALL (pages shared with other processes move too) while the kernel allows it
+ * (CAP_SYS_NICE), else MPOL_MF_MOVE. */
 HmmvMover *hmmv_numa_mover_new(const HmmvTopology *topo, GError **error);
 /* The raw call under the numa mover, for tools and tests: one move_pages(2) per batch of
  * addresses; nodes NULL queries. status[i] as move_pages(2). */
@@ -119,6 +121,9 @@ typedef enum {
                              * -EACCES without MPOL_MF_MOVE_ALL */
 } HmmvSimPageKind;
 
+/* Whether the modelled mover may use MPOL_MF_MOVE_ALL (as the numa mover does when it has
+ * CAP_SYS_NICE, as hmmvd as root has): TRUE by default; FALSE makes shared pages -EACCES. */
+void hmmv_sim_mover_set_move_all(HmmvMover *mover, gboolean allowed);
 /* Gives pages [first, first + nr) of vm that kind. */
 gboolean hmmv_sim_mover_set_page_kind(HmmvMover *mover, HmmvVm *vm, guint64 first, guint64 nr,
                                       HmmvSimPageKind kind, GError **error);

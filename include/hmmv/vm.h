@@ -76,6 +76,22 @@ typedef struct {
   guint64 call_failures;    /* whole calls that failed (dead pid, invalid node) */
 } HmmvMoveStats;
 
+/* Why a page does not move (what the mover saw), for its backoff and for operators. */
+typedef enum {
+  HMMV_UNMOVABLE_BUSY,      /* -EBUSY / -EAGAIN: could not be isolated (off the LRU, I/O) */
+  HMMV_UNMOVABLE_PINNED,    /* isolated, but migration failed: pinned (VFIO, io_uring, vhost
+                             * zero-copy) or referenced; the kernel's positive return */
+  HMMV_UNMOVABLE_SHARED,    /* -EACCES / -EPERM: mapped by another process (vhost-user,
+                             * virtiofsd, KSM) and MPOL_MF_MOVE_ALL not allowed */
+  HMMV_UNMOVABLE_OTHER,     /* any other per-page errno */
+  HMMV_NR_UNMOVABLE_CAUSES,
+} HmmvUnmovableCause;
+
+/* Pages that failed their last move and are backed off, by cause. */
+typedef struct {
+  guint64 pages[HMMV_NR_UNMOVABLE_CAUSES];
+} HmmvUnmovable;
+
 typedef struct _HmmvVm HmmvVm;
 
 HmmvVm *hmmv_vm_new(const char *name);
@@ -127,6 +143,22 @@ void hmmv_vm_count_nodes(const HmmvVm *vm, guint64 counts[HMMV_PLACE_MAX_NODE_ID
 double hmmv_vm_bytes_per_page(const HmmvVm *vm);
 
 HmmvMoveStats *hmmv_vm_get_move_stats(HmmvVm *vm);
+
+/* Per-page failure backoff, so that pages that never move do not take the bandwidth cap
+ * every interval. A page that failed its k-th move in a row (k <= 7) is tried again only in
+ * intervals i with (i + page) % 2^k == 0: on average once in 2^k intervals, staggered over
+ * pages. A move that lands resets it. The state is one byte a page, allocated at the VM's
+ * first failure. Failures that are not the page's own (a full node, a page not present) are
+ * not noted. */
+void hmmv_vm_note_move_failed(HmmvVm *vm, guint64 page, HmmvUnmovableCause cause);
+void hmmv_vm_note_moved(HmmvVm *vm, guint64 page);
+/* TRUE when the page is backed off in interval `interval`. */
+gboolean hmmv_vm_page_backed_off(const HmmvVm *vm, guint64 page, guint64 interval);
+/* Pages currently backed off (0 when none: no scan is needed). */
+guint64 hmmv_vm_get_nr_backed_off(const HmmvVm *vm);
+void hmmv_vm_get_unmovable(const HmmvVm *vm, HmmvUnmovable *unmovable);
+/* The string for a cause: "busy", "pinned", "shared", "other". */
+const char *hmmv_unmovable_cause_to_string(HmmvUnmovableCause cause);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvVm, hmmv_vm_free)
 

@@ -49,8 +49,8 @@ set_call_error(GError **error, int errsv, int pid, int dest_node)
 /* One move_pages(2) call: -1 with error, or the kernel's count of pages not migrated (> 0:
  * statuses from the first unmigrated group on are not written). */
 static gssize
-numa_call_kernel(int pid, void **addresses, gsize nr, int dest_node, int *status,
-                GError **error)
+numa_call_kernel(int pid, void **addresses, gsize nr, int dest_node, int flags, int *status,
+                 GError **error)
 {
   g_autofree int *nodes = NULL;
   long rc;
@@ -62,7 +62,7 @@ numa_call_kernel(int pid, void **addresses, gsize nr, int dest_node, int *status
     for (gsize i = 0; i < nr; i++)
       nodes[i] = dest_node;
   }
-  rc = numa_move_pages(pid, nr, addresses, nodes, status, MPOL_MF_MOVE);
+  rc = numa_move_pages(pid, nr, addresses, nodes, status, flags);
   if (rc < 0) {
     set_call_error(error, errno, pid, dest_node);
     return -1;
@@ -74,14 +74,14 @@ gboolean
 hmmv_numa_move_addresses(int pid, void **addresses, gsize nr, int dest_node, int *status,
                          GError **error)
 {
-  return numa_call_kernel(pid, addresses, nr, dest_node, status, error) >= 0;
+  return numa_call_kernel(pid, addresses, nr, dest_node, MPOL_MF_MOVE, status, error) >= 0;
 }
 
 /* Maps pages to addresses, asks the kernel about the mapped ones, scatters statuses back;
  * entries the kernel does not write keep what the caller put in status. */
 static gssize
-numa_call(HmmvVm *vm, const guint64 *pages, gsize nr_pages, int dest_node, int *status,
-          GError **error)
+numa_call(HmmvVm *vm, const guint64 *pages, gsize nr_pages, int dest_node, int flags,
+          int *status, GError **error)
 {
   int pid = hmmv_vm_get_pid(vm);
   g_autofree void **addresses = NULL;
@@ -111,7 +111,7 @@ numa_call(HmmvVm *vm, const guint64 *pages, gsize nr_pages, int dest_node, int *
     kernel_status[nr] = status[i];
     slots[nr++] = i;
   }
-  rc = numa_call_kernel(pid, addresses, nr, dest_node, kernel_status, &local_error);
+  rc = numa_call_kernel(pid, addresses, nr, dest_node, flags, kernel_status, &local_error);
   if (rc < 0) {
     gboolean full = g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_NO_SPACE);
 
@@ -128,29 +128,63 @@ static gboolean
 numa_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int *status,
            GError **error)
 {
-  return numa_call(vm, pages, nr_pages, -1, status, error) == 0;
+  return numa_call(vm, pages, nr_pages, -1, MPOL_MF_MOVE, status, error) == 0;
 }
+
+/* MPOL_MF_MOVE_ALL also moves pages other processes map: guest RAM shared with a vhost-user
+ * backend or virtiofsd, and KSM-merged pages (QEMU asks for merging by default), which
+ * MPOL_MF_MOVE refuses with -EACCES for good. It needs CAP_SYS_NICE, which hmmvd has as root;
+ * without it the kernel fails the whole call with EPERM, and the mover falls back to
+ * MPOL_MF_MOVE for the rest of its life. */
+typedef struct {
+  int flags;
+} NumaMover;
 
 static gssize
 numa_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int dest_node,
           int *status, GError **error)
 {
-  return numa_call(vm, pages, nr_pages, dest_node, status, error);
+  NumaMover *numa = mover->priv;
+  g_autoptr(GError) local_error = NULL;
+  gssize rc = numa_call(vm, pages, nr_pages, dest_node, numa->flags, status, &local_error);
+
+  if (rc < 0 && (numa->flags & MPOL_MF_MOVE_ALL) != 0 &&
+      g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_PERMISSION)) {
+    g_debug("mover numa: MPOL_MF_MOVE_ALL refused (%s): pages shared with other processes "
+            "stay where they are", local_error->message);
+    numa->flags = MPOL_MF_MOVE;
+    g_clear_error(&local_error);
+    rc = numa_call(vm, pages, nr_pages, dest_node, numa->flags, status, &local_error);
+  }
+  if (local_error != NULL)
+    g_propagate_error(error, g_steal_pointer(&local_error));
+  return rc;
+}
+
+static void
+numa_destroy(HmmvMover *mover)
+{
+  g_free(mover->priv);
 }
 
 static const struct hmmv_mover_ops numa_ops = {
   .name = "numa",
   .query = numa_query,
   .move = numa_move,
+  .destroy = numa_destroy,
 };
 
 HmmvMover *
 hmmv_numa_mover_new(const HmmvTopology *topo, GError **error)
 {
+  NumaMover *numa;
+
   if (numa_available() < 0) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
                 "mover numa: the kernel has no NUMA support (numa_available() < 0)");
     return NULL;
   }
-  return hmmv_mover_new(&numa_ops, NULL, topo, error);
+  numa = g_new0(NumaMover, 1);
+  numa->flags = MPOL_MF_MOVE_ALL;
+  return hmmv_mover_new(&numa_ops, numa, topo, error);
 }

@@ -42,6 +42,7 @@ typedef struct {
   guint64 used[SIM_NR_NODES];
   guint64 ns_per_page;
   guint64 charged_ns;
+  gboolean move_all;        /* MPOL_MF_MOVE_ALL allowed (hmmvd is root): shared pages move */
 } SimHost;
 
 static void
@@ -156,7 +157,7 @@ sim_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, in
 #define SIM_QUEUE G_MININT
 
 static int
-sim_lookup(SimVm *svm, guint64 page, int dest_node)
+sim_lookup(const SimHost *sim, SimVm *svm, guint64 page, int dest_node)
 {
   guint kind;
 
@@ -168,7 +169,7 @@ sim_lookup(SimVm *svm, guint64 page, int dest_node)
   if (svm->node[page] == dest_node)
     return dest_node;
   kind = svm->kind[page];
-  if ((kind & SIM_KIND_MASK) == HMMV_SIM_PAGE_SHARED)
+  if ((kind & SIM_KIND_MASK) == HMMV_SIM_PAGE_SHARED && !sim->move_all)
     return -EACCES;
   if ((kind & SIM_KIND_MASK) == HMMV_SIM_PAGE_BUSY || (kind & SIM_ISOLATED) != 0)
     return -EBUSY;
@@ -233,7 +234,7 @@ sim_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int
     gssize rc;
 
     if (i < nr_pages) {
-      lookup[i] = sim_lookup(svm, pages[i], dest_node);
+      lookup[i] = sim_lookup(sim, svm, pages[i], dest_node);
       if (lookup[i] == SIM_QUEUE)
         continue;
       /* The kernel stores a non-queued page's status before it flushes the group. */
@@ -287,6 +288,7 @@ hmmv_sim_mover_new(const HmmvTopology *topo, GError **error)
   sim = g_new0(SimHost, 1);
   sim->vms = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, sim_vm_free);
   sim->ns_per_page = SIM_DEFAULT_NS_PER_PAGE;
+  sim->move_all = TRUE;
   nr_nodes = hmmv_topology_get_nr_nodes(topo);
   for (guint i = 0; i < nr_nodes; i++) {
     const HmmvNode *node = hmmv_topology_get_node(topo, i);
@@ -329,6 +331,15 @@ hmmv_sim_mover_set_ns_per_page(HmmvMover *mover, guint64 ns_per_page)
 
   if (sim != NULL)
     sim->ns_per_page = ns_per_page;
+}
+
+void
+hmmv_sim_mover_set_move_all(HmmvMover *mover, gboolean allowed)
+{
+  SimHost *sim = sim_host(mover);
+
+  if (sim != NULL)
+    sim->move_all = allowed;
 }
 
 gboolean
