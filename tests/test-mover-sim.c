@@ -357,6 +357,50 @@ START_TEST(test_shared_without_move_all)
 }
 END_TEST
 
+/* Transparent huge pages as the kernel moves them: a first touch places 2 MiB, a move of
+ * the 512 pages of a THP reads -EBUSY for 511 of them (queried: they moved), a move of one
+ * subpage moves all 512, and a target without room for 2 MiB splits the THP. */
+START_TEST(test_thp_moves_whole)
+{
+  g_autoptr(HmmvTopology) topo = hmmv_test_topology_two_tier(2048 * PAGE, 1324 * PAGE);
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", 2048);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvMover) mover = hmmv_sim_mover_new(topo, &error);
+  g_autofree guint64 *pages = range_pages(0, 2048);
+  HmmvMoveStats *stats = hmmv_vm_get_move_stats(vm);
+  guint64 moved, one = 600;
+
+  ck_assert(!hmmv_sim_mover_set_thp(mover, vm, 100, 512, &error));
+  g_clear_error(&error);
+  ck_assert(hmmv_sim_mover_set_thp(mover, vm, 0, 1536, &error));
+  touch_pages(mover, vm, pages + 3, 1, FALSE);
+  touch_pages(mover, vm, &one, 1, FALSE);
+  touch_pages(mover, vm, pages + 1030, 1, FALSE);
+  ck_assert_uint_eq(hmmv_sim_mover_get_used_pages(mover, 0), 1536);
+  ck_assert(hmmv_mover_query(mover, vm, pages, 2048, &error));
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(vm), 1536);
+  /* the whole first THP: one migration, 511 -EBUSY statuses found moved by the query */
+  ck_assert(hmmv_mover_move(mover, vm, pages, 512, 1, &moved, &error));
+  ck_assert_uint_eq(moved, 512);
+  ck_assert_uint_eq(stats->demoted, 512);
+  ck_assert_uint_eq(stats->busy, 0);
+  ck_assert_uint_eq(hmmv_sim_mover_get_charged_ns(mover), 512 * 3900);
+  assert_vm_matches_sim(mover, vm);
+  /* one subpage of the second THP: all 512 move */
+  ck_assert(hmmv_mover_move(mover, vm, &one, 1, 1, &moved, &error));
+  ck_assert_uint_eq(hmmv_sim_mover_get_used_pages(mover, 1), 1024);
+  ck_assert(hmmv_mover_query(mover, vm, pages, 2048, &error));
+  for (guint64 p = 512; p < 1024; p++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm, p), 1);
+  /* 300 pages of room left on node 1: the third THP is split, 300 of it move, ENOMEM */
+  ck_assert(hmmv_mover_move(mover, vm, pages + 1024, 512, 1, &moved, &error));
+  ck_assert_uint_eq(moved, 300);
+  ck_assert_uint_eq(stats->no_memory, 212);
+  ck_assert_uint_eq(hmmv_sim_mover_get_used_pages(mover, 1), 1324);
+  assert_vm_matches_sim(mover, vm);
+}
+END_TEST
+
 /* The wrapper's per-errno accounting, with a scripted backend. */
 static gboolean
 scripted_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr, int *status,
@@ -520,6 +564,7 @@ sim_suite(void)
   tcase_add_test(tc, test_many_nodes);
   tcase_add_test(tc, test_wrapper_accounting);
   tcase_add_test(tc, test_shared_without_move_all);
+  tcase_add_test(tc, test_thp_moves_whole);
   suite_add_tcase(suite, tc);
   tc = tcase_create("shared");
   mover_cases_add(tc, &sim_case_host);

@@ -124,6 +124,13 @@ typedef enum {
 /* Whether the modelled mover may use MPOL_MF_MOVE_ALL (as the numa mover does when it has
  * CAP_SYS_NICE, as hmmvd as root has): TRUE by default; FALSE makes shared pages -EACCES. */
 void hmmv_sim_mover_set_move_all(HmmvMover *mover, gboolean allowed);
+/* Makes pages [first, first + nr) (whole 512-page units, not yet touched) transparent huge
+ * pages: the first touch of any page places its whole 2 MiB, a move of any page moves all
+ * 512 (its other subpages in the same call read -EBUSY), a pin on one holds all, and with no
+ * room for 2 MiB on the target the THP is split and moved 4 KiB at a time while room lasts,
+ * as the kernel does. */
+gboolean hmmv_sim_mover_set_thp(HmmvMover *mover, HmmvVm *vm, guint64 first, guint64 nr,
+                                GError **error);
 /* Gives pages [first, first + nr) of vm that kind. */
 gboolean hmmv_sim_mover_set_page_kind(HmmvMover *mover, HmmvVm *vm, guint64 first, guint64 nr,
                                       HmmvSimPageKind kind, GError **error);

@@ -28,7 +28,10 @@
 
 /* Per page kind byte: the HmmvSimPageKind, plus a bit while the page is isolated in a call. */
 #define SIM_KIND_MASK 0x0f
-#define SIM_ISOLATED 0x80
+#define SIM_THP 0x40              /* the page is part of a transparent huge page */
+#define SIM_ISOLATED 0x80         /* on a unit's first page while the unit is isolated */
+/* A THP on x86-64: 2 MiB, 512 pages, at 512-page aligned indices of the VM */
+#define SIM_THP_PAGES 512u
 
 typedef struct {
   guint8 *node;             /* per page: node id, or SIM_UNPLACED */
@@ -80,7 +83,7 @@ sim_vm_get(SimHost *sim, HmmvVm *vm, GError **error)
 }
 
 static int
-first_with_room(const SimHost *sim, const HmmvTopology *topo, HmmvTier tier)
+first_with_room(const SimHost *sim, const HmmvTopology *topo, HmmvTier tier, guint nr_pages)
 {
   guint nr_nodes = hmmv_topology_get_nr_nodes(topo);
 
@@ -88,24 +91,53 @@ first_with_room(const SimHost *sim, const HmmvTopology *topo, HmmvTier tier)
     const HmmvNode *node = hmmv_topology_get_node(topo, i);
 
     if (node->tier == tier && node->id < SIM_NR_NODES &&
-        sim->used[node->id] < sim->capacity[node->id])
+        sim->used[node->id] + nr_pages <= sim->capacity[node->id])
       return node->id;
   }
   return -1;
 }
 
-/* First touch: DRAM first, then the slow tier; FALSE when every node is full. */
+/* The unit a page moves with: its THP, or itself. */
+static guint64
+unit_first(const SimVm *svm, guint64 page)
+{
+  return (svm->kind[page] & SIM_THP) != 0 ? page & ~(guint64)(SIM_THP_PAGES - 1) : page;
+}
+
+static guint
+unit_pages(const SimVm *svm, guint64 page)
+{
+  return (svm->kind[page] & SIM_THP) != 0 ? SIM_THP_PAGES : 1;
+}
+
+static void
+split_thp(SimVm *svm, guint64 first)
+{
+  for (guint64 q = first; q < first + SIM_THP_PAGES; q++)
+    svm->kind[q] &= ~SIM_THP;
+}
+
+/* First touch: DRAM first, then the slow tier; FALSE when every node is full. A page of a
+ * THP faults in its whole 2 MiB, or, with no node having room for that, 4 KiB alone (the
+ * kernel falls back to a small page; the THP is gone). */
 static gboolean
 place_first_touch(SimHost *sim, const HmmvTopology *topo, SimVm *svm, guint64 page)
 {
-  int node = first_with_room(sim, topo, HMMV_TIER_DRAM);
+  guint64 first = unit_first(svm, page);
+  guint n = unit_pages(svm, page);
+  int node = first_with_room(sim, topo, HMMV_TIER_DRAM, n);
 
   if (node < 0)
-    node = first_with_room(sim, topo, HMMV_TIER_SLOW);
+    node = first_with_room(sim, topo, HMMV_TIER_SLOW, n);
+  if (node < 0 && n > 1) {
+    split_thp(svm, first);
+    return place_first_touch(sim, topo, svm, page);
+  }
   if (node < 0)
     return FALSE;
-  svm->node[page] = (guint8)node;
-  sim->used[node]++;
+  for (guint64 q = first; q < first + n; q++)
+    svm->node[q] = (guint8)node;
+  sim->used[node] += n;
   return TRUE;
 }
 
@@ -171,9 +203,12 @@ sim_lookup(const SimHost *sim, SimVm *svm, guint64 page, int dest_node)
   kind = svm->kind[page];
   if ((kind & SIM_KIND_MASK) == HMMV_SIM_PAGE_SHARED && !sim->move_all)
     return -EACCES;
-  if ((kind & SIM_KIND_MASK) == HMMV_SIM_PAGE_BUSY || (kind & SIM_ISOLATED) != 0)
+  /* Another subpage of a THP already queued in this call: the folio is off the LRU, so the
+   * kernel says -EBUSY, although the page will move with it. */
+  if ((kind & SIM_KIND_MASK) == HMMV_SIM_PAGE_BUSY ||
+      (svm->kind[unit_first(svm, page)] & SIM_ISOLATED) != 0)
     return -EBUSY;
-  svm->kind[page] |= SIM_ISOLATED;
+  svm->kind[unit_first(svm, page)] |= SIM_ISOLATED;
   return SIM_QUEUE;
 }
 
@@ -187,27 +222,40 @@ sim_flush(SimHost *sim, SimVm *svm, const guint64 *pages, gsize first, gsize end
   gboolean full = FALSE;
 
   for (gsize i = first; i < end; i++) {
-    guint64 page = pages[i];
-    int from;
+    guint64 unit;
+    guint n;
+    gboolean pinned = FALSE;
 
     if (status[i] != SIM_QUEUE)
       continue;
-    svm->kind[page] &= ~SIM_ISOLATED;
+    unit = unit_first(svm, pages[i]);
+    n = unit_pages(svm, pages[i]);
+    svm->kind[unit] &= ~SIM_ISOLATED;
     if (full)
       continue;       /* put back unmigrated, as migrate_pages() does after ENOMEM */
-    if ((svm->kind[page] & SIM_KIND_MASK) == HMMV_SIM_PAGE_PINNED) {
+    /* a pin on any 4 KiB of a THP holds the whole folio */
+    for (guint64 q = unit; q < unit + n; q++)
+      pinned |= (svm->kind[q] & SIM_KIND_MASK) == HMMV_SIM_PAGE_PINNED;
+    if (pinned) {
       failed++;
       continue;
     }
-    if (sim->used[dest_node] >= sim->capacity[dest_node]) {
-      full = TRUE;
-      continue;
+    /* No room for 2 MiB: the kernel splits the THP and migrates its 4 KiB pages while the
+     * node has room for them. */
+    if (n > 1 && sim->used[dest_node] + n > sim->capacity[dest_node])
+      split_thp(svm, unit);
+    for (guint64 q = unit; q < unit + n; q++) {
+      int from = svm->node[q];
+
+      if (sim->used[dest_node] >= sim->capacity[dest_node]) {
+        full = TRUE;
+        break;
+      }
+      sim->used[from]--;
+      sim->used[dest_node]++;
+      svm->node[q] = (guint8)dest_node;
+      sim->charged_ns += sim->ns_per_page;
     }
-    from = svm->node[page];
-    sim->used[from]--;
-    sim->used[dest_node]++;
-    svm->node[page] = (guint8)dest_node;
-    sim->charged_ns += sim->ns_per_page;
   }
   return full ? -1 : failed;
 }
@@ -333,6 +381,35 @@ hmmv_sim_mover_set_ns_per_page(HmmvMover *mover, guint64 ns_per_page)
     sim->ns_per_page = ns_per_page;
 }
 
+gboolean
+hmmv_sim_mover_set_thp(HmmvMover *mover, HmmvVm *vm, guint64 first, guint64 nr, GError **error)
+{
+  SimHost *sim = sim_host(mover);
+  SimVm *svm = sim != NULL ? sim_vm_get(sim, vm, error) : NULL;
+
+  if (svm == NULL)
+    return FALSE;
+  if (first % SIM_THP_PAGES != 0 || nr % SIM_THP_PAGES != 0 || first > svm->nr_pages ||
+      nr > svm->nr_pages - first) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "vm %s: THP pages %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
+                " not whole 512-page units inside its %" G_GUINT64_FORMAT " pages",
+                hmmv_vm_get_name(vm), first, nr, svm->nr_pages);
+    return FALSE;
+  }
+  for (guint64 page = first; page < first + nr; page++) {
+    if (svm->node[page] != SIM_UNPLACED) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "vm %s: page %" G_GUINT64_FORMAT " is placed already: a THP is made at "
+                  "first touch", hmmv_vm_get_name(vm), page);
+      return FALSE;
+    }
+  }
+  for (guint64 page = first; page < first + nr; page++)
+    svm->kind[page] |= SIM_THP;
+  return TRUE;
+}
+
 void
 hmmv_sim_mover_set_move_all(HmmvMover *mover, gboolean allowed)
 {
@@ -359,7 +436,7 @@ hmmv_sim_mover_set_page_kind(HmmvMover *mover, HmmvVm *vm, guint64 first, guint6
     return FALSE;
   }
   for (guint64 page = first; page < first + nr; page++)
-    svm->kind[page] = (guint8)kind;
+    svm->kind[page] = (guint8)((svm->kind[page] & SIM_THP) | kind);
   return TRUE;
 }
 
