@@ -14,7 +14,7 @@ trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 export HMMV_SELF_TEST="a b'c"
 "$testbed" run --mem 512 -- bash -c '
-  printf "out:%s:%s\n" "$HMMV_SELF_TEST" "$PWD"
+  printf "out:%s:%s\n" "$HMMV_SELF_TEST" "$(cat <(echo "$PWD"))"
   echo err-line >&2
   echo guest >'"$marker"' && echo "wrote '"$marker"'"
   printf "no newline at the end"
