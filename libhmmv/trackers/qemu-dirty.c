@@ -345,6 +345,12 @@ qemu_dirty_export(QemuDirty *qd, HmmvVm *vm, GError **error)
   }
   json_object_set_int_member(args, "interval-ms", qd->options.interval_ms);
   json_object_set_string_member(args, "fdname", "hmmv-region");
+  /* An export is one consumer's: one left active by a consumer that died without stopping
+   * it (hmmvd killed with SIGKILL, then started again) would make hmmv-start fail for good
+   * and leave the VM unmanaged. Take it over: stop whatever is active first; QEMU refusing
+   * because nothing is active is the normal case and not an error. */
+  ret = hmmv_qmp_execute(qd->qmp, "hmmv-stop", NULL, NULL);
+  g_clear_pointer(&ret, json_node_unref);
   ret = hmmv_qmp_execute(qd->qmp, "hmmv-start", args, error);
   if (ret != NULL)
     qd->shm = hmmv_shm_open_fd(fd, memfd_name, error);

@@ -187,6 +187,54 @@ START_TEST(test_phases_exact)
 }
 END_TEST
 
+/* A consumer killed without hmmv-stop (hmmvd under SIGKILL) leaves the export active in
+ * QEMU; the next one takes it over and is exact, instead of failing with "the export is
+ * already active" and leaving the VM unmanaged (the testbed's fault test saw that). */
+START_TEST(test_takeover_of_an_abandoned_export)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *second_sock = NULL;
+  g_autofree char *second_arg = NULL;
+  g_autofree char *append = g_strdup_printf("phases=2 pages=300 pattern=random span=%u "
+                                            "seed=11 wait=1", SPAN);
+  g_autoptr(GHashTable) expected = g_hash_table_new(g_direct_hash, g_direct_equal);
+  g_autoptr(GHashTable) got = NULL;
+  g_autofree char *dir = g_dir_make_tmp("hmmv-takeover-XXXXXX", &error);
+  HmmvQemuDirtyOptions options = { .interval_ms = 0 };
+  HmmvTracker *second;
+  HmmvQmp *qmp;
+  Run run;
+
+  ck_assert_msg(dir != NULL, "%s", error ? error->message : "");
+  second_sock = g_build_filename(dir, "qmp2.sock", NULL);
+  second_arg = g_strdup_printf("unix:%s,server=on,wait=off", second_sock);
+  {
+    const char *extra[] = { "-qmp", second_arg, NULL };
+
+    run_start(&run, append, 0, extra);   /* the first consumer: its export is active */
+  }
+  run_phase(&run, 0, expected);
+  /* The second consumer, on QEMU's second monitor, while the first never stopped. */
+  qmp = hmmv_qmp_connect_unix(second_sock, 5000, &error);
+  ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
+  second = hmmv_qemu_dirty_tracker_new(qmp, &options, &error);
+  ck_assert_msg(second != NULL, "%s", error ? error->message : "");
+  ck_assert_msg(hmmv_tracker_start(second, run.vm, &error), "took over: %s",
+                error ? error->message : "");
+  g_hash_table_remove_all(expected);
+  run_phase(&run, 1, expected);
+  hmmv_access_clear(run.acc);
+  ck_assert_msg(hmmv_tracker_harvest(second, run.vm, run.acc, &error), "%s",
+                error ? error->message : "");
+  got = harvested_pfns(&run, BASE_PFN, SPAN);
+  assert_exact("after takeover, phase 1", expected, got);
+  hmmv_tracker_free(second);   /* hmmv-stop */
+  run_stop(&run);              /* its hmmv-stop finds nothing active: harmless */
+  g_unlink(second_sock);
+  g_rmdir(dir);
+}
+END_TEST
+
 /* QEMU publishes on its own timer; the daemon harvests only after several phases: the
  * harvest holds their union and says how many intervals it merged. */
 START_TEST(test_late_harvest_loses_nothing)
@@ -532,6 +580,7 @@ qemu_dirty_suite(void)
     tcase_add_test(tc, test_refuses_with_dirtylimit);
   if (g_strcmp0(accel_mode, "tcg") == 0) {
     tcase_add_test(tc, test_late_harvest_loses_nothing);
+    tcase_add_test(tc, test_takeover_of_an_abandoned_export);
     tcase_add_test(tc, test_qemu_dies);
     tcase_add_test(tc, test_migration_while_tracking);
     tcase_add_test(tc, test_hmmvctl_track);
