@@ -18,3 +18,4 @@
 #include <hmmv/json.h>
 #include <hmmv/qmp.h>
 #include <hmmv/qemu.h>
+#include <hmmv/reads.h>

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The combined tracker: one VM, writes from one source (qemu-dirty: exact, per page) and
+ * reads from another (DAMON). Both harvest into the same HmmvAccess: the write source sets
+ * write bits, the read source read bits. The write source paces the intervals (its count
+ * is the harvest's), so a read source that is late or early shifts nothing.
+ *
+ * A read source that fails is logged once and dropped: the VM goes on with writes only,
+ * which is what it had before reads were tracked. A write source that fails fails the
+ * harvest, as it did alone (the core knows GONE and LAYOUT_CHANGED).
+ */
+#include <hmmv/error.h>
+#include <hmmv/reads.h>
+
+typedef struct {
+  HmmvTracker *writes;
+  HmmvTracker *reads;
+  char *name;
+} Combined;
+
+static gboolean
+combined_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
+{
+  Combined *c = tracker->priv;
+  g_autoptr(GError) local_error = NULL;
+
+  if (!hmmv_tracker_start(c->writes, vm, error))
+    return FALSE;
+  if (c->reads != NULL && !hmmv_tracker_start(c->reads, vm, &local_error)) {
+    g_warning("vm %s: read tracking (%s) could not start, tracking writes only: %s",
+              hmmv_vm_get_name(vm), hmmv_tracker_get_name(c->reads), local_error->message);
+    g_clear_pointer(&c->reads, hmmv_tracker_free);
+  }
+  return TRUE;
+}
+
+static gboolean
+combined_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
+{
+  Combined *c = tracker->priv;
+  g_autoptr(GError) local_error = NULL;
+  guint64 intervals;
+
+  if (!hmmv_tracker_harvest(c->writes, vm, acc, error))
+    return FALSE;
+  intervals = acc->intervals;
+  if (c->reads != NULL && !hmmv_tracker_harvest(c->reads, vm, acc, &local_error)) {
+    g_warning("vm %s: read tracking (%s) failed, tracking writes only: %s",
+              hmmv_vm_get_name(vm), hmmv_tracker_get_name(c->reads), local_error->message);
+    hmmv_tracker_stop(c->reads);
+    g_clear_pointer(&c->reads, hmmv_tracker_free);
+  }
+  acc->intervals = intervals;
+  return TRUE;
+}
+
+static void
+combined_stop(HmmvTracker *tracker)
+{
+  Combined *c = tracker->priv;
+
+  if (c->reads != NULL)
+    hmmv_tracker_stop(c->reads);
+  hmmv_tracker_stop(c->writes);
+}
+
+static void
+combined_destroy(HmmvTracker *tracker)
+{
+  Combined *c = tracker->priv;
+
+  hmmv_tracker_free(c->reads);
+  hmmv_tracker_free(c->writes);
+  g_free(c->name);
+  g_free(c);
+}
+
+static const struct hmmv_tracker_ops combined_ops = {
+  .name = "combined",
+  .start = combined_start,
+  .harvest = combined_harvest,
+  .stop = combined_stop,
+  .destroy = combined_destroy,
+};
+
+HmmvTracker *
+hmmv_combined_tracker_new(HmmvTracker *writes, HmmvTracker *reads)
+{
+  Combined *c = g_new0(Combined, 1);
+
+  g_return_val_if_fail(writes != NULL, NULL);
+  c->writes = writes;
+  c->reads = reads;
+  /* Cannot fail: the table is complete. */
+  return hmmv_tracker_new(&combined_ops, c, NULL);
+}
+
+HmmvTracker *
+hmmv_combined_tracker_get_writes(HmmvTracker *tracker)
+{
+  g_return_val_if_fail(tracker != NULL && tracker->ops == &combined_ops, NULL);
+  return ((Combined *)tracker->priv)->writes;
+}
+
+HmmvTracker *
+hmmv_combined_tracker_get_reads(HmmvTracker *tracker)
+{
+  g_return_val_if_fail(tracker != NULL && tracker->ops == &combined_ops, NULL);
+  return ((Combined *)tracker->priv)->reads;
+}

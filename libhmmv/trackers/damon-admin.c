@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Which kdamond is hmmv's. The DAMON sysfs interface has no owner field, and other users
+ * (damo, a node-level policy, the host's own tools) configure kdamonds too, so:
+ *
+ *  - hmmv only takes a kdamond that is free: state "off" and no context (nr_contexts 0),
+ *    and not recorded by hmmv for another VM;
+ *  - it adds one only when the kernel would not disturb anybody: writing nr_kdamonds
+ *    removes and re-creates every kdamond directory (mm/damon/sysfs.c,
+ *    damon_sysfs_kdamonds_add_dirs()) and fails with EBUSY while any of them runs, so hmmv
+ *    writes it only when no kdamond runs and every existing one is free (the re-created
+ *    ones are free again). Anything else: no kdamond for hmmv, and nothing written;
+ *  - before writing anything into a kdamond it writes a record run_dir/kdamond-N (its own
+ *    pid, the target pid, the operations), and run_dir/added (the count before) when it
+ *    added kdamonds, so that a later hmmvd can clean up after one that was killed, and
+ *    check, before touching the kdamond, that it still is as hmmv left it.
+ */
+#include "damon-private.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <hmmv/error.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Kdamonds hmmv adds at once when it must add: up to this many VMs before the next add,
+ * which needs every kdamond stopped (including hmmv's own). */
+#define DAMON_ADD_BATCH 8u
+/* More kdamonds than this is not a DAMON tree we understand. */
+#define DAMON_MAX_KDAMONDS 1024u
+
+char *
+hmmv_damon_path(guint index, const char *rest)
+{
+  return g_strdup_printf("kdamonds/%u/%s", index, rest);
+}
+
+const char *
+hmmv_damon_ops_name(HmmvDamonOps ops)
+{
+  return ops == HMMV_DAMON_PADDR ? "paddr" : "vaddr";
+}
+
+static char *
+record_path(const char *run_dir, guint index)
+{
+  return g_strdup_printf("%s/kdamond-%u", run_dir, index);
+}
+
+static gboolean
+read_nr_kdamonds(HmmvSysfs *fs, guint *nr, GError **error)
+{
+  guint64 value;
+
+  if (!hmmv_sysfs_read_u64(fs, "kdamonds/nr_kdamonds", &value, error)) {
+    g_prefix_error(error, "DAMON sysfs: ");
+    return FALSE;
+  }
+  if (value > DAMON_MAX_KDAMONDS) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "DAMON sysfs: %" G_GUINT64_FORMAT
+                " kdamonds", value);
+    return FALSE;
+  }
+  *nr = (guint)value;
+  return TRUE;
+}
+
+static gboolean
+kdamond_running(HmmvSysfs *fs, guint index)
+{
+  g_autofree char *path = hmmv_damon_path(index, "state");
+  g_autofree char *state = NULL;
+
+  /* unreadable: assume it runs, which only ever makes hmmv do less */
+  if (!hmmv_sysfs_read(fs, path, &state, NULL))
+    return TRUE;
+  return g_strcmp0(state, "off") != 0;
+}
+
+static gboolean
+kdamond_free(HmmvSysfs *fs, const char *run_dir, guint index)
+{
+  g_autofree char *contexts = hmmv_damon_path(index, "contexts/nr_contexts");
+  g_autofree char *record = record_path(run_dir, index);
+  guint64 nr_contexts;
+
+  if (kdamond_running(fs, index))
+    return FALSE;
+  if (!hmmv_sysfs_read_u64(fs, contexts, &nr_contexts, NULL) || nr_contexts != 0)
+    return FALSE;
+  return !g_file_test(record, G_FILE_TEST_EXISTS);
+}
+
+static gboolean
+write_record(const char *run_dir, guint index, HmmvDamonOps ops, int target_pid,
+             GError **error)
+{
+  g_autofree char *path = record_path(run_dir, index);
+  g_autofree char *text = g_strdup_printf("owner_pid=%d\ntarget_pid=%d\nops=%s\n", getpid(),
+                                          target_pid, hmmv_damon_ops_name(ops));
+
+  if (g_mkdir_with_parents(run_dir, 0700) != 0) {
+    int saved = errno;
+
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "%s: %s", run_dir, g_strerror(saved));
+    return FALSE;
+  }
+  return g_file_set_contents_full(path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+                                  error);
+}
+
+typedef struct {
+  int owner_pid;
+  int target_pid;
+  char *ops;
+} Record;
+
+static gboolean
+read_record(const char *path, Record *record)
+{
+  g_autofree char *text = NULL;
+  g_auto(GStrv) lines = NULL;
+
+  memset(record, 0, sizeof(*record));
+  record->owner_pid = -1;
+  record->target_pid = -1;
+  if (!g_file_get_contents(path, &text, NULL, NULL))
+    return FALSE;
+  lines = g_strsplit(text, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++) {
+    gint64 value;
+
+    if (g_str_has_prefix(lines[i], "owner_pid=") &&
+        g_ascii_string_to_signed(lines[i] + 10, 10, 1, G_MAXINT, &value, NULL))
+      record->owner_pid = (int)value;
+    else if (g_str_has_prefix(lines[i], "target_pid=") &&
+             g_ascii_string_to_signed(lines[i] + 11, 10, 0, G_MAXINT, &value, NULL))
+      record->target_pid = (int)value;
+    else if (g_str_has_prefix(lines[i], "ops="))
+      record->ops = g_strdup(lines[i] + 4);
+  }
+  return record->owner_pid > 0 && record->ops != NULL;
+}
+
+static gboolean
+write_added(const char *run_dir, guint before, GError **error)
+{
+  g_autofree char *path = g_build_filename(run_dir, "added", NULL);
+  g_autofree char *text = NULL;
+
+  /* the first add knows the count before hmmv; later ones must not overwrite it */
+  if (g_file_test(path, G_FILE_TEST_EXISTS))
+    return TRUE;
+  text = g_strdup_printf("before=%u\n", before);
+  return g_file_set_contents_full(path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+                                  error);
+}
+
+gboolean
+hmmv_damon_can_acquire(HmmvSysfs *fs, const char *run_dir, GError **error)
+{
+  guint nr, running = 0, foreign = 0;
+
+  if (run_dir == NULL)
+    run_dir = HMMV_DAMON_RUN_DIR;
+  if (!read_nr_kdamonds(fs, &nr, error))
+    return FALSE;
+  for (guint i = 0; i < nr; i++) {
+    if (kdamond_free(fs, run_dir, i))
+      return TRUE;
+    running += kdamond_running(fs, i);
+    foreign++;
+  }
+  if (running == 0 && foreign == 0)
+    return TRUE;
+  g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+              "no free kdamond: %u kdamond(s), %u running, none free; adding one would "
+              "reset them (DAMON re-creates every kdamond on nr_kdamonds), so hmmv leaves "
+              "them alone", nr, running);
+  return FALSE;
+}
+
+gboolean
+hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int target_pid,
+                   guint *index, GError **error)
+{
+  guint nr;
+
+  if (!read_nr_kdamonds(fs, &nr, error))
+    return FALSE;
+  for (guint i = 0; i < nr; i++) {
+    if (kdamond_free(fs, run_dir, i)) {
+      if (!write_record(run_dir, i, ops, target_pid, error))
+        return FALSE;
+      *index = i;
+      return TRUE;
+    }
+  }
+  if (!hmmv_damon_can_acquire(fs, run_dir, error))
+    return FALSE;
+  /* Nothing runs and every kdamond is free: re-creating them loses nobody's setup. */
+  if (!write_added(run_dir, nr, error) ||
+      !hmmv_sysfs_write_u64(fs, "kdamonds/nr_kdamonds", nr + DAMON_ADD_BATCH, error)) {
+    g_prefix_error(error, "adding kdamonds: ");
+    return FALSE;
+  }
+  if (!write_record(run_dir, nr, ops, target_pid, error))
+    return FALSE;
+  *index = nr;
+  return TRUE;
+}
+
+static void
+turn_off(HmmvSysfs *fs, guint index)
+{
+  g_autofree char *path = hmmv_damon_path(index, "state");
+
+  /* EBUSY while another state command holds DAMON's sysfs lock: try a few times. */
+  for (guint attempt = 0; attempt < 50 && kdamond_running(fs, index); attempt++) {
+    g_autoptr(GError) error = NULL;
+
+    if (hmmv_sysfs_write(fs, path, "off", &error))
+      break;
+    if (!g_error_matches(error, G_IO_ERROR, G_IO_ERROR_BUSY))
+      break;
+    g_usleep(20000);
+  }
+}
+
+/* Gives back the kdamonds hmmv added once no hmmv kdamond is left, nothing runs and every
+ * kdamond is free: then nr_kdamonds back to the count before loses nobody's setup. */
+static void
+maybe_take_back_added(HmmvSysfs *fs, const char *run_dir)
+{
+  g_autofree char *added = g_build_filename(run_dir, "added", NULL);
+  g_autofree char *text = NULL;
+  guint64 before;
+  guint nr;
+
+  if (!g_file_get_contents(added, &text, NULL, NULL))
+    return;
+  if (!g_str_has_prefix(text, "before=") ||
+      !g_ascii_string_to_unsigned(g_strstrip(text + 7), 10, 0, DAMON_MAX_KDAMONDS, &before,
+                                  NULL) ||
+      !read_nr_kdamonds(fs, &nr, NULL))
+    return;
+  for (guint i = 0; i < nr; i++) {
+    if (!kdamond_free(fs, run_dir, i))
+      return;
+  }
+  if (nr > before && !hmmv_sysfs_write_u64(fs, "kdamonds/nr_kdamonds", before, NULL))
+    return;
+  (void)g_unlink(added);
+}
+
+void
+hmmv_damon_release(HmmvSysfs *fs, const char *run_dir, guint index)
+{
+  g_autofree char *contexts = hmmv_damon_path(index, "contexts/nr_contexts");
+  g_autofree char *record = record_path(run_dir, index);
+
+  turn_off(fs, index);
+  (void)hmmv_sysfs_write(fs, contexts, "0", NULL);
+  (void)g_unlink(record);
+  maybe_take_back_added(fs, run_dir);
+}
+
+static gboolean
+owner_alive(int pid)
+{
+  return pid == getpid() || kill(pid, 0) == 0 || errno == EPERM;
+}
+
+/* The kdamond is as hmmv configured it: one context with the recorded operations and, for
+ * vaddr, one target with the recorded pid. */
+static gboolean
+still_ours(HmmvSysfs *fs, guint index, const Record *record)
+{
+  g_autofree char *contexts = hmmv_damon_path(index, "contexts/nr_contexts");
+  g_autofree char *ops_path = hmmv_damon_path(index, "contexts/0/operations");
+  g_autofree char *targets = hmmv_damon_path(index, "contexts/0/targets/nr_targets");
+  g_autofree char *pid_path = hmmv_damon_path(index, "contexts/0/targets/0/pid_target");
+  g_autofree char *ops = NULL;
+  guint64 value;
+
+  if (!hmmv_sysfs_read_u64(fs, contexts, &value, NULL) || value != 1)
+    return FALSE;
+  if (!hmmv_sysfs_read(fs, ops_path, &ops, NULL) || g_strcmp0(ops, record->ops) != 0)
+    return FALSE;
+  if (!hmmv_sysfs_read_u64(fs, targets, &value, NULL) || value != 1)
+    return FALSE;
+  if (g_strcmp0(record->ops, "vaddr") == 0 &&
+      (!hmmv_sysfs_read_u64(fs, pid_path, &value, NULL) || value != (guint64)record->target_pid))
+    return FALSE;
+  return TRUE;
+}
+
+guint
+hmmv_damon_cleanup_stale(HmmvSysfs *fs, const char *run_dir, GError **error)
+{
+  g_autoptr(GDir) dir = NULL;
+  g_autoptr(GError) local_error = NULL;
+  const char *name;
+  guint cleaned = 0, nr = 0;
+
+  if (run_dir == NULL)
+    run_dir = HMMV_DAMON_RUN_DIR;
+  dir = g_dir_open(run_dir, 0, &local_error);
+  if (dir == NULL) {
+    if (g_error_matches(local_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+      return 0;
+    g_propagate_error(error, g_steal_pointer(&local_error));
+    return 0;
+  }
+  if (!read_nr_kdamonds(fs, &nr, error))
+    return 0;
+  while ((name = g_dir_read_name(dir)) != NULL) {
+    g_autofree char *path = g_build_filename(run_dir, name, NULL);
+    Record record;
+    guint64 index;
+
+    if (!g_str_has_prefix(name, "kdamond-") ||
+        !g_ascii_string_to_unsigned(name + 8, 10, 0, DAMON_MAX_KDAMONDS, &index, NULL))
+      continue;
+    if (!read_record(path, &record)) {
+      g_free(record.ops);
+      continue;
+    }
+    if (owner_alive(record.owner_pid)) {
+      g_free(record.ops);
+      continue;
+    }
+    if (index < nr && still_ours(fs, (guint)index, &record)) {
+      g_autofree char *contexts = hmmv_damon_path((guint)index, "contexts/nr_contexts");
+
+      turn_off(fs, (guint)index);
+      (void)hmmv_sysfs_write(fs, contexts, "0", NULL);
+      cleaned++;
+    }
+    /* Changed hands (or gone): the record is stale either way, the kdamond is not ours. */
+    (void)g_unlink(path);
+    g_free(record.ops);
+  }
+  maybe_take_back_added(fs, run_dir);
+  return cleaned;
+}
+
+/* Kernel symbols of the operations (mm/damon/vaddr.c, paddr.c): present when built in. */
+static gboolean
+kallsyms_has(const char *path, const char *symbol)
+{
+  g_autofree char *text = NULL;
+  g_autofree char *needle = g_strdup_printf(" %s\n", symbol);
+
+  if (!g_file_get_contents(path, &text, NULL, NULL))
+    return FALSE;
+  return strstr(text, needle) != NULL;
+}
+
+gboolean
+hmmv_damon_probe(HmmvSysfs *fs, HmmvDamonOps ops, const char *kallsyms_path, GError **error)
+{
+  const char *name = hmmv_damon_ops_name(ops);
+  guint nr;
+
+  if (!hmmv_sysfs_exists(fs, "kdamonds/nr_kdamonds")) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+                "the kernel has no DAMON sysfs interface");
+    return FALSE;
+  }
+  if (!read_nr_kdamonds(fs, &nr, error))
+    return FALSE;
+  for (guint i = 0; i < nr; i++) {
+    g_autofree char *path = hmmv_damon_path(i, "contexts/0/avail_operations");
+    g_autofree char *avail = NULL;
+    g_auto(GStrv) words = NULL;
+
+    if (!hmmv_sysfs_read(fs, path, &avail, NULL))
+      continue;
+    words = g_strsplit_set(avail, " \n", -1);
+    if (g_strv_contains((const char *const *)words, name))
+      return TRUE;
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+                "DAMON here offers \"%s\", not %s", g_strstrip(avail), name);
+    return FALSE;
+  }
+  if (kallsyms_has(kallsyms_path != NULL ? kallsyms_path : "/proc/kallsyms",
+                   ops == HMMV_DAMON_PADDR ? "damon_pa_check_accesses"
+                                           : "damon_va_check_accesses"))
+    return TRUE;
+  g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+              "the kernel's DAMON has no %s operations", name);
+  return FALSE;
+}

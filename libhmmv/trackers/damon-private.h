@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Kdamond ownership, shared by the DAMON tracker and hmmv_damon_cleanup_stale(). */
+#pragma once
+
+#include <hmmv/reads.h>
+
+G_BEGIN_DECLS
+
+/* "kdamonds/N/REST" */
+char *hmmv_damon_path(guint index, const char *rest);
+
+/* Takes a free kdamond, or adds one when nothing runs and every existing one is free, and
+ * records it as hmmv's (owner: this process) before configuring anything in it. */
+gboolean hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops,
+                            int target_pid, guint *index, GError **error);
+/* Turns it off, drops its context, removes the record; takes back a kdamond hmmv added when
+ * that leaves everything as it was. */
+void hmmv_damon_release(HmmvSysfs *fs, const char *run_dir, guint index);
+
+G_END_DECLS

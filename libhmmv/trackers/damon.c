@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The DAMON read tracker (see reads.h). One kdamond per VM, one context, one target, one
+ * "stat" scheme whose access pattern takes the regions with nr_accesses >= 1: after
+ * "update_schemes_tried_regions" its tried_regions directory lists exactly the regions DAMON
+ * saw accessed in the last aggregation interval (Documentation/admin-guide/mm/damon/
+ * usage.rst). That command blocks in the kernel until the kdamond has applied the scheme
+ * once (up to two aggregation intervals), so a thread of the tracker issues it, reads the
+ * regions and ORs their pages into a pending bitmap; harvest() only takes the bitmap.
+ *
+ * Sizes, from the VM and the interval:
+ *   aggr_us   = interval: one DAMON snapshot per hmmv interval;
+ *   sample_us = interval / 20, at least 1 ms: a region's nr_accesses counts up to 20
+ *               samples, and a page read throughout the interval is seen with certainty;
+ *   max_nr_regions = pages / 64, 100 .. 10,000: DAMON's cost is per region per sample
+ *               (one page-table walk), so this bounds the kdamond's CPU; 64 pages (256 KiB)
+ *               a region when all are used is the finest hot set it can draw;
+ *   min_nr_regions = max / 4, at least 10: DAMON merges regions of similar access counts,
+ *               and a floor keeps it splitting and so finding the hot set's edges.
+ *
+ * vaddr monitors the QEMU process (pid_target) and the tried regions are host virtual
+ * addresses; paddr monitors physical memory: the init regions are the span of the frames
+ * that back guest RAM (from /proc/PID/pagemap, re-read every snapshot since hmmv itself
+ * moves pages) and an accessed physical region marks the guest pages whose frames lie in it.
+ */
+#include "../vm-private.h"
+#include "damon-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gio/gio.h>
+#include <hmmv/error.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SNAPSHOT_REGIONS_MAX 100000u
+#define PAGEMAP_PFN_MASK ((G_GUINT64_CONSTANT(1) << 55) - 1)
+#define PAGEMAP_PRESENT (G_GUINT64_CONSTANT(1) << 63)
+
+typedef struct {
+  guint64 hva;
+  guint64 nr_pages;
+  guint64 first_page;
+} HvaRange;
+
+typedef struct {
+  guint64 pfn;
+  guint64 page;
+} PfnPage;
+
+typedef struct {
+  HmmvSysfs *fs;
+  HmmvDamonOptions options;
+  char *run_dir;
+  char *proc_dir;
+  gboolean acquired;
+  guint index;
+  int target_pid;
+  GArray *ranges;           /* HvaRange by hva */
+  guint64 nr_pages;
+  gsize nr_words;
+  GArray *pfns;             /* PfnPage by pfn (paddr; thread only) */
+
+  GThread *thread;
+  GMutex lock;
+  gboolean stopping;        /* under lock */
+  guint64 *pending;         /* under lock */
+  guint64 pending_snapshots;
+  GError *thread_error;     /* under lock: the thread ended */
+  HmmvDamonStats stats;     /* under lock */
+} Damon;
+
+static gboolean
+write_attr(Damon *damon, const char *rest, const char *value, GError **error)
+{
+  g_autofree char *path = hmmv_damon_path(damon->index, rest);
+
+  if (!hmmv_sysfs_write(damon->fs, path, value, error)) {
+    g_prefix_error(error, "kdamond %u: ", damon->index);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+write_attr_u64(Damon *damon, const char *rest, guint64 value, GError **error)
+{
+  char buf[32];
+
+  g_snprintf(buf, sizeof(buf), "%" G_GUINT64_FORMAT, value);
+  return write_attr(damon, rest, buf, error);
+}
+
+static gint
+pfn_cmp(gconstpointer a, gconstpointer b)
+{
+  guint64 x = ((const PfnPage *)a)->pfn, y = ((const PfnPage *)b)->pfn;
+
+  return x < y ? -1 : x > y;
+}
+
+/* guest pages -> frames, sorted by frame. Pages not present are left out. */
+static gboolean
+read_pfns(Damon *damon, GError **error)
+{
+  g_autofree char *path = g_strdup_printf("%s/%d/pagemap", damon->proc_dir, damon->target_pid);
+  g_autofree guint64 *buf = g_new(guint64, 4096);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+  if (fd < 0) {
+    int saved = errno;
+
+    g_set_error(error, HMMV_ERROR, saved == ENOENT || saved == ESRCH ? HMMV_ERROR_GONE
+                                                                     : HMMV_ERROR_IO,
+                "%s: %s", path, g_strerror(saved));
+    return FALSE;
+  }
+  g_array_set_size(damon->pfns, 0);
+  for (guint r = 0; r < damon->ranges->len; r++) {
+    const HvaRange *range = &g_array_index(damon->ranges, HvaRange, r);
+
+    for (guint64 done = 0; done < range->nr_pages;) {
+      guint64 count = MIN(range->nr_pages - done, 4096u);
+      off_t offset = (off_t)(((range->hva >> HMMV_PAGE_SHIFT) + done) * 8);
+      ssize_t n = pread(fd, buf, count * 8, offset);
+
+      if (n <= 0) {
+        int saved = n < 0 ? errno : EIO;
+
+        close(fd);
+        g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "%s: %s", path, g_strerror(saved));
+        return FALSE;
+      }
+      count = (guint64)n / 8;
+      for (guint64 i = 0; i < count; i++) {
+        PfnPage entry = { buf[i] & PAGEMAP_PFN_MASK, range->first_page + done + i };
+
+        /* without CAP_SYS_ADMIN the kernel reports frame 0 */
+        if ((buf[i] & PAGEMAP_PRESENT) && entry.pfn != 0)
+          g_array_append_val(damon->pfns, entry);
+      }
+      done += count;
+    }
+  }
+  close(fd);
+  g_array_sort(damon->pfns, pfn_cmp);
+  return TRUE;
+}
+
+/* Marks in bitmap the VM pages of [start, end) (host virtual or physical addresses). */
+static void
+mark_range(Damon *damon, guint64 *bitmap, guint64 start, guint64 end)
+{
+  if (damon->options.ops == HMMV_DAMON_PADDR) {
+    guint64 first = start >> HMMV_PAGE_SHIFT, last = (end + HMMV_PAGE_SIZE - 1) >> HMMV_PAGE_SHIFT;
+    guint lo = 0, hi = damon->pfns->len;
+
+    while (lo < hi) {
+      guint mid = lo + (hi - lo) / 2;
+
+      if (g_array_index(damon->pfns, PfnPage, mid).pfn < first)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    for (guint i = lo; i < damon->pfns->len; i++) {
+      const PfnPage *entry = &g_array_index(damon->pfns, PfnPage, i);
+
+      if (entry->pfn >= last)
+        break;
+      bitmap[entry->page >> 6] |= G_GUINT64_CONSTANT(1) << (entry->page & 63);
+    }
+    return;
+  }
+  for (guint r = 0; r < damon->ranges->len; r++) {
+    const HvaRange *range = &g_array_index(damon->ranges, HvaRange, r);
+    guint64 range_end = range->hva + (range->nr_pages << HMMV_PAGE_SHIFT);
+    guint64 s = MAX(start, range->hva), e = MIN(end, range_end);
+
+    if (s >= e)
+      continue;
+    /* a page partly inside an accessed region counts: DAMON regions are page aligned */
+    for (guint64 page = (s - range->hva) >> HMMV_PAGE_SHIFT;
+         page < (e - range->hva + HMMV_PAGE_SIZE - 1) >> HMMV_PAGE_SHIFT; page++) {
+      guint64 index = range->first_page + page;
+
+      bitmap[index >> 6] |= G_GUINT64_CONSTANT(1) << (index & 63);
+    }
+  }
+}
+
+static guint64
+thread_cpu_ns(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (guint64)ts.tv_sec * G_GUINT64_CONSTANT(1000000000) + (guint64)ts.tv_nsec;
+}
+
+/* One snapshot: ask DAMON for the regions of its last aggregation, read them, mark pages. */
+static gboolean
+snapshot(Damon *damon, guint64 *bitmap, guint64 *nr_regions, GError **error)
+{
+  g_autofree char *state = NULL;
+  g_autofree char *state_path = hmmv_damon_path(damon->index, "state");
+  guint64 regions = 0;
+
+  if (damon->options.ops == HMMV_DAMON_PADDR && !read_pfns(damon, error))
+    return FALSE;
+  if (!write_attr(damon, "state", "update_schemes_tried_regions", error))
+    return FALSE;
+  /* The kdamond ends by itself when its target process exits. */
+  if (!hmmv_sysfs_read(damon->fs, state_path, &state, error))
+    return FALSE;
+  if (g_strcmp0(state, "on") != 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_GONE, "kdamond %u stopped (state %s)",
+                damon->index, state);
+    return FALSE;
+  }
+  memset(bitmap, 0, damon->nr_words * sizeof(guint64));
+  for (guint i = 0; i < SNAPSHOT_REGIONS_MAX; i++) {
+    g_autofree char *dir = g_strdup_printf("contexts/0/schemes/0/tried_regions/%u", i);
+    g_autofree char *start_path = g_strdup_printf("kdamonds/%u/%s/start", damon->index, dir);
+    g_autofree char *end_path = g_strdup_printf("kdamonds/%u/%s/end", damon->index, dir);
+    guint64 start, end;
+
+    if (!hmmv_sysfs_read_u64(damon->fs, start_path, &start, NULL))
+      break;    /* past the last region */
+    if (!hmmv_sysfs_read_u64(damon->fs, end_path, &end, error))
+      return FALSE;
+    if (end > start)
+      mark_range(damon, bitmap, start, end);
+    regions++;
+  }
+  *nr_regions = regions;
+  return TRUE;
+}
+
+static gpointer
+damon_thread(gpointer data)
+{
+  Damon *damon = data;
+  g_autofree guint64 *bitmap = g_new0(guint64, damon->nr_words);
+
+  for (;;) {
+    g_autoptr(GError) error = NULL;
+    guint64 regions = 0, t0, t1;
+    gboolean ok;
+
+    g_mutex_lock(&damon->lock);
+    if (damon->stopping) {
+      g_mutex_unlock(&damon->lock);
+      break;
+    }
+    g_mutex_unlock(&damon->lock);
+    t0 = (guint64)g_get_monotonic_time();
+    ok = snapshot(damon, bitmap, &regions, &error);
+    t1 = (guint64)g_get_monotonic_time();
+    g_mutex_lock(&damon->lock);
+    if (!ok) {
+      if (!damon->stopping)
+        damon->thread_error = g_steal_pointer(&error);
+      damon->stats.thread_cpu_ns = thread_cpu_ns();
+      g_mutex_unlock(&damon->lock);
+      break;
+    }
+    for (gsize w = 0; w < damon->nr_words; w++)
+      damon->pending[w] |= bitmap[w];
+    damon->pending_snapshots++;
+    damon->stats.snapshots++;
+    damon->stats.accessed_regions = regions;
+    damon->stats.regions = regions;
+    damon->stats.last_snapshot_ns = (t1 - t0) * 1000;
+    damon->stats.thread_cpu_ns = thread_cpu_ns();
+    g_mutex_unlock(&damon->lock);
+  }
+  return NULL;
+}
+
+static void
+choose_sizes(Damon *damon)
+{
+  HmmvDamonStats *stats = &damon->stats;
+  guint interval_ms = MAX(damon->options.interval_ms, 10u);
+
+  stats->aggr_us = interval_ms * 1000u;
+  stats->sample_us = damon->options.sample_us != 0 ? damon->options.sample_us
+                                                   : MAX(stats->aggr_us / 20u, 1000u);
+  stats->sample_us = MIN(stats->sample_us, stats->aggr_us);
+  stats->max_nr_regions = damon->options.max_nr_regions != 0
+                            ? damon->options.max_nr_regions
+                            : (guint)CLAMP(damon->nr_pages / 64, 100, 10000);
+  stats->max_nr_regions = MAX(stats->max_nr_regions, 10u);
+  stats->min_nr_regions = MAX(stats->max_nr_regions / 4, 10u);
+  stats->min_nr_regions = MIN(stats->min_nr_regions, stats->max_nr_regions);
+}
+
+/* The monitored space: vaddr, guest RAM's host ranges; paddr, the frames' span. */
+static gboolean
+write_regions(Damon *damon, GError **error)
+{
+  g_autoptr(GArray) spans = g_array_new(FALSE, FALSE, sizeof(guint64) * 2);
+
+  if (damon->options.ops == HMMV_DAMON_PADDR) {
+    guint64 span[2];
+
+    if (!read_pfns(damon, error))
+      return FALSE;
+    if (damon->pfns->len == 0) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+                  "no frame of guest RAM is visible in /proc/%d/pagemap (none present, or "
+                  "no CAP_SYS_ADMIN)", damon->target_pid);
+      return FALSE;
+    }
+    span[0] = g_array_index(damon->pfns, PfnPage, 0).pfn << HMMV_PAGE_SHIFT;
+    span[1] = (g_array_index(damon->pfns, PfnPage, damon->pfns->len - 1).pfn + 1)
+              << HMMV_PAGE_SHIFT;
+    g_array_append_val(spans, span);
+  } else {
+    for (guint r = 0; r < damon->ranges->len; r++) {
+      const HvaRange *range = &g_array_index(damon->ranges, HvaRange, r);
+      guint64 span[2] = { range->hva, range->hva + (range->nr_pages << HMMV_PAGE_SHIFT) };
+
+      g_array_append_val(spans, span);
+    }
+  }
+  if (!write_attr_u64(damon, "contexts/0/targets/0/regions/nr_regions", spans->len, error))
+    return FALSE;
+  for (guint i = 0; i < spans->len; i++) {
+    const guint64 *span = &g_array_index(spans, guint64, 2 * i);
+    g_autofree char *start = g_strdup_printf("contexts/0/targets/0/regions/%u/start", i);
+    g_autofree char *end = g_strdup_printf("contexts/0/targets/0/regions/%u/end", i);
+
+    /* end first: the kernel does not check the pair until "on" */
+    if (!write_attr_u64(damon, end, span[1], error) ||
+        !write_attr_u64(damon, start, span[0], error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+configure(Damon *damon, GError **error)
+{
+  const char *ops = hmmv_damon_ops_name(damon->options.ops);
+  HmmvDamonStats *s = &damon->stats;
+  g_autofree char *avail = NULL;
+  g_autofree char *avail_path = hmmv_damon_path(damon->index, "contexts/0/avail_operations");
+  g_auto(GStrv) words = NULL;
+
+  if (!write_attr(damon, "contexts/nr_contexts", "1", error))
+    return FALSE;
+  if (!hmmv_sysfs_read(damon->fs, avail_path, &avail, error))
+    return FALSE;
+  words = g_strsplit_set(avail, " \n", -1);
+  if (!g_strv_contains((const char *const *)words, ops)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+                "DAMON here offers \"%s\", not %s", avail, ops);
+    return FALSE;
+  }
+  choose_sizes(damon);
+  if (!write_attr(damon, "contexts/0/operations", ops, error) ||
+      !write_attr_u64(damon, "contexts/0/monitoring_attrs/intervals/sample_us", s->sample_us,
+                      error) ||
+      !write_attr_u64(damon, "contexts/0/monitoring_attrs/intervals/aggr_us", s->aggr_us,
+                      error) ||
+      /* vaddr re-reads the mappings this often: once a second is plenty for guest RAM */
+      !write_attr_u64(damon, "contexts/0/monitoring_attrs/intervals/update_us",
+                      MAX(s->aggr_us, 1000000u), error) ||
+      !write_attr_u64(damon, "contexts/0/monitoring_attrs/nr_regions/max", s->max_nr_regions,
+                      error) ||
+      !write_attr_u64(damon, "contexts/0/monitoring_attrs/nr_regions/min", s->min_nr_regions,
+                      error) ||
+      !write_attr(damon, "contexts/0/targets/nr_targets", "1", error))
+    return FALSE;
+  if (damon->options.ops == HMMV_DAMON_VADDR &&
+      !write_attr_u64(damon, "contexts/0/targets/0/pid_target", (guint64)damon->target_pid,
+                      error))
+    return FALSE;
+  if (!write_regions(damon, error) ||
+      !write_attr(damon, "contexts/0/schemes/nr_schemes", "1", error) ||
+      !write_attr(damon, "contexts/0/schemes/0/action", "stat", error) ||
+      !write_attr(damon, "contexts/0/schemes/0/access_pattern/sz/max",
+                  "18446744073709551615", error) ||
+      !write_attr(damon, "contexts/0/schemes/0/access_pattern/sz/min", "0", error) ||
+      !write_attr(damon, "contexts/0/schemes/0/access_pattern/nr_accesses/max", "4294967295",
+                  error) ||
+      !write_attr(damon, "contexts/0/schemes/0/access_pattern/nr_accesses/min", "1", error) ||
+      !write_attr(damon, "contexts/0/schemes/0/access_pattern/age/max", "4294967295", error) ||
+      !write_attr(damon, "contexts/0/schemes/0/access_pattern/age/min", "0", error) ||
+      !write_attr(damon, "state", "on", error))
+    return FALSE;
+  return TRUE;
+}
+
+static gboolean
+damon_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
+{
+  Damon *damon = tracker->priv;
+  g_autofree char *pid_path = NULL;
+  guint64 kdamond_pid = 0;
+
+  g_return_val_if_fail(damon->thread == NULL && !damon->acquired, FALSE);
+  damon->target_pid = hmmv_vm_get_pid(vm);
+  if (damon->target_pid <= 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "DAMON needs the QEMU process id of vm %s", hmmv_vm_get_name(vm));
+    return FALSE;
+  }
+  damon->nr_pages = hmmv_vm_get_nr_pages(vm);
+  damon->nr_words = (damon->nr_pages + 63) / 64;
+  g_array_set_size(damon->ranges, 0);
+  for (guint r = 0; r < hmmv_vm_get_nr_regions(vm); r++) {
+    const HmmvRegion *region = hmmv_vm_get_region(vm, r);
+    HvaRange range = { region->hva, region->nr_pages, region->first_page };
+
+    if (region->hva == 0) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "region %s of vm %s has no host address", region->name,
+                  hmmv_vm_get_name(vm));
+      return FALSE;
+    }
+    g_array_append_val(damon->ranges, range);
+  }
+  if (!hmmv_damon_acquire(damon->fs, damon->run_dir, damon->options.ops, damon->target_pid,
+                          &damon->index, error))
+    return FALSE;
+  damon->acquired = TRUE;
+  if (!configure(damon, error)) {
+    hmmv_damon_release(damon->fs, damon->run_dir, damon->index);
+    damon->acquired = FALSE;
+    return FALSE;
+  }
+  pid_path = hmmv_damon_path(damon->index, "pid");
+  (void)hmmv_sysfs_read_u64(damon->fs, pid_path, &kdamond_pid, NULL);
+  damon->stats.kdamond = damon->index;
+  damon->stats.kdamond_pid = (int)kdamond_pid;
+  damon->pending = g_new0(guint64, damon->nr_words);
+  damon->stopping = FALSE;
+  damon->thread = g_thread_new("hmmv-damon", damon_thread, damon);
+  return TRUE;
+}
+
+static gboolean
+damon_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
+{
+  Damon *damon = tracker->priv;
+  guint64 any = 0;
+
+  (void)vm;
+  g_mutex_lock(&damon->lock);
+  if (damon->pending == NULL) {
+    g_mutex_unlock(&damon->lock);
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "DAMON tracker not started");
+    return FALSE;
+  }
+  if (damon->thread_error != NULL && damon->pending_snapshots == 0) {
+    g_propagate_error(error, g_error_copy(damon->thread_error));
+    g_mutex_unlock(&damon->lock);
+    return FALSE;
+  }
+  for (gsize w = 0; w < MIN(damon->nr_words, acc->nr_words); w++) {
+    acc->reads[w] |= damon->pending[w];
+    any |= damon->pending[w];
+    damon->pending[w] = 0;
+  }
+  if (any != 0)
+    acc->has_reads = TRUE;
+  acc->intervals = damon->pending_snapshots;
+  damon->pending_snapshots = 0;
+  g_mutex_unlock(&damon->lock);
+  return TRUE;
+}
+
+static void
+damon_stop(HmmvTracker *tracker)
+{
+  Damon *damon = tracker->priv;
+
+  if (damon->thread != NULL) {
+    g_mutex_lock(&damon->lock);
+    damon->stopping = TRUE;
+    g_mutex_unlock(&damon->lock);
+    /* "off" ends a pending update_schemes_tried_regions in the thread (the kernel stops
+     * waiting once the kdamond is gone), so the join takes one state write, not an
+     * aggregation interval. */
+    hmmv_damon_release(damon->fs, damon->run_dir, damon->index);
+    damon->acquired = FALSE;
+    g_thread_join(damon->thread);
+    damon->thread = NULL;
+  }
+  if (damon->acquired) {
+    hmmv_damon_release(damon->fs, damon->run_dir, damon->index);
+    damon->acquired = FALSE;
+  }
+  g_clear_pointer(&damon->pending, g_free);
+  g_clear_error(&damon->thread_error);
+}
+
+static void
+damon_destroy(HmmvTracker *tracker)
+{
+  Damon *damon = tracker->priv;
+
+  damon_stop(tracker);
+  g_array_unref(damon->ranges);
+  g_array_unref(damon->pfns);
+  hmmv_sysfs_unref(damon->fs);
+  g_mutex_clear(&damon->lock);
+  g_free(damon->run_dir);
+  g_free(damon->proc_dir);
+  g_free(damon);
+}
+
+static const struct hmmv_tracker_ops damon_vaddr_ops = {
+  .name = "damon-vaddr",
+  .start = damon_start,
+  .harvest = damon_harvest,
+  .stop = damon_stop,
+  .destroy = damon_destroy,
+};
+
+static const struct hmmv_tracker_ops damon_paddr_ops = {
+  .name = "damon-paddr",
+  .start = damon_start,
+  .harvest = damon_harvest,
+  .stop = damon_stop,
+  .destroy = damon_destroy,
+};
+
+HmmvTracker *
+hmmv_damon_tracker_new(const HmmvDamonOptions *options, GError **error)
+{
+  Damon *damon = g_new0(Damon, 1);
+
+  damon->options = *options;
+  damon->fs = options->fs != NULL ? hmmv_sysfs_ref(options->fs)
+                                  : hmmv_sysfs_new_dir(HMMV_DAMON_ADMIN_DIR);
+  damon->options.fs = NULL;
+  damon->run_dir = g_strdup(options->run_dir != NULL ? options->run_dir : HMMV_DAMON_RUN_DIR);
+  damon->proc_dir = g_strdup(options->proc_dir != NULL ? options->proc_dir : "/proc");
+  damon->options.run_dir = NULL;
+  damon->options.proc_dir = NULL;
+  damon->ranges = g_array_new(FALSE, FALSE, sizeof(HvaRange));
+  damon->pfns = g_array_new(FALSE, FALSE, sizeof(PfnPage));
+  g_mutex_init(&damon->lock);
+  return hmmv_tracker_new(options->ops == HMMV_DAMON_PADDR ? &damon_paddr_ops
+                                                           : &damon_vaddr_ops,
+                          damon, error);
+}
+
+gboolean
+hmmv_damon_tracker_get_stats(HmmvTracker *tracker, HmmvDamonStats *stats)
+{
+  Damon *damon;
+
+  if (tracker == NULL ||
+      (tracker->ops != &damon_vaddr_ops && tracker->ops != &damon_paddr_ops))
+    return FALSE;
+  damon = tracker->priv;
+  g_mutex_lock(&damon->lock);
+  *stats = damon->stats;
+  g_mutex_unlock(&damon->lock);
+  return TRUE;
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A fake DAMON sysfs tree (kdamonds/...) behind the HmmvSysfs seam, for the unit tests. It
+ * follows mm/damon/sysfs.c where hmmv depends on it:
+ *   - nr_kdamonds removes and re-creates every kdamond directory, and fails with EBUSY while
+ *     any kdamond runs; nr_contexts takes 0 or 1 (EINVAL otherwise); nr_targets,
+ *     nr_regions, nr_schemes re-create their children with default values;
+ *   - state takes on, off, commit, update_schemes_tried_regions, clear_schemes_tried_regions
+ *     (EINVAL otherwise): "on" fails with EBUSY when on, EINVAL without exactly one context,
+ *     with operations not in avail_operations, with nr_regions min < 3 or min > max, or with
+ *     a vaddr target whose pid is not alive (as the fake says); the commands that need a
+ *     running kdamond fail with EINVAL when it is off;
+ *   - update_schemes_tried_regions fills scheme 0's tried_regions with the regions of the
+ *     target's monitored ranges whose access count is within the scheme's nr_accesses
+ *     range: the ranges the test marked accessed (count 10) and the gaps between them
+ *     (count 0), as DAMON would after its regions converged.
+ */
+#pragma once
+
+#include <hmmv/reads.h>
+
+typedef struct _DamonFake DamonFake;
+
+/* nr_kdamonds starts at 0; avail is the contexts' avail_operations. */
+HmmvSysfs *damon_fake_new(const char *avail, DamonFake **fake);
+/* Sets up kdamond index like another user would (a paddr context), on or off. */
+void damon_fake_add_foreign(DamonFake *fake, gboolean running);
+/* Address ranges the next update_schemes_tried_regions reports accessed. */
+void damon_fake_set_accessed(DamonFake *fake, const guint64 *ranges, guint nr_ranges);
+void damon_fake_set_pid_alive(DamonFake *fake, int pid, gboolean alive);
+/* The kdamond ends as the kernel's does when its target exits. */
+void damon_fake_end_kdamond(DamonFake *fake, guint index);
+/* Writes done under kdamonds/INDEX/ since creation. */
+guint damon_fake_writes_under(DamonFake *fake, guint index);
+guint damon_fake_nr_writes(DamonFake *fake, const char *path);
+/* A value, or NULL (owned by the fake, valid until the next call). */
+const char *damon_fake_get(DamonFake *fake, const char *path);

@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The DAMON read tracker and the combined tracker, on the fake DAMON sysfs tree
+ * (damon-fake.c), which follows mm/damon/sysfs.c where hmmv depends on it.
+ */
+#include "damon-fake.h"
+#include "hmmv-test.h"
+
+#include <glib/gstdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define HVA 0x7f0000000000ull
+#define NR_PAGES 4096u
+
+typedef struct {
+  HmmvSysfs *fs;
+  DamonFake *fake;
+  char *run_dir;
+  HmmvVm *vm;
+} Fixture;
+
+static void
+fixture_init(Fixture *f, const char *avail)
+{
+  GError *error = NULL;
+
+  f->fs = damon_fake_new(avail, &f->fake);
+  f->run_dir = g_dir_make_tmp("hmmv-damon-XXXXXX", &error);
+  ck_assert_ptr_nonnull(f->run_dir);
+  f->vm = hmmv_vm_new("vm1");
+  ck_assert(hmmv_vm_add_region(f->vm, "pc.ram", 0, HVA, NR_PAGES * 4096ull, 4096, &error));
+  ck_assert(hmmv_vm_finalize_layout(f->vm, &error));
+  hmmv_vm_set_pid(f->vm, getpid());
+}
+
+static void
+rm_rf(const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+  const char *name;
+
+  while (d != NULL && (name = g_dir_read_name(d)) != NULL) {
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+
+    if (g_file_test(path, G_FILE_TEST_IS_DIR))
+      rm_rf(path);
+    else
+      g_unlink(path);
+  }
+  g_rmdir(dir);
+}
+
+static void
+fixture_clear(Fixture *f)
+{
+  hmmv_sysfs_unref(f->fs);
+  rm_rf(f->run_dir);
+  g_free(f->run_dir);
+  hmmv_vm_free(f->vm);
+}
+
+static HmmvTracker *
+new_tracker(Fixture *f, HmmvDamonOps ops, const char *proc_dir)
+{
+  HmmvDamonOptions options = {
+    .ops = ops, .interval_ms = 10, .fs = f->fs, .run_dir = f->run_dir, .proc_dir = proc_dir,
+  };
+  GError *error = NULL;
+  HmmvTracker *tracker = hmmv_damon_tracker_new(&options, &error);
+
+  ck_assert_ptr_nonnull(tracker);
+  return tracker;
+}
+
+/* Harvests until the read source has at least one snapshot (a liveness bound: 60 s). */
+static void
+harvest_snapshot(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc)
+{
+  GError *error = NULL;
+
+  for (guint i = 0; i < 6000; i++) {
+    hmmv_access_clear(acc);
+    ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s",
+                  error != NULL ? error->message : "");
+    if (acc->intervals > 0)
+      return;
+    g_usleep(10000);
+  }
+  ck_abort_msg("no DAMON snapshot within 60 s");
+}
+
+static gboolean
+record_exists(Fixture *f, guint index)
+{
+  g_autofree char *path = g_strdup_printf("%s/kdamond-%u", f->run_dir, index);
+
+  return g_file_test(path, G_FILE_TEST_EXISTS);
+}
+
+/* An empty tree: hmmv adds kdamonds, configures one, sees exactly the pages read, and
+ * leaves the tree as it found it. */
+START_TEST(test_vaddr_exact_and_cleanup)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  /* pages 16..31 and 1000..1063, and a range straddling the end of guest RAM */
+  guint64 accessed[] = { HVA + 16 * 4096, HVA + 32 * 4096, HVA + 1000 * 4096,
+                         HVA + 1064 * 4096, HVA + (NR_PAGES - 2) * 4096ull,
+                         HVA + (NR_PAGES + 8) * 4096ull };
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  HmmvDamonStats stats;
+
+  fixture_init(&f, "vaddr fvaddr paddr");
+  damon_fake_set_accessed(f.fake, accessed, 3);
+  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+  ck_assert_str_eq(hmmv_tracker_get_name(tracker), "damon-vaddr");
+  ck_assert_msg(hmmv_tracker_start(tracker, f.vm, &error), "%s",
+                error != NULL ? error->message : "");
+  ck_assert(record_exists(&f, 0));
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/contexts/0/operations"), "vaddr");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/contexts/0/schemes/0/action"), "stat");
+  ck_assert_str_eq(damon_fake_get(f.fake,
+                   "kdamonds/0/contexts/0/monitoring_attrs/intervals/aggr_us"), "10000");
+  harvest_snapshot(tracker, f.vm, acc);
+  ck_assert(acc->has_reads);
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16 + 64 + 2);
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->writes, acc->nr_words), 0);
+  for (guint64 p = 0; p < NR_PAGES; p++) {
+    gboolean want = (p >= 16 && p < 32) || (p >= 1000 && p < 1064) || p >= NR_PAGES - 2;
+
+    ck_assert_msg(hmmv_bitmap_test(acc->reads, p) == want, "page %" G_GUINT64_FORMAT, p);
+  }
+  ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  ck_assert_uint_ge(stats.snapshots, 1);
+  ck_assert_uint_eq(stats.kdamond, 0);
+  ck_assert_uint_eq(stats.max_nr_regions, 100);     /* 4096 pages / 64, at least 100 */
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "8");
+  hmmv_tracker_stop(tracker);
+  /* off, context dropped, then the kdamonds hmmv added taken back: the tree is as it was */
+  ck_assert_uint_eq(damon_fake_nr_writes(f.fake, "kdamonds/0/contexts/nr_contexts"), 2);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
+  ck_assert_ptr_null(damon_fake_get(f.fake, "kdamonds/0/state"));
+  ck_assert(!record_exists(&f, 0));
+  hmmv_tracker_free(tracker);
+  fixture_clear(&f);
+}
+END_TEST
+
+/* Another user's kdamond runs and none is free: nothing is written at all. */
+START_TEST(test_foreign_running_untouched)
+{
+  Fixture f;
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  gboolean running = _i == 0;
+
+  fixture_init(&f, "vaddr paddr");
+  damon_fake_add_foreign(f.fake, running);
+  ck_assert(!hmmv_damon_can_acquire(f.fs, f.run_dir, &error));
+  g_clear_error(&error);
+  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+  ck_assert(!hmmv_tracker_start(tracker, f.vm, &error));
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED), "%s",
+                error->message);
+  ck_assert(strstr(error->message, "no free kdamond") != NULL);
+  g_clear_error(&error);
+  ck_assert_uint_eq(damon_fake_writes_under(f.fake, 0), 0);
+  ck_assert_uint_eq(damon_fake_nr_writes(f.fake, "kdamonds/nr_kdamonds"), 0);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), running ? "on" : "off");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/contexts/0/operations"), "paddr");
+  ck_assert(!record_exists(&f, 0));
+  hmmv_tracker_stop(tracker);
+  hmmv_tracker_free(tracker);
+  ck_assert_uint_eq(damon_fake_writes_under(f.fake, 0), 0);
+  fixture_clear(&f);
+}
+END_TEST
+
+/* A free kdamond beside a running foreign one: hmmv takes the free one and only that. */
+START_TEST(test_free_kdamond_beside_foreign)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  guint64 accessed[] = { HVA, HVA + 4096 };
+  HmmvTracker *tracker;
+  GError *error = NULL;
+
+  fixture_init(&f, "vaddr paddr");
+  /* kdamonds 0 (foreign, on) and 1 (free): as after "echo 2 > nr_kdamonds" by its user */
+  damon_fake_add_foreign(f.fake, FALSE);
+  ck_assert(hmmv_sysfs_write(f.fs, "kdamonds/nr_kdamonds", "2", &error));
+  ck_assert(hmmv_sysfs_write(f.fs, "kdamonds/0/contexts/nr_contexts", "1", &error));
+  ck_assert(hmmv_sysfs_write(f.fs, "kdamonds/0/contexts/0/operations", "paddr", &error));
+  ck_assert(hmmv_sysfs_write(f.fs, "kdamonds/0/state", "on", &error));
+  {
+    guint before = damon_fake_writes_under(f.fake, 0);
+
+    damon_fake_set_accessed(f.fake, accessed, 1);
+    tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+    ck_assert_msg(hmmv_tracker_start(tracker, f.vm, &error), "%s",
+                  error != NULL ? error->message : "");
+    ck_assert(record_exists(&f, 1));
+    harvest_snapshot(tracker, f.vm, acc);
+    ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 1);
+    /* a second VM finds no free kdamond and cannot add one while kdamond 0 runs */
+    {
+      HmmvTracker *second = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+
+      ck_assert(!hmmv_tracker_start(second, f.vm, &error));
+      g_clear_error(&error);
+      hmmv_tracker_free(second);
+    }
+    hmmv_tracker_stop(tracker);
+    hmmv_tracker_free(tracker);
+    ck_assert_uint_eq(damon_fake_writes_under(f.fake, 0), before);
+  }
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "2");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/1/state"), "off");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/1/contexts/nr_contexts"), "0");
+  fixture_clear(&f);
+}
+END_TEST
+
+static int
+dead_pid(void)
+{
+  pid_t pid = fork();
+
+  if (pid == 0)
+    _exit(0);
+  ck_assert_int_gt(pid, 0);
+  waitpid(pid, NULL, 0);
+  return pid;
+}
+
+static void
+write_record(Fixture *f, guint index, int owner, int target, const char *ops)
+{
+  g_autofree char *path = g_strdup_printf("%s/kdamond-%u", f->run_dir, index);
+  g_autofree char *text = g_strdup_printf("owner_pid=%d\ntarget_pid=%d\nops=%s\n", owner,
+                                          target, ops);
+
+  ck_assert(g_file_set_contents(path, text, -1, NULL));
+}
+
+/* An hmmvd was killed: its kdamond still runs. The next start turns it off and frees it;
+ * a record whose kdamond changed hands since is dropped and the kdamond left alone; a
+ * record of a live hmmvd is left alone. */
+START_TEST(test_cleanup_stale)
+{
+  Fixture f;
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  g_autofree char *added = NULL;
+  int dead = dead_pid();
+
+  fixture_init(&f, "vaddr paddr");
+  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+  ck_assert(hmmv_tracker_start(tracker, f.vm, &error));
+  /* simulate the kill: the records now name a dead owner, the kdamond stays on */
+  write_record(&f, 0, dead, getpid(), "vaddr");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  ck_assert_uint_eq(hmmv_damon_cleanup_stale(f.fs, f.run_dir, &error), 1);
+  ck_assert_uint_eq(damon_fake_nr_writes(f.fake, "kdamonds/0/contexts/nr_contexts"), 2);
+  ck_assert(!record_exists(&f, 0));
+  /* and the kdamonds it had added are taken back (the fake, as the kernel, refuses that
+   * with EBUSY while one runs: so it was turned off) */
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
+  added = g_build_filename(f.run_dir, "added", NULL);
+  ck_assert(!g_file_test(added, G_FILE_TEST_EXISTS));
+  hmmv_tracker_stop(tracker);   /* its kdamond was taken away: stop must cope */
+  hmmv_tracker_free(tracker);
+
+  /* changed hands: someone else now runs kdamond 0 with paddr */
+  damon_fake_add_foreign(f.fake, TRUE);
+  write_record(&f, 0, dead, getpid(), "vaddr");
+  {
+    guint before = damon_fake_writes_under(f.fake, 0);
+
+    ck_assert_uint_eq(hmmv_damon_cleanup_stale(f.fs, f.run_dir, &error), 0);
+    ck_assert_uint_eq(damon_fake_writes_under(f.fake, 0), before);
+  }
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  ck_assert(!record_exists(&f, 0));
+  /* a live owner (this process's parent stands for a running hmmvd) */
+  write_record(&f, 0, getppid(), getpid(), "paddr");
+  ck_assert_uint_eq(hmmv_damon_cleanup_stale(f.fs, f.run_dir, &error), 0);
+  ck_assert(record_exists(&f, 0));
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  fixture_clear(&f);
+}
+END_TEST
+
+/* The kdamond ends (its target exited): the read tracker reports GONE; the combined
+ * tracker drops it and goes on with the writes. */
+START_TEST(test_combined_drops_failed_reads)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  guint64 accessed[] = { HVA + 8 * 4096, HVA + 10 * 4096 };
+  HmmvTracker *writes = hmmv_fake_tracker_new();
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  gboolean dropped = FALSE;
+
+  fixture_init(&f, "vaddr paddr");
+  damon_fake_set_accessed(f.fake, accessed, 1);
+  tracker = hmmv_combined_tracker_new(writes, new_tracker(&f, HMMV_DAMON_VADDR, NULL));
+  ck_assert(hmmv_tracker_start(tracker, f.vm, &error));
+  /* reads and writes arrive in separate bitmaps; the write source paces the intervals */
+  for (guint i = 0; i < 6000; i++) {
+    hmmv_fake_tracker_queue_write(writes, 100);
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, &error));
+    ck_assert_uint_eq(acc->intervals, 1);
+    ck_assert(hmmv_bitmap_test(acc->writes, 100));
+    if (acc->has_reads)
+      break;
+    g_usleep(10000);
+  }
+  ck_assert(acc->has_reads);
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 2);
+  ck_assert(!hmmv_bitmap_test(acc->reads, 100));
+  damon_fake_end_kdamond(f.fake, 0);
+  for (guint i = 0; i < 6000 && !dropped; i++) {
+    hmmv_fake_tracker_queue_write(writes, 7);
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, &error));
+    ck_assert(hmmv_bitmap_test(acc->writes, 7));
+    dropped = hmmv_combined_tracker_get_reads(tracker) == NULL;
+    g_usleep(10000);
+  }
+  ck_assert(dropped);
+  ck_assert(!record_exists(&f, 0));
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
+  hmmv_tracker_stop(tracker);
+  hmmv_tracker_free(tracker);
+  fixture_clear(&f);
+}
+END_TEST
+
+/* paddr: the frames behind guest RAM come from PID/pagemap; an accessed physical range
+ * marks the guest pages whose frames lie in it, wherever they are in guest RAM. */
+START_TEST(test_paddr_maps_frames)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  g_autofree char *proc = g_dir_make_tmp("hmmv-proc-XXXXXX", NULL);
+  g_autofree char *pid_dir = g_strdup_printf("%s/%d", proc, getpid());
+  g_autofree char *pagemap = g_build_filename(pid_dir, "pagemap", NULL);
+  g_autofree guint64 *entries = g_new0(guint64, NR_PAGES);
+  /* frames 0x1000 + (NR_PAGES - 1 - page): guest RAM backed in reverse order */
+  guint64 accessed[] = { (0x1000ull + NR_PAGES - 20) * 4096, (0x1000ull + NR_PAGES - 10) * 4096 };
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  FILE *file;
+
+  fixture_init(&f, "vaddr paddr");
+  ck_assert_int_eq(g_mkdir(pid_dir, 0700), 0);
+  for (guint p = 0; p < NR_PAGES; p++)
+    entries[p] = (G_GUINT64_CONSTANT(1) << 63) | (0x1000ull + NR_PAGES - 1 - p);
+  entries[12] = 0;    /* not present: never marked */
+  file = fopen(pagemap, "w");
+  ck_assert_ptr_nonnull(file);
+  ck_assert_int_eq(fseek(file, (long)((HVA >> 12) * 8), SEEK_SET), 0);
+  ck_assert_uint_eq(fwrite(entries, 8, NR_PAGES, file), NR_PAGES);
+  fclose(file);
+  damon_fake_set_accessed(f.fake, accessed, 1);
+  tracker = new_tracker(&f, HMMV_DAMON_PADDR, proc);
+  ck_assert_str_eq(hmmv_tracker_get_name(tracker), "damon-paddr");
+  ck_assert_msg(hmmv_tracker_start(tracker, f.vm, &error), "%s",
+                error != NULL ? error->message : "");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/contexts/0/operations"), "paddr");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/contexts/0/targets/0/regions/0/start"),
+                   "16777216");    /* frame 0x1000 */
+  harvest_snapshot(tracker, f.vm, acc);
+  /* frames NR_PAGES-20 .. NR_PAGES-11 above 0x1000 are pages 10..19, less page 12 */
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 9);
+  for (guint p = 10; p < 20; p++)
+    ck_assert(hmmv_bitmap_test(acc->reads, p) == (p != 12));
+  hmmv_tracker_stop(tracker);
+  hmmv_tracker_free(tracker);
+  g_unlink(pagemap);
+  g_rmdir(pid_dir);
+  g_rmdir(proc);
+  fixture_clear(&f);
+}
+END_TEST
+
+/* The probe decides without writing: an existing context's avail_operations, else the
+ * kernel's symbols. */
+START_TEST(test_probe_reads_only)
+{
+  Fixture f;
+  GError *error = NULL;
+  g_autofree char *dir = g_dir_make_tmp("hmmv-kallsyms-XXXXXX", NULL);
+  g_autofree char *kallsyms = g_build_filename(dir, "kallsyms", NULL);
+
+  fixture_init(&f, "paddr");
+  ck_assert(g_file_set_contents(kallsyms, "ffffffff81000000 t damon_va_check_accesses\n", -1,
+                                NULL));
+  /* no kdamond: the symbols say vaddr is there, paddr is not */
+  ck_assert(hmmv_damon_probe(f.fs, HMMV_DAMON_VADDR, kallsyms, &error));
+  ck_assert(!hmmv_damon_probe(f.fs, HMMV_DAMON_PADDR, kallsyms, &error));
+  g_clear_error(&error);
+  /* a context says paddr only (as this project's build host does) */
+  damon_fake_add_foreign(f.fake, TRUE);
+  ck_assert(!hmmv_damon_probe(f.fs, HMMV_DAMON_VADDR, kallsyms, &error));
+  ck_assert(strstr(error->message, "offers \"paddr\"") != NULL);
+  g_clear_error(&error);
+  ck_assert(hmmv_damon_probe(f.fs, HMMV_DAMON_PADDR, kallsyms, &error));
+  ck_assert_uint_eq(damon_fake_writes_under(f.fake, 0), 0);
+  g_unlink(kallsyms);
+  g_rmdir(dir);
+  fixture_clear(&f);
+}
+END_TEST
+
+/* Without DAMON's sysfs at all, the real seam on an empty directory says so. */
+START_TEST(test_probe_no_damon)
+{
+  g_autofree char *dir = g_dir_make_tmp("hmmv-nodamon-XXXXXX", NULL);
+  g_autoptr(HmmvSysfs) fs = hmmv_sysfs_new_dir(dir);
+  GError *error = NULL;
+
+  ck_assert(!hmmv_damon_probe(fs, HMMV_DAMON_VADDR, "/nonexistent", &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED));
+  ck_assert(strstr(error->message, "no DAMON sysfs") != NULL);
+  g_clear_error(&error);
+  g_rmdir(dir);
+}
+END_TEST
+
+static Suite *
+damon_suite(void)
+{
+  Suite *s = suite_create("damon");
+  TCase *tc = tcase_create("damon");
+
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_vaddr_exact_and_cleanup);
+  tcase_add_loop_test(tc, test_foreign_running_untouched, 0, 2);
+  tcase_add_test(tc, test_free_kdamond_beside_foreign);
+  tcase_add_test(tc, test_cleanup_stale);
+  tcase_add_test(tc, test_combined_drops_failed_reads);
+  tcase_add_test(tc, test_paddr_maps_frames);
+  tcase_add_test(tc, test_probe_reads_only);
+  tcase_add_test(tc, test_probe_no_damon);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int
+main(void)
+{
+  return hmmv_test_run(damon_suite());
+}
