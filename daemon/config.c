@@ -44,6 +44,8 @@ typedef struct {
 static const char *const log_levels[] = { "error", "critical", "warning", "message", "info",
                                           "debug", NULL };
 static const char *const movers[] = { "auto", "numa", "sim", NULL };
+static const char *const read_sources[] = { "auto", "damon-vaddr", "damon-paddr", "none",
+                                            NULL };
 
 #define FIELD(f) offsetof(HmmvdConfig, f)
 #define POLICY(name, f) \
@@ -79,6 +81,8 @@ static const KeySpec key_specs[] = {
   { "defaults", "weight", KEY_UINT, FIELD(default_quota.weight), 1, HMMVD_QUOTA_MAX_WEIGHT,
     NULL, FALSE },
   { "defaults", "managed", KEY_BOOL, FIELD(default_quota.managed), 0, 0, NULL, FALSE },
+  { "reads", "source", KEY_ENUM, FIELD(reads_source), 0, 0, read_sources, FALSE },
+  { "reads", "run-dir", KEY_PATH, FIELD(reads_run_dir), 0, 0, NULL, FALSE },
   { "metrics", "listen", KEY_LISTEN, FIELD(metrics_listen), 0, 0, NULL, FALSE },
   { "metrics", "textfile", KEY_PATH_OR_EMPTY, FIELD(metrics_textfile), 0, 0, NULL, FALSE },
 };
@@ -101,6 +105,8 @@ hmmvd_config_init(HmmvdConfig *config)
   config->dram_nodes = g_new0(char *, 1);
   config->default_quota = (HmmvQuota){ .weight = 100, .managed = TRUE };
   /* Metrics are off until the operator picks where they go: an open port is a choice. */
+  config->reads_source = g_strdup("auto");
+  config->reads_run_dir = g_strdup(HMMV_DAMON_RUN_DIR);
   config->metrics_listen = g_strdup("");
   config->metrics_textfile = g_strdup("");
 }
@@ -113,6 +119,8 @@ hmmvd_config_clear(HmmvdConfig *config)
   g_clear_pointer(&config->libvirt_uri, g_free);
   g_clear_pointer(&config->libvirt_run_dir, g_free);
   g_clear_pointer(&config->mover, g_free);
+  g_clear_pointer(&config->reads_source, g_free);
+  g_clear_pointer(&config->reads_run_dir, g_free);
   g_clear_pointer(&config->slow_nodes, g_strfreev);
   g_clear_pointer(&config->dram_nodes, g_strfreev);
   g_clear_pointer(&config->metrics_listen, g_free);
@@ -128,6 +136,8 @@ config_copy(HmmvdConfig *dst, const HmmvdConfig *src)
   dst->libvirt_uri = g_strdup(src->libvirt_uri);
   dst->libvirt_run_dir = g_strdup(src->libvirt_run_dir);
   dst->mover = g_strdup(src->mover);
+  dst->reads_source = g_strdup(src->reads_source);
+  dst->reads_run_dir = g_strdup(src->reads_run_dir);
   dst->slow_nodes = g_strdupv(src->slow_nodes);
   dst->dram_nodes = g_strdupv(src->dram_nodes);
   dst->metrics_listen = g_strdup(src->metrics_listen);

@@ -22,6 +22,8 @@ typedef struct {
   HmmvQmp *qmp;               /* borrowed from the tracker */
   HmmvVm *vm;
   HmmvTracker *tracker;
+  HmmvTracker *dirty;         /* the qemu-dirty part of tracker (borrowed) */
+  gboolean reads;
   HmmvAccess *acc;
   HmmvTraceWriter *trace;
   GArray *entries;            /* HmmvTraceEntry, reused */
@@ -38,16 +40,19 @@ print_range(guint64 start, guint64 end)
          " pages)\n", start, end, (end - start) / HMMV_PAGE_SIZE);
 }
 
-/* Written pages as coalesced guest-physical ranges, END exclusive. Page indices ascend and
- * regions ascend in gpa, so one pass in index order sees addresses in order. */
+/* Pages of one kind as coalesced guest-physical ranges, END exclusive. Page indices ascend
+ * and regions ascend in gpa, so one pass in index order sees addresses in order. reads:
+ * pages read and not written (DAMON sees writes as accesses too; qemu-dirty knows them). */
 static void
-print_ranges(Track *t)
+print_ranges(Track *t, gboolean reads)
 {
   guint64 start = 0, end = 0;
   gboolean open = FALSE;
 
   for (gsize w = 0; w < t->acc->nr_words; w++) {
-    for (guint64 bits = t->acc->writes[w]; bits != 0; bits &= bits - 1) {
+    guint64 word = reads ? t->acc->reads[w] & ~t->acc->writes[w] : t->acc->writes[w];
+
+    for (guint64 bits = word; bits != 0; bits &= bits - 1) {
       guint64 gpa = hmmv_vm_page_to_gpa(t->vm, w * 64 + (guint64)__builtin_ctzll(bits));
 
       if (open && gpa == end) {
@@ -76,6 +81,25 @@ write_trace_interval(Track *t, guint64 compute_ns, GError **error)
       g_array_append_val(t->entries, entry);
     }
   }
+  if (t->reads) {
+    /* read-only pages, merged in page order with the written ones */
+    g_autoptr(GArray) merged = g_array_new(FALSE, FALSE, sizeof(HmmvTraceEntry));
+    guint i = 0;
+
+    for (gsize w = 0; w < t->acc->nr_words; w++) {
+      for (guint64 bits = t->acc->reads[w] & ~t->acc->writes[w]; bits != 0; bits &= bits - 1) {
+        HmmvTraceEntry entry = { .page = w * 64 + (guint64)__builtin_ctzll(bits), .reads = 1 };
+
+        while (i < t->entries->len && g_array_index(t->entries, HmmvTraceEntry, i).page < entry.page)
+          g_array_append_val(merged, g_array_index(t->entries, HmmvTraceEntry, i++));
+        g_array_append_val(merged, entry);
+      }
+    }
+    while (i < t->entries->len)
+      g_array_append_val(merged, g_array_index(t->entries, HmmvTraceEntry, i++));
+    g_array_set_size(t->entries, 0);
+    g_array_append_vals(t->entries, merged->data, merged->len);
+  }
   return hmmv_trace_writer_add_interval(t->trace, compute_ns,
                                         (const HmmvTraceEntry *)t->entries->data,
                                         t->entries->len, error);
@@ -94,6 +118,8 @@ restart(Track *t, GError **error)
   }
   fprintf(stderr, "hmmvctl: QEMU's RAM layout changed; tracking restarts\n");
   vm = hmmv_qemu_vm_new(t->qmp, "track", error);
+  if (vm != NULL)
+    hmmv_vm_set_pid(vm, hmmv_qmp_get_peer_pid(t->qmp));
   if (vm == NULL || !hmmv_tracker_start(t->tracker, vm, error))
     return FALSE;
   hmmv_access_free(t->acc);
@@ -111,7 +137,7 @@ harvest_once(Track *t, GError **error)
   g_autoptr(GError) local_error = NULL;
   HmmvQemuDirtyStats stats;
   gint64 now_us;
-  guint64 written;
+  guint64 written, read = 0;
 
   hmmv_access_clear(t->acc);
   if (!hmmv_tracker_harvest(t->tracker, t->vm, t->acc, &local_error)) {
@@ -124,7 +150,9 @@ harvest_once(Track *t, GError **error)
     return TRUE;    /* nothing published since the last harvest */
   now_us = g_get_monotonic_time();
   written = hmmv_bitmap_count(t->acc->writes, t->acc->nr_words);
-  (void)hmmv_qemu_dirty_tracker_get_stats(t->tracker, &stats);
+  for (gsize w = 0; w < t->acc->nr_words; w++)
+    read += (guint64)__builtin_popcountll(t->acc->reads[w] & ~t->acc->writes[w]);
+  (void)hmmv_qemu_dirty_tracker_get_stats(t->dirty, &stats);
   t->intervals++;
   if (t->trace != NULL) {
     if (!write_trace_interval(t, (guint64)(now_us - t->last_us) * 1000u, error))
@@ -133,7 +161,15 @@ harvest_once(Track *t, GError **error)
     printf("interval %u: %" G_GUINT64_FORMAT " pages written (generation %" G_GUINT64_FORMAT
            ", %" G_GUINT64_FORMAT " merged)\n", t->intervals, written, stats.generation,
            t->acc->intervals);
-    print_ranges(t);
+    print_ranges(t, FALSE);
+    if (t->reads) {
+      printf("interval %u: %" G_GUINT64_FORMAT " pages read, not written (%s)\n",
+             t->intervals, read, t->tracker != t->dirty &&
+             hmmv_combined_tracker_get_reads(t->tracker) != NULL
+               ? hmmv_tracker_get_name(hmmv_combined_tracker_get_reads(t->tracker))
+               : "read source lost");
+      print_ranges(t, TRUE);
+    }
     fflush(stdout);
   }
   t->last_us = now_us;
@@ -162,6 +198,35 @@ on_signal(gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* DAMON vaddr, else paddr, each only when a kdamond is free: decided without writing. */
+static HmmvTracker *
+read_tracker_new(int interval_ms, GError **error)
+{
+  g_autoptr(HmmvSysfs) fs = hmmv_sysfs_new_dir(HMMV_DAMON_ADMIN_DIR);
+  g_autoptr(GString) why = g_string_new(NULL);
+  const HmmvDamonOps choices[] = { HMMV_DAMON_VADDR, HMMV_DAMON_PADDR };
+
+  for (guint i = 0; i < G_N_ELEMENTS(choices); i++) {
+    g_autoptr(GError) local_error = NULL;
+    HmmvDamonOptions options = {
+      .ops = choices[i],
+      .interval_ms = interval_ms > 0 ? (guint)interval_ms : ON_DEMAND_PERIOD_MS,
+      .fs = fs,
+    };
+
+    if (hmmv_damon_probe(fs, choices[i], NULL, &local_error) &&
+        hmmv_damon_can_acquire(fs, NULL, &local_error)) {
+      fprintf(stderr, "hmmvctl: reads from DAMON %s\n", hmmv_damon_ops_name(choices[i]));
+      return hmmv_damon_tracker_new(&options, error);
+    }
+    g_string_append_printf(why, "%sDAMON %s: %s", why->len > 0 ? "; " : "",
+                           hmmv_damon_ops_name(choices[i]), local_error->message);
+  }
+  g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED, "--reads: no read source (%s)",
+              why->str);
+  return NULL;
+}
+
 static gboolean
 track_start(Track *t, const char *qmp_path, int interval_ms, const char *trace,
             GError **error)
@@ -177,9 +242,18 @@ track_start(Track *t, const char *qmp_path, int interval_ms, const char *trace,
     return FALSE;
   }
   t->qmp = qmp;
+  hmmv_vm_set_pid(t->vm, hmmv_qmp_get_peer_pid(qmp));
   t->tracker = hmmv_qemu_dirty_tracker_new(qmp, &options, error);   /* takes qmp */
   if (t->tracker == NULL)
     return FALSE;
+  t->dirty = t->tracker;
+  if (t->reads) {
+    HmmvTracker *damon = read_tracker_new(interval_ms, error);
+
+    if (damon == NULL)
+      return FALSE;
+    t->tracker = hmmv_combined_tracker_new(t->tracker, damon);
+  }
   t->acc = hmmv_access_new(hmmv_vm_get_nr_pages(t->vm), error);
   if (t->acc == NULL || !hmmv_tracker_start(t->tracker, t->vm, error))
     return FALSE;
@@ -213,9 +287,9 @@ track_clear(Track *t)
 
 gboolean
 hmmvctl_track(const char *qmp_path, int interval_ms, int count, const char *trace,
-              GError **error)
+              gboolean reads, GError **error)
 {
-  Track t = { .count = count };
+  Track t = { .count = count, .reads = reads };
   guint period_ms = interval_ms > 0 ? (guint)interval_ms : ON_DEMAND_PERIOD_MS;
   guint sigint, sigterm;
   gboolean ok;

@@ -29,6 +29,7 @@ typedef struct {
   int interval_ms;
   int count;
   char *trace;
+  gboolean reads;
 } Options;
 
 static void
@@ -163,6 +164,11 @@ print_status(JsonObject *status)
   printf("intervals:   %" G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT " ms each), the last took "
          "%.3f ms\n", member_uint(status, "intervals"), member_uint(status, "interval-ms"),
          (double)member_uint(status, "last-interval-ns") / 1e6);
+  printf("reads:       %s%s%s%s\n",
+         json_object_get_string_member_with_default(status, "read-source", "none"),
+         json_object_has_member(status, "read-source-reason") ? " (" : "",
+         json_object_get_string_member_with_default(status, "read-source-reason", ""),
+         json_object_has_member(status, "read-source-reason") ? ")" : "");
   printf("mover:       %s%s\n", mover,
          json_object_get_boolean_member_with_default(status, "slow-tier-modelled", FALSE)
            ? " (the slow tier is modelled: no page really moves)" : "");
@@ -350,7 +356,7 @@ check_usage(const Options *options, const char *command, int argc, GError **erro
   gboolean quota_options = options->min != NULL || options->max != NULL ||
                            options->weight != NULL || options->managed != NULL;
   gboolean track_options = options->qmp != NULL || options->interval_ms >= 0 ||
-                           options->count >= 0 || options->trace != NULL;
+                           options->count >= 0 || options->trace != NULL || options->reads;
   int want_args = strcmp(command, "set-quota") == 0 || strcmp(command, "pause") == 0 ||
                   strcmp(command, "resume") == 0 ? 1 : 0;
   const char *bad = NULL;
@@ -358,7 +364,7 @@ check_usage(const Options *options, const char *command, int argc, GError **erro
   if (quota_options && strcmp(command, "set-quota") != 0)
     bad = "--min, --max, --weight and --managed go with set-quota";
   else if (track_options && strcmp(command, "track") != 0)
-    bad = "--qmp, --interval-ms, --count and --trace go with track";
+    bad = "--qmp, --interval-ms, --count, --trace and --reads go with track";
   else if (argc - 2 != want_args)
     bad = want_args ? "this command takes one domain name" : "this command takes no argument";
   else if (strcmp(command, "track") == 0 && options->qmp == NULL)
@@ -370,7 +376,7 @@ check_usage(const Options *options, const char *command, int argc, GError **erro
 
 static const char summary[] =
   "Commands (talk to hmmvd over its root-only control socket):\n"
-  "  status                  the daemon: intervals, mover, DRAM pool, nodes\n"
+  "  status                  the daemon: intervals, mover, read source, DRAM pool, nodes\n"
   "  vms                     per VM: status, quota, DRAM budget, hot set, pages per tier,\n"
   "                          promotions, demotions, errors\n"
   "  set-quota DOM [--min MIB] [--max MIB] [--weight N] [--managed yes|no]\n"
@@ -379,13 +385,15 @@ static const char summary[] =
   "  pause DOM | resume DOM  stop / restart moving DOM's pages (tracking goes on)\n"
   "\n"
   "Without hmmvd, straight to one QEMU with the hmmv patches:\n"
-  "  track --qmp SOCKET [--interval-ms N] [--count K] [--trace FILE]\n"
+  "  track --qmp SOCKET [--reads] [--interval-ms N] [--count K] [--trace FILE]\n"
   "      Starts tracking, prints per interval the guest-physical ranges written as\n"
   "      0xSTART-0xEND with END exclusive (the first byte after the range), and stops\n"
   "      tracking cleanly after K intervals (default: until Ctrl-C or SIGTERM).\n"
   "      --interval-ms N: QEMU publishes every N ms (default 1000); 0: QEMU publishes\n"
   "      only when asked (hmmv-sync), once a second. --trace FILE writes the replay\n"
-  "      trace format (include/hmmv/trace.h) instead of ranges.\n"
+  "      trace format (include/hmmv/trace.h) instead of ranges. --reads: reads too,\n"
+  "      from the kernel's DAMON (vaddr, else paddr; a free kdamond, as hmmvd takes),\n"
+  "      printed apart from the writes: pages accessed and not written.\n"
   "\n"
   "Exit status: 0 ok, 1 error (the reason on stderr).";
 
@@ -410,6 +418,8 @@ main(int argc, char **argv)
     { "count", 0, 0, G_OPTION_ARG_INT, &options.count, "track: stop after K intervals", "K" },
     { "trace", 0, 0, G_OPTION_ARG_FILENAME, &options.trace,
       "track: write a replay trace instead of ranges", "FILE" },
+    { "reads", 0, 0, G_OPTION_ARG_NONE, &options.reads,
+      "track: reads too (DAMON), printed apart from writes", NULL },
     { NULL },
   };
   g_autoptr(GOptionContext) context = g_option_context_new("COMMAND [DOM]");
@@ -441,7 +451,7 @@ main(int argc, char **argv)
   ok = error == NULL && check_usage(&options, command, argc, &error);
   if (ok && strcmp(command, "track") == 0)
     ok = hmmvctl_track(options.qmp, options.interval_ms < 0 ? 1000 : options.interval_ms,
-                       options.count, options.trace, &error);
+                       options.count, options.trace, options.reads, &error);
   else if (ok)
     ok = run_daemon_command(&options, command, argc > 2 ? argv[2] : NULL, &error);
   if (!ok)

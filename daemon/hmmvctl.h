@@ -6,4 +6,4 @@
 
 /* hmmvctl track: interval_ms 0 = QEMU publishes on demand; count < 0 = until a signal. */
 gboolean hmmvctl_track(const char *qmp_path, int interval_ms, int count, const char *trace,
-                       GError **error);
+                       gboolean reads, GError **error);

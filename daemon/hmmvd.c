@@ -44,6 +44,7 @@ typedef struct {
   Options options;
   HmmvTopology *topo;                 /* the core's: the host's, or the sim's modelled one */
   HmmvMover *mover;
+  HmmvdReads *reads;
   HmmvCore *core;
   HmmvdVms *vms;
   HmmvdControl *control;
@@ -317,6 +318,8 @@ start(Daemon *d, GError **error)
   if (d->core == NULL)
     return FALSE;
   d->vms = hmmvd_vms_new(d->core, config);
+  d->reads = hmmvd_reads_new(config, NULL);  /* logs which read source, or why none */
+  hmmvd_vms_set_reads(d->vms, d->reads);
   hmmvd_vms_set_mover(d->vms, d->mover);  /* quotas checked against its DRAM; sim forgets */
   d->control = hmmvd_control_new(d->vms, d->topo, hmmv_mover_get_name(d->mover),
                                  config->control_socket, error);
@@ -357,6 +360,7 @@ stop(Daemon *d)
   g_clear_pointer(&d->metrics, hmmvd_metrics_free);
   g_clear_pointer(&d->control, hmmvd_control_free);
   g_clear_pointer(&d->vms, hmmvd_vms_free);
+  g_clear_pointer(&d->reads, hmmvd_reads_free);
   g_clear_pointer(&d->core, hmmv_core_free);
   g_clear_pointer(&d->mover, hmmv_mover_free);
   g_clear_pointer(&d->topo, hmmv_topology_free);

@@ -220,6 +220,12 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   add_string(builder, "balance-error", hmmvd_vms_get_balance_error(vms));
   add_string(builder, "balance-note", hmmvd_vms_get_balance_note(vms));
   add_string(builder, "mover", mover);
+  add_string(builder, "read-source", hmmvd_vms_get_reads(vms) != NULL
+                                       ? hmmvd_reads_get_source(hmmvd_vms_get_reads(vms))
+                                       : "none");
+  if (hmmvd_vms_get_reads(vms) != NULL && hmmvd_reads_get_reason(hmmvd_vms_get_reads(vms)))
+    add_string(builder, "read-source-reason",
+               hmmvd_reads_get_reason(hmmvd_vms_get_reads(vms)));
   add_bool(builder, "slow-tier-modelled", g_strcmp0(mover, "sim") == 0);
   add_bool(builder, "single-node", topo != NULL && hmmv_topology_is_single_node(topo));
   add_uint(builder, "vms", list->len);

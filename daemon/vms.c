@@ -32,6 +32,7 @@ struct _HmmvdVms {
   HmmvCore *core;
   const HmmvdConfig *config;
   HmmvMover *mover;
+  HmmvdReads *reads;          /* borrowed; NULL: writes only */
   GHashTable *entries;        /* name -> VmEntry */
   GPtrArray *list;            /* sorted view handed out by hmmvd_vms_list() */
   HmmvIntervalReport report;
@@ -90,6 +91,18 @@ void
 hmmvd_vms_set_mover(HmmvdVms *vms, HmmvMover *mover)
 {
   vms->mover = mover;
+}
+
+void
+hmmvd_vms_set_reads(HmmvdVms *vms, HmmvdReads *reads)
+{
+  vms->reads = reads;
+}
+
+HmmvdReads *
+hmmvd_vms_get_reads(HmmvdVms *vms)
+{
+  return vms->reads;
 }
 
 void
@@ -290,6 +303,10 @@ track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker, GError **
   guint64 nr_pages = hmmv_vm_get_nr_pages(vm);
   guint nr_regions = hmmv_vm_get_nr_regions(vm);
   g_autoptr(GError) local_error = NULL;
+
+  /* reads, where the kernel offers a source: combined with the writes (the core starts the
+   * combined tracker, which starts both; a prestarted write tracker as before) */
+  tracker = hmmvd_reads_wrap(vms->reads, tracker);
 
   hmmv_vm_set_pid(vm, entry->info.pid);
   hmmv_vm_set_quota(vm, &entry->info.quota);

@@ -7,6 +7,7 @@
 #include <hmmv/hmmv.h>
 
 #include "config.h"
+#include "reads.h"
 
 G_BEGIN_DECLS
 
@@ -78,6 +79,9 @@ void hmmvd_vms_set_rebuild_func(HmmvdVms *vms, HmmvdVmRebuildFunc func, gpointer
  * pages when the VM leaves the core; its topology also sizes the DRAM pool for quota checks
  * when dram-pool-mib is 0. */
 void hmmvd_vms_set_mover(HmmvdVms *vms, HmmvMover *mover);
+/* The read source VMs added from QMP get beside their writes (borrowed; NULL: writes only). */
+void hmmvd_vms_set_reads(HmmvdVms *vms, HmmvdReads *reads);
+HmmvdReads *hmmvd_vms_get_reads(HmmvdVms *vms);
 /* Told when a VM's QEMU went away (HMMV_ERROR_GONE in an interval): the VM has left the core
  * and stays listed as "gone: ..." until the source calls hmmvd_vms_remove(). */
 typedef void (*HmmvdVmGoneFunc)(const char *name, gpointer user_data);

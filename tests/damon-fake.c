@@ -220,7 +220,7 @@ state_command(DamonFake *fake, guint k, const char *path, const char *cmd, GErro
     max = getu(fake, "kdamonds/%u/contexts/0/monitoring_attrs/nr_regions/max", k);
     if (min < 3 || min > max)
       return fail(error, EINVAL, path, cmd);
-    if (strcmp(get(fake, ops), "vaddr") == 0) {
+    if (strcmp(get(fake, ops), "vaddr") == 0 || strcmp(get(fake, ops), "fvaddr") == 0) {
       guint64 nr = getu(fake, "kdamonds/%u/contexts/0/targets/nr_targets", k);
 
       for (guint t = 0; t < nr; t++) {

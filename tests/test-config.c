@@ -7,8 +7,8 @@
 #include <string.h>
 
 #define SHIPPED_CONF HMMV_SOURCE_ROOT "/configs/hmmvd.conf"
-/* [daemon] 3 + [libvirt] 4 + [memory] 6 + [policy] 8 + [defaults] 4 + [metrics] 2 */
-#define NR_KEYS 27
+/* [daemon] 3 + [libvirt] 4 + [memory] 6 + [policy] 8 + [defaults] 4 + [reads] 2 + [metrics] 2 */
+#define NR_KEYS 29
 
 static char *tmpdir;
 
@@ -55,6 +55,8 @@ assert_config_equal(const HmmvdConfig *a, const HmmvdConfig *b)
   ck_assert_str_eq(a->libvirt_run_dir, b->libvirt_run_dir);
   ck_assert_uint_eq(a->dram_pool_mib, b->dram_pool_mib);
   ck_assert_str_eq(a->mover, b->mover);
+  ck_assert_str_eq(a->reads_source, b->reads_source);
+  ck_assert_str_eq(a->reads_run_dir, b->reads_run_dir);
   ck_assert(g_strv_equal((const char *const *)a->slow_nodes,
                          (const char *const *)b->slow_nodes));
   ck_assert(g_strv_equal((const char *const *)a->dram_nodes,
@@ -202,6 +204,8 @@ static const struct {
   { "[libvirt]\nenabled = perhaps\n", ":2: [libvirt] enabled: \"perhaps\" is not a boolean" },
   { "[libvirt]\nreconnect-ms = 10\n", ":2: [libvirt] reconnect-ms: 10 is out of range [100," },
   { "[memory]\nmover = fast\n", ":2: [memory] mover: \"fast\" is not one of auto, numa, sim" },
+  { "[reads]\nsource = idle\n",
+    ":2: [reads] source: \"idle\" is not one of auto, damon-vaddr, damon-paddr, none" },
   { "[memory]\nslow-nodes = 1;x\n", ":2: [memory] slow-nodes: node id: \"x\" is not" },
   { "[memory]\nslow-nodes = 31\n", ":2: [memory] slow-nodes: node id: 31 is out of range" },
   { "[memory]\nslow-nodes = 1\ndram-nodes = 0;1\n", ":2: [memory] slow-nodes: node 1 is also" },

@@ -93,7 +93,9 @@ guint hmmv_damon_cleanup_stale(HmmvSysfs *fs, const char *run_dir, GError **erro
  * (the VM's QEMU pid, from hmmv_vm_get_pid()) over guest RAM and turns it on; a thread
  * snapshots the regions DAMON saw accessed every aggregation interval; harvest() ORs the
  * snapshots since the last harvest into acc's read bitmap (it never blocks on the kernel);
- * stop() turns the kdamond off and gives it back. */
+ * stop() waits for the snapshot in progress (up to two aggregation intervals: DAMON hangs an
+ * "off" written while an update command waits), then turns the kdamond off and gives it
+ * back. */
 HmmvTracker *hmmv_damon_tracker_new(const HmmvDamonOptions *options, GError **error);
 
 typedef struct {

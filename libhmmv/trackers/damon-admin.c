@@ -94,19 +94,27 @@ kdamond_free(HmmvSysfs *fs, const char *run_dir, guint index)
 }
 
 static gboolean
-write_record(const char *run_dir, guint index, HmmvDamonOps ops, int target_pid,
-             GError **error)
+ensure_run_dir(const char *run_dir, GError **error)
 {
-  g_autofree char *path = record_path(run_dir, index);
-  g_autofree char *text = g_strdup_printf("owner_pid=%d\ntarget_pid=%d\nops=%s\n", getpid(),
-                                          target_pid, hmmv_damon_ops_name(ops));
-
   if (g_mkdir_with_parents(run_dir, 0700) != 0) {
     int saved = errno;
 
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "%s: %s", run_dir, g_strerror(saved));
     return FALSE;
   }
+  return TRUE;
+}
+
+gboolean
+hmmv_damon_write_record(const char *run_dir, guint index, const char *ops, int target_pid,
+                        GError **error)
+{
+  g_autofree char *path = record_path(run_dir, index);
+  g_autofree char *text = g_strdup_printf("owner_pid=%d\ntarget_pid=%d\nops=%s\n", getpid(),
+                                          target_pid, ops);
+
+  if (!ensure_run_dir(run_dir, error))
+    return FALSE;
   return g_file_set_contents_full(path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
                                   error);
 }
@@ -153,6 +161,8 @@ write_added(const char *run_dir, guint before, GError **error)
   /* the first add knows the count before hmmv; later ones must not overwrite it */
   if (g_file_test(path, G_FILE_TEST_EXISTS))
     return TRUE;
+  if (!ensure_run_dir(run_dir, error))
+    return FALSE;
   text = g_strdup_printf("before=%u\n", before);
   return g_file_set_contents_full(path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
                                   error);
@@ -192,7 +202,7 @@ hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int tar
     return FALSE;
   for (guint i = 0; i < nr; i++) {
     if (kdamond_free(fs, run_dir, i)) {
-      if (!write_record(run_dir, i, ops, target_pid, error))
+      if (!hmmv_damon_write_record(run_dir, i, hmmv_damon_ops_name(ops), target_pid, error))
         return FALSE;
       *index = i;
       return TRUE;
@@ -206,7 +216,7 @@ hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int tar
     g_prefix_error(error, "adding kdamonds: ");
     return FALSE;
   }
-  if (!write_record(run_dir, nr, ops, target_pid, error))
+  if (!hmmv_damon_write_record(run_dir, nr, hmmv_damon_ops_name(ops), target_pid, error))
     return FALSE;
   *index = nr;
   return TRUE;
@@ -291,7 +301,7 @@ still_ours(HmmvSysfs *fs, guint index, const Record *record)
     return FALSE;
   if (!hmmv_sysfs_read_u64(fs, targets, &value, NULL) || value != 1)
     return FALSE;
-  if (g_strcmp0(record->ops, "vaddr") == 0 &&
+  if ((g_strcmp0(record->ops, "vaddr") == 0 || g_strcmp0(record->ops, "fvaddr") == 0) &&
       (!hmmv_sysfs_read_u64(fs, pid_path, &value, NULL) || value != (guint64)record->target_pid))
     return FALSE;
   return TRUE;

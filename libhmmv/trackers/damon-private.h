@@ -13,6 +13,9 @@ char *hmmv_damon_path(guint index, const char *rest);
  * records it as hmmv's (owner: this process) before configuring anything in it. */
 gboolean hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops,
                             int target_pid, guint *index, GError **error);
+/* (Re)writes the record of kdamond index: ops is what hmmv wrote to operations. */
+gboolean hmmv_damon_write_record(const char *run_dir, guint index, const char *ops,
+                                 int target_pid, GError **error);
 /* Turns it off, drops its context, removes the record; takes back a kdamond hmmv added when
  * that leaves everything as it was. */
 void hmmv_damon_release(HmmvSysfs *fs, const char *run_dir, guint index);

@@ -12,8 +12,8 @@
  *   aggr_us   = interval: one DAMON snapshot per hmmv interval;
  *   sample_us = interval / 20, at least 1 ms: a region's nr_accesses counts up to 20
  *               samples, and a page read throughout the interval is seen with certainty;
- *   max_nr_regions = pages / 64, 100 .. 10,000: DAMON's cost is per region per sample
- *               (one page-table walk), so this bounds the kdamond's CPU; 64 pages (256 KiB)
+ *   max_nr_regions = pages / 16, 100 .. 10,000: DAMON's cost is per region per sample
+ *               (one page-table walk), so this bounds the kdamond's CPU; 16 pages (64 KiB)
  *               a region when all are used is the finest hot set it can draw;
  *   min_nr_regions = max / 4, at least 10: DAMON merges regions of similar access counts,
  *               and a floor keeps it splitting and so finding the hot set's edges.
@@ -291,7 +291,7 @@ choose_sizes(Damon *damon)
   stats->sample_us = MIN(stats->sample_us, stats->aggr_us);
   stats->max_nr_regions = damon->options.max_nr_regions != 0
                             ? damon->options.max_nr_regions
-                            : (guint)CLAMP(damon->nr_pages / 64, 100, 10000);
+                            : (guint)CLAMP(damon->nr_pages / 16, 100, 10000);
   stats->max_nr_regions = MAX(stats->max_nr_regions, 10u);
   stats->min_nr_regions = MAX(stats->max_nr_regions / 4, 10u);
   stats->min_nr_regions = MIN(stats->min_nr_regions, stats->max_nr_regions);
@@ -345,6 +345,7 @@ static gboolean
 configure(Damon *damon, GError **error)
 {
   const char *ops = hmmv_damon_ops_name(damon->options.ops);
+  const char *kernel_ops;
   HmmvDamonStats *s = &damon->stats;
   g_autofree char *avail = NULL;
   g_autofree char *avail_path = hmmv_damon_path(damon->index, "contexts/0/avail_operations");
@@ -360,8 +361,17 @@ configure(Damon *damon, GError **error)
                 "DAMON here offers \"%s\", not %s", avail, ops);
     return FALSE;
   }
+  /* fvaddr (6.1+) is vaddr over the ranges given, which stay put; vaddr proper replaces
+   * them every update interval with three regions spanning the whole process (heap, mmap
+   * area, stack), spreading its regions over QEMU's gigabytes of address space instead of
+   * guest RAM. */
+  kernel_ops = damon->options.ops == HMMV_DAMON_VADDR &&
+               g_strv_contains((const char *const *)words, "fvaddr") ? "fvaddr" : ops;
+  if (!hmmv_damon_write_record(damon->run_dir, damon->index, kernel_ops, damon->target_pid,
+                               error))
+    return FALSE;
   choose_sizes(damon);
-  if (!write_attr(damon, "contexts/0/operations", ops, error) ||
+  if (!write_attr(damon, "contexts/0/operations", kernel_ops, error) ||
       !write_attr_u64(damon, "contexts/0/monitoring_attrs/intervals/sample_us", s->sample_us,
                       error) ||
       !write_attr_u64(damon, "contexts/0/monitoring_attrs/intervals/aggr_us", s->aggr_us,
@@ -395,6 +405,8 @@ configure(Damon *damon, GError **error)
   return TRUE;
 }
 
+static void damon_stop(HmmvTracker *tracker);
+
 static gboolean
 damon_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
 {
@@ -402,7 +414,8 @@ damon_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
   g_autofree char *pid_path = NULL;
   guint64 kdamond_pid = 0;
 
-  g_return_val_if_fail(damon->thread == NULL && !damon->acquired, FALSE);
+  /* started again (the VM's layout changed): start over with the new layout */
+  damon_stop(tracker);
   damon->target_pid = hmmv_vm_get_pid(vm);
   if (damon->target_pid <= 0) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
@@ -483,11 +496,10 @@ damon_stop(HmmvTracker *tracker)
     g_mutex_lock(&damon->lock);
     damon->stopping = TRUE;
     g_mutex_unlock(&damon->lock);
-    /* "off" ends a pending update_schemes_tried_regions in the thread (the kernel stops
-     * waiting once the kdamond is gone), so the join takes one state write, not an
-     * aggregation interval. */
-    hmmv_damon_release(damon->fs, damon->run_dir, damon->index);
-    damon->acquired = FALSE;
+    /* The thread finishes the update_schemes_tried_regions it is in (at most two
+     * aggregation intervals) before the kdamond is turned off: writing "off" while that
+     * command waits for the kdamond hung the writer in the kernel (6.12, seen in the
+     * testbed: reads-check blocked for more than 120 s). */
     g_thread_join(damon->thread);
     damon->thread = NULL;
   }

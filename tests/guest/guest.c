@@ -290,6 +290,12 @@ static void config_defaults(struct guest_config *cfg)
     cfg->report_every = 1u << 20;
     cfg->verify_every = 16;
     cfg->rewrite_every = 64;
+    cfg->read_pages = 2048;
+    cfg->read_chunk = 64;
+    cfg->read_stride = 256;
+    cfg->write_pages = 0;
+    cfg->write_ratio = 0;
+    cfg->accesses = 0;
 }
 
 static void bad_param(const char *tok, size_t len, const char *why)
@@ -335,6 +341,12 @@ static void parse_param(struct guest_config *cfg, const char *tok, size_t len)
           1u << 30 },
         { "rewrite_every", 0, offsetof(struct guest_config, rewrite_every), 1,
           1u << 30 },
+        { "read_pages", 0, offsetof(struct guest_config, read_pages), 1, 1u << 20 },
+        { "read_chunk", 0, offsetof(struct guest_config, read_chunk), 1, 1u << 20 },
+        { "read_stride", 0, offsetof(struct guest_config, read_stride), 1, 1u << 20 },
+        { "write_pages", 0, offsetof(struct guest_config, write_pages), 0, 1u << 20 },
+        { "write_ratio", 0, offsetof(struct guest_config, write_ratio), 0, 100 },
+        { "accesses", 1, offsetof(struct guest_config, accesses), 0, ~0ull },
     };
     size_t eq, klen, i;
     const char *val;
@@ -356,8 +368,10 @@ static void parse_param(struct guest_config *cfg, const char *tok, size_t len)
             cfg->mode = MODE_WORKLOAD;
         } else if (streq_n(val, vlen, "verify")) {
             cfg->mode = MODE_VERIFY;
+        } else if (streq_n(val, vlen, "reads")) {
+            cfg->mode = MODE_READS;
         } else {
-            bad_param(tok, len, "mode must be phases, workload or verify");
+            bad_param(tok, len, "mode must be phases, workload, verify or reads");
         }
         return;
     }
@@ -593,6 +607,71 @@ static void run_workload(const struct guest_config *cfg, uint64_t mem_top)
     putc_serial('\n');
 }
 
+/*
+ * Reads a known page set (chunks of read_chunk pages, one every read_stride pages from
+ * base) and, write_ratio percent of the time, writes another (write_pages pages right after
+ * the read window), one word on a random cache line of a random page per access, so a read
+ * tracker can be checked against exactly these sets. Nothing else in the window is touched.
+ */
+static void run_reads(const struct guest_config *cfg, uint64_t mem_top)
+{
+    uint32_t base_pfn = cfg->base >> PAGE_SHIFT;
+    uint32_t chunk = cfg->read_chunk < cfg->read_pages ? cfg->read_chunk : cfg->read_pages;
+    uint32_t nr_chunks = (cfg->read_pages + chunk - 1) / chunk;
+    uint32_t read_window, write_pfn, rng = cfg->seed ? cfg->seed : 0x12345678u;
+    uint32_t sink = 0;
+    uint64_t n = 0, next_report = cfg->report_every;
+
+    if (cfg->read_stride < chunk || cfg->read_pages % chunk != 0) {
+        puts_serial("HMMV-ERROR read_pages must be a multiple of read_chunk <= read_stride\n");
+        guest_exit(EXIT_BAD_CMDLINE);
+    }
+    read_window = (nr_chunks - 1) * cfg->read_stride + chunk;
+    write_pfn = base_pfn + read_window;
+    check_window(base_pfn, read_window + cfg->write_pages, mem_top);
+    wait_for_host(cfg, "reads", 0);
+    puts_serial("HMMV-READS-BEGIN");
+    put_kv_hex("base_pfn", base_pfn);
+    put_kv_dec("read_pages", cfg->read_pages);
+    put_kv_dec("read_chunk", chunk);
+    put_kv_dec("read_stride", cfg->read_stride);
+    put_kv_hex("write_first_pfn", write_pfn);
+    put_kv_dec("write_pages", cfg->write_pages);
+    put_kv_dec("write_ratio", cfg->write_pages ? cfg->write_ratio : 0);
+    put_kv_dec("window_pages", read_window + cfg->write_pages);
+    putc_serial('\n');
+
+    while (cfg->accesses == 0 || n < cfg->accesses) {
+        uint32_t r = xorshift32(&rng);
+        uint32_t line = ((r >> 8) & 0x3f) * 64;
+
+        if (cfg->write_pages && r % 100 < cfg->write_ratio) {
+            uint32_t pfn = write_pfn + xorshift32(&rng) % cfg->write_pages;
+            volatile uint32_t *p = (volatile uint32_t *)(uintptr_t)((pfn << PAGE_SHIFT) + line);
+
+            *p = r;
+        } else {
+            uint32_t i = xorshift32(&rng) % cfg->read_pages;
+            uint32_t pfn = base_pfn + (i / chunk) * cfg->read_stride + i % chunk;
+            volatile uint32_t *p = (volatile uint32_t *)(uintptr_t)((pfn << PAGE_SHIFT) + line);
+
+            sink += *p;
+        }
+        n++;
+        if (cfg->report_every && n == next_report) {
+            next_report += cfg->report_every;
+            puts_serial("HMMV-READS-PROGRESS");
+            put_kv_dec("accesses", n);
+            put_kv_hex("sink", sink);
+            putc_serial('\n');
+        }
+    }
+    puts_serial("HMMV-READS-END");
+    put_kv_dec("accesses", n);
+    put_kv_hex("sink", sink);
+    putc_serial('\n');
+}
+
 void guest_main(uint32_t magic, const struct multiboot_info *mbi)
 {
     struct guest_config cfg;
@@ -615,7 +694,8 @@ void guest_main(uint32_t magic, const struct multiboot_info *mbi)
 
     puts_serial("HMMV-GUEST-READY");
     puts_serial(cfg.mode == MODE_PHASES ? " mode=phases"
-                : cfg.mode == MODE_WORKLOAD ? " mode=workload" : " mode=verify");
+                : cfg.mode == MODE_WORKLOAD ? " mode=workload"
+                : cfg.mode == MODE_VERIFY ? " mode=verify" : " mode=reads");
     if (cfg.mode == MODE_PHASES) {
         puts_serial(cfg.pattern == PATTERN_SEQ ? " pattern=seq"
                                                : " pattern=random");
@@ -640,7 +720,11 @@ void guest_main(uint32_t magic, const struct multiboot_info *mbi)
     } else if (cfg.mode == MODE_WORKLOAD) {
         run_workload(&cfg, mem_top);
     } else {
-        run_verify(&cfg, mem_top);
+        if (cfg.mode == MODE_VERIFY) {
+            run_verify(&cfg, mem_top);
+        } else {
+            run_reads(&cfg, mem_top);
+        }
     }
     puts_serial("HMMV-DONE\n");
     wait_for_host(&cfg, "exit", 0);

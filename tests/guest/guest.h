@@ -18,7 +18,7 @@
 #define EXIT_BAD_WINDOW 2
 #define EXIT_CORRUPT 3
 
-enum guest_mode { MODE_PHASES, MODE_WORKLOAD, MODE_VERIFY };
+enum guest_mode { MODE_PHASES, MODE_WORKLOAD, MODE_VERIFY, MODE_READS };
 enum guest_pattern { PATTERN_SEQ, PATTERN_RANDOM };
 
 struct guest_config {
@@ -41,6 +41,12 @@ struct guest_config {
     uint64_t report_every; /* workload: progress line every N writes */
     uint32_t verify_every; /* verify: one whole page checked every N writes */
     uint32_t rewrite_every; /* verify: one page rewritten (new epoch) every N writes */
+    uint32_t read_pages;   /* reads: pages in the read set */
+    uint32_t read_chunk;   /* reads: the read set comes in chunks of this many pages */
+    uint32_t read_stride;  /* reads: pages from one chunk's start to the next's */
+    uint32_t write_pages;  /* reads: pages in the write set (after the read window) */
+    uint32_t write_ratio;  /* reads: percent of accesses that are writes */
+    uint64_t accesses;     /* reads: total accesses, 0 = run forever */
 };
 
 void putc_serial(char c);

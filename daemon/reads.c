@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* hmmvd's read source: see reads.h. */
+#include "reads.h"
+
+#include <string.h>
+
+struct _HmmvdReads {
+  HmmvSysfs *fs;
+  char *run_dir;
+  guint interval_ms;
+  gboolean enabled;
+  HmmvDamonOps ops;
+  char *source;
+  char *reason;
+};
+
+static gboolean
+try_ops(HmmvdReads *reads, HmmvDamonOps ops, GString *why)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (hmmv_damon_probe(reads->fs, ops, NULL, &error) &&
+      hmmv_damon_can_acquire(reads->fs, reads->run_dir, &error))
+    return TRUE;
+  g_string_append_printf(why, "%sDAMON %s: %s", why->len > 0 ? "; " : "",
+                         hmmv_damon_ops_name(ops), error->message);
+  return FALSE;
+}
+
+HmmvdReads *
+hmmvd_reads_new(const HmmvdConfig *config, HmmvSysfs *fs)
+{
+  g_autoptr(HmmvdReads) reads = g_new0(HmmvdReads, 1);
+  g_autoptr(GString) why = g_string_new(NULL);
+  g_autoptr(GError) error = NULL;
+  const char *wanted = config->reads_source;
+
+  reads->fs = fs != NULL ? hmmv_sysfs_ref(fs) : hmmv_sysfs_new_dir(HMMV_DAMON_ADMIN_DIR);
+  reads->run_dir = g_strdup(config->reads_run_dir);
+  reads->interval_ms = config->interval_ms;
+  if (strcmp(wanted, "none") == 0) {
+    reads->source = g_strdup("none");
+    reads->reason = g_strdup("[reads] source = none");
+    g_message("reads: not tracked ([reads] source = none): write-only tracking");
+    return g_steal_pointer(&reads);
+  }
+  /* A killed hmmvd left its kdamonds running: take them back before choosing (only those
+   * that still look exactly as hmmv set them up). */
+  if (hmmv_sysfs_exists(reads->fs, "kdamonds/nr_kdamonds")) {
+    guint cleaned = hmmv_damon_cleanup_stale(reads->fs, reads->run_dir, &error);
+
+    if (error != NULL)
+      g_warning("reads: cleaning up after a previous hmmvd: %s", error->message);
+    else if (cleaned > 0)
+      g_message("reads: turned off %u kdamond(s) a previous hmmvd left running", cleaned);
+  }
+  if ((strcmp(wanted, "auto") == 0 || strcmp(wanted, "damon-vaddr") == 0) &&
+      try_ops(reads, HMMV_DAMON_VADDR, why)) {
+    reads->enabled = TRUE;
+    reads->ops = HMMV_DAMON_VADDR;
+  } else if ((strcmp(wanted, "auto") == 0 || strcmp(wanted, "damon-paddr") == 0) &&
+             try_ops(reads, HMMV_DAMON_PADDR, why)) {
+    reads->enabled = TRUE;
+    reads->ops = HMMV_DAMON_PADDR;
+  }
+  if (reads->enabled) {
+    reads->source = g_strdup_printf("damon-%s", hmmv_damon_ops_name(reads->ops));
+    reads->reason = why->len > 0 ? g_strdup(why->str) : NULL;
+    g_message("reads: tracked by DAMON %s (a free kdamond per VM, aggregation = the %u ms "
+              "interval)%s%s", hmmv_damon_ops_name(reads->ops), reads->interval_ms,
+              why->len > 0 ? "; not " : "", why->str);
+  } else {
+    reads->source = g_strdup("none");
+    reads->reason = g_strdup(why->str);
+    g_message("reads: not tracked (%s): write-only tracking", why->str);
+  }
+  return g_steal_pointer(&reads);
+}
+
+void
+hmmvd_reads_free(HmmvdReads *reads)
+{
+  if (reads == NULL)
+    return;
+  hmmv_sysfs_unref(reads->fs);
+  g_free(reads->run_dir);
+  g_free(reads->source);
+  g_free(reads->reason);
+  g_free(reads);
+}
+
+const char *
+hmmvd_reads_get_source(const HmmvdReads *reads)
+{
+  return reads->source;
+}
+
+const char *
+hmmvd_reads_get_reason(const HmmvdReads *reads)
+{
+  return reads->reason;
+}
+
+HmmvTracker *
+hmmvd_reads_wrap(HmmvdReads *reads, HmmvTracker *writes)
+{
+  HmmvDamonOptions options = { 0 };
+  g_autoptr(GError) error = NULL;
+  HmmvTracker *damon;
+
+  if (reads == NULL || !reads->enabled || writes == NULL)
+    return writes;
+  options.ops = reads->ops;
+  options.interval_ms = reads->interval_ms;
+  options.fs = reads->fs;
+  options.run_dir = reads->run_dir;
+  damon = hmmv_damon_tracker_new(&options, &error);
+  if (damon == NULL) {
+    g_warning("reads: %s: %s", reads->source, error->message);
+    return writes;
+  }
+  return hmmv_combined_tracker_new(writes, damon);
+}
