@@ -12,6 +12,7 @@ struct _DamonFake {
   GHashTable *files;        /* path -> value */
   GHashTable *dead_pids;
   GArray *accessed;         /* guint64 pairs */
+  GArray *counts;           /* guint64 nr_accesses per pair */
   GPtrArray *writes;        /* "path" of every successful write */
   char *avail;
   char *scratch;
@@ -176,8 +177,9 @@ fill_tried_regions(DamonFake *fake, guint k)
     for (guint a = 0; a <= fake->accessed->len / 2 && pos < end; a++) {
       guint64 as = a < fake->accessed->len / 2 ? g_array_index(fake->accessed, guint64, 2 * a) : end;
       guint64 ae = a < fake->accessed->len / 2 ? g_array_index(fake->accessed, guint64, 2 * a + 1) : end;
+      guint64 count = a < fake->counts->len ? g_array_index(fake->counts, guint64, a) : 10;
       guint64 pieces[2][3] = { { pos, MIN(MAX(as, pos), end), 0 },
-                               { MAX(as, pos), MIN(ae, end), 10 } };
+                               { MAX(as, pos), MIN(ae, end), count } };
 
       for (guint p = 0; p < 2; p++) {
         if (pieces[p][0] >= pieces[p][1] || pieces[p][2] < lo || pieces[p][2] > hi)
@@ -395,6 +397,7 @@ fake_destroy(HmmvSysfs *fs)
   g_hash_table_unref(fake->files);
   g_hash_table_unref(fake->dead_pids);
   g_array_unref(fake->accessed);
+  g_array_unref(fake->counts);
   g_ptr_array_unref(fake->writes);
   g_mutex_clear(&fake->lock);
   g_free(fake->avail);
@@ -419,6 +422,7 @@ damon_fake_new(const char *avail, DamonFake **out)
   fake->files = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   fake->dead_pids = g_hash_table_new(g_direct_hash, g_direct_equal);
   fake->accessed = g_array_new(FALSE, FALSE, sizeof(guint64));
+  fake->counts = g_array_new(FALSE, FALSE, sizeof(guint64));
   fake->writes = g_ptr_array_new_with_free_func(g_free);
   fake->avail = g_strdup(avail);
   set(fake, "kdamonds/nr_kdamonds", "0");
@@ -455,12 +459,22 @@ damon_fake_add_foreign(DamonFake *fake, gboolean running)
 }
 
 void
-damon_fake_set_accessed(DamonFake *fake, const guint64 *ranges, guint nr_ranges)
+damon_fake_set_accessed_counts(DamonFake *fake, const guint64 *ranges, const guint64 *counts,
+                               guint nr_ranges)
 {
   g_mutex_lock(&fake->lock);
   g_array_set_size(fake->accessed, 0);
   g_array_append_vals(fake->accessed, ranges, nr_ranges * 2);
+  g_array_set_size(fake->counts, 0);
+  if (counts != NULL)
+    g_array_append_vals(fake->counts, counts, nr_ranges);
   g_mutex_unlock(&fake->lock);
+}
+
+void
+damon_fake_set_accessed(DamonFake *fake, const guint64 *ranges, guint nr_ranges)
+{
+  damon_fake_set_accessed_counts(fake, ranges, NULL, nr_ranges);
 }
 
 void

@@ -25,8 +25,11 @@ typedef struct _DamonFake DamonFake;
 HmmvSysfs *damon_fake_new(const char *avail, DamonFake **fake);
 /* Sets up kdamond index like another user would (a paddr context), on or off. */
 void damon_fake_add_foreign(DamonFake *fake, gboolean running);
-/* Address ranges the next update_schemes_tried_regions reports accessed. */
+/* Address ranges the next update_schemes_tried_regions reports accessed (in 10 samples). */
 void damon_fake_set_accessed(DamonFake *fake, const guint64 *ranges, guint nr_ranges);
+/* The same with each range's own nr_accesses. */
+void damon_fake_set_accessed_counts(DamonFake *fake, const guint64 *ranges,
+                                    const guint64 *counts, guint nr_ranges);
 void damon_fake_set_pid_alive(DamonFake *fake, int pid, gboolean alive);
 /* The kdamond ends as the kernel's does when its target exits. */
 void damon_fake_end_kdamond(DamonFake *fake, guint index);

@@ -67,6 +67,9 @@ typedef struct {
   guint interval_ms;        /* hmmv's interval: DAMON's aggregation interval */
   guint sample_us;          /* 0: interval / 20 (see damon.c) */
   guint max_nr_regions;     /* 0: from the VM's size (see damon.c) */
+  guint min_accesses;       /* a region's pages count as read when it was seen accessed in
+                               half as many samples as the snapshot's most accessed region,
+                               and at least this many; 0: 1 (see damon.c) */
   HmmvSysfs *fs;            /* NULL: the real HMMV_DAMON_ADMIN_DIR; borrowed (ref taken) */
   const char *run_dir;      /* ownership records; NULL: HMMV_DAMON_RUN_DIR */
   const char *proc_dir;     /* NULL: /proc (paddr reads PID/pagemap there) */
@@ -101,12 +104,12 @@ HmmvTracker *hmmv_damon_tracker_new(const HmmvDamonOptions *options, GError **er
 typedef struct {
   guint kdamond;            /* index of the kdamond in use */
   guint64 snapshots;        /* aggregation snapshots taken */
-  guint64 regions;          /* regions in the last snapshot */
-  guint64 accessed_regions;
+  guint64 accessed_regions; /* regions accessed in the last snapshot */
+  guint64 empty_snapshots;  /* dropped: empty right after a full one */
   guint64 last_snapshot_ns; /* time the last snapshot's reads took */
   guint64 thread_cpu_ns;    /* CPU time of the snapshot thread */
   int kdamond_pid;          /* the kernel thread, for its CPU time */
-  guint min_nr_regions, max_nr_regions, sample_us, aggr_us;
+  guint min_nr_regions, max_nr_regions, sample_us, aggr_us, min_accesses;
 } HmmvDamonStats;
 
 gboolean hmmv_damon_tracker_get_stats(HmmvTracker *tracker, HmmvDamonStats *stats);
