@@ -182,6 +182,21 @@ START_TEST(test_relative_threshold)
   }
   ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 8);
   ck_assert(hmmv_bitmap_test(acc->reads, 0) && !hmmv_bitmap_test(acc->reads, 100));
+  /* nothing read: the first empty snapshot is taken for a race and dropped (the harvest
+   * still shows the last reads), the second is believed */
+  damon_fake_set_accessed(f.fake, ranges, 0);
+  for (guint i = 0; i < 6000; i++) {
+    harvest_snapshot(tracker, f.vm, acc);
+    if (hmmv_bitmap_count(acc->reads, acc->nr_words) == 0)
+      break;
+  }
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 0);
+  {
+    HmmvDamonStats stats;
+
+    ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+    ck_assert_uint_ge(stats.empty_snapshots, 1);
+  }
   hmmv_tracker_stop(tracker);
   hmmv_tracker_free(tracker);
   fixture_clear(&f);

@@ -411,9 +411,10 @@ main(int argc, char **argv)
     printf("reads-check: damon-%s: %" G_GUINT64_FORMAT " hot of %" G_GUINT64_FORMAT
            " accessed pages (%" G_GUINT64_FORMAT " read, %" G_GUINT64_FORMAT
            " written) in a %" G_GUINT64_FORMAT "-page window; %" G_GUINT64_FORMAT
-           " snapshots in %d intervals of %d ms\n", hmmv_damon_ops_name(options.ops), tp + fp,
-           tp + fn, sets.read_pages, sets.write_pages, sets.window_pages, snapshots, intervals,
-           interval_ms);
+           " snapshots in %d intervals of %d ms (%" G_GUINT64_FORMAT " empty ones dropped)\n",
+           hmmv_damon_ops_name(options.ops), tp + fp, tp + fn, sets.read_pages,
+           sets.write_pages, sets.window_pages, snapshots, intervals, interval_ms,
+           stats.empty_snapshots);
     printf("reads-check: cost damon-%s: tracker thread %.2f ms/interval, kdamond %.2f "
            "ms/interval, for %.3f GiB: %.2f + %.2f ms per GiB per interval\n",
            hmmv_damon_ops_name(options.ops), stats.thread_cpu_ns / 1e6 / intervals,
