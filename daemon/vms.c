@@ -245,8 +245,13 @@ static gboolean
 build_vm(const char *name, HmmvQmp *qmp, int pid, guint64 max_ram_bytes, guint interval_ms,
          gboolean prestart, HmmvVm **vm_out, HmmvTracker **tracker_out, GError **error)
 {
+  /* hmmvd drives publication: interval 0 makes QEMU publish only on hmmv-sync, which the
+   * tracker sends before each harvest. With QEMU on its own 1 s timer and hmmvd's period 1 s
+   * plus its work, some harvests found nothing new (every page cooled a step for nothing)
+   * and some merged two publications (issue 7, item 8); now each harvest covers exactly the
+   * interval since the last one. */
   HmmvQemuDirtyOptions options = {
-    .interval_ms = interval_ms,
+    .interval_ms = 0,   /* not interval_ms, hmmvd's period: see above */
   };
   g_autoptr(HmmvVm) vm = hmmv_qemu_vm_new_bounded(qmp, name, pid, max_ram_bytes, error);
   g_autoptr(HmmvTracker) tracker = NULL;

@@ -128,11 +128,34 @@ update_block64(guint8 *temp, guint64 w, guint64 r, const guint8 *const lut[4], g
   return cold;
 }
 
+/* The tables of a harvest that covers k >= 2 intervals: an untouched page idled k times; a
+ * page whose bit is set was accessed in at least one of them, counted as one accessed
+ * interval after k - 1 idle ones (one bit cannot say more, and counting it once per
+ * interval would make a page touched once in k look k times as hot). */
+static void
+tables_for_intervals(const HmmvTempTables *one, guint64 intervals, HmmvTempTables *out)
+{
+  /* 255 is cold after ~60 idle intervals (test_tables_idle): more changes nothing. */
+  guint k = (guint)MIN(intervals, (guint64)HMMV_TEMP_MAX_MERGED);
+
+  for (guint key = 0; key < HMMV_NR_KEYS; key++) {
+    guint c = key;
+
+    for (guint i = 1; i < k; i++)
+      c = one->idle[c];
+    out->read[key] = one->read[c];
+    out->write[key] = one->write[c];
+    out->idle[key] = one->idle[c];
+  }
+}
+
 void
-hmmv_temperature_update(HmmvVm *vm, const HmmvTempTables *tables, const HmmvAccess *acc,
+hmmv_temperature_update(HmmvVm *vm, const HmmvTempTables *tables_one, const HmmvAccess *acc,
                         HmmvHistogram *hist)
 {
-  const guint8 *const lut[4] = { tables->idle, tables->read, tables->write, tables->write };
+  HmmvTempTables merged;
+  const HmmvTempTables *tables = tables_one;
+  const guint8 *lut[4];
   guint64 nr_pages = vm->nr_pages;
   guint64 full_blocks = nr_pages / 64;
   guint64 cold = 0;
@@ -140,6 +163,20 @@ hmmv_temperature_update(HmmvVm *vm, const HmmvTempTables *tables, const HmmvAcce
   memset(hist, 0, sizeof(*hist));
   g_return_if_fail(vm->finalized);
   g_return_if_fail(acc == NULL || acc->nr_pages == vm->nr_pages);
+  /* No new publication since the last harvest: no interval has passed for the tracker, so
+   * nothing cools (issue 7, item 8). */
+  if (acc != NULL && acc->intervals == 0) {
+    hmmv_temperature_histogram(vm, hist);
+    return;
+  }
+  if (acc != NULL && acc->intervals > 1) {
+    tables_for_intervals(tables_one, acc->intervals, &merged);
+    tables = &merged;
+  }
+  lut[0] = tables->idle;
+  lut[1] = tables->read;
+  lut[2] = tables->write;
+  lut[3] = tables->write;
 
   for (guint64 b = 0; b < full_blocks; b++) {
     guint64 w = acc != NULL ? acc->writes[b] : 0;

@@ -268,6 +268,7 @@ simulate_alternating(guint hysteresis_keys, guint cooldown_intervals, gboolean g
     HmmvHotCut cut;
 
     hmmv_access_clear(acc);
+    acc->intervals = 1;
     for (guint64 page = 0; page < 31; page++)
       hmmv_access_mark_write(acc, page * 7);
     hmmv_access_mark_write(acc, t % 2 == 0 ? PAGE_A : PAGE_B);

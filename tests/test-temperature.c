@@ -97,6 +97,7 @@ fill_random_access(HmmvAccess *acc, GRand *rand, double write_p, double read_p,
                    gboolean reads)
 {
   hmmv_access_clear(acc);
+  acc->intervals = 1;
   for (guint64 page = 0; page < acc->nr_pages; page++) {
     if (g_rand_double(rand) < write_p)
       hmmv_access_mark_write(acc, page);
@@ -165,6 +166,7 @@ START_TEST(test_update_padding)
 
     hmmv_params_init(&params);
     hmmv_temp_tables_init(&tables, &params);
+    acc->intervals = 1;
     memset(acc->writes, 0xff, acc->nr_words * sizeof(guint64));
     memset(acc->reads, 0xff, acc->nr_words * sizeof(guint64));
     acc->has_reads = TRUE;
@@ -177,6 +179,7 @@ START_TEST(test_update_padding)
       ck_assert_uint_eq(vm->temp[i], 0);
     /* Now all idle: still nr_pages counted, key 0 included. */
     hmmv_access_clear(acc);
+    acc->intervals = 1;
     for (guint i = 0; i < 30; i++)
       hmmv_temperature_update(vm, &tables, acc, &hist);
     ck_assert_uint_eq(hist.count[0], nr_pages);
@@ -197,6 +200,7 @@ START_TEST(test_update_known)
 
   hmmv_params_init(&params);
   hmmv_temp_tables_init(&tables, &params);
+  acc->intervals = 1;
   hmmv_access_mark_write(acc, 3);
   hmmv_access_mark_read(acc, 3);
   hmmv_access_mark_read(acc, 70);
@@ -219,6 +223,69 @@ START_TEST(test_update_known)
     hmmv_temperature_update(vm, &tables, NULL, &hist);
   ck_assert_uint_eq(vm->temp[3], 25);
   ck_assert_uint_eq(hist.count[25], 2);
+}
+END_TEST
+
+/*
+ * Issue 7, item 8: a harvest covers acc->intervals of the tracker's intervals. None (no new
+ * publication): nothing cools, whatever the bitmaps say. k >= 2: an untouched page cools k
+ * intervals' worth, a touched one counts as accessed in one interval of the k (k - 1 idle,
+ * then the access). Checked page by page against that definition on random temperatures.
+ */
+START_TEST(test_update_intervals)
+{
+  static const guint64 ks[] = { 0, 1, 2, 3, 7, 64, 1000 };
+  const guint64 nr_pages = 1000;
+  g_autoptr(GRand) rand = g_rand_new_with_seed(8);
+  HmmvParams params;
+  HmmvTempTables tables;
+
+  hmmv_params_init(&params);
+  hmmv_temp_tables_init(&tables, &params);
+  for (guint i = 0; i < G_N_ELEMENTS(ks); i++) {
+    g_autoptr(HmmvVm) vm = hmmv_test_vm_new("t", nr_pages);
+    g_autoptr(HmmvAccess) acc = hmmv_access_new(nr_pages, NULL);
+    g_autofree guint8 *before = g_new(guint8, nr_pages);
+    HmmvHistogram hist, recount;
+
+    for (guint64 p = 0; p < nr_pages; p++)
+      vm->temp[p] = p % 4 == 0 ? 0 : (guint8)g_rand_int_range(rand, 0, 256);
+    memcpy(before, vm->temp, nr_pages);
+    fill_random_access(acc, rand, 0.2, 0.2, TRUE);
+    acc->intervals = ks[i];
+    hmmv_temperature_update(vm, &tables, acc, &hist);
+    for (guint64 p = 0; p < nr_pages; p++) {
+      gboolean w = hmmv_bitmap_test(acc->writes, p);
+      gboolean r = hmmv_bitmap_test(acc->reads, p);
+      guint c = before[p];
+
+      if (ks[i] > 0) {
+        for (guint64 j = 1; j < ks[i]; j++)
+          c = tables.idle[c];
+        c = w ? tables.write[c] : r ? tables.read[c] : tables.idle[c];
+      }
+      ck_assert_msg(vm->temp[p] == c, "intervals %" G_GUINT64_FORMAT ", page %" G_GUINT64_FORMAT
+                    " (%s) from %u: %u, expected %u", ks[i], p, w ? "written" : r ? "read" : "idle",
+                    before[p], vm->temp[p], c);
+    }
+    hmmv_temperature_histogram(vm, &recount);
+    ck_assert_mem_eq(hist.count, recount.count, sizeof(hist.count));
+  }
+  /* Two intervals in one harvest: a page written once is one access in two intervals (16,
+   * then 15 idle... applied as idle then write: 0 -> 0 -> 16), and a warm untouched page
+   * cools two steps, as two one-interval harvests would make it. */
+  {
+    g_autoptr(HmmvVm) vm = hmmv_test_vm_new("t", 2);
+    g_autoptr(HmmvAccess) acc = hmmv_access_new(2, NULL);
+    HmmvHistogram hist;
+
+    vm->temp[1] = 100;
+    hmmv_access_mark_write(acc, 0);
+    acc->intervals = 2;
+    hmmv_temperature_update(vm, &tables, acc, &hist);
+    ck_assert_uint_eq(vm->temp[0], 16);
+    ck_assert_uint_eq(vm->temp[1], tables.idle[tables.idle[100]]);
+  }
 }
 END_TEST
 
@@ -396,6 +463,7 @@ temperature_suite(void)
   tcase_add_test(tc, test_update_known);
   tcase_add_test(tc, test_update_random);
   tcase_add_test(tc, test_update_padding);
+  tcase_add_test(tc, test_update_intervals);
   tcase_add_test(tc, test_benefit);
   tcase_add_test(tc, test_frequency_order);
   tcase_add_test(tc, test_benefit_calibrated);

@@ -29,6 +29,9 @@ G_BEGIN_DECLS
 /* What one unit of access weight adds in an accessed interval: 8 x 16 = 128 = a page
  * accessed with weight 1 in every interval; weight 2 in every interval saturates at 255. */
 #define HMMV_TEMP_STEP 8u
+/* A harvest covering more intervals than this is applied as this many: every page is cold
+ * after 60 idle intervals anyway. */
+#define HMMV_TEMP_MAX_MERGED 64u
 
 typedef struct {
   guint8 idle[HMMV_NR_KEYS];
@@ -43,7 +46,10 @@ typedef struct {
   guint64 count[HMMV_NR_KEYS];
 } HmmvHistogram;
 
-/* Apply one harvest to the VM's temperatures and fill hist. acc may be NULL (nothing seen). */
+/* Apply one harvest to the VM's temperatures and fill hist. acc may be NULL (one interval,
+ * nothing seen). acc->intervals is how many of the tracker's intervals the harvest covers:
+ * 0 (nothing new published) leaves every page as it was; k >= 2 idles untouched pages k
+ * times and counts a touched page as accessed in one of the k intervals. */
 void hmmv_temperature_update(HmmvVm *vm, const HmmvTempTables *tables, const HmmvAccess *acc,
                              HmmvHistogram *hist);
 /* Recount hist from the VM's current temperatures. */
