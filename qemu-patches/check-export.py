@@ -2,7 +2,7 @@
 """End-to-end check of the hmmv write export of a patched QEMU.
 
 Boots tests/guest/guest.elf under the patched QEMU, starts the export into
-/dev/shm, paces the guest phase by phase over its serial port, and checks
+a sealable memfd passed with getfd, paces the guest phase by phase over its serial port, and checks
 that the pages the export reports inside the guest's test window are
 exactly the pages the guest says it wrote.  Also checks the region header,
 query-hmmv, query-hmmv-ramblocks, HMP "info hmmv", the layout-change path
@@ -16,6 +16,7 @@ something (e.g. /dev/kvm).  Needs only the Python standard library.
 """
 
 import argparse
+import fcntl
 import json
 import mmap
 import os
@@ -146,15 +147,26 @@ def connect_unix(path):
             time.sleep(0.05)
 
 
+F_SEAL_SHRINK = 0x0002
+F_SEAL_GROW = 0x0004
+
+
+def pass_fd(qmp, fd, fdname):
+    """getfd: the fd travels with the command's bytes (SCM_RIGHTS)."""
+    msg = json.dumps({"execute": "getfd",
+                      "arguments": {"fdname": fdname}}) + "\n"
+    socket.send_fds(qmp.sock, [msg.encode()], [fd])
+    reply = json.loads(qmp.file.readline())
+    while "event" in reply:
+        reply = json.loads(qmp.file.readline())
+    check("return" in reply, f"getfd {fdname}")
+
+
 class Region:
     """The mapped shared-memory region (read/clear like the daemon)."""
 
-    def __init__(self, path):
-        fd = os.open(path, os.O_RDWR)
-        try:
-            self.map = mmap.mmap(fd, 0)
-        finally:
-            os.close(fd)
+    def __init__(self, fd):
+        self.map = mmap.mmap(fd, 0)
 
     def header(self):
         values = struct.unpack_from(HEADER_FMT, self.map, 0)
@@ -211,7 +223,6 @@ def run(args):
     tmp = tempfile.mkdtemp(prefix="hmmv-check-")
     qmp_path = os.path.join(tmp, "qmp.sock")
     ser_path = os.path.join(tmp, "serial.sock")
-    shm_path = f"/dev/shm/hmmv-check-{os.getpid()}"
     log = open(os.path.join(tmp, "serial.log"), "w")
     accel = args.accel
     if args.accel == "kvm" and args.dirty_ring:
@@ -229,18 +240,16 @@ def run(args):
     print("running:", " ".join(cmd))
     qemu = subprocess.Popen(cmd)
     try:
-        return check_export(args, qemu, qmp_path, ser_path, shm_path, log)
+        return check_export(args, qemu, qmp_path, ser_path, log)
     finally:
         if qemu.poll() is None:
             qemu.kill()
         qemu.wait()
-        if os.path.exists(shm_path):
-            os.unlink(shm_path)
         print(f"serial log: {log.name}")
         log.close()
 
 
-def check_export(args, qemu, qmp_path, ser_path, shm_path, log):
+def check_export(args, qemu, qmp_path, ser_path, log):
     qmp = QMP(qmp_path)
     serial = Serial(ser_path, log, args.timeout)
     if args.start_after_boot:
@@ -255,16 +264,34 @@ def check_export(args, qemu, qmp_path, ser_path, shm_path, log):
     err = qmp.cmd("hmmv-sync")
     check("error" in err, "hmmv-sync refused while inactive")
     err = qmp.cmd("hmmv-start", **{"interval-ms": 0})
-    check("error" in err, "hmmv-start refused without path or fdname")
+    check("error" in err, "hmmv-start refused without fdname")
+    # A memfd QEMU cannot seal, and a plain file, are refused.
+    for what, fd in (("unsealable memfd", os.memfd_create("hmmv-check-ns")),
+                     ("regular file", os.open(tempfile.gettempdir(),
+                                              os.O_TMPFILE | os.O_RDWR))):
+        pass_fd(qmp, fd, "bad")
+        err = qmp.cmd("hmmv-start", fdname="bad", **{"interval-ms": 0})
+        check("error" in err, f"hmmv-start refuses a {what}: "
+              f"{err.get('error', {}).get('desc')}")
+        os.close(fd)
 
-    qmp.ok("hmmv-start", path=shm_path, **{"interval-ms": 0})
-    st = os.stat(shm_path)
-    check(st.st_mode & 0o777 == 0o600, "region file has mode 0600")
-    err = qmp.cmd("hmmv-start", path=shm_path + "-2", **{"interval-ms": 0})
-    check("error" in err and not os.path.exists(shm_path + "-2"),
-          "second hmmv-start refused")
+    memfd = os.memfd_create("hmmv-check", os.MFD_ALLOW_SEALING)
+    pass_fd(qmp, memfd, "region")
+    qmp.ok("hmmv-start", fdname="region", **{"interval-ms": 0})
+    st = os.fstat(memfd)
+    seals = fcntl.fcntl(memfd, fcntl.F_GET_SEALS)
+    check(seals & (F_SEAL_SHRINK | F_SEAL_GROW) == F_SEAL_SHRINK | F_SEAL_GROW,
+          "QEMU sealed the region against shrinking and growing")
+    try:
+        os.ftruncate(memfd, 4096)
+        check(False, "truncating the region fails")
+    except PermissionError:
+        check(True, "truncating the region fails (EPERM)")
+    err = qmp.cmd("hmmv-start", fdname="region", **{"interval-ms": 0})
+    check("error" in err, "second hmmv-start refused")
 
-    region = Region(shm_path)
+    region = Region(memfd)
+    os.close(memfd)
     hdr = region.header()
     info = qmp.ok("query-hmmv")
     source = info["source"]
@@ -384,19 +411,11 @@ def check_export(args, qemu, qmp_path, ser_path, shm_path, log):
     hdr = region.header()
     check(not hdr["flags"] & F_ACTIVE, "hmmv-stop clears ACTIVE")
     check(qmp.ok("query-hmmv")["active"] is False, "query-hmmv: inactive")
-    check(os.path.exists(shm_path), "hmmv-stop leaves the file to its owner")
 
     # Timer-paced publication, into an fd passed with getfd this time.
-    memfd = os.memfd_create("hmmv-check")
+    memfd = os.memfd_create("hmmv-check", os.MFD_ALLOW_SEALING)
     try:
-        # The fd must travel with the command's bytes (SCM_RIGHTS).
-        msg = json.dumps({"execute": "getfd",
-                          "arguments": {"fdname": "hmmvfd"}}) + "\n"
-        socket.send_fds(qmp.sock, [msg.encode()], [memfd])
-        reply = json.loads(qmp.file.readline())
-        while "event" in reply:
-            reply = json.loads(qmp.file.readline())
-        check("return" in reply, "getfd")
+        pass_fd(qmp, memfd, "hmmvfd")
         qmp.ok("hmmv-start", fdname="hmmvfd", **{"interval-ms": 50})
         info = qmp.ok("query-hmmv")
         check(info.get("fdname") == "hmmvfd" and info["interval-ms"] == 50,

@@ -2,7 +2,9 @@
 /*
  * The qemu-dirty tracker against a real patched QEMU running the test guest.
  *
- *   test-qemu-dirty tcg   TCG: phases of known pages, precision and recall 1.0 each, a late
+ *   test-qemu-dirty tcg   TCG: phases of known pages, precision and recall 1.0 each, the same
+ *                         with writes never stopping across publications (union of the
+ *                         harvests), a late
  *                         harvest that merges intervals loses nothing, QEMU killed mid-run
  *                         is reported as gone, live migration to a file while tracking runs
  *   test-qemu-dirty kvm   the same phase check under KVM with the dirty ring, small (this
@@ -232,6 +234,94 @@ START_TEST(test_takeover_of_an_abandoned_export)
   run_stop(&run);              /* its hmmv-stop finds nothing active: harmless */
   g_unlink(second_sock);
   g_rmdir(dir);
+}
+END_TEST
+
+/* Writes never stop while QEMU publishes (its timer, every 1 ms) and the daemon harvests
+ * (as fast as it can): each phase writes the same pages over and over, so publications land
+ * between writes to pages already reported, which is where a late KVM log clear or an early
+ * TLB reset loses writes. The union of the harvests taken during a phase and right after it
+ * must be exactly the phase's pages, phase after phase (pages recur across phases, so a page
+ * left unarmed by one phase shows up missing in a later one). */
+START_TEST(test_continuous_union)
+{
+  gboolean kvm = g_str_has_prefix(accel_mode, "kvm");
+  guint phases = kvm ? 2 : 6;
+  guint passes = kvm ? 20 : 4000;
+  g_autofree char *append = g_strdup_printf("phases=%u pages=256 pattern=random span=%u "
+                                            "seed=17 passes=%u wait=1", phases, SPAN, passes);
+  guint64 total_harvests = 0, total_merged = 0;
+  Run run;
+
+  run_start(&run, append, 1, NULL);
+  harvest(&run);   /* boot noise */
+  for (guint k = 0; k < phases; k++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GHashTable) expected = g_hash_table_new(g_direct_hash, g_direct_equal);
+    g_autoptr(GHashTable) got = g_hash_table_new(g_direct_hash, g_direct_equal);
+    g_autofree char *prefix_wait = g_strdup_printf("HMMV-WAIT phase %u", k);
+    g_autofree char *wait = hmmv_qemu_proc_expect(run.proc, prefix_wait, SERIAL_TIMEOUT_MS);
+    g_autofree char *what = g_strdup_printf("%s continuous phase %u (%u passes)", accel_mode,
+                                            k, passes);
+    gint64 deadline = g_get_monotonic_time() + (gint64)SERIAL_TIMEOUT_MS * 1000;
+    guint harvests = 0;
+    gboolean ended = FALSE;
+
+    ck_assert_msg(wait != NULL, "no %s", prefix_wait);
+    ck_assert(hmmv_qemu_proc_send(run.proc, "g", &error));
+    while (!ended) {
+      g_autofree char *line = NULL;
+      GHashTableIter iter;
+      gpointer key;
+      g_autoptr(GHashTable) part = NULL;
+
+      ck_assert_msg(g_get_monotonic_time() < deadline, "phase %u did not end", k);
+      total_merged += harvest(&run);
+      harvests++;
+      part = harvested_pfns(&run, BASE_PFN, SPAN);
+      g_hash_table_iter_init(&iter, part);
+      while (g_hash_table_iter_next(&iter, &key, NULL))
+        g_hash_table_add(got, key);
+      /* Drain what the guest printed so far, without waiting for more. */
+      while ((line = hmmv_qemu_proc_read_line(run.proc, 5)) != NULL) {
+        g_auto(GStrv) words = NULL;
+
+        if (g_str_has_prefix(line, "HMMV-PHASE-END")) {
+          ended = TRUE;
+          break;
+        }
+        if (g_str_has_prefix(line, "HMMV-PHASE-PAGES")) {
+          words = g_strsplit(line, " ", -1);
+          for (guint i = 2; words[i] != NULL; i++)
+            if (words[i][0] != '\0')
+              g_hash_table_add(expected,
+                               GSIZE_TO_POINTER(g_ascii_strtoull(words[i], NULL, 16)));
+        }
+        g_clear_pointer(&line, g_free);
+      }
+    }
+    /* The writes are over: one more harvest collects the last interval. */
+    {
+      GHashTableIter iter;
+      gpointer key;
+      g_autoptr(GHashTable) part = NULL;
+
+      total_merged += harvest(&run);
+      harvests++;
+      part = harvested_pfns(&run, BASE_PFN, SPAN);
+      g_hash_table_iter_init(&iter, part);
+      while (g_hash_table_iter_next(&iter, &key, NULL))
+        g_hash_table_add(got, key);
+    }
+    total_harvests += harvests;
+    printf("# %s: %u harvests while the guest wrote\n", what, harvests);
+    assert_exact(what, expected, got);
+  }
+  printf("# %u phases: %" G_GUINT64_FORMAT " harvests, %" G_GUINT64_FORMAT
+         " publications merged into them\n", phases, total_harvests, total_merged);
+  /* Publications really happened while the guest wrote (more than one per harvest). */
+  ck_assert_uint_gt(total_merged, total_harvests);
+  run_stop(&run);
 }
 END_TEST
 
@@ -567,6 +657,58 @@ START_TEST(test_refuses_with_dirtylimit)
 }
 END_TEST
 
+/* Coexistence, the other way round: while hmmv tracks, set-vcpu-dirty-limit refuses and says
+ * why (checked before its KVM-only test, so TCG shows it too). */
+START_TEST(test_dirtylimit_refused_while_tracking)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  Run run;
+
+  run_start(&run, "phases=1 pages=16 wait=1", 0, NULL);
+  json_object_set_int_member(args, "dirty-rate", 200);
+  ret = hmmv_qmp_execute(hmmv_qemu_dirty_tracker_get_qmp(run.tracker), "set-vcpu-dirty-limit",
+                         args, &error);
+  ck_assert(ret == NULL);
+  ck_assert_msg(strstr(error->message, "hmmv") != NULL, "%s", error->message);
+  printf("# set-vcpu-dirty-limit while hmmv tracks: %s\n", error->message);
+  run_stop(&run);
+}
+END_TEST
+
+/* A device that blocks migration (an NVMe controller: its state cannot be migrated) blocks
+ * dirty logging too, since a device that cannot log its DMA would make the log lie (a vhost
+ * backend without LOG_ALL aborted QEMU): hmmv-start fails and says which device. */
+START_TEST(test_refuses_with_migration_blocker)
+{
+  const char *const nvme[] = { "-device", "nvme,serial=hmmv0", NULL };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQemuProc) proc = NULL;
+  g_autoptr(HmmvVm) vm = NULL;
+  g_autoptr(HmmvTracker) tracker = NULL;
+  g_autofree char *ready = NULL;
+  HmmvQemuDirtyOptions options = { .interval_ms = 0 };
+  HmmvQmp *qmp;
+
+  proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", 128, "phases=1 pages=16 wait=1",
+                              nvme, &error);
+  ck_assert_msg(proc != NULL, "%s", error ? error->message : "");
+  ready = hmmv_qemu_proc_expect(proc, "HMMV-GUEST-READY", SERIAL_TIMEOUT_MS);
+  ck_assert(ready != NULL);
+  qmp = hmmv_qemu_proc_qmp(proc, &error);
+  ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
+  vm = hmmv_qemu_vm_new(qmp, "guest", &error);
+  ck_assert(vm != NULL);
+  tracker = hmmv_qemu_dirty_tracker_new(qmp, &options, &error);
+  ck_assert(tracker != NULL);
+  ck_assert(!hmmv_tracker_start(tracker, vm, &error));
+  ck_assert_msg(strstr(error->message, "migration is blocked") != NULL, "%s", error->message);
+  printf("# hmmv-start with an NVMe controller: %s\n", error->message);
+  ck_assert_int_eq(hmmv_qemu_proc_wait(proc, 0), -1);   /* QEMU still runs */
+}
+END_TEST
+
 static Suite *
 qemu_dirty_suite(void)
 {
@@ -576,6 +718,7 @@ qemu_dirty_suite(void)
   /* KVM on this host emulates guests ~100x slower than TCG. */
   tcase_set_timeout(tc, g_str_has_prefix(accel_mode, "kvm") ? 600 : 180);
   tcase_add_test(tc, test_phases_exact);
+  tcase_add_test(tc, test_continuous_union);
   if (g_strcmp0(accel_mode, "kvm") == 0)
     tcase_add_test(tc, test_refuses_with_dirtylimit);
   if (g_strcmp0(accel_mode, "tcg") == 0) {
@@ -585,6 +728,8 @@ qemu_dirty_suite(void)
     tcase_add_test(tc, test_migration_while_tracking);
     tcase_add_test(tc, test_hmmvctl_track);
     tcase_add_test(tc, test_layout_change);
+    tcase_add_test(tc, test_dirtylimit_refused_while_tracking);
+    tcase_add_test(tc, test_refuses_with_migration_blocker);
   }
   suite_add_tcase(suite, tc);
   return suite;
