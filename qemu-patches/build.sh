@@ -1,7 +1,8 @@
 #!/bin/bash
-# Build Debian bookworm's QEMU 7.2 with the hmmv patch series applied.
+# Build Debian's QEMU with the hmmv patch series applied: bookworm's 7.2 (series in
+# qemu-patches/) or trixie's 10.0 (series in qemu-patches/10.0/).
 #
-# Usage: qemu-patches/build.sh [--with-qtests] [--jobs N] [--force]
+# Usage: qemu-patches/build.sh [--qemu 7.2|10.0] [--with-qtests] [--jobs N] [--force]
 #
 # Prints the path of the built qemu-system-x86_64 as the last line of stdout;
 # everything else goes to stderr.  Results are cached under
@@ -9,8 +10,8 @@
 # series file, every patch it lists, the Debian source version and the
 # configure arguments, so a rerun with nothing changed takes seconds.
 #
-# The build itself happens in one persistent tree ($cache/qemu-work).  For a
-# new hash the pristine source plus the series is assembled in a scratch
+# The build itself happens in one persistent tree per QEMU version
+# ($cache/qemu-work for 7.2, $cache/qemu-work-10.0 for 10.0).  For a new hash the pristine source plus the series is assembled in a scratch
 # directory and mirrored into that tree with rsync --checksum, so only files
 # whose content changed get a new mtime and ninja rebuilds just those
 # (a one-patch change rebuilds in well under the ~4 minutes of a full build).
@@ -18,10 +19,10 @@ set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly script_dir
-readonly series_file="$script_dir/series"
 readonly cache_dir="${HMMV_CACHE_DIR:-/var/cache/hmmv}"
 readonly deb_src_file=/etc/apt/sources.list.d/hmmv-deb-src.sources
-readonly configure_args=(
+# The same minimal configuration for every version.
+readonly common_configure_args=(
     --target-list=x86_64-softmmu
     --without-default-features
     --enable-kvm
@@ -45,6 +46,7 @@ readonly qtests=(tests/qtest/qmp-cmd-test tests/qtest/migration-test)
 with_qtests=0
 force=0
 jobs="$(nproc)"
+qemu_version="${HMMV_QEMU_VERSION:-7.2}"
 
 log() {
     printf 'build.sh: %s\n' "$*" >&2
@@ -57,12 +59,13 @@ die() {
 
 usage() {
     cat >&2 <<EOF
-usage: $0 [--with-qtests] [--jobs N] [--force]
+usage: $0 [--qemu 7.2|10.0] [--with-qtests] [--jobs N] [--force]
+  --qemu V       QEMU version: 7.2 (bookworm, default) or 10.0 (trixie)
   --with-qtests  also build ${qtests[*]}
                  (copied to \$cache/qemu-<hash>/tests/)
   --jobs N       ninja parallelism (default: $(nproc))
   --force        rebuild even if the cached binary exists
-environment: HMMV_CACHE_DIR (default /var/cache/hmmv)
+environment: HMMV_CACHE_DIR (default /var/cache/hmmv), HMMV_QEMU_VERSION (--qemu)
 EOF
 }
 
@@ -70,6 +73,12 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --with-qtests) with_qtests=1 ;;
     --force) force=1 ;;
+    --qemu)
+        [ $# -ge 2 ] || die "--qemu needs an argument"
+        qemu_version="$2"
+        shift
+        ;;
+    --qemu=*) qemu_version="${1#--qemu=}" ;;
     --jobs)
         [ $# -ge 2 ] || die "--jobs needs an argument"
         jobs="$2"
@@ -88,6 +97,28 @@ while [ $# -gt 0 ]; do
     shift
 done
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "bad --jobs value: $jobs"
+
+# Per version: where the series is, where the source comes from, the build tree.
+case "$qemu_version" in
+7.2)
+    series_dir="$script_dir"
+    work_name=qemu-work
+    configure_args=("${common_configure_args[@]}")
+    # Debian's source has no embedded meson: the host's.
+    configure_tool=(--meson=/usr/bin/meson)
+    ;;
+10.0)
+    series_dir="$script_dir/10.0"
+    work_name=qemu-work-10.0
+    # 10.0's configure makes a venv from this python and needs meson >= 1.5
+    # in it (found through PYTHONPATH, see ensure_meson_10).
+    configure_args=(--python=/usr/bin/python3 "${common_configure_args[@]}")
+    configure_tool=()
+    ;;
+*) die "unknown QEMU version '$qemu_version' (7.2 or 10.0)" ;;
+esac
+readonly series_dir work_name configure_args configure_tool
+readonly series_file="$series_dir/series"
 [ -f "$series_file" ] || die "no series file at $series_file"
 
 # Patches named in the series file, in order.  Blank lines and '#' comments
@@ -100,7 +131,7 @@ read_series() {
         [ -n "$line" ] || continue
         [[ "$line" =~ ^[0-9]{4}-[A-Za-z0-9._-]+\.patch$ ]] ||
             die "series: bad patch name '$line'"
-        [ -f "$script_dir/$line" ] || die "series: missing $script_dir/$line"
+        [ -f "$series_dir/$line" ] || die "series: missing $series_dir/$line"
         printf '%s\n' "$line"
     done <"$series_file"
 }
@@ -162,6 +193,15 @@ debian_source_version() {
     printf '%s\n' "${dsc%.dsc}"
 }
 
+# The version of trixie's qemu source package (the highest in the private lists).
+apt10_source_version() {
+    local out v
+    out="$(apt10 apt-cache showsrc qemu 2>/dev/null)" || die "no qemu source in trixie"
+    v="$(sed -n 's/^Version: //p' <<<"$out" | sort -V | tail -n 1)"
+    [ -n "$v" ] || die "cannot determine trixie's qemu source version"
+    printf '%s\n' "$v"
+}
+
 # Fetch and unpack the Debian source (with Debian's patches) once per version.
 ensure_pristine() {
     local version="$1"
@@ -175,7 +215,11 @@ ensure_pristine() {
         cd "$dir"
         if ! ls qemu_*.dsc >/dev/null 2>&1; then
             log "apt-get source --download-only qemu ($version)"
-            apt-get source -q --download-only qemu >&2
+            if [ "$qemu_version" = 10.0 ]; then
+                apt10 apt-get source --download-only "qemu=$version" >&2
+            else
+                apt-get source -q --download-only qemu >&2
+            fi
         fi
         rm -rf tree
         log "dpkg-source -x (applies Debian's patches)"
@@ -185,12 +229,57 @@ ensure_pristine() {
     printf '%s\n' "$dir/tree"
 }
 
+# 10.0 comes from trixie's source package and needs bookworm-backports' meson
+# 1.7.  Both are fetched with apt into a private apt state under the cache
+# (its own sources list and lists), so the host's apt configuration and its
+# meson 1.0 (which other builds use) stay exactly as they are.
+readonly apt10_sources=(
+    "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main"
+    "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main"
+    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main"
+)
+apt10() { # apt-get or apt-cache, arguments...
+    local dir="$cache_dir/apt-10.0" tool="$1"
+    shift
+    "$tool" -q -o Dir::Etc::sourcelist="$dir/sources.list" \
+        -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$dir/lists" \
+        -o Dir::Cache="$dir/cache" -o Debug::NoLocking=1 "$@"
+}
+ensure_apt10() {
+    local dir="$cache_dir/apt-10.0"
+    [ -f "$dir/.updated" ] && return 0
+    mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+    printf '%s\n' "${apt10_sources[@]}" >"$dir/sources.list"
+    log "apt-get update (private: trixie deb-src, bookworm-backports)"
+    apt10 apt-get update >&2 || die "apt-get update for trixie/bookworm-backports failed"
+    touch "$dir/.updated"
+}
+# meson >= 1.5 unpacked (not installed) from bookworm-backports; prints the
+# directory to put on PYTHONPATH.
+ensure_meson_10() {
+    local dir="$cache_dir/meson-bpo"
+    if [ ! -f "$dir/.unpacked" ]; then
+        ensure_apt10
+        rm -rf "$dir" && mkdir -p "$dir"
+        (cd "$dir" && apt10 apt-get download meson/bookworm-backports >&2) ||
+            die "cannot download meson from bookworm-backports"
+        dpkg -x "$dir"/meson_*.deb "$dir/root" || die "cannot unpack meson"
+        touch "$dir/.unpacked"
+    fi
+    printf '%s\n' "$dir/root/usr/lib/python3/dist-packages"
+}
+
 main() {
     local version pristine key patches p out work scratch
     mkdir -p "$cache_dir"
     chmod 0755 "$cache_dir"
 
-    exec 9>"$cache_dir/.build.lock"
+    # One build per work tree at a time (7.2 keeps the lock name it always had).
+    if [ "$qemu_version" = 7.2 ]; then
+        exec 9>"$cache_dir/.build.lock"
+    else
+        exec 9>"$cache_dir/.build-$qemu_version.lock"
+    fi
     if ! flock -n 9; then
         log "waiting for another build.sh to finish"
         flock 9
@@ -199,8 +288,15 @@ main() {
     if ! pkg_installed dpkg-dev; then
         install_missing dpkg-dev
     fi
-    ensure_deb_src
-    version="$(debian_source_version)"
+    if [ "$qemu_version" = 10.0 ]; then
+        ensure_apt10
+        version="$(apt10_source_version)"
+        PYTHONPATH="$(ensure_meson_10)"
+        export PYTHONPATH
+    else
+        ensure_deb_src
+        version="$(debian_source_version)"
+    fi
     mapfile -t patches < <(read_series)
 
     key="$(
@@ -211,12 +307,12 @@ main() {
             cat "$series_file"
             for p in "${patches[@]}"; do
                 printf 'patch %s\n' "$p"
-                cat "$script_dir/$p"
+                cat "$series_dir/$p"
             done
         } | sha256sum | cut -c1-16
     )"
     out="$cache_dir/qemu-$key"
-    log "debian source $version, ${#patches[@]} patch(es), key $key"
+    log "QEMU $qemu_version: debian source $version, ${#patches[@]} patch(es), key $key"
 
     if [ "$force" = 0 ] && [ -x "$out/bin/qemu-system-x86_64" ] &&
         { [ "$with_qtests" = 0 ] || [ -x "$out/tests/migration-test" ]; }; then
@@ -229,15 +325,15 @@ main() {
     pristine="$(ensure_pristine "$version")"
 
     # Assemble pristine + series in scratch, then mirror into the work tree.
-    work="$cache_dir/qemu-work"
-    scratch="$cache_dir/qemu-scratch"
+    work="$cache_dir/$work_name"
+    scratch="$cache_dir/$work_name-scratch"
     rm -rf "$scratch"
     log "copying pristine source"
     cp -a "$pristine" "$scratch"
     for p in "${patches[@]}"; do
         log "applying $p"
         patch -d "$scratch" -p1 --batch --forward --quiet \
-            <"$script_dir/$p" >&2 || die "$p does not apply"
+            <"$series_dir/$p" >&2 || die "$p does not apply"
     done
     mkdir -p "$work/src"
     # No -t: a file whose content is unchanged keeps its old mtime (so ninja
@@ -254,7 +350,7 @@ main() {
         mkdir -p "$work/src/build"
         log "configure ${configure_args[*]}"
         (cd "$work/src/build" &&
-            ../configure --meson=/usr/bin/meson "${configure_args[@]}" >&2)
+            ../configure "${configure_tool[@]}" "${configure_args[@]}" >&2)
         printf '%s' "${configure_args[*]}" >"$stamp"
     fi
 
