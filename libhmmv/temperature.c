@@ -10,12 +10,16 @@
  * intervals near 146, 30% near 69, 15% near 30, 5% near 6 (tests/test-temperature.c checks
  * the order from a hot and from a cold start after 100 intervals). Level = c >> 4.
  *
- * Why not HMM-V's multi-level queue any more: its levels held longer the hotter they were, so
- * a page written in 15% of intervals spent half its time at the top level, and a page written
- * every 5-14 intervals stayed at level 13-15 if it had ever been hot but never passed 2 when
- * it started cold: the level said more about the page's past than about its frequency, and
- * the balancer's "level L is about L accesses per 16 intervals" was far off. A moving average
- * has one fixed point per frequency, reached from any start, and its value is the benefit the
+ * This is still HMM-V's multi-level queue, bucket-sorted by the byte: 256 levels (16 coarse
+ * levels, c >> 4), a page rising on an accessed interval and sinking on an idle one. What
+ * changed (issue 7, item 10) is how far a page moves: HMM-V-style fixed steps with sink times
+ * that grow with the level held hot pages longer the hotter they were, so a page written in
+ * 15% of intervals spent half its time at the top level, and a page written every 5-14
+ * intervals stayed at level 13-15 if it had ever been hot but never passed 2 when it started
+ * cold: the level said more about the page's past than about its frequency, and the
+ * balancer's "level L is about L accesses per 16 intervals" was far off. Steps proportional
+ * to the distance from the top (up) and to the level (down) make the level a moving average:
+ * one fixed point per frequency, reached from any start, and its value is the benefit the
  * balancer needs (hmmv_temperature_benefit is linear in c).
  *
  * The three transitions, precomputed per byte into HmmvTempTables:
