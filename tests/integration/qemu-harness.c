@@ -300,3 +300,36 @@ hmmv_qemu_proc_wait(HmmvQemuProc *proc, guint timeout_ms)
   }
   return WIFEXITED(proc->status) ? WEXITSTATUS(proc->status) : 128 + WTERMSIG(proc->status);
 }
+
+gboolean
+hmmv_qemu_proc_run_phase(HmmvQemuProc *proc, guint k, GHashTable *expected, guint timeout_ms,
+                         GError **error)
+{
+  g_autofree char *prefix_wait = g_strdup_printf("HMMV-WAIT phase %u", k);
+  g_autofree char *wait = hmmv_qemu_proc_expect(proc, prefix_wait, timeout_ms);
+
+  if (wait == NULL) {
+    g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "the guest never said \"%s\"",
+                prefix_wait);
+    return FALSE;
+  }
+  if (!hmmv_qemu_proc_send(proc, "g", error))
+    return FALSE;
+  for (;;) {
+    g_autofree char *line = hmmv_qemu_proc_read_line(proc, timeout_ms);
+    g_auto(GStrv) words = NULL;
+
+    if (line == NULL) {
+      g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "phase %u did not end", k);
+      return FALSE;
+    }
+    if (g_str_has_prefix(line, "HMMV-PHASE-END"))
+      return TRUE;
+    if (!g_str_has_prefix(line, "HMMV-PHASE-PAGES"))
+      continue;
+    words = g_strsplit(line, " ", -1);
+    for (guint i = 2; words[i] != NULL; i++)
+      if (words[i][0] != '\0')
+        g_hash_table_add(expected, GSIZE_TO_POINTER(g_ascii_strtoull(words[i], NULL, 16)));
+  }
+}

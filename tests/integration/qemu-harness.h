@@ -34,6 +34,12 @@ char *hmmv_qemu_proc_expect(HmmvQemuProc *proc, const char *prefix, guint timeou
 /* Next serial line, whatever it is; NULL on timeout or EOF. */
 char *hmmv_qemu_proc_read_line(HmmvQemuProc *proc, guint timeout_ms);
 gboolean hmmv_qemu_proc_send(HmmvQemuProc *proc, const char *bytes, GError **error);
+/* Run phase k of the test guest (started with wait=1: it prints "HMMV-WAIT phase k" and
+ * waits for a byte), adding to expected (a set of GSIZE_TO_POINTER(pfn)) every pfn the
+ * guest says it wrote ("HMMV-PHASE-PAGES k pfn..."), until "HMMV-PHASE-END". FALSE with
+ * error when the guest does not say so within timeout_ms per line. */
+gboolean hmmv_qemu_proc_run_phase(HmmvQemuProc *proc, guint k, GHashTable *expected,
+                                  guint timeout_ms, GError **error);
 /* Connect QMP (retrying while QEMU creates the socket). */
 HmmvQmp *hmmv_qemu_proc_qmp(HmmvQemuProc *proc, GError **error);
 /* Wait for QEMU to exit; its exit status, or -1 on timeout. */

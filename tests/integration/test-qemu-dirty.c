@@ -112,25 +112,9 @@ static void
 run_phase(Run *run, guint k, GHashTable *expected)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *prefix_wait = g_strdup_printf("HMMV-WAIT phase %u", k);
-  g_autofree char *wait = hmmv_qemu_proc_expect(run->proc, prefix_wait, SERIAL_TIMEOUT_MS);
 
-  ck_assert_msg(wait != NULL, "no %s", prefix_wait);
-  ck_assert(hmmv_qemu_proc_send(run->proc, "g", &error));
-  for (;;) {
-    g_autofree char *line = hmmv_qemu_proc_read_line(run->proc, SERIAL_TIMEOUT_MS);
-    g_auto(GStrv) words = NULL;
-
-    ck_assert_msg(line != NULL, "phase %u did not end", k);
-    if (g_str_has_prefix(line, "HMMV-PHASE-END"))
-      break;
-    if (!g_str_has_prefix(line, "HMMV-PHASE-PAGES"))
-      continue;
-    words = g_strsplit(line, " ", -1);
-    for (guint i = 2; words[i] != NULL; i++)
-      if (words[i][0] != '\0')
-        g_hash_table_add(expected, GSIZE_TO_POINTER(g_ascii_strtoull(words[i], NULL, 16)));
-  }
+  ck_assert_msg(hmmv_qemu_proc_run_phase(run->proc, k, expected, SERIAL_TIMEOUT_MS, &error),
+                "%s", error->message);
 }
 
 static void
