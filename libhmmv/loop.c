@@ -279,6 +279,26 @@ core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error)
   return TRUE;
 }
 
+/* The mean weight of the pages this harvest saw accessed (written: write_weight, only read:
+ * read_weight), folded into the VM's moving average (vm-private.h). */
+static void
+core_note_access_mix(HmmvCore *core, HmmvVm *vm, const HmmvAccess *acc, guint64 written)
+{
+  guint64 only_read = 0, sample;
+
+  if (acc->has_reads)
+    for (gsize w = 0; w < acc->nr_words; w++)
+      only_read += (guint64)__builtin_popcountll(acc->reads[w] & ~acc->writes[w]);
+  if (written + only_read == 0)
+    return;
+  sample = (256u * (written * core->params.write_weight + only_read * core->params.read_weight)) /
+           (written + only_read);
+  if (vm->access_weight_x256 == 0)
+    vm->access_weight_x256 = (guint)MAX(sample, 1u);
+  else
+    vm->access_weight_x256 = (guint)MAX((vm->access_weight_x256 * 15u + sample) / 16u, 1u);
+}
+
 static gboolean
 core_harvest(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
 {
@@ -290,6 +310,7 @@ core_harvest(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
   rep->intervals_merged = cvm->acc->intervals;
   rep->written = hmmv_bitmap_count(cvm->acc->writes, cvm->acc->nr_words);
   rep->read = cvm->acc->has_reads ? hmmv_bitmap_count(cvm->acc->reads, cvm->acc->nr_words) : 0;
+  core_note_access_mix(core, cvm->vm, cvm->acc, rep->written);
   hmmv_mover_touch(core->mover, cvm->vm, cvm->acc);
   if (!core_refresh_placement(core, cvm, error))
     return FALSE;

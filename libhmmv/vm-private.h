@@ -24,6 +24,11 @@ struct _HmmvVm {
   HmmvMoveStats move_stats;
   guint8 *backoff;          /* NULL until the first failure; else nr_alloc bytes (vm.c) */
   HmmvUnmovable unmovable;  /* backed-off pages by cause */
+  /* The mean weight of an accessed page, x 256, as a moving average (1/16 per interval, the
+   * temperature's own horizon): 256 x write_weight for a VM whose pages are written, x
+   * read_weight for one that is only read (issue 11). 0: nothing seen yet (the planner then
+   * takes the larger weight). The payback gate's noise model needs it (plan.c). */
+  guint access_weight_x256;
 };
 
 /* The place byte of a page that is not present (or whose node is unknown). */

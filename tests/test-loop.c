@@ -97,6 +97,36 @@ START_TEST(test_hot_set_reaches_dram)
 }
 END_TEST
 
+/* Issue 11: a set that is only read (the read source sees each page in ~90% of intervals,
+ * as DAMON does), first touched on the slow tier, displaces pages that went cold, with the
+ * payback gate at its defaults. The gate took every key's noise to be a written page's (step
+ * 16): 67 of 128 here, 0 of 2,048 in the testbed (DAMON vaddr), promoted in 30 intervals. */
+START_TEST(test_read_set_reaches_dram)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GRand) rand = g_rand_new_with_seed(11);
+  HmmvVm *vm;
+  guint64 on_dram = 0;
+
+  setup_core(256, 1);
+  hmmv_interval_report_init(&report);
+  write_range(0, 0, 256);        /* fills the 256 DRAM pages, then never touched again */
+  run(&report);
+  for (guint i = 0; i < 30; i++) {
+    for (guint64 p = 512; p < 640; p++)
+      if (g_rand_double(rand) < 0.9)
+        hmmv_fake_tracker_queue_read(fx.trackers[0], p);
+    run(&report);
+  }
+  vm = hmmv_core_get_vm(fx.core, 0);
+  for (guint64 p = 512; p < 640; p++)
+    on_dram += hmmv_vm_get_page_node(vm, p) == 0;
+  ck_assert_msg(on_dram == 128, "%" G_GUINT64_FORMAT " of 128 read pages on DRAM", on_dram);
+  ck_assert_uint_le(hmmv_vm_get_dram_pages(vm), 256);
+  teardown_core();
+}
+END_TEST
+
 /* Two VMs compete for 256 DRAM pages: the one with the larger hot set gets more of it. */
 START_TEST(test_pool_follows_heat)
 {
@@ -669,6 +699,7 @@ loop_suite(void)
   TCase *tc = tcase_create("core");
 
   tcase_add_test(tc, test_hot_set_reaches_dram);
+  tcase_add_test(tc, test_read_set_reaches_dram);
   tcase_add_test(tc, test_pool_follows_heat);
   tcase_add_test(tc, test_failing_vm_does_not_stop_others);
   tcase_add_test(tc, test_paused_and_unmanaged_do_not_move);
