@@ -27,16 +27,6 @@
 /* sysfs attributes fit in one 4 KiB page; anything much larger is not sysfs. */
 #define TOPO_MAX_FILE_BYTES (64u * 1024u)
 
-typedef struct {
-  HmmvNode node;
-  char *why;                /* one phrase: why the node is in its tier */
-} NodeEntry;
-
-struct _HmmvTopology {
-  GArray *nodes;            /* NodeEntry, ascending id */
-  GPtrArray *notes;         /* char *: nodes seen but not used, and why */
-};
-
 static void
 node_entry_clear(gpointer data)
 {
@@ -44,6 +34,7 @@ node_entry_clear(gpointer data)
 
   g_free(entry->node.cpulist);
   g_free(entry->why);
+  g_clear_pointer(&entry->cpus, g_array_unref);
 }
 
 HmmvTopology *
@@ -64,17 +55,21 @@ hmmv_topology_free(HmmvTopology *topo)
     return;
   g_array_unref(topo->nodes);
   g_ptr_array_unref(topo->notes);
+  g_free(topo->sysfs_root);
   g_free(topo);
 }
 
-static NodeEntry *
-entry_at(const HmmvTopology *topo, guint index)
+#define entry_at hmmv_topology_entry_at
+#define lookup_entry hmmv_topology_lookup_entry
+
+NodeEntry *
+hmmv_topology_entry_at(const HmmvTopology *topo, guint index)
 {
   return &g_array_index(topo->nodes, NodeEntry, index);
 }
 
-static NodeEntry *
-lookup_entry(const HmmvTopology *topo, int node_id)
+NodeEntry *
+hmmv_topology_lookup_entry(const HmmvTopology *topo, int node_id)
 {
   for (guint i = 0; i < topo->nodes->len; i++) {
     if (entry_at(topo, i)->node.id == node_id)
@@ -115,11 +110,12 @@ check_new_node(const HmmvTopology *topo, int id, guint64 total_bytes, GError **e
   return TRUE;
 }
 
-/* Takes ownership of node->cpulist and why. Keeps the array sorted by id. */
+/* Takes ownership of node->cpulist, why and cpus (NULL: none). Keeps the array sorted by
+ * id. */
 static void
-insert_entry(HmmvTopology *topo, const HmmvNode *node, char *why)
+insert_entry(HmmvTopology *topo, const HmmvNode *node, char *why, GArray *cpus)
 {
-  NodeEntry entry = { .node = *node, .why = why };
+  NodeEntry entry = { .node = *node, .why = why, .cpus = cpus };
   guint pos = 0;
 
   while (pos < topo->nodes->len && entry_at(topo, pos)->node.id < node->id)
@@ -145,7 +141,7 @@ hmmv_topology_add_node(HmmvTopology *topo, int id, guint64 total_bytes, guint nr
   if (!check_tier(tier, error) || !check_new_node(topo, id, total_bytes, error))
     return FALSE;
   node.cpulist = g_strdup("");
-  insert_entry(topo, &node, g_strdup("as given by the caller"));
+  insert_entry(topo, &node, g_strdup("as given by the caller"), NULL);
   return TRUE;
 }
 
@@ -353,8 +349,8 @@ bad:
   return FALSE;
 }
 
-static char *
-read_sysfs(const char *path, GError **error)
+char *
+hmmv_topology_read_sysfs(const char *path, GError **error)
 {
   g_autoptr(GError) local = NULL;
   g_autofree char *text = NULL;
@@ -380,7 +376,7 @@ read_sysfs(const char *path, GError **error)
 static GArray *
 read_list(const char *path, guint max_id, GError **error)
 {
-  g_autofree char *text = read_sysfs(path, error);
+  g_autofree char *text = hmmv_topology_read_sysfs(path, error);
   g_autoptr(GArray) ranges = g_array_new(FALSE, FALSE, sizeof(HmmvIdRange));
 
   if (text == NULL)
@@ -481,7 +477,7 @@ node_sizes(const char *sysfs_root, const char *node_dir, guint id, HmmvNode *nod
     return TRUE;
   }
   path = g_strdup_printf("%s/node%u/meminfo", node_dir, id);
-  text = read_sysfs(path, error);
+  text = hmmv_topology_read_sysfs(path, error);
   if (text == NULL)
     return FALSE;
   if (!hmmv_topology_parse_meminfo(text, id, &node->total_bytes, &node->free_bytes, error)) {
@@ -491,10 +487,44 @@ node_sizes(const char *sysfs_root, const char *node_dir, guint id, HmmvNode *nod
   return TRUE;
 }
 
+gboolean
+hmmv_topology_refresh_free(HmmvTopology *topo, GError **error)
+{
+  g_autofree char *node_dir = NULL;
+
+  if (!topo->from_host)
+    return TRUE;
+  node_dir = g_build_filename(topo->sysfs_root != NULL ? topo->sysfs_root : "/sys", "devices",
+                              "system", "node", NULL);
+  for (guint i = 0; i < topo->nodes->len; i++) {
+    HmmvNode *node = &entry_at(topo, i)->node;
+    HmmvNode now = { 0 };
+
+    if (!node_sizes(topo->sysfs_root, node_dir, (guint)node->id, &now, error))
+      return FALSE;
+    node->free_bytes = MIN(now.free_bytes, node->total_bytes);
+  }
+  return TRUE;
+}
+
+gboolean
+hmmv_topology_set_free(HmmvTopology *topo, int node_id, guint64 free_bytes, GError **error)
+{
+  NodeEntry *entry = lookup_entry(topo, node_id);
+
+  if (entry == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "node %d: not in the topology",
+                node_id);
+    return FALSE;
+  }
+  entry->node.free_bytes = MIN(free_bytes, entry->node.total_bytes);
+  return TRUE;
+}
+
 /* Fills node from nodeN/; the node has no tier yet. */
 static gboolean
 read_node(const char *sysfs_root, const char *node_dir, guint id, HmmvNode *node,
-          GError **error)
+          GArray **cpus_out, GError **error)
 {
   g_autofree char *dir = g_strdup_printf("%s/node%u", node_dir, id);
   g_autofree char *cpulist_path = g_build_filename(dir, "cpulist", NULL);
@@ -506,7 +536,7 @@ read_node(const char *sysfs_root, const char *node_dir, guint id, HmmvNode *node
                 "%s: missing, although the node list names node %u", dir, id);
     return FALSE;
   }
-  cpulist = read_sysfs(cpulist_path, error);
+  cpulist = hmmv_topology_read_sysfs(cpulist_path, error);
   if (cpulist == NULL)
     return FALSE;
   cpus = g_array_new(FALSE, FALSE, sizeof(HmmvIdRange));
@@ -518,6 +548,7 @@ read_node(const char *sysfs_root, const char *node_dir, guint id, HmmvNode *node
   if (!node_sizes(sysfs_root, node_dir, id, node, error))
     return FALSE;
   node->cpulist = g_strdup(g_strstrip(cpulist));
+  *cpus_out = g_steal_pointer(&cpus);
   return TRUE;
 }
 
@@ -678,6 +709,7 @@ discover_node(HmmvTopology *topo, const char *sysfs_root, const char *node_dir, 
               const int *node_tier, GError **error)
 {
   HmmvNode node;
+  GArray *cpus = NULL;
 
   if (id > HMMV_PLACE_MAX_NODE_ID) {
     g_ptr_array_add(topo->notes,
@@ -686,15 +718,16 @@ discover_node(HmmvTopology *topo, const char *sysfs_root, const char *node_dir, 
                                     HMMV_PLACE_MAX_NODE_ID));
     return TRUE;
   }
-  if (!read_node(sysfs_root, node_dir, id, &node, error))
+  if (!read_node(sysfs_root, node_dir, id, &node, &cpus, error))
     return FALSE;
   if (node.total_bytes == 0) {
     g_ptr_array_add(topo->notes, g_strdup_printf("node %u: not used: it has no memory", id));
     g_free(node.cpulist);
+    g_array_unref(cpus);
     return TRUE;
   }
   node.kernel_tier = node_tier[id];
-  insert_entry(topo, &node, NULL);
+  insert_entry(topo, &node, NULL, cpus);
   return TRUE;
 }
 
@@ -729,5 +762,9 @@ hmmv_topology_new_from_host(const char *sysfs_root, GError **error)
     return NULL;
   }
   classify_nodes(topo);
+  topo->from_host = TRUE;
+  topo->sysfs_root = g_strdup(sysfs_root);
+  if (!hmmv_topology_read_distances(topo, node_dir, ids, error))
+    return NULL;
   return g_steal_pointer(&topo);
 }

@@ -544,6 +544,129 @@ START_TEST(test_real_host)
 }
 END_TEST
 
+/* A two-socket Optane host as the kernel shows it: nodes 0 and 1 with CPUs and DRAM, 2 and 3
+ * CPU-less Optane, node 2 on socket 0 and node 3 on socket 1 (SLIT 10 own DRAM, 21 the other
+ * DRAM, 17 own Optane, 28 the other's). hmat: also the access0 initiators and latencies. */
+static void
+fake_two_socket(FakeSys *sys, gboolean slit, gboolean hmat)
+{
+  static const char *const rows[] = { "10 21 17 28\n", "21 10 28 17\n", "17 28 10 28\n",
+                                      "28 17 28 10\n" };
+  static const guint socket_of[] = { 0, 1, 0, 1 };
+  static const char *const latency[] = { "80\n", "80\n", "300\n", "300\n" };
+
+  fake_online(sys, "0-3\n");
+  fake_node(sys, 0, "0-3\n", 8 * 1024 * 1024, 4 * 1024 * 1024);
+  fake_node(sys, 1, "4-7\n", 8 * 1024 * 1024, 6 * 1024 * 1024);
+  fake_node(sys, 2, "\n", 32 * 1024 * 1024, 30 * 1024 * 1024);
+  fake_node(sys, 3, "\n", 32 * 1024 * 1024, 31 * 1024 * 1024);
+  for (guint id = 0; id < 4; id++) {
+    if (slit) {
+      g_autofree char *path = g_strdup_printf("devices/system/node/node%u/distance", id);
+
+      fake_write(sys, path, rows[id]);
+    }
+    if (hmat) {
+      g_autofree char *link = g_strdup_printf("devices/system/node/node%u/access0/initiators/"
+                                              "node%u/uevent", id, socket_of[id]);
+      g_autofree char *lat = g_strdup_printf("devices/system/node/node%u/access0/initiators/"
+                                             "read_latency", id);
+
+      fake_write(sys, link, "");
+      fake_write(sys, lat, latency[id]);
+    }
+  }
+}
+
+static void
+assert_rank(const HmmvTopology *topo, int from, HmmvTier tier, int first, int second)
+{
+  int out[4] = { -1, -1, -1, -1 };
+  guint n = hmmv_topology_rank(topo, from, tier, out, G_N_ELEMENTS(out));
+
+  ck_assert_msg(n == 2 && out[0] == first && out[1] == second,
+                "%s nodes from node %d: %u nodes %d, %d; want %d, %d",
+                hmmv_tier_to_string(tier), from, n, out[0], out[1], first, second);
+}
+
+/* Each socket's own nodes first, from the distances alone, from HMAT alone, and from both.
+ * Before: every promotion went to node 0 and every demotion to node 2 (first_node). */
+START_TEST(test_two_socket_rank)
+{
+  static const gboolean sources[][2] = { { TRUE, FALSE }, { FALSE, TRUE }, { TRUE, TRUE } };
+
+  for (guint s = 0; s < G_N_ELEMENTS(sources); s++) {
+    g_autoptr(FakeSys) sys = fake_sys_new();
+    g_autoptr(HmmvTopology) topo = NULL;
+
+    fake_two_socket(sys, sources[s][0], sources[s][1]);
+    topo = discover_ok(sys);
+    ck_assert_uint_eq(hmmv_topology_lookup(topo, 2)->tier, HMMV_TIER_SLOW);
+    ck_assert_uint_eq(hmmv_topology_get_distance(topo, 1, 3), sources[s][0] ? 17 : 20);
+    ck_assert_uint_eq(hmmv_topology_get_distance(topo, 3, 3), 10);
+    assert_rank(topo, 0, HMMV_TIER_DRAM, 0, 1);
+    assert_rank(topo, 1, HMMV_TIER_DRAM, 1, 0);
+    assert_rank(topo, 0, HMMV_TIER_SLOW, 2, 3);
+    assert_rank(topo, 1, HMMV_TIER_SLOW, 3, 2);
+    /* a CPU node's slow neighbour is ranked the same way from its DRAM node */
+    ck_assert_int_eq(hmmv_topology_cpu_node(topo, 5), 1);
+    ck_assert_int_eq(hmmv_topology_cpu_node(topo, 3), 0);
+    ck_assert_int_eq(hmmv_topology_cpu_node(topo, 8), -1);
+  }
+}
+END_TEST
+
+/* Free memory is re-read, as the per-node pools need; a built topology keeps what it is set
+ * to. */
+START_TEST(test_refresh_free)
+{
+  g_autoptr(FakeSys) sys = fake_sys_new();
+  g_autoptr(HmmvTopology) topo = NULL;
+  g_autoptr(HmmvTopology) built = hmmv_topology_new();
+  g_autoptr(GError) error = NULL;
+
+  fake_two_socket(sys, TRUE, FALSE);
+  topo = discover_ok(sys);
+  ck_assert_uint_eq(hmmv_topology_lookup(topo, 0)->free_bytes, 4 * 1024 * MIB);
+  fake_node(sys, 0, "0-3\n", 8 * 1024 * 1024, 1024);
+  ck_assert(hmmv_topology_refresh_free(topo, &error));
+  ck_assert_uint_eq(hmmv_topology_lookup(topo, 0)->free_bytes, MIB);
+  ck_assert_uint_eq(hmmv_topology_lookup(topo, 1)->free_bytes, 6 * 1024 * MIB);
+
+  add_ok(built, 0, 8 * MIB, 2, HMMV_TIER_DRAM);
+  ck_assert(hmmv_topology_refresh_free(built, &error));
+  ck_assert_uint_eq(hmmv_topology_lookup(built, 0)->free_bytes, 8 * MIB);
+  ck_assert(hmmv_topology_set_free(built, 0, 3 * MIB, &error));
+  ck_assert_uint_eq(hmmv_topology_lookup(built, 0)->free_bytes, 3 * MIB);
+  ck_assert(!hmmv_topology_set_free(built, 1, MIB, NULL));
+  ck_assert(hmmv_topology_set_cpus(built, 0, "0-1,4", &error));
+  ck_assert_int_eq(hmmv_topology_cpu_node(built, 4), 0);
+  ck_assert_uint_eq(hmmv_topology_lookup(built, 0)->nr_cpus, 3);
+  ck_assert(!hmmv_topology_set_distance(built, 0, 1, 20, NULL));
+  ck_assert(!hmmv_topology_set_distance(built, 0, 0, 9, NULL));
+}
+END_TEST
+
+/* Malformed distance and latency files are errors that name the file. */
+START_TEST(test_bad_distance)
+{
+  static const char *const bad[][2] = {
+    { "devices/system/node/node1/distance", "21 10 28\n" },
+    { "devices/system/node/node1/distance", "21 10 28 17 10\n" },
+    { "devices/system/node/node1/distance", "21 -10 28 17\n" },
+    { "devices/system/node/node2/access0/initiators/read_latency", "fast\n" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+    g_autoptr(FakeSys) sys = fake_sys_new();
+
+    fake_two_socket(sys, TRUE, TRUE);
+    fake_write(sys, bad[i][0], bad[i][1]);
+    discover_fails(sys, HMMV_ERROR_CORRUPT, strrchr(bad[i][0], '/') + 1, NULL);
+  }
+}
+END_TEST
+
 static Suite *
 topology_suite(void)
 {
@@ -564,6 +687,9 @@ topology_suite(void)
   tcase_add_test(tc, test_parse_list_limits);
   tcase_add_test(tc, test_add_node);
   tcase_add_test(tc, test_real_host);
+  tcase_add_test(tc, test_two_socket_rank);
+  tcase_add_test(tc, test_refresh_free);
+  tcase_add_test(tc, test_bad_distance);
   suite_add_tcase(suite, tc);
   return suite;
 }

@@ -60,6 +60,38 @@ gboolean hmmv_topology_has_tier(const HmmvTopology *topo, HmmvTier tier);
 guint64 hmmv_topology_tier_bytes(const HmmvTopology *topo, HmmvTier tier);
 /* lowest node id of the tier, or -1 */
 int hmmv_topology_first_node(const HmmvTopology *topo, HmmvTier tier);
+/* ---- distances, CPUs and free memory (topology-distance.c) ----
+ * Where a VM's pages go: promoted to the DRAM node nearest its vCPUs, demoted to the slow node
+ * nearest that DRAM node, each falling back to the next in rank when full. */
+
+/* SLIT distance between two nodes as nodeN/distance prints it (10 = local); when the kernel
+ * gave none, 10 from a node to itself and 20 otherwise (its LOCAL/REMOTE_DISTANCE). */
+guint hmmv_topology_get_distance(const HmmvTopology *topo, int from, int to);
+/* 10..254, as ACPI SLIT allows; both nodes must be in the topology. */
+gboolean hmmv_topology_set_distance(HmmvTopology *topo, int from, int to, guint distance,
+                                    GError **error);
+/* ACPI HMAT access attributes of a memory node (nodeN/access0/initiators/): its nearest
+ * initiators (bit i = node i) and the read latency from them (0 = unknown). */
+gboolean hmmv_topology_set_hmat(HmmvTopology *topo, int target, guint32 initiators,
+                                guint read_latency_ns, GError **error);
+/* The nodes of `tier`, nearest to node `from` first: a node whose HMAT initiators include
+ * `from`, then by SLIT distance, then by HMAT read latency, then by id. `from` need not be in
+ * the topology (a node with CPUs and no memory). Writes at most max ids; returns how many. */
+guint hmmv_topology_rank(const HmmvTopology *topo, int from, HmmvTier tier, int *out,
+                         guint max);
+/* The CPUs of a node, as a kernel id list ("0-3,8"); for nodes added by the caller (tests,
+ * the sim mover's modelled host). */
+gboolean hmmv_topology_set_cpus(HmmvTopology *topo, int node_id, const char *cpulist,
+                                GError **error);
+/* The node whose CPU list holds cpu, or -1. */
+int hmmv_topology_cpu_node(const HmmvTopology *topo, guint cpu);
+/* Free memory: re-read for every node of a discovered topology (nodeN/meminfo, libnuma on
+ * the real host), so the per-node pools follow what the host can give; does nothing for a
+ * topology built by the caller, whose free memory set_free sets. */
+gboolean hmmv_topology_refresh_free(HmmvTopology *topo, GError **error);
+gboolean hmmv_topology_set_free(HmmvTopology *topo, int node_id, guint64 free_bytes,
+                                GError **error);
+
 /* A few human lines; says plainly when the host has a single node. */
 char *hmmv_topology_describe(const HmmvTopology *topo);
 
