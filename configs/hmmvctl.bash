@@ -1,7 +1,7 @@
 # bash completion for hmmvctl(8). Installed as
 # /usr/share/bash-completion/completions/hmmvctl (loaded on demand by bash-completion).
 #
-# Domain names for set-quota, pause and resume come from hmmvd itself (hmmvctl --json vms:
+# Domain names for set-quota, pause, resume and placement come from hmmvd itself (hmmvctl --json vms:
 # only root can reach its socket); for others, nothing is offered rather than an error.
 
 _hmmvctl_vms()
@@ -16,7 +16,7 @@ _hmmvctl()
     local cur prev words cword
     _init_completion || return
 
-    local commands="status vms set-quota pause resume track"
+    local commands="status vms placement set-quota pause resume track"
     local common="--socket --json --help"
     local quota="--min --max --weight --managed"
     local track="--qmp --interval-ms --count --trace"
@@ -70,7 +70,7 @@ _hmmvctl()
         "")
             COMPREPLY=($(compgen -W "$commands" -- "$cur"))
             ;;
-        set-quota | pause | resume)
+        set-quota | pause | resume | placement)
             if ((nargs == 0)); then
                 COMPREPLY=($(compgen -W "$(_hmmvctl_vms "$socket")" -- "$cur"))
             fi

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * hmmvctl: hmmvd's command-line client (status, vms, set-quota, pause, resume over the
- * control socket), and `hmmvctl track`, which watches one QEMU's guest writes directly over
+ * hmmvctl: hmmvd's command-line client (status, vms, placement, set-quota, pause, resume
+ * over the control socket), and `hmmvctl track`, which watches one QEMU's guest writes directly over
  * its QMP socket, without hmmvd.
  */
 #include "control.h"
@@ -265,6 +265,98 @@ print_vms(JsonArray *vms)
     print_vm_notes(json_array_get_object_element(vms, i));
 }
 
+/* hmmvd's placement map ("placement": one character a page, the node in base 32 or '-' for a
+ * page hmmvd has not placed) summed per region and node: 4 GiB of guest RAM is a 1 Mi
+ * character string nobody reads, the counts are what a person checks against numa_maps. */
+#define PLACEMENT_NODES 32
+
+static int
+placement_node(char c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'v')
+    return c - 'a' + 10;
+  return -1;
+}
+
+static void
+print_placement_row(const char *label, const char *gpa, guint64 pages, const guint64 *counts,
+                    guint64 unplaced, const gboolean *used)
+{
+  printf("%-16.16s %18s %10" G_GUINT64_FORMAT, label, gpa, pages);
+  for (int n = 0; n < PLACEMENT_NODES; n++)
+    if (used[n])
+      printf(" %10" G_GUINT64_FORMAT, counts[n]);
+  printf(" %10" G_GUINT64_FORMAT "\n", unplaced);
+}
+
+static gboolean
+print_placement(JsonObject *view, GError **error)
+{
+  JsonArray *regions = json_object_get_array_member(view, "regions");
+  const char *nodes = json_object_get_string_member_with_default(view, "nodes", "");
+  guint64 nr_pages = member_uint(view, "nr-pages");
+  guint nr_regions = regions != NULL ? json_array_get_length(regions) : 0;
+  g_autofree guint64 *counts = g_new0(guint64, (gsize)(nr_regions + 1) * PLACEMENT_NODES);
+  g_autofree guint64 *unplaced = g_new0(guint64, nr_regions + 1);
+  guint64 *total = counts + (gsize)nr_regions * PLACEMENT_NODES;
+  gboolean used[PLACEMENT_NODES] = { FALSE };
+
+  if (strlen(nodes) != nr_pages) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL,
+                "hmmvd's placement lists %zu pages of %" G_GUINT64_FORMAT, strlen(nodes),
+                nr_pages);
+    return FALSE;
+  }
+  for (guint r = 0; r < nr_regions; r++) {
+    JsonObject *region = json_array_get_object_element(regions, r);
+    guint64 first = member_uint(region, "first-page"), pages = member_uint(region, "pages");
+
+    if (first > nr_pages || pages > nr_pages - first) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL,
+                  "hmmvd's placement: region %u (pages %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
+                  ") outside the VM's %" G_GUINT64_FORMAT " pages", r, first, pages, nr_pages);
+      return FALSE;
+    }
+    for (guint64 page = first; page < first + pages; page++) {
+      int node = placement_node(nodes[page]);
+
+      if (node < 0) {
+        unplaced[r]++;
+        unplaced[nr_regions]++;
+        continue;
+      }
+      used[node] = TRUE;
+      counts[(gsize)r * PLACEMENT_NODES + (guint)node]++;
+      total[node]++;
+    }
+  }
+  printf("%s (pid %" G_GUINT64_FORMAT "), after interval %" G_GUINT64_FORMAT ": %"
+         G_GUINT64_FORMAT " pages (%" G_GUINT64_FORMAT " MiB)\n",
+         json_object_get_string_member_with_default(view, "name", "?"), member_uint(view, "pid"),
+         member_uint(view, "intervals"), nr_pages, mib(nr_pages));
+  printf("%-16s %18s %10s", "REGION", "GPA", "PAGES");
+  for (int n = 0; n < PLACEMENT_NODES; n++)
+    if (used[n])
+      printf("      NODE%-2d", n);
+  printf(" %10s\n", "UNPLACED");
+  for (guint r = 0; r < nr_regions; r++) {
+    JsonObject *region = json_array_get_object_element(regions, r);
+    g_autofree char *gpa = g_strdup_printf("0x%" G_GINT64_MODIFIER "x",
+                                           member_uint(region, "gpa"));
+
+    print_placement_row(json_object_get_string_member_with_default(region, "name", "?"), gpa,
+                        member_uint(region, "pages"), counts + (gsize)r * PLACEMENT_NODES,
+                        unplaced[r], used);
+  }
+  if (nr_regions > 1)
+    print_placement_row("total", "", nr_pages, total, unplaced[nr_regions], used);
+  printf("(pages of 4 KiB, on each node as hmmvd placed them; UNPLACED: never touched, or not "
+         "yet seen by hmmvd; --json has the page-by-page map)\n");
+  return TRUE;
+}
+
 /* ---- commands ---- */
 
 static gboolean
@@ -342,6 +434,8 @@ run_daemon_command(const Options *options, const char *command, const char *vm,
     print_status(json_node_get_object(ret));
   } else if (strcmp(command, "vms") == 0 && JSON_NODE_HOLDS_ARRAY(ret)) {
     print_vms(json_node_get_array(ret));
+  } else if (strcmp(command, "placement") == 0 && JSON_NODE_HOLDS_OBJECT(ret)) {
+    return print_placement(json_node_get_object(ret), error);
   } else if (strcmp(command, "set-quota") == 0) {
     printf("%s: quota accepted; it applies from the next interval (see hmmvctl vms)\n", vm);
   } else if (vm != NULL) {
@@ -358,7 +452,7 @@ check_usage(const Options *options, const char *command, int argc, GError **erro
   gboolean track_options = options->qmp != NULL || options->interval_ms >= 0 ||
                            options->count >= 0 || options->trace != NULL || options->reads;
   int want_args = strcmp(command, "set-quota") == 0 || strcmp(command, "pause") == 0 ||
-                  strcmp(command, "resume") == 0 ? 1 : 0;
+                  strcmp(command, "resume") == 0 || strcmp(command, "placement") == 0 ? 1 : 0;
   const char *bad = NULL;
 
   if (quota_options && strcmp(command, "set-quota") != 0)
@@ -379,6 +473,8 @@ static const char summary[] =
   "  status                  the daemon: intervals, mover, read source, DRAM pool, nodes\n"
   "  vms                     per VM: status, quota, DRAM budget, hot set, pages per tier,\n"
   "                          promotions, demotions, errors\n"
+  "  placement DOM           DOM's pages per region and NUMA node, as hmmvd placed them\n"
+  "                          (--json: the node of every page)\n"
   "  set-quota DOM [--min MIB] [--max MIB] [--weight N] [--managed yes|no]\n"
   "                          for libvirt domains, written to the domain's metadata as\n"
   "                          virsh metadata would (live and config); else applied at once\n"
@@ -444,8 +540,8 @@ main(int argc, char **argv)
   command = argv[1];
   if (options.socket_path == NULL)
     options.socket_path = g_strdup("/run/hmmv/hmmvd.sock");
-  if (!g_strv_contains((const char *const[]){ "status", "vms", "set-quota", "pause", "resume",
-                                              "track", NULL }, command))
+  if (!g_strv_contains((const char *const[]){ "status", "vms", "placement", "set-quota",
+                                              "pause", "resume", "track", NULL }, command))
     g_set_error(&error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                 "unknown command \"%s\" (see hmmvctl --help)", command);
   ok = error == NULL && check_usage(&options, command, argc, &error);

@@ -34,7 +34,8 @@ complete_words() { # expected (sorted, space separated), words... (the last is b
   fi
 }
 
-complete_words "pause resume set-quota status track vms" hmmvctl ""
+complete_words "pause placement resume set-quota status track vms" hmmvctl ""
+complete_words "pause placement" hmmvctl p
 complete_words "set-quota status" hmmvctl s
 complete_words "--managed --max --min" hmmvctl set-quota dom --m
 complete_words "no yes" hmmvctl set-quota dom --managed ""
@@ -43,5 +44,7 @@ complete_words "--count --help --interval-ms --json --qmp --socket --trace" hmmv
 complete_words "--help --json --socket" hmmvctl vms --
 complete_words "" hmmvctl status ""
 complete_words "" hmmvctl --socket /tmp/none pause dom ""
+complete_words "--help --json --socket" hmmvctl placement dom --
+complete_words "" hmmvctl --socket /tmp/none placement dom ""
 echo "1..$n"
 exit $failed

@@ -95,6 +95,47 @@ else
   fail "harvests cover other than one interval (intervals-merged: $merged_seen)"
 fi
 
+# hmmvctl placement: the human summary (per region and node) is the JSON page map summed,
+# compared with b paused in hmmvd so nothing moves between the two calls.
+ctl() { "$HMMVCTL" --socket "$WORK/hmmvd.sock" "$@"; }
+if ctl pause b >/dev/null && ctl placement b >"$WORK/placement.txt" &&
+   ctl --json placement b >"$WORK/placement.json" && ctl resume b >/dev/null; then
+  if verdict=$(python3 - "$WORK/placement.txt" "$WORK/placement.json" <<'PY'
+import collections, json, sys
+text = open(sys.argv[1]).read().splitlines()
+view = json.load(open(sys.argv[2]))
+nodes, regions = view["nodes"], view["regions"]
+assert len(nodes) == view["nr-pages"] > 0, "page map length"
+cols = [int(h[4:]) for h in text[1].split() if h.startswith("NODE")]
+def counts(chars):
+    return {int(c, 32): n for c, n in collections.Counter(chars).items() if c != "-"}
+def row_counts(fields):   # PAGES NODE... UNPLACED
+    return int(fields[0]), {n: int(v) for n, v in zip(cols, fields[1:-1]) if int(v)}, int(fields[-1])
+rows = [l.split() for l in text[2:2 + len(regions)]]
+for region, row in zip(regions, rows):
+    chars = nodes[region["first-page"]:region["first-page"] + region["pages"]]
+    want = (region["pages"], counts(chars), chars.count("-"))
+    assert row_counts(row[2:]) == want, f"{row} vs {want}"
+if len(regions) > 1:
+    total = text[2 + len(regions)].split()
+    assert total[0] == "total" and row_counts(total[1:]) == (len(nodes), counts(nodes), nodes.count("-")), total
+assert counts(nodes), "nothing placed"
+print(f"{len(regions)} regions, {len(nodes)} pages, per node {counts(nodes)}, unplaced {nodes.count('-')}")
+PY
+  ); then
+    ok "hmmvctl placement b sums hmmvd's page map: $verdict"
+  else
+    fail "hmmvctl placement b disagrees with --json: $verdict"; cat "$WORK/placement.txt"
+  fi
+else
+  fail "hmmvctl pause/placement/resume b failed"
+fi
+if ctl placement nosuchvm >"$WORK/nosuch.out" 2>&1; then
+  fail "hmmvctl placement of an unknown VM succeeded"
+else
+  ok "hmmvctl placement of an unknown VM: $(head -c 120 "$WORK/nosuch.out")"
+fi
+
 kill -9 "${QEMU_PID[a]}"; wait "${QEMU_PID[a]}" 2>/dev/null; unset 'QEMU_PID[a]'
 wait_for 60 "a killed QEMU is reported, not managed" not_managed a
 if kill -0 "$HMMVD_PID" 2>/dev/null; then ok "hmmvd survived the QEMU's death"; else fail "hmmvd died"; fi
