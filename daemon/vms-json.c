@@ -112,6 +112,10 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_uint(builder, "move-failed-pages", last->move_failed);
   add_uint(builder, "deferred-cap-pages", last->deferred_cap);
   add_uint(builder, "deferred-room-pages", last->deferred_room);
+  add_uint(builder, "deferred-unit-pages", last->deferred_unit);
+  add_uint(builder, "moved-cap-pages", last->moved_max_pages);
+  add_uint(builder, "thp-pages", last->thp_pages);
+  add_uint(builder, "hugetlb-pages", last->hugetlb_pages);
   moves_to_json(builder, &info->moves);
   unmovable_to_json(builder, &info->unmovable);
   json_builder_end_object(builder);

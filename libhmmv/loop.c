@@ -16,6 +16,7 @@
 #include <hmmv/balance.h>
 #include <hmmv/core.h>
 #include <hmmv/error.h>
+#include <hmmv/units.h>
 
 #include <string.h>
 
@@ -27,6 +28,7 @@ typedef struct {
   HmmvPlan plan;
   gboolean paused;
   guint64 rescan_next;      /* first page of the next placement refresh window */
+  guint64 thp_next;         /* first block of the next THP state refresh window */
   guint64 first_seen;  /* vm->first_seen at the last balance */
   gboolean outside;         /* left out of the last balance (paused, unmanaged or failing) */
   guint64 min_granted;      /* its min in the last balance (scaled when the mins did not fit) */
@@ -177,8 +179,11 @@ hmmv_core_add_vm(HmmvCore *core, HmmvVm *vm_in, HmmvTracker *tracker_in, GError 
                    hmmv_tracker_get_name(tracker));
     return FALSE;
   }
-  /* Pages the guest touched before hmmv came are already somewhere: learn where. */
-  if (!core_query_range(core, vm, 0, hmmv_vm_get_nr_pages(vm), error)) {
+  /* Pages the guest touched before hmmv came are already somewhere: learn where, and which
+   * of them the kernel put in THPs. */
+  if (!core_query_range(core, vm, 0, hmmv_vm_get_nr_pages(vm), error) ||
+      !hmmv_mover_refresh_thp(core->mover, vm, 0, hmmv_vm_get_nr_thp_blocks(vm), NULL,
+                              error)) {
     hmmv_tracker_stop(tracker);
     return FALSE;
   }
@@ -188,6 +193,7 @@ hmmv_core_add_vm(HmmvCore *core, HmmvVm *vm_in, HmmvTracker *tracker_in, GError 
   cvm->acc = g_steal_pointer(&acc);
   hmmv_plan_init(&cvm->plan);
   hmmv_temperature_histogram(cvm->vm, &cvm->hist);
+  hmmv_units_aggregate(cvm->vm, &cvm->hist);
   /* What the VM held on the slow tier before hmmv came is not a first touch of now. */
   cvm->first_seen = cvm->vm->first_seen;
   g_ptr_array_add(core->vms, cvm);
@@ -241,6 +247,25 @@ hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused, GError *
   return TRUE;
 }
 
+/* THP state: a rolling window of the VM's 2 MiB blocks (core.h). */
+static gboolean
+core_refresh_thp(HmmvCore *core, CoreVm *cvm, GError **error)
+{
+  guint64 nr_blocks = hmmv_vm_get_nr_thp_blocks(cvm->vm);
+  guint64 window = CLAMP(nr_blocks / HMMV_CORE_RESCAN_DIVISOR, HMMV_CORE_THP_RESCAN_MIN_BLOCKS,
+                         HMMV_CORE_THP_RESCAN_MAX_BLOCKS);
+
+  if (nr_blocks == 0)
+    return TRUE;
+  if (cvm->thp_next >= nr_blocks)
+    cvm->thp_next = 0;
+  window = MIN(window, nr_blocks - cvm->thp_next);
+  if (!hmmv_mover_refresh_thp(core->mover, cvm->vm, cvm->thp_next, window, NULL, error))
+    return FALSE;
+  cvm->thp_next += window;
+  return TRUE;
+}
+
 /* Placement the core does not know yet: pages accessed while unknown (first touch since the
  * last look), plus a rolling window so moves the kernel makes on its own are noticed. */
 static gboolean
@@ -251,7 +276,10 @@ core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error)
   guint64 nr_pages = hmmv_vm_get_nr_pages(vm);
   guint64 window = CLAMP(nr_pages / HMMV_CORE_RESCAN_DIVISOR, HMMV_CORE_RESCAN_MIN_PAGES,
                          HMMV_CORE_RESCAN_MAX_PAGES);
+  guint64 nr_units, last_unit = G_MAXUINT64;
+  const HmmvUnit *unit;
 
+  hmmv_vm_get_units(vm, &nr_units);
   g_array_set_size(core->scratch_pages, 0);
   for (gsize w = 0; w < acc->nr_words; w++) {
     guint64 bits = acc->writes[w] | acc->reads[w];
@@ -260,8 +288,20 @@ core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error)
       guint64 page = w * 64 + (guint64)__builtin_ctzll(bits);
 
       bits &= bits - 1;
-      if (HMMV_PLACE_NODE(vm->place[page]) == HMMV_PLACE_NODE_UNKNOWN)
-        g_array_append_val(core->scratch_pages, page);
+      if (HMMV_PLACE_NODE(vm->place[page]) != HMMV_PLACE_NODE_UNKNOWN)
+        continue;
+      /* the first touch of a huge page faults in all of it: learn all of it */
+      unit = nr_units > 0 ? hmmv_vm_unit_of(vm, page) : NULL;
+      if (unit != NULL && unit->first_page == last_unit)
+        continue;
+      if (unit != NULL) {
+        last_unit = unit->first_page;
+        for (guint64 p = unit->first_page; p < unit->first_page + unit->nr_pages; p++)
+          if (HMMV_PLACE_NODE(vm->place[p]) == HMMV_PLACE_NODE_UNKNOWN)
+            g_array_append_val(core->scratch_pages, p);
+        continue;
+      }
+      g_array_append_val(core->scratch_pages, page);
     }
   }
   if (core->scratch_pages->len > 0 &&
@@ -276,7 +316,7 @@ core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error)
   if (!core_query_range(core, vm, cvm->rescan_next, window, error))
     return FALSE;
   cvm->rescan_next += window;
-  return TRUE;
+  return core_refresh_thp(core, cvm, error);
 }
 
 /* The mean weight of the pages this harvest saw accessed (written: write_weight, only read:
@@ -315,6 +355,8 @@ core_harvest(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
   if (!core_refresh_placement(core, cvm, error))
     return FALSE;
   hmmv_temperature_update(cvm->vm, &core->tables, cvm->acc, &cvm->hist);
+  /* huge units are decided whole, at the mean of their pages' keys (units.h) */
+  hmmv_units_aggregate(cvm->vm, &cvm->hist);
   return TRUE;
 }
 
@@ -469,9 +511,14 @@ core_start_cooldown(HmmvCore *core, HmmvVm *vm, const GArray *pages, int dest_no
 {
   for (guint i = 0; i < pages->len; i++) {
     guint64 page = g_array_index(pages, guint64, i);
+    const HmmvUnit *unit = hmmv_vm_unit_of(vm, page);
+    guint64 first = unit != NULL ? unit->first_page : page;
+    guint64 end = unit != NULL ? first + unit->nr_pages : page + 1;
 
-    if (hmmv_vm_get_page_node(vm, page) == dest_node)
-      hmmv_place_set_cooldown(&vm->place[page], core->params.cooldown_intervals);
+    /* a huge unit cools down as a whole (the planner reads its first page) */
+    for (guint64 p = first; p < end; p++)
+      if (hmmv_vm_get_page_node(vm, p) == dest_node)
+        hmmv_place_set_cooldown(&vm->place[p], core->params.cooldown_intervals);
   }
 }
 
@@ -518,6 +565,40 @@ core_plan(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep)
   hmmv_plan_build(vm, &cut, hmmv_vm_get_budget_pages(vm), hmmv_params_cap_pages(&core->params),
                   &core->params, &cvm->plan);
   rep->deferred_cap = cvm->plan.deferred_cap;
+  rep->deferred_unit = cvm->plan.deferred_unit;
+}
+
+/* Just before a move, the THP state of the blocks the list touches is read again: a THP that
+ * khugepaged formed since the plan would take 512 pages along with the one asked for (over the
+ * cap, and recorded as 1), a THP the kernel split would move 1 page for an entry counted as
+ * 512. Entries whose unit changed wait for the next plan, which sees the unit as it is. */
+static gboolean
+core_fresh_units(HmmvCore *core, HmmvVm *vm, GArray *pages, GError **error)
+{
+  g_autofree guint64 *sizes = NULL;
+  guint64 changed = 0;
+  guint kept = 0;
+
+  if (hmmv_vm_get_nr_thp_blocks(vm) == 0 || pages->len == 0)
+    return TRUE;
+  sizes = g_new(guint64, pages->len);
+  for (guint i = 0; i < pages->len; i++)
+    sizes[i] = hmmv_vm_unit_pages(vm, g_array_index(pages, guint64, i));
+  if (!hmmv_mover_refresh_thp_of(core->mover, vm, (const guint64 *)pages->data, pages->len,
+                                 &changed, error))
+    return FALSE;
+  if (changed == 0)
+    return TRUE;
+  for (guint i = 0; i < pages->len; i++) {
+    guint64 page = g_array_index(pages, guint64, i);
+    const HmmvUnit *unit = hmmv_vm_unit_of(vm, page);
+
+    if ((unit != NULL ? unit->nr_pages : 1) == sizes[i] &&
+        (unit == NULL || unit->first_page == page))
+      g_array_index(pages, guint64, kept++) = page;
+  }
+  g_array_set_size(pages, kept);
+  return TRUE;
 }
 
 /* Carry out one list of a VM's plan: its demotions (to the slow tier) or its promotions. */
@@ -533,8 +614,12 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GErr
   gboolean ok = TRUE;
 
   if (node >= 0 && pages->len > 0) {
-    ok = hmmv_mover_move(core->mover, vm, (const guint64 *)pages->data, pages->len, node, &moved,
-                         error);
+    ok = core_fresh_units(core, vm, pages, error);
+    for (guint i = 0; ok && i < pages->len; i++)
+      rep->moved_max_pages += hmmv_vm_unit_pages(vm, g_array_index(pages, guint64, i));
+    if (ok)
+      ok = hmmv_mover_move(core->mover, vm, (const guint64 *)pages->data, pages->len, node,
+                           &moved, error);
     if (ok)
       core_start_cooldown(core, vm, pages, node);
   }
@@ -562,7 +647,7 @@ core_limit_promotions(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *re
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
 
     used += hmmv_vm_get_dram_pages(cvm->vm);
-    wanted += ok[i] ? cvm->plan.promote->len : 0;
+    wanted += ok[i] ? cvm->plan.promote_pages : 0;
   }
   free_pages = core->pool_pages > used ? core->pool_pages - used : 0;
   if (wanted <= free_pages)
@@ -571,21 +656,33 @@ core_limit_promotions(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *re
     for (guint i = 0; i < core->vms->len; i++) {
       CoreVm *cvm = g_ptr_array_index(core->vms, i);
       HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
-      guint64 want = ok[i] ? cvm->plan.promote->len : 0, keep;
+      guint64 want = ok[i] ? cvm->plan.promote_pages : 0, keep, kept = 0;
+      guint n = 0;
 
       if (pass == 0) {
         keep = (guint64)((unsigned __int128)want * free_pages / wanted);
         given += keep;
         rep->deferred_room = want - keep;
-      } else {
-        keep = want - rep->deferred_room;
-        if (given < free_pages && keep < want) {
-          keep++;
-          given++;
-        }
-        rep->deferred_room = want - keep;
-        g_array_set_size(cvm->plan.promote, (guint)keep);
+        continue;
       }
+      keep = want - rep->deferred_room;
+      if (given < free_pages && keep < want) {
+        keep++;
+        given++;
+      }
+      /* whole entries, hottest first, while they fit in keep pages (a huge unit counts all
+       * its pages) */
+      while (n < cvm->plan.promote->len) {
+        guint64 size = hmmv_vm_unit_pages(cvm->vm, g_array_index(cvm->plan.promote, guint64, n));
+
+        if (kept + size > keep)
+          break;
+        kept += size;
+        n++;
+      }
+      rep->deferred_room = want - kept;
+      g_array_set_size(cvm->plan.promote, n);
+      cvm->plan.promote_pages = kept;
     }
   }
 }
@@ -648,6 +745,7 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
     HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
 
     rep->budget_pages = hmmv_vm_get_budget_pages(cvm->vm);
+    hmmv_vm_get_huge_pages(cvm->vm, &rep->thp_pages, &rep->hugetlb_pages);
     rep->min_granted_pages = cvm->outside ? 0 : cvm->min_granted;
     rep->dram_pages = hmmv_vm_get_dram_pages(cvm->vm);
     rep->slow_pages = hmmv_vm_get_slow_pages(cvm->vm);

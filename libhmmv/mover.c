@@ -338,13 +338,127 @@ move_batch(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize n, int dest
 }
 
 gboolean
+hmmv_mover_refresh_thp(HmmvMover *mover, HmmvVm *vm, guint64 first_block, guint64 nr,
+                       guint64 *changed, GError **error)
+{
+  guint64 nr_blocks = hmmv_vm_get_nr_thp_blocks(vm);
+  gsize batch = batch_size(mover);
+  g_autofree guint64 *first_pages = NULL;
+  g_autofree guint8 *is_thp = NULL;
+
+  if (changed != NULL)
+    *changed = 0;
+  if (mover->ops->query_thp == NULL || nr == 0)
+    return TRUE;
+  if (first_block > nr_blocks || nr > nr_blocks - first_block) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "vm %s: THP blocks %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT " past its %"
+                G_GUINT64_FORMAT, hmmv_vm_get_name(vm), first_block, nr, nr_blocks);
+    return FALSE;
+  }
+  first_pages = g_new(guint64, MIN(batch, nr));
+  is_thp = g_new(guint8, MIN(batch, nr));
+  for (guint64 start = 0; start < nr; start += batch) {
+    gsize n = (gsize)MIN(batch, nr - start);
+
+    for (gsize i = 0; i < n; i++)
+      first_pages[i] = hmmv_vm_thp_block_first_page(vm, first_block + start + i);
+    if (!mover->ops->query_thp(mover, vm, first_pages, n, is_thp, error)) {
+      g_prefix_error(error, "vm %s: THP state: ", hmmv_vm_get_name(vm));
+      return FALSE;
+    }
+    for (gsize i = 0; i < n; i++)
+      if (hmmv_vm_set_thp(vm, first_block + start + i, is_thp[i]) && changed != NULL)
+        (*changed)++;
+  }
+  return TRUE;
+}
+
+gboolean
+hmmv_mover_refresh_thp_of(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
+                          guint64 *changed, GError **error)
+{
+  guint64 last = G_MAXUINT64, total = 0;
+
+  if (changed != NULL)
+    *changed = 0;
+  if (mover->ops->query_thp == NULL)
+    return TRUE;
+  for (gsize i = 0; i < nr_pages; i++) {
+    guint64 block, n = 0;
+
+    /* lists come in page order within a key: skip repeats of the last block */
+    if (!hmmv_vm_page_thp_block(vm, pages[i], &block) || block == last)
+      continue;
+    last = block;
+    if (!hmmv_mover_refresh_thp(mover, vm, block, 1, &n, error))
+      return FALSE;
+    total += n;
+  }
+  if (changed != NULL)
+    *changed = total;
+  return TRUE;
+}
+
+/* After a batch: every page of the huge units its entries stood for, from a query (the kernel
+ * moved the unit whole, or split a THP and moved its pieces while the node had room). The
+ * entry's own page was accounted from its status; the others are counted here. */
+static gboolean
+settle_units(HmmvMover *mover, HmmvVm *vm, const guint64 *entries, gsize n, int dest_node,
+             HmmvTier dest_tier, int *query_status, guint64 *scratch, guint64 *on_dest,
+             GError **error)
+{
+  gsize batch = batch_size(mover);
+
+  for (gsize i = 0; i < n; i++) {
+    const HmmvUnit *unit = hmmv_vm_unit_of(vm, entries[i]);
+    guint64 first, end, block;
+    gboolean thp;
+
+    if (unit == NULL)
+      continue;
+    first = unit->first_page;
+    end = first + unit->nr_pages;
+    thp = unit->thp;
+    for (guint64 start = first; start < end; start += batch) {
+      gsize k = (gsize)MIN(batch, end - start), m = 0;
+
+      for (gsize j = 0; j < k; j++)
+        if (start + j != entries[i])
+          scratch[m++] = start + j;
+      if (!mover->ops->query(mover, vm, scratch, m, query_status, error)) {
+        hmmv_vm_get_move_stats(vm)->call_failures++;
+        return FALSE;
+      }
+      for (gsize j = 0; j < m; j++) {
+        if (query_status[j] == dest_node) {
+          record_on_dest(vm, scratch[j], dest_node, dest_tier);
+          (*on_dest)++;
+        } else if (query_status[j] < 0) {
+          hmmv_vm_set_page_node(vm, scratch[j], -1, HMMV_TIER_SLOW);
+        } else {
+          record_node(mover, vm, scratch[j], query_status[j]);
+        }
+      }
+    }
+    /* unit is gone if the THP was split: refresh it last */
+    if (thp && hmmv_vm_page_thp_block(vm, first, &block) &&
+        !hmmv_mover_refresh_thp(mover, vm, block, 1, NULL, error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
 hmmv_mover_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
                 int dest_node, guint64 *moved, GError **error)
 {
   const HmmvNode *dest = hmmv_topology_lookup(mover->topo, dest_node);
   gsize batch = batch_size(mover), alloc;
   g_autofree int *status = NULL, *asked_status = NULL, *query_status = NULL;
-  g_autofree guint64 *todo = NULL, *asked = NULL;
+  g_autofree guint64 *todo = NULL, *asked = NULL, *unit_pages = NULL;
+  g_autofree int *unit_status = NULL;
+  guint64 nr_units;
   BatchScratch sc;
   guint64 on_dest = 0;
   gboolean full = FALSE;
@@ -367,6 +481,11 @@ hmmv_mover_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pag
     .asked_status = asked_status = g_new(int, alloc),
     .query_status = query_status = g_new(int, alloc),
   };
+  hmmv_vm_get_units(vm, &nr_units);
+  if (nr_units > 0) {
+    unit_pages = g_new(guint64, batch);
+    unit_status = g_new(int, batch);
+  }
   for (gsize start = 0; start < nr_pages; start += batch) {
     gsize n = MIN(batch, nr_pages - start);
 
@@ -377,7 +496,9 @@ hmmv_mover_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pag
       continue;
     }
     if (!move_batch(mover, vm, pages + start, n, dest_node, dest->tier, &sc, &on_dest, &full,
-                    error)) {
+                    error) ||
+        (nr_units > 0 && !settle_units(mover, vm, pages + start, n, dest_node, dest->tier,
+                                       unit_status, unit_pages, &on_dest, error))) {
       g_prefix_error(error, "vm %s: move to node %d: ", hmmv_vm_get_name(vm), dest_node);
       if (moved != NULL)
         *moved = on_dest;

@@ -115,43 +115,87 @@ cold_below_of(const HmmvHotCut *cut)
   return MIN(cut->cut_key, 0x80u);
 }
 
-/* 0x80 in the bytes of the real pages among the 8 from base (padding is never visited). */
+/* 0x80 in the bytes of the 8 pages from base that lie in [start, end) (base <= start, a
+ * multiple of 8; end <= nr_pages, so padding is never visited). */
 static inline guint64
-real_pages(const HmmvVm *vm, guint64 base)
+range_pages(guint64 base, guint64 start, guint64 end)
 {
-  guint64 left = vm->nr_pages - base;
+  guint64 mask = HMMV_SWAR_HIGH;
 
-  return left >= 8 ? HMMV_SWAR_HIGH : HMMV_SWAR_HIGH >> (8 * (8 - left));
+  if (start > base)
+    mask &= ~G_GUINT64_CONSTANT(0) << (8 * (start - base));
+  if (end < base + 8)
+    mask &= (G_GUINT64_CONSTANT(1) << (8 * (end - base))) - 1;
+  return mask;
 }
 
-/* Pass 1. Returns one past the last page in cooldown (0 when none). */
-static guint64
-count_candidates(const HmmvVm *vm, const HmmvHotCut *cut, KeyCounts *cand)
+/* The hot test of a huge unit: all of it or nothing. At the cut key it is hot when all its
+ * pages fit in what is left of take_at_cut; either way its pages count as seen there, so
+ * both passes see the same sequence. */
+static inline guint
+unit_is_hot(const HmmvHotCut *cut, const HmmvUnit *unit, guint64 *seen_at_cut)
+{
+  guint at_cut = unit->key == cut->cut_key;
+  guint hot = (unit->key > cut->cut_key) |
+              (at_cut & (*seen_at_cut + unit->nr_pages <= cut->take_at_cut));
+
+  *seen_at_cut += at_cut * unit->nr_pages;
+  return hot;
+}
+
+/* Pages [start, end) of 4 KiB units, pass 1. */
+static void
+count_range(const HmmvVm *vm, const HmmvHotCut *cut, guint64 start, guint64 end,
+            guint64 *seen_at_cut, guint64 *cooldown_end, KeyCounts *cand)
 {
   /* Key 0 is never hot unless the cut reaches it (promote_min_key 0). */
   gboolean zero_is_cold = cut->cut_key > 0;
   guint cold_below = cold_below_of(cut);
-  guint64 seen_at_cut = 0, cooldown_end = 0;
   const guint8 *temp = vm->temp, *place = vm->place;
 
-  memset(cand, 0, sizeof(*cand));
-  for (guint64 base = 0; base < vm->nr_pages; base += 8) {
-    guint64 work = real_pages(vm, base), dram_cold = 0;
+  for (guint64 base = start & ~G_GUINT64_CONSTANT(7); base < end; base += 8) {
+    guint64 work = range_pages(base, start, end), dram_cold = 0;
 
     if (zero_is_cold) {
       work &= ~cold_settled(temp + base, place + base, cold_below, &dram_cold);
-      cand->count[ROW_DEMOTE][0] += hmmv_swar_count(dram_cold);
+      cand->count[ROW_DEMOTE][0] += hmmv_swar_count(dram_cold & range_pages(base, start, end));
     }
     /* Ascending page order within the block: the cut counter needs it. */
     for (; work != 0; work &= work - 1) {
       guint64 page = base + hmmv_swar_first(work);
       guint key = temp[page];
       guint pl = place[page];
-      guint hot = page_is_hot(cut, key, &seen_at_cut);
+      guint hot = page_is_hot(cut, key, seen_at_cut);
 
-      cooldown_end = HMMV_PLACE_COOLDOWN(pl) != 0 ? page + 1 : cooldown_end;
+      *cooldown_end = HMMV_PLACE_COOLDOWN(pl) != 0 ? page + 1 : *cooldown_end;
       cand->count[candidate_row(pl, hot)][key]++;
     }
+  }
+}
+
+/* Pass 1. Returns one past the last page in cooldown (0 when none). A huge unit is one
+ * candidate of its size in pages at its key, placed and cooled down as its first page (the
+ * core records and cools all its pages together). */
+static guint64
+count_candidates(const HmmvVm *vm, const HmmvUnit *units, guint64 nr_units,
+                 const HmmvHotCut *cut, KeyCounts *cand)
+{
+  guint64 seen_at_cut = 0, cooldown_end = 0, next = 0;
+
+  memset(cand, 0, sizeof(*cand));
+  for (guint64 u = 0; u <= nr_units; u++) {
+    const HmmvUnit *unit = u < nr_units ? &units[u] : NULL;
+    guint pl;
+
+    count_range(vm, cut, next, unit != NULL ? unit->first_page : vm->nr_pages, &seen_at_cut,
+                &cooldown_end, cand);
+    if (unit == NULL)
+      break;
+    pl = vm->place[unit->first_page];
+    next = unit->first_page + unit->nr_pages;
+    cooldown_end = HMMV_PLACE_COOLDOWN(pl) != 0 ? next : cooldown_end;
+    cand->count[candidate_row(pl, unit_is_hot(cut, unit, &seen_at_cut))][unit->key] +=
+      unit->nr_pages;
   }
   return cooldown_end;
 }
@@ -280,10 +324,11 @@ gate_init(Gate *gate, const HmmvParams *params, double step)
   }
 }
 
-/* The decision on the histograms: fills chosen and the plan's counters. */
-static void
+/* The decision on the histograms: fills chosen and the plan's counters; returns the moves the
+ * cap still allows. */
+static guint64
 decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 cap_pages,
-       const Gate *gate, KeyCounts *chosen, HmmvPlan *plan)
+       const Gate *gate, gboolean units_first, KeyCounts *chosen, HmmvPlan *plan)
 {
   DemotePool pool = { .first_key = 0 };
   /* Each list is a GArray (guint length): 4G moves an interval is far above any real cap. */
@@ -325,12 +370,28 @@ decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 
     plan->deferred_cap += by_room - granted;
 
     by_swap = MIN(wanted - by_room, pool_available(&pool, gate->swap_max[key]));
+    if (units_first) {
+      /* With huge units a swap of two 2 MiB units takes 1,024 pages of the cap at once;
+       * under a smaller cap, half of it for each side fits neither unit and nothing would
+       * ever move. So the demotions go first and the promotions take what the cap has
+       * left: the room the demotions make is promoted into by the next plan if not now. */
+      guint64 demote = MIN(by_swap, cap_left), promote;
+
+      cap_left -= demote;
+      promote = MIN(demote, cap_left);
+      cap_left -= promote;
+      chosen_promote[key] += promote;
+      pool_take(&pool, by_swap, demote, chosen_demote);
+      plan->deferred_cap += (by_swap - demote) + (by_swap - promote);
+      continue;
+    }
     granted = MIN(by_swap, cap_left / 2);
     cap_left -= 2 * granted;
     chosen_promote[key] += granted;
     pool_take(&pool, by_swap, granted, chosen_demote);
     plan->deferred_cap += 2 * (by_swap - granted);
   }
+  return cap_left;
 }
 
 typedef struct {
@@ -358,27 +419,30 @@ emitter_init_row(Emitter *em, guint row, const guint64 *counts, gboolean hottest
   return offset;
 }
 
-/* Pass 2: emit the chosen pages and age cooldowns. */
+typedef struct {
+  HmmvVm *vm;
+  const HmmvHotCut *cut;
+  Emitter *em;
+  guint64 seen_at_cut;
+  guint64 remaining;        /* pages still to emit */
+  guint64 spare;            /* moves the cap allows beyond the chosen ones */
+} EmitState;
+
+/* Pages [start, end) of 4 KiB units, pass 2. */
 static void
-emit(HmmvVm *vm, const HmmvHotCut *cut, const KeyCounts *chosen, guint64 cooldown_end,
-     HmmvPlan *plan)
+emit_range(EmitState *st, guint64 start, guint64 end, guint64 cooldown_end)
 {
-  gboolean zero_is_cold = cut->cut_key > 0;
-  guint cold_below = cold_below_of(cut);
-  guint64 seen_at_cut = 0, remaining;
+  HmmvVm *vm = st->vm;
+  Emitter *em = st->em;
+  gboolean zero_is_cold = st->cut->cut_key > 0;
+  guint cold_below = cold_below_of(st->cut);
   const guint8 *temp = vm->temp;
   guint8 *place = vm->place;
-  g_autofree Emitter *em = g_new0(Emitter, 1);
 
-  remaining = emitter_init_row(em, ROW_PROMOTE, chosen->count[ROW_PROMOTE], TRUE,
-                               plan->promote);
-  remaining += emitter_init_row(em, ROW_DEMOTE, chosen->count[ROW_DEMOTE], FALSE,
-                                plan->demote);
+  for (guint64 base = start & ~G_GUINT64_CONSTANT(7); base < end; base += 8) {
+    guint64 work = range_pages(base, start, end), dram_cold = 0;
 
-  for (guint64 base = 0; base < vm->nr_pages; base += 8) {
-    guint64 work = real_pages(vm, base), dram_cold = 0;
-
-    if (remaining == 0 && base >= cooldown_end)
+    if (st->remaining == 0 && base >= cooldown_end)
       break;
     if (zero_is_cold) {
       guint64 skip = cold_settled(temp + base, place + base, cold_below, &dram_cold);
@@ -389,17 +453,127 @@ emit(HmmvVm *vm, const HmmvHotCut *cut, const KeyCounts *chosen, guint64 cooldow
       guint64 page = base + hmmv_swar_first(work);
       guint key = temp[page];
       guint pl = place[page];
-      guint row = candidate_row(pl, page_is_hot(cut, key, &seen_at_cut));
+      guint row = candidate_row(pl, page_is_hot(st->cut, key, &st->seen_at_cut));
 
       place[page] = (guint8)(pl - ((HMMV_PLACE_COOLDOWN(pl) != 0) << HMMV_PLACE_COOLDOWN_SHIFT));
       if (em->left.count[row][key] != 0) {
         em->left.count[row][key]--;
         em->out[row][em->next[row][key]++] = page;
-        remaining--;
+        st->remaining--;
       }
     }
   }
-  g_warn_if_fail(remaining == 0);
+}
+
+/* A huge unit, pass 2: emitted (its first page) only when it fits whole in what was chosen
+ * at its key: a promotion never takes more room than the decision gave; a demotion may
+ * overshoot its key's count by what the cap still allows (demoting a 2 MiB unit for 100
+ * pages of room frees more than asked, which is harmless; leaving it would keep the VM over
+ * its budget for good when all its cold DRAM is in huge units). Ages its pages' cooldowns. */
+static void
+emit_unit(EmitState *st, const HmmvUnit *unit, guint64 *emitted_pages)
+{
+  guint8 *place = st->vm->place;
+  guint pl = place[unit->first_page];
+  guint row = candidate_row(pl, unit_is_hot(st->cut, unit, &st->seen_at_cut));
+  guint64 *left = &st->em->left.count[row][unit->key];
+
+  for (guint64 p = unit->first_page; p < unit->first_page + unit->nr_pages; p++)
+    place[p] = (guint8)(place[p] - ((HMMV_PLACE_COOLDOWN(place[p]) != 0)
+                                    << HMMV_PLACE_COOLDOWN_SHIFT));
+  if (row == ROW_NONE || *left == 0)
+    return;
+  if (*left < unit->nr_pages) {
+    if (row != ROW_DEMOTE || unit->nr_pages - *left > st->spare)
+      return;
+    st->spare -= unit->nr_pages - *left;
+    st->remaining -= *left;
+    *left = 0;
+  } else {
+    *left -= unit->nr_pages;
+    st->remaining -= unit->nr_pages;
+  }
+  st->em->out[row][st->em->next[row][unit->key]++] = unit->first_page;
+  emitted_pages[row] += unit->nr_pages;
+}
+
+/* Units take one slot for many pages, and some are not emitted: close the gaps between
+ * keys' slots. */
+static void
+compact_row(Emitter *em, guint row, const guint64 *counts, gboolean hottest_first,
+            GArray *list)
+{
+  guint64 to = 0, from = 0;
+  guint64 *out = em->out[row];
+
+  for (guint i = 0; i < HMMV_NR_KEYS; i++) {
+    guint key = hottest_first ? HMMV_NR_KEYS - 1 - i : i;
+    guint64 used = em->next[row][key] - from;
+
+    memmove(out + to, out + from, used * sizeof(guint64));
+    to += used;
+    from += counts[key];
+  }
+  g_array_set_size(list, (guint)to);
+}
+
+/* Pass 2: emit the chosen pages and age cooldowns. With huge units the lists hold their
+ * first pages and the page totals are in promote_pages / demote_pages. */
+static void
+emit(HmmvVm *vm, const HmmvUnit *units, guint64 nr_units, const HmmvHotCut *cut,
+     const KeyCounts *chosen, guint64 cooldown_end, guint64 spare, guint64 budget_pages,
+     HmmvPlan *plan)
+{
+  g_autofree Emitter *em = g_new0(Emitter, 1);
+  EmitState st = { .vm = vm, .cut = cut, .em = em, .spare = spare };
+  guint64 unit_pages[NR_ROWS] = { 0 }, chosen_demote = 0, next = 0, allowed;
+
+  st.remaining = emitter_init_row(em, ROW_PROMOTE, chosen->count[ROW_PROMOTE], TRUE,
+                                  plan->promote);
+  chosen_demote = emitter_init_row(em, ROW_DEMOTE, chosen->count[ROW_DEMOTE], FALSE,
+                                   plan->demote);
+  st.remaining += chosen_demote;
+
+  for (guint64 u = 0; u <= nr_units; u++) {
+    const HmmvUnit *unit = u < nr_units ? &units[u] : NULL;
+
+    emit_range(&st, next, unit != NULL ? unit->first_page : vm->nr_pages, cooldown_end);
+    if (unit == NULL)
+      break;
+    emit_unit(&st, unit, unit_pages);
+    next = unit->first_page + unit->nr_pages;
+  }
+  if (nr_units == 0) {
+    g_warn_if_fail(st.remaining == 0);
+    plan->promote_pages = plan->promote->len;
+    plan->demote_pages = plan->demote->len;
+    return;
+  }
+  /* chosen pages no whole unit could take: they wait for a later plan */
+  plan->deferred_unit = st.remaining;
+  compact_row(em, ROW_PROMOTE, chosen->count[ROW_PROMOTE], TRUE, plan->promote);
+  compact_row(em, ROW_DEMOTE, chosen->count[ROW_DEMOTE], FALSE, plan->demote);
+  plan->promote_pages = 0;
+  plan->demote_pages = 0;
+  for (guint i = 0; i < plan->promote->len; i++)
+    plan->promote_pages += hmmv_vm_unit_pages(vm, g_array_index(plan->promote, guint64, i));
+  for (guint i = 0; i < plan->demote->len; i++)
+    plan->demote_pages += hmmv_vm_unit_pages(vm, g_array_index(plan->demote, guint64, i));
+  /* Demotions that did not fit whole gave no room: the promotions that counted on it wait,
+   * coldest first, so that the VM's DRAM stays within its budget (budget - DRAM pages, plus
+   * what the demotions free). */
+  allowed = budget_pages + plan->demote_pages > vm->dram_pages
+              ? budget_pages + plan->demote_pages - vm->dram_pages : 0;
+  if (plan->promote_pages > allowed) {
+    guint64 trimmed = 0;
+    guint keep = plan->promote->len;
+
+    while (keep > 0 && plan->promote_pages - trimmed > allowed)
+      trimmed += hmmv_vm_unit_pages(vm, g_array_index(plan->promote, guint64, --keep));
+    g_array_set_size(plan->promote, keep);
+    plan->promote_pages -= trimmed;
+    plan->deferred_unit += trimmed;
+  }
 }
 
 void
@@ -409,7 +583,8 @@ hmmv_plan_build(HmmvVm *vm, const HmmvHotCut *cut, guint64 budget_pages, guint64
   g_autofree KeyCounts *cand = g_new(KeyCounts, 1);
   g_autofree KeyCounts *chosen = g_new(KeyCounts, 1);
   g_autofree Gate *gate = g_new(Gate, 1);
-  guint64 cooldown_end;
+  guint64 cooldown_end, nr_units, spare;
+  const HmmvUnit *units;
 
   if (plan->promote == NULL)
     plan->promote = g_array_new(FALSE, FALSE, sizeof(guint64));
@@ -421,10 +596,15 @@ hmmv_plan_build(HmmvVm *vm, const HmmvHotCut *cut, guint64 budget_pages, guint64
   plan->promote_wanted = 0;
   plan->deferred_cap = 0;
   plan->promote_gated = 0;
+  plan->promote_pages = 0;
+  plan->demote_pages = 0;
+  plan->deferred_unit = 0;
   g_return_if_fail(vm->finalized);
 
-  cooldown_end = count_candidates(vm, cut, cand);
+  units = hmmv_vm_get_units(vm, &nr_units);
+  cooldown_end = count_candidates(vm, units, nr_units, cut, cand);
   gate_init(gate, params, noise_step(params, vm));
-  decide(cand, vm->dram_pages, budget_pages, cap_pages, gate, chosen, plan);
-  emit(vm, cut, chosen, cooldown_end, plan);
+  spare = decide(cand, vm->dram_pages, budget_pages, cap_pages, gate, nr_units > 0, chosen,
+                 plan);
+  emit(vm, units, nr_units, cut, chosen, cooldown_end, spare, budget_pages, plan);
 }

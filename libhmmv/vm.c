@@ -53,6 +53,9 @@ hmmv_vm_free(HmmvVm *vm)
   g_free(vm->temp);
   g_free(vm->place);
   g_free(vm->backoff);
+  g_free(vm->thp);
+  if (vm->units != NULL)
+    g_array_unref(vm->units);
   g_free(vm);
 }
 
@@ -130,12 +133,24 @@ hmmv_vm_add_region(HmmvVm *vm, const char *name, guint64 gpa, guint64 hva, guint
   region.nr_pages = nr_pages;
   region.first_page = vm->nr_pages;
   region.backing_page_size = backing_page_size;
+  if (backing_page_size == HMMV_PAGE_SIZE) {
+    /* THPs sit at 2 MiB-aligned host addresses (guest-physical ones when the host address
+     * is not known: tests and the sim), so only whole aligned blocks can become one. */
+    guint64 base = hva != 0 ? hva : gpa;
+    guint64 skip = ((HMMV_THP_SIZE - (base & (HMMV_THP_SIZE - 1))) & (HMMV_THP_SIZE - 1)) >>
+                   HMMV_PAGE_SHIFT;
+
+    region.block_page = vm->nr_pages + skip;
+    region.nr_blocks = nr_pages > skip ? (nr_pages - skip) / HMMV_THP_PAGES : 0;
+  }
+  region.first_block = vm->nr_blocks;
   g_array_append_val(vm->regions, region);
   if (!check_overlap(vm, error)) {
     g_array_set_size(vm->regions, vm->regions->len - 1);
     return FALSE;
   }
   vm->nr_pages += nr_pages;
+  vm->nr_blocks += region.nr_blocks;
   return TRUE;
 }
 
@@ -166,6 +181,9 @@ hmmv_vm_finalize_layout(HmmvVm *vm, GError **error)
   }
   memset(vm->place, HMMV_PLACE_UNKNOWN_BYTE, nr_alloc);
   vm->nr_alloc = nr_alloc;
+  vm->thp = vm->nr_blocks > 0 ? g_new0(guint64, (vm->nr_blocks + 63) / 64) : NULL;
+  vm->units = g_array_new(FALSE, FALSE, sizeof(HmmvUnit));
+  vm->units_stale = TRUE;
   vm->finalized = TRUE;
   g_clear_pointer(&vm->by_gpa, g_tree_destroy);
   return TRUE;
@@ -380,7 +398,9 @@ hmmv_vm_bytes_per_page(const HmmvVm *vm)
   if (vm->nr_pages == 0)
     return 0.0;
   return (double)(2 * vm->nr_alloc + sizeof(*vm) +
-                  vm->regions->len * sizeof(HmmvRegion)) / (double)vm->nr_pages;
+                  vm->regions->len * sizeof(HmmvRegion) + (vm->nr_blocks + 63) / 64 * 8 +
+                  (vm->units != NULL ? vm->units->len * sizeof(HmmvUnit) : 0)) /
+         (double)vm->nr_pages;
 }
 
 HmmvMoveStats *
@@ -461,4 +481,159 @@ hmmv_unmovable_cause_to_string(HmmvUnmovableCause cause)
   static const char *const names[] = { "busy", "pinned", "shared", "other" };
 
   return cause < G_N_ELEMENTS(names) ? names[cause] : "unknown";
+}
+
+guint64
+hmmv_vm_get_nr_thp_blocks(const HmmvVm *vm)
+{
+  return vm->nr_blocks;
+}
+
+guint64
+hmmv_vm_thp_block_first_page(const HmmvVm *vm, guint64 block)
+{
+  guint lo = 0, hi = vm->regions->len;
+
+  while (lo < hi) {
+    guint mid = lo + (hi - lo) / 2;
+    const HmmvRegion *region = &g_array_index(vm->regions, HmmvRegion, mid);
+
+    if (region->nr_blocks != 0 && block >= region->first_block &&
+        block < region->first_block + region->nr_blocks)
+      return region->block_page + (block - region->first_block) * HMMV_THP_PAGES;
+    /* regions without blocks keep the running first_block of the next one */
+    if (block < region->first_block + region->nr_blocks)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return G_MAXUINT64;
+}
+
+gboolean
+hmmv_vm_page_thp_block(const HmmvVm *vm, guint64 page, guint64 *block)
+{
+  const HmmvRegion *region = hmmv_vm_region_of_page(vm, page);
+  guint64 index;
+
+  if (region == NULL || region->nr_blocks == 0 || page < region->block_page)
+    return FALSE;
+  index = (page - region->block_page) / HMMV_THP_PAGES;
+  if (index >= region->nr_blocks)
+    return FALSE;
+  *block = region->first_block + index;
+  return TRUE;
+}
+
+gboolean
+hmmv_vm_set_thp(HmmvVm *vm, guint64 block, gboolean thp)
+{
+  guint64 bit = G_GUINT64_CONSTANT(1) << (block % 64);
+  gboolean was;
+
+  g_return_val_if_fail(vm->finalized && block < vm->nr_blocks, FALSE);
+  was = (vm->thp[block / 64] & bit) != 0;
+  if (was == !!thp)
+    return FALSE;
+  vm->thp[block / 64] ^= bit;
+  vm->units_stale = TRUE;
+  return TRUE;
+}
+
+gboolean
+hmmv_vm_get_thp(const HmmvVm *vm, guint64 block)
+{
+  if (!vm->finalized || block >= vm->nr_blocks)
+    return FALSE;
+  return (vm->thp[block / 64] >> (block % 64)) & 1;
+}
+
+/* hugetlbfs regions give fixed units of their page size, aligned like the mapping (a range
+ * that starts or ends inside a huge page gets that part as a unit of its own); 4 KiB-backed
+ * regions give their THP blocks. */
+static void
+units_rebuild(HmmvVm *vm)
+{
+  g_array_set_size(vm->units, 0);
+  for (guint i = 0; i < vm->regions->len; i++) {
+    const HmmvRegion *region = &g_array_index(vm->regions, HmmvRegion, i);
+    guint64 end = region->first_page + region->nr_pages;
+
+    if (region->backing_page_size > HMMV_PAGE_SIZE) {
+      guint64 unit_pages = region->backing_page_size >> HMMV_PAGE_SHIFT;
+      guint64 base = (region->hva != 0 ? region->hva : region->gpa) >> HMMV_PAGE_SHIFT;
+      guint64 page = region->first_page;
+
+      while (page < end) {
+        guint64 next = page + (unit_pages - ((base + page - region->first_page) % unit_pages));
+        HmmvUnit unit = { .first_page = page, .nr_pages = MIN(next, end) - page };
+
+        g_array_append_val(vm->units, unit);
+        page = MIN(next, end);
+      }
+      continue;
+    }
+    for (guint64 b = 0; b < region->nr_blocks; b++) {
+      if (hmmv_vm_get_thp(vm, region->first_block + b)) {
+        HmmvUnit unit = { .first_page = region->block_page + b * HMMV_THP_PAGES,
+                          .nr_pages = HMMV_THP_PAGES, .thp = TRUE };
+
+        g_array_append_val(vm->units, unit);
+      }
+    }
+  }
+  vm->units_stale = FALSE;
+}
+
+HmmvUnit *
+hmmv_vm_get_units(HmmvVm *vm, guint64 *nr)
+{
+  g_return_val_if_fail(vm->finalized, (*nr = 0, NULL));
+  if (vm->units_stale)
+    units_rebuild(vm);
+  *nr = vm->units->len;
+  return (HmmvUnit *)(void *)vm->units->data;
+}
+
+const HmmvUnit *
+hmmv_vm_unit_of(HmmvVm *vm, guint64 page)
+{
+  guint64 nr, lo = 0, hi;
+  const HmmvUnit *units = hmmv_vm_get_units(vm, &nr);
+
+  hi = nr;
+  while (lo < hi) {
+    guint64 mid = lo + (hi - lo) / 2;
+
+    if (page < units[mid].first_page)
+      hi = mid;
+    else if (page >= units[mid].first_page + units[mid].nr_pages)
+      lo = mid + 1;
+    else
+      return &units[mid];
+  }
+  return NULL;
+}
+
+guint64
+hmmv_vm_unit_pages(HmmvVm *vm, guint64 page)
+{
+  const HmmvUnit *unit = hmmv_vm_unit_of(vm, page);
+
+  return unit != NULL ? unit->nr_pages : 1;
+}
+
+void
+hmmv_vm_get_huge_pages(HmmvVm *vm, guint64 *thp_pages, guint64 *hugetlb_pages)
+{
+  guint64 nr;
+  const HmmvUnit *units = hmmv_vm_get_units(vm, &nr);
+
+  *thp_pages = *hugetlb_pages = 0;
+  for (guint64 i = 0; i < nr; i++) {
+    if (units[i].thp)
+      *thp_pages += units[i].nr_pages;
+    else
+      *hugetlb_pages += units[i].nr_pages;
+  }
 }

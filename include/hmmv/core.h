@@ -40,6 +40,11 @@ typedef struct {
   guint64 deferred_cap;
   guint64 deferred_room;    /* promotions held back this interval because the pool's DRAM is
                                still held by other VMs' deferred demotions */
+  guint64 deferred_unit;    /* pages not moved because a huge unit did not fit whole */
+  guint64 moved_max_pages;  /* the cap's count: 4 KiB pages of every unit the plan moved,
+                               promotions + demotions (<= the cap, see hmmv_plan_build) */
+  guint64 thp_pages;        /* pages in transparent huge pages, as last learnt */
+  guint64 hugetlb_pages;    /* pages on hugetlbfs pages */
   gboolean paused;
   GError *error;            /* owned by the report; NULL when the interval went well */
 } HmmvVmReport;
@@ -73,6 +78,12 @@ typedef struct {
 #define HMMV_CORE_RESCAN_DIVISOR 32
 #define HMMV_CORE_RESCAN_MIN_PAGES 4096
 #define HMMV_CORE_RESCAN_MAX_PAGES 65536
+/* 2 MiB blocks whose THP state is re-read per interval, so that THPs khugepaged forms and
+ * the kernel splits are followed: 1/32 of the VM's blocks, at least 64, at most 4096 (three
+ * small reads a block through pagemap and kpageflags, ~1 us: ~4 ms at most). The blocks a
+ * plan is about to move are re-read just before the move as well. */
+#define HMMV_CORE_THP_RESCAN_MIN_BLOCKS 64
+#define HMMV_CORE_THP_RESCAN_MAX_BLOCKS 4096
 
 /* topo and mover are not owned and must outlive the core. pool_pages: DRAM the core may
  * lend to VMs (0 = all DRAM of topo). */

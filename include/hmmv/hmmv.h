@@ -8,6 +8,7 @@
 #include <hmmv/vm.h>
 #include <hmmv/access.h>
 #include <hmmv/temperature.h>
+#include <hmmv/units.h>
 #include <hmmv/classify.h>
 #include <hmmv/plan.h>
 #include <hmmv/balance.h>

@@ -53,6 +53,11 @@ struct hmmv_mover_ops {
    * else (dead process, invalid node) ends the wrapper's move with that error. */
   gssize (*move)(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
                  int dest_node, int *status, GError **error);
+  /* optional: whether the 2 MiB block whose first page is first_pages[i] (its host address is
+   * 2 MiB aligned) is one transparent huge page now: is_thp[i] = 1, else 0. Without it every
+   * block counts as 4 KiB pages. */
+  gboolean (*query_thp)(HmmvMover *mover, HmmvVm *vm, const guint64 *first_pages, gsize n,
+                        guint8 *is_thp, GError **error);
   /* optional: the pages this harvest saw accessed. A modelled host uses it to place pages on
    * first touch, as the kernel does; a real host needs nothing. */
   void (*touch)(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc);
@@ -77,7 +82,19 @@ void hmmv_mover_touch(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc);
 /* Learn the node of each page and record it in the VM (unknown when not present). */
 gboolean hmmv_mover_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
                           GError **error);
-/* Move pages to dest_node in batches; counts outcomes in the VM's stats and records the new
+/* Learn whether THP blocks [first_block, first_block + nr) of the VM are THPs now (a backend
+ * without query_thp: nothing changes) and record it; *changed (may be NULL) gets the blocks
+ * whose state changed. */
+gboolean hmmv_mover_refresh_thp(HmmvMover *mover, HmmvVm *vm, guint64 first_block, guint64 nr,
+                                guint64 *changed, GError **error);
+/* The same for the blocks holding the given pages (pages in no block are skipped). */
+gboolean hmmv_mover_refresh_thp_of(HmmvMover *mover, HmmvVm *vm, const guint64 *pages,
+                                   gsize nr_pages, guint64 *changed, GError **error);
+
+/* Move pages to dest_node in batches. An entry that is a page of a huge unit (hmmv_vm_unit_of)
+ * stands for the whole unit, as in the kernel: afterwards every page of the unit is queried
+ * and recorded where it is (its THP state refreshed: the kernel splits a THP it cannot place
+ * whole), and *moved and the promoted/demoted counts include them; counts outcomes in the VM's stats and records the new
  * placement: pages a short call left unreported (or reported -EBUSY) are queried, and the
  * rest of such a batch is tried again while each try settles some (at most 4 calls a batch).
  * A full target node (whole-call ENOMEM) ends the move successfully: the pages it left and

@@ -15,7 +15,10 @@
  * displaced page's by that same two moves' worth. So pages touched once in a while are not
  * moved into spare DRAM and out again, and nothing is demoted for a promotion that does not
  * pay. Pages in cooldown never move. Promotions
- * plus demotions never exceed cap_pages. Two passes over the pages: a histogram of the
+ * plus demotions never exceed cap_pages, counted in 4 KiB pages: a huge unit (units.h) is
+ * one candidate of its real size at its mean key, hot or not as a whole, emitted as one entry
+ * only when it fits whole (a demotion may overshoot its key's count by what the cap still
+ * allows). Two passes over the pages: a histogram of the
  * candidates, then the emit pass; cold settled pages are skipped 8 at a time.
  */
 #pragma once
@@ -28,12 +31,18 @@
 G_BEGIN_DECLS
 
 typedef struct {
-  GArray *promote;          /* guint64 page indices, hottest first */
-  GArray *demote;           /* guint64 page indices, coldest first */
+  GArray *promote;          /* guint64 page indices, hottest first; a huge unit (units.h) is
+                             * one entry, its first page */
+  GArray *demote;           /* guint64 page indices, coldest first; likewise */
+  guint64 promote_pages;    /* 4 KiB pages the promote list moves (its units' sizes summed) */
+  guint64 demote_pages;     /* likewise for demote */
   guint64 forced_demote;    /* demotions needed because the budget shrank */
   guint64 promote_wanted;   /* hot pages on the slow tier, before the cap */
   guint64 deferred_cap;     /* moves the bandwidth cap pushed to a later interval */
   guint64 promote_gated;    /* hot slow-tier pages not promoted: they would not pay back */
+  guint64 deferred_unit;    /* pages chosen but not moved because a huge unit did not fit
+                             * whole in what was chosen at its key (or in the room its
+                             * demotions made) */
 } HmmvPlan;
 
 void hmmv_plan_init(HmmvPlan *plan);

@@ -52,8 +52,30 @@ typedef struct {
   guint64 hva;              /* host virtual address in the VM's process; 0 if unknown */
   guint64 nr_pages;         /* 4 KiB pages */
   guint64 first_page;       /* index of the region's first page in the VM's arrays */
-  guint64 backing_page_size;/* 4096, or 2 MiB when backed by huge pages */
+  guint64 backing_page_size;/* QEMU's RAMBlock page size: 4096 (anonymous memory, where
+                             * the kernel may still make THPs), or the hugetlbfs page size
+                             * (2 MiB, 1 GiB) */
+  guint64 first_block;      /* VM-wide index of its first whole 2 MiB THP block */
+  guint64 nr_blocks;        /* whole 2 MiB blocks (host-address aligned) a THP can fill; 0
+                             * on hugetlbfs, where the unit is fixed */
+  guint64 block_page;       /* page index of the first of them */
 } HmmvRegion;
+
+/* The backing unit: what one move_pages(2) entry moves. A 4 KiB page, or a huge page of the
+ * VM's backing, which the kernel moves whole (any 4 KiB of it moves all of it): a hugetlbfs
+ * page (the region's backing_page_size), or a transparent huge page (2 MiB) where the kernel
+ * made one of an aligned 2 MiB block of anonymous RAM. The core keeps the huge units of each
+ * VM (hugetlbfs: fixed; THP: refreshed from the mover as THPs form and split) and decides,
+ * moves and accounts them whole. */
+#define HMMV_THP_PAGES 512u
+#define HMMV_THP_SIZE ((guint64)HMMV_THP_PAGES << HMMV_PAGE_SHIFT)
+
+typedef struct {
+  guint64 first_page;
+  guint64 nr_pages;
+  guint8 key;               /* the unit's decision key: the mean of its pages' keys (units.h) */
+  gboolean thp;             /* a THP (the kernel may split it), else a hugetlbfs page */
+} HmmvUnit;
 
 /* Per-VM DRAM quota, in 4 KiB pages. max_pages == 0 means "no limit". */
 typedef struct {
@@ -143,6 +165,25 @@ void hmmv_vm_count_nodes(const HmmvVm *vm, guint64 counts[HMMV_PLACE_MAX_NODE_ID
 double hmmv_vm_bytes_per_page(const HmmvVm *vm);
 
 HmmvMoveStats *hmmv_vm_get_move_stats(HmmvVm *vm);
+
+/* Huge units (see HmmvUnit). THP state is kept per whole 2 MiB block of the 4 KiB-backed
+ * regions (HmmvRegion.first_block ..), unknown (not a THP) until the mover says so. */
+guint64 hmmv_vm_get_nr_thp_blocks(const HmmvVm *vm);
+/* First page of a block; G_MAXUINT64 when out of range. */
+guint64 hmmv_vm_thp_block_first_page(const HmmvVm *vm, guint64 block);
+/* The block holding a page; FALSE when the page is in no whole block. */
+gboolean hmmv_vm_page_thp_block(const HmmvVm *vm, guint64 page, guint64 *block);
+/* TRUE when the block's THP state changed. */
+gboolean hmmv_vm_set_thp(HmmvVm *vm, guint64 block, gboolean thp);
+gboolean hmmv_vm_get_thp(const HmmvVm *vm, guint64 block);
+/* The huge units in page order (rebuilt after THP changes); *nr gets their count. */
+HmmvUnit *hmmv_vm_get_units(HmmvVm *vm, guint64 *nr);
+/* The huge unit holding page, NULL when the page is its own 4 KiB unit. */
+const HmmvUnit *hmmv_vm_unit_of(HmmvVm *vm, guint64 page);
+/* Pages a move of page moves: the pages of its unit (1 for a 4 KiB page). */
+guint64 hmmv_vm_unit_pages(HmmvVm *vm, guint64 page);
+/* Pages in THPs and in hugetlbfs pages. */
+void hmmv_vm_get_huge_pages(HmmvVm *vm, guint64 *thp_pages, guint64 *hugetlb_pages);
 
 /* Per-page failure backoff, so that pages that never move do not take the bandwidth cap
  * every interval. A page that failed its k-th move in a row (k <= 7) is tried again only in

@@ -7,8 +7,11 @@
 #include <hmmv/mover.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <numa.h>
 #include <numaif.h>
+#include <stdio.h>
+#include <unistd.h>
 
 static void
 set_call_error(GError **error, int errsv, int pid, int dest_node)
@@ -138,6 +141,7 @@ numa_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, i
  * MPOL_MF_MOVE for the rest of its life. */
 typedef struct {
   int flags;
+  gboolean told_smaps;      /* the smaps fallback of numa_query_thp was logged */
 } NumaMover;
 
 static gssize
@@ -161,6 +165,129 @@ numa_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, in
   return rc;
 }
 
+/* THP state. pagemap gives each page's frame (root only: CAP_SYS_ADMIN, else frames read 0)
+ * and kpageflags the frame's flags (include/uapi/linux/kernel-page-flags.h). A 2 MiB block is
+ * one THP when its first page is a THP's head, its last page a THP's tail, and their frames
+ * are 511 apart: the one PMD-sized folio (an mTHP of 64 KiB would not span the block). */
+#define PM_PRESENT (G_GUINT64_CONSTANT(1) << 63)
+#define PM_PFN_MASK ((G_GUINT64_CONSTANT(1) << 55) - 1)
+#define KPF_COMPOUND_HEAD 15
+#define KPF_COMPOUND_TAIL 16
+#define KPF_THP 22
+
+static gboolean
+read_u64(int fd, guint64 index, guint64 *value)
+{
+  return pread(fd, value, sizeof(*value), (off_t)(index * sizeof(*value))) ==
+         (ssize_t)sizeof(*value);
+}
+
+/* 1 THP, 0 not, -1 cannot tell (no frame numbers or flags here). */
+static int
+block_is_thp(int pagemap, int kpageflags, guint64 hva)
+{
+  guint64 first, last, flags_first, flags_last;
+
+  if (!read_u64(pagemap, hva >> 12, &first) ||
+      !read_u64(pagemap, (hva >> 12) + HMMV_THP_PAGES - 1, &last))
+    return -1;
+  if ((first & PM_PRESENT) == 0 || (last & PM_PRESENT) == 0)
+    return 0;                      /* not faulted in: no THP there */
+  if ((first & PM_PFN_MASK) == 0 || kpageflags < 0)
+    return -1;
+  if ((last & PM_PFN_MASK) != (first & PM_PFN_MASK) + HMMV_THP_PAGES - 1 ||
+      !read_u64(kpageflags, first & PM_PFN_MASK, &flags_first) ||
+      !read_u64(kpageflags, last & PM_PFN_MASK, &flags_last))
+    return 0;
+  return ((flags_first >> KPF_THP) & (flags_first >> KPF_COMPOUND_HEAD) &
+          (flags_last >> KPF_THP) & (flags_last >> KPF_COMPOUND_TAIL) & 1) != 0;
+}
+
+/* The fallback without frame numbers: /proc/PID/smaps' AnonHugePages per mapping. A block of
+ * a mapping with any THP counts as one ("in doubt, a unit"): its move is then charged 512
+ * pages against the cap, and the query after the move records what really moved. */
+static GArray *
+smaps_thp_mappings(int pid, GError **error)
+{
+  g_autofree char *path = g_strdup_printf("/proc/%d/smaps", pid);
+  g_autofree char *text = NULL;
+  g_autoptr(GArray) out = g_array_new(FALSE, FALSE, sizeof(guint64) * 2);
+  g_auto(GStrv) lines = NULL;
+  guint64 range[2] = { 0, 0 };
+
+  if (!g_file_get_contents(path, &text, NULL, error))
+    return NULL;
+  lines = g_strsplit(text, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++) {
+    unsigned long long start, end, kb;
+
+    if (sscanf(lines[i], "%llx-%llx ", &start, &end) == 2) {
+      range[0] = start;
+      range[1] = end;
+    } else if (sscanf(lines[i], "AnonHugePages: %llu kB", &kb) == 1 && kb > 0) {
+      g_array_append_vals(out, range, 1);
+    }
+  }
+  return g_steal_pointer(&out);
+}
+
+static gboolean
+numa_query_thp(HmmvMover *mover, HmmvVm *vm, const guint64 *first_pages, gsize n,
+               guint8 *is_thp, GError **error)
+{
+  NumaMover *numa = mover->priv;
+  int pid = hmmv_vm_get_pid(vm);
+  g_autofree char *path = g_strdup_printf("/proc/%d/pagemap", pid);
+  g_autoptr(GArray) smaps = NULL;
+  int pagemap, kpageflags;
+  gboolean ok = TRUE;
+
+  if (pid <= 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "vm %s has no process id",
+                hmmv_vm_get_name(vm));
+    return FALSE;
+  }
+  pagemap = open(path, O_RDONLY | O_CLOEXEC);
+  if (pagemap < 0) {
+    int errsv = errno;
+
+    g_set_error(error, HMMV_ERROR, errsv == ENOENT ? HMMV_ERROR_GONE : HMMV_ERROR_FAILED,
+                "%s: %s", path, g_strerror(errsv));
+    return FALSE;
+  }
+  kpageflags = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+  for (gsize i = 0; ok && i < n; i++) {
+    guint64 hva = hmmv_vm_page_to_hva(vm, first_pages[i]);
+    int thp = hva == 0 || (hva & (HMMV_THP_SIZE - 1)) != 0 ? 0 :
+              block_is_thp(pagemap, kpageflags, hva);
+
+    if (thp < 0 && smaps == NULL) {
+      smaps = smaps_thp_mappings(pid, error);
+      ok = smaps != NULL;
+      if (ok && !numa->told_smaps) {
+        g_message("mover numa: no page frame numbers or /proc/kpageflags (not root?): THP "
+                  "state from /proc/%d/smaps, every 2 MiB block of a mapping with "
+                  "AnonHugePages counted as a THP", pid);
+        numa->told_smaps = TRUE;
+      }
+    }
+    if (thp < 0 && ok) {
+      thp = 0;
+      for (guint m = 0; m < smaps->len; m++) {
+        const guint64 *range = &g_array_index(smaps, guint64, 2 * m);
+
+        if (hva >= range[0] && hva + HMMV_THP_SIZE <= range[1])
+          thp = 1;
+      }
+    }
+    is_thp[i] = thp > 0;
+  }
+  if (kpageflags >= 0)
+    close(kpageflags);
+  close(pagemap);
+  return ok;
+}
+
 static void
 numa_destroy(HmmvMover *mover)
 {
@@ -171,6 +298,7 @@ static const struct hmmv_mover_ops numa_ops = {
   .name = "numa",
   .query = numa_query,
   .move = numa_move,
+  .query_thp = numa_query_thp,
   .destroy = numa_destroy,
 };
 

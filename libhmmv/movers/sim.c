@@ -29,6 +29,8 @@
 /* Per page kind byte: the HmmvSimPageKind, plus a bit while the page is isolated in a call. */
 #define SIM_KIND_MASK 0x0f
 #define SIM_THP 0x40              /* the page is part of a transparent huge page */
+#define SIM_HUGETLB 0x20          /* part of a 2 MiB hugetlbfs page: moves whole, never split */
+#define SIM_HUGE (SIM_THP | SIM_HUGETLB)
 #define SIM_ISOLATED 0x80         /* on a unit's first page while the unit is isolated */
 /* A THP on x86-64: 2 MiB, 512 pages, at 512-page aligned indices of the VM */
 #define SIM_THP_PAGES 512u
@@ -78,6 +80,16 @@ sim_vm_get(SimHost *sim, HmmvVm *vm, GError **error)
     return NULL;
   }
   memset(svm->node, SIM_UNPLACED, nr_pages);
+  /* hugetlbfs regions of 2 MiB pages, in whole 512-page units of the VM's page indices */
+  for (guint i = 0; i < hmmv_vm_get_nr_regions(vm); i++) {
+    const HmmvRegion *region = hmmv_vm_get_region(vm, i);
+
+    if (region->backing_page_size != (guint64)SIM_THP_PAGES * HMMV_PAGE_SIZE)
+      continue;
+    for (guint64 page = region->first_page; page < region->first_page + region->nr_pages;
+         page++)
+      svm->kind[page] |= SIM_HUGETLB;
+  }
   g_hash_table_insert(sim->vms, vm, svm);
   return svm;
 }
@@ -101,13 +113,13 @@ first_with_room(const SimHost *sim, const HmmvTopology *topo, HmmvTier tier, gui
 static guint64
 unit_first(const SimVm *svm, guint64 page)
 {
-  return (svm->kind[page] & SIM_THP) != 0 ? page & ~(guint64)(SIM_THP_PAGES - 1) : page;
+  return (svm->kind[page] & SIM_HUGE) != 0 ? page & ~(guint64)(SIM_THP_PAGES - 1) : page;
 }
 
 static guint
 unit_pages(const SimVm *svm, guint64 page)
 {
-  return (svm->kind[page] & SIM_THP) != 0 ? SIM_THP_PAGES : 1;
+  return (svm->kind[page] & SIM_HUGE) != 0 ? SIM_THP_PAGES : 1;
 }
 
 static void
@@ -129,7 +141,7 @@ place_first_touch(SimHost *sim, const HmmvTopology *topo, SimVm *svm, guint64 pa
 
   if (node < 0)
     node = first_with_room(sim, topo, HMMV_TIER_SLOW, n);
-  if (node < 0 && n > 1) {
+  if (node < 0 && n > 1 && (svm->kind[first] & SIM_THP) != 0) {
     split_thp(svm, first);
     return place_first_touch(sim, topo, svm, page);
   }
@@ -241,9 +253,15 @@ sim_flush(SimHost *sim, SimVm *svm, const guint64 *pages, gsize first, gsize end
       continue;
     }
     /* No room for 2 MiB: the kernel splits the THP and migrates its 4 KiB pages while the
-     * node has room for them. */
-    if (n > 1 && sim->used[dest_node] + n > sim->capacity[dest_node])
+     * node has room for them; a hugetlbfs page cannot be split, and the call fails with
+     * ENOMEM (migrate_hugetlbs). */
+    if (n > 1 && sim->used[dest_node] + n > sim->capacity[dest_node]) {
+      if ((svm->kind[unit] & SIM_HUGETLB) != 0) {
+        full = TRUE;
+        continue;
+      }
       split_thp(svm, unit);
+    }
     for (guint64 q = unit; q < unit + n; q++) {
       int from = svm->node[q];
 
@@ -306,6 +324,26 @@ sim_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int
   return 0;
 }
 
+/* A block is a THP when the model made one there and it is faulted in (the kernel has no THP
+ * where nothing was touched). */
+static gboolean
+sim_query_thp(HmmvMover *mover, HmmvVm *vm, const guint64 *first_pages, gsize n,
+              guint8 *is_thp, GError **error)
+{
+  SimHost *sim = mover->priv;
+  SimVm *svm = sim_vm_get(sim, vm, error);
+
+  if (svm == NULL)
+    return FALSE;
+  for (gsize i = 0; i < n; i++) {
+    guint64 page = first_pages[i];
+
+    is_thp[i] = page < svm->nr_pages && page % SIM_THP_PAGES == 0 &&
+                (svm->kind[page] & SIM_THP) != 0 && svm->node[page] != SIM_UNPLACED;
+  }
+  return TRUE;
+}
+
 static void
 sim_destroy(HmmvMover *mover)
 {
@@ -319,6 +357,7 @@ static const struct hmmv_mover_ops sim_ops = {
   .name = "sim",
   .query = sim_query,
   .move = sim_move,
+  .query_thp = sim_query_thp,
   .touch = sim_touch,
   .destroy = sim_destroy,
 };
@@ -436,7 +475,7 @@ hmmv_sim_mover_set_page_kind(HmmvMover *mover, HmmvVm *vm, guint64 first, guint6
     return FALSE;
   }
   for (guint64 page = first; page < first + nr; page++)
-    svm->kind[page] = (guint8)((svm->kind[page] & SIM_THP) | kind);
+    svm->kind[page] = (guint8)((svm->kind[page] & SIM_HUGE) | kind);
   return TRUE;
 }
 
