@@ -48,12 +48,13 @@ check_record_matches_query(HmmvMover *mover, HmmvVm *vm)
 
 /* Sets a case up: spec per page, and the mover's first look at every page. */
 static void
-setup_case(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvMover **mover)
+setup_case_backed(const guint8 *spec, guint64 nr, guint64 slow_room, CaseBacking backing,
+                  HmmvVm **vm, HmmvMover **mover)
 {
   g_autofree guint64 *pages = range_pages(nr);
   g_autoptr(GError) error = NULL;
 
-  host->setup(spec, nr, slow_room, vm, mover);
+  host->setup(spec, nr, slow_room, backing, vm, mover);
   ck_assert_msg(hmmv_mover_query(*mover, *vm, pages, nr, &error), "%s",
                 error ? error->message : "");
   for (guint64 p = 0; p < nr; p++) {
@@ -62,6 +63,23 @@ setup_case(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvM
     ck_assert_msg(hmmv_vm_get_page_node(*vm, p) == want, "%s: set-up page %" G_GUINT64_FORMAT
                   " is on %d, not %d", host->name, p, hmmv_vm_get_page_node(*vm, p), want);
   }
+  if (backing == CASE_BACKING_THP) {
+    guint64 blocks = hmmv_vm_get_nr_thp_blocks(*vm), changed = 0;
+
+    /* what the core does when it adds a VM: learn which blocks the kernel made THPs */
+    ck_assert_uint_eq(blocks, nr / HMMV_THP_PAGES);
+    ck_assert_msg(hmmv_mover_refresh_thp(*mover, *vm, 0, blocks, &changed, &error), "%s",
+                  error ? error->message : "");
+    for (guint64 b = 0; b < blocks; b++)
+      ck_assert_msg(hmmv_vm_get_thp(*vm, b), "%s: block %" G_GUINT64_FORMAT " is not a THP "
+                    "(the kernel made none: fragmented memory?)", host->name, b);
+  }
+}
+
+static void
+setup_case(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvMover **mover)
+{
+  setup_case_backed(spec, nr, slow_room, CASE_BACKING_4K, vm, mover);
 }
 
 static guint64
@@ -233,6 +251,86 @@ START_TEST(case_shared_pages)
 }
 END_TEST
 
+/* Huge pages on (issue 7, item 3). Three THPs on node 0; the list names one page of THP 0
+ * (its first) and one of THP 2 (not its first: any 4 KiB of a THP moves all of it). The
+ * kernel moves 1,024 pages for two entries; the wrapper records every one of them (a query
+ * of the units' pages) and counts 1,024 demoted, and THP 1 stays. */
+static void
+huge_moves_whole(CaseBacking backing)
+{
+  enum { NR = 1536 };
+  g_autofree guint8 *spec = g_new(guint8, NR);
+  HmmvVm *vm;
+  HmmvMover *mover;
+  g_autoptr(GError) error = NULL;
+  guint64 entries[2] = { 0, 1024 + 300 }, moved = 0;
+  HmmvMoveStats *stats;
+
+  memset(spec, CASE_NODE0, NR);
+  setup_case_backed(spec, NR, 0, backing, &vm, &mover);
+  stats = hmmv_vm_get_move_stats(vm);
+  ck_assert_uint_eq(hmmv_vm_unit_pages(vm, 1024 + 300), 512);
+  ck_assert_msg(hmmv_mover_move(mover, vm, entries, 2, 1, &moved, &error), "%s",
+                error ? error->message : "");
+  ck_assert_uint_eq(moved, 1024);
+  ck_assert_uint_eq(stats->demoted, 1024);
+  ck_assert_uint_eq(failures(stats), 0);
+  for (guint64 p = 0; p < NR; p++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm, p), p >= 512 && p < 1024 ? 0 : 1);
+  ck_assert_uint_eq(hmmv_vm_get_slow_pages(vm), 1024);
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(vm), 512);
+  check_record_matches_query(mover, vm);
+  /* and back, one entry in the middle of THP 0 */
+  entries[0] = 200;
+  ck_assert_msg(hmmv_mover_move(mover, vm, entries, 1, 0, &moved, &error), "%s",
+                error ? error->message : "");
+  ck_assert_uint_eq(moved, 512);
+  ck_assert_uint_eq(stats->promoted, 512);
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(vm), 1024);
+  check_record_matches_query(mover, vm);
+  host->teardown();
+}
+
+START_TEST(case_thp_moves_whole)
+{
+  huge_moves_whole(CASE_BACKING_THP);
+}
+END_TEST
+
+START_TEST(case_hugetlb_moves_whole)
+{
+  huge_moves_whole(CASE_BACKING_HUGETLB);
+}
+END_TEST
+
+/* A pin on one 4 KiB of a THP holds the whole THP (the folio's refcount): THP 0 stays on
+ * node 0 whole, THP 1 moves whole, and the record says exactly that. */
+START_TEST(case_thp_pinned_holds_all)
+{
+  enum { NR = 1024 };
+  g_autofree guint8 *spec = g_new(guint8, NR);
+  HmmvVm *vm;
+  HmmvMover *mover;
+  g_autoptr(GError) error = NULL;
+  guint64 entries[2] = { 0, 512 }, moved = 0;
+  HmmvMoveStats *stats;
+
+  memset(spec, CASE_NODE0, NR);
+  spec[5] = CASE_PINNED0;
+  setup_case_backed(spec, NR, 0, CASE_BACKING_THP, &vm, &mover);
+  stats = hmmv_vm_get_move_stats(vm);
+  ck_assert_msg(hmmv_mover_move(mover, vm, entries, 2, 1, &moved, &error), "%s",
+                error ? error->message : "");
+  ck_assert_uint_eq(moved, 512);
+  ck_assert_uint_eq(stats->demoted, 512);
+  ck_assert_uint_eq(stats->busy, 1);          /* the one entry that stood for THP 0 */
+  for (guint64 p = 0; p < NR; p++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm, p), p < 512 ? 0 : 1);
+  check_record_matches_query(mover, vm);
+  host->teardown();
+}
+END_TEST
+
 void
 mover_cases_add(TCase *tc, const MoverCaseHost *the_host)
 {
@@ -242,6 +340,11 @@ mover_cases_add(TCase *tc, const MoverCaseHost *the_host)
     { "short_call_rest_tried_again", CASE_NEEDS_TWO_NODES, case_short_call_rest_tried_again },
     { "full_target_node", CASE_NEEDS_TWO_NODES | CASE_NEEDS_SLOW_ROOM, case_full_target_node },
     { "shared_pages", CASE_NEEDS_TWO_NODES, case_shared_pages },
+    { "thp_moves_whole", CASE_NEEDS_TWO_NODES | CASE_NEEDS_THP, case_thp_moves_whole },
+    { "thp_pinned_holds_all", CASE_NEEDS_TWO_NODES | CASE_NEEDS_THP,
+      case_thp_pinned_holds_all },
+    { "hugetlb_moves_whole", CASE_NEEDS_TWO_NODES | CASE_NEEDS_HUGETLB,
+      case_hugetlb_moves_whole },
   };
 
   host = the_host;
@@ -256,6 +359,8 @@ mover_cases_add(TCase *tc, const MoverCaseHost *the_host)
     }
     printf("# shared case %s is not run on %s: it needs %s\n", cases[i].name, host->name,
            (missing & CASE_NEEDS_TWO_NODES) ? "two NUMA nodes (the testbed runs it)"
+           : (missing & CASE_NEEDS_THP) ? "transparent huge pages (enabled: never)"
+           : (missing & CASE_NEEDS_HUGETLB) ? "4 free 2 MiB hugetlbfs pages on nodes 0 and 1"
                                             : "a slow node of a chosen size (a full node)");
   }
   fflush(stdout);

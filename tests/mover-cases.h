@@ -23,7 +23,17 @@ enum {
 enum {
   CASE_NEEDS_TWO_NODES = 1 << 0,
   CASE_NEEDS_SLOW_ROOM = 1 << 1,     /* a slow node with room for only slow_room pages */
+  CASE_NEEDS_THP = 1 << 2,           /* transparent huge pages (enabled: madvise or always) */
+  CASE_NEEDS_HUGETLB = 1 << 3,       /* free 2 MiB hugetlbfs pages on both nodes (4 each) */
 };
+
+/* How a case's pages are backed. */
+typedef enum {
+  CASE_BACKING_4K,                   /* 4 KiB pages: THP off for the range (MADV_NOHUGEPAGE) */
+  CASE_BACKING_THP,                  /* THPs: 2 MiB aligned, MADV_HUGEPAGE, faulted whole */
+  CASE_BACKING_HUGETLB,              /* hugetlbfs 2 MiB pages (MAP_HUGETLB); the VM's region
+                                      * says so (backing_page_size 2 MiB) */
+} CaseBacking;
 
 typedef struct {
   const char *name;
@@ -31,8 +41,8 @@ typedef struct {
   gboolean move_all;      /* the mover may use MPOL_MF_MOVE_ALL (CAP_SYS_NICE) */
   /* build a VM of nr_pages laid out as spec (CASE_* per page); slow_room > 0 limits what
    * node 1 takes. Fills *vm and *mover (the host keeps ownership of neither). */
-  void (*setup)(const guint8 *spec, guint64 nr_pages, guint64 slow_room, HmmvVm **vm,
-                HmmvMover **mover);
+  void (*setup)(const guint8 *spec, guint64 nr_pages, guint64 slow_room, CaseBacking backing,
+                HmmvVm **vm, HmmvMover **mover);
   void (*teardown)(void);
 } MoverCaseHost;
 

@@ -571,24 +571,39 @@ place_own_pages(char *buffer, const guint8 *spec, guint64 nr, guint8 kind, int n
 static G_GNUC_NORETURN void
 case_child_main(int cmd_fd, int reply_fd)
 {
-  guint64 nr, address;
+  guint64 nr, address, backing, bytes;
   g_autofree guint8 *spec = NULL;
   int pins[2];
   char *buffer;
 
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   alarm(120);
-  if (!read_full(cmd_fd, &nr, sizeof(nr)) || nr > (1u << 20))
+  if (!read_full(cmd_fd, &nr, sizeof(nr)) || nr > (1u << 20) ||
+      !read_full(cmd_fd, &backing, sizeof(backing)))
     _exit(1);
   spec = g_malloc(nr);
   if (!read_full(cmd_fd, spec, nr) || pipe(pins) != 0)
     _exit(1);
-  buffer = mmap(NULL, nr * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  bytes = nr * 4096;
+  if (backing == CASE_BACKING_HUGETLB) {
+    buffer = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT), -1, 0);
+  } else {
+    /* THPs need 2 MiB-aligned addresses: map 2 MiB more and round up */
+    char *raw = mmap(NULL, bytes + (2u << 20), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    buffer = raw == MAP_FAILED ? raw
+                               : (char *)(((guintptr)raw + (2u << 20) - 1) & ~(guintptr)((2u << 20) - 1));
+  }
   if (buffer == MAP_FAILED)
     _exit(1);
   /* the second process below gets only the shared pages */
-  madvise(buffer, nr * 4096, MADV_NOHUGEPAGE);
-  madvise(buffer, nr * 4096, MADV_DONTFORK);
+  if (backing == CASE_BACKING_4K)
+    madvise(buffer, bytes, MADV_NOHUGEPAGE);
+  else if (backing == CASE_BACKING_THP)
+    madvise(buffer, bytes, MADV_HUGEPAGE);
+  madvise(buffer, bytes, MADV_DONTFORK);
   for (guint64 p = 0; p < nr; p++) {
     if (spec[p] == CASE_SHARED0 &&
         mmap(buffer + p * 4096, 4096, PROT_READ | PROT_WRITE,
@@ -652,11 +667,12 @@ case_teardown(void)
 }
 
 static void
-case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvMover **mover)
+case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, CaseBacking backing, HmmvVm **vm,
+           HmmvMover **mover)
 {
   g_autoptr(GError) error = NULL;
   int cmd[2], reply[2];
-  guint64 address = 0;
+  guint64 address = 0, backing64 = backing;
 
   ck_assert_uint_eq(slow_room, 0);    /* not supported here: the case is not added */
   ck_assert_int_eq(pipe(cmd), 0);
@@ -671,6 +687,7 @@ case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvM
   close(cmd[0]);
   close(reply[1]);
   ck_assert_int_eq(write(cmd[1], &nr, sizeof(nr)), sizeof(nr));
+  ck_assert_int_eq(write(cmd[1], &backing64, sizeof(backing64)), sizeof(backing64));
   ck_assert_int_eq(write(cmd[1], spec, nr), (ssize_t)nr);
   ck_assert_msg(read_full(reply[0], &address, sizeof(address)), "the case's child failed");
   close(cmd[1]);
@@ -679,7 +696,8 @@ case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvM
                                    : host_topology();
   ck_assert_msg(case_topo != NULL, "%s", error ? error->message : "");
   case_vm = hmmv_vm_new("case");
-  ck_assert(hmmv_vm_add_region(case_vm, "ram", 0, address, nr * 4096, 4096, NULL));
+  ck_assert(hmmv_vm_add_region(case_vm, "ram", 0, address, nr * 4096,
+                               backing == CASE_BACKING_HUGETLB ? 2u << 20 : 4096, NULL));
   ck_assert(hmmv_vm_finalize_layout(case_vm, NULL));
   hmmv_vm_set_pid(case_vm, case_child);
   case_mover = hmmv_numa_mover_new(case_topo, &error);
@@ -693,6 +711,29 @@ static MoverCaseHost numa_case_host = {
   .setup = case_setup,
   .teardown = case_teardown,
 };
+
+/* Huge pages this host can give the cases: THPs unless they are off, hugetlbfs when nodes 0
+ * and 1 each have 4 free 2 MiB pages (tests/testbed/mover-two-node.sh reserves them). */
+static guint
+host_huge_support(void)
+{
+  g_autofree char *thp = NULL;
+  guint support = 0;
+
+  if (g_file_get_contents("/sys/kernel/mm/transparent_hugepage/enabled", &thp, NULL, NULL) &&
+      strstr(thp, "[never]") == NULL)
+    support |= CASE_NEEDS_THP;
+  support |= CASE_NEEDS_HUGETLB;
+  for (int node = 0; node <= 1; node++) {
+    g_autofree char *path = g_strdup_printf("/sys/devices/system/node/node%d/hugepages/"
+                                            "hugepages-2048kB/free_hugepages", node);
+    g_autofree char *text = NULL;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL) || g_ascii_strtoull(text, NULL, 10) < 4)
+      support &= ~(guint)CASE_NEEDS_HUGETLB;
+  }
+  return support;
+}
 
 /* The kernel must have move_pages(2): probe it on this process's own memory. */
 static gboolean
@@ -734,7 +775,7 @@ numa_suite(void)
     static MoverCaseHost two_nodes;
 
     two_nodes = numa_case_host;
-    two_nodes.supports = CASE_NEEDS_TWO_NODES;
+    two_nodes.supports = CASE_NEEDS_TWO_NODES | host_huge_support();
     two_nodes.move_all = geteuid() == 0;
 
     /* test_vm_errors expects the kernel to refuse node 1, which this host has */

@@ -509,7 +509,8 @@ case_teardown(void)
 }
 
 static void
-case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvMover **mover)
+case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, CaseBacking backing, HmmvVm **vm,
+           HmmvMover **mover)
 {
   g_autofree guint64 *pages = range_pages(0, nr);
   g_autoptr(GArray) slow = g_array_new(FALSE, FALSE, sizeof(guint64));
@@ -519,9 +520,17 @@ case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvM
   case_topo = hmmv_test_topology_two_tier(G_GUINT64_CONSTANT(1) << 32,
                                           slow_room > 0 ? slow_room * PAGE
                                                         : G_GUINT64_CONSTANT(1) << 32);
-  case_vm = hmmv_test_vm_new("case", nr);
+  if (backing == CASE_BACKING_HUGETLB) {
+    case_vm = hmmv_vm_new("case");
+    ck_assert(hmmv_vm_add_region(case_vm, "ram", 0, 0, nr * PAGE, 2u << 20, NULL));
+    ck_assert(hmmv_vm_finalize_layout(case_vm, NULL));
+  } else {
+    case_vm = hmmv_test_vm_new("case", nr);
+  }
   case_mover = hmmv_sim_mover_new(case_topo, &error);
   ck_assert_ptr_nonnull(case_mover);
+  if (backing == CASE_BACKING_THP)
+    ck_assert(hmmv_sim_mover_set_thp(case_mover, case_vm, 0, nr, &error));
   for (guint64 p = 0; p < nr; p++) {
     if (spec[p] != CASE_ABSENT)
       touch_pages(case_mover, case_vm, &p, 1, FALSE);
@@ -544,7 +553,7 @@ case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, HmmvVm **vm, HmmvM
 
 static const MoverCaseHost sim_case_host = {
   .name = "the sim mover",
-  .supports = CASE_NEEDS_TWO_NODES | CASE_NEEDS_SLOW_ROOM,
+  .supports = CASE_NEEDS_TWO_NODES | CASE_NEEDS_SLOW_ROOM | CASE_NEEDS_THP | CASE_NEEDS_HUGETLB,
   .move_all = TRUE,
   .setup = case_setup,
   .teardown = case_teardown,

@@ -243,6 +243,8 @@ class Hmmvd:
         conf = os.path.join(work, "hmmvd.conf")
         with open(conf, "w") as f:
             f.write(f"[memory]\nmover = numa\ndram-pool-mib = {opts.pool_mib}\n")
+            if opts.migrate_mbps:
+                f.write(f"[policy]\nmigrate-mbps = {opts.migrate_mbps}\n")
         args = [opts.hmmvd, "--foreground", "--config", conf, "--no-libvirt",
                 "--interval-ms", str(opts.interval_ms), "--control-socket", self.sock]
         for vm in vms:
@@ -251,6 +253,8 @@ class Hmmvd:
         self.proc = subprocess.Popen(args, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
         self.ctl = Control(self.sock)
         self.seen = {}
+        self.cap_seen = {}   # per VM: the largest moved-cap-pages of a sampled interval
+        self.huge = {}       # per VM: (thp-pages, hugetlb-pages) last seen
 
     def table(self):
         try:
@@ -261,6 +265,8 @@ class Hmmvd:
         for name, v in t.items():
             self.seen[name] = (v["promotions-total"], v["demotions-total"],
                                sum(v["move-failures"].values()))
+            self.cap_seen[name] = max(self.cap_seen.get(name, 0), v.get("moved-cap-pages", 0))
+            self.huge[name] = (v.get("thp-pages", 0), v.get("hugetlb-pages", 0))
         return t
 
     def moves(self):
@@ -345,6 +351,9 @@ def main():
                          "node i (DRAM) and node i+2 (its socket's slow node)")
     ap.add_argument("--hugetlb-vm", action="store_true",
                     help="the last VM's RAM on hugetlbfs (2 MiB pages)")
+    ap.add_argument("--migrate-mbps", type=int, default=0,
+                    help="hmmvd's migration cap per VM (MB/s); checked in bytes against the "
+                         "kernel's pgmigrate_success (0: hmmvd's default, not checked)")
     opts = ap.parse_args()
 
     qemu = os.environ.get("HMMV_QEMU", "")
@@ -396,6 +405,7 @@ def main():
         daemons.append(hmmvd)
         wait_for("hmmvd manages every VM", 120, lambda: managed(hmmvd, vms))
         status = hmmvd.ctl.request("status")
+        intervals0 = status["intervals"]
         say(f"e2e: hmmvd: mover {status['mover']}, pool {status['pool-pages']} pages, nodes "
             + ", ".join(f"{n['id']}:{n['tier']}" for n in status["nodes"]))
         if status["mover"] != "numa":
@@ -408,6 +418,29 @@ def main():
             placement_check(hmmvd.ctl, vm, totals)
         hmmvd.table()
         prom, dem, errors = hmmvd.moves()
+        intervals = hmmvd.ctl.request("status")["intervals"] - intervals0 + 1
+        migrated_phase = vmstat("pgmigrate_success") - migrated0
+        say("e2e: huge pages (thp-pages, hugetlb-pages): " +
+            ", ".join(f"{n}: {h}" for n, h in sorted(hmmvd.huge.items())))
+        if opts.migrate_mbps:
+            # The cap is per VM and in bytes: whatever the units, the kernel cannot have
+            # migrated more 4 KiB pages than intervals x cap x VMs (hmmvd is the only mover)
+            cap = opts.migrate_mbps * 1000000 * opts.interval_ms // 1000 // PAGE
+            limit = intervals * cap * len(vms)
+            say(f"e2e: cap: {cap} pages a VM an interval, {intervals} intervals: kernel "
+                f"migrated {migrated_phase} pages (limit {limit}, "
+                f"{migrated_phase / max(limit, 1):.3f} of it); largest sampled interval "
+                f"{dict(sorted(hmmvd.cap_seen.items()))}")
+            if migrated_phase > limit:
+                failures.append(f"cap: the kernel migrated {migrated_phase} pages in {intervals} "
+                                f"intervals, over the cap's {limit}")
+            for name, seen in hmmvd.cap_seen.items():
+                if seen > cap:
+                    failures.append(f"cap: {name} moved {seen} pages in one interval, cap {cap}")
+        if opts.thp != "never" and not any(h[0] for h in hmmvd.huge.values()):
+            failures.append("huge pages: hmmvd saw no THP in any VM")
+        if opts.hugetlb_vm and not hmmvd.huge.get(vms[-1].name, (0, 0))[1]:
+            failures.append(f"huge pages: hmmvd did not see {vms[-1].name} on hugetlbfs")
         if prom < opts.min_moves or dem < opts.min_moves:
             failures.append(f"moves: promoted {prom}, demoted {dem} "
                             f"(want {opts.min_moves} each way)")
