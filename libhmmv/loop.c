@@ -10,6 +10,7 @@
  * Data flows one way; nothing below calls back up. A VM whose tracker or mover fails gets
  * the error in its report and loses nothing else; the other VMs go on.
  */
+#include "nodes-private.h"
 #include "plan-private.h"
 #include "vm-private.h"
 
@@ -32,6 +33,8 @@ typedef struct {
   guint64 first_seen;  /* vm->first_seen at the last balance */
   gboolean outside;         /* left out of the last balance (paused, unmanaged or failing) */
   guint64 min_granted;      /* its min in the last balance (scaled when the mins did not fit) */
+  HmmvNodeRequest promote_to; /* DRAM nodes nearest its vCPUs first (nodes.c) */
+  HmmvNodeRequest demote_to;  /* slow nodes nearest its first DRAM node first */
 } CoreVm;
 
 struct _HmmvCore {
@@ -39,7 +42,9 @@ struct _HmmvCore {
   HmmvMover *mover;
   HmmvParams params;
   HmmvTempTables tables;
-  guint64 pool_pages;
+  guint64 pool_pages;       /* this interval's: the DRAM nodes' capacities, at most pool_limit */
+  guint64 pool_limit;       /* set by the caller; 0 = none */
+  HmmvNodeState nodes[HMMV_NR_NODE_SLOTS];
   GPtrArray *vms;           /* CoreVm */
   guint64 interval_index;
   GArray *scratch_pages;    /* guint64, reused for queries */
@@ -95,11 +100,66 @@ hmmv_core_free(HmmvCore *core)
 }
 
 void
+hmmv_core_update_pools(HmmvCore *core)
+{
+  guint64 used[HMMV_NR_NODE_SLOTS] = { 0 };
+  guint64 dram;
+
+  for (guint i = 0; i < core->vms->len; i++) {
+    const HmmvVm *vm = ((CoreVm *)g_ptr_array_index(core->vms, i))->vm;
+
+    for (int node = 0; node < HMMV_NR_NODE_SLOTS; node++)
+      used[node] += vm->node_pages[node];
+  }
+  dram = hmmv_nodes_update(core->topo, core->nodes, used);
+  core->pool_pages = core->pool_limit != 0 ? MIN(core->pool_limit, dram) : dram;
+}
+
+void
 hmmv_core_set_pool_pages(HmmvCore *core, guint64 pool_pages)
 {
-  if (pool_pages == 0)
-    pool_pages = hmmv_topology_tier_bytes(core->topo, HMMV_TIER_DRAM) >> HMMV_PAGE_SHIFT;
-  core->pool_pages = pool_pages;
+  core->pool_limit = pool_pages;
+  hmmv_core_update_pools(core);
+}
+
+gboolean
+hmmv_core_set_node_pool(HmmvCore *core, int node_id, guint64 configured_pages,
+                        guint64 reserve_pages, GError **error)
+{
+  if (hmmv_topology_lookup(core->topo, node_id) == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND,
+                "node %d: not a node of this host's topology, cannot set its pool", node_id);
+    return FALSE;
+  }
+  core->nodes[node_id].configured_pages = configured_pages;
+  core->nodes[node_id].reserve_pages = reserve_pages;
+  hmmv_core_update_pools(core);
+  return TRUE;
+}
+
+guint
+hmmv_core_get_node_pools(const HmmvCore *core, HmmvNodePool *out, guint max)
+{
+  guint n = MIN(hmmv_topology_get_nr_nodes(core->topo), max);
+
+  for (guint i = 0; i < n; i++) {
+    const HmmvNode *node = hmmv_topology_get_node(core->topo, i);
+    const HmmvNodeState *state = &core->nodes[node->id];
+
+    out[i] = (HmmvNodePool){
+      .id = node->id,
+      .tier = node->tier,
+      .total_pages = node->total_bytes >> HMMV_PAGE_SHIFT,
+      .free_pages = node->free_bytes >> HMMV_PAGE_SHIFT,
+      .configured_pages = state->configured_pages,
+      .reserve_pages = state->reserve_pages,
+      .capacity_pages = state->capacity_pages,
+      .used_pages = state->used_pages,
+      .fallback_in_pages = state->fallback_in_pages,
+      .full = state->full,
+    };
+  }
+  return n;
 }
 
 gboolean
@@ -601,34 +661,127 @@ core_fresh_units(HmmvCore *core, HmmvVm *vm, GArray *pages, GError **error)
   return TRUE;
 }
 
-/* Carry out one list of a VM's plan: its demotions (to the slow tier) or its promotions. */
+/* Carry out one list of a VM's plan, its demotions or its promotions, spread over nodes as
+ * core_assign granted them, nearest first. Pages that went past the first node because it was
+ * full are counted (rep, the node's fallback_in) and named in *note. */
 static gboolean
-core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GError **error)
+core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GString *note,
+          GError **error)
 {
   HmmvVm *vm = cvm->vm;
   const HmmvMoveStats *stats = hmmv_vm_get_move_stats(vm);
   guint64 failed_before = move_failures(stats);
   GArray *pages = promote ? cvm->plan.promote : cvm->plan.demote;
-  int node = hmmv_topology_first_node(core->topo, promote ? HMMV_TIER_DRAM : HMMV_TIER_SLOW);
-  guint64 moved = 0;
+  const HmmvNodeRequest *to = promote ? &cvm->promote_to : &cvm->demote_to;
+  guint64 moved = 0, fallback = 0, offset = 0;
   gboolean ok = TRUE;
 
-  if (node >= 0 && pages->len > 0) {
+  if (pages->len > 0) {
     ok = core_fresh_units(core, vm, pages, error);
     for (guint i = 0; ok && i < pages->len; i++)
       rep->moved_max_pages += hmmv_vm_unit_pages(vm, g_array_index(pages, guint64, i));
-    if (ok)
-      ok = hmmv_mover_move(core->mover, vm, (const guint64 *)pages->data, pages->len, node,
-                           &moved, error);
-    if (ok)
-      core_start_cooldown(core, vm, pages, node);
   }
-  if (promote)
+  /* Each node takes the entries (whole units) that fit in the pages granted to it. */
+  for (guint r = 0; ok && r < to->nr_rank && offset < pages->len; r++) {
+    guint64 count = 0, unit_pages = 0, moved_here = 0;
+    g_autoptr(GArray) slice = NULL;
+
+    while (offset + count < pages->len) {
+      guint64 size = hmmv_vm_unit_pages(vm, g_array_index(pages, guint64, offset + count));
+
+      if (unit_pages + size > to->granted[r])
+        break;
+      unit_pages += size;
+      count++;
+    }
+    if (count == 0)
+      continue;
+    ok = hmmv_mover_move(core->mover, vm, &g_array_index(pages, guint64, offset), count,
+                         to->rank[r], &moved_here, error);
+    slice = g_array_sized_new(FALSE, FALSE, sizeof(guint64), (guint)count);
+    g_array_append_vals(slice, &g_array_index(pages, guint64, offset), (guint)count);
+    if (ok)
+      core_start_cooldown(core, vm, slice, to->rank[r]);
+    offset += count;
+    moved += moved_here;
+    if (r > 0 && moved_here > 0) {
+      fallback += moved_here;
+      core->nodes[to->rank[r]].fallback_in_pages += moved_here;
+      g_string_append_printf(note, "%svm %s: %s node %d full, %s to node %d",
+                             note->len > 0 ? "; " : "", hmmv_vm_get_name(vm),
+                             promote ? "DRAM" : "slow", to->rank[0],
+                             promote ? "promoted" : "demoted", to->rank[r]);
+    }
+  }
+  if (promote) {
     rep->promoted = moved;
-  else
+    rep->promoted_fallback = fallback;
+  } else {
     rep->demoted = moved;
+    rep->demoted_fallback = fallback;
+  }
   rep->move_failed += move_failures(stats) - failed_before;
   return ok;
+}
+
+/* Spreads every VM's demotions (promote FALSE) or promotions over the nodes of their tier,
+ * nearest first, within each node's room now (its capacity less what the VMs hold there after
+ * the moves so far). Promotions that fit nowhere wait (deferred_room); so do demotions, when
+ * every slow node is full. */
+static void
+core_assign(HmmvCore *core, const gboolean *ok, gboolean promote, HmmvIntervalReport *report)
+{
+  g_autofree HmmvNodeRequest *reqs = g_new0(HmmvNodeRequest, MAX(core->vms->len, 1));
+  gint64 room[HMMV_NR_NODE_SLOTS] = { 0 };
+
+  for (guint n = 0; n < hmmv_topology_get_nr_nodes(core->topo); n++) {
+    int id = hmmv_topology_get_node(core->topo, n)->id;
+
+    room[id] = (gint64)core->nodes[id].capacity_pages;
+    for (guint i = 0; i < core->vms->len; i++)
+      room[id] -= (gint64)((CoreVm *)g_ptr_array_index(core->vms, i))->vm->node_pages[id];
+  }
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    GArray *list = promote ? cvm->plan.promote : cvm->plan.demote;
+
+    reqs[i] = promote ? cvm->promote_to : cvm->demote_to;
+    reqs[i].want = 0;
+    for (guint e = 0; ok[i] && e < list->len; e++)
+      reqs[i].want += hmmv_vm_unit_pages(cvm->vm, g_array_index(list, guint64, e));
+  }
+  hmmv_nodes_assign(reqs, core->vms->len, room, core->nodes);
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+    GArray *list = promote ? cvm->plan.promote : cvm->plan.demote;
+    guint64 granted = 0;
+
+    for (guint r = 0; r < reqs[i].nr_rank; r++)
+      granted += reqs[i].granted[r];
+    if (ok[i] && granted < reqs[i].want) {
+      guint keep = 0;
+      guint64 kept_pages = 0;
+
+      while (keep < list->len) {
+        guint64 size = hmmv_vm_unit_pages(cvm->vm, g_array_index(list, guint64, keep));
+
+        if (kept_pages + size > granted)
+          break;
+        kept_pages += size;
+        keep++;
+      }
+      if (promote) {
+        g_array_index(report->vms, HmmvVmReport, i).deferred_room += reqs[i].want - kept_pages;
+        cvm->plan.promote_pages = kept_pages;
+      }
+      g_array_set_size(list, keep);
+    }
+    if (promote)
+      cvm->promote_to = reqs[i];
+    else
+      cvm->demote_to = reqs[i];
+  }
 }
 
 /* After every VM's demotions, before any promotes: the pool's free DRAM is what it is now,
@@ -692,14 +845,15 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
 {
   g_autofree gboolean *ok = g_new0(gboolean, MAX(core->vms->len, 1));
   gint64 start_us = g_get_monotonic_time();
+  g_autoptr(GString) note = g_string_new(NULL);
 
   if (report->vms == NULL)
     hmmv_interval_report_init(report);
   g_array_set_size(report->vms, 0);
   g_clear_error(&report->balance_error);
   g_clear_pointer(&report->balance_note, g_free);
+  g_clear_pointer(&report->fallback_note, g_free);
   report->index = core->interval_index++;
-  report->pool_pages = core->pool_pages;
   g_array_set_size(report->vms, core->vms->len);
 
   for (guint i = 0; i < core->vms->len; i++) {
@@ -714,6 +868,19 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
       g_prefix_error(&rep->error, "vm %s: ", rep->name);
   }
 
+  /* Each node's capacity from the free memory the caller just re-read, and each VM's nodes
+   * from where its vCPUs run or its pages are now. */
+  hmmv_core_update_pools(core);
+  report->pool_pages = core->pool_pages;
+  for (int node = 0; node < HMMV_NR_NODE_SLOTS; node++)
+    core->nodes[node].full = FALSE;
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+    HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
+
+    rep->dram_node = hmmv_nodes_targets(core->topo, cvm->vm, &cvm->promote_to, &cvm->demote_to);
+    rep->slow_node = cvm->demote_to.nr_rank > 0 ? cvm->demote_to.rank[0] : -1;
+  }
   core_headroom(core);
   /* Impossible quotas: keep the budgets of the last good interval. */
   if (!core_balance(core, ok, &report->balance_note, &report->balance_error))
@@ -733,13 +900,17 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
   for (guint pass = 0; pass < 2; pass++) {
     if (pass == 1)
       core_limit_promotions(core, ok, report);
+    core_assign(core, ok, pass == 1, report);
     for (guint i = 0; i < core->vms->len; i++) {
       HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
 
       if (ok[i])
-        ok[i] = core_move(core, g_ptr_array_index(core->vms, i), pass == 1, rep, &rep->error);
+        ok[i] = core_move(core, g_ptr_array_index(core->vms, i), pass == 1, rep, note,
+                          &rep->error);
     }
   }
+  if (note->len > 0)
+    report->fallback_note = g_string_free(g_steal_pointer(&note), FALSE);
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
     HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
@@ -776,4 +947,5 @@ hmmv_interval_report_clear(HmmvIntervalReport *report)
   g_clear_pointer(&report->vms, g_array_unref);
   g_clear_error(&report->balance_error);
   g_clear_pointer(&report->balance_note, g_free);
+  g_clear_pointer(&report->fallback_note, g_free);
 }

@@ -39,6 +39,7 @@ hmmv_vm_new(const char *name)
   vm->by_gpa = g_tree_new_with_data(region_index_by_gpa, vm);
   vm->quota = (HmmvQuota){ .weight = 100, .managed = TRUE };
   vm->pid = -1;
+  vm->cpu_node = -1;
   return vm;
 }
 
@@ -337,6 +338,7 @@ hmmv_vm_set_page_node(HmmvVm *vm, guint64 page, int node_id, HmmvTier tier)
   g_return_if_fail(vm->finalized && page < vm->nr_pages);
   old = vm->place[page];
   if (HMMV_PLACE_NODE(old) != HMMV_PLACE_NODE_UNKNOWN) {
+    vm->node_pages[HMMV_PLACE_NODE(old)]--;
     if (HMMV_PLACE_IS_SLOW(old))
       vm->slow_pages--;
     else
@@ -347,6 +349,7 @@ hmmv_vm_set_page_node(HmmvVm *vm, guint64 page, int node_id, HmmvTier tier)
   } else {
     new_place = (guint8)node_id | (tier == HMMV_TIER_SLOW ? HMMV_PLACE_SLOW : 0);
     vm->first_seen += HMMV_PLACE_NODE(old) == HMMV_PLACE_NODE_UNKNOWN;
+    vm->node_pages[node_id]++;
     if (tier == HMMV_TIER_SLOW)
       vm->slow_pages++;
     else
@@ -376,6 +379,26 @@ guint64
 hmmv_vm_get_slow_pages(const HmmvVm *vm)
 {
   return vm->slow_pages;
+}
+
+guint64
+hmmv_vm_get_node_pages(const HmmvVm *vm, int node_id)
+{
+  if (node_id < 0 || node_id > HMMV_PLACE_MAX_NODE_ID)
+    return 0;
+  return vm->node_pages[node_id];
+}
+
+void
+hmmv_vm_set_cpu_node(HmmvVm *vm, int node_id)
+{
+  vm->cpu_node = node_id >= 0 && node_id <= HMMV_PLACE_MAX_NODE_ID ? node_id : -1;
+}
+
+int
+hmmv_vm_get_cpu_node(const HmmvVm *vm)
+{
+  return vm->cpu_node;
 }
 
 void

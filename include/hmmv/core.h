@@ -45,6 +45,10 @@ typedef struct {
                                promotions + demotions (<= the cap, see hmmv_plan_build) */
   guint64 thp_pages;        /* pages in transparent huge pages, as last learnt */
   guint64 hugetlb_pages;    /* pages on hugetlbfs pages */
+  int dram_node;            /* its promotions' first choice: the DRAM node nearest its vCPUs */
+  int slow_node;            /* its demotions' first choice: the slow node nearest dram_node */
+  guint64 promoted_fallback;/* pages promoted to another DRAM node (dram_node was full) */
+  guint64 demoted_fallback; /* pages demoted to another slow node (slow_node was full) */
   gboolean paused;
   GError *error;            /* owned by the report; NULL when the interval went well */
 } HmmvVmReport;
@@ -58,7 +62,25 @@ typedef struct {
                                owned */
   char *balance_note;       /* the mins did not all fit and were scaled down in proportion:
                                says how, naming every VM; NULL otherwise; owned */
+  char *fallback_note;      /* pages went to a farther node because the nearest was full:
+                               which VMs, from which node to which (no counts, so a caller
+                               can log it when it changes); NULL otherwise; owned */
 } HmmvIntervalReport;
+
+/* One node's share of the pool (hmmv_core_get_node_pools). */
+typedef struct {
+  int id;
+  HmmvTier tier;
+  guint64 total_pages;      /* the node's memory */
+  guint64 free_pages;       /* free at the last look (the topology's free_bytes) */
+  guint64 configured_pages; /* the operator's pool for the node, 0 = none */
+  guint64 reserve_pages;    /* free memory left to the host */
+  guint64 capacity_pages;   /* what the VMs may hold there: their pages + free - reserve, at
+                               most the node and the configured pool */
+  guint64 used_pages;       /* what the VMs hold there */
+  guint64 fallback_in_pages;/* since start: pages placed there because a nearer node was full */
+  gboolean full;            /* last interval: pages wanted room there and found none */
+} HmmvNodePool;
 
 /* The pool as the balance sees it; the daemon checks quotas against the same figures. */
 typedef struct {
@@ -86,7 +108,10 @@ typedef struct {
 #define HMMV_CORE_THP_RESCAN_MAX_BLOCKS 4096
 
 /* topo and mover are not owned and must outlive the core. pool_pages: DRAM the core may
- * lend to VMs (0 = all DRAM of topo). */
+ * lend to VMs in all (0 = no limit but the nodes' capacities). The pool is the sum of the DRAM
+ * nodes' capacities (each: the VMs' pages there + the node's free memory - its reserve, at
+ * most the node and its configured pool), re-computed at every interval from the topology's
+ * free memory, which the caller refreshes (hmmv_topology_refresh_free); at most pool_pages. */
 HmmvCore *hmmv_core_new(const HmmvTopology *topo, HmmvMover *mover, const HmmvParams *params,
                         guint64 pool_pages, GError **error);
 void hmmv_core_free(HmmvCore *core);
@@ -105,7 +130,16 @@ gboolean hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused,
 gboolean hmmv_core_set_params(HmmvCore *core, const HmmvParams *params, GError **error);
 const HmmvParams *hmmv_core_get_params(const HmmvCore *core);
 void hmmv_core_set_pool_pages(HmmvCore *core, guint64 pool_pages);
+/* The pool now (the last computed: see hmmv_core_new). */
 guint64 hmmv_core_get_pool_pages(const HmmvCore *core);
+/* A node's pool: configured_pages (0 = what the host can give) and the free memory kept for
+ * the host (reserve_pages; 0 by default). Any node of the topology, DRAM or slow. */
+gboolean hmmv_core_set_node_pool(HmmvCore *core, int node_id, guint64 configured_pages,
+                                 guint64 reserve_pages, GError **error);
+/* Re-computes every node's capacity and the pool now (also done at each interval). */
+void hmmv_core_update_pools(HmmvCore *core);
+/* Every node of the topology, ascending id; returns how many (at most max). */
+guint hmmv_core_get_node_pools(const HmmvCore *core, HmmvNodePool *out, guint max);
 /* The pool now, as if VM name (when not NULL) had quota instead of its own. Mins above
  * pool_pages - held_outside_pages are scaled down in proportion at the next interval. */
 void hmmv_core_get_pool_usage(HmmvCore *core, const char *name, const HmmvQuota *quota,

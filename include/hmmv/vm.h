@@ -158,6 +158,13 @@ int hmmv_vm_get_page_node(const HmmvVm *vm, guint64 page);
 /* Pages the VM has on DRAM / slow / unknown, kept up to date by hmmv_vm_set_page_node(). */
 guint64 hmmv_vm_get_dram_pages(const HmmvVm *vm);
 guint64 hmmv_vm_get_slow_pages(const HmmvVm *vm);
+/* Pages on one node, kept up to date like the tier counters (0 for an id out of range). */
+guint64 hmmv_vm_get_node_pages(const HmmvVm *vm, int node_id);
+/* The node whose CPUs run the VM's vCPUs (libvirt's vcpupin/numatune, or where its QEMU
+ * threads may run), -1 when unknown (the default): its pages are promoted to the DRAM node
+ * nearest it, else to the DRAM node holding most of them. */
+void hmmv_vm_set_cpu_node(HmmvVm *vm, int node_id);
+int hmmv_vm_get_cpu_node(const HmmvVm *vm);
 /* Pages per kernel node id (0 .. HMMV_PLACE_MAX_NODE_ID), recomputed by a scan. */
 void hmmv_vm_count_nodes(const HmmvVm *vm, guint64 counts[HMMV_PLACE_MAX_NODE_ID + 1]);
 

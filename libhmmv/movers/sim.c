@@ -2,7 +2,8 @@
 /*
  * The sim mover: a modelled host with no memory behind it. Each node of the topology holds
  * total_bytes / 4096 pages. The touch hook places a page on its first access as the kernel's
- * first touch does (lowest-id DRAM node with room, else the lowest-id slow node with room;
+ * first touch does (the DRAM node nearest the VM's CPUs with room, else the nearest slow node
+ * with room; lowest id first when the VM's CPUs are unknown;
  * with every node full the page stays unplaced, the model's stand-in for an OOM). Until then
  * query and move report -ENOENT. Every migration is charged ns_per_page.
  *
@@ -94,17 +95,30 @@ sim_vm_get(SimHost *sim, HmmvVm *vm, GError **error)
   return svm;
 }
 
-static int
-first_with_room(const SimHost *sim, const HmmvTopology *topo, HmmvTier tier, guint nr_pages)
+/* Where a VM's first touches go, nearest first: the nodes of each tier ranked from the node
+ * whose CPUs run it (-1: lowest id first), as the kernel's zonelist falls back by distance. */
+typedef struct {
+  int rank[2][HMMV_MAX_NODE_ID + 1];   /* [0] DRAM, [1] slow */
+  guint nr[2];
+} TouchOrder;
+
+static void
+touch_order_init(TouchOrder *order, const HmmvTopology *topo, int from)
 {
-  guint nr_nodes = hmmv_topology_get_nr_nodes(topo);
+  order->nr[0] = hmmv_topology_rank(topo, from, HMMV_TIER_DRAM, order->rank[0],
+                                    G_N_ELEMENTS(order->rank[0]));
+  order->nr[1] = hmmv_topology_rank(topo, from, HMMV_TIER_SLOW, order->rank[1],
+                                    G_N_ELEMENTS(order->rank[1]));
+}
 
-  for (guint i = 0; i < nr_nodes; i++) {
-    const HmmvNode *node = hmmv_topology_get_node(topo, i);
+static int
+first_with_room(const SimHost *sim, const TouchOrder *order, guint tier, guint nr_pages)
+{
+  for (guint i = 0; i < order->nr[tier]; i++) {
+    int id = order->rank[tier][i];
 
-    if (node->tier == tier && node->id < SIM_NR_NODES &&
-        sim->used[node->id] + nr_pages <= sim->capacity[node->id])
-      return node->id;
+    if (id < SIM_NR_NODES && sim->used[id] + nr_pages <= sim->capacity[id])
+      return id;
   }
   return -1;
 }
@@ -129,21 +143,22 @@ split_thp(SimVm *svm, guint64 first)
     svm->kind[q] &= ~SIM_THP;
 }
 
-/* First touch: DRAM first, then the slow tier; FALSE when every node is full. A page of a
+/* First touch: DRAM first, then the slow tier, each nearest the node whose CPUs run the VM
+ * (hmmv_vm_set_cpu_node; unknown: lowest id first); FALSE when every node is full. A page of a
  * THP faults in its whole 2 MiB, or, with no node having room for that, 4 KiB alone (the
  * kernel falls back to a small page; the THP is gone). */
 static gboolean
-place_first_touch(SimHost *sim, const HmmvTopology *topo, SimVm *svm, guint64 page)
+place_first_touch(SimHost *sim, const TouchOrder *order, SimVm *svm, guint64 page)
 {
   guint64 first = unit_first(svm, page);
   guint n = unit_pages(svm, page);
-  int node = first_with_room(sim, topo, HMMV_TIER_DRAM, n);
+  int node = first_with_room(sim, order, 0, n);
 
   if (node < 0)
-    node = first_with_room(sim, topo, HMMV_TIER_SLOW, n);
+    node = first_with_room(sim, order, 1, n);
   if (node < 0 && n > 1 && (svm->kind[first] & SIM_THP) != 0) {
     split_thp(svm, first);
-    return place_first_touch(sim, topo, svm, page);
+    return place_first_touch(sim, order, svm, page);
   }
   if (node < 0)
     return FALSE;
@@ -159,9 +174,11 @@ sim_touch(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc)
 {
   SimHost *sim = mover->priv;
   SimVm *svm = sim_vm_get(sim, vm, NULL);
+  TouchOrder order;
 
   if (svm == NULL)
     return;
+  touch_order_init(&order, mover->topo, hmmv_vm_get_cpu_node(vm));
   for (gsize w = 0; w < acc->nr_words; w++) {
     guint64 bits = acc->writes[w] | (acc->has_reads ? acc->reads[w] : 0);
 
@@ -170,7 +187,7 @@ sim_touch(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc)
 
       bits &= bits - 1;
       if (page < svm->nr_pages && svm->node[page] == SIM_UNPLACED)
-        place_first_touch(sim, mover->topo, svm, page);
+        place_first_touch(sim, &order, svm, page);
     }
   }
 }

@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Several sockets (issue 7, item 4): the per-node pools, where each VM's pages go, and the
+ * fallback when a node is full, on a fake two-socket Optane host: nodes 0 and 1 with CPUs and
+ * DRAM, 2 and 3 CPU-less slow memory, node 2 on socket 0 and node 3 on socket 1 (SLIT 10 own
+ * DRAM, 21 the other DRAM, 17 own slow node, 28 the other's). The real layout runs in the
+ * testbed (hmmvd-2socket).
+ *
+ * Before: every promotion went to node 0 (the lowest-numbered DRAM node), every demotion to
+ * node 2, and the pool was the total of the DRAM nodes whatever was free.
+ */
+#include "hmmv-test.h"
+#include "nodes-private.h"
+
+#include <string.h>
+
+#define VM_PAGES 1024
+#define DRAM_NODE_PAGES 2048
+#define SLOW_NODE_PAGES 8192
+#define NR_VMS 2
+
+typedef struct {
+  HmmvTopology *topo;
+  HmmvMover *mover;
+  HmmvCore *core;
+  HmmvTracker *trackers[NR_VMS];   /* borrowed: the core owns them */
+} Fixture;
+
+static Fixture fx;
+
+static HmmvTopology *
+two_socket_topology(void)
+{
+  static const guint dist[4][4] = {
+    { 10, 21, 17, 28 }, { 21, 10, 28, 17 }, { 17, 28, 10, 28 }, { 28, 17, 28, 10 },
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTopology) topo = hmmv_topology_new();
+
+  for (int id = 0; id < 4; id++) {
+    gboolean dram = id < 2;
+
+    ck_assert(hmmv_topology_add_node(topo, id,
+                                     (guint64)(dram ? DRAM_NODE_PAGES : SLOW_NODE_PAGES)
+                                       * HMMV_PAGE_SIZE, dram ? 4 : 0,
+                                     dram ? HMMV_TIER_DRAM : HMMV_TIER_SLOW, &error));
+  }
+  ck_assert(hmmv_topology_set_cpus(topo, 0, "0-3", &error));
+  ck_assert(hmmv_topology_set_cpus(topo, 1, "4-7", &error));
+  for (int a = 0; a < 4; a++)
+    for (int b = 0; b < 4; b++)
+      ck_assert(hmmv_topology_set_distance(topo, a, b, dist[a][b], &error));
+  return g_steal_pointer(&topo);
+}
+
+/* vm i runs on socket i (cpu_node i), or nowhere known when cpu_nodes is FALSE. */
+static void
+setup(guint64 pool_pages, gboolean cpu_nodes)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvParams params;
+
+  memset(&fx, 0, sizeof(fx));
+  fx.topo = two_socket_topology();
+  fx.mover = hmmv_sim_mover_new(fx.topo, &error);
+  ck_assert_msg(fx.mover != NULL, "%s", error ? error->message : "");
+  hmmv_params_init(&params);
+  params.migrate_mbps = 0;  /* no cap: placement, not pacing */
+  fx.core = hmmv_core_new(fx.topo, fx.mover, &params, pool_pages, &error);
+  ck_assert_msg(fx.core != NULL, "%s", error ? error->message : "");
+  for (guint i = 0; i < NR_VMS; i++) {
+    g_autofree char *name = g_strdup_printf("vm%u", i);
+    HmmvVm *vm = hmmv_test_vm_new(name, VM_PAGES);
+
+    if (cpu_nodes)
+      hmmv_vm_set_cpu_node(vm, (int)i);
+    fx.trackers[i] = hmmv_fake_tracker_new();
+    ck_assert(hmmv_core_add_vm(fx.core, vm, fx.trackers[i], &error));
+  }
+}
+
+static void
+teardown(void)
+{
+  hmmv_core_free(fx.core);
+  hmmv_mover_free(fx.mover);
+  hmmv_topology_free(fx.topo);
+}
+
+static void
+write_range(guint vm, guint64 first, guint64 nr)
+{
+  for (guint64 p = first; p < first + nr; p++)
+    hmmv_fake_tracker_queue_write(fx.trackers[vm], p);
+}
+
+static void
+run(HmmvIntervalReport *report)
+{
+  g_autoptr(GError) error = NULL;
+
+  ck_assert(hmmv_core_run_interval(fx.core, report, &error));
+  for (guint i = 0; i < report->vms->len; i++) {
+    const HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
+
+    ck_assert_msg(rep->error == NULL, "%s", rep->error ? rep->error->message : "");
+  }
+}
+
+static const HmmvVmReport *
+vm_report(const HmmvIntervalReport *report, guint vm)
+{
+  return &g_array_index(report->vms, HmmvVmReport, vm);
+}
+
+/* Every present page of vm on one of the two nodes; returns the count on each. */
+static void
+assert_only_on(guint vm_index, int dram, int slow, guint64 *on_dram, guint64 *on_slow)
+{
+  HmmvVm *vm = hmmv_core_get_vm(fx.core, vm_index);
+
+  *on_dram = *on_slow = 0;
+  for (guint64 p = 0; p < VM_PAGES; p++) {
+    int node = hmmv_vm_get_page_node(vm, p);
+
+    ck_assert_msg(node < 0 || node == dram || node == slow,
+                  "vm%u page %" G_GUINT64_FORMAT " on node %d, want %d or %d", vm_index, p,
+                  node, dram, slow);
+    *on_dram += node == dram;
+    *on_slow += node == slow;
+  }
+}
+
+/* Each VM's cold pages go to its own socket's slow node and its hot pages back to its own
+ * socket's DRAM, in both directions, each VM held to half its pages on DRAM. Before: vm1's
+ * demotions went to node 2 and its promotions to node 0. */
+START_TEST(test_own_socket)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  guint64 promoted[NR_VMS] = { 0 }, demoted[NR_VMS] = { 0 };
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  for (guint v = 0; v < NR_VMS; v++) {
+    HmmvQuota quota = { .max_pages = VM_PAGES / 2, .weight = 100, .managed = TRUE };
+
+    hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, v), &quota);
+  }
+  for (guint v = 0; v < NR_VMS; v++)
+    write_range(v, 0, VM_PAGES);    /* first touch: on its own socket's DRAM */
+  run(&report);
+  for (guint v = 0; v < NR_VMS; v++) {
+    guint64 d, s;
+
+    assert_only_on(v, (int)v, (int)v + 2, &d, &s);
+    ck_assert_uint_eq(d + s, VM_PAGES);
+    ck_assert_int_eq(vm_report(&report, v)->dram_node, (int)v);
+    ck_assert_int_eq(vm_report(&report, v)->slow_node, (int)v + 2);
+  }
+  /* hot pages 0..255, then 768..1023: the second set was demoted meanwhile */
+  for (guint i = 0; i < 40; i++) {
+    for (guint v = 0; v < NR_VMS; v++) {
+      write_range(v, i < 20 ? 0 : 768, 256);
+    }
+    run(&report);
+    for (guint v = 0; v < NR_VMS; v++) {
+      promoted[v] += vm_report(&report, v)->promoted;
+      demoted[v] += vm_report(&report, v)->demoted;
+      ck_assert_uint_eq(vm_report(&report, v)->promoted_fallback, 0);
+      ck_assert_uint_eq(vm_report(&report, v)->demoted_fallback, 0);
+    }
+    ck_assert_ptr_null(report.fallback_note);
+  }
+  for (guint v = 0; v < NR_VMS; v++) {
+    HmmvVm *vm = hmmv_core_get_vm(fx.core, v);
+    guint64 d, s;
+
+    assert_only_on(v, (int)v, (int)v + 2, &d, &s);
+    ck_assert_uint_ge(demoted[v], 256);   /* and 512 in the first interval */
+    ck_assert_uint_ge(promoted[v], 128);
+    for (guint64 p = 768; p < VM_PAGES; p++)
+      ck_assert_int_eq(hmmv_vm_get_page_node(vm, p), (int)v);
+  }
+  teardown();
+}
+END_TEST
+
+/* Another process fills node 0: its free memory falls under the reserve. The pool shrinks by
+ * what node 0 lacks, vm0's promotions go to node 1 (the next nearest DRAM node) and are
+ * reported, its demotions still go to node 2. Before: the pool stayed the total of the DRAM
+ * nodes and every promotion went to node 0. */
+START_TEST(test_full_node_falls_back)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) hot = g_array_new(FALSE, FALSE, sizeof(guint64));
+  HmmvNodePool pools[4];
+  guint64 used0, fallback = 0, on_node1 = 0, pool_before;
+  HmmvVm *vm0;
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  ck_assert_uint_eq(hmmv_core_get_pool_pages(fx.core), 2 * DRAM_NODE_PAGES);
+  hmmv_core_set_pool_pages(fx.core, VM_PAGES);   /* two VMs of VM_PAGES */
+  for (guint v = 0; v < NR_VMS; v++)
+    write_range(v, 0, VM_PAGES);
+  run(&report);
+  for (guint i = 0; i < 12; i++) {
+    for (guint v = 0; v < NR_VMS; v++)
+      write_range(v, 0, 128);
+    run(&report);
+  }
+  vm0 = hmmv_core_get_vm(fx.core, 0);
+  for (guint64 p = 0; p < VM_PAGES && hot->len < 128; p++)
+    if (hmmv_vm_get_page_node(vm0, p) == 2)
+      g_array_append_val(hot, p);
+  ck_assert_uint_eq(hot->len, 128);   /* demoted to its own slow node */
+
+  /* node 0: 16 pages free, 64 kept for the host */
+  hmmv_core_set_pool_pages(fx.core, 0);
+  pool_before = hmmv_core_get_pool_pages(fx.core);
+  used0 = hmmv_vm_get_node_pages(vm0, 0);
+  ck_assert(hmmv_topology_set_free(fx.topo, 0, 16 * HMMV_PAGE_SIZE, &error));
+  ck_assert(hmmv_core_set_node_pool(fx.core, 0, 0, 64, &error));
+  ck_assert_uint_eq(hmmv_core_get_pool_pages(fx.core),
+                    pool_before - DRAM_NODE_PAGES + used0 - 48);
+  ck_assert_uint_eq(hmmv_core_get_node_pools(fx.core, pools, 4), 4);
+  ck_assert_uint_eq(pools[0].capacity_pages, used0 - 48);
+  ck_assert_uint_eq(pools[0].used_pages, used0);
+  ck_assert_uint_eq(pools[0].reserve_pages, 64);
+  ck_assert_uint_eq(pools[1].capacity_pages, DRAM_NODE_PAGES);
+
+  /* vm0's hot set moves to pages on node 2: promoted to node 1 */
+  for (guint i = 0; i < 20; i++) {
+    for (guint h = 0; h < hot->len; h++)
+      hmmv_fake_tracker_queue_write(fx.trackers[0], g_array_index(hot, guint64, h));
+    run(&report);
+    fallback += vm_report(&report, 0)->promoted_fallback;
+    if (vm_report(&report, 0)->promoted_fallback > 0) {
+      ck_assert_ptr_nonnull(report.fallback_note);
+      ck_assert_msg(strstr(report.fallback_note, "vm vm0: DRAM node 0 full, promoted to node 1")
+                    != NULL, "%s", report.fallback_note);
+    }
+    ck_assert_uint_eq(vm_report(&report, 1)->promoted_fallback, 0);
+    ck_assert_int_eq(vm_report(&report, 0)->dram_node, 0);
+    ck_assert_uint_le(hmmv_vm_get_node_pages(vm0, 0), used0);
+  }
+  for (guint h = 0; h < hot->len; h++)
+    on_node1 += hmmv_vm_get_page_node(vm0, g_array_index(hot, guint64, h)) == 1;
+  ck_assert_uint_eq(on_node1, hot->len);
+  ck_assert_uint_ge(fallback, hot->len);
+  for (guint64 p = 0; p < VM_PAGES; p++)
+    ck_assert_int_ne(hmmv_vm_get_page_node(vm0, p), 3);
+  hmmv_core_get_node_pools(fx.core, pools, 4);
+  ck_assert_uint_eq(pools[1].fallback_in_pages, fallback);
+  ck_assert_uint_eq(pools[0].fallback_in_pages, 0);
+  teardown();
+}
+END_TEST
+
+/* A node's pool: its free memory less the reserve plus what the VMs hold, at most the node,
+ * at most the configured size; the DRAM pool is the DRAM nodes' sum, at most the limit. */
+START_TEST(test_pool_from_free_memory)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvNodePool pools[4];
+
+  setup(0, TRUE);
+  ck_assert_uint_eq(hmmv_core_get_pool_pages(fx.core), 2 * DRAM_NODE_PAGES);
+  ck_assert(hmmv_topology_set_free(fx.topo, 0, 1000 * HMMV_PAGE_SIZE, &error));
+  ck_assert(hmmv_topology_set_free(fx.topo, 1, 300 * HMMV_PAGE_SIZE, &error));
+  ck_assert(hmmv_core_set_node_pool(fx.core, 0, 0, 100, &error));
+  ck_assert(hmmv_core_set_node_pool(fx.core, 1, 0, 400, &error));
+  ck_assert_uint_eq(hmmv_core_get_pool_pages(fx.core), 900);   /* 900 + 0 */
+  ck_assert(hmmv_core_set_node_pool(fx.core, 0, 500, 100, &error));
+  ck_assert_uint_eq(hmmv_core_get_pool_pages(fx.core), 500);
+  hmmv_core_set_pool_pages(fx.core, 200);
+  ck_assert_uint_eq(hmmv_core_get_pool_pages(fx.core), 200);
+  hmmv_core_get_node_pools(fx.core, pools, 4);
+  ck_assert_int_eq(pools[1].id, 1);
+  ck_assert_uint_eq(pools[1].capacity_pages, 0);
+  ck_assert_uint_eq(pools[0].configured_pages, 500);
+  ck_assert_uint_eq(pools[0].free_pages, 1000);
+  ck_assert_uint_eq(pools[2].capacity_pages, SLOW_NODE_PAGES);
+  ck_assert(!hmmv_core_set_node_pool(fx.core, 7, 1, 0, &error));
+  ck_assert_ptr_nonnull(strstr(error->message, "node 7"));
+  teardown();
+}
+END_TEST
+
+/* VMs wanting one node share its room in proportion; the rest goes to their next node. */
+START_TEST(test_assign_shares_room)
+{
+  HmmvNodeState nodes[HMMV_NR_NODE_SLOTS] = { 0 };
+  HmmvNodeRequest reqs[3] = { 0 };
+  gint64 room[HMMV_NR_NODE_SLOTS] = { 0 };
+
+  room[0] = 101;
+  room[1] = 30;
+  reqs[0] = (HmmvNodeRequest){ .want = 150, .rank = { 0, 1 }, .nr_rank = 2 };
+  reqs[1] = (HmmvNodeRequest){ .want = 50, .rank = { 0, 1 }, .nr_rank = 2 };
+  reqs[2] = (HmmvNodeRequest){ .want = 20, .rank = { 1, 0 }, .nr_rank = 2 };
+  hmmv_nodes_assign(reqs, 3, room, nodes);
+  ck_assert_uint_eq(reqs[0].granted[0], 76);    /* 75.75 -> 75, + 1 of the left-over page */
+  ck_assert_uint_eq(reqs[1].granted[0], 25);
+  ck_assert_uint_eq(reqs[2].granted[0], 20);    /* its own node 1 first */
+  ck_assert_uint_eq(reqs[0].granted[1] + reqs[1].granted[1], 10);
+  ck_assert_uint_eq(reqs[2].granted[1], 0);
+  ck_assert_int_eq(room[0], 0);
+  ck_assert_int_eq(room[1], 0);
+  ck_assert(nodes[0].full && nodes[1].full);
+  ck_assert(!nodes[2].full);
+}
+END_TEST
+
+/* Without a known vCPU node a VM's pages go where most of them are: vm placed on socket 1
+ * by first touch is promoted to node 1 and demoted to node 3. */
+START_TEST(test_unknown_cpus_follow_the_pages)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  HmmvVm *vm1;
+  guint64 d, s;
+
+  setup(VM_PAGES, FALSE);
+  hmmv_interval_report_init(&report);
+  vm1 = hmmv_core_get_vm(fx.core, 1);
+  /* its first touches on socket 1 (the sim places them there), then its CPUs forgotten */
+  hmmv_vm_set_cpu_node(vm1, 1);
+  write_range(0, 0, VM_PAGES);
+  write_range(1, 0, VM_PAGES);
+  run(&report);
+  hmmv_vm_set_cpu_node(vm1, -1);
+  for (guint i = 0; i < 20; i++) {
+    write_range(1, 700, 256);
+    run(&report);
+  }
+  ck_assert_int_eq(vm_report(&report, 1)->dram_node, 1);
+  ck_assert_int_eq(vm_report(&report, 1)->slow_node, 3);
+  assert_only_on(1, 1, 3, &d, &s);
+  for (guint64 p = 700; p < 956; p++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm1, p), 1);
+  teardown();
+}
+END_TEST
+
+static Suite *
+nodes_suite(void)
+{
+  Suite *suite = suite_create("nodes");
+  TCase *tc = tcase_create("core");
+
+  tcase_add_test(tc, test_own_socket);
+  tcase_add_test(tc, test_full_node_falls_back);
+  tcase_add_test(tc, test_pool_from_free_memory);
+  tcase_add_test(tc, test_assign_shares_room);
+  tcase_add_test(tc, test_unknown_cpus_follow_the_pages);
+  suite_add_tcase(suite, tc);
+  return suite;
+}
+
+int
+main(void)
+{
+  return hmmv_test_run(nodes_suite());
+}
