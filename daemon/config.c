@@ -44,8 +44,8 @@ typedef struct {
 static const char *const log_levels[] = { "error", "critical", "warning", "message", "info",
                                           "debug", NULL };
 static const char *const movers[] = { "auto", "numa", "sim", NULL };
-static const char *const read_sources[] = { "auto", "damon-vaddr", "damon-paddr", "none",
-                                            NULL };
+static const char *const read_sources[] = { "auto", "damon-vaddr", "idle-page", "damon-paddr",
+                                            "none", NULL };
 
 #define FIELD(f) offsetof(HmmvdConfig, f)
 #define POLICY(name, f) \

@@ -31,7 +31,7 @@ typedef struct {
   /* [defaults]: quota of a VM without metadata */
   HmmvQuota default_quota;
   /* [reads] */
-  char *reads_source;           /* auto | damon-vaddr | damon-paddr | none */
+  char *reads_source;           /* auto | damon-vaddr | idle-page | damon-paddr | none */
   char *reads_run_dir;          /* records of the kdamonds hmmv set up */
   /* [metrics] */
   char *metrics_listen;         /* "127.0.0.1:9464" or "" (off) */

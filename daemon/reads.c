@@ -4,12 +4,22 @@
 
 #include <string.h>
 
+typedef enum {
+  SOURCE_NONE,
+  SOURCE_DAMON,
+  SOURCE_IDLE,
+} Source;
+
 struct _HmmvdReads {
   HmmvSysfs *fs;
   char *run_dir;
   guint interval_ms;
   gboolean enabled;
+  Source kind;
   HmmvDamonOps ops;
+  char *bitmap_path;
+  HmmvIdleIo *(*make_idle_io)(gpointer data);
+  gpointer data;
   char *source;
   char *reason;
 };
@@ -27,8 +37,26 @@ try_ops(HmmvdReads *reads, HmmvDamonOps ops, GString *why)
   return FALSE;
 }
 
+static gboolean
+try_idle(HmmvdReads *reads, GString *why)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (hmmv_idle_probe(reads->bitmap_path, &error))
+    return TRUE;
+  g_string_append_printf(why, "%s%s", why->len > 0 ? "; " : "", error->message);
+  return FALSE;
+}
+
 HmmvdReads *
 hmmvd_reads_new(const HmmvdConfig *config, HmmvSysfs *fs)
+{
+  return hmmvd_reads_new_full(config, fs, NULL, NULL, NULL);
+}
+
+HmmvdReads *
+hmmvd_reads_new_full(const HmmvdConfig *config, HmmvSysfs *fs, const char *bitmap_path,
+                     HmmvIdleIo *(*make_idle_io)(gpointer data), gpointer data)
 {
   g_autoptr(HmmvdReads) reads = g_new0(HmmvdReads, 1);
   g_autoptr(GString) why = g_string_new(NULL);
@@ -38,6 +66,9 @@ hmmvd_reads_new(const HmmvdConfig *config, HmmvSysfs *fs)
   reads->fs = fs != NULL ? hmmv_sysfs_ref(fs) : hmmv_sysfs_new_dir(HMMV_DAMON_ADMIN_DIR);
   reads->run_dir = g_strdup(config->reads_run_dir);
   reads->interval_ms = config->interval_ms;
+  reads->bitmap_path = g_strdup(bitmap_path);
+  reads->make_idle_io = make_idle_io;
+  reads->data = data;
   if (strcmp(wanted, "none") == 0) {
     reads->source = g_strdup("none");
     reads->reason = g_strdup("[reads] source = none");
@@ -54,16 +85,31 @@ hmmvd_reads_new(const HmmvdConfig *config, HmmvSysfs *fs)
     else if (cleaned > 0)
       g_message("reads: turned off %u kdamond(s) a previous hmmvd left running", cleaned);
   }
+  /* auto: DAMON vaddr first (measured in the testbed, needs no CAP_SYS_ADMIN, its cost is
+   * per region, bounded by hmmv), then idle page tracking (exact per page scanned, but
+   * every warm page costs an rmap walk each interval, and it needs the frames from
+   * pagemap), then DAMON paddr (frames too; its recall is the lowest, BENCHMARKS.md). */
   if ((strcmp(wanted, "auto") == 0 || strcmp(wanted, "damon-vaddr") == 0) &&
       try_ops(reads, HMMV_DAMON_VADDR, why)) {
-    reads->enabled = TRUE;
+    reads->kind = SOURCE_DAMON;
     reads->ops = HMMV_DAMON_VADDR;
+  } else if ((strcmp(wanted, "auto") == 0 || strcmp(wanted, "idle-page") == 0) &&
+             try_idle(reads, why)) {
+    reads->kind = SOURCE_IDLE;
   } else if ((strcmp(wanted, "auto") == 0 || strcmp(wanted, "damon-paddr") == 0) &&
              try_ops(reads, HMMV_DAMON_PADDR, why)) {
-    reads->enabled = TRUE;
+    reads->kind = SOURCE_DAMON;
     reads->ops = HMMV_DAMON_PADDR;
   }
-  if (reads->enabled) {
+  reads->enabled = reads->kind != SOURCE_NONE;
+  if (reads->kind == SOURCE_IDLE) {
+    reads->source = g_strdup("idle-page");
+    reads->reason = why->len > 0 ? g_strdup(why->str) : NULL;
+    g_message("reads: tracked by idle page tracking (%s, cold pages scanned every 8th "
+              "interval)%s%s", reads->bitmap_path != NULL ? reads->bitmap_path
+                                                          : HMMV_IDLE_BITMAP_PATH,
+              why->len > 0 ? "; not " : "", why->str);
+  } else if (reads->enabled) {
     reads->source = g_strdup_printf("damon-%s", hmmv_damon_ops_name(reads->ops));
     reads->reason = why->len > 0 ? g_strdup(why->str) : NULL;
     g_message("reads: tracked by DAMON %s (a free kdamond per VM, aggregation = the %u ms "
@@ -84,6 +130,7 @@ hmmvd_reads_free(HmmvdReads *reads)
     return;
   hmmv_sysfs_unref(reads->fs);
   g_free(reads->run_dir);
+  g_free(reads->bitmap_path);
   g_free(reads->source);
   g_free(reads->reason);
   g_free(reads);
@@ -110,6 +157,20 @@ hmmvd_reads_wrap(HmmvdReads *reads, HmmvTracker *writes)
 
   if (reads == NULL || !reads->enabled || writes == NULL)
     return writes;
+  if (reads->kind == SOURCE_IDLE) {
+    HmmvIdleOptions idle_options = { 0 };
+    HmmvTracker *idle;
+
+    idle_options.io = reads->make_idle_io != NULL
+                        ? reads->make_idle_io(reads->data)
+                        : hmmv_idle_io_new_files(reads->bitmap_path, NULL);
+    idle = hmmv_idle_tracker_new(&idle_options, &error);
+    if (idle == NULL) {
+      g_warning("reads: %s: %s", reads->source, error->message);
+      return writes;
+    }
+    return hmmv_combined_tracker_new(writes, idle);
+  }
   options.ops = reads->ops;
   options.interval_ms = reads->interval_ms;
   options.fs = reads->fs;

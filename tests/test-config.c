@@ -205,7 +205,7 @@ static const struct {
   { "[libvirt]\nreconnect-ms = 10\n", ":2: [libvirt] reconnect-ms: 10 is out of range [100," },
   { "[memory]\nmover = fast\n", ":2: [memory] mover: \"fast\" is not one of auto, numa, sim" },
   { "[reads]\nsource = idle\n",
-    ":2: [reads] source: \"idle\" is not one of auto, damon-vaddr, damon-paddr, none" },
+    ":2: [reads] source: \"idle\" is not one of auto, damon-vaddr, idle-page, damon-paddr, none" },
   { "[memory]\nslow-nodes = 1;x\n", ":2: [memory] slow-nodes: node id: \"x\" is not" },
   { "[memory]\nslow-nodes = 31\n", ":2: [memory] slow-nodes: node id: 31 is out of range" },
   { "[memory]\nslow-nodes = 1\ndram-nodes = 0;1\n", ":2: [memory] slow-nodes: node 1 is also" },

@@ -109,10 +109,79 @@ typedef struct {
   guint64 last_snapshot_ns; /* time the last snapshot's reads took */
   guint64 thread_cpu_ns;    /* CPU time of the snapshot thread */
   int kdamond_pid;          /* the kernel thread, for its CPU time */
+  guint64 recommits;        /* paddr: monitored ranges handed again (frames moved) */
+  guint monitored_ranges;   /* paddr: ranges of frames monitored */
   guint min_nr_regions, max_nr_regions, sample_us, aggr_us, min_accesses;
 } HmmvDamonStats;
 
 gboolean hmmv_damon_tracker_get_stats(HmmvTracker *tracker, HmmvDamonStats *stats);
+
+/*
+ * Idle page tracking (CONFIG_IDLE_PAGE_TRACKING: /sys/kernel/mm/page_idle/bitmap, one bit
+ * per frame in 64-bit words, with /proc/PID/pagemap for the frames of guest RAM). A page is
+ * marked idle when scanned and counts as read at its next scan when its bit is clear again
+ * (the kernel clears it when a page-table accessed bit, or KVM's through the MMU notifier,
+ * says the frame was used). Scans follow the temperature's multi-level queue: level >= 1
+ * every interval, the warm tail of level 0 every 2nd, cold pages (key 0) every cold_period-th
+ * interval, staggered so each interval takes its share.
+ *
+ * The kernel-facing part goes through HmmvIdleIo so the unit tests run the same code on a
+ * fake that behaves like mm/page_idle.c and fs/proc/task_mmu.c: offsets and sizes that are
+ * not multiples of 8 fail with EINVAL, reads past the last frame return 0 bytes, writes
+ * there fail with ENXIO, and pagemap shows frame 0 without CAP_SYS_ADMIN.
+ */
+typedef struct _HmmvIdleIo HmmvIdleIo;
+
+struct hmmv_idle_io_ops {
+  const char *name;
+  /* pread(2)/pwrite(2) semantics: bytes done, or -errno */
+  gssize (*read_bitmap)(HmmvIdleIo *io, guint64 *words, gsize bytes, guint64 offset);
+  gssize (*write_bitmap)(HmmvIdleIo *io, const guint64 *words, gsize bytes, guint64 offset);
+  gssize (*read_pagemap)(HmmvIdleIo *io, int pid, guint64 *entries, gsize bytes,
+                         guint64 offset);
+  void (*destroy)(HmmvIdleIo *io);
+};
+
+struct _HmmvIdleIo {
+  const struct hmmv_idle_io_ops *ops;
+  gpointer priv;
+};
+
+#define HMMV_IDLE_BITMAP_PATH "/sys/kernel/mm/page_idle/bitmap"
+
+/* The real files: bitmap_path (NULL: HMMV_IDLE_BITMAP_PATH) and proc_dir/PID/pagemap (NULL:
+ * /proc). Files are opened when first used. */
+HmmvIdleIo *hmmv_idle_io_new_files(const char *bitmap_path, const char *proc_dir);
+HmmvIdleIo *hmmv_idle_io_new(const struct hmmv_idle_io_ops *ops, gpointer priv);
+void hmmv_idle_io_free(HmmvIdleIo *io);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvIdleIo, hmmv_idle_io_free)
+
+/* Whether this kernel has idle page tracking that hmmv can use (the bitmap exists and opens
+ * for reading and writing). FALSE with HMMV_ERROR_NOT_SUPPORTED and the reason. */
+gboolean hmmv_idle_probe(const char *bitmap_path, GError **error);
+
+typedef struct {
+  guint cold_period;        /* scan key-0 pages every this many intervals; 0: 8 */
+  HmmvIdleIo *io;           /* NULL: the real files; taken (freed with the tracker) */
+} HmmvIdleOptions;
+
+/* start() reads the VM's frames (the QEMU pid: hmmv_vm_get_pid()) and marks them all idle;
+ * each harvest scans the pages due (see above) and marks them idle again. Frames are re-read
+ * from pagemap at every scan (hmmv itself moves pages; the kernel carries the idle flag
+ * across a migration). A page not present is skipped. */
+HmmvTracker *hmmv_idle_tracker_new(const HmmvIdleOptions *options, GError **error);
+
+typedef struct {
+  guint64 harvests;
+  guint64 last_scanned;     /* pages scanned by the last harvest */
+  guint64 last_read;        /* of them, read */
+  guint64 last_words;       /* bitmap words read (and written) by the last harvest */
+  guint64 scanned;          /* all harvests */
+  guint64 unknown;          /* frames in a last, partial bitmap word (never readable) */
+  guint64 cpu_ns;           /* CPU time of the harvests (the kernel's rmap walks included) */
+} HmmvIdleStats;
+
+gboolean hmmv_idle_tracker_get_stats(HmmvTracker *tracker, HmmvIdleStats *stats);
 
 /* The tracker of a VM with two sources: writes from writes (exact, per page: qemu-dirty),
  * reads from reads. Takes both. A failing read source is reported once and dropped (the VM
