@@ -28,6 +28,7 @@ typedef enum {
   KEY_STRING,       /* any non-empty string */
   KEY_ENUM,         /* one of choices */
   KEY_NODES,        /* list of node ids 0..HMMV_MAX_NODE_ID */
+  KEY_NODE_MIB,     /* list of NODE:MIB, stored as 4 KiB pages per node id (0 = unset) */
   KEY_LISTEN,       /* HOST:PORT on loopback, or "" (off) */
 } KeyType;
 
@@ -65,6 +66,8 @@ static const KeySpec key_specs[] = {
   { "memory", "slow-nodes", KEY_NODES, FIELD(slow_nodes), 0, 0, NULL, FALSE },
   { "memory", "dram-nodes", KEY_NODES, FIELD(dram_nodes), 0, 0, NULL, FALSE },
   { "memory", "sim-dram-mib", KEY_MIB, FIELD(sim_dram_mib), 0, 0, NULL, FALSE },
+  { "memory", "node-pool-mib", KEY_NODE_MIB, FIELD(node_pool_pages), 0, 0, NULL, FALSE },
+  { "memory", "node-reserve-mib", KEY_MIB_PAGES, FIELD(node_reserve_pages), 0, 0, NULL, FALSE },
   { "memory", "sim-slow-mib", KEY_MIB, FIELD(sim_slow_mib), 0, 0, NULL, FALSE },
   POLICY("write-weight", write_weight),
   POLICY("read-weight", read_weight),
@@ -100,6 +103,10 @@ hmmvd_config_init(HmmvdConfig *config)
   config->reconnect_ms = 2000;
   config->libvirt_run_dir = g_strdup("/run/libvirt/qemu");
   config->dram_pool_mib = 0;
+  /* Free memory each node keeps for the host (page cache, QEMU itself, other processes):
+   * 256 MiB, about what the kernel's own high watermarks and a few QEMU processes need on a
+   * 64-256 GiB socket; hmmv never fills a node below it. */
+  config->node_reserve_pages = 256 * HMMVD_PAGES_PER_MIB;
   config->mover = g_strdup("auto");
   config->slow_nodes = g_new0(char *, 1);
   config->dram_nodes = g_new0(char *, 1);
@@ -267,6 +274,46 @@ parse_nodes(const char *text, char ***out, GError **error)
   return TRUE;
 }
 
+/* "0:8192, 1:4096": a pool per node id; nodes not named keep 0 (what the host can give). */
+static gboolean
+parse_node_mib(const char *text, guint64 *pages, GError **error)
+{
+  g_auto(GStrv) items = g_strsplit_set(text, ",;", -1);
+  guint64 parsed[HMMV_MAX_NODE_ID + 1] = { 0 };
+
+  for (guint i = 0; items[i] != NULL; i++) {
+    char *item = g_strstrip(items[i]);
+    g_auto(GStrv) pair = NULL;
+    guint64 id, value;
+
+    if (*item == '\0')
+      continue;
+    pair = g_strsplit(item, ":", 2);
+    if (pair[1] == NULL) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "\"%s\" is not NODE:MIB (like 0:8192)", item);
+      return FALSE;
+    }
+    if (!parse_uint(g_strstrip(pair[0]), 0, HMMV_MAX_NODE_ID, &id, error)) {
+      g_prefix_error(error, "node id: ");
+      return FALSE;
+    }
+    if (!hmmvd_quota_parse_mib(g_strstrip(pair[1]), &value, error)) {
+      g_prefix_error(error, "node %" G_GUINT64_FORMAT ": ", id);
+      return FALSE;
+    }
+    if (parsed[id] != 0 || value == 0) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "node %" G_GUINT64_FORMAT ": %s", id,
+                  value == 0 ? "a pool of 0 MiB (leave the node out instead)" : "named twice");
+      return FALSE;
+    }
+    parsed[id] = value;
+  }
+  memcpy(pages, parsed, sizeof(parsed));
+  return TRUE;
+}
+
 static gboolean
 parse_string_key(const KeySpec *spec, const char *text, char **field, GError **error)
 {
@@ -323,6 +370,8 @@ apply_key(HmmvdConfig *config, const KeySpec *spec, const char *raw, GError **er
     return parse_bool(text, (gboolean *)field, error);
   case KEY_NODES:
     return parse_nodes(text, (char ***)field, error);
+  case KEY_NODE_MIB:
+    return parse_node_mib(text, (guint64 *)field, error);
   default:
     return parse_string_key(spec, text, (char **)field, error);
   }

@@ -26,6 +26,9 @@ typedef struct {
   char **dram_nodes;            /* tier overrides: node ids taken as DRAM */
   guint64 sim_dram_mib;         /* sim mover: modelled DRAM (0 = the host's DRAM) */
   guint64 sim_slow_mib;         /* sim mover: modelled slow tier */
+  guint64 node_pool_pages[HMMV_MAX_NODE_ID + 1]; /* per-node pool (node-pool-mib), 0 = what
+                                                    the host can give */
+  guint64 node_reserve_pages;   /* free memory left on each node for the host (numa mover) */
   /* [policy] -> HmmvParams */
   HmmvParams params;
   /* [defaults]: quota of a VM without metadata */

@@ -179,13 +179,23 @@ print_status(JsonObject *status)
     printf("mins scaled: %s\n", note);
   printf("VMs:         %" G_GUINT64_FORMAT " listed, %" G_GUINT64_FORMAT " managed\n",
          member_uint(status, "vms"), member_uint(status, "vms-managed"));
-  printf("%-6s %-6s %12s %6s\n", "NODE", "TIER", "MiB", "CPUS");
+  /* per node: its size and CPUs, then its share of the pool: what the VMs may hold there
+   * (capacity: their pages + free - reserve, at most a configured pool), what they hold, and
+   * what came to it because a nearer node was full */
+  printf("%-6s %-6s %10s %6s %10s %10s %10s %10s %s\n", "NODE", "TIER", "MiB", "CPUS",
+         "FREE MiB", "CAP MiB", "USED MiB", "FALLBACK", "");
   for (guint i = 0; nodes != NULL && i < json_array_get_length(nodes); i++) {
     JsonObject *node = json_array_get_object_element(nodes, i);
 
-    printf("%-6" G_GUINT64_FORMAT " %-6s %12" G_GUINT64_FORMAT " %6" G_GUINT64_FORMAT "\n",
+    printf("%-6" G_GUINT64_FORMAT " %-6s %10" G_GUINT64_FORMAT " %6" G_GUINT64_FORMAT
+           " %10" G_GUINT64_FORMAT " %10" G_GUINT64_FORMAT " %10" G_GUINT64_FORMAT " %10"
+           G_GUINT64_FORMAT " %s%s\n",
            member_uint(node, "id"), json_object_get_string_member_with_default(node, "tier", "?"),
-           member_uint(node, "total-bytes") >> 20, member_uint(node, "cpus"));
+           member_uint(node, "total-bytes") >> 20, member_uint(node, "cpus"),
+           mib(member_uint(node, "free-pages")), mib(member_uint(node, "capacity-pages")),
+           mib(member_uint(node, "used-pages")), member_uint(node, "fallback-in-pages"),
+           json_object_get_boolean_member_with_default(node, "full", FALSE) ? "full" : "",
+           member_uint(node, "configured-pages") != 0 ? " (pool configured)" : "");
   }
 }
 

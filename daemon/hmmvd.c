@@ -53,6 +53,7 @@ typedef struct {
   HmmvdStandalone *standalone;
   GMainLoop *loop;
   gboolean metrics_failing;           /* log a failing textfile once, not every interval */
+  gboolean free_failing;              /* the same for re-reading the nodes' free memory */
 } Daemon;
 
 /* ---- logging ---------------------------------------------------------------------------- */
@@ -271,12 +272,49 @@ setup_mover(Daemon *d, GError **error)
 
 /* ---- the running daemon ----------------------------------------------------------------- */
 
+/* The per-node pools: node-pool-mib where configured; on real nodes (numa) each node also
+ * keeps node-reserve-mib free for the host, from its free memory re-read every interval. The
+ * sim mover's modelled nodes have no other users: no reserve. */
+static gboolean
+setup_node_pools(Daemon *d, GError **error)
+{
+  gboolean real = g_strcmp0(hmmv_mover_get_name(d->mover), "numa") == 0;
+
+  for (int id = 0; id <= HMMV_MAX_NODE_ID; id++) {
+    guint64 configured = d->config.node_pool_pages[id];
+
+    if (hmmv_topology_lookup(d->topo, id) == NULL) {
+      if (configured != 0) {
+        g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                    "node-pool-mib: node %d is not a node of this host (or of the modelled "
+                    "one)", id);
+        return FALSE;
+      }
+      continue;
+    }
+    if (!hmmv_core_set_node_pool(d->core, id, configured,
+                                 real ? d->config.node_reserve_pages : 0, error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
 static gboolean
 on_interval(gpointer data)
 {
   Daemon *d = data;
   g_autoptr(GError) local_error = NULL;
 
+  if (g_strcmp0(hmmv_mover_get_name(d->mover), "numa") == 0 &&
+      !hmmv_topology_refresh_free(d->topo, &local_error)) {
+    if (!d->free_failing)
+      g_warning("free memory per node: %s; the node pools keep the last figures",
+                local_error->message);
+    d->free_failing = TRUE;
+    g_clear_error(&local_error);
+  } else {
+    d->free_failing = FALSE;
+  }
   hmmvd_vms_run_interval(d->vms);
   if (d->metrics != NULL && !hmmvd_metrics_interval_done(d->metrics, &local_error)) {
     if (!d->metrics_failing)
@@ -315,7 +353,7 @@ start(Daemon *d, GError **error)
     return FALSE;
   d->core = hmmv_core_new(d->topo, d->mover, &config->params,
                           config->dram_pool_mib * PAGES_PER_MIB, error);
-  if (d->core == NULL)
+  if (d->core == NULL || !setup_node_pools(d, error))
     return FALSE;
   d->vms = hmmvd_vms_new(d->core, config);
   d->reads = hmmvd_reads_new(config, NULL);  /* logs which read source, or why none */

@@ -98,6 +98,8 @@ static guint64 fig_written(const HmmvdVmInfo *i) { return i->last.written; }
 static guint64 fig_promoted(const HmmvdVmInfo *i) { return i->moves.promoted; }
 static guint64 fig_demoted(const HmmvdVmInfo *i) { return i->moves.demoted; }
 static guint64 fig_errors(const HmmvdVmInfo *i) { return i->errors; }
+static guint64 fig_fallback_promoted(const HmmvdVmInfo *i) { return i->fallback_promoted; }
+static guint64 fig_fallback_demoted(const HmmvdVmInfo *i) { return i->fallback_demoted; }
 
 static const struct {
   const char *name;
@@ -118,6 +120,12 @@ static const struct {
   { "hmmv_vm_demotions_total", "counter", "Pages moved to the slow tier.", fig_demoted },
   { "hmmv_vm_interval_errors_total", "counter", "Intervals that failed for the VM.",
     fig_errors },
+  { "hmmv_vm_fallback_promotions_total", "counter",
+    "Pages promoted to a farther DRAM node because the one nearest the VM's vCPUs was full.",
+    fig_fallback_promoted },
+  { "hmmv_vm_fallback_demotions_total", "counter",
+    "Pages demoted to a farther slow node because the one nearest the VM's DRAM node was "
+    "full.", fig_fallback_demoted },
 };
 
 static void
@@ -158,6 +166,36 @@ append_unmovable(GString *out, GPtrArray *list)
 
       hmmvd_metrics_append_sample(out, "hmmv_vm_unmovable_pages", labels,
                                   info->unmovable.pages[c]);
+    }
+  }
+}
+
+/* Each node's share of the pool (hmmv_core_get_node_pools), in 4 KiB pages. */
+static void
+append_node_pools(GString *out, HmmvCore *core, guint nr_nodes)
+{
+  static const struct {
+    const char *name, *type, *help;
+  } families[] = {
+    { "hmmv_node_free_pages", "gauge", "Free pages of the node at the last look." },
+    { "hmmv_node_capacity_pages", "gauge", "Pages the VMs may hold on the node: theirs there "
+      "+ free - reserve, at most the node and its configured pool." },
+    { "hmmv_node_used_pages", "gauge", "Pages the VMs hold on the node." },
+    { "hmmv_node_fallback_pages_total", "counter", "Pages placed on the node because the "
+      "node nearest their VM was full." },
+  };
+  g_autofree HmmvNodePool *pools = g_new0(HmmvNodePool, MAX(nr_nodes, 1));
+  guint n = core != NULL ? hmmv_core_get_node_pools(core, pools, nr_nodes) : 0;
+
+  for (guint f = 0; f < G_N_ELEMENTS(families); f++) {
+    hmmvd_metrics_append_family(out, families[f].name, families[f].type, families[f].help);
+    for (guint i = 0; i < n; i++) {
+      const guint64 values[] = { pools[i].free_pages, pools[i].capacity_pages,
+                                 pools[i].used_pages, pools[i].fallback_in_pages };
+      g_autofree char *id = g_strdup_printf("%d", pools[i].id);
+      const char *labels[] = { "node", id, "tier", hmmv_tier_to_string(pools[i].tier), NULL };
+
+      hmmvd_metrics_append_sample(out, families[f].name, labels, values[f]);
     }
   }
 }
@@ -214,6 +252,8 @@ hmmvd_metrics_format(HmmvdVms *vms, const HmmvTopology *topo)
   append_unmovable(out, list);
   append_nodes(out, topo);
   append_intervals(out, hmmvd_vms_get_last_report(vms));
+  append_node_pools(out, hmmvd_vms_get_core(vms),
+                    topo != NULL ? hmmv_topology_get_nr_nodes(topo) : 0);
   return g_string_free(out, FALSE);
 }
 

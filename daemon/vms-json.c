@@ -116,6 +116,17 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_uint(builder, "moved-cap-pages", last->moved_max_pages);
   add_uint(builder, "thp-pages", last->thp_pages);
   add_uint(builder, "hugetlb-pages", last->hugetlb_pages);
+  /* Its nodes (issue 7, item 4): where its vCPUs run and how that was found, where its
+   * promotions and demotions go first, and what went farther because a node was full. */
+  json_builder_set_member_name(builder, "cpu-node");
+  json_builder_add_int_value(builder, info->cpu_node);
+  add_string(builder, "cpu-node-source", info->cpu_node_source);
+  json_builder_set_member_name(builder, "dram-node");
+  json_builder_add_int_value(builder, info->in_core ? last->dram_node : -1);
+  json_builder_set_member_name(builder, "slow-node");
+  json_builder_add_int_value(builder, info->in_core ? last->slow_node : -1);
+  add_uint(builder, "fallback-promoted-total", info->fallback_promoted);
+  add_uint(builder, "fallback-demoted-total", info->fallback_demoted);
   moves_to_json(builder, &info->moves);
   unmovable_to_json(builder, &info->unmovable);
   json_builder_end_object(builder);
@@ -185,10 +196,13 @@ hmmvd_vms_to_json(HmmvdVms *vms)
   return json_builder_get_root(builder);
 }
 
+/* Every node: what it is, and its share of the pool (hmmv_core_get_node_pools). */
 static void
-nodes_to_json(JsonBuilder *builder, const HmmvTopology *topo)
+nodes_to_json(JsonBuilder *builder, const HmmvTopology *topo, HmmvCore *core)
 {
   guint nr_nodes = topo != NULL ? hmmv_topology_get_nr_nodes(topo) : 0;
+  g_autofree HmmvNodePool *pools = g_new0(HmmvNodePool, MAX(nr_nodes, 1));
+  guint nr_pools = core != NULL ? hmmv_core_get_node_pools(core, pools, nr_nodes) : 0;
 
   json_builder_set_member_name(builder, "nodes");
   json_builder_begin_array(builder);
@@ -201,6 +215,23 @@ nodes_to_json(JsonBuilder *builder, const HmmvTopology *topo)
     add_uint(builder, "total-bytes", node->total_bytes);
     add_uint(builder, "cpus", node->nr_cpus);
     add_string(builder, "cpulist", node->cpulist);
+    json_builder_set_member_name(builder, "distances");
+    json_builder_begin_array(builder);
+    for (guint j = 0; j < nr_nodes; j++)
+      json_builder_add_int_value(builder, hmmv_topology_get_distance(
+                                            topo, node->id, hmmv_topology_get_node(topo, j)->id));
+    json_builder_end_array(builder);
+    for (guint p = 0; p < nr_pools; p++) {
+      if (pools[p].id != node->id)
+        continue;
+      add_uint(builder, "free-pages", pools[p].free_pages);
+      add_uint(builder, "configured-pages", pools[p].configured_pages);
+      add_uint(builder, "reserve-pages", pools[p].reserve_pages);
+      add_uint(builder, "capacity-pages", pools[p].capacity_pages);
+      add_uint(builder, "used-pages", pools[p].used_pages);
+      add_uint(builder, "fallback-in-pages", pools[p].fallback_in_pages);
+      add_bool(builder, "full", pools[p].full);
+    }
     json_builder_end_object(builder);
   }
   json_builder_end_array(builder);
@@ -234,7 +265,7 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   add_bool(builder, "single-node", topo != NULL && hmmv_topology_is_single_node(topo));
   add_uint(builder, "vms", list->len);
   add_uint(builder, "vms-managed", managed);
-  nodes_to_json(builder, topo);
+  nodes_to_json(builder, topo, hmmvd_vms_get_core(vms));
   json_builder_end_object(builder);
   return json_builder_get_root(builder);
 }

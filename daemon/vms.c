@@ -15,6 +15,7 @@
  */
 #include "quota.h"
 #include "vms.h"
+#include "affinity.h"
 
 #include <string.h>
 
@@ -40,6 +41,7 @@ struct _HmmvdVms {
   guint64 intervals_started;  /* the index of the next interval */
   char *balance_error;        /* last one logged: a persisting error is logged once */
   char *balance_note;         /* the same for the note of scaled mins */
+  char *fallback_note;        /* the same for pages sent past a full node */
   HmmvdQuotaWriter writer;
   gpointer writer_data;
   HmmvdVmRebuildFunc rebuild;
@@ -214,6 +216,7 @@ hmmvd_vms_free(HmmvdVms *vms)
   hmmv_interval_report_clear(&vms->report);
   g_free(vms->balance_error);
   g_free(vms->balance_note);
+  g_free(vms->fallback_note);
   g_free(vms);
 }
 
@@ -355,6 +358,8 @@ entry_new(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, const ch
   entry->info.pid = pid;
   entry->info.uuid = g_strdup(uuid);
   entry->info.quota = vms->config->default_quota;
+  entry->info.cpu_node = -1;
+  entry->info.cpu_node_source = "pages";
   entry->info.quota_accepted_interval = vms->intervals_started;
   entry->info.quota_effective_interval = G_MAXUINT64;
   entry->info.status = g_strdup("starting");
@@ -606,6 +611,51 @@ hmmvd_vms_lookup_core_vm(HmmvdVms *vms, const char *name, GError **error)
   return vm;
 }
 
+/* Pages sent to a farther node because the nearest was full: logged when the set of VMs and
+ * nodes changes, and when it ends (counts: hmmvctl vms --json, metrics). */
+static void
+log_fallback(HmmvdVms *vms)
+{
+  const char *note = vms->report.fallback_note;
+
+  if (note != NULL && g_strcmp0(vms->fallback_note, note) != 0)
+    g_warning("node full, falling back: %s", note);
+  else if (note == NULL && vms->fallback_note != NULL)
+    g_message("node fallback over: every move went to its nearest node");
+  g_free(vms->fallback_note);
+  vms->fallback_note = g_strdup(note);
+}
+
+/* Where each VM's vCPUs run, re-read every 8 intervals (libvirt can re-pin a live domain);
+ * the modelled host of the sim mover has no CPUs to pin to. */
+static void
+update_affinity(HmmvdVms *vms)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  if (vms->mover == NULL || mover_is_sim(vms->mover) || vms->intervals_started % 8 != 1)
+    return;
+  g_hash_table_iter_init(&iter, vms->entries);
+  while (g_hash_table_iter_next(&iter, NULL, &value)) {
+    VmEntry *entry = value;
+    HmmvVm *vm = entry->info.in_core ? hmmv_core_lookup_vm(vms->core, entry->info.name)
+                                     : NULL;
+    const char *source;
+    int node;
+
+    if (vm == NULL)
+      continue;
+    node = hmmvd_affinity_cpu_node(NULL, entry->info.pid, vms->mover->topo, &source);
+    if (node != entry->info.cpu_node)
+      g_message("vm %s: runs on node %d (%s): promoted to the DRAM node nearest it",
+                entry->info.name, node, source);
+    entry->info.cpu_node = node;
+    entry->info.cpu_node_source = source;
+    hmmv_vm_set_cpu_node(vm, node);
+  }
+}
+
 /* A persisting error or note is logged once, when it appears or changes. */
 static void
 log_balance(HmmvdVms *vms)
@@ -703,12 +753,14 @@ hmmvd_vms_run_interval(HmmvdVms *vms)
   g_autoptr(GPtrArray) messages = g_ptr_array_new_with_free_func(g_free);
 
   vms->intervals_started++;
+  update_affinity(vms);
   if (!hmmv_core_run_interval(vms->core, &vms->report, &error)) {
     g_warning("interval failed: %s", error->message);
     return;
   }
   vms->have_report = TRUE;
   log_balance(vms);
+  log_fallback(vms);
   for (guint i = 0; i < vms->report.vms->len; i++) {
     HmmvVmReport *rep = &g_array_index(vms->report.vms, HmmvVmReport, i);
     VmEntry *entry = g_hash_table_lookup(vms->entries, rep->name);
@@ -720,6 +772,8 @@ hmmvd_vms_run_interval(HmmvdVms *vms)
       entry->info.quota_effective_interval = vms->report.index;
     entry->info.last = *rep;
     entry->info.last.error = NULL;
+    entry->info.fallback_promoted += rep->promoted_fallback;
+    entry->info.fallback_demoted += rep->demoted_fallback;
     update_moves(vms, entry);
     if (rep->error == NULL) {
       if (entry->info.last_error != NULL)

@@ -39,6 +39,11 @@ typedef struct {
   gboolean paused;              /* hmmvctl pause: tracked, nothing moves */
   HmmvMoveStats moves;          /* mover outcomes since the VM was listed (all tracking runs) */
   HmmvUnmovable unmovable;      /* pages backed off after failed moves, by cause (now) */
+  int cpu_node;                 /* node whose CPUs run it (affinity.c), -1 unknown */
+  const char *cpu_node_source;  /* static: "cpu-affinity", "mems-allowed" or "pages" */
+  guint64 fallback_promoted;    /* since listed: pages promoted to a farther DRAM node because
+                                   the nearest was full */
+  guint64 fallback_demoted;     /* the same for demotions and slow nodes */
 } HmmvdVmInfo;
 
 /* core and config are borrowed. Free the table before the core: it takes its VMs out of the

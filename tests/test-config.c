@@ -8,7 +8,7 @@
 
 #define SHIPPED_CONF HMMV_SOURCE_ROOT "/configs/hmmvd.conf"
 /* [daemon] 3 + [libvirt] 4 + [memory] 6 + [policy] 8 + [defaults] 4 + [reads] 2 + [metrics] 2 */
-#define NR_KEYS 29
+#define NR_KEYS 31
 
 static char *tmpdir;
 
@@ -142,7 +142,8 @@ START_TEST(test_every_key)
     "[libvirt]\nenabled = no\nuri = qemu+ssh://h/system\nreconnect-ms = 5000\n"
     "run-dir = /var/run/lv\n"
     "[memory]\ndram-pool-mib = 4096\nmover = sim\nslow-nodes = 2;3\ndram-nodes = 0, 1\n"
-    "sim-dram-mib = 1024\nsim-slow-mib = 8192\n"
+    "sim-dram-mib = 1024\nsim-slow-mib = 8192\nnode-pool-mib = 0:2048; 1 : 1024\n"
+    "node-reserve-mib = 64\n"
     "[policy]\nwrite-weight = 3\nread-weight = 0\n"
     "hysteresis-keys = 32\ncooldown-intervals = 3\npromote-min-key = 0x20\n"
     "migrate-mbps = 0\nmove-cost-ns = 0\ntouch-saving-ns = 100\n"
@@ -168,6 +169,10 @@ START_TEST(test_every_key)
                          (const char *const[]){ "0", "1", NULL }));
   ck_assert_uint_eq(config.sim_dram_mib, 1024);
   ck_assert_uint_eq(config.sim_slow_mib, 8192);
+  ck_assert_uint_eq(config.node_pool_pages[0], 2048 * 256);
+  ck_assert_uint_eq(config.node_pool_pages[1], 1024 * 256);
+  ck_assert_uint_eq(config.node_pool_pages[2], 0);
+  ck_assert_uint_eq(config.node_reserve_pages, 64 * 256);
   ck_assert_uint_eq(config.params.write_weight, 3);
   ck_assert_uint_eq(config.params.read_weight, 0);
   ck_assert_uint_eq(config.params.hysteresis_keys, 32);
@@ -208,6 +213,11 @@ static const struct {
     ":2: [reads] source: \"idle\" is not one of auto, damon-vaddr, idle-page, damon-paddr, none" },
   { "[memory]\nslow-nodes = 1;x\n", ":2: [memory] slow-nodes: node id: \"x\" is not" },
   { "[memory]\nslow-nodes = 31\n", ":2: [memory] slow-nodes: node id: 31 is out of range" },
+  { "[memory]\nnode-pool-mib = 0\n", ":2: [memory] node-pool-mib: \"0\" is not NODE:MIB" },
+  { "[memory]\nnode-pool-mib = 31:10\n", ":2: [memory] node-pool-mib: node id: 31 is out of" },
+  { "[memory]\nnode-pool-mib = 0:1;0:2\n", ":2: [memory] node-pool-mib: node 0: named twice" },
+  { "[memory]\nnode-pool-mib = 1:0\n", ":2: [memory] node-pool-mib: node 1: a pool of 0 MiB" },
+  { "[memory]\nnode-pool-mib = 1:x\n", ":2: [memory] node-pool-mib: node 1: " },
   { "[memory]\nslow-nodes = 1\ndram-nodes = 0;1\n", ":2: [memory] slow-nodes: node 1 is also" },
   { "[memory]\ndram-pool-mib = 1099511627777\n", ":2: [memory] dram-pool-mib: 1099511627777 "
                                                  "MiB is too large" },

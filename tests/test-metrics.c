@@ -111,6 +111,10 @@ START_TEST(test_format_without_vms)
                          "hmmv_interval_seconds 0.000000\n"
                          "# HELP hmmv_intervals_total Intervals run.\n"
                          "# TYPE hmmv_intervals_total counter\nhmmv_intervals_total 0\n") != NULL);
+  /* each node's share of the pool: a built topology's node is all free, no reserve */
+  ck_assert_ptr_nonnull(strstr(text, "hmmv_node_capacity_pages{node=\"0\",tier=\"dram\"} 512\n"));
+  ck_assert_ptr_nonnull(strstr(text, "hmmv_node_used_pages{node=\"1\",tier=\"slow\"} 0\n"));
+  ck_assert_ptr_nonnull(strstr(text, "# TYPE hmmv_node_fallback_pages_total counter\n"));
   ck_assert(strstr(text, "{vm=") == NULL);
 }
 END_TEST

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Which socket a VM runs on, from what the kernel enforces for its QEMU process: the same
+ * answer for libvirt domains (vcpupin, emulatorpin, <vcpu cpuset>, numatune: libvirt applies
+ * them with sched_setaffinity and the cpuset cgroup) and standalone VMs (taskset, numactl,
+ * systemd's AllowedCPUs).
+ *
+ * Each thread (/proc/PID/task/TID/status) whose Cpus_allowed_list lies within one node's CPUs
+ * votes for that node; the node with the most votes wins (vCPU threads pinned to a socket
+ * outvote an unpinned emulator thread, and a VM pinned as a whole gets all votes). No thread
+ * confined to one node: Mems_allowed_list, when it holds exactly one DRAM node (numatune
+ * strict). Else -1: the core then promotes to the DRAM node holding most of the VM's pages.
+ */
+#include "affinity.h"
+
+#include <string.h>
+
+/* A QEMU has a few threads per vCPU plus I/O threads; a VM with more than this many threads
+ * is sampled (the first ones are the main thread and, in QEMU's order, the vCPUs). */
+#define AFFINITY_MAX_THREADS 1024
+/* /proc/PID/task/TID/status is ~1.5 KiB. */
+#define AFFINITY_MAX_STATUS_BYTES (64u * 1024u)
+
+/* Ids of a kernel list ("0-3,8"), as a bitmap of max_id + 1 bits; FALSE if malformed. */
+static gboolean
+parse_ids(const char *text, guint max_id, GArray *bits)
+{
+  g_auto(GStrv) parts = g_strsplit(text, ",", -1);
+
+  g_array_set_size(bits, 0);
+  g_array_set_size(bits, max_id + 1);
+  for (guint i = 0; parts[i] != NULL; i++) {
+    g_auto(GStrv) ends = g_strsplit(g_strstrip(parts[i]), "-", 3);
+    guint64 first, last;
+
+    if (parts[i][0] == '\0')
+      continue;
+    if (ends[0] == NULL || !g_ascii_string_to_unsigned(ends[0], 10, 0, max_id, &first, NULL))
+      return FALSE;
+    last = first;
+    if (ends[1] != NULL &&
+        (ends[2] != NULL || !g_ascii_string_to_unsigned(ends[1], 10, first, max_id, &last,
+                                                        NULL)))
+      return FALSE;
+    for (guint64 id = first; id <= last; id++)
+      g_array_index(bits, gboolean, id) = TRUE;
+  }
+  return TRUE;
+}
+
+/* The value of "Key:\tvalue" in a status text, or NULL. */
+static char *
+status_value(const char *text, const char *key)
+{
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+
+  for (guint i = 0; lines[i] != NULL; i++) {
+    if (g_str_has_prefix(lines[i], key) && lines[i][strlen(key)] == ':')
+      return g_strstrip(g_strdup(lines[i] + strlen(key) + 1));
+  }
+  return NULL;
+}
+
+/* The node all of a thread's allowed CPUs belong to, -1 when they span nodes or none. */
+static int
+thread_node(const char *cpus_text, const HmmvTopology *topo, GArray *bits)
+{
+  int node = -1;
+
+  if (cpus_text == NULL || !parse_ids(cpus_text, HMMVD_AFFINITY_MAX_CPU, bits))
+    return -1;
+  for (guint cpu = 0; cpu <= HMMVD_AFFINITY_MAX_CPU; cpu++) {
+    int here;
+
+    if (!g_array_index(bits, gboolean, cpu))
+      continue;
+    here = hmmv_topology_cpu_node(topo, cpu);
+    if (here < 0 || (node >= 0 && here != node))
+      return -1;
+    node = here;
+  }
+  return node;
+}
+
+/* The one DRAM node of a Mems_allowed_list, -1 when it holds none or several. */
+static int
+mems_node(const char *mems_text, const HmmvTopology *topo, GArray *bits)
+{
+  int node = -1;
+
+  if (mems_text == NULL || !parse_ids(mems_text, HMMV_MAX_NODE_ID, bits))
+    return -1;
+  for (guint id = 0; id <= HMMV_MAX_NODE_ID; id++) {
+    const HmmvNode *n;
+
+    if (!g_array_index(bits, gboolean, id) || (n = hmmv_topology_lookup(topo, (int)id)) == NULL ||
+        n->tier != HMMV_TIER_DRAM)
+      continue;
+    if (node >= 0)
+      return -1;
+    node = (int)id;
+  }
+  return node;
+}
+
+int
+hmmvd_affinity_cpu_node(const char *proc_root, int pid, const HmmvTopology *topo,
+                        const char **source)
+{
+  g_autofree char *task_dir = g_strdup_printf("%s/%d/task", proc_root != NULL ? proc_root
+                                                                               : "/proc", pid);
+  g_autoptr(GDir) dir = g_dir_open(task_dir, 0, NULL);
+  g_autoptr(GArray) bits = g_array_new(FALSE, TRUE, sizeof(gboolean));
+  g_autofree char *mems = NULL;
+  guint votes[HMMV_MAX_NODE_ID + 1] = { 0 };
+  const char *name;
+  guint threads = 0, best = 0;
+  int node = -1;
+
+  *source = "pages";
+  if (pid <= 0 || dir == NULL)
+    return -1;
+  while ((name = g_dir_read_name(dir)) != NULL && threads < AFFINITY_MAX_THREADS) {
+    g_autofree char *path = g_build_filename(task_dir, name, "status", NULL);
+    g_autofree char *text = NULL;
+    g_autofree char *cpus = NULL;
+    gsize length = 0;
+    int here;
+
+    if (!g_file_get_contents(path, &text, &length, NULL) || length > AFFINITY_MAX_STATUS_BYTES)
+      continue;   /* the thread ended meanwhile */
+    threads++;
+    cpus = status_value(text, "Cpus_allowed_list");
+    here = thread_node(cpus, topo, bits);
+    if (here >= 0 && here <= HMMV_MAX_NODE_ID)
+      votes[here]++;
+    if (mems == NULL)
+      mems = status_value(text, "Mems_allowed_list");
+  }
+  for (int id = 0; id <= HMMV_MAX_NODE_ID; id++) {
+    if (votes[id] > best) {
+      best = votes[id];
+      node = id;
+    }
+  }
+  if (node >= 0) {
+    *source = "cpu-affinity";
+    return node;
+  }
+  node = mems_node(mems, topo, bits);
+  if (node >= 0)
+    *source = "mems-allowed";
+  return node;
+}
