@@ -140,6 +140,7 @@ hmmvd_vm_placement_to_json(HmmvdVms *vms, const char *name, GError **error)
   const HmmvVm *vm = hmmvd_vms_lookup_core_vm(vms, name, error);
   const HmmvIntervalReport *report = hmmvd_vms_get_last_report(vms);
   g_autofree char *nodes = NULL;
+  g_autofree char *levels = NULL;
   guint64 nr_pages;
 
   if (vm == NULL)
@@ -158,6 +159,12 @@ hmmvd_vm_placement_to_json(HmmvdVms *vms, const char *name, GError **error)
     nodes[page] = node >= 0 && node < (int)sizeof(digits) - 1 ? digits[node] : '-';
   }
   nodes[nr_pages] = '\0';
+  /* the multi-level queue's level of each page (temperature >> 4, hex): what hmmv thinks
+   * of it; level >= 1 is hot (promote_min_key 0x10) */
+  levels = g_malloc(nr_pages + 1);
+  for (guint64 page = 0; page < nr_pages; page++)
+    levels[page] = digits[hmmv_vm_get_temp(vm)[page] >> 4];
+  levels[nr_pages] = '\0';
   json_builder_begin_object(builder);
   add_string(builder, "name", name);
   add_uint(builder, "pid", hmmv_vm_get_pid(vm) > 0 ? (guint64)hmmv_vm_get_pid(vm) : 0);
@@ -179,6 +186,7 @@ hmmvd_vm_placement_to_json(HmmvdVms *vms, const char *name, GError **error)
   }
   json_builder_end_array(builder);
   add_string(builder, "nodes", nodes);
+  add_string(builder, "levels", levels);
   json_builder_end_object(builder);
   return json_builder_get_root(builder);
 }

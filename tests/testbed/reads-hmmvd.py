@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""hmmvd itself with reads tracked, in the testbed (issue 11): kernel 6.12 (DAMON vaddr), the
+2node layout, the patched QEMU ($HMMV_QEMU) running the test guest in mode=reads: it reads
+2,048 pages (32 chunks of 64, one every 256 pages) and writes 512 others right after them.
+
+  track   `hmmvctl track --reads` on the VM: pages written (qemu-dirty, exact) and pages read
+          and not written (DAMON) printed apart; scored against the guest's own sets over the
+          last intervals: written precision and recall >= 0.99, read-not-written recall >= 0.9
+          and precision >= 0.8.
+  reads   hmmvd ([reads] source = damon-vaddr, numa mover, a DRAM pool of 4,096 pages; guest
+          RAM preallocated on node 0, so 12,288 pages are demoted at once) for --intervals:
+          its per-VM read and written counts, the level of every page (control command
+          `placement`: the multi-level queue's level, hot from 1) scored as
+          `reads: source=hmmvd-damon-vaddr precision= recall=`, and where the read set and the
+          write set are, read back from the kernel (move_pages status queries): both >= 95%
+          on DRAM, with the payback gate at its defaults.
+  writes  the same with [reads] source = none: the written set on DRAM, the read set (as cold
+          to hmmvd as untouched pages) not kept there: fewer than half of it on DRAM.
+
+usage: reads-hmmvd.py --hmmvd PATH --hmmvctl PATH --guest guest.elf [--intervals 40]
+exit 77 when something is missing (no HMMV_QEMU, one node, no DAMON vaddr).
+"""
+import argparse
+import ctypes
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+PAGE = 4096
+SYS_MOVE_PAGES = 279
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+def say(*args):
+    print("reads-hmmvd:", *args, flush=True)
+
+
+def skip(why):
+    say(f"SKIP: {why}")
+    sys.exit(77)
+
+
+class Failed(Exception):
+    pass
+
+
+def kernel_nodes(pid, addrs):
+    out = []
+    for i in range(0, len(addrs), 4096):
+        chunk = addrs[i:i + 4096]
+        n = len(chunk)
+        pages = (ctypes.c_void_p * n)(*chunk)
+        status = (ctypes.c_int * n)()
+        rc = libc.syscall(ctypes.c_long(SYS_MOVE_PAGES), ctypes.c_long(pid), ctypes.c_ulong(n),
+                          pages, None, status, ctypes.c_int(0))
+        if rc != 0:
+            raise Failed(f"move_pages status query: rc {rc}, errno {ctypes.get_errno()}")
+        out.extend(status)
+    return out
+
+
+def request(sock, command, **members):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(60)
+        s.connect(sock)
+        s.sendall((json.dumps(dict(command=command, **members)) + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                raise Failed(f"hmmvd closed the socket on {command}")
+            buf += chunk
+    reply = json.loads(buf)
+    if "error" in reply:
+        raise Failed(f"hmmvd refused {command}: {reply['error']}")
+    return reply["return"]
+
+
+class Guest:
+    """The patched QEMU running the test guest in mode=reads; RAM preallocated (node 0)."""
+
+    def __init__(self, work, qemu, guest, tag):
+        self.qmp = os.path.join(work, f"{tag}.qmp")
+        self.serial = os.path.join(work, f"{tag}.serial")
+        args = [qemu, "-accel", "tcg", "-M", "pc", "-m", "64", "-mem-prealloc",
+                "-display", "none", "-nic", "none", "-monitor", "none",
+                "-serial", f"file:{self.serial}", "-qmp", f"unix:{self.qmp},server=on,wait=off",
+                "-kernel", guest, "-append",
+                "mode=reads report_every=0 write_pages=512 write_ratio=25"]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(work, f"{tag}.qemu"), "w"))
+        self.sets = None
+
+    def wait_sets(self):
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise Failed(f"QEMU exited {self.proc.returncode}")
+            try:
+                text = open(self.serial, errors="replace").read()
+            except FileNotFoundError:
+                text = ""
+            m = re.search(r"HMMV-READS-BEGIN([^\n]*)\n", text)
+            if m:
+                kv = {k: int(v, 0) for k, v in re.findall(r"(\w+)=(0x[0-9a-f]+|\d+)", m.group(1))}
+                base, chunk, stride = kv["base_pfn"], kv["read_chunk"], kv["read_stride"]
+                self.read = {base + c * stride + i for c in range(kv["read_pages"] // chunk)
+                             for i in range(chunk)}
+                self.write = set(range(kv["write_first_pfn"],
+                                       kv["write_first_pfn"] + kv["write_pages"]))
+                self.window = range(base, base + kv["window_pages"])
+                return
+            time.sleep(0.5)
+        raise Failed("no HMMV-READS-BEGIN from the guest in 180 s")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def score(marked, truth, window):
+    marked = {p for p in marked if p in window}
+    tp = len(marked & truth)
+    precision = tp / len(marked) if marked else 0.0
+    recall = tp / len(truth) if truth else 0.0
+    return precision, recall
+
+
+def parse_track(out):
+    """{interval: {"written": set, "read": set}} of guest pfns from hmmvctl track's ranges."""
+    intervals, cur, kind = {}, None, None
+    for line in out.splitlines():
+        m = re.match(r"interval (\d+): \d+ pages (written|read)", line)
+        if m:
+            cur = intervals.setdefault(int(m.group(1)), {"written": set(), "read": set()})
+            kind = m.group(2)
+            continue
+        m = re.match(r"\s+0x([0-9a-f]+)-0x([0-9a-f]+) \(", line)
+        if m and cur is not None:
+            cur[kind].update(range(int(m.group(1), 16) // PAGE, int(m.group(2), 16) // PAGE))
+    return intervals
+
+
+def run_track(opts, work, qemu):
+    g = Guest(work, qemu, opts.guest, "track")
+    try:
+        g.wait_sets()
+        out = subprocess.run([opts.hmmvctl, "track", "--qmp", g.qmp, "--reads",
+                              "--interval-ms", "1000", "--count", str(opts.track_intervals)],
+                             capture_output=True, text=True, timeout=600)
+        open(os.path.join(work, "track.out"), "w").write(out.stdout + out.stderr)
+        if out.returncode != 0:
+            raise Failed(f"hmmvctl track exited {out.returncode}: {out.stderr[-400:]}")
+        for line in out.stderr.splitlines():
+            say(f"track: {line}")
+        iv = parse_track(out.stdout)
+        last = sorted(iv)[-4:]
+        if not last:
+            raise Failed("hmmvctl track printed no interval")
+        written = set().union(*(iv[i]["written"] for i in last))
+        read = set().union(*(iv[i]["read"] for i in last))
+        wp, wr = score(written, g.write, g.window)
+        rp, rr = score(read, g.read, g.window)
+        say(f"track --reads, last {len(last)} intervals: written precision={wp:.3f} "
+            f"recall={wr:.3f} (qemu-dirty), read-not-written precision={rp:.3f} recall={rr:.3f} "
+            f"(DAMON vaddr); written pages also in the read lines: {len(written & read)}")
+        ok = wp >= 0.99 and wr >= 0.99 and rp >= 0.8 and rr >= 0.9
+        if not ok:
+            raise Failed("hmmvctl track --reads did not tell the sets apart")
+    finally:
+        g.stop()
+
+
+def run_hmmvd(opts, work, qemu, source):
+    g = Guest(work, qemu, opts.guest, f"hmmvd-{source}")
+    hmmvd = None
+    try:
+        g.wait_sets()
+        sock = os.path.join(work, f"hmmvd-{source}.sock")
+        conf = os.path.join(work, f"hmmvd-{source}.conf")
+        with open(conf, "w") as f:
+            f.write(f"[memory]\nmover = numa\ndram-pool-mib = 16\n[reads]\nsource = {source}\n"
+                    f"run-dir = {work}/damon-run\n")
+        log = os.path.join(work, f"hmmvd-{source}.log")
+        hmmvd = subprocess.Popen([opts.hmmvd, "--foreground", "--config", conf, "--no-libvirt",
+                                  "--interval-ms", "1000", "--control-socket", sock,
+                                  "--qmp", f"vm={g.qmp}"],
+                                 stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        status = None
+        while time.monotonic() < deadline:
+            if hmmvd.poll() is not None:
+                raise Failed(f"hmmvd exited {hmmvd.returncode}: see {log}")
+            try:
+                vms = request(sock, "vms")
+                if vms and vms[0].get("status") == "managed":
+                    status = request(sock, "status")
+                    break
+            except (OSError, ValueError, Failed):
+                pass
+            time.sleep(1)
+        if status is None:
+            raise Failed(f"hmmvd did not manage the VM in 120 s: {open(log).read()[-600:]}")
+        say(f"hmmvd [{source}]: read source {status['read-source']}, mover {status['mover']}, "
+            f"pool {status['pool-pages']} pages")
+        seen = 0
+        deadline = time.monotonic() + opts.intervals * 10 + 120
+        while seen < opts.intervals and time.monotonic() < deadline:
+            time.sleep(1)
+            if hmmvd.poll() is not None:
+                raise Failed(f"hmmvd exited {hmmvd.returncode}")
+            seen = request(sock, "status")["intervals"]
+        vm = request(sock, "vms")[0]
+        say(f"hmmvd [{source}] after {seen} intervals: read-pages {vm['read-pages']} "
+            f"written-pages {vm['written-pages']} hot {vm['hot-pages']} dram {vm['dram-pages']} "
+            f"promoted {vm['promotions-total']} demoted {vm['demotions-total']}")
+        request(sock, "pause", vm="vm")
+        place = request(sock, "placement", vm="vm")
+        levels = place["levels"]
+        hot = {p for p in g.window if levels[p] != "0"}
+        precision, recall = score(hot, g.read | g.write, g.window)
+        print(f"reads: source=hmmvd-{status['read-source']} precision={precision:.3f} "
+              f"recall={recall:.3f}", flush=True)
+        hist = {}
+        for name, pages in (("read", g.read), ("written", g.write)):
+            hist[name] = "".join(sorted(levels[p] for p in pages))
+        say(f"hmmvd [{source}] levels: read set median {hist['read'][len(hist['read']) // 2]}, "
+            f"written set median {hist['written'][len(hist['written']) // 2]}")
+        region = place["regions"][0]
+        on_dram = {}
+        for name, pages in (("read", sorted(g.read)), ("written", sorted(g.write))):
+            addrs = [region["hva"] + (p - region["first-page"]) * PAGE for p in pages]
+            on_dram[name] = sum(1 for n in kernel_nodes(g.proc.pid, addrs) if n == 0)
+        say(f"hmmvd [{source}]: on DRAM (kernel's view): read set {on_dram['read']}/"
+            f"{len(g.read)}, written set {on_dram['written']}/{len(g.write)}")
+        return on_dram, precision, recall
+    finally:
+        if hmmvd is not None and hmmvd.poll() is None:
+            hmmvd.terminate()
+            try:
+                hmmvd.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                hmmvd.kill()
+                hmmvd.wait()
+        g.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hmmvd", required=True)
+    ap.add_argument("--hmmvctl", required=True)
+    ap.add_argument("--guest", required=True)
+    ap.add_argument("--intervals", type=int, default=40)
+    ap.add_argument("--track-intervals", type=int, default=20)
+    opts = ap.parse_args()
+    qemu = os.environ.get("HMMV_QEMU")
+    if not qemu or not os.access(qemu, os.X_OK):
+        skip("HMMV_QEMU (the patched QEMU) is not set")
+    for path in (opts.hmmvd, opts.hmmvctl, opts.guest):
+        if not os.path.exists(path):
+            skip(f"{path} is not built")
+    if not os.path.isdir("/sys/devices/system/node/node1"):
+        skip("one NUMA node: run me inside tests/testbed/testbed --layout 2node")
+    admin = "/sys/kernel/mm/damon/admin/kdamonds"
+    if not os.path.isdir(admin):
+        skip("no DAMON sysfs")
+    work = tempfile.mkdtemp(prefix="reads-hmmvd-")
+    failures = []
+    try:
+        try:
+            run_track(opts, work, qemu)
+        except Failed as e:
+            failures.append(f"track: {e}")
+        with_reads, precision, recall = run_hmmvd(opts, work, qemu, "damon-vaddr")
+        writes_only, _, _ = run_hmmvd(opts, work, qemu, "none")
+        aim = "met" if precision >= 0.9 and recall >= 0.95 else "missed"
+        say(f"aim (recall 0.95 at precision 0.9) {aim} by hmmvd with DAMON vaddr")
+        if with_reads["read"] < 0.95 * 2048:
+            failures.append(f"with reads only {with_reads['read']} of 2048 read pages on DRAM")
+        if with_reads["written"] < 0.95 * 512:
+            failures.append(f"with reads only {with_reads['written']} of 512 written on DRAM")
+        if writes_only["written"] < 0.95 * 512:
+            failures.append(f"writes only: {writes_only['written']} of 512 written on DRAM")
+        if writes_only["read"] >= 1024:
+            failures.append(f"writes only kept {writes_only['read']} of 2048 read pages on DRAM")
+        if precision < 0.8 or recall < 0.9:
+            failures.append(f"hmmvd's hot set: precision {precision:.3f} recall {recall:.3f}")
+    except Failed as e:
+        failures.append(str(e))
+    finally:
+        for name in sorted(os.listdir(work)):
+            if name.endswith(".log"):
+                say(f"--- {name} (last lines)")
+                for line in open(os.path.join(work, name), errors="replace").read().splitlines()[-5:]:
+                    say(f"  {line}")
+        shutil.rmtree(work, ignore_errors=True)
+    for f in failures:
+        say(f"FAIL: {f}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
