@@ -70,14 +70,15 @@ say "kernel $(uname -r); DAMON operations: $(echo 1 >$admin/nr_kdamonds &&
   echo 1 >$admin/0/contexts/nr_contexts && tr '\n' ' ' <$admin/0/contexts/0/avail_operations;
   echo 0 >$admin/0/contexts/nr_contexts; echo 0 >$admin/nr_kdamonds)"
 if [ -e /sys/kernel/mm/page_idle/bitmap ]; then
-  say "idle page tracking: present (not used by hmmv yet)"
+  say "idle page tracking: present (hmmv's idle-page tracker is not scored by this suite yet)"
 else
   say "idle page tracking: not in this kernel (CONFIG_IDLE_PAGE_TRACKING off)"
 fi
 
 # 1. Read-only guest: DAMON vaddr (fvaddr over guest RAM), held to the aims; DAMON paddr,
-#    the fallback, whose recall is far below them (BENCHMARKS.md): its figures are printed
-#    and only its precision is held (it must not call cold pages read).
+#    the fallback (now over the runs of the VM's frames; its recall with them is not measured
+#    unloaded yet, BENCHMARKS.md): its figures are printed and only its precision is held (it
+#    must not call cold pages read).
 start_guest
 check vaddr $min >/tmp/reads-vaddr.out
 got=$?
