@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * hmmv shared-memory ABI: the guest write bitmaps that the patched QEMU
  * exports to hmmvd.
