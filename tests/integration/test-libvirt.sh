@@ -14,6 +14,7 @@
 # when a check fails.
 #
 # The patched QEMU: $HMMV_QEMU, else `bash qemu-patches/build.sh` (seconds when cached).
+# Another libvirt: $HMMV_LIBVIRT_ROOT, a tree unpacked with dpkg -x (see below).
 # Exit 0 pass, 1 fail, 77 skip (with the reason).
 set -euo pipefail
 
@@ -113,6 +114,23 @@ for dir in /etc/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do
 done
 rm -f /etc/libvirt/qemu/networks/autostart/*.xml   # no dnsmasq, no default network
 mkdir -p /run/libvirt
+
+# Another libvirt than the host's, for example bookworm-backports' 11.3, unpacked with dpkg -x
+# under $HMMV_LIBVIRT_ROOT (installing it would replace the host's 9.0): its daemons, virsh,
+# drivers, data and libraries are bind-mounted over the host's inside this private mount
+# namespace only, so libvirtd, virsh and hmmvd all run it and the host never sees it.
+if [[ -n ${HMMV_LIBVIRT_ROOT:-} ]]; then
+  for f in usr/sbin/libvirtd usr/sbin/virtlogd usr/bin/virsh usr/lib/x86_64-linux-gnu/libvirt \
+           usr/share/libvirt; do
+    [[ -e $HMMV_LIBVIRT_ROOT/$f && -e /$f ]] || { fail "HMMV_LIBVIRT_ROOT lacks /$f"; exit 1; }
+    mount --bind "$HMMV_LIBVIRT_ROOT/$f" "/$f"
+  done
+  for lib in libvirt libvirt-qemu libvirt-admin libvirt-lxc; do
+    mount --bind "$(readlink -f "$HMMV_LIBVIRT_ROOT/usr/lib/x86_64-linux-gnu/$lib.so.0")" \
+      "/usr/lib/x86_64-linux-gnu/$lib.so.0"
+  done
+fi
+log "libvirt $(/usr/sbin/libvirtd --version | awk '{print $NF}'), QEMU $("$QEMU" --version | head -n 1)"
 
 # QEMU runs as libvirt-qemu: binary and guest must be readable by it.
 mkdir -m 0755 "$WORK/bin"
