@@ -399,7 +399,7 @@ def main():
                           opts.cold_mib, opts.shift_every, extra,
                           cpus=cpus_of(i) if opts.per_socket else None))
         for vm in vms:
-            wait_for(f"{vm.name}: the guest filled its memory", 300, vm.began)
+            wait_for(f"{vm.name}: the guest filled its memory", 600, vm.began)
         migrated0 = vmstat("pgmigrate_success")
         hmmvd = Hmmvd(opts, work, vms, 1)
         daemons.append(hmmvd)
