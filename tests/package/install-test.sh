@@ -23,8 +23,6 @@ if ! grep -qw overlay /proc/filesystems && ! modprobe overlay 2>/dev/null; then
 fi
 
 cache=${HMMV_DEBOOTSTRAP_CACHE:-/var/cache/hmmv/debootstrap}
-mirror=${HMMV_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-base=$cache/bookworm-minbase
 work=$(mktemp -d /tmp/hmmv-package-test.XXXXXX)
 chroot_dir=$work/root
 mounted=()
@@ -63,17 +61,10 @@ version=$(dpkg-deb -f "$deb" Version)
 
 # ---- the cached base root ----
 command -v debootstrap >/dev/null || bail "debootstrap missing (scripts/setup installs it)"
-mkdir -p "$cache"
+source "$root/tests/package/roots.sh"
+base=$(roots_base 2> >(sed 's/^/# /')) || bail "debootstrap failed"
 exec 9>"$cache/.lock"
 flock 9
-if [ ! -x "$base/usr/bin/dpkg" ]; then
-  start=$(date +%s)
-  rm -rf "$base.tmp"
-  debootstrap --variant=minbase bookworm "$base.tmp" "$mirror" >"$work/debootstrap.log" 2>&1 ||
-    { tail -n 20 "$work/debootstrap.log" | sed 's/^/# /'; bail "debootstrap failed"; }
-  mv "$base.tmp" "$base"
-  echo "# debootstrap of bookworm (minbase) cached in $base: $(($(date +%s) - start)) s"
-fi
 # hmmv's runtime dependencies go into the base once per dependency list: installing them is
 # not what is tested, and they must stay when hmmv is purged.
 depends=$(dpkg-deb -f "$deb" Depends)
