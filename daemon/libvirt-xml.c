@@ -143,9 +143,19 @@ hmmvd_libvirt_numatune_conflict(const char *domain_xml, const HmmvTopology *topo
   g_auto(XmlScan) scan = { 0 };
   g_autoptr(GError) local_error = NULL;
   const char *mode;
-  guint64 mask;
-  int dram = hmmv_topology_first_node(topo, HMMV_TIER_DRAM);
-  int slow = hmmv_topology_first_node(topo, HMMV_TIER_SLOW);
+  guint64 mask, dram = 0, slow = 0;
+
+  /* With several sockets a domain bound to one socket's nodes (e.g. 1 and 3) is managed: its
+   * pages go to that socket's DRAM and slow node. Only a nodeset without any DRAM node or
+   * without any slow node leaves hmmv nothing to move its pages between. */
+  for (guint i = 0; i < hmmv_topology_get_nr_nodes(topo); i++) {
+    const HmmvNode *node = hmmv_topology_get_node(topo, i);
+
+    if (node->tier == HMMV_TIER_DRAM)
+      dram |= G_GUINT64_CONSTANT(1) << node->id;
+    else
+      slow |= G_GUINT64_CONSTANT(1) << node->id;
+  }
 
   if (!xml_scan(domain_xml, &scan, &local_error))
     return g_strdup_printf("cannot read the domain XML: %s", local_error->message);
@@ -157,12 +167,12 @@ hmmvd_libvirt_numatune_conflict(const char *domain_xml, const HmmvTopology *topo
     return NULL;
   if (!hmmvd_libvirt_parse_nodeset(scan.nodeset, &mask, &local_error))
     return g_strdup_printf("numatune: %s", local_error->message);
-  if (slow >= 0 && (mask & (G_GUINT64_CONSTANT(1) << slow)) == 0)
-    return g_strdup_printf("numatune mode=%s nodeset=%s forbids the slow node %d: "
-                           "hmmv does not move this VM's pages", mode, scan.nodeset, slow);
-  if (dram >= 0 && (mask & (G_GUINT64_CONSTANT(1) << dram)) == 0)
-    return g_strdup_printf("numatune mode=%s nodeset=%s forbids the DRAM node %d: "
-                           "hmmv does not move this VM's pages", mode, scan.nodeset, dram);
+  if (slow != 0 && (mask & slow) == 0)
+    return g_strdup_printf("numatune mode=%s nodeset=%s forbids every slow node: "
+                           "hmmv does not move this VM's pages", mode, scan.nodeset);
+  if (dram != 0 && (mask & dram) == 0)
+    return g_strdup_printf("numatune mode=%s nodeset=%s forbids every DRAM node: "
+                           "hmmv does not move this VM's pages", mode, scan.nodeset);
   return NULL;
 }
 

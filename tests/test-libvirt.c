@@ -86,11 +86,11 @@ START_TEST(test_numatune)
   } cases[] = {
     { "", NULL },
     { "<numatune><memory mode='strict' nodeset='0-1'/></numatune>", NULL },
-    { "<numatune><memory mode='strict' nodeset='0'/></numatune>", "forbids the slow node 1" },
+    { "<numatune><memory mode='strict' nodeset='0'/></numatune>", "forbids every slow node" },
     { "<numatune><memory nodeset='0'/></numatune>", "mode=strict" },   /* default mode */
     { "<numatune><memory mode='restrictive' nodeset='1'/></numatune>",
-      "forbids the DRAM node 0" },
-    { "<numatune><memory mode='interleave' nodeset='0,^1'/></numatune>", "slow node 1" },
+      "forbids every DRAM node" },
+    { "<numatune><memory mode='interleave' nodeset='0,^1'/></numatune>", "every slow node" },
     { "<numatune><memory mode='preferred' nodeset='0'/></numatune>", NULL },
     { "<numatune><memory mode='strict' placement='auto'/></numatune>", NULL },
     /* memnode elements and a <memory> elsewhere do not count */
@@ -112,6 +112,25 @@ START_TEST(test_numatune)
     g_autofree char *conflict = hmmvd_libvirt_numatune_conflict("<domain><oops", topo);
 
     ck_assert(conflict != NULL && strstr(conflict, "domain XML") != NULL);
+  }
+  {
+    /* two sockets: bound to socket 1's DRAM and slow node is managed (it was refused for
+     * lacking node 0 and node 2, the lowest-numbered ones) */
+    g_autoptr(HmmvTopology) two = hmmv_topology_new();
+    g_autofree char *xml = domain_with("<numatune><memory mode='strict' nodeset='1,3'/>"
+                                       "</numatune>");
+    g_autofree char *xml_dram = domain_with("<numatune><memory mode='strict' nodeset='0-1'/>"
+                                            "</numatune>");
+    g_autofree char *conflict = NULL;
+    g_autofree char *conflict_dram = NULL;
+
+    for (int id = 0; id < 4; id++)
+      ck_assert(hmmv_topology_add_node(two, id, 1 << 30, id < 2 ? 2 : 0,
+                                       id < 2 ? HMMV_TIER_DRAM : HMMV_TIER_SLOW, NULL));
+    conflict = hmmvd_libvirt_numatune_conflict(xml, two);
+    ck_assert_msg(conflict == NULL, "%s", conflict);
+    conflict_dram = hmmvd_libvirt_numatune_conflict(xml_dram, two);
+    ck_assert(conflict_dram != NULL && strstr(conflict_dram, "every slow node") != NULL);
   }
 }
 END_TEST

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Which node runs a VM (daemon/affinity.c), on fake /proc trees of a two-socket host. */
+#include "hmmv-test.h"
+#include "affinity.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+
+#define PID 4242
+
+typedef struct {
+  char *root;
+} FakeProc;
+
+static void
+remove_tree(const char *path)
+{
+  g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
+    g_autofree char *child = g_build_filename(path, name, NULL);
+
+    if (g_file_test(child, G_FILE_TEST_IS_DIR))
+      remove_tree(child);
+    else
+      g_unlink(child);
+  }
+  g_rmdir(path);
+}
+
+static void
+fake_proc_free(FakeProc *proc)
+{
+  remove_tree(proc->root);
+  g_free(proc->root);
+  g_free(proc);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(FakeProc, fake_proc_free)
+
+static FakeProc *
+fake_proc_new(void)
+{
+  FakeProc *proc = g_new0(FakeProc, 1);
+
+  proc->root = g_dir_make_tmp("hmmv-proc-XXXXXX", NULL);
+  ck_assert_ptr_nonnull(proc->root);
+  return proc;
+}
+
+/* One thread's status, as the kernel prints the lines that matter. */
+static void
+fake_thread(FakeProc *proc, int tid, const char *cpus, const char *mems)
+{
+  g_autofree char *dir = g_strdup_printf("%s/%d/task/%d", proc->root, PID, tid);
+  g_autofree char *path = g_build_filename(dir, "status", NULL);
+  g_autofree char *text = g_strdup_printf("Name:\tqemu-system-x86\nPid:\t%d\n"
+                                          "Cpus_allowed:\tff\nCpus_allowed_list:\t%s\n"
+                                          "Mems_allowed_list:\t%s\nvoluntary_ctxt_switches:\t9\n",
+                                          PID, cpus, mems);
+
+  ck_assert_int_eq(g_mkdir_with_parents(dir, 0700), 0);
+  ck_assert(g_file_set_contents(path, text, -1, NULL));
+}
+
+/* Nodes 0 and 1: DRAM with CPUs 0-3 and 4-7; nodes 2 and 3: slow, CPU-less. */
+static HmmvTopology *
+two_sockets(void)
+{
+  HmmvTopology *topo = hmmv_topology_new();
+
+  for (int id = 0; id < 4; id++)
+    ck_assert(hmmv_topology_add_node(topo, id, 1 << 30, id < 2 ? 4 : 0,
+                                     id < 2 ? HMMV_TIER_DRAM : HMMV_TIER_SLOW, NULL));
+  ck_assert(hmmv_topology_set_cpus(topo, 0, "0-3", NULL));
+  ck_assert(hmmv_topology_set_cpus(topo, 1, "4-7", NULL));
+  return topo;
+}
+
+static void
+assert_node(FakeProc *proc, const HmmvTopology *topo, int want, const char *want_source)
+{
+  const char *source = NULL;
+  int node = hmmvd_affinity_cpu_node(proc->root, PID, topo, &source);
+
+  ck_assert_int_eq(node, want);
+  ck_assert_str_eq(source, want_source);
+}
+
+/* A VM pinned whole (taskset -c 4-7), and vCPUs pinned (vcpupin) beside an unpinned main
+ * thread. */
+START_TEST(test_pinned_threads)
+{
+  g_autoptr(FakeProc) whole = fake_proc_new();
+  g_autoptr(FakeProc) vcpus = fake_proc_new();
+  g_autoptr(HmmvTopology) topo = two_sockets();
+
+  fake_thread(whole, PID, "4-7", "0-3");
+  fake_thread(whole, PID + 1, "4-7", "0-3");
+  assert_node(whole, topo, 1, "cpu-affinity");
+  fake_thread(vcpus, PID, "0-7", "0-3");
+  fake_thread(vcpus, PID + 1, "0-3", "0-3");
+  fake_thread(vcpus, PID + 2, "1", "0-3");
+  fake_thread(vcpus, PID + 3, "6", "0-3");
+  assert_node(vcpus, topo, 0, "cpu-affinity");
+}
+END_TEST
+
+/* Nothing pinned: numatune's one DRAM node (with its slow node), else unknown. */
+START_TEST(test_unpinned)
+{
+  g_autoptr(FakeProc) numatune = fake_proc_new();
+  g_autoptr(FakeProc) free_vm = fake_proc_new();
+  g_autoptr(FakeProc) bad = fake_proc_new();
+  g_autoptr(HmmvTopology) topo = two_sockets();
+
+  fake_thread(numatune, PID, "0-7", "1,3");
+  assert_node(numatune, topo, 1, "mems-allowed");
+  fake_thread(free_vm, PID, "0-7", "0-3");
+  assert_node(free_vm, topo, -1, "pages");
+  fake_thread(bad, PID, "7-x", "0-3");        /* malformed: no vote */
+  assert_node(bad, topo, -1, "pages");
+  assert_node(bad, topo, -1, "pages");
+  ck_assert_int_eq(hmmvd_affinity_cpu_node(free_vm->root, PID + 99, topo, &(const char *){ 0 }),
+                   -1);    /* gone */
+}
+END_TEST
+
+static Suite *
+affinity_suite(void)
+{
+  Suite *suite = suite_create("affinity");
+  TCase *tc = tcase_create("core");
+
+  tcase_add_test(tc, test_pinned_threads);
+  tcase_add_test(tc, test_unpinned);
+  suite_add_tcase(suite, tc);
+  return suite;
+}
+
+int
+main(void)
+{
+  return hmmv_test_run(affinity_suite());
+}
