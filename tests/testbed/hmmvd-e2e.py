@@ -444,6 +444,9 @@ def main():
                     help="promotions and demotions each must reach this")
     ap.add_argument("--deadline", type=int, default=420, help="seconds for the moves")
     ap.add_argument("--checks", type=int, default=3, help="placement checkpoints")
+    ap.add_argument("--fill-deadline", type=int, default=600,
+                    help="seconds for the guests to fill their memory (a liveness bound: "
+                         "nested TCG at load 30, one CPU per VM on 2socket, took over 300)")
     ap.add_argument("--faults", action="store_true",
                     help="then kill one nested QEMU and hmmvd (-9), restart hmmvd")
     ap.add_argument("--thp", default="never", help="transparent_hugepage/enabled in the guest")
@@ -509,7 +512,7 @@ def main():
                           opts.cold_mib, opts.shift_every, extra,
                           cpus=cpus_of(i) if opts.per_socket else None))
         for vm in vms:
-            wait_for(f"{vm.name}: the guest filled its memory", 600, vm.began)
+            wait_for(f"{vm.name}: the guest filled its memory", opts.fill_deadline, vm.began)
         migrated0 = vmstat("pgmigrate_success")
         hmmvd = Hmmvd(opts, work, vms, 1)
         daemons.append(hmmvd)
