@@ -41,6 +41,7 @@ typedef struct {
   int pid;
   guint deadline_source;      /* running while a request is awaited */
   guint request_deadline_ms;
+  gboolean waiting;           /* its request waits for the running interval (placement) */
 } ControlClient;
 
 /* ---- requests ---- */
@@ -164,9 +165,11 @@ set_quota(HmmvdVms *vms, JsonObject *request, GError **error)
   return empty_object();
 }
 
+/* wait (when not NULL): a command that needs the VMs' page state while an interval runs
+ * returns NULL with *wait set, to be asked again when it is done (hmmvd_vms_when_idle). */
 static JsonNode *
 dispatch(HmmvdVms *vms, const HmmvTopology *topo, const char *mover, JsonObject *request,
-         GError **error)
+         gboolean *wait, GError **error)
 {
   static const char *const known[] = { "command", "vm", "quota", NULL };
   JsonNode *node = json_object_get_member(request, "command");
@@ -203,6 +206,10 @@ dispatch(HmmvdVms *vms, const HmmvTopology *topo, const char *mover, JsonObject 
   if (strcmp(command, "placement") == 0) {
     const char *name = get_vm(request, error);
 
+    if (name != NULL && wait != NULL && hmmvd_vms_interval_running(vms)) {
+      *wait = TRUE;
+      return NULL;
+    }
     return name != NULL ? hmmvd_vm_placement_to_json(vms, name, error) : NULL;
   }
   g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
@@ -230,9 +237,9 @@ error_line(const char *message)
   return reply_line("error", value);
 }
 
-char *
-hmmvd_control_handle_request(HmmvdVms *vms, const HmmvTopology *topo, const char *mover_name,
-                             const char *line, gsize len)
+static char *
+handle_request(HmmvdVms *vms, const HmmvTopology *topo, const char *mover_name,
+               const char *line, gsize len, gboolean *wait)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(JsonNode) root = NULL;
@@ -249,10 +256,19 @@ hmmvd_control_handle_request(HmmvdVms *vms, const HmmvTopology *topo, const char
   }
   if (!JSON_NODE_HOLDS_OBJECT(root))
     return error_line("malformed request: expected a JSON object");
-  result = dispatch(vms, topo, mover_name, json_node_get_object(root), &error);
+  result = dispatch(vms, topo, mover_name, json_node_get_object(root), wait, &error);
+  if (result == NULL && wait != NULL && *wait)
+    return NULL;
   if (result == NULL)
     return error_line(error->message);
   return reply_line("return", result);
+}
+
+char *
+hmmvd_control_handle_request(HmmvdVms *vms, const HmmvTopology *topo, const char *mover_name,
+                             const char *line, gsize len)
+{
+  return handle_request(vms, topo, mover_name, line, len, NULL);
 }
 
 /* ---- connections ---- */
@@ -273,6 +289,20 @@ client_free(ControlClient *client)
 }
 
 static void client_next(ControlClient *client);
+
+/* The interval a request waited for is done (or hmmvd is stopping: then only clean up). */
+static gboolean
+client_resume(gpointer user_data)
+{
+  ControlClient *client = user_data;
+
+  client->waiting = FALSE;
+  if (g_cancellable_is_cancelled(client->cancellable))
+    client_free(client);
+  else
+    client_next(client);
+  return G_SOURCE_REMOVE;
+}
 
 static void
 client_written(GObject *source, GAsyncResult *result, gpointer user_data)
@@ -335,6 +365,7 @@ client_next(ControlClient *client)
   HmmvdControl *control = client->control;
   guint8 *newline = client->pending->len > 0
                       ? memchr(client->pending->data, '\n', client->pending->len) : NULL;
+  gboolean wait = FALSE;
   gsize len;
   char *reply;
 
@@ -361,8 +392,15 @@ client_next(ControlClient *client)
   len = (gsize)(newline - client->pending->data);
   if (len > 0 && client->pending->data[len - 1] == '\r')
     len--;
-  reply = hmmvd_control_handle_request(control->vms, control->topo, control->mover_name,
-                                       (const char *)client->pending->data, len);
+  reply = handle_request(control->vms, control->topo, control->mover_name,
+                         (const char *)client->pending->data, len, &wait);
+  if (reply == NULL) {
+    /* asked again, line and all, once the running interval is done */
+    client->waiting = TRUE;
+    if (!hmmvd_vms_when_idle(control->vms, client_resume, client))
+      client_resume(client);
+    return;
+  }
   g_byte_array_remove_range(client->pending, 0, (guint)(newline - client->pending->data) + 1);
   client_send(client, reply, FALSE);
 }

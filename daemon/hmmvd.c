@@ -299,13 +299,34 @@ setup_node_pools(Daemon *d, GError **error)
   return TRUE;
 }
 
+static void
+interval_done(gpointer data)
+{
+  Daemon *d = data;
+  g_autoptr(GError) local_error = NULL;
+
+  if (d->metrics != NULL && !hmmvd_metrics_interval_done(d->metrics, &local_error)) {
+    if (!d->metrics_failing)
+      g_warning("metrics: %s", local_error->message);
+    d->metrics_failing = TRUE;
+  } else {
+    d->metrics_failing = FALSE;
+  }
+}
+
+/* The interval runs on the core's worker; this thread keeps serving libvirt events, the
+ * control socket and metrics meanwhile. A tick that finds the last interval still moving is
+ * skipped (counted in hmmvctl status): the next one starts it. */
 static gboolean
 on_interval(gpointer data)
 {
   Daemon *d = data;
   g_autoptr(GError) local_error = NULL;
 
-  if (g_strcmp0(hmmv_mover_get_name(d->mover), "numa") == 0 &&
+  /* the worker reads the nodes' free memory: refreshed only while no interval runs */
+  if (hmmvd_vms_interval_running(d->vms)) {
+    /* skipped (and counted): the next tick starts it */
+  } else if (g_strcmp0(hmmv_mover_get_name(d->mover), "numa") == 0 &&
       !hmmv_topology_refresh_free(d->topo, &local_error)) {
     if (!d->free_failing)
       g_warning("free memory per node: %s; the node pools keep the last figures",
@@ -315,14 +336,7 @@ on_interval(gpointer data)
   } else {
     d->free_failing = FALSE;
   }
-  hmmvd_vms_run_interval(d->vms);
-  if (d->metrics != NULL && !hmmvd_metrics_interval_done(d->metrics, &local_error)) {
-    if (!d->metrics_failing)
-      g_warning("metrics: %s", local_error->message);
-    d->metrics_failing = TRUE;
-  } else {
-    d->metrics_failing = FALSE;
-  }
+  (void)hmmvd_vms_start_interval(d->vms, interval_done, d);
   return G_SOURCE_CONTINUE;
 }
 
@@ -384,6 +398,8 @@ start(Daemon *d, GError **error)
 static void
 stop(Daemon *d)
 {
+  if (d->vms != NULL)
+    hmmvd_vms_wait_idle(d->vms);   /* its remaining moves cancelled */
   if (d->vms != NULL) {
     g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
     GPtrArray *list = hmmvd_vms_list(d->vms);

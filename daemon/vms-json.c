@@ -259,6 +259,10 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   add_uint(builder, "interval-ms", hmmvd_vms_get_config(vms)->interval_ms);
   add_uint(builder, "intervals", report != NULL ? report->index + 1 : 0);
   add_uint(builder, "last-interval-ns", report != NULL ? report->elapsed_ns : 0);
+  /* the interval runs on a worker: whether one is running now, and ticks it made skip */
+  json_builder_set_member_name(builder, "interval-running");
+  json_builder_add_boolean_value(builder, hmmvd_vms_interval_running(vms));
+  add_uint(builder, "intervals-skipped", hmmvd_vms_get_intervals_skipped(vms));
   add_uint(builder, "pool-pages", report != NULL ? report->pool_pages : hmmvd_vms_get_pool_pages(vms));
   add_string(builder, "balance-error", hmmvd_vms_get_balance_error(vms));
   add_string(builder, "balance-note", hmmvd_vms_get_balance_note(vms));

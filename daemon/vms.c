@@ -12,6 +12,14 @@
  * A VM whose QEMU is gone leaves the core but stays listed as "gone: ..." until its source
  * removes it: the operator sees what happened, and the source (libvirt's lifecycle events,
  * or standalone reconnects) decides when the name goes away or comes back.
+ *
+ * The interval runs on a worker (hmmv_core_run_interval_async) while the main loop goes on
+ * serving libvirt events and the control socket. Meanwhile the table answers from the last
+ * finished interval's report; pause and quota reach the core at once (the core takes them
+ * at the next interval); a VM that comes or goes waits: it is tracked, or leaves the core and
+ * its transport is freed, when the interval is done (the interval's tracker may be talking
+ * through that transport). Anything else that needs the VMs' page state waits likewise
+ * (hmmvd_vms_when_idle).
  */
 #include "quota.h"
 #include "vms.h"
@@ -27,7 +35,14 @@ typedef struct {
   guint64 max_ram_bytes;      /* the source's view of the VM's RAM (libvirt), 0 unknown */
   gboolean retry_layout;      /* tracking could not start because the RAM layout moved
                                  under it (a guest still in firmware): retried each interval */
+  HmmvVm *pending_vm;         /* built while an interval ran: tracked when it is done */
+  HmmvTracker *pending_tracker;
 } VmEntry;
+
+typedef struct {
+  GSourceFunc func;
+  gpointer data;
+} IdleWaiter;
 
 struct _HmmvdVms {
   HmmvCore *core;
@@ -48,6 +63,15 @@ struct _HmmvdVms {
   gpointer rebuild_data;
   HmmvdVmGoneFunc gone;
   gpointer gone_data;
+  /* The interval in flight on the worker, if any. */
+  gboolean running;
+  HmmvIntervalReport run_report;  /* the worker's until it is done, then swapped in */
+  GCancellable *cancellable;
+  HmmvdIntervalDone done;
+  gpointer done_data;
+  GPtrArray *doomed;          /* VmEntry removed or replaced meanwhile: untracked after it */
+  GArray *waiters;            /* IdleWaiter: called when it is done */
+  guint64 intervals_skipped;  /* ticks that found an interval still running */
 };
 
 static void
@@ -60,6 +84,11 @@ entry_free(gpointer data)
   g_free(entry->info.quota_error);
   g_free(entry->info.status);
   g_free(entry->info.last_error);
+  if (entry->pending_tracker != NULL) {
+    hmmv_tracker_stop(entry->pending_tracker);
+    hmmv_tracker_free(entry->pending_tracker);
+  }
+  hmmv_vm_free(entry->pending_vm);
   hmmv_qmp_free(entry->qmp);
   g_free(entry);
 }
@@ -74,6 +103,9 @@ hmmvd_vms_new(HmmvCore *core, const HmmvdConfig *config)
   vms->entries = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, entry_free);
   vms->list = g_ptr_array_new();
   hmmv_interval_report_init(&vms->report);
+  hmmv_interval_report_init(&vms->run_report);
+  vms->doomed = g_ptr_array_new();
+  vms->waiters = g_array_new(FALSE, FALSE, sizeof(IdleWaiter));
   return vms;
 }
 
@@ -207,13 +239,17 @@ hmmvd_vms_free(HmmvdVms *vms)
 
   if (vms == NULL)
     return;
+  hmmvd_vms_wait_idle(vms);
   /* Trackers talk through the entries' transports: stop them before those go. */
   g_hash_table_iter_init(&iter, vms->entries);
   while (g_hash_table_iter_next(&iter, NULL, &value))
     untrack(vms, value);
   g_hash_table_unref(vms->entries);
   g_ptr_array_unref(vms->list);
+  g_ptr_array_unref(vms->doomed);
+  g_array_unref(vms->waiters);
   hmmv_interval_report_clear(&vms->report);
+  hmmv_interval_report_clear(&vms->run_report);
   g_free(vms->balance_error);
   g_free(vms->balance_note);
   g_free(vms->fallback_note);
@@ -316,6 +352,16 @@ track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker, GError **
    * combined tracker, which starts both; a prestarted write tracker as before) */
   tracker = hmmvd_reads_wrap(vms->reads, tracker);
 
+  if (vms->running) {
+    /* The core takes no VM while an interval runs: this one joins when it is done. */
+    hmmv_vm_free(entry->pending_vm);
+    if (entry->pending_tracker != NULL)
+      hmmv_tracker_free(entry->pending_tracker);
+    entry->pending_vm = vm;
+    entry->pending_tracker = tracker;
+    set_status(entry, "starting: joins when the running interval is done");
+    return TRUE;
+  }
   hmmv_vm_set_pid(vm, entry->info.pid);
   hmmv_vm_set_quota(vm, &entry->info.quota);
   entry->retry_layout = FALSE;
@@ -342,6 +388,20 @@ track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker, GError **
   return TRUE;
 }
 
+/* An entry leaves the table now; it leaves the core (and its transport is freed) once no
+ * interval runs: the interval's tracker may be using that transport. */
+static void
+retire(HmmvdVms *vms, VmEntry *entry)
+{
+  g_hash_table_steal(vms->entries, entry->info.name);
+  if (vms->running) {
+    g_ptr_array_add(vms->doomed, entry);
+    return;
+  }
+  untrack(vms, entry);
+  entry_free(entry);
+}
+
 static VmEntry *
 entry_new(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, const char *uuid)
 {
@@ -350,8 +410,7 @@ entry_new(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, const ch
 
   if (old != NULL) {
     g_message("vm %s: listed again, replacing its previous entry (%s)", name, old->info.status);
-    untrack(vms, old);
-    g_hash_table_remove(vms->entries, name);
+    retire(vms, old);
   }
   entry->info.name = g_strdup(name);
   entry->info.source = source;
@@ -428,9 +487,8 @@ hmmvd_vms_remove(HmmvdVms *vms, const char *name)
 
   if (entry == NULL)
     return;
-  untrack(vms, entry);
   g_message("vm %s: removed", name);
-  g_hash_table_remove(vms->entries, name);
+  retire(vms, entry);
 }
 
 HmmvdVmInfo *
@@ -550,7 +608,7 @@ hmmvd_vms_set_quota(HmmvdVms *vms, const char *name, const HmmvQuota *quota, GEr
   entry->info.quota_accepted_interval = vms->intervals_started;
   entry->info.quota_effective_interval = G_MAXUINT64;
   if (entry->info.in_core)
-    hmmv_vm_set_quota(hmmv_core_lookup_vm(vms->core, name), quota);
+    (void)hmmv_core_set_quota(vms->core, name, quota, NULL);   /* safe while one runs */
   g_message("vm %s: quota dram-min %" G_GUINT64_FORMAT " MiB, dram-max %" G_GUINT64_FORMAT
             " MiB (0: none), weight %u, managed %s", name, quota->min_pages / HMMVD_PAGES_PER_MIB,
             quota->max_pages / HMMVD_PAGES_PER_MIB, quota->weight, quota->managed ? "yes" : "no");
@@ -604,6 +662,12 @@ hmmvd_vms_lookup_core_vm(HmmvdVms *vms, const char *name, GError **error)
 
   if (entry == NULL)
     return NULL;
+  if (vms->running) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY,
+                "vm %s: an interval is running; its pages are the interval's until it is done",
+                name);
+    return NULL;
+  }
   vm = entry->info.in_core ? hmmv_core_lookup_vm(vms->core, name) : NULL;
   if (vm == NULL)
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "vm %s is not managed: %s",
@@ -744,20 +808,42 @@ retry_layouts(HmmvdVms *vms)
     restart_tracking(vms, g_ptr_array_index(retry, i), "retrying after the layout moved");
 }
 
-void
-hmmvd_vms_run_interval(HmmvdVms *vms)
+/* The interval's report is read: what changed meanwhile goes in now. */
+static void
+interval_settle(HmmvdVms *vms)
 {
-  g_autoptr(GError) error = NULL;
+  GHashTableIter iter;
+  gpointer value;
+  g_autoptr(GArray) waiters = NULL;
+
+  g_hash_table_iter_init(&iter, vms->entries);
+  while (g_hash_table_iter_next(&iter, NULL, &value)) {
+    VmEntry *entry = value;
+    g_autoptr(GError) error = NULL;
+
+    if (entry->pending_vm != NULL) {
+      HmmvVm *vm = g_steal_pointer(&entry->pending_vm);
+      HmmvTracker *tracker = g_steal_pointer(&entry->pending_tracker);
+
+      (void)track(vms, entry, vm, tracker, &error);   /* logged and in its status */
+    }
+  }
+  waiters = g_steal_pointer(&vms->waiters);
+  vms->waiters = g_array_new(FALSE, FALSE, sizeof(IdleWaiter));
+  for (guint i = 0; i < waiters->len; i++) {
+    IdleWaiter *waiter = &g_array_index(waiters, IdleWaiter, i);
+
+    waiter->func(waiter->data);
+  }
+}
+
+static void
+interval_read_report(HmmvdVms *vms)
+{
   g_autoptr(GPtrArray) gone = g_ptr_array_new();
   g_autoptr(GPtrArray) relayout = g_ptr_array_new();
   g_autoptr(GPtrArray) messages = g_ptr_array_new_with_free_func(g_free);
 
-  vms->intervals_started++;
-  update_affinity(vms);
-  if (!hmmv_core_run_interval(vms->core, &vms->report, &error)) {
-    g_warning("interval failed: %s", error->message);
-    return;
-  }
   vms->have_report = TRUE;
   log_balance(vms);
   log_fallback(vms);
@@ -796,6 +882,103 @@ hmmvd_vms_run_interval(HmmvdVms *vms)
     restart_tracking(vms, g_ptr_array_index(relayout, i),
                      g_ptr_array_index(messages, gone->len + i));
   retry_layouts(vms);
+}
+
+static void
+interval_done(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  HmmvdVms *vms = user_data;
+  g_autoptr(GError) error = NULL;
+  HmmvIntervalReport swap;
+  gboolean ok = hmmv_core_run_interval_finish(vms->core, result, &error);
+
+  vms->running = FALSE;
+  g_clear_object(&vms->cancellable);
+  if (ok) {
+    swap = vms->report;
+    vms->report = vms->run_report;
+    vms->run_report = swap;
+  }
+  /* VMs removed meanwhile leave the core (and the report) before it is read. */
+  for (guint i = 0; i < vms->doomed->len; i++) {
+    VmEntry *entry = g_ptr_array_index(vms->doomed, i);
+
+    untrack(vms, entry);
+    entry_free(entry);
+  }
+  g_ptr_array_set_size(vms->doomed, 0);
+  if (ok)
+    interval_read_report(vms);
+  else
+    g_warning("interval failed: %s", error->message);
+  interval_settle(vms);
+  if (vms->done != NULL)
+    vms->done(vms->done_data);
+}
+
+gboolean
+hmmvd_vms_start_interval(HmmvdVms *vms, HmmvdIntervalDone done, gpointer user_data)
+{
+  if (vms->running) {
+    vms->intervals_skipped++;
+    return FALSE;
+  }
+  update_affinity(vms);   /* the VMs' vCPU nodes, read between intervals */
+  vms->running = TRUE;
+  vms->done = done;
+  vms->done_data = user_data;
+  vms->intervals_started++;
+  vms->cancellable = g_cancellable_new();
+  hmmv_core_run_interval_async(vms->core, &vms->run_report, vms->cancellable, interval_done,
+                               vms);
+  return TRUE;
+}
+
+gboolean
+hmmvd_vms_interval_running(HmmvdVms *vms)
+{
+  return vms->running;
+}
+
+guint64
+hmmvd_vms_get_intervals_skipped(HmmvdVms *vms)
+{
+  return vms->intervals_skipped;
+}
+
+gboolean
+hmmvd_vms_when_idle(HmmvdVms *vms, GSourceFunc func, gpointer user_data)
+{
+  IdleWaiter waiter = { .func = func, .data = user_data };
+
+  if (!vms->running)
+    return FALSE;
+  g_array_append_val(vms->waiters, waiter);
+  return TRUE;
+}
+
+void
+hmmvd_vms_wait_idle(HmmvdVms *vms)
+{
+  GMainContext *context = g_main_context_get_thread_default();
+
+  if (vms->running && vms->cancellable != NULL)
+    g_cancellable_cancel(vms->cancellable);
+  /* The worker stops before its next VM's moves; its completion comes through the context
+   * the interval started from. */
+  while (vms->running)
+    g_main_context_iteration(context, TRUE);
+}
+
+void
+hmmvd_vms_run_interval(HmmvdVms *vms)
+{
+  GMainContext *context = g_main_context_get_thread_default();
+
+  if (!hmmvd_vms_start_interval(vms, NULL, NULL))
+    return;
+  while (vms->running)
+    g_main_context_iteration(context, TRUE);
 }
 
 const HmmvIntervalReport *

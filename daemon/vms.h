@@ -108,6 +108,21 @@ GPtrArray *hmmvd_vms_list(HmmvdVms *vms);
  * listed as "gone" and the gone function is told; a changed RAM layout restarts its tracking;
  * other errors count in errors/last_error. */
 void hmmvd_vms_run_interval(HmmvdVms *vms);
+/* The same interval on the core's worker thread (the main loop goes on serving); done, when
+ * not NULL, is called on this thread once its report is read. FALSE (and counted as skipped)
+ * when one is still running: the next tick tries again. While it runs: hmmvd_vms_run_interval
+ * above runs one to the end (tests), and a VM added or removed joins or leaves the core when
+ * it is done. */
+typedef void (*HmmvdIntervalDone)(gpointer user_data);
+gboolean hmmvd_vms_start_interval(HmmvdVms *vms, HmmvdIntervalDone done, gpointer user_data);
+gboolean hmmvd_vms_interval_running(HmmvdVms *vms);
+guint64 hmmvd_vms_get_intervals_skipped(HmmvdVms *vms);
+/* While an interval runs: func(user_data) is called when it is done, and TRUE is returned;
+ * FALSE when none runs (call it yourself). For work that needs the VMs' page state. */
+gboolean hmmvd_vms_when_idle(HmmvdVms *vms, GSourceFunc func, gpointer user_data);
+/* Cancels the running interval's remaining moves and waits for it (iterating this thread's
+ * default context); before tearing down. */
+void hmmvd_vms_wait_idle(HmmvdVms *vms);
 const HmmvIntervalReport *hmmvd_vms_get_last_report(HmmvdVms *vms);
 
 /* Asked to write a quota to wherever the VM's quota lives (libvirt metadata). */
@@ -128,8 +143,8 @@ const char *hmmvd_vms_get_balance_error(HmmvdVms *vms);
 
 /* JSON views shared by the control socket and hmmvctl --json (vms-json.c). */
 JsonNode *hmmvd_vms_to_json(HmmvdVms *vms);
-/* A managed VM's pages as hmmvd believes them placed (control command "placement"). The
- * interval runs on the main loop, so between two intervals the view is whole. */
+/* A managed VM's pages as hmmvd believes them placed (control command "placement"), between
+ * two intervals (HMMV_ERROR_BUSY while one runs: the control socket waits for it). */
 #define HMMVD_PLACEMENT_MAX_PAGES (4u << 20)   /* 16 GiB: a 4 MiB reply */
 JsonNode *hmmvd_vm_placement_to_json(HmmvdVms *vms, const char *name, GError **error);
 /* The core's VM of a managed entry, NULL (error set) when the name is unknown or unmanaged. */

@@ -10,6 +10,7 @@
  * Data flows one way; nothing below calls back up. A VM whose tracker or mover fails gets
  * the error in its report and loses nothing else; the other VMs go on.
  */
+#include "core-private.h"
 #include "nodes-private.h"
 #include "plan-private.h"
 #include "vm-private.h"
@@ -20,36 +21,6 @@
 #include <hmmv/units.h>
 
 #include <string.h>
-
-typedef struct {
-  HmmvVm *vm;
-  HmmvTracker *tracker;
-  HmmvAccess *acc;
-  HmmvHistogram hist;
-  HmmvPlan plan;
-  gboolean paused;
-  guint64 rescan_next;      /* first page of the next placement refresh window */
-  guint64 thp_next;         /* first block of the next THP state refresh window */
-  guint64 first_seen;  /* vm->first_seen at the last balance */
-  gboolean outside;         /* left out of the last balance (paused, unmanaged or failing) */
-  guint64 min_granted;      /* its min in the last balance (scaled when the mins did not fit) */
-  HmmvNodeRequest promote_to; /* DRAM nodes nearest its vCPUs first (nodes.c) */
-  HmmvNodeRequest demote_to;  /* slow nodes nearest its first DRAM node first */
-} CoreVm;
-
-struct _HmmvCore {
-  const HmmvTopology *topo;
-  HmmvMover *mover;
-  HmmvParams params;
-  HmmvTempTables tables;
-  guint64 pool_pages;       /* this interval's: the DRAM nodes' capacities, at most pool_limit */
-  guint64 pool_limit;       /* set by the caller; 0 = none */
-  HmmvNodeState nodes[HMMV_NR_NODE_SLOTS];
-  GPtrArray *vms;           /* CoreVm */
-  guint64 interval_index;
-  GArray *scratch_pages;    /* guint64, reused for queries */
-  guint64 headroom_pages;   /* DRAM kept free for first touches (see core_headroom) */
-};
 
 static void
 core_vm_free(gpointer data)
@@ -85,6 +56,7 @@ hmmv_core_new(const HmmvTopology *topo, HmmvMover *mover, const HmmvParams *para
   hmmv_temp_tables_init(&core->tables, params);
   core->vms = g_ptr_array_new_with_free_func(core_vm_free);
   core->scratch_pages = g_array_new(FALSE, FALSE, sizeof(guint64));
+  g_mutex_init(&core->lock);
   hmmv_core_set_pool_pages(core, pool_pages);
   return g_steal_pointer(&core);
 }
@@ -94,10 +66,14 @@ hmmv_core_free(HmmvCore *core)
 {
   if (core == NULL)
     return;
+  g_return_if_fail(!hmmv_core_is_running(core));
   g_ptr_array_unref(core->vms);
   g_array_unref(core->scratch_pages);
+  g_mutex_clear(&core->lock);
   g_free(core);
 }
+
+static void core_publish_pools(HmmvCore *core);
 
 void
 hmmv_core_update_pools(HmmvCore *core)
@@ -113,6 +89,7 @@ hmmv_core_update_pools(HmmvCore *core)
   }
   dram = hmmv_nodes_update(core->topo, core->nodes, used);
   core->pool_pages = core->pool_limit != 0 ? MIN(core->pool_limit, dram) : dram;
+  core_publish_pools(core);
 }
 
 void
@@ -140,7 +117,28 @@ hmmv_core_set_node_pool(HmmvCore *core, int node_id, guint64 configured_pages,
 guint
 hmmv_core_get_node_pools(const HmmvCore *core, HmmvNodePool *out, guint max)
 {
-  guint n = MIN(hmmv_topology_get_nr_nodes(core->topo), max);
+  HmmvCore *c = (HmmvCore *)core;
+  guint n;
+
+  /* what the interval last published: one may be running on another thread */
+  g_mutex_lock(&c->lock);
+  n = MIN(c->nr_pools_seen, max);
+  memcpy(out, c->pools_seen, n * sizeof(*out));
+  g_mutex_unlock(&c->lock);
+  return n;
+}
+
+/* The pools as other threads see them (hmmv_core_get_node_pools, _get_pool_pages, the pool
+ * usage): copied under the lock by whichever thread runs the interval or changes them. */
+static void
+core_publish_pools(HmmvCore *core)
+{
+  guint n = MIN(hmmv_topology_get_nr_nodes(core->topo), G_N_ELEMENTS(core->pools_seen));
+  HmmvNodePool *out = core->pools_seen;
+
+  g_mutex_lock(&core->lock);
+  core->pool_seen = core->pool_pages;
+  core->nr_pools_seen = n;
 
   for (guint i = 0; i < n; i++) {
     const HmmvNode *node = hmmv_topology_get_node(core->topo, i);
@@ -159,7 +157,7 @@ hmmv_core_get_node_pools(const HmmvCore *core, HmmvNodePool *out, guint max)
       .full = state->full,
     };
   }
-  return n;
+  g_mutex_unlock(&core->lock);
 }
 
 gboolean
@@ -176,6 +174,22 @@ const HmmvParams *
 hmmv_core_get_params(const HmmvCore *core)
 {
   return &core->params;
+}
+
+gboolean
+hmmv_core_is_running(const HmmvCore *core)
+{
+  return g_atomic_int_get(&((HmmvCore *)core)->running) != 0;
+}
+
+/* Calls that change which VMs the core has wait until no interval runs. */
+static gboolean
+core_check_idle(const HmmvCore *core, const char *what, GError **error)
+{
+  if (!hmmv_core_is_running(core))
+    return TRUE;
+  g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY, "%s: an interval is running", what);
+  return FALSE;
 }
 
 static CoreVm *
@@ -221,6 +235,8 @@ hmmv_core_add_vm(HmmvCore *core, HmmvVm *vm_in, HmmvTracker *tracker_in, GError 
   g_autoptr(HmmvAccess) acc = NULL;
   CoreVm *cvm;
 
+  if (!core_check_idle(core, "adding a VM", error))
+    return FALSE;
   if (core_find(core, hmmv_vm_get_name(vm), NULL) != NULL) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "vm %s is already managed",
                 hmmv_vm_get_name(vm));
@@ -239,14 +255,8 @@ hmmv_core_add_vm(HmmvCore *core, HmmvVm *vm_in, HmmvTracker *tracker_in, GError 
                    hmmv_tracker_get_name(tracker));
     return FALSE;
   }
-  /* Pages the guest touched before hmmv came are already somewhere: learn where, and which
-   * of them the kernel put in THPs. */
-  if (!core_query_range(core, vm, 0, hmmv_vm_get_nr_pages(vm), error) ||
-      !hmmv_mover_refresh_thp(core->mover, vm, 0, hmmv_vm_get_nr_thp_blocks(vm), NULL,
-                              error)) {
-    hmmv_tracker_stop(tracker);
-    return FALSE;
-  }
+  /* Pages the guest touched before hmmv came are already somewhere: the intervals learn
+   * where, a slice at a time (core_read_placement), not here. */
   cvm = g_new0(CoreVm, 1);
   cvm->vm = g_steal_pointer(&vm);
   cvm->tracker = g_steal_pointer(&tracker);
@@ -254,8 +264,8 @@ hmmv_core_add_vm(HmmvCore *core, HmmvVm *vm_in, HmmvTracker *tracker_in, GError 
   hmmv_plan_init(&cvm->plan);
   hmmv_temperature_histogram(cvm->vm, &cvm->hist);
   hmmv_units_aggregate(cvm->vm, &cvm->hist);
-  /* What the VM held on the slow tier before hmmv came is not a first touch of now. */
   cvm->first_seen = cvm->vm->first_seen;
+  cvm->ctl_quota = *hmmv_vm_get_quota(cvm->vm);
   g_ptr_array_add(core->vms, cvm);
   return TRUE;
 }
@@ -265,6 +275,8 @@ hmmv_core_remove_vm(HmmvCore *core, const char *name, GError **error)
 {
   guint index;
 
+  if (!core_check_idle(core, "removing a VM", error))
+    return FALSE;
   if (core_find(core, name, &index) == NULL) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "vm %s is not managed", name);
     return FALSE;
@@ -303,7 +315,25 @@ hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused, GError *
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "vm %s is not managed", name);
     return FALSE;
   }
-  cvm->paused = paused;
+  g_mutex_lock(&core->lock);
+  cvm->ctl_paused = paused;
+  g_mutex_unlock(&core->lock);
+  return TRUE;
+}
+
+gboolean
+hmmv_core_set_quota(HmmvCore *core, const char *name, const HmmvQuota *quota, GError **error)
+{
+  CoreVm *cvm = core_find(core, name, NULL);
+
+  if (cvm == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "vm %s is not managed", name);
+    return FALSE;
+  }
+  g_mutex_lock(&core->lock);
+  cvm->ctl_quota = *quota;
+  cvm->ctl_quota_set = TRUE;
+  g_mutex_unlock(&core->lock);
   return TRUE;
 }
 
@@ -369,6 +399,8 @@ core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error)
                         core->scratch_pages->len, error))
     return FALSE;
 
+  if (cvm->place_next < nr_pages)
+    return TRUE;   /* the first read is still under way: it is this VM's rescan */
   window = MIN(window, nr_pages);
   if (cvm->rescan_next >= nr_pages)
     cvm->rescan_next = 0;
@@ -399,9 +431,41 @@ core_note_access_mix(HmmvCore *core, HmmvVm *vm, const HmmvAccess *acc, guint64 
     vm->access_weight_x256 = (guint)MAX((vm->access_weight_x256 * 15u + sample) / 16u, 1u);
 }
 
+/* The placement of a VM the core just took: HMMV_CORE_ADD_SLICE_PAGES an interval, before the
+ * mover sees this interval's touches (so a page first touched now still counts as a first
+ * touch), and not counted as first touches: the pages were somewhere before hmmv came. */
+static gboolean
+core_read_placement(HmmvCore *core, CoreVm *cvm, GError **error)
+{
+  guint64 nr_pages = hmmv_vm_get_nr_pages(cvm->vm);
+  guint64 count = MIN(HMMV_CORE_ADD_SLICE_PAGES, nr_pages - cvm->place_next);
+  guint64 seen_before = cvm->vm->first_seen;
+  guint64 nr_blocks = hmmv_vm_get_nr_thp_blocks(cvm->vm), end;
+
+  if (count == 0)
+    return TRUE;
+  if (!core_query_range(core, cvm->vm, cvm->place_next, count, error))
+    return FALSE;
+  cvm->place_next += count;
+  cvm->first_seen += cvm->vm->first_seen - seen_before;
+  /* and which of those pages the kernel put in THPs: the whole 2 MiB blocks read so far */
+  end = cvm->place_thp_next;
+  while (end < nr_blocks && hmmv_vm_thp_block_first_page(cvm->vm, end) + 512 <= cvm->place_next)
+    end++;
+  if (end > cvm->place_thp_next &&
+      !hmmv_mover_refresh_thp(core->mover, cvm->vm, cvm->place_thp_next,
+                              end - cvm->place_thp_next, NULL, error))
+    return FALSE;
+  cvm->place_thp_next = end;
+  return TRUE;
+}
+
 static gboolean
 core_harvest(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
 {
+  if (!core_read_placement(core, cvm, error))
+    return FALSE;
+  rep->placement_unread = hmmv_vm_get_nr_pages(cvm->vm) - cvm->place_next;
   hmmv_access_clear(cvm->acc);
   if (!hmmv_tracker_harvest(cvm->tracker, cvm->vm, cvm->acc, error)) {
     g_prefix_error(error, "tracker %s: ", hmmv_tracker_get_name(cvm->tracker));
@@ -451,7 +515,9 @@ outside_reason(const CoreVm *cvm, gboolean ok)
 {
   if (!ok)
     return "failing";
-  return cvm->paused ? "paused" : "unmanaged";
+  if (cvm->paused)
+    return "paused";
+  return cvm->place_next < hmmv_vm_get_nr_pages(cvm->vm) ? "placement being read" : "unmanaged";
 }
 
 /* The note of an interval whose mins did not all fit: names every VM, the ones that hold DRAM
@@ -503,7 +569,10 @@ core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **error)
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
     const HmmvQuota *quota = hmmv_vm_get_quota(cvm->vm);
 
-    cvm->outside = !ok[i] || cvm->paused || !quota->managed;
+    /* a VM whose placement is still being read keeps what it holds, like a paused one:
+     * its DRAM is not known yet */
+    cvm->outside = !ok[i] || cvm->paused || !quota->managed ||
+                   cvm->place_next < hmmv_vm_get_nr_pages(cvm->vm);
     if (cvm->outside) {
       guint64 held = hmmv_vm_get_dram_pages(cvm->vm);
 
@@ -543,25 +612,34 @@ void
 hmmv_core_get_pool_usage(HmmvCore *core, const char *name, const HmmvQuota *quota,
                          HmmvPoolUsage *usage)
 {
-  *usage = (HmmvPoolUsage){ .pool_pages = core->pool_pages };
+  /* What the last interval left, under the lock: an interval may be running meanwhile. */
+  g_mutex_lock(&core->lock);
+  *usage = (HmmvPoolUsage){ .pool_pages = core->pool_seen };
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
-    const HmmvQuota *q = hmmv_vm_get_quota(cvm->vm);
-    gboolean failing = cvm->outside && !cvm->paused && q->managed;
+    const HmmvQuota *q = cvm->ctl_quota_set ? &cvm->ctl_quota : hmmv_vm_get_quota(cvm->vm);
+    gboolean failing = cvm->seen_outside && !cvm->ctl_paused && q->managed;
 
     if (name != NULL && quota != NULL && g_strcmp0(hmmv_vm_get_name(cvm->vm), name) == 0)
       q = quota;
-    if (failing || cvm->paused || !q->managed)
-      usage->held_outside_pages += hmmv_vm_get_dram_pages(cvm->vm);
+    if (failing || cvm->ctl_paused || !q->managed)
+      usage->held_outside_pages += cvm->seen_dram_pages;
     else
       usage->min_pages += MIN(q->min_pages, hmmv_vm_get_nr_pages(cvm->vm));
   }
+  g_mutex_unlock(&core->lock);
 }
 
 guint64
 hmmv_core_get_pool_pages(const HmmvCore *core)
 {
-  return core->pool_pages;
+  HmmvCore *c = (HmmvCore *)core;
+  guint64 pages;
+
+  g_mutex_lock(&c->lock);
+  pages = c->pool_seen;
+  g_mutex_unlock(&c->lock);
+  return pages;
 }
 
 /* Pages that really reached dest_node start their cooldown, so they cannot bounce back in
@@ -676,7 +754,9 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
   guint64 moved = 0, fallback = 0, offset = 0;
   gboolean ok = TRUE;
 
-  if (pages->len > 0) {
+  if (core->cancellable != NULL && g_cancellable_is_cancelled(core->cancellable)) {
+    rep->deferred_cap += pages->len;   /* the caller is stopping: they wait */
+  } else if (pages->len > 0) {
     ok = core_fresh_units(core, vm, pages, error);
     for (guint i = 0; ok && i < pages->len; i++)
       rep->moved_max_pages += hmmv_vm_unit_pages(vm, g_array_index(pages, guint64, i));
@@ -840,8 +920,9 @@ core_limit_promotions(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *re
   }
 }
 
+/* One interval on the calling thread; running is set by the caller. */
 gboolean
-hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **error)
+hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
 {
   g_autofree gboolean *ok = g_new0(gboolean, MAX(core->vms->len, 1));
   gint64 start_us = g_get_monotonic_time();
@@ -855,6 +936,18 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
   g_clear_pointer(&report->fallback_note, g_free);
   report->index = core->interval_index++;
   g_array_set_size(report->vms, core->vms->len);
+
+  /* What other threads asked since the last interval applies from this one. */
+  g_mutex_lock(&core->lock);
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    cvm->paused = cvm->ctl_paused;
+    if (cvm->ctl_quota_set)
+      hmmv_vm_set_quota(cvm->vm, &cvm->ctl_quota);
+    cvm->ctl_quota_set = FALSE;
+  }
+  g_mutex_unlock(&core->lock);
 
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
@@ -893,10 +986,11 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
 
-    ok[i] = ok[i] && !cvm->paused && hmmv_vm_get_quota(cvm->vm)->managed;
+    ok[i] = ok[i] && !cvm->outside;
     if (ok[i])
       core_plan(core, cvm, &g_array_index(report->vms, HmmvVmReport, i));
   }
+  hmmv_core_share_host_cap(core, ok, report);
   for (guint pass = 0; pass < 2; pass++) {
     if (pass == 1)
       core_limit_promotions(core, ok, report);
@@ -921,8 +1015,31 @@ hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **erro
     rep->dram_pages = hmmv_vm_get_dram_pages(cvm->vm);
     rep->slow_pages = hmmv_vm_get_slow_pages(cvm->vm);
   }
+  g_mutex_lock(&core->lock);
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    cvm->seen_outside = cvm->outside;
+    cvm->seen_dram_pages = hmmv_vm_get_dram_pages(cvm->vm);
+  }
+  g_mutex_unlock(&core->lock);
+  core_publish_pools(core);   /* this interval's fallbacks and full nodes */
   report->elapsed_ns = (guint64)(g_get_monotonic_time() - start_us) * 1000u;
   return TRUE;
+}
+
+gboolean
+hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **error)
+{
+  gboolean ok;
+
+  if (!g_atomic_int_compare_and_exchange(&core->running, 0, 1)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY, "an interval is already running");
+    return FALSE;
+  }
+  ok = hmmv_core_run_locked(core, report, error);
+  g_atomic_int_set(&core->running, 0);
+  return ok;
 }
 
 static void

@@ -14,6 +14,7 @@ hmmv_params_init(HmmvParams *params)
     .cooldown_intervals = 2,
     .promote_min_key = 0x10,
     .migrate_mbps = 200,
+    .host_migrate_mbps = 1000,
     .move_cost_ns = 3900,
     .touch_saving_ns = 7200,
   };
@@ -42,18 +43,31 @@ hmmv_params_validate(const HmmvParams *params, GError **error)
                      HMMV_PLACE_COOLDOWN_MAX, error) &&
          check_range("promote_min_key", params->promote_min_key, 1, HMMV_NR_KEYS - 1, error) &&
          check_range("migrate_mbps", params->migrate_mbps, 0, 1000000, error) &&
+         check_range("host_migrate_mbps", params->host_migrate_mbps, 0, 1000000, error) &&
          /* 1 ms per page or per touch is beyond any memory tier. */
          check_range("move_cost_ns", params->move_cost_ns, 0, 1000000, error) &&
          check_range("touch_saving_ns", params->touch_saving_ns, 0, 1000000, error);
 }
 
+static guint64
+cap_pages(guint mbps, guint interval_ms)
+{
+  guint64 bytes = (guint64)mbps * 1000000u * interval_ms / 1000u;
+  guint64 pages = bytes / HMMV_PAGE_SIZE;
+
+  if (mbps == 0)
+    return G_MAXUINT64;
+  return pages > 0 ? pages : 1;
+}
+
 guint64
 hmmv_params_cap_pages(const HmmvParams *params)
 {
-  guint64 bytes = (guint64)params->migrate_mbps * 1000000u * params->interval_ms / 1000u;
-  guint64 pages = bytes / HMMV_PAGE_SIZE;
+  return cap_pages(params->migrate_mbps, params->interval_ms);
+}
 
-  if (params->migrate_mbps == 0)
-    return G_MAXUINT64;
-  return pages > 0 ? pages : 1;
+guint64
+hmmv_params_host_cap_pages(const HmmvParams *params)
+{
+  return cap_pages(params->host_migrate_mbps, params->interval_ms);
 }

@@ -3,6 +3,7 @@
  * thread, bounds, and the refusal of a non-root peer (a forked child as nobody). */
 #include "config.h"
 #include "control.h"
+#include "gate-mover.h"
 #include "hmmvd-test.h"
 #include "vms.h"
 
@@ -271,6 +272,36 @@ talk(const char *const *lines, gsize nr, guint expect_lines, guint extra_connect
   return g_string_free(job.response, FALSE);
 }
 
+/* A client thread left running while the test goes on: job_done() says when it has its
+ * lines; job_finish() joins it and returns what it read. */
+static Job *
+job_start(const char *line, guint expect_lines, GThread **thread)
+{
+  Job *job = g_new0(Job, 1);
+
+  job->path = fx.path;
+  job->requests = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+  job->expect_lines = expect_lines;
+  job->response = g_string_new(NULL);
+  g_ptr_array_add(job->requests, g_bytes_new(line, strlen(line)));
+  *thread = g_thread_new("control-client", client_thread, job);
+  return job;
+}
+
+static char *
+job_finish(Job *job, GThread *thread)
+{
+  char *response;
+
+  while (!g_atomic_int_get(&job->done))
+    g_main_context_iteration(NULL, TRUE);
+  g_thread_join(thread);
+  g_ptr_array_unref(job->requests);
+  response = g_string_free(job->response, FALSE);
+  g_free(job);
+  return response;
+}
+
 static HmmvdControl *
 start_control(void)
 {
@@ -280,6 +311,112 @@ start_control(void)
   ck_assert_msg(control != NULL, "%s", error ? error->message : "");
   return control;
 }
+
+static gboolean
+count_event(gpointer data)
+{
+  (*(guint *)data)++;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+interval_finished(gpointer data)
+{
+  (*(guint *)data)++;
+}
+
+/* Issue 7, the loop at fleet scale: the interval's moves run on the core's worker. A move
+ * batch is held in flight (the gate mover blocks until released); meanwhile the control
+ * socket answers status, the table handles what a libvirt or standalone event brings (a VM
+ * that comes, one paused) and the main loop dispatches its sources; a placement request,
+ * which needs the VMs' page state, waits for the interval and is answered after it. Before,
+ * the interval ran on the main loop: nothing was answered until the moves were done. Counts
+ * events only; the 60 s deadlines are liveness guards. */
+START_TEST(test_served_while_moves_in_flight)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvdConfig config;
+  HmmvMover *gate;
+  HmmvCore *core;
+  HmmvdVms *vms;
+  HmmvdControl *control;
+  HmmvTracker *tracker = hmmv_fake_tracker_new();
+  const char *const status[] = { "{\"command\":\"status\"}\n" };
+  g_autofree char *reply = NULL, *placement_reply = NULL;
+  GThread *placement_thread;
+  Job *placement;
+  const HmmvdVmInfo *info;
+  guint events = 0, finished = 0;
+  gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+  hmmvd_config_init(&config);
+  config.params.migrate_mbps = 0;          /* no cap: every planned move is one held batch */
+  config.params.host_migrate_mbps = 0;
+  config.default_quota.max_pages = 256;    /* 1 MiB: 768 of its 1,024 DRAM pages must go */
+  gate = hmmv_gate_mover_new(fx.bed.topo, 0, &error);
+  ck_assert_msg(gate != NULL, "%s", error ? error->message : "");
+  core = hmmv_core_new(fx.bed.topo, gate, &config.params, 0, &error);
+  ck_assert_msg(core != NULL, "%s", error ? error->message : "");
+  vms = hmmvd_vms_new(core, &config);
+  ck_assert(hmmvd_vms_add_with_tracker(vms, "busy", HMMVD_SOURCE_STANDALONE, 1, NULL,
+                                       hmmv_test_vm_new("busy", 2048), tracker, &error));
+  for (guint64 p = 0; p < 2048; p++)
+    hmmv_fake_tracker_queue_write(tracker, p);   /* the first 1,024 land on the 4 MiB DRAM */
+  control = hmmvd_control_new(vms, fx.bed.topo, "gate", fx.path, &error);
+  ck_assert_msg(control != NULL, "%s", error ? error->message : "");
+
+  hmmv_gate_mover_close(gate);
+  ck_assert(hmmvd_vms_start_interval(vms, interval_finished, &finished));
+  while (hmmv_gate_mover_get_blocked(gate) == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(hmmv_gate_mover_get_blocked(gate), 1);
+  ck_assert(hmmvd_vms_interval_running(vms));
+
+  /* the batch is in flight: the main loop serves */
+  placement = job_start("{\"command\":\"placement\",\"vm\":\"busy\"}\n", 1,
+                        &placement_thread);
+  reply = talk(status, 1, 1, 0);
+  ck_assert_msg(g_str_has_prefix(reply, "{\"return\":{\"interval-ms\""), "%s", reply);
+  ck_assert_msg(strstr(reply, "\"interval-running\":true") != NULL, "%s", reply);
+  g_idle_add(count_event, &events);
+  while (events == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(events, 1);
+  /* what a libvirt lifecycle event or a standalone connect brings: a VM comes, one pauses */
+  ck_assert(hmmvd_vms_add_with_tracker(vms, "late", HMMVD_SOURCE_LIBVIRT, 2, NULL,
+                                       hmmv_test_vm_new("late", 512), hmmv_fake_tracker_new(),
+                                       &error));
+  info = hmmvd_vms_lookup(vms, "late");
+  ck_assert(!info->in_core);
+  ck_assert_msg(g_str_has_prefix(info->status, "starting"), "%s", info->status);
+  ck_assert(hmmvd_vms_set_paused(vms, "busy", TRUE, &error));
+  /* a tick meanwhile is skipped, not queued */
+  ck_assert(!hmmvd_vms_start_interval(vms, interval_finished, &finished));
+  ck_assert_uint_eq(hmmvd_vms_get_intervals_skipped(vms), 1);
+  ck_assert(!g_atomic_int_get(&placement->done));   /* it waits for the interval */
+  ck_assert_uint_eq(hmmv_gate_mover_get_blocked(gate), 1);
+  ck_assert_uint_eq(finished, 0);
+
+  hmmv_gate_mover_open(gate);
+  while (finished == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(finished, 1);
+  placement_reply = job_finish(placement, placement_thread);
+  ck_assert_msg(g_str_has_prefix(placement_reply, "{\"return\":{"), "%s", placement_reply);
+  info = hmmvd_vms_lookup(vms, "busy");
+  ck_assert_uint_eq(info->last.demoted, 768);
+  ck_assert_uint_eq(info->last.dram_pages, 256);
+  info = hmmvd_vms_lookup(vms, "late");
+  ck_assert_msg(info->in_core, "%s", info->status);
+  ck_assert_str_eq(info->status, "managed");
+
+  hmmvd_control_free(control);
+  hmmvd_vms_free(vms);
+  hmmv_core_free(core);
+  hmmv_mover_free(gate);
+  hmmvd_config_clear(&config);
+}
+END_TEST
 
 START_TEST(test_socket_modes_and_requests)
 {
@@ -493,6 +630,7 @@ control_suite(gboolean root)
   tcase_add_checked_fixture(socket_tc, setup, teardown);
   tcase_set_timeout(socket_tc, 90);
   tcase_add_test(socket_tc, test_socket_modes_and_requests);
+  tcase_add_test(socket_tc, test_served_while_moves_in_flight);
   tcase_add_test(socket_tc, test_oversize_line);
   tcase_add_test(socket_tc, test_trickling_clients_dropped);
   tcase_add_test(socket_tc, test_too_many_clients);

@@ -240,6 +240,8 @@ START_TEST(test_quota)
   ck_assert_mem_eq(&info->quota, &fx.bed.config.default_quota, sizeof(HmmvQuota));
   ck_assert(hmmvd_vms_set_quota(fx.bed.vms, "a", &good, &error));
   ck_assert_mem_eq(&info->quota, &good, sizeof(good));
+  /* the core takes it at the next interval (one may be running on its worker meanwhile) */
+  hmmvd_vms_run_interval(fx.bed.vms);
   ck_assert_mem_eq(hmmv_vm_get_quota(hmmv_core_lookup_vm(fx.bed.core, "a")), &good, sizeof(good));
   /* min > max: rejected, the last good quota stays, the reason is kept. */
   ck_assert(!hmmvd_vms_set_quota(fx.bed.vms, "a", &bad, &error));

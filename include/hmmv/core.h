@@ -4,9 +4,20 @@
  * harvest -> temperatures -> balance the DRAM pool -> hot cut per VM -> plan -> move ->
  * account. A VM whose tracker or mover fails is marked with its error for that interval and
  * the others go on; the caller decides whether to drop it.
+ *
+ * Threads: an interval may run on a worker (hmmv_core_run_interval_async) while the caller's
+ * thread goes on serving: moves take seconds at the cap (3.9 us a page) and hold the VM
+ * process's mmap_lock, and a harvest may wait on QEMU. While an interval runs, the caller may
+ * only call hmmv_core_is_running, hmmv_core_set_paused, hmmv_core_set_quota,
+ * hmmv_core_get_pool_usage, hmmv_core_lookup_vm / get_vm / get_nr_vms (the pointer, not
+ * the VM's page state) and hmmv_core_get_pool_pages; adding or removing a VM fails with
+ * HMMV_ERROR_BUSY, and the VMs' page state, move stats and the report belong to the interval
+ * until it is finished. The decisions themselves stay on one thread, in a fixed order, so a
+ * run replays the same way on either path.
  */
 #pragma once
 
+#include <gio/gio.h>
 #include <glib.h>
 #include <hmmv/classify.h>
 #include <hmmv/mover.h>
@@ -49,6 +60,9 @@ typedef struct {
   int slow_node;            /* its demotions' first choice: the slow node nearest dram_node */
   guint64 promoted_fallback;/* pages promoted to another DRAM node (dram_node was full) */
   guint64 demoted_fallback; /* pages demoted to another slow node (slow_node was full) */
+  guint64 deferred_host_cap; /* moves the host-wide cap held back (also in deferred_cap) */
+  guint64 placement_unread; /* pages whose placement the core has not read yet since the VM
+                               was added: until 0, the VM keeps its DRAM and nothing moves */
   gboolean paused;
   GError *error;            /* owned by the report; NULL when the interval went well */
 } HmmvVmReport;
@@ -107,6 +121,14 @@ typedef struct {
 #define HMMV_CORE_THP_RESCAN_MIN_BLOCKS 64
 #define HMMV_CORE_THP_RESCAN_MAX_BLOCKS 4096
 
+/* A VM the core takes has its pages somewhere already; the core reads where in slices of this
+ * many pages, one slice per interval (on the interval's thread), instead of all at once
+ * when the VM is added: all at once took ~5 s for 256 GiB (64M pages at ~75 ns) on the
+ * thread that serves libvirt and the control socket. 1M pages (4 GiB) is ~75-140 ms a
+ * slice; a 256 GiB VM is read in 64 intervals, and until then it keeps what it holds and
+ * nothing of it moves (placement_unread in the report). */
+#define HMMV_CORE_ADD_SLICE_PAGES (1u << 20)
+
 /* topo and mover are not owned and must outlive the core. pool_pages: DRAM the core may
  * lend to VMs in all (0 = no limit but the nodes' capacities). The pool is the sum of the DRAM
  * nodes' capacities (each: the VMs' pages there + the node's free memory - its reserve, at
@@ -116,17 +138,23 @@ HmmvCore *hmmv_core_new(const HmmvTopology *topo, HmmvMover *mover, const HmmvPa
                         guint64 pool_pages, GError **error);
 void hmmv_core_free(HmmvCore *core);
 
-/* Takes ownership of vm and tracker. The VM's layout must be finalized. Starts the tracker
- * and learns the current placement of every page. */
+/* Takes ownership of vm and tracker. The VM's layout must be finalized. Starts the tracker;
+ * the intervals read the current placement of its pages (HMMV_CORE_ADD_SLICE_PAGES). Adding
+ * and removing fail with HMMV_ERROR_BUSY while an interval runs. */
 gboolean hmmv_core_add_vm(HmmvCore *core, HmmvVm *vm, HmmvTracker *tracker, GError **error);
 gboolean hmmv_core_remove_vm(HmmvCore *core, const char *name, GError **error);
 HmmvVm *hmmv_core_lookup_vm(HmmvCore *core, const char *name);
 guint hmmv_core_get_nr_vms(const HmmvCore *core);
 HmmvVm *hmmv_core_get_vm(HmmvCore *core, guint index);
 
-/* Paused VMs keep their tracking and temperatures but nothing moves. */
+/* Paused VMs keep their tracking and temperatures but nothing moves. From the next interval
+ * on; safe while one runs. */
 gboolean hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused,
                               GError **error);
+/* The VM's quota from the next interval on (hmmv_vm_set_quota, but safe while an interval
+ * runs; the pool usage sees it at once). */
+gboolean hmmv_core_set_quota(HmmvCore *core, const char *name, const HmmvQuota *quota,
+                             GError **error);
 gboolean hmmv_core_set_params(HmmvCore *core, const HmmvParams *params, GError **error);
 const HmmvParams *hmmv_core_get_params(const HmmvCore *core);
 void hmmv_core_set_pool_pages(HmmvCore *core, guint64 pool_pages);
@@ -149,6 +177,17 @@ void hmmv_core_get_pool_usage(HmmvCore *core, const char *name, const HmmvQuota 
  * balance_error and the last good budgets kept; mins that do not fit are scaled, with a
  * balance_note). */
 gboolean hmmv_core_run_interval(HmmvCore *core, HmmvIntervalReport *report, GError **error);
+/* The same interval on a worker thread (a GTask); callback runs in the caller's thread-default
+ * main context, where _finish gives the result. The report is the interval's until then.
+ * Cancelling stops before the next VM's moves (the plan's moves left are counted in
+ * deferred_cap); the interval still finishes and reports. One at a time: starting a second
+ * while one runs fails with HMMV_ERROR_BUSY at _finish. */
+void hmmv_core_run_interval_async(HmmvCore *core, HmmvIntervalReport *report,
+                                  GCancellable *cancellable, GAsyncReadyCallback callback,
+                                  gpointer user_data);
+gboolean hmmv_core_run_interval_finish(HmmvCore *core, GAsyncResult *result, GError **error);
+/* TRUE from the start of an interval (either path) until its work is done. */
+gboolean hmmv_core_is_running(const HmmvCore *core);
 
 /* init before the first run_interval; the report is reused by every interval; clear frees. */
 void hmmv_interval_report_init(HmmvIntervalReport *report);

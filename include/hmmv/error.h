@@ -23,6 +23,7 @@ G_BEGIN_DECLS
  * @HMMV_ERROR_PROTOCOL: a peer (QMP, control socket) said something unexpected
  * @HMMV_ERROR_LAYOUT_CHANGED: the VM's RAM layout changed; tracking must restart
  * @HMMV_ERROR_NO_SPACE: the target NUMA node is full (move_pages(2) failed with ENOMEM)
+ * @HMMV_ERROR_BUSY: the object is in use (a core whose interval is running); try again later
  */
 typedef enum {
   HMMV_ERROR_FAILED,
@@ -36,6 +37,7 @@ typedef enum {
   HMMV_ERROR_PROTOCOL,
   HMMV_ERROR_LAYOUT_CHANGED,
   HMMV_ERROR_NO_SPACE,
+  HMMV_ERROR_BUSY,
 } HmmvError;
 
 GQuark hmmv_error_quark(void);

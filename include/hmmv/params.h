@@ -35,11 +35,23 @@ typedef struct {
   /* Migration bandwidth cap per VM, MB/s (10^6 bytes); 0 = no cap; default 200 (memtierd
    * uses 100-200 MB/s, Memtis 100). */
   guint migrate_mbps;
+  /* Migration bandwidth cap of the whole host, MB/s, shared max-min fairly among the VMs
+   * (what one VM does not use goes to the others); 0 = none. The anchors: memtierd moves
+   * for all its processes through one mover at 100 MB/s by default (pkg/memtier/mover.go,
+   * round robin over its tasks); Linux limits promotions into each node to
+   * numa_balancing_promote_rate_limit_MBps, 65536 MB/s by default (kernel/sched/fair.c), in
+   * effect no limit. Default 1000: five VMs at the per-VM default, and about what the one
+   * worker thread that moves for hmmvd can do (move_pages at ~3.9 us a 4 KiB page is ~1050
+   * MB/s), so a host's moves fit in its interval; memtierd's 100 would hold one VM below its
+   * own default cap. */
+  guint host_migrate_mbps;
 } HmmvParams;
 
 void hmmv_params_init(HmmvParams *params);
 gboolean hmmv_params_validate(const HmmvParams *params, GError **error);
 /* Pages the cap allows in one interval: at least 1; G_MAXUINT64 when there is no cap. */
 guint64 hmmv_params_cap_pages(const HmmvParams *params);
+/* The same for the host-wide cap (host_migrate_mbps). */
+guint64 hmmv_params_host_cap_pages(const HmmvParams *params);
 
 G_END_DECLS

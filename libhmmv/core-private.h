@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The core's state, shared by the interval (loop.c), its caps (loop-cap.c) and the worker that
+ * runs it off the caller's thread (loop-async.c).
+ *
+ * Threads: an interval runs on one thread at a time (the caller's, or a worker's through
+ * hmmv_core_run_interval_async); its decisions stay single-threaded and deterministic. While
+ * one runs, other threads may only use the calls core.h marks as safe then (pause, quota,
+ * pool usage, is_running): they meet the interval under `lock`, through the control fields
+ * below, never through the VMs' page state.
+ */
+#pragma once
+
+#include <hmmv/core.h>
+
+#include "nodes-private.h"
+
+typedef struct {
+  HmmvVm *vm;
+  HmmvTracker *tracker;
+  HmmvAccess *acc;
+  HmmvHistogram hist;
+  HmmvPlan plan;
+  gboolean paused;          /* the interval's copy of ctl_paused */
+  guint64 rescan_next;      /* first page of the next placement refresh window */
+  guint64 place_next;       /* first page whose placement the core has not read since the VM
+                               was added (nr_pages: all read); see HMMV_CORE_ADD_SLICE_PAGES */
+  guint64 place_thp_next;   /* first THP block not read with it */
+  guint64 thp_next;         /* first block of the next THP state refresh window */
+  guint64 first_seen;       /* vm->first_seen at the last balance */
+  gboolean outside;         /* left out of the last balance (paused, unmanaged or failing) */
+  guint64 min_granted;      /* its min in the last balance (scaled when the mins did not fit) */
+  HmmvNodeRequest promote_to; /* DRAM nodes nearest its vCPUs first (nodes.c) */
+  HmmvNodeRequest demote_to;  /* slow nodes nearest its first DRAM node first */
+
+  /* Under HmmvCore.lock: what other threads set and see while an interval runs. */
+  gboolean ctl_paused;
+  gboolean ctl_quota_set;   /* ctl_quota waits for the next interval */
+  HmmvQuota ctl_quota;
+  gboolean seen_outside;    /* outside, at the end of the last interval */
+  guint64 seen_dram_pages;  /* the VM's DRAM pages at the end of the last interval */
+} CoreVm;
+
+struct _HmmvCore {
+  const HmmvTopology *topo;
+  HmmvMover *mover;
+  HmmvParams params;
+  HmmvTempTables tables;
+  guint64 pool_pages;       /* this interval's: the DRAM nodes' capacities, at most pool_limit */
+  guint64 pool_limit;       /* set by the caller; 0 = none */
+  HmmvNodeState nodes[HMMV_NR_NODE_SLOTS];
+  GPtrArray *vms;           /* CoreVm; changed only while no interval runs */
+  guint64 interval_index;
+  GArray *scratch_pages;    /* guint64, reused for queries */
+  guint64 headroom_pages;   /* DRAM kept free for first touches (see core_headroom) */
+  GMutex lock;              /* the ctl_ and seen_ fields of every CoreVm, and these: */
+  guint64 pool_seen;        /* pool_pages as last published */
+  HmmvNodePool pools_seen[HMMV_NR_NODE_SLOTS];
+  guint nr_pools_seen;
+  gint running;             /* atomic: an interval runs (on whichever thread) */
+  GCancellable *cancellable; /* of the running interval, NULL when none: moves stop early */
+};
+
+/* The body of an interval, on the calling thread; the caller set running (and cancellable). */
+gboolean hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error);
+
+/* Shares the host-wide cap (params.host_migrate_mbps) among the VMs' plans: max-min fair
+ * over what each plan wants; what a VM is not granted is cut from its lists and counted in its
+ * report's deferred_cap (loop-cap.c). */
+void hmmv_core_share_host_cap(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report);
