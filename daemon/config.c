@@ -75,6 +75,7 @@ static const KeySpec key_specs[] = {
   POLICY("cooldown-intervals", cooldown_intervals),
   POLICY("promote-min-key", promote_min_key),
   POLICY("migrate-mbps", migrate_mbps),
+  POLICY("host-migrate-mbps", host_migrate_mbps),
   POLICY("move-cost-ns", move_cost_ns),
   POLICY("touch-saving-ns", touch_saving_ns),
   { "defaults", "dram-min-mib", KEY_MIB_PAGES, FIELD(default_quota.min_pages), 0, 0, NULL,

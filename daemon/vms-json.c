@@ -111,6 +111,8 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_uint(builder, "demoted-pages", last->demoted);
   add_uint(builder, "move-failed-pages", last->move_failed);
   add_uint(builder, "deferred-cap-pages", last->deferred_cap);
+  add_uint(builder, "deferred-host-cap-pages", last->deferred_host_cap);
+  add_uint(builder, "placement-unread-pages", last->placement_unread);
   add_uint(builder, "deferred-room-pages", last->deferred_room);
   add_uint(builder, "deferred-unit-pages", last->deferred_unit);
   add_uint(builder, "moved-cap-pages", last->moved_max_pages);

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #define SHIPPED_CONF HMMV_SOURCE_ROOT "/configs/hmmvd.conf"
-/* [daemon] 3 + [libvirt] 4 + [memory] 6 + [policy] 8 + [defaults] 4 + [reads] 2 + [metrics] 2 */
-#define NR_KEYS 31
+/* [daemon] 3 + [libvirt] 4 + [memory] 8 + [policy] 9 + [defaults] 4 + [reads] 2 + [metrics] 2 */
+#define NR_KEYS 32
 
 static char *tmpdir;
 
@@ -146,7 +146,7 @@ START_TEST(test_every_key)
     "node-reserve-mib = 64\n"
     "[policy]\nwrite-weight = 3\nread-weight = 0\n"
     "hysteresis-keys = 32\ncooldown-intervals = 3\npromote-min-key = 0x20\n"
-    "migrate-mbps = 0\nmove-cost-ns = 0\ntouch-saving-ns = 100\n"
+    "migrate-mbps = 0\nhost-migrate-mbps = 2500\nmove-cost-ns = 0\ntouch-saving-ns = 100\n"
     "[defaults]\ndram-min-mib = 128\ndram-max-mib = 512\nweight = 7\nmanaged = false\n"
     "[metrics]\nlisten = [::1]:9000\ntextfile = /var/lib/hmmv.prom\n");
   g_auto(HmmvdConfig) config = { 0 };
@@ -179,6 +179,7 @@ START_TEST(test_every_key)
   ck_assert_uint_eq(config.params.cooldown_intervals, 3);
   ck_assert_uint_eq(config.params.promote_min_key, 0x20);
   ck_assert_uint_eq(config.params.migrate_mbps, 0);
+  ck_assert_uint_eq(config.params.host_migrate_mbps, 2500);
   ck_assert_uint_eq(config.params.move_cost_ns, 0);
   ck_assert_uint_eq(config.params.touch_saving_ns, 100);
   ck_assert_uint_eq(config.default_quota.min_pages, 128 * 256);
