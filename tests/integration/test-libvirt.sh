@@ -168,6 +168,8 @@ domain_xml() {   # domain_xml NAME [NUMATUNE]
     <kernel>$WORK/bin/guest.elf</kernel>
     <cmdline>mode=workload hot_mib=8 cold_mib=40 report_every=0</cmdline>
   </os>
+  <!-- Without <acpi/>, libvirt 9.0 passes -no-acpi, which QEMU 10.0 no longer accepts. -->
+  <features><acpi/></features>
   <devices>
     <emulator>$WORK/bin/qemu-system-x86_64</emulator>
     <serial type='file'><source path='$WORK/$1.serial.log'/><target port='0'/></serial>
