@@ -450,8 +450,12 @@ core_read_placement(HmmvCore *core, CoreVm *cvm, GError **error)
   cvm->first_seen += cvm->vm->first_seen - seen_before;
   /* and which of those pages the kernel put in THPs: the whole 2 MiB blocks read so far */
   end = cvm->place_thp_next;
-  while (end < nr_blocks && hmmv_vm_thp_block_first_page(cvm->vm, end) + 512 <= cvm->place_next)
-    end++;
+  for (; end < nr_blocks; end++) {
+    guint64 block_pages, first = hmmv_vm_thp_block_first_page(cvm->vm, end, &block_pages);
+
+    if (first + block_pages > cvm->place_next)
+      break;
+  }
   if (end > cvm->place_thp_next &&
       !hmmv_mover_refresh_thp(core->mover, cvm->vm, cvm->place_thp_next,
                               end - cvm->place_thp_next, NULL, error))

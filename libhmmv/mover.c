@@ -362,7 +362,7 @@ hmmv_mover_refresh_thp(HmmvMover *mover, HmmvVm *vm, guint64 first_block, guint6
     gsize n = (gsize)MIN(batch, nr - start);
 
     for (gsize i = 0; i < n; i++)
-      first_pages[i] = hmmv_vm_thp_block_first_page(vm, first_block + start + i);
+      first_pages[i] = hmmv_vm_thp_block_first_page(vm, first_block + start + i, NULL);
     if (!mover->ops->query_thp(mover, vm, first_pages, n, is_thp, error)) {
       g_prefix_error(error, "vm %s: THP state: ", hmmv_vm_get_name(vm));
       return FALSE;

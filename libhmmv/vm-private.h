@@ -31,7 +31,8 @@ struct _HmmvVm {
    * read_weight for one that is only read (issue 11). 0: nothing seen yet (the planner then
    * takes the larger weight). The payback gate's noise model needs it (plan.c). */
   guint access_weight_x256;
-  guint64 nr_blocks;        /* whole 2 MiB blocks of the 4 KiB-backed regions */
+  guint64 nr_blocks;        /* 2 MiB blocks of the 4 KiB-backed regions */
+  GArray *blocks;           /* HmmvUnit (first_page, nr_pages) of each, in page order */
   guint64 *thp;             /* bitmap: the block is a THP; NULL when nr_blocks is 0 */
   GArray *units;            /* HmmvUnit, huge units in page order */
   gboolean units_stale;     /* thp changed since units was built */

@@ -55,6 +55,8 @@ hmmv_vm_free(HmmvVm *vm)
   g_free(vm->place);
   g_free(vm->backoff);
   g_free(vm->thp);
+  if (vm->blocks != NULL)
+    g_array_unref(vm->blocks);
   if (vm->units != NULL)
     g_array_unref(vm->units);
   g_free(vm);
@@ -134,25 +136,58 @@ hmmv_vm_add_region(HmmvVm *vm, const char *name, guint64 gpa, guint64 hva, guint
   region.nr_pages = nr_pages;
   region.first_page = vm->nr_pages;
   region.backing_page_size = backing_page_size;
-  if (backing_page_size == HMMV_PAGE_SIZE) {
-    /* THPs sit at 2 MiB-aligned host addresses (guest-physical ones when the host address
-     * is not known: tests and the sim), so only whole aligned blocks can become one. */
-    guint64 base = hva != 0 ? hva : gpa;
-    guint64 skip = ((HMMV_THP_SIZE - (base & (HMMV_THP_SIZE - 1))) & (HMMV_THP_SIZE - 1)) >>
-                   HMMV_PAGE_SHIFT;
-
-    region.block_page = vm->nr_pages + skip;
-    region.nr_blocks = nr_pages > skip ? (nr_pages - skip) / HMMV_THP_PAGES : 0;
-  }
-  region.first_block = vm->nr_blocks;
   g_array_append_val(vm->regions, region);
   if (!check_overlap(vm, error)) {
     g_array_set_size(vm->regions, vm->regions->len - 1);
     return FALSE;
   }
   vm->nr_pages += nr_pages;
-  vm->nr_blocks += region.nr_blocks;
   return TRUE;
+}
+
+/* The address a region's pages are aligned by: THPs and hugetlbfs pages sit at aligned host
+ * addresses (guest-physical ones when the host address is not known: tests and the sim). */
+static guint64
+region_base(const HmmvRegion *region)
+{
+  return region->hva != 0 ? region->hva : region->gpa;
+}
+
+/* The 2 MiB blocks of the 4 KiB-backed regions, in page order: runs of pages whose addresses
+ * share a 2 MiB block, the last one of a region joined with the first of the next when they
+ * share it. */
+static void
+build_blocks(HmmvVm *vm)
+{
+  guint64 last_block_addr = G_MAXUINT64;
+
+  vm->blocks = g_array_new(FALSE, FALSE, sizeof(HmmvUnit));
+  for (guint i = 0; i < vm->regions->len; i++) {
+    const HmmvRegion *region = &g_array_index(vm->regions, HmmvRegion, i);
+    guint64 page = region->first_page, end = region->first_page + region->nr_pages;
+
+    if (region->backing_page_size != HMMV_PAGE_SIZE) {
+      last_block_addr = G_MAXUINT64;
+      continue;
+    }
+    while (page < end) {
+      guint64 addr = region_base(region) + ((page - region->first_page) << HMMV_PAGE_SHIFT);
+      guint64 block_addr = addr & ~(HMMV_THP_SIZE - 1);
+      guint64 next = MIN(end, page + ((block_addr + HMMV_THP_SIZE - addr) >> HMMV_PAGE_SHIFT));
+
+      if (block_addr == last_block_addr && vm->blocks->len > 0 &&
+          page == region->first_page) {
+        g_array_index(vm->blocks, HmmvUnit, vm->blocks->len - 1).nr_pages += next - page;
+      } else {
+        HmmvUnit block = { .first_page = page, .nr_pages = next - page, .thp = TRUE };
+
+        g_array_append_val(vm->blocks, block);
+      }
+      last_block_addr = block_addr;
+      page = next;
+    }
+  }
+  vm->nr_blocks = vm->blocks->len;
 }
 
 gboolean
@@ -182,6 +217,7 @@ hmmv_vm_finalize_layout(HmmvVm *vm, GError **error)
   }
   memset(vm->place, HMMV_PLACE_UNKNOWN_BYTE, nr_alloc);
   vm->nr_alloc = nr_alloc;
+  build_blocks(vm);
   vm->thp = vm->nr_blocks > 0 ? g_new0(guint64, (vm->nr_blocks + 63) / 64) : NULL;
   vm->units = g_array_new(FALSE, FALSE, sizeof(HmmvUnit));
   vm->units_stale = TRUE;
@@ -422,6 +458,7 @@ hmmv_vm_bytes_per_page(const HmmvVm *vm)
     return 0.0;
   return (double)(2 * vm->nr_alloc + sizeof(*vm) +
                   vm->regions->len * sizeof(HmmvRegion) + (vm->nr_blocks + 63) / 64 * 8 +
+                  vm->nr_blocks * sizeof(HmmvUnit) +
                   (vm->units != NULL ? vm->units->len * sizeof(HmmvUnit) : 0)) /
          (double)vm->nr_pages;
 }
@@ -513,39 +550,37 @@ hmmv_vm_get_nr_thp_blocks(const HmmvVm *vm)
 }
 
 guint64
-hmmv_vm_thp_block_first_page(const HmmvVm *vm, guint64 block)
+hmmv_vm_thp_block_first_page(const HmmvVm *vm, guint64 block, guint64 *nr_pages)
 {
-  guint lo = 0, hi = vm->regions->len;
+  const HmmvUnit *b;
 
-  while (lo < hi) {
-    guint mid = lo + (hi - lo) / 2;
-    const HmmvRegion *region = &g_array_index(vm->regions, HmmvRegion, mid);
-
-    if (region->nr_blocks != 0 && block >= region->first_block &&
-        block < region->first_block + region->nr_blocks)
-      return region->block_page + (block - region->first_block) * HMMV_THP_PAGES;
-    /* regions without blocks keep the running first_block of the next one */
-    if (block < region->first_block + region->nr_blocks)
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
-  return G_MAXUINT64;
+  if (!vm->finalized || block >= vm->nr_blocks)
+    return G_MAXUINT64;
+  b = &g_array_index(vm->blocks, HmmvUnit, block);
+  if (nr_pages != NULL)
+    *nr_pages = b->nr_pages;
+  return b->first_page;
 }
 
 gboolean
 hmmv_vm_page_thp_block(const HmmvVm *vm, guint64 page, guint64 *block)
 {
-  const HmmvRegion *region = hmmv_vm_region_of_page(vm, page);
-  guint64 index;
+  guint64 lo = 0, hi = vm->finalized ? vm->nr_blocks : 0;
 
-  if (region == NULL || region->nr_blocks == 0 || page < region->block_page)
-    return FALSE;
-  index = (page - region->block_page) / HMMV_THP_PAGES;
-  if (index >= region->nr_blocks)
-    return FALSE;
-  *block = region->first_block + index;
-  return TRUE;
+  while (lo < hi) {
+    guint64 mid = lo + (hi - lo) / 2;
+    const HmmvUnit *b = &g_array_index(vm->blocks, HmmvUnit, mid);
+
+    if (page < b->first_page)
+      hi = mid;
+    else if (page >= b->first_page + b->nr_pages)
+      lo = mid + 1;
+    else {
+      *block = mid;
+      return TRUE;
+    }
+  }
+  return FALSE;
 }
 
 gboolean
@@ -577,32 +612,47 @@ hmmv_vm_get_thp(const HmmvVm *vm, guint64 block)
 static void
 units_rebuild(HmmvVm *vm)
 {
+  guint64 block = 0, last_unit_addr = G_MAXUINT64, last_unit_size = 0;
+
   g_array_set_size(vm->units, 0);
   for (guint i = 0; i < vm->regions->len; i++) {
     const HmmvRegion *region = &g_array_index(vm->regions, HmmvRegion, i);
-    guint64 end = region->first_page + region->nr_pages;
+    guint64 page = region->first_page, end = region->first_page + region->nr_pages;
+    guint64 size = region->backing_page_size;
 
-    if (region->backing_page_size > HMMV_PAGE_SIZE) {
-      guint64 unit_pages = region->backing_page_size >> HMMV_PAGE_SHIFT;
-      guint64 base = (region->hva != 0 ? region->hva : region->gpa) >> HMMV_PAGE_SHIFT;
-      guint64 page = region->first_page;
+    if (size == HMMV_PAGE_SIZE) {
+      /* the region's THP blocks, in page order */
+      for (; block < vm->nr_blocks; block++) {
+        const HmmvUnit *b = &g_array_index(vm->blocks, HmmvUnit, block);
 
-      while (page < end) {
-        guint64 next = page + (unit_pages - ((base + page - region->first_page) % unit_pages));
-        HmmvUnit unit = { .first_page = page, .nr_pages = MIN(next, end) - page };
-
-        g_array_append_val(vm->units, unit);
-        page = MIN(next, end);
+        if (b->first_page >= end)
+          break;
+        if (hmmv_vm_get_thp(vm, block) &&
+            (vm->units->len == 0 ||
+             g_array_index(vm->units, HmmvUnit, vm->units->len - 1).first_page != b->first_page))
+          g_array_append_val(vm->units, *b);
       }
+      last_unit_addr = G_MAXUINT64;
       continue;
     }
-    for (guint64 b = 0; b < region->nr_blocks; b++) {
-      if (hmmv_vm_get_thp(vm, region->first_block + b)) {
-        HmmvUnit unit = { .first_page = region->block_page + b * HMMV_THP_PAGES,
-                          .nr_pages = HMMV_THP_PAGES, .thp = TRUE };
+    /* hugetlbfs: the huge pages the region's pages are in; one shared with the previous
+     * region (the same huge page of the same size) is one unit */
+    while (page < end) {
+      guint64 addr = region_base(region) + ((page - region->first_page) << HMMV_PAGE_SHIFT);
+      guint64 unit_addr = addr & ~(size - 1);
+      guint64 next = MIN(end, page + ((unit_addr + size - addr) >> HMMV_PAGE_SHIFT));
+
+      if (unit_addr == last_unit_addr && size == last_unit_size && vm->units->len > 0 &&
+          page == region->first_page) {
+        g_array_index(vm->units, HmmvUnit, vm->units->len - 1).nr_pages += next - page;
+      } else {
+        HmmvUnit unit = { .first_page = page, .nr_pages = next - page };
 
         g_array_append_val(vm->units, unit);
       }
+      last_unit_addr = unit_addr;
+      last_unit_size = size;
+      page = next;
     }
   }
   vm->units_stale = FALSE;

@@ -20,19 +20,25 @@ START_TEST(test_units_layout)
   HmmvUnit *units;
 
   /* 8 MiB of anonymous RAM at a host address 1 MiB past a 2 MiB boundary: whole blocks at
-   * +1 MiB, +3 MiB, +5 MiB; the first and last MiB are in no block */
+   * +1 MiB, +3 MiB, +5 MiB, and the first and last MiB in blocks of their own (256 pages:
+   * the kernel's THP there spans memory outside the range) */
   ck_assert(hmmv_vm_add_region(vm, "low", 0, 0x40100000, 8 * mib, 4096, NULL));
   /* 6 MiB of hugetlbfs (2 MiB pages) */
   ck_assert(hmmv_vm_add_region(vm, "huge", 16 * mib, 0x80000000, 6 * mib, 2 * mib, NULL));
   ck_assert(hmmv_vm_finalize_layout(vm, NULL));
-  ck_assert_uint_eq(hmmv_vm_get_nr_thp_blocks(vm), 3);
-  ck_assert_uint_eq(hmmv_vm_thp_block_first_page(vm, 0), 256);
-  ck_assert_uint_eq(hmmv_vm_thp_block_first_page(vm, 2), 256 + 1024);
-  ck_assert_uint_eq(hmmv_vm_thp_block_first_page(vm, 3), G_MAXUINT64);
-  ck_assert(!hmmv_vm_page_thp_block(vm, 255, &block));
+  ck_assert_uint_eq(hmmv_vm_get_nr_thp_blocks(vm), 5);
+  ck_assert_uint_eq(hmmv_vm_thp_block_first_page(vm, 0, &nr), 0);
+  ck_assert_uint_eq(nr, 256);
+  ck_assert_uint_eq(hmmv_vm_thp_block_first_page(vm, 1, &nr), 256);
+  ck_assert_uint_eq(nr, 512);
+  ck_assert_uint_eq(hmmv_vm_thp_block_first_page(vm, 4, &nr), 256 + 1536);
+  ck_assert_uint_eq(nr, 256);
+  ck_assert_uint_eq(hmmv_vm_thp_block_first_page(vm, 5, NULL), G_MAXUINT64);
+  ck_assert(hmmv_vm_page_thp_block(vm, 255, &block));
+  ck_assert_uint_eq(block, 0);
   ck_assert(hmmv_vm_page_thp_block(vm, 256 + 600, &block));
-  ck_assert_uint_eq(block, 1);
-  ck_assert(!hmmv_vm_page_thp_block(vm, 256 + 1536, &block));
+  ck_assert_uint_eq(block, 2);
+  ck_assert(!hmmv_vm_page_thp_block(vm, 2048 + 5, &block));   /* hugetlbfs */
 
   units = hmmv_vm_get_units(vm, &nr);
   ck_assert_uint_eq(nr, 3);                  /* the three hugetlbfs pages */
@@ -42,8 +48,8 @@ START_TEST(test_units_layout)
   ck_assert_ptr_null(hmmv_vm_unit_of(vm, 300));
   ck_assert_uint_eq(hmmv_vm_unit_pages(vm, 300), 1);
 
-  ck_assert(hmmv_vm_set_thp(vm, 1, TRUE));
-  ck_assert(!hmmv_vm_set_thp(vm, 1, TRUE));  /* no change */
+  ck_assert(hmmv_vm_set_thp(vm, 2, TRUE));
+  ck_assert(!hmmv_vm_set_thp(vm, 2, TRUE));  /* no change */
   unit = hmmv_vm_unit_of(vm, 800);
   ck_assert_ptr_nonnull(unit);
   ck_assert_uint_eq(unit->first_page, 768);
@@ -57,8 +63,35 @@ START_TEST(test_units_layout)
     ck_assert_uint_eq(thp, 512);
     ck_assert_uint_eq(hugetlb, 1536);
   }
-  ck_assert(hmmv_vm_set_thp(vm, 1, FALSE));  /* split by the kernel */
+  ck_assert(hmmv_vm_set_thp(vm, 2, FALSE));  /* split by the kernel */
   ck_assert_ptr_null(hmmv_vm_unit_of(vm, 800));
+}
+END_TEST
+
+/* pc's RAM: below 640 KiB and from 1 MiB are two ranges of one RAMBlock, so the first 2 MiB
+ * huge page holds 160 + 256 pages of the VM: one unit (a move of either part moves both). */
+START_TEST(test_units_across_ranges)
+{
+  const guint64 kib = 1024, mib = 1u << 20;
+
+  for (guint hugetlb = 0; hugetlb <= 1; hugetlb++) {
+    g_autoptr(HmmvVm) vm = hmmv_vm_new("pc");
+    guint64 size = hugetlb ? 2 * mib : 4096;
+    const HmmvUnit *unit;
+
+    ck_assert(hmmv_vm_add_region(vm, "pc.ram", 0, 0x7f0000000000, 640 * kib, size, NULL));
+    ck_assert(hmmv_vm_add_region(vm, "pc.ram", mib, 0x7f0000000000 + mib, 7 * mib, size, NULL));
+    ck_assert(hmmv_vm_finalize_layout(vm, NULL));
+    if (!hugetlb) {
+      ck_assert_uint_eq(hmmv_vm_get_nr_thp_blocks(vm), 4);
+      ck_assert(hmmv_vm_set_thp(vm, 0, TRUE));
+    }
+    unit = hmmv_vm_unit_of(vm, 200);             /* page 200: 1 MiB + 160 KiB */
+    ck_assert_ptr_nonnull(unit);
+    ck_assert_uint_eq(unit->first_page, 0);
+    ck_assert_uint_eq(unit->nr_pages, 160 + 256);
+    ck_assert_ptr_eq(hmmv_vm_unit_of(vm, 3), unit);
+  }
 }
 END_TEST
 
@@ -336,6 +369,7 @@ units_suite(void)
   TCase *tc = tcase_create("units");
 
   tcase_add_test(tc, test_units_layout);
+  tcase_add_test(tc, test_units_across_ranges);
   tcase_add_test(tc, test_mean_key);
   tcase_add_test(tc, test_plan_whole_units_under_cap);
   tcase_add_test(tc, test_plan_mixed_thp_kept_whole_by_mean);

@@ -53,9 +53,9 @@ struct hmmv_mover_ops {
    * else (dead process, invalid node) ends the wrapper's move with that error. */
   gssize (*move)(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
                  int dest_node, int *status, GError **error);
-  /* optional: whether the 2 MiB block whose first page is first_pages[i] (its host address is
-   * 2 MiB aligned) is one transparent huge page now: is_thp[i] = 1, else 0. Without it every
-   * block counts as 4 KiB pages. */
+  /* optional: whether the 2 MiB block of host address space holding page first_pages[i] (the
+   * block's first page of the VM) is one transparent huge page now: is_thp[i] = 1, else 0.
+   * Without it every block counts as 4 KiB pages. */
   gboolean (*query_thp)(HmmvMover *mover, HmmvVm *vm, const guint64 *first_pages, gsize n,
                         guint8 *is_thp, GError **error);
   /* optional: the pages this harvest saw accessed. A modelled host uses it to place pages on

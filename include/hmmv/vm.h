@@ -55,10 +55,6 @@ typedef struct {
   guint64 backing_page_size;/* QEMU's RAMBlock page size: 4096 (anonymous memory, where
                              * the kernel may still make THPs), or the hugetlbfs page size
                              * (2 MiB, 1 GiB) */
-  guint64 first_block;      /* VM-wide index of its first whole 2 MiB THP block */
-  guint64 nr_blocks;        /* whole 2 MiB blocks (host-address aligned) a THP can fill; 0
-                             * on hugetlbfs, where the unit is fixed */
-  guint64 block_page;       /* page index of the first of them */
 } HmmvRegion;
 
 /* The backing unit: what one move_pages(2) entry moves. A 4 KiB page, or a huge page of the
@@ -173,12 +169,16 @@ double hmmv_vm_bytes_per_page(const HmmvVm *vm);
 
 HmmvMoveStats *hmmv_vm_get_move_stats(HmmvVm *vm);
 
-/* Huge units (see HmmvUnit). THP state is kept per whole 2 MiB block of the 4 KiB-backed
- * regions (HmmvRegion.first_block ..), unknown (not a THP) until the mover says so. */
+/* Huge units (see HmmvUnit). THP state is kept per 2 MiB block of host address space that
+ * holds pages of the 4 KiB-backed regions, in page order, not a THP until the mover says so.
+ * A block is the VM's pages in it: all 512, or fewer at a range's edge (pc's RAM below 640 KiB
+ * and from 1 MiB share one block: one block of 160 + 256 pages, as the kernel's THP there
+ * moves all of them). Likewise a hugetlbfs page split between two ranges is one unit. */
 guint64 hmmv_vm_get_nr_thp_blocks(const HmmvVm *vm);
-/* First page of a block; G_MAXUINT64 when out of range. */
-guint64 hmmv_vm_thp_block_first_page(const HmmvVm *vm, guint64 block);
-/* The block holding a page; FALSE when the page is in no whole block. */
+/* First page of a block; G_MAXUINT64 when out of range. *nr_pages (may be NULL) gets its
+ * pages. */
+guint64 hmmv_vm_thp_block_first_page(const HmmvVm *vm, guint64 block, guint64 *nr_pages);
+/* The block holding a page; FALSE when the page is in none (hugetlbfs). */
 gboolean hmmv_vm_page_thp_block(const HmmvVm *vm, guint64 page, guint64 *block);
 /* TRUE when the block's THP state changed. */
 gboolean hmmv_vm_set_thp(HmmvVm *vm, guint64 block, gboolean thp);

@@ -257,9 +257,9 @@ numa_query_thp(HmmvMover *mover, HmmvVm *vm, const guint64 *first_pages, gsize n
   }
   kpageflags = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
   for (gsize i = 0; ok && i < n; i++) {
-    guint64 hva = hmmv_vm_page_to_hva(vm, first_pages[i]);
-    int thp = hva == 0 || (hva & (HMMV_THP_SIZE - 1)) != 0 ? 0 :
-              block_is_thp(pagemap, kpageflags, hva);
+    /* the block's start: a block at a range's edge starts before its first page */
+    guint64 hva = hmmv_vm_page_to_hva(vm, first_pages[i]) & ~(HMMV_THP_SIZE - 1);
+    int thp = hva == 0 ? 0 : block_is_thp(pagemap, kpageflags, hva);
 
     if (thp < 0 && smaps == NULL) {
       smaps = smaps_thp_mappings(pid, error);

@@ -195,6 +195,10 @@ def placement_check(ctl, vm, totals):
     try:
         view = ctl.request("placement", vm=vm.name)
         pid = view["pid"]
+        if not vm.node_counts:   # first checkpoint: say how its RAM is laid out
+            say(f"e2e: {vm.name} regions: " + ", ".join(
+                f"{r['name']} gpa {r['gpa']:#x} hva {r['hva']:#x} {r['pages']} pages "
+                f"backing {r['backing-page-size'] >> 10} KiB" for r in view["regions"]))
         addrs, believed = [], []
         for region in view["regions"]:
             first, n = region["first-page"], region["pages"]
