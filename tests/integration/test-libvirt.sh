@@ -13,7 +13,9 @@
 # Every process started (virtlogd, libvirtd, QEMUs, hmmvd) is still stopped by its pid, also
 # when a check fails.
 #
-# The patched QEMU: $HMMV_QEMU, else `bash qemu-patches/build.sh` (seconds when cached).
+# The patched QEMU: $HMMV_QEMU, else `bash qemu-patches/build.sh` (seconds when cached). The
+# domains run a copy of it readable by libvirt-qemu; with HMMV_LIBVIRT_EMULATOR_IN_PLACE=1 their
+# <emulator> is $HMMV_QEMU itself (an installed binary: /usr/bin/qemu-system-x86_64-hmmv).
 # Another libvirt: $HMMV_LIBVIRT_ROOT, a tree unpacked with dpkg -x (see below).
 # Exit 0 pass, 1 fail, 77 skip (with the reason).
 set -euo pipefail
@@ -135,6 +137,8 @@ log "libvirt $(/usr/sbin/libvirtd --version | awk '{print $NF}'), QEMU $("$QEMU"
 # QEMU runs as libvirt-qemu: binary and guest must be readable by it.
 mkdir -m 0755 "$WORK/bin"
 install -m 0755 "$QEMU" "$WORK/bin/qemu-system-x86_64"
+EMULATOR=$WORK/bin/qemu-system-x86_64
+[[ ${HMMV_LIBVIRT_EMULATOR_IN_PLACE:-0} == 1 ]] && EMULATOR=$QEMU
 install -m 0644 "$GUEST" "$WORK/bin/guest.elf"
 
 # ---- libvirt daemons -------------------------------------------------------------------------
@@ -171,7 +175,7 @@ domain_xml() {   # domain_xml NAME [NUMATUNE]
   <!-- Without <acpi/>, libvirt 9.0 passes -no-acpi, which QEMU 10.0 no longer accepts. -->
   <features><acpi/></features>
   <devices>
-    <emulator>$WORK/bin/qemu-system-x86_64</emulator>
+    <emulator>$EMULATOR</emulator>
     <serial type='file'><source path='$WORK/$1.serial.log'/><target port='0'/></serial>
     <controller type='usb' model='none'/>
     <memballoon model='none'/>

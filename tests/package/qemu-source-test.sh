@@ -11,7 +11,7 @@ set -uo pipefail
 root=$(cd "$1" && pwd)
 if [ "$(id -u)" -ne 0 ]; then
   echo "1..0 # SKIP needs root (apt-get source, the cache under /var/cache/hmmv)"
-  exit 77
+  exit 0  # TAP: meson reads the skip from the plan; a non-zero status would be an error
 fi
 work=$(mktemp -d /tmp/hmmv-qemu-source-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
