@@ -305,6 +305,7 @@ interval_done(gpointer data)
   Daemon *d = data;
   g_autoptr(GError) local_error = NULL;
 
+  hmmvd_libvirt_sync_end(d->libvirt);   /* the harvest has read the round: late answers void */
   if (d->metrics != NULL && !hmmvd_metrics_interval_done(d->metrics, &local_error)) {
     if (!d->metrics_failing)
       g_warning("metrics: %s", local_error->message);
@@ -318,7 +319,7 @@ interval_done(gpointer data)
  * control socket and metrics meanwhile. A tick that finds the last interval still moving is
  * skipped (counted in hmmvctl status): the next one starts it. */
 static gboolean
-on_interval(gpointer data)
+run_interval(gpointer data)
 {
   Daemon *d = data;
   g_autoptr(GError) local_error = NULL;
@@ -336,7 +337,28 @@ on_interval(gpointer data)
   } else {
     d->free_failing = FALSE;
   }
-  (void)hmmvd_vms_start_interval(d->vms, interval_done, d);
+  (void)hmmvd_vms_start_interval(d->vms, interval_done, d);   /* FALSE: skipped, counted */
+  return G_SOURCE_REMOVE;
+}
+
+/* libvirt domains get their hmmv-sync first, on their QMP workers, and the interval starts
+ * on the core's worker when all answered or missed the deadline: the main loop never waits
+ * for a QEMU. A tick that comes while either is under way is skipped (an interval still
+ * running is counted in hmmvctl status), so a sync round never overlaps the harvest that
+ * reads its answers. */
+static gboolean
+on_interval(gpointer data)
+{
+  Daemon *d = data;
+
+  if (hmmvd_vms_interval_running(d->vms)) {
+    (void)hmmvd_vms_start_interval(d->vms, interval_done, d);   /* counts the skip */
+    return G_SOURCE_CONTINUE;
+  }
+  if (hmmvd_libvirt_sync_pending(d->libvirt))
+    return G_SOURCE_CONTINUE;
+  if (!hmmvd_libvirt_sync_begin(d->libvirt, run_interval, d))
+    run_interval(d);
   return G_SOURCE_CONTINUE;
 }
 

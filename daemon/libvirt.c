@@ -2,6 +2,7 @@
 /*
  * hmmvd's libvirt source of VMs (see libvirt.h).
  */
+#include "libvirt-qmp.h"
 #include "libvirt.h"
 #include "quota.h"
 
@@ -15,6 +16,11 @@
  * ones, so a hung (not just dead) libvirtd is noticed within ~20 s. */
 #define KEEPALIVE_INTERVAL_S 5
 #define KEEPALIVE_COUNT 3
+/* Each QMP exchange with a domain (through libvirtd, on the domain's own worker thread) is
+ * over within this; libvirt itself waits for QEMU's reply without any limit. 5 s: a healthy
+ * TCG guest on a loaded 2-core host answers hmmv-sync in tens of ms, a start-up's 5 exchanges
+ * in well under a second; a QEMU that misses it is dropped and retried (retry_dropped). */
+#define LIBVIRT_QMP_TIMEOUT_MS 5000
 
 struct _HmmvdLibvirt {
   HmmvdVms *vms;
@@ -28,6 +34,11 @@ struct _HmmvdLibvirt {
   int metadata_id;
   guint retry_source;
   gboolean closing;             /* forwarded events arriving now are dropped */
+  HmmvdLibvirtQmp *qmp;         /* the domains' QMP workers */
+  GHashTable *starting;         /* name -> DomainStart: start-ups under way on workers */
+  guint check_source;           /* retries dropped domains */
+  GSourceFunc sync_done;        /* the interval waiting for the domains' hmmv-sync */
+  gpointer sync_data;
 };
 
 /* Reference counted (g_atomic_rc_box) so that callbacks still queued on the main context
@@ -45,34 +56,13 @@ lv_unref(gpointer lv)
   g_atomic_rc_box_release(lv);
 }
 
-static const char *
-last_error_message(void)
-{
-  const char *message = virGetLastErrorMessage();
-
-  return message != NULL ? message : "unknown libvirt error";
-}
+#define last_error_message hmmvd_libvirt_last_error_message
+#define set_libvirt_error hmmvd_libvirt_set_error
 
 /* libvirt prints every error on stderr by default; hmmvd reports them itself, once. */
 static void
 quiet_error_handler(void *user_data, virErrorPtr error)
 {
-}
-
-static void
-set_libvirt_error(GError **error, const char *what)
-{
-  int code = virGetLastErrorCode();
-  int hmmv_code = HMMV_ERROR_IO;
-
-  if (code == VIR_ERR_NO_DOMAIN || code == VIR_ERR_OPERATION_INVALID)
-    hmmv_code = HMMV_ERROR_GONE;          /* no such domain, or it is not running */
-  else if (code == VIR_ERR_NO_SUPPORT || code == VIR_ERR_OPERATION_UNSUPPORTED ||
-           code == VIR_ERR_ARGUMENT_UNSUPPORTED)
-    hmmv_code = HMMV_ERROR_NOT_SUPPORTED;
-  else if (code == VIR_ERR_OPERATION_DENIED || code == VIR_ERR_AUTH_FAILED)
-    hmmv_code = HMMV_ERROR_PERMISSION;
-  g_set_error(error, HMMV_ERROR, hmmv_code, "%s: %s", what, last_error_message());
 }
 
 static void
@@ -84,44 +74,6 @@ replace_str(char **slot, const char *value)
   g_free(old);
 }
 
-/* ------------------------------------------------------------------------------------------
- * The QMP transport: virDomainQemuMonitorCommand on the current connection. The domain is
- * looked up by UUID at each call, so transports survive a reconnect; libvirt's run id tells
- * a restarted domain (another QEMU) from the one the transport was made for.
- */
-
-typedef struct {
-  HmmvdLibvirt *lv;             /* a reference */
-  char *uuid;
-  char *name;
-  int id;
-} LibvirtQmp;
-
-static virDomainPtr
-libvirt_qmp_lookup(LibvirtQmp *lq, GError **error)
-{
-  virDomainPtr dom;
-
-  if (lq->lv->conn == NULL) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO,
-                "domain %s: libvirt is not connected (reconnecting)", lq->name);
-    return NULL;
-  }
-  dom = virDomainLookupByUUIDString(lq->lv->conn, lq->uuid);
-  if (dom == NULL) {
-    set_libvirt_error(error, lq->name);
-    return NULL;
-  }
-  if ((int)virDomainGetID(dom) != lq->id) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_GONE,
-                "domain %s: stopped or restarted (run id %d, was %d)", lq->name,
-                (int)virDomainGetID(dom), lq->id);
-    virDomainFree(dom);
-    return NULL;
-  }
-  return dom;
-}
-
 static char *
 take_libvirt_string(char *text)
 {
@@ -129,91 +81,6 @@ take_libvirt_string(char *text)
 
   free(text);
   return copy;
-}
-
-static char *
-libvirt_qmp_transact(HmmvQmp *qmp, const char *command_json, GError **error)
-{
-  LibvirtQmp *lq = qmp->priv;
-  virDomainPtr dom = libvirt_qmp_lookup(lq, error);
-  char *result = NULL;
-  int ret;
-
-  if (dom == NULL)
-    return NULL;
-  ret = virDomainQemuMonitorCommand(dom, command_json, &result,
-                                    VIR_DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT);
-  if (ret < 0)
-    set_libvirt_error(error, lq->name);
-  virDomainFree(dom);
-  return ret < 0 ? NULL : take_libvirt_string(result);
-}
-
-static gboolean
-libvirt_qmp_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error)
-{
-  LibvirtQmp *lq = qmp->priv;
-  g_autoptr(JsonObject) args = json_object_new();
-  g_autofree char *command = NULL;
-  g_autofree char *reply = NULL;
-  g_autoptr(JsonNode) ret = NULL;
-  virDomainPtr dom = libvirt_qmp_lookup(lq, error);
-  char *result = NULL;
-  int fds[1] = { fd };
-  int rc;
-
-  if (dom == NULL)
-    return FALSE;
-  json_object_set_string_member(args, "fdname", fdname);
-  command = hmmv_qmp_build_command("getfd", args);
-  rc = virDomainQemuMonitorCommandWithFiles(dom, command, 1, fds, NULL, NULL, &result,
-                                            VIR_DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT);
-  if (rc < 0)
-    set_libvirt_error(error, lq->name);
-  virDomainFree(dom);
-  if (rc < 0)
-    return FALSE;
-  reply = take_libvirt_string(result);
-  ret = hmmv_qmp_parse_reply(reply, error);
-  if (ret == NULL) {
-    g_prefix_error(error, "getfd: ");
-    return FALSE;
-  }
-  return TRUE;
-}
-
-static void
-libvirt_qmp_destroy(HmmvQmp *qmp)
-{
-  LibvirtQmp *lq = qmp->priv;
-
-  if (lq == NULL)
-    return;
-  lv_unref(lq->lv);
-  g_free(lq->uuid);
-  g_free(lq->name);
-  g_free(lq);
-}
-
-static const struct hmmv_qmp_ops libvirt_qmp_ops = {
-  .name = "libvirt",
-  .transact = libvirt_qmp_transact,
-  .send_fd = libvirt_qmp_send_fd,
-  .destroy = libvirt_qmp_destroy,
-};
-
-static HmmvQmp *
-libvirt_qmp_new(HmmvdLibvirt *lv, virDomainPtr dom, GError **error)
-{
-  LibvirtQmp *lq = g_new0(LibvirtQmp, 1);
-  char uuid[VIR_UUID_STRING_BUFLEN];
-
-  virDomainGetUUIDString(dom, uuid);
-  lq->lv = lv_ref(lv);
-  lq->uuid = g_strdup(uuid);
-  lq->name = g_strdup(virDomainGetName(dom));
-  lq->id = (int)virDomainGetID(dom);
-  return hmmv_qmp_new(&libvirt_qmp_ops, lq, error);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -260,6 +127,17 @@ refresh_quota(HmmvdLibvirt *lv, virDomainPtr dom)
   g_debug("vm %s: quota %s", name, xml != NULL ? xml : "(defaults: no hmmv metadata)");
 }
 
+static void
+refresh_quota_by_name(HmmvdLibvirt *lv, const char *name)
+{
+  virDomainPtr dom = lv->conn != NULL ? virDomainLookupByName(lv->conn, name) : NULL;
+
+  if (dom == NULL)
+    return;
+  refresh_quota(lv, dom);
+  virDomainFree(dom);
+}
+
 static gboolean
 write_quota(const char *name, const HmmvQuota *quota, gpointer user_data, GError **error)
 {
@@ -301,6 +179,113 @@ is_tracked_incarnation(const HmmvdVmInfo *info, const char *uuid, int pid)
          g_strcmp0(info->uuid, uuid) == 0;
 }
 
+/* A domain's start-up: every QMP round trip (layout, getfd, hmmv-start) on a worker thread,
+ * each under the transport's deadline; the table is touched on the main thread only. */
+typedef struct {
+  HmmvdLibvirt *lv;             /* a reference; lv->closing: only clean up */
+  char *name;
+  char *uuid;
+  int pid;
+  guint64 max_ram_bytes;
+  guint interval_ms;
+  /* results */
+  HmmvQmp *qmp;
+  HmmvVm *vm;
+  HmmvTracker *tracker;
+} DomainStart;
+
+static void
+domain_start_free(gpointer data)
+{
+  DomainStart *start = data;
+
+  if (start->tracker != NULL)
+    hmmv_tracker_stop(start->tracker);  /* started, then abandoned: stop the export */
+  hmmv_tracker_free(start->tracker);
+  hmmv_vm_free(start->vm);
+  hmmv_qmp_free(start->qmp);
+  lv_unref(start->lv);
+  g_free(start->name);
+  g_free(start->uuid);
+  g_free(start);
+}
+
+static void
+domain_start_run(GTask *task, gpointer source_object, gpointer task_data,
+                 GCancellable *cancellable)
+{
+  DomainStart *start = task_data;
+  GError *error = NULL;
+
+  if (!hmmvd_vm_build_started(start->name, start->qmp, start->pid, start->max_ram_bytes,
+                              start->interval_ms, &start->vm, &start->tracker, &error))
+    g_task_return_error(task, error);
+  else
+    g_task_return_boolean(task, TRUE);
+}
+
+static void refresh_quota_by_name(HmmvdLibvirt *lv, const char *name);
+
+/* Main thread. */
+static void
+domain_start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
+{
+  DomainStart *start = g_task_get_task_data(G_TASK(result));
+  HmmvdLibvirt *lv = start->lv;
+  g_autoptr(GError) local_error = NULL;
+  HmmvdVmInfo *info;
+
+  if (lv->closing || g_hash_table_lookup(lv->starting, start->name) != start)
+    return;                               /* hmmvd stops, or the domain went meanwhile */
+  g_hash_table_steal(lv->starting, start->name);
+  info = hmmvd_vms_lookup(lv->vms, start->name);
+  if (info == NULL || g_strcmp0(info->uuid, start->uuid) != 0 || info->pid != start->pid) {
+    g_debug("domain %s: stopped while tracking started", start->name);
+  } else if (!g_task_propagate_boolean(G_TASK(result), &local_error)) {
+    /* vms lists it with the reason ("QEMU lacks the hmmv patches: ...") and logs it */
+    hmmvd_vms_fail_start(lv->vms, start->name, local_error);
+  } else if (hmmvd_vms_add_started(lv->vms, start->name, HMMVD_SOURCE_LIBVIRT, start->pid,
+                                   start->uuid, g_steal_pointer(&start->qmp),
+                                   start->max_ram_bytes, g_steal_pointer(&start->vm),
+                                   g_steal_pointer(&start->tracker), NULL)) {
+    g_message("vm %s: libvirt domain %s, QEMU pid %d", start->name, start->uuid, start->pid);
+  }
+  refresh_quota_by_name(lv, start->name);
+}
+
+static void
+domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid)
+{
+  const char *name = virDomainGetName(dom);
+  g_autoptr(GError) local_error = NULL;
+  DomainStart *start;
+  GTask *task;
+  HmmvQmp *qmp;
+
+  qmp = hmmvd_libvirt_qmp_transport_new(lv->qmp, uuid, name, (int)virDomainGetID(dom),
+                                        &local_error);
+  if (qmp == NULL) {
+    hmmvd_vms_add_unmanaged(lv->vms, name, HMMVD_SOURCE_LIBVIRT, local_error->message);
+    return;
+  }
+  start = g_new0(DomainStart, 1);
+  start->lv = lv_ref(lv);
+  start->name = g_strdup(name);
+  start->uuid = g_strdup(uuid);
+  start->pid = pid;
+  /* libvirt's view of the domain's memory (KiB; DIMMs included) bounds what QEMU claims. */
+  start->max_ram_bytes = (guint64)virDomainGetMaxMemory(dom) << 10;
+  start->interval_ms = lv->config->interval_ms;
+  start->qmp = qmp;
+  /* listed meanwhile, so status shows it and a quota can be read for it */
+  hmmvd_vms_add_starting(lv->vms, name, HMMVD_SOURCE_LIBVIRT, pid, uuid);
+  task = g_task_new(NULL, NULL, domain_start_done, NULL);
+  g_task_set_task_data(task, start, domain_start_free);
+  g_hash_table_replace(lv->starting, start->name, start);
+  g_task_run_in_thread(task, domain_start_run);
+  g_object_unref(task);
+}
+
 static void
 add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
 {
@@ -310,7 +295,7 @@ add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
   g_autofree char *conflict = NULL;
   g_autofree char *reason = NULL;
   HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
-  HmmvQmp *qmp;
+  DomainStart *starting = g_hash_table_lookup(lv->starting, name);
   char *xml;
   int pid = -1;
 
@@ -321,35 +306,31 @@ add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
   }
   if (!hmmvd_libvirt_read_pid(lv->config->libvirt_run_dir, name, &pid, &local_error)) {
     reason = g_strdup_printf("cannot find QEMU's pid: %s", local_error->message);
-  } else if (info != NULL && is_tracked_incarnation(info, uuid, pid)) {
+  } else if ((info != NULL && is_tracked_incarnation(info, uuid, pid)) ||
+             (starting != NULL && starting->pid == pid && strcmp(starting->uuid, uuid) == 0)) {
     refresh_quota(lv, dom);               /* the same QEMU: keep it, events may be missed */
     return;
+  } else if (hmmvd_libvirt_qmp_is_busy(lv->qmp, uuid)) {
+    /* a QEMU that missed a deadline and has not answered since: retried when it does */
+    reason = g_strdup_printf("QEMU has not answered QMP for over %u ms (retrying every %u ms)",
+                             LIBVIRT_QMP_TIMEOUT_MS, lv->config->reconnect_ms);
   } else if ((xml = virDomainGetXMLDesc(dom, 0)) == NULL) {
     reason = g_strdup_printf("cannot read the domain XML: %s", last_error_message());
   } else {
     conflict = hmmvd_libvirt_numatune_conflict(xml, lv->topo);
     free(xml);
   }
+  g_hash_table_remove(lv->starting, name);  /* another QEMU: its start-up counts no more */
   if (info != NULL)
     hmmvd_vms_remove(lv->vms, name);      /* another QEMU, or an entry to re-evaluate */
   if (reason != NULL || conflict != NULL) {
     const char *why = reason != NULL ? reason : conflict;
 
     hmmvd_vms_add_unmanaged(lv->vms, name, HMMVD_SOURCE_LIBVIRT, why);
+    hmmvd_vms_lookup(lv->vms, name)->dropped = reason != NULL && pid > 0;
     return;
   }
-  /* On failure vms lists the VM with the reason ("QEMU lacks the hmmv patches: ...") and
-   * logs it; the quota is still read so that status shows it. */
-  qmp = libvirt_qmp_new(lv, dom, &local_error);
-  if (qmp == NULL) {
-    hmmvd_vms_add_unmanaged(lv->vms, name, HMMVD_SOURCE_LIBVIRT, local_error->message);
-    return;
-  }
-  /* libvirt's view of the domain's memory (KiB; DIMMs included) bounds what QEMU claims. */
-  if (hmmvd_vms_add(lv->vms, name, HMMVD_SOURCE_LIBVIRT, pid, uuid, qmp,
-                    (guint64)virDomainGetMaxMemory(dom) << 10, NULL))
-    g_message("vm %s: libvirt domain %s, QEMU pid %d", name, uuid, pid);
-  refresh_quota(lv, dom);
+  domain_start(lv, dom, uuid, pid);
 }
 
 static void
@@ -357,6 +338,7 @@ remove_domain(HmmvdLibvirt *lv, const char *name, const char *why)
 {
   HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
 
+  g_hash_table_remove(lv->starting, name);
   if (info == NULL || info->source != HMMVD_SOURCE_LIBVIRT)
     return;
   g_message("vm %s: %s, no longer managed", name, why);
@@ -553,6 +535,7 @@ disconnect(HmmvdLibvirt *lv)
     virConnectDomainEventDeregisterAny(lv->conn, lv->metadata_id);
   virConnectUnregisterCloseCallback(lv->conn, on_close);
   lv->lifecycle_id = lv->metadata_id = -1;
+  hmmvd_libvirt_qmp_set_connection(lv->qmp, NULL);
   virConnectClose(lv->conn);
   lv->conn = NULL;
 }
@@ -568,6 +551,7 @@ connect_libvirt(HmmvdLibvirt *lv, GError **error)
     return FALSE;
   }
   lv->conn = conn;
+  hmmvd_libvirt_qmp_set_connection(lv->qmp, conn);
   if (virConnectSetKeepAlive(conn, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT) < 0)
     g_debug("libvirt: no keepalive on %s: %s", uri, last_error_message());
   /* Events first, discovery second: a domain starting in between is seen twice, which
@@ -611,6 +595,98 @@ schedule_reconnect(HmmvdLibvirt *lv)
     lv->retry_source = g_timeout_add(MAX(lv->config->reconnect_ms, 100), retry_connect, lv);
 }
 
+/* Domains dropped because their QEMU missed a QMP deadline (or whose layout changed) are
+ * tried again once nothing is left under way with them. */
+static gboolean
+retry_dropped(gpointer data)
+{
+  HmmvdLibvirt *lv = data;
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+  GPtrArray *list;
+
+  if (lv->conn == NULL)
+    return G_SOURCE_CONTINUE;
+  list = hmmvd_vms_list(lv->vms);
+  for (guint i = 0; i < list->len; i++) {
+    const HmmvdVmInfo *info = g_ptr_array_index(list, i);
+
+    if (info->source == HMMVD_SOURCE_LIBVIRT && info->dropped && !info->in_core &&
+        info->uuid != NULL && !g_hash_table_contains(lv->starting, info->name) &&
+        !hmmvd_libvirt_qmp_is_busy(lv->qmp, info->uuid))
+      g_ptr_array_add(names, g_strdup(info->name));
+  }
+  for (guint i = 0; i < names->len; i++) {
+    const char *name = g_ptr_array_index(names, i);
+    virDomainPtr dom = virDomainLookupByName(lv->conn, name);
+
+    if (dom == NULL || virDomainIsActive(dom) != 1) {
+      remove_domain(lv, name, "stopped while dropped");
+    } else {
+      g_message("vm %s: trying again", name);
+      add_domain(lv, dom);
+    }
+    if (dom != NULL)
+      virDomainFree(dom);
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+/* vms: a domain's RAM layout changed; its tracking restarts off the main thread. */
+static void
+restart_domain(const char *name, gpointer user_data)
+{
+  HmmvdLibvirt *lv = user_data;
+  virDomainPtr dom = lv->conn != NULL ? virDomainLookupByName(lv->conn, name) : NULL;
+
+  if (dom == NULL)
+    return;                               /* retry_dropped tries it again */
+  add_domain(lv, dom);
+  virDomainFree(dom);
+}
+
+/* The interval's hmmv-sync, sent ahead (see libvirt-qmp.h). */
+static gboolean
+sync_done(gpointer data)
+{
+  HmmvdLibvirt *lv = data;
+  GSourceFunc done = lv->sync_done;
+
+  lv->sync_done = NULL;
+  if (done != NULL && !lv->closing)
+    done(lv->sync_data);
+  return G_SOURCE_REMOVE;
+}
+
+gboolean
+hmmvd_libvirt_sync_begin(HmmvdLibvirt *lv, GSourceFunc done, gpointer data)
+{
+  if (lv == NULL || lv->sync_done != NULL)
+    return FALSE;
+  lv->sync_done = done;
+  lv->sync_data = data;
+  /* healthy domains answer in ms; one slower than an interval (at least 1 s) costs only its
+   * own harvest, never the others' interval */
+  if (!hmmvd_libvirt_qmp_sync_begin(lv->qmp, MAX(lv->config->interval_ms, 1000), sync_done,
+                                    lv)) {
+    lv->sync_done = NULL;
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+hmmvd_libvirt_sync_pending(const HmmvdLibvirt *lv)
+{
+  return lv != NULL && lv->sync_done != NULL;
+}
+
+void
+hmmvd_libvirt_sync_end(HmmvdLibvirt *lv)
+{
+  if (lv != NULL)
+    hmmvd_libvirt_qmp_sync_end(lv->qmp);
+}
+
 gboolean
 hmmvd_libvirt_is_connected(const HmmvdLibvirt *lv)
 {
@@ -638,7 +714,11 @@ hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config, const HmmvTopology *
   lv->lifecycle_id = lv->metadata_id = -1;
   g_mutex_init(&lv->lock);
   lv->pending = g_ptr_array_new();
+  lv->qmp = hmmvd_libvirt_qmp_new(LIBVIRT_QMP_TIMEOUT_MS);
+  lv->starting = g_hash_table_new(g_str_hash, g_str_equal);
   hmmvd_vms_set_quota_writer(vms, write_quota, lv);
+  hmmvd_vms_set_restart_func(vms, HMMVD_SOURCE_LIBVIRT, restart_domain, lv);
+  lv->check_source = g_timeout_add(MAX(config->reconnect_ms, 100), retry_dropped, lv);
   if (!connect_libvirt(lv, &local_error)) {
     g_warning("libvirt: %s; retrying every %u ms", local_error->message,
               config->reconnect_ms);
@@ -656,9 +736,16 @@ hmmvd_libvirt_free(HmmvdLibvirt *lv)
     return;
   lv->closing = TRUE;
   hmmvd_vms_set_quota_writer(lv->vms, NULL, NULL);
+  hmmvd_vms_set_restart_func(lv->vms, HMMVD_SOURCE_LIBVIRT, NULL, NULL);
   if (lv->retry_source != 0)
     g_source_remove(lv->retry_source);
   lv->retry_source = 0;
+  if (lv->check_source != 0)
+    g_source_remove(lv->check_source);
+  lv->check_source = 0;
+  /* start-ups still running end on their own (each exchange has its deadline) and only
+   * clean up: lv->closing */
+  g_hash_table_remove_all(lv->starting);
   disconnect(lv);
   /* Events still queued would never run now: drop them (and their references). */
   for (;;) {
@@ -674,6 +761,9 @@ hmmvd_libvirt_free(HmmvdLibvirt *lv)
     g_source_unref(source);
   }
   g_ptr_array_unref(lv->pending);
+  g_hash_table_unref(lv->starting);
+  hmmvd_libvirt_qmp_sync_end(lv->qmp);
+  hmmvd_libvirt_qmp_unref(lv->qmp);
   g_mutex_clear(&lv->lock);
   g_main_context_unref(lv->context);
   lv_unref(lv);

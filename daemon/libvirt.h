@@ -39,6 +39,13 @@ HmmvdLibvirt *hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config,
 /* Closes the connection and drops queued events; VMs stay in vms (remove them first). */
 void hmmvd_libvirt_free(HmmvdLibvirt *lv);
 gboolean hmmvd_libvirt_is_connected(const HmmvdLibvirt *lv);
+/* The interval's hmmv-sync to every tracking domain, sent ahead on their QMP workers so the
+ * main loop never waits for a QEMU: TRUE when sent, then done(data) runs on the main loop
+ * once all answered or missed their deadline; run the interval there, then sync_end. FALSE:
+ * nothing to wait for (no domain tracking, or a round already under way: sync_pending). */
+gboolean hmmvd_libvirt_sync_begin(HmmvdLibvirt *lv, GSourceFunc done, gpointer data);
+gboolean hmmvd_libvirt_sync_pending(const HmmvdLibvirt *lv);
+void hmmvd_libvirt_sync_end(HmmvdLibvirt *lv);
 
 /* Helpers, exposed for tests. */
 

@@ -72,6 +72,9 @@ struct _HmmvdVms {
   GPtrArray *doomed;          /* VmEntry removed or replaced meanwhile: untracked after it */
   GArray *waiters;            /* IdleWaiter: called when it is done */
   guint64 intervals_skipped;  /* ticks that found an interval still running */
+  HmmvdVmRestartFunc restart;   /* for VMs of restart_source */
+  HmmvdSource restart_source;
+  gpointer restart_data;
 };
 
 static void
@@ -151,6 +154,15 @@ hmmvd_vms_set_gone_func(HmmvdVms *vms, HmmvdVmGoneFunc func, gpointer user_data)
 {
   vms->gone = func;
   vms->gone_data = user_data;
+}
+
+void
+hmmvd_vms_set_restart_func(HmmvdVms *vms, HmmvdSource source, HmmvdVmRestartFunc func,
+                           gpointer user_data)
+{
+  vms->restart = func;
+  vms->restart_source = source;
+  vms->restart_data = user_data;
 }
 
 void
@@ -272,10 +284,22 @@ proxy_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error)
   return hmmv_qmp_send_fd(qmp->priv, fd, fdname, error);
 }
 
+static void
+proxy_post(HmmvQmp *qmp, const char *command_json)
+{
+  HmmvQmp *real = qmp->priv;
+
+  if (real->ops->post != NULL)
+    real->ops->post(real, command_json);
+  else
+    g_free(real->ops->transact(real, command_json, NULL));
+}
+
 static const struct hmmv_qmp_ops proxy_ops = {
   .name = "hmmvd-borrowed",
   .transact = proxy_transact,
   .send_fd = proxy_send_fd,
+  .post = proxy_post,
 };
 
 /* QEMU's claims about its RAM are checked against its mappings and the source's view of the
@@ -337,6 +361,8 @@ failure_status(const GError *error)
     return g_strdup_printf("QEMU lacks the hmmv patches: %s", error->message);
   if (g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE))
     return g_strdup_printf("gone: %s", error->message);
+  if (g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT))
+    return g_strdup_printf("not answering, retried: %s", error->message);
   return g_strdup_printf("tracking failed: %s", error->message);
 }
 
@@ -379,6 +405,7 @@ track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker, GError **
     return FALSE;
   }
   entry->info.in_core = TRUE;
+  entry->info.dropped = FALSE;
   entry->nr_pages = nr_pages;
   if (entry->info.paused)
     (void)hmmv_core_set_paused(vms->core, name, TRUE, NULL);
@@ -468,6 +495,29 @@ hmmvd_vms_add_started(HmmvdVms *vms, const char *name, HmmvdSource source, int p
   entry->qmp = qmp;
   entry->max_ram_bytes = max_ram_bytes;
   return track(vms, entry, vm, tracker, error);
+}
+
+void
+hmmvd_vms_add_starting(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
+                       const char *uuid)
+{
+  VmEntry *entry = entry_new(vms, name, source, pid, uuid);
+
+  set_status(entry, "starting: tracking starts on a worker thread");
+}
+
+void
+hmmvd_vms_fail_start(HmmvdVms *vms, const char *name, const GError *error)
+{
+  VmEntry *entry = g_hash_table_lookup(vms->entries, name);
+  g_autofree char *status = NULL;
+
+  if (entry == NULL)
+    return;
+  status = failure_status(error);
+  set_status(entry, status);
+  entry->info.dropped = g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT);
+  g_warning("vm %s: not managed: %s", name, status);
 }
 
 void
@@ -764,6 +814,19 @@ handle_gone(HmmvdVms *vms, VmEntry *entry, const char *message)
     vms->gone(entry->info.name, vms->gone_data);
 }
 
+/* Its QEMU missed a QMP deadline: out of the core (its DRAM goes back to the pool), listed
+ * with the reason, and its source tries it again once QEMU answers. */
+static void
+handle_timed_out(HmmvdVms *vms, VmEntry *entry, const char *message)
+{
+  g_autofree char *status = g_strdup_printf("not answering, retried: %s", message);
+
+  g_warning("vm %s: dropped, QEMU missed a QMP deadline: %s", entry->info.name, message);
+  untrack(vms, entry);
+  set_status(entry, status);
+  entry->info.dropped = TRUE;
+}
+
 static void
 restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
 {
@@ -776,6 +839,13 @@ restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
   g_message("vm %s: RAM layout changed, restarting tracking (%s)", name, message);
   untrack(vms, entry);
   entry->retry_layout = FALSE;   /* track() sets it again if the layout is still moving */
+  if (vms->restart != NULL && entry->info.source == vms->restart_source) {
+    /* the source queries the new layout off the main thread */
+    set_status(entry, "restarting tracking: the RAM layout changed");
+    entry->info.dropped = TRUE;
+    vms->restart(name, vms->restart_data);
+    return;
+  }
   if (entry->qmp != NULL)
     built = build_from_qmp(vms, entry, &vm, &tracker, &error);
   else if (vms->rebuild != NULL)
@@ -842,7 +912,9 @@ interval_read_report(HmmvdVms *vms)
 {
   g_autoptr(GPtrArray) gone = g_ptr_array_new();
   g_autoptr(GPtrArray) relayout = g_ptr_array_new();
+  g_autoptr(GPtrArray) timed_out = g_ptr_array_new();
   g_autoptr(GPtrArray) messages = g_ptr_array_new_with_free_func(g_free);
+  g_autoptr(GPtrArray) timed_out_messages = g_ptr_array_new_with_free_func(g_free);
 
   vms->have_report = TRUE;
   log_balance(vms);
@@ -871,6 +943,9 @@ interval_read_report(HmmvdVms *vms)
     } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED)) {
       g_ptr_array_add(relayout, entry);
       g_ptr_array_add(messages, g_strdup(rep->error->message));
+    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT)) {
+      g_ptr_array_add(timed_out, entry);
+      g_ptr_array_add(timed_out_messages, g_strdup(rep->error->message));
     } else {
       record_error(entry, rep->error->message);
     }
@@ -881,6 +956,9 @@ interval_read_report(HmmvdVms *vms)
   for (guint i = 0; i < relayout->len; i++)
     restart_tracking(vms, g_ptr_array_index(relayout, i),
                      g_ptr_array_index(messages, gone->len + i));
+  for (guint i = 0; i < timed_out->len; i++)
+    handle_timed_out(vms, g_ptr_array_index(timed_out, i),
+                     g_ptr_array_index(timed_out_messages, i));
   retry_layouts(vms);
 }
 

@@ -36,6 +36,8 @@ typedef struct {
   guint64 errors;               /* intervals that failed */
   HmmvVmReport last;            /* last interval's figures (error member not used) */
   gboolean in_core;             /* tracked and moved by the core */
+  gboolean dropped;             /* left the core because its QEMU missed a QMP deadline (or
+                                   its layout changed): the source tries it again */
   gboolean paused;              /* hmmvctl pause: tracked, nothing moves */
   HmmvMoveStats moves;          /* mover outcomes since the VM was listed (all tracking runs) */
   HmmvUnmovable unmovable;      /* pages backed off after failed moves, by cause (now) */
@@ -69,6 +71,17 @@ gboolean hmmvd_vm_build_started(const char *name, HmmvQmp *qmp, int pid, guint64
 gboolean hmmvd_vms_add_started(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
                                const char *uuid, HmmvQmp *qmp, guint64 max_ram_bytes,
                                HmmvVm *vm, HmmvTracker *tracker, GError **error);
+/* For sources that start tracking on a worker thread: list the VM as starting meanwhile, and
+ * record a start-up that failed (status and log as hmmvd_vms_add; a missed deadline marks it
+ * dropped, to be retried). */
+void hmmvd_vms_add_starting(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
+                            const char *uuid);
+void hmmvd_vms_fail_start(HmmvdVms *vms, const char *name, const GError *error);
+/* Set, a source restarts its VMs' tracking itself (off the main thread) when their RAM layout
+ * changed: the VM leaves the core, is marked dropped, and func is told its name. */
+typedef void (*HmmvdVmRestartFunc)(const char *name, gpointer user_data);
+void hmmvd_vms_set_restart_func(HmmvdVms *vms, HmmvdSource source, HmmvdVmRestartFunc func,
+                                gpointer user_data);
 /* The part of hmmvd_vms_add after the VM and its tracker are built (both taken); also the
  * entry point of the unit tests (fake tracker, sim mover). A VM added this way has no QMP
  * transport: when its RAM layout changes, tracking restarts through the rebuild function
@@ -105,8 +118,9 @@ HmmvdVmInfo *hmmvd_vms_lookup(HmmvdVms *vms, const char *name);
 /* Sorted by name; the array and its elements belong to vms. */
 GPtrArray *hmmvd_vms_list(HmmvdVms *vms);
 /* Run one interval and record its report. A VM whose QEMU is gone leaves the core, stays
- * listed as "gone" and the gone function is told; a changed RAM layout restarts its tracking;
- * other errors count in errors/last_error. */
+ * listed as "gone" and the gone function is told; one whose QEMU missed a QMP deadline
+ * (HMMV_ERROR_TIMED_OUT) leaves the core marked dropped, for its source to retry; a changed
+ * RAM layout restarts its tracking; other errors count in errors/last_error. */
 void hmmvd_vms_run_interval(HmmvdVms *vms);
 /* The same interval on the core's worker thread (the main loop goes on serving); done, when
  * not NULL, is called on this thread once its report is read. FALSE (and counted as skipped)

@@ -120,6 +120,19 @@ hmmv_qmp_execute(HmmvQmp *qmp, const char *command, JsonObject *arguments, GErro
   return ret;
 }
 
+void
+hmmv_qmp_post(HmmvQmp *qmp, const char *command, JsonObject *arguments)
+{
+  g_autofree char *text = hmmv_qmp_build_command(command, arguments);
+  g_autofree char *reply = NULL;
+
+  if (qmp->ops->post != NULL) {
+    qmp->ops->post(qmp, text);
+    return;
+  }
+  reply = qmp->ops->transact(qmp, text, NULL);
+}
+
 gboolean
 hmmv_qmp_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error)
 {

@@ -24,6 +24,7 @@ G_BEGIN_DECLS
  * @HMMV_ERROR_LAYOUT_CHANGED: the VM's RAM layout changed; tracking must restart
  * @HMMV_ERROR_NO_SPACE: the target NUMA node is full (move_pages(2) failed with ENOMEM)
  * @HMMV_ERROR_BUSY: the object is in use (a core whose interval is running); try again later
+ * @HMMV_ERROR_TIMED_OUT: a peer (QEMU through libvirt) missed the deadline of an exchange
  */
 typedef enum {
   HMMV_ERROR_FAILED,
@@ -38,6 +39,7 @@ typedef enum {
   HMMV_ERROR_LAYOUT_CHANGED,
   HMMV_ERROR_NO_SPACE,
   HMMV_ERROR_BUSY,
+  HMMV_ERROR_TIMED_OUT,
 } HmmvError;
 
 GQuark hmmv_error_quark(void);

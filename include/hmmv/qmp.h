@@ -24,6 +24,9 @@ struct hmmv_qmp_ops {
   char *(*transact)(HmmvQmp *qmp, const char *command_json, GError **error);
   /* optional: pass fd to QEMU under fdname (getfd); FALSE with NOT_SUPPORTED if impossible */
   gboolean (*send_fd)(HmmvQmp *qmp, int fd, const char *fdname, GError **error);
+  /* optional: send the command, in order with the others, without waiting for its reply
+   * (hmmv_qmp_post); without it, post runs transact and drops the reply */
+  void (*post)(HmmvQmp *qmp, const char *command_json);
   /* optional */
   void (*destroy)(HmmvQmp *qmp);
 };
@@ -56,6 +59,9 @@ int hmmv_qmp_get_peer_pid(HmmvQmp *qmp);
 JsonNode *hmmv_qmp_execute(HmmvQmp *qmp, const char *command, JsonObject *arguments,
                            GError **error);
 gboolean hmmv_qmp_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error);
+/* Execute a command whose reply nobody reads (hmmv-stop): a transport with a post hook
+ * queues it behind the commands before it and returns at once. */
+void hmmv_qmp_post(HmmvQmp *qmp, const char *command, JsonObject *arguments);
 
 /* Helpers shared by transports and tests. */
 char *hmmv_qmp_build_command(const char *command, JsonObject *arguments);

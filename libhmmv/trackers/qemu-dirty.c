@@ -362,11 +362,11 @@ static void
 qemu_dirty_stop(HmmvTracker *tracker)
 {
   QemuDirty *qd = tracker->priv;
-  g_autoptr(JsonNode) ret = NULL;
 
   qd->prestarted = FALSE;
+  /* QEMU may be gone or hung: nobody waits for the reply (libvirt's transport queues it) */
   if (qd->active)
-    ret = hmmv_qmp_execute(qd->qmp, "hmmv-stop", NULL, NULL);   /* QEMU may be gone */
+    hmmv_qmp_post(qd->qmp, "hmmv-stop", NULL);
   qd->active = FALSE;
   g_clear_pointer(&qd->shm, hmmv_shm_free);
   g_array_set_size(qd->blocks, 0);

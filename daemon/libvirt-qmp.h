@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * QMP to libvirt domains (virDomainQemuMonitorCommand), off the main thread.
+ *
+ * libvirt waits for a QEMU's monitor reply without any timeout, so a QEMU that stops
+ * answering (stopped, hung, hostile) used to hold hmmvd's main loop for as long as it liked.
+ * Here every exchange of a domain runs on that domain's own worker thread, in order, and the
+ * caller waits at most a deadline per exchange: a domain whose QEMU misses it fails with
+ * HMMV_ERROR_TIMED_OUT, and while that exchange is still under way every later one fails at
+ * once instead of queueing behind it. Domains never wait for each other.
+ *
+ * The harvest's hmmv-sync is taken off the interval too: hmmvd_libvirt_qmp_sync_begin() sends
+ * it to every tracking domain at once, on their workers, while the main loop goes on; when all
+ * have answered (or missed the deadline) the interval runs, and each tracker's hmmv-sync is
+ * answered from what came back, without a round trip.
+ */
+#pragma once
+
+#include <hmmv/hmmv.h>
+#include <libvirt/libvirt.h>
+
+G_BEGIN_DECLS
+
+typedef struct _HmmvdLibvirtQmp HmmvdLibvirtQmp;
+
+/* The workers of one libvirt source. timeout_ms bounds each exchange. Reference counted: the
+ * transports and the worker threads hold references. */
+HmmvdLibvirtQmp *hmmvd_libvirt_qmp_new(guint timeout_ms);
+void hmmvd_libvirt_qmp_unref(HmmvdLibvirtQmp *lq);
+/* The connection the workers use (a reference is taken); NULL while disconnected. */
+void hmmvd_libvirt_qmp_set_connection(HmmvdLibvirtQmp *lq, virConnectPtr conn);
+
+/* A transport to domain uuid (name for messages) while it runs as libvirt run id id: every
+ * exchange checks the domain still runs as that id (a restarted domain is another QEMU). */
+HmmvQmp *hmmvd_libvirt_qmp_transport_new(HmmvdLibvirtQmp *lq, const char *uuid,
+                                         const char *name, int id, GError **error);
+/* TRUE while an exchange with the domain is still under way (its QEMU missed a deadline and
+ * has not answered yet): retrying it now would only queue behind that exchange. */
+gboolean hmmvd_libvirt_qmp_is_busy(HmmvdLibvirtQmp *lq, const char *uuid);
+
+/* Sends hmmv-sync to every domain whose tracking is active, each on its worker; done(data)
+ * runs on the calling thread's default main context once every domain has answered, or after
+ * wait_ms (at most the exchange deadline). FALSE (and done is not called) when no domain is
+ * tracking. The results are good for the next interval only: its harvests never wait; a
+ * domain that has not answered yet gets no harvest (HMMV_ERROR_IO), one past the exchange
+ * deadline fails with HMMV_ERROR_TIMED_OUT (dropped). sync_end() drops what is left. */
+gboolean hmmvd_libvirt_qmp_sync_begin(HmmvdLibvirtQmp *lq, guint wait_ms, GSourceFunc done,
+                                      gpointer data);
+void hmmvd_libvirt_qmp_sync_end(HmmvdLibvirtQmp *lq);
+
+/* libvirt's last error on this thread as a GError (no domain, or not running: GONE). */
+void hmmvd_libvirt_set_error(GError **error, const char *what);
+const char *hmmvd_libvirt_last_error_message(void);
+
+G_END_DECLS
