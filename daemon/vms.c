@@ -27,6 +27,8 @@
 
 #include <string.h>
 
+#define STARTING_STATUS "starting: tracking starts on a worker thread"
+
 typedef struct {
   HmmvdVmInfo info;           /* first: entries are handed out as HmmvdVmInfo */
   HmmvQmp *qmp;               /* owned; NULL for VMs added with a ready tracker */
@@ -436,7 +438,9 @@ entry_new(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, const ch
   VmEntry *entry = g_new0(VmEntry, 1);
 
   if (old != NULL) {
-    g_message("vm %s: listed again, replacing its previous entry (%s)", name, old->info.status);
+    if (!g_str_has_prefix(old->info.status, STARTING_STATUS))   /* its own start-up: quiet */
+      g_message("vm %s: listed again, replacing its previous entry (%s)", name,
+                old->info.status);
     retire(vms, old);
   }
   entry->info.name = g_strdup(name);
@@ -503,7 +507,7 @@ hmmvd_vms_add_starting(HmmvdVms *vms, const char *name, HmmvdSource source, int 
 {
   VmEntry *entry = entry_new(vms, name, source, pid, uuid);
 
-  set_status(entry, "starting: tracking starts on a worker thread");
+  set_status(entry, STARTING_STATUS);
 }
 
 void
@@ -827,6 +831,21 @@ handle_timed_out(HmmvdVms *vms, VmEntry *entry, const char *message)
   entry->info.dropped = TRUE;
 }
 
+/* QEMU tampered with the shared region under hmmvd (its header or counters changed; hmmvd
+ * sealed its size, so it cannot shrink it): out of the core, refused while that QEMU runs
+ * (its source lists it again when another QEMU comes). */
+static void
+handle_corrupt(HmmvdVms *vms, VmEntry *entry, const char *message)
+{
+  g_autofree char *status = g_strdup_printf("refused: QEMU tampered with its shared region: %s",
+                                            message);
+
+  g_warning("vm %s: refused, QEMU tampered with its shared region: %s", entry->info.name,
+            message);
+  untrack(vms, entry);
+  set_status(entry, status);
+}
+
 static void
 restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
 {
@@ -913,6 +932,8 @@ interval_read_report(HmmvdVms *vms)
   g_autoptr(GPtrArray) gone = g_ptr_array_new();
   g_autoptr(GPtrArray) relayout = g_ptr_array_new();
   g_autoptr(GPtrArray) timed_out = g_ptr_array_new();
+  g_autoptr(GPtrArray) corrupt = g_ptr_array_new();
+  g_autoptr(GPtrArray) corrupt_messages = g_ptr_array_new_with_free_func(g_free);
   g_autoptr(GPtrArray) messages = g_ptr_array_new_with_free_func(g_free);
   g_autoptr(GPtrArray) timed_out_messages = g_ptr_array_new_with_free_func(g_free);
 
@@ -946,6 +967,9 @@ interval_read_report(HmmvdVms *vms)
     } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT)) {
       g_ptr_array_add(timed_out, entry);
       g_ptr_array_add(timed_out_messages, g_strdup(rep->error->message));
+    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_CORRUPT)) {
+      g_ptr_array_add(corrupt, entry);
+      g_ptr_array_add(corrupt_messages, g_strdup(rep->error->message));
     } else {
       record_error(entry, rep->error->message);
     }
@@ -959,6 +983,8 @@ interval_read_report(HmmvdVms *vms)
   for (guint i = 0; i < timed_out->len; i++)
     handle_timed_out(vms, g_ptr_array_index(timed_out, i),
                      g_ptr_array_index(timed_out_messages, i));
+  for (guint i = 0; i < corrupt->len; i++)
+    handle_corrupt(vms, g_ptr_array_index(corrupt, i), g_ptr_array_index(corrupt_messages, i));
   retry_layouts(vms);
 }
 

@@ -119,7 +119,8 @@ HmmvdVmInfo *hmmvd_vms_lookup(HmmvdVms *vms, const char *name);
 GPtrArray *hmmvd_vms_list(HmmvdVms *vms);
 /* Run one interval and record its report. A VM whose QEMU is gone leaves the core, stays
  * listed as "gone" and the gone function is told; one whose QEMU missed a QMP deadline
- * (HMMV_ERROR_TIMED_OUT) leaves the core marked dropped, for its source to retry; a changed
+ * (HMMV_ERROR_TIMED_OUT) leaves the core marked dropped, for its source to retry; one whose
+ * QEMU tampered with the shared region (HMMV_ERROR_CORRUPT) leaves it, refused; a changed
  * RAM layout restarts its tracking; other errors count in errors/last_error. */
 void hmmvd_vms_run_interval(HmmvdVms *vms);
 /* The same interval on the core's worker thread (the main loop goes on serving); done, when

@@ -461,6 +461,14 @@ qemu_dirty_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **e
                 "); tracking must restart", state.layout_generation);
     return FALSE;
   }
+  /* QEMU only counts up; backwards is a QEMU writing the region it should not (it would
+   * read as 2^64 merged intervals) */
+  if (state.generation < qd->last_generation) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT,
+                "the region's generation went back from %" G_GUINT64_FORMAT " to %"
+                G_GUINT64_FORMAT, qd->last_generation, state.generation);
+    return FALSE;
+  }
   acc->intervals = state.generation - qd->last_generation;
   qd->last_generation = state.generation;
   for (guint m = 0; m < qd->blocks->len; m++) {

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A fake patched QEMU for hmmvd's hostile-region test (issue 10): speaks enough QMP for
+hmmvd to track it (query-hmmv-ramblocks over 16 MiB of RAM it really maps, getfd with the
+region's memfd, hmmv-start sizing and filling the region as the ABI says, hmmv-sync
+publishing a few written pages, hmmv-stop), then, at the ATTACK_AT-th hmmv-sync, turns on
+its region:
+
+  truncate  ftruncate(region, 0), then ftruncate(region, 2 x size): hmmvd sealed it, so
+            both must fail with EPERM; publishing goes on
+  punch     fallocate(PUNCH_HOLE) over the whole region: the seals allow it, the header
+            reads back as zeros
+  rewind    its generation counter goes backwards
+  none      never
+
+What it did is appended to LOG_FILE, one line per event ("attack truncate: EPERM EPERM").
+
+    fake-hmmv-qemu.py SOCKET LOG_FILE ATTACK [ATTACK_AT]
+"""
+import ctypes
+import json
+import mmap
+import os
+import socket
+import struct
+import sys
+import time
+
+PAGE = 4096
+RAM = 16 << 20
+BITMAPS = 4096 + 128 * 256          # HMMV_SHM_BITMAPS_OFFSET
+WORDS = RAM // PAGE // 64
+REGION = BITMAPS + PAGE              # the 64 bitmap words, page-aligned
+MAGIC = 0x4d48532d564d4d48
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 1, 2
+
+ram = mmap.mmap(-1, RAM)                                   # rw, really mapped
+ram_addr = ctypes.addressof(ctypes.c_char.from_buffer(ram))
+
+
+def note(path, text):
+    with open(path, 'a') as f:
+        f.write(text + '\n')
+
+
+class Fake:
+    def __init__(self, log, attack, attack_at):
+        self.log, self.attack, self.attack_at = log, attack, attack_at
+        self.fds = []
+        self.region = None
+        self.fd = -1
+        self.syncs = 0
+        self.generation = 0
+
+    def u64(self, off, value):
+        struct.pack_into('<Q', self.region, off, value)
+
+    def start(self):
+        self.fd = self.fds.pop()
+        os.ftruncate(self.fd, REGION)
+        self.region = mmap.mmap(self.fd, REGION)
+        r = self.region
+        struct.pack_into('<QIIQIIQIIIIQQQQQ', r, 0, MAGIC, 1, 4096, REGION, 12, 256, 4096,
+                         1, 128, os.getpid(), 0, 1 | (1 << 8), 0, 0, 0,
+                         time.monotonic_ns())
+        block = b'pc.ram'.ljust(192, b'\0')
+        struct.pack_into('<192sQQQQQQQII', r, 4096, block, ram_addr, RAM, RAM, PAGE, BITMAPS,
+                         WORDS, 0, 0, 0)
+        self.generation = 0
+        note(self.log, 'started')
+
+    def publish(self):
+        r = self.region
+        seq = struct.unpack_from('<Q', r, 72)[0]
+        self.u64(72, seq + 1)
+        word = struct.unpack_from('<Q', r, BITMAPS)[0]
+        self.u64(BITMAPS, word | 0xff)                     # pages 0..7 written
+        self.generation += 1
+        self.u64(80, self.generation)
+        self.u64(104, self.generation)
+        self.u64(96, time.monotonic_ns())
+        self.u64(72, seq + 2)
+
+    def do_attack(self):
+        if self.attack == 'truncate':
+            results = []
+            for size in (0, 2 * REGION):
+                try:
+                    os.ftruncate(self.fd, size)
+                    results.append('done')
+                except OSError as e:
+                    results.append('EPERM' if e.errno == 1 else os.strerror(e.errno))
+            note(self.log, 'attack truncate: ' + ' '.join(results))
+        elif self.attack == 'punch':
+            rc = libc.fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, REGION)
+            magic = struct.unpack_from('<Q', self.region, 0)[0]
+            note(self.log, 'attack punch: rc %d errno %d, magic now 0x%x'
+                 % (rc, ctypes.get_errno(), magic))
+        elif self.attack == 'rewind':
+            self.generation = max(0, self.generation - 3)
+            note(self.log, 'attack rewind: generation %d' % self.generation)
+
+    def command(self, msg):
+        name = msg.get('execute')
+        if name == 'qmp_capabilities':
+            return {}
+        if name == 'query-hmmv-ramblocks':
+            return [{'name': 'pc.ram', 'host-address': ram_addr, 'used-length': RAM,
+                     'page-size': PAGE, 'ranges': [{'gpa': 0, 'size': RAM, 'offset': 0}]}]
+        if name == 'getfd':
+            if not self.fds:
+                return None
+            return {}
+        if name == 'hmmv-start':
+            self.start()
+            return {}
+        if name == 'hmmv-sync':
+            if self.region is None:
+                return None
+            self.syncs += 1
+            if self.syncs == self.attack_at:
+                self.do_attack()
+            if self.attack != 'punch' or self.syncs < self.attack_at:
+                self.publish()
+            return {}
+        if name == 'hmmv-stop':
+            if self.region is None:
+                return None
+            self.region.close()
+            os.close(self.fd)
+            self.region, self.fd = None, -1
+            note(self.log, 'stopped')
+            return {}
+        return None
+
+    def serve(self, conn):
+        conn.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
+        buf = b''
+        while True:
+            data, anc, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(16))
+            if not data:
+                return
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    self.fds.extend(struct.unpack('%di' % (len(payload) // 4), payload))
+            buf += data
+            while b'\n' in buf:
+                line, buf = buf.split(b'\n', 1)
+                if not line.strip():
+                    continue
+                ret = self.command(json.loads(line))
+                if ret is None:
+                    reply = {'error': {'class': 'GenericError', 'desc': 'not now'}}
+                else:
+                    reply = {'return': ret}
+                conn.sendall(json.dumps(reply).encode() + b'\r\n')
+
+
+def main():
+    path, log, attack = sys.argv[1], sys.argv[2], sys.argv[3]
+    attack_at = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+    if os.path.exists(path):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    fake = Fake(log, attack, attack_at)
+    while True:
+        conn, _ = server.accept()
+        note(log, 'connection')
+        try:
+            fake.serve(conn)
+        except OSError:
+            pass
+        conn.close()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,126 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# hmmvd in standalone mode against fake patched QEMUs that turn on their shared region while
+# hmmvd harvests it (issue 10; tests/integration/fake-hmmv-qemu.py): one truncates it (the
+# seals hmmvd set must refuse it with EPERM: before them, hmmvd died of SIGBUS ~3 s later),
+# one punches a hole over all of it (allowed by the seals: the header reads back as zeros),
+# one winds its generation back, beside one that behaves. hmmvd must survive, keep the
+# truncating one (nothing changed) and the good one managed and harvested, refuse the other
+# two with a log line each, answer `hmmvctl status` throughout and exit 0 on SIGTERM.
+# Counted, not timed.
+#
+#   test-hostile-region.sh HMMVD HMMVCTL
+#
+# Needs root (the control socket is root-only) and python3. Exit 0 pass, 1 fail, 77 skip.
+set -uo pipefail
+
+skip() { echo "SKIP: $*"; exit 77; }
+[[ $# -eq 2 ]] || { echo "usage: $0 HMMVD HMMVCTL" >&2; exit 2; }
+HMMVD=$1 HMMVCTL=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+[[ $(id -u) -eq 0 ]] || skip "hmmvd's control socket is for root only"
+command -v python3 >/dev/null || skip "python3 is not installed"
+[[ -x $HMMVD && -x $HMMVCTL ]] || skip "hmmvd or hmmvctl is not built"
+
+WORK=$(mktemp -d /tmp/hmmv-region.XXXXXX)
+declare -A FAKE_PID=()
+HMMVD_PID='' FAILED=0
+fail() { echo "FAIL: $*"; FAILED=1; }
+ok() { echo "ok: $*"; }
+cleanup() {
+  [[ -n $HMMVD_PID ]] && kill -9 "$HMMVD_PID" 2>/dev/null && wait "$HMMVD_PID" 2>/dev/null
+  for vm in "${!FAKE_PID[@]}"; do
+    kill "${FAKE_PID[$vm]}" 2>/dev/null && wait "${FAKE_PID[$vm]}" 2>/dev/null
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+qmp_args=()
+for vm in good truncate punch rewind; do
+  attack=$vm; [[ $vm == good ]] && attack=none
+  python3 "$HERE/fake-hmmv-qemu.py" "$WORK/$vm.qmp" "$WORK/$vm.log" "$attack" 8 &
+  FAKE_PID[$vm]=$!
+  qmp_args+=(--qmp "$vm=$WORK/$vm.qmp")
+done
+for vm in "${!FAKE_PID[@]}"; do
+  for _ in $(seq 100); do [[ -S $WORK/$vm.qmp ]] && break; sleep 0.1; done
+  [[ -S $WORK/$vm.qmp ]] || { fail "fake QEMU $vm did not start"; exit 1; }
+done
+
+cat > "$WORK/hmmvd.conf" <<CONF
+[memory]
+mover = sim
+sim-dram-mib = 32
+sim-slow-mib = 128
+[libvirt]
+reconnect-ms = 1000
+CONF
+"$HMMVD" --foreground --config "$WORK/hmmvd.conf" --no-libvirt --interval-ms 200 \
+  --control-socket "$WORK/hmmvd.sock" "${qmp_args[@]}" > "$WORK/hmmvd.log" 2>&1 &
+HMMVD_PID=$!
+
+ctl() { "$HMMVCTL" --socket "$WORK/hmmvd.sock" "$@"; }
+field() {   # field VM KEY
+  ctl --json vms 2>/dev/null | python3 -c '
+import json, sys
+for vm in json.load(sys.stdin):
+    if vm["name"] == sys.argv[1]:
+        print(vm.get(sys.argv[2]))' "$1" "$2"
+}
+intervals() { ctl --json status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["intervals"])'; }
+wait_for() { # seconds description command...
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@"; do
+    ((SECONDS < deadline)) || { fail "$what"; return 1; }
+    sleep 0.3
+  done
+  ok "$what"
+}
+attacked() { grep -q "^attack" "$WORK/$1.log" 2>/dev/null; }
+all_attacked() { attacked truncate && attacked punch && attacked rewind; }
+refused() { [[ $(field "$1" status) == "refused: QEMU tampered"* ]]; }
+managed() { [[ $(field "$1" status) == managed ]]; }
+
+# the attacks come 8 harvests in (1.6 s): count managed from the log, not from a poll
+managed_once() { local v; for v in good truncate punch rewind; do grep -q "vm $v: managed:" "$WORK/hmmvd.log" || return 1; done; }
+wait_for 60 "hmmvd manages all four fake QEMUs" managed_once
+wait_for 60 "the three attacks happened" all_attacked
+for vm in truncate punch rewind; do echo "# $vm: $(grep '^attack' "$WORK/$vm.log")"; done
+if grep -q "attack truncate: EPERM EPERM" "$WORK/truncate.log"; then
+  ok "the sealed region could neither shrink nor grow (EPERM)"
+else
+  fail "truncation: $(grep '^attack' "$WORK/truncate.log")"
+fi
+wait_for 60 "the punched region's VM is refused" refused punch
+wait_for 60 "the rewound region's VM is refused" refused rewind
+grep -q "vm punch: refused, QEMU tampered with its shared region" "$WORK/hmmvd.log" &&
+  ok "log: $(grep -m1 'vm punch: refused' "$WORK/hmmvd.log" | sed 's/^.*vm punch/vm punch/')" ||
+  fail "no log line for punch"
+grep -q "vm rewind: refused, QEMU tampered with its shared region" "$WORK/hmmvd.log" &&
+  ok "log: $(grep -m1 'vm rewind: refused' "$WORK/hmmvd.log" | sed 's/^.*vm rewind/vm rewind/')" ||
+  fail "no log line for rewind"
+
+# hmmvd goes on: 10 more intervals, the good and the truncating VM managed and harvested
+before=$(intervals)
+more() { [[ $(intervals) -ge $((before + 10)) ]]; }
+wait_for 60 "hmmvd ran 10 more intervals after the attacks" more
+for vm in good truncate; do
+  if managed "$vm" && [[ $(field "$vm" written-pages) =~ ^[1-9] ]]; then
+    ok "$vm still managed and harvested ($(field "$vm" written-pages) pages written last interval)"
+  else
+    fail "$vm: status $(field "$vm" status), written $(field "$vm" written-pages)"
+  fi
+done
+kill -0 "$HMMVD_PID" 2>/dev/null && ok "hmmvd alive" || fail "hmmvd died"
+
+kill -TERM "$HMMVD_PID"
+for _ in $(seq 600); do kill -0 "$HMMVD_PID" 2>/dev/null || break; sleep 0.1; done
+if wait "$HMMVD_PID"; then ok "SIGTERM: hmmvd exited 0"; else fail "SIGTERM: hmmvd exited $?"; fi
+HMMVD_PID=''
+if ((FAILED)); then
+  echo "--- hmmvd log"; tail -n 40 "$WORK/hmmvd.log"
+  exit 1
+fi
