@@ -536,6 +536,23 @@ START_TEST(test_stale_and_foreign_paths)
 }
 END_TEST
 
+/* The forked child's exit status. Under valgrind the child is a copy of a process whose
+ * worker threads (the interval's GTask) were mid-run at fork: their memory is unreachable in
+ * the copy, valgrind's exit-time leak check calls it lost and replaces the status with its
+ * --error-exitcode (1; CI of ecca3cf). exec drops the copy, and valgrind does not trace
+ * children, so the status is the test's own. */
+static G_GNUC_NORETURN void
+child_exit(int code)
+{
+  if (g_getenv("HMMV_UNDER_VALGRIND") != NULL) {
+    char arg[32];
+
+    snprintf(arg, sizeof(arg), "exit %d", code);
+    execl("/bin/sh", "sh", "-c", arg, (char *)NULL);
+  }
+  _exit(code);
+}
+
 /* In a forked child, as nobody: raw syscalls only. Exit 0: got the JSON permission error;
  * 2: connect() refused with EACCES by the file modes; other: something else happened. */
 static G_GNUC_NORETURN void
@@ -548,12 +565,12 @@ child_as_nobody(const char *path)
   int fd;
 
   if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
-    _exit(10);
+    child_exit(10);
   fd = socket(AF_UNIX, SOCK_STREAM, 0);
   g_strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-    _exit(errno == EACCES ? 2 : 11);
+    child_exit(errno == EACCES ? 2 : 11);
   while (len < sizeof(buf) - 1) {
     ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
 
@@ -561,8 +578,8 @@ child_as_nobody(const char *path)
       break;
     len += (gsize)n;
   }
-  _exit(strstr(buf, "{\"error\":\"permission denied: ") == buf &&
-        strstr(buf, "root only (peer uid 65534)") != NULL ? 0 : 12);
+  child_exit(strstr(buf, "{\"error\":\"permission denied: ") == buf &&
+             strstr(buf, "root only (peer uid 65534)") != NULL ? 0 : 12);
 }
 
 static int
