@@ -510,7 +510,8 @@ compact_row(Emitter *em, guint row, const guint64 *counts, gboolean hottest_firs
     guint key = hottest_first ? HMMV_NR_KEYS - 1 - i : i;
     guint64 used = em->next[row][key] - from;
 
-    memmove(out + to, out + from, used * sizeof(guint64));
+    if (used > 0)   /* out is NULL for a row that emitted nothing (UBSan: memmove(NULL)) */
+      memmove(out + to, out + from, used * sizeof(guint64));
     to += used;
     from += counts[key];
   }
