@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "hmmv-test.h"
 
+#include <glib/gstdio.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -46,4 +47,22 @@ hmmv_test_topology_two_tier(guint64 dram_bytes, guint64 slow_bytes)
       !hmmv_topology_add_node(topo, 1, slow_bytes, 0, HMMV_TIER_SLOW, &error))
     g_error("test topology: %s", error->message);
   return g_steal_pointer(&topo);
+}
+
+/* Remove a test's scratch tree (files and directories below path, then path). */
+void
+hmmv_test_remove_tree(const char *path)
+{
+  g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
+    g_autofree char *child = g_build_filename(path, name, NULL);
+
+    if (g_file_test(child, G_FILE_TEST_IS_DIR))
+      hmmv_test_remove_tree(child);
+    else
+      g_unlink(child);
+  }
+  g_rmdir(path);
 }

@@ -14,3 +14,6 @@ int hmmv_test_skip_all(const char *reason);
 HmmvVm *hmmv_test_vm_new(const char *name, guint64 nr_pages);
 /* A topology with one DRAM node 0 and one slow node 1 of the given sizes. */
 HmmvTopology *hmmv_test_topology_two_tier(guint64 dram_bytes, guint64 slow_bytes);
+
+/* Remove a test's scratch tree (files and directories below path, then path). */
+void hmmv_test_remove_tree(const char *path);

@@ -13,26 +13,9 @@ typedef struct {
 } FakeProc;
 
 static void
-remove_tree(const char *path)
-{
-  g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
-    g_autofree char *child = g_build_filename(path, name, NULL);
-
-    if (g_file_test(child, G_FILE_TEST_IS_DIR))
-      remove_tree(child);
-    else
-      g_unlink(child);
-  }
-  g_rmdir(path);
-}
-
-static void
 fake_proc_free(FakeProc *proc)
 {
-  remove_tree(proc->root);
+  hmmv_test_remove_tree(proc->root);
   g_free(proc->root);
   g_free(proc);
 }

@@ -15,26 +15,9 @@ typedef struct {
 } FakeSys;
 
 static void
-remove_tree(const char *path)
-{
-  g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
-    g_autofree char *child = g_build_filename(path, name, NULL);
-
-    if (g_file_test(child, G_FILE_TEST_IS_DIR))
-      remove_tree(child);
-    else
-      g_unlink(child);
-  }
-  g_rmdir(path);
-}
-
-static void
 fake_sys_free(FakeSys *sys)
 {
-  remove_tree(sys->root);
+  hmmv_test_remove_tree(sys->root);
   g_free(sys->root);
   g_free(sys);
 }
