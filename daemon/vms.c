@@ -20,67 +20,16 @@
  * its transport is freed, when the interval is done (the interval's tracker may be talking
  * through that transport). Anything else that needs the VMs' page state waits likewise
  * (hmmvd_vms_when_idle).
+ *
+ * The hand-off of each interval to the worker and back is in vms-interval.c.
  */
 #include "quota.h"
-#include "vms.h"
-#include "affinity.h"
+#include "vms-private.h"
 
 #include <string.h>
 
-#define STARTING_STATUS "starting: tracking starts on a worker thread"
-
-typedef struct {
-  HmmvdVmInfo info;           /* first: entries are handed out as HmmvdVmInfo */
-  HmmvQmp *qmp;               /* owned; NULL for VMs added with a ready tracker */
-  HmmvMoveStats moves_base;   /* mover outcomes of earlier tracking runs */
-  guint64 nr_pages;           /* the VM's size once its layout was known, else 0 */
-  guint64 max_ram_bytes;      /* the source's view of the VM's RAM (libvirt), 0 unknown */
-  gboolean retry_layout;      /* tracking could not start because the RAM layout moved
-                                 under it (a guest still in firmware): retried each interval */
-  HmmvVm *pending_vm;         /* built while an interval ran: tracked when it is done */
-  HmmvTracker *pending_tracker;
-} VmEntry;
-
-typedef struct {
-  GSourceFunc func;
-  gpointer data;
-} IdleWaiter;
-
-struct _HmmvdVms {
-  HmmvCore *core;
-  const HmmvdConfig *config;
-  HmmvMover *mover;
-  HmmvdReads *reads;          /* borrowed; NULL: writes only */
-  GHashTable *entries;        /* name -> VmEntry */
-  GPtrArray *list;            /* sorted view handed out by hmmvd_vms_list() */
-  HmmvIntervalReport report;
-  gboolean have_report;
-  guint64 intervals_started;  /* the index of the next interval */
-  char *balance_error;        /* last one logged: a persisting error is logged once */
-  char *balance_note;         /* the same for the note of scaled mins */
-  char *fallback_note;        /* the same for pages sent past a full node */
-  HmmvdQuotaWriter writer;
-  gpointer writer_data;
-  HmmvdVmRebuildFunc rebuild;
-  gpointer rebuild_data;
-  HmmvdVmGoneFunc gone;
-  gpointer gone_data;
-  /* The interval in flight on the worker, if any. */
-  gboolean running;
-  HmmvIntervalReport run_report;  /* the worker's until it is done, then swapped in */
-  GCancellable *cancellable;
-  HmmvdIntervalDone done;
-  gpointer done_data;
-  GPtrArray *doomed;          /* VmEntry removed or replaced meanwhile: untracked after it */
-  GArray *waiters;            /* IdleWaiter: called when it is done */
-  guint64 intervals_skipped;  /* ticks that found an interval still running */
-  HmmvdVmRestartFunc restart;   /* for VMs of restart_source */
-  HmmvdSource restart_source;
-  gpointer restart_data;
-};
-
-static void
-entry_free(gpointer data)
+void
+hmmvd_vm_entry_free(gpointer data)
 {
   VmEntry *entry = data;
 
@@ -105,7 +54,7 @@ hmmvd_vms_new(HmmvCore *core, const HmmvdConfig *config)
 
   vms->core = core;
   vms->config = config;
-  vms->entries = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, entry_free);
+  vms->entries = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, hmmvd_vm_entry_free);
   vms->list = g_ptr_array_new();
   hmmv_interval_report_init(&vms->report);
   hmmv_interval_report_init(&vms->run_report);
@@ -174,8 +123,8 @@ hmmvd_vms_set_quota_writer(HmmvdVms *vms, HmmvdQuotaWriter writer, gpointer user
   vms->writer_data = user_data;
 }
 
-static void
-set_status(VmEntry *entry, const char *status)
+void
+hmmvd_vm_entry_set_status(VmEntry *entry, const char *status)
 {
   g_free(entry->info.status);
   entry->info.status = g_strdup(status);
@@ -195,8 +144,8 @@ moves_add(HmmvMoveStats *sum, const HmmvMoveStats *a, const HmmvMoveStats *b)
   sum->call_failures = a->call_failures + b->call_failures;
 }
 
-static void
-update_moves(HmmvdVms *vms, VmEntry *entry)
+void
+hmmvd_vms_update_moves(HmmvdVms *vms, VmEntry *entry)
 {
   HmmvVm *vm = entry->info.in_core ? hmmv_core_lookup_vm(vms->core, entry->info.name) : NULL;
 
@@ -218,26 +167,26 @@ drop_from_report(HmmvdVms *vms, const char *name)
   }
 }
 
-static gboolean
-mover_is_sim(const HmmvMover *mover)
+gboolean
+hmmvd_vms_mover_is_sim(const HmmvMover *mover)
 {
   return mover != NULL && g_strcmp0(hmmv_mover_get_name(mover), "sim") == 0;
 }
 
-static void
-untrack(HmmvdVms *vms, VmEntry *entry)
+void
+hmmvd_vms_untrack(HmmvdVms *vms, VmEntry *entry)
 {
   g_autoptr(GError) error = NULL;
   HmmvVm *vm;
 
   if (!entry->info.in_core)
     return;
-  update_moves(vms, entry);
+  hmmvd_vms_update_moves(vms, entry);
   entry->moves_base = entry->info.moves;
   /* the backoff state leaves with the VM; a new tracking run learns it again */
   entry->info.unmovable = (HmmvUnmovable){ 0 };
   vm = hmmv_core_lookup_vm(vms->core, entry->info.name);
-  if (vm != NULL && mover_is_sim(vms->mover))
+  if (vm != NULL && hmmvd_vms_mover_is_sim(vms->mover))
     hmmv_sim_mover_forget_vm(vms->mover, vm);
   drop_from_report(vms, entry->info.name);
   if (!hmmv_core_remove_vm(vms->core, entry->info.name, &error))
@@ -257,7 +206,7 @@ hmmvd_vms_free(HmmvdVms *vms)
   /* Trackers talk through the entries' transports: stop them before those go. */
   g_hash_table_iter_init(&iter, vms->entries);
   while (g_hash_table_iter_next(&iter, NULL, &value))
-    untrack(vms, value);
+    hmmvd_vms_untrack(vms, value);
   g_hash_table_unref(vms->entries);
   g_ptr_array_unref(vms->list);
   g_ptr_array_unref(vms->doomed);
@@ -340,9 +289,9 @@ build_vm(const char *name, HmmvQmp *qmp, int pid, guint64 max_ram_bytes, guint i
   return TRUE;
 }
 
-static gboolean
-build_from_qmp(HmmvdVms *vms, VmEntry *entry, HmmvVm **vm_out, HmmvTracker **tracker_out,
-               GError **error)
+gboolean
+hmmvd_vms_build_from_qmp(HmmvdVms *vms, VmEntry *entry, HmmvVm **vm_out,
+                         HmmvTracker **tracker_out, GError **error)
 {
   return build_vm(entry->info.name, entry->qmp, entry->info.pid, entry->max_ram_bytes,
                   vms->config->interval_ms, FALSE, vm_out, tracker_out, error);
@@ -368,8 +317,9 @@ failure_status(const GError *error)
   return g_strdup_printf("tracking failed: %s", error->message);
 }
 
-static gboolean
-track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker, GError **error)
+gboolean
+hmmvd_vms_track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker,
+                GError **error)
 {
   const char *name = entry->info.name;
   guint64 nr_pages = hmmv_vm_get_nr_pages(vm);
@@ -387,7 +337,7 @@ track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker, GError **
       hmmv_tracker_free(entry->pending_tracker);
     entry->pending_vm = vm;
     entry->pending_tracker = tracker;
-    set_status(entry, "starting: joins when the running interval is done");
+    hmmvd_vm_entry_set_status(entry, "starting: joins when the running interval is done");
     return TRUE;
   }
   hmmv_vm_set_pid(vm, entry->info.pid);
@@ -401,7 +351,7 @@ track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker, GError **
     entry->retry_layout = entry->qmp != NULL &&
                           g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED);
 
-    set_status(entry, status);
+    hmmvd_vm_entry_set_status(entry, status);
     g_warning("vm %s: not managed: %s", name, status);
     g_propagate_error(error, g_steal_pointer(&local_error));
     return FALSE;
@@ -411,7 +361,7 @@ track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker, GError **
   entry->nr_pages = nr_pages;
   if (entry->info.paused)
     (void)hmmv_core_set_paused(vms->core, name, TRUE, NULL);
-  set_status(entry, "managed");
+  hmmvd_vm_entry_set_status(entry, "managed");
   g_message("vm %s: managed: %" G_GUINT64_FORMAT " MiB of RAM in %u region(s), pid %d",
             name, nr_pages / HMMVD_PAGES_PER_MIB, nr_regions, entry->info.pid);
   return TRUE;
@@ -427,8 +377,8 @@ retire(HmmvdVms *vms, VmEntry *entry)
     g_ptr_array_add(vms->doomed, entry);
     return;
   }
-  untrack(vms, entry);
-  entry_free(entry);
+  hmmvd_vms_untrack(vms, entry);
+  hmmvd_vm_entry_free(entry);
 }
 
 static VmEntry *
@@ -463,7 +413,7 @@ hmmvd_vms_add_with_tracker(HmmvdVms *vms, const char *name, HmmvdSource source, 
 {
   VmEntry *entry = entry_new(vms, name, source, pid, uuid);
 
-  return track(vms, entry, vm, tracker, error);
+  return hmmvd_vms_track(vms, entry, vm, tracker, error);
 }
 
 gboolean
@@ -477,16 +427,16 @@ hmmvd_vms_add(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, cons
 
   entry->qmp = qmp;
   entry->max_ram_bytes = max_ram_bytes;
-  if (!build_from_qmp(vms, entry, &vm, &tracker, &local_error)) {
+  if (!hmmvd_vms_build_from_qmp(vms, entry, &vm, &tracker, &local_error)) {
     g_clear_pointer(&entry->qmp, hmmv_qmp_free);   /* an unmanaged VM holds no connection */
     g_autofree char *status = failure_status(local_error);
 
-    set_status(entry, status);
+    hmmvd_vm_entry_set_status(entry, status);
     g_warning("vm %s: not managed: %s", name, status);
     g_propagate_error(error, g_steal_pointer(&local_error));
     return FALSE;
   }
-  return track(vms, entry, vm, tracker, error);
+  return hmmvd_vms_track(vms, entry, vm, tracker, error);
 }
 
 gboolean
@@ -498,7 +448,7 @@ hmmvd_vms_add_started(HmmvdVms *vms, const char *name, HmmvdSource source, int p
 
   entry->qmp = qmp;
   entry->max_ram_bytes = max_ram_bytes;
-  return track(vms, entry, vm, tracker, error);
+  return hmmvd_vms_track(vms, entry, vm, tracker, error);
 }
 
 void
@@ -507,7 +457,7 @@ hmmvd_vms_add_starting(HmmvdVms *vms, const char *name, HmmvdSource source, int 
 {
   VmEntry *entry = entry_new(vms, name, source, pid, uuid);
 
-  set_status(entry, STARTING_STATUS);
+  hmmvd_vm_entry_set_status(entry, STARTING_STATUS);
 }
 
 void
@@ -519,7 +469,7 @@ hmmvd_vms_fail_start(HmmvdVms *vms, const char *name, const GError *error)
   if (entry == NULL)
     return;
   status = failure_status(error);
-  set_status(entry, status);
+  hmmvd_vm_entry_set_status(entry, status);
   entry->info.dropped = g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT);
   g_warning("vm %s: not managed: %s", name, status);
 }
@@ -530,7 +480,7 @@ hmmvd_vms_add_unmanaged(HmmvdVms *vms, const char *name, HmmvdSource source,
 {
   VmEntry *entry = entry_new(vms, name, source, 0, NULL);
 
-  set_status(entry, reason);
+  hmmvd_vm_entry_set_status(entry, reason);
   g_message("vm %s: not managed: %s", name, reason);
 }
 
@@ -727,378 +677,4 @@ hmmvd_vms_lookup_core_vm(HmmvdVms *vms, const char *name, GError **error)
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "vm %s is not managed: %s",
                 name, entry->info.status);
   return vm;
-}
-
-/* Pages sent to a farther node because the nearest was full: logged when the set of VMs and
- * nodes changes, and when it ends (counts: hmmvctl vms --json, metrics). */
-static void
-log_fallback(HmmvdVms *vms)
-{
-  const char *note = vms->report.fallback_note;
-
-  if (note != NULL && g_strcmp0(vms->fallback_note, note) != 0)
-    g_warning("node full, falling back: %s", note);
-  else if (note == NULL && vms->fallback_note != NULL)
-    g_message("node fallback over: every move went to its nearest node");
-  g_free(vms->fallback_note);
-  vms->fallback_note = g_strdup(note);
-}
-
-/* Where each VM's vCPUs run, re-read every 8 intervals (libvirt can re-pin a live domain);
- * the modelled host of the sim mover has no CPUs to pin to. */
-static void
-update_affinity(HmmvdVms *vms)
-{
-  GHashTableIter iter;
-  gpointer value;
-
-  if (vms->mover == NULL || mover_is_sim(vms->mover) || vms->intervals_started % 8 != 1)
-    return;
-  g_hash_table_iter_init(&iter, vms->entries);
-  while (g_hash_table_iter_next(&iter, NULL, &value)) {
-    VmEntry *entry = value;
-    HmmvVm *vm = entry->info.in_core ? hmmv_core_lookup_vm(vms->core, entry->info.name)
-                                     : NULL;
-    const char *source;
-    int node;
-
-    if (vm == NULL)
-      continue;
-    node = hmmvd_affinity_cpu_node(NULL, entry->info.pid, vms->mover->topo, &source);
-    if (node != entry->info.cpu_node)
-      g_message("vm %s: runs on node %d (%s): promoted to the DRAM node nearest it",
-                entry->info.name, node, source);
-    entry->info.cpu_node = node;
-    entry->info.cpu_node_source = source;
-    hmmv_vm_set_cpu_node(vm, node);
-  }
-}
-
-/* A persisting error or note is logged once, when it appears or changes. */
-static void
-log_balance(HmmvdVms *vms)
-{
-  const GError *error = vms->report.balance_error;
-  const char *note = vms->report.balance_note;
-
-  if (error != NULL && g_strcmp0(vms->balance_error, error->message) != 0)
-    g_warning("%s; the last good DRAM budgets stay", error->message);
-  else if (error == NULL && vms->balance_error != NULL)
-    g_message("DRAM pool balanced again");
-  g_free(vms->balance_error);
-  vms->balance_error = error != NULL ? g_strdup(error->message) : NULL;
-
-  if (note != NULL && g_strcmp0(vms->balance_note, note) != 0)
-    g_warning("%s", note);
-  else if (note == NULL && vms->balance_note != NULL)
-    g_message("DRAM pool: every VM's min fits again");
-  g_free(vms->balance_note);
-  vms->balance_note = g_strdup(note);
-}
-
-static void
-record_error(VmEntry *entry, const char *message)
-{
-  entry->info.errors++;
-  if (g_strcmp0(entry->info.last_error, message) != 0)
-    g_warning("%s", message);   /* the core's message names the VM */
-  g_free(entry->info.last_error);
-  entry->info.last_error = g_strdup(message);
-}
-
-static void
-handle_gone(HmmvdVms *vms, VmEntry *entry, const char *message)
-{
-  g_autofree char *status = g_strdup_printf("gone: %s", message);
-
-  g_message("vm %s: QEMU is gone, no longer managed (%s)", entry->info.name, message);
-  untrack(vms, entry);
-  set_status(entry, status);
-  if (vms->gone != NULL)
-    vms->gone(entry->info.name, vms->gone_data);
-}
-
-/* Its QEMU missed a QMP deadline: out of the core (its DRAM goes back to the pool), listed
- * with the reason, and its source tries it again once QEMU answers. */
-static void
-handle_timed_out(HmmvdVms *vms, VmEntry *entry, const char *message)
-{
-  g_autofree char *status = g_strdup_printf("not answering, retried: %s", message);
-
-  g_warning("vm %s: dropped, QEMU missed a QMP deadline: %s", entry->info.name, message);
-  untrack(vms, entry);
-  set_status(entry, status);
-  entry->info.dropped = TRUE;
-}
-
-/* QEMU tampered with the shared region under hmmvd (its header or counters changed; hmmvd
- * sealed its size, so it cannot shrink it): out of the core, refused while that QEMU runs
- * (its source lists it again when another QEMU comes). */
-static void
-handle_corrupt(HmmvdVms *vms, VmEntry *entry, const char *message)
-{
-  g_autofree char *status = g_strdup_printf("refused: QEMU tampered with its shared region: %s",
-                                            message);
-
-  g_warning("vm %s: refused, QEMU tampered with its shared region: %s", entry->info.name,
-            message);
-  untrack(vms, entry);
-  set_status(entry, status);
-}
-
-static void
-restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
-{
-  g_autoptr(GError) error = NULL;
-  const char *name = entry->info.name;
-  HmmvVm *vm = NULL;
-  HmmvTracker *tracker = NULL;
-  gboolean built;
-
-  g_message("vm %s: RAM layout changed, restarting tracking (%s)", name, message);
-  untrack(vms, entry);
-  entry->retry_layout = FALSE;   /* track() sets it again if the layout is still moving */
-  if (vms->restart != NULL && entry->info.source == vms->restart_source) {
-    /* the source queries the new layout off the main thread */
-    set_status(entry, "restarting tracking: the RAM layout changed");
-    entry->info.dropped = TRUE;
-    vms->restart(name, vms->restart_data);
-    return;
-  }
-  if (entry->qmp != NULL)
-    built = build_from_qmp(vms, entry, &vm, &tracker, &error);
-  else if (vms->rebuild != NULL)
-    built = vms->rebuild(name, vms->rebuild_data, &vm, &tracker, &error);
-  else
-    built = (g_set_error(&error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
-                         "no QMP transport to query the new layout"), FALSE);
-  if (!built || !track(vms, entry, vm, tracker, &error)) {
-    g_autofree char *status = g_strdup_printf("RAM layout changed and tracking could not "
-                                              "restart: %s", error->message);
-
-    set_status(entry, status);
-    g_warning("vm %s: %s", name, status);
-  }
-}
-
-/* VMs whose tracking could not start because their layout was still moving. */
-static void
-retry_layouts(HmmvdVms *vms)
-{
-  g_autoptr(GPtrArray) retry = g_ptr_array_new();
-  GHashTableIter iter;
-  gpointer value;
-
-  g_hash_table_iter_init(&iter, vms->entries);
-  while (g_hash_table_iter_next(&iter, NULL, &value))
-    if (((VmEntry *)value)->retry_layout && !((VmEntry *)value)->info.in_core)
-      g_ptr_array_add(retry, value);
-  for (guint i = 0; i < retry->len; i++)
-    restart_tracking(vms, g_ptr_array_index(retry, i), "retrying after the layout moved");
-}
-
-/* The interval's report is read: what changed meanwhile goes in now. */
-static void
-interval_settle(HmmvdVms *vms)
-{
-  GHashTableIter iter;
-  gpointer value;
-  g_autoptr(GArray) waiters = NULL;
-
-  g_hash_table_iter_init(&iter, vms->entries);
-  while (g_hash_table_iter_next(&iter, NULL, &value)) {
-    VmEntry *entry = value;
-    g_autoptr(GError) error = NULL;
-
-    if (entry->pending_vm != NULL) {
-      HmmvVm *vm = g_steal_pointer(&entry->pending_vm);
-      HmmvTracker *tracker = g_steal_pointer(&entry->pending_tracker);
-
-      (void)track(vms, entry, vm, tracker, &error);   /* logged and in its status */
-    }
-  }
-  waiters = g_steal_pointer(&vms->waiters);
-  vms->waiters = g_array_new(FALSE, FALSE, sizeof(IdleWaiter));
-  for (guint i = 0; i < waiters->len; i++) {
-    IdleWaiter *waiter = &g_array_index(waiters, IdleWaiter, i);
-
-    waiter->func(waiter->data);
-  }
-}
-
-static void
-interval_read_report(HmmvdVms *vms)
-{
-  g_autoptr(GPtrArray) gone = g_ptr_array_new();
-  g_autoptr(GPtrArray) relayout = g_ptr_array_new();
-  g_autoptr(GPtrArray) timed_out = g_ptr_array_new();
-  g_autoptr(GPtrArray) corrupt = g_ptr_array_new();
-  g_autoptr(GPtrArray) corrupt_messages = g_ptr_array_new_with_free_func(g_free);
-  g_autoptr(GPtrArray) messages = g_ptr_array_new_with_free_func(g_free);
-  g_autoptr(GPtrArray) timed_out_messages = g_ptr_array_new_with_free_func(g_free);
-
-  vms->have_report = TRUE;
-  log_balance(vms);
-  log_fallback(vms);
-  for (guint i = 0; i < vms->report.vms->len; i++) {
-    HmmvVmReport *rep = &g_array_index(vms->report.vms, HmmvVmReport, i);
-    VmEntry *entry = g_hash_table_lookup(vms->entries, rep->name);
-
-    if (entry == NULL)
-      continue;   /* every VM of the core is listed; a stranger is not ours to touch */
-    rep->name = entry->info.name;   /* outlives the core's VM */
-    if (entry->info.quota_effective_interval == G_MAXUINT64)
-      entry->info.quota_effective_interval = vms->report.index;
-    entry->info.last = *rep;
-    entry->info.last.error = NULL;
-    entry->info.fallback_promoted += rep->promoted_fallback;
-    entry->info.fallback_demoted += rep->demoted_fallback;
-    update_moves(vms, entry);
-    if (rep->error == NULL) {
-      if (entry->info.last_error != NULL)
-        g_message("vm %s: intervals succeed again", entry->info.name);
-      g_clear_pointer(&entry->info.last_error, g_free);
-    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_GONE)) {
-      g_ptr_array_add(gone, entry);
-      g_ptr_array_add(messages, g_strdup(rep->error->message));
-    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED)) {
-      g_ptr_array_add(relayout, entry);
-      g_ptr_array_add(messages, g_strdup(rep->error->message));
-    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT)) {
-      g_ptr_array_add(timed_out, entry);
-      g_ptr_array_add(timed_out_messages, g_strdup(rep->error->message));
-    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_CORRUPT)) {
-      g_ptr_array_add(corrupt, entry);
-      g_ptr_array_add(corrupt_messages, g_strdup(rep->error->message));
-    } else {
-      record_error(entry, rep->error->message);
-    }
-  }
-  /* Leaving the core changes the report: only now that it was read. */
-  for (guint i = 0; i < gone->len; i++)
-    handle_gone(vms, g_ptr_array_index(gone, i), g_ptr_array_index(messages, i));
-  for (guint i = 0; i < relayout->len; i++)
-    restart_tracking(vms, g_ptr_array_index(relayout, i),
-                     g_ptr_array_index(messages, gone->len + i));
-  for (guint i = 0; i < timed_out->len; i++)
-    handle_timed_out(vms, g_ptr_array_index(timed_out, i),
-                     g_ptr_array_index(timed_out_messages, i));
-  for (guint i = 0; i < corrupt->len; i++)
-    handle_corrupt(vms, g_ptr_array_index(corrupt, i), g_ptr_array_index(corrupt_messages, i));
-  retry_layouts(vms);
-}
-
-static void
-interval_done(GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  HmmvdVms *vms = user_data;
-  g_autoptr(GError) error = NULL;
-  HmmvIntervalReport swap;
-  gboolean ok = hmmv_core_run_interval_finish(vms->core, result, &error);
-
-  vms->running = FALSE;
-  g_clear_object(&vms->cancellable);
-  if (ok) {
-    swap = vms->report;
-    vms->report = vms->run_report;
-    vms->run_report = swap;
-  }
-  /* VMs removed meanwhile leave the core (and the report) before it is read. */
-  for (guint i = 0; i < vms->doomed->len; i++) {
-    VmEntry *entry = g_ptr_array_index(vms->doomed, i);
-
-    untrack(vms, entry);
-    entry_free(entry);
-  }
-  g_ptr_array_set_size(vms->doomed, 0);
-  if (ok)
-    interval_read_report(vms);
-  else
-    g_warning("interval failed: %s", error->message);
-  interval_settle(vms);
-  if (vms->done != NULL)
-    vms->done(vms->done_data);
-}
-
-gboolean
-hmmvd_vms_start_interval(HmmvdVms *vms, HmmvdIntervalDone done, gpointer user_data)
-{
-  if (vms->running) {
-    vms->intervals_skipped++;
-    return FALSE;
-  }
-  update_affinity(vms);   /* the VMs' vCPU nodes, read between intervals */
-  vms->running = TRUE;
-  vms->done = done;
-  vms->done_data = user_data;
-  vms->intervals_started++;
-  vms->cancellable = g_cancellable_new();
-  hmmv_core_run_interval_async(vms->core, &vms->run_report, vms->cancellable, interval_done,
-                               vms);
-  return TRUE;
-}
-
-gboolean
-hmmvd_vms_interval_running(HmmvdVms *vms)
-{
-  return vms->running;
-}
-
-guint64
-hmmvd_vms_get_intervals_skipped(HmmvdVms *vms)
-{
-  return vms->intervals_skipped;
-}
-
-gboolean
-hmmvd_vms_when_idle(HmmvdVms *vms, GSourceFunc func, gpointer user_data)
-{
-  IdleWaiter waiter = { .func = func, .data = user_data };
-
-  if (!vms->running)
-    return FALSE;
-  g_array_append_val(vms->waiters, waiter);
-  return TRUE;
-}
-
-void
-hmmvd_vms_wait_idle(HmmvdVms *vms)
-{
-  GMainContext *context = g_main_context_get_thread_default();
-
-  if (vms->running && vms->cancellable != NULL)
-    g_cancellable_cancel(vms->cancellable);
-  /* The worker stops before its next VM's moves; its completion comes through the context
-   * the interval started from. */
-  while (vms->running)
-    g_main_context_iteration(context, TRUE);
-}
-
-void
-hmmvd_vms_run_interval(HmmvdVms *vms)
-{
-  GMainContext *context = g_main_context_get_thread_default();
-
-  if (!hmmvd_vms_start_interval(vms, NULL, NULL))
-    return;
-  while (vms->running)
-    g_main_context_iteration(context, TRUE);
-}
-
-const HmmvIntervalReport *
-hmmvd_vms_get_last_report(HmmvdVms *vms)
-{
-  return vms->have_report ? &vms->report : NULL;
-}
-
-const char *
-hmmvd_vms_get_balance_error(HmmvdVms *vms)
-{
-  return vms->balance_error;
-}
-
-const char *
-hmmvd_vms_get_balance_note(HmmvdVms *vms)
-{
-  return vms->balance_note;
 }

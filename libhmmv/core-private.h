@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The core's state, shared by the interval (loop.c), its caps (loop-cap.c) and the worker that
- * runs it off the caller's thread (loop-async.c).
+ * The core's state, shared by the interval (loop.c), its table of VMs (loop-vms.c), what it
+ * learns of where pages are (loop-place.c), its caps (loop-cap.c) and the worker that runs it
+ * off the caller's thread (loop-async.c).
  *
  * Threads: an interval runs on one thread at a time (the caller's, or a worker's through
  * hmmv_core_run_interval_async); its decisions stay single-threaded and deterministic. While
@@ -68,3 +69,13 @@ gboolean hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError
  * over what each plan wants; what a VM is not granted is cut from its lists and counted in its
  * report's deferred_cap (loop-cap.c). */
 void hmmv_core_share_host_cap(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report);
+
+/* loop-place.c: the placement of a VM the core just took, HMMV_CORE_ADD_SLICE_PAGES an
+ * interval, before the mover sees this interval's touches (not counted as first touches). */
+gboolean hmmv_core_read_placement(HmmvCore *core, CoreVm *cvm, GError **error);
+/* loop-place.c: after the harvest, the placement of pages first touched while unknown, a
+ * rolling rescan window, and a rolling window of THP state. */
+gboolean hmmv_core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error);
+/* loop-place.c: just before a move, drops the entries of `pages` whose unit changed since the
+ * plan (a THP formed or split); they wait for the next plan. */
+gboolean hmmv_core_fresh_units(HmmvCore *core, HmmvVm *vm, GArray *pages, GError **error);

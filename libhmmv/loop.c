@@ -9,6 +9,9 @@
  *
  * Data flows one way; nothing below calls back up. A VM whose tracker or mover fails gets
  * the error in its report and loses nothing else; the other VMs go on.
+ *
+ * The core's table of VMs is in loop-vms.c, the placement and huge-unit reads the harvest and
+ * the moves call in loop-place.c, the host-wide cap in loop-cap.c, the worker in loop-async.c.
  */
 #include "core-private.h"
 #include "nodes-private.h"
@@ -182,235 +185,6 @@ hmmv_core_is_running(const HmmvCore *core)
   return g_atomic_int_get(&((HmmvCore *)core)->running) != 0;
 }
 
-/* Calls that change which VMs the core has wait until no interval runs. */
-static gboolean
-core_check_idle(const HmmvCore *core, const char *what, GError **error)
-{
-  if (!hmmv_core_is_running(core))
-    return TRUE;
-  g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY, "%s: an interval is running", what);
-  return FALSE;
-}
-
-static CoreVm *
-core_find(HmmvCore *core, const char *name, guint *index)
-{
-  for (guint i = 0; i < core->vms->len; i++) {
-    CoreVm *cvm = g_ptr_array_index(core->vms, i);
-
-    if (g_strcmp0(hmmv_vm_get_name(cvm->vm), name) == 0) {
-      if (index != NULL)
-        *index = i;
-      return cvm;
-    }
-  }
-  return NULL;
-}
-
-/* Ask the mover where pages [first, first + nr) live; in chunks so the scratch array stays
- * small for big VMs. */
-static gboolean
-core_query_range(HmmvCore *core, HmmvVm *vm, guint64 first, guint64 nr, GError **error)
-{
-  const guint64 chunk = 1u << 16;
-
-  for (guint64 start = first; start < first + nr; start += chunk) {
-    guint64 count = MIN(chunk, first + nr - start);
-
-    g_array_set_size(core->scratch_pages, count);
-    for (guint64 i = 0; i < count; i++)
-      g_array_index(core->scratch_pages, guint64, i) = start + i;
-    if (!hmmv_mover_query(core->mover, vm, (const guint64 *)core->scratch_pages->data, count,
-                          error))
-      return FALSE;
-  }
-  return TRUE;
-}
-
-gboolean
-hmmv_core_add_vm(HmmvCore *core, HmmvVm *vm_in, HmmvTracker *tracker_in, GError **error)
-{
-  g_autoptr(HmmvVm) vm = vm_in;
-  g_autoptr(HmmvTracker) tracker = tracker_in;
-  g_autoptr(HmmvAccess) acc = NULL;
-  CoreVm *cvm;
-
-  if (!core_check_idle(core, "adding a VM", error))
-    return FALSE;
-  if (core_find(core, hmmv_vm_get_name(vm), NULL) != NULL) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "vm %s is already managed",
-                hmmv_vm_get_name(vm));
-    return FALSE;
-  }
-  if (!vm->finalized) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
-                "vm %s: layout is not finalized", hmmv_vm_get_name(vm));
-    return FALSE;
-  }
-  acc = hmmv_access_new(hmmv_vm_get_nr_pages(vm), error);
-  if (acc == NULL)
-    return FALSE;
-  if (!hmmv_tracker_start(tracker, vm, error)) {
-    g_prefix_error(error, "vm %s: tracker %s: ", hmmv_vm_get_name(vm),
-                   hmmv_tracker_get_name(tracker));
-    return FALSE;
-  }
-  /* Pages the guest touched before hmmv came are already somewhere: the intervals learn
-   * where, a slice at a time (core_read_placement), not here. */
-  cvm = g_new0(CoreVm, 1);
-  cvm->vm = g_steal_pointer(&vm);
-  cvm->tracker = g_steal_pointer(&tracker);
-  cvm->acc = g_steal_pointer(&acc);
-  hmmv_plan_init(&cvm->plan);
-  hmmv_temperature_histogram(cvm->vm, &cvm->hist);
-  hmmv_units_aggregate(cvm->vm, &cvm->hist);
-  cvm->first_seen = cvm->vm->first_seen;
-  cvm->ctl_quota = *hmmv_vm_get_quota(cvm->vm);
-  g_ptr_array_add(core->vms, cvm);
-  return TRUE;
-}
-
-gboolean
-hmmv_core_remove_vm(HmmvCore *core, const char *name, GError **error)
-{
-  guint index;
-
-  if (!core_check_idle(core, "removing a VM", error))
-    return FALSE;
-  if (core_find(core, name, &index) == NULL) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "vm %s is not managed", name);
-    return FALSE;
-  }
-  g_ptr_array_remove_index(core->vms, index);
-  return TRUE;
-}
-
-HmmvVm *
-hmmv_core_lookup_vm(HmmvCore *core, const char *name)
-{
-  CoreVm *cvm = core_find(core, name, NULL);
-
-  return cvm != NULL ? cvm->vm : NULL;
-}
-
-guint
-hmmv_core_get_nr_vms(const HmmvCore *core)
-{
-  return core->vms->len;
-}
-
-HmmvVm *
-hmmv_core_get_vm(HmmvCore *core, guint index)
-{
-  g_return_val_if_fail(index < core->vms->len, NULL);
-  return ((CoreVm *)g_ptr_array_index(core->vms, index))->vm;
-}
-
-gboolean
-hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused, GError **error)
-{
-  CoreVm *cvm = core_find(core, name, NULL);
-
-  if (cvm == NULL) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "vm %s is not managed", name);
-    return FALSE;
-  }
-  g_mutex_lock(&core->lock);
-  cvm->ctl_paused = paused;
-  g_mutex_unlock(&core->lock);
-  return TRUE;
-}
-
-gboolean
-hmmv_core_set_quota(HmmvCore *core, const char *name, const HmmvQuota *quota, GError **error)
-{
-  CoreVm *cvm = core_find(core, name, NULL);
-
-  if (cvm == NULL) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "vm %s is not managed", name);
-    return FALSE;
-  }
-  g_mutex_lock(&core->lock);
-  cvm->ctl_quota = *quota;
-  cvm->ctl_quota_set = TRUE;
-  g_mutex_unlock(&core->lock);
-  return TRUE;
-}
-
-/* THP state: a rolling window of the VM's 2 MiB blocks (core.h). */
-static gboolean
-core_refresh_thp(HmmvCore *core, CoreVm *cvm, GError **error)
-{
-  guint64 nr_blocks = hmmv_vm_get_nr_thp_blocks(cvm->vm);
-  guint64 window = CLAMP(nr_blocks / HMMV_CORE_RESCAN_DIVISOR, HMMV_CORE_THP_RESCAN_MIN_BLOCKS,
-                         HMMV_CORE_THP_RESCAN_MAX_BLOCKS);
-
-  if (nr_blocks == 0)
-    return TRUE;
-  if (cvm->thp_next >= nr_blocks)
-    cvm->thp_next = 0;
-  window = MIN(window, nr_blocks - cvm->thp_next);
-  if (!hmmv_mover_refresh_thp(core->mover, cvm->vm, cvm->thp_next, window, NULL, error))
-    return FALSE;
-  cvm->thp_next += window;
-  return TRUE;
-}
-
-/* Placement the core does not know yet: pages accessed while unknown (first touch since the
- * last look), plus a rolling window so moves the kernel makes on its own are noticed. */
-static gboolean
-core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error)
-{
-  HmmvVm *vm = cvm->vm;
-  const HmmvAccess *acc = cvm->acc;
-  guint64 nr_pages = hmmv_vm_get_nr_pages(vm);
-  guint64 window = CLAMP(nr_pages / HMMV_CORE_RESCAN_DIVISOR, HMMV_CORE_RESCAN_MIN_PAGES,
-                         HMMV_CORE_RESCAN_MAX_PAGES);
-  guint64 nr_units, last_unit = G_MAXUINT64;
-  const HmmvUnit *unit;
-
-  hmmv_vm_get_units(vm, &nr_units);
-  g_array_set_size(core->scratch_pages, 0);
-  for (gsize w = 0; w < acc->nr_words; w++) {
-    guint64 bits = acc->writes[w] | acc->reads[w];
-
-    while (bits != 0) {
-      guint64 page = w * 64 + (guint64)__builtin_ctzll(bits);
-
-      bits &= bits - 1;
-      if (HMMV_PLACE_NODE(vm->place[page]) != HMMV_PLACE_NODE_UNKNOWN)
-        continue;
-      /* the first touch of a huge page faults in all of it: learn all of it */
-      unit = nr_units > 0 ? hmmv_vm_unit_of(vm, page) : NULL;
-      if (unit != NULL && unit->first_page == last_unit)
-        continue;
-      if (unit != NULL) {
-        last_unit = unit->first_page;
-        for (guint64 p = unit->first_page; p < unit->first_page + unit->nr_pages; p++)
-          if (HMMV_PLACE_NODE(vm->place[p]) == HMMV_PLACE_NODE_UNKNOWN)
-            g_array_append_val(core->scratch_pages, p);
-        continue;
-      }
-      g_array_append_val(core->scratch_pages, page);
-    }
-  }
-  if (core->scratch_pages->len > 0 &&
-      !hmmv_mover_query(core->mover, vm, (const guint64 *)core->scratch_pages->data,
-                        core->scratch_pages->len, error))
-    return FALSE;
-
-  if (cvm->place_next < nr_pages)
-    return TRUE;   /* the first read is still under way: it is this VM's rescan */
-  window = MIN(window, nr_pages);
-  if (cvm->rescan_next >= nr_pages)
-    cvm->rescan_next = 0;
-  window = MIN(window, nr_pages - cvm->rescan_next);
-  if (!core_query_range(core, vm, cvm->rescan_next, window, error))
-    return FALSE;
-  cvm->rescan_next += window;
-  return core_refresh_thp(core, cvm, error);
-}
-
 /* The mean weight of the pages this harvest saw accessed (written: write_weight, only read:
  * read_weight), folded into the VM's moving average (vm-private.h). */
 static void
@@ -431,43 +205,10 @@ core_note_access_mix(HmmvCore *core, HmmvVm *vm, const HmmvAccess *acc, guint64 
     vm->access_weight_x256 = (guint)MAX((vm->access_weight_x256 * 15u + sample) / 16u, 1u);
 }
 
-/* The placement of a VM the core just took: HMMV_CORE_ADD_SLICE_PAGES an interval, before the
- * mover sees this interval's touches (so a page first touched now still counts as a first
- * touch), and not counted as first touches: the pages were somewhere before hmmv came. */
-static gboolean
-core_read_placement(HmmvCore *core, CoreVm *cvm, GError **error)
-{
-  guint64 nr_pages = hmmv_vm_get_nr_pages(cvm->vm);
-  guint64 count = MIN(HMMV_CORE_ADD_SLICE_PAGES, nr_pages - cvm->place_next);
-  guint64 seen_before = cvm->vm->first_seen;
-  guint64 nr_blocks = hmmv_vm_get_nr_thp_blocks(cvm->vm), end;
-
-  if (count == 0)
-    return TRUE;
-  if (!core_query_range(core, cvm->vm, cvm->place_next, count, error))
-    return FALSE;
-  cvm->place_next += count;
-  cvm->first_seen += cvm->vm->first_seen - seen_before;
-  /* and which of those pages the kernel put in THPs: the whole 2 MiB blocks read so far */
-  end = cvm->place_thp_next;
-  for (; end < nr_blocks; end++) {
-    guint64 block_pages, first = hmmv_vm_thp_block_first_page(cvm->vm, end, &block_pages);
-
-    if (first + block_pages > cvm->place_next)
-      break;
-  }
-  if (end > cvm->place_thp_next &&
-      !hmmv_mover_refresh_thp(core->mover, cvm->vm, cvm->place_thp_next,
-                              end - cvm->place_thp_next, NULL, error))
-    return FALSE;
-  cvm->place_thp_next = end;
-  return TRUE;
-}
-
 static gboolean
 core_harvest(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
 {
-  if (!core_read_placement(core, cvm, error))
+  if (!hmmv_core_read_placement(core, cvm, error))
     return FALSE;
   rep->placement_unread = hmmv_vm_get_nr_pages(cvm->vm) - cvm->place_next;
   hmmv_access_clear(cvm->acc);
@@ -480,7 +221,7 @@ core_harvest(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
   rep->read = cvm->acc->has_reads ? hmmv_bitmap_count(cvm->acc->reads, cvm->acc->nr_words) : 0;
   core_note_access_mix(core, cvm->vm, cvm->acc, rep->written);
   hmmv_mover_touch(core->mover, cvm->vm, cvm->acc);
-  if (!core_refresh_placement(core, cvm, error))
+  if (!hmmv_core_refresh_placement(core, cvm, error))
     return FALSE;
   hmmv_temperature_update(cvm->vm, &core->tables, cvm->acc, &cvm->hist);
   /* huge units are decided whole, at the mean of their pages' keys (units.h) */
@@ -710,39 +451,6 @@ core_plan(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep)
   rep->deferred_unit = cvm->plan.deferred_unit;
 }
 
-/* Just before a move, the THP state of the blocks the list touches is read again: a THP that
- * khugepaged formed since the plan would take 512 pages along with the one asked for (over the
- * cap, and recorded as 1), a THP the kernel split would move 1 page for an entry counted as
- * 512. Entries whose unit changed wait for the next plan, which sees the unit as it is. */
-static gboolean
-core_fresh_units(HmmvCore *core, HmmvVm *vm, GArray *pages, GError **error)
-{
-  g_autofree guint64 *sizes = NULL;
-  guint64 changed = 0;
-  guint kept = 0;
-
-  if (hmmv_vm_get_nr_thp_blocks(vm) == 0 || pages->len == 0)
-    return TRUE;
-  sizes = g_new(guint64, pages->len);
-  for (guint i = 0; i < pages->len; i++)
-    sizes[i] = hmmv_vm_unit_pages(vm, g_array_index(pages, guint64, i));
-  if (!hmmv_mover_refresh_thp_of(core->mover, vm, (const guint64 *)pages->data, pages->len,
-                                 &changed, error))
-    return FALSE;
-  if (changed == 0)
-    return TRUE;
-  for (guint i = 0; i < pages->len; i++) {
-    guint64 page = g_array_index(pages, guint64, i);
-    const HmmvUnit *unit = hmmv_vm_unit_of(vm, page);
-
-    if ((unit != NULL ? unit->nr_pages : 1) == sizes[i] &&
-        (unit == NULL || unit->first_page == page))
-      g_array_index(pages, guint64, kept++) = page;
-  }
-  g_array_set_size(pages, kept);
-  return TRUE;
-}
-
 /* Carry out one list of a VM's plan, its demotions or its promotions, spread over nodes as
  * core_assign granted them, nearest first. Pages that went past the first node because it was
  * full are counted (rep, the node's fallback_in) and named in *note. */
@@ -761,7 +469,7 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
   if (core->cancellable != NULL && g_cancellable_is_cancelled(core->cancellable)) {
     rep->deferred_cap += pages->len;   /* the caller is stopping: they wait */
   } else if (pages->len > 0) {
-    ok = core_fresh_units(core, vm, pages, error);
+    ok = hmmv_core_fresh_units(core, vm, pages, error);
     for (guint i = 0; ok && i < pages->len; i++)
       rep->moved_max_pages += hmmv_vm_unit_pages(vm, g_array_index(pages, guint64, i));
   }

@@ -5,6 +5,7 @@
  */
 #include "hmmv-test.h"
 #include "mover-cases.h"
+#include "mover-numa-host.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,10 +13,8 @@
 #include <numaif.h>
 #include <signal.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -147,19 +146,6 @@ START_TEST(test_raw_errors)
 }
 END_TEST
 
-static HmmvTopology *
-host_topology(void)
-{
-  g_autoptr(HmmvTopology) topo = hmmv_topology_new();
-
-  ck_assert(hmmv_topology_add_node(topo, 0, G_GUINT64_CONSTANT(4) << 30, 2, HMMV_TIER_DRAM,
-                                   NULL));
-  /* node 1 is in the topology, but not on this host: the kernel must refuse it */
-  ck_assert(hmmv_topology_add_node(topo, 1, G_GUINT64_CONSTANT(4) << 30, 0, HMMV_TIER_SLOW,
-                                   NULL));
-  return g_steal_pointer(&topo);
-}
-
 /* The child's buffer as a VM's "ram" region, plus a "rom" region with no host address. */
 static HmmvVm *
 child_vm(void)
@@ -195,7 +181,7 @@ count_touched(void)
 
 START_TEST(test_vm_move)
 {
-  g_autoptr(HmmvTopology) topo = host_topology();
+  g_autoptr(HmmvTopology) topo = mover_numa_host_topology();
   g_autoptr(HmmvVm) vm = child_vm();
   g_autoptr(GError) error = NULL;
   g_autoptr(HmmvMover) mover = hmmv_numa_mover_new(topo, &error);
@@ -234,7 +220,7 @@ END_TEST
 
 START_TEST(test_vm_errors)
 {
-  g_autoptr(HmmvTopology) topo = host_topology();
+  g_autoptr(HmmvTopology) topo = mover_numa_host_topology();
   g_autoptr(HmmvVm) vm = child_vm();
   g_autoptr(GError) error = NULL;
   g_autoptr(HmmvMover) mover = hmmv_numa_mover_new(topo, &error);
@@ -526,215 +512,6 @@ START_TEST(test_two_node_round_trip)
 }
 END_TEST
 
-/* The shared cases' host: a child process per case plays QEMU. It maps the case's pages
- * (4 KiB pages: MADV_NOHUGEPAGE), touches the present ones, puts them on their node with
- * move_pages(2) on itself, and gives pinned pages a reference migration cannot drop by
- * vmsplice()ing them into a pipe it never reads. */
-static pid_t case_child = -1;
-static HmmvTopology *case_topo;
-static HmmvVm *case_vm;
-static HmmvMover *case_mover;
-
-static gboolean
-read_full(int fd, void *buffer, gsize size)
-{
-  char *p = buffer;
-
-  while (size > 0) {
-    ssize_t n = read(fd, p, size);
-
-    if (n <= 0)
-      return FALSE;
-    p += n;
-    size -= (gsize)n;
-  }
-  return TRUE;
-}
-
-static int
-place_own_pages(char *buffer, const guint8 *spec, guint64 nr, guint8 kind, int node)
-{
-  g_autofree void **addresses = g_new(void *, nr);
-  g_autofree int *nodes = g_new(int, nr);
-  g_autofree int *status = g_new(int, nr);
-  guint64 n = 0;
-
-  for (guint64 p = 0; p < nr; p++) {
-    if (spec[p] == kind) {
-      addresses[n] = buffer + p * 4096;
-      nodes[n++] = node;
-    }
-  }
-  return n == 0 ? 0 : (int)numa_move_pages(0, n, addresses, nodes, status, MPOL_MF_MOVE);
-}
-
-static G_GNUC_NORETURN void
-case_child_main(int cmd_fd, int reply_fd)
-{
-  guint64 nr, address, backing, bytes;
-  g_autofree guint8 *spec = NULL;
-  int pins[2];
-  char *buffer;
-
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  alarm(120);
-  if (!read_full(cmd_fd, &nr, sizeof(nr)) || nr > (1u << 20) ||
-      !read_full(cmd_fd, &backing, sizeof(backing)))
-    _exit(1);
-  spec = g_malloc(nr);
-  if (!read_full(cmd_fd, spec, nr) || pipe(pins) != 0)
-    _exit(1);
-  bytes = nr * 4096;
-  if (backing == CASE_BACKING_HUGETLB) {
-    buffer = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT), -1, 0);
-  } else {
-    /* THPs need 2 MiB-aligned addresses: map 2 MiB more and round up */
-    char *raw = mmap(NULL, bytes + (2u << 20), PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-    buffer = raw == MAP_FAILED ? raw
-                               : (char *)(((guintptr)raw + (2u << 20) - 1) & ~(guintptr)((2u << 20) - 1));
-  }
-  if (buffer == MAP_FAILED)
-    _exit(1);
-  /* the second process below gets only the shared pages */
-  if (backing == CASE_BACKING_4K)
-    madvise(buffer, bytes, MADV_NOHUGEPAGE);
-  else if (backing == CASE_BACKING_THP)
-    madvise(buffer, bytes, MADV_HUGEPAGE);
-  madvise(buffer, bytes, MADV_DONTFORK);
-  for (guint64 p = 0; p < nr; p++) {
-    if (spec[p] == CASE_SHARED0 &&
-        mmap(buffer + p * 4096, 4096, PROT_READ | PROT_WRITE,
-             MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
-      _exit(1);
-    if (spec[p] != CASE_ABSENT)
-      buffer[p * 4096] = 1;
-  }
-  if (memchr(spec, CASE_SHARED0, nr) != NULL) {
-    int ready[2];
-    char byte = 0;
-    pid_t sharer;
-
-    if (pipe(ready) != 0 || (sharer = fork()) < 0)
-      _exit(1);
-    if (sharer == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      /* fork copies no page tables of shared mappings: map the pages by touching them */
-      for (guint64 p = 0; p < nr; p++) {
-        if (spec[p] == CASE_SHARED0)
-          byte += ((volatile char *)buffer)[p * 4096];
-      }
-      if (write(ready[1], &byte, 1) != 1)
-        _exit(1);
-      for (;;)
-        pause();
-    }
-    if (read(ready[0], &byte, 1) != 1)
-      _exit(1);
-  }
-  if (numa_max_node() >= 1 &&
-      (place_own_pages(buffer, spec, nr, CASE_NODE0, 0) < 0 ||
-       place_own_pages(buffer, spec, nr, CASE_PINNED0, 0) < 0 ||
-       place_own_pages(buffer, spec, nr, CASE_SHARED0, 0) < 0 ||
-       place_own_pages(buffer, spec, nr, CASE_NODE1, 1) < 0))
-    _exit(1);
-  for (guint64 p = 0; p < nr; p++) {
-    struct iovec iov = { buffer + p * 4096, 4096 };
-
-    if (spec[p] == CASE_PINNED0 && vmsplice(pins[1], &iov, 1, 0) != 4096)
-      _exit(1);
-  }
-  address = (guint64)(guintptr)buffer;
-  if (write(reply_fd, &address, sizeof(address)) != sizeof(address))
-    _exit(1);
-  for (;;)
-    pause();
-}
-
-static void
-case_teardown(void)
-{
-  if (case_child > 0) {
-    kill(case_child, SIGKILL);
-    waitpid(case_child, NULL, 0);
-    case_child = -1;
-  }
-  g_clear_pointer(&case_vm, hmmv_vm_free);
-  g_clear_pointer(&case_mover, hmmv_mover_free);
-  g_clear_pointer(&case_topo, hmmv_topology_free);
-}
-
-static void
-case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, CaseBacking backing, HmmvVm **vm,
-           HmmvMover **mover)
-{
-  g_autoptr(GError) error = NULL;
-  int cmd[2], reply[2];
-  guint64 address = 0, backing64 = backing;
-
-  ck_assert_uint_eq(slow_room, 0);    /* not supported here: the case is not added */
-  ck_assert_int_eq(pipe(cmd), 0);
-  ck_assert_int_eq(pipe(reply), 0);
-  case_child = fork();
-  ck_assert_int_ge(case_child, 0);
-  if (case_child == 0) {
-    close(cmd[1]);
-    close(reply[0]);
-    case_child_main(cmd[0], reply[1]);
-  }
-  close(cmd[0]);
-  close(reply[1]);
-  ck_assert_int_eq(write(cmd[1], &nr, sizeof(nr)), sizeof(nr));
-  ck_assert_int_eq(write(cmd[1], &backing64, sizeof(backing64)), sizeof(backing64));
-  ck_assert_int_eq(write(cmd[1], spec, nr), (ssize_t)nr);
-  ck_assert_msg(read_full(reply[0], &address, sizeof(address)), "the case's child failed");
-  close(cmd[1]);
-  close(reply[0]);
-  case_topo = numa_max_node() >= 1 ? hmmv_topology_new_from_host(NULL, &error)
-                                   : host_topology();
-  ck_assert_msg(case_topo != NULL, "%s", error ? error->message : "");
-  case_vm = hmmv_vm_new("case");
-  ck_assert(hmmv_vm_add_region(case_vm, "ram", 0, address, nr * 4096,
-                               backing == CASE_BACKING_HUGETLB ? 2u << 20 : 4096, NULL));
-  ck_assert(hmmv_vm_finalize_layout(case_vm, NULL));
-  hmmv_vm_set_pid(case_vm, case_child);
-  case_mover = hmmv_numa_mover_new(case_topo, &error);
-  ck_assert_msg(case_mover != NULL, "%s", error ? error->message : "");
-  *vm = case_vm;
-  *mover = case_mover;
-}
-
-static MoverCaseHost numa_case_host = {
-  .name = "the numa mover",
-  .setup = case_setup,
-  .teardown = case_teardown,
-};
-
-/* Huge pages this host can give the cases: THPs unless they are off, hugetlbfs when nodes 0
- * and 1 each have 4 free 2 MiB pages (tests/testbed/mover-two-node.sh reserves them). */
-static guint
-host_huge_support(void)
-{
-  g_autofree char *thp = NULL;
-  guint support = 0;
-
-  if (g_file_get_contents("/sys/kernel/mm/transparent_hugepage/enabled", &thp, NULL, NULL) &&
-      strstr(thp, "[never]") == NULL)
-    support |= CASE_NEEDS_THP;
-  support |= CASE_NEEDS_HUGETLB;
-  for (int node = 0; node <= 1; node++) {
-    g_autofree char *path = g_strdup_printf("/sys/devices/system/node/node%d/hugepages/"
-                                            "hugepages-2048kB/free_hugepages", node);
-    g_autofree char *text = NULL;
-
-    if (!g_file_get_contents(path, &text, NULL, NULL) || g_ascii_strtoull(text, NULL, 10) < 4)
-      support &= ~(guint)CASE_NEEDS_HUGETLB;
-  }
-  return support;
-}
-
 /* The kernel must have move_pages(2): probe it on this process's own memory. */
 static gboolean
 move_pages_works(void)
@@ -761,10 +538,12 @@ numa_suite(void)
   suite_add_tcase(suite, tc);
   if (numa_max_node() < 1) {
     TCase *shared = tcase_create("shared");
+    static MoverCaseHost one_node;
 
+    one_node = mover_numa_case_host;
     /* the numa mover uses MPOL_MF_MOVE_ALL where the kernel allows it: CAP_SYS_NICE */
-    numa_case_host.move_all = geteuid() == 0;
-    mover_cases_add(shared, &numa_case_host);
+    one_node.move_all = geteuid() == 0;
+    mover_cases_add(shared, &one_node);
     suite_add_tcase(suite, shared);
     /* it checks that the kernel refuses node 1 */
     tcase_add_test(tc, test_vm_errors);
@@ -774,8 +553,8 @@ numa_suite(void)
     TCase *two = tcase_create("two-node");
     static MoverCaseHost two_nodes;
 
-    two_nodes = numa_case_host;
-    two_nodes.supports = CASE_NEEDS_TWO_NODES | host_huge_support();
+    two_nodes = mover_numa_case_host;
+    two_nodes.supports = CASE_NEEDS_TWO_NODES | mover_numa_host_huge_support();
     two_nodes.move_all = geteuid() == 0;
 
     /* test_vm_errors expects the kernel to refuse node 1, which this host has */

@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The VM table's side of each interval (vms.c has the table): start it on the core's worker,
+ * and when it is done read its report on the main loop: log the balance and node fallbacks,
+ * take VMs whose QEMU is gone, timed out, tampered with its region or changed its RAM layout
+ * out of the core (restarting tracking for the last), let VMs that came meanwhile join, and
+ * call whoever waited for the core to be idle.
+ */
+#include "affinity.h"
+#include "quota.h"
+#include "vms-private.h"
+
+/* Pages sent to a farther node because the nearest was full: logged when the set of VMs and
+ * nodes changes, and when it ends (counts: hmmvctl vms --json, metrics). */
+static void
+log_fallback(HmmvdVms *vms)
+{
+  const char *note = vms->report.fallback_note;
+
+  if (note != NULL && g_strcmp0(vms->fallback_note, note) != 0)
+    g_warning("node full, falling back: %s", note);
+  else if (note == NULL && vms->fallback_note != NULL)
+    g_message("node fallback over: every move went to its nearest node");
+  g_free(vms->fallback_note);
+  vms->fallback_note = g_strdup(note);
+}
+
+/* Where each VM's vCPUs run, re-read every 8 intervals (libvirt can re-pin a live domain);
+ * the modelled host of the sim mover has no CPUs to pin to. */
+static void
+update_affinity(HmmvdVms *vms)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  if (vms->mover == NULL || hmmvd_vms_mover_is_sim(vms->mover) || vms->intervals_started % 8 != 1)
+    return;
+  g_hash_table_iter_init(&iter, vms->entries);
+  while (g_hash_table_iter_next(&iter, NULL, &value)) {
+    VmEntry *entry = value;
+    HmmvVm *vm = entry->info.in_core ? hmmv_core_lookup_vm(vms->core, entry->info.name)
+                                     : NULL;
+    const char *source;
+    int node;
+
+    if (vm == NULL)
+      continue;
+    node = hmmvd_affinity_cpu_node(NULL, entry->info.pid, vms->mover->topo, &source);
+    if (node != entry->info.cpu_node)
+      g_message("vm %s: runs on node %d (%s): promoted to the DRAM node nearest it",
+                entry->info.name, node, source);
+    entry->info.cpu_node = node;
+    entry->info.cpu_node_source = source;
+    hmmv_vm_set_cpu_node(vm, node);
+  }
+}
+
+/* A persisting error or note is logged once, when it appears or changes. */
+static void
+log_balance(HmmvdVms *vms)
+{
+  const GError *error = vms->report.balance_error;
+  const char *note = vms->report.balance_note;
+
+  if (error != NULL && g_strcmp0(vms->balance_error, error->message) != 0)
+    g_warning("%s; the last good DRAM budgets stay", error->message);
+  else if (error == NULL && vms->balance_error != NULL)
+    g_message("DRAM pool balanced again");
+  g_free(vms->balance_error);
+  vms->balance_error = error != NULL ? g_strdup(error->message) : NULL;
+
+  if (note != NULL && g_strcmp0(vms->balance_note, note) != 0)
+    g_warning("%s", note);
+  else if (note == NULL && vms->balance_note != NULL)
+    g_message("DRAM pool: every VM's min fits again");
+  g_free(vms->balance_note);
+  vms->balance_note = g_strdup(note);
+}
+
+static void
+record_error(VmEntry *entry, const char *message)
+{
+  entry->info.errors++;
+  if (g_strcmp0(entry->info.last_error, message) != 0)
+    g_warning("%s", message);   /* the core's message names the VM */
+  g_free(entry->info.last_error);
+  entry->info.last_error = g_strdup(message);
+}
+
+static void
+handle_gone(HmmvdVms *vms, VmEntry *entry, const char *message)
+{
+  g_autofree char *status = g_strdup_printf("gone: %s", message);
+
+  g_message("vm %s: QEMU is gone, no longer managed (%s)", entry->info.name, message);
+  hmmvd_vms_untrack(vms, entry);
+  hmmvd_vm_entry_set_status(entry, status);
+  if (vms->gone != NULL)
+    vms->gone(entry->info.name, vms->gone_data);
+}
+
+/* Its QEMU missed a QMP deadline: out of the core (its DRAM goes back to the pool), listed
+ * with the reason, and its source tries it again once QEMU answers. */
+static void
+handle_timed_out(HmmvdVms *vms, VmEntry *entry, const char *message)
+{
+  g_autofree char *status = g_strdup_printf("not answering, retried: %s", message);
+
+  g_warning("vm %s: dropped, QEMU missed a QMP deadline: %s", entry->info.name, message);
+  hmmvd_vms_untrack(vms, entry);
+  hmmvd_vm_entry_set_status(entry, status);
+  entry->info.dropped = TRUE;
+}
+
+/* QEMU tampered with the shared region under hmmvd (its header or counters changed; hmmvd
+ * sealed its size, so it cannot shrink it): out of the core, refused while that QEMU runs
+ * (its source lists it again when another QEMU comes). */
+static void
+handle_corrupt(HmmvdVms *vms, VmEntry *entry, const char *message)
+{
+  g_autofree char *status = g_strdup_printf("refused: QEMU tampered with its shared region: %s",
+                                            message);
+
+  g_warning("vm %s: refused, QEMU tampered with its shared region: %s", entry->info.name,
+            message);
+  hmmvd_vms_untrack(vms, entry);
+  hmmvd_vm_entry_set_status(entry, status);
+}
+
+static void
+restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
+{
+  g_autoptr(GError) error = NULL;
+  const char *name = entry->info.name;
+  HmmvVm *vm = NULL;
+  HmmvTracker *tracker = NULL;
+  gboolean built;
+
+  g_message("vm %s: RAM layout changed, restarting tracking (%s)", name, message);
+  hmmvd_vms_untrack(vms, entry);
+  entry->retry_layout = FALSE;   /* hmmvd_vms_track() sets it again if the layout still moves */
+  if (vms->restart != NULL && entry->info.source == vms->restart_source) {
+    /* the source queries the new layout off the main thread */
+    hmmvd_vm_entry_set_status(entry, "restarting tracking: the RAM layout changed");
+    entry->info.dropped = TRUE;
+    vms->restart(name, vms->restart_data);
+    return;
+  }
+  if (entry->qmp != NULL)
+    built = hmmvd_vms_build_from_qmp(vms, entry, &vm, &tracker, &error);
+  else if (vms->rebuild != NULL)
+    built = vms->rebuild(name, vms->rebuild_data, &vm, &tracker, &error);
+  else
+    built = (g_set_error(&error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+                         "no QMP transport to query the new layout"), FALSE);
+  if (!built || !hmmvd_vms_track(vms, entry, vm, tracker, &error)) {
+    g_autofree char *status = g_strdup_printf("RAM layout changed and tracking could not "
+                                              "restart: %s", error->message);
+
+    hmmvd_vm_entry_set_status(entry, status);
+    g_warning("vm %s: %s", name, status);
+  }
+}
+
+/* VMs whose tracking could not start because their layout was still moving. */
+static void
+retry_layouts(HmmvdVms *vms)
+{
+  g_autoptr(GPtrArray) retry = g_ptr_array_new();
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init(&iter, vms->entries);
+  while (g_hash_table_iter_next(&iter, NULL, &value))
+    if (((VmEntry *)value)->retry_layout && !((VmEntry *)value)->info.in_core)
+      g_ptr_array_add(retry, value);
+  for (guint i = 0; i < retry->len; i++)
+    restart_tracking(vms, g_ptr_array_index(retry, i), "retrying after the layout moved");
+}
+
+/* The interval's report is read: what changed meanwhile goes in now. */
+static void
+interval_settle(HmmvdVms *vms)
+{
+  GHashTableIter iter;
+  gpointer value;
+  g_autoptr(GArray) waiters = NULL;
+
+  g_hash_table_iter_init(&iter, vms->entries);
+  while (g_hash_table_iter_next(&iter, NULL, &value)) {
+    VmEntry *entry = value;
+    g_autoptr(GError) error = NULL;
+
+    if (entry->pending_vm != NULL) {
+      HmmvVm *vm = g_steal_pointer(&entry->pending_vm);
+      HmmvTracker *tracker = g_steal_pointer(&entry->pending_tracker);
+
+      (void)hmmvd_vms_track(vms, entry, vm, tracker, &error);   /* logged and in its status */
+    }
+  }
+  waiters = g_steal_pointer(&vms->waiters);
+  vms->waiters = g_array_new(FALSE, FALSE, sizeof(IdleWaiter));
+  for (guint i = 0; i < waiters->len; i++) {
+    IdleWaiter *waiter = &g_array_index(waiters, IdleWaiter, i);
+
+    waiter->func(waiter->data);
+  }
+}
+
+static void
+interval_read_report(HmmvdVms *vms)
+{
+  g_autoptr(GPtrArray) gone = g_ptr_array_new();
+  g_autoptr(GPtrArray) relayout = g_ptr_array_new();
+  g_autoptr(GPtrArray) timed_out = g_ptr_array_new();
+  g_autoptr(GPtrArray) corrupt = g_ptr_array_new();
+  g_autoptr(GPtrArray) corrupt_messages = g_ptr_array_new_with_free_func(g_free);
+  g_autoptr(GPtrArray) messages = g_ptr_array_new_with_free_func(g_free);
+  g_autoptr(GPtrArray) timed_out_messages = g_ptr_array_new_with_free_func(g_free);
+
+  vms->have_report = TRUE;
+  log_balance(vms);
+  log_fallback(vms);
+  for (guint i = 0; i < vms->report.vms->len; i++) {
+    HmmvVmReport *rep = &g_array_index(vms->report.vms, HmmvVmReport, i);
+    VmEntry *entry = g_hash_table_lookup(vms->entries, rep->name);
+
+    if (entry == NULL)
+      continue;   /* every VM of the core is listed; a stranger is not ours to touch */
+    rep->name = entry->info.name;   /* outlives the core's VM */
+    if (entry->info.quota_effective_interval == G_MAXUINT64)
+      entry->info.quota_effective_interval = vms->report.index;
+    entry->info.last = *rep;
+    entry->info.last.error = NULL;
+    entry->info.fallback_promoted += rep->promoted_fallback;
+    entry->info.fallback_demoted += rep->demoted_fallback;
+    hmmvd_vms_update_moves(vms, entry);
+    if (rep->error == NULL) {
+      if (entry->info.last_error != NULL)
+        g_message("vm %s: intervals succeed again", entry->info.name);
+      g_clear_pointer(&entry->info.last_error, g_free);
+    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_GONE)) {
+      g_ptr_array_add(gone, entry);
+      g_ptr_array_add(messages, g_strdup(rep->error->message));
+    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED)) {
+      g_ptr_array_add(relayout, entry);
+      g_ptr_array_add(messages, g_strdup(rep->error->message));
+    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT)) {
+      g_ptr_array_add(timed_out, entry);
+      g_ptr_array_add(timed_out_messages, g_strdup(rep->error->message));
+    } else if (g_error_matches(rep->error, HMMV_ERROR, HMMV_ERROR_CORRUPT)) {
+      g_ptr_array_add(corrupt, entry);
+      g_ptr_array_add(corrupt_messages, g_strdup(rep->error->message));
+    } else {
+      record_error(entry, rep->error->message);
+    }
+  }
+  /* Leaving the core changes the report: only now that it was read. */
+  for (guint i = 0; i < gone->len; i++)
+    handle_gone(vms, g_ptr_array_index(gone, i), g_ptr_array_index(messages, i));
+  for (guint i = 0; i < relayout->len; i++)
+    restart_tracking(vms, g_ptr_array_index(relayout, i),
+                     g_ptr_array_index(messages, gone->len + i));
+  for (guint i = 0; i < timed_out->len; i++)
+    handle_timed_out(vms, g_ptr_array_index(timed_out, i),
+                     g_ptr_array_index(timed_out_messages, i));
+  for (guint i = 0; i < corrupt->len; i++)
+    handle_corrupt(vms, g_ptr_array_index(corrupt, i), g_ptr_array_index(corrupt_messages, i));
+  retry_layouts(vms);
+}
+
+static void
+interval_done(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  HmmvdVms *vms = user_data;
+  g_autoptr(GError) error = NULL;
+  HmmvIntervalReport swap;
+  gboolean ok = hmmv_core_run_interval_finish(vms->core, result, &error);
+
+  vms->running = FALSE;
+  g_clear_object(&vms->cancellable);
+  if (ok) {
+    swap = vms->report;
+    vms->report = vms->run_report;
+    vms->run_report = swap;
+  }
+  /* VMs removed meanwhile leave the core (and the report) before it is read. */
+  for (guint i = 0; i < vms->doomed->len; i++) {
+    VmEntry *entry = g_ptr_array_index(vms->doomed, i);
+
+    hmmvd_vms_untrack(vms, entry);
+    hmmvd_vm_entry_free(entry);
+  }
+  g_ptr_array_set_size(vms->doomed, 0);
+  if (ok)
+    interval_read_report(vms);
+  else
+    g_warning("interval failed: %s", error->message);
+  interval_settle(vms);
+  if (vms->done != NULL)
+    vms->done(vms->done_data);
+}
+
+gboolean
+hmmvd_vms_start_interval(HmmvdVms *vms, HmmvdIntervalDone done, gpointer user_data)
+{
+  if (vms->running) {
+    vms->intervals_skipped++;
+    return FALSE;
+  }
+  update_affinity(vms);   /* the VMs' vCPU nodes, read between intervals */
+  vms->running = TRUE;
+  vms->done = done;
+  vms->done_data = user_data;
+  vms->intervals_started++;
+  vms->cancellable = g_cancellable_new();
+  hmmv_core_run_interval_async(vms->core, &vms->run_report, vms->cancellable, interval_done,
+                               vms);
+  return TRUE;
+}
+
+gboolean
+hmmvd_vms_interval_running(HmmvdVms *vms)
+{
+  return vms->running;
+}
+
+guint64
+hmmvd_vms_get_intervals_skipped(HmmvdVms *vms)
+{
+  return vms->intervals_skipped;
+}
+
+gboolean
+hmmvd_vms_when_idle(HmmvdVms *vms, GSourceFunc func, gpointer user_data)
+{
+  IdleWaiter waiter = { .func = func, .data = user_data };
+
+  if (!vms->running)
+    return FALSE;
+  g_array_append_val(vms->waiters, waiter);
+  return TRUE;
+}
+
+void
+hmmvd_vms_wait_idle(HmmvdVms *vms)
+{
+  GMainContext *context = g_main_context_get_thread_default();
+
+  if (vms->running && vms->cancellable != NULL)
+    g_cancellable_cancel(vms->cancellable);
+  /* The worker stops before its next VM's moves; its completion comes through the context
+   * the interval started from. */
+  while (vms->running)
+    g_main_context_iteration(context, TRUE);
+}
+
+void
+hmmvd_vms_run_interval(HmmvdVms *vms)
+{
+  GMainContext *context = g_main_context_get_thread_default();
+
+  if (!hmmvd_vms_start_interval(vms, NULL, NULL))
+    return;
+  while (vms->running)
+    g_main_context_iteration(context, TRUE);
+}
+
+const HmmvIntervalReport *
+hmmvd_vms_get_last_report(HmmvdVms *vms)
+{
+  return vms->have_report ? &vms->report : NULL;
+}
+
+const char *
+hmmvd_vms_get_balance_error(HmmvdVms *vms)
+{
+  return vms->balance_error;
+}
+
+const char *
+hmmvd_vms_get_balance_note(HmmvdVms *vms)
+{
+  return vms->balance_note;
+}
