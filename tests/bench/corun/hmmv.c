@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hmmv-corun: hmmv itself. The REAL libhmmv core (hmmv_core_run_interval: temperatures,
+ * pool balance, hot cut, plan under the migration caps, moves) with the real replay tracker
+ * reading the VMs' traces and the real sim mover standing in for move_pages(2) on a modelled
+ * host with the setup's DRAM. Only what the tracker shows the core differs:
+ *   hmmv-writes        the writes of each interval (the qemu-dirty tracker: the patched
+ *                      QEMU's dirty bitmaps see writes only);
+ *   hmmv-reads-writes  the writes of each interval, and the reads of the last two intervals
+ *                      every second interval (simplified from the shipped read sources: the
+ *                      idle-page tracker scans most pages every 2nd interval, hot ones every
+ *                      interval, cold ones every 8th; DAMON samples a page per region);
+ *   hmmv-ideal         every read and write of each interval (an ideal tracker).
+ * Each VM's misses are charged at the placement its pages had when the interval began (the
+ * core moves at the end of the interval); the sim mover places first touches as the kernel
+ * does, from every access the guest made, seen or not.
+ */
+#include "policy.h"
+
+#include <hmmv/hmmv.h>
+#include <string.h>
+
+typedef enum {
+  SEE_WRITES,
+  SEE_READS_WRITES,
+  SEE_ALL,
+} SeeKind;
+
+/* The replay tracker, filtered to what the modelled tracker would see. */
+typedef struct {
+  HmmvTracker *replay;
+  SeeKind see;
+  guint64 harvests;
+  guint64 *held_reads;      /* reads-writes: the odd interval's reads, shown with the next */
+  gsize nr_words;
+} SeeTracker;
+
+static gboolean
+see_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
+{
+  SeeTracker *st = tracker->priv;
+
+  st->harvests = 0;
+  return hmmv_tracker_start(st->replay, vm, error);
+}
+
+static gboolean
+see_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
+{
+  SeeTracker *st = tracker->priv;
+  g_autoptr(HmmvAccess) mine = hmmv_access_new(acc->nr_pages, error);
+
+  if (mine == NULL || !hmmv_tracker_harvest(st->replay, vm, mine, error))
+    return FALSE;
+  for (gsize w = 0; w < acc->nr_words; w++)
+    acc->writes[w] |= mine->writes[w];
+  acc->intervals = MAX(acc->intervals, mine->intervals);
+  if (mine->intervals == 0)
+    return TRUE;
+  switch (st->see) {
+  case SEE_WRITES:
+    break;
+  case SEE_ALL:
+    for (gsize w = 0; w < acc->nr_words; w++)
+      acc->reads[w] |= mine->reads[w];
+    acc->has_reads = TRUE;
+    break;
+  case SEE_READS_WRITES:
+    if (st->held_reads == NULL) {
+      st->held_reads = g_new0(guint64, acc->nr_words);
+      st->nr_words = acc->nr_words;
+    }
+    for (gsize w = 0; w < acc->nr_words && w < st->nr_words; w++)
+      st->held_reads[w] |= mine->reads[w];
+    if (st->harvests % 2 == 1) {
+      for (gsize w = 0; w < acc->nr_words && w < st->nr_words; w++) {
+        acc->reads[w] |= st->held_reads[w];
+        st->held_reads[w] = 0;
+      }
+    }
+    acc->has_reads = TRUE;
+    break;
+  }
+  st->harvests++;
+  return TRUE;
+}
+
+static void
+see_destroy(HmmvTracker *tracker)
+{
+  SeeTracker *st = tracker->priv;
+
+  hmmv_tracker_free(st->replay);
+  g_free(st->held_reads);
+  g_free(st);
+}
+
+static const struct hmmv_tracker_ops see_tracker_ops = {
+  .name = "replay-filtered",
+  .start = see_start,
+  .harvest = see_harvest,
+  .destroy = see_destroy,
+};
+
+typedef struct {
+  HmmvTopology *topo;
+  HmmvMover *mover;
+  HmmvCore *core;
+  HmmvIntervalReport report;
+  HmmvAccess **acc;         /* each VM's full accesses this interval (for first touch) */
+  GArray *touched;
+} HmmvPolicy;
+
+static HmmvVm *
+make_vm(const CorunVmInfo *info, GError **error)
+{
+  g_autoptr(HmmvVm) vm = hmmv_vm_new(info->name);
+
+  if (!hmmv_vm_add_region(vm, "pc.ram", 0, 0, info->nr_pages * HMMV_PAGE_SIZE, HMMV_PAGE_SIZE,
+                          error) ||
+      !hmmv_vm_finalize_layout(vm, error))
+    return NULL;
+  return g_steal_pointer(&vm);
+}
+
+static gboolean
+hmmv_init(CorunPolicy *policy, SeeKind see, GError **error)
+{
+  const CorunSetup *setup = policy->setup;
+  HmmvPolicy *hp = g_new0(HmmvPolicy, 1);
+  HmmvParams params;
+  guint64 total = 0;
+
+  policy->priv = hp;
+  hmmv_interval_report_init(&hp->report);
+  hp->touched = g_array_new(FALSE, FALSE, sizeof(guint64));
+  hp->acc = g_new0(HmmvAccess *, setup->nr_vms);
+  for (guint v = 0; v < setup->nr_vms; v++)
+    total += setup->vms[v].nr_pages;
+  hp->topo = hmmv_topology_new();
+  if (!hmmv_topology_add_node(hp->topo, 0, MAX(setup->dram_pages, 1) * HMMV_PAGE_SIZE, 2,
+                              HMMV_TIER_DRAM, error) ||
+      !hmmv_topology_add_node(hp->topo, 1, total * HMMV_PAGE_SIZE, 0, HMMV_TIER_SLOW, error))
+    return FALSE;
+  hp->mover = hmmv_sim_mover_new(hp->topo, error);
+  if (hp->mover == NULL)
+    return FALSE;
+  if (setup->profile != NULL)
+    hmmv_sim_mover_set_ns_per_page(hp->mover, (guint64)setup->profile->move_ns_per_page);
+  hmmv_params_init(&params);
+  /* The core's interval is the trace's (its caps are MB/s over the interval). */
+  params.interval_ms = CLAMP(setup->interval_ms, 10, 3600 * 1000);
+  hp->core = hmmv_core_new(hp->topo, hp->mover, &params, 0, error);
+  if (hp->core == NULL)
+    return FALSE;
+  for (guint v = 0; v < setup->nr_vms; v++) {
+    SeeTracker *st;
+    HmmvTracker *replay, *tracker;
+    HmmvVm *vm;
+
+    hp->acc[v] = hmmv_access_new(setup->vms[v].nr_pages, error);
+    if (hp->acc[v] == NULL)
+      return FALSE;
+    replay = hmmv_replay_tracker_new(setup->vms[v].trace_path, FALSE, error);
+    if (replay == NULL)
+      return FALSE;
+    st = g_new0(SeeTracker, 1);
+    st->replay = replay;
+    st->see = see;
+    tracker = hmmv_tracker_new(&see_tracker_ops, st, error);
+    if (tracker == NULL) {
+      hmmv_tracker_free(replay);
+      g_free(st);
+      return FALSE;
+    }
+    vm = make_vm(&setup->vms[v], error);
+    if (vm == NULL) {
+      hmmv_tracker_free(tracker);
+      return FALSE;
+    }
+    if (!hmmv_core_add_vm(hp->core, vm, tracker, error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+hmmv_writes_init(CorunPolicy *policy, GError **error)
+{
+  return hmmv_init(policy, SEE_WRITES, error);
+}
+
+static gboolean
+hmmv_reads_writes_init(CorunPolicy *policy, GError **error)
+{
+  return hmmv_init(policy, SEE_READS_WRITES, error);
+}
+
+static gboolean
+hmmv_ideal_init(CorunPolicy *policy, GError **error)
+{
+  return hmmv_init(policy, SEE_ALL, error);
+}
+
+static gboolean
+hmmv_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
+              CorunDemand *demand, GError **error)
+{
+  HmmvPolicy *hp = policy->priv;
+  guint nr_vms = policy->setup->nr_vms;
+
+  for (guint v = 0; v < nr_vms; v++) {
+    HmmvVm *vm = hmmv_core_get_vm(hp->core, v);
+    HmmvAccess *acc = hp->acc[v];
+    const guint8 *place;
+
+    hmmv_access_clear(acc);
+    g_array_set_size(hp->touched, 0);
+    for (gsize i = 0; i < now[v].nr_entries; i++) {
+      const HmmvTraceEntry *e = &now[v].entries[i];
+
+      if (e->writes > 0)
+        hmmv_access_mark_write(acc, e->page);
+      else
+        hmmv_access_mark_read(acc, e->page);
+      g_array_append_val(hp->touched, e->page);
+    }
+    acc->intervals = 1;
+    /* The guest touches before anyone decides: first touch places, then the misses are
+     * charged where the pages are. */
+    hmmv_mover_touch(hp->mover, vm, acc);
+    if (!hmmv_mover_query(hp->mover, vm, (const guint64 *)hp->touched->data, hp->touched->len,
+                          error))
+      return FALSE;
+    place = hmmv_vm_get_place(vm);
+    for (gsize i = 0; i < now[v].nr_entries; i++) {
+      const HmmvTraceEntry *e = &now[v].entries[i];
+
+      if (HMMV_PLACE_IS_SLOW(place[e->page])) {
+        demand[v].slow_reads += e->reads;
+        demand[v].slow_writes += e->writes;
+      } else {
+        demand[v].dram_reads += e->reads;
+        demand[v].dram_writes += e->writes;
+      }
+    }
+  }
+  if (!hmmv_core_run_interval(hp->core, &hp->report, error))
+    return FALSE;
+  for (guint i = 0; i < hp->report.vms->len && i < nr_vms; i++) {
+    const HmmvVmReport *rep = &g_array_index(hp->report.vms, HmmvVmReport, i);
+
+    if (rep->error != NULL) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED, "vm %s: %s", rep->name,
+                  rep->error->message);
+      return FALSE;
+    }
+    demand[i].promoted += rep->promoted;
+    demand[i].demoted += rep->demoted;
+  }
+  return TRUE;
+}
+
+static void
+hmmv_dram_pages(CorunPolicy *policy, guint64 *vm_dram)
+{
+  HmmvPolicy *hp = policy->priv;
+
+  for (guint v = 0; v < policy->setup->nr_vms; v++)
+    vm_dram[v] = hmmv_vm_get_dram_pages(hmmv_core_get_vm(hp->core, v));
+}
+
+static void
+hmmv_destroy(CorunPolicy *policy)
+{
+  HmmvPolicy *hp = policy->priv;
+
+  if (hp == NULL)
+    return;
+  if (hp->core != NULL && hp->mover != NULL)
+    for (guint v = 0; v < hmmv_core_get_nr_vms(hp->core); v++)
+      hmmv_sim_mover_forget_vm(hp->mover, hmmv_core_get_vm(hp->core, v));
+  hmmv_interval_report_clear(&hp->report);
+  hmmv_core_free(hp->core);
+  hmmv_mover_free(hp->mover);
+  hmmv_topology_free(hp->topo);
+  for (guint v = 0; v < policy->setup->nr_vms; v++)
+    hmmv_access_free(hp->acc[v]);
+  g_free(hp->acc);
+  g_array_unref(hp->touched);
+  g_free(hp);
+}
+
+const struct corun_policy_ops corun_policy_hmmv_writes = {
+  .name = "hmmv-writes",
+  .init = hmmv_writes_init,
+  .interval = hmmv_interval,
+  .dram_pages = hmmv_dram_pages,
+  .destroy = hmmv_destroy,
+};
+
+const struct corun_policy_ops corun_policy_hmmv_reads_writes = {
+  .name = "hmmv-reads-writes",
+  .init = hmmv_reads_writes_init,
+  .interval = hmmv_interval,
+  .dram_pages = hmmv_dram_pages,
+  .destroy = hmmv_destroy,
+};
+
+const struct corun_policy_ops corun_policy_hmmv_ideal = {
+  .name = "hmmv-ideal",
+  .init = hmmv_ideal_init,
+  .interval = hmmv_interval,
+  .dram_pages = hmmv_dram_pages,
+  .destroy = hmmv_destroy,
+};

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* hmmv-corun: the table of policies, in the order of hmmv-corun's output. */
+#include "policy.h"
+
+
+const struct corun_policy_ops *const corun_policies[] = {
+  &corun_policy_all_dram,
+  &corun_policy_first_touch,
+  &corun_policy_interleave,
+  &corun_policy_memory_mode,
+  &corun_policy_oracle,
+  &corun_policy_hmmv_writes,
+  &corun_policy_hmmv_reads_writes,
+  &corun_policy_hmmv_ideal,
+  NULL,
+};

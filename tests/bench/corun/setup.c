@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* hmmv-corun: reading a recorded setup, and generating synthetic ones for tests. */
+#include "setup.h"
+
+#include <glib/gstdio.h>
+#include <hmmv/error.h>
+#include <hmmv/json.h>
+#include <string.h>
+
+void
+corun_setup_file_free(CorunSetupFile *sf)
+{
+  if (sf == NULL)
+    return;
+  for (guint v = 0; v < sf->setup.nr_vms; v++) {
+    g_free(sf->setup.vms[v].name);
+    g_free(sf->setup.vms[v].workload);
+    g_free(sf->setup.vms[v].trace_path);
+  }
+  g_free(sf->setup.vms);
+  g_free(sf->name);
+  g_free(sf->dir);
+  g_free(sf);
+}
+
+static gboolean
+valid_name(const char *name)
+{
+  gsize len = strlen(name);
+
+  if (len == 0 || len > 64)
+    return FALSE;
+  for (const char *c = name; *c; c++)
+    if (!g_ascii_isalnum(*c) && *c != '-' && *c != '_' && *c != '.')
+      return FALSE;
+  return TRUE;
+}
+
+static const char *
+get_string(JsonObject *obj, const char *member, gboolean required, GError **error)
+{
+  JsonNode *node = json_object_get_member(obj, member);
+
+  if (node == NULL && !required)
+    return NULL;
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE(node) ||
+      json_node_get_value_type(node) != G_TYPE_STRING) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT, "\"%s\" must be a string", member);
+    return NULL;
+  }
+  return json_node_get_string(node);
+}
+
+static gboolean
+get_int(JsonObject *obj, const char *member, gint64 min, gint64 max, gint64 def, gint64 *out,
+        GError **error)
+{
+  JsonNode *node = json_object_get_member(obj, member);
+
+  if (node == NULL && def >= 0) {
+    *out = def;
+    return TRUE;
+  }
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE(node) ||
+      json_node_get_value_type(node) != G_TYPE_INT64 ||
+      json_node_get_int(node) < min || json_node_get_int(node) > max) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT,
+                "\"%s\" must be an integer in %" G_GINT64_FORMAT "..%" G_GINT64_FORMAT, member,
+                min, max);
+    return FALSE;
+  }
+  *out = json_node_get_int(node);
+  return TRUE;
+}
+
+static gboolean
+load_vm(CorunSetupFile *sf, CorunVmInfo *info, JsonNode *node, GError **error)
+{
+  JsonObject *obj = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+  const char *name, *trace, *workload;
+  g_autoptr(HmmvTraceReader) reader = NULL;
+  const HmmvTraceInfo *ti;
+  gint64 weight;
+
+  if (obj == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT, "a VM must be an object");
+    return FALSE;
+  }
+  name = get_string(obj, "name", TRUE, error);
+  if (name == NULL)
+    return FALSE;
+  if (!valid_name(name)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT,
+                "VM name '%s' is not 1-64 characters of [A-Za-z0-9._-]", name);
+    return FALSE;
+  }
+  info->name = g_strdup(name);
+  trace = get_string(obj, "trace", TRUE, error);
+  if (trace == NULL || !get_int(obj, "weight", 1, 10000, 100, &weight, error)) {
+    g_prefix_error(error, "vm %s: ", name);
+    return FALSE;
+  }
+  workload = get_string(obj, "workload", FALSE, NULL);
+  info->workload = g_strdup(workload ? workload : "");
+  info->weight = (guint)weight;
+  info->trace_path = g_path_is_absolute(trace) ? g_strdup(trace)
+                                               : g_build_filename(sf->dir, trace, NULL);
+  reader = hmmv_trace_reader_new(info->trace_path, error);
+  if (reader == NULL) {
+    g_prefix_error(error, "vm %s: ", name);
+    return FALSE;
+  }
+  ti = hmmv_trace_reader_get_info(reader);
+  if ((ti->flags & HMMV_TRACE_HAS_READS) == 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT,
+                "vm %s: %s has no read counts (HMMV_TRACE_HAS_READS): the model needs every "
+                "LLC miss", name, info->trace_path);
+    return FALSE;
+  }
+  if (ti->nr_pages == 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT, "vm %s: the trace covers no pages", name);
+    return FALSE;
+  }
+  info->nr_pages = ti->nr_pages;
+  sf->total_pages += ti->nr_pages;
+  return TRUE;
+}
+
+CorunSetupFile *
+corun_setup_load(const char *dir, GError **error)
+{
+  g_autofree char *path = g_build_filename(dir, "setup.json", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(CorunSetupFile) sf = g_new0(CorunSetupFile, 1);
+  g_autoptr(JsonNode) root = NULL;
+  JsonObject *obj;
+  JsonNode *vms;
+  JsonArray *array;
+  const char *name;
+  GStatBuf st;
+  gsize len;
+  gint64 interval_ms;
+
+  sf->dir = g_strdup(dir);
+  if (g_stat(path, &st) != 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "%s: %s", path, g_strerror(errno));
+    return NULL;
+  }
+  if (st.st_size > CORUN_MAX_MANIFEST_BYTES) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT, "%s: larger than %u bytes", path,
+                CORUN_MAX_MANIFEST_BYTES);
+    return NULL;
+  }
+  if (!g_file_get_contents(path, &text, &len, error))
+    return NULL;
+  root = hmmv_json_parse(text, len, error);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
+    if (root != NULL)
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT, "not a JSON object");
+    g_prefix_error(error, "%s: ", path);
+    return NULL;
+  }
+  obj = json_node_get_object(root);
+  name = get_string(obj, "setup", TRUE, error);
+  if (name == NULL || !get_int(obj, "interval_ms", 1, 3600 * 1000, -1, &interval_ms, error)) {
+    g_prefix_error(error, "%s: ", path);
+    return NULL;
+  }
+  sf->name = g_strdup(name);
+  sf->setup.interval_ms = (guint)interval_ms;
+  vms = json_object_get_member(obj, "vms");
+  if (vms == NULL || !JSON_NODE_HOLDS_ARRAY(vms) ||
+      json_array_get_length(json_node_get_array(vms)) == 0 ||
+      json_array_get_length(json_node_get_array(vms)) > CORUN_MAX_VMS) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT, "%s: \"vms\" must be an array of 1-%u",
+                path, CORUN_MAX_VMS);
+    return NULL;
+  }
+  array = json_node_get_array(vms);
+  sf->setup.vms = g_new0(CorunVmInfo, json_array_get_length(array));
+  for (guint v = 0; v < json_array_get_length(array); v++) {
+    sf->setup.nr_vms = v + 1;
+    if (!load_vm(sf, &sf->setup.vms[v], json_array_get_element(array, v), error)) {
+      g_prefix_error(error, "%s: ", path);
+      return NULL;
+    }
+    for (guint w = 0; w < v; w++)
+      if (g_strcmp0(sf->setup.vms[w].name, sf->setup.vms[v].name) == 0) {
+        g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT, "%s: two VMs named %s", path,
+                    sf->setup.vms[v].name);
+        return NULL;
+      }
+  }
+  return g_steal_pointer(&sf);
+}
+
+static guint64
+rng_next(guint64 *state)
+{
+  *state ^= *state >> 12;
+  *state ^= *state << 25;
+  *state ^= *state >> 27;
+  return *state * G_GUINT64_CONSTANT(2685821657736338717);
+}
+
+/* VM i of a synthetic setup: hot set %, touched pages per interval %, writes %. */
+static const guint gen_specs[][3] = {
+  { 10, 4, 30 }, { 20, 6, 60 }, { 40, 12, 80 }, { 5, 1, 20 },
+};
+
+static gboolean
+generate_vm(const char *path, guint index, guint64 nr_pages, guint intervals, guint64 seed,
+            GError **error)
+{
+  HmmvTraceInfo info = { .nr_pages = nr_pages, .interval_ms = 10,
+                         .flags = HMMV_TRACE_HAS_READS };
+  g_autoptr(HmmvTraceWriter) writer = hmmv_trace_writer_new(path, &info, error);
+  const guint *spec = gen_specs[index % G_N_ELEMENTS(gen_specs)];
+  g_autofree guint32 *reads = g_new0(guint32, nr_pages);
+  g_autofree guint32 *writes = g_new0(guint32, nr_pages);
+  g_autoptr(GArray) entries = g_array_new(FALSE, FALSE, sizeof(HmmvTraceEntry));
+  guint64 hot = MAX(nr_pages * spec[0] / 100, 1), touch = MAX(nr_pages * spec[1] / 100, 1);
+  guint64 rng = seed * 0x9e3779b97f4a7c15u + index + 1;
+
+  if (writer == NULL)
+    return FALSE;
+  for (guint k = 0; k < intervals; k++) {
+    /* the hot set drifts by 1/16 of itself each interval; 90% of touches go to it */
+    guint64 hot_base = (k * MAX(hot / 16, 1)) % nr_pages, misses = 0;
+
+    memset(reads, 0, nr_pages * sizeof(guint32));
+    memset(writes, 0, nr_pages * sizeof(guint32));
+    for (guint64 i = 0; i < touch; i++) {
+      gboolean is_hot = rng_next(&rng) % 10 != 0;
+      guint64 page = is_hot ? (hot_base + rng_next(&rng) % hot) % nr_pages
+                            : rng_next(&rng) % nr_pages;
+      guint32 n = is_hot ? 2048 : 64;
+
+      if (rng_next(&rng) % 100 < spec[2])
+        writes[page] += n;
+      else
+        reads[page] += n;
+    }
+    g_array_set_size(entries, 0);
+    for (guint64 p = 0; p < nr_pages; p++)
+      if (reads[p] != 0 || writes[p] != 0) {
+        HmmvTraceEntry e = { p, reads[p], writes[p] };
+
+        g_array_append_val(entries, e);
+        misses += reads[p] + writes[p];
+      }
+    /* 20 ns of other work per miss: a memory-bound guest (about as much compute as stall on
+     * all-DRAM at mlp 4); ~300k misses an interval for VM 0 of 4096 pages */
+    if (!hmmv_trace_writer_add_interval(writer, misses * 20, (HmmvTraceEntry *)entries->data,
+                                        entries->len, error))
+      return FALSE;
+  }
+  return hmmv_trace_writer_close(writer, error);
+}
+
+gboolean
+corun_setup_generate(const char *dir, guint nr_vms, guint64 nr_pages, guint intervals,
+                     guint64 seed, GError **error)
+{
+  g_autoptr(GString) json = g_string_new("{\"setup\": \"synthetic\", \"interval_ms\": 10, "
+                                         "\"vms\": [");
+  g_autofree char *path = g_build_filename(dir, "setup.json", NULL);
+
+  if (nr_vms == 0 || nr_vms > CORUN_MAX_VMS || nr_pages == 0 || intervals == 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "a synthetic setup needs 1-%u VMs, pages and intervals", CORUN_MAX_VMS);
+    return FALSE;
+  }
+  if (g_mkdir_with_parents(dir, 0755) != 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "%s: %s", dir, g_strerror(errno));
+    return FALSE;
+  }
+  for (guint v = 0; v < nr_vms; v++) {
+    g_autofree char *file = g_strdup_printf("vm%u.trace", v);
+    g_autofree char *trace = g_build_filename(dir, file, NULL);
+
+    if (!generate_vm(trace, v, nr_pages, intervals, seed, error))
+      return FALSE;
+    g_string_append_printf(json, "%s{\"name\": \"vm%u\", \"workload\": \"synthetic-%u\", "
+                           "\"trace\": \"%s\", \"ram_mib\": %" G_GUINT64_FORMAT "}",
+                           v ? ", " : "", v, v % (guint)G_N_ELEMENTS(gen_specs), file,
+                           nr_pages >> 8);
+  }
+  g_string_append(json, "]}\n");
+  return g_file_set_contents(path, json->str, (gssize)json->len, error);
+}

@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* hmmv-corun's policies (tests/bench/corun/) on small hand-made traces. */
+#include "hmmv-test.h"
+
+#include "run.h"
+#include "setup.h"
+
+#include <glib/gstdio.h>
+
+static CorunProfile *
+profile(void)
+{
+  g_autoptr(GError) error = NULL;
+  CorunProfile *p = corun_profile_load_named(HMMV_TIER_PROFILE_DIR, "optane", &error);
+
+  ck_assert_msg(p != NULL, "%s", error ? error->message : "");
+  return p;
+}
+
+/* A setup of VMs of nr_pages each, without traces (for the policies that need none). */
+static CorunSetup
+setup_of(guint nr_vms, guint64 nr_pages, guint64 dram_pages, CorunVmInfo *vms,
+         const CorunProfile *p)
+{
+  CorunSetup s = { .nr_vms = nr_vms, .vms = vms, .dram_pages = dram_pages, .interval_ms = 100,
+                   .profile = p };
+
+  for (guint v = 0; v < nr_vms; v++) {
+    vms[v].name = g_strdup_printf("vm%u", v);
+    vms[v].nr_pages = nr_pages;
+  }
+  return s;
+}
+
+static void
+setup_clear(CorunSetup *s)
+{
+  for (guint v = 0; v < s->nr_vms; v++) {
+    g_free(s->vms[v].name);
+    g_free(s->vms[v].trace_path);
+  }
+}
+
+/* One interval: entries of pages [first, first + n) with r reads and w writes each. */
+static CorunAccesses
+range(HmmvTraceEntry *buf, guint64 first, guint64 n, guint32 r, guint32 w)
+{
+  CorunAccesses a = { .entries = buf, .nr_entries = n, .compute_ns = 1000 };
+
+  for (guint64 i = 0; i < n; i++)
+    buf[i] = (HmmvTraceEntry){ first + i, r, w };
+  return a;
+}
+
+static void
+run_one(CorunPolicy *pol, guint64 index, const CorunAccesses *now, CorunDemand *d, guint nr_vms)
+{
+  g_autoptr(GError) error = NULL;
+
+  memset(d, 0, nr_vms * sizeof(*d));
+  ck_assert_msg(pol->ops->interval(pol, index, now, d, &error), "%s",
+                error ? error->message : "");
+}
+
+START_TEST(test_first_touch_fills_dram_then_slow)
+{
+  g_autoptr(CorunProfile) p = profile();
+  CorunVmInfo vms[2] = { 0 };
+  CorunSetup s = setup_of(2, 64, 16, vms, p);
+  g_autoptr(CorunPolicy) pol = corun_policy_new(&corun_policy_first_touch, &s, NULL);
+  HmmvTraceEntry b0[64], b1[64];
+  CorunAccesses now[2];
+  CorunDemand d[2];
+
+  /* vm0 touches 10 pages, then vm1 10: DRAM (16) holds vm0's 10 and vm1's first 6 */
+  now[0] = range(b0, 0, 10, 3, 1);
+  now[1] = range(b1, 0, 10, 3, 1);
+  run_one(pol, 0, now, d, 2);
+  ck_assert_uint_eq(d[0].dram_reads, 30);
+  ck_assert_uint_eq(d[0].slow_reads, 0);
+  ck_assert_uint_eq(d[1].dram_reads, 18);
+  ck_assert_uint_eq(d[1].slow_reads, 12);
+  ck_assert_uint_eq(d[1].slow_writes, 4);
+  /* vm0 goes hot on new pages: all slow, and nothing ever moves */
+  now[0] = range(b0, 32, 8, 100, 0);
+  now[1] = range(b1, 0, 0, 0, 0);
+  run_one(pol, 1, now, d, 2);
+  ck_assert_uint_eq(d[0].slow_reads, 800);
+  run_one(pol, 2, now, d, 2);
+  ck_assert_uint_eq(d[0].slow_reads, 800);
+  ck_assert_uint_eq(d[0].promoted + d[0].demoted, 0);
+  setup_clear(&s);
+}
+END_TEST
+
+START_TEST(test_all_dram)
+{
+  g_autoptr(CorunProfile) p = profile();
+  CorunVmInfo vms[1] = { 0 };
+  CorunSetup s = setup_of(1, 64, 1, vms, p);
+  g_autoptr(CorunPolicy) pol = corun_policy_new(&corun_policy_all_dram, &s, NULL);
+  HmmvTraceEntry b[64];
+  CorunAccesses now = range(b, 0, 64, 2, 2);
+  CorunDemand d;
+
+  run_one(pol, 0, &now, &d, 1);
+  ck_assert_uint_eq(d.dram_reads, 128);
+  ck_assert_uint_eq(d.dram_writes, 128);
+  ck_assert_uint_eq(d.slow_reads + d.slow_writes, 0);
+  setup_clear(&s);
+}
+END_TEST
+
+START_TEST(test_interleave_by_fraction)
+{
+  g_autoptr(CorunProfile) p = profile();
+  CorunVmInfo vms[1] = { 0 };
+  /* DRAM is a quarter of the footprint: every 4th new page on DRAM */
+  CorunSetup s = setup_of(1, 64, 16, vms, p);
+  g_autoptr(CorunPolicy) pol = corun_policy_new(&corun_policy_interleave, &s, NULL);
+  HmmvTraceEntry b[64];
+  CorunAccesses now = range(b, 0, 40, 1, 0);
+  CorunDemand d;
+
+  run_one(pol, 0, &now, &d, 1);
+  ck_assert_uint_eq(d.dram_reads, 10);
+  ck_assert_uint_eq(d.slow_reads, 30);
+  setup_clear(&s);
+}
+END_TEST
+
+START_TEST(test_memory_mode_cold_misses_and_thrash)
+{
+  g_autoptr(CorunProfile) p = profile();
+  CorunVmInfo vms[1] = { 0 };
+  /* 4 slots: pages 0 and 4 share slot 0 */
+  CorunSetup s = setup_of(1, 8, 4, vms, p);
+  g_autoptr(CorunPolicy) pol = corun_policy_new(&corun_policy_memory_mode, &s, NULL);
+  HmmvTraceEntry b[2];
+  CorunAccesses now = range(b, 0, 1, 100, 0);
+  CorunDemand d;
+
+  /* alone and cold: 64 line misses, 36 hits; 64 lines filled into DRAM */
+  run_one(pol, 0, &now, &d, 1);
+  ck_assert_uint_eq(d.slow_reads, 64);
+  ck_assert_uint_eq(d.dram_reads, 36);
+  ck_assert_double_eq_tol(d.extra_dram_write_bytes, 64 * 64, 1e-9);
+  /* resident now: every access hits */
+  run_one(pol, 1, &now, &d, 1);
+  ck_assert_uint_eq(d.dram_reads, 100);
+  ck_assert_uint_eq(d.slow_reads, 0);
+  /* page 0 (resident, 30 accesses) and page 4 (cold, 10) share the slot: page 0 hits
+   * 30 x 30/40 = 22, page 4 hits 10 x 10/40 = 2 (its 10 cold line misses allow none: 0) */
+  b[0] = (HmmvTraceEntry){ 0, 30, 0 };
+  b[1] = (HmmvTraceEntry){ 4, 10, 0 };
+  now.nr_entries = 2;
+  run_one(pol, 2, &now, &d, 1);
+  ck_assert_uint_eq(d.dram_reads, 22);
+  ck_assert_uint_eq(d.slow_reads, 18);
+  ck_assert_uint_eq(d.promoted + d.demoted, 0);
+  setup_clear(&s);
+}
+END_TEST
+
+START_TEST(test_oracle_takes_the_hottest)
+{
+  g_autoptr(CorunProfile) p = profile();
+  CorunVmInfo vms[2] = { 0 };
+  CorunSetup s = setup_of(2, 64, 8, vms, p);
+  g_autoptr(CorunPolicy) pol = corun_policy_new(&corun_policy_oracle, &s, NULL);
+  HmmvTraceEntry b0[64], b1[64];
+  CorunAccesses now[2];
+  CorunDemand d[2];
+
+  /* interval 0: vm0 fills DRAM with 8 lukewarm pages (first touch) */
+  now[0] = range(b0, 0, 8, 1, 0);
+  now[1] = range(b1, 0, 0, 0, 0);
+  run_one(pol, 0, now, d, 2);
+  ck_assert_uint_eq(d[0].dram_reads, 8);
+  /* interval 1: vm1's 4 pages with 50 accesses and vm0's 8 with 1: the oracle knew, and
+   * demoted 4 of vm0's to put vm1's on DRAM before the interval */
+  now[0] = range(b0, 0, 8, 1, 0);
+  now[1] = range(b1, 10, 4, 50, 0);
+  run_one(pol, 1, now, d, 2);
+  ck_assert_uint_eq(d[1].dram_reads, 200);
+  ck_assert_uint_eq(d[0].dram_reads, 4);
+  ck_assert_uint_eq(d[0].demoted, 4);
+  setup_clear(&s);
+}
+END_TEST
+
+/* A trace of nr_pages pages: interval 0 touches pages [0, fill) once (they take DRAM on
+ * first touch); then every interval pages [32, 40) are written 50 times and pages [40, 48)
+ * read 50 times. (Were [0, fill) read once every interval, they would be as hot as the
+ * 50-read pages to the core, which sees one bit a page an interval, not counts.) */
+static void
+write_trace(const char *path, guint64 nr_pages, guint64 fill, guint intervals)
+{
+  HmmvTraceInfo info = { .nr_pages = nr_pages, .interval_ms = 100,
+                         .flags = HMMV_TRACE_HAS_READS };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTraceWriter) w = hmmv_trace_writer_new(path, &info, &error);
+
+  ck_assert_msg(w != NULL, "%s", error ? error->message : "");
+  for (guint k = 0; k < intervals; k++) {
+    g_autoptr(GArray) e = g_array_new(FALSE, FALSE, sizeof(HmmvTraceEntry));
+
+    for (guint64 p = 0; k == 0 && p < fill; p++) {
+      HmmvTraceEntry x = { p, 1, 0 };
+      g_array_append_val(e, x);
+    }
+    for (guint64 p = 32; k > 0 && p < 48; p++) {
+      HmmvTraceEntry x = { p, p < 40 ? 0 : 50, p < 40 ? 50 : 0 };
+      g_array_append_val(e, x);
+    }
+    ck_assert(hmmv_trace_writer_add_interval(w, 100000, (HmmvTraceEntry *)e->data, e->len,
+                                             &error));
+  }
+  ck_assert(hmmv_trace_writer_close(w, &error));
+}
+
+/* The hmmv policies run the real core: write-hot pages are promoted by all three; read-hot
+ * ones by hmmv-ideal, which sees every read. (hmmv-reads-writes sees these reads every 2nd
+ * interval: the core's payback gate does not promote them within 30 intervals.) */
+START_TEST(test_hmmv_sees_what_its_tracker_sees)
+{
+  g_autoptr(CorunProfile) p = profile();
+  g_autofree char *dir = g_dir_make_tmp("hmmv-test-corun-XXXXXX", NULL);
+  const char *names[] = { "hmmv-writes", "hmmv-reads-writes", "hmmv-ideal", NULL };
+  CorunVmInfo vms[1] = { 0 };
+  CorunSetup s = setup_of(1, 64, 16, vms, p);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CorunRun) run = NULL;
+  const char *policies[] = { "all-dram", "hmmv-writes", "hmmv-reads-writes", "hmmv-ideal",
+                             NULL };
+
+  vms[0].trace_path = g_build_filename(dir, "vm0.trace", NULL);
+  write_trace(vms[0].trace_path, 64, 16, 30);
+  run = corun_run(&s, policies, 0, NULL, NULL, &error);
+  ck_assert_msg(run != NULL, "%s", error ? error->message : "");
+  ck_assert_uint_eq(run->intervals, 30);
+  for (guint n = 0; names[n] != NULL; n++) {
+    int pi = corun_run_find(run, names[n]);
+    guint64 written_dram = 0, read_dram = 0;
+
+    ck_assert_int_ge(pi, 0);
+    /* the last interval's DRAM-served misses of the written and the read pages */
+    for (guint i = 0; i < run->samples->len; i++) {
+      const CorunSample *smp = &g_array_index(run->samples, CorunSample, i);
+
+      if (smp->policy == (guint)pi && smp->interval == 29) {
+        ck_assert_uint_le(smp->dram_pages, 16);
+        written_dram = smp->dram_accesses;
+      }
+    }
+    ck_assert_uint_gt(corun_result_moved(run, (guint)pi, -1), 0);
+    read_dram = written_dram; /* for the message */
+    ck_assert_msg(written_dram >= 400, "%s: only %" G_GUINT64_FORMAT " DRAM misses", names[n],
+                  read_dram);
+    if (n == 0)
+      /* writes-only: the 8 read-hot pages (400 misses) stay slow */
+      ck_assert_uint_eq(written_dram, 400);
+    else if (n == 2)
+      /* reads seen every interval: the read-hot pages are promoted too */
+      ck_assert_uint_eq(written_dram, 800);
+  }
+  hmmv_test_remove_tree(dir);
+  setup_clear(&s);
+}
+END_TEST
+
+/* Every policy on a generated co-run: the assertions of the corun suite, in small. */
+START_TEST(test_bounds_on_generated_setup)
+{
+  g_autoptr(CorunProfile) p = profile();
+  g_autofree char *dir = g_dir_make_tmp("hmmv-test-corun-XXXXXX", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CorunSetupFile) sf = NULL;
+  g_autoptr(CorunRun) run = NULL;
+  g_autofree char **names = g_new0(char *, 32);
+  int ref, oracle;
+
+  ck_assert_msg(corun_setup_generate(dir, 3, 1024, 12, 7, &error), "%s",
+                error ? error->message : "");
+  sf = corun_setup_load(dir, &error);
+  ck_assert_msg(sf != NULL, "%s", error ? error->message : "");
+  sf->setup.profile = p;
+  sf->setup.dram_pages = sf->total_pages / 4;
+  for (guint i = 0; corun_policies[i] != NULL; i++)
+    names[i] = (char *)corun_policies[i]->name;
+  run = corun_run(&sf->setup, (const char *const *)names, 0, NULL, NULL, &error);
+  ck_assert_msg(run != NULL, "%s", error ? error->message : "");
+  ref = corun_run_find(run, "all-dram");
+  oracle = corun_run_find(run, "oracle");
+  for (guint pi = 0; pi < run->nr_policies; pi++) {
+    ck_assert(corun_result_dram_share(run, (guint)oracle, -1) + 1e-12 >=
+              corun_result_dram_share(run, pi, -1));
+    for (guint v = 0; v < run->nr_vms; v++)
+      ck_assert(run->results[ref].runtime_ns[v] <= run->results[pi].runtime_ns[v] + 1e-6);
+  }
+  ck_assert_double_eq_tol(corun_result_dram_share(run, (guint)ref, -1), 1.0, 1e-12);
+  hmmv_test_remove_tree(dir);
+}
+END_TEST
+
+START_TEST(test_bad_setups)
+{
+  g_autofree char *dir = g_dir_make_tmp("hmmv-test-corun-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename(dir, "setup.json", NULL);
+  const char *bad[][2] = {
+    { "[]", "not a JSON object" },
+    { "{\"setup\": \"x\", \"interval_ms\": 10, \"vms\": []}", "\"vms\" must be an array" },
+    { "{\"setup\": \"x\", \"vms\": [{}]}", "interval_ms" },
+    { "{\"setup\": \"x\", \"interval_ms\": 10, \"vms\": [{\"name\": \"../a\", \"trace\": \"t\"}]}",
+      "VM name" },
+    { "{\"setup\": \"x\", \"interval_ms\": 10, \"vms\": [{\"name\": \"a\", \"trace\": \"nope\"}]}",
+      "vm a" },
+    { "{\"setup\": \"x\", \"interval_ms\": 10, \"vms\": [{\"name\": \"a\"}]}", "\"trace\"" },
+    { "{\"setup\": \"x\", \"interval_ms\": 10} trailing", "" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(CorunSetupFile) sf = NULL;
+
+    ck_assert(g_file_set_contents(path, bad[i][0], -1, NULL));
+    sf = corun_setup_load(dir, &error);
+    ck_assert_msg(sf == NULL, "accepted %s", bad[i][0]);
+    ck_assert_msg(strstr(error->message, bad[i][1]) != NULL, "'%s' lacks '%s'", error->message,
+                  bad[i][1]);
+  }
+  hmmv_test_remove_tree(dir);
+}
+END_TEST
+
+static Suite *
+corun_policies_suite(void)
+{
+  Suite *s = suite_create("corun-policies");
+  TCase *tc = tcase_create("core");
+
+  tcase_add_test(tc, test_first_touch_fills_dram_then_slow);
+  tcase_add_test(tc, test_all_dram);
+  tcase_add_test(tc, test_interleave_by_fraction);
+  tcase_add_test(tc, test_memory_mode_cold_misses_and_thrash);
+  tcase_add_test(tc, test_oracle_takes_the_hottest);
+  tcase_add_test(tc, test_hmmv_sees_what_its_tracker_sees);
+  tcase_add_test(tc, test_bounds_on_generated_setup);
+  tcase_add_test(tc, test_bad_setups);
+  tcase_set_timeout(tc, 60);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int
+main(void)
+{
+  return hmmv_test_run(corun_policies_suite());
+}
