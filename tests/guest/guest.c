@@ -29,7 +29,6 @@ extern char guest_image_start[], guest_image_end[];
 void guest_main(uint32_t magic, const struct multiboot_info *mbi);
 
 /* The compiler may emit calls to these for struct copies and clears. */
-void *memset(void *dest, int c, size_t n);
 void *memcpy(void *dest, const void *src, size_t n);
 
 void *memset(void *dest, int c, size_t n)
@@ -186,6 +185,28 @@ void __attribute__((noreturn)) guest_exit(uint32_t code)
     }
 }
 
+uint32_t rtc_seconds(void)
+{
+    outb(0x70, 0x0a); /* status register A: bit 7 is set while the RTC updates */
+    if (inb(0x71) & 0x80) {
+        return 0xff;
+    }
+    outb(0x70, 0x00);
+    return inb(0x71);
+}
+
+uint32_t mulmod32(uint32_t a, uint32_t b, uint32_t n)
+{
+    uint32_t lo, hi, q, r;
+
+    /* (a mod n) * b < n * 2^32, so the quotient of divl fits in 32 bits */
+    a %= n;
+    __asm__("mull %3" : "=a"(lo), "=d"(hi) : "a"(a), "rm"(b));
+    __asm__("divl %4" : "=a"(q), "=d"(r) : "a"(lo), "d"(hi), "rm"(n));
+    (void)q;
+    return r;
+}
+
 uint32_t xorshift32(uint32_t *state)
 {
     uint32_t x = *state;
@@ -296,6 +317,16 @@ static void config_defaults(struct guest_config *cfg)
     cfg->write_pages = 0;
     cfg->write_ratio = 0;
     cfg->accesses = 0;
+    cfg->mib = 16;
+    cfg->dist = DIST_ZIPF;
+    cfg->theta = 99;
+    cfg->get_ratio = 95;
+    cfg->insert_ratio = 10;
+    cfg->update_ratio = 1;
+    cfg->chain = 8;
+    cfg->log_mib = 1;
+    cfg->ops = 0;
+    cfg->seconds = 0;
 }
 
 static void bad_param(const char *tok, size_t len, const char *why)
@@ -347,6 +378,15 @@ static void parse_param(struct guest_config *cfg, const char *tok, size_t len)
         { "write_pages", 0, offsetof(struct guest_config, write_pages), 0, 1u << 20 },
         { "write_ratio", 0, offsetof(struct guest_config, write_ratio), 0, 100 },
         { "accesses", 1, offsetof(struct guest_config, accesses), 0, ~0ull },
+        { "mib", 0, offsetof(struct guest_config, mib), 1, 1024 },
+        { "theta", 0, offsetof(struct guest_config, theta), 50, 199 },
+        { "get_ratio", 0, offsetof(struct guest_config, get_ratio), 0, 100 },
+        { "insert_ratio", 0, offsetof(struct guest_config, insert_ratio), 0, 100 },
+        { "update_ratio", 0, offsetof(struct guest_config, update_ratio), 0, 100 },
+        { "chain", 0, offsetof(struct guest_config, chain), 1, 1024 },
+        { "log_mib", 0, offsetof(struct guest_config, log_mib), 1, 1023 },
+        { "ops", 1, offsetof(struct guest_config, ops), 0, ~0ull },
+        { "seconds", 0, offsetof(struct guest_config, seconds), 0, 1000000 },
     };
     size_t eq, klen, i;
     const char *val;
@@ -371,7 +411,26 @@ static void parse_param(struct guest_config *cfg, const char *tok, size_t len)
         } else if (streq_n(val, vlen, "reads")) {
             cfg->mode = MODE_READS;
         } else {
-            bad_param(tok, len, "mode must be phases, workload, verify or reads");
+            enum guest_mode m;
+
+            for (m = MODE_GUPS; m <= MODE_BTREE; m++) {
+                if (streq_n(val, vlen, corun_name(m))) {
+                    cfg->mode = m;
+                    return;
+                }
+            }
+            bad_param(tok, len, "mode must be phases, workload, verify, reads, gups, kv, "
+                      "hotshift, stream, chase or btree");
+        }
+        return;
+    }
+    if (streq_n(tok, klen, "dist")) {
+        if (streq_n(val, vlen, "zipf")) {
+            cfg->dist = DIST_ZIPF;
+        } else if (streq_n(val, vlen, "uniform")) {
+            cfg->dist = DIST_UNIFORM;
+        } else {
+            bad_param(tok, len, "dist must be zipf or uniform");
         }
         return;
     }
@@ -450,8 +509,7 @@ static void touch_page(uint32_t pfn, uint32_t value)
     *p = value;
 }
 
-static void wait_for_host(const struct guest_config *cfg, const char *what,
-                          uint32_t k)
+void wait_for_host(const struct guest_config *cfg, const char *what, uint32_t k)
 {
     if (!cfg->wait) {
         return;
@@ -693,9 +751,11 @@ void guest_main(uint32_t magic, const struct multiboot_info *mbi)
     parse_cmdline(&cfg, cmdline);
 
     puts_serial("HMMV-GUEST-READY");
-    puts_serial(cfg.mode == MODE_PHASES ? " mode=phases"
-                : cfg.mode == MODE_WORKLOAD ? " mode=workload"
-                : cfg.mode == MODE_VERIFY ? " mode=verify" : " mode=reads");
+    puts_serial(" mode=");
+    puts_serial(cfg.mode == MODE_PHASES ? "phases"
+                : cfg.mode == MODE_WORKLOAD ? "workload"
+                : cfg.mode == MODE_VERIFY ? "verify"
+                : cfg.mode == MODE_READS ? "reads" : corun_name(cfg.mode));
     if (cfg.mode == MODE_PHASES) {
         puts_serial(cfg.pattern == PATTERN_SEQ ? " pattern=seq"
                                                : " pattern=random");
@@ -722,8 +782,10 @@ void guest_main(uint32_t magic, const struct multiboot_info *mbi)
     } else {
         if (cfg.mode == MODE_VERIFY) {
             run_verify(&cfg, mem_top);
-        } else {
+        } else if (cfg.mode == MODE_READS) {
             run_reads(&cfg, mem_top);
+        } else {
+            run_corun(&cfg, mem_top);
         }
     }
     puts_serial("HMMV-DONE\n");
