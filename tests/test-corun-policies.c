@@ -282,6 +282,36 @@ START_TEST(test_memtis_histogram)
 }
 END_TEST
 
+
+/* DAMOS: the quota feedback starts at one byte and at most doubles per reset, so nothing
+ * moves for the first ~12 resets; then the idle fill is demoted (DRAM free below 0.5%) and
+ * the hot pages promoted (DRAM used below 99.7%). */
+START_TEST(test_damos_quota_feedback)
+{
+  g_autoptr(CorunProfile) p = profile();
+  CorunVmInfo vms[1] = { 0 };
+  CorunSetup s = setup_of(1, 64, 8, vms, p);
+  g_autoptr(CorunPolicy) pol = corun_policy_new(&corun_policy_damos, &s, NULL);
+  HmmvTraceEntry b[8];
+  CorunAccesses now = range(b, 0, 8, 1, 0);
+  CorunDemand d;
+  guint64 k, first_move = 0;
+
+  run_one(pol, 0, &now, &d, 1);
+  now = range(b, 20, 8, 50, 0);
+  for (k = 1; k < 200; k++) {
+    run_one(pol, k, &now, &d, 1);
+    if (first_move == 0 && d.promoted + d.demoted > 0)
+      first_move = k;
+    if (d.dram_reads == 400)
+      break;
+  }
+  ck_assert_uint_ge(first_move, 11);
+  ck_assert_uint_lt(k, 200);
+  setup_clear(&s);
+}
+END_TEST
+
 /* A trace of nr_pages pages: interval 0 touches pages [0, fill) once (they take DRAM on
  * first touch); then every interval pages [32, 40) are written 50 times and pages [40, 48)
  * read 50 times. (Were [0, fill) read once every interval, they would be as hot as the
@@ -442,6 +472,7 @@ corun_policies_suite(void)
   tcase_add_test(tc, test_numa_balancing_hint_faults_promote);
   tcase_add_test(tc, test_memtierd_heat_walk);
   tcase_add_test(tc, test_memtis_histogram);
+  tcase_add_test(tc, test_damos_quota_feedback);
   tcase_add_test(tc, test_hmmv_sees_what_its_tracker_sees);
   tcase_add_test(tc, test_bounds_on_generated_setup);
   tcase_add_test(tc, test_bad_setups);

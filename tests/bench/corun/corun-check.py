@@ -21,8 +21,8 @@ import tempfile
 
 COLUMNS = ["setup", "profile", "dram_fraction", "policy", "vm", "runtime_ns", "all_dram_ns",
            "dram_served_share", "pages_moved"]
-POLICIES = ["all-dram", "first-touch", "interleave", "memory-mode", "numa-balancing", "memtierd",
-            "memtis", "oracle", "hmmv-writes", "hmmv-reads-writes", "hmmv-ideal"]
+POLICIES = ["all-dram", "first-touch", "interleave", "memory-mode", "numa-balancing", "damos",
+            "memtierd", "memtis", "oracle", "hmmv-writes", "hmmv-reads-writes", "hmmv-ideal"]
 failures = []
 
 
@@ -73,8 +73,11 @@ def replay_case(exe, traces, tmp, profile, dram):
                 check(ad <= rt * 1.01, f"{tag}: all-dram {ad:.0f} <= 1.01 x {p}/{vm} {rt:.0f} ns")
     for p in ["all-dram", "first-touch", "interleave", "memory-mode"]:
         check(by[(p, "all")]["pages_moved"] == "0", f"{tag}: {p} moves nothing")
-    for p in ["hmmv-writes", "hmmv-ideal", "oracle", "numa-balancing", "memtierd", "memtis"]:
-        check(int(by[(p, "all")]["pages_moved"]) > 0, f"{tag}: {p} moves pages")
+    # At 25% DRAM the hot sets do not fit by first touch: every managing policy must move.
+    for p in ["hmmv-writes", "hmmv-ideal", "oracle", "numa-balancing", "damos", "memtierd",
+              "memtis"]:
+        if dram == 0.25:
+            check(int(by[(p, "all")]["pages_moved"]) > 0, f"{tag}: {p} moves pages")
     check(float(by[("all-dram", "all")]["dram_served_share"]) == 1.0,
           f"{tag}: all-dram serves everything from DRAM")
     first = float(by[("first-touch", "all")]["dram_served_share"])

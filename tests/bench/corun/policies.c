@@ -9,6 +9,7 @@ const struct corun_policy_ops *const corun_policies[] = {
   &corun_policy_interleave,
   &corun_policy_memory_mode,
   &corun_policy_numa_balancing,
+  &corun_policy_damos,
   &corun_policy_memtierd,
   &corun_policy_memtis,
   &corun_policy_oracle,

@@ -66,6 +66,7 @@ extern const struct corun_policy_ops corun_policy_first_touch;
 extern const struct corun_policy_ops corun_policy_interleave;
 extern const struct corun_policy_ops corun_policy_memory_mode;
 extern const struct corun_policy_ops corun_policy_numa_balancing;
+extern const struct corun_policy_ops corun_policy_damos;
 extern const struct corun_policy_ops corun_policy_memtierd;
 extern const struct corun_policy_ops corun_policy_memtis;
 extern const struct corun_policy_ops corun_policy_oracle;
