@@ -6,6 +6,7 @@
  * middle of a harvest and tracking always ends with hmmv-stop.
  */
 #include "hmmvctl.h"
+#include "reads.h"
 
 #include <glib-unix.h>
 #include <hmmv/hmmv.h>
@@ -198,33 +199,41 @@ on_signal(gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
-/* DAMON vaddr, else paddr, each only when a kdamond is free: decided without writing. */
+/* The read source hmmvd's [reads] source = auto takes (daemon/reads.c): DAMON vaddr, then
+ * idle page tracking, then DAMON paddr, each only where the kernel offers it and (DAMON) a
+ * kdamond is free; decided without writing, the reasons for the ones passed over printed.
+ * Takes dirty; returns it combined with the read tracker, or NULL with error. */
 static HmmvTracker *
-read_tracker_new(int interval_ms, GError **error)
+reads_wrap(HmmvTracker *dirty, int interval_ms, GError **error)
 {
-  g_autoptr(HmmvSysfs) fs = hmmv_sysfs_new_dir(HMMV_DAMON_ADMIN_DIR);
-  g_autoptr(GString) why = g_string_new(NULL);
-  const HmmvDamonOps choices[] = { HMMV_DAMON_VADDR, HMMV_DAMON_PADDR };
+  HmmvdConfig config;
+  g_autoptr(HmmvdReads) reads = NULL;
+  const char *source, *reason;
+  HmmvTracker *tracker;
 
-  for (guint i = 0; i < G_N_ELEMENTS(choices); i++) {
-    g_autoptr(GError) local_error = NULL;
-    HmmvDamonOptions options = {
-      .ops = choices[i],
-      .interval_ms = interval_ms > 0 ? (guint)interval_ms : ON_DEMAND_PERIOD_MS,
-      .fs = fs,
-    };
-
-    if (hmmv_damon_probe(fs, choices[i], NULL, &local_error) &&
-        hmmv_damon_can_acquire(fs, NULL, &local_error)) {
-      fprintf(stderr, "hmmvctl: reads from DAMON %s\n", hmmv_damon_ops_name(choices[i]));
-      return hmmv_damon_tracker_new(&options, error);
-    }
-    g_string_append_printf(why, "%sDAMON %s: %s", why->len > 0 ? "; " : "",
-                           hmmv_damon_ops_name(choices[i]), local_error->message);
+  hmmvd_config_init(&config);
+  config.interval_ms = interval_ms > 0 ? (guint)interval_ms : ON_DEMAND_PERIOD_MS;
+  reads = hmmvd_reads_new_quiet(&config, NULL);
+  hmmvd_config_clear(&config);
+  source = hmmvd_reads_get_source(reads);
+  reason = hmmvd_reads_get_reason(reads);
+  if (g_strcmp0(source, "none") == 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED, "--reads: no read source (%s)",
+                reason != NULL ? reason : "none offered");
+    hmmv_tracker_free(dirty);
+    return NULL;
   }
-  g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED, "--reads: no read source (%s)",
-              why->str);
-  return NULL;
+  tracker = hmmvd_reads_wrap(reads, dirty);
+  if (tracker == dirty) {   /* the read tracker could not be made (hmmvd_reads_wrap says why) */
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED, "--reads: %s could not be set up",
+                source);
+    hmmv_tracker_free(dirty);
+    return NULL;
+  }
+  fprintf(stderr, "hmmvctl: reads from %s%s%s%s\n", source,
+          reason != NULL ? " (passed over: " : "", reason != NULL ? reason : "",
+          reason != NULL ? ")" : "");
+  return tracker;
 }
 
 static gboolean
@@ -248,11 +257,9 @@ track_start(Track *t, const char *qmp_path, int interval_ms, const char *trace,
     return FALSE;
   t->dirty = t->tracker;
   if (t->reads) {
-    HmmvTracker *damon = read_tracker_new(interval_ms, error);
-
-    if (damon == NULL)
+    t->tracker = reads_wrap(t->tracker, interval_ms, error);
+    if (t->tracker == NULL)
       return FALSE;
-    t->tracker = hmmv_combined_tracker_new(t->tracker, damon);
   }
   t->acc = hmmv_access_new(hmmv_vm_get_nr_pages(t->vm), error);
   if (t->acc == NULL || !hmmv_tracker_start(t->tracker, t->vm, error))

@@ -498,8 +498,9 @@ static const char summary[] =
   "      --interval-ms N: QEMU publishes every N ms (default 1000); 0: QEMU publishes\n"
   "      only when asked (hmmv-sync), once a second. --trace FILE writes the replay\n"
   "      trace format (include/hmmv/trace.h) instead of ranges. --reads: reads too,\n"
-  "      from the kernel's DAMON (vaddr, else paddr; a free kdamond, as hmmvd takes),\n"
-  "      printed apart from the writes: pages accessed and not written.\n"
+  "      from what hmmvd's [reads] source = auto takes (DAMON vaddr, else idle page\n"
+  "      tracking, else DAMON paddr; a free kdamond only; says which, and why not the\n"
+  "      others), printed apart from the writes: pages accessed and not written.\n"
   "\n"
   "Exit status: 0 ok, 1 error (the reason on stderr).";
 
@@ -525,7 +526,7 @@ main(int argc, char **argv)
     { "trace", 0, 0, G_OPTION_ARG_FILENAME, &options.trace,
       "track: write a replay trace instead of ranges", "FILE" },
     { "reads", 0, 0, G_OPTION_ARG_NONE, &options.reads,
-      "track: reads too (DAMON), printed apart from writes", NULL },
+      "track: reads too (as hmmvd picks its source), printed apart from writes", NULL },
     { NULL },
   };
   g_autoptr(GOptionContext) context = g_option_context_new("COMMAND [DOM]");

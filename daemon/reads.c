@@ -48,15 +48,33 @@ try_idle(HmmvdReads *reads, GString *why)
   return FALSE;
 }
 
+static HmmvdReads *reads_new(const HmmvdConfig *config, HmmvSysfs *fs,
+                             const char *bitmap_path,
+                             HmmvIdleIo *(*make_idle_io)(gpointer data), gpointer data,
+                             gboolean quiet);
+
 HmmvdReads *
 hmmvd_reads_new(const HmmvdConfig *config, HmmvSysfs *fs)
 {
-  return hmmvd_reads_new_full(config, fs, NULL, NULL, NULL);
+  return reads_new(config, fs, NULL, NULL, NULL, FALSE);
+}
+
+HmmvdReads *
+hmmvd_reads_new_quiet(const HmmvdConfig *config, HmmvSysfs *fs)
+{
+  return reads_new(config, fs, NULL, NULL, NULL, TRUE);
 }
 
 HmmvdReads *
 hmmvd_reads_new_full(const HmmvdConfig *config, HmmvSysfs *fs, const char *bitmap_path,
                      HmmvIdleIo *(*make_idle_io)(gpointer data), gpointer data)
+{
+  return reads_new(config, fs, bitmap_path, make_idle_io, data, FALSE);
+}
+
+static HmmvdReads *
+reads_new(const HmmvdConfig *config, HmmvSysfs *fs, const char *bitmap_path,
+          HmmvIdleIo *(*make_idle_io)(gpointer data), gpointer data, gboolean quiet)
 {
   g_autoptr(HmmvdReads) reads = g_new0(HmmvdReads, 1);
   g_autoptr(GString) why = g_string_new(NULL);
@@ -72,7 +90,8 @@ hmmvd_reads_new_full(const HmmvdConfig *config, HmmvSysfs *fs, const char *bitma
   if (strcmp(wanted, "none") == 0) {
     reads->source = g_strdup("none");
     reads->reason = g_strdup("[reads] source = none");
-    g_message("reads: not tracked ([reads] source = none): write-only tracking");
+    if (!quiet)
+      g_message("reads: not tracked ([reads] source = none): write-only tracking");
     return g_steal_pointer(&reads);
   }
   /* A killed hmmvd left its kdamonds running: take them back before choosing (only those
@@ -105,20 +124,23 @@ hmmvd_reads_new_full(const HmmvdConfig *config, HmmvSysfs *fs, const char *bitma
   if (reads->kind == SOURCE_IDLE) {
     reads->source = g_strdup("idle-page");
     reads->reason = why->len > 0 ? g_strdup(why->str) : NULL;
-    g_message("reads: tracked by idle page tracking (%s, cold pages scanned every 8th "
+    if (!quiet)
+      g_message("reads: tracked by idle page tracking (%s, cold pages scanned every 8th "
               "interval)%s%s", reads->bitmap_path != NULL ? reads->bitmap_path
                                                           : HMMV_IDLE_BITMAP_PATH,
               why->len > 0 ? "; not " : "", why->str);
   } else if (reads->enabled) {
     reads->source = g_strdup_printf("damon-%s", hmmv_damon_ops_name(reads->ops));
     reads->reason = why->len > 0 ? g_strdup(why->str) : NULL;
-    g_message("reads: tracked by DAMON %s (a free kdamond per VM, aggregation = the %u ms "
+    if (!quiet)
+      g_message("reads: tracked by DAMON %s (a free kdamond per VM, aggregation = the %u ms "
               "interval)%s%s", hmmv_damon_ops_name(reads->ops), reads->interval_ms,
               why->len > 0 ? "; not " : "", why->str);
   } else {
     reads->source = g_strdup("none");
     reads->reason = g_strdup(why->str);
-    g_message("reads: not tracked (%s): write-only tracking", why->str);
+    if (!quiet)
+      g_message("reads: not tracked (%s): write-only tracking", why->str);
   }
   return g_steal_pointer(&reads);
 }

@@ -16,6 +16,8 @@ typedef struct _HmmvdReads HmmvdReads;
 
 /* Never fails: with no usable source, the reason is kept and VMs get writes only. */
 HmmvdReads *hmmvd_reads_new(const HmmvdConfig *config, HmmvSysfs *fs);
+/* The same choice, not logged (hmmvctl track --reads prints it its own way). */
+HmmvdReads *hmmvd_reads_new_quiet(const HmmvdConfig *config, HmmvSysfs *fs);
 /* The same with the idle page tracking files elsewhere (tests): bitmap_path NULL is the
  * kernel's; make_idle_io, when set, makes each VM's tracker's files. */
 HmmvdReads *hmmvd_reads_new_full(const HmmvdConfig *config, HmmvSysfs *fs,

@@ -607,6 +607,51 @@ START_TEST(test_hmmvctl_track)
 }
 END_TEST
 
+/* hmmvctl track --reads takes its read source as hmmvd's auto does: DAMON vaddr, idle page
+ * tracking, DAMON paddr. Where the kernel offers one (a host with DAMON vaddr and a free
+ * kdamond) it says which and prints the read lines; where it offers none (this build host:
+ * DAMON paddr only, its one kdamond someone else's, no idle page tracking) it fails naming
+ * the three in that order, and writes nothing under DAMON's sysfs. */
+START_TEST(test_hmmvctl_track_reads_source)
+{
+  const char *hmmvctl = g_getenv("HMMV_HMMVCTL");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQemuProc) proc = NULL;
+  g_autoptr(GSubprocess) track = NULL;
+  g_autofree char *ready = NULL, *out = NULL, *err = NULL;
+  const char *vaddr, *idle, *paddr;
+
+  if (hmmvctl == NULL || !g_file_test(hmmvctl, G_FILE_TEST_IS_EXECUTABLE)) {
+    printf("# hmmvctl not built (no libvirt): not checked\n");
+    return;
+  }
+  proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", 128,
+                              "phases=1 pages=64 pattern=seq wait=1", NULL, &error);
+  ck_assert(proc != NULL);
+  ready = hmmv_qemu_proc_expect(proc, "HMMV-WAIT phase 0", SERIAL_TIMEOUT_MS);
+  ck_assert(ready != NULL);
+  track = g_subprocess_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                           &error, hmmvctl, "track", "--qmp", hmmv_qemu_proc_get_qmp_path(proc),
+                           "--reads", "--interval-ms", "100", "--count", "3", NULL);
+  ck_assert_msg(track != NULL, "%s", error ? error->message : "");
+  ck_assert(g_subprocess_communicate_utf8(track, NULL, NULL, &out, &err, &error));
+  ck_assert(g_subprocess_get_if_exited(track));
+  if (g_subprocess_get_exit_status(track) == 0) {
+    ck_assert_msg(strstr(err, "hmmvctl: reads from ") != NULL, "no source named: %s", err);
+    ck_assert_msg(strstr(out, "pages read, not written") != NULL, "no read lines: %s", out);
+    printf("# hmmvctl track --reads here: %s", strstr(err, "hmmvctl: reads from "));
+    return;
+  }
+  vaddr = strstr(err, "DAMON vaddr");
+  idle = strstr(err, "idle");
+  paddr = strstr(err, "DAMON paddr");
+  ck_assert_msg(strstr(err, "--reads: no read source") != NULL && vaddr != NULL &&
+                idle != NULL && paddr != NULL && vaddr < idle && idle < paddr,
+                "not the three sources in hmmvd's order: %s", err);
+  printf("# hmmvctl track --reads here: %s", err);
+}
+END_TEST
+
 /* With dirtylimit in service (KVM dirty ring only), hmmv-start refuses, saying why, and the
  * tracker reports that error instead of tracking half-blind. */
 START_TEST(test_refuses_with_dirtylimit)
@@ -711,6 +756,7 @@ qemu_dirty_suite(void)
     tcase_add_test(tc, test_qemu_dies);
     tcase_add_test(tc, test_migration_while_tracking);
     tcase_add_test(tc, test_hmmvctl_track);
+    tcase_add_test(tc, test_hmmvctl_track_reads_source);
     tcase_add_test(tc, test_layout_change);
     tcase_add_test(tc, test_dirtylimit_refused_while_tracking);
     tcase_add_test(tc, test_refuses_with_migration_blocker);
