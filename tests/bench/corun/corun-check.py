@@ -110,6 +110,52 @@ def main():
             check(float(c[("first-touch", "all")]["runtime_ns"]) <
                   float(a[("first-touch", "all")]["runtime_ns"]),
                   "first-touch is faster on CXL than on Optane")
+        # The plots: five PNGs (gnuplot, installed by scripts/setup), paths printed.
+        plots = os.path.join(tmp, "plots")
+        r = run([exe, "replay", "--traces", traces, "--profile", "optane", "--dram", "0.25",
+                 "--plots", plots, "--policies", "all-dram,first-touch,oracle,hmmv-writes"])
+        if shutil.which("gnuplot") is None:
+            check(r.returncode != 0 and "gnuplot" in r.stderr, "no gnuplot: --plots says so")
+        else:
+            pngs = ["runtime", "dram-share", "migrations", "lending", "fairness"]
+            check(r.returncode == 0, f"--plots exits 0 ({r.stderr.strip()[-200:]})")
+            for name in pngs:
+                path = os.path.join(plots, name + ".png")
+                ok = os.path.exists(path) and open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+                check(ok and path in r.stdout, f"--plots drew {name}.png and printed its path")
+            check(os.path.exists(os.path.join(plots, "results.csv")), "--plots keeps the CSV")
+        # --setup: the recorder (corun-guest's tests/corun/corun-live) is stood in for by a
+        # script that writes a generated setup; replay asks it for the hash, records once
+        # into the cache, and reuses the recording the second time.
+        fake = os.path.join(tmp, "fake-live")
+        log = os.path.join(tmp, "fake-live.log")
+        with open(fake, "w") as f:
+            f.write(f"""#!/bin/sh
+echo "$@" >> {log}
+if [ "$1" = --hash ]; then echo cafe; exit 0; fi
+[ "$1" = skipper ] && {{ echo "no QEMU with plugins here" >&2; exit 77; }}
+exec {exe} gen --out "$2" --vms 2 --pages 1024 --intervals 10
+""")
+        os.chmod(fake, 0o755)
+        env = dict(os.environ, HMMV_CORUN_LIVE=fake, HMMV_CORUN_CACHE=os.path.join(tmp, "cache"))
+        for attempt in (1, 2):
+            r = run([exe, "replay", "--setup", "hmmv4", "--profile", "cxl", "--dram", "0.5",
+                     "--csv", os.path.join(tmp, "setup.csv")], env=env)
+            check(r.returncode == 0 and "| hmmv-writes |" in r.stdout,
+                  f"--setup hmmv4, run {attempt}: replayed ({r.stderr.strip()[-160:]})")
+        recorded = [l for l in open(log).read().splitlines() if l.startswith("hmmv4 ")]
+        check(recorded == ["hmmv4 " + os.path.join(tmp, "cache", "hmmv4-cafe")],
+              f"recorded once into the cache, then reused: {recorded}")
+        with open(os.path.join(tmp, "setup.csv")) as f:
+            check(next(csv.DictReader(f))["setup"] == "hmmv4", "the CSV names the setup")
+        r = run([exe, "live", "--setup", "demeter9", "--vms", "9"], env=env)
+        calls = open(log).read().splitlines()
+        check(r.returncode == 0 and calls[-1] == "demeter9 " +
+              os.path.join(tmp, "cache", "demeter9-cafe") + " --vms 9",
+              f"live hands the setup, its cache dir and the rest to the recorder: {calls[-1]}")
+        r = run([exe, "replay", "--setup", "skipper", "--profile", "cxl", "--dram", "0.5"],
+                env=env)
+        check(r.returncode == 77, f"a recorder that cannot record here: exit 77 ({r.returncode})")
         # Bad input: clear error, non-zero exit, no CSV written.
         bad = [
             (["--traces", traces, "--profile", "optane", "--dram", "0"], "--dram"),

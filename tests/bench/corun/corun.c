@@ -3,7 +3,8 @@
  * hmmv-corun: the co-run benchmark harness (issue 12).
  *
  *   hmmv-corun replay (--setup hmmv4|demeter9 | --traces DIR) --profile optane|cxl|FILE
- *              --dram FRACTION [--csv FILE] [--intervals-csv FILE] [--policies a,b]
+ *              --dram FRACTION [--csv FILE] [--intervals-csv FILE] [--plots DIR]
+ *              [--policies a,b]
  *   hmmv-corun live --setup NAME [ARGS...]      (corun-guest's recorder: tests/corun/corun-live)
  *   hmmv-corun gen --out DIR [--vms N] [--pages N] [--intervals N] [--seed N]
  *
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #define EXIT_SKIP 77
+#define CORUN_PLOTS_SCRIPT HMMV_SOURCE_ROOT "/tests/bench/corun/corun-plots.py"
 
 static const char *
 live_program(void)
@@ -40,7 +42,8 @@ run_program(char **argv, char **out, GError **error)
 {
   int status = 0;
 
-  if (!g_spawn_sync(NULL, argv, NULL, out ? G_SPAWN_DEFAULT : G_SPAWN_CHILD_INHERITS_STDIN,
+  if (!g_spawn_sync(NULL, argv, NULL,
+                    G_SPAWN_SEARCH_PATH | (out ? G_SPAWN_DEFAULT : G_SPAWN_CHILD_INHERITS_STDIN),
                     NULL, NULL, out, NULL, &status, error))
     return -1;
   if (WIFEXITED(status))
@@ -128,7 +131,7 @@ cmd_replay(int argc, char **argv)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *setup_name = NULL, *traces = NULL, *profile_name = NULL, *csv = NULL;
-  g_autofree char *intervals_csv = NULL, *policies = NULL;
+  g_autofree char *intervals_csv = NULL, *policies = NULL, *plots = NULL;
   g_autofree char *dir = NULL;
   double dram = 0;
   gint64 max_intervals = 0;
@@ -144,6 +147,8 @@ cmd_replay(int argc, char **argv)
     { "intervals-csv", 0, 0, G_OPTION_ARG_FILENAME, &intervals_csv,
       "Per interval, policy and VM (the plots' input)", "FILE" },
     { "policies", 0, 0, G_OPTION_ARG_STRING, &policies, "Comma-separated (default: all)", "LIST" },
+    { "plots", 0, 0, G_OPTION_ARG_FILENAME, &plots,
+      "PNG plots (gnuplot) and both CSVs into DIR", "DIR" },
     { "intervals", 0, 0, G_OPTION_ARG_INT64, &max_intervals, "At most N intervals", "N" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress", NULL },
     { NULL },
@@ -213,6 +218,16 @@ cmd_replay(int argc, char **argv)
                   quiet ? NULL : progress, NULL, &error);
   if (run == NULL)
     goto fail;
+  if (plots != NULL) {
+    if (g_mkdir_with_parents(plots, 0755) != 0) {
+      g_set_error(&error, HMMV_ERROR, HMMV_ERROR_IO, "%s: %s", plots, g_strerror(errno));
+      goto fail;
+    }
+    if (csv == NULL)
+      csv = g_build_filename(plots, "results.csv", NULL);
+    if (intervals_csv == NULL)
+      intervals_csv = g_build_filename(plots, "intervals.csv", NULL);
+  }
   if (csv != NULL && !corun_write_csv(csv, run, &sf->setup, setup_name ? setup_name : sf->name,
                                       profile->name, dram, &error))
     goto fail;
@@ -222,6 +237,21 @@ cmd_replay(int argc, char **argv)
          " pages, %" G_GUINT64_FORMAT " intervals; runtime / all-DRAM per VM (lower is better)\n\n",
          sf->name, profile->name, dram * 100, sf->total_pages, run->intervals);
   corun_print_table(stdout, run, &sf->setup);
+  if (plots != NULL) {
+    char *argv_plot[] = { (char *)"python3", (char *)CORUN_PLOTS_SCRIPT, csv, intervals_csv,
+                          plots, NULL };
+    int rc;
+
+    printf("\nplots:\n");
+    fflush(stdout);
+    rc = run_program(argv_plot, NULL, &error);
+    if (rc != 0) {
+      if (rc > 0)
+        g_set_error(&error, HMMV_ERROR, HMMV_ERROR_FAILED, "the plots failed (%s exited %d)",
+                    CORUN_PLOTS_SCRIPT, rc);
+      goto fail;
+    }
+  }
   return EXIT_SUCCESS;
 
 fail:
