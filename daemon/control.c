@@ -5,6 +5,7 @@
  * client sends can take the daemon down.
  */
 #include "control.h"
+#include "host-tiering.h"
 #include "quota.h"
 
 #include <errno.h>
@@ -27,6 +28,8 @@ struct _HmmvdControl {
   GCancellable *cancellable;  /* cancelled on free: pending clients then only clean up */
   guint nr_clients;
   guint request_deadline_ms;
+  char *tiering_root;         /* NULL: status has no "host-tiering" (hmmvd sets "/") */
+  char *tiering_run_dir;
 };
 
 typedef struct {
@@ -167,9 +170,26 @@ set_quota(HmmvdVms *vms, JsonObject *request, GError **error)
 
 /* wait (when not NULL): a command that needs the VMs' page state while an interval runs
  * returns NULL with *wait set, to be asked again when it is done (hmmvd_vms_when_idle). */
+/* status, with Linux's own tiering read at the time of the request when control is given
+ * and has a root (a few sysfs files, bounded: host-tiering.h) */
 static JsonNode *
-dispatch(HmmvdVms *vms, const HmmvTopology *topo, const char *mover, JsonObject *request,
-         gboolean *wait, GError **error)
+status_to_json(HmmvdControl *control, HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
+{
+  JsonNode *node = hmmvd_status_to_json(vms, topo, mover);
+
+  if (control != NULL && control->tiering_root != NULL) {
+    g_autoptr(HmmvdHostTiering) tiering =
+      hmmvd_host_tiering_detect(control->tiering_root, control->tiering_run_dir);
+
+    json_object_set_member(json_node_get_object(node), "host-tiering",
+                           hmmvd_host_tiering_to_json(tiering));
+  }
+  return node;
+}
+
+static JsonNode *
+dispatch(HmmvdControl *control, HmmvdVms *vms, const HmmvTopology *topo, const char *mover,
+         JsonObject *request, gboolean *wait, GError **error)
 {
   static const char *const known[] = { "command", "vm", "quota", NULL };
   JsonNode *node = json_object_get_member(request, "command");
@@ -191,7 +211,7 @@ dispatch(HmmvdVms *vms, const HmmvTopology *topo, const char *mover, JsonObject 
   }
   command = json_node_get_string(node);
   if (strcmp(command, "status") == 0)
-    return hmmvd_status_to_json(vms, topo, mover);
+    return status_to_json(control, vms, topo, mover);
   if (strcmp(command, "vms") == 0)
     return hmmvd_vms_to_json(vms);
   if (strcmp(command, "set-quota") == 0)
@@ -238,8 +258,8 @@ error_line(const char *message)
 }
 
 static char *
-handle_request(HmmvdVms *vms, const HmmvTopology *topo, const char *mover_name,
-               const char *line, gsize len, gboolean *wait)
+handle_request(HmmvdControl *control, HmmvdVms *vms, const HmmvTopology *topo,
+               const char *mover_name, const char *line, gsize len, gboolean *wait)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(JsonNode) root = NULL;
@@ -256,7 +276,7 @@ handle_request(HmmvdVms *vms, const HmmvTopology *topo, const char *mover_name,
   }
   if (!JSON_NODE_HOLDS_OBJECT(root))
     return error_line("malformed request: expected a JSON object");
-  result = dispatch(vms, topo, mover_name, json_node_get_object(root), wait, &error);
+  result = dispatch(control, vms, topo, mover_name, json_node_get_object(root), wait, &error);
   if (result == NULL && wait != NULL && *wait)
     return NULL;
   if (result == NULL)
@@ -268,7 +288,7 @@ char *
 hmmvd_control_handle_request(HmmvdVms *vms, const HmmvTopology *topo, const char *mover_name,
                              const char *line, gsize len)
 {
-  return handle_request(vms, topo, mover_name, line, len, NULL);
+  return handle_request(NULL, vms, topo, mover_name, line, len, NULL);
 }
 
 /* ---- connections ---- */
@@ -392,7 +412,7 @@ client_next(ControlClient *client)
   len = (gsize)(newline - client->pending->data);
   if (len > 0 && client->pending->data[len - 1] == '\r')
     len--;
-  reply = handle_request(control->vms, control->topo, control->mover_name,
+  reply = handle_request(control, control->vms, control->topo, control->mover_name,
                          (const char *)client->pending->data, len, &wait);
   if (reply == NULL) {
     /* asked again, line and all, once the running interval is done */
@@ -572,6 +592,15 @@ hmmvd_control_set_request_deadline_ms(HmmvdControl *control, guint deadline_ms)
 }
 
 void
+hmmvd_control_set_host_tiering(HmmvdControl *control, const char *root, const char *run_dir)
+{
+  g_free(control->tiering_root);
+  g_free(control->tiering_run_dir);
+  control->tiering_root = g_strdup(root);
+  control->tiering_run_dir = g_strdup(run_dir);
+}
+
+void
 hmmvd_control_free(HmmvdControl *control)
 {
   if (control == NULL)
@@ -588,5 +617,7 @@ hmmvd_control_free(HmmvdControl *control)
   g_object_unref(control->cancellable);
   g_free(control->mover_name);
   g_free(control->path);
+  g_free(control->tiering_root);
+  g_free(control->tiering_run_dir);
   g_free(control);
 }

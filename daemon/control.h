@@ -48,6 +48,10 @@ HmmvdControl *hmmvd_control_new(HmmvdVms *vms, const HmmvTopology *topo, const c
                                 const char *path, GError **error);
 /* For tests: the per-request deadline (default HMMVD_CONTROL_REQUEST_DEADLINE_MS). */
 void hmmvd_control_set_request_deadline_ms(HmmvdControl *control, guint deadline_ms);
+/* status then carries "host-tiering": Linux's own tiering under root ("/" on a host), read
+ * at each status request (host-tiering.h); run_dir: where hmmv records its own kdamonds. */
+void hmmvd_control_set_host_tiering(HmmvdControl *control, const char *root,
+                                    const char *run_dir);
 /* Stops serving and unlinks the socket. */
 void hmmvd_control_free(HmmvdControl *control);
 

@@ -152,6 +152,26 @@ mib(guint64 pages)
   return pages / HMMVD_PAGES_PER_MIB;
 }
 
+/* Linux's own tiering, which moves the same pages (host-tiering.h): one line each, with
+ * how to turn it off; "none" when nothing fights hmmvd. */
+static void
+print_host_tiering(JsonObject *tiering)
+{
+  JsonArray *warnings;
+  JsonArray *errors;
+
+  if (tiering == NULL)
+    return;
+  warnings = json_object_get_array_member(tiering, "warnings");
+  errors = json_object_get_array_member(tiering, "errors");
+  if (warnings == NULL || json_array_get_length(warnings) == 0)
+    printf("host tiering: none (NUMA balancing, demotion and DAMOS migration schemes off)\n");
+  for (guint i = 0; warnings != NULL && i < json_array_get_length(warnings); i++)
+    printf("host tiering: FIGHTS hmmvd: %s\n", json_array_get_string_element(warnings, i));
+  for (guint i = 0; errors != NULL && i < json_array_get_length(errors); i++)
+    printf("host tiering: cannot read %s\n", json_array_get_string_element(errors, i));
+}
+
 static void
 print_status(JsonObject *status)
 {
@@ -179,6 +199,7 @@ print_status(JsonObject *status)
     printf("mins scaled: %s\n", note);
   printf("VMs:         %" G_GUINT64_FORMAT " listed, %" G_GUINT64_FORMAT " managed\n",
          member_uint(status, "vms"), member_uint(status, "vms-managed"));
+  print_host_tiering(json_object_get_object_member(status, "host-tiering"));
   /* per node: its size and CPUs, then its share of the pool: what the VMs may hold there
    * (capacity: their pages + free - reserve, at most a configured pool), what they hold, and
    * what came to it because a nearer node was full */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "host-tiering.h"
 #include "daemon.h"
 #include "libvirt.h"
 #include "metrics.h"
@@ -380,6 +381,19 @@ write_pid_file(const char *path, GError **error)
   return g_file_set_contents(path, text, -1, error);
 }
 
+/* Linux's own tiering moves the same pages (host-tiering.h): said once here, and shown by
+ * `hmmvctl status` as it is at each request. After hmmvd_reads_new(), which drops the
+ * records of kdamonds a killed hmmvd left. */
+static void
+warn_host_tiering(const HmmvdConfig *config)
+{
+  g_autoptr(HmmvdHostTiering) tiering = hmmvd_host_tiering_detect("/", config->reads_run_dir);
+
+  if (hmmvd_host_tiering_warn(tiering) > 0)
+    g_warning("host tiering: hmmvd keeps running, but pages it places may be moved again "
+              "behind its back until the above is turned off (`hmmvctl status` shows it)");
+}
+
 static gboolean
 start(Daemon *d, GError **error)
 {
@@ -399,6 +413,8 @@ start(Daemon *d, GError **error)
                                  config->control_socket, error);
   if (d->control == NULL)
     return FALSE;
+  warn_host_tiering(config);
+  hmmvd_control_set_host_tiering(d->control, "/", config->reads_run_dir);
   if ((config->metrics_listen[0] != '\0' || config->metrics_textfile[0] != '\0') &&
       (d->metrics = hmmvd_metrics_new(d->vms, d->topo, config->metrics_listen,
                                       config->metrics_textfile, error)) == NULL)

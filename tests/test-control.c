@@ -443,6 +443,35 @@ START_TEST(test_socket_modes_and_requests)
 }
 END_TEST
 
+/* issue 7: status carries Linux's own tiering as it is at the request (a fake root with
+ * NUMA balancing in tiering mode), and only when hmmvd set a root. */
+START_TEST(test_status_host_tiering)
+{
+  g_autoptr(HmmvdControl) control = start_control();
+  const char *const reqs[] = { "{\"command\":\"status\"}\n" };
+  g_autofree char *root = g_dir_make_tmp("hmmv-control-tiering-XXXXXX", NULL);
+  g_autofree char *dir = g_build_filename(root, "proc/sys/kernel", NULL);
+  g_autofree char *file = g_build_filename(dir, "numa_balancing", NULL);
+  g_autofree char *plain = NULL;
+  g_autofree char *first = NULL;
+  g_autofree char *second = NULL;
+
+  ck_assert_int_eq(g_mkdir_with_parents(dir, 0700), 0);
+  ck_assert(g_file_set_contents(file, "2\n", -1, NULL));
+  plain = talk(reqs, 1, 1, 0);
+  ck_assert_ptr_null(strstr(plain, "host-tiering"));
+  hmmvd_control_set_host_tiering(control, root, NULL);
+  first = talk(reqs, 1, 1, 0);
+  ck_assert_msg(strstr(first, "\"host-tiering\":{\"active\":true,\"numa-balancing\":2,") != NULL,
+                "%s", first);
+  ck_assert(strstr(first, "sysctl kernel.numa_balancing=0") != NULL);
+  ck_assert(g_file_set_contents(file, "0\n", -1, NULL));
+  second = talk(reqs, 1, 1, 0);
+  ck_assert(strstr(second, "\"host-tiering\":{\"active\":false,\"numa-balancing\":0,") != NULL);
+  hmmv_test_remove_tree(root);
+}
+END_TEST
+
 /* issue 10, item 7: 16 root clients sending a byte every 5 s held every slot (the timeout
  * was per read). Each request now has a deadline: all 16 tricklers are dropped, and then a
  * client is served. */
@@ -647,6 +676,7 @@ control_suite(gboolean root)
   tcase_add_checked_fixture(socket_tc, setup, teardown);
   tcase_set_timeout(socket_tc, 90);
   tcase_add_test(socket_tc, test_socket_modes_and_requests);
+  tcase_add_test(socket_tc, test_status_host_tiering);
   tcase_add_test(socket_tc, test_served_while_moves_in_flight);
   tcase_add_test(socket_tc, test_oversize_line);
   tcase_add_test(socket_tc, test_trickling_clients_dropped);
