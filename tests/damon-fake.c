@@ -16,6 +16,10 @@ struct _DamonFake {
   GPtrArray *writes;        /* "path" of every successful write */
   char *avail;
   char *scratch;
+  GCond cond;               /* races: held and released */
+  guint racy_left;          /* update commands still to come out empty (a race) */
+  gboolean hold_armed;      /* the update command after them waits for a release */
+  gboolean held;            /* one waits now */
 };
 
 static gboolean
@@ -250,8 +254,16 @@ state_command(DamonFake *fake, guint k, const char *path, const char *cmd, GErro
 
     if (!on)
       return fail(error, EINVAL, path, cmd);
-    if (strcmp(cmd, "update_schemes_tried_regions") == 0)
+    if (strcmp(cmd, "update_schemes_tried_regions") == 0 && fake->racy_left > 0) {
+      g_autofree char *tried = g_strdup_printf("kdamonds/%u/contexts/0/schemes/0/"
+                                               "tried_regions", k);
+
+      /* as the kernel's command that raced the kdamond's refill: no region at all */
+      remove_children(fake, tried);
+      fake->racy_left--;
+    } else if (strcmp(cmd, "update_schemes_tried_regions") == 0) {
       fill_tried_regions(fake, k);
+    }
     dir = g_strdup_printf("kdamonds/%u/contexts/0/schemes/0/tried_regions", k);
     if (strcmp(cmd, "clear_schemes_tried_regions") == 0)
       remove_children(fake, dir);
@@ -319,6 +331,13 @@ fake_write(HmmvSysfs *fs, const char *path, const char *value, GError **error)
   gboolean ok;
 
   g_mutex_lock(&fake->lock);
+  /* damon_fake_race(): the command after the racy ones waits for damon_fake_release() */
+  while (strcmp(base, "state") == 0 && strcmp(v, "update_schemes_tried_regions") == 0 &&
+         fake->hold_armed && fake->racy_left == 0) {
+    fake->held = TRUE;
+    g_cond_broadcast(&fake->cond);
+    g_cond_wait(&fake->cond, &fake->lock);
+  }
   if (get(fake, path) == NULL || strcmp(base, "avail_operations") == 0 ||
       strcmp(base, "pid") == 0 || strcmp(base, "total_bytes") == 0 ||
       strstr(path, "tried_regions/") != NULL) {
@@ -400,6 +419,7 @@ fake_destroy(HmmvSysfs *fs)
   g_array_unref(fake->counts);
   g_ptr_array_unref(fake->writes);
   g_mutex_clear(&fake->lock);
+  g_cond_clear(&fake->cond);
   g_free(fake->avail);
   g_free(fake->scratch);
   g_free(fake);
@@ -419,6 +439,7 @@ damon_fake_new(const char *avail, DamonFake **out)
   DamonFake *fake = g_new0(DamonFake, 1);
 
   g_mutex_init(&fake->lock);
+  g_cond_init(&fake->cond);
   fake->files = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   fake->dead_pids = g_hash_table_new(g_direct_hash, g_direct_equal);
   fake->accessed = g_array_new(FALSE, FALSE, sizeof(guint64));
@@ -529,4 +550,38 @@ damon_fake_get(DamonFake *fake, const char *path)
   fake->scratch = g_strdup(get(fake, path));
   g_mutex_unlock(&fake->lock);
   return fake->scratch;
+}
+
+void
+damon_fake_race(DamonFake *fake, guint nr_empty)
+{
+  g_mutex_lock(&fake->lock);
+  fake->racy_left = nr_empty;
+  fake->hold_armed = TRUE;
+  fake->held = FALSE;
+  g_mutex_unlock(&fake->lock);
+}
+
+gboolean
+damon_fake_wait_held(DamonFake *fake)
+{
+  gint64 deadline = g_get_monotonic_time() + 60 * G_TIME_SPAN_SECOND;
+  gboolean held;
+
+  g_mutex_lock(&fake->lock);
+  while (!fake->held && g_cond_wait_until(&fake->cond, &fake->lock, deadline))
+    ;
+  held = fake->held;
+  g_mutex_unlock(&fake->lock);
+  return held;
+}
+
+void
+damon_fake_release(DamonFake *fake)
+{
+  g_mutex_lock(&fake->lock);
+  fake->hold_armed = FALSE;
+  fake->held = FALSE;
+  g_cond_broadcast(&fake->cond);
+  g_mutex_unlock(&fake->lock);
 }

@@ -31,6 +31,12 @@ void damon_fake_set_accessed(DamonFake *fake, const guint64 *ranges, guint nr_ra
 void damon_fake_set_accessed_counts(DamonFake *fake, const guint64 *ranges,
                                     const guint64 *counts, guint nr_ranges);
 void damon_fake_set_pid_alive(DamonFake *fake, int pid, gboolean alive);
+/* The kernel's race (6.12): the next nr_empty update_schemes_tried_regions commands list no
+ * region at all, and the one after them waits until damon_fake_release(). */
+void damon_fake_race(DamonFake *fake, guint nr_empty);
+/* Until that command waits (at most 60 s; FALSE if it never came). */
+gboolean damon_fake_wait_held(DamonFake *fake);
+void damon_fake_release(DamonFake *fake);
 /* The kdamond ends as the kernel's does when its target exits. */
 void damon_fake_end_kdamond(DamonFake *fake, guint index);
 /* Writes done under kdamonds/INDEX/ since creation. */

@@ -47,6 +47,8 @@
 #include <unistd.h>
 
 #define SNAPSHOT_REGIONS_MAX 100000u
+/* Empty snapshots in a row after one with pages that are taken for races, not idleness. */
+#define DAMON_EMPTY_RACES 2u
 #define PAGEMAP_PFN_MASK ((G_GUINT64_CONSTANT(1) << 55) - 1)
 #define PAGEMAP_PRESENT (G_GUINT64_CONSTANT(1) << 63)
 
@@ -88,6 +90,7 @@ typedef struct {
   guint64 *last;            /* under lock: the last snapshot */
   guint64 pending_snapshots;
   guint64 last_marked;      /* under lock: pages read in the last snapshot */
+  guint empty_run;          /* under lock: empty snapshots dropped since the last one kept */
   GError *thread_error;     /* under lock: the thread ended */
   HmmvDamonStats stats;     /* under lock */
 } Damon;
@@ -345,19 +348,23 @@ damon_thread(gpointer data)
       g_mutex_unlock(&damon->lock);
       break;
     }
-    for (gsize w = 0; w < damon->nr_words; w++)
-      damon->pending[w] |= bitmap[w];
-    memcpy(damon->last, bitmap, damon->nr_words * sizeof(guint64));
     /* A snapshot with no page read right after one with pages is how a command that raced
      * the kdamond's refill of tried_regions looks (the testbed, kernel 6.12: 1 in 3
-     * snapshots of a guest reading 2,048 pages steadily); a second one in a row is
-     * believed (the VM went idle). */
-    if (marked == 0 && damon->last_marked > 0) {
-      damon->last_marked = 0;
+     * snapshots of a guest reading 2,048 pages steadily; 2 in a row seen on 2026-12-02);
+     * up to DAMON_EMPTY_RACES in a row are dropped and leave the last snapshot in place
+     * (an interval without a new one is given that one: overwriting it with the dropped
+     * empty one gave 4 intervals of "nothing read" in a row, cooling a steady read set),
+     * the next is believed (the VM went idle: seen 3 snapshots late). */
+    if (marked == 0 && damon->last_marked > 0 && damon->empty_run < DAMON_EMPTY_RACES) {
+      damon->empty_run++;
       damon->stats.empty_snapshots++;
       g_mutex_unlock(&damon->lock);
       continue;
     }
+    damon->empty_run = 0;
+    for (gsize w = 0; w < damon->nr_words; w++)
+      damon->pending[w] |= bitmap[w];
+    memcpy(damon->last, bitmap, damon->nr_words * sizeof(guint64));
     damon->last_marked = marked;
     damon->pending_snapshots++;
     damon->stats.snapshots++;
@@ -626,6 +633,8 @@ damon_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
   damon->pending = g_new0(guint64, damon->nr_words);
   damon->last = g_new0(guint64, damon->nr_words);
   damon->stopping = FALSE;
+  damon->last_marked = 0;
+  damon->empty_run = 0;
   damon->thread = g_thread_new("hmmv-damon", damon_thread, damon);
   return TRUE;
 }
