@@ -21,7 +21,6 @@
  */
 #include "policy.h"
 
-#include <stdlib.h>
 
 #define DAMON_MAX_REGIONS 1000u
 #define DAMON_AGGR_SAMPLES 20u
@@ -109,7 +108,7 @@ apply(Damos *d, guint v, gboolean hot, guint64 esz_bytes, CorunDemand *demand)
       g_array_append_val(ranks, rr);
     }
   if (hot)
-    qsort(ranks->data, ranks->len, sizeof(RegionRank), hot_first);
+    corun_sort(ranks, hot_first);
   for (guint i = 0; i < ranks->len && quota_pages > 0; i++) {
     guint64 first = g_array_index(ranks, RegionRank, i).region * c->region_pages;
     guint64 end = MIN(first + c->region_pages, pl->nr_pages[v]);

@@ -25,7 +25,6 @@
 #include "policy.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 #define MEMTIERD_RETENTION 0.9513
 #define MEMTIERD_CLASSES 10
@@ -129,7 +128,7 @@ memtierd_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
         Ranked r = { v, p, hp->score[v][p] };
         g_array_append_val(ranked, r);
       }
-    qsort(ranked->data, ranked->len, sizeof(Ranked), by_score_desc);
+    corun_sort(ranked, by_score_desc);
     for (guint k = 0; k < ranked->len; k++) {
       const Ranked *r = &g_array_index(ranked, Ranked, k);
       int cls = MIN((int)(MEMTIERD_CLASSES * r->score), MEMTIERD_CLASSES - 1);
@@ -215,7 +214,7 @@ memtis_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
         Ranked r = { v, p, -hp->score[v][p] };
         g_array_append_val(cold, r);
       }
-    qsort(cold->data, cold->len, sizeof(Ranked), by_score_desc);
+    corun_sort(cold, by_score_desc);
     for (guint64 p = 0, c = 0; p < pl->nr_pages[v] && budget > 0; p++) {
       if (pl->place[v][p] != CORUN_SLOW || log2_bin(hp->score[v][p]) < hot_bin)
         continue;

@@ -31,7 +31,6 @@
  */
 #include "policy.h"
 
-#include <stdlib.h>
 
 #define SCAN_SIZE_PAGES (256u << (20 - 12))
 #define SCAN_PERIOD_MS 1000u
@@ -169,7 +168,7 @@ kswapd_demote(NumaBalancing *nb, Kswapd *k, guint nr_vms, guint64 index, CorunDe
           LruEntry e = { v, p, nb->last_access[v][p] };
           g_array_append_val(k->lru, e);
         }
-    qsort(k->lru->data, k->lru->len, sizeof(LruEntry), by_last_access);
+    corun_sort(k->lru, by_last_access);
   }
   while (k->next < k->lru->len && corun_placement_dram_free(pl) < nb->promo_wmark) {
     const LruEntry *e = &g_array_index(k->lru, LruEntry, k->next++);

@@ -10,7 +10,6 @@
  */
 #include "policy.h"
 
-#include <stdlib.h>
 
 typedef struct {
   guint vm;
@@ -78,7 +77,7 @@ oracle_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
       g_array_append_val(cand, c);
       o->want[v][e->page] = 2;
     }
-  qsort(cand->data, cand->len, sizeof(Candidate), by_count_desc);
+  corun_sort(cand, by_count_desc);
   top = MIN(cand->len, pl->dram_capacity);
   for (guint64 i = 0; i < top; i++) {
     const Candidate *c = &g_array_index(cand, Candidate, i);

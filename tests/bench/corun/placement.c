@@ -3,6 +3,7 @@
 #include "policy.h"
 
 #include <hmmv/error.h>
+#include <stdlib.h>
 #include <string.h>
 
 CorunPlacement *
@@ -100,6 +101,13 @@ void
 corun_placement_vm_dram(const CorunPlacement *pl, guint64 *vm_dram)
 {
   memcpy(vm_dram, pl->vm_dram, pl->nr_vms * sizeof(guint64));
+}
+
+void
+corun_sort(GArray *array, int (*compare)(const void *, const void *))
+{
+  if (array->len > 1)
+    qsort(array->data, array->len, g_array_get_element_size(array), compare);
 }
 
 guint64

@@ -113,6 +113,9 @@ gboolean corun_placement_move(CorunPlacement *pl, guint vm, guint64 page, guint8
 guint64 corun_placement_dram_free(const CorunPlacement *pl);
 void corun_placement_vm_dram(const CorunPlacement *pl, guint64 *vm_dram);
 
+/* qsort of an array's elements (none or one: nothing to do; qsort(NULL, 0) is undefined). */
+void corun_sort(GArray *array, int (*compare)(const void *, const void *));
+
 /* Pages a migration bandwidth cap of mbps (10^6 B/s) allows in one interval; G_MAXUINT64
  * for 0 (no cap). */
 guint64 corun_cap_pages(guint mbps, guint interval_ms);
