@@ -13,6 +13,7 @@ runtime; the policies that never move say 0 pages moved and hmmv moves some. The
 each case must fail with a message and no CSV. Counts, never wall-clock time.
 """
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -110,6 +111,27 @@ def main():
             check(float(c[("first-touch", "all")]["runtime_ns"]) <
                   float(a[("first-touch", "all")]["runtime_ns"]),
                   "first-touch is faster on CXL than on Optane")
+        # setup.json's weight reaches the real core's balance: vm3 at weight 1000 holds more
+        # DRAM under hmmv than at the default 100 (mean over the intervals).
+        def vm3_dram(directory):
+            out = os.path.join(tmp, "w.csv")
+            r = run([exe, "replay", "--traces", directory, "--profile", "optane", "--dram", "0.25",
+                     "--policies", "all-dram,hmmv-writes", "--intervals-csv", out])
+            if r.returncode != 0:
+                return -1
+            with open(out) as f:
+                held = [int(s["dram_pages"]) for s in csv.DictReader(f)
+                        if s["policy"] == "hmmv-writes" and s["vm"] == "vm3"]
+            return sum(held) / len(held)
+        weighted = os.path.join(tmp, "weighted")
+        shutil.copytree(traces, weighted)
+        with open(os.path.join(weighted, "setup.json")) as f:
+            manifest = json.load(f)
+        manifest["vms"][3]["weight"] = 1000
+        with open(os.path.join(weighted, "setup.json"), "w") as f:
+            json.dump(manifest, f)
+        plain, heavy = vm3_dram(traces), vm3_dram(weighted)
+        check(plain > 0 and heavy > plain, f"weight 1000 gives vm3 more DRAM ({heavy:.1f} > {plain:.1f})")
         # The plots: five PNGs (gnuplot, installed by scripts/setup), paths printed.
         plots = os.path.join(tmp, "plots")
         r = run([exe, "replay", "--traces", traces, "--profile", "optane", "--dram", "0.25",

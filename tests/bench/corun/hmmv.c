@@ -178,6 +178,13 @@ hmmv_init(CorunPolicy *policy, SeeKind see, GError **error)
       hmmv_tracker_free(tracker);
       return FALSE;
     }
+    if (setup->vms[v].weight != 0) {
+      /* setup.json's weight: the VM's share of the lent DRAM in the core's balance */
+      HmmvQuota quota = *hmmv_vm_get_quota(vm);
+
+      quota.weight = setup->vms[v].weight;
+      hmmv_vm_set_quota(vm, &quota);
+    }
     if (!hmmv_core_add_vm(hp->core, vm, tracker, error))
       return FALSE;
   }
