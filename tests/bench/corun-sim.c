@@ -22,6 +22,8 @@
  */
 #include <hmmv/hmmv.h>
 
+#include "synth.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +55,6 @@ static const VmSpec default_specs[] = {
 typedef struct {
   const VmSpec *spec;
   guint64 nr_pages;
-  guint64 hot_pages;
   guint64 rng;
   HmmvVm *base_vm;          /* unmanaged baseline: placement only */
   HmmvAccess *acc;
@@ -64,35 +65,28 @@ typedef struct {
   gboolean reads_visible;   /* the core sees reads too (a read tracker), else writes only */
 } SimVm;
 
-static guint64
-rng_next(guint64 *state)
+static void
+sim_touch(gpointer data, guint64 page, gboolean hot, gboolean write)
 {
-  *state ^= *state >> 12;
-  *state ^= *state << 25;
-  *state ^= *state >> 27;
-  return *state * G_GUINT64_CONSTANT(2685821657736338717);
+  SimVm *svm = data;
+
+  svm->touch_count[page] += hot ? HOT_ACCESSES : COLD_ACCESSES;
+  if (write)
+    hmmv_access_mark_write(svm->acc, page);
+  else
+    hmmv_access_mark_read(svm->acc, page);
 }
 
+/* The workload (shared with hmmv-corun gen: tests/bench/corun/synth.c). */
 static void
 gen_interval(SimVm *svm, guint64 interval)
 {
-  guint64 nr_touch = svm->nr_pages * svm->spec->touch_pct / 100;
-  guint64 hot_base = (interval * MAX(svm->hot_pages / 16, 1)) % svm->nr_pages;
+  CorunSynthSpec spec = { svm->spec->hot_pct, svm->spec->touch_pct, svm->spec->write_pct };
 
   memset(svm->touch_count, 0, svm->nr_pages * sizeof(guint64));
   hmmv_access_clear(svm->acc);
   svm->acc->intervals = 1;
-  for (guint64 i = 0; i < nr_touch; i++) {
-    gboolean hot = rng_next(&svm->rng) % 10 != 0;
-    guint64 page = hot ? (hot_base + rng_next(&svm->rng) % svm->hot_pages) % svm->nr_pages
-                       : rng_next(&svm->rng) % svm->nr_pages;
-
-    svm->touch_count[page] += hot ? HOT_ACCESSES : COLD_ACCESSES;
-    if (rng_next(&svm->rng) % 100 < svm->spec->write_pct)
-      hmmv_access_mark_write(svm->acc, page);
-    else
-      hmmv_access_mark_read(svm->acc, page);
-  }
+  corun_synth_interval(&spec, svm->nr_pages, interval, &svm->rng, sim_touch, svm);
 }
 
 /* Modelled memory time of this interval's accesses on a given placement. */
@@ -232,7 +226,6 @@ main(int argc, char **argv)
 
     svm->spec = &default_specs[i];
     svm->nr_pages = ((guint64)svm->spec->size_mib << 20) >> HMMV_PAGE_SHIFT;
-    svm->hot_pages = MAX(svm->nr_pages * svm->spec->hot_pct / 100, 1);
     svm->rng = 0x2545f4914f6cdd1du + i;
     svm->reads_visible = reads_visible;
     svm->touch_count = g_new0(guint64, svm->nr_pages);

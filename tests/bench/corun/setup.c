@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* hmmv-corun: reading a recorded setup, and generating synthetic ones for tests. */
 #include "setup.h"
+#include "synth.h"
 
 #include <glib/gstdio.h>
 #include <hmmv/error.h>
@@ -194,19 +195,27 @@ corun_setup_load(const char *dir, GError **error)
   return g_steal_pointer(&sf);
 }
 
-static guint64
-rng_next(guint64 *state)
-{
-  *state ^= *state >> 12;
-  *state ^= *state << 25;
-  *state ^= *state >> 27;
-  return *state * G_GUINT64_CONSTANT(2685821657736338717);
-}
-
-/* VM i of a synthetic setup: hot set %, touched pages per interval %, writes %. */
-static const guint gen_specs[][3] = {
+/* VM i of a synthetic setup: corun-sim's four VMs (hot %, touched %, written %). */
+static const CorunSynthSpec gen_specs[] = {
   { 10, 4, 30 }, { 20, 6, 60 }, { 40, 12, 80 }, { 5, 1, 20 },
 };
+
+typedef struct {
+  guint32 *reads, *writes;
+} GenCounts;
+
+/* A hot touch is 2048 LLC misses, a cold one 64. */
+static void
+gen_touch(gpointer data, guint64 page, gboolean hot, gboolean write)
+{
+  GenCounts *c = data;
+  guint32 n = hot ? 2048 : 64;
+
+  if (write)
+    c->writes[page] += n;
+  else
+    c->reads[page] += n;
+}
 
 static gboolean
 generate_vm(const char *path, guint index, guint64 nr_pages, guint intervals, guint64 seed,
@@ -215,32 +224,21 @@ generate_vm(const char *path, guint index, guint64 nr_pages, guint intervals, gu
   HmmvTraceInfo info = { .nr_pages = nr_pages, .interval_ms = 10,
                          .flags = HMMV_TRACE_HAS_READS };
   g_autoptr(HmmvTraceWriter) writer = hmmv_trace_writer_new(path, &info, error);
-  const guint *spec = gen_specs[index % G_N_ELEMENTS(gen_specs)];
+  const CorunSynthSpec *spec = &gen_specs[index % G_N_ELEMENTS(gen_specs)];
   g_autofree guint32 *reads = g_new0(guint32, nr_pages);
   g_autofree guint32 *writes = g_new0(guint32, nr_pages);
   g_autoptr(GArray) entries = g_array_new(FALSE, FALSE, sizeof(HmmvTraceEntry));
-  guint64 hot = MAX(nr_pages * spec[0] / 100, 1), touch = MAX(nr_pages * spec[1] / 100, 1);
   guint64 rng = seed * 0x9e3779b97f4a7c15u + index + 1;
+  GenCounts counts = { reads, writes };
 
   if (writer == NULL)
     return FALSE;
   for (guint k = 0; k < intervals; k++) {
-    /* the hot set drifts by 1/16 of itself each interval; 90% of touches go to it */
-    guint64 hot_base = (k * MAX(hot / 16, 1)) % nr_pages, misses = 0;
+    guint64 misses = 0;
 
     memset(reads, 0, nr_pages * sizeof(guint32));
     memset(writes, 0, nr_pages * sizeof(guint32));
-    for (guint64 i = 0; i < touch; i++) {
-      gboolean is_hot = rng_next(&rng) % 10 != 0;
-      guint64 page = is_hot ? (hot_base + rng_next(&rng) % hot) % nr_pages
-                            : rng_next(&rng) % nr_pages;
-      guint32 n = is_hot ? 2048 : 64;
-
-      if (rng_next(&rng) % 100 < spec[2])
-        writes[page] += n;
-      else
-        reads[page] += n;
-    }
+    corun_synth_interval(spec, nr_pages, k, &rng, gen_touch, &counts);
     g_array_set_size(entries, 0);
     for (guint64 p = 0; p < nr_pages; p++)
       if (reads[p] != 0 || writes[p] != 0) {
