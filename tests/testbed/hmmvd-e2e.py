@@ -15,6 +15,10 @@ Checked, each a failure when it does not hold:
              page ("placement" control command) against the kernel's, read by this process
              with move_pages(2) status queries; agreement >= 0.999 and every disagreement
              covered by a mover error hmmvd counted
+With --faults, then: one nested QEMU killed (-9) while hmmvd is inside a move_pages(2) call
+on it (seen in /proc/PID/task/TID/syscall), hmmvd must keep moving the survivor's pages;
+hmmvd killed (-9) and started again must take the survivor over and move its pages; the
+survivor's data and placement are checked as above.
 Prints "testbed: moves=N verified_pages=N corrupt=N" and "testbed: placement_agree=0.NNNN".
 
 usage: hmmvd-e2e.py --hmmvd PATH --guest guest.elf [--vms 2] [--faults] [--thp madvise]
@@ -76,6 +80,43 @@ def kernel_nodes(pid, addrs):
     return out
 
 
+def in_move_pages(hmmvd_pid, target_pid):
+    """(tid, pages) of a thread of hmmvd_pid inside move_pages(2) on target_pid, or None.
+    /proc/TID/syscall: the syscall number and its arguments in hex while the thread is in
+    a system call (move_pages(pid, count, pages, nodes, status, flags))."""
+    try:
+        tids = os.listdir(f"/proc/{hmmvd_pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{hmmvd_pid}/task/{tid}/syscall") as f:
+                fields = f.read().split()
+        except OSError:
+            continue
+        if (len(fields) >= 3 and fields[0] == str(SYS_MOVE_PAGES)
+                and int(fields[1], 16) == target_pid):
+            return int(tid), int(fields[2], 16)
+    return None
+
+
+def kill_mid_batch(hmmvd, vm, deadline_s):
+    """Kills vm's QEMU (-9) while one of hmmvd's threads is inside a move_pages(2) call on
+    it: the fault the mover must survive (the process's mm goes away under the migration;
+    the call fails or returns early and the page statuses are undefined). Returns the
+    (tid, pages) of the call it was caught in; Failed when hmmvd never moved vm's pages
+    within deadline_s (a batch takes ~50-150 ms here: 512 pages at 100-300 us each)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        caught = in_move_pages(hmmvd.proc.pid, vm.proc.pid)
+        if caught:
+            vm.proc.kill()
+            vm.proc.wait()
+            return caught
+        time.sleep(0.001)
+    raise Failed(f"faults: hmmvd made no move_pages call on {vm.name} within {deadline_s} s")
+
+
 def vmstat(key):
     with open("/proc/vmstat") as f:
         for line in f:
@@ -113,15 +154,16 @@ class Control:
 
 class Vm:
     def __init__(self, name, work, qemu, guest, mem_mib, hot_mib, cold_mib, shift_every, extra,
-                 cpus=None):
+                 cpus=None, report_every=None):
         self.name = name
+        self.mem_mib = mem_mib
         self.qmp = os.path.join(work, f"{name}.qmp")
         self.serial = os.path.join(work, f"{name}.serial")
         self.log = os.path.join(work, f"{name}.log")
         for end in ("in", "out"):
             os.mkfifo(f"{self.serial}.{end}")
         cmdline = (f"mode=verify base=4M hot_mib={hot_mib} cold_mib={cold_mib} hot_ratio=98 "
-                   f"shift_every={shift_every} report_every={shift_every // 4} "
+                   f"shift_every={shift_every} report_every={report_every or shift_every // 4} "
                    f"seed={1 + sum(map(ord, name))}")
         args = [qemu, "-accel", "tcg", "-M", "pc", "-m", str(mem_mib), "-display", "none",
                 "-nic", "none", "-monitor", "none", "-no-reboot",
@@ -366,10 +408,12 @@ class Hmmvd:
             t = {v["name"]: v for v in self.ctl.request("vms")}
         except (OSError, ValueError, Failed):
             return None
-        # a VM that leaves hmmvd's table takes its counters with it: keep the last seen
+        # a VM that leaves hmmvd's table takes its counters with it, and one whose QEMU died
+        # stays listed with them at 0: keep the largest seen (they only grow while managed)
         for name, v in t.items():
-            self.seen[name] = (v["promotions-total"], v["demotions-total"],
-                               sum(v["move-failures"].values()))
+            now = (v["promotions-total"], v["demotions-total"],
+                   sum(v["move-failures"].values()))
+            self.seen[name] = tuple(max(a, b) for a, b in zip(self.seen.get(name, now), now))
             self.cap_seen[name] = max(self.cap_seen.get(name, 0), v.get("moved-cap-pages", 0))
             self.huge[name] = (v.get("thp-pages", 0), v.get("hugetlb-pages", 0))
         return t
@@ -389,6 +433,41 @@ class Hmmvd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def quiet_sample(hmmvd, vms, resume=True):
+    """hmmvd's (promoted, demoted, errors) and the kernel's pgmigrate_success at one moment
+    when nothing moves: every VM paused in hmmvd and two more intervals run (the one in
+    flight when the pause came may still move), then resumed (unless resume is False)."""
+    for vm in vms:
+        hmmvd.ctl.request("pause", vm=vm.name)
+    try:
+        first = hmmvd.ctl.request("status")["intervals"]
+        wait_for("two intervals with the VMs paused", 120,
+                 lambda: hmmvd.ctl.request("status")["intervals"] >= first + 2)
+        hmmvd.table()
+        return hmmvd.moves(), vmstat("pgmigrate_success")
+    finally:
+        for vm in vms:
+            if resume:
+                hmmvd.ctl.request("resume", vm=vm.name)
+
+
+def account(failures, what, migrated, counted, exact):
+    """The kernel's migrations against hmmvd's count over one stretch of the run. Every move
+    hmmvd counts is a real migration (migrated >= counted); where hmmvd's count is exact
+    (no fault in the stretch) nothing else may move either: a huge page moves 512 base
+    pages at once, and hmmvd's accounting (and its migration cap, in bytes) must count them
+    all (a little slack for the kernel's own moves)."""
+    say(f"e2e: {what}: hmmvd counted {counted} moves, the kernel migrated {migrated} pages"
+        + ("" if exact else f" ({migrated - counted} that no hmmvd counted: the faults' "
+                            f"windows, not checked against a count)"))
+    if migrated < counted:
+        failures.append(f"{what}: the kernel migrated {migrated} pages, hmmvd claims {counted}")
+    if exact and migrated > counted * 1.01 + 64:
+        failures.append(f"{what}: the kernel migrated {migrated} pages, "
+                        f"{migrated / max(counted, 1):.2f}x the {counted} hmmvd counted: "
+                        f"moves go uncounted (huge pages?)")
 
 
 def managed(hmmvd, vms):
@@ -562,13 +641,17 @@ def main():
             failures.append(f"moves: promoted {prom}, demoted {dem} "
                             f"(want {opts.min_moves} each way)")
         survivors = vms
+        stretches = []   # (what, kernel migrations, hmmvd's count, exact)
         if opts.faults and len(vms) >= 2:
+            (p, d, _), mig = quiet_sample(hmmvd, vms)
+            stretches.append(("before the faults", mig - migrated0, p + d, True))
+            mark = mig
             # a nested QEMU killed while hmmvd is moving its pages
             victim = vms[-1]
             survivors = vms[:-1]
-            victim.proc.kill()
-            victim.proc.wait()
-            say(f"e2e: faults: killed {victim.name}'s QEMU (-9)")
+            tid, pages = kill_mid_batch(hmmvd, victim, 300)
+            say(f"e2e: faults: killed {victim.name}'s QEMU (-9) while hmmvd's thread {tid} "
+                f"was in a move_pages(2) call of {pages} page(s) on it")
             wait_for("hmmvd reports the killed VM as not managed", 60,
                      lambda: (hmmvd.table() or {}).get(victim.name, {}).get("status",
                                                                              "x") != "managed")
@@ -590,6 +673,13 @@ def main():
                 os.unlink(hmmvd.sock)
             except OSError:
                 pass
+            # The faults' stretch: the batch in flight when the QEMU died, the moves of the
+            # victim since hmmvd was last asked, and whatever the killed hmmvd moved after
+            # its last answer are real migrations no count can hold. Only the lower bound.
+            # Nothing moves now (hmmvd dead), so the next stretch starts exact.
+            mig = vmstat("pgmigrate_success")
+            stretches.append(("the faults", mig - mark, prom + dem - stretches[0][2], False))
+            mark = mig
             hmmvd = Hmmvd(opts, work, survivors, 2)
             daemons.append(hmmvd)
             wait_for("the restarted hmmvd manages the surviving VMs", 120,
@@ -600,8 +690,10 @@ def main():
                 failures.append("faults: the restarted hmmvd moved nothing")
             for vm in survivors:
                 placement_check(hmmvd.ctl, vm, totals)
-            hmmvd.table()
-            p3 = hmmvd.moves()
+            # the restarted hmmvd's stretch, exact again: the survivors stay paused in
+            # hmmvd to the end, so nothing moves after this sample
+            p3, mig = quiet_sample(hmmvd, survivors, resume=False)
+            stretches.append(("after the restart", mig - mark, p3[0] + p3[1], True))
             prom, dem, errors = prom + p3[0], dem + p3[1], errors + p3[2]
         if opts.per_socket:
             table = hmmvd.table() or {}
@@ -643,6 +735,8 @@ def main():
             for line in [l for l in vm.lines() if l.startswith("HMMV-VERIFY-CORRUPT")][:8]:
                 say(f"e2e: {vm.name}: {line}")
         migrated = vmstat("pgmigrate_success") - migrated0
+        if not stretches:
+            stretches = [("the run", migrated, prom + dem, True)]
         verified = sum(vm.end.get("verified_pages", 0) for vm in survivors)
         corrupt = sum(vm.end.get("corrupt_pages", 0) for vm in survivors)
         writes = sum(vm.end.get("writes", 0) for vm in survivors)
@@ -657,14 +751,8 @@ def main():
         print(f"testbed: placement_agree={agree:.4f}", flush=True)
         if corrupt:
             failures.append(f"data: {corrupt} corrupt pages")
-        if migrated < prom + dem:
-            failures.append(f"the kernel migrated {migrated} pages, hmmvd claims {prom + dem}")
-        # a huge page moves 512 base pages at once: hmmvd's accounting (and its migration cap,
-        # which is in bytes) must count them all (a little slack for the kernel's own moves)
-        if migrated > (prom + dem) * 1.01 + 64:
-            ratio = migrated / max(prom + dem, 1)
-            failures.append(f"the kernel migrated {migrated} pages, {ratio:.2f}x the "
-                            f"{prom + dem} hmmvd counted: moves go uncounted (huge pages?)")
+        for what, mig, counted, exact in stretches:
+            account(failures, what, mig, counted, exact)
         if pages == 0:
             failures.append("placement: nothing compared")
         elif agree < 0.999:
