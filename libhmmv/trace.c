@@ -13,6 +13,8 @@
 
 #define TRACE_HEADER_BYTES 32
 #define INTERVAL_HEADER_BYTES 24
+#define INTERVAL_HEADER_V2_BYTES 32
+#define TRACE_KNOWN_FLAGS (HMMV_TRACE_HAS_READS | HMMV_TRACE_HAS_INSTRUCTIONS)
 #define ENTRY_BYTES 16
 #define TRACE_PAGE_SHIFT 12u
 /* 2^40 pages (4 PiB), the same bound as a VM's layout. */
@@ -91,6 +93,14 @@ check_entries(const HmmvTraceEntry *entries, gsize nr_entries, guint64 nr_pages,
   return TRUE;
 }
 
+/* Version 2 exactly when the trace counts instructions: a version 1 reader refuses it. */
+static gsize
+interval_header_bytes(guint32 flags)
+{
+  return (flags & HMMV_TRACE_HAS_INSTRUCTIONS) ? INTERVAL_HEADER_V2_BYTES
+                                               : INTERVAL_HEADER_BYTES;
+}
+
 static void
 set_io_error(GError **error, const char *path, const char *what, int errsv)
 {
@@ -119,7 +129,7 @@ hmmv_trace_writer_new(const char *path, const HmmvTraceInfo *info, GError **erro
   guint8 header[TRACE_HEADER_BYTES] = { 0 };
 
   if (info->nr_pages == 0 || info->nr_pages > TRACE_MAX_PAGES ||
-      (info->flags & ~HMMV_TRACE_HAS_READS) != 0) {
+      (info->flags & ~TRACE_KNOWN_FLAGS) != 0) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                 "trace %s: nr_pages %" G_GUINT64_FORMAT " (must be 1..2^40) or flags 0x%x "
                 "out of range", path, info->nr_pages, info->flags);
@@ -135,7 +145,8 @@ hmmv_trace_writer_new(const char *path, const HmmvTraceInfo *info, GError **erro
     return NULL;
   }
   memcpy(header, HMMV_TRACE_MAGIC, 8);
-  put_u32(header + 8, HMMV_TRACE_VERSION);
+  put_u32(header + 8, (info->flags & HMMV_TRACE_HAS_INSTRUCTIONS)
+                       ? HMMV_TRACE_VERSION_INSTRUCTIONS : HMMV_TRACE_VERSION);
   put_u32(header + 12, TRACE_PAGE_SHIFT);
   put_u64(header + 16, info->nr_pages);
   put_u32(header + 24, info->interval_ms);
@@ -174,7 +185,18 @@ gboolean
 hmmv_trace_writer_add_interval(HmmvTraceWriter *writer, guint64 compute_ns,
                                const HmmvTraceEntry *entries, gsize nr_entries, GError **error)
 {
-  guint8 header[INTERVAL_HEADER_BYTES];
+  HmmvTraceInterval interval = { .compute_ns = compute_ns };
+
+  return hmmv_trace_writer_add_interval_full(writer, &interval, entries, nr_entries, error);
+}
+
+gboolean
+hmmv_trace_writer_add_interval_full(HmmvTraceWriter *writer, const HmmvTraceInterval *interval,
+                                    const HmmvTraceEntry *entries, gsize nr_entries,
+                                    GError **error)
+{
+  guint8 header[INTERVAL_HEADER_V2_BYTES];
+  gsize header_bytes = interval_header_bytes(writer->info.flags);
   guint64 bad = 0;
 
   if (writer->file == NULL) {
@@ -198,9 +220,10 @@ hmmv_trace_writer_add_interval(HmmvTraceWriter *writer, guint64 compute_ns,
   }
   put_u32(header, HMMV_TRACE_INTERVAL_MAGIC);
   put_u32(header + 4, (guint32)nr_entries);
-  put_u64(header + 8, compute_ns);
+  put_u64(header + 8, interval->compute_ns);
   put_u64(header + 16, writer->next_index);
-  if (fwrite(header, sizeof(header), 1, writer->file) != 1) {
+  put_u64(header + 24, interval->instructions);
+  if (fwrite(header, header_bytes, 1, writer->file) != 1) {
     set_io_error(error, writer->path, "cannot write an interval header", errno);
     return FALSE;
   }
@@ -275,9 +298,9 @@ parse_header(HmmvTraceReader *reader, const guint8 *header, GError **error)
 
   if (memcmp(header, HMMV_TRACE_MAGIC, 8) != 0)
     return corrupt(reader, error, 0, "not an hmmv trace (bad magic)");
-  if (version != HMMV_TRACE_VERSION)
-    return corrupt(reader, error, 8, "unsupported version %u (expected %u)", version,
-                   HMMV_TRACE_VERSION);
+  if (version != HMMV_TRACE_VERSION && version != HMMV_TRACE_VERSION_INSTRUCTIONS)
+    return corrupt(reader, error, 8, "unsupported version %u (expected %u or %u)", version,
+                   HMMV_TRACE_VERSION, HMMV_TRACE_VERSION_INSTRUCTIONS);
   if (page_shift != TRACE_PAGE_SHIFT)
     return corrupt(reader, error, 12, "page_shift %u (expected %u)", page_shift,
                    TRACE_PAGE_SHIFT);
@@ -287,8 +310,12 @@ parse_header(HmmvTraceReader *reader, const guint8 *header, GError **error)
   if (reader->info.nr_pages == 0 || reader->info.nr_pages > TRACE_MAX_PAGES)
     return corrupt(reader, error, 16, "nr_pages %" G_GUINT64_FORMAT " is not in 1..2^40",
                    reader->info.nr_pages);
-  if ((reader->info.flags & ~HMMV_TRACE_HAS_READS) != 0)
+  if ((reader->info.flags & ~TRACE_KNOWN_FLAGS) != 0)
     return corrupt(reader, error, 28, "unknown flags 0x%x", reader->info.flags);
+  if ((version == HMMV_TRACE_VERSION_INSTRUCTIONS) !=
+      ((reader->info.flags & HMMV_TRACE_HAS_INSTRUCTIONS) != 0))
+    return corrupt(reader, error, 28, "flags 0x%x do not match version %u",
+                   reader->info.flags, version);
   return TRUE;
 }
 
@@ -353,12 +380,13 @@ reserve_entries(HmmvTraceReader *reader, gsize nr, GError **error)
 /* Reads and checks one interval header; *nr_entries is bounded by the bytes left. */
 static gboolean
 read_interval_header(HmmvTraceReader *reader, gboolean *eof, guint32 *nr_entries,
-                     guint64 *compute_ns, GError **error)
+                     HmmvTraceInterval *interval, GError **error)
 {
-  guint8 header[INTERVAL_HEADER_BYTES];
+  guint8 header[INTERVAL_HEADER_V2_BYTES];
+  gsize header_bytes = interval_header_bytes(reader->info.flags);
   guint64 at = reader->offset;
   guint64 left = reader->file_bytes > at ? reader->file_bytes - at : 0;
-  size_t got = fread(header, 1, sizeof(header), reader->file);
+  size_t got = fread(header, 1, header_bytes, reader->file);
   guint64 index;
 
   *eof = FALSE;
@@ -366,15 +394,16 @@ read_interval_header(HmmvTraceReader *reader, gboolean *eof, guint32 *nr_entries
     *eof = TRUE;
     return FALSE;
   }
-  if (got != sizeof(header))
-    return corrupt(reader, error, at + got, "truncated interval header (%zu of %d bytes)",
-                   got, INTERVAL_HEADER_BYTES);
-  reader->offset += sizeof(header);
+  if (got != header_bytes)
+    return corrupt(reader, error, at + got, "truncated interval header (%zu of %zu bytes)",
+                   got, header_bytes);
+  reader->offset += header_bytes;
   left = reader->file_bytes > reader->offset ? reader->file_bytes - reader->offset : 0;
   if (get_u32(header) != HMMV_TRACE_INTERVAL_MAGIC)
     return corrupt(reader, error, at, "bad interval magic 0x%08x", get_u32(header));
   *nr_entries = get_u32(header + 4);
-  *compute_ns = get_u64(header + 8);
+  interval->compute_ns = get_u64(header + 8);
+  interval->instructions = header_bytes > INTERVAL_HEADER_BYTES ? get_u64(header + 24) : 0;
   index = get_u64(header + 16);
   if (index != reader->next_index)
     return corrupt(reader, error, at + 16, "interval index %" G_GUINT64_FORMAT
@@ -389,6 +418,19 @@ gboolean
 hmmv_trace_reader_next(HmmvTraceReader *reader, const HmmvTraceEntry **entries,
                        gsize *nr_entries, guint64 *compute_ns, GError **error)
 {
+  HmmvTraceInterval interval;
+
+  if (!hmmv_trace_reader_next_interval(reader, &interval, entries, nr_entries, error))
+    return FALSE;
+  *compute_ns = interval.compute_ns;
+  return TRUE;
+}
+
+gboolean
+hmmv_trace_reader_next_interval(HmmvTraceReader *reader, HmmvTraceInterval *interval,
+                                const HmmvTraceEntry **entries, gsize *nr_entries,
+                                GError **error)
+{
   guint64 at, bad = 0;
   guint32 nr = 0;
   gboolean eof;
@@ -396,7 +438,7 @@ hmmv_trace_reader_next(HmmvTraceReader *reader, const HmmvTraceEntry **entries,
 
   if (reader->corrupt)
     return corrupt(reader, error, reader->offset, "trace already failed a check");
-  if (!read_interval_header(reader, &eof, &nr, compute_ns, error))
+  if (!read_interval_header(reader, &eof, &nr, interval, error))
     return FALSE;
   at = reader->offset;
   if (!reserve_entries(reader, nr, error))

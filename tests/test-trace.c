@@ -55,6 +55,7 @@ tmp_path(const char *name)
 
 typedef struct {
   guint64 compute_ns;
+  guint64 instructions;
   GArray *entries;          /* HmmvTraceEntry */
 } Interval;
 
@@ -74,7 +75,8 @@ random_intervals(GRand *rand, guint64 nr_pages, guint nr_intervals)
 
   g_array_set_clear_func(intervals, interval_clear);
   for (guint k = 0; k < nr_intervals; k++) {
-    Interval interval = { .compute_ns = ((guint64)g_rand_int(rand) << 20) | k };
+    Interval interval = { .compute_ns = ((guint64)g_rand_int(rand) << 20) | k,
+                          .instructions = ((guint64)g_rand_int(rand) << 24) | k };
     /* 0..4 pages in 8 are touched; every 5th interval is empty */
     guint density = k % 5 == 4 ? 0 : (guint)g_rand_int_range(rand, 1, 5);
 
@@ -100,11 +102,19 @@ write_trace(const char *path, const HmmvTraceInfo *info, GArray *intervals)
   ck_assert_msg(writer != NULL, "%s", error ? error->message : "");
   for (guint k = 0; k < intervals->len; k++) {
     Interval *interval = &g_array_index(intervals, Interval, k);
+    HmmvTraceInterval head = { interval->compute_ns, interval->instructions };
 
-    ck_assert_msg(hmmv_trace_writer_add_interval(writer, interval->compute_ns,
-                                                 (HmmvTraceEntry *)interval->entries->data,
-                                                 interval->entries->len, &error),
-                  "%s", error ? error->message : "");
+    /* the old call where it writes the same (no instructions), the new one otherwise */
+    if (k % 2 == 0 && !(info->flags & HMMV_TRACE_HAS_INSTRUCTIONS))
+      ck_assert_msg(hmmv_trace_writer_add_interval(writer, interval->compute_ns,
+                                                   (HmmvTraceEntry *)interval->entries->data,
+                                                   interval->entries->len, &error),
+                    "%s", error ? error->message : "");
+    else
+      ck_assert_msg(hmmv_trace_writer_add_interval_full(writer, &head,
+                                                        (HmmvTraceEntry *)interval->entries->data,
+                                                        interval->entries->len, &error),
+                    "%s", error ? error->message : "");
   }
   ck_assert(hmmv_trace_writer_close(writer, &error));
 }
@@ -113,15 +123,26 @@ static void
 assert_reads_back(HmmvTraceReader *reader, GArray *intervals)
 {
   g_autoptr(GError) error = NULL;
+  gboolean has_insns = (hmmv_trace_reader_get_info(reader)->flags &
+                        HMMV_TRACE_HAS_INSTRUCTIONS) != 0;
   const HmmvTraceEntry *entries;
   guint64 compute_ns;
   gsize nr;
 
   for (guint k = 0; k < intervals->len; k++) {
     Interval *interval = &g_array_index(intervals, Interval, k);
+    HmmvTraceInterval head = { 0, G_MAXUINT64 };
 
-    ck_assert_msg(hmmv_trace_reader_next(reader, &entries, &nr, &compute_ns, &error),
-                  "interval %u: %s", k, error ? error->message : "EOF");
+    /* both reading calls, alternately */
+    if (k % 2 == 0) {
+      ck_assert_msg(hmmv_trace_reader_next(reader, &entries, &nr, &compute_ns, &error),
+                    "interval %u: %s", k, error ? error->message : "EOF");
+    } else {
+      ck_assert_msg(hmmv_trace_reader_next_interval(reader, &head, &entries, &nr, &error),
+                    "interval %u: %s", k, error ? error->message : "EOF");
+      compute_ns = head.compute_ns;
+      ck_assert_uint_eq(head.instructions, has_insns ? interval->instructions : 0);
+    }
     ck_assert_uint_eq(nr, interval->entries->len);
     ck_assert_uint_eq(compute_ns, interval->compute_ns);
     if (nr > 0)
@@ -139,7 +160,8 @@ START_TEST(test_round_trip)
   g_autoptr(GRand) rand = g_rand_new_with_seed(42 + (guint32)_i);
   g_autofree char *path = tmp_path("round.trace");
   HmmvTraceInfo info = { .nr_pages = 1000 + (guint64)_i * 777, .interval_ms = 250,
-                         .flags = _i % 2 ? HMMV_TRACE_HAS_READS : 0 };
+                         .flags = (_i % 2 ? HMMV_TRACE_HAS_READS : 0) |
+                                  (_i >= 4 ? HMMV_TRACE_HAS_INSTRUCTIONS : 0) };
   g_autoptr(GArray) intervals = random_intervals(rand, info.nr_pages, 12);
   g_autoptr(GError) error = NULL;
   g_autoptr(HmmvTraceReader) reader = NULL;
@@ -186,13 +208,68 @@ START_TEST(test_layout)
 }
 END_TEST
 
+/* Version 2 (instructions counted): the interval header grows by the count at offset 24. */
+START_TEST(test_layout_v2)
+{
+  g_autofree char *path = tmp_path("layout2.trace");
+  HmmvTraceInfo info = { .nr_pages = 0x10, .interval_ms = 25, .flags = 3 };
+  HmmvTraceEntry entry = { .page = 0xf, .reads = 2, .writes = 1 };
+  HmmvTraceInterval head = { .compute_ns = 0x2010, .instructions = 0x0102030405060708 };
+  static const guint8 expected[] = {
+    'H', 'M', 'M', 'V', 'T', 'R', 'C', '1', 2, 0, 0, 0, 12, 0, 0, 0,
+    0x10, 0, 0, 0, 0, 0, 0, 0, 25, 0, 0, 0, 3, 0, 0, 0,
+    'I', 'N', 'T', 'V', 1, 0, 0, 0, 0x10, 0x20, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
+    0x0f, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0,
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTraceWriter) writer = hmmv_trace_writer_new(path, &info, &error);
+  g_autoptr(HmmvTraceReader) reader = NULL;
+  g_autofree char *bytes = NULL;
+  const HmmvTraceEntry *entries;
+  HmmvTraceInterval got;
+  gsize len, nr;
+
+  ck_assert_ptr_nonnull(writer);
+  ck_assert(hmmv_trace_writer_add_interval_full(writer, &head, &entry, 1, &error));
+  ck_assert(hmmv_trace_writer_close(writer, &error));
+  ck_assert(g_file_get_contents(path, &bytes, &len, NULL));
+  ck_assert_uint_eq(len, sizeof(expected));
+  ck_assert_mem_eq(bytes, expected, sizeof(expected));
+  /* a version 2 header without the flag, or the flag in version 1, is refused */
+  for (int v = 1; v <= 2; v++) {
+    g_autofree guint8 *bad = g_memdup2(expected, sizeof(expected));
+    g_autoptr(GError) refused = NULL;
+    g_autoptr(HmmvTraceReader) r = NULL;
+
+    if (v == 1)
+      bad[8] = 1;
+    else
+      bad[28] = 1;
+    ck_assert(set_contents(path, bad, sizeof(expected)));
+    r = hmmv_trace_reader_new(path, &refused);
+    ck_assert_ptr_null(r);
+    ck_assert_msg(strstr(refused->message, "do not match version") != NULL, "%s",
+                  refused->message);
+  }
+  ck_assert(set_contents(path, expected, sizeof(expected)));
+  reader = hmmv_trace_reader_new(path, &error);
+  ck_assert_ptr_nonnull(reader);
+  ck_assert(hmmv_trace_reader_next_interval(reader, &got, &entries, &nr, &error));
+  ck_assert_uint_eq(got.instructions, head.instructions);
+  ck_assert_uint_eq(got.compute_ns, head.compute_ns);
+  ck_assert_uint_eq(nr, 1);
+  ck_assert_uint_eq(entries[0].page, 0xf);
+}
+END_TEST
+
 START_TEST(test_writer_rejects)
 {
   g_autofree char *path = tmp_path("bad.trace");
   HmmvTraceInfo info = { .nr_pages = 100, .interval_ms = 1000 };
   HmmvTraceInfo zero = { .nr_pages = 0 };
   HmmvTraceInfo huge = { .nr_pages = (G_GUINT64_CONSTANT(1) << 40) + 1 };
-  HmmvTraceInfo flags = { .nr_pages = 10, .flags = 0x2 };
+  HmmvTraceInfo flags = { .nr_pages = 10, .flags = 0x4 };
   HmmvTraceEntry descending[] = { { 5, 1, 1 }, { 4, 1, 1 } };
   HmmvTraceEntry duplicate[] = { { 5, 1, 1 }, { 5, 1, 1 } };
   HmmvTraceEntry outside[] = { { 1, 1, 1 }, { 100, 1, 1 } };
@@ -484,8 +561,9 @@ trace_suite(void)
   TCase *tc = tcase_create("trace");
 
   tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_loop_test(tc, test_round_trip, 0, 4);
+  tcase_add_loop_test(tc, test_round_trip, 0, 6);
   tcase_add_test(tc, test_layout);
+  tcase_add_test(tc, test_layout_v2);
   tcase_add_test(tc, test_writer_rejects);
   tcase_add_loop_test(tc, test_corruption, 0, G_N_ELEMENTS(corruptions));
   tcase_add_test(tc, test_corrupt_is_sticky);
