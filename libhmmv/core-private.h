@@ -33,6 +33,7 @@ typedef struct {
   guint64 min_granted;      /* its min in the last balance (scaled when the mins did not fit) */
   HmmvNodeRequest promote_to; /* DRAM nodes nearest its vCPUs first (nodes.c) */
   HmmvNodeRequest demote_to;  /* slow nodes nearest its first DRAM node first */
+  guint64 cap_tokens;       /* its migration cap's bucket, 4 KiB pages (loop-cap.c) */
 
   /* Under HmmvCore.lock: what other threads set and see while an interval runs. */
   gboolean ctl_paused;
@@ -54,6 +55,7 @@ struct _HmmvCore {
   guint64 interval_index;
   GArray *scratch_pages;    /* guint64, reused for queries */
   guint64 headroom_pages;   /* DRAM kept free for first touches (see core_headroom) */
+  guint64 host_cap_tokens;  /* the host-wide cap's bucket, 4 KiB pages (loop-cap.c) */
   GMutex lock;              /* the ctl_ and seen_ fields of every CoreVm, and these: */
   guint64 pool_seen;        /* pool_pages as last published */
   HmmvNodePool pools_seen[HMMV_NR_NODE_SLOTS];
@@ -69,6 +71,13 @@ gboolean hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError
  * over what each plan wants; what a VM is not granted is cut from its lists and counted in its
  * report's deferred_cap (loop-cap.c). */
 void hmmv_core_share_host_cap(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report);
+
+/* The per-VM cap this interval's plan may use: the VM's bucket refilled by one interval's cap
+ * (loop-cap.c says why a bucket, and how deep). */
+guint64 hmmv_core_vm_cap_pages(HmmvCore *core, CoreVm *cvm);
+/* After the moves: what each VM's plan sent to the mover is taken from its bucket and the
+ * host's. */
+void hmmv_core_spend_caps(HmmvCore *core, const HmmvIntervalReport *report);
 
 /* loop-place.c: the placement of a VM the core just took, HMMV_CORE_ADD_SLICE_PAGES an
  * interval, before the mover sees this interval's touches (not counted as first touches). */

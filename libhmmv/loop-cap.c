@@ -15,6 +15,19 @@
  * need), each list cut from its end, which is its least urgent (promotions hottest first,
  * demotions coldest first). Promotions beyond the
  * room that demotions made are then held back by core_limit_promotions, as before.
+ *
+ * Both caps are token buckets (issue 7): each interval adds one interval's cap to the bucket,
+ * a plan may use what the bucket holds, and what the VM's moves really asked of the mover is
+ * taken out. The bucket holds at most the larger of one interval's cap and the VM's largest
+ * unit (for the host: the largest unit of any VM). Why a bucket: a unit moves whole or not at
+ * all, and a 1 GiB hugetlbfs page is 262,144 pages, above the default per-VM cap (200 MB/s:
+ * 48,828 pages an interval) and the default host cap (1000 MB/s: 244,140); with a cap that
+ * starts afresh every interval such a unit never moved, however hot. With the bucket it moves
+ * after the cap has been idle for long enough (6 intervals per VM at the defaults). Why that
+ * depth: any bigger and a VM idle for a while could spend many intervals' worth at once, a
+ * burst its neighbours pay for; any smaller and the unit never fits. Over any n intervals a
+ * VM moves at most n caps plus one bucket, the usual token-bucket bound. When no unit is
+ * larger than a cap the bucket is one cap deep, so the cap behaves exactly as it did before.
  */
 #include "core-private.h"
 
@@ -74,15 +87,67 @@ water_fill(const guint64 *want, guint64 *grant, guint n, guint64 cap)
   }
 }
 
+/* The largest unit of the VM, in 4 KiB pages (1 without huge units). */
+static guint64
+largest_unit(HmmvVm *vm)
+{
+  guint64 nr, largest = 1;
+  const HmmvUnit *units = hmmv_vm_get_units(vm, &nr);
+
+  for (guint64 i = 0; i < nr; i++)
+    largest = MAX(largest, units[i].nr_pages);
+  return largest;
+}
+
+/* Adds one interval's rate to the bucket, at most depth (see the top); G_MAXUINT64: no cap. */
+static guint64
+bucket_refill(guint64 *tokens, guint64 rate, guint64 largest)
+{
+  guint64 depth = MAX(rate, largest);
+
+  if (rate == G_MAXUINT64)
+    return G_MAXUINT64;
+  *tokens = MIN(*tokens, depth);
+  *tokens += MIN(rate, depth - *tokens);
+  return *tokens;
+}
+
+guint64
+hmmv_core_vm_cap_pages(HmmvCore *core, CoreVm *cvm)
+{
+  return bucket_refill(&cvm->cap_tokens, hmmv_params_cap_pages(&core->params),
+                       largest_unit(cvm->vm));
+}
+
+void
+hmmv_core_spend_caps(HmmvCore *core, const HmmvIntervalReport *report)
+{
+  guint64 total = 0;
+
+  for (guint i = 0; i < core->vms->len && i < report->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+    guint64 spent = g_array_index(report->vms, HmmvVmReport, i).moved_max_pages;
+
+    cvm->cap_tokens -= MIN(cvm->cap_tokens, spent);
+    total += spent;
+  }
+  core->host_cap_tokens -= MIN(core->host_cap_tokens, total);
+}
+
 void
 hmmv_core_share_host_cap(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report)
 {
-  guint64 cap = hmmv_params_host_cap_pages(&core->params), total = 0;
+  guint64 largest = 1, cap, total = 0;
   guint n = core->vms->len;
   g_autofree guint64 *want = g_new0(guint64, MAX(n, 1));
   g_autofree guint64 *demote = g_new0(guint64, MAX(n, 1));
   g_autofree guint64 *grant = NULL;
 
+  for (guint i = 0; i < n; i++)
+    if (ok[i])
+      largest = MAX(largest, largest_unit(((CoreVm *)g_ptr_array_index(core->vms, i))->vm));
+  cap = bucket_refill(&core->host_cap_tokens, hmmv_params_host_cap_pages(&core->params),
+                      largest);
   if (cap == G_MAXUINT64)
     return;
   for (guint i = 0; i < n; i++) {

@@ -445,7 +445,7 @@ core_plan(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep)
   hmmv_classify(&cvm->hist, hmmv_vm_get_budget_pages(vm), core->params.promote_min_key, &cut);
   rep->hot_pages = cut.hot_pages;
   core_apply_backoff(core, vm);
-  hmmv_plan_build(vm, &cut, hmmv_vm_get_budget_pages(vm), hmmv_params_cap_pages(&core->params),
+  hmmv_plan_build(vm, &cut, hmmv_vm_get_budget_pages(vm), hmmv_core_vm_cap_pages(core, cvm),
                   &core->params, &cvm->plan);
   rep->deferred_cap = cvm->plan.deferred_cap;
   rep->deferred_unit = cvm->plan.deferred_unit;
@@ -715,6 +715,7 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
                           &rep->error);
     }
   }
+  hmmv_core_spend_caps(core, report);
   if (note->len > 0)
     report->fallback_note = g_string_free(g_steal_pointer(&note), FALSE);
   for (guint i = 0; i < core->vms->len; i++) {

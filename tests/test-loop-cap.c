@@ -3,7 +3,11 @@
  * real core with fake trackers and the sim mover. */
 #include "hmmv-test.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#define DRAM_NODE 0
+#define SLOW_NODE 1
 
 #define NR_VMS 3
 #define VM_PAGES 1000
@@ -147,6 +151,75 @@ START_TEST(test_host_cap_off)
 }
 END_TEST
 
+/* A unit larger than one interval's cap moves once the cap has carried enough over (the
+ * token bucket of loop-cap.c). In production that is a 1 GiB hugetlbfs page (262,144 pages)
+ * under the default caps (48,828 pages an interval per VM, 244,140 for the host); here, where
+ * the sim models 2 MiB hugetlbfs pages, a 512-page unit under caps of 244 (1 MB/s), the same
+ * arithmetic. Before the bucket each interval started from 244 and the hot unit never moved
+ * (deferred every interval). The bucket lends nothing in advance: after n intervals at most
+ * n x 244 pages have moved, and never more than one unit's worth in one interval. */
+START_TEST(test_unit_above_cap_moves_with_carry_over)
+{
+  enum { NR = 4096, DRAM = 2560, UNIT = 512, CAP = 244, HOT = 3072 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTopology) topo = hmmv_test_topology_two_tier((guint64)DRAM * HMMV_PAGE_SIZE,
+                                                             (guint64)2 * NR * HMMV_PAGE_SIZE);
+  g_autoptr(HmmvMover) mover = hmmv_sim_mover_new(topo, &error);
+  g_autoptr(HmmvCore) core = NULL;
+  g_auto(HmmvIntervalReport) report = { 0 };
+  HmmvTracker *tracker = hmmv_fake_tracker_new();
+  HmmvVm *vm = hmmv_vm_new("gib");
+  HmmvParams params;
+  guint64 charged = 0, deferred = 0;
+  guint promoted_at = 0;
+
+  hmmv_params_init(&params);
+  params.migrate_mbps = 1;                    /* 1e6 B/s x 1 s / 4096 = 244 pages */
+  params.host_migrate_mbps = 1;               /* the host's bucket must carry over too */
+  ck_assert_uint_eq(hmmv_params_cap_pages(&params), CAP);
+  ck_assert_uint_eq(hmmv_params_host_cap_pages(&params), CAP);
+  ck_assert(hmmv_vm_add_region(vm, "ram", 0, 0, (guint64)NR * HMMV_PAGE_SIZE, 2u << 20, NULL));
+  ck_assert(hmmv_vm_finalize_layout(vm, NULL));
+  hmmv_sim_mover_set_ns_per_page(mover, 1);   /* charged_ns counts pages migrated */
+  core = hmmv_core_new(topo, mover, &params, 0, &error);
+  ck_assert_msg(core != NULL, "%s", error ? error->message : "");
+  ck_assert(hmmv_core_add_vm(core, vm, tracker, &error));
+  hmmv_interval_report_init(&report);
+
+  for (guint i = 0; i < 40 && promoted_at == 0; i++) {
+    const HmmvVmReport *rep;
+    guint64 now;
+
+    /* interval 0 touches everything: units 0..4 fill DRAM, 5..7 land on the slow node; then
+     * unit 6 is hot and a cold unit must make room for it */
+    for (guint64 p = 0; p < NR; p++)
+      if (i == 0 || (p >= HOT && p < HOT + UNIT))
+        hmmv_fake_tracker_queue_write(tracker, p);
+    ck_assert(hmmv_core_run_interval(core, &report, &error));
+    rep = &g_array_index(report.vms, HmmvVmReport, 0);
+    ck_assert_msg(rep->error == NULL, "%s", rep->error ? rep->error->message : "");
+    if (i == 0)
+      ck_assert_int_eq(hmmv_vm_get_page_node(vm, HOT), SLOW_NODE);
+    now = hmmv_sim_mover_get_charged_ns(mover);
+    ck_assert_uint_le(now - charged, UNIT);
+    ck_assert_uint_le(now, (guint64)(i + 1) * CAP);
+    ck_assert_uint_eq(rep->promoted + rep->demoted, now - charged);
+    charged = now;
+    deferred += rep->deferred_cap + rep->deferred_unit;
+    if (hmmv_vm_get_page_node(vm, HOT) == DRAM_NODE)
+      promoted_at = i;
+  }
+  ck_assert_msg(promoted_at > 0, "the hot 512-page unit never moved under a 244-page cap "
+                "(%" G_GUINT64_FORMAT " pages deferred)", deferred);
+  for (guint64 p = HOT; p < HOT + UNIT; p++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm, p), DRAM_NODE);
+  /* a demotion of one unit and a promotion of another: 1,024 pages, 5 intervals of cap */
+  ck_assert_uint_eq(charged, 2 * UNIT);
+  printf("# the unit was promoted in interval %u\n", promoted_at);
+  hmmv_core_remove_vm(core, "gib", NULL);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -155,6 +228,7 @@ main(void)
 
   tcase_add_test(tc, test_host_cap_shared_max_min);
   tcase_add_test(tc, test_host_cap_off);
+  tcase_add_test(tc, test_unit_above_cap_moves_with_carry_over);
   suite_add_tcase(s, tc);
   return hmmv_test_run(s);
 }

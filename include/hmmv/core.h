@@ -53,7 +53,8 @@ typedef struct {
                                still held by other VMs' deferred demotions */
   guint64 deferred_unit;    /* pages not moved because a huge unit did not fit whole */
   guint64 moved_max_pages;  /* the cap's count: 4 KiB pages of every unit the plan moved,
-                               promotions + demotions (<= the cap, see hmmv_plan_build) */
+                               promotions + demotions (<= the cap's bucket: one interval's
+                               cap, more only when a huge unit is larger; loop-cap.c) */
   guint64 thp_pages;        /* pages in transparent huge pages, as last learnt */
   guint64 hugetlb_pages;    /* pages on hugetlbfs pages */
   int dram_node;            /* its promotions' first choice: the DRAM node nearest its vCPUs */

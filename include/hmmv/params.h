@@ -33,7 +33,8 @@ typedef struct {
   guint move_cost_ns;
   guint touch_saving_ns;
   /* Migration bandwidth cap per VM, MB/s (10^6 bytes); 0 = no cap; default 200 (memtierd
-   * uses 100-200 MB/s, Memtis 100). */
+   * uses 100-200 MB/s, Memtis 100). The core runs it (and host_migrate_mbps) as a token
+   * bucket as deep as the VM's largest huge unit (libhmmv/loop-cap.c). */
   guint migrate_mbps;
   /* Migration bandwidth cap of the whole host, MB/s, shared max-min fairly among the VMs
    * (what one VM does not use goes to the others); 0 = none. The anchors: memtierd moves
