@@ -6,45 +6,34 @@
  * pool that shrank), each VM's min is scaled down in proportion rather than failing the whole
  * balance: a failed balance used to keep the last budgets, and a VM added then had 0.
  *
- * Think of each VM's pages as one line, hottest first (key 255 down to 0 of its histogram).
- * Positions 0 .. min-1 are the VM's min, paid for up front; positions min .. max-1 can be
- * lent; a page at position p is worth weight * benefit(key of p). Benefit does not grow as
- * the key falls, so lending the most valuable pages first, greedily, gives the best total
- * (an exchange argument: each VM's value line is non-increasing). Pages of equal key are one
- * group, so the greedy is a sort of at most 2 * 256 groups per VM, never a pass over pages.
+ * Then the lent DRAM (the pool less the mins) is a share by weight (issue 7, item 9; the
+ * README promised it while the balancer lent by weight x benefit, so weight 10,000 on a
+ * barely warm page beat the hottest page of a weight-1 VM). Each VM wants its warm pages
+ * beyond its min (benefit > 0, up to its max); the lent DRAM is water-filled over those
+ * wants by weight: weighted max-min fairness. A VM that wants less than its share gets what
+ * it wants, the others split the rest by weight. Integer pages: floor shares, then one page
+ * each to the smallest (got + 1) / weight, so no page could move from one VM to another that
+ * would stay below it per weight (test-balance enumerates every split of small cases and
+ * checks exactly that). The shares depend only on the demands, so budgets stay still while
+ * the demands do.
  *
- * Ties in value are where the pool's edge falls. To keep budgets still when nothing changed,
- * a group is split at the VM's prev_budget: the part the VM already held goes first, then
- * higher prev_budget, then lower VM index. Running again with prev_budget = the last output
- * therefore hands every VM exactly the tied pages it got before: a fixed point in one step.
- *
- * Pages worth 0 (cold) are not lent by benefit. What the pool still holds goes first back to
+ * Pages worth 0 (cold) are not lent as shares. What the pool still holds goes first back to
  * the VMs that hold DRAM now, up to what each holds (held_pages): DRAM no VM can use with
  * benefit stays where it is, because taking it back costs a demotion (and, later, a promotion
  * back) and buys nothing. A budget falls below what its VM holds only when pages worth more
  * elsewhere want the room. The rest is then spread by weight up to each max. Both steps are
  * water-filling by weight (VMs whose room is under their share are filled, the rest split
- * what is left in proportion, rounding down, one leftover page each from the lowest index),
- * so DRAM does not sit idle while a VM could hold more of its pages there.
+ * what is left in proportion, rounding as above), so DRAM does not sit idle while a VM could hold more of its pages there.
  */
 #include <hmmv/balance.h>
 #include <hmmv/error.h>
 #include <stdlib.h>
 
-/* weight (32 bits) * benefit (64 bits) needs 96 bits: compare exactly, never saturate. */
+/* weight (32 bits) * pages (64 bits) needs 96 bits: compare exactly, never saturate. */
 #ifndef HEADROOM_DIVISOR
 #define HEADROOM_DIVISOR 1000000
 #endif
 __extension__ typedef unsigned __int128 BalanceWide;
-
-typedef struct {
-  BalanceWide value;        /* weight * benefit of every page in the group */
-  guint64 prev_budget;
-  guint64 pages;
-  guint vm;
-  guint key;
-  gboolean held;            /* positions below the VM's prev_budget */
-} LendGroup;
 
 typedef struct {
   guint64 min;              /* min_pages, capped to nr_pages */
@@ -137,86 +126,25 @@ take_mins(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, VmSpan *spans, g
   return TRUE;
 }
 
-static void
-emit(GArray *groups, const HmmvBalanceVm *vm, guint index, guint key, BalanceWide value,
-     guint64 start, guint64 end)
-{
-  /* Split at prev_budget: [start, split) was held last interval. */
-  guint64 split = CLAMP(vm->prev_budget, start, end);
-  LendGroup group = {
-    .value = value, .prev_budget = vm->prev_budget, .vm = index, .key = key,
-  };
-
-  if (split > start) {
-    group.pages = split - start;
-    group.held = TRUE;
-    g_array_append_val(groups, group);
-  }
-  if (end > split) {
-    group.pages = end - split;
-    group.held = FALSE;
-    g_array_append_val(groups, group);
-  }
-}
-
-/* The lendable groups of one VM: positions [span->min, span->max) of benefit > 0. */
-static void
-vm_groups(const HmmvBalanceVm *vm, guint index, const VmSpan *span, GArray *groups)
+/* Warm demand: the VM's positions in [span->min, span->max) whose benefit is > 0, walking
+ * its histogram hottest first (benefit made monotone, histogram clipped at the VM's size). */
+static guint64
+warm_demand(const HmmvBalanceVm *vm, const VmSpan *span)
 {
   guint64 pos = 0;
   guint64 benefit = G_MAXUINT64;
 
   if (vm->hist == NULL)
-    return;               /* nothing known yet: the VM gets its min and a spread share */
+    return 0;             /* nothing known yet: the VM gets its min and a spread share */
   for (guint key = HMMV_NR_KEYS; key-- > 0 && pos < span->max;) {
     guint64 count = vm->hist->count[key];
-    guint64 start = pos;
 
-    /* Histograms come from another module: clip at the VM's size and make the benefit
-     * monotone, so "a VM's budget is its hottest pages" holds even for a bad table. */
-    pos = count > span->max - pos ? span->max : pos + count;
     benefit = MIN(benefit, hmmv_temperature_benefit(key));
     if (benefit == 0)
       break;
-    if (pos > span->min)
-      emit(groups, vm, index, key, (BalanceWide)vm->weight * benefit, MAX(start, span->min),
-           pos);
+    pos = count > span->max - pos ? span->max : pos + count;
   }
-}
-
-static int
-compare_groups(const void *pa, const void *pb)
-{
-  const LendGroup *a = pa, *b = pb;
-
-  if (a->value != b->value)
-    return a->value > b->value ? -1 : 1;
-  if (a->held != b->held)
-    return a->held ? -1 : 1;
-  if (a->prev_budget != b->prev_budget)
-    return a->prev_budget > b->prev_budget ? -1 : 1;
-  if (a->vm != b->vm)
-    return a->vm < b->vm ? -1 : 1;
-  return (a->key < b->key) - (a->key > b->key);
-}
-
-static guint64
-lend_by_benefit(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, guint64 left)
-{
-  g_autoptr(GArray) groups = g_array_new(FALSE, FALSE, sizeof(LendGroup));
-
-  for (guint i = 0; i < nr_vms; i++)
-    vm_groups(&vms[i], i, &spans[i], groups);
-  if (groups->len > 1)
-    qsort(groups->data, groups->len, sizeof(LendGroup), compare_groups);
-  for (guint g = 0; g < groups->len && left > 0; g++) {
-    const LendGroup *group = &g_array_index(groups, LendGroup, g);
-    guint64 give = MIN(group->pages, left);
-
-    spans[group->vm].budget += give;
-    left -= give;
-  }
-  return left;
+  return pos > span->min ? pos - span->min : 0;
 }
 
 /* One water-filling pass: fill every VM whose room (up to caps) is at most its share of left. */
@@ -244,11 +172,13 @@ fill_small_rooms(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, const gu
   return filled;
 }
 
-/* Every active VM has room above its share: floor shares, then one page each by index. */
+/* Every active VM has room above its share: floor shares, then the leftover pages. base:
+ * each VM's budget when this spread began (what it got in it is measured from there). */
 static void
 split_by_weight(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, const gboolean *active,
-                guint64 left)
+                const guint64 *base, guint64 left)
 {
+  g_autofree guint64 *got = g_new0(guint64, nr_vms);
   BalanceWide total_weight = 0;
   guint64 given = 0;
 
@@ -261,15 +191,27 @@ split_by_weight(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, const gbo
       guint64 share = (guint64)((BalanceWide)left * vms[i].weight / total_weight);
 
       spans[i].budget += share;
+      got[i] = spans[i].budget - base[i];
       given += share;
     }
   }
-  /* Fewer leftover pages than active VMs, and each has room for one more. */
-  for (guint i = 0; i < nr_vms && given < left; i++) {
-    if (active[i]) {
-      spans[i].budget++;
-      given++;
+  /* Fewer leftover pages than active VMs, and each has room for one more: one each to the
+   * VMs whose share would be the smallest per weight with it, (got + 1) / weight, ties to the
+   * lower index. No page can then go from one VM to another that would stay below the
+   * giver per weight (the fairness the brute-force reference in test-balance checks). */
+  while (given < left) {
+    guint best = nr_vms;
+
+    for (guint i = 0; i < nr_vms; i++) {
+      if (!active[i] || got[i] == G_MAXUINT64)
+        continue;
+      if (best == nr_vms || (BalanceWide)(got[i] + 1) * vms[best].weight <
+                            (BalanceWide)(got[best] + 1) * vms[i].weight)
+        best = i;
     }
+    spans[best].budget++;
+    got[best] = G_MAXUINT64;   /* one each */
+    given++;
   }
 }
 
@@ -279,9 +221,11 @@ spread_by_weight(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, const gu
                  guint64 left)
 {
   g_autofree gboolean *active = g_new0(gboolean, nr_vms);
+  g_autofree guint64 *base = g_new0(guint64, nr_vms);
   guint64 room = 0;
 
   for (guint i = 0; i < nr_vms; i++) {
+    base[i] = spans[i].budget;
     active[i] = spans[i].budget < caps[i];
     room += active[i] ? caps[i] - spans[i].budget : 0;
   }
@@ -294,8 +238,22 @@ spread_by_weight(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, const gu
   while (left > 0 && fill_small_rooms(vms, nr_vms, spans, caps, active, &left))
     ;
   if (left > 0)
-    split_by_weight(vms, nr_vms, spans, active, left);
+    split_by_weight(vms, nr_vms, spans, active, base, left);
   return 0;
+}
+
+/* The lent DRAM, shared by weight over the VMs' warm demand: weighted max-min fairness
+ * (water-filling, what is not wanted below a VM's share goes to the others by weight), so
+ * weight 200 gets twice the lent DRAM of weight 100 while both have warm pages for it,
+ * however hot each one's pages are. Returns what no warm page wants. */
+static guint64
+lend_shares(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, guint64 left)
+{
+  g_autofree guint64 *caps = g_new0(guint64, nr_vms);
+
+  for (guint i = 0; i < nr_vms; i++)
+    caps[i] = spans[i].budget + warm_demand(&vms[i], &spans[i]);
+  return spread_by_weight(vms, nr_vms, spans, caps, left);
 }
 
 /* Cold DRAM stays with its holder, then the rest is spread up to each max. */
@@ -328,7 +286,7 @@ hmmv_balance(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, guint64 headr
   spans = g_new0(VmSpan, nr_vms);
   if (!take_mins(vms, nr_vms, pool_pages, spans, &left, error))
     return FALSE;
-  left = lend_by_benefit(vms, nr_vms, spans, left);
+  left = lend_shares(vms, nr_vms, spans, left);
   spread_rest(vms, nr_vms, spans, headroom_pages, left);
   for (guint i = 0; i < nr_vms; i++)
     vms[i].budget = spans[i].budget;

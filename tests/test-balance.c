@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* DRAM pooling: known splits, invariants and a brute-force optimum on random inputs. */
+/* DRAM pooling: known splits, invariants and a brute-force reference of weight as a share. */
 #include "hmmv-test.h"
 
 #include <string.h>
@@ -84,22 +84,6 @@ balance_ok(Case *c)
                 error ? error->message : "");
 }
 
-/* Weighted benefit of a VM's hottest n pages, walking its histogram (pages past the
- * histogram are worth 0). */
-static guint64
-value_of(const HmmvBalanceVm *vm, guint64 n)
-{
-  guint64 value = 0;
-
-  for (guint key = HMMV_NR_KEYS; key-- > 0 && n > 0;) {
-    guint64 take = MIN(n, vm->hist->count[key]);
-
-    value += take * vm->weight * hmmv_temperature_benefit(key);
-    n -= take;
-  }
-  return value;
-}
-
 static void
 check_invariants(const Case *c)
 {
@@ -143,7 +127,7 @@ START_TEST(test_hot_beats_cold)
 {
   Case c = { .nr_vms = 2, .pool = 1000 };
 
-  c.hist[0].count[0x01] = 1000;
+  c.hist[0].count[0x00] = 1000;
   c.hist[1].count[0xff] = 1000;
   for (guint i = 0; i < 2; i++)
     c.vms[i] = (HmmvBalanceVm){ .nr_pages = 1000, .min_pages = 100, .weight = 100 };
@@ -157,6 +141,23 @@ START_TEST(test_hot_beats_cold)
   balance_ok(&c);
   ck_assert_uint_eq(c.vms[1].budget, 700);
   ck_assert_uint_eq(c.vms[0].budget, 300);
+
+  /* Barely warm (key 1) against the hottest, equal weights: both want the 800 lent pages,
+   * and weight is a share of them (issue 7, item 9), so 400 each beyond the mins. Before,
+   * the hottest VM took all 800 (and weight multiplied benefit: 10,000 on a barely warm page
+   * beat the hottest page of a weight-1 VM). */
+  c.hist[0].count[0x00] = 0;
+  c.hist[0].count[0x01] = 1000;
+  c.vms[1].max_pages = 0;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 500);
+  ck_assert_uint_eq(c.vms[1].budget, 500);
+  c.vms[0].weight = 10000;
+  c.vms[1].weight = 1;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 100 + 800 * 10000 / 10001 + 1);   /* 899.92: 900 */
+  ck_assert_uint_eq(c.vms[1].budget, 100);
+  c.vms[0].weight = c.vms[1].weight = 100;
 
   /* Both cold (key 0, benefit 0): the pool is spread evenly. */
   memset(c.hist, 0, sizeof(c.hist));
@@ -267,8 +268,9 @@ START_TEST(test_stable)
 }
 END_TEST
 
-/* Ties at the pool's edge go to the VM that held the pages. */
-START_TEST(test_tie_keeps_holder)
+/* Equal weights and equal warm demand: equal shares of the lent DRAM, whatever each held
+ * before (weight is a share, issue 7 item 9; it used to go to the holder). */
+START_TEST(test_equal_shares)
 {
   Case c = { .nr_vms = 2, .pool = 50 };
 
@@ -278,16 +280,31 @@ START_TEST(test_tie_keeps_holder)
   }
   case_link(&c);
   balance_ok(&c);
-  ck_assert_uint_eq(c.vms[0].budget, 50);       /* no history: lower index */
+  ck_assert_uint_eq(c.vms[0].budget, 25);
+  ck_assert_uint_eq(c.vms[1].budget, 25);
   c.vms[0].prev_budget = 10;
   c.vms[1].prev_budget = 40;
+  c.vms[1].held_pages = 40;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 25);
+  ck_assert_uint_eq(c.vms[1].budget, 25);
+  /* One VM wants only 10 warm pages: the other gets what it leaves. */
+  memset(c.hist[0].count, 0, sizeof(c.hist[0].count));
+  c.hist[0].count[0x80] = 10;
+  c.hist[0].count[0x00] = 90;
   balance_ok(&c);
   ck_assert_uint_eq(c.vms[0].budget, 10);
   ck_assert_uint_eq(c.vms[1].budget, 40);
-  c.vms[1].prev_budget = 20;                    /* 20 free tied pages: to the bigger holder */
+  /* Weights 3:1 over 5 pages: 3.75 and 1.25 exactly; the leftover page goes where it keeps
+   * the shares fair per weight: 4 and 1, not 3 and 2. */
+  memset(c.hist, 0, sizeof(c.hist));
+  c.hist[0].count[0x80] = 100;
+  c.hist[1].count[0x80] = 100;
+  c.vms[0].weight = 300;
+  c.pool = 5;
   balance_ok(&c);
-  ck_assert_uint_eq(c.vms[0].budget, 10);
-  ck_assert_uint_eq(c.vms[1].budget, 40);
+  ck_assert_uint_eq(c.vms[0].budget, 4);
+  ck_assert_uint_eq(c.vms[1].budget, 1);
 }
 END_TEST
 
@@ -456,69 +473,121 @@ START_TEST(test_large)
   case_link(&c);
   balance_ok(&c);
   check_invariants(&c);
-  ck_assert_uint_eq(c.vms[0].budget, G_MAXUINT64 / 4);
-  ck_assert_uint_eq(c.vms[1].budget, G_MAXUINT64 / 4);
-  ck_assert_uint_eq(c.vms[2].budget, 0);
+  /* all three want G_MAXUINT64 / 4 warm pages: the pool is shared, heavier first */
+  ck_assert_uint_eq(c.vms[0].budget + c.vms[1].budget + c.vms[2].budget, c.pool);
+  ck_assert_uint_ge(c.vms[0].budget, c.vms[1].budget);
+  ck_assert_uint_ge(c.vms[1].budget, c.vms[2].budget);
+  ck_assert_uint_gt(c.vms[2].budget, G_MAXUINT64 / 8);
 }
 END_TEST
 
-/* Best weighted benefit over every split of the pool, by enumeration. */
+/* Warm demand of a VM beyond its min: its pages of benefit > 0 (hottest first, clipped at
+ * its max), less its min. */
 static guint64
-brute_force_best(const Case *c)
+warm_demand_of(const HmmvBalanceVm *vm)
 {
-  guint64 budget[MAX_TEST_VMS];
-  guint64 best = 0;
+  guint64 warm = 0;
+  guint64 max = effective_max(vm);
+  guint64 min = MIN(vm->min_pages, vm->nr_pages);
+
+  for (guint key = HMMV_NR_KEYS; key-- > 0;)
+    if (hmmv_temperature_benefit(key) > 0)
+      warm += vm->hist->count[key];
+  warm = MIN(warm, max);
+  return warm > min ? warm - min : 0;
+}
+
+/* Fair per weight: no page of the lent DRAM x could go from a VM j to a VM i that wants more
+ * and still leave i below j per weight ((x_i + 1) / w_i < x_j / w_j). */
+static gboolean
+fair_split(const Case *c, const guint64 *x, const guint64 *demand)
+{
+  for (guint i = 0; i < c->nr_vms; i++)
+    for (guint j = 0; j < c->nr_vms; j++)
+      if (i != j && x[i] < demand[i] && x[j] > 0 &&
+          (x[i] + 1) * (guint64)c->vms[j].weight < x[j] * (guint64)c->vms[i].weight)
+        return FALSE;
+  return TRUE;
+}
+
+/* The reference of "weight is a share of the lent DRAM": every split of the lendable DRAM
+ * (the pool less the mins) over the VMs' warm demands that uses as much of it as they want,
+ * by enumeration; returns how many are fair, and whether `got` is one of them. */
+static guint
+brute_force_fair(const Case *c, const guint64 *demand, guint64 lendable, const guint64 *got,
+                 gboolean *got_is_fair)
+{
+  guint64 x[MAX_TEST_VMS] = { 0 };
+  guint64 want = 0;
+  guint fair = 0;
   guint i;
 
   for (i = 0; i < c->nr_vms; i++)
-    budget[i] = MIN(c->vms[i].min_pages, c->vms[i].nr_pages);
+    want += demand[i];
+  want = MIN(want, lendable);
+  *got_is_fair = FALSE;
   for (;;) {
-    guint64 sum = 0, value = 0;
+    guint64 sum = 0;
+    gboolean same = TRUE;
 
     for (i = 0; i < c->nr_vms; i++) {
-      sum += budget[i];
-      value += value_of(&c->vms[i], budget[i]);
+      sum += x[i];
+      same &= x[i] == got[i];
     }
-    if (sum <= c->pool)
-      best = MAX(best, value);
-    /* Next budget vector, odometer style. */
+    if (sum == want && fair_split(c, x, demand)) {
+      fair++;
+      *got_is_fair |= same;
+    }
+    /* Next split, odometer style. */
     for (i = 0; i < c->nr_vms; i++) {
-      if (budget[i] < effective_max(&c->vms[i])) {
-        budget[i]++;
+      if (x[i] < demand[i]) {
+        x[i]++;
         break;
       }
-      budget[i] = MIN(c->vms[i].min_pages, c->vms[i].nr_pages);
+      x[i] = 0;
     }
     if (i == c->nr_vms)
-      return best;
+      return fair;
   }
 }
 
-/* (f) The lent pages are worth as much as the best split. */
-START_TEST(test_optimal)
+/* (f) Weight is a share of the lent DRAM (issue 7, item 9): on random small cases the
+ * balancer's split of the lendable DRAM over the warm demands is one of the fair splits
+ * found by enumerating them all; before, it lent by weight x benefit and gave the hotter VM
+ * everything (the old balancer failed at round 6: a VM with 2 of its 4 warm pages while
+ * another of the same weight had more). */
+START_TEST(test_shares_match_reference)
 {
   GRand *rand = g_rand_new_with_seed(7);
+  guint checked = 0;
 
   for (guint round = 0; round < 3000; round++) {
     Case c;
-    guint64 value = 0;
+    guint64 demand[MAX_TEST_VMS], got[MAX_TEST_VMS];
+    guint64 mins = 0;
+    gboolean got_is_fair;
 
     random_case(rand, &c, 3, 9);
     c.pool = g_rand_int_range(rand, 0, 25);
-    {
-      guint64 mins = 0;
-
-      for (guint i = 0; i < c.nr_vms; i++)
-        mins += MIN(c.vms[i].min_pages, c.vms[i].nr_pages);
-      if (mins > c.pool)
-        c.pool = mins;
-    }
+    for (guint i = 0; i < c.nr_vms; i++)
+      mins += MIN(c.vms[i].min_pages, c.vms[i].nr_pages);
+    c.pool = MAX(c.pool, mins);
     balance_ok(&c);
     check_invariants(&c);
-    for (guint i = 0; i < c.nr_vms; i++)
-      value += value_of(&c.vms[i], c.vms[i].budget);
-    ck_assert_uint_eq(value, brute_force_best(&c));
+    for (guint i = 0; i < c.nr_vms; i++) {
+      demand[i] = warm_demand_of(&c.vms[i]);
+      /* what the lend step gave: the budget above the min, up to the demand (more is the
+       * spread of DRAM no warm page wants) */
+      got[i] = MIN(c.vms[i].budget - MIN(c.vms[i].min_pages, c.vms[i].nr_pages), demand[i]);
+    }
+    ck_assert_msg(brute_force_fair(&c, demand, c.pool - mins, got, &got_is_fair) > 0,
+                  "round %u: no fair split", round);
+    ck_assert_msg(got_is_fair, "round %u: the balancer's split is not fair per weight "
+                  "(vm0 %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT " w %u)", round, got[0],
+                  demand[0], c.vms[0].weight);
+    checked += c.nr_vms > 1;
   }
+  ck_assert_uint_gt(checked, 1000);
   g_rand_free(rand);
 }
 END_TEST
@@ -533,12 +602,12 @@ balance_suite(void)
   tcase_add_test(tc, test_weights);
   tcase_add_test(tc, test_random_invariants);
   tcase_add_test(tc, test_stable);
-  tcase_add_test(tc, test_tie_keeps_holder);
+  tcase_add_test(tc, test_equal_shares);
   tcase_add_test(tc, test_cold_dram_stays_with_holder);
   tcase_add_test(tc, test_errors);
   tcase_add_test(tc, test_mins_scaled);
   tcase_add_test(tc, test_large);
-  tcase_add_test(tc, test_optimal);
+  tcase_add_test(tc, test_shares_match_reference);
   suite_add_tcase(suite, tc);
   return suite;
 }

@@ -3,13 +3,16 @@
  * hmmv: DRAM pooling across co-running VMs.
  *
  * Every VM first gets its min (all mins scaled down in proportion when they do not fit).
- * The rest of the pool is lent in the order of benefit per page, weight *
- * hmmv_temperature_benefit(key), walking each VM's key histogram from its hottest bucket
- * down, never above a VM's max. Ties go to the VM that holds more of the
- * pool already (so nothing shifts when nothing changed), then to the lower index. DRAM no
- * VM can use with benefit stays with the VM that holds it (up to held_pages: taking it back
- * would demote pages for nothing); what is left after that is spread by weight (up to each
- * max) so that it is not idle.
+ * The rest of the pool is lent as a share by weight (issue 7, item 9): each VM's warm
+ * demand is its pages of benefit > 0 (hmmv_temperature_benefit(key)) beyond its min, up to
+ * its max, and the lent DRAM is water-filled over those demands by weight (weighted max-min
+ * fairness: while two VMs both want more, weight 200 gets twice what weight 100 gets, however
+ * hot each one's pages are; what a VM does not want below its share goes to the others by
+ * weight). Rounding: floor shares, then one page each to the VMs with the smallest
+ * (got + 1) / weight, ties to the lower index. Which of its pages a VM keeps on DRAM within
+ * its budget is its hottest first (classify). DRAM no VM can use with benefit stays with the
+ * VM that holds it (up to held_pages: taking it back would demote pages for nothing); what is
+ * left after that is spread by weight (up to each max) so that it is not idle.
  * O(VMs * 256 * log) per interval; deterministic.
  */
 #pragma once
@@ -26,7 +29,7 @@ typedef struct {
   guint64 max_pages;        /* 0 = no limit beyond the VM's size */
   guint64 nr_pages;         /* the VM's size: no budget beyond it */
   guint weight;             /* > 0 */
-  guint64 prev_budget;      /* last interval's budget (tie-break) */
+  guint64 prev_budget;      /* last interval's budget (unused since shares: kept for callers) */
   guint64 held_pages;       /* DRAM the VM holds now: kept unless hotter pages want it */
   guint64 budget;           /* out */
   guint64 min_granted;      /* out: the min it got, below min_pages when the mins were scaled */
