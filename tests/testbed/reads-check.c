@@ -47,11 +47,12 @@ parse_kv(const char *line, const char *key, guint64 *value)
   return TRUE;
 }
 
-/* Waits (up to 120 s: the nested guest boots under TCG in TCG) for HMMV-READS-BEGIN. */
+/* Waits (up to 300 s: the nested guest boots under TCG in TCG, and at load 15-19 one boot
+ * took over 120 s, the deadline before) for HMMV-READS-BEGIN. */
 static gboolean
 read_sets(const char *serial, GuestSets *sets, GError **error)
 {
-  for (guint i = 0; i < 1200; i++) {
+  for (guint i = 0; i < 3000; i++) {
     g_autofree char *text = NULL;
     const char *line;
 
@@ -72,7 +73,7 @@ read_sets(const char *serial, GuestSets *sets, GError **error)
     }
     g_usleep(100000);
   }
-  g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED, "%s: no HMMV-READS-BEGIN in 120 s",
+  g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED, "%s: no HMMV-READS-BEGIN in 300 s",
               serial);
   return FALSE;
 }
