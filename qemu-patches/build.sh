@@ -4,7 +4,8 @@
 #
 # Usage: qemu-patches/build.sh [--qemu 7.2|10.0] [--with-qtests] [--jobs N] [--force]
 #
-# Prints the path of the built qemu-system-x86_64 as the last line of stdout;
+# Prints the path of the built qemu-system-x86_64 as the last line of stdout
+# (the TCG plugin header of that build is in ../include/qemu-plugin.h);
 # everything else goes to stderr.  Results are cached under
 # ${HMMV_CACHE_DIR:-/var/cache/hmmv}/qemu-<hash>/, where <hash> covers the
 # series file, every patch it lists, the Debian source version and the
@@ -21,12 +22,15 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly script_dir
 readonly cache_dir="${HMMV_CACHE_DIR:-/var/cache/hmmv}"
 readonly deb_src_file=/etc/apt/sources.list.d/hmmv-deb-src.sources
-# The same minimal configuration for every version.
+# The same minimal configuration for every version.  TCG plugins (issue 12's
+# trace recorder loads one with -plugin) need glib's gmodule, which
+# libglib2.0-dev brings; the API header is copied out beside the binary.
 readonly common_configure_args=(
     --target-list=x86_64-softmmu
     --without-default-features
     --enable-kvm
     --enable-tcg
+    --enable-plugins
     --enable-numa
     --disable-install-blobs
     --disable-docs
@@ -372,6 +376,10 @@ main() {
     rm -rf "$out.tmp"
     mkdir -p "$out.tmp/bin"
     install -m 0755 "$work/src/build/qemu-system-x86_64" "$out.tmp/bin/"
+    # The plugin API of exactly this build (a plugin built against another
+    # version's header is refused at load: QEMU_PLUGIN_VERSION).
+    mkdir -p "$out.tmp/include"
+    install -m 0644 "$work/src/include/qemu/qemu-plugin.h" "$out.tmp/include/"
     if [ "$with_qtests" = 1 ]; then
         mkdir -p "$out.tmp/tests"
         for p in "${qtests[@]}"; do
