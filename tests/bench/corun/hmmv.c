@@ -6,10 +6,13 @@
  * host with the setup's DRAM. Only what the tracker shows the core differs:
  *   hmmv-writes        the writes of each interval (the qemu-dirty tracker: the patched
  *                      QEMU's dirty bitmaps see writes only);
- *   hmmv-reads-writes  the writes of each interval, and the reads of the last two intervals
- *                      every second interval (simplified from the shipped read sources: the
- *                      idle-page tracker scans most pages every 2nd interval, hot ones every
- *                      interval, cold ones every 8th; DAMON samples a page per region);
+ *   hmmv-reads-writes  the writes of each interval, and the reads as the shipped idle-page
+ *                      tracker sees them (libhmmv/trackers/idle-page.c, due()): a page is
+ *                      scanned every interval at level >= 1 (key >= 16), every 2nd interval
+ *                      at keys 1-15, every 8th at key 0, staggered by its 64-page block, and
+ *                      a scan reports it read when it was accessed (read or written: one
+ *                      accessed bit) since its last scan. DAMON, the other read source,
+ *                      samples one page per region instead: not modelled;
  *   hmmv-ideal         every read and write of each interval (an ideal tracker).
  * Each VM's misses are charged at the placement its pages had when the interval began (the
  * core moves at the end of the interval); the sim mover places first touches as the kernel
@@ -31,9 +34,22 @@ typedef struct {
   HmmvTracker *replay;
   SeeKind see;
   guint64 harvests;
-  guint64 *held_reads;      /* reads-writes: the odd interval's reads, shown with the next */
+  guint64 *accessed;        /* reads-writes: accessed since the page's last scan */
   gsize nr_words;
 } SeeTracker;
+
+/* The idle-page tracker's schedule (libhmmv/trackers/idle-page.c, due(), cold_period 8). */
+static gboolean
+idle_page_due(guint64 harvests, guint8 key, guint64 page)
+{
+  guint64 t = harvests + (page >> 6);
+
+  if (key >= 16)
+    return TRUE;
+  if (key > 0)
+    return (t & 1) == 0;
+  return t % 8 == 0;
+}
 
 static gboolean
 see_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
@@ -65,21 +81,27 @@ see_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
       acc->reads[w] |= mine->reads[w];
     acc->has_reads = TRUE;
     break;
-  case SEE_READS_WRITES:
-    if (st->held_reads == NULL) {
-      st->held_reads = g_new0(guint64, acc->nr_words);
+  case SEE_READS_WRITES: {
+    const guint8 *temp = hmmv_vm_get_temp(vm);
+
+    if (st->accessed == NULL) {
+      st->accessed = g_new0(guint64, acc->nr_words);
       st->nr_words = acc->nr_words;
     }
-    for (gsize w = 0; w < acc->nr_words && w < st->nr_words; w++)
-      st->held_reads[w] |= mine->reads[w];
-    if (st->harvests % 2 == 1) {
-      for (gsize w = 0; w < acc->nr_words && w < st->nr_words; w++) {
-        acc->reads[w] |= st->held_reads[w];
-        st->held_reads[w] = 0;
+    for (gsize w = 0; w < acc->nr_words && w < st->nr_words; w++) {
+      st->accessed[w] |= mine->reads[w] | mine->writes[w];
+      for (guint64 bits = st->accessed[w]; bits != 0; bits &= bits - 1) {
+        guint64 page = w * 64 + (guint64)__builtin_ctzll(bits);
+
+        if (page < acc->nr_pages && idle_page_due(st->harvests, temp[page], page)) {
+          acc->reads[w] |= G_GUINT64_CONSTANT(1) << (page & 63);
+          st->accessed[w] &= ~(G_GUINT64_CONSTANT(1) << (page & 63));
+        }
       }
     }
     acc->has_reads = TRUE;
     break;
+  }
   }
   st->harvests++;
   return TRUE;
@@ -91,7 +113,7 @@ see_destroy(HmmvTracker *tracker)
   SeeTracker *st = tracker->priv;
 
   hmmv_tracker_free(st->replay);
-  g_free(st->held_reads);
+  g_free(st->accessed);
   g_free(st);
 }
 
