@@ -20,6 +20,7 @@ struct _DamonFake {
   guint racy_left;          /* update commands still to come out empty (a race) */
   gboolean hold_armed;      /* the update command after them waits for a release */
   gboolean held;            /* one waits now */
+  guint busy_left;          /* writes of state and nr_* still to fail with EBUSY */
 };
 
 static gboolean
@@ -338,7 +339,11 @@ fake_write(HmmvSysfs *fs, const char *path, const char *value, GError **error)
     g_cond_broadcast(&fake->cond);
     g_cond_wait(&fake->cond, &fake->lock);
   }
-  if (get(fake, path) == NULL || strcmp(base, "avail_operations") == 0 ||
+  if (fake->busy_left > 0 && (strcmp(base, "state") == 0 ||
+                              (g_str_has_prefix(base, "nr_") && strcmp(base, "nr_accesses") != 0))) {
+    fake->busy_left--;
+    ok = fail(error, EBUSY, path, v);
+  } else if (get(fake, path) == NULL || strcmp(base, "avail_operations") == 0 ||
       strcmp(base, "pid") == 0 || strcmp(base, "total_bytes") == 0 ||
       strstr(path, "tried_regions/") != NULL) {
     ok = fail(error, get(fake, path) == NULL ? ENOENT : EACCES, path, v);
@@ -373,6 +378,14 @@ fake_write(HmmvSysfs *fs, const char *path, const char *value, GError **error)
   if (sleep_us > 0)
     g_usleep(sleep_us);
   return ok;
+}
+
+void
+damon_fake_busy(DamonFake *fake, guint nr_writes)
+{
+  g_mutex_lock(&fake->lock);
+  fake->busy_left = nr_writes;
+  g_mutex_unlock(&fake->lock);
 }
 
 static gboolean

@@ -396,6 +396,52 @@ START_TEST(test_cleanup_stale)
 }
 END_TEST
 
+/* Another holder of damon_sysfs_lock (a second VM's tracker asking for its regions, or
+ * another tool): mm/damon/sysfs.c takes it with mutex_trylock, so state and nr_* writes fail
+ * with EBUSY for a while. hmmv waits it out when it sets a kdamond up and at each snapshot
+ * (the testbed, 2026-12-02: a restarted hmmvd lost read tracking to "nr_contexts: Device or
+ * resource busy"; a snapshot thread that met it ended, and the VM was tracked for writes
+ * only from then on). */
+START_TEST(test_busy_lock_waited_out)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  guint64 accessed[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
+  HmmvDamonStats stats;
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  guint64 before;
+
+  fixture_init(&f, "vaddr paddr");
+  damon_fake_set_accessed(f.fake, accessed, 1);
+  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+  damon_fake_busy(f.fake, 5);
+  ck_assert_msg(hmmv_tracker_start(tracker, f.vm, &error), "%s",
+                error != NULL ? error->message : "");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  harvest_snapshot(tracker, f.vm, acc);
+  ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  before = stats.snapshots;
+  /* the running snapshot thread meets the lock held: two more snapshots come all the same */
+  damon_fake_busy(f.fake, 5);
+  for (guint i = 0; i < 6000 && stats.snapshots < before + 2; i++) {
+    hmmv_access_clear(acc);
+    ck_assert_msg(hmmv_tracker_harvest(tracker, f.vm, acc, &error), "%s",
+                  error != NULL ? error->message : "");
+    ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+    g_usleep(10000);
+  }
+  ck_assert_uint_ge(stats.snapshots, before + 2);
+  hmmv_access_clear(acc);
+  harvest_snapshot(tracker, f.vm, acc);
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
+  hmmv_tracker_stop(tracker);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
+  hmmv_tracker_free(tracker);
+  fixture_clear(&f);
+}
+END_TEST
+
 /* The kdamond ends (its target exited): the read tracker reports GONE; the combined
  * tracker drops it and goes on with the writes. */
 START_TEST(test_combined_drops_failed_reads)
@@ -657,6 +703,7 @@ damon_suite(void)
   tcase_add_loop_test(tc, test_foreign_running_untouched, 0, 2);
   tcase_add_test(tc, test_free_kdamond_beside_foreign);
   tcase_add_test(tc, test_cleanup_stale);
+  tcase_add_test(tc, test_busy_lock_waited_out);
   tcase_add_test(tc, test_combined_drops_failed_reads);
   tcase_add_test(tc, test_paddr_maps_frames);
   tcase_add_test(tc, test_paddr_monitors_frame_runs);

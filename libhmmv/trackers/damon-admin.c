@@ -37,6 +37,29 @@ hmmv_damon_path(guint index, const char *rest)
   return g_strdup_printf("kdamonds/%u/%s", index, rest);
 }
 
+/* How long a write waits out another holder of damon_sysfs_lock: a command holds it until
+ * the kdamond's next aggregation (hmmv's aggregation interval is at most its 1 s interval;
+ * nested TCG in the testbed stretches that), 250 x 20 ms = 5 s. */
+#define DAMON_BUSY_TRIES 250u
+#define DAMON_BUSY_SLEEP_US 20000u
+
+gboolean
+hmmv_damon_write(HmmvSysfs *fs, const char *path, const char *value, GError **error)
+{
+  for (guint attempt = 1;; attempt++) {
+    g_autoptr(GError) local_error = NULL;
+
+    if (hmmv_sysfs_write(fs, path, value, &local_error))
+      return TRUE;
+    if (!g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BUSY) ||
+        attempt >= DAMON_BUSY_TRIES) {
+      g_propagate_error(error, g_steal_pointer(&local_error));
+      return FALSE;
+    }
+    g_usleep(DAMON_BUSY_SLEEP_US);
+  }
+}
+
 const char *
 hmmv_damon_ops_name(HmmvDamonOps ops)
 {
@@ -65,6 +88,16 @@ read_nr_kdamonds(HmmvSysfs *fs, guint *nr, GError **error)
   }
   *nr = (guint)value;
   return TRUE;
+}
+
+/* Only written when no kdamond runs, so EBUSY here is the lock held by another writer. */
+static gboolean
+write_nr_kdamonds(HmmvSysfs *fs, guint nr, GError **error)
+{
+  char buf[16];
+
+  g_snprintf(buf, sizeof(buf), "%u", nr);
+  return hmmv_damon_write(fs, "kdamonds/nr_kdamonds", buf, error);
 }
 
 static gboolean
@@ -212,7 +245,7 @@ hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int tar
     return FALSE;
   /* Nothing runs and every kdamond is free: re-creating them loses nobody's setup. */
   if (!write_added(run_dir, nr, error) ||
-      !hmmv_sysfs_write_u64(fs, "kdamonds/nr_kdamonds", nr + DAMON_ADD_BATCH, error)) {
+      !write_nr_kdamonds(fs, nr + DAMON_ADD_BATCH, error)) {
     g_prefix_error(error, "adding kdamonds: ");
     return FALSE;
   }
@@ -260,7 +293,7 @@ maybe_take_back_added(HmmvSysfs *fs, const char *run_dir)
     if (!kdamond_free(fs, run_dir, i))
       return;
   }
-  if (nr > before && !hmmv_sysfs_write_u64(fs, "kdamonds/nr_kdamonds", before, NULL))
+  if (nr > before && !write_nr_kdamonds(fs, (guint)before, NULL))
     return;
   (void)g_unlink(added);
 }
@@ -272,7 +305,7 @@ hmmv_damon_release(HmmvSysfs *fs, const char *run_dir, guint index)
   g_autofree char *record = record_path(run_dir, index);
 
   turn_off(fs, index);
-  (void)hmmv_sysfs_write(fs, contexts, "0", NULL);
+  (void)hmmv_damon_write(fs, contexts, "0", NULL);
   (void)g_unlink(record);
   maybe_take_back_added(fs, run_dir);
 }
@@ -346,7 +379,7 @@ hmmv_damon_cleanup_stale(HmmvSysfs *fs, const char *run_dir, GError **error)
       g_autofree char *contexts = hmmv_damon_path((guint)index, "contexts/nr_contexts");
 
       turn_off(fs, (guint)index);
-      (void)hmmv_sysfs_write(fs, contexts, "0", NULL);
+      (void)hmmv_damon_write(fs, contexts, "0", NULL);
       cleaned++;
     }
     /* Changed hands (or gone): the record is stale either way, the kdamond is not ours. */

@@ -9,6 +9,12 @@ G_BEGIN_DECLS
 /* "kdamonds/N/REST" */
 char *hmmv_damon_path(guint index, const char *rest);
 
+/* Writes a DAMON sysfs attribute, trying again while it fails with EBUSY: mm/damon/sysfs.c
+ * takes damon_sysfs_lock with mutex_trylock in state_store and every nr_* store, and a
+ * kdamond holds it while it answers a command (update_schemes_tried_regions keeps it across
+ * aggregations), so another VM's tracker, or another tool, makes a write fail for a while. */
+gboolean hmmv_damon_write(HmmvSysfs *fs, const char *path, const char *value, GError **error);
+
 /* Takes a free kdamond, or adds one when nothing runs and every existing one is free, and
  * records it as hmmv's (owner: this process) before configuring anything in it. */
 gboolean hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops,

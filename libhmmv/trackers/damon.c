@@ -100,7 +100,7 @@ write_attr(Damon *damon, const char *rest, const char *value, GError **error)
 {
   g_autofree char *path = hmmv_damon_path(damon->index, rest);
 
-  if (!hmmv_sysfs_write(damon->fs, path, value, error)) {
+  if (!hmmv_damon_write(damon->fs, path, value, error)) {
     g_prefix_error(error, "kdamond %u: ", damon->index);
     return FALSE;
   }
