@@ -13,7 +13,7 @@
 # Needs root (the control socket is root-only) and python3. Exit 0 pass, 1 fail, 77 skip.
 set -uo pipefail
 
-skip() { echo "SKIP: $*"; exit 77; }
+. "$(dirname "$0")/hmmvd-lib.sh"
 [[ $# -eq 2 ]] || { echo "usage: $0 HMMVD HMMVCTL" >&2; exit 2; }
 HMMVD=$1 HMMVCTL=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -23,8 +23,6 @@ command -v python3 >/dev/null || skip "python3 is not installed"
 
 WORK=$(mktemp -d /tmp/hmmv-hostile.XXXXXX)
 FAKE_PID='' HMMVD_PID='' FAILED=0
-fail() { echo "FAIL: $*"; FAILED=1; }
-ok() { echo "ok: $*"; }
 cleanup() {
   [[ -n $HMMVD_PID ]] && kill -9 "$HMMVD_PID" 2>/dev/null && wait "$HMMVD_PID" 2>/dev/null
   [[ -n $FAKE_PID ]] && kill "$FAKE_PID" 2>/dev/null && wait "$FAKE_PID" 2>/dev/null
@@ -54,7 +52,7 @@ HMMVD_PID=$!
 answered=0 first_ms=''
 deadline=$((SECONDS + 60))
 while ((SECONDS < deadline)); do
-  if "$HMMVCTL" --socket "$WORK/hmmvd.sock" status > "$WORK/status" 2>/dev/null; then
+  if ctl status > "$WORK/status" 2>/dev/null; then
     answered=$((answered + 1))
     [[ -n $first_ms ]] || first_ms=$((($(date +%s%N) - start_ns) / 1000000))
     ((answered >= 5)) && break
@@ -67,13 +65,7 @@ else
   fail "hmmvctl status answered $answered times in 60 s"
 fi
 
-reason() {
-  "$HMMVCTL" --socket "$WORK/hmmvd.sock" --json vms 2>/dev/null | python3 -c '
-import json, sys
-for vm in json.load(sys.stdin):
-    if vm["name"] == "slow":
-        print(vm.get("status"))'
-}
+reason() { field slow status; }
 # each exchange's deadline, or the start-up's, whichever comes first
 timed_out() { [[ $1 == *"did not answer in time"* || $1 == *"did not complete start-up"* ]]; }
 until timed_out "$(reason)" || ((SECONDS >= deadline + 60)); do

@@ -15,7 +15,7 @@
 # Needs root (the control socket is root-only) and python3. Exit 0 pass, 1 fail, 77 skip.
 set -uo pipefail
 
-skip() { echo "SKIP: $*"; exit 77; }
+. "$(dirname "$0")/hmmvd-lib.sh"
 [[ $# -eq 2 ]] || { echo "usage: $0 HMMVD HMMVCTL" >&2; exit 2; }
 HMMVD=$1 HMMVCTL=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,8 +26,6 @@ command -v python3 >/dev/null || skip "python3 is not installed"
 WORK=$(mktemp -d /tmp/hmmv-region.XXXXXX)
 declare -A FAKE_PID=()
 HMMVD_PID='' FAILED=0
-fail() { echo "FAIL: $*"; FAILED=1; }
-ok() { echo "ok: $*"; }
 cleanup() {
   [[ -n $HMMVD_PID ]] && kill -9 "$HMMVD_PID" 2>/dev/null && wait "$HMMVD_PID" 2>/dev/null
   for vm in "${!FAKE_PID[@]}"; do
@@ -61,24 +59,6 @@ CONF
   --control-socket "$WORK/hmmvd.sock" "${qmp_args[@]}" > "$WORK/hmmvd.log" 2>&1 &
 HMMVD_PID=$!
 
-ctl() { "$HMMVCTL" --socket "$WORK/hmmvd.sock" "$@"; }
-field() {   # field VM KEY
-  ctl --json vms 2>/dev/null | python3 -c '
-import json, sys
-for vm in json.load(sys.stdin):
-    if vm["name"] == sys.argv[1]:
-        print(vm.get(sys.argv[2]))' "$1" "$2"
-}
-intervals() { ctl --json status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["intervals"])'; }
-wait_for() { # seconds description command...
-  local deadline=$((SECONDS + $1)) what=$2
-  shift 2
-  until "$@"; do
-    ((SECONDS < deadline)) || { fail "$what"; return 1; }
-    sleep 0.3
-  done
-  ok "$what"
-}
 attacked() { grep -q "^attack" "$WORK/$1.log" 2>/dev/null; }
 all_attacked() { attacked truncate && attacked punch && attacked rewind; }
 refused() { [[ $(field "$1" status) == "refused: QEMU tampered"* ]]; }

@@ -11,7 +11,7 @@
 # Needs HMMV_QEMU (the patched QEMU). Exit 0 pass, 1 fail, 77 skip (with the reason).
 set -uo pipefail
 
-skip() { echo "SKIP: $*"; exit 77; }
+. "$(dirname "$0")/hmmvd-lib.sh"
 [[ $# -eq 3 ]] || { echo "usage: $0 HMMVD HMMVCTL GUEST_ELF" >&2; exit 2; }
 HMMVD=$1 HMMVCTL=$2 GUEST=$3 QEMU=${HMMV_QEMU:-}
 [[ -x $QEMU ]] || skip "no patched QEMU (HMMV_QEMU=${QEMU:-unset})"
@@ -22,8 +22,6 @@ WORK=$(mktemp -d /tmp/hmmv-sa.XXXXXX)
 declare -A QEMU_PID=()
 HMMVD_PID=''
 FAILED=0
-fail() { echo "FAIL: $*"; FAILED=1; }
-ok() { echo "ok: $*"; }
 
 cleanup() {
   [[ -n $HMMVD_PID ]] && kill "$HMMVD_PID" 2>/dev/null && wait "$HMMVD_PID" 2>/dev/null
@@ -39,25 +37,6 @@ start_qemu() { # name hot_mib
     -qmp "unix:$WORK/$1.qmp,server=on,wait=off" -kernel "$GUEST" \
     -append "mode=workload hot_mib=$2 cold_mib=48 report_every=0" &
   QEMU_PID[$1]=$!
-}
-
-# field VM KEY: a member of VM's entry in hmmvctl --json vms ('' when absent)
-field() {
-  "$HMMVCTL" --socket "$WORK/hmmvd.sock" --json vms 2>/dev/null | python3 -c '
-import json, sys
-for vm in json.load(sys.stdin):
-    if vm["name"] == sys.argv[1]:
-        print(vm.get(sys.argv[2]))' "$1" "$2"
-}
-
-wait_for() { # seconds description command...
-  local deadline=$((SECONDS + $1)) what=$2
-  shift 2
-  until "$@"; do
-    ((SECONDS < deadline)) || { fail "$what"; return 1; }
-    sleep 0.3
-  done
-  ok "$what"
 }
 
 start_qemu a 4
@@ -97,7 +76,6 @@ fi
 
 # hmmvctl placement: the human summary (per region and node) is the JSON page map summed,
 # compared with b paused in hmmvd so nothing moves between the two calls.
-ctl() { "$HMMVCTL" --socket "$WORK/hmmvd.sock" "$@"; }
 if ctl pause b >/dev/null && ctl placement b >"$WORK/placement.txt" &&
    ctl --json placement b >"$WORK/placement.json" && ctl resume b >/dev/null; then
   if verdict=$(python3 - "$WORK/placement.txt" "$WORK/placement.json" <<'PY'
