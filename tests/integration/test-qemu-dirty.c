@@ -12,6 +12,8 @@
  *                         unusable
  *   test-qemu-dirty kvm-log  the same under KVM's dirty bitmap log (no ring)
  *
+ * hmmvctl track against the same guest is in test-hmmvctl-track.c.
+ *
  * The guest (tests/guest) waits for a byte on its serial port before each phase and prints
  * the pages it wrote; pages outside its test window (its stack, its image) are not counted.
  */
@@ -520,170 +522,6 @@ START_TEST(test_layout_change)
 }
 END_TEST
 
-/* Read lines from in until one contains needle (TRUE) or the stream ends (FALSE; needle NULL:
- * read to the end); every line read is appended to all. Blocking: the peer is hmmvctl, whose
- * count of intervals and QMP deadline (5 s) bound its silences. */
-static gboolean
-read_until(GDataInputStream *in, const char *needle, GString *all)
-{
-  for (;;) {
-    g_autoptr(GError) error = NULL;
-    g_autofree char *line = g_data_input_stream_read_line_utf8(in, NULL, NULL, &error);
-
-    if (line == NULL)
-      return FALSE;
-    g_string_append_printf(all, "%s\n", line);
-    if (needle != NULL && strstr(line, needle) != NULL)
-      return TRUE;
-  }
-}
-
-/* hmmvctl track, the operator's tool, against the same guest: the range the guest wrote is
- * printed as one hexadecimal range (variant 0), and a replay trace of it holds exactly those
- * pages (variant 1). The guest writes only once hmmvctl says tracking runs (its stderr line
- * "hmmvctl: tracking"): a fixed 600 ms head start lost the race at load ~30 on 10.0 once
- * ("interval 1: 0 pages written"). Variant 0 reads intervals until the range shows, then
- * stops hmmvctl with SIGINT; variant 1 (no output per interval) gets 600 intervals of 100 ms,
- * a 60 s window for one serial byte and 64 page writes. */
-START_TEST(test_hmmvctl_track)
-{
-  const char *hmmvctl = g_getenv("HMMV_HMMVCTL");
-  g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvQemuProc) proc = NULL;
-  g_autoptr(GSubprocess) track = NULL;
-  g_autofree char *ready = NULL, *end = NULL;
-  g_autofree char *trace = NULL;
-  g_autoptr(HmmvTraceReader) reader = NULL;
-  g_autoptr(HmmvVm) layout = NULL;
-  const HmmvTraceEntry *entries;
-  gsize nr;
-  guint64 compute_ns, hits = 0, total = 0;
-
-  if (hmmvctl == NULL || !g_file_test(hmmvctl, G_FILE_TEST_IS_EXECUTABLE)) {
-    printf("# hmmvctl not built (no libvirt): not checked\n");
-    return;
-  }
-  for (guint variant = 0; variant < 2; variant++) {
-    g_autoptr(GDataInputStream) out = NULL, err = NULL;
-    g_autoptr(GString) out_text = g_string_new(NULL), err_text = g_string_new(NULL);
-    gboolean seen;
-
-    g_clear_pointer(&proc, hmmv_qemu_proc_free);
-    g_clear_object(&track);
-    g_clear_pointer(&ready, g_free);
-    g_clear_pointer(&end, g_free);
-    g_clear_pointer(&trace, g_free);
-    proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", 128,
-                                "phases=1 pages=64 pattern=seq wait=1", NULL, &error);
-    ck_assert(proc != NULL);
-    ready = hmmv_qemu_proc_expect(proc, "HMMV-WAIT phase 0", SERIAL_TIMEOUT_MS);
-    ck_assert(ready != NULL);
-    trace = g_build_filename(hmmv_qemu_proc_get_dir(proc), "track.trace", NULL);
-    if (variant == 0)
-      track = g_subprocess_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                               &error, hmmvctl, "track", "--qmp",
-                               hmmv_qemu_proc_get_qmp_path(proc), "--interval-ms", "100",
-                               "--count", "600", NULL);
-    else
-      track = g_subprocess_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                               &error, hmmvctl, "track", "--qmp",
-                               hmmv_qemu_proc_get_qmp_path(proc), "--interval-ms", "100",
-                               "--count", "600", "--trace", trace, NULL);
-    ck_assert_msg(track != NULL, "%s", error ? error->message : "");
-    out = g_data_input_stream_new(g_subprocess_get_stdout_pipe(track));
-    err = g_data_input_stream_new(g_subprocess_get_stderr_pipe(track));
-    seen = read_until(err, "hmmvctl: tracking", err_text);
-    ck_assert_msg(seen, "hmmvctl track did not start: %s", err_text->str);
-    ck_assert(hmmv_qemu_proc_send(proc, "g", &error));
-    end = hmmv_qemu_proc_expect(proc, "HMMV-PHASE-END 0", SERIAL_TIMEOUT_MS);
-    ck_assert(end != NULL);
-    if (variant == 0) {
-      /* 64 pages from pfn 0x1000: one range, END exclusive. */
-      seen = read_until(out, "0x1000000-0x1040000", out_text);
-      ck_assert_msg(seen, "no range in: %s", out_text->str);
-      printf("# hmmvctl track printed the guest's range 0x1000000-0x1040000\n");
-      g_subprocess_send_signal(track, SIGINT);
-      (void)read_until(out, NULL, out_text);
-    }
-    (void)read_until(err, NULL, err_text);   /* to hmmvctl's exit */
-    ck_assert(g_subprocess_wait(track, NULL, &error));
-    ck_assert_msg(g_subprocess_get_if_exited(track) && g_subprocess_get_exit_status(track) == 0,
-                  "hmmvctl track failed: %s", err_text->str);
-  }
-  /* The trace is in page indices of the VM's layout; map them back to guest pfns with the
-   * same layout, asked of QEMU now that hmmvctl has let go of QMP. */
-  {
-    g_autoptr(HmmvQmp) qmp = hmmv_qemu_proc_qmp(proc, &error);
-
-    ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
-    layout = hmmv_qemu_vm_new(qmp, "layout", &error);
-    ck_assert_msg(layout != NULL, "%s", error ? error->message : "");
-  }
-  reader = hmmv_trace_reader_new(trace, &error);
-  ck_assert_msg(reader != NULL, "%s", error ? error->message : "");
-  while (hmmv_trace_reader_next(reader, &entries, &nr, &compute_ns, &error)) {
-    for (gsize i = 0; i < nr; i++) {
-      guint64 pfn = hmmv_vm_page_to_gpa(layout, entries[i].page) >> HMMV_PAGE_SHIFT;
-
-      if (pfn >= BASE_PFN && pfn < BASE_PFN + 1024) {
-        total++;
-        hits += pfn < BASE_PFN + 64;
-      }
-    }
-  }
-  ck_assert(error == NULL);
-  printf("# hmmvctl track --trace: %" G_GUINT64_FORMAT " pages of the window traced, %"
-         G_GUINT64_FORMAT " of the 64 the guest wrote\n", total, hits);
-  ck_assert_uint_eq(hits, 64);
-  ck_assert_uint_eq(total, 64);
-}
-END_TEST
-
-/* hmmvctl track --reads takes its read source as hmmvd's auto does: DAMON vaddr, idle page
- * tracking, DAMON paddr. Where the kernel offers one (a host with DAMON vaddr and a free
- * kdamond) it says which and prints the read lines; where it offers none (this build host:
- * DAMON paddr only, its one kdamond someone else's, no idle page tracking) it fails naming
- * the three in that order, and writes nothing under DAMON's sysfs. */
-START_TEST(test_hmmvctl_track_reads_source)
-{
-  const char *hmmvctl = g_getenv("HMMV_HMMVCTL");
-  g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvQemuProc) proc = NULL;
-  g_autoptr(GSubprocess) track = NULL;
-  g_autofree char *ready = NULL, *out = NULL, *err = NULL;
-  const char *vaddr, *idle, *paddr;
-
-  if (hmmvctl == NULL || !g_file_test(hmmvctl, G_FILE_TEST_IS_EXECUTABLE)) {
-    printf("# hmmvctl not built (no libvirt): not checked\n");
-    return;
-  }
-  proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", 128,
-                              "phases=1 pages=64 pattern=seq wait=1", NULL, &error);
-  ck_assert(proc != NULL);
-  ready = hmmv_qemu_proc_expect(proc, "HMMV-WAIT phase 0", SERIAL_TIMEOUT_MS);
-  ck_assert(ready != NULL);
-  track = g_subprocess_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                           &error, hmmvctl, "track", "--qmp", hmmv_qemu_proc_get_qmp_path(proc),
-                           "--reads", "--interval-ms", "100", "--count", "3", NULL);
-  ck_assert_msg(track != NULL, "%s", error ? error->message : "");
-  ck_assert(g_subprocess_communicate_utf8(track, NULL, NULL, &out, &err, &error));
-  ck_assert(g_subprocess_get_if_exited(track));
-  if (g_subprocess_get_exit_status(track) == 0) {
-    ck_assert_msg(strstr(err, "hmmvctl: reads from ") != NULL, "no source named: %s", err);
-    ck_assert_msg(strstr(out, "pages read, not written") != NULL, "no read lines: %s", out);
-    printf("# hmmvctl track --reads here: %s", strstr(err, "hmmvctl: reads from "));
-    return;
-  }
-  vaddr = strstr(err, "DAMON vaddr");
-  idle = strstr(err, "idle");
-  paddr = strstr(err, "DAMON paddr");
-  ck_assert_msg(strstr(err, "--reads: no read source") != NULL && vaddr != NULL &&
-                idle != NULL && paddr != NULL && vaddr < idle && idle < paddr,
-                "not the three sources in hmmvd's order: %s", err);
-  printf("# hmmvctl track --reads here: %s", err);
-}
-END_TEST
-
 /* With dirtylimit in service (KVM dirty ring only), hmmv-start refuses, saying why, and the
  * tracker reports that error instead of tracking half-blind. */
 START_TEST(test_refuses_with_dirtylimit)
@@ -787,8 +625,6 @@ qemu_dirty_suite(void)
     tcase_add_test(tc, test_takeover_of_an_abandoned_export);
     tcase_add_test(tc, test_qemu_dies);
     tcase_add_test(tc, test_migration_while_tracking);
-    tcase_add_test(tc, test_hmmvctl_track);
-    tcase_add_test(tc, test_hmmvctl_track_reads_source);
     tcase_add_test(tc, test_layout_change);
     tcase_add_test(tc, test_dirtylimit_refused_while_tracking);
     tcase_add_test(tc, test_refuses_with_migration_blocker);
