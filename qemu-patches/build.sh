@@ -281,15 +281,18 @@ main() {
     mkdir -p "$cache_dir"
     chmod 0755 "$cache_dir"
 
-    # One build per work tree at a time (7.2 keeps the lock name it always had).
+    # One build per work tree at a time (7.2 keeps the lock name it always had). The fd is
+    # bash's pick (10 or above), not 9: /work/heavy holds its slot lock on fd 9, and
+    # `exec 9>` here closed it, so a build under /work/heavy gave its slot up at once.
+    local lock_fd
     if [ "$qemu_version" = 7.2 ]; then
-        exec 9>"$cache_dir/.build.lock"
+        exec {lock_fd}>"$cache_dir/.build.lock"
     else
-        exec 9>"$cache_dir/.build-$qemu_version.lock"
+        exec {lock_fd}>"$cache_dir/.build-$qemu_version.lock"
     fi
-    if ! flock -n 9; then
+    if ! flock -n "$lock_fd"; then
         log "waiting for another build.sh to finish"
-        flock 9
+        flock "$lock_fd"
     fi
 
     if ! pkg_installed dpkg-dev; then
