@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 SYS_MOVE_PAGES = 279  # x86_64
@@ -383,7 +384,9 @@ def fallback_phase(opts, hmmvd, vms, totals, failures):
 class Hmmvd:
     """One hmmvd process over some of the VMs."""
 
-    def __init__(self, opts, work, vms, generation):
+    def __init__(self, opts, work, vms, generation, t0=None):
+        """t0 (time.monotonic()): each log line is prefixed with the seconds since t0, when
+        it was read (the log is copied by a thread)."""
         self.sock = os.path.join(work, "hmmvd.sock")
         conf = os.path.join(work, "hmmvd.conf")
         with open(conf, "w") as f:
@@ -396,8 +399,27 @@ class Hmmvd:
                 "--interval-ms", str(opts.interval_ms), "--control-socket", self.sock]
         for vm in vms:
             args += ["--qmp", f"{vm.name}={vm.qmp}"]
-        self.log = os.path.join(work, f"hmmvd.{generation}.log")
-        self.proc = subprocess.Popen(args, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        self.start(args, os.path.join(work, f"hmmvd.{generation}.log"), t0)
+
+    @classmethod
+    def started(cls, sock, args, log, t0=None):
+        """An hmmvd of the caller's own command line (args), serving sock."""
+        self = cls.__new__(cls)
+        self.sock = sock
+        self.start(args, log, t0)
+        return self
+
+    def start(self, args, log, t0):
+        self.log = log
+        self.copier = None
+        if t0 is None:
+            self.proc = subprocess.Popen(args, stdout=open(self.log, "w"),
+                                         stderr=subprocess.STDOUT)
+        else:
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            self.copier = threading.Thread(target=stamp_lines,
+                                           args=(self.proc.stdout, self.log, t0), daemon=True)
+            self.copier.start()
         self.ctl = Control(self.sock)
         self.seen = {}
         self.cap_seen = {}   # per VM: the largest moved-cap-pages of a sampled interval
@@ -433,6 +455,17 @@ class Hmmvd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.copier is not None:
+            self.copier.join(timeout=60)
+
+
+def stamp_lines(stream, path, t0):
+    """Copies stream's lines to path, each prefixed with the seconds since t0."""
+    with open(path, "w") as out:
+        for raw in iter(stream.readline, b""):
+            out.write(f"[{time.monotonic() - t0:7.2f}] {raw.decode(errors='replace')}")
+            out.flush()
+    stream.close()
 
 
 def quiet_sample(hmmvd, vms, resume=True):
