@@ -228,7 +228,11 @@ interval_read_report(HmmvdVms *vms)
     if (entry == NULL)
       continue;   /* every VM of the core is listed; a stranger is not ours to touch */
     rep->name = entry->info.name;   /* outlives the core's VM */
-    if (entry->info.quota_effective_interval == G_MAXUINT64)
+    /* A quota accepted while this interval ran (a metadata event on the main loop) waits in
+     * the core for the next one: this report is the old quota's. The core's report.index
+     * counts the same intervals as intervals_started (one per start, one at a time). */
+    if (entry->info.quota_effective_interval == G_MAXUINT64 &&
+        vms->report.index >= entry->info.quota_accepted_interval)
       entry->info.quota_effective_interval = vms->report.index;
     entry->info.last = *rep;
     entry->info.last.error = NULL;

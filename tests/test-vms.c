@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The daemon's VM table on a real core: fake trackers, the sim mover, no QEMU. */
 #include "config.h"
+#include "gate-mover.h"
 #include "hmmvd-test.h"
 #include "vms.h"
 
@@ -342,6 +343,78 @@ START_TEST(test_quota_intervals)
 }
 END_TEST
 
+static void
+interval_finished(gpointer data)
+{
+  (*(guint *)data)++;
+}
+
+/* A quota that comes while an interval runs on the worker (a libvirt metadata event is
+ * handled on the main loop meanwhile) is accepted for the next interval: the running one
+ * started with the old quota, so its report must not mark the new one effective. Before, it
+ * did (accepted N, effective N-1: integration/libvirt's 'effective -eq accepted' failed
+ * whenever virsh's event met a running interval, more often on a loaded machine). The gate
+ * mover holds the running interval's move batch while the quota is set; counts events only,
+ * the 60 s deadline is a liveness guard. */
+START_TEST(test_quota_set_while_interval_runs)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvdConfig config;
+  HmmvMover *gate;
+  HmmvCore *core;
+  HmmvdVms *vms;
+  HmmvTracker *tracker = hmmv_fake_tracker_new();
+  HmmvQuota quota = { .max_pages = 256, .weight = 100, .managed = TRUE };
+  const HmmvdVmInfo *info;
+  guint finished = 0;
+  gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+  hmmvd_config_init(&config);
+  config.params.migrate_mbps = 0;          /* no cap: every planned move is one held batch */
+  config.params.host_migrate_mbps = 0;
+  config.default_quota.max_pages = 128;    /* 384 of its 512 DRAM pages must go */
+  gate = hmmv_gate_mover_new(fx.bed.topo, 0, &error);
+  ck_assert_msg(gate != NULL, "%s", error ? error->message : "");
+  core = hmmv_core_new(fx.bed.topo, gate, &config.params, 0, &error);
+  ck_assert_msg(core != NULL, "%s", error ? error->message : "");
+  vms = hmmvd_vms_new(core, &config);
+  ck_assert(hmmvd_vms_add_with_tracker(vms, "a", HMMVD_SOURCE_LIBVIRT, 1, NULL,
+                                       hmmv_test_vm_new("a", VM_PAGES), tracker, &error));
+  write_pages(tracker, 0, VM_PAGES);       /* the first 512 land on the 2 MiB DRAM */
+  info = hmmvd_vms_lookup(vms, "a");
+  ck_assert_uint_eq(info->quota_accepted_interval, 0);
+
+  /* interval 0 runs with the default quota; its demotions are held at the gate */
+  hmmv_gate_mover_close(gate);
+  ck_assert(hmmvd_vms_start_interval(vms, interval_finished, &finished));
+  while (hmmv_gate_mover_get_blocked(gate) == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(hmmv_gate_mover_get_blocked(gate), 1);
+  ck_assert(hmmvd_vms_set_quota(vms, "a", &quota, &error));   /* the metadata event */
+  ck_assert_uint_eq(info->quota_accepted_interval, 1);
+  ck_assert_uint_eq(info->quota_effective_interval, G_MAXUINT64);
+  hmmv_gate_mover_open(gate);
+  while (finished == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(finished, 1);
+  ck_assert_uint_eq(info->last.budget_pages, 128);   /* interval 0 ran with the old quota */
+  ck_assert_uint_eq(info->last.dram_pages, 128);
+  ck_assert_uint_eq(info->quota_effective_interval, G_MAXUINT64);   /* not yet */
+
+  /* interval 1 is the first to start after the quota: it is effective there */
+  hmmvd_vms_run_interval(vms);
+  ck_assert_uint_eq(hmmvd_vms_get_last_report(vms)->index, 1);
+  ck_assert_uint_eq(info->last.budget_pages, 256);
+  ck_assert_uint_eq(info->quota_accepted_interval, 1);
+  ck_assert_uint_eq(info->quota_effective_interval, 1);
+
+  hmmvd_vms_free(vms);
+  hmmv_core_free(core);
+  hmmv_mover_free(gate);
+  hmmvd_config_clear(&config);
+}
+END_TEST
+
 static gboolean
 writer(const char *name, const HmmvQuota *quota, gpointer user_data, GError **error)
 {
@@ -480,6 +553,7 @@ vms_suite(void)
   tcase_add_test(tc, test_add_list_lookup);
   tcase_add_test(tc, test_interval_figures);
   tcase_add_test(tc, test_quota_intervals);
+  tcase_add_test(tc, test_quota_set_while_interval_runs);
   tcase_add_test(tc, test_gone_vm_leaves_the_core_stays_listed);
   tcase_add_test(tc, test_layout_change_restarts_tracking);
   tcase_add_test(tc, test_layout_change_without_transport);
