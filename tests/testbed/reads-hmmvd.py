@@ -176,11 +176,13 @@ def run_track(opts, work, qemu):
         for line in out.stderr.splitlines():
             say(f"track: {line}")
         iv = parse_track(out.stdout)
-        # the last 8 intervals: under load the nested guest runs in bursts (2026-12-02, load
-        # 15-18: 0 pages written in 9 of 20 intervals), so 4 held too little of either set
-        last = sorted(iv)[-8:]
+        # the last 8 intervals in which the guest ran (something written or read): under load
+        # the nested guest runs in bursts (2026-12-02, load 15-18: 0 pages written in 9 of 20
+        # intervals), so the last 8 by the clock could hold too little of either set
+        last = [i for i in sorted(iv) if iv[i]["written"] or iv[i]["read"]][-8:]
         if not last:
-            raise Failed("hmmvctl track printed no interval")
+            raise Failed("hmmvctl track printed no interval in which the guest ran")
+        say(f"track: scored over intervals {last} ({len(iv)} printed)")
         written = set().union(*(iv[i]["written"] for i in last))
         read = set().union(*(iv[i]["read"] for i in last))
         wp, wr = score(written, g.write, g.window)
@@ -234,6 +236,35 @@ def run_hmmvd(opts, work, qemu, source):
             if hmmvd.poll() is not None:
                 raise Failed(f"hmmvd exited {hmmvd.returncode}")
             seen = request(sock, "status")["intervals"]
+        # Then on until the placement this run is checked for holds, counted in hmmvd's
+        # intervals up to 5x --intervals (liveness): under load the nested guest and DAMON
+        # deliver fewer accesses per interval, so a fixed count of intervals tested the
+        # host's load as much as hmmvd.
+        regions = request(sock, "placement", vm="vm")["regions"]
+
+        def kernel_on_dram(pages):
+            addrs = []
+            for p in pages:
+                for r in regions:
+                    if r["gpa"] // PAGE <= p < r["gpa"] // PAGE + r["pages"]:
+                        addrs.append(r["hva"] + (p - r["gpa"] // PAGE) * PAGE)
+                        break
+            return sum(1 for n in kernel_nodes(g.proc.pid, addrs) if n == 0)
+
+        def placed():
+            written = kernel_on_dram(g.write) >= 0.95 * len(g.write)
+            read = kernel_on_dram(g.read)
+            return written and (read >= 0.95 * len(g.read) if source != "none"
+                                else read < len(g.read) // 2)
+
+        liveness = time.monotonic() + 600
+        while not placed() and seen < opts.intervals * 5 and time.monotonic() < liveness:
+            mark = seen
+            while seen < mark + 5 and hmmvd.poll() is None and time.monotonic() < liveness:
+                time.sleep(1)
+                seen = request(sock, "status")["intervals"]
+            if hmmvd.poll() is not None:
+                raise Failed(f"hmmvd exited {hmmvd.returncode}")
         vm = request(sock, "vms")[0]
         say(f"hmmvd [{source}] after {seen} intervals: read-pages {vm['read-pages']} "
             f"written-pages {vm['written-pages']} hot {vm['hot-pages']} dram {vm['dram-pages']} "
