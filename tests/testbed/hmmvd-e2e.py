@@ -558,7 +558,9 @@ def main():
     ap.add_argument("--interval-ms", type=int, default=500)
     ap.add_argument("--min-moves", type=int, default=10000,
                     help="promotions and demotions each must reach this")
-    ap.add_argument("--deadline", type=int, default=420, help="seconds for the moves")
+    # liveness: the moves follow the guests' hot-set shifts, which slow down with the host's
+    # load (the phase took ~60 s at load 15; 420 s was the cap before)
+    ap.add_argument("--deadline", type=int, default=900, help="seconds for the moves (cap)")
     ap.add_argument("--checks", type=int, default=3, help="placement checkpoints")
     ap.add_argument("--fill-deadline", type=int, default=600,
                     help="seconds for the guests to fill their memory (a liveness bound: "
