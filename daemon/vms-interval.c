@@ -240,6 +240,7 @@ interval_read_report(HmmvdVms *vms)
     entry->info.fallback_demoted += rep->demoted_fallback;
     hmmvd_vms_update_moves(vms, entry);
     if (rep->error == NULL) {
+      entry->info.last_good_interval = vms->report.index;
       if (entry->info.last_error != NULL)
         g_message("vm %s: intervals succeed again", entry->info.name);
       g_clear_pointer(&entry->info.last_error, g_free);

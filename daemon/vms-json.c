@@ -97,6 +97,8 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
     add_uint(builder, "quota-effective-interval", info->quota_effective_interval);
   add_string(builder, "last-error", info->last_error);
   add_uint(builder, "errors", info->errors);
+  if (info->last_good_interval != G_MAXUINT64)
+    add_uint(builder, "last-good-interval", info->last_good_interval);
   /* Figures of the last interval, in 4 KiB pages. */
   add_uint(builder, "nr-pages", last->nr_pages);
   add_uint(builder, "budget-pages", last->budget_pages);

@@ -402,6 +402,7 @@ entry_new(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, const ch
   entry->info.cpu_node_source = "pages";
   entry->info.quota_accepted_interval = vms->intervals_started;
   entry->info.quota_effective_interval = G_MAXUINT64;
+  entry->info.last_good_interval = G_MAXUINT64;
   entry->info.status = g_strdup("starting");
   g_hash_table_insert(vms->entries, entry->info.name, entry);
   return entry;

@@ -34,6 +34,9 @@ typedef struct {
   char *status;                 /* "managed", or why hmmv does not manage it */
   char *last_error;             /* last interval's error, NULL when fine */
   guint64 errors;               /* intervals that failed */
+  guint64 last_good_interval;   /* index of the last interval that ran it without error,
+                                   G_MAXUINT64 until one has: tests see that a VM is still
+                                   run (not just listed) by counting intervals, not time */
   HmmvVmReport last;            /* last interval's figures (error member not used) */
   gboolean in_core;             /* tracked and moved by the core */
   gboolean dropped;             /* left the core because its QEMU missed a QMP deadline (or

@@ -109,6 +109,7 @@ START_TEST(test_interval_figures)
   ck_assert_str_eq(info->last.name, "a");
   ck_assert(info->last.error == NULL);
   ck_assert_uint_eq(hmmvd_vms_get_last_report(fx.bed.vms)->index, 0);
+  ck_assert_uint_eq(info->last_good_interval, 0);
   /* The hot set, first touched on the slow tier, is promoted over a few intervals (the
    * payback gate asks for ~8 intervals of writes before a page displaces one written once). */
   for (guint i = 0; i < 10; i++) {
@@ -215,6 +216,7 @@ START_TEST(test_other_errors_are_counted)
   HmmvTracker *a = add_vm("a", VM_PAGES, HMMVD_SOURCE_STANDALONE);
   HmmvdVmInfo *info;
 
+  hmmvd_vms_run_interval(fx.bed.vms);
   hmmv_fake_tracker_fail_next(a, HMMV_ERROR_IO);
   hmmvd_vms_run_interval(fx.bed.vms);
   info = hmmvd_vms_lookup(fx.bed.vms, "a");
@@ -222,9 +224,11 @@ START_TEST(test_other_errors_are_counted)
   ck_assert_uint_eq(info->errors, 1);
   ck_assert(info->last_error != NULL);
   ck_assert(strstr(info->last_error, "vm a") != NULL);
+  ck_assert_uint_eq(info->last_good_interval, 0);   /* interval 1 failed */
   hmmvd_vms_run_interval(fx.bed.vms);
   ck_assert(info->last_error == NULL);
   ck_assert_uint_eq(info->errors, 1);
+  ck_assert_uint_eq(info->last_good_interval, 2);
 }
 END_TEST
 
@@ -524,6 +528,7 @@ START_TEST(test_json_views)
   ck_assert_int_eq(json_object_get_int_member(vm, "written-pages"), 10);
   ck_assert_int_eq(json_object_get_int_member(vm, "nr-pages"), VM_PAGES);
   ck_assert(json_object_get_null_member(vm, "quota-error"));
+  ck_assert_int_eq(json_object_get_int_member(vm, "last-good-interval"), 0);
   quota = json_object_get_object_member(vm, "quota");
   ck_assert_int_eq(json_object_get_int_member(quota, "weight"), 100);
   ck_assert(json_object_get_boolean_member(quota, "managed"));
@@ -535,6 +540,8 @@ START_TEST(test_json_views)
   status = hmmvd_status_to_json(fx.bed.vms, fx.bed.topo, "sim");
   st = json_node_get_object(status);
   ck_assert_int_eq(json_object_get_int_member(st, "intervals"), 1);
+  vm = json_array_get_object_element(json_node_get_array(vms_json), 1);
+  ck_assert(!json_object_has_member(vm, "last-good-interval"));   /* b never ran */
   ck_assert_int_eq(json_object_get_int_member(st, "vms"), 2);
   ck_assert_int_eq(json_object_get_int_member(st, "vms-managed"), 1);
   ck_assert_int_eq(json_object_get_int_member(st, "pool-pages"), 512);
