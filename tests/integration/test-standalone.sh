@@ -74,10 +74,22 @@ else
   fail "harvests cover other than one interval (intervals-merged: $merged_seen)"
 fi
 
-# hmmvctl placement: the human summary (per region and node) is the JSON page map summed,
-# compared with b paused in hmmvd so nothing moves between the two calls.
-if ctl pause b >/dev/null && ctl placement b >"$WORK/placement.txt" &&
-   ctl --json placement b >"$WORK/placement.json" && ctl resume b >/dev/null; then
+# hmmvctl placement: the human summary (per region and node) is the JSON page map summed. They
+# are two requests with intervals going on between them (pausing b stops its moves, but its
+# harvests still place the pages it touches first), so they are compared once both show the
+# same interval (the text's "after interval N", the JSON's intervals): the page map changes
+# only in an interval, and a placement request waits for a running one to end.
+same_interval() {
+  ctl placement b >"$WORK/placement.txt" && ctl --json placement b >"$WORK/placement.json" &&
+    python3 - "$WORK/placement.txt" "$WORK/placement.json" <<'PY'
+import json, re, sys
+m = re.search(r"after interval (\d+):", open(sys.argv[1]).readline())
+sys.exit(0 if m and int(m.group(1)) == json.load(open(sys.argv[2]))["intervals"] else 1)
+PY
+}
+if ctl pause b >/dev/null &&
+   wait_for 60 "hmmvctl placement b and --json placement b from one interval" same_interval &&
+   ctl resume b >/dev/null; then
   if verdict=$(python3 - "$WORK/placement.txt" "$WORK/placement.json" <<'PY'
 import collections, json, sys
 text = open(sys.argv[1]).read().splitlines()
