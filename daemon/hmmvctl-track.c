@@ -106,6 +106,19 @@ write_trace_interval(Track *t, guint64 compute_ns, GError **error)
                                         t->entries->len, error);
 }
 
+/* A DAMON read source sets its kdamond up on its own thread (hmmvd's main loop must not
+ * wait for it); the command line waits, so that a source that cannot start says so at
+ * once instead of at the first interval. */
+static gboolean
+wait_reads_setup(Track *t, GError **error)
+{
+  if (!t->reads || hmmv_damon_tracker_wait_setup(hmmv_combined_tracker_get_reads(t->tracker),
+                                                 error))
+    return TRUE;
+  g_prefix_error(error, "--reads: ");
+  return FALSE;
+}
+
 /* QEMU's RAM layout changed (hot-plug): learn the new one and restart the export. */
 static gboolean
 restart(Track *t, GError **error)
@@ -121,7 +134,7 @@ restart(Track *t, GError **error)
   vm = hmmv_qemu_vm_new(t->qmp, "track", error);
   if (vm != NULL)
     hmmv_vm_set_pid(vm, hmmv_qmp_get_peer_pid(t->qmp));
-  if (vm == NULL || !hmmv_tracker_start(t->tracker, vm, error))
+  if (vm == NULL || !hmmv_tracker_start(t->tracker, vm, error) || !wait_reads_setup(t, error))
     return FALSE;
   hmmv_access_free(t->acc);
   t->acc = hmmv_access_new(hmmv_vm_get_nr_pages(vm), error);
@@ -262,7 +275,8 @@ track_start(Track *t, const char *qmp_path, int interval_ms, const char *trace,
       return FALSE;
   }
   t->acc = hmmv_access_new(hmmv_vm_get_nr_pages(t->vm), error);
-  if (t->acc == NULL || !hmmv_tracker_start(t->tracker, t->vm, error))
+  if (t->acc == NULL || !hmmv_tracker_start(t->tracker, t->vm, error) ||
+      !wait_reads_setup(t, error))
     return FALSE;
   if (trace != NULL) {
     HmmvTraceInfo info = {

@@ -21,6 +21,8 @@ struct _DamonFake {
   gboolean hold_armed;      /* the update command after them waits for a release */
   gboolean held;            /* one waits now */
   guint busy_left;          /* writes of state and nr_* still to fail with EBUSY */
+  gboolean lock_held;       /* damon_fake_hold_lock(): all of them fail until released */
+  guint busy_refused;       /* writes refused with EBUSY so far */
 };
 
 static gboolean
@@ -339,9 +341,12 @@ fake_write(HmmvSysfs *fs, const char *path, const char *value, GError **error)
     g_cond_broadcast(&fake->cond);
     g_cond_wait(&fake->cond, &fake->lock);
   }
-  if (fake->busy_left > 0 && (strcmp(base, "state") == 0 ||
-                              (g_str_has_prefix(base, "nr_") && strcmp(base, "nr_accesses") != 0))) {
-    fake->busy_left--;
+  if ((fake->lock_held || fake->busy_left > 0) &&
+      (strcmp(base, "state") == 0 ||
+       (g_str_has_prefix(base, "nr_") && strcmp(base, "nr_accesses") != 0))) {
+    if (!fake->lock_held)
+      fake->busy_left--;
+    fake->busy_refused++;
     ok = fail(error, EBUSY, path, v);
   } else if (get(fake, path) == NULL || strcmp(base, "avail_operations") == 0 ||
       strcmp(base, "pid") == 0 || strcmp(base, "total_bytes") == 0 ||
@@ -386,6 +391,25 @@ damon_fake_busy(DamonFake *fake, guint nr_writes)
   g_mutex_lock(&fake->lock);
   fake->busy_left = nr_writes;
   g_mutex_unlock(&fake->lock);
+}
+
+void
+damon_fake_hold_lock(DamonFake *fake, gboolean held)
+{
+  g_mutex_lock(&fake->lock);
+  fake->lock_held = held;
+  g_mutex_unlock(&fake->lock);
+}
+
+guint
+damon_fake_busy_refused(DamonFake *fake)
+{
+  guint refused;
+
+  g_mutex_lock(&fake->lock);
+  refused = fake->busy_refused;
+  g_mutex_unlock(&fake->lock);
+  return refused;
 }
 
 static gboolean

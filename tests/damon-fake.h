@@ -34,6 +34,10 @@ void damon_fake_set_pid_alive(DamonFake *fake, int pid, gboolean alive);
 /* Another holder of damon_sysfs_lock (mm/damon/sysfs.c takes it with mutex_trylock in
  * state_store and the nr_* stores): the next nr_writes writes of those fail with EBUSY. */
 void damon_fake_busy(DamonFake *fake, guint nr_writes);
+/* The same lock held until released (held FALSE): every such write fails meanwhile. */
+void damon_fake_hold_lock(DamonFake *fake, gboolean held);
+/* Writes refused with EBUSY since creation. */
+guint damon_fake_busy_refused(DamonFake *fake);
 /* The kernel's race (6.12): the next nr_empty update_schemes_tried_regions commands list no
  * region at all, and the one after them waits until damon_fake_release(). */
 void damon_fake_race(DamonFake *fake, guint nr_empty);

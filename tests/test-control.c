@@ -3,6 +3,7 @@
  * thread, bounds, and the refusal of a non-root peer (a forked child as nobody). */
 #include "config.h"
 #include "control.h"
+#include "damon-fake.h"
 #include "gate-mover.h"
 #include "hmmvd-test.h"
 #include "vms.h"
@@ -324,6 +325,103 @@ interval_finished(gpointer data)
 {
   (*(guint *)data)++;
 }
+
+
+#define DAMON_HVA 0x7f0000000000ull
+
+/* Issue 7 (a loop that stays responsive): a VM whose reads come from DAMON joins the core
+ * while another user holds DAMON's sysfs lock (damon_fake_hold_lock: every state and nr_*
+ * write fails with EBUSY, as mm/damon/sysfs.c's mutex_trylock makes them). The kdamond's
+ * setup runs on the read tracker's thread: the VM is managed at once, the control socket
+ * answers status, the main loop dispatches its sources and an interval runs, while the
+ * setup is still refused and still trying; once the lock is free the setup completes and
+ * the VM's reads arrive. Before, the setup ran inside hmmv_core_add_vm on the main loop:
+ * each write waited out the lock (250 x 20 ms), the first one gave up, nothing was served
+ * meanwhile and the VM was left with writes only (the reads never arrive). Counts events;
+ * the 60 s deadlines are liveness guards. */
+START_TEST(test_served_while_damon_setup_waits)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *run_dir = g_dir_make_tmp("hmmv-test-control-damon-XXXXXX", NULL);
+  g_autofree char *reply = NULL;
+  DamonFake *fake;
+  HmmvSysfs *fs = damon_fake_new("vaddr fvaddr paddr", &fake);
+  HmmvDamonOptions options = {
+    .ops = HMMV_DAMON_VADDR, .interval_ms = 10, .fs = fs, .run_dir = run_dir,
+  };
+  /* pages 16..47 of the VM read */
+  guint64 accessed[] = { DAMON_HVA + 16 * 4096, DAMON_HVA + 48 * 4096 };
+  HmmvTracker *writes = hmmv_fake_tracker_new();
+  HmmvTracker *tracker;
+  HmmvVm *vm = hmmv_vm_new("reader");
+  const char *const status[] = { "{\"command\":\"status\"}\n" };
+  HmmvdControl *control;
+  const HmmvdVmInfo *info;
+  guint events = 0, finished = 0, refused;
+  gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+  ck_assert_ptr_nonnull(run_dir);
+  tracker = hmmv_combined_tracker_new(writes, hmmv_damon_tracker_new(&options, &error));
+  ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+  ck_assert(hmmv_vm_add_region(vm, "pc.ram", 0, DAMON_HVA, 256 * 4096ull, 4096, &error));
+  ck_assert(hmmv_vm_finalize_layout(vm, &error));
+  damon_fake_set_accessed(fake, accessed, 1);
+  control = start_control();
+
+  damon_fake_hold_lock(fake, TRUE);
+  ck_assert_msg(hmmvd_vms_add_with_tracker(fx.bed.vms, "reader", HMMVD_SOURCE_STANDALONE,
+                                           getpid(), NULL, vm, tracker, &error),
+                "%s", error != NULL ? error->message : "");
+  info = hmmvd_vms_lookup(fx.bed.vms, "reader");
+  ck_assert(info->in_core);
+  ck_assert_str_eq(info->status, "managed");
+
+  /* the lock is held: the main loop serves all the same */
+  reply = talk(status, 1, 1, 0);
+  ck_assert_msg(g_str_has_prefix(reply, "{\"return\":{\"interval-ms\""), "%s", reply);
+  g_idle_add(count_event, &events);
+  while (events == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(events, 1);
+  hmmv_fake_tracker_queue_write(writes, 1);
+  ck_assert(hmmvd_vms_start_interval(fx.bed.vms, interval_finished, &finished));
+  while (finished == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(finished, 1);
+  ck_assert_uint_eq(info->last.read, 0);
+  /* ... while the setup is still refused, still trying, and has got nowhere */
+  refused = damon_fake_busy_refused(fake);
+  ck_assert_uint_gt(refused, 0);
+  while (damon_fake_busy_refused(fake) == refused && g_get_monotonic_time() < deadline)
+    g_usleep(1000);
+  ck_assert_uint_gt(damon_fake_busy_refused(fake), refused);
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/nr_kdamonds"), "0");
+  ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+
+  /* the lock is free: the setup completes and the reads arrive */
+  damon_fake_hold_lock(fake, FALSE);
+  while (info->last.read == 0 && g_get_monotonic_time() < deadline) {
+    guint done = finished;
+
+    hmmv_fake_tracker_queue_write(writes, 1);
+    ck_assert(hmmvd_vms_start_interval(fx.bed.vms, interval_finished, &finished));
+    while (finished == done && g_get_monotonic_time() < deadline)
+      g_main_context_iteration(NULL, TRUE);
+    ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+    g_usleep(10000);
+  }
+  ck_assert_uint_eq(info->last.read, 32);
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/0/state"), "on");
+
+  /* the VM leaves: its kdamond is given back and the tree is as it was */
+  hmmvd_vms_remove(fx.bed.vms, "reader");
+  ck_assert_ptr_null(hmmvd_vms_lookup(fx.bed.vms, "reader"));
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/nr_kdamonds"), "0");
+  hmmvd_control_free(control);
+  hmmv_sysfs_unref(fs);
+  hmmv_test_remove_tree(run_dir);
+}
+END_TEST
 
 /* Issue 7, the loop at fleet scale: the interval's moves run on the core's worker. A move
  * batch is held in flight (the gate mover blocks until released); meanwhile the control
@@ -678,6 +776,7 @@ control_suite(gboolean root)
   tcase_add_test(socket_tc, test_socket_modes_and_requests);
   tcase_add_test(socket_tc, test_status_host_tiering);
   tcase_add_test(socket_tc, test_served_while_moves_in_flight);
+  tcase_add_test(socket_tc, test_served_while_damon_setup_waits);
   tcase_add_test(socket_tc, test_oversize_line);
   tcase_add_test(socket_tc, test_trickling_clients_dropped);
   tcase_add_test(socket_tc, test_too_many_clients);

@@ -73,6 +73,13 @@ new_tracker(Fixture *f, HmmvDamonOps ops, const char *proc_dir)
   return tracker;
 }
 
+/* Starts the tracker and waits for its kdamond's setup (done on the tracker's thread). */
+static gboolean
+start_tracker(HmmvTracker *tracker, HmmvVm *vm, GError **error)
+{
+  return hmmv_tracker_start(tracker, vm, error) && hmmv_damon_tracker_wait_setup(tracker, error);
+}
+
 /* Harvests until the read source has at least one snapshot (a liveness bound: 60 s). */
 static void
 harvest_snapshot(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc)
@@ -118,7 +125,7 @@ START_TEST(test_vaddr_exact_and_cleanup)
   damon_fake_set_accessed(f.fake, accessed, 3);
   tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
   ck_assert_str_eq(hmmv_tracker_get_name(tracker), "damon-vaddr");
-  ck_assert_msg(hmmv_tracker_start(tracker, f.vm, &error), "%s",
+  ck_assert_msg(start_tracker(tracker, f.vm, &error), "%s",
                 error != NULL ? error->message : "");
   ck_assert(record_exists(&f, 0));
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
@@ -169,7 +176,7 @@ START_TEST(test_relative_threshold)
   fixture_init(&f, "vaddr fvaddr paddr");
   damon_fake_set_accessed_counts(f.fake, ranges, counts, 3);
   tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
-  ck_assert(hmmv_tracker_start(tracker, f.vm, &error));
+  ck_assert(start_tracker(tracker, f.vm, &error));
   harvest_snapshot(tracker, f.vm, acc);
   ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 8 + 10);
   ck_assert(hmmv_bitmap_test(acc->reads, 105) && !hmmv_bitmap_test(acc->reads, 201));
@@ -219,7 +226,7 @@ START_TEST(test_racy_empty_snapshots)
   fixture_init(&f, "vaddr fvaddr paddr");
   damon_fake_set_accessed(f.fake, ranges, 1);
   tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
-  ck_assert(hmmv_tracker_start(tracker, f.vm, &error));
+  ck_assert(start_tracker(tracker, f.vm, &error));
   harvest_snapshot(tracker, f.vm, acc);
   ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
   for (guint races = 2; races <= 3; races++) {
@@ -263,7 +270,7 @@ START_TEST(test_foreign_running_untouched)
   ck_assert(!hmmv_damon_can_acquire(f.fs, f.run_dir, &error));
   g_clear_error(&error);
   tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
-  ck_assert(!hmmv_tracker_start(tracker, f.vm, &error));
+  ck_assert(!start_tracker(tracker, f.vm, &error));
   ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED), "%s",
                 error->message);
   ck_assert(strstr(error->message, "no free kdamond") != NULL);
@@ -301,7 +308,7 @@ START_TEST(test_free_kdamond_beside_foreign)
 
     damon_fake_set_accessed(f.fake, accessed, 1);
     tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
-    ck_assert_msg(hmmv_tracker_start(tracker, f.vm, &error), "%s",
+    ck_assert_msg(start_tracker(tracker, f.vm, &error), "%s",
                   error != NULL ? error->message : "");
     ck_assert(record_exists(&f, 1));
     harvest_snapshot(tracker, f.vm, acc);
@@ -310,7 +317,7 @@ START_TEST(test_free_kdamond_beside_foreign)
     {
       HmmvTracker *second = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
 
-      ck_assert(!hmmv_tracker_start(second, f.vm, &error));
+      ck_assert(!start_tracker(second, f.vm, &error));
       g_clear_error(&error);
       hmmv_tracker_free(second);
     }
@@ -361,7 +368,7 @@ START_TEST(test_cleanup_stale)
 
   fixture_init(&f, "vaddr paddr");
   tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
-  ck_assert(hmmv_tracker_start(tracker, f.vm, &error));
+  ck_assert(start_tracker(tracker, f.vm, &error));
   /* simulate the kill: the records now name a dead owner, the kdamond stays on */
   write_record(&f, 0, dead, getpid(), "vaddr");
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
@@ -416,7 +423,7 @@ START_TEST(test_busy_lock_waited_out)
   damon_fake_set_accessed(f.fake, accessed, 1);
   tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
   damon_fake_busy(f.fake, 5);
-  ck_assert_msg(hmmv_tracker_start(tracker, f.vm, &error), "%s",
+  ck_assert_msg(start_tracker(tracker, f.vm, &error), "%s",
                 error != NULL ? error->message : "");
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
   harvest_snapshot(tracker, f.vm, acc);
@@ -442,6 +449,46 @@ START_TEST(test_busy_lock_waited_out)
 }
 END_TEST
 
+/* The kdamond's setup runs on the tracker's thread (hmmvd's main loop must not wait out
+ * DAMON's lock): start() returns while the lock is held, harvests find nothing until the
+ * setup is done, and a stop() meanwhile cancels the setup between two tries instead of
+ * waiting out its 60 s patience (3,000 tries of 20 ms): the tree is left as it was. */
+START_TEST(test_setup_off_caller_and_cancelled)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  guint refused;
+
+  fixture_init(&f, "vaddr paddr");
+  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+  damon_fake_hold_lock(f.fake, TRUE);
+  ck_assert(hmmv_tracker_start(tracker, f.vm, &error));
+  for (guint i = 0; i < 6000 && damon_fake_busy_refused(f.fake) < 3; i++)
+    g_usleep(10000);
+  ck_assert_uint_ge(damon_fake_busy_refused(f.fake), 3);
+  ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, &error));
+  ck_assert(!acc->has_reads);
+  ck_assert_uint_eq(acc->intervals, 0);
+  hmmv_tracker_stop(tracker);
+  refused = damon_fake_busy_refused(f.fake);
+  ck_assert_uint_lt(refused, 3000);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
+  ck_assert(!record_exists(&f, 0));
+  g_usleep(100000);
+  ck_assert_uint_eq(damon_fake_busy_refused(f.fake), refused);   /* nobody tries any more */
+  /* started again once the lock is free: set up, and its error-free wait says so */
+  damon_fake_hold_lock(f.fake, FALSE);
+  ck_assert_msg(start_tracker(tracker, f.vm, &error), "%s", error != NULL ? error->message : "");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  hmmv_tracker_stop(tracker);
+  hmmv_tracker_free(tracker);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
+  fixture_clear(&f);
+}
+END_TEST
+
 /* The kdamond ends (its target exited): the read tracker reports GONE; the combined
  * tracker drops it and goes on with the writes. */
 START_TEST(test_combined_drops_failed_reads)
@@ -457,7 +504,7 @@ START_TEST(test_combined_drops_failed_reads)
   fixture_init(&f, "vaddr paddr");
   damon_fake_set_accessed(f.fake, accessed, 1);
   tracker = hmmv_combined_tracker_new(writes, new_tracker(&f, HMMV_DAMON_VADDR, NULL));
-  ck_assert(hmmv_tracker_start(tracker, f.vm, &error));
+  ck_assert(start_tracker(tracker, f.vm, &error));
   /* reads and writes arrive in separate bitmaps; the write source paces the intervals */
   for (guint i = 0; i < 6000; i++) {
     hmmv_fake_tracker_queue_write(writes, 100);
@@ -519,7 +566,7 @@ START_TEST(test_paddr_maps_frames)
   damon_fake_set_accessed(f.fake, accessed, 1);
   tracker = new_tracker(&f, HMMV_DAMON_PADDR, proc);
   ck_assert_str_eq(hmmv_tracker_get_name(tracker), "damon-paddr");
-  ck_assert_msg(hmmv_tracker_start(tracker, f.vm, &error), "%s",
+  ck_assert_msg(start_tracker(tracker, f.vm, &error), "%s",
                 error != NULL ? error->message : "");
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/contexts/0/operations"), "paddr");
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/contexts/0/targets/0/regions/0/start"),
@@ -615,7 +662,7 @@ START_TEST(test_paddr_monitors_frame_runs)
                  (p < NR_PAGES / 2 ? 0x1000ull + p : 0x40000ull + p + (p >= 3000));
   write_pagemap(pagemap, entries);
   tracker = new_tracker(&f, HMMV_DAMON_PADDR, proc);
-  ck_assert_msg(hmmv_tracker_start(tracker, f.vm, &error), "%s",
+  ck_assert_msg(start_tracker(tracker, f.vm, &error), "%s",
                 error != NULL ? error->message : "");
   ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
   ck_assert_uint_eq(stats.monitored_ranges, 3);
@@ -704,6 +751,7 @@ damon_suite(void)
   tcase_add_test(tc, test_free_kdamond_beside_foreign);
   tcase_add_test(tc, test_cleanup_stale);
   tcase_add_test(tc, test_busy_lock_waited_out);
+  tcase_add_test(tc, test_setup_off_caller_and_cancelled);
   tcase_add_test(tc, test_combined_drops_failed_reads);
   tcase_add_test(tc, test_paddr_maps_frames);
   tcase_add_test(tc, test_paddr_monitors_frame_runs);

@@ -92,14 +92,23 @@ gboolean hmmv_damon_can_acquire(HmmvSysfs *fs, const char *run_dir, GError **err
  * Returns the number of kdamonds cleaned. */
 guint hmmv_damon_cleanup_stale(HmmvSysfs *fs, const char *run_dir, GError **error);
 
-/* A read tracker on DAMON. start() takes a kdamond, configures one context with one target
- * (the VM's QEMU pid, from hmmv_vm_get_pid()) over guest RAM and turns it on; a thread
- * snapshots the regions DAMON saw accessed every aggregation interval; harvest() ORs the
- * snapshots since the last harvest into acc's read bitmap (it never blocks on the kernel);
- * stop() waits for the snapshot in progress (up to two aggregation intervals: DAMON hangs an
- * "off" written while an update command waits), then turns the kdamond off and gives it
- * back. */
+/* A read tracker on DAMON. start() checks the VM (pid, host addresses) and starts the
+ * tracker's thread, which takes a kdamond, configures one context with one target (the
+ * VM's QEMU pid, from hmmv_vm_get_pid()) over guest RAM, turns it on and then snapshots the
+ * regions DAMON saw accessed every aggregation interval: start() never blocks on the
+ * kernel (the setup's writes may wait out DAMON's sysfs lock, up to 5 s each), and a setup
+ * that fails is reported by the next harvest(). harvest() ORs the snapshots since the last
+ * harvest into acc's read bitmap (it never blocks on the kernel either); stop() cancels a
+ * setup in progress or waits for the snapshot in progress (up to two aggregation
+ * intervals: DAMON hangs an "off" written while an update command waits), then turns the
+ * kdamond off and gives it back. */
 HmmvTracker *hmmv_damon_tracker_new(const HmmvDamonOptions *options, GError **error);
+
+/* Waits until the setup start() handed to the thread is done: TRUE when the kdamond runs,
+ * FALSE with the setup's error (or the thread's, if it ended since). For callers that may
+ * block and want the error at once (hmmvctl track, tests). A tracker that is not a DAMON
+ * one: TRUE at once. */
+gboolean hmmv_damon_tracker_wait_setup(HmmvTracker *tracker, GError **error);
 
 typedef struct {
   guint kdamond;            /* index of the kdamond in use */

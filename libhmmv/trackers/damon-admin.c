@@ -37,27 +37,36 @@ hmmv_damon_path(guint index, const char *rest)
   return g_strdup_printf("kdamonds/%u/%s", index, rest);
 }
 
-/* How long a write waits out another holder of damon_sysfs_lock: a command holds it until
- * the kdamond's next aggregation (hmmv's aggregation interval is at most its 1 s interval;
- * nested TCG in the testbed stretches that), 250 x 20 ms = 5 s. */
-#define DAMON_BUSY_TRIES 250u
+/* A write refused with EBUSY is tried again every 20 ms, for patience_ms in all
+ * (HMMV_DAMON_PATIENCE_MS: 250 tries). */
 #define DAMON_BUSY_SLEEP_US 20000u
 
 gboolean
-hmmv_damon_write(HmmvSysfs *fs, const char *path, const char *value, GError **error)
+hmmv_damon_write_full(HmmvSysfs *fs, const char *path, const char *value, guint patience_ms,
+                      GCancellable *cancellable, GError **error)
 {
+  guint tries = MAX(patience_ms * 1000u / DAMON_BUSY_SLEEP_US, 1u);
+
   for (guint attempt = 1;; attempt++) {
     g_autoptr(GError) local_error = NULL;
 
     if (hmmv_sysfs_write(fs, path, value, &local_error))
       return TRUE;
     if (!g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BUSY) ||
-        attempt >= DAMON_BUSY_TRIES) {
+        attempt >= tries) {
       g_propagate_error(error, g_steal_pointer(&local_error));
       return FALSE;
     }
+    if (g_cancellable_set_error_if_cancelled(cancellable, error))
+      return FALSE;
     g_usleep(DAMON_BUSY_SLEEP_US);
   }
+}
+
+gboolean
+hmmv_damon_write(HmmvSysfs *fs, const char *path, const char *value, GError **error)
+{
+  return hmmv_damon_write_full(fs, path, value, HMMV_DAMON_PATIENCE_MS, NULL, error);
 }
 
 const char *
@@ -92,12 +101,14 @@ read_nr_kdamonds(HmmvSysfs *fs, guint *nr, GError **error)
 
 /* Only written when no kdamond runs, so EBUSY here is the lock held by another writer. */
 static gboolean
-write_nr_kdamonds(HmmvSysfs *fs, guint nr, GError **error)
+write_nr_kdamonds(HmmvSysfs *fs, guint nr, guint patience_ms, GCancellable *cancellable,
+                  GError **error)
 {
   char buf[16];
 
   g_snprintf(buf, sizeof(buf), "%u", nr);
-  return hmmv_damon_write(fs, "kdamonds/nr_kdamonds", buf, error);
+  return hmmv_damon_write_full(fs, "kdamonds/nr_kdamonds", buf, patience_ms, cancellable,
+                               error);
 }
 
 static gboolean
@@ -225,9 +236,16 @@ hmmv_damon_can_acquire(HmmvSysfs *fs, const char *run_dir, GError **error)
   return FALSE;
 }
 
-gboolean
-hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int target_pid,
-                   guint *index, GError **error)
+/* Trackers set up on their own threads (damon.c), so two VMs may look for a free kdamond
+ * at once: both would find the same one free before either wrote its record, or both add
+ * kdamonds (the second nr_kdamonds write re-creating the directory the first is setting
+ * up). Taking a kdamond, giving back added ones and cleaning up stale records hold this
+ * lock: hmmv's own view of the kdamond table changes under it only. */
+G_LOCK_DEFINE_STATIC(kdamond_table);
+
+static gboolean
+acquire_locked(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int target_pid,
+               guint patience_ms, GCancellable *cancellable, guint *index, GError **error)
 {
   guint nr;
 
@@ -245,7 +263,7 @@ hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int tar
     return FALSE;
   /* Nothing runs and every kdamond is free: re-creating them loses nobody's setup. */
   if (!write_added(run_dir, nr, error) ||
-      !write_nr_kdamonds(fs, nr + DAMON_ADD_BATCH, error)) {
+      !write_nr_kdamonds(fs, nr + DAMON_ADD_BATCH, patience_ms, cancellable, error)) {
     g_prefix_error(error, "adding kdamonds: ");
     return FALSE;
   }
@@ -253,6 +271,18 @@ hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int tar
     return FALSE;
   *index = nr;
   return TRUE;
+}
+
+gboolean
+hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int target_pid,
+                   guint patience_ms, GCancellable *cancellable, guint *index, GError **error)
+{
+  gboolean ok;
+
+  G_LOCK(kdamond_table);
+  ok = acquire_locked(fs, run_dir, ops, target_pid, patience_ms, cancellable, index, error);
+  G_UNLOCK(kdamond_table);
+  return ok;
 }
 
 static void
@@ -293,7 +323,7 @@ maybe_take_back_added(HmmvSysfs *fs, const char *run_dir)
     if (!kdamond_free(fs, run_dir, i))
       return;
   }
-  if (nr > before && !write_nr_kdamonds(fs, (guint)before, NULL))
+  if (nr > before && !write_nr_kdamonds(fs, (guint)before, HMMV_DAMON_PATIENCE_MS, NULL, NULL))
     return;
   (void)g_unlink(added);
 }
@@ -307,7 +337,13 @@ hmmv_damon_release(HmmvSysfs *fs, const char *run_dir, guint index)
   turn_off(fs, index);
   (void)hmmv_damon_write(fs, contexts, "0", NULL);
   (void)g_unlink(record);
-  maybe_take_back_added(fs, run_dir);
+  /* Giving back is opportunistic: while another tracker's setup holds the table (it may be
+   * waiting out DAMON's lock to add kdamonds), the thread that stops a VM does not wait for
+   * it; the last release, or the next hmmvd's cleanup, gives them back. */
+  if (G_TRYLOCK(kdamond_table)) {
+    maybe_take_back_added(fs, run_dir);
+    G_UNLOCK(kdamond_table);
+  }
 }
 
 static gboolean
@@ -340,8 +376,8 @@ still_ours(HmmvSysfs *fs, guint index, const Record *record)
   return TRUE;
 }
 
-guint
-hmmv_damon_cleanup_stale(HmmvSysfs *fs, const char *run_dir, GError **error)
+static guint
+cleanup_stale_locked(HmmvSysfs *fs, const char *run_dir, GError **error)
 {
   g_autoptr(GDir) dir = NULL;
   g_autoptr(GError) local_error = NULL;
@@ -387,6 +423,17 @@ hmmv_damon_cleanup_stale(HmmvSysfs *fs, const char *run_dir, GError **error)
     g_free(record.ops);
   }
   maybe_take_back_added(fs, run_dir);
+  return cleaned;
+}
+
+guint
+hmmv_damon_cleanup_stale(HmmvSysfs *fs, const char *run_dir, GError **error)
+{
+  guint cleaned;
+
+  G_LOCK(kdamond_table);
+  cleaned = cleanup_stale_locked(fs, run_dir, error);
+  G_UNLOCK(kdamond_table);
   return cleaned;
 }
 

@@ -2,6 +2,7 @@
 /* Kdamond ownership, shared by the DAMON tracker and hmmv_damon_cleanup_stale(). */
 #pragma once
 
+#include <gio/gio.h>
 #include <hmmv/reads.h>
 
 G_BEGIN_DECLS
@@ -14,11 +15,25 @@ char *hmmv_damon_path(guint index, const char *rest);
  * kdamond holds it while it answers a command (update_schemes_tried_regions keeps it across
  * aggregations), so another VM's tracker, or another tool, makes a write fail for a while. */
 gboolean hmmv_damon_write(HmmvSysfs *fs, const char *path, const char *value, GError **error);
+/* hmmv_damon_write()'s wait: a command holds the lock until its kdamond's next aggregation
+ * (hmmv's aggregation interval is at most its 1 s interval; nested TCG in the testbed
+ * stretches that), 5 s. */
+#define HMMV_DAMON_PATIENCE_MS 5000u
+/* A tracker's setup, on its own thread (damon.c), waits longer: 60 s a write. The lock's
+ * holder may be another tool's kdamond with aggregations of seconds (damo, DAMON_RECLAIM),
+ * and giving up leaves the VM tracked for writes only; nobody waits for the setup. */
+#define HMMV_DAMON_SETUP_PATIENCE_MS 60000u
+/* The same with its own patience, giving up (G_IO_ERROR_CANCELLED) between tries once
+ * cancellable is cancelled: a tracker being stopped does not wait out the lock to finish a
+ * setup it will undo. */
+gboolean hmmv_damon_write_full(HmmvSysfs *fs, const char *path, const char *value,
+                               guint patience_ms, GCancellable *cancellable, GError **error);
 
 /* Takes a free kdamond, or adds one when nothing runs and every existing one is free, and
  * records it as hmmv's (owner: this process) before configuring anything in it. */
 gboolean hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops,
-                            int target_pid, guint *index, GError **error);
+                            int target_pid, guint patience_ms, GCancellable *cancellable,
+                            guint *index, GError **error);
 /* (Re)writes the record of kdamond index: ops is what hmmv wrote to operations. */
 gboolean hmmv_damon_write_record(const char *run_dir, guint index, const char *ops,
                                  int target_pid, GError **error);

@@ -36,7 +36,7 @@
  * moves pages) and an accessed physical region marks the guest pages whose frames lie in it.
  */
 #include "../vm-private.h"
-#include "damon-private.h"
+#include "damon-tracker.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,132 +49,10 @@
 #define SNAPSHOT_REGIONS_MAX 100000u
 /* Empty snapshots in a row after one with pages that are taken for races, not idleness. */
 #define DAMON_EMPTY_RACES 2u
-#define PAGEMAP_PFN_MASK ((G_GUINT64_CONSTANT(1) << 55) - 1)
-#define PAGEMAP_PRESENT (G_GUINT64_CONSTANT(1) << 63)
-
-typedef struct {
-  guint64 hva;
-  guint64 nr_pages;
-  guint64 first_page;
-} HvaRange;
-
-typedef struct {
-  guint64 pfn;
-  guint64 page;
-} PfnPage;
-
-typedef struct {
-  guint64 start, end, nr_accesses;
-} RegionSeen;
-
-typedef struct {
-  HmmvSysfs *fs;
-  HmmvDamonOptions options;
-  char *run_dir;
-  char *proc_dir;
-  gboolean acquired;
-  guint index;
-  int target_pid;
-  GArray *ranges;           /* HvaRange by hva */
-  guint64 nr_pages;
-  gsize nr_words;
-  GArray *pfns;             /* PfnPage by pfn (paddr; thread only) */
-  GArray *spans;            /* paddr: the monitored physical ranges, [start, end) pairs of
-                               guint64, sorted (thread only once started) */
-  GArray *seen;             /* RegionSeen of the snapshot being read (thread only) */
-
-  GThread *thread;
-  GMutex lock;
-  gboolean stopping;        /* under lock */
-  guint64 *pending;         /* under lock */
-  guint64 *last;            /* under lock: the last snapshot */
-  guint64 pending_snapshots;
-  guint64 last_marked;      /* under lock: pages read in the last snapshot */
-  guint empty_run;          /* under lock: empty snapshots dropped since the last one kept */
-  GError *thread_error;     /* under lock: the thread ended */
-  HmmvDamonStats stats;     /* under lock */
-} Damon;
-
-static gboolean
-write_attr(Damon *damon, const char *rest, const char *value, GError **error)
-{
-  g_autofree char *path = hmmv_damon_path(damon->index, rest);
-
-  if (!hmmv_damon_write(damon->fs, path, value, error)) {
-    g_prefix_error(error, "kdamond %u: ", damon->index);
-    return FALSE;
-  }
-  return TRUE;
-}
-
-static gboolean
-write_attr_u64(Damon *damon, const char *rest, guint64 value, GError **error)
-{
-  char buf[32];
-
-  g_snprintf(buf, sizeof(buf), "%" G_GUINT64_FORMAT, value);
-  return write_attr(damon, rest, buf, error);
-}
-
-static gint
-pfn_cmp(gconstpointer a, gconstpointer b)
-{
-  guint64 x = ((const PfnPage *)a)->pfn, y = ((const PfnPage *)b)->pfn;
-
-  return x < y ? -1 : x > y;
-}
-
-/* guest pages -> frames, sorted by frame. Pages not present are left out. */
-static gboolean
-read_pfns(Damon *damon, GError **error)
-{
-  g_autofree char *path = g_strdup_printf("%s/%d/pagemap", damon->proc_dir, damon->target_pid);
-  g_autofree guint64 *buf = g_new(guint64, 4096);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-  if (fd < 0) {
-    int saved = errno;
-
-    g_set_error(error, HMMV_ERROR, saved == ENOENT || saved == ESRCH ? HMMV_ERROR_GONE
-                                                                     : HMMV_ERROR_IO,
-                "%s: %s", path, g_strerror(saved));
-    return FALSE;
-  }
-  g_array_set_size(damon->pfns, 0);
-  for (guint r = 0; r < damon->ranges->len; r++) {
-    const HvaRange *range = &g_array_index(damon->ranges, HvaRange, r);
-
-    for (guint64 done = 0; done < range->nr_pages;) {
-      guint64 count = MIN(range->nr_pages - done, 4096u);
-      off_t offset = (off_t)(((range->hva >> HMMV_PAGE_SHIFT) + done) * 8);
-      ssize_t n = pread(fd, buf, count * 8, offset);
-
-      if (n <= 0) {
-        int saved = n < 0 ? errno : EIO;
-
-        close(fd);
-        g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "%s: %s", path, g_strerror(saved));
-        return FALSE;
-      }
-      count = (guint64)n / 8;
-      for (guint64 i = 0; i < count; i++) {
-        PfnPage entry = { buf[i] & PAGEMAP_PFN_MASK, range->first_page + done + i };
-
-        /* without CAP_SYS_ADMIN the kernel reports frame 0 */
-        if ((buf[i] & PAGEMAP_PRESENT) && entry.pfn != 0)
-          g_array_append_val(damon->pfns, entry);
-      }
-      done += count;
-    }
-  }
-  close(fd);
-  g_array_sort(damon->pfns, pfn_cmp);
-  return TRUE;
-}
 
 /* First frame entry at or above pfn (paddr). */
 static guint
-pfn_lower_bound(Damon *damon, guint64 pfn)
+pfn_lower_bound(HmmvDamonTracker *damon, guint64 pfn)
 {
   guint lo = 0, hi = damon->pfns->len;
 
@@ -192,7 +70,7 @@ pfn_lower_bound(Damon *damon, guint64 pfn)
 /* Whether [start, end) holds any page of the VM: with paddr, the span monitored also holds
  * other processes' frames (QEMU's own code buffer is among the most accessed). */
 static gboolean
-holds_vm_pages(Damon *damon, guint64 start, guint64 end)
+holds_vm_pages(HmmvDamonTracker *damon, guint64 start, guint64 end)
 {
   guint i;
 
@@ -205,7 +83,7 @@ holds_vm_pages(Damon *damon, guint64 start, guint64 end)
 
 /* Marks in bitmap the VM pages of [start, end) (host virtual or physical addresses). */
 static void
-mark_range(Damon *damon, guint64 *bitmap, guint64 start, guint64 end)
+mark_range(HmmvDamonTracker *damon, guint64 *bitmap, guint64 start, guint64 end)
 {
   if (damon->options.ops == HMMV_DAMON_PADDR) {
     guint64 last = (end + HMMV_PAGE_SIZE - 1) >> HMMV_PAGE_SHIFT;
@@ -246,12 +124,9 @@ thread_cpu_ns(void)
   return (guint64)ts.tv_sec * G_GUINT64_CONSTANT(1000000000) + (guint64)ts.tv_nsec;
 }
 
-static gboolean write_regions(Damon *damon, GError **error);
-static guint64 frames_outside(Damon *damon);
-
 /* One snapshot: ask DAMON for the regions of its last aggregation, read them, mark pages. */
 static gboolean
-snapshot(Damon *damon, guint64 *bitmap, guint64 *nr_regions, guint64 *nr_marked,
+snapshot(HmmvDamonTracker *damon, guint64 *bitmap, guint64 *nr_regions, guint64 *nr_marked,
          GError **error)
 {
   g_autofree char *state = NULL;
@@ -260,20 +135,21 @@ snapshot(Damon *damon, guint64 *bitmap, guint64 *nr_regions, guint64 *nr_marked,
 
   g_array_set_size(damon->seen, 0);
   if (damon->options.ops == HMMV_DAMON_PADDR) {
-    if (!read_pfns(damon, error))
+    if (!hmmv_damon_read_pfns(damon, error))
       return FALSE;
     /* More than 1/16 of the frames outside what DAMON watches (hmmv's own moves, mostly):
      * new ranges, handed to the running kdamond with "commit" (it keeps the monitoring
      * results where old and new ranges overlap). */
-    if (frames_outside(damon) * 16 > damon->pfns->len) {
-      if (!write_regions(damon, error) || !write_attr(damon, "state", "commit", error))
+    if (hmmv_damon_frames_outside(damon) * 16 > damon->pfns->len) {
+      if (!hmmv_damon_write_regions(damon, error) ||
+          !hmmv_damon_write_attr(damon, "state", "commit", error))
         return FALSE;
       g_mutex_lock(&damon->lock);
       damon->stats.recommits++;
       g_mutex_unlock(&damon->lock);
     }
   }
-  if (!write_attr(damon, "state", "update_schemes_tried_regions", error))
+  if (!hmmv_damon_write_attr(damon, "state", "update_schemes_tried_regions", error))
     return FALSE;
   /* The kdamond ends by itself when its target process exits. */
   if (!hmmv_sysfs_read(damon->fs, state_path, &state, error))
@@ -323,9 +199,20 @@ snapshot(Damon *damon, guint64 *bitmap, guint64 *nr_regions, guint64 *nr_marked,
 static gpointer
 damon_thread(gpointer data)
 {
-  Damon *damon = data;
+  HmmvDamonTracker *damon = data;
   g_autofree guint64 *bitmap = g_new0(guint64, damon->nr_words);
+  g_autoptr(GError) setup_error = NULL;
+  gboolean set_up = hmmv_damon_setup(damon, &setup_error);
 
+  g_mutex_lock(&damon->lock);
+  damon->setting_up = FALSE;
+  /* a setup cancelled by stop() is no error of the tracker's */
+  if (!set_up && !damon->stopping)
+    damon->thread_error = g_steal_pointer(&setup_error);
+  g_cond_broadcast(&damon->cond);
+  g_mutex_unlock(&damon->lock);
+  if (!set_up)
+    return NULL;
   for (;;) {
     g_autoptr(GError) error = NULL;
     guint64 regions = 0, marked = 0, t0, t1;
@@ -376,223 +263,15 @@ damon_thread(gpointer data)
   return NULL;
 }
 
-static void
-choose_sizes(Damon *damon)
-{
-  HmmvDamonStats *stats = &damon->stats;
-  guint interval_ms = MAX(damon->options.interval_ms, 10u);
-
-  stats->aggr_us = interval_ms * 500u;
-  stats->sample_us = damon->options.sample_us != 0 ? damon->options.sample_us
-                                                   : MAX(stats->aggr_us / 10u, 1000u);
-  stats->sample_us = MIN(stats->sample_us, stats->aggr_us);
-  stats->max_nr_regions = damon->options.max_nr_regions != 0
-                            ? damon->options.max_nr_regions
-                            : (guint)CLAMP(damon->nr_pages / 16, 100, 10000);
-  stats->max_nr_regions = MAX(stats->max_nr_regions, 10u);
-  stats->min_nr_regions = MAX(stats->max_nr_regions / 4, 10u);
-  stats->min_accesses = MAX(damon->options.min_accesses, 1u);
-  stats->min_nr_regions = MIN(stats->min_nr_regions, stats->max_nr_regions);
-}
-
-/* paddr: the physical ranges to monitor, the runs of the VM's frames (sorted), at most
- * max_runs of them: runs closer than a gap are joined, the gap doubling (1, 2, 4.. frames)
- * until they fit. One span from the lowest frame to the highest, as before, put the frames
- * of every other process in between into DAMON's regions: a 64 MiB guest on tmpfs in the
- * 2 GiB testbed had its regions spread over the whole span, each region's one sampled frame
- * mostly not the VM's, and recall 0.045-0.82. DAMON never merges regions that do not touch,
- * so it spends its regions on guest frames only. */
-static void
-frame_runs(Damon *damon, guint max_runs, GArray *out)
-{
-  guint64 gap = 0;
-
-  max_runs = MAX(max_runs, 1u);
-  for (;;) {
-    g_array_set_size(out, 0);
-    for (guint i = 0; i < damon->pfns->len; i++) {
-      guint64 pfn = g_array_index(damon->pfns, PfnPage, i).pfn;
-      guint64 *last = out->len > 0 ? &g_array_index(out, guint64, out->len - 2) : NULL;
-
-      if (last != NULL && pfn <= (last[1] >> HMMV_PAGE_SHIFT) + gap) {
-        last[1] = MAX(last[1], (pfn + 1) << HMMV_PAGE_SHIFT);
-      } else {
-        guint64 run[2] = { pfn << HMMV_PAGE_SHIFT, (pfn + 1) << HMMV_PAGE_SHIFT };
-
-        g_array_append_vals(out, run, 2);
-      }
-    }
-    if (out->len / 2 <= max_runs)
-      return;
-    gap = gap == 0 ? 1 : gap * 2;
-  }
-}
-
-/* paddr: VM frames outside the monitored ranges (hmmv moved them, or the guest touched new
- * pages). */
-static guint64
-frames_outside(Damon *damon)
-{
-  guint64 outside = 0;
-  guint s = 0;
-
-  for (guint i = 0; i < damon->pfns->len; i++) {
-    guint64 addr = g_array_index(damon->pfns, PfnPage, i).pfn << HMMV_PAGE_SHIFT;
-
-    while (s < damon->spans->len / 2 && g_array_index(damon->spans, guint64, 2 * s + 1) <= addr)
-      s++;
-    outside += s >= damon->spans->len / 2 || g_array_index(damon->spans, guint64, 2 * s) > addr;
-  }
-  return outside;
-}
-
-/* Cuts the spans into pieces of one size, page aligned, at least min_pieces in all. DAMON
- * starts from the regions it is given and at most doubles or triples their number each
- * aggregation: from one region over 64 MiB it took 6-8 aggregations to split down to its
- * 256-region floor, and the snapshots until then marked all or most of guest RAM read (the
- * testbed, loaded: 3,000-8,000 pages of a 2,048-page read set in the first 8 intervals,
- * which kept them warm for the rest of a 30-interval run: precision 0.450). */
-static GArray *
-split_spans(GArray *spans, guint min_pieces)
-{
-  GArray *out = g_array_new(FALSE, FALSE, sizeof(guint64) * 2);
-  guint64 total = 0, piece;
-
-  for (guint i = 0; i < spans->len; i++)
-    total += g_array_index(spans, guint64, 2 * i + 1) - g_array_index(spans, guint64, 2 * i);
-  piece = MAX(total / MAX(min_pieces, 1u) & ~(guint64)(HMMV_PAGE_SIZE - 1), HMMV_PAGE_SIZE);
-  for (guint i = 0; i < spans->len; i++) {
-    guint64 start = g_array_index(spans, guint64, 2 * i);
-    guint64 end = g_array_index(spans, guint64, 2 * i + 1);
-
-    while (start < end) {
-      guint64 cut[2] = { start, end - start > piece + piece / 2 ? start + piece : end };
-
-      g_array_append_val(out, cut);
-      start = cut[1];
-    }
-  }
-  g_array_unref(spans);
-  return out;
-}
-
-/* The monitored space: vaddr, guest RAM's host ranges; paddr, the runs of its frames. */
-static gboolean
-write_regions(Damon *damon, GError **error)
-{
-  g_autoptr(GArray) spans = g_array_new(FALSE, FALSE, sizeof(guint64) * 2);
-
-
-  if (damon->options.ops == HMMV_DAMON_PADDR) {
-    if (!read_pfns(damon, error))
-      return FALSE;
-    if (damon->pfns->len == 0) {
-      g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
-                  "no frame of guest RAM is visible in /proc/%d/pagemap (none present, or "
-                  "no CAP_SYS_ADMIN)", damon->target_pid);
-      return FALSE;
-    }
-    frame_runs(damon, damon->stats.max_nr_regions / 2, damon->spans);
-    g_array_append_vals(spans, damon->spans->data, damon->spans->len / 2);
-    g_mutex_lock(&damon->lock);
-    damon->stats.monitored_ranges = damon->spans->len / 2;
-    g_mutex_unlock(&damon->lock);
-  } else {
-    for (guint r = 0; r < damon->ranges->len; r++) {
-      const HvaRange *range = &g_array_index(damon->ranges, HvaRange, r);
-      guint64 span[2] = { range->hva, range->hva + (range->nr_pages << HMMV_PAGE_SHIFT) };
-
-      g_array_append_val(spans, span);
-    }
-  }
-  spans = split_spans(spans, damon->stats.min_nr_regions);
-  if (!write_attr_u64(damon, "contexts/0/targets/0/regions/nr_regions", spans->len, error))
-    return FALSE;
-  for (guint i = 0; i < spans->len; i++) {
-    const guint64 *span = &g_array_index(spans, guint64, 2 * i);
-    g_autofree char *start = g_strdup_printf("contexts/0/targets/0/regions/%u/start", i);
-    g_autofree char *end = g_strdup_printf("contexts/0/targets/0/regions/%u/end", i);
-
-    /* end first: the kernel does not check the pair until "on" */
-    if (!write_attr_u64(damon, end, span[1], error) ||
-        !write_attr_u64(damon, start, span[0], error))
-      return FALSE;
-  }
-  return TRUE;
-}
-
-static gboolean
-configure(Damon *damon, GError **error)
-{
-  const char *ops = hmmv_damon_ops_name(damon->options.ops);
-  const char *kernel_ops;
-  HmmvDamonStats *s = &damon->stats;
-  g_autofree char *avail = NULL;
-  g_autofree char *avail_path = hmmv_damon_path(damon->index, "contexts/0/avail_operations");
-  g_auto(GStrv) words = NULL;
-
-  if (!write_attr(damon, "contexts/nr_contexts", "1", error))
-    return FALSE;
-  if (!hmmv_sysfs_read(damon->fs, avail_path, &avail, error))
-    return FALSE;
-  words = g_strsplit_set(avail, " \n", -1);
-  if (!g_strv_contains((const char *const *)words, ops)) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
-                "DAMON here offers \"%s\", not %s", avail, ops);
-    return FALSE;
-  }
-  /* fvaddr (6.1+) is vaddr over the ranges given, which stay put; vaddr proper replaces
-   * them every update interval with three regions spanning the whole process (heap, mmap
-   * area, stack), spreading its regions over QEMU's gigabytes of address space instead of
-   * guest RAM. */
-  kernel_ops = damon->options.ops == HMMV_DAMON_VADDR &&
-               g_strv_contains((const char *const *)words, "fvaddr") ? "fvaddr" : ops;
-  if (!hmmv_damon_write_record(damon->run_dir, damon->index, kernel_ops, damon->target_pid,
-                               error))
-    return FALSE;
-  choose_sizes(damon);
-  if (!write_attr(damon, "contexts/0/operations", kernel_ops, error) ||
-      !write_attr_u64(damon, "contexts/0/monitoring_attrs/intervals/sample_us", s->sample_us,
-                      error) ||
-      !write_attr_u64(damon, "contexts/0/monitoring_attrs/intervals/aggr_us", s->aggr_us,
-                      error) ||
-      /* vaddr re-reads the mappings this often: once a second is plenty for guest RAM */
-      !write_attr_u64(damon, "contexts/0/monitoring_attrs/intervals/update_us",
-                      MAX(s->aggr_us, 1000000u), error) ||
-      !write_attr_u64(damon, "contexts/0/monitoring_attrs/nr_regions/max", s->max_nr_regions,
-                      error) ||
-      !write_attr_u64(damon, "contexts/0/monitoring_attrs/nr_regions/min", s->min_nr_regions,
-                      error) ||
-      !write_attr(damon, "contexts/0/targets/nr_targets", "1", error))
-    return FALSE;
-  if (damon->options.ops == HMMV_DAMON_VADDR &&
-      !write_attr_u64(damon, "contexts/0/targets/0/pid_target", (guint64)damon->target_pid,
-                      error))
-    return FALSE;
-  if (!write_regions(damon, error) ||
-      !write_attr(damon, "contexts/0/schemes/nr_schemes", "1", error) ||
-      !write_attr(damon, "contexts/0/schemes/0/action", "stat", error) ||
-      !write_attr(damon, "contexts/0/schemes/0/access_pattern/sz/max",
-                  "18446744073709551615", error) ||
-      !write_attr(damon, "contexts/0/schemes/0/access_pattern/sz/min", "0", error) ||
-      !write_attr(damon, "contexts/0/schemes/0/access_pattern/nr_accesses/max", "4294967295",
-                  error) ||
-      !write_attr(damon, "contexts/0/schemes/0/access_pattern/nr_accesses/min", "1", error) ||
-      !write_attr(damon, "contexts/0/schemes/0/access_pattern/age/max", "4294967295", error) ||
-      !write_attr(damon, "contexts/0/schemes/0/access_pattern/age/min", "0", error) ||
-      !write_attr(damon, "state", "on", error))
-    return FALSE;
-  return TRUE;
-}
-
 static void damon_stop(HmmvTracker *tracker);
 
+/* Checks what it can without the kernel and hands the kdamond's setup to the thread
+ * (hmmv_damon_setup()); a setup that fails is reported by the next harvest, as a snapshot
+ * thread's failure is. */
 static gboolean
 damon_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
 {
-  Damon *damon = tracker->priv;
-  g_autofree char *pid_path = NULL;
-  guint64 kdamond_pid = 0;
+  HmmvDamonTracker *damon = tracker->priv;
 
   /* started again (the VM's layout changed): start over with the new layout */
   damon_stop(tracker);
@@ -617,24 +296,16 @@ damon_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
     }
     g_array_append_val(damon->ranges, range);
   }
-  if (!hmmv_damon_acquire(damon->fs, damon->run_dir, damon->options.ops, damon->target_pid,
-                          &damon->index, error))
-    return FALSE;
-  damon->acquired = TRUE;
-  if (!configure(damon, error)) {
-    hmmv_damon_release(damon->fs, damon->run_dir, damon->index);
-    damon->acquired = FALSE;
-    return FALSE;
-  }
-  pid_path = hmmv_damon_path(damon->index, "pid");
-  (void)hmmv_sysfs_read_u64(damon->fs, pid_path, &kdamond_pid, NULL);
-  damon->stats.kdamond = damon->index;
-  damon->stats.kdamond_pid = (int)kdamond_pid;
+  g_mutex_lock(&damon->lock);
+  hmmv_damon_choose_sizes(damon);
   damon->pending = g_new0(guint64, damon->nr_words);
   damon->last = g_new0(guint64, damon->nr_words);
   damon->stopping = FALSE;
+  damon->setting_up = TRUE;
   damon->last_marked = 0;
   damon->empty_run = 0;
+  g_mutex_unlock(&damon->lock);
+  damon->cancel = g_cancellable_new();
   damon->thread = g_thread_new("hmmv-damon", damon_thread, damon);
   return TRUE;
 }
@@ -642,7 +313,7 @@ damon_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
 static gboolean
 damon_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
 {
-  Damon *damon = tracker->priv;
+  HmmvDamonTracker *damon = tracker->priv;
   guint64 any = 0;
 
   (void)vm;
@@ -677,12 +348,14 @@ damon_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
 static void
 damon_stop(HmmvTracker *tracker)
 {
-  Damon *damon = tracker->priv;
+  HmmvDamonTracker *damon = tracker->priv;
 
   if (damon->thread != NULL) {
     g_mutex_lock(&damon->lock);
     damon->stopping = TRUE;
     g_mutex_unlock(&damon->lock);
+    /* a setup, or a snapshot's command, waiting out DAMON's lock gives up */
+    g_cancellable_cancel(damon->cancel);
     /* The thread finishes the update_schemes_tried_regions it is in (at most two
      * aggregation intervals) before the kdamond is turned off: writing "off" while that
      * command waits for the kdamond hung the writer in the kernel (6.12, seen in the
@@ -690,6 +363,7 @@ damon_stop(HmmvTracker *tracker)
     g_thread_join(damon->thread);
     damon->thread = NULL;
   }
+  g_clear_object(&damon->cancel);
   if (damon->acquired) {
     hmmv_damon_release(damon->fs, damon->run_dir, damon->index);
     damon->acquired = FALSE;
@@ -702,7 +376,7 @@ damon_stop(HmmvTracker *tracker)
 static void
 damon_destroy(HmmvTracker *tracker)
 {
-  Damon *damon = tracker->priv;
+  HmmvDamonTracker *damon = tracker->priv;
 
   damon_stop(tracker);
   g_array_unref(damon->ranges);
@@ -711,6 +385,7 @@ damon_destroy(HmmvTracker *tracker)
   g_array_unref(damon->spans);
   hmmv_sysfs_unref(damon->fs);
   g_mutex_clear(&damon->lock);
+  g_cond_clear(&damon->cond);
   g_free(damon->run_dir);
   g_free(damon->proc_dir);
   g_free(damon);
@@ -735,7 +410,7 @@ static const struct hmmv_tracker_ops damon_paddr_ops = {
 HmmvTracker *
 hmmv_damon_tracker_new(const HmmvDamonOptions *options, GError **error)
 {
-  Damon *damon = g_new0(Damon, 1);
+  HmmvDamonTracker *damon = g_new0(HmmvDamonTracker, 1);
 
   damon->options = *options;
   damon->fs = options->fs != NULL ? hmmv_sysfs_ref(options->fs)
@@ -750,6 +425,7 @@ hmmv_damon_tracker_new(const HmmvDamonOptions *options, GError **error)
   damon->seen = g_array_new(FALSE, FALSE, sizeof(RegionSeen));
   damon->spans = g_array_new(FALSE, FALSE, sizeof(guint64));
   g_mutex_init(&damon->lock);
+  g_cond_init(&damon->cond);
   return hmmv_tracker_new(options->ops == HMMV_DAMON_PADDR ? &damon_paddr_ops
                                                            : &damon_vaddr_ops,
                           damon, error);
@@ -758,7 +434,7 @@ hmmv_damon_tracker_new(const HmmvDamonOptions *options, GError **error)
 gboolean
 hmmv_damon_tracker_get_stats(HmmvTracker *tracker, HmmvDamonStats *stats)
 {
-  Damon *damon;
+  HmmvDamonTracker *damon;
 
   if (tracker == NULL ||
       (tracker->ops != &damon_vaddr_ops && tracker->ops != &damon_paddr_ops))
@@ -768,4 +444,26 @@ hmmv_damon_tracker_get_stats(HmmvTracker *tracker, HmmvDamonStats *stats)
   *stats = damon->stats;
   g_mutex_unlock(&damon->lock);
   return TRUE;
+}
+
+gboolean
+hmmv_damon_tracker_wait_setup(HmmvTracker *tracker, GError **error)
+{
+  HmmvDamonTracker *damon;
+  gboolean ok;
+
+  if (tracker == NULL ||
+      (tracker->ops != &damon_vaddr_ops && tracker->ops != &damon_paddr_ops))
+    return TRUE;
+  damon = tracker->priv;
+  g_mutex_lock(&damon->lock);
+  while (damon->setting_up)
+    g_cond_wait(&damon->cond, &damon->lock);
+  ok = damon->thread_error == NULL && damon->pending != NULL && !damon->stopping;
+  if (damon->thread_error != NULL)
+    g_propagate_error(error, g_error_copy(damon->thread_error));
+  else if (!ok)
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "DAMON tracker not started");
+  g_mutex_unlock(&damon->lock);
+  return ok;
 }

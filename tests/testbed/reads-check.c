@@ -332,7 +332,8 @@ main(int argc, char **argv)
   options.fs = fs;
   options.run_dir = run_dir;
   tracker = hmmv_damon_tracker_new(&options, &error);
-  if (tracker == NULL || !hmmv_tracker_start(tracker, vm, &error)) {
+  if (tracker == NULL || !hmmv_tracker_start(tracker, vm, &error) ||
+      !hmmv_damon_tracker_wait_setup(tracker, &error)) {
     printf("reads-check: damon-%s unavailable: %s\n", hmmv_damon_ops_name(options.ops),
            error->message);
     hmmv_tracker_free(tracker);

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The DAMON read tracker's state, shared by damon.c (start, stop, harvest and the thread's
+ * snapshots) and damon-setup.c (taking and configuring a kdamond, on that thread). */
+#pragma once
+
+#include "damon-private.h"
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define PAGEMAP_PFN_MASK ((G_GUINT64_CONSTANT(1) << 55) - 1)
+#define PAGEMAP_PRESENT (G_GUINT64_CONSTANT(1) << 63)
+
+typedef struct {
+  guint64 hva;
+  guint64 nr_pages;
+  guint64 first_page;
+} HvaRange;
+
+typedef struct {
+  guint64 pfn;
+  guint64 page;
+} PfnPage;
+
+typedef struct {
+  guint64 start, end, nr_accesses;
+} RegionSeen;
+
+typedef struct {
+  HmmvSysfs *fs;
+  HmmvDamonOptions options;
+  char *run_dir;
+  char *proc_dir;
+  gboolean acquired;
+  guint index;
+  int target_pid;
+  GArray *ranges;           /* HvaRange by hva */
+  guint64 nr_pages;
+  gsize nr_words;
+  GArray *pfns;             /* PfnPage by pfn (paddr; thread only) */
+  GArray *spans;            /* paddr: the monitored physical ranges, [start, end) pairs of
+                               guint64, sorted (thread only once started) */
+  GArray *seen;             /* RegionSeen of the snapshot being read (thread only) */
+
+  GThread *thread;
+  GCancellable *cancel;     /* stop(): a setup waiting out DAMON's lock gives up */
+  GMutex lock;
+  GCond cond;               /* the setup ended (setting_up cleared) */
+  gboolean setting_up;      /* under lock: the thread is still taking and configuring the
+                               kdamond */
+  gboolean stopping;        /* under lock */
+  guint64 *pending;         /* under lock */
+  guint64 *last;            /* under lock: the last snapshot */
+  guint64 pending_snapshots;
+  guint64 last_marked;      /* under lock: pages read in the last snapshot */
+  guint empty_run;          /* under lock: empty snapshots dropped since the last one kept */
+  GError *thread_error;     /* under lock: the thread ended */
+  HmmvDamonStats stats;     /* under lock */
+} HmmvDamonTracker;
+
+/* The thread's writes under kdamonds/INDEX/: they wait out DAMON's sysfs lock (60 s a write
+ * while setting up, 5 s after) unless stop() cancelled the tracker. */
+gboolean hmmv_damon_write_attr(HmmvDamonTracker *damon, const char *rest, const char *value,
+                               GError **error);
+/* paddr: guest pages -> frames (damon->pfns), sorted by frame; pages not present left out. */
+gboolean hmmv_damon_read_pfns(HmmvDamonTracker *damon, GError **error);
+/* paddr: VM frames outside the monitored ranges. */
+guint64 hmmv_damon_frames_outside(HmmvDamonTracker *damon);
+/* The monitored space, written to the kdamond's target regions. */
+gboolean hmmv_damon_write_regions(HmmvDamonTracker *damon, GError **error);
+/* The kdamond's sizes into damon->stats, from the options and the VM's size. */
+void hmmv_damon_choose_sizes(HmmvDamonTracker *damon);
+/* Takes a kdamond, configures it and turns it on (the thread, before its first snapshot). */
+gboolean hmmv_damon_setup(HmmvDamonTracker *damon, GError **error);
+
+G_END_DECLS
