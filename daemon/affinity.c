@@ -103,6 +103,31 @@ mems_node(const char *mems_text, const HmmvTopology *topo, GArray *bits)
   return node;
 }
 
+gboolean
+hmmvd_affinity_mems_allowed(const char *proc_root, int pid, guint32 *mask)
+{
+  g_autofree char *path = g_strdup_printf("%s/%d/status", proc_root != NULL ? proc_root
+                                                                             : "/proc", pid);
+  g_autoptr(GArray) bits = g_array_new(FALSE, TRUE, sizeof(gboolean));
+  g_autofree char *text = NULL;
+  g_autofree char *mems = NULL;
+  gsize length = 0;
+
+  *mask = 0;
+  if (pid <= 0 || !g_file_get_contents(path, &text, &length, NULL) ||
+      length > AFFINITY_MAX_STATUS_BYTES)
+    return FALSE;
+  mems = status_value(text, "Mems_allowed_list");
+  /* ids above HMMV_MAX_NODE_ID are not nodes hmmv places pages on: a list naming one
+   * (a 64-node host) is refused rather than read wrong */
+  if (mems == NULL || !parse_ids(mems, HMMV_MAX_NODE_ID, bits))
+    return FALSE;
+  for (guint id = 0; id <= HMMV_MAX_NODE_ID; id++)
+    if (g_array_index(bits, gboolean, id))
+      *mask |= 1u << id;
+  return *mask != 0;
+}
+
 int
 hmmvd_affinity_cpu_node(const char *proc_root, int pid, const HmmvTopology *topo,
                         const char **source)

@@ -16,4 +16,11 @@ G_BEGIN_DECLS
 int hmmvd_affinity_cpu_node(const char *proc_root, int pid, const HmmvTopology *topo,
                             const char **source);
 
+/* The nodes QEMU's memory may be on: the Mems_allowed_list of pid's task (its cpuset.mems:
+ * libvirt's numatune strict or restrictive, numactl --membind under a cpuset, systemd's
+ * AllowedMemoryNodes), as a bit per node id 0..HMMV_MAX_NODE_ID. move_pages(2) checks exactly
+ * this task's set (cpuset_mems_allowed) and refuses any other node with EACCES. FALSE when
+ * the file cannot be read (the process is gone) or the list is malformed. */
+gboolean hmmvd_affinity_mems_allowed(const char *proc_root, int pid, guint32 *mask);
+
 G_END_DECLS

@@ -176,6 +176,19 @@ hmmvd_libvirt_numatune_conflict(const char *domain_xml, const HmmvTopology *topo
   return NULL;
 }
 
+guint64
+hmmvd_libvirt_numatune_nodes(const char *domain_xml)
+{
+  g_auto(XmlScan) scan = { 0 };
+  guint64 mask = 0;
+
+  if (!xml_scan(domain_xml, &scan, NULL) || scan.nodeset == NULL)
+    return 0;
+  if (scan.mode != NULL && strcmp(scan.mode, "preferred") == 0)
+    return 0;
+  return hmmvd_libvirt_parse_nodeset(scan.nodeset, &mask, NULL) ? mask : 0;
+}
+
 static gboolean
 parse_pid(const char *text, const char *path, int *pid, GError **error)
 {

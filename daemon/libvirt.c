@@ -188,6 +188,7 @@ typedef struct {
   int pid;
   guint64 max_ram_bytes;
   guint interval_ms;
+  guint32 numatune_nodes;       /* hmmvd_libvirt_numatune_nodes, within 0..HMMV_MAX_NODE_ID */
   /* results */
   HmmvQmp *qmp;
   HmmvVm *vm;
@@ -249,12 +250,14 @@ domain_start_done(GObject *source_object, GAsyncResult *result, gpointer user_da
                                    start->max_ram_bytes, g_steal_pointer(&start->vm),
                                    g_steal_pointer(&start->tracker), NULL)) {
     g_message("vm %s: libvirt domain %s, QEMU pid %d", start->name, start->uuid, start->pid);
+    hmmvd_vms_set_bound_nodes(lv->vms, start->name, start->numatune_nodes);
   }
   refresh_quota_by_name(lv, start->name);
 }
 
 static void
-domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid)
+domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid,
+             guint32 numatune_nodes)
 {
   const char *name = virDomainGetName(dom);
   g_autoptr(GError) local_error = NULL;
@@ -276,6 +279,7 @@ domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid)
   /* libvirt's view of the domain's memory (KiB; DIMMs included) bounds what QEMU claims. */
   start->max_ram_bytes = (guint64)virDomainGetMaxMemory(dom) << 10;
   start->interval_ms = lv->config->interval_ms;
+  start->numatune_nodes = numatune_nodes;
   start->qmp = qmp;
   /* listed meanwhile, so status shows it and a quota can be read for it */
   hmmvd_vms_add_starting(lv->vms, name, HMMVD_SOURCE_LIBVIRT, pid, uuid);
@@ -298,6 +302,7 @@ add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
   DomainStart *starting = g_hash_table_lookup(lv->starting, name);
   char *xml;
   int pid = -1;
+  guint32 numatune_nodes = 0;
 
   virDomainGetUUIDString(dom, uuid);
   if (info != NULL && info->source != HMMVD_SOURCE_LIBVIRT) {
@@ -318,6 +323,9 @@ add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
     reason = g_strdup_printf("cannot read the domain XML: %s", last_error_message());
   } else {
     conflict = hmmvd_libvirt_numatune_conflict(xml, lv->topo);
+    /* hmmv's node ids: a binding to nodes above them binds nothing hmmv places on */
+    numatune_nodes = (guint32)(hmmvd_libvirt_numatune_nodes(xml) &
+                               ((G_GUINT64_CONSTANT(1) << (HMMV_MAX_NODE_ID + 1)) - 1));
     free(xml);
   }
   g_hash_table_remove(lv->starting, name);  /* another QEMU: its start-up counts no more */
@@ -330,7 +338,7 @@ add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
     hmmvd_vms_lookup(lv->vms, name)->dropped = reason != NULL && pid > 0;
     return;
   }
-  domain_start(lv, dom, uuid, pid);
+  domain_start(lv, dom, uuid, pid, numatune_nodes);
 }
 
 static void

@@ -55,6 +55,13 @@ gboolean hmmvd_libvirt_parse_nodeset(const char *nodeset, guint64 *mask, GError 
 /* NULL when the domain's numatune lets hmmv move pages between the tiers of topo, else the
  * reason it does not (for the VM's status). */
 char *hmmvd_libvirt_numatune_conflict(const char *domain_xml, const HmmvTopology *topo);
+/* The nodes the domain's numatune binds its memory to (modes strict, restrictive and
+ * interleave; libvirt's default is strict), a bit per node; 0 when it binds nothing (no
+ * numatune, mode preferred, or XML hmmvd cannot read: numatune_conflict reports that). hmmvd
+ * never moves the domain's pages to another node, whether or not the kernel enforces the
+ * binding through the cpuset (libvirt without the cpuset controller uses a memory policy,
+ * which move_pages(2) ignores). */
+guint64 hmmvd_libvirt_numatune_nodes(const char *domain_xml);
 /* QEMU's pid: run_dir/NAME.pid, else the pid attribute of <domstatus> in run_dir/NAME.xml. */
 gboolean hmmvd_libvirt_read_pid(const char *run_dir, const char *name, int *pid,
                                 GError **error);

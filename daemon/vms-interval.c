@@ -25,15 +25,50 @@ log_fallback(HmmvdVms *vms)
   vms->fallback_note = g_strdup(note);
 }
 
-/* Where each VM's vCPUs run, re-read every 8 intervals (libvirt can re-pin a live domain);
- * the modelled host of the sim mover has no CPUs to pin to. */
+/* "1,3", or "any" for 0 (every node). */
+static char *
+nodes_text(guint32 mask)
+{
+  GString *text = g_string_new(NULL);
+
+  for (int id = 0; id <= HMMV_MAX_NODE_ID; id++)
+    if (mask & (1u << id))
+      g_string_append_printf(text, "%s%d", text->len > 0 ? "," : "", id);
+  return g_string_free(text->len > 0 ? text : (g_string_append(text, "any"), text), FALSE);
+}
+
+/* The nodes its pages may go to: its QEMU's cpuset (Mems_allowed_list: what move_pages(2)
+ * enforces) and its source's binding (libvirt numatune, also where libvirt binds with a
+ * memory policy only), within the topology; 0 when that is every node. The sim mover's
+ * modelled host has no processes: the binding alone. */
+static guint32
+allowed_nodes(HmmvdVms *vms, const VmEntry *entry, const HmmvTopology *topo)
+{
+  guint32 all = 0, mems = 0, allowed;
+
+  for (guint i = 0; i < hmmv_topology_get_nr_nodes(topo); i++)
+    all |= 1u << hmmv_topology_get_node(topo, i)->id;
+  allowed = all;
+  if (!hmmvd_vms_mover_is_sim(vms->mover) &&
+      hmmvd_affinity_mems_allowed(NULL, entry->info.pid, &mems))
+    allowed &= mems;
+  if (entry->info.bound_nodes != 0)
+    allowed &= entry->info.bound_nodes;
+  return allowed == all ? 0 : allowed;
+}
+
+/* Where each VM's vCPUs run and which nodes its memory may use, re-read every 8 intervals
+ * (libvirt can re-pin a live domain and change a live numatune nodeset), and for a VM before
+ * its first interval or when its source's binding changed. The modelled host of the sim
+ * mover has no CPUs to pin to. Called between intervals: the core's VMs are not in use. */
 static void
 update_affinity(HmmvdVms *vms)
 {
+  gboolean all = vms->intervals_started % 8 == 1;
   GHashTableIter iter;
   gpointer value;
 
-  if (vms->mover == NULL || hmmvd_vms_mover_is_sim(vms->mover) || vms->intervals_started % 8 != 1)
+  if (vms->mover == NULL)
     return;
   g_hash_table_iter_init(&iter, vms->entries);
   while (g_hash_table_iter_next(&iter, NULL, &value)) {
@@ -41,9 +76,23 @@ update_affinity(HmmvdVms *vms)
     HmmvVm *vm = entry->info.in_core ? hmmv_core_lookup_vm(vms->core, entry->info.name)
                                      : NULL;
     const char *source;
+    guint32 allowed;
     int node;
 
-    if (vm == NULL)
+    if (vm == NULL || !(all || entry->nodes_stale))
+      continue;
+    entry->nodes_stale = FALSE;
+    allowed = allowed_nodes(vms, entry, vms->mover->topo);
+    if (allowed != entry->info.allowed_nodes) {
+      g_autofree char *text = nodes_text(allowed);
+
+      g_message("vm %s: its memory may be on nodes %s (%s): no page goes elsewhere",
+                entry->info.name, text,
+                entry->info.bound_nodes != 0 ? "numatune and cpuset" : "cpuset");
+    }
+    entry->info.allowed_nodes = allowed;
+    hmmv_vm_set_allowed_nodes(vm, allowed);
+    if (hmmvd_vms_mover_is_sim(vms->mover))
       continue;
     node = hmmvd_affinity_cpu_node(NULL, entry->info.pid, vms->mover->topo, &source);
     if (node != entry->info.cpu_node)
@@ -53,6 +102,23 @@ update_affinity(HmmvdVms *vms)
     entry->info.cpu_node_source = source;
     hmmv_vm_set_cpu_node(vm, node);
   }
+}
+
+/* A VM whose allowed nodes leave nothing to move between: logged when it starts and ends
+ * (hmmvctl vms --json: left-alone). */
+static void
+log_left_alone(VmEntry *entry, const HmmvVmReport *rep)
+{
+  if (rep->left_alone != NULL && g_strcmp0(rep->left_alone, entry->left_alone) != 0) {
+    g_autofree char *text = nodes_text(entry->info.allowed_nodes);
+
+    g_warning("vm %s: left alone, %s (%s): none of its pages moves, it keeps its DRAM",
+              entry->info.name, rep->left_alone, text);
+  } else if (rep->left_alone == NULL && entry->left_alone != NULL) {
+    g_message("vm %s: its allowed nodes hold DRAM and slow nodes again: managed",
+              entry->info.name);
+  }
+  entry->left_alone = rep->left_alone;
 }
 
 /* A persisting error or note is logged once, when it appears or changes. */
@@ -236,6 +302,7 @@ interval_read_report(HmmvdVms *vms)
       entry->info.quota_effective_interval = vms->report.index;
     entry->info.last = *rep;
     entry->info.last.error = NULL;
+    log_left_alone(entry, rep);
     entry->info.fallback_promoted += rep->promoted_fallback;
     entry->info.fallback_demoted += rep->demoted_fallback;
     hmmvd_vms_update_moves(vms, entry);

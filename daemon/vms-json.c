@@ -131,6 +131,19 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   json_builder_add_int_value(builder, info->in_core ? last->slow_node : -1);
   add_uint(builder, "fallback-promoted-total", info->fallback_promoted);
   add_uint(builder, "fallback-demoted-total", info->fallback_demoted);
+  /* The nodes its pages may go to (cpuset, numatune): null for every node; and why hmmv
+   * leaves it alone when they hold no DRAM or no slow node. */
+  json_builder_set_member_name(builder, "allowed-nodes");
+  if (info->allowed_nodes == 0) {
+    json_builder_add_null_value(builder);
+  } else {
+    json_builder_begin_array(builder);
+    for (int id = 0; id <= HMMV_MAX_NODE_ID; id++)
+      if (info->allowed_nodes & (1u << id))
+        json_builder_add_int_value(builder, id);
+    json_builder_end_array(builder);
+  }
+  add_string(builder, "left-alone", info->in_core ? last->left_alone : NULL);
   moves_to_json(builder, &info->moves);
   unmovable_to_json(builder, &info->unmovable);
   json_builder_end_object(builder);

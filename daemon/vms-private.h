@@ -17,6 +17,8 @@ typedef struct {
   guint64 max_ram_bytes;      /* the source's view of the VM's RAM (libvirt), 0 unknown */
   gboolean retry_layout;      /* tracking could not start because the RAM layout moved
                                  under it (a guest still in firmware): retried each interval */
+  gboolean nodes_stale;       /* its allowed nodes must be read before the next interval */
+  const char *left_alone;     /* the core's reason last logged (static), NULL */
   HmmvVm *pending_vm;         /* built while an interval ran: tracked when it is done */
   HmmvTracker *pending_tracker;
 } VmEntry;

@@ -358,6 +358,7 @@ hmmvd_vms_track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker,
   }
   entry->info.in_core = TRUE;
   entry->info.dropped = FALSE;
+  entry->nodes_stale = TRUE;   /* its allowed nodes, before its first interval */
   entry->nr_pages = nr_pages;
   if (entry->info.paused)
     (void)hmmv_core_set_paused(vms->core, name, TRUE, NULL);
@@ -473,6 +474,18 @@ hmmvd_vms_fail_start(HmmvdVms *vms, const char *name, const GError *error)
   hmmvd_vm_entry_set_status(entry, status);
   entry->info.dropped = g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT);
   g_warning("vm %s: not managed: %s", name, status);
+}
+
+gboolean
+hmmvd_vms_set_bound_nodes(HmmvdVms *vms, const char *name, guint32 mask)
+{
+  VmEntry *entry = g_hash_table_lookup(vms->entries, name);
+
+  if (entry == NULL)
+    return FALSE;
+  entry->info.bound_nodes = mask;
+  entry->nodes_stale = TRUE;
+  return TRUE;
 }
 
 void

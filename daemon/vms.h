@@ -49,6 +49,11 @@ typedef struct {
   guint64 fallback_promoted;    /* since listed: pages promoted to a farther DRAM node because
                                    the nearest was full */
   guint64 fallback_demoted;     /* the same for demotions and slow nodes */
+  guint32 bound_nodes;          /* the source's binding (libvirt numatune), bit per node;
+                                   0 = none */
+  guint32 allowed_nodes;        /* the nodes its pages may go to, as the core was told: its
+                                   QEMU's Mems_allowed_list and bound_nodes, within the
+                                   topology; 0 = every node */
 } HmmvdVmInfo;
 
 /* core and config are borrowed. Free the table before the core: it takes its VMs out of the
@@ -107,6 +112,10 @@ HmmvdReads *hmmvd_vms_get_reads(HmmvdVms *vms);
  * and stays listed as "gone: ..." until the source calls hmmvd_vms_remove(). */
 typedef void (*HmmvdVmGoneFunc)(const char *name, gpointer user_data);
 void hmmvd_vms_set_gone_func(HmmvdVms *vms, HmmvdVmGoneFunc func, gpointer user_data);
+
+/* The nodes a VM's source binds its memory to (libvirt's numatune; bit per node, 0 = none):
+ * its pages go to no other node, from the next interval on. FALSE when no such VM. */
+gboolean hmmvd_vms_set_bound_nodes(HmmvdVms *vms, const char *name, guint32 mask);
 
 /* List a VM hmmv will not manage, with the reason. */
 void hmmvd_vms_add_unmanaged(HmmvdVms *vms, const char *name, HmmvdSource source,

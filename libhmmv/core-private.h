@@ -30,6 +30,8 @@ typedef struct {
   guint64 thp_next;         /* first block of the next THP state refresh window */
   guint64 first_seen;       /* vm->first_seen at the last balance */
   gboolean outside;         /* left out of the last balance (paused, unmanaged or failing) */
+  const char *left_alone;   /* this interval: why its allowed nodes leave nothing to move
+                               between (hmmv_nodes_left_alone), else NULL */
   guint64 min_granted;      /* its min in the last balance (scaled when the mins did not fit) */
   HmmvNodeRequest promote_to; /* DRAM nodes nearest its vCPUs first (nodes.c) */
   HmmvNodeRequest demote_to;  /* slow nodes nearest its first DRAM node first */

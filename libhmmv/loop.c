@@ -262,6 +262,8 @@ outside_reason(const CoreVm *cvm, gboolean ok)
     return "failing";
   if (cvm->paused)
     return "paused";
+  if (cvm->left_alone != NULL)
+    return cvm->left_alone;
   return cvm->place_next < hmmv_vm_get_nr_pages(cvm->vm) ? "placement being read" : "unmanaged";
 }
 
@@ -316,7 +318,7 @@ core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **error)
 
     /* a VM whose placement is still being read keeps what it holds, like a paused one:
      * its DRAM is not known yet */
-    cvm->outside = !ok[i] || cvm->paused || !quota->managed ||
+    cvm->outside = !ok[i] || cvm->paused || !quota->managed || cvm->left_alone != NULL ||
                    cvm->place_next < hmmv_vm_get_nr_pages(cvm->vm);
     if (cvm->outside) {
       guint64 held = hmmv_vm_get_dram_pages(cvm->vm);
@@ -685,6 +687,8 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
 
     rep->dram_node = hmmv_nodes_targets(core->topo, cvm->vm, &cvm->promote_to, &cvm->demote_to);
     rep->slow_node = cvm->demote_to.nr_rank > 0 ? cvm->demote_to.rank[0] : -1;
+    cvm->left_alone = hmmv_nodes_left_alone(cvm->vm, &cvm->promote_to, &cvm->demote_to);
+    rep->left_alone = cvm->left_alone;
   }
   core_headroom(core);
   /* Impossible quotas: keep the budgets of the last good interval. */

@@ -32,6 +32,11 @@ guint64 hmmv_nodes_update(const HmmvTopology *topo, HmmvNodeState *nodes, const 
  * those. Returns the home DRAM node. */
 int hmmv_nodes_targets(const HmmvTopology *topo, const HmmvVm *vm, HmmvNodeRequest *dram,
                        HmmvNodeRequest *slow);
+/* NULL, or why the VM's allowed nodes (hmmv_vm_set_allowed_nodes) leave hmmv nothing to move
+ * its pages between: no DRAM or no slow node among them (targets as hmmv_nodes_targets made
+ * them). Such a VM is left alone: outside the balance, keeping what it holds. Static. */
+const char *hmmv_nodes_left_alone(const HmmvVm *vm, const HmmvNodeRequest *dram,
+                                  const HmmvNodeRequest *slow);
 
 /* Spreads the requests over room (pages free per node id; decremented), rank by rank: at each
  * rank the VMs that want the same node share its room in proportion to what they still want

@@ -62,6 +62,23 @@ majority_node(const HmmvTopology *topo, const HmmvVm *vm, gboolean any_tier)
   return node;
 }
 
+/* Drops the nodes the VM's cpuset forbids (strict numatune): the kernel would refuse them
+ * with EACCES, counted as failed moves every interval; what does not fit in the allowed
+ * nodes waits instead. */
+static void
+keep_allowed(const HmmvVm *vm, HmmvNodeRequest *request)
+{
+  guint kept = 0;
+
+  if (vm->allowed_nodes == 0)
+    return;
+  for (guint r = 0; r < request->nr_rank; r++)
+    if (request->rank[r] >= 0 && request->rank[r] < 32 &&
+        (vm->allowed_nodes & (1u << request->rank[r])) != 0)
+      request->rank[kept++] = request->rank[r];
+  request->nr_rank = kept;
+}
+
 int
 hmmv_nodes_targets(const HmmvTopology *topo, const HmmvVm *vm, HmmvNodeRequest *dram,
                    HmmvNodeRequest *slow)
@@ -75,9 +92,24 @@ hmmv_nodes_targets(const HmmvTopology *topo, const HmmvVm *vm, HmmvNodeRequest *
   /* -1 (nothing known): rank by id, as a one-socket host does */
   dram->nr_rank = hmmv_topology_rank(topo, from, HMMV_TIER_DRAM, dram->rank,
                                      G_N_ELEMENTS(dram->rank));
+  keep_allowed(vm, dram);
   slow->nr_rank = hmmv_topology_rank(topo, dram->nr_rank > 0 ? dram->rank[0] : from,
                                      HMMV_TIER_SLOW, slow->rank, G_N_ELEMENTS(slow->rank));
+  keep_allowed(vm, slow);
   return dram->nr_rank > 0 ? dram->rank[0] : -1;
+}
+
+const char *
+hmmv_nodes_left_alone(const HmmvVm *vm, const HmmvNodeRequest *dram,
+                      const HmmvNodeRequest *slow)
+{
+  if (vm->allowed_nodes == 0)
+    return NULL;
+  if (dram->nr_rank == 0)
+    return "its allowed nodes hold no DRAM node";
+  if (slow->nr_rank == 0)
+    return "its allowed nodes hold no slow node";
+  return NULL;
 }
 
 void

@@ -17,6 +17,7 @@ struct _HmmvVm {
   guint64 slow_pages;
   guint64 node_pages[HMMV_PLACE_MAX_NODE_ID + 1]; /* pages per node, kept by set_page_node */
   int cpu_node;             /* node whose CPUs run its vCPUs; -1 unknown */
+  guint32 allowed_nodes;    /* bit per node id its memory may be on (cpuset.mems); 0 = any */
   guint64 first_seen;       /* pages whose node, unknown until then, became known: first
                                touches, mostly (the core sizes its headroom of free DRAM
                                from their rate) */

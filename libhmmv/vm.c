@@ -438,6 +438,18 @@ hmmv_vm_get_cpu_node(const HmmvVm *vm)
 }
 
 void
+hmmv_vm_set_allowed_nodes(HmmvVm *vm, guint32 mask)
+{
+  vm->allowed_nodes = mask;
+}
+
+guint32
+hmmv_vm_get_allowed_nodes(const HmmvVm *vm)
+{
+  return vm->allowed_nodes;
+}
+
+void
 hmmv_vm_count_nodes(const HmmvVm *vm, guint64 counts[HMMV_PLACE_MAX_NODE_ID + 1])
 {
   memset(counts, 0, sizeof(guint64) * (HMMV_PLACE_MAX_NODE_ID + 1));

@@ -109,6 +109,54 @@ START_TEST(test_unpinned)
 }
 END_TEST
 
+/* /proc/PID/status of the process itself (its main thread: the task move_pages(2) checks). */
+static void
+fake_process(FakeProc *proc, const char *mems)
+{
+  g_autofree char *dir = g_strdup_printf("%s/%d", proc->root, PID);
+  g_autofree char *path = g_build_filename(dir, "status", NULL);
+  g_autofree char *text = g_strdup_printf("Name:\tqemu-system-x86\nPid:\t%d\n"
+                                          "Mems_allowed:\t00000000,0000000a\n"
+                                          "Mems_allowed_list:\t%s\n", PID, mems);
+
+  ck_assert_int_eq(g_mkdir_with_parents(dir, 0700), 0);
+  ck_assert(g_file_set_contents(path, text, -1, NULL));
+}
+
+/* The nodes QEMU's memory may be on (strict numatune: cpuset.mems), as a mask. */
+START_TEST(test_mems_allowed)
+{
+  static const struct {
+    const char *list;
+    gboolean ok;
+    guint32 mask;
+  } cases[] = {
+    { "1,3", TRUE, 0xa }, { "0-3", TRUE, 0xf }, { "0", TRUE, 0x1 }, { "2-3,0", TRUE, 0xd },
+    { "0-30", TRUE, 0x7fffffff },
+    { "0-63", FALSE, 0 },     /* ids past hmmv's: refused, not read wrong */
+    { "1,x", FALSE, 0 }, { "3-1", FALSE, 0 }, { "", FALSE, 0 },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    g_autoptr(FakeProc) proc = fake_proc_new();
+    guint32 mask = 0xdead;
+
+    fake_process(proc, cases[i].list);
+    ck_assert_msg(hmmvd_affinity_mems_allowed(proc->root, PID, &mask) == cases[i].ok,
+                  "case %zu (%s)", i, cases[i].list);
+    ck_assert_msg(mask == cases[i].mask, "case %zu (%s): mask %#x", i, cases[i].list, mask);
+  }
+  {
+    g_autoptr(FakeProc) proc = fake_proc_new();
+    guint32 mask = 0xdead;
+
+    ck_assert(!hmmvd_affinity_mems_allowed(proc->root, PID, &mask));   /* gone */
+    ck_assert_uint_eq(mask, 0);
+    ck_assert(!hmmvd_affinity_mems_allowed(proc->root, 0, &mask));
+  }
+}
+END_TEST
+
 static Suite *
 affinity_suite(void)
 {
@@ -117,6 +165,7 @@ affinity_suite(void)
 
   tcase_add_test(tc, test_pinned_threads);
   tcase_add_test(tc, test_unpinned);
+  tcase_add_test(tc, test_mems_allowed);
   suite_add_tcase(suite, tc);
   return suite;
 }

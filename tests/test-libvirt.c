@@ -135,6 +135,34 @@ START_TEST(test_numatune)
 }
 END_TEST
 
+/* The nodes numatune binds the domain's memory to: hmmv's pages go to no other node. */
+START_TEST(test_numatune_nodes)
+{
+  static const struct {
+    const char *numatune;
+    guint64 mask;
+  } cases[] = {
+    { "", 0 },
+    { "<numatune><memory mode='strict' nodeset='1,3'/></numatune>", 0xa },
+    { "<numatune><memory nodeset='0-2,^1'/></numatune>", 0x5 },     /* default mode: strict */
+    { "<numatune><memory mode='restrictive' nodeset='2'/></numatune>", 0x4 },
+    { "<numatune><memory mode='interleave' nodeset='0-3'/></numatune>", 0xf },
+    { "<numatune><memory mode='preferred' nodeset='1'/></numatune>", 0 },
+    { "<numatune><memory mode='strict' placement='auto'/></numatune>", 0 },
+    { "<numatune><memnode cellid='0' mode='strict' nodeset='0'/></numatune>", 0 },
+    { "<numatune><memory mode='strict' nodeset='x'/></numatune>", 0 },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+    g_autofree char *xml = domain_with(cases[i].numatune);
+
+    ck_assert_msg(hmmvd_libvirt_numatune_nodes(xml) == cases[i].mask, "case %zu: %#" G_GINT64_MODIFIER
+                  "x", i, hmmvd_libvirt_numatune_nodes(xml));
+  }
+  ck_assert_uint_eq(hmmvd_libvirt_numatune_nodes("<domain><oops"), 0);
+}
+END_TEST
+
 static void
 write_file(const char *dir, const char *name, const char *text)
 {
@@ -210,6 +238,7 @@ libvirt_suite(void)
   tcase_add_test(tc, test_nodeset_random_vs_reference);
   tcase_add_test(tc, test_nodeset_errors);
   tcase_add_test(tc, test_numatune);
+  tcase_add_test(tc, test_numatune_nodes);
   tcase_add_test(tc, test_read_pid);
   tcase_add_test(tc, test_qmp_spec);
   suite_add_tcase(suite, tc);

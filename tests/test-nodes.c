@@ -258,6 +258,143 @@ START_TEST(test_full_node_falls_back)
 }
 END_TEST
 
+/* A VM bound to nodes (strict numatune: its QEMU's cpuset.mems), in the core and in the sim's
+ * modelled kernel, which refuses a move to any other node with EACCES for the whole call. */
+static void
+bind_vm(guint vm_index, guint32 mask)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvVm *vm = hmmv_core_get_vm(fx.core, vm_index);
+
+  hmmv_vm_set_allowed_nodes(vm, mask);
+  ck_assert(hmmv_sim_mover_set_allowed_nodes(fx.mover, vm, mask, &error));
+}
+
+/* Strict numatune (issue 7, sockets): vm0's cpuset holds nodes 0 and 2 only. With node 0
+ * full its promotions must wait, never fall back to node 1 (the kernel refuses a node
+ * outside cpuset.mems with EACCES: the sim fails the call, run() asserts no VM error).
+ * Before: vm0's 128 hot pages went to node 1 (the sim without cpusets), a failed call every
+ * interval (with them). */
+START_TEST(test_strict_numatune_never_falls_back)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) hot = g_array_new(FALSE, FALSE, sizeof(guint64));
+  guint64 fallback = 0, on_dram, on_slow;
+  HmmvVm *vm0;
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  vm0 = hmmv_core_get_vm(fx.core, 0);
+  bind_vm(0, (1u << 0) | (1u << 2));
+  hmmv_core_set_pool_pages(fx.core, VM_PAGES);
+  for (guint v = 0; v < NR_VMS; v++)
+    write_range(v, 0, VM_PAGES);
+  run(&report);
+  for (guint i = 0; i < 12; i++) {
+    for (guint v = 0; v < NR_VMS; v++)
+      write_range(v, 0, 128);
+    run(&report);
+  }
+  for (guint64 p = 0; p < VM_PAGES && hot->len < 128; p++)
+    if (hmmv_vm_get_page_node(vm0, p) == 2)
+      g_array_append_val(hot, p);
+  ck_assert_uint_eq(hot->len, 128);
+  /* node 0 full: 16 pages free, 64 kept for the host */
+  hmmv_core_set_pool_pages(fx.core, 0);
+  ck_assert(hmmv_topology_set_free(fx.topo, 0, 16 * HMMV_PAGE_SIZE, &error));
+  ck_assert(hmmv_core_set_node_pool(fx.core, 0, 0, 64, &error));
+  for (guint i = 0; i < 20; i++) {
+    for (guint h = 0; h < hot->len; h++)
+      hmmv_fake_tracker_queue_write(fx.trackers[0], g_array_index(hot, guint64, h));
+    run(&report);
+    fallback += vm_report(&report, 0)->promoted_fallback;
+    ck_assert_uint_eq(vm_report(&report, 0)->move_failed, 0);
+  }
+  ck_assert_uint_eq(fallback, 0);
+  assert_only_on(0, 0, 2, &on_dram, &on_slow);
+  for (guint h = 0; h < hot->len; h++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm0, g_array_index(hot, guint64, h)), 2);
+  ck_assert_ptr_null(vm_report(&report, 0)->left_alone);
+  teardown();
+}
+END_TEST
+
+/* vm0's vCPUs run on socket 0 but its memory is bound to socket 1's nodes (numatune strict
+ * nodeset 1,3): its pages are first touched there, promoted to node 1 and demoted to node 3,
+ * never to nodes 0 or 2. Before: promotions went to node 0 (nearest its vCPUs), refused by
+ * the kernel (the sim: EACCES, an error every interval). */
+START_TEST(test_strict_other_socket)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  guint64 promoted = 0, demoted = 0, on_dram, on_slow;
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  bind_vm(0, (1u << 1) | (1u << 3));
+  for (guint v = 0; v < NR_VMS; v++) {
+    HmmvQuota quota = { .max_pages = VM_PAGES / 2, .weight = 100, .managed = TRUE };
+
+    hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, v), &quota);
+    write_range(v, 0, VM_PAGES);
+  }
+  run(&report);
+  ck_assert_int_eq(vm_report(&report, 0)->dram_node, 1);
+  ck_assert_int_eq(vm_report(&report, 0)->slow_node, 3);
+  ck_assert_ptr_null(vm_report(&report, 0)->left_alone);
+  for (guint i = 0; i < 40; i++) {
+    for (guint v = 0; v < NR_VMS; v++)
+      write_range(v, i < 20 ? 0 : 768, 256);
+    run(&report);
+    promoted += vm_report(&report, 0)->promoted;
+    demoted += vm_report(&report, 0)->demoted;
+    ck_assert_uint_eq(vm_report(&report, 0)->move_failed, 0);
+  }
+  ck_assert_uint_ge(demoted, 256);
+  ck_assert_uint_ge(promoted, 128);
+  assert_only_on(0, 1, 3, &on_dram, &on_slow);
+  ck_assert_uint_eq(on_dram + on_slow, VM_PAGES);
+  assert_only_on(1, 1, 3, &on_dram, &on_slow);   /* vm1, unbound, on its own socket */
+  teardown();
+}
+END_TEST
+
+/* vm0 bound to DRAM node 0 alone (numatune strict nodeset 0): hmmv has no slow node to demote
+ * it to, so it is left alone, reported (left_alone), outside the balance: nothing of it moves
+ * and it keeps its DRAM, while vm1 is still managed. Before: its demotions went to node 2,
+ * refused by the kernel (the sim: EACCES, an error every interval). */
+START_TEST(test_strict_without_slow_node_left_alone)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  guint64 on_dram, on_slow, vm1_moved = 0;
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  bind_vm(0, 1u << 0);
+  hmmv_core_set_pool_pages(fx.core, 2 * VM_PAGES - 256);
+  for (guint v = 0; v < NR_VMS; v++)
+    write_range(v, 0, VM_PAGES);
+  for (guint i = 0; i < 20; i++) {
+    for (guint v = 0; v < NR_VMS; v++)
+      write_range(v, i < 10 ? 0 : 768, 256);
+    run(&report);
+    ck_assert_str_eq(vm_report(&report, 0)->left_alone, "its allowed nodes hold no slow node");
+    ck_assert_uint_eq(vm_report(&report, 0)->promoted + vm_report(&report, 0)->demoted, 0);
+    ck_assert_uint_eq(vm_report(&report, 0)->move_failed, 0);
+    ck_assert_ptr_null(vm_report(&report, 1)->left_alone);
+    vm1_moved += vm_report(&report, 1)->promoted + vm_report(&report, 1)->demoted;
+  }
+  assert_only_on(0, 0, 2, &on_dram, &on_slow);
+  ck_assert_uint_eq(on_dram, VM_PAGES);
+  ck_assert_uint_eq(on_slow, 0);
+  ck_assert_uint_gt(vm1_moved, 0);
+  /* what vm0 holds is taken from the pool: vm1 fits in the rest (it would keep all its
+   * VM_PAGES in a pool of 2 * VM_PAGES - 256 otherwise) */
+  ck_assert_uint_le(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 1)), VM_PAGES - 256);
+  teardown();
+}
+END_TEST
+
 /* A node's pool: its free memory less the reserve plus what the VMs hold, at most the node,
  * at most the configured size; the DRAM pool is the DRAM nodes' sum, at most the limit. */
 START_TEST(test_pool_from_free_memory)
@@ -351,6 +488,9 @@ nodes_suite(void)
 
   tcase_add_test(tc, test_own_socket);
   tcase_add_test(tc, test_full_node_falls_back);
+  tcase_add_test(tc, test_strict_numatune_never_falls_back);
+  tcase_add_test(tc, test_strict_other_socket);
+  tcase_add_test(tc, test_strict_without_slow_node_left_alone);
   tcase_add_test(tc, test_pool_from_free_memory);
   tcase_add_test(tc, test_assign_shares_room);
   tcase_add_test(tc, test_unknown_cpus_follow_the_pages);

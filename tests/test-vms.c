@@ -550,6 +550,70 @@ START_TEST(test_json_views)
 }
 END_TEST
 
+/* A VM bound to the DRAM node alone (libvirt numatune strict nodeset 0, its QEMU's cpuset
+ * too): nothing to demote it to, so the table tells the core, which leaves it alone, and
+ * shows why; the other VM is managed. Widened again, it is managed. Before: the binding was
+ * not passed on, its demotions went to node 1, which its (modelled) cpuset refuses. */
+START_TEST(test_bound_nodes_left_alone)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) vms_json = NULL;
+  HmmvTracker *bound = add_vm("bound", VM_PAGES, HMMVD_SOURCE_LIBVIRT);
+  HmmvTracker *other = add_vm("other", VM_PAGES, HMMVD_SOURCE_LIBVIRT);
+  HmmvVm *bound_vm = hmmv_core_lookup_vm(fx.bed.core, "bound");
+  const HmmvdVmInfo *info;
+  JsonObject *vm;
+  JsonArray *allowed;
+  guint64 dram;
+
+  ck_assert(hmmv_sim_mover_set_allowed_nodes(fx.bed.mover, bound_vm, 1u << 0, &error));
+  ck_assert(hmmvd_vms_set_bound_nodes(fx.bed.vms, "bound", 1u << 0));
+  ck_assert(hmmvd_vms_set_bound_nodes(fx.bed.vms, "other", 0x3));   /* every node */
+  ck_assert(!hmmvd_vms_set_bound_nodes(fx.bed.vms, "nope", 1u << 0));
+  write_pages(bound, 0, 384);       /* first touch: 384 of the 512 DRAM pages */
+  write_pages(other, 0, VM_PAGES);
+  for (guint i = 0; i < 10; i++) {
+    write_pages(other, 0, 300);     /* other's hot set wants DRAM bound holds */
+    hmmvd_vms_run_interval(fx.bed.vms);
+    info = hmmvd_vms_lookup(fx.bed.vms, "bound");
+    ck_assert_msg(info->last_error == NULL, "%s", info->last_error);
+    ck_assert_str_eq(info->last.left_alone, "its allowed nodes hold no slow node");
+    ck_assert_uint_eq(info->allowed_nodes, 1u << 0);
+    ck_assert_uint_eq(info->last.promoted + info->last.demoted, 0);
+    ck_assert_uint_eq(info->last.dram_pages, 384);
+    info = hmmvd_vms_lookup(fx.bed.vms, "other");
+    ck_assert_ptr_null(info->last.left_alone);
+    ck_assert_uint_eq(info->allowed_nodes, 0);
+  }
+  ck_assert_uint_eq(hmmvd_vms_lookup(fx.bed.vms, "bound")->moves.call_failures, 0);
+  vms_json = hmmvd_vms_to_json(fx.bed.vms);
+  vm = json_array_get_object_element(json_node_get_array(vms_json), 0);
+  ck_assert_str_eq(json_object_get_string_member(vm, "name"), "bound");
+  ck_assert_str_eq(json_object_get_string_member(vm, "left-alone"),
+                   "its allowed nodes hold no slow node");
+  allowed = json_object_get_array_member(vm, "allowed-nodes");
+  ck_assert_uint_eq(json_array_get_length(allowed), 1);
+  ck_assert_int_eq(json_array_get_int_element(allowed, 0), 0);
+  vm = json_array_get_object_element(json_node_get_array(vms_json), 1);
+  ck_assert(json_object_get_null_member(vm, "allowed-nodes"));
+  ck_assert(json_object_get_null_member(vm, "left-alone"));
+
+  /* the binding widened (and the cpuset with it): managed again, its cold pages demoted */
+  ck_assert(hmmv_sim_mover_set_allowed_nodes(fx.bed.mover, bound_vm, 0, &error));
+  ck_assert(hmmvd_vms_set_bound_nodes(fx.bed.vms, "bound", 0));
+  for (guint i = 0; i < 10; i++) {
+    write_pages(other, 0, 300);
+    hmmvd_vms_run_interval(fx.bed.vms);
+  }
+  info = hmmvd_vms_lookup(fx.bed.vms, "bound");
+  ck_assert_ptr_null(info->last.left_alone);
+  ck_assert_uint_eq(info->allowed_nodes, 0);
+  dram = info->last.dram_pages;
+  ck_assert_uint_lt(dram, 384);
+  ck_assert_uint_gt(info->moves.demoted, 0);
+}
+END_TEST
+
 static Suite *
 vms_suite(void)
 {
@@ -572,6 +636,7 @@ vms_suite(void)
   tcase_add_test(tc, test_add_again_replaces);
   tcase_add_test(tc, test_unpatched_qemu_is_listed_with_the_reason);
   tcase_add_test(tc, test_json_views);
+  tcase_add_test(tc, test_bound_nodes_left_alone);
   suite_add_tcase(s, tc);
   return s;
 }

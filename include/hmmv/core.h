@@ -65,6 +65,9 @@ typedef struct {
   guint64 placement_unread; /* pages whose placement the core has not read yet since the VM
                                was added: until 0, the VM keeps its DRAM and nothing moves */
   gboolean paused;
+  const char *left_alone;   /* static: why the VM's allowed nodes (strict numatune, cpuset)
+                               leave nothing to move its pages between, so nothing of it
+                               moves and it keeps its DRAM; NULL when they do not */
   GError *error;            /* owned by the report; NULL when the interval went well */
 } HmmvVmReport;
 

@@ -148,6 +148,11 @@ void hmmv_sim_mover_set_move_all(HmmvMover *mover, gboolean allowed);
  * as the kernel does. */
 gboolean hmmv_sim_mover_set_thp(HmmvMover *mover, HmmvVm *vm, guint64 first, guint64 nr,
                                 GError **error);
+/* The modelled process's cpuset.mems (bit n = node n; 0, the default: every node): its first
+ * touches go only to those nodes, and a move to any other fails the whole call with EACCES,
+ * as do_pages_move(mm/migrate.c) refuses a node outside cpuset_mems_allowed(task). */
+gboolean hmmv_sim_mover_set_allowed_nodes(HmmvMover *mover, HmmvVm *vm, guint32 mask,
+                                          GError **error);
 /* Gives pages [first, first + nr) of vm that kind. */
 gboolean hmmv_sim_mover_set_page_kind(HmmvMover *mover, HmmvVm *vm, guint64 first, guint64 nr,
                                       HmmvSimPageKind kind, GError **error);

@@ -161,6 +161,11 @@ guint64 hmmv_vm_get_node_pages(const HmmvVm *vm, int node_id);
  * nearest it, else to the DRAM node holding most of them. */
 void hmmv_vm_set_cpu_node(HmmvVm *vm, int node_id);
 int hmmv_vm_get_cpu_node(const HmmvVm *vm);
+/* The nodes the VM's memory may be on (bit n = node n; 0, the default: any), from its QEMU's
+ * cpuset (Mems_allowed_list: libvirt's numatune mode strict or restrictive). move_pages(2)
+ * refuses any other node with EACCES, so a full node never falls back outside them. */
+void hmmv_vm_set_allowed_nodes(HmmvVm *vm, guint32 mask);
+guint32 hmmv_vm_get_allowed_nodes(const HmmvVm *vm);
 /* Pages per kernel node id (0 .. HMMV_PLACE_MAX_NODE_ID), recomputed by a scan. */
 void hmmv_vm_count_nodes(const HmmvVm *vm, guint64 counts[HMMV_PLACE_MAX_NODE_ID + 1]);
 

@@ -40,6 +40,7 @@ typedef struct {
   guint8 *node;             /* per page: node id, or SIM_UNPLACED */
   guint8 *kind;             /* per page: HmmvSimPageKind | SIM_ISOLATED */
   guint64 nr_pages;
+  guint32 allowed;          /* the modelled process's cpuset.mems, bit per node; 0 = all */
 } SimVm;
 
 typedef struct {
@@ -102,13 +103,28 @@ typedef struct {
   guint nr[2];
 } TouchOrder;
 
+static gboolean
+node_allowed(const SimVm *svm, int node)
+{
+  return svm->allowed == 0 || (node >= 0 && node < 32 && (svm->allowed & (1u << node)) != 0);
+}
+
+/* The kernel allocates only on the nodes of the process's cpuset (cpuset.mems). */
 static void
-touch_order_init(TouchOrder *order, const HmmvTopology *topo, int from)
+touch_order_init(TouchOrder *order, const HmmvTopology *topo, int from, const SimVm *svm)
 {
   order->nr[0] = hmmv_topology_rank(topo, from, HMMV_TIER_DRAM, order->rank[0],
                                     G_N_ELEMENTS(order->rank[0]));
   order->nr[1] = hmmv_topology_rank(topo, from, HMMV_TIER_SLOW, order->rank[1],
                                     G_N_ELEMENTS(order->rank[1]));
+  for (guint t = 0; t < 2; t++) {
+    guint kept = 0;
+
+    for (guint i = 0; i < order->nr[t]; i++)
+      if (node_allowed(svm, order->rank[t][i]))
+        order->rank[t][kept++] = order->rank[t][i];
+    order->nr[t] = kept;
+  }
 }
 
 static int
@@ -178,7 +194,7 @@ sim_touch(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc)
 
   if (svm == NULL)
     return;
-  touch_order_init(&order, mover->topo, hmmv_vm_get_cpu_node(vm));
+  touch_order_init(&order, mover->topo, hmmv_vm_get_cpu_node(vm), svm);
   for (gsize w = 0; w < acc->nr_words; w++) {
     guint64 bits = acc->writes[w] | (acc->has_reads ? acc->reads[w] : 0);
 
@@ -312,6 +328,14 @@ sim_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int
   svm = sim_vm_get(sim, vm, error);
   if (svm == NULL)
     return -1;
+  /* do_pages_move: a target outside the process's cpuset.mems fails the call with EACCES
+   * (the pages before it with another target are flushed; a call here has one target) */
+  if (!node_allowed(svm, dest_node)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PERMISSION,
+                "move_pages(node %d): not permitted: the node is outside the process's "
+                "cpuset (modelled EACCES)", dest_node);
+    return -1;
+  }
   lookup = g_new(int, nr_pages + 1);
   for (gsize i = 0; i <= nr_pages; i++) {
     gssize rc;
@@ -512,4 +536,16 @@ hmmv_sim_mover_forget_vm(HmmvMover *mover, HmmvVm *vm)
       sim->used[svm->node[page]]--;
   }
   g_hash_table_remove(sim->vms, vm);
+}
+
+gboolean
+hmmv_sim_mover_set_allowed_nodes(HmmvMover *mover, HmmvVm *vm, guint32 mask, GError **error)
+{
+  SimHost *sim = sim_host(mover);
+  SimVm *svm = sim != NULL ? sim_vm_get(sim, vm, error) : NULL;
+
+  if (svm == NULL)
+    return FALSE;
+  svm->allowed = mask;
+  return TRUE;
 }
