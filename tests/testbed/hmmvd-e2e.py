@@ -127,6 +127,123 @@ def vmstat(key):
     return 0
 
 
+# The kernel's own migrations beside hmmvd's: pgmigrate_success counts every base page any
+# migration moved (mm/migrate.c migrate_pages()), compaction and kcompactd included, so the
+# check splits it by reason with the tracepoint migrate:mm_migrate_pages (one event per
+# migrate_pages() call: nr_succeeded base pages, reason syscall_or_cpuset for move_pages(2),
+# compaction, numa_misplaced, demotion, ...), in a trace instance of this testbed guest's
+# own. The vmstat counters around migration are printed beside it.
+VMSTAT_KEYS = ("pgmigrate_success", "pgmigrate_fail", "compact_isolated",
+               "compact_migrate_scanned", "compact_free_scanned", "compact_stall",
+               "compact_success", "compact_daemon_wake", "compact_daemon_migrate_scanned",
+               "thp_migration_success", "thp_migration_fail", "thp_migration_split",
+               "numa_pages_migrated", "numa_hint_faults", "pgdemote_kswapd", "pgdemote_direct",
+               "pgpromote_success", "thp_fault_alloc", "thp_collapse_alloc", "thp_split_page")
+TRACING = "/sys/kernel/tracing"
+TRACE_EVENT = re.compile(r"mm_migrate_pages: nr_succeeded=(\d+) .*reason=(\S+)")
+
+
+class Migrations:
+    """The kernel's migrations as counters: snapshot() gives vmstat's VMSTAT_KEYS and, while
+    the tracepoint works, 'reason:R' = base pages migrated for reason R since start."""
+
+    def __init__(self):
+        self.by_reason = {}
+        self.events = 0
+        self.error = None
+        self.inst = os.path.join(TRACING, "instances", f"hmmv-e2e-{os.getpid()}")
+        self.fd = None
+        self.rest = b""
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        try:
+            if not os.path.exists(os.path.join(TRACING, "instances")):
+                subprocess.run(["mount", "-t", "tracefs", "tracefs", TRACING], check=True,
+                               stderr=subprocess.DEVNULL)
+            os.mkdir(self.inst)
+            with open(os.path.join(self.inst, "buffer_size_kb"), "w") as f:
+                f.write("8192")
+            with open(os.path.join(self.inst, "events/migrate/mm_migrate_pages/enable"),
+                      "w") as f:
+                f.write("1")
+            self.fd = os.open(os.path.join(self.inst, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+        except (OSError, subprocess.CalledProcessError) as e:
+            self.error = f"no migrate:mm_migrate_pages tracepoint: {e}"
+            say(f"e2e: {self.error}; the moves check uses pgmigrate_success whole")
+            return
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _drain(self):
+        while self.fd is not None:
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            lines = (self.rest + chunk).split(b"\n")
+            self.rest = lines.pop()
+            for line in lines:
+                m = TRACE_EVENT.search(line.decode(errors="replace"))
+                if m:
+                    self.events += 1
+                    self.by_reason[m[2]] = self.by_reason.get(m[2], 0) + int(m[1])
+
+    def _loop(self):
+        while not self.stop.wait(0.2):
+            with self.lock:
+                self._drain()
+
+    def lost(self):
+        """Events the ring buffer dropped (the split is then incomplete)."""
+        lost = 0
+        for cpu in os.listdir(os.path.join(self.inst, "per_cpu")):
+            with open(os.path.join(self.inst, "per_cpu", cpu, "stats")) as f:
+                for line in f:
+                    if line.startswith("overrun:") or line.startswith("dropped events:"):
+                        lost += int(line.split(":")[1])
+        return lost
+
+    def snapshot(self):
+        snap = {k: vmstat(k) for k in VMSTAT_KEYS}
+        snap["traced"], snap["lost"] = self.fd is not None, False
+        if self.fd is not None:
+            time.sleep(0.3)   # the per-CPU buffers' last events reach the pipe
+            with self.lock:
+                self._drain()
+                for reason, pages in self.by_reason.items():
+                    snap[f"reason:{reason}"] = pages
+                snap["lost"] = self.lost() > 0
+        return snap
+
+    def close(self):
+        self.stop.set()
+        if self.fd is None:
+            return
+        with self.lock:
+            try:
+                with open(os.path.join(self.inst, "events/migrate/mm_migrate_pages/enable"),
+                          "w") as f:
+                    f.write("0")
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+        try:
+            os.rmdir(self.inst)
+        except OSError:
+            pass
+
+
+def delta(after, before):
+    """after - before, counter by counter; traced and lost are flags of the whole stretch."""
+    d = {k: v - before.get(k, 0) for k, v in after.items() if k not in ("traced", "lost")}
+    d["traced"] = after["traced"] and before["traced"]
+    d["lost"] = after["lost"]
+    return d
+
+
 # --- hmmvd's control socket ------------------------------------------------------------------
 
 class Control:
@@ -468,8 +585,8 @@ def stamp_lines(stream, path, t0):
     stream.close()
 
 
-def quiet_sample(hmmvd, vms, resume=True):
-    """hmmvd's (promoted, demoted, errors) and the kernel's pgmigrate_success at one moment
+def quiet_sample(hmmvd, vms, migs, resume=True):
+    """hmmvd's (promoted, demoted, errors) and the kernel's migrations (migs) at one moment
     when nothing moves: every VM paused in hmmvd and two more intervals run (the one in
     flight when the pause came may still move), then resumed (unless resume is False)."""
     for vm in vms:
@@ -479,26 +596,43 @@ def quiet_sample(hmmvd, vms, resume=True):
         wait_for("two intervals with the VMs paused", 120,
                  lambda: hmmvd.ctl.request("status")["intervals"] >= first + 2)
         hmmvd.table()
-        return hmmvd.moves(), vmstat("pgmigrate_success")
+        return hmmvd.moves(), migs.snapshot()
     finally:
         for vm in vms:
             if resume:
                 hmmvd.ctl.request("resume", vm=vm.name)
 
 
-def account(failures, what, migrated, counted, exact):
-    """The kernel's migrations against hmmvd's count over one stretch of the run. Every move
-    hmmvd counts is a real migration (migrated >= counted); where hmmvd's count is exact
-    (no fault in the stretch) nothing else may move either: a huge page moves 512 base
-    pages at once, and hmmvd's accounting (and its migration cap, in bytes) must count them
-    all (a little slack for the kernel's own moves)."""
-    say(f"e2e: {what}: hmmvd counted {counted} moves, the kernel migrated {migrated} pages"
+def account(failures, what, d, counted, exact):
+    """The kernel's migrations (d: a delta of Migrations snapshots) against hmmvd's count
+    over one stretch of the run. Every move hmmvd counts is a real migration (migrated >=
+    counted); where hmmvd's count is exact (no fault in the stretch) nothing else may move
+    either: a huge page moves 512 base pages at once, and hmmvd's accounting (and its
+    migration cap, in bytes) must count them all (a little slack). The kernel's own
+    migrations (compaction for the THPs and the hog's allocations, kcompactd) are not
+    hmmvd's: with the tracepoint the check takes move_pages(2)'s (reason syscall_or_cpuset:
+    nothing else here calls move_pages, migrate_pages or mbind); without it, all of
+    pgmigrate_success."""
+    total = d.get("pgmigrate_success", 0)
+    reasons = {k[7:]: v for k, v in d.items() if k.startswith("reason:") and v}
+    traced = d.get("traced", False) and not d.get("lost", False)
+    migrated = d.get("reason:syscall_or_cpuset", 0) if traced else total
+    say(f"e2e: {what}: hmmvd counted {counted} moves, the kernel migrated {total} pages "
+        f"(by reason: {reasons or 'not traced'}{', events lost' if d.get('lost') else ''}); "
+        f"vmstat: " + ", ".join(f"{k} +{v}" for k, v in d.items()
+                                if not k.startswith("reason:") and k not in ("lost", "traced"))
         + ("" if exact else f" ({migrated - counted} that no hmmvd counted: the faults' "
                             f"windows, not checked against a count)"))
-    if migrated < counted:
-        failures.append(f"{what}: the kernel migrated {migrated} pages, hmmvd claims {counted}")
+    print(f"testbed: migrations {what.replace(' ', '_')}: hmmvd={counted} kernel={total} "
+          f"move_pages={d.get('reason:syscall_or_cpuset', -1) if traced else -1} "
+          f"compaction={d.get('reason:compaction', 0) if traced else -1} "
+          f"compact_isolated={d.get('compact_isolated', 0)} "
+          f"thp_migration_success={d.get('thp_migration_success', 0)}", flush=True)
+    if total < counted:
+        failures.append(f"{what}: the kernel migrated {total} pages, hmmvd claims {counted}")
     if exact and migrated > counted * 1.01 + 64:
-        failures.append(f"{what}: the kernel migrated {migrated} pages, "
+        failures.append(f"{what}: the kernel migrated {migrated} pages"
+                        f"{' by move_pages(2)' if traced else ''}, "
                         f"{migrated / max(counted, 1):.2f}x the {counted} hmmvd counted: "
                         f"moves go uncounted (huge pages?)")
 
@@ -614,6 +748,7 @@ def main():
     work = tempfile.mkdtemp(prefix="hmmv-e2e.")
     vms, daemons = [], []
     failures = []
+    migs = None
     try:
         for i in range(opts.vms):
             extra = []
@@ -632,6 +767,8 @@ def main():
         for vm in vms:
             wait_for(f"{vm.name}: the guest filled its memory", opts.fill_deadline, vm.began)
         migrated0 = vmstat("pgmigrate_success")
+        migs = Migrations()
+        snap0 = migs.snapshot()
         hmmvd = Hmmvd(opts, work, vms, 1)
         daemons.append(hmmvd)
         wait_for("hmmvd manages every VM", 120, lambda: managed(hmmvd, vms))
@@ -678,8 +815,8 @@ def main():
         survivors = vms
         stretches = []   # (what, kernel migrations, hmmvd's count, exact)
         if opts.faults and len(vms) >= 2:
-            (p, d, _), mig = quiet_sample(hmmvd, vms)
-            stretches.append(("before the faults", mig - migrated0, p + d, True))
+            (p, d, _), mig = quiet_sample(hmmvd, vms, migs)
+            stretches.append(("before the faults", delta(mig, snap0), p + d, True))
             mark = mig
             # a nested QEMU killed while hmmvd is moving its pages
             victim = vms[-1]
@@ -712,8 +849,9 @@ def main():
             # victim since hmmvd was last asked, and whatever the killed hmmvd moved after
             # its last answer are real migrations no count can hold. Only the lower bound.
             # Nothing moves now (hmmvd dead), so the next stretch starts exact.
-            mig = vmstat("pgmigrate_success")
-            stretches.append(("the faults", mig - mark, prom + dem - stretches[0][2], False))
+            mig = migs.snapshot()
+            stretches.append(("the faults", delta(mig, mark), prom + dem - stretches[0][2],
+                              False))
             mark = mig
             hmmvd = Hmmvd(opts, work, survivors, 2)
             daemons.append(hmmvd)
@@ -727,8 +865,8 @@ def main():
                 placement_check(hmmvd.ctl, vm, totals)
             # the restarted hmmvd's stretch, exact again: the survivors stay paused in
             # hmmvd to the end, so nothing moves after this sample
-            p3, mig = quiet_sample(hmmvd, survivors, resume=False)
-            stretches.append(("after the restart", mig - mark, p3[0] + p3[1], True))
+            p3, mig = quiet_sample(hmmvd, survivors, migs, resume=False)
+            stretches.append(("after the restart", delta(mig, mark), p3[0] + p3[1], True))
             prom, dem, errors = prom + p3[0], dem + p3[1], errors + p3[2]
         if opts.per_socket:
             table = hmmvd.table() or {}
@@ -754,12 +892,12 @@ def main():
                 hmmvd.table()
                 prom, dem, errors = hmmvd.moves()
         if not stretches:
-            # The run's count, sampled with the kernel's counter at one quiet moment: the VMs
+            # The run's count, sampled with the kernel's counters at one quiet moment: the VMs
             # paused in hmmvd to the end. Sampled before the guests' final check instead, the
             # moves hmmvd made while they checked were in the kernel's count and not in
             # hmmvd's (1.02-1.03x "uncounted" in CI runs at load ~15, no huge pages).
-            (prom, dem, errors), mig = quiet_sample(hmmvd, survivors, resume=False)
-            stretches = [("the run", mig - migrated0, prom + dem, True)]
+            (prom, dem, errors), mig = quiet_sample(hmmvd, survivors, migs, resume=False)
+            stretches = [("the run", delta(mig, snap0), prom + dem, True)]
         for vm in survivors:
             vm.quit()
         for vm in survivors:
@@ -803,6 +941,8 @@ def main():
     except Failed as e:
         failures.append(str(e))
     finally:
+        if migs is not None:
+            migs.close()
         for d in daemons:
             d.stop()
         for vm in vms:
