@@ -123,6 +123,7 @@ void
 hmmvd_config_clear(HmmvdConfig *config)
 {
   g_clear_pointer(&config->control_socket, g_free);
+  g_clear_pointer(&config->record_dir, g_free);
   g_clear_pointer(&config->log_level, g_free);
   g_clear_pointer(&config->libvirt_uri, g_free);
   g_clear_pointer(&config->libvirt_run_dir, g_free);

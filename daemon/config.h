@@ -39,6 +39,8 @@ typedef struct {
   /* [metrics] */
   char *metrics_listen;         /* "127.0.0.1:9464" or "" (off) */
   char *metrics_textfile;       /* path or "" (off) */
+  /* hmmvd --record-dir only (benchmarks, not a key): each VM's harvests as traces here */
+  char *record_dir;
 } HmmvdConfig;
 
 void hmmvd_config_init(HmmvdConfig *config);

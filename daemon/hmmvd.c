@@ -32,6 +32,7 @@ typedef struct {
   char *mover;
   char *control_socket;
   char *pid_file;
+  char *record_dir;
   gboolean version;
 } Options;
 
@@ -119,6 +120,9 @@ parse_options(Options *options, int *argc, char ***argv, GError **error)
       "Control socket path; overrides the configuration", "PATH" },
     { "pid-file", 'p', 0, G_OPTION_ARG_FILENAME, &options->pid_file,
       "Write the daemon's pid here", "PATH" },
+    { "record-dir", 0, 0, G_OPTION_ARG_FILENAME, &options->record_dir,
+      "Write what each VM's tracker saw, per interval, as a trace DIR/NAME.trace "
+      "(benchmarks)", "DIR" },
     { "version", 'V', 0, G_OPTION_ARG_NONE, &options->version,
       "Print hmmvd's version and exit", NULL },
     { NULL },
@@ -149,6 +153,7 @@ options_clear(Options *options)
   g_free(options->mover);
   g_free(options->control_socket);
   g_free(options->pid_file);
+  g_free(options->record_dir);
 }
 
 static gboolean
@@ -183,6 +188,14 @@ load_config(Daemon *d, GError **error)
   if (o->control_socket != NULL) {
     g_free(config->control_socket);
     config->control_socket = g_strdup(o->control_socket);
+  }
+  if (o->record_dir != NULL) {
+    if (!g_file_test(o->record_dir, G_FILE_TEST_IS_DIR)) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "--record-dir %s: not a directory", o->record_dir);
+      return FALSE;
+    }
+    config->record_dir = g_strdup(o->record_dir);
   }
   for (guint i = 0; o->qmp != NULL && o->qmp[i] != NULL; i++) {
     g_autofree char *name = NULL;

@@ -317,6 +317,25 @@ failure_status(const GError *error)
   return g_strdup_printf("tracking failed: %s", error->message);
 }
 
+/* hmmvd --record-dir: what the tracker sees goes to DIR/NAME.trace; a VM tracked again (its
+ * QEMU restarted, its layout changed) gets NAME.1.trace, NAME.2.trace...: nothing recorded
+ * is overwritten. */
+static HmmvTracker *
+record_wrap(const HmmvdConfig *config, const char *name, HmmvTracker *tracker, gboolean reads)
+{
+  for (guint n = 0; n < 10000; n++) {
+    g_autofree char *file = n ? g_strdup_printf("%s.%u.trace", name, n)
+                              : g_strdup_printf("%s.trace", name);
+    g_autofree char *path = g_build_filename(config->record_dir, file, NULL);
+
+    if (!g_file_test(path, G_FILE_TEST_EXISTS))
+      return hmmv_recording_tracker_new(tracker, path, config->interval_ms, reads);
+  }
+  g_warning("vm %s: %s holds 10,000 recordings of it already: not recorded", name,
+            config->record_dir);
+  return tracker;
+}
+
 gboolean
 hmmvd_vms_track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker,
                 GError **error)
@@ -326,9 +345,13 @@ hmmvd_vms_track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker,
   guint nr_regions = hmmv_vm_get_nr_regions(vm);
   g_autoptr(GError) local_error = NULL;
 
+  HmmvTracker *writes = tracker;
+
   /* reads, where the kernel offers a source: combined with the writes (the core starts the
    * combined tracker, which starts both; a prestarted write tracker as before) */
   tracker = hmmvd_reads_wrap(vms->reads, tracker);
+  if (vms->config->record_dir != NULL)
+    tracker = record_wrap(vms->config, name, tracker, tracker != writes);
 
   if (vms->running) {
     /* The core takes no VM while an interval runs: this one joins when it is done. */

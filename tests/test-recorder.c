@@ -127,6 +127,48 @@ START_TEST(test_sweep)
 }
 END_TEST
 
+/* intervals=N: the trace is closed and whole after N intervals, and later accesses and
+ * instructions are not counted (the co-run stops its VMs then). */
+START_TEST(test_max_intervals)
+{
+  g_autofree char *path = g_build_filename(tmpdir, "m.trace", NULL);
+  g_autoptr(GError) error = NULL;
+  HmmvRecorderOptions options = {
+    .trace_path = path, .ram_bytes = 16u << 20, .llc_bytes = 64 * 1024, .llc_ways = 4,
+    .interval_insns = 100, .ns_per_insn = 0.5, .max_intervals = 3,
+  };
+  g_autoptr(HmmvRecorder) rec = hmmv_recorder_new(&options, &error);
+  g_autoptr(HmmvTraceReader) reader = NULL;
+  const HmmvTraceEntry *e;
+  HmmvTraceInterval iv;
+  HmmvRecorderStats stats;
+  gsize nr;
+
+  ck_assert_msg(rec != NULL, "%s", error ? error->message : "");
+  for (guint k = 0; k < 5; k++) {
+    ck_assert(!hmmv_recorder_is_complete(rec) == (k < 3));
+    hmmv_recorder_access(rec, (guint64)(0x400 + k) << 12, TRUE);
+    ck_assert(hmmv_recorder_add_insns(rec, 100, &error));
+  }
+  ck_assert(hmmv_recorder_is_complete(rec));
+  /* already whole on disk before finish (QEMU may be killed once it is complete) */
+  reader = hmmv_trace_reader_new(path, &error);
+  ck_assert_msg(reader != NULL, "%s", error ? error->message : "");
+  for (guint k = 0; k < 3; k++) {
+    ck_assert(hmmv_trace_reader_next_interval(reader, &iv, &e, &nr, &error));
+    ck_assert_uint_eq(nr, 1);
+    ck_assert_uint_eq(e[0].page, 0x400 + k);
+  }
+  ck_assert(!hmmv_trace_reader_next_interval(reader, &iv, &e, &nr, &error));
+  ck_assert_ptr_null(error);
+  ck_assert(hmmv_recorder_finish(rec, &error));
+  hmmv_recorder_get_stats(rec, &stats);
+  ck_assert_uint_eq(stats.intervals, 3);
+  ck_assert_uint_eq(stats.instructions, 300);
+  ck_assert_uint_eq(stats.misses, 3);
+}
+END_TEST
+
 START_TEST(test_bad_options)
 {
   g_autofree char *path = g_build_filename(tmpdir, "b.trace", NULL);
@@ -156,6 +198,7 @@ recorder_suite(void)
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_intervals);
   tcase_add_test(tc, test_sweep);
+  tcase_add_test(tc, test_max_intervals);
   tcase_add_test(tc, test_bad_options);
   suite_add_tcase(suite, tc);
   return suite;

@@ -358,6 +358,101 @@ START_TEST(test_replay_corrupt)
 }
 END_TEST
 
+/* ---- recording ---- */
+
+/* Every harvest of the fake tracker through the recording tracker is one interval of the
+ * trace, page for page (1 read / 1 write per page seen); a failed harvest records nothing and
+ * still fails; the trace is complete once tracking stopped. */
+START_TEST(test_recording)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed(11);
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", NR_PAGES);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  g_autofree char *path = g_build_filename(tmpdir, "vm.trace", NULL);
+  HmmvTracker *fake = hmmv_fake_tracker_new();
+  g_autoptr(HmmvTracker) tracker = hmmv_recording_tracker_new(fake, path, 250, TRUE);
+  g_autoptr(HmmvTraceReader) reader = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean writes[4][NR_PAGES] = { 0 }, reads[4][NR_PAGES] = { 0 };
+  guint seen[4] = { 0 };
+
+  ck_assert_str_eq(hmmv_tracker_get_name(tracker), "record");
+  ck_assert(hmmv_tracker_start(tracker, vm, &error));
+  for (int round = 0; round < 4; round++) {
+    for (int k = 0; k < 50; k++) {
+      guint64 page = (guint64)g_rand_int_range(rand, 0, NR_PAGES);
+
+      if (g_rand_boolean(rand)) {
+        hmmv_fake_tracker_queue_write(fake, page);
+        writes[round][page] = TRUE;
+      } else {
+        hmmv_fake_tracker_queue_read(fake, page);
+        reads[round][page] = TRUE;
+      }
+    }
+    if (round == 2) {
+      /* the failure passes through and is not an interval; the queue shows up next time */
+      hmmv_fake_tracker_fail_next(fake, HMMV_ERROR_GONE);
+      ck_assert(!hmmv_tracker_harvest(tracker, vm, acc, &error));
+      ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE));
+      g_clear_error(&error);
+    }
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+    assert_bitmap_is(acc->writes, writes[round], NR_PAGES);
+  }
+  hmmv_tracker_stop(tracker);
+
+  reader = hmmv_trace_reader_new(path, &error);
+  ck_assert_msg(reader != NULL, "%s", error ? error->message : "");
+  ck_assert_uint_eq(hmmv_trace_reader_get_info(reader)->nr_pages, NR_PAGES);
+  ck_assert_uint_eq(hmmv_trace_reader_get_info(reader)->interval_ms, 250);
+  ck_assert_uint_eq(hmmv_trace_reader_get_info(reader)->flags, HMMV_TRACE_HAS_READS);
+  for (int round = 0; round < 4; round++) {
+    const HmmvTraceEntry *entries;
+    gsize n;
+    guint64 compute_ns;
+
+    ck_assert(hmmv_trace_reader_next(reader, &entries, &n, &compute_ns, &error));
+    if (round == 0)
+      ck_assert_uint_eq(compute_ns, 0);
+    for (gsize i = 0; i < n; i++) {
+      guint64 page = entries[i].page;
+
+      ck_assert_uint_lt(page, NR_PAGES);
+      ck_assert_uint_eq(entries[i].writes, writes[round][page]);
+      ck_assert_uint_eq(entries[i].reads, reads[round][page]);
+      seen[round]++;
+    }
+    for (guint64 page = 0; page < NR_PAGES; page++)
+      seen[round] -= writes[round][page] || reads[round][page];
+    ck_assert_uint_eq(seen[round], 0);
+  }
+  ck_assert(!hmmv_trace_reader_next(reader, NULL, NULL, NULL, &error));
+  ck_assert_ptr_null(error);
+}
+END_TEST
+
+/* A trace that cannot be written stops the recording, never the tracking. */
+START_TEST(test_recording_unwritable)
+{
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", NR_PAGES);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  g_autofree char *path = g_build_filename(tmpdir, "missing", "vm.trace", NULL);
+  HmmvTracker *fake = hmmv_fake_tracker_new();
+  g_autoptr(HmmvTracker) tracker = hmmv_recording_tracker_new(fake, path, 250, FALSE);
+  g_autoptr(GError) error = NULL;
+
+  for (int round = 0; round < 3; round++) {
+    hmmv_fake_tracker_queue_write(fake, (guint64)round);
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+    ck_assert(hmmv_bitmap_test(acc->writes, (guint64)round));
+  }
+  ck_assert(!g_file_test(path, G_FILE_TEST_EXISTS));
+}
+END_TEST
+
 static Suite *
 tracker_suite(void)
 {
@@ -372,6 +467,8 @@ tracker_suite(void)
   tcase_add_test(tc, test_replay_empty_loop);
   tcase_add_test(tc, test_replay_mismatch);
   tcase_add_test(tc, test_replay_corrupt);
+  tcase_add_test(tc, test_recording);
+  tcase_add_test(tc, test_recording_unwritable);
   suite_add_tcase(suite, tc);
   return suite;
 }

@@ -66,6 +66,15 @@ HmmvTracker *hmmv_replay_tracker_new(const char *path, gboolean loop, GError **e
 gboolean hmmv_replay_tracker_last_interval(HmmvTracker *tracker, const HmmvTraceEntry **entries,
                                            gsize *nr_entries, guint64 *compute_ns);
 
+/* The recording tracker: harvests through inner (it takes it) and appends each harvest that
+ * had something published to a trace at path (truncated when first written): one interval
+ * per harvest, 1 write per page seen written, 1 read per page seen read (reads: the inner
+ * tracker has a read source), compute_ns the wall time since the previous one. What the
+ * daemon really saw, for the co-run harness's tracking accuracy (hmmvd --record-dir). A
+ * trace that cannot be written is logged once and recording stops; tracking goes on. */
+HmmvTracker *hmmv_recording_tracker_new(HmmvTracker *inner, const char *path, guint interval_ms,
+                                        gboolean reads);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvTracker, hmmv_tracker_free)
 
 G_END_DECLS

@@ -294,6 +294,8 @@ cmd_gen(int argc, char **argv)
 int
 main(int argc, char **argv)
 {
+  /* corun-live runs what this build built (hmmvd, the guest, the recorder plugin) */
+  g_setenv("HMMV_BUILD_DIR", HMMV_BUILD_ROOT, FALSE);
   if (argc >= 2 && strcmp(argv[1], "replay") == 0)
     return cmd_replay(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "live") == 0)

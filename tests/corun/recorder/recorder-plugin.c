@@ -8,7 +8,11 @@
  *
  *   -plugin hmmv-recorder.so,out=vm0.trace,ram_mib=64[,stats=vm0.stats.json]
  *           [,llc_kib=4096][,llc_ways=16][,interval_insns=50000000][,ns_per_insn_ps=500]
+ *           [,intervals=N]
  *
+ * With intervals=N the trace is complete (closed) after N intervals and nothing more is
+ * counted. Each interval written prints "hmmv-recorder: interval K" (" complete" after the
+ * last) through qemu_plugin_outs, which QEMU shows only with -d plugin (-D FILE).
  * At QEMU's exit the last interval is written and stats (JSON: instructions, intervals,
  * accesses, LLC misses, dropped non-RAM accesses, I/O accesses) go to `stats`.
  */
@@ -59,9 +63,22 @@ vcpu_tb_exec(unsigned int vcpu, void *udata)
 {
   GError *error = NULL;
 
+  HmmvRecorderStats before, after;
+
   g_mutex_lock(&lock);
+  hmmv_recorder_get_stats(recorder, &before);
   if (!failed && !hmmv_recorder_add_insns(recorder, GPOINTER_TO_SIZE(udata), &error))
     fail(error);
+  hmmv_recorder_get_stats(recorder, &after);
+  if (after.intervals != before.intervals) {
+    /* progress for a co-run driver reading QEMU's log (-d plugin -D FILE): one line an
+     * interval (50M instructions by default: a few a second at most) */
+    char line[96];
+
+    g_snprintf(line, sizeof(line), "hmmv-recorder: interval %" G_GUINT64_FORMAT "%s\n",
+               after.intervals, hmmv_recorder_is_complete(recorder) ? " complete" : "");
+    qemu_plugin_outs(line);
+  }
   g_mutex_unlock(&lock);
 }
 
@@ -158,6 +175,8 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
       ok = parse_u64(key, value, HMMV_LLC_MAX_WAYS, &ways);
     } else if (strcmp(key, "interval_insns") == 0) {
       ok = parse_u64(key, value, G_GUINT64_CONSTANT(1) << 40, &options.interval_insns);
+    } else if (strcmp(key, "intervals") == 0) {
+      ok = parse_u64(key, value, G_GUINT64_CONSTANT(1) << 32, &options.max_intervals);
     } else if (strcmp(key, "ns_per_insn_ps") == 0) {
       ok = parse_u64(key, value, 1000000, &ps);
     } else {

@@ -21,6 +21,7 @@ struct _HmmvRecorder {
   GArray *touched;           /* pages with a count this interval, in first-touch order */
   GArray *entries;           /* HmmvTraceEntry scratch */
   guint64 interval_insns;    /* instructions in the open interval */
+  gboolean complete;         /* max_intervals written, the trace closed */
   HmmvRecorderStats stats;
 };
 
@@ -91,6 +92,8 @@ hmmv_recorder_access(HmmvRecorder *rec, guint64 phys_addr, gboolean is_store)
 {
   guint64 page = phys_addr >> 12;
 
+  if (rec->complete)
+    return;
   if (page >= rec->nr_pages || (page >= LEGACY_HOLE_FIRST && page < LEGACY_HOLE_END)) {
     rec->stats.dropped++;
     return;
@@ -136,12 +139,26 @@ write_interval(HmmvRecorder *rec, GError **error)
                                            rec->entries->len, error);
   rec->interval_insns = 0;
   rec->stats.intervals += ok;
+  if (ok && rec->options.max_intervals != 0 &&
+      rec->stats.intervals >= rec->options.max_intervals) {
+    /* closed now, so the trace is whole on disk even when QEMU is killed afterwards */
+    rec->complete = TRUE;
+    ok = hmmv_trace_writer_close(rec->writer, error);
+  }
   return ok;
+}
+
+gboolean
+hmmv_recorder_is_complete(const HmmvRecorder *rec)
+{
+  return rec->complete;
 }
 
 gboolean
 hmmv_recorder_add_insns(HmmvRecorder *rec, guint64 n, GError **error)
 {
+  if (rec->complete)
+    return TRUE;
   rec->stats.instructions += n;
   rec->interval_insns += n;
   /* a TB's instructions are added as it starts: an interval ends within one TB of its mark */
@@ -153,6 +170,8 @@ hmmv_recorder_add_insns(HmmvRecorder *rec, guint64 n, GError **error)
 gboolean
 hmmv_recorder_finish(HmmvRecorder *rec, GError **error)
 {
+  if (rec->complete)
+    return TRUE;
   if ((rec->interval_insns > 0 || rec->touched->len > 0) && !write_interval(rec, error))
     return FALSE;
   return hmmv_trace_writer_close(rec->writer, error);

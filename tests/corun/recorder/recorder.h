@@ -23,6 +23,7 @@ typedef struct {
   guint llc_ways;            /* default 16 */
   guint64 interval_insns;    /* default 50,000,000 */
   double ns_per_insn;        /* default 0.5 (2 GHz at one instruction a cycle) */
+  guint64 max_intervals;     /* 0: no limit; else the trace is complete (closed) after N */
 } HmmvRecorderOptions;
 
 typedef struct {
@@ -40,7 +41,11 @@ HmmvRecorder *hmmv_recorder_new(const HmmvRecorderOptions *options, GError **err
 void hmmv_recorder_access(HmmvRecorder *rec, guint64 phys_addr, gboolean is_store);
 /* n more instructions; writes an interval each time interval_insns are complete. */
 gboolean hmmv_recorder_add_insns(HmmvRecorder *rec, guint64 n, GError **error);
-/* Writes what is left as a last interval (if it executed anything) and closes the trace. */
+/* TRUE once max_intervals are written: the trace is closed, later accesses and instructions
+ * are not counted (a co-run stops its VMs then; all its traces have the same length). */
+gboolean hmmv_recorder_is_complete(const HmmvRecorder *rec);
+/* Writes what is left as a last interval (if it executed anything) and closes the trace;
+ * nothing more once complete. */
 gboolean hmmv_recorder_finish(HmmvRecorder *rec, GError **error);
 void hmmv_recorder_get_stats(const HmmvRecorder *rec, HmmvRecorderStats *stats);
 void hmmv_recorder_free(HmmvRecorder *rec);

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Issue 12's BENCHMARKS.md figures from hmmv-corun replay CSVs (--csv FILE), as Markdown:
+
+  corun-figures.py speedup CSV...     per CSV: hmmv (writes, reads+writes) runtime against
+                                      all-DRAM, numa-balancing, memory-mode and the others
+  corun-figures.py fairness CSV...    per CSV and policy: the worst VM's slowdown against its
+                                      own all-DRAM run
+  corun-figures.py accuracy CSV...    per workload: DRAM-served share of hmmv's placement as a
+                                      fraction of the oracle's, write-only and reads+writes
+
+Totals are the sums of the VMs' runtimes (row vm=all); a ratio X/hmmv > 1 means hmmv is
+faster by that factor.
+"""
+import csv
+import sys
+
+HMMV = ("hmmv-writes", "hmmv-reads-writes")
+
+
+def load(path):
+    rows = list(csv.DictReader(open(path)))
+    if not rows:
+        raise SystemExit(f"{path}: no rows")
+    return rows
+
+
+def totals(rows):
+    return {r["policy"]: float(r["runtime_ns"]) for r in rows if r["vm"] == "all"}
+
+
+def label(rows):
+    r = rows[0]
+    return f"{r['setup']} {r['profile']} {float(r['dram_fraction']) * 100:.0f}%"
+
+
+def speedup(paths):
+    print("| setup, profile, DRAM | hmmv / all-DRAM (writes; reads+writes) | numa-balancing / "
+          "hmmv | memory-mode / hmmv | best other policy / hmmv | first-touch / hmmv |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for path in paths:
+        rows = load(path)
+        t = totals(rows)
+        w, rw = t["hmmv-writes"], t["hmmv-reads-writes"]
+        others = {p: v for p, v in t.items()
+                  if p not in HMMV + ("all-dram", "oracle", "hmmv-ideal")}
+        best = min(others, key=others.get)
+        print(f"| {label(rows)} | {w / t['all-dram']:.3f}; {rw / t['all-dram']:.3f} | "
+              f"{t['numa-balancing'] / w:.3f}; {t['numa-balancing'] / rw:.3f} | "
+              f"{t['memory-mode'] / w:.3f}; {t['memory-mode'] / rw:.3f} | "
+              f"{best} {others[best] / w:.3f}; {others[best] / rw:.3f} | "
+              f"{t['first-touch'] / w:.3f}; {t['first-touch'] / rw:.3f} |")
+
+
+def fairness(paths):
+    for path in paths:
+        rows = load(path)
+        policies = []
+        for r in rows:
+            if r["policy"] not in policies:
+                policies.append(r["policy"])
+        print(f"\n{label(rows)}: worst VM's slowdown against its own all-DRAM run "
+              "(runtime / all-DRAM of the same VM)\n")
+        print("| policy | worst VM | its workload's slowdown | best VM's slowdown | all |")
+        print("|---|---|---:|---:|---:|")
+        for p in policies:
+            vms = [r for r in rows if r["policy"] == p and r["vm"] != "all"]
+            worst = max(vms, key=lambda r: float(r["slowdown"]))
+            best = min(float(r["slowdown"]) for r in vms)
+            allrow = [r for r in rows if r["policy"] == p and r["vm"] == "all"][0]
+            print(f"| {p} | {worst['vm']} | {float(worst['slowdown']):.3f} | {best:.3f} | "
+                  f"{float(allrow['slowdown']):.3f} |")
+
+
+def accuracy(paths, workloads):
+    print("| setup, profile, DRAM | VM | workload | oracle DRAM-served | hmmv-writes / oracle "
+          "| hmmv-reads-writes / oracle | hmmv-ideal / oracle |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for path in paths:
+        rows = load(path)
+        share = {(r["policy"], r["vm"]): float(r["dram_served_share"]) for r in rows}
+        for vm in sorted({r["vm"] for r in rows if r["vm"] != "all"},
+                         key=lambda v: (len(v), v)):
+            o = share[("oracle", vm)]
+            print(f"| {label(rows)} | {vm} | {workloads.get((rows[0]['setup'], vm), '?')} | "
+                  f"{o:.3f} | {share[('hmmv-writes', vm)] / o:.3f} | "
+                  f"{share[('hmmv-reads-writes', vm)] / o:.3f} | "
+                  f"{share[('hmmv-ideal', vm)] / o:.3f} |")
+
+
+def main():
+    if len(sys.argv) < 3 or sys.argv[1] not in ("speedup", "fairness", "accuracy"):
+        raise SystemExit(__doc__)
+    paths = sys.argv[2:]
+    if sys.argv[1] == "speedup":
+        speedup(paths)
+    elif sys.argv[1] == "fairness":
+        fairness(paths)
+    else:
+        # workload names: from a setup.json given as SETUP=DIR/setup.json arguments
+        import json
+        workloads, csvs = {}, []
+        for p in paths:
+            if p.endswith("setup.json"):
+                s = json.load(open(p))
+                workloads.update({(s["setup"], v["name"]): v["workload"] for v in s["vms"]})
+            else:
+                csvs.append(p)
+        accuracy(csvs, workloads)
+
+
+if __name__ == "__main__":
+    main()
