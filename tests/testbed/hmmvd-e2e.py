@@ -512,6 +512,8 @@ class Hmmvd:
                 f.write(f"node-reserve-mib = {opts.reserve_mib}\n")
             if opts.migrate_mbps:
                 f.write(f"[policy]\nmigrate-mbps = {opts.migrate_mbps}\n")
+            if getattr(opts, "reads_source", None):
+                f.write(f"[reads]\nsource = {opts.reads_source}\n")
         args = [opts.hmmvd, "--foreground", "--config", conf, "--no-libvirt",
                 "--interval-ms", str(opts.interval_ms), "--control-socket", self.sock]
         for vm in vms:

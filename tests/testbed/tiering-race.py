@@ -10,8 +10,13 @@ start is laid out: every VM's hot set is moved to the slow node 1 and its cold d
 --dram-free-mib by a reservation of 2 MiB hugetlb pages on node 0 (no tiering system can move
 them: not on an LRU list, not in a VM), so the VMs' cold data fills the DRAM that is left.
 Then, for --seconds:
-  hmmvd    hmmvd standalone, numa mover, dram-pool-mib = --pool-mib, node-reserve-mib =
-           --reserve-mib; NUMA balancing and kernel demotion off
+  hmmvd    hmmvd standalone, numa mover, no pool (dram-pool-mib = 0: node 0's capacity, as
+           the kernel has), node-reserve-mib = --reserve-mib; NUMA balancing and kernel
+           demotion off
+  hmmvd-pool  the same with dram-pool-mib = --pool-mib, smaller than the cold data the VMs
+           hold on node 0: hmmvd must demote it (a quota the kernel knows nothing about)
+  hmmvd-writes  hmmvd as in mode hmmvd with [reads] source = none: write tracking only, no
+           DAMON read tracker (not in the default modes: where hmmvd's own cost comes from)
   kernel   numa_balancing = 2 (memory tiering: hint-fault promotion) and demotion_enabled =
            true (kswapd demotes to node 1); the kernel's other knobs at their defaults
   damos    two kdamonds this script creates (paddr; DAMON sysfs) and removes afterwards: one
@@ -22,22 +27,30 @@ Then, for --seconds:
 Read back every second: each VM's hot pages on node 0 (move_pages(2) status queries from this
 process), /proc/vmstat's pgmigrate_success, pgpromote_success and pgdemote_*, hmmvd's
 promotions and demotions, the kdamonds' DAMOS sz_applied, and each guest's writes (its
-progress lines). One TSV line a second (DIR/race.tsv) and a summary line per mode on stdout
-("race: mode=... ..."). With gnuplot, DIR/race-hot.png (hot set on DRAM over time),
+progress lines), and the CPU time the guests' QEMUs, the mechanism (hmmvd; the kdamonds)
+and the kernel's kswapd0/kcompactd0 used. One TSV line a sample (DIR/race.tsv; a sample
+takes ~1-3 s at load) and a summary line per mode on stdout ("race: mode=... ..."), which
+splits the mode's migrations by the kernel's reason (the mm_migrate_pages tracepoint:
+syscall_or_cpuset = move_pages, numa_misplaced = hint-fault promotion, demotion, damon,
+compaction, ...). In the hmmvd modes also DIR/race-MODE.tsv (hmmvd's view a sample:
+its intervals, skipped intervals, budget, DRAM, hot pages and last interval's moves per VM)
+and DIR/race-MODE.log (its log, each line stamped with the seconds since the mode started). With gnuplot, DIR/race-hot.png (hot set on DRAM over time),
 DIR/race-writes.png (guest progress) and DIR/race-moves.png (pages migrated). The guests check
 every page at the end; any bad word fails the run.
 
-usage: tiering-race.py --hmmvd PATH --guest guest.elf [--out-dir DIR] [--modes hmmvd,kernel,
-       damos,none] [--seconds 90]   (DIR defaults to $TESTBED_OUT; use testbed --keep-out)
+usage: tiering-race.py --hmmvd PATH --guest guest.elf [--out-dir DIR] [--modes hmmvd,hmmvd-pool,kernel,
+       damos,none] [--seconds 150]   (DIR defaults to $TESTBED_OUT; use testbed --keep-out)
 """
 import argparse
 import ctypes
 import importlib.util
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -49,7 +62,13 @@ PAGE = 4096
 MPOL_MF_MOVE_ALL = 4
 DAMON = "/sys/kernel/mm/damon/admin/kdamonds"
 HUGE0 = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"
-MODES = ("hmmvd", "kernel", "damos", "none")
+MODES = ("hmmvd", "hmmvd-pool", "kernel", "damos", "none", "hmmvd-writes")
+DEFAULT_MODES = MODES[:5]
+TRACING = "/sys/kernel/tracing"
+MIGRATE_EVENT = f"{TRACING}/events/migrate/mm_migrate_pages"
+HMMVD_FIELDS = ("budget-pages", "dram-pages", "hot-pages", "written-pages", "promoted-pages",
+                "demoted-pages", "deferred-cap-pages", "deferred-room-pages",
+                "placement-unread-pages", "intervals-merged")
 
 
 class RaceVm(e2e.Vm):
@@ -239,6 +258,173 @@ class Damos:
         say("race: damos: could not remove the kdamonds (nr_kdamonds busy for 60 s)")
 
 
+class MigrateReasons:
+    """Pages the kernel migrated, by reason: the mm_migrate_pages tracepoint (one event per
+    migrate_pages() call, with its reason and nr_succeeded) into the trace buffer, emptied
+    by reset() and summed by read(). ok is False when the kernel offers no tracefs (the
+    summary then says n/a); lost events (a full buffer) are reported."""
+
+    def __init__(self):
+        self.ok = False
+        try:
+            if not os.path.isdir(f"{TRACING}/events"):
+                subprocess.run(["mount", "-t", "tracefs", "tracefs", TRACING], check=True,
+                               capture_output=True)
+            write_sys(f"{TRACING}/buffer_size_kb", 4096)
+            write_sys(f"{MIGRATE_EVENT}/enable", 1)
+            self.ok = True
+        except (OSError, subprocess.CalledProcessError) as e:
+            say(f"race: no migration reasons (tracefs, mm_migrate_pages): {e}")
+
+    def reset(self):
+        if self.ok:
+            write_sys(f"{TRACING}/trace", "")
+
+    def read(self):
+        """{reason: pages}, and "lost_events" when the buffer overran."""
+        out = {}
+        if not self.ok:
+            return out
+        with open(f"{TRACING}/trace") as f:
+            for line in f:
+                if "mm_migrate_pages:" not in line:
+                    continue
+                fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+                reason = fields.get("reason", "?")
+                out[reason] = out.get(reason, 0) + int(fields.get("nr_succeeded", 0))
+        lost = 0
+        for cpu in os.listdir(f"{TRACING}/per_cpu"):
+            with open(f"{TRACING}/per_cpu/{cpu}/stats") as f:
+                for line in f:
+                    if line.startswith("overrun:"):
+                        lost += int(line.split()[1])
+        if lost:
+            out["lost_events"] = lost
+        return out
+
+    def stop(self):
+        if self.ok:
+            try:
+                write_sys(f"{MIGRATE_EVENT}/enable", 0)
+                write_sys(f"{TRACING}/trace", "")
+                write_sys(f"{TRACING}/buffer_size_kb", 1408)
+            except OSError as e:
+                say(f"race: switching the tracepoint off: {e}")
+
+
+def cpu_s(pid):
+    """utime + stime of pid (all its threads), seconds; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def threads_cpu(pid):
+    """{thread name: CPU seconds} of pid's threads, the same names summed."""
+    out = {}
+    tck = os.sysconf("SC_CLK_TCK")
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tck
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def kthreads(prefixes):
+    """pids of the kernel threads whose name starts with one of prefixes."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/comm") as f:
+                    if f.read().strip().startswith(prefixes):
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+class StartupSampler:
+    """hmmvd's start-up, seen from outside every 0.5 s until stop(): its user and system CPU
+    seconds, state, the wait channel and system call of its busiest thread (DIR/race-MODE-
+    startup.tsv): where the start-up's time goes (36 s and 125 s were seen)."""
+
+    def __init__(self, pid, path, t0):
+        self.pid, self.path, self.t0 = pid, path, t0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        tck = os.sysconf("SC_CLK_TCK")
+        with open(self.path, "w") as out:
+            out.write("t\tutime\tstime\tthreads\tbusiest_tid\tstate\twchan\tsyscall\n")
+            while not self.done.wait(0.5):
+                rows = []
+                try:
+                    for tid in os.listdir(f"/proc/{self.pid}/task"):
+                        base = f"/proc/{self.pid}/task/{tid}"
+                        with open(f"{base}/stat") as f:
+                            fields = f.read().rsplit(")", 1)[1].split()
+                        rows.append((int(fields[11]) + int(fields[12]), tid, fields[0],
+                                     int(fields[11]), int(fields[12]), base))
+                except (OSError, ValueError, IndexError):
+                    if not os.path.exists(f"/proc/{self.pid}"):
+                        return
+                    continue
+                if not rows:
+                    continue
+                top = max(rows)
+                try:
+                    with open(f"{top[5]}/wchan") as f:
+                        wchan = f.read().strip() or "-"
+                    with open(f"{top[5]}/syscall") as f:
+                        syscall = f.read().split()[0]
+                except OSError:
+                    wchan = syscall = "?"
+                out.write(f"{time.monotonic() - self.t0:.1f}\t"
+                          f"{sum(r[3] for r in rows) / tck:.2f}\t"
+                          f"{sum(r[4] for r in rows) / tck:.2f}\t{len(rows)}\t{top[1]}\t"
+                          f"{top[2]}\t{wchan}\t{syscall}\n")
+                out.flush()
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=10)
+
+
+def exec_cost(hmmvd):
+    """Wall and CPU seconds of `hmmvd --version` (exec, dynamic linking, exit), 3 times, in
+    the testbed before the VMs start: the part of hmmvd's start-up that is not hmmvd's."""
+    out = []
+    for _ in range(3):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.monotonic()
+        subprocess.run([hmmvd, "--version"], capture_output=True)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out.append(f"{time.monotonic() - t:.2f}s wall/"
+                   f"{r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime:.2f}s cpu")
+    return ", ".join(out)
+
+
+def kdamonds_running():
+    """kdamonds whose state is on: a mode starts with none of anybody's (a kdamond an hmmvd
+    left running would cost the next mode's guests)."""
+    try:
+        nr = int(read_sys(f"{DAMON}/nr_kdamonds"))
+        return sum(read_sys(f"{DAMON}/{k}/state") == "on" for k in range(nr))
+    except OSError:
+        return 0
+
+
 def check_alive(vms):
     for vm in vms:
         if vm.proc.poll() is not None:
@@ -251,9 +437,10 @@ def settle():
     write_sys("/sys/kernel/mm/numa/demotion_enabled", "false")
 
 
-def run_mode(mode, opts, vms, work, out):
+def run_mode(mode, opts, vms, work, out, reasons):
     """One mode over the running VMs; returns its summary."""
     hmmvd = fill = damos = None
+    hout = None
     try:
         settle()
         for vm in vms:
@@ -267,12 +454,33 @@ def run_mode(mode, opts, vms, work, out):
             f"node 0 free {node_free_mib(0)} MiB, node 1 free {node_free_mib(1)} MiB")
         start = {vm.name: sum(1 for n in e2e.kernel_nodes(vm.proc.pid, vm.hot) if n == 0)
                  for vm in vms}
+        leftover = kdamonds_running()
+        if leftover:
+            say(f"race: {mode}: {leftover} kdamond(s) running before the mode starts "
+                f"(left by an earlier mode)")
         v0 = vmstat_all()
         w0 = {vm.name: vm.writes() for vm in vms}
+        reasons.reset()
+        kswapd = kthreads(("kswapd", "kcompactd"))
+        c0 = {vm.name: cpu_s(vm.proc.pid) for vm in vms}
+        k0 = sum(cpu_s(p) for p in kswapd)
         t0 = time.monotonic()
-        if mode == "hmmvd":
-            hmmvd = e2e.Hmmvd(opts, work, vms, MODES.index(mode))
-            wait_for("hmmvd manages every VM", 180, lambda: e2e.managed(hmmvd, vms))
+        t_managed = None
+        if mode.startswith("hmmvd"):
+            hopts = argparse.Namespace(**vars(opts))
+            hopts.pool_mib = opts.pool_mib if mode == "hmmvd-pool" else 0
+            hopts.reads_source = "none" if mode == "hmmvd-writes" else None
+            hmmvd = e2e.Hmmvd(hopts, work, vms, MODES.index(mode), t0=t0)
+            sampler = StartupSampler(hmmvd.proc.pid,
+                                     os.path.join(opts.out_dir, f"race-{mode}-startup.tsv"), t0)
+            try:
+                wait_for("hmmvd manages every VM", 180, lambda: e2e.managed(hmmvd, vms))
+            finally:
+                sampler.stop()
+            t_managed = time.monotonic() - t0
+            hout = open(os.path.join(opts.out_dir, f"race-{mode}.tsv"), "w")
+            hout.write("t\tintervals\tintervals_skipped\tlast_interval_ms\thmmvd_cpu\t" +
+                       "\t".join(f"{vm.name}_{f}" for vm in vms for f in HMMVD_FIELDS) + "\n")
         elif mode == "kernel":
             write_sys("/sys/kernel/mm/numa/demotion_enabled", "true")
             write_sys("/proc/sys/kernel/numa_balancing", 2)
@@ -283,6 +491,8 @@ def run_mode(mode, opts, vms, work, out):
                 raise Failed(f"damos: setting up the kdamonds: {e}")
         elif mode != "none":
             raise Failed(f"unknown mode {mode}")
+        agent = ([hmmvd.proc.pid] if hmmvd else
+                 kthreads(("kdamond",)) if damos else [])
         first_full, fractions = {}, {}
         prom = dem = 0
         # t0 is before hmmvd's start-up: its time to manage the VMs counts against it
@@ -304,7 +514,7 @@ def run_mode(mode, opts, vms, work, out):
                     first_full[vm.name] = now
                 row += [f"{frac:.4f}", str(vm.writes() - w0[vm.name])]
             mig = v["pgmigrate_success"] - v0["pgmigrate_success"]
-            if mode == "hmmvd":
+            if hmmvd:
                 hmmvd.table()
                 prom, dem, _ = hmmvd.moves()
             elif mode == "kernel":
@@ -313,10 +523,29 @@ def run_mode(mode, opts, vms, work, out):
             elif mode == "damos":
                 prom, dem = damos.applied()
             row += [str(mig), str(prom), str(dem)]
+            # CPU seconds since the mode started: each VM's QEMU, the mechanism's own
+            # (hmmvd, the kdamonds), kswapd0 + kcompactd0
+            row += [f"{cpu_s(vm.proc.pid) - c0[vm.name]:.1f}" for vm in vms]
+            row += [f"{sum(cpu_s(p) for p in agent):.1f}",
+                    f"{sum(cpu_s(p) for p in kswapd) - k0:.1f}"]
             out.write("\t".join(row) + "\n")
             out.flush()
+            if hout:
+                st = hmmvd.ctl.request("status")
+                table = hmmvd.table() or {}
+                hout.write("\t".join(
+                    [f"{now:.1f}", str(st["intervals"]), str(st.get("intervals-skipped", "")),
+                     f"{st.get('last-interval-ns', 0) / 1e6:.0f}",
+                     f"{cpu_s(hmmvd.proc.pid):.1f}"] +
+                    [str(table.get(vm.name, {}).get(f, "")) for vm in vms
+                     for f in HMMVD_FIELDS]) + "\n")
+                hout.flush()
         writes = {vm.name: vm.writes() - w0[vm.name] for vm in vms}
+        by_thread = threads_cpu(hmmvd.proc.pid) if hmmvd else {}
+        # kdamonds alive now: DAMOS's, or hmmvd's read tracker's (created in this mode)
+        kdamond_cpu = sum(cpu_s(p) for p in kthreads(("kdamond",)))
         migrated = vmstat_all()["pgmigrate_success"] - v0["pgmigrate_success"]
+        by_reason = {k: v for k, v in reasons.read().items() if v}
         gained = sum(fractions[vm.name][-1] * len(vm.hot) - start[vm.name] for vm in vms)
         summary = dict(
             mode=mode,
@@ -327,12 +556,28 @@ def run_mode(mode, opts, vms, work, out):
                          for n in fractions),
             writes=",".join(f"{n}:{w}" for n, w in writes.items()),
             promoted=prom, demoted=dem, migrated=migrated,
-            churn=f"{migrated / gained:.2f}" if gained > 0 else "n/a")
+            migrated_by_reason=(",".join(f"{k}:{v}" for k, v in sorted(by_reason.items()))
+                                or "none") if reasons.ok else "n/a",
+            churn=f"{migrated / gained:.2f}" if gained > 0 else "n/a",
+            qemu_cpu_s=",".join(f"{vm.name}:{cpu_s(vm.proc.pid) - c0[vm.name]:.0f}"
+                                for vm in vms),
+            agent_cpu_s=f"{sum(cpu_s(p) for p in agent):.0f}",
+            kswapd_kcompactd_cpu_s=f"{sum(cpu_s(p) for p in kswapd) - k0:.0f}",
+            kdamond_cpu_s=f"{kdamond_cpu:.0f}",
+            kdamonds_on_at_start=leftover)
+        if by_thread:   # threads alive at the end (a finished GTask thread's time is gone)
+            summary["hmmvd_threads_cpu_s"] = ",".join(
+                f"{n}:{c:.0f}" for n, c in sorted(by_thread.items(), key=lambda x: -x[1])[:4])
+        if t_managed is not None:
+            summary["managed_after_s"] = f"{t_managed:.0f}"
         say("race: " + " ".join(f"{k}={v}" for k, v in summary.items()))
         return summary
     finally:
+        if hout:
+            hout.close()
         if hmmvd:
             hmmvd.stop()
+            shutil.copy(hmmvd.log, os.path.join(opts.out_dir, f"race-{mode}.log"))
         if damos:
             damos.stop()
         settle()
@@ -388,18 +633,20 @@ def main():
     ap.add_argument("--hmmvd", required=True)
     ap.add_argument("--guest", required=True)
     ap.add_argument("--out-dir", default=os.environ.get("TESTBED_OUT"))
-    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--modes", default=",".join(DEFAULT_MODES))
     ap.add_argument("--vms", type=int, default=2)
     ap.add_argument("--mem-mib", type=int, default=64)
     ap.add_argument("--hot-mib", type=int, default=8)
     ap.add_argument("--cold-mib", type=int, default=48)
-    ap.add_argument("--seconds", type=int, default=90)
+    # 150: hmmvd took 36-125 s to manage both VMs at load 14-21 (its start-up counts
+    # against it), and 90 s left it no time at 125
+    ap.add_argument("--seconds", type=int, default=150)
     ap.add_argument("--report-every", type=int, default=20000,
                     help="guest writes between progress lines (the progress resolution)")
     ap.add_argument("--fill-deadline", type=int, default=900)
     ap.add_argument("--dram-free-mib", type=int, default=24,
                     help="node 0 free memory left by the hugetlb reservation")
-    ap.add_argument("--pool-mib", type=int, default=40, help="hmmvd's DRAM pool")
+    ap.add_argument("--pool-mib", type=int, default=40, help="hmmvd's DRAM pool in hmmvd-pool")
     ap.add_argument("--reserve-mib", type=int, default=8, help="hmmvd's node-reserve-mib")
     ap.add_argument("--interval-ms", type=int, default=500)
     opts = ap.parse_args()
@@ -424,6 +671,8 @@ def main():
     vms, results = [], []
     try:
         settle()
+        say(f"race: hmmvd --version in the testbed, nothing else running: "
+            f"{exec_cost(opts.hmmvd)}")
         for i in range(opts.vms):
             vms.append(RaceVm(f"vm{i}", work, qemu, opts.guest, opts))
         for vm in vms:
@@ -432,15 +681,21 @@ def main():
         with open(tsv, "w") as out:
             out.write("mode\tt\t" + "\t".join(f"vm{i}_hot_dram\tvm{i}_writes"
                                               for i in range(opts.vms))
-                      + "\tpgmigrate\tpromoted\tdemoted\n")
-            for mode in modes:
-                # one mode's failure (a DAMON refusal, hmmvd's start-up) leaves the others'
-                # figures standing; the run still fails
-                try:
-                    results.append(run_mode(mode, opts, vms, work, out))
-                except Failed as e:
-                    say(f"race: {mode}: FAIL: {e}")
-                    results.append(dict(mode=mode, failed=str(e)))
+                      + "\tpgmigrate\tpromoted\tdemoted\t"
+                      + "\t".join(f"vm{i}_qemu_cpu" for i in range(opts.vms))
+                      + "\tagent_cpu\tkswapd_kcompactd_cpu\n")
+            reasons = MigrateReasons()
+            try:
+                for mode in modes:
+                    # one mode's failure (a DAMON refusal, hmmvd's start-up) leaves the
+                    # others' figures standing; the run still fails
+                    try:
+                        results.append(run_mode(mode, opts, vms, work, out, reasons))
+                    except Failed as e:
+                        say(f"race: {mode}: FAIL: {e}")
+                        results.append(dict(mode=mode, failed=str(e)))
+            finally:
+                reasons.stop()
         # the guests' last act: every page checked
         for vm in vms:
             vm.quit()
