@@ -5,11 +5,13 @@ test guest writes (mode=phases) or reads and writes (mode=reads) a known page se
 pages the trace shows missing the LLC inside the guest's window are exactly that set, reads
 and writes apart; the intervals' instructions add up to the stats file's.
 
-  check-recorder.py PLUGIN GUEST_ELF
+  check-recorder.py PLUGIN... GUEST_ELF
 
 QEMU: $HMMV_PLUGIN_QEMU, else $HMMV_QEMU, else qemu-system-x86_64 on PATH, the first that
 supports -plugin (the patched 7.2 build has no plugins until it is built with
 --enable-plugins; Debian's 7.2 has them). Exit 77 with the reason when none does.
+PLUGIN...: the recorder built against each plugin API (hmmv-recorder.so, API 1, for 7.2;
+hmmv-recorder-api4.so, API 4, for 10.0); the first whose API version that QEMU loads is used.
 """
 import json
 import os
@@ -44,6 +46,22 @@ def plugin_qemu():
             continue
         return qemu
     skip("no QEMU with TCG plugin support (" + "; ".join(tried or ["none found"]) + ")")
+
+
+def plugin_for(qemu, plugins):
+    """The first of plugins whose API version qemu accepts. A probe with no arguments loads
+    the module and checks its qemu_plugin_version before calling its install (which then
+    refuses: no out= or ram_mib=), so QEMU's "requires API version" is the only refusal that
+    says the version is wrong."""
+    refused = []
+    for plugin in plugins:
+        probe = subprocess.run([qemu, "-M", "none", "-display", "none", "-plugin", plugin],
+                               capture_output=True, text=True, timeout=60)
+        if "requires API version" in probe.stderr:
+            refused.append(probe.stderr.strip())
+            continue
+        return plugin
+    raise SystemExit(f"FAIL: {qemu} loads none of the recorders: " + "; ".join(refused))
 
 
 def read_trace(path):
@@ -113,9 +131,11 @@ def check(what, got, want):
 
 
 def main():
-    plugin, guest = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    plugins = [os.path.abspath(p) for p in sys.argv[1:-1]]
+    guest = os.path.abspath(sys.argv[-1])
     qemu = plugin_qemu()
-    print(f"# QEMU {qemu}")
+    plugin = plugin_for(qemu, plugins)
+    print(f"# QEMU {qemu}, plugin {os.path.basename(plugin)}")
     ok = True
     with tempfile.TemporaryDirectory(prefix="hmmv-recorder-") as work:
         span = 4096
