@@ -389,8 +389,10 @@ START_TEST(test_served_while_damon_setup_waits)
     g_main_context_iteration(NULL, TRUE);
   ck_assert_uint_eq(finished, 1);
   ck_assert_uint_eq(info->last.read, 0);
-  /* ... while the setup is still refused, still trying, and has got nowhere */
-  refused = damon_fake_busy_refused(fake);
+  /* ... while the setup is still refused, still trying, and has got nowhere (the tracker's
+   * thread may not have made its first write yet: waited for, an event, not a time) */
+  while ((refused = damon_fake_busy_refused(fake)) == 0 && g_get_monotonic_time() < deadline)
+    g_usleep(1000);
   ck_assert_uint_gt(refused, 0);
   while (damon_fake_busy_refused(fake) == refused && g_get_monotonic_time() < deadline)
     g_usleep(1000);
