@@ -458,6 +458,18 @@ hmmv_qmp_set_cancellable(HmmvQmp *qmp, GCancellable *cancellable)
   sq->cancellable = cancellable != NULL ? g_object_ref(cancellable) : NULL;
 }
 
+void
+hmmv_qmp_set_timeout_ms(HmmvQmp *qmp, guint timeout_ms)
+{
+  SocketQmp *sq;
+
+  if (qmp == NULL || qmp->ops != &socket_qmp_ops)
+    return;
+  sq = qmp->priv;
+  sq->timeout_ms = MAX(timeout_ms, 1);
+  g_socket_set_timeout(sq->socket, MAX((sq->timeout_ms + 999) / 1000, 1));
+}
+
 int
 hmmv_qmp_get_peer_pid(HmmvQmp *qmp)
 {

@@ -49,6 +49,9 @@ HmmvQmp *hmmv_qmp_connect_unix_full(const char *path, guint timeout_ms,
                                     GCancellable *cancellable, GError **error);
 /* Unix socket transport: replace the cancellable (NULL: none). Other transports: nothing. */
 void hmmv_qmp_set_cancellable(HmmvQmp *qmp, GCancellable *cancellable);
+/* Unix socket transport: the deadline of each later exchange (as timeout_ms of the connect).
+ * Other transports: nothing. */
+void hmmv_qmp_set_timeout_ms(HmmvQmp *qmp, guint timeout_ms);
 /* The pid of the process at the other end of a Unix socket transport (SO_PEERCRED: QEMU's
  * pid), or -1 for other transports or when the kernel does not say. */
 int hmmv_qmp_get_peer_pid(HmmvQmp *qmp);
