@@ -392,6 +392,99 @@ START_TEST(test_hmmv_sees_what_its_tracker_sees)
 }
 END_TEST
 
+/* A VM of nr_pages whose first hot pages are written in every interval. */
+static void
+write_hot_trace(const char *path, guint64 nr_pages, guint64 hot, guint intervals)
+{
+  HmmvTraceInfo info = { .nr_pages = nr_pages, .interval_ms = 100,
+                         .flags = HMMV_TRACE_HAS_READS };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTraceWriter) w = hmmv_trace_writer_new(path, &info, &error);
+  g_autofree HmmvTraceEntry *e = g_new0(HmmvTraceEntry, hot);
+
+  ck_assert_msg(w != NULL, "%s", error ? error->message : "");
+  for (guint64 p = 0; p < hot; p++)
+    e[p] = (HmmvTraceEntry){ p, 0, 20 };
+  for (guint k = 0; k < intervals; k++)
+    ck_assert(hmmv_trace_writer_add_interval(w, 100000, e, hot, &error));
+  ck_assert(hmmv_trace_writer_close(w, &error));
+}
+
+/* DRAM pages VM vm of policy name held after the last interval. */
+static guint64
+last_dram_pages(const CorunRun *run, const char *name, guint vm)
+{
+  int pi = corun_run_find(run, name);
+  guint64 pages = G_MAXUINT64;
+
+  ck_assert_int_ge(pi, 0);
+  for (guint i = 0; i < run->samples->len; i++) {
+    const CorunSample *smp = &g_array_index(run->samples, CorunSample, i);
+
+    if (smp->policy == (guint)pi && smp->vm == vm && smp->interval == run->intervals - 1)
+      pages = smp->dram_pages;
+  }
+  ck_assert_uint_ne(pages, G_MAXUINT64);
+  return pages;
+}
+
+/* setup.json's quotas (dram_min_mib, dram_max_mib, weight) reach hmmv's balance, and only
+ * hmmv's: two VMs of 4 MiB, each writing a hot set of 2 MiB in every interval, share 3 MiB
+ * of DRAM. First touch gives vm0 its whole hot set and vm1 the last 1 MiB; hmmv alone evens
+ * them (1.5 MiB each); a min of 2 MiB for vm1, or a max of 1 MiB for vm0, or weight 300 for
+ * vm1 gives vm1 its whole hot set. first-touch, which knows no quota, ends the same in all. */
+START_TEST(test_hmmv_honours_setup_quotas)
+{
+  g_autoptr(CorunProfile) p = profile();
+  g_autofree char *dir = g_dir_make_tmp("hmmv-test-corun-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename(dir, "setup.json", NULL);
+  const char *policies[] = { "all-dram", "first-touch", "hmmv-writes", NULL };
+  const struct {
+    const char *vm0, *vm1;
+    guint64 vm1_min_dram;     /* vm1's DRAM at the end: at least */
+    guint64 vm1_max_dram;     /* and at most */
+  } cases[] = {
+    { "", "", 384 - 8, 384 + 8 },
+    { "", ", \"dram_min_mib\": 2", 512, 512 },
+    { ", \"dram_max_mib\": 1", "", 512, 512 },
+    { "", ", \"weight\": 300", 512, 512 },
+  };
+
+  for (guint v = 0; v < 2; v++) {
+    g_autofree char *file = g_strdup_printf("%s/vm%u.trace", dir, v);
+
+    write_hot_trace(file, 1024, 512, 40);
+  }
+  for (guint c = 0; c < G_N_ELEMENTS(cases); c++) {
+    g_autofree char *json = g_strdup_printf(
+      "{\"setup\": \"quotas\", \"interval_ms\": 100, \"vms\": ["
+      "{\"name\": \"vm0\", \"trace\": \"vm0.trace\"%s}, "
+      "{\"name\": \"vm1\", \"trace\": \"vm1.trace\"%s}]}", cases[c].vm0, cases[c].vm1);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(CorunSetupFile) sf = NULL;
+    g_autoptr(CorunRun) run = NULL;
+    guint64 vm0, vm1;
+
+    ck_assert(g_file_set_contents(path, json, -1, NULL));
+    sf = corun_setup_load(dir, &error);
+    ck_assert_msg(sf != NULL, "%s", error ? error->message : "");
+    sf->setup.profile = p;
+    sf->setup.dram_pages = 768;
+    run = corun_run(&sf->setup, policies, 0, NULL, NULL, &error);
+    ck_assert_msg(run != NULL, "%s", error ? error->message : "");
+    ck_assert_uint_eq(last_dram_pages(run, "first-touch", 0), 512);
+    ck_assert_uint_eq(last_dram_pages(run, "first-touch", 1), 256);
+    vm0 = last_dram_pages(run, "hmmv-writes", 0);
+    vm1 = last_dram_pages(run, "hmmv-writes", 1);
+    ck_assert_msg(vm1 >= cases[c].vm1_min_dram && vm1 <= cases[c].vm1_max_dram,
+                  "case %u: vm1 holds %" G_GUINT64_FORMAT " DRAM pages, vm0 %" G_GUINT64_FORMAT,
+                  c, vm1, vm0);
+    ck_assert_uint_le(vm0 + vm1, 768);
+  }
+  hmmv_test_remove_tree(dir);
+}
+END_TEST
+
 /* Every policy on a generated co-run: the assertions of the corun suite, in small. */
 START_TEST(test_bounds_on_generated_setup)
 {
@@ -442,6 +535,10 @@ START_TEST(test_bad_setups)
       "vm a" },
     { "{\"setup\": \"x\", \"interval_ms\": 10, \"vms\": [{\"name\": \"a\"}]}", "\"trace\"" },
     { "{\"setup\": \"x\", \"interval_ms\": 10} trailing", "" },
+    { "{\"setup\": \"x\", \"interval_ms\": 10, \"vms\": [{\"name\": \"a\", \"trace\": \"t\", "
+      "\"dram_min_mib\": 2, \"dram_max_mib\": 1}]}", "dram_min_mib 2 is above dram_max_mib 1" },
+    { "{\"setup\": \"x\", \"interval_ms\": 10, \"vms\": [{\"name\": \"a\", \"trace\": \"t\", "
+      "\"dram_max_mib\": -1}]}", "\"dram_max_mib\" must be an integer" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
@@ -474,6 +571,7 @@ corun_policies_suite(void)
   tcase_add_test(tc, test_memtis_histogram);
   tcase_add_test(tc, test_damos_quota_feedback);
   tcase_add_test(tc, test_hmmv_sees_what_its_tracker_sees);
+  tcase_add_test(tc, test_hmmv_honours_setup_quotas);
   tcase_add_test(tc, test_bounds_on_generated_setup);
   tcase_add_test(tc, test_bad_setups);
   tcase_set_timeout(tc, 60);

@@ -200,11 +200,16 @@ hmmv_init(CorunPolicy *policy, SeeKind see, GError **error)
       hmmv_tracker_free(tracker);
       return FALSE;
     }
-    if (setup->vms[v].weight != 0) {
-      /* setup.json's weight: the VM's share of the lent DRAM in the core's balance */
+    {
+      /* setup.json's quota, as hmmvd takes it from virsh metadata: the weight is the VM's
+       * share of the lent DRAM in the core's balance, the min its guaranteed DRAM (scaled
+       * down in proportion when the mins do not fit in the pool), the max its ceiling */
       HmmvQuota quota = *hmmv_vm_get_quota(vm);
 
-      quota.weight = setup->vms[v].weight;
+      if (setup->vms[v].weight != 0)
+        quota.weight = setup->vms[v].weight;
+      quota.min_pages = setup->vms[v].dram_min_pages;
+      quota.max_pages = setup->vms[v].dram_max_pages;
       hmmv_vm_set_quota(vm, &quota);
     }
     if (!hmmv_core_add_vm(hp->core, vm, tracker, error))

@@ -20,7 +20,11 @@ typedef struct {
   char *workload;
   char *trace_path;
   guint64 nr_pages;
+  /* setup.json's quota, as virsh metadata gives hmmvd one (dram-min-mib, dram-max-mib,
+   * weight): only the hmmv policies honour it; the baselines know nothing of quotas. */
   guint weight;
+  guint64 dram_min_pages;
+  guint64 dram_max_pages;   /* 0: no limit */
 } CorunVmInfo;
 
 typedef struct {

@@ -6,6 +6,7 @@
 #include <glib/gstdio.h>
 #include <hmmv/error.h>
 #include <hmmv/json.h>
+#include <hmmv/vm.h>
 #include <string.h>
 
 void
@@ -81,7 +82,7 @@ load_vm(CorunSetupFile *sf, CorunVmInfo *info, JsonNode *node, GError **error)
   const char *name, *trace, *workload;
   g_autoptr(HmmvTraceReader) reader = NULL;
   const HmmvTraceInfo *ti;
-  gint64 weight;
+  gint64 weight, min_mib, max_mib;
 
   if (obj == NULL) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT, "a VM must be an object");
@@ -97,13 +98,24 @@ load_vm(CorunSetupFile *sf, CorunVmInfo *info, JsonNode *node, GError **error)
   }
   info->name = g_strdup(name);
   trace = get_string(obj, "trace", TRUE, error);
-  if (trace == NULL || !get_int(obj, "weight", 1, 10000, 100, &weight, error)) {
+  /* the bounds of virsh metadata's weight; MiB up to 1 TiB */
+  if (trace == NULL || !get_int(obj, "weight", 1, 10000, 100, &weight, error) ||
+      !get_int(obj, "dram_min_mib", 0, 1 << 20, 0, &min_mib, error) ||
+      !get_int(obj, "dram_max_mib", 0, 1 << 20, 0, &max_mib, error)) {
     g_prefix_error(error, "vm %s: ", name);
     return FALSE;
   }
   workload = get_string(obj, "workload", FALSE, NULL);
   info->workload = g_strdup(workload ? workload : "");
   info->weight = (guint)weight;
+  if (max_mib != 0 && min_mib > max_mib) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT,
+                "vm %s: dram_min_mib %" G_GINT64_FORMAT " is above dram_max_mib %"
+                G_GINT64_FORMAT, name, min_mib, max_mib);
+    return FALSE;
+  }
+  info->dram_min_pages = (guint64)min_mib << (20 - HMMV_PAGE_SHIFT);
+  info->dram_max_pages = (guint64)max_mib << (20 - HMMV_PAGE_SHIFT);
   info->trace_path = g_path_is_absolute(trace) ? g_strdup(trace)
                                                : g_build_filename(sf->dir, trace, NULL);
   reader = hmmv_trace_reader_new(info->trace_path, error);
