@@ -39,7 +39,11 @@ n=0 failed=0
 check() { local what=$1; shift; n=$((n + 1))
   if "$@"; then echo "ok $n - $what"; else echo "not ok $n - $what"; failed=1; fi; }
 
-layer=$(roots_runtime 2> >(sed 's/^/# /')) || { echo "Bail out! the runtime layer"; exit 1; }
+# The cache's notes go to the TAP stream (fd 3), not into the path captured by $(...): a
+# process substitution inherits the capture's stdout, and on a cold cache the note became part of
+# the path (the package suite failed on every fresh machine).
+exec 3>&1
+layer=$(roots_runtime 2> >(sed 's/^/# /' >&3)) || { echo "Bail out! the runtime layer"; exit 1; }
 r=$work/root
 roots_mount "$r" "$work/upper" "$layer" || { echo "Bail out! overlay mount"; exit 1; }
 echo "# $(chroot "$r" apparmor_parser --version | head -n 1); libvirt-daemon-system $libvirt_version (host)"

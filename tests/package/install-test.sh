@@ -62,7 +62,11 @@ version=$(dpkg-deb -f "$deb" Version)
 # ---- the cached base root ----
 command -v debootstrap >/dev/null || bail "debootstrap missing (scripts/setup installs it)"
 source "$root/tests/package/roots.sh"
-base=$(roots_base 2> >(sed 's/^/# /')) || bail "debootstrap failed"
+# The cache's notes go to the TAP stream (fd 3), not into the path captured by $(...): a
+# process substitution inherits the capture's stdout, and on a cold cache the note became part of
+# the path (the package suite failed on every fresh machine).
+exec 3>&1
+base=$(roots_base 2> >(sed 's/^/# /' >&3)) || bail "debootstrap failed"
 exec 9>"$cache/.lock"
 flock 9
 # hmmv's runtime dependencies go into the base once per dependency list: installing them is

@@ -61,7 +61,11 @@ check "the AppArmor abstraction is the tree's debian/qemu/libvirt-qemu-hmmv" \
   cmp -s "$work/x/etc/apparmor.d/abstractions/libvirt-qemu-hmmv" "$root/debian/qemu/libvirt-qemu-hmmv"
 
 # ---- installed in a clean root ----
-layer=$(roots_runtime 2> >(sed 's/^/# /')) || { echo "Bail out! the runtime layer"; exit 1; }
+# The cache's notes go to the TAP stream (fd 3), not into the path captured by $(...): a
+# process substitution inherits the capture's stdout, and on a cold cache the note became part of
+# the path (the package suite failed on every fresh machine).
+exec 3>&1
+layer=$(roots_runtime 2> >(sed 's/^/# /' >&3)) || { echo "Bail out! the runtime layer"; exit 1; }
 r=$work/root
 roots_mount "$r" "$work/upper" "$layer" || { echo "Bail out! overlay mount"; exit 1; }
 cp "$deb" "$r/tmp/"
