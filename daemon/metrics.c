@@ -100,6 +100,10 @@ static guint64 fig_demoted(const HmmvdVmInfo *i) { return i->moves.demoted; }
 static guint64 fig_errors(const HmmvdVmInfo *i) { return i->errors; }
 static guint64 fig_fallback_promoted(const HmmvdVmInfo *i) { return i->fallback_promoted; }
 static guint64 fig_fallback_demoted(const HmmvdVmInfo *i) { return i->fallback_demoted; }
+static guint64 fig_homed_dram(const HmmvdVmInfo *i) { return i->homed_dram; }
+static guint64 fig_homed_slow(const HmmvdVmInfo *i) { return i->homed_slow; }
+static guint64 fig_away_dram(const HmmvdVmInfo *i) { return i->last.away_dram; }
+static guint64 fig_away_slow(const HmmvdVmInfo *i) { return i->last.away_slow; }
 
 static const struct {
   const char *name;
@@ -126,6 +130,16 @@ static const struct {
   { "hmmv_vm_fallback_demotions_total", "counter",
     "Pages demoted to a farther slow node because the one nearest the VM's DRAM node was "
     "full.", fig_fallback_demoted },
+  { "hmmv_vm_homed_dram_pages_total", "counter",
+    "Pages brought home: moved from a farther DRAM node to the nearest once it had room.",
+    fig_homed_dram },
+  { "hmmv_vm_homed_slow_pages_total", "counter",
+    "Pages moved from a farther slow node to the nearest once it had room.", fig_homed_slow },
+  { "hmmv_vm_away_dram_pages", "gauge",
+    "Pages of the VM on a DRAM node other than the one nearest its vCPUs.", fig_away_dram },
+  { "hmmv_vm_away_slow_pages", "gauge",
+    "Pages of the VM on a slow node other than the one nearest its DRAM node.",
+    fig_away_slow },
 };
 
 static void

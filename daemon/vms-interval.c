@@ -305,6 +305,8 @@ interval_read_report(HmmvdVms *vms)
     log_left_alone(entry, rep);
     entry->info.fallback_promoted += rep->promoted_fallback;
     entry->info.fallback_demoted += rep->demoted_fallback;
+    entry->info.homed_dram += rep->homed_dram;
+    entry->info.homed_slow += rep->homed_slow;
     hmmvd_vms_update_moves(vms, entry);
     if (rep->error == NULL) {
       entry->info.last_good_interval = vms->report.index;

@@ -131,6 +131,11 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   json_builder_add_int_value(builder, info->in_core ? last->slow_node : -1);
   add_uint(builder, "fallback-promoted-total", info->fallback_promoted);
   add_uint(builder, "fallback-demoted-total", info->fallback_demoted);
+  /* and what came back to its nearest nodes since, and what is still away from them */
+  add_uint(builder, "homed-dram-total", info->homed_dram);
+  add_uint(builder, "homed-slow-total", info->homed_slow);
+  add_uint(builder, "away-dram-pages", last->away_dram);
+  add_uint(builder, "away-slow-pages", last->away_slow);
   /* The nodes its pages may go to (cpuset, numatune): null for every node; and why hmmv
    * leaves it alone when they hold no DRAM or no slow node. */
   json_builder_set_member_name(builder, "allowed-nodes");

@@ -49,6 +49,9 @@ typedef struct {
   guint64 fallback_promoted;    /* since listed: pages promoted to a farther DRAM node because
                                    the nearest was full */
   guint64 fallback_demoted;     /* the same for demotions and slow nodes */
+  guint64 homed_dram;           /* since listed: pages brought home from a farther DRAM node to
+                                   the nearest once it had room */
+  guint64 homed_slow;           /* the same for slow pages and slow nodes */
   guint32 bound_nodes;          /* the source's binding (libvirt numatune), bit per node;
                                    0 = none */
   guint32 allowed_nodes;        /* the nodes its pages may go to, as the core was told: its

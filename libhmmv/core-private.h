@@ -81,6 +81,19 @@ guint64 hmmv_core_vm_cap_pages(HmmvCore *core, CoreVm *cvm);
  * host's. */
 void hmmv_core_spend_caps(HmmvCore *core, const HmmvIntervalReport *report);
 
+/* grant[i] <= want[i], sum(grant) = min(cap, sum(want)), max-min fair (loop-cap.c). */
+void hmmv_core_water_fill(const guint64 *want, guint64 *grant, guint n, guint64 cap);
+
+/* loop.c: pages that really reached dest_node start their cooldown (a huge unit as a whole). */
+void hmmv_core_start_cooldown(HmmvCore *core, HmmvVm *vm, const GArray *pages, int dest_node);
+/* loop.c: the failures a VM's move stats count, all causes. */
+guint64 hmmv_core_move_failures(const HmmvMoveStats *stats);
+/* loop-home.c: after the interval's demotions and promotions, before the caps are spent: pages
+ * away from their VM's home node of their tier move home, within the room above the home
+ * node's margin and what the caps left; fills every VM's homed_ and away_ figures. A VM
+ * whose move fails gets the error and ok[i] FALSE. */
+void hmmv_core_bring_home(HmmvCore *core, gboolean *ok, HmmvIntervalReport *report);
+
 /* loop-place.c: the placement of a VM the core just took, HMMV_CORE_ADD_SLICE_PAGES an
  * interval, before the mover sees this interval's touches (not counted as first touches). */
 gboolean hmmv_core_read_placement(HmmvCore *core, CoreVm *cvm, GError **error);

@@ -55,9 +55,8 @@ list_cut(HmmvVm *vm, GArray *list, guint64 pages, guint64 max_pages)
   return pages;
 }
 
-/* grant[i] <= want[i], sum(grant) = min(cap, sum(want)), max-min fair. */
-static void
-water_fill(const guint64 *want, guint64 *grant, guint n, guint64 cap)
+void
+hmmv_core_water_fill(const guint64 *want, guint64 *grant, guint n, guint64 cap)
 {
   guint64 left = cap;
   guint open = 0;
@@ -162,7 +161,7 @@ hmmv_core_share_host_cap(HmmvCore *core, const gboolean *ok, HmmvIntervalReport 
   if (total <= cap)
     return;
   grant = g_new0(guint64, n);
-  water_fill(want, grant, n, cap);
+  hmmv_core_water_fill(want, grant, n, cap);
   for (guint i = 0; i < n; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
     HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);

@@ -4,7 +4,8 @@
  * in this order, for every VM:
  *
  *   harvest -> first-touch and placement refresh -> temperatures -> balance the DRAM pool
- *   -> hot cut -> plan -> move (every VM's demotions first, to make room) -> cooldown
+ *   -> hot cut -> plan -> move (every VM's demotions first, to make room) -> bring home
+ *   (loop-home.c) -> cooldown
  *   -> report
  *
  * Data flows one way; nothing below calls back up. A VM whose tracker or mover fails gets
@@ -391,8 +392,8 @@ hmmv_core_get_pool_pages(const HmmvCore *core)
 
 /* Pages that really reached dest_node start their cooldown, so they cannot bounce back in
  * the next intervals (hysteresis in time; the planner's key margin is hysteresis in heat). */
-static void
-core_start_cooldown(HmmvCore *core, HmmvVm *vm, const GArray *pages, int dest_node)
+void
+hmmv_core_start_cooldown(HmmvCore *core, HmmvVm *vm, const GArray *pages, int dest_node)
 {
   for (guint i = 0; i < pages->len; i++) {
     guint64 page = g_array_index(pages, guint64, i);
@@ -407,8 +408,8 @@ core_start_cooldown(HmmvCore *core, HmmvVm *vm, const GArray *pages, int dest_no
   }
 }
 
-static guint64
-move_failures(const HmmvMoveStats *stats)
+guint64
+hmmv_core_move_failures(const HmmvMoveStats *stats)
 {
   return stats->not_present + stats->busy + stats->no_memory + stats->fault + stats->access +
          stats->other;
@@ -462,7 +463,7 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
 {
   HmmvVm *vm = cvm->vm;
   const HmmvMoveStats *stats = hmmv_vm_get_move_stats(vm);
-  guint64 failed_before = move_failures(stats);
+  guint64 failed_before = hmmv_core_move_failures(stats);
   GArray *pages = promote ? cvm->plan.promote : cvm->plan.demote;
   const HmmvNodeRequest *to = promote ? &cvm->promote_to : &cvm->demote_to;
   guint64 moved = 0, fallback = 0, offset = 0;
@@ -495,7 +496,7 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
     slice = g_array_sized_new(FALSE, FALSE, sizeof(guint64), (guint)count);
     g_array_append_vals(slice, &g_array_index(pages, guint64, offset), (guint)count);
     if (ok)
-      core_start_cooldown(core, vm, slice, to->rank[r]);
+      hmmv_core_start_cooldown(core, vm, slice, to->rank[r]);
     offset += count;
     moved += moved_here;
     if (r > 0 && moved_here > 0) {
@@ -514,7 +515,7 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
     rep->demoted = moved;
     rep->demoted_fallback = fallback;
   }
-  rep->move_failed += move_failures(stats) - failed_before;
+  rep->move_failed += hmmv_core_move_failures(stats) - failed_before;
   return ok;
 }
 
@@ -719,6 +720,7 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
                           &rep->error);
     }
   }
+  hmmv_core_bring_home(core, ok, report);
   hmmv_core_spend_caps(core, report);
   if (note->len > 0)
     report->fallback_note = g_string_free(g_steal_pointer(&note), FALSE);

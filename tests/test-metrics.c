@@ -151,6 +151,11 @@ START_TEST(test_format_with_vms)
   ck_assert(strstr(text, "hmmv_vm_move_failures_total{vm=\"plain\",kind=\"no-memory\"} 0\n") !=
             NULL);
   ck_assert(strstr(text, "hmmv_intervals_total 2\n") != NULL);
+  /* pages brought home to the nearest node, and away from it: none on one socket */
+  ck_assert(strstr(text, "# TYPE hmmv_vm_homed_dram_pages_total counter\n") != NULL);
+  ck_assert(strstr(text, "hmmv_vm_homed_slow_pages_total{vm=\"plain\"} 0\n") != NULL);
+  ck_assert(strstr(text, "hmmv_vm_away_dram_pages{vm=\"we\\\"ird\\\\vm\\nx\"} 0\n") != NULL);
+  ck_assert(strstr(text, "# TYPE hmmv_vm_away_slow_pages gauge\n") != NULL);
 }
 END_TEST
 

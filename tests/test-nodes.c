@@ -258,6 +258,151 @@ START_TEST(test_full_node_falls_back)
 }
 END_TEST
 
+/* vm0's hot set of 128 pages, demoted to its slow node 2 and then written again while DRAM
+ * node 0 is full (16 pages free, 64 kept for the host): promoted to node 1, the fallback.
+ * Returns the hot pages; *used0 is what vm0 holds on node 0. */
+static GArray *
+hot_set_fallen_back(HmmvIntervalReport *report, guint64 *used0)
+{
+  g_autoptr(GError) error = NULL;
+  GArray *hot = g_array_new(FALSE, FALSE, sizeof(guint64));
+  HmmvVm *vm0 = hmmv_core_get_vm(fx.core, 0);
+
+  hmmv_core_set_pool_pages(fx.core, VM_PAGES);
+  for (guint v = 0; v < NR_VMS; v++)
+    write_range(v, 0, VM_PAGES);
+  run(report);
+  for (guint i = 0; i < 12; i++) {
+    for (guint v = 0; v < NR_VMS; v++)
+      write_range(v, 0, 128);
+    run(report);
+  }
+  for (guint64 p = 0; p < VM_PAGES && hot->len < 128; p++)
+    if (hmmv_vm_get_page_node(vm0, p) == 2)
+      g_array_append_val(hot, p);
+  ck_assert_uint_eq(hot->len, 128);
+  hmmv_core_set_pool_pages(fx.core, 0);
+  *used0 = hmmv_vm_get_node_pages(vm0, 0);
+  ck_assert(hmmv_topology_set_free(fx.topo, 0, 16 * HMMV_PAGE_SIZE, &error));
+  ck_assert(hmmv_core_set_node_pool(fx.core, 0, 0, 64, &error));
+  for (guint i = 0; i < 10; i++) {
+    for (guint h = 0; h < hot->len; h++)
+      hmmv_fake_tracker_queue_write(fx.trackers[0], g_array_index(hot, guint64, h));
+    run(report);
+    ck_assert_uint_eq(vm_report(report, 0)->homed_dram, 0);   /* no room at home */
+  }
+  for (guint h = 0; h < hot->len; h++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm0, g_array_index(hot, guint64, h)), 1);
+  ck_assert_uint_eq(vm_report(report, 0)->away_dram, hot->len);
+  return hot;
+}
+
+/* Pages that fell back come home (issue 7, item 4): vm0's hot set, promoted to node 1 while
+ * node 0 was full, stays there while node 0's room is within the margin (1/16 of its
+ * capacity: the hysteresis), and once node 0 has room beyond it comes home to node 0 within
+ * the cap (24 pages an interval here), each page once: 128 pages brought home, none away,
+ * and nothing more moves between the nodes in the 10 intervals after. Before: the pages
+ * stayed on node 1 for good. */
+START_TEST(test_fallen_back_brought_home)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) hot = NULL;
+  HmmvParams params;
+  HmmvVm *vm0;
+  guint64 used0, homed = 0, intervals = 0, cap, margin_room;
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  vm0 = hmmv_core_get_vm(fx.core, 0);
+  hot = hot_set_fallen_back(&report, &used0);
+
+  /* room on node 0 within the margin: free - reserve = capacity / 16, nothing comes home */
+  margin_room = (used0 + used0 / 15) / 16;
+  ck_assert(hmmv_topology_set_free(fx.topo, 0, (64 + margin_room) * HMMV_PAGE_SIZE, &error));
+  for (guint i = 0; i < 10; i++) {
+    for (guint h = 0; h < hot->len; h++)
+      hmmv_fake_tracker_queue_write(fx.trackers[0], g_array_index(hot, guint64, h));
+    run(&report);
+    ck_assert_uint_eq(vm_report(&report, 0)->homed_dram, 0);
+    ck_assert_uint_eq(vm_report(&report, 0)->away_dram, hot->len);
+  }
+
+  /* room returns; a cap of 1 MB/s at 100 ms intervals: 24 pages an interval */
+  params = *hmmv_core_get_params(fx.core);
+  params.migrate_mbps = 1;
+  params.interval_ms = 100;
+  ck_assert(hmmv_core_set_params(fx.core, &params, &error));
+  cap = hmmv_params_cap_pages(&params);
+  ck_assert_uint_eq(cap, 24);
+  ck_assert(hmmv_topology_set_free(fx.topo, 0, 1000 * HMMV_PAGE_SIZE, &error));
+  for (guint i = 0; i < 30; i++) {
+    for (guint h = 0; h < hot->len; h++)
+      hmmv_fake_tracker_queue_write(fx.trackers[0], g_array_index(hot, guint64, h));
+    run(&report);
+    homed += vm_report(&report, 0)->homed_dram;
+    intervals += vm_report(&report, 0)->homed_dram > 0;
+    ck_assert_uint_le(vm_report(&report, 0)->moved_max_pages, cap);
+    ck_assert_uint_eq(vm_report(&report, 0)->homed_slow, 0);
+    ck_assert_uint_eq(vm_report(&report, 1)->homed_dram + vm_report(&report, 1)->homed_slow, 0);
+    ck_assert_uint_eq(vm_report(&report, 0)->promoted_fallback, 0);
+  }
+  ck_assert_uint_eq(homed, hot->len);             /* each page once */
+  ck_assert_uint_ge(intervals, hot->len / cap);   /* paced by the cap */
+  ck_assert_uint_eq(vm_report(&report, 0)->away_dram, 0);
+  for (guint h = 0; h < hot->len; h++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm0, g_array_index(hot, guint64, h)), 0);
+  ck_assert_uint_eq(hmmv_vm_get_node_pages(vm0, 1), 0);
+  teardown();
+}
+END_TEST
+
+/* The same for the slow tier: vm1's demotions go to node 2 while its own slow node 3 is full
+ * (another process filled it) and come home to node 3 once it has room. Before: they stayed
+ * on node 2. */
+START_TEST(test_fallen_back_slow_brought_home)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  HmmvVm *vm1;
+  guint64 on2, demoted_fallback = 0, homed = 0;
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  vm1 = hmmv_core_get_vm(fx.core, 1);
+  /* node 3 full: 16 pages free, 64 kept for the host */
+  ck_assert(hmmv_topology_set_free(fx.topo, 3, 16 * HMMV_PAGE_SIZE, &error));
+  ck_assert(hmmv_core_set_node_pool(fx.core, 3, 0, 64, &error));
+  hmmv_core_set_pool_pages(fx.core, VM_PAGES);
+  for (guint v = 0; v < NR_VMS; v++)
+    write_range(v, 0, VM_PAGES);
+  for (guint i = 0; i < 8; i++) {
+    for (guint v = 0; v < NR_VMS; v++)
+      write_range(v, 0, 128);
+    run(&report);
+    demoted_fallback += vm_report(&report, 1)->demoted_fallback;
+    ck_assert_uint_eq(vm_report(&report, 1)->homed_slow, 0);
+  }
+  on2 = hmmv_vm_get_node_pages(vm1, 2);
+  ck_assert_uint_gt(on2, 0);
+  ck_assert_uint_eq(demoted_fallback, on2);
+  ck_assert_uint_eq(vm_report(&report, 1)->away_slow, on2);
+  ck_assert(hmmv_topology_set_free(fx.topo, 3, (guint64)SLOW_NODE_PAGES * HMMV_PAGE_SIZE,
+                                   &error));
+  for (guint i = 0; i < 8; i++) {
+    for (guint v = 0; v < NR_VMS; v++)
+      write_range(v, 0, 128);
+    run(&report);
+    homed += vm_report(&report, 1)->homed_slow;
+    ck_assert_uint_eq(vm_report(&report, 1)->homed_dram, 0);
+  }
+  ck_assert_uint_eq(homed, on2);
+  ck_assert_uint_eq(hmmv_vm_get_node_pages(vm1, 2), 0);
+  ck_assert_uint_eq(vm_report(&report, 1)->away_slow, 0);
+  teardown();
+}
+END_TEST
+
 /* A VM bound to nodes (strict numatune: its QEMU's cpuset.mems), in the core and in the sim's
  * modelled kernel, which refuses a move to any other node with EACCES for the whole call. */
 static void
@@ -488,6 +633,8 @@ nodes_suite(void)
 
   tcase_add_test(tc, test_own_socket);
   tcase_add_test(tc, test_full_node_falls_back);
+  tcase_add_test(tc, test_fallen_back_brought_home);
+  tcase_add_test(tc, test_fallen_back_slow_brought_home);
   tcase_add_test(tc, test_strict_numatune_never_falls_back);
   tcase_add_test(tc, test_strict_other_socket);
   tcase_add_test(tc, test_strict_without_slow_node_left_alone);

@@ -537,6 +537,11 @@ START_TEST(test_json_views)
   ck_assert_int_eq(json_object_get_int_member(json_object_get_object_member(vm,
                                                                             "unmovable-pages"),
                                               "shared"), 0);
+  /* one DRAM node, one slow node: nothing is ever away from its nearest node */
+  ck_assert_int_eq(json_object_get_int_member(vm, "homed-dram-total"), 0);
+  ck_assert_int_eq(json_object_get_int_member(vm, "homed-slow-total"), 0);
+  ck_assert_int_eq(json_object_get_int_member(vm, "away-dram-pages"), 0);
+  ck_assert_int_eq(json_object_get_int_member(vm, "away-slow-pages"), 0);
   status = hmmvd_status_to_json(fx.bed.vms, fx.bed.topo, "sim");
   st = json_node_get_object(status);
   ck_assert_int_eq(json_object_get_int_member(st, "intervals"), 1);

@@ -61,6 +61,12 @@ typedef struct {
   int slow_node;            /* its demotions' first choice: the slow node nearest dram_node */
   guint64 promoted_fallback;/* pages promoted to another DRAM node (dram_node was full) */
   guint64 demoted_fallback; /* pages demoted to another slow node (slow_node was full) */
+  guint64 homed_dram;       /* pages brought home this interval: moved from a farther DRAM
+                               node to dram_node once it had room (loop-home.c) */
+  guint64 homed_slow;       /* the same for slow pages and slow_node */
+  guint64 away_dram;        /* at the interval's end: pages on a DRAM node other than
+                               dram_node (fell back, or were there before) */
+  guint64 away_slow;        /* the same for slow pages and slow_node */
   guint64 deferred_host_cap; /* moves the host-wide cap held back (also in deferred_cap) */
   guint64 placement_unread; /* pages whose placement the core has not read yet since the VM
                                was added: until 0, the VM keeps its DRAM and nothing moves */
@@ -124,6 +130,12 @@ typedef struct {
  * plan is about to move are re-read just before the move as well. */
 #define HMMV_CORE_THP_RESCAN_MIN_BLOCKS 64
 #define HMMV_CORE_THP_RESCAN_MAX_BLOCKS 4096
+
+/* Pages away from their VM's home node (fell back because it was full) come home only into
+ * the room above 1/16 of the home node's capacity: pages fall back at 0 room and come home
+ * above the margin, a hysteresis that keeps a node hovering at full from pulling pages home
+ * that the next promotions would have to step around (loop-home.c says why 1/16). */
+#define HMMV_CORE_HOME_MARGIN_DIVISOR 16
 
 /* A VM the core takes has its pages somewhere already; the core reads where in slices of this
  * many pages, one slice per interval (on the interval's thread), instead of all at once
