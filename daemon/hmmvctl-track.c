@@ -297,6 +297,10 @@ track_clear(Track *t)
   if (t->tracker != NULL) {
     hmmv_tracker_stop(t->tracker);   /* hmmv-stop; harmless when QEMU is gone */
     hmmv_tracker_free(t->tracker);
+    /* --reads: the kdamond is turned off and given back on the tracker's thread */
+    if (!hmmv_damon_wait_released(150000))
+      fprintf(stderr, "hmmvctl: the kdamond is still being given back; the next hmmvd "
+              "turns it off\n");
   }
   hmmv_access_free(t->acc);
   hmmv_vm_free(t->vm);

@@ -444,6 +444,11 @@ start(Daemon *d, GError **error)
   return TRUE;
 }
 
+/* How long a stopping hmmvd waits for its read trackers to give their kdamonds back (each
+ * write waits out DAMON's lock for up to 60 s): under systemd's default 90 s stop timeout.
+ * A kdamond not given back by then keeps its record, and the next start turns it off. */
+#define HMMVD_DAMON_RELEASE_WAIT_MS 80000u
+
 /* Stop tracking every VM (hmmv-stop while libvirt is still connected), then tear down in
  * the reverse order of start. */
 static void
@@ -465,6 +470,14 @@ stop(Daemon *d)
   g_clear_pointer(&d->metrics, hmmvd_metrics_free);
   g_clear_pointer(&d->control, hmmvd_control_free);
   g_clear_pointer(&d->vms, hmmvd_vms_free);
+  /* Every VM's read tracker is stopped; their threads turn the kdamonds off and give them
+   * back (DAMON writes that may wait out its lock, 60 s each). Exiting before they are done
+   * would leave kdamonds running; one that cannot be turned off keeps its record for the
+   * next start. */
+  if (!hmmv_damon_wait_released(HMMVD_DAMON_RELEASE_WAIT_MS))
+    g_warning("reads: kdamonds still being given back after %u s; their records stay under "
+              "%s, and the next hmmvd turns them off", HMMVD_DAMON_RELEASE_WAIT_MS / 1000,
+              d->config.reads_run_dir);
   g_clear_pointer(&d->reads, hmmvd_reads_free);
   g_clear_pointer(&d->core, hmmv_core_free);
   g_clear_pointer(&d->mover, hmmv_mover_free);

@@ -23,6 +23,8 @@ struct _DamonFake {
   guint busy_left;          /* writes of state and nr_* still to fail with EBUSY */
   gboolean lock_held;       /* damon_fake_hold_lock(): all of them fail until released */
   guint busy_refused;       /* writes refused with EBUSY so far */
+  GThread *watched;         /* damon_fake_watch_thread() */
+  guint watched_attempts;   /* writes it tried, refused or not */
 };
 
 static gboolean
@@ -334,6 +336,8 @@ fake_write(HmmvSysfs *fs, const char *path, const char *value, GError **error)
   gboolean ok;
 
   g_mutex_lock(&fake->lock);
+  if (fake->watched != NULL && g_thread_self() == fake->watched)
+    fake->watched_attempts++;
   /* damon_fake_race(): the command after the racy ones waits for damon_fake_release() */
   while (strcmp(base, "state") == 0 && strcmp(v, "update_schemes_tried_regions") == 0 &&
          fake->hold_armed && fake->racy_left == 0) {
@@ -621,4 +625,24 @@ damon_fake_release(DamonFake *fake)
   fake->held = FALSE;
   g_cond_broadcast(&fake->cond);
   g_mutex_unlock(&fake->lock);
+}
+
+void
+damon_fake_watch_thread(DamonFake *fake, GThread *thread)
+{
+  g_mutex_lock(&fake->lock);
+  fake->watched = thread;
+  fake->watched_attempts = 0;
+  g_mutex_unlock(&fake->lock);
+}
+
+guint
+damon_fake_watched_attempts(DamonFake *fake)
+{
+  guint attempts;
+
+  g_mutex_lock(&fake->lock);
+  attempts = fake->watched_attempts;
+  g_mutex_unlock(&fake->lock);
+  return attempts;
 }

@@ -38,6 +38,10 @@ void damon_fake_busy(DamonFake *fake, guint nr_writes);
 void damon_fake_hold_lock(DamonFake *fake, gboolean held);
 /* Writes refused with EBUSY since creation. */
 guint damon_fake_busy_refused(DamonFake *fake);
+/* Counts the writes thread tries from now on, refused or not (a thread that must write
+ * nothing: hmmvd's main loop). */
+void damon_fake_watch_thread(DamonFake *fake, GThread *thread);
+guint damon_fake_watched_attempts(DamonFake *fake);
 /* The kernel's race (6.12): the next nr_empty update_schemes_tried_regions commands list no
  * region at all, and the one after them waits until damon_fake_release(). */
 void damon_fake_race(DamonFake *fake, guint nr_empty);

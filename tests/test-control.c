@@ -415,10 +415,96 @@ START_TEST(test_served_while_damon_setup_waits)
   ck_assert_uint_eq(info->last.read, 32);
   ck_assert_str_eq(damon_fake_get(fake, "kdamonds/0/state"), "on");
 
-  /* the VM leaves: its kdamond is given back and the tree is as it was */
+  /* the VM leaves: its kdamond is given back (by the tracker's thread) and the tree is as
+   * it was */
   hmmvd_vms_remove(fx.bed.vms, "reader");
   ck_assert_ptr_null(hmmvd_vms_lookup(fx.bed.vms, "reader"));
+  ck_assert(hmmv_damon_wait_released(60000));
   ck_assert_str_eq(damon_fake_get(fake, "kdamonds/nr_kdamonds"), "0");
+  hmmvd_control_free(control);
+  hmmv_sysfs_unref(fs);
+  hmmv_test_remove_tree(run_dir);
+}
+END_TEST
+
+/* A VM leaves while DAMON's sysfs lock is held by someone else (another VM's command,
+ * another tool): hmmvd's main loop makes no DAMON write at all (before, stopping the tracker
+ * made up to two of them there, "off" tried for 1 s and nr_contexts for 5 s, and then the
+ * record was dropped with the kdamond still on); it serves status, dispatches its sources
+ * and runs an interval for the VM that stays, while the tracker's thread waits out the lock;
+ * once the lock is free the kdamond is off and the tree is as it was. Counts events and
+ * refused writes; the 60 s deadlines are liveness guards. */
+START_TEST(test_served_while_damon_release_waits)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *run_dir = g_dir_make_tmp("hmmv-test-control-damon-XXXXXX", NULL);
+  g_autofree char *reply = NULL;
+  DamonFake *fake;
+  HmmvSysfs *fs = damon_fake_new("vaddr fvaddr paddr", &fake);
+  HmmvDamonOptions options = {
+    .ops = HMMV_DAMON_VADDR, .interval_ms = 10, .fs = fs, .run_dir = run_dir,
+  };
+  guint64 accessed[] = { DAMON_HVA + 16 * 4096, DAMON_HVA + 48 * 4096 };
+  HmmvTracker *writes = hmmv_fake_tracker_new();
+  HmmvTracker *stays = hmmv_fake_tracker_new();
+  HmmvTracker *tracker;
+  HmmvVm *vm = hmmv_vm_new("reader");
+  const char *const status[] = { "{\"command\":\"status\"}\n" };
+  HmmvdControl *control;
+  const HmmvdVmInfo *info;
+  guint events = 0, finished = 0, refused;
+  gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+  ck_assert_ptr_nonnull(run_dir);
+  tracker = hmmv_combined_tracker_new(writes, hmmv_damon_tracker_new(&options, &error));
+  ck_assert(hmmv_vm_add_region(vm, "pc.ram", 0, DAMON_HVA, 256 * 4096ull, 4096, &error));
+  ck_assert(hmmv_vm_finalize_layout(vm, &error));
+  damon_fake_set_accessed(fake, accessed, 1);
+  control = start_control();
+  ck_assert_msg(hmmvd_vms_add_with_tracker(fx.bed.vms, "reader", HMMVD_SOURCE_STANDALONE,
+                                           getpid(), NULL, vm, tracker, &error),
+                "%s", error != NULL ? error->message : "");
+  ck_assert(hmmvd_vms_add_with_tracker(fx.bed.vms, "stays", HMMVD_SOURCE_STANDALONE,
+                                       getpid(), NULL, hmmv_test_vm_new("stays", 256), stays,
+                                       &error));
+  info = hmmvd_vms_lookup(fx.bed.vms, "reader");
+  ck_assert(info->in_core);
+  ck_assert(hmmv_damon_tracker_wait_setup(hmmv_combined_tracker_get_reads(tracker), &error));
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/0/state"), "on");
+
+  /* the lock is held; the VM leaves: the main loop writes nothing to DAMON */
+  damon_fake_hold_lock(fake, TRUE);
+  refused = damon_fake_busy_refused(fake);
+  damon_fake_watch_thread(fake, g_thread_self());
+  hmmvd_vms_remove(fx.bed.vms, "reader");
+  ck_assert_ptr_null(hmmvd_vms_lookup(fx.bed.vms, "reader"));
+  ck_assert_uint_eq(damon_fake_watched_attempts(fake), 0);
+
+  /* ... and serves meanwhile, while the tracker's thread is refused and tries again */
+  reply = talk(status, 1, 1, 0);
+  ck_assert_msg(g_str_has_prefix(reply, "{\"return\":{\"interval-ms\""), "%s", reply);
+  g_idle_add(count_event, &events);
+  while (events == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(events, 1);
+  hmmv_fake_tracker_queue_write(stays, 1);
+  ck_assert(hmmvd_vms_start_interval(fx.bed.vms, interval_finished, &finished));
+  while (finished == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(finished, 1);
+  ck_assert_uint_eq(damon_fake_watched_attempts(fake), 0);
+  /* more refusals than the old "off" tried (50): events, not time */
+  while (damon_fake_busy_refused(fake) < refused + 60 && g_get_monotonic_time() < deadline)
+    g_usleep(1000);
+  ck_assert_uint_ge(damon_fake_busy_refused(fake), refused + 60);
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/0/state"), "on");
+
+  /* the lock is free: the thread turns the kdamond off and gives it back */
+  damon_fake_hold_lock(fake, FALSE);
+  ck_assert(hmmv_damon_wait_released(60000));
+  damon_fake_watch_thread(fake, NULL);
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/nr_kdamonds"), "0");
+  hmmvd_vms_remove(fx.bed.vms, "stays");
   hmmvd_control_free(control);
   hmmv_sysfs_unref(fs);
   hmmv_test_remove_tree(run_dir);
@@ -781,6 +867,7 @@ control_suite(gboolean root)
   tcase_add_test(socket_tc, test_status_host_tiering);
   tcase_add_test(socket_tc, test_served_while_moves_in_flight);
   tcase_add_test(socket_tc, test_served_while_damon_setup_waits);
+  tcase_add_test(socket_tc, test_served_while_damon_release_waits);
   tcase_add_test(socket_tc, test_oversize_line);
   tcase_add_test(socket_tc, test_trickling_clients_dropped);
   tcase_add_test(socket_tc, test_too_many_clients);

@@ -54,6 +54,8 @@ rm_rf(const char *dir)
 static void
 fixture_clear(Fixture *f)
 {
+  /* every tracker's thread has given its kdamond back (liveness bound: 60 s) */
+  ck_assert(hmmv_damon_wait_released(60000));
   hmmv_sysfs_unref(f->fs);
   rm_rf(f->run_dir);
   g_free(f->run_dir);
@@ -71,6 +73,15 @@ new_tracker(Fixture *f, HmmvDamonOps ops, const char *proc_dir)
 
   ck_assert_ptr_nonnull(tracker);
   return tracker;
+}
+
+/* Stops the tracker and waits until its thread has given the kdamond back (stop() does not
+ * wait: the writes are the thread's). */
+static void
+stop_tracker(HmmvTracker *tracker)
+{
+  hmmv_tracker_stop(tracker);
+  ck_assert(hmmv_damon_wait_released(60000));
 }
 
 /* Starts the tracker and waits for its kdamond's setup (done on the tracker's thread). */
@@ -148,7 +159,7 @@ START_TEST(test_vaddr_exact_and_cleanup)
   ck_assert_uint_eq(stats.kdamond, 0);
   ck_assert_uint_eq(stats.max_nr_regions, 256);     /* 4096 pages / 16 */
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "8");
-  hmmv_tracker_stop(tracker);
+  stop_tracker(tracker);
   /* off, context dropped, then the kdamonds hmmv added taken back: the tree is as it was */
   ck_assert_uint_eq(damon_fake_nr_writes(f.fake, "kdamonds/0/contexts/nr_contexts"), 2);
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
@@ -204,7 +215,7 @@ START_TEST(test_relative_threshold)
     ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
     ck_assert_uint_ge(stats.empty_snapshots, 1);
   }
-  hmmv_tracker_stop(tracker);
+  stop_tracker(tracker);
   hmmv_tracker_free(tracker);
   fixture_clear(&f);
 }
@@ -251,7 +262,7 @@ START_TEST(test_racy_empty_snapshots)
     harvest_snapshot(tracker, f.vm, acc);   /* the reads again */
     ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
   }
-  hmmv_tracker_stop(tracker);
+  stop_tracker(tracker);
   hmmv_tracker_free(tracker);
   fixture_clear(&f);
 }
@@ -280,7 +291,7 @@ START_TEST(test_foreign_running_untouched)
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), running ? "on" : "off");
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/contexts/0/operations"), "paddr");
   ck_assert(!record_exists(&f, 0));
-  hmmv_tracker_stop(tracker);
+  stop_tracker(tracker);
   hmmv_tracker_free(tracker);
   ck_assert_uint_eq(damon_fake_writes_under(f.fake, 0), 0);
   fixture_clear(&f);
@@ -321,7 +332,7 @@ START_TEST(test_free_kdamond_beside_foreign)
       g_clear_error(&error);
       hmmv_tracker_free(second);
     }
-    hmmv_tracker_stop(tracker);
+    stop_tracker(tracker);
     hmmv_tracker_free(tracker);
     ck_assert_uint_eq(damon_fake_writes_under(f.fake, 0), before);
   }
@@ -380,7 +391,7 @@ START_TEST(test_cleanup_stale)
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
   added = g_build_filename(f.run_dir, "added", NULL);
   ck_assert(!g_file_test(added, G_FILE_TEST_EXISTS));
-  hmmv_tracker_stop(tracker);   /* its kdamond was taken away: stop must cope */
+  stop_tracker(tracker);   /* its kdamond was taken away: stop must cope */
   hmmv_tracker_free(tracker);
 
   /* changed hands: someone else now runs kdamond 0 with paddr */
@@ -442,9 +453,185 @@ START_TEST(test_busy_lock_waited_out)
   hmmv_access_clear(acc);
   harvest_snapshot(tracker, f.vm, acc);
   ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
-  hmmv_tracker_stop(tracker);
+  stop_tracker(tracker);
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
   hmmv_tracker_free(tracker);
+  fixture_clear(&f);
+}
+END_TEST
+
+static HmmvTracker *
+new_patient_tracker(Fixture *f, guint patience_ms, guint setup_patience_ms)
+{
+  HmmvDamonOptions options = {
+    .ops = HMMV_DAMON_VADDR, .interval_ms = 10, .fs = f->fs, .run_dir = f->run_dir,
+    .patience_ms = patience_ms, .setup_patience_ms = setup_patience_ms,
+  };
+  GError *error = NULL;
+  HmmvTracker *tracker = hmmv_damon_tracker_new(&options, &error);
+
+  ck_assert_ptr_nonnull(tracker);
+  return tracker;
+}
+
+/* Harvests the combined tracker (one write a harvest) until its read source has taken n
+ * more snapshots; the read source must never be dropped meanwhile. */
+static void
+harvest_until_snapshots(HmmvTracker *tracker, HmmvTracker *writes, HmmvVm *vm,
+                        HmmvAccess *acc, guint64 n)
+{
+  HmmvDamonStats stats;
+  guint64 before;
+  GError *error = NULL;
+
+  ck_assert(hmmv_damon_tracker_get_stats(hmmv_combined_tracker_get_reads(tracker), &stats));
+  before = stats.snapshots;
+  for (guint i = 0; i < 6000 && stats.snapshots < before + n; i++) {
+    hmmv_fake_tracker_queue_write(writes, 1);
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+    ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+    ck_assert(hmmv_damon_tracker_get_stats(hmmv_combined_tracker_get_reads(tracker), &stats));
+    g_usleep(10000);
+  }
+  ck_assert_uint_ge(stats.snapshots, before + n);
+}
+
+/* DAMON's lock held by someone else for longer than a snapshot write's patience (in the
+ * testbed's race modes another VM's command held it: "kdamonds/1/state: Device or resource
+ * busy"): the snapshot thread pauses and tries again instead of ending, so the combined
+ * tracker keeps the VM's reads and they come back once the lock is free. Before, the thread
+ * ended with EBUSY and the VM was tracked for writes only for the rest of its life. Counts
+ * refused writes (events), not time: the patience is shortened to 20 ms (one try). */
+START_TEST(test_busy_beyond_patience_keeps_reads)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  guint64 accessed[] = { HVA + 16 * 4096, HVA + 48 * 4096 };
+  HmmvTracker *writes = hmmv_fake_tracker_new();
+  HmmvTracker *tracker;
+  HmmvDamonStats stats;
+  GError *error = NULL;
+  guint refused;
+
+  fixture_init(&f, "vaddr paddr");
+  damon_fake_set_accessed(f.fake, accessed, 1);
+  tracker = hmmv_combined_tracker_new(writes, new_patient_tracker(&f, 20, 0));
+  ck_assert_msg(hmmv_tracker_start(tracker, f.vm, &error) &&
+                hmmv_damon_tracker_wait_setup(hmmv_combined_tracker_get_reads(tracker),
+                                              &error),
+                "%s", error != NULL ? error->message : "");
+  harvest_until_snapshots(tracker, writes, f.vm, acc, 1);
+
+  damon_fake_hold_lock(f.fake, TRUE);
+  refused = damon_fake_busy_refused(f.fake);
+  for (guint i = 0; i < 6000 && damon_fake_busy_refused(f.fake) < refused + 5; i++) {
+    hmmv_fake_tracker_queue_write(writes, 1);
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, &error));
+    ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+    g_usleep(10000);
+  }
+  ck_assert_uint_ge(damon_fake_busy_refused(f.fake), refused + 5);
+  hmmv_fake_tracker_queue_write(writes, 1);
+  hmmv_access_clear(acc);
+  ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, &error));
+  ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+  ck_assert(hmmv_damon_tracker_get_stats(hmmv_combined_tracker_get_reads(tracker), &stats));
+  ck_assert_uint_ge(stats.busy_retries, 1);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+
+  damon_fake_hold_lock(f.fake, FALSE);
+  harvest_until_snapshots(tracker, writes, f.vm, acc, 2);
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 32);
+  stop_tracker(tracker);
+  hmmv_tracker_free(tracker);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
+  fixture_clear(&f);
+}
+END_TEST
+
+/* The same at setup: the lock held for longer than the setup's patience (shortened to 20 ms)
+ * is waited out, with what was taken given back between tries; wait_setup() says it is
+ * still trying, and once the lock is free the kdamond is set up and the reads arrive.
+ * Before, the setup's EBUSY ended the thread and the VM lost its reads for good. */
+START_TEST(test_setup_busy_beyond_patience_retried)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  guint64 accessed[] = { HVA + 16 * 4096, HVA + 48 * 4096 };
+  HmmvTracker *writes = hmmv_fake_tracker_new();
+  HmmvTracker *tracker;
+  HmmvDamonStats stats;
+  GError *error = NULL;
+
+  fixture_init(&f, "vaddr paddr");
+  damon_fake_set_accessed(f.fake, accessed, 1);
+  tracker = hmmv_combined_tracker_new(writes, new_patient_tracker(&f, 0, 20));
+  damon_fake_hold_lock(f.fake, TRUE);
+  ck_assert(hmmv_tracker_start(tracker, f.vm, &error));
+  ck_assert(!hmmv_damon_tracker_wait_setup(hmmv_combined_tracker_get_reads(tracker), &error));
+  ck_assert_msg(g_error_matches(error, G_IO_ERROR, G_IO_ERROR_BUSY), "%s", error->message);
+  ck_assert_ptr_nonnull(strstr(error->message, "still trying"));
+  g_clear_error(&error);
+  for (guint i = 0; i < 6000 && damon_fake_busy_refused(f.fake) < 5; i++) {
+    hmmv_fake_tracker_queue_write(writes, 1);
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, &error));
+    ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+    g_usleep(10000);
+  }
+  ck_assert_uint_ge(damon_fake_busy_refused(f.fake), 5);
+  ck_assert(hmmv_damon_tracker_get_stats(hmmv_combined_tracker_get_reads(tracker), &stats));
+  ck_assert_uint_ge(stats.busy_retries, 1);
+
+  damon_fake_hold_lock(f.fake, FALSE);
+  harvest_until_snapshots(tracker, writes, f.vm, acc, 1);
+  ck_assert(hmmv_damon_tracker_wait_setup(hmmv_combined_tracker_get_reads(tracker), &error));
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 32);
+  stop_tracker(tracker);
+  hmmv_tracker_free(tracker);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
+  ck_assert(!record_exists(&f, 0));
+  fixture_clear(&f);
+}
+END_TEST
+
+/* stop() (a VM removed, hmmvd stopping) writes nothing itself: the tracker's thread turns
+ * the kdamond off and gives it back, waiting out DAMON's lock for as long as it is held.
+ * Before, stop() made those writes on its caller's thread (hmmvd's main loop), gave up on
+ * "off" after 1 s of EBUSY, dropped the record all the same: the kdamond ran on, and no
+ * hmmvd would ever turn it off. */
+START_TEST(test_stop_gives_back_on_thread_despite_lock)
+{
+  Fixture f;
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  guint refused;
+
+  fixture_init(&f, "vaddr paddr");
+  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+  ck_assert_msg(start_tracker(tracker, f.vm, &error), "%s",
+                error != NULL ? error->message : "");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  damon_fake_hold_lock(f.fake, TRUE);
+  refused = damon_fake_busy_refused(f.fake);
+  damon_fake_watch_thread(f.fake, g_thread_self());
+  hmmv_tracker_stop(tracker);
+  hmmv_tracker_free(tracker);
+  ck_assert_uint_eq(damon_fake_watched_attempts(f.fake), 0);
+  /* the thread is refused (events, not time): more than the old 50 tries of "off" */
+  for (guint i = 0; i < 6000 && damon_fake_busy_refused(f.fake) < refused + 60; i++)
+    g_usleep(10000);
+  ck_assert_uint_ge(damon_fake_busy_refused(f.fake), refused + 60);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  ck_assert(record_exists(&f, 0));
+  damon_fake_hold_lock(f.fake, FALSE);
+  ck_assert(hmmv_damon_wait_released(60000));
+  damon_fake_watch_thread(f.fake, NULL);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
+  ck_assert(!record_exists(&f, 0));
   fixture_clear(&f);
 }
 END_TEST
@@ -471,7 +658,7 @@ START_TEST(test_setup_off_caller_and_cancelled)
   ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, &error));
   ck_assert(!acc->has_reads);
   ck_assert_uint_eq(acc->intervals, 0);
-  hmmv_tracker_stop(tracker);
+  stop_tracker(tracker);
   refused = damon_fake_busy_refused(f.fake);
   ck_assert_uint_lt(refused, 3000);
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
@@ -482,7 +669,7 @@ START_TEST(test_setup_off_caller_and_cancelled)
   damon_fake_hold_lock(f.fake, FALSE);
   ck_assert_msg(start_tracker(tracker, f.vm, &error), "%s", error != NULL ? error->message : "");
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
-  hmmv_tracker_stop(tracker);
+  stop_tracker(tracker);
   hmmv_tracker_free(tracker);
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
   fixture_clear(&f);
@@ -531,7 +718,7 @@ START_TEST(test_combined_drops_failed_reads)
   ck_assert(dropped);
   ck_assert(!record_exists(&f, 0));
   ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "0");
-  hmmv_tracker_stop(tracker);
+  stop_tracker(tracker);
   hmmv_tracker_free(tracker);
   fixture_clear(&f);
 }
@@ -576,7 +763,7 @@ START_TEST(test_paddr_maps_frames)
   ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 9);
   for (guint p = 10; p < 20; p++)
     ck_assert(hmmv_bitmap_test(acc->reads, p) == (p != 12));
-  hmmv_tracker_stop(tracker);
+  stop_tracker(tracker);
   hmmv_tracker_free(tracker);
   g_unlink(pagemap);
   g_rmdir(pid_dir);
@@ -684,7 +871,7 @@ START_TEST(test_paddr_monitors_frame_runs)
   ck_assert_uint_eq(stats.monitored_ranges, 4);
   ck_assert_uint_gt(damon_fake_nr_writes(f.fake, "kdamonds/0/state"), commits);
   ck_assert_uint_eq(regions_cover(&f, entries), NR_PAGES);
-  hmmv_tracker_stop(tracker);
+  stop_tracker(tracker);
   hmmv_tracker_free(tracker);
   g_unlink(pagemap);
   g_rmdir(pid_dir);
@@ -752,6 +939,9 @@ damon_suite(void)
   tcase_add_test(tc, test_cleanup_stale);
   tcase_add_test(tc, test_busy_lock_waited_out);
   tcase_add_test(tc, test_setup_off_caller_and_cancelled);
+  tcase_add_test(tc, test_busy_beyond_patience_keeps_reads);
+  tcase_add_test(tc, test_setup_busy_beyond_patience_retried);
+  tcase_add_test(tc, test_stop_gives_back_on_thread_despite_lock);
   tcase_add_test(tc, test_combined_drops_failed_reads);
   tcase_add_test(tc, test_paddr_maps_frames);
   tcase_add_test(tc, test_paddr_monitors_frame_runs);

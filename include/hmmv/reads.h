@@ -73,6 +73,9 @@ typedef struct {
   HmmvSysfs *fs;            /* NULL: the real HMMV_DAMON_ADMIN_DIR; borrowed (ref taken) */
   const char *run_dir;      /* ownership records; NULL: HMMV_DAMON_RUN_DIR */
   const char *proc_dir;     /* NULL: /proc (paddr reads PID/pagemap there) */
+  guint patience_ms;        /* how long a write waits out DAMON's sysfs lock (EBUSY) once
+                               set up; 0: 5 s (tests shorten it) */
+  guint setup_patience_ms;  /* the same while setting up and giving back; 0: 60 s */
 } HmmvDamonOptions;
 
 /* Whether this kernel's DAMON offers ops, deciding without writing anything: the
@@ -96,19 +99,31 @@ guint hmmv_damon_cleanup_stale(HmmvSysfs *fs, const char *run_dir, GError **erro
  * tracker's thread, which takes a kdamond, configures one context with one target (the
  * VM's QEMU pid, from hmmv_vm_get_pid()) over guest RAM, turns it on and then snapshots the
  * regions DAMON saw accessed every aggregation interval: start() never blocks on the
- * kernel (the setup's writes may wait out DAMON's sysfs lock, up to 5 s each), and a setup
- * that fails is reported by the next harvest(). harvest() ORs the snapshots since the last
- * harvest into acc's read bitmap (it never blocks on the kernel either); stop() cancels a
- * setup in progress or waits for the snapshot in progress (up to two aggregation
- * intervals: DAMON hangs an "off" written while an update command waits), then turns the
- * kdamond off and gives it back. */
+ * kernel (the setup's writes may wait out DAMON's sysfs lock, up to 60 s each), and a setup
+ * that fails is reported by the next harvest(). DAMON's lock held longer than a write's
+ * patience (EBUSY: another VM's command, another tool) is not a failure: the setup, or the
+ * snapshots, are tried again until it is free (counted in busy_retries) and the VM keeps its
+ * reads. harvest() ORs the snapshots since the last harvest into acc's read bitmap (it never
+ * blocks on the kernel either). stop() does not block either: it cancels a setup in
+ * progress and leaves the rest to the thread, which finishes the snapshot in progress (up
+ * to two aggregation intervals: DAMON hangs an "off" written while an update command
+ * waits), then turns the kdamond off and gives it back, waiting out DAMON's lock; a kdamond
+ * it could not turn off keeps its record, and the next hmmvd's cleanup takes it back.
+ * hmmv_damon_wait_released() waits for those threads (a process that exits). */
 HmmvTracker *hmmv_damon_tracker_new(const HmmvDamonOptions *options, GError **error);
 
 /* Waits until the setup start() handed to the thread is done: TRUE when the kdamond runs,
- * FALSE with the setup's error (or the thread's, if it ended since). For callers that may
- * block and want the error at once (hmmvctl track, tests). A tracker that is not a DAMON
- * one: TRUE at once. */
+ * FALSE with the setup's error (or the thread's, if it ended since), or with the EBUSY of a
+ * first attempt that waited out its patience (the thread goes on trying). For callers that
+ * may block and want the error at once (hmmvctl track, tests). A tracker that is not a
+ * DAMON one: TRUE at once. */
 gboolean hmmv_damon_tracker_wait_setup(HmmvTracker *tracker, GError **error);
+
+/* Waits until every stopped DAMON tracker's thread has given its kdamond back (or found it
+ * could not, and kept its record), at most timeout_ms: TRUE when none is left. Call it after
+ * stopping every DAMON tracker, before the process exits: a thread still turning its kdamond
+ * off when the process ends leaves the kdamond running. */
+gboolean hmmv_damon_wait_released(guint timeout_ms);
 
 typedef struct {
   guint kdamond;            /* index of the kdamond in use */
@@ -119,6 +134,8 @@ typedef struct {
   guint64 thread_cpu_ns;    /* CPU time of the snapshot thread */
   int kdamond_pid;          /* the kernel thread, for its CPU time */
   guint64 recommits;        /* paddr: monitored ranges handed again (frames moved) */
+  guint64 busy_retries;     /* setups and snapshots tried again after DAMON's lock stayed
+                               held for a write's whole patience */
   guint monitored_ranges;   /* paddr: ranges of frames monitored */
   guint min_nr_regions, max_nr_regions, sample_us, aggr_us, min_accesses;
 } HmmvDamonStats;

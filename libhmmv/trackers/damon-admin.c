@@ -285,21 +285,25 @@ hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int tar
   return ok;
 }
 
-static void
-turn_off(HmmvSysfs *fs, guint index)
+/* "off", waiting out DAMON's lock (another state command holds it) for patience_ms. Until
+ * 2026-12-02 this gave up after 50 tries of 20 ms and the caller dropped the record all the
+ * same: a VM removed while another VM's command held the lock for more than a second left
+ * its kdamond running, and nobody would ever turn it off. */
+static gboolean
+turn_off(HmmvSysfs *fs, guint index, guint patience_ms, GError **error)
 {
   g_autofree char *path = hmmv_damon_path(index, "state");
+  g_autoptr(GError) local_error = NULL;
 
-  /* EBUSY while another state command holds DAMON's sysfs lock: try a few times. */
-  for (guint attempt = 0; attempt < 50 && kdamond_running(fs, index); attempt++) {
-    g_autoptr(GError) error = NULL;
-
-    if (hmmv_sysfs_write(fs, path, "off", &error))
-      break;
-    if (!g_error_matches(error, G_IO_ERROR, G_IO_ERROR_BUSY))
-      break;
-    g_usleep(20000);
-  }
+  if (!kdamond_running(fs, index))
+    return TRUE;
+  if (hmmv_damon_write_full(fs, path, "off", patience_ms, NULL, &local_error))
+    return TRUE;
+  /* it ended by itself meanwhile (its target exited) */
+  if (!kdamond_running(fs, index))
+    return TRUE;
+  g_propagate_error(error, g_steal_pointer(&local_error));
+  return FALSE;
 }
 
 /* Gives back the kdamonds hmmv added once no hmmv kdamond is left, nothing runs and every
@@ -328,22 +332,50 @@ maybe_take_back_added(HmmvSysfs *fs, const char *run_dir)
   (void)g_unlink(added);
 }
 
-void
-hmmv_damon_release(HmmvSysfs *fs, const char *run_dir, guint index)
+static gboolean
+release_locked(HmmvSysfs *fs, const char *run_dir, guint index, guint patience_ms,
+               GError **error)
 {
   g_autofree char *contexts = hmmv_damon_path(index, "contexts/nr_contexts");
+  g_autofree char *state = hmmv_damon_path(index, "state");
   g_autofree char *record = record_path(run_dir, index);
+  Record mine;
+  gboolean ours;
 
-  turn_off(fs, index);
-  (void)hmmv_damon_write(fs, contexts, "0", NULL);
-  (void)g_unlink(record);
-  /* Giving back is opportunistic: while another tracker's setup holds the table (it may be
-   * waiting out DAMON's lock to add kdamonds), the thread that stops a VM does not wait for
-   * it; the last release, or the next hmmvd's cleanup, gives them back. */
-  if (G_TRYLOCK(kdamond_table)) {
-    maybe_take_back_added(fs, run_dir);
-    G_UNLOCK(kdamond_table);
+  /* Only while the record still names this process: a cleanup (hmmv_damon_cleanup_stale())
+   * may have taken the kdamond back, and it may be someone else's by now. */
+  ours = read_record(record, &mine) && mine.owner_pid == getpid();
+  g_free(mine.ops);
+  if (!ours)
+    return TRUE;
+  /* gone (nr_kdamonds was written since): nothing left to do */
+  if (!hmmv_sysfs_exists(fs, state)) {
+    (void)g_unlink(record);
+    return TRUE;
   }
+  if (!turn_off(fs, index, patience_ms, error) ||
+      !hmmv_damon_write_full(fs, contexts, "0", patience_ms, NULL, error)) {
+    /* the record stays: the kdamond is still hmmv's, for the next hmmvd's cleanup */
+    g_prefix_error(error, "kdamond %u not given back: ", index);
+    return FALSE;
+  }
+  (void)g_unlink(record);
+  maybe_take_back_added(fs, run_dir);
+  return TRUE;
+}
+
+/* On the tracker's thread (damon.c), so it may wait: for DAMON's lock, and for the table's,
+ * which another tracker's setup may hold while it waits out DAMON's lock. */
+gboolean
+hmmv_damon_release(HmmvSysfs *fs, const char *run_dir, guint index, guint patience_ms,
+                   GError **error)
+{
+  gboolean ok;
+
+  G_LOCK(kdamond_table);
+  ok = release_locked(fs, run_dir, index, patience_ms, error);
+  G_UNLOCK(kdamond_table);
+  return ok;
 }
 
 static gboolean
@@ -414,8 +446,11 @@ cleanup_stale_locked(HmmvSysfs *fs, const char *run_dir, GError **error)
     if (index < nr && still_ours(fs, (guint)index, &record)) {
       g_autofree char *contexts = hmmv_damon_path((guint)index, "contexts/nr_contexts");
 
-      turn_off(fs, (guint)index);
-      (void)hmmv_damon_write(fs, contexts, "0", NULL);
+      if (!turn_off(fs, (guint)index, HMMV_DAMON_PATIENCE_MS, NULL) ||
+          !hmmv_damon_write(fs, contexts, "0", NULL)) {
+        g_free(record.ops);
+        continue;   /* the record stays: tried again at the next start */
+      }
       cleaned++;
     }
     /* Changed hands (or gone): the record is stale either way, the kdamond is not ours. */

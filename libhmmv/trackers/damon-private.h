@@ -38,7 +38,12 @@ gboolean hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops
 gboolean hmmv_damon_write_record(const char *run_dir, guint index, const char *ops,
                                  int target_pid, GError **error);
 /* Turns it off, drops its context, removes the record; takes back a kdamond hmmv added when
- * that leaves everything as it was. */
-void hmmv_damon_release(HmmvSysfs *fs, const char *run_dir, guint index);
+ * that leaves everything as it was. Nothing, when the record no longer names this process
+ * (a cleanup took the kdamond back). Each write waits out DAMON's lock for patience_ms. A
+ * kdamond that could not be turned off, or whose context could not be dropped, keeps its
+ * record (FALSE and why): not taken again by this process, and cleaned up by the next hmmvd
+ * (hmmv_damon_cleanup_stale()). */
+gboolean hmmv_damon_release(HmmvSysfs *fs, const char *run_dir, guint index,
+                            guint patience_ms, GError **error);
 
 G_END_DECLS

@@ -21,8 +21,8 @@ write_attr(HmmvDamonTracker *damon, const char *rest, const char *value, GError 
 
   /* the thread alone writes, and setting_up changes only on it once it runs */
   if (!hmmv_damon_write_full(damon->fs, path, value,
-                             damon->setting_up ? HMMV_DAMON_SETUP_PATIENCE_MS
-                                               : HMMV_DAMON_PATIENCE_MS,
+                             damon->setting_up ? damon->setup_patience_ms
+                                               : damon->patience_ms,
                              damon->cancel, error)) {
     g_prefix_error(error, "kdamond %u: ", damon->index);
     return FALSE;
@@ -310,7 +310,8 @@ configure(HmmvDamonTracker *damon, GError **error)
   return TRUE;
 }
 
-/* Takes a kdamond, configures it and turns it on: what start() did on its caller's thread
+/* Takes a kdamond, configures it and turns it on (FALSE: damon->acquired says whether one
+ * was taken, for the caller to give back): what start() did on its caller's thread
  * until 2026-12-02. Some 20 writes, up to 5,000 with the regions; 5 or 6 of them (nr_* and
  * state) take DAMON's sysfs lock with mutex_trylock, and each waited it out for up to 5 s:
  * hmmvd's main loop, which starts trackers as VMs join the core, went unanswered for as
@@ -323,14 +324,12 @@ hmmv_damon_setup(HmmvDamonTracker *damon, GError **error)
   guint64 kdamond_pid = 0;
 
   if (!hmmv_damon_acquire(damon->fs, damon->run_dir, damon->options.ops, damon->target_pid,
-                          HMMV_DAMON_SETUP_PATIENCE_MS, damon->cancel, &damon->index, error))
+                          damon->setup_patience_ms, damon->cancel, &damon->index, error))
     return FALSE;
   damon->acquired = TRUE;
-  if (!configure(damon, error)) {
-    hmmv_damon_release(damon->fs, damon->run_dir, damon->index);
-    damon->acquired = FALSE;
+  /* a kdamond taken but not configured stays acquired: the thread gives it back */
+  if (!configure(damon, error))
     return FALSE;
-  }
   pid_path = hmmv_damon_path(damon->index, "pid");
   (void)hmmv_sysfs_read_u64(damon->fs, pid_path, &kdamond_pid, NULL);
   g_mutex_lock(&damon->lock);

@@ -27,9 +27,14 @@ typedef struct {
   guint64 start, end, nr_accesses;
 } RegionSeen;
 
+/* One run of the tracker, start() to the end of its thread: shared by the tracker (until
+ * stop()) and the thread (until it has given the kdamond back), so it is counted. */
 typedef struct {
+  gint ref_count;
   HmmvSysfs *fs;
   HmmvDamonOptions options;
+  guint patience_ms;        /* a write's wait for DAMON's lock once set up */
+  guint setup_patience_ms;  /* the same while setting up and giving back */
   char *run_dir;
   char *proc_dir;
   gboolean acquired;
@@ -46,7 +51,8 @@ typedef struct {
   GThread *thread;
   GCancellable *cancel;     /* stop(): a setup waiting out DAMON's lock gives up */
   GMutex lock;
-  GCond cond;               /* the setup ended (setting_up cleared) */
+  GCond cond;               /* the setup ended (setting_up cleared), gave up on EBUSY once
+                               (busy_error), or stop() was called */
   gboolean setting_up;      /* under lock: the thread is still taking and configuring the
                                kdamond */
   gboolean stopping;        /* under lock */
@@ -56,6 +62,7 @@ typedef struct {
   guint64 last_marked;      /* under lock: pages read in the last snapshot */
   guint empty_run;          /* under lock: empty snapshots dropped since the last one kept */
   GError *thread_error;     /* under lock: the thread ended */
+  GError *busy_error;       /* under lock: why the setup is being tried again */
   HmmvDamonStats stats;     /* under lock */
 } HmmvDamonTracker;
 
@@ -71,7 +78,8 @@ guint64 hmmv_damon_frames_outside(HmmvDamonTracker *damon);
 gboolean hmmv_damon_write_regions(HmmvDamonTracker *damon, GError **error);
 /* The kdamond's sizes into damon->stats, from the options and the VM's size. */
 void hmmv_damon_choose_sizes(HmmvDamonTracker *damon);
-/* Takes a kdamond, configures it and turns it on (the thread, before its first snapshot). */
+/* Takes a kdamond, configures it and turns it on (the thread, before its first snapshot).
+ * FALSE with damon->acquired set: a kdamond was taken, and the caller gives it back. */
 gboolean hmmv_damon_setup(HmmvDamonTracker *damon, GError **error);
 
 G_END_DECLS

@@ -196,44 +196,137 @@ snapshot(HmmvDamonTracker *damon, guint64 *bitmap, guint64 *nr_regions, guint64 
   return TRUE;
 }
 
-static gpointer
-damon_thread(gpointer data)
-{
-  HmmvDamonTracker *damon = data;
-  g_autofree guint64 *bitmap = g_new0(guint64, damon->nr_words);
-  g_autoptr(GError) setup_error = NULL;
-  gboolean set_up = hmmv_damon_setup(damon, &setup_error);
+/* Threads of runs that have not ended yet: each gives its kdamond back before it ends, and
+ * a process that exits waits for them (hmmv_damon_wait_released()). */
+static GMutex threads_lock;
+static GCond threads_cond;
+static guint threads_live;
 
-  g_mutex_lock(&damon->lock);
-  damon->setting_up = FALSE;
-  /* a setup cancelled by stop() is no error of the tracker's */
-  if (!set_up && !damon->stopping)
-    damon->thread_error = g_steal_pointer(&setup_error);
-  g_cond_broadcast(&damon->cond);
-  g_mutex_unlock(&damon->lock);
-  if (!set_up)
-    return NULL;
+/* After a write waited out its whole patience for DAMON's lock, the thread pauses this long
+ * (or until stop()) before it tries again. */
+#define DAMON_RETRY_PAUSE_MS 200u
+
+static void
+run_unref(HmmvDamonTracker *damon)
+{
+  if (!g_atomic_int_dec_and_test(&damon->ref_count))
+    return;
+  g_array_unref(damon->ranges);
+  g_array_unref(damon->pfns);
+  g_array_unref(damon->seen);
+  g_array_unref(damon->spans);
+  g_clear_object(&damon->cancel);
+  hmmv_sysfs_unref(damon->fs);
+  g_mutex_clear(&damon->lock);
+  g_cond_clear(&damon->cond);
+  g_free(damon->pending);
+  g_free(damon->last);
+  g_clear_error(&damon->thread_error);
+  g_clear_error(&damon->busy_error);
+  g_free(damon->run_dir);
+  g_free(damon->proc_dir);
+  g_free(damon);
+}
+
+/* Under damon->lock: waits DAMON_RETRY_PAUSE_MS or until stop(); TRUE unless stopping. */
+static gboolean
+pause_unless_stopping(HmmvDamonTracker *damon)
+{
+  gint64 until = g_get_monotonic_time() + DAMON_RETRY_PAUSE_MS * G_TIME_SPAN_MILLISECOND;
+
+  while (!damon->stopping && g_cond_wait_until(&damon->cond, &damon->lock, until))
+    ;
+  return !damon->stopping;
+}
+
+/* Gives back the kdamond the run took, on the thread: it may wait out DAMON's lock. */
+static void
+give_back(HmmvDamonTracker *damon)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!damon->acquired)
+    return;
+  if (!hmmv_damon_release(damon->fs, damon->run_dir, damon->index, damon->setup_patience_ms,
+                          &error))
+    g_warning("reads: %s (its record stays under %s: the next hmmvd turns it off)",
+              error->message, damon->run_dir);
+  damon->acquired = FALSE;
+}
+
+/* Sets the kdamond up; a setup that waited out its patience for DAMON's lock gives back
+ * what it took and is tried again (the race modes of the testbed, 2026-12-02: "kdamonds/1/
+ * state: Device or resource busy" while another VM's command held the lock, and that VM was
+ * tracked for writes only for the rest of its life). */
+static gboolean
+setup_until_done(HmmvDamonTracker *damon, GError **error)
+{
   for (;;) {
-    g_autoptr(GError) error = NULL;
+    g_autoptr(GError) local_error = NULL;
+    gboolean again;
+
+    if (hmmv_damon_setup(damon, &local_error))
+      return TRUE;
+    give_back(damon);
+    if (!g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BUSY)) {
+      g_propagate_error(error, g_steal_pointer(&local_error));
+      return FALSE;
+    }
+    g_mutex_lock(&damon->lock);
+    if (damon->stats.busy_retries++ == 0)
+      g_message("reads: DAMON's sysfs lock stayed held by someone else for %u ms (%s): the "
+                "kdamond's setup is tried again until it is free",
+                damon->setup_patience_ms, local_error->message);
+    g_clear_error(&damon->busy_error);
+    damon->busy_error = g_error_copy(local_error);
+    g_cond_broadcast(&damon->cond);
+    again = pause_unless_stopping(damon);
+    g_mutex_unlock(&damon->lock);
+    if (!again) {
+      g_set_error(error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "stopped while setting up");
+      return FALSE;
+    }
+  }
+}
+
+static void
+snapshots(HmmvDamonTracker *damon, GError **error)
+{
+  g_autofree guint64 *bitmap = g_new0(guint64, damon->nr_words);
+
+  for (;;) {
+    g_autoptr(GError) local_error = NULL;
     guint64 regions = 0, marked = 0, t0, t1;
     gboolean ok;
 
     g_mutex_lock(&damon->lock);
     if (damon->stopping) {
       g_mutex_unlock(&damon->lock);
-      break;
+      return;
     }
     g_mutex_unlock(&damon->lock);
     t0 = (guint64)g_get_monotonic_time();
-    ok = snapshot(damon, bitmap, &regions, &marked, &error);
+    ok = snapshot(damon, bitmap, &regions, &marked, &local_error);
     t1 = (guint64)g_get_monotonic_time();
     g_mutex_lock(&damon->lock);
-    if (!ok) {
-      if (!damon->stopping)
-        damon->thread_error = g_steal_pointer(&error);
-      damon->stats.thread_cpu_ns = thread_cpu_ns();
+    damon->stats.thread_cpu_ns = thread_cpu_ns();
+    /* DAMON's lock held for the write's whole patience: the kdamond runs on, and the next
+     * snapshot is tried after a pause (before 2026-12-02 the thread ended, and the VM lost
+     * its reads for good). The last snapshot stays what harvests get meanwhile. */
+    if (!ok && g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BUSY)) {
+      gboolean again;
+
+      damon->stats.busy_retries++;
+      again = pause_unless_stopping(damon);
       g_mutex_unlock(&damon->lock);
-      break;
+      if (!again)
+        return;
+      continue;
+    }
+    if (!ok) {
+      g_mutex_unlock(&damon->lock);
+      g_propagate_error(error, g_steal_pointer(&local_error));
+      return;
     }
     /* A snapshot with no page read right after one with pages is how a command that raced
      * the kdamond's refill of tried_regions looks (the testbed, kernel 6.12: 1 in 3
@@ -257,11 +350,68 @@ damon_thread(gpointer data)
     damon->stats.snapshots++;
     damon->stats.accessed_regions = regions;
     damon->stats.last_snapshot_ns = (t1 - t0) * 1000;
-    damon->stats.thread_cpu_ns = thread_cpu_ns();
     g_mutex_unlock(&damon->lock);
   }
+}
+
+/* The run's thread: setup, snapshots until stop() or a failure, then the kdamond given back
+ * (here, not on stop()'s caller: turning it off and dropping its context are DAMON writes
+ * that may wait out its lock, and the caller is hmmvd's main loop when a VM leaves). */
+static gpointer
+damon_thread(gpointer data)
+{
+  HmmvDamonTracker *damon = data;
+  g_autoptr(GError) error = NULL;
+
+  if (setup_until_done(damon, &error)) {
+    g_mutex_lock(&damon->lock);
+    damon->setting_up = FALSE;
+    g_clear_error(&damon->busy_error);
+    g_cond_broadcast(&damon->cond);
+    g_mutex_unlock(&damon->lock);
+    snapshots(damon, &error);
+  }
+  /* given back before the error is told: whoever sees it finds the tree as it was */
+  give_back(damon);
+  g_mutex_lock(&damon->lock);
+  /* a setup cancelled, or a snapshot cut short, by stop() is no error of the tracker's */
+  if (error != NULL && !damon->stopping)
+    damon->thread_error = g_steal_pointer(&error);
+  damon->setting_up = FALSE;
+  damon->stats.thread_cpu_ns = thread_cpu_ns();
+  g_cond_broadcast(&damon->cond);
+  g_mutex_unlock(&damon->lock);
+  run_unref(damon);
+  g_mutex_lock(&threads_lock);
+  threads_live--;
+  g_cond_broadcast(&threads_cond);
+  g_mutex_unlock(&threads_lock);
   return NULL;
 }
+
+gboolean
+hmmv_damon_wait_released(guint timeout_ms)
+{
+  gint64 until = g_get_monotonic_time() + (gint64)timeout_ms * G_TIME_SPAN_MILLISECOND;
+  gboolean done;
+
+  g_mutex_lock(&threads_lock);
+  while (threads_live > 0 && g_cond_wait_until(&threads_cond, &threads_lock, until))
+    ;
+  done = threads_live == 0;
+  g_mutex_unlock(&threads_lock);
+  return done;
+}
+
+/* The tracker: its options, and the run in progress between start() and stop(). */
+typedef struct {
+  HmmvDamonOptions options;   /* fs, run_dir, proc_dir: below */
+  HmmvSysfs *fs;
+  char *run_dir;
+  char *proc_dir;
+  HmmvDamonTracker *run;
+  HmmvDamonStats last_stats;  /* of the last run, once stopped */
+} Damon;
 
 static void damon_stop(HmmvTracker *tracker);
 
@@ -271,22 +421,18 @@ static void damon_stop(HmmvTracker *tracker);
 static gboolean
 damon_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
 {
-  HmmvDamonTracker *damon = tracker->priv;
+  Damon *d = tracker->priv;
+  HmmvDamonTracker *damon;
 
   /* started again (the VM's layout changed): start over with the new layout */
   damon_stop(tracker);
-  damon->target_pid = hmmv_vm_get_pid(vm);
-  if (damon->target_pid <= 0) {
+  if (hmmv_vm_get_pid(vm) <= 0) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                 "DAMON needs the QEMU process id of vm %s", hmmv_vm_get_name(vm));
     return FALSE;
   }
-  damon->nr_pages = hmmv_vm_get_nr_pages(vm);
-  damon->nr_words = (damon->nr_pages + 63) / 64;
-  g_array_set_size(damon->ranges, 0);
   for (guint r = 0; r < hmmv_vm_get_nr_regions(vm); r++) {
     const HmmvRegion *region = hmmv_vm_get_region(vm, r);
-    HvaRange range = { region->hva, region->nr_pages, region->first_page };
 
     if (region->hva == 0) {
       g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
@@ -294,35 +440,58 @@ damon_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
                   hmmv_vm_get_name(vm));
       return FALSE;
     }
+  }
+  damon = g_new0(HmmvDamonTracker, 1);
+  damon->ref_count = 2;       /* the tracker's, the thread's */
+  damon->options = d->options;
+  damon->fs = hmmv_sysfs_ref(d->fs);
+  damon->run_dir = g_strdup(d->run_dir);
+  damon->proc_dir = g_strdup(d->proc_dir);
+  damon->patience_ms = d->options.patience_ms != 0 ? d->options.patience_ms
+                                                   : HMMV_DAMON_PATIENCE_MS;
+  damon->setup_patience_ms = d->options.setup_patience_ms != 0 ? d->options.setup_patience_ms
+                                                               : HMMV_DAMON_SETUP_PATIENCE_MS;
+  damon->ranges = g_array_new(FALSE, FALSE, sizeof(HvaRange));
+  damon->pfns = g_array_new(FALSE, FALSE, sizeof(PfnPage));
+  damon->seen = g_array_new(FALSE, FALSE, sizeof(RegionSeen));
+  damon->spans = g_array_new(FALSE, FALSE, sizeof(guint64));
+  g_mutex_init(&damon->lock);
+  g_cond_init(&damon->cond);
+  damon->target_pid = hmmv_vm_get_pid(vm);
+  damon->nr_pages = hmmv_vm_get_nr_pages(vm);
+  damon->nr_words = (damon->nr_pages + 63) / 64;
+  for (guint r = 0; r < hmmv_vm_get_nr_regions(vm); r++) {
+    const HmmvRegion *region = hmmv_vm_get_region(vm, r);
+    HvaRange range = { region->hva, region->nr_pages, region->first_page };
+
     g_array_append_val(damon->ranges, range);
   }
-  g_mutex_lock(&damon->lock);
   hmmv_damon_choose_sizes(damon);
   damon->pending = g_new0(guint64, damon->nr_words);
   damon->last = g_new0(guint64, damon->nr_words);
-  damon->stopping = FALSE;
   damon->setting_up = TRUE;
-  damon->last_marked = 0;
-  damon->empty_run = 0;
-  g_mutex_unlock(&damon->lock);
   damon->cancel = g_cancellable_new();
+  g_mutex_lock(&threads_lock);
+  threads_live++;
+  g_mutex_unlock(&threads_lock);
   damon->thread = g_thread_new("hmmv-damon", damon_thread, damon);
+  d->run = damon;
   return TRUE;
 }
 
 static gboolean
 damon_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
 {
-  HmmvDamonTracker *damon = tracker->priv;
+  Damon *d = tracker->priv;
+  HmmvDamonTracker *damon = d->run;
   guint64 any = 0;
 
   (void)vm;
-  g_mutex_lock(&damon->lock);
-  if (damon->pending == NULL) {
-    g_mutex_unlock(&damon->lock);
+  if (damon == NULL) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "DAMON tracker not started");
     return FALSE;
   }
+  g_mutex_lock(&damon->lock);
   if (damon->thread_error != NULL && damon->pending_snapshots == 0) {
     g_propagate_error(error, g_error_copy(damon->thread_error));
     g_mutex_unlock(&damon->lock);
@@ -345,50 +514,37 @@ damon_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
   return TRUE;
 }
 
+/* Never blocks: the thread finishes its snapshot, turns the kdamond off and gives it back
+ * (damon_thread()), and the run is freed by whichever of the two lets go last. */
 static void
 damon_stop(HmmvTracker *tracker)
 {
-  HmmvDamonTracker *damon = tracker->priv;
+  Damon *d = tracker->priv;
+  HmmvDamonTracker *damon = g_steal_pointer(&d->run);
 
-  if (damon->thread != NULL) {
-    g_mutex_lock(&damon->lock);
-    damon->stopping = TRUE;
-    g_mutex_unlock(&damon->lock);
-    /* a setup, or a snapshot's command, waiting out DAMON's lock gives up */
-    g_cancellable_cancel(damon->cancel);
-    /* The thread finishes the update_schemes_tried_regions it is in (at most two
-     * aggregation intervals) before the kdamond is turned off: writing "off" while that
-     * command waits for the kdamond hung the writer in the kernel (6.12, seen in the
-     * testbed: reads-check blocked for more than 120 s). */
-    g_thread_join(damon->thread);
-    damon->thread = NULL;
-  }
-  g_clear_object(&damon->cancel);
-  if (damon->acquired) {
-    hmmv_damon_release(damon->fs, damon->run_dir, damon->index);
-    damon->acquired = FALSE;
-  }
-  g_clear_pointer(&damon->pending, g_free);
-  g_clear_pointer(&damon->last, g_free);
-  g_clear_error(&damon->thread_error);
+  if (damon == NULL)
+    return;
+  g_mutex_lock(&damon->lock);
+  damon->stopping = TRUE;
+  d->last_stats = damon->stats;
+  g_cond_broadcast(&damon->cond);
+  g_mutex_unlock(&damon->lock);
+  /* a setup, or a snapshot's command, waiting out DAMON's lock gives up */
+  g_cancellable_cancel(damon->cancel);
+  g_thread_unref(damon->thread);
+  run_unref(damon);
 }
 
 static void
 damon_destroy(HmmvTracker *tracker)
 {
-  HmmvDamonTracker *damon = tracker->priv;
+  Damon *d = tracker->priv;
 
   damon_stop(tracker);
-  g_array_unref(damon->ranges);
-  g_array_unref(damon->pfns);
-  g_array_unref(damon->seen);
-  g_array_unref(damon->spans);
-  hmmv_sysfs_unref(damon->fs);
-  g_mutex_clear(&damon->lock);
-  g_cond_clear(&damon->cond);
-  g_free(damon->run_dir);
-  g_free(damon->proc_dir);
-  g_free(damon);
+  hmmv_sysfs_unref(d->fs);
+  g_free(d->run_dir);
+  g_free(d->proc_dir);
+  g_free(d);
 }
 
 static const struct hmmv_tracker_ops damon_vaddr_ops = {
@@ -410,60 +566,70 @@ static const struct hmmv_tracker_ops damon_paddr_ops = {
 HmmvTracker *
 hmmv_damon_tracker_new(const HmmvDamonOptions *options, GError **error)
 {
-  HmmvDamonTracker *damon = g_new0(HmmvDamonTracker, 1);
+  Damon *d = g_new0(Damon, 1);
 
-  damon->options = *options;
-  damon->fs = options->fs != NULL ? hmmv_sysfs_ref(options->fs)
-                                  : hmmv_sysfs_new_dir(HMMV_DAMON_ADMIN_DIR);
-  damon->options.fs = NULL;
-  damon->run_dir = g_strdup(options->run_dir != NULL ? options->run_dir : HMMV_DAMON_RUN_DIR);
-  damon->proc_dir = g_strdup(options->proc_dir != NULL ? options->proc_dir : "/proc");
-  damon->options.run_dir = NULL;
-  damon->options.proc_dir = NULL;
-  damon->ranges = g_array_new(FALSE, FALSE, sizeof(HvaRange));
-  damon->pfns = g_array_new(FALSE, FALSE, sizeof(PfnPage));
-  damon->seen = g_array_new(FALSE, FALSE, sizeof(RegionSeen));
-  damon->spans = g_array_new(FALSE, FALSE, sizeof(guint64));
-  g_mutex_init(&damon->lock);
-  g_cond_init(&damon->cond);
+  d->options = *options;
+  d->fs = options->fs != NULL ? hmmv_sysfs_ref(options->fs)
+                              : hmmv_sysfs_new_dir(HMMV_DAMON_ADMIN_DIR);
+  d->run_dir = g_strdup(options->run_dir != NULL ? options->run_dir : HMMV_DAMON_RUN_DIR);
+  d->proc_dir = g_strdup(options->proc_dir != NULL ? options->proc_dir : "/proc");
+  d->options.fs = NULL;
+  d->options.run_dir = NULL;
+  d->options.proc_dir = NULL;
   return hmmv_tracker_new(options->ops == HMMV_DAMON_PADDR ? &damon_paddr_ops
                                                            : &damon_vaddr_ops,
-                          damon, error);
+                          d, error);
+}
+
+static Damon *
+damon_of(HmmvTracker *tracker)
+{
+  if (tracker == NULL ||
+      (tracker->ops != &damon_vaddr_ops && tracker->ops != &damon_paddr_ops))
+    return NULL;
+  return tracker->priv;
 }
 
 gboolean
 hmmv_damon_tracker_get_stats(HmmvTracker *tracker, HmmvDamonStats *stats)
 {
-  HmmvDamonTracker *damon;
+  Damon *d = damon_of(tracker);
 
-  if (tracker == NULL ||
-      (tracker->ops != &damon_vaddr_ops && tracker->ops != &damon_paddr_ops))
+  if (d == NULL)
     return FALSE;
-  damon = tracker->priv;
-  g_mutex_lock(&damon->lock);
-  *stats = damon->stats;
-  g_mutex_unlock(&damon->lock);
+  if (d->run == NULL) {
+    *stats = d->last_stats;
+    return TRUE;
+  }
+  g_mutex_lock(&d->run->lock);
+  *stats = d->run->stats;
+  g_mutex_unlock(&d->run->lock);
   return TRUE;
 }
 
 gboolean
 hmmv_damon_tracker_wait_setup(HmmvTracker *tracker, GError **error)
 {
+  Damon *d = damon_of(tracker);
   HmmvDamonTracker *damon;
   gboolean ok;
 
-  if (tracker == NULL ||
-      (tracker->ops != &damon_vaddr_ops && tracker->ops != &damon_paddr_ops))
+  if (d == NULL)
     return TRUE;
-  damon = tracker->priv;
+  damon = d->run;
+  if (damon == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "DAMON tracker not started");
+    return FALSE;
+  }
   g_mutex_lock(&damon->lock);
-  while (damon->setting_up)
+  while (damon->setting_up && damon->busy_error == NULL)
     g_cond_wait(&damon->cond, &damon->lock);
-  ok = damon->thread_error == NULL && damon->pending != NULL && !damon->stopping;
+  ok = !damon->setting_up && damon->thread_error == NULL && !damon->stopping;
   if (damon->thread_error != NULL)
     g_propagate_error(error, g_error_copy(damon->thread_error));
-  else if (!ok)
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "DAMON tracker not started");
+  else if (damon->setting_up)
+    g_propagate_prefixed_error(error, g_error_copy(damon->busy_error),
+                               "still trying (DAMON's lock is held): ");
   g_mutex_unlock(&damon->lock);
   return ok;
 }

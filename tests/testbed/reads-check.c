@@ -179,6 +179,7 @@ run_budget(HmmvVm *vm_in, HmmvTracker *tracker, const GuestSets *sets, guint64 b
     printf("reads-check: budget: needs a DRAM and a slow node (%s)\n",
            error != NULL ? error->message : "one node, or no slow tier");
     hmmv_tracker_free(tracker);
+    (void)hmmv_damon_wait_released(150000);   /* its kdamond given back */
     hmmv_vm_free(vm_in);
     return 77;
   }
@@ -193,6 +194,7 @@ run_budget(HmmvVm *vm_in, HmmvTracker *tracker, const GuestSets *sets, guint64 b
   if (core == NULL) {
     fprintf(stderr, "reads-check: budget: %s\n", error->message);
     hmmv_tracker_free(tracker);
+    (void)hmmv_damon_wait_released(150000);   /* its kdamond given back */
     hmmv_vm_free(vm_in);
     return 1;
   }
@@ -337,6 +339,7 @@ main(int argc, char **argv)
     printf("reads-check: damon-%s unavailable: %s\n", hmmv_damon_ops_name(options.ops),
            error->message);
     hmmv_tracker_free(tracker);
+    (void)hmmv_damon_wait_released(150000);   /* its kdamond given back */
     return 77;
   }
   (void)hmmv_damon_tracker_get_stats(tracker, &stats);
@@ -367,6 +370,7 @@ main(int argc, char **argv)
       fprintf(stderr, "reads-check: harvest: %s\n", error->message);
       hmmv_tracker_stop(tracker);
       hmmv_tracker_free(tracker);
+      (void)hmmv_damon_wait_released(150000);   /* its kdamond given back */
       return 1;
     }
     snapshots += acc->intervals;
@@ -406,6 +410,7 @@ main(int argc, char **argv)
 
     hmmv_tracker_stop(tracker);
     hmmv_tracker_free(tracker);
+    (void)hmmv_damon_wait_released(150000);   /* its kdamond given back */
     hmmv_classify(&hist, nr_pages, params.promote_min_key, &cut);
     hot = g_new0(guint64, (nr_pages + 63) / 64);
     hmmv_classify_bitmap(vm, &cut, hot);
