@@ -465,6 +465,34 @@ emit_range(EmitState *st, guint64 start, guint64 end, guint64 cooldown_end)
   }
 }
 
+/* 0x80 in the bytes of a word of place bytes whose cooldown (bits 7..6) is not 0. */
+#define COOLDOWN_BITS8 HMMV_SWAR_BYTES(0xc0)
+
+/* Ages the cooldowns of place[first .. first + nr) by one, 8 bytes a word: a byte with
+ * cooldown c > 0 is >= 0x40, so taking 0x40 from it borrows from no other byte; a word with
+ * no cooldown (most) costs one test. */
+static void
+age_cooldowns(guint8 *place, guint64 first, guint64 nr)
+{
+  guint64 p = first, end = first + nr;
+
+  for (; p < end && (p & 7) != 0; p++)
+    place[p] = (guint8)(place[p] - ((HMMV_PLACE_COOLDOWN(place[p]) != 0)
+                                    << HMMV_PLACE_COOLDOWN_SHIFT));
+  for (; p + 8 <= end; p += 8) {
+    guint64 word = hmmv_swar_load(place + p), cooling;
+
+    if ((word & COOLDOWN_BITS8) == 0)
+      continue;
+    cooling = (word | (word << 1)) & HMMV_SWAR_HIGH;
+    word -= cooling >> 1;
+    memcpy(place + p, &word, sizeof(word));
+  }
+  for (; p < end; p++)
+    place[p] = (guint8)(place[p] - ((HMMV_PLACE_COOLDOWN(place[p]) != 0)
+                                    << HMMV_PLACE_COOLDOWN_SHIFT));
+}
+
 /* A huge unit, pass 2: emitted (its first page) only when it fits whole in what was chosen
  * at its key: a promotion never takes more room than the decision gave; a demotion may
  * overshoot its key's count by what the cap still allows (demoting a 2 MiB unit for 100
@@ -478,9 +506,7 @@ emit_unit(EmitState *st, const HmmvUnit *unit, guint64 *emitted_pages)
   guint row = candidate_row(pl, unit_is_hot(st->cut, unit, &st->seen_at_cut));
   guint64 *left = &st->em->left.count[row][unit->key];
 
-  for (guint64 p = unit->first_page; p < unit->first_page + unit->nr_pages; p++)
-    place[p] = (guint8)(place[p] - ((HMMV_PLACE_COOLDOWN(place[p]) != 0)
-                                    << HMMV_PLACE_COOLDOWN_SHIFT));
+  age_cooldowns(place, unit->first_page, unit->nr_pages);
   if (row == ROW_NONE || *left == 0)
     return;
   if (*left < unit->nr_pages) {

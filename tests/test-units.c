@@ -2,6 +2,7 @@
 /* Huge units (issue 7, item 3): the VM's units, their mean keys, the planner deciding them
  * whole, and the core with the sim mover keeping accounting and the cap in real pages. */
 #include "hmmv-test.h"
+#include "plan-private.h"
 #include "vm-private.h"
 
 #include <string.h>
@@ -205,6 +206,53 @@ START_TEST(test_plan_mixed_thp_kept_whole_by_mean)
 }
 END_TEST
 
+/* The planner ages the cooldown of every page of every unit by one (8 place bytes a word),
+ * whatever the unit's alignment, and changes nothing else in a place byte: units start at
+ * page 3 here (a 3-page region first, itself a unit), so every word at a unit's edge
+ * straddles two units. */
+START_TEST(test_plan_ages_unit_cooldowns)
+{
+  g_autoptr(HmmvVm) vm = hmmv_vm_new("t");
+  g_autoptr(GRand) rand = g_rand_new_with_seed(7);
+  const guint64 mib = 1u << 20;
+  g_autofree guint8 *before = NULL;
+  guint64 nr_pages, nr_units;
+  HmmvPlan plan;
+
+  ck_assert(hmmv_vm_add_region(vm, "a", 0, 0x7f0000000000u + 64 * mib, 3 * 4096, 4096, NULL));
+  ck_assert(hmmv_vm_add_region(vm, "b", 16 * mib, 0x7f0000000000u, 8 * mib, 4096, NULL));
+  ck_assert(hmmv_vm_finalize_layout(vm, NULL));
+  nr_pages = hmmv_vm_get_nr_pages(vm);
+  for (guint64 b = 0; b < hmmv_vm_get_nr_thp_blocks(vm); b++)
+    ck_assert(hmmv_vm_set_thp(vm, b, TRUE));
+  hmmv_vm_get_units(vm, &nr_units);
+  ck_assert_uint_eq(nr_units, 5);           /* region a is a 3-page unit of its own */
+  ck_assert_uint_eq(hmmv_vm_get_units(vm, &nr_units)[1].first_page, 3);
+  hmmv_plan_init(&plan);
+  for (guint round = 0; round < 4; round++) {
+    for (guint64 p = 0; p < nr_pages; p++) {
+      gboolean dram = g_rand_boolean(rand);
+
+      hmmv_vm_set_page_node(vm, p, dram ? DRAM_NODE : SLOW_NODE,
+                            dram ? HMMV_TIER_DRAM : HMMV_TIER_SLOW);
+      /* round 0: no cooldown anywhere (the words are skipped); then a mix of 0..3 */
+      hmmv_place_set_cooldown(&vm->place[p], round == 0 ? 0 : (guint)g_rand_int_range(rand, 0, 4));
+      vm->temp[p] = (guint8)g_rand_int_range(rand, 0, 256);
+    }
+    g_free(before);
+    before = g_memdup2(vm->place, nr_pages);
+    plan_of(vm, nr_pages / 2, G_MAXUINT64, &plan);
+    for (guint64 p = 0; p < nr_pages; p++) {
+      guint cooldown = HMMV_PLACE_COOLDOWN(before[p]);
+
+      ck_assert_uint_eq(HMMV_PLACE_COOLDOWN(vm->place[p]), cooldown > 0 ? cooldown - 1 : 0);
+      ck_assert_uint_eq(vm->place[p] & 0x3f, before[p] & 0x3f);
+    }
+  }
+  hmmv_plan_clear(&plan);
+}
+END_TEST
+
 /* A forced demotion of fewer pages than a unit still demotes the unit (whole) when the cap
  * allows it; otherwise the VM would stay over budget for good when its cold DRAM is all
  * THPs. Promotions never overshoot. */
@@ -374,6 +422,7 @@ units_suite(void)
   tcase_add_test(tc, test_plan_whole_units_under_cap);
   tcase_add_test(tc, test_plan_mixed_thp_kept_whole_by_mean);
   tcase_add_test(tc, test_plan_forced_demotion_rounds_up);
+  tcase_add_test(tc, test_plan_ages_unit_cooldowns);
   tcase_add_test(tc, test_core_thp_accounting_and_cap);
   tcase_add_test(tc, test_core_hugetlb_accounting_and_cap);
   tcase_add_test(tc, test_core_learns_new_thps);

@@ -458,7 +458,8 @@ main(int argc, char **argv)
   static const guint64 sizes_full[] = { 1u << 20, 16u << 20, 64u << 20 };
   static const guint64 sizes_quick[] = { 1u << 20, 4u << 20 };
   static const double touched[] = { 0.01, 0.10 };
-  gboolean quick = FALSE;
+  gboolean quick = FALSE, fleet_only = FALSE;
+  BenchResult one_case = { 0 };
   guint max_threads = (guint)CLAMP(sysconf(_SC_NPROCESSORS_ONLN), 1, 64);
   const guint64 *sizes;
   guint nr_sizes;
@@ -469,17 +470,50 @@ main(int argc, char **argv)
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {
       quick = TRUE;
+    } else if (strcmp(argv[i], "--case") == 0 && i + 1 < argc) {
+      /* one row only, e.g. --case 4194304,1,2M: for callgrind's instruction counts */
+      g_auto(GStrv) parts = g_strsplit(argv[++i], ",", 3);
+
+      if (g_strv_length(parts) != 3 || g_ascii_strtoull(parts[0], NULL, 10) == 0) {
+        fprintf(stderr, "bench-core: --case PAGES,PERCENT,4k|2M\n");
+        return EXIT_FAILURE;
+      }
+      one_case.nr_pages = g_ascii_strtoull(parts[0], NULL, 10);
+      one_case.touched = g_ascii_strtod(parts[1], NULL) / 100.0;
+      one_case.units = strcmp(parts[2], "2M") == 0;
+    } else if (strcmp(argv[i], "--fleet-only") == 0) {
+      fleet_only = TRUE;
     } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
       guint64 threads = g_ascii_strtoull(argv[++i], NULL, 10);   /* CLAMP evaluates twice */
 
       max_threads = (guint)CLAMP(threads, 1, 64);
     } else {
-      fprintf(stderr, "usage: bench-core [--quick] [--threads N]\n");
+      fprintf(stderr, "usage: bench-core [--quick] [--threads N] [--fleet-only | --case "
+              "PAGES,PERCENT,4k|2M]\n");
       return EXIT_FAILURE;
     }
   }
   sizes = quick ? sizes_quick : sizes_full;
   nr_sizes = quick ? G_N_ELEMENTS(sizes_quick) : G_N_ELEMENTS(sizes_full);
+  if (one_case.nr_pages > 0) {
+    BenchResult res = { 0 };
+
+    if (!bench_one(one_case.nr_pages, one_case.touched, one_case.units, &res, &error)) {
+      fprintf(stderr, "bench-core: %s\n", error->message);
+      return EXIT_FAILURE;
+    }
+    printf("temp_ns_per_page=%.3f\nplan_ns_per_page=%.3f\nmoves_planned=%" G_GUINT64_FORMAT
+           "\nns_per_page=%.3f\n", res.temp_ns_per_page, res.plan_ns_per_page,
+           res.moves_planned, res.ns_per_page);
+    return EXIT_SUCCESS;
+  }
+  if (fleet_only) {
+    if (!run_fleet(quick, max_threads, &error)) {
+      fprintf(stderr, "bench-core: fleet: %s\n", error->message);
+      return EXIT_FAILURE;
+    }
+    return EXIT_SUCCESS;
+  }
 
   printf("%10s %8s %6s %12s %12s %12s %10s %12s %12s %12s\n", "pages", "touched", "units",
          "ns/page", "temp ns/pg", "plan ns/pg", "B/page", "ms/interval", "moves/intv",
