@@ -126,6 +126,58 @@ START_TEST(test_mean_key)
 }
 END_TEST
 
+/* The decision histogram against a brute-force one (each page at its unit's mean key, or at
+ * its own outside units), with few units (their pages taken out of hist) and with most pages
+ * in units (the pages outside counted afresh), on random keys. */
+START_TEST(test_aggregate_matches_reference)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed(11);
+  static const guint thp_percent[] = { 0, 10, 45, 55, 90, 100 };
+
+  for (guint t = 0; t < G_N_ELEMENTS(thp_percent); t++) {
+    g_autoptr(HmmvVm) vm = hmmv_vm_new("t");
+    HmmvHistogram hist, ref;
+    HmmvUnit *units;
+    guint64 nr_pages, nr_units;
+
+    /* a 5-page region first, so blocks and units are not 8-page aligned */
+    ck_assert(hmmv_vm_add_region(vm, "a", 0, 0x7f0000400000u, 5 * 4096, 4096, NULL));
+    ck_assert(hmmv_vm_add_region(vm, "b", 1u << 30, 0x7f0000000000u, 40u << 20, 4096, NULL));
+    ck_assert(hmmv_vm_finalize_layout(vm, NULL));
+    nr_pages = hmmv_vm_get_nr_pages(vm);
+    for (guint64 b = 0; b < hmmv_vm_get_nr_thp_blocks(vm); b++)
+      hmmv_vm_set_thp(vm, b, (guint)g_rand_int_range(rand, 0, 100) < thp_percent[t]);
+    /* 90%: 4 KiB pages after the last unit too */
+    if (thp_percent[t] == 90)
+      hmmv_vm_set_thp(vm, hmmv_vm_get_nr_thp_blocks(vm) - 1, FALSE);
+    for (guint64 p = 0; p < nr_pages; p++)
+      vm->temp[p] = g_rand_boolean(rand) ? 0 : (guint8)g_rand_int_range(rand, 0, 256);
+    /* whole cold words and a cold unit too */
+    memset(vm->temp + 600, 0, 1200);
+    hmmv_temperature_histogram(vm, &hist);
+    hmmv_units_aggregate(vm, &hist);
+    units = hmmv_vm_get_units(vm, &nr_units);
+    memset(&ref, 0, sizeof(ref));
+    for (guint64 p = 0, u = 0; p < nr_pages; p++) {
+      guint64 sum = 0;
+
+      if (u < nr_units && p == units[u].first_page) {
+        for (guint64 q = p; q < p + units[u].nr_pages; q++)
+          sum += vm->temp[q];
+        ck_assert_uint_eq(units[u].key, (sum + units[u].nr_pages / 2) / units[u].nr_pages);
+        ref.count[units[u].key] += units[u].nr_pages;
+        p += units[u].nr_pages - 1;
+        u++;
+        continue;
+      }
+      ref.count[vm->temp[p]]++;
+    }
+    for (guint k = 0; k < HMMV_NR_KEYS; k++)
+      ck_assert_uint_eq(hist.count[k], ref.count[k]);
+  }
+}
+END_TEST
+
 static void
 plan_of(HmmvVm *vm, guint64 budget, guint64 cap, HmmvPlan *plan)
 {
@@ -419,6 +471,7 @@ units_suite(void)
   tcase_add_test(tc, test_units_layout);
   tcase_add_test(tc, test_units_across_ranges);
   tcase_add_test(tc, test_mean_key);
+  tcase_add_test(tc, test_aggregate_matches_reference);
   tcase_add_test(tc, test_plan_whole_units_under_cap);
   tcase_add_test(tc, test_plan_mixed_thp_kept_whole_by_mean);
   tcase_add_test(tc, test_plan_forced_demotion_rounds_up);
