@@ -303,6 +303,7 @@ static void config_defaults(struct guest_config *cfg)
     cfg->seed = 1;
     cfg->wait = 0;
     cfg->exit = 1;
+    cfg->mark = 0;
     cfg->hot_mib = 8;
     cfg->cold_mib = 56;
     cfg->hot_ratio = 90;
@@ -360,6 +361,7 @@ static void parse_param(struct guest_config *cfg, const char *tok, size_t len)
         { "seed", 0, offsetof(struct guest_config, seed), 0, 0xffffffffu },
         { "wait", 0, offsetof(struct guest_config, wait), 0, 1 },
         { "exit", 0, offsetof(struct guest_config, exit), 0, 1 },
+        { "mark", 0, offsetof(struct guest_config, mark), 0, 1000000 },
         { "hot_mib", 0, offsetof(struct guest_config, hot_mib), 1, 4095 },
         { "cold_mib", 0, offsetof(struct guest_config, cold_mib), 0, 4095 },
         { "hot_ratio", 0, offsetof(struct guest_config, hot_ratio), 0, 100 },
@@ -522,6 +524,13 @@ void wait_for_host(const struct guest_config *cfg, const char *what, uint32_t k)
     (void)getc_serial();
 }
 
+/* The co-run recorder's start mark (tests/corun/recorder, start=mark): a 7-byte no-op,
+ * nopl 0x484d4d56(%eax), that the plugin recognises by its bytes. */
+static void recorder_start_mark(void)
+{
+    __asm__ volatile(".byte 0x0f, 0x1f, 0x80, 0x56, 0x4d, 0x4d, 0x48" ::: "memory");
+}
+
 /* Page number i of phase k (random pages come from a per-phase stream). */
 static uint32_t phase_pfn(const struct guest_config *cfg, uint32_t k,
                           uint32_t i, uint32_t *rng)
@@ -557,6 +566,12 @@ static void run_phases(const struct guest_config *cfg, uint64_t mem_top)
     for (k = 0; k < cfg->phases; k++) {
         uint32_t rng = phase_seed(cfg, k);
 
+        if (cfg->mark != 0 && k == cfg->mark) {
+            recorder_start_mark();
+            puts_serial("HMMV-MARK ");
+            put_dec(k);
+            putc_serial('\n');
+        }
         wait_for_host(cfg, "phase", k);
         puts_serial("HMMV-PHASE-BEGIN ");
         put_dec(k);

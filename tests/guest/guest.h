@@ -38,6 +38,7 @@ struct guest_config {
     uint32_t seed;
     uint32_t wait;         /* wait for a COM1 byte before each phase */
     uint32_t exit;         /* leave through isa-debug-exit at the end */
+    uint32_t mark;         /* phases: the recorder's start mark before phase N (0: none) */
     uint32_t hot_mib;      /* workload: hot set size */
     uint32_t cold_mib;     /* workload: cold set size */
     uint32_t hot_ratio;    /* workload: percent of writes to the hot set */

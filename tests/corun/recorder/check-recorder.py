@@ -3,7 +3,8 @@
 """The co-run trace recorder (hmmv-recorder.so, issue 12) in a real QEMU under TCG: the
 test guest writes (mode=phases) or reads and writes (mode=reads) a known page set, and the
 pages the trace shows missing the LLC inside the guest's window are exactly that set, reads
-and writes apart; the intervals' instructions add up to the stats file's.
+and writes apart; the intervals' instructions add up to the stats file's; with start=mark
+only the pages written after the guest's start mark (mark=2: phase 2's) are in the trace.
 
   check-recorder.py PLUGIN... GUEST_ELF
 
@@ -86,14 +87,14 @@ def read_trace(path):
     return nr_pages, intervals
 
 
-def run(qemu, plugin, guest, append, work, name):
+def run(qemu, plugin, guest, append, work, name, extra=""):
     trace = os.path.join(work, name + ".trace")
     stats = os.path.join(work, name + ".json")
     cmd = [qemu, "-accel", "tcg", "-M", "pc", "-m", str(RAM_MIB), "-display", "none",
            "-nic", "none", "-serial", "stdio", "-monitor", "none",
            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
            "-plugin", f"{plugin},out={trace},stats={stats},ram_mib={RAM_MIB},"
-                      "interval_insns=2000000",
+                      "interval_insns=2000000" + extra,
            "-kernel", guest, "-append", append]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
     if proc.returncode != 1:   # isa-debug-exit code 0
@@ -167,6 +168,24 @@ def main():
         reads, writes = window_sets(intervals, BASE_PFN, wfirst + 128 + 1024)
         ok &= check("reads: pages read", reads, want_reads)
         ok &= check("reads: pages written", writes, want_writes)
+
+        # start=mark: nothing before the guest's start mark (before phase 2 here) is recorded
+        out, intervals, st = run(qemu, plugin, guest,
+                                 f"phases=3 pages=400 pattern=random span={span} seed=7 mark=2",
+                                 work, "mark", ",start=mark")
+        by_phase = {}
+        for line in out.splitlines():
+            if line.startswith("HMMV-PHASE-PAGES"):
+                words = line.split()
+                by_phase.setdefault(int(words[1]), set()).update(int(w, 16) for w in words[2:])
+        print(f"# mark: {st['insns_before_start']} instructions before the mark, "
+              f"{st['instructions']} after, {len(intervals)} intervals")
+        if not (st["start"] == "mark" and st["started"] and st["insns_before_start"] > 0
+                and "HMMV-MARK 2" in out):
+            print(f"FAIL: mark: the start mark was not seen: {st}")
+            ok = False
+        reads, writes = window_sets(intervals, BASE_PFN, BASE_PFN + span)
+        ok &= check("mark: pages written after the mark (phase 2 only)", writes, by_phase[2])
     sys.exit(0 if ok else 1)
 
 

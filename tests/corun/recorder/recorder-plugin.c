@@ -9,7 +9,13 @@
  *
  *   -plugin hmmv-recorder.so,out=vm0.trace,ram_mib=64[,stats=vm0.stats.json]
  *           [,llc_kib=4096][,llc_ways=16][,interval_insns=50000000][,ns_per_insn_ps=500]
- *           [,intervals=N]
+ *           [,intervals=N][,start=boot|mark]
+ *
+ * start=mark counts nothing (no instructions, no accesses) until the guest executes the start
+ * mark, the 7-byte no-op `nopl 0x484d4d56(%rax)` (0f 1f 80 56 4d 4d 48: "VMMH"), which no
+ * compiler emits: a Linux guest marks where its workload starts (tests/corun/redis-guest),
+ * so its trace is the workload and not the kernel's boot. It then prints "hmmv-recorder: start
+ * mark after N instructions"; the stats say how many instructions came before it.
  *
  * With intervals=N the trace is complete (closed) after N intervals and nothing more is
  * counted. Each interval written prints "hmmv-recorder: interval K" (" complete" after the
@@ -32,6 +38,11 @@ static char *stats_path;
 static HmmvRecorderOptions options;
 static guint64 io_accesses;
 static gboolean failed;
+/* start=mark: nothing is counted before the mark (read unlocked on every access) */
+static gboolean start_at_mark;
+static gint started = 1;
+static guint64 insns_before_start;
+static const guint8 start_mark[] = { 0x0f, 0x1f, 0x80, 0x56, 0x4d, 0x4d, 0x48 };
 
 static void
 fail(GError *error)
@@ -48,8 +59,11 @@ fail(GError *error)
 static void
 vcpu_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata)
 {
-  struct qemu_plugin_hwaddr *hw = qemu_plugin_get_hwaddr(info, vaddr);
+  struct qemu_plugin_hwaddr *hw;
 
+  if (!g_atomic_int_get(&started))
+    return;
+  hw = qemu_plugin_get_hwaddr(info, vaddr);
   g_mutex_lock(&lock);
   if (hw == NULL || qemu_plugin_hwaddr_is_io(hw))
     io_accesses++;
@@ -67,6 +81,11 @@ vcpu_tb_exec(unsigned int vcpu, void *udata)
   HmmvRecorderStats before, after;
 
   g_mutex_lock(&lock);
+  if (!g_atomic_int_get(&started)) {
+    insns_before_start += GPOINTER_TO_SIZE(udata);
+    g_mutex_unlock(&lock);
+    return;
+  }
   hmmv_recorder_get_stats(recorder, &before);
   if (!failed && !hmmv_recorder_add_insns(recorder, GPOINTER_TO_SIZE(udata), &error))
     fail(error);
@@ -84,9 +103,50 @@ vcpu_tb_exec(unsigned int vcpu, void *udata)
 }
 
 static void
+vcpu_mark(unsigned int vcpu, void *udata)
+{
+  char line[96];
+
+  g_mutex_lock(&lock);
+  if (!g_atomic_int_get(&started)) {
+    g_atomic_int_set(&started, 1);
+    g_snprintf(line, sizeof(line), "hmmv-recorder: start mark after %" G_GUINT64_FORMAT
+               " instructions\n", insns_before_start);
+    qemu_plugin_outs(line);
+  }
+  g_mutex_unlock(&lock);
+}
+
+static gboolean
+is_start_mark(const struct qemu_plugin_insn *insn)
+{
+  guint8 bytes[sizeof(start_mark)];
+
+  if (qemu_plugin_insn_size(insn) != sizeof(start_mark))
+    return FALSE;
+#if QEMU_PLUGIN_VERSION >= 3
+  if (qemu_plugin_insn_data(insn, bytes, sizeof(bytes)) != sizeof(bytes))
+    return FALSE;
+#else
+  memcpy(bytes, qemu_plugin_insn_data(insn), sizeof(bytes));
+#endif
+  return memcmp(bytes, start_mark, sizeof(bytes)) == 0;
+}
+
+static void
 vcpu_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
   size_t n = qemu_plugin_tb_n_insns(tb);
+
+  /* the mark's own callback: only while it matters (TBs translated later need none) */
+  if (!g_atomic_int_get(&started)) {
+    for (size_t i = 0; i < n; i++) {
+      struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+
+      if (is_start_mark(insn))
+        qemu_plugin_register_vcpu_insn_exec_cb(insn, vcpu_mark, QEMU_PLUGIN_CB_NO_REGS, NULL);
+    }
+  }
 
   qemu_plugin_register_vcpu_tb_exec_cb(tb, vcpu_tb_exec, QEMU_PLUGIN_CB_NO_REGS,
                                        GSIZE_TO_POINTER(n));
@@ -109,10 +169,14 @@ write_stats(void)
                          G_GUINT64_FORMAT ", \"io_accesses\": %" G_GUINT64_FORMAT
                          ", \"saturated\": %" G_GUINT64_FORMAT ", \"llc_bytes\": %"
                          G_GUINT64_FORMAT ", \"llc_ways\": %u, \"interval_insns\": %"
-                         G_GUINT64_FORMAT ", \"ns_per_insn\": %.3f, \"ok\": %s}\n",
+                         G_GUINT64_FORMAT ", \"ns_per_insn\": %.3f, \"start\": \"%s\", "
+                         "\"started\": %s, \"insns_before_start\": %" G_GUINT64_FORMAT
+                         ", \"ok\": %s}\n",
                          s.instructions, s.intervals, s.accesses, s.misses, s.dropped,
                          io_accesses, s.saturated, options.llc_bytes, options.llc_ways,
                          options.interval_insns, options.ns_per_insn,
+                         start_at_mark ? "mark" : "boot",
+                         g_atomic_int_get(&started) ? "true" : "false", insns_before_start,
                          failed ? "false" : "true");
   if (!g_file_set_contents(stats_path, json, -1, &error))
     qemu_plugin_outs("hmmv-recorder: cannot write the stats file\n");
@@ -178,6 +242,16 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
       ok = parse_u64(key, value, G_GUINT64_CONSTANT(1) << 40, &options.interval_insns);
     } else if (strcmp(key, "intervals") == 0) {
       ok = parse_u64(key, value, G_GUINT64_CONSTANT(1) << 32, &options.max_intervals);
+    } else if (strcmp(key, "start") == 0) {
+      if (strcmp(value, "boot") == 0 || strcmp(value, "mark") == 0) {
+        start_at_mark = strcmp(value, "mark") == 0;
+      } else {
+        g_autofree char *line = g_strdup_printf("hmmv-recorder: start=%s: boot or mark\n",
+                                                value);
+
+        qemu_plugin_outs(line);
+        ok = FALSE;
+      }
     } else if (strcmp(key, "ns_per_insn_ps") == 0) {
       ok = parse_u64(key, value, 1000000, &ps);
     } else {
@@ -197,6 +271,7 @@ qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char
     qemu_plugin_outs("hmmv-recorder: guest physical addresses need system emulation\n");
     return -1;
   }
+  g_atomic_int_set(&started, start_at_mark ? 0 : 1);
   options.trace_path = out;
   options.ram_bytes = ram_mib << 20;
   options.llc_bytes = llc_kib << 10;
