@@ -78,6 +78,7 @@ static const KeySpec key_specs[] = {
   POLICY("host-migrate-mbps", host_migrate_mbps),
   POLICY("move-cost-ns", move_cost_ns),
   POLICY("touch-saving-ns", touch_saving_ns),
+  POLICY("move-share-percent", move_share_percent),
   { "defaults", "dram-min-mib", KEY_MIB_PAGES, FIELD(default_quota.min_pages), 0, 0, NULL,
     FALSE },
   { "defaults", "dram-max-mib", KEY_MIB_PAGES, FIELD(default_quota.max_pages), 0, 0, NULL,

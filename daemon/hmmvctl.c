@@ -192,6 +192,10 @@ print_status(JsonObject *status)
   printf("mover:       %s%s\n", mover,
          json_object_get_boolean_member_with_default(status, "slow-tier-modelled", FALSE)
            ? " (the slow tier is modelled: no page really moves)" : "");
+  if (member_uint(status, "batch-pages") > 0)
+    printf("moves:       %" G_GUINT64_FORMAT " ns a page learnt, at most %" G_GUINT64_FORMAT
+           " pages an interval; the last took %.3f ms\n", member_uint(status, "mover-ns-per-page"),
+           member_uint(status, "batch-pages"), (double)member_uint(status, "last-moves-ns") / 1e6);
   printf("DRAM pool:   %" G_GUINT64_FORMAT " MiB\n", mib(member_uint(status, "pool-pages")));
   if (balance != NULL)
     printf("balance:     %s\n", balance);

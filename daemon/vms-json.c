@@ -114,6 +114,7 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_uint(builder, "move-failed-pages", last->move_failed);
   add_uint(builder, "deferred-cap-pages", last->deferred_cap);
   add_uint(builder, "deferred-host-cap-pages", last->deferred_host_cap);
+  add_uint(builder, "deferred-batch-pages", last->deferred_batch);
   add_uint(builder, "placement-unread-pages", last->placement_unread);
   add_uint(builder, "deferred-room-pages", last->deferred_room);
   add_uint(builder, "deferred-unit-pages", last->deferred_unit);
@@ -281,6 +282,12 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   add_uint(builder, "interval-ms", hmmvd_vms_get_config(vms)->interval_ms);
   add_uint(builder, "intervals", report != NULL ? report->index + 1 : 0);
   add_uint(builder, "last-interval-ns", report != NULL ? report->elapsed_ns : 0);
+  /* the mover's learnt speed, the moves that fit in move-share-percent of an interval at it
+   * (0: no limit), and how long the last interval's moves took on the mover's clock */
+  add_uint(builder, "mover-ns-per-page", report != NULL ? report->mover_ns_per_page : 0);
+  add_uint(builder, "batch-pages", report != NULL && report->batch_pages != G_MAXUINT64
+                                     ? report->batch_pages : 0);
+  add_uint(builder, "last-moves-ns", report != NULL ? report->moved_ns : 0);
   /* the interval runs on a worker: whether one is running now, and ticks it made skip */
   json_builder_set_member_name(builder, "interval-running");
   json_builder_add_boolean_value(builder, hmmvd_vms_interval_running(vms));

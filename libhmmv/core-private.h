@@ -58,6 +58,11 @@ struct _HmmvCore {
   GArray *scratch_pages;    /* guint64, reused for queries */
   guint64 headroom_pages;   /* DRAM kept free for first touches (see core_headroom) */
   guint64 host_cap_tokens;  /* the host-wide cap's bucket, 4 KiB pages (loop-cap.c) */
+  guint64 mover_ns_per_page_x16; /* the mover's learnt speed, ns a 4 KiB page x 16; 0 = not
+                               measured yet (loop-batch.c) */
+  guint64 batch_limit_pages; /* this interval's moves at the learnt speed (G_MAXUINT64: none) */
+  guint64 moved_ns;         /* this interval: the mover's clock over the move calls */
+  guint64 moved_pages;      /* and the 4 KiB pages those calls were given */
   GMutex lock;              /* the ctl_ and seen_ fields of every CoreVm, and these: */
   guint64 pool_seen;        /* pool_pages as last published */
   HmmvNodePool pools_seen[HMMV_NR_NODE_SLOTS];
@@ -93,6 +98,16 @@ guint64 hmmv_core_move_failures(const HmmvMoveStats *stats);
  * node's margin and what the caps left; fills every VM's homed_ and away_ figures. A VM
  * whose move fails gets the error and ok[i] FALSE. */
 void hmmv_core_bring_home(HmmvCore *core, gboolean *ok, HmmvIntervalReport *report);
+
+/* loop-batch.c: after the caps, cuts the VMs' plans so that their moves, at the mover's learnt
+ * speed, finish within params.move_share_percent of the interval: shared max-min fairly among
+ * the VMs, and within a VM promotions hottest first, each with the demotions that make its
+ * room, before demotions nothing waits for. */
+void hmmv_core_fit_batch(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report);
+/* loop-batch.c: one move call took ns on the mover's clock for pages 4 KiB pages. */
+void hmmv_core_time_move(HmmvCore *core, guint64 ns, guint64 pages);
+/* loop-batch.c: after the moves, the interval's calls update the learnt speed. */
+void hmmv_core_learn_speed(HmmvCore *core);
 
 /* loop-place.c: the placement of a VM the core just took, HMMV_CORE_ADD_SLICE_PAGES an
  * interval, before the mover sees this interval's touches (not counted as first touches). */

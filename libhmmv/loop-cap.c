@@ -171,9 +171,11 @@ hmmv_core_share_host_cap(HmmvCore *core, const gboolean *ok, HmmvIntervalReport 
       continue;
     /* A unit that does not fit whole in what is left waits (a 2 MiB THP is 512 pages): the
      * VM may move a little less than its share; that is not handed on. */
-    kept = list_cut(cvm->vm, cvm->plan.demote, demote[i],
-                    (grant[i] * demote[i] + want[i] - 1) / want[i]);
-    kept += list_cut(cvm->vm, cvm->plan.promote, want[i] - demote[i], grant[i] - kept);
+    cvm->plan.demote_pages = list_cut(cvm->vm, cvm->plan.demote, demote[i],
+                                      (grant[i] * demote[i] + want[i] - 1) / want[i]);
+    cvm->plan.promote_pages = list_cut(cvm->vm, cvm->plan.promote, want[i] - demote[i],
+                                       grant[i] - cvm->plan.demote_pages);
+    kept = cvm->plan.demote_pages + cvm->plan.promote_pages;
     rep->deferred_host_cap = want[i] - kept;
     rep->deferred_cap += rep->deferred_host_cap;
   }

@@ -9,8 +9,9 @@
  * (its "home": pages that fell back, or that the kernel put there before hmmv came, or before
  * the VM's vCPUs moved) are moved to the home node when it has room, hottest first (they pay
  * the remote latency most often), with what the interval's cap left unused: per VM, and the
- * host-wide cap shared max-min fairly over the VMs (loop-cap.c). Nothing of the interval's
- * own promotions and demotions waits for them.
+ * host-wide cap shared max-min fairly over the VMs (loop-cap.c), and within what the
+ * interval's batch left at the mover's speed (loop-batch.c). Nothing of the interval's own
+ * promotions and demotions waits for them.
  *
  * Against ping-pong, two rules. A threshold in room (hysteresis in space): pages fall back
  * only when the home node has no room at all, but come home only into the room above a
@@ -131,6 +132,21 @@ moves_left(HmmvCore *core, const gboolean *ok, const HmmvIntervalReport *report,
   hmmv_core_water_fill(want, left, n, host_left);
 }
 
+/* And within what the interval's batch (loop-batch.c) left after the plans' moves, shared
+ * max-min fairly too. */
+static void
+batch_left(HmmvCore *core, guint64 *left)
+{
+  guint n = core->vms->len;
+  g_autofree guint64 *want = NULL;
+
+  if (core->batch_limit_pages == G_MAXUINT64)
+    return;
+  want = g_memdup2(left, MAX(n, 1) * sizeof(*left));
+  hmmv_core_water_fill(want, left, n, core->batch_limit_pages - MIN(core->batch_limit_pages,
+                                                                    core->moved_pages));
+}
+
 /* One VM's list for the tier, cut to granted pages, moved home; counted in rep. */
 static gboolean
 move_home(HmmvCore *core, CoreVm *cvm, gboolean dram, int home, GArray *entries,
@@ -138,7 +154,8 @@ move_home(HmmvCore *core, CoreVm *cvm, gboolean dram, int home, GArray *entries,
 {
   HmmvVm *vm = cvm->vm;
   g_autoptr(GArray) pages = g_array_new(FALSE, FALSE, sizeof(guint64));
-  guint64 size_sum = 0, moved = 0, failed_before = hmmv_core_move_failures(
+  gboolean ok;
+  guint64 started_ns, size_sum = 0, moved = 0, failed_before = hmmv_core_move_failures(
                                                      hmmv_vm_get_move_stats(vm));
 
   for (guint e = 0; e < entries->len; e++) {
@@ -154,12 +171,16 @@ move_home(HmmvCore *core, CoreVm *cvm, gboolean dram, int home, GArray *entries,
     return TRUE;
   if (!hmmv_core_fresh_units(core, vm, pages, error))
     return FALSE;
+  if (pages->len == 0)
+    return TRUE;
   size_sum = 0;
   for (guint e = 0; e < pages->len; e++)
     size_sum += hmmv_vm_unit_pages(vm, g_array_index(pages, guint64, e));
-  if (pages->len > 0 &&
-      !hmmv_mover_move(core->mover, vm, (const guint64 *)pages->data, pages->len, home, &moved,
-                       error))
+  started_ns = hmmv_mover_clock_ns(core->mover);
+  ok = hmmv_mover_move(core->mover, vm, (const guint64 *)pages->data, pages->len, home, &moved,
+                       error);
+  hmmv_core_time_move(core, hmmv_mover_clock_ns(core->mover) - started_ns, size_sum);
+  if (!ok)
     return FALSE;
   hmmv_core_start_cooldown(core, vm, pages, home);
   rep->moved_max_pages += size_sum;
@@ -199,6 +220,7 @@ hmmv_core_bring_home(HmmvCore *core, gboolean *ok, HmmvIntervalReport *report)
   if (core->cancellable != NULL && g_cancellable_is_cancelled(core->cancellable))
     goto report;
   moves_left(core, ok, report, left);
+  batch_left(core, left);
   /* Room above the margin, after this interval's moves. */
   for (guint k = 0; k < hmmv_topology_get_nr_nodes(core->topo); k++) {
     int id = hmmv_topology_get_node(core->topo, k)->id;

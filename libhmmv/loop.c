@@ -12,7 +12,8 @@
  * the error in its report and loses nothing else; the other VMs go on.
  *
  * The core's table of VMs is in loop-vms.c, the placement and huge-unit reads the harvest and
- * the moves call in loop-place.c, the host-wide cap in loop-cap.c, the worker in loop-async.c.
+ * the moves call in loop-place.c, the host-wide cap in loop-cap.c, the moves sized by the
+ * mover's speed in loop-batch.c, the worker in loop-async.c.
  */
 #include "core-private.h"
 #include "nodes-private.h"
@@ -478,7 +479,7 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
   }
   /* Each node takes the entries (whole units) that fit in the pages granted to it. */
   for (guint r = 0; ok && r < to->nr_rank && offset < pages->len; r++) {
-    guint64 count = 0, unit_pages = 0, moved_here = 0;
+    guint64 count = 0, unit_pages = 0, moved_here = 0, started_ns;
     g_autoptr(GArray) slice = NULL;
 
     while (offset + count < pages->len) {
@@ -491,8 +492,10 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
     }
     if (count == 0)
       continue;
+    started_ns = hmmv_mover_clock_ns(core->mover);
     ok = hmmv_mover_move(core->mover, vm, &g_array_index(pages, guint64, offset), count,
                          to->rank[r], &moved_here, error);
+    hmmv_core_time_move(core, hmmv_mover_clock_ns(core->mover) - started_ns, unit_pages);
     slice = g_array_sized_new(FALSE, FALSE, sizeof(guint64), (guint)count);
     g_array_append_vals(slice, &g_array_index(pages, guint64, offset), (guint)count);
     if (ok)
@@ -708,6 +711,9 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
       core_plan(core, cvm, &g_array_index(report->vms, HmmvVmReport, i));
   }
   hmmv_core_share_host_cap(core, ok, report);
+  hmmv_core_fit_batch(core, ok, report);
+  core->moved_ns = 0;
+  core->moved_pages = 0;
   for (guint pass = 0; pass < 2; pass++) {
     if (pass == 1)
       core_limit_promotions(core, ok, report);
@@ -722,6 +728,8 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
   }
   hmmv_core_bring_home(core, ok, report);
   hmmv_core_spend_caps(core, report);
+  hmmv_core_learn_speed(core);
+  report->moved_ns = core->moved_ns;
   if (note->len > 0)
     report->fallback_note = g_string_free(g_steal_pointer(&note), FALSE);
   for (guint i = 0; i < core->vms->len; i++) {

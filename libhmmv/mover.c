@@ -59,6 +59,14 @@ hmmv_mover_get_name(const HmmvMover *mover)
   return mover->ops->name;
 }
 
+guint64
+hmmv_mover_clock_ns(HmmvMover *mover)
+{
+  if (mover->ops->clock_ns != NULL)
+    return mover->ops->clock_ns(mover);
+  return (guint64)g_get_monotonic_time() * 1000u;
+}
+
 void
 hmmv_mover_touch(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc)
 {

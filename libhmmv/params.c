@@ -17,6 +17,7 @@ hmmv_params_init(HmmvParams *params)
     .host_migrate_mbps = 1000,
     .move_cost_ns = 3900,
     .touch_saving_ns = 7200,
+    .move_share_percent = 50,
   };
 }
 
@@ -46,7 +47,8 @@ hmmv_params_validate(const HmmvParams *params, GError **error)
          check_range("host_migrate_mbps", params->host_migrate_mbps, 0, 1000000, error) &&
          /* 1 ms per page or per touch is beyond any memory tier. */
          check_range("move_cost_ns", params->move_cost_ns, 0, 1000000, error) &&
-         check_range("touch_saving_ns", params->touch_saving_ns, 0, 1000000, error);
+         check_range("touch_saving_ns", params->touch_saving_ns, 0, 1000000, error) &&
+         check_range("move_share_percent", params->move_share_percent, 0, 100, error);
 }
 
 static guint64

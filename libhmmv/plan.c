@@ -9,13 +9,14 @@
  *
  * Pass 1 counts candidates per key (256-bucket histograms, nothing written). The decision
  * then works on the histograms only, in this order:
- *   1. forced demotions: DRAM pages above the budget, coldest first;
- *   2. promotions, hottest key first, of keys that pass the payback gate: into free room
+ *   1. promotions, hottest key first, of keys that pass the payback gate: into free room
  *      (budget - DRAM pages) while there is some, then only by swapping with a demotion
  *      candidate whose expected accesses are lower by two moves' worth and at least
- *      hysteresis_keys colder (coldest first);
- *   3. the bandwidth cap grants moves in that same order (a swap needs 2); what it cannot
- *      grant is still played out, as if granted, to count deferred_cap.
+ *      hysteresis_keys colder (coldest first), leaving enough candidates for 2;
+ *   2. forced demotions: DRAM pages above the budget, the coldest candidates left;
+ *   3. the bandwidth cap grants moves in that same order (a swap needs 2), so hot pages are
+ *      not held behind a budget that shrank a lot; what it cannot grant is still played out,
+ *      as if granted, to count deferred_cap.
  * Pass 2 emits exactly the chosen number of pages per key, lowest page index first within a
  * key, straight into their final slots (counting sort by prefix offsets: hottest key first
  * for promotions, coldest first for demotions), and ages cooldowns. Cooldowns are aged in
@@ -336,20 +337,21 @@ decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 
   guint64 *chosen_promote = chosen->count[ROW_PROMOTE];
   guint64 *chosen_demote = chosen->count[ROW_DEMOTE];
 
+  guint64 forced = 0;
+  gboolean swaps_cut = FALSE;
+
   memset(chosen, 0, sizeof(*chosen));
   memcpy(pool.left, cand->count[ROW_DEMOTE], sizeof(pool.left));
 
-  if (dram_pages > budget_pages) {
-    guint64 want = MIN(dram_pages - budget_pages, pool_available(&pool, HMMV_NR_KEYS - 1));
-    guint64 granted = MIN(want, cap_left);
-
-    pool_take(&pool, want, granted, chosen_demote);
-    cap_left -= granted;
-    plan->forced_demote = granted;
-    plan->deferred_cap += want - granted;
-  } else {
+  /* Forced demotions are granted the cap after the promotions (issue 7): a budget that
+   * shrank by thousands of pages took the whole cap for intervals while the VM's hot pages
+   * waited on the slow tier. A promotion is then a swap, which keeps the VM's DRAM as it is,
+   * so the VM does not grow meanwhile; the swaps leave the forced demotions enough
+   * candidates (by_swap below) and take the coldest, the forced ones the next coldest. */
+  if (dram_pages > budget_pages)
+    forced = MIN(dram_pages - budget_pages, pool_available(&pool, HMMV_NR_KEYS - 1));
+  else
     room = budget_pages - dram_pages;
-  }
 
   for (int key = HMMV_NR_KEYS - 1; key >= 0; key--) {
     guint64 wanted = cand->count[ROW_PROMOTE][key];
@@ -370,6 +372,7 @@ decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 
     plan->deferred_cap += by_room - granted;
 
     by_swap = MIN(wanted - by_room, pool_available(&pool, gate->swap_max[key]));
+    by_swap = MIN(by_swap, pool_available(&pool, HMMV_NR_KEYS - 1) - forced);
     if (units_first) {
       /* With huge units a swap of two 2 MiB units takes 1,024 pages of the cap at once;
        * under a smaller cap, half of it for each side fits neither unit and nothing would
@@ -382,6 +385,7 @@ decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 
       cap_left -= promote;
       chosen_promote[key] += promote;
       pool_take(&pool, by_swap, demote, chosen_demote);
+      swaps_cut |= demote < by_swap;
       plan->deferred_cap += (by_swap - demote) + (by_swap - promote);
       continue;
     }
@@ -389,7 +393,19 @@ decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 
     cap_left -= 2 * granted;
     chosen_promote[key] += granted;
     pool_take(&pool, by_swap, granted, chosen_demote);
+    swaps_cut |= granted < by_swap;
     plan->deferred_cap += 2 * (by_swap - granted);
+  }
+
+  if (forced > 0) {
+    /* After swaps the cap cut, what is left of it (a page: a swap takes 2) would demote a
+     * page warmer than the swap candidates that wait: nothing, the next plan starts colder. */
+    guint64 granted = swaps_cut ? 0 : MIN(forced, cap_left);
+
+    pool_take(&pool, forced, granted, chosen_demote);
+    cap_left -= granted;
+    plan->forced_demote = granted;
+    plan->deferred_cap += forced - granted;
   }
   return cap_left;
 }
@@ -588,9 +604,9 @@ emit(HmmvVm *vm, const HmmvUnit *units, guint64 nr_units, const HmmvHotCut *cut,
     plan->demote_pages += hmmv_vm_unit_pages(vm, g_array_index(plan->demote, guint64, i));
   /* Demotions that did not fit whole gave no room: the promotions that counted on it wait,
    * coldest first, so that the VM's DRAM stays within its budget (budget - DRAM pages, plus
-   * what the demotions free). */
-  allowed = budget_pages + plan->demote_pages > vm->dram_pages
-              ? budget_pages + plan->demote_pages - vm->dram_pages : 0;
+   * what the demotions free), or, above its budget, does not grow (its swaps may go before
+   * its forced demotions, see decide()). */
+  allowed = MAX(budget_pages, vm->dram_pages) + plan->demote_pages - vm->dram_pages;
   if (plan->promote_pages > allowed) {
     guint64 trimmed = 0;
     guint keep = plan->promote->len;

@@ -8,7 +8,7 @@
 
 #define SHIPPED_CONF HMMV_SOURCE_ROOT "/configs/hmmvd.conf"
 /* [daemon] 3 + [libvirt] 4 + [memory] 8 + [policy] 9 + [defaults] 4 + [reads] 2 + [metrics] 2 */
-#define NR_KEYS 32
+#define NR_KEYS 33
 
 static char *tmpdir;
 
@@ -147,6 +147,7 @@ START_TEST(test_every_key)
     "[policy]\nwrite-weight = 3\nread-weight = 0\n"
     "hysteresis-keys = 32\ncooldown-intervals = 3\npromote-min-key = 0x20\n"
     "migrate-mbps = 0\nhost-migrate-mbps = 2500\nmove-cost-ns = 0\ntouch-saving-ns = 100\n"
+    "move-share-percent = 80\n"
     "[defaults]\ndram-min-mib = 128\ndram-max-mib = 512\nweight = 7\nmanaged = false\n"
     "[metrics]\nlisten = [::1]:9000\ntextfile = /var/lib/hmmv.prom\n");
   g_auto(HmmvdConfig) config = { 0 };
@@ -182,6 +183,7 @@ START_TEST(test_every_key)
   ck_assert_uint_eq(config.params.host_migrate_mbps, 2500);
   ck_assert_uint_eq(config.params.move_cost_ns, 0);
   ck_assert_uint_eq(config.params.touch_saving_ns, 100);
+  ck_assert_uint_eq(config.params.move_share_percent, 80);
   ck_assert_uint_eq(config.default_quota.min_pages, 128 * 256);
   ck_assert_uint_eq(config.default_quota.max_pages, 512 * 256);
   ck_assert_uint_eq(config.default_quota.weight, 7);
@@ -224,6 +226,8 @@ static const struct {
                                                  "MiB is too large" },
   { "[policy]\nwrite-weight = 16\n", ":2: [policy] write-weight: write_weight = 16 is out of" },
   { "[policy]\ncooldown-intervals = 4\n", ":2: [policy] cooldown-intervals: cooldown_intervals" },
+  { "[policy]\nmove-share-percent = 101\n", ":2: [policy] move-share-percent: "
+                                            "move_share_percent = 101 is out of range" },
   { "[policy]\npromote-min-key = 0xzz\n", ":2: [policy] promote-min-key: \"0xzz\" is not" },
   { "[policy]\npromote-min-key = 0x\n", ":2: [policy] promote-min-key: 0x is out of range" },
   { "[defaults]\nweight = 0\n", ":2: [defaults] weight: 0 is out of range [1, 10000]" },

@@ -357,6 +357,48 @@ START_TEST(test_fallen_back_brought_home)
 }
 END_TEST
 
+/* Pages brought home count against the interval's batch at the mover's speed (loop-batch.c)
+ * as the plan's moves do: no cap, the sim's 3,900 ns a page, 10 ms intervals and 1% of them
+ * for moves: 25 pages an interval. The 128 hot pages come home at most 25 an interval, and
+ * every interval's moves fit in 0.1 ms of the mover. Before, with no cap they all came home
+ * in one interval whatever the mover's speed. */
+START_TEST(test_brought_home_within_batch)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) hot = NULL;
+  HmmvParams params;
+  HmmvVm *vm0;
+  guint64 used0, homed = 0, intervals = 0;
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  vm0 = hmmv_core_get_vm(fx.core, 0);
+  hot = hot_set_fallen_back(&report, &used0);
+  params = *hmmv_core_get_params(fx.core);
+  params.interval_ms = 10;
+  params.move_share_percent = 1;
+  ck_assert(hmmv_core_set_params(fx.core, &params, &error));
+  ck_assert(hmmv_topology_set_free(fx.topo, 0, 1000 * HMMV_PAGE_SIZE, &error));
+  for (guint i = 0; i < 30; i++) {
+    for (guint h = 0; h < hot->len; h++)
+      hmmv_fake_tracker_queue_write(fx.trackers[0], g_array_index(hot, guint64, h));
+    run(&report);
+    ck_assert_uint_eq(report.mover_ns_per_page, 3900);
+    ck_assert_uint_eq(report.batch_pages, 25);
+    ck_assert_uint_le(vm_report(&report, 0)->homed_dram, 25);
+    ck_assert_uint_le(report.moved_ns, 100000);
+    homed += vm_report(&report, 0)->homed_dram;
+    intervals += vm_report(&report, 0)->homed_dram > 0;
+  }
+  ck_assert_uint_eq(homed, hot->len);
+  ck_assert_uint_ge(intervals, (hot->len + 24) / 25);
+  for (guint h = 0; h < hot->len; h++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm0, g_array_index(hot, guint64, h)), 0);
+  teardown();
+}
+END_TEST
+
 /* The same for the slow tier: vm1's demotions go to node 2 while its own slow node 3 is full
  * (another process filled it) and come home to node 3 once it has room. Before: they stayed
  * on node 2. */
@@ -634,6 +676,7 @@ nodes_suite(void)
   tcase_add_test(tc, test_own_socket);
   tcase_add_test(tc, test_full_node_falls_back);
   tcase_add_test(tc, test_fallen_back_brought_home);
+  tcase_add_test(tc, test_brought_home_within_batch);
   tcase_add_test(tc, test_fallen_back_slow_brought_home);
   tcase_add_test(tc, test_strict_numatune_never_falls_back);
   tcase_add_test(tc, test_strict_other_socket);

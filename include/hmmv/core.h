@@ -68,6 +68,9 @@ typedef struct {
                                dram_node (fell back, or were there before) */
   guint64 away_slow;        /* the same for slow pages and slow_node */
   guint64 deferred_host_cap; /* moves the host-wide cap held back (also in deferred_cap) */
+  guint64 deferred_batch;   /* moves held back so that the interval's moves finish within
+                               params.move_share_percent of it at the mover's learnt speed
+                               (also in deferred_cap) */
   guint64 placement_unread; /* pages whose placement the core has not read yet since the VM
                                was added: until 0, the VM keeps its DRAM and nothing moves */
   gboolean paused;
@@ -81,6 +84,12 @@ typedef struct {
   guint64 index;            /* interval number, from 0 */
   guint64 pool_pages;
   guint64 elapsed_ns;       /* wall time of the interval in the core, moves included */
+  guint64 mover_ns_per_page; /* the mover's speed this interval's moves were sized by: learnt
+                               from the moves so far (ns a 4 KiB page on the mover's clock),
+                               params.move_cost_ns before any */
+  guint64 batch_pages;      /* the moves that fit in params.move_share_percent of an interval
+                               at that speed (G_MAXUINT64: no limit) */
+  guint64 moved_ns;         /* the mover's clock over this interval's move calls */
   GArray *vms;              /* HmmvVmReport */
   GError *balance_error;    /* invalid quotas (weight 0, min > max): last good budgets kept;
                                owned */

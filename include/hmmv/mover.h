@@ -61,6 +61,11 @@ struct hmmv_mover_ops {
   /* optional: the pages this harvest saw accessed. A modelled host uses it to place pages on
    * first touch, as the kernel does; a real host needs nothing. */
   void (*touch)(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc);
+  /* optional: the mover's clock, in ns, which the core times its move calls with to learn
+   * the mover's speed (libhmmv/loop-batch.c). Without it, the monotonic clock. A modelled
+   * mover returns the cost it has charged so far, so the core learns the modelled speed and
+   * tests count it instead of timing it. */
+  guint64 (*clock_ns)(HmmvMover *mover);
   /* optional */
   void (*destroy)(HmmvMover *mover);
 };
@@ -77,6 +82,8 @@ HmmvMover *hmmv_mover_new(const struct hmmv_mover_ops *ops, gpointer priv,
 void hmmv_mover_free(HmmvMover *mover);
 const char *hmmv_mover_get_name(const HmmvMover *mover);
 
+/* ops->clock_ns when the backend has it, else the monotonic clock in ns. */
+guint64 hmmv_mover_clock_ns(HmmvMover *mover);
 /* Calls ops->touch when the backend has it. */
 void hmmv_mover_touch(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc);
 /* Learn the node of each page and record it in the VM (unknown when not present). */
@@ -118,7 +125,8 @@ gboolean hmmv_numa_move_addresses(int pid, void **addresses, gsize nr, int dest_
  * else a slow node); until then query reports -ENOENT (not present). A move answers as one
  * move_pages(2) call does (see above): a full target fails the whole call with ENOMEM, a
  * pinned page makes it return a positive count with statuses unwritten. Cost is charged per
- * the tier model: sim_ns_per_page per moved page (default 3900 ns, a 512-page batch). */
+ * the tier model: sim_ns_per_page per moved page (default 3900 ns, a 512-page batch), and
+ * that charged cost is the sim's clock (hmmv_mover_clock_ns). */
 HmmvMover *hmmv_sim_mover_new(const HmmvTopology *topo, GError **error);
 guint64 hmmv_sim_mover_get_charged_ns(const HmmvMover *mover);
 guint64 hmmv_sim_mover_get_used_pages(const HmmvMover *mover, int node_id);

@@ -46,6 +46,13 @@ typedef struct {
    * MB/s), so a host's moves fit in its interval; memtierd's 100 would hold one VM below its
    * own default cap. */
   guint host_migrate_mbps;
+  /* The share of an interval the moves may take, in percent; 0 = no limit but the caps;
+   * default 50. The core learns how long the mover takes per page (libhmmv/loop-batch.c) and
+   * plans each interval's moves, all VMs together, so they finish within this share: on the
+   * testbed one batch of ~14,000 demotions ran 16-21 s with 1 s intervals and hot pages
+   * waited behind it. Half leaves the other half for the harvest, the decisions and a mover
+   * that turns out slower than it was. */
+  guint move_share_percent;
 } HmmvParams;
 
 void hmmv_params_init(HmmvParams *params);

@@ -394,12 +394,20 @@ sim_destroy(HmmvMover *mover)
   g_free(sim);
 }
 
+/* The sim's clock is what it charged: the core learns the modelled speed (mover.h). */
+static guint64
+sim_clock_ns(HmmvMover *mover)
+{
+  return ((SimHost *)mover->priv)->charged_ns;
+}
+
 static const struct hmmv_mover_ops sim_ops = {
   .name = "sim",
   .query = sim_query,
   .move = sim_move,
   .query_thp = sim_query_thp,
   .touch = sim_touch,
+  .clock_ns = sim_clock_ns,
   .destroy = sim_destroy,
 };
 
