@@ -220,6 +220,94 @@ START_TEST(test_unit_above_cap_moves_with_carry_over)
 }
 END_TEST
 
+/* The bound of the brief (issue 7): a unit of 10.24 caps, as a 1 GiB hugetlbfs page is under
+ * a cap of 100 MiB an interval, moves within ceil(10.24) + 1 = 12 intervals of the first plan
+ * that wants it, and over any n intervals the VM moves at most n caps. Here a 2 MiB unit
+ * (512 pages, what the sim models) under 50 pages an interval (1 MB/s at 205 ms): the same
+ * ratio. Phase A: dram-max falls by one unit and a cold unit is demoted (the bucket is spent
+ * by it); nothing is promoted meanwhile (promote-min-key 255). Phase B: the room comes back
+ * and the hot unit, warm by then, is wanted at once: it moves when the bucket holds 512
+ * pages again, 11 intervals later. Before the bucket (main before 5f049a9) neither unit ever
+ * moved. */
+START_TEST(test_unit_of_ten_caps_within_bound)
+{
+  enum { NR = 4096, DRAM = 2560, UNIT = 512, CAP = 50, HOT = 3072 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTopology) topo = hmmv_test_topology_two_tier((guint64)DRAM * HMMV_PAGE_SIZE,
+                                                             (guint64)2 * NR * HMMV_PAGE_SIZE);
+  g_autoptr(HmmvMover) mover = hmmv_sim_mover_new(topo, &error);
+  g_autoptr(HmmvCore) core = NULL;
+  g_auto(HmmvIntervalReport) report = { 0 };
+  HmmvTracker *tracker = hmmv_fake_tracker_new();
+  HmmvVm *vm = hmmv_vm_new("gib");
+  HmmvParams params;
+  HmmvQuota quota = { .max_pages = DRAM - UNIT, .weight = 100, .managed = TRUE };
+  guint64 charged = 0, wanted_at = 0, promoted_at = 0, demoted_at = 0;
+  guint i;
+
+  hmmv_params_init(&params);
+  params.migrate_mbps = 1;
+  params.interval_ms = 205;                   /* 1e6 B/s x 0.205 s / 4096 = 50 pages */
+  params.host_migrate_mbps = 0;
+  params.promote_min_key = 255;               /* phase A: nothing is hot */
+  ck_assert_uint_eq(hmmv_params_cap_pages(&params), CAP);
+  ck_assert(hmmv_vm_add_region(vm, "ram", 0, 0, (guint64)NR * HMMV_PAGE_SIZE, 2u << 20, NULL));
+  ck_assert(hmmv_vm_finalize_layout(vm, NULL));
+  hmmv_sim_mover_set_ns_per_page(mover, 1);   /* charged_ns counts pages migrated */
+  core = hmmv_core_new(topo, mover, &params, 0, &error);
+  ck_assert_msg(core != NULL, "%s", error ? error->message : "");
+  ck_assert(hmmv_core_add_vm(core, vm, tracker, &error));
+  hmmv_interval_report_init(&report);
+
+  for (i = 0; i < 80 && promoted_at == 0; i++) {
+    const HmmvVmReport *rep;
+    guint64 now;
+
+    for (guint64 p = 0; p < NR; p++)
+      if (i == 0 || (p >= HOT && p < HOT + UNIT))
+        hmmv_fake_tracker_queue_write(tracker, p);
+    if (i == 1)
+      hmmv_vm_set_quota(vm, &quota);
+    if (demoted_at > 0 && i == demoted_at + 1) {
+      /* phase B: the room is back, the hot unit is warm and wanted from this plan on */
+      quota.max_pages = DRAM;
+      hmmv_vm_set_quota(vm, &quota);
+      params.promote_min_key = 0x10;
+      ck_assert(hmmv_core_set_params(core, &params, &error));
+    }
+    ck_assert(hmmv_core_run_interval(core, &report, &error));
+    rep = &g_array_index(report.vms, HmmvVmReport, 0);
+    ck_assert_msg(rep->error == NULL, "%s", rep->error ? rep->error->message : "");
+    now = hmmv_sim_mover_get_charged_ns(mover);
+    /* never more than n caps in n intervals: the bucket lends nothing in advance */
+    ck_assert_uint_le(now, (guint64)(i + 1) * CAP);
+    charged = now;
+    if (demoted_at == 0 && rep->demoted > 0) {
+      ck_assert_uint_eq(rep->demoted, UNIT);
+      demoted_at = i;
+    }
+    if (wanted_at == 0 && demoted_at > 0 && i >= demoted_at + 1 &&
+        (rep->deferred_cap + rep->deferred_unit > 0 || rep->promoted > 0))
+      wanted_at = i;
+    if (hmmv_vm_get_page_node(vm, HOT) == DRAM_NODE)
+      promoted_at = i;
+  }
+  ck_assert_msg(demoted_at > 0, "the cold unit was never demoted");
+  ck_assert_msg(promoted_at > 0 && wanted_at > 0, "the hot unit was never promoted");
+  printf("# cold unit demoted in interval %" G_GUINT64_FORMAT ", hot unit wanted from %"
+         G_GUINT64_FORMAT ", promoted in %" G_GUINT64_FORMAT "; %" G_GUINT64_FORMAT
+         " pages in %u intervals (cap %u)\n", demoted_at, wanted_at, promoted_at, charged, i,
+         CAP);
+  /* the bucket starts from the 0-50 pages left after the demotion: ceil(512 / 50) + 1 */
+  ck_assert_uint_le(promoted_at - wanted_at + 1, (UNIT + CAP - 1) / CAP + 1);
+  ck_assert_uint_le(demoted_at, (UNIT + CAP - 1) / CAP + 1);
+  for (guint64 p = HOT; p < HOT + UNIT; p++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm, p), DRAM_NODE);
+  ck_assert_uint_eq(charged, 2 * UNIT);
+  hmmv_core_remove_vm(core, "gib", NULL);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -229,6 +317,7 @@ main(void)
   tcase_add_test(tc, test_host_cap_shared_max_min);
   tcase_add_test(tc, test_host_cap_off);
   tcase_add_test(tc, test_unit_above_cap_moves_with_carry_over);
+  tcase_add_test(tc, test_unit_of_ten_caps_within_bound);
   suite_add_tcase(s, tc);
   return hmmv_test_run(s);
 }
