@@ -25,21 +25,14 @@
  * water-filling by weight (VMs whose room is under their share are filled, the rest split
  * what is left in proportion, rounding as above), so DRAM does not sit idle while a VM could hold more of its pages there.
  */
-#include <hmmv/balance.h>
+#include "balance-private.h"
+
 #include <hmmv/error.h>
 #include <stdlib.h>
 
-/* weight (32 bits) * pages (64 bits) needs 96 bits: compare exactly, never saturate. */
 #ifndef HEADROOM_DIVISOR
 #define HEADROOM_DIVISOR 1000000
 #endif
-__extension__ typedef unsigned __int128 BalanceWide;
-
-typedef struct {
-  guint64 min;              /* min_pages, capped to nr_pages */
-  guint64 max;              /* effective max: max_pages or nr_pages, never above nr_pages */
-  guint64 budget;
-} VmSpan;
 
 /* For messages: the VM's name, or its index when the caller gave none. */
 static char *
@@ -100,9 +93,9 @@ scale_mins(guint nr_vms, guint64 pool_pages, BalanceWide sum, VmSpan *spans)
 
 /* Fills spans with each VM's min (scaled down in proportion when the mins do not fit in the
  * pool) and effective max; *left = the pool after the mins. */
-static gboolean
-take_mins(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, VmSpan *spans, guint64 *left,
-          GError **error)
+gboolean
+hmmv_balance_take_mins(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, VmSpan *spans,
+                       guint64 *left, GError **error)
 {
   BalanceWide sum = 0;
 
@@ -128,8 +121,8 @@ take_mins(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, VmSpan *spans, g
 
 /* Warm demand: the VM's positions in [span->min, span->max) whose benefit is > 0, walking
  * its histogram hottest first (benefit made monotone, histogram clipped at the VM's size). */
-static guint64
-warm_demand(const HmmvBalanceVm *vm, const VmSpan *span)
+guint64
+hmmv_balance_warm_demand(const HmmvBalanceVm *vm, const VmSpan *span)
 {
   guint64 pos = 0;
   guint64 benefit = G_MAXUINT64;
@@ -216,9 +209,9 @@ split_by_weight(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, const gbo
 }
 
 /* Water-fills left into the VMs by weight, none above caps[i]; returns what is left. */
-static guint64
-spread_by_weight(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, const guint64 *caps,
-                 guint64 left)
+guint64
+hmmv_balance_spread(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans,
+                    const guint64 *caps, guint64 left)
 {
   g_autofree gboolean *active = g_new0(gboolean, nr_vms);
   g_autofree guint64 *base = g_new0(guint64, nr_vms);
@@ -252,8 +245,8 @@ lend_shares(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, guint64 left)
   g_autofree guint64 *caps = g_new0(guint64, nr_vms);
 
   for (guint i = 0; i < nr_vms; i++)
-    caps[i] = spans[i].budget + warm_demand(&vms[i], &spans[i]);
-  return spread_by_weight(vms, nr_vms, spans, caps, left);
+    caps[i] = spans[i].budget + hmmv_balance_warm_demand(&vms[i], &spans[i]);
+  return hmmv_balance_spread(vms, nr_vms, spans, caps, left);
 }
 
 /* Cold DRAM stays with its holder, then the rest is spread up to each max. */
@@ -267,10 +260,10 @@ spread_rest(const HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, guint64 headr
 
   for (guint i = 0; i < nr_vms; i++)
     caps[i] = MAX(spans[i].budget, MIN(vms[i].held_pages, spans[i].max));
-  left = spread_by_weight(vms, nr_vms, spans, caps, left - headroom) + headroom;
+  left = hmmv_balance_spread(vms, nr_vms, spans, caps, left - headroom) + headroom;
   for (guint i = 0; i < nr_vms; i++)
     caps[i] = spans[i].max;
-  spread_by_weight(vms, nr_vms, spans, caps, left);
+  hmmv_balance_spread(vms, nr_vms, spans, caps, left);
 }
 
 gboolean
@@ -284,7 +277,7 @@ hmmv_balance(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages, guint64 headr
   if (nr_vms == 0)
     return TRUE;
   spans = g_new0(VmSpan, nr_vms);
-  if (!take_mins(vms, nr_vms, pool_pages, spans, &left, error))
+  if (!hmmv_balance_take_mins(vms, nr_vms, pool_pages, spans, &left, error))
     return FALSE;
   left = lend_shares(vms, nr_vms, spans, left);
   spread_rest(vms, nr_vms, spans, headroom_pages, left);

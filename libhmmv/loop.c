@@ -310,9 +310,12 @@ core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **error)
 {
   g_autofree HmmvBalanceVm *bvms = g_new0(HmmvBalanceVm, core->vms->len);
   g_autofree guint *map = g_new0(guint, core->vms->len);
-  guint64 pool = core->pool_pages;
+  g_autofree guint *ranks = NULL;
+  guint64 pool = core->pool_pages, outside[HMMV_NR_NODE_SLOTS] = { 0 };
+  guint64 pools[HMMV_NR_NODE_SLOTS];
+  int ids[HMMV_NR_NODE_SLOTS];
   gboolean scaled = FALSE;
-  guint n = 0;
+  guint n = 0, nr_pools;
 
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
@@ -327,6 +330,8 @@ core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **error)
 
       hmmv_vm_set_budget_pages(cvm->vm, held);
       pool = pool > held ? pool - held : 0;
+      for (int node = 0; node < HMMV_NR_NODE_SLOTS; node++)
+        outside[node] += cvm->vm->node_pages[node];
       continue;
     }
     bvms[n] = (HmmvBalanceVm){
@@ -343,7 +348,14 @@ core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **error)
   }
   if (n == 0)
     return TRUE;
-  if (!hmmv_balance(bvms, n, pool, core->headroom_pages, error))
+  /* each VM's budget from the pool of the DRAM node nearest its vCPUs first (nodes.c) */
+  nr_pools = hmmv_nodes_dram_pools(core->topo, core->nodes, core->pool_pages, outside, ids,
+                                   pools);
+  ranks = g_new(guint, (gsize)n * MAX(nr_pools, 1));
+  for (guint j = 0; j < n; j++)
+    hmmv_nodes_pool_ranks(&((CoreVm *)g_ptr_array_index(core->vms, map[j]))->promote_to, ids,
+                          nr_pools, &ranks[(gsize)j * nr_pools]);
+  if (!hmmv_balance_nodes(bvms, n, pools, nr_pools, ranks, core->headroom_pages, error))
     return FALSE;
   for (guint j = 0; j < n; j++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, map[j]);

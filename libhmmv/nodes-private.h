@@ -44,3 +44,17 @@ const char *hmmv_nodes_left_alone(const HmmvVm *vm, const HmmvNodeRequest *dram,
  * each VM's next node. Marks nodes that ran out of room as full. */
 void hmmv_nodes_assign(HmmvNodeRequest *requests, guint nr_requests, gint64 *room,
                        HmmvNodeState *nodes);
+
+/* The DRAM nodes' pools for the balance (hmmv_balance_nodes), ascending node id: each DRAM
+ * node's capacity, scaled down in proportion when pool_pages (the core's pool, at most their
+ * sum) is below their sum, less what VMs outside the balance hold there (outside, by node
+ * id); a node whose outside holders exceed its pool takes the difference from the other DRAM
+ * nodes, nearest first. ids[p] is pool p's node id (room for HMMV_NR_NODE_SLOTS). Returns
+ * how many pools. */
+guint hmmv_nodes_dram_pools(const HmmvTopology *topo, const HmmvNodeState *nodes,
+                            guint64 pool_pages, const guint64 *outside, int *ids,
+                            guint64 *pools);
+/* A VM's DRAM targets (hmmv_nodes_targets) as pool indices, nearest first, G_MAXUINT after
+ * the last: nr_pools entries. */
+void hmmv_nodes_pool_ranks(const HmmvNodeRequest *dram, const int *ids, guint nr_pools,
+                           guint *ranks);

@@ -160,3 +160,67 @@ hmmv_nodes_assign(HmmvNodeRequest *requests, guint nr_requests, gint64 *room,
     }
   }
 }
+
+guint
+hmmv_nodes_dram_pools(const HmmvTopology *topo, const HmmvNodeState *nodes, guint64 pool_pages,
+                      const guint64 *outside, int *ids, guint64 *pools)
+{
+  guint64 sum = 0, given = 0;
+  guint n = 0;
+
+  for (guint i = 0; i < hmmv_topology_get_nr_nodes(topo); i++) {
+    const HmmvNode *node = hmmv_topology_get_node(topo, i);
+
+    if (node->tier != HMMV_TIER_DRAM)
+      continue;
+    ids[n] = node->id;
+    pools[n] = nodes[node->id].capacity_pages;
+    sum += pools[n++];
+  }
+  /* a pool limited below the nodes' capacities: each node's share in proportion, the pages
+   * rounding leaves one each from the lowest id */
+  if (pool_pages < sum) {
+    for (guint p = 0; p < n; p++) {
+      pools[p] = (guint64)((unsigned __int128)pools[p] * pool_pages / sum);
+      given += pools[p];
+    }
+    for (guint p = 0; p < n && given < pool_pages; p++, given++)
+      pools[p]++;
+  }
+  /* what VMs outside the balance hold: from their node, the excess from the nearest others */
+  for (guint p = 0; p < n; p++) {
+    guint64 held = outside[ids[p]], take = MIN(held, pools[p]);
+    int near[HMMV_NR_NODE_SLOTS];
+    guint nr_near;
+
+    pools[p] -= take;
+    held -= take;
+    if (held == 0)
+      continue;
+    nr_near = hmmv_topology_rank(topo, ids[p], HMMV_TIER_DRAM, near, G_N_ELEMENTS(near));
+    for (guint r = 0; r < nr_near && held > 0; r++) {
+      for (guint q = 0; q < n; q++) {
+        if (ids[q] != near[r])
+          continue;
+        take = MIN(held, pools[q]);
+        pools[q] -= take;
+        held -= take;
+      }
+    }
+  }
+  return n;
+}
+
+void
+hmmv_nodes_pool_ranks(const HmmvNodeRequest *dram, const int *ids, guint nr_pools,
+                      guint *ranks)
+{
+  guint k = 0;
+
+  for (guint r = 0; r < dram->nr_rank && k < nr_pools; r++)
+    for (guint p = 0; p < nr_pools; p++)
+      if (ids[p] == dram->rank[r])
+        ranks[k++] = p;
+  for (; k < nr_pools; k++)
+    ranks[k] = G_MAXUINT;
+}

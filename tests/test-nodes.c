@@ -445,6 +445,121 @@ START_TEST(test_fallen_back_slow_brought_home)
 }
 END_TEST
 
+/* Nodes 0 and 1 give the VMs 512 pages each; both VMs' 1024 pages are hot every interval. */
+static void
+run_all_hot(HmmvIntervalReport *report, guint intervals, guint64 *fallback)
+{
+  for (guint i = 0; i < intervals; i++) {
+    for (guint v = 0; v < NR_VMS; v++)
+      write_range(v, 0, VM_PAGES);
+    run(report);
+    for (guint v = 0; v < NR_VMS; v++)
+      fallback[v] += vm_report(report, v)->promoted_fallback;
+  }
+}
+
+/* Budgets per DRAM node (issue 7, item 4): vm0 (weight 300) on socket 0 and vm1 (weight 100)
+ * on socket 1, both all hot, each node giving 512 pages: each VM gets its own node's 512 and
+ * nothing falls back. Before: the pool was lent host-wide, vm0 got 768 (3:1) and 256 of
+ * them were promoted to node 1, where vm1 then had 256. */
+START_TEST(test_budget_from_own_node)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  guint64 fallback[NR_VMS] = { 0 };
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  for (guint v = 0; v < NR_VMS; v++) {
+    HmmvQuota quota = { .weight = v == 0 ? 300 : 100, .managed = TRUE };
+
+    hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, v), &quota);
+    ck_assert(hmmv_core_set_node_pool(fx.core, (int)v, VM_PAGES / 2, 0, &error));
+  }
+  run_all_hot(&report, 12, fallback);
+  for (guint v = 0; v < NR_VMS; v++) {
+    HmmvVm *vm = hmmv_core_get_vm(fx.core, v);
+
+    ck_assert_uint_eq(vm_report(&report, v)->budget_pages, VM_PAGES / 2);
+    ck_assert_uint_eq(hmmv_vm_get_node_pages(vm, (int)v), VM_PAGES / 2);
+    ck_assert_uint_eq(hmmv_vm_get_dram_pages(vm), VM_PAGES / 2);
+    ck_assert_uint_eq(fallback[v], 0);
+  }
+  teardown();
+}
+END_TEST
+
+/* A min its own node cannot hold comes from the other node: vm0's min of 768 pages is node
+ * 0's 512 and 256 of node 1, and vm1, nearest node 1, gets the 256 left of it. Before: the 256 pages beyond the mins were lent host-wide by
+ * weight, 128 each: vm0 896, vm1 128. */
+START_TEST(test_min_from_next_node)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  guint64 fallback[NR_VMS] = { 0 };
+  HmmvVm *vm0;
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  vm0 = hmmv_core_get_vm(fx.core, 0);
+  for (guint v = 0; v < NR_VMS; v++) {
+    HmmvQuota quota = { .min_pages = v == 0 ? 768 : 0, .weight = 100, .managed = TRUE };
+
+    hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, v), &quota);
+    ck_assert(hmmv_core_set_node_pool(fx.core, (int)v, VM_PAGES / 2, 0, &error));
+  }
+  run_all_hot(&report, 12, fallback);
+  ck_assert_uint_eq(vm_report(&report, 0)->budget_pages, 768);
+  ck_assert_uint_eq(vm_report(&report, 0)->min_granted_pages, 768);
+  ck_assert_uint_eq(vm_report(&report, 1)->budget_pages, 256);
+  /* (its first touches all landed on node 0, which keeps them: a node over its pool takes
+   * nothing more but is not emptied) */
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(vm0), 768);
+  ck_assert_uint_eq(hmmv_vm_get_node_pages(hmmv_core_get_vm(fx.core, 1), 1), 256);
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 1)), 256);
+  ck_assert_uint_eq(fallback[1], 0);
+  teardown();
+}
+END_TEST
+
+/* The pools the balance shares per DRAM node: a limited pool split in proportion to the
+ * nodes' capacities, and DRAM held by VMs outside the balance taken from its node, the excess
+ * from the nearest other node. */
+START_TEST(test_dram_pools)
+{
+  HmmvNodeState nodes[HMMV_NR_NODE_SLOTS] = { 0 };
+  guint64 outside[HMMV_NR_NODE_SLOTS] = { 0 }, pools[HMMV_NR_NODE_SLOTS];
+  int ids[HMMV_NR_NODE_SLOTS];
+  HmmvNodeRequest dram = { .rank = { 1, 0 }, .nr_rank = 2 };
+  guint ranks[2];
+
+  fx.topo = two_socket_topology();
+  nodes[0].capacity_pages = 2048;
+  nodes[1].capacity_pages = 1024;
+  nodes[2].capacity_pages = 8192;
+  ck_assert_uint_eq(hmmv_nodes_dram_pools(fx.topo, nodes, 3072, outside, ids, pools), 2);
+  ck_assert_int_eq(ids[0], 0);
+  ck_assert_int_eq(ids[1], 1);
+  ck_assert_uint_eq(pools[0], 2048);
+  ck_assert_uint_eq(pools[1], 1024);
+  ck_assert_uint_eq(hmmv_nodes_dram_pools(fx.topo, nodes, 1001, outside, ids, pools), 2);
+  ck_assert_uint_eq(pools[0], 668);   /* 667.3 + the page rounding left */
+  ck_assert_uint_eq(pools[1], 333);
+  outside[1] = 400;
+  outside[2] = 5000;                  /* slow: not the DRAM pools' */
+  hmmv_nodes_dram_pools(fx.topo, nodes, 1001, outside, ids, pools);
+  ck_assert_uint_eq(pools[0], 601);
+  ck_assert_uint_eq(pools[1], 0);
+  hmmv_nodes_pool_ranks(&dram, ids, 2, ranks);
+  ck_assert_uint_eq(ranks[0], 1);
+  ck_assert_uint_eq(ranks[1], 0);
+  dram.nr_rank = 1;                   /* bound to node 1 */
+  hmmv_nodes_pool_ranks(&dram, ids, 2, ranks);
+  ck_assert_uint_eq(ranks[1], G_MAXUINT);
+  hmmv_topology_free(fx.topo);
+}
+END_TEST
+
 /* A VM bound to nodes (strict numatune: its QEMU's cpuset.mems), in the core and in the sim's
  * modelled kernel, which refuses a move to any other node with EACCES for the whole call. */
 static void
@@ -678,6 +793,9 @@ nodes_suite(void)
   tcase_add_test(tc, test_fallen_back_brought_home);
   tcase_add_test(tc, test_brought_home_within_batch);
   tcase_add_test(tc, test_fallen_back_slow_brought_home);
+  tcase_add_test(tc, test_budget_from_own_node);
+  tcase_add_test(tc, test_min_from_next_node);
+  tcase_add_test(tc, test_dram_pools);
   tcase_add_test(tc, test_strict_numatune_never_falls_back);
   tcase_add_test(tc, test_strict_other_socket);
   tcase_add_test(tc, test_strict_without_slow_node_left_alone);

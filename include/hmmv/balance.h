@@ -45,4 +45,18 @@ typedef struct {
 gboolean hmmv_balance(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_pages,
                       guint64 headroom_pages, GError **error);
 
+/* Several DRAM nodes (issue 7, item 4): budgets per node. pools[p] is DRAM node p's pool;
+ * ranks[i * nr_pools + r] the r-th nearest pool VM i may use (r = 0: its home node, the one
+ * nearest its vCPUs), G_MAXUINT after its last. Each VM's min comes from its home pool (the
+ * mins of one pool scaled into it in proportion when they do not fit) and what does not fit
+ * from its next pools, nearest first; mins that do not fit in all the pools together are
+ * scaled first, as hmmv_balance does. Then each pool is lent, by weight, to the warm demand of
+ * the VMs whose home it is, and what they leave of it to the VMs whose next pool it is (rank
+ * 1, then 2, ...); the same order for DRAM kept with its holders and spread up to each max.
+ * So a VM's weight competes with the VMs of its own node, and DRAM of another node is lent
+ * only when that node's own VMs do not want it. One pool: exactly hmmv_balance. */
+gboolean hmmv_balance_nodes(HmmvBalanceVm *vms, guint nr_vms, const guint64 *pools,
+                            guint nr_pools, const guint *ranks, guint64 headroom_pages,
+                            GError **error);
+
 G_END_DECLS
