@@ -86,6 +86,13 @@ guint64 hmmv_core_vm_cap_pages(HmmvCore *core, CoreVm *cvm);
  * host's. */
 void hmmv_core_spend_caps(HmmvCore *core, const HmmvIntervalReport *report);
 
+/* loop-balance.c: every VM's budget for this interval. VMs that do not take part (unmanaged,
+ * paused, left alone, failing, placement still being read) keep the DRAM they hold, out of
+ * their nodes' pools; the others share the pools per DRAM node (hmmv_balance_nodes). Mins
+ * that do not fit are scaled (*note says how, naming each VM). FALSE: invalid quotas, the
+ * last budgets kept. */
+gboolean hmmv_core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **error);
+
 /* grant[i] <= want[i], sum(grant) = min(cap, sum(want)), max-min fair (loop-cap.c). */
 void hmmv_core_water_fill(const guint64 *want, guint64 *grant, guint n, guint64 cap);
 
