@@ -9,6 +9,11 @@
  *     its BEGIN to its END line in QEMU's CPU time, runs alternating off/on, ratio of the
  *     medians.
  *
+ * With --sizes GIB[,GIB...] (issue 9: 64, 256 and 1024 GiB), only 1. at each guest RAM size,
+ * plus hmmv-start's QMP round trip (QEMU allocates the bitmaps and the region under the BQL).
+ * Guest RAM is a memory-backend-ram with reserve=off: QEMU maps it with MAP_NORESERVE, so a
+ * 1 TiB guest that touches a few MiB starts on a 24 GiB host.
+ *
  * Needs HMMV_QEMU and HMMV_TEST_GUEST (as the integration suites). Prints a table, then
  * key=value lines.
  */
@@ -30,18 +35,38 @@ typedef struct {
   HmmvVm *vm;
   HmmvTracker *tracker;
   HmmvAccess *acc;
+  gint64 start_us;   /* hmmv_tracker_start(): hmmv-start's round trip and the region's mapping */
 } Session;
+
+/* Guest RAM as a backend QEMU maps without reserving it (sizes past the host's memory). */
+static GStrv
+big_ram_args(guint ram_mib)
+{
+  GStrv args = g_new0(char *, 7);
+
+  args[0] = g_strdup("-object");
+  args[1] = g_strdup_printf("memory-backend-ram,id=bench-ram,size=%uM,reserve=off", ram_mib);
+  args[2] = g_strdup("-machine");
+  args[3] = g_strdup("memory-backend=bench-ram");
+  /* Above 4 GiB the RAM of a 1 TiB pc guest ends past 2^40: more physical address bits. */
+  args[4] = g_strdup("-cpu");
+  args[5] = g_strdup("qemu64,phys-bits=42");
+  return args;
+}
 
 static gboolean
 session_start(Session *s, guint ram_mib, const char *append, gboolean track, guint interval_ms,
               GError **error)
 {
   g_autofree char *ready = NULL;
+  g_auto(GStrv) extra = ram_mib > RAM_MIB ? big_ram_args(ram_mib) : NULL;
   HmmvQemuDirtyOptions options = { .interval_ms = interval_ms };
   HmmvQmp *qmp;
+  gint64 t0;
 
   memset(s, 0, sizeof(*s));
-  s->proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", ram_mib, append, NULL, error);
+  s->proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", ram_mib, append,
+                                 (const char *const *)extra, error);
   if (s->proc == NULL)
     return FALSE;
   ready = hmmv_qemu_proc_expect(s->proc, "HMMV-GUEST-READY", TIMEOUT_MS);
@@ -60,8 +85,10 @@ session_start(Session *s, guint ram_mib, const char *append, gboolean track, gui
     return FALSE;
   }
   s->tracker = hmmv_qemu_dirty_tracker_new(qmp, &options, error);
+  t0 = g_get_monotonic_time();
   if (s->tracker == NULL || !hmmv_tracker_start(s->tracker, s->vm, error))
     return FALSE;
+  s->start_us = g_get_monotonic_time() - t0;
   s->acc = hmmv_access_new(hmmv_vm_get_nr_pages(s->vm), error);
   return s->acc != NULL;
 }
@@ -113,14 +140,14 @@ median(double *v, guint n)
 
 /* Publication (QEMU) and harvest (tracker) cost per GiB, median of SYNC_ROUNDS. */
 static gboolean
-measure_sync(const char *append, double *publish_us_gib, double *harvest_us_gib,
-             double *dirty_pages, GError **error)
+measure_sync(guint ram_mib, const char *append, double *publish_us_gib, double *harvest_us_gib,
+             double *dirty_pages, double *start_ms, GError **error)
 {
   Session s;
   double publish[SYNC_ROUNDS], harvest[SYNC_ROUNDS], dirty[SYNC_ROUNDS];
-  double gib = (double)RAM_MIB / 1024;
+  double gib = (double)ram_mib / 1024;
 
-  if (!session_start(&s, RAM_MIB, append, TRUE, 0, error)) {
+  if (!session_start(&s, ram_mib, append, TRUE, 0, error)) {
     session_stop(&s);
     return FALSE;
   }
@@ -144,8 +171,52 @@ measure_sync(const char *append, double *publish_us_gib, double *harvest_us_gib,
   *publish_us_gib = median(publish, SYNC_ROUNDS);
   *harvest_us_gib = median(harvest, SYNC_ROUNDS);
   *dirty_pages = median(dirty, SYNC_ROUNDS);
+  if (start_ms != NULL)
+    *start_ms = (double)s.start_us / 1000;
   session_stop(&s);
   return TRUE;
+}
+
+#define BUSY_APPEND "mode=workload hot_mib=8 cold_mib=0 hot_ratio=100 report_every=0"
+#define IDLE_APPEND "phases=1 pages=1 wait=1"
+
+/* --sizes: publication and harvest per GiB, idle and busy, at each guest RAM size. */
+static int
+run_sizes(const char *list)
+{
+  g_auto(GStrv) sizes = g_strsplit(list, ",", -1);
+  g_autoptr(GError) error = NULL;
+
+  printf("%-10s %-28s %14s %14s %12s %14s\n", "guest RAM", "guest", "publish us/GiB",
+         "harvest us/GiB", "dirty pages", "hmmv-start ms");
+  for (guint i = 0; sizes[i] != NULL; i++) {
+    guint64 gib = 0;
+    double pub[2], harv[2], dirty[2], start[2];
+    char label[32];
+
+    if (!g_ascii_string_to_unsigned(sizes[i], 10, 1, 4096, &gib, &error)) {
+      fprintf(stderr, "bench-qemu-dirty: --sizes: %s\n", error->message);
+      return EXIT_FAILURE;
+    }
+    for (guint busy = 0; busy < 2; busy++) {
+      if (!measure_sync((guint)gib * 1024, busy ? BUSY_APPEND : IDLE_APPEND, &pub[busy],
+                        &harv[busy], &dirty[busy], &start[busy], &error)) {
+        fprintf(stderr, "bench-qemu-dirty: %" G_GUINT64_FORMAT " GiB: %s\n", gib,
+                error->message);
+        return EXIT_FAILURE;
+      }
+      g_snprintf(label, sizeof(label), "%" G_GUINT64_FORMAT " GiB", gib);
+      printf("%-10s %-28s %14.2f %14.2f %12.0f %14.1f\n", label, busy ? "writing an 8 MiB set" : "idle", pub[busy], harv[busy], dirty[busy],
+             start[busy]);
+      fflush(stdout);
+    }
+    printf("publish_us_per_gib_idle_%sg=%.2f\npublish_us_per_gib_busy_%sg=%.2f\n", sizes[i],
+           pub[0], sizes[i], pub[1]);
+    printf("harvest_us_per_gib_idle_%sg=%.2f\nharvest_us_per_gib_busy_%sg=%.2f\n", sizes[i],
+           harv[0], sizes[i], harv[1]);
+    printf("hmmv_start_ms_%sg=%.1f\n", sizes[i], MIN(start[0], start[1]));
+  }
+  return EXIT_SUCCESS;
 }
 
 /* QEMU CPU seconds the guest's workload takes, with or without tracking at 1 s (QEMU's own
@@ -206,9 +277,10 @@ main(int argc, char **argv)
     printf("bench-qemu-dirty: skipped: %s\n", why);
     return 77;
   }
-  if (!measure_sync("mode=workload hot_mib=8 cold_mib=0 hot_ratio=100 report_every=0",
-                    &busy_pub, &busy_harv, &busy_dirty, &error) ||
-      !measure_sync("phases=1 pages=1 wait=1", &idle_pub, &idle_harv, &idle_dirty, &error))
+  if (argc > 2 && strcmp(argv[1], "--sizes") == 0)
+    return run_sizes(argv[2]);
+  if (!measure_sync(RAM_MIB, BUSY_APPEND, &busy_pub, &busy_harv, &busy_dirty, NULL, &error) ||
+      !measure_sync(RAM_MIB, IDLE_APPEND, &idle_pub, &idle_harv, &idle_dirty, NULL, &error))
     goto fail;
   printf("%-34s %14s %14s %12s\n", "4 GiB TCG guest, 100 ms apart", "publish us/GiB",
          "harvest us/GiB", "dirty pages");
