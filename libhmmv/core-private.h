@@ -36,6 +36,7 @@ typedef struct {
   HmmvNodeRequest promote_to; /* DRAM nodes nearest its vCPUs first (nodes.c) */
   HmmvNodeRequest demote_to;  /* slow nodes nearest its first DRAM node first */
   guint64 cap_tokens;       /* its migration cap's bucket, 4 KiB pages (loop-cap.c) */
+  guint64 host_saved;       /* the host cap's share saved for it: its unit did not fit */
 
   /* Under HmmvCore.lock: what other threads set and see while an interval runs. */
   gboolean ctl_paused;

@@ -16,6 +16,16 @@
  * demotions coldest first). Promotions beyond the
  * room that demotions made are then held back by core_limit_promotions, as before.
  *
+ * A VM whose share of the host's cap is smaller than the next unit it wants moves nothing; its
+ * share is then saved for it: it goes to that VM first in the next interval, on top of its
+ * share of that interval's cap, and so on until the unit fits (deficit round robin). What is
+ * saved is kept beside the host's bucket, which refills as if it were not there, so the
+ * other VMs keep their shares meanwhile. Without it a second VM busy enough to take its share
+ * every interval kept a unit larger than the first VM's share from ever moving (a 1 GiB page
+ * beside a busy VM under the default 1000 MB/s host cap: the share is 122,070 pages). So
+ * over n intervals the host moves at most n caps plus one bucket plus what is saved (less
+ * than the largest unit).
+ *
  * Both caps are token buckets (issue 7): each interval adds one interval's cap to the bucket,
  * a plan may use what the bucket holds, and what the VM's moves really asked of the mover is
  * taken out. The bucket holds at most the larger of one interval's cap and the VM's largest
@@ -140,15 +150,26 @@ hmmv_core_share_host_cap(HmmvCore *core, const gboolean *ok, HmmvIntervalReport 
   guint n = core->vms->len;
   g_autofree guint64 *want = g_new0(guint64, MAX(n, 1));
   g_autofree guint64 *demote = g_new0(guint64, MAX(n, 1));
-  g_autofree guint64 *grant = NULL;
+  g_autofree guint64 *grant = NULL, *rest = NULL, *share = NULL;
+  guint64 held = 0, saved = 0, fresh;
 
-  for (guint i = 0; i < n; i++)
-    if (ok[i])
-      largest = MAX(largest, largest_unit(((CoreVm *)g_ptr_array_index(core->vms, i))->vm));
-  cap = bucket_refill(&core->host_cap_tokens, hmmv_params_host_cap_pages(&core->params),
-                      largest);
+  for (guint i = 0; i < n; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    if (ok[i]) {
+      largest = MAX(largest, largest_unit(cvm->vm));
+      saved += cvm->host_saved;
+    }
+  }
+  /* What was saved for VMs whose unit did not fit stays in the bucket beside it: the bucket
+   * refills as if it were not there, so the others keep their share meanwhile. */
+  saved = MIN(saved, core->host_cap_tokens);
+  fresh = core->host_cap_tokens - saved;
+  cap = bucket_refill(&fresh, hmmv_params_host_cap_pages(&core->params), largest);
   if (cap == G_MAXUINT64)
     return;
+  core->host_cap_tokens = fresh + saved;
+  cap = core->host_cap_tokens;
   for (guint i = 0; i < n; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
 
@@ -158,15 +179,31 @@ hmmv_core_share_host_cap(HmmvCore *core, const gboolean *ok, HmmvIntervalReport 
     want[i] = demote[i] + list_pages(cvm->vm, cvm->plan.promote);
     total += want[i];
   }
-  if (total <= cap)
+  if (total <= cap) {
+    for (guint i = 0; i < n; i++)
+      ((CoreVm *)g_ptr_array_index(core->vms, i))->host_saved = 0;
     return;
+  }
   grant = g_new0(guint64, n);
-  hmmv_core_water_fill(want, grant, n, cap);
+  rest = g_new0(guint64, n);
+  share = g_new0(guint64, n);
+  /* What VMs whose unit did not fit saved up goes first (lowest index first), the rest of
+   * the bucket is shared max-min fairly over what they still want. */
+  for (guint i = 0; i < n; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    grant[i] = ok[i] ? MIN(MIN(cvm->host_saved, want[i]), cap - held) : 0;
+    held += grant[i];
+    rest[i] = want[i] - grant[i];
+  }
+  hmmv_core_water_fill(rest, share, n, cap - held);
   for (guint i = 0; i < n; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
     HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
     guint64 kept;
 
+    grant[i] += share[i];
+    cvm->host_saved = 0;
     if (grant[i] == want[i])
       continue;
     /* A unit that does not fit whole in what is left waits (a 2 MiB THP is 512 pages): the
@@ -176,6 +213,12 @@ hmmv_core_share_host_cap(HmmvCore *core, const gboolean *ok, HmmvIntervalReport 
     cvm->plan.promote_pages = list_cut(cvm->vm, cvm->plan.promote, want[i] - demote[i],
                                        grant[i] - cvm->plan.demote_pages);
     kept = cvm->plan.demote_pages + cvm->plan.promote_pages;
+    /* Nothing fits: the grant is saved for the next interval (it stays in the bucket, which
+     * is at least as deep as the largest unit), so the unit moves once enough has accrued;
+     * otherwise a VM busy enough to take its share every interval kept the host's bucket
+     * below a unit larger than the other VM's share for good. */
+    if (kept == 0)
+      cvm->host_saved = grant[i];
     rep->deferred_host_cap = want[i] - kept;
     rep->deferred_cap += rep->deferred_host_cap;
   }

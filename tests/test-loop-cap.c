@@ -308,6 +308,83 @@ START_TEST(test_unit_of_ten_caps_within_bound)
 }
 END_TEST
 
+/* A unit larger than a VM's share of the host cap, while another VM takes its share every
+ * interval: "big" (hugetlbfs, 512-page units) must give back one unit, "busy" (4 KiB pages)
+ * 10,000 pages, under a host cap of 244 pages an interval and no per-VM cap. The host's
+ * bucket is 512 deep, but big's max-min share was at most half of it and busy spent its half
+ * every interval, so big's unit never fitted: before, 0 pages of big moved in 30 intervals.
+ * Now big's share is saved for it while its unit does not fit: the unit moves within a few
+ * intervals while busy's demotions still wait, and the host still moves at most n caps in n
+ * intervals. */
+START_TEST(test_unit_above_host_share_moves)
+{
+  enum { BIG = 4096, BUSY = 20000, UNIT = 512, CAP = 244 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTopology) topo = hmmv_test_topology_two_tier(
+    (guint64)(BIG + BUSY + 1000) * HMMV_PAGE_SIZE, (guint64)4 * BUSY * HMMV_PAGE_SIZE);
+  g_autoptr(HmmvMover) mover = hmmv_sim_mover_new(topo, &error);
+  g_autoptr(HmmvCore) core = NULL;
+  g_auto(HmmvIntervalReport) report = { 0 };
+  HmmvTracker *trackers[2] = { hmmv_fake_tracker_new(), hmmv_fake_tracker_new() };
+  HmmvVm *big = hmmv_vm_new("big"), *busy = hmmv_test_vm_new("busy", BUSY);
+  HmmvQuota big_quota = { .max_pages = BIG - UNIT, .weight = 100, .managed = TRUE };
+  HmmvQuota busy_quota = { .max_pages = BUSY - 10000, .weight = 100, .managed = TRUE };
+  HmmvParams params;
+  guint64 moved = 0, demoted_at = 0;
+
+  hmmv_params_init(&params);
+  params.migrate_mbps = 0;
+  params.host_migrate_mbps = 1;               /* 244 pages an interval */
+  ck_assert_uint_eq(hmmv_params_host_cap_pages(&params), CAP);
+  ck_assert(hmmv_vm_add_region(big, "ram", 0, 0, (guint64)BIG * HMMV_PAGE_SIZE, 2u << 20, NULL));
+  ck_assert(hmmv_vm_finalize_layout(big, NULL));
+  core = hmmv_core_new(topo, mover, &params, 0, &error);
+  ck_assert_msg(core != NULL, "%s", error ? error->message : "");
+  ck_assert(hmmv_core_add_vm(core, big, trackers[0], &error));
+  ck_assert(hmmv_core_add_vm(core, busy, trackers[1], &error));
+  hmmv_interval_report_init(&report);
+
+  for (guint i = 0; i < 30 && demoted_at == 0; i++) {
+    const HmmvVmReport *rep_big, *rep_busy;
+
+    if (i == 0) {
+      for (guint64 p = 0; p < BIG; p++)
+        hmmv_fake_tracker_queue_write(trackers[0], p);
+      for (guint64 p = 0; p < BUSY; p++)
+        hmmv_fake_tracker_queue_write(trackers[1], p);
+    }
+    if (i == 1) {
+      hmmv_vm_set_quota(big, &big_quota);
+      hmmv_vm_set_quota(busy, &busy_quota);
+    }
+    ck_assert(hmmv_core_run_interval(core, &report, &error));
+    rep_big = &g_array_index(report.vms, HmmvVmReport, 0);
+    rep_busy = &g_array_index(report.vms, HmmvVmReport, 1);
+    ck_assert(rep_big->error == NULL && rep_busy->error == NULL);
+    if (i == 0)
+      ck_assert_uint_eq(hmmv_vm_get_dram_pages(big) + hmmv_vm_get_dram_pages(busy), BIG + BUSY);
+    moved += rep_big->moved_max_pages + rep_busy->moved_max_pages;
+    ck_assert_uint_le(moved, (guint64)(i + 1) * CAP);
+    if (rep_big->demoted > 0) {
+      ck_assert_uint_eq(rep_big->demoted, UNIT);
+      demoted_at = i;
+      /* busy's demotions still wait: it was not starved for it */
+      ck_assert_uint_gt(hmmv_vm_get_dram_pages(busy), BUSY - 10000 + 5000);
+      ck_assert_uint_gt(BUSY - hmmv_vm_get_dram_pages(busy), 0);
+    }
+  }
+  printf("# big's unit demoted in interval %" G_GUINT64_FORMAT "; busy gave back %"
+         G_GUINT64_FORMAT " pages meanwhile\n", demoted_at,
+         (guint64)BUSY - hmmv_vm_get_dram_pages(busy));
+  ck_assert_msg(demoted_at > 0, "big's 512-page unit never moved beside busy (host cap %u)",
+                CAP);
+  /* 512 pages at about half of 244 an interval from interval 1 */
+  ck_assert_uint_le(demoted_at, 1 + (UNIT + CAP / 2 - 1) / (CAP / 2) + 1);
+  hmmv_core_remove_vm(core, "big", NULL);
+  hmmv_core_remove_vm(core, "busy", NULL);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -318,6 +395,7 @@ main(void)
   tcase_add_test(tc, test_host_cap_off);
   tcase_add_test(tc, test_unit_above_cap_moves_with_carry_over);
   tcase_add_test(tc, test_unit_of_ten_caps_within_bound);
+  tcase_add_test(tc, test_unit_above_host_share_moves);
   suite_add_tcase(s, tc);
   return hmmv_test_run(s);
 }
