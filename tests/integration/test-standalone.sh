@@ -76,21 +76,13 @@ fi
 
 # hmmvctl placement: the human summary (per region and node) is the JSON page map summed. They
 # are two requests with intervals going on between them (pausing b stops its moves, but its
-# harvests still place the pages it touches first), so they are compared once both show the
-# same interval (the text's "after interval N", the JSON's intervals): the page map changes
-# only in an interval, and a placement request waits for a running one to end.
-same_interval() {
+# harvests still place the pages it touches first), so they are compared until a pair agrees:
+# a pair can straddle a change of the map, but a summary that does not sum the map never
+# agrees. (Waiting for both to show the same interval number failed at load ~28: at 300 ms
+# intervals two hmmvctl calls nearly always straddled one, though b's map no longer changed.)
+placement_agrees() {
   ctl placement b >"$WORK/placement.txt" && ctl --json placement b >"$WORK/placement.json" &&
-    python3 - "$WORK/placement.txt" "$WORK/placement.json" <<'PY'
-import json, re, sys
-m = re.search(r"after interval (\d+):", open(sys.argv[1]).readline())
-sys.exit(0 if m and int(m.group(1)) == json.load(open(sys.argv[2]))["intervals"] else 1)
-PY
-}
-if ctl pause b >/dev/null &&
-   wait_for 60 "hmmvctl placement b and --json placement b from one interval" same_interval &&
-   ctl resume b >/dev/null; then
-  if verdict=$(python3 - "$WORK/placement.txt" "$WORK/placement.json" <<'PY'
+    verdict=$(python3 - "$WORK/placement.txt" "$WORK/placement.json" 2>&1 <<'PY'
 import collections, json, sys
 text = open(sys.argv[1]).read().splitlines()
 view = json.load(open(sys.argv[2]))
@@ -112,13 +104,18 @@ if len(regions) > 1:
 assert counts(nodes), "nothing placed"
 print(f"{len(regions)} regions, {len(nodes)} pages, per node {counts(nodes)}, unplaced {nodes.count('-')}")
 PY
-  ); then
-    ok "hmmvctl placement b sums hmmvd's page map: $verdict"
+  )
+}
+verdict='(never compared)'
+if ctl pause b >/dev/null; then
+  if wait_for 120 "hmmvctl placement b sums hmmvd's page map" placement_agrees; then
+    echo "   $verdict"
   else
-    fail "hmmvctl placement b disagrees with --json: $verdict"; cat "$WORK/placement.txt"
+    echo "   last comparison: $verdict"; cat "$WORK/placement.txt"
   fi
+  ctl resume b >/dev/null || fail "hmmvctl resume b failed"
 else
-  fail "hmmvctl pause/placement/resume b failed"
+  fail "hmmvctl pause b failed"
 fi
 if ctl placement nosuchvm >"$WORK/nosuch.out" 2>&1; then
   fail "hmmvctl placement of an unknown VM succeeded"
