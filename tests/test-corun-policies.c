@@ -485,6 +485,54 @@ START_TEST(test_hmmv_honours_setup_quotas)
 }
 END_TEST
 
+/* setup.json's "halted": a VM whose guest halted before the others idles after its trace ends
+ * (no instruction, no miss) and the replay runs to the end of the others' traces; without
+ * it the shortest trace ends the run, as before. */
+START_TEST(test_halted_vm_idles_after_its_trace)
+{
+  g_autoptr(CorunProfile) p = profile();
+  g_autofree char *dir = g_dir_make_tmp("hmmv-test-corun-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename(dir, "setup.json", NULL);
+  g_autofree char *t0 = g_build_filename(dir, "vm0.trace", NULL);
+  g_autofree char *t1 = g_build_filename(dir, "vm1.trace", NULL);
+  const char *policies[] = { "all-dram", "first-touch", "hmmv-writes", NULL };
+
+  write_hot_trace(t0, 1024, 512, 20);
+  write_hot_trace(t1, 1024, 256, 5);
+  for (guint halted = 0; halted < 2; halted++) {
+    g_autofree char *json = g_strdup_printf(
+      "{\"setup\": \"halt\", \"interval_ms\": 100, \"vms\": ["
+      "{\"name\": \"vm0\", \"trace\": \"vm0.trace\"}, "
+      "{\"name\": \"vm1\", \"trace\": \"vm1.trace\", \"halted\": %s}]}",
+      halted ? "true" : "false");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(CorunSetupFile) sf = NULL;
+    g_autoptr(CorunRun) run = NULL;
+
+    ck_assert(g_file_set_contents(path, json, -1, NULL));
+    sf = corun_setup_load(dir, &error);
+    ck_assert_msg(sf != NULL, "%s", error ? error->message : "");
+    sf->setup.profile = p;
+    sf->setup.dram_pages = 512;
+    run = corun_run(&sf->setup, policies, 0, NULL, NULL, &error);
+    ck_assert_msg(run != NULL, "%s", error ? error->message : "");
+    ck_assert_uint_eq(run->intervals, halted ? 20 : 5);
+    for (guint pi = 0; pi < run->nr_policies; pi++) {
+      /* vm1's misses are its 5 intervals' in both cases; vm0's are its whole trace's */
+      ck_assert_uint_eq(run->results[pi].accesses[1], 5 * 256 * 20);
+      ck_assert_uint_eq(run->results[pi].accesses[0], run->intervals * 512 * 20);
+    }
+    for (guint i = 0; i < run->samples->len; i++) {
+      const CorunSample *smp = &g_array_index(run->samples, CorunSample, i);
+
+      if (smp->vm == 1 && smp->interval >= 5 && smp->policy == 0)
+        ck_assert_double_eq(smp->time_ns, 0);   /* all-DRAM: an idle VM takes no time */
+    }
+  }
+  hmmv_test_remove_tree(dir);
+}
+END_TEST
+
 /* Every policy on a generated co-run: the assertions of the corun suite, in small. */
 START_TEST(test_bounds_on_generated_setup)
 {
@@ -539,6 +587,8 @@ START_TEST(test_bad_setups)
       "\"dram_min_mib\": 2, \"dram_max_mib\": 1}]}", "dram_min_mib 2 is above dram_max_mib 1" },
     { "{\"setup\": \"x\", \"interval_ms\": 10, \"vms\": [{\"name\": \"a\", \"trace\": \"t\", "
       "\"dram_max_mib\": -1}]}", "\"dram_max_mib\" must be an integer" },
+    { "{\"setup\": \"x\", \"interval_ms\": 10, \"vms\": [{\"name\": \"a\", \"trace\": \"t\", "
+      "\"halted\": 1}]}", "\"halted\" must be true or false" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
@@ -572,6 +622,7 @@ corun_policies_suite(void)
   tcase_add_test(tc, test_damos_quota_feedback);
   tcase_add_test(tc, test_hmmv_sees_what_its_tracker_sees);
   tcase_add_test(tc, test_hmmv_honours_setup_quotas);
+  tcase_add_test(tc, test_halted_vm_idles_after_its_trace);
   tcase_add_test(tc, test_bounds_on_generated_setup);
   tcase_add_test(tc, test_bad_setups);
   tcase_set_timeout(tc, 60);

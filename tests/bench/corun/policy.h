@@ -25,6 +25,9 @@ typedef struct {
   guint weight;
   guint64 dram_min_pages;
   guint64 dram_max_pages;   /* 0: no limit */
+  /* setup.json's "halted": the guest halted where its trace ends (no instruction, no miss
+   * after it): the replay idles the VM from there while the others run on */
+  gboolean halted;
 } CorunVmInfo;
 
 typedef struct {

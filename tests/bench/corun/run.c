@@ -67,6 +67,8 @@ corun_result_moved(const CorunRun *run, guint policy, int vm)
 }
 
 typedef struct {
+  const CorunSetup *setup;
+  gboolean *ended;          /* a halted VM's trace ended: it idles from there */
   HmmvTraceReader **readers;
   GArray **entries;         /* a copy of each VM's interval (the reader owns its buffer) */
   CorunAccesses *now;
@@ -82,24 +84,36 @@ traces_clear(Traces *t)
       g_array_unref(t->entries[v]);
   }
   g_free(t->readers);
+  g_free(t->ended);
   g_free(t->entries);
   g_free(t->now);
 }
 
-/* TRUE with every VM's next interval in t->now; FALSE with no error when a trace ended. */
+/* TRUE with every VM's next interval in t->now; FALSE with no error when the trace of a VM
+ * that did not halt ended. A halted VM's interval after its trace is empty: no instruction,
+ * no miss. */
 static gboolean
 traces_next(Traces *t, GError **error)
 {
   for (guint v = 0; v < t->nr_vms; v++) {
-    const HmmvTraceEntry *entries;
-    gsize n;
-    guint64 compute_ns;
+    const HmmvTraceEntry *entries = NULL;
+    gsize n = 0;
+    guint64 compute_ns = 0;
     GError *local = NULL;
 
-    if (!hmmv_trace_reader_next(t->readers[v], &entries, &n, &compute_ns, &local)) {
-      if (local != NULL)
+    if (!t->ended[v] &&
+        !hmmv_trace_reader_next(t->readers[v], &entries, &n, &compute_ns, &local)) {
+      if (local != NULL) {
         g_propagate_prefixed_error(error, local, "vm %u: ", v);
-      return FALSE;
+        return FALSE;
+      }
+      if (!t->setup->vms[v].halted)
+        return FALSE;
+      t->ended[v] = TRUE;
+    }
+    if (t->ended[v]) {
+      n = 0;
+      compute_ns = 0;
     }
     g_array_set_size(t->entries[v], 0);
     g_array_append_vals(t->entries[v], entries, n);
@@ -110,10 +124,12 @@ traces_next(Traces *t, GError **error)
   return TRUE;
 }
 
+/* The run's length: the shortest trace of a VM that did not halt (a halted VM idles after
+ * its trace); the longest when every VM halted. */
 static guint64
 count_intervals(const CorunSetup *setup, GError **error)
 {
-  guint64 shortest = G_MAXUINT64;
+  guint64 shortest = G_MAXUINT64, longest = 0;
 
   for (guint v = 0; v < setup->nr_vms; v++) {
     g_autoptr(HmmvTraceReader) r = hmmv_trace_reader_new(setup->vms[v].trace_path, error);
@@ -127,9 +143,11 @@ count_intervals(const CorunSetup *setup, GError **error)
       k++;
     if (error != NULL && *error != NULL)
       return 0;
-    shortest = MIN(shortest, k);
+    longest = MAX(longest, k);
+    if (!setup->vms[v].halted)
+      shortest = MIN(shortest, k);
   }
-  return shortest;
+  return shortest != G_MAXUINT64 ? shortest : longest;
 }
 
 CorunRun *
@@ -179,6 +197,8 @@ corun_run(const CorunSetup *setup, const char *const *policies, guint64 max_inte
   if (max_intervals != 0)
     total = MIN(total, max_intervals);
   t.nr_vms = setup->nr_vms;
+  t.setup = setup;
+  t.ended = g_new0(gboolean, setup->nr_vms);
   t.readers = g_new0(HmmvTraceReader *, setup->nr_vms);
   t.entries = g_new0(GArray *, setup->nr_vms);
   t.now = g_new0(CorunAccesses, setup->nr_vms);

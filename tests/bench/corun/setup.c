@@ -82,6 +82,7 @@ load_vm(CorunSetupFile *sf, CorunVmInfo *info, JsonNode *node, GError **error)
   const char *name, *trace, *workload;
   g_autoptr(HmmvTraceReader) reader = NULL;
   const HmmvTraceInfo *ti;
+  JsonNode *halted;
   gint64 weight, min_mib, max_mib;
 
   if (obj == NULL) {
@@ -105,6 +106,14 @@ load_vm(CorunSetupFile *sf, CorunVmInfo *info, JsonNode *node, GError **error)
     g_prefix_error(error, "vm %s: ", name);
     return FALSE;
   }
+  halted = json_object_get_member(obj, "halted");
+  if (halted != NULL && (!JSON_NODE_HOLDS_VALUE(halted) ||
+                         json_node_get_value_type(halted) != G_TYPE_BOOLEAN)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT, "vm %s: \"halted\" must be true or false",
+                name);
+    return FALSE;
+  }
+  info->halted = halted != NULL && json_node_get_boolean(halted);
   workload = get_string(obj, "workload", FALSE, NULL);
   info->workload = g_strdup(workload ? workload : "");
   info->weight = (guint)weight;
