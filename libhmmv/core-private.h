@@ -114,6 +114,11 @@ void hmmv_core_bring_home(HmmvCore *core, gboolean *ok, HmmvIntervalReport *repo
 void hmmv_core_fit_batch(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report);
 /* loop-batch.c: one move call took ns on the mover's clock for pages 4 KiB pages. */
 void hmmv_core_time_move(HmmvCore *core, guint64 ns, guint64 pages);
+/* loop-batch.c: moves entries[0, count) to dest_node in the mover's batches, timed, until the
+ * interval's moves have used their time: *done gets the entries handed to the mover (the
+ * rest wait), *moved the pages that reached dest_node. FALSE as hmmv_mover_move. */
+gboolean hmmv_core_move_timed(HmmvCore *core, HmmvVm *vm, const guint64 *entries, guint64 count,
+                              int dest_node, guint64 *moved, guint64 *done, GError **error);
 /* loop-batch.c: after the moves, the interval's calls update the learnt speed. */
 void hmmv_core_learn_speed(HmmvCore *core);
 

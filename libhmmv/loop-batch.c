@@ -26,6 +26,12 @@
  * intervals, and the VM does not grow meanwhile (each promotion still has its room made
  * first). A VM keeps at least its first entry: a huge unit moves whole, so its share may be
  * exceeded by one unit (the caps' token buckets still bound how often).
+ *
+ * A deadline backs the plan up: a mover that turns slower than learnt (the first interval
+ * after the host got loaded) would still run the whole planned batch. So the moves go to the
+ * mover one batch of entries (mover->batch_pages) at a time and stop, between calls, once the
+ * interval's moves have taken twice the share (the whole interval at most) on the mover's
+ * clock; what is left waits for the next plan (deferred_batch).
  */
 #include "core-private.h"
 
@@ -158,4 +164,40 @@ hmmv_core_learn_speed(HmmvCore *core)
     core->mover_ns_per_page_x16 = sample;
   else
     core->mover_ns_per_page_x16 -= (core->mover_ns_per_page_x16 - sample) / 2;
+}
+
+/* Whether the interval's moves have used their time (see the top). */
+static gboolean
+deadline_passed(const HmmvCore *core)
+{
+  guint percent = MIN(2u * core->params.move_share_percent, 100u);
+
+  if (core->params.move_share_percent == 0)
+    return FALSE;
+  return core->moved_ns >= (guint64)percent * core->params.interval_ms * 10000u;
+}
+
+gboolean
+hmmv_core_move_timed(HmmvCore *core, HmmvVm *vm, const guint64 *entries, guint64 count,
+                     int dest_node, guint64 *moved, guint64 *done, GError **error)
+{
+  guint64 step = MAX(core->mover->batch_pages, 1);
+
+  *moved = 0;
+  *done = 0;
+  while (*done < count && !deadline_passed(core)) {
+    guint64 n = MIN(step, count - *done), pages = 0, moved_here = 0, started_ns;
+    gboolean ok;
+
+    for (guint64 i = 0; i < n; i++)
+      pages += hmmv_vm_unit_pages(vm, entries[*done + i]);
+    started_ns = hmmv_mover_clock_ns(core->mover);
+    ok = hmmv_mover_move(core->mover, vm, entries + *done, n, dest_node, &moved_here, error);
+    hmmv_core_time_move(core, hmmv_mover_clock_ns(core->mover) - started_ns, pages);
+    *moved += moved_here;
+    *done += n;
+    if (!ok)
+      return FALSE;
+  }
+  return TRUE;
 }

@@ -380,7 +380,7 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
   }
   /* Each node takes the entries (whole units) that fit in the pages granted to it. */
   for (guint r = 0; ok && r < to->nr_rank && offset < pages->len; r++) {
-    guint64 count = 0, unit_pages = 0, moved_here = 0, started_ns;
+    guint64 count = 0, unit_pages = 0, moved_here = 0, done = 0;
     g_autoptr(GArray) slice = NULL;
 
     while (offset + count < pages->len) {
@@ -393,14 +393,20 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
     }
     if (count == 0)
       continue;
-    started_ns = hmmv_mover_clock_ns(core->mover);
-    ok = hmmv_mover_move(core->mover, vm, &g_array_index(pages, guint64, offset), count,
-                         to->rank[r], &moved_here, error);
-    hmmv_core_time_move(core, hmmv_mover_clock_ns(core->mover) - started_ns, unit_pages);
-    slice = g_array_sized_new(FALSE, FALSE, sizeof(guint64), (guint)count);
-    g_array_append_vals(slice, &g_array_index(pages, guint64, offset), (guint)count);
+    ok = hmmv_core_move_timed(core, vm, &g_array_index(pages, guint64, offset), count,
+                              to->rank[r], &moved_here, &done, error);
+    slice = g_array_sized_new(FALSE, FALSE, sizeof(guint64), (guint)done);
+    g_array_append_vals(slice, &g_array_index(pages, guint64, offset), (guint)done);
     if (ok)
       hmmv_core_start_cooldown(core, vm, slice, to->rank[r]);
+    /* the interval's moves ran out of time (loop-batch.c): the rest wait, uncharged */
+    for (guint64 i = done; ok && i < count; i++) {
+      guint64 size = hmmv_vm_unit_pages(vm, g_array_index(pages, guint64, offset + i));
+
+      rep->moved_max_pages -= MIN(rep->moved_max_pages, size);
+      rep->deferred_batch += size;
+      rep->deferred_cap += size;
+    }
     offset += count;
     moved += moved_here;
     if (r > 0 && moved_here > 0) {

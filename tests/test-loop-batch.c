@@ -83,19 +83,19 @@ hot_on_dram(Bed *bed)
   return n;
 }
 
-/* The mover turns slow (0.1 ms a page, e.g. a loaded or emulated host) while 90,000
- * demotions are pending under a cap of 10,009 pages an interval. The interval planned before
- * the core saw the slow mover runs long (10,009 pages: 1 s of the mover, all of a 1 s
- * interval); from the next one on every interval's moves fit in half an interval (5,000
- * pages, 0.5 s), and hot pages written meanwhile are promoted within a few intervals, each
- * with its room made first, while thousands of demotions still wait. Before the change every
- * interval moved the cap's 10,009 pages, 1 s of mover for a 1 s interval, whatever the
- * mover's speed. */
+/* The mover turns slow (0.8 ms a page, e.g. a loaded or emulated host) while 90,000
+ * demotions are pending under a cap of 2,441 pages an interval. The interval planned before
+ * the core saw the slow mover is stopped by the deadline once its moves took the whole
+ * interval (1,536 pages, 1.23 s: three 512-page calls; planned, 1.95 s); from the next one
+ * on every interval's moves fit in half an interval (625 pages, 0.5 s), and hot pages
+ * written meanwhile are promoted within a few intervals, each with its room made first,
+ * while thousands of demotions still wait. Before the change every interval moved the cap's
+ * 2,441 pages, 1.95 s of mover for a 1 s interval, whatever the mover's speed. */
 START_TEST(test_slow_mover_smaller_batches)
 {
   g_auto(HmmvIntervalReport) report = { 0 };
   g_autoptr(GError) error = NULL;
-  const guint64 slow_ns = 400000, share_ns = 500000000;
+  const guint64 slow_ns = 800000, share_ns = 500000000;
   guint64 charged = 0, hot_from = 0, promoted_at = 0;
   guint interval;
   Bed bed;
@@ -131,8 +131,19 @@ START_TEST(test_slow_mover_smaller_batches)
     if (interval <= 3) {
       /* the fast mover's 3,900 ns (learnt, or the prior): the cap is what binds */
       ck_assert_uint_eq(report.mover_ns_per_page, 3900);
-      ck_assert_uint_eq(moved, CAP);
-      ck_assert_uint_eq(rep->deferred_batch, 0);
+      ck_assert_uint_eq(report.batch_pages, 128205);
+      if (interval < 3) {
+        ck_assert_uint_eq(moved, CAP);
+        ck_assert_uint_eq(rep->deferred_batch, 0);
+        continue;
+      }
+      /* planned at 3,900 ns, the 2,441 pages would take 1.95 s: the deadline (twice the
+       * share, the whole interval) stops the moves between the mover's 512-page calls once
+       * 1 s is used, at most one call (410 ms) late */
+      ck_assert_uint_lt(moved, CAP);
+      ck_assert_uint_eq(rep->deferred_batch, CAP - moved);
+      ck_assert_uint_ge(report.moved_ns, 1000000000u);
+      ck_assert_uint_lt(report.moved_ns, 1000000000u + 512 * slow_ns);
       continue;
     }
     /* the slow interval taught the core: every later one fits in half an interval */
