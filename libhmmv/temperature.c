@@ -37,10 +37,13 @@
  * and accessed >= idle, so a page accessed in a superset of the intervals of another never
  * ends colder.
  *
- * The update walks 64 pages per bitmap word: when the word has no access bit and the 64 temp
- * bytes are all 0 (eight word compares) the block costs a few loads; otherwise 8 pages at a
- * time, where word arithmetic finds the pages that are cold and untouched (they only count
- * towards hist[0]) and a table lookup is done for the others only.
+ * The update walks 64 pages per bitmap word: when the word has no access bit and the block
+ * is known cold (vm->warm, kept by the update itself: vm-private.h) it is not read at all;
+ * when its 64 temp bytes are all 0 (eight word compares) it costs a few loads; otherwise 8
+ * pages at a time, where word arithmetic finds the pages that are cold and untouched (they
+ * only count towards hist[0]) and a table lookup is done for the others only. At fleet scale
+ * (2 TiB of guest RAM, 1% touched) most blocks are cold, and not reading them is most of
+ * the saving: the pass is bound by memory, not by instructions.
  */
 #include "vm-private.h"
 #include "swar-private.h"
@@ -190,12 +193,29 @@ hmmv_temperature_update(HmmvVm *vm, const HmmvTempTables *tables_one, const Hmmv
   lut[2] = tables->write;
   lut[3] = tables->write;
 
+  /* A block known cold (its warm bit clear since the last update) and untouched stays cold
+   * without a read of its 64 keys; every block's bit is written again. */
+  if (vm->warm == NULL)
+    vm->warm = g_new0(guint64, (full_blocks + 63) / 64);
   for (guint64 b = 0; b < full_blocks; b++) {
     guint64 w = acc != NULL ? acc->writes[b] : 0;
     guint64 r = acc != NULL && acc->has_reads ? acc->reads[b] : 0;
+    guint64 bit = G_GUINT64_CONSTANT(1) << (b & 63), block_cold;
 
-    cold += update_block64(vm->temp + 64 * b, w, r, lut, hist->count);
+    if ((w | r) == 0 && vm->warm_valid && (vm->warm[b >> 6] & bit) == 0) {
+      cold += 64;
+      continue;
+    }
+    block_cold = update_block64(vm->temp + 64 * b, w, r, lut, hist->count);
+    cold += block_cold;
+    /* 64 pages that were 0 and untouched are 0; a block that just cooled to 0 keeps its
+     * bit one more update (cheaper than testing its keys again now) */
+    if (block_cold == 64)
+      vm->warm[b >> 6] &= ~bit;
+    else
+      vm->warm[b >> 6] |= bit;
   }
+  vm->warm_valid = TRUE;
   /* The last partial word: only real pages, so bits a tracker set beyond nr_pages cannot warm
    * the padding and padding is never counted. */
   for (guint64 base = full_blocks * 64; base < nr_pages; base += 8) {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Huge units' temperatures: the mean of their pages' keys (why the mean: units.h). One pass
- * over the units' pages per interval. When units hold most of the VM's pages the decision
+ * over the units' pages per interval, which skips the 64-page blocks the temperature update
+ * left cold (vm->warm) without reading them. When units hold most of the VM's pages the decision
  * histogram is built afresh from the pages outside units, and a unit's keys are only summed,
  * 64 a step (a step of cold pages costs one test); otherwise each unit page is taken out of
  * the per-page histogram, 8 keys a word (a cold word costs one compare).
@@ -23,6 +24,16 @@ byte_sum(guint64 word)
   return (guint)((pairs * G_GUINT64_CONSTANT(0x0001000100010001)) >> 48);
 }
 
+/* The 64 pages from page (64-aligned, a whole block) are all 0, as the last temperature
+ * update left them (vm-private.h), so they need not be read. */
+static inline gboolean
+block_known_cold(const HmmvVm *vm, guint64 page)
+{
+  guint64 block = page >> 6;
+
+  return vm->warm_valid && (vm->warm[block >> 6] & (G_GUINT64_CONSTANT(1) << (block & 63))) == 0;
+}
+
 /* Sums the keys of [first, first + nr) and takes each page out of hist. */
 static guint64
 sum_keys(const HmmvVm *vm, guint64 first, guint64 nr, HmmvHistogram *hist)
@@ -35,8 +46,14 @@ sum_keys(const HmmvVm *vm, guint64 first, guint64 nr, HmmvHistogram *hist)
     hist->count[temp[page]]--;
   }
   for (; page + 8 <= end; page += 8) {
-    guint64 word = hmmv_swar_load(temp + page);
+    guint64 word;
 
+    if ((page & 63) == 0 && page + 64 <= end && block_known_cold(vm, page)) {
+      hist->count[0] -= 64;
+      page += 56;
+      continue;
+    }
+    word = hmmv_swar_load(temp + page);
     if (word == 0) {
       hist->count[0] -= 8;
       continue;
@@ -59,9 +76,9 @@ lane_sum(guint64 lanes)
   return (guint)((lanes * G_GUINT64_CONSTANT(0x0001000100010001)) >> 48);
 }
 
-/* Sums the keys of [first, first + nr) without a histogram: 64 keys a step, where a step of
- * cold pages costs eight loads and one test, and a warm one adds byte pairs into 16-bit lanes
- * (8 words x 2 x 255 fits). */
+/* Sums the keys of [first, first + nr) without a histogram: 64 keys a step (a block), where
+ * a block known cold is not read, one of cold pages costs eight loads and one test, and a
+ * warm one adds byte pairs into 16-bit lanes (8 words x 2 x 255 fits). */
 static guint64
 sum_keys_only(const HmmvVm *vm, guint64 first, guint64 nr)
 {
@@ -70,9 +87,13 @@ sum_keys_only(const HmmvVm *vm, guint64 first, guint64 nr)
 
   for (; page < end && (page & 7) != 0; page++)
     sum += temp[page];
+  for (; page + 8 <= end && (page & 63) != 0; page += 8)
+    sum += byte_sum(hmmv_swar_load(temp + page));
   for (; page + 64 <= end; page += 64) {
     guint64 w[8], any = 0, lanes = 0;
 
+    if (block_known_cold(vm, page))
+      continue;
     for (guint j = 0; j < 8; j++) {
       w[j] = hmmv_swar_load(temp + page + 8 * j);
       any |= w[j];
@@ -107,6 +128,11 @@ count_keys(const HmmvVm *vm, guint64 first, guint64 nr, HmmvHistogram *hist)
   for (; page < end && (page & 7) != 0; page++)
     hist->count[temp[page]]++;
   for (; page + 8 <= end; page += 8) {
+    if ((page & 63) == 0 && page + 64 <= end && block_known_cold(vm, page)) {
+      hist->count[0] += 64;
+      page += 56;
+      continue;
+    }
     if (hmmv_swar_load(temp + page) == 0) {
       hist->count[0] += 8;
       continue;

@@ -11,6 +11,13 @@ struct _HmmvVm {
   gboolean finalized;
   guint64 nr_pages;
   guint8 *temp;             /* nr_pages, rounded up to a multiple of 8 (padding is 0) */
+  /* Bit b: temp bytes of the 64-page block b (whole blocks only, nr_pages / 64) may be
+   * non-zero; a clear bit means all 64 are 0. Written whole by each hmmv_temperature_update,
+   * which then sets warm_valid; hmmv_vm_get_temp_mut() clears it (its caller may write any
+   * byte), and so must any other writer of temp. Lets the per-interval passes skip cold
+   * blocks without reading them (temperature.c, units.c). NULL before the first update. */
+  guint64 *warm;
+  gboolean warm_valid;
   guint8 *place;            /* same length; padding is "unknown, slow" */
   gsize nr_alloc;           /* bytes in temp and in place */
   guint64 dram_pages;

@@ -52,6 +52,7 @@ hmmv_vm_free(HmmvVm *vm)
   g_clear_pointer(&vm->by_gpa, g_tree_destroy);
   g_array_unref(vm->regions);
   g_free(vm->temp);
+  g_free(vm->warm);
   g_free(vm->place);
   g_free(vm->backoff);
   g_free(vm->thp);
@@ -356,6 +357,7 @@ hmmv_vm_get_place(const HmmvVm *vm)
 guint8 *
 hmmv_vm_get_temp_mut(HmmvVm *vm)
 {
+  vm->warm_valid = FALSE;   /* the caller may warm any block */
   return vm->temp;
 }
 
@@ -471,7 +473,8 @@ hmmv_vm_bytes_per_page(const HmmvVm *vm)
   return (double)(2 * vm->nr_alloc + sizeof(*vm) +
                   vm->regions->len * sizeof(HmmvRegion) + (vm->nr_blocks + 63) / 64 * 8 +
                   vm->nr_blocks * sizeof(HmmvUnit) +
-                  (vm->units != NULL ? vm->units->len * sizeof(HmmvUnit) : 0)) /
+                  (vm->units != NULL ? vm->units->len * sizeof(HmmvUnit) : 0) +
+                  (vm->warm != NULL ? (vm->nr_pages / 64 + 63) / 64 * 8 : 0)) /
          (double)vm->nr_pages;
 }
 

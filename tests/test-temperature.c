@@ -150,6 +150,70 @@ START_TEST(test_update_random)
 }
 END_TEST
 
+/* Blocks going cold and warm again: the update skips 64-page blocks it left cold without
+ * reading them (vm->warm). Accesses land in a few blocks an interval, in bursts with long
+ * quiet spells, so blocks cool to 0, are skipped, and are touched again; keys written
+ * through hmmv_vm_get_temp_mut() into a skipped block must still cool. Every interval is
+ * checked against the brute-force reference. */
+START_TEST(test_update_cold_blocks)
+{
+  const guint64 nr_pages = 64 * 64 + 37;
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("t", nr_pages);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(nr_pages, NULL);
+  g_autoptr(GRand) rand = g_rand_new_with_seed(3);
+  g_autofree guint8 *ref = g_new0(guint8, nr_pages);
+  HmmvParams params;
+  HmmvTempTables tables;
+  HmmvHistogram hist;
+  guint64 ref_hist[HMMV_NR_KEYS];
+  guint skipped_seen = 0;
+
+  hmmv_params_init(&params);
+  hmmv_temp_tables_init(&tables, &params);
+  for (guint interval = 0; interval < 300; interval++) {
+    gboolean burst = (interval % 50) < 5;
+
+    hmmv_access_clear(acc);
+    acc->intervals = 1 + (interval % 7 == 3);
+    acc->has_reads = TRUE;
+    for (guint i = 0; burst && i < 6; i++) {
+      guint64 block = (guint64)g_rand_int_range(rand, 0, 65);
+
+      for (guint j = 0; j < 10; j++) {
+        guint64 page = MIN(block * 64 + (guint64)g_rand_int_range(rand, 0, 64), nr_pages - 1);
+
+        if (g_rand_boolean(rand))
+          hmmv_access_mark_write(acc, page);
+        else
+          hmmv_access_mark_read(acc, page);
+      }
+    }
+    if (interval == 120 || interval == 240) {
+      /* a key set from outside, in a block the last update left cold */
+      ck_assert(vm->warm_valid);
+      for (guint64 b = 0; b < nr_pages / 64; b++) {
+        if ((vm->warm[b >> 6] & (G_GUINT64_CONSTANT(1) << (b & 63))) == 0) {
+          hmmv_vm_get_temp_mut(vm)[64 * b + 5] = 200;
+          ref[64 * b + 5] = 200;
+          skipped_seen++;
+          break;
+        }
+      }
+    }
+    if (acc->intervals > 1) {
+      /* the reference applies the k-interval rule of test_update_intervals */
+      for (guint64 p = 0; p < nr_pages; p++)
+        ref[p] = tables.idle[ref[p]];
+    }
+    hmmv_temperature_update(vm, &tables, acc, &hist);
+    ref_update(ref, nr_pages, &tables, acc, ref_hist);
+    ck_assert_mem_eq(vm->temp, ref, nr_pages);
+    ck_assert_mem_eq(hist.count, ref_hist, sizeof(ref_hist));
+  }
+  ck_assert_uint_eq(skipped_seen, 2);   /* both outside writes hit a skipped block */
+}
+END_TEST
+
 /* Bits a tracker sets beyond nr_pages must not warm or count the padding. */
 START_TEST(test_update_padding)
 {
@@ -462,6 +526,7 @@ temperature_suite(void)
   tcase_add_test(tc, test_tables_idle);
   tcase_add_test(tc, test_update_known);
   tcase_add_test(tc, test_update_random);
+  tcase_add_test(tc, test_update_cold_blocks);
   tcase_add_test(tc, test_update_padding);
   tcase_add_test(tc, test_update_intervals);
   tcase_add_test(tc, test_benefit);

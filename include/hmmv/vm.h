@@ -144,6 +144,8 @@ guint64 hmmv_vm_get_budget_pages(const HmmvVm *vm);
 /* Page state (arrays of nr_pages bytes; valid after finalize). */
 const guint8 *hmmv_vm_get_temp(const HmmvVm *vm);
 const guint8 *hmmv_vm_get_place(const HmmvVm *vm);
+/* For writing keys outside hmmv_temperature_update (tests, tools): the next update then
+ * reads every block again, as what it knew of cold blocks may no longer hold. */
 guint8 *hmmv_vm_get_temp_mut(HmmvVm *vm);
 guint8 *hmmv_vm_get_place_mut(HmmvVm *vm);
 /* Record that a page now lives on node_id (negative: unknown / not present). Keeps the
