@@ -343,8 +343,12 @@ START_TEST(test_plan_ages_unit_cooldowns)
 
       hmmv_vm_set_page_node(vm, p, dram ? DRAM_NODE : SLOW_NODE,
                             dram ? HMMV_TIER_DRAM : HMMV_TIER_SLOW);
-      /* round 0: no cooldown anywhere (the words are skipped); then a mix of 0..3 */
-      hmmv_place_set_cooldown(&vm->place[p], round == 0 ? 0 : (guint)g_rand_int_range(rand, 0, 4));
+      /* round 0: no cooldown anywhere (the words are skipped); round 1: a few pages at 1
+       * (blocks of 64 with nothing but a 1 here and there); then a mix of 0..3 */
+      hmmv_place_set_cooldown(&vm->place[p],
+                              round == 0 ? 0
+                              : round == 1 ? g_rand_int_range(rand, 0, 100) == 0
+                                           : (guint)g_rand_int_range(rand, 0, 4));
       vm->temp[p] = (guint8)g_rand_int_range(rand, 0, 256);
     }
     g_free(before);
