@@ -8,28 +8,31 @@
 # corun-seen.py --check) and replays the recording through every policy with
 # hmmv-corun replay --traces (the CSV: each policy, each VM and 'all'; all-DRAM serves 100%
 # and is the fastest in total). Exit 0 pass, 1 fail, 77 skip (corun-live's reason).
+# With SETUP hmmv4-redis the second VM is the redis guest (tests/corun/redis-guest: Linux,
+# its trace from its start mark; 8 MiB of keys): the same checks.
 #
-#   check-corun-live.sh HMMV_CORUN      (HMMV_BUILD_DIR: the build tree; HMMV_QEMU)
+#   check-corun-live.sh HMMV_CORUN [SETUP]   (HMMV_BUILD_DIR: the build tree; HMMV_QEMU)
 set -uo pipefail
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
-[[ $# -eq 1 ]] || { echo "usage: $0 HMMV_CORUN" >&2; exit 2; }
+[[ $# -eq 1 || $# -eq 2 ]] || { echo "usage: $0 HMMV_CORUN [SETUP]" >&2; exit 2; }
 CORUN=$1
+SETUP=${2:-hmmv4}
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d /tmp/hmmv-corun-live.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 INTERVALS=6
 
-"$HERE/corun-live" hmmv4 "$WORK/rec" --vms 2 --intervals $INTERVALS --mib 8
+"$HERE/corun-live" "$SETUP" "$WORK/rec" --vms 2 --intervals $INTERVALS --mib 8
 rc=$?
 [[ $rc -eq 77 ]] && exit 77
 [[ $rc -eq 0 ]] || { echo "FAIL: corun-live exited $rc"; exit 1; }
 [[ -f $WORK/rec/setup.json && ! -e $WORK/rec/setup.json.tmp ]] ||
   { echo "FAIL: no setup.json"; exit 1; }
-python3 - "$WORK/rec" $INTERVALS <<'PY' || exit 1
+python3 - "$WORK/rec" $INTERVALS "$SETUP" <<'PY' || exit 1
 import json, os, struct, sys
-d, want = sys.argv[1], int(sys.argv[2])
+d, want, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 setup = json.load(open(os.path.join(d, "setup.json")))
-assert setup["setup"] == "hmmv4" and len(setup["vms"]) == 2, setup
+assert setup["setup"] == name and len(setup["vms"]) == 2, setup
 for vm in setup["vms"]:
     data = open(os.path.join(d, vm["trace"]), "rb").read()
     magic, version, _, nr_pages, _, flags = struct.unpack_from("<8sIIQII", data)

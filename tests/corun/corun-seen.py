@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """What hmmvd saw in a live co-run (tests/corun/corun-live), held against the recorder's
 ground truth, per VM: of the pages the trace shows written (LLC store misses) in the
-workload's window, the share hmmvd's tracker saw written at some point of the run (recall);
+workload's window (a Linux guest's: all its RAM), the share hmmvd's tracker saw written at
+some point of the run (recall);
 the share of all LLC misses that fell on pages hmmvd never saw touched (what write-only
 tracking cannot see: pages only read); pages hmmvd saw written that the trace never shows
 missing (writes the LLC absorbed). hmmvd's page index is mapped to guest-physical pages
@@ -55,9 +56,13 @@ def vm_figures(d, vm):
     with open(os.path.join(d, name + ".json")) as f:
         side = json.load(f)
     args = dict(w.split("=", 1) for w in side["append"].split() if "=" in w)
-    base = int(args["base"], 16) >> 12
-    window = range(base, base + int(args["mib"]) * 256)
-    _, _, truth = read_trace(os.path.join(d, vm["trace"]))
+    nr_pages, _, truth = read_trace(os.path.join(d, vm["trace"]))
+    if "base" in args:
+        base = int(args["base"], 16) >> 12
+        window = range(base, base + int(args["mib"]) * 256)
+    else:
+        # a Linux guest (redis): its load's pages are wherever its kernel put them
+        window = range(0, nr_pages)
     written, misses, miss_pages = set(), {}, set()
     for pages in truth:
         for page, (r, w) in pages.items():
