@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The checks: placement against the kernel, the kernel's migrations against hmmvd's count,
+and the run phase that drives moves and checkpoints."""
+import time
+
+from e2elib.common import PAGE, say
+from e2elib.daemon import check_alive
+from e2elib.kernel import kernel_nodes
+
+
+def placement_check(ctl, vm, totals):
+    """Pauses vm in hmmvd, compares its view with the kernel's, resumes. Adds to totals."""
+    ctl.request("pause", vm=vm.name)
+    try:
+        view = ctl.request("placement", vm=vm.name)
+        pid = view["pid"]
+        if not vm.node_counts:   # first checkpoint: say how its RAM is laid out
+            say(f"e2e: {vm.name} regions: " + ", ".join(
+                f"{r['name']} gpa {r['gpa']:#x} hva {r['hva']:#x} {r['pages']} pages "
+                f"backing {r['backing-page-size'] >> 10} KiB" for r in view["regions"]))
+        addrs, believed = [], []
+        for region in view["regions"]:
+            first, n = region["first-page"], region["pages"]
+            if region["hva"] == 0:
+                continue
+            addrs.extend(region["hva"] + i * PAGE for i in range(n))
+            believed.extend(view["nodes"][first:first + n])
+        actual = kernel_nodes(pid, addrs)
+    finally:
+        ctl.request("resume", vm=vm.name)
+    agree = disagree = 0
+    kinds = {}
+    for b, a in zip(believed, actual):
+        if a >= 0:
+            ok = b != "-" and int(b, 32) == a
+        else:
+            ok = b == "-"   # never placed (the guest never touched it) is what hmmvd says
+        if ok:
+            agree += 1
+        else:
+            disagree += 1
+            key = f"hmmvd={b} kernel={a}"
+            kinds[key] = kinds.get(key, 0) + 1
+    totals["agree"] += agree
+    totals["disagree"] += disagree
+    for k, v in kinds.items():
+        totals["kinds"][k] = totals["kinds"].get(k, 0) + v
+    vm.node_counts = {}
+    for a in actual:
+        if a >= 0:
+            vm.node_counts[a] = vm.node_counts.get(a, 0) + 1
+    present = sum(1 for a in actual if a >= 0)
+    say(f"e2e: placement {vm.name} after interval {view['intervals']}: {len(actual)} pages, "
+        f"{present} present, agree {agree}, disagree {disagree} "
+        f"{dict(sorted(kinds.items())[:4]) if kinds else ''}; kernel nodes "
+        f"{dict(sorted(vm.node_counts.items()))}")
+
+
+def account(failures, what, d, counted, exact):
+    """The kernel's migrations (d: a delta of Migrations snapshots) against hmmvd's count
+    over one stretch of the run. Every move hmmvd counts is a real migration (migrated >=
+    counted); where hmmvd's count is exact (no fault in the stretch) nothing else may move
+    either: a huge page moves 512 base pages at once, and hmmvd's accounting (and its
+    migration cap, in bytes) must count them all (a little slack). The kernel's own
+    migrations (compaction for the THPs and the hog's allocations, kcompactd) are not
+    hmmvd's: with the tracepoint the check takes move_pages(2)'s (reason syscall_or_cpuset:
+    nothing else here calls move_pages, migrate_pages or mbind); without it, all of
+    pgmigrate_success."""
+    total = d.get("pgmigrate_success", 0)
+    reasons = {k[7:]: v for k, v in d.items() if k.startswith("reason:") and v}
+    traced = d.get("traced", False) and not d.get("lost", False)
+    migrated = d.get("reason:syscall_or_cpuset", 0) if traced else total
+    say(f"e2e: {what}: hmmvd counted {counted} moves, the kernel migrated {total} pages "
+        f"(by reason: {reasons or 'not traced'}{', events lost' if d.get('lost') else ''}); "
+        f"vmstat: " + ", ".join(f"{k} +{v}" for k, v in d.items()
+                                if not k.startswith("reason:") and k not in ("lost", "traced"))
+        + ("" if exact else f" ({migrated - counted} that no hmmvd counted: the faults' "
+                            f"windows, not checked against a count)"))
+    print(f"testbed: migrations {what.replace(' ', '_')}: hmmvd={counted} kernel={total} "
+          f"move_pages={d.get('reason:syscall_or_cpuset', -1) if traced else -1} "
+          f"compaction={d.get('reason:compaction', 0) if traced else -1} "
+          f"compact_isolated={d.get('compact_isolated', 0)} "
+          f"thp_migration_success={d.get('thp_migration_success', 0)}", flush=True)
+    if total < counted:
+        failures.append(f"{what}: the kernel migrated {total} pages, hmmvd claims {counted}")
+    if exact and migrated > counted * 1.01 + 64:
+        failures.append(f"{what}: the kernel migrated {migrated} pages"
+                        f"{' by move_pages(2)' if traced else ''}, "
+                        f"{migrated / max(counted, 1):.2f}x the {counted} hmmvd counted: "
+                        f"moves go uncounted (huge pages?)")
+
+
+def run_phase(opts, hmmvd, vms, totals, want_moves, deadline_s, checks):
+    """Runs until hmmvd's moves reach want_moves each way and `checks` placement checkpoints
+    passed, or deadline_s. Returns hmmvd's (promoted, demoted, errors) at the end."""
+    start = time.monotonic()
+    next_check = start + 10
+    done = 0
+    while True:
+        time.sleep(2)
+        check_alive(vms, hmmvd)
+        table = hmmvd.table() or {}
+        prom, dem, errors = hmmvd.moves()
+        now = time.monotonic()
+        if now >= next_check and done < checks:
+            for vm in vms:
+                placement_check(hmmvd.ctl, vm, totals)
+            done += 1
+            next_check = now + 15
+            say(f"e2e: {now - start:.0f} s: promoted {prom}, demoted {dem}, errors {errors}; " +
+                ", ".join(f"{n}: dram {v['dram-pages']} slow {v['slow-pages']} "
+                          f"budget {v['budget-pages']} hot {v['hot-pages']}"
+                          for n, v in sorted(table.items())))
+        if prom >= want_moves and dem >= want_moves and done >= checks:
+            return prom, dem, errors
+        if now - start > deadline_s:
+            say(f"e2e: deadline: promoted {prom}, demoted {dem} in {deadline_s} s")
+            return prom, dem, errors

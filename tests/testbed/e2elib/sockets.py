@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Two sockets: a full DRAM node and the fallback to the other socket's DRAM."""
+import subprocess
+import sys
+
+from e2elib.checks import placement_check
+from e2elib.common import Failed, say, wait_for
+from e2elib.daemon import check_alive
+from e2elib.kernel import node_free_mib
+
+HOG = r"""
+import ctypes, mmap, sys, time
+node, margin = int(sys.argv[1]), int(sys.argv[2]) << 20
+libc = ctypes.CDLL(None, use_errno=True)
+mask = ctypes.c_ulong(1 << node)
+# MPOL_PREFERRED (1): node first, elsewhere when it is full (never the OOM killer, as BIND)
+if libc.syscall(238, 1, ctypes.byref(mask), 64) != 0:
+    sys.exit(f"set_mempolicy: errno {ctypes.get_errno()}")
+def free():
+    with open(f"/sys/devices/system/node/node{node}/meminfo") as f:
+        for line in f:
+            if "MemFree:" in line:
+                return int(line.split()[3]) << 10
+held = []
+print("hog: ready", flush=True)
+while True:   # keep the node full: take what comes free (demotions, reclaim) but margin
+    want = free() - margin
+    if want > (1 << 20):
+        m = mmap.mmap(-1, want)
+        for off in range(0, want, 4096):
+            m[off] = 1
+        held.append(m)
+        print(f"hog: holds {sum(len(x) for x in held) >> 20} MiB", flush=True)
+    time.sleep(0.5)
+"""
+
+
+
+def fallback_phase(opts, hmmvd, vms, totals, failures):
+    """Fills DRAM node 0 with a process that keeps it full (its own memory policy, so its
+    pages go elsewhere once node 0 is full: no OOM). hmmvd must see node 0 full (free below
+    its reserve), promote vm0 to node 1 (the next nearest DRAM node), keep demoting it to node
+    2, and report it: the node's 'full' flag, fallback counters, a log line; vm0's pages on
+    node 1 read back with move_pages."""
+    vm0 = vms[0]
+    before = (hmmvd.table() or {}).get(vm0.name, {}).get("fallback-promoted-total", 0)
+    hog = subprocess.Popen([sys.executable, "-c", HOG, "0", str(opts.hog_margin_mib)],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        line = hog.stdout.readline()
+        if "ready" not in line:
+            raise Failed(f"the hog did not start: {line!r}")
+        wait_for("node 0 filled", 120, lambda: node_free_mib(0) < opts.reserve_mib // 2)
+        say(f"e2e: fallback: node 0 filled, {node_free_mib(0)} MiB free "
+            f"(hmmvd's reserve {opts.reserve_mib} MiB)")
+
+        def fell_back():
+            check_alive(vms, hmmvd)
+            v = (hmmvd.table() or {}).get(vm0.name, {})
+            return v.get("fallback-promoted-total", 0) - before >= opts.min_fallback and v
+
+        v = wait_for(f"{vm0.name}: {opts.min_fallback} promotions fall back to node 1",
+                     opts.deadline, fell_back, poll=2)
+        status = hmmvd.ctl.request("status")
+        nodes = {n["id"]: n for n in status["nodes"]}
+        say("e2e: fallback: nodes " + ", ".join(
+            f"{i}: free {n.get('free-pages')} cap {n.get('capacity-pages')} used "
+            f"{n.get('used-pages')} fallback-in {n.get('fallback-in-pages')}"
+            f"{' full' if n.get('full') else ''}" for i, n in sorted(nodes.items())))
+        say(f"e2e: fallback: {vm0.name}: dram-node {v.get('dram-node')} slow-node "
+            f"{v.get('slow-node')} cpu-node {v.get('cpu-node')} ({v.get('cpu-node-source')}), "
+            f"fallback-promoted-total {v.get('fallback-promoted-total')}")
+        placement_check(hmmvd.ctl, vm0, totals)
+        on1 = vm0.node_counts.get(1, 0)
+        if nodes[1].get("fallback-in-pages", 0) <= 0:
+            failures.append("fallback: node 1 shows no fallback-in pages")
+        if v.get("dram-node") != 0 or v.get("slow-node") != 2:
+            failures.append(f"fallback: {vm0.name}'s first choices are nodes "
+                            f"{v.get('dram-node')}/{v.get('slow-node')}, not 0/2")
+        if on1 == 0:
+            failures.append(f"fallback: the kernel shows none of {vm0.name}'s pages on node 1")
+        if vm0.node_counts.get(3, 0) != 0:
+            failures.append(f"fallback: {vm0.name} demoted to node 3 "
+                            f"({vm0.node_counts.get(3)} pages), not its own slow node 2")
+        with open(hmmvd.log, errors="replace") as f:
+            logged = [l for l in f if "DRAM node 0 full, promoted to node 1" in l]
+        if not logged:
+            failures.append("fallback: no log line 'vm vm0: DRAM node 0 full, promoted to "
+                            "node 1'")
+        else:
+            say(f"e2e: fallback: logged: {logged[0].strip()}")
+        say(f"e2e: fallback: {vm0.name} has {on1} pages on node 1 (kernel), hmmvd counted "
+            f"{v.get('fallback-promoted-total', 0) - before} fallback promotions")
+        print(f"testbed: fallback_promoted={v.get('fallback-promoted-total', 0) - before} "
+              f"vm0_on_node1={on1}", flush=True)
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def per_socket_check(hmmvd, vms, failures):
+    """2socket layout: VM i runs on node i's CPUs; the kernel's nodes of its pages (its last
+    placement checkpoint) must be node i (its socket's DRAM) and node i+2 (its socket's slow
+    node), both in use, and hmmvd must aim it at them."""
+    table = hmmvd.table() or {}
+    for i, vm in enumerate(vms):
+        own = {i, i + 2}
+        wrong = {n: c for n, c in vm.node_counts.items() if n not in own}
+        v = table.get(vm.name, {})
+        say(f"e2e: per socket: {vm.name} (node{i} CPUs): kernel nodes "
+            f"{dict(sorted(vm.node_counts.items()))}, own nodes {sorted(own)}; hmmvd: "
+            f"cpu-node {v.get('cpu-node')} ({v.get('cpu-node-source')}), dram-node "
+            f"{v.get('dram-node')}, slow-node {v.get('slow-node')}")
+        if wrong:
+            failures.append(f"per socket: {vm.name} runs on node{i}'s CPUs but has "
+                            f"pages on other sockets' nodes {wrong}")
+        if not (vm.node_counts.get(i, 0) and vm.node_counts.get(i + 2, 0)):
+            failures.append(f"per socket: {vm.name} has no pages on node {i} or on "
+                            f"node {i + 2}: nothing shows where its moves go")
+        if (v.get("dram-node"), v.get("slow-node")) != (i, i + 2):
+            failures.append(f"per socket: hmmvd sends {vm.name} to nodes "
+                            f"{v.get('dram-node')}/{v.get('slow-node')}, not {i}/{i + 2}")
