@@ -15,10 +15,13 @@ Checked, each a failure when it does not hold:
              page ("placement" control command) against the kernel's, read by this process
              with move_pages(2) status queries; agreement >= 0.999 and every disagreement
              covered by a mover error hmmvd counted
-With --faults, then: one nested QEMU killed (-9) while hmmvd is inside a move_pages(2) call
-on it (seen in /proc/PID/task/TID/syscall), hmmvd must keep moving the survivor's pages;
+With --per-socket (2socket layout), then: each VM's pages on its own socket's DRAM and slow
+node (read back); with --fill-node0 a process fills DRAM node 0 and vm0's promotions must fall
+back to node 1, reported. With --faults, after those: the last VM's QEMU killed (-9) while
+hmmvd is inside a move_pages(2) call on it (seen in /proc/PID/task/TID/syscall; its data is
+checked up to its guest's last complete report), hmmvd must keep moving the survivor's pages;
 hmmvd killed (-9) and started again must take the survivor over and move its pages; the
-survivor's data and placement are checked as above.
+survivor's data and placement are checked as above. The suite runs all of it in one boot.
 Prints "testbed: moves=N verified_pages=N corrupt=N" and "testbed: placement_agree=0.NNNN".
 
 usage: hmmvd-e2e.py --hmmvd PATH --guest guest.elf [--vms 2] [--faults] [--thp madvise]
@@ -52,6 +55,26 @@ from e2elib.kernel import (SYS_MOVE_PAGES, Migrations, cpus_of, delta,  # noqa: 
                            kernel_nodes, libc, node_free_mib, vmstat)
 from e2elib.sockets import fallback_phase, per_socket_check  # noqa: E402,F401
 from e2elib.vms import Vm  # noqa: E402,F401
+
+
+def victim_data(vm, failures):
+    """The data of a VM the faults killed, up to its guest's last complete report (it checks
+    its pages continuously: every report carries its verified and corrupt pages so far) and
+    every HMMV-VERIFY-CORRUPT line it printed. Sets vm.end to those figures."""
+    with open(vm.log, errors="replace") as f:
+        text = f.read()
+    lines = text.split("\n")[:-1]   # the last one is torn unless the log ends in a newline
+    reports = [l for l in lines if l.startswith(("HMMV-VERIFY-PROGRESS", "HMMV-VERIFY-SHIFT"))]
+    vm.end = vm.figures(reports[-1]) if reports else {}
+    bad = [l for l in lines if l.startswith("HMMV-VERIFY-CORRUPT")]
+    say(f"e2e: {vm.name} (killed by the faults): last report {vm.end or 'none'}, "
+        f"{len(bad)} corrupt line(s)")
+    for line in bad[:8]:
+        say(f"e2e: {vm.name}: {line}")
+    if not vm.end.get("verified_pages"):
+        failures.append(f"data: {vm.name} verified no page before the faults killed it")
+    if bad and not vm.end.get("corrupt_pages"):
+        vm.end["corrupt_pages"] = 1   # reported before its last report was printed
 
 
 def main():
@@ -188,17 +211,20 @@ def main():
         if prom < opts.min_moves or dem < opts.min_moves:
             failures.append(f"moves: promoted {prom}, demoted {dem} "
                             f"(want {opts.min_moves} each way)")
+        # Two sockets before the faults: every VM's placement (its last checkpoint above) on
+        # its own socket's nodes, then a full DRAM node 0 and vm0's fallback to node 1; the
+        # faults then kill the last VM, so one boot carries both.
+        if opts.per_socket:
+            per_socket_check(hmmvd, vms, failures)
+            if opts.fill_node0 and not failures:
+                fallback_phase(opts, hmmvd, vms, totals, failures)
+                hmmvd.table()
+                prom, dem, errors = hmmvd.moves()
         survivors = vms
         stretches = []   # (what, kernel migrations, hmmvd's count, exact)
         if opts.faults and len(vms) >= 2:
             hmmvd, survivors, stretches, (prom, dem, errors) = faults_phase(
                 opts, work, hmmvd, vms, migs, snap0, totals, failures, daemons)
-        if opts.per_socket:
-            per_socket_check(hmmvd, survivors, failures)
-            if opts.fill_node0 and not failures:
-                fallback_phase(opts, hmmvd, survivors, totals, failures)
-                hmmvd.table()
-                prom, dem, errors = hmmvd.moves()
         if not stretches:
             # The run's count, sampled with the kernel's counters at one quiet moment: the VMs
             # paused in hmmvd to the end. Sampled before the guests' final check instead, the
@@ -222,9 +248,12 @@ def main():
                 failures.append(f"{vm.name}: guest exit status {rc} (1 = ok, 7 = corrupt)")
             for line in [l for l in vm.lines() if l.startswith("HMMV-VERIFY-CORRUPT")][:8]:
                 say(f"e2e: {vm.name}: {line}")
+        for vm in vms:
+            if vm not in survivors:
+                victim_data(vm, failures)
         migrated = vmstat("pgmigrate_success") - migrated0
-        verified = sum(vm.end.get("verified_pages", 0) for vm in survivors)
-        corrupt = sum(vm.end.get("corrupt_pages", 0) for vm in survivors)
+        verified = sum(vm.end.get("verified_pages", 0) for vm in vms)
+        corrupt = sum(vm.end.get("corrupt_pages", 0) for vm in vms)
         writes = sum(vm.end.get("writes", 0) for vm in survivors)
         pages = totals["agree"] + totals["disagree"]
         agree = totals["agree"] / pages if pages else 0.0

@@ -49,6 +49,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -193,17 +194,37 @@ class DomainVm(e2e.Vm):
         self.reader = subprocess.Popen(["cat", f"{self.serial}.out"],
                                        stdout=open(self.log, "w"))
         self.tx = os.open(f"{self.serial}.in", os.O_RDWR)
+        self.proc = None
         try:
             virsh("define", path)
-            virsh("start", name)
-            with open(f"/run/libvirt/qemu/{name}.pid") as f:
-                self.proc = QemuProc(int(f.read().strip()))
         except BaseException:
             # not in the caller's list yet: nobody else stops the reader
             self.reader.kill()
             self.reader.wait()
             os.close(self.tx)
             raise
+
+    def start(self):
+        """virsh start; the QEMU's pid from libvirt's pid file. Several at once (threads):
+        libvirtd's start-up of a QEMU under nested TCG (77-93 s a domain at load 12-18) is
+        mostly waiting on that QEMU, so the domains' start-ups overlap."""
+        virsh("start", self.name)
+        with open(f"/run/libvirt/qemu/{self.name}.pid") as f:
+            self.proc = QemuProc(int(f.read().strip()))
+
+    def stop(self):
+        for p in (self.proc, self.reader):   # proc is None if it never started
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def errors_of(fn, what, errs):
+    """fn() in a thread: what it raises goes to errs."""
+    try:
+        fn()
+    except Exception as e:   # noqa: BLE001 (reported by the caller's thread)
+        errs.append(f"{what}: {e}")
 
 
 def seed_caps(caps):
@@ -375,7 +396,17 @@ def main():
         say(f"libvirt: {stamp()} libvirtd answers virsh")
         for i in range(opts.vms):
             vms.append(DomainVm(f"hmmv-tb-{i}", work, qemu, os.path.abspath(opts.guest), opts))
-            say(f"libvirt: {stamp()} {vms[-1].name} defined and started")
+            say(f"libvirt: {stamp()} {vms[-1].name} defined")
+        starts = [threading.Thread(target=lambda vm=vm: errors_of(vm.start, vm.name, errs))
+                  for vm in vms]
+        errs = []
+        for t in starts:
+            t.start()
+        for t in starts:
+            t.join()
+        if errs:
+            raise Failed("; ".join(errs))
+        say(f"libvirt: {stamp()} " + ", ".join(vm.name for vm in vms) + " started (at once)")
         say(f"libvirt: {stamp()} libvirtd pid {lvd.proc.pid} started "
             + ", ".join(f"{vm.name} (QEMU pid {vm.proc.pid})" for vm in vms))
         if seeded:
