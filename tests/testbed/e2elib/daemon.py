@@ -75,7 +75,9 @@ class Hmmvd:
                                            args=(self.proc.stdout, self.log, t0), daemon=True)
             self.copier.start()
         self.ctl = Control(self.sock)
-        self.seen = {}
+        self.seen = {}       # per VM: (promoted, demoted, errors) counted in all
+        self.last = {}       # per VM: hmmvd's counters when last read
+        self.base = {}       # per VM: what earlier incarnations of it counted
         self.cap_seen = {}   # per VM: the largest moved-cap-pages of a sampled interval
         self.huge = {}       # per VM: (thp-pages, hugetlb-pages) last seen
 
@@ -85,11 +87,19 @@ class Hmmvd:
         except (OSError, ValueError, Failed):
             return None
         # a VM that leaves hmmvd's table takes its counters with it, and one whose QEMU died
-        # stays listed with them at 0: keep the largest seen (they only grow while managed)
+        # stays listed with them at 0; one hmmvd dropped (a missed QMP deadline under load)
+        # and added again starts them from 0. They only grow while the VM is managed, so a
+        # counter that went down started again: what it had counted is kept in self.base.
         for name, v in t.items():
             now = (v["promotions-total"], v["demotions-total"],
                    sum(v["move-failures"].values()))
-            self.seen[name] = tuple(max(a, b) for a, b in zip(self.seen.get(name, now), now))
+            last = self.last.get(name, now)
+            base = self.base.get(name, (0, 0, 0))
+            if any(n < l for n, l in zip(now, last)):
+                base = tuple(b + l for b, l in zip(base, last))
+                self.base[name] = base
+            self.last[name] = now
+            self.seen[name] = tuple(b + n for b, n in zip(base, now))
             self.cap_seen[name] = max(self.cap_seen.get(name, 0), v.get("moved-cap-pages", 0))
             self.huge[name] = (v.get("thp-pages", 0), v.get("hugetlb-pages", 0))
         return t
