@@ -16,15 +16,21 @@ mask = ctypes.c_ulong(1 << node)
 # MPOL_PREFERRED (1): node first, elsewhere when it is full (never the OOM killer, as BIND)
 if libc.syscall(238, 1, ctypes.byref(mask), 64) != 0:
     sys.exit(f"set_mempolicy: errno {ctypes.get_errno()}")
-def free():
+def meminfo(key):
     with open(f"/sys/devices/system/node/node{node}/meminfo") as f:
         for line in f:
-            if "MemFree:" in line:
+            if key + ":" in line:
                 return int(line.split()[3]) << 10
+def free():
+    return meminfo("MemFree")
+# Never more than the node holds: its pages that land on other nodes (the preferred policy)
+# would otherwise be taken again and again (1.5 GB of a 2 GB testbed, OOM-killed, 2026-12-02
+# on a quiet machine).
+total = meminfo("MemTotal")
 held = []
 print("hog: ready", flush=True)
 while True:   # keep the node full: take what comes free (demotions, reclaim) but margin
-    want = free() - margin
+    want = min(free() - margin, total - sum(len(x) for x in held))
     if want > (1 << 20):
         # MAP_POPULATE: the kernel faults the pages in, in one call; a page-by-page Python
         # loop under the testbed's TCG at load 30 did not fill node 0 in 120 s
