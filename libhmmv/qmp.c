@@ -236,6 +236,15 @@ socket_wait(SocketQmp *sq, GIOCondition condition, GError **error)
   return g_socket_condition_timed_wait(sq->socket, condition, left_us, sq->cancellable, error);
 }
 
+/* GSocket timeouts are whole seconds, and they cap g_socket_condition_timed_wait's own timeout:
+ * round up so 1..999 ms still bounds the wait, without wrapping near G_MAXUINT ms (+999 made
+ * a 49-day deadline a 1 s one). */
+static guint
+timeout_seconds(guint timeout_ms)
+{
+  return MAX(timeout_ms / 1000 + (timeout_ms % 1000 != 0), 1);
+}
+
 static void
 exchange_begin(SocketQmp *sq)
 {
@@ -421,8 +430,7 @@ hmmv_qmp_connect_unix_full(const char *path, guint timeout_ms, GCancellable *can
     map_io_error(sq, local_error, error);
     return NULL;
   }
-  /* GSocket timeouts are whole seconds; round up so 1..999 ms still bounds the wait. */
-  g_socket_set_timeout(sq->socket, MAX((timeout_ms + 999) / 1000, 1));
+  g_socket_set_timeout(sq->socket, timeout_seconds(sq->timeout_ms));
   if (!g_socket_connect(sq->socket, address, NULL, &local_error)) {
     g_set_error(error, HMMV_ERROR,
                 g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND) ||
@@ -467,7 +475,7 @@ hmmv_qmp_set_timeout_ms(HmmvQmp *qmp, guint timeout_ms)
     return;
   sq = qmp->priv;
   sq->timeout_ms = MAX(timeout_ms, 1);
-  g_socket_set_timeout(sq->socket, MAX((sq->timeout_ms + 999) / 1000, 1));
+  g_socket_set_timeout(sq->socket, timeout_seconds(sq->timeout_ms));
 }
 
 int

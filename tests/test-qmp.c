@@ -130,6 +130,9 @@ peer_thread(gpointer data)
     if (strstr(line, "query-x") != NULL) {
       peer_send(sock, "{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1}}\n");
       peer_send(sock, "{\"return\": {\"answer\": 42, \"note\": \"an \\\"event\\\" word\"}}\n");
+    } else if (strstr(line, "query-slow") != NULL) {
+      g_usleep(2500 * 1000);   /* longer than a wrapped 1 s socket timeout */
+      peer_send(sock, "{\"return\": {}}\n");
     } else if (strstr(line, "query-err") != NULL) {
       peer_send(sock, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command "
                       "query-err has not been found\"}}\n");
@@ -318,6 +321,25 @@ START_TEST(test_silent_peer_times_out)
 }
 END_TEST
 
+/* A deadline near G_MAXUINT ms is a long one: rounding it up to GSocket's whole seconds with
+ * +999 wrapped it to a 1 s socket timeout, which also caps the timed waits, so a reply after
+ * 2.5 s was "not in time". */
+START_TEST(test_huge_timeout_does_not_wrap)
+{
+  Peer *peer = peer_start(PEER_NORMAL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQmp) qmp = hmmv_qmp_connect_unix(peer->path, CONNECT_MS, &error);
+  g_autoptr(JsonNode) ret = NULL;
+
+  ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
+  hmmv_qmp_set_timeout_ms(qmp, G_MAXUINT);
+  ret = hmmv_qmp_execute(qmp, "query-slow", NULL, &error);
+  ck_assert_msg(ret != NULL, "%s", error ? error->message : "");
+  g_clear_pointer(&qmp, hmmv_qmp_free);
+  peer_stop(peer);
+}
+END_TEST
+
 /* issue 10, item 3: a QEMU sending an event a second held the client forever (the timeout was
  * per read). The deadline covers the whole exchange, however many events come in. */
 START_TEST(test_trickling_peer_times_out)
@@ -425,6 +447,7 @@ qmp_suite(void)
   tcase_add_test(tc, test_hangup_is_gone);
   tcase_add_test(tc, test_silent_peer_times_out);
   tcase_add_test(tc, test_trickling_peer_times_out);
+  tcase_add_test(tc, test_huge_timeout_does_not_wrap);
   tcase_add_test(tc, test_cancelled_exchange);
   tcase_add_test(tc, test_send_fd);
   tcase_add_test(tc, test_connect_errors);
