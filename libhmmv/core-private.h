@@ -16,6 +16,11 @@
 
 #include "nodes-private.h"
 
+/* One interval's calls move the learnt speed at most this factor either way (loop-batch.c). */
+#define HMMV_CORE_SPEED_STEP 4u
+/* A node the kernel found full is left alone for at most this many intervals (loop-batch.c). */
+#define HMMV_CORE_FULL_BACKOFF_MAX 16u
+
 typedef struct {
   HmmvVm *vm;
   HmmvTracker *tracker;
@@ -64,6 +69,11 @@ struct _HmmvCore {
   guint64 batch_limit_pages; /* this interval's moves at the learnt speed (G_MAXUINT64: none) */
   guint64 moved_ns;         /* this interval: the mover's clock over the move calls */
   guint64 moved_pages;      /* and the 4 KiB pages those calls were given */
+  guint64 learn_ns;         /* this interval: the mover's clock over the calls that moved */
+  guint64 learn_pages;      /* and the 4 KiB pages those calls moved (what the speed learns) */
+  guint64 full_until[HMMV_NR_NODE_SLOTS];  /* the node was full (ENOMEM): no calls into it
+                               through this interval index (loop-batch.c) */
+  guint full_backoff[HMMV_NR_NODE_SLOTS];  /* intervals of the last such pause, 0: none */
   GMutex lock;              /* the ctl_ and seen_ fields of every CoreVm, and these: */
   guint64 pool_seen;        /* pool_pages as last published */
   HmmvNodePool pools_seen[HMMV_NR_NODE_SLOTS];
@@ -112,13 +122,21 @@ void hmmv_core_bring_home(HmmvCore *core, gboolean *ok, HmmvIntervalReport *repo
  * the VMs, and within a VM promotions hottest first, each with the demotions that make its
  * room, before demotions nothing waits for. */
 void hmmv_core_fit_batch(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report);
-/* loop-batch.c: one move call took ns on the mover's clock for pages 4 KiB pages. */
-void hmmv_core_time_move(HmmvCore *core, guint64 ns, guint64 pages);
+/* loop-batch.c: moves each VM's demotions beyond those that make room for its own
+ * promotions (the coldest first, as fit_batch keeps them) to its entry of later (GArray of
+ * guint64 per VM, emptied first): they run after the promotions. */
+void hmmv_core_split_demotions(HmmvCore *core, const gboolean *ok, GPtrArray *later);
+/* loop-batch.c: one move call took ns on the mover's clock; it was given pages 4 KiB pages
+ * and moved `moved` of them. */
+void hmmv_core_time_move(HmmvCore *core, guint64 ns, guint64 pages, guint64 moved);
 /* loop-batch.c: moves entries[0, count) to dest_node in the mover's batches, timed, until the
  * interval's moves have used their time: *done gets the entries handed to the mover (the
  * rest wait), *moved the pages that reached dest_node. FALSE as hmmv_mover_move. */
 gboolean hmmv_core_move_timed(HmmvCore *core, HmmvVm *vm, const guint64 *entries, guint64 count,
                               int dest_node, guint64 *moved, guint64 *done, GError **error);
+/* loop-batch.c: whether the kernel found the node full lately (a whole call failed with
+ * ENOMEM): moves into it wait, promotions go to the next node of the tier. */
+gboolean hmmv_core_node_full(const HmmvCore *core, int node);
 /* loop-batch.c: after the moves, the interval's calls update the learnt speed. */
 void hmmv_core_learn_speed(HmmvCore *core);
 

@@ -9,14 +9,20 @@
  * for all of them), to fit in move_share_percent of the interval.
  *
  * The speed: every move call is timed on the mover's clock (hmmv_mover_clock_ns: the
- * monotonic clock for a real mover, the charged cost for a modelled one) and counted in the
- * 4 KiB pages it was given. After the moves, the interval's ns per page updates the learnt
- * speed: a slower interval is taken at once (an overrun must not repeat), a faster one halves
- * the distance (one quick small batch, whose per-call overhead is spread over few pages, then
- * counts for less than a run of them). Before any move the tier model's move_cost_ns stands in
- * (3.9 us a page at the default). One speed for the host, not per VM or node pair: the calls
- * are the same move_pages(2) with the same per-page work, and a VM that moves rarely would
- * otherwise be planned by an old figure.
+ * monotonic clock for a real mover, the charged cost for a modelled one). The speed is learnt
+ * only from the calls that moved pages, in ns per 4 KiB page moved (a huge unit counts all
+ * its pages): a call into a full node (ENOMEM after the kernel's reclaim, seconds under load)
+ * or of pages that do not move says nothing of how fast pages move, and spread over the
+ * pages it was given it taught a speed far below the mover's, which shrank the next batch,
+ * whose next failing call taught a slower one still: on the two-socket testbed with node 0
+ * full, one entry an interval (notes/old/home.md; test_slow_failures_do_not_stall). After
+ * the moves, the interval's ns per page moved becomes the learnt speed, but one interval
+ * moves it at most HMMV_CORE_SPEED_STEP (4x) either way: an outlier (a loaded host for one
+ * interval) cannot collapse the batch, and a mover that really turned 200x slower is learnt
+ * in four intervals, the deadline below bounding each of them. Before any move the tier
+ * model's move_cost_ns stands in (3.9 us a page at the default). One speed for the host, not
+ * per VM or node pair: the calls are the same move_pages(2) with the same per-page work, and
+ * a VM that moves rarely would otherwise be planned by an old figure.
  *
  * The cut: what the VMs' plans want beyond the limit is shared max-min fairly (as the host
  * cap is, loop-cap.c), and within a VM what it keeps goes in this order: promotions hottest
@@ -25,13 +31,23 @@
  * within an interval or two even when thousands of demotions are pending; those go in later
  * intervals, and the VM does not grow meanwhile (each promotion still has its room made
  * first). A VM keeps at least its first entry: a huge unit moves whole, so its share may be
- * exceeded by one unit (the caps' token buckets still bound how often).
+ * exceeded by one unit (the caps' token buckets still bound how often). The moves run in
+ * that order too (hmmv_core_split_demotions, loop.c): every VM's room-making demotions, its
+ * promotions, then the demotions nothing waits for, unless the promotions need the pool's
+ * room those free (another VM's budget shrank); so when the deadline cuts an interval, it
+ * cuts demotions, not the hottest pages' promotions.
  *
  * A deadline backs the plan up: a mover that turns slower than learnt (the first interval
  * after the host got loaded) would still run the whole planned batch. So the moves go to the
- * mover one batch of entries (mover->batch_pages) at a time and stop, between calls, once the
- * interval's moves have taken twice the share (the whole interval at most) on the mover's
- * clock; what is left waits for the next plan (deferred_batch).
+ * mover in calls of at most mover->batch_pages 4 KiB pages (2 MiB; a larger unit alone: a
+ * 1 GiB page is one call) and stop, between calls, once the interval's moves (the plans' and
+ * the pages brought home, loop-home.c) have taken twice the share (the whole interval at
+ * most) on the mover's clock; what is left waits for the next plan (deferred_batch).
+ *
+ * A node the kernel found full (a call failed with ENOMEM) gets no more calls for the rest
+ * of the interval and, while it stays full, for 1, 2, 4 ... up to 16 intervals: each try can
+ * take seconds, and the plans give it no room meanwhile, so promotions go to the next DRAM
+ * node or wait.
  */
 #include "core-private.h"
 
@@ -146,24 +162,48 @@ hmmv_core_fit_batch(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *repo
 }
 
 void
-hmmv_core_time_move(HmmvCore *core, guint64 ns, guint64 pages)
+hmmv_core_split_demotions(HmmvCore *core, const gboolean *ok, GPtrArray *later)
+{
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+    GArray *demote = cvm->plan.demote, *rest = g_ptr_array_index(later, i);
+    guint64 budget = hmmv_vm_get_budget_pages(cvm->vm), dram = hmmv_vm_get_dram_pages(cvm->vm);
+    guint64 free_room = budget > dram ? budget - dram : 0, need, d = 0;
+    guint nd = 0;
+
+    g_array_set_size(rest, 0);
+    if (!ok[i])
+      continue;
+    need = cvm->plan.promote_pages > free_room ? cvm->plan.promote_pages - free_room : 0;
+    while (d < need && nd < demote->len)
+      d += hmmv_vm_unit_pages(cvm->vm, g_array_index(demote, guint64, nd++));
+    g_array_append_vals(rest, &g_array_index(demote, guint64, nd), demote->len - nd);
+    g_array_set_size(demote, nd);
+    cvm->plan.demote_pages = d;
+  }
+}
+
+void
+hmmv_core_time_move(HmmvCore *core, guint64 ns, guint64 pages, guint64 moved)
 {
   core->moved_ns += ns;
   core->moved_pages += pages;
+  if (moved == 0)
+    return;
+  core->learn_ns += ns;
+  core->learn_pages += moved;
 }
 
 void
 hmmv_core_learn_speed(HmmvCore *core)
 {
-  guint64 sample;
+  guint64 sample, now = speed_x16(core);
 
-  if (core->moved_pages == 0)
+  if (core->learn_pages == 0)
     return;
-  sample = MAX(core->moved_ns * 16u / core->moved_pages, 1);
-  if (core->mover_ns_per_page_x16 == 0 || sample >= core->mover_ns_per_page_x16)
-    core->mover_ns_per_page_x16 = sample;
-  else
-    core->mover_ns_per_page_x16 -= (core->mover_ns_per_page_x16 - sample) / 2;
+  sample = MAX(core->learn_ns * 16u / core->learn_pages, 1);
+  core->mover_ns_per_page_x16 = CLAMP(sample, MAX(now / HMMV_CORE_SPEED_STEP, 1),
+                                      now * HMMV_CORE_SPEED_STEP);
 }
 
 /* Whether the interval's moves have used their time (see the top). */
@@ -178,26 +218,64 @@ deadline_passed(const HmmvCore *core)
 }
 
 gboolean
+hmmv_core_node_full(const HmmvCore *core, int node)
+{
+  return node >= 0 && node < HMMV_NR_NODE_SLOTS &&
+         core->interval_index <= core->full_until[node];
+}
+
+/* The kernel said node has no room (a call failed with ENOMEM): no more calls into it for the
+ * rest of this interval and the next full_backoff[node] - 1 (1, 2, 4, ... 16 intervals in
+ * all while it stays full: each try can cost seconds of reclaim), and no room for it in the
+ * plans meanwhile (promotions go to the next node of the tier, or wait); one call that moves
+ * pages there without ENOMEM ends the doubling. */
+static void
+note_node_full(HmmvCore *core, int node, gboolean full, guint64 moved)
+{
+  if (node < 0 || node >= HMMV_NR_NODE_SLOTS)
+    return;
+  if (!full) {
+    if (moved > 0)
+      core->full_backoff[node] = 0;
+    return;
+  }
+  core->full_backoff[node] = CLAMP(2u * core->full_backoff[node], 1u,
+                                   HMMV_CORE_FULL_BACKOFF_MAX);
+  /* interval_index is the next interval's: this one is interval_index - 1 */
+  core->full_until[node] = core->interval_index - 1 + core->full_backoff[node];
+}
+
+gboolean
 hmmv_core_move_timed(HmmvCore *core, HmmvVm *vm, const guint64 *entries, guint64 count,
                      int dest_node, guint64 *moved, guint64 *done, GError **error)
 {
+  const HmmvMoveStats *stats = hmmv_vm_get_move_stats(vm);
   guint64 step = MAX(core->mover->batch_pages, 1);
 
   *moved = 0;
   *done = 0;
-  while (*done < count && !deadline_passed(core)) {
-    guint64 n = MIN(step, count - *done), pages = 0, moved_here = 0, started_ns;
+  while (*done < count && !deadline_passed(core) && !hmmv_core_node_full(core, dest_node)) {
+    guint64 n = 0, pages = 0, moved_here = 0, started_ns, no_memory = stats->no_memory;
     gboolean ok;
 
-    for (guint64 i = 0; i < n; i++)
-      pages += hmmv_vm_unit_pages(vm, entries[*done + i]);
+    /* whole entries up to one mover call of 4 KiB pages; a bigger unit goes alone */
+    while (*done + n < count) {
+      guint64 size = hmmv_vm_unit_pages(vm, entries[*done + n]);
+
+      if (n > 0 && pages + size > step)
+        break;
+      pages += size;
+      n++;
+    }
     started_ns = hmmv_mover_clock_ns(core->mover);
     ok = hmmv_mover_move(core->mover, vm, entries + *done, n, dest_node, &moved_here, error);
-    hmmv_core_time_move(core, hmmv_mover_clock_ns(core->mover) - started_ns, pages);
+    hmmv_core_time_move(core, hmmv_mover_clock_ns(core->mover) - started_ns, pages,
+                        moved_here);
     *moved += moved_here;
     *done += n;
     if (!ok)
       return FALSE;
+    note_node_full(core, dest_node, stats->no_memory > no_memory, moved_here);
   }
   return TRUE;
 }

@@ -155,7 +155,7 @@ move_home(HmmvCore *core, CoreVm *cvm, gboolean dram, int home, GArray *entries,
   HmmvVm *vm = cvm->vm;
   g_autoptr(GArray) pages = g_array_new(FALSE, FALSE, sizeof(guint64));
   gboolean ok;
-  guint64 started_ns, size_sum = 0, moved = 0, failed_before = hmmv_core_move_failures(
+  guint64 size_sum = 0, moved = 0, done = 0, failed_before = hmmv_core_move_failures(
                                                      hmmv_vm_get_move_stats(vm));
 
   for (guint e = 0; e < entries->len; e++) {
@@ -173,16 +173,17 @@ move_home(HmmvCore *core, CoreVm *cvm, gboolean dram, int home, GArray *entries,
     return FALSE;
   if (pages->len == 0)
     return TRUE;
+  /* in the mover's calls, until the interval's moves have used their time (loop-batch.c):
+   * the entries not handed over stay away for a later interval */
+  ok = hmmv_core_move_timed(core, vm, (const guint64 *)pages->data, pages->len, home, &moved,
+                            &done, error);
+  if (!ok)
+    return FALSE;
+  g_array_set_size(pages, (guint)done);
+  hmmv_core_start_cooldown(core, vm, pages, home);
   size_sum = 0;
   for (guint e = 0; e < pages->len; e++)
     size_sum += hmmv_vm_unit_pages(vm, g_array_index(pages, guint64, e));
-  started_ns = hmmv_mover_clock_ns(core->mover);
-  ok = hmmv_mover_move(core->mover, vm, (const guint64 *)pages->data, pages->len, home, &moved,
-                       error);
-  hmmv_core_time_move(core, hmmv_mover_clock_ns(core->mover) - started_ns, size_sum);
-  if (!ok)
-    return FALSE;
-  hmmv_core_start_cooldown(core, vm, pages, home);
   rep->moved_max_pages += size_sum;
   *left -= MIN(*left, size_sum);
   if (dram)

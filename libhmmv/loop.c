@@ -399,13 +399,21 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
     g_array_append_vals(slice, &g_array_index(pages, guint64, offset), (guint)done);
     if (ok)
       hmmv_core_start_cooldown(core, vm, slice, to->rank[r]);
-    /* the interval's moves ran out of time (loop-batch.c): the rest wait, uncharged */
+    /* the interval's moves ran out of time, or the node was found full (loop-batch.c): the
+     * rest wait, uncharged */
     for (guint64 i = done; ok && i < count; i++) {
       guint64 size = hmmv_vm_unit_pages(vm, g_array_index(pages, guint64, offset + i));
 
       rep->moved_max_pages -= MIN(rep->moved_max_pages, size);
-      rep->deferred_batch += size;
-      rep->deferred_cap += size;
+      if (hmmv_core_node_full(core, to->rank[r])) {
+        if (promote)
+          rep->deferred_room += size;
+        else
+          rep->deferred_cap += size;
+      } else {
+        rep->deferred_batch += size;
+        rep->deferred_cap += size;
+      }
     }
     offset += count;
     moved += moved_here;
@@ -419,11 +427,11 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
     }
   }
   if (promote) {
-    rep->promoted = moved;
-    rep->promoted_fallback = fallback;
+    rep->promoted += moved;
+    rep->promoted_fallback += fallback;
   } else {
-    rep->demoted = moved;
-    rep->demoted_fallback = fallback;
+    rep->demoted += moved;
+    rep->demoted_fallback += fallback;
   }
   rep->move_failed += hmmv_core_move_failures(stats) - failed_before;
   return ok;
@@ -445,6 +453,9 @@ core_assign(HmmvCore *core, const gboolean *ok, gboolean promote, HmmvIntervalRe
     room[id] = (gint64)core->nodes[id].capacity_pages;
     for (guint i = 0; i < core->vms->len; i++)
       room[id] -= (gint64)((CoreVm *)g_ptr_array_index(core->vms, i))->vm->node_pages[id];
+    /* the kernel found it full lately, whatever its free memory said (loop-batch.c) */
+    if (hmmv_core_node_full(core, id))
+      room[id] = MIN(room[id], 0);
   }
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
@@ -545,6 +556,48 @@ core_limit_promotions(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *re
   }
 }
 
+/* Every VM's demote list, spread over the slow nodes and moved. */
+static void
+core_demote(HmmvCore *core, gboolean *ok, HmmvIntervalReport *report, GString *note)
+{
+  core_assign(core, ok, FALSE, report);
+  for (guint i = 0; i < core->vms->len; i++) {
+    HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
+
+    if (ok[i])
+      ok[i] = core_move(core, g_ptr_array_index(core->vms, i), FALSE, rep, note, &rep->error);
+  }
+}
+
+/* Swaps every VM's demote list with its entry of `later`. */
+static void
+core_swap_demotions(HmmvCore *core, GPtrArray *later)
+{
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+    GArray *list = cvm->plan.demote;
+
+    cvm->plan.demote = g_ptr_array_index(later, i);
+    later->pdata[i] = list;
+  }
+}
+
+/* Whether the VMs' promotions want more than the pool has free now: then the demotions
+ * nothing of their own VM waits for must free it first (another VM's budget shrank). */
+static gboolean
+core_promotions_wait(HmmvCore *core, const gboolean *ok)
+{
+  guint64 used = 0, wanted = 0;
+
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    used += hmmv_vm_get_dram_pages(cvm->vm);
+    wanted += ok[i] ? cvm->plan.promote_pages : 0;
+  }
+  return wanted > (core->pool_pages > used ? core->pool_pages - used : 0);
+}
+
 /* One interval on the calling thread; running is set by the caller. */
 gboolean
 hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
@@ -552,7 +605,10 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
   g_autofree gboolean *ok = g_new0(gboolean, MAX(core->vms->len, 1));
   gint64 start_us = g_get_monotonic_time();
   g_autoptr(GString) note = g_string_new(NULL);
+  g_autoptr(GPtrArray) later = g_ptr_array_new_with_free_func((GDestroyNotify)g_array_unref);
 
+  for (guint i = 0; i < core->vms->len; i++)
+    g_ptr_array_add(later, g_array_new(FALSE, FALSE, sizeof(guint64)));
   if (report->vms == NULL)
     hmmv_interval_report_init(report);
   g_array_set_size(report->vms, 0);
@@ -621,18 +677,30 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
   hmmv_core_fit_batch(core, ok, report);
   core->moved_ns = 0;
   core->moved_pages = 0;
-  for (guint pass = 0; pass < 2; pass++) {
-    if (pass == 1)
-      core_limit_promotions(core, ok, report);
-    core_assign(core, ok, pass == 1, report);
-    for (guint i = 0; i < core->vms->len; i++) {
-      HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
-
-      if (ok[i])
-        ok[i] = core_move(core, g_ptr_array_index(core->vms, i), pass == 1, rep, note,
-                          &rep->error);
-    }
+  core->learn_ns = 0;
+  core->learn_pages = 0;
+  /* Each VM's demotions that make room for its promotions, then the promotions, then the
+   * demotions nothing waits for (loop-batch.c: hmmv_core_split_demotions), unless the
+   * promotions need the pool's room those free. */
+  hmmv_core_split_demotions(core, ok, later);
+  core_demote(core, ok, report, note);
+  if (core_promotions_wait(core, ok)) {
+    core_swap_demotions(core, later);
+    core_demote(core, ok, report, note);
+    core_swap_demotions(core, later);
+    for (guint i = 0; i < later->len; i++)
+      g_array_set_size(g_ptr_array_index(later, i), 0);
   }
+  core_limit_promotions(core, ok, report);
+  core_assign(core, ok, TRUE, report);
+  for (guint i = 0; i < core->vms->len; i++) {
+    HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
+
+    if (ok[i])
+      ok[i] = core_move(core, g_ptr_array_index(core->vms, i), TRUE, rep, note, &rep->error);
+  }
+  core_swap_demotions(core, later);
+  core_demote(core, ok, report, note);
   hmmv_core_bring_home(core, ok, report);
   hmmv_core_spend_caps(core, report);
   hmmv_core_learn_speed(core);

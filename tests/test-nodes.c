@@ -399,6 +399,50 @@ START_TEST(test_brought_home_within_batch)
 }
 END_TEST
 
+/* Pages brought home stop at the interval's deadline as the plan's moves do (loop-batch.c):
+ * the 128 hot pages fit the batch at the learnt 3,900 ns a page (half of a 10 ms interval:
+ * 1,282 pages), but the mover has turned 100 times slower; in calls of 16 pages (6.24 ms
+ * each) the moves stop once they have used the interval (10 ms): 32 pages come home in that
+ * interval, the rest in later ones. Before, the home moves were one mover call and never
+ * looked at the deadline: all 128 in 50 ms. */
+START_TEST(test_brought_home_within_deadline)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) hot = NULL;
+  HmmvParams params;
+  guint64 used0, homed = 0;
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  hot = hot_set_fallen_back(&report, &used0);
+  params = *hmmv_core_get_params(fx.core);
+  params.interval_ms = 10;
+  params.move_share_percent = 50;
+  ck_assert(hmmv_core_set_params(fx.core, &params, &error));
+  fx.mover->batch_pages = 16;
+  hmmv_sim_mover_set_ns_per_page(fx.mover, 390000);
+  ck_assert(hmmv_topology_set_free(fx.topo, 0, 1000 * HMMV_PAGE_SIZE, &error));
+  for (guint i = 0; i < 30 && homed < hot->len; i++) {
+    for (guint h = 0; h < hot->len; h++)
+      hmmv_fake_tracker_queue_write(fx.trackers[0], g_array_index(hot, guint64, h));
+    run(&report);
+    if (i == 0) {
+      ck_assert_uint_eq(report.mover_ns_per_page, 3900);
+      ck_assert_uint_eq(report.batch_pages, 1282);
+      ck_assert_uint_eq(vm_report(&report, 0)->homed_dram, 32);
+    }
+    ck_assert_uint_lt(report.moved_ns, 10000000 + 16 * 390000);
+    homed += vm_report(&report, 0)->homed_dram;
+  }
+  ck_assert_uint_eq(homed, hot->len);
+  for (guint h = 0; h < hot->len; h++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(hmmv_core_get_vm(fx.core, 0),
+                                           g_array_index(hot, guint64, h)), 0);
+  teardown();
+}
+END_TEST
+
 /* The same for the slow tier: vm1's demotions go to node 2 while its own slow node 3 is full
  * (another process filled it) and come home to node 3 once it has room. Before: they stayed
  * on node 2. */
@@ -792,6 +836,7 @@ nodes_suite(void)
   tcase_add_test(tc, test_full_node_falls_back);
   tcase_add_test(tc, test_fallen_back_brought_home);
   tcase_add_test(tc, test_brought_home_within_batch);
+  tcase_add_test(tc, test_brought_home_within_deadline);
   tcase_add_test(tc, test_fallen_back_slow_brought_home);
   tcase_add_test(tc, test_budget_from_own_node);
   tcase_add_test(tc, test_min_from_next_node);
