@@ -136,169 +136,10 @@ call_hmmvd(const char *socket_path, JsonObject *request, GError **error)
   return reply != NULL ? parse_reply(reply, error) : NULL;
 }
 
-/* ---- human output ---- */
+/* ---- human output (status and vms: hmmvctl-print.c) ---- */
 
-static guint64
-member_uint(JsonObject *object, const char *member)
-{
-  gint64 value = json_object_get_int_member_with_default(object, member, 0);
-
-  return value > 0 ? (guint64)value : 0;
-}
-
-static guint64
-mib(guint64 pages)
-{
-  return pages / HMMVD_PAGES_PER_MIB;
-}
-
-/* Linux's own tiering, which moves the same pages (host-tiering.h): one line each, with
- * how to turn it off; "none" when nothing fights hmmvd. */
-static void
-print_host_tiering(JsonObject *tiering)
-{
-  JsonArray *warnings;
-  JsonArray *errors;
-
-  if (tiering == NULL)
-    return;
-  warnings = json_object_get_array_member(tiering, "warnings");
-  errors = json_object_get_array_member(tiering, "errors");
-  if (warnings == NULL || json_array_get_length(warnings) == 0)
-    printf("host tiering: none (NUMA balancing, demotion and DAMOS migration schemes off)\n");
-  for (guint i = 0; warnings != NULL && i < json_array_get_length(warnings); i++)
-    printf("host tiering: FIGHTS hmmvd: %s\n", json_array_get_string_element(warnings, i));
-  for (guint i = 0; errors != NULL && i < json_array_get_length(errors); i++)
-    printf("host tiering: cannot read %s\n", json_array_get_string_element(errors, i));
-}
-
-static void
-print_status(JsonObject *status)
-{
-  JsonArray *nodes = json_object_get_array_member(status, "nodes");
-  const char *mover = json_object_get_string_member_with_default(status, "mover", "?");
-  const char *balance = json_object_get_string_member_with_default(status, "balance-error",
-                                                                   NULL);
-  const char *note = json_object_get_string_member_with_default(status, "balance-note", NULL);
-
-  printf("intervals:   %" G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT " ms each), the last took "
-         "%.3f ms\n", member_uint(status, "intervals"), member_uint(status, "interval-ms"),
-         (double)member_uint(status, "last-interval-ns") / 1e6);
-  printf("reads:       %s%s%s%s\n",
-         json_object_get_string_member_with_default(status, "read-source", "none"),
-         json_object_has_member(status, "read-source-reason") ? " (" : "",
-         json_object_get_string_member_with_default(status, "read-source-reason", ""),
-         json_object_has_member(status, "read-source-reason") ? ")" : "");
-  printf("mover:       %s%s\n", mover,
-         json_object_get_boolean_member_with_default(status, "slow-tier-modelled", FALSE)
-           ? " (the slow tier is modelled: no page really moves)" : "");
-  if (member_uint(status, "batch-pages") > 0)
-    printf("moves:       %" G_GUINT64_FORMAT " ns a page learnt, at most %" G_GUINT64_FORMAT
-           " pages an interval; the last took %.3f ms\n", member_uint(status, "mover-ns-per-page"),
-           member_uint(status, "batch-pages"), (double)member_uint(status, "last-moves-ns") / 1e6);
-  printf("DRAM pool:   %" G_GUINT64_FORMAT " MiB\n", mib(member_uint(status, "pool-pages")));
-  if (balance != NULL)
-    printf("balance:     %s\n", balance);
-  if (note != NULL)
-    printf("mins scaled: %s\n", note);
-  printf("VMs:         %" G_GUINT64_FORMAT " listed, %" G_GUINT64_FORMAT " managed\n",
-         member_uint(status, "vms"), member_uint(status, "vms-managed"));
-  print_host_tiering(json_object_get_object_member(status, "host-tiering"));
-  /* per node: its size and CPUs, then its share of the pool: what the VMs may hold there
-   * (capacity: their pages + free - reserve, at most a configured pool), what they hold, and
-   * what came to it because a nearer node was full */
-  printf("%-6s %-6s %10s %6s %10s %10s %10s %10s %s\n", "NODE", "TIER", "MiB", "CPUS",
-         "FREE MiB", "CAP MiB", "USED MiB", "FALLBACK", "");
-  for (guint i = 0; nodes != NULL && i < json_array_get_length(nodes); i++) {
-    JsonObject *node = json_array_get_object_element(nodes, i);
-
-    printf("%-6" G_GUINT64_FORMAT " %-6s %10" G_GUINT64_FORMAT " %6" G_GUINT64_FORMAT
-           " %10" G_GUINT64_FORMAT " %10" G_GUINT64_FORMAT " %10" G_GUINT64_FORMAT " %10"
-           G_GUINT64_FORMAT " %s%s\n",
-           member_uint(node, "id"), json_object_get_string_member_with_default(node, "tier", "?"),
-           member_uint(node, "total-bytes") >> 20, member_uint(node, "cpus"),
-           mib(member_uint(node, "free-pages")), mib(member_uint(node, "capacity-pages")),
-           mib(member_uint(node, "used-pages")), member_uint(node, "fallback-in-pages"),
-           json_object_get_boolean_member_with_default(node, "full", FALSE) ? "full" : "",
-           member_uint(node, "configured-pages") != 0 ? " (pool configured)" : "");
-  }
-}
-
-/* Pages the mover refused since the VM was listed, all kinds together (--json has each). */
-static guint64
-move_failures(JsonObject *vm)
-{
-  static const char *const kinds[] = { "not-present", "busy", "no-memory", "fault", "access",
-                                        "other" };
-  JsonObject *failures = json_object_get_object_member(vm, "move-failures");
-  guint64 total = 0;
-
-  for (guint i = 0; failures != NULL && i < G_N_ELEMENTS(kinds); i++)
-    total += member_uint(failures, kinds[i]);
-  return total;
-}
-
-static void
-print_vm_row(JsonObject *vm, int name_width)
-{
-  JsonObject *quota = json_object_get_object_member(vm, "quota");
-  const char *status = json_object_get_string_member_with_default(vm, "status", "?");
-  g_autofree char *max = NULL;
-
-  if (quota != NULL && member_uint(quota, "dram-max-mib") != 0)
-    max = g_strdup_printf("%" G_GUINT64_FORMAT, member_uint(quota, "dram-max-mib"));
-  printf("%-*s %-12.12s %6" G_GUINT64_FORMAT " %6s %6" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT
-         " %7" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %9"
-         G_GUINT64_FORMAT " %9" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %6" G_GUINT64_FORMAT
-         "\n",
-         name_width, json_object_get_string_member_with_default(vm, "name", "?"),
-         json_object_get_boolean_member_with_default(vm, "paused", FALSE) ? "paused" : status,
-         quota != NULL ? member_uint(quota, "dram-min-mib") : 0, max != NULL ? max : "-",
-         quota != NULL ? member_uint(quota, "weight") : 0, mib(member_uint(vm, "budget-pages")),
-         mib(member_uint(vm, "hot-pages")), mib(member_uint(vm, "dram-pages")),
-         mib(member_uint(vm, "slow-pages")), member_uint(vm, "promotions-total"),
-         member_uint(vm, "demotions-total"), move_failures(vm), member_uint(vm, "errors"));
-}
-
-static void
-print_vm_notes(JsonObject *vm)
-{
-  const char *name = json_object_get_string_member_with_default(vm, "name", "?");
-  const char *status = json_object_get_string_member_with_default(vm, "status", "?");
-  const char *quota_error = json_object_get_string_member_with_default(vm, "quota-error", NULL);
-  const char *last_error = json_object_get_string_member_with_default(vm, "last-error", NULL);
-
-  if (g_strcmp0(status, "managed") != 0)
-    printf("  %s: %s\n", name, status);
-  if (quota_error != NULL)
-    printf("  %s: quota rejected (the last good one stays): %s\n", name, quota_error);
-  if (last_error != NULL)
-    printf("  %s: last error: %s\n", name, last_error);
-}
-
-static void
-print_vms(JsonArray *vms)
-{
-  guint nr = json_array_get_length(vms);
-  int width = 4;
-
-  for (guint i = 0; i < nr; i++) {
-    const char *name = json_object_get_string_member_with_default(
-      json_array_get_object_element(vms, i), "name", "?");
-
-    width = MAX(width, (int)MIN(strlen(name), 40u));
-  }
-  printf("%-*s %-12s %6s %6s %6s %7s %7s %7s %7s %9s %9s %7s %6s\n", width, "NAME", "STATUS",
-         "MIN", "MAX", "WEIGHT", "BUDGET", "HOT", "DRAM", "SLOW", "PROMOTED", "DEMOTED",
-         "FAILED", "ERRORS");
-  for (guint i = 0; i < nr; i++)
-    print_vm_row(json_array_get_object_element(vms, i), width);
-  if (nr > 0)
-    printf("(MIN MAX BUDGET HOT DRAM SLOW in MiB; PROMOTED DEMOTED FAILED in pages since "
-           "listed; ERRORS in intervals)\n");
-  for (guint i = 0; i < nr; i++)
-    print_vm_notes(json_array_get_object_element(vms, i));
-}
+#define member_uint hmmvctl_member_uint
+#define mib hmmvctl_mib
 
 /* hmmvd's placement map ("placement": one character a page, the node in base 32 or '-' for a
  * page hmmvd has not placed) summed per region and node: 4 GiB of guest RAM is a 1 Mi
@@ -466,9 +307,15 @@ run_daemon_command(const Options *options, const char *command, const char *vm,
 
     printf("%s\n", text);
   } else if (strcmp(command, "status") == 0 && JSON_NODE_HOLDS_OBJECT(ret)) {
-    print_status(json_node_get_object(ret));
+    g_autoptr(GString) out = g_string_new(NULL);
+
+    hmmvctl_print_status(out, json_node_get_object(ret));
+    fputs(out->str, stdout);
   } else if (strcmp(command, "vms") == 0 && JSON_NODE_HOLDS_ARRAY(ret)) {
-    print_vms(json_node_get_array(ret));
+    g_autoptr(GString) out = g_string_new(NULL);
+
+    hmmvctl_print_vms(out, json_node_get_array(ret));
+    fputs(out->str, stdout);
   } else if (strcmp(command, "placement") == 0 && JSON_NODE_HOLDS_OBJECT(ret)) {
     return print_placement(json_node_get_object(ret), error);
   } else if (strcmp(command, "set-quota") == 0) {

@@ -12,6 +12,65 @@
 
 /* Pages sent to a farther node because the nearest was full: logged when the set of VMs and
  * nodes changes, and when it ends (counts: hmmvctl vms --json, metrics). */
+/* The mins of the managed VMs whose nearest DRAM node is a node, against what that node can
+ * hold (its capacity in the last interval): the quota check is host-wide, so a node's VMs may
+ * have mins that fit in the pool but not on their node; the balance then takes the rest from
+ * the next nodes (remote DRAM). One sentence per such node, naming it and its VMs; NULL when
+ * every node holds its VMs' mins. */
+static char *
+node_mins_note(HmmvdVms *vms)
+{
+  HmmvNodePool pools[HMMV_MAX_NODE_ID + 1];
+  guint nr_pools = hmmv_core_get_node_pools(vms->core, pools, G_N_ELEMENTS(pools));
+  g_autoptr(GString) note = g_string_new(NULL);
+
+  for (guint p = 0; p < nr_pools; p++) {
+    g_autoptr(GString) names = g_string_new(NULL);
+    guint64 mins = 0;
+
+    if (pools[p].tier != HMMV_TIER_DRAM)
+      continue;
+    for (guint i = 0; i < vms->report.vms->len; i++) {
+      const HmmvVmReport *rep = &g_array_index(vms->report.vms, HmmvVmReport, i);
+      VmEntry *entry = g_hash_table_lookup(vms->entries, rep->name);
+      guint64 min;
+
+      if (entry == NULL || !entry->info.in_core || !entry->info.quota.managed ||
+          rep->paused || rep->dram_node != pools[p].id || entry->info.quota.min_pages == 0)
+        continue;
+      min = rep->nr_pages != 0 ? MIN(entry->info.quota.min_pages, rep->nr_pages)
+                               : entry->info.quota.min_pages;
+      mins += min;
+      g_string_append_printf(names, "%svm %s %" G_GUINT64_FORMAT " MiB",
+                             names->len > 0 ? ", " : "", entry->info.name,
+                             min / HMMVD_PAGES_PER_MIB);
+    }
+    if (mins <= pools[p].capacity_pages)
+      continue;
+    g_string_append_printf(note, "%snode %d holds %" G_GUINT64_FORMAT " MiB for VMs, but the "
+                           "dram-min-mib of the VMs nearest it total %" G_GUINT64_FORMAT
+                           " MiB (%s): the rest of their mins is remote DRAM from the next "
+                           "nodes", note->len > 0 ? "; " : "", pools[p].id,
+                           pools[p].capacity_pages / HMMVD_PAGES_PER_MIB,
+                           mins / HMMVD_PAGES_PER_MIB, names->str);
+  }
+  return note->len > 0 ? g_string_free(g_steal_pointer(&note), FALSE) : NULL;
+}
+
+/* Logged once, when it appears or changes. */
+static void
+log_node_mins(HmmvdVms *vms)
+{
+  g_autofree char *note = node_mins_note(vms);
+
+  if (note != NULL && g_strcmp0(vms->node_mins_note, note) != 0)
+    g_warning("%s", note);
+  else if (note == NULL && vms->node_mins_note != NULL)
+    g_message("every DRAM node holds the mins of the VMs nearest it again");
+  g_free(vms->node_mins_note);
+  vms->node_mins_note = g_steal_pointer(&note);
+}
+
 static void
 log_fallback(HmmvdVms *vms)
 {
@@ -287,6 +346,7 @@ interval_read_report(HmmvdVms *vms)
   vms->have_report = TRUE;
   log_balance(vms);
   log_fallback(vms);
+  log_node_mins(vms);
   for (guint i = 0; i < vms->report.vms->len; i++) {
     HmmvVmReport *rep = &g_array_index(vms->report.vms, HmmvVmReport, i);
     VmEntry *entry = g_hash_table_lookup(vms->entries, rep->name);
@@ -450,6 +510,12 @@ const char *
 hmmvd_vms_get_balance_error(HmmvdVms *vms)
 {
   return vms->balance_error;
+}
+
+const char *
+hmmvd_vms_get_node_mins_note(HmmvdVms *vms)
+{
+  return vms->node_mins_note;
 }
 
 const char *

@@ -295,6 +295,7 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   add_uint(builder, "pool-pages", report != NULL ? report->pool_pages : hmmvd_vms_get_pool_pages(vms));
   add_string(builder, "balance-error", hmmvd_vms_get_balance_error(vms));
   add_string(builder, "balance-note", hmmvd_vms_get_balance_note(vms));
+  add_string(builder, "node-mins-note", hmmvd_vms_get_node_mins_note(vms));
   add_string(builder, "mover", mover);
   add_string(builder, "read-source", hmmvd_vms_get_reads(vms) != NULL
                                        ? hmmvd_reads_get_source(hmmvd_vms_get_reads(vms))

@@ -41,6 +41,7 @@ struct _HmmvdVms {
   char *balance_error;        /* last one logged: a persisting error is logged once */
   char *balance_note;         /* the same for the note of scaled mins */
   char *fallback_note;        /* the same for pages sent past a full node */
+  char *node_mins_note;       /* the same for DRAM nodes whose VMs' mins exceed them */
   HmmvdQuotaWriter writer;
   gpointer writer_data;
   HmmvdVmRebuildFunc rebuild;

@@ -216,6 +216,7 @@ hmmvd_vms_free(HmmvdVms *vms)
   g_free(vms->balance_error);
   g_free(vms->balance_note);
   g_free(vms->fallback_note);
+  g_free(vms->node_mins_note);
   g_free(vms);
 }
 

@@ -170,6 +170,9 @@ guint64 hmmvd_vms_get_pool_pages(HmmvdVms *vms);
 /* The last interval's note of mins scaled down to fit, naming each VM; NULL when they fit. */
 const char *hmmvd_vms_get_balance_note(HmmvdVms *vms);
 const char *hmmvd_vms_get_balance_error(HmmvdVms *vms);
+/* The last interval's DRAM nodes whose nearest VMs' mins exceed what the node can hold,
+ * naming each node and VM (the quota check is host-wide); NULL when every node holds them. */
+const char *hmmvd_vms_get_node_mins_note(HmmvdVms *vms);
 
 /* JSON views shared by the control socket and hmmvctl --json (vms-json.c). */
 JsonNode *hmmvd_vms_to_json(HmmvdVms *vms);

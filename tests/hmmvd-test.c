@@ -7,13 +7,20 @@ void
 hmmvd_test_bed_init(HmmvdTestBed *bed, guint64 dram_bytes, guint64 slow_bytes,
                     const HmmvParams *params)
 {
+  hmmvd_test_bed_init_topology(bed, hmmv_test_topology_two_tier(dram_bytes, slow_bytes),
+                               params);
+}
+
+void
+hmmvd_test_bed_init_topology(HmmvdTestBed *bed, HmmvTopology *topo, const HmmvParams *params)
+{
   g_autoptr(GError) error = NULL;
 
   memset(bed, 0, sizeof(*bed));
   hmmvd_config_init(&bed->config);
   if (params != NULL)
     bed->config.params = *params;
-  bed->topo = hmmv_test_topology_two_tier(dram_bytes, slow_bytes);
+  bed->topo = topo;
   bed->mover = hmmv_sim_mover_new(bed->topo, &error);
   ck_assert_msg(bed->mover != NULL, "%s", error ? error->message : "");
   bed->core = hmmv_core_new(bed->topo, bed->mover, &bed->config.params, 0, &error);

@@ -17,6 +17,9 @@ typedef struct {
 /* params: NULL for the defaults of hmmvd_config_init. */
 void hmmvd_test_bed_init(HmmvdTestBed *bed, guint64 dram_bytes, guint64 slow_bytes,
                          const HmmvParams *params);
+/* The same on a topology of the caller's, which the bed then owns. */
+void hmmvd_test_bed_init_topology(HmmvdTestBed *bed, HmmvTopology *topo,
+                                  const HmmvParams *params);
 void hmmvd_test_bed_clear(HmmvdTestBed *bed);
 
 /* issue 10, item 7: nr_connections clients to address that each send one byte every 100 ms

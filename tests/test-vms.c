@@ -619,6 +619,78 @@ START_TEST(test_bound_nodes_left_alone)
 }
 END_TEST
 
+/* Two sockets: DRAM nodes 0 and 1 of 4 MiB each, CPUs 0-3 and 4-7, a 16 MiB slow node
+ * beside each. */
+static HmmvTopology *
+two_socket_topology(void)
+{
+  static const guint dist[4][4] = {
+    { 10, 21, 17, 28 }, { 21, 10, 28, 17 }, { 17, 28, 10, 28 }, { 28, 17, 28, 10 },
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTopology) topo = hmmv_topology_new();
+
+  for (int id = 0; id < 4; id++) {
+    gboolean dram = id < 2;
+
+    ck_assert(hmmv_topology_add_node(topo, id, (guint64)(dram ? 4 : 16) << 20, dram ? 4 : 0,
+                                     dram ? HMMV_TIER_DRAM : HMMV_TIER_SLOW, &error));
+  }
+  ck_assert(hmmv_topology_set_cpus(topo, 0, "0-3", &error));
+  ck_assert(hmmv_topology_set_cpus(topo, 1, "4-7", &error));
+  for (int a = 0; a < 4; a++)
+    for (int b = 0; b < 4; b++)
+      ck_assert(hmmv_topology_set_distance(topo, a, b, dist[a][b], &error));
+  return g_steal_pointer(&topo);
+}
+
+/* The quota check is host-wide: two VMs whose nearest DRAM node is node 0 (4 MiB) with mins
+ * of 3 MiB each fit the 8 MiB pool, so both quotas are accepted, but node 0 cannot hold
+ * them: the interval's note names the node and both VMs (logged once, in hmmvctl status),
+ * and it goes once a min is lowered so that node 0 holds them. Before, nothing said so. */
+START_TEST(test_node_mins_above_the_node)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) status = NULL;
+  HmmvQuota quota = { .min_pages = 3 * MIB, .weight = 100, .managed = TRUE };
+  HmmvTracker *a, *b;
+  HmmvParams params;
+  const char *note;
+
+  hmmvd_test_bed_clear(&fx.bed);
+  hmmv_params_init(&params);
+  params.migrate_mbps = 0;
+  hmmvd_test_bed_init_topology(&fx.bed, two_socket_topology(), &params);
+  a = add_vm("a", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  b = add_vm("b", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  /* first touches land on node 0 (CPUs unknown: lowest id), so it is both VMs' nearest */
+  write_pages(a, 0, 16);
+  write_pages(b, 0, 16);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert_ptr_null(hmmvd_vms_get_node_mins_note(fx.bed.vms));
+  ck_assert_msg(hmmvd_vms_set_quota(fx.bed.vms, "a", &quota, &error), "%s", error->message);
+  ck_assert_msg(hmmvd_vms_set_quota(fx.bed.vms, "b", &quota, &error), "%s", error->message);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert_int_eq(hmmvd_vms_lookup(fx.bed.vms, "a")->last.dram_node, 0);
+  ck_assert_int_eq(hmmvd_vms_lookup(fx.bed.vms, "b")->last.dram_node, 0);
+  note = hmmvd_vms_get_node_mins_note(fx.bed.vms);
+  ck_assert_ptr_nonnull(note);
+  ck_assert_str_eq(note, "node 0 holds 4 MiB for VMs, but the dram-min-mib of the VMs nearest "
+                   "it total 6 MiB (vm a 3 MiB, vm b 3 MiB): the rest of their mins is remote "
+                   "DRAM from the next nodes");
+  status = hmmvd_status_to_json(fx.bed.vms, fx.bed.topo, "sim");
+  ck_assert_str_eq(json_object_get_string_member(json_node_get_object(status),
+                                                 "node-mins-note"), note);
+  /* 3 + 1 MiB: node 0 holds them */
+  quota.min_pages = MIB;
+  ck_assert_msg(hmmvd_vms_set_quota(fx.bed.vms, "b", &quota, &error), "%s", error->message);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert_ptr_null(hmmvd_vms_get_node_mins_note(fx.bed.vms));
+}
+END_TEST
+
 static Suite *
 vms_suite(void)
 {
@@ -642,6 +714,7 @@ vms_suite(void)
   tcase_add_test(tc, test_unpatched_qemu_is_listed_with_the_reason);
   tcase_add_test(tc, test_json_views);
   tcase_add_test(tc, test_bound_nodes_left_alone);
+  tcase_add_test(tc, test_node_mins_above_the_node);
   suite_add_tcase(s, tc);
   return s;
 }
