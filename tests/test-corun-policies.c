@@ -201,31 +201,78 @@ START_TEST(test_numa_balancing_hint_faults_promote)
   HmmvTraceEntry b[64];
   CorunAccesses now;
   CorunDemand d;
-  guint64 demoted = 0;
+  guint64 demoted = 0, promoted = 0;
+  GString *faulted = g_string_new("");
 
   /* interval 0: the guest fills DRAM; nothing is marked (the scanner skips DRAM pages) */
   now = range(b, 0, 64, 1, 0);
   run_one(pol, 0, &now, &d, 1);
   ck_assert_uint_eq(d.dram_reads, 64);
   ck_assert_uint_eq(d.fault_ns, 0);
-  /* interval 1: a hot set lands on the slow tier (not marked yet: untouched at the scan) */
+  /* interval 1: a hot set lands on the slow tier */
   now = range(b, 100, 8, 50, 0);
   run_one(pol, 1, &now, &d, 1);
   ck_assert_uint_eq(d.slow_reads, 400);
   ck_assert_uint_eq(d.fault_ns, 0);
-  demoted += d.demoted; /* kswapd: DRAM had less free than the high watermark */
-  /* from interval 2: marked, faulting, promoted while kswapd demotes the old fill */
-  for (guint64 k = 2; k < 6; k++) {
+  /* the first pass comes scan_delay (1 s, interval 10) after the start: marked pages fault
+   * in the interval of the pass (they are touched in every one), the promotions need kswapd
+   * to demote the old fill first (DRAM is full), and the pages whose promotion failed wait
+   * for the next pass: 1 s later (the first pass promoted nothing before it ran), then 1.3 s
+   * (+30%: the pass before promoted) */
+  for (guint64 k = 2; k < 40; k++) {
     run_one(pol, k, &now, &d, 1);
-    if (k == 2)
-      ck_assert_uint_eq(d.fault_ns, 8 * 1500);
+    if (d.fault_ns != 0)
+      g_string_append_printf(faulted, "%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT " ", k,
+                             d.fault_ns / 1500);
     demoted += d.demoted;
+    promoted += d.promoted;
   }
-  run_one(pol, 6, &now, &d, 1);
-  ck_assert_uint_eq(d.dram_reads, 400);
-  ck_assert_uint_eq(d.fault_ns, 0); /* DRAM pages take no hint faults in tiering mode */
-  ck_assert_uint_ge(demoted, 8);
+  ck_assert_str_eq(faulted->str, "10:8 20:4 33:2 ");
+  run_one(pol, 40, &now, &d, 1);
+  ck_assert_uint_eq(promoted, 7);
+  ck_assert_uint_eq(d.dram_reads, 350);
+  ck_assert_uint_ge(demoted, promoted);
+  g_string_free(faulted, TRUE);
   setup_clear(&s);
+}
+END_TEST
+
+/* The scanner's passes (6.12's task_numa_work and update_task_scan_period in tiering mode):
+ * the first scan_delay (1 s) after the start, then every scan period, which grows by 30%
+ * after each pass that promoted and never shrinks. A VM touches 8 more pages of its
+ * start_slow range every interval (of 100 ms) and every page it touched before: the pages
+ * that came after the last pass are promoted at the next, so promotions happen only in the
+ * intervals of the passes: 1000, 2000, 3300 (1300 ms), 4990 (1690), 7187 (2197), 10044 ms
+ * (2857). With setup.json's scan_period_ms (a testbed's running QEMU) the first pass is in
+ * the second interval (100 ms: the pages exist) and the next a period (5 s) later. The
+ * policy before this scanned 256 MB a second without passes and promoted in every interval. */
+START_TEST(test_numa_balancing_scan_passes)
+{
+  g_autoptr(CorunProfile) p = profile();
+
+  for (guint knob = 0; knob < 2; knob++) {
+    CorunVmInfo vms[1] = { 0 };
+    CorunSetup s = setup_of(1, 1024, 2048, vms, p);
+    g_autoptr(CorunPolicy) pol = NULL;
+    g_autofree HmmvTraceEntry *b = g_new0(HmmvTraceEntry, 1024);
+    GString *promoted = g_string_new("");
+    CorunAccesses now;
+    CorunDemand d;
+
+    vms[0].start_slow_pages = 1024;
+    if (knob)
+      s.nb.scan_period_ms = 5000;
+    pol = corun_policy_new(&corun_policy_numa_balancing, &s, NULL);
+    for (guint64 k = 0; k < 101; k++) {
+      now = range(b, 0, 8 * (k + 1), 1, 1);
+      run_one(pol, k, &now, &d, 1);
+      if (d.promoted != 0)
+        g_string_append_printf(promoted, "%" G_GUINT64_FORMAT " ", k);
+    }
+    ck_assert_str_eq(promoted->str, (knob ? "1 51 " : "10 20 33 49 71 100 "));
+    g_string_free(promoted, TRUE);
+    setup_clear(&s);
+  }
 }
 END_TEST
 
@@ -533,6 +580,81 @@ START_TEST(test_halted_vm_idles_after_its_trace)
 }
 END_TEST
 
+/* setup.json's "start_slow": the pages of the range are first touched on the slow tier even
+ * while DRAM has room (the testbed's starting placement: the hot set moved to the slow node
+ * before the mechanism starts); first-touch then serves them from the slow tier for good, and
+ * numa-balancing's hint faults bring them up, which the per-interval start_slow_dram shows.
+ * Without the field every page fits in DRAM and nothing is slow. Bad ranges are refused. */
+START_TEST(test_start_slow_first_touch)
+{
+  g_autoptr(CorunProfile) p = profile();
+  g_autofree char *dir = g_dir_make_tmp("hmmv-test-corun-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename(dir, "setup.json", NULL);
+  g_autofree char *t0 = g_build_filename(dir, "vm0.trace", NULL);
+  const char *policies[] = { "all-dram", "first-touch", "numa-balancing", NULL };
+  const char *bad[] = { "[0, 257]", "[200, 57]", "[-1, 4]", "[0]", "\"0-8\"", "[0, 1.5]" };
+
+  write_hot_trace(t0, 256, 64, 40);
+  for (guint with = 0; with < 2; with++) {
+    g_autofree char *json = g_strdup_printf(
+      "{\"setup\": \"slow\", \"interval_ms\": 100, \"vms\": ["
+      "{\"name\": \"vm0\", \"trace\": \"vm0.trace\"%s}]}",
+      with ? ", \"start_slow\": [16, 32]" : "");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(CorunSetupFile) sf = NULL;
+    g_autoptr(CorunRun) run = NULL;
+    int ft, nb;
+    gint64 first = -2, last = -2;
+
+    ck_assert(g_file_set_contents(path, json, -1, NULL));
+    sf = corun_setup_load(dir, &error);
+    ck_assert_msg(sf != NULL, "%s", error ? error->message : "");
+    ck_assert_uint_eq(sf->setup.vms[0].start_slow_first, (with ? 16 : 0));
+    ck_assert_uint_eq(sf->setup.vms[0].start_slow_pages, (with ? 32 : 0));
+    sf->setup.profile = p;
+    sf->setup.dram_pages = 128;   /* room for the whole hot set of 64 */
+    run = corun_run(&sf->setup, policies, 0, NULL, NULL, &error);
+    ck_assert_msg(run != NULL, "%s", error ? error->message : "");
+    ft = corun_run_find(run, "first-touch");
+    nb = corun_run_find(run, "numa-balancing");
+    /* 32 of the 64 pages on the slow tier from the start: half of first-touch's misses */
+    ck_assert_double_eq_tol(corun_result_dram_share(run, (guint)ft, -1), (with ? 0.5 : 1.0),
+                            1e-9);
+    ck_assert_uint_eq(last_dram_pages(run, "first-touch", 0), (with ? 32 : 64));
+    for (guint i = 0; i < run->samples->len; i++) {
+      const CorunSample *smp = &g_array_index(run->samples, CorunSample, i);
+
+      if (smp->policy != (guint)nb)
+        continue;
+      if (smp->interval == 0)
+        first = smp->start_slow_dram;
+      if (smp->interval == run->intervals - 1)
+        last = smp->start_slow_dram;
+    }
+    /* numa-balancing: none of the range on DRAM after the first interval, all of it at the
+     * end (DRAM has room: pgdat_free_space_enough is false at 128 pages, but every fault is
+     * well under the 1 s threshold); -1 without a range */
+    ck_assert_int_eq(first, (with ? 0 : -1));
+    ck_assert_int_eq(last, (with ? 32 : -1));
+    ck_assert_uint_eq(last_dram_pages(run, "numa-balancing", 0), 64);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+    g_autofree char *json = g_strdup_printf(
+      "{\"setup\": \"slow\", \"interval_ms\": 100, \"vms\": ["
+      "{\"name\": \"vm0\", \"trace\": \"vm0.trace\", \"start_slow\": %s}]}", bad[i]);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(CorunSetupFile) sf = NULL;
+
+    ck_assert(g_file_set_contents(path, json, -1, NULL));
+    sf = corun_setup_load(dir, &error);
+    ck_assert_msg(sf == NULL, "accepted start_slow %s", bad[i]);
+    ck_assert_msg(strstr(error->message, "\"start_slow\" must be [first, count]") != NULL,
+                  "%s", error->message);
+  }
+  hmmv_test_remove_tree(dir);
+}
+END_TEST
+
 /* Every policy on a generated co-run: the assertions of the corun suite, in small. */
 START_TEST(test_bounds_on_generated_setup)
 {
@@ -589,6 +711,12 @@ START_TEST(test_bad_setups)
       "\"dram_max_mib\": -1}]}", "\"dram_max_mib\" must be an integer" },
     { "{\"setup\": \"x\", \"interval_ms\": 10, \"vms\": [{\"name\": \"a\", \"trace\": \"t\", "
       "\"halted\": 1}]}", "\"halted\" must be true or false" },
+    { "{\"setup\": \"x\", \"interval_ms\": 10, \"numa_balancing\": 3, \"vms\": []}",
+      "\"numa_balancing\" must be an object" },
+    { "{\"setup\": \"x\", \"interval_ms\": 10, \"numa_balancing\": {\"scan_period_ms\": -1}}",
+      "numa_balancing: \"scan_period_ms\" must be an integer" },
+    { "{\"setup\": \"x\", \"interval_ms\": 10, \"numa_balancing\": {\"high_wmark_pages\": 9, "
+      "\"promo_wmark_pages\": 8}}", "promo_wmark_pages 8 is below high_wmark_pages 9" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
@@ -617,12 +745,14 @@ corun_policies_suite(void)
   tcase_add_test(tc, test_memory_mode_cold_misses_and_thrash);
   tcase_add_test(tc, test_oracle_takes_the_hottest);
   tcase_add_test(tc, test_numa_balancing_hint_faults_promote);
+  tcase_add_test(tc, test_numa_balancing_scan_passes);
   tcase_add_test(tc, test_memtierd_heat_walk);
   tcase_add_test(tc, test_memtis_histogram);
   tcase_add_test(tc, test_damos_quota_feedback);
   tcase_add_test(tc, test_hmmv_sees_what_its_tracker_sees);
   tcase_add_test(tc, test_hmmv_honours_setup_quotas);
   tcase_add_test(tc, test_halted_vm_idles_after_its_trace);
+  tcase_add_test(tc, test_start_slow_first_touch);
   tcase_add_test(tc, test_bounds_on_generated_setup);
   tcase_add_test(tc, test_bad_setups);
   tcase_set_timeout(tc, 60);

@@ -4,9 +4,15 @@
  * kernel/sched/fair.c, mm/mprotect.c, mm/migrate.c and mm/vmscan.c:
  *
  * - the scanner (task_numa_work) marks numa_balancing_scan_size_mb = 256 MB of each VM's
- *   memory PROT_NONE per scan period (numa_balancing_scan_period_min_ms = 1000), going round;
- *   in tiering-only mode it skips pages on the top tier (change_pte_range), and stamps each
- *   marked folio with the time (folio_xchg_access_time);
+ *   memory PROT_NONE in one pass every scan period, going round; in tiering-only mode it skips
+ *   pages on the top tier (change_pte_range) and pages still marked, and stamps each marked
+ *   folio with the time (folio_xchg_access_time). The period starts at
+ *   numa_balancing_scan_delay_ms = 1000 for a new task and adapts (update_task_scan_period,
+ *   bounded by task_scan_min/task_scan_max: 1000 and 60000 ms divided by the VM's 256 MB scan
+ *   windows, at least 1000 / 10 ms): in tiering mode the only faults the task records are
+ *   those of promoted pages (task_numa_fault returns early for a slow-tier node), which are
+ *   local and private, so after each pass that promoted the period grows by 3 of its 10
+ *   slots (+30%), and a pass that promoted nothing leaves it as it is: it never shrinks;
  * - the first access to a marked page takes a hint fault; for a slow-tier page,
  *   should_numa_migrate_memory promotes when the DRAM node has plenty free
  *   (pgdat_free_space_enough: more than max(1 GiB, node / 16) above the watermark), else
@@ -22,18 +28,29 @@
  *
  * Simplified: a fault happens in the middle of the interval of the page's first miss after it
  * was marked (traces have no time inside an interval), the page is promoted at the end of
- * that interval; the scan period does not adapt (the kernel grows it up to 60 s when faults
- * are few); the LRU is the order of last access in the trace (LLC misses, not the accessed
- * bit); watermarks are high = 0.5% and promo = high + 0.1% of DRAM (min_free_kbytes and
- * watermark_scale_factor = 10 give figures of that size); a hint fault costs the VM
- * HINT_FAULT_NS.
- * TODO(issue 12): checked against the real 6.12 kernel in the testbed: see the note.
+ * that interval; scan passes start at interval boundaries (the kernel's scan period counts
+ * the task's CPU time, here the trace's time); the period is updated at the next pass after
+ * promotions (the kernel: at the first recorded fault of a new pass); the LRU is the order of
+ * last access in the trace (LLC misses, not the accessed bit); watermarks are high = 0.5% and
+ * promo = high + 0.1% of DRAM (min_free_kbytes and watermark_scale_factor = 10 give figures of
+ * that size on a large host) unless setup.json's "numa_balancing" gives the node's; the DRAM
+ * node is one zone (the kernel also promotes into a small ZONE_DMA whose watermarks are met
+ * when DMA32's are not); a hint fault costs the VM HINT_FAULT_NS. Setup.json's
+ * "numa_balancing" also gives the scan period the VMs start with (a testbed's QEMUs ran
+ * before the mode started). Checked against the real 6.12 kernel in the testbed by
+ * tests/bench/corun/nb-kernel-check.py (BENCHMARKS.md, "The numa-balancing policy against
+ * the real 6.12 kernel").
  */
 #include "policy.h"
 
 
 #define SCAN_SIZE_PAGES (256u << (20 - 12))
-#define SCAN_PERIOD_MS 1000u
+#define SCAN_DELAY_MS 1000u
+#define SCAN_PERIOD_MIN_MS 1000u
+#define SCAN_PERIOD_MAX_MS 60000u
+#define MAX_SCAN_WINDOW_MB 2560u  /* task_scan_min's floor: 1000 / (2560 / 256) ms */
+#define NUMA_PERIOD_SLOTS 10u
+#define NUMA_PERIOD_GROW_SLOTS 3u /* ps_ratio 10 - NUMA_PERIOD_THRESHOLD 7 */
 #define HOT_THRESHOLD_MS 1000u
 #define THRESHOLD_PERIOD_MS 60000u
 #define ADJUST_STEPS 16u
@@ -49,6 +66,10 @@ typedef struct {
   guint32 **mark_ms;        /* 0: not marked; else mark time + 1 (ms) */
   guint32 **last_access;    /* interval + 1 of the page's last miss (the LRU), 0 never */
   guint64 *scan_cursor;
+  guint64 *next_scan_ms;    /* each VM's next pass */
+  guint64 *period_ms;       /* its scan period now */
+  guint64 *period_min_ms, *period_max_ms;
+  guint64 *promoted;        /* promotions since its last pass */
   guint64 high_wmark, promo_wmark;
   guint64 rate_limit_pages; /* candidates a second */
   guint64 threshold_ms;     /* 0: the default */
@@ -67,12 +88,32 @@ nb_init(CorunPolicy *policy, GError **error)
   nb->mark_ms = g_new0(guint32 *, setup->nr_vms);
   nb->last_access = g_new0(guint32 *, setup->nr_vms);
   nb->scan_cursor = g_new0(guint64, setup->nr_vms);
+  nb->next_scan_ms = g_new0(guint64, setup->nr_vms);
+  nb->period_ms = g_new0(guint64, setup->nr_vms);
+  nb->period_min_ms = g_new0(guint64, setup->nr_vms);
+  nb->period_max_ms = g_new0(guint64, setup->nr_vms);
+  nb->promoted = g_new0(guint64, setup->nr_vms);
   for (guint v = 0; v < setup->nr_vms; v++) {
+    /* task_nr_scan_windows: the VM's memory in 256 MB windows, at least one */
+    guint64 windows = MAX((setup->vms[v].nr_pages + SCAN_SIZE_PAGES - 1) / SCAN_SIZE_PAGES, 1);
+    guint64 floor_ms = 1000u / (MAX_SCAN_WINDOW_MB / (SCAN_SIZE_PAGES >> (20 - 12)));
+
     nb->mark_ms[v] = g_new0(guint32, setup->vms[v].nr_pages);
     nb->last_access[v] = g_new0(guint32, setup->vms[v].nr_pages);
+    nb->period_min_ms[v] = MAX(SCAN_PERIOD_MIN_MS / windows, floor_ms);
+    nb->period_max_ms[v] = MAX(SCAN_PERIOD_MAX_MS / windows, nb->period_min_ms[v]);
+    nb->period_ms[v] = setup->nb.scan_period_ms ? setup->nb.scan_period_ms
+                                                : MAX(SCAN_DELAY_MS, nb->period_min_ms[v]);
+    /* a new task's first pass comes scan_delay after it starts; a testbed's running QEMUs
+     * pass at once when tiering is switched on (numa_next_scan long past): here in the
+     * second interval, when the trace's first touches have made the pages present */
+    nb->next_scan_ms[v] = setup->nb.scan_period_ms ? setup->interval_ms : SCAN_DELAY_MS;
   }
-  nb->high_wmark = MAX(setup->dram_pages / 200, 1);
-  nb->promo_wmark = nb->high_wmark + MAX(setup->dram_pages / 1000, 1);
+  nb->high_wmark = setup->nb.high_wmark_pages ? setup->nb.high_wmark_pages
+                                              : MAX(setup->dram_pages / 200, 1);
+  nb->promo_wmark = setup->nb.promo_wmark_pages
+                      ? setup->nb.promo_wmark_pages
+                      : nb->high_wmark + MAX(setup->dram_pages / 1000, 1);
   nb->rate_limit_pages = (guint64)PROMOTE_RATE_LIMIT_MBPS << (20 - 12);
   policy->priv = nb;
   return TRUE;
@@ -186,21 +227,35 @@ nb_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now, CorunD
   const CorunSetup *setup = policy->setup;
   guint64 interval_ms = setup->interval_ms;
   guint64 start_ms = index * interval_ms, fault_ms = start_ms + interval_ms / 2;
-  guint64 scan_pages = MAX((guint64)SCAN_SIZE_PAGES * interval_ms / SCAN_PERIOD_MS, 1);
   g_autoptr(GArray) promote = g_array_new(FALSE, FALSE, sizeof(LruEntry));
   Kswapd kswapd = { NULL, 0 };
 
-  /* The scanner marks the next stretch of each VM (slow-tier pages only). */
+  /* The scanner's passes due in this interval: each marks the next 256 MB of the VM
+   * (slow-tier pages not marked yet), then the period adapts; the next pass is a period
+   * after this one's exact time. */
   for (guint v = 0; v < setup->nr_vms; v++) {
-    guint64 n = pl->nr_pages[v], todo = MIN(scan_pages, n);
+    guint64 n = pl->nr_pages[v], todo = MIN((guint64)SCAN_SIZE_PAGES, n);
 
-    for (guint64 i = 0; i < todo; i++) {
-      guint64 p = (nb->scan_cursor[v] + i) % n;
+    while (nb->next_scan_ms[v] < start_ms + interval_ms) {
+      /* due in this interval: it marks at the interval's start (the faults come after) */
+      guint64 now_ms = MAX(nb->next_scan_ms[v], start_ms);
 
-      if (pl->place[v][p] == CORUN_SLOW && nb->mark_ms[v][p] == 0)
-        nb->mark_ms[v][p] = (guint32)MIN(start_ms + 1, G_MAXUINT32);
+      for (guint64 i = 0; i < todo; i++) {
+        guint64 p = (nb->scan_cursor[v] + i) % n;
+
+        if (pl->place[v][p] == CORUN_SLOW && nb->mark_ms[v][p] == 0)
+          nb->mark_ms[v][p] = (guint32)MIN(start_ms + 1, G_MAXUINT32);
+      }
+      nb->scan_cursor[v] = (nb->scan_cursor[v] + todo) % n;
+      if (nb->promoted[v] > 0) {
+        guint64 slot = (nb->period_ms[v] + NUMA_PERIOD_SLOTS - 1) / NUMA_PERIOD_SLOTS;
+
+        nb->period_ms[v] = CLAMP(nb->period_ms[v] + NUMA_PERIOD_GROW_SLOTS * slot,
+                                 nb->period_min_ms[v], nb->period_max_ms[v]);
+        nb->promoted[v] = 0;
+      }
+      nb->next_scan_ms[v] = now_ms + nb->period_ms[v];
     }
-    nb->scan_cursor[v] = (nb->scan_cursor[v] + todo) % n;
   }
   /* Serve, then the hint faults of the marked pages touched. */
   for (guint v = 0; v < setup->nr_vms; v++) {
@@ -225,9 +280,10 @@ nb_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now, CorunD
 
     /* migrate_balanced_pgdat: free above the high watermark plus the page; else the fault
      * wakes kswapd (which runs beside the guest: here at once) and this promotion is lost */
-    if (corun_placement_dram_free(pl) > nb->high_wmark)
-      corun_placement_move(pl, e->vm, e->page, CORUN_DRAM, &demand[e->vm]);
-    else
+    if (corun_placement_dram_free(pl) > nb->high_wmark) {
+      if (corun_placement_move(pl, e->vm, e->page, CORUN_DRAM, &demand[e->vm]))
+        nb->promoted[e->vm]++;
+    } else
       kswapd_demote(nb, &kswapd, setup->nr_vms, index, demand);
   }
   if (corun_placement_dram_free(pl) < nb->high_wmark)
@@ -245,6 +301,14 @@ nb_dram_pages(CorunPolicy *policy, guint64 *vm_dram)
   corun_placement_vm_dram(nb->pl, vm_dram);
 }
 
+static const CorunPlacement *
+nb_placement(CorunPolicy *policy)
+{
+  NumaBalancing *nb = policy->priv;
+
+  return nb->pl;
+}
+
 static void
 nb_destroy(CorunPolicy *policy)
 {
@@ -257,6 +321,11 @@ nb_destroy(CorunPolicy *policy)
   g_free(nb->mark_ms);
   g_free(nb->last_access);
   g_free(nb->scan_cursor);
+  g_free(nb->next_scan_ms);
+  g_free(nb->period_ms);
+  g_free(nb->period_min_ms);
+  g_free(nb->period_max_ms);
+  g_free(nb->promoted);
   corun_placement_free(nb->pl);
   g_free(nb);
 }
@@ -266,5 +335,6 @@ const struct corun_policy_ops corun_policy_numa_balancing = {
   .init = nb_init,
   .interval = nb_interval,
   .dram_pages = nb_dram_pages,
+  .placement = nb_placement,
   .destroy = nb_destroy,
 };

@@ -83,17 +83,20 @@ corun_write_intervals_csv(const char *path, const CorunRun *run, const CorunSetu
                           GError **error)
 {
   g_autoptr(GString) csv = g_string_new("interval,policy,vm,time_ns,accesses,dram_accesses,"
-                                        "pages_moved,dram_pages,rho_dram,rho_slow\n");
+                                        "pages_moved,dram_pages,rho_dram,rho_slow,promoted,demoted,"
+                                        "start_slow_dram\n");
 
   for (guint i = 0; i < run->samples->len; i++) {
     const CorunSample *s = &g_array_index(run->samples, CorunSample, i);
 
     g_string_append_printf(csv, "%" G_GUINT64_FORMAT ",%s,%s,%.0f,%" G_GUINT64_FORMAT ",%"
                            G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT
-                           ",%.4f,%.4f\n",
+                           ",%.4f,%.4f,%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT ",%"
+                           G_GINT64_FORMAT "\n",
                            s->interval, run->results[s->policy].policy, setup->vms[s->vm].name,
                            s->time_ns, s->accesses, s->dram_accesses, s->moved, s->dram_pages,
-                           s->rho_dram, s->rho_slow);
+                           s->rho_dram, s->rho_slow, s->promoted, s->demoted,
+                           s->start_slow_dram);
   }
   if (!g_file_set_contents(path, csv->str, (gssize)csv->len, error)) {
     g_prefix_error(error, "intervals csv: ");

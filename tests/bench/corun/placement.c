@@ -16,8 +16,12 @@ corun_placement_new(const CorunSetup *setup, guint64 dram_capacity)
   pl->place = g_new0(guint8 *, setup->nr_vms);
   pl->vm_dram = g_new0(guint64, setup->nr_vms);
   pl->dram_capacity = dram_capacity;
+  pl->slow_first = g_new0(guint64, setup->nr_vms);
+  pl->slow_end = g_new0(guint64, setup->nr_vms);
   for (guint v = 0; v < setup->nr_vms; v++) {
     pl->nr_pages[v] = setup->vms[v].nr_pages;
+    pl->slow_first[v] = setup->vms[v].start_slow_first;
+    pl->slow_end[v] = setup->vms[v].start_slow_first + setup->vms[v].start_slow_pages;
     pl->place[v] = g_new0(guint8, setup->vms[v].nr_pages);
   }
   return pl;
@@ -33,6 +37,8 @@ corun_placement_free(CorunPlacement *pl)
   g_free(pl->place);
   g_free(pl->nr_pages);
   g_free(pl->vm_dram);
+  g_free(pl->slow_first);
+  g_free(pl->slow_end);
   g_free(pl);
 }
 
@@ -49,7 +55,8 @@ corun_placement_first_touch(CorunPlacement *pl, guint vm, guint64 page)
 
   if (*p != CORUN_UNTOUCHED)
     return *p;
-  if (pl->dram_used < pl->dram_capacity) {
+  if ((page < pl->slow_first[vm] || page >= pl->slow_end[vm]) &&
+      pl->dram_used < pl->dram_capacity) {
     *p = CORUN_DRAM;
     pl->dram_used++;
     pl->vm_dram[vm]++;
@@ -101,6 +108,16 @@ void
 corun_placement_vm_dram(const CorunPlacement *pl, guint64 *vm_dram)
 {
   memcpy(vm_dram, pl->vm_dram, pl->nr_vms * sizeof(guint64));
+}
+
+guint64
+corun_placement_start_slow_dram(const CorunPlacement *pl, guint vm)
+{
+  guint64 n = 0;
+
+  for (guint64 p = pl->slow_first[vm]; p < pl->slow_end[vm]; p++)
+    n += pl->place[vm][p] == CORUN_DRAM;
+  return n;
 }
 
 void

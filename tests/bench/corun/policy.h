@@ -28,7 +28,21 @@ typedef struct {
   /* setup.json's "halted": the guest halted where its trace ends (no instruction, no miss
    * after it): the replay idles the VM from there while the others run on */
   gboolean halted;
+  /* setup.json's "start_slow": [first, count]: these pages are first touched on the slow
+   * tier whatever DRAM holds (a starting placement like the testbed's, where move_pages put
+   * a hot set on the slow node before the mechanism starts); count 0: none. Honoured by the
+   * policies that place pages through placement.c's first touch. */
+  guint64 start_slow_first;
+  guint64 start_slow_pages;
 } CorunVmInfo;
+
+/* setup.json's "numa_balancing": the kernel state the numa-balancing policy starts from, for
+ * replaying a testbed run (tests/bench/corun/nb-kernel-check.py); 0 = the policy's default. */
+typedef struct {
+  guint scan_period_ms;     /* each VM's NUMA scan period at the start (a new task: 1000) */
+  guint64 high_wmark_pages; /* the DRAM node's high and promo watermarks (/proc/zoneinfo) */
+  guint64 promo_wmark_pages;
+} CorunNumaBalancingState;
 
 typedef struct {
   guint nr_vms;
@@ -36,6 +50,7 @@ typedef struct {
   guint64 dram_pages;       /* the host's DRAM for all the VMs together */
   guint interval_ms;        /* nominal guest time of one interval */
   const CorunProfile *profile;
+  CorunNumaBalancingState nb;
 } CorunSetup;
 
 /* One VM's accesses in one interval. */
@@ -46,6 +61,7 @@ typedef struct {
 } CorunAccesses;
 
 typedef struct _CorunPolicy CorunPolicy;
+struct _CorunPlacement;
 
 struct corun_policy_ops {
   const char *name;
@@ -58,6 +74,9 @@ struct corun_policy_ops {
                        CorunDemand *demand, GError **error);
   /* optional: DRAM pages each VM holds now (for the lending plot); vm_dram has nr_vms */
   void (*dram_pages)(CorunPolicy *policy, guint64 *vm_dram);
+  /* optional: the policy's page placement (placement.c), for per-page figures such as how
+   * much of each VM's start_slow range is on DRAM now */
+  const struct _CorunPlacement *(*placement)(CorunPolicy *policy);
   /* optional */
   void (*destroy)(CorunPolicy *policy);
 };
@@ -96,13 +115,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(CorunPolicy, corun_policy_free)
 #define CORUN_DRAM 1u
 #define CORUN_SLOW 2u
 
-typedef struct {
+typedef struct _CorunPlacement {
   guint nr_vms;
   guint64 *nr_pages;
   guint8 **place;           /* CORUN_* per page of each VM */
   guint64 *vm_dram;         /* DRAM pages each VM holds */
   guint64 dram_capacity;    /* G_MAXUINT64: all-DRAM */
   guint64 dram_used;
+  guint64 *slow_first, *slow_end;  /* each VM's start_slow range [first, end) */
 } CorunPlacement;
 
 CorunPlacement *corun_placement_new(const CorunSetup *setup, guint64 dram_capacity);
@@ -119,6 +139,8 @@ gboolean corun_placement_move(CorunPlacement *pl, guint vm, guint64 page, guint8
                               CorunDemand *d);
 guint64 corun_placement_dram_free(const CorunPlacement *pl);
 void corun_placement_vm_dram(const CorunPlacement *pl, guint64 *vm_dram);
+/* Pages of vm's start_slow range on DRAM now. */
+guint64 corun_placement_start_slow_dram(const CorunPlacement *pl, guint vm);
 
 /* qsort of an array's elements (none or one: nothing to do; qsort(NULL, 0) is undefined). */
 void corun_sort(GArray *array, int (*compare)(const void *, const void *));

@@ -237,9 +237,13 @@ corun_run(const CorunSetup *setup, const char *const *policies, guint64 max_inte
           .accesses = d->dram_reads + d->dram_writes + d->slow_reads + d->slow_writes,
           .dram_accesses = d->dram_reads + d->dram_writes,
           .moved = d->promoted + d->demoted, .dram_pages = vm_dram[v],
+          .promoted = d->promoted, .demoted = d->demoted, .start_slow_dram = -1,
           .rho_dram = stats.rho_dram, .rho_slow = stats.rho_slow,
         };
 
+        if (pol->ops->placement != NULL && setup->vms[v].start_slow_pages != 0)
+          s.start_slow_dram =
+            (gint64)corun_placement_start_slow_dram(pol->ops->placement(pol), v);
         r->runtime_ns[v] += time_ns[v];
         r->accesses[v] += s.accesses;
         r->dram_accesses[v] += s.dram_accesses;

@@ -25,6 +25,8 @@ typedef struct {
   guint vm;
   double time_ns;
   guint64 accesses, dram_accesses, moved, dram_pages;
+  guint64 promoted, demoted;
+  gint64 start_slow_dram;   /* pages of the VM's start_slow range on DRAM; -1: not known */
   double rho_dram, rho_slow;
 } CorunSample;
 

@@ -75,6 +75,38 @@ get_int(JsonObject *obj, const char *member, gint64 min, gint64 max, gint64 def,
   return TRUE;
 }
 
+/* "start_slow": [first, count], a range of the trace's pages (optional) */
+static gboolean
+get_start_slow(JsonObject *obj, CorunVmInfo *info, GError **error)
+{
+  JsonNode *node = json_object_get_member(obj, "start_slow");
+  JsonArray *a = node != NULL && JSON_NODE_HOLDS_ARRAY(node) ? json_node_get_array(node) : NULL;
+  gint64 v[2];
+
+  if (node == NULL)
+    return TRUE;
+  if (a == NULL || json_array_get_length(a) != 2)
+    goto bad;
+  for (guint i = 0; i < 2; i++) {
+    JsonNode *e = json_array_get_element(a, i);
+
+    if (!JSON_NODE_HOLDS_VALUE(e) || json_node_get_value_type(e) != G_TYPE_INT64 ||
+        json_node_get_int(e) < 0 || (guint64)json_node_get_int(e) > info->nr_pages)
+      goto bad;
+    v[i] = json_node_get_int(e);
+  }
+  if ((guint64)v[0] + (guint64)v[1] > info->nr_pages)
+    goto bad;
+  info->start_slow_first = (guint64)v[0];
+  info->start_slow_pages = (guint64)v[1];
+  return TRUE;
+bad:
+  g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT,
+              "\"start_slow\" must be [first, count], a range of the trace's %" G_GUINT64_FORMAT
+              " pages", info->nr_pages);
+  return FALSE;
+}
+
 static gboolean
 load_vm(CorunSetupFile *sf, CorunVmInfo *info, JsonNode *node, GError **error)
 {
@@ -144,7 +176,46 @@ load_vm(CorunSetupFile *sf, CorunVmInfo *info, JsonNode *node, GError **error)
     return FALSE;
   }
   info->nr_pages = ti->nr_pages;
+  if (!get_start_slow(obj, info, error)) {
+    g_prefix_error(error, "vm %s: ", name);
+    return FALSE;
+  }
   sf->total_pages += ti->nr_pages;
+  return TRUE;
+}
+
+/* "numa_balancing": {"scan_period_ms": N, "high_wmark_pages": N, "promo_wmark_pages": N},
+ * each optional (0 or absent: the policy's default) */
+static gboolean
+get_nb_state(JsonObject *obj, CorunNumaBalancingState *nb, GError **error)
+{
+  JsonNode *node = json_object_get_member(obj, "numa_balancing");
+  JsonObject *o;
+  gint64 period, high, promo;
+
+  if (node == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_OBJECT(node)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT, "\"numa_balancing\" must be an object");
+    return FALSE;
+  }
+  o = json_node_get_object(node);
+  /* the kernel's bounds: scan_period_max_ms 60000 by default; watermarks up to 1 TiB */
+  if (!get_int(o, "scan_period_ms", 0, 3600 * 1000, 0, &period, error) ||
+      !get_int(o, "high_wmark_pages", 0, 1ll << 28, 0, &high, error) ||
+      !get_int(o, "promo_wmark_pages", 0, 1ll << 28, 0, &promo, error)) {
+    g_prefix_error(error, "numa_balancing: ");
+    return FALSE;
+  }
+  if (promo != 0 && promo < high) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_CORRUPT,
+                "numa_balancing: promo_wmark_pages %" G_GINT64_FORMAT " is below high_wmark_pages %"
+                G_GINT64_FORMAT, promo, high);
+    return FALSE;
+  }
+  nb->scan_period_ms = (guint)period;
+  nb->high_wmark_pages = (guint64)high;
+  nb->promo_wmark_pages = (guint64)promo;
   return TRUE;
 }
 
@@ -190,6 +261,10 @@ corun_setup_load(const char *dir, GError **error)
   }
   sf->name = g_strdup(name);
   sf->setup.interval_ms = (guint)interval_ms;
+  if (!get_nb_state(obj, &sf->setup.nb, error)) {
+    g_prefix_error(error, "%s: ", path);
+    return NULL;
+  }
   vms = json_object_get_member(obj, "vms");
   if (vms == NULL || !JSON_NODE_HOLDS_ARRAY(vms) ||
       json_array_get_length(json_node_get_array(vms)) == 0 ||
