@@ -42,6 +42,10 @@ typedef struct {
   guint scan_period_ms;     /* each VM's NUMA scan period at the start (a new task: 1000) */
   guint64 high_wmark_pages; /* the DRAM node's high and promo watermarks (/proc/zoneinfo) */
   guint64 promo_wmark_pages;
+  guint hint_fault_us;      /* what one hint fault costs the VM (default 1.5 us): the faults of
+                             * a pass come one after the other, so a page's fault comes no
+                             * sooner than the pass plus the faults before it (the testbed's
+                             * nested TCG: ~1 ms) */
 } CorunNumaBalancingState;
 
 typedef struct {

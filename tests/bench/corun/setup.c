@@ -184,14 +184,14 @@ load_vm(CorunSetupFile *sf, CorunVmInfo *info, JsonNode *node, GError **error)
   return TRUE;
 }
 
-/* "numa_balancing": {"scan_period_ms": N, "high_wmark_pages": N, "promo_wmark_pages": N},
- * each optional (0 or absent: the policy's default) */
+/* "numa_balancing": {"scan_period_ms": N, "high_wmark_pages": N, "promo_wmark_pages": N,
+ * "hint_fault_us": N}, each optional (0 or absent: the policy's default) */
 static gboolean
 get_nb_state(JsonObject *obj, CorunNumaBalancingState *nb, GError **error)
 {
   JsonNode *node = json_object_get_member(obj, "numa_balancing");
   JsonObject *o;
-  gint64 period, high, promo;
+  gint64 period, high, promo, fault_us;
 
   if (node == NULL)
     return TRUE;
@@ -203,7 +203,8 @@ get_nb_state(JsonObject *obj, CorunNumaBalancingState *nb, GError **error)
   /* the kernel's bounds: scan_period_max_ms 60000 by default; watermarks up to 1 TiB */
   if (!get_int(o, "scan_period_ms", 0, 3600 * 1000, 0, &period, error) ||
       !get_int(o, "high_wmark_pages", 0, 1ll << 28, 0, &high, error) ||
-      !get_int(o, "promo_wmark_pages", 0, 1ll << 28, 0, &promo, error)) {
+      !get_int(o, "promo_wmark_pages", 0, 1ll << 28, 0, &promo, error) ||
+      !get_int(o, "hint_fault_us", 0, 1000000, 0, &fault_us, error)) {
     g_prefix_error(error, "numa_balancing: ");
     return FALSE;
   }
@@ -216,6 +217,7 @@ get_nb_state(JsonObject *obj, CorunNumaBalancingState *nb, GError **error)
   nb->scan_period_ms = (guint)period;
   nb->high_wmark_pages = (guint64)high;
   nb->promo_wmark_pages = (guint64)promo;
+  nb->hint_fault_us = (guint)fault_us;
   return TRUE;
 }
 
