@@ -16,6 +16,21 @@
 
 #include "nodes-private.h"
 
+/* A VM's pages away from their home node of a tier, as the last full scan found them
+ * (loop-home.c): later intervals look at these, not at all the VM's pages. */
+typedef struct {
+  GArray *pages;            /* guint64: a page, or a huge unit's first page; NULL: no scan yet */
+  int home;                 /* the home node the scan was for */
+  gboolean capped;          /* the scan kept only the hottest HMMV_CORE_AWAY_LIST_MAX pages */
+  guint64 built;            /* the interval index of the scan */
+} HmmvAwayList;
+
+/* At most this many entries (pages, or huge units) listed per VM and tier (512 KiB of list):
+ * a VM with more away has its hottest listed, rescanned every HMMV_CORE_AWAY_RESCAN intervals or when none
+ * of those can move. */
+#define HMMV_CORE_AWAY_LIST_MAX 65536u
+#define HMMV_CORE_AWAY_RESCAN 32u
+
 /* One interval's calls move the learnt speed at most this factor either way (loop-batch.c). */
 #define HMMV_CORE_SPEED_STEP 4u
 /* A node the kernel found full is left alone for at most this many intervals (loop-batch.c). */
@@ -42,6 +57,7 @@ typedef struct {
   HmmvNodeRequest demote_to;  /* slow nodes nearest its first DRAM node first */
   guint64 cap_tokens;       /* its migration cap's bucket, 4 KiB pages (loop-cap.c) */
   guint64 host_saved;       /* the host cap's share saved for it: its unit did not fit */
+  HmmvAwayList away[2];     /* its pages away from home, DRAM tier [0], slow [1] (loop-home.c) */
 
   /* Under HmmvCore.lock: what other threads set and see while an interval runs. */
   gboolean ctl_paused;
@@ -74,6 +90,8 @@ struct _HmmvCore {
   guint64 full_until[HMMV_NR_NODE_SLOTS];  /* the node was full (ENOMEM): no calls into it
                                through this interval index (loop-batch.c) */
   guint full_backoff[HMMV_NR_NODE_SLOTS];  /* intervals of the last such pause, 0: none */
+  guint64 home_visits;      /* pages loop-home.c has looked at, since the core started: its
+                               cost, counted (tests) */
   GMutex lock;              /* the ctl_ and seen_ fields of every CoreVm, and these: */
   guint64 pool_seen;        /* pool_pages as last published */
   HmmvNodePool pools_seen[HMMV_NR_NODE_SLOTS];

@@ -46,18 +46,28 @@ entry_hotter(const void *a, const void *b)
   return x->page < y->page ? -1 : x->page > y->page;
 }
 
-/* A page (a unit's first page) away from home on the tier: its size, else 0. */
+/* Pages on a node of the tier other than the VM's home node of that tier. */
 static guint64
-away_size(HmmvCore *core, HmmvVm *vm, guint64 page, gboolean dram, int home)
+away_pages(const CoreVm *cvm, gboolean dram)
+{
+  const HmmvNodeRequest *to = dram ? &cvm->promote_to : &cvm->demote_to;
+  guint64 on_tier = dram ? cvm->vm->dram_pages : cvm->vm->slow_pages;
+
+  if (to->nr_rank == 0)
+    return 0;
+  return on_tier - MIN(on_tier, cvm->vm->node_pages[to->rank[0]]);
+}
+
+/* A page (a unit's first page) on a node of the tier other than home, cooling down or backed
+ * off or not: its size, else 0. */
+static guint64
+away_unit(HmmvVm *vm, guint64 page, gboolean dram, int home)
 {
   guint8 place = vm->place[page];
   guint node = HMMV_PLACE_NODE(place);
   const HmmvUnit *unit;
 
-  if (node == HMMV_PLACE_NODE_UNKNOWN || (int)node == home ||
-      HMMV_PLACE_IS_SLOW(place) == dram || HMMV_PLACE_COOLDOWN(place) != 0)
-    return 0;
-  if (hmmv_vm_page_backed_off(vm, page, core->interval_index))
+  if (node == HMMV_PLACE_NODE_UNKNOWN || (int)node == home || HMMV_PLACE_IS_SLOW(place) == dram)
     return 0;
   unit = hmmv_vm_unit_of(vm, page);
   if (unit == NULL)
@@ -65,19 +75,32 @@ away_size(HmmvCore *core, HmmvVm *vm, guint64 page, gboolean dram, int home)
   return unit->first_page == page ? unit->nr_pages : 0;
 }
 
-/* The VM's pages away from home on the tier, hottest first, at most limit 4 KiB pages (whole
- * units): a key histogram, then the pages at or above the cut. Returns the pages listed. */
+/* The same, free to move this interval (not cooling down, not backed off); else 0. */
 static guint64
-collect_away(HmmvCore *core, HmmvVm *vm, gboolean dram, int home, guint64 limit, GArray *out)
+away_size(HmmvCore *core, HmmvVm *vm, guint64 page, gboolean dram, int home)
 {
-  guint64 count[256] = { 0 }, sum = 0, listed = 0;
+  if (HMMV_PLACE_COOLDOWN(vm->place[page]) != 0 ||
+      hmmv_vm_page_backed_off(vm, page, core->interval_index))
+    return 0;
+  return away_unit(vm, page, dram, home);
+}
+
+/* The full scan: the VM's pages (a huge unit: its first page) away from home on the tier,
+ * the hottest HMMV_CORE_AWAY_LIST_MAX of them when there are more: a key histogram, then the
+ * pages at or above the cut. */
+static void
+scan_away(HmmvCore *core, HmmvVm *vm, gboolean dram, int home, HmmvAwayList *list)
+{
+  guint64 count[256] = { 0 }, sum = 0;
   int cut = -1;
 
-  g_array_set_size(out, 0);
+  if (list->pages == NULL)
+    list->pages = g_array_new(FALSE, FALSE, sizeof(guint64));
+  g_array_set_size(list->pages, 0);
   for (guint64 page = 0; page < vm->nr_pages; page++)
-    count[vm->temp[page]] += away_size(core, vm, page, dram, home);
+    count[vm->temp[page]] += away_unit(vm, page, dram, home) != 0;
   for (int key = 255; key >= 0; key--) {
-    if (sum + count[key] > limit) {
+    if (sum + count[key] > HMMV_CORE_AWAY_LIST_MAX) {
       cut = key;
       break;
     }
@@ -85,11 +108,72 @@ collect_away(HmmvCore *core, HmmvVm *vm, gboolean dram, int home, guint64 limit,
   }
   for (guint64 page = 0; page < vm->nr_pages; page++) {
     guint key = vm->temp[page];
+
+    if ((int)key < cut || away_unit(vm, page, dram, home) == 0 ||
+        ((int)key == cut && sum + 1 > HMMV_CORE_AWAY_LIST_MAX))
+      continue;
+    if ((int)key == cut)
+      sum++;
+    g_array_append_val(list->pages, page);
+  }
+  list->home = home;
+  list->capped = cut >= 0;
+  list->built = core->interval_index;
+  core->home_visits += 2 * vm->nr_pages;
+}
+
+/* Drops the listed pages that are no longer away (home, moved, a unit that formed); returns
+ * the 4 KiB pages still listed. */
+static guint64
+filter_away(HmmvCore *core, HmmvVm *vm, gboolean dram, HmmvAwayList *list)
+{
+  guint64 sum = 0;
+  guint kept = 0;
+
+  for (guint i = 0; i < list->pages->len; i++) {
+    guint64 page = g_array_index(list->pages, guint64, i);
+    guint64 size = away_unit(vm, page, dram, list->home);
+
+    if (size == 0)
+      continue;
+    g_array_index(list->pages, guint64, kept++) = page;
+    sum += size;
+  }
+  core->home_visits += list->pages->len;
+  g_array_set_size(list->pages, kept);
+  return sum;
+}
+
+/* Of the listed pages, those free to move now, hottest first, at most limit 4 KiB pages
+ * (whole units). Returns the pages picked. */
+static guint64
+pick_away(HmmvCore *core, HmmvVm *vm, gboolean dram, const HmmvAwayList *list, guint64 limit,
+          GArray *out)
+{
+  guint64 count[256] = { 0 }, sum = 0, listed = 0;
+  int cut = -1;
+
+  g_array_set_size(out, 0);
+  for (guint i = 0; i < list->pages->len; i++) {
+    guint64 page = g_array_index(list->pages, guint64, i);
+
+    count[vm->temp[page]] += away_size(core, vm, page, dram, list->home);
+  }
+  for (int key = 255; key >= 0; key--) {
+    if (sum + count[key] > limit) {
+      cut = key;
+      break;
+    }
+    sum += count[key];
+  }
+  for (guint i = 0; i < list->pages->len; i++) {
+    guint64 page = g_array_index(list->pages, guint64, i);
+    guint key = vm->temp[page];
     guint64 size;
 
     if ((int)key < cut)
       continue;
-    size = away_size(core, vm, page, dram, home);
+    size = away_size(core, vm, page, dram, list->home);
     if (size == 0 || ((int)key == cut && sum + size > limit))
       continue;
     if ((int)key == cut)
@@ -97,8 +181,44 @@ collect_away(HmmvCore *core, HmmvVm *vm, gboolean dram, int home, guint64 limit,
     g_array_append_val(out, ((HomeEntry){ .page = page, .key = key }));
     listed += size;
   }
+  core->home_visits += 2 * list->pages->len;
   qsort(out->data, out->len, sizeof(HomeEntry), entry_hotter);
   return listed;
+}
+
+/* The VM's pages away from home on the tier that may move now, hottest first, at most limit
+ * 4 KiB pages (whole units). Incremental: a full scan of the VM's pages builds its list of
+ * away pages once; later intervals look only at the list (pages that came home or moved
+ * drop out) and scan again only when the VM has away pages the list lacks (pages that fell
+ * back since, the kernel's own moves, a unit that formed or split) or its home changed; a
+ * list capped at HMMV_CORE_AWAY_LIST_MAX pages is scanned again every HMMV_CORE_AWAY_RESCAN
+ * intervals, or at once when none of it can move. Before, both passes went over every page
+ * of the VM every interval while it had pages away, even when none of them could move
+ * (pinned, backed off, cooling down). Returns the pages listed. */
+static guint64
+collect_away(HmmvCore *core, CoreVm *cvm, gboolean dram, int home, guint64 limit, GArray *out)
+{
+  HmmvAwayList *list = &cvm->away[dram ? 0 : 1];
+  guint64 away = away_pages(cvm, dram), listed = 0, picked;
+  gboolean scanned = FALSE;
+
+  if (list->pages == NULL || list->home != home) {
+    scan_away(core, cvm->vm, dram, home, list);
+    scanned = TRUE;
+  } else {
+    listed = filter_away(core, cvm->vm, dram, list);
+    if (listed != away && (!list->capped ||
+                           core->interval_index >= list->built + HMMV_CORE_AWAY_RESCAN)) {
+      scan_away(core, cvm->vm, dram, home, list);
+      scanned = TRUE;
+    }
+  }
+  picked = pick_away(core, cvm->vm, dram, list, limit, out);
+  if (out->len == 0 && !scanned && list->capped && listed != away) {
+    scan_away(core, cvm->vm, dram, home, list);
+    picked = pick_away(core, cvm->vm, dram, list, limit, out);
+  }
+  return picked;
 }
 
 /* What each VM may still move this interval: its bucket less what its plan moved, within a
@@ -194,17 +314,6 @@ move_home(HmmvCore *core, CoreVm *cvm, gboolean dram, int home, GArray *entries,
   return TRUE;
 }
 
-/* Pages on a node of the tier other than the VM's home node of that tier. */
-static guint64
-away_pages(const CoreVm *cvm, gboolean dram)
-{
-  const HmmvNodeRequest *to = dram ? &cvm->promote_to : &cvm->demote_to;
-  guint64 on_tier = dram ? cvm->vm->dram_pages : cvm->vm->slow_pages;
-
-  if (to->nr_rank == 0)
-    return 0;
-  return on_tier - MIN(on_tier, cvm->vm->node_pages[to->rank[0]]);
-}
 
 void
 hmmv_core_bring_home(HmmvCore *core, gboolean *ok, HmmvIntervalReport *report)
@@ -246,7 +355,7 @@ hmmv_core_bring_home(HmmvCore *core, gboolean *ok, HmmvIntervalReport *report)
       if (!ok[i] || home < 0 || room[home] <= 0 || left[i] == 0 ||
           away_pages(cvm, dram) == 0)
         continue;
-      reqs[i].want = collect_away(core, cvm->vm, dram, home, MIN(left[i], (guint64)room[home]),
+      reqs[i].want = collect_away(core, cvm, dram, home, MIN(left[i], (guint64)room[home]),
                                   g_ptr_array_index(lists, i));
     }
     memset(scratch, 0, sizeof(scratch));

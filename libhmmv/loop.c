@@ -37,6 +37,8 @@ core_vm_free(gpointer data)
   hmmv_tracker_free(cvm->tracker);
   hmmv_access_free(cvm->acc);
   hmmv_plan_clear(&cvm->plan);
+  for (guint t = 0; t < G_N_ELEMENTS(cvm->away); t++)
+    g_clear_pointer(&cvm->away[t].pages, g_array_unref);
   hmmv_vm_free(cvm->vm);
   g_free(cvm);
 }

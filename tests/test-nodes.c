@@ -9,6 +9,7 @@
  * Before: every promotion went to node 0 (the lowest-numbered DRAM node), every demotion to
  * node 2, and the pool was the total of the DRAM nodes whatever was free.
  */
+#include "core-private.h"
 #include "hmmv-test.h"
 #include "nodes-private.h"
 
@@ -443,6 +444,54 @@ START_TEST(test_brought_home_within_deadline)
 }
 END_TEST
 
+/* Looking for pages to bring home is incremental (loop-home.c): vm0's 128 hot pages fell back
+ * to node 1 and are pinned there (VFIO, say: every move fails); node 0 has room again, so
+ * every interval looks for them, and some, as their backoff allows, are tried again. One full
+ * scan of the VM's 1,024 pages (two passes) builds the list of its away pages; after it each
+ * interval looks at those 128 only (3 visits each at most), counted in page visits. Before,
+ * both passes went over all 1,024 pages every interval (2,048 visits). */
+START_TEST(test_home_scan_incremental)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) hot = NULL;
+  HmmvVm *vm0;
+  guint64 used0, visits, tried = 0, scans = 0;
+
+  setup(0, TRUE);
+  hmmv_interval_report_init(&report);
+  vm0 = hmmv_core_get_vm(fx.core, 0);
+  hot = hot_set_fallen_back(&report, &used0);
+  for (guint h = 0; h < hot->len; h++)
+    ck_assert(hmmv_sim_mover_set_page_kind(fx.mover, vm0, g_array_index(hot, guint64, h), 1,
+                                           HMMV_SIM_PAGE_PINNED, &error));
+  ck_assert(hmmv_topology_set_free(fx.topo, 0, 1000 * HMMV_PAGE_SIZE, &error));
+  visits = fx.core->home_visits;
+  for (guint i = 0; i < 30; i++) {
+    guint64 now;
+
+    for (guint h = 0; h < hot->len; h++)
+      hmmv_fake_tracker_queue_write(fx.trackers[0], g_array_index(hot, guint64, h));
+    run(&report);
+    now = fx.core->home_visits;
+    ck_assert_uint_eq(vm_report(&report, 0)->homed_dram, 0);
+    ck_assert_uint_eq(vm_report(&report, 0)->away_dram, hot->len);
+    tried += vm_report(&report, 0)->move_failed;
+    if (now - visits > 3 * hot->len) {
+      /* a full scan: both passes over the VM, then the list */
+      ck_assert_uint_le(now - visits, 2 * VM_PAGES + 3 * hot->len);
+      scans++;
+    }
+    visits = now;
+  }
+  printf("# 30 intervals: %" G_GUINT64_FORMAT " full scans, %" G_GUINT64_FORMAT " pinned "
+         "pages tried again\n", scans, tried);
+  ck_assert_uint_eq(scans, 1);
+  ck_assert_uint_gt(tried, 0);   /* the list is what they are tried again from */
+  teardown();
+}
+END_TEST
+
 /* The same for the slow tier: vm1's demotions go to node 2 while its own slow node 3 is full
  * (another process filled it) and come home to node 3 once it has room. Before: they stayed
  * on node 2. */
@@ -837,6 +886,7 @@ nodes_suite(void)
   tcase_add_test(tc, test_fallen_back_brought_home);
   tcase_add_test(tc, test_brought_home_within_batch);
   tcase_add_test(tc, test_brought_home_within_deadline);
+  tcase_add_test(tc, test_home_scan_incremental);
   tcase_add_test(tc, test_fallen_back_slow_brought_home);
   tcase_add_test(tc, test_budget_from_own_node);
   tcase_add_test(tc, test_min_from_next_node);
