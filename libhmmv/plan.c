@@ -325,11 +325,25 @@ gate_init(Gate *gate, const HmmvParams *params, double step)
   }
 }
 
+/* The pages by which the demotions chosen so far overshoot when each key's are emitted as
+ * whole units of unit_pages (emit_unit: the last unit of a key takes more than was chosen,
+ * out of the cap left over). */
+static guint64
+unit_overshoot(const guint64 *chosen_demote, guint64 unit_pages)
+{
+  guint64 over = 0;
+
+  for (guint key = 0; key < HMMV_NR_KEYS; key++)
+    if (chosen_demote[key] % unit_pages != 0)
+      over += unit_pages - chosen_demote[key] % unit_pages;
+  return over;
+}
+
 /* The decision on the histograms: fills chosen and the plan's counters; returns the moves the
- * cap still allows. */
+ * cap still allows. unit_pages: the VM's largest huge unit (0: none). */
 static guint64
 decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 cap_pages,
-       const Gate *gate, gboolean units_first, KeyCounts *chosen, HmmvPlan *plan)
+       const Gate *gate, guint64 unit_pages, KeyCounts *chosen, HmmvPlan *plan)
 {
   DemotePool pool = { .first_key = 0 };
   /* Each list is a GArray (guint length): 4G moves an interval is far above any real cap. */
@@ -373,18 +387,24 @@ decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 
 
     by_swap = MIN(wanted - by_room, pool_available(&pool, gate->swap_max[key]));
     by_swap = MIN(by_swap, pool_available(&pool, HMMV_NR_KEYS - 1) - forced);
-    if (units_first) {
+    if (unit_pages > 0) {
       /* With huge units a swap of two 2 MiB units takes 1,024 pages of the cap at once;
        * under a smaller cap, half of it for each side fits neither unit and nothing would
        * ever move. So the demotions go first and the promotions take what the cap has
-       * left: the room the demotions make is promoted into by the next plan if not now. */
-      guint64 demote = MIN(by_swap, cap_left), promote;
+       * left: the room the demotions make is promoted into by the next plan if not now.
+       * What is left must first cover the demotions rounded up to whole units (emit_unit
+       * takes that from the cap left over): under a cap below two units, the promotions
+       * that took it kept the demotion from being emitted, and then were trimmed themselves
+       * for want of its room, every interval (issue 7/8: the two-socket testbed promoted
+       * nothing in 800 intervals). */
+      guint64 demote = MIN(by_swap, cap_left), promote, over;
 
       cap_left -= demote;
-      promote = MIN(demote, cap_left);
+      pool_take(&pool, by_swap, demote, chosen_demote);
+      over = MIN(unit_overshoot(chosen_demote, unit_pages), cap_left);
+      promote = MIN(demote, cap_left - over);
       cap_left -= promote;
       chosen_promote[key] += promote;
-      pool_take(&pool, by_swap, demote, chosen_demote);
       swaps_cut |= demote < by_swap;
       plan->deferred_cap += (by_swap - demote) + (by_swap - promote);
       continue;
@@ -637,7 +657,7 @@ hmmv_plan_build(HmmvVm *vm, const HmmvHotCut *cut, guint64 budget_pages, guint64
   g_autofree KeyCounts *cand = g_new(KeyCounts, 1);
   g_autofree KeyCounts *chosen = g_new(KeyCounts, 1);
   g_autofree Gate *gate = g_new(Gate, 1);
-  guint64 cooldown_end, nr_units, spare;
+  guint64 cooldown_end, nr_units, spare, unit_pages = 0;
   const HmmvUnit *units;
 
   if (plan->promote == NULL)
@@ -658,7 +678,8 @@ hmmv_plan_build(HmmvVm *vm, const HmmvHotCut *cut, guint64 budget_pages, guint64
   units = hmmv_vm_get_units(vm, &nr_units);
   cooldown_end = count_candidates(vm, units, nr_units, cut, cand);
   gate_init(gate, params, noise_step(params, vm));
-  spare = decide(cand, vm->dram_pages, budget_pages, cap_pages, gate, nr_units > 0, chosen,
-                 plan);
+  for (guint64 u = 0; u < nr_units; u++)
+    unit_pages = MAX(unit_pages, units[u].nr_pages);
+  spare = decide(cand, vm->dram_pages, budget_pages, cap_pages, gate, unit_pages, chosen, plan);
   emit(vm, units, nr_units, cut, chosen, cooldown_end, spare, budget_pages, plan);
 }
