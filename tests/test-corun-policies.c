@@ -655,6 +655,43 @@ START_TEST(test_start_slow_first_touch)
 }
 END_TEST
 
+/* hmmv-corun replay --dram-of touched: the pages the traces touch in the intervals replayed,
+ * each counted once per VM: vm0 touches page 2k (and page 0 again) in interval k of 20,
+ * vm1 its 256 first pages in each of 5 intervals. */
+START_TEST(test_touched_pages)
+{
+  g_autofree char *dir = g_dir_make_tmp("hmmv-test-corun-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename(dir, "setup.json", NULL);
+  g_autofree char *t0 = g_build_filename(dir, "vm0.trace", NULL);
+  g_autofree char *t1 = g_build_filename(dir, "vm1.trace", NULL);
+  HmmvTraceInfo info = { .nr_pages = 1024, .interval_ms = 100, .flags = HMMV_TRACE_HAS_READS };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTraceWriter) w = hmmv_trace_writer_new(t0, &info, &error);
+  g_autoptr(CorunSetupFile) sf = NULL;
+  guint64 touched = 0;
+
+  ck_assert_msg(w != NULL, "%s", error ? error->message : "");
+  for (guint k = 0; k < 20; k++) {
+    HmmvTraceEntry e[2] = { { 0, 1, 0 }, { 2 * k + 2, 0, 1 } };
+
+    ck_assert(hmmv_trace_writer_add_interval(w, 1000, e, 2, &error));
+  }
+  ck_assert(hmmv_trace_writer_close(w, &error));
+  write_hot_trace(t1, 512, 256, 5);
+  ck_assert(g_file_set_contents(path, "{\"setup\": \"t\", \"interval_ms\": 100, \"vms\": ["
+                                "{\"name\": \"vm0\", \"trace\": \"vm0.trace\"}, "
+                                "{\"name\": \"vm1\", \"trace\": \"vm1.trace\"}]}", -1, NULL));
+  sf = corun_setup_load(dir, &error);
+  ck_assert_msg(sf != NULL, "%s", error ? error->message : "");
+  ck_assert_uint_eq(sf->total_pages, 1024 + 512);
+  ck_assert(corun_setup_touched_pages(&sf->setup, 0, &touched, &error));
+  ck_assert_uint_eq(touched, 21 + 256);
+  ck_assert(corun_setup_touched_pages(&sf->setup, 3, &touched, &error));
+  ck_assert_uint_eq(touched, 4 + 256);
+  hmmv_test_remove_tree(dir);
+}
+END_TEST
+
 /* Every policy on a generated co-run: the assertions of the corun suite, in small. */
 START_TEST(test_bounds_on_generated_setup)
 {
@@ -753,6 +790,7 @@ corun_policies_suite(void)
   tcase_add_test(tc, test_hmmv_honours_setup_quotas);
   tcase_add_test(tc, test_halted_vm_idles_after_its_trace);
   tcase_add_test(tc, test_start_slow_first_touch);
+  tcase_add_test(tc, test_touched_pages);
   tcase_add_test(tc, test_bounds_on_generated_setup);
   tcase_add_test(tc, test_bad_setups);
   tcase_set_timeout(tc, 60);

@@ -15,6 +15,7 @@ each case must fail with a message and no CSV. Counts, never wall-clock time.
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -132,6 +133,20 @@ def main():
             json.dump(manifest, f)
         plain, heavy = vm3_dram(traces), vm3_dram(weighted)
         check(plain > 0 and heavy > plain, f"weight 1000 gives vm3 more DRAM ({heavy:.1f} > {plain:.1f})")
+        # --dram-of touched: the DRAM is a share of the pages the traces touch, no more than
+        # the same share of the RAM
+        pages = {}
+        for of in ("ram", "touched"):
+            r = run([exe, "replay", "--traces", traces, "--profile", "optane", "--dram", "0.5",
+                     "--dram-of", of, "--policies", "all-dram,first-touch"])
+            m = re.search(r"DRAM 50% of (\d+) (RAM|touched) pages = (\d+) pages", r.stderr)
+            check(r.returncode == 0 and m is not None, f"--dram-of {of} exits 0 and says its "
+                  f"DRAM ({r.stderr.strip()[:160]})")
+            pages[of] = (int(m.group(1)), int(m.group(3))) if m else (0, 0)
+        check(0 < pages["touched"][0] <= pages["ram"][0] and
+              pages["touched"][1] == (pages["touched"][0] + 1) // 2,
+              f"--dram-of touched: half of {pages['touched'][0]} touched pages, not of "
+              f"{pages['ram'][0]} ({pages})")
         # The plots: five PNGs (gnuplot, installed by scripts/setup), paths printed.
         plots = os.path.join(tmp, "plots")
         r = run([exe, "replay", "--traces", traces, "--profile", "optane", "--dram", "0.25",
@@ -189,6 +204,8 @@ exec {exe} gen --out "$2" --vms 2 --pages 1024 --intervals 10
               "all-dram,tpp"], "no policy 'tpp'"),
             (["--traces", traces, "--profile", "cxl", "--dram", "0.5", "--policies",
               "first-touch"], "all-dram must run"),
+            (["--traces", traces, "--profile", "cxl", "--dram", "0.5", "--dram-of", "rss"],
+             "--dram-of is ram or touched"),
         ]
         for args, needle in bad:
             out = os.path.join(tmp, "bad.csv")

@@ -3,7 +3,8 @@
  * hmmv-corun: the co-run benchmark harness (issue 12).
  *
  *   hmmv-corun replay (--setup hmmv4|demeter9 | --traces DIR) --profile optane|cxl|FILE
- *              --dram FRACTION [--csv FILE] [--intervals-csv FILE] [--plots DIR]
+ *              --dram FRACTION [--dram-of ram|touched] [--csv FILE] [--intervals-csv FILE]
+ *              [--plots DIR]
  *              [--policies a,b]
  *   hmmv-corun live --setup NAME [ARGS...]      (corun-guest's recorder: tests/corun/corun-live)
  *   hmmv-corun gen --out DIR [--vms N] [--pages N] [--intervals N] [--seed N]
@@ -132,8 +133,9 @@ cmd_replay(int argc, char **argv)
   g_autoptr(GError) error = NULL;
   g_autofree char *setup_name = NULL, *traces = NULL, *profile_name = NULL, *csv = NULL;
   g_autofree char *intervals_csv = NULL, *policies = NULL, *plots = NULL;
-  g_autofree char *dir = NULL;
+  g_autofree char *dir = NULL, *dram_of = NULL;
   double dram = 0;
+  guint64 base_pages;
   gint64 max_intervals = 0;
   gboolean quiet = FALSE;
   GOptionEntry entries[] = {
@@ -143,6 +145,9 @@ cmd_replay(int argc, char **argv)
       "NAME" },
     { "dram", 0, 0, G_OPTION_ARG_DOUBLE, &dram, "DRAM as a fraction of the VMs' footprint",
       "FRACTION" },
+    { "dram-of", 0, 0, G_OPTION_ARG_STRING, &dram_of,
+      "The footprint --dram is a share of: ram (the VMs' RAM, the default) or touched (the "
+      "pages the traces touch)", "ram|touched" },
     { "csv", 0, 0, G_OPTION_ARG_FILENAME, &csv, "Per policy and VM results", "FILE" },
     { "intervals-csv", 0, 0, G_OPTION_ARG_FILENAME, &intervals_csv,
       "Per interval, policy and VM (the plots' input)", "FILE" },
@@ -167,6 +172,11 @@ cmd_replay(int argc, char **argv)
       max_intervals < 0) {
     g_set_error(&error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                 "needs --setup or --traces, --profile, and --dram in (0, 1]");
+    goto fail;
+  }
+  if (dram_of != NULL && g_strcmp0(dram_of, "ram") != 0 && g_strcmp0(dram_of, "touched") != 0) {
+    g_set_error(&error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "--dram-of is ram or touched, not '%s'", dram_of);
     goto fail;
   }
   profile = corun_profile_load_named(HMMV_TIER_PROFILE_DIR, profile_name, &error);
@@ -201,7 +211,11 @@ cmd_replay(int argc, char **argv)
   if (sf == NULL)
     goto fail;
   sf->setup.profile = profile;
-  sf->setup.dram_pages = (guint64)(dram * (double)sf->total_pages + 0.5);
+  base_pages = sf->total_pages;
+  if (g_strcmp0(dram_of, "touched") == 0 &&
+      !corun_setup_touched_pages(&sf->setup, (guint64)max_intervals, &base_pages, &error))
+    goto fail;
+  sf->setup.dram_pages = MAX((guint64)(dram * (double)base_pages + 0.5), 1);
   if (policies != NULL) {
     names = g_strsplit(policies, ",", -1);
   } else {
@@ -211,9 +225,10 @@ cmd_replay(int argc, char **argv)
   }
   if (!quiet)
     fprintf(stderr, "hmmv-corun: setup %s (%s), %u VMs, %" G_GUINT64_FORMAT " pages, DRAM %.0f%% "
-            "= %" G_GUINT64_FORMAT " pages, profile %s, %u policies\n", sf->name, dir,
-            sf->setup.nr_vms, sf->total_pages, dram * 100, sf->setup.dram_pages, profile->name,
-            g_strv_length(names));
+            "of %" G_GUINT64_FORMAT " %s pages = %" G_GUINT64_FORMAT " pages, profile %s, %u "
+            "policies\n", sf->name, dir, sf->setup.nr_vms, sf->total_pages, dram * 100,
+            base_pages, g_strcmp0(dram_of, "touched") == 0 ? "touched" : "RAM",
+            sf->setup.dram_pages, profile->name, g_strv_length(names));
   run = corun_run(&sf->setup, (const char *const *)names, (guint64)max_intervals,
                   quiet ? NULL : progress, NULL, &error);
   if (run == NULL)
@@ -234,8 +249,10 @@ cmd_replay(int argc, char **argv)
   if (intervals_csv != NULL && !corun_write_intervals_csv(intervals_csv, run, &sf->setup, &error))
     goto fail;
   printf("\nhmmv-corun replay: setup %s, profile %s, DRAM %.0f%% of %" G_GUINT64_FORMAT
-         " pages, %" G_GUINT64_FORMAT " intervals; runtime / all-DRAM per VM (lower is better)\n\n",
-         sf->name, profile->name, dram * 100, sf->total_pages, run->intervals);
+         " %s pages (%" G_GUINT64_FORMAT "), %" G_GUINT64_FORMAT " intervals; runtime / all-DRAM "
+         "per VM (lower is better)\n\n", sf->name, profile->name, dram * 100, base_pages,
+         g_strcmp0(dram_of, "touched") == 0 ? "touched" : "RAM", sf->setup.dram_pages,
+         run->intervals);
   corun_print_table(stdout, run, &sf->setup);
   if (plots != NULL) {
     char *argv_plot[] = { (char *)"python3", (char *)CORUN_PLOTS_SCRIPT, csv, intervals_csv,

@@ -293,6 +293,38 @@ corun_setup_load(const char *dir, GError **error)
   return g_steal_pointer(&sf);
 }
 
+gboolean
+corun_setup_touched_pages(const CorunSetup *setup, guint64 max_intervals, guint64 *touched,
+                          GError **error)
+{
+  *touched = 0;
+  for (guint v = 0; v < setup->nr_vms; v++) {
+    g_autoptr(HmmvTraceReader) r = hmmv_trace_reader_new(setup->vms[v].trace_path, error);
+    g_autofree guint8 *seen = NULL;
+    const HmmvTraceEntry *e;
+    gsize n;
+    guint64 c, k = 0;
+
+    if (r == NULL)
+      return FALSE;
+    seen = g_new0(guint8, setup->vms[v].nr_pages);
+    while ((max_intervals == 0 || k < max_intervals) && hmmv_trace_reader_next(r, &e, &n, &c,
+                                                                                error)) {
+      for (gsize i = 0; i < n; i++) {
+        /* the reader checked page < nr_pages */
+        *touched += seen[e[i].page] == 0;
+        seen[e[i].page] = 1;
+      }
+      k++;
+    }
+    if (error != NULL && *error != NULL) {
+      g_prefix_error(error, "vm %s: ", setup->vms[v].name);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 /* VM i of a synthetic setup: corun-sim's four VMs (hot %, touched %, written %). */
 static const CorunSynthSpec gen_specs[] = {
   { 10, 4, 30 }, { 20, 6, 60 }, { 40, 12, 80 }, { 5, 1, 20 },

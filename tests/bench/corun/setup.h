@@ -25,6 +25,12 @@ CorunSetupFile *corun_setup_load(const char *dir, GError **error);
 void corun_setup_file_free(CorunSetupFile *sf);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(CorunSetupFile, corun_setup_file_free)
 
+/* *touched = the pages the VMs' traces touch (a miss or more) in their first max_intervals
+ * intervals (0: all), summed over the VMs: the footprint a replay's DRAM can be a share of
+ * when the VMs' RAM is mostly idle (hmmv-corun replay --dram-of touched). */
+gboolean corun_setup_touched_pages(const CorunSetup *setup, guint64 max_intervals,
+                                   guint64 *touched, GError **error);
+
 /* A synthetic setup in dir (created): nr_vms VMs of nr_pages pages each, intervals intervals,
  * a hot set per VM that drifts (different sizes and write shares per VM), for tests. */
 gboolean corun_setup_generate(const char *dir, guint nr_vms, guint64 nr_pages,
