@@ -112,6 +112,7 @@ case "$qemu_version" in
     configure_args=("${common_configure_args[@]}")
     # Debian's source has no embedded meson: the host's.
     configure_tool=(--meson=/usr/bin/meson)
+    version_deps=()
     ;;
 10.0)
     series_dir="$script_dir/10.0"
@@ -120,11 +121,14 @@ case "$qemu_version" in
     # in it (found through PYTHONPATH, see ensure_meson_10).
     configure_args=(--python=/usr/bin/python3 "${common_configure_args[@]}")
     configure_tool=()
+    # configure's venv (python/scripts/mkvenv.py) needs ensurepip unless pip and setuptools
+    # are installed: Debian ships it in python3-venv, not in python3.
+    version_deps=(python3-venv)
     qtests+=(tests/qtest/hmmv-test)
     ;;
 *) die "unknown QEMU version '$qemu_version' (7.2 or 10.0)" ;;
 esac
-readonly series_dir work_name configure_args configure_tool qtests
+readonly series_dir work_name configure_args configure_tool version_deps qtests
 readonly series_file="$series_dir/series"
 [ -f "$series_file" ] || die "no series file at $series_file"
 
@@ -331,7 +335,7 @@ main() {
         return 0
     fi
 
-    install_missing "${build_deps[@]}"
+    install_missing "${build_deps[@]}" "${version_deps[@]}"
     pristine="$(ensure_pristine "$version")"
 
     # Assemble pristine + series in scratch, then mirror into the work tree.

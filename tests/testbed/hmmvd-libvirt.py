@@ -174,6 +174,8 @@ class DomainVm(e2e.Vm):
     <kernel>{guest}</kernel>
     <cmdline>{cmdline}</cmdline>
   </os>
+  <!-- without it libvirt 9.0 passes -no-acpi, which QEMU 10.0 refuses -->
+  <features><acpi/></features>
   <on_reboot>destroy</on_reboot>
   <devices>
     <emulator>{qemu}</emulator>
