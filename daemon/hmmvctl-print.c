@@ -153,15 +153,16 @@ print_vm_row(GString *out, JsonObject *vm, int name_width)
     max = g_strdup_printf("%" G_GUINT64_FORMAT, member_uint(quota, "dram-max-mib"));
   put(out, "%-*s %-12.12s %6" G_GUINT64_FORMAT " %6s %6" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT
            " %7" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %9"
-           G_GUINT64_FORMAT " %9" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT
-           " %7" G_GUINT64_FORMAT " %6" G_GUINT64_FORMAT "\n",
+           G_GUINT64_FORMAT " %9" G_GUINT64_FORMAT " %9" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT
+           " %7" G_GUINT64_FORMAT " %7" G_GUINT64_FORMAT " %6" G_GUINT64_FORMAT "\n",
            name_width, json_object_get_string_member_with_default(vm, "name", "?"),
            json_object_get_boolean_member_with_default(vm, "paused", FALSE) ? "paused" : status,
            quota != NULL ? member_uint(quota, "dram-min-mib") : 0, max != NULL ? max : "-",
            quota != NULL ? member_uint(quota, "weight") : 0, mib(member_uint(vm, "budget-pages")),
            mib(member_uint(vm, "hot-pages")), mib(member_uint(vm, "dram-pages")),
            mib(member_uint(vm, "slow-pages")), member_uint(vm, "promotions-total"),
-           member_uint(vm, "demotions-total"), move_failures(vm),
+           member_uint(vm, "demotions-total"), member_uint(vm, "re-moves-total"),
+           move_failures(vm),
            member_uint(vm, "homed-dram-total") + member_uint(vm, "homed-slow-total"),
            member_uint(vm, "away-dram-pages") + member_uint(vm, "away-slow-pages"),
            member_uint(vm, "errors"));
@@ -195,14 +196,15 @@ hmmvctl_print_vms(GString *out, JsonArray *vms)
 
     width = MAX(width, (int)MIN(strlen(name), 40u));
   }
-  put(out, "%-*s %-12s %6s %6s %6s %7s %7s %7s %7s %9s %9s %7s %7s %7s %6s\n", width, "NAME",
-      "STATUS", "MIN", "MAX", "WEIGHT", "BUDGET", "HOT", "DRAM", "SLOW", "PROMOTED", "DEMOTED",
-      "FAILED", "HOMED", "AWAY", "ERRORS");
+  put(out, "%-*s %-12s %6s %6s %6s %7s %7s %7s %7s %9s %9s %9s %7s %7s %7s %6s\n", width,
+      "NAME", "STATUS", "MIN", "MAX", "WEIGHT", "BUDGET", "HOT", "DRAM", "SLOW", "PROMOTED",
+      "DEMOTED", "RE-MOVED", "FAILED", "HOMED", "AWAY", "ERRORS");
   for (guint i = 0; i < nr; i++)
     print_vm_row(out, json_array_get_object_element(vms, i), width);
   if (nr > 0)
-    put(out, "(MIN MAX BUDGET HOT DRAM SLOW in MiB; PROMOTED DEMOTED FAILED HOMED in pages "
-        "since listed; AWAY in pages now, on a node other than the VM's nearest of their tier; "
+    put(out, "(MIN MAX BUDGET HOT DRAM SLOW in MiB; PROMOTED DEMOTED RE-MOVED FAILED HOMED in "
+        "pages since listed, RE-MOVED: promotions and demotions of pages that had moved before; "
+        "AWAY in pages now, on a node other than the VM's nearest of their tier; "
         "ERRORS in intervals)\n");
   for (guint i = 0; i < nr; i++)
     print_vm_notes(out, json_array_get_object_element(vms, i));

@@ -103,6 +103,10 @@ static guint64 fig_fallback_demoted(const HmmvdVmInfo *i) { return i->fallback_d
 static guint64 fig_homed_dram(const HmmvdVmInfo *i) { return i->homed_dram; }
 static guint64 fig_homed_slow(const HmmvdVmInfo *i) { return i->homed_slow; }
 static guint64 fig_away_dram(const HmmvdVmInfo *i) { return i->last.away_dram; }
+static guint64 fig_moved_first(const HmmvdVmInfo *i) { return i->moved_first; }
+static guint64 fig_moved_again(const HmmvdVmInfo *i) { return i->moved_again; }
+static guint64 fig_hot_entered(const HmmvdVmInfo *i) { return i->hot_entered; }
+static guint64 fig_hot_left(const HmmvdVmInfo *i) { return i->hot_left; }
 static guint64 fig_away_slow(const HmmvdVmInfo *i) { return i->last.away_slow; }
 
 static const struct {
@@ -122,6 +126,15 @@ static const struct {
     fig_written },
   { "hmmv_vm_promotions_total", "counter", "Pages moved to DRAM.", fig_promoted },
   { "hmmv_vm_demotions_total", "counter", "Pages moved to the slow tier.", fig_demoted },
+  { "hmmv_vm_first_moves_total", "counter",
+    "Promotions and demotions that were the page's first move since hmmv learnt its node "
+    "(first placement).", fig_moved_first },
+  { "hmmv_vm_re_moves_total", "counter",
+    "Promotions and demotions of pages that had moved before (churn).", fig_moved_again },
+  { "hmmv_vm_hot_entered_pages_total", "counter", "Pages that entered the VM's hot set.",
+    fig_hot_entered },
+  { "hmmv_vm_hot_left_pages_total", "counter", "Pages that left the VM's hot set.",
+    fig_hot_left },
   { "hmmv_vm_interval_errors_total", "counter", "Intervals that failed for the VM.",
     fig_errors },
   { "hmmv_vm_fallback_promotions_total", "counter",

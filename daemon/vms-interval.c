@@ -367,6 +367,10 @@ interval_read_report(HmmvdVms *vms)
     entry->info.fallback_demoted += rep->demoted_fallback;
     entry->info.homed_dram += rep->homed_dram;
     entry->info.homed_slow += rep->homed_slow;
+    entry->info.moved_first += rep->moved_first;
+    entry->info.moved_again += rep->moved_again;
+    entry->info.hot_entered += rep->hot_entered;
+    entry->info.hot_left += rep->hot_left;
     hmmvd_vms_update_moves(vms, entry);
     if (rep->error == NULL) {
       entry->info.last_good_interval = vms->report.index;

@@ -112,6 +112,16 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_uint(builder, "promoted-pages", last->promoted);
   add_uint(builder, "demoted-pages", last->demoted);
   add_uint(builder, "move-failed-pages", last->move_failed);
+  /* churn (issue 7, item 11; README "Churn"): moves that were a page's first since hmmv
+   * learnt its node, moves of pages that had moved before, and the hot set's change */
+  add_uint(builder, "first-moved-pages", last->moved_first);
+  add_uint(builder, "re-moved-pages", last->moved_again);
+  add_uint(builder, "hot-entered-pages", last->hot_entered);
+  add_uint(builder, "hot-left-pages", last->hot_left);
+  add_uint(builder, "first-moves-total", info->moved_first);
+  add_uint(builder, "re-moves-total", info->moved_again);
+  add_uint(builder, "hot-entered-total", info->hot_entered);
+  add_uint(builder, "hot-left-total", info->hot_left);
   add_uint(builder, "deferred-cap-pages", last->deferred_cap);
   add_uint(builder, "deferred-host-cap-pages", last->deferred_host_cap);
   add_uint(builder, "deferred-batch-pages", last->deferred_batch);

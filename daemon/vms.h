@@ -52,6 +52,11 @@ typedef struct {
   guint64 homed_dram;           /* since listed: pages brought home from a farther DRAM node to
                                    the nearest once it had room */
   guint64 homed_slow;           /* the same for slow pages and slow nodes */
+  guint64 moved_first;          /* since listed: promotions and demotions that were the page's
+                                   first move (first placement; core.h, README "Churn") */
+  guint64 moved_again;          /* ... and those of pages that had moved before (the churn) */
+  guint64 hot_entered;          /* since listed: pages that entered the VM's hot set */
+  guint64 hot_left;             /* ... and that left it */
   guint32 bound_nodes;          /* the source's binding (libvirt numatune), bit per node;
                                    0 = none */
   guint32 allowed_nodes;        /* the nodes its pages may go to, as the core was told: its

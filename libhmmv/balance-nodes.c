@@ -116,11 +116,13 @@ hmmv_balance_nodes(HmmvBalanceVm *vms, guint nr_vms, const guint64 *pools, guint
   free_pages = g_memdup2(pools, nr_pools * sizeof(guint64));
   place_mins(vms, nr_vms, spans, free_pages, nr_pools, ranks);
 
-  /* warm demand, by weight */
+  /* warm demand, by weight: what would pay back a move first, then every warm page
+   * (balance.c) */
   caps = g_new0(guint64, nr_vms);
-  for (guint i = 0; i < nr_vms; i++)
-    caps[i] = spans[i].budget + hmmv_balance_warm_demand(&vms[i], &spans[i]);
-  spread_rounds(vms, nr_vms, spans, caps, free_pages, nr_pools, ranks);
+  for (guint round = 0; round < 2; round++) {
+    hmmv_balance_demand_caps(vms, nr_vms, spans, round, caps);
+    spread_rounds(vms, nr_vms, spans, caps, free_pages, nr_pools, ranks);
+  }
 
   /* cold DRAM stays with its holder, but for each pool's share of the headroom; then the
    * rest is spread up to each max */

@@ -9,6 +9,7 @@
 #include "vm-private.h"
 
 #include <hmmv/balance.h>
+#include <hmmv/plan.h>
 
 static const char *
 outside_reason(const CoreVm *cvm, gboolean ok)
@@ -96,6 +97,7 @@ hmmv_core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **erro
       .weight = quota->weight,
       .prev_budget = hmmv_vm_get_budget_pages(cvm->vm),
       .held_pages = hmmv_vm_get_dram_pages(cvm->vm),
+      .demand_min_key = hmmv_plan_payback_min_key(&core->params),
     };
     map[n++] = i;
   }

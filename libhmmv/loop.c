@@ -312,6 +312,27 @@ hmmv_core_start_cooldown(HmmvCore *core, HmmvVm *vm, const GArray *pages, int de
   }
 }
 
+/* First placements and re-moves (core.h) among pages that really reached dest_node. */
+static void
+core_count_moved(HmmvVm *vm, const GArray *pages, int dest_node, HmmvVmReport *rep)
+{
+  for (guint i = 0; i < pages->len; i++) {
+    guint64 page = g_array_index(pages, guint64, i);
+    const HmmvUnit *unit = hmmv_vm_unit_of(vm, page);
+    guint64 first = unit != NULL ? unit->first_page : page;
+    guint64 end = unit != NULL ? first + unit->nr_pages : page + 1;
+
+    for (guint64 p = first; p < end; p++) {
+      if (hmmv_vm_get_page_node(vm, p) != dest_node)
+        continue;
+      if (hmmv_vm_note_move_again(vm, p))
+        rep->moved_again++;
+      else
+        rep->moved_first++;
+    }
+  }
+}
+
 guint64
 hmmv_core_move_failures(const HmmvMoveStats *stats)
 {
@@ -356,6 +377,8 @@ core_plan(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep)
                   &core->params, &cvm->plan);
   rep->deferred_cap = cvm->plan.deferred_cap;
   rep->deferred_unit = cvm->plan.deferred_unit;
+  rep->hot_entered = cvm->plan.hot_entered;
+  rep->hot_left = cvm->plan.hot_left;
 }
 
 /* Carry out one list of a VM's plan, its demotions or its promotions, spread over nodes as
@@ -399,8 +422,10 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
                               to->rank[r], &moved_here, &done, error);
     slice = g_array_sized_new(FALSE, FALSE, sizeof(guint64), (guint)done);
     g_array_append_vals(slice, &g_array_index(pages, guint64, offset), (guint)done);
-    if (ok)
+    if (ok) {
       hmmv_core_start_cooldown(core, vm, slice, to->rank[r]);
+      core_count_moved(vm, slice, to->rank[r], rep);
+    }
     /* the interval's moves ran out of time, or the node was found full (loop-batch.c): the
      * rest wait, uncharged */
     for (guint64 i = done; ok && i < count; i++) {

@@ -144,10 +144,38 @@ unit_is_hot(const HmmvHotCut *cut, const HmmvUnit *unit, guint64 *seen_at_cut)
   return hot;
 }
 
-/* Pages [start, end) of 4 KiB units, pass 1. */
+/* The hot-set change (issue 7, item 11): the hot bits of pages [first, first + n) (within one
+ * 64-page word) become `bits` (bit 0 = page first); counts the pages that entered and left. */
+static inline void
+hot_bits_set(guint64 *hot, guint64 first, guint n, guint64 bits, HmmvPlan *plan)
+{
+  guint shift = (guint)(first & 63);
+  guint64 mask = (n >= 64 ? ~G_GUINT64_CONSTANT(0) : (G_GUINT64_CONSTANT(1) << n) - 1) << shift;
+  guint64 old = hot[first >> 6] & mask, now = (bits << shift) & mask;
+
+  plan->hot_entered += (guint64)__builtin_popcountll(now & ~old);
+  plan->hot_left += (guint64)__builtin_popcountll(old & ~now);
+  hot[first >> 6] = (hot[first >> 6] & ~mask) | now;
+}
+
+/* The same for a huge unit, hot or not as a whole. */
 static void
-count_range(const HmmvVm *vm, const HmmvHotCut *cut, guint64 start, guint64 end,
-            guint64 *seen_at_cut, guint64 *cooldown_end, KeyCounts *cand)
+hot_range_set(guint64 *hot, guint64 first, guint64 nr, gboolean is_hot, HmmvPlan *plan)
+{
+  while (nr > 0) {
+    guint n = (guint)MIN(nr, 64 - (first & 63));
+
+    hot_bits_set(hot, first, n, is_hot ? ~G_GUINT64_CONSTANT(0) : 0, plan);
+    first += n;
+    nr -= n;
+  }
+}
+
+/* Pages [start, end) of 4 KiB units, pass 1. Also records which pages are hot (vm->hot),
+ * counting the change: the pages it skips are not hot. */
+static void
+count_range(HmmvVm *vm, const HmmvHotCut *cut, guint64 start, guint64 end,
+            guint64 *seen_at_cut, guint64 *cooldown_end, KeyCounts *cand, HmmvPlan *plan)
 {
   /* Key 0 is never hot unless the cut reaches it (promote_min_key 0). */
   gboolean zero_is_cold = cut->cut_key > 0;
@@ -156,6 +184,8 @@ count_range(const HmmvVm *vm, const HmmvHotCut *cut, guint64 start, guint64 end,
 
   for (guint64 base = start & ~G_GUINT64_CONSTANT(7); base < end; base += 8) {
     guint64 work = range_pages(base, start, end), dram_cold = 0;
+    guint64 first = MAX(base, start);
+    guint hot_bits = 0;
 
     if (zero_is_cold) {
       work &= ~cold_settled(temp + base, place + base, cold_below, &dram_cold);
@@ -170,7 +200,10 @@ count_range(const HmmvVm *vm, const HmmvHotCut *cut, guint64 start, guint64 end,
 
       *cooldown_end = HMMV_PLACE_COOLDOWN(pl) != 0 ? page + 1 : *cooldown_end;
       cand->count[candidate_row(pl, hot)][key]++;
+      hot_bits |= hot << (page - first);
     }
+    /* one byte of the bitmap per 8 pages: a load and a store, no branch */
+    hot_bits_set(vm->hot, first, (guint)(MIN(base + 8, end) - first), hot_bits, plan);
   }
 }
 
@@ -178,25 +211,28 @@ count_range(const HmmvVm *vm, const HmmvHotCut *cut, guint64 start, guint64 end,
  * candidate of its size in pages at its key, placed and cooled down as its first page (the
  * core records and cools all its pages together). */
 static guint64
-count_candidates(const HmmvVm *vm, const HmmvUnit *units, guint64 nr_units,
-                 const HmmvHotCut *cut, KeyCounts *cand)
+count_candidates(HmmvVm *vm, const HmmvUnit *units, guint64 nr_units, const HmmvHotCut *cut,
+                 KeyCounts *cand, HmmvPlan *plan)
 {
   guint64 seen_at_cut = 0, cooldown_end = 0, next = 0;
 
   memset(cand, 0, sizeof(*cand));
+  if (vm->hot == NULL)
+    vm->hot = g_new0(guint64, hmmv_vm_page_bitmap_words(vm));
   for (guint64 u = 0; u <= nr_units; u++) {
     const HmmvUnit *unit = u < nr_units ? &units[u] : NULL;
-    guint pl;
+    guint pl, hot;
 
     count_range(vm, cut, next, unit != NULL ? unit->first_page : vm->nr_pages, &seen_at_cut,
-                &cooldown_end, cand);
+                &cooldown_end, cand, plan);
     if (unit == NULL)
       break;
     pl = vm->place[unit->first_page];
     next = unit->first_page + unit->nr_pages;
     cooldown_end = HMMV_PLACE_COOLDOWN(pl) != 0 ? next : cooldown_end;
-    cand->count[candidate_row(pl, unit_is_hot(cut, unit, &seen_at_cut))][unit->key] +=
-      unit->nr_pages;
+    hot = unit_is_hot(cut, unit, &seen_at_cut);
+    cand->count[candidate_row(pl, hot)][unit->key] += unit->nr_pages;
+    hot_range_set(vm->hot, unit->first_page, unit->nr_pages, hot, plan);
   }
   return cooldown_end;
 }
@@ -293,19 +329,42 @@ noise_step(const HmmvParams *params, const HmmvVm *vm)
   return HMMV_TEMP_STEP * MIN((double)vm->access_weight_x256 / 256.0, (double)max);
 }
 
+/* In 1/4096 of a weighted access: two moves' cost in touched intervals' savings. */
+static guint64
+payback_need(const HmmvParams *params)
+{
+  return params->touch_saving_ns == 0 ? 0 :
+         (guint64)2 * params->move_cost_ns * 4096u / params->touch_saving_ns;
+}
+
+static guint
+payback_min_key(const guint64 *expected, guint64 need)
+{
+  guint min_key = HMMV_NR_KEYS;
+
+  for (guint key = HMMV_NR_KEYS; key-- > 0;)
+    if (expected[key] >= need)
+      min_key = key;
+  return min_key;
+}
+
+guint
+hmmv_plan_payback_min_key(const HmmvParams *params)
+{
+  guint64 expected[HMMV_NR_KEYS];
+
+  hmmv_temperature_expected_table(expected);
+  return payback_min_key(expected, payback_need(params));
+}
+
 static void
 gate_init(Gate *gate, const HmmvParams *params, double step)
 {
   guint64 expected[HMMV_NR_KEYS];
-  /* In 1/4096 of a weighted access: two moves' cost in touched intervals' savings. */
-  guint64 need = params->touch_saving_ns == 0 ? 0 :
-                 (guint64)2 * params->move_cost_ns * 4096u / params->touch_saving_ns;
+  guint64 need = payback_need(params);
 
   hmmv_temperature_expected_table(expected);
-  gate->min_key = HMMV_NR_KEYS;
-  for (guint key = HMMV_NR_KEYS; key-- > 0;)
-    if (expected[key] >= need)
-      gate->min_key = key;
+  gate->min_key = payback_min_key(expected, need);
   /* A swap is two moves now: the page promoted must be expected to get `need` more accesses
    * than the page it displaces (expected is increasing, so this is a key bound), be at least
    * hysteresis_keys hotter, and hotter by more than the two estimates' noise. */
@@ -673,10 +732,12 @@ hmmv_plan_build(HmmvVm *vm, const HmmvHotCut *cut, guint64 budget_pages, guint64
   plan->promote_pages = 0;
   plan->demote_pages = 0;
   plan->deferred_unit = 0;
+  plan->hot_entered = 0;
+  plan->hot_left = 0;
   g_return_if_fail(vm->finalized);
 
   units = hmmv_vm_get_units(vm, &nr_units);
-  cooldown_end = count_candidates(vm, units, nr_units, cut, cand);
+  cooldown_end = count_candidates(vm, units, nr_units, cut, cand, plan);
   gate_init(gate, params, noise_step(params, vm));
   for (guint64 u = 0; u < nr_units; u++)
     unit_pages = MAX(unit_pages, units[u].nr_pages);

@@ -28,6 +28,12 @@ struct _HmmvVm {
   guint64 first_seen;       /* pages whose node, unknown until then, became known: first
                                touches, mostly (the core sizes its headroom of free DRAM
                                from their rate) */
+  /* Churn (issue 7, item 11), a bit per page each, NULL until first used: moved, the page
+   * moved since its node became known (its next move is a re-move, not its first placement;
+   * cleared when its node becomes unknown); hot, the page was in the hot set of the last plan
+   * (the planner counts the pages that enter and leave it). */
+  guint64 *moved;
+  guint64 *hot;
   int pid;
   HmmvQuota quota;
   guint64 budget_pages;
@@ -48,3 +54,14 @@ struct _HmmvVm {
 
 /* The place byte of a page that is not present (or whose node is unknown). */
 #define HMMV_PLACE_UNKNOWN_BYTE ((guint8)(HMMV_PLACE_NODE_UNKNOWN | HMMV_PLACE_SLOW))
+
+/* Words of a bitmap of one bit per page (moved, hot). */
+static inline gsize
+hmmv_vm_page_bitmap_words(const HmmvVm *vm)
+{
+  return (vm->nr_alloc + 63) / 64;
+}
+
+/* Records that page moved (its whole unit: the caller passes each of its pages); TRUE when it
+ * had moved before since its node became known: a re-move, not its first placement. */
+gboolean hmmv_vm_note_move_again(HmmvVm *vm, guint64 page);

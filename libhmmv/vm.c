@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * One VM's guest RAM layout and per-page state (two bytes a page, see vm.h).
+ * One VM's guest RAM layout and per-page state (two bytes a page, see vm.h, and two bits
+ * for the churn counts, vm-private.h).
  */
 #include "vm-private.h"
 
@@ -55,6 +56,8 @@ hmmv_vm_free(HmmvVm *vm)
   g_free(vm->warm);
   g_free(vm->place);
   g_free(vm->backoff);
+  g_free(vm->moved);
+  g_free(vm->hot);
   g_free(vm->thp);
   if (vm->blocks != NULL)
     g_array_unref(vm->blocks);
@@ -384,6 +387,9 @@ hmmv_vm_set_page_node(HmmvVm *vm, guint64 page, int node_id, HmmvTier tier)
   }
   if (node_id < 0 || node_id > HMMV_PLACE_MAX_NODE_ID) {
     new_place = HMMV_PLACE_UNKNOWN_BYTE;
+    /* gone (not present): its next placement is a first one again */
+    if (vm->moved != NULL)
+      vm->moved[page >> 6] &= ~(G_GUINT64_CONSTANT(1) << (page & 63));
   } else {
     new_place = (guint8)node_id | (tier == HMMV_TIER_SLOW ? HMMV_PLACE_SLOW : 0);
     vm->first_seen += HMMV_PLACE_NODE(old) == HMMV_PLACE_NODE_UNKNOWN;
@@ -474,8 +480,24 @@ hmmv_vm_bytes_per_page(const HmmvVm *vm)
                   vm->regions->len * sizeof(HmmvRegion) + (vm->nr_blocks + 63) / 64 * 8 +
                   vm->nr_blocks * sizeof(HmmvUnit) +
                   (vm->units != NULL ? vm->units->len * sizeof(HmmvUnit) : 0) +
-                  (vm->warm != NULL ? (vm->nr_pages / 64 + 63) / 64 * 8 : 0)) /
+                  (vm->warm != NULL ? (vm->nr_pages / 64 + 63) / 64 * 8 : 0) +
+                  ((vm->moved != NULL) + (vm->hot != NULL)) *
+                  hmmv_vm_page_bitmap_words(vm) * 8) /
          (double)vm->nr_pages;
+}
+
+gboolean
+hmmv_vm_note_move_again(HmmvVm *vm, guint64 page)
+{
+  guint64 bit = G_GUINT64_CONSTANT(1) << (page & 63);
+  gboolean again;
+
+  g_return_val_if_fail(vm->finalized && page < vm->nr_pages, FALSE);
+  if (vm->moved == NULL)
+    vm->moved = g_new0(guint64, hmmv_vm_page_bitmap_words(vm));
+  again = (vm->moved[page >> 6] & bit) != 0;
+  vm->moved[page >> 6] |= bit;
+  return again;
 }
 
 HmmvMoveStats *

@@ -7,7 +7,8 @@
  * demand is its pages of benefit > 0 (hmmv_temperature_benefit(key)) beyond its min, up to
  * its max, and the lent DRAM is water-filled over those demands by weight (weighted max-min
  * fairness: while two VMs both want more, weight 200 gets twice what weight 100 gets, however
- * hot each one's pages are; what a VM does not want below its share goes to the others by
+ * hot each one's pages are; this in two rounds, the demand at keys from the VM's
+ * demand_min_key first, then all of it; what a VM does not want below its share goes to the others by
  * weight). Rounding: floor shares, then one page each to the VMs with the smallest
  * (got + 1) / weight, ties to the lower index. Which of its pages a VM keeps on DRAM within
  * its budget is its hottest first (classify). DRAM no VM can use with benefit stays with the
@@ -31,6 +32,10 @@ typedef struct {
   guint weight;             /* > 0 */
   guint64 prev_budget;      /* last interval's budget (unused since shares: kept for callers) */
   guint64 held_pages;       /* DRAM the VM holds now: kept unless hotter pages want it */
+  guint demand_min_key;     /* coldest key of its paying demand, lent first (0: every warm page
+                               is): the core passes the payback gate's (plan.h), so pages that
+                               would not be promoted, a move would not pay back, are lent DRAM
+                               only after every VM's paying demand */
   guint64 budget;           /* out */
   guint64 min_granted;      /* out: the min it got, below min_pages when the mins were scaled */
 } HmmvBalanceVm;

@@ -48,6 +48,14 @@ typedef struct {
   guint64 promoted;         /* pages that really moved this interval */
   guint64 demoted;
   guint64 move_failed;      /* pages the mover reported failures for this interval */
+  /* Churn (issue 7, item 11; README "Churn"): of the pages promoted and demoted this interval,
+   * those moving for the first time since hmmv learnt their node (first placement: mostly
+   * pages the guest first touched on DRAM, demoted for want of room) and those that had
+   * moved before (re-moves: the churn). Pages brought home within a tier are in neither. */
+  guint64 moved_first;
+  guint64 moved_again;
+  guint64 hot_entered;      /* pages that entered the hot set since the last plan */
+  guint64 hot_left;         /* pages that left it */
   guint64 deferred_cap;
   guint64 deferred_room;    /* promotions held back this interval because the pool's DRAM is
                                still held by other VMs' deferred demotions */

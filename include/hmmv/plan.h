@@ -43,10 +43,17 @@ typedef struct {
   guint64 deferred_unit;    /* pages chosen but not moved because a huge unit did not fit
                              * whole in what was chosen at its key (or in the room its
                              * demotions made) */
+  guint64 hot_entered;      /* pages in this plan's hot set that were not in the last one's */
+  guint64 hot_left;         /* pages in the last plan's hot set that are not in this one's */
 } HmmvPlan;
 
 void hmmv_plan_init(HmmvPlan *plan);
 void hmmv_plan_clear(HmmvPlan *plan);
+
+/* The payback gate's coldest key: a page below it is not promoted, its expected accesses
+ * before it cools would not pay for two moves; 0 when the gate is off (touch_saving_ns 0).
+ * The balancer counts no demand below it (balance.h). */
+guint hmmv_plan_payback_min_key(const HmmvParams *params);
 
 /* Also ages cooldowns by one interval. */
 void hmmv_plan_build(HmmvVm *vm, const HmmvHotCut *cut, guint64 budget_pages,
