@@ -91,10 +91,18 @@ def main():
     ap.add_argument("--interval-ms", type=int, default=500)
     ap.add_argument("--min-moves", type=int, default=10000,
                     help="promotions and demotions each must reach this")
-    # liveness: the moves follow the guests' hot-set shifts, which slow down with the host's
-    # load (the phase took ~60 s at load 15; 420 s was the cap before)
-    ap.add_argument("--deadline", type=int, default=900, help="seconds for the moves (cap)")
+    # The moves follow the guests' hot-set shifts and hmmvd's intervals: the phase gives up
+    # once both counts passed their bound (a quiet CI run, 2026-12-02: the moves of both ways
+    # but 2,300 promotions in 100 intervals; loaded, a shift came every ~15 s).
+    ap.add_argument("--bound-intervals", type=int, default=600,
+                    help="the moves phase gives up after this many hmmvd intervals ...")
+    ap.add_argument("--bound-shifts", type=int, default=40,
+                    help="... and this many hot-set shifts of the guests in all")
+    ap.add_argument("--deadline", type=int, default=900,
+                    help="seconds for a phase: a liveness cap, never a figure")
     ap.add_argument("--checks", type=int, default=3, help="placement checkpoints")
+    ap.add_argument("--check-every", type=int, default=20,
+                    help="hmmvd intervals between placement checkpoints")
     ap.add_argument("--fill-deadline", type=int, default=600,
                     help="seconds for the guests to fill their memory (a liveness bound: "
                          "nested TCG at load 30, one CPU per VM on 2socket, took over 300)")
@@ -113,6 +121,13 @@ def main():
                     help="free memory the hog leaves on node 0")
     ap.add_argument("--min-fallback", type=int, default=200,
                     help="fallback promotions of vm0 to wait for")
+    ap.add_argument("--fallback-bound", type=int, nargs=2, default=(120, 8),
+                    metavar=("INTERVALS", "SHIFTS"),
+                    help="the fallback wait gives up after this many hmmvd intervals and "
+                         "hot-set shifts of vm0, both")
+    ap.add_argument("--home-intervals", type=int, default=60,
+                    help="with --fill-node0: after the filler exits, intervals for vm0's "
+                         "pages on node 1 to come home to node 0")
     ap.add_argument("--hugetlb-vm", action="store_true",
                     help="the last VM's RAM on hugetlbfs (2 MiB pages)")
     ap.add_argument("--migrate-mbps", type=int, default=0,
@@ -179,8 +194,8 @@ def main():
             raise Failed(f"hmmvd runs the {status['mover']} mover, not numa")
 
         totals = {"agree": 0, "disagree": 0, "kinds": {}}
-        prom, dem, errors = run_phase(opts, hmmvd, vms, totals, opts.min_moves,
-                                      opts.deadline, opts.checks)
+        phase = run_phase(opts, hmmvd, vms, totals, opts.min_moves, opts.deadline,
+                          opts.checks, bound=(opts.bound_intervals, opts.bound_shifts))
         for vm in vms:
             placement_check(hmmvd.ctl, vm, totals)
         hmmvd.table()
@@ -208,9 +223,10 @@ def main():
             failures.append("huge pages: hmmvd saw no THP in any VM")
         if opts.hugetlb_vm and not hmmvd.huge.get(vms[-1].name, (0, 0))[1]:
             failures.append(f"huge pages: hmmvd did not see {vms[-1].name} on hugetlbfs")
-        if prom < opts.min_moves or dem < opts.min_moves:
+        if prom < opts.min_moves or dem < opts.min_moves or phase.why:
             failures.append(f"moves: promoted {prom}, demoted {dem} "
-                            f"(want {opts.min_moves} each way)")
+                            f"(want {opts.min_moves} each way"
+                            f"{'; the phase ended: ' + phase.why if phase.why else ''})")
         # Two sockets before the faults: every VM's placement (its last checkpoint above) on
         # its own socket's nodes, then a full DRAM node 0 and vm0's fallback to node 1; the
         # faults then kill the last VM, so one boot carries both.

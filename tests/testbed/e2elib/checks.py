@@ -90,18 +90,38 @@ def account(failures, what, d, counted, exact):
                         f"moves go uncounted (huge pages?)")
 
 
-def run_phase(opts, hmmvd, vms, totals, want_moves, deadline_s, checks):
+class Moves(tuple):
+    """hmmvd's (promoted, demoted, errors) at the end of a run phase; why: None when the phase
+    reached what it wanted, else the bound that ended it."""
+    why = None
+
+
+def run_phase(opts, hmmvd, vms, totals, want_moves, deadline_s, checks, bound=None):
     """Runs until hmmvd's moves reach want_moves each way and `checks` placement checkpoints
-    passed, or deadline_s. Returns hmmvd's (promoted, demoted, errors) at the end."""
+    passed. Checkpoints come every opts.check_every hmmvd intervals (default 20: 10 s at the
+    suite's 500 ms), counted from hmmvd's status, not by the clock. The phase gives up when
+    bound = (intervals, shifts) both passed since it began: hmmvd's intervals and the guests'
+    hot-set shifts in all. Both, because the moves need both (new hot pages come with the
+    shifts, hmmvd moves them in its intervals), and which one runs short depends on the load:
+    loaded, the nested guests slow down (a shift every ~15 s at load 20) while hmmvd's
+    intervals keep their pace; quiet, the guests shift every few seconds. deadline_s seconds
+    stay as a liveness cap only.
+    Returns hmmvd's (promoted, demoted, errors) at the end (Moves: .why says which bound ended
+    the phase, None when it reached what it wanted)."""
+    every = getattr(opts, "check_every", 20)
+    poll = max(1.0, opts.interval_ms / 1000)
     start = time.monotonic()
-    next_check = start + 10
+    first = hmmvd.intervals()
+    next_check = first + every
+    shifts0 = sum(vm.shifts() for vm in vms)
     done = 0
     while True:
-        time.sleep(2)
+        time.sleep(poll)
         check_alive(vms, hmmvd)
         table = hmmvd.table() or {}
         prom, dem, errors = hmmvd.moves()
-        now = time.monotonic()
+        now = hmmvd.intervals()
+        shifts = sum(vm.shifts() for vm in vms) - shifts0
         # a checkpoint once every VM is managed (hmmvd drops a VM whose QEMU misses a QMP
         # deadline under load and adds it again: "starting" refuses placement queries)
         ready = all(table.get(vm.name, {}).get("status") == "managed" for vm in vms)
@@ -109,13 +129,24 @@ def run_phase(opts, hmmvd, vms, totals, want_moves, deadline_s, checks):
             for vm in vms:
                 placement_check(hmmvd.ctl, vm, totals)
             done += 1
-            next_check = now + 15
-            say(f"e2e: {now - start:.0f} s: promoted {prom}, demoted {dem}, errors {errors}; " +
+            next_check = hmmvd.intervals() + every
+            say(f"e2e: interval {now} ({now - first} in, {shifts} shifts, "
+                f"{time.monotonic() - start:.0f} s): promoted {prom}, demoted {dem}, errors "
+                f"{errors}; " +
                 ", ".join(f"{n}: dram {v['dram-pages']} slow {v['slow-pages']} "
                           f"budget {v['budget-pages']} hot {v['hot-pages']}"
                           for n, v in sorted(table.items())))
         if prom >= want_moves and dem >= want_moves and done >= checks:
-            return prom, dem, errors
-        if now - start > deadline_s:
-            say(f"e2e: deadline: promoted {prom}, demoted {dem} in {deadline_s} s")
-            return prom, dem, errors
+            return Moves((prom, dem, errors))
+        why = None
+        if bound is not None and now - first >= bound[0] and shifts >= bound[1]:
+            why = f"bound of {bound[0]} intervals and {bound[1]} hot-set shifts reached"
+        elif time.monotonic() - start > deadline_s:
+            why = f"liveness cap of {deadline_s} s"
+        if why:
+            moves = Moves((prom, dem, errors))
+            moves.why = (f"{why} ({now - first} hmmvd intervals, {shifts} shifts, {done} of "
+                         f"{checks} checkpoints): promoted {prom}, demoted {dem}, want "
+                         f"{want_moves} each way")
+            say(f"e2e: run phase ended: {moves.why}")
+            return moves

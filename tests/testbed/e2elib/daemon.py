@@ -104,6 +104,15 @@ class Hmmvd:
             self.huge[name] = (v.get("thp-pages", 0), v.get("hugetlb-pages", 0))
         return t
 
+    def intervals(self):
+        """hmmvd's intervals so far (status), or the last count read when it does not answer
+        (a wait counting them then runs into its liveness cap)."""
+        try:
+            self.last_intervals = self.ctl.request("status")["intervals"]
+        except (OSError, ValueError, Failed):
+            pass
+        return getattr(self, "last_intervals", 0)
+
     def moves(self):
         """(promoted, demoted, mover errors) of every VM this hmmvd ever listed."""
         return tuple(sum(m[i] for m in self.seen.values()) for i in range(3))

@@ -50,7 +50,8 @@ def faults_phase(opts, work, hmmvd, vms, migs, snap0, totals, failures, daemons)
         raise Failed("hmmvd died with the nested QEMU")
     hmmvd.table()
     before = hmmvd.moves()
-    p2 = run_phase(opts, hmmvd, survivors, totals, before[0] + 200, 120, 1)
+    p2 = run_phase(opts, hmmvd, survivors, totals, before[0] + 200, opts.deadline, 1,
+                   bound=(60, 4))
     say(f"e2e: faults: after the kill hmmvd moved {p2[0] - before[0]} up, "
         f"{p2[1] - before[1]} down for the survivors")
     if p2[0] + p2[1] <= before[0] + before[1]:
@@ -76,7 +77,7 @@ def faults_phase(opts, work, hmmvd, vms, migs, snap0, totals, failures, daemons)
     daemons.append(hmmvd)
     wait_for("the restarted hmmvd manages the surviving VMs", 120,
              lambda: managed(hmmvd, survivors))
-    p3 = run_phase(opts, hmmvd, survivors, totals, 200, 180, 1)
+    p3 = run_phase(opts, hmmvd, survivors, totals, 200, opts.deadline, 1, bound=(60, 4))
     say(f"e2e: faults: the restarted hmmvd moved {p3[0]} up, {p3[1]} down")
     if p3[0] + p3[1] == 0:
         failures.append("faults: the restarted hmmvd moved nothing")

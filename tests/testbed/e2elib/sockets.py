@@ -2,9 +2,10 @@
 """Two sockets: a full DRAM node and the fallback to the other socket's DRAM."""
 import subprocess
 import sys
+import threading
 
 from e2elib.checks import placement_check
-from e2elib.common import Failed, say, wait_for
+from e2elib.common import Failed, say, wait_counted, wait_for
 from e2elib.daemon import check_alive
 from e2elib.kernel import node_free_mib
 
@@ -28,6 +29,7 @@ def free():
 # on a quiet machine).
 total = meminfo("MemTotal")
 held = []
+capped = False
 print("hog: ready", flush=True)
 while True:   # keep the node full: take what comes free (demotions, reclaim) but margin
     want = min(free() - margin, total - sum(len(x) for x in held))
@@ -41,9 +43,44 @@ while True:   # keep the node full: take what comes free (demotions, reclaim) bu
                 m[off] = 1
         held.append(m)
         print(f"hog: holds {sum(len(x) for x in held) >> 20} MiB", flush=True)
+    elif sum(len(x) for x in held) + (1 << 20) >= total and not capped:
+        capped = True
+        print(f"hog: holds node {node}'s size, free {free() >> 20} MiB", flush=True)
     time.sleep(0.5)
 """
 
+
+
+class Hog:
+    """The process that keeps DRAM node 0 full (HOG), its lines read by a thread."""
+
+    def __init__(self, node, margin_mib):
+        self.proc = subprocess.Popen([sys.executable, "-c", HOG, str(node), str(margin_mib)],
+                                     stdout=subprocess.PIPE, text=True)
+        self.said = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.said.append(line.strip())
+
+    def check(self):
+        """Failed when the hog died (the OOM killer: a CI run on 2026-12-02 waited 2,400 s
+        for a hog that was gone)."""
+        if self.proc.poll() is not None:
+            raise Failed(f"the node-0 hog exited ({self.proc.returncode}; -9: the OOM killer?) "
+                         f"after {self.said[-2:]}")
+
+    def capped(self):
+        """Its line saying it holds the node's size (it takes no more), or None."""
+        return next((l for l in self.said if "size" in l), None)
+
+    def release(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.reader.join(timeout=10)
 
 
 def fallback_phase(opts, hmmvd, vms, totals, failures):
@@ -51,28 +88,50 @@ def fallback_phase(opts, hmmvd, vms, totals, failures):
     pages go elsewhere once node 0 is full: no OOM). hmmvd must see node 0 full (free below
     its reserve), promote vm0 to node 1 (the next nearest DRAM node), keep demoting it to node
     2, and report it: the node's 'full' flag, fallback counters, a log line; vm0's pages on
-    node 1 read back with move_pages."""
+    node 1 read back with move_pages. Then the filler exits and vm0's pages on node 1 must
+    come home to node 0 (home_phase)."""
     vm0 = vms[0]
     before = (hmmvd.table() or {}).get(vm0.name, {}).get("fallback-promoted-total", 0)
-    hog = subprocess.Popen([sys.executable, "-c", HOG, "0", str(opts.hog_margin_mib)],
-                           stdout=subprocess.PIPE, text=True)
+    hog = Hog(0, opts.hog_margin_mib)
     try:
-        line = hog.stdout.readline()
-        if "ready" not in line:
-            raise Failed(f"the hog did not start: {line!r}")
-        # a liveness bound (the guests' fill deadline), not a figure
+        wait_for("the node-0 hog starts", 120, lambda: hog.check() or hog.said)
+        if "ready" not in hog.said[0]:
+            raise Failed(f"the hog did not start: {hog.said[0]!r}")
+
+        def filled():
+            if node_free_mib(0) < opts.reserve_mib // 2:
+                return True
+            hog.check()
+            if hog.capped():
+                raise Failed(f"node 0 not filled: {hog.capped()} (its pages went elsewhere)")
+            return False
+
+        # MAP_POPULATE fills it in one call; the bound is a liveness cap (the guests' fill
+        # deadline), the hog's death or its cap end the wait at once
         wait_for(f"node 0 filled (free below {opts.reserve_mib // 2} MiB)", opts.fill_deadline,
-                 lambda: node_free_mib(0) < opts.reserve_mib // 2)
+                 filled)
         say(f"e2e: fallback: node 0 filled, {node_free_mib(0)} MiB free "
-            f"(hmmvd's reserve {opts.reserve_mib} MiB)")
+            f"(hmmvd's reserve {opts.reserve_mib} MiB; {hog.said[-1]})")
 
         def fell_back():
             check_alive(vms, hmmvd)
+            hog.check()
             v = (hmmvd.table() or {}).get(vm0.name, {})
             return v.get("fallback-promoted-total", 0) - before >= opts.min_fallback and v
 
-        v = wait_for(f"{vm0.name}: {opts.min_fallback} promotions fall back to node 1",
-                     opts.deadline, fell_back, poll=2)
+        # new hot pages to promote come with vm0's shifts; hmmvd moves them in its intervals
+        n_int, n_shift = opts.fallback_bound
+        first, shifts0 = hmmvd.intervals(), vm0.shifts()
+        try:
+            v = wait_counted(f"{vm0.name}: {opts.min_fallback} promotions fall back to node 1",
+                         lambda: min((hmmvd.intervals() - first) * n_shift // n_int,
+                                     vm0.shifts() - shifts0),
+                             n_shift, fell_back, opts.deadline, poll=1,
+                             unit=f"steps (a step: {n_int // n_shift} hmmvd intervals and a "
+                                  f"hot-set shift of {vm0.name}, both)")
+        except Failed:
+            say_nodes(hmmvd, vms)   # what hmmvd saw instead
+            raise
         status = hmmvd.ctl.request("status")
         nodes = {n["id"]: n for n in status["nodes"]}
         say("e2e: fallback: nodes " + ", ".join(
@@ -106,8 +165,67 @@ def fallback_phase(opts, hmmvd, vms, totals, failures):
         print(f"testbed: fallback_promoted={v.get('fallback-promoted-total', 0) - before} "
               f"vm0_on_node1={on1}", flush=True)
     finally:
-        hog.kill()
-        hog.wait()
+        hog.release()
+    if on1 and not failures:
+        home_phase(opts, hmmvd, vms, totals, failures, on1)
+
+
+def say_nodes(hmmvd, vms):
+    """hmmvd's view of the nodes and the VMs' budgets and placement, for a failure's log."""
+    status = hmmvd.ctl.request("status")
+    say("e2e: nodes: " + ", ".join(
+        f"{n['id']}: free {n.get('free-pages')} cap {n.get('capacity-pages')} used "
+        f"{n.get('used-pages')} fallback-in {n.get('fallback-in-pages')}"
+        f"{' full' if n.get('full') else ''}" for n in status["nodes"]))
+    table = hmmvd.table() or {}
+    for vm in vms:
+        v = table.get(vm.name, {})
+        say(f"e2e: {vm.name}: " + ", ".join(
+            f"{k} {v.get(k)}" for k in ("status", "budget-pages", "hot-pages", "dram-pages",
+                                        "slow-pages", "promotions-total", "demotions-total",
+                                        "fallback-promoted-total", "dram-node", "slow-node",
+                                        "away-dram-pages", "move-failures")))
+
+
+def home_phase(opts, hmmvd, vms, totals, failures, on1):
+    """The filler is gone: node 0 has room again, and vm0's pages on node 1 (its promotions
+    that fell back, and first touches the kernel put there while node 0 was full) must come
+    home to node 0 (issue 7 item 4): hmmvd's homed-dram-total grows, its away-dram-pages
+    falls to 0 within opts.home_intervals intervals, and the kernel shows vm0's pages off
+    node 1 (read back with move_pages, the VM paused in hmmvd)."""
+    vm0 = vms[0]
+    v = (hmmvd.table() or {}).get(vm0.name, {})
+    homed0 = v.get("homed-dram-total", 0)
+    say(f"e2e: home: the filler exited, node 0 {node_free_mib(0)} MiB free; {vm0.name}: "
+        f"away-dram-pages {v.get('away-dram-pages')}, homed-dram-total {homed0}")
+
+    def home():
+        check_alive(vms, hmmvd)
+        v = (hmmvd.table() or {}).get(vm0.name, {})
+        return v.get("away-dram-pages", 1) == 0 and v
+
+    try:
+        v = wait_counted(f"{vm0.name}: its DRAM pages away from node 0 come home "
+                         "(away-dram-pages 0)", hmmvd.intervals, opts.home_intervals, home,
+                         opts.deadline, poll=1)
+    except Failed as e:
+        away = (hmmvd.table() or {}).get(vm0.name, {}).get("away-dram-pages")
+        failures.append(f"home: {e}: {away} still away")
+        v = (hmmvd.table() or {}).get(vm0.name, {})
+    homed = v.get("homed-dram-total", 0) - homed0
+    placement_check(hmmvd.ctl, vm0, totals)
+    on1_after = vm0.node_counts.get(1, 0)
+    say(f"e2e: home: {vm0.name}: hmmvd brought {homed} pages home (homed-dram-total), "
+        f"away-dram-pages {v.get('away-dram-pages')}; the kernel shows {on1_after} of its "
+        f"pages on node 1 (before: {on1}), nodes {dict(sorted(vm0.node_counts.items()))}")
+    print(f"testbed: homed_dram={homed} vm0_on_node1_before={on1} vm0_on_node1_after="
+          f"{on1_after}", flush=True)
+    if homed <= 0:
+        failures.append(f"home: hmmvd brought none of {vm0.name}'s pages home "
+                        "(homed-dram-total did not grow)")
+    if on1_after >= on1 or on1_after > v.get("away-dram-pages", 0):
+        failures.append(f"home: the kernel shows {on1_after} of {vm0.name}'s pages on node 1 "
+                        f"(before {on1}, hmmvd's away-dram-pages {v.get('away-dram-pages')})")
 
 
 def per_socket_check(hmmvd, vms, failures):

@@ -48,6 +48,11 @@ class Vm:
         found = [l for l in self.lines() if l.startswith(prefix)]
         return found[-1] if found else None
 
+    def shifts(self):
+        """The guest's hot-set shifts so far (HMMV-VERIFY-SHIFT lines): the events hmmvd's
+        moves follow, counted instead of seconds (the guests slow down with the load)."""
+        return sum(1 for l in self.lines() if l.startswith("HMMV-VERIFY-SHIFT"))
+
     def figures(self, line):
         return {k: int(v, 0) for k, v in re.findall(r"(\w+)=(0x[0-9a-f]+|\d+)", line or "")}
 
