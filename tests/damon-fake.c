@@ -617,6 +617,17 @@ damon_fake_wait_held(DamonFake *fake)
   return held;
 }
 
+gboolean
+damon_fake_is_held(DamonFake *fake)
+{
+  gboolean held;
+
+  g_mutex_lock(&fake->lock);
+  held = fake->held;
+  g_mutex_unlock(&fake->lock);
+  return held;
+}
+
 void
 damon_fake_release(DamonFake *fake)
 {

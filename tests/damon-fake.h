@@ -47,6 +47,8 @@ guint damon_fake_watched_attempts(DamonFake *fake);
 void damon_fake_race(DamonFake *fake, guint nr_empty);
 /* Until that command waits (at most 60 s; FALSE if it never came). */
 gboolean damon_fake_wait_held(DamonFake *fake);
+/* Whether that command waits now (does not block). */
+gboolean damon_fake_is_held(DamonFake *fake);
 void damon_fake_release(DamonFake *fake);
 /* The kdamond ends as the kernel's does when its target exits. */
 void damon_fake_end_kdamond(DamonFake *fake, guint index);

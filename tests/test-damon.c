@@ -242,6 +242,12 @@ START_TEST(test_racy_empty_snapshots)
   ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
   for (guint races = 2; races <= 3; races++) {
     damon_fake_race(f.fake, races);
+    /* the thread takes its next snapshots when harvests want them */
+    for (guint i = 0; i < 6000 && !damon_fake_is_held(f.fake); i++) {
+      hmmv_access_clear(acc);
+      ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, &error));
+      g_usleep(10000);
+    }
     ck_assert(damon_fake_wait_held(f.fake));
     /* the tracker waits in the command after the empty ones: the first harvest may still
      * carry snapshots taken before them, the second has nothing new */
@@ -262,6 +268,98 @@ START_TEST(test_racy_empty_snapshots)
     harvest_snapshot(tracker, f.vm, acc);   /* the reads again */
     ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
   }
+  stop_tracker(tracker);
+  hmmv_tracker_free(tracker);
+  fixture_clear(&f);
+}
+END_TEST
+
+/* Harvests-and-count helper for the pacing test: harvests n times, 2 ms apart, each giving
+ * either nothing new or exactly the pages of want (want_pages of them). */
+static void
+harvest_n(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, guint n, guint64 want_pages)
+{
+  GError *error = NULL;
+
+  for (guint i = 0; i < n; i++) {
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+    if (acc->intervals > 0)
+      ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), want_pages);
+    g_usleep(2000);
+  }
+}
+
+static guint64
+settled_snapshots(HmmvTracker *tracker, HmmvDamonStats *stats)
+{
+  guint64 before;
+
+  /* a snapshot a harvest asked for may still be under way: let it land */
+  g_usleep(100000);
+  ck_assert(hmmv_damon_tracker_get_stats(tracker, stats));
+  before = stats->snapshots;
+  g_usleep(200000);
+  ck_assert(hmmv_damon_tracker_get_stats(tracker, stats));
+  /* no harvest, no snapshot (before 2026-12-02 the thread took one after another) */
+  ck_assert_uint_eq(stats->snapshots, before);
+  return before;
+}
+
+/* Pacing (issue 8: the snapshots were most of hmmvd's CPU in the race): no snapshot without
+ * a harvest that wants one; while the read set holds still, a snapshot every 2, 4, then 8
+ * harvests, the harvests between given the last one as a new interval's reads; a changed
+ * read set brings it back to every harvest. */
+START_TEST(test_pacing_follows_harvests)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  guint64 first[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
+  guint64 second[] = { HVA + 1000 * 4096, HVA + 1064 * 4096 };
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  HmmvDamonStats stats;
+  guint64 snaps, rested, seen_at = 0;
+
+  fixture_init(&f, "vaddr fvaddr paddr");
+  damon_fake_set_accessed(f.fake, first, 1);
+  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+  ck_assert(start_tracker(tracker, f.vm, &error));
+  harvest_snapshot(tracker, f.vm, acc);
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
+  ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  /* the same read set: a snapshot every 2, 4, then 8 harvests (liveness bound) */
+  for (guint i = 0; i < 6000 && stats.every < 8; i++) {
+    harvest_n(tracker, f.vm, acc, 1, 16);
+    ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  }
+  ck_assert_uint_eq(stats.every, 8);
+  snaps = settled_snapshots(tracker, &stats);
+  rested = stats.rested_harvests;
+  /* 32 harvests: at most one snapshot per 8 of them (and one they asked for at the end),
+   * the harvests between given the last snapshot, 16 pages, as a new interval's reads */
+  harvest_n(tracker, f.vm, acc, 32, 16);
+  ck_assert_uint_le(settled_snapshots(tracker, &stats) - snaps, 32 / 8 + 1);
+  ck_assert_uint_gt(stats.snapshots, snaps);
+  ck_assert_uint_gt(stats.rested_harvests, rested);
+  ck_assert_uint_eq(stats.every, 8);
+  /* another read set: seen within the rest, and a snapshot every harvest again */
+  damon_fake_set_accessed(f.fake, second, 1);
+  for (guint i = 0; i < 6000 && seen_at == 0; i++) {
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, &error));
+    if (acc->intervals > 0 && hmmv_bitmap_count(acc->reads, acc->nr_words) == 64)
+      seen_at = i + 1;
+    else if (acc->intervals > 0)
+      ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
+    g_usleep(2000);
+  }
+  ck_assert_uint_gt(seen_at, 0);
+  ck_assert(hmmv_bitmap_test(acc->reads, 1000) && !hmmv_bitmap_test(acc->reads, 16));
+  /* the harvest that took the changed snapshot asked for the next at once (the same set
+   * again: every 2 harvests from there) */
+  (void)settled_snapshots(tracker, &stats);
+  ck_assert_uint_eq(stats.every, 2);
   stop_tracker(tracker);
   hmmv_tracker_free(tracker);
   fixture_clear(&f);
@@ -861,10 +959,13 @@ START_TEST(test_paddr_monitors_frame_runs)
   for (guint p = 0; p < NR_PAGES / 4; p++)
     entries[p] = (G_GUINT64_CONSTANT(1) << 63) | (0x80000ull + p);
   write_pagemap(pagemap, entries);
+  /* the next snapshot a harvest asks for finds the moved frames */
   for (guint i = 0; i < 6000; i++) {
     ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
     if (stats.recommits > 0)
       break;
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, &error));
     g_usleep(10000);
   }
   ck_assert_uint_eq(stats.recommits, 1);
@@ -934,6 +1035,7 @@ damon_suite(void)
   tcase_add_test(tc, test_vaddr_exact_and_cleanup);
   tcase_add_test(tc, test_relative_threshold);
   tcase_add_test(tc, test_racy_empty_snapshots);
+  tcase_add_test(tc, test_pacing_follows_harvests);
   tcase_add_loop_test(tc, test_foreign_running_untouched, 0, 2);
   tcase_add_test(tc, test_free_kdamond_beside_foreign);
   tcase_add_test(tc, test_cleanup_stale);

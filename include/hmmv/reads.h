@@ -98,7 +98,8 @@ guint hmmv_damon_cleanup_stale(HmmvSysfs *fs, const char *run_dir, GError **erro
 /* A read tracker on DAMON. start() checks the VM (pid, host addresses) and starts the
  * tracker's thread, which takes a kdamond, configures one context with one target (the
  * VM's QEMU pid, from hmmv_vm_get_pid()) over guest RAM, turns it on and then snapshots the
- * regions DAMON saw accessed every aggregation interval: start() never blocks on the
+ * regions DAMON saw accessed when harvests want one (each harvest while the read set
+ * changes, every 2, 4, up to 8 harvests while it holds still): start() never blocks on the
  * kernel (the setup's writes may wait out DAMON's sysfs lock, up to 60 s each), and a setup
  * that fails is reported by the next harvest(). DAMON's lock held longer than a write's
  * patience (EBUSY: another VM's command, another tool) is not a failure: the setup, or the
@@ -136,6 +137,10 @@ typedef struct {
   guint64 recommits;        /* paddr: monitored ranges handed again (frames moved) */
   guint64 busy_retries;     /* setups and snapshots tried again after DAMON's lock stayed
                                held for a write's whole patience */
+  guint64 rested_harvests;  /* harvests given the last snapshot again because the read set
+                               held still and the thread did not look (see damon.c) */
+  guint every;              /* harvests per snapshot now: 1 while the read set changes, up to
+                               8 while it holds still */
   guint monitored_ranges;   /* paddr: ranges of frames monitored */
   guint min_nr_regions, max_nr_regions, sample_us, aggr_us, min_accesses;
 } HmmvDamonStats;

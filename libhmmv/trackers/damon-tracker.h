@@ -61,6 +61,11 @@ typedef struct {
   guint64 pending_snapshots;
   guint64 last_marked;      /* under lock: pages read in the last snapshot */
   guint empty_run;          /* under lock: empty snapshots dropped since the last one kept */
+  guint64 harvests;         /* under lock: harvest() calls so far */
+  guint64 next_harvest;     /* under lock: the thread takes its next snapshot once harvests
+                               reaches this (damon.c, "Pacing") */
+  guint every;              /* under lock: harvests per snapshot, 1 .. DAMON_EVERY_MAX */
+  gboolean resting;         /* under lock: the thread waits for next_harvest by choice */
   GError *thread_error;     /* under lock: the thread ended */
   GError *busy_error;       /* under lock: why the setup is being tried again */
   HmmvDamonStats stats;     /* under lock */

@@ -30,6 +30,18 @@
  *               (a loaded testbed caught its read set in 2..4 samples of 10). Pages read
  *               much less than the VM's hottest are left to later snapshots.
  *
+ * Pacing. The snapshots are most of the tracker's cost: every update_schemes_tried_regions
+ * makes the kdamond build a sysfs directory per accessed region, and the thread reads three
+ * files from each (the race of issue 8, testbed, 2026-12-02: the thread 49 CPU s and the
+ * kdamonds 51 s in 150 s, most of hmmvd's cost, when the thread took one snapshot after
+ * another whether or not a harvest came for it). Now the thread takes a snapshot only when
+ * harvests want it: after one is taken by a harvest it waits for the next harvest while the
+ * read set changes, and for 2, 4, then up to DAMON_EVERY_MAX harvests while consecutive
+ * snapshots agree (differ in at most 1/DAMON_ALIKE_SHARE of the pages either marks); one
+ * that differs more brings it back to every harvest. The harvests it skips on purpose get
+ * the last snapshot again as a new interval's reads (the read set held still), counted in
+ * rested_harvests. A changed read set is thus seen up to DAMON_EVERY_MAX intervals late.
+ *
  * vaddr monitors the QEMU process (pid_target) and the tried regions are host virtual
  * addresses; paddr monitors physical memory: the init regions are the span of the frames
  * that back guest RAM (from /proc/PID/pagemap, re-read every snapshot since hmmv itself
@@ -49,6 +61,23 @@
 #define SNAPSHOT_REGIONS_MAX 100000u
 /* Empty snapshots in a row after one with pages that are taken for races, not idleness. */
 #define DAMON_EMPTY_RACES 2u
+/* Pacing (above): at most this many harvests per snapshot, and snapshots that differ in at
+ * most 1/DAMON_ALIKE_SHARE of the pages either marks count as the same read set. */
+#define DAMON_EVERY_MAX 8u
+#define DAMON_ALIKE_SHARE 8u
+
+/* Whether two snapshots mark the same read set but for a few pages (two empty ones do). */
+static gboolean
+snapshots_alike(const guint64 *a, const guint64 *b, gsize nr_words)
+{
+  guint64 differ = 0, either = 0;
+
+  for (gsize w = 0; w < nr_words; w++) {
+    differ += (guint64)__builtin_popcountll(a[w] ^ b[w]);
+    either += (guint64)__builtin_popcountll(a[w] | b[w]);
+  }
+  return differ * DAMON_ALIKE_SHARE <= either;
+}
 
 /* First frame entry at or above pfn (paddr). */
 static guint
@@ -300,6 +329,11 @@ snapshots(HmmvDamonTracker *damon, GError **error)
     gboolean ok;
 
     g_mutex_lock(&damon->lock);
+    /* Pacing: no snapshot before a harvest wants it */
+    damon->resting = damon->harvests < damon->next_harvest && damon->every > 1;
+    while (!damon->stopping && damon->harvests < damon->next_harvest)
+      g_cond_wait(&damon->cond, &damon->lock);
+    damon->resting = FALSE;
     if (damon->stopping) {
       g_mutex_unlock(&damon->lock);
       return;
@@ -342,6 +376,14 @@ snapshots(HmmvDamonTracker *damon, GError **error)
       continue;
     }
     damon->empty_run = 0;
+    /* Pacing: the next snapshot after this one's harvest while the read set changes; up to
+     * DAMON_EVERY_MAX harvests later while it holds still */
+    if (damon->stats.snapshots > 0 && snapshots_alike(bitmap, damon->last, damon->nr_words))
+      damon->every = MIN(damon->every * 2, DAMON_EVERY_MAX);
+    else
+      damon->every = 1;
+    damon->next_harvest = damon->harvests + damon->every;
+    damon->stats.every = damon->every;
     for (gsize w = 0; w < damon->nr_words; w++)
       damon->pending[w] |= bitmap[w];
     memcpy(damon->last, bitmap, damon->nr_words * sizeof(guint64));
@@ -470,6 +512,8 @@ damon_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
   damon->pending = g_new0(guint64, damon->nr_words);
   damon->last = g_new0(guint64, damon->nr_words);
   damon->setting_up = TRUE;
+  damon->every = 1;
+  damon->stats.every = 1;
   damon->cancel = g_cancellable_new();
   g_mutex_lock(&threads_lock);
   threads_live++;
@@ -509,7 +553,16 @@ damon_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
   if (any != 0)
     acc->has_reads = TRUE;
   acc->intervals = damon->pending_snapshots;
+  /* the thread skips this harvest on purpose (the read set holds still): the last snapshot
+   * is this interval's reads, not "nothing new" */
+  if (damon->pending_snapshots == 0 && damon->resting) {
+    acc->intervals = 1;
+    damon->stats.rested_harvests++;
+  }
   damon->pending_snapshots = 0;
+  damon->harvests++;
+  if (damon->harvests >= damon->next_harvest)
+    g_cond_broadcast(&damon->cond);
   g_mutex_unlock(&damon->lock);
   return TRUE;
 }
