@@ -66,6 +66,37 @@ place_mins(HmmvBalanceVm *vms, guint nr_vms, VmSpan *spans, guint64 *free_pages,
   }
 }
 
+/* A full DRAM node falls back to the next one (issue 7, item 4): each VM's ranking with the
+ * pools that have nothing to lend (their node full, or held by VMs outside the balance) moved
+ * behind the others, order kept. Without it a VM whose nearest node is full was only a
+ * fallback borrower everywhere: the testbed's vm0, node 0 held by another process, got a
+ * budget of 0 while vm1 took all 4,096 pages of node 1, its own node, by its warm units.
+ * Now it shares node 1's pool with node 1's VMs, by weight. A VM bound to the full node
+ * alone (its ranking ends there) stays bound. */
+static guint *
+ranks_past_empty_pools(const guint *ranks, guint nr_vms, const guint64 *pools, guint nr_pools)
+{
+  guint *out = g_new(guint, (gsize)nr_vms * nr_pools);
+
+  for (guint i = 0; i < nr_vms; i++) {
+    const guint *in = &ranks[(gsize)i * nr_pools];
+    guint *o = &out[(gsize)i * nr_pools];
+    guint k = 0, n = 0;
+
+    while (n < nr_pools && in[n] < nr_pools)
+      n++;
+    for (guint r = 0; r < n; r++)
+      if (pools[in[r]] > 0)
+        o[k++] = in[r];
+    for (guint r = 0; r < n; r++)
+      if (pools[in[r]] == 0)
+        o[k++] = in[r];
+    for (; k < nr_pools; k++)
+      o[k] = G_MAXUINT;
+  }
+  return out;
+}
+
 /* One step over every pool, round by round: each pool spread up to caps over the VMs whose
  * r-th nearest it is. free[] is what each pool has left. */
 static void
@@ -100,6 +131,7 @@ hmmv_balance_nodes(HmmvBalanceVm *vms, guint nr_vms, const guint64 *pools, guint
   g_autofree guint64 *free_pages = NULL;
   g_autofree guint64 *caps = NULL;
   g_autofree guint64 *kept = NULL;
+  g_autofree guint *own_ranks = NULL;
   guint64 total = 0, left;
 
   g_return_val_if_fail(vms != NULL || nr_vms == 0, FALSE);
@@ -114,6 +146,8 @@ hmmv_balance_nodes(HmmvBalanceVm *vms, guint nr_vms, const guint64 *pools, guint
   if (!hmmv_balance_take_mins(vms, nr_vms, total, spans, &left, error))
     return FALSE;
   free_pages = g_memdup2(pools, nr_pools * sizeof(guint64));
+  own_ranks = ranks_past_empty_pools(ranks, nr_vms, pools, nr_pools);
+  ranks = own_ranks;
   place_mins(vms, nr_vms, spans, free_pages, nr_pools, ranks);
 
   /* warm demand, by weight: what would pay back a move first, then every warm page

@@ -633,6 +633,33 @@ START_TEST(test_nodes_spare_lent)
 }
 END_TEST
 
+/* A full node falls back to the next one (issue 7 item 4): node 0 has nothing to lend (held
+ * by another process), VM 0 is nearest it, VM 1 nearest node 1; both want far more than
+ * node 1's 4096. VM 0 shares node 1 with VM 1 by weight (the testbed's hmmvd-e2e gave it 0
+ * and VM 1 all 4096). A VM bound to node 0 alone still gets nothing elsewhere. */
+START_TEST(test_nodes_full_node_falls_back)
+{
+  g_autoptr(GError) error = NULL;
+  static const guint ranks[] = { 0, 1, 1, 0 };
+  static const guint bound[] = { 0, G_MAXUINT, 1, 0 };
+  const guint64 pools[] = { 0, 4096 };
+  Case c = { .nr_vms = 2, .pool = 4096 };
+
+  for (guint i = 0; i < 2; i++) {
+    c.hist[i].count[0xff] = 12256;
+    c.vms[i] = (HmmvBalanceVm){ .nr_pages = 12256, .weight = 100 };
+  }
+  case_link(&c);
+  ck_assert(hmmv_balance_nodes(c.vms, 2, pools, 2, ranks, 0, &error));
+  ck_assert_uint_eq(c.vms[0].budget, 2048);
+  ck_assert_uint_eq(c.vms[1].budget, 2048);
+  check_invariants(&c);
+  ck_assert(hmmv_balance_nodes(c.vms, 2, pools, 2, bound, 0, &error));
+  ck_assert_uint_eq(c.vms[0].budget, 0);
+  ck_assert_uint_eq(c.vms[1].budget, 4096);
+}
+END_TEST
+
 /* Random cases over 1-3 nodes, each VM ranking every node (its own first): the invariants of
  * the host-wide balance hold (mins kept when they fit, no budget above its max, the pool not
  * exceeded and idle only when every VM is at its max), and one node is hmmv_balance. */
@@ -733,6 +760,7 @@ balance_suite(void)
   tcase_add_test(tc, test_nodes_own_pool_first);
   tcase_add_test(tc, test_nodes_min_falls_back);
   tcase_add_test(tc, test_nodes_spare_lent);
+  tcase_add_test(tc, test_nodes_full_node_falls_back);
   tcase_add_test(tc, test_nodes_random_invariants);
   tcase_add_test(tc, test_large);
   tcase_add_test(tc, test_shares_match_reference);
