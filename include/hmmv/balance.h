@@ -7,9 +7,10 @@
  * demand is its pages of benefit > 0 (hmmv_temperature_benefit(key)) beyond its min, up to
  * its max, and the lent DRAM is water-filled over those demands by weight (weighted max-min
  * fairness: while two VMs both want more, weight 200 gets twice what weight 100 gets, however
- * hot each one's pages are; this in two rounds, the demand at keys from the VM's
- * demand_min_key first, then all of it; what a VM does not want below its share goes to the others by
- * weight). Rounding: floor shares, then one page each to the VMs with the smallest
+ * hot each one's pages are; this in three rounds, the demand at keys from the VM's
+ * demand_min_key first, then all of it up to the DRAM the VM holds (held_pages: warm pages
+ * the payback gate would not promote do not take DRAM another VM's warm pages hold), then all
+ * of it; what a VM does not want below its share goes to the others by weight). Rounding: floor shares, then one page each to the VMs with the smallest
  * (got + 1) / weight, ties to the lower index. Which of its pages a VM keeps on DRAM within
  * its budget is its hottest first (classify). DRAM no VM can use with benefit stays with the
  * VM that holds it (up to held_pages: taking it back would demote pages for nothing); what is
