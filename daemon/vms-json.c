@@ -109,6 +109,9 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_uint(builder, "written-pages", last->written);
   add_uint(builder, "read-pages", last->read);
   add_uint(builder, "intervals-merged", last->intervals_merged);
+  /* how closely its tracker watches: "coarse" once it has been settled a while, every hot
+   * page on DRAM with room to spare (DAMON then samples a quarter as often) */
+  add_string(builder, "watch", last->watch == HMMV_WATCH_COARSE ? "coarse" : "fine");
   add_uint(builder, "promoted-pages", last->promoted);
   add_uint(builder, "demoted-pages", last->demoted);
   add_uint(builder, "move-failed-pages", last->move_failed);

@@ -58,6 +58,7 @@ typedef struct {
   guint64 cap_tokens;       /* its migration cap's bucket, 4 KiB pages (loop-cap.c) */
   guint64 host_saved;       /* the host cap's share saved for it: its unit did not fit */
   HmmvAwayList away[2];     /* its pages away from home, DRAM tier [0], slow [1] (loop-home.c) */
+  guint settled_run;        /* intervals in a row it was settled (loop-watch.c) */
 
   /* Under HmmvCore.lock: what other threads set and see while an interval runs. */
   gboolean ctl_paused;
@@ -155,6 +156,16 @@ gboolean hmmv_core_move_timed(HmmvCore *core, HmmvVm *vm, const guint64 *entries
 /* loop-batch.c: whether the kernel found the node full lately (a whole call failed with
  * ENOMEM): moves into it wait, promotions go to the next node of the tier. */
 gboolean hmmv_core_node_full(const HmmvCore *core, int node);
+/* loop-watch.c: a VM settled this long in a row (every hot page that pays on DRAM, room to
+ * spare, nothing waiting) has its tracker told HMMV_WATCH_COARSE; room to spare is at least
+ * 1/HMMV_WATCH_ROOM_DIVISOR of its hot set and HMMV_WATCH_ROOM_MIN_PAGES. */
+#define HMMV_WATCH_SETTLE_INTERVALS 8u
+#define HMMV_WATCH_ROOM_DIVISOR 8u
+#define HMMV_WATCH_ROOM_MIN_PAGES 512u
+/* loop-watch.c: at the end of the interval, each VM's watch (rep->watch), told to its
+ * tracker. */
+void hmmv_core_watch(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report);
+
 /* loop-batch.c: after the moves, the interval's calls update the learnt speed. */
 void hmmv_core_learn_speed(HmmvCore *core);
 

@@ -14,7 +14,8 @@
  * The core's table of VMs is in loop-vms.c, the balance of the DRAM pool in loop-balance.c,
  * the placement and huge-unit reads the harvest and the moves call in loop-place.c, the
  * host-wide cap in loop-cap.c, the moves sized by the mover's speed in loop-batch.c, pages
- * brought home in loop-home.c, the worker in loop-async.c.
+ * brought home in loop-home.c, how closely each tracker must watch in loop-watch.c, the worker
+ * in loop-async.c.
  */
 #include "core-private.h"
 #include "nodes-private.h"
@@ -744,6 +745,7 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
     rep->dram_pages = hmmv_vm_get_dram_pages(cvm->vm);
     rep->slow_pages = hmmv_vm_get_slow_pages(cvm->vm);
   }
+  hmmv_core_watch(core, ok, report);
   g_mutex_lock(&core->lock);
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);

@@ -78,3 +78,10 @@ hmmv_tracker_stop(HmmvTracker *tracker)
   if (tracker->ops->stop != NULL)
     tracker->ops->stop(tracker);
 }
+
+void
+hmmv_tracker_set_watch(HmmvTracker *tracker, HmmvWatch watch)
+{
+  if (tracker->ops->set_watch != NULL)
+    tracker->ops->set_watch(tracker, watch);
+}

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <gio/gio.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,8 @@ struct _DamonFake {
   guint busy_left;          /* writes of state and nr_* still to fail with EBUSY */
   gboolean lock_held;       /* damon_fake_hold_lock(): all of them fail until released */
   guint busy_refused;       /* writes refused with EBUSY so far */
+  GHashTable *running;      /* kdamond index -> "SAMPLE AGGR" it runs with (on, commit) */
+  gboolean refuse_commit;   /* damon_fake_refuse_commit() */
   GThread *watched;         /* damon_fake_watch_thread() */
   guint watched_attempts;   /* writes it tried, refused or not */
 };
@@ -210,6 +213,21 @@ fill_tried_regions(DamonFake *fake, guint k)
   setf(fake, buf, "%s/total_bytes", dir);
 }
 
+/* "on" and "commit" hand the kdamond the intervals written: EINVAL when sample_us >
+ * aggr_us (damon_set_attrs()). */
+static gboolean
+take_intervals(DamonFake *fake, guint k, const char *path, const char *cmd, GError **error)
+{
+  guint64 sample = getu(fake, "kdamonds/%u/contexts/0/monitoring_attrs/intervals/sample_us", k);
+  guint64 aggr = getu(fake, "kdamonds/%u/contexts/0/monitoring_attrs/intervals/aggr_us", k);
+
+  if (sample > aggr)
+    return fail(error, EINVAL, path, cmd);
+  g_hash_table_insert(fake->running, GUINT_TO_POINTER(k),
+                      g_strdup_printf("%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT, sample, aggr));
+  return TRUE;
+}
+
 static gboolean
 state_command(DamonFake *fake, guint k, const char *path, const char *cmd, GError **error)
 {
@@ -241,6 +259,8 @@ state_command(DamonFake *fake, guint k, const char *path, const char *cmd, GErro
           return fail(error, ESRCH, path, cmd);
       }
     }
+    if (!take_intervals(fake, k, path, cmd, error))
+      return FALSE;
     set(fake, path, "on");
     setf(fake, "4242", "kdamonds/%u/pid", k);
     return TRUE;
@@ -259,6 +279,10 @@ state_command(DamonFake *fake, guint k, const char *path, const char *cmd, GErro
 
     if (!on)
       return fail(error, EINVAL, path, cmd);
+    if (strcmp(cmd, "commit") == 0 && fake->refuse_commit)
+      return fail(error, EINVAL, path, cmd);
+    if (strcmp(cmd, "commit") == 0 && !take_intervals(fake, k, path, cmd, error))
+      return FALSE;
     if (strcmp(cmd, "update_schemes_tried_regions") == 0 && fake->racy_left > 0) {
       g_autofree char *tried = g_strdup_printf("kdamonds/%u/contexts/0/schemes/0/"
                                                "tried_regions", k);
@@ -456,6 +480,7 @@ fake_destroy(HmmvSysfs *fs)
 
   g_hash_table_unref(fake->files);
   g_hash_table_unref(fake->dead_pids);
+  g_hash_table_unref(fake->running);
   g_array_unref(fake->accessed);
   g_array_unref(fake->counts);
   g_ptr_array_unref(fake->writes);
@@ -483,6 +508,7 @@ damon_fake_new(const char *avail, DamonFake **out)
   g_cond_init(&fake->cond);
   fake->files = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   fake->dead_pids = g_hash_table_new(g_direct_hash, g_direct_equal);
+  fake->running = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
   fake->accessed = g_array_new(FALSE, FALSE, sizeof(guint64));
   fake->counts = g_array_new(FALSE, FALSE, sizeof(guint64));
   fake->writes = g_ptr_array_new_with_free_func(g_free);
@@ -656,4 +682,27 @@ damon_fake_watched_attempts(DamonFake *fake)
   attempts = fake->watched_attempts;
   g_mutex_unlock(&fake->lock);
   return attempts;
+}
+
+gboolean
+damon_fake_running_intervals(DamonFake *fake, guint index, guint64 *sample_us,
+                             guint64 *aggr_us)
+{
+  const char *value;
+  gboolean found;
+
+  g_mutex_lock(&fake->lock);
+  value = g_hash_table_lookup(fake->running, GUINT_TO_POINTER(index));
+  found = value != NULL && sscanf(value, "%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
+                                  sample_us, aggr_us) == 2;
+  g_mutex_unlock(&fake->lock);
+  return found;
+}
+
+void
+damon_fake_refuse_commit(DamonFake *fake)
+{
+  g_mutex_lock(&fake->lock);
+  fake->refuse_commit = TRUE;
+  g_mutex_unlock(&fake->lock);
 }

@@ -55,5 +55,11 @@ void damon_fake_end_kdamond(DamonFake *fake, guint index);
 /* Writes done under kdamonds/INDEX/ since creation. */
 guint damon_fake_writes_under(DamonFake *fake, guint index);
 guint damon_fake_nr_writes(DamonFake *fake, const char *path);
+/* The sampling and aggregation intervals kdamond index runs with: those written when it was
+ * turned on, or at its last "commit". FALSE: never turned on. */
+gboolean damon_fake_running_intervals(DamonFake *fake, guint index, guint64 *sample_us,
+                                      guint64 *aggr_us);
+/* Every "commit" from now on fails with EINVAL (a kernel that refuses the inputs). */
+void damon_fake_refuse_commit(DamonFake *fake);
 /* A value, or NULL (owned by the fake, valid until the next call). */
 const char *damon_fake_get(DamonFake *fake, const char *path);

@@ -366,6 +366,132 @@ START_TEST(test_pacing_follows_harvests)
 }
 END_TEST
 
+/* Until the tracker's stats say coarse (or not), harvesting when harvest (liveness bound:
+ * 60 s); the stats then. */
+static void
+wait_coarse(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, gboolean coarse,
+            gboolean harvest, HmmvDamonStats *stats)
+{
+  for (guint i = 0; i < 6000; i++) {
+    ck_assert(hmmv_damon_tracker_get_stats(tracker, stats));
+    if (stats->coarse == coarse)
+      return;
+    if (harvest)
+      harvest_n(tracker, vm, acc, 1, 16);
+    else
+      g_usleep(10000);
+  }
+  ck_abort_msg("the tracker's watch stayed %s for 60 s", coarse ? "fine" : "coarse");
+}
+
+/* The core's watch (issue 8: the kdamonds' sampling, 51 CPU s of 150 in the race, went on at
+ * full rate after the VMs had settled): COARSE hands the running kdamond sampling and
+ * aggregation intervals 4 times as long ("commit"), the reads still come; FINE gives its
+ * own back, at once, even while the thread rests for the pacing (no harvest asks). */
+START_TEST(test_watch_coarse_and_back)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  guint64 first[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  HmmvDamonStats stats;
+  guint64 sample = 0, aggr = 0, commits;
+
+  fixture_init(&f, "vaddr fvaddr paddr");
+  damon_fake_set_accessed(f.fake, first, 1);
+  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+  ck_assert(start_tracker(tracker, f.vm, &error));
+  harvest_snapshot(tracker, f.vm, acc);
+  ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  /* interval 10 ms: aggregations of 5 ms, 1 ms samples */
+  ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
+  ck_assert_uint_eq(sample, 1000);
+  ck_assert_uint_eq(aggr, 5000);
+  ck_assert(!stats.coarse);
+  commits = damon_fake_nr_writes(f.fake, "kdamonds/0/state");
+
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
+  wait_coarse(tracker, f.vm, acc, TRUE, TRUE, &stats);
+  ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
+  ck_assert_uint_eq(sample, 4000);
+  ck_assert_uint_eq(aggr, 20000);
+  ck_assert_uint_eq(stats.sample_us, 4000);
+  ck_assert_uint_eq(stats.aggr_us, 20000);
+  ck_assert_uint_eq(stats.watch_changes, 1);
+  /* the reads go on: a fresh snapshot with the 16 pages */
+  harvest_snapshot(tracker, f.vm, acc);
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
+  /* told again (every interval): nothing written for it */
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
+  harvest_n(tracker, f.vm, acc, 4, 16);
+  ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  ck_assert_uint_eq(stats.watch_changes, 1);
+
+  /* the read set holds still: the thread rests for up to 8 harvests; FINE comes without one */
+  for (guint i = 0; i < 6000 && stats.every < 8; i++) {
+    harvest_n(tracker, f.vm, acc, 1, 16);
+    ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  }
+  ck_assert_uint_eq(stats.every, 8);
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_FINE);
+  wait_coarse(tracker, f.vm, acc, FALSE, FALSE, &stats);
+  ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
+  ck_assert_uint_eq(sample, 1000);
+  ck_assert_uint_eq(aggr, 5000);
+  ck_assert_uint_eq(stats.watch_changes, 2);
+  /* two commits, one per change, beside the snapshots' commands */
+  ck_assert_uint_ge(damon_fake_nr_writes(f.fake, "kdamonds/0/state"), commits + 2);
+  stop_tracker(tracker);
+  hmmv_tracker_free(tracker);
+  fixture_clear(&f);
+}
+END_TEST
+
+/* A kernel that refuses the commit (EINVAL, not its lock): the kdamond runs on as it was,
+ * the VM keeps its reads, and the change is not tried again every snapshot. */
+START_TEST(test_watch_refused_keeps_reads)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  guint64 first[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  HmmvDamonStats stats;
+  guint64 sample = 0, aggr = 0, commits;
+
+  fixture_init(&f, "vaddr fvaddr paddr");
+  damon_fake_set_accessed(f.fake, first, 1);
+  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+  ck_assert(start_tracker(tracker, f.vm, &error));
+  harvest_snapshot(tracker, f.vm, acc);
+  damon_fake_refuse_commit(f.fake);
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
+  /* liveness bound: the snapshots go on after the refusal */
+  for (guint i = 0; i < 6000; i++) {
+    ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+    if (stats.snapshots >= 4 && damon_fake_nr_writes(f.fake, "kdamonds/0/state") > 0)
+      break;
+    harvest_n(tracker, f.vm, acc, 1, 16);
+  }
+  commits = damon_fake_nr_writes(f.fake, "kdamonds/0/state");
+  harvest_snapshot(tracker, f.vm, acc);
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
+  harvest_n(tracker, f.vm, acc, 10, 16);
+  ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  ck_assert(!stats.coarse);
+  ck_assert_uint_eq(stats.watch_changes, 0);
+  ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
+  ck_assert_uint_eq(sample, 1000);
+  ck_assert_uint_eq(aggr, 5000);
+  /* the refused commit is not a state write the fake counts (it failed); snapshots are */
+  ck_assert_uint_ge(damon_fake_nr_writes(f.fake, "kdamonds/0/state"), commits);
+  stop_tracker(tracker);
+  hmmv_tracker_free(tracker);
+  fixture_clear(&f);
+}
+END_TEST
+
 /* Another user's kdamond runs and none is free: nothing is written at all. */
 START_TEST(test_foreign_running_untouched)
 {
@@ -1036,6 +1162,8 @@ damon_suite(void)
   tcase_add_test(tc, test_relative_threshold);
   tcase_add_test(tc, test_racy_empty_snapshots);
   tcase_add_test(tc, test_pacing_follows_harvests);
+  tcase_add_test(tc, test_watch_coarse_and_back);
+  tcase_add_test(tc, test_watch_refused_keeps_reads);
   tcase_add_loop_test(tc, test_foreign_running_untouched, 0, 2);
   tcase_add_test(tc, test_free_kdamond_beside_foreign);
   tcase_add_test(tc, test_cleanup_stale);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "hmmv-test.h"
 
+#include <hmmv/reads.h>
+
 #include <glib/gstdio.h>
 #include <string.h>
 
@@ -453,6 +455,35 @@ START_TEST(test_recording_unwritable)
 }
 END_TEST
 
+/* The core's watch (tracker.h) reaches the trackers inside the wrappers hmmvd builds:
+ * recording(combined(writes, reads)); both sources of the combined tracker hear it, and a
+ * tracker without set_watch ignores it. */
+START_TEST(test_watch_reaches_wrapped)
+{
+  g_autofree char *path = g_build_filename(tmpdir, "watch.trace", NULL);
+  HmmvTracker *writes = hmmv_fake_tracker_new();
+  HmmvTracker *reads = hmmv_fake_tracker_new();
+  g_autoptr(HmmvTracker) tracker =
+    hmmv_recording_tracker_new(hmmv_combined_tracker_new(writes, reads), path, 250, TRUE);
+  guint changes = 0;
+
+  ck_assert_int_eq(hmmv_fake_tracker_get_watch(reads, &changes), HMMV_WATCH_FINE);
+  ck_assert_uint_eq(changes, 0);
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
+  ck_assert_int_eq(hmmv_fake_tracker_get_watch(reads, &changes), HMMV_WATCH_COARSE);
+  ck_assert_uint_eq(changes, 1);
+  ck_assert_int_eq(hmmv_fake_tracker_get_watch(writes, NULL), HMMV_WATCH_COARSE);
+  /* told again every interval: no change */
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
+  ck_assert_int_eq(hmmv_fake_tracker_get_watch(reads, &changes), HMMV_WATCH_COARSE);
+  ck_assert_uint_eq(changes, 1);
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_FINE);
+  ck_assert_int_eq(hmmv_fake_tracker_get_watch(reads, &changes), HMMV_WATCH_FINE);
+  ck_assert_uint_eq(changes, 2);
+  ck_assert_int_eq(hmmv_fake_tracker_get_watch(writes, NULL), HMMV_WATCH_FINE);
+}
+END_TEST
+
 static Suite *
 tracker_suite(void)
 {
@@ -469,6 +500,7 @@ tracker_suite(void)
   tcase_add_test(tc, test_replay_corrupt);
   tcase_add_test(tc, test_recording);
   tcase_add_test(tc, test_recording_unwritable);
+  tcase_add_test(tc, test_watch_reaches_wrapped);
   suite_add_tcase(suite, tc);
   return suite;
 }

@@ -82,6 +82,8 @@ typedef struct {
   guint64 placement_unread; /* pages whose placement the core has not read yet since the VM
                                was added: until 0, the VM keeps its DRAM and nothing moves */
   gboolean paused;
+  HmmvWatch watch;          /* how closely its tracker was told to watch after this interval:
+                               COARSE once it has been settled a while (loop-watch.c) */
   const char *left_alone;   /* static: why the VM's allowed nodes (strict numatune, cpuset)
                                leave nothing to move its pages between, so nothing of it
                                moves and it keeps its DRAM; NULL when they do not */

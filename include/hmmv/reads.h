@@ -110,7 +110,10 @@ guint hmmv_damon_cleanup_stale(HmmvSysfs *fs, const char *run_dir, GError **erro
  * to two aggregation intervals: DAMON hangs an "off" written while an update command
  * waits), then turns the kdamond off and gives it back, waiting out DAMON's lock; a kdamond
  * it could not turn off keeps its record, and the next hmmvd's cleanup takes it back.
- * hmmv_damon_wait_released() waits for those threads (a process that exits). */
+ * hmmv_damon_wait_released() waits for those threads (a process that exits). While the core
+ * asks for HMMV_WATCH_COARSE (tracker.h: the VM is settled) the thread hands the kdamond
+ * sampling and aggregation intervals 4 times as long ("commit"), a quarter of its sampling
+ * cost; FINE gives it its own back before the next snapshot. */
 HmmvTracker *hmmv_damon_tracker_new(const HmmvDamonOptions *options, GError **error);
 
 /* Waits until the setup start() handed to the thread is done: TRUE when the kdamond runs,
@@ -142,6 +145,9 @@ typedef struct {
   guint every;              /* harvests per snapshot now: 1 while the read set changes, up to
                                8 while it holds still */
   guint monitored_ranges;   /* paddr: ranges of frames monitored */
+  gboolean coarse;          /* the kdamond samples HMMV_WATCH_COARSE's slower intervals now
+                               (sample_us and aggr_us below are those in effect) */
+  guint64 watch_changes;    /* times its intervals were changed for the core's watch */
   guint min_nr_regions, max_nr_regions, sample_us, aggr_us, min_accesses;
 } HmmvDamonStats;
 

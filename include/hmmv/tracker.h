@@ -21,6 +21,17 @@ G_BEGIN_DECLS
 
 typedef struct _HmmvTracker HmmvTracker;
 
+/* How closely the core needs a VM's accesses watched (hmmv_tracker_set_watch). FINE (the
+ * default): what the tracker sees may change a decision now. COARSE: the VM is settled
+ * (every hot page that pays is on DRAM, its budget has room to spare, nothing waits:
+ * libhmmv/loop-watch.c), so what a tracker sees can only add pages to promote into that
+ * room, and a slower, cheaper look finds them a few intervals later. A tracker whose cost
+ * does not depend on it ignores it (the write trackers: their cost is the guest's). */
+typedef enum {
+  HMMV_WATCH_FINE,
+  HMMV_WATCH_COARSE,
+} HmmvWatch;
+
 struct hmmv_tracker_ops {
   const char *name;
   /* optional: begin tracking this VM */
@@ -31,6 +42,9 @@ struct hmmv_tracker_ops {
   gboolean (*harvest)(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error);
   /* optional: stop tracking (must be safe when the source is gone) */
   void (*stop)(HmmvTracker *tracker);
+  /* optional: how closely to watch from now on (HmmvWatch); called by the core after each
+   * interval, on the interval's thread; must not block on the kernel */
+  void (*set_watch)(HmmvTracker *tracker, HmmvWatch watch);
   /* optional: free priv */
   void (*destroy)(HmmvTracker *tracker);
 };
@@ -48,6 +62,8 @@ gboolean hmmv_tracker_start(HmmvTracker *tracker, HmmvVm *vm, GError **error);
 gboolean hmmv_tracker_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc,
                               GError **error);
 void hmmv_tracker_stop(HmmvTracker *tracker);
+/* Nothing when the backend has no set_watch. */
+void hmmv_tracker_set_watch(HmmvTracker *tracker, HmmvWatch watch);
 
 /* The fake tracker: the next harvest reports exactly the pages queued since the last one. */
 HmmvTracker *hmmv_fake_tracker_new(void);
@@ -55,6 +71,9 @@ void hmmv_fake_tracker_queue_write(HmmvTracker *tracker, guint64 page);
 void hmmv_fake_tracker_queue_read(HmmvTracker *tracker, guint64 page);
 /* Make the next harvest fail with this error code (HMMV_ERROR_GONE to simulate a dead VM). */
 void hmmv_fake_tracker_fail_next(HmmvTracker *tracker, HmmvError code);
+/* The watch the core last asked for (HMMV_WATCH_FINE before any), and how many times it
+ * changed. */
+HmmvWatch hmmv_fake_tracker_get_watch(HmmvTracker *tracker, guint *changes);
 
 /* The replay tracker: one trace interval per harvest; at the end of the trace it starts over
  * when loop is TRUE, else reports nothing more. Fails when the trace's page count differs

@@ -64,6 +64,17 @@ combined_stop(HmmvTracker *tracker)
   hmmv_tracker_stop(c->writes);
 }
 
+/* Both sources hear it; the write source (qemu-dirty) has nothing to slow down. */
+static void
+combined_set_watch(HmmvTracker *tracker, HmmvWatch watch)
+{
+  Combined *c = tracker->priv;
+
+  hmmv_tracker_set_watch(c->writes, watch);
+  if (c->reads != NULL)
+    hmmv_tracker_set_watch(c->reads, watch);
+}
+
 static void
 combined_destroy(HmmvTracker *tracker)
 {
@@ -80,6 +91,7 @@ static const struct hmmv_tracker_ops combined_ops = {
   .start = combined_start,
   .harvest = combined_harvest,
   .stop = combined_stop,
+  .set_watch = combined_set_watch,
   .destroy = combined_destroy,
 };
 

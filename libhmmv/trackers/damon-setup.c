@@ -119,6 +119,8 @@ hmmv_damon_choose_sizes(HmmvDamonTracker *damon)
   stats->min_nr_regions = MAX(stats->max_nr_regions / 4, 10u);
   stats->min_accesses = MAX(damon->options.min_accesses, 1u);
   stats->min_nr_regions = MIN(stats->min_nr_regions, stats->max_nr_regions);
+  damon->fine_sample_us = stats->sample_us;
+  damon->fine_aggr_us = stats->aggr_us;
 }
 
 /* paddr: the physical ranges to monitor, the runs of the VM's frames (sorted), at most

@@ -66,6 +66,12 @@ typedef struct {
                                reaches this (damon.c, "Pacing") */
   guint every;              /* under lock: harvests per snapshot, 1 .. DAMON_EVERY_MAX */
   gboolean resting;         /* under lock: the thread waits for next_harvest by choice */
+  HmmvWatch watch_wanted;   /* under lock: what the core asked for last (set_watch) */
+  HmmvWatch watch_applied;  /* thread only: what the kdamond's intervals are set for */
+  gboolean watch_refused;   /* thread only: the kernel refused a change (not EBUSY): the
+                               kdamond stays as it runs, the watch is not tried again */
+  guint fine_sample_us;     /* the sizes hmmv_damon_choose_sizes() chose, for FINE */
+  guint fine_aggr_us;
   GError *thread_error;     /* under lock: the thread ended */
   GError *busy_error;       /* under lock: why the setup is being tried again */
   HmmvDamonStats stats;     /* under lock */
@@ -83,6 +89,9 @@ guint64 hmmv_damon_frames_outside(HmmvDamonTracker *damon);
 gboolean hmmv_damon_write_regions(HmmvDamonTracker *damon, GError **error);
 /* The kdamond's sizes into damon->stats, from the options and the VM's size. */
 void hmmv_damon_choose_sizes(HmmvDamonTracker *damon);
+/* While the core asks for HMMV_WATCH_COARSE the kdamond samples and aggregates this many
+ * times less often (damon.c, "Watch"). */
+#define HMMV_DAMON_COARSE_FACTOR 4u
 /* Takes a kdamond, configures it and turns it on (the thread, before its first snapshot).
  * FALSE with damon->acquired set: a kdamond was taken, and the caller gives it back. */
 gboolean hmmv_damon_setup(HmmvDamonTracker *damon, GError **error);

@@ -42,6 +42,18 @@
  * the last snapshot again as a new interval's reads (the read set held still), counted in
  * rested_harvests. A changed read set is thus seen up to DAMON_EVERY_MAX intervals late.
  *
+ * Watch. The kdamond's own sampling is the other half of the cost (the same race: the
+ * kdamonds 51 CPU s in 150 s, unchanged by the pacing): one page-table walk per region per
+ * sample. While the core says the VM is settled (HMMV_WATCH_COARSE, tracker.h: every hot page
+ * that pays on DRAM, room to spare), the thread writes sample_us and aggr_us
+ * HMMV_DAMON_COARSE_FACTOR times longer and "commit"s them to the running kdamond: the same
+ * 10 samples an aggregation, a quarter as many a second; a snapshot then waits for an
+ * aggregation of 4 intervals (2 s at 500 ms), so a read set that appears on the slow tier is
+ * seen a few intervals later, and promoted into the room the VM has. FINE (anything waits, the
+ * room ran short) gives the kdamond its own intervals back before the next snapshot, waking
+ * a thread that rests for the pacing. Commit keeps the monitoring results (the regions and
+ * their counts) where the monitored ranges stay.
+ *
  * vaddr monitors the QEMU process (pid_target) and the tried regions are host virtual
  * addresses; paddr monitors physical memory: the init regions are the span of the frames
  * that back guest RAM (from /proc/PID/pagemap, re-read every snapshot since hmmv itself
@@ -318,6 +330,38 @@ setup_until_done(HmmvDamonTracker *damon, GError **error)
   }
 }
 
+/* Hands the kdamond the intervals of watch (see "Watch"): FALSE as a write fails. */
+static gboolean
+apply_watch(HmmvDamonTracker *damon, HmmvWatch watch, GError **error)
+{
+  guint factor = watch == HMMV_WATCH_COARSE ? HMMV_DAMON_COARSE_FACTOR : 1u;
+  guint64 sample_us = (guint64)damon->fine_sample_us * factor;
+  guint64 aggr_us = (guint64)damon->fine_aggr_us * factor;
+  char sample[32], aggr[32], update[32];
+
+  g_snprintf(sample, sizeof(sample), "%" G_GUINT64_FORMAT, sample_us);
+  g_snprintf(aggr, sizeof(aggr), "%" G_GUINT64_FORMAT, aggr_us);
+  g_snprintf(update, sizeof(update), "%" G_GUINT64_FORMAT, MAX(aggr_us, 1000000u));
+  /* aggr_us first: DAMON checks sample_us <= aggr_us only at commit, but a shorter
+   * aggregation with the old, longer sample would be wrong for a moment either way */
+  if (!hmmv_damon_write_attr(damon, "contexts/0/monitoring_attrs/intervals/aggr_us", aggr,
+                             error) ||
+      !hmmv_damon_write_attr(damon, "contexts/0/monitoring_attrs/intervals/sample_us", sample,
+                             error) ||
+      !hmmv_damon_write_attr(damon, "contexts/0/monitoring_attrs/intervals/update_us", update,
+                             error) ||
+      !hmmv_damon_write_attr(damon, "state", "commit", error))
+    return FALSE;
+  damon->watch_applied = watch;
+  g_mutex_lock(&damon->lock);
+  damon->stats.sample_us = (guint)sample_us;
+  damon->stats.aggr_us = (guint)aggr_us;
+  damon->stats.coarse = watch == HMMV_WATCH_COARSE;
+  damon->stats.watch_changes++;
+  g_mutex_unlock(&damon->lock);
+  return TRUE;
+}
+
 static void
 snapshots(HmmvDamonTracker *damon, GError **error)
 {
@@ -327,20 +371,42 @@ snapshots(HmmvDamonTracker *damon, GError **error)
     g_autoptr(GError) local_error = NULL;
     guint64 regions = 0, marked = 0, t0, t1;
     gboolean ok;
+    HmmvWatch watch;
 
     g_mutex_lock(&damon->lock);
-    /* Pacing: no snapshot before a harvest wants it */
+    /* Pacing: no snapshot before a harvest wants it; a change of watch to FINE is made at
+     * once (a COARSE one can wait for the next snapshot) */
     damon->resting = damon->harvests < damon->next_harvest && damon->every > 1;
-    while (!damon->stopping && damon->harvests < damon->next_harvest)
+    while (!damon->stopping && damon->harvests < damon->next_harvest &&
+           !(damon->watch_wanted == HMMV_WATCH_FINE &&
+             damon->watch_applied != HMMV_WATCH_FINE && !damon->watch_refused))
       g_cond_wait(&damon->cond, &damon->lock);
     damon->resting = FALSE;
     if (damon->stopping) {
       g_mutex_unlock(&damon->lock);
       return;
     }
+    watch = damon->watch_wanted;
+    /* a new watch starts the pacing over: the first snapshot at the new intervals is taken
+     * now, and the next after the next harvest */
+    if (watch != damon->watch_applied && !damon->watch_refused)
+      damon->every = 1;
     g_mutex_unlock(&damon->lock);
+    ok = watch == damon->watch_applied || damon->watch_refused ||
+         apply_watch(damon, watch, &local_error);
+    /* A kernel that refuses the change (not its lock: that is waited out below) keeps
+     * the kdamond as it runs, and the VM its reads: the watch is not tried again. */
+    if (!ok && !g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BUSY) &&
+        !g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+      g_warning("reads: kdamond %u: changing its intervals for the %s watch failed, it keeps "
+                "sampling as it does: %s", damon->index,
+                watch == HMMV_WATCH_COARSE ? "coarse" : "fine", local_error->message);
+      g_clear_error(&local_error);
+      damon->watch_refused = TRUE;
+      ok = TRUE;
+    }
     t0 = (guint64)g_get_monotonic_time();
-    ok = snapshot(damon, bitmap, &regions, &marked, &local_error);
+    ok = ok && snapshot(damon, bitmap, &regions, &marked, &local_error);
     t1 = (guint64)g_get_monotonic_time();
     g_mutex_lock(&damon->lock);
     damon->stats.thread_cpu_ns = thread_cpu_ns();
@@ -567,6 +633,23 @@ damon_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
   return TRUE;
 }
 
+/* Never blocks: the thread makes the change before its next snapshot ("Watch"). */
+static void
+damon_set_watch(HmmvTracker *tracker, HmmvWatch watch)
+{
+  Damon *d = tracker->priv;
+  HmmvDamonTracker *damon = d->run;
+
+  if (damon == NULL)
+    return;
+  g_mutex_lock(&damon->lock);
+  if (damon->watch_wanted != watch) {
+    damon->watch_wanted = watch;
+    g_cond_broadcast(&damon->cond);
+  }
+  g_mutex_unlock(&damon->lock);
+}
+
 /* Never blocks: the thread finishes its snapshot, turns the kdamond off and gives it back
  * (damon_thread()), and the run is freed by whichever of the two lets go last. */
 static void
@@ -605,6 +688,7 @@ static const struct hmmv_tracker_ops damon_vaddr_ops = {
   .start = damon_start,
   .harvest = damon_harvest,
   .stop = damon_stop,
+  .set_watch = damon_set_watch,
   .destroy = damon_destroy,
 };
 
@@ -613,6 +697,7 @@ static const struct hmmv_tracker_ops damon_paddr_ops = {
   .start = damon_start,
   .harvest = damon_harvest,
   .stop = damon_stop,
+  .set_watch = damon_set_watch,
   .destroy = damon_destroy,
 };
 

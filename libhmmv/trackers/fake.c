@@ -11,6 +11,8 @@ typedef struct {
   GArray *reads;
   gboolean fail_pending;
   HmmvError fail_code;
+  HmmvWatch watch;
+  guint watch_changes;
 } FakeTracker;
 
 static gboolean
@@ -54,6 +56,15 @@ fake_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
 }
 
 static void
+fake_set_watch(HmmvTracker *tracker, HmmvWatch watch)
+{
+  FakeTracker *fake = tracker->priv;
+
+  fake->watch_changes += fake->watch != watch;
+  fake->watch = watch;
+}
+
+static void
 fake_destroy(HmmvTracker *tracker)
 {
   FakeTracker *fake = tracker->priv;
@@ -66,6 +77,7 @@ fake_destroy(HmmvTracker *tracker)
 static const struct hmmv_tracker_ops fake_ops = {
   .name = "fake",
   .harvest = fake_harvest,
+  .set_watch = fake_set_watch,
   .destroy = fake_destroy,
 };
 
@@ -109,4 +121,16 @@ hmmv_fake_tracker_fail_next(HmmvTracker *tracker, HmmvError code)
   fake = tracker->priv;
   fake->fail_pending = TRUE;
   fake->fail_code = code;
+}
+
+HmmvWatch
+hmmv_fake_tracker_get_watch(HmmvTracker *tracker, guint *changes)
+{
+  FakeTracker *fake;
+
+  g_return_val_if_fail(tracker != NULL && tracker->ops == &fake_ops, HMMV_WATCH_FINE);
+  fake = tracker->priv;
+  if (changes != NULL)
+    *changes = fake->watch_changes;
+  return fake->watch;
 }

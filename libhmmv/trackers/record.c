@@ -124,6 +124,12 @@ record_stop(HmmvTracker *tracker)
 }
 
 static void
+record_set_watch(HmmvTracker *tracker, HmmvWatch watch)
+{
+  hmmv_tracker_set_watch(((Recording *)tracker->priv)->inner, watch);
+}
+
+static void
 record_destroy(HmmvTracker *tracker)
 {
   Recording *r = tracker->priv;
@@ -140,6 +146,7 @@ static const struct hmmv_tracker_ops record_ops = {
   .start = record_start,
   .harvest = record_harvest,
   .stop = record_stop,
+  .set_watch = record_set_watch,
   .destroy = record_destroy,
 };
 
