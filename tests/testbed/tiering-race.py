@@ -8,7 +8,10 @@ word first). They are started once and race every mode in turn. Before each mode
 start is laid out: every VM's hot set is moved to the slow node 1 and its cold data to node 0
 (move_pages(2), MPOL_MF_MOVE_ALL), then node 0's remaining free memory is taken down to
 --dram-free-mib by a reservation of 2 MiB hugetlb pages on node 0 (no tiering system can move
-them: not on an LRU list, not in a VM), so the VMs' cold data fills the DRAM that is left.
+them: not on an LRU list, not in a VM), so the VMs' cold data fills the DRAM that is left. By
+default that leaves room for the hot sets twice over above node 0's high watermark
+(/proc/zoneinfo, read after THP is turned off: the kernel promotes into a node only above it;
+free_target_mib() says why); a value at or below the high watermark is refused.
 Then, for --seconds:
   hmmvd    hmmvd standalone, numa mover, no pool (dram-pool-mib = 0: node 0's capacity, as
            the kernel has), node-reserve-mib = --reserve-mib; NUMA balancing and kernel
@@ -68,7 +71,7 @@ TRACING = "/sys/kernel/tracing"
 MIGRATE_EVENT = f"{TRACING}/events/migrate/mm_migrate_pages"
 HMMVD_FIELDS = ("budget-pages", "dram-pages", "hot-pages", "written-pages", "promoted-pages",
                 "demoted-pages", "deferred-cap-pages", "deferred-room-pages",
-                "placement-unread-pages", "intervals-merged")
+                "placement-unread-pages", "intervals-merged", "watch")
 
 
 class RaceVm(e2e.Vm):
@@ -161,6 +164,50 @@ class Fill:
 
     def stop(self):
         write_sys(HUGE0, self.before)
+
+
+def zone_watermarks(text, node):
+    """{"min", "low", "high", "promo"}: node's free-memory watermarks in pages, summed over its
+    zones that manage memory (/proc/zoneinfo's text; an empty Movable zone lists a min of 32
+    pages it never uses). Missing names (promo: kernels before 6.1) are left out."""
+    out, zone, managed, marks = {}, None, 0, {}
+
+    def close():
+        if zone is not None and managed > 0:
+            for k, v in marks.items():
+                out[k] = out.get(k, 0) + v
+
+    for line in text.splitlines():
+        words = line.split()
+        if line.startswith("Node "):
+            close()
+            zone = words[1].rstrip(",") == str(node) or None
+            managed, marks = 0, {}
+        elif zone and len(words) == 2 and words[1].isdigit():
+            if words[0] in ("min", "low", "high", "promo") and words[0] not in marks:
+                marks[words[0]] = int(words[1])
+            elif words[0] == "managed":
+                managed = int(words[1])
+    close()
+    return out
+
+
+def free_target_mib(requested, marks, hot_mib):
+    """Node 0's free memory the fill leaves, MiB: requested, or (None) room for every VM's hot
+    set twice over (hot_mib in all: once to promote the hot sets, once to spare) above node
+    0's high watermark: the kernel promotes into a node only while it stays above its high
+    watermark (migrate_balanced_pgdat), and hmmvd watches a VM coarsely only with room to
+    spare. The watermarks are read after main() turned THP off, which makes the kernel
+    recompute min_free_kbytes (testbed, 6.12: 67,584 KiB with THP on at boot, 5,546 after;
+    node 0's high watermark 48 MiB -> 4 MiB): the default is 4 + 2 x 16 = 36 MiB there.
+    Raises Failed for a requested value at or below the high watermark."""
+    high = marks.get("high", 0) * PAGE >> 20
+    if requested is None:
+        return high + 2 * hot_mib
+    if requested <= high:
+        raise Failed(f"--dram-free-mib {requested} leaves node 0 at or below its high "
+                     f"watermark ({high} MiB): the kernel would not promote into it")
+    return requested
 
 
 def node_range(node):
@@ -450,8 +497,9 @@ def run_mode(mode, opts, vms, work, out, reasons):
             say(f"race: {mode}: {vm.name}: hot {on1}/{len(vm.hot)} pages on node 1, "
                 f"cold {on0}/{len(vm.cold)} on node 0")
         fill = Fill(opts.dram_free_mib)
+        free0 = node_free_mib(0)
         say(f"race: {mode}: {fill.pages} huge pages ({fill.pages * 2} MiB) reserved on node 0; "
-            f"node 0 free {node_free_mib(0)} MiB, node 1 free {node_free_mib(1)} MiB")
+            f"node 0 free {free0} MiB, node 1 free {node_free_mib(1)} MiB")
         start = {vm.name: sum(1 for n in e2e.kernel_nodes(vm.proc.pid, vm.hot) if n == 0)
                  for vm in vms}
         leftover = kdamonds_running()
@@ -564,7 +612,8 @@ def run_mode(mode, opts, vms, work, out, reasons):
             agent_cpu_s=f"{sum(cpu_s(p) for p in agent):.0f}",
             kswapd_kcompactd_cpu_s=f"{sum(cpu_s(p) for p in kswapd) - k0:.0f}",
             kdamond_cpu_s=f"{kdamond_cpu:.0f}",
-            kdamonds_on_at_start=leftover)
+            kdamonds_on_at_start=leftover,
+            node0_free_mib_at_start=free0)
         if by_thread:   # threads alive at the end (a finished GTask thread's time is gone)
             summary["hmmvd_threads_cpu_s"] = ",".join(
                 f"{n}:{c:.0f}" for n, c in sorted(by_thread.items(), key=lambda x: -x[1])[:4])
@@ -644,8 +693,10 @@ def main():
     ap.add_argument("--report-every", type=int, default=20000,
                     help="guest writes between progress lines (the progress resolution)")
     ap.add_argument("--fill-deadline", type=int, default=900)
-    ap.add_argument("--dram-free-mib", type=int, default=24,
-                    help="node 0 free memory left by the hugetlb reservation")
+    ap.add_argument("--dram-free-mib", type=int, default=None,
+                    help="node 0 free memory left by the hugetlb reservation (default: node "
+                         "0's high watermark + twice the VMs' hot sets; refused at or below "
+                         "the high watermark)")
     ap.add_argument("--pool-mib", type=int, default=40, help="hmmvd's DRAM pool in hmmvd-pool")
     ap.add_argument("--reserve-mib", type=int, default=8, help="hmmvd's node-reserve-mib")
     ap.add_argument("--interval-ms", type=int, default=500)
@@ -665,6 +716,13 @@ def main():
     if not os.path.exists("/sys/kernel/mm/numa/demotion_enabled"):
         skip("this kernel has no memory tiering (use --kernel 6.12)")
     write_sys("/sys/kernel/mm/transparent_hugepage/enabled", "never")
+    with open("/proc/zoneinfo") as f:
+        marks = zone_watermarks(f.read(), 0)
+    opts.dram_free_mib = free_target_mib(opts.dram_free_mib, marks, opts.vms * opts.hot_mib)
+    say("race: node 0 watermarks (pages): " +
+        ", ".join(f"{k} {v}" for k, v in sorted(marks.items())) +
+        f"; min_free_kbytes {read_sys('/proc/sys/vm/min_free_kbytes')}; "
+        f"the fill leaves {opts.dram_free_mib} MiB free")
     os.makedirs(opts.out_dir, exist_ok=True)
     tsv = os.path.join(opts.out_dir, "race.tsv")
     work = tempfile.mkdtemp(prefix="hmmv-race.")
