@@ -133,6 +133,27 @@ def main():
             json.dump(manifest, f)
         plain, heavy = vm3_dram(traces), vm3_dram(weighted)
         check(plain > 0 and heavy > plain, f"weight 1000 gives vm3 more DRAM ({heavy:.1f} > {plain:.1f})")
+        # --hmmv-interval-ms: hmmv's core runs once every k trace intervals, as hmmvd at its
+        # own interval; its moves come only at the end of each of its intervals
+        interval_ms = manifest["interval_ms"]
+        moved_at = {}
+        for k in (1, 5):
+            out = os.path.join(tmp, f"k{k}.csv")
+            r = run([exe, "replay", "--traces", traces, "--profile", "optane", "--dram", "0.25",
+                     "--policies", "all-dram,hmmv-writes", "--intervals-csv", out,
+                     "--hmmv-interval-ms", str(k * interval_ms)])
+            check(r.returncode == 0, f"--hmmv-interval-ms {k * interval_ms} exits 0 "
+                  f"({r.stderr.strip()[-200:]})")
+            if r.returncode != 0:
+                continue
+            with open(out) as f:
+                moved_at[k] = sorted({int(s["interval"]) for s in csv.DictReader(f)
+                                      if s["policy"] == "hmmv-writes" and int(s["pages_moved"]) > 0})
+        if 1 in moved_at and 5 in moved_at:
+            check(any(i % 5 != 4 for i in moved_at[1]),
+                  f"at the trace's interval hmmv moves in other intervals than every 5th ({moved_at[1][:8]})")
+            check(moved_at[5] and all(i % 5 == 4 for i in moved_at[5]),
+                  f"at 5 trace intervals hmmv moves only at the end of each of its own ({moved_at[5][:8]})")
         # --dram-of touched: the DRAM is a share of the pages the traces touch, no more than
         # the same share of the RAM
         pages = {}
@@ -206,6 +227,8 @@ exec {exe} gen --out "$2" --vms 2 --pages 1024 --intervals 10
               "first-touch"], "all-dram must run"),
             (["--traces", traces, "--profile", "cxl", "--dram", "0.5", "--dram-of", "rss"],
              "--dram-of is ram or touched"),
+            (["--traces", traces, "--profile", "cxl", "--dram", "0.5", "--hmmv-interval-ms",
+              str(interval_ms * 3 + 1)], "not a positive multiple"),
         ]
         for args, needle in bad:
             out = os.path.join(tmp, "bad.csv")

@@ -4,7 +4,7 @@
  *
  *   hmmv-corun replay (--setup hmmv4|demeter9 | --traces DIR) --profile optane|cxl|FILE
  *              --dram FRACTION [--dram-of ram|touched] [--csv FILE] [--intervals-csv FILE]
- *              [--plots DIR]
+ *              [--plots DIR] [--hmmv-interval-ms MS]
  *              [--policies a,b]
  *   hmmv-corun live --setup NAME [ARGS...]      (corun-guest's recorder: tests/corun/corun-live)
  *   hmmv-corun gen --out DIR [--vms N] [--pages N] [--intervals N] [--seed N]
@@ -137,6 +137,7 @@ cmd_replay(int argc, char **argv)
   double dram = 0;
   guint64 base_pages;
   gint64 max_intervals = 0;
+  gint hmmv_interval_ms = 0;
   gboolean quiet = FALSE;
   GOptionEntry entries[] = {
     { "setup", 0, 0, G_OPTION_ARG_STRING, &setup_name, "Recorded setup (hmmv4, demeter9)", "NAME" },
@@ -155,6 +156,9 @@ cmd_replay(int argc, char **argv)
     { "plots", 0, 0, G_OPTION_ARG_FILENAME, &plots,
       "PNG plots (gnuplot) and both CSVs into DIR", "DIR" },
     { "intervals", 0, 0, G_OPTION_ARG_INT64, &max_intervals, "At most N intervals", "N" },
+    { "hmmv-interval-ms", 0, 0, G_OPTION_ARG_INT, &hmmv_interval_ms,
+      "hmmv's core interval, a multiple of the trace's (default: the trace's; hmmvd's own "
+      "default is 1000)", "MS" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress", NULL },
     { NULL },
   };
@@ -211,6 +215,14 @@ cmd_replay(int argc, char **argv)
   if (sf == NULL)
     goto fail;
   sf->setup.profile = profile;
+  if (hmmv_interval_ms != 0 &&
+      (hmmv_interval_ms < 0 || hmmv_interval_ms % (gint)sf->setup.interval_ms != 0)) {
+    g_set_error(&error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "--hmmv-interval-ms %d is not a positive multiple of the trace's interval (%u "
+                "ms)", hmmv_interval_ms, sf->setup.interval_ms);
+    goto fail;
+  }
+  sf->setup.hmmv_interval_ms = (guint)hmmv_interval_ms;
   base_pages = sf->total_pages;
   if (g_strcmp0(dram_of, "touched") == 0 &&
       !corun_setup_touched_pages(&sf->setup, (guint64)max_intervals, &base_pages, &error))

@@ -16,7 +16,10 @@
  *   hmmv-ideal         every read and write of each interval (an ideal tracker).
  * Each VM's misses are charged at the placement its pages had when the interval began (the
  * core moves at the end of the interval); the sim mover places first touches as the kernel
- * does, from every access the guest made, seen or not.
+ * does, from every access the guest made, seen or not. The core's interval is the trace's
+ * (10 ms in the recorded co-runs), or with replay --hmmv-interval-ms a multiple of it, as
+ * hmmvd runs (1000 ms by default, 500 ms in corun-live): the pages seen in those trace
+ * intervals are one harvest, and the moves come at its end.
  */
 #include "policy.h"
 
@@ -36,6 +39,7 @@ typedef struct {
   guint64 harvests;
   guint64 *accessed;        /* reads-writes: accessed since the page's last scan */
   gsize nr_words;
+  guint per_harvest;        /* trace intervals one harvest covers (the core's interval) */
 } SeeTracker;
 
 /* The idle-page tracker's schedule (libhmmv/trackers/idle-page.c, due(), cold_period 8). */
@@ -65,9 +69,24 @@ see_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
 {
   SeeTracker *st = tracker->priv;
   g_autoptr(HmmvAccess) mine = hmmv_access_new(acc->nr_pages, error);
+  g_autoptr(HmmvAccess) one = hmmv_access_new(acc->nr_pages, error);
 
-  if (mine == NULL || !hmmv_tracker_harvest(st->replay, vm, mine, error))
+  if (mine == NULL || one == NULL)
     return FALSE;
+  /* the core's interval covers per_harvest of the trace's: what they touched, as one */
+  for (guint k = 0; k < MAX(st->per_harvest, 1u); k++) {
+    hmmv_access_clear(one);
+    if (!hmmv_tracker_harvest(st->replay, vm, one, error))
+      return FALSE;
+    if (one->intervals == 0)
+      break;
+    for (gsize w = 0; w < mine->nr_words; w++) {
+      mine->writes[w] |= one->writes[w];
+      mine->reads[w] |= one->reads[w];
+    }
+    mine->has_reads |= one->has_reads;
+    mine->intervals = 1;
+  }
   for (gsize w = 0; w < acc->nr_words; w++)
     acc->writes[w] |= mine->writes[w];
   acc->intervals = MAX(acc->intervals, mine->intervals);
@@ -131,6 +150,7 @@ typedef struct {
   HmmvIntervalReport report;
   HmmvAccess **acc;         /* each VM's full accesses this interval (for first touch) */
   GArray *touched;
+  guint per_core;           /* trace intervals per core interval */
 } HmmvPolicy;
 
 static HmmvVm *
@@ -170,8 +190,11 @@ hmmv_init(CorunPolicy *policy, SeeKind see, GError **error)
   if (setup->profile != NULL)
     hmmv_sim_mover_set_ns_per_page(hp->mover, (guint64)setup->profile->move_ns_per_page);
   hmmv_params_init(&params);
-  /* The core's interval is the trace's (its caps are MB/s over the interval). */
-  params.interval_ms = CLAMP(setup->interval_ms, 10, 3600 * 1000);
+  /* The core's interval is hmmvd's when the replay is given one (--hmmv-interval-ms), else
+   * the trace's; its caps are MB/s over it. */
+  hp->per_core = setup->hmmv_interval_ms > 0 && setup->interval_ms > 0
+                   ? MAX(setup->hmmv_interval_ms / setup->interval_ms, 1u) : 1u;
+  params.interval_ms = CLAMP(setup->interval_ms * hp->per_core, 10, 3600 * 1000);
   hp->core = hmmv_core_new(hp->topo, hp->mover, &params, 0, error);
   if (hp->core == NULL)
     return FALSE;
@@ -189,6 +212,7 @@ hmmv_init(CorunPolicy *policy, SeeKind see, GError **error)
     st = g_new0(SeeTracker, 1);
     st->replay = replay;
     st->see = see;
+    st->per_harvest = hp->per_core;
     tracker = hmmv_tracker_new(&see_tracker_ops, st, error);
     if (tracker == NULL) {
       hmmv_tracker_free(replay);
@@ -279,6 +303,9 @@ hmmv_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
       }
     }
   }
+  /* the core acts at the end of its interval (every per_core trace intervals) */
+  if ((index + 1) % hp->per_core != 0)
+    return TRUE;
   if (!hmmv_core_run_interval(hp->core, &hp->report, error))
     return FALSE;
   for (guint i = 0; i < hp->report.vms->len && i < nr_vms; i++) {

@@ -53,6 +53,10 @@ typedef struct {
   CorunVmInfo *vms;
   guint64 dram_pages;       /* the host's DRAM for all the VMs together */
   guint interval_ms;        /* nominal guest time of one interval */
+  /* hmmv's core interval (replay --hmmv-interval-ms), a multiple of interval_ms: the core
+   * harvests, decides and moves once every hmmv_interval_ms / interval_ms trace intervals,
+   * as hmmvd does at its own interval; 0: every trace interval */
+  guint hmmv_interval_ms;
   const CorunProfile *profile;
   CorunNumaBalancingState nb;
 } CorunSetup;
