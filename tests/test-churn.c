@@ -166,19 +166,32 @@ hot_on_dram(guint v)
   return n;
 }
 
+#define HALT_AT 20u              /* the idle VM's last interval of writes */
+#define SETTLE_INTERVALS 100u
+
 /* Fixed hot sets (shift's too): from interval 10 on, fewer than 1% of each VM's hot set is
  * moved again in any interval, while the guests go on touching cold pages for the first time
- * (first placements, not churn), and the idle VM halts at interval 35 (its DRAM is lent to
- * the others, as in the demo). */
+ * (first placements, not churn), and the idle VM halts at interval HALT_AT. Its pages, written
+ * in every interval until then, cool to benefit 0 about 40 intervals later, and then its DRAM
+ * is lent to the others, as in the demo: their warm pages (benefit > 0: hot sets and cold
+ * pages written lately) are then just more than the pool, so the budgets follow the count of
+ * those pages, which moves with the guests' speed, by tens to hundreds of pages an interval
+ * (issue 7 item 11: in the demo small re-moved 1.85-3.21% of its hot set an interval after
+ * the idle VM's DRAM was lent; here, before the room gate of plan.c, big 28 pages in interval
+ * 62, 1.4% of its hot set, small 30 in interval 61, 7.8%, shift 29 in interval 87, 2.8%:
+ * 583 re-moves in 100 intervals, cold pages promoted into room at keys 25-31, written in two
+ * intervals running by chance, and demoted again at key 0). */
 START_TEST(test_fixed_hot_sets_settle)
 {
   g_auto(HmmvIntervalReport) report = { 0 };
-  guint64 worst[NR_VMS] = { 0 }, worst_at[NR_VMS] = { 0 }, first_total = 0;
+  guint64 worst[NR_VMS] = { 0 }, worst_at[NR_VMS] = { 0 }, again[NR_VMS] = { 0 };
+  guint64 first_total = 0, budget_at_halt[NR_VMS] = { 0 }, idle_lent_at = 0;
+  g_autoptr(GString) failed = g_string_new(NULL);
 
   setup();
   hmmv_interval_report_init(&report);
-  for (guint i = 0; i < 60; i++) {
-    fx.halted[3] = i >= 35;
+  for (guint i = 0; i < SETTLE_INTERVALS; i++) {
+    fx.halted[3] = i >= HALT_AT;
     run_interval(&report);
     printf("# %2u", i);
     for (guint v = 0; v < NR_VMS; v++) {
@@ -189,18 +202,37 @@ START_TEST(test_fixed_hot_sets_settle)
              specs[v].name, rep->budget_pages, hot_on_dram(v), rep->moved_first, rep->moved_again,
              rep->hot_entered);
       first_total += fx.first[v];
+      again[v] += rep->moved_again;
+      if (i == HALT_AT)
+        budget_at_halt[v] = rep->budget_pages;
       if (i >= 10 && rep->moved_again > worst[v]) {
         worst[v] = rep->moved_again;
         worst_at[v] = i;
       }
     }
+    if (idle_lent_at == 0 && g_array_index(report.vms, HmmvVmReport, 3).budget_pages == 0)
+      idle_lent_at = i;
     printf("\n");
   }
-  for (guint v = 0; v < NR_VMS; v++)
-    ck_assert_msg(worst[v] * 100 < specs[v].hot_pages,
-                  "vm %s: %" G_GUINT64_FORMAT " pages moved again in interval %" G_GUINT64_FORMAT
-                  " (1%% of its hot set is %" G_GUINT64_FORMAT ")", specs[v].name, worst[v],
-                  worst_at[v], specs[v].hot_pages / 100);
+  for (guint v = 0; v < NR_VMS; v++) {
+    printf("# vm %s: %" G_GUINT64_FORMAT " re-moves in %u intervals, at most %" G_GUINT64_FORMAT
+           " in one from interval 10 (interval %" G_GUINT64_FORMAT ")\n", specs[v].name, again[v],
+           SETTLE_INTERVALS, worst[v], worst_at[v]);
+    if (worst[v] * 100 >= specs[v].hot_pages)
+      g_string_append_printf(failed, " vm %s: %" G_GUINT64_FORMAT " pages moved again in "
+                             "interval %" G_GUINT64_FORMAT " (1%% of its hot set is %"
+                             G_GUINT64_FORMAT ");", specs[v].name, worst[v], worst_at[v],
+                             specs[v].hot_pages / 100);
+  }
+  /* the case happened: the idle VM's DRAM was lent out, with time left to see the others'
+   * budgets move, and theirs grew */
+  printf("# idle's budget 0 from interval %" G_GUINT64_FORMAT "\n", idle_lent_at);
+  ck_assert_uint_gt(idle_lent_at, HALT_AT);
+  ck_assert_uint_le(idle_lent_at, SETTLE_INTERVALS - 20);
+  for (guint v = 0; v < 3; v++)
+    ck_assert_uint_gt(g_array_index(report.vms, HmmvVmReport, v).budget_pages,
+                      budget_at_halt[v]);
+  ck_assert_msg(failed->len == 0, "%s", failed->str);
   /* the run did place pages: first touches of cold pages went on all along */
   ck_assert_uint_gt(first_total, POOL_PAGES);
   teardown();

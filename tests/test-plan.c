@@ -86,9 +86,9 @@ START_TEST(test_promote_hottest_first)
   HmmvHotCut cut;
 
   place_all(vm, SLOW_NODE, HMMV_TIER_SLOW);
-  vm->temp[20] = 0x2f;
-  vm->temp[21] = 0x2f;
-  vm->temp[22] = 0x2f;
+  vm->temp[20] = 0x3f;   /* above the room gate (48 here) */
+  vm->temp[21] = 0x3f;
+  vm->temp[22] = 0x3f;
   vm->temp[100] = 0x4f;
   vm->temp[200] = 0x4f;
   vm->temp[7] = 0x8f;
@@ -318,10 +318,23 @@ START_TEST(test_payback_gate)
   HmmvPlan plan;
   HmmvHotCut cut;
 
+  guint gate = 0, room = 0;
+  double gate_var;
+
   hmmv_plan_init(&plan);
   /* The defaults: a page written once (16) does not pay, written in two intervals (31) does. */
   ck_assert_uint_lt(hmmv_temperature_expected_accesses(16), need);
   ck_assert_uint_ge(hmmv_temperature_expected_accesses(31), need);
+  /* Into room, the key must lie two standard deviations of the noise of a page at the gate's
+   * key beyond it (steps of 16): 31, written in two intervals running by chance, is not. */
+  while (hmmv_temperature_expected_accesses(gate) < need)
+    gate++;
+  gate_var = 16.0 * gate * (1.0 - gate / 256.0) / (2.0 - 1.0 / 16.0);
+  room = gate;
+  while ((double)(room - gate) * (room - gate) < 4.0 * gate_var)
+    room++;
+  ck_assert_uint_gt(room, 31);
+  ck_assert_uint_le(room, 48);
   for (guint kp = 1; kp < HMMV_NR_KEYS; kp += 5) {
     guint64 ep = hmmv_temperature_expected_accesses(kp);
 
@@ -332,8 +345,9 @@ START_TEST(test_payback_gate)
     hmmv_vm_set_page_node(vm, 1, SLOW_NODE, HMMV_TIER_SLOW);
     cut_of(vm, 1, 1, &cut);
     hmmv_plan_build(vm, &cut, 1, G_MAXUINT64, &params, &plan);
-    ck_assert_uint_eq(plan.promote->len, ep >= need ? 1 : 0);
-    ck_assert_uint_eq(plan.promote_gated, ep >= need ? 0 : 1);
+    ck_assert_msg(plan.promote->len == (kp >= room ? 1u : 0u), "kp %u: %u promoted into room "
+                  "(gate %u, room gate %u)", kp, plan.promote->len, gate, room);
+    ck_assert_uint_eq(plan.promote_gated, kp >= room ? 0 : 1);
     for (guint kd = 0; kd < kp; kd += 5) {
       guint64 ed = hmmv_temperature_expected_accesses(kd);
       /* Four standard deviations of the difference of two keys of pages of one frequency,

@@ -10,8 +10,11 @@
  * The payback gate (issue 7, item 11): a page is promoted only when the weighted accesses it
  * is expected to get before it cools (hmmv_temperature_expected_accesses), each saving
  * touch_saving_ns, pay for two moves of move_cost_ns (there, and back when it has cooled);
- * a page written once from cold (16) is not, one written in two intervals running (31) is. A
- * swap displaces a DRAM page only when the promoted page's expected accesses exceed the
+ * a page written once from cold (16) is not, one written in two intervals running (31) is.
+ * Into free room a page goes only when its key is also beyond the gate's by twice the noise
+ * of a page whose mean is the gate's key (48 at the defaults): cold pages written in two
+ * intervals running by chance were promoted into room and demoted again (tests/test-churn.c).
+ * A swap displaces a DRAM page only when the promoted page's expected accesses exceed the
  * displaced page's by that same two moves' worth. So pages touched once in a while are not
  * moved into spare DRAM and out again, and nothing is demoted for a promotion that does not
  * pay. Pages in cooldown never move. Promotions
