@@ -4,6 +4,7 @@
 #include <glib/gstdio.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int
 hmmv_test_run(Suite *suite)
@@ -47,6 +48,111 @@ hmmv_test_topology_two_tier(guint64 dram_bytes, guint64 slow_bytes)
       !hmmv_topology_add_node(topo, 1, slow_bytes, 0, HMMV_TIER_SLOW, &error))
     g_error("test topology: %s", error->message);
   return g_steal_pointer(&topo);
+}
+
+HmmvTopology *
+hmmv_test_topology_two_socket(guint64 dram_node_bytes, guint64 slow_node_bytes)
+{
+  static const guint dist[4][4] = {
+    { 10, 21, 17, 28 }, { 21, 10, 28, 17 }, { 17, 28, 10, 28 }, { 28, 17, 28, 10 },
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTopology) topo = hmmv_topology_new();
+
+  for (int id = 0; id < 4; id++) {
+    gboolean dram = id < 2;
+
+    if (!hmmv_topology_add_node(topo, id, dram ? dram_node_bytes : slow_node_bytes,
+                                dram ? 4 : 0, dram ? HMMV_TIER_DRAM : HMMV_TIER_SLOW, &error))
+      g_error("test topology: %s", error->message);
+  }
+  if (!hmmv_topology_set_cpus(topo, 0, "0-3", &error) ||
+      !hmmv_topology_set_cpus(topo, 1, "4-7", &error))
+    g_error("test topology: %s", error->message);
+  for (int a = 0; a < 4; a++)
+    for (int b = 0; b < 4; b++)
+      if (!hmmv_topology_set_distance(topo, a, b, dist[a][b], &error))
+        g_error("test topology: %s", error->message);
+  return g_steal_pointer(&topo);
+}
+
+void
+hmmv_test_core_init(HmmvTestCore *bed, HmmvTopology *topo, const HmmvParams *params,
+                    guint64 pool_pages)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvParams defaults;
+
+  memset(bed, 0, sizeof(*bed));
+  bed->topo = topo;
+  bed->mover = hmmv_sim_mover_new(bed->topo, &error);
+  ck_assert_msg(bed->mover != NULL, "%s", error ? error->message : "");
+  if (params == NULL) {
+    hmmv_params_init(&defaults);
+    defaults.migrate_mbps = 0;
+    params = &defaults;
+  }
+  bed->core = hmmv_core_new(bed->topo, bed->mover, params, pool_pages, &error);
+  ck_assert_msg(bed->core != NULL, "%s", error ? error->message : "");
+}
+
+HmmvVm *
+hmmv_test_core_add_vm(HmmvTestCore *bed, guint64 nr_pages, int cpu_node)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *name = g_strdup_printf("vm%u", bed->nr_vms);
+  HmmvVm *vm = hmmv_test_vm_new(name, nr_pages);
+
+  ck_assert_uint_lt(bed->nr_vms, HMMV_TEST_MAX_VMS);
+  hmmv_vm_set_cpu_node(vm, cpu_node);
+  bed->trackers[bed->nr_vms] = hmmv_fake_tracker_new();
+  ck_assert_msg(hmmv_core_add_vm(bed->core, vm, bed->trackers[bed->nr_vms], &error), "%s",
+                error ? error->message : "");
+  bed->nr_vms++;
+  return vm;
+}
+
+void
+hmmv_test_core_clear(HmmvTestCore *bed)
+{
+  hmmv_core_free(bed->core);
+  hmmv_mover_free(bed->mover);
+  hmmv_topology_free(bed->topo);
+  memset(bed, 0, sizeof(*bed));
+}
+
+void
+hmmv_test_core_write(HmmvTestCore *bed, guint vm, guint64 first, guint64 nr)
+{
+  for (guint64 p = first; p < first + nr; p++)
+    hmmv_fake_tracker_queue_write(bed->trackers[vm], p);
+}
+
+void
+hmmv_test_core_write_pages(HmmvTestCore *bed, guint vm, const GArray *pages)
+{
+  for (guint i = 0; i < pages->len; i++)
+    hmmv_fake_tracker_queue_write(bed->trackers[vm], g_array_index(pages, guint64, i));
+}
+
+void
+hmmv_test_core_run(HmmvTestCore *bed, HmmvIntervalReport *report)
+{
+  g_autoptr(GError) error = NULL;
+
+  ck_assert_msg(hmmv_core_run_interval(bed->core, report, &error), "%s",
+                error ? error->message : "");
+  for (guint i = 0; i < report->vms->len; i++) {
+    const HmmvVmReport *rep = hmmv_test_vm_report(report, i);
+
+    ck_assert_msg(rep->error == NULL, "%s", rep->error ? rep->error->message : "");
+  }
+}
+
+const HmmvVmReport *
+hmmv_test_vm_report(const HmmvIntervalReport *report, guint vm)
+{
+  return &g_array_index(report->vms, HmmvVmReport, vm);
 }
 
 /* Remove a test's scratch tree (files and directories below path, then path). */

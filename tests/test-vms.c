@@ -619,31 +619,6 @@ START_TEST(test_bound_nodes_left_alone)
 }
 END_TEST
 
-/* Two sockets: DRAM nodes 0 and 1 of 4 MiB each, CPUs 0-3 and 4-7, a 16 MiB slow node
- * beside each. */
-static HmmvTopology *
-two_socket_topology(void)
-{
-  static const guint dist[4][4] = {
-    { 10, 21, 17, 28 }, { 21, 10, 28, 17 }, { 17, 28, 10, 28 }, { 28, 17, 28, 10 },
-  };
-  g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvTopology) topo = hmmv_topology_new();
-
-  for (int id = 0; id < 4; id++) {
-    gboolean dram = id < 2;
-
-    ck_assert(hmmv_topology_add_node(topo, id, (guint64)(dram ? 4 : 16) << 20, dram ? 4 : 0,
-                                     dram ? HMMV_TIER_DRAM : HMMV_TIER_SLOW, &error));
-  }
-  ck_assert(hmmv_topology_set_cpus(topo, 0, "0-3", &error));
-  ck_assert(hmmv_topology_set_cpus(topo, 1, "4-7", &error));
-  for (int a = 0; a < 4; a++)
-    for (int b = 0; b < 4; b++)
-      ck_assert(hmmv_topology_set_distance(topo, a, b, dist[a][b], &error));
-  return g_steal_pointer(&topo);
-}
-
 /* The quota check is host-wide: two VMs whose nearest DRAM node is node 0 (4 MiB) with mins
  * of 3 MiB each fit the 8 MiB pool, so both quotas are accepted, but node 0 cannot hold
  * them: the interval's note names the node and both VMs (logged once, in hmmvctl status),
@@ -660,7 +635,9 @@ START_TEST(test_node_mins_above_the_node)
   hmmvd_test_bed_clear(&fx.bed);
   hmmv_params_init(&params);
   params.migrate_mbps = 0;
-  hmmvd_test_bed_init_topology(&fx.bed, two_socket_topology(), &params);
+  /* two sockets: DRAM nodes 0 and 1 of 4 MiB each, a 16 MiB slow node beside each */
+  hmmvd_test_bed_init_topology(&fx.bed, hmmv_test_topology_two_socket(4 << 20, 16 << 20),
+                               &params);
   a = add_vm("a", VM_PAGES, HMMVD_SOURCE_STANDALONE);
   b = add_vm("b", VM_PAGES, HMMVD_SOURCE_STANDALONE);
   /* first touches land on node 0 (CPUs unknown: lowest id), so it is both VMs' nearest */
