@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The control socket stays served while the loop waits (issue 7, a loop that stays
+ * responsive): on moves in flight on the core's worker, on DAMON's sysfs lock held by someone
+ * else while a VM's kdamond is set up or given back. Counts events; the 60 s deadlines are
+ * liveness guards. The requests themselves and the socket's bounds: test-control.c.
+ */
+#include "config.h"
+#include "control-client.h"
+#include "damon-fake.h"
+#include "gate-mover.h"
+#include "vms.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static gboolean
+count_event(gpointer data)
+{
+  (*(guint *)data)++;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+interval_finished(gpointer data)
+{
+  (*(guint *)data)++;
+}
+
+#define DAMON_HVA 0x7f0000000000ull
+
+/* Issue 7 (a loop that stays responsive): a VM whose reads come from DAMON joins the core
+ * while another user holds DAMON's sysfs lock (damon_fake_hold_lock: every state and nr_*
+ * write fails with EBUSY, as mm/damon/sysfs.c's mutex_trylock makes them). The kdamond's
+ * setup runs on the read tracker's thread: the VM is managed at once, the control socket
+ * answers status, the main loop dispatches its sources and an interval runs, while the
+ * setup is still refused and still trying; once the lock is free the setup completes and
+ * the VM's reads arrive. Before, the setup ran inside hmmv_core_add_vm on the main loop:
+ * each write waited out the lock (250 x 20 ms), the first one gave up, nothing was served
+ * meanwhile and the VM was left with writes only (the reads never arrive). Counts events;
+ * the 60 s deadlines are liveness guards. */
+START_TEST(test_served_while_damon_setup_waits)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *run_dir = g_dir_make_tmp("hmmv-test-control-damon-XXXXXX", NULL);
+  g_autofree char *reply = NULL;
+  DamonFake *fake;
+  HmmvSysfs *fs = damon_fake_new("vaddr fvaddr paddr", &fake);
+  HmmvDamonOptions options = {
+    .ops = HMMV_DAMON_VADDR, .interval_ms = 10, .fs = fs, .run_dir = run_dir,
+  };
+  /* pages 16..47 of the VM read */
+  guint64 accessed[] = { DAMON_HVA + 16 * 4096, DAMON_HVA + 48 * 4096 };
+  HmmvTracker *writes = hmmv_fake_tracker_new();
+  HmmvTracker *tracker;
+  HmmvVm *vm = hmmv_vm_new("reader");
+  const char *const status[] = { "{\"command\":\"status\"}\n" };
+  HmmvdControl *control;
+  const HmmvdVmInfo *info;
+  guint events = 0, finished = 0, refused;
+  gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+  ck_assert_ptr_nonnull(run_dir);
+  tracker = hmmv_combined_tracker_new(writes, hmmv_damon_tracker_new(&options, &error));
+  ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+  ck_assert(hmmv_vm_add_region(vm, "pc.ram", 0, DAMON_HVA, 256 * 4096ull, 4096, &error));
+  ck_assert(hmmv_vm_finalize_layout(vm, &error));
+  damon_fake_set_accessed(fake, accessed, 1);
+  control = control_fixture_start();
+
+  damon_fake_hold_lock(fake, TRUE);
+  ck_assert_msg(hmmvd_vms_add_with_tracker(control_fx.bed.vms, "reader", HMMVD_SOURCE_STANDALONE,
+                                           getpid(), NULL, vm, tracker, &error),
+                "%s", error != NULL ? error->message : "");
+  info = hmmvd_vms_lookup(control_fx.bed.vms, "reader");
+  ck_assert(info->in_core);
+  ck_assert_str_eq(info->status, "managed");
+
+  /* the lock is held: the main loop serves all the same */
+  reply = control_talk(status, 1, 1, 0);
+  ck_assert_msg(g_str_has_prefix(reply, "{\"return\":{\"interval-ms\""), "%s", reply);
+  g_idle_add(count_event, &events);
+  while (events == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(events, 1);
+  hmmv_fake_tracker_queue_write(writes, 1);
+  ck_assert(hmmvd_vms_start_interval(control_fx.bed.vms, interval_finished, &finished));
+  while (finished == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(finished, 1);
+  ck_assert_uint_eq(info->last.read, 0);
+  /* ... while the setup is still refused, still trying, and has got nowhere (the tracker's
+   * thread may not have made its first write yet: waited for, an event, not a time) */
+  while ((refused = damon_fake_busy_refused(fake)) == 0 && g_get_monotonic_time() < deadline)
+    g_usleep(1000);
+  ck_assert_uint_gt(refused, 0);
+  while (damon_fake_busy_refused(fake) == refused && g_get_monotonic_time() < deadline)
+    g_usleep(1000);
+  ck_assert_uint_gt(damon_fake_busy_refused(fake), refused);
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/nr_kdamonds"), "0");
+  ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+
+  /* the lock is free: the setup completes and the reads arrive */
+  damon_fake_hold_lock(fake, FALSE);
+  while (info->last.read == 0 && g_get_monotonic_time() < deadline) {
+    guint done = finished;
+
+    hmmv_fake_tracker_queue_write(writes, 1);
+    ck_assert(hmmvd_vms_start_interval(control_fx.bed.vms, interval_finished, &finished));
+    while (finished == done && g_get_monotonic_time() < deadline)
+      g_main_context_iteration(NULL, TRUE);
+    ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+    g_usleep(10000);
+  }
+  ck_assert_uint_eq(info->last.read, 32);
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/0/state"), "on");
+
+  /* the VM leaves: its kdamond is given back (by the tracker's thread) and the tree is as
+   * it was */
+  hmmvd_vms_remove(control_fx.bed.vms, "reader");
+  ck_assert_ptr_null(hmmvd_vms_lookup(control_fx.bed.vms, "reader"));
+  ck_assert(hmmv_damon_wait_released(60000));
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/nr_kdamonds"), "0");
+  hmmvd_control_free(control);
+  hmmv_sysfs_unref(fs);
+  hmmv_test_remove_tree(run_dir);
+}
+END_TEST
+
+/* A VM leaves while DAMON's sysfs lock is held by someone else (another VM's command,
+ * another tool): hmmvd's main loop makes no DAMON write at all (before, stopping the tracker
+ * made up to two of them there, "off" tried for 1 s and nr_contexts for 5 s, and then the
+ * record was dropped with the kdamond still on); it serves status, dispatches its sources
+ * and runs an interval for the VM that stays, while the tracker's thread waits out the lock;
+ * once the lock is free the kdamond is off and the tree is as it was. Counts events and
+ * refused writes; the 60 s deadlines are liveness guards. */
+START_TEST(test_served_while_damon_release_waits)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *run_dir = g_dir_make_tmp("hmmv-test-control-damon-XXXXXX", NULL);
+  g_autofree char *reply = NULL;
+  DamonFake *fake;
+  HmmvSysfs *fs = damon_fake_new("vaddr fvaddr paddr", &fake);
+  HmmvDamonOptions options = {
+    .ops = HMMV_DAMON_VADDR, .interval_ms = 10, .fs = fs, .run_dir = run_dir,
+  };
+  guint64 accessed[] = { DAMON_HVA + 16 * 4096, DAMON_HVA + 48 * 4096 };
+  HmmvTracker *writes = hmmv_fake_tracker_new();
+  HmmvTracker *stays = hmmv_fake_tracker_new();
+  HmmvTracker *tracker;
+  HmmvVm *vm = hmmv_vm_new("reader");
+  const char *const status[] = { "{\"command\":\"status\"}\n" };
+  HmmvdControl *control;
+  const HmmvdVmInfo *info;
+  guint events = 0, finished = 0, refused;
+  gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+  ck_assert_ptr_nonnull(run_dir);
+  tracker = hmmv_combined_tracker_new(writes, hmmv_damon_tracker_new(&options, &error));
+  ck_assert(hmmv_vm_add_region(vm, "pc.ram", 0, DAMON_HVA, 256 * 4096ull, 4096, &error));
+  ck_assert(hmmv_vm_finalize_layout(vm, &error));
+  damon_fake_set_accessed(fake, accessed, 1);
+  control = control_fixture_start();
+  ck_assert_msg(hmmvd_vms_add_with_tracker(control_fx.bed.vms, "reader", HMMVD_SOURCE_STANDALONE,
+                                           getpid(), NULL, vm, tracker, &error),
+                "%s", error != NULL ? error->message : "");
+  ck_assert(hmmvd_vms_add_with_tracker(control_fx.bed.vms, "stays", HMMVD_SOURCE_STANDALONE,
+                                       getpid(), NULL, hmmv_test_vm_new("stays", 256), stays,
+                                       &error));
+  info = hmmvd_vms_lookup(control_fx.bed.vms, "reader");
+  ck_assert(info->in_core);
+  ck_assert(hmmv_damon_tracker_wait_setup(hmmv_combined_tracker_get_reads(tracker), &error));
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/0/state"), "on");
+
+  /* the lock is held; the VM leaves: the main loop writes nothing to DAMON */
+  damon_fake_hold_lock(fake, TRUE);
+  refused = damon_fake_busy_refused(fake);
+  damon_fake_watch_thread(fake, g_thread_self());
+  hmmvd_vms_remove(control_fx.bed.vms, "reader");
+  ck_assert_ptr_null(hmmvd_vms_lookup(control_fx.bed.vms, "reader"));
+  ck_assert_uint_eq(damon_fake_watched_attempts(fake), 0);
+
+  /* ... and serves meanwhile, while the tracker's thread is refused and tries again */
+  reply = control_talk(status, 1, 1, 0);
+  ck_assert_msg(g_str_has_prefix(reply, "{\"return\":{\"interval-ms\""), "%s", reply);
+  g_idle_add(count_event, &events);
+  while (events == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(events, 1);
+  hmmv_fake_tracker_queue_write(stays, 1);
+  ck_assert(hmmvd_vms_start_interval(control_fx.bed.vms, interval_finished, &finished));
+  while (finished == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(finished, 1);
+  ck_assert_uint_eq(damon_fake_watched_attempts(fake), 0);
+  /* more refusals than the old "off" tried (50): events, not time */
+  while (damon_fake_busy_refused(fake) < refused + 60 && g_get_monotonic_time() < deadline)
+    g_usleep(1000);
+  ck_assert_uint_ge(damon_fake_busy_refused(fake), refused + 60);
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/0/state"), "on");
+
+  /* the lock is free: the thread turns the kdamond off and gives it back */
+  damon_fake_hold_lock(fake, FALSE);
+  ck_assert(hmmv_damon_wait_released(60000));
+  damon_fake_watch_thread(fake, NULL);
+  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/nr_kdamonds"), "0");
+  hmmvd_vms_remove(control_fx.bed.vms, "stays");
+  hmmvd_control_free(control);
+  hmmv_sysfs_unref(fs);
+  hmmv_test_remove_tree(run_dir);
+}
+END_TEST
+
+/* Issue 7, the loop at fleet scale: the interval's moves run on the core's worker. A move
+ * batch is held in flight (the gate mover blocks until released); meanwhile the control
+ * socket answers status, the table handles what a libvirt or standalone event brings (a VM
+ * that comes, one paused) and the main loop dispatches its sources; a placement request,
+ * which needs the VMs' page state, waits for the interval and is answered after it. Before,
+ * the interval ran on the main loop: nothing was answered until the moves were done. Counts
+ * events only; the 60 s deadlines are liveness guards. */
+START_TEST(test_served_while_moves_in_flight)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvdConfig config;
+  HmmvMover *gate;
+  HmmvCore *core;
+  HmmvdVms *vms;
+  HmmvdControl *control;
+  HmmvTracker *tracker = hmmv_fake_tracker_new();
+  const char *const status[] = { "{\"command\":\"status\"}\n" };
+  const char *const placement_line[] = { "{\"command\":\"placement\",\"vm\":\"busy\"}\n" };
+  g_autofree char *reply = NULL, *placement_reply = NULL;
+  GThread *placement_thread;
+  ControlJob *placement;
+  const HmmvdVmInfo *info;
+  guint events = 0, finished = 0;
+  gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+  hmmvd_config_init(&config);
+  config.params.migrate_mbps = 0;          /* no cap: every planned move is one held batch */
+  config.params.host_migrate_mbps = 0;
+  config.default_quota.max_pages = 256;    /* 1 MiB: 768 of its 1,024 DRAM pages must go */
+  gate = hmmv_gate_mover_new(control_fx.bed.topo, 0, &error);
+  ck_assert_msg(gate != NULL, "%s", error ? error->message : "");
+  core = hmmv_core_new(control_fx.bed.topo, gate, &config.params, 0, &error);
+  ck_assert_msg(core != NULL, "%s", error ? error->message : "");
+  vms = hmmvd_vms_new(core, &config);
+  ck_assert(hmmvd_vms_add_with_tracker(vms, "busy", HMMVD_SOURCE_STANDALONE, 1, NULL,
+                                       hmmv_test_vm_new("busy", 2048), tracker, &error));
+  for (guint64 p = 0; p < 2048; p++)
+    hmmv_fake_tracker_queue_write(tracker, p);   /* the first 1,024 land on the 4 MiB DRAM */
+  control = hmmvd_control_new(vms, control_fx.bed.topo, "gate", control_fx.path, &error);
+  ck_assert_msg(control != NULL, "%s", error ? error->message : "");
+
+  hmmv_gate_mover_close(gate);
+  ck_assert(hmmvd_vms_start_interval(vms, interval_finished, &finished));
+  while (hmmv_gate_mover_get_blocked(gate) == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(hmmv_gate_mover_get_blocked(gate), 1);
+  ck_assert(hmmvd_vms_interval_running(vms));
+
+  /* the batch is in flight: the main loop serves */
+  placement = control_job_start(placement_line, 1, 1, 0, &placement_thread);
+  reply = control_talk(status, 1, 1, 0);
+  ck_assert_msg(g_str_has_prefix(reply, "{\"return\":{\"interval-ms\""), "%s", reply);
+  ck_assert_msg(strstr(reply, "\"interval-running\":true") != NULL, "%s", reply);
+  g_idle_add(count_event, &events);
+  while (events == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(events, 1);
+  /* what a libvirt lifecycle event or a standalone connect brings: a VM comes, one pauses */
+  ck_assert(hmmvd_vms_add_with_tracker(vms, "late", HMMVD_SOURCE_LIBVIRT, 2, NULL,
+                                       hmmv_test_vm_new("late", 512), hmmv_fake_tracker_new(),
+                                       &error));
+  info = hmmvd_vms_lookup(vms, "late");
+  ck_assert(!info->in_core);
+  ck_assert_msg(g_str_has_prefix(info->status, "starting"), "%s", info->status);
+  ck_assert(hmmvd_vms_set_paused(vms, "busy", TRUE, &error));
+  /* a tick meanwhile is skipped, not queued */
+  ck_assert(!hmmvd_vms_start_interval(vms, interval_finished, &finished));
+  ck_assert_uint_eq(hmmvd_vms_get_intervals_skipped(vms), 1);
+  ck_assert(!g_atomic_int_get(&placement->done));   /* it waits for the interval */
+  ck_assert_uint_eq(hmmv_gate_mover_get_blocked(gate), 1);
+  ck_assert_uint_eq(finished, 0);
+
+  hmmv_gate_mover_open(gate);
+  while (finished == 0 && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_uint_eq(finished, 1);
+  placement_reply = control_job_finish(placement, placement_thread);
+  ck_assert_msg(g_str_has_prefix(placement_reply, "{\"return\":{"), "%s", placement_reply);
+  info = hmmvd_vms_lookup(vms, "busy");
+  ck_assert_uint_eq(info->last.demoted, 768);
+  ck_assert_uint_eq(info->last.dram_pages, 256);
+  info = hmmvd_vms_lookup(vms, "late");
+  ck_assert_msg(info->in_core, "%s", info->status);
+  ck_assert_str_eq(info->status, "managed");
+
+  hmmvd_control_free(control);
+  hmmvd_vms_free(vms);
+  hmmv_core_free(core);
+  hmmv_mover_free(gate);
+  hmmvd_config_clear(&config);
+}
+END_TEST
+
+/* The socket cases need root: the server serves root only. */
+static Suite *
+control_served_suite(void)
+{
+  Suite *s = suite_create("control-served");
+  TCase *tc = tcase_create("served");
+
+  tcase_add_checked_fixture(tc, control_fixture_setup, control_fixture_teardown);
+  tcase_set_timeout(tc, 90);
+  tcase_add_test(tc, test_served_while_moves_in_flight);
+  tcase_add_test(tc, test_served_while_damon_setup_waits);
+  tcase_add_test(tc, test_served_while_damon_release_waits);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int
+main(void)
+{
+  if (geteuid() != 0)
+    return hmmv_test_skip_all("the control socket serves root only");
+  return hmmv_test_run(control_served_suite());
+}
