@@ -14,39 +14,16 @@
 set -uo pipefail
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 [[ $# -eq 1 ]] || { echo "usage: $0 SOURCE_ROOT" >&2; exit 2; }
-SRC=$1
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*"; exit 1; }
-[[ -x ${HMMV_QEMU:-} ]] || skip "no patched QEMU (HMMV_QEMU=${HMMV_QEMU:-unset})"
-[[ $(id -u) -eq 0 ]] || skip "scripts/demo runs as root"
+# shellcheck source=tests/integration/demo-lib.sh
+. "$(dirname "$0")/demo-lib.sh"
+demo_setup "$1" demo
 probe=$("$HMMV_QEMU" -M none -display none -plugin /nonexistent/hmmv-probe.so 2>&1 </dev/null)
 [[ $probe == *"plugin interface not enabled"* ]] &&
   skip "$HMMV_QEMU has no TCG plugin support: the demo would not record"
 
-WORK=$(mktemp -d /tmp/hmmv-test-demo.XXXXXX)
-DEMO_PID=''
-cleanup() {
-  if [[ -n $DEMO_PID ]] && kill -0 "$DEMO_PID" 2>/dev/null; then
-    kill -TERM "$DEMO_PID" 2>/dev/null
-    wait "$DEMO_PID" 2>/dev/null
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
 # 20 s of live view; the demo then waits for 3 recorded intervals of every VM (not a time)
-"$SRC/scripts/demo" --standalone --small --seconds 20 --out "$WORK/out" \
-  >"$WORK/stdout" 2>"$WORK/stderr" </dev/null &
-DEMO_PID=$!
-wait "$DEMO_PID"
-rc=$?
-DEMO_PID=''
-if [[ $rc -ne 0 ]]; then
-  echo "---- demo stderr (last 40 lines) ----"; tail -n 40 "$WORK/stderr"
-  echo "---- demo stdout (last 20 lines) ----"; tail -n 20 "$WORK/stdout"
-  fail "scripts/demo exited $rc"
-fi
+demo_run --standalone --small --seconds 20 --out "$WORK/out"
+demo_check_rc 20
 echo "---- the end of the demo's output ----"
 tail -n 24 "$WORK/stdout"
 echo "--------------------------------------"

@@ -22,43 +22,19 @@
 set -uo pipefail
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 [[ $# -ge 1 && $# -le 2 ]] || { echo "usage: $0 SOURCE_ROOT [SECONDS]" >&2; exit 2; }
-SRC=$1
 SECONDS_RUN=${2:-90}
 MIN_MOVES=256          # pages seen moving each way (a lower bound of the moves)
 MIN_AGREE=0.999
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*"; exit 1; }
-[[ -x ${HMMV_QEMU:-} ]] ||
-  skip "no patched QEMU (HMMV_QEMU=${HMMV_QEMU:-unset}; bash qemu-patches/build.sh | tail -n1)"
-[[ $(id -u) -eq 0 ]] || skip "scripts/demo runs as root"
+# shellcheck source=tests/integration/demo-lib.sh
+. "$(dirname "$0")/../integration/demo-lib.sh"
+demo_setup "$1" demo-tb
 
-WORK=$(mktemp -d /tmp/hmmv-test-demo-tb.XXXXXX)
-DEMO_PID=''
-cleanup() {
-  if [[ -n $DEMO_PID ]] && kill -0 "$DEMO_PID" 2>/dev/null; then
-    kill -TERM "$DEMO_PID" 2>/dev/null
-    wait "$DEMO_PID" 2>/dev/null
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-"$SRC/scripts/demo" --testbed --seconds "$SECONDS_RUN" \
-  >"$WORK/stdout" 2>"$WORK/stderr" </dev/null &
-DEMO_PID=$!
-wait "$DEMO_PID"
-rc=$?
-DEMO_PID=''
-if [[ $rc -eq 77 ]]; then
+demo_run --testbed --seconds "$SECONDS_RUN"
+if [[ $DEMO_RC -eq 77 ]]; then
   tail -n 5 "$WORK/stderr"
   skip "the testbed cannot run here (tests/testbed/testbed exited 77, above)"
 fi
-if [[ $rc -ne 0 ]]; then
-  echo "---- demo stderr (last 40 lines) ----"; tail -n 40 "$WORK/stderr"
-  echo "---- demo stdout (last 40 lines) ----"; tail -n 40 "$WORK/stdout"
-  fail "scripts/demo --testbed exited $rc"
-fi
+demo_check_rc 40
 echo "---- the demo's summary ----"
 sed -n '/^summary after/,$p' "$WORK/stdout"
 echo "----------------------------"
