@@ -21,7 +21,6 @@ set -euo pipefail
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly script_dir
 readonly cache_dir="${HMMV_CACHE_DIR:-/var/cache/hmmv}"
-readonly deb_src_file=/etc/apt/sources.list.d/hmmv-deb-src.sources
 # The same minimal configuration for every version.  TCG plugins (issue 12's
 # trace recorder loads one with -plugin) need glib's gmodule, which
 # libglib2.0-dev brings; the API header is copied out beside the binary.
@@ -155,12 +154,6 @@ pkg_installed() {
     [ "$status" = "install ok installed" ]
 }
 
-has_qemu_source() {
-    local out
-    out="$(apt-cache showsrc qemu 2>/dev/null)" || return 1
-    grep -q '^Package: qemu$' <<<"$out"
-}
-
 install_missing() {
     local missing=() p
     for p in "$@"; do
@@ -173,23 +166,10 @@ install_missing() {
     fi
 }
 
-# Add deb-src stanzas mirroring every deb stanza of debian.sources, unless
-# apt already knows a source for qemu.
+# Debian's qemu source for apt-get source (qemu-patches/deb-src.sh: deb-src stanzas mirroring
+# debian.sources, unless apt already knows a source for qemu).
 ensure_deb_src() {
-    if has_qemu_source; then
-        return 0
-    fi
-    if [ ! -f "$deb_src_file" ]; then
-        local src=/etc/apt/sources.list.d/debian.sources
-        [ -f "$src" ] || die "no $src to derive deb-src entries from"
-        log "adding $deb_src_file"
-        sed -e 's/^Types:.*/Types: deb-src/' "$src" >"$deb_src_file.tmp"
-        mv "$deb_src_file.tmp" "$deb_src_file"
-    fi
-    log "apt-get update (for deb-src)"
-    apt-get update -q >&2
-    has_qemu_source ||
-        die "apt still has no source package for qemu"
+    bash "$script_dir/deb-src.sh" || die "apt has no source package for qemu"
 }
 
 # The version apt-get source would fetch, read from local lists only.
