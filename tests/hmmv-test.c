@@ -96,19 +96,26 @@ hmmv_test_core_init(HmmvTestCore *bed, HmmvTopology *topo, const HmmvParams *par
   ck_assert_msg(bed->core != NULL, "%s", error ? error->message : "");
 }
 
-HmmvVm *
-hmmv_test_core_add_vm(HmmvTestCore *bed, guint64 nr_pages, int cpu_node)
+void
+hmmv_test_core_add(HmmvTestCore *bed, HmmvVm *vm)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *name = g_strdup_printf("vm%u", bed->nr_vms);
-  HmmvVm *vm = hmmv_test_vm_new(name, nr_pages);
 
   ck_assert_uint_lt(bed->nr_vms, HMMV_TEST_MAX_VMS);
-  hmmv_vm_set_cpu_node(vm, cpu_node);
   bed->trackers[bed->nr_vms] = hmmv_fake_tracker_new();
   ck_assert_msg(hmmv_core_add_vm(bed->core, vm, bed->trackers[bed->nr_vms], &error), "%s",
                 error ? error->message : "");
   bed->nr_vms++;
+}
+
+HmmvVm *
+hmmv_test_core_add_vm(HmmvTestCore *bed, guint64 nr_pages, int cpu_node)
+{
+  g_autofree char *name = g_strdup_printf("vm%u", bed->nr_vms);
+  HmmvVm *vm = hmmv_test_vm_new(name, nr_pages);
+
+  hmmv_vm_set_cpu_node(vm, cpu_node);
+  hmmv_test_core_add(bed, vm);
   return vm;
 }
 

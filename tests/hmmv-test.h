@@ -34,6 +34,8 @@ typedef struct {
  * pacing). */
 void hmmv_test_core_init(HmmvTestCore *bed, HmmvTopology *topo, const HmmvParams *params,
                          guint64 pool_pages);
+/* Adds vm (the core owns it) with a fake tracker, bed->trackers[bed->nr_vms]. */
+void hmmv_test_core_add(HmmvTestCore *bed, HmmvVm *vm);
 /* Adds VM "vm<index>" of nr_pages with a fake tracker, its vCPUs on cpu_node (-1: unknown). */
 HmmvVm *hmmv_test_core_add_vm(HmmvTestCore *bed, guint64 nr_pages, int cpu_node);
 void hmmv_test_core_clear(HmmvTestCore *bed);

@@ -12,48 +12,24 @@
 #define NR_VMS 3
 #define VM_PAGES 1000
 
-typedef struct {
-  HmmvTopology *topo;
-  HmmvMover *mover;
-  HmmvCore *core;
-  HmmvTracker *trackers[NR_VMS];
-} Fixture;
-
-static Fixture fx;
+static HmmvTestCore fx;
 
 /* DRAM for everything (4,096 pages), so every first touch lands on DRAM; cap_mbps over
  * interval_ms gives the host cap. No per-VM cap. */
 static void
 setup_core(guint host_mbps, guint interval_ms)
 {
-  g_autoptr(GError) error = NULL;
   HmmvParams params;
 
-  memset(&fx, 0, sizeof(fx));
-  fx.topo = hmmv_test_topology_two_tier(4096u * HMMV_PAGE_SIZE, 4096u * HMMV_PAGE_SIZE);
-  fx.mover = hmmv_sim_mover_new(fx.topo, &error);
-  ck_assert(fx.mover != NULL);
   hmmv_params_init(&params);
   params.migrate_mbps = 0;
   params.host_migrate_mbps = host_mbps;
   params.interval_ms = interval_ms;
-  fx.core = hmmv_core_new(fx.topo, fx.mover, &params, 0, &error);
-  ck_assert_msg(fx.core != NULL, "%s", error ? error->message : "");
-  for (guint i = 0; i < NR_VMS; i++) {
-    g_autofree char *name = g_strdup_printf("vm%u", i);
-
-    fx.trackers[i] = hmmv_fake_tracker_new();
-    ck_assert(hmmv_core_add_vm(fx.core, hmmv_test_vm_new(name, VM_PAGES), fx.trackers[i],
-                               &error));
-  }
-}
-
-static void
-teardown_core(void)
-{
-  hmmv_core_free(fx.core);
-  hmmv_mover_free(fx.mover);
-  hmmv_topology_free(fx.topo);
+  hmmv_test_core_init(&fx, hmmv_test_topology_two_tier(4096u * HMMV_PAGE_SIZE,
+                                                       4096u * HMMV_PAGE_SIZE),
+                      &params, 0);
+  for (guint i = 0; i < NR_VMS; i++)
+    hmmv_test_core_add_vm(&fx, VM_PAGES, -1);
 }
 
 /* The reference: progressive filling, one page at a time to each VM that still wants one, in
@@ -122,7 +98,7 @@ START_TEST(test_host_cap_shared_max_min)
   }
   ck_assert_uint_eq(left[0] + left[1] + left[2], 0);
   ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 2)), 500);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -147,7 +123,7 @@ START_TEST(test_host_cap_off)
   for (guint i = 0; i < NR_VMS; i++)
     total += g_array_index(report.vms, HmmvVmReport, i).demoted;
   ck_assert_uint_eq(total, 831);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 

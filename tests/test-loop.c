@@ -7,68 +7,22 @@
 
 #define VM_PAGES 1024
 
-typedef struct {
-  HmmvTopology *topo;
-  HmmvMover *mover;
-  HmmvCore *core;
-  HmmvTracker *trackers[3];   /* borrowed: the core owns them */
-} Fixture;
+static HmmvTestCore fx;
 
-static Fixture fx;
-
+/* DRAM of dram_pages, a slow tier for all of at least two VMs, nr_vms VMs of VM_PAGES; no
+ * migration cap: these tests check placement, not pacing. */
 static void
 setup_core(guint64 dram_pages, guint nr_vms)
 {
-  g_autoptr(GError) error = NULL;
-  HmmvParams params;
-
-  memset(&fx, 0, sizeof(fx));
-  fx.topo = hmmv_test_topology_two_tier(dram_pages * HMMV_PAGE_SIZE,
-                                        (guint64)VM_PAGES * MAX(nr_vms, 2) * HMMV_PAGE_SIZE);
-  fx.mover = hmmv_sim_mover_new(fx.topo, &error);
-  ck_assert_msg(fx.mover != NULL, "%s", error ? error->message : "");
-  hmmv_params_init(&params);
-  params.migrate_mbps = 0;  /* no cap: these tests check placement, not pacing */
-  fx.core = hmmv_core_new(fx.topo, fx.mover, &params, 0, &error);
-  ck_assert_msg(fx.core != NULL, "%s", error ? error->message : "");
-  for (guint i = 0; i < nr_vms; i++) {
-    g_autofree char *name = g_strdup_printf("vm%u", i);
-    HmmvVm *vm = hmmv_test_vm_new(name, VM_PAGES);
-
-    fx.trackers[i] = hmmv_fake_tracker_new();
-    ck_assert(hmmv_core_add_vm(fx.core, vm, fx.trackers[i], &error));
-  }
+  hmmv_test_core_init(&fx, hmmv_test_topology_two_tier(dram_pages * HMMV_PAGE_SIZE,
+                                                       (guint64)VM_PAGES * MAX(nr_vms, 2) *
+                                                         HMMV_PAGE_SIZE),
+                      NULL, 0);
+  for (guint i = 0; i < nr_vms; i++)
+    hmmv_test_core_add_vm(&fx, VM_PAGES, -1);
 }
 
-static void
-teardown_core(void)
-{
-  hmmv_core_free(fx.core);
-  hmmv_mover_free(fx.mover);
-  hmmv_topology_free(fx.topo);
-}
-
-static void
-write_range(guint vm, guint64 first, guint64 nr)
-{
-  for (guint64 p = first; p < first + nr; p++)
-    hmmv_fake_tracker_queue_write(fx.trackers[vm], p);
-}
-
-static void add_resident_vm(guint index, guint64 resident_pages);
-
-static void
-run(HmmvIntervalReport *report)
-{
-  g_autoptr(GError) error = NULL;
-
-  ck_assert(hmmv_core_run_interval(fx.core, report, &error));
-  for (guint i = 0; i < report->vms->len; i++) {
-    const HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
-
-    ck_assert_msg(rep->error == NULL, "%s", rep->error ? rep->error->message : "");
-  }
-}
+static void add_resident_vm(guint64 resident_pages);
 
 /* First touch fills DRAM with pages that later go cold; the hot set, touched later, lands
  * on the slow tier; the core must swap them within the budget. */
@@ -79,13 +33,13 @@ START_TEST(test_hot_set_reaches_dram)
 
   setup_core(256, 1);
   hmmv_interval_report_init(&report);
-  write_range(0, 0, 256);        /* fills the 256 DRAM pages */
-  run(&report);
+  hmmv_test_core_write(&fx, 0, 0, 256);        /* fills the 256 DRAM pages */
+  hmmv_test_core_run(&fx, &report);
   /* The payback gate lets a page written in every interval displace one written once after
    * ~8 intervals (before that the two could be pages of one frequency). */
   for (guint i = 0; i < 10; i++) {
-    write_range(0, 512, 128);    /* the real hot set, first touched on the slow tier */
-    run(&report);
+    hmmv_test_core_write(&fx, 0, 512, 128);  /* the real hot set, first touched on the slow tier */
+    hmmv_test_core_run(&fx, &report);
   }
   vm = hmmv_core_get_vm(fx.core, 0);
   for (guint64 p = 512; p < 640; p++)
@@ -93,7 +47,7 @@ START_TEST(test_hot_set_reaches_dram)
   ck_assert_uint_le(hmmv_vm_get_dram_pages(vm), 256);
   ck_assert_uint_ge(hmmv_vm_get_move_stats(vm)->promoted, 128);
   ck_assert_uint_eq(hmmv_sim_mover_get_used_pages(fx.mover, 0), hmmv_vm_get_dram_pages(vm));
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -110,20 +64,20 @@ START_TEST(test_read_set_reaches_dram)
 
   setup_core(256, 1);
   hmmv_interval_report_init(&report);
-  write_range(0, 0, 256);        /* fills the 256 DRAM pages, then never touched again */
-  run(&report);
+  hmmv_test_core_write(&fx, 0, 0, 256);  /* fills the 256 DRAM pages, then never touched again */
+  hmmv_test_core_run(&fx, &report);
   for (guint i = 0; i < 30; i++) {
     for (guint64 p = 512; p < 640; p++)
       if (g_rand_double(rand) < 0.9)
         hmmv_fake_tracker_queue_read(fx.trackers[0], p);
-    run(&report);
+    hmmv_test_core_run(&fx, &report);
   }
   vm = hmmv_core_get_vm(fx.core, 0);
   for (guint64 p = 512; p < 640; p++)
     on_dram += hmmv_vm_get_page_node(vm, p) == 0;
   ck_assert_msg(on_dram == 128, "%" G_GUINT64_FORMAT " of 128 read pages on DRAM", on_dram);
   ck_assert_uint_le(hmmv_vm_get_dram_pages(vm), 256);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -136,9 +90,9 @@ START_TEST(test_pool_follows_heat)
   setup_core(256, 2);
   hmmv_interval_report_init(&report);
   for (guint i = 0; i < 6; i++) {
-    write_range(0, 0, 200);
-    write_range(1, 0, 20);
-    run(&report);
+    hmmv_test_core_write(&fx, 0, 0, 200);
+    hmmv_test_core_write(&fx, 1, 0, 20);
+    hmmv_test_core_run(&fx, &report);
   }
   busy = &g_array_index(report.vms, HmmvVmReport, 0);
   quiet = &g_array_index(report.vms, HmmvVmReport, 1);
@@ -147,7 +101,7 @@ START_TEST(test_pool_follows_heat)
   ck_assert_uint_le(busy->budget_pages + quiet->budget_pages, 256);
   ck_assert_uint_ge(busy->dram_pages, 200);
   ck_assert_uint_ge(quiet->dram_pages, 20);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -160,11 +114,11 @@ START_TEST(test_failing_vm_does_not_stop_others)
 
   setup_core(128, 2);
   hmmv_interval_report_init(&report);
-  write_range(0, 0, 128);
-  write_range(1, 0, 128);
-  run(&report);
+  hmmv_test_core_write(&fx, 0, 0, 128);
+  hmmv_test_core_write(&fx, 1, 0, 128);
+  hmmv_test_core_run(&fx, &report);
   hmmv_fake_tracker_fail_next(fx.trackers[0], HMMV_ERROR_GONE);
-  write_range(1, 512, 64);
+  hmmv_test_core_write(&fx, 1, 512, 64);
   ck_assert(hmmv_core_run_interval(fx.core, &report, &error));
   dead = &g_array_index(report.vms, HmmvVmReport, 0);
   alive = &g_array_index(report.vms, HmmvVmReport, 1);
@@ -173,12 +127,12 @@ START_TEST(test_failing_vm_does_not_stop_others)
   ck_assert(alive->error == NULL);
   ck_assert_uint_eq(alive->written, 64);
   /* The next interval works again for both. */
-  run(&report);
+  hmmv_test_core_run(&fx, &report);
   ck_assert(hmmv_core_remove_vm(fx.core, "vm0", &error));
   ck_assert(!hmmv_core_remove_vm(fx.core, "vm0", &error));
   ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND));
   ck_assert_uint_eq(hmmv_core_get_nr_vms(fx.core), 1);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -194,13 +148,13 @@ START_TEST(test_paused_and_unmanaged_do_not_move)
   ck_assert(hmmv_core_set_paused(fx.core, "vm0", TRUE, &error));
   hmmv_vm_set_quota(hmmv_core_lookup_vm(fx.core, "vm1"), &quota);
   ck_assert(!hmmv_core_set_paused(fx.core, "nope", TRUE, &error));
-  write_range(0, 0, 128);
-  write_range(1, 0, 128);
-  run(&report);
+  hmmv_test_core_write(&fx, 0, 0, 128);
+  hmmv_test_core_write(&fx, 1, 0, 128);
+  hmmv_test_core_run(&fx, &report);
   for (guint i = 0; i < 5; i++) {
-    write_range(0, 600, 32);
-    write_range(1, 600, 32);
-    run(&report);
+    hmmv_test_core_write(&fx, 0, 600, 32);
+    hmmv_test_core_write(&fx, 1, 600, 32);
+    hmmv_test_core_run(&fx, &report);
   }
   for (guint i = 0; i < 2; i++) {
     const HmmvVmReport *rep = &g_array_index(report.vms, HmmvVmReport, i);
@@ -214,11 +168,11 @@ START_TEST(test_paused_and_unmanaged_do_not_move)
   /* Resumed, vm0 gets its hot pages onto DRAM. */
   ck_assert(hmmv_core_set_paused(fx.core, "vm0", FALSE, &error));
   for (guint i = 0; i < 4; i++) {
-    write_range(0, 600, 32);
-    run(&report);
+    hmmv_test_core_write(&fx, 0, 600, 32);
+    hmmv_test_core_run(&fx, &report);
   }
   ck_assert_uint_gt(hmmv_vm_get_move_stats(hmmv_core_get_vm(fx.core, 0))->promoted, 0);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -232,8 +186,8 @@ START_TEST(test_invalid_quota_keeps_budgets)
 
   setup_core(128, 2);
   hmmv_interval_report_init(&report);
-  write_range(0, 0, 100);
-  run(&report);
+  hmmv_test_core_write(&fx, 0, 0, 100);
+  hmmv_test_core_run(&fx, &report);
   before = g_array_index(report.vms, HmmvVmReport, 0).budget_pages;
   hmmv_vm_set_quota(hmmv_core_lookup_vm(fx.core, "vm1"), &quota);
   ck_assert(hmmv_core_run_interval(fx.core, &report, &error));
@@ -241,7 +195,7 @@ START_TEST(test_invalid_quota_keeps_budgets)
   ck_assert_msg(strstr(report.balance_error->message, "vm vm1") != NULL, "%s",
                 report.balance_error->message);
   ck_assert_uint_eq(g_array_index(report.vms, HmmvVmReport, 0).budget_pages, before);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -258,15 +212,15 @@ START_TEST(test_mins_scaled_not_failed)
   HmmvVm *vm0;
 
   setup_core(1000, 0);
-  add_resident_vm(0, 400);
-  add_resident_vm(1, 500);
+  add_resident_vm(400);
+  add_resident_vm(500);
   vm0 = hmmv_core_get_vm(fx.core, 0);
   hmmv_vm_set_quota(vm0, &min600);
   hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, 1), &unmanaged);
   hmmv_interval_report_init(&report);
   for (guint i = 0; i < 8; i++) {
-    write_range(0, 0, 400);
-    run(&report);
+    hmmv_test_core_write(&fx, 0, 0, 400);
+    hmmv_test_core_run(&fx, &report);
     ck_assert(report.balance_error == NULL);
     ck_assert_msg(report.balance_note != NULL, "interval %u: no note", i);
     ck_assert_uint_eq(g_array_index(report.vms, HmmvVmReport, 0).budget_pages, 500);
@@ -288,13 +242,13 @@ START_TEST(test_mins_scaled_not_failed)
 
   /* vm1 managed again with min 600 too: both mins scaled to 500, neither gets 0. */
   hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, 1), &min600);
-  run(&report);
+  hmmv_test_core_run(&fx, &report);
   ck_assert(report.balance_note != NULL);
   for (guint i = 0; i < 2; i++)
     ck_assert_uint_eq(g_array_index(report.vms, HmmvVmReport, i).budget_pages, 500);
   /* A paused VM's DRAM shrinks the pool; the other VM still gets all that is left. */
   ck_assert(hmmv_core_set_paused(fx.core, "vm1", TRUE, NULL));
-  run(&report);
+  hmmv_test_core_run(&fx, &report);
   ck_assert_uint_eq(g_array_index(report.vms, HmmvVmReport, 0).budget_pages, 500);
   ck_assert_msg(strstr(report.balance_note, "vm vm1 (paused) holds 500") != NULL, "%s",
                 report.balance_note);
@@ -303,9 +257,9 @@ START_TEST(test_mins_scaled_not_failed)
   min600.min_pages = 300;
   hmmv_vm_set_quota(vm0, &min600);
   hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, 1), &min600);
-  run(&report);
+  hmmv_test_core_run(&fx, &report);
   ck_assert(report.balance_note == NULL);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -319,11 +273,11 @@ START_TEST(test_demotions_before_promotions_across_vms)
 
   setup_core(256, 2);
   hmmv_interval_report_init(&report);
-  write_range(1, 0, 256);          /* vm1 takes all 256 DRAM pages first */
-  run(&report);
+  hmmv_test_core_write(&fx, 1, 0, 256);          /* vm1 takes all 256 DRAM pages first */
+  hmmv_test_core_run(&fx, &report);
   for (guint i = 0; i < 12; i++) {
-    write_range(0, 0, 200);        /* then vm0 heats up on the slow tier; vm1 goes idle */
-    run(&report);
+    hmmv_test_core_write(&fx, 0, 0, 200);  /* then vm0 heats up on the slow tier; vm1 goes idle */
+    hmmv_test_core_run(&fx, &report);
   }
   hot = hmmv_core_get_vm(fx.core, 0);
   cold = hmmv_core_get_vm(fx.core, 1);
@@ -331,17 +285,17 @@ START_TEST(test_demotions_before_promotions_across_vms)
   ck_assert_uint_le(hmmv_vm_get_dram_pages(cold), 56);
   ck_assert_uint_eq(hmmv_vm_get_move_stats(hot)->no_memory, 0);
   ck_assert_uint_eq(hmmv_vm_get_move_stats(cold)->no_memory, 0);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
 /* Add a VM whose first resident_pages pages the guest touched before hmmv came (first touch
  * on the sim host: DRAM while it has room). */
 static void
-add_resident_vm(guint index, guint64 resident_pages)
+add_resident_vm(guint64 resident_pages)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *name = g_strdup_printf("vm%u", index);
+  g_autofree char *name = g_strdup_printf("vm%u", fx.nr_vms);
   HmmvVm *vm = hmmv_test_vm_new(name, VM_PAGES);
   g_autoptr(HmmvAccess) acc = hmmv_access_new(VM_PAGES, &error);
 
@@ -349,8 +303,7 @@ add_resident_vm(guint index, guint64 resident_pages)
   for (guint64 p = 0; p < resident_pages; p++)
     hmmv_access_mark_write(acc, p);
   hmmv_mover_touch(fx.mover, vm, acc);
-  fx.trackers[index] = hmmv_fake_tracker_new();
-  ck_assert(hmmv_core_add_vm(fx.core, vm, fx.trackers[index], &error));
+  hmmv_test_core_add(&fx, vm);
 }
 
 /* DRAM no VM needs stays where it is (issue 7, item 6): vm0 reads its 800 resident pages
@@ -364,13 +317,13 @@ START_TEST(test_spare_dram_forces_no_demotions)
     g_auto(HmmvIntervalReport) report = { 0 };
 
     setup_core(1000, 0);
-    add_resident_vm(0, 800);
-    add_resident_vm(1, 200);
+    add_resident_vm(800);
+    add_resident_vm(200);
     hmmv_interval_report_init(&report);
     for (guint i = 0; i < 20; i++) {
       for (guint64 p = 0; reads_seen && p < 800; p++)
         hmmv_fake_tracker_queue_read(fx.trackers[0], p);
-      run(&report);
+      hmmv_test_core_run(&fx, &report);
     }
     for (guint i = 0; i < 2; i++) {
       HmmvVm *vm = hmmv_core_get_vm(fx.core, i);
@@ -382,7 +335,7 @@ START_TEST(test_spare_dram_forces_no_demotions)
     ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 0)), 800);
     ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 1)), 200);
     ck_assert_uint_ge(g_array_index(report.vms, HmmvVmReport, 0).budget_pages, 800);
-    teardown_core();
+    hmmv_test_core_clear(&fx);
   }
 }
 END_TEST
@@ -398,8 +351,8 @@ START_TEST(test_first_touch_headroom)
   HmmvVm *vm0, *vm1;
 
   setup_core(1000, 0);
-  add_resident_vm(0, 0);
-  add_resident_vm(1, 900);
+  add_resident_vm(0);
+  add_resident_vm(900);
   vm0 = hmmv_core_get_vm(fx.core, 0);
   vm1 = hmmv_core_get_vm(fx.core, 1);
   hmmv_interval_report_init(&report);
@@ -407,8 +360,8 @@ START_TEST(test_first_touch_headroom)
     guint64 before = hmmv_vm_get_dram_pages(vm0);
     const HmmvVmReport *rep;
 
-    write_range(0, 0, 40 * (i + 1));
-    run(&report);
+    hmmv_test_core_write(&fx, 0, 0, 40 * (i + 1));
+    hmmv_test_core_run(&fx, &report);
     rep = &g_array_index(report.vms, HmmvVmReport, 0);
     /* DRAM now = before + first touches on DRAM + promoted - demoted. */
     if (i >= 3)
@@ -420,17 +373,17 @@ START_TEST(test_first_touch_headroom)
   /* No new memory: once the headroom has decayed (1/8 an interval, 40 intervals), vm1
    * keeps what it has left. */
   for (guint i = 0; i < 40; i++) {
-    write_range(0, 0, 600);
-    run(&report);
+    hmmv_test_core_write(&fx, 0, 0, 600);
+    hmmv_test_core_run(&fx, &report);
   }
   vm1_demoted = hmmv_vm_get_move_stats(vm1)->demoted;
   ck_assert_uint_gt(hmmv_vm_get_dram_pages(vm1), 0);
   for (guint i = 0; i < 20; i++) {
-    write_range(0, 0, 600);
-    run(&report);
+    hmmv_test_core_write(&fx, 0, 0, 600);
+    hmmv_test_core_run(&fx, &report);
   }
   ck_assert_uint_eq(hmmv_vm_get_move_stats(vm1)->demoted, vm1_demoted);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -455,22 +408,22 @@ START_TEST(test_no_overcommit_during_transitions)
   params.migrate_mbps = 1;
   ck_assert(hmmv_core_set_params(fx.core, &params, &error));
   ck_assert_uint_eq(hmmv_params_cap_pages(&params), 100);
-  add_resident_vm(0, 300);
-  add_resident_vm(1, 0);
-  add_resident_vm(2, 0);
+  add_resident_vm(300);
+  add_resident_vm(0);
+  add_resident_vm(0);
   hmmv_interval_report_init(&report);
   /* vm0's min holds the pool while vm1 and vm2 heat up; then it is lifted. */
   hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, 0), &pin);
   for (guint i = 0; i < 4; i++) {
-    write_range(1, 0, 150);
-    write_range(2, 0, 150);
-    run(&report);
+    hmmv_test_core_write(&fx, 1, 0, 150);
+    hmmv_test_core_write(&fx, 2, 0, 150);
+    hmmv_test_core_run(&fx, &report);
   }
   hmmv_vm_set_quota(hmmv_core_get_vm(fx.core, 0), &unpinned);
   for (guint i = 0; i < 12; i++) {
-    write_range(1, 0, 150);
-    write_range(2, 0, 150);
-    run(&report);
+    hmmv_test_core_write(&fx, 1, 0, 150);
+    hmmv_test_core_write(&fx, 2, 0, 150);
+    hmmv_test_core_run(&fx, &report);
     for (guint v = 0; v < 3; v++) {
       const HmmvVmReport *rep = &g_array_index(report.vms, HmmvVmReport, v);
 
@@ -484,7 +437,7 @@ START_TEST(test_no_overcommit_during_transitions)
   /* And the transition completes: both hot sets on DRAM. */
   ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 1)), 150);
   ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 2)), 150);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -496,7 +449,7 @@ START_TEST(test_add_vm_rejects_duplicates)
   ck_assert(!hmmv_core_add_vm(fx.core, hmmv_test_vm_new("vm0", 16), hmmv_fake_tracker_new(),
                               &error));
   ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -546,7 +499,7 @@ churn_intervals(ChurnRun *churn, GRand *rand, guint from, guint to, guint measur
     for (guint64 p = 0; p < CHURN_PAGES; p++)
       if (in_hot_set(churn, p) || g_rand_double(rand) < 0.13)
         hmmv_fake_tracker_queue_write(fx.trackers[0], p);
-    run(report);
+    hmmv_test_core_run(&fx, report);
     rep = &g_array_index(report->vms, HmmvVmReport, 0);
     ck_assert_uint_le(rep->promoted + rep->demoted, churn->cap_pages);
     if (t >= measure_from)
@@ -578,7 +531,7 @@ setup_churn(ChurnRun *churn, HmmvIntervalReport *report)
   /* Interval 0: the cold pages are touched first and fill DRAM. */
   for (guint64 p = CHURN_HOT; p < CHURN_PAGES; p++)
     hmmv_fake_tracker_queue_write(fx.trackers[0], p);
-  run(report);
+  hmmv_test_core_run(&fx, report);
   ck_assert_uint_eq(hmmv_vm_get_dram_pages(hmmv_core_get_vm(fx.core, 0)), CHURN_DRAM);
 }
 
@@ -595,7 +548,7 @@ START_TEST(test_churn_fixed_hot_set)
   ck_assert_msg(churn.max_moves * 100 < CHURN_HOT, "%" G_GUINT64_FORMAT " pages moved in one "
                 "interval with a fixed hot set of %u", churn.max_moves, CHURN_HOT);
   ck_assert_uint_eq(hot_on_dram(hmmv_core_get_vm(fx.core, 0), &churn), CHURN_HOT);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -629,7 +582,7 @@ START_TEST(test_churn_shifting_hot_set)
   churn_intervals(&churn, rand, 40 + followed_at, 100, 40 + followed_at + 10, &report);
   ck_assert_msg(churn.max_moves * 100 < CHURN_HOT, "%" G_GUINT64_FORMAT " pages moved in one "
                 "interval after the hot set settled", churn.max_moves);
-  teardown_core();
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
