@@ -30,6 +30,47 @@ interval_finished(gpointer data)
 
 #define DAMON_HVA 0x7f0000000000ull
 
+/* VM "reader", 256 pages at DAMON_HVA, whose writes come from a fake tracker and whose reads
+ * from DAMON (vaddr, 10 ms) on a fake sysfs tree where pages 16..47 are read. */
+typedef struct {
+  char *run_dir;
+  DamonFake *fake;
+  HmmvSysfs *fs;
+  HmmvTracker *writes;    /* borrowed: the combined tracker owns it */
+  HmmvTracker *tracker;   /* the combined tracker: handed over with the VM */
+  HmmvVm *vm;
+} DamonReader;
+
+static void
+damon_reader_init(DamonReader *r)
+{
+  g_autoptr(GError) error = NULL;
+  guint64 accessed[] = { DAMON_HVA + 16 * 4096, DAMON_HVA + 48 * 4096 };
+  HmmvDamonOptions options = { .ops = HMMV_DAMON_VADDR, .interval_ms = 10 };
+
+  r->run_dir = g_dir_make_tmp("hmmv-test-control-damon-XXXXXX", NULL);
+  ck_assert_ptr_nonnull(r->run_dir);
+  r->fs = damon_fake_new("vaddr fvaddr paddr", &r->fake);
+  options.fs = r->fs;
+  options.run_dir = r->run_dir;
+  r->writes = hmmv_fake_tracker_new();
+  r->tracker = hmmv_combined_tracker_new(r->writes, hmmv_damon_tracker_new(&options, &error));
+  ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(r->tracker));
+  r->vm = hmmv_vm_new("reader");
+  ck_assert(hmmv_vm_add_region(r->vm, "pc.ram", 0, DAMON_HVA, 256 * 4096ull, 4096, &error));
+  ck_assert(hmmv_vm_finalize_layout(r->vm, &error));
+  damon_fake_set_accessed(r->fake, accessed, 1);
+}
+
+/* After the VM left (its table entry owns the tracker and the VM). */
+static void
+damon_reader_clear(DamonReader *r)
+{
+  hmmv_sysfs_unref(r->fs);
+  hmmv_test_remove_tree(r->run_dir);
+  g_free(r->run_dir);
+}
+
 /* Issue 7 (a loop that stays responsive): a VM whose reads come from DAMON joins the core
  * while another user holds DAMON's sysfs lock (damon_fake_hold_lock: every state and nr_*
  * write fails with EBUSY, as mm/damon/sysfs.c's mutex_trylock makes them). The kdamond's
@@ -43,35 +84,20 @@ interval_finished(gpointer data)
 START_TEST(test_served_while_damon_setup_waits)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *run_dir = g_dir_make_tmp("hmmv-test-control-damon-XXXXXX", NULL);
   g_autofree char *reply = NULL;
-  DamonFake *fake;
-  HmmvSysfs *fs = damon_fake_new("vaddr fvaddr paddr", &fake);
-  HmmvDamonOptions options = {
-    .ops = HMMV_DAMON_VADDR, .interval_ms = 10, .fs = fs, .run_dir = run_dir,
-  };
-  /* pages 16..47 of the VM read */
-  guint64 accessed[] = { DAMON_HVA + 16 * 4096, DAMON_HVA + 48 * 4096 };
-  HmmvTracker *writes = hmmv_fake_tracker_new();
-  HmmvTracker *tracker;
-  HmmvVm *vm = hmmv_vm_new("reader");
+  DamonReader r;
   const char *const status[] = { "{\"command\":\"status\"}\n" };
   HmmvdControl *control;
   const HmmvdVmInfo *info;
   guint events = 0, finished = 0, refused;
   gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
 
-  ck_assert_ptr_nonnull(run_dir);
-  tracker = hmmv_combined_tracker_new(writes, hmmv_damon_tracker_new(&options, &error));
-  ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
-  ck_assert(hmmv_vm_add_region(vm, "pc.ram", 0, DAMON_HVA, 256 * 4096ull, 4096, &error));
-  ck_assert(hmmv_vm_finalize_layout(vm, &error));
-  damon_fake_set_accessed(fake, accessed, 1);
+  damon_reader_init(&r);
   control = control_fixture_start();
 
-  damon_fake_hold_lock(fake, TRUE);
+  damon_fake_hold_lock(r.fake, TRUE);
   ck_assert_msg(hmmvd_vms_add_with_tracker(control_fx.bed.vms, "reader", HMMVD_SOURCE_STANDALONE,
-                                           getpid(), NULL, vm, tracker, &error),
+                                           getpid(), NULL, r.vm, r.tracker, &error),
                 "%s", error != NULL ? error->message : "");
   info = hmmvd_vms_lookup(control_fx.bed.vms, "reader");
   ck_assert(info->in_core);
@@ -84,7 +110,7 @@ START_TEST(test_served_while_damon_setup_waits)
   while (events == 0 && g_get_monotonic_time() < deadline)
     g_main_context_iteration(NULL, TRUE);
   ck_assert_uint_eq(events, 1);
-  hmmv_fake_tracker_queue_write(writes, 1);
+  hmmv_fake_tracker_queue_write(r.writes, 1);
   ck_assert(hmmvd_vms_start_interval(control_fx.bed.vms, interval_finished, &finished));
   while (finished == 0 && g_get_monotonic_time() < deadline)
     g_main_context_iteration(NULL, TRUE);
@@ -92,39 +118,38 @@ START_TEST(test_served_while_damon_setup_waits)
   ck_assert_uint_eq(info->last.read, 0);
   /* ... while the setup is still refused, still trying, and has got nowhere (the tracker's
    * thread may not have made its first write yet: waited for, an event, not a time) */
-  while ((refused = damon_fake_busy_refused(fake)) == 0 && g_get_monotonic_time() < deadline)
+  while ((refused = damon_fake_busy_refused(r.fake)) == 0 && g_get_monotonic_time() < deadline)
     g_usleep(1000);
   ck_assert_uint_gt(refused, 0);
-  while (damon_fake_busy_refused(fake) == refused && g_get_monotonic_time() < deadline)
+  while (damon_fake_busy_refused(r.fake) == refused && g_get_monotonic_time() < deadline)
     g_usleep(1000);
-  ck_assert_uint_gt(damon_fake_busy_refused(fake), refused);
-  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/nr_kdamonds"), "0");
-  ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+  ck_assert_uint_gt(damon_fake_busy_refused(r.fake), refused);
+  ck_assert_str_eq(damon_fake_get(r.fake, "kdamonds/nr_kdamonds"), "0");
+  ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(r.tracker));
 
   /* the lock is free: the setup completes and the reads arrive */
-  damon_fake_hold_lock(fake, FALSE);
+  damon_fake_hold_lock(r.fake, FALSE);
   while (info->last.read == 0 && g_get_monotonic_time() < deadline) {
     guint done = finished;
 
-    hmmv_fake_tracker_queue_write(writes, 1);
+    hmmv_fake_tracker_queue_write(r.writes, 1);
     ck_assert(hmmvd_vms_start_interval(control_fx.bed.vms, interval_finished, &finished));
     while (finished == done && g_get_monotonic_time() < deadline)
       g_main_context_iteration(NULL, TRUE);
-    ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(tracker));
+    ck_assert_ptr_nonnull(hmmv_combined_tracker_get_reads(r.tracker));
     g_usleep(10000);
   }
   ck_assert_uint_eq(info->last.read, 32);
-  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/0/state"), "on");
+  ck_assert_str_eq(damon_fake_get(r.fake, "kdamonds/0/state"), "on");
 
   /* the VM leaves: its kdamond is given back (by the tracker's thread) and the tree is as
    * it was */
   hmmvd_vms_remove(control_fx.bed.vms, "reader");
   ck_assert_ptr_null(hmmvd_vms_lookup(control_fx.bed.vms, "reader"));
   ck_assert(hmmv_damon_wait_released(60000));
-  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/nr_kdamonds"), "0");
+  ck_assert_str_eq(damon_fake_get(r.fake, "kdamonds/nr_kdamonds"), "0");
   hmmvd_control_free(control);
-  hmmv_sysfs_unref(fs);
-  hmmv_test_remove_tree(run_dir);
+  damon_reader_clear(&r);
 }
 END_TEST
 
@@ -138,48 +163,35 @@ END_TEST
 START_TEST(test_served_while_damon_release_waits)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *run_dir = g_dir_make_tmp("hmmv-test-control-damon-XXXXXX", NULL);
   g_autofree char *reply = NULL;
-  DamonFake *fake;
-  HmmvSysfs *fs = damon_fake_new("vaddr fvaddr paddr", &fake);
-  HmmvDamonOptions options = {
-    .ops = HMMV_DAMON_VADDR, .interval_ms = 10, .fs = fs, .run_dir = run_dir,
-  };
-  guint64 accessed[] = { DAMON_HVA + 16 * 4096, DAMON_HVA + 48 * 4096 };
-  HmmvTracker *writes = hmmv_fake_tracker_new();
+  DamonReader r;
   HmmvTracker *stays = hmmv_fake_tracker_new();
-  HmmvTracker *tracker;
-  HmmvVm *vm = hmmv_vm_new("reader");
   const char *const status[] = { "{\"command\":\"status\"}\n" };
   HmmvdControl *control;
   const HmmvdVmInfo *info;
   guint events = 0, finished = 0, refused;
   gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
 
-  ck_assert_ptr_nonnull(run_dir);
-  tracker = hmmv_combined_tracker_new(writes, hmmv_damon_tracker_new(&options, &error));
-  ck_assert(hmmv_vm_add_region(vm, "pc.ram", 0, DAMON_HVA, 256 * 4096ull, 4096, &error));
-  ck_assert(hmmv_vm_finalize_layout(vm, &error));
-  damon_fake_set_accessed(fake, accessed, 1);
+  damon_reader_init(&r);
   control = control_fixture_start();
   ck_assert_msg(hmmvd_vms_add_with_tracker(control_fx.bed.vms, "reader", HMMVD_SOURCE_STANDALONE,
-                                           getpid(), NULL, vm, tracker, &error),
+                                           getpid(), NULL, r.vm, r.tracker, &error),
                 "%s", error != NULL ? error->message : "");
   ck_assert(hmmvd_vms_add_with_tracker(control_fx.bed.vms, "stays", HMMVD_SOURCE_STANDALONE,
                                        getpid(), NULL, hmmv_test_vm_new("stays", 256), stays,
                                        &error));
   info = hmmvd_vms_lookup(control_fx.bed.vms, "reader");
   ck_assert(info->in_core);
-  ck_assert(hmmv_damon_tracker_wait_setup(hmmv_combined_tracker_get_reads(tracker), &error));
-  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/0/state"), "on");
+  ck_assert(hmmv_damon_tracker_wait_setup(hmmv_combined_tracker_get_reads(r.tracker), &error));
+  ck_assert_str_eq(damon_fake_get(r.fake, "kdamonds/0/state"), "on");
 
   /* the lock is held; the VM leaves: the main loop writes nothing to DAMON */
-  damon_fake_hold_lock(fake, TRUE);
-  refused = damon_fake_busy_refused(fake);
-  damon_fake_watch_thread(fake, g_thread_self());
+  damon_fake_hold_lock(r.fake, TRUE);
+  refused = damon_fake_busy_refused(r.fake);
+  damon_fake_watch_thread(r.fake, g_thread_self());
   hmmvd_vms_remove(control_fx.bed.vms, "reader");
   ck_assert_ptr_null(hmmvd_vms_lookup(control_fx.bed.vms, "reader"));
-  ck_assert_uint_eq(damon_fake_watched_attempts(fake), 0);
+  ck_assert_uint_eq(damon_fake_watched_attempts(r.fake), 0);
 
   /* ... and serves meanwhile, while the tracker's thread is refused and tries again */
   reply = control_talk(status, 1, 1, 0);
@@ -193,22 +205,21 @@ START_TEST(test_served_while_damon_release_waits)
   while (finished == 0 && g_get_monotonic_time() < deadline)
     g_main_context_iteration(NULL, TRUE);
   ck_assert_uint_eq(finished, 1);
-  ck_assert_uint_eq(damon_fake_watched_attempts(fake), 0);
+  ck_assert_uint_eq(damon_fake_watched_attempts(r.fake), 0);
   /* more refusals than the old "off" tried (50): events, not time */
-  while (damon_fake_busy_refused(fake) < refused + 60 && g_get_monotonic_time() < deadline)
+  while (damon_fake_busy_refused(r.fake) < refused + 60 && g_get_monotonic_time() < deadline)
     g_usleep(1000);
-  ck_assert_uint_ge(damon_fake_busy_refused(fake), refused + 60);
-  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/0/state"), "on");
+  ck_assert_uint_ge(damon_fake_busy_refused(r.fake), refused + 60);
+  ck_assert_str_eq(damon_fake_get(r.fake, "kdamonds/0/state"), "on");
 
   /* the lock is free: the thread turns the kdamond off and gives it back */
-  damon_fake_hold_lock(fake, FALSE);
+  damon_fake_hold_lock(r.fake, FALSE);
   ck_assert(hmmv_damon_wait_released(60000));
-  damon_fake_watch_thread(fake, NULL);
-  ck_assert_str_eq(damon_fake_get(fake, "kdamonds/nr_kdamonds"), "0");
+  damon_fake_watch_thread(r.fake, NULL);
+  ck_assert_str_eq(damon_fake_get(r.fake, "kdamonds/nr_kdamonds"), "0");
   hmmvd_vms_remove(control_fx.bed.vms, "stays");
   hmmvd_control_free(control);
-  hmmv_sysfs_unref(fs);
-  hmmv_test_remove_tree(run_dir);
+  damon_reader_clear(&r);
 }
 END_TEST
 
