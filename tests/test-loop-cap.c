@@ -127,6 +127,24 @@ START_TEST(test_host_cap_off)
 }
 END_TEST
 
+/* One VM of nr_pages in 2 MiB units (hugetlbfs: the sim's 512-page units) on dram_pages of
+ * DRAM and a slow tier of twice the VM; the sim charges 1 ns a page, so its charged_ns counts
+ * the pages migrated. */
+static HmmvVm *
+setup_units(const char *name, guint64 nr_pages, guint64 dram_pages, const HmmvParams *params)
+{
+  HmmvVm *vm = hmmv_vm_new(name);
+
+  hmmv_test_core_init(&fx, hmmv_test_topology_two_tier(dram_pages * HMMV_PAGE_SIZE,
+                                                       2 * nr_pages * HMMV_PAGE_SIZE),
+                      params, 0);
+  ck_assert(hmmv_vm_add_region(vm, "ram", 0, 0, nr_pages * HMMV_PAGE_SIZE, 2u << 20, NULL));
+  ck_assert(hmmv_vm_finalize_layout(vm, NULL));
+  hmmv_sim_mover_set_ns_per_page(fx.mover, 1);
+  hmmv_test_core_add(&fx, vm);
+  return vm;
+}
+
 /* A unit larger than one interval's cap moves once the cap has carried enough over (the
  * token bucket of loop-cap.c). In production that is a 1 GiB hugetlbfs page (262,144 pages)
  * under the default caps (48,828 pages an interval per VM, 244,140 for the host); here, where
@@ -137,14 +155,8 @@ END_TEST
 START_TEST(test_unit_above_cap_moves_with_carry_over)
 {
   enum { NR = 4096, DRAM = 2560, UNIT = 512, CAP = 244, HOT = 3072 };
-  g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvTopology) topo = hmmv_test_topology_two_tier((guint64)DRAM * HMMV_PAGE_SIZE,
-                                                             (guint64)2 * NR * HMMV_PAGE_SIZE);
-  g_autoptr(HmmvMover) mover = hmmv_sim_mover_new(topo, &error);
-  g_autoptr(HmmvCore) core = NULL;
   g_auto(HmmvIntervalReport) report = { 0 };
-  HmmvTracker *tracker = hmmv_fake_tracker_new();
-  HmmvVm *vm = hmmv_vm_new("gib");
+  HmmvVm *vm;
   HmmvParams params;
   guint64 charged = 0, deferred = 0;
   guint promoted_at = 0;
@@ -154,12 +166,7 @@ START_TEST(test_unit_above_cap_moves_with_carry_over)
   params.host_migrate_mbps = 1;               /* the host's bucket must carry over too */
   ck_assert_uint_eq(hmmv_params_cap_pages(&params), CAP);
   ck_assert_uint_eq(hmmv_params_host_cap_pages(&params), CAP);
-  ck_assert(hmmv_vm_add_region(vm, "ram", 0, 0, (guint64)NR * HMMV_PAGE_SIZE, 2u << 20, NULL));
-  ck_assert(hmmv_vm_finalize_layout(vm, NULL));
-  hmmv_sim_mover_set_ns_per_page(mover, 1);   /* charged_ns counts pages migrated */
-  core = hmmv_core_new(topo, mover, &params, 0, &error);
-  ck_assert_msg(core != NULL, "%s", error ? error->message : "");
-  ck_assert(hmmv_core_add_vm(core, vm, tracker, &error));
+  vm = setup_units("gib", NR, DRAM, &params);
   hmmv_interval_report_init(&report);
 
   for (guint i = 0; i < 40 && promoted_at == 0; i++) {
@@ -170,13 +177,12 @@ START_TEST(test_unit_above_cap_moves_with_carry_over)
      * unit 6 is hot and a cold unit must make room for it */
     for (guint64 p = 0; p < NR; p++)
       if (i == 0 || (p >= HOT && p < HOT + UNIT))
-        hmmv_fake_tracker_queue_write(tracker, p);
-    ck_assert(hmmv_core_run_interval(core, &report, &error));
-    rep = &g_array_index(report.vms, HmmvVmReport, 0);
-    ck_assert_msg(rep->error == NULL, "%s", rep->error ? rep->error->message : "");
+        hmmv_fake_tracker_queue_write(fx.trackers[0], p);
+    hmmv_test_core_run(&fx, &report);
+    rep = hmmv_test_vm_report(&report, 0);
     if (i == 0)
       ck_assert_int_eq(hmmv_vm_get_page_node(vm, HOT), SLOW_NODE);
-    now = hmmv_sim_mover_get_charged_ns(mover);
+    now = hmmv_sim_mover_get_charged_ns(fx.mover);
     ck_assert_uint_le(now - charged, UNIT);
     ck_assert_uint_le(now, (guint64)(i + 1) * CAP);
     ck_assert_uint_eq(rep->promoted + rep->demoted, now - charged);
@@ -192,7 +198,7 @@ START_TEST(test_unit_above_cap_moves_with_carry_over)
   /* a demotion of one unit and a promotion of another: 1,024 pages, 5 intervals of cap */
   ck_assert_uint_eq(charged, 2 * UNIT);
   printf("# the unit was promoted in interval %u\n", promoted_at);
-  hmmv_core_remove_vm(core, "gib", NULL);
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -209,13 +215,8 @@ START_TEST(test_unit_of_ten_caps_within_bound)
 {
   enum { NR = 4096, DRAM = 2560, UNIT = 512, CAP = 50, HOT = 3072 };
   g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvTopology) topo = hmmv_test_topology_two_tier((guint64)DRAM * HMMV_PAGE_SIZE,
-                                                             (guint64)2 * NR * HMMV_PAGE_SIZE);
-  g_autoptr(HmmvMover) mover = hmmv_sim_mover_new(topo, &error);
-  g_autoptr(HmmvCore) core = NULL;
   g_auto(HmmvIntervalReport) report = { 0 };
-  HmmvTracker *tracker = hmmv_fake_tracker_new();
-  HmmvVm *vm = hmmv_vm_new("gib");
+  HmmvVm *vm;
   HmmvParams params;
   HmmvQuota quota = { .max_pages = DRAM - UNIT, .weight = 100, .managed = TRUE };
   guint64 charged = 0, wanted_at = 0, promoted_at = 0, demoted_at = 0;
@@ -227,12 +228,7 @@ START_TEST(test_unit_of_ten_caps_within_bound)
   params.host_migrate_mbps = 0;
   params.promote_min_key = 255;               /* phase A: nothing is hot */
   ck_assert_uint_eq(hmmv_params_cap_pages(&params), CAP);
-  ck_assert(hmmv_vm_add_region(vm, "ram", 0, 0, (guint64)NR * HMMV_PAGE_SIZE, 2u << 20, NULL));
-  ck_assert(hmmv_vm_finalize_layout(vm, NULL));
-  hmmv_sim_mover_set_ns_per_page(mover, 1);   /* charged_ns counts pages migrated */
-  core = hmmv_core_new(topo, mover, &params, 0, &error);
-  ck_assert_msg(core != NULL, "%s", error ? error->message : "");
-  ck_assert(hmmv_core_add_vm(core, vm, tracker, &error));
+  vm = setup_units("gib", NR, DRAM, &params);
   hmmv_interval_report_init(&report);
 
   for (i = 0; i < 80 && promoted_at == 0; i++) {
@@ -241,7 +237,7 @@ START_TEST(test_unit_of_ten_caps_within_bound)
 
     for (guint64 p = 0; p < NR; p++)
       if (i == 0 || (p >= HOT && p < HOT + UNIT))
-        hmmv_fake_tracker_queue_write(tracker, p);
+        hmmv_fake_tracker_queue_write(fx.trackers[0], p);
     if (i == 1)
       hmmv_vm_set_quota(vm, &quota);
     if (demoted_at > 0 && i == demoted_at + 1) {
@@ -249,12 +245,11 @@ START_TEST(test_unit_of_ten_caps_within_bound)
       quota.max_pages = DRAM;
       hmmv_vm_set_quota(vm, &quota);
       params.promote_min_key = 0x10;
-      ck_assert(hmmv_core_set_params(core, &params, &error));
+      ck_assert(hmmv_core_set_params(fx.core, &params, &error));
     }
-    ck_assert(hmmv_core_run_interval(core, &report, &error));
-    rep = &g_array_index(report.vms, HmmvVmReport, 0);
-    ck_assert_msg(rep->error == NULL, "%s", rep->error ? rep->error->message : "");
-    now = hmmv_sim_mover_get_charged_ns(mover);
+    hmmv_test_core_run(&fx, &report);
+    rep = hmmv_test_vm_report(&report, 0);
+    now = hmmv_sim_mover_get_charged_ns(fx.mover);
     /* never more than n caps in n intervals: the bucket lends nothing in advance */
     ck_assert_uint_le(now, (guint64)(i + 1) * CAP);
     charged = now;
@@ -280,7 +275,7 @@ START_TEST(test_unit_of_ten_caps_within_bound)
   for (guint64 p = HOT; p < HOT + UNIT; p++)
     ck_assert_int_eq(hmmv_vm_get_page_node(vm, p), DRAM_NODE);
   ck_assert_uint_eq(charged, 2 * UNIT);
-  hmmv_core_remove_vm(core, "gib", NULL);
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
@@ -377,14 +372,8 @@ START_TEST(test_shifting_unit_hot_set_under_small_cap)
 {
   enum { NR = 12288, UNIT = 512, CAP = 976, BUDGET = 3 * UNIT + 136, HOT = 2 * UNIT,
          SHIFT = 50, NR_SHIFTS = 6, REACH = 30 };
-  g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvTopology) topo = hmmv_test_topology_two_tier((guint64)8192 * HMMV_PAGE_SIZE,
-                                                             (guint64)2 * NR * HMMV_PAGE_SIZE);
-  g_autoptr(HmmvMover) mover = hmmv_sim_mover_new(topo, &error);
-  g_autoptr(HmmvCore) core = NULL;
   g_auto(HmmvIntervalReport) report = { 0 };
-  HmmvTracker *tracker = hmmv_fake_tracker_new();
-  HmmvVm *vm = hmmv_vm_new("vm1");
+  HmmvVm *vm;
   HmmvParams params;
   HmmvQuota quota = { .max_pages = BUDGET, .weight = 100, .managed = TRUE };
   guint64 promoted = 0, demoted = 0, reached_in[NR_SHIFTS];
@@ -394,12 +383,7 @@ START_TEST(test_shifting_unit_hot_set_under_small_cap)
   params.interval_ms = 500;                   /* 8e6 B/s x 0.5 s / 4096 = 976 pages */
   params.host_migrate_mbps = 0;
   ck_assert_uint_eq(hmmv_params_cap_pages(&params), CAP);
-  ck_assert(hmmv_vm_add_region(vm, "ram0", 0, 0, (guint64)NR * HMMV_PAGE_SIZE, 2u << 20, NULL));
-  ck_assert(hmmv_vm_finalize_layout(vm, NULL));
-  hmmv_sim_mover_set_ns_per_page(mover, 1);
-  core = hmmv_core_new(topo, mover, &params, 0, &error);
-  ck_assert_msg(core != NULL, "%s", error ? error->message : "");
-  ck_assert(hmmv_core_add_vm(core, vm, tracker, &error));
+  vm = setup_units("vm1", NR, 8192, &params);
   hmmv_interval_report_init(&report);
 
   for (guint s = 0; s < NR_SHIFTS; s++) {
@@ -413,12 +397,11 @@ START_TEST(test_shifting_unit_hot_set_under_small_cap)
 
       for (guint64 p = 0; p < NR; p++)
         if ((s == 0 && i == 0) || (p >= hot && p < hot + HOT))
-          hmmv_fake_tracker_queue_write(tracker, p);
+          hmmv_fake_tracker_queue_write(fx.trackers[0], p);
       if (s == 0 && i == 1)
         hmmv_vm_set_quota(vm, &quota);
-      ck_assert(hmmv_core_run_interval(core, &report, &error));
-      rep = &g_array_index(report.vms, HmmvVmReport, 0);
-      ck_assert_msg(rep->error == NULL, "%s", rep->error ? rep->error->message : "");
+      hmmv_test_core_run(&fx, &report);
+      rep = hmmv_test_vm_report(&report, 0);
       promoted += rep->promoted;
       demoted += rep->demoted;
       ck_assert_uint_le(rep->moved_max_pages, CAP);
@@ -439,7 +422,7 @@ START_TEST(test_shifting_unit_hot_set_under_small_cap)
                   "shift %u: the hot units were not on DRAM within budget after %u intervals "
                   "(%" G_GUINT64_FORMAT "; promoted %" G_GUINT64_FORMAT " in all)", s,
                   s == 0 ? SHIFT : REACH, reached_in[s], promoted);
-  hmmv_core_remove_vm(core, "vm1", NULL);
+  hmmv_test_core_clear(&fx);
 }
 END_TEST
 
