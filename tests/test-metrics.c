@@ -28,15 +28,7 @@ setup(void)
 static void
 teardown(void)
 {
-  g_autoptr(GDir) dir = g_dir_open(fx.tmpdir, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
-    g_autofree char *path = g_build_filename(fx.tmpdir, name, NULL);
-
-    g_unlink(path);
-  }
-  g_rmdir(fx.tmpdir);
+  hmmv_test_remove_tree(fx.tmpdir);
   g_free(fx.tmpdir);
   hmmvd_test_bed_clear(&fx.bed);
 }

@@ -19,23 +19,9 @@ setup(void)
 }
 
 static void
-remove_dir(const char *dir)
-{
-  g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
-  const char *name;
-
-  while (d != NULL && (name = g_dir_read_name(d)) != NULL) {
-    g_autofree char *path = g_build_filename(dir, name, NULL);
-
-    g_unlink(path);
-  }
-  g_rmdir(dir);
-}
-
-static void
 teardown(void)
 {
-  remove_dir(tmpdir);
+  hmmv_test_remove_tree(tmpdir);
   g_clear_pointer(&tmpdir, g_free);
 }
 

@@ -20,15 +20,7 @@ setup(void)
 static void
 teardown(void)
 {
-  g_autoptr(GDir) dir = g_dir_open(tmpdir, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
-    g_autofree char *path = g_build_filename(tmpdir, name, NULL);
-
-    g_unlink(path);
-  }
-  g_rmdir(tmpdir);
+  hmmv_test_remove_tree(tmpdir);
   g_clear_pointer(&tmpdir, g_free);
 }
 
