@@ -133,6 +133,10 @@ def main():
     ap.add_argument("--migrate-mbps", type=int, default=0,
                     help="hmmvd's migration cap per VM (MB/s); checked in bytes against the "
                          "kernel's pgmigrate_success (0: hmmvd's default, not checked)")
+    ap.add_argument("--move-share-percent", type=int, default=None,
+                    help="hmmvd's [policy] move-share-percent (default: hmmvd's, 0 = off); "
+                         "for trying a default (issue 7 item 11), e.g. with meson test "
+                         "--test-args='--move-share-percent 50'")
     opts = ap.parse_args()
 
     qemu = os.environ.get("HMMV_QEMU", "")
@@ -200,7 +204,12 @@ def main():
             placement_check(hmmvd.ctl, vm, totals)
         hmmvd.table()
         prom, dem, errors = hmmvd.moves()
-        intervals = hmmvd.ctl.request("status")["intervals"] - intervals0 + 1
+        status = hmmvd.ctl.request("status")
+        intervals = status["intervals"] - intervals0 + 1
+        share = opts.move_share_percent
+        say(f"e2e: move-share-percent {'default' if share is None else share}: mover "
+            f"{status['mover-ns-per-page']} ns/page learnt, batch "
+            f"{status['batch-pages'] or 'unlimited'} pages")
         migrated_phase = vmstat("pgmigrate_success") - migrated0
         say("e2e: huge pages (thp-pages, hugetlb-pages): " +
             ", ".join(f"{n}: {h}" for n, h in sorted(hmmvd.huge.items())))

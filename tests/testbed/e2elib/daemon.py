@@ -45,8 +45,13 @@ class Hmmvd:
             f.write(f"[memory]\nmover = numa\ndram-pool-mib = {opts.pool_mib}\n")
             if opts.reserve_mib is not None:
                 f.write(f"node-reserve-mib = {opts.reserve_mib}\n")
+            policy = []
             if opts.migrate_mbps:
-                f.write(f"[policy]\nmigrate-mbps = {opts.migrate_mbps}\n")
+                policy.append(f"migrate-mbps = {opts.migrate_mbps}\n")
+            if getattr(opts, "move_share_percent", None) is not None:
+                policy.append(f"move-share-percent = {opts.move_share_percent}\n")
+            if policy:
+                f.write("[policy]\n" + "".join(policy))
             if getattr(opts, "reads_source", None):
                 f.write(f"[reads]\nsource = {opts.reads_source}\n")
         args = [opts.hmmvd, "--foreground", "--config", conf, "--no-libvirt",
