@@ -309,7 +309,7 @@ hmmv_core_start_cooldown(HmmvCore *core, HmmvVm *vm, const GArray *pages, int de
     /* a huge unit cools down as a whole (the planner reads its first page) */
     for (guint64 p = first; p < end; p++)
       if (hmmv_vm_get_page_node(vm, p) == dest_node)
-        hmmv_place_set_cooldown(&vm->place[p], core->params.cooldown_intervals);
+        hmmv_place_set_cooldown(vm, p, core->params.cooldown_intervals);
   }
 }
 
@@ -359,7 +359,7 @@ core_apply_backoff(HmmvCore *core, HmmvVm *vm)
     for (guint64 page = base; page < MIN(base + 8, vm->nr_pages); page++) {
       if (HMMV_PLACE_COOLDOWN(vm->place[page]) == 0 &&
           hmmv_vm_page_backed_off(vm, page, core->interval_index))
-        hmmv_place_set_cooldown(&vm->place[page], 1);
+        hmmv_place_set_cooldown(vm, page, 1);
     }
   }
 }

@@ -550,6 +550,7 @@ typedef struct {
   guint64 seen_at_cut;
   guint64 remaining;        /* pages still to emit */
   guint64 spare;            /* moves the cap allows beyond the chosen ones */
+  guint64 aged_unit_pages;
 } EmitState;
 
 /* Pages [start, end) of 4 KiB units, pass 2. */
@@ -634,14 +635,17 @@ age_cooldowns(guint8 *place, guint64 first, guint64 nr)
  * pages of room frees more than asked, which is harmless; leaving it would keep the VM over
  * its budget for good when all its cold DRAM is in huge units). Ages its pages' cooldowns. */
 static void
-emit_unit(EmitState *st, const HmmvUnit *unit, guint64 *emitted_pages)
+emit_unit(EmitState *st, const HmmvUnit *unit, gboolean aging, guint64 *emitted_pages)
 {
   guint8 *place = st->vm->place;
   guint pl = place[unit->first_page];
   guint row = candidate_row(pl, unit_is_hot(st->cut, unit, &st->seen_at_cut));
   guint64 *left = &st->em->left.count[row][unit->key];
 
-  age_cooldowns(place, unit->first_page, unit->nr_pages);
+  if (aging) {
+    age_cooldowns(place, unit->first_page, unit->nr_pages);
+    st->aged_unit_pages += unit->nr_pages;
+  }
   if (row == ROW_NONE || *left == 0)
     return;
   if (*left < unit->nr_pages) {
@@ -686,6 +690,7 @@ emit(HmmvVm *vm, const HmmvUnit *units, guint64 nr_units, const HmmvHotCut *cut,
      const KeyCounts *chosen, guint64 cooldown_end, guint64 spare, guint64 budget_pages,
      HmmvPlan *plan)
 {
+  gboolean aging = vm->cooling_builds > 0;
   g_autofree Emitter *em = g_new0(Emitter, 1);
   EmitState st = { .vm = vm, .cut = cut, .em = em, .spare = spare };
   guint64 unit_pages[NR_ROWS] = { 0 }, chosen_demote = 0, next = 0, allowed;
@@ -699,12 +704,16 @@ emit(HmmvVm *vm, const HmmvUnit *units, guint64 nr_units, const HmmvHotCut *cut,
   for (guint64 u = 0; u <= nr_units; u++) {
     const HmmvUnit *unit = u < nr_units ? &units[u] : NULL;
 
+    /* nothing left to emit and no cooldown anywhere to age: the rest is not read */
+    if (st.remaining == 0 && !aging)
+      break;
     emit_range(&st, next, unit != NULL ? unit->first_page : vm->nr_pages, cooldown_end);
     if (unit == NULL)
       break;
-    emit_unit(&st, unit, unit_pages);
+    emit_unit(&st, unit, aging, unit_pages);
     next = unit->first_page + unit->nr_pages;
   }
+  plan->aged_unit_pages = st.aged_unit_pages;
   if (nr_units == 0) {
     g_warn_if_fail(st.remaining == 0);
     plan->promote_pages = plan->promote->len;
@@ -763,6 +772,7 @@ hmmv_plan_build(HmmvVm *vm, const HmmvHotCut *cut, guint64 budget_pages, guint64
   plan->deferred_unit = 0;
   plan->hot_entered = 0;
   plan->hot_left = 0;
+  plan->aged_unit_pages = 0;
   g_return_if_fail(vm->finalized);
 
   units = hmmv_vm_get_units(vm, &nr_units);
@@ -772,4 +782,6 @@ hmmv_plan_build(HmmvVm *vm, const HmmvHotCut *cut, guint64 budget_pages, guint64
     unit_pages = MAX(unit_pages, units[u].nr_pages);
   spare = decide(cand, vm->dram_pages, budget_pages, cap_pages, gate, unit_pages, chosen, plan);
   emit(vm, units, nr_units, cut, chosen, cooldown_end, spare, budget_pages, plan);
+  if (vm->cooling_builds > 0)
+    vm->cooling_builds--;
 }

@@ -19,6 +19,13 @@ struct _HmmvVm {
   guint64 *warm;
   gboolean warm_valid;
   guint8 *place;            /* same length; padding is "unknown, slow" */
+  /* Plan builds that must still age cooldowns: every page's cooldown is 0 when it is 0. Set
+   * by hmmv_place_set_cooldown (to the largest cooldown given) and by hmmv_vm_get_place_mut
+   * (to HMMV_PLACE_COOLDOWN_MAX: its caller may write any byte); each build takes one. With
+   * none, a build does not read the place bytes of huge units it has nothing to emit from
+   * (at fleet scale, 2 TiB of guest RAM in 2 MiB units, that was every place byte, 512 MB
+   * an interval, to find no cooldown). */
+  guint cooling_builds;
   gsize nr_alloc;           /* bytes in temp and in place */
   guint64 dram_pages;
   guint64 slow_pages;

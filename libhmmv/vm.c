@@ -367,6 +367,7 @@ hmmv_vm_get_temp_mut(HmmvVm *vm)
 guint8 *
 hmmv_vm_get_place_mut(HmmvVm *vm)
 {
+  vm->cooling_builds = HMMV_PLACE_COOLDOWN_MAX;   /* the caller may set any cooldown */
   return vm->place;
 }
 

@@ -181,10 +181,10 @@ START_TEST(test_cooldown_and_unknown)
   place_all(vm, SLOW_NODE, HMMV_TIER_SLOW);
   for (guint64 page = 0; page < 4; page++)
     vm->temp[page] = 0xff;
-  hmmv_place_set_cooldown(&vm->place[0], 1);
-  hmmv_place_set_cooldown(&vm->place[1], 3);
+  hmmv_place_set_cooldown(vm, 0, 1);
+  hmmv_place_set_cooldown(vm, 1, 3);
   hmmv_vm_set_page_node(vm, 2, -1, HMMV_TIER_SLOW);
-  hmmv_place_set_cooldown(&vm->place[2], 1);
+  hmmv_place_set_cooldown(vm, 2, 1);
   ck_assert_int_eq(hmmv_vm_get_page_node(vm, 1), SLOW_NODE);
   cut_of(vm, 10, params.promote_min_key, &cut);
 
@@ -211,7 +211,7 @@ START_TEST(test_cooldown_and_unknown)
   /* A DRAM page in cooldown is not demoted even when the budget shrinks. */
   hmmv_vm_set_page_node(vm, 40, DRAM_NODE, HMMV_TIER_DRAM);
   hmmv_vm_set_page_node(vm, 41, DRAM_NODE, HMMV_TIER_DRAM);
-  hmmv_place_set_cooldown(&vm->place[40], 2);
+  hmmv_place_set_cooldown(vm, 40, 2);
   cut_of(vm, 0, params.promote_min_key, &cut);
   hmmv_plan_build(vm, &cut, 0, G_MAXUINT64, &params, &plan);
   ck_assert_uint_eq(plan.demote->len, 1);
@@ -228,13 +228,13 @@ apply_plan(HmmvVm *vm, const HmmvPlan *plan, const HmmvParams *params)
     guint64 page = page_at(plan->promote, i);
 
     hmmv_vm_set_page_node(vm, page, DRAM_NODE, HMMV_TIER_DRAM);
-    hmmv_place_set_cooldown(&vm->place[page], params->cooldown_intervals);
+    hmmv_place_set_cooldown(vm, page, params->cooldown_intervals);
   }
   for (guint i = 0; i < plan->demote->len; i++) {
     guint64 page = page_at(plan->demote, i);
 
     hmmv_vm_set_page_node(vm, page, SLOW_NODE, HMMV_TIER_SLOW);
-    hmmv_place_set_cooldown(&vm->place[page], params->cooldown_intervals);
+    hmmv_place_set_cooldown(vm, page, params->cooldown_intervals);
   }
 }
 
@@ -491,7 +491,7 @@ random_vm(HmmvVm *vm, GRand *rand, double dram_share)
     else
       hmmv_vm_set_page_node(vm, p, SLOW_NODE, HMMV_TIER_SLOW);
     if (g_rand_double(rand) < 0.1)
-      hmmv_place_set_cooldown(&vm->place[p], (guint)g_rand_int_range(rand, 1, 4));
+      hmmv_place_set_cooldown(vm, p, (guint)g_rand_int_range(rand, 1, 4));
   }
 }
 
@@ -550,7 +550,7 @@ START_TEST(test_fast_paths)
   vm->temp[4000] = 0x5f;  /* hot on DRAM: stays */
   vm->temp[7001] = 0x6f;  /* hot on slow: promoted */
   vm->temp[9999] = 0x7f;
-  hmmv_place_set_cooldown(&vm->place[9990], 1);
+  hmmv_place_set_cooldown(vm, 9990, 1);
   cut_of(vm, 4000, params.promote_min_key, &cut);
   memcpy(place, vm->place, 10000);
   hmmv_plan_build(vm, &cut, 4000, G_MAXUINT64, &params, &plan);

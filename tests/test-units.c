@@ -345,7 +345,7 @@ START_TEST(test_plan_ages_unit_cooldowns)
                             dram ? HMMV_TIER_DRAM : HMMV_TIER_SLOW);
       /* round 0: no cooldown anywhere (the words are skipped); round 1: a few pages at 1
        * (blocks of 64 with nothing but a 1 here and there); then a mix of 0..3 */
-      hmmv_place_set_cooldown(&vm->place[p],
+      hmmv_place_set_cooldown(vm, p,
                               round == 0 ? 0
                               : round == 1 ? g_rand_int_range(rand, 0, 100) == 0
                                            : (guint)g_rand_int_range(rand, 0, 4));
@@ -361,6 +361,50 @@ START_TEST(test_plan_ages_unit_cooldowns)
       ck_assert_uint_eq(vm->place[p] & 0x3f, before[p] & 0x3f);
     }
   }
+  hmmv_plan_clear(&plan);
+}
+END_TEST
+
+/* No page cooling down, nothing to emit: the planner does not read the units' place bytes to
+ * age cooldowns (at fleet scale, 2 TiB in 2 MiB units, that was every place byte, 512 MB an
+ * interval, read to find none). A cooldown set by the core makes the next builds age every
+ * unit again until it is 0. Old code (aging every build): 2,048 pages read in each. */
+START_TEST(test_plan_skips_aging_without_cooldowns)
+{
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("t", 2048);
+  HmmvPlan plan;
+
+  hmmv_plan_init(&plan);
+  for (guint64 p = 0; p < 2048; p++)
+    hmmv_vm_set_page_node(vm, p, p < 1024 ? DRAM_NODE : SLOW_NODE,
+                          p < 1024 ? HMMV_TIER_DRAM : HMMV_TIER_SLOW);
+  for (guint b = 0; b < 4; b++)
+    ck_assert(hmmv_vm_set_thp(vm, b, TRUE));
+  memset(vm->temp, 40, 1024);                 /* the DRAM half warm, the slow half cold */
+  plan_of(vm, 1024, G_MAXUINT64, &plan);
+  ck_assert_uint_eq(plan.promote->len + plan.demote->len, 0);
+  ck_assert_uint_eq(plan.aged_unit_pages, 0);
+
+  /* a move's cooldown of 2 (unit 2, slow): two builds age every unit, then none */
+  hmmv_place_set_cooldown(vm, 1100, 2);
+  for (guint build = 0; build < 3; build++) {
+    plan_of(vm, 1024, G_MAXUINT64, &plan);
+    ck_assert_uint_eq(plan.aged_unit_pages, build < 2 ? 2048 : 0);
+    ck_assert_uint_eq(HMMV_PLACE_COOLDOWN(vm->place[1100]), build < 1 ? 1 : 0);
+  }
+
+  /* a unit to promote (room for it), still nothing cooling: emitted, nothing aged */
+  memset(vm->temp + 1536, 200, 512);
+  plan_of(vm, 1536, G_MAXUINT64, &plan);
+  ck_assert_uint_eq(plan.promote->len, 1);
+  ck_assert_uint_eq(g_array_index(plan.promote, guint64, 0), 1536);
+  ck_assert_uint_eq(plan.aged_unit_pages, 0);
+
+  /* hmmv_vm_get_place_mut's caller may write any cooldown: the next builds age again */
+  hmmv_vm_get_place_mut(vm)[5] |= 1u << HMMV_PLACE_COOLDOWN_SHIFT;
+  plan_of(vm, 1536, G_MAXUINT64, &plan);
+  ck_assert_uint_eq(plan.aged_unit_pages, 2048);
+  ck_assert_uint_eq(HMMV_PLACE_COOLDOWN(vm->place[5]), 0);
   hmmv_plan_clear(&plan);
 }
 END_TEST
@@ -537,6 +581,7 @@ units_suite(void)
   tcase_add_test(tc, test_plan_mixed_thp_kept_whole_by_mean);
   tcase_add_test(tc, test_plan_forced_demotion_rounds_up);
   tcase_add_test(tc, test_plan_ages_unit_cooldowns);
+  tcase_add_test(tc, test_plan_skips_aging_without_cooldowns);
   tcase_add_test(tc, test_core_thp_accounting_and_cap);
   tcase_add_test(tc, test_core_hugetlb_accounting_and_cap);
   tcase_add_test(tc, test_core_learns_new_thps);

@@ -48,6 +48,8 @@ typedef struct {
                              * demotions made) */
   guint64 hot_entered;      /* pages in this plan's hot set that were not in the last one's */
   guint64 hot_left;         /* pages in the last plan's hot set that are not in this one's */
+  guint64 aged_unit_pages;  /* pages of huge units whose place bytes the build read to age
+                             * their cooldowns: 0 when no page of the VM is cooling down */
 } HmmvPlan;
 
 void hmmv_plan_init(HmmvPlan *plan);
