@@ -410,8 +410,7 @@ qemu_has_fixes(const char *qemu, char **why)
     if (strstr(info, fix_patches[i]) != NULL)
       return TRUE;
   *why = g_strdup_printf("%s was built without the series' calc-dirty-rate and loadvm fixes "
-                         "(7.2: 0005; 10.0: 0008-0010, written but not yet in "
-                         "qemu-patches/10.0/series: see README)", qemu);
+                         "(7.2: 0005; 10.0: 0008-0010; see its BUILD-INFO)", qemu);
   return FALSE;
 }
 
