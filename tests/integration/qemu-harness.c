@@ -333,3 +333,34 @@ hmmv_qemu_proc_run_phase(HmmvQemuProc *proc, guint k, GHashTable *expected, guin
         g_hash_table_add(expected, GSIZE_TO_POINTER(g_ascii_strtoull(words[i], NULL, 16)));
   }
 }
+
+const char *
+hmmv_harness_accel(const char *mode)
+{
+  return g_strcmp0(mode, "kvm") == 0       ? "kvm,dirty-ring-size=4096"
+         : g_strcmp0(mode, "kvm-log") == 0 ? "kvm"
+                                           : "tcg";
+}
+
+gboolean
+hmmv_harness_wait_migration(HmmvQmp *qmp, const char *want, guint timeout_ms, GError **error)
+{
+  for (guint waited = 0; waited < timeout_ms; waited += 100) {
+    g_autoptr(JsonNode) ret = hmmv_qmp_execute(qmp, "query-migrate", NULL, error);
+    const char *status;
+
+    if (ret == NULL)
+      return FALSE;
+    status = json_object_get_string_member_with_default(json_node_get_object(ret), "status",
+                                                        "none");
+    if (g_strcmp0(status, "failed") == 0) {
+      g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "migration failed");
+      return FALSE;
+    }
+    if (g_strcmp0(status, want) == 0)
+      return TRUE;
+    g_usleep(100000);
+  }
+  g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "migration did not reach %s", want);
+  return FALSE;
+}

@@ -18,6 +18,14 @@ gboolean hmmv_harness_find(char **qemu, char **guest, char **why);
 /* TRUE when /dev/kvm opens and creates a VM; why says otherwise. */
 gboolean hmmv_harness_kvm_usable(char **why);
 
+/* QEMU's -accel argument for a test mode: "kvm" (the dirty ring, 4096 entries), "kvm-log"
+ * (KVM's dirty log) or anything else ("tcg"). */
+const char *hmmv_harness_accel(const char *mode);
+/* Poll query-migrate every 100 ms until its status is want: FALSE with error when the
+ * migration fails, QMP fails, or want does not come within timeout_ms (a liveness bound). */
+gboolean hmmv_harness_wait_migration(HmmvQmp *qmp, const char *want, guint timeout_ms,
+                                     GError **error);
+
 /* accel: "tcg" or e.g. "kvm,dirty-ring-size=4096"; extra: more QEMU arguments (NULL-ended
  * vector, may be NULL); append: the guest's command line. */
 HmmvQemuProc *hmmv_qemu_proc_start(const char *qemu, const char *guest, const char *accel,

@@ -37,12 +37,14 @@ static const char *accel_mode = "tcg";
 static char *qemu_path;
 static char *guest_path;
 
-static const char *
-accel_arg(void)
+/* The migration reached "completed" (60 s liveness bound). */
+static void
+migrated(HmmvQmp *qmp)
 {
-  return g_strcmp0(accel_mode, "kvm") == 0       ? "kvm,dirty-ring-size=4096"
-         : g_strcmp0(accel_mode, "kvm-log") == 0 ? "kvm"
-                                                 : "tcg";
+  g_autoptr(GError) error = NULL;
+
+  ck_assert_msg(hmmv_harness_wait_migration(qmp, "completed", 60000, &error), "%s",
+                error->message);
 }
 
 static HmmvQemuProc *
@@ -51,7 +53,7 @@ start_guest(const char *append, const char *const *extra, HmmvQmp **qmp)
   g_autoptr(GError) error = NULL;
   g_autofree char *ready = NULL;
   HmmvQemuProc *proc =
-    hmmv_qemu_proc_start(qemu_path, guest_path, accel_arg(), 128, append, extra, &error);
+    hmmv_qemu_proc_start(qemu_path, guest_path, hmmv_harness_accel(accel_mode), 128, append, extra, &error);
 
   ck_assert_msg(proc != NULL, "%s", error ? error->message : "");
   ready = hmmv_qemu_proc_expect(proc, "HMMV-GUEST-READY", SERIAL_TIMEOUT_MS);
@@ -255,25 +257,6 @@ START_TEST(test_start_refused_while_ring_measures)
 }
 END_TEST
 
-static void
-wait_migration(HmmvQmp *client, const char *want)
-{
-  for (guint i = 0; i < 600; i++) {
-    g_autoptr(GError) error = NULL;
-    g_autoptr(JsonNode) ret = hmmv_qmp_execute(client, "query-migrate", NULL, &error);
-    const char *status;
-
-    ck_assert_msg(ret != NULL, "%s", error ? error->message : "");
-    status = json_object_get_string_member_with_default(json_node_get_object(ret), "status",
-                                                        "none");
-    ck_assert_msg(g_strcmp0(status, "failed") != 0, "migration failed");
-    if (g_strcmp0(status, want) == 0)
-      return;
-    g_usleep(100000);
-  }
-  ck_abort_msg("migration did not reach %s", want);
-}
-
 static guint64
 harvest_count(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, guint64 *in_window)
 {
@@ -327,7 +310,7 @@ START_TEST(test_incoming_migration_reported)
     ret = hmmv_qmp_execute(src_qmp, "migrate", args, &error);
     ck_assert_msg(ret != NULL, "migrate: %s", error ? error->message : "");
   }
-  wait_migration(src_qmp, "completed");
+  migrated(src_qmp);
 
   dst = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", 128, append, incoming, &error);
   ck_assert_msg(dst != NULL, "%s", error ? error->message : "");
@@ -351,7 +334,7 @@ START_TEST(test_incoming_migration_reported)
     ret = hmmv_qmp_execute(dst_qmp, "migrate-incoming", args, &error);
     ck_assert_msg(ret != NULL, "migrate-incoming: %s", error ? error->message : "");
   }
-  wait_migration(dst_qmp, "completed");
+  migrated(dst_qmp);
   total = harvest_count(tracker, vm, acc, &in_window);
   printf("# destination after the load: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
          " pages written, %" G_GUINT64_FORMAT " of the %u-page test window\n", total,

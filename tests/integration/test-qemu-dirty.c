@@ -34,6 +34,16 @@ static const char *accel_mode = "tcg";
 static char *qemu_path;
 static char *guest_path;
 
+/* The migration reached "completed" (60 s liveness bound). */
+static void
+migrated(HmmvQmp *qmp)
+{
+  g_autoptr(GError) error = NULL;
+
+  ck_assert_msg(hmmv_harness_wait_migration(qmp, "completed", 60000, &error), "%s",
+                error->message);
+}
+
 typedef struct {
   HmmvQemuProc *proc;
   HmmvVm *vm;               /* owned until handed to nobody: the tracker borrows it */
@@ -45,10 +55,7 @@ static void
 run_start(Run *run, const char *append, guint interval_ms, const char *const *extra)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *accel =
-    g_strcmp0(accel_mode, "kvm") == 0       ? g_strdup("kvm,dirty-ring-size=4096")
-    : g_strcmp0(accel_mode, "kvm-log") == 0 ? g_strdup("kvm")
-                                            : g_strdup("tcg");
+  const char *accel = hmmv_harness_accel(accel_mode);
   g_autofree char *ready = NULL;
   HmmvQemuDirtyOptions options = { .interval_ms = interval_ms };
   HmmvQmp *qmp;
@@ -424,25 +431,6 @@ qmp(Run *run, const char *command, JsonObject *args)
 }
 
 static void
-wait_migration(HmmvQmp *client, const char *want)
-{
-  for (guint i = 0; i < 600; i++) {
-    g_autoptr(GError) error = NULL;
-    g_autoptr(JsonNode) ret = hmmv_qmp_execute(client, "query-migrate", NULL, &error);
-    const char *status;
-
-    ck_assert_msg(ret != NULL, "%s", error ? error->message : "");
-    status = json_object_get_string_member_with_default(json_node_get_object(ret), "status",
-                                                        "none");
-    ck_assert_msg(g_strcmp0(status, "failed") != 0, "migration failed");
-    if (g_strcmp0(status, want) == 0)
-      return;
-    g_usleep(100000);
-  }
-  ck_abort_msg("migration did not reach %s", want);
-}
-
-static void
 pmemsave(HmmvQmp *client, const char *path)
 {
   g_autoptr(JsonObject) args = json_object_new();
@@ -481,7 +469,7 @@ START_TEST(test_migration_while_tracking)
   uri = g_strdup_printf("exec:cat > %s", image);
   json_object_set_string_member(args, "uri", uri);
   ret = qmp(&run, "migrate", args);
-  wait_migration(hmmv_qemu_dirty_tracker_get_qmp(run.tracker), "completed");
+  migrated(hmmv_qemu_dirty_tracker_get_qmp(run.tracker));
   /* Tracking kept working through the migration. */
   ck_assert_uint_ge(harvest(&run), 1);
   got = harvested_pfns(&run, BASE_PFN, SPAN);
@@ -503,7 +491,7 @@ START_TEST(test_migration_while_tracking)
     in_ret = hmmv_qmp_execute(dest_qmp, "migrate-incoming", in_args, &error);
     ck_assert_msg(in_ret != NULL, "%s", error ? error->message : "");
   }
-  wait_migration(dest_qmp, "completed");
+  migrated(dest_qmp);
   src_dump = g_build_filename(hmmv_qemu_proc_get_dir(run.proc), "src.mem", NULL);
   dst_dump = g_build_filename(hmmv_qemu_proc_get_dir(dest), "dst.mem", NULL);
   pmemsave(hmmv_qemu_dirty_tracker_get_qmp(run.tracker), src_dump);
