@@ -146,6 +146,10 @@ def main():
                   f"({r.stderr.strip()[-200:]})")
             if r.returncode != 0:
                 continue
+            # the payback gate is measured at the core's interval, and the table says so
+            check(re.search(rf"payback gate at its {k * interval_ms} ms interval: "
+                            r"touch-saving-ns [1-9]\d* \(", r.stdout) is not None,
+                  f"--hmmv-interval-ms {k * interval_ms}: the gate measured at that interval")
             with open(out) as f:
                 moved_at[k] = sorted({int(s["interval"]) for s in csv.DictReader(f)
                                       if s["policy"] == "hmmv-writes" and int(s["pages_moved"]) > 0})
@@ -154,6 +158,11 @@ def main():
                   f"at the trace's interval hmmv moves in other intervals than every 5th ({moved_at[1][:8]})")
             check(moved_at[5] and all(i % 5 == 4 for i in moved_at[5]),
                   f"at 5 trace intervals hmmv moves only at the end of each of its own ({moved_at[5][:8]})")
+        # --hmmv-gate hmmvd: hmmvd's defaults, named in the table
+        r = run([exe, "replay", "--traces", traces, "--profile", "optane", "--dram", "0.25",
+                 "--policies", "all-dram,hmmv-writes", "--hmmv-gate", "hmmvd"])
+        check(r.returncode == 0 and "payback gate: hmmvd's defaults (touch-saving-ns 7200, "
+              "move-cost-ns 3900)" in r.stdout, f"--hmmv-gate hmmvd ({r.stderr.strip()[-160:]})")
         # --dram-of touched: the DRAM is a share of the pages the traces touch, no more than
         # the same share of the RAM
         pages = {}
@@ -229,6 +238,8 @@ exec {exe} gen --out "$2" --vms 2 --pages 1024 --intervals 10
              "--dram-of is ram or touched"),
             (["--traces", traces, "--profile", "cxl", "--dram", "0.5", "--hmmv-interval-ms",
               str(interval_ms * 3 + 1)], "not a positive multiple"),
+            (["--traces", traces, "--profile", "cxl", "--dram", "0.5", "--hmmv-gate", "off"],
+             "--hmmv-gate is measured or hmmvd"),
         ]
         for args, needle in bad:
             out = os.path.join(tmp, "bad.csv")

@@ -4,7 +4,7 @@
  *
  *   hmmv-corun replay (--setup hmmv4|demeter9 | --traces DIR) --profile optane|cxl|FILE
  *              --dram FRACTION [--dram-of ram|touched] [--csv FILE] [--intervals-csv FILE]
- *              [--plots DIR] [--hmmv-interval-ms MS]
+ *              [--plots DIR] [--hmmv-interval-ms MS] [--hmmv-gate measured|hmmvd]
  *              [--policies a,b]
  *   hmmv-corun live --setup NAME [ARGS...]      (corun-guest's recorder: tests/corun/corun-live)
  *   hmmv-corun gen --out DIR [--vms N] [--pages N] [--intervals N] [--seed N]
@@ -13,13 +13,17 @@
  * on the tier model (model.h), prints progress on stderr and ends with a Markdown table.
  * A setup's traces live in ${HMMV_CORUN_CACHE:-/var/cache/hmmv/corun}/SETUP-HASH/, HASH from
  * `corun-live --hash SETUP`; when setup.json is missing there, replay records first.
+ * hmmv's payback gate runs with the figures measured on the setup's traces at hmmv's core
+ * interval (gate.h), or with --hmmv-gate hmmvd at hmmvd's defaults (set for 1 s intervals).
  * gen writes a SYNTHETIC setup for tests: never a BENCHMARKS figure.
  */
+#include "gate.h"
 #include "output.h"
 #include "setup.h"
 
 #include <errno.h>
 #include <hmmv/error.h>
+#include <hmmv/params.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,13 +131,39 @@ progress(guint64 interval, guint64 total, gpointer data)
             interval, total, 100.0 * (double)interval / (double)total);
 }
 
+/* hmmv's payback gate for the replay: measured on the setup's traces at the core's interval
+ * (gate.h), or hmmvd's defaults when gate_name is "hmmvd". Returns what to print, NULL with
+ * error. */
+static char *
+hmmv_gate(CorunSetup *setup, const char *gate_name, guint64 max_intervals, GError **error)
+{
+  HmmvParams defaults;
+  guint per_core = corun_gate_per_core(setup);
+  CorunGate gate;
+
+  if (g_strcmp0(gate_name, "hmmvd") == 0) {
+    hmmv_params_init(&defaults);
+    return g_strdup_printf("hmmv's payback gate: hmmvd's defaults (touch-saving-ns %u, "
+                           "move-cost-ns %u)", defaults.touch_saving_ns, defaults.move_cost_ns);
+  }
+  if (!corun_gate_calibrate(setup, per_core, max_intervals, &gate, error))
+    return NULL;
+  setup->hmmv_touch_saving_ns = gate.touch_saving_ns;
+  setup->hmmv_move_cost_ns = gate.move_cost_ns;
+  return g_strdup_printf("hmmv's payback gate at its %u ms interval: touch-saving-ns %u (%.1f "
+                         "misses a touched page and interval, measured), move-cost-ns %u",
+                         setup->interval_ms * per_core, gate.touch_saving_ns,
+                         gate.misses_per_touched, gate.move_cost_ns);
+}
+
 static int
 cmd_replay(int argc, char **argv)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *setup_name = NULL, *traces = NULL, *profile_name = NULL, *csv = NULL;
   g_autofree char *intervals_csv = NULL, *policies = NULL, *plots = NULL;
-  g_autofree char *dir = NULL, *dram_of = NULL;
+  g_autofree char *dir = NULL, *dram_of = NULL, *gate_name = NULL;
+  g_autofree char *gate_text = NULL;
   double dram = 0;
   guint64 base_pages;
   gint64 max_intervals = 0;
@@ -159,6 +189,9 @@ cmd_replay(int argc, char **argv)
     { "hmmv-interval-ms", 0, 0, G_OPTION_ARG_INT, &hmmv_interval_ms,
       "hmmv's core interval, a multiple of the trace's (default: the trace's; hmmvd's own "
       "default is 1000)", "MS" },
+    { "hmmv-gate", 0, 0, G_OPTION_ARG_STRING, &gate_name,
+      "hmmv's payback gate: measured (on the traces at hmmv's core interval, the default) or "
+      "hmmvd (hmmvd's defaults, set for 1 s intervals)", "measured|hmmvd" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress", NULL },
     { NULL },
   };
@@ -176,6 +209,12 @@ cmd_replay(int argc, char **argv)
       max_intervals < 0) {
     g_set_error(&error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                 "needs --setup or --traces, --profile, and --dram in (0, 1]");
+    goto fail;
+  }
+  if (gate_name != NULL && g_strcmp0(gate_name, "measured") != 0 &&
+      g_strcmp0(gate_name, "hmmvd") != 0) {
+    g_set_error(&error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "--hmmv-gate is measured or hmmvd, not '%s'", gate_name);
     goto fail;
   }
   if (dram_of != NULL && g_strcmp0(dram_of, "ram") != 0 && g_strcmp0(dram_of, "touched") != 0) {
@@ -235,12 +274,17 @@ cmd_replay(int argc, char **argv)
     for (guint i = 0; corun_policies[i] != NULL && i < 31; i++)
       names[i] = g_strdup(corun_policies[i]->name);
   }
+  gate_text = hmmv_gate(&sf->setup, gate_name, (guint64)max_intervals, &error);
+  if (gate_text == NULL)
+    goto fail;
   if (!quiet)
     fprintf(stderr, "hmmv-corun: setup %s (%s), %u VMs, %" G_GUINT64_FORMAT " pages, DRAM %.0f%% "
             "of %" G_GUINT64_FORMAT " %s pages = %" G_GUINT64_FORMAT " pages, profile %s, %u "
             "policies\n", sf->name, dir, sf->setup.nr_vms, sf->total_pages, dram * 100,
             base_pages, g_strcmp0(dram_of, "touched") == 0 ? "touched" : "RAM",
             sf->setup.dram_pages, profile->name, g_strv_length(names));
+  if (!quiet)
+    fprintf(stderr, "hmmv-corun: %s\n", gate_text);
   run = corun_run(&sf->setup, (const char *const *)names, (guint64)max_intervals,
                   quiet ? NULL : progress, NULL, &error);
   if (run == NULL)
@@ -265,6 +309,7 @@ cmd_replay(int argc, char **argv)
          "per VM (lower is better)\n\n", sf->name, profile->name, dram * 100, base_pages,
          g_strcmp0(dram_of, "touched") == 0 ? "touched" : "RAM", sf->setup.dram_pages,
          run->intervals);
+  printf("%s\n\n", gate_text);
   corun_print_table(stdout, run, &sf->setup);
   if (plots != NULL) {
     char *argv_plot[] = { (char *)"python3", (char *)CORUN_PLOTS_SCRIPT, csv, intervals_csv,

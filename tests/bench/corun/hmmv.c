@@ -19,8 +19,11 @@
  * does, from every access the guest made, seen or not. The core's interval is the trace's
  * (10 ms in the recorded co-runs), or with replay --hmmv-interval-ms a multiple of it, as
  * hmmvd runs (1000 ms by default, 500 ms in corun-live): the pages seen in those trace
- * intervals are one harvest, and the moves come at its end.
+ * intervals are one harvest, and the moves come at its end. The payback gate's figures are
+ * the setup's (CorunSetup hmmv_touch_saving_ns: the replay measures them at the core's
+ * interval, gate.h) or hmmvd's defaults.
  */
+#include "gate.h"
 #include "policy.h"
 
 #include <hmmv/hmmv.h>
@@ -192,9 +195,13 @@ hmmv_init(CorunPolicy *policy, SeeKind see, GError **error)
   hmmv_params_init(&params);
   /* The core's interval is hmmvd's when the replay is given one (--hmmv-interval-ms), else
    * the trace's; its caps are MB/s over it. */
-  hp->per_core = setup->hmmv_interval_ms > 0 && setup->interval_ms > 0
-                   ? MAX(setup->hmmv_interval_ms / setup->interval_ms, 1u) : 1u;
+  hp->per_core = corun_gate_per_core(setup);
   params.interval_ms = CLAMP(setup->interval_ms * hp->per_core, 10, 3600 * 1000);
+  /* The payback gate at that interval (gate.h), when the replay measured it */
+  if (setup->hmmv_touch_saving_ns != 0) {
+    params.touch_saving_ns = setup->hmmv_touch_saving_ns;
+    params.move_cost_ns = setup->hmmv_move_cost_ns;
+  }
   hp->core = hmmv_core_new(hp->topo, hp->mover, &params, 0, error);
   if (hp->core == NULL)
     return FALSE;

@@ -57,6 +57,10 @@ typedef struct {
    * harvests, decides and moves once every hmmv_interval_ms / interval_ms trace intervals,
    * as hmmvd does at its own interval; 0: every trace interval */
   guint hmmv_interval_ms;
+  /* hmmv's payback gate (params.h's touch_saving_ns, move_cost_ns), set by the replay at the
+   * core's interval (gate.h); 0: hmmvd's defaults */
+  guint hmmv_touch_saving_ns;
+  guint hmmv_move_cost_ns;
   const CorunProfile *profile;
   CorunNumaBalancingState nb;
 } CorunSetup;
