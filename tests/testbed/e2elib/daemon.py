@@ -36,13 +36,15 @@ class Control:
 class Hmmvd:
     """One hmmvd process over some of the VMs."""
 
-    def __init__(self, opts, work, vms, generation, t0=None):
+    def __init__(self, opts, work, vms, generation, t0=None, pool_mib=None):
         """t0 (time.monotonic()): each log line is prefixed with the seconds since t0, when
-        it was read (the log is copied by a thread)."""
+        it was read (the log is copied by a thread). pool_mib: the DRAM pool, when not
+        opts.pool_mib."""
         self.sock = os.path.join(work, "hmmvd.sock")
         conf = os.path.join(work, "hmmvd.conf")
         with open(conf, "w") as f:
-            f.write(f"[memory]\nmover = numa\ndram-pool-mib = {opts.pool_mib}\n")
+            f.write(f"[memory]\nmover = numa\ndram-pool-mib = "
+                    f"{opts.pool_mib if pool_mib is None else pool_mib}\n")
             if opts.reserve_mib is not None:
                 f.write(f"node-reserve-mib = {opts.reserve_mib}\n")
             policy = []

@@ -57,7 +57,8 @@ def faults_phase(opts, work, hmmvd, vms, migs, snap0, totals, failures, daemons)
     if p2[0] + p2[1] <= before[0] + before[1]:
         failures.append("faults: hmmvd moved nothing after a nested QEMU died")
     # hmmvd killed and started again over the survivors
-    hmmvd.table()
+    held = {n: v["dram-pages"] for n, v in (hmmvd.table() or {}).items()
+            if n in {vm.name for vm in survivors}}
     prom, dem, errors = hmmvd.moves()
     hmmvd.stop(signal.SIGKILL)
     say("e2e: faults: killed hmmvd (-9); starting it again")
@@ -73,14 +74,33 @@ def faults_phase(opts, work, hmmvd, vms, migs, snap0, totals, failures, daemons)
     stretches.append(("the faults", delta(mig, mark), prom + dem - stretches[0][2],
                       False))
     mark = mig
-    hmmvd = Hmmvd(opts, work, survivors, 2)
+    # The restarted hmmvd gets half the DRAM the survivors hold, as an operator restarting
+    # it with a smaller pool would: it must take over the placement it finds and demote down
+    # to the new budgets whatever the guests do. Left with the old pool, it may rightly move
+    # nothing: once the survivor's budget holds 4 of its hot window's 10 positions, a
+    # window that moves on every ~2 intervals (a quiet machine) is not worth following.
+    pool_mib = max(1, sum(held.values()) // 2 // 256)
+    hmmvd = Hmmvd(opts, work, survivors, 2, pool_mib=pool_mib)
     daemons.append(hmmvd)
     wait_for("the restarted hmmvd manages the surviving VMs", 120,
              lambda: managed(hmmvd, survivors))
     p3 = run_phase(opts, hmmvd, survivors, totals, 200, opts.deadline, 1, bound=(60, 4))
-    say(f"e2e: faults: the restarted hmmvd moved {p3[0]} up, {p3[1]} down")
+    say(f"e2e: faults: the restarted hmmvd (pool {pool_mib} MiB) moved {p3[0]} up, "
+        f"{p3[1]} down")
     if p3[0] + p3[1] == 0:
         failures.append("faults: the restarted hmmvd moved nothing")
+    table = hmmvd.table() or {}
+    for vm in survivors:
+        v = table.get(vm.name, {})
+        need = held.get(vm.name, 0) - v.get("budget-pages", 0)
+        say(f"e2e: faults: {vm.name}: held {held.get(vm.name, 0)} DRAM pages at the kill, "
+            f"budget now {v.get('budget-pages')}, the restarted hmmvd demoted "
+            f"{v.get('demotions-total')}, dram now {v.get('dram-pages')}")
+        if v.get("dram-pages", 1 << 62) > v.get("budget-pages", -1):
+            failures.append(f"faults: the restarted hmmvd left {vm.name} over its budget")
+        if need > 0 and v.get("demotions-total", 0) < need:
+            failures.append(f"faults: the restarted hmmvd demoted fewer of {vm.name}'s "
+                            f"pages than the DRAM it found over the budget ({need})")
     for vm in survivors:
         placement_check(hmmvd.ctl, vm, totals)
     # the restarted hmmvd's stretch, exact again: the survivors stay paused in
