@@ -71,6 +71,23 @@ harvest_snapshot(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc)
   ck_abort_msg("no DAMON snapshot within 60 s");
 }
 
+HmmvTracker *
+start_steady_reader(Fixture *f, HmmvAccess *acc)
+{
+  guint64 range[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
+  HmmvTracker *tracker;
+  GError *error = NULL;
+
+  fixture_init(f, "vaddr fvaddr paddr");
+  damon_fake_set_accessed(f->fake, range, 1);
+  tracker = new_tracker(f, HMMV_DAMON_VADDR, NULL);
+  ck_assert_msg(start_tracker(tracker, f->vm, &error), "%s",
+                error != NULL ? error->message : "");
+  harvest_snapshot(tracker, f->vm, acc);
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
+  return tracker;
+}
+
 gboolean
 record_exists(Fixture *f, guint index)
 {

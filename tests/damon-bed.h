@@ -33,5 +33,9 @@ void stop_tracker(HmmvTracker *tracker);
 gboolean start_tracker(HmmvTracker *tracker, HmmvVm *vm, GError **error);
 /* Harvests until the read source has at least one snapshot (a liveness bound: 60 s). */
 void harvest_snapshot(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc);
+/* The steady reader most cases start from: the bed on a tree offering "vaddr fvaddr paddr",
+ * pages 16..31 read, a vaddr tracker started and past its first snapshot (those 16 pages in
+ * acc). */
+HmmvTracker *start_steady_reader(Fixture *f, HmmvAccess *acc);
 /* TRUE when the run directory holds hmmv's record of kdamond index. */
 gboolean record_exists(Fixture *f, guint index);

@@ -46,19 +46,13 @@ START_TEST(test_pacing_follows_harvests)
 {
   Fixture f;
   g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
-  guint64 first[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
   guint64 second[] = { HVA + 1000 * 4096, HVA + 1064 * 4096 };
   HmmvTracker *tracker;
   GError *error = NULL;
   HmmvDamonStats stats;
   guint64 snaps, rested, seen_at = 0;
 
-  fixture_init(&f, "vaddr fvaddr paddr");
-  damon_fake_set_accessed(f.fake, first, 1);
-  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
-  ck_assert(start_tracker(tracker, f.vm, &error));
-  harvest_snapshot(tracker, f.vm, acc);
-  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
+  tracker = start_steady_reader(&f, acc);
   ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
   /* the same read set: a snapshot every 2, 4, then 8 harvests (liveness bound) */
   for (guint i = 0; i < 6000 && stats.every < 8; i++) {
@@ -124,17 +118,11 @@ START_TEST(test_watch_coarse_and_back)
 {
   Fixture f;
   g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
-  guint64 first[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
   HmmvTracker *tracker;
-  GError *error = NULL;
   HmmvDamonStats stats;
   guint64 sample = 0, aggr = 0, commits;
 
-  fixture_init(&f, "vaddr fvaddr paddr");
-  damon_fake_set_accessed(f.fake, first, 1);
-  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
-  ck_assert(start_tracker(tracker, f.vm, &error));
-  harvest_snapshot(tracker, f.vm, acc);
+  tracker = start_steady_reader(&f, acc);
   ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
   /* interval 10 ms: aggregations of 5 ms, 1 ms samples */
   ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
@@ -186,17 +174,11 @@ START_TEST(test_watch_refused_keeps_reads)
 {
   Fixture f;
   g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
-  guint64 first[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
   HmmvTracker *tracker;
-  GError *error = NULL;
   HmmvDamonStats stats;
   guint64 sample = 0, aggr = 0, commits;
 
-  fixture_init(&f, "vaddr fvaddr paddr");
-  damon_fake_set_accessed(f.fake, first, 1);
-  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
-  ck_assert(start_tracker(tracker, f.vm, &error));
-  harvest_snapshot(tracker, f.vm, acc);
+  tracker = start_steady_reader(&f, acc);
   damon_fake_refuse_commit(f.fake);
   hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
   /* liveness bound: the snapshots go on after the refusal */

@@ -125,17 +125,11 @@ START_TEST(test_racy_empty_snapshots)
 {
   Fixture f;
   g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
-  guint64 ranges[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
   HmmvTracker *tracker;
   GError *error = NULL;
   HmmvDamonStats stats;
 
-  fixture_init(&f, "vaddr fvaddr paddr");
-  damon_fake_set_accessed(f.fake, ranges, 1);
-  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
-  ck_assert(start_tracker(tracker, f.vm, &error));
-  harvest_snapshot(tracker, f.vm, acc);
-  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
+  tracker = start_steady_reader(&f, acc);
   for (guint races = 2; races <= 3; races++) {
     damon_fake_race(f.fake, races);
     /* the thread takes its next snapshots when harvests want them */
