@@ -13,15 +13,30 @@
 
 static HmmvTestCore fx;
 
-/* vm0's hot set of 128 pages, demoted to its slow node 2 and then written again while DRAM
- * node 0 is full (16 pages free, 64 kept for the host): promoted to node 1, the fallback.
- * Returns the hot pages; *used0 is what vm0 holds on node 0. */
+/* Every page of vm0's hot set is on node. */
+static void
+check_hot_on_node(const GArray *hot, int node)
+{
+  HmmvVm *vm0 = hmmv_core_get_vm(fx.core, 0);
+
+  for (guint h = 0; h < hot->len; h++)
+    ck_assert_int_eq(hmmv_vm_get_page_node(vm0, g_array_index(hot, guint64, h)), node);
+}
+
+/* The bed of vm0's cases: the two-socket host (report initialized); vm0's hot set of 128
+ * pages, demoted to its slow node 2 and then written again while DRAM node 0 is full (16
+ * pages free, 64 kept for the host): promoted to node 1, the fallback. Returns the hot pages;
+ * *used0 is what vm0 holds on node 0. */
 static GArray *
 hot_set_fallen_back(HmmvIntervalReport *report, guint64 *used0)
 {
-  GArray *hot = two_socket_demoted_hot_set(&fx, report);
-  HmmvVm *vm0 = hmmv_core_get_vm(fx.core, 0);
+  GArray *hot;
+  HmmvVm *vm0;
 
+  two_socket_setup(&fx, 0, TRUE);
+  hmmv_interval_report_init(report);
+  hot = two_socket_demoted_hot_set(&fx, report);
+  vm0 = hmmv_core_get_vm(fx.core, 0);
   *used0 = hmmv_vm_get_node_pages(vm0, 0);
   two_socket_fill_node0(&fx);
   for (guint i = 0; i < 10; i++) {
@@ -29,8 +44,7 @@ hot_set_fallen_back(HmmvIntervalReport *report, guint64 *used0)
     hmmv_test_core_run(&fx, report);
     ck_assert_uint_eq(hmmv_test_vm_report(report, 0)->homed_dram, 0);   /* no room at home */
   }
-  for (guint h = 0; h < hot->len; h++)
-    ck_assert_int_eq(hmmv_vm_get_page_node(vm0, g_array_index(hot, guint64, h)), 1);
+  check_hot_on_node(hot, 1);
   ck_assert_uint_eq(hmmv_test_vm_report(report, 0)->away_dram, hot->len);
   return hot;
 }
@@ -50,10 +64,8 @@ START_TEST(test_fallen_back_brought_home)
   HmmvVm *vm0;
   guint64 used0, homed = 0, intervals = 0, cap, margin_room;
 
-  two_socket_setup(&fx, 0, TRUE);
-  hmmv_interval_report_init(&report);
-  vm0 = hmmv_core_get_vm(fx.core, 0);
   hot = hot_set_fallen_back(&report, &used0);
+  vm0 = hmmv_core_get_vm(fx.core, 0);
 
   /* room on node 0 within the margin: free - reserve = capacity / 16, nothing comes home */
   margin_room = (used0 + used0 / 15) / 16;
@@ -87,8 +99,7 @@ START_TEST(test_fallen_back_brought_home)
   ck_assert_uint_eq(homed, hot->len);             /* each page once */
   ck_assert_uint_ge(intervals, hot->len / cap);   /* paced by the cap */
   ck_assert_uint_eq(hmmv_test_vm_report(&report, 0)->away_dram, 0);
-  for (guint h = 0; h < hot->len; h++)
-    ck_assert_int_eq(hmmv_vm_get_page_node(vm0, g_array_index(hot, guint64, h)), 0);
+  check_hot_on_node(hot, 0);
   ck_assert_uint_eq(hmmv_vm_get_node_pages(vm0, 1), 0);
   hmmv_test_core_clear(&fx);
 }
@@ -105,12 +116,8 @@ START_TEST(test_brought_home_within_batch)
   g_autoptr(GError) error = NULL;
   g_autoptr(GArray) hot = NULL;
   HmmvParams params;
-  HmmvVm *vm0;
   guint64 used0, homed = 0, intervals = 0;
 
-  two_socket_setup(&fx, 0, TRUE);
-  hmmv_interval_report_init(&report);
-  vm0 = hmmv_core_get_vm(fx.core, 0);
   hot = hot_set_fallen_back(&report, &used0);
   params = *hmmv_core_get_params(fx.core);
   params.interval_ms = 10;
@@ -129,8 +136,7 @@ START_TEST(test_brought_home_within_batch)
   }
   ck_assert_uint_eq(homed, hot->len);
   ck_assert_uint_ge(intervals, (hot->len + 24) / 25);
-  for (guint h = 0; h < hot->len; h++)
-    ck_assert_int_eq(hmmv_vm_get_page_node(vm0, g_array_index(hot, guint64, h)), 0);
+  check_hot_on_node(hot, 0);
   hmmv_test_core_clear(&fx);
 }
 END_TEST
@@ -149,8 +155,6 @@ START_TEST(test_brought_home_within_deadline)
   HmmvParams params;
   guint64 used0, homed = 0;
 
-  two_socket_setup(&fx, 0, TRUE);
-  hmmv_interval_report_init(&report);
   hot = hot_set_fallen_back(&report, &used0);
   params = *hmmv_core_get_params(fx.core);
   params.interval_ms = 10;
@@ -171,9 +175,7 @@ START_TEST(test_brought_home_within_deadline)
     homed += hmmv_test_vm_report(&report, 0)->homed_dram;
   }
   ck_assert_uint_eq(homed, hot->len);
-  for (guint h = 0; h < hot->len; h++)
-    ck_assert_int_eq(hmmv_vm_get_page_node(hmmv_core_get_vm(fx.core, 0),
-                                           g_array_index(hot, guint64, h)), 0);
+  check_hot_on_node(hot, 0);
   hmmv_test_core_clear(&fx);
 }
 END_TEST
@@ -192,10 +194,8 @@ START_TEST(test_home_scan_incremental)
   HmmvVm *vm0;
   guint64 used0, visits, tried = 0, scans = 0;
 
-  two_socket_setup(&fx, 0, TRUE);
-  hmmv_interval_report_init(&report);
-  vm0 = hmmv_core_get_vm(fx.core, 0);
   hot = hot_set_fallen_back(&report, &used0);
+  vm0 = hmmv_core_get_vm(fx.core, 0);
   for (guint h = 0; h < hot->len; h++)
     ck_assert(hmmv_sim_mover_set_page_kind(fx.mover, vm0, g_array_index(hot, guint64, h), 1,
                                            HMMV_SIM_PAGE_PINNED, &error));
