@@ -146,30 +146,56 @@ unit_is_hot(const HmmvHotCut *cut, const HmmvUnit *unit, guint64 *seen_at_cut)
 }
 
 /* The hot-set change (issue 7, item 11): the hot bits of pages [first, first + n) (within one
- * 64-page word) become `bits` (bit 0 = page first); counts the pages that entered and left. */
+ * 64-page word) become `bits` (bit 0 = page first); counts the pages that entered and left.
+ * Most bits do not change from one plan to the next: a word that stays as it was is only
+ * compared (the build targets x86-64 without POPCNT, so each count is a libgcc call). */
 static inline void
 hot_bits_set(guint64 *hot, guint64 first, guint n, guint64 bits, HmmvPlan *plan)
 {
   guint shift = (guint)(first & 63);
   guint64 mask = (n >= 64 ? ~G_GUINT64_CONSTANT(0) : (G_GUINT64_CONSTANT(1) << n) - 1) << shift;
-  guint64 old = hot[first >> 6] & mask, now = (bits << shift) & mask;
+  guint64 word = hot[first >> 6];
+  guint64 old = word & mask, now = (bits << shift) & mask;
 
+  if (old == now)
+    return;
   plan->hot_entered += (guint64)__builtin_popcountll(now & ~old);
   plan->hot_left += (guint64)__builtin_popcountll(old & ~now);
-  hot[first >> 6] = (hot[first >> 6] & ~mask) | now;
+  hot[first >> 6] = (word & ~mask) | now;
 }
 
-/* The same for a huge unit, hot or not as a whole. */
+/* The same for a huge unit, hot or not as a whole: its whole words are compared with the
+ * unit's word, and only a word that differs is counted and written. */
 static void
 hot_range_set(guint64 *hot, guint64 first, guint64 nr, gboolean is_hot, HmmvPlan *plan)
 {
-  while (nr > 0) {
+  guint64 all = is_hot ? ~G_GUINT64_CONSTANT(0) : 0;
+
+  if ((first & 63) != 0) {
     guint n = (guint)MIN(nr, 64 - (first & 63));
 
-    hot_bits_set(hot, first, n, is_hot ? ~G_GUINT64_CONSTANT(0) : 0, plan);
+    hot_bits_set(hot, first, n, all, plan);
     first += n;
     nr -= n;
   }
+  if (nr >= 64) {
+    guint64 *words = hot + (first >> 6), nr_words = nr / 64, diff = 0;
+
+    /* a unit whose bits all stay (most, most intervals): one pass of compares */
+    for (guint64 i = 0; i < nr_words; i++)
+      diff |= words[i] ^ all;
+    for (guint64 i = 0; diff != 0 && i < nr_words; i++) {
+      guint64 old = words[i];
+
+      plan->hot_entered += (guint64)__builtin_popcountll(all & ~old);
+      plan->hot_left += (guint64)__builtin_popcountll(old & ~all);
+      words[i] = all;
+    }
+    first += 64 * nr_words;
+    nr -= 64 * nr_words;
+  }
+  if (nr > 0)
+    hot_bits_set(hot, first, (guint)nr, all, plan);
 }
 
 /* Pages [start, end) of 4 KiB units, pass 1. Also records which pages are hot (vm->hot),

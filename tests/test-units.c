@@ -409,6 +409,90 @@ START_TEST(test_plan_skips_aging_without_cooldowns)
 }
 END_TEST
 
+/* The hot-set change the planner reports (hot_entered, hot_left; issue 7, item 11) and the
+ * bitmap it keeps it in (vm->hot), against a brute-force reference of classify.h's hot test:
+ * in page order, a page (a huge unit: all its pages at once) is hot when its key is above the
+ * cut, or at the cut while the pages seen there fit in take_at_cut. Units unaligned to the
+ * bitmap's words (a 13-page region first) and aligned ones, THPs that come and go, budgets
+ * that swing: words partly and wholly changed, and words that stay. */
+START_TEST(test_plan_hot_set_changes)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed(11);
+  HmmvParams params;
+  HmmvTempTables tables;
+
+  hmmv_params_init(&params);
+  params.move_cost_ns = 0;
+  hmmv_temp_tables_init(&tables, &params);
+  for (guint layout = 0; layout < 2; layout++) {
+    g_autoptr(HmmvVm) vm = hmmv_vm_new("t");
+    g_autoptr(HmmvAccess) acc = NULL;
+    g_autofree guint8 *ref = NULL;
+    guint64 nr_pages, changed_words = 0;
+    HmmvPlan plan;
+
+    if (layout == 0)
+      ck_assert(hmmv_vm_add_region(vm, "a", 0, 0x7f0000400000u, 13 * 4096, 4096, NULL));
+    ck_assert(hmmv_vm_add_region(vm, "b", 1u << 30, 0x7f0000000000u, 24u << 20, 4096, NULL));
+    ck_assert(hmmv_vm_finalize_layout(vm, NULL));
+    nr_pages = hmmv_vm_get_nr_pages(vm);
+    acc = hmmv_access_new(nr_pages, NULL);
+    ref = g_new0(guint8, nr_pages);
+    hmmv_plan_init(&plan);
+    for (guint64 p = 0; p < nr_pages; p++)
+      hmmv_vm_set_page_node(vm, p, p % 3 ? SLOW_NODE : DRAM_NODE,
+                            p % 3 ? HMMV_TIER_SLOW : HMMV_TIER_DRAM);
+    for (guint interval = 0; interval < 80; interval++) {
+      HmmvHistogram hist;
+      HmmvHotCut cut;
+      HmmvUnit *units;
+      guint64 nr_units, budget, seen = 0, entered = 0, left = 0, wrong = 0;
+      guint64 base = (guint64)interval * nr_pages / 40 % nr_pages;
+
+      if (interval % 10 == 5)
+        for (guint64 b = 0; b < hmmv_vm_get_nr_thp_blocks(vm); b++)
+          hmmv_vm_set_thp(vm, b, g_rand_boolean(rand));
+      hmmv_access_clear(acc);
+      acc->intervals = 1;
+      for (guint i = 0; i < 600; i++)
+        hmmv_access_mark_write(acc, (base + (guint64)g_rand_int_range(rand, 0, 1500)) % nr_pages);
+      hmmv_temperature_update(vm, &tables, acc, &hist);
+      hmmv_units_aggregate(vm, &hist);
+      budget = (guint64)g_rand_int_range(rand, 0, (gint32)nr_pages);
+      hmmv_classify(&hist, budget, params.promote_min_key, &cut);
+      hmmv_plan_build(vm, &cut, budget, 4096, &params, &plan);
+
+      units = hmmv_vm_get_units(vm, &nr_units);
+      for (guint64 p = 0, u = 0; p < nr_pages;) {
+        gboolean unit = u < nr_units && units[u].first_page == p;
+        guint64 n = unit ? units[u].nr_pages : 1;
+        guint key = unit ? units[u].key : vm->temp[p];
+        gboolean at_cut = key == cut.cut_key;
+        guint8 hot = key > cut.cut_key || (at_cut && seen + n <= cut.take_at_cut);
+
+        seen += at_cut ? n : 0;
+        for (guint64 q = p; q < p + n; q++) {
+          entered += hot && !ref[q];
+          left += !hot && ref[q];
+          ref[q] = hot;
+        }
+        p += n;
+        u += unit;
+      }
+      for (guint64 p = 0; p < nr_pages; p++)
+        wrong += ((vm->hot[p >> 6] >> (p & 63)) & 1) != ref[p];
+      ck_assert_msg(wrong == 0, "interval %u: %" G_GUINT64_FORMAT " hot bits differ from the "
+                    "reference", interval, wrong);
+      ck_assert_uint_eq(plan.hot_entered, entered);
+      ck_assert_uint_eq(plan.hot_left, left);
+      changed_words += entered + left > 0;
+    }
+    ck_assert_uint_gt(changed_words, 60);    /* the hot set moved in most intervals */
+    hmmv_plan_clear(&plan);
+  }
+}
+END_TEST
+
 /* A forced demotion of fewer pages than a unit still demotes the unit (whole) when the cap
  * allows it; otherwise the VM would stay over budget for good when its cold DRAM is all
  * THPs. Promotions never overshoot. */
@@ -582,6 +666,7 @@ units_suite(void)
   tcase_add_test(tc, test_plan_forced_demotion_rounds_up);
   tcase_add_test(tc, test_plan_ages_unit_cooldowns);
   tcase_add_test(tc, test_plan_skips_aging_without_cooldowns);
+  tcase_add_test(tc, test_plan_hot_set_changes);
   tcase_add_test(tc, test_core_thp_accounting_and_cap);
   tcase_add_test(tc, test_core_hugetlb_accounting_and_cap);
   tcase_add_test(tc, test_core_learns_new_thps);
