@@ -37,16 +37,21 @@
  * and accessed >= idle, so a page accessed in a superset of the intervals of another never
  * ends colder.
  *
- * The update walks 64 pages per bitmap word: when the word has no access bit and the block
- * is known cold (vm->warm, kept by the update itself: vm-private.h) it is not read at all;
- * when its 64 temp bytes are all 0 (eight word compares) it costs a few loads; otherwise 8
- * pages at a time, where word arithmetic finds the pages that are cold and untouched (they
- * only count towards hist[0]) and a table lookup is done for the others only. At fleet scale
- * (2 TiB of guest RAM, 1% touched) most blocks are cold, and not reading them is most of
- * the saving: the pass is bound by memory, not by instructions.
+ * The update walks 64 pages per bitmap word, 64 words at a time: the blocks it visits are
+ * those touched and those that may be warm (vm->warm, kept by the update itself:
+ * vm-private.h), found by bit tests, so a block known cold and untouched is not read at all;
+ * when its 64 temp bytes are all 0 (eight word compares) it costs a few loads. The histogram
+ * is not counted page by page: the last one (vm->temp_hist) is moved through the idle table
+ * and corrected for the accessed pages, so only those (about the touched fraction) get a
+ * lookup and a count each; the idle warm pages (most warm pages, most intervals) are
+ * stepped 8 at a time by word arithmetic (hmmv_temp_idle8, the idle table for one interval;
+ * a harvest of several intervals looks each up in its merged table). At fleet
+ * scale (2 TiB of guest RAM, 1% touched) most blocks are cold, and not reading them is most
+ * of the saving.
  */
 #include "vm-private.h"
 #include "swar-private.h"
+#include "temperature-private.h"
 
 #include <hmmv/temperature.h>
 #include <string.h>
@@ -80,67 +85,84 @@ hmmv_temp_tables_init(HmmvTempTables *tables, const HmmvParams *params)
   }
 }
 
-/* Up to 8 pages from temp[0]: w and r hold their access bits (bit j = page j). */
-static inline void
-update_pages(guint8 *temp, guint count, guint w, guint r, const guint8 *const lut[4],
-             guint64 *hist)
+/* The update's running state: the tables of what happened to a page, the histogram change of
+ * the accessed pages (their keys before, taken out of the last histogram, and after), and
+ * whether the idle table is the one-interval rule that hmmv_temp_idle8 computes. */
+typedef struct {
+  const guint8 *lut[4];          /* by kind: 0 idle, 1 read, 2 written, 3 both (written) */
+  gboolean idle_is_one;
+  guint64 taken[HMMV_NR_KEYS];   /* accessed pages by key before the update */
+  guint64 added[HMMV_NR_KEYS];   /* ... and after */
+} Update;
+
+/* Idle for the 8 bytes of x (0 stays 0). */
+static inline guint64
+idle8(guint64 x, const Update *up)
 {
-  for (guint j = 0; j < count; j++) {
-    guint kind = (((w >> j) & 1u) << 1) | ((r >> j) & 1u);
-    guint8 key = lut[kind][temp[j]];
+  guint64 out = 0;
+
+  if (up->idle_is_one)
+    return hmmv_temp_idle8(x);
+  for (guint j = 0; j < 8; j++)
+    out |= (guint64)up->lut[0][(x >> (8 * j)) & 0xffu] << (8 * j);
+  return out;
+}
+
+/* The pages of x (8 keys from temp[0]) flagged in bits through one table, counted in
+ * up->taken and up->added. */
+static inline void
+apply_table(guint8 *temp, guint64 x, guint bits, const guint8 *table, Update *up)
+{
+  for (; bits != 0; bits &= bits - 1) {
+    guint j = (guint)__builtin_ctz(bits);
+    guint old = (guint)(x >> (8 * j)) & 0xffu;
+    guint8 key = table[old];
 
     temp[j] = key;
-    hist[key]++;
+    up->taken[old]++;
+    up->added[key]++;
   }
 }
 
-/* The pages of temp[0..7] flagged in mask (0x80 bytes) through one table. */
+/* The accessed pages among 8 at temp[0] (w8, r8: bit j = page j): each through the table of
+ * what happened to it (written wins over read), counted in up->taken and up->added; the
+ * others idle. */
 static inline void
-apply_table(guint8 *temp, guint64 mask, const guint8 *table, guint64 *hist)
+update_chunk8(guint8 *temp, guint w8, guint r8, Update *up)
 {
-  for (; mask != 0; mask &= mask - 1) {
-    guint j = hmmv_swar_first(mask);
-    guint8 key = table[temp[j]];
+  guint64 x = hmmv_swar_load(temp);
+  guint64 out = idle8(x, up);
 
-    temp[j] = key;
-    hist[key]++;
+  memcpy(temp, &out, sizeof(out));
+  apply_table(temp, x, w8, up->lut[2], up);
+  apply_table(temp, x, r8 & ~w8, up->lut[1], up);
+}
+
+/* One 64-page block (temp[0..63] all real pages). Returns TRUE when it was all cold and
+ * untouched (it stays so). */
+static inline gboolean
+update_block64(guint8 *temp, guint64 w, guint64 r, Update *up)
+{
+  if ((w | r) == 0) {
+    guint64 x[8], any = 0;
+
+    for (guint c = 0; c < 8; c++) {
+      x[c] = hmmv_swar_load(temp + 8 * c);
+      any |= x[c];
+    }
+    if (any == 0)
+      return TRUE;
+    for (guint c = 0; c < 8; c++) {
+      guint64 out = x[c] != 0 ? idle8(x[c], up) : 0;
+
+      memcpy(temp + 8 * c, &out, sizeof(out));
+    }
+    return FALSE;
   }
-}
-
-/* 8 pages from temp[0]. Pages cold and untouched stay 0 and are only counted (returned, for
- * hist[0]); the others, about the warm fraction, get a lookup each in the table of what
- * happened to them (written wins over read), split by word arithmetic so that the per-page
- * step does not work out its kind. */
-static inline guint64
-update_chunk8(guint8 *temp, guint w8, guint r8, const guint8 *const lut[4], guint64 *hist)
-{
-  guint64 zero = hmmv_swar_zero_bytes(hmmv_swar_load(temp));
-  guint64 written = hmmv_swar_spread_bits(w8);
-  guint64 read = hmmv_swar_spread_bits(r8) & ~written;
-  guint64 idle_warm = HMMV_SWAR_HIGH & ~zero & ~(written | read);
-
-  apply_table(temp, idle_warm, lut[0], hist);
-  apply_table(temp, written, lut[2], hist);
-  apply_table(temp, read, lut[1], hist);
-  return hmmv_swar_count(zero & ~(written | read));
-}
-
-/* One 64-page block (temp[0..63] all real pages). Returns the pages that stayed cold. */
-static inline guint64
-update_block64(guint8 *temp, guint64 w, guint64 r, const guint8 *const lut[4], guint64 *hist)
-{
-  guint64 cold = 0;
-
-  /* Written out: gcc -O2 kept the loop (a compare and a jump per word). */
-  if ((w | r) == 0 &&
-      (hmmv_swar_load(temp) | hmmv_swar_load(temp + 8) | hmmv_swar_load(temp + 16) |
-       hmmv_swar_load(temp + 24) | hmmv_swar_load(temp + 32) | hmmv_swar_load(temp + 40) |
-       hmmv_swar_load(temp + 48) | hmmv_swar_load(temp + 56)) == 0)
-    return 64;
   for (guint c = 0; c < 8; c++)
-    cold += update_chunk8(temp + 8 * c, (guint)(w >> (8 * c)) & 0xffu,
-                          (guint)(r >> (8 * c)) & 0xffu, lut, hist);
-  return cold;
+    update_chunk8(temp + 8 * c, (guint)(w >> (8 * c)) & 0xffu, (guint)(r >> (8 * c)) & 0xffu,
+                  up);
+  return FALSE;
 }
 
 /* The tables of a harvest that covers k >= 2 intervals: an untouched page idled k times; a
@@ -164,16 +186,30 @@ tables_for_intervals(const HmmvTempTables *one, guint64 intervals, HmmvTempTable
   }
 }
 
+/* Is this the one-interval idle rule, byte for byte? (A caller may bring its own tables.) */
+static gboolean
+idle_is_one_interval(const guint8 idle[HMMV_NR_KEYS])
+{
+  for (guint key = 0; key < HMMV_NR_KEYS; key += 8)
+    if (hmmv_swar_load(idle + key) != hmmv_temp_idle8(HMMV_SWAR_ONES * key +
+                                                      G_GUINT64_CONSTANT(0x0706050403020100)))
+      return FALSE;
+  return TRUE;
+}
+
 void
 hmmv_temperature_update(HmmvVm *vm, const HmmvTempTables *tables_one, const HmmvAccess *acc,
                         HmmvHistogram *hist)
 {
   HmmvTempTables merged;
   const HmmvTempTables *tables = tables_one;
-  const guint8 *lut[4];
+  Update update = { 0 }, *up = &update;
+  const guint64 *writes, *reads;
+  guint64 *warm;
+  gboolean warm_valid;
+  guint8 *temp = vm->temp;
   guint64 nr_pages = vm->nr_pages;
   guint64 full_blocks = nr_pages / 64;
-  guint64 cold = 0;
 
   memset(hist, 0, sizeof(*hist));
   g_return_if_fail(vm->finalized);
@@ -188,46 +224,72 @@ hmmv_temperature_update(HmmvVm *vm, const HmmvTempTables *tables_one, const Hmmv
     tables_for_intervals(tables_one, acc->intervals, &merged);
     tables = &merged;
   }
-  lut[0] = tables->idle;
-  lut[1] = tables->read;
-  lut[2] = tables->write;
-  lut[3] = tables->write;
+  /* The histogram after the update is the last one with every idle page's key moved through
+   * the idle table, corrected for the accessed pages: so only those are counted one by one,
+   * and idle warm pages are stepped 8 at a time without a lookup each. The last histogram is
+   * kept with vm->warm (both valid while warm_valid); without it, it is recounted. */
+  if (vm->warm == NULL)
+    vm->warm = g_new0(guint64, (full_blocks + 63) / 64);   /* NULL for 0 words: never read */
+  if (vm->temp_hist == NULL)
+    vm->temp_hist = g_new0(guint64, HMMV_NR_KEYS);
+  if (!vm->warm_valid) {
+    hmmv_temperature_histogram(vm, hist);
+    memcpy(vm->temp_hist, hist->count, sizeof(hist->count));
+    memset(hist, 0, sizeof(*hist));
+  }
+  up->lut[0] = tables->idle;
+  up->lut[1] = tables->read;
+  up->lut[2] = tables->write;
+  up->lut[3] = tables->write;
+  up->idle_is_one = idle_is_one_interval(tables->idle);
 
   /* A block known cold (its warm bit clear since the last update) and untouched stays cold
-   * without a read of its 64 keys; every block's bit is written again. */
-  if (vm->warm == NULL)
-    vm->warm = g_new0(guint64, (full_blocks + 63) / 64);
-  for (guint64 b = 0; b < full_blocks; b++) {
-    guint64 w = acc != NULL ? acc->writes[b] : 0;
-    guint64 r = acc != NULL && acc->has_reads ? acc->reads[b] : 0;
-    guint64 bit = G_GUINT64_CONSTANT(1) << (b & 63), block_cold;
+   * without a read of its 64 keys. The pointers in locals: the stores into temp may alias
+   * anything, so the compiler would load them again for every block. */
+  writes = acc != NULL ? acc->writes : NULL;
+  reads = acc != NULL && acc->has_reads ? acc->reads : NULL;
+  warm = vm->warm;
+  warm_valid = vm->warm_valid;
+  for (guint64 group = 0; group < full_blocks; group += 64) {
+    guint n = (guint)MIN(64u, full_blocks - group);
+    guint64 in_group = n < 64 ? (G_GUINT64_CONSTANT(1) << n) - 1 : ~G_GUINT64_CONSTANT(0);
+    guint64 touched = 0, todo, cold = 0;
 
-    if ((w | r) == 0 && vm->warm_valid && (vm->warm[b >> 6] & bit) == 0) {
-      cold += 64;
-      continue;
+    /* the blocks to visit: the touched ones and those that may be warm */
+    for (guint i = 0; writes != NULL && i < n; i++)
+      touched |= (guint64)((writes[group + i] | (reads != NULL ? reads[group + i] : 0)) != 0)
+                 << i;
+    todo = (touched | (warm_valid ? warm[group >> 6] : ~G_GUINT64_CONSTANT(0))) & in_group;
+    for (guint64 left = todo; left != 0; left &= left - 1) {
+      guint i = (guint)__builtin_ctzll(left);
+      guint64 b = group + i;
+
+      cold |= (guint64)update_block64(temp + 64 * b, writes != NULL ? writes[b] : 0,
+                                      reads != NULL ? reads[b] : 0, up) << i;
     }
-    block_cold = update_block64(vm->temp + 64 * b, w, r, lut, hist->count);
-    cold += block_cold;
-    /* 64 pages that were 0 and untouched are 0; a block that just cooled to 0 keeps its
-     * bit one more update (cheaper than testing its keys again now) */
-    if (block_cold == 64)
-      vm->warm[b >> 6] &= ~bit;
-    else
-      vm->warm[b >> 6] |= bit;
+    /* Every block's bit is written again: those not visited were known cold and stay so,
+     * those visited all 0 and untouched are cold; a block that just cooled to 0 keeps its
+     * bit one more update (cheaper than testing its keys again now). */
+    warm[group >> 6] = todo & ~cold;
   }
-  vm->warm_valid = TRUE;
   /* The last partial word: only real pages, so bits a tracker set beyond nr_pages cannot warm
-   * the padding and padding is never counted. */
-  for (guint64 base = full_blocks * 64; base < nr_pages; base += 8) {
-    guint count = (guint)MIN(8u, nr_pages - base);
-    guint64 w = acc != NULL ? acc->writes[base >> 6] : 0;
-    guint64 r = acc != NULL && acc->has_reads ? acc->reads[base >> 6] : 0;
-    guint w8 = (guint)(w >> (base & 63)) & 0xffu;
-    guint r8 = (guint)(r >> (base & 63)) & 0xffu;
+   * the padding and padding is never counted. Each page is counted as an accessed one. */
+  for (guint64 page = full_blocks * 64; page < nr_pages; page++) {
+    guint64 w = acc != NULL ? acc->writes[page >> 6] >> (page & 63) : 0;
+    guint64 r = acc != NULL && acc->has_reads ? acc->reads[page >> 6] >> (page & 63) : 0;
+    guint kind = (guint)(((w & 1u) << 1) | (r & 1u));
+    guint old = vm->temp[page];
 
-    update_pages(vm->temp + base, count, w8, r8, lut, hist->count);
+    vm->temp[page] = up->lut[kind][old];
+    up->taken[old]++;
+    up->added[vm->temp[page]]++;
   }
-  hist->count[0] += cold;
+  for (guint key = 0; key < HMMV_NR_KEYS; key++) {
+    hist->count[up->lut[0][key]] += vm->temp_hist[key] - up->taken[key];
+    hist->count[key] += up->added[key];
+  }
+  memcpy(vm->temp_hist, hist->count, sizeof(hist->count));
+  vm->warm_valid = TRUE;
 }
 
 void

@@ -18,6 +18,10 @@ struct _HmmvVm {
    * blocks without reading them (temperature.c, units.c). NULL before the first update. */
   guint64 *warm;
   gboolean warm_valid;
+  /* temp_hist[k] (HMMV_NR_KEYS of them, NULL before the first update): pages whose temp byte is k, as
+   * the last hmmv_temperature_update left them; valid with warm (while warm_valid). The next
+   * update moves it through the idle table and counts only the accessed pages one by one. */
+  guint64 *temp_hist;
   guint8 *place;            /* same length; padding is "unknown, slow" */
   /* Plan builds that must still age cooldowns: every page's cooldown is 0 when it is 0. Set
    * by hmmv_place_set_cooldown (to the largest cooldown given) and by hmmv_vm_get_place_mut

@@ -54,6 +54,7 @@ hmmv_vm_free(HmmvVm *vm)
   g_array_unref(vm->regions);
   g_free(vm->temp);
   g_free(vm->warm);
+  g_free(vm->temp_hist);
   g_free(vm->place);
   g_free(vm->backoff);
   g_free(vm->moved);
@@ -482,6 +483,7 @@ hmmv_vm_bytes_per_page(const HmmvVm *vm)
                   vm->nr_blocks * sizeof(HmmvUnit) +
                   (vm->units != NULL ? vm->units->len * sizeof(HmmvUnit) : 0) +
                   (vm->warm != NULL ? (vm->nr_pages / 64 + 63) / 64 * 8 : 0) +
+                  (vm->temp_hist != NULL ? HMMV_NR_KEYS * sizeof(guint64) : 0) +
                   ((vm->moved != NULL) + (vm->hot != NULL)) *
                   hmmv_vm_page_bitmap_words(vm) * 8) /
          (double)vm->nr_pages;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Temperature: the lookup tables, the 8/64-page update pass and its histogram. */
 #include "hmmv-test.h"
+#include "temperature-private.h"
 #include "vm-private.h"
 
 #include <math.h>
@@ -73,6 +74,28 @@ START_TEST(test_tables_idle)
   }
   /* 255 * (15/16)^t falls below 16 at t = 43, then 9 more. */
   ck_assert_uint_le(steps, 60);
+}
+END_TEST
+
+/* The idle step on 8 bytes at once (temperature-private.h) is the idle table, for every
+ * value in every byte of the word, whatever its neighbours hold. */
+START_TEST(test_idle8_is_the_table)
+{
+  HmmvParams params;
+  HmmvTempTables tables;
+
+  hmmv_params_init(&params);
+  hmmv_temp_tables_init(&tables, &params);
+  for (guint v = 0; v < HMMV_NR_KEYS; v++)
+    for (guint lane = 0; lane < 8; lane++)
+      for (guint fill = 0; fill < HMMV_NR_KEYS; fill += 15) {
+        guint64 x = HMMV_SWAR_BYTES(fill), out;
+
+        x = (x & ~(G_GUINT64_CONSTANT(0xff) << (8 * lane))) | ((guint64)v << (8 * lane));
+        out = hmmv_temp_idle8(x);
+        for (guint j = 0; j < 8; j++)
+          ck_assert_uint_eq((out >> (8 * j)) & 0xffu, tables.idle[(x >> (8 * j)) & 0xffu]);
+      }
 }
 END_TEST
 
@@ -524,6 +547,7 @@ temperature_suite(void)
 
   tcase_add_test(tc, test_tables_access);
   tcase_add_test(tc, test_tables_idle);
+  tcase_add_test(tc, test_idle8_is_the_table);
   tcase_add_test(tc, test_update_known);
   tcase_add_test(tc, test_update_random);
   tcase_add_test(tc, test_update_cold_blocks);
