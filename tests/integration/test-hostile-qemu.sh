@@ -14,12 +14,7 @@
 set -uo pipefail
 
 . "$(dirname "$0")/hmmvd-lib.sh"
-[[ $# -eq 2 ]] || { echo "usage: $0 HMMVD HMMVCTL" >&2; exit 2; }
-HMMVD=$1 HMMVCTL=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
-[[ $(id -u) -eq 0 ]] || skip "hmmvd's control socket is for root only"
-command -v python3 >/dev/null || skip "python3 is not installed"
-[[ -x $HMMVD && -x $HMMVCTL ]] || skip "hmmvd or hmmvctl is not built"
+hostile_args "$@"
 
 WORK=$(mktemp -d /tmp/hmmv-hostile.XXXXXX)
 FAKE_PID='' HMMVD_PID='' FAILED=0
@@ -32,8 +27,7 @@ trap cleanup EXIT
 
 python3 "$HERE/fake-qemu.py" "$WORK/slow.qmp" "$WORK/connections" 0.2 &
 FAKE_PID=$!
-for _ in $(seq 100); do [[ -S $WORK/slow.qmp ]] && break; sleep 0.1; done
-[[ -S $WORK/slow.qmp ]] || { fail "the fake QEMU did not start"; exit 1; }
+wait_socket "$WORK/slow.qmp" "the fake QEMU"
 
 cat > "$WORK/hmmvd.conf" <<CONF
 [memory]
@@ -81,19 +75,5 @@ until (($(wc -l < "$WORK/connections") >= 2)) || ((SECONDS >= deadline + 120)); 
 n=$(wc -l < "$WORK/connections")
 if ((n >= 2)); then ok "the VM was tried again ($n connections)"; else fail "$n connections"; fi
 
-term_ns=$(date +%s%N)
-kill -TERM "$HMMVD_PID"
-for _ in $(seq 600); do kill -0 "$HMMVD_PID" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$HMMVD_PID" 2>/dev/null; then
-  fail "hmmvd ignored SIGTERM for 60 s"
-elif wait "$HMMVD_PID"; then
-  ok "SIGTERM: hmmvd exited 0 after $((($(date +%s%N) - term_ns) / 1000000)) ms"
-  HMMVD_PID=''
-else
-  fail "SIGTERM: hmmvd exited $?"
-  HMMVD_PID=''
-fi
-if ((FAILED)); then
-  echo "--- hmmvd log"; tail -n 40 "$WORK/hmmvd.log"
-  exit 1
-fi
+stop_hmmvd
+verdict

@@ -16,12 +16,7 @@
 set -uo pipefail
 
 . "$(dirname "$0")/hmmvd-lib.sh"
-[[ $# -eq 2 ]] || { echo "usage: $0 HMMVD HMMVCTL" >&2; exit 2; }
-HMMVD=$1 HMMVCTL=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
-[[ $(id -u) -eq 0 ]] || skip "hmmvd's control socket is for root only"
-command -v python3 >/dev/null || skip "python3 is not installed"
-[[ -x $HMMVD && -x $HMMVCTL ]] || skip "hmmvd or hmmvctl is not built"
+hostile_args "$@"
 
 WORK=$(mktemp -d /tmp/hmmv-region.XXXXXX)
 declare -A FAKE_PID=()
@@ -42,10 +37,7 @@ for vm in good truncate punch rewind; do
   FAKE_PID[$vm]=$!
   qmp_args+=(--qmp "$vm=$WORK/$vm.qmp")
 done
-for vm in "${!FAKE_PID[@]}"; do
-  for _ in $(seq 100); do [[ -S $WORK/$vm.qmp ]] && break; sleep 0.1; done
-  [[ -S $WORK/$vm.qmp ]] || { fail "fake QEMU $vm did not start"; exit 1; }
-done
+for vm in "${!FAKE_PID[@]}"; do wait_socket "$WORK/$vm.qmp" "fake QEMU $vm"; done
 
 cat > "$WORK/hmmvd.conf" <<CONF
 [memory]
@@ -96,11 +88,5 @@ for vm in good truncate; do
 done
 kill -0 "$HMMVD_PID" 2>/dev/null && ok "hmmvd alive" || fail "hmmvd died"
 
-kill -TERM "$HMMVD_PID"
-for _ in $(seq 600); do kill -0 "$HMMVD_PID" 2>/dev/null || break; sleep 0.1; done
-if wait "$HMMVD_PID"; then ok "SIGTERM: hmmvd exited 0"; else fail "SIGTERM: hmmvd exited $?"; fi
-HMMVD_PID=''
-if ((FAILED)); then
-  echo "--- hmmvd log"; tail -n 40 "$WORK/hmmvd.log"
-  exit 1
-fi
+stop_hmmvd
+verdict

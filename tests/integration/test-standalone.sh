@@ -131,11 +131,6 @@ wait_for 60 "the other VM is still managed and tracked" b_alive
 start_qemu a 8
 wait_for 60 "the restarted QEMU is picked up again" managed a
 
-kill -TERM "$HMMVD_PID"
-if wait "$HMMVD_PID"; then ok "SIGTERM: hmmvd exited 0"; else fail "SIGTERM: hmmvd exited $?"; fi
-HMMVD_PID=''
+stop_hmmvd
 if [[ ! -e $WORK/hmmvd.sock ]]; then ok "control socket removed"; else fail "control socket left behind"; fi
-if ((FAILED)); then
-  echo "--- hmmvd log"; tail -n 40 "$WORK/hmmvd.log"
-  exit 1
-fi
+verdict
