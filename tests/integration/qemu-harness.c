@@ -46,6 +46,19 @@ hmmv_harness_find(char **qemu, char **guest, char **why)
 }
 
 gboolean
+hmmv_harness_prepare(const char *root_why, char **qemu, char **guest, char **why)
+{
+  if (root_why != NULL && geteuid() != 0) {
+    *why = g_strdup(root_why);
+    return FALSE;
+  }
+  if (!hmmv_harness_find(qemu, guest, why))
+    return FALSE;
+  signal(SIGPIPE, SIG_IGN);
+  return TRUE;
+}
+
+gboolean
 hmmv_harness_kvm_usable(char **why)
 {
   int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);

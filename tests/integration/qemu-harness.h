@@ -15,6 +15,11 @@ typedef struct _HmmvQemuProc HmmvQemuProc;
 /* The patched QEMU (HMMV_QEMU) and the guest (HMMV_TEST_GUEST); NULL with a reason when the
  * host cannot run the test (the caller skips). */
 gboolean hmmv_harness_find(char **qemu, char **guest, char **why);
+/* The start of an integration suite's main(): root when root_why is given (it is then the
+ * reason to skip without it), the patched QEMU and the guest found (hmmv_harness_find), and
+ * SIGPIPE ignored (a write to a QEMU that died fails with EPIPE instead of ending the test).
+ * FALSE with why when the host cannot run the suite (the caller skips). */
+gboolean hmmv_harness_prepare(const char *root_why, char **qemu, char **guest, char **why);
 /* TRUE when /dev/kvm opens and creates a VM; why says otherwise. */
 gboolean hmmv_harness_kvm_usable(char **why);
 

@@ -263,10 +263,8 @@ main(void)
 {
   g_autofree char *why = NULL;
 
-  if (geteuid() != 0)
-    return hmmv_test_skip_all("needs root: hmmvctl track maps regions QEMU created");
-  if (!hmmv_harness_find(&qemu_path, &guest_path, &why))
+  if (!hmmv_harness_prepare("needs root: hmmvctl track maps regions QEMU created",
+                            &qemu_path, &guest_path, &why))
     return hmmv_test_skip_all(why);
-  signal(SIGPIPE, SIG_IGN);
   return hmmv_test_run(hmmvctl_track_suite());
 }

@@ -22,7 +22,6 @@
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -679,12 +678,10 @@ main(int argc, char **argv)
 
   if (argc > 1)
     accel_mode = argv[1];
-  if (geteuid() != 0)
-    return hmmv_test_skip_all("needs root: the tracker maps regions QEMU created");
-  if (!hmmv_harness_find(&qemu_path, &guest_path, &why))
+  if (!hmmv_harness_prepare("needs root: the tracker maps regions QEMU created",
+                            &qemu_path, &guest_path, &why))
     return hmmv_test_skip_all(why);
   if (g_str_has_prefix(accel_mode, "kvm") && !hmmv_harness_kvm_usable(&why))
     return hmmv_test_skip_all(why);
-  signal(SIGPIPE, SIG_IGN);
   return hmmv_test_run(qemu_dirty_suite());
 }

@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hmmv/shm-abi.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,8 +396,7 @@ main(void)
 {
   g_autofree char *why = NULL;
 
-  if (!hmmv_harness_find(&qemu_path, &guest_path, &why))
+  if (!hmmv_harness_prepare(NULL, &qemu_path, &guest_path, &why))
     return hmmv_test_skip_all(why);
-  signal(SIGPIPE, SIG_IGN);
   return hmmv_test_run(region_suite());
 }

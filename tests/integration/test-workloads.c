@@ -11,7 +11,6 @@
 #include "../hmmv-test.h"
 #include "qemu-harness.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,10 +180,8 @@ main(void)
 {
   g_autofree char *why = NULL;
 
-  if (geteuid() != 0)
-    return hmmv_test_skip_all("needs root: the tracker maps regions QEMU created");
-  if (!hmmv_harness_find(&qemu_path, &guest_path, &why))
+  if (!hmmv_harness_prepare("needs root: the tracker maps regions QEMU created",
+                            &qemu_path, &guest_path, &why))
     return hmmv_test_skip_all(why);
-  signal(SIGPIPE, SIG_IGN);
   return hmmv_test_run(workloads_suite());
 }
