@@ -14,7 +14,9 @@
 #define TRACE_HEADER_BYTES 32
 #define INTERVAL_HEADER_BYTES 24
 #define INTERVAL_HEADER_V2_BYTES 32
-#define TRACE_KNOWN_FLAGS (HMMV_TRACE_HAS_READS | HMMV_TRACE_HAS_INSTRUCTIONS)
+#define TRACE_KNOWN_FLAGS (HMMV_TRACE_HAS_READS | HMMV_TRACE_HAS_INSTRUCTIONS | \
+                           HMMV_TRACE_HAS_STORED)
+#define ENTRY_STORED_BIT (G_GUINT64_CONSTANT(1) << 63)
 #define ENTRY_BYTES 16
 #define TRACE_PAGE_SHIFT 12u
 /* 2^40 pages (4 PiB), the same bound as a VM's layout. */
@@ -22,10 +24,8 @@
 /* Entries encoded per fwrite by the writer: 4096 x 16 B = 64 KiB of stack-free scratch. */
 #define WRITE_CHUNK_ENTRIES 4096
 
-/* The in-memory entry has the on-disk layout, so the reader can fread straight into it. */
-G_STATIC_ASSERT(sizeof(HmmvTraceEntry) == ENTRY_BYTES);
-G_STATIC_ASSERT(G_STRUCT_OFFSET(HmmvTraceEntry, reads) == 8);
-G_STATIC_ASSERT(G_STRUCT_OFFSET(HmmvTraceEntry, writes) == 12);
+/* Entries read per fread by the reader, decoded from its raw chunk. */
+#define READ_CHUNK_ENTRIES 4096
 
 struct _HmmvTraceWriter {
   FILE *file;
@@ -44,6 +44,7 @@ struct _HmmvTraceReader {
   guint64 next_index;
   HmmvTraceEntry *entries;
   gsize capacity;
+  guint8 *chunk;            /* READ_CHUNK_ENTRIES * ENTRY_BYTES */
   gboolean corrupt;         /* sticky until rewind: the stream position is no longer trusted */
 };
 
@@ -93,7 +94,17 @@ check_entries(const HmmvTraceEntry *entries, gsize nr_entries, guint64 nr_pages,
   return TRUE;
 }
 
-/* Version 2 exactly when the trace counts instructions: a version 1 reader refuses it. */
+/* The version a trace of these flags has: 3 with stored bits, 2 with instruction counts. */
+static guint32
+version_of(guint32 flags)
+{
+  if (flags & HMMV_TRACE_HAS_STORED)
+    return HMMV_TRACE_VERSION_STORED;
+  return (flags & HMMV_TRACE_HAS_INSTRUCTIONS) ? HMMV_TRACE_VERSION_INSTRUCTIONS
+                                               : HMMV_TRACE_VERSION;
+}
+
+/* Version 2 and 3 exactly when the trace counts instructions: a version 1 reader refuses it. */
 static gsize
 interval_header_bytes(guint32 flags)
 {
@@ -129,7 +140,8 @@ hmmv_trace_writer_new(const char *path, const HmmvTraceInfo *info, GError **erro
   guint8 header[TRACE_HEADER_BYTES] = { 0 };
 
   if (info->nr_pages == 0 || info->nr_pages > TRACE_MAX_PAGES ||
-      (info->flags & ~TRACE_KNOWN_FLAGS) != 0) {
+      (info->flags & ~TRACE_KNOWN_FLAGS) != 0 ||
+      ((info->flags & HMMV_TRACE_HAS_STORED) && !(info->flags & HMMV_TRACE_HAS_INSTRUCTIONS))) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                 "trace %s: nr_pages %" G_GUINT64_FORMAT " (must be 1..2^40) or flags 0x%x "
                 "out of range", path, info->nr_pages, info->flags);
@@ -145,8 +157,7 @@ hmmv_trace_writer_new(const char *path, const HmmvTraceInfo *info, GError **erro
     return NULL;
   }
   memcpy(header, HMMV_TRACE_MAGIC, 8);
-  put_u32(header + 8, (info->flags & HMMV_TRACE_HAS_INSTRUCTIONS)
-                       ? HMMV_TRACE_VERSION_INSTRUCTIONS : HMMV_TRACE_VERSION);
+  put_u32(header + 8, version_of(info->flags));
   put_u32(header + 12, TRACE_PAGE_SHIFT);
   put_u64(header + 16, info->nr_pages);
   put_u32(header + 24, info->interval_ms);
@@ -168,9 +179,11 @@ write_entries(HmmvTraceWriter *writer, const HmmvTraceEntry *entries, gsize nr_e
     for (gsize i = 0; i < n; i++) {
       guint8 *out = writer->chunk + i * ENTRY_BYTES;
 
-      put_u64(out, entries[done + i].page);
-      put_u32(out + 8, entries[done + i].reads);
-      put_u32(out + 12, entries[done + i].writes);
+      const HmmvTraceEntry *e = &entries[done + i];
+
+      put_u64(out, e->page | (e->stored ? ENTRY_STORED_BIT : 0));
+      put_u32(out + 8, e->reads);
+      put_u32(out + 12, e->writes);
     }
     if (fwrite(writer->chunk, ENTRY_BYTES, n, writer->file) != n) {
       set_io_error(error, writer->path, "cannot write entries", errno);
@@ -211,6 +224,15 @@ hmmv_trace_writer_add_interval_full(HmmvTraceWriter *writer, const HmmvTraceInte
                 nr_entries, HMMV_TRACE_MAX_ENTRIES);
     return FALSE;
   }
+  if (!(writer->info.flags & HMMV_TRACE_HAS_STORED))
+    for (gsize i = 0; i < nr_entries; i++)
+      if (entries[i].stored) {
+        g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                    "trace %s: interval %" G_GUINT64_FORMAT ": entry %" G_GSIZE_FORMAT
+                    " is stored but the trace has no stored bits (HMMV_TRACE_HAS_STORED)",
+                    writer->path, writer->next_index, i);
+        return FALSE;
+      }
   if (!check_entries(entries, nr_entries, writer->info.nr_pages, &bad)) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                 "trace %s: interval %" G_GUINT64_FORMAT ": entry %" G_GUINT64_FORMAT
@@ -287,6 +309,7 @@ hmmv_trace_reader_free(HmmvTraceReader *reader)
     fclose(reader->file);
   g_free(reader->path);
   g_free(reader->entries);
+  g_free(reader->chunk);
   g_free(reader);
 }
 
@@ -298,9 +321,11 @@ parse_header(HmmvTraceReader *reader, const guint8 *header, GError **error)
 
   if (memcmp(header, HMMV_TRACE_MAGIC, 8) != 0)
     return corrupt(reader, error, 0, "not an hmmv trace (bad magic)");
-  if (version != HMMV_TRACE_VERSION && version != HMMV_TRACE_VERSION_INSTRUCTIONS)
-    return corrupt(reader, error, 8, "unsupported version %u (expected %u or %u)", version,
-                   HMMV_TRACE_VERSION, HMMV_TRACE_VERSION_INSTRUCTIONS);
+  if (version != HMMV_TRACE_VERSION && version != HMMV_TRACE_VERSION_INSTRUCTIONS &&
+      version != HMMV_TRACE_VERSION_STORED)
+    return corrupt(reader, error, 8, "unsupported version %u (expected %u, %u or %u)",
+                   version, HMMV_TRACE_VERSION, HMMV_TRACE_VERSION_INSTRUCTIONS,
+                   HMMV_TRACE_VERSION_STORED);
   if (page_shift != TRACE_PAGE_SHIFT)
     return corrupt(reader, error, 12, "page_shift %u (expected %u)", page_shift,
                    TRACE_PAGE_SHIFT);
@@ -312,8 +337,9 @@ parse_header(HmmvTraceReader *reader, const guint8 *header, GError **error)
                    reader->info.nr_pages);
   if ((reader->info.flags & ~TRACE_KNOWN_FLAGS) != 0)
     return corrupt(reader, error, 28, "unknown flags 0x%x", reader->info.flags);
-  if ((version == HMMV_TRACE_VERSION_INSTRUCTIONS) !=
-      ((reader->info.flags & HMMV_TRACE_HAS_INSTRUCTIONS) != 0))
+  if (version != version_of(reader->info.flags) ||
+      ((reader->info.flags & HMMV_TRACE_HAS_STORED) &&
+       !(reader->info.flags & HMMV_TRACE_HAS_INSTRUCTIONS)))
     return corrupt(reader, error, 28, "flags 0x%x do not match version %u",
                    reader->info.flags, version);
   return TRUE;
@@ -349,6 +375,7 @@ hmmv_trace_reader_new(const char *path, GError **error)
   if (!parse_header(reader, header, error))
     return NULL;
   reader->offset = TRACE_HEADER_BYTES;
+  reader->chunk = g_malloc(READ_CHUNK_ENTRIES * ENTRY_BYTES);
   return g_steal_pointer(&reader);
 }
 
@@ -414,6 +441,36 @@ read_interval_header(HmmvTraceReader *reader, gboolean *eof, guint32 *nr_entries
   return TRUE;
 }
 
+/* nr entries from the file into reader->entries, decoded: the stored bit out of the page
+ * (version 3), or writes > 0 (versions 1 and 2: read as before). */
+static gboolean
+read_entries(HmmvTraceReader *reader, guint32 nr, guint64 at, GError **error)
+{
+  gboolean has_stored = (reader->info.flags & HMMV_TRACE_HAS_STORED) != 0;
+
+  for (guint32 done = 0; done < nr;) {
+    guint32 n = MIN(nr - done, (guint32)READ_CHUNK_ENTRIES);
+    size_t got = fread(reader->chunk, ENTRY_BYTES, n, reader->file);
+
+    if (got != n)
+      return corrupt(reader, error, at + ((guint64)done + got) * ENTRY_BYTES,
+                     "truncated entries (%zu of %u)", done + got, nr);
+    for (guint32 i = 0; i < n; i++) {
+      const guint8 *in = reader->chunk + (gsize)i * ENTRY_BYTES;
+      HmmvTraceEntry *e = &reader->entries[done + i];
+      guint64 page = get_u64(in);
+
+      e->reads = get_u32(in + 8);
+      e->writes = get_u32(in + 12);
+      e->stored = has_stored ? (page & ENTRY_STORED_BIT) != 0 : e->writes > 0;
+      /* without stored bits, bit 63 is a page out of range: check_entries refuses it */
+      e->page = has_stored ? page & ~ENTRY_STORED_BIT : page;
+    }
+    done += n;
+  }
+  return TRUE;
+}
+
 gboolean
 hmmv_trace_reader_next(HmmvTraceReader *reader, const HmmvTraceEntry **entries,
                        gsize *nr_entries, guint64 *compute_ns, GError **error)
@@ -434,7 +491,6 @@ hmmv_trace_reader_next_interval(HmmvTraceReader *reader, HmmvTraceInterval *inte
   guint64 at, bad = 0;
   guint32 nr = 0;
   gboolean eof;
-  size_t got;
 
   if (reader->corrupt)
     return corrupt(reader, error, reader->offset, "trace already failed a check");
@@ -443,15 +499,8 @@ hmmv_trace_reader_next_interval(HmmvTraceReader *reader, HmmvTraceInterval *inte
   at = reader->offset;
   if (!reserve_entries(reader, nr, error))
     return FALSE;
-  got = nr > 0 ? fread(reader->entries, ENTRY_BYTES, nr, reader->file) : 0;
-  if (got != nr)
-    return corrupt(reader, error, at + got * ENTRY_BYTES, "truncated entries (%zu of %u)",
-                   got, nr);
-  for (guint32 i = 0; i < nr; i++) {
-    reader->entries[i].page = GUINT64_FROM_LE(reader->entries[i].page);
-    reader->entries[i].reads = GUINT32_FROM_LE(reader->entries[i].reads);
-    reader->entries[i].writes = GUINT32_FROM_LE(reader->entries[i].writes);
-  }
+  if (!read_entries(reader, nr, at, error))
+    return FALSE;
   if (!check_entries(reader->entries, nr, reader->info.nr_pages, &bad))
     return corrupt(reader, error, at + bad * ENTRY_BYTES, "page %" G_GUINT64_FORMAT
                    " is out of range (nr_pages %" G_GUINT64_FORMAT ") or not ascending",

@@ -20,13 +20,13 @@ write_small_trace(const char *path)
 
   ck_assert_msg(w != NULL, "%s", error ? error->message : "");
   for (guint k = 0; k < 4; k++) {
-    HmmvTraceEntry e[2] = { { 0, 4, 0 } };
+    HmmvTraceEntry e[2] = { { 0, 4, 0, 0 } };
     gsize n = 1;
 
     if (k % 2 == 0)
-      e[n++] = (HmmvTraceEntry){ 1, 0, 2 };
+      e[n++] = (HmmvTraceEntry){ 1, 0, 2, 0 };
     else if (k == 1)
-      e[n++] = (HmmvTraceEntry){ 2, 6, 0 };
+      e[n++] = (HmmvTraceEntry){ 2, 6, 0, 0 };
     ck_assert(hmmv_trace_writer_add_interval(w, 1000, e, n, &error));
   }
   ck_assert(hmmv_trace_writer_close(w, &error));
@@ -122,7 +122,7 @@ START_TEST(test_measured_gate_keeps_moves_that_cannot_pay)
   ck_assert_msg(w != NULL, "%s", error ? error->message : "");
   for (guint k = 0; k < 40; k++) {
     for (guint i = 0; i < 16; i++)
-      e[i] = (HmmvTraceEntry){ (k == 0 ? 0 : 16) + i, 1, 0 };
+      e[i] = (HmmvTraceEntry){ (k == 0 ? 0 : 16) + i, 1, 0, 0 };
     ck_assert(hmmv_trace_writer_add_interval(w, 100000, e, 16, &error));
   }
   ck_assert(hmmv_trace_writer_close(w, &error));

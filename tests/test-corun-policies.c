@@ -39,7 +39,7 @@ range(HmmvTraceEntry *buf, guint64 first, guint64 n, guint32 r, guint32 w)
   CorunAccesses a = { .entries = buf, .nr_entries = n, .compute_ns = 1000 };
 
   for (guint64 i = 0; i < n; i++)
-    buf[i] = (HmmvTraceEntry){ first + i, r, w };
+    buf[i] = (HmmvTraceEntry){ first + i, r, w, 0 };
   return a;
 }
 
@@ -142,8 +142,8 @@ START_TEST(test_memory_mode_cold_misses_and_thrash)
   ck_assert_uint_eq(d.slow_reads, 0);
   /* page 0 (resident, 30 accesses) and page 4 (cold, 10) share the slot: page 0 hits
    * 30 x 30/40 = 22, page 4 hits 10 x 10/40 = 2 (its 10 cold line misses allow none: 0) */
-  b[0] = (HmmvTraceEntry){ 0, 30, 0 };
-  b[1] = (HmmvTraceEntry){ 4, 10, 0 };
+  b[0] = (HmmvTraceEntry){ 0, 30, 0, 0 };
+  b[1] = (HmmvTraceEntry){ 4, 10, 0, 0 };
   now.nr_entries = 2;
   run_one(pol, 2, &now, &d, 1);
   ck_assert_uint_eq(d.dram_reads, 22);
@@ -367,11 +367,11 @@ write_trace(const char *path, guint64 nr_pages, guint64 fill, guint intervals)
     g_autoptr(GArray) e = g_array_new(FALSE, FALSE, sizeof(HmmvTraceEntry));
 
     for (guint64 p = 0; k == 0 && p < fill; p++) {
-      HmmvTraceEntry x = { p, 1, 0 };
+      HmmvTraceEntry x = { p, 1, 0, 0 };
       g_array_append_val(e, x);
     }
     for (guint64 p = 32; k > 0 && p < 48; p++) {
-      HmmvTraceEntry x = { p, p < 40 ? 0 : 50, p < 40 ? 50 : 0 };
+      HmmvTraceEntry x = { p, p < 40 ? 0 : 50, p < 40 ? 50 : 0, 0 };
       g_array_append_val(e, x);
     }
     ck_assert(hmmv_trace_writer_add_interval(w, 100000, (HmmvTraceEntry *)e->data, e->len,
@@ -430,6 +430,67 @@ START_TEST(test_hmmv_sees_what_its_tracker_sees)
 }
 END_TEST
 
+/* The trace's stored bit (version 3): 8 pages read-modify-written in every interval, their
+ * loads missing and their stores hitting the cache (reads 50, writes 0), after 16 pages
+ * read once filled DRAM. hmmv-writes sees them written (hmmvd's dirty bitmap would) and
+ * promotes them when the trace carries the bit; from the same trace without it (version 2:
+ * stored = writes > 0) it sees nothing and moves nothing. */
+static void
+write_rmw_trace(const char *path, gboolean stored)
+{
+  HmmvTraceInfo info = { .nr_pages = 64, .interval_ms = 100,
+                         .flags = HMMV_TRACE_HAS_READS | HMMV_TRACE_HAS_INSTRUCTIONS |
+                                  (stored ? HMMV_TRACE_HAS_STORED : 0) };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTraceWriter) w = hmmv_trace_writer_new(path, &info, &error);
+  HmmvTraceEntry e[16];
+
+  ck_assert_msg(w != NULL, "%s", error ? error->message : "");
+  for (guint k = 0; k < 30; k++) {
+    HmmvTraceInterval head = { .compute_ns = 100000, .instructions = 200000 };
+    guint n = k == 0 ? 16 : 8;
+
+    for (guint i = 0; i < n; i++)
+      e[i] = k == 0 ? (HmmvTraceEntry){ i, 1, 0, 0 }
+                    : (HmmvTraceEntry){ 32 + i, 50, 0, stored };
+    ck_assert(hmmv_trace_writer_add_interval_full(w, &head, e, n, &error));
+  }
+  ck_assert(hmmv_trace_writer_close(w, &error));
+}
+
+START_TEST(test_hmmv_writes_sees_stored_pages)
+{
+  g_autoptr(CorunProfile) p = corun_test_profile();
+  g_autofree char *dir = g_dir_make_tmp("hmmv-test-corun-XXXXXX", NULL);
+  const char *policies[] = { "all-dram", "hmmv-writes", NULL };
+  guint64 moved[2];
+
+  for (int stored = 0; stored <= 1; stored++) {
+    CorunVmInfo vms[1] = { 0 };
+    CorunSetup s = setup_of(1, 64, 16, vms, p);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(CorunRun) run = NULL;
+    int pi;
+
+    vms[0].trace_path = g_build_filename(dir, stored ? "v3.trace" : "v2.trace", NULL);
+    write_rmw_trace(vms[0].trace_path, stored);
+    run = corun_run(&s, policies, 0, NULL, NULL, &error);
+    ck_assert_msg(run != NULL, "%s", error ? error->message : "");
+    pi = corun_run_find(run, "hmmv-writes");
+    ck_assert_int_ge(pi, 0);
+    moved[stored] = corun_result_moved(run, (guint)pi, -1);
+    if (stored)
+      ck_assert_double_gt(corun_result_dram_share(run, (guint)pi, -1), 0.5);
+    else
+      ck_assert_double_eq(corun_result_dram_share(run, (guint)pi, -1), 16.0 / (16 + 29 * 400));
+    setup_clear(&s);
+  }
+  ck_assert_uint_eq(moved[0], 0);
+  ck_assert_uint_ge(moved[1], 16);   /* the 8 promoted, as many demoted for their room */
+  hmmv_test_remove_tree(dir);
+}
+END_TEST
+
 static Suite *
 corun_policies_suite(void)
 {
@@ -447,6 +508,7 @@ corun_policies_suite(void)
   tcase_add_test(tc, test_memtis_histogram);
   tcase_add_test(tc, test_damos_quota_feedback);
   tcase_add_test(tc, test_hmmv_sees_what_its_tracker_sees);
+  tcase_add_test(tc, test_hmmv_writes_sees_stored_pages);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
   return s;

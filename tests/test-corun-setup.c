@@ -22,7 +22,7 @@ write_hot_trace(const char *path, guint64 nr_pages, guint64 hot, guint intervals
 
   ck_assert_msg(w != NULL, "%s", error ? error->message : "");
   for (guint64 p = 0; p < hot; p++)
-    e[p] = (HmmvTraceEntry){ p, 0, 20 };
+    e[p] = (HmmvTraceEntry){ p, 0, 20, 0 };
   for (guint k = 0; k < intervals; k++)
     ck_assert(hmmv_trace_writer_add_interval(w, 100000, e, hot, &error));
   ck_assert(hmmv_trace_writer_close(w, &error));
@@ -243,7 +243,7 @@ START_TEST(test_touched_pages)
 
   ck_assert_msg(w != NULL, "%s", error ? error->message : "");
   for (guint k = 0; k < 20; k++) {
-    HmmvTraceEntry e[2] = { { 0, 1, 0 }, { 2 * k + 2, 0, 1 } };
+    HmmvTraceEntry e[2] = { { 0, 1, 0, 0 }, { 2 * k + 2, 0, 1, 0 } };
 
     ck_assert(hmmv_trace_writer_add_interval(w, 1000, e, 2, &error));
   }

@@ -60,7 +60,8 @@ START_TEST(test_intervals)
   hmmv_recorder_access(rec, 16u << 20, FALSE);
   ck_assert(hmmv_recorder_add_insns(rec, 600, &error));
   ck_assert(hmmv_recorder_add_insns(rec, 500, &error));   /* 1,100 >= 1,000: written */
-  /* interval 1: the same lines hit (nothing), a new page missed by a write */
+  /* interval 1: a store to a line still cached (no miss, but the stored bit: what a dirty
+   * bitmap sees of a read-modify-write), a new page missed by a write */
   hmmv_recorder_access(rec, 0x200000, TRUE);
   hmmv_recorder_access(rec, 0x3000, TRUE);
   ck_assert(hmmv_recorder_add_insns(rec, 10, &error));
@@ -76,7 +77,7 @@ START_TEST(test_intervals)
   ck_assert_msg(reader != NULL, "%s", error ? error->message : "");
   ck_assert_uint_eq(hmmv_trace_reader_get_info(reader)->nr_pages, 4096);
   ck_assert_uint_eq(hmmv_trace_reader_get_info(reader)->flags,
-                    HMMV_TRACE_HAS_READS | HMMV_TRACE_HAS_INSTRUCTIONS);
+                    HMMV_TRACE_HAS_READS | HMMV_TRACE_HAS_INSTRUCTIONS | HMMV_TRACE_HAS_STORED);
   ck_assert(hmmv_trace_reader_next_interval(reader, &iv, &e, &nr, &error));
   ck_assert_uint_eq(iv.instructions, 1100);
   ck_assert_uint_eq(iv.compute_ns, 550);
@@ -84,14 +85,20 @@ START_TEST(test_intervals)
   ck_assert_uint_eq(e[0].page, 0x200);
   ck_assert_uint_eq(e[0].reads, 3);
   ck_assert_uint_eq(e[0].writes, 0);
+  ck_assert_uint_eq(e[0].stored, 0);
   ck_assert_uint_eq(e[1].page, 0x300);
   ck_assert_uint_eq(e[1].reads, 0);
   ck_assert_uint_eq(e[1].writes, 1);
+  ck_assert_uint_eq(e[1].stored, 1);      /* 5 stores, 1 miss */
   ck_assert(hmmv_trace_reader_next_interval(reader, &iv, &e, &nr, &error));
   ck_assert_uint_eq(iv.instructions, 10);
-  ck_assert_uint_eq(nr, 1);
+  ck_assert_uint_eq(nr, 2);
   ck_assert_uint_eq(e[0].page, 3);
   ck_assert_uint_eq(e[0].writes, 1);
+  ck_assert_uint_eq(e[0].stored, 1);
+  ck_assert_uint_eq(e[1].page, 0x200);    /* stored to, every access a hit */
+  ck_assert_uint_eq(e[1].reads + e[1].writes, 0);
+  ck_assert_uint_eq(e[1].stored, 1);
   ck_assert(!hmmv_trace_reader_next_interval(reader, &iv, &e, &nr, &error));
   ck_assert_ptr_null(error);
 }

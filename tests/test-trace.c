@@ -55,7 +55,7 @@ interval_clear(gpointer data)
 
 /* Random intervals over nr_pages pages: sorted unique pages, random counts, some empty. */
 static GArray *
-random_intervals(GRand *rand, guint64 nr_pages, guint nr_intervals)
+random_intervals(GRand *rand, guint64 nr_pages, guint nr_intervals, gboolean stored)
 {
   GArray *intervals = g_array_new(FALSE, TRUE, sizeof(Interval));
 
@@ -69,7 +69,8 @@ random_intervals(GRand *rand, guint64 nr_pages, guint nr_intervals)
     interval.entries = g_array_new(FALSE, FALSE, sizeof(HmmvTraceEntry));
     for (guint64 page = 0; page < nr_pages; page++) {
       if ((guint)g_rand_int_range(rand, 0, 8) < density) {
-        HmmvTraceEntry entry = { page, g_rand_int(rand), g_rand_int_range(rand, 0, 3) };
+        HmmvTraceEntry entry = { page, g_rand_int(rand), g_rand_int_range(rand, 0, 3),
+                                 stored ? (guint32)g_rand_int_range(rand, 0, 2) : 0 };
 
         g_array_append_val(interval.entries, entry);
       }
@@ -105,6 +106,20 @@ write_trace(const char *path, const HmmvTraceInfo *info, GArray *intervals)
   ck_assert(hmmv_trace_writer_close(writer, &error));
 }
 
+/* Field by field (the struct has padding): what was written; stored as written in a version 3
+ * trace, writes > 0 in versions 1 and 2 (read as before). */
+static void
+assert_entries_read_back(const HmmvTraceEntry *got, const HmmvTraceEntry *want, gsize nr,
+                         gboolean has_stored)
+{
+  for (gsize i = 0; i < nr; i++) {
+    ck_assert_uint_eq(got[i].page, want[i].page);
+    ck_assert_uint_eq(got[i].reads, want[i].reads);
+    ck_assert_uint_eq(got[i].writes, want[i].writes);
+    ck_assert_uint_eq(got[i].stored, has_stored ? want[i].stored : want[i].writes > 0);
+  }
+}
+
 static void
 assert_reads_back(HmmvTraceReader *reader, GArray *intervals)
 {
@@ -131,8 +146,9 @@ assert_reads_back(HmmvTraceReader *reader, GArray *intervals)
     }
     ck_assert_uint_eq(nr, interval->entries->len);
     ck_assert_uint_eq(compute_ns, interval->compute_ns);
-    if (nr > 0)
-      ck_assert_mem_eq(entries, interval->entries->data, nr * sizeof(HmmvTraceEntry));
+    assert_entries_read_back(entries, (const HmmvTraceEntry *)interval->entries->data, nr,
+                             (hmmv_trace_reader_get_info(reader)->flags &
+                              HMMV_TRACE_HAS_STORED) != 0);
   }
   /* A clean end: FALSE with no error, and it stays at the end. */
   for (int i = 0; i < 2; i++) {
@@ -147,8 +163,9 @@ START_TEST(test_round_trip)
   g_autofree char *path = tmp_path("round.trace");
   HmmvTraceInfo info = { .nr_pages = 1000 + (guint64)_i * 777, .interval_ms = 250,
                          .flags = (_i % 2 ? HMMV_TRACE_HAS_READS : 0) |
-                                  (_i >= 4 ? HMMV_TRACE_HAS_INSTRUCTIONS : 0) };
-  g_autoptr(GArray) intervals = random_intervals(rand, info.nr_pages, 12);
+                                  (_i >= 4 ? HMMV_TRACE_HAS_INSTRUCTIONS : 0) |
+                                  (_i >= 6 ? HMMV_TRACE_HAS_STORED : 0) };
+  g_autoptr(GArray) intervals = random_intervals(rand, info.nr_pages, 12, _i >= 6);
   g_autoptr(GError) error = NULL;
   g_autoptr(HmmvTraceReader) reader = NULL;
   const HmmvTraceInfo *got;
@@ -249,6 +266,82 @@ START_TEST(test_layout_v2)
 }
 END_TEST
 
+/* Version 3: the stored bit is the page field's bit 63; without the stored flag (or the
+ * instructions flag it comes with) the header is refused, and a version 2 writer refuses a
+ * stored entry rather than losing the bit. */
+START_TEST(test_layout_v3)
+{
+  g_autofree char *path = tmp_path("layout3.trace");
+  HmmvTraceInfo info = { .nr_pages = 0x10, .interval_ms = 25, .flags = 7 };
+  HmmvTraceInfo v2 = { .nr_pages = 0x10, .interval_ms = 25, .flags = 3 };
+  HmmvTraceEntry entries[] = { { .page = 0xe, .reads = 0, .writes = 0, .stored = 1 },
+                               { .page = 0xf, .reads = 2, .writes = 1, .stored = 0 } };
+  HmmvTraceInterval head = { .compute_ns = 0x2010, .instructions = 0x0102030405060708 };
+  static const guint8 expected[] = {
+    'H', 'M', 'M', 'V', 'T', 'R', 'C', '1', 3, 0, 0, 0, 12, 0, 0, 0,
+    0x10, 0, 0, 0, 0, 0, 0, 0, 25, 0, 0, 0, 7, 0, 0, 0,
+    'I', 'N', 'T', 'V', 2, 0, 0, 0, 0x10, 0x20, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
+    0x0e, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0,
+    0x0f, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0,
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTraceWriter) writer = hmmv_trace_writer_new(path, &info, &error);
+  g_autoptr(HmmvTraceWriter) writer2 = NULL;
+  g_autoptr(HmmvTraceReader) reader = NULL;
+  g_autofree char *bytes = NULL;
+  const HmmvTraceEntry *e;
+  HmmvTraceInterval got;
+  gsize len, nr;
+
+  ck_assert_ptr_nonnull(writer);
+  ck_assert(hmmv_trace_writer_add_interval_full(writer, &head, entries, 2, &error));
+  ck_assert(hmmv_trace_writer_close(writer, &error));
+  ck_assert(g_file_get_contents(path, &bytes, &len, NULL));
+  ck_assert_uint_eq(len, sizeof(expected));
+  ck_assert_mem_eq(bytes, expected, sizeof(expected));
+  reader = hmmv_trace_reader_new(path, &error);
+  ck_assert_msg(reader != NULL, "%s", error ? error->message : "");
+  ck_assert(hmmv_trace_reader_next_interval(reader, &got, &e, &nr, &error));
+  ck_assert_uint_eq(nr, 2);
+  ck_assert_uint_eq(e[0].page, 0xe);
+  ck_assert_uint_eq(e[0].stored, 1);
+  ck_assert_uint_eq(e[1].page, 0xf);
+  ck_assert_uint_eq(e[1].stored, 0);       /* a write miss without the bit: as written */
+  /* version 3 without the stored flag, the flag without the instructions flag: refused */
+  for (int v = 0; v < 2; v++) {
+    g_autofree guint8 *bad = g_memdup2(expected, sizeof(expected));
+    g_autoptr(GError) refused = NULL;
+    g_autoptr(HmmvTraceReader) r = NULL;
+
+    bad[28] = v == 0 ? 3 : 5;
+    ck_assert(set_contents(path, bad, sizeof(expected)));
+    r = hmmv_trace_reader_new(path, &refused);
+    ck_assert_ptr_null(r);
+    ck_assert_msg(strstr(refused->message, "do not match version") != NULL, "%s",
+                  refused->message);
+  }
+  /* bit 63 in a version 2 trace is a page out of range */
+  {
+    g_autofree guint8 *bad = g_memdup2(expected, sizeof(expected));
+    g_autoptr(GError) refused = NULL;
+    g_autoptr(HmmvTraceReader) r = NULL;
+
+    bad[8] = 2;
+    bad[28] = 3;
+    ck_assert(set_contents(path, bad, sizeof(expected)));
+    r = hmmv_trace_reader_new(path, &refused);
+    ck_assert_ptr_nonnull(r);
+    ck_assert(!hmmv_trace_reader_next_interval(r, &got, &e, &nr, &refused));
+    ck_assert(g_error_matches(refused, HMMV_ERROR, HMMV_ERROR_CORRUPT));
+  }
+  writer2 = hmmv_trace_writer_new(path, &v2, &error);
+  ck_assert_ptr_nonnull(writer2);
+  ck_assert(!hmmv_trace_writer_add_interval_full(writer2, &head, entries, 2, &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+}
+END_TEST
+
 START_TEST(test_writer_rejects)
 {
   g_autofree char *path = tmp_path("bad.trace");
@@ -256,9 +349,9 @@ START_TEST(test_writer_rejects)
   HmmvTraceInfo zero = { .nr_pages = 0 };
   HmmvTraceInfo huge = { .nr_pages = (G_GUINT64_CONSTANT(1) << 40) + 1 };
   HmmvTraceInfo flags = { .nr_pages = 10, .flags = 0x4 };
-  HmmvTraceEntry descending[] = { { 5, 1, 1 }, { 4, 1, 1 } };
-  HmmvTraceEntry duplicate[] = { { 5, 1, 1 }, { 5, 1, 1 } };
-  HmmvTraceEntry outside[] = { { 1, 1, 1 }, { 100, 1, 1 } };
+  HmmvTraceEntry descending[] = { { 5, 1, 1, 0 }, { 4, 1, 1, 0 } };
+  HmmvTraceEntry duplicate[] = { { 5, 1, 1, 0 }, { 5, 1, 1, 0 } };
+  HmmvTraceEntry outside[] = { { 1, 1, 1, 0 }, { 100, 1, 1, 0 } };
   g_autoptr(GError) error = NULL;
   g_autoptr(HmmvTraceWriter) writer = NULL;
   g_autofree char *missing = g_build_filename(tmpdir, "no", "such", "dir", NULL);
@@ -313,8 +406,8 @@ small_trace(void)
 {
   g_autofree char *path = tmp_path("small.trace");
   HmmvTraceInfo info = { .nr_pages = 64, .interval_ms = 100, .flags = HMMV_TRACE_HAS_READS };
-  HmmvTraceEntry first[] = { { 1, 2, 3 }, { 7, 0, 1 }, { 63, 5, 0 } };
-  HmmvTraceEntry third[] = { { 0, 1, 1 }, { 2, 9, 9 } };
+  HmmvTraceEntry first[] = { { 1, 2, 3, 0 }, { 7, 0, 1, 0 }, { 63, 5, 0, 0 } };
+  HmmvTraceEntry third[] = { { 0, 1, 1, 0 }, { 2, 9, 9, 0 } };
   g_autoptr(GError) error = NULL;
   g_autoptr(HmmvTraceWriter) writer = hmmv_trace_writer_new(path, &info, &error);
   char *bytes = NULL;
@@ -547,9 +640,10 @@ trace_suite(void)
   TCase *tc = tcase_create("trace");
 
   tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_loop_test(tc, test_round_trip, 0, 6);
+  tcase_add_loop_test(tc, test_round_trip, 0, 8);
   tcase_add_test(tc, test_layout);
   tcase_add_test(tc, test_layout_v2);
+  tcase_add_test(tc, test_layout_v3);
   tcase_add_test(tc, test_writer_rejects);
   tcase_add_loop_test(tc, test_corruption, 0, G_N_ELEMENTS(corruptions));
   tcase_add_test(tc, test_corrupt_is_sticky);

@@ -86,7 +86,8 @@ replay_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error
   for (gsize i = 0; i < replay->last_nr; i++) {
     const HmmvTraceEntry *entry = &replay->last_entries[i];
 
-    if (entry->writes > 0)
+    /* stored to (version 3), or a write that reached memory (versions 1, 2) */
+    if (entry->stored)
       hmmv_access_mark_write(acc, entry->page);
     if (has_reads && entry->reads > 0)
       hmmv_access_mark_read(acc, entry->page);

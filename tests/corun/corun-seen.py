@@ -22,13 +22,14 @@ import sys
 
 
 def read_trace(path):
-    """(nr_pages, flags, [{page: (reads, writes)}]) of a version 1 or 2 trace."""
+    """(nr_pages, flags, [{page: (reads, writes, stored)}]) of a version 1, 2 or 3 trace;
+    stored is version 3's bit (the page was stored to, hit or miss), else writes > 0."""
     with open(path, "rb") as f:
         data = f.read()
     magic, version, shift, nr_pages, _interval_ms, flags = struct.unpack_from("<8sIIQII", data)
-    if magic != b"HMMVTRC1" or version not in (1, 2) or shift != 12:
+    if magic != b"HMMVTRC1" or version not in (1, 2, 3) or shift != 12:
         raise SystemExit(f"{path}: not an hmmv trace")
-    header = 32 if version == 2 else 24
+    header = 32 if version in (2, 3) else 24
     off, intervals = 32, []
     while off < len(data):
         _imagic, n = struct.unpack_from("<II", data, off)
@@ -36,7 +37,8 @@ def read_trace(path):
         pages = {}
         for i in range(n):
             page, reads, writes = struct.unpack_from("<QII", data, off + 16 * i)
-            pages[page] = (reads, writes)
+            stored = bool(page >> 63) if version == 3 else writes > 0
+            pages[page & ~(1 << 63)] = (reads, writes, stored)
         off += 16 * n
         intervals.append(pages)
     return nr_pages, flags, intervals
@@ -65,8 +67,8 @@ def vm_figures(d, vm):
         window = range(0, nr_pages)
     written, misses, miss_pages = set(), {}, set()
     for pages in truth:
-        for page, (r, w) in pages.items():
-            if w and page in window:
+        for page, (r, w, stored) in pages.items():
+            if stored and page in window:
                 written.add(page)
             misses[page] = misses.get(page, 0) + r + w
     placement_path = os.path.join(d, "hmmvd", f"placement-{name}.json")
@@ -78,7 +80,7 @@ def vm_figures(d, vm):
         _, _, seen = read_trace(path)
         hmmvd_intervals += len(seen)
         for pages in seen:
-            seen_w.update(p for p, (_, w) in pages.items() if w)
+            seen_w.update(p for p, (_, _, stored) in pages.items() if stored)
             seen_any.update(pages)
     seen_w, seen_any = gpa_pages(placement, seen_w), gpa_pages(placement, seen_any)
     total = sum(misses.values())

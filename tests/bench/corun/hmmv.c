@@ -284,7 +284,7 @@ hmmv_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
     for (gsize i = 0; i < now[v].nr_entries; i++) {
       const HmmvTraceEntry *e = &now[v].entries[i];
 
-      if (e->writes > 0)
+      if (e->stored)
         hmmv_access_mark_write(acc, e->page);
       else
         hmmv_access_mark_read(acc, e->page);

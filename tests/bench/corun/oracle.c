@@ -74,6 +74,8 @@ oracle_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
       const HmmvTraceEntry *e = &now[v].entries[i];
       Candidate c = { v, e->page, (guint64)e->reads + e->writes };
 
+      if (c.count == 0)
+        continue;   /* stored to, every access a cache hit: no miss to serve */
       g_array_append_val(cand, c);
       o->want[v][e->page] = 2;
     }

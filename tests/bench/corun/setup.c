@@ -372,7 +372,7 @@ generate_vm(const char *path, guint index, guint64 nr_pages, guint intervals, gu
     g_array_set_size(entries, 0);
     for (guint64 p = 0; p < nr_pages; p++)
       if (reads[p] != 0 || writes[p] != 0) {
-        HmmvTraceEntry e = { p, reads[p], writes[p] };
+        HmmvTraceEntry e = { p, reads[p], writes[p], 0 };
 
         g_array_append_val(entries, e);
         misses += reads[p] + writes[p];

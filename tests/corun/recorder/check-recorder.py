@@ -66,12 +66,12 @@ def plugin_for(qemu, plugins):
 
 
 def read_trace(path):
-    """The v2 trace as a list of (instructions, {page: (reads, writes)})."""
+    """The v3 trace as a list of (instructions, {page: (reads, writes, stored)})."""
     with open(path, "rb") as f:
         data = f.read()
     magic, version, shift, nr_pages, interval_ms, flags = struct.unpack_from("<8sIIQII", data)
-    assert magic == b"HMMVTRC1" and version == 2 and shift == 12, (magic, version, shift)
-    assert flags == 3, flags
+    assert magic == b"HMMVTRC1" and version == 3 and shift == 12, (magic, version, shift)
+    assert flags == 7, flags
     off, intervals = 32, []
     while off < len(data):
         imagic, n, _compute, index, insns = struct.unpack_from("<IIQQQ", data, off)
@@ -80,8 +80,9 @@ def read_trace(path):
         pages = {}
         for i in range(n):
             page, reads, writes = struct.unpack_from("<QII", data, off + 16 * i)
+            stored, page = bool(page >> 63), page & ~(1 << 63)
             assert page < nr_pages
-            pages[page] = (reads, writes)
+            pages[page] = (reads, writes, stored)
         off += 16 * n
         intervals.append((insns, pages))
     return nr_pages, intervals
@@ -109,15 +110,19 @@ def run(qemu, plugin, guest, append, work, name, extra=""):
     return proc.stdout, intervals, st
 
 
-def window_sets(intervals, lo, hi):
+def window_sets(intervals, lo, hi, stored=None):
+    """Pages in [lo, hi) with read misses, with write misses; stored (a set) gets those
+    with the stored bit."""
     reads, writes = set(), set()
     for _, pages in intervals:
-        for page, (r, w) in pages.items():
+        for page, (r, w, s) in pages.items():
             if lo <= page < hi:
                 if r:
                     reads.add(page)
                 if w:
                     writes.add(page)
+                if s and stored is not None:
+                    stored.add(page)
     return reads, writes
 
 
@@ -150,8 +155,10 @@ def main():
         print(f"# phases: {st['instructions']} instructions, {len(intervals)} intervals, "
               f"{st['llc_misses']} misses of {st['accesses']} accesses, "
               f"{st['dropped']} dropped, {st['io_accesses']} I/O")
-        reads, writes = window_sets(intervals, BASE_PFN, BASE_PFN + span)
+        stored = set()
+        reads, writes = window_sets(intervals, BASE_PFN, BASE_PFN + span, stored)
         ok &= check("phases: pages written", writes, written)
+        ok &= check("phases: pages stored to (the stored bit)", stored, written)
         ok &= check("phases: pages read", reads, set())
 
         out, intervals, st = run(qemu, plugin, guest,
@@ -165,9 +172,11 @@ def main():
         want_writes = set(range(wfirst, wfirst + 128))
         print(f"# reads: {st['instructions']} instructions, {len(intervals)} intervals, "
               f"{st['llc_misses']} misses of {st['accesses']} accesses")
-        reads, writes = window_sets(intervals, BASE_PFN, wfirst + 128 + 1024)
+        stored = set()
+        reads, writes = window_sets(intervals, BASE_PFN, wfirst + 128 + 1024, stored)
         ok &= check("reads: pages read", reads, want_reads)
         ok &= check("reads: pages written", writes, want_writes)
+        ok &= check("reads: pages stored to (the stored bit)", stored, want_writes)
 
         # start=mark: nothing before the guest's start mark (before phase 2 here) is recorded
         out, intervals, st = run(qemu, plugin, guest,

@@ -4,7 +4,7 @@
  * the plugin header of the QEMU 7.2 source the patch series applies to (qemu-7.2/qemu-plugin.h,
  * copied unchanged; plugin API version 1), and as hmmv-recorder-api4.so against 10.0's
  * (qemu-10.0/, API 4: 10.0 loads API 2-4 only).  Every guest load and store on RAM goes through
- * the LLC model; the misses are counted per guest page and written as a version 2 trace
+ * the LLC model; the misses are counted per guest page and written as a version 3 trace
  * (recorder.h).  One vCPU is expected (the co-run VMs have one); a lock keeps more correct.
  *
  *   -plugin hmmv-recorder.so,out=vm0.trace,ram_mib=64[,stats=vm0.stats.json]

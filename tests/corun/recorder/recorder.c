@@ -2,7 +2,9 @@
 /*
  * The co-run trace recorder's core (recorder.h): per-page LLC miss counts, cut into
  * intervals by instruction count (not wall time: TCG's speed follows the host's load, an
- * instruction count makes a recording reproducible).
+ * instruction count makes a recording reproducible). A page's entry also says whether the
+ * guest stored to it in the interval, hit or miss (the trace's stored bit, version 3): what a
+ * dirty bitmap sees, where the counts see a read-modify-write's store only if it misses.
  */
 #include "recorder.h"
 
@@ -18,6 +20,7 @@ struct _HmmvRecorder {
   guint64 nr_pages;
   guint32 *reads;
   guint32 *writes;
+  guint8 *stored;            /* stored to this interval (hit or miss) */
   GArray *touched;           /* pages with a count this interval, in first-touch order */
   GArray *entries;           /* HmmvTraceEntry scratch */
   guint64 interval_insns;    /* instructions in the open interval */
@@ -34,6 +37,7 @@ hmmv_recorder_free(HmmvRecorder *rec)
   hmmv_trace_writer_free(rec->writer);
   g_free(rec->reads);
   g_free(rec->writes);
+  g_free(rec->stored);
   g_array_unref(rec->touched);
   g_array_unref(rec->entries);
   g_free(rec);
@@ -43,7 +47,8 @@ HmmvRecorder *
 hmmv_recorder_new(const HmmvRecorderOptions *options, GError **error)
 {
   g_autoptr(HmmvRecorder) rec = g_new0(HmmvRecorder, 1);
-  HmmvTraceInfo info = { .flags = HMMV_TRACE_HAS_READS | HMMV_TRACE_HAS_INSTRUCTIONS };
+  HmmvTraceInfo info = { .flags = HMMV_TRACE_HAS_READS | HMMV_TRACE_HAS_INSTRUCTIONS |
+                                   HMMV_TRACE_HAS_STORED };
 
   rec->options = *options;
   if (rec->options.llc_bytes == 0)
@@ -75,6 +80,7 @@ hmmv_recorder_new(const HmmvRecorderOptions *options, GError **error)
     return NULL;
   rec->reads = g_new0(guint32, rec->nr_pages);
   rec->writes = g_new0(guint32, rec->nr_pages);
+  rec->stored = g_new0(guint8, rec->nr_pages);
   return g_steal_pointer(&rec);
 }
 
@@ -99,10 +105,16 @@ hmmv_recorder_access(HmmvRecorder *rec, guint64 phys_addr, gboolean is_store)
     return;
   }
   rec->stats.accesses++;
+  /* a page stored to is in the interval's entries even when every access hits */
+  if (is_store && !rec->stored[page]) {
+    if (rec->reads[page] == 0 && rec->writes[page] == 0)
+      g_array_append_val(rec->touched, page);
+    rec->stored[page] = 1;
+  }
   if (hmmv_llc_access(rec->llc, phys_addr))
     return;
   rec->stats.misses++;
-  if (rec->reads[page] == 0 && rec->writes[page] == 0)
+  if (rec->reads[page] == 0 && rec->writes[page] == 0 && !rec->stored[page])
     g_array_append_val(rec->touched, page);
   bump(rec, is_store ? &rec->writes[page] : &rec->reads[page]);
 }
@@ -128,10 +140,11 @@ write_interval(HmmvRecorder *rec, GError **error)
   g_array_set_size(rec->entries, 0);
   for (guint i = 0; i < rec->touched->len; i++) {
     guint64 page = g_array_index(rec->touched, guint64, i);
-    HmmvTraceEntry entry = { page, rec->reads[page], rec->writes[page] };
+    HmmvTraceEntry entry = { page, rec->reads[page], rec->writes[page], rec->stored[page] };
 
     g_array_append_val(rec->entries, entry);
     rec->reads[page] = rec->writes[page] = 0;
+    rec->stored[page] = 0;
   }
   g_array_set_size(rec->touched, 0);
   ok = hmmv_trace_writer_add_interval_full(rec->writer, &interval,

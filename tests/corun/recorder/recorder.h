@@ -2,8 +2,9 @@
 /*
  * The co-run trace recorder's core (issue 12), apart from QEMU so it can be unit-tested:
  * guest-physical accesses go through the LLC model, the misses are counted per guest page
- * (loads as reads, stores as writes), and every interval_insns guest instructions the
- * counts become one interval of a version 2 trace (trace.h), with the instructions and
+ * (loads as reads, stores as writes), every store also sets the page's stored bit (hit or
+ * miss: what a dirty bitmap sees), and every interval_insns guest instructions the
+ * counts become one interval of a version 3 trace (trace.h), with the instructions and
  * compute_ns = instructions * ns_per_insn.  recorder-plugin.c is the QEMU TCG plugin around it.
  *
  * Page = guest-physical address >> 12, for pages below ram_bytes; the pc machine's legacy
