@@ -3,7 +3,8 @@
 #
 # The real 6.12 kernel's NUMA-balancing tiering curve, for checking hmmv-corun's
 # `numa-balancing` policy against it (issue 12). Inside the testbed (2node, kernel 6.12):
-# records the kernel's knobs and node 0's watermarks (/proc/zoneinfo, min_free_kbytes), then
+# turns THP off (as tiering-race.py does), records the kernel's knobs and node 0's watermarks
+# (/proc/zoneinfo, min_free_kbytes), then
 # runs tiering-race.py --modes kernel (its race.tsv: each VM's hot set on node 0, the
 # promotions and demotions, every ~1 s) while sampling /proc/vmstat's NUMA-balancing counters
 # (numa_hint_faults, pgpromote_candidate, pgpromote_success, pgdemote_*, numa_pages_migrated)
@@ -19,6 +20,9 @@ here=$(dirname "$(realpath "${BASH_SOURCE[0]}")")
 out=${TESTBED_OUT:?}
 
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
+# THP off first, as tiering-race.py does: 6.12 then recomputes min_free_kbytes and the
+# watermarks (node 0 DMA32 high 12,194 -> 1,156 pages), and the knobs must be the mode's
+echo never > /sys/kernel/mm/transparent_hugepage/enabled
 {
   echo "# kernel $(uname -r), layout $TESTBED_LAYOUT"
   for f in /proc/sys/kernel/numa_balancing* /sys/kernel/debug/sched/numa_balancing/*; do
