@@ -448,6 +448,43 @@ class StartupSampler:
         self.thread.join(timeout=10)
 
 
+class Perf:
+    """perf record of one process (cpu-clock: TCG has no PMU) until stop(); report() writes
+    perf report's views, made in the testbed (its kernel's symbols), to DIR/perf-MODE.txt."""
+
+    def __init__(self, opts, mode, pid):
+        self.data = os.path.join(opts.out_dir, f"perf-{mode}.data")
+        self.txt = os.path.join(opts.out_dir, f"perf-{mode}.txt")
+        self.proc = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "199", "-g",
+                                      "-p", str(pid), "-o", self.data],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        self.proc.send_signal(2)
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def report(self):
+        with open(self.txt, "w") as out:
+            for sort in ("comm,dso", "comm,dso,sym"):
+                out.write(f"### perf report --no-children --sort {sort}\n")
+                out.flush()
+                subprocess.run(["perf", "report", "-i", self.data, "--stdio", "--no-children",
+                                "-g", "none", "--percent-limit", "0.5", "--sort", sort],
+                               stdout=out, stderr=subprocess.STDOUT)
+            out.write("### perf report --children (callers, caller graph to 2%)\n")
+            out.flush()
+            subprocess.run(["perf", "report", "-i", self.data, "--stdio", "--children",
+                            "-g", "caller,2,callee", "--percent-limit", "2", "--sort", "comm,sym"],
+                           stdout=out, stderr=subprocess.STDOUT)
+
+
 def exec_cost(hmmvd):
     """Wall and CPU seconds of `hmmvd --version` (exec, dynamic linking, exit), 3 times, in
     the testbed before the VMs start: the part of hmmvd's start-up that is not hmmvd's."""
@@ -486,7 +523,7 @@ def settle():
 
 def run_mode(mode, opts, vms, work, out, reasons):
     """One mode over the running VMs; returns its summary."""
-    hmmvd = fill = damos = None
+    hmmvd = fill = damos = perf = None
     hout = None
     try:
         settle()
@@ -527,7 +564,8 @@ def run_mode(mode, opts, vms, work, out, reasons):
                 sampler.stop()
             t_managed = time.monotonic() - t0
             hout = open(os.path.join(opts.out_dir, f"race-{mode}.tsv"), "w")
-            hout.write("t\tintervals\tintervals_skipped\tlast_interval_ms\thmmvd_cpu\t" +
+            hout.write("t\tintervals\tintervals_skipped\tlast_interval_ms\thmmvd_cpu\t"
+                       "hmmvd_threads_cpu\t" +
                        "\t".join(f"{vm.name}_{f}" for vm in vms for f in HMMVD_FIELDS) + "\n")
         elif mode == "kernel":
             write_sys("/sys/kernel/mm/numa/demotion_enabled", "true")
@@ -543,6 +581,9 @@ def run_mode(mode, opts, vms, work, out, reasons):
                  kthreads(("kdamond",)) if damos else [])
         first_full, fractions = {}, {}
         prom = dem = 0
+        samples = 0
+        perf = Perf(opts, mode, hmmvd.proc.pid) if hmmvd and opts.perf else None
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         # t0 is before hmmvd's start-up: its time to manage the VMs counts against it
         sec = 0
         while sec <= opts.seconds:
@@ -562,9 +603,14 @@ def run_mode(mode, opts, vms, work, out, reasons):
                     first_full[vm.name] = now
                 row += [f"{frac:.4f}", str(vm.writes() - w0[vm.name])]
             mig = v["pgmigrate_success"] - v0["pgmigrate_success"]
+            # hmmvd's own view (control socket: vms, status) every --hmmvd-every samples:
+            # answering is hmmvd's CPU, charged to it (the read-back above is this process's)
+            ask = hmmvd is not None and (samples % opts.hmmvd_every == 0 or sec > opts.seconds)
+            samples += 1
             if hmmvd:
-                hmmvd.table()
-                prom, dem, _ = hmmvd.moves()
+                if ask:
+                    table = hmmvd.table() or {}
+                    prom, dem, _ = hmmvd.moves()
             elif mode == "kernel":
                 prom = v.get("pgpromote_success", 0) - v0.get("pgpromote_success", 0)
                 dem = sum(v[k] - v0.get(k, 0) for k in v if k.startswith("pgdemote_"))
@@ -578,16 +624,20 @@ def run_mode(mode, opts, vms, work, out, reasons):
                     f"{sum(cpu_s(p) for p in kswapd) - k0:.1f}"]
             out.write("\t".join(row) + "\n")
             out.flush()
-            if hout:
+            if hout and ask:
                 st = hmmvd.ctl.request("status")
-                table = hmmvd.table() or {}
+                threads = threads_cpu(hmmvd.proc.pid)
                 hout.write("\t".join(
                     [f"{now:.1f}", str(st["intervals"]), str(st.get("intervals-skipped", "")),
                      f"{st.get('last-interval-ns', 0) / 1e6:.0f}",
-                     f"{cpu_s(hmmvd.proc.pid):.1f}"] +
+                     f"{cpu_s(hmmvd.proc.pid):.1f}",
+                     ",".join(f"{n}:{c:.1f}" for n, c in sorted(threads.items()))] +
                     [str(table.get(vm.name, {}).get(f, "")) for vm in vms
                      for f in HMMVD_FIELDS]) + "\n")
                 hout.flush()
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        if perf:
+            perf.stop()   # recording only: the report comes after the mode
         writes = {vm.name: vm.writes() - w0[vm.name] for vm in vms}
         by_thread = threads_cpu(hmmvd.proc.pid) if hmmvd else {}
         # kdamonds alive now: DAMOS's, or hmmvd's read tracker's (created in this mode)
@@ -613,6 +663,7 @@ def run_mode(mode, opts, vms, work, out, reasons):
             kswapd_kcompactd_cpu_s=f"{sum(cpu_s(p) for p in kswapd) - k0:.0f}",
             kdamond_cpu_s=f"{kdamond_cpu:.0f}",
             kdamonds_on_at_start=leftover,
+            sampler_cpu_s=f"{r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime:.0f}",
             node0_free_mib_at_start=free0)
         if by_thread:   # threads alive at the end (a finished GTask thread's time is gone)
             summary["hmmvd_threads_cpu_s"] = ",".join(
@@ -624,9 +675,13 @@ def run_mode(mode, opts, vms, work, out, reasons):
     finally:
         if hout:
             hout.close()
+        if perf:
+            perf.stop()
         if hmmvd:
             hmmvd.stop()
             shutil.copy(hmmvd.log, os.path.join(opts.out_dir, f"race-{mode}.log"))
+        if perf:
+            perf.report()
         if damos:
             damos.stop()
         settle()
@@ -700,6 +755,13 @@ def main():
     ap.add_argument("--pool-mib", type=int, default=40, help="hmmvd's DRAM pool in hmmvd-pool")
     ap.add_argument("--reserve-mib", type=int, default=8, help="hmmvd's node-reserve-mib")
     ap.add_argument("--interval-ms", type=int, default=500)
+    ap.add_argument("--hmmvd-every", type=int, default=1,
+                    help="ask hmmvd for its view (vms, status) every N samples (its answers "
+                         "cost hmmvd CPU; the read-back of the hot sets is every sample)")
+    ap.add_argument("--perf", action="store_true",
+                    help="perf record hmmvd (cpu-clock, 199 Hz, call graphs) in the hmmvd modes "
+                         "from when it manages the VMs to the mode's end: DIR/perf-MODE.data "
+                         "and its report DIR/perf-MODE.txt")
     opts = ap.parse_args()
     opts.migrate_mbps = 0   # hmmvd's default cap (e2e.Hmmvd writes none)
     modes = opts.modes.split(",")
