@@ -317,6 +317,7 @@ static void config_defaults(struct guest_config *cfg)
     cfg->read_stride = 256;
     cfg->write_pages = 0;
     cfg->write_ratio = 0;
+    cfg->late_pages = 0;
     cfg->accesses = 0;
     cfg->mib = 16;
     cfg->dist = DIST_ZIPF;
@@ -379,6 +380,7 @@ static void parse_param(struct guest_config *cfg, const char *tok, size_t len)
         { "read_stride", 0, offsetof(struct guest_config, read_stride), 1, 1u << 20 },
         { "write_pages", 0, offsetof(struct guest_config, write_pages), 0, 1u << 20 },
         { "write_ratio", 0, offsetof(struct guest_config, write_ratio), 0, 100 },
+        { "late_pages", 0, offsetof(struct guest_config, late_pages), 0, 1u << 20 },
         { "accesses", 1, offsetof(struct guest_config, accesses), 0, ~0ull },
         { "mib", 0, offsetof(struct guest_config, mib), 1, 1024 },
         { "theta", 0, offsetof(struct guest_config, theta), 50, 199 },
@@ -685,6 +687,9 @@ static void run_workload(const struct guest_config *cfg, uint64_t mem_top)
  * base) and, write_ratio percent of the time, writes another (write_pages pages right after
  * the read window), one word on a random cache line of a random page per access, so a read
  * tracker can be checked against exactly these sets. Nothing else in the window is touched.
+ * With late_pages, a third set (late_pages pages right after the write set) is untouched
+ * until a byte comes on COM1 (polled every 4,096 accesses); from then on the reads go to the
+ * read set and the late set alike: a read set that appears while the host watches.
  */
 static void run_reads(const struct guest_config *cfg, uint64_t mem_top)
 {
@@ -692,7 +697,7 @@ static void run_reads(const struct guest_config *cfg, uint64_t mem_top)
     uint32_t chunk = cfg->read_chunk < cfg->read_pages ? cfg->read_chunk : cfg->read_pages;
     uint32_t nr_chunks = (cfg->read_pages + chunk - 1) / chunk;
     uint32_t read_window, write_pfn, rng = cfg->seed ? cfg->seed : 0x12345678u;
-    uint32_t sink = 0;
+    uint32_t sink = 0, late_pfn, read_span = cfg->read_pages;
     uint64_t n = 0, next_report = cfg->report_every;
 
     if (cfg->read_stride < chunk || cfg->read_pages % chunk != 0) {
@@ -701,7 +706,8 @@ static void run_reads(const struct guest_config *cfg, uint64_t mem_top)
     }
     read_window = (nr_chunks - 1) * cfg->read_stride + chunk;
     write_pfn = base_pfn + read_window;
-    check_window(base_pfn, read_window + cfg->write_pages, mem_top);
+    late_pfn = write_pfn + cfg->write_pages;
+    check_window(base_pfn, read_window + cfg->write_pages + cfg->late_pages, mem_top);
     wait_for_host(cfg, "reads", 0);
     puts_serial("HMMV-READS-BEGIN");
     put_kv_hex("base_pfn", base_pfn);
@@ -711,7 +717,9 @@ static void run_reads(const struct guest_config *cfg, uint64_t mem_top)
     put_kv_hex("write_first_pfn", write_pfn);
     put_kv_dec("write_pages", cfg->write_pages);
     put_kv_dec("write_ratio", cfg->write_pages ? cfg->write_ratio : 0);
-    put_kv_dec("window_pages", read_window + cfg->write_pages);
+    put_kv_hex("late_first_pfn", late_pfn);
+    put_kv_dec("late_pages", cfg->late_pages);
+    put_kv_dec("window_pages", read_window + cfg->write_pages + cfg->late_pages);
     putc_serial('\n');
 
     while (cfg->accesses == 0 || n < cfg->accesses) {
@@ -724,13 +732,24 @@ static void run_reads(const struct guest_config *cfg, uint64_t mem_top)
 
             *p = r;
         } else {
-            uint32_t i = xorshift32(&rng) % cfg->read_pages;
-            uint32_t pfn = base_pfn + (i / chunk) * cfg->read_stride + i % chunk;
+            uint32_t i = xorshift32(&rng) % read_span;
+            uint32_t pfn = i < cfg->read_pages
+                               ? base_pfn + (i / chunk) * cfg->read_stride + i % chunk
+                               : late_pfn + (i - cfg->read_pages);
             volatile uint32_t *p = (volatile uint32_t *)(uintptr_t)((pfn << PAGE_SHIFT) + line);
 
             sink += *p;
         }
         n++;
+        if (cfg->late_pages && read_span == cfg->read_pages && n % 4096 == 0 &&
+            poll_serial() >= 0) {
+            read_span = cfg->read_pages + cfg->late_pages;
+            puts_serial("HMMV-READS-LATE");
+            put_kv_hex("late_first_pfn", late_pfn);
+            put_kv_dec("late_pages", cfg->late_pages);
+            put_kv_dec("accesses", n);
+            putc_serial('\n');
+        }
         if (cfg->report_every && n == next_report) {
             next_report += cfg->report_every;
             puts_serial("HMMV-READS-PROGRESS");

@@ -52,6 +52,7 @@ struct guest_config {
     uint32_t read_stride;  /* reads: pages from one chunk's start to the next's */
     uint32_t write_pages;  /* reads: pages in the write set (after the read window) */
     uint32_t write_ratio;  /* reads: percent of accesses that are writes */
+    uint32_t late_pages;   /* reads: a second read set, read once a byte comes on COM1 */
     uint64_t accesses;     /* reads: total accesses, 0 = run forever */
     /* co-run workloads (workloads.c) */
     uint32_t mib;          /* footprint */
