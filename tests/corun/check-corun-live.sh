@@ -36,7 +36,7 @@ assert setup["setup"] == name and len(setup["vms"]) == 2, setup
 for vm in setup["vms"]:
     data = open(os.path.join(d, vm["trace"]), "rb").read()
     magic, version, _, nr_pages, _, flags = struct.unpack_from("<8sIIQII", data)
-    assert (magic, version, flags) == (b"HMMVTRC1", 2, 3), (magic, version, flags)
+    assert (magic, version, flags) == (b"HMMVTRC1", 3, 7), (magic, version, flags)
     assert nr_pages == vm["ram_mib"] * 256, (nr_pages, vm)
     off, n = 32, 0
     while off < len(data):

@@ -79,7 +79,7 @@ assert whole >= 3 and f"{whole} intervals" in title[-1], (whole, title[-1])
 for vm in setup["vms"]:
     data = open(os.path.join(rec, vm["trace"]), "rb").read()
     magic, version, _, nr_pages, _, flags = struct.unpack_from("<8sIIQII", data)
-    assert (magic, version) == (b"HMMVTRC1", 2) and nr_pages == vm["ram_mib"] * 256, vm
+    assert (magic, version) == (b"HMMVTRC1", 3) and nr_pages == vm["ram_mib"] * 256, vm
     off, n, last = 32, 0, 0
     while off < len(data):
         _, entries, _, index, insns = struct.unpack_from("<IIQQQ", data, off)
