@@ -17,7 +17,7 @@ hmmv_params_init(HmmvParams *params)
     .host_migrate_mbps = 1000,
     .move_cost_ns = 3900,
     .touch_saving_ns = 7200,
-    .move_share_percent = 0,
+    .move_share_percent = 50,
   };
 }
 

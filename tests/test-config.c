@@ -80,6 +80,31 @@ START_TEST(test_defaults)
 }
 END_TEST
 
+/* move-share-percent is on by default at 50 (issue 7): without the key, the moves of an interval
+ * are sized to half of it at the mover's learnt speed; 0 still turns the sizing off. */
+START_TEST(test_move_share_default)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = NULL;
+  g_auto(HmmvdConfig) config = { 0 };
+  g_auto(HmmvdConfig) off = { 0 };
+  HmmvParams params;
+
+  hmmv_params_init(&params);
+  ck_assert_uint_eq(params.move_share_percent, 50);
+  path = write_conf("[policy]\nmigrate-mbps = 100\n");
+  hmmvd_config_init(&config);
+  ck_assert_msg(hmmvd_config_load(&config, path, &error), "%s", error ? error->message : "");
+  ck_assert_uint_eq(config.params.move_share_percent, 50);
+  g_free(path);
+  path = write_conf("[policy]\nmove-share-percent = 0\n");
+  hmmvd_config_init(&off);
+  ck_assert_msg(hmmvd_config_load(&off, path, &error), "%s", error ? error->message : "");
+  ck_assert_uint_eq(off.params.move_share_percent, 0);
+  ck_assert(hmmv_params_validate(&off.params, NULL));
+}
+END_TEST
+
 /* The shipped file documents the defaults: loading it changes nothing. */
 START_TEST(test_shipped_file_is_the_defaults)
 {
@@ -287,6 +312,7 @@ config_suite(void)
 
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_defaults);
+  tcase_add_test(tc, test_move_share_default);
   tcase_add_test(tc, test_shipped_file_is_the_defaults);
   tcase_add_test(tc, test_shipped_file_uncommented);
   tcase_add_test(tc, test_every_key);

@@ -134,9 +134,8 @@ def main():
                     help="hmmvd's migration cap per VM (MB/s); checked in bytes against the "
                          "kernel's pgmigrate_success (0: hmmvd's default, not checked)")
     ap.add_argument("--move-share-percent", type=int, default=None,
-                    help="hmmvd's [policy] move-share-percent (default: hmmvd's, 0 = off); "
-                         "for trying a default (issue 7 item 11), e.g. with meson test "
-                         "--test-args='--move-share-percent 50'")
+                    help="hmmvd's [policy] move-share-percent (default: hmmvd's, 50; 0 = off), "
+                         "e.g. with meson test --test-args='--move-share-percent 0'")
     opts = ap.parse_args()
 
     qemu = os.environ.get("HMMV_QEMU", "")
