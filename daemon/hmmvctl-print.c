@@ -182,6 +182,9 @@ print_vm_notes(GString *out, JsonObject *vm)
     put(out, "  %s: quota rejected (the last good one stays): %s\n", name, quota_error);
   if (last_error != NULL)
     put(out, "  %s: last error: %s\n", name, last_error);
+  if (json_object_get_boolean_member_with_default(vm, "writes-paused", FALSE))
+    put(out, "  %s: write tracking paused (settled, budget not contended: 1 interval in %u "
+        "tracked)\n", name, HMMV_PAUSE_CYCLE);
 }
 
 void

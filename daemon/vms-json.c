@@ -112,6 +112,9 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   /* how closely its tracker watches: "coarse" once it has been settled a while, every hot
    * page on DRAM with room to spare (DAMON then samples a quarter as often) */
   add_string(builder, "watch", last->watch == HMMV_WATCH_COARSE ? "coarse" : "fine");
+  /* its write tracking paused for the next interval (coarse: 7 intervals in 8, with a QEMU
+   * that has hmmv-pause), so KVM may map it with huge pages again */
+  add_bool(builder, "writes-paused", last->writes_paused);
   add_uint(builder, "promoted-pages", last->promoted);
   add_uint(builder, "demoted-pages", last->demoted);
   add_uint(builder, "move-failed-pages", last->move_failed);

@@ -267,6 +267,9 @@ build_vm(const char *name, HmmvQmp *qmp, int pid, guint64 max_ram_bytes, guint i
    * interval since the last one. */
   HmmvQemuDirtyOptions options = {
     .interval_ms = 0,   /* not interval_ms, hmmvd's period: see above */
+    /* A settled VM (its budget not contended: loop-watch.c) has QEMU's write export paused
+     * 7 intervals in 8, so KVM may map it with huge pages again (issue 9, "Cost"). */
+    .pause_when_coarse = TRUE,
   };
   g_autoptr(HmmvVm) vm = hmmv_qemu_vm_new_bounded(qmp, name, pid, max_ram_bytes, error);
   g_autoptr(HmmvTracker) tracker = NULL;

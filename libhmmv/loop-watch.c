@@ -19,6 +19,10 @@
  * had been on DRAM, with room, since 25 s. The DAMON tracker samples a quarter as often
  * while COARSE (trackers/damon.c).
  *
+ * A write source that can pause (qemu-dirty with a QEMU that has hmmv-pause) pauses while
+ * COARSE for 7 intervals in 8 (tracker.h, HmmvPauseCycle): continuous dirty logging keeps
+ * KVM from mapping the guest with huge pages, and a settled VM needs only the slower look.
+ *
  * The watch is told every interval, so a tracker started again (a new kdamond) hears it.
  */
 #include "core-private.h"
@@ -51,5 +55,6 @@ hmmv_core_watch(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report)
     rep->watch = cvm->settled_run >= HMMV_WATCH_SETTLE_INTERVALS ? HMMV_WATCH_COARSE
                                                                    : HMMV_WATCH_FINE;
     hmmv_tracker_set_watch(cvm->tracker, rep->watch);
+    rep->writes_paused = hmmv_tracker_is_paused(cvm->tracker);
   }
 }

@@ -85,3 +85,38 @@ hmmv_tracker_set_watch(HmmvTracker *tracker, HmmvWatch watch)
   if (tracker->ops->set_watch != NULL)
     tracker->ops->set_watch(tracker, watch);
 }
+
+gboolean
+hmmv_tracker_is_paused(HmmvTracker *tracker)
+{
+  return tracker->ops->is_paused != NULL && tracker->ops->is_paused(tracker);
+}
+
+/* One tracked interval in HMMV_PAUSE_CYCLE while COARSE: paused at the end of the harvest of
+ * a tracked interval, for HMMV_PAUSE_CYCLE - 1 harvests, then resumed at the end of the last
+ * of them, so that the next harvest covers a whole tracked interval. */
+gboolean
+hmmv_pause_cycle_after_harvest(HmmvPauseCycle *cycle)
+{
+  if (cycle->watch != HMMV_WATCH_COARSE) {
+    cycle->paused = FALSE;
+  } else if (!cycle->paused) {
+    cycle->paused = TRUE;
+    cycle->paused_left = HMMV_PAUSE_CYCLE - 1;
+    cycle->pauses++;
+  } else if (--cycle->paused_left == 0) {
+    cycle->paused = FALSE;
+  }
+  return cycle->paused;
+}
+
+gboolean
+hmmv_pause_cycle_set_watch(HmmvPauseCycle *cycle, HmmvWatch watch)
+{
+  gboolean resume = watch == HMMV_WATCH_FINE && cycle->paused;
+
+  cycle->watch = watch;
+  if (resume)
+    cycle->paused = FALSE;
+  return resume;
+}

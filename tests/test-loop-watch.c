@@ -118,6 +118,57 @@ START_TEST(test_settled_vm_watched_coarsely)
 }
 END_TEST
 
+/* A write source that can pause (qemu-dirty with hmmv-pause; here the fake tracker, which
+ * pauses the same way): paused 7 intervals in 8 while COARSE, nothing cools meanwhile (the
+ * paused harvests count no interval), and a quota that leaves no room resumes it in the
+ * interval it applies. */
+START_TEST(test_settled_vm_pauses_writes)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  HmmvQuota tight = { .max_pages = 300, .weight = 100, .managed = TRUE };
+  g_autoptr(GError) error = NULL;
+  const HmmvVmReport *rep = NULL;
+  guint paused = 0;
+
+  setup_core(2048);
+  hmmv_fake_tracker_set_pausable(fx.tracker, TRUE);
+  hmmv_interval_report_init(&report);
+  for (guint i = 0; i < 40 && (rep == NULL || rep->watch == HMMV_WATCH_FINE); i++) {
+    rep = run_writing(&report, 0, 256);
+    ck_assert(!rep->writes_paused);
+  }
+  ck_assert_int_eq(rep->watch, HMMV_WATCH_COARSE);
+  ck_assert_uint_eq(hmmv_fake_tracker_get_pauses(fx.tracker), 0);
+  for (guint i = 0; i < 2 * HMMV_PAUSE_CYCLE; i++) {
+    rep = run_writing(&report, 0, 256);
+    ck_assert_int_eq(rep->watch, HMMV_WATCH_COARSE);
+    ck_assert_int_eq(rep->writes_paused, hmmv_tracker_is_paused(fx.tracker));
+    paused += rep->writes_paused;
+    /* frozen while paused: the hot set stays hot and on DRAM */
+    ck_assert_uint_eq(rep->hot_pages, 256);
+    ck_assert_uint_eq(rep->dram_pages, 256);
+    ck_assert_uint_eq(rep->intervals_merged, i % HMMV_PAUSE_CYCLE == 0 ? 1 : 0);
+  }
+  ck_assert_uint_eq(paused, 2 * (HMMV_PAUSE_CYCLE - 1));
+  ck_assert_uint_eq(hmmv_fake_tracker_get_pauses(fx.tracker), 2);
+
+  /* room short: FINE and resumed in the interval the quota applies, and it stays so */
+  for (guint i = 0; i < HMMV_PAUSE_CYCLE && !hmmv_tracker_is_paused(fx.tracker); i++)
+    run_writing(&report, 0, 256);   /* into the next paused stretch */
+  ck_assert(hmmv_tracker_is_paused(fx.tracker));
+  ck_assert(hmmv_core_set_quota(fx.core, "vm0", &tight, &error));
+  rep = run_writing(&report, 0, 256);
+  ck_assert_int_eq(rep->watch, HMMV_WATCH_FINE);
+  ck_assert(!rep->writes_paused);
+  for (guint i = 0; i < 10; i++) {
+    rep = run_writing(&report, 0, 256);
+    ck_assert(!rep->writes_paused);
+    ck_assert_uint_eq(rep->intervals_merged, 1);
+  }
+  teardown_core();
+}
+END_TEST
+
 /* A new hot set first touched on the slow tier (DRAM full of pages gone cold) waits there:
  * FINE from the interval it appears until it is on DRAM and the VM settled again. */
 START_TEST(test_hot_set_on_slow_tier_watched_finely)
@@ -171,6 +222,7 @@ loop_watch_suite(void)
   TCase *tc = tcase_create("loop-watch");
 
   tcase_add_test(tc, test_settled_vm_watched_coarsely);
+  tcase_add_test(tc, test_settled_vm_pauses_writes);
   tcase_add_test(tc, test_hot_set_on_slow_tier_watched_finely);
   tcase_add_test(tc, test_contended_vm_stays_fine);
   suite_add_tcase(suite, tc);

@@ -84,6 +84,8 @@ typedef struct {
   gboolean paused;
   HmmvWatch watch;          /* how closely its tracker was told to watch after this interval:
                                COARSE once it has been settled a while (loop-watch.c) */
+  gboolean writes_paused;   /* its write source is paused for the next interval (tracker.h,
+                               HmmvPauseCycle: COARSE tracks one interval in 8) */
   const char *left_alone;   /* static: why the VM's allowed nodes (strict numatune, cpuset)
                                leave nothing to move its pages between, so nothing of it
                                moves and it keeps its DRAM; NULL when they do not */

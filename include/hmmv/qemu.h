@@ -43,6 +43,14 @@ HmmvVm *hmmv_qemu_vm_new(HmmvQmp *qmp, const char *name, GError **error);
 typedef struct {
   guint interval_ms;        /* QEMU publishes every interval_ms; 0: each harvest asks
                                QEMU to publish first (hmmv-sync) */
+  /* Memory backends (ids) or RAM blocks (names) not to export (hmmv-start's exclude: no
+   * dirty logging there, so KVM keeps huge mappings; their pages are never seen written);
+   * NULL-ended, copied; NULL or empty: all guest RAM. A QEMU without exclude exports all,
+   * saying so once in the log. */
+  const char *const *exclude;
+  /* Pause QEMU's export while the core says COARSE (tracker.h, HmmvPauseCycle: one interval
+   * in 8 tracked). A QEMU without hmmv-pause keeps tracking, saying so once in the log. */
+  gboolean pause_when_coarse;
 } HmmvQemuDirtyOptions;
 
 /* Takes ownership of qmp. */
@@ -62,6 +70,9 @@ typedef struct {
                                hmmv-sync round trip of daemon-paced mode) */
   guint64 last_publish_ns;  /* QEMU's last publication took */
   const char *source;       /* "tcg", "kvm-dirty-ring", "kvm-dirty-log" or "unknown" */
+  gboolean paused;          /* the export is paused (hmmv-pause) */
+  guint64 pauses;           /* times it was paused */
+  gboolean excluding;       /* hmmv-start excluded the options' backends */
 } HmmvQemuDirtyStats;
 
 gboolean hmmv_qemu_dirty_tracker_get_stats(HmmvTracker *tracker, HmmvQemuDirtyStats *stats);

@@ -32,6 +32,24 @@ typedef enum {
   HMMV_WATCH_COARSE,
 } HmmvWatch;
 
+/* A write source that can pause (qemu-dirty: hmmv-pause, so KVM may map the guest with huge
+ * pages again) follows the watch with a duty cycle: FINE tracks every interval; COARSE tracks
+ * one interval in HMMV_PAUSE_CYCLE and is paused for the others, so the slower look that
+ * COARSE promises still happens. A paused source publishes nothing: its harvests report
+ * acc->intervals = 0, so nothing cools while it is paused. FINE while paused resumes at once.
+ * The source keeps one HmmvPauseCycle per VM and asks it what to do. */
+#define HMMV_PAUSE_CYCLE 8u
+typedef struct {
+  HmmvWatch watch;          /* the last watch the core gave */
+  gboolean paused;          /* the source is (to be) paused for the next interval */
+  guint paused_left;        /* paused harvests left before the next tracked interval */
+  guint64 pauses;           /* times it paused */
+} HmmvPauseCycle;
+/* After a harvest: TRUE when the source must be paused for the next interval. */
+gboolean hmmv_pause_cycle_after_harvest(HmmvPauseCycle *cycle);
+/* When the core sets the watch: TRUE when the source must resume now (FINE while paused). */
+gboolean hmmv_pause_cycle_set_watch(HmmvPauseCycle *cycle, HmmvWatch watch);
+
 struct hmmv_tracker_ops {
   const char *name;
   /* optional: begin tracking this VM */
@@ -45,6 +63,8 @@ struct hmmv_tracker_ops {
   /* optional: how closely to watch from now on (HmmvWatch); called by the core after each
    * interval, on the interval's thread; must not block on the kernel */
   void (*set_watch)(HmmvTracker *tracker, HmmvWatch watch);
+  /* optional: TRUE while the write source is paused (HmmvPauseCycle) */
+  gboolean (*is_paused)(HmmvTracker *tracker);
   /* optional: free priv */
   void (*destroy)(HmmvTracker *tracker);
 };
@@ -64,6 +84,8 @@ gboolean hmmv_tracker_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc,
 void hmmv_tracker_stop(HmmvTracker *tracker);
 /* Nothing when the backend has no set_watch. */
 void hmmv_tracker_set_watch(HmmvTracker *tracker, HmmvWatch watch);
+/* FALSE when the backend has no is_paused. */
+gboolean hmmv_tracker_is_paused(HmmvTracker *tracker);
 
 /* The fake tracker: the next harvest reports exactly the pages queued since the last one. */
 HmmvTracker *hmmv_fake_tracker_new(void);
@@ -74,6 +96,11 @@ void hmmv_fake_tracker_fail_next(HmmvTracker *tracker, HmmvError code);
 /* The watch the core last asked for (HMMV_WATCH_FINE before any), and how many times it
  * changed. */
 HmmvWatch hmmv_fake_tracker_get_watch(HmmvTracker *tracker, guint *changes);
+/* Make the fake tracker pause as qemu-dirty does (HmmvPauseCycle): while paused, a harvest
+ * drops what was queued and reports acc->intervals = 0. */
+void hmmv_fake_tracker_set_pausable(HmmvTracker *tracker, gboolean pausable);
+/* Times it paused so far (pausable only). */
+guint64 hmmv_fake_tracker_get_pauses(HmmvTracker *tracker);
 
 /* The replay tracker: one trace interval per harvest; at the end of the trace it starts over
  * when loop is TRUE, else reports nothing more. Fails when the trace's page count differs

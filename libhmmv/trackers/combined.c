@@ -75,6 +75,14 @@ combined_set_watch(HmmvTracker *tracker, HmmvWatch watch)
     hmmv_tracker_set_watch(c->reads, watch);
 }
 
+/* The write source's pause (reads are not paused; while writes are, the interval count is
+ * theirs, 0: nothing cools, and what the reads saw meanwhile is not used). */
+static gboolean
+combined_is_paused(HmmvTracker *tracker)
+{
+  return hmmv_tracker_is_paused(((Combined *)tracker->priv)->writes);
+}
+
 static void
 combined_destroy(HmmvTracker *tracker)
 {
@@ -92,6 +100,7 @@ static const struct hmmv_tracker_ops combined_ops = {
   .harvest = combined_harvest,
   .stop = combined_stop,
   .set_watch = combined_set_watch,
+  .is_paused = combined_is_paused,
   .destroy = combined_destroy,
 };
 

@@ -13,6 +13,8 @@ typedef struct {
   HmmvError fail_code;
   HmmvWatch watch;
   guint watch_changes;
+  gboolean pausable;
+  HmmvPauseCycle cycle;
 } FakeTracker;
 
 static gboolean
@@ -47,11 +49,21 @@ fake_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
     g_set_error(error, HMMV_ERROR, fake->fail_code, "fake failure (code %d)", fake->fail_code);
     return FALSE;
   }
+  /* Paused: nothing was tracked, nothing is published (as QEMU's hmmv-sync while paused). */
+  if (fake->pausable && fake->cycle.paused) {
+    g_array_set_size(fake->writes, 0);
+    g_array_set_size(fake->reads, 0);
+    acc->intervals = 0;
+    hmmv_pause_cycle_after_harvest(&fake->cycle);
+    return TRUE;
+  }
   ok = mark_queue(fake->writes, acc, TRUE, error) && mark_queue(fake->reads, acc, FALSE, error);
   g_array_set_size(fake->writes, 0);
   g_array_set_size(fake->reads, 0);
   if (ok)
     acc->intervals = 1;
+  if (ok && fake->pausable)
+    hmmv_pause_cycle_after_harvest(&fake->cycle);
   return ok;
 }
 
@@ -62,6 +74,16 @@ fake_set_watch(HmmvTracker *tracker, HmmvWatch watch)
 
   fake->watch_changes += fake->watch != watch;
   fake->watch = watch;
+  if (fake->pausable)
+    hmmv_pause_cycle_set_watch(&fake->cycle, watch);
+}
+
+static gboolean
+fake_is_paused(HmmvTracker *tracker)
+{
+  FakeTracker *fake = tracker->priv;
+
+  return fake->pausable && fake->cycle.paused;
 }
 
 static void
@@ -78,6 +100,7 @@ static const struct hmmv_tracker_ops fake_ops = {
   .name = "fake",
   .harvest = fake_harvest,
   .set_watch = fake_set_watch,
+  .is_paused = fake_is_paused,
   .destroy = fake_destroy,
 };
 
@@ -133,4 +156,23 @@ hmmv_fake_tracker_get_watch(HmmvTracker *tracker, guint *changes)
   if (changes != NULL)
     *changes = fake->watch_changes;
   return fake->watch;
+}
+
+void
+hmmv_fake_tracker_set_pausable(HmmvTracker *tracker, gboolean pausable)
+{
+  FakeTracker *fake;
+
+  g_return_if_fail(tracker != NULL && tracker->ops == &fake_ops);
+  fake = tracker->priv;
+  fake->pausable = pausable;
+  if (!pausable)
+    fake->cycle.paused = FALSE;
+}
+
+guint64
+hmmv_fake_tracker_get_pauses(HmmvTracker *tracker)
+{
+  g_return_val_if_fail(tracker != NULL && tracker->ops == &fake_ops, 0);
+  return ((FakeTracker *)tracker->priv)->cycle.pauses;
 }

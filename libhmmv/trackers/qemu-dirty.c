@@ -10,6 +10,14 @@
  *          merged, so a late harvest loses nothing.
  * A region flagged LAYOUT_STALE, or a layout that no longer matches, is reported as
  * HMMV_ERROR_LAYOUT_CHANGED; a QEMU that is gone as HMMV_ERROR_GONE.
+ * exclude:  backends left out of the export (hmmv-start's exclude): their ranges are in the VM
+ *           but get no block map, so their pages are never marked written.
+ * pause:    while the core says COARSE, hmmv-pause for 7 intervals in 8 (HmmvPauseCycle): a
+ *           paused QEMU publishes nothing, so those harvests report 0 intervals. Pause and
+ *           resume come at the end of a harvest (so the next harvest covers a whole tracked
+ *           interval), or in set_watch for a resume on FINE.
+ * A QEMU without exclude or hmmv-pause (a series before 10.0's 0011, 7.2's 0006) is tracked
+ * as before; the log says so once per VM.
  */
 #include "../procmaps.h"
 #include "../shm.h"
@@ -48,7 +56,24 @@ typedef struct {
   HmmvQemuDirtyStats stats;
   gboolean active;
   gboolean prestarted;      /* started by hmmv_qemu_dirty_tracker_prestart(), not yet used */
+  char **exclude;           /* NULL: export all */
+  gboolean excluding;       /* the running export excludes them */
+  gboolean no_exclude;      /* QEMU refused exclude (said once) */
+  gboolean no_pause;        /* QEMU has no hmmv-pause (said once) */
+  char *vm_name;
+  HmmvPauseCycle cycle;
+  gboolean qemu_paused;     /* what QEMU was last told */
 } QemuDirty;
+
+/* QEMU's answer to a command it does not know, or to an argument it does not take. */
+static gboolean
+qemu_lacks(const GError *error, const char *what)
+{
+  return error != NULL && g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL) &&
+         (strstr(error->message, "CommandNotFound") != NULL ||
+          (what != NULL && strstr(error->message, what) != NULL &&
+           strstr(error->message, "unexpected") != NULL));
+}
 
 void
 hmmv_qemu_range_free(HmmvQemuRange *range)
@@ -237,6 +262,18 @@ block_map_clear(gpointer data)
 /* Pair the region's blocks with the VM's regions; the VM was built from the same query, so
  * any difference means the layout changed in between. */
 static gboolean
+range_excluded(QemuDirty *qd, const HmmvQemuRange *range)
+{
+  if (!qd->excluding)
+    return FALSE;
+  for (guint i = 0; qd->exclude[i] != NULL; i++)
+    if (g_strcmp0(qd->exclude[i], range->block) == 0 ||
+        g_strcmp0(qd->exclude[i], range->memdev) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
 build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
 {
   int pid = hmmv_vm_get_pid(vm) > 0 ? hmmv_vm_get_pid(vm) : hmmv_qmp_get_peer_pid(qd->qmp);
@@ -268,6 +305,8 @@ build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
                   range->gpa);
       return FALSE;
     }
+    if (range_excluded(qd, range))
+      continue;   /* not exported: never seen written */
     for (b = 0; b < hmmv_shm_get_nr_blocks(qd->shm); b++)
       if (strcmp(hmmv_shm_get_block(qd->shm, b)->id, range->block) == 0)
         break;
@@ -335,6 +374,8 @@ qemu_dirty_export(QemuDirty *qd, HmmvVm *vm, GError **error)
   g_autofree char *memfd_name = g_strdup_printf("hmmv-%s", hmmv_vm_get_name(vm));
   int fd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
+  g_free(qd->vm_name);
+  qd->vm_name = g_strdup(hmmv_vm_get_name(vm));
   if (fd < 0) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "memfd_create: %s", g_strerror(errno));
     return FALSE;
@@ -351,7 +392,34 @@ qemu_dirty_export(QemuDirty *qd, HmmvVm *vm, GError **error)
    * because nothing is active is the normal case and not an error. */
   ret = hmmv_qmp_execute(qd->qmp, "hmmv-stop", NULL, NULL);
   g_clear_pointer(&ret, json_node_unref);
-  ret = hmmv_qmp_execute(qd->qmp, "hmmv-start", args, error);
+  qd->excluding = FALSE;
+  qd->qemu_paused = FALSE;
+  qd->cycle.paused = FALSE;
+  if (qd->exclude != NULL && qd->exclude[0] != NULL && !qd->no_exclude) {
+    g_autoptr(GError) local_error = NULL;
+    JsonArray *names = json_array_new();
+
+    for (guint i = 0; qd->exclude[i] != NULL; i++)
+      json_array_add_string_element(names, qd->exclude[i]);
+    json_object_set_array_member(args, "exclude", names);
+    ret = hmmv_qmp_execute(qd->qmp, "hmmv-start", args, &local_error);
+    if (ret == NULL && qemu_lacks(local_error, "exclude")) {
+      g_warning("vm %s: this QEMU cannot leave backends out of the write export (no "
+                "hmmv-start exclude: its hmmv series predates 10.0's 0011 / 7.2's 0006): "
+                "all guest RAM is tracked", qd->vm_name);
+      qd->no_exclude = TRUE;
+      json_object_remove_member(args, "exclude");
+    } else if (ret == NULL) {
+      g_propagate_prefixed_error(error, g_steal_pointer(&local_error),
+                                 "excluding backends from the write export: ");
+      close(fd);
+      return FALSE;
+    } else {
+      qd->excluding = TRUE;
+    }
+  }
+  if (ret == NULL)
+    ret = hmmv_qmp_execute(qd->qmp, "hmmv-start", args, error);
   if (ret != NULL)
     qd->shm = hmmv_shm_open_fd(fd, memfd_name, error);
   close(fd);
@@ -368,6 +436,9 @@ qemu_dirty_stop(HmmvTracker *tracker)
   if (qd->active)
     hmmv_qmp_post(qd->qmp, "hmmv-stop", NULL);
   qd->active = FALSE;
+  qd->qemu_paused = FALSE;
+  qd->stats.paused = FALSE;
+  qd->cycle.paused = FALSE;
   g_clear_pointer(&qd->shm, hmmv_shm_free);
   g_array_set_size(qd->blocks, 0);
 }
@@ -431,6 +502,44 @@ qemu_alive(QemuDirty *qd, GError **error)
   return TRUE;
 }
 
+/* Tell QEMU to pause or resume the export; FALSE when it cannot (QEMU without hmmv-pause:
+ * said once, and the tracker stops trying; another error: logged, tried again later). */
+static gboolean
+qemu_dirty_set_paused(QemuDirty *qd, gboolean paused)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  HmmvShmState state;
+
+  if (qd->no_pause || !qd->active || paused == qd->qemu_paused)
+    return !qd->no_pause;
+  ret = hmmv_qmp_execute(qd->qmp, paused ? "hmmv-pause" : "hmmv-resume", NULL, &local_error);
+  if (ret == NULL) {
+    if (qemu_lacks(local_error, NULL)) {
+      g_message("vm %s: this QEMU cannot pause its write export (no hmmv-pause: its hmmv "
+                "series predates 10.0's 0011 / 7.2's 0006): writes stay tracked while the VM "
+                "is settled", qd->vm_name);
+      qd->no_pause = TRUE;
+    } else {
+      g_warning("vm %s: %s: %s", qd->vm_name, paused ? "hmmv-pause" : "hmmv-resume",
+                local_error->message);
+    }
+    qd->cycle.paused = qd->qemu_paused;
+    return FALSE;
+  }
+  qd->qemu_paused = paused;
+  qd->stats.paused = paused;
+  if (paused) {
+    qd->stats.pauses++;
+    /* hmmv-pause published what came after this harvest's sync (a moment's writes): fold
+     * that publication into the interval just harvested, so the paused harvests that follow
+     * count no interval, and its bits (drained by the next harvest) are not used. */
+    if (qd->shm != NULL && hmmv_shm_read_state(qd->shm, &state, NULL))
+      qd->last_generation = state.generation;
+  }
+  return TRUE;
+}
+
 static gboolean
 qemu_dirty_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
 {
@@ -482,7 +591,27 @@ qemu_dirty_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **e
   qd->stats.harvests++;
   qd->stats.last_publish_ns = state.last_duration_ns;
   qd->stats.last_harvest_ns = (guint64)(g_get_monotonic_time() * 1000 - start_ns);
+  if (qd->options.pause_when_coarse && !qd->no_pause)
+    qemu_dirty_set_paused(qd, hmmv_pause_cycle_after_harvest(&qd->cycle));
   return TRUE;
+}
+
+static void
+qemu_dirty_set_watch(HmmvTracker *tracker, HmmvWatch watch)
+{
+  QemuDirty *qd = tracker->priv;
+
+  if (!qd->options.pause_when_coarse || qd->no_pause)
+    return;
+  /* FINE while paused: resume now, so the next interval is tracked whole. */
+  if (hmmv_pause_cycle_set_watch(&qd->cycle, watch))
+    qemu_dirty_set_paused(qd, FALSE);
+}
+
+static gboolean
+qemu_dirty_is_paused(HmmvTracker *tracker)
+{
+  return ((QemuDirty *)tracker->priv)->qemu_paused;
 }
 
 static void
@@ -493,6 +622,8 @@ qemu_dirty_destroy(HmmvTracker *tracker)
   qemu_dirty_stop(tracker);
   hmmv_qmp_free(qd->qmp);
   g_array_unref(qd->blocks);
+  g_strfreev(qd->exclude);
+  g_free(qd->vm_name);
   g_free(qd);
 }
 
@@ -501,6 +632,8 @@ static const struct hmmv_tracker_ops qemu_dirty_ops = {
   .start = qemu_dirty_start,
   .harvest = qemu_dirty_harvest,
   .stop = qemu_dirty_stop,
+  .set_watch = qemu_dirty_set_watch,
+  .is_paused = qemu_dirty_is_paused,
   .destroy = qemu_dirty_destroy,
 };
 
@@ -512,6 +645,9 @@ hmmv_qemu_dirty_tracker_new(HmmvQmp *qmp, const HmmvQemuDirtyOptions *options, G
 
   qd->qmp = qmp;
   qd->options = *options;
+  qd->exclude = options->exclude != NULL ? g_strdupv((char **)options->exclude) : NULL;
+  qd->options.exclude = NULL;   /* the copy above is the tracker's */
+  qd->vm_name = g_strdup("?");
   qd->blocks = g_array_new(FALSE, TRUE, sizeof(BlockMap));
   g_array_set_clear_func(qd->blocks, block_map_clear);
   qd->stats.source = "unknown";
@@ -519,6 +655,8 @@ hmmv_qemu_dirty_tracker_new(HmmvQmp *qmp, const HmmvQemuDirtyOptions *options, G
   if (tracker == NULL) {
     hmmv_qmp_free(qd->qmp);
     g_array_unref(qd->blocks);
+    g_strfreev(qd->exclude);
+    g_free(qd->vm_name);
     g_free(qd);
   }
   return tracker;
@@ -547,5 +685,6 @@ hmmv_qemu_dirty_tracker_get_stats(HmmvTracker *tracker, HmmvQemuDirtyStats *stat
   if (tracker->ops != &qemu_dirty_ops)
     return FALSE;
   *stats = ((QemuDirty *)tracker->priv)->stats;
+  stats->excluding = ((QemuDirty *)tracker->priv)->excluding;
   return TRUE;
 }

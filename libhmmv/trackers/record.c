@@ -129,6 +129,12 @@ record_set_watch(HmmvTracker *tracker, HmmvWatch watch)
   hmmv_tracker_set_watch(((Recording *)tracker->priv)->inner, watch);
 }
 
+static gboolean
+record_is_paused(HmmvTracker *tracker)
+{
+  return hmmv_tracker_is_paused(((Recording *)tracker->priv)->inner);
+}
+
 static void
 record_destroy(HmmvTracker *tracker)
 {
@@ -147,6 +153,7 @@ static const struct hmmv_tracker_ops record_ops = {
   .harvest = record_harvest,
   .stop = record_stop,
   .set_watch = record_set_watch,
+  .is_paused = record_is_paused,
   .destroy = record_destroy,
 };
 
