@@ -430,7 +430,8 @@ def run_coarse(opts, work, qemu):
             raise Failed(f"coarse: hmmvd did not manage the VM: {open(log).read()[-600:]}")
         start = seen
         while seen < start + opts.intervals * 3 and time.monotonic() < liveness:
-            if (vm.get("watch") == "coarse" and on_dram(g.read) >= 0.95 * len(g.read) and
+            if ((vm.get("watch") == "coarse" or opts.late_at == "fine") and
+                    on_dram(g.read) >= 0.95 * len(g.read) and
                     on_dram(g.write) >= 0.95 * len(g.write)):
                 break
             time.sleep(1)
@@ -440,9 +441,9 @@ def run_coarse(opts, work, qemu):
             f"read set {settled[0]}/{len(g.read)}, written {settled[1]}/{len(g.write)}, "
             f"late set {settled[2]}/{len(g.late_set)} on DRAM; budget "
             f"{vm.get('budget-pages')} dram {vm.get('dram-pages')} hot {vm.get('hot-pages')}")
-        if vm.get("watch") != "coarse":
-            raise Failed(f"coarse: the VM never went on the coarse watch in "
-                         f"{seen - start} intervals")
+        if vm.get("watch") != opts.late_at:
+            raise Failed(f"coarse: the VM's watch not {opts.late_at} in {seen - start} "
+                         f"intervals")
         if settled[2] > 0.05 * len(g.late_set):
             raise Failed(f"coarse: {settled[2]} pages of the untouched late set on DRAM "
                          f"before it began")
@@ -454,8 +455,9 @@ def run_coarse(opts, work, qemu):
         began, vm = vm_state()
         say(f"coarse: the late set ({len(g.late_set)} pages, on node 1) began at hmmvd's "
             f"interval {began}, watch {vm.get('watch')}")
-        if vm.get("watch") != "coarse":
-            raise Failed("coarse: the watch was no longer coarse when the late set began")
+        if vm.get("watch") != opts.late_at:
+            raise Failed(f"coarse: the watch was no longer {opts.late_at} when the late set "
+                         f"began")
         fine_at = promoted_at = None
         seen = began
         while seen < began + opts.late_intervals and time.monotonic() < liveness:
@@ -472,7 +474,7 @@ def run_coarse(opts, work, qemu):
             f"{on_dram(g.read)}/{len(g.read)}, written {on_dram(g.write)}/{len(g.write)}; "
             f"hmmvd read-pages {vm.get('read-pages')} hot {vm.get('hot-pages')} promoted "
             f"{vm.get('promotions-total')} demoted {vm.get('demotions-total')}")
-        print(f"reads: coarse late_set_on_dram={late}/{len(g.late_set)} "
+        print(f"reads: coarse late_at={opts.late_at} late_set_on_dram={late}/{len(g.late_set)} "
               f"intervals_to_fine={fine_at} intervals_to_95pct={promoted_at}", flush=True)
         if promoted_at is None:
             raise Failed(f"coarse: the late set that began on the coarse watch: {late} of "
@@ -498,7 +500,11 @@ def main():
     ap.add_argument("--track-intervals", type=int, default=30)
     ap.add_argument("--thp", default="never", choices=("never", "madvise", "always"),
                     help="transparent_hugepage/enabled in the testbed (default never)")
-    # coarse is not in the default until it has passed in the testbed
+    # coarse is not in the default: in the testbed (2026-12-03, load 10-12; BENCHMARKS.md,
+    # tests/testbed/reads-coarse-2026-12-03/) the late set reached 95% on DRAM in 40
+    # intervals once and stalled at 504/1,024 (60 intervals) once on the coarse watch, and at
+    # 656/1,024 after 151 intervals on the fine watch: the watch went back to fine in 8-13
+    # intervals each time, but the late set's promotion is not reliable on either watch
     ap.add_argument("--phases", default="track,reads,writes",
                     help="which of track, reads, writes, coarse to run (default: all but "
                          "coarse)")
@@ -506,6 +512,9 @@ def main():
                     help="coarse: pages of the late read set")
     ap.add_argument("--late-intervals", type=int, default=60,
                     help="coarse: hmmvd's intervals the late set has to be on DRAM")
+    ap.add_argument("--late-at", default="coarse", choices=("coarse", "fine"),
+                    help="coarse: begin the late set on the coarse watch (the case), or as soon "
+                         "as the read and written sets are on DRAM, still fine (the control)")
     opts = ap.parse_args()
     phases = set(opts.phases.split(","))
     if not phases <= {"track", "reads", "writes", "coarse"}:
