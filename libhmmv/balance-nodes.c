@@ -150,8 +150,9 @@ hmmv_balance_nodes(HmmvBalanceVm *vms, guint nr_vms, const guint64 *pools, guint
   ranks = own_ranks;
   place_mins(vms, nr_vms, spans, free_pages, nr_pools, ranks);
 
-  /* warm demand, by weight: what would pay back a move first, then every warm page up to
-   * what its VM holds, then every warm page (balance.c) */
+  /* warm demand, by weight: what would pay back a move first, then room for the hot pages
+   * waiting for it, then every warm page up to what its VM holds, then every warm page
+   * (balance.c) */
   caps = g_new0(guint64, nr_vms);
   for (guint round = 0; round < HMMV_BALANCE_ROUNDS; round++) {
     hmmv_balance_demand_caps(vms, nr_vms, spans, round, caps);

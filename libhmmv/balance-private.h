@@ -21,9 +21,10 @@ gboolean hmmv_balance_take_mins(HmmvBalanceVm *vms, guint nr_vms, guint64 pool_p
 /* Warm demand: the VM's pages of benefit > 0 and key >= min_key in [span->min, span->max). */
 guint64 hmmv_balance_warm_demand(const HmmvBalanceVm *vm, const VmSpan *span, guint min_key);
 /* The caps of the rounds of lending (balance.h): round 0, the demand the payback gate would
- * promote (key >= demand_min_key); round 1, every warm page (benefit > 0) up to the DRAM the
- * VM holds (held_pages); round 2, every warm page. */
-#define HMMV_BALANCE_ROUNDS 3
+ * promote (key >= demand_min_key); round 1, what the VM holds plus its hot pages waiting for
+ * room (held_pages + waiting_pages, when it has some); round 2, every warm page (benefit > 0)
+ * up to the DRAM the VM holds (held_pages); round 3, every warm page. */
+#define HMMV_BALANCE_ROUNDS 4
 void hmmv_balance_demand_caps(const HmmvBalanceVm *vms, guint nr_vms, const VmSpan *spans,
                               guint round, guint64 *caps);
 /* Water-fills left into the VMs by weight, none above caps[i] (a VM whose cap is its budget

@@ -141,9 +141,10 @@ hmmv_balance_warm_demand(const HmmvBalanceVm *vm, const VmSpan *span, guint min_
   return pos > span->min ? pos - span->min : 0;
 }
 
-/* Lending goes in three rounds (issue 7, item 11): first the demand that would pay back a
- * move (key >= demand_min_key: the core passes the payback gate's), then every warm page up
- * to the DRAM its VM holds, then every warm page. In scripts/demo, pages of the cold ranges
+/* Lending goes in four rounds (issue 7, item 11): first the demand that would pay back a
+ * move (key >= demand_min_key: the core passes the payback gate's), then room for the hot
+ * pages a VM has waiting on the slow tier (below), then every warm page up to the DRAM its VM
+ * holds, then every warm page. In scripts/demo, pages of the cold ranges
  * written once in a while (each in 1-4% of intervals) counted as demand as much as another
  * VM's hot set, and as their number went up and down with the guests' speed, so did the
  * shares: big's budget swung by thousands of pages below a hot set it could not hold, and
@@ -157,7 +158,16 @@ hmmv_balance_warm_demand(const HmmvBalanceVm *vm, const VmSpan *span, guint min_
  * another VM's hold; lent in one round, in hmmv-corun's recorded co-runs at 50% DRAM the VM
  * that had first-touched the most (every page written once at start) was demoted to an
  * equal share at the cap, 1,800 pages in 5 intervals, for DRAM no other VM then promoted
- * into (it sat idle). Cold DRAM (benefit 0) still goes to them in the last round. */
+ * into (it sat idle). Cold DRAM (benefit 0) still goes to them in the last round.
+ * The second round (waiting_pages, the planner's promote_no_room): a VM's budget covering its
+ * paying demand is not enough when its DRAM is full of its own pages below the gate (first
+ * touches): without room its hot pages on the slow tier can only be swapped in, and a swap
+ * asks for a key beyond the noise of both estimates (plan.c), about 100 keys above a first
+ * touch's. In tests/test-churn.c a hot set that moved had 120 of its pages wait 5 intervals
+ * so (keys 73-106; on DRAM again 9 intervals after the shift, 3 before the round above kept
+ * sub-gate DRAM with its holders). So after every VM's paying demand, a VM with such pages
+ * gets room for them above what it holds, before the warm pages below the gate keep the DRAM
+ * their VMs hold: DRAM it will promote into at once, not DRAM that sits idle. */
 void
 hmmv_balance_demand_caps(const HmmvBalanceVm *vms, guint nr_vms, const VmSpan *spans,
                          guint round, guint64 *caps)
@@ -169,7 +179,11 @@ hmmv_balance_demand_caps(const HmmvBalanceVm *vms, guint nr_vms, const VmSpan *s
     if (round > 0) {
       guint64 warm = spans[i].min + hmmv_balance_warm_demand(&vms[i], &spans[i], 0);
 
-      want = MAX(want, round == 1 ? MIN(warm, vms[i].held_pages) : warm);
+      if (round == 1)
+        want = MAX(want, vms[i].waiting_pages > 0 ?
+                         MIN(spans[i].max, vms[i].held_pages + vms[i].waiting_pages) : 0);
+      else
+        want = MAX(want, round == 2 ? MIN(warm, vms[i].held_pages) : warm);
     }
     caps[i] = MAX(spans[i].budget, want);
   }

@@ -97,6 +97,7 @@ hmmv_core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **erro
       .weight = quota->weight,
       .prev_budget = hmmv_vm_get_budget_pages(cvm->vm),
       .held_pages = hmmv_vm_get_dram_pages(cvm->vm),
+      .waiting_pages = cvm->plan.promote_no_room,
       .demand_min_key = hmmv_plan_payback_min_key(&core->params),
     };
     map[n++] = i;

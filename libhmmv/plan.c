@@ -499,6 +499,8 @@ decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 
 
     by_swap = MIN(wanted - by_room, pool_available(&pool, gate->swap_max[key]));
     by_swap = MIN(by_swap, pool_available(&pool, HMMV_NR_KEYS - 1) - forced);
+    if ((guint)key >= gate->room_min_key)
+      plan->promote_no_room += wanted - by_room - by_swap;
     if ((guint)key < gate->room_min_key)
       plan->promote_gated += wanted - by_swap;   /* not known to pay back: not into room */
     if (unit_pages > 0) {
@@ -793,6 +795,7 @@ hmmv_plan_build(HmmvVm *vm, const HmmvHotCut *cut, guint64 budget_pages, guint64
   plan->promote_wanted = 0;
   plan->deferred_cap = 0;
   plan->promote_gated = 0;
+  plan->promote_no_room = 0;
   plan->promote_pages = 0;
   plan->demote_pages = 0;
   plan->deferred_unit = 0;

@@ -277,6 +277,41 @@ START_TEST(test_sub_gate_demand_keeps_held)
 }
 END_TEST
 
+/* Hot pages waiting on the slow tier for room (waiting_pages: the planner could neither put
+ * them in free room nor swap them for the VM's own pages below the gate) get room above what
+ * their VM holds, after every VM's paying demand and before other VMs' warm pages below the
+ * gate keep their DRAM (issue 7, item 11: test-churn's shifting hot set). vm1 holds 400 (its
+ * own first touches among them) and has 350 paying pages, 100 of them waiting: before, 600 /
+ * 400 here (vm1's budget = what it holds, no room); now 500 / 500. */
+START_TEST(test_waiting_pages_get_room)
+{
+  Case c = { .nr_vms = 2, .pool = 1000 };
+
+  for (guint i = 0; i < 2; i++) {
+    c.vms[i] = (HmmvBalanceVm){ .nr_pages = 2048, .weight = 100, .demand_min_key = 0x40 };
+    c.hist[i].count[0x10] = 1024;
+  }
+  c.hist[1].count[0x80] = 350;
+  c.vms[0].held_pages = 700;
+  c.vms[1].held_pages = 400;
+  case_link(&c);
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[0].budget, 600);
+  ck_assert_uint_eq(c.vms[1].budget, 400);
+
+  c.vms[1].waiting_pages = 100;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[1].budget, 500);
+  ck_assert_uint_eq(c.vms[0].budget, 500);
+
+  /* but not before another VM's paying demand: vm0's 700 pages turn hot */
+  c.hist[0].count[0x80] = 700;
+  balance_ok(&c);
+  ck_assert_uint_eq(c.vms[1].budget, 350);
+  ck_assert_uint_eq(c.vms[0].budget, 650);
+}
+END_TEST
+
 /* Mins that do not fit are scaled down in proportion, never failed (issue 7, item 5: the
  * balance failed, the last budgets stayed, and a VM added meanwhile kept a budget of 0). */
 START_TEST(test_mins_scaled)
@@ -524,6 +559,7 @@ balance_suite(void)
   tcase_add_test(tc, test_equal_shares);
   tcase_add_test(tc, test_cold_dram_stays_with_holder);
   tcase_add_test(tc, test_sub_gate_demand_keeps_held);
+  tcase_add_test(tc, test_waiting_pages_get_room);
   tcase_add_test(tc, test_errors);
   tcase_add_test(tc, test_mins_scaled);
   tcase_add_test(tc, test_large);

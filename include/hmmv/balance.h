@@ -7,10 +7,12 @@
  * demand is its pages of benefit > 0 (hmmv_temperature_benefit(key)) beyond its min, up to
  * its max, and the lent DRAM is water-filled over those demands by weight (weighted max-min
  * fairness: while two VMs both want more, weight 200 gets twice what weight 100 gets, however
- * hot each one's pages are; this in three rounds, the demand at keys from the VM's
- * demand_min_key first, then all of it up to the DRAM the VM holds (held_pages: warm pages
- * the payback gate would not promote do not take DRAM another VM's warm pages hold), then all
- * of it; what a VM does not want below its share goes to the others by weight). Rounding: floor shares, then one page each to the VMs with the smallest
+ * hot each one's pages are; this in four rounds, the demand at keys from the VM's
+ * demand_min_key first, then room above the DRAM it holds for its hot pages waiting on the
+ * slow tier for room (waiting_pages), then all of it up to the DRAM the VM holds
+ * (held_pages: warm pages the payback gate would not promote do not take DRAM another VM's
+ * warm pages hold), then all of it; what a VM does not want below its share goes to the
+ * others by weight). Rounding: floor shares, then one page each to the VMs with the smallest
  * (got + 1) / weight, ties to the lower index. Which of its pages a VM keeps on DRAM within
  * its budget is its hottest first (classify). DRAM no VM can use with benefit stays with the
  * VM that holds it (up to held_pages: taking it back would demote pages for nothing); what is
@@ -37,6 +39,10 @@ typedef struct {
                                is): the core passes the payback gate's (plan.h), so pages that
                                would not be promoted, a move would not pay back, are lent DRAM
                                only after every VM's paying demand */
+  guint64 waiting_pages;    /* its hot pages on the slow tier that room would let it promote
+                               (the last plan's promote_no_room): lent room above what it
+                               holds after every VM's paying demand, before warm pages below
+                               the gate keep the DRAM their VMs hold */
   guint64 budget;           /* out */
   guint64 min_granted;      /* out: the min it got, below min_pages when the mins were scaled */
 } HmmvBalanceVm;

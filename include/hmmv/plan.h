@@ -43,6 +43,9 @@ typedef struct {
   guint64 promote_wanted;   /* hot pages on the slow tier, before the cap */
   guint64 deferred_cap;     /* moves the bandwidth cap pushed to a later interval */
   guint64 promote_gated;    /* hot slow-tier pages not promoted: they would not pay back */
+  guint64 promote_no_room;  /* hot slow-tier pages past the room gate that neither free room
+                             * nor a swap could take (the swap's noise test): what a budget
+                             * above the DRAM the VM holds would let it promote */
   guint64 deferred_unit;    /* pages chosen but not moved because a huge unit did not fit
                              * whole in what was chosen at its key (or in the room its
                              * demotions made) */
