@@ -32,7 +32,7 @@ typedef struct {
   char *command;
   char *name;
   int id;                       /* the libvirt run id the transport was made for */
-  int fd;                       /* a duplicate passed with the command (getfd), or -1 */
+  int fd;                       /* a duplicate passed with the command (getfd, add-fd), or -1 */
   gint64 deadline_us;           /* the caller's, monotonic */
   guint64 round;                /* KIND_SYNC sent ahead: its sync round, else 0 */
   /* results, under lq->lock */
@@ -415,25 +415,11 @@ transport_transact(HmmvQmp *qmp, const char *command_json, GError **error)
   return exchange(qmp->priv, command_json, -1, error);
 }
 
-static gboolean
-transport_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error)
+/* The fd goes with the command (virDomainQemuMonitorCommandWithFiles). */
+static char *
+transport_transact_fd(HmmvQmp *qmp, const char *command_json, int fd, GError **error)
 {
-  g_autoptr(JsonObject) args = json_object_new();
-  g_autofree char *command = NULL;
-  g_autofree char *reply = NULL;
-  g_autoptr(JsonNode) ret = NULL;
-
-  json_object_set_string_member(args, "fdname", fdname);
-  command = hmmv_qmp_build_command("getfd", args);
-  reply = exchange(qmp->priv, command, fd, error);
-  if (reply == NULL)
-    return FALSE;
-  ret = hmmv_qmp_parse_reply(reply, error);
-  if (ret == NULL) {
-    g_prefix_error(error, "getfd: ");
-    return FALSE;
-  }
-  return TRUE;
+  return exchange(qmp->priv, command_json, fd, error);
 }
 
 /* hmmv-stop and the like: queued in order with the domain's other exchanges, not waited
@@ -477,7 +463,7 @@ transport_destroy(HmmvQmp *qmp)
 static const struct hmmv_qmp_ops transport_ops = {
   .name = "libvirt",
   .transact = transport_transact,
-  .send_fd = transport_send_fd,
+  .transact_fd = transport_transact_fd,
   .post = transport_post,
   .destroy = transport_destroy,
 };

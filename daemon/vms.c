@@ -230,10 +230,10 @@ proxy_transact(HmmvQmp *qmp, const char *command_json, GError **error)
   return real->ops->transact(real, command_json, error);
 }
 
-static gboolean
-proxy_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error)
+static char *
+proxy_transact_fd(HmmvQmp *qmp, const char *command_json, int fd, GError **error)
 {
-  return hmmv_qmp_send_fd(qmp->priv, fd, fdname, error);
+  return hmmv_qmp_transact_fd(qmp->priv, command_json, fd, error);
 }
 
 static void
@@ -250,7 +250,7 @@ proxy_post(HmmvQmp *qmp, const char *command_json)
 static const struct hmmv_qmp_ops proxy_ops = {
   .name = "hmmvd-borrowed",
   .transact = proxy_transact,
-  .send_fd = proxy_send_fd,
+  .transact_fd = proxy_transact_fd,
   .post = proxy_post,
 };
 

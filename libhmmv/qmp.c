@@ -103,11 +103,24 @@ hmmv_qmp_parse_reply(const char *text, GError **error)
   return json_node_copy(json_object_get_member(object, "return"));
 }
 
-JsonNode *
-hmmv_qmp_execute(HmmvQmp *qmp, const char *command, JsonObject *arguments, GError **error)
+char *
+hmmv_qmp_transact_fd(HmmvQmp *qmp, const char *command_json, int fd, GError **error)
+{
+  if (qmp->ops->transact_fd == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+                "QMP transport %s cannot pass file descriptors", qmp->ops->name);
+    return NULL;
+  }
+  return qmp->ops->transact_fd(qmp, command_json, fd, error);
+}
+
+/* One exchange, with fd passed alongside when fd >= 0. */
+static JsonNode *
+execute(HmmvQmp *qmp, const char *command, JsonObject *arguments, int fd, GError **error)
 {
   g_autofree char *text = hmmv_qmp_build_command(command, arguments);
-  g_autofree char *reply = qmp->ops->transact(qmp, text, error);
+  g_autofree char *reply = fd >= 0 ? hmmv_qmp_transact_fd(qmp, text, fd, error)
+                                   : qmp->ops->transact(qmp, text, error);
   JsonNode *ret;
 
   if (reply == NULL) {
@@ -118,6 +131,23 @@ hmmv_qmp_execute(HmmvQmp *qmp, const char *command, JsonObject *arguments, GErro
   if (ret == NULL)
     g_prefix_error(error, "%s: ", command);
   return ret;
+}
+
+JsonNode *
+hmmv_qmp_execute(HmmvQmp *qmp, const char *command, JsonObject *arguments, GError **error)
+{
+  return execute(qmp, command, arguments, -1, error);
+}
+
+JsonNode *
+hmmv_qmp_execute_with_fd(HmmvQmp *qmp, const char *command, JsonObject *arguments, int fd,
+                         GError **error)
+{
+  if (fd < 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT, "%s: no fd to pass", command);
+    return NULL;
+  }
+  return execute(qmp, command, arguments, fd, error);
 }
 
 void
@@ -136,12 +166,12 @@ hmmv_qmp_post(HmmvQmp *qmp, const char *command, JsonObject *arguments)
 gboolean
 hmmv_qmp_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error)
 {
-  if (qmp->ops->send_fd == NULL) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
-                "QMP transport %s cannot pass file descriptors", qmp->ops->name);
-    return FALSE;
-  }
-  return qmp->ops->send_fd(qmp, fd, fdname, error);
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+
+  json_object_set_string_member(args, "fdname", fdname);
+  ret = hmmv_qmp_execute_with_fd(qmp, "getfd", args, fd, error);
+  return ret != NULL;
 }
 
 gboolean
@@ -356,49 +386,38 @@ socket_qmp_transact(HmmvQmp *qmp, const char *command_json, GError **error)
   return socket_read_reply(sq, error);
 }
 
-static gboolean
-socket_qmp_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error)
+static char *
+socket_qmp_transact_fd(HmmvQmp *qmp, const char *command_json, int fd, GError **error)
 {
   SocketQmp *sq = qmp->priv;
-  g_autoptr(JsonObject) args = json_object_new();
-  g_autofree char *command = NULL;
-  g_autofree char *line = NULL;
-  g_autofree char *reply = NULL;
+  g_autofree char *line = g_strconcat(command_json, "\n", NULL);
   g_autoptr(GSocketControlMessage) message = g_unix_fd_message_new();
   g_autoptr(GError) local_error = NULL;
-  g_autoptr(JsonNode) ret = NULL;
   GOutputVector vector;
   gssize n;
 
-  json_object_set_string_member(args, "fdname", fdname);
-  command = hmmv_qmp_build_command("getfd", args);
-  line = g_strconcat(command, "\n", NULL);
   exchange_begin(sq);
-  if (!g_unix_fd_message_append_fd(G_UNIX_FD_MESSAGE(message), fd, &local_error))
-    return map_io_error(sq, local_error, error);
-  /* The fd travels with the first byte of the getfd command; the rest follows plainly. */
+  if (!g_unix_fd_message_append_fd(G_UNIX_FD_MESSAGE(message), fd, &local_error)) {
+    map_io_error(sq, local_error, error);
+    return NULL;
+  }
+  /* The fd travels with the command's first byte; the rest follows plainly. */
   vector.buffer = line;
   vector.size = 1;
   n = g_socket_send_message(sq->socket, NULL, &vector, 1, &message, 1, 0, NULL, &local_error);
-  if (n < 0)
-    return map_io_error(sq, local_error, error);
-  if (!socket_write_all(sq, line + 1, strlen(line) - 1, error))
-    return FALSE;
-  reply = socket_read_reply(sq, error);
-  if (reply == NULL)
-    return FALSE;
-  ret = hmmv_qmp_parse_reply(reply, error);
-  if (ret == NULL) {
-    g_prefix_error(error, "getfd: ");
-    return FALSE;
+  if (n < 0) {
+    map_io_error(sq, local_error, error);
+    return NULL;
   }
-  return TRUE;
+  if (!socket_write_all(sq, line + 1, strlen(line) - 1, error))
+    return NULL;
+  return socket_read_reply(sq, error);
 }
 
 static const struct hmmv_qmp_ops socket_qmp_ops = {
   .name = "unix-socket",
   .transact = socket_qmp_transact,
-  .send_fd = socket_qmp_send_fd,
+  .transact_fd = socket_qmp_transact_fd,
   .destroy = socket_qmp_destroy,
 };
 

@@ -22,8 +22,9 @@ struct hmmv_qmp_ops {
   const char *name;
   /* required: the full command text ({"execute": ...}) -> the full reply text */
   char *(*transact)(HmmvQmp *qmp, const char *command_json, GError **error);
-  /* optional: pass fd to QEMU under fdname (getfd); FALSE with NOT_SUPPORTED if impossible */
-  gboolean (*send_fd)(HmmvQmp *qmp, int fd, const char *fdname, GError **error);
+  /* optional: as transact, with fd passed to QEMU alongside the command (a command that takes
+   * one: getfd, add-fd); without it, hmmv_qmp_transact_fd fails with NOT_SUPPORTED */
+  char *(*transact_fd)(HmmvQmp *qmp, const char *command_json, int fd, GError **error);
   /* optional: send the command, in order with the others, without waiting for its reply
    * (hmmv_qmp_post); without it, post runs transact and drops the reply */
   void (*post)(HmmvQmp *qmp, const char *command_json);
@@ -61,6 +62,15 @@ int hmmv_qmp_get_peer_pid(HmmvQmp *qmp);
  * description, HMMV_ERROR_GONE when QEMU closed the connection. */
 JsonNode *hmmv_qmp_execute(HmmvQmp *qmp, const char *command, JsonObject *arguments,
                            GError **error);
+/* As hmmv_qmp_execute, passing fd to QEMU with the command (the transport's transact_fd:
+ * SCM_RIGHTS on a socket, virDomainQemuMonitorCommandWithFiles through libvirt); the caller
+ * keeps fd. HMMV_ERROR_NOT_SUPPORTED when the transport cannot pass file descriptors. */
+JsonNode *hmmv_qmp_execute_with_fd(HmmvQmp *qmp, const char *command, JsonObject *arguments,
+                                   int fd, GError **error);
+/* The transport's transact_fd, or NOT_SUPPORTED without one (for transports that wrap
+ * another). */
+char *hmmv_qmp_transact_fd(HmmvQmp *qmp, const char *command_json, int fd, GError **error);
+/* getfd: QEMU keeps a duplicate of fd under fdname. */
 gboolean hmmv_qmp_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error);
 /* Execute a command whose reply nobody reads (hmmv-stop): a transport with a post hook
  * queues it behind the commands before it and returns at once. */
