@@ -118,7 +118,7 @@ def main():
         nr_pages, intervals = rec.read_trace(trace)
         written = set()
         for _, pages in intervals:
-            written.update(p for p, (_, w) in pages.items() if w)
+            written.update(p for p, (_, w, _) in pages.items() if w)
         print(f"# recorder: {st['insns_before_start']} instructions before the mark (boot, "
               f"loading the keys), {st['instructions']} after in {len(intervals)} intervals, "
               f"{st['llc_misses']} LLC misses of {st['accesses']} accesses, "
