@@ -347,6 +347,24 @@ hmmv_qemu_proc_run_phase(HmmvQemuProc *proc, guint k, GHashTable *expected, guin
   }
 }
 
+gboolean
+hmmv_harness_built_with(const char *qemu, const char *const *patches, gsize n,
+                        const char *what, char **why)
+{
+  g_autofree char *bin = g_path_get_dirname(qemu);
+  g_autofree char *top = g_path_get_dirname(bin);
+  g_autofree char *info_path = g_build_filename(top, "BUILD-INFO", NULL);
+  g_autofree char *info = NULL;
+
+  if (!g_file_get_contents(info_path, &info, NULL, NULL))
+    return TRUE;
+  for (gsize i = 0; i < n; i++)
+    if (strstr(info, patches[i]) != NULL)
+      return TRUE;
+  *why = g_strdup_printf("%s was built without %s (see its BUILD-INFO)", qemu, what);
+  return FALSE;
+}
+
 const char *
 hmmv_harness_accel(const char *mode)
 {

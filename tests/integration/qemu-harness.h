@@ -30,6 +30,11 @@ const char *hmmv_harness_accel(const char *mode);
  * migration fails, QMP fails, or want does not come within timeout_ms (a liveness bound). */
 gboolean hmmv_harness_wait_migration(HmmvQmp *qmp, const char *want, guint timeout_ms,
                                      GError **error);
+/* FALSE when build.sh's BUILD-INFO beside the binary (bin/../BUILD-INFO) lists none of the
+ * n patches (file names in qemu-patches/series or 10.0/series); *why then names the QEMU and
+ * what (the feature they carry). A QEMU built some other way has no BUILD-INFO: TRUE. */
+gboolean hmmv_harness_built_with(const char *qemu, const char *const *patches, gsize n,
+                                 const char *what, char **why);
 
 /* accel: "tcg" or e.g. "kvm,dirty-ring-size=4096"; extra: more QEMU arguments (NULL-ended
  * vector, may be NULL); append: the guest's command line. */

@@ -375,27 +375,6 @@ static const char *const fix_patches[] = {
   "0010-hmmv-report-the-writes-of-loadvm-and-incoming-migrat.patch",       /* 10.0 */
 };
 
-/* FALSE, with why, when build.sh's BUILD-INFO beside the binary (bin/../BUILD-INFO) lists
- * the series it was built from and none of the fix patches is in it. A QEMU built some other
- * way has no BUILD-INFO: it is tested. */
-static gboolean
-qemu_has_fixes(const char *qemu, char **why)
-{
-  g_autofree char *bin = g_path_get_dirname(qemu);
-  g_autofree char *top = g_path_get_dirname(bin);
-  g_autofree char *info_path = g_build_filename(top, "BUILD-INFO", NULL);
-  g_autofree char *info = NULL;
-
-  if (!g_file_get_contents(info_path, &info, NULL, NULL))
-    return TRUE;
-  for (gsize i = 0; i < G_N_ELEMENTS(fix_patches); i++)
-    if (strstr(info, fix_patches[i]) != NULL)
-      return TRUE;
-  *why = g_strdup_printf("%s was built without the series' calc-dirty-rate and loadvm fixes "
-                         "(7.2: 0005; 10.0: 0008-0010; see its BUILD-INFO)", qemu);
-  return FALSE;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -406,7 +385,9 @@ main(int argc, char **argv)
   if (!hmmv_harness_prepare("needs root: the tracker maps regions QEMU created",
                             &qemu_path, &guest_path, &why))
     return hmmv_test_skip_all(why);
-  if (!qemu_has_fixes(qemu_path, &why))
+  if (!hmmv_harness_built_with(qemu_path, fix_patches, G_N_ELEMENTS(fix_patches),
+                               "the series' calc-dirty-rate and loadvm fixes (7.2: 0005; "
+                               "10.0: 0008-0010)", &why))
     return hmmv_test_skip_all(why);
   if (g_str_has_prefix(accel_mode, "kvm") && !hmmv_harness_kvm_usable(&why))
     return hmmv_test_skip_all(why);

@@ -597,26 +597,6 @@ static const char *const patches[] = {
   "0011-hmmv-export-chosen-memory-backends-and-pause-without.patch", /* 10.0 */
 };
 
-/* FALSE, with why, when build.sh's BUILD-INFO (bin/../BUILD-INFO) lists neither patch. A
- * QEMU built some other way has no BUILD-INFO: it is tested. */
-static gboolean
-qemu_has_pause(const char *qemu, char **why)
-{
-  g_autofree char *bin = g_path_get_dirname(qemu);
-  g_autofree char *top = g_path_get_dirname(bin);
-  g_autofree char *info_path = g_build_filename(top, "BUILD-INFO", NULL);
-  g_autofree char *info = NULL;
-
-  if (!g_file_get_contents(info_path, &info, NULL, NULL))
-    return TRUE;
-  for (gsize i = 0; i < G_N_ELEMENTS(patches); i++)
-    if (strstr(info, patches[i]) != NULL)
-      return TRUE;
-  *why = g_strdup_printf("%s was built without per-backend export and pause (7.2: 0006; "
-                         "10.0: 0011; see its BUILD-INFO)", qemu);
-  return FALSE;
-}
-
 static Suite *
 pause_suite(void)
 {
@@ -640,7 +620,8 @@ main(void)
   if (!hmmv_harness_prepare("needs root: the tracker case maps regions QEMU created",
                              &qemu_path, &guest_path, &why))
     return hmmv_test_skip_all(why);
-  if (!qemu_has_pause(qemu_path, &why))
+  if (!hmmv_harness_built_with(qemu_path, patches, G_N_ELEMENTS(patches),
+                               "per-backend export and pause (7.2: 0006; 10.0: 0011)", &why))
     return hmmv_test_skip_all(why);
   return hmmv_test_run(pause_suite());
 }
