@@ -90,6 +90,29 @@ def replay_case(exe, traces, tmp, profile, dram):
     return by
 
 
+def hotsets_case(traces):
+    """corun-hotsets.py (the fairness section's hot sets and pool): its invariants hold; with
+    --cover 1 the hot set is every touched page, with 0.9 fewer; the pool is the fraction of
+    the 4 x 4,096 pages."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corun-hotsets.py")
+    rows = {}
+    for cover in ("1", "0.9"):
+        r = run([sys.executable, script, traces, "--cover", cover, "--dram", "0.5", "--check"])
+        check(r.returncode == 0 and "ok: every hot set" in r.stdout,
+              f"corun-hotsets --cover {cover}: invariants hold ({r.stdout.strip()[-200:]})")
+        line = [ln for ln in r.stdout.splitlines() if ln.startswith("| all |")]
+        cells = [c.strip() for c in line[0].split("|")] if line else []
+        if len(cells) >= 7:
+            rows[cover] = (cells[5], cells[6])       # touched (mean; p95), hot set (mean; p95)
+        check("a pool of 8,192 pages" in r.stdout, f"corun-hotsets --cover {cover}: the pool "
+              "is 50% of 16,384 pages")
+    if len(rows) == 2:
+        check(rows["1"][0] == rows["1"][1], f"cover 1: hot set == touched ({rows['1']})")
+        t = float(rows["0.9"][0].split(";")[0].replace(",", ""))
+        h = float(rows["0.9"][1].split(";")[0].replace(",", ""))
+        check(h < t, f"cover 0.9: hot set {h:.0f} < touched {t:.0f} pages")
+
+
 def main():
     exe = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="hmmv-corun-check-")
@@ -98,6 +121,7 @@ def main():
         r = run([exe, "gen", "--out", traces, "--vms", "4", "--pages", "4096",
                  "--intervals", "40"])
         check(r.returncode == 0 and "SYNTHETIC" in r.stdout, "gen writes a synthetic setup")
+        hotsets_case(traces)
         results = {}
         for profile in ["optane", "cxl"]:
             for dram in [0.25, 0.5]:
