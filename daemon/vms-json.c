@@ -132,6 +132,11 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_uint(builder, "deferred-host-cap-pages", last->deferred_host_cap);
   add_uint(builder, "deferred-batch-pages", last->deferred_batch);
   add_uint(builder, "placement-unread-pages", last->placement_unread);
+  /* the rolling placement rescan: pages re-read this interval, those found moved behind
+   * hmmv's back, and the intervals to its next window (1-8: slower while it finds nothing) */
+  add_uint(builder, "rescanned-pages", last->rescanned);
+  add_uint(builder, "rescan-drift-pages", last->rescan_drift);
+  add_uint(builder, "rescan-gap", last->rescan_gap);
   add_uint(builder, "deferred-room-pages", last->deferred_room);
   add_uint(builder, "deferred-unit-pages", last->deferred_unit);
   add_uint(builder, "moved-cap-pages", last->moved_max_pages);

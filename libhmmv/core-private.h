@@ -44,6 +44,9 @@ typedef struct {
   HmmvPlan plan;
   gboolean paused;          /* the interval's copy of ctl_paused */
   guint64 rescan_next;      /* first page of the next placement refresh window */
+  guint rescan_gap;         /* intervals between its refresh windows: 1 up to
+                               HMMV_CORE_RESCAN_GAP_MAX, doubled by a window with no drift */
+  guint64 rescan_due;       /* interval index of its next refresh window */
   guint64 place_next;       /* first page whose placement the core has not read since the VM
                                was added (nr_pages: all read); see HMMV_CORE_ADD_SLICE_PAGES */
   guint64 place_thp_next;   /* first THP block not read with it */
@@ -174,7 +177,8 @@ void hmmv_core_learn_speed(HmmvCore *core);
 gboolean hmmv_core_read_placement(HmmvCore *core, CoreVm *cvm, GError **error);
 /* loop-place.c: after the harvest, the placement of pages first touched while unknown, a
  * rolling rescan window, and a rolling window of THP state. */
-gboolean hmmv_core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error);
+gboolean hmmv_core_refresh_placement(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep,
+                                     GError **error);
 /* loop-place.c: just before a move, drops the entries of `pages` whose unit changed since the
  * plan (a THP formed or split); they wait for the next plan. */
 gboolean hmmv_core_fresh_units(HmmvCore *core, HmmvVm *vm, GArray *pages, GError **error);

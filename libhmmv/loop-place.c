@@ -32,38 +32,73 @@ core_query_range(HmmvCore *core, HmmvVm *vm, guint64 first, guint64 nr, GError *
   return TRUE;
 }
 
-/* THP state: a rolling window of the VM's 2 MiB blocks (core.h). */
+/* THP state: a rolling window of the VM's 2 MiB blocks (core.h); *changed gets the blocks
+ * whose state changed. */
 static gboolean
-core_refresh_thp(HmmvCore *core, CoreVm *cvm, GError **error)
+core_refresh_thp(HmmvCore *core, CoreVm *cvm, guint64 *changed, GError **error)
 {
   guint64 nr_blocks = hmmv_vm_get_nr_thp_blocks(cvm->vm);
   guint64 window = CLAMP(nr_blocks / HMMV_CORE_RESCAN_DIVISOR, HMMV_CORE_THP_RESCAN_MIN_BLOCKS,
                          HMMV_CORE_THP_RESCAN_MAX_BLOCKS);
 
+  *changed = 0;
   if (nr_blocks == 0)
     return TRUE;
   if (cvm->thp_next >= nr_blocks)
     cvm->thp_next = 0;
   window = MIN(window, nr_blocks - cvm->thp_next);
-  if (!hmmv_mover_refresh_thp(core->mover, cvm->vm, cvm->thp_next, window, NULL, error))
+  if (!hmmv_mover_refresh_thp(core->mover, cvm->vm, cvm->thp_next, window, changed, error))
     return FALSE;
   cvm->thp_next += window;
   return TRUE;
 }
 
-/* Placement the core does not know yet: pages accessed while unknown (first touch since the
- * last look), plus a rolling window so moves the kernel makes on its own are noticed. */
-gboolean
-hmmv_core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error)
+/* The rolling window: pages [rescan_next, + window) asked again, counting those the record
+ * had elsewhere (HMMV_PLACE_NODE before and after the query), and the THP window. */
+static gboolean
+core_rescan_window(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
 {
   HmmvVm *vm = cvm->vm;
-  const HmmvAccess *acc = cvm->acc;
   guint64 nr_pages = hmmv_vm_get_nr_pages(vm);
   guint64 window = CLAMP(nr_pages / HMMV_CORE_RESCAN_DIVISOR, HMMV_CORE_RESCAN_MIN_PAGES,
                          HMMV_CORE_RESCAN_MAX_PAGES);
+  g_autofree guint8 *before = NULL;
+  guint64 first, drift = 0, thp_changed = 0;
+
+  window = MIN(window, nr_pages);
+  if (cvm->rescan_next >= nr_pages)
+    cvm->rescan_next = 0;
+  first = cvm->rescan_next;
+  window = MIN(window, nr_pages - first);
+  before = g_new(guint8, MAX(window, 1));
+  for (guint64 i = 0; i < window; i++)
+    before[i] = (guint8)HMMV_PLACE_NODE(vm->place[first + i]);
+  if (!core_query_range(core, vm, first, window, error))
+    return FALSE;
+  for (guint64 i = 0; i < window; i++)
+    drift += before[i] != (guint8)HMMV_PLACE_NODE(vm->place[first + i]);
+  cvm->rescan_next += window;
+  if (!core_refresh_thp(core, cvm, &thp_changed, error))
+    return FALSE;
+  rep->rescanned = window;
+  rep->rescan_drift = drift + thp_changed;
+  return TRUE;
+}
+
+/* Placement the core does not know yet: pages accessed while unknown (first touch since the
+ * last look), plus a rolling window so moves the kernel makes on its own are noticed, read
+ * every rescan_gap intervals: doubled after a window that found nothing moved, up to
+ * HMMV_CORE_RESCAN_GAP_MAX, back to every interval after one that found drift (core.h). */
+gboolean
+hmmv_core_refresh_placement(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
+{
+  HmmvVm *vm = cvm->vm;
+  const HmmvAccess *acc = cvm->acc;
   guint64 nr_units, last_unit = G_MAXUINT64;
   const HmmvUnit *unit;
 
+  rep->rescanned = rep->rescan_drift = 0;
+  rep->rescan_gap = MAX(cvm->rescan_gap, 1u);
   hmmv_vm_get_units(vm, &nr_units);
   g_array_set_size(core->scratch_pages, 0);
   for (gsize w = 0; w < acc->nr_words; w++) {
@@ -94,16 +129,19 @@ hmmv_core_refresh_placement(HmmvCore *core, CoreVm *cvm, GError **error)
                         core->scratch_pages->len, error))
     return FALSE;
 
-  if (cvm->place_next < nr_pages)
+  if (cvm->place_next < hmmv_vm_get_nr_pages(vm))
     return TRUE;   /* the first read is still under way: it is this VM's rescan */
-  window = MIN(window, nr_pages);
-  if (cvm->rescan_next >= nr_pages)
-    cvm->rescan_next = 0;
-  window = MIN(window, nr_pages - cvm->rescan_next);
-  if (!core_query_range(core, vm, cvm->rescan_next, window, error))
+  if (core->interval_index < cvm->rescan_due)
+    return TRUE;   /* waiting out the gap the last windows earned */
+  if (!core_rescan_window(core, cvm, rep, error))
     return FALSE;
-  cvm->rescan_next += window;
-  return core_refresh_thp(core, cvm, error);
+  if (rep->rescan_drift > 0)
+    cvm->rescan_gap = 1;
+  else
+    cvm->rescan_gap = MIN(MAX(cvm->rescan_gap, 1u) * 2, HMMV_CORE_RESCAN_GAP_MAX);
+  cvm->rescan_due = core->interval_index + cvm->rescan_gap;
+  rep->rescan_gap = cvm->rescan_gap;
+  return TRUE;
 }
 
 /* The placement of a VM the core just took: HMMV_CORE_ADD_SLICE_PAGES an interval, before the

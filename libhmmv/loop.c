@@ -227,7 +227,7 @@ core_harvest(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
   rep->read = cvm->acc->has_reads ? hmmv_bitmap_count(cvm->acc->reads, cvm->acc->nr_words) : 0;
   core_note_access_mix(core, cvm->vm, cvm->acc, rep->written);
   hmmv_mover_touch(core->mover, cvm->vm, cvm->acc);
-  if (!hmmv_core_refresh_placement(core, cvm, error))
+  if (!hmmv_core_refresh_placement(core, cvm, rep, error))
     return FALSE;
   hmmv_temperature_update(cvm->vm, &core->tables, cvm->acc, &cvm->hist);
   /* huge units are decided whole, at the mean of their pages' keys (units.h) */

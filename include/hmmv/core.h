@@ -81,6 +81,11 @@ typedef struct {
                                (also in deferred_cap) */
   guint64 placement_unread; /* pages whose placement the core has not read yet since the VM
                                was added: until 0, the VM keeps its DRAM and nothing moves */
+  guint64 rescanned;        /* pages of the rolling rescan queried this interval (0 while
+                               it waits out its gap, HMMV_CORE_RESCAN_GAP_MAX) */
+  guint64 rescan_drift;     /* of those, pages found elsewhere than recorded, plus THP blocks
+                               whose state changed: what speeds the rescan up again */
+  guint rescan_gap;         /* intervals from this window to the VM's next one */
   gboolean paused;
   HmmvWatch watch;          /* how closely its tracker was told to watch after this interval:
                                COARSE once it has been settled a while (loop-watch.c) */
@@ -145,6 +150,15 @@ typedef struct {
 #define HMMV_CORE_RESCAN_DIVISOR 32
 #define HMMV_CORE_RESCAN_MIN_PAGES 4096
 #define HMMV_CORE_RESCAN_MAX_PAGES 65536
+/* The rescan follows what it finds (loop-place.c): a window that finds every page where the
+ * core's record has it (and every THP block as recorded) doubles the intervals to the VM's
+ * next window, up to this many; a window that finds one page or block otherwise reads the
+ * next window in the next interval again. So a VM whose pages nothing but hmmv moves (NUMA
+ * balancing and demotion off, hmmvd's own moves recorded from their statuses) is re-read at
+ * 1/8 of the rate: in the tiering race (issue 8, testbed, 2026-12-03) the rescan's status
+ * queries were 18% of hmmvd's CPU and found nothing. A kernel that starts moving pages is
+ * noticed within HMMV_CORE_RESCAN_GAP_MAX intervals of the window that covers them. */
+#define HMMV_CORE_RESCAN_GAP_MAX 8
 /* 2 MiB blocks whose THP state is re-read per interval, so that THPs khugepaged forms and
  * the kernel splits are followed: 1/32 of the VM's blocks, at least 64, at most 4096 (three
  * small reads a block through pagemap and kpageflags, ~1 us: ~4 ms at most). The blocks a

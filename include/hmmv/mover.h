@@ -130,6 +130,14 @@ gboolean hmmv_numa_move_addresses(int pid, void **addresses, gsize nr, int dest_
 HmmvMover *hmmv_sim_mover_new(const HmmvTopology *topo, GError **error);
 guint64 hmmv_sim_mover_get_charged_ns(const HmmvMover *mover);
 guint64 hmmv_sim_mover_get_used_pages(const HmmvMover *mover, int node_id);
+/* Pages asked where they are (query calls: the core's first-touch lookups and rescans, the
+ * checks after a move), since the mover was made: the status queries a numa mover would make. */
+guint64 hmmv_sim_mover_get_queried_pages(const HmmvMover *mover);
+/* Moves the placed pages of [first, first + nr) to node_id behind hmmv's back, as NUMA
+ * balancing, demotion or compaction on the host would: no capacity check, nothing recorded
+ * in the VM; only a query shows it. */
+gboolean hmmv_sim_mover_kernel_move(HmmvMover *mover, HmmvVm *vm, guint64 first, guint64 nr,
+                                    int node_id, GError **error);
 /* Cost charged per moved page, in ns (the default is 3900). */
 void hmmv_sim_mover_set_ns_per_page(HmmvMover *mover, guint64 ns_per_page);
 /* The sim keeps each VM's modelled placement keyed by the HmmvVm pointer: call this before

@@ -49,6 +49,7 @@ typedef struct {
   guint64 used[SIM_NR_NODES];
   guint64 ns_per_page;
   guint64 charged_ns;
+  guint64 queried_pages;    /* pages asked by query calls, since the mover was made */
   gboolean move_all;        /* MPOL_MF_MOVE_ALL allowed (hmmvd is root): shared pages move */
 } SimHost;
 
@@ -217,6 +218,7 @@ sim_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, in
 
   if (svm == NULL)
     return FALSE;
+  sim->queried_pages += nr_pages;
   for (gsize i = 0; i < nr_pages; i++) {
     guint64 page = pages[i];
 
@@ -458,6 +460,41 @@ hmmv_sim_mover_get_used_pages(const HmmvMover *mover, int node_id)
   if (sim == NULL || node_id < 0 || node_id >= SIM_NR_NODES)
     return 0;
   return sim->used[node_id];
+}
+
+guint64
+hmmv_sim_mover_get_queried_pages(const HmmvMover *mover)
+{
+  SimHost *sim = sim_host(mover);
+
+  return sim != NULL ? sim->queried_pages : 0;
+}
+
+gboolean
+hmmv_sim_mover_kernel_move(HmmvMover *mover, HmmvVm *vm, guint64 first, guint64 nr, int node_id,
+                           GError **error)
+{
+  SimHost *sim = sim_host(mover);
+  SimVm *svm = sim != NULL ? sim_vm_get(sim, vm, error) : NULL;
+
+  if (svm == NULL)
+    return FALSE;
+  if (first > svm->nr_pages || nr > svm->nr_pages - first || node_id < 0 ||
+      node_id >= SIM_NR_NODES || sim->capacity[node_id] == 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "vm %s: pages %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
+                " past its %" G_GUINT64_FORMAT " pages, or node %d not modelled",
+                hmmv_vm_get_name(vm), first, nr, svm->nr_pages, node_id);
+    return FALSE;
+  }
+  for (guint64 page = first; page < first + nr; page++) {
+    if (svm->node[page] == SIM_UNPLACED || svm->node[page] == node_id)
+      continue;
+    sim->used[svm->node[page]]--;
+    svm->node[page] = (guint8)node_id;
+    sim->used[node_id]++;
+  }
+  return TRUE;
 }
 
 void
