@@ -27,12 +27,17 @@ Then, for --seconds:
            migrate_cold to node 1 (the pairing of the kernel's samples/damon/mtier.c, with
            fixed thresholds: 6.12 has no node-memory quota goals); thresholds below
   none     nothing moves pages
-Read back every second: each VM's hot pages on node 0 (move_pages(2) status queries from this
-process), /proc/vmstat's pgmigrate_success, pgpromote_success and pgdemote_*, hmmvd's
-promotions and demotions, the kdamonds' DAMOS sz_applied, and each guest's writes (its
-progress lines), and the CPU time the guests' QEMUs, the mechanism (hmmvd; the kdamonds)
-and the kernel's kswapd0/kcompactd0 used. One TSV line a sample (DIR/race.tsv; a sample
-takes ~1-3 s at load) and a summary line per mode on stdout ("race: mode=... ..."), which
+Read back every second, on its own schedule: each VM's hot pages on node 0, by hot-probe
+(--hot-probe; tests/testbed/hot-probe.c: move_pages(2) status queries with arrays built once,
+one line a tick into DIR/race-probe-MODE.txt; gathered into DIR/race-hot.tsv, one line a
+second: mode, seconds since the mode started, each VM's fraction). Every --sample-every
+seconds (default 5; this process's sampler, python: its samples took 1-6 s and 16-24 CPU s a
+mode when it read the hot sets itself every second): /proc/vmstat's pgmigrate_success,
+pgpromote_success and pgdemote_*, hmmvd's promotions and demotions, the kdamonds' DAMOS
+sz_applied, and each guest's writes (its progress lines), and the CPU time the guests'
+QEMUs, the mechanism (hmmvd; the kdamonds) and the kernel's kswapd0/kcompactd0 used. One TSV
+line a sample (DIR/race.tsv, its hot-set columns the probe's latest) and a summary line per
+mode on stdout ("race: mode=... ..."; the hot-set figures from the probe's ticks), which
 splits the mode's migrations by the kernel's reason (the mm_migrate_pages tracepoint:
 syscall_or_cpuset = move_pages, numa_misplaced = hint-fault promotion, demotion, damon,
 compaction, ...). In the hmmvd modes also DIR/race-MODE.tsv (hmmvd's view a sample:
@@ -41,8 +46,13 @@ and DIR/race-MODE.log (its log, each line stamped with the seconds since the mod
 DIR/race-writes.png (guest progress) and DIR/race-moves.png (pages migrated). The guests check
 every page at the end; any bad word fails the run.
 
-usage: tiering-race.py --hmmvd PATH --guest guest.elf [--out-dir DIR] [--modes hmmvd,hmmvd-pool,kernel,
-       damos,none] [--seconds 150]   (DIR defaults to $TESTBED_OUT; use testbed --keep-out)
+Before/after in one run: --hmmvd-base PATH (another build of hmmvd) and the hmmvd modes with
+"-base" appended (hmmvd-base, hmmvd-writes-base, ...) run that build in the same way.
+
+usage: tiering-race.py --hmmvd PATH --guest guest.elf [--hot-probe PATH] [--out-dir DIR]
+       [--modes hmmvd,hmmvd-pool,kernel,damos,none] [--seconds 150] [--hmmvd-base PATH]
+       (DIR defaults to $TESTBED_OUT; use testbed --keep-out; --hot-probe defaults to
+       tests/testbed/hot-probe in hmmvd's build tree)
 """
 import argparse
 import ctypes
@@ -67,11 +77,12 @@ DAMON = "/sys/kernel/mm/damon/admin/kdamonds"
 HUGE0 = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"
 MODES = ("hmmvd", "hmmvd-pool", "kernel", "damos", "none", "hmmvd-writes")
 DEFAULT_MODES = MODES[:5]
+BASE = "-base"   # an hmmvd mode with this suffix runs --hmmvd-base
 TRACING = "/sys/kernel/tracing"
 MIGRATE_EVENT = f"{TRACING}/events/migrate/mm_migrate_pages"
 HMMVD_FIELDS = ("budget-pages", "dram-pages", "hot-pages", "written-pages", "promoted-pages",
                 "demoted-pages", "deferred-cap-pages", "deferred-room-pages",
-                "placement-unread-pages", "intervals-merged", "watch")
+                "placement-unread-pages", "intervals-merged", "watch", "rescan-gap")
 
 
 class RaceVm(e2e.Vm):
@@ -521,9 +532,53 @@ def settle():
     write_sys("/sys/kernel/mm/numa/demotion_enabled", "false")
 
 
-def run_mode(mode, opts, vms, work, out, reasons):
+class HotProbe:
+    """hot-probe (tests/testbed/hot-probe.c) over every VM's hot set, one tick a second from
+    start, into DIR/race-probe-MODE.txt; ticks() reads back (t since t0, fractions...)."""
+
+    def __init__(self, opts, mode, vms):
+        self.path = os.path.join(opts.out_dir, f"race-probe-{mode}.txt")
+        self.sizes = [len(vm.hot) for vm in vms]
+        for vm in vms:   # the hot set is one run of pages (layout())
+            assert vm.hot[-1] - vm.hot[0] == (len(vm.hot) - 1) * PAGE
+        self.out = open(self.path, "w")
+        self.proc = subprocess.Popen(
+            [opts.hot_probe, "--every-ms", "1000", "--node", "0"] +
+            [f"{vm.proc.pid}:{vm.hot[0]:#x}:{len(vm.hot)}" for vm in vms],
+            stdout=self.out, stderr=subprocess.PIPE, text=True)
+        self.cpu = 0.0
+
+    def ticks(self, t0):
+        """[(tick, t - t0, [fraction on node 0 a VM])] of the complete lines so far."""
+        out = []
+        with open(self.path) as f:
+            lines = f.read().split("\n")[:-1]
+        n = len(self.sizes)
+        for line in lines:
+            fields = line.split()
+            if len(fields) != 2 + 2 * n:
+                continue
+            out.append((int(fields[0]), float(fields[1]) - t0,
+                        [int(fields[2 + i]) / self.sizes[i] for i in range(n)]))
+        return out
+
+    def stop(self):
+        """Stops it (by its pid); its CPU seconds in self.cpu. Fails when it had failed."""
+        if self.proc is None:
+            return
+        self.cpu = cpu_s(self.proc.pid)
+        failed = self.proc.poll()
+        self.proc.terminate()
+        _, err = self.proc.communicate(timeout=30)
+        self.proc = None
+        self.out.close()
+        if failed is not None:
+            raise Failed(f"hot-probe exited {failed}: {err.strip()}")
+
+
+def run_mode(mode, opts, vms, work, out, reasons, hot_out):
     """One mode over the running VMs; returns its summary."""
-    hmmvd = fill = damos = perf = None
+    hmmvd = fill = damos = perf = probe = None
     hout = None
     try:
         settle()
@@ -550,12 +605,17 @@ def run_mode(mode, opts, vms, work, out, reasons):
         c0 = {vm.name: cpu_s(vm.proc.pid) for vm in vms}
         k0 = sum(cpu_s(p) for p in kswapd)
         t0 = time.monotonic()
+        probe = HotProbe(opts, mode, vms)
         t_managed = None
-        if mode.startswith("hmmvd"):
+        kind = mode[:-len(BASE)] if mode.endswith(BASE) else mode
+        if kind.startswith("hmmvd"):
             hopts = argparse.Namespace(**vars(opts))
-            hopts.pool_mib = opts.pool_mib if mode == "hmmvd-pool" else 0
-            hopts.reads_source = "none" if mode == "hmmvd-writes" else None
-            hmmvd = e2e.Hmmvd(hopts, work, vms, MODES.index(mode), t0=t0)
+            hopts.pool_mib = opts.pool_mib if kind == "hmmvd-pool" else 0
+            hopts.reads_source = "none" if kind == "hmmvd-writes" else None
+            if mode.endswith(BASE):
+                hopts.hmmvd = opts.hmmvd_base
+            hmmvd = e2e.Hmmvd(hopts, work, vms, len(MODES) * mode.endswith(BASE) +
+                              MODES.index(kind), t0=t0)
             sampler = StartupSampler(hmmvd.proc.pid,
                                      os.path.join(opts.out_dir, f"race-{mode}-startup.tsv"), t0)
             try:
@@ -567,41 +627,39 @@ def run_mode(mode, opts, vms, work, out, reasons):
             hout.write("t\tintervals\tintervals_skipped\tlast_interval_ms\thmmvd_cpu\t"
                        "hmmvd_threads_cpu\t" +
                        "\t".join(f"{vm.name}_{f}" for vm in vms for f in HMMVD_FIELDS) + "\n")
-        elif mode == "kernel":
+        elif kind == "kernel":
             write_sys("/sys/kernel/mm/numa/demotion_enabled", "true")
             write_sys("/proc/sys/kernel/numa_balancing", 2)
-        elif mode == "damos":
+        elif kind == "damos":
             try:
                 damos = Damos(opts)
             except OSError as e:
                 raise Failed(f"damos: setting up the kdamonds: {e}")
-        elif mode != "none":
+        elif kind != "none":
             raise Failed(f"unknown mode {mode}")
         agent = ([hmmvd.proc.pid] if hmmvd else
                  kthreads(("kdamond",)) if damos else [])
-        first_full, fractions = {}, {}
         prom = dem = 0
         samples = 0
         perf = Perf(opts, mode, hmmvd.proc.pid) if hmmvd and opts.perf else None
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         # t0 is before hmmvd's start-up: its time to manage the VMs counts against it
+        t_loop = time.monotonic() - t0
         sec = 0
         while sec <= opts.seconds:
             time.sleep(max(0.0, t0 + sec - time.monotonic()))
-            sec = int(time.monotonic() - t0) + 1
+            sec = min(opts.seconds + 1, (int(time.monotonic() - t0) // opts.sample_every + 1)
+                      * opts.sample_every)
             check_alive(vms)
             if hmmvd and not hmmvd.alive():
                 raise Failed(f"hmmvd exited {hmmvd.proc.returncode} mid-run")
             v = vmstat_all()
             now = time.monotonic() - t0
             row = [mode, f"{now:.1f}"]
-            for vm in vms:
-                nodes = e2e.kernel_nodes(vm.proc.pid, vm.hot)
-                frac = sum(1 for n in nodes if n == 0) / len(nodes)
-                fractions.setdefault(vm.name, []).append(frac)
-                if frac >= 0.99 and vm.name not in first_full:
-                    first_full[vm.name] = now
-                row += [f"{frac:.4f}", str(vm.writes() - w0[vm.name])]
+            ticks = probe.ticks(t0)
+            last = ticks[-1][2] if ticks else [float("nan")] * len(vms)
+            for i, vm in enumerate(vms):
+                row += [f"{last[i]:.4f}", str(vm.writes() - w0[vm.name])]
             mig = v["pgmigrate_success"] - v0["pgmigrate_success"]
             # hmmvd's own view (control socket: vms, status) every --hmmvd-every samples:
             # answering is hmmvd's CPU, charged to it (the read-back above is this process's)
@@ -611,10 +669,10 @@ def run_mode(mode, opts, vms, work, out, reasons):
                 if ask:
                     table = hmmvd.table() or {}
                     prom, dem, _ = hmmvd.moves()
-            elif mode == "kernel":
+            elif kind == "kernel":
                 prom = v.get("pgpromote_success", 0) - v0.get("pgpromote_success", 0)
                 dem = sum(v[k] - v0.get(k, 0) for k in v if k.startswith("pgdemote_"))
-            elif mode == "damos":
+            elif kind == "damos":
                 prom, dem = damos.applied()
             row += [str(mig), str(prom), str(dem)]
             # CPU seconds since the mode started: each VM's QEMU, the mechanism's own
@@ -636,6 +694,25 @@ def run_mode(mode, opts, vms, work, out, reasons):
                      for f in HMMVD_FIELDS]) + "\n")
                 hout.flush()
         r1 = resource.getrusage(resource.RUSAGE_SELF)
+        t_end = time.monotonic() - t0
+        probe.stop()
+        ticks = [t for t in probe.ticks(t0) if t[1] <= t_end]
+        if not ticks:
+            raise Failed("hot-probe wrote no tick")
+        for tick, t, fr in ticks:
+            hot_out.write("\t".join([mode, f"{t:.2f}"] + [f"{x:.4f}" for x in fr]) + "\n")
+        hot_out.flush()
+        names = [vm.name for vm in vms]
+        # the mean over the ticks from when the sampler began (hmmvd: once it managed the
+        # VMs, as before the probe), and over all from the mode's start
+        fractions = {n: [fr[i] for _, t, fr in ticks if t >= t_loop] or [ticks[-1][2][i]]
+                     for i, n in enumerate(names)}
+        fractions_all = {n: [fr[i] for _, _, fr in ticks] for i, n in enumerate(names)}
+        first_full = {}
+        for _, t, fr in ticks:
+            for i, n in enumerate(names):
+                if fr[i] >= 0.99 and n not in first_full:
+                    first_full[n] = t
         if perf:
             perf.stop()   # recording only: the report comes after the mode
         writes = {vm.name: vm.writes() - w0[vm.name] for vm in vms}
@@ -650,6 +727,10 @@ def run_mode(mode, opts, vms, work, out, reasons):
             hot_on_dram_final=",".join(f"{n}:{f[-1]:.3f}" for n, f in fractions.items()),
             hot_on_dram_mean=",".join(f"{n}:{sum(f) / len(f):.3f}"
                                       for n, f in fractions.items()),
+            hot_on_dram_mean_from_start=",".join(f"{n}:{sum(f) / len(f):.3f}"
+                                                 for n, f in fractions_all.items()),
+            probe_ticks=f"{len(ticks)}/{ticks[-1][0] - ticks[0][0] + 1}",
+            probe_cpu_s=f"{probe.cpu:.1f}",
             t99=",".join(f"{n}:{first_full[n]:.0f}s" if n in first_full else f"{n}:never"
                          for n in fractions),
             writes=",".join(f"{n}:{w}" for n, w in writes.items()),
@@ -675,6 +756,11 @@ def run_mode(mode, opts, vms, work, out, reasons):
     finally:
         if hout:
             hout.close()
+        if probe:
+            try:
+                probe.stop()
+            except Failed as e:
+                say(f"race: {mode}: {e}")
         if perf:
             perf.stop()
         if hmmvd:
@@ -700,8 +786,8 @@ set output "{dir}/race-hot.png"
 set title "Hot set on DRAM (node 0), {vms} VMs x {hot} MiB hot, started on the slow node"
 set ylabel "fraction of the hot set on node 0"
 set yrange [0:1.05]
-plot for [i=1:words(modes)] for [v=0:{vms}-1] "{tsv}" \
-     using (strcol(1) eq word(modes, i) ? $2 : NaN):(column(3 + 2*v)) \
+plot for [i=1:words(modes)] for [v=0:{vms}-1] "{hot_tsv}" \
+     using (strcol(1) eq word(modes, i) ? $2 : NaN):(column(3 + v)) \
      with lines lw 2 lc i dt v + 1 title sprintf("%s vm%d", word(modes, i), v)
 set output "{dir}/race-writes.png"
 set title "Guest progress: words written (each checked) since the mode started"
@@ -724,7 +810,8 @@ def plot(opts, tsv, modes):
     if not shutil.which("gnuplot"):
         say("race: no gnuplot: no plots (scripts/setup installs gnuplot-nox)")
         return
-    script = PLOT.format(modes=" ".join(modes), dir=opts.out_dir, tsv=tsv, vms=opts.vms,
+    script = PLOT.format(modes=" ".join(modes), dir=opts.out_dir, tsv=tsv,
+                         hot_tsv=os.path.join(opts.out_dir, "race-hot.tsv"), vms=opts.vms,
                          hot=opts.hot_mib, mig=3 + 2 * opts.vms)
     r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
     if r.returncode != 0:
@@ -757,7 +844,14 @@ def main():
     ap.add_argument("--interval-ms", type=int, default=500)
     ap.add_argument("--hmmvd-every", type=int, default=1,
                     help="ask hmmvd for its view (vms, status) every N samples (its answers "
-                         "cost hmmvd CPU; the read-back of the hot sets is every sample)")
+                         "cost hmmvd CPU)")
+    ap.add_argument("--sample-every", type=int, default=5,
+                    help="seconds between this script's samples (writes, CPU, vmstat, "
+                         "hmmvd's view); the hot sets are read every second by hot-probe")
+    ap.add_argument("--hot-probe", default=None,
+                    help="tests/testbed/hot-probe (default: beside hmmvd's build tree)")
+    ap.add_argument("--hmmvd-base", default=None,
+                    help="another hmmvd build, run by the modes named MODE-base")
     ap.add_argument("--perf", action="store_true",
                     help="perf record hmmvd (cpu-clock, 199 Hz, call graphs) in the hmmvd modes "
                          "from when it manages the VMs to the mode's end: DIR/perf-MODE.data "
@@ -765,13 +859,23 @@ def main():
     opts = ap.parse_args()
     opts.migrate_mbps = 0   # hmmvd's default cap (e2e.Hmmvd writes none)
     modes = opts.modes.split(",")
-    if not set(modes) <= set(MODES):
-        ap.error(f"--modes: one or more of {','.join(MODES)}")
+    known = set(MODES) | {m + BASE for m in MODES if m.startswith("hmmvd")}
+    if not set(modes) <= known:
+        ap.error(f"--modes: one or more of {','.join(sorted(known))}")
+    if any(m.endswith(BASE) for m in modes) and not opts.hmmvd_base:
+        ap.error("a -base mode needs --hmmvd-base")
+    if opts.sample_every < 1:
+        ap.error("--sample-every: at least 1")
     if not os.environ.get("TESTBED_LAYOUT"):
         skip("runs only inside tests/testbed/testbed (it changes NUMA balancing, demotion, "
              "hugetlb pages and DAMON)")
     if not opts.out_dir:
         skip("no --out-dir and no $TESTBED_OUT")
+    if opts.hot_probe is None:
+        opts.hot_probe = os.path.join(os.path.dirname(os.path.abspath(opts.hmmvd)), "..",
+                                      "tests", "testbed", "hot-probe")
+    if not os.access(opts.hot_probe, os.X_OK):
+        ap.error(f"--hot-probe: {opts.hot_probe} is not an executable (ninja -C BUILD)")
     qemu = os.environ.get("HMMV_QEMU", "")
     if not qemu or not os.access(qemu, os.X_OK):
         skip("no patched QEMU (HMMV_QEMU)")
@@ -787,6 +891,7 @@ def main():
         f"the fill leaves {opts.dram_free_mib} MiB free")
     os.makedirs(opts.out_dir, exist_ok=True)
     tsv = os.path.join(opts.out_dir, "race.tsv")
+    hot_tsv = os.path.join(opts.out_dir, "race-hot.tsv")
     work = tempfile.mkdtemp(prefix="hmmv-race.")
     vms, results = [], []
     try:
@@ -798,7 +903,9 @@ def main():
         for vm in vms:
             wait_for(f"{vm.name}: the guest filled its memory", opts.fill_deadline, vm.began)
             vm.layout()
-        with open(tsv, "w") as out:
+        with open(tsv, "w") as out, open(hot_tsv, "w") as hot_out:
+            hot_out.write("mode\tt\t" + "\t".join(f"vm{i}_hot_dram" for i in range(opts.vms))
+                          + "\n")
             out.write("mode\tt\t" + "\t".join(f"vm{i}_hot_dram\tvm{i}_writes"
                                               for i in range(opts.vms))
                       + "\tpgmigrate\tpromoted\tdemoted\t"
@@ -810,7 +917,8 @@ def main():
                     # one mode's failure (a DAMON refusal, hmmvd's start-up) leaves the
                     # others' figures standing; the run still fails
                     try:
-                        results.append(run_mode(mode, opts, vms, work, out, reasons))
+                        results.append(run_mode(mode, opts, vms, work, out, reasons,
+                                                hot_out))
                     except Failed as e:
                         say(f"race: {mode}: FAIL: {e}")
                         results.append(dict(mode=mode, failed=str(e)))
