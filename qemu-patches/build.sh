@@ -1,8 +1,8 @@
 #!/bin/bash
-# Build Debian's QEMU with the hmmv patch series applied: bookworm's 7.2 (series in
-# qemu-patches/) or trixie's 10.0 (series in qemu-patches/10.0/).
+# Build Debian's QEMU with the hmmv patch series applied: trixie's 10.0 (series in
+# qemu-patches/10.0/, the default) or bookworm's 7.2 (series in qemu-patches/).
 #
-# Usage: qemu-patches/build.sh [--qemu 7.2|10.0] [--with-qtests] [--jobs N] [--force]
+# Usage: qemu-patches/build.sh [--qemu 10.0|7.2] [--with-qtests] [--jobs N] [--force]
 #
 # Prints the path of the built qemu-system-x86_64 as the last line of stdout
 # (the TCG plugin header of that build is in ../include/qemu-plugin.h);
@@ -51,7 +51,7 @@ qtests=(tests/qtest/qmp-cmd-test tests/qtest/migration-test)
 with_qtests=0
 force=0
 jobs="$(nproc)"
-qemu_version="${HMMV_QEMU_VERSION:-7.2}"
+qemu_version="${HMMV_QEMU_VERSION:-10.0}"
 
 log() {
     printf 'build.sh: %s\n' "$*" >&2
@@ -64,8 +64,8 @@ die() {
 
 usage() {
     cat >&2 <<EOF
-usage: $0 [--qemu 7.2|10.0] [--with-qtests] [--jobs N] [--force]
-  --qemu V       QEMU version: 7.2 (bookworm, default) or 10.0 (trixie)
+usage: $0 [--qemu 10.0|7.2] [--with-qtests] [--jobs N] [--force]
+  --qemu V       QEMU version: 10.0 (trixie, default) or 7.2 (bookworm)
   --with-qtests  also build ${qtests[*]}
                  (copied to \$cache/qemu-<hash>/tests/)
   --jobs N       ninja parallelism (default: $(nproc))
