@@ -185,7 +185,7 @@ START_TEST(test_fixed_hot_sets_settle)
 {
   g_auto(HmmvIntervalReport) report = { 0 };
   guint64 worst[NR_VMS] = { 0 }, worst_at[NR_VMS] = { 0 }, again[NR_VMS] = { 0 };
-  guint64 first_total = 0, budget_at_halt[NR_VMS] = { 0 }, idle_lent_at = 0;
+  guint64 first[NR_VMS] = { 0 }, first_total = 0, budget_at_halt[NR_VMS] = { 0 }, idle_lent_at = 0;
   g_autoptr(GString) failed = g_string_new(NULL);
 
   setup();
@@ -202,6 +202,7 @@ START_TEST(test_fixed_hot_sets_settle)
              specs[v].name, rep->budget_pages, hot_on_dram(v), rep->moved_first, rep->moved_again,
              rep->hot_entered);
       first_total += fx.first[v];
+      first[v] += rep->moved_first;
       again[v] += rep->moved_again;
       if (i == HALT_AT)
         budget_at_halt[v] = rep->budget_pages;
@@ -214,6 +215,16 @@ START_TEST(test_fixed_hot_sets_settle)
       idle_lent_at = i;
     printf("\n");
   }
+  /* the table BENCHMARKS.md shows (scripts/bench regenerates it: bench:churn) */
+  printf("| VM | hot set (pages) | first placements | re-moves in %u intervals | most re-moves "
+         "in one interval from 10 (interval) | 1%% of the hot set |\n|:--|---:|---:|---:|---:|---:|\n",
+         SETTLE_INTERVALS);
+  for (guint v = 0; v < NR_VMS; v++)
+    printf("| %s | %" G_GUINT64_FORMAT " | %" G_GUINT64_FORMAT " | %" G_GUINT64_FORMAT " | %"
+           G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT ") | %.2f |\n", specs[v].name,
+           specs[v].hot_pages, first[v], again[v], worst[v], worst_at[v],
+           specs[v].hot_pages / 100.0);
+  fflush(stdout);
   for (guint v = 0; v < NR_VMS; v++) {
     printf("# vm %s: %" G_GUINT64_FORMAT " re-moves in %u intervals, at most %" G_GUINT64_FORMAT
            " in one from interval 10 (interval %" G_GUINT64_FORMAT ")\n", specs[v].name, again[v],
@@ -275,6 +286,10 @@ START_TEST(test_shifting_hot_set_followed)
   /* a quarter of the new hot set or more was on the slow tier when it moved there (the rest
    * the guest had not touched yet, or was still on DRAM) */
   printf("# new hot set on the slow tier at the shift: %" G_GUINT64_FORMAT "\n", slow_at_shift);
+  /* for BENCHMARKS.md's bench:churn: the interval after the shift (0 = the first) by which
+   * all of the new hot set is on DRAM */
+  printf("shift_on_dram_again_at_interval=%" G_GUINT64_FORMAT "\n", followed_at);
+  fflush(stdout);
   ck_assert_uint_ge(slow_at_shift, specs[2].hot_pages / 4);
   ck_assert_msg(followed_at < 7, "the new hot set was not on DRAM 7 intervals after it moved");
   teardown();

@@ -9,7 +9,8 @@ BENCHMARKS.md marks each such table with a pair of HTML comments:
     <!-- bench:NAME end -->
 
 where COMMAND runs a build-tree program (its path relative to the build directory) whose
-output depends only on the code, never on the machine or the time (the modelled co-run).
+output depends only on the code, never on the machine or the time (the modelled co-run,
+test-churn's re-moves).
 
     tables.py BUILD_DIR BENCHMARKS_MD print    # every table as the code prints it now
     tables.py BUILD_DIR BENCHMARKS_MD check    # exit 1, with a diff, if BENCHMARKS.md differs
