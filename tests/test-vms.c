@@ -552,6 +552,27 @@ START_TEST(test_json_views)
   ck_assert_int_eq(json_object_get_int_member(st, "pool-pages"), 512);
   ck_assert(json_object_get_boolean_member(st, "slow-tier-modelled"));
   ck_assert_uint_eq(json_array_get_length(json_object_get_array_member(st, "nodes")), 2);
+  /* per node (issue 7 item 4): the DRAM node's capacity is the pool and its use what the VMs
+   * hold there; the slow node's use is what they hold there, within its capacity */
+  {
+    JsonArray *nodes = json_object_get_array_member(st, "nodes");
+    JsonObject *dram = json_array_get_object_element(nodes, 0);
+    JsonObject *slow = json_array_get_object_element(nodes, 1);
+    guint64 held = hmmv_vm_get_dram_pages(hmmv_core_lookup_vm(fx.bed.core, "a"));  /* b: not
+                                                                                   * in the core */
+
+    ck_assert_str_eq(json_object_get_string_member(dram, "tier"), "dram");
+    ck_assert_int_eq(json_object_get_int_member(dram, "capacity-pages"), 512);
+    ck_assert_uint_gt(held, 0);
+    ck_assert_int_eq(json_object_get_int_member(dram, "used-pages"), (gint64)held);
+    ck_assert_int_eq(json_object_get_int_member(dram, "fallback-in-pages"), 0);
+    ck_assert(!json_object_get_boolean_member(dram, "full"));
+    ck_assert_str_eq(json_object_get_string_member(slow, "tier"), "slow");
+    ck_assert_int_eq(json_object_get_int_member(slow, "used-pages"),
+                     (gint64)hmmv_vm_get_slow_pages(hmmv_core_lookup_vm(fx.bed.core, "a")));
+    ck_assert_int_ge(json_object_get_int_member(slow, "capacity-pages"),
+                     json_object_get_int_member(slow, "used-pages"));
+  }
 }
 END_TEST
 
