@@ -8,6 +8,7 @@
  * test-damon-kdamonds.c; DAMON's lock: test-damon-lock.c.
  */
 #include "damon-bed.h"
+#include "trackers/damon-tracker.h"
 
 #include <glib/gstdio.h>
 #include <unistd.h>
@@ -114,6 +115,30 @@ START_TEST(test_relative_threshold)
   stop_tracker(tracker);
   hmmv_tracker_free(tracker);
   fixture_clear(&f);
+}
+END_TEST
+
+/* Beside its neighbours (issue 8): a run of contiguous regions read less densely than another
+ * set of the VM (4, 3, 4 of 10 beside 9 elsewhere) is read, its mostly cold edge (1) is not,
+ * and a region alone keeps the snapshot-wide half (4 is not read beside a 9). */
+START_TEST(test_neighbour_threshold)
+{
+  const RegionSeen regions[] = {
+    { 0, 8, 9 }, { 8, 16, 9 },                        /* the dense set */
+    { 100, 108, 4 }, { 108, 116, 3 }, { 116, 124, 4 }, /* a sparser one */
+    { 124, 132, 1 },                                  /* its edge */
+    { 200, 204, 4 },                                  /* alone */
+  };
+  const gboolean want[] = { TRUE, TRUE, TRUE, TRUE, TRUE, FALSE, FALSE };
+  gboolean read[G_N_ELEMENTS(regions)];
+
+  hmmv_damon_regions_read(regions, G_N_ELEMENTS(regions), 1, read);
+  for (guint i = 0; i < G_N_ELEMENTS(regions); i++)
+    ck_assert_msg(read[i] == want[i], "region %u (%" G_GUINT64_FORMAT " samples): read %d",
+                  i, regions[i].nr_accesses, read[i]);
+  /* min_accesses still bounds it: 4 of the sparser set are not enough for 5 */
+  hmmv_damon_regions_read(regions, G_N_ELEMENTS(regions), 5, read);
+  ck_assert(read[0] && !read[2] && !read[4]);
 }
 END_TEST
 
@@ -380,6 +405,7 @@ damon_suite(void)
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_vaddr_exact_and_cleanup);
   tcase_add_test(tc, test_relative_threshold);
+  tcase_add_test(tc, test_neighbour_threshold);
   tcase_add_test(tc, test_racy_empty_snapshots);
   tcase_add_test(tc, test_combined_drops_failed_reads);
   tcase_add_test(tc, test_paddr_maps_frames);

@@ -27,6 +27,11 @@ typedef struct {
   guint64 start, end, nr_accesses;
 } RegionSeen;
 
+/* Which regions of a snapshot count as read (damon.c, "read"): read[i] for regions[i], the
+ * regions in address order as DAMON lists them. */
+void hmmv_damon_regions_read(const RegionSeen *regions, guint nr, guint64 min_accesses,
+                             gboolean *read);
+
 /* One run of the tracker, start() to the end of its thread: shared by the tracker (until
  * stop()) and the thread (until it has given the kdamond back), so it is counted. */
 typedef struct {
