@@ -113,6 +113,31 @@ def hotsets_case(traces):
         check(h < t, f"cover 0.9: hot set {h:.0f} < touched {t:.0f} pages")
 
 
+def figures_case(tmp, a, b):
+    """corun-figures.py runtime and worst: a row per policy, a column per CSV, each cell the
+    CSV's own figure (total slowdown and pages moved; the worst VM's slowdown and name)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corun-figures.py")
+    csvs = [os.path.join(tmp, "optane-0.25.csv"), os.path.join(tmp, "optane-0.5.csv")]
+    for mode in ("runtime", "worst"):
+        r = run([sys.executable, script, mode] + csvs)
+        rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:4]]
+                for ln in r.stdout.splitlines() if ln.startswith("| ") and "---" not in ln}
+        check(r.returncode == 0 and set(POLICIES) <= set(rows),
+              f"corun-figures {mode}: a row per policy ({r.stderr.strip()[-200:]})")
+        if not set(POLICIES) <= set(rows):
+            continue
+        for res, cell in ((a, rows["hmmv-writes"][0]), (b, rows["hmmv-writes"][1])):
+            vms = [res[("hmmv-writes", v)] for v in ("vm0", "vm1", "vm2", "vm3")]
+            if mode == "runtime":
+                allrow = res[("hmmv-writes", "all")]
+                want = (f"{float(allrow['slowdown']):.3f} "
+                        f"({int(allrow['pages_moved']):,})")
+            else:
+                w = max(vms, key=lambda r: float(r["slowdown"]))
+                want = f"{float(w['slowdown']):.3f} ({w['vm']})"
+            check(cell == want, f"corun-figures {mode}: hmmv-writes cell {cell} == {want}")
+
+
 def main():
     exe = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="hmmv-corun-check-")
@@ -136,6 +161,8 @@ def main():
             check(float(c[("first-touch", "all")]["runtime_ns"]) <
                   float(a[("first-touch", "all")]["runtime_ns"]),
                   "first-touch is faster on CXL than on Optane")
+        if a and b:
+            figures_case(tmp, a, b)
         # setup.json's weight reaches the real core's balance: vm3 at weight 1000 holds more
         # DRAM under hmmv than at the default 100 (mean over the intervals).
         def vm3_dram(directory):

@@ -8,6 +8,10 @@
                                       own all-DRAM run
   corun-figures.py accuracy CSV...    per workload: DRAM-served share of hmmv's placement as a
                                       fraction of the oracle's, write-only and reads+writes
+  corun-figures.py runtime CSV...     one row per policy, one column per CSV: the VMs' total
+                                      runtime against all-DRAM (pages moved)
+  corun-figures.py worst CSV...       one row per policy, one column per CSV: the worst VM's
+                                      slowdown against its own all-DRAM run (which VM)
 
 Totals are the sums of the VMs' runtimes (row vm=all); a ratio X/hmmv > 1 means hmmv is
 faster by that factor.
@@ -72,6 +76,35 @@ def fairness(paths):
                   f"{float(allrow['slowdown']):.3f} |")
 
 
+def policy_columns(paths, cell):
+    """A Markdown table: a row per policy (in the first CSV's order), a column per CSV."""
+    tables = [load(p) for p in paths]
+    policies = []
+    for r in tables[0]:
+        if r["policy"] not in policies:
+            policies.append(r["policy"])
+    print("| policy | " + " | ".join(label(t) for t in tables) + " |")
+    print("|---|" + "---:|" * len(tables))
+    for p in policies:
+        print(f"| {p} | " + " | ".join(cell([r for r in t if r["policy"] == p]) for t in tables)
+              + " |")
+
+
+def runtime_cell(rows):
+    if not rows:
+        return "-"
+    a = [r for r in rows if r["vm"] == "all"][0]
+    return f"{float(a['slowdown']):.3f} ({int(a['pages_moved']):,})"
+
+
+def worst_cell(rows):
+    vms = [r for r in rows if r["vm"] != "all"]
+    if not vms:
+        return "-"
+    w = max(vms, key=lambda r: float(r["slowdown"]))
+    return f"{float(w['slowdown']):.3f} ({w['vm']})"
+
+
 def accuracy(paths, workloads):
     print("| setup, profile, DRAM | VM | workload | oracle DRAM-served | hmmv-writes / oracle "
           "| hmmv-reads-writes / oracle | hmmv-ideal / oracle |")
@@ -89,13 +122,18 @@ def accuracy(paths, workloads):
 
 
 def main():
-    if len(sys.argv) < 3 or sys.argv[1] not in ("speedup", "fairness", "accuracy"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("speedup", "fairness", "accuracy", "runtime",
+                                                "worst"):
         raise SystemExit(__doc__)
     paths = sys.argv[2:]
     if sys.argv[1] == "speedup":
         speedup(paths)
     elif sys.argv[1] == "fairness":
         fairness(paths)
+    elif sys.argv[1] == "runtime":
+        policy_columns(paths, runtime_cell)
+    elif sys.argv[1] == "worst":
+        policy_columns(paths, worst_cell)
     else:
         # workload names: from a setup.json given as SETUP=DIR/setup.json arguments
         import json
