@@ -138,6 +138,19 @@ def figures_case(tmp, a, b):
             check(cell == want, f"corun-figures {mode}: hmmv-writes cell {cell} == {want}")
 
 
+def visible_case(traces):
+    """corun-visible.py (what write-only tracking can see): its invariants hold; with a window
+    of 1 interval the two shares are the same figure."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corun-visible.py")
+    r = run([sys.executable, script, traces, "--window", "1", "--check"])
+    check(r.returncode == 0 and "ok: write misses" in r.stdout,
+          f"corun-visible: invariants hold ({r.stdout.strip()[-200:]})")
+    rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in r.stdout.splitlines()
+            if ln.startswith("| vm")]
+    check(len(rows) == 4 and all(row[6] == row[7] for row in rows),
+          f"corun-visible --window 1: same-interval share == window share ({rows})")
+
+
 def main():
     exe = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="hmmv-corun-check-")
@@ -147,6 +160,7 @@ def main():
                  "--intervals", "40"])
         check(r.returncode == 0 and "SYNTHETIC" in r.stdout, "gen writes a synthetic setup")
         hotsets_case(traces)
+        visible_case(traces)
         results = {}
         for profile in ["optane", "cxl"]:
             for dram in [0.25, 0.5]:
