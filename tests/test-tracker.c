@@ -483,6 +483,51 @@ START_TEST(test_watch_reaches_wrapped)
 }
 END_TEST
 
+/* Issue 8: while the combined tracker's write source is paused (COARSE: 7 intervals in 8),
+ * a harvest whose read source brought reads counts one interval, so the temperature takes
+ * them (before, they were dropped with the paused interval); with nothing read it counts none
+ * (nothing cools, as before); tracked intervals count as the write source says. */
+START_TEST(test_combined_reads_while_paused)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvVm) vm = hmmv_test_vm_new("vm", NR_PAGES);
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  HmmvTracker *writes = hmmv_fake_tracker_new();
+  HmmvTracker *reads = hmmv_fake_tracker_new();
+  g_autoptr(HmmvTracker) tracker = hmmv_combined_tracker_new(writes, reads);
+
+  hmmv_fake_tracker_set_pausable(writes, TRUE);
+  ck_assert(hmmv_tracker_start(tracker, vm, &error));
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
+  /* the tracked interval; the write source pauses after it */
+  hmmv_fake_tracker_queue_write(writes, 3);
+  hmmv_fake_tracker_queue_read(reads, 7);
+  ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert_uint_eq(acc->intervals, 1);
+  ck_assert(hmmv_bitmap_test(acc->writes, 3) && hmmv_bitmap_test(acc->reads, 7));
+  ck_assert(hmmv_tracker_is_paused(writes));
+  /* paused, something read: one interval of reads */
+  hmmv_access_clear(acc);
+  hmmv_fake_tracker_queue_read(reads, 7);
+  ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert_uint_eq(acc->intervals, 1);
+  ck_assert(hmmv_bitmap_test(acc->reads, 7) && hmmv_bitmap_count(acc->writes, acc->nr_words) == 0);
+  /* paused, nothing read: no interval */
+  hmmv_access_clear(acc);
+  ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert_uint_eq(acc->intervals, 0);
+  /* FINE resumes the write source at once: its count again */
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_FINE);
+  ck_assert(!hmmv_tracker_is_paused(writes));
+  hmmv_access_clear(acc);
+  hmmv_fake_tracker_queue_write(writes, 4);
+  ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert_uint_eq(acc->intervals, 1);
+  ck_assert(hmmv_bitmap_test(acc->writes, 4));
+  hmmv_tracker_stop(tracker);
+}
+END_TEST
+
 static Suite *
 tracker_suite(void)
 {
@@ -500,6 +545,7 @@ tracker_suite(void)
   tcase_add_test(tc, test_recording);
   tcase_add_test(tc, test_recording_unwritable);
   tcase_add_test(tc, test_watch_reaches_wrapped);
+  tcase_add_test(tc, test_combined_reads_while_paused);
   suite_add_tcase(suite, tc);
   return suite;
 }
