@@ -247,6 +247,21 @@ hmmv_shm_read_state(HmmvShm *shm, HmmvShmState *state, GError **error)
   return TRUE;
 }
 
+gboolean
+hmmv_shm_read_block_layout(HmmvShm *shm, guint index, guint32 *layout_generation,
+                           guint32 *flags)
+{
+  volatile struct hmmv_shm_block *desc;
+
+  if (index >= shm->blocks->len)
+    return FALSE;
+  /* Inside the region: open checked that every descriptor in use fits. */
+  desc = (volatile struct hmmv_shm_block *)(shm->base + HMMV_SHM_HEADER_SIZE) + index;
+  *layout_generation = __atomic_load_n(&desc->layout_generation, __ATOMIC_ACQUIRE);
+  *flags = __atomic_load_n(&desc->flags, __ATOMIC_ACQUIRE);
+  return TRUE;
+}
+
 void
 hmmv_shm_wait_stable(HmmvShm *shm, guint max_wait_us)
 {

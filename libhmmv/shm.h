@@ -58,6 +58,13 @@ typedef struct {
 
 /* The header's changing fields; FALSE with HMMV_ERROR_CORRUPT when magic or version changed. */
 gboolean hmmv_shm_read_state(HmmvShm *shm, HmmvShmState *state, GError **error);
+/* A block's own layout generation and flags, read from its descriptor now (atomic loads):
+ * QEMU bumps the generation when that block alone changed (mapped elsewhere in
+ * guest-physical memory, removed, resized), 0 from a QEMU without per-block layout. The
+ * snapshot taken at open (sizes, offsets) is never replaced by what is read here. FALSE
+ * for an index out of range. */
+gboolean hmmv_shm_read_block_layout(HmmvShm *shm, guint index, guint32 *layout_generation,
+                                    guint32 *flags);
 /* Wait (spinning, at most max_wait_us) until QEMU is not in the middle of a publication. */
 void hmmv_shm_wait_stable(HmmvShm *shm, guint max_wait_us);
 

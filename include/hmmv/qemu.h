@@ -73,6 +73,7 @@ typedef struct {
   gboolean paused;          /* the export is paused (hmmv-pause) */
   guint64 pauses;           /* times it was paused */
   gboolean excluding;       /* hmmv-start excluded the options' backends */
+  guint64 blocks_rechecked; /* blocks whose own layout changed, re-read and still the VM's */
 } HmmvQemuDirtyStats;
 
 gboolean hmmv_qemu_dirty_tracker_get_stats(HmmvTracker *tracker, HmmvQemuDirtyStats *stats);

@@ -33,12 +33,19 @@
  *   bitmaps, updates generation, counters and timestamps, then makes seq
  *   even again (release ordering).  A daemon that wants a whole
  *   publication waits for an even seq before harvesting.
- * - Layout changes (a RAMBlock added, removed or resized after the export
- *   started) do not move anything: QEMU bumps layout_generation and sets
- *   HMMV_SHM_F_LAYOUT_STALE; a removed block's descriptor gets
- *   HMMV_SHM_BLOCK_F_GONE and is never published to again.  A block added
- *   later is not exported; the daemon restarts the export (hmmv-stop,
- *   hmmv-start) to pick it up.
+ * - Layout changes after the export started never move anything.  The
+ *   header's layout_generation counts them all.  A change of one exported
+ *   block (mapped elsewhere in guest-physical memory, removed, resized) is
+ *   that block's only: QEMU bumps the block's layout_generation and sets
+ *   HMMV_SHM_BLOCK_F_REMAPPED, _GONE or _RESIZED in its flags, then bumps
+ *   the header's; a consumer re-reads that block alone (its guest-physical
+ *   ranges: QMP query-hmmv-ramblocks), the rest of the region stays valid.
+ *   A removed block is never published to again.  Guest RAM the region has
+ *   no descriptor for that gets mapped sets HMMV_SHM_F_LAYOUT_STALE: the
+ *   daemon restarts the export (hmmv-stop, hmmv-start) to pick it up.  RAM
+ *   that is not guest RAM (ROMs, VGA RAM) changes nothing.  A QEMU whose
+ *   series predates per-block layout (7.2's) leaves every block's
+ *   layout_generation 0 and sets LAYOUT_STALE for any RAMBlock change.
  * - All multi-byte fields are little-endian (the only hosts QEMU/KVM run
  *   hmmv on).
  */
@@ -72,6 +79,8 @@
 #define HMMV_SHM_BLOCK_F_GONE (UINT32_C(1) << 0)    /* block was removed */
 #define HMMV_SHM_BLOCK_F_RESIZED (UINT32_C(1) << 1) /* used_length changed */
 #define HMMV_SHM_BLOCK_F_SHARED (UINT32_C(1) << 2)  /* MAP_SHARED memory */
+/* the block's guest-physical mapping changed since the export started */
+#define HMMV_SHM_BLOCK_F_REMAPPED (UINT32_C(1) << 3)
 
 /* Offsets in the comments are bytes from the start of the struct. */
 struct hmmv_shm_header {
@@ -123,7 +132,11 @@ struct hmmv_shm_block {
     /* 240: pages of this block found written, summed over publications */
     uint64_t pages_published;
     uint32_t flags;             /* 248: HMMV_SHM_BLOCK_F_* */
-    uint32_t reserved;          /* 252: zero */
+    /*
+     * 252: changes of this block alone (mapping, removal, size) since the
+     * export started; 0 from a QEMU without per-block layout
+     */
+    uint32_t layout_generation;
 };
 
 _Static_assert(sizeof(struct hmmv_shm_header) == HMMV_SHM_HEADER_SIZE,
@@ -146,6 +159,8 @@ _Static_assert(offsetof(struct hmmv_shm_block, bitmap_offset) == 224,
                "hmmv_shm_block.bitmap_offset offset");
 _Static_assert(offsetof(struct hmmv_shm_block, flags) == 248,
                "hmmv_shm_block.flags offset");
+_Static_assert(offsetof(struct hmmv_shm_block, layout_generation) == 252,
+               "hmmv_shm_block.layout_generation offset");
 _Static_assert((HMMV_SHM_HEADER_SIZE +
                 HMMV_SHM_MAX_BLOCKS * HMMV_SHM_BLOCK_DESC_SIZE) %
                    HMMV_SHM_BITMAP_ALIGN == 0,

@@ -10,6 +10,14 @@
  *          merged, so a late harvest loses nothing.
  * A region flagged LAYOUT_STALE, or a layout that no longer matches, is reported as
  * HMMV_ERROR_LAYOUT_CHANGED; a QEMU that is gone as HMMV_ERROR_GONE.
+ * layout:  a QEMU with per-block layout (10.0's 0013) bumps one descriptor's layout
+ *          generation when only that block changed (a DIMM plugged or unplugged, PAM,
+ *          removal, resize) and leaves the region valid; the header's layout generation
+ *          counts every change. When it moves, the harvest re-reads the guest-physical ranges
+ *          of the blocks whose generation moved, and only those: a block whose ranges still
+ *          match the VM's (or that the VM never had and that is still unmapped) keeps being
+ *          harvested; one that moved is HMMV_ERROR_LAYOUT_CHANGED, naming it. A hot-plugged
+ *          NIC (its option ROM) changes nothing at all.
  * exclude:  backends left out of the export (hmmv-start's exclude): their ranges are in the VM
  *           but get no block map, so their pages are never marked written.
  * pause:    while the core says COARSE, hmmv-pause for 7 intervals in 8 (HmmvPauseCycle): a
@@ -53,6 +61,8 @@ typedef struct {
   HmmvShm *shm;
   GArray *blocks;           /* BlockMap */
   guint64 last_generation;
+  guint64 layout_generation;  /* the header's, when the blocks were last checked */
+  GArray *block_layouts;      /* guint32 per region block: its layout generation then */
   HmmvQemuDirtyStats stats;
   gboolean active;
   gboolean prestarted;      /* started by hmmv_qemu_dirty_tracker_prestart(), not yet used */
@@ -426,6 +436,94 @@ qemu_dirty_export(QemuDirty *qd, HmmvVm *vm, GError **error)
   return qd->shm != NULL;
 }
 
+/* The layout the block maps were built on: the header's and every block's generation. */
+static void
+layout_baseline(QemuDirty *qd, const HmmvShmState *state)
+{
+  guint n = hmmv_shm_get_nr_blocks(qd->shm);
+
+  qd->layout_generation = state->layout_generation;
+  g_array_set_size(qd->block_layouts, n);
+  for (guint b = 0; b < n; b++) {
+    guint32 flags;
+
+    hmmv_shm_read_block_layout(qd->shm, b, &g_array_index(qd->block_layouts, guint32, b),
+                               &flags);
+  }
+}
+
+/* Do the VM's regions of block b (by host address: a backend's block gets its id string
+ * only once a device uses it) equal what QEMU maps of it now (ranges, from
+ * hmmv_qemu_query_layout)? */
+static gboolean
+block_still_matches(QemuDirty *qd, HmmvVm *vm, guint b, GPtrArray *ranges)
+{
+  const HmmvShmBlock *block = hmmv_shm_get_block(qd->shm, b);
+  guint in_vm = 0, in_qemu = 0;
+
+  for (guint i = 0; i < ranges->len; i++) {
+    const HmmvQemuRange *range = g_ptr_array_index(ranges, i);
+    gboolean found = FALSE;
+
+    if (range->hva - range->offset != block->host_addr)
+      continue;
+    in_qemu++;
+    for (guint r = 0; r < hmmv_vm_get_nr_regions(vm) && !found; r++) {
+      const HmmvRegion *region = hmmv_vm_get_region(vm, r);
+
+      found = region->gpa == range->gpa && region->hva == range->hva &&
+              region->nr_pages == range->size >> HMMV_PAGE_SHIFT;
+    }
+    if (!found)
+      return FALSE;
+  }
+  for (guint r = 0; r < hmmv_vm_get_nr_regions(vm); r++) {
+    const HmmvRegion *region = hmmv_vm_get_region(vm, r);
+
+    if (region->hva >= block->host_addr && region->hva - block->host_addr < block->max_length)
+      in_vm++;
+  }
+  return in_vm == in_qemu;
+}
+
+/* The header's layout generation moved while the region stays valid: re-read the blocks
+ * whose own generation moved, only those. */
+static gboolean
+recheck_layout(QemuDirty *qd, HmmvVm *vm, const HmmvShmState *state, GError **error)
+{
+  g_autoptr(GPtrArray) ranges = NULL;
+
+  for (guint b = 0; b < hmmv_shm_get_nr_blocks(qd->shm) && b < qd->block_layouts->len; b++) {
+    guint32 generation, flags;
+    guint32 *seen = &g_array_index(qd->block_layouts, guint32, b);
+
+    if (!hmmv_shm_read_block_layout(qd->shm, b, &generation, &flags) || generation == *seen)
+      continue;
+    if (ranges == NULL) {
+      ranges = hmmv_qemu_query_layout(qd->qmp, FALSE, error);
+      if (ranges == NULL)
+        return FALSE;
+    }
+    if (!block_still_matches(qd, vm, b, ranges)) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED,
+                  "RAM block %s at 0x%" G_GINT64_MODIFIER "x %s (its layout generation %u -> "
+                  "%u); tracking must restart",
+                  hmmv_shm_get_block(qd->shm, b)->id[0] != '\0'
+                    ? hmmv_shm_get_block(qd->shm, b)->id
+                    : "(a backend no device used at the start)",
+                  hmmv_shm_get_block(qd->shm, b)->host_addr,
+                  (flags & HMMV_SHM_BLOCK_F_GONE) ? "was removed"
+                  : (flags & HMMV_SHM_BLOCK_F_RESIZED) ? "was resized"
+                  : "moved in guest-physical memory", *seen, generation);
+      return FALSE;
+    }
+    qd->stats.blocks_rechecked++;
+    *seen = generation;
+  }
+  qd->layout_generation = state->layout_generation;
+  return TRUE;
+}
+
 static void
 qemu_dirty_stop(HmmvTracker *tracker)
 {
@@ -464,6 +562,7 @@ qemu_dirty_start(HmmvTracker *tracker, HmmvVm *vm, GError **error)
     return FALSE;
   }
   qd->last_generation = state.generation;
+  layout_baseline(qd, &state);
   qd->stats.source = (state.flags & HMMV_SHM_F_SOURCE_KVM_RING) ? "kvm-dirty-ring"
                      : (state.flags & HMMV_SHM_F_SOURCE_KVM_LOG) ? "kvm-dirty-log"
                      : (state.flags & HMMV_SHM_F_SOURCE_TCG)     ? "tcg"
@@ -570,6 +669,9 @@ qemu_dirty_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **e
                 "); tracking must restart", state.layout_generation);
     return FALSE;
   }
+  if (state.layout_generation != qd->layout_generation &&
+      !recheck_layout(qd, vm, &state, error))
+    return FALSE;
   /* QEMU only counts up; backwards is a QEMU writing the region it should not (it would
    * read as 2^64 merged intervals) */
   if (state.generation < qd->last_generation) {
@@ -622,6 +724,7 @@ qemu_dirty_destroy(HmmvTracker *tracker)
   qemu_dirty_stop(tracker);
   hmmv_qmp_free(qd->qmp);
   g_array_unref(qd->blocks);
+  g_array_unref(qd->block_layouts);
   g_strfreev(qd->exclude);
   g_free(qd->vm_name);
   g_free(qd);
@@ -650,11 +753,13 @@ hmmv_qemu_dirty_tracker_new(HmmvQmp *qmp, const HmmvQemuDirtyOptions *options, G
   qd->vm_name = g_strdup("?");
   qd->blocks = g_array_new(FALSE, TRUE, sizeof(BlockMap));
   g_array_set_clear_func(qd->blocks, block_map_clear);
+  qd->block_layouts = g_array_new(FALSE, TRUE, sizeof(guint32));
   qd->stats.source = "unknown";
   tracker = hmmv_tracker_new(&qemu_dirty_ops, qd, error);
   if (tracker == NULL) {
     hmmv_qmp_free(qd->qmp);
     g_array_unref(qd->blocks);
+    g_array_unref(qd->block_layouts);
     g_strfreev(qd->exclude);
     g_free(qd->vm_name);
     g_free(qd);
