@@ -8,6 +8,7 @@
 #include "shm.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
@@ -143,6 +144,44 @@ START_TEST(test_harvest_exact)
   ck_assert_uint_eq(hmmv_shm_harvest_block(shm, 0, collect, got), 0);
   ck_assert_uint_eq(hmmv_shm_harvest_block(shm, 1, collect, got), 1);
   ck_assert_uint_eq(g_array_index(got, guint64, 0), 65);
+  g_free(r.data);
+}
+END_TEST
+
+/* A block's own layout generation and flags are read live from its descriptor (QEMU bumps
+ * them when only that block changed); the snapshot's sizes stay those checked at open. */
+START_TEST(test_block_layout_live)
+{
+  const guint64 pages[] = { 256, 512 };
+  Region r = region_build(pages, 2);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvShm) shm = NULL;
+  int fd = region_write(&r, r.size);
+  const gsize desc1 = HMMV_SHM_HEADER_SIZE + HMMV_SHM_BLOCK_DESC_SIZE;
+  guint32 generation = 7, flags = 7, value;
+  guint64 used = G_GUINT64_CONSTANT(1) << 40;
+
+  shm = hmmv_shm_open_fd(fd, "test", &error);
+  ck_assert_msg(shm != NULL, "%s", error ? error->message : "");
+  ck_assert(hmmv_shm_read_block_layout(shm, 1, &generation, &flags));
+  ck_assert_uint_eq(generation, 0);
+  ck_assert_uint_eq(flags, 0);
+  /* QEMU's side: block 1 mapped elsewhere, twice; it also scribbles a size (never used). */
+  value = 2;
+  ck_assert_int_eq(pwrite(fd, &value, 4, desc1 + offsetof(struct hmmv_shm_block,
+                                                          layout_generation)), 4);
+  value = HMMV_SHM_BLOCK_F_REMAPPED;
+  ck_assert_int_eq(pwrite(fd, &value, 4, desc1 + offsetof(struct hmmv_shm_block, flags)), 4);
+  ck_assert_int_eq(pwrite(fd, &used, 8, desc1 + offsetof(struct hmmv_shm_block, used_length)),
+                   8);
+  ck_assert(hmmv_shm_read_block_layout(shm, 1, &generation, &flags));
+  ck_assert_uint_eq(generation, 2);
+  ck_assert_uint_eq(flags, HMMV_SHM_BLOCK_F_REMAPPED);
+  ck_assert(hmmv_shm_read_block_layout(shm, 0, &generation, &flags));
+  ck_assert_uint_eq(generation, 0);
+  ck_assert_uint_eq(hmmv_shm_get_block(shm, 1)->used_length, 512 << 12);
+  ck_assert(!hmmv_shm_read_block_layout(shm, 2, &generation, &flags));
+  close(fd);
   g_free(r.data);
 }
 END_TEST
@@ -318,6 +357,7 @@ shm_suite(void)
 
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_harvest_exact);
+  tcase_add_test(tc, test_block_layout_live);
   tcase_add_test(tc, test_bad_regions);
   tcase_add_test(tc, test_random_damage);
   tcase_add_test(tc, test_unsealable_refused);
