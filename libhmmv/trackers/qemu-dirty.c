@@ -16,8 +16,10 @@
  *          counts every change. When it moves, the harvest re-reads the guest-physical ranges
  *          of the blocks whose generation moved, and only those: a block whose ranges still
  *          match the VM's (or that the VM never had and that is still unmapped) keeps being
- *          harvested; one that moved is HMMV_ERROR_LAYOUT_CHANGED, naming it. A hot-plugged
- *          NIC (its option ROM) changes nothing at all.
+ *          harvested; one that moved is HMMV_ERROR_LAYOUT_CHANGED, naming it. Ranges wholly
+ *          below 1 MiB in the legacy window (PAM, SMRAM: BIOS shadowing, a reset, a VM state
+ *          load) may come and go without that. A hot-plugged NIC (its option ROM) changes
+ *          nothing at all.
  * exclude:  backends left out of the export (hmmv-start's exclude): their ranges are in the VM
  *           but get no block map, so their pages are never marked written.
  * pause:    while the core says COARSE, hmmv-pause for 7 intervals in 8 (HmmvPauseCycle): a
@@ -452,38 +454,70 @@ layout_baseline(QemuDirty *qd, const HmmvShmState *state)
   }
 }
 
-/* Do the VM's regions of block b (by host address: a backend's block gets its id string
- * only once a device uses it) equal what QEMU maps of it now (ranges, from
- * hmmv_qemu_query_layout)? */
+/* PC machines remap parts of pc.ram below 1 MiB while they run (PAM and SMRAM: the BIOS
+ * shadows its ROMs there, a reset clears them, a VM state load restores them): ranges wholly
+ * inside this window may come and go; the VM keeps the ones it was built with and the others
+ * stay untracked until tracking restarts (at most 384 KiB of firmware shadow). */
+#define LEGACY_WINDOW_START 0xa0000u
+#define LEGACY_WINDOW_END 0x100000u
+
+static gboolean
+in_legacy_window(guint64 gpa, guint64 size)
+{
+  return gpa >= LEGACY_WINDOW_START && gpa < LEGACY_WINDOW_END &&
+         size <= LEGACY_WINDOW_END - gpa;
+}
+
+static gboolean
+vm_has_range(HmmvVm *vm, const HmmvQemuRange *range)
+{
+  for (guint r = 0; r < hmmv_vm_get_nr_regions(vm); r++) {
+    const HmmvRegion *region = hmmv_vm_get_region(vm, r);
+
+    if (region->gpa == range->gpa && region->hva == range->hva &&
+        region->nr_pages == range->size >> HMMV_PAGE_SHIFT)
+      return TRUE;
+  }
+  return FALSE;
+}
+
+static gboolean
+qemu_has_region(GPtrArray *ranges, const HmmvRegion *region)
+{
+  for (guint i = 0; i < ranges->len; i++) {
+    const HmmvQemuRange *range = g_ptr_array_index(ranges, i);
+
+    if (region->gpa == range->gpa && region->hva == range->hva &&
+        region->nr_pages == range->size >> HMMV_PAGE_SHIFT)
+      return TRUE;
+  }
+  return FALSE;
+}
+
+/* Are the VM's regions of block b (by host address: a backend's block gets its id string
+ * only once a device uses it) what QEMU maps of it now (ranges, from
+ * hmmv_qemu_query_layout), the legacy window aside? */
 static gboolean
 block_still_matches(QemuDirty *qd, HmmvVm *vm, guint b, GPtrArray *ranges)
 {
   const HmmvShmBlock *block = hmmv_shm_get_block(qd->shm, b);
-  guint in_vm = 0, in_qemu = 0;
 
   for (guint i = 0; i < ranges->len; i++) {
     const HmmvQemuRange *range = g_ptr_array_index(ranges, i);
-    gboolean found = FALSE;
 
-    if (range->hva - range->offset != block->host_addr)
-      continue;
-    in_qemu++;
-    for (guint r = 0; r < hmmv_vm_get_nr_regions(vm) && !found; r++) {
-      const HmmvRegion *region = hmmv_vm_get_region(vm, r);
-
-      found = region->gpa == range->gpa && region->hva == range->hva &&
-              region->nr_pages == range->size >> HMMV_PAGE_SHIFT;
-    }
-    if (!found)
-      return FALSE;
+    if (range->hva - range->offset == block->host_addr &&
+        !in_legacy_window(range->gpa, range->size) && !vm_has_range(vm, range))
+      return FALSE;   /* memory the guest now sees that the VM does not have */
   }
   for (guint r = 0; r < hmmv_vm_get_nr_regions(vm); r++) {
     const HmmvRegion *region = hmmv_vm_get_region(vm, r);
 
-    if (region->hva >= block->host_addr && region->hva - block->host_addr < block->max_length)
-      in_vm++;
+    if (region->hva >= block->host_addr && region->hva - block->host_addr < block->max_length &&
+        !in_legacy_window(region->gpa, region->nr_pages << HMMV_PAGE_SHIFT) &&
+        !qemu_has_region(ranges, region))
+      return FALSE;   /* memory the VM has that the guest no longer sees there */
   }
-  return in_vm == in_qemu;
+  return TRUE;
 }
 
 /* The header's layout generation moved while the region stays valid: re-read the blocks
