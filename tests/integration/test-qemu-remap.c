@@ -28,6 +28,10 @@
  *                         goes on harvesting exactly; a DIMM plugged on m1 (which the VM never
  *                         had) is LAYOUT_CHANGED naming that block
  *
+ * HMMV_LAYOUT_CHANGED is read on a second QMP monitor: stale false with the block's generation
+ * for the DIMM on m1, stale true for the new backend, and none for the NIC (the first event
+ * after it is the next real change's, a PAM write naming pc.ram).
+ *
  * The consumer is the test itself (a memfd it maps). Skips (77) on a QEMU whose BUILD-INFO
  * lists no per-block layout patch (10.0 only: 7.2's series marks the whole export stale for
  * any RAM block).
@@ -35,6 +39,9 @@
 #include "../hmmv-test.h"
 #include "qemu-harness.h"
 
+#include <gio/gio.h>
+#include <gio/gunixsocketaddress.h>
+#include <glib/gstdio.h>
 #include <hmmv/qemu.h>
 #include <hmmv/shm-abi.h>
 #include <stdio.h>
@@ -48,6 +55,8 @@
 #define RAM_MIB 128
 #define FOUR_GIB (G_GUINT64_CONSTANT(4) << 30)
 #define PAM_WINDOW 0xc0000u
+/* i440FX PAM1: 0xc0000-0xc7fff (low nibble), 0xc8000-0xcffff (high nibble). */
+#define I440FX_PAM1 0x5a
 
 static char *qemu_path;
 static char *guest_path;
@@ -58,6 +67,10 @@ typedef struct {
   int fd;
   guint8 *map;
   gsize size;
+  /* A second QMP monitor that only listens for events. */
+  char *events_dir;
+  GSocketConnection *events;
+  GDataInputStream *events_in;
 } Remap;
 
 static JsonNode *
@@ -96,16 +109,69 @@ boot(Remap *r, const char *const *extra)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *ready = NULL;
+  g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
+  g_autofree char *sock = NULL;
 
   memset(r, 0, sizeof(*r));
   r->fd = -1;
+  r->events_dir = g_dir_make_tmp("hmmv-remap-XXXXXX", &error);
+  ck_assert_msg(r->events_dir != NULL, "%s", error ? error->message : "");
+  sock = g_build_filename(r->events_dir, "events.sock", NULL);
+  for (guint i = 0; extra != NULL && extra[i] != NULL; i++)
+    g_ptr_array_add(args, g_strdup(extra[i]));
+  g_ptr_array_add(args, g_strdup("-qmp"));
+  g_ptr_array_add(args, g_strdup_printf("unix:%s,server=on,wait=off", sock));
+  g_ptr_array_add(args, NULL);
   r->proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", RAM_MIB,
-                                 "phases=1 pages=10 wait=1", extra, &error);
+                                 "phases=1 pages=10 wait=1",
+                                 (const char *const *)args->pdata, &error);
   ck_assert_msg(r->proc != NULL, "%s", error ? error->message : "");
   ready = hmmv_qemu_proc_expect(r->proc, "HMMV-GUEST-READY", SERIAL_TIMEOUT_MS);
   ck_assert_msg(ready != NULL, "the guest did not come up");
   r->qmp = hmmv_qemu_proc_qmp(r->proc, &error);
   ck_assert_msg(r->qmp != NULL, "%s", error ? error->message : "");
+  {
+    g_autoptr(GSocketClient) client = g_socket_client_new();
+    g_autoptr(GSocketAddress) address = g_unix_socket_address_new(sock);
+    GOutputStream *out;
+    g_autofree char *greeting = NULL, *reply = NULL;
+    const char *caps = "{\"execute\": \"qmp_capabilities\"}\n";
+
+    r->events = g_socket_client_connect(client, G_SOCKET_CONNECTABLE(address), NULL, &error);
+    ck_assert_msg(r->events != NULL, "events monitor: %s", error ? error->message : "");
+    /* A liveness bound on every read, not a speed limit. */
+    g_socket_set_timeout(g_socket_connection_get_socket(r->events), 30);
+    r->events_in = g_data_input_stream_new(
+      g_io_stream_get_input_stream(G_IO_STREAM(r->events)));
+    greeting = g_data_input_stream_read_line(r->events_in, NULL, NULL, &error);
+    ck_assert_msg(greeting != NULL, "events monitor greeting: %s", error ? error->message : "");
+    out = g_io_stream_get_output_stream(G_IO_STREAM(r->events));
+    ck_assert(g_output_stream_write_all(out, caps, strlen(caps), NULL, NULL, &error));
+    reply = g_data_input_stream_read_line(r->events_in, NULL, NULL, &error);
+    ck_assert_msg(reply != NULL && strstr(reply, "\"return\"") != NULL, "qmp_capabilities: %s",
+                  reply ? reply : error->message);
+  }
+}
+
+/* The data of the next HMMV_LAYOUT_CHANGED event on the events monitor (other events are
+ * skipped); a new reference. */
+static JsonObject *
+next_layout_event(Remap *r)
+{
+  for (;;) {
+    g_autoptr(GError) error = NULL;
+    g_autofree char *line = g_data_input_stream_read_line(r->events_in, NULL, NULL, &error);
+    g_autoptr(JsonParser) parser = json_parser_new();
+    JsonObject *msg;
+
+    ck_assert_msg(line != NULL, "no HMMV_LAYOUT_CHANGED event: %s",
+                  error ? error->message : "end of stream");
+    ck_assert_msg(json_parser_load_from_data(parser, line, -1, &error), "%s", error->message);
+    msg = json_node_get_object(json_parser_get_root(parser));
+    if (g_strcmp0(json_object_get_string_member_with_default(msg, "event", ""),
+                  "HMMV_LAYOUT_CHANGED") == 0)
+      return json_object_ref(json_object_get_object_member(msg, "data"));
+  }
 }
 
 static void
@@ -115,8 +181,17 @@ shutdown_guest(Remap *r)
     munmap(r->map, r->size);
   if (r->fd >= 0)
     close(r->fd);
+  g_clear_object(&r->events_in);
+  g_clear_object(&r->events);
   g_clear_pointer(&r->qmp, hmmv_qmp_free);
   g_clear_pointer(&r->proc, hmmv_qemu_proc_free);
+  if (r->events_dir != NULL) {
+    g_autofree char *sock = g_build_filename(r->events_dir, "events.sock", NULL);
+
+    g_unlink(sock);
+    g_rmdir(r->events_dir);
+    g_clear_pointer(&r->events_dir, g_free);
+  }
 }
 
 static void
@@ -240,6 +315,8 @@ device_add(Remap *r, const char *driver, const char *id, const char *memdev)
   ret = qmp_ok(r, "device_add", dev);
 }
 
+static void pci_config_write8(Remap *r, guint reg, guint value);
+
 static const char *const dimm_slots_m1[] = {
   "-m", "128M,slots=2,maxmem=1G",
   "-object", "memory-backend-ram,id=m1,size=128M",
@@ -260,6 +337,14 @@ START_TEST(test_dimm_existing_memdev)
   header_gen = header_layout_generation(&r);
 
   device_add(&r, "pc-dimm", "d1", "m1");
+  {
+    g_autoptr(JsonObject) event = next_layout_event(&r);
+
+    ck_assert(!json_object_get_boolean_member(event, "stale"));
+    ck_assert_uint_eq(json_object_get_int_member(event, "block-layout-generation"), 1);
+    ck_assert_uint_eq(json_object_get_int_member(event, "layout-generation"),
+                      header_layout_generation(&r));
+  }
   after = block_of(&r, "m1", NULL);
   pcram = block_of(&r, NULL, "pc.ram");
   ck_assert_msg(maps_gpa(after, FOUR_GIB), "m1 is not mapped at 4 GiB after the plug");
@@ -310,6 +395,14 @@ START_TEST(test_nic_rom_not_stale)
   ck_assert(!header_stale(&r));
   info = qmp_ok(&r, "query-hmmv", NULL);
   ck_assert(!json_object_get_boolean_member(json_node_get_object(info), "layout-stale"));
+  /* No event for the NIC: the first one after it is the next real change's (PAM1 cleared). */
+  pci_config_write8(&r, I440FX_PAM1, 0);
+  {
+    g_autoptr(JsonObject) event = next_layout_event(&r);
+
+    ck_assert_str_eq(json_object_get_string_member(event, "block"), "pc.ram");
+    ck_assert(!json_object_get_boolean_member(event, "stale"));
+  }
   printf("# virtio-net hot-plug (%s): pc.ram generation 0, header %" G_GUINT64_FORMAT
          " unchanged, not stale\n", json_object_get_string_member(rom, "name"), header_gen);
   shutdown_guest(&r);
@@ -379,6 +472,12 @@ START_TEST(test_new_memdev_stale)
   ck_assert(!header_stale(&r));
   device_add(&r, "pc-dimm", "d2", "m2");
   ck_assert_msg(header_stale(&r), "guest RAM with no descriptor was mapped, region not stale");
+  {
+    g_autoptr(JsonObject) event = next_layout_event(&r);
+
+    ck_assert(json_object_get_boolean_member(event, "stale"));
+    ck_assert(!json_object_has_member(event, "block-layout-generation"));
+  }
   info = qmp_ok(&r, "query-hmmv", NULL);
   ck_assert(json_object_get_boolean_member(json_node_get_object(info), "layout-stale"));
   pcram = block_of(&r, NULL, "pc.ram");
@@ -416,8 +515,6 @@ pci_config_write8(Remap *r, guint reg, guint value)
   hmp_ok(o2);
 }
 
-/* i440FX PAM1: 0xc0000-0xc7fff (low nibble), 0xc8000-0xcffff (high nibble). */
-#define I440FX_PAM1 0x5a
 
 START_TEST(test_pam)
 {
