@@ -136,6 +136,16 @@ def figures_case(tmp, a, b):
                 w = max(vms, key=lambda r: float(r["slowdown"]))
                 want = f"{float(w['slowdown']):.3f} ({w['vm']})"
             check(cell == want, f"corun-figures {mode}: hmmv-writes cell {cell} == {want}")
+    # held: each VM's mean DRAM pages and the pool's idle pages add up to the pool (4,096 at
+    # 25% of 4 x 4,096), for every policy but all-dram (which holds every page)
+    r = run([sys.executable, script, "held", "4096", csvs[0] + ".intervals"])
+    rows = [[c.strip().replace(",", "") for c in ln.split("|")[1:-1]]
+            for ln in r.stdout.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+    sums = {row[0]: sum(float(c) for c in row[1:5]) + float(row[5].split(";")[0])
+            for row in rows if len(row) == 6}
+    check(r.returncode == 0 and set(POLICIES) <= set(sums) and
+          all(abs(v - 4096) <= 3 for p, v in sums.items() if p != "all-dram"),
+          f"corun-figures held: VMs' DRAM + idle == the pool ({sums})")
 
 
 def visible_case(traces):

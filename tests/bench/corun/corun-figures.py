@@ -12,6 +12,10 @@
                                       runtime against all-DRAM (pages moved)
   corun-figures.py worst CSV...       one row per policy, one column per CSV: the worst VM's
                                       slowdown against its own all-DRAM run (which VM)
+  corun-figures.py held POOL ICSV     from an --intervals-csv (or a --plots dir's intervals.csv)
+                                      and the pool in pages: per policy, each VM's mean DRAM
+                                      pages held from interval 20 on, and the pool's pages
+                                      nobody holds (mean; max) over those intervals
 
 Totals are the sums of the VMs' runtimes (row vm=all); a ratio X/hmmv > 1 means hmmv is
 faster by that factor.
@@ -105,6 +109,27 @@ def worst_cell(rows):
     return f"{float(w['slowdown']):.3f} ({w['vm']})"
 
 
+def held(pool, path, first=20):
+    """Mean DRAM pages per VM and idle pool pages (pool - held) from interval first on."""
+    per = {}
+    for r in csv.DictReader(open(path)):
+        i = int(r["interval"])
+        if i < first:
+            continue
+        per.setdefault(r["policy"], {}).setdefault(i, {})[r["vm"]] = int(r["dram_pages"])
+    if not per:
+        raise SystemExit(f"{path}: no intervals from {first} on")
+    vms = sorted({vm for p in per.values() for iv in p.values() for vm in iv},
+                 key=lambda v: (len(v), v))
+    print(f"| policy | " + " | ".join(vms) + " | pool pages nobody holds (mean; max) |")
+    print("|---|" + "---:|" * (len(vms) + 1))
+    for p, ivs in per.items():
+        means = [sum(iv.get(vm, 0) for iv in ivs.values()) / len(ivs) for vm in vms]
+        idle = [pool - sum(iv.values()) for iv in ivs.values()]
+        print(f"| {p} | " + " | ".join(f"{m:,.0f}" for m in means) +
+              f" | {sum(idle) / len(idle):,.0f}; {max(idle):,} |")
+
+
 def accuracy(paths, workloads):
     print("| setup, profile, DRAM | VM | workload | oracle DRAM-served | hmmv-writes / oracle "
           "| hmmv-reads-writes / oracle | hmmv-ideal / oracle |")
@@ -123,7 +148,7 @@ def accuracy(paths, workloads):
 
 def main():
     if len(sys.argv) < 3 or sys.argv[1] not in ("speedup", "fairness", "accuracy", "runtime",
-                                                "worst"):
+                                                "worst", "held"):
         raise SystemExit(__doc__)
     paths = sys.argv[2:]
     if sys.argv[1] == "speedup":
@@ -134,6 +159,10 @@ def main():
         policy_columns(paths, runtime_cell)
     elif sys.argv[1] == "worst":
         policy_columns(paths, worst_cell)
+    elif sys.argv[1] == "held":
+        if len(sys.argv) != 4 or not sys.argv[2].isdigit():
+            raise SystemExit(__doc__)
+        held(int(sys.argv[2]), sys.argv[3])
     else:
         # workload names: from a setup.json given as SETUP=DIR/setup.json arguments
         import json
