@@ -47,7 +47,9 @@ DIR/race-writes.png (guest progress) and DIR/race-moves.png (pages migrated). Th
 every page at the end; any bad word fails the run.
 
 Before/after in one run: --hmmvd-base PATH (another build of hmmvd) and the hmmvd modes with
-"-base" appended (hmmvd-base, hmmvd-writes-base, ...) run that build in the same way.
+"-base" appended (hmmvd-base, hmmvd-writes-base, ...) run that build in the same way. A mode
+named again in --modes runs again, as MODE.2, MODE.3, ... (so A,B,A,B alternates two builds
+against the load's drift).
 
 usage: tiering-race.py --hmmvd PATH --guest guest.elf [--hot-probe PATH] [--out-dir DIR]
        [--modes hmmvd,hmmvd-pool,kernel,damos,none] [--seconds 150] [--hmmvd-base PATH]
@@ -122,6 +124,19 @@ class RaceVm(e2e.Vm):
             return 0
         found = [l for l in lines if l.startswith("HMMV-VERIFY-PROGRESS")]
         return self.figures(found[-1]).get("writes", 0) if found else 0
+
+    def corrupt_words(self):
+        """Bad words the guest has found so far: its last progress line's corrupt_words, or
+        more when it reported HMMV-VERIFY-CORRUPT lines after it (so a mode's summary says
+        whether the guest saw a bad word during that mode)."""
+        try:
+            with open(self.log, errors="replace") as f:
+                lines = f.read().split("\n")[:-1]
+        except FileNotFoundError:
+            return 0
+        found = [l for l in lines if l.startswith("HMMV-VERIFY-PROGRESS")]
+        words = self.figures(found[-1]).get("corrupt_words", 0) if found else 0
+        return max(words, sum(1 for l in lines if l.startswith("HMMV-VERIFY-CORRUPT")))
 
 
 def move(pid, addrs, node):
@@ -600,6 +615,7 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
                 f"(left by an earlier mode)")
         v0 = vmstat_all()
         w0 = {vm.name: vm.writes() for vm in vms}
+        bad0 = {vm.name: vm.corrupt_words() for vm in vms}
         reasons.reset()
         kswapd = kthreads(("kswapd", "kcompactd"))
         c0 = {vm.name: cpu_s(vm.proc.pid) for vm in vms}
@@ -607,15 +623,16 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
         t0 = time.monotonic()
         probe = HotProbe(opts, mode, vms)
         t_managed = None
-        kind = mode[:-len(BASE)] if mode.endswith(BASE) else mode
+        # a mode named again in --modes runs again as MODE.2, MODE.3, ... (its files too)
+        name = mode.split(".")[0]
+        kind = name[:-len(BASE)] if name.endswith(BASE) else name
         if kind.startswith("hmmvd"):
             hopts = argparse.Namespace(**vars(opts))
             hopts.pool_mib = opts.pool_mib if kind == "hmmvd-pool" else 0
             hopts.reads_source = "none" if kind == "hmmvd-writes" else None
-            if mode.endswith(BASE):
+            if name.endswith(BASE):
                 hopts.hmmvd = opts.hmmvd_base
-            hmmvd = e2e.Hmmvd(hopts, work, vms, len(MODES) * mode.endswith(BASE) +
-                              MODES.index(kind), t0=t0)
+            hmmvd = e2e.Hmmvd(hopts, work, vms, mode, t0=t0)
             sampler = StartupSampler(hmmvd.proc.pid,
                                      os.path.join(opts.out_dir, f"race-{mode}-startup.tsv"), t0)
             try:
@@ -745,7 +762,11 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
             kdamond_cpu_s=f"{kdamond_cpu:.0f}",
             kdamonds_on_at_start=leftover,
             sampler_cpu_s=f"{r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime:.0f}",
-            node0_free_mib_at_start=free0)
+            node0_free_mib_at_start=free0,
+            # bad words the guests found during this mode (and the ones before it)
+            corrupt_words_in_mode=",".join(
+                f"{vm.name}:{vm.corrupt_words() - bad0[vm.name]}(before:{bad0[vm.name]})"
+                for vm in vms))
         if by_thread:   # threads alive at the end (a finished GTask thread's time is gone)
             summary["hmmvd_threads_cpu_s"] = ",".join(
                 f"{n}:{c:.0f}" for n, c in sorted(by_thread.items(), key=lambda x: -x[1])[:4])
@@ -913,7 +934,9 @@ def main():
                       + "\tagent_cpu\tkswapd_kcompactd_cpu\n")
             reasons = MigrateReasons()
             try:
-                for mode in modes:
+                for i, mode in enumerate(modes):
+                    if mode in modes[:i]:
+                        mode = f"{mode}.{modes[:i].count(mode) + 1}"
                     # one mode's failure (a DAMON refusal, hmmvd's start-up) leaves the
                     # others' figures standing; the run still fails
                     try:
@@ -943,6 +966,10 @@ def main():
         for vm in vms:
             vm.stop()
         settle()
+        # the guests' serial lines (progress, any HMMV-VERIFY-CORRUPT with pfn and epoch)
+        for vm in vms:
+            if os.path.exists(vm.log):
+                shutil.copy(vm.log, os.path.join(opts.out_dir, f"serial-{vm.name}.log"))
         shutil.rmtree(work, ignore_errors=True)
     for r in results:
         print("race: " + " ".join(f"{k}={v}" for k, v in r.items()), flush=True)
