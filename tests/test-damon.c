@@ -120,16 +120,21 @@ END_TEST
 
 /* Beside its neighbours (issue 8): a run of contiguous regions read less densely than another
  * set of the VM (4, 3, 4 of 10 beside 9 elsewhere) is read, its mostly cold edge (1) is not,
- * and a region alone keeps the snapshot-wide half (4 is not read beside a 9). */
+ * a region alone keeps the snapshot-wide half (4 is not read beside a 9), and the sparser
+ * set's regions right after the dense set (3 beside 9) are read: accessed on both sides,
+ * a region is held to its less accessed side. */
 START_TEST(test_neighbour_threshold)
 {
   const RegionSeen regions[] = {
     { 0, 8, 9 }, { 8, 16, 9 },                        /* the dense set */
+    { 16, 24, 3 }, { 24, 32, 4 }, { 32, 40, 3 },       /* a sparser one right after it */
     { 100, 108, 4 }, { 108, 116, 3 }, { 116, 124, 4 }, /* a sparser one */
     { 124, 132, 1 },                                  /* its edge */
     { 200, 204, 4 },                                  /* alone */
+    { 300, 308, 9 }, { 308, 316, 3 },                 /* the dense set's edge */
   };
-  const gboolean want[] = { TRUE, TRUE, TRUE, TRUE, TRUE, FALSE, FALSE };
+  const gboolean want[] = { TRUE, TRUE, TRUE, TRUE, TRUE, TRUE, TRUE, TRUE, FALSE, FALSE,
+                            TRUE, FALSE };
   gboolean read[G_N_ELEMENTS(regions)];
 
   hmmv_damon_regions_read(regions, G_N_ELEMENTS(regions), 1, read);
@@ -138,7 +143,7 @@ START_TEST(test_neighbour_threshold)
                   i, regions[i].nr_accesses, read[i]);
   /* min_accesses still bounds it: 4 of the sparser set are not enough for 5 */
   hmmv_damon_regions_read(regions, G_N_ELEMENTS(regions), 5, read);
-  ck_assert(read[0] && !read[2] && !read[4]);
+  ck_assert(read[0] && !read[5] && !read[7]);
 }
 END_TEST
 

@@ -23,7 +23,7 @@
  * the snapshot's most accessed region, a written one: the late set was marked in a quarter of
  * the snapshots or fewer, its keys stayed ~25, between the payback gate (22) and the room
  * gate (~42), and 560 of its 1,024 pages were on DRAM after 60 intervals (the testbed: 504
- * and 656, after 60 and 151); now 95% after 18 intervals.
+ * and 656, after 60 and 151); now 95% after 13 intervals.
  */
 #include "hmmv-test.h"
 #include "trackers/damon-tracker.h"

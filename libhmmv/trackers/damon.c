@@ -21,8 +21,9 @@
  *   min_nr_regions = max / 4, at least 10: DAMON merges regions of similar access counts,
  *               and a floor keeps it splitting and so finding the hot set's edges;
  *   read      = regions seen accessed in at least half as many samples as the most
- *               accessed of their neighbours (up to DAMON_NEIGHBOURS regions either side,
- *               address-contiguous) and at least a quarter as many as the snapshot's most
+ *               accessed of their neighbours (up to DAMON_NEIGHBOURS address-contiguous
+ *               regions on a side; with accessed neighbours on both sides, those of the
+ *               less accessed side) and at least a quarter as many as the snapshot's most
  *               accessed region; a region with no accessed neighbour, half as many as the
  *               snapshot's most accessed; always at least min_accesses (default 1). A
  *               region straddling the edge of a read set is seen accessed in about the
@@ -39,8 +40,11 @@
  *               between the planner's payback gate and its room gate, so half of it
  *               waited on the slow tier with the room free (reads-hmmvd.py coarse: 504
  *               and 656 of 1,024 on DRAM after 60 and 151 intervals; test-late-reads).
- *               Its straddling regions still meet its own regions' counts. Pages read
- *               much less than the VM's hottest are left to later snapshots.
+ *               Its straddling regions still meet its own regions' counts (a cold side);
+ *               its regions beside the written set do not count as its edge (the
+ *               testbed, neighbours on either side: 959 of 1,024 after 60, the ~4
+ *               regions next to the written set held back). Pages read much less than
+ *               the VM's hottest are left to later snapshots.
  *
  * Pacing. The snapshots are most of the tracker's cost: every update_schemes_tried_regions
  * makes the kdamond build a sysfs directory per accessed region, and the thread reads three
@@ -190,21 +194,25 @@ hmmv_damon_regions_read(const RegionSeen *regions, guint nr, guint64 min_accesse
   for (guint i = 0; i < nr; i++)
     max = MAX(max, regions[i].nr_accesses);
   for (guint i = 0; i < nr; i++) {
-    guint64 local = 0, threshold;
+    guint64 left = 0, right = 0, own = regions[i].nr_accesses, local, threshold;
     guint j;
 
     for (j = i; j > 0 && i - j < DAMON_NEIGHBOURS && regions[j - 1].end == regions[j].start; j--)
-      local = MAX(local, regions[j - 1].nr_accesses);
+      left = MAX(left, regions[j - 1].nr_accesses);
     for (j = i; j + 1 < nr && j - i < DAMON_NEIGHBOURS && regions[j].end == regions[j + 1].start;
          j++)
-      local = MAX(local, regions[j + 1].nr_accesses);
-    /* alone: half the snapshot's most accessed region; beside others: half the most
-     * accessed of them and itself, and a quarter of the snapshot's most accessed */
-    if (local == 0)
+      right = MAX(right, regions[j + 1].nr_accesses);
+    /* alone: half the snapshot's most accessed region. Beside others: half the most
+     * accessed of itself and its neighbours on the side that is not cold (both sides
+     * accessed: the less accessed side, a region between two sets is no set's edge), and
+     * a quarter of the snapshot's most accessed */
+    if (left == 0 && right == 0) {
       threshold = (max + 1) / 2;
-    else
-      threshold = MAX((MAX(local, regions[i].nr_accesses) + 1) / 2, (max + 3) / 4);
-    read[i] = regions[i].nr_accesses >= MAX(threshold, least);
+    } else {
+      local = MAX(own, left == 0 ? right : right == 0 ? left : MIN(left, right));
+      threshold = MAX((local + 1) / 2, (max + 3) / 4);
+    }
+    read[i] = own >= MAX(threshold, least);
   }
 }
 
