@@ -20,7 +20,9 @@
  *                         (LAYOUT_STALE, query-hmmv's layout-stale)
  *   pam                   the i440FX's PAM register for 0xc0000-0xcffff cleared and restored
  *                         (PCI config writes through HMP's port write): pc.ram's descriptor
- *                         counts both changes and its ranges lose, then regain, that window
+ *                         counts both changes and its ranges lose, then regain, that window;
+ *                         then hmmv-stop changes no generation (its listener going away is
+ *                         no layout change)
  *   tracker               libhmmv's qemu-dirty tracker, as hmmvd runs it: a NIC hot-plug
  *                         changes nothing (the harvest goes on, exact); PAM cleared and
  *                         restored between two harvests moves pc.ram's generation only, the
@@ -545,6 +547,23 @@ START_TEST(test_pam)
   ck_assert(!header_stale(&r));
   printf("# PAM1 0x%x -> 0 -> 0x%x: pc.ram's block generation 0 -> 1 -> 2, not stale\n", pam,
          pam);
+
+  /* hmmv-stop (the listener goes away) is no layout change: nothing moves in the region,
+   * which the test still maps, nor in query-hmmv's count. */
+  {
+    guint64 header_gen = header_layout_generation(&r);
+    const struct hmmv_shm_block *d = desc_of(&r, restored);
+    g_autoptr(JsonNode) info_before = qmp_ok(&r, "query-hmmv", NULL);
+    g_autoptr(JsonNode) stopped = qmp_ok(&r, "hmmv-stop", NULL);
+    g_autoptr(JsonNode) info_after = qmp_ok(&r, "query-hmmv", NULL);
+
+    ck_assert_uint_eq(header_layout_generation(&r), header_gen);
+    ck_assert_uint_eq(__atomic_load_n(&d->layout_generation, __ATOMIC_ACQUIRE), 2);
+    ck_assert_uint_eq(json_object_get_int_member(json_node_get_object(info_after),
+                                                 "layout-generation"),
+                      json_object_get_int_member(json_node_get_object(info_before),
+                                                 "layout-generation"));
+  }
   shutdown_guest(&r);
 }
 END_TEST
