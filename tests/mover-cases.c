@@ -190,10 +190,13 @@ START_TEST(case_short_call_rest_tried_again)
 END_TEST
 
 /* A target with room for 300 pages: the first call moves 300 and fails with ENOMEM (never
- * -ENOMEM per page); the second batch is not tried. Nothing is an error for the caller. */
+ * -ENOMEM per page); the batches after it are not tried. Nothing is an error for the caller.
+ * On a real node (filled to about 300 pages of room: the kernel's reserves and per-CPU lists
+ * decide the rest) the count that moves is the kernel's: fewer than all, and the
+ * record of every page agrees with the kernel's. */
 START_TEST(case_full_target_node)
 {
-  enum { NR = 1024, ROOM = 300 };
+  enum { NR = 8192, ROOM = 300 };
   g_autofree guint8 *spec = g_new(guint8, NR);
   HmmvVm *vm;
   HmmvMover *mover;
@@ -208,12 +211,18 @@ START_TEST(case_full_target_node)
   mover->batch_pages = 512;
   ck_assert_msg(hmmv_mover_move(mover, vm, pages, NR, 1, &moved, &error), "%s",
                 error ? error->message : "");
-  ck_assert_uint_eq(moved, ROOM);
-  ck_assert_uint_eq(stats->demoted, ROOM);
-  ck_assert_uint_eq(stats->no_memory, NR - ROOM);
-  ck_assert_uint_eq(failures(stats), NR - ROOM);
-  ck_assert_uint_eq(hmmv_vm_get_slow_pages(vm), ROOM);
-  ck_assert_uint_eq(hmmv_vm_get_dram_pages(vm), NR - ROOM);
+  printf("# full_target_node on %s: %" G_GUINT64_FORMAT " of %d pages moved, %" G_GUINT64_FORMAT
+         " counted no-memory\n", host->name, moved, NR, stats->no_memory);
+  fflush(stdout);
+  if (host->exact_room)
+    ck_assert_uint_eq(moved, ROOM);
+  else
+    ck_assert_uint_lt(moved, NR);
+  ck_assert_uint_eq(stats->demoted, moved);
+  ck_assert_uint_eq(stats->no_memory, NR - moved);
+  ck_assert_uint_eq(failures(stats), NR - moved);
+  ck_assert_uint_eq(hmmv_vm_get_slow_pages(vm), moved);
+  ck_assert_uint_eq(hmmv_vm_get_dram_pages(vm), NR - moved);
   check_record_matches_query(mover, vm);
   host->teardown();
 }
@@ -361,7 +370,8 @@ mover_cases_add(TCase *tc, const MoverCaseHost *the_host)
            (missing & CASE_NEEDS_TWO_NODES) ? "two NUMA nodes (the testbed runs it)"
            : (missing & CASE_NEEDS_THP) ? "transparent huge pages (enabled: never)"
            : (missing & CASE_NEEDS_HUGETLB) ? "4 free 2 MiB hugetlbfs pages on nodes 0 and 1"
-                                            : "a slow node of a chosen size (a full node)");
+                                            : "a node 1 it may fill for a moment (root and "
+                                              "HMMV_MOVER_FILL_NODE1=1, as the testbed sets)");
   }
   fflush(stdout);
 }

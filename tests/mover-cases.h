@@ -22,7 +22,7 @@ enum {
 /* What a case needs of the host. */
 enum {
   CASE_NEEDS_TWO_NODES = 1 << 0,
-  CASE_NEEDS_SLOW_ROOM = 1 << 1,     /* a slow node with room for only slow_room pages */
+  CASE_NEEDS_SLOW_ROOM = 1 << 1,     /* a slow node with room for only about slow_room pages */
   CASE_NEEDS_THP = 1 << 2,           /* transparent huge pages (enabled: madvise or always) */
   CASE_NEEDS_HUGETLB = 1 << 3,       /* free 2 MiB hugetlbfs pages on both nodes (4 each) */
 };
@@ -39,6 +39,9 @@ typedef struct {
   const char *name;
   guint supports;         /* CASE_NEEDS_* this host meets */
   gboolean move_all;      /* the mover may use MPOL_MF_MOVE_ALL (CAP_SYS_NICE) */
+  gboolean exact_room;    /* slow_room is exact (a model); else about that much (a real node
+                           * filled for the case: the kernel's reserves and per-CPU lists
+                           * decide the rest) */
   /* build a VM of nr_pages laid out as spec (CASE_* per page); slow_room > 0 limits what
    * node 1 takes. Fills *vm and *mover (the host keeps ownership of neither). */
   void (*setup)(const guint8 *spec, guint64 nr_pages, guint64 slow_room, CaseBacking backing,

@@ -5,7 +5,8 @@
  */
 #include "mover-numa-host.h"
 
-#include <fcntl.h>   /* vmsplice */
+#include <errno.h>
+#include <fcntl.h>   /* vmsplice, open */
 #include <numa.h>
 #include <numaif.h>
 #include <signal.h>
@@ -157,6 +158,69 @@ case_child_main(int cmd_fd, int reply_fd)
     pause();
 }
 
+/* Node 1's 2 MiB hugetlbfs pool: what it is, what to write back. */
+#define NODE1_HUGEPAGES "/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages"
+static gint64 node1_hugepages_found = -1;
+
+static gint64
+node1_hugepages(void)
+{
+  g_autofree char *text = NULL;
+
+  if (!g_file_get_contents(NODE1_HUGEPAGES, &text, NULL, NULL))
+    return -1;
+  return g_ascii_strtoll(text, NULL, 10);
+}
+
+/* Not g_file_set_contents: sysfs and procfs take a write, not a renamed temporary file. */
+static gboolean
+write_knob(const char *path, guint64 value)
+{
+  g_autofree char *text = g_strdup_printf("%" G_GUINT64_FORMAT "\n", value);
+  int fd = open(path, O_WRONLY);
+  gboolean ok;
+
+  if (fd < 0)
+    return FALSE;
+  ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+  close(fd);
+  return ok;
+}
+
+/* Takes node 1 down to about room pages of free memory: its 2 MiB hugetlbfs pool is grown
+ * until the kernel has no more to give (it stops at the zone's min watermark, and its
+ * allocations for the pool never call the OOM killer, which a process filling the node with
+ * locked memory did), then shrunk by room's worth of 2 MiB pages. What is left above that
+ * (pages on per-CPU lists, fragments no 2 MiB page could be made of) is the kernel's to decide,
+ * so the room is about, not exact. The pool is put back as found in case_teardown. */
+static void
+fill_node1(guint64 room)
+{
+  guint64 huge_room = (room + 511) / 512;
+  gint64 got;
+  int fd;
+
+  node1_hugepages_found = node1_hugepages();
+  ck_assert_msg(node1_hugepages_found >= 0, "cannot read %s", NODE1_HUGEPAGES);
+  sync();
+  fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+  ck_assert_msg(fd >= 0 && write(fd, "3", 1) == 1, "cannot drop caches: %s", g_strerror(errno));
+  close(fd);
+  /* ask for all of node 1: the kernel gives what it can */
+  ck_assert_msg(write_knob(NODE1_HUGEPAGES, node1_hugepages_found + 1024 * 1024),
+                "cannot write %s: %s", NODE1_HUGEPAGES, g_strerror(errno));
+  got = node1_hugepages();
+  ck_assert_msg(got > node1_hugepages_found + (gint64)huge_room,
+                "node 1's hugetlbfs pool grew from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
+                " pages only", node1_hugepages_found, got);
+  ck_assert_msg(write_knob(NODE1_HUGEPAGES, got - huge_room), "cannot write %s: %s",
+                NODE1_HUGEPAGES, g_strerror(errno));
+  printf("# node 1 filled: %" G_GINT64_FORMAT " of its 2 MiB pages taken (%" G_GINT64_FORMAT
+         " before), %" G_GUINT64_FORMAT " given back\n", got - huge_room, node1_hugepages_found,
+         huge_room);
+  fflush(stdout);
+}
+
 static void
 case_teardown(void)
 {
@@ -164,6 +228,13 @@ case_teardown(void)
     kill(case_child, SIGKILL);
     waitpid(case_child, NULL, 0);
     case_child = -1;
+  }
+  if (node1_hugepages_found >= 0) {
+    /* as found; pages of the pool in use by now are none: the case's own are not hugetlbfs */
+    if (!write_knob(NODE1_HUGEPAGES, (guint64)node1_hugepages_found))
+      g_printerr("test-mover-numa: could not put %s back to %" G_GINT64_FORMAT ": %s\n",
+                 NODE1_HUGEPAGES, node1_hugepages_found, g_strerror(errno));
+    node1_hugepages_found = -1;
   }
   g_clear_pointer(&case_vm, hmmv_vm_free);
   g_clear_pointer(&case_mover, hmmv_mover_free);
@@ -178,7 +249,6 @@ case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, CaseBacking backin
   int cmd[2], reply[2];
   guint64 address = 0, backing64 = backing;
 
-  ck_assert_uint_eq(slow_room, 0);    /* not supported here: the case is not added */
   ck_assert_int_eq(pipe(cmd), 0);
   ck_assert_int_eq(pipe(reply), 0);
   case_child = fork();
@@ -196,6 +266,8 @@ case_setup(const guint8 *spec, guint64 nr, guint64 slow_room, CaseBacking backin
   ck_assert_msg(read_full(reply[0], &address, sizeof(address)), "the case's child failed");
   close(cmd[1]);
   close(reply[0]);
+  if (slow_room > 0)  /* the case's pages are on node 0 by now */
+    fill_node1(slow_room);
   case_topo = numa_max_node() >= 1 ? hmmv_topology_new_from_host(NULL, &error)
                                    : mover_numa_host_topology();
   ck_assert_msg(case_topo != NULL, "%s", error ? error->message : "");

@@ -555,6 +555,7 @@ static const MoverCaseHost sim_case_host = {
   .name = "the sim mover",
   .supports = CASE_NEEDS_TWO_NODES | CASE_NEEDS_SLOW_ROOM | CASE_NEEDS_THP | CASE_NEEDS_HUGETLB,
   .move_all = TRUE,
+  .exact_room = TRUE,
   .setup = case_setup,
   .teardown = case_teardown,
 };

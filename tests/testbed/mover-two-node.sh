@@ -18,14 +18,15 @@ echo "guest: THP $(cat /sys/kernel/mm/transparent_hugepage/enabled), free 2 MiB 
   "$(cat /sys/devices/system/node/node{0,1}/hugepages/hugepages-2048kB/free_hugepages | tr '\n' ' ')"
 export CK_TAP_LOG_FILE_NAME=- CK_VERBOSITY=silent CK_DEFAULT_TIMEOUT=120
 start=$(date +%s)
-CK_RUN_CASE=two-node "$test_binary" >/tmp/tap.out 2>&1
+HMMV_MOVER_FILL_NODE1=1 CK_RUN_CASE=two-node "$test_binary" >/tmp/tap.out 2>&1
 rc=$?
 cat /tmp/tap.out
 echo "guest: test-mover-numa two-node case: exit $rc after $(($(date +%s) - start)) s"
 [[ $rc -eq 0 ]] || exit 1
 grep -q 'test_two_node_round_trip: Passed' /tmp/tap.out ||
   { echo "guest: the two-node case did not pass"; exit 1; }
-# the huge-page cases ran (not skipped for want of THPs or hugetlbfs pages) and passed
-for c in case_thp_moves_whole case_thp_pinned_holds_all case_hugetlb_moves_whole; do
+# the huge-page cases and the full node ran (not skipped for want of THPs, hugetlbfs pages or
+# root) and passed
+for c in case_thp_moves_whole case_thp_pinned_holds_all case_hugetlb_moves_whole case_full_target_node; do
   grep -q "$c: Passed" /tmp/tap.out || { echo "guest: shared case $c did not run and pass"; exit 1; }
 done
