@@ -457,6 +457,26 @@ settle_units(HmmvMover *mover, HmmvVm *vm, const guint64 *entries, gsize n, int 
   return TRUE;
 }
 
+/* The entries with each page of a hugetlbfs unit replaced by the unit's first page. Linux 6.1
+ * (bookworm's kernel) moves a hugetlbfs page only when move_pages(2) names its head:
+ * add_page_for_migration() isolates a huge page only `if (PageHead(page))`, and for any other
+ * of its 4 KiB pages reports the node it is on, with success, and moves nothing (found by the
+ * testbed's kernel-6.1 test: 512 of 1,024 pages moved). 6.12 takes any page of the folio.
+ * THP tails are moved whole by both (6.1 takes compound_head()), so they are left as named. */
+static guint64 *
+hugetlb_heads(HmmvVm *vm, const guint64 *pages, gsize nr_pages)
+{
+  guint64 *heads = g_memdup2(pages, nr_pages * sizeof(*pages));
+
+  for (gsize i = 0; i < nr_pages; i++) {
+    const HmmvUnit *unit = hmmv_vm_unit_of(vm, pages[i]);
+
+    if (unit != NULL && !unit->thp)
+      heads[i] = unit->first_page;
+  }
+  return heads;
+}
+
 gboolean
 hmmv_mover_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages,
                 int dest_node, guint64 *moved, GError **error)
@@ -464,7 +484,7 @@ hmmv_mover_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pag
   const HmmvNode *dest = hmmv_topology_lookup(mover->topo, dest_node);
   gsize batch = batch_size(mover), alloc;
   g_autofree int *status = NULL, *asked_status = NULL, *query_status = NULL;
-  g_autofree guint64 *todo = NULL, *asked = NULL, *unit_pages = NULL;
+  g_autofree guint64 *todo = NULL, *asked = NULL, *unit_pages = NULL, *heads = NULL;
   g_autofree int *unit_status = NULL;
   guint64 nr_units;
   BatchScratch sc;
@@ -493,6 +513,7 @@ hmmv_mover_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pag
   if (nr_units > 0) {
     unit_pages = g_new(guint64, batch);
     unit_status = g_new(int, batch);
+    pages = heads = hugetlb_heads(vm, pages, nr_pages);
   }
   for (gsize start = 0; start < nr_pages; start += batch) {
     gsize n = MIN(batch, nr_pages - start);
