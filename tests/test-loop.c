@@ -369,6 +369,8 @@ START_TEST(test_first_touch_headroom)
   }
   /* The 100 free pages are gone after interval 2; of the 480 pages first touched after it,
    * most still found DRAM. */
+  printf("# first touches on DRAM after the free pages were gone: %" G_GUINT64_FORMAT
+         " of 480\n", first_on_dram);
   ck_assert_uint_ge(first_on_dram, 240);
   /* No new memory: once the headroom has decayed (1/8 an interval, 40 intervals), vm1
    * keeps what it has left. */
