@@ -23,8 +23,10 @@
           a byte on its serial line; all of its window is moved to node 1 before hmmvd
           (DAMON vaddr, no pool: room to spare) starts. Once the read and written sets are on
           DRAM and hmmvd reports the VM's watch coarse, the byte goes; counted in hmmvd's
-          intervals from the guest's HMMV-READS-LATE line: the watch back to fine, and the
-          late set >= 95% on DRAM (kernel's view), within --late-intervals.
+          intervals from the guest's HMMV-READS-LATE line: the late set >= 95% on DRAM
+          (kernel's view; the bar `reads` asks of the read set) within --late-intervals,
+          and, reported, when the watch went back to fine (the late set may be promoted
+          into the VM's room on the coarse watch).
 
 usage: reads-hmmvd.py --hmmvd PATH --hmmvctl PATH --guest guest.elf [--intervals 40]
                       [--thp never|madvise|always] [--phases track,reads,writes]
@@ -500,11 +502,11 @@ def main():
     ap.add_argument("--track-intervals", type=int, default=30)
     ap.add_argument("--thp", default="never", choices=("never", "madvise", "always"),
                     help="transparent_hugepage/enabled in the testbed (default never)")
-    # coarse is not in the default: in the testbed (2026-12-03, load 10-12; BENCHMARKS.md,
-    # tests/testbed/reads-coarse-2026-12-03/) the late set reached 95% on DRAM in 40
-    # intervals once and stalled at 504/1,024 (60 intervals) once on the coarse watch, and at
-    # 656/1,024 after 151 intervals on the fine watch: the watch went back to fine in 8-13
-    # intervals each time, but the late set's promotion is not reliable on either watch
+    # coarse is not in the default (issue 8; BENCHMARKS.md, tests/testbed/reads-coarse-2026-12-03/):
+    # the late set stalled at 504/1,024 (60 intervals) on the coarse watch and 656/1,024
+    # (151) on the fine one; with DAMON's read threshold by neighbours (5be1e52, 05f82b4) and
+    # a paused write source's reads counted (6b6172b) it reached 786, 959 and 932 of 1,024
+    # in 60 intervals (the bound is 973), one run each
     ap.add_argument("--phases", default="track,reads,writes",
                     help="which of track, reads, writes, coarse to run (default: all but "
                          "coarse)")
