@@ -13,8 +13,10 @@ usage: check-hot-probe.py HOT_PROBE
 import ctypes
 import mmap
 import os
+import signal
 import subprocess
 import sys
+import time
 
 PAGE = 4096
 probe = sys.argv[1]
@@ -61,6 +63,27 @@ for node in nodes:
     total["sum"] = total.get("sum", 0) + first_on
 if total["sum"] != 24:
     sys.exit(f"hot-probe: the nodes hold {total['sum']} of the 24 present pages")
+
+# A late probe skips ticks but never prints one numbered --count or above: stopped for 300 ms
+# after its first line (30 periods of 10 ms), it must end without another line. Before, it
+# printed the tick it woke at (a loaded CI machine saw ticks [0, 1, 2, 3, 7] for --count 5).
+p = subprocess.Popen([probe, "--every-ms", "10", "--count", "5", rng], stdout=subprocess.PIPE,
+                     text=True)
+try:
+    first = p.stdout.readline()
+    os.kill(p.pid, signal.SIGSTOP)
+    time.sleep(0.3)
+    os.kill(p.pid, signal.SIGCONT)
+    rest = p.stdout.read().splitlines()
+    p.wait(timeout=60)
+finally:
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+late = [int(first.split()[0])] + [int(line.split()[0]) for line in rest]
+if p.returncode != 0 or late[0] != 0 or any(t > 4 for t in late):
+    sys.exit(f"hot-probe stopped 300 ms: exit {p.returncode}, ticks {late}: want 0 and none "
+             "above 4")
 
 child = subprocess.Popen(["sleep", "0"])
 child.wait()

@@ -160,6 +160,8 @@ main(int argc, char **argv)
       tick++;
       clock_gettime(CLOCK_MONOTONIC, &now);
     } while (before(&next, &now));
+    if (count > 0 && tick >= (guint64)count)
+      return 0;     /* late past the last tick: never a line numbered --count or above */
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
       ;
   }
