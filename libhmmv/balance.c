@@ -175,6 +175,10 @@ hmmv_balance_demand_caps(const HmmvBalanceVm *vms, guint nr_vms, const VmSpan *s
   for (guint i = 0; i < nr_vms; i++) {
     guint64 want = spans[i].min + hmmv_balance_warm_demand(&vms[i], &spans[i],
                                                            vms[i].demand_min_key);
+    /* A closed gate (no key pays back a move) promotes nothing, so DRAM lent above what a VM
+     * holds would sit idle: its warm pages keep what it holds, no more (the first-touch
+     * headroom, spread_rest, still frees room for new pages). */
+    gboolean closed = vms[i].demand_min_key >= HMMV_NR_KEYS;
 
     if (round > 0) {
       guint64 warm = spans[i].min + hmmv_balance_warm_demand(&vms[i], &spans[i], 0);
@@ -183,7 +187,7 @@ hmmv_balance_demand_caps(const HmmvBalanceVm *vms, guint nr_vms, const VmSpan *s
         want = MAX(want, vms[i].waiting_pages > 0 ?
                          MIN(spans[i].max, vms[i].held_pages + vms[i].waiting_pages) : 0);
       else
-        want = MAX(want, round == 2 ? MIN(warm, vms[i].held_pages) : warm);
+        want = MAX(want, round == 2 || closed ? MIN(warm, vms[i].held_pages) : warm);
     }
     caps[i] = MAX(spans[i].budget, want);
   }
