@@ -215,12 +215,13 @@ START_TEST(test_fixed_hot_sets_settle)
       idle_lent_at = i;
     printf("\n");
   }
-  /* the table BENCHMARKS.md shows (scripts/bench regenerates it: bench:churn) */
-  printf("| VM | hot set (pages) | first placements | re-moves in %u intervals | most re-moves "
-         "in one interval from 10 (interval) | 1%% of the hot set |\n|:--|---:|---:|---:|---:|---:|\n",
+  /* the table BENCHMARKS.md shows (scripts/bench regenerates it: bench:churn), as TAP
+   * comments: tables.py takes `# |` and `# key=` lines without their `# ` */
+  printf("# | VM | hot set (pages) | first placements | re-moves in %u intervals | most re-moves "
+         "in one interval from 10 (interval) | 1%% of the hot set |\n# |:--|---:|---:|---:|---:|---:|\n",
          SETTLE_INTERVALS);
   for (guint v = 0; v < NR_VMS; v++)
-    printf("| %s | %" G_GUINT64_FORMAT " | %" G_GUINT64_FORMAT " | %" G_GUINT64_FORMAT " | %"
+    printf("# | %s | %" G_GUINT64_FORMAT " | %" G_GUINT64_FORMAT " | %" G_GUINT64_FORMAT " | %"
            G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT ") | %.2f |\n", specs[v].name,
            specs[v].hot_pages, first[v], again[v], worst[v], worst_at[v],
            specs[v].hot_pages / 100.0);
@@ -288,7 +289,7 @@ START_TEST(test_shifting_hot_set_followed)
   printf("# new hot set on the slow tier at the shift: %" G_GUINT64_FORMAT "\n", slow_at_shift);
   /* for BENCHMARKS.md's bench:churn: the interval after the shift (0 = the first) by which
    * all of the new hot set is on DRAM */
-  printf("shift_on_dram_again_at_interval=%" G_GUINT64_FORMAT "\n", followed_at);
+  printf("# shift_on_dram_again_at_interval=%" G_GUINT64_FORMAT "\n", followed_at);
   fflush(stdout);
   ck_assert_uint_ge(slow_at_shift, specs[2].hot_pages / 4);
   ck_assert_msg(followed_at < 7, "the new hot set was not on DRAM 7 intervals after it moved");

@@ -36,7 +36,10 @@ def run(build_dir, cmd):
     argv[0] = os.path.join(build_dir, argv[0])
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     # The table is the Markdown part of the output plus its key=value lines.
-    lines = [l for l in out.splitlines() if l.startswith("|") or re.match(r"^\w+=", l)]
+    # (a TAP test prints them as comments: `# |...` and `# key=value`, taken without the `# `)
+    lines = [l[2:] if l.startswith("# |") or re.match(r"^# \w+=", l) else l
+             for l in out.splitlines()]
+    lines = [l for l in lines if l.startswith("|") or re.match(r"^\w+=", l)]
     if not lines:
         raise SystemExit(f"tables.py: '{cmd}' printed no table")
     return "\n".join(lines) + "\n"
