@@ -85,43 +85,12 @@ before(const struct timespec *a, const struct timespec *b)
   return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-int
-main(int argc, char **argv)
+/* Samples every every_ms until count ticks (0: until killed); the exit status. */
+static int
+run_probe(Range *ranges, guint nr_ranges, gint every_ms, gint node, gint count)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GOptionContext) context = g_option_context_new("PID:ADDR:PAGES...");
-  gint every_ms = 1000, node = 0, count = 0;
-  GOptionEntry entries[] = {
-    { "every-ms", 0, 0, G_OPTION_ARG_INT, &every_ms, "period (ms, 10-60000)", "MS" },
-    { "node", 0, 0, G_OPTION_ARG_INT, &node, "the node whose pages are counted", "N" },
-    { "count", 0, 0, G_OPTION_ARG_INT, &count, "ticks, then exit (0: until killed)", "N" },
-    { NULL },
-  };
-  Range ranges[PROBE_MAX_RANGES];
-  guint nr_ranges = 0;
   struct timespec next;
   guint64 tick = 0;
-
-  g_option_context_add_main_entries(context, entries, NULL);
-  g_option_context_set_summary(context, "Counts ranges of processes' pages on a node, every "
-                                        "period (move_pages(2) status queries).");
-  if (!g_option_context_parse(context, &argc, &argv, &error)) {
-    fprintf(stderr, "hot-probe: %s\n", error->message);
-    return 2;
-  }
-  if (argc < 2 || (guint)argc - 1 > PROBE_MAX_RANGES || every_ms < 10 || every_ms > 60000 ||
-      node < 0 || count < 0) {
-    fprintf(stderr, "hot-probe: want 1-%u ranges, --every-ms 10-60000, --node >= 0\n",
-            PROBE_MAX_RANGES);
-    return 2;
-  }
-  for (int i = 1; i < argc; i++) {
-    if (!parse_range(argv[i], &ranges[nr_ranges], &error)) {
-      fprintf(stderr, "hot-probe: %s\n", error->message);
-      return 2;
-    }
-    nr_ranges++;
-  }
 
   clock_gettime(CLOCK_MONOTONIC, &next);
   for (;;) {
@@ -165,4 +134,56 @@ main(int argc, char **argv)
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
       ;
   }
+}
+
+static void
+free_ranges(Range *ranges, guint nr_ranges)
+{
+  for (guint r = 0; r < nr_ranges; r++) {
+    g_free(ranges[r].pages);
+    g_free(ranges[r].status);
+  }
+}
+
+int
+main(int argc, char **argv)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GOptionContext) context = g_option_context_new("PID:ADDR:PAGES...");
+  gint every_ms = 1000, node = 0, count = 0;
+  GOptionEntry entries[] = {
+    { "every-ms", 0, 0, G_OPTION_ARG_INT, &every_ms, "period (ms, 10-60000)", "MS" },
+    { "node", 0, 0, G_OPTION_ARG_INT, &node, "the node whose pages are counted", "N" },
+    { "count", 0, 0, G_OPTION_ARG_INT, &count, "ticks, then exit (0: until killed)", "N" },
+    { NULL },
+  };
+  Range ranges[PROBE_MAX_RANGES];
+  guint nr_ranges = 0;
+  int rc;
+
+  g_option_context_add_main_entries(context, entries, NULL);
+  g_option_context_set_summary(context, "Counts ranges of processes' pages on a node, every "
+                                        "period (move_pages(2) status queries).");
+  if (!g_option_context_parse(context, &argc, &argv, &error)) {
+    fprintf(stderr, "hot-probe: %s\n", error->message);
+    return 2;
+  }
+  if (argc < 2 || (guint)argc - 1 > PROBE_MAX_RANGES || every_ms < 10 || every_ms > 60000 ||
+      node < 0 || count < 0) {
+    fprintf(stderr, "hot-probe: want 1-%u ranges, --every-ms 10-60000, --node >= 0\n",
+            PROBE_MAX_RANGES);
+    return 2;
+  }
+  for (int i = 1; i < argc; i++) {
+    if (!parse_range(argv[i], &ranges[nr_ranges], &error)) {
+      fprintf(stderr, "hot-probe: %s\n", error->message);
+      free_ranges(ranges, nr_ranges);
+      return 2;
+    }
+    nr_ranges++;
+  }
+
+  rc = run_probe(ranges, nr_ranges, every_ms, node, count);
+  free_ranges(ranges, nr_ranges);
+  return rc;
 }
