@@ -5,11 +5,14 @@
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
+#include <hmmv/shm-abi.h>
 #include <linux/kvm.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -394,4 +397,49 @@ hmmv_harness_wait_migration(HmmvQmp *qmp, const char *want, guint timeout_ms, GE
   }
   g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "migration did not reach %s", want);
   return FALSE;
+}
+
+gboolean
+hmmv_harness_start_export(HmmvQmp *qmp, const char *memfd_name, int *fd, guint8 **map,
+                          gsize *size, GError **error)
+{
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  struct stat st;
+  void *m;
+
+  *fd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (*fd < 0) {
+    g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno), "memfd_create: %s",
+                g_strerror(errno));
+    return FALSE;
+  }
+  if (!hmmv_qmp_send_fd(qmp, *fd, "region", error)) {
+    g_prefix_error(error, "getfd: ");
+    return FALSE;
+  }
+  json_object_set_string_member(args, "fdname", "region");
+  json_object_set_int_member(args, "interval-ms", 0);
+  ret = hmmv_qmp_execute(qmp, "hmmv-start", args, error);
+  if (ret == NULL) {
+    g_prefix_error(error, "hmmv-start: ");
+    return FALSE;
+  }
+  if (fstat(*fd, &st) != 0 || (gsize)st.st_size < HMMV_SHM_BITMAPS_OFFSET) {
+    g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "the region is %lld bytes",
+                (long long)st.st_size);
+    return FALSE;
+  }
+  m = mmap(NULL, (gsize)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+  if (m == MAP_FAILED) {
+    g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno), "mmap: %s", g_strerror(errno));
+    return FALSE;
+  }
+  *map = m;
+  *size = (gsize)st.st_size;
+  if (((const struct hmmv_shm_header *)m)->magic != HMMV_SHM_MAGIC) {
+    g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "the region's magic is wrong");
+    return FALSE;
+  }
+  return TRUE;
 }

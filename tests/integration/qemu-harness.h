@@ -36,6 +36,12 @@ gboolean hmmv_harness_wait_migration(HmmvQmp *qmp, const char *want, guint timeo
 gboolean hmmv_harness_built_with(const char *qemu, const char *const *patches, gsize n,
                                  const char *what, char **why);
 
+/* hmmv-start, daemon-paced (interval-ms 0), on a fresh sealable memfd named memfd_name and
+ * passed with getfd as "region"; the region mapped read-write, its size and magic checked.
+ * *fd, *map and *size are the caller's to unmap and close. */
+gboolean hmmv_harness_start_export(HmmvQmp *qmp, const char *memfd_name, int *fd,
+                                   guint8 **map, gsize *size, GError **error);
+
 /* accel: "tcg" or e.g. "kvm,dirty-ring-size=4096"; extra: more QEMU arguments (NULL-ended
  * vector, may be NULL); append: the guest's command line. */
 HmmvQemuProc *hmmv_qemu_proc_start(const char *qemu, const char *guest, const char *accel,

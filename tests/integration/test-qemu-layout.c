@@ -84,23 +84,9 @@ static void
 start(Layout *l)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(JsonObject) args = json_object_new();
-  g_autoptr(JsonNode) ret = NULL;
-  struct stat st;
 
-  l->fd = memfd_create("hmmv-test-layout", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  ck_assert_int_ge(l->fd, 0);
-  ck_assert_msg(hmmv_qmp_send_fd(l->qmp, l->fd, "region", &error), "getfd: %s",
-                error ? error->message : "");
-  json_object_set_string_member(args, "fdname", "region");
-  json_object_set_int_member(args, "interval-ms", 0);
-  ret = qmp_ok(l, "hmmv-start", args);
-  ck_assert_int_eq(fstat(l->fd, &st), 0);
-  l->size = st.st_size;
-  ck_assert_uint_ge(l->size, HMMV_SHM_BITMAPS_OFFSET);
-  l->map = mmap(NULL, l->size, PROT_READ | PROT_WRITE, MAP_SHARED, l->fd, 0);
-  ck_assert(l->map != MAP_FAILED);
-  ck_assert_uint_eq(((const struct hmmv_shm_header *)l->map)->magic, HMMV_SHM_MAGIC);
+  ck_assert_msg(hmmv_harness_start_export(l->qmp, "hmmv-test-layout", &l->fd, &l->map,
+                                          &l->size, &error), "%s", error->message);
 }
 
 static const struct hmmv_shm_header *

@@ -200,23 +200,9 @@ static void
 start(Remap *r)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(JsonObject) args = json_object_new();
-  g_autoptr(JsonNode) ret = NULL;
-  struct stat st;
 
-  r->fd = memfd_create("hmmv-test-remap", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  ck_assert_int_ge(r->fd, 0);
-  ck_assert_msg(hmmv_qmp_send_fd(r->qmp, r->fd, "region", &error), "getfd: %s",
-                error ? error->message : "");
-  json_object_set_string_member(args, "fdname", "region");
-  json_object_set_int_member(args, "interval-ms", 0);
-  ret = qmp_ok(r, "hmmv-start", args);
-  ck_assert_int_eq(fstat(r->fd, &st), 0);
-  r->size = st.st_size;
-  ck_assert_uint_ge(r->size, HMMV_SHM_BITMAPS_OFFSET);
-  r->map = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
-  ck_assert(r->map != MAP_FAILED);
-  ck_assert_uint_eq(((const struct hmmv_shm_header *)r->map)->magic, HMMV_SHM_MAGIC);
+  ck_assert_msg(hmmv_harness_start_export(r->qmp, "hmmv-test-remap", &r->fd, &r->map,
+                                          &r->size, &error), "%s", error->message);
 }
 
 static const struct hmmv_shm_header *
