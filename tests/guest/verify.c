@@ -11,6 +11,10 @@
  * writes that page is checked whole and rewritten with the next epoch (a stale copy of a page
  * then shows); every verify_every writes the next page of a sweep over the whole window is
  * checked whole.  A byte 'q' on COM1 ends the run after one last sweep of every page.
+ *
+ * The epoch is the byte, in the page and in epoch[]: it wraps from 255 to 0 in both.  (Until
+ * 2026-12-03 fill_page() wrote value(p, w, 256) on a page's 256th rewrite and recorded 0, and
+ * that page then read as wholly foreign data: the tiering race's "corruption", issue 8.)
  */
 #include "guest.h"
 
@@ -81,7 +85,7 @@ static void verify_page(struct verify_state *st, uint32_t idx)
     }
 }
 
-static void fill_page(uint32_t base_pfn, uint32_t idx, uint32_t ep)
+static void fill_page(uint32_t base_pfn, uint32_t idx, uint8_t ep)
 {
     uint32_t pfn = base_pfn + idx;
     volatile uint32_t *p = page_words(pfn);
@@ -90,7 +94,7 @@ static void fill_page(uint32_t base_pfn, uint32_t idx, uint32_t ep)
     for (w = 0; w < WORDS_PER_PAGE; w++) {
         p[w] = value(pfn, w, ep);
     }
-    epoch[idx] = (uint8_t)ep;
+    epoch[idx] = ep;
 }
 
 static void progress(const char *what, uint64_t n, const struct verify_state *st,
@@ -152,7 +156,7 @@ void run_verify(const struct guest_config *cfg, uint64_t mem_top)
         if (--to_rewrite == 0) {
             to_rewrite = cfg->rewrite_every;
             verify_page(&st, idx);
-            fill_page(st.base_pfn, idx, epoch[idx] + 1u);
+            fill_page(st.base_pfn, idx, (uint8_t)(epoch[idx] + 1u));
         } else {
             w = (r >> 8) & (WORDS_PER_PAGE - 1);
             want = value(pfn, w, epoch[idx]);
