@@ -10,19 +10,27 @@
 # and is the fastest in total). Exit 0 pass, 1 fail, 77 skip (corun-live's reason).
 # With SETUP hmmv4-redis the second VM is the redis guest (tests/corun/redis-guest: Linux,
 # its trace from its start mark; 8 MiB of keys): the same checks.
+# With MOVER numa (inside the testbed's 2node layout: testbed test corun-live-testbed, issue 12
+# H1c) hmmvd's numa mover moves the VMs' real pages between node 0 and the CPU-less node 1
+# (a pool of a quarter of their RAM) while they are recorded, and the kernel's view is checked
+# too (corun-live's hmmvd/kernel.out, scripts/demo-kernel.py's figures, also in setup.json):
+# hmmvd moved pages, the kernel migrated at least as many (move_pages(2)'s by the tracepoint,
+# or pgmigrate_success), move_pages(2) status queries saw pages arrive on the slow node, and
+# hmmvd's placement map agrees with the kernel's node of each page (hmmvd paused) for 99.9%.
 #
-#   check-corun-live.sh HMMV_CORUN [SETUP]   (HMMV_BUILD_DIR: the build tree; HMMV_QEMU)
+#   check-corun-live.sh HMMV_CORUN [SETUP [MOVER]]   (HMMV_BUILD_DIR: the build tree; HMMV_QEMU)
 set -uo pipefail
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
-[[ $# -eq 1 || $# -eq 2 ]] || { echo "usage: $0 HMMV_CORUN [SETUP]" >&2; exit 2; }
+[[ $# -ge 1 && $# -le 3 ]] || { echo "usage: $0 HMMV_CORUN [SETUP [MOVER]]" >&2; exit 2; }
 CORUN=$1
 SETUP=${2:-hmmv4}
+MOVER=${3:-sim}
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d /tmp/hmmv-corun-live.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 INTERVALS=6
 
-"$HERE/corun-live" "$SETUP" "$WORK/rec" --vms 2 --intervals $INTERVALS --mib 8
+"$HERE/corun-live" "$SETUP" "$WORK/rec" --vms 2 --intervals $INTERVALS --mib 8 --mover "$MOVER"
 rc=$?
 [[ $rc -eq 77 ]] && exit 77
 [[ $rc -eq 0 ]] || { echo "FAIL: corun-live exited $rc"; exit 1; }
@@ -51,6 +59,39 @@ for vm in setup["vms"]:
           f"{side['stats']['llc_misses']} LLC misses of {side['stats']['accesses']} accesses")
 PY
 python3 "$HERE/corun-seen.py" "$WORK/rec" --check || exit 1
+if [[ $MOVER == numa ]]; then
+  python3 - "$WORK/rec" <<'PY' || exit 1
+import json, os, sys
+d = sys.argv[1]
+setup = json.load(open(os.path.join(d, "setup.json")))
+k = setup.get("kernel")
+assert setup.get("mover") == "numa" and k, f"FAIL: setup.json has no kernel view: {setup}"
+kernel = k["move_pages"] if k["move_pages"] >= 0 else k["kernel_migrated"]
+fails = []
+if k["hmmvd_moves"] <= 0:
+    fails.append("hmmvd counted no move")
+if kernel < k["hmmvd_moves"]:
+    fails.append(f"the kernel migrated {kernel} pages, hmmvd counted {k['hmmvd_moves']}")
+if k["seen_to_slow"] <= 0:
+    fails.append("move_pages(2) status queries never saw a page arrive on the slow node")
+if k["placement_agree"] < 0.999:
+    fails.append(f"placement_agree {k['placement_agree']} < 0.999 over {k['pages']} pages")
+vms = [json.loads(l) for l in open(os.path.join(d, "hmmvd", "vms.jsonl"))]
+last = {v["name"]: v for v in vms[-1]["vms"]}
+for vm in setup["vms"]:
+    v = last.get(vm["name"], {})
+    print(f"ok: {vm['name']}: hmmvd promoted {v.get('promotions-total')}, demoted "
+          f"{v.get('demotions-total')} pages, DRAM {v.get('dram-pages')} slow {v.get('slow-pages')}")
+for msg in fails:
+    print("FAIL: " + msg)
+if fails:
+    sys.exit(1)
+print(f"ok: real moves: hmmvd {k['hmmvd_moves']}, the kernel {kernel} "
+      f"({'move_pages' if k['move_pages'] >= 0 else 'pgmigrate_success'}); seen to slow "
+      f"{k['seen_to_slow']}, to DRAM {k['seen_to_dram']}; placement agrees for "
+      f"{k['placement_agree']:.4f} of {k['pages']} pages")
+PY
+fi
 "$CORUN" replay --traces "$WORK/rec" --profile optane --dram 0.5 --csv "$WORK/r.csv" ||
   { echo "FAIL: hmmv-corun replay exited $?"; exit 1; }
 python3 - "$WORK/r.csv" <<'PY' || exit 1
