@@ -7,23 +7,68 @@
 # VM of the demo) and the plots' paths (PNGs that exist), that the table is the CSV's, and that
 # the recording is what the table says (setup.json, every VM's trace, hmmvd's view).
 #
-#   test-demo.sh SOURCE_ROOT        (HMMV_BUILD_DIR: the build tree; HMMV_QEMU: the patched QEMU)
+# With MODE libvirt (integration test `demo-libvirt`, issue 12 H3) the demo runs in libvirt mode
+# instead, as it does whenever a libvirtd answers on qemu:///system: this script starts a private
+# libvirtd (tests/integration/libvirt-lib.sh: its own mount and PID namespace, private copies of
+# libvirt's state; the host's is untouched), the demo finds it and starts its VMs as transient
+# domains with the recorder passed through <qemu:commandline>, and the same checks follow; the
+# demo must have said it ran in libvirt mode.
+#
+#   test-demo.sh SOURCE_ROOT [MODE]   MODE standalone (default) or libvirt
+#                                     (HMMV_BUILD_DIR: the build tree; HMMV_QEMU: the patched QEMU)
 #
 # Exit 0 pass, 1 fail, 77 skip (with the reason). The demo stops what it started by pid; this
-# script stops the demo by its pid (SIGTERM, which the demo's cleanup handles) if it fails.
+# script stops the demo by its pid (SIGTERM, which the demo's cleanup handles) if it fails, then
+# (libvirt) its libvirtd and virtlogd by pid.
 set -uo pipefail
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
-[[ $# -eq 1 ]] || { echo "usage: $0 SOURCE_ROOT" >&2; exit 2; }
+[[ $# -eq 1 || $# -eq 2 ]] || { echo "usage: $0 SOURCE_ROOT [standalone|libvirt]" >&2; exit 2; }
+MODE=${2:-standalone}
+[[ $MODE == standalone || $MODE == libvirt ]] || { echo "$0: unknown mode $MODE" >&2; exit 2; }
 # shellcheck source=tests/integration/demo-lib.sh
 . "$(dirname "$0")/demo-lib.sh"
-demo_setup "$1" demo
+if [[ $MODE == libvirt && ${HMMV_DEMO_TEST_NS:-} != 1 ]]; then
+  [[ $(id -u) -eq 0 ]] || skip "needs root (starts its own libvirtd)"
+  for tool in /usr/sbin/libvirtd /usr/sbin/virtlogd virsh unshare python3; do
+    command -v "$tool" >/dev/null ||
+      skip "$tool is not installed (libvirt-daemon-system, libvirt-clients, util-linux, python3)"
+  done
+  # --kill-child: if this test is killed (meson timeout), the namespace's init (this script)
+  # gets SIGTERM, runs its cleanup, and the kernel kills whatever is left in the namespace
+  HMMV_DEMO_TEST_NS=1 exec unshare --mount --propagation private --pid --fork --mount-proc \
+    --kill-child=SIGTERM "$0" "$@"
+fi
+demo_setup "$1" "demo-$MODE"
 probe=$("$HMMV_QEMU" -M none -display none -plugin /nonexistent/hmmv-probe.so 2>&1 </dev/null)
 [[ $probe == *"plugin interface not enabled"* ]] &&
   skip "$HMMV_QEMU has no TCG plugin support: the demo would not record"
 
+mode_args=(--standalone)
+if [[ $MODE == libvirt ]]; then
+  # shellcheck source=tests/integration/libvirt-lib.sh
+  . "$(dirname "$0")/libvirt-lib.sh"
+  URI=qemu:///system
+  chmod 0755 "$WORK"
+  trap 'demo_cleanup_libvirt' EXIT
+  demo_cleanup_libvirt() {
+    local keep=$WORK
+    WORK=/nonexistent-hmmv-demo-test   # demo_cleanup stops the demo; WORK goes after libvirt
+    demo_cleanup
+    WORK=$keep
+    libvirt_stop_daemons hmmv-demo-big hmmv-demo-small hmmv-demo-shift hmmv-demo-idle
+    rm -rf "$WORK"
+  }
+  libvirt_private_state || exit 1
+  libvirt_start_daemons || { tail -n 20 "$WORK/libvirtd.log"; fail "libvirtd does not start"; }
+  echo "# private libvirtd $(/usr/sbin/libvirtd --version | awk '{print $NF}') (pid $LIBVIRTD_PID)"
+  mode_args=()
+fi
+
 # 20 s of live view; the demo then waits for 3 recorded intervals of every VM (not a time)
-demo_run --standalone --small --seconds 20 --out "$WORK/out"
+demo_run "${mode_args[@]}" --small --seconds 20 --out "$WORK/out"
 demo_check_rc 20
+grep -q "mode: $MODE" "$WORK/stderr" ||
+  { grep 'mode:' "$WORK/stderr"; fail "the demo did not run in $MODE mode"; }
 echo "---- the end of the demo's output ----"
 tail -n 24 "$WORK/stdout"
 echo "--------------------------------------"

@@ -55,7 +55,9 @@ T0=$SECONDS
 WORK=$(mktemp -d /tmp/hmmv-it.XXXXXX)
 chmod 0755 "$WORK"
 FAILED=0
-VIRTLOGD_PID='' LIBVIRTD_PID='' HMMVD_PID='' CGROUPS_BEFORE=''
+HMMVD_PID=''
+# shellcheck source=tests/integration/libvirt-lib.sh
+. "$(dirname "$0")/libvirt-lib.sh"
 
 log() { echo "# [$((SECONDS - T0))s] $*"; }
 fail() { echo "FAIL: $*"; FAILED=1; }
@@ -78,21 +80,7 @@ cleanup() {
   local status=$? pid
   trap - EXIT TERM INT
   stop_pid "$HMMVD_PID" hmmvd
-  if [[ -n $LIBVIRTD_PID ]] && kill -0 "$LIBVIRTD_PID" 2>/dev/null; then
-    for dom in "${DOMAINS[@]}" "$PINNED"; do
-      virsh -q -c "$URI" destroy "$dom" >/dev/null 2>&1 || true
-    done
-  fi
-  for pidfile in /run/libvirt/qemu/*.pid; do   # QEMUs libvirtd could not stop
-    [[ -r $pidfile ]] && pid=$(<"$pidfile") && stop_pid "$pid" "QEMU $pidfile"
-  done
-  stop_pid "$LIBVIRTD_PID" libvirtd
-  stop_pid "$VIRTLOGD_PID" virtlogd
-  # libvirt leaves its (empty) cgroup v1 partition "machine" behind in every controller; the
-  # cgroup tree is the host's, so remove the ones this test created.
-  for dir in /sys/fs/cgroup/*/machine; do
-    [[ -d $dir && " $CGROUPS_BEFORE " != *" $dir "* ]] && { rmdir "$dir" 2>/dev/null || true; }
-  done
+  libvirt_stop_daemons "${DOMAINS[@]}" "$PINNED"
   if [[ $status -ne 0 || $FAILED -ne 0 ]]; then
     echo "---- hmmvd log (tail) ----"; tail -n 60 "$WORK/hmmvd.log" 2>/dev/null || true
     echo "---- libvirtd log (tail) ----"; tail -n 30 "$WORK/libvirtd.log" 2>/dev/null || true
@@ -106,32 +94,7 @@ trap cleanup EXIT
 trap 'exit 143' TERM INT
 
 # ---- private libvirt state -------------------------------------------------------------------
-mount -t tmpfs -o mode=0755 hmmv-it-run /run
-for dir in /etc/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do
-  copy="$WORK/$(basename "$(dirname "$dir")")-$(basename "$dir").tar"
-  tar -C "$dir" -cpf "$copy" .
-  mount -t tmpfs -o mode=0755 hmmv-it "$dir"
-  tar -C "$dir" -xpf "$copy"
-  rm -f "$copy"
-done
-rm -f /etc/libvirt/qemu/networks/autostart/*.xml   # no dnsmasq, no default network
-mkdir -p /run/libvirt
-
-# Another libvirt than the host's, for example bookworm-backports' 11.3, unpacked with dpkg -x
-# under $HMMV_LIBVIRT_ROOT (installing it would replace the host's 9.0): its daemons, virsh,
-# drivers, data and libraries are bind-mounted over the host's inside this private mount
-# namespace only, so libvirtd, virsh and hmmvd all run it and the host never sees it.
-if [[ -n ${HMMV_LIBVIRT_ROOT:-} ]]; then
-  for f in usr/sbin/libvirtd usr/sbin/virtlogd usr/bin/virsh usr/lib/x86_64-linux-gnu/libvirt \
-           usr/share/libvirt; do
-    [[ -e $HMMV_LIBVIRT_ROOT/$f && -e /$f ]] || { fail "HMMV_LIBVIRT_ROOT lacks /$f"; exit 1; }
-    mount --bind "$HMMV_LIBVIRT_ROOT/$f" "/$f"
-  done
-  for lib in libvirt libvirt-qemu libvirt-admin libvirt-lxc; do
-    mount --bind "$(readlink -f "$HMMV_LIBVIRT_ROOT/usr/lib/x86_64-linux-gnu/$lib.so.0")" \
-      "/usr/lib/x86_64-linux-gnu/$lib.so.0"
-  done
-fi
+libvirt_private_state || { FAILED=1; exit 1; }
 log "libvirt $(/usr/sbin/libvirtd --version | awk '{print $NF}'), QEMU $("$QEMU" --version | head -n 1)"
 
 # QEMU runs as libvirt-qemu: binary and guest must be readable by it.
@@ -142,21 +105,7 @@ EMULATOR=$WORK/bin/qemu-system-x86_64
 install -m 0644 "$GUEST" "$WORK/bin/guest.elf"
 
 # ---- libvirt daemons -------------------------------------------------------------------------
-CGROUPS_BEFORE=$(echo /sys/fs/cgroup/*/machine)
-/usr/sbin/virtlogd >"$WORK/virtlogd.log" 2>&1 &
-VIRTLOGD_PID=$!
-start_libvirtd() {
-  /usr/sbin/libvirtd >>"$WORK/libvirtd.log" 2>&1 &
-  LIBVIRTD_PID=$!
-  local i
-  for ((i = 0; i < 300; i++)); do
-    virsh -q -c "$URI" list --all >/dev/null 2>&1 && return 0
-    kill -0 "$LIBVIRTD_PID" 2>/dev/null || { echo "libvirtd died"; return 1; }
-    sleep 0.1
-  done
-  echo "libvirtd did not answer in 30 s"; return 1
-}
-start_libvirtd || { fail "libvirtd does not start"; exit 1; }
+libvirt_start_daemons || { fail "libvirtd does not start"; exit 1; }
 log "libvirtd pid $LIBVIRTD_PID, virtlogd pid $VIRTLOGD_PID"
 
 domain_xml() {   # domain_xml NAME [NUMATUNE]
