@@ -176,8 +176,8 @@ hmmv_balance_demand_caps(const HmmvBalanceVm *vms, guint nr_vms, const VmSpan *s
     guint64 want = spans[i].min + hmmv_balance_warm_demand(&vms[i], &spans[i],
                                                            vms[i].demand_min_key);
     /* A closed gate (no key pays back a move) promotes nothing, so DRAM lent above what a VM
-     * holds would sit idle: its warm pages keep what it holds, no more (the first-touch
-     * headroom, spread_rest, still frees room for new pages). */
+     * holds would sit idle: its warm pages keep what it holds, no more (nor does the core
+     * ask for first-touch headroom under it: loop.c, core_headroom). */
     gboolean closed = vms[i].demand_min_key >= HMMV_NR_KEYS;
 
     if (round > 0) {

@@ -259,6 +259,14 @@ core_headroom(HmmvCore *core)
     cvm->first_seen = cvm->vm->first_seen;
   }
   core->headroom_pages = MIN(MAX(4 * first_seen, decayed), core->pool_pages / 16);
+  /* A closed payback gate (no key pays back a move) frees none: a first-touched page is at
+   * best as hot as the hottest key, so the demotion that makes room for it does not pay back
+   * either, and room the first touches leave is idle for good, as nothing is promoted into
+   * it (issue 7: hmmv4-long at CXL 50%, 331 of btree's pages demoted 7 intervals after the
+   * guests' first touches stopped, for a headroom decayed from them; tests/test-loop.c,
+   * closed gate). The first touches land where the kernel puts them, as under first-touch. */
+  if (hmmv_plan_payback_min_key(&core->params) >= HMMV_NR_KEYS)
+    core->headroom_pages = 0;
 }
 
 void
