@@ -402,6 +402,7 @@ typedef struct {
   virConnectPtr conn;           /* a reference: events of an old connection are dropped */
   ForwardKind kind;
   char uuid[VIR_UUID_STRING_BUFLEN];
+  char *name;
   int event;
   int detail;
   GSource *source;              /* the idle source carrying it, listed in lv->pending */
@@ -418,34 +419,28 @@ forward_free(gpointer data)
   g_mutex_unlock(&fw->lv->lock);
   virConnectClose(fw->conn);
   lv_unref(fw->lv);
+  g_free(fw->name);
   g_free(fw);
 }
 
 static void schedule_reconnect(HmmvdLibvirt *lv);
 static void disconnect(HmmvdLibvirt *lv);
 
-static void
-handle_lifecycle(HmmvdLibvirt *lv, virDomainPtr dom, int event, int detail)
+/* Why a lifecycle event ends the domain's management; NULL when it does not. */
+static const char *
+stop_reason(int event, int detail)
 {
   switch (event) {
-  case VIR_DOMAIN_EVENT_STARTED:
-    add_domain(lv, dom);
-    break;
   case VIR_DOMAIN_EVENT_STOPPED:
-    remove_domain(lv, virDomainGetName(dom),
-                  detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED ? "migrated away"
-                  : detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "crashed"
-                                                               : "stopped");
-    break;
+    return detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED ? "migrated away"
+           : detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "crashed"
+                                                        : "stopped";
   case VIR_DOMAIN_EVENT_CRASHED:
-    remove_domain(lv, virDomainGetName(dom), "crashed");
-    break;
+    return "crashed";
   case VIR_DOMAIN_EVENT_SHUTDOWN:
-    if (detail == VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED)
-      remove_domain(lv, virDomainGetName(dom), "shut down");
-    break;
+    return detail == VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED ? "shut down" : NULL;
   default:
-    break;
+    return NULL;
   }
 }
 
@@ -454,6 +449,7 @@ forward_dispatch(gpointer data)
 {
   Forward *fw = data;
   HmmvdLibvirt *lv = fw->lv;
+  const char *why;
   virDomainPtr dom;
 
   if (lv->closing || lv->conn != fw->conn)
@@ -465,14 +461,20 @@ forward_dispatch(gpointer data)
     schedule_reconnect(lv);
     return G_SOURCE_REMOVE;
   }
+  /* By name, not looked up: a transient domain that stopped is gone from libvirt by the
+   * time its event is dispatched (the lookup failed and the VM stayed listed, managed). */
+  if (fw->kind == FORWARD_LIFECYCLE && (why = stop_reason(fw->event, fw->detail)) != NULL) {
+    remove_domain(lv, fw->name, why);
+    return G_SOURCE_REMOVE;
+  }
   dom = virDomainLookupByUUIDString(lv->conn, fw->uuid);
   if (dom == NULL) {
     g_debug("libvirt: event for domain %s that is gone: %s", fw->uuid, last_error_message());
     return G_SOURCE_REMOVE;
   }
-  if (fw->kind == FORWARD_LIFECYCLE)
-    handle_lifecycle(lv, dom, fw->event, fw->detail);
-  else
+  if (fw->kind == FORWARD_LIFECYCLE && fw->event == VIR_DOMAIN_EVENT_STARTED)
+    add_domain(lv, dom);
+  else if (fw->kind == FORWARD_METADATA)
     refresh_quota(lv, dom);
   virDomainFree(dom);
   return G_SOURCE_REMOVE;
@@ -489,8 +491,10 @@ forward(HmmvdLibvirt *lv, virConnectPtr conn, ForwardKind kind, virDomainPtr dom
   fw->conn = conn;
   virConnectRef(conn);
   fw->kind = kind;
-  if (dom != NULL)
+  if (dom != NULL) {
     virDomainGetUUIDString(dom, fw->uuid);
+    fw->name = g_strdup(virDomainGetName(dom));
+  }
   fw->event = event;
   fw->detail = detail;
   /* Always through an idle source, never g_main_context_invoke(): on the main thread the
@@ -570,8 +574,12 @@ connect_libvirt(HmmvdLibvirt *lv, GError **error)
   lv->metadata_id = virConnectDomainEventRegisterAny(
     conn, NULL, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_metadata),
     lv_ref(lv), lv_unref);
+  /* The close callback holds no reference: a driver without close callbacks (test:///)
+   * accepts it and never calls freecb, which leaked lv. None is needed: disconnect()
+   * unregisters it before the owner's reference goes, and libvirt runs it under the lock
+   * that unregistering takes. */
   if (lv->lifecycle_id < 0 || lv->metadata_id < 0 ||
-      virConnectRegisterCloseCallback(conn, on_close, lv_ref(lv), lv_unref) < 0) {
+      virConnectRegisterCloseCallback(conn, on_close, lv, NULL) < 0) {
     set_libvirt_error(error, uri);
     g_prefix_error(error, "cannot register for events: ");
     disconnect(lv);

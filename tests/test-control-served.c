@@ -9,8 +9,12 @@
 #include "control-client.h"
 #include "damon-fake.h"
 #include "gate-mover.h"
+#include "libvirt.h"
+#include "quota.h"
 #include "vms.h"
 
+#include <glib/gstdio.h>
+#include <libvirt/libvirt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -223,13 +227,40 @@ START_TEST(test_served_while_damon_release_waits)
 }
 END_TEST
 
+/* libvirt's in-process test driver (no libvirtd): one set of domains per process, shared by
+ * every connection to test:///default, whose domain events go out through libvirt's default
+ * event implementation, which libvirt 9 runs on the default GMainContext (libvirt.h). hmmvd's
+ * connection gets them through the callbacks daemon/libvirt.c registered, as from libvirtd.
+ * The driver has no QEMU monitor: a domain's start-up fails at its first QMP exchange. */
+#define LIBVIRT_TEST_URI "test:///default"
+#define LATE_DOMAIN "hmmv-late"
+static const char late_domain_xml[] =
+  "<domain type='test'><name>" LATE_DOMAIN "</name><memory unit='KiB'>4096</memory>"
+  "<os><type>hvm</type></os></domain>";
+
+/* The table's entry for the libvirt domain, once its start-up is over (listed, no longer
+ * "starting"); NULL at the deadline. */
+static const HmmvdVmInfo *
+wait_domain_started(HmmvdVms *vms, const char *name, gint64 deadline)
+{
+  const HmmvdVmInfo *info;
+
+  while (((info = hmmvd_vms_lookup(vms, name)) == NULL ||
+          g_str_has_prefix(info->status, "starting")) &&
+         g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  return info != NULL && !g_str_has_prefix(info->status, "starting") ? info : NULL;
+}
+
 /* Issue 7, the loop at fleet scale: the interval's moves run on the core's worker. A move
  * batch is held in flight (the gate mover blocks until released); meanwhile the control
- * socket answers status, the table handles what a libvirt or standalone event brings (a VM
- * that comes, one paused) and the main loop dispatches its sources; a placement request,
- * which needs the VMs' page state, waits for the interval and is answered after it. Before,
- * the interval ran on the main loop: nothing was answered until the moves were done. Counts
- * events only; the 60 s deadlines are liveness guards. */
+ * socket answers status, the main loop dispatches its sources, hmmvd's libvirt connection
+ * (to the test driver) handles real domain events through the callbacks it registered with
+ * libvirt (a domain starts, its hmmv metadata changes, it stops), the table takes a VM that
+ * comes (the call a standalone connect makes) and one paused; a placement request, which
+ * needs the VMs' page state, waits for the interval and is answered after it. Before, the
+ * interval ran on the main loop: nothing was answered and no event handled until the moves
+ * were done. Counts events only; the 60 s deadlines are liveness guards. */
 START_TEST(test_served_while_moves_in_flight)
 {
   g_autoptr(GError) error = NULL;
@@ -245,10 +276,23 @@ START_TEST(test_served_while_moves_in_flight)
   GThread *placement_thread;
   ControlJob *placement;
   const HmmvdVmInfo *info;
+  g_autofree char *run_dir = NULL, *pid_path = NULL, *pid_text = NULL, *quota_xml = NULL;
+  g_autofree char *uuid = NULL;
+  HmmvdLibvirt *lv;
+  virConnectPtr peer;
+  virDomainPtr dom;
+  HmmvQuota quota;
   guint events = 0, finished = 0;
   gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
 
   hmmvd_config_init(&config);
+  /* QEMU's pid files: none but the one written for LATE_DOMAIN below */
+  run_dir = g_dir_make_tmp("hmmv-test-served-libvirt-XXXXXX", &error);
+  ck_assert_msg(run_dir != NULL, "%s", error ? error->message : "");
+  g_free(config.libvirt_uri);
+  config.libvirt_uri = g_strdup(LIBVIRT_TEST_URI);
+  g_free(config.libvirt_run_dir);
+  config.libvirt_run_dir = g_strdup(run_dir);
   config.params.migrate_mbps = 0;          /* no cap: every planned move is one held batch */
   config.params.host_migrate_mbps = 0;
   config.default_quota.max_pages = 256;    /* 1 MiB: 768 of its 1,024 DRAM pages must go */
@@ -263,6 +307,12 @@ START_TEST(test_served_while_moves_in_flight)
     hmmv_fake_tracker_queue_write(tracker, p);   /* the first 1,024 land on the 4 MiB DRAM */
   control = hmmvd_control_new(vms, control_fx.bed.topo, "gate", control_fx.path, &error);
   ck_assert_msg(control != NULL, "%s", error ? error->message : "");
+  lv = hmmvd_libvirt_new(vms, &config, control_fx.bed.topo, &error);
+  ck_assert_msg(lv != NULL, "%s", error ? error->message : "");
+  ck_assert(hmmvd_libvirt_is_connected(lv));
+  peer = virConnectOpen(LIBVIRT_TEST_URI);   /* the test's own, as virsh would be */
+  ck_assert_ptr_nonnull(peer);
+  ck_assert_ptr_null(hmmvd_vms_lookup(vms, LATE_DOMAIN));
 
   hmmv_gate_mover_close(gate);
   ck_assert(hmmvd_vms_start_interval(vms, interval_finished, &finished));
@@ -280,8 +330,46 @@ START_TEST(test_served_while_moves_in_flight)
   while (events == 0 && g_get_monotonic_time() < deadline)
     g_main_context_iteration(NULL, TRUE);
   ck_assert_uint_eq(events, 1);
-  /* what a libvirt lifecycle event or a standalone connect brings: a VM comes, one pauses */
-  ck_assert(hmmvd_vms_add_with_tracker(vms, "late", HMMVD_SOURCE_LIBVIRT, 2, NULL,
+  /* a domain starts: libvirt's lifecycle event lists it and its start-up runs, on a QMP
+   * worker, and fails there (the test driver has no monitor); all handled meanwhile */
+  pid_path = g_build_filename(run_dir, LATE_DOMAIN ".pid", NULL);
+  pid_text = g_strdup_printf("%d\n", (int)getpid());
+  ck_assert(g_file_set_contents(pid_path, pid_text, -1, NULL));
+  dom = virDomainCreateXML(peer, late_domain_xml, 0);
+  ck_assert_ptr_nonnull(dom);
+  uuid = g_malloc0(VIR_UUID_STRING_BUFLEN);
+  ck_assert_int_eq(virDomainGetUUIDString(dom, uuid), 0);
+  info = wait_domain_started(vms, LATE_DOMAIN, deadline);
+  ck_assert_ptr_nonnull(info);
+  ck_assert_int_eq(info->source, HMMVD_SOURCE_LIBVIRT);
+  ck_assert_str_eq(info->uuid, uuid);
+  ck_assert_int_eq(info->pid, getpid());
+  ck_assert(!info->in_core);
+  ck_assert_msg(g_str_has_prefix(info->status, "tracking failed: "), "%s", info->status);
+  /* its hmmv metadata is set: the metadata event's quota is taken */
+  quota = config.default_quota;
+  quota.max_pages = 2 * HMMVD_PAGES_PER_MIB;
+  ck_assert(info->quota.max_pages != quota.max_pages);
+  quota_xml = hmmvd_quota_format(&quota);
+  ck_assert_int_eq(virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, quota_xml,
+                                        HMMVD_METADATA_KEY, HMMVD_METADATA_URI,
+                                        VIR_DOMAIN_AFFECT_LIVE), 0);
+  while ((info = hmmvd_vms_lookup(vms, LATE_DOMAIN)) != NULL &&
+         info->quota.max_pages != quota.max_pages && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_ptr_nonnull(info);
+  ck_assert_uint_eq(info->quota.max_pages, quota.max_pages);
+  ck_assert_ptr_null(info->quota_error);
+  /* it stops: the lifecycle event takes it out of the table */
+  ck_assert_int_eq(virDomainDestroy(dom), 0);
+  virDomainFree(dom);
+  while (hmmvd_vms_lookup(vms, LATE_DOMAIN) != NULL && g_get_monotonic_time() < deadline)
+    g_main_context_iteration(NULL, TRUE);
+  ck_assert_ptr_null(hmmvd_vms_lookup(vms, LATE_DOMAIN));
+  ck_assert_uint_eq(hmmv_gate_mover_get_blocked(gate), 1);
+  ck_assert_uint_eq(finished, 0);
+  /* the table call a standalone connect makes: a VM comes; and one pauses */
+  ck_assert(hmmvd_vms_add_with_tracker(vms, "late", HMMVD_SOURCE_STANDALONE, 2, NULL,
                                        hmmv_test_vm_new("late", 512), hmmv_fake_tracker_new(),
                                        &error));
   info = hmmvd_vms_lookup(vms, "late");
@@ -309,10 +397,14 @@ START_TEST(test_served_while_moves_in_flight)
   ck_assert_str_eq(info->status, "managed");
 
   hmmvd_control_free(control);
+  hmmvd_libvirt_free(lv);
+  virConnectClose(peer);
   hmmvd_vms_free(vms);
   hmmv_core_free(core);
   hmmv_mover_free(gate);
   hmmvd_config_clear(&config);
+  ck_assert_int_eq(g_unlink(pid_path), 0);
+  ck_assert_int_eq(g_rmdir(run_dir), 0);
 }
 END_TEST
 
