@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The DAMON read tracker's state, shared by damon.c (start, stop, harvest and the thread's
- * snapshots) and damon-setup.c (taking and configuring a kdamond, on that thread). */
+ * pacing), damon-snapshot.c (one snapshot, on that thread) and damon-setup.c (taking and
+ * configuring a kdamond, on that thread). */
 #pragma once
 
 #include "damon-private.h"
@@ -27,7 +28,7 @@ typedef struct {
   guint64 start, end, nr_accesses;
 } RegionSeen;
 
-/* Which regions of a snapshot count as read (damon.c, "read"): read[i] for regions[i], the
+/* Which regions of a snapshot count as read (damon-snapshot.c): read[i] for regions[i], the
  * regions in address order as DAMON lists them. */
 void hmmv_damon_regions_read(const RegionSeen *regions, guint nr, guint64 min_accesses,
                              gboolean *read);
@@ -97,6 +98,11 @@ void hmmv_damon_choose_sizes(HmmvDamonTracker *damon);
 /* While the core asks for HMMV_WATCH_COARSE the kdamond samples and aggregates this many
  * times less often (damon.c, "Watch"). */
 #define HMMV_DAMON_COARSE_FACTOR 4u
+/* One snapshot (the thread): asks the kdamond for the regions of its last aggregation, marks
+ * in bitmap (damon->nr_words) the pages of those that count as read; *nr_regions: the regions
+ * DAMON listed, *nr_marked: the pages marked. */
+gboolean hmmv_damon_snapshot(HmmvDamonTracker *damon, guint64 *bitmap, guint64 *nr_regions,
+                             guint64 *nr_marked, GError **error);
 /* Takes a kdamond, configures it and turns it on (the thread, before its first snapshot).
  * FALSE with damon->acquired set: a kdamond was taken, and the caller gives it back. */
 gboolean hmmv_damon_setup(HmmvDamonTracker *damon, GError **error);
