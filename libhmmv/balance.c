@@ -162,7 +162,7 @@ hmmv_balance_warm_demand(const HmmvBalanceVm *vm, const VmSpan *span, guint min_
  * The second round (waiting_pages, the planner's promote_no_room): a VM's budget covering its
  * paying demand is not enough when its DRAM is full of its own pages below the gate (first
  * touches): without room its hot pages on the slow tier can only be swapped in, and a swap
- * asks for a key beyond the noise of both estimates (plan.c), about 100 keys above a first
+ * asks for a key beyond the noise of both estimates (plan-gate.c), about 100 keys above a first
  * touch's. In tests/test-churn.c a hot set that moved had 120 of its pages wait 5 intervals
  * so (keys 73-106; on DRAM again 9 intervals after the shift, 3 before the round above kept
  * sub-gate DRAM with its holders). So after every VM's paying demand, a VM with such pages

@@ -18,6 +18,8 @@
  *   3. the bandwidth cap grants moves in that same order (a swap needs 2), so hot pages are
  *      not held behind a budget that shrank a lot; what it cannot grant is still played out,
  *      as if granted, to count deferred_cap.
+ * The gate's keys (the payback key, room_min_key, and per key the hottest a swap may
+ * displace) come from plan-gate.c, per plan: the noise depends on the VM's access weights.
  * Pass 2 emits exactly the chosen number of pages per key, lowest page index first within a
  * key, straight into their final slots (counting sort by prefix offsets: hottest key first
  * for promotions, coldest first for demotions), and ages cooldowns. Cooldowns are aged in
@@ -34,6 +36,7 @@
  * hmmv_plan_clear() frees the lists; a cleared (or zeroed) plan may be built again.
  */
 #include "vm-private.h"
+#include "plan-gate-private.h"
 #include "plan-private.h"
 #include "swar-private.h"
 
@@ -298,145 +301,6 @@ pool_take(DemotePool *pool, guint64 n, guint64 granted, guint64 *chosen)
   }
 }
 
-/* The payback gate on the tier model, per key (see plan.h). */
-typedef struct {
-  guint min_key;                 /* coldest key a promotion pays for */
-  guint room_min_key;            /* coldest key promoted into free room (>= min_key) */
-  int swap_max[HMMV_NR_KEYS];    /* hottest demotion key a promotion of key k may displace */
-} Gate;
-
-/* Variance of the temperature of a page accessed independently with a fixed probability in
- * each interval, whose mean key is c: with steps of s = 8 x weight and 1/16 decay, s^2 p(1-p)
- * / (2a - a^2) with p = c a / s, a = 1/16: s c (1 - c / 16 s) / (2 - 1/16). A page written in
- * 13% of intervals (c ~ 33) spreads over about +-15 keys. */
-static double
-temp_variance(double step, double c)
-{
-  double p = c / (16.0 * step);
-
-  return step * c * (1.0 - MIN(p, 1.0)) / (2.0 - 1.0 / 16.0);
-}
-
-/* Is the page at key hot really accessed more often than the one at key cold, or could both
- * be pages of one frequency whose estimates differ by chance? Under that null hypothesis both
- * keys scatter around their mean with temp_variance each. The planner pairs the hottest of
- * up to thousands of slow-tier candidates with the coldest of as many DRAM pages: the extremes
- * of two samples of 1000 pages of one frequency lie about 3.2 standard deviations from the
- * mean each, ~4.5 apart in units of the difference's deviation, so a swap asks for 4 (checked
- * by tests/test-loop.c: pages written in 13% of intervals, spread over both tiers, are no
- * longer swapped; without it 20% of the hot set's size moved every interval). */
-static gboolean
-beyond_noise(double step, guint hot, guint cold)
-{
-  double diff = (double)hot - (double)cold;
-
-  return diff > 0 &&
-         diff * diff >= 16.0 * 2.0 * temp_variance(step, ((double)hot + (double)cold) / 2.0);
-}
-
-static gboolean
-swap_pays(double step, const guint64 *expected, guint64 need, guint hot, guint cold)
-{
-  return expected[cold] + need <= expected[hot] && (need == 0 || beyond_noise(step, hot, cold));
-}
-
-/* The step of an accessed interval in the noise model: 8 x the weight of the VM's accessed
- * pages (a moving average, vm-private.h). A page only read climbs by 8 x read_weight, half a
- * written page's 8 x write_weight at the defaults, and its key scatters half as much: taking
- * every page for a written one (issue 7) asked a page read in 90% of intervals to reach key
- * ~102 before it could displace a cold page (test-loop: 67 of 128 read pages promoted in 30
- * intervals; the testbed, DAMON vaddr: 0 of 2,048), where ~52 is beyond a read page's noise.
- * Before anything was seen, the larger weight. */
-static double
-noise_step(const HmmvParams *params, const HmmvVm *vm)
-{
-  guint max = MAX(MAX(params->write_weight, params->read_weight), 1u);
-
-  if (vm->access_weight_x256 == 0)
-    return HMMV_TEMP_STEP * max;
-  return HMMV_TEMP_STEP * MIN((double)vm->access_weight_x256 / 256.0, (double)max);
-}
-
-/* In 1/4096 of a weighted access: two moves' cost in touched intervals' savings. */
-static guint64
-payback_need(const HmmvParams *params)
-{
-  return params->touch_saving_ns == 0 ? 0 :
-         (guint64)2 * params->move_cost_ns * 4096u / params->touch_saving_ns;
-}
-
-static guint
-payback_min_key(const guint64 *expected, guint64 need)
-{
-  guint min_key = HMMV_NR_KEYS;
-
-  for (guint key = HMMV_NR_KEYS; key-- > 0;)
-    if (expected[key] >= need)
-      min_key = key;
-  return min_key;
-}
-
-guint
-hmmv_plan_payback_min_key(const HmmvParams *params)
-{
-  guint64 expected[HMMV_NR_KEYS];
-
-  hmmv_temperature_expected_table(expected);
-  return payback_min_key(expected, payback_need(params));
-}
-
-/* Promotions into free room ask the page's key to lie beyond the gate's key by twice the
- * noise of a page whose mean is the gate's key (one-sided, ~2% of such pages pass by chance):
- * a key is one sample of a noisy estimate, and where thousands of pages are written in 1-4%
- * of intervals some are written in two intervals running every interval and reach the gate's
- * key by luck alone (31 >= 22 at the defaults). Promoted into room, they cooled and were
- * demoted again when the room was needed (issue 7 item 11: in scripts/demo, once the idle VM's
- * DRAM was lent out, the VMs' budgets followed their warm pages' count up and down, and
- * small moved 1.85-3.21% of its hot set again an interval, all such pages; tests/test-churn.c
- * reproduces it). At the defaults (gate 22, step 16, noise +-13) the key is 48: three writes
- * in three or four intervals running at the least, about 1.3 p times as likely as two for a
- * page written in p of intervals (1/20 as many at p = 4%). A page written in every interval
- * is promoted after 4 intervals instead of 2. A swap already asks for more (beyond_noise). */
-static guint
-room_min_key(double step, guint min_key)
-{
-  double var = temp_variance(step, (double)min_key);
-  guint key = min_key;
-
-  while (key < HMMV_NR_KEYS - 1 &&
-         ((double)key - (double)min_key) * ((double)key - (double)min_key) < 4.0 * var)
-    key++;
-  return key;
-}
-
-static void
-gate_init(Gate *gate, const HmmvParams *params, double step)
-{
-  guint64 expected[HMMV_NR_KEYS];
-  guint64 need = payback_need(params);
-
-  hmmv_temperature_expected_table(expected);
-  gate->min_key = payback_min_key(expected, need);
-  gate->room_min_key = room_min_key(step, gate->min_key);
-  /* A swap is two moves now: the page promoted must be expected to get `need` more accesses
-   * than the page it displaces (expected is increasing, so this is a key bound), be at least
-   * hysteresis_keys hotter, and hotter by more than the two estimates' noise. */
-  for (guint key = 0; key < HMMV_NR_KEYS; key++) {
-    int max = (int)key - (int)params->hysteresis_keys;
-
-    /* The keys a page may displace are 0 .. swap_max[key], and the bound only rises with
-     * the key: start from the last bound and go up (O(256) for the table, not 256^2). */
-    if (max >= 0) {
-      int m = key > 0 ? MAX(gate->swap_max[key - 1], -1) : -1;
-
-      while (m + 1 <= max && swap_pays(step, expected, need, key, (guint)(m + 1)))
-        m++;
-      max = m;
-    }
-    gate->swap_max[key] = max;
-  }
-}
-
 /* The pages by which the demotions chosen so far overshoot when each key's are emitted as
  * whole units of unit_pages (emit_unit: the last unit of a key takes more than was chosen,
  * out of the cap left over). */
@@ -455,7 +319,7 @@ unit_overshoot(const guint64 *chosen_demote, guint64 unit_pages)
  * cap still allows. unit_pages: the VM's largest huge unit (0: none). */
 static guint64
 decide(const KeyCounts *cand, guint64 dram_pages, guint64 budget_pages, guint64 cap_pages,
-       const Gate *gate, guint64 unit_pages, KeyCounts *chosen, HmmvPlan *plan)
+       const PlanGate *gate, guint64 unit_pages, KeyCounts *chosen, HmmvPlan *plan)
 {
   DemotePool pool = { .first_key = 0 };
   /* Each list is a GArray (guint length): 4G moves an interval is far above any real cap. */
@@ -781,7 +645,7 @@ hmmv_plan_build(HmmvVm *vm, const HmmvHotCut *cut, guint64 budget_pages, guint64
 {
   g_autofree KeyCounts *cand = g_new(KeyCounts, 1);
   g_autofree KeyCounts *chosen = g_new(KeyCounts, 1);
-  g_autofree Gate *gate = g_new(Gate, 1);
+  g_autofree PlanGate *gate = g_new(PlanGate, 1);
   guint64 cooldown_end, nr_units, spare, unit_pages = 0;
   const HmmvUnit *units;
 
@@ -806,7 +670,7 @@ hmmv_plan_build(HmmvVm *vm, const HmmvHotCut *cut, guint64 budget_pages, guint64
 
   units = hmmv_vm_get_units(vm, &nr_units);
   cooldown_end = count_candidates(vm, units, nr_units, cut, cand, plan);
-  gate_init(gate, params, noise_step(params, vm));
+  hmmv_plan_gate_init(gate, params, vm);
   for (guint64 u = 0; u < nr_units; u++)
     unit_pages = MAX(unit_pages, units[u].nr_pages);
   spare = decide(cand, vm->dram_pages, budget_pages, cap_pages, gate, unit_pages, chosen, plan);

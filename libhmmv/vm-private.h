@@ -54,7 +54,7 @@ struct _HmmvVm {
   /* The mean weight of an accessed page, x 256, as a moving average (1/16 per interval, the
    * temperature's own horizon): 256 x write_weight for a VM whose pages are written, x
    * read_weight for one that is only read (issue 11). 0: nothing seen yet (the planner then
-   * takes the larger weight). The payback gate's noise model needs it (plan.c). */
+   * takes the larger weight). The payback gate's noise model needs it (plan-gate.c). */
   guint access_weight_x256;
   guint64 nr_blocks;        /* 2 MiB blocks of the 4 KiB-backed regions */
   GArray *blocks;           /* HmmvUnit (first_page, nr_pages) of each, in page order */

@@ -177,7 +177,7 @@ hot_on_dram(guint v)
  * pages written lately) are then just more than the pool, so the budgets follow the count of
  * those pages, which moves with the guests' speed, by tens to hundreds of pages an interval
  * (issue 7 item 11: in the demo small re-moved 1.85-3.21% of its hot set an interval after
- * the idle VM's DRAM was lent; here, before the room gate of plan.c, big 28 pages in interval
+ * the idle VM's DRAM was lent; here, before the room gate of plan-gate.c, big 28 pages in interval
  * 62, 1.4% of its hot set, small 30 in interval 61, 7.8%, shift 29 in interval 87, 2.8%:
  * 583 re-moves in 100 intervals, cold pages promoted into room at keys 25-31, written in two
  * intervals running by chance, and demoted again at key 0). */

@@ -187,7 +187,7 @@ run_budget(HmmvVm *vm_in, HmmvTracker *tracker, const GuestSets *sets, guint64 b
   hmmv_params_init(&params);
   params.interval_ms = (guint)interval_ms;
   params.migrate_mbps = 0;    /* no cap: a nested TCG guest's moves are slow enough */
-  /* The payback gate on, at its default costs (issue 7's plan.c): its noise model follows
+  /* The payback gate on, at its default costs (issue 7's plan-gate.c): its noise model follows
    * the VM's access mix, so pages read steadily pass it (with every page taken for a
    * written one, none of the read set was promoted back in 30 intervals: testbed run 3). */
   core = mover != NULL ? hmmv_core_new(topo, mover, &params, budget_pages, &error) : NULL;
