@@ -270,7 +270,7 @@ def main():
                 failures.append(f"{vm.name}: no HMMV-VERIFY-END (QEMU exited {rc})")
             elif rc != 1:   # isa-debug-exit: (0 << 1) | 1
                 failures.append(f"{vm.name}: guest exit status {rc} (1 = ok, 7 = corrupt)")
-            for line in [l for l in vm.lines() if l.startswith("HMMV-VERIFY-CORRUPT")][:8]:
+            for line in vm.bad_words():
                 say(f"e2e: {vm.name}: {line}")
         for vm in vms:
             if vm not in survivors:

@@ -522,7 +522,7 @@ def main():
                 failures.append(f"{vm.name}: no HMMV-VERIFY-END (QEMU exited {rc})")
             elif rc not in (1, -1):   # isa-debug-exit (0 << 1) | 1; -1: status not ours
                 failures.append(f"{vm.name}: guest exit status {rc} (1 = ok, 7 = corrupt)")
-            for line in [l for l in vm.lines() if l.startswith("HMMV-VERIFY-CORRUPT")][:8]:
+            for line in vm.bad_words():
                 say(f"libvirt: {vm.name}: {line}")
         migrated = e2e.vmstat("pgmigrate_success") - migrated0
         verified = sum(vm.end.get("verified_pages", 0) for vm in vms)

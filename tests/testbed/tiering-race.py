@@ -958,6 +958,8 @@ def main():
             vm.reader.wait(timeout=60)
             end = vm.figures(vm.last("HMMV-VERIFY-END"))
             if not end or end.get("corrupt_pages", 1) or vm.proc.returncode != 1:
+                for line in vm.bad_words():
+                    say(f"race: {vm.name}: {line}")
                 raise Failed(f"{vm.name}: data check: {vm.last('HMMV-VERIFY-END')} "
                              f"(QEMU exit {vm.proc.returncode}; 1 = ok)")
             say(f"race: {vm.name}: verified_pages={end['verified_pages']} corrupt=0")

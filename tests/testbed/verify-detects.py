@@ -14,17 +14,9 @@ import sys
 import tempfile
 import time
 
+from e2elib.badwords import value   # tests/guest/verify.c value()
+
 MIB = 1 << 20
-
-
-def value(pfn, word, epoch):
-    """tests/guest/verify.c value()."""
-    m = 0xffffffff
-    x = ((pfn * 0x9e3779b1) ^ (word * 0x85ebca6b) ^ ((epoch + 1) * 0xc2b2ae35)) & m
-    x ^= x >> 15
-    x = (x * 0x2c1b3c6d) & m
-    x ^= x >> 12
-    return x
 
 
 def main():

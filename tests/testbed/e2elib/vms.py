@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 
+from e2elib.badwords import decode
 from e2elib.common import Failed
 
 
@@ -62,6 +63,15 @@ class Vm:
         if self.proc.poll() is not None:
             raise Failed(f"{self.name}: QEMU exited {self.proc.returncode}: {self.lines()[-3:]}")
         return False
+
+    def bad_words(self, limit=8):
+        """The guest's first limit HMMV-VERIFY-CORRUPT lines, each with what the word holds
+        (e2elib/badwords.py: its own data of another epoch, another page's, zeros, none)."""
+        begin = self.figures(self.last("HMMV-VERIFY-BEGIN"))
+        first = begin.get("base_pfn", 0)
+        pages = begin.get("hot_pages", 0) + begin.get("cold_pages", 0)
+        bad = [l for l in self.lines() if l.startswith("HMMV-VERIFY-CORRUPT")][:limit]
+        return [f"{l}: {decode(l, first, pages)}" for l in bad]
 
     def quit(self):
         os.write(self.tx, b"q")
