@@ -267,8 +267,12 @@ START_TEST(test_numa_balancing_scan_passes)
 }
 END_TEST
 
-/* memtierd: the hottest claim DRAM in the walk; warm DRAM pages beyond it go down. */
-START_TEST(test_memtierd_heat_walk)
+/* memtierd's startMovesFillFastFree: hot pages go up only into free room (two pages free for
+ * a one-page range, as memtierd counts it), nothing is demoted to make room, a page of a
+ * "don't care" class stays, and a page goes down only once its heat is in a slow class
+ * (0.9513^11 < 0.6: 11 s after its last access). The policy before 2026-12-03 demoted the
+ * hot pages 0..7 for 20..27 at once (8 down, 8 up in interval 1). */
+START_TEST(test_memtierd_fills_free_dram_only)
 {
   g_autoptr(CorunProfile) p = corun_test_profile();
   CorunVmInfo vms[1] = { 0 };
@@ -284,14 +288,28 @@ START_TEST(test_memtierd_heat_walk)
   run_one(pol, 0, &now, &d, 1);
   ck_assert_uint_eq(d.dram_reads, 8);
   ck_assert_uint_eq(d.promoted + d.demoted, 0);
-  /* heat 1.0 for pages 20..27, 0.95 (class 9 too) for 0..7: the first 8 of the walk win */
+  /* 20..27 first-touched on the slow tier, all class 9, DRAM full: nothing moves, in the
+   * intervals where 0..7 are still class 8-9 (to 4 s) nor where they are "don't care"
+   * (6-7, to 10 s) */
   now = range(b, 20, 8, 1, 0);
-  run_one(pol, 1, &now, &d, 1);
-  ck_assert_uint_eq(d.slow_reads, 8);
+  for (guint64 i = 1; i <= 10; i++) {
+    run_one(pol, i, &now, &d, 1);
+    ck_assert_uint_eq(d.slow_reads, 8);
+    ck_assert_msg(d.promoted + d.demoted == 0, "interval %" G_GUINT64_FORMAT ": %" G_GUINT64_FORMAT
+                  " up, %" G_GUINT64_FORMAT " down", i, d.promoted, d.demoted);
+  }
+  /* 11 s: 0..7 are slow-class and go down; the walk met 20..27 first, with no room then */
+  run_one(pol, 11, &now, &d, 1);
   ck_assert_uint_eq(d.demoted, 8);
-  ck_assert_uint_eq(d.promoted, 8);
-  run_one(pol, 2, &now, &d, 1);
-  ck_assert_uint_eq(d.dram_reads, 8);
+  ck_assert_uint_eq(d.promoted, 0);
+  /* then 20..27 go up while two pages are free: 7 of them */
+  run_one(pol, 12, &now, &d, 1);
+  ck_assert_uint_eq(d.promoted, 7);
+  ck_assert_uint_eq(d.demoted, 0);
+  run_one(pol, 13, &now, &d, 1);
+  ck_assert_uint_eq(d.dram_reads, 7);
+  ck_assert_uint_eq(d.slow_reads, 1);
+  ck_assert_uint_eq(d.promoted + d.demoted, 0);
   setup_clear(&s);
 }
 END_TEST
@@ -504,7 +522,7 @@ corun_policies_suite(void)
   tcase_add_test(tc, test_oracle_takes_the_hottest);
   tcase_add_test(tc, test_numa_balancing_hint_faults_promote);
   tcase_add_test(tc, test_numa_balancing_scan_passes);
-  tcase_add_test(tc, test_memtierd_heat_walk);
+  tcase_add_test(tc, test_memtierd_fills_free_dram_only);
   tcase_add_test(tc, test_memtis_histogram);
   tcase_add_test(tc, test_damos_quota_feedback);
   tcase_add_test(tc, test_hmmv_sees_what_its_tracker_sees);

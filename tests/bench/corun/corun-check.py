@@ -75,11 +75,15 @@ def replay_case(exe, traces, tmp, profile, dram):
                 check(ad <= rt * 1.01, f"{tag}: all-dram {ad:.0f} <= 1.01 x {p}/{vm} {rt:.0f} ns")
     for p in ["all-dram", "first-touch", "interleave", "memory-mode"]:
         check(by[(p, "all")]["pages_moved"] == "0", f"{tag}: {p} moves nothing")
-    # At 25% DRAM the hot sets do not fit by first touch: every managing policy must move.
-    for p in ["hmmv-writes", "hmmv-ideal", "oracle", "numa-balancing", "damos", "memtierd",
-              "memtis"]:
+    # At 25% DRAM the hot sets do not fit by first touch: every managing policy must move,
+    # memtierd aside: it fills free DRAM only and demotes a page 10 s after its last access
+    # (heat.c), so on traces shorter than that, after first touch filled DRAM, it is
+    # first-touch.
+    for p in ["hmmv-writes", "hmmv-ideal", "oracle", "numa-balancing", "damos", "memtis"]:
         if dram == 0.25:
             check(int(by[(p, "all")]["pages_moved"]) > 0, f"{tag}: {p} moves pages")
+    check(by[("memtierd", "all")]["runtime_ns"] == by[("first-touch", "all")]["runtime_ns"],
+          f"{tag}: memtierd, which demotes nothing younger than 10 s, is first-touch")
     check(float(by[("all-dram", "all")]["dram_served_share"]) == 1.0,
           f"{tag}: all-dram serves everything from DRAM")
     first = float(by[("first-touch", "all")]["dram_served_share"])

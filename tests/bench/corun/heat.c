@@ -7,12 +7,25 @@
  *   heat = accessed (0/1, heat per page of its range) + heat x HeatRetention^seconds,
  * capped at HeatMax = 1.0, with the defaults HeatRetention 0.9513 (5% left after 60 s) and 10
  * heat classes (class = 10 x heat). HeatNumas here: classes 8-9 on DRAM, 0-5 on the slow
- * tier, 6-7 "don't care" (stay). startMovesFillFastFree: process by process (VM by VM in
- * Go's random map order: a round robin here), pages hottest first, to their class's node
- * while its NumaSize (the host's DRAM) has room in the walk, else to the slow tier. One mover for
- * all at 100 MB/s (memtierd's mover; the design's 100-200 MB/s). Simplified: page-granular
- * heat ranges; a plan's moves beyond the interval's bandwidth are dropped and planned again
- * (memtierd starts a new plan only when the mover is idle).
+ * tier, 6-7 "don't care" (stay). startMovesFillFastFree (NumaSize of the DRAM node: the
+ * host's DRAM): process by process (VM by VM in Go's random map order: a round robin here),
+ * pages hottest first; a page on its class's node or of a "don't care" class stays; a page
+ * of a DRAM class on the slow tier goes up while the DRAM node's NumaSize has room for it
+ * (memtierd's candFree test: two free pages for a one-page range), else it stays where it
+ * is; a page of a slow class on DRAM goes down. It never demotes a page to make room for a
+ * hotter one: with these heats a page becomes slow-class 10 s after its last access, so on
+ * traces of 0.4-5 s memtierd fills free DRAM with hot pages and then holds what it has. One
+ * mover for all at 100 MB/s (memtierd's mover default; the design's 100-200 MB/s), the plan's
+ * tasks in order. Simplified, each of them in memtierd's favour: page-granular heat ranges
+ * (memtierd's idle-page tracker counts accessed pages per region of PagesInRegion pages,
+ * 512 by default, 256 in its sample config); the tracker scans and the policy plans every
+ * trace interval (memtierd's defaults: a scan every 5 s, a plan every IntervalMs, 10 s in
+ * its sample configs); a plan's moves beyond the interval's bandwidth are dropped and
+ * planned again (memtierd starts a new plan only when the mover is idle). Before
+ * 2026-12-03 this policy demoted DRAM-class pages that the walk's room did not reach, as
+ * memtierd does not: with the walk's first VM changing every interval the demotions took the
+ * mover's whole bandwidth and emptied the pool (19,089 of 20,480 pages idle, hmmv4-long at
+ * 50%).
  *
  * memtis (SOSP'23), per VM: PEBS samples one LLC miss in 200 per page into an access count;
  * a histogram of log2(count) bins; the hot threshold is found walking down from the hottest
@@ -102,9 +115,9 @@ memtierd_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
   CorunPlacement *pl = hp->pl;
   const CorunSetup *setup = policy->setup;
   double decay = pow(MEMTIERD_RETENTION, setup->interval_ms / 1000.0);
-  guint64 budget = corun_cap_pages(MEMTIERD_MBPS, setup->interval_ms), used = 0;
-  g_autoptr(GArray) up = g_array_new(FALSE, FALSE, sizeof(Ranked));
-  g_autoptr(GArray) down = g_array_new(FALSE, FALSE, sizeof(Ranked));
+  guint64 budget = corun_cap_pages(MEMTIERD_MBPS, setup->interval_ms);
+  guint64 dram_used = pl->dram_used; /* memtierd's numaUsed of the DRAM node, as planned */
+  g_autoptr(GArray) tasks = g_array_new(FALSE, FALSE, sizeof(Ranked));
 
   for (guint v = 0; v < setup->nr_vms; v++) {
     corun_placement_serve(pl, v, &now[v], &demand[v]);
@@ -116,9 +129,13 @@ memtierd_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
       *h = MIN(*h + 1.0, 1.0);
     }
   }
-  /* The plan: VM by VM (Go's map order is random; here a round robin over the intervals),
-   * hottest first; DRAM classes claim the host's DRAM while the walk has room, the rest of
-   * them and the cold classes go to the slow tier; "don't care" classes stay. */
+  /* startMovesFillFastFree: VM by VM (Go's map order is random; here a round robin over the
+   * intervals), hottest first. A page already on its class's node stays; a "don't care" class
+   * stays; a DRAM-class page on the slow tier goes up only when the DRAM node's NumaSize
+   * leaves room for it, counted as memtierd counts it (candFree = size - used - length, and
+   * the move needs candFree >= length: two pages free for a page-sized range); a slow-class
+   * page on DRAM goes down, and its room counts for the rest of the walk. Nothing is demoted
+   * to make room for a hotter page. */
   for (guint i = 0; i < setup->nr_vms; i++) {
     guint v = (guint)((index + i) % setup->nr_vms);
     g_autoptr(GArray) ranked = g_array_new(FALSE, FALSE, sizeof(Ranked));
@@ -132,29 +149,23 @@ memtierd_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
     for (guint k = 0; k < ranked->len; k++) {
       const Ranked *r = &g_array_index(ranked, Ranked, k);
       int cls = MIN((int)(MEMTIERD_CLASSES * r->score), MEMTIERD_CLASSES - 1);
-      gboolean to_dram = cls >= MEMTIERD_DRAM_CLASS && used < setup->dram_pages;
+      guint8 at = pl->place[v][r->page];
 
-      if (cls >= MEMTIERD_DRAM_CLASS && to_dram)
-        used++;
-      if (to_dram && pl->place[v][r->page] == CORUN_SLOW)
-        g_array_append_val(up, *r);
-      else if (!to_dram && cls > MEMTIERD_SLOW_CLASS && cls < MEMTIERD_DRAM_CLASS)
-        continue;
-      else if (!to_dram && pl->place[v][r->page] == CORUN_DRAM)
-        g_array_append_val(down, *r);
+      if (cls >= MEMTIERD_DRAM_CLASS && at == CORUN_SLOW && dram_used + 2 <= setup->dram_pages) {
+        dram_used++;
+        g_array_append_val(tasks, *r);
+      } else if (cls <= MEMTIERD_SLOW_CLASS && at == CORUN_DRAM) {
+        dram_used--;
+        g_array_append_val(tasks, *r);
+      }
     }
   }
-  /* One mover at 100 MB/s: the demotions make room, then the promotions, hottest first. */
-  for (guint k = down->len; k-- > 0 && budget > 0;) {
-    const Ranked *r = &g_array_index(down, Ranked, k);
+  /* One mover at 100 MB/s, the plan's tasks in the order planned. */
+  for (guint k = 0; k < tasks->len && budget > 0; k++) {
+    const Ranked *r = &g_array_index(tasks, Ranked, k);
+    guint8 to = pl->place[r->vm][r->page] == CORUN_SLOW ? CORUN_DRAM : CORUN_SLOW;
 
-    if (corun_placement_move(pl, r->vm, r->page, CORUN_SLOW, &demand[r->vm]))
-      budget--;
-  }
-  for (guint k = 0; k < up->len && budget > 0; k++) {
-    const Ranked *r = &g_array_index(up, Ranked, k);
-
-    if (corun_placement_move(pl, r->vm, r->page, CORUN_DRAM, &demand[r->vm]))
+    if (corun_placement_move(pl, r->vm, r->page, to, &demand[r->vm]))
       budget--;
   }
   return TRUE;
