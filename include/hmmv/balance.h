@@ -49,7 +49,8 @@ typedef struct {
 
 /* headroom_pages: of the DRAM no warm page wants, this much is not kept for its holders but
  * spread by weight (it becomes free DRAM where the VMs cannot fill it), so that pages the
- * guests touch for the first time land on DRAM; the core sizes it from recent first touches.
+ * guests touch for the first time land on DRAM; the core sizes it from recent first touches
+ * (0 while its payback gate is closed: loop.c, core_headroom).
  * Mins (each capped at the VM's size) that do not all fit in pool_pages are scaled down in
  * proportion (floor, then the leftover pages by largest fraction, then lowest index); a VM's
  * min_granted says what it got. Fails (and leaves budgets alone) only when a weight is 0 or a
