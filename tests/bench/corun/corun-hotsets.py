@@ -18,36 +18,17 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
+
+import hmmvtrace
 
 
 def intervals(path):
-    """Yields each interval's {page: misses} of a version 1, 2 or 3 trace, and first the
-    trace's page count."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 32:
-        raise SystemExit(f"{path}: too short for an hmmv trace")
-    magic, version, shift, nr_pages, _interval_ms, _flags = struct.unpack_from("<8sIIQII", data)
-    if magic != b"HMMVTRC1" or version not in (1, 2, 3) or shift != 12:
-        raise SystemExit(f"{path}: not an hmmv trace")
+    """Yields the trace's page count, then each interval's {page: misses}."""
+    _version, nr_pages, trace = hmmvtrace.read(path)
     yield nr_pages
-    header = 32 if version in (2, 3) else 24
-    off = 32
-    while off < len(data):
-        if off + header > len(data):
-            raise SystemExit(f"{path}: truncated interval header at {off}")
-        n = struct.unpack_from("<I", data, off + 4)[0]
-        off += header
-        if n > nr_pages or off + 16 * n > len(data):
-            raise SystemExit(f"{path}: interval of {n} entries at {off} overruns the trace")
-        counts = {}
-        for page, reads, writes in struct.iter_unpack("<QII", data[off:off + 16 * n]):
-            if reads + writes:
-                counts[page & ~(1 << 63)] = reads + writes
-        off += 16 * n
-        yield counts
+    for entries in trace:
+        yield {page: reads + writes for page, reads, writes, _ in entries if reads + writes}
 
 
 def hot_set(counts, cover):

@@ -18,35 +18,18 @@ import argparse
 import collections
 import json
 import os
-import struct
 import sys
+
+import hmmvtrace
 
 
 def intervals(path):
     """Yields the trace's version, then each interval's {page: (misses, write_miss, stored)}."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 32:
-        raise SystemExit(f"{path}: too short for an hmmv trace")
-    magic, version, shift, nr_pages, _interval_ms, _flags = struct.unpack_from("<8sIIQII", data)
-    if magic != b"HMMVTRC1" or version not in (1, 2, 3) or shift != 12:
-        raise SystemExit(f"{path}: not an hmmv trace")
+    version, _nr_pages, trace = hmmvtrace.read(path)
     yield version
-    header = 32 if version in (2, 3) else 24
-    off = 32
-    while off < len(data):
-        if off + header > len(data):
-            raise SystemExit(f"{path}: truncated interval header at {off}")
-        n = struct.unpack_from("<I", data, off + 4)[0]
-        off += header
-        if n > nr_pages or off + 16 * n > len(data):
-            raise SystemExit(f"{path}: interval of {n} entries at {off} overruns the trace")
-        pages = {}
-        for page, reads, writes in struct.iter_unpack("<QII", data[off:off + 16 * n]):
-            stored = bool(page >> 63) if version == 3 else writes > 0
-            pages[page & ~(1 << 63)] = (reads + writes, writes > 0, stored)
-        off += 16 * n
-        yield pages
+    for entries in trace:
+        yield {page: (reads + writes, writes > 0, stored)
+               for page, reads, writes, stored in entries}
 
 
 def vm_figures(path, window):
