@@ -216,8 +216,11 @@ START_TEST(case_full_target_node)
   fflush(stdout);
   if (host->exact_room)
     ck_assert_uint_eq(moved, ROOM);
-  else
+  else {
+    /* A real node filled to a little room: some moved (what did is recorded), not all. */
+    ck_assert_uint_gt(moved, 0);
     ck_assert_uint_lt(moved, NR);
+  }
   ck_assert_uint_eq(stats->demoted, moved);
   ck_assert_uint_eq(stats->no_memory, NR - moved);
   ck_assert_uint_eq(failures(stats), NR - moved);
