@@ -1,6 +1,6 @@
 /*
- * hmmv test guest: what guest.c (boot, serial, command line, phases and workload modes) and
- * verify.c (the pattern-verifying workload) share.
+ * hmmv test guest: what guest.c (boot, serial, phases, workload and reads modes), cmdline.c
+ * (the command line) and verify.c (the pattern-verifying workload) share.
  */
 #ifndef HMMV_GUEST_H
 #define HMMV_GUEST_H
@@ -83,6 +83,10 @@ void wait_for_host(const struct guest_config *cfg, const char *what, uint32_t k)
 
 uint32_t rtc_seconds(void); /* CMOS RTC seconds register, or 0xff while it updates */
 uint32_t mulmod32(uint32_t a, uint32_t b, uint32_t n); /* a * b mod n, no libgcc */
+
+/* cmdline.c: the defaults, then the command line's key=value words over them */
+void config_defaults(struct guest_config *cfg);
+void parse_cmdline(struct guest_config *cfg, const char *cmdline);
 
 void run_verify(const struct guest_config *cfg, uint64_t mem_top);
 /* workloads.c: the co-run workloads (modes gups .. btree) */
