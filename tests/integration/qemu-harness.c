@@ -403,6 +403,14 @@ gboolean
 hmmv_harness_start_export(HmmvQmp *qmp, const char *memfd_name, int *fd, guint8 **map,
                           gsize *size, GError **error)
 {
+  return hmmv_harness_start_export_full(qmp, memfd_name, 0, NULL, fd, map, size, error);
+}
+
+gboolean
+hmmv_harness_start_export_full(HmmvQmp *qmp, const char *memfd_name, guint interval_ms,
+                               const char *const *exclude, int *fd, guint8 **map, gsize *size,
+                               GError **error)
+{
   g_autoptr(JsonObject) args = json_object_new();
   g_autoptr(JsonNode) ret = NULL;
   struct stat st;
@@ -419,7 +427,14 @@ hmmv_harness_start_export(HmmvQmp *qmp, const char *memfd_name, int *fd, guint8 
     return FALSE;
   }
   json_object_set_string_member(args, "fdname", "region");
-  json_object_set_int_member(args, "interval-ms", 0);
+  json_object_set_int_member(args, "interval-ms", interval_ms);
+  if (exclude != NULL) {
+    JsonArray *names = json_array_new();
+
+    for (guint i = 0; exclude[i] != NULL; i++)
+      json_array_add_string_element(names, exclude[i]);
+    json_object_set_array_member(args, "exclude", names);
+  }
   ret = hmmv_qmp_execute(qmp, "hmmv-start", args, error);
   if (ret == NULL) {
     g_prefix_error(error, "hmmv-start: ");

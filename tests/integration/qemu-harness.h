@@ -41,6 +41,12 @@ gboolean hmmv_harness_built_with(const char *qemu, const char *const *patches, g
  * *fd, *map and *size are the caller's to unmap and close. */
 gboolean hmmv_harness_start_export(HmmvQmp *qmp, const char *memfd_name, int *fd,
                                    guint8 **map, gsize *size, GError **error);
+/* The same with QEMU's own publication timer (interval_ms; 0: daemon-paced) and the RAM
+ * blocks named in exclude (NULL-ended, by backend id or block name; NULL: none) left out.
+ * On failure *fd (when opened) and *map (when mapped) are still the caller's. */
+gboolean hmmv_harness_start_export_full(HmmvQmp *qmp, const char *memfd_name,
+                                        guint interval_ms, const char *const *exclude,
+                                        int *fd, guint8 **map, gsize *size, GError **error);
 
 /* accel: "tcg" or e.g. "kvm,dirty-ring-size=4096"; extra: more QEMU arguments (NULL-ended
  * vector, may be NULL); append: the guest's command line. */

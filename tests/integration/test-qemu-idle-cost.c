@@ -70,12 +70,12 @@ START_TEST(test_bitmap_at_start)
   g_autoptr(HmmvQemuProc) proc = NULL;
   g_autoptr(HmmvQmp) qmp = NULL;
   g_autofree char *ready = NULL;
-  g_autoptr(JsonObject) args = json_object_new();
-  g_autoptr(JsonNode) started = NULL;
   g_autoptr(JsonNode) synced = NULL;
   g_autoptr(JsonNode) stopped = NULL;
   guint64 before, after, stopped_rss;
-  int fd;
+  guint8 *map = NULL;
+  gsize size = 0;
+  int fd = -1;
 
   proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", GUEST_GIB * 1024,
                               "phases=1 pages=10 wait=1", extra, &error);
@@ -86,17 +86,13 @@ START_TEST(test_bitmap_at_start)
   ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
 
   before = rss_anon(hmmv_qemu_proc_get_pid(proc));
-  fd = memfd_create("hmmv-test-idle-cost", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  ck_assert_int_ge(fd, 0);
-  ck_assert_msg(hmmv_qmp_send_fd(qmp, fd, "region", &error), "getfd: %s",
-                error ? error->message : "");
-  json_object_set_string_member(args, "fdname", "region");
-  json_object_set_int_member(args, "interval-ms", 0);
-  started = qmp_ok(qmp, "hmmv-start", args);
+  ck_assert_msg(hmmv_harness_start_export(qmp, "hmmv-test-idle-cost", &fd, &map, &size, &error),
+                "%s", error->message);
   synced = qmp_ok(qmp, "hmmv-sync", NULL);
   after = rss_anon(hmmv_qemu_proc_get_pid(proc));
   stopped = qmp_ok(qmp, "hmmv-stop", NULL);
   stopped_rss = rss_anon(hmmv_qemu_proc_get_pid(proc));
+  munmap(map, size);
   close(fd);
   printf("# %u GiB guest: RssAnon %" G_GUINT64_FORMAT " KiB before hmmv-start, %"
          G_GUINT64_FORMAT " KiB after it and a sync (+%" G_GINT64_FORMAT " KiB), %"

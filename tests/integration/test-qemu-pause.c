@@ -125,32 +125,11 @@ static char *
 try_start(Pause *p, const char *const *exclude)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(JsonObject) args = json_object_new();
-  g_autoptr(JsonNode) ret = NULL;
-  struct stat st;
 
   unmap_region(p);
-  p->fd = memfd_create("hmmv-test-pause", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  ck_assert_int_ge(p->fd, 0);
-  ck_assert_msg(hmmv_qmp_send_fd(p->qmp, p->fd, "region", &error), "getfd: %s",
-                error ? error->message : "");
-  json_object_set_string_member(args, "fdname", "region");
-  json_object_set_int_member(args, "interval-ms", 0);
-  if (exclude != NULL) {
-    JsonArray *names = json_array_new();
-
-    for (guint i = 0; exclude[i] != NULL; i++)
-      json_array_add_string_element(names, exclude[i]);
-    json_object_set_array_member(args, "exclude", names);
-  }
-  ret = hmmv_qmp_execute(p->qmp, "hmmv-start", args, &error);
-  if (ret == NULL)
+  if (!hmmv_harness_start_export_full(p->qmp, "hmmv-test-pause", 0, exclude, &p->fd, &p->map,
+                                      &p->size, &error))
     return g_strdup(error->message);
-  ck_assert_int_eq(fstat(p->fd, &st), 0);
-  p->size = st.st_size;
-  p->map = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
-  ck_assert(p->map != MAP_FAILED);
-  ck_assert_uint_eq(((const struct hmmv_shm_header *)p->map)->magic, HMMV_SHM_MAGIC);
   return NULL;
 }
 

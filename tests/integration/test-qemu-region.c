@@ -94,21 +94,14 @@ raw_boot(Raw *raw, const char *append)
 static void
 raw_start(Raw *raw, const char *append, guint interval_ms)
 {
+  g_autoptr(GError) error = NULL;
   const struct hmmv_shm_header *hdr;
-  g_autofree char *err = NULL;
-  struct stat st;
 
   raw_boot(raw, append);
-  raw->fd = memfd_create("hmmv-test-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  ck_assert_int_ge(raw->fd, 0);
-  err = try_start(raw, raw->fd, interval_ms);
-  ck_assert_msg(err == NULL, "hmmv-start: %s", err);
-  ck_assert_int_eq(fstat(raw->fd, &st), 0);
-  raw->size = st.st_size;
-  raw->map = mmap(NULL, raw->size, PROT_READ | PROT_WRITE, MAP_SHARED, raw->fd, 0);
-  ck_assert(raw->map != MAP_FAILED);
+  ck_assert_msg(hmmv_harness_start_export_full(raw->qmp, "hmmv-test-region", interval_ms, NULL,
+                                               &raw->fd, &raw->map, &raw->size, &error),
+                "%s", error->message);
   hdr = (const struct hmmv_shm_header *)raw->map;
-  ck_assert_uint_eq(hdr->magic, HMMV_SHM_MAGIC);
   ck_assert_uint_le(hdr->nr_blocks, HMMV_SHM_MAX_BLOCKS);
   for (guint i = 0; i < hdr->nr_blocks; i++) {
     const struct hmmv_shm_block *b =
