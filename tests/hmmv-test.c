@@ -179,3 +179,13 @@ hmmv_test_remove_tree(const char *path)
   }
   g_rmdir(path);
 }
+
+JsonNode *
+hmmv_test_qmp_ok(HmmvQmp *qmp, const char *command, JsonObject *args)
+{
+  g_autoptr(GError) error = NULL;
+  JsonNode *ret = hmmv_qmp_execute(qmp, command, args, &error);
+
+  ck_assert_msg(ret != NULL, "%s: %s", command, error ? error->message : "");
+  return ret;
+}

@@ -49,3 +49,5 @@ const HmmvVmReport *hmmv_test_vm_report(const HmmvIntervalReport *report, guint 
 
 /* Remove a test's scratch tree (files and directories below path, then path). */
 void hmmv_test_remove_tree(const char *path);
+/* command's return (the caller's to unref); the test fails when QMP or QEMU refuses it. */
+JsonNode *hmmv_test_qmp_ok(HmmvQmp *qmp, const char *command, JsonObject *args);

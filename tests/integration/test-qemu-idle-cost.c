@@ -51,16 +51,6 @@ rss_anon(int pid)
   return kib << 10;
 }
 
-static JsonNode *
-qmp_ok(HmmvQmp *qmp, const char *command, JsonObject *args)
-{
-  g_autoptr(GError) error = NULL;
-  JsonNode *ret = hmmv_qmp_execute(qmp, command, args, &error);
-
-  ck_assert_msg(ret != NULL, "%s: %s", command, error ? error->message : "");
-  return ret;
-}
-
 START_TEST(test_bitmap_at_start)
 {
   g_autoptr(GError) error = NULL;
@@ -88,9 +78,9 @@ START_TEST(test_bitmap_at_start)
   before = rss_anon(hmmv_qemu_proc_get_pid(proc));
   ck_assert_msg(hmmv_harness_start_export(qmp, "hmmv-test-idle-cost", &fd, &map, &size, &error),
                 "%s", error->message);
-  synced = qmp_ok(qmp, "hmmv-sync", NULL);
+  synced = hmmv_test_qmp_ok(qmp, "hmmv-sync", NULL);
   after = rss_anon(hmmv_qemu_proc_get_pid(proc));
-  stopped = qmp_ok(qmp, "hmmv-stop", NULL);
+  stopped = hmmv_test_qmp_ok(qmp, "hmmv-stop", NULL);
   stopped_rss = rss_anon(hmmv_qemu_proc_get_pid(proc));
   munmap(map, size);
   close(fd);

@@ -41,16 +41,6 @@ typedef struct {
   gsize size;
 } Layout;
 
-static JsonNode *
-qmp_ok(Layout *l, const char *command, JsonObject *args)
-{
-  g_autoptr(GError) error = NULL;
-  JsonNode *ret = hmmv_qmp_execute(l->qmp, command, args, &error);
-
-  ck_assert_msg(ret != NULL, "%s: %s", command, error ? error->message : "");
-  return ret;
-}
-
 static void
 boot(Layout *l, const char *const *extra)
 {
@@ -148,7 +138,7 @@ START_TEST(test_guest_ram_only)
 
   boot(&l, rom_and_vga);
   start(&l);
-  ret = qmp_ok(&l, "query-hmmv-ramblocks", NULL);
+  ret = hmmv_test_qmp_ok(l.qmp, "query-hmmv-ramblocks", NULL);
   blocks = json_node_get_array(ret);
   for (guint i = 0; i < G_N_ELEMENTS(not_ram); i++) {
     g_autoptr(JsonObject) b = block_ending(blocks, not_ram[i]);
@@ -174,7 +164,7 @@ START_TEST(test_guest_ram_only)
   }
   ck_assert_msg(desc_named(&l, "pc.ram") != NULL, "pc.ram is not exported");
   ck_assert_uint_eq(header(&l)->nr_blocks, tracked);
-  info_ret = qmp_ok(&l, "query-hmmv", NULL);
+  info_ret = hmmv_test_qmp_ok(l.qmp, "query-hmmv", NULL);
   ck_assert_uint_eq(json_object_get_int_member(json_node_get_object(info_ret), "blocks"),
                     tracked);
   printf("# %u of %u RAM blocks exported\n", tracked, json_array_get_length(blocks));

@@ -62,16 +62,6 @@ typedef struct {
   gsize size;
 } Pause;
 
-static JsonNode *
-qmp_ok(Pause *p, const char *command, JsonObject *args)
-{
-  g_autoptr(GError) error = NULL;
-  JsonNode *ret = hmmv_qmp_execute(p->qmp, command, args, &error);
-
-  ck_assert_msg(ret != NULL, "%s: %s", command, error ? error->message : "");
-  return ret;
-}
-
 /* command's error message (the command must fail). */
 static char *
 qmp_fails(Pause *p, const char *command, JsonObject *args)
@@ -154,7 +144,7 @@ run_phase(Pause *p, guint k, GHashTable *wrote)
 static JsonObject *
 sync_export(Pause *p)
 {
-  g_autoptr(JsonNode) ret = qmp_ok(p, "hmmv-sync", NULL);
+  g_autoptr(JsonNode) ret = hmmv_test_qmp_ok(p->qmp, "hmmv-sync", NULL);
 
   return json_object_ref(json_node_get_object(ret));
 }
@@ -162,7 +152,7 @@ sync_export(Pause *p)
 static gboolean
 query_paused(Pause *p)
 {
-  g_autoptr(JsonNode) ret = qmp_ok(p, "query-hmmv", NULL);
+  g_autoptr(JsonNode) ret = hmmv_test_qmp_ok(p->qmp, "query-hmmv", NULL);
   JsonObject *info = json_node_get_object(ret);
 
   ck_assert(json_object_get_boolean_member(info, "active"));
@@ -174,7 +164,7 @@ query_paused(Pause *p)
 static JsonObject *
 block_of_memdev(Pause *p, const char *memdev)
 {
-  g_autoptr(JsonNode) ret = qmp_ok(p, "query-hmmv-ramblocks", NULL);
+  g_autoptr(JsonNode) ret = hmmv_test_qmp_ok(p->qmp, "query-hmmv-ramblocks", NULL);
   JsonArray *blocks = json_node_get_array(ret);
 
   for (guint i = 0; i < json_array_get_length(blocks); i++) {
@@ -229,7 +219,7 @@ pfn_set(Pause *p, JsonArray *blocks, guint64 pfn)
 static void
 assert_window(Pause *p, const char *what, GHashTable *want)
 {
-  g_autoptr(JsonNode) ret = qmp_ok(p, "query-hmmv-ramblocks", NULL);
+  g_autoptr(JsonNode) ret = hmmv_test_qmp_ok(p->qmp, "query-hmmv-ramblocks", NULL);
   JsonArray *blocks = json_node_get_array(ret);
   guint found = 0, extra = 0;
 
@@ -310,7 +300,7 @@ START_TEST(test_exclude)
   assert_window(&p, "exclude=[m1], phase 0", in_m0);
 
   /* The same by RAM block name. */
-  qmp_ok(&p, "hmmv-stop", NULL);
+  hmmv_test_qmp_ok(p.qmp, "hmmv-stop", NULL);
   m1 = block_of_memdev(&p, "m1");
   by_block[0] = json_object_get_string_member(m1, "name");
   start(&p, by_block);
@@ -381,7 +371,7 @@ START_TEST(test_pause_resume)
   run_phase(&p, 0, a);
 
   /* The pause publishes A and keeps it. */
-  qmp_ok(&p, "hmmv-pause", NULL);
+  hmmv_test_qmp_ok(p.qmp, "hmmv-pause", NULL);
   ck_assert(query_paused(&p));
   gen = ((const struct hmmv_shm_header *)p.map)->generation;
   assert_window(&p, "after hmmv-pause (A published)", a);
@@ -395,13 +385,13 @@ START_TEST(test_pause_resume)
   ck_assert_uint_eq(json_object_get_int_member(res, "generation"), gen);
   ck_assert_uint_eq(((const struct hmmv_shm_header *)p.map)->generation, gen);
   ck_assert_uint_eq(((const struct hmmv_shm_header *)p.map)->seq % 2, 0);
-  qmp_ok(&p, "hmmv-pause", NULL);    /* pausing a paused export does nothing */
+  hmmv_test_qmp_ok(p.qmp, "hmmv-pause", NULL);    /* pausing a paused export does nothing */
   assert_window(&p, "B written while paused, then hmmv-sync (paused)", a);
 
   /* Resume, C: exactly A and C, none of B's own pages. */
-  qmp_ok(&p, "hmmv-resume", NULL);
+  hmmv_test_qmp_ok(p.qmp, "hmmv-resume", NULL);
   ck_assert(!query_paused(&p));
-  qmp_ok(&p, "hmmv-resume", NULL);   /* resuming a running export does nothing */
+  hmmv_test_qmp_ok(p.qmp, "hmmv-resume", NULL);   /* resuming a running export does nothing */
   run_phase(&p, 2, c);
   res2 = sync_export(&p);
   ck_assert(!json_object_get_boolean_member(res2, "paused"));
@@ -421,8 +411,8 @@ START_TEST(test_pause_resume)
   assert_window(&p, "after hmmv-resume and C", a_c);
 
   /* Paused at the stop: hmmv-stop works; both commands want an active export. */
-  qmp_ok(&p, "hmmv-pause", NULL);
-  qmp_ok(&p, "hmmv-stop", NULL);
+  hmmv_test_qmp_ok(p.qmp, "hmmv-pause", NULL);
+  hmmv_test_qmp_ok(p.qmp, "hmmv-stop", NULL);
   err_pause = qmp_fails(&p, "hmmv-pause", NULL);
   err_resume = qmp_fails(&p, "hmmv-resume", NULL);
   printf("# hmmv-pause after hmmv-stop: %s\n", err_pause);

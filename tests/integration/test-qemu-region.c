@@ -48,16 +48,6 @@ typedef struct {
   guint64 bitmap_words;
 } Raw;
 
-static JsonNode *
-qmp_ok(Raw *raw, const char *command, JsonObject *args)
-{
-  g_autoptr(GError) error = NULL;
-  JsonNode *ret = hmmv_qmp_execute(raw->qmp, command, args, &error);
-
-  ck_assert_msg(ret != NULL, "%s: %s", command, error ? error->message : "");
-  return ret;
-}
-
 /* hmmv-start on fd (passed as fdname); NULL on success, else QEMU's error. */
 static char *
 try_start(Raw *raw, int fd, guint interval_ms)
@@ -158,7 +148,7 @@ run_phase(Raw *raw, guint k, GHashTable *expected)
 static guint64
 sync_export(Raw *raw)
 {
-  g_autoptr(JsonNode) ret = qmp_ok(raw, "hmmv-sync", NULL);
+  g_autoptr(JsonNode) ret = hmmv_test_qmp_ok(raw->qmp, "hmmv-sync", NULL);
 
   return json_object_get_int_member(json_node_get_object(ret), "generation");
 }
@@ -188,7 +178,7 @@ assert_window_exact(Raw *raw, const char *what, GHashTable *expected)
 static guint64
 query_generation(Raw *raw)
 {
-  g_autoptr(JsonNode) ret = qmp_ok(raw, "query-hmmv", NULL);
+  g_autoptr(JsonNode) ret = hmmv_test_qmp_ok(raw->qmp, "query-hmmv", NULL);
   JsonObject *info = json_node_get_object(ret);
 
   ck_assert(json_object_get_boolean_member(info, "active"));

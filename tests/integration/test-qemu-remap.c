@@ -75,16 +75,6 @@ typedef struct {
   GDataInputStream *events_in;
 } Remap;
 
-static JsonNode *
-qmp_ok(Remap *r, const char *command, JsonObject *args)
-{
-  g_autoptr(GError) error = NULL;
-  JsonNode *ret = hmmv_qmp_execute(r->qmp, command, args, &error);
-
-  ck_assert_msg(ret != NULL, "%s: %s", command, error ? error->message : "");
-  return ret;
-}
-
 /* An HMP command through QMP; its output. */
 static char *
 hmp(Remap *r, const char *line)
@@ -93,7 +83,7 @@ hmp(Remap *r, const char *line)
   g_autoptr(JsonNode) ret = NULL;
 
   json_object_set_string_member(args, "command-line", line);
-  ret = qmp_ok(r, "human-monitor-command", args);
+  ret = hmmv_test_qmp_ok(r->qmp, "human-monitor-command", args);
   ck_assert(JSON_NODE_HOLDS_VALUE(ret));
   return g_strdup(json_node_get_string(ret));
 }
@@ -235,7 +225,7 @@ desc(Remap *r, guint index)
 static JsonObject *
 block_of(Remap *r, const char *memdev, const char *name)
 {
-  g_autoptr(JsonNode) ret = qmp_ok(r, "query-hmmv-ramblocks", NULL);
+  g_autoptr(JsonNode) ret = hmmv_test_qmp_ok(r->qmp, "query-hmmv-ramblocks", NULL);
   JsonArray *blocks = json_node_get_array(ret);
 
   for (guint i = 0; i < json_array_get_length(blocks); i++) {
@@ -300,7 +290,7 @@ device_add(Remap *r, const char *driver, const char *id, const char *memdev)
   json_object_set_string_member(dev, "id", id);
   if (memdev != NULL)
     json_object_set_string_member(dev, "memdev", memdev);
-  ret = qmp_ok(r, "device_add", dev);
+  ret = hmmv_test_qmp_ok(r->qmp, "device_add", dev);
 }
 
 static void pci_config_write8(Remap *r, guint reg, guint value);
@@ -362,7 +352,7 @@ START_TEST(test_nic_rom_not_stale)
   device_add(&r, "virtio-net-pci", "nic1", NULL);
   /* The card's option ROM is a new RAM block, which QEMU lists: the case tests something. */
   {
-    g_autoptr(JsonNode) ret = qmp_ok(&r, "query-hmmv-ramblocks", NULL);
+    g_autoptr(JsonNode) ret = hmmv_test_qmp_ok(r.qmp, "query-hmmv-ramblocks", NULL);
     JsonArray *blocks = json_node_get_array(ret);
 
     for (guint i = 0; i < json_array_get_length(blocks); i++) {
@@ -381,7 +371,7 @@ START_TEST(test_nic_rom_not_stale)
                                                  HMMV_SHM_BLOCK_F_RESIZED), 0);
   ck_assert_uint_eq(header_layout_generation(&r), header_gen);
   ck_assert(!header_stale(&r));
-  info = qmp_ok(&r, "query-hmmv", NULL);
+  info = hmmv_test_qmp_ok(r.qmp, "query-hmmv", NULL);
   ck_assert(!json_object_get_boolean_member(json_node_get_object(info), "layout-stale"));
   /* No event for the NIC: the first one after it is the next real change's (PAM1 cleared). */
   pci_config_write8(&r, I440FX_PAM1, 0);
@@ -421,7 +411,7 @@ START_TEST(test_dimm_unplug)
   header_gen = header_layout_generation(&r);
 
   json_object_set_string_member(del, "id", "d1");
-  ret = qmp_ok(&r, "device_del", del);
+  ret = hmmv_test_qmp_ok(r.qmp, "device_del", del);
   /* The guest's side of ACPI memory hot-unplug (ACPI_MEMORY_HOTPLUG_BASE 0x0a00): select the
    * slot, then eject it. */
   o1 = hmp(&r, "o /w 0x0a00 0");
@@ -455,7 +445,7 @@ START_TEST(test_new_memdev_stale)
   json_object_set_string_member(obj, "qom-type", "memory-backend-ram");
   json_object_set_string_member(obj, "id", "m2");
   json_object_set_int_member(obj, "size", 64 << 20);
-  ret = qmp_ok(&r, "object-add", obj);
+  ret = hmmv_test_qmp_ok(r.qmp, "object-add", obj);
   /* A backend no device uses is not in the guest's map: nothing yet. */
   ck_assert(!header_stale(&r));
   device_add(&r, "pc-dimm", "d2", "m2");
@@ -466,7 +456,7 @@ START_TEST(test_new_memdev_stale)
     ck_assert(json_object_get_boolean_member(event, "stale"));
     ck_assert(!json_object_has_member(event, "block-layout-generation"));
   }
-  info = qmp_ok(&r, "query-hmmv", NULL);
+  info = hmmv_test_qmp_ok(r.qmp, "query-hmmv", NULL);
   ck_assert(json_object_get_boolean_member(json_node_get_object(info), "layout-stale"));
   pcram = block_of(&r, NULL, "pc.ram");
   ck_assert_uint_eq(block_generation(&r, pcram), 0);
@@ -539,9 +529,9 @@ START_TEST(test_pam)
   {
     guint64 header_gen = header_layout_generation(&r);
     const struct hmmv_shm_block *d = desc_of(&r, restored);
-    g_autoptr(JsonNode) info_before = qmp_ok(&r, "query-hmmv", NULL);
-    g_autoptr(JsonNode) stopped = qmp_ok(&r, "hmmv-stop", NULL);
-    g_autoptr(JsonNode) info_after = qmp_ok(&r, "query-hmmv", NULL);
+    g_autoptr(JsonNode) info_before = hmmv_test_qmp_ok(r.qmp, "query-hmmv", NULL);
+    g_autoptr(JsonNode) stopped = hmmv_test_qmp_ok(r.qmp, "hmmv-stop", NULL);
+    g_autoptr(JsonNode) info_after = hmmv_test_qmp_ok(r.qmp, "query-hmmv", NULL);
 
     ck_assert_uint_eq(header_layout_generation(&r), header_gen);
     ck_assert_uint_eq(__atomic_load_n(&d->layout_generation, __ATOMIC_ACQUIRE), 2);
