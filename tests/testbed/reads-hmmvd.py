@@ -462,15 +462,73 @@ def run_coarse(opts, work, qemu):
                          f"began")
         fine_at = promoted_at = None
         seen = began
+        # what each late page looked like to hmmvd over the phase (its level from
+        # `placement` once an interval): the highest level seen and in how many reads it
+        # was hot, so a page left on the slow node says whether it was never hot (the
+        # tracker) or hot and not moved (the plan)
+        late_sorted = sorted(g.late_set)
+        peak = {p: 0 for p in late_sorted}
+        hot_reads = {p: 0 for p in late_sorted}
+        nreads = 0
+
+        def read_levels():
+            nonlocal nreads
+            try:
+                place = request(sock, "placement", vm="vm")
+            except (OSError, ValueError, Failed):
+                return None
+            where = {}
+            for region in place["regions"]:
+                lo = region["gpa"] // PAGE
+                if lo <= late_sorted[-1] and late_sorted[0] < lo + region["pages"]:
+                    where = (region, lo)
+            if not where:
+                return None
+            region, lo = where
+            nreads += 1
+            out = {}
+            for p in late_sorted:
+                i = region["first-page"] + p - lo
+                lv = int(place["levels"][i], 32)
+                out[p] = (lv, place["nodes"][i])
+                peak[p] = max(peak[p], lv)
+                hot_reads[p] += lv > 0
+            return out
+
         while seen < began + opts.late_intervals and time.monotonic() < liveness:
             time.sleep(1)
             seen, vm = vm_state()
+            read_levels()
             if fine_at is None and vm.get("watch") == "fine":
                 fine_at = seen - began
             if on_dram(g.late_set) >= 0.95 * len(g.late_set):
                 promoted_at = seen - began
                 break
         late = on_dram(g.late_set)
+        last = read_levels() or {}
+        nodes = dict(zip(late_sorted, kernel_nodes(g.proc.pid, addrs(late_sorted))))
+        left = [p for p in late_sorted if nodes[p] != 0]
+        runs = []
+        for p in left:
+            if runs and runs[-1][1] == p - 1:
+                runs[-1][1] = p
+            else:
+                runs.append([p, p])
+        first = late_sorted[0]
+        say(f"coarse: late pages left on the slow node: {len(left)} in {len(runs)} run(s) "
+            f"(offsets in the late set, which begins right after the written set): " +
+            ", ".join(f"{a - first}-{b - first}" for a, b in runs[:40]))
+        for name, pages in (("left", left), ("on DRAM", [p for p in late_sorted
+                                                         if nodes[p] == 0])):
+            if not pages or not nreads:
+                continue
+            never = sum(1 for p in pages if peak[p] == 0)
+            share = sorted(hot_reads[p] / nreads for p in pages)
+            say(f"coarse: late pages {name}: {len(pages)}; never hot in {nreads} reads of "
+                f"`placement`: {never}; hot in a median {share[len(share) // 2]:.2f} of "
+                f"the reads (min {share[0]:.2f}, max {share[-1]:.2f}); level at the end "
+                f"hot {sum(1 for p in pages if last.get(p, (0,))[0] > 0)}; hmmvd's node "
+                f"1 for {sum(1 for p in pages if last.get(p, (0, ''))[1] == '1')}")
         say(f"coarse: late set {late}/{len(g.late_set)} on DRAM after {seen - began} "
             f"intervals; watch fine after {fine_at} interval(s); read set "
             f"{on_dram(g.read)}/{len(g.read)}, written {on_dram(g.write)}/{len(g.write)}; "

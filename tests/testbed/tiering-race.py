@@ -46,6 +46,18 @@ and DIR/race-MODE.log (its log, each line stamped with the seconds since the mod
 DIR/race-writes.png (guest progress) and DIR/race-moves.png (pages migrated). The guests check
 every page at the end; any bad word fails the run.
 
+The cost to the guests (issue 8: "cost the guests less" than the kernel): each mode's summary
+has rates over its steady window (--steady-from seconds to its end: steady_*) and over the
+whole mode (whole_*): the guests' writes and verified pages a second, their QEMUs' CPU s a
+second, the mechanism's (hmmvd, the kdamonds) and kswapd + kcompactd's, and the hot sets'
+mean on DRAM in the window. With `none` named several times between the other modes
+(--modes none,hmmvd-writes,kernel,none,hmmvd-writes,kernel,none), each other mode's rates are
+also given as ratios to the mean of its nearest `none` before and after it (and the writes
+per QEMU CPU second: the outer host's load changes the testbed's speed, so writes a second
+swing up to 2x between two `none` modes of one run, 2026-12-03, the CPU shares far less) ("cost: " lines
+at the end and DIR/race-cost.tsv), so a load that drifts over the run cancels as far as it
+is linear between the neighbours.
+
 Before/after in one run: --hmmvd-base PATH (another build of hmmvd) and the hmmvd modes with
 "-base" appended (hmmvd-base, hmmvd-writes-base, ...) run that build in the same way. A mode
 named again in --modes runs again, as MODE.2, MODE.3, ... (so A,B,A,B alternates two builds
@@ -84,7 +96,8 @@ TRACING = "/sys/kernel/tracing"
 MIGRATE_EVENT = f"{TRACING}/events/migrate/mm_migrate_pages"
 HMMVD_FIELDS = ("budget-pages", "dram-pages", "hot-pages", "written-pages", "promoted-pages",
                 "demoted-pages", "deferred-cap-pages", "deferred-room-pages",
-                "placement-unread-pages", "intervals-merged", "watch", "rescan-gap")
+                "placement-unread-pages", "intervals-merged", "watch", "rescan-gap",
+                "plans-kept-total")
 
 
 class RaceVm(e2e.Vm):
@@ -114,16 +127,17 @@ class RaceVm(e2e.Vm):
         self.cold = [base + (first + begin["hot_pages"] + i) * PAGE
                      for i in range(begin["cold_pages"])]
 
-    def writes(self):
-        """The guest's writes at its last complete progress line (the serial copy is read
-        while cat writes it: a torn last line read as a small count, seen 2026-12-02)."""
+    def writes(self, field="writes"):
+        """The guest's writes (or another count: verified_pages) at its last complete
+        progress line (the serial copy is read while cat writes it: a torn last line read
+        as a small count, seen 2026-12-02)."""
         try:
             with open(self.log, errors="replace") as f:
                 lines = f.read().split("\n")[:-1]   # the piece after the last \n is torn
         except FileNotFoundError:
             return 0
         found = [l for l in lines if l.startswith("HMMV-VERIFY-PROGRESS")]
-        return self.figures(found[-1]).get("writes", 0) if found else 0
+        return self.figures(found[-1]).get(field, 0) if found else 0
 
     def corrupt_words(self):
         """Bad words the guest has found so far: its last progress line's corrupt_words, or
@@ -615,6 +629,7 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
                 f"(left by an earlier mode)")
         v0 = vmstat_all()
         w0 = {vm.name: vm.writes() for vm in vms}
+        v0w = {vm.name: vm.writes("verified_pages") for vm in vms}
         bad0 = {vm.name: vm.corrupt_words() for vm in vms}
         reasons.reset()
         kswapd = kthreads(("kswapd", "kcompactd"))
@@ -658,11 +673,16 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
                  kthreads(("kdamond",)) if damos else [])
         prom = dem = 0
         samples = 0
+        # the kdamonds are kernel threads that live across modes: their CPU from here
+        a0 = sum(cpu_s(p) for p in agent) if damos else 0.0
         perf = Perf(opts, mode, hmmvd.proc.pid) if hmmvd and opts.perf else None
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         # t0 is before hmmvd's start-up: its time to manage the VMs counts against it
         t_loop = time.monotonic() - t0
         sec = 0
+        # (t, each VM's writes and verified pages, each QEMU's CPU s, the mechanism's CPU s,
+        # kswapd + kcompactd) since the mode started, a sample each: the cost figures
+        series = []
         while sec <= opts.seconds:
             time.sleep(max(0.0, t0 + sec - time.monotonic()))
             sec = min(opts.seconds + 1, (int(time.monotonic() - t0) // opts.sample_every + 1)
@@ -699,6 +719,11 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
                     f"{sum(cpu_s(p) for p in kswapd) - k0:.1f}"]
             out.write("\t".join(row) + "\n")
             out.flush()
+            series.append((now, [vm.writes() - w0[vm.name] for vm in vms],
+                           [vm.writes("verified_pages") - v0w[vm.name] for vm in vms],
+                           [cpu_s(vm.proc.pid) - c0[vm.name] for vm in vms],
+                           sum(cpu_s(p) for p in agent) - a0,
+                           sum(cpu_s(p) for p in kswapd) - k0))
             if hout and ask:
                 st = hmmvd.ctl.request("status")
                 threads = threads_cpu(hmmvd.proc.pid)
@@ -772,6 +797,7 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
                 f"{n}:{c:.0f}" for n, c in sorted(by_thread.items(), key=lambda x: -x[1])[:4])
         if t_managed is not None:
             summary["managed_after_s"] = f"{t_managed:.0f}"
+        summary.update(cost_figures(series, ticks, opts.steady_from))
         say("race: " + " ".join(f"{k}={v}" for k, v in summary.items()))
         return summary
     finally:
@@ -794,6 +820,80 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
         settle()
         if fill:
             fill.stop()
+
+
+def cost_figures(series, ticks, steady_from):
+    """What the mode cost the guests, as rates over the steady window (from the first sample
+    at or after steady_from seconds to the mode's last sample; the mechanism's start-up and
+    first moves are before it) and over the whole mode: the guests' writes and verified
+    pages a second (both guests summed), their QEMUs' CPU s a second, the mechanism's and
+    kswapd + kcompactd's; the mean of the hot sets on DRAM (the probe's ticks) in the
+    window."""
+    if len(series) < 2:
+        return {}
+    steady = [s for s in series if s[0] >= steady_from] or series[-1:]
+    a = steady[0] if len(steady) > 1 else series[0]
+    b = series[-1]
+    out = {}
+    for name, (x, y) in (("steady", (a, b)), ("whole", ((0.0, [0] * len(b[1]), [0] * len(b[2]),
+                                                          [0.0] * len(b[3]), 0.0, 0.0), b))):
+        dt = y[0] - x[0]
+        if dt <= 0:
+            continue
+        out[f"{name}_window_s"] = f"{x[0]:.0f}-{y[0]:.0f}"
+        out[f"{name}_writes_per_s"] = f"{(sum(y[1]) - sum(x[1])) / dt:.0f}"
+        out[f"{name}_verified_per_s"] = f"{(sum(y[2]) - sum(x[2])) / dt:.1f}"
+        out[f"{name}_qemu_cpu_per_s"] = f"{(sum(y[3]) - sum(x[3])) / dt:.3f}"
+        # the guests' progress per CPU second their QEMUs got: what a mechanism costs them
+        # inside their own CPU time (dirty logging, hint faults), apart from the CPU it takes
+        # from them; the testbed's own speed (the outer host's load) changes writes a second
+        # far more than it changes these two
+        cpu = sum(y[3]) - sum(x[3])
+        out[f"{name}_writes_per_qemu_cpu_s"] = (f"{(sum(y[1]) - sum(x[1])) / cpu:.0f}"
+                                                if cpu > 0 else "n/a")
+        out[f"{name}_agent_cpu_per_s"] = f"{(y[4] - x[4]) / dt:.3f}"
+        out[f"{name}_kswapd_cpu_per_s"] = f"{(y[5] - x[5]) / dt:.3f}"
+    fr = [sum(f) / len(f) for _, t, f in ticks if t >= a[0]]
+    out["steady_hot_on_dram_mean"] = f"{sum(fr) / len(fr):.3f}" if fr else "n/a"
+    return out
+
+
+COST_KEYS = ("writes_per_s", "verified_per_s", "qemu_cpu_per_s", "writes_per_qemu_cpu_s")
+
+
+def cost_table(results):
+    """Each mode against the neighbouring `none` modes (the nearest before and after it in
+    the run; their mean when both): the guests' progress and their QEMUs' CPU as ratios, so
+    a load that drifts over the run cancels as far as it is linear between neighbours."""
+    nones = [i for i, r in enumerate(results)
+             if r.get("mode", "").split(".")[0] == "none" and "failed" not in r]
+    lines = []
+    for i, r in enumerate(results):
+        if "failed" in r or r.get("mode", "").split(".")[0] == "none":
+            continue
+        near = [j for j in (max([j for j in nones if j < i], default=None),
+                            min([j for j in nones if j > i], default=None)) if j is not None]
+        if not near:
+            continue
+        line = dict(mode=r["mode"], against=",".join(results[j]["mode"] for j in near))
+        for w in ("steady", "whole"):
+            for k in COST_KEYS + ("agent_cpu_per_s", "kswapd_cpu_per_s"):
+                key = f"{w}_{k}"
+                if key not in r or any(key not in results[j] for j in near):
+                    continue
+                try:
+                    ref = sum(float(results[j][key]) for j in near) / len(near)
+                    val = float(r[key])
+                except ValueError:
+                    continue
+                line[key] = r[key]
+                if k in COST_KEYS:
+                    line[f"{key}_ratio"] = f"{val / ref:.3f}" if ref > 0 else "n/a"
+                else:
+                    line[f"{key}_none"] = f"{ref:.3f}"
+        line["steady_hot_on_dram_mean"] = r.get("steady_hot_on_dram_mean", "n/a")
+        lines.append(line)
+    return lines
 
 
 PLOT = r"""
@@ -853,6 +953,9 @@ def main():
     # 150: hmmvd took 36-125 s to manage both VMs at load 14-21 (its start-up counts
     # against it), and 90 s left it no time at 125
     ap.add_argument("--seconds", type=int, default=150)
+    ap.add_argument("--steady-from", type=int, default=50,
+                    help="seconds from a mode's start where its steady window begins (the "
+                         "cost figures' steady_* rates run from there to the mode's end)")
     ap.add_argument("--report-every", type=int, default=20000,
                     help="guest writes between progress lines (the progress resolution)")
     ap.add_argument("--fill-deadline", type=int, default=900)
@@ -975,6 +1078,16 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     for r in results:
         print("race: " + " ".join(f"{k}={v}" for k, v in r.items()), flush=True)
+    # the cost table: each mode's rates as ratios to its neighbouring `none` modes
+    costs = cost_table(results)
+    for c in costs:
+        print("cost: " + " ".join(f"{k}={v}" for k, v in c.items()), flush=True)
+    if costs and opts.out_dir:
+        keys = list(dict.fromkeys(k for c in costs for k in c))
+        with open(os.path.join(opts.out_dir, "race-cost.tsv"), "w") as f:
+            f.write("\t".join(keys) + "\n")
+            for c in costs:
+                f.write("\t".join(str(c.get(k, "")) for k in keys) + "\n")
     return 1 if any("failed" in r for r in results) else 0
 
 
