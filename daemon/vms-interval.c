@@ -371,6 +371,7 @@ interval_read_report(HmmvdVms *vms)
     entry->info.moved_again += rep->moved_again;
     entry->info.hot_entered += rep->hot_entered;
     entry->info.hot_left += rep->hot_left;
+    entry->info.plans_kept += rep->plan_kept;
     hmmvd_vms_update_moves(vms, entry);
     if (rep->error == NULL) {
       entry->info.last_good_interval = vms->report.index;

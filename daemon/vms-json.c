@@ -115,6 +115,9 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   /* its write tracking paused for the next interval (coarse: 7 intervals in 8, with a QEMU
    * that has hmmv-pause), so KVM may map it with huge pages again */
   add_bool(builder, "writes-paused", last->writes_paused);
+  /* intervals since listed whose harvest brought nothing new for a settled VM: its last
+   * (empty) plan stood and was not built again */
+  add_uint(builder, "plans-kept-total", info->plans_kept);
   add_uint(builder, "promoted-pages", last->promoted);
   add_uint(builder, "demoted-pages", last->demoted);
   add_uint(builder, "move-failed-pages", last->move_failed);

@@ -57,6 +57,8 @@ typedef struct {
   guint64 moved_again;          /* ... and those of pages that had moved before (the churn) */
   guint64 hot_entered;          /* since listed: pages that entered the VM's hot set */
   guint64 hot_left;             /* ... and that left it */
+  guint64 plans_kept;           /* since listed: intervals its last plan stood, not built again
+                                   (coarse, paused writes, nothing learnt: loop.c) */
   guint32 bound_nodes;          /* the source's binding (libvirt numatune), bit per node;
                                    0 = none */
   guint32 allowed_nodes;        /* the nodes its pages may go to, as the core was told: its

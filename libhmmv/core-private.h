@@ -62,6 +62,9 @@ typedef struct {
   guint64 host_saved;       /* the host cap's share saved for it: its unit did not fit */
   HmmvAwayList away[2];     /* its pages away from home, DRAM tier [0], slow [1] (loop-home.c) */
   guint settled_run;        /* intervals in a row it was settled (loop-watch.c) */
+  gboolean plan_empty;      /* its last plan listed no move (loop.c, core_plan_unchanged) */
+  guint64 plan_budget;      /* the budget its last plan was built for */
+  guint64 plan_hot_pages;   /* and that plan's hot pages */
 
   /* Under HmmvCore.lock: what other threads set and see while an interval runs. */
   gboolean ctl_paused;

@@ -169,6 +169,73 @@ START_TEST(test_settled_vm_pauses_writes)
 }
 END_TEST
 
+/* A settled VM whose write source is paused keeps its last plan (loop.c,
+ * core_plan_unchanged): in a paused interval nothing was learnt, so the plan is not built
+ * again. Counted in intervals: planned in the one tracked interval of each HMMV_PAUSE_CYCLE,
+ * kept in the other 7; pages written from then on are planned for in the next tracked
+ * interval; a budget that changes (a quota) is planned for in the interval it applies, paused
+ * or not. */
+START_TEST(test_settled_vm_keeps_its_plan_while_paused)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  HmmvQuota tight = { .max_pages = 300, .weight = 100, .managed = TRUE };
+  g_autoptr(GError) error = NULL;
+  const HmmvVmReport *rep = NULL;
+  guint kept = 0, paused_before = 0;
+
+  setup_core(2048);
+  hmmv_fake_tracker_set_pausable(fx.tracker, TRUE);
+  hmmv_interval_report_init(&report);
+  for (guint i = 0; i < 40 && (rep == NULL || rep->watch == HMMV_WATCH_FINE); i++) {
+    rep = run_writing(&report, 0, 256);
+    ck_assert(!rep->plan_kept);   /* FINE: built every interval */
+  }
+  ck_assert_int_eq(rep->watch, HMMV_WATCH_COARSE);
+  for (guint i = 0; i < 4 * HMMV_PAUSE_CYCLE; i++) {
+    /* what this interval's harvest covers: paused since the last one, or tracked */
+    gboolean was_paused = hmmv_tracker_is_paused(fx.tracker);
+
+    rep = run_writing(&report, 0, 256);
+    ck_assert_int_eq(rep->watch, HMMV_WATCH_COARSE);
+    ck_assert_int_eq(rep->plan_kept, was_paused);
+    ck_assert_uint_eq(rep->hot_pages, 256);
+    ck_assert_uint_eq(rep->dram_pages, 256);
+    ck_assert_uint_eq(rep->promoted + rep->demoted, 0);
+    kept += rep->plan_kept;
+    paused_before += was_paused;
+  }
+  ck_assert_uint_eq(kept, 4 * (HMMV_PAUSE_CYCLE - 1));
+  ck_assert_uint_eq(paused_before, kept);
+
+  /* 256 more pages written from now on: the next tracked interval plans (they are hot),
+   * within one pause cycle */
+  for (guint i = 0; i < HMMV_PAUSE_CYCLE + 1; i++) {
+    gboolean was_paused = hmmv_tracker_is_paused(fx.tracker);
+
+    rep = run_writing(&report, 0, 512);
+    ck_assert_int_eq(rep->plan_kept, was_paused);
+    if (!was_paused)
+      break;
+  }
+  ck_assert(!rep->plan_kept);
+  ck_assert_uint_eq(rep->hot_pages, 512);
+
+  /* settled again, paused; then a quota: planned in the interval it applies */
+  for (guint i = 0; i < 60 && !(rep->watch == HMMV_WATCH_COARSE &&
+                                hmmv_tracker_is_paused(fx.tracker)); i++)
+    rep = run_writing(&report, 0, 512);
+  ck_assert_int_eq(rep->watch, HMMV_WATCH_COARSE);
+  ck_assert(hmmv_tracker_is_paused(fx.tracker));
+  tight.max_pages = 600;
+  ck_assert(hmmv_core_set_quota(fx.core, "vm0", &tight, &error));
+  rep = run_writing(&report, 0, 512);
+  ck_assert_uint_eq(rep->budget_pages, 600);
+  ck_assert(!rep->plan_kept);
+  ck_assert_int_eq(rep->watch, HMMV_WATCH_FINE);
+  teardown_core();
+}
+END_TEST
+
 /* A new hot set first touched on the slow tier (DRAM full of pages gone cold) waits there:
  * FINE from the interval it appears until it is on DRAM and the VM settled again. */
 START_TEST(test_hot_set_on_slow_tier_watched_finely)
@@ -223,6 +290,7 @@ loop_watch_suite(void)
 
   tcase_add_test(tc, test_settled_vm_watched_coarsely);
   tcase_add_test(tc, test_settled_vm_pauses_writes);
+  tcase_add_test(tc, test_settled_vm_keeps_its_plan_while_paused);
   tcase_add_test(tc, test_hot_set_on_slow_tier_watched_finely);
   tcase_add_test(tc, test_contended_vm_stays_fine);
   suite_add_tcase(suite, tc);
