@@ -506,7 +506,11 @@ START_TEST(test_tracker)
     ck_assert(!hmmv_tracker_is_paused(tracker));
   }
 
-  /* COARSE: the next harvest is whole, then paused for HMMV_PAUSE_CYCLE - 1 harvests */
+  /* daemon-paced: one hmmv-sync a harvest while tracking */
+  ck_assert(hmmv_qemu_dirty_tracker_get_stats(tracker, &stats));
+  ck_assert_uint_eq(stats.syncs, 2);
+  /* COARSE: the next harvest is whole, then paused for HMMV_PAUSE_CYCLE - 1 harvests, which
+   * send no hmmv-sync (a paused QEMU would publish nothing) */
   hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
   for (guint h = 0; h < HMMV_PAUSE_CYCLE + 1; h++, k++) {
     g_autoptr(GHashTable) wrote = g_hash_table_new(g_direct_hash, g_direct_equal);
@@ -534,6 +538,11 @@ START_TEST(test_tracker)
     ck_assert_int_eq(query_paused(&p), hmmv_tracker_is_paused(tracker));
   }
   ck_assert(hmmv_tracker_is_paused(tracker));
+  ck_assert(hmmv_qemu_dirty_tracker_get_stats(tracker, &stats));
+  printf("# tracker: %" G_GUINT64_FORMAT " hmmv-sync for %" G_GUINT64_FORMAT " harvests (%u "
+         "paused)\n", stats.syncs, stats.harvests, HMMV_PAUSE_CYCLE - 1);
+  ck_assert_uint_eq(stats.harvests, 2 + HMMV_PAUSE_CYCLE + 1);
+  ck_assert_uint_eq(stats.syncs, stats.harvests - (HMMV_PAUSE_CYCLE - 1));
 
   /* FINE while paused: resumed at once, and the next interval is tracked whole */
   hmmv_tracker_set_watch(tracker, HMMV_WATCH_FINE);
