@@ -6,7 +6,8 @@
  * guest-physical range of every RAM block that backs guest RAM (a block owned by a memory
  * backend, or QEMU's default "pc.ram"). hmmv_qemu_vm_new() turns that into an HmmvVm, one
  * region per range. The tracker starts the export (hmmv-start) into a memfd it creates
- * (MFD_ALLOW_SEALING) and passes with getfd, seals the size QEMU gave it (a QEMU that could
+ * (MFD_ALLOW_SEALING) and passes in an fd set (add-fd; with getfd to a QEMU whose hmmv-start
+ * takes no fd set), seals the size QEMU gave it (a QEMU that could
  * shrink it would make hmmvd's harvest die of SIGBUS), and harvests by draining the region's
  * bitmaps. A transport that cannot pass fds cannot track.
  */
@@ -75,6 +76,8 @@ typedef struct {
   guint64 pauses;           /* times it was paused */
   gboolean excluding;       /* hmmv-start excluded the options' backends */
   guint64 blocks_rechecked; /* blocks whose own layout changed, re-read and still the VM's */
+  const char *region_passed; /* how the region reached QEMU at the last start: "add-fd" (an fd
+                               set), "getfd" (a QEMU whose hmmv-start takes no fd set), or NULL */
 } HmmvQemuDirtyStats;
 
 gboolean hmmv_qemu_dirty_tracker_get_stats(HmmvTracker *tracker, HmmvQemuDirtyStats *stats);

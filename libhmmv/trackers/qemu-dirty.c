@@ -3,8 +3,9 @@
  * The qemu-dirty tracker: guest writes from the patched QEMU's shared-memory bitmaps (fed by
  * the KVM dirty ring that Intel PML fills, KVM's dirty log, or TCG).
  *
- * start:   query the layout and check it is the VM's; hmmv-start into a memfd passed with
- *          getfd; seal, map and check the region.
+ * start:   query the layout and check it is the VM's; hmmv-start into a memfd passed in an
+ *          fd set (add-fd), or with getfd to a QEMU whose hmmv-start takes no fd set; seal,
+ *          map and check the region.
  * harvest: (daemon-paced: hmmv-sync first) wait for a stable seq, exchange every non-zero
  *          bitmap word with 0 and set the matching VM pages. Generation delta = intervals
  *          merged, so a late harvest loses nothing.
@@ -73,6 +74,7 @@ typedef struct {
   gboolean excluding;       /* the running export excludes them */
   gboolean no_exclude;      /* QEMU refused exclude (said once) */
   gboolean no_pause;        /* QEMU has no hmmv-pause (said once) */
+  gboolean no_fdset;        /* hmmv-start takes no fd set here: the region goes with getfd */
   char *vm_name;
   HmmvPauseCycle cycle;
   gboolean qemu_paused;     /* what QEMU was last told */
@@ -376,9 +378,100 @@ build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
   return TRUE;
 }
 
-/* The region is a memfd hmmvd creates and passes with getfd; QEMU sizes it in hmmv-start,
- * hmmv_shm_open_fd() seals its size before mapping it. A file in a file system (QEMU's own
- * creation) cannot be sealed, so a transport that cannot pass fds cannot track. */
+/* A QEMU's refusal that says hmmv-start takes no fd set: the 7.2 series and 10.0 before its
+ * patch 0012 take only fdname ("Parameter 'fdname' is missing", or 'fdset-id' unexpected). */
+static gboolean
+takes_no_fdset(const GError *error)
+{
+  return qemu_lacks(error, "'fdset-id'") ||
+         (error != NULL && g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL) &&
+          strstr(error->message, "Parameter 'fdname' is missing") != NULL);
+}
+
+/* hmmv-start with args, and the backends to exclude where there are some and QEMU takes
+ * them (a QEMU without exclude exports all, said once). */
+static JsonNode *
+start_export(QemuDirty *qd, JsonObject *args, GError **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  JsonNode *ret;
+  JsonArray *names;
+
+  qd->excluding = FALSE;
+  if (qd->exclude == NULL || qd->exclude[0] == NULL || qd->no_exclude)
+    return hmmv_qmp_execute(qd->qmp, "hmmv-start", args, error);
+  names = json_array_new();
+  for (guint i = 0; qd->exclude[i] != NULL; i++)
+    json_array_add_string_element(names, qd->exclude[i]);
+  json_object_set_array_member(args, "exclude", names);
+  ret = hmmv_qmp_execute(qd->qmp, "hmmv-start", args, &local_error);
+  json_object_remove_member(args, "exclude");
+  if (ret != NULL) {
+    qd->excluding = TRUE;
+    return ret;
+  }
+  if (!qemu_lacks(local_error, "exclude")) {
+    /* 'fdset-id' unexpected is the caller's to handle; anything else is a real refusal */
+    if (!takes_no_fdset(local_error))
+      g_prefix_error(&local_error, "excluding backends from the write export: ");
+    g_propagate_error(error, g_steal_pointer(&local_error));
+    return NULL;
+  }
+  g_warning("vm %s: this QEMU cannot leave backends out of the write export (no "
+            "hmmv-start exclude: its hmmv series predates 10.0's 0011 / 7.2's 0006): "
+            "all guest RAM is tracked", qd->vm_name);
+  qd->no_exclude = TRUE;
+  return hmmv_qmp_execute(qd->qmp, "hmmv-start", args, error);
+}
+
+/* hmmv-start on fd handed over in an fd set: add-fd (with fd), hmmv-start with the set's
+ * id, then remove-fd whatever the answer (QEMU holds its own duplicate once started, so the
+ * set then holds nothing of hmmvd's and goes with hmmv-stop). NULL with *no_fdset set: this
+ * QEMU takes no fd set (or refused add-fd) and needs getfd. */
+static JsonNode *
+start_with_fdset(QemuDirty *qd, JsonObject *args, int fd, gboolean *no_fdset, GError **error)
+{
+  g_autoptr(JsonObject) add = json_object_new();
+  g_autoptr(JsonObject) remove = json_object_new();
+  g_autoptr(JsonNode) added = NULL, removed = NULL;
+  g_autoptr(GError) local_error = NULL;
+  JsonObject *info;
+  JsonNode *ret;
+  gint64 id;
+
+  *no_fdset = FALSE;
+  json_object_set_string_member(add, "opaque", "hmmv-region");
+  added = hmmv_qmp_execute_with_fd(qd->qmp, "add-fd", add, fd, &local_error);
+  if (added == NULL) {
+    /* A QEMU (or a test's fake one) that refuses add-fd may still take getfd; a transport
+     * that cannot pass fds, or a QEMU gone, fails as well there. */
+    *no_fdset = g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_PROTOCOL);
+    g_propagate_error(error, g_steal_pointer(&local_error));
+    return NULL;
+  }
+  info = JSON_NODE_HOLDS_OBJECT(added) ? json_node_get_object(added) : NULL;
+  if (info == NULL || !json_object_has_member(info, "fdset-id") ||
+      json_node_get_value_type(json_object_get_member(info, "fdset-id")) != G_TYPE_INT64) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "add-fd: no fdset-id in the reply");
+    return NULL;
+  }
+  id = json_object_get_int_member(info, "fdset-id");
+  json_object_set_int_member(args, "fdset-id", id);
+  ret = start_export(qd, args, &local_error);
+  json_object_remove_member(args, "fdset-id");
+  json_object_set_int_member(remove, "fdset-id", id);
+  removed = hmmv_qmp_execute(qd->qmp, "remove-fd", remove, NULL);
+  if (ret == NULL) {
+    *no_fdset = takes_no_fdset(local_error);
+    g_propagate_error(error, g_steal_pointer(&local_error));
+  }
+  return ret;
+}
+
+/* The region is a memfd hmmvd creates and hands to QEMU in an fd set (add-fd), or with getfd
+ * where hmmv-start takes no fd set (remembered: asked once a tracker); QEMU sizes it in
+ * hmmv-start, hmmv_shm_open_fd() seals its size before mapping it. A file in a file system
+ * (QEMU's own creation) cannot be sealed, so a transport that cannot pass fds cannot track. */
 static gboolean
 qemu_dirty_export(QemuDirty *qd, HmmvVm *vm, GError **error)
 {
@@ -393,12 +486,7 @@ qemu_dirty_export(QemuDirty *qd, HmmvVm *vm, GError **error)
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "memfd_create: %s", g_strerror(errno));
     return FALSE;
   }
-  if (!hmmv_qmp_send_fd(qd->qmp, fd, "hmmv-region", error)) {
-    close(fd);
-    return FALSE;
-  }
   json_object_set_int_member(args, "interval-ms", qd->options.interval_ms);
-  json_object_set_string_member(args, "fdname", "hmmv-region");
   /* An export is one consumer's: one left active by a consumer that died without stopping
    * it (hmmvd killed with SIGKILL, then started again) would make hmmv-start fail for good
    * and leave the VM unmanaged. Take it over: stop whatever is active first; QEMU refusing
@@ -408,31 +496,32 @@ qemu_dirty_export(QemuDirty *qd, HmmvVm *vm, GError **error)
   qd->excluding = FALSE;
   qd->qemu_paused = FALSE;
   qd->cycle.paused = FALSE;
-  if (qd->exclude != NULL && qd->exclude[0] != NULL && !qd->no_exclude) {
+  qd->stats.region_passed = NULL;
+  if (!qd->no_fdset) {
     g_autoptr(GError) local_error = NULL;
-    JsonArray *names = json_array_new();
 
-    for (guint i = 0; qd->exclude[i] != NULL; i++)
-      json_array_add_string_element(names, qd->exclude[i]);
-    json_object_set_array_member(args, "exclude", names);
-    ret = hmmv_qmp_execute(qd->qmp, "hmmv-start", args, &local_error);
-    if (ret == NULL && qemu_lacks(local_error, "exclude")) {
-      g_warning("vm %s: this QEMU cannot leave backends out of the write export (no "
-                "hmmv-start exclude: its hmmv series predates 10.0's 0011 / 7.2's 0006): "
-                "all guest RAM is tracked", qd->vm_name);
-      qd->no_exclude = TRUE;
-      json_object_remove_member(args, "exclude");
-    } else if (ret == NULL) {
-      g_propagate_prefixed_error(error, g_steal_pointer(&local_error),
-                                 "excluding backends from the write export: ");
+    ret = start_with_fdset(qd, args, fd, &qd->no_fdset, &local_error);
+    if (ret == NULL && !qd->no_fdset) {
+      g_propagate_error(error, g_steal_pointer(&local_error));
       close(fd);
       return FALSE;
-    } else {
-      qd->excluding = TRUE;
     }
+    if (ret == NULL)
+      g_debug("vm %s: no fd set (%s): the region goes with getfd", qd->vm_name,
+              local_error->message);
+    else
+      qd->stats.region_passed = "add-fd";
   }
-  if (ret == NULL)
-    ret = hmmv_qmp_execute(qd->qmp, "hmmv-start", args, error);
+  if (ret == NULL) {
+    if (!hmmv_qmp_send_fd(qd->qmp, fd, "hmmv-region", error)) {
+      close(fd);
+      return FALSE;
+    }
+    json_object_set_string_member(args, "fdname", "hmmv-region");
+    ret = start_export(qd, args, error);
+    if (ret != NULL)
+      qd->stats.region_passed = "getfd";
+  }
   if (ret != NULL)
     qd->shm = hmmv_shm_open_fd(fd, memfd_name, error);
   close(fd);

@@ -225,6 +225,28 @@ if [[ $PINNED_UP -eq 1 ]]; then
   check "numatune domain reported as unmanaged: $status" test "${status#*numatune}" != "$status"
 fi
 
+# ---- how hmmvd handed its region to QEMU through libvirt ---------------------------------------
+# In an fd set (add-fd through virDomainQemuMonitorCommandWithFiles, removed once hmmv-start has
+# QEMU's duplicate) where hmmv-start takes one: 10.0's patch 0012, as build.sh's BUILD-INFO beside
+# the binary says (a QEMU built otherwise must take one); else with getfd.
+first=${DOMAINS[0]}
+qemu_info=$(dirname "$(dirname "$QEMU")")/BUILD-INFO
+hmmv_info=$(virsh -q -c "$URI" qemu-monitor-command "$first" '{"execute":"query-hmmv"}' 2>&1 || true)
+if [[ ! -e $qemu_info ]] || grep -q 0012-hmmv-take-the-region-from-an-fd-set-add-fd.patch "$qemu_info"; then
+  fdset=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["return"].get("fdset-id", "none"))' \
+    "$hmmv_info" 2>/dev/null || echo none)
+  check "region of $first passed in fd set $fdset (query-hmmv: ${hmmv_info:0:200})" test "$fdset" != none
+  fdsets=$(virsh -q -c "$URI" qemu-monitor-command "$first" '{"execute":"query-fdsets"}' 2>&1 || true)
+  left=$(python3 -c 'import json,sys
+sets = [s for s in json.loads(sys.argv[1])["return"] if s["fdset-id"] == int(sys.argv[2])]
+print(len(sets[0]["fds"]) if sets else "no such set")' "$fdsets" "$fdset" 2>/dev/null || echo "?")
+  check "fd set $fdset of $first holds no fd of hmmvd's once started (query-fdsets: ${fdsets:0:200})" \
+    test "$left" = 0
+else
+  check "region of $first passed with getfd (query-hmmv: ${hmmv_info:0:200})" \
+    grep -q '"fdname": *"hmmv-region"' <<<"$hmmv_info"
+fi
+
 # ---- a quota set with virsh metadata --------------------------------------------------------
 A=${DOMAINS[0]} B=${DOMAINS[1]} C=${DOMAINS[2]}
 others_fine() { alive && all_managed "$A" "$B"; }
