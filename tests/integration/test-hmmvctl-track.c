@@ -12,6 +12,8 @@
 #include "qemu-harness.h"
 
 #include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -88,6 +90,45 @@ read_ranges(GDataInputStream *in, gboolean stop_when_covered, guint8 *seen, guin
   }
 }
 
+/* Print text as TAP comments, one "# " line per line. */
+static void
+print_commented(const char *what, const char *text)
+{
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+
+  printf("# %s:\n", what);
+  for (guint i = 0; lines[i] != NULL; i++)
+    printf("#   %s\n", lines[i]);
+}
+
+/* When hmmvctl never printed the guest's pages: what QEMU itself says of the export, asked on
+ * its second monitor (qmp2), and all hmmvctl wrote, so a failure tells "QEMU never logged the
+ * writes" (pages-published) from "hmmvctl did not see what QEMU published". */
+static void
+print_failure_evidence(const char *qmp2, GSubprocess *track, GDataInputStream *err,
+                       const GString *out_text, GString *err_text)
+{
+  static const char *const queries[] = { "query-hmmv", "query-hmmv-ramblocks",
+                                         "query-fdsets" };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQmp) qmp = hmmv_qmp_connect_unix(qmp2, 5000, &error);
+
+  for (guint i = 0; qmp != NULL && i < G_N_ELEMENTS(queries); i++) {
+    g_autoptr(GError) query_error = NULL;
+    g_autoptr(JsonNode) ret = hmmv_qmp_execute(qmp, queries[i], NULL, &query_error);
+    g_autofree char *text = ret != NULL ? json_to_string(ret, FALSE) : NULL;
+
+    printf("# QEMU %s: %s\n", queries[i], text != NULL ? text : query_error->message);
+  }
+  if (qmp == NULL)
+    printf("# QEMU's second monitor: %s\n", error->message);
+  g_subprocess_send_signal(track, SIGINT);
+  (void)read_until(err, NULL, err_text);
+  print_commented("hmmvctl's stderr", err_text->str);
+  print_commented("hmmvctl's stdout", out_text->str);
+  fflush(stdout);
+}
+
 /* hmmvctl track, the operator's tool, against the same guest: the pages the guest wrote are
  * printed as hexadecimal ranges (variant 0), and a replay trace of them holds exactly those
  * pages (variant 1). The guest writes only once hmmvctl says tracking runs (its stderr line
@@ -111,11 +152,19 @@ START_TEST(test_hmmvctl_track)
   const HmmvTraceEntry *entries;
   gsize nr;
   guint64 compute_ns, hits = 0, total = 0;
+  g_autofree char *dir = g_dir_make_tmp("hmmv-track-XXXXXX", &error);
+  g_autofree char *qmp2 = NULL, *qmp2_arg = NULL;
+  const char *extra[3] = { "-qmp", NULL, NULL };
 
   if (hmmvctl == NULL || !g_file_test(hmmvctl, G_FILE_TEST_IS_EXECUTABLE)) {
     printf("# hmmvctl not built (no libvirt): not checked\n");
+    g_rmdir(dir);
     return;
   }
+  ck_assert_msg(dir != NULL, "%s", error ? error->message : "");
+  qmp2 = g_build_filename(dir, "qmp2.sock", NULL);
+  qmp2_arg = g_strdup_printf("unix:%s,server=on,wait=off", qmp2);
+  extra[1] = qmp2_arg;
   for (guint variant = 0; variant < 2; variant++) {
     g_autoptr(GDataInputStream) out = NULL, err = NULL;
     g_autoptr(GString) out_text = g_string_new(NULL), err_text = g_string_new(NULL);
@@ -129,7 +178,7 @@ START_TEST(test_hmmvctl_track)
     g_clear_pointer(&end, g_free);
     g_clear_pointer(&trace, g_free);
     proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", 128,
-                                "phases=1 pages=64 pattern=seq wait=1", NULL, &error);
+                                "phases=1 pages=64 pattern=seq wait=1", extra, &error);
     ck_assert(proc != NULL);
     ready = hmmv_qemu_proc_expect(proc, "HMMV-WAIT phase 0", SERIAL_TIMEOUT_MS);
     ck_assert(ready != NULL);
@@ -154,6 +203,8 @@ START_TEST(test_hmmvctl_track)
     ck_assert(end != NULL);
     if (variant == 0) {
       seen = read_ranges(out, TRUE, window, &spread, out_text);
+      if (!seen)
+        print_failure_evidence(qmp2, track, err, out_text, err_text);
       ck_assert_msg(seen, "the 64 pages written never all printed: %s", tail_of(out_text));
       g_subprocess_send_signal(track, SIGINT);
       (void)read_ranges(out, FALSE, window, &spread, out_text);
@@ -194,6 +245,9 @@ START_TEST(test_hmmvctl_track)
     }
   }
   ck_assert(error == NULL);
+  g_clear_pointer(&proc, hmmv_qemu_proc_free);
+  g_unlink(qmp2);
+  g_rmdir(dir);
   printf("# hmmvctl track --trace: %" G_GUINT64_FORMAT " pages of the window traced, %"
          G_GUINT64_FORMAT " of the 64 the guest wrote\n", total, hits);
   ck_assert_uint_eq(hits, 64);
