@@ -76,6 +76,8 @@ typedef struct {
   guint64 pauses;           /* times it was paused */
   gboolean excluding;       /* hmmv-start excluded the options' backends */
   guint64 blocks_rechecked; /* blocks whose own layout changed, re-read and still the VM's */
+  guint64 mid_publication;  /* harvests that drained bits QEMU was still publishing (counted
+                               as an interval; see qemu_dirty_harvest) */
   const char *region_passed; /* how the region reached QEMU at the last start: "add-fd" (an fd
                                set), "getfd" (a QEMU whose hmmv-start takes no fd set), or NULL */
 } HmmvQemuDirtyStats;

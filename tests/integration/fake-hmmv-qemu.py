@@ -11,6 +11,9 @@ its region:
   punch     fallocate(PUNCH_HOLE) over the whole region: the seals allow it, the header
             reads back as zeros
   rewind    its generation counter goes backwards
+  midpublish  a publication caught half way, as a loaded QEMU is while its timer publishes
+            during a harvest: seq odd, pages 8-15 set, the generation not moved yet; it
+            completes at the next hmmv-sync (generation + 1, seq even), then publishes as usual
   none      never
 
 What it did is appended to LOG_FILE, one line per event ("attack truncate: EPERM EPERM").
@@ -102,6 +105,22 @@ class Fake:
         elif self.attack == 'rewind':
             self.generation = max(0, self.generation - 3)
             note(self.log, 'attack rewind: generation %d' % self.generation)
+        elif self.attack == 'midpublish':
+            r = self.region
+            seq = struct.unpack_from('<Q', r, 72)[0]
+            self.u64(72, seq + 1)
+            word = struct.unpack_from('<Q', r, BITMAPS)[0]
+            self.u64(BITMAPS, word | 0xff00)               # pages 8..15, not counted yet
+            note(self.log, 'attack midpublish: pages 8-15 set at generation %d, seq odd'
+                 % self.generation)
+
+    def end_midpublish(self):
+        seq = struct.unpack_from('<Q', self.region, 72)[0]
+        self.generation += 1
+        self.u64(80, self.generation)
+        self.u64(104, self.generation)
+        self.u64(72, seq + 1)
+        note(self.log, 'midpublish ended: generation %d' % self.generation)
 
     def command(self, msg):
         name = msg.get('execute')
@@ -123,6 +142,10 @@ class Fake:
             self.syncs += 1
             if self.syncs == self.attack_at:
                 self.do_attack()
+                if self.attack == 'midpublish':
+                    return {}
+            if self.attack == 'midpublish' and self.syncs == self.attack_at + 1:
+                self.end_midpublish()
             if self.attack != 'punch' or self.syncs < self.attack_at:
                 self.publish()
             return {}
