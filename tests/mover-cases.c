@@ -216,11 +216,9 @@ START_TEST(case_full_target_node)
   fflush(stdout);
   if (host->exact_room)
     ck_assert_uint_eq(moved, ROOM);
-  else {
-    /* A real node filled to a little room: some moved (what did is recorded), not all. */
-    ck_assert_uint_gt(moved, 0);
+  else  /* the kernel's room: 915, 1,451 (6.12), 732 (6.1) and 0 (6.12 and 6.1, 2026-12-03
+         * 11:28 UTC, quiet host) of 8,192 seen; the record must agree with it whatever it is */
     ck_assert_uint_lt(moved, NR);
-  }
   ck_assert_uint_eq(stats->demoted, moved);
   ck_assert_uint_eq(stats->no_memory, NR - moved);
   ck_assert_uint_eq(failures(stats), NR - moved);
