@@ -63,23 +63,10 @@ log() { echo "# [$((SECONDS - T0))s] $*"; }
 fail() { echo "FAIL: $*"; FAILED=1; }
 ok() { echo "ok: $*"; }
 
-stop_pid() {   # stop_pid PID NAME: SIGTERM, then SIGKILL after 10 s
-  local pid=$1 name=$2 i
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  log "$name (pid $pid) ignored SIGTERM: SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
   local status=$? pid
   trap - EXIT TERM INT
-  stop_pid "$HMMVD_PID" hmmvd
+  libvirt_stop_pid "$HMMVD_PID" hmmvd
   libvirt_stop_daemons "${DOMAINS[@]}" "$PINNED"
   if [[ $status -ne 0 || $FAILED -ne 0 ]]; then
     echo "---- hmmvd log (tail) ----"; tail -n 60 "$WORK/hmmvd.log" 2>/dev/null || true
@@ -354,7 +341,7 @@ wait_for 60 "$C removed after destroy" gone && ok "$C removed after virsh destro
 for round in 1 2; do others_run_on "after destroying $C ($round/2)" || break; done
 
 # ---- libvirtd killed and restarted ----------------------------------------------------------
-stop_pid "$LIBVIRTD_PID" libvirtd
+libvirt_stop_pid "$LIBVIRTD_PID" libvirtd
 LIBVIRTD_PID=''
 wait_for 60 "hmmvd notices libvirtd is gone" log_has "lost the connection"
 # With libvirtd down, A's and B's hmmv-sync cannot reach their QEMUs (the harvest fails, "libvirt
