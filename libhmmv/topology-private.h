@@ -34,8 +34,14 @@ struct _HmmvTopology {
   guint8 distance[HMMV_MAX_NODE_ID + 1][HMMV_MAX_NODE_ID + 1];
   gboolean from_host;       /* discovered: refresh_free() re-reads the nodes' free memory */
   char *sysfs_root;         /* NULL: the real host, through libnuma */
+  GArray *free_files;       /* int: each node's nodeN/meminfo, open for refresh_free()
+                               (topology-free.c), in the order of nodes; NULL until then */
+  guint64 free_opens;       /* those files opened, and read, by refresh_free(): counted for */
+  guint64 free_reads;       /* the tests (one open a node, one read a node and refresh) */
 };
 
+/* Closes the files refresh_free() keeps open (topology-free.c); hmmv_topology_free does. */
+void hmmv_topology_close_free_files(HmmvTopology *topo);
 NodeEntry *hmmv_topology_entry_at(const HmmvTopology *topo, guint index);
 NodeEntry *hmmv_topology_lookup_entry(const HmmvTopology *topo, int node_id);
 /* A whole sysfs attribute (bounded; errors name the file). */

@@ -53,6 +53,7 @@ hmmv_topology_free(HmmvTopology *topo)
 {
   if (topo == NULL)
     return;
+  hmmv_topology_close_free_files(topo);
   g_array_unref(topo->nodes);
   g_ptr_array_unref(topo->notes);
   g_free(topo->sysfs_root);
@@ -483,26 +484,6 @@ node_sizes(const char *sysfs_root, const char *node_dir, guint id, HmmvNode *nod
   if (!hmmv_topology_parse_meminfo(text, id, &node->total_bytes, &node->free_bytes, error)) {
     g_prefix_error(error, "%s: ", path);
     return FALSE;
-  }
-  return TRUE;
-}
-
-gboolean
-hmmv_topology_refresh_free(HmmvTopology *topo, GError **error)
-{
-  g_autofree char *node_dir = NULL;
-
-  if (!topo->from_host)
-    return TRUE;
-  node_dir = g_build_filename(topo->sysfs_root != NULL ? topo->sysfs_root : "/sys", "devices",
-                              "system", "node", NULL);
-  for (guint i = 0; i < topo->nodes->len; i++) {
-    HmmvNode *node = &entry_at(topo, i)->node;
-    HmmvNode now = { 0 };
-
-    if (!node_sizes(topo->sysfs_root, node_dir, (guint)node->id, &now, error))
-      return FALSE;
-    node->free_bytes = MIN(now.free_bytes, node->total_bytes);
   }
   return TRUE;
 }

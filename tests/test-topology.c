@@ -3,6 +3,7 @@
 #include "hmmv-test.h"
 #include "topology-private.h"
 
+#include <errno.h>
 #include <glib/gstdio.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,10 +40,14 @@ fake_write(FakeSys *sys, const char *relpath, const char *text)
 {
   g_autofree char *path = g_build_filename(sys->root, relpath, NULL);
   g_autofree char *dir = g_path_get_dirname(path);
-  g_autoptr(GError) error = NULL;
+  FILE *f;
 
   ck_assert_int_eq(g_mkdir_with_parents(dir, 0700), 0);
-  ck_assert_msg(g_file_set_contents(path, text, -1, &error), "%s", error ? error->message : "");
+  /* in place, as the kernel's attributes change: a file kept open reads the new text */
+  f = g_fopen(path, "w");
+  ck_assert_msg(f != NULL, "%s: %s", path, g_strerror(errno));
+  ck_assert_int_ge(fputs(text, f), 0);
+  ck_assert_int_eq(fclose(f), 0);
 }
 
 /* nodeN/cpulist and nodeN/meminfo (sizes in kB, as the kernel prints them). */
@@ -630,6 +635,53 @@ START_TEST(test_refresh_free)
 }
 END_TEST
 
+/* Every refresh reads each node's free memory afresh, with one read a node: the files are
+ * opened once (hmmvd refreshes before every interval; opening them each time cost five system
+ * calls a node). A file that cannot be read fails the refresh, and the next one opens the
+ * files again. */
+START_TEST(test_refresh_free_reads_kept_files)
+{
+  g_autoptr(FakeSys) sys = fake_sys_new();
+  g_autoptr(HmmvTopology) topo = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *mem1 = NULL;
+
+  guint nr;
+
+  fake_two_socket(sys, TRUE, FALSE);
+  topo = discover_ok(sys);
+  nr = hmmv_topology_get_nr_nodes(topo);
+  ck_assert_uint_ge(nr, 2);
+  for (guint i = 1; i <= 10; i++) {
+    fake_node(sys, 0, "0-3\n", 8 * 1024 * 1024, 1024 * i);
+    ck_assert(hmmv_topology_refresh_free(topo, &error));
+    ck_assert_uint_eq(hmmv_topology_lookup(topo, 0)->free_bytes, i * MIB);
+    ck_assert_uint_eq(hmmv_topology_lookup(topo, 1)->free_bytes, 6 * 1024 * MIB);
+  }
+  ck_assert_uint_eq(topo->free_opens, nr);
+  ck_assert_uint_eq(topo->free_reads, 10 * nr);
+
+  /* a node whose meminfo turns bad: the refresh fails and closes the files */
+  mem1 = g_build_filename(sys->root, "devices/system/node/node1/meminfo", NULL);
+  fake_write(sys, "devices/system/node/node1/meminfo", "Node 1 MemFree: lots\n");
+  ck_assert(!hmmv_topology_refresh_free(topo, &error));
+  ck_assert_ptr_nonnull(error);
+  ck_assert_ptr_null(topo->free_files);
+  g_clear_error(&error);
+  /* ... and good again: opened anew, read fresh */
+  fake_node(sys, 1, "4-7\n", 8 * 1024 * 1024, 2048);
+  ck_assert(hmmv_topology_refresh_free(topo, &error));
+  ck_assert_uint_eq(hmmv_topology_lookup(topo, 1)->free_bytes, 2 * MIB);
+  ck_assert_uint_eq(topo->free_opens, 2 * nr);          /* node 0 read, node 1 failed */
+  ck_assert_uint_eq(topo->free_reads, 10 * nr + 2 + nr);
+  /* a file gone: the refresh says which */
+  ck_assert_int_eq(g_unlink(mem1), 0);
+  hmmv_topology_close_free_files(topo);
+  ck_assert(!hmmv_topology_refresh_free(topo, &error));
+  ck_assert_ptr_nonnull(strstr(error->message, "node1/meminfo"));
+}
+END_TEST
+
 /* Malformed distance and latency files are errors that name the file. */
 START_TEST(test_bad_distance)
 {
@@ -672,6 +724,7 @@ topology_suite(void)
   tcase_add_test(tc, test_real_host);
   tcase_add_test(tc, test_two_socket_rank);
   tcase_add_test(tc, test_refresh_free);
+  tcase_add_test(tc, test_refresh_free_reads_kept_files);
   tcase_add_test(tc, test_bad_distance);
   suite_add_tcase(suite, tc);
   return suite;

@@ -85,9 +85,9 @@ gboolean hmmv_topology_set_cpus(HmmvTopology *topo, int node_id, const char *cpu
                                 GError **error);
 /* The node whose CPU list holds cpu, or -1. */
 int hmmv_topology_cpu_node(const HmmvTopology *topo, guint cpu);
-/* Free memory: re-read for every node of a discovered topology (nodeN/meminfo, libnuma on
- * the real host), so the per-node pools follow what the host can give; does nothing for a
- * topology built by the caller, whose free memory set_free sets. */
+/* Free memory: re-read for every node of a discovered topology (nodeN/meminfo, kept open
+ * from the first call: one read a node), so the per-node pools follow what the host can give;
+ * does nothing for a topology built by the caller, whose free memory set_free sets. */
 gboolean hmmv_topology_refresh_free(HmmvTopology *topo, GError **error);
 gboolean hmmv_topology_set_free(HmmvTopology *topo, int node_id, guint64 free_bytes,
                                 GError **error);
