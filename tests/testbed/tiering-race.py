@@ -56,7 +56,25 @@ also given as ratios to the mean of its nearest `none` before and after it (and 
 per QEMU CPU second: the outer host's load changes the testbed's speed, so writes a second
 swing up to 2x between two `none` modes of one run, 2026-12-03, the CPU shares far less) ("cost: " lines
 at the end and DIR/race-cost.tsv), so a load that drifts over the run cancels as far as it
-is linear between the neighbours.
+is linear between the neighbours. The QEMUs' user and system time are rated apart
+(qemu_user_per_s, qemu_sys_per_s): the kernel's NUMA hint faults, and the promotions done in
+them, run in the QEMU threads' context as system time, so a share of both counts the kernel's
+cost as CPU the guests got; the guests' own progress (writes) against `none` is what a mode
+cost them. Each mode also reports the kernel's NUMA balancing counters over it (numa_counters:
+numa_pte_updates, numa_hint_faults, numa_hint_faults_local, pgpromote_candidate,
+pgpromote_success; race.tsv's last columns per sample): a kernel mode whose scanner marked
+nothing did no work.
+
+The kernel keeps NUMA balancing's state in the processes (each thread's scan period, which the
+first kernel mode's promotions double up to its maximum of 60 s: in memory-tiering mode every
+hint fault it records is remote and private, and a scan window without local or shared faults
+slows the scan; the mm's scan position; each VMA's scan sequence and the PIDs that touched it,
+without which a VMA is skipped); numa_balancing = 0 neither resets nor ages it. On the same
+QEMUs a later kernel mode started where the first left off (2026-12-03: 99% of the hot sets,
+then 26-44%, then nothing). So by default (--fresh-vms kernel) a kernel mode after another
+runs on new VMs: the old ones end with every page checked, new QEMUs start, fill and are laid
+out like the first (serial-NAME.gN.log). The kernel's defaults and pgdat's promotion state
+(threshold, rate limit) are left as they are.
 
 Before/after in one run: --hmmvd-base PATH (another build of hmmvd) and the hmmvd modes with
 "-base" appended (hmmvd-base, hmmvd-writes-base, ...) run that build in the same way. A mode
@@ -399,14 +417,23 @@ class MigrateReasons:
                 say(f"race: switching the tracepoint off: {e}")
 
 
-def cpu_s(pid):
-    """utime + stime of pid (all its threads), seconds; 0 when it is gone."""
+def cpu_split(pid):
+    """(utime, stime) of pid (all its threads), seconds; (0, 0) when it is gone. A QEMU's
+    system time holds the kernel's work in its threads' context: the NUMA hint faults and
+    the promotions they do (kernel mode), the dirty-log and move_pages work hmmvd asks of it;
+    its user time is the guest's own progress and QEMU's."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tck = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tck, int(fields[12]) / tck
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return 0.0, 0.0
+
+
+def cpu_s(pid):
+    """utime + stime of pid (all its threads), seconds; 0 when it is gone."""
+    return sum(cpu_split(pid))
 
 
 def threads_cpu(pid):
@@ -634,6 +661,7 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
         reasons.reset()
         kswapd = kthreads(("kswapd", "kcompactd"))
         c0 = {vm.name: cpu_s(vm.proc.pid) for vm in vms}
+        us0 = [cpu_split(vm.proc.pid) for vm in vms]
         k0 = sum(cpu_s(p) for p in kswapd)
         t0 = time.monotonic()
         probe = HotProbe(opts, mode, vms)
@@ -717,13 +745,18 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
             row += [f"{cpu_s(vm.proc.pid) - c0[vm.name]:.1f}" for vm in vms]
             row += [f"{sum(cpu_s(p) for p in agent):.1f}",
                     f"{sum(cpu_s(p) for p in kswapd) - k0:.1f}"]
+            us = [cpu_split(vm.proc.pid) for vm in vms]
+            user = sum(u[0] - b[0] for u, b in zip(us, us0))
+            sys_ = sum(u[1] - b[1] for u, b in zip(us, us0))
+            row += [f"{user:.1f}", f"{sys_:.1f}"]
+            row += [str(v.get(k, 0) - v0.get(k, 0)) for k in NUMA_COUNTERS]
             out.write("\t".join(row) + "\n")
             out.flush()
             series.append((now, [vm.writes() - w0[vm.name] for vm in vms],
                            [vm.writes("verified_pages") - v0w[vm.name] for vm in vms],
                            [cpu_s(vm.proc.pid) - c0[vm.name] for vm in vms],
                            sum(cpu_s(p) for p in agent) - a0,
-                           sum(cpu_s(p) for p in kswapd) - k0))
+                           sum(cpu_s(p) for p in kswapd) - k0, user, sys_))
             if hout and ask:
                 st = hmmvd.ctl.request("status")
                 threads = threads_cpu(hmmvd.proc.pid)
@@ -761,7 +794,9 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
         by_thread = threads_cpu(hmmvd.proc.pid) if hmmvd else {}
         # kdamonds alive now: DAMOS's, or hmmvd's read tracker's (created in this mode)
         kdamond_cpu = sum(cpu_s(p) for p in kthreads(("kdamond",)))
-        migrated = vmstat_all()["pgmigrate_success"] - v0["pgmigrate_success"]
+        v_end = vmstat_all()
+        migrated = v_end["pgmigrate_success"] - v0["pgmigrate_success"]
+        us = [cpu_split(vm.proc.pid) for vm in vms]
         by_reason = {k: v for k, v in reasons.read().items() if v}
         gained = sum(fractions[vm.name][-1] * len(vm.hot) - start[vm.name] for vm in vms)
         summary = dict(
@@ -782,6 +817,13 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
             churn=f"{migrated / gained:.2f}" if gained > 0 else "n/a",
             qemu_cpu_s=",".join(f"{vm.name}:{cpu_s(vm.proc.pid) - c0[vm.name]:.0f}"
                                 for vm in vms),
+            qemu_user_sys_s=",".join(f"{vm.name}:{u[0] - b[0]:.0f}/{u[1] - b[1]:.0f}"
+                                     for vm, u, b in zip(vms, us, us0)),
+            # the kernel's NUMA balancing over the mode: PTEs its scanner made PROT_NONE,
+            # the hint faults they took, the slow-node pages it found hot enough
+            # (pgpromote_candidate): the scanner did no work when the first is 0
+            numa_counters=",".join(f"{k}:{v_end.get(k, 0) - v0.get(k, 0)}"
+                                   for k in NUMA_COUNTERS),
             agent_cpu_s=f"{sum(cpu_s(p) for p in agent):.0f}",
             kswapd_kcompactd_cpu_s=f"{sum(cpu_s(p) for p in kswapd) - k0:.0f}",
             kdamond_cpu_s=f"{kdamond_cpu:.0f}",
@@ -836,7 +878,8 @@ def cost_figures(series, ticks, steady_from):
     b = series[-1]
     out = {}
     for name, (x, y) in (("steady", (a, b)), ("whole", ((0.0, [0] * len(b[1]), [0] * len(b[2]),
-                                                          [0.0] * len(b[3]), 0.0, 0.0), b))):
+                                                          [0.0] * len(b[3]), 0.0, 0.0, 0.0,
+                                                          0.0), b))):
         dt = y[0] - x[0]
         if dt <= 0:
             continue
@@ -844,6 +887,11 @@ def cost_figures(series, ticks, steady_from):
         out[f"{name}_writes_per_s"] = f"{(sum(y[1]) - sum(x[1])) / dt:.0f}"
         out[f"{name}_verified_per_s"] = f"{(sum(y[2]) - sum(x[2])) / dt:.1f}"
         out[f"{name}_qemu_cpu_per_s"] = f"{(sum(y[3]) - sum(x[3])) / dt:.3f}"
+        # apart: user time (the guests' code, QEMU's own) and system time (the kernel's work
+        # in QEMU's threads: hint faults and the promotions done in them, move_pages and
+        # dirty-log work): a share of both hides the kernel's cost inside "QEMU got CPU"
+        out[f"{name}_qemu_user_per_s"] = f"{(y[6] - x[6]) / dt:.3f}"
+        out[f"{name}_qemu_sys_per_s"] = f"{(y[7] - x[7]) / dt:.3f}"
         # the guests' progress per CPU second their QEMUs got: what a mechanism costs them
         # inside their own CPU time (dirty logging, hint faults), apart from the CPU it takes
         # from them; the testbed's own speed (the outer host's load) changes writes a second
@@ -858,7 +906,12 @@ def cost_figures(series, ticks, steady_from):
     return out
 
 
-COST_KEYS = ("writes_per_s", "verified_per_s", "qemu_cpu_per_s", "writes_per_qemu_cpu_s")
+COST_KEYS = ("writes_per_s", "verified_per_s", "qemu_cpu_per_s", "qemu_user_per_s",
+             "qemu_sys_per_s", "writes_per_qemu_cpu_s")
+# /proc/vmstat counters of the kernel's NUMA balancing, per mode (race.tsv's last columns and
+# the summary's numa_counters)
+NUMA_COUNTERS = ("numa_pte_updates", "numa_hint_faults", "numa_hint_faults_local",
+                 "pgpromote_candidate", "pgpromote_success")
 
 
 def cost_table(results):
@@ -940,6 +993,38 @@ def plot(opts, tsv, modes):
     say(f"race: plots: {opts.out_dir}/race-hot.png, race-writes.png, race-moves.png")
 
 
+def start_vms(opts, work, qemu, vms):
+    """--vms fresh VMs (their QEMUs new processes) into vms (so the caller stops the ones
+    started when this fails), filled and laid out."""
+    os.makedirs(work, exist_ok=True)
+    for i in range(opts.vms):
+        vms.append(RaceVm(f"vm{i}", work, qemu, opts.guest, opts))
+    for vm in vms:
+        wait_for(f"{vm.name}: the guest filled its memory", opts.fill_deadline, vm.began)
+        vm.layout()
+
+
+def finish_vms(vms, opts, tag):
+    """The guests' last act: every page checked ('q'); fails on any bad one. Their serial
+    lines are copied to DIR/serial-NAME{tag}.log."""
+    for vm in vms:
+        vm.quit()
+    for vm in vms:
+        try:
+            vm.proc.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            raise Failed(f"{vm.name}: no end within 600 s of 'q'")
+        vm.reader.wait(timeout=60)
+        shutil.copy(vm.log, os.path.join(opts.out_dir, f"serial-{vm.name}{tag}.log"))
+        end = vm.figures(vm.last("HMMV-VERIFY-END"))
+        if not end or end.get("corrupt_pages", 1) or vm.proc.returncode != 1:
+            for line in vm.bad_words():
+                say(f"race: {vm.name}: {line}")
+            raise Failed(f"{vm.name}: data check: {vm.last('HMMV-VERIFY-END')} "
+                         f"(QEMU exit {vm.proc.returncode}; 1 = ok)")
+        say(f"race: {vm.name}{tag}: verified_pages={end['verified_pages']} corrupt=0")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hmmvd", required=True)
@@ -974,6 +1059,16 @@ def main():
                          "hmmvd's view); the hot sets are read every second by hot-probe")
     ap.add_argument("--hot-probe", default=None,
                     help="tests/testbed/hot-probe (default: beside hmmvd's build tree)")
+    ap.add_argument("--fresh-vms", choices=("kernel", "never"), default="kernel",
+                    help="kernel (default): before a kernel mode, when an earlier kernel mode "
+                         "ran on the VMs, stop them (every page checked) and start new ones: "
+                         "NUMA balancing's state lives in the QEMU processes (each thread's "
+                         "scan period, grown to its maximum by the first mode's promotions; "
+                         "the mm's scan position; each VMA's scan and access-PID state) "
+                         "and numa_balancing 0 neither resets nor ages it, so on the same "
+                         "processes a later kernel mode starts where the first left off "
+                         "(2026-12-03: 99%%, then 26-44%%, then 0%% of the hot sets). "
+                         "never: one set of VMs for every mode")
     ap.add_argument("--hmmvd-base", default=None,
                     help="another hmmvd build, run by the modes named MODE-base")
     ap.add_argument("--perf", action="store_true",
@@ -1018,15 +1113,13 @@ def main():
     hot_tsv = os.path.join(opts.out_dir, "race-hot.tsv")
     work = tempfile.mkdtemp(prefix="hmmv-race.")
     vms, results = [], []
+    generation = 1        # the VMs' start: serial-NAME.log, then serial-NAME.gN.log
     try:
         settle()
         say(f"race: hmmvd --version in the testbed, nothing else running: "
             f"{exec_cost(opts.hmmvd)}")
-        for i in range(opts.vms):
-            vms.append(RaceVm(f"vm{i}", work, qemu, opts.guest, opts))
-        for vm in vms:
-            wait_for(f"{vm.name}: the guest filled its memory", opts.fill_deadline, vm.began)
-            vm.layout()
+        start_vms(opts, work, qemu, vms)
+        balanced = False      # a kernel mode ran on these VMs' processes
         with open(tsv, "w") as out, open(hot_tsv, "w") as hot_out:
             hot_out.write("mode\tt\t" + "\t".join(f"vm{i}_hot_dram" for i in range(opts.vms))
                           + "\n")
@@ -1034,12 +1127,27 @@ def main():
                                               for i in range(opts.vms))
                       + "\tpgmigrate\tpromoted\tdemoted\t"
                       + "\t".join(f"vm{i}_qemu_cpu" for i in range(opts.vms))
-                      + "\tagent_cpu\tkswapd_kcompactd_cpu\n")
+                      + "\tagent_cpu\tkswapd_kcompactd_cpu\tqemu_user\tqemu_sys\t"
+                      + "\t".join(NUMA_COUNTERS) + "\n")
             reasons = MigrateReasons()
             try:
                 for i, mode in enumerate(modes):
                     if mode in modes[:i]:
                         mode = f"{mode}.{modes[:i].count(mode) + 1}"
+                    if mode.split(".")[0] == "kernel":
+                        if balanced and opts.fresh_vms == "kernel":
+                            t = time.monotonic()
+                            finish_vms(vms, opts, "" if generation == 1 else f".g{generation}")
+                            for vm in vms:
+                                vm.stop()
+                                os.close(vm.tx)
+                            vms.clear()
+                            generation += 1
+                            start_vms(opts, os.path.join(work, f"g{generation}"), qemu, vms)
+                            say(f"race: {mode}: new VMs (generation {generation}: their "
+                                f"QEMUs never ran with NUMA balancing) in "
+                                f"{time.monotonic() - t:.0f} s")
+                        balanced = True
                     # one mode's failure (a DAMON refusal, hmmvd's start-up) leaves the
                     # others' figures standing; the run still fails
                     try:
@@ -1051,21 +1159,7 @@ def main():
             finally:
                 reasons.stop()
         # the guests' last act: every page checked
-        for vm in vms:
-            vm.quit()
-        for vm in vms:
-            try:
-                vm.proc.wait(timeout=600)
-            except subprocess.TimeoutExpired:
-                raise Failed(f"{vm.name}: no end within 600 s of 'q'")
-            vm.reader.wait(timeout=60)
-            end = vm.figures(vm.last("HMMV-VERIFY-END"))
-            if not end or end.get("corrupt_pages", 1) or vm.proc.returncode != 1:
-                for line in vm.bad_words():
-                    say(f"race: {vm.name}: {line}")
-                raise Failed(f"{vm.name}: data check: {vm.last('HMMV-VERIFY-END')} "
-                             f"(QEMU exit {vm.proc.returncode}; 1 = ok)")
-            say(f"race: {vm.name}: verified_pages={end['verified_pages']} corrupt=0")
+        finish_vms(vms, opts, "" if generation == 1 else f".g{generation}")
         plot(opts, tsv, modes)
     finally:
         for vm in vms:
@@ -1074,7 +1168,8 @@ def main():
         # the guests' serial lines (progress, any HMMV-VERIFY-CORRUPT with pfn and epoch)
         for vm in vms:
             if os.path.exists(vm.log):
-                shutil.copy(vm.log, os.path.join(opts.out_dir, f"serial-{vm.name}.log"))
+                tag = "" if generation == 1 else f".g{generation}"
+                shutil.copy(vm.log, os.path.join(opts.out_dir, f"serial-{vm.name}{tag}.log"))
         shutil.rmtree(work, ignore_errors=True)
     for r in results:
         print("race: " + " ".join(f"{k}={v}" for k, v in r.items()), flush=True)
