@@ -140,6 +140,15 @@ def figures_case(tmp, a, b):
                 w = max(vms, key=lambda r: float(r["slowdown"]))
                 want = f"{float(w['slowdown']):.3f} ({w['vm']})"
             check(cell == want, f"corun-figures {mode}: hmmv-writes cell {cell} == {want}")
+    # goals: three goal rows per case, a fourth (within 5% of all-DRAM) at 50% DRAM, each
+    # with a verdict, and the ceiling is X / all-DRAM of the CSV's own totals
+    r = run([sys.executable, script, "goals"] + csvs)
+    rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in r.stdout.splitlines()
+            if ln.startswith("| synthetic")]
+    nb = float(a[("numa-balancing", "all")]["runtime_ns"]) / float(a[("all-dram", "all")]["runtime_ns"])
+    check(r.returncode == 0 and len(rows) == 7 and all(row[6] for row in rows) and
+          rows[0][2] == f"{nb:.3f}",
+          f"corun-figures goals: 3 + 4 rows with verdicts, NB's ceiling {nb:.3f} ({rows[:1]})")
     # held: each VM's mean DRAM pages and the pool's idle pages add up to the pool (4,096 at
     # 25% of 4 x 4,096), for every policy but all-dram (which holds every page)
     r = run([sys.executable, script, "held", "4096", csvs[0] + ".intervals"])
@@ -165,6 +174,16 @@ def visible_case(traces):
           f"corun-visible --window 1: same-interval share == window share ({rows})")
 
 
+def rank_case(traces):
+    """corun-rank.py (what a page's bit is worth per VM): its invariants hold (every column's
+    shares sum to 1) and it has a row per VM."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corun-rank.py")
+    r = run([sys.executable, script, traces, "--check"])
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| vm")]
+    check(r.returncode == 0 and "ok: every column" in r.stdout and len(rows) == 4,
+          f"corun-rank: invariants hold, a row per VM ({r.stdout.strip()[-200:]})")
+
+
 def main():
     exe = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="hmmv-corun-check-")
@@ -175,6 +194,7 @@ def main():
         check(r.returncode == 0 and "SYNTHETIC" in r.stdout, "gen writes a synthetic setup")
         hotsets_case(traces)
         visible_case(traces)
+        rank_case(traces)
         results = {}
         for profile in ["optane", "cxl"]:
             for dram in [0.25, 0.5]:

@@ -12,6 +12,12 @@
                                       runtime against all-DRAM (pages moved)
   corun-figures.py worst CSV...       one row per policy, one column per CSV: the worst VM's
                                       slowdown against its own all-DRAM run (which VM)
+  corun-figures.py goals CSV...       per CSV (setup, profile, DRAM): the paper goals against
+                                      their ceilings. The ceiling of a ratio X / hmmv is X /
+                                      all-DRAM; the best any placement policy reached (the
+                                      oracle aside) and, given a replay of the same case on a
+                                      *-free-moves profile (its oracle's moves cost no time),
+                                      that oracle's runtime, the best a placement came to
   corun-figures.py held POOL ICSV     from an --intervals-csv (or a --plots dir's intervals.csv)
                                       and the pool in pages: per policy, each VM's mean DRAM
                                       pages held from interval 20 on, and the pool's pages
@@ -109,6 +115,75 @@ def worst_cell(rows):
     return f"{float(w['slowdown']):.3f} ({w['vm']})"
 
 
+GOALS = (("+51% over numa-balancing (HMM-V)", "numa-balancing", 1.51),
+         ("+31% over memory-mode (HMM-V)", "memory-mode", 1.31),
+         ("2x over TPP (Demeter; numa-balancing)", "numa-balancing", 2.0))
+PLACEMENT_ASIDE = HMMV + ("all-dram", "oracle", "hmmv-ideal")
+
+
+def goal_verdict(reached, best, bound, ceiling, goal):
+    """reached: hmmv's best ratio; best: any policy's; bound: the free-move oracle's or None."""
+    if reached >= goal:
+        return "met"
+    if ceiling < goal:
+        return "unreachable: the ceiling is below the goal"
+    if bound is not None and bound < goal:
+        return "unreachable: even the free-move oracle is below the goal"
+    if best >= goal:
+        return "reachable (another policy reaches it), missed"
+    return "not reached by any policy" + ("" if bound is not None else " (no free-move bound)")
+
+
+def goals(paths):
+    """The paper goals per case: ceilings, the best policy, hmmv, a verdict."""
+    free, cases = {}, []
+    for path in paths:
+        rows = load(path)
+        r = rows[0]
+        if r["profile"].endswith("-free-moves"):
+            key = (r["setup"], r["profile"][:-len("-free-moves")], r["dram_fraction"])
+            free[key] = totals(rows)
+        else:
+            cases.append(rows)
+    print("| setup, profile, DRAM | goal | ceiling (X / all-DRAM) | best policy: X / it | "
+          "free-move oracle: X / it | hmmv: X / hmmv (writes; reads+writes) | verdict |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for rows in cases:
+        r = rows[0]
+        t = totals(rows)
+        bound_t = free.get((r["setup"], r["profile"], r["dram_fraction"]))
+        others = {p: v for p, v in t.items() if p not in PLACEMENT_ASIDE}
+        best = min(others, key=others.get)
+        w, rw = t["hmmv-writes"], t["hmmv-reads-writes"]
+        bound_ns = None
+        if bound_t is not None:
+            # the free-move run's own all-DRAM is the same replay's: scale to this one's
+            bound_ns = bound_t["oracle"] / bound_t["all-dram"] * t["all-dram"]
+        for name, x, goal in GOALS:
+            ceiling = t[x] / t["all-dram"]
+            bound = t[x] / bound_ns if bound_ns else None
+            print(f"| {label(rows)} | {name} | {ceiling:.3f} | {best} {t[x] / others[best]:.3f} | "
+                  f"{'-' if bound is None else f'{bound:.3f}'} | {t[x] / w:.3f}; {t[x] / rw:.3f} "
+                  f"| {goal_verdict(max(t[x] / w, t[x] / rw), t[x] / others[best], bound, ceiling, goal)} |")
+        if abs(float(r["dram_fraction"]) - 0.5) < 1e-6:
+            # within 5% of all-DRAM at 50% DRAM: runtime / all-DRAM <= 1.05
+            hm = min(w, rw) / t["all-dram"]
+            bst = others[best] / t["all-dram"]
+            bnd = bound_ns / t["all-dram"] if bound_ns else None
+            if hm <= 1.05:
+                v = "met"
+            elif bnd is not None and bnd > 1.05:
+                v = "unreachable: even the free-move oracle is above 1.05"
+            elif bst <= 1.05:
+                v = "reachable (another policy reaches it), missed"
+            else:
+                v = "not reached by any policy" + ("" if bnd is not None else
+                                                   " (no free-move bound)")
+            print(f"| {label(rows)} | within 5% of all-DRAM at 50% (HMM-V): runtime / all-DRAM "
+                  f"| 1.000 | {best} {bst:.3f} | {'-' if bnd is None else f'{bnd:.3f}'} | "
+                  f"{w / t['all-dram']:.3f}; {rw / t['all-dram']:.3f} | {v} |")
+
+
 def held(pool, path, first=20):
     """Mean DRAM pages per VM and idle pool pages (pool - held) from interval first on."""
     per = {}
@@ -148,7 +223,7 @@ def accuracy(paths, workloads):
 
 def main():
     if len(sys.argv) < 3 or sys.argv[1] not in ("speedup", "fairness", "accuracy", "runtime",
-                                                "worst", "held"):
+                                                "worst", "held", "goals"):
         raise SystemExit(__doc__)
     paths = sys.argv[2:]
     if sys.argv[1] == "speedup":
@@ -159,6 +234,8 @@ def main():
         policy_columns(paths, runtime_cell)
     elif sys.argv[1] == "worst":
         policy_columns(paths, worst_cell)
+    elif sys.argv[1] == "goals":
+        goals(paths)
     elif sys.argv[1] == "held":
         if len(sys.argv) != 4 or not sys.argv[2].isdigit():
             raise SystemExit(__doc__)
