@@ -5,15 +5,24 @@
  * them with sched_setaffinity and the cpuset cgroup) and standalone VMs (taskset, numactl,
  * systemd's AllowedCPUs).
  *
- * Each thread (/proc/PID/task/TID/status) whose Cpus_allowed_list lies within one node's CPUs
- * votes for that node; the node with the most votes wins (vCPU threads pinned to a socket
+ * Each thread whose allowed CPUs (sched_getaffinity(2) of the thread; a fake tree's
+ * /proc/PID/task/TID/status Cpus_allowed_list in the tests) lie within one node's CPUs votes
+ * for that node; the node with the most votes wins (vCPU threads pinned to a socket
  * outvote an unpinned emulator thread, and a VM pinned as a whole gets all votes). No thread
  * confined to one node: Mems_allowed_list, when it holds exactly one DRAM node (numatune
  * strict). Else -1: the core then promotes to the DRAM node holding most of the VM's pages.
+ *
+ * hmmvd asks every 8 intervals for every VM: on the real host one system call a thread, where
+ * reading each thread's status file took five (openat, newfstatat, two reads, close) and made
+ * the kernel print ~55 lines; the status file is read once, and only when no thread votes.
  */
 #include "affinity.h"
 
+#include <sched.h>
 #include <string.h>
+
+/* Status files read by hmmvd_affinity_cpu_node (the tests count them). */
+static guint64 status_reads;
 
 /* A QEMU has a few threads per vCPU plus I/O threads; a VM with more than this many threads
  * is sampled (the first ones are the main thread and, in QEMU's order, the vCPUs). */
@@ -61,14 +70,13 @@ status_value(const char *text, const char *key)
   return NULL;
 }
 
-/* The node all of a thread's allowed CPUs belong to, -1 when they span nodes or none. */
+/* The node all of a thread's allowed CPUs (bits, HMMVD_AFFINITY_MAX_CPU + 1 gbooleans) belong
+ * to, -1 when they span nodes or none. */
 static int
-thread_node(const char *cpus_text, const HmmvTopology *topo, GArray *bits)
+bits_node(GArray *bits, const HmmvTopology *topo)
 {
   int node = -1;
 
-  if (cpus_text == NULL || !parse_ids(cpus_text, HMMVD_AFFINITY_MAX_CPU, bits))
-    return -1;
   for (guint cpu = 0; cpu <= HMMVD_AFFINITY_MAX_CPU; cpu++) {
     int here;
 
@@ -80,6 +88,58 @@ thread_node(const char *cpus_text, const HmmvTopology *topo, GArray *bits)
     node = here;
   }
   return node;
+}
+
+/* The same from a status file's Cpus_allowed_list. */
+static int
+thread_node(const char *cpus_text, const HmmvTopology *topo, GArray *bits)
+{
+  if (cpus_text == NULL || !parse_ids(cpus_text, HMMVD_AFFINITY_MAX_CPU, bits))
+    return -1;
+  return bits_node(bits, topo);
+}
+
+/* The same from the kernel (sched_getaffinity(2) of thread tid): -1 when the thread ended or
+ * the kernel's CPU mask is wider than HMMVD_AFFINITY_MAX_CPU + 1 bits. */
+static int
+tid_node(int tid, const HmmvTopology *topo, GArray *bits)
+{
+  gsize size = CPU_ALLOC_SIZE(HMMVD_AFFINITY_MAX_CPU + 1);
+  cpu_set_t *set = CPU_ALLOC(HMMVD_AFFINITY_MAX_CPU + 1);
+  int node = -1;
+
+  if (set == NULL)
+    return -1;
+  CPU_ZERO_S(size, set);
+  if (sched_getaffinity(tid, size, set) == 0) {
+    g_array_set_size(bits, 0);
+    g_array_set_size(bits, HMMVD_AFFINITY_MAX_CPU + 1);
+    for (guint cpu = 0; cpu <= HMMVD_AFFINITY_MAX_CPU; cpu++)
+      if (CPU_ISSET_S(cpu, size, set))
+        g_array_index(bits, gboolean, cpu) = TRUE;
+    node = bits_node(bits, topo);
+  }
+  CPU_FREE(set);
+  return node;
+}
+
+/* A status file (bounded), counted; NULL when it cannot be read. */
+static char *
+read_status(const char *path)
+{
+  g_autofree char *text = NULL;
+  gsize length = 0;
+
+  status_reads++;
+  if (!g_file_get_contents(path, &text, &length, NULL) || length > AFFINITY_MAX_STATUS_BYTES)
+    return NULL;
+  return g_steal_pointer(&text);
+}
+
+guint64
+hmmvd_affinity_get_status_reads(void)
+{
+  return status_reads;
 }
 
 /* The one DRAM node of a Mems_allowed_list, -1 when it holds none or several. */
@@ -139,6 +199,7 @@ hmmvd_affinity_cpu_node(const char *proc_root, int pid, const HmmvTopology *topo
   g_autofree char *mems = NULL;
   guint votes[HMMV_MAX_NODE_ID + 1] = { 0 };
   const char *name;
+  g_autofree char *first = NULL;   /* the first thread listed: its status has the mems */
   guint threads = 0, best = 0;
   int node = -1;
 
@@ -146,21 +207,28 @@ hmmvd_affinity_cpu_node(const char *proc_root, int pid, const HmmvTopology *topo
   if (pid <= 0 || dir == NULL)
     return -1;
   while ((name = g_dir_read_name(dir)) != NULL && threads < AFFINITY_MAX_THREADS) {
-    g_autofree char *path = g_build_filename(task_dir, name, "status", NULL);
-    g_autofree char *text = NULL;
-    g_autofree char *cpus = NULL;
-    gsize length = 0;
+    guint64 tid;
     int here;
 
-    if (!g_file_get_contents(path, &text, &length, NULL) || length > AFFINITY_MAX_STATUS_BYTES)
-      continue;   /* the thread ended meanwhile */
+    if (!g_ascii_string_to_unsigned(name, 10, 1, G_MAXINT, &tid, NULL))
+      continue;
+    if (first == NULL)
+      first = g_strdup(name);
+    if (proc_root == NULL) {
+      here = tid_node((int)tid, topo, bits);
+    } else {
+      g_autofree char *path = g_build_filename(task_dir, name, "status", NULL);
+      g_autofree char *text = read_status(path);
+      g_autofree char *cpus = NULL;
+
+      if (text == NULL)
+        continue;   /* the thread ended meanwhile */
+      cpus = status_value(text, "Cpus_allowed_list");
+      here = thread_node(cpus, topo, bits);
+    }
     threads++;
-    cpus = status_value(text, "Cpus_allowed_list");
-    here = thread_node(cpus, topo, bits);
     if (here >= 0 && here <= HMMV_MAX_NODE_ID)
       votes[here]++;
-    if (mems == NULL)
-      mems = status_value(text, "Mems_allowed_list");
   }
   for (int id = 0; id <= HMMV_MAX_NODE_ID; id++) {
     if (votes[id] > best) {
@@ -171,6 +239,14 @@ hmmvd_affinity_cpu_node(const char *proc_root, int pid, const HmmvTopology *topo
   if (node >= 0) {
     *source = "cpu-affinity";
     return node;
+  }
+  /* no thread confined to one node: the cpuset's memory, from the first thread's status */
+  if (first != NULL) {
+    g_autofree char *path = g_build_filename(task_dir, first, "status", NULL);
+    g_autofree char *text = read_status(path);
+
+    if (text != NULL)
+      mems = status_value(text, "Mems_allowed_list");
   }
   node = mems_node(mems, topo, bits);
   if (node >= 0)

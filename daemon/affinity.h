@@ -23,4 +23,7 @@ int hmmvd_affinity_cpu_node(const char *proc_root, int pid, const HmmvTopology *
  * the file cannot be read (the process is gone) or the list is malformed. */
 gboolean hmmvd_affinity_mems_allowed(const char *proc_root, int pid, guint32 *mask);
 
+/* Status files hmmvd_affinity_cpu_node has read so far (the tests count them). */
+guint64 hmmvd_affinity_get_status_reads(void);
+
 G_END_DECLS

@@ -4,7 +4,9 @@
 #include "affinity.h"
 
 #include <glib/gstdio.h>
+#include <sched.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PID 4242
 
@@ -157,6 +159,64 @@ START_TEST(test_mems_allowed)
 }
 END_TEST
 
+/* Every thread of this process pinned to the CPUs of cpus (a two-CPU mask). */
+static void
+pin_threads(const char *cpus)
+{
+  g_autoptr(GDir) dir = g_dir_open("/proc/self/task", 0, NULL);
+  const char *name;
+  cpu_set_t set;
+
+  ck_assert_ptr_nonnull(dir);
+  CPU_ZERO(&set);
+  for (guint cpu = 0; cpus[cpu] != '\0'; cpu++)
+    if (cpus[cpu] == '1')
+      CPU_SET(cpu, &set);
+  while ((name = g_dir_read_name(dir)) != NULL)
+    ck_assert_int_eq(sched_setaffinity((pid_t)g_ascii_strtoll(name, NULL, 10), sizeof(set),
+                                       &set), 0);
+}
+
+/* On the real /proc (this process, its threads pinned with sched_setaffinity(2)): the threads'
+ * CPUs come from the kernel, one system call a thread, and no status file is read while a
+ * thread votes (every 8 intervals hmmvd read one a thread: five system calls each); the one
+ * status read is the cpuset's memory, when no thread is confined to one node. */
+START_TEST(test_real_threads)
+{
+  g_autoptr(HmmvTopology) topo = hmmv_topology_new();
+  const char *source = NULL;
+  guint64 reads;
+
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+    g_message("test_real_threads: needs two online CPUs; left out");
+    return;
+  }
+  /* CPU 0 on node 0, CPU 1 on node 1: both DRAM */
+  ck_assert(hmmv_topology_add_node(topo, 0, 1 << 30, 1, HMMV_TIER_DRAM, NULL));
+  ck_assert(hmmv_topology_add_node(topo, 1, 1 << 30, 1, HMMV_TIER_DRAM, NULL));
+  ck_assert(hmmv_topology_set_cpus(topo, 0, "0", NULL));
+  ck_assert(hmmv_topology_set_cpus(topo, 1, "1", NULL));
+
+  pin_threads("01");
+  reads = hmmvd_affinity_get_status_reads();
+  ck_assert_int_eq(hmmvd_affinity_cpu_node(NULL, getpid(), topo, &source), 1);
+  ck_assert_str_eq(source, "cpu-affinity");
+  pin_threads("10");
+  ck_assert_int_eq(hmmvd_affinity_cpu_node(NULL, getpid(), topo, &source), 0);
+  ck_assert_str_eq(source, "cpu-affinity");
+  ck_assert_uint_eq(hmmvd_affinity_get_status_reads(), reads);
+
+  /* spanning both nodes: no vote; the first thread's status gives the cpuset's memory */
+  pin_threads("11");
+  (void)hmmvd_affinity_cpu_node(NULL, getpid(), topo, &source);
+  ck_assert_uint_eq(hmmvd_affinity_get_status_reads(), reads + 1);
+  ck_assert(strcmp(source, "mems-allowed") == 0 || strcmp(source, "pages") == 0);
+  /* a process that is gone */
+  ck_assert_int_eq(hmmvd_affinity_cpu_node(NULL, G_MAXINT - 1, topo, &source), -1);
+  ck_assert_str_eq(source, "pages");
+}
+END_TEST
+
 static Suite *
 affinity_suite(void)
 {
@@ -166,6 +226,7 @@ affinity_suite(void)
   tcase_add_test(tc, test_pinned_threads);
   tcase_add_test(tc, test_unpinned);
   tcase_add_test(tc, test_mems_allowed);
+  tcase_add_test(tc, test_real_threads);
   suite_add_tcase(suite, tc);
   return suite;
 }
