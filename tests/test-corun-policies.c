@@ -509,6 +509,77 @@ START_TEST(test_hmmv_writes_sees_stored_pages)
 }
 END_TEST
 
+/* --hmmv-weights misses (setup hmmv_miss_weights): two VMs store to 32 pages each every
+ * interval, so every bit hmmv sees is alike, but vm0's pages miss once an interval and vm1's
+ * 40 times; vm0 first-touched the 32 pages of DRAM in interval 0. With the quota's weights
+ * (100 each) the balance splits DRAM between the two; with each VM's misses per seen page as
+ * its weight, vm1 gets most of it and the DRAM serves more of the misses. */
+static void
+write_density_trace(const char *path, guint32 misses, gboolean first)
+{
+  HmmvTraceInfo info = { .nr_pages = 64, .interval_ms = 100,
+                         .flags = HMMV_TRACE_HAS_READS | HMMV_TRACE_HAS_INSTRUCTIONS |
+                                  HMMV_TRACE_HAS_STORED };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvTraceWriter) w = hmmv_trace_writer_new(path, &info, &error);
+  HmmvTraceEntry e[32];
+
+  ck_assert_msg(w != NULL, "%s", error ? error->message : "");
+  for (guint k = 0; k < 40; k++) {
+    HmmvTraceInterval head = { .compute_ns = 100000, .instructions = 200000 };
+    guint n = k == 0 && !first ? 0 : 32;
+
+    for (guint i = 0; i < n; i++)
+      e[i] = (HmmvTraceEntry){ i, misses, 0, TRUE };
+    ck_assert(hmmv_trace_writer_add_interval_full(w, &head, e, n, &error));
+  }
+  ck_assert(hmmv_trace_writer_close(w, &error));
+}
+
+START_TEST(test_hmmv_miss_weights)
+{
+  g_autoptr(CorunProfile) p = corun_test_profile();
+  g_autofree char *dir = g_dir_make_tmp("hmmv-test-corun-XXXXXX", NULL);
+  const char *policies[] = { "all-dram", "hmmv-writes", NULL };
+  guint64 vm1_dram[2] = { 0, 0 };
+  double share[2];
+
+  for (int misses = 0; misses <= 1; misses++) {
+    CorunVmInfo vms[2] = { 0 };
+    CorunSetup s = setup_of(2, 64, 32, vms, p);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(CorunRun) run = NULL;
+    int pi;
+
+    s.hmmv_miss_weights = misses;
+    vms[0].trace_path = g_build_filename(dir, "vm0.trace", NULL);
+    vms[1].trace_path = g_build_filename(dir, "vm1.trace", NULL);
+    write_density_trace(vms[0].trace_path, 1, TRUE);
+    write_density_trace(vms[1].trace_path, 40, FALSE);
+    run = corun_run(&s, policies, 0, NULL, NULL, &error);
+    ck_assert_msg(run != NULL, "%s", error ? error->message : "");
+    pi = corun_run_find(run, "hmmv-writes");
+    ck_assert_int_ge(pi, 0);
+    for (guint i = 0; i < run->samples->len; i++) {
+      const CorunSample *smp = &g_array_index(run->samples, CorunSample, i);
+
+      if (smp->policy == (guint)pi && smp->vm == 1 && smp->interval == run->intervals - 1)
+        vm1_dram[misses] = smp->dram_pages;
+    }
+    share[misses] = corun_result_dram_share(run, (guint)pi, -1);
+    setup_clear(&s);
+  }
+  /* the quota's weights: DRAM split between two VMs of equal demand (16 each, give or take
+   * the first-touch headroom); the misses' weights: vm1 (40x the misses a page) nearly all */
+  ck_assert_msg(vm1_dram[0] >= 8 && vm1_dram[0] <= 24, "quota weights: vm1 holds %"
+                G_GUINT64_FORMAT " of 32", vm1_dram[0]);
+  ck_assert_msg(vm1_dram[1] >= 28, "miss weights: vm1 holds %" G_GUINT64_FORMAT " of 32",
+                vm1_dram[1]);
+  ck_assert_double_gt(share[1], share[0]);
+  hmmv_test_remove_tree(dir);
+}
+END_TEST
+
 static Suite *
 corun_policies_suite(void)
 {
@@ -527,6 +598,7 @@ corun_policies_suite(void)
   tcase_add_test(tc, test_damos_quota_feedback);
   tcase_add_test(tc, test_hmmv_sees_what_its_tracker_sees);
   tcase_add_test(tc, test_hmmv_writes_sees_stored_pages);
+  tcase_add_test(tc, test_hmmv_miss_weights);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
   return s;

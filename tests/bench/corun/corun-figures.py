@@ -115,27 +115,29 @@ def worst_cell(rows):
     return f"{float(w['slowdown']):.3f} ({w['vm']})"
 
 
-GOALS = (("+51% over numa-balancing (HMM-V)", "numa-balancing", 1.51),
-         ("+31% over memory-mode (HMM-V)", "memory-mode", 1.31),
-         ("2x over TPP (Demeter; numa-balancing)", "numa-balancing", 2.0))
 PLACEMENT_ASIDE = HMMV + ("all-dram", "oracle", "hmmv-ideal")
 
 
-def goal_verdict(reached, best, bound, ceiling, goal):
-    """reached: hmmv's best ratio; best: any policy's; bound: the free-move oracle's or None."""
+def ratio_verdict(reached, best, best_name, bound, ceiling, goal):
+    """A goal X / hmmv >= goal: reached = hmmv's best ratio, best = the best policy's X / it,
+    bound = X / the free-move oracle (None without its run), ceiling = X / all-DRAM."""
     if reached >= goal:
         return "met"
     if ceiling < goal:
-        return "unreachable: the ceiling is below the goal"
+        return f"unreachable (ceiling {ceiling:.3f})"
     if bound is not None and bound < goal:
-        return "unreachable: even the free-move oracle is below the goal"
+        return f"unreachable (free-move oracle {bound:.3f})"
     if best >= goal:
-        return "reachable (another policy reaches it), missed"
-    return "not reached by any policy" + ("" if bound is not None else " (no free-move bound)")
+        return f"missed ({best_name} {best:.3f})"
+    return "no policy" + (f" (free-move oracle {bound:.3f})" if bound is not None else "")
 
 
 def goals(paths):
-    """The paper goals per case: ceilings, the best policy, hmmv, a verdict."""
+    """The paper goals per case (setup, profile, DRAM), one row each: runtimes against
+    all-DRAM (numa-balancing, memory-mode, the best placement policy with the oracle aside,
+    the free-move oracle when its run is given, hmmv) and a verdict per goal: met; unreachable
+    (the ceiling X / all-DRAM, or X / the free-move oracle, is below the goal); missed (a
+    policy reaches it, hmmv does not); no policy (reachable in principle, reached by none)."""
     free, cases = {}, []
     for path in paths:
         rows = load(path)
@@ -145,43 +147,48 @@ def goals(paths):
             free[key] = totals(rows)
         else:
             cases.append(rows)
-    print("| setup, profile, DRAM | goal | ceiling (X / all-DRAM) | best policy: X / it | "
-          "free-move oracle: X / it | hmmv: X / hmmv (writes; reads+writes) | verdict |")
-    print("|---|---|---:|---:|---:|---:|---|")
+    print("| setup, profile, DRAM | runtime / all-DRAM: numa-balancing; memory-mode; best "
+          "policy; free-move oracle; hmmv (writes; reads+writes) | +51% over numa-balancing "
+          "(NB / hmmv) | +31% over memory-mode (MM / hmmv) | within 5% of all-DRAM at 50% | "
+          "2x over TPP (NB / hmmv) |")
+    print("|---|---|---|---|---|---|")
     for rows in cases:
         r = rows[0]
         t = totals(rows)
+        a = t["all-dram"]
         bound_t = free.get((r["setup"], r["profile"], r["dram_fraction"]))
         others = {p: v for p, v in t.items() if p not in PLACEMENT_ASIDE}
         best = min(others, key=others.get)
         w, rw = t["hmmv-writes"], t["hmmv-reads-writes"]
-        bound_ns = None
-        if bound_t is not None:
-            # the free-move run's own all-DRAM is the same replay's: scale to this one's
-            bound_ns = bound_t["oracle"] / bound_t["all-dram"] * t["all-dram"]
-        for name, x, goal in GOALS:
-            ceiling = t[x] / t["all-dram"]
-            bound = t[x] / bound_ns if bound_ns else None
-            print(f"| {label(rows)} | {name} | {ceiling:.3f} | {best} {t[x] / others[best]:.3f} | "
-                  f"{'-' if bound is None else f'{bound:.3f}'} | {t[x] / w:.3f}; {t[x] / rw:.3f} "
-                  f"| {goal_verdict(max(t[x] / w, t[x] / rw), t[x] / others[best], bound, ceiling, goal)} |")
+        hm = min(w, rw)
+        # the free-move run's own all-DRAM is the same replay's: scale to this one's
+        bound_ns = bound_t["oracle"] / bound_t["all-dram"] * a if bound_t is not None else None
+        cells = []
+        for x, goal in (("numa-balancing", 1.51), ("memory-mode", 1.31)):
+            v = ratio_verdict(t[x] / hm, t[x] / others[best], best,
+                              t[x] / bound_ns if bound_ns else None, t[x] / a, goal)
+            cells.append(f"{t[x] / w:.3f}; {t[x] / rw:.3f}: {v}")
         if abs(float(r["dram_fraction"]) - 0.5) < 1e-6:
-            # within 5% of all-DRAM at 50% DRAM: runtime / all-DRAM <= 1.05
-            hm = min(w, rw) / t["all-dram"]
-            bst = others[best] / t["all-dram"]
-            bnd = bound_ns / t["all-dram"] if bound_ns else None
-            if hm <= 1.05:
+            bnd = bound_ns / a if bound_ns else None
+            if hm / a <= 1.05:
                 v = "met"
             elif bnd is not None and bnd > 1.05:
-                v = "unreachable: even the free-move oracle is above 1.05"
-            elif bst <= 1.05:
-                v = "reachable (another policy reaches it), missed"
+                v = f"unreachable (free-move oracle {bnd:.3f})"
+            elif others[best] / a <= 1.05:
+                v = f"missed ({best} {others[best] / a:.3f})"
             else:
-                v = "not reached by any policy" + ("" if bnd is not None else
-                                                   " (no free-move bound)")
-            print(f"| {label(rows)} | within 5% of all-DRAM at 50% (HMM-V): runtime / all-DRAM "
-                  f"| 1.000 | {best} {bst:.3f} | {'-' if bnd is None else f'{bnd:.3f}'} | "
-                  f"{w / t['all-dram']:.3f}; {rw / t['all-dram']:.3f} | {v} |")
+                v = "no policy" + (f" (free-move oracle {bnd:.3f})" if bnd is not None else "")
+            cells.append(f"{w / a:.3f}; {rw / a:.3f}: {v}")
+        else:
+            cells.append("-")
+        nb = t["numa-balancing"]
+        cells.append(ratio_verdict(nb / hm, nb / others[best], best,
+                                   nb / bound_ns if bound_ns else None, nb / a, 2.0))
+        runtimes = (f"{t['numa-balancing'] / a:.3f}; {t['memory-mode'] / a:.3f}; {best} "
+                    f"{others[best] / a:.3f}; "
+                    f"{'-' if bound_ns is None else f'{bound_ns / a:.3f}'}; "
+                    f"{w / a:.3f}; {rw / a:.3f}")
+        print(f"| {label(rows)} | {runtimes} | " + " | ".join(cells) + " |")
 
 
 def held(pool, path, first=20):

@@ -5,7 +5,7 @@
  *   hmmv-corun replay (--setup hmmv4|demeter9 | --traces DIR) --profile optane|cxl|FILE
  *              --dram FRACTION [--dram-of ram|touched] [--csv FILE] [--intervals-csv FILE]
  *              [--plots DIR] [--hmmv-interval-ms MS] [--hmmv-gate measured|hmmvd]
- *              [--policies a,b]
+ *              [--hmmv-weights quota|misses] [--policies a,b]
  *   hmmv-corun live --setup NAME [ARGS...]      (corun-guest's recorder: tests/corun/corun-live)
  *   hmmv-corun gen --out DIR [--vms N] [--pages N] [--intervals N] [--seed N]
  *
@@ -162,7 +162,7 @@ cmd_replay(int argc, char **argv)
   g_autoptr(GError) error = NULL;
   g_autofree char *setup_name = NULL, *traces = NULL, *profile_name = NULL, *csv = NULL;
   g_autofree char *intervals_csv = NULL, *policies = NULL, *plots = NULL;
-  g_autofree char *dir = NULL, *dram_of = NULL, *gate_name = NULL;
+  g_autofree char *dir = NULL, *dram_of = NULL, *gate_name = NULL, *weights = NULL;
   g_autofree char *gate_text = NULL;
   double dram = 0;
   guint64 base_pages;
@@ -192,6 +192,10 @@ cmd_replay(int argc, char **argv)
     { "hmmv-gate", 0, 0, G_OPTION_ARG_STRING, &gate_name,
       "hmmv's payback gate: measured (on the traces at hmmv's core interval, the default) or "
       "hmmvd (hmmvd's defaults, set for 1 s intervals)", "measured|hmmvd" },
+    { "hmmv-weights", 0, 0, G_OPTION_ARG_STRING, &weights,
+      "hmmv's balance weights: quota (setup.json's, the default) or misses (each VM's LLC "
+      "misses per page its tracker saw, relative to the others', times its quota weight: a "
+      "per-VM miss counter hmmvd does not have)", "quota|misses" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress", NULL },
     { NULL },
   };
@@ -215,6 +219,11 @@ cmd_replay(int argc, char **argv)
       g_strcmp0(gate_name, "hmmvd") != 0) {
     g_set_error(&error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                 "--hmmv-gate is measured or hmmvd, not '%s'", gate_name);
+    goto fail;
+  }
+  if (weights != NULL && g_strcmp0(weights, "quota") != 0 && g_strcmp0(weights, "misses") != 0) {
+    g_set_error(&error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "--hmmv-weights is quota or misses, not '%s'", weights);
     goto fail;
   }
   if (dram_of != NULL && g_strcmp0(dram_of, "ram") != 0 && g_strcmp0(dram_of, "touched") != 0) {
@@ -262,6 +271,7 @@ cmd_replay(int argc, char **argv)
     goto fail;
   }
   sf->setup.hmmv_interval_ms = (guint)hmmv_interval_ms;
+  sf->setup.hmmv_miss_weights = g_strcmp0(weights, "misses") == 0;
   base_pages = sf->total_pages;
   if (g_strcmp0(dram_of, "touched") == 0 &&
       !corun_setup_touched_pages(&sf->setup, (guint64)max_intervals, &base_pages, &error))
@@ -310,6 +320,9 @@ cmd_replay(int argc, char **argv)
          g_strcmp0(dram_of, "touched") == 0 ? "touched" : "RAM", sf->setup.dram_pages,
          run->intervals);
   printf("%s\n\n", gate_text);
+  if (sf->setup.hmmv_miss_weights)
+    printf("hmmv's balance weights: each VM's LLC misses per page its tracker saw, relative to "
+           "the others' (--hmmv-weights misses: a per-VM miss counter hmmvd does not have)\n\n");
   corun_print_table(stdout, run, &sf->setup);
   if (plots != NULL) {
     char *argv_plot[] = { (char *)"python3", (char *)CORUN_PLOTS_SCRIPT, csv, intervals_csv,

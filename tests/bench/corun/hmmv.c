@@ -14,6 +14,13 @@
  *                      accessed bit) since its last scan. DAMON, the other read source,
  *                      samples one page per region instead: not modelled;
  *   hmmv-ideal         every read and write of each interval (an ideal tracker).
+ * The core keeps one bit per page an interval, so beside the other VMs a VM's pages weigh what
+ * their bits say, whatever each page misses (a pointer chase's page ~200 misses an interval,
+ * a key-value store's ~2: corun-rank.py). With replay --hmmv-weights misses each VM's balance
+ * weight is its setup weight times its LLC misses per page its tracker saw, relative to all
+ * the VMs' (cumulative, updated at each core interval from what came before: what a per-VM
+ * miss counter, e.g. the PMU's on the VM's vCPU threads, and the tracker would tell hmmvd;
+ * hmmvd has no such counter today).
  * Each VM's misses are charged at the placement its pages had when the interval began (the
  * core moves at the end of the interval); the sim mover places first touches as the kernel
  * does, from every access the guest made, seen or not. The core's interval is the trace's
@@ -43,6 +50,7 @@ typedef struct {
   guint64 *accessed;        /* reads-writes: accessed since the page's last scan */
   gsize nr_words;
   guint per_harvest;        /* trace intervals one harvest covers (the core's interval) */
+  guint64 seen;             /* pages it reported, summed over its harvests */
 } SeeTracker;
 
 /* The idle-page tracker's schedule (libhmmv/trackers/idle-page.c, due(), cold_period 8). */
@@ -125,6 +133,8 @@ see_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error)
     break;
   }
   }
+  for (gsize w = 0; w < acc->nr_words; w++)
+    st->seen += (guint64)__builtin_popcountll(acc->writes[w] | (acc->has_reads ? acc->reads[w] : 0));
   st->harvests++;
   return TRUE;
 }
@@ -154,6 +164,8 @@ typedef struct {
   HmmvAccess **acc;         /* each VM's full accesses this interval (for first touch) */
   GArray *touched;
   guint per_core;           /* trace intervals per core interval */
+  SeeTracker **see;         /* each VM's tracker (owned by the core) */
+  guint64 *misses;          /* each VM's LLC misses so far (--hmmv-weights misses) */
 } HmmvPolicy;
 
 static HmmvVm *
@@ -180,6 +192,8 @@ hmmv_init(CorunPolicy *policy, SeeKind see, GError **error)
   hmmv_interval_report_init(&hp->report);
   hp->touched = g_array_new(FALSE, FALSE, sizeof(guint64));
   hp->acc = g_new0(HmmvAccess *, setup->nr_vms);
+  hp->see = g_new0(SeeTracker *, setup->nr_vms);
+  hp->misses = g_new0(guint64, setup->nr_vms);
   for (guint v = 0; v < setup->nr_vms; v++)
     total += setup->vms[v].nr_pages;
   hp->topo = hmmv_topology_new();
@@ -220,6 +234,7 @@ hmmv_init(CorunPolicy *policy, SeeKind see, GError **error)
     st->replay = replay;
     st->see = see;
     st->per_harvest = hp->per_core;
+    hp->see[v] = st;
     tracker = hmmv_tracker_new(&see_tracker_ops, st, error);
     if (tracker == NULL) {
       hmmv_tracker_free(replay);
@@ -267,6 +282,32 @@ hmmv_ideal_init(CorunPolicy *policy, GError **error)
   return hmmv_init(policy, SEE_ALL, error);
 }
 
+/* --hmmv-weights misses: weight = setup weight x (misses / seen pages) / (the same over all
+ * VMs), within virsh metadata's bounds; a VM whose tracker saw nothing yet keeps its own. */
+static void
+miss_weights(HmmvPolicy *hp, const CorunSetup *setup)
+{
+  guint64 misses = 0, seen = 0;
+
+  for (guint v = 0; v < setup->nr_vms; v++) {
+    misses += hp->misses[v];
+    seen += hp->see[v]->seen;
+  }
+  if (misses == 0 || seen == 0)
+    return;
+  for (guint v = 0; v < setup->nr_vms; v++) {
+    HmmvVm *vm = hmmv_core_get_vm(hp->core, v);
+    HmmvQuota quota = *hmmv_vm_get_quota(vm);
+    double base = setup->vms[v].weight != 0 ? setup->vms[v].weight : 100;
+
+    if (hp->see[v]->seen == 0)
+      continue;
+    quota.weight = (guint)CLAMP(base * ((double)hp->misses[v] / (double)hp->see[v]->seen) /
+                                ((double)misses / (double)seen) + 0.5, 1, 10000);
+    hmmv_vm_set_quota(vm, &quota);
+  }
+}
+
 static gboolean
 hmmv_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
               CorunDemand *demand, GError **error)
@@ -301,6 +342,7 @@ hmmv_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
     for (gsize i = 0; i < now[v].nr_entries; i++) {
       const HmmvTraceEntry *e = &now[v].entries[i];
 
+      hp->misses[v] += (guint64)e->reads + e->writes;
       if (HMMV_PLACE_IS_SLOW(place[e->page])) {
         demand[v].slow_reads += e->reads;
         demand[v].slow_writes += e->writes;
@@ -313,6 +355,8 @@ hmmv_interval(CorunPolicy *policy, guint64 index, const CorunAccesses *now,
   /* the core acts at the end of its interval (every per_core trace intervals) */
   if ((index + 1) % hp->per_core != 0)
     return TRUE;
+  if (policy->setup->hmmv_miss_weights)
+    miss_weights(hp, policy->setup);
   if (!hmmv_core_run_interval(hp->core, &hp->report, error))
     return FALSE;
   for (guint i = 0; i < hp->report.vms->len && i < nr_vms; i++) {
@@ -355,6 +399,8 @@ hmmv_destroy(CorunPolicy *policy)
   for (guint v = 0; v < policy->setup->nr_vms; v++)
     hmmv_access_free(hp->acc[v]);
   g_free(hp->acc);
+  g_free(hp->see);
+  g_free(hp->misses);
   g_array_unref(hp->touched);
   g_free(hp);
 }

@@ -61,6 +61,10 @@ typedef struct {
    * core's interval (gate.h); 0: hmmvd's defaults */
   guint hmmv_touch_saving_ns;
   guint hmmv_move_cost_ns;
+  /* replay --hmmv-weights misses: each VM's balance weight follows its LLC misses per page
+   * its tracker saw (so far, online: a per-VM miss counter over the tracker's page count),
+   * relative to all the VMs', times its setup.json weight; FALSE: the setup's weights */
+  gboolean hmmv_miss_weights;
   const CorunProfile *profile;
   CorunNumaBalancingState nb;
 } CorunSetup;
