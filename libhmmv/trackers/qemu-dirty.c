@@ -13,7 +13,7 @@
  *          publishing them count as an interval too (consumers skip 0-interval harvests).
  * A region flagged LAYOUT_STALE, or a layout that no longer matches, is reported as
  * HMMV_ERROR_LAYOUT_CHANGED; a QEMU that is gone as HMMV_ERROR_GONE.
- * layout:  a QEMU with per-block layout (10.0's 0013) bumps one descriptor's layout
+ * layout:  a QEMU with per-block layout (10.0's 0014) bumps one descriptor's layout
  *          generation when only that block changed (a DIMM plugged or unplugged, PAM,
  *          removal, resize) and leaves the region valid; the header's layout generation
  *          counts every change. When it moves, the harvest re-reads the guest-physical ranges
@@ -30,7 +30,7 @@
  *           no hmmv-sync: it would publish nothing). Pause and
  *           resume come at the end of a harvest (so the next harvest covers a whole tracked
  *           interval), or in set_watch for a resume on FINE.
- * A QEMU without exclude or hmmv-pause (a series before 10.0's 0011, 7.2's 0006) is tracked
+ * A QEMU without exclude or hmmv-pause (a series before 10.0's 0012, 7.2's 0006) is tracked
  * as before; the log says so once per VM.
  */
 #include "../procmaps.h"
@@ -205,7 +205,8 @@ build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
 }
 
 /* A QEMU's refusal that says hmmv-start takes no fd set: the 7.2 series and 10.0 before its
- * patch 0012 take only fdname ("Parameter 'fdname' is missing", or 'fdset-id' unexpected). */
+ * add-fd patch (0013) take only fdname ("Parameter 'fdname' is missing", or 'fdset-id'
+ * unexpected). */
 static gboolean
 takes_no_fdset(const GError *error)
 {

@@ -214,12 +214,13 @@ fi
 
 # ---- how hmmvd handed its region to QEMU through libvirt ---------------------------------------
 # In an fd set (add-fd through virDomainQemuMonitorCommandWithFiles, removed once hmmv-start has
-# QEMU's duplicate) where hmmv-start takes one: 10.0's patch 0012, as build.sh's BUILD-INFO beside
-# the binary says (a QEMU built otherwise must take one); else with getfd.
+# QEMU's duplicate) where hmmv-start takes one: 10.0's add-fd patch (0012, or 0013 since the export
+# core and its QMP commands are two patches), as build.sh's BUILD-INFO beside the binary says (a
+# QEMU built otherwise must take one); else with getfd.
 first=${DOMAINS[0]}
 qemu_info=$(dirname "$(dirname "$QEMU")")/BUILD-INFO
 hmmv_info=$(virsh -q -c "$URI" qemu-monitor-command "$first" '{"execute":"query-hmmv"}' 2>&1 || true)
-if [[ ! -e $qemu_info ]] || grep -q 0012-hmmv-take-the-region-from-an-fd-set-add-fd.patch "$qemu_info"; then
+if [[ ! -e $qemu_info ]] || grep -Eq '00(12|13)-hmmv-take-the-region-from-an-fd-set-add-fd.patch' "$qemu_info"; then
   fdset=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["return"].get("fdset-id", "none"))' \
     "$hmmv_info" 2>/dev/null || echo none)
   check "region of $first passed in fd set $fdset (query-hmmv: ${hmmv_info:0:200})" test "$fdset" != none

@@ -17,7 +17,8 @@
  * The guest writes random words all over a 32 MiB window, so every page of it changes many
  * times a second whatever the host's load: a measurement of about a second finds the window's
  * 32 MiB written, plus a little (its stack), and the export must not change that. Both
- * series carry these fixes (10.0: patches 0008-0010; 7.2: 0005).
+ * series carry these fixes (10.0: patches 0009-0011, 0008-0010 before the export core and its
+ * QMP commands were split; 7.2: 0005).
  */
 #include "../hmmv-test.h"
 #include "qemu-harness.h"
@@ -373,6 +374,7 @@ coexist_suite(void)
 static const char *const fix_patches[] = {
   "0005-hmmv-keep-calc-dirty-rate-exact-and-report-loadvm-s-.patch",       /* 7.2 */
   "0010-hmmv-report-the-writes-of-loadvm-and-incoming-migrat.patch",       /* 10.0 */
+  "0011-hmmv-report-the-writes-of-loadvm-and-incoming-migrat.patch",       /* 10.0, core split */
 };
 
 int
@@ -387,7 +389,7 @@ main(int argc, char **argv)
     return hmmv_test_skip_all(why);
   if (!hmmv_harness_built_with(qemu_path, fix_patches, G_N_ELEMENTS(fix_patches),
                                "the series' calc-dirty-rate and loadvm fixes (7.2: 0005; "
-                               "10.0: 0008-0010)", &why))
+                               "10.0: 0009-0011)", &why))
     return hmmv_test_skip_all(why);
   if (g_str_has_prefix(accel_mode, "kvm") && !hmmv_harness_kvm_usable(&why))
     return hmmv_test_skip_all(why);

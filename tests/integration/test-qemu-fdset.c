@@ -2,8 +2,8 @@
 /*
  * How the qemu-dirty tracker hands its region to a real patched QEMU (issue 9, "one fd passed
  * with add-fd"): in an fd set (add-fd, hmmv-start's fdset-id, then remove-fd at once) where
- * the QEMU's hmmv-start takes one (10.0's patch 0012), else with getfd (the 7.2 series, 10.0
- * before 0012). Under TCG, one QEMU running the test guest:
+ * the QEMU's hmmv-start takes one (10.0's patch 0013, 0012 before the export core split), else
+ * with getfd (the 7.2 series, 10.0 before add-fd). Under TCG, one QEMU running the test guest:
  *
  *   - the way the tracker says it took is the one this QEMU supports (build.sh's BUILD-INFO
  *     beside the binary lists the series; a QEMU built some other way must take fd sets);
@@ -27,12 +27,16 @@
 static char *qemu_path;
 static char *guest_path;
 
-/* Whether this QEMU's hmmv-start takes an fd set: build.sh's BUILD-INFO lists 10.0's patch
- * 0012 (qemu-patches/10.0/series); a QEMU built some other way is expected to. */
+/* Whether this QEMU's hmmv-start takes an fd set: build.sh's BUILD-INFO lists 10.0's add-fd
+ * patch (0012; 0013 since the export core and its QMP commands are two patches, see
+ * qemu-patches/10.0/series); a QEMU built some other way is expected to. */
 static gboolean
 qemu_takes_fdsets(const char *qemu)
 {
-  static const char *const patches[] = { "0012-hmmv-take-the-region-from-an-fd-set-add-fd.patch" };
+  static const char *const patches[] = {
+    "0012-hmmv-take-the-region-from-an-fd-set-add-fd.patch",
+    "0013-hmmv-take-the-region-from-an-fd-set-add-fd.patch",
+  };
   g_autofree char *why = NULL;
 
   return hmmv_harness_built_with(qemu, patches, G_N_ELEMENTS(patches), "add-fd", &why);

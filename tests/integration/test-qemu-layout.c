@@ -187,6 +187,7 @@ layout_suite(void)
 /* The export itself (guest RAM only since the first version of both series). */
 static const char *const patches[] = {
   "0002-hmmv-export-guest-writes-into-shared-memory-with-QMP.patch", /* 7.2 and 10.0 */
+  "0002-hmmv-export-guest-writes-into-shared-memory.patch", /* 10.0, export core split */
 };
 
 int

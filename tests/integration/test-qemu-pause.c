@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The patched QEMU's per-backend export and its pause (issue 9, "Cost": 10.0's 0011, 7.2's
+ * The patched QEMU's per-backend export and its pause (issue 9, "Cost": 10.0's 0012, 7.2's
  * 0006), under TCG with the test guest on two memory backends: m0 maps guest-physical
  * 0-64 MiB, m1 64-128 MiB (one NUMA node each), and the guest writes random pages in a
  * window across both (16-112 MiB).
@@ -573,6 +573,7 @@ END_TEST
 static const char *const patches[] = {
   "0006-hmmv-export-chosen-memory-backends-and-pause-without.patch", /* 7.2 */
   "0011-hmmv-export-chosen-memory-backends-and-pause-without.patch", /* 10.0 */
+  "0012-hmmv-export-chosen-memory-backends-and-pause-without.patch", /* 10.0, core split */
 };
 
 static Suite *
@@ -599,7 +600,7 @@ main(void)
                              &qemu_path, &guest_path, &why))
     return hmmv_test_skip_all(why);
   if (!hmmv_harness_built_with(qemu_path, patches, G_N_ELEMENTS(patches),
-                               "per-backend export and pause (7.2: 0006; 10.0: 0011)", &why))
+                               "per-backend export and pause (7.2: 0006; 10.0: 0012)", &why))
     return hmmv_test_skip_all(why);
   return hmmv_test_run(pause_suite());
 }

@@ -674,7 +674,8 @@ remap_suite(void)
 }
 
 static const char *const patches[] = {
-  "0013-hmmv-follow-the-guest-physical-map-staleness-per-blo.patch", /* 10.0 */
+  "0013-hmmv-follow-the-guest-physical-map-staleness-per-blo.patch", /* 10.0, 13 patches */
+  "0014-hmmv-follow-the-guest-physical-map-staleness-per-blo.patch", /* 10.0, export core split */
 };
 
 int
@@ -685,7 +686,7 @@ main(void)
   if (!hmmv_harness_prepare(NULL, &qemu_path, &guest_path, &why))
     return hmmv_test_skip_all(why);
   if (!hmmv_harness_built_with(qemu_path, patches, G_N_ELEMENTS(patches),
-                               "per-block layout from the guest-physical map (10.0: 0013)",
+                               "per-block layout from the guest-physical map (10.0: 0014)",
                                &why))
     return hmmv_test_skip_all(why);
   return hmmv_test_run(remap_suite());
