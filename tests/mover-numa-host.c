@@ -158,9 +158,11 @@ case_child_main(int cmd_fd, int reply_fd)
     pause();
 }
 
-/* Node 1's 2 MiB hugetlbfs pool: what it is, what to write back. */
+/* Node 1's 2 MiB hugetlbfs pool as the run found it: read by the runner before any case
+ * process forks (mover_numa_host_keep_node1_pool), so every case has it; -1: not kept, and
+ * no case may fill node 1. */
 #define NODE1_HUGEPAGES "/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages"
-static gint64 node1_hugepages_found = -1;
+static gint64 node1_pool_found = -1;
 
 static gint64
 node1_hugepages(void)
@@ -187,12 +189,72 @@ write_knob(const char *path, guint64 value)
   return ok;
 }
 
+/* Node 1's pool back as the run found it, if it is not; *was gets what it was. TRUE when it
+ * is as found (or not kept). Pages of the pool in use are none by then: the cases' own pages
+ * are not from node 1's pool, and the case's child is gone or going (it dies with the case). */
+static gboolean
+node1_pool_put_back(gint64 *was)
+{
+  *was = node1_pool_found;
+  if (node1_pool_found < 0)
+    return TRUE;
+  *was = node1_hugepages();
+  if (*was == node1_pool_found)
+    return TRUE;
+  return write_knob(NODE1_HUGEPAGES, (guint64)node1_pool_found) &&
+         node1_hugepages() == node1_pool_found;
+}
+
+/* Before each case, in the case's process: a case whose assertion failed ends its process
+ * there, and neither its own teardown nor Check's checked teardown runs, so its fill would
+ * stay for every case after it (last session's CI: all of them failed for want of room on
+ * node 1, not for their own reasons). */
+static void
+node1_pool_before_case(void)
+{
+  gint64 was;
+
+  ck_assert_msg(node1_pool_put_back(&was), "node 1's hugetlbfs pool is %" G_GINT64_FORMAT
+                " 2 MiB pages and could not be put back to the %" G_GINT64_FORMAT " found: %s",
+                was, node1_pool_found, g_strerror(errno));
+  if (was != node1_pool_found) {
+    printf("# node 1's hugetlbfs pool put back to %" G_GINT64_FORMAT " 2 MiB pages (a case "
+           "before this one left %" G_GINT64_FORMAT ")\n", node1_pool_found, was);
+    fflush(stdout);
+  }
+}
+
+/* After the test case's last unit, in the runner (Check's unchecked teardown): the last one
+ * may have failed too. */
+static void
+node1_pool_after_all(void)
+{
+  gint64 was;
+
+  if (!node1_pool_put_back(&was))
+    g_printerr("test-mover-numa: could not put %s back to %" G_GINT64_FORMAT " (it is %"
+               G_GINT64_FORMAT "): %s\n", NODE1_HUGEPAGES, node1_pool_found, was,
+               g_strerror(errno));
+}
+
+void
+mover_numa_host_keep_node1_pool(TCase *tc)
+{
+  node1_pool_found = node1_hugepages();
+  if (node1_pool_found < 0)
+    return;   /* then fill_node1 fails the case that asks for it, saying so */
+  tcase_add_checked_fixture(tc, node1_pool_before_case, NULL);
+  tcase_add_unchecked_fixture(tc, NULL, node1_pool_after_all);
+}
+
 /* Takes node 1 down to about room pages of free memory: its 2 MiB hugetlbfs pool is grown
  * until the kernel has no more to give (it stops at the zone's min watermark, and its
  * allocations for the pool never call the OOM killer, which a process filling the node with
  * locked memory did), then shrunk by room's worth of 2 MiB pages. What is left above that
  * (pages on per-CPU lists, fragments no 2 MiB page could be made of) is the kernel's to decide,
- * so the room is about, not exact. The pool is put back as found in case_teardown. */
+ * so the room is about, not exact. The pool is put back as found in case_teardown when the
+ * case gets there, else before the next case or after the last
+ * (mover_numa_host_keep_node1_pool). */
 static void
 fill_node1(guint64 room)
 {
@@ -200,23 +262,25 @@ fill_node1(guint64 room)
   gint64 got;
   int fd;
 
-  node1_hugepages_found = node1_hugepages();
-  ck_assert_msg(node1_hugepages_found >= 0, "cannot read %s", NODE1_HUGEPAGES);
+  ck_assert_msg(node1_pool_found >= 0, "node 1's hugetlbfs pool (%s) was not read before the "
+                "cases ran (mover_numa_host_keep_node1_pool): nothing would put it back",
+                NODE1_HUGEPAGES);
+  ck_assert_msg(node1_hugepages() == node1_pool_found, "node 1's hugetlbfs pool is not as found");
   sync();
   fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
   ck_assert_msg(fd >= 0 && write(fd, "3", 1) == 1, "cannot drop caches: %s", g_strerror(errno));
   close(fd);
   /* ask for all of node 1: the kernel gives what it can */
-  ck_assert_msg(write_knob(NODE1_HUGEPAGES, node1_hugepages_found + 1024 * 1024),
+  ck_assert_msg(write_knob(NODE1_HUGEPAGES, node1_pool_found + 1024 * 1024),
                 "cannot write %s: %s", NODE1_HUGEPAGES, g_strerror(errno));
   got = node1_hugepages();
-  ck_assert_msg(got > node1_hugepages_found + (gint64)huge_room,
+  ck_assert_msg(got > node1_pool_found + (gint64)huge_room,
                 "node 1's hugetlbfs pool grew from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
-                " pages only", node1_hugepages_found, got);
+                " pages only", node1_pool_found, got);
   ck_assert_msg(write_knob(NODE1_HUGEPAGES, got - huge_room), "cannot write %s: %s",
                 NODE1_HUGEPAGES, g_strerror(errno));
   printf("# node 1 filled: %" G_GINT64_FORMAT " of its 2 MiB pages taken (%" G_GINT64_FORMAT
-         " before), %" G_GUINT64_FORMAT " given back\n", got - huge_room, node1_hugepages_found,
+         " before), %" G_GUINT64_FORMAT " given back\n", got - huge_room, node1_pool_found,
          huge_room);
   fflush(stdout);
 }
@@ -224,18 +288,18 @@ fill_node1(guint64 room)
 static void
 case_teardown(void)
 {
+  gint64 was;
+
   if (case_child > 0) {
     kill(case_child, SIGKILL);
     waitpid(case_child, NULL, 0);
     case_child = -1;
   }
-  if (node1_hugepages_found >= 0) {
-    /* as found; pages of the pool in use by now are none: the case's own are not hugetlbfs */
-    if (!write_knob(NODE1_HUGEPAGES, (guint64)node1_hugepages_found))
-      g_printerr("test-mover-numa: could not put %s back to %" G_GINT64_FORMAT ": %s\n",
-                 NODE1_HUGEPAGES, node1_hugepages_found, g_strerror(errno));
-    node1_hugepages_found = -1;
-  }
+  /* as found: the case's own pages are not from the pool */
+  if (!node1_pool_put_back(&was))
+    g_printerr("test-mover-numa: could not put %s back to %" G_GINT64_FORMAT " (it is %"
+               G_GINT64_FORMAT "): %s\n", NODE1_HUGEPAGES, node1_pool_found, was,
+               g_strerror(errno));
   g_clear_pointer(&case_vm, hmmv_vm_free);
   g_clear_pointer(&case_mover, hmmv_mover_free);
   g_clear_pointer(&case_topo, hmmv_topology_free);

@@ -557,8 +557,11 @@ numa_suite(void)
     two_nodes.supports = CASE_NEEDS_TWO_NODES | mover_numa_host_huge_support();
     /* a node 1 filled for a moment (its hugetlbfs pool grown to all it can take, as root):
      * only where asked, as the testbed does, never by default on a host that runs things */
-    if (geteuid() == 0 && g_strcmp0(g_getenv("HMMV_MOVER_FILL_NODE1"), "1") == 0)
+    if (geteuid() == 0 && g_strcmp0(g_getenv("HMMV_MOVER_FILL_NODE1"), "1") == 0) {
       two_nodes.supports |= CASE_NEEDS_SLOW_ROOM;
+      /* and put back whatever becomes of the case that fills it */
+      mover_numa_host_keep_node1_pool(two);
+    }
     two_nodes.move_all = geteuid() == 0;
 
     /* test_vm_errors expects the kernel to refuse node 1, which this host has */
