@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The core's state, shared by the interval (loop.c), its table of VMs (loop-vms.c), what it
- * learns of where pages are (loop-place.c), its caps (loop-cap.c) and the worker that runs it
- * off the caller's thread (loop-async.c).
+ * learns of where pages are (loop-place.c), its plans (loop-plan.c) and moves (loop-move.c),
+ * its caps (loop-cap.c) and the worker that runs it off the caller's thread (loop-async.c).
  *
  * Threads: an interval runs on one thread at a time (the caller's, or a worker's through
  * hmmv_core_run_interval_async); its decisions stay single-threaded and deterministic. While
@@ -62,7 +62,7 @@ typedef struct {
   guint64 host_saved;       /* the host cap's share saved for it: its unit did not fit */
   HmmvAwayList away[2];     /* its pages away from home, DRAM tier [0], slow [1] (loop-home.c) */
   guint settled_run;        /* intervals in a row it was settled (loop-watch.c) */
-  gboolean plan_empty;      /* its last plan listed no move (loop.c, core_plan_unchanged) */
+  gboolean plan_empty;      /* its last plan listed no move (loop-plan.c, core_plan_unchanged) */
   guint64 plan_budget;      /* the budget its last plan was built for */
   guint64 plan_hot_pages;   /* and that plan's hot pages */
 
@@ -132,10 +132,6 @@ gboolean hmmv_core_balance(HmmvCore *core, const gboolean *ok, char **note, GErr
 /* grant[i] <= want[i], sum(grant) = min(cap, sum(want)), max-min fair (loop-cap.c). */
 void hmmv_core_water_fill(const guint64 *want, guint64 *grant, guint n, guint64 cap);
 
-/* loop.c: pages that really reached dest_node start their cooldown (a huge unit as a whole). */
-void hmmv_core_start_cooldown(HmmvCore *core, HmmvVm *vm, const GArray *pages, int dest_node);
-/* loop.c: the failures a VM's move stats count, all causes. */
-guint64 hmmv_core_move_failures(const HmmvMoveStats *stats);
 /* loop-home.c: after the interval's demotions and promotions, before the caps are spent: pages
  * away from their VM's home node of their tier move home, within the room above the home
  * node's margin and what the caps left; fills every VM's homed_ and away_ figures. A VM

@@ -24,6 +24,7 @@
  * A page never leaves its home node for another node of its tier, so once home it stays.
  */
 #include "core-private.h"
+#include "loop-move-private.h"
 #include "vm-private.h"
 
 #include <hmmv/units.h>

@@ -169,7 +169,7 @@ START_TEST(test_settled_vm_pauses_writes)
 }
 END_TEST
 
-/* A settled VM whose write source is paused keeps its last plan (loop.c,
+/* A settled VM whose write source is paused keeps its last plan (loop-plan.c,
  * core_plan_unchanged): in a paused interval nothing was learnt, so the plan is not built
  * again. Counted in intervals: planned in the one tracked interval of each HMMV_PAUSE_CYCLE,
  * kept in the other 7; pages written from then on are planned for in the next tracked

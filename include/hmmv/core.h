@@ -92,8 +92,8 @@ typedef struct {
   gboolean writes_paused;   /* its write source is paused for the next interval (tracker.h,
                                HmmvPauseCycle: COARSE tracks one interval in 8) */
   gboolean plan_kept;       /* not planned this interval: COARSE, and its harvest brought
-                               nothing its last (empty) plan did not know (loop.c,
-                               core_plan_unchanged) */
+                               nothing its last (empty) plan did not know
+                               (loop-plan.c, core_plan_unchanged) */
   const char *left_alone;   /* static: why the VM's allowed nodes (strict numatune, cpuset)
                                leave nothing to move its pages between, so nothing of it
                                moves and it keeps its DRAM; NULL when they do not */
