@@ -40,6 +40,8 @@ typedef struct {
 /* What the peer's query-hmmv-ramblocks claims: one range of layout_size at layout_hva. */
 static guint64 layout_hva;
 static guint64 layout_size;
+/* More members of that block (e.g. virtio-mem's populated parts): "" or ", ...". */
+static const char *layout_extra = "";
 
 static char *
 peer_read_line(GSocket *sock, GString *buf)
@@ -141,7 +143,8 @@ peer_thread(gpointer data)
         "{\"return\": [{\"name\": \"pc.ram\", \"host-address\": %" G_GUINT64_FORMAT ", "
         "\"used-length\": %" G_GUINT64_FORMAT ", \"max-length\": %" G_GUINT64_FORMAT ", "
         "\"page-size\": 4096, \"ranges\": [{\"gpa\": 0, \"offset\": 0, \"size\": %"
-        G_GUINT64_FORMAT "}]}]}\n", layout_hva, layout_size, layout_size, layout_size);
+        G_GUINT64_FORMAT "}]%s}]}\n", layout_hva, layout_size, layout_size, layout_size,
+        layout_extra);
 
       peer_send(sock, reply);
     } else if (strstr(line, "query-deep-event") != NULL) {
@@ -285,6 +288,71 @@ START_TEST(test_claimed_ram_bounded)
   /* Without a pid nothing can be checked: refused. */
   ck_assert(hmmv_qemu_vm_new_bounded(qmp, "nopid", -1, 0, &error) == NULL);
   ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED));
+  munmap(ram, size);
+  g_clear_pointer(&qmp, hmmv_qmp_free);
+  peer_stop(peer);
+}
+END_TEST
+
+/* issue 9: a block that a RamDiscardManager (virtio-mem) manages is guest RAM only where QEMU
+ * says it is populated: the VM gets those parts alone, and a populated list that is not in
+ * order, overlaps, leaves the block or is not page-aligned is refused. */
+START_TEST(test_populated_parts)
+{
+  Peer *peer = peer_start(PEER_NORMAL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQmp) qmp = hmmv_qmp_connect_unix(peer->path, CONNECT_MS, &error);
+  gsize size = 1 << 20;
+  guint8 *ram = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  g_autoptr(HmmvVm) vm = NULL;
+  const HmmvRegion *region;
+  static const char *const bad[] = {
+    /* overlapping */
+    ", \"discard-granularity\": 4096, \"populated\": [{\"offset\": 0, \"size\": 8192}, "
+    "{\"offset\": 4096, \"size\": 4096}]",
+    /* out of order */
+    ", \"discard-granularity\": 4096, \"populated\": [{\"offset\": 8192, \"size\": 4096}, "
+    "{\"offset\": 0, \"size\": 4096}]",
+    /* past the block's used length */
+    ", \"discard-granularity\": 4096, \"populated\": [{\"offset\": 1044480, \"size\": 8192}]",
+    /* not page-aligned, empty, not a list */
+    ", \"discard-granularity\": 4096, \"populated\": [{\"offset\": 100, \"size\": 4096}]",
+    ", \"discard-granularity\": 4096, \"populated\": [{\"offset\": 0, \"size\": 0}]",
+    ", \"discard-granularity\": 4096, \"populated\": {}",
+  };
+
+  ck_assert(qmp != NULL && ram != MAP_FAILED);
+  layout_hva = (guint64)(guintptr)ram;
+  layout_size = size;
+  /* 16 pages at page 16 and 64 pages at page 128, the rest unplugged */
+  layout_extra = ", \"discard-granularity\": 4096, \"populated\": ["
+                 "{\"offset\": 65536, \"size\": 65536}, {\"offset\": 524288, \"size\": 262144}]";
+  vm = hmmv_qemu_vm_new(qmp, "vmem", &error);
+  ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
+  ck_assert_uint_eq(hmmv_vm_get_nr_pages(vm), 16 + 64);
+  ck_assert_uint_eq(hmmv_vm_get_nr_regions(vm), 2);
+  region = hmmv_vm_get_region(vm, 0);
+  ck_assert_uint_eq(region->gpa, 65536);
+  ck_assert_uint_eq(region->hva, layout_hva + 65536);
+  ck_assert_uint_eq(region->nr_pages, 16);
+  region = hmmv_vm_get_region(vm, 1);
+  ck_assert_uint_eq(region->gpa, 524288);
+  ck_assert_uint_eq(region->hva, layout_hva + 524288);
+  ck_assert_uint_eq(region->nr_pages, 64);
+  g_clear_pointer(&vm, hmmv_vm_free);
+  /* all of it unplugged: no guest RAM at all */
+  layout_extra = ", \"discard-granularity\": 2097152, \"populated\": []";
+  ck_assert(hmmv_qemu_vm_new(qmp, "none", &error) == NULL);
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND), "%s", error->message);
+  g_clear_error(&error);
+  for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+    layout_extra = bad[i];
+    ck_assert_msg(hmmv_qemu_vm_new(qmp, "bad", &error) == NULL, "accepted: %s", bad[i]);
+    ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL), "%s: %s", bad[i],
+                  error->message);
+    g_clear_error(&error);
+  }
+  layout_extra = "";
   munmap(ram, size);
   g_clear_pointer(&qmp, hmmv_qmp_free);
   peer_stop(peer);
@@ -444,6 +512,7 @@ qmp_suite(void)
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_execute_skips_events);
   tcase_add_test(tc, test_claimed_ram_bounded);
+  tcase_add_test(tc, test_populated_parts);
   tcase_add_test(tc, test_hangup_is_gone);
   tcase_add_test(tc, test_silent_peer_times_out);
   tcase_add_test(tc, test_trickling_peer_times_out);

@@ -4,8 +4,9 @@
  *
  * hmmv_qemu_query_layout() asks QEMU (query-hmmv-ramblocks) where guest RAM is: every
  * guest-physical range of every RAM block that backs guest RAM (a block owned by a memory
- * backend, or QEMU's default "pc.ram"). hmmv_qemu_vm_new() turns that into an HmmvVm, one
- * region per range. The tracker starts the export (hmmv-start) into a memfd it creates
+ * backend, or QEMU's default "pc.ram"); of a block that a RamDiscardManager manages (a
+ * virtio-mem device's backend), only the populated parts QEMU reports. hmmv_qemu_vm_new()
+ * turns that into an HmmvVm, one region per range. The tracker starts the export (hmmv-start) into a memfd it creates
  * (MFD_ALLOW_SEALING) and passes in an fd set (add-fd; with getfd to a QEMU whose hmmv-start
  * takes no fd set), seals the size QEMU gave it (a QEMU that could
  * shrink it would make hmmvd's harvest die of SIGBUS), and harvests by draining the region's

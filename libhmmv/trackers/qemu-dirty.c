@@ -22,7 +22,10 @@
  *          harvested; one that moved is HMMV_ERROR_LAYOUT_CHANGED, naming it. Ranges wholly
  *          below 1 MiB in the legacy window (PAM, SMRAM: BIOS shadowing, a reset, a VM state
  *          load) may come and go without that. A hot-plugged NIC (its option ROM) changes
- *          nothing at all.
+ *          nothing at all. A virtio-mem device's block (only its populated parts are in the
+ *          VM, qemu-layout.c) changes the same way when the guest plugs or unplugs memory
+ *          (10.0's 0014; no flag): LAYOUT_CHANGED, and hmmvd lays the VM out again; bits in
+ *          parts the VM does not have are never marked.
  * exclude:  backends left out of the export (hmmv-start's exclude): their ranges are in the VM
  *           but get no block map, so their pages are never marked written.
  * pause:    while the core says COARSE, hmmv-pause for 7 intervals in 8 (HmmvPauseCycle): a
@@ -465,7 +468,8 @@ recheck_layout(QemuDirty *qd, HmmvVm *vm, const HmmvShmState *state, GError **er
                   hmmv_shm_get_block(qd->shm, b)->host_addr,
                   (flags & HMMV_SHM_BLOCK_F_GONE) ? "was removed"
                   : (flags & HMMV_SHM_BLOCK_F_RESIZED) ? "was resized"
-                  : "moved in guest-physical memory", *seen, generation);
+                  : (flags & HMMV_SHM_BLOCK_F_REMAPPED) ? "moved in guest-physical memory"
+                  : "had memory plugged or unplugged (virtio-mem)", *seen, generation);
       return FALSE;
     }
     qd->stats.blocks_rechecked++;

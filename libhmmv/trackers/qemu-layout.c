@@ -4,6 +4,13 @@
  * guest RAM block's guest-physical ranges (HmmvQemuRange, by gpa), checked against what QEMU
  * really maps, and the HmmvVm built from them. The qemu-dirty tracker (qemu-dirty.c) checks
  * its export against the same ranges.
+ *
+ * A block that a RamDiscardManager manages (a virtio-mem device's memory backend: QEMU
+ * reports its discard-granularity and its populated parts, 10.0's 0014) holds guest pages
+ * only where it is populated (plugged): its ranges are cut down to those parts, so unplugged
+ * memory is never ranked or moved. A plug or unplug bumps that block's layout generation;
+ * the tracker's recheck then finds the ranges changed (LAYOUT_CHANGED) and hmmvd lays the VM
+ * out again.
  */
 #include "../procmaps.h"
 #include "../vm-private.h"
@@ -39,9 +46,96 @@ range_by_gpa(gconstpointer a, gconstpointer b)
   return ra->gpa < rb->gpa ? -1 : ra->gpa > rb->gpa;
 }
 
+typedef struct {
+  guint64 offset;           /* in the block */
+  guint64 size;
+} Populated;
+
+/* A block's populated parts (query-hmmv-ramblocks' populated: offset order, not overlapping,
+ * page-aligned, inside used), or NULL with no error when QEMU reports none for it (no
+ * RamDiscardManager: all of it is guest RAM). Bounded by used / 4 KiB parts, which the order
+ * and overlap checks imply. */
+static GArray *
+parse_populated(JsonObject *block, const char *name, guint64 used, GError **error)
+{
+  JsonNode *node = json_object_get_member(block, "populated");
+  g_autoptr(GArray) parts = NULL;
+  JsonArray *array;
+  guint64 next = 0;
+
+  if (node == NULL)
+    return NULL;
+  if (!JSON_NODE_HOLDS_ARRAY(node)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "block %s: populated is not a list",
+                name);
+    return NULL;
+  }
+  array = json_node_get_array(node);
+  parts = g_array_new(FALSE, FALSE, sizeof(Populated));
+  for (guint i = 0; i < json_array_get_length(array); i++) {
+    JsonNode *element = json_array_get_element(array, i);
+    JsonObject *object = JSON_NODE_HOLDS_OBJECT(element) ? json_node_get_object(element) : NULL;
+    Populated part;
+    guint64 end;
+
+    if (object == NULL || !hmmv_json_get_uint(object, "offset", &part.offset, error) ||
+        !hmmv_json_get_uint(object, "size", &part.size, error)) {
+      if (object == NULL)
+        g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL,
+                    "block %s: a populated part is not an object", name);
+      else
+        g_prefix_error(error, "block %s: populated part %u: ", name, i);
+      return NULL;
+    }
+    if (part.size == 0 || part.offset < next ||
+        !g_uint64_checked_add(&end, part.offset, part.size) || end > used ||
+        (part.offset | part.size) % HMMV_PAGE_SIZE != 0) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL,
+                  "block %s: populated part offset 0x%" G_GINT64_MODIFIER "x size 0x%"
+                  G_GINT64_MODIFIER "x is not page-aligned inside the block after the last",
+                  name, part.offset, part.size);
+      return NULL;
+    }
+    next = end;
+    g_array_append_val(parts, part);
+  }
+  return g_steal_pointer(&parts);
+}
+
+/* range, cut down to the block's populated parts (parts NULL: all of it), into out. */
+static void
+add_populated(HmmvQemuRange *range, const GArray *parts, GPtrArray *out)
+{
+  guint64 end = range->offset + range->size;
+
+  if (parts == NULL) {
+    g_ptr_array_add(out, range);
+    return;
+  }
+  for (guint i = 0; i < parts->len; i++) {
+    const Populated *part = &g_array_index(parts, Populated, i);
+    guint64 from = MAX(part->offset, range->offset);
+    guint64 to = MIN(part->offset + part->size, end);
+    HmmvQemuRange *cut;
+
+    if (from >= to)
+      continue;
+    cut = g_new0(HmmvQemuRange, 1);
+    cut->block = g_strdup(range->block);
+    cut->memdev = g_strdup(range->memdev);
+    cut->offset = from;
+    cut->gpa = range->gpa + (from - range->offset);
+    cut->size = to - from;
+    cut->hva = range->hva + (from - range->offset);
+    cut->page_size = range->page_size;
+    g_ptr_array_add(out, cut);
+  }
+  hmmv_qemu_range_free(range);
+}
+
 static gboolean
 parse_range(JsonObject *block, const char *name, guint64 host, guint64 used, guint64 page_size,
-            JsonNode *node, GPtrArray *out, GError **error)
+            const GArray *populated, JsonNode *node, GPtrArray *out, GError **error)
 {
   g_autoptr(HmmvQemuRange) range = g_new0(HmmvQemuRange, 1);
   JsonObject *object = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
@@ -69,7 +163,7 @@ parse_range(JsonObject *block, const char *name, guint64 host, guint64 used, gui
   range->memdev = g_strdup(json_object_get_string_member_with_default(block, "memdev", NULL));
   range->hva = host + range->offset;
   range->page_size = page_size;
-  g_ptr_array_add(out, g_steal_pointer(&range));
+  add_populated(g_steal_pointer(&range), populated, out);
   return TRUE;
 }
 
@@ -94,6 +188,8 @@ hmmv_qemu_query_layout(HmmvQmp *qmp, gboolean all_blocks, GError **error)
     JsonNode *ranges_node;
     const char *name;
     guint64 host, used, page_size;
+    g_autoptr(GArray) populated = NULL;
+    GError *local_error = NULL;
 
     if (block == NULL || !hmmv_json_get_string(block, "name", &name, error) ||
         !hmmv_json_get_uint(block, "host-address", &host, error) ||
@@ -111,8 +207,13 @@ hmmv_qemu_query_layout(HmmvQmp *qmp, gboolean all_blocks, GError **error)
       g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "block %s has no range list", name);
       return NULL;
     }
+    populated = parse_populated(block, name, used, &local_error);
+    if (local_error != NULL) {
+      g_propagate_error(error, local_error);
+      return NULL;
+    }
     for (guint r = 0; r < json_array_get_length(json_node_get_array(ranges_node)); r++)
-      if (!parse_range(block, name, host, used, page_size,
+      if (!parse_range(block, name, host, used, page_size, populated,
                        json_array_get_element(json_node_get_array(ranges_node), r), out,
                        error))
         return NULL;
