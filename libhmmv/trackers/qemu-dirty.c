@@ -13,7 +13,7 @@
  *          publishing them count as an interval too (consumers skip 0-interval harvests).
  * A region flagged LAYOUT_STALE, or a layout that no longer matches, is reported as
  * HMMV_ERROR_LAYOUT_CHANGED; a QEMU that is gone as HMMV_ERROR_GONE.
- * layout:  a QEMU with per-block layout (10.0's 0014) bumps one descriptor's layout
+ * layout:  a QEMU with per-block layout (10.0's 0016) bumps one descriptor's layout
  *          generation when only that block changed (a DIMM plugged or unplugged, PAM,
  *          removal, resize) and leaves the region valid; the header's layout generation
  *          counts every change. When it moves, the harvest re-reads the guest-physical ranges
@@ -24,7 +24,7 @@
  *          load) may come and go without that. A hot-plugged NIC (its option ROM) changes
  *          nothing at all. A virtio-mem device's block (only its populated parts are in the
  *          VM, qemu-layout.c) changes the same way when the guest plugs or unplugs memory
- *          (10.0's 0014; no flag): LAYOUT_CHANGED, and hmmvd lays the VM out again; bits in
+ *          (10.0's 0016; no flag): LAYOUT_CHANGED, and hmmvd lays the VM out again; bits in
  *          parts the VM does not have are never marked.
  * exclude:  backends left out of the export (hmmv-start's exclude): their ranges are in the VM
  *           but get no block map, so their pages are never marked written.

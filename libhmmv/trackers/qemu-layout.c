@@ -6,7 +6,7 @@
  * its export against the same ranges.
  *
  * A block that a RamDiscardManager manages (a virtio-mem device's memory backend: QEMU
- * reports its discard-granularity and its populated parts, 10.0's 0014) holds guest pages
+ * reports its discard-granularity and its populated parts, 10.0's 0016) holds guest pages
  * only where it is populated (plugged): its ranges are cut down to those parts, so unplugged
  * memory is never ranked or moved. A plug or unplug bumps that block's layout generation;
  * the tracker's recheck then finds the ranges changed (LAYOUT_CHANGED) and hmmvd lays the VM
