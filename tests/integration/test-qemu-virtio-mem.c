@@ -23,6 +23,9 @@
  *                  event for each change, libhmmv's layout has none of the device, and the
  *                  next publication reports no page of it (the unpublished writes in the
  *                  unplugged parts were dropped).
+ *   plug-tracker   libhmmv's qemu-dirty tracker on that guest, as hmmvd runs it: a plug is a
+ *                  layout change it reports (LAYOUT_CHANGED, "had memory plugged or
+ *                  unplugged"), and the layout read after it holds the 256 MiB plugged.
  *
  * Skips (77) on a QEMU whose BUILD-INFO lists no 0016, without virtio-mem-pci, or when the
  * virtio-mem guest cannot be built (virtio-mem-guest/build-image says why).
@@ -65,9 +68,10 @@ typedef struct {
   GDataInputStream *events_in;
 } Vmem;
 
+/* Boot, connect both monitors, and (export) start the export as a consumer would. */
 static void
 vmem_boot(Vmem *v, const char *kernel, guint ram_mib, const char *append,
-          const char *const *extra, const char *ready, guint ready_ms)
+          const char *const *extra, const char *ready, guint ready_ms, gboolean export)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *line = NULL;
@@ -112,8 +116,9 @@ vmem_boot(Vmem *v, const char *kernel, guint ram_mib, const char *append,
     ck_assert_msg(reply != NULL && strstr(reply, "\"return\"") != NULL, "qmp_capabilities: %s",
                   reply ? reply : error->message);
   }
-  ck_assert_msg(hmmv_harness_start_export(v->qmp, "hmmv-test-vmem", &v->fd, &v->map, &v->size,
-                                          &error), "%s", error->message);
+  if (export)
+    ck_assert_msg(hmmv_harness_start_export(v->qmp, "hmmv-test-vmem", &v->fd, &v->map,
+                                            &v->size, &error), "%s", error->message);
 }
 
 static void
@@ -390,8 +395,7 @@ START_TEST(test_all_discarded)
   const char *name;
 
   vmem_boot(&v, guest_path, 128, "phases=1 pages=64 pattern=random span=2048 seed=3 wait=1",
-            all_discarded_args,
-            "HMMV-GUEST-READY", SERIAL_TIMEOUT_MS);
+            all_discarded_args, "HMMV-GUEST-READY", SERIAL_TIMEOUT_MS, TRUE);
   dev = block_of(&v, "vmem0", NULL);
   ram = block_of(&v, NULL, "pc.ram");
   name = json_object_get_string_member(dev, "name");
@@ -454,7 +458,7 @@ START_TEST(test_plug_unplug)
   initrd = g_build_filename(vmem_images, "initrd.gz", NULL);
   extra[7] = initrd;
   vmem_boot(&v, kernel, 256, "console=ttyS0 quiet memhp_default_state=online_movable",
-            extra, "VMEM-READY", BOOT_TIMEOUT_MS);
+            extra, "VMEM-READY", BOOT_TIMEOUT_MS, TRUE);
   dev = block_of(&v, "vmem0", NULL);
   name = g_strdup(json_object_get_string_member(dev, "name"));
   ram = block_of(&v, NULL, "pc.ram");
@@ -533,6 +537,65 @@ START_TEST(test_plug_unplug)
 }
 END_TEST
 
+/* libhmmv's qemu-dirty tracker, as hmmvd runs it: a plug is a layout change it reports
+ * (LAYOUT_CHANGED, the block named), and the layout read after it holds the plugged memory. */
+START_TEST(test_plug_tracker)
+{
+  Vmem v;
+  g_autofree char *kernel = NULL, *initrd = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvVm) vm = NULL;
+  g_autoptr(HmmvVm) after = NULL;
+  g_autoptr(HmmvTracker) tracker = NULL;
+  HmmvQemuDirtyOptions options = { .interval_ms = 0 };
+  HmmvAccess *acc;
+  guint64 pages;
+  const char *extra[] = {
+    "-m", "256M,maxmem=1280M",
+    "-object", "memory-backend-ram,id=vmem0,size=1G",
+    "-device", "virtio-mem-pci,id=vm0,memdev=vmem0,requested-size=0,block-size=2M",
+    "-initrd", NULL,
+    NULL,
+  };
+
+  kernel = g_build_filename(vmem_images, "vmlinuz", NULL);
+  initrd = g_build_filename(vmem_images, "initrd.gz", NULL);
+  extra[7] = initrd;
+  vmem_boot(&v, kernel, 256, "console=ttyS0 quiet memhp_default_state=online_movable",
+            extra, "VMEM-READY", BOOT_TIMEOUT_MS, FALSE);
+  vm = hmmv_qemu_vm_new(v.qmp, "guest", &error);
+  ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
+  pages = hmmv_vm_get_nr_pages(vm);
+  /* QEMU's QMP socket takes one client: the tracker owns it, the test borrows it. */
+  tracker = hmmv_qemu_dirty_tracker_new(g_steal_pointer(&v.qmp), &options, &error);
+  ck_assert_msg(tracker != NULL, "%s", error ? error->message : "");
+  v.qmp = hmmv_qemu_dirty_tracker_get_qmp(tracker);
+  ck_assert_msg(hmmv_tracker_start(tracker, vm, &error), "%s", error ? error->message : "");
+  acc = hmmv_access_new(hmmv_vm_get_nr_pages(vm), &error);
+  ck_assert(acc != NULL);
+  ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s",
+                error ? error->message : "");
+  vmem_resize(&v, PLUG_SIZE);
+  hmmv_access_clear(acc);
+  ck_assert(!hmmv_tracker_harvest(tracker, vm, acc, &error));
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED), "%s",
+                error->message);
+  ck_assert_msg(strstr(error->message, "had memory plugged or unplugged") != NULL, "%s",
+                error->message);
+  printf("# tracker: %" G_GUINT64_FORMAT " pages before the plug; after it: %s\n", pages,
+         error->message);
+  g_clear_error(&error);
+  hmmv_access_free(acc);
+  hmmv_tracker_stop(tracker);
+  after = hmmv_qemu_vm_new(v.qmp, "guest", &error);
+  ck_assert_msg(after != NULL, "%s", error ? error->message : "");
+  ck_assert_uint_eq(hmmv_vm_get_nr_pages(after), pages + PLUG_SIZE / HMMV_PAGE_SIZE);
+  v.qmp = NULL;   /* the tracker's */
+  g_clear_pointer(&tracker, hmmv_tracker_free);
+  vmem_shutdown(&v);
+}
+END_TEST
+
 static Suite *
 vmem_suite(gboolean plug)
 {
@@ -540,9 +603,10 @@ vmem_suite(gboolean plug)
   TCase *tc = tcase_create("virtio-mem");
 
   tcase_set_timeout(tc, 240);
-  if (plug)
+  if (plug) {
     tcase_add_test(tc, test_plug_unplug);
-  else
+    tcase_add_test(tc, test_plug_tracker);
+  } else
     tcase_add_test(tc, test_all_discarded);
   suite_add_tcase(s, tc);
   return s;
