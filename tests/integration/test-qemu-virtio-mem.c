@@ -9,6 +9,10 @@
  *                  query-hmmv-ramblocks gives its granularity (block-size, 2 MiB) and no
  *                  populated part (pc.ram has neither), and libhmmv's layout has none of
  *                  it; the guest's writes are published in pc.ram, none in the device's
+ *   hot-add        a virtio-mem-pci device hot-plugged on a memory backend the export already
+ *                  has: that block's mapping changes (REMAPPED, one event), QEMU reports its
+ *                  granularity and no populated part, and hmmv-stop (which unregisters the
+ *                  RamDiscardListener) changes no generation
  *   plug-unplug    Debian's kernel with its virtio_mem driver (virtio-mem-guest/, hot-plugged
  *                  memory onlined movable): requested-size 256 MiB, and once the guest
  *                  plugged it (qom-get size), the populated parts add up to 256 MiB, the
@@ -596,6 +600,61 @@ START_TEST(test_plug_tracker)
 }
 END_TEST
 
+static const char *const hot_add_args[] = {
+  "-m", "128M,maxmem=1152M",
+  "-object", "memory-backend-ram,id=vmem1,size=1G",
+  NULL,
+};
+
+/* A virtio-mem device hot-plugged on a backend the export already has (its listener is
+ * registered then, in the export's region_add): the block's mapping changes (REMAPPED, one
+ * event), QEMU reports its granularity and no populated part, and hmmv-stop unregisters the
+ * listener without a change. */
+START_TEST(test_hot_add)
+{
+  Vmem v;
+  g_autoptr(JsonObject) before = NULL;
+  g_autoptr(JsonObject) dev = NULL;
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(JsonNode) stop = NULL;
+  g_autoptr(JsonNode) info = NULL;
+  guint64 header_before;
+  guint32 generation;
+
+  vmem_boot(&v, guest_path, 128, "phases=1 pages=8 wait=1", hot_add_args, "HMMV-GUEST-READY",
+            SERIAL_TIMEOUT_MS, TRUE);
+  before = block_of(&v, "vmem1", NULL);
+  ck_assert(!json_object_has_member(before, "discard-granularity"));
+  ck_assert_uint_eq(json_array_get_length(json_object_get_array_member(before, "ranges")), 0);
+  ck_assert_uint_eq(block_generation(&v, before), 0);
+  header_before = header_layout_generation(&v);
+  json_object_set_string_member(args, "driver", "virtio-mem-pci");
+  json_object_set_string_member(args, "id", "vm1");
+  json_object_set_string_member(args, "memdev", "vmem1");
+  json_object_set_int_member(args, "block-size", (gint64)GRANULE);
+  ret = hmmv_test_qmp_ok(v.qmp, "device_add", args);
+  dev = block_of(&v, "vmem1", NULL);
+  ck_assert_uint_eq(populated_bytes(dev, GRANULE), 0);
+  ck_assert_uint_gt(json_array_get_length(json_object_get_array_member(dev, "ranges")), 0);
+  generation = block_generation(&v, dev);
+  ck_assert_uint_eq(generation, 1);
+  ck_assert(desc_of(&v, dev)->flags & HMMV_SHM_BLOCK_F_REMAPPED);
+  ck_assert_uint_eq(header_layout_generation(&v), header_before + 1);
+  ck_assert(!header_stale(&v));
+  ck_assert_uint_eq(expect_events(&v, json_object_get_string_member(dev, "name"), 1), 1);
+  ck_assert_uint_eq(layout_bytes(&v, json_object_get_string_member(dev, "name")), 0);
+  stop = hmmv_test_qmp_ok(v.qmp, "hmmv-stop", NULL);
+  info = hmmv_test_qmp_ok(v.qmp, "query-hmmv", NULL);
+  ck_assert_uint_eq(json_object_get_int_member(json_node_get_object(info), "layout-generation"),
+                    header_before + 1);
+  printf("# hot-add: virtio-mem-pci on vmem1 (exported, unmapped at hmmv-start): block "
+         "generation 0 -> 1 (REMAPPED), header %" G_GUINT64_FORMAT " -> %" G_GUINT64_FORMAT
+         ", no populated part; hmmv-stop changed nothing\n", header_before, header_before + 1);
+  vmem_shutdown(&v);
+}
+END_TEST
+
 static Suite *
 vmem_suite(gboolean plug)
 {
@@ -606,8 +665,10 @@ vmem_suite(gboolean plug)
   if (plug) {
     tcase_add_test(tc, test_plug_unplug);
     tcase_add_test(tc, test_plug_tracker);
-  } else
+  } else {
     tcase_add_test(tc, test_all_discarded);
+    tcase_add_test(tc, test_hot_add);
+  }
   suite_add_tcase(s, tc);
   return s;
 }
