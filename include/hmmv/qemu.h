@@ -67,7 +67,7 @@ gboolean hmmv_qemu_dirty_tracker_prestart(HmmvTracker *tracker, HmmvVm *vm, GErr
 typedef struct {
   guint64 generation;       /* QEMU's last publication */
   guint64 harvests;
-  guint64 syncs;            /* hmmv-sync commands sent (daemon-paced; none while paused) */
+  guint64 syncs;            /* hmmv-sync commands sent (daemon-paced: each harvest) */
   guint64 pages_harvested;
   guint64 last_harvest_ns;  /* time the last harvest took draining the region (without the
                                hmmv-sync round trip of daemon-paced mode) */

@@ -29,10 +29,15 @@
  * exclude:  backends left out of the export (hmmv-start's exclude): their ranges are in the VM
  *           but get no block map, so their pages are never marked written.
  * pause:    while the core says COARSE, hmmv-pause for 7 intervals in 8 (HmmvPauseCycle): a
- *           paused QEMU publishes nothing, so those harvests report 0 intervals (and send
- *           no hmmv-sync: it would publish nothing). Pause and
+ *           paused QEMU publishes nothing, so those harvests report 0 intervals. Pause and
  *           resume come at the end of a harvest (so the next harvest covers a whole tracked
  *           interval), or in set_watch for a resume on FINE.
+ * liveness: every exchange with QEMU counts the same: a pause or resume that QEMU did not
+ *           answer (the transport's deadline, HMMV_ERROR_TIMED_OUT through libvirt) or could
+ *           not be sent fails the harvest with that error, as a missed hmmv-sync does (the
+ *           harvest's own, or the next one for set_watch's); and a daemon-paced harvest
+ *           sends hmmv-sync paused or not, so a QEMU that stops answering while paused is
+ *           found at the same cadence (kill(pid, 0) succeeds on a stopped QEMU).
  * A QEMU without exclude or hmmv-pause (a series before 10.0's 0012, 7.2's 0006) is tracked
  * as before; the log says so once per VM.
  */
@@ -83,6 +88,7 @@ typedef struct {
   char *vm_name;
   HmmvPauseCycle cycle;
   gboolean qemu_paused;     /* what QEMU was last told */
+  GError *missed;           /* a pause or resume QEMU did not answer: the harvest's error */
 } QemuDirty;
 
 /* QEMU's answer to a command it does not know, or to an argument it does not take. */
@@ -492,6 +498,7 @@ qemu_dirty_stop(HmmvTracker *tracker)
   qd->qemu_paused = FALSE;
   qd->stats.paused = FALSE;
   qd->cycle.paused = FALSE;
+  g_clear_error(&qd->missed);
   g_clear_pointer(&qd->shm, hmmv_shm_free);
   g_array_set_size(qd->blocks, 0);
 }
@@ -556,8 +563,20 @@ qemu_alive(QemuDirty *qd, GError **error)
   return TRUE;
 }
 
+/* An exchange that failed as an exchange (QEMU missed the deadline, the transport failed,
+ * QEMU is gone), not QEMU refusing the command. */
+static gboolean
+exchange_failed(const GError *error)
+{
+  return g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT) ||
+         g_error_matches(error, HMMV_ERROR, HMMV_ERROR_IO) ||
+         g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE);
+}
+
 /* Tell QEMU to pause or resume the export; FALSE when it cannot (QEMU without hmmv-pause:
- * said once, and the tracker stops trying; another error: logged, tried again later). */
+ * said once, and the tracker stops trying; the exchange failed (a missed deadline): kept in
+ * qd->missed for the harvest to fail with, as a missed hmmv-sync fails it; QEMU refused:
+ * logged, tried again later). */
 static gboolean
 qemu_dirty_set_paused(QemuDirty *qd, gboolean paused)
 {
@@ -574,6 +593,9 @@ qemu_dirty_set_paused(QemuDirty *qd, gboolean paused)
                 "series predates 10.0's 0011 / 7.2's 0006): writes stay tracked while the VM "
                 "is settled", qd->vm_name);
       qd->no_pause = TRUE;
+    } else if (exchange_failed(local_error)) {
+      g_clear_error(&qd->missed);   /* the error names the command (hmmv_qmp_execute) */
+      qd->missed = g_steal_pointer(&local_error);
     } else {
       g_warning("vm %s: %s: %s", qd->vm_name, paused ? "hmmv-pause" : "hmmv-resume",
                 local_error->message);
@@ -624,10 +646,16 @@ qemu_dirty_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **e
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED, "tracking is not started");
     return FALSE;
   }
-  /* Paused, QEMU publishes nothing on hmmv-sync (it answers paused): the round trip, 7
-   * harvests in 8 of a settled VM, is left out, and a QEMU gone is found as in timer-paced
-   * mode (issue 8: QMP round trips are hmmvd's and QEMU's CPU in a nested testbed). */
-  if (qd->options.interval_ms == 0 && !qd->qemu_paused) {
+  /* A resume (set_watch) QEMU did not answer: as a missed hmmv-sync. */
+  if (qd->missed != NULL) {
+    g_propagate_error(error, g_steal_pointer(&qd->missed));
+    return FALSE;
+  }
+  /* Paused, QEMU publishes nothing on hmmv-sync (it answers paused), but the exchange is
+   * the VM's liveness check and is kept: without it (6acde4d) a QEMU stopped while paused
+   * was never found (kill(pid, 0) succeeds on it) and never dropped. Through libvirt the
+   * sync is sent ahead to every tracking domain anyway. */
+  if (qd->options.interval_ms == 0) {
     g_autoptr(JsonNode) ret = hmmv_qmp_execute(qd->qmp, "hmmv-sync", NULL, error);
 
     if (ret == NULL)
@@ -685,8 +713,12 @@ qemu_dirty_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **e
   qd->stats.harvests++;
   qd->stats.last_publish_ns = state.last_duration_ns;
   qd->stats.last_harvest_ns = (guint64)(g_get_monotonic_time() * 1000 - start_ns);
-  if (qd->options.pause_when_coarse && !qd->no_pause)
-    qemu_dirty_set_paused(qd, hmmv_pause_cycle_after_harvest(&qd->cycle));
+  if (qd->options.pause_when_coarse && !qd->no_pause &&
+      !qemu_dirty_set_paused(qd, hmmv_pause_cycle_after_harvest(&qd->cycle)) &&
+      qd->missed != NULL) {
+    g_propagate_error(error, g_steal_pointer(&qd->missed));
+    return FALSE;
+  }
   return TRUE;
 }
 

@@ -19,6 +19,9 @@
  *   tracker   libhmmv's qemu-dirty tracker as hmmvd runs it: exclude=[m1] (m1's writes never
  *             marked), paused 7 harvests in 8 while COARSE (they count no interval), resumed
  *             at once on FINE
+ *   stopped   a QEMU stopped (SIGSTOP) while paused fails the next harvest (its hmmv-sync
+ *             misses the deadline), and a resume it does not answer fails the harvest
+ *             after it: as a missed hmmv-sync does
  *
  * The consumer is the test itself (a memfd it maps, as test-qemu-region.c does), so it reads
  * exactly what QEMU put in the region. Skips (77) on a QEMU whose BUILD-INFO lists neither
@@ -510,7 +513,7 @@ START_TEST(test_tracker)
   ck_assert(hmmv_qemu_dirty_tracker_get_stats(tracker, &stats));
   ck_assert_uint_eq(stats.syncs, 2);
   /* COARSE: the next harvest is whole, then paused for HMMV_PAUSE_CYCLE - 1 harvests, which
-   * send no hmmv-sync (a paused QEMU would publish nothing) */
+   * still send hmmv-sync (it publishes nothing, but it is the liveness check: test_stopped) */
   hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
   for (guint h = 0; h < HMMV_PAUSE_CYCLE + 1; h++, k++) {
     g_autoptr(GHashTable) wrote = g_hash_table_new(g_direct_hash, g_direct_equal);
@@ -542,7 +545,7 @@ START_TEST(test_tracker)
   printf("# tracker: %" G_GUINT64_FORMAT " hmmv-sync for %" G_GUINT64_FORMAT " harvests (%u "
          "paused)\n", stats.syncs, stats.harvests, HMMV_PAUSE_CYCLE - 1);
   ck_assert_uint_eq(stats.harvests, 2 + HMMV_PAUSE_CYCLE + 1);
-  ck_assert_uint_eq(stats.syncs, stats.harvests - (HMMV_PAUSE_CYCLE - 1));
+  ck_assert_uint_eq(stats.syncs, stats.harvests);
 
   /* FINE while paused: resumed at once, and the next interval is tracked whole */
   hmmv_tracker_set_watch(tracker, HMMV_WATCH_FINE);
@@ -570,6 +573,75 @@ START_TEST(test_tracker)
 }
 END_TEST
 
+/* A QEMU that stops answering (SIGSTOP) while its export is paused: the tracker must find it
+ * on the next harvest, as it does an unpaused one (its hmmv-sync misses the deadline), and a
+ * resume it does not answer (set_watch FINE) must fail the harvest after it the same way.
+ * Before, a paused harvest only checked kill(pid, 0), which a stopped QEMU passes, and a
+ * missed hmmv-resume was only a warning: the VM was never reported not answering. Counted in
+ * harvests: each of the two must fail. */
+START_TEST(test_stopped)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvVm) vm = NULL;
+  g_autoptr(HmmvAccess) acc = NULL;
+  g_autoptr(HmmvTracker) tracker = NULL;
+  g_autofree char *append =
+    g_strdup_printf("phases=4 pages=300 pattern=random base=16M span=%u seed=34 wait=1", SPAN);
+  HmmvQemuDirtyOptions options = { .interval_ms = 0, .pause_when_coarse = TRUE };
+  gboolean ok;
+  int pid;
+  Pause p;
+
+  boot(&p, append);
+  pid = hmmv_qemu_proc_get_pid(p.proc);
+  ck_assert_int_gt(pid, 1);
+  vm = hmmv_qemu_vm_new(p.qmp, "guest", &error);
+  ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
+  tracker = hmmv_qemu_dirty_tracker_new(g_steal_pointer(&p.qmp), &options, &error);
+  ck_assert_msg(tracker != NULL, "%s", error ? error->message : "");
+  p.qmp = hmmv_qemu_dirty_tracker_get_qmp(tracker);   /* borrowed from here on */
+  ck_assert_msg(hmmv_tracker_start(tracker, vm, &error), "%s", error ? error->message : "");
+  acc = hmmv_access_new(hmmv_vm_get_nr_pages(vm), &error);
+  ck_assert(acc != NULL);
+
+  /* COARSE: one whole harvest, then the export is paused */
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
+  ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s", error->message);
+  ck_assert(hmmv_tracker_is_paused(tracker));
+  ck_assert(query_paused(&p));
+
+  /* Stopped while paused: the very next harvest fails, on hmmv-sync's deadline. */
+  ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+  hmmv_access_clear(acc);
+  ok = hmmv_tracker_harvest(tracker, vm, acc, &error);
+  printf("# stopped while paused, harvest 1: %s\n", ok ? "succeeded" : error->message);
+  ck_assert_msg(!ok, "a harvest of a stopped, paused QEMU succeeded");
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_IO) ||
+            g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT));
+  ck_assert(strstr(error->message, "hmmv-sync") != NULL);
+  g_clear_error(&error);
+
+  /* FINE while stopped: the resume misses its deadline, and the next harvest fails with it
+   * (before any other exchange). */
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_FINE);
+  ck_assert(hmmv_tracker_is_paused(tracker));   /* QEMU was never told otherwise */
+  hmmv_access_clear(acc);
+  ok = hmmv_tracker_harvest(tracker, vm, acc, &error);
+  printf("# stopped, resume on FINE, harvest 2: %s\n", ok ? "succeeded" : error->message);
+  ck_assert_msg(!ok, "the harvest after a resume QEMU did not answer succeeded");
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_IO) ||
+            g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT));
+  ck_assert(strstr(error->message, "hmmv-resume") != NULL);
+  g_clear_error(&error);
+
+  ck_assert_int_eq(kill(pid, SIGCONT), 0);
+  hmmv_tracker_stop(tracker);
+  p.qmp = NULL;   /* the tracker's */
+  g_clear_pointer(&tracker, hmmv_tracker_free);
+  shutdown_guest(&p);
+}
+END_TEST
+
 static const char *const patches[] = {
   "0006-hmmv-export-chosen-memory-backends-and-pause-without.patch", /* 7.2 */
   "0011-hmmv-export-chosen-memory-backends-and-pause-without.patch", /* 10.0 */
@@ -587,6 +659,7 @@ pause_suite(void)
   tcase_add_test(tc, test_exclude_refused);
   tcase_add_test(tc, test_pause_resume);
   tcase_add_test(tc, test_tracker);
+  tcase_add_test(tc, test_stopped);
   suite_add_tcase(suite, tc);
   return suite;
 }
