@@ -458,3 +458,43 @@ hmmv_harness_start_export_full(HmmvQmp *qmp, const char *memfd_name, guint inter
   }
   return TRUE;
 }
+
+gboolean
+hmmv_harness_events_connect(const char *sock, guint timeout_s, GSocketConnection **conn,
+                            GDataInputStream **in, GError **error)
+{
+  g_autoptr(GSocketClient) client = g_socket_client_new();
+  g_autoptr(GSocketAddress) address = g_unix_socket_address_new(sock);
+  g_autoptr(GSocketConnection) c = NULL;
+  g_autoptr(GDataInputStream) d = NULL;
+  g_autofree char *greeting = NULL, *reply = NULL;
+  const char *caps = "{\"execute\": \"qmp_capabilities\"}\n";
+
+  c = g_socket_client_connect(client, G_SOCKET_CONNECTABLE(address), NULL, error);
+  if (c == NULL) {
+    g_prefix_error(error, "events monitor: ");
+    return FALSE;
+  }
+  g_socket_set_timeout(g_socket_connection_get_socket(c), timeout_s);
+  d = g_data_input_stream_new(g_io_stream_get_input_stream(G_IO_STREAM(c)));
+  greeting = g_data_input_stream_read_line(d, NULL, NULL, error);
+  if (greeting == NULL) {
+    if (error != NULL && *error == NULL)
+      g_set_error(error, G_IO_ERROR, G_IO_ERROR_CLOSED, "closed");
+    g_prefix_error(error, "events monitor greeting: ");
+    return FALSE;
+  }
+  if (!g_output_stream_write_all(g_io_stream_get_output_stream(G_IO_STREAM(c)), caps,
+                                 strlen(caps), NULL, NULL, error))
+    return FALSE;
+  reply = g_data_input_stream_read_line(d, NULL, NULL, error);
+  if (reply == NULL || strstr(reply, "\"return\"") == NULL) {
+    if (error != NULL && *error == NULL)
+      g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s", reply ? reply : "closed");
+    g_prefix_error(error, "qmp_capabilities: ");
+    return FALSE;
+  }
+  *conn = g_steal_pointer(&c);
+  *in = g_steal_pointer(&d);
+  return TRUE;
+}

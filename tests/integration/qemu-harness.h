@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <gio/gio.h>
 #include <glib.h>
 #include <hmmv/hmmv.h>
 
@@ -77,3 +78,9 @@ int hmmv_qemu_proc_wait(HmmvQemuProc *proc, guint timeout_ms);
 void hmmv_qemu_proc_kill(HmmvQemuProc *proc);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(HmmvQemuProc, hmmv_qemu_proc_free)
+
+/* A second QMP monitor on the Unix socket SOCK that only listens for events: connected,
+ * greeted, capabilities negotiated. Every read on it is bounded by TIMEOUT_S seconds (a
+ * liveness bound, not a speed limit). */
+gboolean hmmv_harness_events_connect(const char *sock, guint timeout_s, GSocketConnection **conn,
+                                     GDataInputStream **in, GError **error);

@@ -122,27 +122,8 @@ boot(Remap *r, const char *const *extra)
   ck_assert_msg(ready != NULL, "the guest did not come up");
   r->qmp = hmmv_qemu_proc_qmp(r->proc, &error);
   ck_assert_msg(r->qmp != NULL, "%s", error ? error->message : "");
-  {
-    g_autoptr(GSocketClient) client = g_socket_client_new();
-    g_autoptr(GSocketAddress) address = g_unix_socket_address_new(sock);
-    GOutputStream *out;
-    g_autofree char *greeting = NULL, *reply = NULL;
-    const char *caps = "{\"execute\": \"qmp_capabilities\"}\n";
-
-    r->events = g_socket_client_connect(client, G_SOCKET_CONNECTABLE(address), NULL, &error);
-    ck_assert_msg(r->events != NULL, "events monitor: %s", error ? error->message : "");
-    /* A liveness bound on every read, not a speed limit. */
-    g_socket_set_timeout(g_socket_connection_get_socket(r->events), 30);
-    r->events_in = g_data_input_stream_new(
-      g_io_stream_get_input_stream(G_IO_STREAM(r->events)));
-    greeting = g_data_input_stream_read_line(r->events_in, NULL, NULL, &error);
-    ck_assert_msg(greeting != NULL, "events monitor greeting: %s", error ? error->message : "");
-    out = g_io_stream_get_output_stream(G_IO_STREAM(r->events));
-    ck_assert(g_output_stream_write_all(out, caps, strlen(caps), NULL, NULL, &error));
-    reply = g_data_input_stream_read_line(r->events_in, NULL, NULL, &error);
-    ck_assert_msg(reply != NULL && strstr(reply, "\"return\"") != NULL, "qmp_capabilities: %s",
-                  reply ? reply : error->message);
-  }
+  ck_assert_msg(hmmv_harness_events_connect(sock, 30, &r->events, &r->events_in, &error),
+                "%s", error->message);
 }
 
 /* The data of the next HMMV_LAYOUT_CHANGED event on the events monitor (other events are

@@ -99,27 +99,8 @@ vmem_boot(Vmem *v, const char *kernel, guint ram_mib, const char *append,
   ck_assert_msg(line != NULL, "the guest did not say %s", ready);
   v->qmp = hmmv_qemu_proc_qmp(v->proc, &error);
   ck_assert_msg(v->qmp != NULL, "%s", error ? error->message : "");
-  {
-    g_autoptr(GSocketClient) client = g_socket_client_new();
-    g_autoptr(GSocketAddress) address = g_unix_socket_address_new(sock);
-    GOutputStream *out;
-    g_autofree char *greeting = NULL, *reply = NULL;
-    const char *caps = "{\"execute\": \"qmp_capabilities\"}\n";
-
-    v->events = g_socket_client_connect(client, G_SOCKET_CONNECTABLE(address), NULL, &error);
-    ck_assert_msg(v->events != NULL, "events monitor: %s", error ? error->message : "");
-    /* A liveness bound on every read, not a speed limit. */
-    g_socket_set_timeout(g_socket_connection_get_socket(v->events), 60);
-    v->events_in = g_data_input_stream_new(
-      g_io_stream_get_input_stream(G_IO_STREAM(v->events)));
-    greeting = g_data_input_stream_read_line(v->events_in, NULL, NULL, &error);
-    ck_assert_msg(greeting != NULL, "events monitor greeting: %s", error ? error->message : "");
-    out = g_io_stream_get_output_stream(G_IO_STREAM(v->events));
-    ck_assert(g_output_stream_write_all(out, caps, strlen(caps), NULL, NULL, &error));
-    reply = g_data_input_stream_read_line(v->events_in, NULL, NULL, &error);
-    ck_assert_msg(reply != NULL && strstr(reply, "\"return\"") != NULL, "qmp_capabilities: %s",
-                  reply ? reply : error->message);
-  }
+  ck_assert_msg(hmmv_harness_events_connect(sock, 60, &v->events, &v->events_in, &error),
+                "%s", error->message);
   if (export)
     ck_assert_msg(hmmv_harness_start_export(v->qmp, "hmmv-test-vmem", &v->fd, &v->map,
                                             &v->size, &error), "%s", error->message);
