@@ -2,7 +2,7 @@
 # Build Debian's QEMU with the hmmv patch series applied: trixie's 10.0 (series in
 # qemu-patches/10.0/, the default) or bookworm's 7.2 (series in qemu-patches/).
 #
-# Usage: qemu-patches/build.sh [--qemu 10.0|7.2] [--with-qtests] [--jobs N] [--force]
+# Usage: qemu-patches/build.sh [--qemu 10.0|7.2] [--with-qtests] [--unpatched] [--jobs N] [--force]
 #
 # Prints the path of the built qemu-system-x86_64 as the last line of stdout
 # (the TCG plugin header of that build is in ../include/qemu-plugin.h);
@@ -16,6 +16,11 @@
 # directory and mirrored into that tree with rsync --checksum, so only files
 # whose content changed get a new mtime and ninja rebuilds just those
 # (a one-patch change rebuilds in well under the ~4 minutes of a full build).
+#
+# --unpatched builds the same Debian source with the same configure and none of the series
+# (the baseline that issue 9's migration comparison needs) in its own work tree
+# ($cache/qemu-work-10.0-unpatched) and cache directory ($cache/qemu-unpatched-<hash>), so
+# it never disturbs the patched tree's incremental builds.
 set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,6 +54,7 @@ export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 qtests=(tests/qtest/qmp-cmd-test tests/qtest/migration-test)
 
 with_qtests=0
+unpatched=0
 force=0
 jobs="$(nproc)"
 qemu_version="${HMMV_QEMU_VERSION:-10.0}"
@@ -64,10 +70,12 @@ die() {
 
 usage() {
     cat >&2 <<EOF
-usage: $0 [--qemu 10.0|7.2] [--with-qtests] [--jobs N] [--force]
+usage: $0 [--qemu 10.0|7.2] [--with-qtests] [--unpatched] [--jobs N] [--force]
   --qemu V       QEMU version: 10.0 (trixie, default) or 7.2 (bookworm)
   --with-qtests  also build ${qtests[*]}
                  (copied to \$cache/qemu-<hash>/tests/)
+  --unpatched    the same source and configure without the series (its own work tree,
+                 \$cache/qemu-unpatched-<hash>/)
   --jobs N       ninja parallelism (default: $(nproc))
   --force        rebuild even if the cached binary exists
 environment: HMMV_CACHE_DIR (default /var/cache/hmmv), HMMV_QEMU_VERSION (--qemu)
@@ -77,6 +85,7 @@ EOF
 while [ $# -gt 0 ]; do
     case "$1" in
     --with-qtests) with_qtests=1 ;;
+    --unpatched) unpatched=1 ;;
     --force) force=1 ;;
     --qemu)
         [ $# -ge 2 ] || die "--qemu needs an argument"
@@ -123,10 +132,14 @@ case "$qemu_version" in
     # configure's venv (python/scripts/mkvenv.py) needs ensurepip unless pip and setuptools
     # are installed: Debian ships it in python3-venv, not in python3.
     version_deps=(python3-venv)
-    qtests+=(tests/qtest/hmmv-test)
+    # The series' own libqtest test (0007); an unpatched tree has none.
+    [ "$unpatched" = 1 ] || qtests+=(tests/qtest/hmmv-test)
     ;;
 *) die "unknown QEMU version '$qemu_version' (7.2 or 10.0)" ;;
 esac
+if [ "$unpatched" = 1 ]; then
+    work_name+=-unpatched
+fi
 readonly series_dir work_name configure_args configure_tool version_deps qtests
 readonly series_file="$series_dir/series"
 [ -f "$series_file" ] || die "no series file at $series_file"
@@ -269,7 +282,9 @@ main() {
     # bash's pick (10 or above), not 9: /work/heavy holds its slot lock on fd 9, and
     # `exec 9>` here closed it, so a build under /work/heavy gave its slot up at once.
     local lock_fd
-    if [ "$qemu_version" = 7.2 ]; then
+    if [ "$unpatched" = 1 ]; then
+        exec {lock_fd}>"$cache_dir/.build-$qemu_version-unpatched.lock"
+    elif [ "$qemu_version" = 7.2 ]; then
         exec {lock_fd}>"$cache_dir/.build.lock"
     else
         exec {lock_fd}>"$cache_dir/.build-$qemu_version.lock"
@@ -291,21 +306,33 @@ main() {
         ensure_deb_src
         version="$(debian_source_version)"
     fi
-    mapfile -t patches < <(read_series)
+    if [ "$unpatched" = 1 ]; then
+        patches=()
+    else
+        mapfile -t patches < <(read_series)
+    fi
 
     key="$(
         {
             printf 'debian-source %s\n' "$version"
             printf 'configure %s\n' "${configure_args[*]}"
-            printf 'series\n'
-            cat "$series_file"
+            if [ "$unpatched" = 1 ]; then
+                printf 'unpatched\n'
+            else
+                printf 'series\n'
+                cat "$series_file"
+            fi
             for p in "${patches[@]}"; do
                 printf 'patch %s\n' "$p"
                 cat "$series_dir/$p"
             done
         } | sha256sum | cut -c1-16
     )"
-    out="$cache_dir/qemu-$key"
+    if [ "$unpatched" = 1 ]; then
+        out="$cache_dir/qemu-unpatched-$key"
+    else
+        out="$cache_dir/qemu-$key"
+    fi
     log "QEMU $qemu_version: debian source $version, ${#patches[@]} patch(es), key $key"
 
     if [ "$force" = 0 ] && [ -x "$out/bin/qemu-system-x86_64" ] &&
@@ -379,7 +406,11 @@ main() {
         printf 'debian-source: %s\n' "$version"
         printf 'configure: %s\n' "${configure_args[*]}"
         printf 'patches:'
-        printf ' %s' "${patches[@]}"
+        if [ "$unpatched" = 1 ]; then
+            printf ' (none: --unpatched)'
+        else
+            printf ' %s' "${patches[@]}"
+        fi
         printf '\nbuilt: %s\n' "$(date -u +%FT%TZ)"
     } >"$out.tmp/BUILD-INFO"
     rm -rf "$out"

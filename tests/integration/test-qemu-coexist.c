@@ -7,7 +7,9 @@
  *                              same with the export publishing every 10 ms as without it; its
  *                              dirty-ring mode refuses while the export runs; an incoming
  *                              migration (from a file) that ends under a running export
- *                              reports every exported page written, once
+ *                              reports every exported page written, once; so do loadvm
+ *                              (HMP) and snapshot-load (the job) of a snapshot in a qcow2
+ *                              image
  *   test-qemu-coexist kvm-log  calc-dirty-rate's dirty-bitmap mode: the same rate with the
  *                              export publishing every 10 ms as without it (before, each
  *                              publication's sync and clear counted the pages again)
@@ -349,6 +351,186 @@ START_TEST(test_incoming_migration_reported)
 }
 END_TEST
 
+/* Runs the job QMP command command (args gets job-id) and waits for it to conclude (polling
+ * query-jobs; the deadline is liveness only); fails the test when the job failed. */
+static void
+run_job(HmmvQmp *qmp, const char *command, JsonObject *args)
+{
+  static guint n;
+  g_autofree char *id = g_strdup_printf("job%u", ++n);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+
+  json_object_set_string_member(args, "job-id", id);
+  ret = hmmv_qmp_execute(qmp, command, args, &error);
+  ck_assert_msg(ret != NULL, "%s: %s", command, error ? error->message : "");
+  for (guint polls = 0; polls < 1200; polls++) {
+    g_autoptr(JsonNode) jobs = hmmv_qmp_execute(qmp, "query-jobs", NULL, &error);
+
+    ck_assert_msg(jobs != NULL && JSON_NODE_HOLDS_ARRAY(jobs), "query-jobs: %s",
+                  error ? error->message : "");
+    for (guint i = 0; i < json_array_get_length(json_node_get_array(jobs)); i++) {
+      JsonObject *job = json_array_get_object_element(json_node_get_array(jobs), i);
+      g_autoptr(JsonObject) dismiss = NULL;
+      g_autoptr(JsonNode) dret = NULL;
+
+      if (g_strcmp0(json_object_get_string_member(job, "id"), id) != 0 ||
+          g_strcmp0(json_object_get_string_member(job, "status"), "concluded") != 0)
+        continue;
+      ck_assert_msg(!json_object_has_member(job, "error"), "%s: %s", command,
+                    json_object_get_string_member(job, "error"));
+      dismiss = json_object_new();
+      json_object_set_string_member(dismiss, "id", id);
+      dret = hmmv_qmp_execute(qmp, "job-dismiss", dismiss, &error);
+      ck_assert_msg(dret != NULL, "job-dismiss: %s", error ? error->message : "");
+      return;
+    }
+    g_usleep(50000);
+  }
+  ck_abort_msg("%s did not conclude in 60 s", command);
+}
+
+/* An HMP command that must succeed: HMP prints its errors as "Error: ...". What it prints
+ * otherwise (loadvm: hmmv's info that the load remapped pc.ram, PAM) becomes TAP comments. */
+static void
+hmp(HmmvQmp *qmp, const char *line)
+{
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) lines = NULL;
+  const char *out;
+
+  json_object_set_string_member(args, "command-line", line);
+  ret = hmmv_qmp_execute(qmp, "human-monitor-command", args, &error);
+  ck_assert_msg(ret != NULL, "%s: %s", line, error ? error->message : "");
+  out = JSON_NODE_HOLDS_VALUE(ret) ? json_node_get_string(ret) : NULL;
+  ck_assert_msg(out == NULL || strstr(out, "Error") == NULL, "%s: %s", line, out);
+  lines = g_strsplit(out ? out : "", "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    if (*g_strstrip(lines[i]) != '\0')
+      printf("# %s: %s\n", line, lines[i]);
+}
+
+/* A qcow2 image at path, 16 MiB, created and added with blockdev-create / blockdev-add (no
+ * qemu-img needed) as node "snap": where savevm keeps the snapshot and the VM state. */
+static void
+add_qcow2(HmmvQmp *qmp, const char *path)
+{
+  g_autoptr(GError) error = NULL;
+
+  {
+    g_autoptr(JsonObject) args = json_object_new();
+    JsonObject *opts = json_object_new();
+
+    json_object_set_string_member(opts, "driver", "file");
+    json_object_set_string_member(opts, "filename", path);
+    json_object_set_int_member(opts, "size", 0);
+    json_object_set_object_member(args, "options", opts);
+    run_job(qmp, "blockdev-create", args);
+  }
+  {
+    g_autoptr(JsonObject) args = json_object_new();
+    g_autoptr(JsonNode) ret = NULL;
+
+    json_object_set_string_member(args, "driver", "file");
+    json_object_set_string_member(args, "node-name", "snap-file");
+    json_object_set_string_member(args, "filename", path);
+    ret = hmmv_qmp_execute(qmp, "blockdev-add", args, &error);
+    ck_assert_msg(ret != NULL, "blockdev-add file: %s", error ? error->message : "");
+  }
+  {
+    g_autoptr(JsonObject) args = json_object_new();
+    JsonObject *opts = json_object_new();
+
+    json_object_set_string_member(opts, "driver", "qcow2");
+    json_object_set_string_member(opts, "file", "snap-file");
+    json_object_set_int_member(opts, "size", 16 << 20);
+    json_object_set_object_member(args, "options", opts);
+    run_job(qmp, "blockdev-create", args);
+  }
+  {
+    g_autoptr(JsonObject) args = json_object_new();
+    g_autoptr(JsonNode) ret = NULL;
+
+    json_object_set_string_member(args, "driver", "qcow2");
+    json_object_set_string_member(args, "node-name", "snap");
+    json_object_set_string_member(args, "file", "snap-file");
+    ret = hmmv_qmp_execute(qmp, "blockdev-add", args, &error);
+    ck_assert_msg(ret != NULL, "blockdev-add qcow2: %s", error ? error->message : "");
+  }
+}
+
+/* Loading a snapshot (issue 9, E4d) replaces guest RAM behind every dirty-tracking producer,
+ * as an incoming migration does: with the export running, the harvest after HMP loadvm holds
+ * every exported page (0011's hook in ram_load_cleanup()), and the harvest after it only what
+ * the guest itself writes (nothing in the test window: it waits on its serial port). The same
+ * for snapshot-load, the job form. The snapshot is taken before the export starts, the guest
+ * then writes a phase the load undoes. */
+START_TEST(test_loadvm_reported)
+{
+  const char *append = "phases=2 pages=200 pattern=random span=2048 seed=5 wait=1";
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQemuProc) proc = NULL;
+  g_autoptr(HmmvVm) vm = NULL;
+  g_autoptr(HmmvTracker) tracker = NULL;
+  g_autoptr(HmmvAccess) acc = NULL;
+  g_autoptr(GHashTable) expected = g_hash_table_new(g_direct_hash, g_direct_equal);
+  g_autofree char *image = NULL;
+  HmmvQmp *qmp;
+  guint64 total, in_window;
+
+  proc = start_guest(append, NULL, &qmp);
+  image = g_build_filename(hmmv_qemu_proc_get_dir(proc), "snap.qcow2", NULL);
+  add_qcow2(qmp, image);
+  hmp(qmp, "savevm before-phase-0");
+  tracker = start_export(qmp, 0, &vm);
+  qmp = hmmv_qemu_dirty_tracker_get_qmp(tracker);
+  acc = hmmv_access_new(hmmv_vm_get_nr_pages(vm), &error);
+  ck_assert(acc != NULL);
+  harvest_count(tracker, vm, acc, &in_window);
+  ck_assert_msg(hmmv_qemu_proc_run_phase(proc, 0, expected, SERIAL_TIMEOUT_MS, &error), "%s",
+                error ? error->message : "");
+  total = harvest_count(tracker, vm, acc, &in_window);
+  printf("# phase 0 after savevm: %" G_GUINT64_FORMAT " pages written, %" G_GUINT64_FORMAT
+         " in the test window (the guest wrote %u)\n", total, in_window,
+         g_hash_table_size(expected));
+  ck_assert_uint_eq(in_window, g_hash_table_size(expected));
+  ck_assert_uint_lt(total, acc->nr_pages / 2);
+
+  hmp(qmp, "loadvm before-phase-0");
+  total = harvest_count(tracker, vm, acc, &in_window);
+  printf("# after loadvm: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " pages written\n",
+         total, acc->nr_pages);
+  ck_assert_uint_eq(total, acc->nr_pages);
+  total = harvest_count(tracker, vm, acc, &in_window);
+  printf("# the next harvest: %" G_GUINT64_FORMAT " pages written, %" G_GUINT64_FORMAT
+         " in the test window\n", total, in_window);
+  ck_assert_uint_lt(total, acc->nr_pages / 2);
+  ck_assert_uint_eq(in_window, 0);
+
+  {
+    g_autoptr(JsonObject) args = json_object_new();
+    JsonArray *devices = json_array_new();
+
+    json_object_set_string_member(args, "tag", "before-phase-0");
+    json_object_set_string_member(args, "vmstate", "snap");
+    json_array_add_string_element(devices, "snap");
+    json_object_set_array_member(args, "devices", devices);
+    run_job(qmp, "snapshot-load", args);
+  }
+  total = harvest_count(tracker, vm, acc, &in_window);
+  printf("# after snapshot-load: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+         " pages written\n", total, acc->nr_pages);
+  ck_assert_uint_eq(total, acc->nr_pages);
+  total = harvest_count(tracker, vm, acc, &in_window);
+  ck_assert_uint_lt(total, acc->nr_pages / 2);
+  ck_assert_uint_eq(in_window, 0);
+  g_clear_pointer(&tracker, hmmv_tracker_free);
+  g_unlink(image);
+}
+END_TEST
+
 static Suite *
 coexist_suite(void)
 {
@@ -360,6 +542,7 @@ coexist_suite(void)
     tcase_add_test(tc, test_rate_page_sampling);
     tcase_add_test(tc, test_dirty_ring_mode_refused);
     tcase_add_test(tc, test_incoming_migration_reported);
+    tcase_add_test(tc, test_loadvm_reported);
   } else if (g_strcmp0(accel_mode, "kvm-log") == 0) {
     tcase_add_test(tc, test_rate_dirty_bitmap);
   } else {
