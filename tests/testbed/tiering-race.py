@@ -76,6 +76,21 @@ runs on new VMs: the old ones end with every page checked, new QEMUs start, fill
 out like the first (serial-NAME.gN.log). The kernel's defaults and pgdat's promotion state
 (threshold, rate limit) are left as they are.
 
+A hot set that shifts (--shift-every N, issue 8: with a static hot set the kernel's scanner
+stops marking once the hot sets are on DRAM, so it costs nothing there): the guests move their
+hot set by its size through the window every N writes (HMMV-VERIFY-SHIFT lines, read as they
+come by ShiftWatch), every window page starts a mode on node 1, and the probe reads every
+window and the RAM around it: a tick's fraction is that of the window hot then; per mode each
+VM's shifts and the seconds each new hot set took to be 99% on DRAM (VM_recovery_s,
+VM_recovery), and the VMs' RAM on node 0 (ram_on_dram_pages_*: against hmmvd's pool in
+hmmvd-pool and hmmvd-writes-pool, which is hmmvd-pool with writes only; the kernel knows no
+pool). DIR/race-dram.png plots it. A reference VM (--reference): the same guest on the
+testbed's CPU 1, its RAM bound to node 0 and locked, which no mechanism here moves or scans
+(checked at each mode's end: ref_on_node0), while this script, all it starts and kswapd /
+kcompactd run on CPU 0: its writes a second are the testbed's speed at the time, and the
+raced guests' writes per reference write (writes_per_ref, rated against `none` as above)
+cancel the outer host's swings.
+
 Before/after in one run: --hmmvd-base PATH (another build of hmmvd) and the hmmvd modes with
 "-base" appended (hmmvd-base, hmmvd-writes-base, ...) run that build in the same way. A mode
 named again in --modes runs again, as MODE.2, MODE.3, ... (so A,B,A,B alternates two builds
@@ -83,6 +98,7 @@ against the load's drift).
 
 usage: tiering-race.py --hmmvd PATH --guest guest.elf [--hot-probe PATH] [--out-dir DIR]
        [--modes hmmvd,hmmvd-pool,kernel,damos,none] [--seconds 150] [--hmmvd-base PATH]
+       [--shift-every N] [--reference] [--pool-mib 40]
        (DIR defaults to $TESTBED_OUT; use testbed --keep-out; --hot-probe defaults to
        tests/testbed/hot-probe in hmmvd's build tree)
 """
@@ -107,7 +123,7 @@ PAGE = 4096
 MPOL_MF_MOVE_ALL = 4
 DAMON = "/sys/kernel/mm/damon/admin/kdamonds"
 HUGE0 = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"
-MODES = ("hmmvd", "hmmvd-pool", "kernel", "damos", "none", "hmmvd-writes")
+MODES = ("hmmvd", "hmmvd-pool", "kernel", "damos", "none", "hmmvd-writes", "hmmvd-writes-pool")
 DEFAULT_MODES = MODES[:5]
 BASE = "-base"   # an hmmvd mode with this suffix runs --hmmvd-base
 TRACING = "/sys/kernel/tracing"
@@ -119,11 +135,18 @@ HMMVD_FIELDS = ("budget-pages", "dram-pages", "hot-pages", "written-pages", "pro
 
 
 class RaceVm(e2e.Vm):
-    def __init__(self, name, work, qemu, guest, opts):
-        # the e2e VM with a static hot set (shift_every 0) and frequent progress lines
+    def __init__(self, name, work, qemu, guest, opts, cpus=None, extra=()):
+        # the e2e VM with frequent progress lines and a static hot set, or one that shifts
+        # every --shift-every writes
         super().__init__(name, work, qemu, guest, opts.mem_mib, opts.hot_mib, opts.cold_mib,
-                         0, [], report_every=opts.report_every)
+                         opts.shift_every, list(extra), cpus=cpus,
+                         report_every=opts.report_every)
         self.hot = self.cold = None
+        self.watch = ShiftWatch(self)
+
+    def stop(self):
+        self.watch.stop()
+        super().stop()
 
     def layout(self):
         """Host addresses of the hot set and the cold data: QEMU's RAM mapping (pc machine,
@@ -144,6 +167,17 @@ class RaceVm(e2e.Vm):
         self.hot = [base + (first + i) * PAGE for i in range(begin["hot_pages"])]
         self.cold = [base + (first + begin["hot_pages"] + i) * PAGE
                      for i in range(begin["cold_pages"])]
+        # the shifting hot set's windows (the guest moves it by hot_pages, wrapping at the
+        # window's end: --cold-mib a multiple of --hot-mib keeps the windows aligned) and
+        # the RAM around them, as probe ranges (address, pages): the VM's RAM on DRAM
+        self.first, self.hot_pages = first, begin["hot_pages"]
+        total = begin["hot_pages"] + begin["cold_pages"]
+        self.windows = [(base + (first + w) * PAGE, self.hot_pages)
+                        for w in range(0, total, self.hot_pages)]
+        ram_pages = size // PAGE
+        self.around = [(a, n) for a, n in ((base, first),
+                                           (base + (first + total) * PAGE,
+                                            ram_pages - first - total)) if n > 0]
 
     def writes(self, field="writes"):
         """The guest's writes (or another count: verified_pages) at its last complete
@@ -169,6 +203,82 @@ class RaceVm(e2e.Vm):
         found = [l for l in lines if l.startswith("HMMV-VERIFY-PROGRESS")]
         words = self.figures(found[-1]).get("corrupt_words", 0) if found else 0
         return max(words, sum(1 for l in lines if l.startswith("HMMV-VERIFY-CORRUPT")))
+
+
+class ShiftWatch:
+    """A guest's hot-set shifts as they come: its serial log's HMMV-VERIFY-SHIFT lines, read
+    every 0.2 s by a thread, each stamped with time.monotonic() when read (the probe's clock):
+    which window is hot when. Before its first shift the hot set is the window's first
+    hot_pages (the guest starts there)."""
+
+    def __init__(self, vm):
+        self.vm, self.pos, self.rest = vm, 0, b""
+        self.events = []    # (t, hot_first_pfn)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def poll(self):
+        try:
+            with open(self.vm.log, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+                self.pos = f.tell()
+        except FileNotFoundError:
+            return
+        now = time.monotonic()
+        lines = (self.rest + data).split(b"\n")
+        self.rest = lines.pop()    # a line still arriving
+        for line in lines:
+            if line.startswith(b"HMMV-VERIFY-SHIFT"):
+                pfn = self.vm.figures(line.decode(errors="replace")).get("hot_first_pfn")
+                if pfn is not None:
+                    self.events.append((now, pfn))
+
+    def run(self):
+        while not self.done.wait(0.2):
+            self.poll()
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=10)
+
+
+def hot_window(events, t, first, hot_pages):
+    """The index of the window hot at time t: the last shift event read by t (events: (t,
+    hot_first_pfn), in time order), else the first window."""
+    pfn = first
+    for te, p in events:
+        if te > t:
+            break
+        pfn = p
+    return (pfn - first) // hot_pages
+
+
+def recoveries(ticks, shifts, t_end, bar=0.99):
+    """After each shift of one VM (shifts: its times, seconds since the mode started, in
+    order), the seconds until the new hot set was at bar on DRAM (ticks: (t, fraction) of
+    that VM, in order): [(t_shift, seconds or None when it never was before the next shift
+    or t_end, the seconds it had)]."""
+    out = []
+    for i, ts in enumerate(shifts):
+        until = shifts[i + 1] if i + 1 < len(shifts) else t_end
+        done = next((t - ts for t, f in ticks if ts <= t < until and f >= bar), None)
+        out.append((ts, done, until - ts))
+    return out
+
+
+def recovery_summary(recs):
+    """'k/n reached, median M s, max X s' of recoveries() (n: shifts with at least 10 s
+    before the next one or the mode's end, so a shift at the very end does not count)."""
+    fair = [r for r in recs if r[2] >= 10]
+    done = sorted(r[1] for r in fair if r[1] is not None)
+    if not fair:
+        return "no shift"
+    if not done:
+        return f"0/{len(fair)} reached"
+    return (f"{len(done)}/{len(fair)} reached, median {done[len(done) // 2]:.0f} s, "
+            f"max {done[-1]:.0f} s")
 
 
 def move(pid, addrs, node):
@@ -590,33 +700,64 @@ def settle():
 
 class HotProbe:
     """hot-probe (tests/testbed/hot-probe.c) over every VM's hot set, one tick a second from
-    start, into DIR/race-probe-MODE.txt; ticks() reads back (t since t0, fractions...)."""
+    start, into DIR/race-probe-MODE.txt; ticks() reads back (t since t0, fractions...).
+    With a shifting hot set (--shift-every) it reads every window of each VM and the RAM
+    around them: a tick's fraction is that of the window hot then (ShiftWatch), and
+    dram_ticks() gives each VM's RAM on node 0 (pages), for the DRAM pool's check."""
 
     def __init__(self, opts, mode, vms):
         self.path = os.path.join(opts.out_dir, f"race-probe-{mode}.txt")
         self.sizes = [len(vm.hot) for vm in vms]
-        for vm in vms:   # the hot set is one run of pages (layout())
-            assert vm.hot[-1] - vm.hot[0] == (len(vm.hot) - 1) * PAGE
+        self.vms = vms
+        self.shifting = opts.shift_every > 0
+        ranges = []
+        self.slots = []    # per VM: the indices of its ranges (shifting: windows first)
+        for vm in vms:
+            if self.shifting:
+                mine = vm.windows + vm.around
+            else:   # the hot set is one run of pages (layout())
+                assert vm.hot[-1] - vm.hot[0] == (len(vm.hot) - 1) * PAGE
+                mine = [(vm.hot[0], len(vm.hot))]
+            self.slots.append(list(range(len(ranges), len(ranges) + len(mine))))
+            ranges += [f"{vm.proc.pid}:{a:#x}:{n}" for a, n in mine]
+        self.nr = len(ranges)
         self.out = open(self.path, "w")
         self.proc = subprocess.Popen(
-            [opts.hot_probe, "--every-ms", "1000", "--node", "0"] +
-            [f"{vm.proc.pid}:{vm.hot[0]:#x}:{len(vm.hot)}" for vm in vms],
+            [opts.hot_probe, "--every-ms", "1000", "--node", "0"] + ranges,
             stdout=self.out, stderr=subprocess.PIPE, text=True)
         self.cpu = 0.0
+
+    def lines(self):
+        """[(tick, T (absolute), [pages on node 0 a range])] of the complete lines so far."""
+        out = []
+        with open(self.path) as f:
+            lines = f.read().split("\n")[:-1]
+        for line in lines:
+            fields = line.split()
+            if len(fields) != 2 + 2 * self.nr:
+                continue
+            out.append((int(fields[0]), float(fields[1]),
+                        [int(x) for x in fields[2:2 + self.nr]]))
+        return out
 
     def ticks(self, t0):
         """[(tick, t - t0, [fraction on node 0 a VM])] of the complete lines so far."""
         out = []
-        with open(self.path) as f:
-            lines = f.read().split("\n")[:-1]
-        n = len(self.sizes)
-        for line in lines:
-            fields = line.split()
-            if len(fields) != 2 + 2 * n:
-                continue
-            out.append((int(fields[0]), float(fields[1]) - t0,
-                        [int(fields[2 + i]) / self.sizes[i] for i in range(n)]))
+        for tick, t, on in self.lines():
+            fr = []
+            for i, vm in enumerate(self.vms):
+                if self.shifting:
+                    w = hot_window(list(vm.watch.events), t, vm.first, vm.hot_pages)
+                    fr.append(on[self.slots[i][w]] / vm.hot_pages)
+                else:
+                    fr.append(on[self.slots[i][0]] / self.sizes[i])
+            out.append((tick, t - t0, fr))
         return out
+
+    def dram_ticks(self, t0):
+        """[(t - t0, [each VM's probed RAM pages on node 0])] (shifting only: all its RAM)."""
+        return [(t - t0, [sum(on[j] for j in slot) for slot in self.slots])
+                for _, t, on in self.lines()]
 
     def stop(self):
         """Stops it (by its pid); its CPU seconds in self.cpu. Fails when it had failed."""
@@ -632,18 +773,25 @@ class HotProbe:
             raise Failed(f"hot-probe exited {failed}: {err.strip()}")
 
 
-def run_mode(mode, opts, vms, work, out, reasons, hot_out):
-    """One mode over the running VMs; returns its summary."""
+def run_mode(mode, opts, vms, work, out, reasons, hot_out, ref=None):
+    """One mode over the running VMs (and the reference VM ref, which it only watches);
+    returns its summary."""
     hmmvd = fill = damos = perf = probe = None
     hout = None
     try:
         settle()
         for vm in vms:
             check_alive(vms)
-            on1 = move(vm.proc.pid, vm.hot, 1)
-            on0 = move(vm.proc.pid, vm.cold, 0)
-            say(f"race: {mode}: {vm.name}: hot {on1}/{len(vm.hot)} pages on node 1, "
-                f"cold {on0}/{len(vm.cold)} on node 0")
+            if opts.shift_every:
+                # every window slow: whichever the guest heats next starts on node 1
+                on1 = move(vm.proc.pid, vm.hot + vm.cold, 1)
+                say(f"race: {mode}: {vm.name}: {on1}/{len(vm.hot) + len(vm.cold)} window "
+                    f"pages on node 1 (the hot set shifts)")
+            else:
+                on1 = move(vm.proc.pid, vm.hot, 1)
+                on0 = move(vm.proc.pid, vm.cold, 0)
+                say(f"race: {mode}: {vm.name}: hot {on1}/{len(vm.hot)} pages on node 1, "
+                    f"cold {on0}/{len(vm.cold)} on node 0")
         fill = Fill(opts.dram_free_mib)
         free0 = node_free_mib(0)
         say(f"race: {mode}: {fill.pages} huge pages ({fill.pages * 2} MiB) reserved on node 0; "
@@ -656,6 +804,8 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
                 f"(left by an earlier mode)")
         v0 = vmstat_all()
         w0 = {vm.name: vm.writes() for vm in vms}
+        ref0 = ref.writes() if ref else 0
+        shifts0 = {vm.name: len(vm.watch.events) for vm in vms}
         v0w = {vm.name: vm.writes("verified_pages") for vm in vms}
         bad0 = {vm.name: vm.corrupt_words() for vm in vms}
         reasons.reset()
@@ -671,8 +821,8 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
         kind = name[:-len(BASE)] if name.endswith(BASE) else name
         if kind.startswith("hmmvd"):
             hopts = argparse.Namespace(**vars(opts))
-            hopts.pool_mib = opts.pool_mib if kind == "hmmvd-pool" else 0
-            hopts.reads_source = "none" if kind == "hmmvd-writes" else None
+            hopts.pool_mib = opts.pool_mib if kind.endswith("-pool") else 0
+            hopts.reads_source = "none" if kind.startswith("hmmvd-writes") else None
             if name.endswith(BASE):
                 hopts.hmmvd = opts.hmmvd_base
             hmmvd = e2e.Hmmvd(hopts, work, vms, mode, t0=t0)
@@ -756,7 +906,8 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
                            [vm.writes("verified_pages") - v0w[vm.name] for vm in vms],
                            [cpu_s(vm.proc.pid) - c0[vm.name] for vm in vms],
                            sum(cpu_s(p) for p in agent) - a0,
-                           sum(cpu_s(p) for p in kswapd) - k0, user, sys_))
+                           sum(cpu_s(p) for p in kswapd) - k0, user, sys_) +
+                          ((ref.writes() - ref0,) if ref else ()))
             if hout and ask:
                 st = hmmvd.ctl.request("status")
                 threads = threads_cpu(hmmvd.proc.pid)
@@ -774,8 +925,10 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
         ticks = [t for t in probe.ticks(t0) if t[1] <= t_end]
         if not ticks:
             raise Failed("hot-probe wrote no tick")
+        dram = dict(probe.dram_ticks(t0)) if opts.shift_every else {}
         for tick, t, fr in ticks:
-            hot_out.write("\t".join([mode, f"{t:.2f}"] + [f"{x:.4f}" for x in fr]) + "\n")
+            hot_out.write("\t".join([mode, f"{t:.2f}"] + [f"{x:.4f}" for x in fr] +
+                                    [str(x) for x in dram.get(t, [])]) + "\n")
         hot_out.flush()
         names = [vm.name for vm in vms]
         # the mean over the ticks from when the sampler began (hmmvd: once it managed the
@@ -814,7 +967,8 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
             promoted=prom, demoted=dem, migrated=migrated,
             migrated_by_reason=(",".join(f"{k}:{v}" for k, v in sorted(by_reason.items()))
                                 or "none") if reasons.ok else "n/a",
-            churn=f"{migrated / gained:.2f}" if gained > 0 else "n/a",
+            churn=(f"{migrated / gained:.2f}" if gained > 0 and not opts.shift_every
+                   else "n/a"),
             qemu_cpu_s=",".join(f"{vm.name}:{cpu_s(vm.proc.pid) - c0[vm.name]:.0f}"
                                 for vm in vms),
             qemu_user_sys_s=",".join(f"{vm.name}:{u[0] - b[0]:.0f}/{u[1] - b[1]:.0f}"
@@ -839,6 +993,13 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
                 f"{n}:{c:.0f}" for n, c in sorted(by_thread.items(), key=lambda x: -x[1])[:4])
         if t_managed is not None:
             summary["managed_after_s"] = f"{t_managed:.0f}"
+        if opts.shift_every:
+            summary.update(shift_figures(vms, ticks, dram, shifts0, t0, t_end,
+                                         opts.steady_from))
+        if ref:
+            summary["ref_writes"] = ref.writes() - ref0
+            on0 = sum(1 for n in e2e.kernel_nodes(ref.proc.pid, ref.hot + ref.cold) if n == 0)
+            summary["ref_on_node0"] = f"{on0}/{len(ref.hot) + len(ref.cold)}"
         summary.update(cost_figures(series, ticks, opts.steady_from))
         say("race: " + " ".join(f"{k}={v}" for k, v in summary.items()))
         return summary
@@ -864,6 +1025,29 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out):
             fill.stop()
 
 
+def shift_figures(vms, ticks, dram, shifts0, t0, t_end, steady_from):
+    """A shifting hot set's figures over one mode: each VM's shifts in it and how long the
+    new hot set took to be 99% on DRAM (recoveries()), and the VMs' RAM on node 0 (pages,
+    summed over the VMs: the DRAM a mechanism gave them, against hmmvd's pool) at most and
+    on average from steady_from."""
+    out = {}
+    for i, vm in enumerate(vms):
+        times = [te - t0 for te, _ in vm.watch.events[shifts0[vm.name]:] if te - t0 <= t_end]
+        recs = recoveries([(t, fr[i]) for _, t, fr in ticks], times, t_end)
+        out[f"{vm.name}_shifts"] = len(times)
+        out[f"{vm.name}_recovery"] = recovery_summary(recs).replace(" ", "_")
+        out[f"{vm.name}_recovery_s"] = ",".join(
+            f"{r[1]:.0f}" if r[1] is not None else f"never({r[2]:.0f})" for r in recs) or "-"
+    sums = [(t, sum(p)) for t, p in sorted(dram.items())]
+    steady = [p for t, p in sums if t >= steady_from]
+    if sums:
+        out["ram_on_dram_pages_max"] = max(p for _, p in sums)
+        out["ram_on_dram_pages_steady_max"] = max(steady) if steady else "n/a"
+        out["ram_on_dram_pages_steady_mean"] = (f"{sum(steady) / len(steady):.0f}"
+                                                if steady else "n/a")
+    return out
+
+
 def cost_figures(series, ticks, steady_from):
     """What the mode cost the guests, as rates over the steady window (from the first sample
     at or after steady_from seconds to the mode's last sample; the mechanism's start-up and
@@ -877,9 +1061,9 @@ def cost_figures(series, ticks, steady_from):
     a = steady[0] if len(steady) > 1 else series[0]
     b = series[-1]
     out = {}
-    for name, (x, y) in (("steady", (a, b)), ("whole", ((0.0, [0] * len(b[1]), [0] * len(b[2]),
-                                                          [0.0] * len(b[3]), 0.0, 0.0, 0.0,
-                                                          0.0), b))):
+    zero = (0.0, [0] * len(b[1]), [0] * len(b[2]), [0.0] * len(b[3]), 0.0, 0.0, 0.0, 0.0,
+            0)[:len(b)]
+    for name, (x, y) in (("steady", (a, b)), ("whole", (zero, b))):
         dt = y[0] - x[0]
         if dt <= 0:
             continue
@@ -901,13 +1085,21 @@ def cost_figures(series, ticks, steady_from):
                                                 if cpu > 0 else "n/a")
         out[f"{name}_agent_cpu_per_s"] = f"{(y[4] - x[4]) / dt:.3f}"
         out[f"{name}_kswapd_cpu_per_s"] = f"{(y[5] - x[5]) / dt:.3f}"
+        if len(y) > 8:
+            # the reference VM's writes (--reference: on its own CPU, its RAM on DRAM, no
+            # mechanism touches it) over the same window: the testbed's own speed; the
+            # raced guests' writes per reference write cancel its swings
+            ref = y[8] - x[8]
+            out[f"{name}_ref_writes_per_s"] = f"{ref / dt:.0f}"
+            out[f"{name}_writes_per_ref"] = (f"{(sum(y[1]) - sum(x[1])) / ref:.4f}"
+                                             if ref > 0 else "n/a")
     fr = [sum(f) / len(f) for _, t, f in ticks if t >= a[0]]
     out["steady_hot_on_dram_mean"] = f"{sum(fr) / len(fr):.3f}" if fr else "n/a"
     return out
 
 
 COST_KEYS = ("writes_per_s", "verified_per_s", "qemu_cpu_per_s", "qemu_user_per_s",
-             "qemu_sys_per_s", "writes_per_qemu_cpu_s")
+             "qemu_sys_per_s", "writes_per_qemu_cpu_s", "writes_per_ref", "ref_writes_per_s")
 # /proc/vmstat counters of the kernel's NUMA balancing, per mode (race.tsv's last columns and
 # the summary's numa_counters)
 NUMA_COUNTERS = ("numa_pte_updates", "numa_hint_faults", "numa_hint_faults_local",
@@ -957,7 +1149,7 @@ set grid
 set xlabel "seconds since the mode started"
 modes = "{modes}"
 set output "{dir}/race-hot.png"
-set title "Hot set on DRAM (node 0), {vms} VMs x {hot} MiB hot, started on the slow node"
+set title "Hot set on DRAM (node 0), {vms} VMs x {hot} MiB hot, started on the slow node{shifting}"
 set ylabel "fraction of the hot set on node 0"
 set yrange [0:1.05]
 plot for [i=1:words(modes)] for [v=0:{vms}-1] "{hot_tsv}" \
@@ -980,17 +1172,38 @@ plot for [i=1:words(modes)] "{tsv}" using (strcol(1) eq word(modes, i) ? $2 : Na
 """
 
 
+PLOT_DRAM = r"""
+set output "{dir}/race-dram.png"
+set title "The VMs' RAM on DRAM (node 0), {vms} VMs summed; hmmvd's pool ({pool} MiB)"
+set ylabel "MiB"
+set autoscale y
+plot for [i=1:words(modes)] "{hot_tsv}" \
+     using (strcol(1) eq word(modes, i) ? $2 : NaN):\
+           ((sum [v=0:{vms}-1] column(3 + {vms} + v)) * 4096.0 / 1048576) \
+     with lines lw 2 lc i title word(modes, i), {pool} with lines lc rgb "black" dt 2 title "pool"
+"""
+
+
 def plot(opts, tsv, modes):
     if not shutil.which("gnuplot"):
         say("race: no gnuplot: no plots (scripts/setup installs gnuplot-nox)")
         return
+    # the names the modes ran under (a mode named again runs as MODE.2, ...)
+    modes = [m if m not in modes[:i] else f"{m}.{modes[:i].count(m) + 1}"
+             for i, m in enumerate(modes)]
     script = PLOT.format(modes=" ".join(modes), dir=opts.out_dir, tsv=tsv,
                          hot_tsv=os.path.join(opts.out_dir, "race-hot.tsv"), vms=opts.vms,
-                         hot=opts.hot_mib, mig=3 + 2 * opts.vms)
+                         hot=opts.hot_mib, mig=3 + 2 * opts.vms,
+                         shifting=(f", shifting every {opts.shift_every} writes"
+                                   if opts.shift_every else ""))
+    if opts.shift_every:
+        script += PLOT_DRAM.format(dir=opts.out_dir, vms=opts.vms, pool=opts.pool_mib,
+                                   hot_tsv=os.path.join(opts.out_dir, "race-hot.tsv"))
     r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
     if r.returncode != 0:
         raise Failed(f"gnuplot: {r.stderr.strip()}")
-    say(f"race: plots: {opts.out_dir}/race-hot.png, race-writes.png, race-moves.png")
+    say(f"race: plots: {opts.out_dir}/race-hot.png, race-writes.png, race-moves.png" +
+        (", race-dram.png" if opts.shift_every else ""))
 
 
 def start_vms(opts, work, qemu, vms):
@@ -1071,6 +1284,18 @@ def main():
                          "never: one set of VMs for every mode")
     ap.add_argument("--hmmvd-base", default=None,
                     help="another hmmvd build, run by the modes named MODE-base")
+    ap.add_argument("--shift-every", type=int, default=0,
+                    help="guest writes between hot-set shifts (0: a static hot set). The hot "
+                         "set moves by its size through the window: every window page starts "
+                         "a mode on node 1, the probe reads every window, and the summary "
+                         "says how long each new hot set took to be 99%% on DRAM and the "
+                         "VMs' RAM on DRAM; --cold-mib a multiple of --hot-mib")
+    ap.add_argument("--reference", action="store_true",
+                    help="a reference VM (the same guest) on the testbed's CPU 1, its RAM "
+                         "bound to node 0 and locked (QEMU mem-lock: no demotion, no NUMA "
+                         "scanning, no mechanism here touches it), this script and all it "
+                         "starts on CPU 0: its writes a second are the testbed's own speed, "
+                         "and the raced guests' writes per reference write cancel its swings")
     ap.add_argument("--perf", action="store_true",
                     help="perf record hmmvd (cpu-clock, 199 Hz, call graphs) in the hmmvd modes "
                          "from when it manages the VMs to the mode's end: DIR/perf-MODE.data "
@@ -1085,6 +1310,8 @@ def main():
         ap.error("a -base mode needs --hmmvd-base")
     if opts.sample_every < 1:
         ap.error("--sample-every: at least 1")
+    if opts.shift_every < 0 or (opts.shift_every and opts.cold_mib % opts.hot_mib):
+        ap.error("--shift-every: >= 0, and then --cold-mib a multiple of --hot-mib")
     if not os.environ.get("TESTBED_LAYOUT"):
         skip("runs only inside tests/testbed/testbed (it changes NUMA balancing, demotion, "
              "hugetlb pages and DAMON)")
@@ -1113,16 +1340,41 @@ def main():
     hot_tsv = os.path.join(opts.out_dir, "race-hot.tsv")
     work = tempfile.mkdtemp(prefix="hmmv-race.")
     vms, results = [], []
+    ref = None
+    pinned = {}     # kernel threads moved to CPU 0: their CPUs before
+    if opts.reference:
+        if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
+            raise Failed("--reference needs CPUs 0 and 1 (testbed --smp 2)")
+        # this process and all it starts (the raced QEMUs, hmmvd, the probe) on CPU 0, and
+        # the kernel threads that work for the raced VMs (kswapd's demotions, compaction)
+        os.sched_setaffinity(0, {0})
+        for pid in kthreads(("kswapd", "kcompactd")):
+            try:
+                pinned[pid] = os.sched_getaffinity(pid)
+                os.sched_setaffinity(pid, {0})
+            except OSError as e:
+                say(f"race: --reference: kernel thread {pid} stays where it was: {e}")
     generation = 1        # the VMs' start: serial-NAME.log, then serial-NAME.gN.log
     try:
         settle()
         say(f"race: hmmvd --version in the testbed, nothing else running: "
             f"{exec_cost(opts.hmmvd)}")
+        if opts.reference:
+            os.makedirs(os.path.join(work, "ref"))
+            ref = RaceVm("ref", os.path.join(work, "ref"), qemu, opts.guest, opts, cpus="1",
+                         extra=["-object", f"memory-backend-ram,id=ref-ram,size="
+                                f"{opts.mem_mib}M,host-nodes=0,policy=bind",
+                                "-machine", "memory-backend=ref-ram",
+                                "-overcommit", "mem-lock=on-fault"])
         start_vms(opts, work, qemu, vms)
+        if ref:
+            wait_for("ref: the guest filled its memory", opts.fill_deadline, ref.began)
+            ref.layout()
         balanced = False      # a kernel mode ran on these VMs' processes
         with open(tsv, "w") as out, open(hot_tsv, "w") as hot_out:
             hot_out.write("mode\tt\t" + "\t".join(f"vm{i}_hot_dram" for i in range(opts.vms))
-                          + "\n")
+                          + "".join(f"\tvm{i}_ram_on_dram_pages" for i in range(opts.vms)
+                                    if opts.shift_every) + "\n")
             out.write("mode\tt\t" + "\t".join(f"vm{i}_hot_dram\tvm{i}_writes"
                                               for i in range(opts.vms))
                       + "\tpgmigrate\tpromoted\tdemoted\t"
@@ -1152,7 +1404,7 @@ def main():
                     # others' figures standing; the run still fails
                     try:
                         results.append(run_mode(mode, opts, vms, work, out, reasons,
-                                                hot_out))
+                                                hot_out, ref))
                     except Failed as e:
                         say(f"race: {mode}: FAIL: {e}")
                         results.append(dict(mode=mode, failed=str(e)))
@@ -1160,13 +1412,20 @@ def main():
                 reasons.stop()
         # the guests' last act: every page checked
         finish_vms(vms, opts, "" if generation == 1 else f".g{generation}")
+        if ref:
+            finish_vms([ref], opts, "")
         plot(opts, tsv, modes)
     finally:
-        for vm in vms:
+        for vm in vms + ([ref] if ref else []):
             vm.stop()
+        for pid, cpus in pinned.items():
+            try:
+                os.sched_setaffinity(pid, cpus)
+            except OSError:
+                pass
         settle()
         # the guests' serial lines (progress, any HMMV-VERIFY-CORRUPT with pfn and epoch)
-        for vm in vms:
+        for vm in vms + ([ref] if ref else []):
             if os.path.exists(vm.log):
                 tag = "" if generation == 1 else f".g{generation}"
                 shutil.copy(vm.log, os.path.join(opts.out_dir, f"serial-{vm.name}{tag}.log"))
