@@ -1032,7 +1032,8 @@ def shift_figures(vms, ticks, dram, shifts0, t0, t_end, steady_from):
     on average from steady_from."""
     out = {}
     for i, vm in enumerate(vms):
-        times = [te - t0 for te, _ in vm.watch.events[shifts0[vm.name]:] if te - t0 <= t_end]
+        times = [te - t0 for te, _ in vm.watch.events[shifts0[vm.name]:]
+                 if 0 <= te - t0 <= t_end]
         recs = recoveries([(t, fr[i]) for _, t, fr in ticks], times, t_end)
         out[f"{vm.name}_shifts"] = len(times)
         out[f"{vm.name}_recovery"] = recovery_summary(recs).replace(" ", "_")
