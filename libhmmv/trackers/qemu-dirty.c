@@ -28,22 +28,15 @@
  *          parts the VM does not have are never marked.
  * exclude:  backends left out of the export (hmmv-start's exclude): their ranges are in the VM
  *           but get no block map, so their pages are never marked written.
- * pause:    while the core says COARSE, hmmv-pause for 7 intervals in 8 (HmmvPauseCycle): a
- *           paused QEMU publishes nothing, so those harvests report 0 intervals. Pause and
- *           resume come at the end of a harvest (so the next harvest covers a whole tracked
- *           interval), or in set_watch for a resume on FINE.
- * liveness: every exchange with QEMU counts the same: a pause or resume that QEMU did not
- *           answer (the transport's deadline, HMMV_ERROR_TIMED_OUT through libvirt) or could
- *           not be sent fails the harvest with that error, as a missed hmmv-sync does (the
- *           harvest's own, or the next one for set_watch's); and a daemon-paced harvest
- *           sends hmmv-sync paused or not, so a QEMU that stops answering while paused is
- *           found at the same cadence (kill(pid, 0) succeeds on a stopped QEMU).
+ * pause:    hmmv-pause while the core says COARSE, and the liveness of those exchanges: in
+ *           qemu-dirty-pause.c (the state is QemuDirty's, qemu-dirty-private.h).
  * A QEMU without exclude or hmmv-pause (a series before 10.0's 0012, 7.2's 0006) is tracked
  * as before; the log says so once per VM.
  */
 #include "../procmaps.h"
 #include "../shm.h"
 #include "../vm-private.h"
+#include "qemu-dirty-private.h"
 
 #include <errno.h>
 #include <hmmv/error.h>
@@ -69,31 +62,9 @@ typedef struct {
   HmmvAccess *acc;          /* harvest target */
 } BlockMap;
 
-typedef struct {
-  HmmvQmp *qmp;
-  HmmvQemuDirtyOptions options;
-  HmmvShm *shm;
-  GArray *blocks;           /* BlockMap */
-  guint64 last_generation;
-  guint64 layout_generation;  /* the header's, when the blocks were last checked */
-  GArray *block_layouts;      /* guint32 per region block: its layout generation then */
-  HmmvQemuDirtyStats stats;
-  gboolean active;
-  gboolean prestarted;      /* started by hmmv_qemu_dirty_tracker_prestart(), not yet used */
-  char **exclude;           /* NULL: export all */
-  gboolean excluding;       /* the running export excludes them */
-  gboolean no_exclude;      /* QEMU refused exclude (said once) */
-  gboolean no_pause;        /* QEMU has no hmmv-pause (said once) */
-  gboolean no_fdset;        /* hmmv-start takes no fd set here: the region goes with getfd */
-  char *vm_name;
-  HmmvPauseCycle cycle;
-  gboolean qemu_paused;     /* what QEMU was last told */
-  GError *missed;           /* a pause or resume QEMU did not answer: the harvest's error */
-} QemuDirty;
-
 /* QEMU's answer to a command it does not know, or to an argument it does not take. */
-static gboolean
-qemu_lacks(const GError *error, const char *what)
+gboolean
+hmmv_qemu_dirty_lacks(const GError *error, const char *what)
 {
   return error != NULL && g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL) &&
          (strstr(error->message, "CommandNotFound") != NULL ||
@@ -219,7 +190,7 @@ build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
 static gboolean
 takes_no_fdset(const GError *error)
 {
-  return qemu_lacks(error, "'fdset-id'") ||
+  return hmmv_qemu_dirty_lacks(error, "'fdset-id'") ||
          (error != NULL && g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL) &&
           strstr(error->message, "Parameter 'fdname' is missing") != NULL);
 }
@@ -246,7 +217,7 @@ start_export(QemuDirty *qd, JsonObject *args, GError **error)
     qd->excluding = TRUE;
     return ret;
   }
-  if (!qemu_lacks(local_error, "exclude")) {
+  if (!hmmv_qemu_dirty_lacks(local_error, "exclude")) {
     /* 'fdset-id' unexpected is the caller's to handle; anything else is a real refusal */
     if (!takes_no_fdset(local_error))
       g_prefix_error(&local_error, "excluding backends from the write export: ");
@@ -563,59 +534,6 @@ qemu_alive(QemuDirty *qd, GError **error)
   return TRUE;
 }
 
-/* An exchange that failed as an exchange (QEMU missed the deadline, the transport failed,
- * QEMU is gone), not QEMU refusing the command. */
-static gboolean
-exchange_failed(const GError *error)
-{
-  return g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT) ||
-         g_error_matches(error, HMMV_ERROR, HMMV_ERROR_IO) ||
-         g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE);
-}
-
-/* Tell QEMU to pause or resume the export; FALSE when it cannot (QEMU without hmmv-pause:
- * said once, and the tracker stops trying; the exchange failed (a missed deadline): kept in
- * qd->missed for the harvest to fail with, as a missed hmmv-sync fails it; QEMU refused:
- * logged, tried again later). */
-static gboolean
-qemu_dirty_set_paused(QemuDirty *qd, gboolean paused)
-{
-  g_autoptr(GError) local_error = NULL;
-  g_autoptr(JsonNode) ret = NULL;
-  HmmvShmState state;
-
-  if (qd->no_pause || !qd->active || paused == qd->qemu_paused)
-    return !qd->no_pause;
-  ret = hmmv_qmp_execute(qd->qmp, paused ? "hmmv-pause" : "hmmv-resume", NULL, &local_error);
-  if (ret == NULL) {
-    if (qemu_lacks(local_error, NULL)) {
-      g_message("vm %s: this QEMU cannot pause its write export (no hmmv-pause: its hmmv "
-                "series predates 10.0's 0011 / 7.2's 0006): writes stay tracked while the VM "
-                "is settled", qd->vm_name);
-      qd->no_pause = TRUE;
-    } else if (exchange_failed(local_error)) {
-      g_clear_error(&qd->missed);   /* the error names the command (hmmv_qmp_execute) */
-      qd->missed = g_steal_pointer(&local_error);
-    } else {
-      g_warning("vm %s: %s: %s", qd->vm_name, paused ? "hmmv-pause" : "hmmv-resume",
-                local_error->message);
-    }
-    qd->cycle.paused = qd->qemu_paused;
-    return FALSE;
-  }
-  qd->qemu_paused = paused;
-  qd->stats.paused = paused;
-  if (paused) {
-    qd->stats.pauses++;
-    /* hmmv-pause published what came after this harvest's sync (a moment's writes): fold
-     * that publication into the interval just harvested, so the paused harvests that follow
-     * count no interval, and its bits (drained by the next harvest) are not used. */
-    if (qd->shm != NULL && hmmv_shm_read_state(qd->shm, &state, NULL))
-      qd->last_generation = state.generation;
-  }
-  return TRUE;
-}
-
 /* Exchange every non-zero word of the exported blocks' bitmaps with 0 and mark the pages in
  * acc; returns the pages found. */
 static guint64
@@ -713,31 +631,7 @@ qemu_dirty_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **e
   qd->stats.harvests++;
   qd->stats.last_publish_ns = state.last_duration_ns;
   qd->stats.last_harvest_ns = (guint64)(g_get_monotonic_time() * 1000 - start_ns);
-  if (qd->options.pause_when_coarse && !qd->no_pause &&
-      !qemu_dirty_set_paused(qd, hmmv_pause_cycle_after_harvest(&qd->cycle)) &&
-      qd->missed != NULL) {
-    g_propagate_error(error, g_steal_pointer(&qd->missed));
-    return FALSE;
-  }
-  return TRUE;
-}
-
-static void
-qemu_dirty_set_watch(HmmvTracker *tracker, HmmvWatch watch)
-{
-  QemuDirty *qd = tracker->priv;
-
-  if (!qd->options.pause_when_coarse || qd->no_pause)
-    return;
-  /* FINE while paused: resume now, so the next interval is tracked whole. */
-  if (hmmv_pause_cycle_set_watch(&qd->cycle, watch))
-    qemu_dirty_set_paused(qd, FALSE);
-}
-
-static gboolean
-qemu_dirty_is_paused(HmmvTracker *tracker)
-{
-  return ((QemuDirty *)tracker->priv)->qemu_paused;
+  return hmmv_qemu_dirty_pause_after_harvest(qd, error);
 }
 
 static void
@@ -759,8 +653,8 @@ static const struct hmmv_tracker_ops qemu_dirty_ops = {
   .start = qemu_dirty_start,
   .harvest = qemu_dirty_harvest,
   .stop = qemu_dirty_stop,
-  .set_watch = qemu_dirty_set_watch,
-  .is_paused = qemu_dirty_is_paused,
+  .set_watch = hmmv_qemu_dirty_set_watch,
+  .is_paused = hmmv_qemu_dirty_is_paused,
   .destroy = qemu_dirty_destroy,
 };
 
