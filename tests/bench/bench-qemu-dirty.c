@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Cost of the QEMU write export, measured on the patched QEMU under TCG with the test guest:
+ * Cost of the QEMU write export, measured on the patched QEMU (TCG unless --accel) with the
+ * test guest:
  *
  *  1. one publication in QEMU (hmmv-sync's duration) and one harvest in the tracker, per GiB
  *     of guest RAM, with a guest that writes little (an 8 MiB hot set) and one that is idle;
@@ -13,6 +14,12 @@
  * plus hmmv-start's QMP round trip (QEMU allocates the bitmaps and the region under the BQL).
  * Guest RAM is a memory-backend-ram with reserve=off: QEMU maps it with MAP_NORESERVE, so a
  * 1 TiB guest that touches a few MiB starts on a 24 GiB host.
+ *
+ * --accel tcg|kvm|kvm-log (before --sizes or --quick; default tcg): the accelerator, as the
+ * integration suites name it: kvm is KVM with the dirty ring (dirty-ring-size=4096), kvm-log
+ * KVM with the dirty log (KVM_GET_DIRTY_LOG). Under KVM a publication also syncs KVM's log (a
+ * full-slot GET_DIRTY_LOG, or reaping the rings after kicking every vCPU), which TCG does
+ * not have. Without a usable /dev/kvm a KVM mode exits 77 and says why.
  *
  * Needs HMMV_QEMU and HMMV_TEST_GUEST (as the integration suites). Prints a table, then
  * key=value lines.
@@ -29,6 +36,7 @@
 #define TIMEOUT_MS 120000
 
 static char *qemu_path, *guest_path;
+static const char *accel_mode = "tcg";
 
 typedef struct {
   HmmvQemuProc *proc;
@@ -65,7 +73,8 @@ session_start(Session *s, guint ram_mib, const char *append, gboolean track, gui
   gint64 t0;
 
   memset(s, 0, sizeof(*s));
-  s->proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", ram_mib, append,
+  s->proc = hmmv_qemu_proc_start(qemu_path, guest_path, hmmv_harness_accel(accel_mode), ram_mib,
+                                 append,
                                  (const char *const *)extra, error);
   if (s->proc == NULL)
     return FALSE;
@@ -187,6 +196,7 @@ run_sizes(const char *list)
   g_auto(GStrv) sizes = g_strsplit(list, ",", -1);
   g_autoptr(GError) error = NULL;
 
+  printf("accel %s\n", accel_mode);
   printf("%-10s %-28s %14s %14s %12s %14s\n", "guest RAM", "guest", "publish us/GiB",
          "harvest us/GiB", "dirty pages", "hmmv-start ms");
   for (guint i = 0; sizes[i] != NULL; i++) {
@@ -267,14 +277,32 @@ main(int argc, char **argv)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *why = NULL;
-  gboolean quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-  guint rounds = quick ? 1 : 5;
-  guint64 writes = quick ? 2000000 : 8000000;
+  gboolean quick;
+  guint rounds;
+  guint64 writes;
   double busy_pub, busy_harv, busy_dirty, idle_pub, idle_harv, idle_dirty;
   double off[5], on[5];
 
+  if (argc > 2 && strcmp(argv[1], "--accel") == 0) {
+    accel_mode = argv[2];
+    if (strcmp(accel_mode, "tcg") != 0 && strcmp(accel_mode, "kvm") != 0 &&
+        strcmp(accel_mode, "kvm-log") != 0) {
+      fprintf(stderr, "bench-qemu-dirty: --accel: tcg, kvm or kvm-log, not '%s'\n",
+              accel_mode);
+      return EXIT_FAILURE;
+    }
+    argc -= 2;
+    argv += 2;
+  }
+  quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+  rounds = quick ? 1 : 5;
+  writes = quick ? 2000000 : 8000000;
   if (!hmmv_harness_find(&qemu_path, &guest_path, &why)) {
     printf("bench-qemu-dirty: skipped: %s\n", why);
+    return 77;
+  }
+  if (strcmp(accel_mode, "tcg") != 0 && !hmmv_harness_kvm_usable(&why)) {
+    printf("bench-qemu-dirty: skipped: --accel %s needs KVM: %s\n", accel_mode, why);
     return 77;
   }
   if (argc > 2 && strcmp(argv[1], "--sizes") == 0)
@@ -282,7 +310,8 @@ main(int argc, char **argv)
   if (!measure_sync(RAM_MIB, BUSY_APPEND, &busy_pub, &busy_harv, &busy_dirty, NULL, &error) ||
       !measure_sync(RAM_MIB, IDLE_APPEND, &idle_pub, &idle_harv, &idle_dirty, NULL, &error))
     goto fail;
-  printf("%-34s %14s %14s %12s\n", "4 GiB TCG guest, 100 ms apart", "publish us/GiB",
+  printf("4 GiB guest (%s), 100 ms apart\n", accel_mode);
+  printf("%-34s %14s %14s %12s\n", "", "publish us/GiB",
          "harvest us/GiB", "dirty pages");
   printf("%-34s %14.1f %14.1f %12.0f\n", "idle guest", idle_pub, idle_harv, idle_dirty);
   printf("%-34s %14.1f %14.1f %12.0f\n", "guest writing an 8 MiB set", busy_pub, busy_harv,
