@@ -1,8 +1,9 @@
 #!/bin/bash
 # Build Debian's QEMU with the hmmv patch series applied: trixie's 10.0 (series in
-# qemu-patches/10.0/, the default) or bookworm's 7.2 (series in qemu-patches/).
+# qemu-patches/10.0/), the one supported version. The 7.2 series (bookworm's QEMU) was retired
+# on 2026-12-03; it is in git history (README, "Supported QEMU versions"), and --qemu 7.2 says so.
 #
-# Usage: qemu-patches/build.sh [--qemu 10.0|7.2] [--with-qtests] [--unpatched] [--jobs N] [--force]
+# Usage: qemu-patches/build.sh [--qemu 10.0] [--with-qtests] [--unpatched] [--jobs N] [--force]
 #
 # Prints the path of the built qemu-system-x86_64 as the last line of stdout
 # (the TCG plugin header of that build is in ../include/qemu-plugin.h);
@@ -11,8 +12,8 @@
 # series file, every patch it lists, the Debian source version and the
 # configure arguments, so a rerun with nothing changed takes seconds.
 #
-# The build itself happens in one persistent tree per QEMU version
-# ($cache/qemu-work for 7.2, $cache/qemu-work-10.0 for 10.0).  For a new hash the pristine source plus the series is assembled in a scratch
+# The build itself happens in one persistent tree ($cache/qemu-work-10.0).  For a new hash
+# the pristine source plus the series is assembled in a scratch
 # directory and mirrored into that tree with rsync --checksum, so only files
 # whose content changed get a new mtime and ninja rebuilds just those
 # (a one-patch change rebuilds in well under the ~4 minutes of a full build).
@@ -45,9 +46,8 @@ readonly build_deps=(
     libglib2.0-dev libpixman-1-dev zlib1g-dev libfdt-dev libnuma-dev flex bison
     qemu-system-data seabios ipxe-qemu
 )
-# Debian's source has no embedded meson, and 7.2's configure refuses --python
-# with an external meson: make sure 'python3' is Debian's (meson runs with it),
-# not some pyenv shim earlier in PATH.
+# Make sure 'python3' is Debian's (configure's venv and meson run with it), not
+# some pyenv shim earlier in PATH.
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 # QEMU's own tests that the series could disturb; 10.0's series adds its
 # own libqtest test (hmmv-test) and a migration-test case.
@@ -70,8 +70,8 @@ die() {
 
 usage() {
     cat >&2 <<EOF
-usage: $0 [--qemu 10.0|7.2] [--with-qtests] [--unpatched] [--jobs N] [--force]
-  --qemu V       QEMU version: 10.0 (trixie, default) or 7.2 (bookworm)
+usage: $0 [--qemu 10.0] [--with-qtests] [--unpatched] [--jobs N] [--force]
+  --qemu V       QEMU version: 10.0 (trixie), the only one (7.2 was retired)
   --with-qtests  also build ${qtests[*]}
                  (copied to \$cache/qemu-<hash>/tests/)
   --unpatched    the same source and configure without the series (its own work tree,
@@ -115,12 +115,9 @@ done
 # Per version: where the series is, where the source comes from, the build tree.
 case "$qemu_version" in
 7.2)
-    series_dir="$script_dir"
-    work_name=qemu-work
-    configure_args=("${common_configure_args[@]}")
-    # Debian's source has no embedded meson: the host's.
-    configure_tool=(--meson=/usr/bin/meson)
-    version_deps=()
+    die "QEMU 7.2 is no longer supported: its series was retired on 2026-12-03 (git history
+has it: git show 988d72e:qemu-patches/series); 10.0 is the supported version (README, \"Supported
+QEMU versions\")"
     ;;
 10.0)
     series_dir="$script_dir/10.0"
@@ -128,19 +125,18 @@ case "$qemu_version" in
     # 10.0's configure makes a venv from this python and needs meson >= 1.5
     # in it (found through PYTHONPATH, see ensure_meson_10).
     configure_args=(--python=/usr/bin/python3 "${common_configure_args[@]}")
-    configure_tool=()
     # configure's venv (python/scripts/mkvenv.py) needs ensurepip unless pip and setuptools
     # are installed: Debian ships it in python3-venv, not in python3.
     version_deps=(python3-venv)
     # The series' own libqtest test (0007); an unpatched tree has none.
     [ "$unpatched" = 1 ] || qtests+=(tests/qtest/hmmv-test)
     ;;
-*) die "unknown QEMU version '$qemu_version' (7.2 or 10.0)" ;;
+*) die "unknown QEMU version '$qemu_version' (10.0 is the supported one)" ;;
 esac
 if [ "$unpatched" = 1 ]; then
     work_name+=-unpatched
 fi
-readonly series_dir work_name configure_args configure_tool version_deps qtests
+readonly series_dir work_name configure_args version_deps qtests
 readonly series_file="$series_dir/series"
 [ -f "$series_file" ] || die "no series file at $series_file"
 
@@ -179,33 +175,6 @@ install_missing() {
     fi
 }
 
-# Debian's qemu source for apt-get source (qemu-patches/deb-src.sh: deb-src stanzas mirroring
-# debian.sources, unless apt already knows a source for qemu).
-ensure_deb_src() {
-    bash "$script_dir/deb-src.sh" || die "apt has no source package for qemu"
-}
-
-# The version apt-get source would fetch, read from local lists only.
-debian_source_version() {
-    local uris dsc
-    uris="$(apt-get source --print-uris qemu 2>/dev/null)" ||
-        die "apt-get source --print-uris qemu failed"
-    dsc="$(sed -n "s/^'[^']*' \(qemu_[^ ]*\.dsc\) .*/\1/p" <<<"$uris")"
-    dsc="${dsc%%$'\n'*}"
-    [ -n "$dsc" ] || die "cannot determine qemu source version"
-    dsc="${dsc#qemu_}"
-    printf '%s\n' "${dsc%.dsc}"
-}
-
-# The version of trixie's qemu source package (the highest in the private lists).
-apt10_source_version() {
-    local out v
-    out="$(apt10 apt-cache showsrc qemu 2>/dev/null)" || die "no qemu source in trixie"
-    v="$(sed -n 's/^Version: //p' <<<"$out" | sort -V | tail -n 1)"
-    [ -n "$v" ] || die "cannot determine trixie's qemu source version"
-    printf '%s\n' "$v"
-}
-
 # Fetch and unpack the Debian source (with Debian's patches) once per version.
 ensure_pristine() {
     local version="$1"
@@ -219,11 +188,7 @@ ensure_pristine() {
         cd "$dir"
         if ! ls qemu_*.dsc >/dev/null 2>&1; then
             log "apt-get source --download-only qemu ($version)"
-            if [ "$qemu_version" = 10.0 ]; then
-                apt10 apt-get source --download-only "qemu=$version" >&2
-            else
-                apt-get source -q --download-only qemu >&2
-            fi
+            apt10 apt-get source --download-only "qemu=$version" >&2
         fi
         rm -rf tree
         log "dpkg-source -x (applies Debian's patches)"
@@ -233,59 +198,22 @@ ensure_pristine() {
     printf '%s\n' "$dir/tree"
 }
 
-# 10.0 comes from trixie's source package and needs bookworm-backports' meson
-# 1.7.  Both are fetched with apt into a private apt state under the cache
-# (its own sources list and lists), so the host's apt configuration and its
-# meson 1.0 (which other builds use) stay exactly as they are.
-readonly apt10_sources=(
-    "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main"
-    "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main"
-    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main"
-)
-apt10() { # apt-get or apt-cache, arguments...
-    local dir="$cache_dir/apt-10.0" tool="$1"
-    shift
-    "$tool" -q -o Dir::Etc::sourcelist="$dir/sources.list" \
-        -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$dir/lists" \
-        -o Dir::Cache="$dir/cache" -o Debug::NoLocking=1 "$@"
-}
-ensure_apt10() {
-    local dir="$cache_dir/apt-10.0"
-    [ -f "$dir/.updated" ] && return 0
-    mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
-    printf '%s\n' "${apt10_sources[@]}" >"$dir/sources.list"
-    log "apt-get update (private: trixie deb-src, bookworm-backports)"
-    apt10 apt-get update >&2 || die "apt-get update for trixie/bookworm-backports failed"
-    touch "$dir/.updated"
-}
-# meson >= 1.5 unpacked (not installed) from bookworm-backports; prints the
-# directory to put on PYTHONPATH.
-ensure_meson_10() {
-    local dir="$cache_dir/meson-bpo"
-    if [ ! -f "$dir/.unpacked" ]; then
-        ensure_apt10
-        rm -rf "$dir" && mkdir -p "$dir"
-        (cd "$dir" && apt10 apt-get download meson/bookworm-backports >&2) ||
-            die "cannot download meson from bookworm-backports"
-        dpkg -x "$dir"/meson_*.deb "$dir/root" || die "cannot unpack meson"
-        touch "$dir/.unpacked"
-    fi
-    printf '%s\n' "$dir/root/usr/lib/python3/dist-packages"
-}
+# 10.0 comes from trixie's source package and needs bookworm-backports' meson 1.7, both
+# through a private apt state (apt10, ensure_apt10, apt10_source_version, ensure_meson_10).
+# shellcheck source=qemu-patches/apt-trixie.sh
+source "$script_dir/apt-trixie.sh"
 
 main() {
     local version pristine key patches p out work scratch
     mkdir -p "$cache_dir"
     chmod 0755 "$cache_dir"
 
-    # One build per work tree at a time (7.2 keeps the lock name it always had). The fd is
-    # bash's pick (10 or above), not 9: /work/heavy holds its slot lock on fd 9, and
-    # `exec 9>` here closed it, so a build under /work/heavy gave its slot up at once.
+    # One build per work tree at a time. The fd is bash's pick (10 or above), not 9:
+    # /work/heavy holds its slot lock on fd 9, and `exec 9>` here closed it, so a build under
+    # /work/heavy gave its slot up at once.
     local lock_fd
     if [ "$unpatched" = 1 ]; then
         exec {lock_fd}>"$cache_dir/.build-$qemu_version-unpatched.lock"
-    elif [ "$qemu_version" = 7.2 ]; then
-        exec {lock_fd}>"$cache_dir/.build.lock"
     else
         exec {lock_fd}>"$cache_dir/.build-$qemu_version.lock"
     fi
@@ -297,15 +225,10 @@ main() {
     if ! pkg_installed dpkg-dev; then
         install_missing dpkg-dev
     fi
-    if [ "$qemu_version" = 10.0 ]; then
-        ensure_apt10
-        version="$(apt10_source_version)"
-        PYTHONPATH="$(ensure_meson_10)"
-        export PYTHONPATH
-    else
-        ensure_deb_src
-        version="$(debian_source_version)"
-    fi
+    ensure_apt10
+    version="$(apt10_source_version)"
+    PYTHONPATH="$(ensure_meson_10)"
+    export PYTHONPATH
     if [ "$unpatched" = 1 ]; then
         patches=()
     else
@@ -371,7 +294,7 @@ main() {
         mkdir -p "$work/src/build"
         log "configure ${configure_args[*]}"
         (cd "$work/src/build" &&
-            ../configure "${configure_tool[@]}" "${configure_args[@]}" >&2)
+            ../configure "${configure_args[@]}" >&2)
         printf '%s' "${configure_args[*]}" >"$stamp"
     fi
 

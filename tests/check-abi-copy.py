@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""The shared-memory ABI has one definition, include/hmmv/shm-abi.h; each QEMU patch series
-(7.2 in qemu-patches/, 10.0 in qemu-patches/10.0/) carries a copy at the same path inside
-QEMU's tree. Fail (exit 1, with a diff) when the copy
+"""The shared-memory ABI has one definition, include/hmmv/shm-abi.h; the QEMU patch series
+(QEMU 10.0, qemu-patches/10.0/, the one supported version) carries a copy at the same path
+inside QEMU's tree. Fail (exit 1, with a diff) when the copy
 in the series differs from the definition by a single byte."""
 import difflib
 import pathlib
@@ -36,11 +36,11 @@ def copies_in(series_dir):
     return copies
 
 
-# Every series: QEMU 7.2 (qemu-patches/) and 10.0 (qemu-patches/10.0/).
+# The series: QEMU 10.0 (qemu-patches/10.0/; 7.2's, qemu-patches/, was retired on 2026-12-03).
 failed = False
-for series_dir in [top / "qemu-patches", top / "qemu-patches" / "10.0"]:
+for series_dir in [top / "qemu-patches" / "10.0"]:
     if not (series_dir / "series").exists():
-        continue
+        sys.exit(f"{series_dir.relative_to(top)}/series: missing")
     copies = copies_in(series_dir)
     rel = series_dir.relative_to(top)
     if len(copies) != 1:

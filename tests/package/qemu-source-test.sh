@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 # The patched QEMU's Debian source package (issue 13, the quick part): debian/qemu/generate
-# --source builds it from Debian's QEMU source with qemu-patches/series added to
+# --source builds it from Debian 13's QEMU 10.0 source with qemu-patches/10.0/series added to
 # debian/patches, and dpkg-source -b accepts it (it applies every patch, fuzz 0). lintian
 # on it takes over 15 minutes here: scripts/package --qemu-source runs it, by hand. Here: the package holds exactly the series' patches, in the
 # series' order after Debian's, byte for byte.
@@ -30,6 +30,14 @@ fi
 dsc=$(ls "$work"/out/qemu-hmmv_*.dsc)
 check "the source package is qemu-hmmv, building only qemu-system-x86-hmmv" \
   test "$(sed -n 's/^Binary: //p' "$dsc")" = "qemu-system-x86-hmmv"
+# The QEMU build.sh builds (trixie's 10.0, from the same private apt state).
+log() { echo "# $*"; }
+die() { echo "Bail out! $*"; exit 1; }
+source "$root/qemu-patches/apt-trixie.sh"
+want=$(apt10_source_version)+hmmv1
+got_version=$(sed -n 's/^Version: //p' "$dsc")
+check "its version is trixie's QEMU 10.0 source's plus +hmmv1: $got_version" \
+  bash -c "[ '$got_version' = '$want' ] && [[ '$got_version' == 1:10.0.* ]]"
 # Its debian/ as dpkg-source ships it (the tarball the .dsc lists; unpacking QEMU's whole
 # source again would take minutes).
 mkdir -p "$work/x"
@@ -39,15 +47,15 @@ check "the .debian.tar.xz holds debian/patches/series" test -f "$work/x/debian/p
 series=()
 while read -r line; do
   line=${line%%#*}; line=$(echo "$line" | xargs); [ -n "$line" ] && series+=("$line")
-done <"$root/qemu-patches/series"
+done <"$root/qemu-patches/10.0/series"
 expected=$(printf 'hmmv/%s\n' "${series[@]}")
 got=$(grep '^hmmv/' "$work/x/debian/patches/series")
-check "debian/patches/series ends with qemu-patches/series, in order" \
+check "debian/patches/series ends with qemu-patches/10.0/series, in order" \
   test "$(tail -n ${#series[@]} "$work/x/debian/patches/series")" = "$expected"
 check "no other hmmv patch in debian/patches/series" test "$got" = "$expected"
 for p in "${series[@]}"; do
-  check "debian/patches/hmmv/$p is qemu-patches/$p" \
-    cmp -s "$work/x/debian/patches/hmmv/$p" "$root/qemu-patches/$p"
+  check "debian/patches/hmmv/$p is qemu-patches/10.0/$p" \
+    cmp -s "$work/x/debian/patches/hmmv/$p" "$root/qemu-patches/10.0/$p"
 done
 echo "1..$n"
 exit $failed
