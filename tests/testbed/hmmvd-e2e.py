@@ -17,11 +17,18 @@ Checked, each a failure when it does not hold:
              covered by a mover error hmmvd counted
 With --per-socket (2socket layout), then: each VM's pages on its own socket's DRAM and slow
 node (read back); with --fill-node0 a process fills DRAM node 0 and vm0's promotions must fall
-back to node 1, reported. With --faults, after those: the last VM's QEMU killed (-9) while
-hmmvd is inside a move_pages(2) call on it (seen in /proc/PID/task/TID/syscall; its data is
-checked up to its guest's last complete report), hmmvd must keep moving the survivor's pages;
-hmmvd killed (-9) and started again must take the survivor over and move its pages; the
-survivor's data and placement are checked as above. The suite runs all of it in one boot.
+back to node 1, reported. With --migrate-mbps, at hmmvd's start (every page on DRAM, a pool a sixth of it: thousands of
+forced demotions) the cap is watched where it binds (e2elib/cap.py): hmmvd's own per-interval
+count never over the cap, the cap holding moves back in some intervals, and the kernel's
+move_pages(2) migrations between samples within the cap in bytes (a 2 MiB page is 512 pages).
+With --faults, after those: the last VM's QEMU killed (-9) while
+hmmvd is inside a migrating move_pages(2) call on it (a move batch, not a status query; seen in
+/proc/PID/task/TID/syscall before and right after the kill; its data is checked up to its
+guest's last complete report), hmmvd must keep moving the survivor's pages; hmmvd killed (-9)
+and started again must take the survivor over, demote it down to a quota cut to half its DRAM
+and, the quota lifted, promote into the room again; the survivor's data and placement are
+checked as above, the restarted hmmvd's placement on its own. The suite runs all of it in one
+boot.
 Prints "testbed: moves=N verified_pages=N corrupt=N" and "testbed: placement_agree=0.NNNN".
 
 usage: hmmvd-e2e.py --hmmvd PATH --guest guest.elf [--vms 2] [--faults] [--thp madvise]
@@ -30,7 +37,8 @@ needs HMMV_QEMU (the patched QEMU); exit 77 when something is missing.
 The parts live in e2elib/: common (output, waiting), kernel (the kernel's view: move_pages
 status queries, vmstat, the migrations tracepoint), vms (the nested VMs), daemon (hmmvd and
 its control socket), checks (placement, migrations against hmmvd's count, the run phase),
-faults (QEMU and hmmvd killed), sockets (per-socket placement, a full DRAM node).
+faults (QEMU and hmmvd killed), sockets (per-socket placement, a full DRAM node), cap (the
+migration cap where it binds).
 """
 import argparse
 import os
@@ -46,6 +54,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # re-exported: hmmvd-libvirt.py and tiering-race.py use them as e2e.NAME
+from e2elib.cap import CapWatch  # noqa: E402
 from e2elib.checks import account, placement_check, run_phase  # noqa: E402,F401
 from e2elib.common import PAGE, Failed, say, skip, wait_for  # noqa: E402,F401
 from e2elib.daemon import (Control, Hmmvd, check_alive, managed,  # noqa: E402,F401
@@ -75,6 +84,11 @@ def victim_data(vm, failures):
         failures.append(f"data: {vm.name} verified no page before the faults killed it")
     if bad and not vm.end.get("corrupt_pages"):
         vm.end["corrupt_pages"] = 1   # reported before its last report was printed
+
+
+def cap_pages(opts):
+    """hmmvd's migration cap in 4 KiB pages a VM an interval (migrate-mbps is in MB/s)."""
+    return opts.migrate_mbps * 1000000 * opts.interval_ms // 1000 // PAGE
 
 
 def main():
@@ -133,6 +147,9 @@ def main():
     ap.add_argument("--migrate-mbps", type=int, default=0,
                     help="hmmvd's migration cap per VM (MB/s); checked in bytes against the "
                          "kernel's pgmigrate_success (0: hmmvd's default, not checked)")
+    ap.add_argument("--cap-intervals", type=int, default=40,
+                    help="with --migrate-mbps: hmmvd's first intervals in which the cap is "
+                         "watched where it binds (e2elib/cap.py)")
     ap.add_argument("--move-share-percent", type=int, default=None,
                     help="hmmvd's [policy] move-share-percent (default: hmmvd's, 50; 0 = off), "
                          "e.g. with meson test --test-args='--move-share-percent 0'")
@@ -166,6 +183,7 @@ def main():
     vms, daemons = [], []
     failures = []
     migs = None
+    watch = None
     try:
         for i in range(opts.vms):
             extra = []
@@ -188,6 +206,12 @@ def main():
         snap0 = migs.snapshot()
         hmmvd = Hmmvd(opts, work, vms, 1)
         daemons.append(hmmvd)
+        if opts.migrate_mbps:
+            # the cap where it binds: hmmvd's first intervals, demoting what the pool cannot
+            # hold (e2elib/cap.py)
+            huge = opts.thp != "never" or opts.hugetlb_vm
+            watch = CapWatch(hmmvd, migs, [vm.name for vm in vms], cap_pages(opts),
+                             512 if huge else 1, opts.cap_intervals)
         wait_for("hmmvd manages every VM", 120, lambda: managed(hmmvd, vms))
         status = hmmvd.ctl.request("status")
         intervals0 = status["intervals"]
@@ -212,10 +236,12 @@ def main():
         migrated_phase = vmstat("pgmigrate_success") - migrated0
         say("e2e: huge pages (thp-pages, hugetlb-pages): " +
             ", ".join(f"{n}: {h}" for n, h in sorted(hmmvd.huge.items())))
+        if watch is not None:
+            watch.check(failures)
         if opts.migrate_mbps:
             # The cap is per VM and in bytes: whatever the units, the kernel cannot have
             # migrated more 4 KiB pages than intervals x cap x VMs (hmmvd is the only mover)
-            cap = opts.migrate_mbps * 1000000 * opts.interval_ms // 1000 // PAGE
+            cap = cap_pages(opts)
             limit = intervals * cap * len(vms)
             say(f"e2e: cap: {cap} pages a VM an interval, {intervals} intervals: kernel "
                 f"migrated {migrated_phase} pages (limit {limit}, "
@@ -302,6 +328,8 @@ def main():
     except Failed as e:
         failures.append(str(e))
     finally:
+        if watch is not None:
+            watch.stop()
         if migs is not None:
             migs.close()
         for d in daemons:

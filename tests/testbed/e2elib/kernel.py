@@ -35,12 +35,14 @@ def kernel_nodes(pid, addrs):
     return out
 
 
-def in_move_pages(hmmvd_pid, target_pid):
-    """(tid, pages) of a thread of hmmvd_pid inside move_pages(2) on target_pid, or None.
-    /proc/TID/syscall: the syscall number and its arguments in hex while the thread is in
-    a system call (move_pages(pid, count, pages, nodes, status, flags))."""
+def in_move_pages(hmmvd_pid, target_pid, tid_only=None):
+    """(tid, pages) of a thread of hmmvd_pid inside a MIGRATING move_pages(2) call on
+    target_pid, or None (tid_only: look at that thread only). /proc/TID/syscall: the syscall
+    number and its arguments in hex while the thread is in a system call (move_pages(pid,
+    count, pages, nodes, status, flags)); nodes NULL is a status query (the mover learning
+    where pages are), which moves nothing and is not a move batch."""
     try:
-        tids = os.listdir(f"/proc/{hmmvd_pid}/task")
+        tids = [str(tid_only)] if tid_only else os.listdir(f"/proc/{hmmvd_pid}/task")
     except OSError:
         return None
     for tid in tids:
@@ -49,8 +51,8 @@ def in_move_pages(hmmvd_pid, target_pid):
                 fields = f.read().split()
         except OSError:
             continue
-        if (len(fields) >= 3 and fields[0] == str(SYS_MOVE_PAGES)
-                and int(fields[1], 16) == target_pid):
+        if (len(fields) >= 5 and fields[0] == str(SYS_MOVE_PAGES)
+                and int(fields[1], 16) == target_pid and int(fields[4], 16) != 0):
             return int(tid), int(fields[2], 16)
     return None
 
@@ -153,6 +155,17 @@ class Migrations:
                     snap[f"reason:{reason}"] = pages
                 snap["lost"] = self.lost() > 0
         return snap
+
+    def quick(self):
+        """(move_pages(2)'s migrations so far or None when not traced, pgmigrate_success) at
+        once, no wait for the per-CPU buffers: for samples taken many times an interval
+        (e2elib/cap.py), where an event read late falls into the next sample."""
+        total = vmstat("pgmigrate_success")
+        if self.fd is None:
+            return None, total
+        with self.lock:
+            self._drain()
+            return self.by_reason.get("syscall_or_cpuset", 0), total
 
     def close(self):
         self.stop.set()
