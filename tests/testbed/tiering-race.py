@@ -1428,7 +1428,7 @@ def main():
         # the guests' serial lines (progress, any HMMV-VERIFY-CORRUPT with pfn and epoch)
         for vm in vms + ([ref] if ref else []):
             if os.path.exists(vm.log):
-                tag = "" if generation == 1 else f".g{generation}"
+                tag = "" if generation == 1 or vm is ref else f".g{generation}"
                 shutil.copy(vm.log, os.path.join(opts.out_dir, f"serial-{vm.name}{tag}.log"))
         shutil.rmtree(work, ignore_errors=True)
     for r in results:
