@@ -42,6 +42,9 @@ check "exit status 7 came back (got $rc)" test "$rc" -eq 7
 check "stdout is exactly COMMAND's" test "$(cat "$work/stdout"; echo .)" = "$expected."
 check "stderr has COMMAND's line" grep -qx err-line "$work/stderr"
 check "stderr has the layout check" grep -q '^testbed: layout' "$work/stderr"
+# run's defaults (issue 8: 2node, kernel 6.12; 2048 MiB): this boot gave no flag
+check "the defaults: 2node layout, kernel 6.12, 2048 MiB" \
+  grep -Eq '^testbed: kernel 6\.12\.[^,]*, layout 2node, 2048 MiB,' "$work/stderr"
 check "the host did not get $marker" test ! -e "$marker"
 mover_rc=
 if [[ -n $build_root ]]; then
