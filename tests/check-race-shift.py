@@ -52,6 +52,9 @@ def main():
     check("recoveries", recs, [(10.0, 4.0, 10.0), (20.0, None, 18.0), (38.0, None, 2.0)])
     check("summary", race.recovery_summary(recs), "1/2 reached, median 4 s, max 4 s")
     check("no shift", race.recovery_summary([]), "no shift")
+    # a tick at the next shift's moment is the next hot set's, not the earlier one's
+    check("boundary", race.recoveries([(20.0, 1.0)], [10.0, 20.0], 30.0),
+          [(10.0, None, 10.0), (20.0, 0.0, 10.0)])
 
     # ShiftWatch: lines as the serial copy writes them, a torn one completed later
     with tempfile.TemporaryDirectory() as d:
