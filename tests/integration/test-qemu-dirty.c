@@ -6,7 +6,9 @@
  *                         with writes never stopping across publications (union of the
  *                         harvests), a late
  *                         harvest that merges intervals loses nothing, QEMU killed mid-run
- *                         is reported as gone, live migration to a file while tracking runs
+ *                         is reported as gone, live migration to a file while tracking runs,
+ *                         and a migration blocker: hmmv-start refuses while one exists, and
+ *                         device_add of one (an NVMe controller) fails while tracking runs
  *   test-qemu-dirty kvm   the same phase check under KVM with the dirty ring, small (this
  *                         host's paravirtual KVM runs guests slowly); skipped where KVM is
  *                         unusable
@@ -646,6 +648,68 @@ START_TEST(test_refuses_with_migration_blocker)
 }
 END_TEST
 
+/* device_add of nvme (an NVMe controller, non-migratable) with id; NULL, or the error. */
+static GError *
+add_nvme(HmmvQmp *client, const char *id)
+{
+  g_autoptr(JsonObject) args = json_object_new();
+  g_autoptr(JsonNode) ret = NULL;
+  GError *error = NULL;
+
+  json_object_set_string_member(args, "driver", "nvme");
+  json_object_set_string_member(args, "serial", id);
+  json_object_set_string_member(args, "id", id);
+  ret = hmmv_qmp_execute(client, "device_add", args, &error);
+  return error;
+}
+
+/* A blocker that appears after hmmv-start (issue 9, E4c): while the export runs, QEMU refuses
+ * it as it refuses one while a migration runs. device_add of an NVMe controller fails with an
+ * error naming hmmv; the guest and the export keep running (the next phase is harvested
+ * exactly); after hmmv-stop the same device_add works, and hmmv-start then refuses as in
+ * test_refuses_with_migration_blocker. */
+START_TEST(test_blocker_after_start_refused)
+{
+  g_autoptr(GHashTable) expected = g_hash_table_new(g_direct_hash, g_direct_equal);
+  g_autoptr(GHashTable) got = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQmp) client = NULL;
+  g_autoptr(HmmvTracker) again = NULL;
+  HmmvQemuDirtyOptions options = { .interval_ms = 0 };
+  Run run;
+
+  run_start(&run, "phases=2 pages=200 pattern=random span=2048 seed=9 wait=1", 0, NULL);
+  harvest(&run);
+  error = add_nvme(hmmv_qemu_dirty_tracker_get_qmp(run.tracker), "nvme-late");
+  ck_assert_msg(error != NULL, "device_add of an NVMe controller succeeded while hmmv tracks");
+  ck_assert_msg(strstr(error->message, "hmmv") != NULL, "%s", error->message);
+  printf("# device_add nvme while hmmv tracks: %s\n", error->message);
+  g_clear_error(&error);
+  ck_assert_int_eq(hmmv_qemu_proc_wait(run.proc, 0), -1);   /* QEMU still runs */
+
+  /* The guest and the export go on: the next phase is harvested exactly. */
+  run_phase(&run, 0, expected);
+  ck_assert_uint_ge(harvest(&run), 1);
+  got = harvested_pfns(&run, BASE_PFN, SPAN);
+  assert_exact("phase 0 after the refused device_add", expected, got);
+
+  /* After hmmv-stop the same hot-plug works; then the blocker keeps hmmv-start out. */
+  hmmv_tracker_free(g_steal_pointer(&run.tracker));
+  client = hmmv_qemu_proc_qmp(run.proc, &error);
+  ck_assert_msg(client != NULL, "%s", error ? error->message : "");
+  error = add_nvme(client, "nvme-late");
+  ck_assert_msg(error == NULL, "device_add after hmmv-stop: %s", error ? error->message : "");
+  printf("# device_add nvme after hmmv-stop: ok\n");
+  again = hmmv_qemu_dirty_tracker_new(g_steal_pointer(&client), &options, &error);
+  ck_assert_msg(again != NULL, "%s", error ? error->message : "");
+  ck_assert(!hmmv_tracker_start(again, run.vm, &error));
+  ck_assert_msg(strstr(error->message, "migration is blocked") != NULL, "%s", error->message);
+  printf("# hmmv-start after the hot-plug: %s\n", error->message);
+  g_clear_pointer(&again, hmmv_tracker_free);
+  run_stop(&run);
+}
+END_TEST
+
 static Suite *
 qemu_dirty_suite(void)
 {
@@ -666,6 +730,7 @@ qemu_dirty_suite(void)
     tcase_add_test(tc, test_layout_change);
     tcase_add_test(tc, test_dirtylimit_refused_while_tracking);
     tcase_add_test(tc, test_refuses_with_migration_blocker);
+    tcase_add_test(tc, test_blocker_after_start_refused);
   }
   suite_add_tcase(suite, tc);
   return suite;
