@@ -8,8 +8,12 @@ word first). They are started once and race every mode in turn. Before each mode
 start is laid out: every VM's hot set is moved to the slow node 1 and its cold data to node 0
 (move_pages(2), MPOL_MF_MOVE_ALL), then node 0's remaining free memory is taken down to
 --dram-free-mib by a reservation of 2 MiB hugetlb pages on node 0 (no tiering system can move
-them: not on an LRU list, not in a VM), so the VMs' cold data fills the DRAM that is left. By
-default that leaves room for the hot sets twice over above node 0's high watermark
+them: not on an LRU list, not in a VM), so the VMs' cold data fills the DRAM that is left;
+when the kernel gives fewer huge pages than asked, the node is compacted and the caches
+dropped and the pool grown again (3 times at most), and what is left above the target is
+taken by locked 4 KiB pages this script holds on node 0 (racelib/fill.py). The free memory
+reached is read back and printed at every mode's start; more than 4 MiB off the target fails
+the mode (and the run). By default that leaves room for the hot sets twice over above node 0's high watermark
 (/proc/zoneinfo, read after THP is turned off: the kernel promotes into a node only above it;
 free_target_mib() says why); a value at or below the high watermark is refused.
 Then, for --seconds:
@@ -119,10 +123,10 @@ _spec = importlib.util.spec_from_file_location("e2e", os.path.join(here, "hmmvd-
 e2e = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(e2e)
 say, skip, Failed, wait_for = e2e.say, e2e.skip, e2e.Failed, e2e.wait_for
+from racelib.fill import Fill  # noqa: E402  (tests/testbed is on sys.path: hmmvd-e2e.py)
 PAGE = 4096
 MPOL_MF_MOVE_ALL = 4
 DAMON = "/sys/kernel/mm/damon/admin/kdamonds"
-HUGE0 = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"
 MODES = ("hmmvd", "hmmvd-pool", "kernel", "damos", "none", "hmmvd-writes", "hmmvd-writes-pool")
 DEFAULT_MODES = MODES[:5]
 BASE = "-base"   # an hmmvd mode with this suffix runs --hmmvd-base
@@ -318,20 +322,6 @@ def write_sys(path, value):
 def read_sys(path):
     with open(path) as f:
         return f.read().strip()
-
-
-class Fill:
-    """Node 0 down to free_mib free by a reservation of 2 MiB hugetlb pages there (released
-    by stop()): memory no tiering system here can move or demote."""
-
-    def __init__(self, free_mib):
-        self.before = int(read_sys(HUGE0))
-        want = self.before + max(node_free_mib(0) - free_mib, 0) // 2
-        write_sys(HUGE0, want)
-        self.pages = int(read_sys(HUGE0)) - self.before
-
-    def stop(self):
-        write_sys(HUGE0, self.before)
 
 
 def zone_watermarks(text, node):
@@ -794,8 +784,8 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out, ref=None):
                     f"cold {on0}/{len(vm.cold)} on node 0")
         fill = Fill(opts.dram_free_mib)
         free0 = node_free_mib(0)
-        say(f"race: {mode}: {fill.pages} huge pages ({fill.pages * 2} MiB) reserved on node 0; "
-            f"node 0 free {free0} MiB, node 1 free {node_free_mib(1)} MiB")
+        say(f"race: {mode}: fill: {fill.describe()}; at the mode's start node 0 free {free0} "
+            f"MiB, node 1 free {node_free_mib(1)} MiB")
         start = {vm.name: sum(1 for n in e2e.kernel_nodes(vm.proc.pid, vm.hot) if n == 0)
                  for vm in vms}
         leftover = kdamonds_running()
@@ -984,6 +974,8 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out, ref=None):
             kdamonds_on_at_start=leftover,
             sampler_cpu_s=f"{r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime:.0f}",
             node0_free_mib_at_start=free0,
+            node0_free_mib_at_end=node_free_mib(0),
+            fill=f"{fill.pages}x2MiB+{fill.held_mib}MiB_held({fill.compactions}_compactions)",
             # bad words the guests found during this mode (and the ones before it)
             corrupt_words_in_mode=",".join(
                 f"{vm.name}:{vm.corrupt_words() - bad0[vm.name]}(before:{bad0[vm.name]})"
