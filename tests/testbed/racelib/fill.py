@@ -1,17 +1,22 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Node 0's free memory taken down to the race's target, and checked (issue 8).
 
-First 2 MiB hugetlb pages on the node (memory no tiering system can move or demote: not on
-an LRU list, not in a VM). The kernel may give fewer than asked (a run of 2026-12-03 asked
-for 16 MiB free and node 0 kept 30-43 MiB: its free memory was in pieces smaller than a huge
-page), so when the free memory read back is still a huge page or more above the target, the
-node is compacted and the caches dropped (this runs inside the testbed guest only) and the
-pool grown again, at most `retries` times. What is left above the target (less than a huge
-page, or what compaction could not join) is taken by 4 KiB pages this process holds: an
-anonymous mapping bound to the node (mbind MPOL_BIND), written, locked (mlock: unevictable,
-so kswapd never demotes them; compaction may move them, inside the node) and kept out of
-children (MADV_DONTFORK). The free memory reached is read back; off by more than
-TOLERANCE_MIB from the target is a Failed naming both, with everything given back.
+The target: node 0's watermarks from /proc/zoneinfo (zone_watermarks) and the free memory
+asked for, or by default room for the hot sets twice over above the high watermark
+(free_target_mib). To reach it, first 2 MiB hugetlb pages on the node (memory no tiering
+system can move or demote: not on an LRU list, not in a VM). The kernel may give fewer than
+asked (a run of 2026-12-03 asked for 16 MiB free and node 0 kept 30-43 MiB: its free memory
+was in pieces smaller than a huge page), so when the free memory read back is still a huge
+page or more above the target, the node is compacted and the caches dropped (this runs
+inside the testbed guest only) and the pool grown again, at most `retries` times. What is
+left above the target (less than a huge page, or what compaction could not join) is taken
+by 4 KiB pages this process holds: an anonymous mapping bound to the node (mbind
+MPOL_BIND), written, locked (mlock: unevictable, so kswapd never demotes them; compaction
+may move them, inside the node) and kept out of children (MADV_DONTFORK). DAMOS paddr
+migrate_cold, which isolates any LRU page, unevictable ones too, may move them to node 1:
+in the damos mode, the summary's node0_free_mib_at_end says whether it did. The free memory
+reached is read back; off by more than TOLERANCE_MIB from the target is a Failed naming
+both, with everything given back.
 
 The arithmetic is in plain functions, and the node's knobs behind NodeMemory, so a fake node
 drives Fill in tests/check-race-free.py."""
@@ -36,6 +41,50 @@ libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 libc.mlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 libc.munlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+
+
+def zone_watermarks(text, node):
+    """{"min", "low", "high", "promo"}: node's free-memory watermarks in pages, summed over its
+    zones that manage memory (/proc/zoneinfo's text; an empty Movable zone lists a min of 32
+    pages it never uses). Missing names (promo: kernels before 6.1) are left out."""
+    out, zone, managed, marks = {}, None, 0, {}
+
+    def close():
+        if zone is not None and managed > 0:
+            for k, v in marks.items():
+                out[k] = out.get(k, 0) + v
+
+    for line in text.splitlines():
+        words = line.split()
+        if line.startswith("Node "):
+            close()
+            zone = words[1].rstrip(",") == str(node) or None
+            managed, marks = 0, {}
+        elif zone and len(words) == 2 and words[1].isdigit():
+            if words[0] in ("min", "low", "high", "promo") and words[0] not in marks:
+                marks[words[0]] = int(words[1])
+            elif words[0] == "managed":
+                managed = int(words[1])
+    close()
+    return out
+
+
+def free_target_mib(requested, marks, hot_mib):
+    """Node 0's free memory the fill leaves, MiB: requested, or (None) room for every VM's hot
+    set twice over (hot_mib in all: once to promote the hot sets, once to spare) above node
+    0's high watermark: the kernel promotes into a node only while it stays above its high
+    watermark (migrate_balanced_pgdat), and hmmvd watches a VM coarsely only with room to
+    spare. The watermarks are read after main() turned THP off, which makes the kernel
+    recompute min_free_kbytes (testbed, 6.12: 67,584 KiB with THP on at boot, 5,546 after;
+    node 0's high watermark 48 MiB -> 4 MiB): the default is 4 + 2 x 16 = 36 MiB there.
+    Raises Failed for a requested value at or below the high watermark."""
+    high = marks.get("high", 0) * PAGE >> 20
+    if requested is None:
+        return high + 2 * hot_mib
+    if requested <= high:
+        raise Failed(f"--dram-free-mib {requested} leaves node 0 at or below its high "
+                     f"watermark ({high} MiB): the kernel would not promote into it")
+    return requested
 
 
 def huge_pages_short(free_mib, target_mib):
