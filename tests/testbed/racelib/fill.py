@@ -10,7 +10,9 @@ was in pieces smaller than a huge page), so when the free memory read back is st
 page or more above the target, the node is compacted and the caches dropped (this runs
 inside the testbed guest only) and the pool grown again, at most `retries` times. What is
 left above the target (less than a huge page, or what compaction could not join) is taken
-by 4 KiB pages this process holds: an anonymous mapping bound to the node (mbind
+by 4 KiB pages this process holds (and given back, down to the huge pages, when the free
+count falls under the target meanwhile: caches refill after drop_caches), read again after
+a settling second, ROUNDS times at most: an anonymous mapping bound to the node (mbind
 MPOL_BIND), written, locked (mlock: unevictable, so kswapd never demotes them; compaction
 may move them, inside the node) and kept out of children (MADV_DONTFORK). DAMOS paddr
 migrate_cold, which isolates any LRU page, unevictable ones too, may move them to node 1:
@@ -22,12 +24,15 @@ The arithmetic is in plain functions, and the node's knobs behind NodeMemory, so
 drives Fill in tests/check-race-free.py."""
 import ctypes
 import os
+import time
 
 from e2elib.common import PAGE, Failed, say
 from e2elib.kernel import kernel_nodes, libc, node_free_mib
 
 HUGE_MIB = 2
 TOLERANCE_MIB = 4
+ROUNDS = 6            # holds and give-backs of 4 KiB pages at most
+SETTLE_S = 1.0        # the wait before the free memory is read again
 SYS_MBIND = 237       # x86_64
 MPOL_BIND = 2
 PROT_RW = 0x1 | 0x2
@@ -93,10 +98,9 @@ def huge_pages_short(free_mib, target_mib):
 
 
 def huge_pages_over(free_mib, target_mib, reserved):
-    """Huge pages to give back when free_mib is more than TOLERANCE_MIB under the target
-    (something else took memory meanwhile), at most the reserved ones: enough to be back at
-    or above the target."""
-    if target_mib - free_mib <= TOLERANCE_MIB:
+    """Huge pages to give back when free_mib is under the target (something else took memory
+    meanwhile), at most the reserved ones: enough to be back at or above the target."""
+    if free_mib >= target_mib:
         return 0
     return min(reserved, -(-(target_mib - free_mib) // HUGE_MIB))
 
@@ -147,11 +151,20 @@ class Held:
             self.release()
             raise
 
-    def release(self):
-        if self.addr is not None:
-            libc.munlock(self.addr, self.size)
-            libc.munmap(self.addr, self.size)
+    def shrink(self, mib):
+        """Gives back the last mib MiB (all of it: release())."""
+        cut = min(mib << 20, self.size)
+        if self.addr is None or cut == 0:
+            return
+        tail = self.addr + self.size - cut
+        libc.munlock(tail, cut)
+        libc.munmap(tail, cut)
+        self.size -= cut
+        if self.size == 0:
             self.addr = None
+
+    def release(self):
+        self.shrink(self.size >> 20)
 
 
 class NodeMemory:
@@ -184,6 +197,9 @@ class NodeMemory:
     def hold(self, mib):
         return Held(mib << 20, self.node)
 
+    def settle(self):
+        time.sleep(SETTLE_S)
+
 
 class Fill:
     """The node down to target_mib free (see the module's text); stop() gives it all back.
@@ -195,6 +211,7 @@ class Fill:
         self.before = self.node.huge_pages()
         self.held = []
         self.compactions = 0
+        self.steps = []     # "what: node's free MiB after it", for the error and the log
         try:
             self._fill(retries)
         except BaseException:
@@ -211,30 +228,61 @@ class Fill:
 
     def _fill(self, retries):
         node, target = self.node, self.target
+        free = self._note("start")
         for attempt in range(retries + 1):
-            short = huge_pages_short(node.free_mib(), target)
+            short = huge_pages_short(free, target)
             if short == 0:
                 break
             node.set_huge_pages(node.huge_pages() + short)
-            if huge_pages_short(node.free_mib(), target) == 0 or attempt == retries:
+            free = self._note(f"huge {self.pages}")
+            if huge_pages_short(free, target) == 0 or attempt == retries:
                 break
             node.compact()
             self.compactions += 1
-        back = huge_pages_over(node.free_mib(), target, self.pages)
-        if back:
-            node.set_huge_pages(node.huge_pages() - back)
-        # the rest in 4 KiB pages; a second and third hold when free memory came back
-        # meanwhile (a process ending, caches shrinking)
-        for _ in range(3):
-            mib = topup_mib(node.free_mib(), target)
-            if mib == 0:
+            free = self._note("compacted")
+        # the rest by 4 KiB pages held or given back, until within a MiB: the node's free
+        # count moves meanwhile (caches refilling after drop_caches, kswapd, the testbed's
+        # own processes; a probe of 2026-12-03 in the testbed ended 5 MiB under the target
+        # after one hold), so it is read again after settle() each round
+        for _ in range(ROUNDS):
+            node.settle()
+            free = self._note("settled")
+            off = free - target
+            if abs(off) <= 1:
                 break
-            self.held.append(node.hold(mib))
-        self.free_mib = node.free_mib()
+            if off > 0:
+                self.held.append(node.hold(topup_mib(free, target)))
+                self._note(f"held {self.held_mib}")
+            elif self.held_mib:
+                self._release(min(-off, self.held_mib))
+                self._note(f"held {self.held_mib}")
+            elif self.pages:
+                node.set_huge_pages(node.huge_pages() - huge_pages_over(free, target,
+                                                                        self.pages))
+                self._note(f"huge {self.pages}")
+            else:
+                break
+        node.settle()
+        self.free_mib = self._note("end")
         wrong = off_target(self.free_mib, target)
         if wrong:
             raise Failed(f"fill: {wrong} after {self.pages} huge pages, {self.compactions} "
-                         f"compactions and {self.held_mib} MiB of 4 KiB pages held")
+                         f"compactions and {self.held_mib} MiB of 4 KiB pages held (free "
+                         f"MiB a step: {', '.join(self.steps)})")
+
+    def _note(self, step):
+        free = self.node.free_mib()
+        self.steps.append(f"{step}: {free}")
+        return free
+
+    def _release(self, mib):
+        """Gives back mib MiB of the held pages, the last held first."""
+        while mib > 0 and self.held:
+            take = min(mib, self.held[-1].size >> 20)
+            self.held[-1].shrink(take)
+            mib -= take
+            if not self.held[-1].size:
+                self.held.pop()
 
     def describe(self):
         return (f"{self.pages} huge pages ({self.pages * HUGE_MIB} MiB), {self.compactions} "
