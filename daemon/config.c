@@ -118,6 +118,8 @@ hmmvd_config_init(HmmvdConfig *config)
   config->reads_run_dir = g_strdup(HMMV_DAMON_RUN_DIR);
   config->metrics_listen = g_strdup("");
   config->metrics_textfile = g_strdup("");
+  config->vm_exclude = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                             (GDestroyNotify)g_strfreev);
 }
 
 void
@@ -133,6 +135,7 @@ hmmvd_config_clear(HmmvdConfig *config)
   g_clear_pointer(&config->reads_run_dir, g_free);
   g_clear_pointer(&config->slow_nodes, g_strfreev);
   g_clear_pointer(&config->dram_nodes, g_strfreev);
+  g_clear_pointer(&config->vm_exclude, g_hash_table_unref);
   g_clear_pointer(&config->metrics_listen, g_free);
   g_clear_pointer(&config->metrics_textfile, g_free);
 }
@@ -152,6 +155,22 @@ config_copy(HmmvdConfig *dst, const HmmvdConfig *src)
   dst->dram_nodes = g_strdupv(src->dram_nodes);
   dst->metrics_listen = g_strdup(src->metrics_listen);
   dst->metrics_textfile = g_strdup(src->metrics_textfile);
+  dst->vm_exclude = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                          (GDestroyNotify)g_strfreev);
+  if (src->vm_exclude != NULL) {
+    GHashTableIter iter;
+    gpointer key, value;
+
+    g_hash_table_iter_init(&iter, src->vm_exclude);
+    while (g_hash_table_iter_next(&iter, &key, &value))
+      g_hash_table_insert(dst->vm_exclude, g_strdup(key), g_strdupv(value));
+  }
+}
+
+const char *const *
+hmmvd_config_get_exclude(const HmmvdConfig *config, const char *vm_name)
+{
+  return config->vm_exclude != NULL ? g_hash_table_lookup(config->vm_exclude, vm_name) : NULL;
 }
 
 /* The line of "[group]" (key NULL) or of the last "key =" inside it; 0 when not found. */
@@ -396,6 +415,55 @@ find_spec(const char *group, const char *key)
   return NULL;
 }
 
+/* [vm NAME]: settings of one VM */
+#define VM_GROUP_PREFIX "vm "
+
+/* [vm NAME] exclude = ram-node1;hugemem: backends that VM's hmmv leaves alone. */
+static gboolean
+apply_vm_group(HmmvdConfig *config, GKeyFile *file, const char *group, GError **error)
+{
+  const char *name = group + strlen(VM_GROUP_PREFIX);
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+  g_auto(GStrv) list = NULL;
+  gsize n = 0;
+
+  if (*name == '\0' || strcspn(name, "/ \t\n") != strlen(name)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "a VM name is not empty and holds no '/' or spaces (as --qmp NAME=SOCKET)");
+    return FALSE;
+  }
+  if (!g_key_file_has_key(file, group, "exclude", NULL))
+    return TRUE;
+  list = g_key_file_get_string_list(file, group, "exclude", &n, error);
+  if (list == NULL && n > 0)
+    return FALSE;
+  g_clear_error(error);
+  for (gsize i = 0; list != NULL && list[i] != NULL; i++) {
+    const char *backend = g_strstrip(list[i]);
+
+    if (*backend == '\0')
+      continue;
+    if (!hmmvd_quota_check_backend(backend, error))
+      return FALSE;
+    for (guint j = 0; j < names->len; j++) {
+      if (strcmp(g_ptr_array_index(names, j), backend) == 0) {
+        g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                    "exclude: backend %s is named twice", backend);
+        return FALSE;
+      }
+    }
+    if (names->len >= HMMVD_EXCLUDE_MAX) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "exclude: more than %u backends", HMMVD_EXCLUDE_MAX);
+      return FALSE;
+    }
+    g_ptr_array_add(names, g_strdup(backend));
+  }
+  g_ptr_array_add(names, NULL);
+  g_hash_table_replace(config->vm_exclude, g_strdup(name), g_ptr_array_steal(names, NULL));
+  return TRUE;
+}
+
 /* Every group and key must be known, in the file's order so the first mistake is reported. */
 static gboolean
 check_known(GKeyFile *file, const char *path, const char *text, GError **error)
@@ -405,9 +473,21 @@ check_known(GKeyFile *file, const char *path, const char *text, GError **error)
   for (guint g = 0; groups[g] != NULL; g++) {
     g_auto(GStrv) keys = g_key_file_get_keys(file, groups[g], NULL, NULL);
 
+    if (g_str_has_prefix(groups[g], VM_GROUP_PREFIX)) {
+      for (guint k = 0; keys != NULL && keys[k] != NULL; k++) {
+        if (strcmp(keys[k], "exclude") != 0) {
+          g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                      "unknown key (known: exclude)");
+          locate_error(error, path, text, groups[g], keys[k]);
+          return FALSE;
+        }
+      }
+      continue;
+    }
     if (find_spec(groups[g], NULL) == NULL) {
       g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
-                  "unknown group (known: daemon, libvirt, memory, policy, defaults, metrics)");
+                  "unknown group (known: daemon, libvirt, memory, policy, defaults, metrics, "
+                  "vm NAME)");
       locate_error(error, path, text, groups[g], NULL);
       return FALSE;
     }
@@ -465,6 +545,17 @@ apply_file(HmmvdConfig *config, GKeyFile *file, const char *path, const char *te
     }
   }
   config->params.interval_ms = config->interval_ms;
+  {
+    g_auto(GStrv) groups = g_key_file_get_groups(file, NULL);
+
+    for (guint g = 0; groups[g] != NULL; g++) {
+      if (g_str_has_prefix(groups[g], VM_GROUP_PREFIX) &&
+          !apply_vm_group(config, file, groups[g], error)) {
+        locate_error(error, path, text, groups[g], "exclude");
+        return FALSE;
+      }
+    }
+  }
   return check_consistent(config, path, text, error);
 }
 

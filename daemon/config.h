@@ -39,6 +39,9 @@ typedef struct {
   /* [metrics] */
   char *metrics_listen;         /* "127.0.0.1:9464" or "" (off) */
   char *metrics_textfile;       /* path or "" (off) */
+  /* [vm NAME] exclude = a;b: VM name -> NULL-ended backends it leaves alone (standalone VMs,
+   * --qmp NAME=SOCKET; a libvirt domain's come from its metadata) */
+  GHashTable *vm_exclude;
   /* hmmvd --record-dir only (benchmarks, not a key): each VM's harvests as traces here */
   char *record_dir;
 } HmmvdConfig;
@@ -48,6 +51,8 @@ void hmmvd_config_init(HmmvdConfig *config);
  * names the file, the line and the key. */
 gboolean hmmvd_config_load(HmmvdConfig *config, const char *path, GError **error);
 void hmmvd_config_clear(HmmvdConfig *config);
+/* [vm NAME]'s exclude, NULL when none. */
+const char *const *hmmvd_config_get_exclude(const HmmvdConfig *config, const char *vm_name);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(HmmvdConfig, hmmvd_config_clear)
 
 G_END_DECLS

@@ -178,8 +178,21 @@ print_vm_notes(GString *out, JsonObject *vm)
 
   if (g_strcmp0(status, "managed") != 0)
     put(out, "  %s: %s\n", name, status);
+  JsonNode *exclude = json_object_get_member(vm, "exclude");
+
   if (quota_error != NULL)
     put(out, "  %s: quota rejected (the last good one stays): %s\n", name, quota_error);
+  if (exclude != NULL && JSON_NODE_HOLDS_ARRAY(exclude) &&
+      json_array_get_length(json_node_get_array(exclude)) > 0) {
+    JsonArray *names = json_node_get_array(exclude);
+    g_autoptr(GString) list = g_string_new(NULL);
+
+    for (guint i = 0; i < json_array_get_length(names); i++)
+      g_string_append_printf(list, "%s%s", i > 0 ? ", " : "",
+                             json_array_get_string_element(names, i));
+    put(out, "  %s: excluded (left alone: not tracked, not moved, not counted): %s, %"
+             G_GUINT64_FORMAT " MiB\n", name, list->str, mib(member_uint(vm, "excluded-pages")));
+  }
   if (last_error != NULL)
     put(out, "  %s: last error: %s\n", name, last_error);
   if (json_object_get_boolean_member_with_default(vm, "writes-paused", FALSE))

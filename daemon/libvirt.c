@@ -2,6 +2,7 @@
 /*
  * hmmvd's libvirt source of VMs (see libvirt.h).
  */
+#include "libvirt-metadata.h"
 #include "libvirt-qmp.h"
 #include "libvirt.h"
 #include "quota.h"
@@ -74,15 +75,6 @@ replace_str(char **slot, const char *value)
   g_free(old);
 }
 
-static char *
-take_libvirt_string(char *text)
-{
-  char *copy = g_strdup(text);
-
-  free(text);
-  return copy;
-}
-
 /* ------------------------------------------------------------------------------------------
  * Quotas: libvirt metadata in hmmv's namespace.
  */
@@ -98,33 +90,44 @@ record_quota_error(HmmvdLibvirt *lv, const char *name, const GError *error)
     replace_str(&info->quota_error, error->message);
 }
 
-/* Read the live metadata and apply it; takes effect at the next interval. */
+static void add_domain(HmmvdLibvirt *lv, virDomainPtr dom);
+
+/* Read the live metadata and apply it: the quota takes effect at the next interval; a changed
+ * exclusion restarts the VM's tracking (hmmv-stop, hmmv-start without them), and a VM left
+ * unmanaged for its metadata is tried again. Malformed: the last good quota and exclusion
+ * stay. */
 static void
 refresh_quota(HmmvdLibvirt *lv, virDomainPtr dom)
 {
   const char *name = virDomainGetName(dom);
-  const HmmvdConfig *config = lv->config;
   g_autoptr(GError) local_error = NULL;
   g_autofree char *xml = NULL;
-  HmmvQuota quota = config->default_quota;
-  char *text;
+  g_auto(GStrv) exclude = NULL;
+  HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
+  HmmvQuota quota;
 
-  if (hmmvd_vms_lookup(lv->vms, name) == NULL)
+  if (info == NULL)
     return;
-  text = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, HMMVD_METADATA_URI,
-                              VIR_DOMAIN_AFFECT_LIVE);
-  if (text == NULL && virGetLastErrorCode() != VIR_ERR_NO_DOMAIN_METADATA) {
-    g_warning("vm %s: cannot read the hmmv metadata: %s", name, last_error_message());
+  if (!hmmvd_libvirt_read_metadata(dom, lv->config, &quota, &exclude, &xml, &local_error)) {
+    if (g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_IO))
+      g_warning("vm %s: %s", name, local_error->message);
+    else
+      record_quota_error(lv, name, local_error);
     return;
   }
-  xml = text != NULL ? take_libvirt_string(text) : NULL;
-  if (xml != NULL && !hmmvd_quota_parse(xml, &config->default_quota, &quota, &local_error)) {
-    record_quota_error(lv, name, local_error);
-    return;
+  if (g_str_has_prefix(info->status, HMMVD_METADATA_REJECTED)) {
+    g_message("vm %s: hmmv metadata accepted now: tracking starts", name);
+    hmmvd_vms_remove(lv->vms, name);
+    add_domain(lv, dom);
+    info = hmmvd_vms_lookup(lv->vms, name);
+    if (info == NULL)
+      return;
   }
   if (!hmmvd_vms_set_quota(lv->vms, name, &quota, &local_error))
     return;                               /* logged and recorded by vms */
   g_debug("vm %s: quota %s", name, xml != NULL ? xml : "(defaults: no hmmv metadata)");
+  if (info->in_core)
+    hmmvd_vms_change_exclude(lv->vms, name, (const char *const *)exclude);
 }
 
 static void
@@ -142,30 +145,11 @@ static gboolean
 write_quota(const char *name, const HmmvQuota *quota, gpointer user_data, GError **error)
 {
   HmmvdLibvirt *lv = user_data;
-  g_autofree char *xml = hmmvd_quota_format(quota);
-  unsigned int flags = VIR_DOMAIN_AFFECT_LIVE;
-  virDomainPtr dom;
-  int rc;
+  HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
 
-  if (lv->conn == NULL) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "libvirt is not connected (reconnecting)");
-    return FALSE;
-  }
-  dom = virDomainLookupByName(lv->conn, name);
-  if (dom == NULL) {
-    set_libvirt_error(error, name);
-    return FALSE;
-  }
-  /* CONFIG too when the domain has a persistent definition, so the quota survives a restart
-   * of the domain, as `virsh metadata --live --config` does. */
-  if (virDomainIsPersistent(dom) == 1)
-    flags |= VIR_DOMAIN_AFFECT_CONFIG;
-  rc = virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, HMMVD_METADATA_KEY,
-                            HMMVD_METADATA_URI, flags);
-  if (rc < 0)
-    set_libvirt_error(error, name);
-  virDomainFree(dom);
-  return rc == 0;
+  return hmmvd_libvirt_write_metadata(lv->conn, name, quota,
+                                      info != NULL ? (const char *const *)info->exclude : NULL,
+                                      error);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -189,7 +173,9 @@ typedef struct {
   guint64 max_ram_bytes;
   guint interval_ms;
   guint32 numatune_nodes;       /* hmmvd_libvirt_numatune_nodes, within 0..HMMV_MAX_NODE_ID */
+  char **exclude;               /* the metadata's backends left alone */
   /* results */
+  guint64 excluded_bytes;
   HmmvQmp *qmp;
   HmmvVm *vm;
   HmmvTracker *tracker;
@@ -208,6 +194,7 @@ domain_start_free(gpointer data)
   lv_unref(start->lv);
   g_free(start->name);
   g_free(start->uuid);
+  g_strfreev(start->exclude);
   g_free(start);
 }
 
@@ -219,7 +206,8 @@ domain_start_run(GTask *task, gpointer source_object, gpointer task_data,
   GError *error = NULL;
 
   if (!hmmvd_vm_build_started(start->name, start->qmp, start->pid, start->max_ram_bytes,
-                              start->interval_ms, &start->vm, &start->tracker, &error))
+                              start->interval_ms, (const char *const *)start->exclude,
+                              &start->excluded_bytes, &start->vm, &start->tracker, &error))
     g_task_return_error(task, error);
   else
     g_task_return_boolean(task, TRUE);
@@ -243,11 +231,20 @@ domain_start_done(GObject *source_object, GAsyncResult *result, gpointer user_da
   if (info == NULL || g_strcmp0(info->uuid, start->uuid) != 0 || info->pid != start->pid) {
     g_debug("domain %s: stopped while tracking started", start->name);
   } else if (!g_task_propagate_boolean(G_TASK(result), &local_error)) {
+    if (g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT)) {
+      /* an exclusion that names no backend of it, or all of them: until it is fixed */
+      g_autofree char *reason = g_strdup_printf(HMMVD_METADATA_REJECTED "%s; not managed "
+                                                "until it is fixed", local_error->message);
+
+      hmmvd_vms_add_unmanaged(lv->vms, start->name, HMMVD_SOURCE_LIBVIRT, reason);
+      return;
+    }
     /* vms lists it with the reason ("QEMU lacks the hmmv patches: ...") and logs it */
     hmmvd_vms_fail_start(lv->vms, start->name, local_error);
   } else if (hmmvd_vms_add_started(lv->vms, start->name, HMMVD_SOURCE_LIBVIRT, start->pid,
                                    start->uuid, g_steal_pointer(&start->qmp),
-                                   start->max_ram_bytes, g_steal_pointer(&start->vm),
+                                   start->max_ram_bytes, (const char *const *)start->exclude,
+                                   start->excluded_bytes, g_steal_pointer(&start->vm),
                                    g_steal_pointer(&start->tracker), NULL)) {
     g_message("vm %s: libvirt domain %s, QEMU pid %d", start->name, start->uuid, start->pid);
     hmmvd_vms_set_bound_nodes(lv->vms, start->name, start->numatune_nodes);
@@ -264,7 +261,20 @@ domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid,
   DomainStart *start;
   GTask *task;
   HmmvQmp *qmp;
+  g_auto(GStrv) exclude = NULL;
+  HmmvQuota quota;
 
+  /* The exclusion must be known before tracking starts: a malformed element may name memory
+   * hmmv must leave alone (pinned, hugetlbfs), so the domain waits for it to be fixed. */
+  if (!hmmvd_libvirt_read_metadata(dom, lv->config, &quota, &exclude, NULL, &local_error)) {
+    g_autofree char *reason = g_strdup_printf(HMMVD_METADATA_REJECTED "%s; not managed until "
+                                              "it is fixed", local_error->message);
+
+    hmmvd_vms_add_unmanaged(lv->vms, name, HMMVD_SOURCE_LIBVIRT, reason);
+    hmmvd_vms_lookup(lv->vms, name)->dropped =
+      g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_IO);   /* libvirt away: retried */
+    return;
+  }
   qmp = hmmvd_libvirt_qmp_transport_new(lv->qmp, uuid, name, (int)virDomainGetID(dom),
                                         &local_error);
   if (qmp == NULL) {
@@ -280,6 +290,7 @@ domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid,
   start->max_ram_bytes = (guint64)virDomainGetMaxMemory(dom) << 10;
   start->interval_ms = lv->config->interval_ms;
   start->numatune_nodes = numatune_nodes;
+  start->exclude = g_steal_pointer(&exclude);
   start->qmp = qmp;
   /* listed meanwhile, so status shows it and a quota can be read for it */
   hmmvd_vms_add_starting(lv->vms, name, HMMVD_SOURCE_LIBVIRT, pid, uuid);

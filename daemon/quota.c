@@ -3,7 +3,12 @@
  * The per-VM quota in libvirt domain metadata:
  *
  *   <memory xmlns="https://hmmv.dev/ns/quota/1" dram-min-mib="256" dram-max-mib="1024"
- *           weight="100" managed="yes"/>
+ *           weight="100" managed="yes">
+ *     <exclude backend="ram-node1"/>
+ *   </memory>
+ *
+ * Each <exclude> names a memory backend (id) or RAM block that hmmv leaves alone: not
+ * tracked, not moved, not counted (hmmv_qemu_vm_new_excluding; README "Excluded backends").
  *
  * libvirt hands the element back with its namespace either as a default namespace or bound to
  * a prefix (<hmmv:memory xmlns:hmmv="...">), so only the local name is compared. Parsed with
@@ -21,6 +26,7 @@ typedef struct {
   HmmvQuota quota;
   guint depth;
   guint roots;
+  GPtrArray *exclude;           /* char *, NULL-ended at the end */
 } QuotaParse;
 
 gboolean
@@ -125,6 +131,78 @@ check_namespace(const char *element, const char *name, const char *value, GError
   return TRUE;
 }
 
+gboolean
+hmmvd_quota_check_backend(const char *name, GError **error)
+{
+  gsize len = strlen(name);
+
+  if (len == 0 || len > HMMVD_EXCLUDE_MAX_NAME) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "exclude: a backend name is 1..%u characters, not %" G_GSIZE_FORMAT,
+                HMMVD_EXCLUDE_MAX_NAME, len);
+    return FALSE;
+  }
+  /* QEMU's ids are letters, digits, '-', '.', '_'; RAM block names add '/' and ':'
+   * (0000:00:03.0/vmem0) */
+  for (const char *c = name; *c != '\0'; c++) {
+    if (!g_ascii_isalnum(*c) && strchr("-._/:[]", *c) == NULL) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "exclude: backend name \"%s\" holds '%c' (a memory backend's id or a RAM "
+                  "block's name: letters, digits, - . _ / : [ ])", name, *c);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+/* <exclude backend="NAME"/>: one name each, no repeats. */
+static void
+parse_exclude(QuotaParse *qp, const char *element, const char **names, const char **values,
+              GError **error)
+{
+  const char *backend = NULL;
+
+  for (guint i = 0; names[i] != NULL; i++) {
+    GError *ns_error = NULL;
+
+    if (check_namespace(element, names[i], values[i], &ns_error)) {
+      if (ns_error != NULL) {
+        g_propagate_error(error, ns_error);
+        return;
+      }
+      continue;
+    }
+    if (strcmp(names[i], "backend") != 0 || backend != NULL) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "<exclude>: %s attribute %s (known: backend, once)",
+                  backend != NULL && strcmp(names[i], "backend") == 0 ? "repeated" : "unknown",
+                  names[i]);
+      return;
+    }
+    backend = values[i];
+  }
+  if (backend == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "<exclude> without backend=\"NAME\"");
+    return;
+  }
+  if (!hmmvd_quota_check_backend(backend, error))
+    return;
+  for (guint i = 0; i < qp->exclude->len; i++) {
+    if (strcmp(g_ptr_array_index(qp->exclude, i), backend) == 0) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "exclude: backend %s is named twice", backend);
+      return;
+    }
+  }
+  if (qp->exclude->len >= HMMVD_EXCLUDE_MAX) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "exclude: more than %u backends", HMMVD_EXCLUDE_MAX);
+    return;
+  }
+  g_ptr_array_add(qp->exclude, g_strdup(backend));
+}
+
 static void
 quota_start_element(GMarkupParseContext *context, const char *element, const char **names,
                     const char **values, gpointer user_data, GError **error)
@@ -133,9 +211,15 @@ quota_start_element(GMarkupParseContext *context, const char *element, const cha
   const char *colon = strchr(element, ':');
   const char *local = colon != NULL ? colon + 1 : element;
 
+  if (qp->depth == 1 && strcmp(local, "exclude") == 0) {
+    qp->depth++;
+    parse_exclude(qp, element, names, values, error);
+    return;
+  }
   if (qp->depth++ > 0) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
-                "unexpected element <%s> inside <memory>", element);
+                "unexpected element <%s> inside <%s> (known: <exclude backend=\"NAME\"/> "
+                "inside <memory>)", element, qp->depth > 2 ? "exclude" : "memory");
     return;
   }
   if (qp->roots++ > 0 || strcmp(local, "memory") != 0) {
@@ -180,7 +264,7 @@ quota_text(GMarkupParseContext *context, const char *text, gsize len, gpointer u
   for (gsize i = 0; i < len; i++) {
     if (!g_ascii_isspace(text[i])) {
       g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
-                  "unexpected text in the quota element");
+                  "unexpected text in the hmmv metadata element");
       return;
     }
   }
@@ -195,7 +279,17 @@ static const GMarkupParser quota_parser = {
 gboolean
 hmmvd_quota_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota *quota, GError **error)
 {
-  QuotaParse qp = { .quota = *defaults };
+  g_auto(GStrv) exclude = NULL;
+
+  return hmmvd_metadata_parse(xml, defaults, quota, &exclude, error);
+}
+
+gboolean
+hmmvd_metadata_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota *quota,
+                     char ***exclude, GError **error)
+{
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+  QuotaParse qp = { .quota = *defaults, .exclude = names };
   g_autoptr(GMarkupParseContext) context = NULL;
   g_autoptr(GError) local_error = NULL;
 
@@ -217,19 +311,35 @@ hmmvd_quota_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota *quota, 
     return FALSE;
   }
   *quota = qp.quota;
+  g_ptr_array_add(names, NULL);
+  *exclude = (char **)g_ptr_array_steal(names, NULL);
   return TRUE;
 }
 
 char *
-hmmvd_quota_format(const HmmvQuota *quota)
+hmmvd_quota_format(const HmmvQuota *quota, const char *const *exclude)
 {
+  g_autoptr(GString) xml = g_string_new(NULL);
+
   /* No xmlns: virsh metadata --uri/--key and virDomainSetMetadata put the element in hmmv's
-   * namespace themselves. */
-  return g_strdup_printf("<memory dram-min-mib=\"%" G_GUINT64_FORMAT "\" dram-max-mib=\"%"
-                         G_GUINT64_FORMAT "\" weight=\"%u\" managed=\"%s\"/>",
+   * namespace themselves. The exclusion goes with it: set-quota must not drop it. */
+  g_string_append_printf(xml, "<memory dram-min-mib=\"%" G_GUINT64_FORMAT "\" dram-max-mib=\"%"
+                         G_GUINT64_FORMAT "\" weight=\"%u\" managed=\"%s\"",
                          quota->min_pages / HMMVD_PAGES_PER_MIB,
                          quota->max_pages / HMMVD_PAGES_PER_MIB, quota->weight,
                          quota->managed ? "yes" : "no");
+  if (exclude == NULL || exclude[0] == NULL) {
+    g_string_append(xml, "/>");
+    return g_string_free(g_steal_pointer(&xml), FALSE);
+  }
+  g_string_append(xml, ">");
+  for (guint i = 0; exclude[i] != NULL; i++) {
+    g_autofree char *escaped = g_markup_escape_text(exclude[i], -1);
+
+    g_string_append_printf(xml, "<exclude backend=\"%s\"/>", escaped);
+  }
+  g_string_append(xml, "</memory>");
+  return g_string_free(g_steal_pointer(&xml), FALSE);
 }
 
 gboolean

@@ -22,7 +22,20 @@ G_BEGIN_DECLS
  * managed="yes"/>. Every attribute is optional (absent: the default quota's value). */
 gboolean hmmvd_quota_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota *quota,
                            GError **error);
-char *hmmvd_quota_format(const HmmvQuota *quota);
+/* The whole element: the quota, and the backends to exclude from its <exclude
+ * backend="NAME"/> children (a NULL-ended list, empty when none; the caller's). */
+#define HMMVD_EXCLUDE_MAX 64u
+/* The status of a VM left unmanaged for its metadata (malformed, or an exclusion that names no
+ * backend of it, or all of them) until the metadata changes. */
+#define HMMVD_METADATA_REJECTED "hmmv metadata rejected: "
+#define HMMVD_EXCLUDE_MAX_NAME 128u
+gboolean hmmvd_metadata_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota *quota,
+                              char ***exclude, GError **error);
+/* A backend name as exclude takes it (hmmvd.conf's too): 1..128 of letters, digits - . _ / :
+ * [ ]; the error says what is wrong. */
+gboolean hmmvd_quota_check_backend(const char *name, GError **error);
+/* The element again, with exclude's <exclude> children (NULL or empty: none). */
+char *hmmvd_quota_format(const HmmvQuota *quota, const char *const *exclude);
 /* "256" -> pages: decimal digits only, at most HMMVD_QUOTA_MAX_MIB; the error says why
  * (empty, negative, not a number, too large) without naming the field. */
 gboolean hmmvd_quota_parse_mib(const char *text, guint64 *pages, GError **error);

@@ -34,6 +34,7 @@ struct _StandaloneStart {
   char *name;
   char *path;
   guint interval_ms;
+  char **exclude;               /* hmmvd.conf [vm NAME] exclude */
   GCancellable *cancellable;
   guint deadline_source;
   gboolean timed_out;
@@ -42,6 +43,7 @@ struct _StandaloneStart {
   HmmvVm *vm;
   HmmvTracker *tracker;
   int pid;
+  guint64 excluded_bytes;
 };
 
 struct _HmmvdStandalone {
@@ -66,6 +68,7 @@ start_free(gpointer data)
   g_object_unref(start->cancellable);
   g_free(start->name);
   g_free(start->path);
+  g_strfreev(start->exclude);
   g_free(start);
 }
 
@@ -144,6 +147,7 @@ start_run(GTask *task, gpointer source_object, gpointer task_data, GCancellable 
   }
   start->pid = hmmv_qmp_get_peer_pid(start->qmp);
   if (!hmmvd_vm_build_started(start->name, start->qmp, start->pid, 0, start->interval_ms,
+                              (const char *const *)start->exclude, &start->excluded_bytes,
                               &start->vm, &start->tracker, &error)) {
     g_task_return_error(task, error);
     return;
@@ -181,6 +185,18 @@ start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
     if (start->timed_out)
       message = g_strdup_printf("QEMU did not complete start-up within %u ms (%s)",
                                 STANDALONE_START_DEADLINE_MS, local_error->message);
+    if (start->qmp != NULL && g_error_matches(local_error, HMMV_ERROR,
+                                              HMMV_ERROR_INVALID_ARGUMENT)) {
+      /* hmmvd.conf's exclusion names no backend of this VM, or all of them: listed with the
+       * reason, the VM left alone, not asked again while this QEMU runs */
+      g_autofree char *status = g_strdup_printf("[vm %s] in hmmvd.conf rejected: %s; not "
+                                                "managed", entry->name, local_error->message);
+
+      entry->pid = start->pid;
+      hmmvd_vms_remove(sa->vms, entry->name);
+      hmmvd_vms_add_unmanaged(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, status);
+      return;
+    }
     if (start->qmp != NULL && g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_PROTOCOL) &&
         strstr(local_error->message, "CommandNotFound") != NULL) {
       /* An unpatched QEMU is listed with the reason and not asked again while it runs. */
@@ -204,7 +220,8 @@ start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
   hmmv_qmp_set_cancellable(qmp, NULL);       /* from now on each exchange has its deadline */
   /* On failure vms lists the VM with the reason and logs it. */
   if (hmmvd_vms_add_started(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, entry->pid, NULL,
-                            qmp, 0, g_steal_pointer(&start->vm),
+                            qmp, 0, (const char *const *)start->exclude, start->excluded_bytes,
+                            g_steal_pointer(&start->vm),
                             g_steal_pointer(&start->tracker), NULL))
     g_clear_pointer(&entry->last_failure, g_free);
 }
@@ -225,6 +242,7 @@ try_connect(HmmvdStandalone *sa, StandaloneVm *entry)
   start->name = g_strdup(entry->name);
   start->path = g_strdup(entry->path);
   start->interval_ms = sa->config->interval_ms;
+  start->exclude = g_strdupv((char **)hmmvd_config_get_exclude(sa->config, entry->name));
   start->cancellable = g_cancellable_new();
   start->pid = -1;
   start->deadline_source = g_timeout_add(STANDALONE_START_DEADLINE_MS, start_deadline, start);

@@ -252,21 +252,24 @@ handle_corrupt(HmmvdVms *vms, VmEntry *entry, const char *message)
   hmmvd_vm_entry_set_status(entry, status);
 }
 
+/* why: "RAM layout changed" or "excluded backends changed" */
 static void
-restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
+restart_tracking_for(HmmvdVms *vms, VmEntry *entry, const char *why, const char *message)
 {
   g_autoptr(GError) error = NULL;
   const char *name = entry->info.name;
   HmmvVm *vm = NULL;
   HmmvTracker *tracker = NULL;
   gboolean built;
+  g_autofree char *restarting = g_strdup_printf("restarting tracking: %s", why);
 
-  g_message("vm %s: RAM layout changed, restarting tracking (%s)", name, message);
+  g_message("vm %s: %s, restarting tracking (%s)", name, why, message);
   hmmvd_vms_untrack(vms, entry);
   entry->retry_layout = FALSE;   /* hmmvd_vms_track() sets it again if the layout still moves */
+  entry->restart_exclude = FALSE;
   if (vms->restart != NULL && entry->info.source == vms->restart_source) {
     /* the source queries the new layout off the main thread */
-    hmmvd_vm_entry_set_status(entry, "restarting tracking: the RAM layout changed");
+    hmmvd_vm_entry_set_status(entry, restarting);
     entry->info.dropped = TRUE;
     vms->restart(name, vms->restart_data);
     return;
@@ -279,12 +282,45 @@ restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
     built = (g_set_error(&error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
                          "no QMP transport to query the new layout"), FALSE);
   if (!built || !hmmvd_vms_track(vms, entry, vm, tracker, &error)) {
-    g_autofree char *status = g_strdup_printf("RAM layout changed and tracking could not "
-                                              "restart: %s", error->message);
+    g_autofree char *status = g_strdup_printf("%s and tracking could not restart: %s", why,
+                                              error->message);
 
     hmmvd_vm_entry_set_status(entry, status);
     g_warning("vm %s: %s", name, status);
   }
+}
+
+static void
+restart_tracking(HmmvdVms *vms, VmEntry *entry, const char *message)
+{
+  restart_tracking_for(vms, entry, "RAM layout changed", message);
+}
+
+gboolean
+hmmvd_vms_change_exclude(HmmvdVms *vms, const char *name, const char *const *exclude)
+{
+  VmEntry *entry = g_hash_table_lookup(vms->entries, name);
+  const char *const none[] = { NULL };
+  g_autofree char *before = NULL, *after = NULL;
+
+  if (entry == NULL ||
+      g_strv_equal(entry->info.exclude != NULL ? (const char *const *)entry->info.exclude : none,
+                   exclude != NULL ? exclude : none))
+    return FALSE;
+  before = entry->info.exclude != NULL ? g_strjoinv(", ", entry->info.exclude) : NULL;
+  after = exclude != NULL ? g_strjoinv(", ", (char **)exclude) : NULL;
+  g_strfreev(entry->info.exclude);
+  entry->info.exclude = exclude != NULL && exclude[0] != NULL ? g_strdupv((char **)exclude)
+                                                              : NULL;
+  entry->info.excluded_pages = 0;
+  entry->restart_exclude = TRUE;
+  g_message("vm %s: excluded backends changed: [%s] -> [%s]; its tracking restarts (hmmv-stop, "
+            "hmmv-start) %s", name, before != NULL ? before : "", after != NULL ? after : "",
+            vms->running ? "once the running interval is done" : "now");
+  if (!vms->running)
+    restart_tracking_for(vms, entry, "excluded backends changed", after != NULL && *after
+                                                                      ? after : "none");
+  return TRUE;
 }
 
 /* VMs whose tracking could not start because their layout was still moving. */
@@ -310,6 +346,7 @@ interval_settle(HmmvdVms *vms)
   GHashTableIter iter;
   gpointer value;
   g_autoptr(GArray) waiters = NULL;
+  g_autoptr(GPtrArray) restart = g_ptr_array_new_with_free_func(g_free);
 
   g_hash_table_iter_init(&iter, vms->entries);
   while (g_hash_table_iter_next(&iter, NULL, &value)) {
@@ -322,6 +359,15 @@ interval_settle(HmmvdVms *vms)
 
       (void)hmmvd_vms_track(vms, entry, vm, tracker, &error);   /* logged and in its status */
     }
+    if (entry->restart_exclude)
+      g_ptr_array_add(restart, g_strdup(entry->info.name));
+  }
+  /* not while iterating: a source's restart replaces the entry */
+  for (guint i = 0; i < restart->len; i++) {
+    VmEntry *entry = g_hash_table_lookup(vms->entries, g_ptr_array_index(restart, i));
+
+    if (entry != NULL && entry->restart_exclude)
+      restart_tracking_for(vms, entry, "excluded backends changed", "set while it ran");
   }
   waiters = g_steal_pointer(&vms->waiters);
   vms->waiters = g_array_new(FALSE, FALSE, sizeof(IdleWaiter));

@@ -92,6 +92,13 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_bool(builder, "paused", info->paused);
   quota_to_json(builder, &info->quota);
   add_string(builder, "quota-error", info->quota_error);
+  /* backends left alone: not tracked, moved or counted in the pages below */
+  json_builder_set_member_name(builder, "exclude");
+  json_builder_begin_array(builder);
+  for (guint i = 0; info->exclude != NULL && info->exclude[i] != NULL; i++)
+    json_builder_add_string_value(builder, info->exclude[i]);
+  json_builder_end_array(builder);
+  add_uint(builder, "excluded-pages", info->excluded_pages);
   add_uint(builder, "quota-accepted-interval", info->quota_accepted_interval);
   if (info->quota_effective_interval != G_MAXUINT64)
     add_uint(builder, "quota-effective-interval", info->quota_effective_interval);

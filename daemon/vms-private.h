@@ -18,6 +18,7 @@ typedef struct {
   gboolean retry_layout;      /* tracking could not start because the RAM layout moved
                                  under it (a guest still in firmware): retried each interval */
   gboolean nodes_stale;       /* its allowed nodes must be read before the next interval */
+  gboolean restart_exclude;   /* its exclusion changed while an interval ran: restart then */
   const char *left_alone;     /* the core's reason last logged (static), NULL */
   HmmvVm *pending_vm;         /* built while an interval ran: tracked when it is done */
   HmmvTracker *pending_tracker;

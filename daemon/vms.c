@@ -36,6 +36,7 @@ hmmvd_vm_entry_free(gpointer data)
   g_free(entry->info.name);
   g_free(entry->info.uuid);
   g_free(entry->info.quota_error);
+  g_strfreev(entry->info.exclude);
   g_free(entry->info.status);
   g_free(entry->info.last_error);
   if (entry->pending_tracker != NULL) {
@@ -258,7 +259,8 @@ static const struct hmmv_qmp_ops proxy_ops = {
  * VM before anything is allocated for them. Touches no table state: worker threads use it. */
 static gboolean
 build_vm(const char *name, HmmvQmp *qmp, int pid, guint64 max_ram_bytes, guint interval_ms,
-         gboolean prestart, HmmvVm **vm_out, HmmvTracker **tracker_out, GError **error)
+         gboolean prestart, const char *const *exclude, guint64 *excluded_bytes,
+         HmmvVm **vm_out, HmmvTracker **tracker_out, GError **error)
 {
   /* hmmvd drives publication: interval 0 makes QEMU publish only on hmmv-sync, which the
    * tracker sends before each harvest. With QEMU on its own 1 s timer and hmmvd's period 1 s
@@ -270,8 +272,11 @@ build_vm(const char *name, HmmvQmp *qmp, int pid, guint64 max_ram_bytes, guint i
     /* A settled VM (its budget not contended: loop-watch.c) has QEMU's write export paused
      * 7 intervals in 8, so KVM may map it with huge pages again (issue 9, "Cost"). */
     .pause_when_coarse = TRUE,
+    /* left alone: not in the VM, and not exported (no dirty logging, huge pages kept) */
+    .exclude = exclude,
   };
-  g_autoptr(HmmvVm) vm = hmmv_qemu_vm_new_bounded(qmp, name, pid, max_ram_bytes, error);
+  g_autoptr(HmmvVm) vm = hmmv_qemu_vm_new_excluding(qmp, name, pid, max_ram_bytes, exclude,
+                                                    excluded_bytes, error);
   g_autoptr(HmmvTracker) tracker = NULL;
   HmmvQmp *proxy;
 
@@ -297,15 +302,23 @@ gboolean
 hmmvd_vms_build_from_qmp(HmmvdVms *vms, VmEntry *entry, HmmvVm **vm_out,
                          HmmvTracker **tracker_out, GError **error)
 {
-  return build_vm(entry->info.name, entry->qmp, entry->info.pid, entry->max_ram_bytes,
-                  vms->config->interval_ms, FALSE, vm_out, tracker_out, error);
+  guint64 excluded_bytes = 0;
+
+  if (!build_vm(entry->info.name, entry->qmp, entry->info.pid, entry->max_ram_bytes,
+                vms->config->interval_ms, FALSE, (const char *const *)entry->info.exclude,
+                &excluded_bytes, vm_out, tracker_out, error))
+    return FALSE;
+  entry->info.excluded_pages = excluded_bytes >> HMMV_PAGE_SHIFT;
+  return TRUE;
 }
 
 gboolean
 hmmvd_vm_build_started(const char *name, HmmvQmp *qmp, int pid, guint64 max_ram_bytes,
-                       guint interval_ms, HmmvVm **vm, HmmvTracker **tracker, GError **error)
+                       guint interval_ms, const char *const *exclude, guint64 *excluded_bytes,
+                       HmmvVm **vm, HmmvTracker **tracker, GError **error)
 {
-  return build_vm(name, qmp, pid, max_ram_bytes, interval_ms, TRUE, vm, tracker, error);
+  return build_vm(name, qmp, pid, max_ram_bytes, interval_ms, TRUE, exclude, excluded_bytes,
+                  vm, tracker, error);
 }
 
 /* Status of a VM whose tracking could not start: an unpatched QEMU says CommandNotFound. */
@@ -470,13 +483,17 @@ hmmvd_vms_add(HmmvdVms *vms, const char *name, HmmvdSource source, int pid, cons
 
 gboolean
 hmmvd_vms_add_started(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
-                      const char *uuid, HmmvQmp *qmp, guint64 max_ram_bytes, HmmvVm *vm,
+                      const char *uuid, HmmvQmp *qmp, guint64 max_ram_bytes,
+                      const char *const *exclude, guint64 excluded_bytes, HmmvVm *vm,
                       HmmvTracker *tracker, GError **error)
 {
   VmEntry *entry = entry_new(vms, name, source, pid, uuid);
 
   entry->qmp = qmp;
   entry->max_ram_bytes = max_ram_bytes;
+  entry->info.exclude = exclude != NULL && exclude[0] != NULL ? g_strdupv((char **)exclude)
+                                                              : NULL;
+  entry->info.excluded_pages = excluded_bytes >> HMMV_PAGE_SHIFT;
   return hmmvd_vms_track(vms, entry, vm, tracker, error);
 }
 

@@ -26,6 +26,11 @@ typedef struct {
   char *uuid;                   /* libvirt only */
   HmmvQuota quota;              /* last good quota */
   char *quota_error;            /* last rejected metadata, NULL when fine */
+  char **exclude;               /* memory backends / RAM blocks hmmv leaves alone (libvirt
+                                   metadata, hmmvd.conf [vm NAME]): not tracked, moved or
+                                   counted; NULL or empty: none */
+  guint64 excluded_pages;       /* RAM they hold, left out of the managed VM (0 until
+                                   tracking started) */
   /* When the current quota was accepted, the index of the next interval to start; and the
    * index of the first interval that ran with it (G_MAXUINT64 until one has). Tests count
    * intervals with these instead of timing how soon a quota shows. */
@@ -83,12 +88,21 @@ gboolean hmmvd_vms_add(HmmvdVms *vms, const char *name, HmmvdSource source, int 
  * worker thread: build the VM from QEMU's layout (bounded as above) and start its tracker;
  * touches no table. Then on the main thread: add it (everything taken; on failure listed with
  * the reason, as with hmmvd_vms_add). */
+/* exclude: the backends left alone (hmmv_qemu_vm_new_excluding), excluded_bytes what they
+ * hold; given again to hmmvd_vms_add_started for status. */
 gboolean hmmvd_vm_build_started(const char *name, HmmvQmp *qmp, int pid, guint64 max_ram_bytes,
-                                guint interval_ms, HmmvVm **vm, HmmvTracker **tracker,
+                                guint interval_ms, const char *const *exclude,
+                                guint64 *excluded_bytes, HmmvVm **vm, HmmvTracker **tracker,
                                 GError **error);
 gboolean hmmvd_vms_add_started(HmmvdVms *vms, const char *name, HmmvdSource source, int pid,
                                const char *uuid, HmmvQmp *qmp, guint64 max_ram_bytes,
+                               const char *const *exclude, guint64 excluded_bytes,
                                HmmvVm *vm, HmmvTracker *tracker, GError **error);
+/* The source's exclusion changed (virsh metadata on a running domain): tracking restarts
+ * (hmmv-stop, then hmmv-start without those backends, the VM built again) once no interval
+ * runs, through the source's restart function. FALSE when it is the same list (nothing to
+ * do) or no such VM. */
+gboolean hmmvd_vms_change_exclude(HmmvdVms *vms, const char *name, const char *const *exclude);
 /* For sources that start tracking on a worker thread: list the VM as starting meanwhile, and
  * record a start-up that failed (status and log as hmmvd_vms_add; a missed deadline marks it
  * dropped, to be retried). */

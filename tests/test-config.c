@@ -255,6 +255,11 @@ static const struct {
   { "[metrics]\ntextfile = hmmv.prom\n", ":2: [metrics] textfile: \"hmmv.prom\" is not an" },
   { "[daemon]\nthis line has no equals sign\n", ": " },
   { "interval-ms = 5\n", ": " },
+  /* [vm NAME] exclude (issue 9, "Cost") */
+  { "[vm guest]\nexclude = a b\n", ":2: [vm guest] exclude: exclude: backend name \"a b\"" },
+  { "[vm guest]\nexclude = m1;m1\n", ":2: [vm guest] exclude: exclude: backend m1 is named " },
+  { "[vm guest]\nquota = 1\n", ":2: [vm guest] quota: unknown key (known: exclude)" },
+  { "[vm a/b]\nexclude = m1\n", ":2: [vm a/b] exclude: a VM name " },
 };
 
 START_TEST(test_bad_files)
@@ -269,6 +274,34 @@ START_TEST(test_bad_files)
   ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
   ck_assert_msg(g_str_has_prefix(error->message, expect), "got \"%s\", expected \"%s...\"",
                 error->message, expect);
+}
+END_TEST
+
+/* [vm NAME] exclude = a;b: the backends a standalone VM's hmmv leaves alone (issue 9). */
+START_TEST(test_vm_exclude)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = write_conf("[vm guest]\nexclude = m1; hugemem ;\n[vm other]\n"
+                                     "exclude =\n");
+  g_auto(HmmvdConfig) config = { 0 };
+  g_auto(HmmvdConfig) copy = { 0 };
+  const char *const *exclude;
+
+  hmmvd_config_init(&config);
+  ck_assert_msg(hmmvd_config_load(&config, path, &error), "%s", error ? error->message : "");
+  exclude = hmmvd_config_get_exclude(&config, "guest");
+  ck_assert(exclude != NULL);
+  ck_assert_uint_eq(g_strv_length((char **)exclude), 2);
+  ck_assert_str_eq(exclude[0], "m1");
+  ck_assert_str_eq(exclude[1], "hugemem");
+  exclude = hmmvd_config_get_exclude(&config, "other");
+  ck_assert(exclude == NULL || exclude[0] == NULL);
+  ck_assert(hmmvd_config_get_exclude(&config, "nobody") == NULL);
+  /* a second load over it: the table is copied, not shared */
+  hmmvd_config_init(&copy);
+  ck_assert(hmmvd_config_load(&copy, path, NULL));
+  ck_assert(hmmvd_config_load(&copy, path, NULL));
+  ck_assert_uint_eq(g_strv_length((char **)hmmvd_config_get_exclude(&copy, "guest")), 2);
 }
 END_TEST
 
@@ -312,6 +345,7 @@ config_suite(void)
 
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_defaults);
+  tcase_add_test(tc, test_vm_exclude);
   tcase_add_test(tc, test_move_share_default);
   tcase_add_test(tc, test_shipped_file_is_the_defaults);
   tcase_add_test(tc, test_shipped_file_uncommented);

@@ -350,7 +350,7 @@ START_TEST(test_served_while_moves_in_flight)
   quota = config.default_quota;
   quota.max_pages = 2 * HMMVD_PAGES_PER_MIB;
   ck_assert(info->quota.max_pages != quota.max_pages);
-  quota_xml = hmmvd_quota_format(&quota);
+  quota_xml = hmmvd_quota_format(&quota, NULL);
   ck_assert_int_eq(virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, quota_xml,
                                         HMMVD_METADATA_KEY, HMMVD_METADATA_URI,
                                         VIR_DOMAIN_AFFECT_LIVE), 0);

@@ -42,6 +42,8 @@ static guint64 layout_hva;
 static guint64 layout_size;
 /* More members of that block (e.g. virtio-mem's populated parts): "" or ", ...". */
 static const char *layout_extra = "";
+/* When set, the whole reply instead (a test's own blocks). */
+static char *layout_reply;
 
 static char *
 peer_read_line(GSocket *sock, GString *buf)
@@ -138,6 +140,8 @@ peer_thread(gpointer data)
     } else if (strstr(line, "query-err") != NULL) {
       peer_send(sock, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command "
                       "query-err has not been found\"}}\n");
+    } else if (strstr(line, "query-hmmv-ramblocks") != NULL && layout_reply != NULL) {
+      peer_send(sock, layout_reply);
     } else if (strstr(line, "query-hmmv-ramblocks") != NULL) {
       g_autofree char *reply = g_strdup_printf(
         "{\"return\": [{\"name\": \"pc.ram\", \"host-address\": %" G_GUINT64_FORMAT ", "
@@ -288,6 +292,67 @@ START_TEST(test_claimed_ram_bounded)
   /* Without a pid nothing can be checked: refused. */
   ck_assert(hmmv_qemu_vm_new_bounded(qmp, "nopid", -1, 0, &error) == NULL);
   ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED));
+  munmap(ram, size);
+  g_clear_pointer(&qmp, hmmv_qmp_free);
+  peer_stop(peer);
+}
+END_TEST
+
+/* issue 9, "Cost": an operator's excluded backends are left out of the VM (not tracked, moved
+ * or counted), by backend id or RAM block name; a name that is no backend of this VM, and
+ * excluding every backend, are refused naming it. */
+START_TEST(test_exclude_backends)
+{
+  Peer *peer = peer_start(PEER_NORMAL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HmmvQmp) qmp = hmmv_qmp_connect_unix(peer->path, CONNECT_MS, &error);
+  gsize size = 2 << 20;
+  guint8 *ram = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  guint64 hva = (guint64)(guintptr)ram, excluded = 1;
+  g_autoptr(HmmvVm) vm = NULL;
+  static const char *const by_id[] = { "mem1", NULL };
+  static const char *const by_block[] = { "/objects/mem1", NULL };
+  static const char *const unknown[] = { "mem0", "hugemem", NULL };
+  static const char *const all[] = { "mem0", "/objects/mem1", NULL };
+
+  ck_assert(qmp != NULL && ram != MAP_FAILED);
+  /* two backends of 1 MiB: mem0 at guest 0, mem1 (block /objects/mem1) at guest 1 MiB */
+  layout_reply = g_strdup_printf(
+    "{\"return\": [{\"name\": \"/objects/mem0\", \"memdev\": \"mem0\", \"host-address\": %"
+    G_GUINT64_FORMAT ", \"used-length\": 1048576, \"max-length\": 1048576, \"page-size\": 4096, "
+    "\"ranges\": [{\"gpa\": 0, \"offset\": 0, \"size\": 1048576}]}, "
+    "{\"name\": \"/objects/mem1\", \"memdev\": \"mem1\", \"host-address\": %" G_GUINT64_FORMAT
+    ", \"used-length\": 1048576, \"max-length\": 1048576, \"page-size\": 4096, "
+    "\"ranges\": [{\"gpa\": 1048576, \"offset\": 0, \"size\": 1048576}]}]}\n",
+    hva, hva + (1 << 20));
+  vm = hmmv_qemu_vm_new_excluding(qmp, "both", getpid(), 0, NULL, &excluded, &error);
+  ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
+  ck_assert_uint_eq(hmmv_vm_get_nr_pages(vm), 512);
+  ck_assert_uint_eq(excluded, 0);
+  g_clear_pointer(&vm, hmmv_vm_free);
+  for (guint i = 0; i < 2; i++) {
+    vm = hmmv_qemu_vm_new_excluding(qmp, "one", getpid(), 0, i == 0 ? by_id : by_block,
+                                    &excluded, &error);
+    ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
+    /* mem0 alone: mem1's pages are not the VM's */
+    ck_assert_uint_eq(hmmv_vm_get_nr_regions(vm), 1);
+    ck_assert_uint_eq(hmmv_vm_get_nr_pages(vm), 256);
+    ck_assert_uint_eq(hmmv_vm_get_region(vm, 0)->gpa, 0);
+    ck_assert_uint_eq(hmmv_vm_get_region(vm, 0)->hva, hva);
+    ck_assert_uint_eq(excluded, 1 << 20);
+    g_clear_pointer(&vm, hmmv_vm_free);
+  }
+  ck_assert(hmmv_qemu_vm_new_excluding(qmp, "typo", getpid(), 0, unknown, NULL, &error) ==
+            NULL);
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  ck_assert_msg(strstr(error->message, "'hugemem'") != NULL &&
+                strstr(error->message, "it has: mem0, mem1") != NULL, "%s", error->message);
+  g_clear_error(&error);
+  ck_assert(hmmv_qemu_vm_new_excluding(qmp, "all", getpid(), 0, all, NULL, &error) == NULL);
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+  ck_assert_msg(strstr(error->message, "every guest RAM backend") != NULL, "%s",
+                error->message);
+  g_clear_pointer(&layout_reply, g_free);
   munmap(ram, size);
   g_clear_pointer(&qmp, hmmv_qmp_free);
   peer_stop(peer);
@@ -513,6 +578,7 @@ qmp_suite(void)
   tcase_add_test(tc, test_execute_skips_events);
   tcase_add_test(tc, test_claimed_ram_bounded);
   tcase_add_test(tc, test_populated_parts);
+  tcase_add_test(tc, test_exclude_backends);
   tcase_add_test(tc, test_hangup_is_gone);
   tcase_add_test(tc, test_silent_peer_times_out);
   tcase_add_test(tc, test_trickling_peer_times_out);

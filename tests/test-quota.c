@@ -140,7 +140,7 @@ START_TEST(test_format_round_trip)
       .weight = (guint)g_rand_int_range(rand, 1, 10001),
       .managed = g_rand_boolean(rand),
     };
-    g_autofree char *xml = hmmvd_quota_format(&in);
+    g_autofree char *xml = hmmvd_quota_format(&in, NULL);
     HmmvQuota out;
 
     ck_assert_msg(hmmvd_quota_parse(xml, &defaults, &out, &error), "%s", xml);
@@ -154,10 +154,62 @@ START_TEST(test_format_text)
 {
   HmmvQuota q = { .min_pages = 256 * 256, .max_pages = 1024 * 256, .weight = 100,
                   .managed = TRUE };
-  g_autofree char *xml = hmmvd_quota_format(&q);
+  g_autofree char *xml = hmmvd_quota_format(&q, NULL);
 
   ck_assert_str_eq(xml, "<memory dram-min-mib=\"256\" dram-max-mib=\"1024\" weight=\"100\" "
                         "managed=\"yes\"/>");
+}
+END_TEST
+
+/* issue 9, "Cost": <exclude backend="NAME"/> children name the backends hmmv leaves alone;
+ * set-quota writes them back. */
+START_TEST(test_parse_exclude)
+{
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) exclude = NULL;
+  g_autofree char *xml = NULL;
+  HmmvQuota q;
+  static const char *const bad[] = {
+    "<memory><exclude/></memory>",
+    "<memory><exclude backend=\"\"/></memory>",
+    "<memory><exclude backend=\"a b\"/></memory>",
+    "<memory><exclude backend=\"a\"/><exclude backend=\"a\"/></memory>",
+    "<memory><exclude backend=\"a\" size=\"1\"/></memory>",
+    "<memory><exclude backend=\"a\"><exclude backend=\"b\"/></exclude></memory>",
+    "<memory><exclude backend=\"a\">text</exclude></memory>",
+    "<memory><include backend=\"a\"/></memory>",
+    "<exclude backend=\"a\"/>",
+  };
+
+  ck_assert_msg(hmmvd_metadata_parse("<hmmv:memory xmlns:hmmv=\"" HMMVD_METADATA_URI "\" "
+                                     "weight=\"7\"><hmmv:exclude backend=\"ram-node1\"/>"
+                                     "<hmmv:exclude backend=\"0000:00:03.0/vmem0\"/>"
+                                     "</hmmv:memory>", &defaults, &q, &exclude, &error),
+                "%s", error ? error->message : "");
+  assert_quota(&q, 1, 0, 7, TRUE);
+  ck_assert_uint_eq(g_strv_length(exclude), 2);
+  ck_assert_str_eq(exclude[0], "ram-node1");
+  ck_assert_str_eq(exclude[1], "0000:00:03.0/vmem0");
+  /* written back with the quota, and read again the same */
+  xml = hmmvd_quota_format(&q, (const char *const *)exclude);
+  ck_assert_str_eq(xml, "<memory dram-min-mib=\"1\" dram-max-mib=\"0\" weight=\"7\" "
+                        "managed=\"yes\"><exclude backend=\"ram-node1\"/><exclude "
+                        "backend=\"0000:00:03.0/vmem0\"/></memory>");
+  g_clear_pointer(&exclude, g_strfreev);
+  ck_assert(hmmvd_metadata_parse(xml, &defaults, &q, &exclude, &error));
+  ck_assert_uint_eq(g_strv_length(exclude), 2);
+  g_clear_pointer(&exclude, g_strfreev);
+  /* no children: an empty list */
+  ck_assert(hmmvd_metadata_parse("<memory/>", &defaults, &q, &exclude, &error));
+  ck_assert(exclude != NULL && exclude[0] == NULL);
+  g_clear_pointer(&exclude, g_strfreev);
+  for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+    ck_assert_msg(!hmmvd_metadata_parse(bad[i], &defaults, &q, &exclude, &error), "accepted %s",
+                  bad[i]);
+    ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+    ck_assert(exclude == NULL);
+    g_clear_error(&error);
+  }
 }
 END_TEST
 
@@ -203,6 +255,7 @@ quota_suite(void)
   tcase_add_test(tc, test_format_round_trip);
   tcase_add_test(tc, test_format_text);
   tcase_add_test(tc, test_validate);
+  tcase_add_test(tc, test_parse_exclude);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -41,14 +41,26 @@ HmmvVm *hmmv_qemu_vm_new_bounded(HmmvQmp *qmp, const char *name, int pid,
                                  guint64 max_ram_bytes, GError **error);
 /* hmmv_qemu_vm_new_bounded() with the transport's peer pid and no size bound. */
 HmmvVm *hmmv_qemu_vm_new(HmmvQmp *qmp, const char *name, GError **error);
+/* Is the range in a memory backend (id) or RAM block (name) that exclude names? exclude is
+ * NULL-ended; NULL: nothing is excluded. */
+gboolean hmmv_qemu_range_excluded(const HmmvQemuRange *range, const char *const *exclude);
+/* hmmv_qemu_vm_new_bounded() without the ranges of the backends exclude names: the VM has no
+ * region there, so nothing tracks, moves or counts those pages (an operator's hugetlbfs or
+ * pinned backends; hmmv leaves them where they are). Every name must name a memory backend or
+ * RAM block of this VM's guest RAM that is mapped now, and something must be left, else
+ * HMMV_ERROR_INVALID_ARGUMENT naming it. excluded_bytes, when not NULL: the RAM left out. */
+HmmvVm *hmmv_qemu_vm_new_excluding(HmmvQmp *qmp, const char *name, int pid,
+                                   guint64 max_ram_bytes, const char *const *exclude,
+                                   guint64 *excluded_bytes, GError **error);
 
 typedef struct {
   guint interval_ms;        /* QEMU publishes every interval_ms; 0: each harvest asks
                                QEMU to publish first (hmmv-sync) */
   /* Memory backends (ids) or RAM blocks (names) not to export (hmmv-start's exclude: no
-   * dirty logging there, so KVM keeps huge mappings; their pages are never seen written);
-   * NULL-ended, copied; NULL or empty: all guest RAM. A QEMU without exclude exports all,
-   * saying so once in the log. */
+   * dirty logging there, so KVM keeps huge mappings); NULL-ended, copied; NULL or empty: all
+   * guest RAM. The VM should be built without them (hmmv_qemu_vm_new_excluding); a VM that
+   * has their ranges keeps them, never seen written. A QEMU without exclude exports all,
+   * saying so once in the log; the tracker still marks nothing there. */
   const char *const *exclude;
   /* Pause QEMU's export while the core says COARSE (tracker.h, HmmvPauseCycle: one interval
    * in 8 tracked). A QEMU without hmmv-pause keeps tracking, saying so once in the log. */

@@ -26,8 +26,10 @@
  *          VM, qemu-layout.c) changes the same way when the guest plugs or unplugs memory
  *          (10.0's 0016; no flag): LAYOUT_CHANGED, and hmmvd lays the VM out again; bits in
  *          parts the VM does not have are never marked.
- * exclude:  backends left out of the export (hmmv-start's exclude): their ranges are in the VM
- *           but get no block map, so their pages are never marked written.
+ * exclude:  backends left out of the export (hmmv-start's exclude): hmmvd builds the VM
+ *           without their ranges (hmmv_qemu_vm_new_excluding); they get no block map, and a
+ *           VM built with them never has their pages marked written. The list is honoured on
+ *           a QEMU that exports them anyway (no exclude): their bits are never read.
  * pause:    hmmv-pause while the core says COARSE, and the liveness of those exchanges: in
  *           qemu-dirty-pause.c (the state is QemuDirty's, qemu-dirty-private.h).
  * A QEMU without exclude or hmmv-pause (a series before 10.0's 0012, 7.2's 0006) is tracked
@@ -80,20 +82,16 @@ block_map_clear(gpointer data)
   g_clear_pointer(&map->ranges, g_array_unref);
 }
 
-/* Pair the region's blocks with the VM's regions; the VM was built from the same query, so
- * any difference means the layout changed in between. */
 static gboolean
-range_excluded(QemuDirty *qd, const HmmvQemuRange *range)
+region_is_range(const HmmvRegion *region, const HmmvQemuRange *range)
 {
-  if (!qd->excluding)
-    return FALSE;
-  for (guint i = 0; qd->exclude[i] != NULL; i++)
-    if (g_strcmp0(qd->exclude[i], range->block) == 0 ||
-        g_strcmp0(qd->exclude[i], range->memdev) == 0)
-      return TRUE;
-  return FALSE;
+  return region->gpa == range->gpa && region->nr_pages == range->size >> HMMV_PAGE_SHIFT &&
+         region->hva == range->hva;
 }
 
+/* Pair the region's blocks with the VM's regions; the VM was built from the same query, so
+ * any difference means the layout changed in between. The excluded backends' ranges are not
+ * in the VM (hmmv_qemu_vm_new_excluding); a VM built with them keeps them, never marked. */
 static gboolean
 build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
 {
@@ -104,30 +102,31 @@ build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
     g_prefix_error(error, "cannot check the export against QEMU's mappings: ");
     return FALSE;
   }
+  guint next = 0;   /* the VM's next region */
+
   g_array_set_size(qd->blocks, 0);
-  if (ranges->len != hmmv_vm_get_nr_regions(vm)) {
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED,
-                "QEMU now has %u guest RAM ranges, the VM was set up with %u", ranges->len,
-                hmmv_vm_get_nr_regions(vm));
-    return FALSE;
-  }
   for (guint i = 0; i < ranges->len; i++) {
     const HmmvQemuRange *range = g_ptr_array_index(ranges, i);
-    const HmmvRegion *region = hmmv_vm_get_region(vm, i);
-    BlockRange br = { range->offset >> HMMV_PAGE_SHIFT, range->size >> HMMV_PAGE_SHIFT,
-                      region->first_page };
+    const HmmvRegion *region =
+      next < hmmv_vm_get_nr_regions(vm) ? hmmv_vm_get_region(vm, next) : NULL;
+    BlockRange br;
     BlockMap *map = NULL;
     guint b;
 
-    if (region->gpa != range->gpa || region->nr_pages != br.nr_pages ||
-        region->hva != range->hva) {
+    if (hmmv_qemu_range_excluded(range, (const char *const *)qd->exclude)) {
+      if (region != NULL && region_is_range(region, range))
+        next++;   /* in the VM, not exported: never seen written */
+      continue;
+    }
+    if (region == NULL || !region_is_range(region, range)) {
       g_set_error(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED,
                   "guest RAM at 0x%" G_GINT64_MODIFIER "x changed since the VM was set up",
                   range->gpa);
       return FALSE;
     }
-    if (range_excluded(qd, range))
-      continue;   /* not exported: never seen written */
+    next++;
+    br = (BlockRange){ range->offset >> HMMV_PAGE_SHIFT, range->size >> HMMV_PAGE_SHIFT,
+                       region->first_page };
     for (b = 0; b < hmmv_shm_get_nr_blocks(qd->shm); b++)
       if (strcmp(hmmv_shm_get_block(qd->shm, b)->id, range->block) == 0)
         break;
@@ -163,6 +162,12 @@ build_block_maps(QemuDirty *qd, HmmvVm *vm, GPtrArray *ranges, GError **error)
       map->ranges = g_array_new(FALSE, FALSE, sizeof(BlockRange));
     }
     g_array_append_val(map->ranges, br);
+  }
+  if (next != hmmv_vm_get_nr_regions(vm)) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED,
+                "QEMU now maps %u of the VM's %u guest RAM ranges", next,
+                hmmv_vm_get_nr_regions(vm));
+    return FALSE;
   }
   for (guint m = 0; m < qd->blocks->len; m++) {
     GArray *brs = g_array_index(qd->blocks, BlockMap, m).ranges;

@@ -271,20 +271,91 @@ HmmvVm *
 hmmv_qemu_vm_new_bounded(HmmvQmp *qmp, const char *name, int pid, guint64 max_ram_bytes,
                          GError **error)
 {
+  return hmmv_qemu_vm_new_excluding(qmp, name, pid, max_ram_bytes, NULL, NULL, error);
+}
+
+gboolean
+hmmv_qemu_range_excluded(const HmmvQemuRange *range, const char *const *exclude)
+{
+  for (guint i = 0; exclude != NULL && exclude[i] != NULL; i++)
+    if (g_strcmp0(exclude[i], range->block) == 0 || g_strcmp0(exclude[i], range->memdev) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* Each name must be a backend or block of the guest RAM mapped now (QEMU would refuse an
+ * unknown one at hmmv-start, but only a QEMU with 10.0's 0012), and something must be left. */
+static gboolean
+check_exclude(GPtrArray *ranges, const char *const *exclude, GError **error)
+{
+  g_autoptr(GString) known = g_string_new(NULL);
+  guint left = 0;
+
+  for (guint i = 0; i < ranges->len; i++) {
+    const HmmvQemuRange *range = g_ptr_array_index(ranges, i);
+    const char *id = range->memdev != NULL ? range->memdev : range->block;
+
+    const char *one[] = { id, NULL };
+    guint seen;
+
+    if (!hmmv_qemu_range_excluded(range, exclude))
+      left++;
+    for (seen = 0; seen < i; seen++)   /* a backend mapped in several ranges: named once */
+      if (hmmv_qemu_range_excluded(g_ptr_array_index(ranges, seen), one))
+        break;
+    if (seen == i)
+      g_string_append_printf(known, "%s%s", known->len > 0 ? ", " : "", id);
+  }
+  for (guint n = 0; exclude != NULL && exclude[n] != NULL; n++) {
+    const char *one[] = { exclude[n], NULL };
+    guint i;
+
+    for (i = 0; i < ranges->len; i++)
+      if (hmmv_qemu_range_excluded(g_ptr_array_index(ranges, i), one))
+        break;
+    if (i == ranges->len) {
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                  "exclude: no memory backend or RAM block named '%s' in this VM's guest RAM "
+                  "(it has: %s)", exclude[n], known->str);
+      return FALSE;
+    }
+  }
+  if (left == 0) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
+                "exclude: every guest RAM backend of this VM is excluded (%s): nothing is left "
+                "for hmmv to manage", known->str);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+HmmvVm *
+hmmv_qemu_vm_new_excluding(HmmvQmp *qmp, const char *name, int pid, guint64 max_ram_bytes,
+                           const char *const *exclude, guint64 *excluded_bytes,
+                           GError **error)
+{
   g_autoptr(GPtrArray) ranges = hmmv_qemu_query_layout(qmp, FALSE, error);
   g_autoptr(HmmvVm) vm = NULL;
+  guint64 excluded = 0;
 
-  if (ranges == NULL || !check_ranges(ranges, pid, max_ram_bytes, error))
+  if (ranges == NULL || !check_ranges(ranges, pid, max_ram_bytes, error) ||
+      !check_exclude(ranges, exclude, error))
     return NULL;
   vm = hmmv_vm_new(name);
   for (guint i = 0; i < ranges->len; i++) {
     const HmmvQemuRange *range = g_ptr_array_index(ranges, i);
 
+    if (hmmv_qemu_range_excluded(range, exclude)) {
+      excluded += range->size;   /* left alone: not tracked, moved or counted */
+      continue;
+    }
     if (!hmmv_vm_add_region(vm, range->block, range->gpa, range->hva, range->size,
                             MAX(range->page_size, HMMV_PAGE_SIZE), error))
       return NULL;
   }
   if (!hmmv_vm_finalize_layout(vm, error))
     return NULL;
+  if (excluded_bytes != NULL)
+    *excluded_bytes = excluded;
   return g_steal_pointer(&vm);
 }

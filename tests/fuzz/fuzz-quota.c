@@ -17,7 +17,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   fuzz_quiet();
   (void)hmmvd_quota_parse_mib(text, &pages, NULL);
   if (hmmvd_quota_parse(text, &defaults, &quota, NULL)) {
-    g_autofree char *xml = hmmvd_quota_format(&quota);
+    g_autofree char *xml = hmmvd_quota_format(&quota, NULL);
 
     if (!hmmvd_quota_parse(xml, &defaults, &again, NULL) ||
         memcmp(&quota, &again, sizeof(quota)) != 0)
