@@ -132,6 +132,32 @@ START_TEST(test_vms_table_homed_away)
 }
 END_TEST
 
+/* issue 9: `hmmvctl vms` names a VM's excluded backends and what they hold; nothing for a VM
+ * without. */
+START_TEST(test_vms_excluded)
+{
+  g_autoptr(JsonNode) vms = NULL;
+  g_autoptr(GString) out = g_string_new(NULL);
+  JsonObject *vm;
+  JsonArray *names = json_array_new();
+
+  add_vm("alpha");
+  add_vm("beta");
+  vms = hmmvd_vms_to_json(bed.vms);
+  vm = json_array_get_object_element(json_node_get_array(vms), 0);
+  ck_assert(json_object_has_member(vm, "exclude") && json_object_has_member(vm, "excluded-pages"));
+  json_array_add_string_element(names, "hugemem");
+  json_array_add_string_element(names, "pinned0");
+  json_object_set_array_member(vm, "exclude", names);
+  json_object_set_int_member(vm, "excluded-pages", 1024 * 256);
+  hmmvctl_print_vms(out, json_node_get_array(vms));
+  show(out->str);
+  ck_assert_ptr_nonnull(strstr(out->str, "  alpha: excluded (left alone: not tracked, not moved, "
+                                         "not counted): hugemem, pinned0, 1024 MiB\n"));
+  ck_assert_ptr_null(strstr(out->str, "beta: excluded"));
+}
+END_TEST
+
 /* `hmmvctl status` shows the daemon's note of DRAM nodes whose nearest VMs' mins exceed them
  * (hmmvd_vms_get_node_mins_note, tested in test-vms), and nothing when there is none. */
 START_TEST(test_status_node_mins)
@@ -168,6 +194,7 @@ main(void)
 
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_vms_table_homed_away);
+  tcase_add_test(tc, test_vms_excluded);
   tcase_add_test(tc, test_status_node_mins);
   suite_add_tcase(s, tc);
   return hmmv_test_run(s);

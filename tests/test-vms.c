@@ -195,6 +195,40 @@ START_TEST(test_layout_change_restarts_tracking)
 }
 END_TEST
 
+/* issue 9, "Cost": a changed exclusion (virsh metadata on a running domain) restarts the VM's
+ * tracking once, at once or after the running interval; the same list again changes nothing;
+ * the JSON view names it. */
+START_TEST(test_exclude_change_restarts_tracking)
+{
+  static const char *const m1[] = { "m1", NULL };
+  g_autoptr(JsonNode) json = NULL;
+  g_autofree char *text = NULL;
+  HmmvdVmInfo *info;
+
+  add_vm("a", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  hmmvd_vms_set_rebuild_func(fx.bed.vms, rebuild, NULL);
+  ck_assert(!hmmvd_vms_change_exclude(fx.bed.vms, "a", NULL));   /* none before either */
+  ck_assert(!hmmvd_vms_change_exclude(fx.bed.vms, "nosuch", m1));
+  ck_assert_uint_eq(fx.rebuilds, 0);
+  ck_assert(hmmvd_vms_change_exclude(fx.bed.vms, "a", m1));
+  ck_assert_uint_eq(fx.rebuilds, 1);
+  info = hmmvd_vms_lookup(fx.bed.vms, "a");
+  ck_assert(info->in_core);
+  ck_assert(info->exclude != NULL && g_strv_equal((const char *const *)info->exclude, m1));
+  ck_assert(!hmmvd_vms_change_exclude(fx.bed.vms, "a", m1));
+  ck_assert_uint_eq(fx.rebuilds, 1);
+  json = hmmvd_vms_to_json(fx.bed.vms);
+  text = json_to_string(json, FALSE);
+  ck_assert_msg(strstr(text, "\"exclude\":[\"m1\"]") != NULL, "%s", text);
+  /* back to none: restarts again */
+  ck_assert(hmmvd_vms_change_exclude(fx.bed.vms, "a", NULL));
+  ck_assert_uint_eq(fx.rebuilds, 2);
+  ck_assert(hmmvd_vms_lookup(fx.bed.vms, "a")->exclude == NULL);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  ck_assert(hmmvd_vms_lookup(fx.bed.vms, "a")->in_core);
+}
+END_TEST
+
 START_TEST(test_layout_change_without_transport)
 {
   HmmvTracker *a = add_vm("a", VM_PAGES, HMMVD_SOURCE_STANDALONE);
@@ -697,6 +731,7 @@ vms_suite(void)
 
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_add_list_lookup);
+  tcase_add_test(tc, test_exclude_change_restarts_tracking);
   tcase_add_test(tc, test_interval_figures);
   tcase_add_test(tc, test_quota_intervals);
   tcase_add_test(tc, test_quota_set_while_interval_runs);
