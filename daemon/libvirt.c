@@ -40,6 +40,7 @@ struct _HmmvdLibvirt {
   guint check_source;           /* retries dropped domains */
   GSourceFunc sync_done;        /* the interval waiting for the domains' hmmv-sync */
   gpointer sync_data;
+  HmmvdMetadataMemory *memory;  /* each domain's last good hmmv metadata, by UUID */
 };
 
 /* Reference counted (g_atomic_rc_box) so that callbacks still queued on the main context
@@ -66,68 +67,29 @@ quiet_error_handler(void *user_data, virErrorPtr error)
 {
 }
 
-static void
-replace_str(char **slot, const char *value)
-{
-  char *old = *slot;
-
-  *slot = g_strdup(value);
-  g_free(old);
-}
-
 /* ------------------------------------------------------------------------------------------
  * Quotas: libvirt metadata in hmmv's namespace.
  */
 
-static void
-record_quota_error(HmmvdLibvirt *lv, const char *name, const GError *error)
-{
-  HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
-
-  g_warning("vm %s: hmmv metadata rejected, the last good quota stays: %s", name,
-            error->message);
-  if (info != NULL)
-    replace_str(&info->quota_error, error->message);
-}
-
 static void add_domain(HmmvdLibvirt *lv, virDomainPtr dom);
 
-/* Read the live metadata and apply it: the quota takes effect at the next interval; a changed
- * exclusion restarts the VM's tracking (hmmv-stop, hmmv-start without them), and a VM left
- * unmanaged for its metadata is tried again. Malformed: the last good quota and exclusion
- * stay. */
+/* Its metadata changed (or a start-up is over): applied (libvirt-metadata.h). A domain that
+ * waited unmanaged for its metadata is discovered again, the element judged there. */
 static void
 refresh_quota(HmmvdLibvirt *lv, virDomainPtr dom)
 {
   const char *name = virDomainGetName(dom);
-  g_autoptr(GError) local_error = NULL;
-  g_autofree char *xml = NULL;
-  g_auto(GStrv) exclude = NULL;
   HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
-  HmmvQuota quota;
 
   if (info == NULL)
     return;
-  if (!hmmvd_libvirt_read_metadata(dom, lv->config, &quota, &exclude, &xml, &local_error)) {
-    if (g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_IO))
-      g_warning("vm %s: %s", name, local_error->message);
-    else
-      record_quota_error(lv, name, local_error);
-    return;
-  }
   if (g_str_has_prefix(info->status, HMMVD_METADATA_REJECTED)) {
-    g_message("vm %s: hmmv metadata accepted now: tracking starts", name);
+    g_message("vm %s: hmmv metadata changed: discovering it again", name);
     hmmvd_vms_remove(lv->vms, name);
     add_domain(lv, dom);
-    info = hmmvd_vms_lookup(lv->vms, name);
-    if (info == NULL)
-      return;
+    return;
   }
-  if (!hmmvd_vms_set_quota(lv->vms, name, &quota, &local_error))
-    return;                               /* logged and recorded by vms */
-  g_debug("vm %s: quota %s", name, xml != NULL ? xml : "(defaults: no hmmv metadata)");
-  if (info->in_core)
-    hmmvd_vms_change_exclude(lv->vms, name, (const char *const *)exclude);
+  hmmvd_libvirt_apply_metadata(lv->vms, lv->memory, lv->config, dom);
 }
 
 static void
@@ -262,18 +224,38 @@ domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid,
   GTask *task;
   HmmvQmp *qmp;
   g_auto(GStrv) exclude = NULL;
+  g_autofree char *xml = NULL;
+  g_autofree char *excluded = NULL;
+  HmmvdVmInfo *info;
   HmmvQuota quota;
 
-  /* The exclusion must be known before tracking starts: a malformed element may name memory
-   * hmmv must leave alone (pinned, hugetlbfs), so the domain waits for it to be fixed. */
-  if (!hmmvd_libvirt_read_metadata(dom, lv->config, &quota, &exclude, NULL, &local_error)) {
-    g_autofree char *reason = g_strdup_printf(HMMVD_METADATA_REJECTED "%s; not managed until "
-                                              "it is fixed", local_error->message);
+  /* The exclusion must be known before tracking starts: it may name memory hmmv must leave
+   * alone (pinned, hugetlbfs). libvirt not answering: retried. */
+  if (!hmmvd_libvirt_read_metadata_text(dom, &xml, &local_error)) {
+    hmmvd_vms_add_unmanaged(lv->vms, name, HMMVD_SOURCE_LIBVIRT, local_error->message);
+    info = hmmvd_vms_lookup(lv->vms, name);
+    info->dropped = TRUE;
+    info->uuid = g_strdup(uuid);
+    return;
+  }
+  switch (hmmvd_metadata_at_discovery(lv->memory, uuid, xml, &lv->config->default_quota,
+                                      &quota, &exclude, &local_error)) {
+  case HMMVD_METADATA_WAIT: {
+    g_autofree char *reason = g_strdup_printf(HMMVD_METADATA_REJECTED "%s; which backends to "
+                                              "leave alone is unknown: not managed until it "
+                                              "is fixed", local_error->message);
 
     hmmvd_vms_add_unmanaged(lv->vms, name, HMMVD_SOURCE_LIBVIRT, reason);
-    hmmvd_vms_lookup(lv->vms, name)->dropped =
-      g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_IO);   /* libvirt away: retried */
     return;
+  }
+  case HMMVD_METADATA_LAST_GOOD:
+    excluded = g_strjoinv(", ", exclude);
+    g_warning("vm %s: discovered again with malformed hmmv metadata (%s); its last good quota "
+              "and exclusion [%s] stay", name, local_error->message, excluded);
+    break;
+  case HMMVD_METADATA_QUOTA_REJECTED:     /* its quota: the default (refresh_quota says so) */
+  case HMMVD_METADATA_ACCEPTED:
+    break;
   }
   qmp = hmmvd_libvirt_qmp_transport_new(lv->qmp, uuid, name, (int)virDomainGetID(dom),
                                         &local_error);
@@ -294,6 +276,9 @@ domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid,
   start->qmp = qmp;
   /* listed meanwhile, so status shows it and a quota can be read for it */
   hmmvd_vms_add_starting(lv->vms, name, HMMVD_SOURCE_LIBVIRT, pid, uuid);
+  info = hmmvd_vms_lookup(lv->vms, name);
+  if (start->exclude[0] != NULL)          /* shown while it starts, and if the start fails */
+    info->exclude = g_strdupv(start->exclude);
   task = g_task_new(NULL, NULL, domain_start_done, NULL);
   g_task_set_task_data(task, start, domain_start_free);
   g_hash_table_replace(lv->starting, start->name, start);
@@ -743,6 +728,7 @@ hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config, const HmmvTopology *
   lv->pending = g_ptr_array_new();
   lv->qmp = hmmvd_libvirt_qmp_new(LIBVIRT_QMP_TIMEOUT_MS);
   lv->starting = g_hash_table_new(g_str_hash, g_str_equal);
+  lv->memory = hmmvd_metadata_memory_new();
   hmmvd_vms_set_quota_writer(vms, write_quota, lv);
   hmmvd_vms_set_restart_func(vms, HMMVD_SOURCE_LIBVIRT, restart_domain, lv);
   lv->check_source = g_timeout_add(MAX(config->reconnect_ms, 100), retry_dropped, lv);
@@ -789,6 +775,7 @@ hmmvd_libvirt_free(HmmvdLibvirt *lv)
   }
   g_ptr_array_unref(lv->pending);
   g_hash_table_unref(lv->starting);
+  hmmvd_metadata_memory_free(lv->memory);
   hmmvd_libvirt_qmp_sync_end(lv->qmp);
   hmmvd_libvirt_qmp_unref(lv->qmp);
   g_mutex_clear(&lv->lock);

@@ -27,6 +27,7 @@ typedef struct {
   guint depth;
   guint roots;
   GPtrArray *exclude;           /* char *, NULL-ended at the end */
+  gboolean exclude_only;        /* <memory>'s quota attributes are not looked at */
 } QuotaParse;
 
 gboolean
@@ -230,7 +231,7 @@ quota_start_element(GMarkupParseContext *context, const char *element, const cha
   for (guint i = 0; names[i] != NULL; i++) {
     GError *ns_error = NULL;
 
-    for (guint j = 0; j < i; j++) {
+    for (guint j = 0; j < i && !qp->exclude_only; j++) {
       if (strcmp(names[i], names[j]) == 0) {
         g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
                     "attribute %s is given twice", names[i]);
@@ -245,7 +246,7 @@ quota_start_element(GMarkupParseContext *context, const char *element, const cha
       }
       continue;
     }
-    if (!parse_attribute(qp, names[i], values[i], error))
+    if (!qp->exclude_only && !parse_attribute(qp, names[i], values[i], error))
       return;
   }
 }
@@ -284,12 +285,12 @@ hmmvd_quota_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota *quota, 
   return hmmvd_metadata_parse(xml, defaults, quota, &exclude, error);
 }
 
-gboolean
-hmmvd_metadata_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota *quota,
-                     char ***exclude, GError **error)
+static gboolean
+metadata_parse(const char *xml, const HmmvQuota *defaults, gboolean exclude_only,
+               HmmvQuota *quota, char ***exclude, GError **error)
 {
   g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
-  QuotaParse qp = { .quota = *defaults, .exclude = names };
+  QuotaParse qp = { .quota = *defaults, .exclude = names, .exclude_only = exclude_only };
   g_autoptr(GMarkupParseContext) context = NULL;
   g_autoptr(GError) local_error = NULL;
 
@@ -314,6 +315,21 @@ hmmvd_metadata_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota *quot
   g_ptr_array_add(names, NULL);
   *exclude = (char **)g_ptr_array_steal(names, NULL);
   return TRUE;
+}
+
+gboolean
+hmmvd_metadata_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota *quota,
+                     char ***exclude, GError **error)
+{
+  return metadata_parse(xml, defaults, FALSE, quota, exclude, error);
+}
+
+gboolean
+hmmvd_metadata_parse_exclude(const char *xml, char ***exclude, GError **error)
+{
+  HmmvQuota ignored = { 0 };
+
+  return metadata_parse(xml, &ignored, TRUE, &ignored, exclude, error);
 }
 
 char *

@@ -31,6 +31,10 @@ gboolean hmmvd_quota_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota
 #define HMMVD_EXCLUDE_MAX_NAME 128u
 gboolean hmmvd_metadata_parse(const char *xml, const HmmvQuota *defaults, HmmvQuota *quota,
                               char ***exclude, GError **error);
+/* The exclusion alone, <memory>'s quota attributes not looked at: it fails only when the
+ * element's structure or an <exclude> child is wrong, so a malformed quota (dram-min-mib="lots")
+ * still says which backends to leave alone. */
+gboolean hmmvd_metadata_parse_exclude(const char *xml, char ***exclude, GError **error);
 /* A backend name as exclude takes it (hmmvd.conf's too): 1..128 of letters, digits - . _ / :
  * [ ]; the error says what is wrong. */
 gboolean hmmvd_quota_check_backend(const char *name, GError **error);

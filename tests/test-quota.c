@@ -213,6 +213,52 @@ START_TEST(test_parse_exclude)
 }
 END_TEST
 
+/* The exclusion alone (what a domain never managed starts with when its quota is malformed):
+ * the quota attributes are not looked at, everything else is checked as hmmvd_metadata_parse
+ * checks it. */
+START_TEST(test_parse_exclude_only)
+{
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) exclude = NULL;
+  HmmvQuota q;
+  static const char *const quota_only_bad[] = {
+    "<memory dram-min-mib=\"lots\"><exclude backend=\"m1\"/></memory>",
+    "<memory weight=\"0\" managed=\"maybe\"><exclude backend=\"m1\"/></memory>",
+    "<memory colour=\"red\"><exclude backend=\"m1\"/></memory>",
+  };
+  static const char *const exclusion_bad[] = {
+    "<memory dram-min-mib=\"lots\"><exclude backend=\"a b\"/></memory>",
+    "<memory><exclude backend=\"m1\"/><exclude backend=\"m1\"/></memory>",
+    "<memory><exlude backend=\"m1\"/></memory>",
+    "<memory xmlns=\"urn:other\"><exclude backend=\"m1\"/></memory>",
+    "<quota><exclude backend=\"m1\"/></quota>",
+    "<memory>text</memory>",
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS(quota_only_bad); i++) {
+    /* the whole element is rejected, the exclusion alone is known */
+    ck_assert_msg(!hmmvd_metadata_parse(quota_only_bad[i], &defaults, &q, &exclude, &error),
+                  "accepted %s", quota_only_bad[i]);
+    g_clear_error(&error);
+    ck_assert_msg(hmmvd_metadata_parse_exclude(quota_only_bad[i], &exclude, &error), "%s: %s",
+                  quota_only_bad[i], error ? error->message : "");
+    ck_assert_uint_eq(g_strv_length(exclude), 1);
+    ck_assert_str_eq(exclude[0], "m1");
+    g_clear_pointer(&exclude, g_strfreev);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS(exclusion_bad); i++) {
+    ck_assert_msg(!hmmvd_metadata_parse_exclude(exclusion_bad[i], &exclude, &error),
+                  "accepted %s", exclusion_bad[i]);
+    ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT));
+    ck_assert(exclude == NULL);
+    g_clear_error(&error);
+  }
+  /* a good element: the same list as the whole parse */
+  ck_assert(hmmvd_metadata_parse_exclude("<memory weight=\"3\"/>", &exclude, &error));
+  ck_assert(exclude != NULL && exclude[0] == NULL);
+}
+END_TEST
+
 START_TEST(test_validate)
 {
   const guint64 mib = 256;
@@ -256,6 +302,7 @@ quota_suite(void)
   tcase_add_test(tc, test_format_text);
   tcase_add_test(tc, test_validate);
   tcase_add_test(tc, test_parse_exclude);
+  tcase_add_test(tc, test_parse_exclude_only);
   suite_add_tcase(s, tc);
   return s;
 }
