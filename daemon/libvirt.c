@@ -312,9 +312,11 @@ add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
     refresh_quota(lv, dom);               /* the same QEMU: keep it, events may be missed */
     return;
   } else if (hmmvd_libvirt_qmp_is_busy(lv->qmp, uuid)) {
-    /* a QEMU that missed a deadline and has not answered since: retried when it does */
-    reason = g_strdup_printf("QEMU has not answered QMP for over %u ms (retrying every %u ms)",
-                             LIBVIRT_QMP_TIMEOUT_MS, lv->config->reconnect_ms);
+    /* a QEMU that missed a deadline and has not answered since, or one still answering the
+     * hmmv-stop of a restart (layout, exclusion): retried when it has */
+    reason = g_strdup_printf("QEMU has not answered an earlier QMP exchange yet (deadline %u "
+                             "ms; retrying every %u ms)", LIBVIRT_QMP_TIMEOUT_MS,
+                             lv->config->reconnect_ms);
   } else if ((xml = virDomainGetXMLDesc(dom, 0)) == NULL) {
     reason = g_strdup_printf("cannot read the domain XML: %s", last_error_message());
   } else {
@@ -331,7 +333,9 @@ add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
     const char *why = reason != NULL ? reason : conflict;
 
     hmmvd_vms_add_unmanaged(lv->vms, name, HMMVD_SOURCE_LIBVIRT, why);
-    hmmvd_vms_lookup(lv->vms, name)->dropped = reason != NULL && pid > 0;
+    info = hmmvd_vms_lookup(lv->vms, name);
+    info->dropped = reason != NULL && pid > 0;
+    info->uuid = g_strdup(uuid);          /* retry_dropped finds it by it */
     return;
   }
   domain_start(lv, dom, uuid, pid, numatune_nodes);

@@ -72,6 +72,14 @@ cleanup() {
     echo "---- hmmvd log (tail) ----"; tail -n 60 "$WORK/hmmvd.log" 2>/dev/null || true
     echo "---- libvirtd log (tail) ----"; tail -n 30 "$WORK/libvirtd.log" 2>/dev/null || true
   fi
+  # figures for the run (not checked): how often a QEMU missed a QMP deadline
+  if [[ -f $WORK/hmmvd.log ]]; then
+    log "hmmvd log: $(grep -c 'missed a QMP deadline' "$WORK/hmmvd.log") drops for a missed QMP deadline, $(grep -ci 'deadline\|did not answer\|not answered' "$WORK/hmmvd.log") lines naming a deadline"
+  fi
+  # HMMV_IT_KEEP_LOGS=DIR: the logs are copied there before the work directory goes
+  if [[ -n ${HMMV_IT_KEEP_LOGS:-} ]]; then
+    mkdir -p "$HMMV_IT_KEEP_LOGS" && cp "$WORK"/*.log "$HMMV_IT_KEEP_LOGS"/ 2>/dev/null || true
+  fi
   rm -rf "$WORK"
   log "done in $((SECONDS - T0)) s"
   [[ $status -ne 0 ]] && exit "$status"
@@ -123,8 +131,13 @@ domain_xml() {   # domain_xml NAME [NUMATUNE]
 EOF
 }
 
+# C has two memory backends (two NUMA cells, the second without CPUs): ram-node0 holds the
+# workload's 48 MiB, ram-node1 is what an operator excludes below.
+TWO_CELLS="<cpu><numa><cell id='0' cpus='0' memory='64' unit='MiB'/><cell id='1' memory='64' unit='MiB'/></numa></cpu>"
 for dom in "${DOMAINS[@]}"; do
-  domain_xml "$dom" >"$WORK/$dom.xml"
+  numa=''
+  [[ $dom == "${DOMAINS[2]}" ]] && numa=$TWO_CELLS
+  domain_xml "$dom" "$numa" >"$WORK/$dom.xml"
   virsh -q -c "$URI" define "$WORK/$dom.xml" >/dev/null
   virsh -q -c "$URI" start "$dom" >/dev/null || { fail "domain $dom does not start"; exit 1; }
   log "started $dom"
@@ -300,6 +313,61 @@ wait_for 60 "unparsable metadata rejected" rejected_b &&
   ok "unparsable metadata rejected: $(vm_field "$B" 'v["quota-error"]')"
 set_meta "$A" '<memory dram-min-mib="40" dram-max-mib="40" weight="100"/>'
 
+# ---- an operator's excluded backend, set with virsh metadata on a running domain (issue 9) ---
+# C's ram-node1 excluded: hmmvd restarts C's tracking without it (hmmv-stop, hmmv-start with
+# exclude), so QEMU leaves it out of the export and hmmvd out of C's pages.
+# ramblocks DOM: QEMU's query-hmmv-ramblocks through libvirt, as "memdev tracked" lines
+ramblocks() {
+  virsh -q -c "$URI" qemu-monitor-command "$1" '{"execute":"query-hmmv-ramblocks"}' 2>&1 |
+    python3 -c 'import json,sys
+for b in json.load(sys.stdin)["return"]:
+    if "memdev" in b: print(b["memdev"], str(b.get("tracked")).lower())' 2>/dev/null | sort | tr '\n' ' '
+}
+c_excludes() {   # c_excludes LIST PAGES: C managed with that exclusion and those pages left out
+  [[ $(vm_field "$C" 'v["status"]') == managed && $(vm_field "$C" 'v["exclude"]') == "$1" &&
+     $(vm_field "$C" 'v["excluded-pages"]') == "$2" ]]
+}
+set_meta "$C" '<memory><exclude backend="ram-node1"/></memory>'
+if wait_for 60 "$C managed with ram-node1 excluded (64 MiB, 16384 pages)" c_excludes "['ram-node1']" 16384; then
+  ok "$C: exclude ['ram-node1'], excluded-pages 16384 (64 MiB), managed"
+  blocks=$(ramblocks "$C")
+  check "$C: QEMU's query-hmmv-ramblocks: ram-node0 tracked, ram-node1 not ($blocks)" \
+    test "$blocks" = "ram-node0 true ram-node1 false "
+fi
+check "$C: the restart is logged" log_has "vm $C: excluded backends changed: \[\] -> \[ram-node1\]"
+others_run_on "exclusion set on $C"
+# a name that is no backend of C: C unmanaged with a status naming it, its QEMU running, the
+# others managed
+set_meta "$C" '<memory><exclude backend="nosuch"/></memory>'
+c_rejected() { [[ $(vm_field "$C" 'v["status"]') == "hmmv metadata rejected: "*nosuch* ]]; }
+wait_for 60 "$C unmanaged, its status naming nosuch" c_rejected &&
+  ok "$C with exclude nosuch: $(vm_field "$C" 'v["status"]')"
+check "$C's QEMU still runs" kill -0 "$(<"/run/libvirt/qemu/$C.pid")"
+others_run_on "bad exclusion on $C"
+# fixed: managed again, ram-node1 left out
+set_meta "$C" '<memory><exclude backend="ram-node1"/></memory>'
+wait_for 60 "$C managed again once its exclusion is fixed" c_excludes "['ram-node1']" 16384 &&
+  ok "$C managed again with ram-node1 excluded once the metadata was fixed"
+# hmmvctl set-quota keeps the <exclude> children (and C's exclusion does not change)
+if ctl set-quota "$C" --min 10 --max 50 --weight 100 >/dev/null 2>"$WORK/setq.err"; then
+  c_quota() { [[ $(vm_field "$C" 'v["quota"]["dram-max-mib"]') == 50 ]]; }
+  wait_for 60 "$C's quota from hmmvctl set-quota applied" c_quota
+  meta=$(virsh -q -c "$URI" metadata "$C" --uri "$NS" --live 2>/dev/null | tr -d '\n' || true)
+  check "hmmvctl set-quota kept the exclusion: $meta" \
+    grep -q 'dram-max-mib="50".*<hmmv:exclude backend="ram-node1"/>\|dram-max-mib="50".*<exclude backend="ram-node1"/>' <<<"$meta"
+  check "$C still excludes ram-node1 after set-quota" c_excludes "['ram-node1']" 16384
+else
+  fail "hmmvctl set-quota $C: $(cat "$WORK/setq.err")"
+fi
+# A malformed element from now on (a bad exclusion too): the stretch below drops C and
+# discovers it again, and it must keep its last good quota (max 50) and exclusion.
+set_meta "$C" '<memory dram-max-mib="lots"><exclude backend="a b"/></memory>'
+c_kept() {
+  [[ $(vm_field "$C" 'v["quota-error"] is not None') == True ]] && log_has "vm $C: hmmv metadata rejected"
+}
+wait_for 60 "$C's malformed metadata rejected, the last good kept" c_kept &&
+  ok "$C's malformed metadata rejected while running: $(vm_field "$C" 'v["quota-error"]')"
+
 # ---- a domain whose QEMU stops answering QMP (issue 10, item 3) -----------------------------
 # SIGSTOP freezes C's QEMU; libvirt waits for its monitor without any limit. hmmvd's QMP to C
 # runs on C's own worker thread with a deadline (5 s): C must be dropped with a log line, the
@@ -334,6 +402,15 @@ kill -CONT "$C_PID"
 t_cont=$(date +%s%N)
 wait_for 60 "$C managed again once its QEMU answers" is_managed "$C" &&
   ok "$C managed again $((($(date +%s%N) - t_cont) / 1000000)) ms after SIGCONT (a figure)"
+# discovered again with its malformed element: the last good quota and exclusion stay (before,
+# it waited unmanaged: what reverted the exclusion in 9e32174)
+c_last_good() {
+  c_excludes "['ram-node1']" 16384 && [[ $(vm_field "$C" 'v["quota"]["dram-max-mib"]') == 50 &&
+    $(vm_field "$C" 'v["quota-error"] is not None') == True ]]
+}
+check "$C discovered again with malformed metadata: last good quota (max 50 MiB) and exclusion ['ram-node1'] kept" c_last_good
+check "$C: the warning names it and the error" \
+  log_has "vm $C: discovered again with malformed hmmv metadata (.*lots.*); its last good quota and exclusion \[ram-node1\] stay"
 
 # ---- a domain destroyed while managed -------------------------------------------------------
 virsh -q -c "$URI" destroy "$C" >/dev/null
