@@ -46,7 +46,8 @@ set_paused(QemuDirty *qd, gboolean paused)
   if (ret == NULL) {
     if (hmmv_qemu_dirty_lacks(local_error, NULL)) {
       g_message("vm %s: this QEMU cannot pause its write export (no hmmv-pause: its hmmv "
-                "series predates 10.0's 0011 / 7.2's 0006): writes stay tracked while the VM "
+                "series predates qemu-patches/10.0/0012, \"export chosen memory backends and "
+                "pause\"): writes stay tracked while the VM "
                 "is settled", qd->vm_name);
       qd->no_pause = TRUE;
     } else if (exchange_failed(local_error)) {
