@@ -46,7 +46,9 @@ splits the mode's migrations by the kernel's reason (the mm_migrate_pages tracep
 syscall_or_cpuset = move_pages, numa_misplaced = hint-fault promotion, demotion, damon,
 compaction, ...). In the hmmvd modes also DIR/race-MODE.tsv (hmmvd's view a sample:
 its intervals, skipped intervals, budget, DRAM, hot pages and last interval's moves per VM)
-and DIR/race-MODE.log (its log, each line stamped with the seconds since the mode started). With gnuplot, DIR/race-hot.png (hot set on DRAM over time),
+and DIR/race-MODE.log (its log, each line stamped with the seconds since the mode started).
+Every mode: DIR/kernel-state-MODE-start.txt and -end.txt (node 0's /proc/zoneinfo and
+/proc/vmstat, after the fill and at the end: the zones' free pages and kswapd's counters). With gnuplot, DIR/race-hot.png (hot set on DRAM over time),
 DIR/race-writes.png (guest progress) and DIR/race-moves.png (pages migrated). The guests check
 every page at the end; any bad word fails the run.
 
@@ -133,7 +135,8 @@ from racelib.cpu import (Perf, StartupSampler, cpu_s, cpu_split,  # noqa: E402
 from racelib.figures import cost_figures, cost_table, plot  # noqa: E402
 from racelib.fill import Fill, free_target_mib, zone_watermarks  # noqa: E402
 from racelib.kernel import (NUMA_COUNTERS, Damos, MigrateReasons,  # noqa: E402
-                            kdamonds_running, move, read_sys, settle, vmstat_all, write_sys)
+                            kdamonds_running, move, read_sys, settle, snapshot,
+                            vmstat_all, write_sys)
 from racelib.probe import (HotProbe, hot_window, recoveries,  # noqa: E402,F401
                            recovery_summary, shift_figures)
 from racelib.vms import (RaceVm, ShiftWatch, check_alive, finish_vms,  # noqa: E402,F401
@@ -178,6 +181,7 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out, ref=None):
         if leftover:
             say(f"race: {mode}: {leftover} kdamond(s) running before the mode starts "
                 f"(left by an earlier mode)")
+        snapshot(os.path.join(opts.out_dir, f"kernel-state-{mode}-start.txt"))
         v0 = vmstat_all()
         w0 = {vm.name: vm.writes() for vm in vms}
         ref0 = ref.writes() if ref else 0
@@ -296,6 +300,7 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out, ref=None):
                      for f in HMMVD_FIELDS]) + "\n")
                 hout.flush()
         r1 = resource.getrusage(resource.RUSAGE_SELF)
+        snapshot(os.path.join(opts.out_dir, f"kernel-state-{mode}-end.txt"))
         t_end = time.monotonic() - t0
         probe.stop()
         ticks = [t for t in probe.ticks(t0) if t[1] <= t_end]

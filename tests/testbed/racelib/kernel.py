@@ -57,6 +57,19 @@ def read_sys(path):
         return f.read().strip()
 
 
+def snapshot(path):
+    """/proc/zoneinfo's node 0 (each zone's free pages and watermarks) and /proc/vmstat into
+    path: what kswapd saw at a mode's start and end (2026-12-03: the kernel mode demoted
+    5,627 pages in one run and none in the other, from the same 15-16 MiB free)."""
+    with open("/proc/zoneinfo") as f:
+        zones = f.read()
+    node0 = zones[:zones.find("Node 1,")] if "Node 1," in zones else zones
+    with open("/proc/vmstat") as f:
+        stat = f.read()
+    with open(path, "w") as out:
+        out.write("### /proc/zoneinfo, node 0\n" + node0 + "### /proc/vmstat\n" + stat)
+
+
 def node_range(node):
     """[start, end) of node's physical memory, from its memory blocks."""
     bs = int(read_sys("/sys/devices/system/memory/block_size_bytes"), 16)
