@@ -30,6 +30,8 @@ readonly cache_dir="${HMMV_CACHE_DIR:-/var/cache/hmmv}"
 # The same minimal configuration for every version.  TCG plugins (issue 12's
 # trace recorder loads one with -plugin) need glib's gmodule, which
 # libglib2.0-dev brings; the API header is copied out beside the binary.
+# vhost-user (netdev vhost-user, as Debian's QEMU has it) so the integration suite can run
+# a vhost back-end beside the export (issue 9: migration blockers, test-qemu-vhost).
 readonly common_configure_args=(
     --target-list=x86_64-softmmu
     --without-default-features
@@ -37,6 +39,8 @@ readonly common_configure_args=(
     --enable-tcg
     --enable-plugins
     --enable-numa
+    --enable-vhost-user
+    --enable-vhost-net
     --disable-install-blobs
     --disable-docs
     --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
