@@ -268,6 +268,15 @@ def main():
             if "high watermark" not in str(e):
                 failures.append(f"--dram-free-mib {bad}: {e}")
     check_fill(race, check, failures)
+    # node 0's node_unreclaimable flag, from the squeeze's run 3 (2026-12-03): clear when
+    # hmmvd-writes started, set when the kernel mode started (which then demoted nothing)
+    from racelib.kernel import node_unreclaimable
+    kept = os.path.join(root, "tests", "testbed", "race-2026-12-03-squeeze", "run3")
+    for name, want in (("kernel-state-hmmvd-writes-start.txt", 0),
+                       ("kernel-state-kernel-start.txt", 1)):
+        with open(os.path.join(kept, name)) as f:
+            check(f"node_unreclaimable in {name}", node_unreclaimable(f.read()), want)
+    check("no flag in a text without it", node_unreclaimable(ZONEINFO), None)
     for f in failures:
         print(f"check-race-free: FAIL: {f}")
     if not failures:

@@ -181,7 +181,13 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out, ref=None):
         if leftover:
             say(f"race: {mode}: {leftover} kdamond(s) running before the mode starts "
                 f"(left by an earlier mode)")
-        snapshot(os.path.join(opts.out_dir, f"kernel-state-{mode}-start.txt"))
+        flagged0 = snapshot(os.path.join(opts.out_dir, f"kernel-state-{mode}-start.txt"))
+        if flagged0:
+            # kswapd gave up on node 0 earlier in the run (an hmmvd mode took it under its min
+            # watermark with demotion off and no swap): the kernel's wake-ups leave it alone,
+            # so a kernel mode here demotes nothing (BENCHMARKS.md, the squeeze, run 3)
+            say(f"race: {mode}: WARNING: node 0 is flagged node_unreclaimable at the mode's "
+                f"start: kswapd will not demote from it in this mode")
         v0 = vmstat_all()
         w0 = {vm.name: vm.writes() for vm in vms}
         ref0 = ref.writes() if ref else 0
@@ -300,7 +306,7 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out, ref=None):
                      for f in HMMVD_FIELDS]) + "\n")
                 hout.flush()
         r1 = resource.getrusage(resource.RUSAGE_SELF)
-        snapshot(os.path.join(opts.out_dir, f"kernel-state-{mode}-end.txt"))
+        flagged1 = snapshot(os.path.join(opts.out_dir, f"kernel-state-{mode}-end.txt"))
         t_end = time.monotonic() - t0
         probe.stop()
         ticks = [t for t in probe.ticks(t0) if t[1] <= t_end]
@@ -366,6 +372,7 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out, ref=None):
             sampler_cpu_s=f"{r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime:.0f}",
             node0_free_mib_at_start=free0,
             node0_free_mib_at_end=node_free_mib(0),
+            node0_unreclaimable_start_end=f"{flagged0}/{flagged1}",
             fill=f"{fill.pages}x2MiB+{fill.held_mib}MiB_held({fill.compactions}_compactions)",
             # bad words the guests found during this mode (and the ones before it)
             corrupt_words_in_mode=",".join(

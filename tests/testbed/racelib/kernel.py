@@ -60,7 +60,8 @@ def read_sys(path):
 def snapshot(path):
     """/proc/zoneinfo's node 0 (each zone's free pages and watermarks) and /proc/vmstat into
     path: what kswapd saw at a mode's start and end (2026-12-03: the kernel mode demoted
-    5,627 pages in one run and none in the other, from the same 15-16 MiB free)."""
+    5,627 pages in one run and none in the other, from the same 15-16 MiB free). Returns
+    node 0's node_unreclaimable flag (node_unreclaimable())."""
     with open("/proc/zoneinfo") as f:
         zones = f.read()
     node0 = zones[:zones.find("Node 1,")] if "Node 1," in zones else zones
@@ -68,6 +69,19 @@ def snapshot(path):
         stat = f.read()
     with open(path, "w") as out:
         out.write("### /proc/zoneinfo, node 0\n" + node0 + "### /proc/vmstat\n" + stat)
+    return node_unreclaimable(node0)
+
+
+def node_unreclaimable(text):
+    """The first node_unreclaimable flag of a snapshot()'s or /proc/zoneinfo's text (node 0's
+    is first): 1 once kswapd failed 16 times in a row to reclaim from the node; then 6.12's
+    wakeup_kswapd leaves it alone, and the kernel mode's promotions wake no demotion. None
+    when the text has none."""
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "node_unreclaimable:" and words[1].isdigit():
+            return int(words[1])
+    return None
 
 
 def node_range(node):
