@@ -27,7 +27,9 @@ typedef struct _HmmvdLibvirtQmp HmmvdLibvirtQmp;
  * transports and the worker threads hold references. */
 HmmvdLibvirtQmp *hmmvd_libvirt_qmp_new(guint timeout_ms);
 void hmmvd_libvirt_qmp_unref(HmmvdLibvirtQmp *lq);
-/* The connection the workers use (a reference is taken); NULL while disconnected. */
+/* The daemon's connection (a reference is taken); NULL while disconnected. Each worker thread
+ * opens its own to the same URI (reopened when this changes), so a QEMU that stops answering
+ * holds only its own domain's connection. */
 void hmmvd_libvirt_qmp_set_connection(HmmvdLibvirtQmp *lq, virConnectPtr conn);
 
 /* A transport to domain uuid (name for messages) while it runs as libvirt run id id: every
