@@ -158,6 +158,10 @@ gboolean hmmv_core_move_timed(HmmvCore *core, HmmvVm *vm, const guint64 *entries
 /* loop-batch.c: whether the kernel found the node full lately (a whole call failed with
  * ENOMEM): moves into it wait, promotions go to the next node of the tier. */
 gboolean hmmv_core_node_full(const HmmvCore *core, int node);
+/* loop-batch.c: whether every DRAM node the VM promotes to is found full: it has no room to
+ * grow into now, whatever its budget and the nodes' free counts say, so each promotion needs
+ * a demotion of its own first (a swap). */
+gboolean hmmv_core_dram_full_for(const HmmvCore *core, const CoreVm *cvm);
 /* loop-watch.c: a VM settled this long in a row (every hot page that pays on DRAM, room to
  * spare, nothing waiting) has its tracker told HMMV_WATCH_COARSE; room to spare is at least
  * 1/HMMV_WATCH_ROOM_DIVISOR of its hot set and HMMV_WATCH_ROOM_MIN_PAGES. */

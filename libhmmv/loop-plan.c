@@ -55,6 +55,21 @@ core_plan_unchanged(const CoreVm *cvm, const HmmvVmReport *rep)
          hmmv_vm_get_budget_pages(cvm->vm) == cvm->plan_budget;
 }
 
+/* The budget the plan is built with: the VM's, but no more than its DRAM now while every DRAM
+ * node it promotes to is found full (loop-batch.c), so its promotions are planned as swaps
+ * whose demotions make their room. Room the free counts showed and the kernel would not give
+ * (ENOMEM) otherwise took promotions that waited on the full node while nothing was demoted
+ * for them (issue 8, claim 2: three VMs on a node 0 full of their cold pages). */
+static guint64
+core_plan_budget(const HmmvCore *core, const CoreVm *cvm)
+{
+  guint64 budget = hmmv_vm_get_budget_pages(cvm->vm);
+
+  if (hmmv_core_dram_full_for(core, cvm))
+    return MIN(budget, hmmv_vm_get_dram_pages(cvm->vm));
+  return budget;
+}
+
 void
 hmmv_core_plan(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep)
 {
@@ -74,7 +89,7 @@ hmmv_core_plan(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep)
   hmmv_classify(&cvm->hist, hmmv_vm_get_budget_pages(vm), core->params.promote_min_key, &cut);
   rep->hot_pages = cut.hot_pages;
   core_apply_backoff(core, vm);
-  hmmv_plan_build(vm, &cut, hmmv_vm_get_budget_pages(vm), hmmv_core_vm_cap_pages(core, cvm),
+  hmmv_plan_build(vm, &cut, core_plan_budget(core, cvm), hmmv_core_vm_cap_pages(core, cvm),
                   &core->params, &cvm->plan);
   cvm->plan_empty = cvm->plan.promote->len == 0 && cvm->plan.demote->len == 0;
   cvm->plan_budget = hmmv_vm_get_budget_pages(vm);
