@@ -216,13 +216,28 @@ core_note_access_mix(HmmvCore *core, HmmvVm *vm, const HmmvAccess *acc, guint64 
 static gboolean
 core_harvest(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
 {
+  g_autoptr(GError) local_error = NULL;
+
   if (!hmmv_core_read_placement(core, cvm, error))
     return FALSE;
   rep->placement_unread = hmmv_vm_get_nr_pages(cvm->vm) - cvm->place_next;
   hmmv_access_clear(cvm->acc);
-  if (!hmmv_tracker_harvest(cvm->tracker, cvm->vm, cvm->acc, error)) {
-    g_prefix_error(error, "tracker %s: ", hmmv_tracker_get_name(cvm->tracker));
-    return FALSE;
+  if (!hmmv_tracker_harvest(cvm->tracker, cvm->vm, cvm->acc, &local_error)) {
+    if (!g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_BUSY)) {
+      g_propagate_prefixed_error(error, g_steal_pointer(&local_error), "tracker %s: ",
+                                 hmmv_tracker_get_name(cvm->tracker));
+      return FALSE;
+    }
+    /* Nothing for this interval yet (a QEMU that has not answered the interval's hmmv-sync
+     * in time: daemon/libvirt-qmp.c): a harvest of 0 intervals, as tracker.h has a source
+     * with nothing new published report it; the next harvest brings what was written. The
+     * VM stays in the balance and its plan runs on what the core knew. As a failing VM it
+     * was left outside, keeping the DRAM it held as its budget, none of its pages moving:
+     * in the testbed's libvirt run at load 20-29 most intervals were late, the budgets
+     * summed to 11,652 pages against a pool of 4,096 and a VM stayed at 2,126 pages above
+     * its dram-max of 512 (issue 8; tests/test-loop-late.c). */
+    hmmv_access_clear(cvm->acc);   /* 0 intervals: nothing cools, nothing is first seen */
+    rep->harvest_late = TRUE;
   }
   rep->intervals_merged = cvm->acc->intervals;
   rep->written = hmmv_bitmap_count(cvm->acc->writes, cvm->acc->nr_words);

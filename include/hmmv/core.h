@@ -94,6 +94,10 @@ typedef struct {
   gboolean plan_kept;       /* not planned this interval: COARSE, and its harvest brought
                                nothing its last (empty) plan did not know
                                (loop-plan.c, core_plan_unchanged) */
+  gboolean harvest_late;    /* its tracker had nothing for this interval yet (HMMV_ERROR_BUSY:
+                               a QEMU that has not answered the interval's hmmv-sync): a
+                               harvest of 0 intervals, the VM balanced, planned and moved on
+                               what the core knew (loop.c, core_harvest) */
   const char *left_alone;   /* static: why the VM's allowed nodes (strict numatune, cpuset)
                                leave nothing to move its pages between, so nothing of it
                                moves and it keeps its DRAM; NULL when they do not */

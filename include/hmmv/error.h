@@ -23,7 +23,9 @@ G_BEGIN_DECLS
  * @HMMV_ERROR_PROTOCOL: a peer (QMP, control socket) said something unexpected
  * @HMMV_ERROR_LAYOUT_CHANGED: the VM's RAM layout changed; tracking must restart
  * @HMMV_ERROR_NO_SPACE: the target NUMA node is full (move_pages(2) failed with ENOMEM)
- * @HMMV_ERROR_BUSY: the object is in use (a core whose interval is running); try again later
+ * @HMMV_ERROR_BUSY: the object is in use (a core whose interval is running, a QEMU whose QMP
+ *   exchange is still under way); try again later. From a tracker's harvest: nothing for
+ *   this interval yet (the core takes it as a harvest of 0 intervals)
  * @HMMV_ERROR_TIMED_OUT: a peer (QEMU through libvirt) missed the deadline of an exchange
  */
 typedef enum {

@@ -56,7 +56,9 @@ struct hmmv_tracker_ops {
   gboolean (*start)(HmmvTracker *tracker, HmmvVm *vm, GError **error);
   /* required: OR the accesses seen since the last harvest into acc (sized for vm). Return
    * FALSE with HMMV_ERROR_GONE when the source died, HMMV_ERROR_LAYOUT_CHANGED when the VM's
-   * RAM layout changed; TRUE with acc->intervals = 0 when nothing new was published yet. */
+   * RAM layout changed, HMMV_ERROR_BUSY when the source has not answered for this interval
+   * yet (taken as 0 intervals, what it kept comes with the next harvest); TRUE with
+   * acc->intervals = 0 when nothing new was published yet. */
   gboolean (*harvest)(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **error);
   /* optional: stop tracking (must be safe when the source is gone) */
   void (*stop)(HmmvTracker *tracker);
