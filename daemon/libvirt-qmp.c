@@ -380,7 +380,7 @@ exchange(Transport *t, const char *command, int fd, GError **error)
                     "domain %s: QEMU did not answer hmmv-sync within %u ms (libvirt QMP)",
                     t->name, lq->timeout_ms);
       else
-        g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO,
+        g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY,
                     "domain %s: QEMU has not answered hmmv-sync yet; no harvest this "
                     "interval", t->name);
       g_mutex_unlock(&lq->lock);
@@ -396,7 +396,7 @@ exchange(Transport *t, const char *command, int fd, GError **error)
   } else if (kind == KIND_SYNC && w->current != NULL) {
     /* the harvest's sync behind an exchange still under way: no data this interval rather
      * than an interval that waits */
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO,
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY,
                 "domain %s: a QMP exchange is still under way; no harvest this interval",
                 t->name);
     g_mutex_unlock(&lq->lock);

@@ -418,6 +418,7 @@ interval_read_report(HmmvdVms *vms)
     entry->info.hot_entered += rep->hot_entered;
     entry->info.hot_left += rep->hot_left;
     entry->info.plans_kept += rep->plan_kept;
+    entry->info.harvests_late += rep->harvest_late;
     hmmvd_vms_update_moves(vms, entry);
     if (rep->error == NULL) {
       entry->info.last_good_interval = vms->report.index;

@@ -125,6 +125,9 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   /* intervals since listed whose harvest brought nothing new for a settled VM: its last
    * (empty) plan stood and was not built again */
   add_uint(builder, "plans-kept-total", info->plans_kept);
+  /* intervals since listed whose harvest had nothing yet (through libvirt: its QEMU had not
+   * answered the interval's hmmv-sync in time); the VM was balanced and moved all the same */
+  add_uint(builder, "harvests-late-total", info->harvests_late);
   add_uint(builder, "promoted-pages", last->promoted);
   add_uint(builder, "demoted-pages", last->demoted);
   add_uint(builder, "move-failed-pages", last->move_failed);
@@ -196,9 +199,11 @@ hmmvd_vm_placement_to_json(HmmvdVms *vms, const char *name, GError **error)
   g_autofree char *nodes = NULL;
   g_autofree char *levels = NULL;
   guint64 nr_pages;
+  gboolean any_failed;
 
   if (vm == NULL)
     return NULL;
+  any_failed = hmmv_vm_get_nr_backed_off(vm) > 0;
   nr_pages = hmmv_vm_get_nr_pages(vm);
   if (nr_pages > HMMVD_PLACEMENT_MAX_PAGES) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_INVALID_ARGUMENT,
@@ -241,6 +246,14 @@ hmmvd_vm_placement_to_json(HmmvdVms *vms, const char *name, GError **error)
   json_builder_end_array(builder);
   add_string(builder, "nodes", nodes);
   add_string(builder, "levels", levels);
+  /* the pages whose last move failed (counted in move-failures, backed off): where the
+   * kernel may say otherwise than "nodes", page by page (issue 8) */
+  json_builder_set_member_name(builder, "move-failed-pages");
+  json_builder_begin_array(builder);
+  for (guint64 page = 0; any_failed && page < nr_pages; page++)
+    if (hmmv_vm_page_move_failed(vm, page))
+      json_builder_add_int_value(builder, (gint64)page);
+  json_builder_end_array(builder);
   json_builder_end_object(builder);
   return json_builder_get_root(builder);
 }

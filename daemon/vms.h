@@ -64,6 +64,9 @@ typedef struct {
   guint64 hot_left;             /* ... and that left it */
   guint64 plans_kept;           /* since listed: intervals its last plan stood, not built again
                                    (coarse, paused writes, nothing learnt: loop.c) */
+  guint64 harvests_late;        /* since listed: intervals its harvest had nothing yet (its
+                                   QEMU had not answered hmmv-sync in time): balanced and
+                                   moved on what hmmvd knew, not failed (core.h) */
   guint32 bound_nodes;          /* the source's binding (libvirt numatune), bit per node;
                                    0 = none */
   guint32 allowed_nodes;        /* the nodes its pages may go to, as the core was told: its

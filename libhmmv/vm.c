@@ -559,6 +559,12 @@ hmmv_vm_page_backed_off(const HmmvVm *vm, guint64 page, guint64 interval)
   return level != 0 && ((interval + page) & ((G_GUINT64_CONSTANT(1) << level) - 1)) != 0;
 }
 
+gboolean
+hmmv_vm_page_move_failed(const HmmvVm *vm, guint64 page)
+{
+  return vm->backoff != NULL && page < vm->nr_pages && BACKOFF_LEVEL(vm->backoff[page]) != 0;
+}
+
 guint64
 hmmv_vm_get_nr_backed_off(const HmmvVm *vm)
 {

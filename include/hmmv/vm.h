@@ -209,6 +209,9 @@ void hmmv_vm_note_move_failed(HmmvVm *vm, guint64 page, HmmvUnmovableCause cause
 void hmmv_vm_note_moved(HmmvVm *vm, guint64 page);
 /* TRUE when the page is backed off in interval `interval`. */
 gboolean hmmv_vm_page_backed_off(const HmmvVm *vm, guint64 page, guint64 interval);
+/* TRUE when the page's last move failed, counted as its own (noted above, not moved since):
+ * what explains, page by page, a node the kernel reports other than the VM's record. */
+gboolean hmmv_vm_page_move_failed(const HmmvVm *vm, guint64 page);
 /* Pages currently backed off (0 when none: no scan is needed). */
 guint64 hmmv_vm_get_nr_backed_off(const HmmvVm *vm);
 void hmmv_vm_get_unmovable(const HmmvVm *vm, HmmvUnmovable *unmovable);
