@@ -14,7 +14,8 @@ Checked, each a failure when it does not hold:
   placement  at checkpoints (the VM paused in hmmvd: nothing moves), hmmvd's view of every
              page ("placement" control command) against the kernel's, read by this process
              with move_pages(2) status queries; agreement >= 0.999 and every disagreement
-             covered by a mover error hmmvd counted
+             on a page whose last move hmmvd counted as failed (its view's move-failed-pages,
+             page by page: e2elib/checks.py), and no more of them than mover errors
 With --per-socket (2socket layout), then: each VM's pages on its own socket's DRAM and slow
 node (read back); with --fill-node0 a process fills DRAM node 0 and vm0's promotions must fall
 back to node 1, reported. With --migrate-mbps, at hmmvd's start (every page on DRAM, a pool a sixth of it: thousands of
@@ -325,6 +326,10 @@ def main():
         if totals["disagree"] > errors:
             failures.append(f"placement: {totals['disagree']} disagreements, only "
                             f"{errors} mover errors counted to explain them")
+        if totals.get("unexplained"):
+            failures.append(f"placement: {totals['unexplained']} disagreeing pages whose last "
+                            f"move hmmvd did not count as failed: "
+                            f"{'; '.join(totals['unexplained_pages'])}")
     except Failed as e:
         failures.append(str(e))
     finally:

@@ -20,20 +20,31 @@ the inner libvirtd kept the seeded entries or probed again is printed (a figure)
 
 Checked, each a failure when it does not hold:
   libvirt    hmmvd manages every domain, found through libvirt (not --qmp)
-  moves      hmmvd promoted and demoted --min-moves pages each way before the fault, and
-             the kernel's pgmigrate_success grew by at least what hmmvd claims
-  placement  hmmvd's view against move_pages status queries (hmmvd-e2e.py's check)
-  quota      `virsh metadata --live --config` on vm 0 (dram-max --quota-mib): hmmvd shows it
-             and budgets exactly that; the kernel's count of vm 0's pages on node 0 at the
-             checkpoints after it is within the budget; after libvirtd's restart a second
-             quota (--quota2-mib), set the same way, is applied too
+  moves      hmmvd promoted and demoted --min-moves pages each way before the fault (10,000,
+             as hmmvd-e2e.py: the same VMs, hot sets that shift, a pool a sixth of their
+             footprint; the phase gives up after --bound-intervals hmmvd intervals and
+             --bound-shifts hot-set shifts, both), and the kernel's pgmigrate_success grew by
+             at least what hmmvd claims
+  placement  hmmvd's view against move_pages status queries at --checks checkpoints (the
+             shared e2elib/checks.py check of hmmvd-e2e.py): agreement >= 0.999, every
+             disagreeing page one whose last move hmmvd counted as failed (page by page),
+             and no more of them than mover errors
+  quota      `virsh metadata --live --config` on vm 0 (dram-max --quota-mib), set while both
+             VMs still hold all of their pages on DRAM: hmmvd shows it and budgets exactly
+             that; vm 0's DRAM (hmmvd's view, sampled many times an interval) comes down to it
+             within --quota-intervals hmmvd intervals of the quota's effective interval and
+             never goes above it again; the kernel's count of vm 0's pages on node 0 at the
+             checkpoints after it is within it; after libvirtd's restart a second quota
+             (--quota2-mib), set the same way, is applied and held the same way
   fault      with libvirtd dead, hmmvd keeps running intervals and serving its control
              socket with every domain still listed managed; after the restart it reconnects
              and runs --after-intervals more intervals in which it moves pages again
   data       every guest ends with corrupt=0
-Prints "testbed: libvirt moves=N verified_pages=N corrupt=N" and
-"testbed: libvirt placement_agree=0.NNNN", and, as figures, the intervals and moves while
-libvirtd was down and after its restart.
+Prints "testbed: libvirt moves=N verified_pages=N corrupt=N",
+"testbed: libvirt placement_agree=0.NNNN" and "testbed: libvirt quota drained_intervals=N
+after_restart=N bound=N samples=N", and, as figures, the intervals and moves while libvirtd
+was down and after its restart, and each VM's late harvests (intervals whose hmmv-sync QEMU
+had not answered in time: balanced and moved on what hmmvd knew, libhmmv/loop.c).
 
 usage: hmmvd-libvirt.py --testbed tests/testbed/testbed --hmmvd PATH --guest guest.elf [...]
        (on the host; inside the testbed it is run with --caps DIR instead of --testbed)
@@ -271,6 +282,68 @@ def quota_applied(hmmvd, vm, max_mib):
     return None
 
 
+class QuotaWatch:
+    """vm's DRAM in hmmvd's view, sampled many times an interval (vms: last-good-interval,
+    dram-pages, the quota and the interval it took effect in), on a thread: each sample is
+    judged against the quota in effect for the interval it shows. hmmvd's view is the
+    kernel's: the placement checkpoints compare every page of it with move_pages(2) status
+    queries."""
+
+    def __init__(self, ctl, name, period=0.25):
+        self.ctl, self.name, self.period = ctl, name, period
+        self.samples = []   # (interval, dram pages, quota pages or None: not yet in effect)
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stop_ev.wait(self.period):
+            try:
+                v = {r["name"]: r for r in self.ctl.request("vms")}.get(self.name)
+            except (OSError, ValueError, Failed):
+                continue
+            if not v or not v.get("in-core") or v.get("last-good-interval") is None:
+                continue   # dropped, being added again, or no good interval yet
+            interval = v["last-good-interval"]
+            effective = v.get("quota-effective-interval")
+            max_mib = (v.get("quota") or {}).get("dram-max-mib") or 0
+            quota = max_mib * 256 if effective is not None and interval >= effective and \
+                max_mib else None
+            self.samples.append((interval, v["dram-pages"], quota))
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(timeout=30)
+
+    def check(self, max_mib, since, bound, failures, when):
+        """From interval since (its quota's effective interval) on: vm's DRAM down to
+        max_mib within bound intervals (counted in hmmvd's intervals: the first sample at or
+        under it shows an interval no earlier than the one that got there), and at or under
+        it in every later sample of that quota. Returns the intervals it took (None)."""
+        quota = max_mib * 256
+        mine = [(i, d) for i, d, q in self.samples if q == quota and i >= since]
+        drained = next((i for i, d in mine if d <= quota), None)
+        over = [(i, d) for i, d in mine if drained is not None and i >= drained and d > quota]
+        took = None if drained is None else drained - since
+        first = mine[0] if mine else None
+        say(f"libvirt: quota {when}: {self.name} from {first[1] if first else '?'} DRAM "
+            f"pages at interval {since}: at or under {quota} by interval {drained} "
+            f"({took} intervals, bound {bound}), then {len(over)} of "
+            f"{sum(1 for i, d in mine if drained is not None and i >= drained)} samples over "
+            f"it{' ' + str(over[:4]) if over else ''}")
+        if not mine:
+            failures.append(f"quota {when}: no sample of {self.name} under its quota of "
+                            f"{max_mib} MiB")
+        elif drained is None or took > bound:
+            failures.append(f"quota {when}: {self.name} not down to {quota} DRAM pages within "
+                            f"{bound} intervals of interval {since} (last sample "
+                            f"{mine[-1][1]} pages at interval {mine[-1][0]})")
+        if over:
+            failures.append(f"quota {when}: {self.name} back over {quota} DRAM pages after "
+                            f"interval {drained}: {over[:4]}")
+        return took
+
+
 def host_side(opts):
     """On the host: probe the emulators into a private cache, then run this script inside
     the testbed with it. Returns the exit status."""
@@ -311,7 +384,9 @@ def quota_check(hmmvd, vms, max_mib, totals, failures, when):
     say(f"libvirt: quota {when}: {vms[0].name} has {on_dram} pages on node 0 (kernel), quota "
         f"{max_mib * 256} pages; " + ", ".join(
             f"{vm.name}: budget {table.get(vm.name, {}).get('budget-pages')}, node 0 "
-            f"{vm.node_counts.get(0, 0)}" for vm in vms))
+            f"{vm.node_counts.get(0, 0)}, late harvests "
+            f"{table.get(vm.name, {}).get('harvests-late-total')}, errors "
+            f"{table.get(vm.name, {}).get('errors')}" for vm in vms))
     if on_dram > max_mib * 256:
         failures.append(f"quota {when}: {vms[0].name} has {on_dram} pages on DRAM, its quota "
                         f"is {max_mib} MiB ({max_mib * 256} pages)")
@@ -331,9 +406,20 @@ def main():
     ap.add_argument("--shift-every", type=int, default=200000)
     ap.add_argument("--pool-mib", type=int, default=16)
     ap.add_argument("--interval-ms", type=int, default=500)
-    ap.add_argument("--min-moves", type=int, default=1000)
-    ap.add_argument("--deadline", type=int, default=420)
-    ap.add_argument("--checks", type=int, default=1)
+    ap.add_argument("--min-moves", type=int, default=10000,
+                    help="promotions and demotions each must reach this before the fault")
+    # as hmmvd-e2e.py's: the moves phase gives up once both counts passed their bound
+    ap.add_argument("--bound-intervals", type=int, default=600,
+                    help="the moves phase gives up after this many hmmvd intervals ...")
+    ap.add_argument("--bound-shifts", type=int, default=40,
+                    help="... and this many hot-set shifts of the guests in all")
+    ap.add_argument("--deadline", type=int, default=900,
+                    help="seconds for the moves phase: a liveness cap, never a figure")
+    ap.add_argument("--checks", type=int, default=3, help="placement checkpoints")
+    ap.add_argument("--check-every", type=int, default=20,
+                    help="hmmvd intervals between placement checkpoints")
+    ap.add_argument("--quota-intervals", type=int, default=120,
+                    help="hmmvd intervals for vm 0's DRAM to come down to a quota")
     ap.add_argument("--down-intervals", type=int, default=6,
                     help="hmmvd intervals to count while libvirtd is dead")
     ap.add_argument("--after-intervals", type=int, default=10,
@@ -389,6 +475,7 @@ def main():
     os.chmod(work, 0o755)
     lvd = Libvirtd(work)
     vms, daemons, failures = [], [], []
+    watch = None
     t_start = time.monotonic()
 
     def stamp():
@@ -452,13 +539,22 @@ def main():
             f"{v.get('quota-accepted-interval')}, effective in "
             f"{v.get('quota-effective-interval')}")
 
+        watch = QuotaWatch(hmmvd.ctl, q0.name)
+        effective1 = v.get("quota-effective-interval")
         totals = {"agree": 0, "disagree": 0, "kinds": {}}
-        prom, dem, errors = e2e.run_phase(opts, hmmvd, vms, totals, opts.min_moves,
-                                          opts.deadline, opts.checks)
-        if prom < opts.min_moves or dem < opts.min_moves:
+        i_moves = intervals(hmmvd.ctl)
+        phase = e2e.run_phase(opts, hmmvd, vms, totals, opts.min_moves, opts.deadline,
+                              opts.checks, bound=(opts.bound_intervals, opts.bound_shifts))
+        prom, dem, errors = phase
+        say(f"libvirt: moves phase: promoted {prom}, demoted {dem} in intervals "
+            f"{i_moves}..{intervals(hmmvd.ctl)}")
+        if prom < opts.min_moves or dem < opts.min_moves or phase.why:
             failures.append(f"moves: promoted {prom}, demoted {dem} before the fault "
-                            f"(want {opts.min_moves} each way)")
+                            f"(want {opts.min_moves} each way"
+                            f"{'; the phase ended: ' + phase.why if phase.why else ''})")
         quota_check(hmmvd, vms, opts.quota_mib, totals, failures, "before the fault")
+        drained1 = watch.check(opts.quota_mib, effective1, opts.quota_intervals, failures,
+                               "before the fault")
 
         # ---- libvirtd killed ----
         lvd.kill()
@@ -499,6 +595,7 @@ def main():
                      lambda: quota_applied(hmmvd, q0, opts.quota2_mib))
         say(f"libvirt: quota after the restart: {q0.name} dram-max-mib {opts.quota2_mib}, "
             f"budget {v['budget-pages']} pages")
+        effective2 = v.get("quota-effective-interval")
         p3 = e2e.run_phase(opts, hmmvd, vms, totals, hmmvd.moves()[0] + 100, 180, 1)
         i3, m3 = intervals(hmmvd.ctl), sum(p3[:2])
         say(f"libvirt: fault: after the restart, intervals {i2}..{i3}: hmmvd moved {m3 - m2} "
@@ -506,6 +603,11 @@ def main():
         if m3 <= m2:
             failures.append("fault: hmmvd moved nothing after libvirtd's restart")
         quota_check(hmmvd, vms, opts.quota2_mib, totals, failures, "after the restart")
+        watch.stop()
+        drained2 = watch.check(opts.quota2_mib, effective2, opts.quota_intervals, failures,
+                               "after the restart")
+        print(f"testbed: libvirt quota drained_intervals={drained1} after_restart={drained2} "
+              f"bound={opts.quota_intervals} samples={len(watch.samples)}", flush=True)
         hmmvd.table()
         prom, dem, errors = hmmvd.moves()
 
@@ -546,12 +648,18 @@ def main():
         if totals["disagree"] > errors:
             failures.append(f"placement: {totals['disagree']} disagreements, only {errors} "
                             f"mover errors counted to explain them")
+        if totals.get("unexplained"):
+            failures.append(f"placement: {totals['unexplained']} disagreeing pages whose last "
+                            f"move hmmvd did not count as failed: "
+                            f"{'; '.join(totals['unexplained_pages'])}")
     except Failed as e:
         failures.append(str(e))
     finally:
         # cleanup must not hide the failure that brought us here: its own failures are
         # reported after the run's
         cleanup = []
+        if watch is not None:
+            watch.stop()
         for d in daemons:
             d.stop()
         if lvd.proc is not None and lvd.proc.poll() is None:

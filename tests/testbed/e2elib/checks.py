@@ -9,7 +9,11 @@ from e2elib.kernel import kernel_nodes
 
 
 def placement_check(ctl, vm, totals):
-    """Pauses vm in hmmvd, compares its view with the kernel's, resumes. Adds to totals."""
+    """Pauses vm in hmmvd, compares its view with the kernel's, resumes. Adds to totals:
+    agree, disagree, kinds, and unexplained: the disagreeing pages that are not among the
+    pages hmmvd names as having failed their last move (its view's move-failed-pages, counted
+    in its move-failures), page by page: a disagreement is explained only by a counted mover
+    error on that very page."""
     ctl.request("pause", vm=vm.name)
     try:
         view = ctl.request("placement", vm=vm.name)
@@ -18,19 +22,21 @@ def placement_check(ctl, vm, totals):
             say(f"e2e: {vm.name} regions: " + ", ".join(
                 f"{r['name']} gpa {r['gpa']:#x} hva {r['hva']:#x} {r['pages']} pages "
                 f"backing {r['backing-page-size'] >> 10} KiB" for r in view["regions"]))
-        addrs, believed = [], []
+        addrs, believed, index = [], [], []
         for region in view["regions"]:
             first, n = region["first-page"], region["pages"]
             if region["hva"] == 0:
                 continue
             addrs.extend(region["hva"] + i * PAGE for i in range(n))
             believed.extend(view["nodes"][first:first + n])
+            index.extend(range(first, first + n))
+        failed = set(view.get("move-failed-pages", []))
         actual = kernel_nodes(pid, addrs)
     finally:
         ctl.request("resume", vm=vm.name)
-    agree = disagree = 0
+    agree = disagree = unexplained = 0
     kinds = {}
-    for b, a in zip(believed, actual):
+    for b, a, page in zip(believed, actual, index):
         if a >= 0:
             ok = b != "-" and int(b, 32) == a
         else:
@@ -41,8 +47,14 @@ def placement_check(ctl, vm, totals):
             disagree += 1
             key = f"hmmvd={b} kernel={a}"
             kinds[key] = kinds.get(key, 0) + 1
+            if page not in failed:
+                unexplained += 1
+                if len(totals.setdefault("unexplained_pages", [])) < 8:
+                    totals["unexplained_pages"].append(f"{vm.name} page {page}: {key}")
     totals["agree"] += agree
     totals["disagree"] += disagree
+    totals["unexplained"] = totals.get("unexplained", 0) + unexplained
+    totals["failed_pages"] = totals.get("failed_pages", 0) + len(failed)
     for k, v in kinds.items():
         totals["kinds"][k] = totals["kinds"].get(k, 0) + v
     vm.node_counts = {}
@@ -51,7 +63,8 @@ def placement_check(ctl, vm, totals):
             vm.node_counts[a] = vm.node_counts.get(a, 0) + 1
     present = sum(1 for a in actual if a >= 0)
     say(f"e2e: placement {vm.name} after interval {view['intervals']}: {len(actual)} pages, "
-        f"{present} present, agree {agree}, disagree {disagree} "
+        f"{present} present, agree {agree}, disagree {disagree} (not on a page whose last "
+        f"move failed: {unexplained}; such pages {len(failed)}) "
         f"{dict(sorted(kinds.items())[:4]) if kinds else ''}; kernel nodes "
         f"{dict(sorted(vm.node_counts.items()))}")
 
