@@ -498,3 +498,20 @@ hmmv_harness_events_connect(const char *sock, guint timeout_s, GSocketConnection
   *in = g_steal_pointer(&d);
   return TRUE;
 }
+
+GHashTable *
+hmmv_harness_written_pfns(HmmvVm *vm, const HmmvAccess *acc, guint64 first, guint64 count)
+{
+  GHashTable *set = g_hash_table_new(g_direct_hash, g_direct_equal);
+
+  for (guint64 page = 0; page < acc->nr_pages; page++) {
+    guint64 pfn;
+
+    if (!hmmv_bitmap_test(acc->writes, page))
+      continue;
+    pfn = hmmv_vm_page_to_gpa(vm, page) >> HMMV_PAGE_SHIFT;
+    if (pfn >= first && pfn < first + count)
+      g_hash_table_add(set, GSIZE_TO_POINTER(pfn));
+  }
+  return set;
+}

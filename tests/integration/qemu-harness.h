@@ -13,6 +13,11 @@
 
 typedef struct _HmmvQemuProc HmmvQemuProc;
 
+/* The guest pfns in [first, first + count) whose pages acc marks written (vm's layout maps
+ * page indexes to guest-physical addresses), as a set of GSIZE_TO_POINTER(pfn). */
+GHashTable *hmmv_harness_written_pfns(HmmvVm *vm, const HmmvAccess *acc, guint64 first,
+                                      guint64 count);
+
 /* The patched QEMU (HMMV_QEMU) and the guest (HMMV_TEST_GUEST); NULL with a reason when the
  * host cannot run the test (the caller skips). */
 gboolean hmmv_harness_find(char **qemu, char **guest, char **why);

@@ -144,18 +144,7 @@ wait_publication(Run *run)
 static GHashTable *
 harvested_pfns(Run *run, guint64 first, guint64 count)
 {
-  GHashTable *set = g_hash_table_new(g_direct_hash, g_direct_equal);
-
-  for (guint64 page = 0; page < run->acc->nr_pages; page++) {
-    guint64 pfn;
-
-    if (!hmmv_bitmap_test(run->acc->writes, page))
-      continue;
-    pfn = hmmv_vm_page_to_gpa(run->vm, page) >> HMMV_PAGE_SHIFT;
-    if (pfn >= first && pfn < first + count)
-      g_hash_table_add(set, GSIZE_TO_POINTER(pfn));
-  }
-  return set;
+  return hmmv_harness_written_pfns(run->vm, run->acc, first, count);
 }
 
 /* Run phase k (the guest waits for a byte) and add the pfns it says it wrote to expected. */

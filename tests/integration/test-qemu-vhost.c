@@ -488,21 +488,11 @@ static GHashTable *
 harvest_window(Run *run)
 {
   g_autoptr(GError) error = NULL;
-  GHashTable *set = g_hash_table_new(g_direct_hash, g_direct_equal);
 
   hmmv_access_clear(run->acc);
   ck_assert_msg(hmmv_tracker_harvest(run->tracker, run->vm, run->acc, &error), "%s",
                 error ? error->message : "");
-  for (guint64 page = 0; page < run->acc->nr_pages; page++) {
-    guint64 pfn;
-
-    if (!hmmv_bitmap_test(run->acc->writes, page))
-      continue;
-    pfn = hmmv_vm_page_to_gpa(run->vm, page) >> HMMV_PAGE_SHIFT;
-    if (pfn >= BASE_PFN && pfn < BASE_PFN + SPAN)
-      g_hash_table_add(set, GSIZE_TO_POINTER(pfn));
-  }
-  return set;
+  return hmmv_harness_written_pfns(run->vm, run->acc, BASE_PFN, SPAN);
 }
 
 static void
