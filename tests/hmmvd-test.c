@@ -106,3 +106,23 @@ hmmvd_test_trickle(GSocketAddress *address, guint nr_connections, guint *bytes_s
     *bytes_sent = t.max_bytes;
   return t.closed;
 }
+
+HmmvTracker *
+hmmvd_test_bed_add_vm(HmmvdTestBed *bed, const char *name, guint64 nr_pages,
+                      HmmvdSource source)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvTracker *tracker = hmmv_fake_tracker_new();
+
+  ck_assert_msg(hmmvd_vms_add_with_tracker(bed->vms, name, source, 4242, NULL,
+                                           hmmv_test_vm_new(name, nr_pages), tracker, &error),
+                "%s", error ? error->message : "");
+  return tracker;
+}
+
+void
+hmmvd_test_write_pages(HmmvTracker *tracker, guint64 first, guint64 nr)
+{
+  for (guint64 p = first; p < first + nr; p++)
+    hmmv_fake_tracker_queue_write(tracker, p);
+}

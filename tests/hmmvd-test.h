@@ -21,6 +21,12 @@ void hmmvd_test_bed_init(HmmvdTestBed *bed, guint64 dram_bytes, guint64 slow_byt
 void hmmvd_test_bed_init_topology(HmmvdTestBed *bed, HmmvTopology *topo,
                                   const HmmvParams *params);
 void hmmvd_test_bed_clear(HmmvdTestBed *bed);
+/* A VM of nr_pages on a fake tracker, added to bed's table as pid 4242 (the test fails if the
+ * table refuses it); returns the tracker, which the table owns. */
+HmmvTracker *hmmvd_test_bed_add_vm(HmmvdTestBed *bed, const char *name, guint64 nr_pages,
+                                   HmmvdSource source);
+/* Queues writes of pages [first, first + nr) on a fake tracker. */
+void hmmvd_test_write_pages(HmmvTracker *tracker, guint64 first, guint64 nr);
 
 /* issue 10, item 7: nr_connections clients to address that each send one byte every 100 ms
  * and never finish a request, while the calling thread runs the default main context. Returns

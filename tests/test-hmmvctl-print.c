@@ -31,14 +31,9 @@ teardown(void)
 static void
 add_vm(const char *name)
 {
-  g_autoptr(GError) error = NULL;
-  HmmvTracker *tracker = hmmv_fake_tracker_new();
+  HmmvTracker *tracker = hmmvd_test_bed_add_vm(&bed, name, VM_PAGES, HMMVD_SOURCE_STANDALONE);
 
-  ck_assert_msg(hmmvd_vms_add_with_tracker(bed.vms, name, HMMVD_SOURCE_STANDALONE, 4242, NULL,
-                                           hmmv_test_vm_new(name, VM_PAGES), tracker, &error),
-                "%s", error ? error->message : "");
-  for (guint64 p = 0; p < 64; p++)
-    hmmv_fake_tracker_queue_write(tracker, p);
+  hmmvd_test_write_pages(tracker, 0, 64);
 }
 
 /* The table as TAP comments. */

@@ -51,20 +51,13 @@ teardown(void)
 static HmmvTracker *
 add_vm(const char *name, guint64 nr_pages, HmmvdSource source)
 {
-  g_autoptr(GError) error = NULL;
-  HmmvTracker *tracker = hmmv_fake_tracker_new();
-
-  ck_assert_msg(hmmvd_vms_add_with_tracker(fx.bed.vms, name, source, 4242, NULL,
-                                           hmmv_test_vm_new(name, nr_pages), tracker, &error),
-                "%s", error ? error->message : "");
-  return tracker;
+  return hmmvd_test_bed_add_vm(&fx.bed, name, nr_pages, source);
 }
 
 static void
 write_pages(HmmvTracker *tracker, guint64 first, guint64 nr)
 {
-  for (guint64 p = first; p < first + nr; p++)
-    hmmv_fake_tracker_queue_write(tracker, p);
+  hmmvd_test_write_pages(tracker, first, nr);
 }
 
 START_TEST(test_add_list_lookup)
