@@ -96,6 +96,7 @@ void config_defaults(struct guest_config *cfg)
     cfg->hot_ratio = 90;
     cfg->writes = 0;
     cfg->shift_every = 0;
+    cfg->shifts = 0;
     cfg->report_every = 1u << 20;
     cfg->verify_every = 16;
     cfg->rewrite_every = 64;
@@ -156,6 +157,7 @@ static void parse_param(struct guest_config *cfg, const char *tok, size_t len)
         { "writes", 1, offsetof(struct guest_config, writes), 0, ~0ull },
         { "shift_every", 1, offsetof(struct guest_config, shift_every), 0,
           ~0ull },
+        { "shifts", 0, offsetof(struct guest_config, shifts), 0, 1000000 },
         { "report_every", 1, offsetof(struct guest_config, report_every), 0,
           ~0ull },
         { "verify_every", 0, offsetof(struct guest_config, verify_every), 1,

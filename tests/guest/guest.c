@@ -360,6 +360,7 @@ static void run_workload(const struct guest_config *cfg, uint64_t mem_top)
     uint32_t rng = cfg->seed ? cfg->seed : 0x12345678u;
     uint64_t n = 0, next_report = cfg->report_every;
     uint64_t next_shift = cfg->shift_every;
+    uint32_t shifted = 0;
 
     check_window(base_pfn, total, mem_top);
     wait_for_host(cfg, "workload", 0);
@@ -391,8 +392,10 @@ static void run_workload(const struct guest_config *cfg, uint64_t mem_top)
         }
         n++;
 
-        if (cfg->shift_every && n == next_shift) {
+        if (cfg->shift_every && n == next_shift &&
+            (cfg->shifts == 0 || shifted < cfg->shifts)) {
             next_shift += cfg->shift_every;
+            shifted++;
             hot_off += hot_pages;
             if (hot_off >= total) {
                 hot_off -= total;

@@ -44,6 +44,7 @@ struct guest_config {
     uint32_t hot_ratio;    /* workload: percent of writes to the hot set */
     uint64_t writes;       /* workload: total writes, 0 = run forever */
     uint64_t shift_every;  /* workload: move the hot set every N writes */
+    uint32_t shifts;       /* workload: at most N moves of the hot set, 0 = no limit */
     uint64_t report_every; /* workload: progress line every N writes */
     uint32_t verify_every; /* verify: one whole page checked every N writes */
     uint32_t rewrite_every; /* verify: one page rewritten (new epoch) every N writes */

@@ -9,7 +9,8 @@
 #   query-hmmv-ramblocks (on a second QMP socket) says m1 is not tracked and m0 is; hmmvd's
 #   VM is m0 alone (its placement report has no page at or above 64 MiB, and 16,384 pages at
 #   most), its status names m1 as excluded with its 64 MiB, and pages move (sim mover, a
-#   modelled DRAM smaller than m0), none of them m1's: m1 is not in the VM.
+#   modelled DRAM of one hot set: the hot set moves once and lands on the modelled slow tier),
+#   none of them m1's: m1 is not in the VM.
 # - typo: [vm typo] exclude = nosuch: left unmanaged, the status names the VM's hmmvd.conf
 #   group and 'nosuch'; its QEMU keeps running. all: exclude = m0;m1: unmanaged, "every guest
 #   RAM backend". guest is managed all along.
@@ -75,13 +76,13 @@ for block in msg["return"]:
 PY
 }
 
-start_qemu guest "mode=workload hot_mib=8 cold_mib=100 shift_every=1000000 report_every=0"
+start_qemu guest "mode=workload hot_mib=8 cold_mib=100 shift_every=100000 shifts=1 report_every=0"
 start_qemu typo "mode=workload hot_mib=1 cold_mib=0 report_every=0"
 start_qemu all "mode=workload hot_mib=1 cold_mib=0 report_every=0"
 cat > "$WORK/hmmvd.conf" <<CONF
 [memory]
 mover = sim
-sim-dram-mib = 32
+sim-dram-mib = 8
 sim-slow-mib = 512
 
 [vm guest]
@@ -125,10 +126,13 @@ else
   fail "hmmvctl vms does not show the exclusion: $(ctl vms 2>&1 | grep -i exclu)"
 fi
 
-# pages move (the modelled DRAM is half of m0; the hot set moves by its size every 1M writes,
-# so hot pages keep landing on the modelled slow tier: a static hot set could sit on DRAM
-# from its first touch and nothing had to move, a CI failure), and never one of m1's: the
-# VM has none
+# pages move, and never one of m1's: the VM has none. The modelled DRAM holds one hot set
+# (8 MiB): the guest's first writes (hot set at 16-24 MiB) fill it; after 100,000 writes the
+# hot set moves once to 24-32 MiB and stays, first touched on the modelled slow tier, so it
+# must be promoted in place of the old one, whatever the guest's speed. (A CI run failed with
+# a 32 MiB model that held the first four hot sets and shifts every 1,000,000 writes: the
+# guest, at 10-30k writes a second under load, never reached the fifth; a hot set shifting
+# faster than the payback gate's horizon was never promoted either.)
 wait_for 120 "guest's pages move (sim mover)" moved
 if ctl --json placement guest > "$WORK/placement.json" &&
    verdict=$(python3 - "$WORK/placement.json" <<'PY'
