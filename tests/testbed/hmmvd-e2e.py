@@ -23,9 +23,10 @@ forced demotions) the cap is watched where it binds (e2elib/cap.py): hmmvd's own
 count never over the cap, the cap holding moves back in some intervals, and the kernel's
 move_pages(2) migrations between samples within the cap in bytes (a 2 MiB page is 512 pages).
 With --faults, after those: the last VM's QEMU killed (-9) while
-hmmvd is inside a migrating move_pages(2) call on it (a move batch, not a status query; seen in
-/proc/PID/task/TID/syscall before and right after the kill; its data is checked up to its
-guest's last complete report), hmmvd must keep moving the survivor's pages; hmmvd killed (-9)
+hmmvd is inside a migrating move_pages(2) call on it (a move batch, not a status query; the
+thread held at the call's entry by ptrace for the kill, e2elib/midcall.py, and seen in
+/proc/PID/task/TID/syscall right after it; its data is checked up to its guest's last
+complete report), hmmvd must keep moving the survivor's pages; hmmvd killed (-9)
 and started again must take the survivor over, demote it down to a quota cut to half its DRAM
 and, the quota lifted, promote into the room again; the survivor's data and placement are
 checked as above, the restarted hmmvd's placement on its own. The suite runs all of it in one
@@ -352,6 +353,9 @@ def main():
                 with open(path, errors="replace") as f:
                     for line in f.read().splitlines()[-15:]:
                         say(f"  {line}")
+        # again, last: CI keeps the tail of a long output (ci25 lost the FAIL lines)
+        for f in failures:
+            say(f"FAIL: {f}")
         shutil.rmtree(work, ignore_errors=True)
         return 1
     shutil.rmtree(work, ignore_errors=True)

@@ -9,6 +9,7 @@ from e2elib.checks import placement_check, run_phase
 from e2elib.common import Failed, say, wait_for
 from e2elib.daemon import Hmmvd, check_alive, managed, quiet_sample
 from e2elib.kernel import delta, in_move_pages
+from e2elib.midcall import TraceError, kill_in_call
 
 
 def wait_counted(opts, hmmvd, vms, done, bound):
@@ -34,11 +35,18 @@ def wait_counted(opts, hmmvd, vms, done, bound):
 def kill_mid_batch(hmmvd, vm, deadline_s):
     """Kills vm's QEMU (-9) while one of hmmvd's threads is inside a migrating move_pages(2)
     call on it (a move batch, nodes given; a status query does not count): the fault the
-    mover must survive (the process's mm goes away under the migration; the call fails or
-    returns early and the page statuses are undefined). The thread is read again right after
-    the kill: still in that call, the kill landed inside the batch. Returns (tid, pages, still
-    in the call after the kill); Failed when hmmvd made no migrating call on vm's pages within
-    deadline_s (a batch takes ~50-150 ms here: 512 pages at 100-300 us each)."""
+    mover must survive. With ptrace (e2elib/midcall.py) the thread is held at the call's
+    entry for the kill, so it lands inside the call every time; the thread is read again
+    right after the kill (/proc/TID/syscall: still in that call). Without ptrace (not
+    permitted), the old race: the call is seen by polling and the kill follows, which a
+    one-page batch (2 MiB) may outrun. Returns (tid, pages, still in the call after the
+    kill, how: "traced, returned R" or "polled"); Failed when hmmvd made no migrating call
+    on vm's pages within deadline_s (a liveness cap)."""
+    try:
+        tid, pages, inside, rval = kill_in_call(hmmvd, vm, deadline_s)
+        return tid, pages, inside, f"traced, the call returned {rval}"
+    except TraceError as e:
+        say(f"e2e: faults: {e}; polling /proc instead")
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         caught = in_move_pages(hmmvd.proc.pid, vm.proc.pid)
@@ -46,7 +54,7 @@ def kill_mid_batch(hmmvd, vm, deadline_s):
             vm.proc.kill()
             after = in_move_pages(hmmvd.proc.pid, vm.proc.pid, tid_only=caught[0])
             vm.proc.wait()
-            return caught[0], caught[1], after == caught
+            return caught[0], caught[1], after == caught, "polled"
         time.sleep(0.001)
     raise Failed(f"faults: hmmvd made no migrating move_pages call on {vm.name} within "
                  f"{deadline_s} s")
@@ -66,12 +74,12 @@ def faults_phase(opts, work, hmmvd, vms, migs, snap0, totals, failures, daemons)
     survivors = vms[:-1]
     hmmvd.table()
     victim_before = hmmvd.seen.get(victim.name, (0, 0, 0))
-    tid, pages, inside = kill_mid_batch(hmmvd, victim, 300)
+    tid, pages, inside, how = kill_mid_batch(hmmvd, victim, 300)
     say(f"e2e: faults: killed {victim.name}'s QEMU (-9) while hmmvd's thread {tid} "
-        f"was in a migrating move_pages(2) call of {pages} page(s) on it; right after the "
-        f"kill the thread was {'still in that call' if inside else 'out of it'}")
-    print(f"testbed: killed_mid_batch pages={pages} inside_after_kill={int(inside)}",
-          flush=True)
+        f"was in a migrating move_pages(2) call of {pages} page(s) on it ({how}); right "
+        f"after the kill the thread was {'still in that call' if inside else 'out of it'}")
+    print(f"testbed: killed_mid_batch pages={pages} inside_after_kill={int(inside)} "
+          f"traced={int(how != 'polled')}", flush=True)
     if not inside:
         failures.append(f"faults: {victim.name}'s QEMU was killed as hmmvd's move batch "
                         f"ended: no proof the kill landed inside the batch")
