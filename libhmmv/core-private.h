@@ -65,6 +65,8 @@ typedef struct {
   gboolean plan_empty;      /* its last plan listed no move (loop-plan.c, core_plan_unchanged) */
   guint64 plan_budget;      /* the budget its last plan was built for */
   guint64 plan_hot_pages;   /* and that plan's hot pages */
+  guint64 swap_room[HMMV_NR_NODE_SLOTS]; /* pages its moves freed on node n while the kernel
+                               found n full, not refilled by its moves since (loop-batch.c) */
 
   /* Under HmmvCore.lock: what other threads set and see while an interval runs. */
   gboolean ctl_paused;
@@ -97,6 +99,9 @@ struct _HmmvCore {
   guint64 full_until[HMMV_NR_NODE_SLOTS];  /* the node was full (ENOMEM): no calls into it
                                through this interval index (loop-batch.c) */
   guint full_backoff[HMMV_NR_NODE_SLOTS];  /* intervals of the last such pause, 0: none */
+  gboolean swap_refused[HMMV_NR_NODE_SLOTS]; /* in this pause calls into the room the VMs'
+                               moves freed there moved nothing (ENOMEM): no swaps into it */
+  gboolean swap_taken[HMMV_NR_NODE_SLOTS];   /* in this pause such a call moved pages */
   guint64 home_visits;      /* pages loop-home.c has looked at, since the core started: its
                                cost, counted (tests) */
   GMutex lock;              /* the ctl_ and seen_ fields of every CoreVm, and these: */
@@ -162,6 +167,16 @@ gboolean hmmv_core_node_full(const HmmvCore *core, int node);
  * grow into now, whatever its budget and the nodes' free counts say, so each promotion needs
  * a demotion of its own first (a swap). */
 gboolean hmmv_core_dram_full_for(const HmmvCore *core, const CoreVm *cvm);
+/* loop-batch.c: while hmmv_core_dram_full_for, the room on those nodes the VM's own moves
+ * freed and it may take back without demoting again (0 otherwise). */
+guint64 hmmv_core_swap_room(const HmmvCore *core, const CoreVm *cvm);
+/* loop-batch.c: the room every VM's moves freed on a node found full, not refilled since. */
+guint64 hmmv_core_node_swap_room(const HmmvCore *core, int node);
+/* loop-batch.c: whether every DRAM node the VM promotes to is found full and refused even the
+ * room its moves freed there in this pause (another process takes it back at once): swaps
+ * would only demote, so its plan keeps no promotion and only the demotions its budget
+ * needs. */
+gboolean hmmv_core_swaps_refused(const HmmvCore *core, const CoreVm *cvm);
 /* loop-watch.c: a VM settled this long in a row (every hot page that pays on DRAM, room to
  * spare, nothing waiting) has its tracker told HMMV_WATCH_COARSE; room to spare is at least
  * 1/HMMV_WATCH_ROOM_DIVISOR of its hot set and HMMV_WATCH_ROOM_MIN_PAGES. */

@@ -96,7 +96,8 @@ hmmv_core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **erro
       .nr_pages = hmmv_vm_get_nr_pages(cvm->vm),
       .weight = quota->weight,
       .prev_budget = hmmv_vm_get_budget_pages(cvm->vm),
-      .held_pages = hmmv_vm_get_dram_pages(cvm->vm),
+      /* the room its own demotions freed on a node found full is its own (loop-batch.c) */
+      .held_pages = hmmv_vm_get_dram_pages(cvm->vm) + hmmv_core_swap_room(core, cvm),
       .waiting_pages = cvm->plan.promote_no_room,
       .demand_min_key = hmmv_plan_payback_min_key(&core->params),
     };

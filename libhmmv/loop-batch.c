@@ -47,7 +47,21 @@
  * A node the kernel found full (a call failed with ENOMEM) gets no more calls for the rest
  * of the interval and, while it stays full, for 1, 2, 4 ... up to 16 intervals: each try can
  * take seconds, and the plans give it no room meanwhile, so promotions go to the next DRAM
- * node or wait.
+ * node or wait; except the room the VMs' own moves freed there since (swap room): pages
+ * demoted off the node while it is found full leave room the kernel does have, so each VM
+ * may move that many pages back in (its promotions, the swaps' other half) without a new
+ * demotion, in this interval or, when a promotion failed (EBUSY, a pin) or was cut, in the
+ * next ones. The VM's plan counts that room as its own (loop-plan.c), so it demotes only for
+ * the promotions beyond it. Before, a VM whose node was found full demoted for its swaps and
+ * then made no call into the node until the pause ended: 1,000 pages of one VM demoted in
+ * three intervals for 400 promotions that waited (test_swaps_when_dram_full). An ENOMEM on a
+ * call into its swap room says another process took that room: the VM's swap room there
+ * drops to 0 (the other VMs' calls find out for theirs), and when the call moved nothing and
+ * no such call did in this pause, the node takes no swap for the rest of the pause (a
+ * process that takes back every page freed there: test_slow_failures_do_not_stall), so the
+ * plans stop demoting for swaps. The ENOMEM that marks the node full again after a pause
+ * drops every VM's swap room and that refusal. Calls into the swap room neither lengthen the
+ * pause nor end its doubling: they say nothing of the room the free count shows.
  */
 #include "core-private.h"
 
@@ -96,10 +110,11 @@ static guint64
 promote_room(const HmmvCore *core, const CoreVm *cvm, guint64 pool_free)
 {
   guint64 budget = hmmv_vm_get_budget_pages(cvm->vm), dram = hmmv_vm_get_dram_pages(cvm->vm);
+  guint64 room = MIN(budget > dram ? budget - dram : 0, pool_free);
 
   if (hmmv_core_dram_full_for(core, cvm))
-    return 0;
-  return MIN(budget > dram ? budget - dram : 0, pool_free);
+    return MIN(room, hmmv_core_swap_room(core, cvm));
+  return room;
 }
 
 /* The pool's DRAM not held by any VM now. */
@@ -114,12 +129,19 @@ pool_free_pages(const HmmvCore *core)
 }
 
 /* Keeps at most grant pages of the VM's plan, in the order of the top, promotions beyond
- * free_room each with the demotions that make its room; returns the pages kept. */
+ * free_room each with the demotions that make its room, then of the demotions no promotion
+ * needs (the plan's beyond those pairs) what the grant has left; returns the pages kept. The
+ * demotions of the promotions cut wait with them: before, a grant an odd page above the
+ * swaps it kept demoted one more page whose promotion waited (churn, issue 8). */
 static guint64
 fit_vm(HmmvVm *vm, HmmvPlan *plan, guint64 grant, guint64 free_room)
 {
-  guint64 p = 0, d = 0;
+  guint64 all_p = prefix_pages(vm, plan->promote, plan->promote->len);
+  guint64 all_d = prefix_pages(vm, plan->demote, plan->demote->len);
+  guint64 paired = all_p > free_room ? all_p - free_room : 0, p = 0, d = 0, unpaired;
   guint np = 0, nd = 0;
+
+  unpaired = all_d > paired ? all_d - paired : 0;
 
   while (np < plan->promote->len) {
     guint64 size = hmmv_vm_unit_pages(vm, g_array_index(plan->promote, guint64, np));
@@ -135,12 +157,13 @@ fit_vm(HmmvVm *vm, HmmvPlan *plan, guint64 grant, guint64 free_room)
     d = d2;
     nd = nd2;
   }
-  while (nd < plan->demote->len) {
+  for (guint64 extra = 0; nd < plan->demote->len && extra < unpaired;) {
     guint64 size = hmmv_vm_unit_pages(vm, g_array_index(plan->demote, guint64, nd));
 
     if (p + d + size > grant && p + d > 0)
       break;
     d += size;
+    extra += size;
     nd++;
   }
   g_array_set_size(plan->promote, np);
@@ -263,25 +286,126 @@ hmmv_core_dram_full_for(const HmmvCore *core, const CoreVm *cvm)
   return cvm->promote_to.nr_rank > 0;
 }
 
-/* The kernel said node has no room (a call failed with ENOMEM): no more calls into it for the
- * rest of this interval and the next full_backoff[node] - 1 (1, 2, 4, ... 16 intervals in
- * all while it stays full: each try can cost seconds of reclaim), and no room for it in the
- * plans meanwhile (promotions go to the next node of the tier, or wait); one call that moves
- * pages there without ENOMEM ends the doubling. */
+/* Whether the node is found full and takes swaps (see the top). */
+static gboolean
+node_swaps(const HmmvCore *core, int node)
+{
+  return hmmv_core_node_full(core, node) && !core->swap_refused[node];
+}
+
+gboolean
+hmmv_core_swaps_refused(const HmmvCore *core, const CoreVm *cvm)
+{
+  if (!hmmv_core_dram_full_for(core, cvm))
+    return FALSE;
+  for (guint r = 0; r < cvm->promote_to.nr_rank; r++)
+    if (node_swaps(core, cvm->promote_to.rank[r]))
+      return FALSE;
+  return TRUE;
+}
+
+guint64
+hmmv_core_swap_room(const HmmvCore *core, const CoreVm *cvm)
+{
+  guint64 room = 0;
+
+  if (!hmmv_core_dram_full_for(core, cvm))
+    return 0;
+  for (guint r = 0; r < cvm->promote_to.nr_rank; r++)
+    if (node_swaps(core, cvm->promote_to.rank[r]))
+      room += cvm->swap_room[cvm->promote_to.rank[r]];
+  return room;
+}
+
+guint64
+hmmv_core_node_swap_room(const HmmvCore *core, int node)
+{
+  guint64 room = 0;
+
+  if (!node_swaps(core, node))
+    return 0;
+  for (guint i = 0; i < core->vms->len; i++)
+    room += ((const CoreVm *)g_ptr_array_index(core->vms, i))->swap_room[node];
+  return room;
+}
+
+/* The CoreVm of vm, NULL when the core does not have it. */
+static CoreVm *
+core_vm_of(HmmvCore *core, const HmmvVm *vm)
+{
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    if (cvm->vm == vm)
+      return cvm;
+  }
+  return NULL;
+}
+
+/* The kernel said node has no room (a call of cvm's failed with ENOMEM). A call while the
+ * node was not found full (was_full FALSE): no more calls into it for the rest of this
+ * interval and the next full_backoff[node] - 1 (1, 2, 4, ... 16 intervals in all while it
+ * stays full: each try can cost seconds of reclaim), and no room for it in the plans
+ * meanwhile but the swap room (see the top), every VM's emptied (what is left is of an older
+ * pause). A call into cvm's swap room: that room is gone, and if no such call moved pages
+ * in this pause, the node takes no swap for the rest of it. One call that moves pages there
+ * without ENOMEM while it is not found full ends the doubling. */
 static void
-note_node_full(HmmvCore *core, int node, gboolean full, guint64 moved)
+note_node_full(HmmvCore *core, CoreVm *cvm, int node, gboolean full, gboolean was_full,
+               guint64 moved)
 {
   if (node < 0 || node >= HMMV_NR_NODE_SLOTS)
     return;
+  core->swap_taken[node] |= was_full && moved > 0;
   if (!full) {
-    if (moved > 0)
+    if (moved > 0 && !was_full)
       core->full_backoff[node] = 0;
+    return;
+  }
+  if (was_full) {
+    if (cvm != NULL)
+      cvm->swap_room[node] = 0;
+    core->swap_refused[node] |= !core->swap_taken[node];
     return;
   }
   core->full_backoff[node] = CLAMP(2u * core->full_backoff[node], 1u,
                                    HMMV_CORE_FULL_BACKOFF_MAX);
   /* interval_index is the next interval's: this one is interval_index - 1 */
   core->full_until[node] = core->interval_index - 1 + core->full_backoff[node];
+  core->swap_refused[node] = FALSE;
+  core->swap_taken[node] = FALSE;
+  for (guint i = 0; i < core->vms->len; i++)
+    ((CoreVm *)g_ptr_array_index(core->vms, i))->swap_room[node] = 0;
+}
+
+/* After a call of entries[0, n) to dest_node, whose entries were on from[] before: the pages
+ * that left a node found full add to the VM's swap room there, the pages that went into
+ * dest_node while it is found full take theirs from it. */
+static void
+count_swap_room(HmmvCore *core, CoreVm *cvm, const guint64 *entries, const int *from,
+                guint64 n, int dest_node, guint64 moved)
+{
+  if (cvm == NULL)
+    return;
+  for (guint64 i = 0; i < n; i++) {
+    if (from[i] == dest_node || from[i] < 0 || from[i] >= HMMV_NR_NODE_SLOTS ||
+        !hmmv_core_node_full(core, from[i]) ||
+        hmmv_vm_get_page_node(cvm->vm, entries[i]) != dest_node)
+      continue;
+    cvm->swap_room[from[i]] += hmmv_vm_unit_pages(cvm->vm, entries[i]);
+  }
+  if (dest_node >= 0 && dest_node < HMMV_NR_NODE_SLOTS && hmmv_core_node_full(core, dest_node))
+    cvm->swap_room[dest_node] -= MIN(cvm->swap_room[dest_node], moved);
+}
+
+/* The 4 KiB pages the VM may still move into dest_node now: G_MAXUINT64 unless the node is
+ * found full, then its swap room there. */
+static guint64
+open_room(const HmmvCore *core, const CoreVm *cvm, int dest_node)
+{
+  if (!hmmv_core_node_full(core, dest_node))
+    return G_MAXUINT64;
+  return cvm != NULL && node_swaps(core, dest_node) ? cvm->swap_room[dest_node] : 0;
 }
 
 gboolean
@@ -290,31 +414,42 @@ hmmv_core_move_timed(HmmvCore *core, HmmvVm *vm, const guint64 *entries, guint64
 {
   const HmmvMoveStats *stats = hmmv_vm_get_move_stats(vm);
   guint64 step = MAX(core->mover->batch_pages, 1);
+  CoreVm *cvm = core_vm_of(core, vm);
+  g_autofree int *from = NULL;
 
   *moved = 0;
   *done = 0;
-  while (*done < count && !deadline_passed(core) && !hmmv_core_node_full(core, dest_node)) {
+  while (*done < count && !deadline_passed(core)) {
     guint64 n = 0, pages = 0, moved_here = 0, started_ns, no_memory = stats->no_memory;
-    gboolean ok;
+    guint64 open = open_room(core, cvm, dest_node);
+    gboolean ok, was_full = hmmv_core_node_full(core, dest_node);
 
-    /* whole entries up to one mover call of 4 KiB pages; a bigger unit goes alone */
+    /* whole entries up to one mover call of 4 KiB pages (a bigger unit goes alone), within
+     * the swap room of a node found full */
     while (*done + n < count) {
       guint64 size = hmmv_vm_unit_pages(vm, entries[*done + n]);
 
-      if (n > 0 && pages + size > step)
+      if ((n > 0 && pages + size > step) || pages + size > open)
         break;
       pages += size;
       n++;
     }
+    if (n == 0)
+      break;
+    from = g_renew(int, from, n);
+    for (guint64 i = 0; i < n; i++)
+      from[i] = hmmv_vm_get_page_node(vm, entries[*done + i]);
     started_ns = hmmv_mover_clock_ns(core->mover);
     ok = hmmv_mover_move(core->mover, vm, entries + *done, n, dest_node, &moved_here, error);
     hmmv_core_time_move(core, hmmv_mover_clock_ns(core->mover) - started_ns, pages,
                         moved_here);
     *moved += moved_here;
+    if (ok)
+      count_swap_room(core, cvm, entries + *done, from, n, dest_node, moved_here);
     *done += n;
     if (!ok)
       return FALSE;
-    note_node_full(core, dest_node, stats->no_memory > no_memory, moved_here);
+    note_node_full(core, cvm, dest_node, stats->no_memory > no_memory, was_full, moved_here);
   }
   return TRUE;
 }

@@ -157,9 +157,10 @@ core_assign(HmmvCore *core, const gboolean *ok, gboolean promote, HmmvIntervalRe
     room[id] = (gint64)core->nodes[id].capacity_pages;
     for (guint i = 0; i < core->vms->len; i++)
       room[id] -= (gint64)((CoreVm *)g_ptr_array_index(core->vms, i))->vm->node_pages[id];
-    /* the kernel found it full lately, whatever its free memory said (loop-batch.c) */
+    /* the kernel found it full lately, whatever its free memory said: only the room the
+     * VMs' own moves freed there since (loop-batch.c) */
     if (hmmv_core_node_full(core, id))
-      room[id] = MIN(room[id], 0);
+      room[id] = MIN(room[id], (gint64)hmmv_core_node_swap_room(core, id));
   }
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);

@@ -55,19 +55,43 @@ core_plan_unchanged(const CoreVm *cvm, const HmmvVmReport *rep)
          hmmv_vm_get_budget_pages(cvm->vm) == cvm->plan_budget;
 }
 
-/* The budget the plan is built with: the VM's, but no more than its DRAM now while every DRAM
- * node it promotes to is found full (loop-batch.c), so its promotions are planned as swaps
- * whose demotions make their room. Room the free counts showed and the kernel would not give
- * (ENOMEM) otherwise took promotions that waited on the full node while nothing was demoted
- * for them (issue 8, claim 2: three VMs on a node 0 full of their cold pages). */
+/* The budget the plan is built with: the VM's, but no more than its DRAM now and the room its
+ * own moves freed there (its swap room, loop-batch.c) while every DRAM node it promotes to is
+ * found full, so its promotions beyond that room are planned as swaps whose demotions make
+ * their room. Room the free counts showed and the kernel would not give (ENOMEM) otherwise
+ * took promotions that waited on the full node while nothing was demoted for them (issue 8,
+ * claim 2: three VMs on a node 0 full of their cold pages). Without the swap room, a swap
+ * whose promotion failed or was cut left its demotion's room unused, and the next plan
+ * demoted again for the same promotion (issue 8: 1,264 demotions for 1,200 promotions). */
 static guint64
 core_plan_budget(const HmmvCore *core, const CoreVm *cvm)
 {
   guint64 budget = hmmv_vm_get_budget_pages(cvm->vm);
 
   if (hmmv_core_dram_full_for(core, cvm))
-    return MIN(budget, hmmv_vm_get_dram_pages(cvm->vm));
+    return MIN(budget, hmmv_vm_get_dram_pages(cvm->vm) + hmmv_core_swap_room(core, cvm));
   return budget;
+}
+
+/* While the VM's DRAM nodes refuse even the room its demotions free (another process takes
+ * it back at once, loop-batch.c), a swap would only demote: the plan keeps no promotion (they
+ * wait, deferred_room) and of its demotions, coldest first, only what its budget makes it
+ * free. */
+static void
+core_plan_drop_swaps(CoreVm *cvm, HmmvVmReport *rep)
+{
+  HmmvVm *vm = cvm->vm;
+  guint64 dram = hmmv_vm_get_dram_pages(vm), budget = hmmv_vm_get_budget_pages(vm);
+  guint64 must = dram > budget ? dram - budget : 0, kept = 0;
+  guint nd = 0;
+
+  while (nd < cvm->plan.demote->len && kept < must)
+    kept += hmmv_vm_unit_pages(vm, g_array_index(cvm->plan.demote, guint64, nd++));
+  g_array_set_size(cvm->plan.demote, nd);
+  cvm->plan.demote_pages = kept;
+  rep->deferred_room += cvm->plan.promote_pages;
+  g_array_set_size(cvm->plan.promote, 0);
+  cvm->plan.promote_pages = 0;
 }
 
 void
@@ -75,6 +99,7 @@ hmmv_core_plan(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep)
 {
   HmmvVm *vm = cvm->vm;
   HmmvHotCut cut;
+  gboolean refused;
 
   if (core_plan_unchanged(cvm, rep)) {
     /* the last plan's lists were empty; its counts (what the watch reads) stand */
@@ -91,7 +116,11 @@ hmmv_core_plan(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep)
   core_apply_backoff(core, vm);
   hmmv_plan_build(vm, &cut, core_plan_budget(core, cvm), hmmv_core_vm_cap_pages(core, cvm),
                   &core->params, &cvm->plan);
-  cvm->plan_empty = cvm->plan.promote->len == 0 && cvm->plan.demote->len == 0;
+  refused = hmmv_core_swaps_refused(core, cvm);
+  if (refused)
+    core_plan_drop_swaps(cvm, rep);
+  /* a plan emptied by the refusal is not kept: the next pause may take swaps */
+  cvm->plan_empty = !refused && cvm->plan.promote->len == 0 && cvm->plan.demote->len == 0;
   cvm->plan_budget = hmmv_vm_get_budget_pages(vm);
   cvm->plan_hot_pages = cut.hot_pages;
   rep->deferred_cap = cvm->plan.deferred_cap;
