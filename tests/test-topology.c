@@ -604,10 +604,38 @@ START_TEST(test_two_socket_rank)
 }
 END_TEST
 
-/* Free memory is re-read, as the per-node pools need; a built topology keeps what it is set
- * to. */
+/* The fake /proc/zoneinfo (the root's proc/zoneinfo) of nodes 0..nr-1, each with what a
+ * migration can take there (usable_kib): a DMA zone its protection keeps whole (100 pages
+ * free, min 10, 500 protected for Movable), a Normal zone with usable pages above its min of
+ * 64, an empty Movable zone; pad lines of counters in node 0's DMA zone. */
+static void
+fake_zoneinfo(FakeSys *sys, guint nr, const guint64 *usable_kib, guint pad)
+{
+  g_autoptr(GString) text = g_string_new(NULL);
+
+  for (guint id = 0; id < nr; id++) {
+    g_string_append_printf(text, "Node %u, zone      DMA\n  per-node stats\n", id);
+    for (guint i = 0; id == 0 && i < pad; i++)
+      g_string_append_printf(text, "      nr_padding_%u %u\n", i, i);
+    g_string_append_printf(text,
+                           "  pages free     100\n        boost    0\n        min      10\n"
+                           "        low      13\n        protection: (0, 500, 500)\n"
+                           "Node %u, zone   Normal\n  pages free     %" G_GUINT64_FORMAT "\n"
+                           "        min      64\n        protection: (0, 0, 0)\n"
+                           "  pagesets\n    cpu: 0\n              count: 77\n"
+                           "Node %u, zone  Movable\n  pages free     0\n        min      32\n"
+                           "        protection: (0, 0, 0)\n",
+                           id, usable_kib[id] / 4 + 64, id);
+  }
+  fake_write(sys, "proc/zoneinfo", text->str);
+}
+
+/* Free memory is re-read, as the per-node pools need: what a migration can take by
+ * /proc/zoneinfo, not MemFree; a built topology keeps what it is set to. */
 START_TEST(test_refresh_free)
 {
+  static const guint64 usable_kib[] = { 1024, 6 * 1024 * 1024, 30 * 1024 * 1024,
+                                        31 * 1024 * 1024 };
   g_autoptr(FakeSys) sys = fake_sys_new();
   g_autoptr(HmmvTopology) topo = NULL;
   g_autoptr(HmmvTopology) built = hmmv_topology_new();
@@ -616,10 +644,13 @@ START_TEST(test_refresh_free)
   fake_two_socket(sys, TRUE, FALSE);
   topo = discover_ok(sys);
   ck_assert_uint_eq(hmmv_topology_lookup(topo, 0)->free_bytes, 4 * 1024 * MIB);
-  fake_node(sys, 0, "0-3\n", 8 * 1024 * 1024, 1024);
+  /* MemFree still says 4 GiB; the zones say 1 MiB (100 DMA pages and 64 Normal ones kept) */
+  fake_zoneinfo(sys, 4, usable_kib, 0);
   ck_assert(hmmv_topology_refresh_free(topo, &error));
   ck_assert_uint_eq(hmmv_topology_lookup(topo, 0)->free_bytes, MIB);
   ck_assert_uint_eq(hmmv_topology_lookup(topo, 1)->free_bytes, 6 * 1024 * MIB);
+  /* never more than the node: node 3 is 32 GiB */
+  ck_assert_uint_eq(hmmv_topology_lookup(topo, 3)->free_bytes, 31 * 1024 * MIB);
 
   add_ok(built, 0, 8 * MIB, 2, HMMV_TIER_DRAM);
   ck_assert(hmmv_topology_refresh_free(built, &error));
@@ -635,50 +666,76 @@ START_TEST(test_refresh_free)
 }
 END_TEST
 
-/* Every refresh reads each node's free memory afresh, with one read a node: the files are
- * opened once (hmmvd refreshes before every interval; opening them each time cost five system
- * calls a node). A file that cannot be read fails the refresh, and the next one opens the
- * files again. */
+static void
+assert_free_mib(const HmmvTopology *topo, guint64 node0, guint64 node1)
+{
+  ck_assert_uint_eq(hmmv_topology_lookup(topo, 0)->free_bytes, node0 * MIB);
+  ck_assert_uint_eq(hmmv_topology_lookup(topo, 1)->free_bytes, node1 * MIB);
+}
+
+/* Every refresh reads zoneinfo afresh from the file opened once (hmmvd refreshes before
+ * every interval), one read while it fits the buffer. A text that is not the kernel's, a
+ * node missing or the file gone fails the refresh and changes no figure (the caller keeps
+ * the last ones); the next refresh opens the file again. */
 START_TEST(test_refresh_free_reads_kept_files)
 {
+  guint64 usable_kib[] = { 0, 2048, 3072, 4096 };
   g_autoptr(FakeSys) sys = fake_sys_new();
   g_autoptr(HmmvTopology) topo = NULL;
   g_autoptr(GError) error = NULL;
-  g_autofree char *mem1 = NULL;
-
-  guint nr;
+  g_autofree char *path = g_build_filename(sys->root, "proc", "zoneinfo", NULL);
+  g_autofree char *huge = NULL;
+  g_autofree char *good = NULL;
 
   fake_two_socket(sys, TRUE, FALSE);
   topo = discover_ok(sys);
-  nr = hmmv_topology_get_nr_nodes(topo);
-  ck_assert_uint_ge(nr, 2);
   for (guint i = 1; i <= 10; i++) {
-    fake_node(sys, 0, "0-3\n", 8 * 1024 * 1024, 1024 * i);
+    usable_kib[0] = 1024 * i;
+    fake_zoneinfo(sys, 4, usable_kib, 0);
     ck_assert(hmmv_topology_refresh_free(topo, &error));
-    ck_assert_uint_eq(hmmv_topology_lookup(topo, 0)->free_bytes, i * MIB);
-    ck_assert_uint_eq(hmmv_topology_lookup(topo, 1)->free_bytes, 6 * 1024 * MIB);
+    assert_free_mib(topo, i, 2);
   }
-  ck_assert_uint_eq(topo->free_opens, nr);
-  ck_assert_uint_eq(topo->free_reads, 10 * nr);
+  ck_assert_uint_eq(topo->free_opens, 1);
+  ck_assert_uint_eq(topo->free_reads, 10);
+  ck_assert(g_file_get_contents(path, &good, NULL, NULL));
 
-  /* a node whose meminfo turns bad: the refresh fails and closes the files */
-  mem1 = g_build_filename(sys->root, "devices/system/node/node1/meminfo", NULL);
-  fake_write(sys, "devices/system/node/node1/meminfo", "Node 1 MemFree: lots\n");
+  /* not the kernel's text: fails, closes the file, keeps every figure */
+  fake_write(sys, "proc/zoneinfo", "Node 0, zone   Normal\n  pages free     lots\n");
   ck_assert(!hmmv_topology_refresh_free(topo, &error));
-  ck_assert_ptr_nonnull(error);
-  ck_assert_ptr_null(topo->free_files);
+  ck_assert_int_eq(error->code, HMMV_ERROR_CORRUPT);
+  ck_assert(!topo->zoneinfo_open);
+  assert_free_mib(topo, 10, 2);
   g_clear_error(&error);
-  /* ... and good again: opened anew, read fresh */
-  fake_node(sys, 1, "4-7\n", 8 * 1024 * 1024, 2048);
-  ck_assert(hmmv_topology_refresh_free(topo, &error));
-  ck_assert_uint_eq(hmmv_topology_lookup(topo, 1)->free_bytes, 2 * MIB);
-  ck_assert_uint_eq(topo->free_opens, 2 * nr);          /* node 0 read, node 1 failed */
-  ck_assert_uint_eq(topo->free_reads, 10 * nr + 2 + nr);
-  /* a file gone: the refresh says which */
-  ck_assert_int_eq(g_unlink(mem1), 0);
-  hmmv_topology_close_free_files(topo);
+  /* a node missing (the text stops after node 2): says which, keeps every figure */
+  fake_zoneinfo(sys, 3, (const guint64[]){ 5 * 1024, 5 * 1024, 5 * 1024 }, 0);
   ck_assert(!hmmv_topology_refresh_free(topo, &error));
-  ck_assert_ptr_nonnull(strstr(error->message, "node1/meminfo"));
+  ck_assert_ptr_nonnull(strstr(error->message, "node 3 is not in it"));
+  assert_free_mib(topo, 10, 2);
+  g_clear_error(&error);
+  /* good again: opened anew, read fresh */
+  ck_assert(g_file_set_contents(path, good, -1, NULL));
+  ck_assert(hmmv_topology_refresh_free(topo, &error));
+  assert_free_mib(topo, 10, 2);
+  ck_assert_uint_eq(topo->free_opens, 3);        /* bad, missing, good: reopened */
+  ck_assert_uint_eq(topo->free_reads, 14);   /* the missing node: read on to the end */
+
+  /* bigger than the first buffer (64 KiB): read on, two reads, then one again */
+  fake_zoneinfo(sys, 4, usable_kib, 4000);
+  ck_assert(hmmv_topology_refresh_free(topo, &error));
+  ck_assert_uint_eq(topo->free_reads, 16);
+  ck_assert(hmmv_topology_refresh_free(topo, &error));
+  ck_assert_uint_eq(topo->free_reads, 17);
+  assert_free_mib(topo, 10, 2);
+  /* more than 16 MiB is not zoneinfo */
+  fake_zoneinfo(sys, 4, usable_kib, 800000);
+  ck_assert(!hmmv_topology_refresh_free(topo, &error));
+  ck_assert_ptr_nonnull(strstr(error->message, "more than 16 MiB"));
+  g_clear_error(&error);
+  /* the file gone: the refresh says which */
+  ck_assert_int_eq(g_unlink(path), 0);
+  ck_assert(!hmmv_topology_refresh_free(topo, &error));
+  ck_assert_ptr_nonnull(strstr(error->message, "proc/zoneinfo"));
+  assert_free_mib(topo, 10, 2);
 }
 END_TEST
 

@@ -31,7 +31,7 @@ typedef enum {
 typedef struct {
   int id;                  /* kernel node id */
   guint64 total_bytes;
-  guint64 free_bytes;      /* at discovery time */
+  guint64 free_bytes;      /* MemFree at discovery; refresh_free: what a migration can take */
   guint nr_cpus;
   char *cpulist;           /* as the kernel prints it, e.g. "0-3"; "" when CPU-less */
   int kernel_tier;         /* N of memory_tierN, or -1 when the kernel has no tiers */
@@ -42,7 +42,8 @@ typedef struct {
 typedef struct _HmmvTopology HmmvTopology;
 
 /* sysfs_root: NULL for "/sys"; tests pass a directory that mimics it. With a non-NULL root,
- * node sizes come from nodeN/meminfo instead of libnuma. */
+ * node sizes come from nodeN/meminfo instead of libnuma, and refresh_free reads the root's
+ * proc/zoneinfo for /proc/zoneinfo. */
 HmmvTopology *hmmv_topology_new_from_host(const char *sysfs_root, GError **error);
 HmmvTopology *hmmv_topology_new(void);
 gboolean hmmv_topology_add_node(HmmvTopology *topo, int id, guint64 total_bytes, guint nr_cpus,
@@ -85,8 +86,10 @@ gboolean hmmv_topology_set_cpus(HmmvTopology *topo, int node_id, const char *cpu
                                 GError **error);
 /* The node whose CPU list holds cpu, or -1. */
 int hmmv_topology_cpu_node(const HmmvTopology *topo, guint cpu);
-/* Free memory: re-read for every node of a discovered topology (nodeN/meminfo, kept open
- * from the first call: one read a node), so the per-node pools follow what the host can give;
+/* Free memory: re-read for every node of a discovered topology, as what a page migration can
+ * take there (not MemFree: /proc/zoneinfo's free pages above each zone's min watermark and
+ * lowmem protection; libhmmv/topology-free.c; the file kept open from the first call: one read
+ * a node at most), so the per-node pools follow what the host can give;
  * does nothing for a topology built by the caller, whose free memory set_free sets. */
 gboolean hmmv_topology_refresh_free(HmmvTopology *topo, GError **error);
 gboolean hmmv_topology_set_free(HmmvTopology *topo, int node_id, guint64 free_bytes,
