@@ -237,6 +237,7 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out, ref=None):
                  kthreads(("kdamond",)) if damos else [])
         prom = dem = 0
         samples = 0
+        table = {}     # hmmvd's last answer to vms
         # the kdamonds are kernel threads that live across modes: their CPU from here
         a0 = sum(cpu_s(p) for p in agent) if damos else 0.0
         perf = Perf(opts, mode, hmmvd.proc.pid) if hmmvd and opts.perf else None
@@ -378,6 +379,15 @@ def run_mode(mode, opts, vms, work, out, reasons, hot_out, ref=None):
             corrupt_words_in_mode=",".join(
                 f"{vm.name}:{vm.corrupt_words() - bad0[vm.name]}(before:{bad0[vm.name]})"
                 for vm in vms))
+        if hmmvd:
+            # hmmvd's failed page moves over the mode by cause, summed over the VMs of its last
+            # answer (no-memory: move_pages' ENOMEM; issue 8, zonefree)
+            fails = {}
+            for v in (table or {}).values():
+                for k, n in v.get("move-failures", {}).items():
+                    fails[k] = fails.get(k, 0) + n
+            summary["move_failures"] = ",".join(
+                f"{k}:{n}" for k, n in sorted(fails.items()) if n) or "none"
         if by_thread:   # threads alive at the end (a finished GTask thread's time is gone)
             summary["hmmvd_threads_cpu_s"] = ",".join(
                 f"{n}:{c:.0f}" for n, c in sorted(by_thread.items(), key=lambda x: -x[1])[:4])
