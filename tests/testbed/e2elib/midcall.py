@@ -124,16 +124,20 @@ class Tracer:
                 self.tids.discard(tid)
                 continue
             sig, event = os.WSTOPSIG(status), status >> 16
-            if sig == signal.SIGTRAP | 0x80:
-                info = _syscall_info(tid)
-                if wanted(tid, info):
-                    self.held.add(tid)
-                    return tid
-                self._resume(tid)
-            elif event == PTRACE_EVENT_CLONE:
-                msg = ctypes.c_ulong()
-                _ptrace(PTRACE_GETEVENTMSG, tid, 0, ctypes.addressof(msg))
-                self.tids.add(msg.value)   # seized already (TRACECLONE); its stop comes
+            try:
+                if sig == signal.SIGTRAP | 0x80:
+                    info = _syscall_info(tid)
+                    if wanted(tid, info):
+                        self.held.add(tid)
+                        return tid
+                elif event == PTRACE_EVENT_CLONE:
+                    msg = ctypes.c_ulong()
+                    _ptrace(PTRACE_GETEVENTMSG, tid, 0, ctypes.addressof(msg))
+                    self.tids.add(msg.value)   # seized already (TRACECLONE); its stop comes
+            except OSError:   # the thread ended under us (ESRCH)
+                self.tids.discard(tid)
+                continue
+            if sig == signal.SIGTRAP | 0x80 or event == PTRACE_EVENT_CLONE:
                 self._resume(tid)
             elif event == PTRACE_EVENT_STOP or sig == signal.SIGTRAP:
                 self._resume(tid)          # the first (interrupt) stop, a new thread's
@@ -149,7 +153,10 @@ class Tracer:
         while time.monotonic() < deadline and tid in self.tids:
             got = self.next_stop(lambda t, info: t == tid and info[0] == SYSCALL_INFO_EXIT)
             if got == tid:
-                return _syscall_info(tid)[1]   # held at the exit stop: detach lets it go
+                try:
+                    return _syscall_info(tid)[1]   # held at the exit stop: detach lets it go
+                except OSError:
+                    return None
             if got is None:
                 time.sleep(0.0005)
         return None
