@@ -43,6 +43,7 @@ typedef struct {
   HmmvHistogram hist;
   HmmvPlan plan;
   gboolean paused;          /* the interval's copy of ctl_paused */
+  gboolean frozen;          /* the interval's copy of ctl_frozen (hmmv_core_set_frozen) */
   guint64 rescan_next;      /* first page of the next placement refresh window */
   guint rescan_gap;         /* intervals between its refresh windows: 1 up to
                                HMMV_CORE_RESCAN_GAP_MAX, doubled by a window with no drift */
@@ -52,7 +53,8 @@ typedef struct {
   guint64 place_thp_next;   /* first THP block not read with it */
   guint64 thp_next;         /* first block of the next THP state refresh window */
   guint64 first_seen;       /* vm->first_seen at the last balance */
-  gboolean outside;         /* left out of the last balance (paused, unmanaged or failing) */
+  gboolean outside;         /* left out of the last balance (paused, frozen, unmanaged or
+                               failing) */
   const char *left_alone;   /* this interval: why its allowed nodes leave nothing to move
                                between (hmmv_nodes_left_alone), else NULL */
   guint64 min_granted;      /* its min in the last balance (scaled when the mins did not fit) */
@@ -70,6 +72,7 @@ typedef struct {
 
   /* Under HmmvCore.lock: what other threads set and see while an interval runs. */
   gboolean ctl_paused;
+  gboolean ctl_frozen;
   gboolean ctl_quota_set;   /* ctl_quota waits for the next interval */
   HmmvQuota ctl_quota;
   gboolean seen_outside;    /* outside, at the end of the last interval */
@@ -111,6 +114,11 @@ struct _HmmvCore {
   gint running;             /* atomic: an interval runs (on whichever thread) */
   GCancellable *cancellable; /* of the running interval, NULL when none: moves stop early */
 };
+
+/* loop-vms.c: a frozen VM thawed (ctl_frozen cleared), at the start of an interval: its
+ * placement is read again from the first page, and its plan, away lists, rescan and watch
+ * state start over (core.h, hmmv_core_set_frozen). */
+void hmmv_core_thaw(HmmvCore *core, CoreVm *cvm);
 
 /* The body of an interval, on the calling thread; the caller set running (and cancellable). */
 gboolean hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error);

@@ -14,6 +14,8 @@
 static const char *
 outside_reason(const CoreVm *cvm, gboolean ok)
 {
+  if (cvm->frozen)
+    return "frozen, its QEMU not answering";
   if (!ok)
     return "failing";
   if (cvm->paused)
@@ -77,7 +79,8 @@ hmmv_core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **erro
 
     /* a VM whose placement is still being read keeps what it holds, like a paused one:
      * its DRAM is not known yet */
-    cvm->outside = !ok[i] || cvm->paused || !quota->managed || cvm->left_alone != NULL ||
+    cvm->outside = !ok[i] || cvm->paused || cvm->frozen || !quota->managed ||
+                   cvm->left_alone != NULL ||
                    cvm->place_next < hmmv_vm_get_nr_pages(cvm->vm);
     if (cvm->outside) {
       guint64 held = hmmv_vm_get_dram_pages(cvm->vm);

@@ -132,6 +132,43 @@ hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused, GError *
 }
 
 gboolean
+hmmv_core_set_frozen(HmmvCore *core, const char *name, gboolean frozen, GError **error)
+{
+  CoreVm *cvm = core_find(core, name, NULL);
+
+  if (cvm == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "vm %s is not managed", name);
+    return FALSE;
+  }
+  g_mutex_lock(&core->lock);
+  cvm->ctl_frozen = frozen;
+  g_mutex_unlock(&core->lock);
+  return TRUE;
+}
+
+/* A VM thawed: the interval about to run reads its placement again from the first page (as
+ * for a VM just added: pages may have moved while its QEMU did not answer), and what the core
+ * had decided from its old picture goes: its plan, its lists of pages away from home, its
+ * rescan windows, its settled run (its tracker is told FINE again). */
+void
+hmmv_core_thaw(HmmvCore *core, CoreVm *cvm)
+{
+  cvm->frozen = FALSE;
+  cvm->place_next = 0;
+  cvm->place_thp_next = 0;
+  cvm->rescan_next = 0;
+  cvm->rescan_gap = 0;
+  cvm->rescan_due = core->interval_index;
+  cvm->thp_next = 0;
+  hmmv_plan_clear(&cvm->plan);
+  hmmv_plan_init(&cvm->plan);
+  cvm->plan_empty = FALSE;
+  cvm->settled_run = 0;
+  for (guint t = 0; t < G_N_ELEMENTS(cvm->away); t++)
+    g_clear_pointer(&cvm->away[t].pages, g_array_unref);
+}
+
+gboolean
 hmmv_core_set_quota(HmmvCore *core, const char *name, const HmmvQuota *quota, GError **error)
 {
   CoreVm *cvm = core_find(core, name, NULL);

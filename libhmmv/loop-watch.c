@@ -48,6 +48,12 @@ hmmv_core_watch(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report)
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
     HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
 
+    if (cvm->frozen) {
+      /* its QEMU does not answer: not told anything (a thaw starts it FINE again) */
+      cvm->settled_run = 0;
+      rep->watch = HMMV_WATCH_FINE;
+      continue;
+    }
     if (watch_settled(cvm, ok[i], rep))
       cvm->settled_run = MIN(cvm->settled_run + 1, G_MAXUINT - 1);
     else

@@ -300,7 +300,7 @@ hmmv_core_get_pool_usage(HmmvCore *core, const char *name, const HmmvQuota *quot
 
     if (name != NULL && quota != NULL && g_strcmp0(hmmv_vm_get_name(cvm->vm), name) == 0)
       q = quota;
-    if (failing || cvm->ctl_paused || !q->managed)
+    if (failing || cvm->ctl_paused || cvm->ctl_frozen || !q->managed)
       usage->held_outside_pages += cvm->seen_dram_pages;
     else
       usage->min_pages += MIN(q->min_pages, hmmv_vm_get_nr_pages(cvm->vm));
@@ -347,6 +347,9 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
 
     cvm->paused = cvm->ctl_paused;
+    if (cvm->frozen && !cvm->ctl_frozen)
+      hmmv_core_thaw(core, cvm);
+    cvm->frozen = cvm->ctl_frozen;
     if (cvm->ctl_quota_set)
       hmmv_vm_set_quota(cvm->vm, &cvm->ctl_quota);
     cvm->ctl_quota_set = FALSE;
@@ -360,7 +363,9 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
     rep->name = hmmv_vm_get_name(cvm->vm);
     rep->nr_pages = hmmv_vm_get_nr_pages(cvm->vm);
     rep->paused = cvm->paused;
-    ok[i] = core_harvest(core, cvm, rep, &rep->error);
+    rep->frozen = cvm->frozen;
+    /* frozen: its QEMU does not answer; nothing of it is asked (core.h) */
+    ok[i] = cvm->frozen || core_harvest(core, cvm, rep, &rep->error);
     if (!ok[i])
       g_prefix_error(&rep->error, "vm %s: ", rep->name);
   }

@@ -87,6 +87,9 @@ typedef struct {
                                whose state changed: what speeds the rescan up again */
   guint rescan_gap;         /* intervals from this window to the VM's next one */
   gboolean paused;
+  gboolean frozen;          /* its QEMU stopped answering (hmmv_core_set_frozen): kept with its
+                               last placement, its DRAM held and counted, nothing of it tracked,
+                               planned or moved */
   HmmvWatch watch;          /* how closely its tracker was told to watch after this interval:
                                COARSE once it has been settled a while (loop-watch.c) */
   gboolean writes_paused;   /* its write source is paused for the next interval (tracker.h,
@@ -208,6 +211,18 @@ HmmvVm *hmmv_core_get_vm(HmmvCore *core, guint index);
 /* Paused VMs keep their tracking and temperatures but nothing moves. From the next interval
  * on; safe while one runs. */
 gboolean hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused,
+                              GError **error);
+/* A VM whose QEMU stopped answering (a missed QMP deadline: SIGSTOP, a stalled main loop, a
+ * host at load 20-30) is frozen rather than removed: it stays in the core with its last
+ * placement, outside the balance holding the DRAM it has (its nodes' pools and the pool
+ * usage count it as held, as a paused VM's), and nothing of it is tracked, planned or moved:
+ * its tracker is not called at all (no harvest, no watch), since its guest does not run
+ * either. Thawed, it is harvested again with the same tracker (its first harvest takes what
+ * QEMU published meanwhile) and its placement is re-read from the kernel from the first
+ * page, as for a VM just added (HMMV_CORE_ADD_SLICE_PAGES an interval; until read it keeps
+ * what it holds): pages may have moved while it was frozen. Removing a frozen VM is
+ * hmmv_core_remove_vm, as for any. From the next interval on; safe while one runs. */
+gboolean hmmv_core_set_frozen(HmmvCore *core, const char *name, gboolean frozen,
                               GError **error);
 /* The VM's quota from the next interval on (hmmv_vm_set_quota, but safe while an interval
  * runs; the pool usage sees it at once). */
