@@ -20,7 +20,8 @@
 /* Each QMP exchange with a domain (through libvirtd, on the domain's own worker thread) is
  * over within this; libvirt itself waits for QEMU's reply without any limit. 5 s: a healthy
  * TCG guest on a loaded 2-core host answers hmmv-sync in tens of ms, a start-up's 5 exchanges
- * in well under a second; a QEMU that misses it is dropped and retried (retry_dropped). */
+ * in well under a second; a QEMU that misses it while managed is frozen, its DRAM kept counted,
+ * and thawed once it answers (retry_dropped); one that misses a start-up is retried. */
 #define LIBVIRT_QMP_TIMEOUT_MS 5000
 
 struct _HmmvdLibvirt {
@@ -611,8 +612,10 @@ schedule_reconnect(HmmvdLibvirt *lv)
     lv->retry_source = g_timeout_add(MAX(lv->config->reconnect_ms, 100), retry_connect, lv);
 }
 
-/* Domains dropped because their QEMU missed a QMP deadline (or whose layout changed) are
- * tried again once nothing is left under way with them. */
+/* Domains dropped because their start-up missed a QMP deadline (or whose layout changed) are
+ * tried again once nothing is left under way with them; a frozen domain (its QEMU missed a
+ * deadline while managed: vms-interval.c) is thawed once its QEMU answered the exchange it
+ * missed, or removed if it stopped meanwhile. */
 static gboolean
 retry_dropped(gpointer data)
 {
@@ -626,17 +629,21 @@ retry_dropped(gpointer data)
   for (guint i = 0; i < list->len; i++) {
     const HmmvdVmInfo *info = g_ptr_array_index(list, i);
 
-    if (info->source == HMMVD_SOURCE_LIBVIRT && info->dropped && !info->in_core &&
-        info->uuid != NULL && !g_hash_table_contains(lv->starting, info->name) &&
+    if (info->source == HMMVD_SOURCE_LIBVIRT && info->uuid != NULL &&
+        ((info->frozen && info->in_core) ||
+         (info->dropped && !info->in_core && !g_hash_table_contains(lv->starting, info->name))) &&
         !hmmvd_libvirt_qmp_is_busy(lv->qmp, info->uuid))
       g_ptr_array_add(names, g_strdup(info->name));
   }
   for (guint i = 0; i < names->len; i++) {
     const char *name = g_ptr_array_index(names, i);
+    gboolean frozen = hmmvd_vms_lookup(lv->vms, name)->frozen;
     virDomainPtr dom = virDomainLookupByName(lv->conn, name);
 
     if (dom == NULL || virDomainIsActive(dom) != 1) {
-      remove_domain(lv, name, "stopped while dropped");
+      remove_domain(lv, name, frozen ? "stopped while frozen" : "stopped while dropped");
+    } else if (frozen) {
+      (void)hmmvd_vms_thaw(lv->vms, name);
     } else {
       g_message("vm %s: trying again", name);
       add_domain(lv, dom);

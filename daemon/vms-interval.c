@@ -10,6 +10,9 @@
 #include "quota.h"
 #include "vms-private.h"
 
+#include <errno.h>
+#include <signal.h>
+
 /* Pages sent to a farther node because the nearest was full: logged when the set of VMs and
  * nodes changes, and when it ends (counts: hmmvctl vms --json, metrics). */
 /* The mins of the managed VMs whose nearest DRAM node is a node, against what that node can
@@ -36,7 +39,7 @@ node_mins_note(HmmvdVms *vms)
       guint64 min;
 
       if (entry == NULL || !entry->info.in_core || !entry->info.quota.managed ||
-          rep->paused || rep->dram_node != pools[p].id || entry->info.quota.min_pages == 0)
+          rep->paused || rep->frozen || rep->dram_node != pools[p].id || entry->info.quota.min_pages == 0)
         continue;
       min = rep->nr_pages != 0 ? MIN(entry->info.quota.min_pages, rep->nr_pages)
                                : entry->info.quota.min_pages;
@@ -224,17 +227,94 @@ handle_gone(HmmvdVms *vms, VmEntry *entry, const char *message)
     vms->gone(entry->info.name, vms->gone_data);
 }
 
-/* Its QEMU missed a QMP deadline: out of the core (its DRAM goes back to the pool), listed
- * with the reason, and its source tries it again once QEMU answers. */
+/* "not answering (frozen, N MiB on DRAM kept counted): why", from the last report. */
+static void
+set_frozen_status(VmEntry *entry)
+{
+  g_autofree char *status =
+    g_strdup_printf("not answering (frozen, %" G_GUINT64_FORMAT " MiB on DRAM kept counted): %s",
+                    entry->info.last.dram_pages / HMMVD_PAGES_PER_MIB,
+                    entry->frozen_reason != NULL ? entry->frozen_reason : "?");
+
+  hmmvd_vm_entry_set_status(entry, status);
+}
+
+/* Its QEMU missed a QMP deadline (stopped, a stalled main loop, a host at load 20-30): its
+ * guest does not run either, so its pages are neither hot nor cold. Frozen in the core: kept
+ * with its last placement and counted (its DRAM is not free, the other VMs' budgets must not
+ * take it), nothing of it asked, planned or moved, until its source sees QEMU answer again
+ * (hmmvd_vms_thaw) or it goes. Before, it left the core and its DRAM was counted against
+ * nobody until it was added again from scratch. */
 static void
 handle_timed_out(HmmvdVms *vms, VmEntry *entry, const char *message)
 {
-  g_autofree char *status = g_strdup_printf("not answering, retried: %s", message);
+  g_autoptr(GError) error = NULL;
 
-  g_warning("vm %s: dropped, QEMU missed a QMP deadline: %s", entry->info.name, message);
-  hmmvd_vms_untrack(vms, entry);
-  hmmvd_vm_entry_set_status(entry, status);
-  entry->info.dropped = TRUE;
+  if (!hmmv_core_set_frozen(vms->core, entry->info.name, TRUE, &error)) {
+    g_warning("vm %s: cannot freeze it (%s): dropped, QEMU missed a QMP deadline: %s",
+              entry->info.name, error->message, message);
+    hmmvd_vms_untrack(vms, entry);
+    hmmvd_vm_entry_set_status(entry, "not answering, retried");
+    entry->info.dropped = TRUE;
+    return;
+  }
+  g_warning("vm %s: frozen, QEMU missed a QMP deadline: %s; its %" G_GUINT64_FORMAT " MiB on "
+            "DRAM stay counted, nothing of it moves until QEMU answers", entry->info.name,
+            message, entry->info.last.dram_pages / HMMVD_PAGES_PER_MIB);
+  entry->info.frozen = TRUE;
+  entry->info.freezes++;
+  g_free(entry->frozen_reason);
+  entry->frozen_reason = g_strdup(message);
+  set_frozen_status(entry);
+}
+
+gboolean
+hmmvd_vms_thaw(HmmvdVms *vms, const char *name)
+{
+  VmEntry *entry = g_hash_table_lookup(vms->entries, name);
+  g_autoptr(GError) error = NULL;
+
+  if (entry == NULL || !entry->info.frozen || !entry->info.in_core)
+    return FALSE;
+  if (!hmmv_core_set_frozen(vms->core, name, FALSE, &error)) {
+    g_warning("vm %s: cannot thaw it: %s", name, error->message);
+    return FALSE;
+  }
+  entry->info.frozen = FALSE;
+  g_clear_pointer(&entry->frozen_reason, g_free);
+  hmmvd_vm_entry_set_status(entry, "managed");
+  g_message("vm %s: QEMU answers again: thawed, its placement is read again %s", name,
+            vms->running ? "after the running interval" : "at the next interval");
+  return TRUE;
+}
+
+/* A frozen VM is not harvested, so a QEMU that died while frozen is not found by a harvest:
+ * its pid is looked at before each interval (not with the sim mover: its VMs have no
+ * process). */
+static void
+check_frozen_alive(HmmvdVms *vms)
+{
+  g_autoptr(GPtrArray) gone = g_ptr_array_new();
+  GHashTableIter iter;
+  gpointer value;
+
+  if (hmmvd_vms_mover_is_sim(vms->mover))
+    return;
+  g_hash_table_iter_init(&iter, vms->entries);
+  while (g_hash_table_iter_next(&iter, NULL, &value)) {
+    VmEntry *entry = value;
+
+    if (entry->info.frozen && entry->info.in_core && entry->info.pid > 0 &&
+        kill(entry->info.pid, 0) < 0 && errno == ESRCH)
+      g_ptr_array_add(gone, entry);
+  }
+  for (guint i = 0; i < gone->len; i++) {
+    VmEntry *entry = g_ptr_array_index(gone, i);
+    g_autofree char *message = g_strdup_printf("QEMU (pid %d) exited while frozen",
+                                               entry->info.pid);
+
+    handle_gone(vms, entry, message);
+  }
 }
 
 /* QEMU tampered with the shared region under hmmvd (its header or counters changed; hmmvd
@@ -420,7 +500,11 @@ interval_read_report(HmmvdVms *vms)
     entry->info.plans_kept += rep->plan_kept;
     entry->info.harvests_late += rep->harvest_late;
     hmmvd_vms_update_moves(vms, entry);
-    if (rep->error == NULL) {
+    if (rep->frozen) {
+      /* not run: no error, and not a good interval either */
+      if (entry->info.frozen)
+        set_frozen_status(entry);   /* its DRAM as the core still counts it */
+    } else if (rep->error == NULL) {
       entry->info.last_good_interval = vms->report.index;
       if (entry->info.last_error != NULL)
         g_message("vm %s: intervals succeed again", entry->info.name);
@@ -494,6 +578,7 @@ hmmvd_vms_start_interval(HmmvdVms *vms, HmmvdIntervalDone done, gpointer user_da
     vms->intervals_skipped++;
     return FALSE;
   }
+  check_frozen_alive(vms);   /* frozen VMs are not harvested: is their QEMU still there? */
   update_affinity(vms);   /* the VMs' vCPU nodes, read between intervals */
   vms->running = TRUE;
   vms->done = done;

@@ -90,6 +90,9 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_string(builder, "status", info->status);
   add_bool(builder, "in-core", info->in_core);
   add_bool(builder, "paused", info->paused);
+  /* its QEMU missed a QMP deadline: kept in the core, its DRAM counted, nothing moves */
+  add_bool(builder, "frozen", info->frozen);
+  add_uint(builder, "freezes-total", info->freezes);
   quota_to_json(builder, &info->quota);
   add_string(builder, "quota-error", info->quota_error);
   /* backends left alone: not tracked, moved or counted in the pages below */
@@ -318,10 +321,20 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   g_autoptr(JsonBuilder) builder = json_builder_new();
   const HmmvIntervalReport *report = hmmvd_vms_get_last_report(vms);
   GPtrArray *list = hmmvd_vms_list(vms);
-  guint managed = 0;
+  guint managed = 0, frozen = 0;
+  guint64 frozen_dram = 0;
+  HmmvPoolUsage usage;
 
-  for (guint i = 0; i < list->len; i++)
-    managed += ((HmmvdVmInfo *)g_ptr_array_index(list, i))->in_core ? 1 : 0;
+  for (guint i = 0; i < list->len; i++) {
+    const HmmvdVmInfo *info = g_ptr_array_index(list, i);
+
+    managed += info->in_core ? 1 : 0;
+    if (info->frozen && info->in_core) {
+      frozen++;
+      frozen_dram += info->last.dram_pages;
+    }
+  }
+  hmmv_core_get_pool_usage(hmmvd_vms_get_core(vms), NULL, NULL, &usage);
   json_builder_begin_object(builder);
   add_uint(builder, "interval-ms", hmmvd_vms_get_config(vms)->interval_ms);
   add_uint(builder, "intervals", report != NULL ? report->index + 1 : 0);
@@ -351,6 +364,12 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   add_bool(builder, "single-node", topo != NULL && hmmv_topology_is_single_node(topo));
   add_uint(builder, "vms", list->len);
   add_uint(builder, "vms-managed", managed);
+  /* VMs whose QEMU stopped answering, kept in the core, and the DRAM they hold; and all the
+   * DRAM held outside the balance (paused, frozen, unmanaged or failing VMs): the pool the
+   * others share shrinks by it */
+  add_uint(builder, "vms-frozen", frozen);
+  add_uint(builder, "frozen-dram-pages", frozen_dram);
+  add_uint(builder, "held-outside-pages", usage.held_outside_pages);
   nodes_to_json(builder, topo, hmmvd_vms_get_core(vms));
   json_builder_end_object(builder);
   return json_builder_get_root(builder);

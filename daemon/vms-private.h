@@ -20,6 +20,7 @@ typedef struct {
   gboolean nodes_stale;       /* its allowed nodes must be read before the next interval */
   gboolean restart_exclude;   /* its exclusion changed while an interval ran: restart then */
   const char *left_alone;     /* the core's reason last logged (static), NULL */
+  char *frozen_reason;        /* the missed deadline that froze it (info.frozen) */
   HmmvVm *pending_vm;         /* built while an interval ran: tracked when it is done */
   HmmvTracker *pending_tracker;
 } VmEntry;

@@ -39,6 +39,7 @@ hmmvd_vm_entry_free(gpointer data)
   g_strfreev(entry->info.exclude);
   g_free(entry->info.status);
   g_free(entry->info.last_error);
+  g_free(entry->frozen_reason);
   if (entry->pending_tracker != NULL) {
     hmmv_tracker_stop(entry->pending_tracker);
     hmmv_tracker_free(entry->pending_tracker);
@@ -193,6 +194,8 @@ hmmvd_vms_untrack(HmmvdVms *vms, VmEntry *entry)
   if (!hmmv_core_remove_vm(vms->core, entry->info.name, &error))
     g_warning("vm %s: leaving the core: %s", entry->info.name, error->message);
   entry->info.in_core = FALSE;
+  entry->info.frozen = FALSE;
+  g_clear_pointer(&entry->frozen_reason, g_free);
 }
 
 void

@@ -44,9 +44,14 @@ typedef struct {
                                    run (not just listed) by counting intervals, not time */
   HmmvVmReport last;            /* last interval's figures (error member not used) */
   gboolean in_core;             /* tracked and moved by the core */
-  gboolean dropped;             /* left the core because its QEMU missed a QMP deadline (or
-                                   its layout changed): the source tries it again */
+  gboolean dropped;             /* left the core because its layout changed, or its start-up
+                                   missed a QMP deadline: the source tries it again */
   gboolean paused;              /* hmmvctl pause: tracked, nothing moves */
+  gboolean frozen;              /* its QEMU missed a QMP deadline: kept in the core with its
+                                   last placement, its DRAM held and counted, nothing tracked
+                                   or moved until its source sees QEMU answer again
+                                   (hmmvd_vms_thaw) or it goes */
+  guint64 freezes;              /* since listed: times it was frozen */
   HmmvMoveStats moves;          /* mover outcomes since the VM was listed (all tracking runs) */
   HmmvUnmovable unmovable;      /* pages backed off after failed moves, by cause (now) */
   int cpu_node;                 /* node whose CPUs run it (affinity.c), -1 unknown */
@@ -148,6 +153,10 @@ gboolean hmmvd_vms_set_bound_nodes(HmmvdVms *vms, const char *name, guint32 mask
 void hmmvd_vms_add_unmanaged(HmmvdVms *vms, const char *name, HmmvdSource source,
                              const char *reason);
 void hmmvd_vms_remove(HmmvdVms *vms, const char *name);
+/* A frozen VM's QEMU answers again (its source saw the exchange it missed complete): thawed
+ * from the next interval on, its placement re-read (hmmv_core_set_frozen). FALSE when no
+ * such VM or it is not frozen. */
+gboolean hmmvd_vms_thaw(HmmvdVms *vms, const char *name);
 /* Validates; a rejected quota keeps the last good one and is recorded in quota_error. */
 gboolean hmmvd_vms_set_quota(HmmvdVms *vms, const char *name, const HmmvQuota *quota,
                              GError **error);
@@ -158,7 +167,10 @@ HmmvdVmInfo *hmmvd_vms_lookup(HmmvdVms *vms, const char *name);
 GPtrArray *hmmvd_vms_list(HmmvdVms *vms);
 /* Run one interval and record its report. A VM whose QEMU is gone leaves the core, stays
  * listed as "gone" and the gone function is told; one whose QEMU missed a QMP deadline
- * (HMMV_ERROR_TIMED_OUT) leaves the core marked dropped, for its source to retry; one whose
+ * (HMMV_ERROR_TIMED_OUT) is frozen in the core (hmmv_core_set_frozen: its DRAM stays
+ * counted, nothing of it is tracked or moved), status "not answering (frozen, ...)", until
+ * its source thaws it (hmmvd_vms_thaw) or removes it; a frozen VM whose QEMU process is gone
+ * (checked before each interval) is handled as gone; one whose
  * QEMU tampered with the shared region (HMMV_ERROR_CORRUPT) leaves it, refused; a changed
  * RAM layout restarts its tracking; other errors count in errors/last_error. */
 void hmmvd_vms_run_interval(HmmvdVms *vms);

@@ -74,7 +74,7 @@ cleanup() {
   fi
   # figures for the run (not checked): how often a QEMU missed a QMP deadline
   if [[ -f $WORK/hmmvd.log ]]; then
-    log "hmmvd log: $(grep -c 'missed a QMP deadline' "$WORK/hmmvd.log") drops for a missed QMP deadline, $(grep -ci 'deadline\|did not answer\|not answered' "$WORK/hmmvd.log") lines naming a deadline"
+    log "hmmvd log: $(grep -c 'missed a QMP deadline' "$WORK/hmmvd.log") freezes for a missed QMP deadline, $(grep -ci 'deadline\|did not answer\|not answered' "$WORK/hmmvd.log") lines naming a deadline"
   fi
   # HMMV_IT_KEEP_LOGS=DIR: the logs are copied there before the work directory goes
   if [[ -n ${HMMV_IT_KEEP_LOGS:-} ]]; then
@@ -264,7 +264,7 @@ ran_since() {
 }
 # others_run_on WHAT: A and B managed and run by an interval that had not finished when this was
 # called. Waited for (60 s), never sampled once: a loaded machine can slow a TCG QEMU of A or B
-# past the 5 s QMP deadline, and it is then dropped and retried, which is hmmvd doing its job.
+# past the 5 s QMP deadline, and it is then frozen and thawed, which is hmmvd doing its job.
 others_run_on() {
   local from
   from=$(status_field intervals)
@@ -359,8 +359,9 @@ if ctl set-quota "$C" --min 10 --max 50 --weight 100 >/dev/null 2>"$WORK/setq.er
 else
   fail "hmmvctl set-quota $C: $(cat "$WORK/setq.err")"
 fi
-# A malformed element from now on (a bad exclusion too): the stretch below drops C and
-# discovers it again, and it must keep its last good quota (max 50) and exclusion.
+# A malformed element from now on (a bad exclusion too): through the stretch below C must keep
+# its last good quota (max 50) and exclusion. (C is frozen there, not dropped and discovered
+# again: the rediscovery with malformed metadata is tests/test-libvirt.c's.)
 set_meta "$C" '<memory dram-max-mib="lots"><exclude backend="a b"/></memory>'
 c_kept() {
   [[ $(vm_field "$C" 'v["quota-error"] is not None') == True ]] && log_has "vm $C: hmmv metadata rejected"
@@ -368,49 +369,78 @@ c_kept() {
 wait_for 60 "$C's malformed metadata rejected, the last good kept" c_kept &&
   ok "$C's malformed metadata rejected while running: $(vm_field "$C" 'v["quota-error"]')"
 
-# ---- a domain whose QEMU stops answering QMP (issue 10, item 3) -----------------------------
+# ---- a domain whose QEMU stops answering QMP (issue 10, item 3; issue 8) ---------------------
 # SIGSTOP freezes C's QEMU; libvirt waits for its monitor without any limit. hmmvd's QMP to C
-# runs on C's own worker thread with a deadline (5 s): C must be dropped with a log line, the
-# control socket must keep answering and the interval count keep growing with A and B
-# managed; after SIGCONT, C must be managed again. Counted, never timed: the times are
+# runs on C's own worker thread with a deadline (5 s): C must be frozen with a log line, not
+# dropped: kept in the core with the DRAM it holds counted (its vms entry frozen and in-core,
+# its dram-pages unchanged; status vms-frozen, frozen-dram-pages and held-outside-pages at least
+# its own: a loaded host may freeze A or B meanwhile too), for as many intervals as it stays stopped; the control socket must keep
+# answering and the interval count keep growing with A and B managed; after SIGCONT, C must be
+# thawed and managed again, and run by a newer interval. Counted, never timed: the times are
 # printed as figures.
 C_PID=$(<"/run/libvirt/qemu/$C.pid")
 intervals_before=$(status_field intervals)
 t_stop=$(date +%s%N)
 kill -STOP "$C_PID"
-asked=0 answered=0 worst_ms=0 drop_ms=''
-c_dropped() { [[ $(vm_field "$C" 'v["status"]') == "not answering"* ]]; }
+asked=0 answered=0 worst_ms=0 frozen_ms=''
+c_frozen() { [[ $(vm_field "$C" 'v["status"]') == "not answering (frozen, "* ]]; }
 for ((i = 0; i < 300; i++)); do
   t0=$(date +%s%N)
   asked=$((asked + 1))
   ctl status >/dev/null 2>&1 && answered=$((answered + 1))
   ms=$((($(date +%s%N) - t0) / 1000000))
   ((ms > worst_ms)) && worst_ms=$ms
-  if [[ -z $drop_ms ]] && c_dropped; then drop_ms=$((($(date +%s%N) - t_stop) / 1000000)); fi
-  [[ -n $drop_ms ]] && ((asked >= 20)) && break
+  if [[ -z $frozen_ms ]] && c_frozen; then frozen_ms=$((($(date +%s%N) - t_stop) / 1000000)); fi
+  [[ -n $frozen_ms ]] && ((asked >= 20)) && break
   sleep 0.2
 done
-check "QEMU of $C stopped: $C dropped (after $drop_ms ms, a figure)" test -n "$drop_ms"
-check "QEMU of $C stopped: dropped with a log line" log_has "vm $C: dropped, QEMU missed a QMP deadline"
+check "QEMU of $C stopped: $C frozen (after $frozen_ms ms, a figure)" test -n "$frozen_ms"
+check "QEMU of $C stopped: frozen with a log line" log_has "vm $C: frozen, QEMU missed a QMP deadline"
 check "QEMU of $C stopped: hmmvctl status answered $answered of $asked times (slowest $worst_ms ms, a figure)" \
   test "$answered" -eq "$asked"
+C_FROZEN_DRAM=$(vm_field "$C" 'v["dram-pages"]')
+# c_counted: one look at vms and status: C frozen, in the core, its DRAM as when it froze and
+# counted as held outside the balance
+c_counted() {
+  local vms status
+  vms=$(ctl --json vms 2>/dev/null) && status=$(ctl --json status 2>/dev/null) || return 1
+  python3 - "$C" "$C_FROZEN_DRAM" "$vms" "$status" <<'PY'
+import json, sys
+name, dram, vms, status = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
+if isinstance(vms, dict):
+    vms = vms.get("return", vms.get("vms", vms))
+v = next(v for v in vms if v["name"] == name)
+ok = (v["frozen"] and v["in-core"] and v["dram-pages"] == dram and dram > 0 and
+      status["vms-frozen"] >= 1 and status["frozen-dram-pages"] >= dram and
+      status["held-outside-pages"] >= dram)
+print(f"# {name}: frozen {v['frozen']} in-core {v['in-core']} dram-pages {v['dram-pages']} "
+      f"(at the freeze {dram}); status vms-frozen {status['vms-frozen']} frozen-dram-pages "
+      f"{status['frozen-dram-pages']} held-outside-pages {status['held-outside-pages']}")
+sys.exit(0 if ok else 1)
+PY
+}
+check "QEMU of $C stopped: $C kept in the core, its $C_FROZEN_DRAM DRAM pages counted" c_counted
 wait_intervals 10 &&
   ok "QEMU of $C stopped: hmmvd ran $(($(status_field intervals) - intervals_before)) intervals meanwhile (at least 10)"
+check "QEMU of $C stopped, 10 intervals on: $C still frozen, its DRAM still counted" c_counted
 # A and B kept being run over the stretch: three times in a row, each by a newer interval.
 for round in 1 2 3; do others_run_on "QEMU of $C stopped ($round/3)" || break; done
+check "QEMU of $C stopped, at the end of the stretch: its DRAM still counted" c_counted
 kill -CONT "$C_PID"
 t_cont=$(date +%s%N)
 wait_for 60 "$C managed again once its QEMU answers" is_managed "$C" &&
   ok "$C managed again $((($(date +%s%N) - t_cont) / 1000000)) ms after SIGCONT (a figure)"
-# discovered again with its malformed element: the last good quota and exclusion stay (before,
-# it waited unmanaged: what reverted the exclusion in 9e32174)
+check "$C thawed with a log line" log_has "vm $C: QEMU answers again: thawed"
+check "$C thawed: not frozen, frozen $(vm_field "$C" 'v["freezes-total"]') time(s)" \
+  test "$(vm_field "$C" 'v["frozen"] is False and v["freezes-total"] >= 1')" == True
+from=$(status_field intervals)
+wait_for 60 "$C run again by interval $from or later" ran_since "$from" "$C" &&
+  ok "$C run again by interval $from or later"
 c_last_good() {
   c_excludes "['ram-node1']" 16384 && [[ $(vm_field "$C" 'v["quota"]["dram-max-mib"]') == 50 &&
     $(vm_field "$C" 'v["quota-error"] is not None') == True ]]
 }
-check "$C discovered again with malformed metadata: last good quota (max 50 MiB) and exclusion ['ram-node1'] kept" c_last_good
-check "$C: the warning names it and the error" \
-  log_has "vm $C: discovered again with malformed hmmv metadata (.*lots.*); its last good quota and exclusion \[ram-node1\] stay"
+check "$C through the stretch with malformed metadata: last good quota (max 50 MiB) and exclusion ['ram-node1'] kept" c_last_good
 
 # ---- a domain destroyed while managed -------------------------------------------------------
 virsh -q -c "$URI" destroy "$C" >/dev/null
