@@ -61,6 +61,8 @@ static const KeySpec key_specs[] = {
   /* 100 ms: faster retries only load a libvirtd that is starting; 1 h: surely a typo. */
   { "libvirt", "reconnect-ms", KEY_UINT, FIELD(reconnect_ms), 100, 3600 * 1000, NULL, FALSE },
   { "libvirt", "run-dir", KEY_PATH, FIELD(libvirt_run_dir), 0, 0, NULL, FALSE },
+  /* 1: one at a time; 256: beyond libvirtd's own workers (max_workers 20) many times over */
+  { "libvirt", "qmp-connections", KEY_UINT, FIELD(qmp_connections), 1, 256, NULL, FALSE },
   { "memory", "dram-pool-mib", KEY_MIB, FIELD(dram_pool_mib), 0, 0, NULL, FALSE },
   { "memory", "mover", KEY_ENUM, FIELD(mover), 0, 0, movers, FALSE },
   { "memory", "slow-nodes", KEY_NODES, FIELD(slow_nodes), 0, 0, NULL, FALSE },
@@ -104,6 +106,9 @@ hmmvd_config_init(HmmvdConfig *config)
   config->libvirt_uri = g_strdup("qemu:///system");
   config->reconnect_ms = 2000;
   config->libvirt_run_dir = g_strdup("/run/libvirt/qemu");
+  /* 8 calls at once at most: under half of libvirtd's 20 workers (max_workers), the rest left
+   * to everyone else (BENCHMARKS.md, "Many libvirt domains") */
+  config->qmp_connections = 8;
   config->dram_pool_mib = 0;
   /* Free memory each node keeps for the host (page cache, QEMU itself, other processes):
    * 256 MiB, about what the kernel's own high watermarks and a few QEMU processes need on a

@@ -19,6 +19,7 @@ typedef struct {
   char *libvirt_uri;            /* qemu:///system */
   guint reconnect_ms;           /* retry period after libvirtd went away */
   char *libvirt_run_dir;        /* /run/libvirt/qemu: NAME.pid files */
+  guint qmp_connections;        /* QMP pool: calls into libvirtd at once (libvirt-qmp.h) */
   /* [memory] */
   guint64 dram_pool_mib;        /* DRAM hmmv may lend to VMs; 0 = all DRAM nodes */
   char *mover;                  /* auto | numa | sim */

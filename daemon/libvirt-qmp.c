@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * QMP to libvirt domains on per-domain worker threads (see libvirt-qmp.h).
+ * QMP to libvirt domains on a bounded pool of threads (see libvirt-qmp.h).
  *
- * One lock (lq->lock) guards the workers, their queues and every job's result; callers wait
- * on one condition (lq->done) for their job, with a deadline. A worker thread lives while its
- * domain has a transport or a queued job, and ends after 10 s idle.
+ * One lock (lq->lock) guards the pool, the domains' queues and every job's result; callers
+ * wait on one condition (lq->done) for their job, with a deadline. A domain with queued jobs
+ * and no exchange under way waits in lq->ready; a pool thread takes it, runs its next job over
+ * the thread's own libvirt connection, and puts it back if more are queued, so a domain's
+ * exchanges stay in order and one at a time. At most pool_size threads are active; one whose
+ * exchange has been under way for longer than the deadline is set aside (its QEMU does not
+ * answer; libvirt waits without limit) and no longer counts, so another thread can take the
+ * healthy domains' jobs. A set-aside thread whose call came back rejoins the pool if there is
+ * room, else ends; an idle thread ends after 10 s.
  */
-#include "libvirt-qmp.h"
+#include "libvirt-qmp-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,78 +22,19 @@
 #include <string.h>
 #include <unistd.h>
 
-/* An idle worker thread ends after this (a new one starts with the next exchange). */
-#define WORKER_IDLE_US (10 * G_TIME_SPAN_SECOND)
-/* Each worker thread talks to libvirtd over a connection of its own, opened to the URI of the
+/* An idle pool thread ends after this (a new one starts when there is work). */
+#define POOL_IDLE_US (10 * G_TIME_SPAN_SECOND)
+/* Each pool thread talks to libvirtd over a connection of its own, opened to the URI of the
  * daemon's connection: with libvirt 9.0, while one thread's call waited on a QEMU that does not
  * answer (SIGSTOP), other threads' calls over the same connection came back only when the
  * keepalive (5 s) woke the connection, so healthy domains missed their 5 s deadlines
  * (measured: worst 5.0 s over a shared connection, 0.4 s with one per domain; libvirt 11.3
- * did not show it). Its keepalive, as the daemon's (libvirt.c). */
+ * did not show it). A thread makes one call at a time. Its keepalive, as the daemon's
+ * (libvirt.c). */
 #define WORKER_KEEPALIVE_INTERVAL_S 5
 #define WORKER_KEEPALIVE_COUNT 3
 
-typedef enum {
-  KIND_OTHER,
-  KIND_START,       /* hmmv-start: tracking becomes active when it succeeds */
-  KIND_STOP,        /* hmmv-stop: tracking ends */
-  KIND_SYNC,        /* hmmv-sync: the harvest's, maybe sent ahead by sync_begin */
-} JobKind;
-
-typedef struct {
-  gint refs;                    /* atomic: the caller's and the worker's */
-  JobKind kind;
-  char *command;
-  char *name;
-  int id;                       /* the libvirt run id the transport was made for */
-  int fd;                       /* a duplicate passed with the command (getfd, add-fd), or -1 */
-  gint64 deadline_us;           /* the caller's, monotonic */
-  guint64 round;                /* KIND_SYNC sent ahead: its sync round, else 0 */
-  /* results, under lq->lock */
-  gboolean done;
-  char *reply;
-  GError *error;
-} Job;
-
-typedef struct {
-  char *uuid;
-  char *name;                   /* of the newest transport, with its run id */
-  int id;
-  guint users;                  /* transports */
-  GQueue jobs;
-  GCond wake;
-  gboolean running;             /* its thread is alive */
-  Job *current;                 /* the exchange under way, or NULL */
-  gboolean tracking;            /* hmmv-start succeeded and no hmmv-stop since */
-  Job *sync;                    /* sent ahead for round sync_round (a reference) */
-  guint64 sync_round;
-} Worker;
-
-struct _HmmvdLibvirtQmp {
-  GMutex lock;
-  GCond done;                   /* some job is done */
-  guint timeout_ms;
-  virConnectPtr conn;
-  char *uri;                    /* conn's, for the workers' own connections */
-  guint64 conn_generation;      /* counts set_connection calls */
-  GHashTable *workers;          /* uuid -> Worker */
-  /* the sync round under way */
-  guint64 round;
-  guint sync_pending;
-  GSourceFunc sync_done;
-  gpointer sync_data;
-  GMainContext *sync_context;
-  GSource *sync_deadline;
-};
-
-typedef struct {
-  HmmvdLibvirtQmp *lq;          /* a reference */
-  Worker *worker;
-  char *name;
-  int id;
-} Transport;
-
-static char *sync_command;      /* {"execute":"hmmv-sync"}, as hmmv_qmp_execute builds it */
+char *hmmvd_lq_sync_command;    /* {"execute":"hmmv-sync"}, as hmmv_qmp_execute builds it */
 
 /* ------------------------------------------------------------------------------------------
  * libvirt errors (thread-local in libvirt: read on the thread that made the call)
@@ -118,7 +65,7 @@ hmmvd_libvirt_set_error(GError **error, const char *what)
 }
 
 /* ------------------------------------------------------------------------------------------
- * Jobs and workers
+ * Jobs, domains and the pool
  */
 
 static JobKind
@@ -137,8 +84,8 @@ command_kind(const char *command)
                                              : KIND_OTHER;
 }
 
-static Job *
-job_new(HmmvdLibvirtQmp *lq, const Transport *t, const char *command, JobKind kind)
+Job *
+hmmvd_lq_job_new(HmmvdLibvirtQmp *lq, const Transport *t, const char *command, JobKind kind)
 {
   Job *job = g_new0(Job, 1);
 
@@ -148,7 +95,8 @@ job_new(HmmvdLibvirtQmp *lq, const Transport *t, const char *command, JobKind ki
   job->name = g_strdup(t->name);
   job->id = t->id;
   job->fd = -1;
-  job->deadline_us = g_get_monotonic_time() + (gint64)lq->timeout_ms * 1000;
+  job->sent_us = g_get_monotonic_time();
+  job->deadline_us = job->sent_us + (gint64)lq->timeout_ms * 1000;
   return job;
 }
 
@@ -159,8 +107,8 @@ job_ref(Job *job)
   return job;
 }
 
-static void
-job_unref(Job *job)
+void
+hmmvd_lq_job_unref(Job *job)
 {
   if (job == NULL || !g_atomic_int_dec_and_test(&job->refs))
     return;
@@ -173,7 +121,7 @@ job_unref(Job *job)
   g_free(job);
 }
 
-/* Worker thread, without the lock: one exchange through libvirt. */
+/* Pool thread, without the lock: one exchange through libvirt. */
 static void
 job_run(virConnectPtr conn, const char *uuid, Job *job)
 {
@@ -221,139 +169,240 @@ worker_free(Worker *w)
   Job *job;
 
   while ((job = g_queue_pop_head(&w->jobs)) != NULL)
-    job_unref(job);
-  job_unref(w->sync);
-  g_cond_clear(&w->wake);
+    hmmvd_lq_job_unref(job);
+  hmmvd_lq_job_unref(w->sync);
   g_free(w->uuid);
   g_free(w->name);
   g_free(w);
 }
 
-/* Under the lock: a worker nobody uses and no thread runs goes. */
+/* Under the lock: a domain nobody uses, with nothing queued or under way, goes. */
 static void
 worker_maybe_free(HmmvdLibvirtQmp *lq, Worker *w)
 {
-  if (w->users == 0 && !w->running)
+  if (w->users == 0 && w->current == NULL && g_queue_is_empty(&w->jobs) && !w->ready)
     g_hash_table_remove(lq->workers, w->uuid);   /* frees it */
 }
 
-static gboolean sync_finish(gpointer data);
-
-typedef struct {
-  HmmvdLibvirtQmp *lq;
-  Worker *worker;
-} ThreadArgs;
-
-/* Under the lock: the last sync of a round is done, the round is over. */
-static void
-sync_round_done(HmmvdLibvirtQmp *lq)
+/* Under the lock: the exchange under way has been so for longer than the deadline (a job
+ * still queued behind others is not: it was never sent). */
+static gboolean
+job_overdue(const HmmvdLibvirtQmp *lq, const Job *job, gint64 now)
 {
-  GSource *idle = g_idle_source_new();
+  return job != NULL && job->started_us != 0 &&
+         now >= job->started_us + (gint64)lq->timeout_ms * 1000;
+}
 
-  g_source_set_callback(idle, sync_finish, g_atomic_rc_box_acquire(lq),
-                        (GDestroyNotify)hmmvd_libvirt_qmp_unref);
-  g_source_attach(idle, lq->sync_context);
-  g_source_unref(idle);
+gboolean
+hmmvd_lq_worker_stuck(const HmmvdLibvirtQmp *lq, const Worker *w, gint64 now)
+{
+  return job_overdue(lq, w->current, now);
+}
+
+/* Under the lock: a job not taken by a pool thread yet leaves its domain's queue (its caller
+ * gave up on it: it must not reach QEMU later). */
+void
+hmmvd_lq_job_cancel(HmmvdLibvirtQmp *lq, Worker *w, Job *job)
+{
+  if (job->started_us != 0 || job->done || !g_queue_remove(&w->jobs, job))
+    return;
+  hmmvd_lq_job_unref(job);                              /* the queue's reference */
+  if (g_queue_is_empty(&w->jobs) && w->ready) {
+    g_queue_remove(&lq->ready, w);
+    w->ready = FALSE;
+  }
+}
+
+/* Under the lock: the job's results are in. */
+static void
+job_finish(HmmvdLibvirtQmp *lq, Worker *w, Job *job)
+{
+  job->done = TRUE;
+  if (job->kind == KIND_START && job->error == NULL) {
+    g_autoptr(JsonNode) ret = hmmv_qmp_parse_reply(job->reply, NULL);
+
+    w->tracking = ret != NULL;
+  }
+  if (job->round != 0 && job->round == lq->round) {
+    gint64 now = g_get_monotonic_time();
+
+    lq->stat_exchange_max_us = MAX(lq->stat_exchange_max_us, now - job->sent_us);
+    if (lq->sync_pending == 1)
+      lq->round_done_us = now;
+  }
+  if (job->round != 0 && job->round == lq->round && lq->sync_pending > 0 &&
+      --lq->sync_pending == 0)
+    hmmvd_lq_sync_round_done(lq);
+  g_cond_broadcast(&lq->done);
+}
+
+static gpointer pool_thread_main(gpointer data);
+
+/* Under the lock: threads whose exchange is overdue are set aside; idle threads are woken
+ * for the domains waiting, and threads started while the pool has room. */
+static void
+pool_kick(HmmvdLibvirtQmp *lq)
+{
+  gint64 now = g_get_monotonic_time();
+  guint ready = g_queue_get_length(&lq->ready);
+
+  for (guint i = 0; i < lq->busy->len; i++) {
+    PoolThread *t = g_ptr_array_index(lq->busy, i);
+
+    if (!t->aside && job_overdue(lq, t->current, now)) {
+      t->aside = TRUE;
+      lq->active--;
+      lq->aside++;
+      lq->aside_total++;
+      g_info("libvirt QMP: domain %s has not answered for over %u ms: its connection is set "
+             "aside (%u aside, %u active of %u)", t->current->name, lq->timeout_ms, lq->aside,
+             lq->active, lq->pool_size);
+    }
+  }
+  if (ready == 0)
+    return;
+  if (lq->idle > 0)
+    g_cond_broadcast(&lq->wake);
+  while (lq->active < lq->pool_size && ready > lq->idle) {
+    g_autoptr(GError) local_error = NULL;
+    PoolThread *t = g_new0(PoolThread, 1);
+    GThread *thread;
+
+    t->lq = g_atomic_rc_box_acquire(lq);
+    thread = g_thread_try_new("hmmvd-libvirt-qmp", pool_thread_main, t, &local_error);
+    if (thread == NULL) {
+      g_warning("libvirt QMP: cannot start a thread (%u active): %s", lq->active,
+                local_error->message);
+      hmmvd_libvirt_qmp_unref(t->lq);
+      g_free(t);
+      return;
+    }
+    g_thread_unref(thread);
+    lq->active++;
+    lq->idle++;                                /* until it takes a domain */
+  }
+}
+
+/* Under the lock: the earliest time an exchange under way becomes overdue (G_MAXINT64: none). */
+static gint64
+pool_next_overdue(const HmmvdLibvirtQmp *lq)
+{
+  gint64 next = G_MAXINT64;
+
+  for (guint i = 0; i < lq->busy->len; i++) {
+    const PoolThread *t = g_ptr_array_index(lq->busy, i);
+
+    if (!t->aside)
+      next = MIN(next, t->current->started_us + (gint64)lq->timeout_ms * 1000);
+  }
+  return next;
 }
 
 static gpointer
-worker_main(gpointer data)
+pool_thread_main(gpointer data)
 {
-  ThreadArgs *args = data;
-  HmmvdLibvirtQmp *lq = args->lq;
-  Worker *w = args->worker;
+  PoolThread *t = data;
+  HmmvdLibvirtQmp *lq = t->lq;
   virConnectPtr conn = NULL;    /* this thread's own (see WORKER_KEEPALIVE_INTERVAL_S) */
   guint64 generation = 0;       /* lq->conn_generation it was opened for */
+  gboolean counted = TRUE;      /* in lq->active and lq->idle */
 
-  g_free(args);
   g_mutex_lock(&lq->lock);
   for (;;) {
-    Job *job = g_queue_pop_head(&w->jobs);
+    Worker *w = g_queue_pop_head(&lq->ready);
     g_autofree char *uri = NULL;
+    Job *job;
 
-    if (job == NULL) {
-      gint64 until = g_get_monotonic_time() + WORKER_IDLE_US;
+    if (w == NULL) {
+      gint64 until = g_get_monotonic_time() + POOL_IDLE_US;
 
-      if (w->users > 0 && g_cond_wait_until(&w->wake, &lq->lock, until))
+      if (g_cond_wait_until(&lq->wake, &lq->lock, until) || !g_queue_is_empty(&lq->ready))
         continue;
-      if (!g_queue_is_empty(&w->jobs))
-        continue;
-      break;
+      break;                                   /* idle for POOL_IDLE_US */
     }
+    w->ready = FALSE;
+    job = g_queue_pop_head(&w->jobs);          /* a ready domain has one */
+    job->started_us = g_get_monotonic_time();
     w->current = job;
+    t->current = job;
+    lq->idle--;
+    g_ptr_array_add(lq->busy, t);
     /* the daemon's connection changed (libvirtd restarted) or is gone: so is this one */
-    if (conn != NULL && (generation != lq->conn_generation || lq->conn == NULL))
+    if (conn != NULL && (generation != lq->conn_generation || lq->conn == NULL)) {
       g_clear_pointer(&conn, virConnectClose);
-    if (conn == NULL && lq->conn != NULL) {
+      lq->connections--;
+    }
+    if (conn == NULL && lq->conn != NULL && lq->runner == NULL) {
       uri = g_strdup(lq->uri);
       generation = lq->conn_generation;
     }
     g_mutex_unlock(&lq->lock);
 
-    if (uri != NULL && (conn = virConnectOpen(uri)) != NULL &&
-        virConnectSetKeepAlive(conn, WORKER_KEEPALIVE_INTERVAL_S, WORKER_KEEPALIVE_COUNT) < 0)
-      g_debug("domain %s: no keepalive on %s: %s", job->name, uri,
-              hmmvd_libvirt_last_error_message());
-    if (uri != NULL && conn == NULL)
-      hmmvd_libvirt_set_error(&job->error, job->name);
-    else
-      job_run(conn, w->uuid, job);
+    if (lq->runner != NULL) {
+      job->reply = lq->runner(w->uuid, job->command, lq->runner_data, &job->error);
+    } else {
+      if (uri != NULL && (conn = virConnectOpen(uri)) != NULL &&
+          virConnectSetKeepAlive(conn, WORKER_KEEPALIVE_INTERVAL_S, WORKER_KEEPALIVE_COUNT) < 0)
+        g_debug("domain %s: no keepalive on %s: %s", job->name, uri,
+                hmmvd_libvirt_last_error_message());
+      if (uri != NULL && conn == NULL)
+        hmmvd_libvirt_set_error(&job->error, job->name);
+      else
+        job_run(conn, w->uuid, job);
+    }
 
     g_mutex_lock(&lq->lock);
+    if (uri != NULL && conn != NULL)
+      lq->connections++;
+    g_ptr_array_remove_fast(lq->busy, t);
+    t->current = NULL;
     w->current = NULL;
-    job->done = TRUE;
-    if (job->kind == KIND_START && job->error == NULL) {
-      g_autoptr(JsonNode) ret = hmmv_qmp_parse_reply(job->reply, NULL);
-
-      w->tracking = ret != NULL;
+    job_finish(lq, w, job);
+    hmmvd_lq_job_unref(job);                            /* the queue's reference */
+    if (!g_queue_is_empty(&w->jobs)) {
+      w->ready = TRUE;
+      g_queue_push_tail(&lq->ready, w);
+    } else {
+      worker_maybe_free(lq, w);
     }
-    if (job->round != 0 && job->round == lq->round && lq->sync_pending > 0 &&
-        --lq->sync_pending == 0)
-      sync_round_done(lq);
-    g_cond_broadcast(&lq->done);
-    job_unref(job);
+    if (t->aside) {
+      /* its QEMU answered at last: back in the pool if there is room, else this one ends */
+      t->aside = FALSE;
+      lq->aside--;
+      if (lq->active >= lq->pool_size) {
+        counted = FALSE;
+        break;
+      }
+      lq->active++;
+    }
+    lq->idle++;
   }
-  w->running = FALSE;
-  worker_maybe_free(lq, w);
+  if (counted) {
+    lq->active--;
+    lq->idle--;
+  }
+  if (conn != NULL)
+    lq->connections--;
+  pool_kick(lq);                               /* work left for the pool (a rare race) */
   g_mutex_unlock(&lq->lock);
   if (conn != NULL)
     virConnectClose(conn);
   hmmvd_libvirt_qmp_unref(lq);
+  g_free(t);
   return NULL;
 }
 
-/* Under the lock: queue a job (the worker takes its own reference), starting the thread. */
-static gboolean
-worker_queue(HmmvdLibvirtQmp *lq, Worker *w, Job *job, GError **error)
+/* Under the lock: queue a job on its domain (the queue takes its own reference); a pool
+ * thread runs it in turn. */
+void
+hmmvd_lq_worker_queue(HmmvdLibvirtQmp *lq, Worker *w, Job *job)
 {
-  if (!w->running) {
-    g_autoptr(GError) local_error = NULL;
-    ThreadArgs *args = g_new0(ThreadArgs, 1);
-    GThread *thread;
-
-    args->lq = g_atomic_rc_box_acquire(lq);
-    args->worker = w;
-    thread = g_thread_try_new("hmmvd-libvirt-qmp", worker_main, args, &local_error);
-    if (thread == NULL) {
-      hmmvd_libvirt_qmp_unref(lq);
-      g_free(args);
-      g_set_error(error, HMMV_ERROR, HMMV_ERROR_FAILED,
-                  "domain %s: cannot start a QMP thread: %s", job->name, local_error->message);
-      return FALSE;
-    }
-    g_thread_unref(thread);
-    w->running = TRUE;
-  }
   g_queue_push_tail(&w->jobs, job_ref(job));
-  g_cond_signal(&w->wake);
-  return TRUE;
-}
-
-/* Under the lock: the exchange under way has outlived its caller's deadline. */
-static gboolean
-worker_stuck(const Worker *w, gint64 now)
-{
-  return w->current != NULL && now >= w->current->deadline_us;
+  if (!w->ready && w->current == NULL) {
+    w->ready = TRUE;
+    g_queue_push_tail(&lq->ready, w);
+  }
+  pool_kick(lq);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -375,19 +424,24 @@ exchange(Transport *t, const char *command, int fd, GError **error)
     /* sent ahead by sync_begin, whose round is over: never wait for it here */
     job = g_steal_pointer(&w->sync);
     if (!job->done) {
-      if (now >= job->deadline_us)
+      if (job_overdue(lq, job, now))
         g_set_error(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT,
                     "domain %s: QEMU did not answer hmmv-sync within %u ms (libvirt QMP)",
                     t->name, lq->timeout_ms);
-      else
+      else if (job->started_us != 0)
         g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY,
                     "domain %s: QEMU has not answered hmmv-sync yet; no harvest this "
                     "interval", t->name);
+      else
+        g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY,
+                    "domain %s: hmmv-sync not sent yet (every QMP connection busy); no "
+                    "harvest this interval", t->name);
+      hmmvd_lq_job_cancel(lq, w, job);
       g_mutex_unlock(&lq->lock);
-      job_unref(job);
+      hmmvd_lq_job_unref(job);
       return NULL;
     }
-  } else if (worker_stuck(w, now)) {
+  } else if (hmmvd_lq_worker_stuck(lq, w, now)) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT,
                 "domain %s: QEMU has not answered QMP for over %u ms; no command is sent "
                 "until it does", t->name, lq->timeout_ms);
@@ -402,33 +456,41 @@ exchange(Transport *t, const char *command, int fd, GError **error)
     g_mutex_unlock(&lq->lock);
     return NULL;
   } else {
-    job = job_new(lq, t, command, kind);
+    job = hmmvd_lq_job_new(lq, t, command, kind);
     if (fd >= 0 && (job->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) {
       g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "domain %s: dup: %s", t->name,
                   g_strerror(errno));
       g_mutex_unlock(&lq->lock);
-      job_unref(job);
+      hmmvd_lq_job_unref(job);
       return NULL;
     }
-    if (!worker_queue(lq, w, job, error)) {
-      g_mutex_unlock(&lq->lock);
-      job_unref(job);
-      return NULL;
-    }
+    hmmvd_lq_worker_queue(lq, w, job);
   }
-  while (!job->done && g_cond_wait_until(&lq->done, &lq->lock, job->deadline_us))
-    ;
-  if (!job->done) {
+  /* woken when an exchange under way turns overdue too: its thread is set aside then, so a
+   * job queued behind a full pool gets a thread */
+  while (!job->done && (now = g_get_monotonic_time()) < job->deadline_us) {
+    pool_kick(lq);
+    g_cond_wait_until(&lq->done, &lq->lock, MIN(job->deadline_us, pool_next_overdue(lq)));
+  }
+  if (!job->done && job->started_us == 0 && !hmmvd_lq_worker_stuck(lq, w, now)) {
+    /* never sent, the pool full: not this QEMU's doing */
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY,
+                "domain %s: not sent within %u ms: every QMP connection was busy (libvirt "
+                "QMP)", t->name, lq->timeout_ms);
+    hmmvd_lq_job_cancel(lq, w, job);
+  } else if (!job->done) {
+    /* under way, or queued behind this domain's own exchange QEMU has not answered */
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT,
                 "domain %s: QEMU did not answer within %u ms (libvirt QMP)", t->name,
                 lq->timeout_ms);
+    hmmvd_lq_job_cancel(lq, w, job);           /* if still queued: never sent later */
   } else if (job->error != NULL) {
     g_propagate_error(error, g_error_copy(job->error));
   } else {
     reply = g_strdup(job->reply);
   }
   g_mutex_unlock(&lq->lock);
-  job_unref(job);
+  hmmvd_lq_job_unref(job);
   return reply;
 }
 
@@ -453,15 +515,14 @@ transport_post(HmmvQmp *qmp, const char *command_json)
   Transport *t = qmp->priv;
   HmmvdLibvirtQmp *lq = t->lq;
   JobKind kind = command_kind(command_json);
-  Job *job = job_new(lq, t, command_json, kind);
+  Job *job = hmmvd_lq_job_new(lq, t, command_json, kind);
 
   g_mutex_lock(&lq->lock);
   if (kind == KIND_STOP)
     t->worker->tracking = FALSE;
-  if (!worker_queue(lq, t->worker, job, NULL))
-    g_debug("domain %s: %s not sent (no thread)", t->name, command_json);
+  hmmvd_lq_worker_queue(lq, t->worker, job);
   g_mutex_unlock(&lq->lock);
-  job_unref(job);
+  hmmvd_lq_job_unref(job);
 }
 
 static void
@@ -475,7 +536,6 @@ transport_destroy(HmmvQmp *qmp)
   lq = t->lq;
   g_mutex_lock(&lq->lock);
   t->worker->users--;
-  g_cond_signal(&t->worker->wake);           /* an idle thread may end now */
   worker_maybe_free(lq, t->worker);
   g_mutex_unlock(&lq->lock);
   g_free(t->name);
@@ -504,7 +564,6 @@ hmmvd_libvirt_qmp_transport_new(HmmvdLibvirtQmp *lq, const char *uuid, const cha
     w = g_new0(Worker, 1);
     w->uuid = g_strdup(uuid);
     g_queue_init(&w->jobs);
-    g_cond_init(&w->wake);
     g_hash_table_insert(lq->workers, w->uuid, w);
   }
   w->users++;
@@ -529,109 +588,9 @@ hmmvd_libvirt_qmp_is_busy(HmmvdLibvirtQmp *lq, const char *uuid)
   g_mutex_lock(&lq->lock);
   w = g_hash_table_lookup(lq->workers, uuid);
   busy = w != NULL && (w->current != NULL || !g_queue_is_empty(&w->jobs));
+  pool_kick(lq);                               /* called periodically (libvirt.c) */
   g_mutex_unlock(&lq->lock);
   return busy;
-}
-
-/* ------------------------------------------------------------------------------------------
- * hmmv-sync ahead of the interval
- */
-
-/* Main context: the round is over (all answered, or its deadline passed), once. */
-static gboolean
-sync_finish(gpointer data)
-{
-  HmmvdLibvirtQmp *lq = data;
-  GSourceFunc done;
-  gpointer done_data;
-
-  g_mutex_lock(&lq->lock);
-  done = lq->sync_done;
-  done_data = lq->sync_data;
-  lq->sync_done = NULL;
-  lq->sync_pending = 0;
-  if (lq->sync_deadline != NULL) {
-    g_source_destroy(lq->sync_deadline);
-    g_clear_pointer(&lq->sync_deadline, g_source_unref);
-  }
-  g_mutex_unlock(&lq->lock);
-  if (done != NULL)
-    done(done_data);
-  return G_SOURCE_REMOVE;
-}
-
-gboolean
-hmmvd_libvirt_qmp_sync_begin(HmmvdLibvirtQmp *lq, guint wait_ms, GSourceFunc done,
-                             gpointer data)
-{
-  gint64 now = g_get_monotonic_time();
-  GHashTableIter iter;
-  gpointer value;
-  guint sent = 0;
-
-  g_mutex_lock(&lq->lock);
-  lq->round++;
-  g_hash_table_iter_init(&iter, lq->workers);
-  while (g_hash_table_iter_next(&iter, NULL, &value)) {
-    Worker *w = value;
-    Transport fake = { .name = w->name, .id = w->id };
-    Job *job;
-
-    g_clear_pointer(&w->sync, job_unref);
-    /* a domain stuck in an exchange fails its harvest at once (exchange()) */
-    if (!w->tracking || w->users == 0 || worker_stuck(w, now))
-      continue;
-    job = job_new(lq, &fake, sync_command, KIND_SYNC);
-    job->round = lq->round;
-    if (w->current != NULL || !g_queue_is_empty(&w->jobs)) {
-      /* another exchange first (a start-up, a stop, a slow sync): this interval's harvest
-       * gets no data (exchange()) */
-      job_unref(job);
-      continue;
-    }
-    if (!worker_queue(lq, w, job, NULL)) {
-      job_unref(job);
-      continue;
-    }
-    w->sync = job;                             /* the reference job_new gave */
-    w->sync_round = lq->round;
-    sent++;
-  }
-  if (sent == 0) {
-    g_mutex_unlock(&lq->lock);
-    return FALSE;
-  }
-  lq->sync_pending = sent;
-  lq->sync_done = done;
-  lq->sync_data = data;
-  g_clear_pointer(&lq->sync_context, g_main_context_unref);
-  lq->sync_context = g_main_context_ref_thread_default();
-  lq->sync_deadline = g_timeout_source_new(MIN(MAX(wait_ms, 1), lq->timeout_ms));
-  g_source_set_callback(lq->sync_deadline, sync_finish, g_atomic_rc_box_acquire(lq),
-                        (GDestroyNotify)hmmvd_libvirt_qmp_unref);
-  g_source_attach(lq->sync_deadline, lq->sync_context);
-  g_mutex_unlock(&lq->lock);
-  return TRUE;
-}
-
-void
-hmmvd_libvirt_qmp_sync_end(HmmvdLibvirtQmp *lq)
-{
-  GHashTableIter iter;
-  gpointer value;
-
-  g_mutex_lock(&lq->lock);
-  lq->round++;                                 /* late answers count for nothing now */
-  lq->sync_done = NULL;                        /* and a round under way calls nobody */
-  lq->sync_pending = 0;
-  if (lq->sync_deadline != NULL) {
-    g_source_destroy(lq->sync_deadline);
-    g_clear_pointer(&lq->sync_deadline, g_source_unref);
-  }
-  g_hash_table_iter_init(&iter, lq->workers);
-  while (g_hash_table_iter_next(&iter, NULL, &value))
-    g_clear_pointer(&((Worker *)value)->sync, job_unref);
-  g_mutex_unlock(&lq->lock);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -639,18 +598,22 @@ hmmvd_libvirt_qmp_sync_end(HmmvdLibvirtQmp *lq)
  */
 
 HmmvdLibvirtQmp *
-hmmvd_libvirt_qmp_new(guint timeout_ms)
+hmmvd_libvirt_qmp_new(guint timeout_ms, guint pool_size)
 {
   HmmvdLibvirtQmp *lq = g_atomic_rc_box_new0(HmmvdLibvirtQmp);
 
-  if (g_once_init_enter(&sync_command)) {
+  if (g_once_init_enter(&hmmvd_lq_sync_command)) {
     char *command = hmmv_qmp_build_command("hmmv-sync", NULL);
 
-    g_once_init_leave(&sync_command, command);
+    g_once_init_leave(&hmmvd_lq_sync_command, command);
   }
   g_mutex_init(&lq->lock);
   g_cond_init(&lq->done);
   lq->timeout_ms = MAX(timeout_ms, 1);
+  lq->pool_size = MAX(pool_size, 1);
+  g_queue_init(&lq->ready);
+  g_cond_init(&lq->wake);
+  lq->busy = g_ptr_array_new();
   lq->workers = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
                                       (GDestroyNotify)worker_free);
   return lq;
@@ -683,6 +646,8 @@ registry_clear(gpointer data)
 
   /* every worker is gone: each thread and transport held a reference */
   g_hash_table_unref(lq->workers);
+  g_ptr_array_unref(lq->busy);
+  g_cond_clear(&lq->wake);
   if (lq->conn != NULL)
     virConnectClose(lq->conn);
   g_free(lq->uri);
@@ -694,6 +659,27 @@ registry_clear(gpointer data)
     g_main_context_unref(lq->sync_context);
   g_cond_clear(&lq->done);
   g_mutex_clear(&lq->lock);
+}
+
+void
+hmmvd_libvirt_qmp_get_counts(HmmvdLibvirtQmp *lq, guint *active, guint *aside,
+                             guint *aside_total, guint *connections)
+{
+  g_mutex_lock(&lq->lock);
+  *active = lq->active;
+  *aside = lq->aside;
+  *aside_total = lq->aside_total;
+  *connections = lq->connections;
+  g_mutex_unlock(&lq->lock);
+}
+
+void
+hmmvd_libvirt_qmp_set_runner(HmmvdLibvirtQmp *lq, HmmvdLibvirtQmpRunner runner, gpointer data)
+{
+  g_mutex_lock(&lq->lock);
+  lq->runner = runner;
+  lq->runner_data = data;
+  g_mutex_unlock(&lq->lock);
 }
 
 void

@@ -4,10 +4,14 @@
  *
  * libvirt waits for a QEMU's monitor reply without any timeout, so a QEMU that stops
  * answering (stopped, hung, hostile) used to hold hmmvd's main loop for as long as it liked.
- * Here every exchange of a domain runs on that domain's own worker thread, in order, and the
- * caller waits at most a deadline per exchange: a domain whose QEMU misses it fails with
+ * Here every exchange runs on a bounded pool of threads, each with its own libvirt connection
+ * (one call at a time on it); a domain's exchanges run in order, one at a time, and the caller
+ * waits at most a deadline per exchange: a domain whose QEMU misses it fails with
  * HMMV_ERROR_TIMED_OUT, and while that exchange is still under way every later one fails at
- * once instead of queueing behind it. Domains never wait for each other.
+ * once instead of queueing behind it. The thread under an overdue exchange is set aside
+ * (it no longer counts in the pool, and its connection ends when the call comes back and the
+ * pool is full), so hung QEMUs never hold up the healthy domains' exchanges: with N domains
+ * hmmvd holds at most pool_size + (domains not answering) connections to libvirtd, not N.
  *
  * The harvest's hmmv-sync is taken off the interval too: hmmvd_libvirt_qmp_sync_begin() sends
  * it to every tracking domain at once, on their workers, while the main loop goes on; when all
@@ -23,13 +27,14 @@ G_BEGIN_DECLS
 
 typedef struct _HmmvdLibvirtQmp HmmvdLibvirtQmp;
 
-/* The workers of one libvirt source. timeout_ms bounds each exchange. Reference counted: the
- * transports and the worker threads hold references. */
-HmmvdLibvirtQmp *hmmvd_libvirt_qmp_new(guint timeout_ms);
+/* The QMP pool of one libvirt source. timeout_ms bounds each exchange; pool_size: most
+ * threads (and connections) at work at once, set-aside ones not counted. Reference counted:
+ * the transports and the pool threads hold references. */
+HmmvdLibvirtQmp *hmmvd_libvirt_qmp_new(guint timeout_ms, guint pool_size);
 void hmmvd_libvirt_qmp_unref(HmmvdLibvirtQmp *lq);
-/* The daemon's connection (a reference is taken); NULL while disconnected. Each worker thread
+/* The daemon's connection (a reference is taken); NULL while disconnected. Each pool thread
  * opens its own to the same URI (reopened when this changes), so a QEMU that stops answering
- * holds only its own domain's connection. */
+ * holds only the connection of the thread its exchange is on. */
 void hmmvd_libvirt_qmp_set_connection(HmmvdLibvirtQmp *lq, virConnectPtr conn);
 
 /* A transport to domain uuid (name for messages) while it runs as libvirt run id id: every
@@ -51,6 +56,18 @@ gboolean hmmvd_libvirt_qmp_is_busy(HmmvdLibvirtQmp *lq, const char *uuid);
 gboolean hmmvd_libvirt_qmp_sync_begin(HmmvdLibvirtQmp *lq, guint wait_ms, GSourceFunc done,
                                       gpointer data);
 void hmmvd_libvirt_qmp_sync_end(HmmvdLibvirtQmp *lq);
+
+/* Figures: pool threads at work (active), set aside (their exchange overdue, their QEMU not
+ * answering), set aside ever, and their libvirt connections open. */
+void hmmvd_libvirt_qmp_get_counts(HmmvdLibvirtQmp *lq, guint *active, guint *aside,
+                                  guint *aside_total, guint *connections);
+/* For tests: every exchange runs runner(uuid, command, data, error) on the pool thread instead
+ * of libvirt (a fake libvirtd and QEMU: it may block as long as it likes, as libvirt does
+ * for a QEMU that does not answer). Set before the first transport. */
+typedef char *(*HmmvdLibvirtQmpRunner)(const char *uuid, const char *command, gpointer data,
+                                       GError **error);
+void hmmvd_libvirt_qmp_set_runner(HmmvdLibvirtQmp *lq, HmmvdLibvirtQmpRunner runner,
+                                  gpointer data);
 
 /* libvirt's last error on this thread as a GError (no domain, or not running: GONE). */
 void hmmvd_libvirt_set_error(GError **error, const char *what);

@@ -204,6 +204,10 @@ domain_start_done(GObject *source_object, GAsyncResult *result, gpointer user_da
     }
     /* vms lists it with the reason ("QEMU lacks the hmmv patches: ...") and logs it */
     hmmvd_vms_fail_start(lv->vms, start->name, local_error);
+    /* retried: a guest still booting (RAM remapped), or every QMP connection was busy */
+    if (g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED) ||
+        g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_BUSY))
+      hmmvd_vms_lookup(lv->vms, start->name)->dropped = TRUE;
   } else if (hmmvd_vms_add_started(lv->vms, start->name, HMMVD_SOURCE_LIBVIRT, start->pid,
                                    start->uuid, g_steal_pointer(&start->qmp),
                                    start->max_ram_bytes, (const char *const *)start->exclude,
@@ -737,7 +741,7 @@ hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config, const HmmvTopology *
   lv->lifecycle_id = lv->metadata_id = -1;
   g_mutex_init(&lv->lock);
   lv->pending = g_ptr_array_new();
-  lv->qmp = hmmvd_libvirt_qmp_new(LIBVIRT_QMP_TIMEOUT_MS);
+  lv->qmp = hmmvd_libvirt_qmp_new(LIBVIRT_QMP_TIMEOUT_MS, config->qmp_connections);
   lv->starting = g_hash_table_new(g_str_hash, g_str_equal);
   lv->memory = hmmvd_metadata_memory_new();
   hmmvd_vms_set_quota_writer(vms, write_quota, lv);

@@ -8,7 +8,7 @@
 
 #define SHIPPED_CONF HMMV_SOURCE_ROOT "/configs/hmmvd.conf"
 /* [daemon] 3 + [libvirt] 4 + [memory] 8 + [policy] 9 + [defaults] 4 + [reads] 2 + [metrics] 2 */
-#define NR_KEYS 33
+#define NR_KEYS 34
 
 static char *tmpdir;
 
@@ -45,6 +45,7 @@ assert_config_equal(const HmmvdConfig *a, const HmmvdConfig *b)
   ck_assert_str_eq(a->libvirt_uri, b->libvirt_uri);
   ck_assert_uint_eq(a->reconnect_ms, b->reconnect_ms);
   ck_assert_str_eq(a->libvirt_run_dir, b->libvirt_run_dir);
+  ck_assert_uint_eq(a->qmp_connections, b->qmp_connections);
   ck_assert_uint_eq(a->dram_pool_mib, b->dram_pool_mib);
   ck_assert_str_eq(a->mover, b->mover);
   ck_assert_str_eq(a->reads_source, b->reads_source);
@@ -157,7 +158,7 @@ START_TEST(test_every_key)
     "[daemon]\ninterval-ms = 500\ncontrol-socket = /tmp/x/ctl.sock\n"
     "log-level = debug\n"
     "[libvirt]\nenabled = no\nuri = qemu+ssh://h/system\nreconnect-ms = 5000\n"
-    "run-dir = /var/run/lv\n"
+    "run-dir = /var/run/lv\nqmp-connections = 3\n"
     "[memory]\ndram-pool-mib = 4096\nmover = sim\nslow-nodes = 2;3\ndram-nodes = 0, 1\n"
     "sim-dram-mib = 1024\nsim-slow-mib = 8192\nnode-pool-mib = 0:2048; 1 : 1024\n"
     "node-reserve-mib = 64\n"
@@ -179,6 +180,7 @@ START_TEST(test_every_key)
   ck_assert_str_eq(config.libvirt_uri, "qemu+ssh://h/system");
   ck_assert_uint_eq(config.reconnect_ms, 5000);
   ck_assert_str_eq(config.libvirt_run_dir, "/var/run/lv");
+  ck_assert_uint_eq(config.qmp_connections, 3);
   ck_assert_uint_eq(config.dram_pool_mib, 4096);
   ck_assert_str_eq(config.mover, "sim");
   ck_assert(g_strv_equal((const char *const *)config.slow_nodes,
@@ -228,6 +230,7 @@ static const struct {
   { "[daemon]\ncontrol-socket =\n", ":2: [daemon] control-socket: empty value" },
   { "[libvirt]\nenabled = perhaps\n", ":2: [libvirt] enabled: \"perhaps\" is not a boolean" },
   { "[libvirt]\nreconnect-ms = 10\n", ":2: [libvirt] reconnect-ms: 10 is out of range [100," },
+  { "[libvirt]\nqmp-connections = 0\n", ":2: [libvirt] qmp-connections: 0 is out of range [1," },
   { "[memory]\nmover = fast\n", ":2: [memory] mover: \"fast\" is not one of auto, numa, sim" },
   { "[reads]\nsource = idle\n",
     ":2: [reads] source: \"idle\" is not one of auto, damon-vaddr, idle-page, damon-paddr, none" },

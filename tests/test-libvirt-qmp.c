@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The libvirt QMP pool (daemon/libvirt-qmp.c, issue 8 "fleet"): many domains' exchanges on a
+ * bounded pool of threads. The fake below stands for libvirtd and the QEMUs behind it: a call
+ * to a running domain comes back at once with {"return": {}}; one to a stopped domain waits
+ * until it is continued, without any limit, as libvirt waits for a QEMU stopped with SIGSTOP.
+ * It counts the calls in flight (in all and per domain) and each domain's commands in order.
+ *
+ * Checked, by counting calls and rounds (never by time): never more calls in flight than the
+ * pool holds plus the stopped domains; a domain's exchanges one at a time and in order; with
+ * more domains stopped than the pool has threads, their threads are set aside and every
+ * healthy domain answers hmmv-sync in one round again; a stopped domain gets one call and no
+ * second while it hangs (its exchanges fail at once); once continued, the set-aside threads
+ * leave and the pool is back within its size.
+ */
+#include "hmmv-test.h"
+#include "libvirt-qmp.h"
+
+#include <string.h>
+
+#define LIVENESS_ROUNDS 200     /* a bound on waiting loops, never reached when it works */
+
+typedef struct {
+  GMutex lock;
+  GCond cond;
+  GHashTable *stopped;          /* uuid set */
+  GHashTable *in_flight;        /* uuid -> calls now */
+  GHashTable *log;              /* uuid -> GString of its commands' "execute" names */
+  GHashTable *calls;            /* uuid -> calls made */
+  guint now, max;               /* calls in flight in all */
+  guint domain_max;             /* most in flight for one domain */
+} Fake;
+
+static Fake fake;
+
+static void
+string_free(gpointer string)
+{
+  g_string_free(string, TRUE);
+}
+
+static void
+fake_init(void)
+{
+  g_mutex_init(&fake.lock);
+  g_cond_init(&fake.cond);
+  fake.stopped = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  fake.in_flight = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  fake.calls = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  fake.log = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                   string_free);
+  fake.now = fake.max = fake.domain_max = 0;
+}
+
+static void
+fake_clear(void)
+{
+  g_hash_table_unref(fake.stopped);
+  g_hash_table_unref(fake.in_flight);
+  g_hash_table_unref(fake.calls);
+  g_hash_table_unref(fake.log);
+  g_cond_clear(&fake.cond);
+  g_mutex_clear(&fake.lock);
+}
+
+static guint
+count_of(GHashTable *table, const char *uuid)
+{
+  return GPOINTER_TO_UINT(g_hash_table_lookup(table, uuid));
+}
+
+static char *
+fake_run(const char *uuid, const char *command, gpointer data, GError **error)
+{
+  const char *execute = strstr(command, "\"execute\"");
+  GString *log;
+  guint mine;
+
+  g_mutex_lock(&fake.lock);
+  fake.now++;
+  fake.max = MAX(fake.max, fake.now);
+  mine = count_of(fake.in_flight, uuid) + 1;
+  g_hash_table_insert(fake.in_flight, g_strdup(uuid), GUINT_TO_POINTER(mine));
+  fake.domain_max = MAX(fake.domain_max, mine);
+  g_hash_table_insert(fake.calls, g_strdup(uuid), GUINT_TO_POINTER(count_of(fake.calls, uuid) + 1));
+  if ((log = g_hash_table_lookup(fake.log, uuid)) == NULL) {
+    log = g_string_new(NULL);
+    g_hash_table_insert(fake.log, g_strdup(uuid), log);
+  }
+  if (execute != NULL) {
+    const char *name = strchr(execute + strlen("\"execute\""), '"');
+    const char *end = name != NULL ? strchr(name + 1, '"') : NULL;
+
+    if (end != NULL)
+      g_string_append_printf(log, "%.*s ", (int)(end - name - 1), name + 1);
+  }
+  while (g_hash_table_contains(fake.stopped, uuid))     /* SIGSTOP: no limit */
+    g_cond_wait(&fake.cond, &fake.lock);
+  g_hash_table_insert(fake.in_flight, g_strdup(uuid),
+                      GUINT_TO_POINTER(count_of(fake.in_flight, uuid) - 1));
+  fake.now--;
+  g_mutex_unlock(&fake.lock);
+  return g_strdup("{\"return\": {}}");
+}
+
+static void
+fake_stop(const char *uuid, gboolean stop)
+{
+  g_mutex_lock(&fake.lock);
+  if (stop)
+    g_hash_table_add(fake.stopped, g_strdup(uuid));
+  else
+    g_hash_table_remove(fake.stopped, uuid);
+  g_cond_broadcast(&fake.cond);
+  g_mutex_unlock(&fake.lock);
+}
+
+static guint
+fake_calls(const char *uuid)
+{
+  guint n;
+
+  g_mutex_lock(&fake.lock);
+  n = count_of(fake.calls, uuid);
+  g_mutex_unlock(&fake.lock);
+  return n;
+}
+
+typedef struct {
+  HmmvdLibvirtQmp *lq;
+  guint n;
+  char **uuids;
+  HmmvQmp **qmp;
+} Bed;
+
+static void
+bed_init(Bed *bed, guint n, guint timeout_ms, guint pool_size)
+{
+  fake_init();
+  bed->lq = hmmvd_libvirt_qmp_new(timeout_ms, pool_size);
+  hmmvd_libvirt_qmp_set_runner(bed->lq, fake_run, NULL);
+  bed->n = n;
+  bed->uuids = g_new0(char *, n + 1);
+  bed->qmp = g_new0(HmmvQmp *, n);
+  for (guint i = 0; i < n; i++) {
+    g_autoptr(GError) error = NULL;
+    g_autofree char *name = g_strdup_printf("dom-%02u", i);
+    g_autoptr(JsonNode) ret = NULL;
+
+    bed->uuids[i] = g_strdup_printf("6a1c3e52-6f53-4a0e-8d21-0000000000%02u", i);
+    bed->qmp[i] = hmmvd_libvirt_qmp_transport_new(bed->lq, bed->uuids[i], name, i + 1, &error);
+    ck_assert_msg(bed->qmp[i] != NULL, "%s", error != NULL ? error->message : "");
+    ret = hmmv_qmp_execute(bed->qmp[i], "hmmv-start", NULL, &error);
+    ck_assert_msg(ret != NULL, "hmmv-start of %s: %s", name, error != NULL ? error->message : "");
+  }
+}
+
+static void
+bed_clear(Bed *bed)
+{
+  for (guint i = 0; i < bed->n; i++)
+    fake_stop(bed->uuids[i], FALSE);
+  for (guint i = 0; i < bed->n; i++)
+    hmmv_qmp_free(bed->qmp[i]);
+  /* the threads end once idle (10 s); the pool goes with the last reference */
+  hmmvd_libvirt_qmp_unref(bed->lq);
+  g_strfreev(bed->uuids);
+  g_free(bed->qmp);
+}
+
+static gboolean
+round_done(gpointer data)
+{
+  *(gboolean *)data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* One interval's hmmv-sync to every tracking domain; answered[i] tells which answered in it. */
+static guint
+sync_round(Bed *bed, guint wait_ms, gboolean *answered)
+{
+  gboolean done = FALSE;
+  guint n = 0;
+
+  if (hmmvd_libvirt_qmp_sync_begin(bed->lq, wait_ms, round_done, &done)) {
+    while (!done)
+      g_main_context_iteration(NULL, TRUE);
+  }
+  for (guint i = 0; i < bed->n; i++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) ret = hmmv_qmp_execute(bed->qmp[i], "hmmv-sync", NULL, &error);
+
+    answered[i] = ret != NULL;
+    n += answered[i];
+    if (ret == NULL)
+      ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_BUSY) ||
+                      g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT),
+                    "dom %u: %s", i, error->message);
+  }
+  hmmvd_libvirt_qmp_sync_end(bed->lq);
+  return n;
+}
+
+/* Many domains, a small pool: every domain answers, never more calls at once than the pool
+ * has threads, each domain's exchanges one at a time and in order. */
+START_TEST(test_pool_bounded)
+{
+  Bed bed;
+  g_autofree gboolean *answered = g_new0(gboolean, 24);
+  g_autofree guint *times = g_new0(guint, 24);
+  guint active, aside, total, conns, rounds = 0, all = 0;
+
+  bed_init(&bed, 24, 5000, 4);
+  for (guint i = 0; i < bed.n; i++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) ret = NULL;
+
+    hmmv_qmp_post(bed.qmp[i], "hmmv-first", NULL);
+    ret = hmmv_qmp_execute(bed.qmp[i], "hmmv-second", NULL, &error);
+    ck_assert_msg(ret != NULL, "%s", error != NULL ? error->message : "");
+  }
+  /* 10 rounds where everyone answered (liveness bound: a loaded host may miss one) */
+  while (all < 10 && rounds++ < LIVENESS_ROUNDS) {
+    guint n = sync_round(&bed, 5000, answered);
+
+    for (guint i = 0; i < bed.n; i++)
+      times[i] += answered[i];
+    all += n == bed.n;
+    hmmvd_libvirt_qmp_get_counts(bed.lq, &active, &aside, &total, &conns);
+    ck_assert_uint_le(active, 4);
+    ck_assert_uint_eq(aside, 0);
+  }
+  ck_assert_uint_eq(all, 10);
+  g_mutex_lock(&fake.lock);
+  ck_assert_uint_le(fake.max, 4);               /* the pool's bound */
+  ck_assert_uint_ge(fake.max, 1);
+  ck_assert_uint_eq(fake.domain_max, 1);        /* one at a time per domain */
+  for (guint i = 0; i < bed.n; i++) {
+    GString *log = g_hash_table_lookup(fake.log, bed.uuids[i]);
+
+    ck_assert_msg(g_str_has_prefix(log->str, "hmmv-start hmmv-first hmmv-second hmmv-sync "),
+                  "dom %u's commands in order: %s", i, log->str);
+  }
+  g_mutex_unlock(&fake.lock);
+  bed_clear(&bed);
+  fake_clear();
+}
+END_TEST
+
+/* More domains stopped than the pool has threads: their threads are set aside, the healthy
+ * ones answer in one round again; a stopped domain is called once while it hangs; continued,
+ * all answer and the set-aside threads leave. */
+START_TEST(test_pool_sets_aside)
+{
+  enum { N = 12, STOPPED = 6, POOL = 4 };
+  Bed bed;
+  gboolean answered[N];
+  guint active = 0, aside = 0, total = 0, conns, rounds = 0;
+  gboolean healthy_all = FALSE;
+
+  bed_init(&bed, N, 300, POOL);
+  for (guint i = 0; i < STOPPED; i++)
+    fake_stop(bed.uuids[i], TRUE);
+  while (!healthy_all && rounds++ < LIVENESS_ROUNDS) {
+    sync_round(&bed, 300, answered);
+    hmmvd_libvirt_qmp_get_counts(bed.lq, &active, &aside, &total, &conns);
+    ck_assert_uint_le(active, POOL);
+    healthy_all = aside == STOPPED;
+    for (guint i = STOPPED; i < N; i++)
+      healthy_all = healthy_all && answered[i];
+    for (guint i = 0; i < STOPPED; i++)
+      ck_assert_msg(!answered[i], "stopped dom %u answered", i);
+  }
+  ck_assert_msg(healthy_all, "after %u rounds: %u set aside, healthy ones not all answering",
+                rounds, aside);
+  /* while they hang: no second call, and an exchange fails at once */
+  for (guint i = 0; i < STOPPED; i++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) ret = hmmv_qmp_execute(bed.qmp[i], "query-status", NULL, &error);
+
+    ck_assert_ptr_null(ret);
+    ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT), "%s",
+                  error->message);
+    ck_assert_uint_eq(fake_calls(bed.uuids[i]), 2);   /* hmmv-start, the first hmmv-sync */
+  }
+  g_mutex_lock(&fake.lock);
+  ck_assert_uint_le(fake.max, POOL + STOPPED);
+  g_mutex_unlock(&fake.lock);
+
+  for (guint i = 0; i < STOPPED; i++)
+    fake_stop(bed.uuids[i], FALSE);
+  healthy_all = FALSE;
+  rounds = 0;
+  while (!healthy_all && rounds++ < LIVENESS_ROUNDS) {
+    healthy_all = sync_round(&bed, 300, answered) == N;
+    hmmvd_libvirt_qmp_get_counts(bed.lq, &active, &aside, &total, &conns);
+    healthy_all = healthy_all && aside == 0;
+    ck_assert_uint_le(active, POOL);
+  }
+  ck_assert_msg(healthy_all, "continued: after %u rounds %u still aside", rounds, aside);
+  ck_assert_uint_ge(total, STOPPED);
+  bed_clear(&bed);
+  fake_clear();
+}
+END_TEST
+
+static Suite *
+libvirt_qmp_suite(void)
+{
+  Suite *suite = suite_create("libvirt-qmp");
+  TCase *tc = tcase_create("pool");
+
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_pool_bounded);
+  tcase_add_test(tc, test_pool_sets_aside);
+  suite_add_tcase(suite, tc);
+  return suite;
+}
+
+int
+main(void)
+{
+  return hmmv_test_run(libvirt_qmp_suite());
+}
