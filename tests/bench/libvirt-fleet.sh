@@ -182,8 +182,8 @@ proc_field() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 # hmmvd's clients at libvirtd: the ones whose peer pid is hmmvd's (same PID namespace)
 hmmvd_clients() {
   local id n=0
-  for id in $(virt-admin -q client-list libvirtd 2>/dev/null | awk '$1 ~ /^[0-9]+$/ { print $1 }'); do
-    virt-admin -q client-info libvirtd "$id" 2>/dev/null |
+  for id in $(timeout 30 virt-admin -q client-list libvirtd 2>/dev/null | awk '$1 ~ /^[0-9]+$/ { print $1 }'); do
+    timeout 30 virt-admin -q client-info libvirtd "$id" 2>/dev/null |
       grep -Eq "unix_process_id *: *$HMMVD_PID\$" && n=$((n + 1))
   done
   echo "$n"
@@ -227,7 +227,7 @@ figures() {
   rss=$(proc_field "$HMMVD_PID" VmRSS)
   lv_threads=$(proc_field "$LIBVIRTD_PID" Threads)
   lv_rss=$(proc_field "$LIBVIRTD_PID" VmRSS)
-  lv_clients=$(virt-admin -q srv-clients-info libvirtd 2>/dev/null | awk -F: '{ gsub(/ /, "") } $1 == "nclients" { print $2 }')
+  lv_clients=$(timeout 30 virt-admin -q srv-clients-info libvirtd 2>/dev/null | awk -F: '{ gsub(/ /, "") } $1 == "nclients" { print $2 }')
   h_clients=$(hmmvd_clients)
   qmp=$(tail -n +"$((lines_before + 1))" "$WORK/hmmvd.log" | grep 'libvirt QMP:' | tail -n 1 || true)
   read -r p50 pmax < <(printf '%s\n' "${samples[@]}" | sort -n |
