@@ -35,7 +35,9 @@
 # RAM, one vCPU, so many of them idle on a shared 2-core host; hmmvd tracks them (hmmv-sync
 # every interval) like any other. Environment: HMMV_QEMU (else qemu-patches/build.sh),
 # FLEET_INTERVAL_MS (1000), FLEET_SETTLE (35 intervals: at least one QMP summary line),
-# FLEET_PARALLEL (4 virsh create at once), FLEET_QMP_CONNECTIONS (hmmvd.conf's
+# FLEET_PARALLEL (4 virsh create at once), FLEET_SECOND_HMMVD (another hmmvd binary: after
+# the runs above, the same domains under it, figures "fleet-second:" at the last N and the
+# stop stage again), FLEET_QMP_CONNECTIONS (hmmvd.conf's
 # qmp-connections; unset: hmmvd's default, 8). Exit 0 when run, 1 on failure, 77 skip.
 set -euo pipefail
 
@@ -156,9 +158,14 @@ mover=sim
 sim-dram-mib=256
 sim-slow-mib=4096
 EOF
-"$HMMVD" --foreground --config "$WORK/hmmvd.conf" --pid-file "$WORK/hmmvd.pid" \
-  >"$WORK/hmmvd.log" 2>&1 &
-HMMVD_PID=$!
+start_hmmvd() {   # start_hmmvd BINARY: its log is $WORK/hmmvd.log (appended)
+  "$1" --foreground --config "$WORK/hmmvd.conf" --pid-file "$WORK/hmmvd.pid" \
+    >>"$WORK/hmmvd.log" 2>&1 &
+  HMMVD_PID=$!
+  for ((i = 0; i < 600; i++)); do [[ -S $WORK/hmmvd.sock ]] && break; sleep 0.1; done
+  [[ -S $WORK/hmmvd.sock ]] || { fail "hmmvd serves no control socket"; exit 1; }
+}
+start_hmmvd "$HMMVD"
 
 ctl() { "$HMMVCTL" --socket "$WORK/hmmvd.sock" "$@"; }
 status_field() { ctl --json status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
@@ -173,8 +180,6 @@ wait_for() {   # wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.5 s
   fail "$what (waited $limit s)"
   return 1
 }
-for ((i = 0; i < 600; i++)); do [[ -S $WORK/hmmvd.sock ]] && break; sleep 0.1; done
-[[ -S $WORK/hmmvd.sock ]] || { fail "hmmvd serves no control socket"; exit 1; }
 
 managed_count() { status_field vms-managed 2>/dev/null || echo 0; }
 all_managed() { [[ $(managed_count) -ge $1 ]]; }
@@ -271,7 +276,7 @@ for n in "${SIZES[@]}"; do
   fi
 done
 
-if ((STOP > 0)); then
+stop_stage() {   # K QEMUs stopped, figures, continued
   for ((k = 0; k < STOP && k < ${#DOMAINS[@]}; k++)); do
     pid=$(<"/run/libvirt/qemu/${DOMAINS[k]}.pid")
     kill -STOP "$pid"
@@ -304,4 +309,18 @@ if ((STOP > 0)); then
   STOPPED=()
   wait_for $((120 + 2 * ${#DOMAINS[@]})) "all domains managed again after SIGCONT" all_managed "${#DOMAINS[@]}" &&
     log "all ${#DOMAINS[@]} managed again after SIGCONT"
+}
+if ((STOP > 0)); then stop_stage; fi
+
+# FLEET_SECOND_HMMVD=BINARY: the same domains under another hmmvd (an older build), the figures
+# at the last N and the stop stage again, without creating the domains twice
+if [[ -n ${FLEET_SECOND_HMMVD:-} ]]; then
+  libvirt_stop_pid "$HMMVD_PID" hmmvd
+  log "second hmmvd: $FLEET_SECOND_HMMVD"
+  start_hmmvd "$FLEET_SECOND_HMMVD"
+  n=${#DOMAINS[@]}
+  wait_for $((120 + 5 * n)) "all $n domains managed by the second hmmvd (managed: $(managed_count))" all_managed "$n" ||
+    exit 1
+  figures fleet-second: "$n" 0
+  if ((STOP > 0)); then stop_stage; fi
 fi
