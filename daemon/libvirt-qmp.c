@@ -6,11 +6,13 @@
  * wait on one condition (lq->done) for their job, with a deadline. A domain with queued jobs
  * and no exchange under way waits in lq->ready; a pool thread takes it, runs its next job over
  * the thread's own libvirt connection, and puts it back if more are queued, so a domain's
- * exchanges stay in order and one at a time. At most pool_size threads are active; one whose
- * exchange has been under way for longer than the deadline is set aside (its QEMU does not
- * answer; libvirt waits without limit) and no longer counts, so another thread can take the
- * healthy domains' jobs. A set-aside thread whose call came back rejoins the pool if there is
- * room, else ends; an idle thread ends after 10 s.
+ * exchanges stay in order and one at a time. At most pool_size threads live, set-aside ones
+ * included. One whose exchange has been under way for longer than the deadline is set aside
+ * (its QEMU does not answer; libvirt waits without limit): its domain gets nothing more until
+ * the call returns, and the other threads serve the healthy domains. With pool_size QEMUs hung
+ * at once no thread is left: the others' exchanges fail BUSY (never sent, no harvest), so
+ * hmmvd never holds more than pool_size of libvirtd's workers. A set-aside thread whose call
+ * came back rejoins the pool; an idle thread ends after 10 s.
  */
 #include "libvirt-qmp-private.h"
 
@@ -263,7 +265,11 @@ pool_kick(HmmvdLibvirtQmp *lq)
     return;
   if (lq->idle > 0)
     g_cond_broadcast(&lq->wake);
-  while (lq->active < lq->pool_size && ready > lq->idle) {
+  /* set-aside threads count against the bound: each holds one of libvirtd's workers (its
+   * max_workers, 20 by default, serve every client): with 24 QEMUs stopped and no bound, the
+   * set-aside threads went to 64 and libvirtd answered no QEMU call of anyone's for over 60 s
+   * (tests/bench/libvirt-fleet.sh) */
+  while (lq->active + lq->aside < lq->pool_size && ready > lq->idle) {
     g_autoptr(GError) local_error = NULL;
     PoolThread *t = g_new0(PoolThread, 1);
     GThread *thread;

@@ -8,10 +8,11 @@
  * (one call at a time on it); a domain's exchanges run in order, one at a time, and the caller
  * waits at most a deadline per exchange: a domain whose QEMU misses it fails with
  * HMMV_ERROR_TIMED_OUT, and while that exchange is still under way every later one fails at
- * once instead of queueing behind it. The thread under an overdue exchange is set aside
- * (it no longer counts in the pool, and its connection ends when the call comes back and the
- * pool is full), so hung QEMUs never hold up the healthy domains' exchanges: with N domains
- * hmmvd holds at most pool_size + (domains not answering) connections to libvirtd, not N.
+ * once instead of queueing behind it. The thread under an overdue exchange is set aside:
+ * while fewer QEMUs hang than the pool has threads, the others serve the healthy domains; with
+ * more, the healthy domains' exchanges fail BUSY (not sent) until one answers. With N domains
+ * hmmvd holds at most pool_size connections (and calls) into libvirtd, hung ones included,
+ * not N: libvirtd's own workers (max_workers) stay free for everyone else.
  *
  * The harvest's hmmv-sync is taken off the interval too: hmmvd_libvirt_qmp_sync_begin() sends
  * it to every tracking domain at once, on their workers, while the main loop goes on; when all
@@ -28,7 +29,8 @@ G_BEGIN_DECLS
 typedef struct _HmmvdLibvirtQmp HmmvdLibvirtQmp;
 
 /* The QMP pool of one libvirt source. timeout_ms bounds each exchange; pool_size: most
- * threads (and connections) at work at once, set-aside ones not counted. Reference counted:
+ * threads (and connections, and calls into libvirtd) at once, set-aside ones included.
+ * Reference counted:
  * the transports and the pool threads hold references. */
 HmmvdLibvirtQmp *hmmvd_libvirt_qmp_new(guint timeout_ms, guint pool_size);
 void hmmvd_libvirt_qmp_unref(HmmvdLibvirtQmp *lq);

@@ -7,11 +7,11 @@
  * It counts the calls in flight (in all and per domain) and each domain's commands in order.
  *
  * Checked, by counting calls and rounds (never by time): never more calls in flight than the
- * pool holds plus the stopped domains; a domain's exchanges one at a time and in order; with
- * more domains stopped than the pool has threads, their threads are set aside and every
+ * pool holds, stopped domains included; a domain's exchanges one at a time and in order;
+ * with fewer domains stopped than the pool has threads, their threads are set aside and every
  * healthy domain answers hmmv-sync in one round again; a stopped domain gets one call and no
- * second while it hangs (its exchanges fail at once); once continued, the set-aside threads
- * leave and the pool is back within its size.
+ * second while it hangs (its exchanges fail at once); with more stopped, the healthy ones fail
+ * BUSY (not frozen); once continued, nothing is set aside.
  */
 #include "hmmv-test.h"
 #include "libvirt-qmp.h"
@@ -247,16 +247,18 @@ START_TEST(test_pool_bounded)
 }
 END_TEST
 
-/* More domains stopped than the pool has threads: their threads are set aside, the healthy
- * ones answer in one round again; a stopped domain is called once while it hangs; continued,
- * all answer and the set-aside threads leave. */
+/* Fewer domains stopped than the pool has threads: their threads are set aside, the healthy
+ * ones answer in one round again; a stopped domain is called once while it hangs. More
+ * stopped: never more calls in flight than the pool holds (libvirtd's workers are everyone's),
+ * the healthy domains' harvests fail BUSY (never TIMED_OUT: not frozen). Continued: all
+ * answer, nothing set aside. */
 START_TEST(test_pool_sets_aside)
 {
-  enum { N = 12, STOPPED = 6, POOL = 4 };
+  enum { N = 12, STOPPED = 3, MORE = 3, POOL = 4 };
   Bed bed;
   gboolean answered[N];
   guint active = 0, aside = 0, total = 0, conns, rounds = 0;
-  gboolean healthy_all = FALSE;
+  gboolean healthy_all = FALSE, busy_seen = FALSE;
 
   bed_init(&bed, N, 300, POOL);
   for (guint i = 0; i < STOPPED; i++)
@@ -264,7 +266,7 @@ START_TEST(test_pool_sets_aside)
   while (!healthy_all && rounds++ < LIVENESS_ROUNDS) {
     sync_round(&bed, 300, answered);
     hmmvd_libvirt_qmp_get_counts(bed.lq, &active, &aside, &total, &conns);
-    ck_assert_uint_le(active, POOL);
+    ck_assert_uint_le(active + aside, POOL);
     healthy_all = aside == STOPPED;
     for (guint i = STOPPED; i < N; i++)
       healthy_all = healthy_all && answered[i];
@@ -283,11 +285,33 @@ START_TEST(test_pool_sets_aside)
                   error->message);
     ck_assert_uint_eq(fake_calls(bed.uuids[i]), 2);   /* hmmv-start, the first hmmv-sync */
   }
+
+  /* more hung than the pool has threads: the pool fills with them and stays within it */
+  for (guint i = STOPPED; i < STOPPED + MORE; i++)
+    fake_stop(bed.uuids[i], TRUE);
+  rounds = 0;
+  while (!busy_seen && rounds++ < LIVENESS_ROUNDS) {
+    guint n = sync_round(&bed, 300, answered);
+
+    hmmvd_libvirt_qmp_get_counts(bed.lq, &active, &aside, &total, &conns);
+    ck_assert_uint_le(active + aside, POOL);
+    busy_seen = aside == POOL && n == 0;
+  }
+  ck_assert_msg(busy_seen, "after %u rounds: %u set aside", rounds, aside);
+  for (guint i = STOPPED + MORE; i < N; i++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) ret = NULL;
+
+    ret = hmmv_qmp_execute(bed.qmp[i], "query-status", NULL, &error);
+    ck_assert_ptr_null(ret);
+    ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_BUSY), "healthy dom %u: %s", i,
+                  error->message);
+  }
   g_mutex_lock(&fake.lock);
-  ck_assert_uint_le(fake.max, POOL + STOPPED);
+  ck_assert_uint_le(fake.max, POOL);
   g_mutex_unlock(&fake.lock);
 
-  for (guint i = 0; i < STOPPED; i++)
+  for (guint i = 0; i < STOPPED + MORE; i++)
     fake_stop(bed.uuids[i], FALSE);
   healthy_all = FALSE;
   rounds = 0;
@@ -295,10 +319,10 @@ START_TEST(test_pool_sets_aside)
     healthy_all = sync_round(&bed, 300, answered) == N;
     hmmvd_libvirt_qmp_get_counts(bed.lq, &active, &aside, &total, &conns);
     healthy_all = healthy_all && aside == 0;
-    ck_assert_uint_le(active, POOL);
+    ck_assert_uint_le(active + aside, POOL);
   }
   ck_assert_msg(healthy_all, "continued: after %u rounds %u still aside", rounds, aside);
-  ck_assert_uint_ge(total, STOPPED);
+  ck_assert_uint_ge(total, POOL);
   bed_clear(&bed);
   fake_clear();
 }
