@@ -4,6 +4,7 @@
  * and the sim mover. The sim's clock is the cost it charged (ns_per_page per moved page), so
  * the speed the core learns and the time a batch takes are counted, not timed. */
 #include "hmmv-test.h"
+#include "swaps-bed.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -479,254 +480,34 @@ START_TEST(test_promotions_not_behind_the_deadline)
 }
 END_TEST
 
-/* Another process on the DRAM node (the testbed's node-0 hog): every HOG_EVERY-th call into
- * node 0 it first takes up to HOG_STEAL of the node's free pages for itself (the sim's kernel
- * moves its pages there), so a promotion into room a demotion just freed can find the room
- * gone and fail with ENOMEM, as move_pages does. Everything else is the sim's. */
-enum { HOG_PAGES = 4096, HOG_EVERY = 3, HOG_STEAL = 8 };
-
-typedef struct {
-  HmmvMover *sim;
-  HmmvVm *hog;
-  guint64 cap0;             /* node 0's pages for the sim */
-  guint64 next;             /* the hog's next page to take room with */
-  guint64 stolen;           /* pages of node 0 it took */
-  guint calls;
-} Hog;
-
-static gboolean
-hog_query(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int *status,
-          GError **error)
-{
-  Hog *hog = mover->priv;
-
-  return hog->sim->ops->query(hog->sim, vm, pages, nr_pages, status, error);
-}
-
-static gssize
-hog_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pages, int dest_node,
-         int *status, GError **error)
-{
-  Hog *hog = mover->priv;
-
-  if (dest_node == DRAM_NODE && ++hog->calls % HOG_EVERY == 0) {
-    guint64 used = hmmv_sim_mover_get_used_pages(hog->sim, DRAM_NODE);
-    guint64 take = MIN(MIN(hog->cap0 - MIN(used, hog->cap0), HOG_STEAL), HOG_PAGES - hog->next);
-
-    if (take > 0 && !hmmv_sim_mover_kernel_move(hog->sim, hog->hog, hog->next, take, DRAM_NODE,
-                                                error))
-      return -1;
-    hog->next += take;
-    hog->stolen += take;
-  }
-  return hog->sim->ops->move(hog->sim, vm, pages, nr_pages, dest_node, status, error);
-}
-
-static void
-hog_touch(HmmvMover *mover, HmmvVm *vm, const HmmvAccess *acc)
-{
-  hmmv_mover_touch(((Hog *)mover->priv)->sim, vm, acc);
-}
-
-static guint64
-hog_clock_ns(HmmvMover *mover)
-{
-  return hmmv_mover_clock_ns(((Hog *)mover->priv)->sim);
-}
-
-static void
-hog_destroy(HmmvMover *mover)
-{
-  Hog *hog = mover->priv;
-
-  hmmv_sim_mover_forget_vm(hog->sim, hog->hog);
-  hmmv_vm_free(hog->hog);
-  hmmv_mover_free(hog->sim);
-  g_free(hog);
-}
-
-static const struct hmmv_mover_ops hog_ops = {
-  .name = "sim-with-hog",
-  .query = hog_query,
-  .move = hog_move,
-  .touch = hog_touch,
-  .clock_ns = hog_clock_ns,
-  .destroy = hog_destroy,
-};
-
-/* Three VMs whose hot sets do not fit in the DRAM node's free room (issue 8, claim 2, as the
- * testbed's squeeze runs had it): the node is full of their cold pages for the kernel (the
- * sim: 3 x COLD pages), while its free count shows PHANTOM pages more (on the testbed, free
- * memory the kernel would not give: ENOMEM), so hmmvd's budgets leave the VMs ~200 pages of
- * room each. The mover takes 3 ms a page: 83 pages an interval for the three, 27-28 a VM,
- * below that room. Every hot page must reach DRAM by swaps (cold demoted, hot promoted)
- * within 280 intervals of the hot sets' start.
- *
- * And no demotion for nothing (issue 8, churn). For each VM and interval, counted from its
- * report: D <= max(0, P + F + C - K) + E, where D are its demotions, P its promotions, F its
- * failed moves (EBUSY, ENOMEM), C its promotions cut after the demotions ran (deferred_room:
- * the node found full, the deadline), K the room its earlier demotions freed that it has not
- * refilled (D - P - E summed; 0 again after any ENOMEM: another process took room), E what
- * its budget makes it free (its DRAM + K beyond the budget). So a demotion pairs with a
- * promotion of the same interval, and a promotion that failed or was cut leaves its room for
- * the next ones instead of another demotion. Over the run: demotions <= promotions + the
- * pages another process took + the E's.
- *
- * failures: a fifth of each hot set is EBUSY (not isolatable) from interval 20 to 31, and
- * another process takes up to 8 of node 0's free pages every third call into it (Hog).
- *
- * Before the swap room (the hmmvd of 7233104), no failures: promoted 1,200, demoted 1,264,
- * all on DRAM after interval 53; vm0 demoted 400, 400, 200 in intervals 27-29 while its
- * promotions waited for the node's ENOMEM pause (D 400 with K 400 in interval 28). After: 1,200
- * and 1,200, interval 39. */
-static void
-run_swaps(gboolean failures, guint64 *promoted_out, guint64 *demoted_out, guint64 *stolen_out)
-{
-  enum { VMS = 3, COLD = 1000, HOT = 400, PHANTOM = 600, BUSY_FROM = 20, BUSY_TO = 32 };
-  g_auto(HmmvIntervalReport) report = { 0 };
-  g_autoptr(GError) error = NULL;
-  HmmvTopology *sim_topo, *topo;
-  HmmvMover *mover, *sim;
-  HmmvCore *core;
-  HmmvTracker *trackers[VMS];
-  HmmvParams params;
-  Hog *hog = NULL;
-  guint done_at = 0, full_tries = 0;
-  guint64 promoted = 0, demoted = 0, must_free = 0, carried[VMS] = { 0 }, dram[VMS];
-  guint64 no_memory[VMS] = { 0 };
-
-  /* the kernel's view (the sim) and the free count hmmvd reads (topo) */
-  sim_topo = hmmv_test_topology_two_tier((guint64)VMS * COLD * HMMV_PAGE_SIZE,
-                                         (guint64)16 * COLD * HMMV_PAGE_SIZE);
-  topo = hmmv_test_topology_two_tier((guint64)(VMS * COLD + PHANTOM) * HMMV_PAGE_SIZE,
-                                     (guint64)16 * COLD * HMMV_PAGE_SIZE);
-  sim = hmmv_sim_mover_new(sim_topo, &error);
-  ck_assert(sim != NULL);
-  hmmv_sim_mover_set_ns_per_page(sim, 3000000);
-  mover = sim;
-  if (failures) {
-    hog = g_new0(Hog, 1);
-    hog->sim = sim;
-    hog->hog = hmmv_test_vm_new("hog", HOG_PAGES);
-    hog->cap0 = VMS * COLD;
-    mover = hmmv_mover_new(&hog_ops, hog, sim_topo, &error);
-    ck_assert_msg(mover != NULL, "%s", error ? error->message : "");
-  }
-  hmmv_params_init(&params);
-  params.interval_ms = 500;
-  params.move_share_percent = 50;
-  core = hmmv_core_new(topo, mover, &params, 0, &error);
-  ck_assert_msg(core != NULL, "%s", error ? error->message : "");
-  hmmv_interval_report_init(&report);
-  for (guint v = 0; v < VMS; v++) {
-    g_autofree char *name = g_strdup_printf("vm%u", v);
-
-    trackers[v] = hmmv_fake_tracker_new();
-    ck_assert(hmmv_core_add_vm(core, hmmv_test_vm_new(name, COLD + HOT), trackers[v], &error));
-  }
-  /* interval 0: the cold pages fill the node; 20 idle intervals cool them; then the hot
-   * pages, first touched on the slow node, are written every interval */
-  for (guint interval = 0; interval < 300 && done_at == 0; interval++) {
-    guint hot_on_dram = 0;
-    gboolean enomem = FALSE;
-
-    for (guint v = 0; v < VMS; v++)
-      for (guint64 p = 0; interval == 0 && p < COLD; p++)
-        hmmv_fake_tracker_queue_write(trackers[v], p);
-    for (guint v = 0; v < VMS; v++)
-      for (guint64 p = COLD; interval >= 20 && p < COLD + HOT; p++)
-        hmmv_fake_tracker_queue_write(trackers[v], p);
-    if (failures && interval == 1) {
-      g_autoptr(HmmvAccess) acc = hmmv_access_new(HOG_PAGES, &error);
-
-      /* the other process's pages, first touched on the slow node (node 0 is full) */
-      for (guint64 p = 0; p < HOG_PAGES; p++)
-        hmmv_access_mark_write(acc, p);
-      hmmv_mover_touch(sim, hog->hog, acc);
-      ck_assert_uint_eq(hmmv_sim_mover_get_used_pages(sim, DRAM_NODE), VMS * COLD);
-    }
-    for (guint v = 0; failures && (interval == BUSY_FROM || interval == BUSY_TO) && v < VMS; v++)
-      for (guint64 p = COLD; p < COLD + HOT; p += 5)
-        ck_assert(hmmv_sim_mover_set_page_kind(sim, hmmv_core_get_vm(core, v), p, 1,
-                                               interval == BUSY_FROM ? HMMV_SIM_PAGE_BUSY
-                                                                     : HMMV_SIM_PAGE_MOVABLE,
-                                               &error));
-    ck_assert(hmmv_topology_set_free(
-        topo, 0, (PHANTOM + VMS * COLD - hmmv_sim_mover_get_used_pages(sim, 0)) * HMMV_PAGE_SIZE,
-        &error));
-    for (guint v = 0; v < VMS; v++)
-      dram[v] = hmmv_vm_get_dram_pages(hmmv_core_get_vm(core, v));
-    ck_assert(hmmv_core_run_interval(core, &report, &error));
-    for (guint v = 0; v < VMS; v++) {
-      const HmmvVmReport *rep = &g_array_index(report.vms, HmmvVmReport, v);
-      HmmvVm *vm = hmmv_core_get_vm(core, v);
-      guint64 tried = rep->promoted + rep->move_failed + rep->deferred_room, e, bound;
-
-      ck_assert_msg(rep->error == NULL, "%s", rep->error ? rep->error->message : "");
-      promoted += rep->promoted;
-      demoted += rep->demoted;
-      for (guint64 p = COLD; p < COLD + HOT; p++)
-        hot_on_dram += hmmv_vm_get_page_node(vm, p) == 0;
-      e = dram[v] + carried[v] > rep->budget_pages ? dram[v] + carried[v] - rep->budget_pages
-                                                    : 0;
-      bound = (tried > carried[v] ? tried - carried[v] : 0) + e;
-      ck_assert_msg(rep->demoted <= bound, "interval %u vm%u: demoted %" G_GUINT64_FORMAT
-                    " > %" G_GUINT64_FORMAT " (promoted %" G_GUINT64_FORMAT ", failed %"
-                    G_GUINT64_FORMAT ", cut %" G_GUINT64_FORMAT ", room kept %"
-                    G_GUINT64_FORMAT ", to free %" G_GUINT64_FORMAT ")", interval, v,
-                    rep->demoted, bound, rep->promoted, rep->move_failed, rep->deferred_room,
-                    carried[v], e);
-      must_free += e;
-      carried[v] = carried[v] + rep->demoted > rep->promoted + e
-                     ? carried[v] + rep->demoted - rep->promoted - e : 0;
-      enomem |= hmmv_vm_get_move_stats(vm)->no_memory > no_memory[v];
-      no_memory[v] = hmmv_vm_get_move_stats(vm)->no_memory;
-    }
-    for (guint v = 0; enomem && v < VMS; v++)
-      carried[v] = 0;
-    full_tries += hmmv_vm_get_move_stats(hmmv_core_get_vm(core, 0))->no_memory > 0;
-    ck_assert_uint_le(hmmv_sim_mover_get_used_pages(sim, 0), VMS * COLD);
-    if (interval == 20)
-      ck_assert_uint_eq(hot_on_dram, 0);   /* the hot sets start on the slow node */
-    if (interval > 20 && hot_on_dram == VMS * HOT)
-      done_at = interval;
-  }
-  *stolen_out = hog != NULL ? hog->stolen : 0;
-  printf("# %s: all %u hot pages on DRAM after interval %u (hot from 20): promoted %"
-         G_GUINT64_FORMAT ", demoted %" G_GUINT64_FORMAT ", taken by another process %"
-         G_GUINT64_FORMAT ", budgets' must-free %" G_GUINT64_FORMAT
-         ", intervals after vm0 met ENOMEM %u\n", failures ? "failures" : "no failures",
-         VMS * HOT, done_at, promoted, demoted, *stolen_out, must_free, full_tries);
-  ck_assert_msg(done_at > 0, "hot pages stuck on the slow node: promoted %" G_GUINT64_FORMAT
-                ", demoted %" G_GUINT64_FORMAT, promoted, demoted);
-  ck_assert_uint_ge(promoted, VMS * HOT);
-  ck_assert_uint_le(demoted, promoted + *stolen_out + must_free);
-  *promoted_out = promoted;
-  *demoted_out = demoted;
-  hmmv_core_free(core);
-  hmmv_mover_free(mover);
-  hmmv_topology_free(topo);
-  hmmv_topology_free(sim_topo);
-}
-
+/* The squeeze (swaps-bed.c): every hot page on DRAM within 280 intervals of the hot sets'
+ * start, and no demotion for nothing. Before the swap room (the hmmvd of 7233104): promoted
+ * 1,200, demoted 1,264, all on DRAM after interval 53. After: 1,200 and 1,200, interval 39. */
 START_TEST(test_swaps_when_dram_full)
 {
-  guint64 promoted, demoted, stolen;
+  const SwapsOpts opts = { .max_intervals = 300 };
+  SwapsResult res;
 
-  run_swaps(FALSE, &promoted, &demoted, &stolen);
+  swaps_run(&opts, &res);
+  ck_assert_msg(res.done_at > 0, "%u hot pages stuck on the slow node", res.hot_left);
   /* a swap each: every demotion made room for a promotion */
-  ck_assert_uint_eq(promoted, 1200);
-  ck_assert_uint_eq(demoted, 1200);
+  ck_assert_uint_eq(res.promoted, 1200);
+  ck_assert_uint_eq(res.demoted, 1200);
 }
 END_TEST
 
+/* The same with failures: a fifth of each hot set EBUSY in intervals 20-31 and another
+ * process taking node 0's free pages. */
 START_TEST(test_swaps_with_failures)
 {
-  guint64 promoted, demoted, stolen;
+  const SwapsOpts opts = { .hog = TRUE, .busy_from = 20, .busy_to = 32, .max_intervals = 300 };
+  SwapsResult res;
 
-  run_swaps(TRUE, &promoted, &demoted, &stolen);
+  swaps_run(&opts, &res);
+  ck_assert_msg(res.done_at > 0, "%u hot pages stuck on the slow node", res.hot_left);
+  ck_assert_uint_ge(res.promoted, 1200);
   /* the other process took some of the room the swaps freed */
-  ck_assert_uint_gt(stolen, 0);
+  ck_assert_uint_gt(res.stolen, 0);
 }
 END_TEST
 
