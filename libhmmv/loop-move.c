@@ -58,6 +58,18 @@ hmmv_core_move_failures(const HmmvMoveStats *stats)
          stats->other;
 }
 
+/* Promotions [from, end of list) wait for room (deferred_room): a backed-off page among them
+ * keeps its turn for the next interval with room (vm.h, hmmv_vm_note_move_no_room), or its
+ * phase could keep falling on the intervals a full node is tried again (test-loop-backoff.c). */
+static void
+note_wait_for_room(HmmvVm *vm, const GArray *list, guint from)
+{
+  if (hmmv_vm_get_nr_backed_off(vm) == 0)
+    return;
+  for (guint e = from; e < list->len; e++)
+    hmmv_vm_note_move_no_room(vm, g_array_index(list, guint64, e));
+}
+
 /* Carry out one list of a VM's plan, its demotions or its promotions, spread over nodes as
  * core_assign granted them, nearest first. Pages that went past the first node because it was
  * full are counted (rep, the node's fallback_in) and named in *note. */
@@ -110,9 +122,10 @@ core_move(HmmvCore *core, CoreVm *cvm, gboolean promote, HmmvVmReport *rep, GStr
 
       rep->moved_max_pages -= MIN(rep->moved_max_pages, size);
       if (hmmv_core_node_full(core, to->rank[r])) {
-        if (promote)
+        if (promote) {
           rep->deferred_room += size;
-        else
+          hmmv_vm_note_move_no_room(vm, g_array_index(pages, guint64, offset + i));
+        } else
           rep->deferred_cap += size;
       } else {
         rep->deferred_batch += size;
@@ -195,6 +208,7 @@ core_assign(HmmvCore *core, const gboolean *ok, gboolean promote, HmmvIntervalRe
       if (promote) {
         g_array_index(report->vms, HmmvVmReport, i).deferred_room += reqs[i].want - kept_pages;
         cvm->plan.promote_pages = kept_pages;
+        note_wait_for_room(cvm->vm, list, keep);
       }
       g_array_set_size(list, keep);
     }
@@ -255,6 +269,7 @@ hmmv_core_limit_promotions(HmmvCore *core, const gboolean *ok, HmmvIntervalRepor
         n++;
       }
       rep->deferred_room = want - kept;
+      note_wait_for_room(cvm->vm, cvm->plan.promote, n);
       g_array_set_size(cvm->plan.promote, n);
       cvm->plan.promote_pages = kept;
     }

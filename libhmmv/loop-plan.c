@@ -90,6 +90,9 @@ core_plan_drop_swaps(CoreVm *cvm, HmmvVmReport *rep)
   g_array_set_size(cvm->plan.demote, nd);
   cvm->plan.demote_pages = kept;
   rep->deferred_room += cvm->plan.promote_pages;
+  /* a backed-off page among them keeps its turn (vm.h, hmmv_vm_note_move_no_room) */
+  for (guint e = 0; hmmv_vm_get_nr_backed_off(vm) > 0 && e < cvm->plan.promote->len; e++)
+    hmmv_vm_note_move_no_room(vm, g_array_index(cvm->plan.promote, guint64, e));
   g_array_set_size(cvm->plan.promote, 0);
   cvm->plan.promote_pages = 0;
 }

@@ -328,6 +328,8 @@ move_batch(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize n, int dest
        * that returned 0 with statuses unwritten is counted as other. */
       if (*full) {
         stats->no_memory += nr_left;
+        for (gsize j = 0; j < nr_left; j++)
+          hmmv_vm_note_move_no_room(vm, sc->todo[j]);
         return TRUE;
       }
       for (gsize j = 0; j < nr_left; j++) {
@@ -522,6 +524,8 @@ hmmv_mover_move(HmmvMover *mover, HmmvVm *vm, const guint64 *pages, gsize nr_pag
       /* The node had no room for the last batch; the later ones are not tried, and their
        * pages keep the node they are recorded on. */
       hmmv_vm_get_move_stats(vm)->no_memory += n;
+      for (gsize i = 0; i < n; i++)
+        hmmv_vm_note_move_no_room(vm, pages[start + i]);
       continue;
     }
     if (!move_batch(mover, vm, pages + start, n, dest_node, dest->tier, &sc, &on_dest, &full,

@@ -511,11 +511,13 @@ hmmv_vm_get_move_stats(HmmvVm *vm)
 
 /* Backoff byte: bits 2..0 failures in a row k (0 = none, capped at 7, so at most one try in
  * 128 intervals: 1,000 unmovable pages then cost ~8 of the cap's moves an interval), bits
- * 4..3 the cause of the last one. */
+ * 4..3 the cause of the last one, bit 5 refused for room since (vm.h: tried whatever its
+ * phase). */
 #define BACKOFF_LEVEL(b) ((guint)(b) & 0x7u)
 #define BACKOFF_CAUSE(b) (((guint)(b) >> 3) & 0x3u)
 #define BACKOFF_MAKE(level, cause) ((guint8)((level) | ((cause) << 3)))
 #define BACKOFF_MAX_LEVEL 7u
+#define BACKOFF_NO_ROOM 0x20u
 
 void
 hmmv_vm_note_move_failed(HmmvVm *vm, guint64 page, HmmvUnmovableCause cause)
@@ -532,6 +534,15 @@ hmmv_vm_note_move_failed(HmmvVm *vm, guint64 page, HmmvUnmovableCause cause)
   level = MIN(BACKOFF_LEVEL(old) + 1, BACKOFF_MAX_LEVEL);
   vm->backoff[page] = BACKOFF_MAKE(level, cause);
   vm->unmovable.pages[cause]++;
+}
+
+void
+hmmv_vm_note_move_no_room(HmmvVm *vm, guint64 page)
+{
+  g_return_if_fail(vm->finalized && page < vm->nr_pages);
+  if (vm->backoff == NULL || BACKOFF_LEVEL(vm->backoff[page]) == 0)
+    return;
+  vm->backoff[page] |= BACKOFF_NO_ROOM;
 }
 
 void
@@ -556,7 +567,8 @@ hmmv_vm_page_backed_off(const HmmvVm *vm, guint64 page, guint64 interval)
   if (vm->backoff == NULL || page >= vm->nr_pages)
     return FALSE;
   level = BACKOFF_LEVEL(vm->backoff[page]);
-  return level != 0 && ((interval + page) & ((G_GUINT64_CONSTANT(1) << level) - 1)) != 0;
+  return level != 0 && (vm->backoff[page] & BACKOFF_NO_ROOM) == 0 &&
+         ((interval + page) & ((G_GUINT64_CONSTANT(1) << level) - 1)) != 0;
 }
 
 gboolean

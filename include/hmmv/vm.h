@@ -204,8 +204,14 @@ void hmmv_vm_get_huge_pages(HmmvVm *vm, guint64 *thp_pages, guint64 *hugetlb_pag
  * intervals i with (i + page) % 2^k == 0: on average once in 2^k intervals, staggered over
  * pages. A move that lands resets it. The state is one byte a page, allocated at the VM's
  * first failure. Failures that are not the page's own (a full node, a page not present) are
- * not noted. */
+ * not noted as failures; but a backed-off page refused for lack of room (its move in a call
+ * that met ENOMEM or not tried after one, or its promotion left waiting for room) is no longer
+ * held to its phase: it is not backed off until its next move is noted (it moved, or failed
+ * again on its own). Its phase could fall on the intervals that try a full node again
+ * (loop-batch.c's pause, both periods powers of two): one hot page stayed on the slow node
+ * for 250 intervals (test-loop-backoff.c). */
 void hmmv_vm_note_move_failed(HmmvVm *vm, guint64 page, HmmvUnmovableCause cause);
+void hmmv_vm_note_move_no_room(HmmvVm *vm, guint64 page);
 void hmmv_vm_note_moved(HmmvVm *vm, guint64 page);
 /* TRUE when the page is backed off in interval `interval`. */
 gboolean hmmv_vm_page_backed_off(const HmmvVm *vm, guint64 page, guint64 interval);
