@@ -172,6 +172,25 @@ def check_fill(race, check, failures):
     check("over, at the target", F.huge_pages_over(16, 16, 10), 0)
     check("over, 5 under", F.huge_pages_over(11, 16, 10), 3)
     check("over, at most the reserved", F.huge_pages_over(0, 16, 2), 2)
+    # the held pages' node read back (fair run 5's failed fill, 2026-12-03): pages compaction
+    # is moving read -ENOENT for a while, and are read again; the ones that stay off say how
+    check("all on node 0", F.placement_problem([0] * 8, 0), None)
+    check("where the others are", F.placement_problem([0] * 5 + [1, -2, -2], 0),
+          "5 of the 8 pages held are on node 0; 2 read -ENOENT (not mapped: being moved, or "
+          "gone), 1 on node 1")
+    moving = {3: [-2, -2, 0], 5: [-2, 0]}      # page -> its statuses, one a read
+    calls, naps = [], []
+
+    def read(pages):
+        calls.append(list(pages))
+        return [moving[p].pop(0) if moving.get(p) else 0 for p in pages]
+    got = F.read_nodes(read, list(range(8)), 0, reads=5, gap_s=0.2, sleep=naps.append)
+    check("moving pages read again until on the node", (got, calls, naps),
+          ([0] * 8, [list(range(8)), [3, 5], [3]], [0.2, 0.2]))
+    stuck = F.read_nodes(lambda p: [1 if x == 2 else 0 for x in p], list(range(4)), 0,
+                         reads=3, gap_s=0, sleep=naps.append)
+    check("a page on node 1 stays there", F.placement_problem(stuck, 0),
+          "3 of the 4 pages held are on node 0; 1 on node 1")
 
     def fill(node, target=16):
         f = race.Fill(target, node=node)

@@ -14,7 +14,14 @@ by 4 KiB pages this process holds (and given back, down to the huge pages, when 
 count falls under the target meanwhile: caches refill after drop_caches), read again after
 a settling second, ROUNDS times at most: an anonymous mapping bound to the node (mbind
 MPOL_BIND), written, locked (mlock: unevictable, so kswapd never demotes them; compaction
-may move them, inside the node) and kept out of children (MADV_DONTFORK). DAMOS paddr
+may move them, inside the node) and kept out of children (MADV_DONTFORK); their node read
+back by move_pages status queries, READS times at most a READ_GAP_S apart for the pages not
+read on the node: a page compaction is moving (kcompactd, or the compaction this fill asked
+for; compact_unevictable_allowed is 1 by default) has a migration entry for a PTE, which the
+status query reads as -ENOENT, not as a node (6.12's do_pages_stat_array). The one failed
+fill of 13 on 2026-12-03 (fair run 5's kernel mode, the first mode, demotion still off) said
+"1479 of the 1536 pages held are on node 0" without saying where the other 57 were; a page
+on another node, or unreadable READS times, now fails naming each status. DAMOS paddr
 migrate_cold, which isolates any LRU page, unevictable ones too, may move them to node 1:
 in the damos mode, the summary's node0_free_mib_at_end says whether it did. The free memory
 reached is read back; off by more than TOLERANCE_MIB from the target is a Failed naming
@@ -23,6 +30,7 @@ both, with everything given back.
 The arithmetic is in plain functions, and the node's knobs behind NodeMemory, so a fake node
 drives Fill in tests/check-race-free.py."""
 import ctypes
+import errno
 import os
 import time
 
@@ -33,6 +41,8 @@ HUGE_MIB = 2
 TOLERANCE_MIB = 4
 ROUNDS = 6            # holds and give-backs of 4 KiB pages at most
 SETTLE_S = 1.0        # the wait before the free memory is read again
+READS = 5             # the held pages' node read back at most this many times...
+READ_GAP_S = 0.2      # ...this far apart (the pages not read on the node only)
 SYS_MBIND = 237       # x86_64
 MPOL_BIND = 2
 PROT_RW = 0x1 | 0x2
@@ -121,6 +131,42 @@ def off_target(free_mib, target_mib):
             f"{TOLERANCE_MIB} MiB off)")
 
 
+def placement_problem(statuses, node):
+    """None when every status (a move_pages status query's: a node, or -errno) is node, else
+    a sentence counting them by value: 'N of the M pages held are on node 0; 57 read
+    -ENOENT (not mapped: being moved, or gone)'."""
+    off = {}
+    for s in statuses:
+        if s != node:
+            off[s] = off.get(s, 0) + 1
+    if not off:
+        return None
+
+    def what(s):
+        if s >= 0:
+            return f"on node {s}"
+        name = errno.errorcode.get(-s, str(s))
+        return f"read -{name}" + (" (not mapped: being moved, or gone)" if -s == errno.ENOENT
+                                  else "")
+    return (f"{len(statuses) - sum(off.values())} of the {len(statuses)} pages held are on "
+            f"node {node}; " + ", ".join(f"{n} {what(s)}" for s, n in sorted(off.items())))
+
+
+def read_nodes(read, pages, node, reads=READS, gap_s=READ_GAP_S, sleep=time.sleep):
+    """The node of each of pages (read(pages): statuses), the ones not on node read again,
+    reads times in all at most, gap_s apart: a page compaction is moving reads -ENOENT for
+    that while."""
+    statuses = list(read(pages))
+    for _ in range(reads - 1):
+        off = [i for i, s in enumerate(statuses) if s != node]
+        if not off:
+            break
+        sleep(gap_s)
+        for i, s in zip(off, read([pages[i] for i in off])):
+            statuses[i] = s
+    return statuses
+
+
 class Held:
     """size bytes of anonymous memory bound to node, written and locked; release() gives
     them back."""
@@ -143,10 +189,11 @@ class Held:
             if libc.mlock(addr, size) != 0:
                 raise Failed(f"fill: mlock of {size >> 20} MiB: errno {ctypes.get_errno()}")
             pages = [addr + i * PAGE for i in range(size // PAGE)]
-            self.on_node = sum(1 for n in kernel_nodes(os.getpid(), pages) if n == node)
-            if self.on_node != len(pages):
-                raise Failed(f"fill: {self.on_node} of the {len(pages)} pages held are on "
-                             f"node {node}")
+            statuses = read_nodes(lambda p: kernel_nodes(os.getpid(), p), pages, node)
+            self.on_node = sum(1 for n in statuses if n == node)
+            problem = placement_problem(statuses, node)
+            if problem:
+                raise Failed(f"fill: {problem} (read {READS} times, {READ_GAP_S} s apart)")
         except BaseException:
             self.release()
             raise
