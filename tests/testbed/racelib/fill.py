@@ -18,10 +18,12 @@ may move them, inside the node) and kept out of children (MADV_DONTFORK); their 
 back by move_pages status queries, READS times at most a READ_GAP_S apart for the pages not
 read on the node: a page compaction is moving (kcompactd, or the compaction this fill asked
 for; compact_unevictable_allowed is 1 by default) has a migration entry for a PTE, which the
-status query reads as -ENOENT, not as a node (6.12's do_pages_stat_array). The one failed
-fill of 13 on 2026-12-03 (fair run 5's kernel mode, the first mode, demotion still off) said
-"1479 of the 1536 pages held are on node 0" without saying where the other 57 were; a page
-on another node, or unreadable READS times, now fails naming each status. DAMOS paddr
+status query reads as -ENOENT, not as a node (6.12's do_pages_stat_array). Seen in the
+testbed (churn-2026-12-04/fill-probe.py, compacting all the while): 1 of 40 holds of 16 MiB
+read 3 pages -ENOENT, on node 0 at the next read. The one failed fill of 13 on 2026-12-03
+(fair run 5's kernel mode, the first mode, demotion still off) said "1479 of the 1536 pages
+held are on node 0" without saying where the other 57 were; a page on another node, or
+unreadable READS times, now fails naming each status. DAMOS paddr
 migrate_cold, which isolates any LRU page, unevictable ones too, may move them to node 1:
 in the damos mode, the summary's node0_free_mib_at_end says whether it did. The free memory
 reached is read back; off by more than TOLERANCE_MIB from the target is a Failed naming
