@@ -44,7 +44,10 @@ const char *hmmv_qmp_get_name(const HmmvQmp *qmp);
 
 /* Connect to QEMU's QMP Unix socket and negotiate capabilities. timeout_ms bounds each
  * exchange as a whole (a QEMU that trickles events cannot hold the caller longer); when
- * cancellable is cancelled (from any thread) every wait ends at once. */
+ * cancellable is cancelled (from any thread) every wait ends at once. An exchange past its
+ * deadline fails with HMMV_ERROR_TIMED_OUT and leaves its reply due: each command carries an
+ * "id", so a late reply is recognised and dropped, and until every due reply came, later
+ * exchanges fail at once with HMMV_ERROR_TIMED_OUT without sending anything. */
 HmmvQmp *hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error);
 HmmvQmp *hmmv_qmp_connect_unix_full(const char *path, guint timeout_ms,
                                     GCancellable *cancellable, GError **error);
@@ -53,6 +56,15 @@ void hmmv_qmp_set_cancellable(HmmvQmp *qmp, GCancellable *cancellable);
 /* Unix socket transport: the deadline of each later exchange (as timeout_ms of the connect).
  * Other transports: nothing. */
 void hmmv_qmp_set_timeout_ms(HmmvQmp *qmp, guint timeout_ms);
+/* Unix socket transport: read what QEMU sent, without waiting, dropping the late replies and
+ * events in it. TRUE when no reply is due (QEMU answered every command that missed its
+ * deadline: the transport sends again); FALSE while one is still due, or while an exchange is
+ * under way on another thread; FALSE with HMMV_ERROR_GONE when QEMU closed the connection
+ * (other errors: what QEMU sent is not QMP). Other transports: TRUE. */
+gboolean hmmv_qmp_catch_up(HmmvQmp *qmp, GError **error);
+/* Unix socket transport: replies dropped because they came after their deadline (or named no
+ * command under way); 0 for other transports. */
+guint64 hmmv_qmp_get_late_replies(HmmvQmp *qmp);
 /* The pid of the process at the other end of a Unix socket transport (SO_PEERCRED: QEMU's
  * pid), or -1 for other transports or when the kernel does not say. */
 int hmmv_qmp_get_peer_pid(HmmvQmp *qmp);
