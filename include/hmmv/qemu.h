@@ -93,6 +93,8 @@ typedef struct {
                                as an interval; see qemu_dirty_harvest) */
   const char *region_passed; /* how the region reached QEMU at the last start: "add-fd" (an fd
                                set), "getfd" (a QEMU whose hmmv-start takes no fd set), or NULL */
+  guint64 pause_resyncs;    /* times QEMU said its export's pause was not what the tracker
+                               knew (a pause or resume done after its deadline) */
 } HmmvQemuDirtyStats;
 
 gboolean hmmv_qemu_dirty_tracker_get_stats(HmmvTracker *tracker, HmmvQemuDirtyStats *stats);

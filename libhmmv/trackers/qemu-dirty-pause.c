@@ -12,6 +12,15 @@
  *           harvest's own, or the next one for set_watch's); and a daemon-paced harvest
  *           sends hmmv-sync paused or not, so a QEMU that stops answering while paused is
  *           found at the same cadence (kill(pid, 0) succeeds on a stopped QEMU).
+ * stale:    a pause or resume that missed its deadline may still be done by QEMU later (the
+ *           socket transport drops its late reply; libvirt's waits for it): after it, what
+ *           the tracker knows of QEMU's pause may be wrong either way. A QEMU left paused that
+ *           the tracker thinks running was never resumed again (FINE made the tracker resume
+ *           only what it knew paused): every harvest counted 0 intervals and the VM's writes
+ *           went unseen. So QEMU's own word is taken whenever it comes: hmmv-sync's "paused"
+ *           at each daemon-paced harvest, and query-hmmv's at the first harvest after a missed
+ *           pause or resume when QEMU publishes on its own timer; the cycle then pauses or
+ *           resumes from the truth.
  * A QEMU without hmmv-pause (a series before 10.0's 0012, 7.2's 0006) is tracked all the
  * time; the log says so once per VM.
  */
@@ -53,6 +62,7 @@ set_paused(QemuDirty *qd, gboolean paused)
     } else if (exchange_failed(local_error)) {
       g_clear_error(&qd->missed);   /* the error names the command (hmmv_qmp_execute) */
       qd->missed = g_steal_pointer(&local_error);
+      qd->pause_unsure = TRUE;      /* QEMU may still do it */
     } else {
       g_warning("vm %s: %s: %s", qd->vm_name, paused ? "hmmv-pause" : "hmmv-resume",
                 local_error->message);
@@ -70,6 +80,53 @@ set_paused(QemuDirty *qd, gboolean paused)
     if (qd->shm != NULL && hmmv_shm_read_state(qd->shm, &state, NULL))
       qd->last_generation = state.generation;
   }
+  return TRUE;
+}
+
+/* QEMU says whether its export is paused (reply: hmmv-sync's or query-hmmv's return, its
+ * "paused" member; a QEMU without hmmv-pause has none): taken over what the tracker knew. */
+static void
+pause_learnt(QemuDirty *qd, JsonNode *reply)
+{
+  JsonObject *object = reply != NULL && JSON_NODE_HOLDS_OBJECT(reply)
+                         ? json_node_get_object(reply) : NULL;
+  JsonNode *member = object != NULL ? json_object_get_member(object, "paused") : NULL;
+  gboolean paused;
+
+  if (member == NULL || !JSON_NODE_HOLDS_VALUE(member) ||
+      json_node_get_value_type(member) != G_TYPE_BOOLEAN)
+    return;
+  qd->pause_unsure = FALSE;
+  paused = json_node_get_boolean(member);
+  if (paused == qd->qemu_paused)
+    return;
+  g_message("vm %s: QEMU's write export is %s, where hmmvd knew it %s (a hmmv-%s done after "
+            "its deadline): taken as QEMU says", qd->vm_name, paused ? "paused" : "running",
+            qd->qemu_paused ? "paused" : "running", paused ? "pause" : "resume");
+  qd->qemu_paused = paused;
+  qd->stats.paused = paused;
+  qd->stats.pause_resyncs++;
+}
+
+void
+hmmv_qemu_dirty_pause_from_sync(QemuDirty *qd, JsonNode *sync_return)
+{
+  if (!qd->no_pause)
+    pause_learnt(qd, sync_return);
+}
+
+gboolean
+hmmv_qemu_dirty_pause_check(QemuDirty *qd, GError **error)
+{
+  g_autoptr(JsonNode) ret = NULL;
+
+  if (!qd->pause_unsure || qd->no_pause)
+    return TRUE;
+  ret = hmmv_qmp_execute(qd->qmp, "query-hmmv", NULL, error);
+  if (ret == NULL)
+    return FALSE;
+  pause_learnt(qd, ret);
+  qd->pause_unsure = FALSE;   /* a QEMU that does not say is not asked again */
   return TRUE;
 }
 

@@ -31,6 +31,7 @@ typedef struct {
   HmmvPauseCycle cycle;
   gboolean qemu_paused;     /* what QEMU was last told */
   GError *missed;           /* a pause or resume QEMU did not answer: the harvest's error */
+  gboolean pause_unsure;    /* since then, QEMU's pause may not be qemu_paused */
 } QemuDirty;
 
 /* QEMU's answer to a command it does not know, or to an argument it does not take. */
@@ -39,6 +40,14 @@ gboolean hmmv_qemu_dirty_lacks(const GError *error, const char *what);
 /* The end of a successful harvest: pause or resume as the cycle says (pause_when_coarse).
  * FALSE, with the error, when QEMU did not answer the pause or resume. */
 gboolean hmmv_qemu_dirty_pause_after_harvest(QemuDirty *qd, GError **error);
+
+/* A daemon-paced harvest's hmmv-sync answered (sync_return: its "return"): QEMU's word on its
+ * pause replaces what the tracker knew (qemu-dirty-pause.c, "stale"). */
+void hmmv_qemu_dirty_pause_from_sync(QemuDirty *qd, JsonNode *sync_return);
+/* A harvest without hmmv-sync (QEMU on its own timer) after a pause or resume that missed its
+ * deadline: query-hmmv says whether QEMU is paused. FALSE, with the error, when QEMU did not
+ * answer. */
+gboolean hmmv_qemu_dirty_pause_check(QemuDirty *qd, GError **error);
 
 /* hmmv_tracker_ops' set_watch and is_paused */
 void hmmv_qemu_dirty_set_watch(HmmvTracker *tracker, HmmvWatch watch);

@@ -30,8 +30,9 @@
  *           without their ranges (hmmv_qemu_vm_new_excluding); they get no block map, and a
  *           VM built with them never has their pages marked written. The list is honoured on
  *           a QEMU that exports them anyway (no exclude): their bits are never read.
- * pause:    hmmv-pause while the core says COARSE, and the liveness of those exchanges: in
- *           qemu-dirty-pause.c (the state is QemuDirty's, qemu-dirty-private.h).
+ * pause:    hmmv-pause while the core says COARSE, the liveness of those exchanges, and QEMU's
+ *           own word on its pause after one missed its deadline: in qemu-dirty-pause.c (the
+ *           state is QemuDirty's, qemu-dirty-private.h).
  * A QEMU without exclude or hmmv-pause (a series before 10.0's 0012, 7.2's 0006) is tracked
  * as before; the log says so once per VM.
  */
@@ -474,6 +475,7 @@ qemu_dirty_stop(HmmvTracker *tracker)
   qd->qemu_paused = FALSE;
   qd->stats.paused = FALSE;
   qd->cycle.paused = FALSE;
+  qd->pause_unsure = FALSE;
   g_clear_error(&qd->missed);
   g_clear_pointer(&qd->shm, hmmv_shm_free);
   g_array_set_size(qd->blocks, 0);
@@ -584,7 +586,8 @@ qemu_dirty_harvest(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, GError **e
     if (ret == NULL)
       return FALSE;
     qd->stats.syncs++;
-  } else if (!qemu_alive(qd, error)) {
+    hmmv_qemu_dirty_pause_from_sync(qd, ret);   /* its "paused" is QEMU's word */
+  } else if (!qemu_alive(qd, error) || !hmmv_qemu_dirty_pause_check(qd, error)) {
     return FALSE;
   }
   /* The harvest proper, timed without the QMP round trip above. */
