@@ -8,9 +8,9 @@
 #include <signal.h>
 #include <string.h>
 
-/* Each QMP exchange (command, events, reply) is over within this: with the tracker's
- * interval_ms > 0 the harvest reads shared memory only, so QMP is used when a VM is added or
- * removed. */
+/* Each QMP exchange (command, events, reply) is over within this: the harvest's hmmv-sync
+ * (hmmvd paces QEMU's publication), the pause cycle, a VM's start and stop. A QEMU that misses
+ * it while managed is frozen (vms-interval.c) and thawed by check_entry once it answered. */
 #define STANDALONE_QMP_TIMEOUT_MS 2000
 /* A start-up (connect, greeting, capabilities, layout, getfd, hmmv-start: 5 exchanges) runs
  * on a worker thread and is abandoned after this; the VM is retried at the next check. */
@@ -253,15 +253,41 @@ try_connect(HmmvdStandalone *sa, StandaloneVm *entry)
   g_task_run_in_thread(task, start_run);
 }
 
+/* A frozen VM (its QEMU missed a QMP deadline while managed): its socket is read without
+ * waiting, and once QEMU answered every command that missed its deadline (the late replies
+ * dropped by their ids: qmp.c), it is thawed, its placement read again. The core does not
+ * touch a frozen VM's tracker, so nothing else uses the socket meanwhile (and the transport
+ * has its own lock). A socket QEMU closed, or that carries garbage, is left to the pid check:
+ * a QEMU that exited is found gone before the next interval (vms-interval.c). */
+static void
+check_frozen(HmmvdStandalone *sa, StandaloneVm *entry)
+{
+  HmmvQmp *qmp = hmmvd_vms_get_qmp(sa->vms, entry->name);
+  g_autoptr(GError) local_error = NULL;
+
+  if (qmp == NULL)
+    return;
+  if (hmmv_qmp_catch_up(qmp, &local_error)) {
+    (void)hmmvd_vms_thaw(sa->vms, entry->name);
+    return;
+  }
+  if (local_error != NULL)
+    g_debug("vm %s: frozen, its QMP socket: %s", entry->name, local_error->message);
+}
+
 /* A VM whose QEMU we connected to and which is still alive is left alone (managed or not:
- * an unpatched QEMU is not asked again). Anything else is tried again. */
+ * an unpatched QEMU is not asked again), a frozen one thawed once its QEMU answers. Anything
+ * else is tried again. */
 static void
 check_entry(HmmvdStandalone *sa, StandaloneVm *entry)
 {
   HmmvdVmInfo *info = hmmvd_vms_lookup(sa->vms, entry->name);
 
-  if (info != NULL && entry->pid > 0 && pid_alive(entry->pid))
+  if (info != NULL && entry->pid > 0 && pid_alive(entry->pid)) {
+    if (info->frozen && info->in_core)
+      check_frozen(sa, entry);
     return;
+  }
   if (info != NULL && entry->pid > 0) {
     g_message("vm %s: QEMU pid %d is gone; waiting for it on %s", entry->name, entry->pid,
               entry->path);

@@ -562,6 +562,14 @@ hmmvd_vms_lookup(HmmvdVms *vms, const char *name)
   return name != NULL ? g_hash_table_lookup(vms->entries, name) : NULL;
 }
 
+HmmvQmp *
+hmmvd_vms_get_qmp(HmmvdVms *vms, const char *name)
+{
+  VmEntry *entry = name != NULL ? g_hash_table_lookup(vms->entries, name) : NULL;
+
+  return entry != NULL ? entry->qmp : NULL;
+}
+
 static int
 info_by_name(gconstpointer a, gconstpointer b)
 {

@@ -163,6 +163,9 @@ gboolean hmmvd_vms_set_quota(HmmvdVms *vms, const char *name, const HmmvQuota *q
 gboolean hmmvd_vms_set_paused(HmmvdVms *vms, const char *name, gboolean paused,
                               GError **error);
 HmmvdVmInfo *hmmvd_vms_lookup(HmmvdVms *vms, const char *name);
+/* The QMP transport a VM was added with (hmmvd_vms_add_started), or NULL: its trackers talk
+ * through it, on the interval's worker, unless the VM is frozen. */
+HmmvQmp *hmmvd_vms_get_qmp(HmmvdVms *vms, const char *name);
 /* Sorted by name; the array and its elements belong to vms. */
 GPtrArray *hmmvd_vms_list(HmmvdVms *vms);
 /* Run one interval and record its report. A VM whose QEMU is gone leaves the core, stays

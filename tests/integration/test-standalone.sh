@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # hmmvd in standalone mode (no libvirt) against two real patched QEMUs (suite 'integration'):
-# both discovered and managed with their pids; a QEMU killed mid-run leaves hmmvd serving the
-# other; the same QEMU restarted on the same socket is picked up again; SIGTERM stops hmmvd
-# cleanly. Every process is stopped by its pid, also when a check fails.
+# both discovered and managed with their pids; a QEMU stopped (SIGSTOP) past its QMP deadline is
+# frozen with its DRAM counted while the other is served, and thawed after SIGCONT; a QEMU
+# killed mid-run leaves hmmvd serving the other; the same QEMU restarted on the same socket is
+# picked up again; SIGTERM stops hmmvd cleanly. Every process is stopped by its pid, also when
+# a check fails.
 #
 #   test-standalone.sh HMMVD HMMVCTL GUEST_ELF
 #
@@ -130,6 +132,87 @@ if ctl pause b >/dev/null; then
 else
   fail "hmmvctl pause b failed"
 fi
+# ---- a QEMU that stops answering QMP (issue 8) -----------------------------------------------
+# SIGSTOP a's QEMU: the hmmv-sync of its next harvest misses the 2 s QMP deadline. a must be
+# frozen with a log line, not left failing (each interval then waited 2 s on it) nor dropped:
+# kept in the core with the DRAM it holds counted (its vms entry frozen and in-core, dram-pages
+# as when it froze; status vms-frozen, frozen-dram-pages and held-outside-pages at least its
+# own: a loaded host may freeze b a moment too), for as many intervals as it stays stopped,
+# while b is run by newer intervals. After SIGCONT a's QEMU answers the hmmv-sync it missed
+# (the late reply is dropped by its id): a is thawed, managed again and run by a newer
+# interval. Counted in intervals, never timed: the times are printed as figures.
+log_has() { grep -qF -- "$1" "$WORK/hmmvd.log"; }
+status_field() { ctl --json status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# ran_since N NAME...: each NAME managed and run without error by interval N or a later one
+ran_since() {
+  local from=$1 vm n
+  shift
+  for vm in "$@"; do
+    n=$(field "$vm" last-good-interval)
+    [[ $(field "$vm" status) == managed && $n =~ ^[0-9]+$ ]] && ((n >= from)) || return 1
+  done
+}
+b_run_on() { # WHAT: b managed and run by an interval that had not finished when called
+  local from
+  from=$(intervals)
+  wait_for 60 "$1: b managed and run by interval $from or later" ran_since "$from" b
+}
+# a_counted: one look at vms and status: a frozen, in the core, its DRAM as when it froze and
+# counted as held outside the balance
+a_counted() {
+  local vms status
+  vms=$(ctl --json vms 2>/dev/null) && status=$(ctl --json status 2>/dev/null) || return 1
+  python3 - "$A_FROZEN_DRAM" "$vms" "$status" <<'PY'
+import json, sys
+dram, vms, status = int(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+v = next(v for v in vms if v["name"] == "a")
+ok = (v["frozen"] and v["in-core"] and v["dram-pages"] == dram and dram > 0 and
+      status["vms-frozen"] >= 1 and status["frozen-dram-pages"] >= dram and
+      status["held-outside-pages"] >= dram)
+print(f"   a: frozen {v['frozen']} in-core {v['in-core']} dram-pages {v['dram-pages']} (at the "
+      f"freeze {dram}); status vms-frozen {status['vms-frozen']} frozen-dram-pages "
+      f"{status['frozen-dram-pages']} held-outside-pages {status['held-outside-pages']}")
+sys.exit(0 if ok else 1)
+PY
+}
+check() { # DESCRIPTION COMMAND...: ok or fail, once
+  local what=$1
+  shift
+  if "$@"; then ok "$what"; else fail "$what"; fi
+}
+a_frozen() { [[ $(field a status) == "not answering (frozen, "* ]]; }
+if wait_for 60 "a managed before its QEMU stops" managed a; then
+  intervals_before=$(intervals)
+  b_errors_before=$(field b errors)
+  t_stop=$(date +%s%N)
+  kill -STOP "${QEMU_PID[a]}"
+  if wait_for 120 "QEMU of a stopped: a frozen" a_frozen; then
+    ok "a frozen $((($(date +%s%N) - t_stop) / 1000000)) ms after SIGSTOP (a figure): $(field a status)"
+    check "a frozen with a log line" log_has "vm a: frozen, QEMU missed a QMP deadline"
+    A_FROZEN_DRAM=$(field a dram-pages)
+    check "a kept in the core, its $A_FROZEN_DRAM DRAM pages counted" a_counted
+    from=$(intervals)
+    wait_for 120 "hmmvd runs 10 more intervals with a stopped" ran_more 10 &&
+      ok "hmmvd ran $(($(intervals) - intervals_before)) intervals since SIGSTOP (at least 10 with a frozen)"
+    check "10 intervals on: a still frozen, its DRAM still counted" a_counted
+    # b kept being run over the stretch: three times in a row, each by a newer interval
+    for round in 1 2 3; do b_run_on "a stopped ($round/3)" || break; done
+    check "at the end of the stretch: a's DRAM still counted" a_counted
+    echo "   b: errors $b_errors_before before, $(field b errors) after; frozen $(field b freezes-total) time(s) (figures)"
+  fi
+  kill -CONT "${QEMU_PID[a]}"
+  t_cont=$(date +%s%N)
+  wait_for 120 "a managed again once its QEMU answers" managed a &&
+    ok "a managed again $((($(date +%s%N) - t_cont) / 1000000)) ms after SIGCONT (a figure)"
+  check "a thawed with a log line" log_has "vm a: QEMU answers again: thawed"
+  a_thawed() { [[ $(field a frozen) == False && $(field a freezes-total) =~ ^[1-9] ]]; }
+  check "a thawed: not frozen, frozen $(field a freezes-total) time(s)" a_thawed
+  from=$(intervals)
+  wait_for 120 "a run again by interval $from or later" ran_since "$from" a
+  from=$(intervals)
+  wait_for 120 "both run by interval $from or later" ran_since "$from" a b
+fi
+
 if ctl placement nosuchvm >"$WORK/nosuch.out" 2>&1; then
   fail "hmmvctl placement of an unknown VM succeeded"
 else
