@@ -19,20 +19,14 @@
  *   tracker   libhmmv's qemu-dirty tracker as hmmvd runs it: exclude=[m1] (m1's writes never
  *             marked), paused 7 harvests in 8 while COARSE (they count no interval), resumed
  *             at once on FINE
- *   stopped   a QEMU stopped (SIGSTOP) while paused fails the next harvest (its hmmv-sync
- *             misses the deadline), and a resume it does not answer fails the harvest
- *             after it: as a missed hmmv-sync does; once it runs again (SIGCONT) and its
- *             late reply came, the tracker goes on with QEMU's real pause state
- *   missed    a hmmv-pause that misses its deadline (QEMU stopped right before it) is done
- *             by QEMU once it runs again, unknown to the tracker: the next harvest takes
- *             hmmv-sync's word (paused), so FINE resumes QEMU and the writes after show
  *
- * The consumer is the test itself (a memfd it maps, as test-qemu-region.c does), so it reads
+ * A QEMU that stops answering during the pause cycle is test-qemu-pause-stop.c's; the bed both
+ * boot is pause-bed.c. The consumer is the test itself (a memfd it maps, as test-qemu-region.c does), so it reads
  * exactly what QEMU put in the region. Skips (77) on a QEMU whose BUILD-INFO lists neither
  * patch.
  */
 #include "../hmmv-test.h"
-#include "qemu-harness.h"
+#include "pause-bed.h"
 
 #include <hmmv/qemu.h>
 #include <hmmv/shm-abi.h>
@@ -43,31 +37,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define SERIAL_TIMEOUT_MS 60000
-#define RAM_MIB 128
-#define BASE_PFN 0x1000u    /* 16 MiB */
-#define SPAN 24576u         /* 96 MiB: 16-112 MiB, across m0 and m1 */
-#define M1_FIRST_PFN 0x4000u /* 64 MiB */
-
-static char *qemu_path;
-static char *guest_path;
-
-static const char *const two_backends[] = {
-  "-object", "memory-backend-ram,id=m0,size=64M",
-  "-object", "memory-backend-ram,id=m1,size=64M",
-  "-numa", "node,nodeid=0,memdev=m0",
-  "-numa", "node,nodeid=1,memdev=m1",
-  NULL,
-};
-
-typedef struct {
-  HmmvQemuProc *proc;
-  HmmvQmp *qmp;
-  int fd;
-  guint8 *map;
-  gsize size;
-} Pause;
 
 /* command's error message (the command must fail). */
 static char *
@@ -80,42 +49,6 @@ qmp_fails(Pause *p, const char *command, JsonObject *args)
   return g_strdup(error->message);
 }
 
-static void
-boot(Pause *p, const char *append)
-{
-  g_autoptr(GError) error = NULL;
-  g_autofree char *ready = NULL;
-
-  memset(p, 0, sizeof(*p));
-  p->fd = -1;
-  p->proc = hmmv_qemu_proc_start(qemu_path, guest_path, "tcg", RAM_MIB, append, two_backends,
-                                 &error);
-  ck_assert_msg(p->proc != NULL, "%s", error ? error->message : "");
-  ready = hmmv_qemu_proc_expect(p->proc, "HMMV-GUEST-READY", SERIAL_TIMEOUT_MS);
-  ck_assert_msg(ready != NULL, "the guest did not come up");
-  p->qmp = hmmv_qemu_proc_qmp(p->proc, &error);
-  ck_assert_msg(p->qmp != NULL, "%s", error ? error->message : "");
-}
-
-static void
-unmap_region(Pause *p)
-{
-  if (p->map != NULL && p->map != MAP_FAILED)
-    munmap(p->map, p->size);
-  p->map = NULL;
-  if (p->fd >= 0)
-    close(p->fd);
-  p->fd = -1;
-}
-
-static void
-shutdown_guest(Pause *p)
-{
-  unmap_region(p);
-  g_clear_pointer(&p->qmp, hmmv_qmp_free);
-  g_clear_pointer(&p->proc, hmmv_qemu_proc_free);
-}
-
 /* hmmv-start on a fresh sealable memfd, excluding the NULL-ended names; NULL on success
  * (the region mapped), else QEMU's error. */
 static char *
@@ -123,7 +56,7 @@ try_start(Pause *p, const char *const *exclude)
 {
   g_autoptr(GError) error = NULL;
 
-  unmap_region(p);
+  pause_bed_unmap(p);
   if (!hmmv_harness_start_export_full(p->qmp, "hmmv-test-pause", 0, exclude, &p->fd, &p->map,
                                       &p->size, &error))
     return g_strdup(error->message);
@@ -138,15 +71,6 @@ start(Pause *p, const char *const *exclude)
   ck_assert_msg(err == NULL, "hmmv-start: %s", err);
 }
 
-static void
-run_phase(Pause *p, guint k, GHashTable *wrote)
-{
-  g_autoptr(GError) error = NULL;
-
-  ck_assert_msg(hmmv_qemu_proc_run_phase(p->proc, k, wrote, SERIAL_TIMEOUT_MS, &error), "%s",
-                error->message);
-}
-
 /* hmmv-sync's result object (a new reference). */
 static JsonObject *
 sync_export(Pause *p)
@@ -154,17 +78,6 @@ sync_export(Pause *p)
   g_autoptr(JsonNode) ret = hmmv_test_qmp_ok(p->qmp, "hmmv-sync", NULL);
 
   return json_object_ref(json_node_get_object(ret));
-}
-
-static gboolean
-query_paused(Pause *p)
-{
-  g_autoptr(JsonNode) ret = hmmv_test_qmp_ok(p->qmp, "query-hmmv", NULL);
-  JsonObject *info = json_node_get_object(ret);
-
-  ck_assert(json_object_get_boolean_member(info, "active"));
-  ck_assert(json_object_has_member(info, "paused"));
-  return json_object_get_boolean_member(info, "paused");
 }
 
 /* query-hmmv-ramblocks' entry for memory backend memdev (a new reference). */
@@ -289,10 +202,10 @@ START_TEST(test_exclude)
   guint64 dirty;
   Pause p;
 
-  boot(&p, append);
+  pause_bed_boot(&p, append);
   start(&p, by_memdev);
   assert_only_m0(&p);
-  run_phase(&p, 0, wrote);
+  pause_bed_run_phase(&p, 0, wrote);
   res = sync_export(&p);
   dirty = json_object_get_int_member(res, "dirty-pages");
   in_m0 = split(wrote, FALSE);
@@ -313,13 +226,13 @@ START_TEST(test_exclude)
   start(&p, by_block);
   assert_only_m0(&p);
   g_hash_table_remove_all(wrote);
-  run_phase(&p, 1, wrote);
+  pause_bed_run_phase(&p, 1, wrote);
   g_clear_pointer(&res, json_object_unref);
   res = sync_export(&p);
   g_clear_pointer(&in_m0, g_hash_table_unref);
   in_m0 = split(wrote, FALSE);
   assert_window(&p, "exclude=[m1's block name], phase 1", in_m0);
-  shutdown_guest(&p);
+  pause_bed_shutdown(&p);
 }
 END_TEST
 
@@ -334,7 +247,7 @@ START_TEST(test_exclude_refused)
   g_autofree char *err_all = NULL;
   Pause p;
 
-  boot(&p, "phases=1 pages=10 wait=1");
+  pause_bed_boot(&p, "phases=1 pages=10 wait=1");
   err_unknown = try_start(&p, unknown);
   err_rom = try_start(&p, rom);
   err_all = try_start(&p, all);
@@ -348,7 +261,7 @@ START_TEST(test_exclude_refused)
                 "all: %s", err_all);
   start(&p, NULL);
   ck_assert_uint_eq(((const struct hmmv_shm_header *)p.map)->nr_blocks, 2);
-  shutdown_guest(&p);
+  pause_bed_shutdown(&p);
 }
 END_TEST
 
@@ -370,21 +283,21 @@ START_TEST(test_pause_resume)
   guint64 gen, b_only = 0;
   Pause p;
 
-  boot(&p, append);
+  pause_bed_boot(&p, append);
   start(&p, NULL);
-  ck_assert(!query_paused(&p));
+  ck_assert(!pause_bed_query_paused(&p));
   res = sync_export(&p);
   ck_assert(!json_object_get_boolean_member(res, "paused"));
-  run_phase(&p, 0, a);
+  pause_bed_run_phase(&p, 0, a);
 
   /* The pause publishes A and keeps it. */
   hmmv_test_qmp_ok(p.qmp, "hmmv-pause", NULL);
-  ck_assert(query_paused(&p));
+  ck_assert(pause_bed_query_paused(&p));
   gen = ((const struct hmmv_shm_header *)p.map)->generation;
   assert_window(&p, "after hmmv-pause (A published)", a);
 
   /* B while paused: a sync publishes nothing and says paused. */
-  run_phase(&p, 1, b);
+  pause_bed_run_phase(&p, 1, b);
   g_clear_pointer(&res, json_object_unref);
   res = sync_export(&p);
   ck_assert(json_object_get_boolean_member(res, "paused"));
@@ -397,9 +310,9 @@ START_TEST(test_pause_resume)
 
   /* Resume, C: exactly A and C, none of B's own pages. */
   hmmv_test_qmp_ok(p.qmp, "hmmv-resume", NULL);
-  ck_assert(!query_paused(&p));
+  ck_assert(!pause_bed_query_paused(&p));
   hmmv_test_qmp_ok(p.qmp, "hmmv-resume", NULL);   /* resuming a running export does nothing */
-  run_phase(&p, 2, c);
+  pause_bed_run_phase(&p, 2, c);
   res2 = sync_export(&p);
   ck_assert(!json_object_get_boolean_member(res2, "paused"));
   ck_assert_uint_eq(json_object_get_int_member(res2, "generation"), gen + 1);
@@ -425,42 +338,9 @@ START_TEST(test_pause_resume)
   printf("# hmmv-pause after hmmv-stop: %s\n", err_pause);
   ck_assert(strstr(err_pause, "not active") != NULL);
   ck_assert(strstr(err_resume, "not active") != NULL);
-  shutdown_guest(&p);
+  pause_bed_shutdown(&p);
 }
 END_TEST
-
-/* Guest pfns in the window that the harvest marked written. */
-static GHashTable *
-harvested(HmmvVm *vm, HmmvAccess *acc)
-{
-  GHashTable *set = g_hash_table_new(g_direct_hash, g_direct_equal);
-
-  for (guint64 page = 0; page < acc->nr_pages; page++) {
-    guint64 pfn;
-
-    if (!hmmv_bitmap_test(acc->writes, page))
-      continue;
-    pfn = hmmv_vm_page_to_gpa(vm, page) >> HMMV_PAGE_SHIFT;
-    if (pfn >= BASE_PFN && pfn < BASE_PFN + SPAN)
-      g_hash_table_add(set, GSIZE_TO_POINTER(pfn));
-  }
-  return set;
-}
-
-static gboolean
-same_set(GHashTable *a, GHashTable *b)
-{
-  GHashTableIter it;
-  gpointer key;
-
-  if (g_hash_table_size(a) != g_hash_table_size(b))
-    return FALSE;
-  g_hash_table_iter_init(&it, a);
-  while (g_hash_table_iter_next(&it, &key, NULL))
-    if (!g_hash_table_contains(b, key))
-      return FALSE;
-  return TRUE;
-}
 
 /* hmmvd's side, libhmmv's qemu-dirty tracker as hmmvd builds it (exclude, pause while the
  * core says COARSE): the VM keeps m1's pages but they are never marked written; COARSE
@@ -483,7 +363,7 @@ START_TEST(test_tracker)
   guint k = 0;
   Pause p;
 
-  boot(&p, append);
+  pause_bed_boot(&p, append);
   vm = hmmv_qemu_vm_new(p.qmp, "guest", &error);
   ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
   tracker = hmmv_qemu_dirty_tracker_new(g_steal_pointer(&p.qmp), &options, &error);
@@ -500,16 +380,16 @@ START_TEST(test_tracker)
     g_autoptr(GHashTable) in_m0 = NULL;
     g_autoptr(GHashTable) got = NULL;
 
-    run_phase(&p, k, wrote);
+    pause_bed_run_phase(&p, k, wrote);
     hmmv_access_clear(acc);
     ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s", error->message);
     in_m0 = split(wrote, FALSE);
-    got = harvested(vm, acc);
+    got = pause_bed_harvested(vm, acc);
     printf("# tracker, exclude=[m1], phase %u: %u written in m0, %u in m1; %u marked\n", k,
            g_hash_table_size(in_m0), g_hash_table_size(wrote) - g_hash_table_size(in_m0),
            g_hash_table_size(got));
     ck_assert_uint_eq(acc->intervals, 1);
-    ck_assert(same_set(got, in_m0));
+    ck_assert(pause_bed_same_set(got, in_m0));
     ck_assert(!hmmv_tracker_is_paused(tracker));
   }
 
@@ -525,11 +405,11 @@ START_TEST(test_tracker)
     g_autoptr(GHashTable) in_m0 = NULL;
     gboolean was_paused = hmmv_tracker_is_paused(tracker);
 
-    run_phase(&p, k, wrote);
+    pause_bed_run_phase(&p, k, wrote);
     hmmv_access_clear(acc);
     ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s", error->message);
     hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
-    got = harvested(vm, acc);
+    got = pause_bed_harvested(vm, acc);
     in_m0 = split(wrote, FALSE);
     printf("# tracker, coarse harvest %u: %s before, %" G_GUINT64_FORMAT " intervals, %u "
            "marked of %u written in m0; %s after\n", h, was_paused ? "paused" : "tracking",
@@ -540,9 +420,9 @@ START_TEST(test_tracker)
       ck_assert_uint_eq(acc->intervals, 0);
     } else {
       ck_assert_uint_eq(acc->intervals, 1);
-      ck_assert(same_set(got, in_m0));
+      ck_assert(pause_bed_same_set(got, in_m0));
     }
-    ck_assert_int_eq(query_paused(&p), hmmv_tracker_is_paused(tracker));
+    ck_assert_int_eq(pause_bed_query_paused(&p), hmmv_tracker_is_paused(tracker));
   }
   ck_assert(hmmv_tracker_is_paused(tracker));
   ck_assert(hmmv_qemu_dirty_tracker_get_stats(tracker, &stats));
@@ -554,289 +434,28 @@ START_TEST(test_tracker)
   /* FINE while paused: resumed at once, and the next interval is tracked whole */
   hmmv_tracker_set_watch(tracker, HMMV_WATCH_FINE);
   ck_assert(!hmmv_tracker_is_paused(tracker));
-  ck_assert(!query_paused(&p));
+  ck_assert(!pause_bed_query_paused(&p));
   {
     g_autoptr(GHashTable) wrote = g_hash_table_new(g_direct_hash, g_direct_equal);
     g_autoptr(GHashTable) got = NULL;
     g_autoptr(GHashTable) in_m0 = NULL;
 
-    run_phase(&p, k, wrote);
+    pause_bed_run_phase(&p, k, wrote);
     hmmv_access_clear(acc);
     ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s", error->message);
-    got = harvested(vm, acc);
+    got = pause_bed_harvested(vm, acc);
     in_m0 = split(wrote, FALSE);
     ck_assert_uint_eq(acc->intervals, 1);
-    ck_assert(same_set(got, in_m0));
+    ck_assert(pause_bed_same_set(got, in_m0));
   }
   ck_assert(hmmv_qemu_dirty_tracker_get_stats(tracker, &stats));
   ck_assert_uint_eq(stats.pauses, 2);
   hmmv_tracker_stop(tracker);
   p.qmp = NULL;   /* the tracker's */
   g_clear_pointer(&tracker, hmmv_tracker_free);
-  shutdown_guest(&p);
+  pause_bed_shutdown(&p);
 }
 END_TEST
-
-/* Until the socket transport has every reply due (the late one of a command that missed its
- * deadline), read without waiting; 60 s at most (liveness). */
-static void
-catch_up(HmmvQmp *qmp)
-{
-  g_autoptr(GError) error = NULL;
-  guint polls = 0;
-
-  while (!hmmv_qmp_catch_up(qmp, &error)) {
-    ck_assert_msg(error == NULL, "%s", error->message);
-    ck_assert_msg(++polls < 3000, "QEMU never answered the late command");
-    g_usleep(20 * 1000);
-  }
-  printf("# caught up after %u polls\n", polls);
-}
-
-/* A QEMU that stops answering (SIGSTOP) while its export is paused: the tracker must find it
- * on the next harvest, as it does an unpaused one (its hmmv-sync misses the deadline), and a
- * resume it does not answer (set_watch FINE) must fail the harvest after it the same way.
- * Before, a paused harvest only checked kill(pid, 0), which a stopped QEMU passes, and a
- * missed hmmv-resume was only a warning: the VM was never reported not answering. Counted in
- * harvests: each of the two must fail. */
-START_TEST(test_stopped)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvVm) vm = NULL;
-  g_autoptr(HmmvAccess) acc = NULL;
-  g_autoptr(HmmvTracker) tracker = NULL;
-  g_autofree char *append =
-    g_strdup_printf("phases=4 pages=300 pattern=random base=16M span=%u seed=34 wait=1", SPAN);
-  HmmvQemuDirtyOptions options = { .interval_ms = 0, .pause_when_coarse = TRUE };
-  gboolean ok;
-  int pid;
-  Pause p;
-
-  boot(&p, append);
-  pid = hmmv_qemu_proc_get_pid(p.proc);
-  ck_assert_int_gt(pid, 1);
-  vm = hmmv_qemu_vm_new(p.qmp, "guest", &error);
-  ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
-  tracker = hmmv_qemu_dirty_tracker_new(g_steal_pointer(&p.qmp), &options, &error);
-  ck_assert_msg(tracker != NULL, "%s", error ? error->message : "");
-  p.qmp = hmmv_qemu_dirty_tracker_get_qmp(tracker);   /* borrowed from here on */
-  ck_assert_msg(hmmv_tracker_start(tracker, vm, &error), "%s", error ? error->message : "");
-  acc = hmmv_access_new(hmmv_vm_get_nr_pages(vm), &error);
-  ck_assert(acc != NULL);
-
-  /* COARSE: one whole harvest, then the export is paused */
-  hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
-  ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s", error->message);
-  ck_assert(hmmv_tracker_is_paused(tracker));
-  ck_assert(query_paused(&p));
-
-  /* Stopped while paused: the very next harvest fails, on hmmv-sync's deadline. */
-  ck_assert_int_eq(kill(pid, SIGSTOP), 0);
-  hmmv_access_clear(acc);
-  ok = hmmv_tracker_harvest(tracker, vm, acc, &error);
-  printf("# stopped while paused, harvest 1: %s\n", ok ? "succeeded" : error->message);
-  ck_assert_msg(!ok, "a harvest of a stopped, paused QEMU succeeded");
-  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_IO) ||
-            g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT));
-  ck_assert(strstr(error->message, "hmmv-sync") != NULL);
-  g_clear_error(&error);
-
-  /* FINE while stopped: the resume misses its deadline, and the next harvest fails with it
-   * (before any other exchange). */
-  hmmv_tracker_set_watch(tracker, HMMV_WATCH_FINE);
-  ck_assert(hmmv_tracker_is_paused(tracker));   /* QEMU was never told otherwise */
-  hmmv_access_clear(acc);
-  ok = hmmv_tracker_harvest(tracker, vm, acc, &error);
-  printf("# stopped, resume on FINE, harvest 2: %s\n", ok ? "succeeded" : error->message);
-  ck_assert_msg(!ok, "the harvest after a resume QEMU did not answer succeeded");
-  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_IO) ||
-            g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT));
-  ck_assert(strstr(error->message, "hmmv-resume") != NULL);
-  g_clear_error(&error);
-
-  ck_assert_int_eq(kill(pid, SIGCONT), 0);
-  /* Running again: the late hmmv-sync reply comes (the resume was never sent: nothing goes
-   * while a reply is due), then the tracker works on: QEMU still paused as the tracker knows,
-   * resumed at the end of the next harvest (FINE), the writes after it all seen. */
-  catch_up(p.qmp);
-  ck_assert(query_paused(&p));
-  hmmv_access_clear(acc);
-  ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s", error->message);
-  ck_assert(!hmmv_tracker_is_paused(tracker));
-  ck_assert(!query_paused(&p));
-  {
-    g_autoptr(GHashTable) wrote = g_hash_table_new(g_direct_hash, g_direct_equal);
-    g_autoptr(GHashTable) got = NULL;
-
-    run_phase(&p, 0, wrote);
-    hmmv_access_clear(acc);
-    ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s", error->message);
-    got = harvested(vm, acc);
-    printf("# running again: %" G_GUINT64_FORMAT " interval(s), %u of %u written pages seen\n",
-           (guint64)acc->intervals, g_hash_table_size(got), g_hash_table_size(wrote));
-    ck_assert_uint_eq(acc->intervals, 1);
-    ck_assert(same_set(got, wrote));
-  }
-  hmmv_tracker_stop(tracker);
-  p.qmp = NULL;   /* the tracker's */
-  g_clear_pointer(&tracker, hmmv_tracker_free);
-  shutdown_guest(&p);
-}
-END_TEST
-
-/* A QMP transport around QEMU's socket that stops QEMU (SIGSTOP, waited for) right before it
- * forwards the first command containing stop_before: that command then misses its deadline,
- * and QEMU does it once it runs again. */
-typedef struct {
-  HmmvQmp *inner;
-  int pid;
-  const char *stop_before;
-} StopQmp;
-
-static gboolean
-process_stopped(int pid)
-{
-  g_autofree char *path = g_strdup_printf("/proc/%d/stat", pid);
-  g_autofree char *stat = NULL;
-  const char *paren;
-
-  if (!g_file_get_contents(path, &stat, NULL, NULL) || (paren = strrchr(stat, ')')) == NULL)
-    return FALSE;
-  return paren[1] == ' ' && (paren[2] == 'T' || paren[2] == 't');
-}
-
-static char *
-stop_transact(HmmvQmp *qmp, const char *command_json, GError **error)
-{
-  StopQmp *sq = qmp->priv;
-
-  if (sq->stop_before != NULL && strstr(command_json, sq->stop_before) != NULL) {
-    sq->stop_before = NULL;
-    ck_assert_int_eq(kill(sq->pid, SIGSTOP), 0);
-    for (guint i = 0; !process_stopped(sq->pid); i++) {
-      ck_assert_msg(i < 6000, "QEMU did not stop");   /* 60 s: liveness */
-      g_usleep(10 * 1000);
-    }
-  }
-  return sq->inner->ops->transact(sq->inner, command_json, error);
-}
-
-static char *
-stop_transact_fd(HmmvQmp *qmp, const char *command_json, int fd, GError **error)
-{
-  return hmmv_qmp_transact_fd(((StopQmp *)qmp->priv)->inner, command_json, fd, error);
-}
-
-static void
-stop_destroy(HmmvQmp *qmp)
-{
-  StopQmp *sq = qmp->priv;
-
-  hmmv_qmp_free(sq->inner);
-  g_free(sq);
-}
-
-static const struct hmmv_qmp_ops stop_ops = {
-  .name = "stop-before",
-  .transact = stop_transact,
-  .transact_fd = stop_transact_fd,
-  .destroy = stop_destroy,
-};
-
-/* issue 8: a hmmv-pause that missed its deadline (QEMU stopped as it was sent) is done by QEMU
- * once it runs again; the tracker, which took it as not done, thought QEMU tracking. FINE then
- * resumed nothing (the tracker resumes only what it knows paused): QEMU stayed paused, every
- * harvest counted 0 intervals and the guest's writes went unseen. Now the harvest after takes
- * QEMU's word (hmmv-sync: paused), the cycle resumes it, and the next phase's writes are all
- * seen. Counted in harvests. */
-START_TEST(test_missed_pause)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(HmmvVm) vm = NULL;
-  g_autoptr(HmmvAccess) acc = NULL;
-  g_autoptr(HmmvTracker) tracker = NULL;
-  g_autofree char *append =
-    g_strdup_printf("phases=4 pages=300 pattern=random base=16M span=%u seed=35 wait=1", SPAN);
-  HmmvQemuDirtyOptions options = { .interval_ms = 0, .pause_when_coarse = TRUE };
-  HmmvQemuDirtyStats stats;
-  StopQmp *sq = g_new0(StopQmp, 1);
-  HmmvQmp *socket_qmp;
-  HmmvQmp *wrapped;
-  gboolean ok;
-  Pause p;
-
-  boot(&p, append);
-  sq->pid = hmmv_qemu_proc_get_pid(p.proc);
-  ck_assert_int_gt(sq->pid, 1);
-  vm = hmmv_qemu_vm_new(p.qmp, "guest", &error);
-  ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
-  hmmv_vm_set_pid(vm, sq->pid);   /* the wrapper has no peer credentials */
-  socket_qmp = sq->inner = g_steal_pointer(&p.qmp);
-  wrapped = hmmv_qmp_new(&stop_ops, sq, &error);
-  ck_assert(wrapped != NULL);
-  tracker = hmmv_qemu_dirty_tracker_new(wrapped, &options, &error);
-  ck_assert_msg(tracker != NULL, "%s", error ? error->message : "");
-  p.qmp = wrapped;   /* borrowed from here on */
-  ck_assert_msg(hmmv_tracker_start(tracker, vm, &error), "%s", error ? error->message : "");
-  acc = hmmv_access_new(hmmv_vm_get_nr_pages(vm), &error);
-  ck_assert(acc != NULL);
-
-  /* COARSE: a whole harvest, then hmmv-pause, which QEMU, stopped, does not answer */
-  hmmv_qmp_set_timeout_ms(socket_qmp, 1000);
-  sq->stop_before = "\"hmmv-pause\"";
-  hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
-  ok = hmmv_tracker_harvest(tracker, vm, acc, &error);
-  printf("# hmmv-pause sent to a stopped QEMU: %s\n", ok ? "succeeded" : error->message);
-  ck_assert_msg(!ok && sq->stop_before == NULL, "the pause was not missed");
-  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT));
-  ck_assert(strstr(error->message, "hmmv-pause") != NULL);
-  g_clear_error(&error);
-  ck_assert(!hmmv_tracker_is_paused(tracker));   /* as far as the tracker knows */
-
-  /* Running again: QEMU does the pause late; its reply is dropped. */
-  ck_assert_int_eq(kill(sq->pid, SIGCONT), 0);
-  hmmv_qmp_set_timeout_ms(socket_qmp, 5000);
-  catch_up(socket_qmp);
-  ck_assert_uint_eq(hmmv_qmp_get_late_replies(socket_qmp), 1);
-  ck_assert(query_paused(&p));
-
-  /* FINE (a thawed VM's placement is read again; the core may watch it closely): the next
-   * harvest learns QEMU is paused and resumes it at its end */
-  hmmv_tracker_set_watch(tracker, HMMV_WATCH_FINE);
-  hmmv_access_clear(acc);
-  ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s", error->message);
-  ck_assert(hmmv_qemu_dirty_tracker_get_stats(tracker, &stats));
-  printf("# the harvest after: %" G_GUINT64_FORMAT " pause resync(s); QEMU %s, the tracker "
-         "says %s\n", stats.pause_resyncs, query_paused(&p) ? "paused" : "tracking",
-         hmmv_tracker_is_paused(tracker) ? "paused" : "tracking");
-  ck_assert_uint_eq(stats.pause_resyncs, 1);
-  ck_assert(!query_paused(&p));
-  ck_assert(!hmmv_tracker_is_paused(tracker));
-  {
-    g_autoptr(GHashTable) wrote = g_hash_table_new(g_direct_hash, g_direct_equal);
-    g_autoptr(GHashTable) got = NULL;
-
-    run_phase(&p, 0, wrote);
-    hmmv_access_clear(acc);
-    ck_assert_msg(hmmv_tracker_harvest(tracker, vm, acc, &error), "%s", error->message);
-    got = harvested(vm, acc);
-    printf("# after the resync: %" G_GUINT64_FORMAT " interval(s), %u of %u written pages "
-           "seen\n", (guint64)acc->intervals, g_hash_table_size(got), g_hash_table_size(wrote));
-    ck_assert_uint_eq(acc->intervals, 1);
-    ck_assert(g_hash_table_size(wrote) > 0 && same_set(got, wrote));
-  }
-  hmmv_tracker_stop(tracker);
-  p.qmp = NULL;   /* the tracker's */
-  g_clear_pointer(&tracker, hmmv_tracker_free);
-  shutdown_guest(&p);
-}
-END_TEST
-
-static const char *const patches[] = {
-  "0006-hmmv-export-chosen-memory-backends-and-pause-without.patch", /* 7.2 */
-  "0011-hmmv-export-chosen-memory-backends-and-pause-without.patch", /* 10.0 */
-  "0012-hmmv-export-chosen-memory-backends-and-pause-without.patch", /* 10.0, core split */
-};
 
 static Suite *
 pause_suite(void)
@@ -849,8 +468,6 @@ pause_suite(void)
   tcase_add_test(tc, test_exclude_refused);
   tcase_add_test(tc, test_pause_resume);
   tcase_add_test(tc, test_tracker);
-  tcase_add_test(tc, test_stopped);
-  tcase_add_test(tc, test_missed_pause);
   suite_add_tcase(suite, tc);
   return suite;
 }
@@ -860,11 +477,7 @@ main(void)
 {
   g_autofree char *why = NULL;
 
-  if (!hmmv_harness_prepare("needs root: the tracker case maps regions QEMU created",
-                             &qemu_path, &guest_path, &why))
-    return hmmv_test_skip_all(why);
-  if (!hmmv_harness_built_with(qemu_path, patches, G_N_ELEMENTS(patches),
-                               "per-backend export and pause (7.2: 0006; 10.0: 0012)", &why))
+  if (!pause_bed_prepare(&why))
     return hmmv_test_skip_all(why);
   return hmmv_test_run(pause_suite());
 }
