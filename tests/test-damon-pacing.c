@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * What the DAMON read tracker costs (issue 8): its snapshots follow the harvests that want
- * them, and the core's watch (COARSE / FINE) hands the running kdamond longer or its own
- * sampling intervals; on the fake DAMON sysfs tree (damon-fake.c).
+ * them, the core's watch (COARSE / FINE) hands the running kdamond longer or its own
+ * sampling intervals, and a VM whose reads add nothing to its writes makes it quiet (longer
+ * intervals still, snapshots further apart); on the fake DAMON sysfs tree (damon-fake.c).
  */
 #include "damon-bed.h"
 
@@ -86,6 +87,10 @@ START_TEST(test_pacing_follows_harvests)
    * again: every 2 harvests from there) */
   (void)settled_snapshots(tracker, &stats);
   ck_assert_uint_eq(stats.every, 2);
+  /* nothing written: every page read is beyond the writes, the kdamond never went quiet */
+  ck_assert(!stats.quiet);
+  ck_assert_uint_eq(stats.quiet_changes, 0);
+  ck_assert_uint_eq(stats.beyond_writes, 64);
   stop_tracker(tracker);
   hmmv_tracker_free(tracker);
   fixture_clear(&f);
@@ -206,6 +211,163 @@ START_TEST(test_watch_refused_keeps_reads)
 }
 END_TEST
 
+/* Harvests n times, 2 ms apart, with the pages [first, first + count) written in each (as
+ * the write source, harvested first, leaves them in acc); each harvest with something new
+ * gives exactly want_pages read. */
+static void
+harvest_written(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc, guint n, guint64 first,
+                guint64 count, guint64 want_pages)
+{
+  GError *error = NULL;
+
+  for (guint i = 0; i < n; i++) {
+    hmmv_access_clear(acc);
+    for (guint64 p = first; p < first + count; p++)
+      acc->writes[p >> 6] |= G_GUINT64_CONSTANT(1) << (p & 63);
+    ck_assert(hmmv_tracker_harvest(tracker, vm, acc, &error));
+    if (acc->intervals > 0)
+      ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), want_pages);
+    g_usleep(2000);
+  }
+}
+
+/* Quiet (issue 8, claim 4: on the race's write-only guests the kdamonds and the snapshot
+ * threads took 87 CPU s in 150 s and told the core nothing its writes had not): a VM whose
+ * reads fall on the pages it writes goes quiet after 4 fresh snapshots, the kdamond at 8
+ * times its intervals and the snapshots up to 16 harvests apart; a read beyond the writes
+ * ends it, the kdamond's own intervals back. Counted in snapshots and harvests. */
+START_TEST(test_quiet_when_reads_add_nothing)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  guint64 second[] = { HVA + 1000 * 4096, HVA + 1064 * 4096 };
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  HmmvDamonStats stats;
+  guint64 sample = 0, aggr = 0, snaps, quiet_harvests, seen_at = 0;
+  guint i;
+
+  tracker = start_steady_reader(&f, acc);
+  /* pages 16..31 read and written: quiet (liveness bound: 6000 harvests) */
+  for (i = 0; i < 6000; i++) {
+    ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+    if (stats.quiet)
+      break;
+    harvest_written(tracker, f.vm, acc, 1, 16, 16, 16);
+  }
+  ck_assert(stats.quiet);
+  ck_assert_uint_eq(stats.quiet_changes, 1);
+  ck_assert_uint_eq(stats.beyond_writes, 0);
+  /* at least 4 fresh snapshots came before it (the one of the start, and 3 more at least) */
+  ck_assert_uint_ge(stats.snapshots, 4);
+  ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
+  ck_assert_uint_eq(sample, 8000);
+  ck_assert_uint_eq(aggr, 40000);
+  ck_assert_uint_eq(stats.sample_us, 8000);
+  ck_assert_uint_eq(stats.aggr_us, 40000);
+  ck_assert(!stats.coarse);
+  ck_assert_uint_eq(stats.watch_changes, 0);
+  /* the pacing rests up to 16 harvests while quiet */
+  for (i = 0; i < 6000 && stats.every < 16; i++) {
+    harvest_written(tracker, f.vm, acc, 1, 16, 16, 16);
+    ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  }
+  ck_assert_uint_eq(stats.every, 16);
+  snaps = settled_snapshots(tracker, &stats);
+  quiet_harvests = stats.quiet_harvests;
+  harvest_written(tracker, f.vm, acc, 64, 16, 16, 16);
+  ck_assert_uint_le(settled_snapshots(tracker, &stats) - snaps, 64 / 16 + 1);
+  ck_assert_uint_eq(stats.quiet_harvests - quiet_harvests, 64);
+  ck_assert(stats.quiet);
+  /* the COARSE watch changes nothing while quiet: the quiet intervals are longer */
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_COARSE);
+  harvest_written(tracker, f.vm, acc, 40, 16, 16, 16);
+  ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
+  ck_assert_uint_eq(sample, 8000);
+  ck_assert_uint_eq(aggr, 40000);
+  hmmv_tracker_set_watch(tracker, HMMV_WATCH_FINE);
+
+  /* a read set beyond the writes: seen, and the quiet ends */
+  damon_fake_set_accessed(f.fake, second, 1);
+  for (i = 0; i < 6000 && seen_at == 0; i++) {
+    hmmv_access_clear(acc);
+    for (guint64 p = 16; p < 32; p++)
+      acc->writes[p >> 6] |= G_GUINT64_CONSTANT(1) << (p & 63);
+    ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, &error));
+    if (acc->intervals > 0 && hmmv_bitmap_count(acc->reads, acc->nr_words) == 64)
+      seen_at = i + 1;
+    g_usleep(2000);
+  }
+  ck_assert_uint_gt(seen_at, 0);
+  ck_assert(hmmv_bitmap_test(acc->reads, 1000) && !hmmv_bitmap_test(acc->reads, 16));
+  ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  ck_assert_uint_eq(stats.beyond_writes, 64);
+  /* its own intervals back before the next snapshot, without waiting for the pacing */
+  for (i = 0; i < 6000; i++) {
+    ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+    if (!stats.quiet)
+      break;
+    g_usleep(10000);
+  }
+  ck_assert(!stats.quiet);
+  ck_assert_uint_eq(stats.quiet_changes, 2);
+  ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
+  ck_assert_uint_eq(sample, 1000);
+  ck_assert_uint_eq(aggr, 5000);
+  /* and it stays so while the reads go beyond the writes */
+  harvest_written(tracker, f.vm, acc, 40, 16, 16, 64);
+  ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  ck_assert(!stats.quiet);
+  ck_assert_uint_eq(stats.quiet_changes, 2);
+  stop_tracker(tracker);
+  hmmv_tracker_free(tracker);
+  fixture_clear(&f);
+}
+END_TEST
+
+/* An idle VM (nothing read, nothing written) goes quiet as well, and a read ends it. */
+START_TEST(test_quiet_when_idle)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  HmmvTracker *tracker;
+  HmmvDamonStats stats;
+  guint64 range[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
+  guint64 sample = 0, aggr = 0;
+  guint i;
+
+  tracker = start_steady_reader(&f, acc);
+  damon_fake_set_accessed(f.fake, NULL, 0);
+  for (i = 0; i < 6000; i++) {
+    ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+    if (stats.quiet)
+      break;
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, NULL));
+    g_usleep(2000);
+  }
+  ck_assert(stats.quiet);
+  ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
+  ck_assert_uint_eq(sample, 8000);
+  damon_fake_set_accessed(f.fake, range, 1);
+  for (i = 0; i < 6000; i++) {
+    ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+    if (!stats.quiet)
+      break;
+    hmmv_access_clear(acc);
+    ck_assert(hmmv_tracker_harvest(tracker, f.vm, acc, NULL));
+    g_usleep(2000);
+  }
+  ck_assert(!stats.quiet);
+  ck_assert_uint_eq(stats.beyond_writes, 16);
+  ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
+  ck_assert_uint_eq(sample, 1000);
+  stop_tracker(tracker);
+  hmmv_tracker_free(tracker);
+  fixture_clear(&f);
+}
+END_TEST
+
 static Suite *
 damon_pacing_suite(void)
 {
@@ -216,6 +378,8 @@ damon_pacing_suite(void)
   tcase_add_test(tc, test_pacing_follows_harvests);
   tcase_add_test(tc, test_watch_coarse_and_back);
   tcase_add_test(tc, test_watch_refused_keeps_reads);
+  tcase_add_test(tc, test_quiet_when_reads_add_nothing);
+  tcase_add_test(tc, test_quiet_when_idle);
   suite_add_tcase(s, tc);
   return s;
 }

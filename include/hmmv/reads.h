@@ -148,6 +148,14 @@ typedef struct {
   gboolean coarse;          /* the kdamond samples HMMV_WATCH_COARSE's slower intervals now
                                (sample_us and aggr_us below are those in effect) */
   guint64 watch_changes;    /* times its intervals were changed for the core's watch */
+  gboolean quiet;           /* the reads added nothing to the VM's writes in the last
+                               snapshots: the kdamond samples HMMV_DAMON_QUIET_FACTOR times
+                               less often and snapshots come up to 16 harvests apart (see
+                               damon.c, "Quiet"; sample_us and aggr_us are those in effect) */
+  guint64 quiet_changes;    /* times the kdamond went quiet or back */
+  guint64 quiet_harvests;   /* harvests while it was quiet */
+  guint64 beyond_writes;    /* pages the last fresh snapshot marked read that the VM had not
+                               written in the last 16-32 harvests */
   guint min_nr_regions, max_nr_regions, sample_us, aggr_us, min_accesses;
 } HmmvDamonStats;
 

@@ -72,6 +72,14 @@ typedef struct {
                                reaches this (damon.c, "Pacing") */
   guint every;              /* under lock: harvests per snapshot, 1 .. DAMON_EVERY_MAX */
   gboolean resting;         /* under lock: the thread waits for next_harvest by choice */
+  guint64 *written;         /* under lock: pages the harvests of this window saw written
+                               (damon.c, "Quiet") */
+  guint64 *written_before;  /* under lock: the same for the window before */
+  guint written_harvests;   /* under lock: harvests into written so far */
+  guint quiet_votes;        /* under lock: fresh snapshots in a row that added no read page
+                               to the VM's writes */
+  gboolean quiet_wanted;    /* under lock: the harvests found the reads add nothing */
+  gboolean quiet_applied;   /* thread only: the kdamond samples at the quiet intervals */
   HmmvWatch watch_wanted;   /* under lock: what the core asked for last (set_watch) */
   HmmvWatch watch_applied;  /* thread only: what the kdamond's intervals are set for */
   gboolean watch_refused;   /* thread only: the kernel refused a change (not EBUSY): the
@@ -98,6 +106,9 @@ void hmmv_damon_choose_sizes(HmmvDamonTracker *damon);
 /* While the core asks for HMMV_WATCH_COARSE the kdamond samples and aggregates this many
  * times less often (damon.c, "Watch"). */
 #define HMMV_DAMON_COARSE_FACTOR 4u
+/* While the VM's reads add nothing to its writes (damon.c, "Quiet") this many times less
+ * often, whatever the watch. */
+#define HMMV_DAMON_QUIET_FACTOR 8u
 /* One snapshot (the thread): asks the kdamond for the regions of its last aggregation, marks
  * in bitmap (damon->nr_words) the pages of those that count as read; *nr_regions: the regions
  * DAMON listed, *nr_marked: the pages marked. */
