@@ -61,7 +61,7 @@
  * the watch) and lets the pacing rest up to DAMON_EVERY_QUIET_MAX harvests. One fresh
  * snapshot with more reads beyond the writes ends it: its own intervals back before the next
  * snapshot, a snapshot every harvest. A read set that appears on a quiet VM is thus seen up to
- * DAMON_EVERY_QUIET_MAX harvests and one quiet aggregation (4 intervals at FINE) late; a
+ * DAMON_EVERY_QUIET_MAX harvests and up to two quiet aggregations (4 intervals each) late; a
  * guest whose reads go beyond its writes never goes quiet.
  */
 #include "../vm-private.h"
