@@ -23,7 +23,7 @@ struct _DamonFake {
   gboolean held;            /* one waits now */
   guint busy_left;          /* writes of state and nr_* still to fail with EBUSY */
   gboolean lock_held;       /* damon_fake_hold_lock(): all of them fail until released */
-  guint busy_refused;       /* writes refused with EBUSY so far */
+  guint busy_refused;       /* writes (and state reads) refused with EBUSY so far */
   GHashTable *running;      /* kdamond index -> "SAMPLE AGGR" it runs with (on, commit) */
   gboolean refuse_commit;   /* damon_fake_refuse_commit() */
   GThread *watched;         /* damon_fake_watch_thread() */
@@ -446,11 +446,22 @@ fake_read(HmmvSysfs *fs, const char *path, char **contents, GError **error)
   DamonFake *fake = fs->priv;
   const char *value;
 
+  const char *base = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
+  gboolean busy;
+
   g_mutex_lock(&fake->lock);
-  value = get(fake, path);
+  /* 6.12's state_show takes damon_sysfs_lock with mutex_trylock */
+  busy = fake->lock_held && strcmp(base, "state") == 0 && kdamond_of(path) >= 0;
+  value = busy ? NULL : get(fake, path);
   if (value != NULL)
     *contents = g_strdup(value);
   g_mutex_unlock(&fake->lock);
+  if (busy) {
+    g_mutex_lock(&fake->lock);
+    fake->busy_refused++;
+    g_mutex_unlock(&fake->lock);
+    return fail(error, EBUSY, path, "(read)");
+  }
   if (value == NULL)
     return fail(error, ENOENT, path, "(read)");
   return TRUE;

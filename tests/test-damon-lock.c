@@ -268,6 +268,45 @@ START_TEST(test_setup_off_caller_and_cancelled)
 }
 END_TEST
 
+/* A second VM's tracker looking for a kdamond while another user holds DAMON's lock (6.12's
+ * state_show takes it with trylock: the states read EBUSY) waits it out and takes a free
+ * kdamond. Until 2026-12-04 a busy state counted as running: "no free kdamond: 8 kdamond(s),
+ * 8 running", and the VM was tracked for writes only for good (the race of issue 8). */
+START_TEST(test_acquire_waits_out_lock_on_state)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  HmmvTracker *first, *second;
+  HmmvDamonStats stats;
+  GError *error = NULL;
+  guint refused;
+
+  first = start_steady_reader(&f, acc);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "8");
+  refused = damon_fake_busy_refused(f.fake);
+  damon_fake_hold_lock(f.fake, TRUE);
+  second = new_patient_tracker(&f, 0, 0);
+  ck_assert(hmmv_tracker_start(second, f.vm, &error));
+  /* the second's setup reads busy states (liveness bound: 60 s) */
+  for (guint i = 0; i < 6000 && damon_fake_busy_refused(f.fake) < refused + 5; i++)
+    g_usleep(10000);
+  ck_assert_uint_ge(damon_fake_busy_refused(f.fake), refused + 5);
+  damon_fake_hold_lock(f.fake, FALSE);
+  ck_assert_msg(hmmv_damon_tracker_wait_setup(second, &error), "%s",
+                error != NULL ? error->message : "");
+  ck_assert(hmmv_damon_tracker_get_stats(second, &stats));
+  ck_assert_uint_eq(stats.kdamond, 1);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/1/state"), "on");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  /* stop_tracker() waits for every tracker's thread: both stopped first */
+  hmmv_tracker_stop(second);
+  stop_tracker(first);
+  hmmv_tracker_free(second);
+  hmmv_tracker_free(first);
+  fixture_clear(&f);
+}
+END_TEST
+
 static Suite *
 damon_lock_suite(void)
 {
@@ -280,6 +319,7 @@ damon_lock_suite(void)
   tcase_add_test(tc, test_setup_busy_beyond_patience_retried);
   tcase_add_test(tc, test_stop_gives_back_on_thread_despite_lock);
   tcase_add_test(tc, test_setup_off_caller_and_cancelled);
+  tcase_add_test(tc, test_acquire_waits_out_lock_on_state);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -111,30 +111,58 @@ write_nr_kdamonds(HmmvSysfs *fs, guint nr, guint patience_ms, GCancellable *canc
                                error);
 }
 
+/* Whether kdamond index runs. Reading its state fails with EBUSY while another user holds
+ * DAMON's sysfs lock (6.12's state_show takes it with mutex_trylock, and a kdamond answering
+ * update_schemes_tried_regions holds it across aggregations): that is waited out for
+ * patience_ms (or until cancellable is cancelled). Until 2026-12-04 a busy read counted as
+ * running: a VM whose tracker looked for a kdamond while another VM's snapshot held the lock
+ * found "8 kdamond(s), 8 running, none free" and was tracked for writes only for good (the
+ * race of issue 8: one or two VMs of three in most hmmvd modes). Unreadable otherwise, or
+ * still busy: assume it runs, which only ever makes hmmv do less. */
 static gboolean
-kdamond_running(HmmvSysfs *fs, guint index)
+kdamond_running_full(HmmvSysfs *fs, guint index, guint patience_ms, GCancellable *cancellable)
 {
   g_autofree char *path = hmmv_damon_path(index, "state");
-  g_autofree char *state = NULL;
+  guint tries = MAX(patience_ms * 1000u / DAMON_BUSY_SLEEP_US, 1u);
 
-  /* unreadable: assume it runs, which only ever makes hmmv do less */
-  if (!hmmv_sysfs_read(fs, path, &state, NULL))
-    return TRUE;
-  return g_strcmp0(state, "off") != 0;
+  for (guint attempt = 1;; attempt++) {
+    g_autoptr(GError) local_error = NULL;
+    g_autofree char *state = NULL;
+
+    if (hmmv_sysfs_read(fs, path, &state, &local_error))
+      return g_strcmp0(state, "off") != 0;
+    if (!g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BUSY) || attempt >= tries ||
+        g_cancellable_is_cancelled(cancellable))
+      return TRUE;
+    g_usleep(DAMON_BUSY_SLEEP_US);
+  }
 }
 
 static gboolean
-kdamond_free(HmmvSysfs *fs, const char *run_dir, guint index)
+kdamond_running(HmmvSysfs *fs, guint index)
+{
+  return kdamond_running_full(fs, index, HMMV_DAMON_PATIENCE_MS, NULL);
+}
+
+static gboolean
+kdamond_free_full(HmmvSysfs *fs, const char *run_dir, guint index, guint patience_ms,
+                  GCancellable *cancellable)
 {
   g_autofree char *contexts = hmmv_damon_path(index, "contexts/nr_contexts");
   g_autofree char *record = record_path(run_dir, index);
   guint64 nr_contexts;
 
-  if (kdamond_running(fs, index))
+  if (kdamond_running_full(fs, index, patience_ms, cancellable))
     return FALSE;
   if (!hmmv_sysfs_read_u64(fs, contexts, &nr_contexts, NULL) || nr_contexts != 0)
     return FALSE;
   return !g_file_test(record, G_FILE_TEST_EXISTS);
+}
+
+static gboolean
+kdamond_free(HmmvSysfs *fs, const char *run_dir, guint index)
+{
+  return kdamond_free_full(fs, run_dir, index, HMMV_DAMON_PATIENCE_MS, NULL);
 }
 
 static gboolean
@@ -212,19 +240,18 @@ write_added(const char *run_dir, guint before, GError **error)
                                   error);
 }
 
-gboolean
-hmmv_damon_can_acquire(HmmvSysfs *fs, const char *run_dir, GError **error)
+static gboolean
+can_acquire_full(HmmvSysfs *fs, const char *run_dir, guint patience_ms,
+                 GCancellable *cancellable, GError **error)
 {
   guint nr, running = 0, foreign = 0;
 
-  if (run_dir == NULL)
-    run_dir = HMMV_DAMON_RUN_DIR;
   if (!read_nr_kdamonds(fs, &nr, error))
     return FALSE;
   for (guint i = 0; i < nr; i++) {
-    if (kdamond_free(fs, run_dir, i))
+    if (kdamond_free_full(fs, run_dir, i, patience_ms, cancellable))
       return TRUE;
-    running += kdamond_running(fs, i);
+    running += kdamond_running_full(fs, i, patience_ms, cancellable);
     foreign++;
   }
   if (running == 0 && foreign == 0)
@@ -234,6 +261,13 @@ hmmv_damon_can_acquire(HmmvSysfs *fs, const char *run_dir, GError **error)
               "reset them (DAMON re-creates every kdamond on nr_kdamonds), so hmmv leaves "
               "them alone", nr, running);
   return FALSE;
+}
+
+gboolean
+hmmv_damon_can_acquire(HmmvSysfs *fs, const char *run_dir, GError **error)
+{
+  return can_acquire_full(fs, run_dir != NULL ? run_dir : HMMV_DAMON_RUN_DIR,
+                          HMMV_DAMON_PATIENCE_MS, NULL, error);
 }
 
 /* Trackers set up on their own threads (damon.c), so two VMs may look for a free kdamond
@@ -252,14 +286,14 @@ acquire_locked(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int target_
   if (!read_nr_kdamonds(fs, &nr, error))
     return FALSE;
   for (guint i = 0; i < nr; i++) {
-    if (kdamond_free(fs, run_dir, i)) {
+    if (kdamond_free_full(fs, run_dir, i, patience_ms, cancellable)) {
       if (!hmmv_damon_write_record(run_dir, i, hmmv_damon_ops_name(ops), target_pid, error))
         return FALSE;
       *index = i;
       return TRUE;
     }
   }
-  if (!hmmv_damon_can_acquire(fs, run_dir, error))
+  if (!can_acquire_full(fs, run_dir, patience_ms, cancellable, error))
     return FALSE;
   /* Nothing runs and every kdamond is free: re-creating them loses nobody's setup. */
   if (!write_added(run_dir, nr, error) ||
