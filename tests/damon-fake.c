@@ -28,6 +28,8 @@ struct _DamonFake {
   gboolean refuse_commit;   /* damon_fake_refuse_commit() */
   GThread *watched;         /* damon_fake_watch_thread() */
   guint watched_attempts;   /* writes it tried, refused or not */
+  guint busy_state_reads;   /* damon_fake_busy_state_reads(): state reads still to fail */
+  char *recreate_after;     /* damon_fake_recreate_after(): the path's end, or NULL */
 };
 
 static gboolean
@@ -402,6 +404,15 @@ fake_write(HmmvSysfs *fs, const char *path, const char *value, GError **error)
   }
   if (ok)
     g_ptr_array_add(fake->writes, g_strdup(path));
+  if (ok && fake->recreate_after != NULL && g_str_has_suffix(path, fake->recreate_after)) {
+    /* another user's write of nr_kdamonds, the count unchanged: every kdamond made again */
+    guint64 nr = getu(fake, "kdamonds/nr_kdamonds");
+
+    g_clear_pointer(&fake->recreate_after, g_free);
+    remove_children(fake, "kdamonds");
+    for (guint i = 0; i < nr; i++)
+      make_kdamond(fake, i);
+  }
   sleep_us = ok && strcmp(v, "update_schemes_tried_regions") == 0
                ? MIN(getu(fake, "kdamonds/%d/contexts/0/monitoring_attrs/intervals/aggr_us", k),
                      20000u)
@@ -429,6 +440,23 @@ damon_fake_hold_lock(DamonFake *fake, gboolean held)
   g_mutex_unlock(&fake->lock);
 }
 
+void
+damon_fake_busy_state_reads(DamonFake *fake, guint nr_reads)
+{
+  g_mutex_lock(&fake->lock);
+  fake->busy_state_reads = nr_reads;
+  g_mutex_unlock(&fake->lock);
+}
+
+void
+damon_fake_recreate_after(DamonFake *fake, const char *path_end)
+{
+  g_mutex_lock(&fake->lock);
+  g_free(fake->recreate_after);
+  fake->recreate_after = g_strdup(path_end);
+  g_mutex_unlock(&fake->lock);
+}
+
 guint
 damon_fake_busy_refused(DamonFake *fake)
 {
@@ -451,7 +479,10 @@ fake_read(HmmvSysfs *fs, const char *path, char **contents, GError **error)
 
   g_mutex_lock(&fake->lock);
   /* 6.12's state_show takes damon_sysfs_lock with mutex_trylock */
-  busy = fake->lock_held && strcmp(base, "state") == 0 && kdamond_of(path) >= 0;
+  busy = (fake->lock_held || fake->busy_state_reads > 0) && strcmp(base, "state") == 0 &&
+         kdamond_of(path) >= 0;
+  if (busy && !fake->lock_held)
+    fake->busy_state_reads--;
   value = busy ? NULL : get(fake, path);
   if (value != NULL)
     *contents = g_strdup(value);
@@ -499,6 +530,7 @@ fake_destroy(HmmvSysfs *fs)
   g_cond_clear(&fake->cond);
   g_free(fake->avail);
   g_free(fake->scratch);
+  g_free(fake->recreate_after);
   g_free(fake);
 }
 

@@ -36,6 +36,14 @@ void damon_fake_set_pid_alive(DamonFake *fake, int pid, gboolean alive);
 void damon_fake_busy(DamonFake *fake, guint nr_writes);
 /* The same lock held until released (held FALSE): every such write fails meanwhile. */
 void damon_fake_hold_lock(DamonFake *fake, gboolean held);
+/* The lock held across the next nr_reads reads of a kdamond's state only (6.12's
+ * state_show takes it with mutex_trylock): they fail with EBUSY, later ones do not. */
+void damon_fake_busy_state_reads(DamonFake *fake, guint nr_reads);
+/* Another user writes nr_kdamonds (the same count) right after the next successful write
+ * to a path ending in path_end: every kdamond directory is removed and made again, empty
+ * and off, as mm/damon/sysfs.c does whenever no kdamond runs (one that is being set up is
+ * off until its setup's last write). */
+void damon_fake_recreate_after(DamonFake *fake, const char *path_end);
 /* Writes refused with EBUSY since creation. */
 guint damon_fake_busy_refused(DamonFake *fake);
 /* Counts the writes thread tries from now on, refused or not (a thread that must write

@@ -200,6 +200,91 @@ START_TEST(test_probe_no_damon)
 }
 END_TEST
 
+/* Another VM's kdamond is being set up (configured, still off, recorded) beside free ones,
+ * and DAMON's lock hides every kdamond's state from a second VM's first look (its patience
+ * 0 here: the lock held longer than it waits). Until 2026-12-04 the second look that found
+ * kdamond 1 free was taken for "every kdamond free" and nr_kdamonds was written (the kernel
+ * allows that while none runs): kdamond 0's setup vanished under it, "pid_target: No such
+ * file or directory" (the race of issue 8, hmmvd-base run 1). Now a hidden state is tried
+ * again and kdamond 0 is left as it was. */
+START_TEST(test_acquire_never_recreates_a_setup)
+{
+  Fixture f;
+  HmmvDamonOptions options = { 0 };
+  g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
+  HmmvDamonStats stats;
+  HmmvTracker *tracker;
+  GError *error = NULL;
+
+  fixture_init(&f, "vaddr fvaddr paddr");
+  ck_assert(hmmv_sysfs_write(f.fs, "kdamonds/nr_kdamonds", "8", &error));
+  ck_assert(hmmv_sysfs_write(f.fs, "kdamonds/0/contexts/nr_contexts", "1", &error));
+  ck_assert(hmmv_sysfs_write(f.fs, "kdamonds/0/contexts/0/operations", "fvaddr", &error));
+  ck_assert(hmmv_sysfs_write(f.fs, "kdamonds/0/contexts/0/targets/nr_targets", "1", &error));
+  ck_assert(hmmv_sysfs_write(f.fs, "kdamonds/0/contexts/0/targets/0/pid_target", pid,
+                             &error));
+  write_record(&f, 0, (int)getpid(), (int)getpid(), "fvaddr");
+  damon_fake_busy_state_reads(f.fake, 8);
+  options.ops = HMMV_DAMON_VADDR;
+  options.interval_ms = 10;
+  options.fs = f.fs;
+  options.run_dir = f.run_dir;
+  options.patience_ms = 1;
+  options.setup_patience_ms = 1;
+  tracker = hmmv_damon_tracker_new(&options, &error);
+  ck_assert(hmmv_tracker_start(tracker, f.vm, &error));
+  /* the setup says it is still trying while it waits out the lock (liveness bound: 60 s) */
+  for (guint i = 0; i < 6000 && !hmmv_damon_tracker_wait_setup(tracker, &error); i++) {
+    ck_assert_msg(g_error_matches(error, G_IO_ERROR, G_IO_ERROR_BUSY), "%s", error->message);
+    g_clear_error(&error);
+    g_usleep(10000);
+  }
+  ck_assert_msg(error == NULL, "%s", error != NULL ? error->message : "");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/nr_kdamonds"), "8");
+  ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
+  ck_assert_uint_eq(stats.kdamond, 1);
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/1/state"), "on");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/contexts/nr_contexts"), "1");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/contexts/0/targets/0/pid_target"), pid);
+  ck_assert_uint_eq(damon_fake_nr_writes(f.fake, "kdamonds/nr_kdamonds"), 1);
+  stop_tracker(tracker);
+  hmmv_tracker_free(tracker);
+  fixture_clear(&f);
+}
+END_TEST
+
+/* Another user writes nr_kdamonds while hmmv sets its kdamond up (off until the last
+ * write): every kdamond directory is made again, empty, and the setup's next write finds
+ * its file gone. Until 2026-12-04 that ended the VM's read tracking for good; now the kdamond
+ * is given back and set up again. */
+START_TEST(test_setup_recreated_under_it_set_up_again)
+{
+  Fixture f;
+  g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
+  guint64 accessed[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
+  g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
+  HmmvTracker *tracker;
+  GError *error = NULL;
+
+  fixture_init(&f, "vaddr fvaddr paddr");
+  damon_fake_set_accessed(f.fake, accessed, 1);
+  damon_fake_recreate_after(f.fake, "/contexts/0/targets/nr_targets");
+  tracker = new_tracker(&f, HMMV_DAMON_VADDR, NULL);
+  ck_assert_msg(start_tracker(tracker, f.vm, &error), "%s",
+                error != NULL ? error->message : "");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/contexts/0/targets/0/pid_target"), pid);
+  ck_assert_uint_ge(damon_fake_nr_writes(f.fake, "kdamonds/0/contexts/0/targets/nr_targets"),
+                    2);
+  harvest_snapshot(tracker, f.vm, acc);
+  ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
+  stop_tracker(tracker);
+  hmmv_tracker_free(tracker);
+  ck_assert(!record_exists(&f, 0));
+  fixture_clear(&f);
+}
+END_TEST
+
 static Suite *
 damon_kdamonds_suite(void)
 {
@@ -210,6 +295,8 @@ damon_kdamonds_suite(void)
   tcase_add_loop_test(tc, test_foreign_running_untouched, 0, 2);
   tcase_add_test(tc, test_free_kdamond_beside_foreign);
   tcase_add_test(tc, test_cleanup_stale);
+  tcase_add_test(tc, test_acquire_never_recreates_a_setup);
+  tcase_add_test(tc, test_setup_recreated_under_it_set_up_again);
   tcase_add_test(tc, test_probe_reads_only);
   tcase_add_test(tc, test_probe_no_damon);
   suite_add_tcase(s, tc);

@@ -85,8 +85,8 @@ gboolean hmmv_damon_probe(HmmvSysfs *fs, HmmvDamonOps ops, const char *kallsyms_
                           GError **error);
 
 /* Whether a kdamond could be had right now without touching anyone else's: a free one
- * (off, no context, not recorded by hmmv), or none running and every existing one free, so
- * that one can be added. Reads only. */
+ * (off, no context, not recorded by hmmv), or no kdamond at all, so that some can be added.
+ * Reads only. */
 gboolean hmmv_damon_can_acquire(HmmvSysfs *fs, const char *run_dir, GError **error);
 
 /* Turns off and frees the kdamonds that an hmmvd which is no longer running recorded under

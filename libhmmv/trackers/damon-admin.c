@@ -5,11 +5,11 @@
  *
  *  - hmmv only takes a kdamond that is free: state "off" and no context (nr_contexts 0),
  *    and not recorded by hmmv for another VM;
- *  - it adds one only when the kernel would not disturb anybody: writing nr_kdamonds
- *    removes and re-creates every kdamond directory (mm/damon/sysfs.c,
- *    damon_sysfs_kdamonds_add_dirs()) and fails with EBUSY while any of them runs, so hmmv
- *    writes it only when no kdamond runs and every existing one is free (the re-created
- *    ones are free again). Anything else: no kdamond for hmmv, and nothing written;
+ *  - it adds kdamonds only when there is none: writing nr_kdamonds removes and re-creates
+ *    every kdamond directory (mm/damon/sysfs.c, damon_sysfs_kdamonds_add_dirs()), refused
+ *    with EBUSY only while one of them runs, so it would also wipe the configuration of a
+ *    kdamond that is being set up (another VM's, off until its last write). Anything else:
+ *    no kdamond for hmmv, and nothing written;
  *  - before writing anything into a kdamond it writes a record run_dir/kdamond-N (its own
  *    pid, the target pid, the operations), and run_dir/added (the count before) when it
  *    added kdamonds, so that a later hmmvd can clean up after one that was killed, and
@@ -119,8 +119,14 @@ write_nr_kdamonds(HmmvSysfs *fs, guint nr, guint patience_ms, GCancellable *canc
  * found "8 kdamond(s), 8 running, none free" and was tracked for writes only for good (the
  * race of issue 8: one or two VMs of three in most hmmvd modes). Unreadable otherwise, or
  * still busy: assume it runs, which only ever makes hmmv do less. */
-static gboolean
-kdamond_running_full(HmmvSysfs *fs, guint index, guint patience_ms, GCancellable *cancellable)
+typedef enum {
+  KDAMOND_OFF,
+  KDAMOND_RUNNING,
+  KDAMOND_HIDDEN,   /* its state still read EBUSY after patience_ms */
+} KdamondState;
+
+static KdamondState
+kdamond_state(HmmvSysfs *fs, guint index, guint patience_ms, GCancellable *cancellable)
 {
   g_autofree char *path = hmmv_damon_path(index, "state");
   guint tries = MAX(patience_ms * 1000u / DAMON_BUSY_SLEEP_US, 1u);
@@ -130,12 +136,19 @@ kdamond_running_full(HmmvSysfs *fs, guint index, guint patience_ms, GCancellable
     g_autofree char *state = NULL;
 
     if (hmmv_sysfs_read(fs, path, &state, &local_error))
-      return g_strcmp0(state, "off") != 0;
-    if (!g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BUSY) || attempt >= tries ||
-        g_cancellable_is_cancelled(cancellable))
-      return TRUE;
+      return g_strcmp0(state, "off") != 0 ? KDAMOND_RUNNING : KDAMOND_OFF;
+    if (!g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BUSY))
+      return KDAMOND_RUNNING;
+    if (attempt >= tries || g_cancellable_is_cancelled(cancellable))
+      return KDAMOND_HIDDEN;
     g_usleep(DAMON_BUSY_SLEEP_US);
   }
+}
+
+static gboolean
+kdamond_running_full(HmmvSysfs *fs, guint index, guint patience_ms, GCancellable *cancellable)
+{
+  return kdamond_state(fs, index, patience_ms, cancellable) != KDAMOND_OFF;
 }
 
 static gboolean
@@ -144,19 +157,30 @@ kdamond_running(HmmvSysfs *fs, guint index)
   return kdamond_running_full(fs, index, HMMV_DAMON_PATIENCE_MS, NULL);
 }
 
+/* Free: off, no context, and no record of hmmv's. *state says how its state read. */
 static gboolean
-kdamond_free_full(HmmvSysfs *fs, const char *run_dir, guint index, guint patience_ms,
-                  GCancellable *cancellable)
+kdamond_free_state(HmmvSysfs *fs, const char *run_dir, guint index, guint patience_ms,
+                   GCancellable *cancellable, KdamondState *state)
 {
   g_autofree char *contexts = hmmv_damon_path(index, "contexts/nr_contexts");
   g_autofree char *record = record_path(run_dir, index);
   guint64 nr_contexts;
 
-  if (kdamond_running_full(fs, index, patience_ms, cancellable))
+  *state = kdamond_state(fs, index, patience_ms, cancellable);
+  if (*state != KDAMOND_OFF)
     return FALSE;
   if (!hmmv_sysfs_read_u64(fs, contexts, &nr_contexts, NULL) || nr_contexts != 0)
     return FALSE;
   return !g_file_test(record, G_FILE_TEST_EXISTS);
+}
+
+static gboolean
+kdamond_free_full(HmmvSysfs *fs, const char *run_dir, guint index, guint patience_ms,
+                  GCancellable *cancellable)
+{
+  KdamondState state;
+
+  return kdamond_free_state(fs, run_dir, index, patience_ms, cancellable, &state);
 }
 
 static gboolean
@@ -240,26 +264,56 @@ write_added(const char *run_dir, guint before, GError **error)
                                   error);
 }
 
+/* One look at the kdamond table: the first free kdamond (G_MAXUINT: none), and how many
+ * run and how many hid their state behind DAMON's lock for patience_ms. */
+typedef struct {
+  guint nr;
+  guint free_index;
+  guint running;
+  guint hidden;
+} TableLook;
+
+static gboolean
+look_at_table(HmmvSysfs *fs, const char *run_dir, guint patience_ms,
+              GCancellable *cancellable, TableLook *look, GError **error)
+{
+  memset(look, 0, sizeof(*look));
+  look->free_index = G_MAXUINT;
+  if (!read_nr_kdamonds(fs, &look->nr, error))
+    return FALSE;
+  for (guint i = 0; i < look->nr; i++) {
+    KdamondState state;
+
+    if (kdamond_free_state(fs, run_dir, i, patience_ms, cancellable, &state)) {
+      look->free_index = i;
+      return TRUE;
+    }
+    look->running += state == KDAMOND_RUNNING;
+    look->hidden += state == KDAMOND_HIDDEN;
+  }
+  return TRUE;
+}
+
+static void
+set_no_free_error(const TableLook *look, GError **error)
+{
+  g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+              "no free kdamond: %u kdamond(s), %u running, none free; adding one would "
+              "reset them (DAMON re-creates every kdamond on nr_kdamonds), so hmmv leaves "
+              "them alone", look->nr, look->running + look->hidden);
+}
+
 static gboolean
 can_acquire_full(HmmvSysfs *fs, const char *run_dir, guint patience_ms,
                  GCancellable *cancellable, GError **error)
 {
-  guint nr, running = 0, foreign = 0;
+  TableLook look;
 
-  if (!read_nr_kdamonds(fs, &nr, error))
+  if (!look_at_table(fs, run_dir, patience_ms, cancellable, &look, error))
     return FALSE;
-  for (guint i = 0; i < nr; i++) {
-    if (kdamond_free_full(fs, run_dir, i, patience_ms, cancellable))
-      return TRUE;
-    running += kdamond_running_full(fs, i, patience_ms, cancellable);
-    foreign++;
-  }
-  if (running == 0 && foreign == 0)
+  if (look.free_index != G_MAXUINT || look.nr == 0)
     return TRUE;
-  g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
-              "no free kdamond: %u kdamond(s), %u running, none free; adding one would "
-              "reset them (DAMON re-creates every kdamond on nr_kdamonds), so hmmv leaves "
-              "them alone", nr, running);
+  set_no_free_error(&look, error);
   return FALSE;
 }
 
@@ -277,33 +331,46 @@ hmmv_damon_can_acquire(HmmvSysfs *fs, const char *run_dir, GError **error)
  * lock: hmmv's own view of the kdamond table changes under it only. */
 G_LOCK_DEFINE_STATIC(kdamond_table);
 
+/* Takes the first free kdamond of one look at the table, or adds kdamonds when there is none
+ * at all. Until 2026-12-04 a look that found none free was followed by a second one
+ * (can_acquire), and a kdamond found free there was taken for "every kdamond is free": hmmv
+ * wrote nr_kdamonds, which the kernel does whenever no kdamond runs, and so re-created the
+ * kdamonds that other VMs' trackers were still setting up (off until their last write): their
+ * next write found its file gone ("kdamonds/0/contexts/0/targets/0/pid_target: No such file
+ * or directory", the race of issue 8, hmmvd-base run 1) and they were tracked for writes only.
+ * A kdamond whose state DAMON's lock hid for all of patience_ms may be free: that is EBUSY,
+ * tried again by the tracker's thread, not "none free". */
 static gboolean
 acquire_locked(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int target_pid,
                guint patience_ms, GCancellable *cancellable, guint *index, GError **error)
 {
-  guint nr;
+  TableLook look;
 
-  if (!read_nr_kdamonds(fs, &nr, error))
+  if (!look_at_table(fs, run_dir, patience_ms, cancellable, &look, error))
     return FALSE;
-  for (guint i = 0; i < nr; i++) {
-    if (kdamond_free_full(fs, run_dir, i, patience_ms, cancellable)) {
-      if (!hmmv_damon_write_record(run_dir, i, hmmv_damon_ops_name(ops), target_pid, error))
-        return FALSE;
-      *index = i;
-      return TRUE;
+  if (look.free_index == G_MAXUINT && look.hidden > 0) {
+    g_set_error(error, G_IO_ERROR, G_IO_ERROR_BUSY,
+                "no free kdamond yet: the state of %u of %u kdamond(s) stayed hidden behind "
+                "DAMON's sysfs lock (EBUSY) for %u ms", look.hidden, look.nr, patience_ms);
+    return FALSE;
+  }
+  if (look.free_index == G_MAXUINT && look.nr > 0) {
+    set_no_free_error(&look, error);
+    return FALSE;
+  }
+  if (look.free_index == G_MAXUINT) {
+    /* No kdamond at all: writing nr_kdamonds re-creates nobody's. */
+    if (!write_added(run_dir, 0, error) ||
+        !write_nr_kdamonds(fs, DAMON_ADD_BATCH, patience_ms, cancellable, error)) {
+      g_prefix_error(error, "adding kdamonds: ");
+      return FALSE;
     }
+    look.free_index = 0;
   }
-  if (!can_acquire_full(fs, run_dir, patience_ms, cancellable, error))
+  if (!hmmv_damon_write_record(run_dir, look.free_index, hmmv_damon_ops_name(ops), target_pid,
+                               error))
     return FALSE;
-  /* Nothing runs and every kdamond is free: re-creating them loses nobody's setup. */
-  if (!write_added(run_dir, nr, error) ||
-      !write_nr_kdamonds(fs, nr + DAMON_ADD_BATCH, patience_ms, cancellable, error)) {
-    g_prefix_error(error, "adding kdamonds: ");
-    return FALSE;
-  }
-  if (!hmmv_damon_write_record(run_dir, nr, hmmv_damon_ops_name(ops), target_pid, error))
-    return FALSE;
-  *index = nr;
+  *index = look.free_index;
   return TRUE;
 }
 

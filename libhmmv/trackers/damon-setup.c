@@ -312,6 +312,9 @@ configure(HmmvDamonTracker *damon, GError **error)
   return TRUE;
 }
 
+/* Setups of one run that may find their kdamond's directories re-created under them. */
+#define DAMON_SETUP_TRIES 4u
+
 /* Takes a kdamond, configures it and turns it on (FALSE: damon->acquired says whether one
  * was taken, for the caller to give back): what start() did on its caller's thread
  * until 2026-12-02. Some 20 writes, up to 5,000 with the regions; 5 or 6 of them (nr_* and
@@ -325,13 +328,34 @@ hmmv_damon_setup(HmmvDamonTracker *damon, GError **error)
   g_autofree char *pid_path = NULL;
   guint64 kdamond_pid = 0;
 
-  if (!hmmv_damon_acquire(damon->fs, damon->run_dir, damon->options.ops, damon->target_pid,
-                          damon->setup_patience_ms, damon->cancel, &damon->index, error))
-    return FALSE;
-  damon->acquired = TRUE;
-  /* a kdamond taken but not configured stays acquired: the thread gives it back */
-  if (!configure(damon, error))
-    return FALSE;
+  for (guint attempt = 1;; attempt++) {
+    g_autoptr(GError) local_error = NULL;
+
+    if (!hmmv_damon_acquire(damon->fs, damon->run_dir, damon->options.ops,
+                            damon->target_pid, damon->setup_patience_ms, damon->cancel,
+                            &damon->index, error))
+      return FALSE;
+    damon->acquired = TRUE;
+    if (configure(damon, &local_error))
+      break;
+    /* A file the setup writes is gone: the kdamond's directories were removed and made
+     * again under it (whoever writes nr_kdamonds, or this kdamond's nr_contexts or
+     * nr_targets, re-creates them empty; the kernel refuses that only while the kdamond
+     * runs, and it is off until the setup's last write). Give it back and set up again,
+     * DAMON_SETUP_TRIES times in all: a file missing for good fails as it did. */
+    if (!g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND) ||
+        attempt >= DAMON_SETUP_TRIES) {
+      /* a kdamond taken but not configured stays acquired: the thread gives it back */
+      g_propagate_error(error, g_steal_pointer(&local_error));
+      return FALSE;
+    }
+    g_message("reads: %s: set up again (%u of %u)", local_error->message, attempt + 1,
+              DAMON_SETUP_TRIES);
+    if (!hmmv_damon_release(damon->fs, damon->run_dir, damon->index,
+                            damon->setup_patience_ms, error))
+      return FALSE;   /* its record stays: not taken again, cleaned up by the next hmmvd */
+    damon->acquired = FALSE;
+  }
   pid_path = hmmv_damon_path(damon->index, "pid");
   (void)hmmv_sysfs_read_u64(damon->fs, pid_path, &kdamond_pid, NULL);
   g_mutex_lock(&damon->lock);
