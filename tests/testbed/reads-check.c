@@ -422,6 +422,27 @@ main(int argc, char **argv)
       fp += !truth && is_hot;
       fn += truth && !is_hot;
     }
+    /* the pages the guest accessed but hmmv did not call hot, as runs (the first 16): which
+     * of the guest's sets, where in the window, a chunk at a time or a page here and there */
+    for (guint64 pfn = sets.base_pfn, runs = 0; pfn < sets.base_pfn + sets.window_pages;) {
+      guint64 end = pfn;
+
+      while (end < sets.base_pfn + sets.window_pages &&
+             (in_read_set(&sets, end) || in_write_set(&sets, end)) &&
+             !(end < nr_pages && hmmv_bitmap_test(hot, end)) &&
+             in_write_set(&sets, end) == in_write_set(&sets, pfn))
+        end++;
+      if (end == pfn) {
+        pfn++;
+        continue;
+      }
+      if (runs++ < 16)
+        printf("reads-check: not hot: %s set pages %" G_GUINT64_FORMAT "-%" G_GUINT64_FORMAT
+               " (window offset %" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT " pages)\n",
+               in_write_set(&sets, pfn) ? "write" : "read", pfn, end - 1,
+               pfn - sets.base_pfn, end - pfn);
+      pfn = end;
+    }
     precision = tp + fp > 0 ? (double)tp / (double)(tp + fp) : 0;
     recall = tp + fn > 0 ? (double)tp / (double)(tp + fn) : 0;
     gib = (double)size / (double)(1ull << 30);
