@@ -91,7 +91,10 @@ got=$?
 stop_guest
 
 # 2. A guest that reads one set and writes another: both are accessed, both must be hot.
-#    (Telling the written ones apart is qemu-dirty's part, with the patched QEMU.)
+#    (Telling the written ones apart is qemu-dirty's part, with the patched QEMU.) Its recall
+#    depends on how often the testbed's CPUs flush TCG's TLB (DAMON clears accessed bits
+#    without a flush): 0.90-0.92 on a quiet testbed, 1.000 with context switches beside it
+#    (BENCHMARKS.md, "2026-12-04: vaddr with writes ... the TCG testbed's TLB").
 start_guest write_pages=512 write_ratio=25
 check vaddr $min >/tmp/reads-vaddr.out
 got=$?
