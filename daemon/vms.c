@@ -367,14 +367,12 @@ hmmvd_vms_track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker,
 
   HmmvTracker *writes = tracker;
 
-  /* reads, where the kernel offers a source: combined with the writes (the core starts the
-   * combined tracker, which starts both; a prestarted write tracker as before) */
-  tracker = hmmvd_reads_wrap(vms->reads, tracker);
-  if (vms->config->record_dir != NULL)
-    tracker = record_wrap(vms->config, name, tracker, tracker != writes);
-
   if (vms->running) {
-    /* The core takes no VM while an interval runs: this one joins when it is done. */
+    /* The core takes no VM while an interval runs: this one joins when it is done, through
+     * here again, and is given its read source and recording then. Until 2026-12-04 they
+     * were given here too: such a VM had two read trackers (with DAMON two kdamonds on one
+     * QEMU, and in the race of issue 8 one more setup racing the others' for kdamonds)
+     * and, with --record-dir, two recordings. */
     hmmv_vm_free(entry->pending_vm);
     if (entry->pending_tracker != NULL)
       hmmv_tracker_free(entry->pending_tracker);
@@ -383,6 +381,11 @@ hmmvd_vms_track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker,
     hmmvd_vm_entry_set_status(entry, "starting: joins when the running interval is done");
     return TRUE;
   }
+  /* reads, where the kernel offers a source: combined with the writes (the core starts the
+   * combined tracker, which starts both; a prestarted write tracker as before) */
+  tracker = hmmvd_reads_wrap(vms->reads, tracker);
+  if (vms->config->record_dir != NULL)
+    tracker = record_wrap(vms->config, name, tracker, tracker != writes);
   hmmv_vm_set_pid(vm, entry->info.pid);
   hmmv_vm_set_quota(vm, &entry->info.quota);
   entry->retry_layout = FALSE;
