@@ -215,18 +215,22 @@ fill_tried_regions(DamonFake *fake, guint k)
   setf(fake, buf, "%s/total_bytes", dir);
 }
 
-/* "on" and "commit" hand the kdamond the intervals written: EINVAL when sample_us >
- * aggr_us (damon_set_attrs()). */
+/* "on" and "commit" hand the kdamond the intervals and the region limits written: EINVAL
+ * when sample_us > aggr_us, min < 3 or min > max (damon_set_attrs()). */
 static gboolean
 take_intervals(DamonFake *fake, guint k, const char *path, const char *cmd, GError **error)
 {
   guint64 sample = getu(fake, "kdamonds/%u/contexts/0/monitoring_attrs/intervals/sample_us", k);
   guint64 aggr = getu(fake, "kdamonds/%u/contexts/0/monitoring_attrs/intervals/aggr_us", k);
+  guint64 min = getu(fake, "kdamonds/%u/contexts/0/monitoring_attrs/nr_regions/min", k);
+  guint64 max = getu(fake, "kdamonds/%u/contexts/0/monitoring_attrs/nr_regions/max", k);
 
-  if (sample > aggr)
+  if (sample > aggr || min < 3 || min > max)
     return fail(error, EINVAL, path, cmd);
   g_hash_table_insert(fake->running, GUINT_TO_POINTER(k),
-                      g_strdup_printf("%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT, sample, aggr));
+                      g_strdup_printf("%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+                                      " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
+                                      sample, aggr, min, max));
   return TRUE;
 }
 
@@ -738,6 +742,22 @@ damon_fake_running_intervals(DamonFake *fake, guint index, guint64 *sample_us,
   value = g_hash_table_lookup(fake->running, GUINT_TO_POINTER(index));
   found = value != NULL && sscanf(value, "%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
                                   sample_us, aggr_us) == 2;
+  g_mutex_unlock(&fake->lock);
+  return found;
+}
+
+gboolean
+damon_fake_running_nr_regions(DamonFake *fake, guint index, guint64 *min, guint64 *max)
+{
+  const char *value;
+  guint64 sample_us, aggr_us;
+  gboolean found;
+
+  g_mutex_lock(&fake->lock);
+  value = g_hash_table_lookup(fake->running, GUINT_TO_POINTER(index));
+  found = value != NULL && sscanf(value, "%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+                                  " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
+                                  &sample_us, &aggr_us, min, max) == 4;
   g_mutex_unlock(&fake->lock);
   return found;
 }

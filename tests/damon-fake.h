@@ -67,6 +67,9 @@ guint damon_fake_nr_writes(DamonFake *fake, const char *path);
  * turned on, or at its last "commit". FALSE: never turned on. */
 gboolean damon_fake_running_intervals(DamonFake *fake, guint index, guint64 *sample_us,
                                       guint64 *aggr_us);
+/* The same for its nr_regions min and max. */
+gboolean damon_fake_running_nr_regions(DamonFake *fake, guint index, guint64 *min,
+                                       guint64 *max);
 /* Every "commit" from now on fails with EINVAL (a kernel that refuses the inputs). */
 void damon_fake_refuse_commit(DamonFake *fake);
 /* A value, or NULL (owned by the fake, valid until the next call). */

@@ -125,7 +125,7 @@ START_TEST(test_watch_coarse_and_back)
   g_autoptr(HmmvAccess) acc = hmmv_access_new(NR_PAGES, NULL);
   HmmvTracker *tracker;
   HmmvDamonStats stats;
-  guint64 sample = 0, aggr = 0, commits;
+  guint64 sample = 0, aggr = 0, commits, min_regions = 0, max_regions = 0;
 
   tracker = start_steady_reader(&f, acc);
   ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
@@ -144,6 +144,10 @@ START_TEST(test_watch_coarse_and_back)
   ck_assert_uint_eq(stats.sample_us, 4000);
   ck_assert_uint_eq(stats.aggr_us, 20000);
   ck_assert_uint_eq(stats.watch_changes, 1);
+  /* the coarse watch keeps the kdamond's own regions (only quiet takes fewer) */
+  ck_assert(damon_fake_running_nr_regions(f.fake, stats.kdamond, &min_regions, &max_regions));
+  ck_assert_uint_eq(max_regions, 256);
+  ck_assert_uint_eq(min_regions, 64);
   /* the reads go on: a fresh snapshot with the 16 pages */
   harvest_snapshot(tracker, f.vm, acc);
   ck_assert_uint_eq(hmmv_bitmap_count(acc->reads, acc->nr_words), 16);
@@ -245,6 +249,7 @@ START_TEST(test_quiet_when_reads_add_nothing)
   GError *error = NULL;
   HmmvDamonStats stats;
   guint64 sample = 0, aggr = 0, snaps, quiet_harvests, seen_at = 0;
+  guint64 min_regions = 0, max_regions = 0;
   guint i;
 
   tracker = start_steady_reader(&f, acc);
@@ -267,6 +272,13 @@ START_TEST(test_quiet_when_reads_add_nothing)
   ck_assert_uint_eq(stats.aggr_us, 40000);
   ck_assert(!stats.coarse);
   ck_assert_uint_eq(stats.watch_changes, 0);
+  /* and an eighth of its regions: 32 at most, 8 at least (its own 256 and 64), committed
+   * with the intervals */
+  ck_assert(damon_fake_running_nr_regions(f.fake, stats.kdamond, &min_regions, &max_regions));
+  ck_assert_uint_eq(max_regions, 32);
+  ck_assert_uint_eq(min_regions, 8);
+  ck_assert_uint_eq(stats.max_nr_regions, 256);
+  ck_assert_uint_eq(stats.min_nr_regions, 64);
   /* the pacing rests up to 16 harvests while quiet */
   for (i = 0; i < 6000 && stats.every < 16; i++) {
     harvest_written(tracker, f.vm, acc, 1, 16, 16, 16);
@@ -285,6 +297,8 @@ START_TEST(test_quiet_when_reads_add_nothing)
   ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
   ck_assert_uint_eq(sample, 8000);
   ck_assert_uint_eq(aggr, 40000);
+  ck_assert(damon_fake_running_nr_regions(f.fake, stats.kdamond, &min_regions, &max_regions));
+  ck_assert_uint_eq(max_regions, 32);
   hmmv_tracker_set_watch(tracker, HMMV_WATCH_FINE);
 
   /* a read set beyond the writes: seen, and the quiet ends */
@@ -314,6 +328,10 @@ START_TEST(test_quiet_when_reads_add_nothing)
   ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
   ck_assert_uint_eq(sample, 1000);
   ck_assert_uint_eq(aggr, 5000);
+  /* its own regions too, in the same commit */
+  ck_assert(damon_fake_running_nr_regions(f.fake, stats.kdamond, &min_regions, &max_regions));
+  ck_assert_uint_eq(max_regions, 256);
+  ck_assert_uint_eq(min_regions, 64);
   /* and it stays so while the reads go beyond the writes */
   harvest_written(tracker, f.vm, acc, 40, 16, 16, 64);
   ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
@@ -333,7 +351,7 @@ START_TEST(test_quiet_when_idle)
   HmmvTracker *tracker;
   HmmvDamonStats stats;
   guint64 range[] = { HVA + 16 * 4096, HVA + 32 * 4096 };
-  guint64 sample = 0, aggr = 0;
+  guint64 sample = 0, aggr = 0, min_regions = 0, max_regions = 0;
   guint i;
 
   tracker = start_steady_reader(&f, acc);
@@ -349,6 +367,8 @@ START_TEST(test_quiet_when_idle)
   ck_assert(stats.quiet);
   ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
   ck_assert_uint_eq(sample, 8000);
+  ck_assert(damon_fake_running_nr_regions(f.fake, stats.kdamond, &min_regions, &max_regions));
+  ck_assert_uint_eq(max_regions, 32);
   damon_fake_set_accessed(f.fake, range, 1);
   for (i = 0; i < 6000; i++) {
     ck_assert(hmmv_damon_tracker_get_stats(tracker, &stats));
@@ -362,6 +382,8 @@ START_TEST(test_quiet_when_idle)
   ck_assert_uint_eq(stats.beyond_writes, 16);
   ck_assert(damon_fake_running_intervals(f.fake, stats.kdamond, &sample, &aggr));
   ck_assert_uint_eq(sample, 1000);
+  ck_assert(damon_fake_running_nr_regions(f.fake, stats.kdamond, &min_regions, &max_regions));
+  ck_assert_uint_eq(max_regions, 256);
   stop_tracker(tracker);
   hmmv_tracker_free(tracker);
   fixture_clear(&f);

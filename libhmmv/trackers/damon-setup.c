@@ -121,6 +121,17 @@ hmmv_damon_choose_sizes(HmmvDamonTracker *damon)
   stats->min_nr_regions = MIN(stats->min_nr_regions, stats->max_nr_regions);
   damon->fine_sample_us = stats->sample_us;
   damon->fine_aggr_us = stats->aggr_us;
+  damon->fine_min_nr_regions = stats->min_nr_regions;
+  damon->fine_max_nr_regions = stats->max_nr_regions;
+}
+
+void
+hmmv_damon_quiet_nr_regions(guint min_nr_regions, guint max_nr_regions, guint *quiet_min,
+                            guint *quiet_max)
+{
+  /* at least 10 as choose_sizes() has it, never more than its own; DAMON wants min >= 3 */
+  *quiet_max = MIN(MAX(max_nr_regions / HMMV_DAMON_QUIET_REGIONS_SHARE, 10u), max_nr_regions);
+  *quiet_min = MIN(MAX(min_nr_regions / HMMV_DAMON_QUIET_REGIONS_SHARE, 3u), *quiet_max);
 }
 
 /* paddr: the physical ranges to monitor, the runs of the VM's frames (sorted), at most

@@ -86,6 +86,9 @@ typedef struct {
                                kdamond stays as it runs, the watch is not tried again */
   guint fine_sample_us;     /* the sizes hmmv_damon_choose_sizes() chose, for FINE */
   guint fine_aggr_us;
+  guint fine_min_nr_regions;
+  guint fine_max_nr_regions;
+  guint64 listed_regions;   /* under lock: regions the kept snapshots listed, in all */
   GError *thread_error;     /* under lock: the thread ended */
   GError *busy_error;       /* under lock: why the setup is being tried again */
   HmmvDamonStats stats;     /* under lock */
@@ -109,6 +112,13 @@ void hmmv_damon_choose_sizes(HmmvDamonTracker *damon);
 /* While the VM's reads add nothing to its writes (damon.c, "Quiet") this many times less
  * often, whatever the watch. */
 #define HMMV_DAMON_QUIET_FACTOR 8u
+/* ... and DAMON keeps this many times fewer regions: both the kdamond's sampling (a page-table
+ * walk a region a sample) and a snapshot (a sysfs directory a region, three files read from
+ * each) cost per region. */
+#define HMMV_DAMON_QUIET_REGIONS_SHARE 8u
+/* The nr_regions limits a quiet kdamond runs with (damon.c, "Quiet"), from its own. */
+void hmmv_damon_quiet_nr_regions(guint min_nr_regions, guint max_nr_regions, guint *quiet_min,
+                                 guint *quiet_max);
 /* One snapshot (the thread): asks the kdamond for the regions of its last aggregation, marks
  * in bitmap (damon->nr_words) the pages of those that count as read; *nr_regions: the regions
  * DAMON listed, *nr_marked: the pages marked. */

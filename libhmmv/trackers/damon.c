@@ -63,6 +63,28 @@
  * snapshot, a snapshot every harvest. A read set that appears on a quiet VM is thus seen up to
  * DAMON_EVERY_QUIET_MAX harvests and up to two quiet aggregations (4 intervals each) late; a
  * guest whose reads go beyond its writes never goes quiet.
+ *
+ * Quiet regions. Both what a quiet kdamond still costs and a snapshot's cost are per region
+ * (a page-table walk a region a sample; a sysfs directory a region that the kdamond makes and
+ * the thread reads three files from): the race of issue 8, 2026-12-04, quiet kdamonds 4-7
+ * CPU s a VM in 150 s and 0.1-0.2 CPU s a snapshot with up to 1,024 regions a 64 MiB VM.
+ * So the commit that makes a kdamond quiet also hands it HMMV_DAMON_QUIET_REGIONS_SHARE
+ * times fewer regions (nr_regions max and min: 128 and 32 for 64 MiB, at least 10 and 3),
+ * and the one that ends quiet its own limits back. What 6.12 does with them (mm/damon/
+ * core.c): a commit keeps DAMON's regions but cuts them at the edges of the monitored
+ * ranges hmmv wrote (damon_set_regions(): min_nr_regions pieces at setup), and the next
+ * aggregation merges adjacent regions of similar access counts, raising its threshold until
+ * no more than max are left (kdamond_merge_regions(), regions no larger than the space /
+ * min); it splits them again only while at most max / 2 are left. Going quiet thus takes an
+ * aggregation (4 intervals) to come down to the quiet max; ending it gives the regions back
+ * at the edges of the monitored ranges at once (256 for 64 MiB), and DAMON splits them
+ * further in the next aggregations. While quiet a region spans 8 times the pages (512 KiB
+ * for 64 MiB when all 128 are used): a read set beyond the writes is still seen as its
+ * regions' accesses, which then count for all their pages, so the first snapshot after it
+ * appears marks it coarsely (more pages than read, the 1/8 tolerance ends quiet sooner, not
+ * later); a read set much smaller than a quiet region (a few pages in 128) may be caught in
+ * too few samples to count, and stay unseen until quiet ends for another reason (at the
+ * kdamond's own limits the same holds for a few pages in 16-64).
  */
 #include "../vm-private.h"
 #include "damon-tracker.h"
@@ -204,8 +226,8 @@ setup_until_done(HmmvDamonTracker *damon, GError **error)
   }
 }
 
-/* Hands the kdamond the intervals of watch, or the quiet ones (see "Watch" and "Quiet"):
- * FALSE as a write fails. */
+/* Hands the kdamond the intervals of watch, or the quiet ones and the quiet limits on its
+ * regions (see "Watch" and "Quiet"): FALSE as a write fails. */
 static gboolean
 apply_intervals(HmmvDamonTracker *damon, HmmvWatch watch, gboolean quiet, GError **error)
 {
@@ -214,18 +236,29 @@ apply_intervals(HmmvDamonTracker *damon, HmmvWatch watch, gboolean quiet, GError
                                                : 1u;
   guint64 sample_us = (guint64)damon->fine_sample_us * factor;
   guint64 aggr_us = (guint64)damon->fine_aggr_us * factor;
-  char sample[32], aggr[32], update[32];
+  guint min_regions = damon->fine_min_nr_regions, max_regions = damon->fine_max_nr_regions;
+  char sample[32], aggr[32], update[32], min[16], max[16];
 
+  if (quiet)
+    hmmv_damon_quiet_nr_regions(damon->fine_min_nr_regions, damon->fine_max_nr_regions,
+                                &min_regions, &max_regions);
   g_snprintf(sample, sizeof(sample), "%" G_GUINT64_FORMAT, sample_us);
   g_snprintf(aggr, sizeof(aggr), "%" G_GUINT64_FORMAT, aggr_us);
   g_snprintf(update, sizeof(update), "%" G_GUINT64_FORMAT, MAX(aggr_us, 1000000u));
+  g_snprintf(min, sizeof(min), "%u", min_regions);
+  g_snprintf(max, sizeof(max), "%u", max_regions);
   /* aggr_us first: DAMON checks sample_us <= aggr_us only at commit, but a shorter
-   * aggregation with the old, longer sample would be wrong for a moment either way */
+   * aggregation with the old, longer sample would be wrong for a moment either way (the
+   * region limits, too, are checked, min <= max, only at commit) */
   if (!hmmv_damon_write_attr(damon, "contexts/0/monitoring_attrs/intervals/aggr_us", aggr,
                              error) ||
       !hmmv_damon_write_attr(damon, "contexts/0/monitoring_attrs/intervals/sample_us", sample,
                              error) ||
       !hmmv_damon_write_attr(damon, "contexts/0/monitoring_attrs/intervals/update_us", update,
+                             error) ||
+      !hmmv_damon_write_attr(damon, "contexts/0/monitoring_attrs/nr_regions/max", max,
+                             error) ||
+      !hmmv_damon_write_attr(damon, "contexts/0/monitoring_attrs/nr_regions/min", min,
                              error) ||
       !hmmv_damon_write_attr(damon, "state", "commit", error))
     return FALSE;
@@ -343,6 +376,7 @@ snapshots(HmmvDamonTracker *damon, GError **error)
     damon->pending_snapshots++;
     damon->stats.snapshots++;
     damon->stats.accessed_regions = regions;
+    damon->listed_regions += regions;
     damon->stats.last_snapshot_ns = (t1 - t0) * 1000;
     g_mutex_unlock(&damon->lock);
   }
@@ -594,10 +628,13 @@ damon_stop(HmmvTracker *tracker)
   if (damon->harvests > 0)
     g_message("reads: kdamond %u (pid %d): %" G_GUINT64_FORMAT " harvests, %" G_GUINT64_FORMAT
               " snapshots (%" G_GUINT64_FORMAT " harvests rested), quiet for %" G_GUINT64_FORMAT
-              " harvests (%" G_GUINT64_FORMAT " changes), snapshot thread %.2f CPU s",
+              " harvests (%" G_GUINT64_FORMAT " changes), snapshot thread %.2f CPU s, %.0f "
+              "regions listed a snapshot",
               damon->stats.kdamond, damon->stats.kdamond_pid, damon->harvests,
               damon->stats.snapshots, damon->stats.rested_harvests, damon->stats.quiet_harvests,
-              damon->stats.quiet_changes, damon->stats.thread_cpu_ns / 1e9);
+              damon->stats.quiet_changes, damon->stats.thread_cpu_ns / 1e9,
+              damon->stats.snapshots > 0
+                ? (double)damon->listed_regions / (double)damon->stats.snapshots : 0.0);
   g_cond_broadcast(&damon->cond);
   g_mutex_unlock(&damon->lock);
   /* a setup, or a snapshot's command, waiting out DAMON's lock gives up */
