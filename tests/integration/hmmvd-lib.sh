@@ -18,7 +18,7 @@ field() {
 import json, sys
 for vm in json.load(sys.stdin):
     if vm["name"] == sys.argv[1]:
-        print(vm.get(sys.argv[2]))' "$1" "$2"
+        print(vm.get(sys.argv[2]))' "$1" "$2" 2>/dev/null
 }
 
 # intervals: hmmvd's interval count from `hmmvctl --json status`
