@@ -315,10 +315,23 @@ pool_thread_main(gpointer data)
 
   g_mutex_lock(&lq->lock);
   for (;;) {
-    Worker *w = g_queue_pop_head(&lq->ready);
+    Worker *w;
     g_autofree char *uri = NULL;
     Job *job;
 
+    /* the daemon's connection changed (libvirtd restarted) or is gone: so is this one. Closed
+     * without the lock and before taking a job: the remote driver's close is a call to
+     * libvirtd, which may not answer until keepalive gives up, and meanwhile the main thread
+     * takes the lock (is_busy, sync_begin) and no job's deadline runs on it */
+    if (conn != NULL && (generation != lq->conn_generation || lq->conn == NULL)) {
+      virConnectPtr stale = g_steal_pointer(&conn);
+
+      lq->connections--;
+      g_mutex_unlock(&lq->lock);
+      virConnectClose(stale);
+      g_mutex_lock(&lq->lock);
+    }
+    w = g_queue_pop_head(&lq->ready);
     if (w == NULL) {
       gint64 until = g_get_monotonic_time() + POOL_IDLE_US;
 
@@ -333,11 +346,6 @@ pool_thread_main(gpointer data)
     t->current = job;
     lq->idle--;
     g_ptr_array_add(lq->busy, t);
-    /* the daemon's connection changed (libvirtd restarted) or is gone: so is this one */
-    if (conn != NULL && (generation != lq->conn_generation || lq->conn == NULL)) {
-      g_clear_pointer(&conn, virConnectClose);
-      lq->connections--;
-    }
     if (conn == NULL && lq->conn != NULL && lq->runner == NULL) {
       uri = g_strdup(lq->uri);
       generation = lq->conn_generation;
