@@ -10,9 +10,12 @@
  * included. One whose exchange has been under way for longer than the deadline is set aside
  * (its QEMU does not answer; libvirt waits without limit): its domain gets nothing more until
  * the call returns, and the other threads serve the healthy domains. With pool_size QEMUs hung
- * at once no thread is left: the others' exchanges fail BUSY (never sent, no harvest), so
- * hmmvd never holds more than pool_size of libvirtd's workers. A set-aside thread whose call
- * came back rejoins the pool; an idle thread ends after 10 s.
+ * at once no thread is left: the others' exchanges fail BUSY at once (never sent, no harvest),
+ * so hmmvd never holds more than pool_size of libvirtd's workers. A set-aside thread whose call
+ * came back rejoins the pool; an idle thread ends after 10 s. A job's caller waits until its
+ * deadline, and once a thread took the job, until the job's own deadline from then: only a
+ * QEMU that had the whole deadline is said to time out. Nothing that may block on libvirtd
+ * (a call, a connection's close) runs under the lock.
  */
 #include "libvirt-qmp-private.h"
 
@@ -289,6 +292,14 @@ pool_kick(HmmvdLibvirtQmp *lq)
   }
 }
 
+/* Under the lock: no thread can take a job until a hung QEMU answers (every one allowed is
+ * set aside under an overdue exchange). Call after pool_kick(), which sets them aside. */
+static gboolean
+pool_exhausted(const HmmvdLibvirtQmp *lq)
+{
+  return lq->active == 0 && lq->aside >= lq->pool_size;
+}
+
 /* Under the lock: the earliest time an exchange under way becomes overdue (G_MAXINT64: none). */
 static gint64
 pool_next_overdue(const HmmvdLibvirtQmp *lq)
@@ -434,6 +445,7 @@ exchange(Transport *t, const char *command, int fd, GError **error)
   char *reply = NULL;
 
   g_mutex_lock(&lq->lock);
+  pool_kick(lq);                               /* sets aside the threads now overdue */
   if (kind == KIND_SYNC && fd < 0 && w->sync != NULL && w->sync_round == lq->round) {
     /* sent ahead by sync_begin, whose round is over: never wait for it here */
     job = g_steal_pointer(&w->sync);
@@ -469,6 +481,13 @@ exchange(Transport *t, const char *command, int fd, GError **error)
                 t->name);
     g_mutex_unlock(&lq->lock);
     return NULL;
+  } else if (pool_exhausted(lq)) {
+    /* no thread can take it until a hung QEMU answers: not sent, and nobody waits for it */
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY,
+                "domain %s: not sent: every QMP connection (%u) waits on a QEMU that does not "
+                "answer (libvirt QMP)", t->name, lq->pool_size);
+    g_mutex_unlock(&lq->lock);
+    return NULL;
   } else {
     job = hmmvd_lq_job_new(lq, t, command, kind);
     if (fd >= 0 && (job->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) {
@@ -480,24 +499,51 @@ exchange(Transport *t, const char *command, int fd, GError **error)
     }
     hmmvd_lq_worker_queue(lq, w, job);
   }
-  /* woken when an exchange under way turns overdue too: its thread is set aside then, so a
-   * job queued behind a full pool gets a thread */
-  while (!job->done && (now = g_get_monotonic_time()) < job->deadline_us) {
+  /* Until the caller's deadline; a job a thread took by then gets its own full deadline from
+   * when it was sent to QEMU (the time it waited for a thread is not its QEMU's doing), so
+   * the caller waits at most about twice the deadline. A job not sent yet stops waiting once
+   * no thread can take it (every one set aside) or its domain's exchange ahead of it is
+   * overdue. Woken when an exchange under way turns overdue too: its thread is set aside
+   * then, so a job queued behind a full pool gets a thread. */
+  while (!job->done) {
+    gint64 until = job->deadline_us;
+
+    if (job->started_us != 0)
+      until = MAX(until, job->started_us + (gint64)lq->timeout_ms * 1000);
+    now = g_get_monotonic_time();
+    if (now >= until)
+      break;
     pool_kick(lq);
-    g_cond_wait_until(&lq->done, &lq->lock, MIN(job->deadline_us, pool_next_overdue(lq)));
+    if (job->started_us == 0 && (pool_exhausted(lq) || hmmvd_lq_worker_stuck(lq, w, now)))
+      break;
+    g_cond_wait_until(&lq->done, &lq->lock, MIN(until, pool_next_overdue(lq)));
   }
-  if (!job->done && job->started_us == 0 && !hmmvd_lq_worker_stuck(lq, w, now)) {
-    /* never sent, the pool full: not this QEMU's doing */
-    g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY,
-                "domain %s: not sent within %u ms: every QMP connection was busy (libvirt "
-                "QMP)", t->name, lq->timeout_ms);
-    hmmvd_lq_job_cancel(lq, w, job);
-  } else if (!job->done) {
-    /* under way, or queued behind this domain's own exchange QEMU has not answered */
+  if (!job->done && job_overdue(lq, job, now)) {
+    /* its QEMU did not answer within a deadline of its own */
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT,
                 "domain %s: QEMU did not answer within %u ms (libvirt QMP)", t->name,
                 lq->timeout_ms);
-    hmmvd_lq_job_cancel(lq, w, job);           /* if still queued: never sent later */
+  } else if (!job->done && hmmvd_lq_worker_stuck(lq, w, now)) {
+    /* never sent: queued behind this domain's exchange its QEMU has not answered */
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT,
+                "domain %s: not sent: QEMU has not answered this domain's exchange ahead of it "
+                "for over %u ms (libvirt QMP)", t->name, lq->timeout_ms);
+    hmmvd_lq_job_cancel(lq, w, job);           /* never sent later */
+  } else if (!job->done) {
+    /* never sent (a sent one waits out its own deadline above): not this QEMU's doing */
+    if (pool_exhausted(lq))
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY,
+                  "domain %s: not sent: every QMP connection (%u) waits on a QEMU that does "
+                  "not answer (libvirt QMP)", t->name, lq->pool_size);
+    else if (w->current != NULL)
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY,
+                  "domain %s: not sent within %u ms: queued behind this domain's exchange "
+                  "still under way (libvirt QMP)", t->name, lq->timeout_ms);
+    else
+      g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY,
+                  "domain %s: not sent within %u ms: every QMP connection was busy with other "
+                  "domains (libvirt QMP)", t->name, lq->timeout_ms);
+    hmmvd_lq_job_cancel(lq, w, job);
   } else if (job->error != NULL) {
     g_propagate_error(error, g_error_copy(job->error));
   } else {

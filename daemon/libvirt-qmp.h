@@ -5,12 +5,15 @@
  * libvirt waits for a QEMU's monitor reply without any timeout, so a QEMU that stops
  * answering (stopped, hung, hostile) used to hold hmmvd's main loop for as long as it liked.
  * Here every exchange runs on a bounded pool of threads, each with its own libvirt connection
- * (one call at a time on it); a domain's exchanges run in order, one at a time, and the caller
- * waits at most a deadline per exchange: a domain whose QEMU misses it fails with
- * HMMV_ERROR_TIMED_OUT, and while that exchange is still under way every later one fails at
- * once instead of queueing behind it. The thread under an overdue exchange is set aside:
- * while fewer QEMUs hang than the pool has threads, the others serve the healthy domains; with
- * more, the healthy domains' exchanges fail BUSY (not sent) until one answers. With N domains
+ * (one call at a time on it); a domain's exchanges run in order, one at a time. An exchange's
+ * deadline counts from when a thread sends it to QEMU (time spent waiting for a thread is not
+ * its QEMU's doing), so its caller waits at most about twice the deadline: a domain whose
+ * QEMU misses it fails with HMMV_ERROR_TIMED_OUT, and while that exchange is still under way
+ * every later one fails at once instead of queueing behind it; one no thread took by the
+ * caller's deadline fails HMMV_ERROR_BUSY (never sent later). The thread under an overdue
+ * exchange is set aside: while fewer QEMUs hang than the pool has threads, the others serve
+ * the healthy domains; with more, the healthy domains' exchanges fail BUSY at once (not sent)
+ * until one answers. With N domains
  * hmmvd holds at most pool_size connections (and calls) into libvirtd, hung ones included,
  * not N: libvirtd's own workers (max_workers) stay free for everyone else.
  *

@@ -328,6 +328,229 @@ START_TEST(test_pool_sets_aside)
 }
 END_TEST
 
+/* A pool of one thread and two domains. dom-00's exchange is under way, slow but within the
+ * deadline (T); dom-01's is queued behind it and sent at about 0.6 T; dom-01's QEMU answers at
+ * about 1.3 T, 0.7 T after it was sent, past its caller's first deadline but well within one
+ * of its own. The fake is paced by the clock (a slow QEMU); nothing below asserts a time. */
+#define LATE_T_MS 4000
+
+static struct {
+  GMutex lock;                  /* static: no init needed */
+  GCond cond;
+  gint64 queued_us;             /* set by the test just before dom-01's exchange (0: not yet) */
+  gboolean first_in;            /* dom-00's call has begun */
+  guint calls[2];
+  guint running;                /* calls not returned yet */
+  GString *order;               /* "a< a> b< b> ": calls begun (<) and ended (>) */
+} late;
+
+static void
+late_sleep_until(gint64 until)
+{
+  gint64 now;
+
+  while ((now = g_get_monotonic_time()) < until)
+    g_usleep(MIN(until - now, 50000));
+}
+
+static char *
+late_run(const char *uuid, const char *command, gpointer data, GError **error)
+{
+  gboolean first = g_str_has_suffix(uuid, "-00");
+  gint64 queued, t = (gint64)LATE_T_MS * 1000;
+
+  g_mutex_lock(&late.lock);
+  late.running++;
+  late.calls[first ? 0 : 1]++;
+  g_string_append(late.order, first ? "a< " : "b< ");
+  if (first) {
+    late.first_in = TRUE;
+    g_cond_broadcast(&late.cond);
+    while (late.queued_us == 0)
+      g_cond_wait(&late.cond, &late.lock);
+  }
+  queued = late.queued_us;
+  g_mutex_unlock(&late.lock);
+  late_sleep_until(queued + (first ? t * 6 / 10 : t * 13 / 10));
+  g_mutex_lock(&late.lock);
+  g_string_append(late.order, first ? "a> " : "b> ");
+  late.running--;
+  g_cond_broadcast(&late.cond);
+  g_mutex_unlock(&late.lock);
+  return g_strdup("{\"return\": {}}");
+}
+
+static gpointer
+late_first(gpointer qmp)
+{
+  g_autoptr(GError) error = NULL;
+  JsonNode *ret = hmmv_qmp_execute(qmp, "query-first", NULL, &error);
+
+  if (ret == NULL)
+    printf("# dom-00: %s\n", error->message);
+  return ret;
+}
+
+/* Finding 1 of review 15: a job a pool thread took late gets its own full deadline from then.
+ * Before, its caller gave up at the deadline counted from when it was queued and called it
+ * TIMED_OUT ("QEMU did not answer within 4000 ms"), so a healthy domain whose QEMU had 0.4 T
+ * would have been frozen. An attempt counts when its premise held: no thread was set aside
+ * (dom-00 answered within T, dom-01's QEMU within its own T) and dom-01's call was made; a
+ * loaded host that broke it tries again (liveness bound). */
+START_TEST(test_late_start_gets_own_deadline)
+{
+  gboolean counted = FALSE;
+
+  for (guint attempt = 0; attempt < 3 && !counted; attempt++) {
+    HmmvdLibvirtQmp *lq = hmmvd_libvirt_qmp_new(LATE_T_MS, 1);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) ret = NULL;
+    JsonNode *first_ret;
+    HmmvQmp *a, *b;
+    GThread *thread;
+    guint active, aside, total, conns;
+    gint64 queued, answered_us;
+
+    late.queued_us = 0;
+    late.first_in = FALSE;
+    late.calls[0] = late.calls[1] = 0;
+    late.order = g_string_new(NULL);
+    hmmvd_libvirt_qmp_set_runner(lq, late_run, NULL);
+    a = hmmvd_libvirt_qmp_transport_new(lq, "6a1c3e52-late-00", "dom-00", 1, NULL);
+    b = hmmvd_libvirt_qmp_transport_new(lq, "6a1c3e52-late-01", "dom-01", 2, NULL);
+    ck_assert(a != NULL && b != NULL);
+    thread = g_thread_new("dom-00", late_first, a);
+    g_mutex_lock(&late.lock);
+    while (!late.first_in)                     /* no limit: the pool's one thread takes it */
+      g_cond_wait(&late.cond, &late.lock);
+    late.queued_us = queued = g_get_monotonic_time();
+    g_cond_broadcast(&late.cond);
+    g_mutex_unlock(&late.lock);
+
+    ret = hmmv_qmp_execute(b, "query-late", NULL, &error);
+    answered_us = g_get_monotonic_time();
+    first_ret = g_thread_join(thread);
+    hmmvd_libvirt_qmp_get_counts(lq, &active, &aside, &total, &conns);
+    g_mutex_lock(&late.lock);
+    while (late.running > 0)                   /* a call given up on still ends (its fake) */
+      g_cond_wait(&late.cond, &late.lock);
+    g_mutex_unlock(&late.lock);
+    printf("# attempt %u: dom-01 %s after %.2f s; calls in order: %s; %u set aside\n", attempt,
+           ret != NULL ? "answered" : error->message, (answered_us - queued) / 1e6,
+           late.order->str, total);
+    counted = total == 0 && late.calls[1] == 1 && first_ret != NULL;
+    if (counted) {
+      ck_assert_str_eq(late.order->str, "a< a> b< b> ");  /* one thread: dom-01 went late */
+      ck_assert_msg(ret != NULL, "dom-01, sent late and answered within its own deadline: %s",
+                    error->message);
+    }
+    if (first_ret != NULL)
+      json_node_unref(first_ret);
+    hmmv_qmp_free(a);
+    hmmv_qmp_free(b);
+    hmmvd_libvirt_qmp_unref(lq);               /* the thread ends once idle */
+    g_string_free(late.order, TRUE);
+  }
+  ck_assert_msg(counted, "no attempt of 3 where dom-00 answered in time and dom-01 was sent");
+}
+END_TEST
+
+typedef struct {
+  HmmvQmp *qmp;
+  JsonNode *ret;
+  GError *error;
+  gint done;                    /* atomic */
+} Call;
+
+static gpointer
+call_run(gpointer data)
+{
+  Call *call = data;
+
+  call->ret = hmmv_qmp_execute(call->qmp, "query-status", NULL, &call->error);
+  g_atomic_int_set(&call->done, 1);
+  return NULL;
+}
+
+/* Finding 7a of review 15: with every thread the pool may have set aside under a hung QEMU, a
+ * healthy domain's exchange fails BUSY at once, never queued (the header's promise). Before,
+ * it was queued and waited out the deadline: to tell that apart without a clock, a hung QEMU
+ * answers as soon as the exchange is seen queued, which would give the exchange a thread and
+ * an answer. */
+START_TEST(test_pool_exhausted_busy_at_once)
+{
+  enum { N = 3, POOL = 2 };
+  Bed bed;
+  Call call = { 0 };
+  GThread *thread;
+  g_autoptr(GError) error = NULL;
+  JsonNode *ret;
+  guint active = 0, aside = 0, total, conns, polls = 0, rounds = 0;
+  gboolean queued_seen = FALSE, answered = FALSE;
+
+  bed_init(&bed, N, 300, POOL);
+  for (guint i = 0; i < POOL; i++) {
+    g_autoptr(GError) hung_error = NULL;
+    g_autoptr(JsonNode) hung = NULL;
+
+    fake_stop(bed.uuids[i], TRUE);
+    hung = hmmv_qmp_execute(bed.qmp[i], "query-status", NULL, &hung_error);
+    ck_assert_ptr_null(hung);
+    ck_assert_msg(g_error_matches(hung_error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT), "dom %u: %s",
+                  i, hung_error->message);
+  }
+  while (aside < POOL && polls++ < 1000) {
+    hmmvd_libvirt_qmp_is_busy(bed.lq, bed.uuids[0]);       /* sets overdue threads aside */
+    hmmvd_libvirt_qmp_get_counts(bed.lq, &active, &aside, &total, &conns);
+    if (aside < POOL)
+      g_usleep(10000);
+  }
+  ck_assert_uint_eq(aside, POOL);
+  ck_assert_uint_eq(active, 0);
+
+  /* a healthy domain's exchange, on a thread of its own; were it queued, dom-00 answers */
+  call.qmp = bed.qmp[POOL];
+  thread = g_thread_new("healthy", call_run, &call);
+  while (!g_atomic_int_get(&call.done)) {
+    if (!queued_seen && hmmvd_libvirt_qmp_is_busy(bed.lq, bed.uuids[POOL])) {
+      queued_seen = TRUE;
+      fake_stop(bed.uuids[0], FALSE);
+    }
+    g_usleep(1000);
+  }
+  g_thread_join(thread);
+  printf("# healthy dom-%02u with the pool set aside: %s\n", (guint)POOL,
+         call.ret != NULL ? "answered" : call.error->message);
+  ck_assert_msg(call.ret == NULL && !queued_seen,
+                "healthy dom %u was queued behind a set-aside pool (%s)", (guint)POOL,
+                call.ret != NULL ? "then answered once a hung QEMU did" : call.error->message);
+  ck_assert_msg(g_error_matches(call.error, HMMV_ERROR, HMMV_ERROR_BUSY), "%s",
+                call.error->message);
+  ck_assert_uint_eq(fake_calls(bed.uuids[POOL]), 1);         /* hmmv-start only: not sent */
+  g_clear_error(&call.error);
+
+  /* the hung QEMUs answer: the healthy domain is served again, nothing set aside */
+  for (guint i = 0; i < POOL; i++)
+    fake_stop(bed.uuids[i], FALSE);
+  while (!(answered && aside == 0) && rounds++ < LIVENESS_ROUNDS) {
+    ret = hmmv_qmp_execute(bed.qmp[POOL], "query-status", NULL, &error);
+    answered = ret != NULL;
+    if (ret != NULL)
+      json_node_unref(ret);
+    else
+      ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_BUSY), "%s", error->message);
+    g_clear_error(&error);
+    hmmvd_libvirt_qmp_get_counts(bed.lq, &active, &aside, &total, &conns);
+    if (!(answered && aside == 0))
+      g_usleep(10000);
+  }
+  ck_assert_msg(answered && aside == 0, "after %u rounds: answered %d, %u set aside", rounds,
+                answered, aside);
+  bed_clear(&bed);
+  fake_clear();
+}
+END_TEST
+
 static Suite *
 libvirt_qmp_suite(void)
 {
@@ -337,6 +560,8 @@ libvirt_qmp_suite(void)
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_pool_bounded);
   tcase_add_test(tc, test_pool_sets_aside);
+  tcase_add_test(tc, test_late_start_gets_own_deadline);
+  tcase_add_test(tc, test_pool_exhausted_busy_at_once);
   suite_add_tcase(suite, tc);
   return suite;
 }
