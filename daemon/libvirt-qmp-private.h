@@ -108,6 +108,9 @@ void hmmvd_lq_job_unref(Job *job);
 void hmmvd_lq_job_cancel(HmmvdLibvirtQmp *lq, Worker *w, Job *job);
 void hmmvd_lq_worker_queue(HmmvdLibvirtQmp *lq, Worker *w, Job *job);
 gboolean hmmvd_lq_worker_stuck(const HmmvdLibvirtQmp *lq, const Worker *w, gint64 now);
+/* Every thread the pool may have is set aside (overdue ones set aside first): no job can be
+ * sent until a hung QEMU answers. */
+gboolean hmmvd_lq_pool_exhausted(HmmvdLibvirtQmp *lq);
 void hmmvd_lq_sync_round_done(HmmvdLibvirtQmp *lq);
 
 G_END_DECLS

@@ -97,9 +97,13 @@ hmmvd_libvirt_qmp_sync_begin(HmmvdLibvirtQmp *lq, guint wait_ms, GSourceFunc don
   GHashTableIter iter;
   gpointer value;
   guint sent = 0;
+  gboolean exhausted;
 
   g_mutex_lock(&lq->lock);
   lq->round++;
+  /* no thread to send anything until a hung QEMU answers: no round (the interval would wait
+   * it out for nothing), each harvest fails BUSY at once (exchange()) */
+  exhausted = hmmvd_lq_pool_exhausted(lq);
   g_hash_table_iter_init(&iter, lq->workers);
   while (g_hash_table_iter_next(&iter, NULL, &value)) {
     Worker *w = value;
@@ -108,7 +112,7 @@ hmmvd_libvirt_qmp_sync_begin(HmmvdLibvirtQmp *lq, guint wait_ms, GSourceFunc don
 
     sync_drop(lq, &iter, w);
     /* a domain stuck in an exchange fails its harvest at once (exchange()) */
-    if (!w->tracking || w->users == 0 || hmmvd_lq_worker_stuck(lq, w, now))
+    if (exhausted || !w->tracking || w->users == 0 || hmmvd_lq_worker_stuck(lq, w, now))
       continue;
     job = hmmvd_lq_job_new(lq, &fake, hmmvd_lq_sync_command, KIND_SYNC);
     job->round = lq->round;

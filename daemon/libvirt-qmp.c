@@ -300,6 +300,13 @@ pool_exhausted(const HmmvdLibvirtQmp *lq)
   return lq->active == 0 && lq->aside >= lq->pool_size;
 }
 
+gboolean
+hmmvd_lq_pool_exhausted(HmmvdLibvirtQmp *lq)
+{
+  pool_kick(lq);
+  return pool_exhausted(lq);
+}
+
 /* Under the lock: the earliest time an exchange under way becomes overdue (G_MAXINT64: none). */
 static gint64
 pool_next_overdue(const HmmvdLibvirtQmp *lq)

@@ -53,7 +53,8 @@ gboolean hmmvd_libvirt_qmp_is_busy(HmmvdLibvirtQmp *lq, const char *uuid);
 /* Sends hmmv-sync to every domain whose tracking is active, each on its worker; done(data)
  * runs on the calling thread's default main context once every domain has answered, or after
  * wait_ms (at most the exchange deadline). FALSE (and done is not called) when no domain is
- * tracking. The results are good for the next interval only: its harvests never wait; a
+ * tracking, or when every pool thread is set aside (nothing could be sent: the harvests fail
+ * BUSY at once). The results are good for the next interval only: its harvests never wait; a
  * domain that has not answered yet gets no harvest (HMMV_ERROR_BUSY: the core takes it as a
  * harvest of 0 intervals, the VM still balanced and moved, libhmmv/loop.c), one past the
  * exchange deadline fails with HMMV_ERROR_TIMED_OUT (dropped). sync_end() drops what is

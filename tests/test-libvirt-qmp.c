@@ -473,7 +473,8 @@ call_run(gpointer data)
 }
 
 /* Finding 7a of review 15: with every thread the pool may have set aside under a hung QEMU, a
- * healthy domain's exchange fails BUSY at once, never queued (the header's promise). Before,
+ * healthy domain's exchange fails BUSY at once, never queued (the header's promise), and no
+ * sync round begins (its harvest fails BUSY at once rather than after the round). Before,
  * it was queued and waited out the deadline: to tell that apart without a clock, a hung QEMU
  * answers as soon as the exchange is seen queued, which would give the exchange a thread and
  * an answer. */
@@ -486,7 +487,7 @@ START_TEST(test_pool_exhausted_busy_at_once)
   g_autoptr(GError) error = NULL;
   JsonNode *ret;
   guint active = 0, aside = 0, total, conns, polls = 0, rounds = 0;
-  gboolean queued_seen = FALSE, answered = FALSE;
+  gboolean queued_seen = FALSE, answered = FALSE, round_over = FALSE;
 
   bed_init(&bed, N, 300, POOL);
   for (guint i = 0; i < POOL; i++) {
@@ -507,6 +508,16 @@ START_TEST(test_pool_exhausted_busy_at_once)
   }
   ck_assert_uint_eq(aside, POOL);
   ck_assert_uint_eq(active, 0);
+
+  /* no sync round either (the interval would wait it out): the harvest fails BUSY at once */
+  ck_assert_msg(!hmmvd_libvirt_qmp_sync_begin(bed.lq, 300, round_done, &round_over),
+                "a sync round began with every thread set aside");
+  ret = hmmv_qmp_execute(bed.qmp[POOL], "hmmv-sync", NULL, &error);
+  ck_assert_ptr_null(ret);
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_BUSY), "%s", error->message);
+  g_clear_error(&error);
+  hmmvd_libvirt_qmp_sync_end(bed.lq);
+  ck_assert_uint_eq(fake_calls(bed.uuids[POOL]), 1);         /* hmmv-start only */
 
   /* a healthy domain's exchange, on a thread of its own; were it queued, dom-00 answers */
   call.qmp = bed.qmp[POOL];
