@@ -2,6 +2,7 @@
 /* The DAMON suites' bed: see damon-bed.h. */
 #include "damon-bed.h"
 
+#include <string.h>
 #include <unistd.h>
 
 void
@@ -94,4 +95,118 @@ record_exists(Fixture *f, guint index)
   g_autofree char *path = g_strdup_printf("%s/kdamond-%u", f->run_dir, index);
 
   return g_file_test(path, G_FILE_TEST_EXISTS);
+}
+
+struct _StateReads {
+  HmmvSysfs *inner;
+  GMutex lock;
+  GArray *reads;   /* guint per kdamond */
+  guint passes;
+  gint last;       /* the kdamond read last, or -1 */
+};
+
+/* "kdamonds/N/state": N, or -1 */
+static gint
+state_of(const char *path)
+{
+  guint64 index;
+  const char *end;
+
+  if (!g_str_has_prefix(path, "kdamonds/"))
+    return -1;
+  index = g_ascii_strtoull(path + 9, (char **)&end, 10);
+  if (end == path + 9 || strcmp(end, "/state") != 0 || index > G_MAXINT)
+    return -1;
+  return (gint)index;
+}
+
+static gboolean
+counting_read(HmmvSysfs *fs, const char *path, char **contents, GError **error)
+{
+  StateReads *counts = fs->priv;
+  gint index = state_of(path);
+
+  if (index >= 0) {
+    g_mutex_lock(&counts->lock);
+    if ((guint)index >= counts->reads->len)
+      g_array_set_size(counts->reads, (guint)index + 1);
+    g_array_index(counts->reads, guint, index)++;
+    counts->passes += counts->last < 0 || index <= counts->last;
+    counts->last = index;
+    g_mutex_unlock(&counts->lock);
+  }
+  return hmmv_sysfs_read(counts->inner, path, contents, error);
+}
+
+static gboolean
+counting_write(HmmvSysfs *fs, const char *path, const char *value, GError **error)
+{
+  StateReads *counts = fs->priv;
+
+  return hmmv_sysfs_write(counts->inner, path, value, error);
+}
+
+static gboolean
+counting_exists(HmmvSysfs *fs, const char *path)
+{
+  StateReads *counts = fs->priv;
+
+  return hmmv_sysfs_exists(counts->inner, path);
+}
+
+static void
+counting_destroy(HmmvSysfs *fs)
+{
+  StateReads *counts = fs->priv;
+
+  hmmv_sysfs_unref(counts->inner);
+  g_array_unref(counts->reads);
+  g_mutex_clear(&counts->lock);
+  g_free(counts);
+}
+
+static const struct hmmv_sysfs_ops counting_ops = {
+  .name = "damon-fake-counting",
+  .read = counting_read,
+  .write = counting_write,
+  .exists = counting_exists,
+  .destroy = counting_destroy,
+};
+
+HmmvSysfs *
+state_reads_new(HmmvSysfs *fs, StateReads **counts)
+{
+  StateReads *c = g_new0(StateReads, 1);
+
+  c->inner = hmmv_sysfs_ref(fs);
+  g_mutex_init(&c->lock);
+  c->reads = g_array_new(FALSE, TRUE, sizeof(guint));
+  c->last = -1;
+  *counts = c;
+  return hmmv_sysfs_new(&counting_ops, c);
+}
+
+guint
+state_reads_of(StateReads *counts, guint index)
+{
+  guint count = 0;
+
+  g_mutex_lock(&counts->lock);
+  for (guint i = 0; i < counts->reads->len; i++) {
+    if (index == G_MAXUINT || i == index)
+      count += g_array_index(counts->reads, guint, i);
+  }
+  g_mutex_unlock(&counts->lock);
+  return count;
+}
+
+guint
+state_reads_passes(StateReads *counts)
+{
+  guint passes;
+
+  g_mutex_lock(&counts->lock);
+  passes = counts->passes;
+  g_mutex_unlock(&counts->lock);
+  return passes;
 }

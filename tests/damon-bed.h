@@ -39,3 +39,14 @@ void harvest_snapshot(HmmvTracker *tracker, HmmvVm *vm, HmmvAccess *acc);
 HmmvTracker *start_steady_reader(Fixture *f, HmmvAccess *acc);
 /* TRUE when the run directory holds hmmv's record of kdamond index. */
 gboolean record_exists(Fixture *f, guint index);
+
+/* A seam over fs (the bed's fake) that counts the reads of kdamonds' state through it, refused
+ * or not: per kdamond, and in passes over the table, a pass starting with each read of a
+ * kdamond not after the one read before it. A reader that waits on one kdamond's state before
+ * it reads the next makes a pass of every read; one that reads each kdamond still in question
+ * once and then pauses makes a pass a pause. *counts lives as long as the seam. */
+typedef struct _StateReads StateReads;
+HmmvSysfs *state_reads_new(HmmvSysfs *fs, StateReads **counts);
+/* Of kdamond index; G_MAXUINT: of every kdamond. */
+guint state_reads_of(StateReads *counts, guint index);
+guint state_reads_passes(StateReads *counts);

@@ -307,6 +307,48 @@ START_TEST(test_acquire_waits_out_lock_on_state)
 }
 END_TEST
 
+/* A VM's kdamond given back while DAMON's lock is held for good: turning it off, dropping
+ * its context and taking back share the release's one patience (the setup's, shortened to
+ * 100 ms: 5 tries of "off"), and the release gives up with the record kept. Its state is
+ * read twice: before "off" and after it was refused to the end (one more if a snapshot read
+ * it as the lock was taken). Until 2026-12-04 each of those two reads waited out 5 s on its
+ * own (250 tries each) besides the write's patience: 500 reads. Counted, not timed. */
+START_TEST(test_release_under_held_lock_one_patience)
+{
+  Fixture f;
+  StateReads *counts;
+  g_autoptr(HmmvSysfs) counted = NULL;
+  HmmvDamonOptions options = { 0 };
+  HmmvTracker *tracker;
+  GError *error = NULL;
+  guint reads, offs;
+
+  fixture_init(&f, "vaddr paddr");
+  counted = state_reads_new(f.fs, &counts);
+  options.ops = HMMV_DAMON_VADDR;
+  options.interval_ms = 10;
+  options.fs = counted;
+  options.run_dir = f.run_dir;
+  options.setup_patience_ms = 100;
+  tracker = hmmv_damon_tracker_new(&options, &error);
+  ck_assert_msg(start_tracker(tracker, f.vm, &error), "%s",
+                error != NULL ? error->message : "");
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  damon_fake_hold_lock(f.fake, TRUE);
+  reads = state_reads_of(counts, 0);
+  offs = damon_fake_nr_writes(f.fake, "kdamonds/0/state");
+  stop_tracker(tracker);
+  hmmv_tracker_free(tracker);
+  ck_assert_uint_ge(state_reads_of(counts, 0) - reads, 2);
+  ck_assert_uint_le(state_reads_of(counts, 0) - reads, 3);
+  ck_assert_uint_eq(damon_fake_nr_writes(f.fake, "kdamonds/0/state"), offs);   /* no "off" */
+  ck_assert_str_eq(damon_fake_get(f.fake, "kdamonds/0/state"), "on");
+  ck_assert(record_exists(&f, 0));
+  damon_fake_hold_lock(f.fake, FALSE);
+  fixture_clear(&f);
+}
+END_TEST
+
 static Suite *
 damon_lock_suite(void)
 {
@@ -320,6 +362,7 @@ damon_lock_suite(void)
   tcase_add_test(tc, test_stop_gives_back_on_thread_despite_lock);
   tcase_add_test(tc, test_setup_off_caller_and_cancelled);
   tcase_add_test(tc, test_acquire_waits_out_lock_on_state);
+  tcase_add_test(tc, test_release_under_held_lock_one_patience);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -41,26 +41,64 @@ hmmv_damon_path(guint index, const char *rest)
  * (HMMV_DAMON_PATIENCE_MS: 250 tries). */
 #define DAMON_BUSY_SLEEP_US 20000u
 
-gboolean
-hmmv_damon_write_full(HmmvSysfs *fs, const char *path, const char *value, guint patience_ms,
-                      GCancellable *cancellable, GError **error)
-{
-  guint tries = MAX(patience_ms * 1000u / DAMON_BUSY_SLEEP_US, 1u);
+/* What one whole operation may wait for DAMON's lock: a scan of the kdamond table, a release,
+ * a cleanup, each with one patience for all its reads and writes, not one per read. Counted in
+ * tries of DAMON_BUSY_SLEEP_US (patience_ms / 20 ms, at least one), so that a lock held for
+ * good costs the operation its patience once. */
+typedef struct {
+  guint waits_left;           /* pauses still allowed before the next try */
+  GCancellable *cancellable;  /* cancelled: no more pauses */
+} Patience;
 
-  for (guint attempt = 1;; attempt++) {
+static void
+patience_init(Patience *patience, guint patience_ms, GCancellable *cancellable)
+{
+  guint64 tries = (guint64)patience_ms * 1000u / DAMON_BUSY_SLEEP_US;
+
+  patience->waits_left = (guint)CLAMP(tries, 1u, G_MAXUINT) - 1u;
+  patience->cancellable = cancellable;
+}
+
+/* Pauses before the next try: FALSE, without pausing, once the patience is spent or the
+ * operation cancelled. */
+static gboolean
+patience_wait(Patience *patience)
+{
+  if (patience->waits_left == 0 || g_cancellable_is_cancelled(patience->cancellable))
+    return FALSE;
+  patience->waits_left--;
+  g_usleep(DAMON_BUSY_SLEEP_US);
+  return TRUE;
+}
+
+static gboolean
+write_patiently(HmmvSysfs *fs, const char *path, const char *value, Patience *patience,
+                GError **error)
+{
+  for (;;) {
     g_autoptr(GError) local_error = NULL;
 
     if (hmmv_sysfs_write(fs, path, value, &local_error))
       return TRUE;
     if (!g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BUSY) ||
-        attempt >= tries) {
+        patience->waits_left == 0) {
       g_propagate_error(error, g_steal_pointer(&local_error));
       return FALSE;
     }
-    if (g_cancellable_set_error_if_cancelled(cancellable, error))
+    if (g_cancellable_set_error_if_cancelled(patience->cancellable, error))
       return FALSE;
-    g_usleep(DAMON_BUSY_SLEEP_US);
+    (void)patience_wait(patience);
   }
+}
+
+gboolean
+hmmv_damon_write_full(HmmvSysfs *fs, const char *path, const char *value, guint patience_ms,
+                      GCancellable *cancellable, GError **error)
+{
+  Patience patience;
+
+  patience_init(&patience, patience_ms, cancellable);
+  return write_patiently(fs, path, value, &patience, error);
 }
 
 gboolean
@@ -101,92 +139,65 @@ read_nr_kdamonds(HmmvSysfs *fs, guint *nr, GError **error)
 
 /* Only written when no kdamond runs, so EBUSY here is the lock held by another writer. */
 static gboolean
-write_nr_kdamonds(HmmvSysfs *fs, guint nr, guint patience_ms, GCancellable *cancellable,
-                  GError **error)
+write_nr_kdamonds(HmmvSysfs *fs, guint nr, Patience *patience, GError **error)
 {
   char buf[16];
 
   g_snprintf(buf, sizeof(buf), "%u", nr);
-  return hmmv_damon_write_full(fs, "kdamonds/nr_kdamonds", buf, patience_ms, cancellable,
-                               error);
+  return write_patiently(fs, "kdamonds/nr_kdamonds", buf, patience, error);
 }
 
-/* Whether kdamond index runs. Reading its state fails with EBUSY while another user holds
- * DAMON's sysfs lock (6.12's state_show takes it with mutex_trylock, and a kdamond answering
- * update_schemes_tried_regions holds it across aggregations): that is waited out for
- * patience_ms (or until cancellable is cancelled). Until 2026-12-04 a busy read counted as
+/* Whether kdamond index runs, from one read of its state. That read fails with EBUSY while
+ * another user holds DAMON's sysfs lock (6.12's state_show takes it with mutex_trylock, and a
+ * kdamond answering update_schemes_tried_regions holds it across aggregations): HIDDEN, for
+ * the caller to try again within its patience. Until 2026-12-04 a busy read counted as
  * running: a VM whose tracker looked for a kdamond while another VM's snapshot held the lock
  * found "8 kdamond(s), 8 running, none free" and was tracked for writes only for good (the
- * race of issue 8: one or two VMs of three in most hmmvd modes). Unreadable otherwise, or
- * still busy: assume it runs, which only ever makes hmmv do less. */
+ * race of issue 8: one or two VMs of three in most hmmvd modes). Unreadable otherwise: assume
+ * it runs, which only ever makes hmmv do less. */
 typedef enum {
   KDAMOND_OFF,
   KDAMOND_RUNNING,
-  KDAMOND_HIDDEN,   /* its state still read EBUSY after patience_ms */
+  KDAMOND_HIDDEN,
 } KdamondState;
 
 static KdamondState
-kdamond_state(HmmvSysfs *fs, guint index, guint patience_ms, GCancellable *cancellable)
+kdamond_state_now(HmmvSysfs *fs, guint index)
 {
   g_autofree char *path = hmmv_damon_path(index, "state");
-  guint tries = MAX(patience_ms * 1000u / DAMON_BUSY_SLEEP_US, 1u);
+  g_autoptr(GError) local_error = NULL;
+  g_autofree char *state = NULL;
 
-  for (guint attempt = 1;; attempt++) {
-    g_autoptr(GError) local_error = NULL;
-    g_autofree char *state = NULL;
-
-    if (hmmv_sysfs_read(fs, path, &state, &local_error))
-      return g_strcmp0(state, "off") != 0 ? KDAMOND_RUNNING : KDAMOND_OFF;
-    if (!g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BUSY))
-      return KDAMOND_RUNNING;
-    if (attempt >= tries || g_cancellable_is_cancelled(cancellable))
-      return KDAMOND_HIDDEN;
-    g_usleep(DAMON_BUSY_SLEEP_US);
-  }
+  if (hmmv_sysfs_read(fs, path, &state, &local_error))
+    return g_strcmp0(state, "off") != 0 ? KDAMOND_RUNNING : KDAMOND_OFF;
+  return g_error_matches(local_error, G_IO_ERROR, G_IO_ERROR_BUSY) ? KDAMOND_HIDDEN
+                                                                   : KDAMOND_RUNNING;
 }
 
-static gboolean
-kdamond_running_full(HmmvSysfs *fs, guint index, guint patience_ms, GCancellable *cancellable)
+/* The same, trying again while the state is hidden, within patience (HIDDEN once spent). */
+static KdamondState
+kdamond_state(HmmvSysfs *fs, guint index, Patience *patience)
 {
-  return kdamond_state(fs, index, patience_ms, cancellable) != KDAMOND_OFF;
+  KdamondState state;
+
+  while ((state = kdamond_state_now(fs, index)) == KDAMOND_HIDDEN && patience_wait(patience))
+    ;
+  return state;
 }
 
+/* Someone's, as far as what needs no DAMON lock tells: hmmv's record of it, or a context
+ * (6.12's nr_contexts_show takes no lock; unreadable counts as someone's). Checked before the
+ * state, whose read may wait out the lock: a kdamond that is someone's is never waited on. */
 static gboolean
-kdamond_running(HmmvSysfs *fs, guint index)
-{
-  return kdamond_running_full(fs, index, HMMV_DAMON_PATIENCE_MS, NULL);
-}
-
-/* Free: off, no context, and no record of hmmv's. *state says how its state read. */
-static gboolean
-kdamond_free_state(HmmvSysfs *fs, const char *run_dir, guint index, guint patience_ms,
-                   GCancellable *cancellable, KdamondState *state)
+kdamond_claimed(HmmvSysfs *fs, const char *run_dir, guint index)
 {
   g_autofree char *contexts = hmmv_damon_path(index, "contexts/nr_contexts");
   g_autofree char *record = record_path(run_dir, index);
   guint64 nr_contexts;
 
-  *state = kdamond_state(fs, index, patience_ms, cancellable);
-  if (*state != KDAMOND_OFF)
-    return FALSE;
-  if (!hmmv_sysfs_read_u64(fs, contexts, &nr_contexts, NULL) || nr_contexts != 0)
-    return FALSE;
-  return !g_file_test(record, G_FILE_TEST_EXISTS);
-}
-
-static gboolean
-kdamond_free_full(HmmvSysfs *fs, const char *run_dir, guint index, guint patience_ms,
-                  GCancellable *cancellable)
-{
-  KdamondState state;
-
-  return kdamond_free_state(fs, run_dir, index, patience_ms, cancellable, &state);
-}
-
-static gboolean
-kdamond_free(HmmvSysfs *fs, const char *run_dir, guint index)
-{
-  return kdamond_free_full(fs, run_dir, index, HMMV_DAMON_PATIENCE_MS, NULL);
+  if (g_file_test(record, G_FILE_TEST_EXISTS))
+    return TRUE;
+  return !hmmv_sysfs_read_u64(fs, contexts, &nr_contexts, NULL) || nr_contexts != 0;
 }
 
 static gboolean
@@ -264,64 +275,98 @@ write_added(const char *run_dir, guint before, GError **error)
                                   error);
 }
 
-/* One look at the kdamond table: the first free kdamond (G_MAXUINT: none), and how many
- * run and how many hid their state behind DAMON's lock for patience_ms. */
+/* One look at the kdamond table: the first free kdamond found (G_MAXUINT: none); how many
+ * were someone's by their record or context, how many ran, and how many hid their state
+ * behind DAMON's lock for the whole patience. */
 typedef struct {
   guint nr;
   guint free_index;
+  guint claimed;
   guint running;
   guint hidden;
 } TableLook;
 
+/* What needs no DAMON lock first: each kdamond's record and context. Then the states of the
+ * kdamonds still in question only, in passes over them: each pass reads each of them once, a
+ * hidden one is read again in the next pass, and the passes share one patience (the scan's
+ * deadline). Until 2026-12-04 each kdamond's state was read first and waited out for the
+ * whole patience on its own (60 s while setting up), also for kdamonds already someone's: a
+ * lock held by other VMs' snapshots cost a setup up to 8 patiences, under the table's lock. */
 static gboolean
-look_at_table(HmmvSysfs *fs, const char *run_dir, guint patience_ms,
-              GCancellable *cancellable, TableLook *look, GError **error)
+look_at_table(HmmvSysfs *fs, const char *run_dir, Patience *patience, TableLook *look,
+              GError **error)
 {
+  g_autoptr(GArray) open = NULL;
+
   memset(look, 0, sizeof(*look));
   look->free_index = G_MAXUINT;
   if (!read_nr_kdamonds(fs, &look->nr, error))
     return FALSE;
+  open = g_array_sized_new(FALSE, FALSE, sizeof(guint), look->nr);
   for (guint i = 0; i < look->nr; i++) {
-    KdamondState state;
-
-    if (kdamond_free_state(fs, run_dir, i, patience_ms, cancellable, &state)) {
-      look->free_index = i;
-      return TRUE;
-    }
-    look->running += state == KDAMOND_RUNNING;
-    look->hidden += state == KDAMOND_HIDDEN;
+    if (kdamond_claimed(fs, run_dir, i))
+      look->claimed++;
+    else
+      g_array_append_val(open, i);
   }
+  while (open->len > 0) {
+    for (guint k = 0; k < open->len;) {
+      guint i = g_array_index(open, guint, k);
+      KdamondState state = kdamond_state_now(fs, i);
+
+      if (state == KDAMOND_HIDDEN) {
+        k++;
+        continue;
+      }
+      g_array_remove_index(open, k);
+      if (state == KDAMOND_RUNNING)
+        look->running++;
+      else if (kdamond_claimed(fs, run_dir, i))   /* taken while its state was hidden */
+        look->claimed++;
+      else {
+        look->free_index = i;
+        return TRUE;
+      }
+    }
+    if (open->len > 0 && !patience_wait(patience))
+      break;
+  }
+  look->hidden = open->len;
   return TRUE;
 }
 
-static void
-set_no_free_error(const TableLook *look, GError **error)
-{
-  g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
-              "no free kdamond: %u kdamond(s), %u running, none free; adding one would "
-              "reset them (DAMON re-creates every kdamond on nr_kdamonds), so hmmv leaves "
-              "them alone", look->nr, look->running + look->hidden);
-}
-
+/* No free kdamond decided by this look: FALSE and why. Hidden states are EBUSY (the tracker's
+ * thread tries again); none free at all is final. */
 static gboolean
-can_acquire_full(HmmvSysfs *fs, const char *run_dir, guint patience_ms,
-                 GCancellable *cancellable, GError **error)
+look_found_none(const TableLook *look, guint patience_ms, GError **error)
 {
-  TableLook look;
-
-  if (!look_at_table(fs, run_dir, patience_ms, cancellable, &look, error))
+  if (look->hidden > 0) {
+    g_set_error(error, G_IO_ERROR, G_IO_ERROR_BUSY,
+                "no free kdamond yet: the state of %u of %u kdamond(s) stayed hidden behind "
+                "DAMON's sysfs lock (EBUSY) for %u ms", look->hidden, look->nr, patience_ms);
     return FALSE;
-  if (look.free_index != G_MAXUINT || look.nr == 0)
-    return TRUE;
-  set_no_free_error(&look, error);
+  }
+  g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_SUPPORTED,
+              "no free kdamond: %u kdamond(s), none free (%u with a context or hmmv's record, "
+              "%u more running); adding one would reset them (DAMON re-creates every kdamond "
+              "on nr_kdamonds), so hmmv leaves them alone", look->nr, look->claimed,
+              look->running);
   return FALSE;
 }
 
 gboolean
 hmmv_damon_can_acquire(HmmvSysfs *fs, const char *run_dir, GError **error)
 {
-  return can_acquire_full(fs, run_dir != NULL ? run_dir : HMMV_DAMON_RUN_DIR,
-                          HMMV_DAMON_PATIENCE_MS, NULL, error);
+  Patience patience;
+  TableLook look;
+
+  patience_init(&patience, HMMV_DAMON_PATIENCE_MS, NULL);
+  if (!look_at_table(fs, run_dir != NULL ? run_dir : HMMV_DAMON_RUN_DIR, &patience, &look,
+                     error))
+    return FALSE;
+  if (look.free_index != G_MAXUINT || look.nr == 0)
+    return TRUE;
+  return look_found_none(&look, HMMV_DAMON_PATIENCE_MS, error);
 }
 
 /* Trackers set up on their own threads (damon.c), so two VMs may look for a free kdamond
@@ -344,24 +389,18 @@ static gboolean
 acquire_locked(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int target_pid,
                guint patience_ms, GCancellable *cancellable, guint *index, GError **error)
 {
+  Patience patience;
   TableLook look;
 
-  if (!look_at_table(fs, run_dir, patience_ms, cancellable, &look, error))
+  patience_init(&patience, patience_ms, cancellable);
+  if (!look_at_table(fs, run_dir, &patience, &look, error))
     return FALSE;
-  if (look.free_index == G_MAXUINT && look.hidden > 0) {
-    g_set_error(error, G_IO_ERROR, G_IO_ERROR_BUSY,
-                "no free kdamond yet: the state of %u of %u kdamond(s) stayed hidden behind "
-                "DAMON's sysfs lock (EBUSY) for %u ms", look.hidden, look.nr, patience_ms);
-    return FALSE;
-  }
-  if (look.free_index == G_MAXUINT && look.nr > 0) {
-    set_no_free_error(&look, error);
-    return FALSE;
-  }
+  if (look.free_index == G_MAXUINT && look.nr > 0)
+    return look_found_none(&look, patience_ms, error);
   if (look.free_index == G_MAXUINT) {
     /* No kdamond at all: writing nr_kdamonds re-creates nobody's. */
     if (!write_added(run_dir, 0, error) ||
-        !write_nr_kdamonds(fs, DAMON_ADD_BATCH, patience_ms, cancellable, error)) {
+        !write_nr_kdamonds(fs, DAMON_ADD_BATCH, &patience, error)) {
       g_prefix_error(error, "adding kdamonds: ");
       return FALSE;
     }
@@ -386,31 +425,37 @@ hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops, int tar
   return ok;
 }
 
-/* "off", waiting out DAMON's lock (another state command holds it) for patience_ms. Until
- * 2026-12-02 this gave up after 50 tries of 20 ms and the caller dropped the record all the
- * same: a VM removed while another VM's command held the lock for more than a second left
- * its kdamond running, and nobody would ever turn it off. */
+/* "off", waiting out DAMON's lock (another state command holds it) within the caller's
+ * patience. Until 2026-12-02 this gave up after 50 tries of 20 ms and the caller dropped the
+ * record all the same: a VM removed while another VM's command held the lock for more than a
+ * second left its kdamond running, and nobody would ever turn it off. Until 2026-12-04 each
+ * of its two state reads waited 5 s on its own besides the write's patience. A state hidden
+ * by the lock is not waited on: the write waits it out, and a kdamond that is off already
+ * refuses "off" with another error than EBUSY (6.12: EINVAL or EPERM), read back after. */
 static gboolean
-turn_off(HmmvSysfs *fs, guint index, guint patience_ms, GError **error)
+turn_off(HmmvSysfs *fs, guint index, Patience *patience, GError **error)
 {
   g_autofree char *path = hmmv_damon_path(index, "state");
   g_autoptr(GError) local_error = NULL;
 
-  if (!kdamond_running(fs, index))
+  if (kdamond_state_now(fs, index) == KDAMOND_OFF)
     return TRUE;
-  if (hmmv_damon_write_full(fs, path, "off", patience_ms, NULL, &local_error))
+  if (write_patiently(fs, path, "off", patience, &local_error))
     return TRUE;
   /* it ended by itself meanwhile (its target exited) */
-  if (!kdamond_running(fs, index))
+  if (kdamond_state(fs, index, patience) == KDAMOND_OFF)
     return TRUE;
   g_propagate_error(error, g_steal_pointer(&local_error));
   return FALSE;
 }
 
 /* Gives back the kdamonds hmmv added once no hmmv kdamond is left, nothing runs and every
- * kdamond is free: then nr_kdamonds back to the count before loses nobody's setup. */
+ * kdamond is free: then nr_kdamonds back to the count before loses nobody's setup. Records
+ * and contexts first (no DAMON lock): any kdamond someone's, and no state is read at all.
+ * Whatever the lock hides within the caller's patience is left for the next release or the
+ * next hmmvd's cleanup (the file "added" stays). */
 static void
-maybe_take_back_added(HmmvSysfs *fs, const char *run_dir)
+maybe_take_back_added(HmmvSysfs *fs, const char *run_dir, Patience *patience)
 {
   g_autofree char *added = g_build_filename(run_dir, "added", NULL);
   g_autofree char *text = NULL;
@@ -425,14 +470,19 @@ maybe_take_back_added(HmmvSysfs *fs, const char *run_dir)
       !read_nr_kdamonds(fs, &nr, NULL))
     return;
   for (guint i = 0; i < nr; i++) {
-    if (!kdamond_free(fs, run_dir, i))
+    if (kdamond_claimed(fs, run_dir, i))
       return;
   }
-  if (nr > before && !write_nr_kdamonds(fs, (guint)before, HMMV_DAMON_PATIENCE_MS, NULL, NULL))
+  for (guint i = 0; i < nr; i++) {
+    if (kdamond_state(fs, i, patience) != KDAMOND_OFF || kdamond_claimed(fs, run_dir, i))
+      return;
+  }
+  if (nr > before && !write_nr_kdamonds(fs, (guint)before, patience, NULL))
     return;
   (void)g_unlink(added);
 }
 
+/* One patience for the whole release: turning off, dropping the context, taking back. */
 static gboolean
 release_locked(HmmvSysfs *fs, const char *run_dir, guint index, guint patience_ms,
                GError **error)
@@ -440,6 +490,7 @@ release_locked(HmmvSysfs *fs, const char *run_dir, guint index, guint patience_m
   g_autofree char *contexts = hmmv_damon_path(index, "contexts/nr_contexts");
   g_autofree char *state = hmmv_damon_path(index, "state");
   g_autofree char *record = record_path(run_dir, index);
+  Patience patience;
   Record mine;
   gboolean ours;
 
@@ -454,14 +505,15 @@ release_locked(HmmvSysfs *fs, const char *run_dir, guint index, guint patience_m
     (void)g_unlink(record);
     return TRUE;
   }
-  if (!turn_off(fs, index, patience_ms, error) ||
-      !hmmv_damon_write_full(fs, contexts, "0", patience_ms, NULL, error)) {
+  patience_init(&patience, patience_ms, NULL);
+  if (!turn_off(fs, index, &patience, error) ||
+      !write_patiently(fs, contexts, "0", &patience, error)) {
     /* the record stays: the kdamond is still hmmv's, for the next hmmvd's cleanup */
     g_prefix_error(error, "kdamond %u not given back: ", index);
     return FALSE;
   }
   (void)g_unlink(record);
-  maybe_take_back_added(fs, run_dir);
+  maybe_take_back_added(fs, run_dir, &patience);
   return TRUE;
 }
 
@@ -516,6 +568,7 @@ cleanup_stale_locked(HmmvSysfs *fs, const char *run_dir, GError **error)
   g_autoptr(GError) local_error = NULL;
   const char *name;
   guint cleaned = 0, nr = 0;
+  Patience patience;
 
   if (run_dir == NULL)
     run_dir = HMMV_DAMON_RUN_DIR;
@@ -528,6 +581,8 @@ cleanup_stale_locked(HmmvSysfs *fs, const char *run_dir, GError **error)
   }
   if (!read_nr_kdamonds(fs, &nr, error))
     return 0;
+  /* one patience for the whole cleanup: a record it could not clean stays for the next start */
+  patience_init(&patience, HMMV_DAMON_PATIENCE_MS, NULL);
   while ((name = g_dir_read_name(dir)) != NULL) {
     g_autofree char *path = g_build_filename(run_dir, name, NULL);
     Record record;
@@ -547,8 +602,8 @@ cleanup_stale_locked(HmmvSysfs *fs, const char *run_dir, GError **error)
     if (index < nr && still_ours(fs, (guint)index, &record)) {
       g_autofree char *contexts = hmmv_damon_path((guint)index, "contexts/nr_contexts");
 
-      if (!turn_off(fs, (guint)index, HMMV_DAMON_PATIENCE_MS, NULL) ||
-          !hmmv_damon_write(fs, contexts, "0", NULL)) {
+      if (!turn_off(fs, (guint)index, &patience, NULL) ||
+          !write_patiently(fs, contexts, "0", &patience, NULL)) {
         g_free(record.ops);
         continue;   /* the record stays: tried again at the next start */
       }
@@ -558,7 +613,7 @@ cleanup_stale_locked(HmmvSysfs *fs, const char *run_dir, GError **error)
     (void)g_unlink(path);
     g_free(record.ops);
   }
-  maybe_take_back_added(fs, run_dir);
+  maybe_take_back_added(fs, run_dir, &patience);
   return cleaned;
 }
 

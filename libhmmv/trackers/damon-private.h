@@ -29,8 +29,11 @@ gboolean hmmv_damon_write(HmmvSysfs *fs, const char *path, const char *value, GE
 gboolean hmmv_damon_write_full(HmmvSysfs *fs, const char *path, const char *value,
                                guint patience_ms, GCancellable *cancellable, GError **error);
 
-/* Takes a free kdamond, or adds one when nothing runs and every existing one is free, and
- * records it as hmmv's (owner: this process) before configuring anything in it. */
+/* Takes the free kdamond of one look at the table, or adds kdamonds when there is none at
+ * all, and records it as hmmv's (owner: this process) before configuring anything in it.
+ * The look reads each kdamond's record and context first (no DAMON lock), and the states of
+ * the others only; the whole look and the add wait out DAMON's lock for patience_ms in all
+ * (G_IO_ERROR_BUSY when states stayed hidden that long), until cancellable is cancelled. */
 gboolean hmmv_damon_acquire(HmmvSysfs *fs, const char *run_dir, HmmvDamonOps ops,
                             int target_pid, guint patience_ms, GCancellable *cancellable,
                             guint *index, GError **error);
@@ -39,7 +42,7 @@ gboolean hmmv_damon_write_record(const char *run_dir, guint index, const char *o
                                  int target_pid, GError **error);
 /* Turns it off, drops its context, removes the record; takes back a kdamond hmmv added when
  * that leaves everything as it was. Nothing, when the record no longer names this process
- * (a cleanup took the kdamond back). Each write waits out DAMON's lock for patience_ms. A
+ * (a cleanup took the kdamond back). All of it waits out DAMON's lock for patience_ms. A
  * kdamond that could not be turned off, or whose context could not be dropped, keeps its
  * record (FALSE and why): not taken again by this process, and cleaned up by the next hmmvd
  * (hmmv_damon_cleanup_stale()). */
