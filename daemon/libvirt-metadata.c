@@ -25,23 +25,17 @@ hmmvd_libvirt_read_metadata_text(virDomainPtr dom, char **xml, GError **error)
   return TRUE;
 }
 
-gboolean
-hmmvd_libvirt_read_metadata(virDomainPtr dom, const HmmvdConfig *config, HmmvQuota *quota,
-                            char ***exclude, char **xml_out, GError **error)
+/* The element's text (NULL: none) parsed over config's default quota. */
+static gboolean
+parse_metadata(const char *xml, const HmmvdConfig *config, HmmvQuota *quota, char ***exclude,
+               GError **error)
 {
-  g_autofree char *xml = NULL;
-
-  if (!hmmvd_libvirt_read_metadata_text(dom, &xml, error))
-    return FALSE;
   *quota = config->default_quota;
   if (xml == NULL) {
     *exclude = g_new0(char *, 1);
-  } else if (!hmmvd_metadata_parse(xml, &config->default_quota, quota, exclude, error)) {
-    return FALSE;
+    return TRUE;
   }
-  if (xml_out != NULL)
-    *xml_out = g_steal_pointer(&xml);
-  return TRUE;
+  return hmmvd_metadata_parse(xml, &config->default_quota, quota, exclude, error);
 }
 
 /* Rejected at runtime: the last good quota stays (recalled into an entry that is new since it
@@ -71,24 +65,22 @@ keep_last_good(HmmvdVms *vms, const HmmvdMetadataMemory *mem, const char *uuid,
 
 void
 hmmvd_libvirt_apply_metadata(HmmvdVms *vms, HmmvdMetadataMemory *mem,
-                             const HmmvdConfig *config, virDomainPtr dom)
+                             const HmmvdConfig *config, const char *name, const char *uuid,
+                             const char *xml, const char *read_error)
 {
-  const char *name = virDomainGetName(dom);
-  char uuid[VIR_UUID_STRING_BUFLEN] = "";
   g_autoptr(GError) local_error = NULL;
-  g_autofree char *xml = NULL;
   g_auto(GStrv) exclude = NULL;
   HmmvdVmInfo *info = hmmvd_vms_lookup(vms, name);
   HmmvQuota quota;
 
   if (info == NULL)
     return;
-  virDomainGetUUIDString(dom, uuid);
-  if (!hmmvd_libvirt_read_metadata(dom, config, &quota, &exclude, &xml, &local_error)) {
-    if (g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_IO))
-      g_warning("vm %s: %s", name, local_error->message);
-    else
-      keep_last_good(vms, mem, uuid, name, local_error->message);
+  if (read_error != NULL) {
+    g_warning("vm %s: %s", name, read_error);
+    return;
+  }
+  if (!parse_metadata(xml, config, &quota, &exclude, &local_error)) {
+    keep_last_good(vms, mem, uuid, name, local_error->message);
     return;
   }
   if (!hmmvd_vms_set_quota(vms, name, &quota, NULL)) {

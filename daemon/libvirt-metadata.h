@@ -13,18 +13,11 @@
 
 G_BEGIN_DECLS
 
-/* The live element, parsed over config's default quota: the quota and the backends to
- * exclude (NULL-ended, the caller's). No element: the defaults and no exclusion. FALSE:
- * HMMV_ERROR_IO when libvirt could not be asked, HMMV_ERROR_INVALID_ARGUMENT when the
- * element does not parse (the message says why); *xml_out (when not NULL) gets the text. */
-gboolean hmmvd_libvirt_read_metadata(virDomainPtr dom, const HmmvdConfig *config,
-                                     HmmvQuota *quota, char ***exclude, char **xml_out,
-                                     GError **error);
 /* The live element's text (*xml NULL: none); FALSE (HMMV_ERROR_IO) when libvirt could not be
- * asked. */
+ * asked. Calls libvirtd: on libvirt's calls thread only. */
 gboolean hmmvd_libvirt_read_metadata_text(virDomainPtr dom, char **xml, GError **error);
 /* Writes the element (live, and config too for a persistent domain, as virsh metadata
- * --live --config does), keeping exclude. */
+ * --live --config does), keeping exclude. Calls libvirtd: on libvirt's calls thread only. */
 gboolean hmmvd_libvirt_write_metadata(virConnectPtr conn, const char *name,
                                       const HmmvQuota *quota, const char *const *exclude,
                                       GError **error);
@@ -70,13 +63,15 @@ HmmvdMetadataVerdict hmmvd_metadata_at_discovery(const HmmvdMetadataMemory *mem,
                                                  const HmmvQuota *defaults, HmmvQuota *quota,
                                                  char ***exclude, GError **rejection);
 
-/* Runtime (a metadata event, or right after a start-up): the live element applied to the VM
- * name of vms. Accepted: the quota (from the next interval) and, for a VM in the core, a
- * changed exclusion (its tracking restarts); remembered. Malformed, or a quota the pool
- * refuses: the last good quota and exclusion stay (recalled into an entry made since they
+/* Runtime (a metadata event, or right after a start-up): the live element of domain uuid
+ * (xml, NULL: none, as read on libvirt's calls thread; read_error: why it could not be read)
+ * applied to the VM name of vms. Accepted: the quota (from the next interval) and, for a VM in
+ * the core, a changed exclusion (its tracking restarts); remembered. Malformed, or a quota the
+ * pool refuses: the last good quota and exclusion stay (recalled into an entry made since they
  * were accepted), with a warning naming the VM and the error, and the error as its
- * quota-error. libvirt not answering: a warning, nothing changes. */
+ * quota-error. Not read: a warning, nothing changes. No libvirt call. */
 void hmmvd_libvirt_apply_metadata(HmmvdVms *vms, HmmvdMetadataMemory *mem,
-                                  const HmmvdConfig *config, virDomainPtr dom);
+                                  const HmmvdConfig *config, const char *name,
+                                  const char *uuid, const char *xml, const char *read_error);
 
 G_END_DECLS

@@ -1,66 +1,46 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * hmmvd's libvirt source of VMs (see libvirt.h).
+ * hmmvd's libvirt source of VMs (see libvirt.h): what the main thread does with what
+ * libvirtd says. The calls into libvirtd run on their own thread (libvirt-calls.c, see
+ * libvirt-private.h); nothing here waits for libvirtd.
  */
-#include "libvirt-metadata.h"
-#include "libvirt-qmp.h"
-#include "libvirt.h"
+#include "libvirt-private.h"
 #include "quota.h"
 
 #include <libvirt/libvirt-qemu.h>
-#include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* libvirt keepalive: a probe every 5 s, the connection is declared dead after 3 unanswered
- * ones, so a hung (not just dead) libvirtd is noticed within ~20 s. */
-#define KEEPALIVE_INTERVAL_S 5
-#define KEEPALIVE_COUNT 3
 /* Each QMP exchange with a domain (through libvirtd, on the domain's own worker thread) is
  * over within this; libvirt itself waits for QEMU's reply without any limit. 5 s: a healthy
  * TCG guest on a loaded 2-core host answers hmmv-sync in tens of ms, a start-up's 5 exchanges
  * in well under a second; a QEMU that misses it while managed is frozen, its DRAM kept counted,
  * and thawed once it answers (retry_dropped); one that misses a start-up is retried. */
 #define LIBVIRT_QMP_TIMEOUT_MS 5000
+/* hmmvd stopping waits this long for a call under way on the calls thread (then leaves it). */
+#define LIBVIRT_STOP_WAIT_MS 2000
 
-struct _HmmvdLibvirt {
-  HmmvdVms *vms;
-  const HmmvdConfig *config;
-  const HmmvTopology *topo;
-  GMainContext *context;        /* the main thread's: where callbacks are forwarded */
-  GMutex lock;                  /* guards pending */
-  GPtrArray *pending;           /* GSource: forwarded events not yet dispatched */
-  virConnectPtr conn;           /* NULL while disconnected; main thread only */
-  int lifecycle_id;
-  int metadata_id;
-  guint retry_source;
-  gboolean closing;             /* forwarded events arriving now are dropped */
-  HmmvdLibvirtQmp *qmp;         /* the domains' QMP workers */
-  GHashTable *starting;         /* name -> DomainStart: start-ups under way on workers */
-  guint check_source;           /* retries dropped domains */
-  GSourceFunc sync_done;        /* the interval waiting for the domains' hmmv-sync */
-  gpointer sync_data;
-  HmmvdMetadataMemory *memory;  /* each domain's last good hmmv metadata, by UUID */
-};
+static void lv_clear(gpointer data);
 
-/* Reference counted (g_atomic_rc_box) so that callbacks still queued on the main context
- * and QMP transports never see freed memory; the owner's reference goes in
- * hmmvd_libvirt_free. */
-static HmmvdLibvirt *
-lv_ref(HmmvdLibvirt *lv)
+/* Reference counted (g_atomic_rc_box) so that callbacks still queued on the main context,
+ * calls on the calls thread and QMP transports never see freed memory; the owner's reference
+ * goes in hmmvd_libvirt_free, what the calls thread shares with the last one. */
+HmmvdLibvirt *
+hmmvd_libvirt_ref(HmmvdLibvirt *lv)
 {
   return g_atomic_rc_box_acquire(lv);
 }
 
-static void
-lv_unref(gpointer lv)
+void
+hmmvd_libvirt_unref(gpointer lv)
 {
-  g_atomic_rc_box_release(lv);
+  g_atomic_rc_box_release_full(lv, lv_clear);
 }
 
+#define lv_ref hmmvd_libvirt_ref
+#define lv_unref hmmvd_libvirt_unref
 #define last_error_message hmmvd_libvirt_last_error_message
-#define set_libvirt_error hmmvd_libvirt_set_error
 
 /* libvirt prints every error on stderr by default; hmmvd reports them itself, once. */
 static void
@@ -69,39 +49,117 @@ quiet_error_handler(void *user_data, virErrorPtr error)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Asking libvirtd about one domain: on the calls thread, the answer applied by ask_done. At
+ * most one retry of a domain under way (asking); calls of a connection given up are dropped.
+ */
+
+static void ask_done(HmmvdLibvirt *lv, LvCall *call);
+
+void
+hmmvd_libvirt_ask(HmmvdLibvirt *lv, LvAsk what, const char *name, const char *uuid)
+{
+  guint gen = (guint)g_atomic_int_get(&lv->gen);
+  LvCall *call;
+
+  if (gen == 0 || lv->closing)
+    return;                               /* not connected: discovery on connect sees it */
+  call = hmmvd_libvirt_call_new(lv, gen, hmmvd_libvirt_run_domain, ask_done);
+  call->ask = what;
+  call->name = g_strdup(name);
+  if (uuid != NULL)
+    g_strlcpy(call->uuid, uuid, sizeof(call->uuid));
+  g_hash_table_replace(lv->asking, g_strdup(name),
+                       GUINT_TO_POINTER(GPOINTER_TO_UINT(g_hash_table_lookup(lv->asking,
+                                                                             name)) + 1));
+  hmmvd_libvirt_call_push(lv, call);
+}
+
+static void
+asked(HmmvdLibvirt *lv, const char *name)
+{
+  guint n = GPOINTER_TO_UINT(g_hash_table_lookup(lv->asking, name));
+
+  if (n <= 1)
+    g_hash_table_remove(lv->asking, name);
+  else
+    g_hash_table_replace(lv->asking, g_strdup(name), GUINT_TO_POINTER(n - 1));
+}
+
+/* ------------------------------------------------------------------------------------------
  * Quotas: libvirt metadata in hmmv's namespace.
  */
 
-static void add_domain(HmmvdLibvirt *lv, virDomainPtr dom);
+static void add_domain(HmmvdLibvirt *lv, const HmmvdDomainFacts *facts);
 
 /* Its metadata changed (or a start-up is over): applied (libvirt-metadata.h). A domain that
  * waited unmanaged for its metadata is discovered again, the element judged there. */
 static void
-refresh_quota(HmmvdLibvirt *lv, virDomainPtr dom)
+refresh_quota(HmmvdLibvirt *lv, const HmmvdDomainFacts *facts)
 {
-  const char *name = virDomainGetName(dom);
-  HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
+  HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, facts->name);
 
   if (info == NULL)
     return;
   if (g_str_has_prefix(info->status, HMMVD_METADATA_REJECTED)) {
-    g_message("vm %s: hmmv metadata changed: discovering it again", name);
-    hmmvd_vms_remove(lv->vms, name);
-    add_domain(lv, dom);
+    g_message("vm %s: hmmv metadata changed: discovering it again", facts->name);
+    hmmvd_vms_remove(lv->vms, facts->name);
+    add_domain(lv, facts);
     return;
   }
-  hmmvd_libvirt_apply_metadata(lv->vms, lv->memory, lv->config, dom);
+  hmmvd_libvirt_apply_metadata(lv->vms, lv->memory, lv->config, facts->name, facts->uuid,
+                               facts->meta, facts->meta_error);
+}
+
+/* hmmvctl set-quota: written on the calls thread, the metadata event applies it. A write
+ * libvirtd does not take now (not connected, or not answering) waits in lv->writes, the latest
+ * for each domain, and is written once a connection is made again: nothing is lost, and
+ * hmmvctl's reply never waits for libvirtd. */
+typedef struct {
+  HmmvQuota quota;
+  char **exclude;
+  guint serial;
+} PendingWrite;
+
+static void
+pending_write_free(gpointer data)
+{
+  PendingWrite *w = data;
+
+  g_strfreev(w->exclude);
+  g_free(w);
 }
 
 static void
-refresh_quota_by_name(HmmvdLibvirt *lv, const char *name)
+write_done(HmmvdLibvirt *lv, LvCall *call)
 {
-  virDomainPtr dom = lv->conn != NULL ? virDomainLookupByName(lv->conn, name) : NULL;
+  PendingWrite *w = g_hash_table_lookup(lv->writes, call->name);
+  gboolean latest = w != NULL && w->serial == call->serial;
 
-  if (dom == NULL)
+  if (call->error == NULL) {
+    g_message("vm %s: quota written to libvirt's metadata", call->name);
+  } else if (g_error_matches(call->error, HMMV_ERROR, HMMV_ERROR_GONE)) {
+    g_warning("vm %s: the quota from set-quota was not written: %s", call->name,
+              call->error->message);
+  } else {
+    g_warning("vm %s: the quota from set-quota was not written yet: %s; written again once "
+              "libvirt is connected again", call->name, call->error->message);
     return;
-  refresh_quota(lv, dom);
-  virDomainFree(dom);
+  }
+  if (latest)
+    g_hash_table_remove(lv->writes, call->name);
+}
+
+static void
+push_write(HmmvdLibvirt *lv, const char *name, const PendingWrite *w)
+{
+  LvCall *call = hmmvd_libvirt_call_new(lv, (guint)g_atomic_int_get(&lv->gen),
+                                        hmmvd_libvirt_run_write, write_done);
+
+  call->name = g_strdup(name);
+  call->quota = w->quota;
+  call->exclude = g_strdupv(w->exclude);
+  call->serial = w->serial;
+  hmmvd_libvirt_call_push(lv, call);
 }
 
 static gboolean
@@ -109,10 +167,18 @@ write_quota(const char *name, const HmmvQuota *quota, gpointer user_data, GError
 {
   HmmvdLibvirt *lv = user_data;
   HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
+  PendingWrite *w = g_new0(PendingWrite, 1);
 
-  return hmmvd_libvirt_write_metadata(lv->conn, name, quota,
-                                      info != NULL ? (const char *const *)info->exclude : NULL,
-                                      error);
+  w->quota = *quota;
+  w->exclude = info != NULL && info->exclude != NULL ? g_strdupv(info->exclude)
+                                                     : g_new0(char *, 1);
+  w->serial = ++lv->write_serial;
+  g_hash_table_replace(lv->writes, g_strdup(name), w);
+  if (lv->connected)
+    push_write(lv, name, w);
+  else
+    g_message("vm %s: quota written to libvirt once it is connected again", name);
+  return TRUE;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -137,6 +203,7 @@ typedef struct {
   guint interval_ms;
   guint32 numatune_nodes;       /* hmmvd_libvirt_numatune_nodes, within 0..HMMV_MAX_NODE_ID */
   char **exclude;               /* the metadata's backends left alone */
+  char *meta;                   /* hmmv's element as read at discovery (NULL: none) */
   /* results */
   guint64 excluded_bytes;
   HmmvQmp *qmp;
@@ -158,6 +225,7 @@ domain_start_free(gpointer data)
   g_free(start->name);
   g_free(start->uuid);
   g_strfreev(start->exclude);
+  g_free(start->meta);
   g_free(start);
 }
 
@@ -175,8 +243,6 @@ domain_start_run(GTask *task, gpointer source_object, gpointer task_data,
   else
     g_task_return_boolean(task, TRUE);
 }
-
-static void refresh_quota_by_name(HmmvdLibvirt *lv, const char *name);
 
 /* Main thread. */
 static void
@@ -216,35 +282,38 @@ domain_start_done(GObject *source_object, GAsyncResult *result, gpointer user_da
     g_message("vm %s: libvirt domain %s, QEMU pid %d", start->name, start->uuid, start->pid);
     hmmvd_vms_set_bound_nodes(lv->vms, start->name, start->numatune_nodes);
   }
-  refresh_quota_by_name(lv, start->name);
+  /* the element read at discovery, then read again: it may have changed while it started */
+  hmmvd_libvirt_apply_metadata(lv->vms, lv->memory, lv->config, start->name, start->uuid,
+                               start->meta, NULL);
+  hmmvd_libvirt_ask(lv, LV_ASK_METADATA, start->name, start->uuid);
 }
 
 static void
-domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid,
+domain_start(HmmvdLibvirt *lv, const HmmvdDomainFacts *facts, int pid,
              guint32 numatune_nodes)
 {
-  const char *name = virDomainGetName(dom);
+  const char *name = facts->name;
   g_autoptr(GError) local_error = NULL;
   DomainStart *start;
   GTask *task;
   HmmvQmp *qmp;
   g_auto(GStrv) exclude = NULL;
-  g_autofree char *xml = NULL;
   g_autofree char *excluded = NULL;
   HmmvdVmInfo *info;
   HmmvQuota quota;
 
   /* The exclusion must be known before tracking starts: it may name memory hmmv must leave
    * alone (pinned, hugetlbfs). libvirt not answering: retried. */
-  if (!hmmvd_libvirt_read_metadata_text(dom, &xml, &local_error)) {
-    hmmvd_vms_add_unmanaged(lv->vms, name, HMMVD_SOURCE_LIBVIRT, local_error->message);
+  if (facts->meta_error != NULL) {
+    hmmvd_vms_add_unmanaged(lv->vms, name, HMMVD_SOURCE_LIBVIRT, facts->meta_error);
     info = hmmvd_vms_lookup(lv->vms, name);
     info->dropped = TRUE;
-    info->uuid = g_strdup(uuid);
+    info->uuid = g_strdup(facts->uuid);
     return;
   }
-  switch (hmmvd_metadata_at_discovery(lv->memory, uuid, xml, &lv->config->default_quota,
-                                      &quota, &exclude, &local_error)) {
+  switch (hmmvd_metadata_at_discovery(lv->memory, facts->uuid, facts->meta,
+                                      &lv->config->default_quota, &quota, &exclude,
+                                      &local_error)) {
   case HMMVD_METADATA_WAIT: {
     g_autofree char *reason = g_strdup_printf(HMMVD_METADATA_REJECTED "%s; which backends to "
                                               "leave alone is unknown: not managed until it "
@@ -262,8 +331,7 @@ domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid,
   case HMMVD_METADATA_ACCEPTED:
     break;
   }
-  qmp = hmmvd_libvirt_qmp_transport_new(lv->qmp, uuid, name, (int)virDomainGetID(dom),
-                                        &local_error);
+  qmp = hmmvd_libvirt_qmp_transport_new(lv->qmp, facts->uuid, name, facts->id, &local_error);
   if (qmp == NULL) {
     hmmvd_vms_add_unmanaged(lv->vms, name, HMMVD_SOURCE_LIBVIRT, local_error->message);
     return;
@@ -271,16 +339,17 @@ domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid,
   start = g_new0(DomainStart, 1);
   start->lv = lv_ref(lv);
   start->name = g_strdup(name);
-  start->uuid = g_strdup(uuid);
+  start->uuid = g_strdup(facts->uuid);
   start->pid = pid;
   /* libvirt's view of the domain's memory (KiB; DIMMs included) bounds what QEMU claims. */
-  start->max_ram_bytes = (guint64)virDomainGetMaxMemory(dom) << 10;
+  start->max_ram_bytes = facts->max_ram_bytes;
   start->interval_ms = lv->config->interval_ms;
   start->numatune_nodes = numatune_nodes;
   start->exclude = g_steal_pointer(&exclude);
+  start->meta = g_strdup(facts->meta);
   start->qmp = qmp;
   /* listed meanwhile, so status shows it and a quota can be read for it */
-  hmmvd_vms_add_starting(lv->vms, name, HMMVD_SOURCE_LIBVIRT, pid, uuid);
+  hmmvd_vms_add_starting(lv->vms, name, HMMVD_SOURCE_LIBVIRT, pid, facts->uuid);
   info = hmmvd_vms_lookup(lv->vms, name);
   if (start->exclude[0] != NULL)          /* shown while it starts, and if the start fails */
     info->exclude = g_strdupv(start->exclude);
@@ -292,20 +361,18 @@ domain_start(HmmvdLibvirt *lv, virDomainPtr dom, const char *uuid, int pid,
 }
 
 static void
-add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
+add_domain(HmmvdLibvirt *lv, const HmmvdDomainFacts *facts)
 {
-  const char *name = virDomainGetName(dom);
-  char uuid[VIR_UUID_STRING_BUFLEN];
+  const char *name = facts->name;
+  const char *uuid = facts->uuid;
   g_autoptr(GError) local_error = NULL;
   g_autofree char *conflict = NULL;
   g_autofree char *reason = NULL;
   HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
   DomainStart *starting = g_hash_table_lookup(lv->starting, name);
-  char *xml;
   int pid = -1;
   guint32 numatune_nodes = 0;
 
-  virDomainGetUUIDString(dom, uuid);
   if (info != NULL && info->source != HMMVD_SOURCE_LIBVIRT) {
     g_warning("domain %s: a standalone VM has the same name; the domain is ignored", name);
     return;
@@ -314,7 +381,7 @@ add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
     reason = g_strdup_printf("cannot find QEMU's pid: %s", local_error->message);
   } else if ((info != NULL && is_tracked_incarnation(info, uuid, pid)) ||
              (starting != NULL && starting->pid == pid && strcmp(starting->uuid, uuid) == 0)) {
-    refresh_quota(lv, dom);               /* the same QEMU: keep it, events may be missed */
+    refresh_quota(lv, facts);             /* the same QEMU: keep it, events may be missed */
     return;
   } else if (hmmvd_libvirt_qmp_is_busy(lv->qmp, uuid)) {
     /* a QEMU that missed a deadline and has not answered since, or one still answering the
@@ -322,14 +389,13 @@ add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
     reason = g_strdup_printf("QEMU has not answered an earlier QMP exchange yet (deadline %u "
                              "ms; retrying every %u ms)", LIBVIRT_QMP_TIMEOUT_MS,
                              lv->config->reconnect_ms);
-  } else if ((xml = virDomainGetXMLDesc(dom, 0)) == NULL) {
-    reason = g_strdup_printf("cannot read the domain XML: %s", last_error_message());
+  } else if (facts->xml == NULL) {
+    reason = g_strdup(facts->xml_error);
   } else {
-    conflict = hmmvd_libvirt_numatune_conflict(xml, lv->topo);
+    conflict = hmmvd_libvirt_numatune_conflict(facts->xml, lv->topo);
     /* hmmv's node ids: a binding to nodes above them binds nothing hmmv places on */
-    numatune_nodes = (guint32)(hmmvd_libvirt_numatune_nodes(xml) &
+    numatune_nodes = (guint32)(hmmvd_libvirt_numatune_nodes(facts->xml) &
                                ((G_GUINT64_CONSTANT(1) << (HMMV_MAX_NODE_ID + 1)) - 1));
-    free(xml);
   }
   g_hash_table_remove(lv->starting, name);  /* another QEMU: its start-up counts no more */
   if (info != NULL)
@@ -343,11 +409,11 @@ add_domain(HmmvdLibvirt *lv, virDomainPtr dom)
     info->uuid = g_strdup(uuid);          /* retry_dropped finds it by it */
     return;
   }
-  domain_start(lv, dom, uuid, pid, numatune_nodes);
+  domain_start(lv, facts, pid, numatune_nodes);
 }
 
-static void
-remove_domain(HmmvdLibvirt *lv, const char *name, const char *why)
+void
+hmmvd_libvirt_remove_domain(HmmvdLibvirt *lv, const char *name, const char *why)
 {
   HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
 
@@ -358,28 +424,21 @@ remove_domain(HmmvdLibvirt *lv, const char *name, const char *why)
   hmmvd_vms_remove(lv->vms, name);
 }
 
-/* Every running domain is added (or kept when its QEMU is the one already tracked); libvirt
- * VMs that are no longer running are removed. */
+/* Every running domain (as the calls thread listed them) is added, or kept when its QEMU is
+ * the one already tracked; libvirt VMs that are no longer running are removed. */
 static void
-discover_all(HmmvdLibvirt *lv)
+discover_all(HmmvdLibvirt *lv, GPtrArray *domains)
 {
-  g_autoptr(GHashTable) running = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GHashTable) running = g_hash_table_new(g_str_hash, g_str_equal);
   g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(g_free);
-  virDomainPtr *domains = NULL;
   GPtrArray *list;
-  int n;
 
-  n = virConnectListAllDomains(lv->conn, &domains, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
-  if (n < 0) {
-    g_warning("libvirt: cannot list the running domains: %s", last_error_message());
-    return;
+  for (guint i = 0; i < domains->len; i++) {
+    const HmmvdDomainFacts *facts = g_ptr_array_index(domains, i);
+
+    g_hash_table_add(running, facts->name);
+    add_domain(lv, facts);
   }
-  for (int i = 0; i < n; i++) {
-    g_hash_table_add(running, g_strdup(virDomainGetName(domains[i])));
-    add_domain(lv, domains[i]);
-    virDomainFree(domains[i]);
-  }
-  free(domains);
   list = hmmvd_vms_list(lv->vms);
   for (guint i = 0; i < list->len; i++) {
     const HmmvdVmInfo *info = g_ptr_array_index(list, i);
@@ -388,246 +447,177 @@ discover_all(HmmvdLibvirt *lv)
       g_ptr_array_add(gone, g_strdup(info->name));
   }
   for (guint i = 0; i < gone->len; i++)
-    remove_domain(lv, g_ptr_array_index(gone, i), "stopped while libvirt was away");
+    hmmvd_libvirt_remove_domain(lv, g_ptr_array_index(gone, i),
+                                "stopped while libvirt was away");
 }
 
-/* ------------------------------------------------------------------------------------------
- * Events: libvirt calls these from its event sources (or from an RPC call that saw EOF);
- * they only copy what they need and queue it on the main context.
- */
-
-typedef enum {
-  FORWARD_LIFECYCLE,
-  FORWARD_METADATA,
-  FORWARD_CLOSED,
-} ForwardKind;
-
-typedef struct {
-  HmmvdLibvirt *lv;             /* a reference */
-  virConnectPtr conn;           /* a reference: events of an old connection are dropped */
-  ForwardKind kind;
-  char uuid[VIR_UUID_STRING_BUFLEN];
-  char *name;
-  int event;
-  int detail;
-  GSource *source;              /* the idle source carrying it, listed in lv->pending */
-} Forward;
-
+/* What the calls thread learnt of one domain (ask), applied. */
 static void
-forward_free(gpointer data)
+ask_done(HmmvdLibvirt *lv, LvCall *call)
 {
-  Forward *fw = data;
+  const HmmvdDomainFacts *facts = call->facts;
+  HmmvdVmInfo *info;
 
-  g_mutex_lock(&fw->lv->lock);
-  if (fw->source != NULL && g_ptr_array_remove_fast(fw->lv->pending, fw->source))
-    g_source_unref(fw->source);
-  g_mutex_unlock(&fw->lv->lock);
-  virConnectClose(fw->conn);
-  lv_unref(fw->lv);
-  g_free(fw->name);
-  g_free(fw);
-}
-
-static void schedule_reconnect(HmmvdLibvirt *lv);
-static void disconnect(HmmvdLibvirt *lv);
-
-/* Why a lifecycle event ends the domain's management; NULL when it does not. */
-static const char *
-stop_reason(int event, int detail)
-{
-  switch (event) {
-  case VIR_DOMAIN_EVENT_STOPPED:
-    return detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED ? "migrated away"
-           : detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "crashed"
-                                                        : "stopped";
-  case VIR_DOMAIN_EVENT_CRASHED:
-    return "crashed";
-  case VIR_DOMAIN_EVENT_SHUTDOWN:
-    return detail == VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED ? "shut down" : NULL;
-  default:
-    return NULL;
-  }
-}
-
-static gboolean
-forward_dispatch(gpointer data)
-{
-  Forward *fw = data;
-  HmmvdLibvirt *lv = fw->lv;
-  const char *why;
-  virDomainPtr dom;
-
-  if (lv->closing || lv->conn != fw->conn)
-    return G_SOURCE_REMOVE;
-  if (fw->kind == FORWARD_CLOSED) {
-    g_warning("libvirt: lost the connection to %s; VMs stay managed, reconnecting every %u ms",
-              lv->config->libvirt_uri, lv->config->reconnect_ms);
-    disconnect(lv);
-    schedule_reconnect(lv);
-    return G_SOURCE_REMOVE;
-  }
-  /* By name, not looked up: a transient domain that stopped is gone from libvirt by the
-   * time its event is dispatched (the lookup failed and the VM stayed listed, managed). */
-  if (fw->kind == FORWARD_LIFECYCLE && (why = stop_reason(fw->event, fw->detail)) != NULL) {
-    remove_domain(lv, fw->name, why);
-    return G_SOURCE_REMOVE;
-  }
-  dom = virDomainLookupByUUIDString(lv->conn, fw->uuid);
-  if (dom == NULL) {
-    g_debug("libvirt: event for domain %s that is gone: %s", fw->uuid, last_error_message());
-    return G_SOURCE_REMOVE;
-  }
-  if (fw->kind == FORWARD_LIFECYCLE && fw->event == VIR_DOMAIN_EVENT_STARTED)
-    add_domain(lv, dom);
-  else if (fw->kind == FORWARD_METADATA)
-    refresh_quota(lv, dom);
-  virDomainFree(dom);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-forward(HmmvdLibvirt *lv, virConnectPtr conn, ForwardKind kind, virDomainPtr dom, int event,
-        int detail)
-{
-  Forward *fw = g_new0(Forward, 1);
-  GSource *source;
-
-  fw->lv = lv_ref(lv);
-  fw->conn = conn;
-  virConnectRef(conn);
-  fw->kind = kind;
-  if (dom != NULL) {
-    virDomainGetUUIDString(dom, fw->uuid);
-    fw->name = g_strdup(virDomainGetName(dom));
-  }
-  fw->event = event;
-  fw->detail = detail;
-  /* Always through an idle source, never g_main_context_invoke(): on the main thread the
-   * latter runs the handler at once, inside libvirt's callback and under its locks, and
-   * disconnect() would then deadlock on the close callback's own lock. */
-  source = g_idle_source_new();
-  g_source_set_callback(source, forward_dispatch, fw, forward_free);
-  g_mutex_lock(&lv->lock);
-  fw->source = source;
-  g_ptr_array_add(lv->pending, g_source_ref(source));
-  g_mutex_unlock(&lv->lock);
-  g_source_attach(source, lv->context);
-  g_source_unref(source);
-}
-
-static int
-on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
-{
-  forward(opaque, conn, FORWARD_LIFECYCLE, dom, event, detail);
-  return 0;
-}
-
-static void
-on_metadata(virConnectPtr conn, virDomainPtr dom, int type, const char *nsuri, void *opaque)
-{
-  if (type == VIR_DOMAIN_METADATA_ELEMENT && g_strcmp0(nsuri, HMMVD_METADATA_URI) == 0)
-    forward(opaque, conn, FORWARD_METADATA, dom, 0, 0);
-}
-
-static void
-on_close(virConnectPtr conn, int reason, void *opaque)
-{
-  forward(opaque, conn, FORWARD_CLOSED, NULL, reason, 0);
-}
-
-/* ------------------------------------------------------------------------------------------
- * Connection
- */
-
-static void
-disconnect(HmmvdLibvirt *lv)
-{
-  if (lv->conn == NULL)
+  asked(lv, call->name);
+  if (facts == NULL) {
+    /* A transient domain that stopped is gone from libvirt by now; the stop event (or
+     * discovery) removes it. A retry of one libvirt does not know: it stopped. */
+    g_debug("libvirt: domain %s: %s", call->name, call->error->message);
+    if (call->ask == LV_ASK_RETRY && (info = hmmvd_vms_lookup(lv->vms, call->name)) != NULL &&
+        g_error_matches(call->error, HMMV_ERROR, HMMV_ERROR_GONE))
+      hmmvd_libvirt_remove_domain(lv, call->name, info->frozen ? "stopped while frozen"
+                                                               : "stopped while dropped");
     return;
-  /* On a dead connection these fail; the callbacks' references are dropped either way when
-   * the connection object goes. */
-  if (lv->lifecycle_id >= 0)
-    virConnectDomainEventDeregisterAny(lv->conn, lv->lifecycle_id);
-  if (lv->metadata_id >= 0)
-    virConnectDomainEventDeregisterAny(lv->conn, lv->metadata_id);
-  virConnectUnregisterCloseCallback(lv->conn, on_close);
-  lv->lifecycle_id = lv->metadata_id = -1;
-  hmmvd_libvirt_qmp_set_connection(lv->qmp, NULL);
-  virConnectClose(lv->conn);
-  lv->conn = NULL;
+  }
+  switch (call->ask) {
+  case LV_ASK_STARTED:
+  case LV_ASK_RESTART:
+    if (facts->active)
+      add_domain(lv, facts);
+    break;
+  case LV_ASK_METADATA:
+    refresh_quota(lv, facts);
+    break;
+  case LV_ASK_RETRY:
+    if ((info = hmmvd_vms_lookup(lv->vms, facts->name)) == NULL ||
+        info->source != HMMVD_SOURCE_LIBVIRT)
+      break;
+    if (!facts->active) {
+      hmmvd_libvirt_remove_domain(lv, facts->name, info->frozen ? "stopped while frozen"
+                                                                : "stopped while dropped");
+    } else if (info->frozen && info->in_core) {
+      if (!hmmvd_libvirt_qmp_is_busy(lv->qmp, facts->uuid))
+        (void)hmmvd_vms_thaw(lv->vms, facts->name);
+    } else if (info->dropped && !info->in_core &&
+               !g_hash_table_contains(lv->starting, facts->name)) {
+      g_message("vm %s: trying again", facts->name);
+      add_domain(lv, facts);
+    }
+    break;
+  }
 }
 
-static gboolean
-connect_libvirt(HmmvdLibvirt *lv, GError **error)
-{
-  const char *uri = lv->config->libvirt_uri;
-  virConnectPtr conn = virConnectOpen(uri);
+/* ------------------------------------------------------------------------------------------
+ * Connection: made, given up and closed on the calls thread; the main thread knows it by its
+ * generation (lv->gen, 0 while there is none).
+ */
 
-  if (conn == NULL) {
-    set_libvirt_error(error, uri);
-    return FALSE;
+/* Main thread: the connection is given up; its calls still queued, their answers and its
+ * events are dropped, and the calls thread closes it when it is free. */
+void
+hmmvd_libvirt_disconnect(HmmvdLibvirt *lv)
+{
+  if (g_atomic_int_get(&lv->gen) == 0)
+    return;
+  g_atomic_int_set(&lv->gen, 0);
+  lv->connected = FALSE;
+  lv->connecting = NULL;
+  g_hash_table_remove_all(lv->asking);
+  hmmvd_libvirt_call_push(lv, hmmvd_libvirt_call_new(lv, 0, hmmvd_libvirt_run_disconnect,
+                                                     NULL));
+}
+
+static void
+connect_done(HmmvdLibvirt *lv, LvCall *call)
+{
+  GHashTableIter iter;
+  gpointer name, w;
+
+  if (lv->connecting == call)
+    lv->connecting = NULL;
+  if (!call->connected) {
+    if (!lv->said_unreachable)
+      g_warning("libvirt: %s; retrying every %u ms", call->error->message,
+                lv->config->reconnect_ms);
+    else
+      g_debug("libvirt: still no connection: %s", call->error->message);
+    lv->said_unreachable = TRUE;
+    g_atomic_int_set(&lv->gen, 0);
+    return;
   }
-  lv->conn = conn;
-  hmmvd_libvirt_qmp_set_connection(lv->qmp, conn);
-  if (virConnectSetKeepAlive(conn, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT) < 0)
-    g_debug("libvirt: no keepalive on %s: %s", uri, last_error_message());
-  /* Events first, discovery second: a domain starting in between is seen twice, which
-   * add_domain handles, rather than never. */
-  lv->lifecycle_id = virConnectDomainEventRegisterAny(
-    conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle),
-    lv_ref(lv), lv_unref);
-  lv->metadata_id = virConnectDomainEventRegisterAny(
-    conn, NULL, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_metadata),
-    lv_ref(lv), lv_unref);
-  /* The close callback holds no reference: a driver without close callbacks (test:///)
-   * accepts it and never calls freecb, which leaked lv. None is needed: disconnect()
-   * unregisters it before the owner's reference goes, and libvirt runs it under the lock
-   * that unregistering takes. */
-  if (lv->lifecycle_id < 0 || lv->metadata_id < 0 ||
-      virConnectRegisterCloseCallback(conn, on_close, lv, NULL) < 0) {
-    set_libvirt_error(error, uri);
-    g_prefix_error(error, "cannot register for events: ");
-    disconnect(lv);
-    return FALSE;
-  }
-  discover_all(lv);
-  return TRUE;
+  lv->connected = TRUE;
+  lv->said_unreachable = FALSE;
+  g_message("libvirt: connected to %s", lv->config->libvirt_uri);
+  if (lv->retry_source != 0)
+    g_source_remove(lv->retry_source);
+  lv->retry_source = 0;
+  if (call->list == NULL)
+    g_warning("libvirt: %s", call->error->message);
+  else
+    discover_all(lv, call->list);
+  g_hash_table_iter_init(&iter, lv->writes);   /* set-quotas that waited for libvirt */
+  while (g_hash_table_iter_next(&iter, &name, &w))
+    push_write(lv, name, w);
+}
+
+static void
+start_connect(HmmvdLibvirt *lv)
+{
+  LvCall *call;
+
+  if (lv->connecting != NULL || lv->connected || lv->closing)
+    return;                               /* one connection (and discovery) at a time */
+  if (++lv->next_gen == 0)
+    lv->next_gen = 1;
+  g_atomic_int_set(&lv->gen, (gint)lv->next_gen);
+  call = hmmvd_libvirt_call_new(lv, lv->next_gen, hmmvd_libvirt_run_connect, connect_done);
+  call->uri = g_strdup(lv->config->libvirt_uri);
+  lv->connecting = call;
+  hmmvd_libvirt_call_push(lv, call);
 }
 
 static gboolean
 retry_connect(gpointer data)
 {
   HmmvdLibvirt *lv = data;
-  g_autoptr(GError) local_error = NULL;
 
-  if (!connect_libvirt(lv, &local_error)) {
-    g_debug("libvirt: still no connection: %s", local_error->message);
-    return G_SOURCE_CONTINUE;
+  if (lv->connected) {
+    lv->retry_source = 0;
+    return G_SOURCE_REMOVE;
   }
-  g_message("libvirt: connected to %s", lv->config->libvirt_uri);
-  lv->retry_source = 0;
-  return G_SOURCE_REMOVE;
+  start_connect(lv);
+  return G_SOURCE_CONTINUE;
 }
 
-static void
-schedule_reconnect(HmmvdLibvirt *lv)
+void
+hmmvd_libvirt_schedule_reconnect(HmmvdLibvirt *lv)
 {
   if (lv->retry_source == 0)
     lv->retry_source = g_timeout_add(MAX(lv->config->reconnect_ms, 100), retry_connect, lv);
 }
 
+/* A call past LIBVIRT_CALL_DEADLINE_MS: its connection is given up (once per call) and made
+ * again when the calls thread is free. */
+static void
+check_calls(HmmvdLibvirt *lv)
+{
+  guint serial;
+  gint64 since = hmmvd_libvirt_calls_busy_since(lv, &serial);
+
+  if (since == 0 || serial == lv->abandoned_serial ||
+      g_get_monotonic_time() - since < (gint64)LIBVIRT_CALL_DEADLINE_MS * 1000)
+    return;
+  lv->abandoned_serial = serial;
+  g_warning("libvirt: a call to %s has not returned in %u s: the connection is given up "
+            "(VMs stay as they are), made again once libvirt answers", lv->config->libvirt_uri,
+            LIBVIRT_CALL_DEADLINE_MS / 1000);
+  hmmvd_libvirt_disconnect(lv);
+  hmmvd_libvirt_schedule_reconnect(lv);
+}
+
 /* Domains dropped because their start-up missed a QMP deadline (or whose layout changed) are
  * tried again once nothing is left under way with them; a frozen domain (its QEMU missed a
  * deadline while managed: vms-interval.c) is thawed once its QEMU answered the exchange it
- * missed, or removed if it stopped meanwhile. */
+ * missed, or removed if it stopped meanwhile. libvirtd is asked on the calls thread, at most
+ * once at a time for each domain. */
 static gboolean
 retry_dropped(gpointer data)
 {
   HmmvdLibvirt *lv = data;
-  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
   GPtrArray *list;
 
-  if (lv->conn == NULL)
+  check_calls(lv);
+  if (!lv->connected)
     return G_SOURCE_CONTINUE;
   list = hmmvd_vms_list(lv->vms);
   for (guint i = 0; i < list->len; i++) {
@@ -636,24 +626,9 @@ retry_dropped(gpointer data)
     if (info->source == HMMVD_SOURCE_LIBVIRT && info->uuid != NULL &&
         ((info->frozen && info->in_core) ||
          (info->dropped && !info->in_core && !g_hash_table_contains(lv->starting, info->name))) &&
+        !g_hash_table_contains(lv->asking, info->name) &&
         !hmmvd_libvirt_qmp_is_busy(lv->qmp, info->uuid))
-      g_ptr_array_add(names, g_strdup(info->name));
-  }
-  for (guint i = 0; i < names->len; i++) {
-    const char *name = g_ptr_array_index(names, i);
-    gboolean frozen = hmmvd_vms_lookup(lv->vms, name)->frozen;
-    virDomainPtr dom = virDomainLookupByName(lv->conn, name);
-
-    if (dom == NULL || virDomainIsActive(dom) != 1) {
-      remove_domain(lv, name, frozen ? "stopped while frozen" : "stopped while dropped");
-    } else if (frozen) {
-      (void)hmmvd_vms_thaw(lv->vms, name);
-    } else {
-      g_message("vm %s: trying again", name);
-      add_domain(lv, dom);
-    }
-    if (dom != NULL)
-      virDomainFree(dom);
+      hmmvd_libvirt_ask(lv, LV_ASK_RETRY, info->name, NULL);
   }
   return G_SOURCE_CONTINUE;
 }
@@ -662,13 +637,8 @@ retry_dropped(gpointer data)
 static void
 restart_domain(const char *name, gpointer user_data)
 {
-  HmmvdLibvirt *lv = user_data;
-  virDomainPtr dom = lv->conn != NULL ? virDomainLookupByName(lv->conn, name) : NULL;
-
-  if (dom == NULL)
-    return;                               /* retry_dropped tries it again */
-  add_domain(lv, dom);
-  virDomainFree(dom);
+  /* not connected: retry_dropped tries it again */
+  hmmvd_libvirt_ask(user_data, LV_ASK_RESTART, name, NULL);
 }
 
 /* The interval's hmmv-sync, sent ahead (see libvirt-qmp.h). */
@@ -717,14 +687,13 @@ hmmvd_libvirt_sync_end(HmmvdLibvirt *lv)
 gboolean
 hmmvd_libvirt_is_connected(const HmmvdLibvirt *lv)
 {
-  return lv->conn != NULL;
+  return lv->connected;
 }
 
 HmmvdLibvirt *
 hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config, const HmmvTopology *topo,
                   GError **error)
 {
-  g_autoptr(GError) local_error = NULL;
   HmmvdLibvirt *lv;
 
   virSetErrorFunc(NULL, quiet_error_handler);
@@ -738,23 +707,35 @@ hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config, const HmmvTopology *
   lv->config = config;
   lv->topo = topo;
   lv->context = g_main_context_ref(g_main_context_default());
-  lv->lifecycle_id = lv->metadata_id = -1;
   g_mutex_init(&lv->lock);
   lv->pending = g_ptr_array_new();
   lv->qmp = hmmvd_libvirt_qmp_new(LIBVIRT_QMP_TIMEOUT_MS, config->qmp_connections);
   lv->starting = g_hash_table_new(g_str_hash, g_str_equal);
+  lv->asking = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  lv->writes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, pending_write_free);
   lv->memory = hmmvd_metadata_memory_new();
+  hmmvd_libvirt_calls_start(lv);
   hmmvd_vms_set_quota_writer(vms, write_quota, lv);
   hmmvd_vms_set_restart_func(vms, HMMVD_SOURCE_LIBVIRT, restart_domain, lv);
   lv->check_source = g_timeout_add(MAX(config->reconnect_ms, 100), retry_dropped, lv);
-  if (!connect_libvirt(lv, &local_error)) {
-    g_warning("libvirt: %s; retrying every %u ms", local_error->message,
-              config->reconnect_ms);
-    schedule_reconnect(lv);
-  } else {
-    g_message("libvirt: connected to %s", config->libvirt_uri);
-  }
+  /* connected (and every running domain discovered) on the calls thread; until then, and
+   * whenever it fails, tried again every reconnect_ms */
+  start_connect(lv);
+  hmmvd_libvirt_schedule_reconnect(lv);
   return lv;
+}
+
+/* The last reference: what the calls thread may still have touched. */
+static void
+lv_clear(gpointer data)
+{
+  HmmvdLibvirt *lv = data;
+
+  g_ptr_array_unref(lv->pending);
+  hmmvd_libvirt_qmp_unref(lv->qmp);
+  g_cond_clear(&lv->drained);
+  g_mutex_clear(&lv->lock);
+  g_main_context_unref(lv->context);
 }
 
 void
@@ -774,8 +755,15 @@ hmmvd_libvirt_free(HmmvdLibvirt *lv)
   /* start-ups still running end on their own (each exchange has its deadline) and only
    * clean up: lv->closing */
   g_hash_table_remove_all(lv->starting);
-  disconnect(lv);
-  /* Events still queued would never run now: drop them (and their references). */
+  if (g_hash_table_size(lv->writes) > 0)
+    g_warning("libvirt: %u quota(s) from set-quota not written: hmmvd stops",
+              g_hash_table_size(lv->writes));
+  /* the connection closed on the calls thread; a call libvirtd does not answer is left to
+   * finish on its own (it holds its references) */
+  if (!hmmvd_libvirt_calls_stop(lv, LIBVIRT_STOP_WAIT_MS))
+    g_warning("libvirt: a call to %s has not returned: not waiting for it",
+              lv->config->libvirt_uri);
+  /* Events and answers still queued would never run now: drop them (and their references). */
   for (;;) {
     GSource *source = NULL;
 
@@ -785,15 +773,13 @@ hmmvd_libvirt_free(HmmvdLibvirt *lv)
     g_mutex_unlock(&lv->lock);
     if (source == NULL)
       break;
-    g_source_destroy(source);     /* runs forward_free, which no longer finds it listed */
+    g_source_destroy(source);     /* runs its free function, which no longer finds it listed */
     g_source_unref(source);
   }
-  g_ptr_array_unref(lv->pending);
   g_hash_table_unref(lv->starting);
+  g_hash_table_unref(lv->asking);
+  g_hash_table_unref(lv->writes);
   hmmvd_metadata_memory_free(lv->memory);
   hmmvd_libvirt_qmp_sync_end(lv->qmp);
-  hmmvd_libvirt_qmp_unref(lv->qmp);
-  g_mutex_clear(&lv->lock);
-  g_main_context_unref(lv->context);
   lv_unref(lv);
 }

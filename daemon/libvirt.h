@@ -10,7 +10,9 @@
  * would iterate that same context and, whenever it won ownership, dispatch hmmvd's timers and
  * control socket on the wrong thread.) Every libvirt callback only copies what it needs and
  * queues an idle source on the main context; the work runs later, outside libvirt's locks, so
- * the VM table is only ever touched by the main thread from the main loop.
+ * the VM table is only ever touched by the main thread from the main loop. Every call into
+ * libvirtd (connecting, discovery, look-ups, metadata reads and writes) runs on a thread of
+ * its own, with a deadline (libvirt-private.h): the main thread never waits for libvirtd.
  *
  * A domain whose numatune binds its memory (mode strict, restrictive or interleave) to a
  * nodeset without the first DRAM node or without the first slow node hmmv moves pages to is
@@ -29,14 +31,17 @@ G_BEGIN_DECLS
 
 typedef struct _HmmvdLibvirt HmmvdLibvirt;
 
-/* Registers libvirt's event implementation, connects to config->libvirt_uri and adds every running domain to
- * vms. When libvirtd is not there the failure is logged and the connection retried every
- * reconnect_ms; NULL only when retrying cannot help. Installs the quota writer on vms.
+/* Registers libvirt's event implementation and starts connecting to config->libvirt_uri (on
+ * the calls thread; every running domain is added to vms once connected: is_connected). When
+ * libvirtd is not there the failure is logged and the connection retried every reconnect_ms;
+ * NULL only when retrying cannot help. Installs the quota writer on vms.
  * vms, config and topo (the topology the core places pages on) are not owned and must outlive
  * the returned object. Call on the thread that runs the default main context. */
 HmmvdLibvirt *hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config,
                                 const HmmvTopology *topo, GError **error);
-/* Closes the connection and drops queued events; VMs stay in vms (remove them first). */
+/* Closes the connection (on the calls thread, waiting at most 2 s for a call under way: one
+ * libvirtd does not answer is left to finish on its own) and drops queued events; VMs stay in
+ * vms (remove them first). */
 void hmmvd_libvirt_free(HmmvdLibvirt *lv);
 gboolean hmmvd_libvirt_is_connected(const HmmvdLibvirt *lv);
 /* The interval's hmmv-sync to every tracking domain, sent ahead on their QMP workers so the

@@ -309,6 +309,13 @@ START_TEST(test_served_while_moves_in_flight)
   ck_assert_msg(control != NULL, "%s", error ? error->message : "");
   lv = hmmvd_libvirt_new(vms, &config, control_fx.bed.topo, &error);
   ck_assert_msg(lv != NULL, "%s", error ? error->message : "");
+  /* connected on libvirt's calls thread, the result applied on this one (60 s: liveness) */
+  {
+    gint64 until = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+    while (!hmmvd_libvirt_is_connected(lv) && g_get_monotonic_time() < until)
+      g_main_context_iteration(NULL, TRUE);
+  }
   ck_assert(hmmvd_libvirt_is_connected(lv));
   peer = virConnectOpen(LIBVIRT_TEST_URI);   /* the test's own, as virsh would be */
   ck_assert_ptr_nonnull(peer);

@@ -440,6 +440,13 @@ START_TEST(test_rediscovered_keeps_last_good)
   bed.config.libvirt_run_dir = g_strdup(run_dir);
   lv = hmmvd_libvirt_new(bed.vms, &bed.config, bed.topo, &error);
   ck_assert_msg(lv != NULL, "%s", error ? error->message : "");
+  /* connected on libvirt's calls thread, the result applied on this one (60 s: liveness) */
+  {
+    gint64 until = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+    while (!hmmvd_libvirt_is_connected(lv) && g_get_monotonic_time() < until)
+      g_main_context_iteration(NULL, TRUE);
+  }
   ck_assert(hmmvd_libvirt_is_connected(lv));
   peer = virConnectOpen(TEST_URI);
   ck_assert_ptr_nonnull(peer);

@@ -467,9 +467,13 @@ wait_for 60 "metadata events after reconnect" b_quota && ok "metadata events wor
 
 # ---- hmmvctl set-quota writes the libvirt metadata ------------------------------------------
 if ctl set-quota "$B" --min 10 --max 50 --weight 100 >/dev/null 2>"$WORK/setq.err"; then
-  meta=$(virsh -q -c "$URI" metadata "$B" --uri "$NS" --live 2>/dev/null || true)
-  check "hmmvctl set-quota wrote libvirt metadata: $meta" \
-    test "${meta#*dram-max-mib=\"50\"}" != "$meta"
+  # written on hmmvd's libvirt thread after the reply: waited for
+  b_meta_written() {
+    meta=$(virsh -q -c "$URI" metadata "$B" --uri "$NS" --live 2>/dev/null || true)
+    [[ ${meta#*dram-max-mib=\"50\"} != "$meta" ]]
+  }
+  wait_for 60 "hmmvctl set-quota wrote libvirt metadata" b_meta_written &&
+    ok "hmmvctl set-quota wrote libvirt metadata: $meta"
 else
   fail "hmmvctl set-quota: $(cat "$WORK/setq.err")"
 fi

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Inside hmmvd's libvirt source (libvirt.c, libvirt-calls.c): the object, and the calls into
+ * libvirtd, which all run on one thread of their own.
+ *
+ * libvirt's remote driver waits for libvirtd's answer to every call until keepalive gives the
+ * connection up (5 s x 3, ~20 s), and a virConnectOpen to a libvirtd that accepts but does not
+ * answer (stopped, hung) waits without any limit. So the main thread (control socket, metrics,
+ * signals, events, intervals) never calls libvirtd: every call on hmmvd's own connection runs
+ * on the calls thread, one at a time and in order, and what it learnt (HmmvdDomainFacts) is
+ * applied on the main thread afterwards. The connection belongs to that thread; the main
+ * thread knows it by its generation only. A call that has not returned within
+ * LIBVIRT_CALL_DEADLINE_MS is abandoned: its connection is given up (its results and every
+ * call still queued for it are dropped) and a new one is made once the thread is free again.
+ */
+#pragma once
+
+#include <libvirt/libvirt.h>
+
+#include "libvirt-metadata.h"
+#include "libvirt-qmp.h"
+#include "libvirt.h"
+
+G_BEGIN_DECLS
+
+/* Past this, a call into libvirtd is abandoned with its connection (keepalive alone gives a
+ * connection up after ~20 s, and never a virConnectOpen). */
+#define LIBVIRT_CALL_DEADLINE_MS 15000
+
+/* What the calls thread learnt of one domain, for the main thread. */
+typedef struct {
+  char *name;
+  char uuid[VIR_UUID_STRING_BUFLEN];
+  int id;                       /* libvirt's run id (-1: not running) */
+  gboolean active;
+  guint64 max_ram_bytes;        /* libvirt's view of its memory (DIMMs included) */
+  char *xml;                    /* the domain XML, or NULL and xml_error says why */
+  char *xml_error;
+  char *meta;                   /* hmmv's metadata element (NULL: none) */
+  char *meta_error;             /* set when it could not be read (meta is NULL then) */
+} HmmvdDomainFacts;
+
+void hmmvd_domain_facts_free(gpointer facts);
+
+typedef struct _LvCall LvCall;
+/* run: on the calls thread, with its connection (NULL when there is none); done: on the main
+ * thread, unless the call was dropped (its connection abandoned, or hmmvd stopping). */
+typedef void (*LvCallRun)(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);
+typedef void (*LvCallDone)(HmmvdLibvirt *lv, LvCall *call);
+
+typedef enum {
+  LV_ASK_STARTED,               /* a lifecycle event: the domain started */
+  LV_ASK_METADATA,              /* a metadata event, or a start-up over: its quota */
+  LV_ASK_RETRY,                 /* dropped or frozen: try again */
+  LV_ASK_RESTART,               /* its RAM layout changed */
+} LvAsk;
+
+struct _LvCall {
+  HmmvdLibvirt *lv;             /* a reference */
+  guint gen;                    /* the connection it is for; 0: whatever the thread has */
+  LvCallRun run;
+  LvCallDone done;
+  /* arguments */
+  char *uri;
+  char *name;                   /* a domain by name, else by uuid */
+  char uuid[VIR_UUID_STRING_BUFLEN];
+  LvAsk ask;
+  HmmvQuota quota;              /* a quota to write, with exclude */
+  char **exclude;
+  guint serial;
+  /* results */
+  GError *error;
+  gboolean connected;           /* connect: a new connection, its events registered */
+  HmmvdDomainFacts *facts;      /* one domain (NULL: not found; error says why) */
+  GPtrArray *list;              /* connect: every running domain (HmmvdDomainFacts) */
+};
+
+struct _HmmvdLibvirt {
+  HmmvdVms *vms;
+  const HmmvdConfig *config;
+  const HmmvTopology *topo;
+  GMainContext *context;        /* the main thread's: where callbacks are forwarded */
+  GMutex lock;                  /* guards pending, busy_since, busy_serial, stopping */
+  GPtrArray *pending;           /* GSource: forwarded events and calls' ends not yet run */
+  gint gen;                     /* atomic; main writes: the connection wanted (0: none) */
+  gboolean connected;           /* main: the connection of gen is up, events registered */
+  LvCall *connecting;           /* main: the connect call under way, if any */
+  guint next_gen;               /* main: the last generation given */
+  gboolean said_unreachable;    /* main: a failed connect was logged as a warning */
+  guint retry_source;
+  gboolean closing;             /* forwarded events arriving now are dropped */
+  HmmvdLibvirtQmp *qmp;         /* the domains' QMP workers */
+  GHashTable *starting;         /* name -> DomainStart: start-ups under way on workers */
+  GHashTable *asking;           /* name -> count of calls under way about it (main) */
+  GHashTable *writes;           /* name -> LvCall: quota writes not done yet (main) */
+  guint write_serial;
+  guint check_source;           /* retries dropped domains, abandons overdue calls */
+  GSourceFunc sync_done;        /* the interval waiting for the domains' hmmv-sync */
+  gpointer sync_data;
+  HmmvdMetadataMemory *memory;  /* each domain's last good hmmv metadata, by UUID */
+  /* the calls thread */
+  GThreadPool *calls;
+  gint64 busy_since;            /* monotonic µs the running call began; 0: idle */
+  guint busy_serial;            /* counts calls begun */
+  guint abandoned_serial;       /* main: the call whose connection was abandoned last */
+  gboolean stopping;            /* hmmvd stops: nothing more goes back to the main thread */
+  GCond drained;
+  gboolean disconnected;        /* the last disconnect ran (for hmmvd_libvirt_free) */
+  /* calls thread only */
+  virConnectPtr conn;
+  guint conn_gen;
+  int lifecycle_id;
+  int metadata_id;
+  gpointer close_ctx;
+};
+
+HmmvdLibvirt *hmmvd_libvirt_ref(HmmvdLibvirt *lv);
+void hmmvd_libvirt_unref(gpointer lv);
+
+/* libvirt-calls.c: the calls thread. */
+void hmmvd_libvirt_calls_start(HmmvdLibvirt *lv);
+LvCall *hmmvd_libvirt_call_new(HmmvdLibvirt *lv, guint gen, LvCallRun run, LvCallDone done);
+void hmmvd_libvirt_call_push(HmmvdLibvirt *lv, LvCall *call);
+/* Since when (monotonic µs) the running call has run and which it is; 0 when idle. */
+gint64 hmmvd_libvirt_calls_busy_since(HmmvdLibvirt *lv, guint *serial);
+/* Stops the thread: the connection closed and the thread gone, waiting at most wait_ms for a
+ * call under way; FALSE when it did not end in time (the thread then ends on its own later,
+ * holding its references). */
+gboolean hmmvd_libvirt_calls_stop(HmmvdLibvirt *lv, guint wait_ms);
+
+/* Calls (run on the calls thread). */
+void hmmvd_libvirt_run_connect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);
+void hmmvd_libvirt_run_disconnect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);
+void hmmvd_libvirt_run_domain(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);
+void hmmvd_libvirt_run_write(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);
+
+/* An event forwarded to the main thread. */
+typedef enum {
+  FORWARD_LIFECYCLE,
+  FORWARD_METADATA,
+  FORWARD_CLOSED,
+} ForwardKind;
+
+/* libvirt-events.c: libvirt's callbacks queue their event with this (any thread). */
+void hmmvd_libvirt_forward(HmmvdLibvirt *lv, guint gen, ForwardKind kind, virDomainPtr dom,
+                           int event, int detail);
+
+/* libvirt.c, main thread: ask libvirtd about a domain (by uuid, else by name) on the calls
+ * thread, the answer applied there; a libvirt VM no longer managed; the connection given up
+ * (its calls and events dropped); connected again every reconnect_ms until it is. */
+void hmmvd_libvirt_ask(HmmvdLibvirt *lv, LvAsk what, const char *name, const char *uuid);
+void hmmvd_libvirt_remove_domain(HmmvdLibvirt *lv, const char *name, const char *why);
+void hmmvd_libvirt_disconnect(HmmvdLibvirt *lv);
+void hmmvd_libvirt_schedule_reconnect(HmmvdLibvirt *lv);
+
+G_END_DECLS

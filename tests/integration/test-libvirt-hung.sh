@@ -1,0 +1,278 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# hmmvd beside a hung (not dead) libvirtd (suite 'integration', issue 8).
+#
+#   test-libvirt-hung.sh HMMVD HMMVCTL GUEST_ELF SOURCE_ROOT
+#
+# Two TCG domains of the patched QEMU under a private libvirtd (libvirt-lib.sh, in a private
+# mount and PID namespace as test-libvirt.sh), managed by hmmvd. Then libvirtd is stopped with
+# SIGSTOP, right after a `virsh metadata` change of B (its event reaches hmmvd, which must ask
+# libvirtd for the element), and while it is stopped an `hmmvctl set-quota A` asks hmmvd to
+# write A's metadata through libvirt, and the connection is given up (libvirt's keepalive, or
+# hmmvd's deadline on a call) and made again: a virConnectOpen to a stopped libvirtd never
+# returns. Through the stop the
+# control socket and the metrics endpoint must answer every request (counted), intervals must
+# go on (counted), and hmmvd must not die. After SIGCONT: A and B managed and run again, B's
+# quota from the metadata and A's from set-quota applied (nothing lost).
+#
+# Nothing is timed: the stop lasts until the connection was given up and 20 more status
+# requests were answered or not (or 90 s, a liveness bound); times are printed as figures.
+# Every process is stopped by its pid, also on failure (libvirtd gets SIGCONT first).
+# Exit 0 pass, 1 fail, 77 skip (with the reason).
+set -euo pipefail
+
+skip() { echo "SKIP: $*"; exit 77; }
+
+if [[ ${1:-} != --inner ]]; then
+  [[ $# -eq 4 ]] || { echo "usage: $0 HMMVD HMMVCTL GUEST_ELF SOURCE_ROOT" >&2; exit 2; }
+  [[ $(id -u) -eq 0 ]] || skip "needs root (starts its own libvirtd)"
+  for tool in /usr/sbin/libvirtd /usr/sbin/virtlogd virsh unshare python3 timeout; do
+    command -v "$tool" >/dev/null || skip "$tool is not installed (libvirt-daemon-system, libvirt-clients, util-linux, python3, coreutils)"
+  done
+  [[ -x $1 && -x $2 ]] || skip "hmmvd or hmmvctl not built"
+  [[ -r $3 ]] || skip "test guest $3 not built"
+  qemu=${HMMV_QEMU:-}
+  if [[ -z $qemu ]]; then
+    build_log=$(mktemp /tmp/hmmv-it-qemu-build.XXXXXX)
+    qemu=$(bash "$4/qemu-patches/build.sh" 2>"$build_log" | tail -n 1) ||
+      skip "qemu-patches/build.sh failed (see $build_log)"
+    rm -f "$build_log"
+  fi
+  [[ -x $qemu ]] || skip "no patched QEMU (HMMV_QEMU unset and build.sh gave '$qemu')"
+  exec unshare --mount --propagation private --pid --fork --mount-proc \
+    --kill-child=SIGTERM "$0" --inner "$1" "$2" "$3" "$qemu"
+fi
+
+HMMVD=$2 HMMVCTL=$3 GUEST=$4 QEMU=$5
+URI=qemu:///system
+NS=https://hmmv.dev/ns/quota/1
+DOMAINS=(hmmv-hung-a hmmv-hung-b)
+A=${DOMAINS[0]} B=${DOMAINS[1]}
+T0=$SECONDS
+WORK=$(mktemp -d /tmp/hmmv-it-hung.XXXXXX)
+chmod 0755 "$WORK"
+FAILED=0
+HMMVD_PID=''
+STOPPED=0
+# shellcheck source=tests/integration/libvirt-lib.sh
+. "$(dirname "$0")/libvirt-lib.sh"
+
+log() { echo "# [$((SECONDS - T0))s] $*"; }
+fail() { echo "FAIL: $*"; FAILED=1; }
+ok() { echo "ok: $*"; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+
+cleanup() {
+  local status=$?
+  trap - EXIT TERM INT
+  [[ $STOPPED -eq 1 && -n $LIBVIRTD_PID ]] && kill -CONT "$LIBVIRTD_PID" 2>/dev/null
+  libvirt_stop_pid "$HMMVD_PID" hmmvd
+  libvirt_stop_daemons "${DOMAINS[@]}"
+  if [[ $status -ne 0 || $FAILED -ne 0 ]]; then
+    echo "---- hmmvd log (tail) ----"; tail -n 60 "$WORK/hmmvd.log" 2>/dev/null || true
+    echo "---- libvirtd log (tail) ----"; tail -n 20 "$WORK/libvirtd.log" 2>/dev/null || true
+  fi
+  if [[ -n ${HMMV_IT_KEEP_LOGS:-} ]]; then
+    mkdir -p "$HMMV_IT_KEEP_LOGS" && cp "$WORK"/*.log "$HMMV_IT_KEEP_LOGS"/ 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+  log "done in $((SECONDS - T0)) s"
+  [[ $status -ne 0 ]] && exit "$status"
+  exit "$FAILED"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+
+libvirt_private_state || { FAILED=1; exit 1; }
+mkdir -m 0755 "$WORK/bin"
+install -m 0755 "$QEMU" "$WORK/bin/qemu-system-x86_64"
+install -m 0644 "$GUEST" "$WORK/bin/guest.elf"
+libvirt_start_daemons || { fail "libvirtd does not start"; exit 1; }
+log "libvirt $(/usr/sbin/libvirtd --version | awk '{print $NF}'), libvirtd pid $LIBVIRTD_PID"
+
+for dom in "${DOMAINS[@]}"; do
+  cat >"$WORK/$dom.xml" <<EOF
+<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>$dom</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$WORK/bin/guest.elf</kernel>
+    <cmdline>mode=workload hot_mib=4 cold_mib=20 report_every=0</cmdline>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    <emulator>$WORK/bin/qemu-system-x86_64</emulator>
+    <serial type='file'><source path='$WORK/$dom.serial.log'/><target port='0'/></serial>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-device'/><qemu:arg value='isa-debug-exit,iobase=0xf4,iosize=0x04'/>
+  </qemu:commandline>
+</domain>
+EOF
+  virsh -q -c "$URI" define "$WORK/$dom.xml" >/dev/null
+  virsh -q -c "$URI" start "$dom" >/dev/null || { fail "domain $dom does not start"; exit 1; }
+done
+log "domains started: ${DOMAINS[*]}"
+
+# The metrics endpoint on a loopback port of the host's network namespace (this test shares
+# it): a port taken already only costs that check, said so.
+METRICS_PORT=$((20000 + RANDOM % 20000))
+cat >"$WORK/hmmvd.conf" <<EOF
+[daemon]
+interval-ms=500
+control-socket=$WORK/hmmvd.sock
+log-level=info
+[libvirt]
+uri=$URI
+reconnect-ms=500
+[memory]
+mover=sim
+sim-dram-mib=64
+sim-slow-mib=256
+[metrics]
+listen=127.0.0.1:$METRICS_PORT
+EOF
+"$HMMVD" --foreground --config "$WORK/hmmvd.conf" --pid-file "$WORK/hmmvd.pid" \
+  >"$WORK/hmmvd.log" 2>&1 &
+HMMVD_PID=$!
+
+ctl() { "$HMMVCTL" --socket "$WORK/hmmvd.sock" "$@"; }
+vm_field() {   # vm_field NAME EXPR (on the VM's object v of hmmvctl --json vms)
+  timeout 30 "$HMMVCTL" --socket "$WORK/hmmvd.sock" --json vms 2>/dev/null | python3 -c '
+import json, sys
+for v in json.load(sys.stdin):
+    if v["name"] == sys.argv[1]:
+        print(eval(sys.argv[2])); break
+else:
+    print("<absent>")' "$1" "$2" 2>/dev/null || echo "<no answer>"
+}
+intervals() {   # -1 (and the reason on stderr) when hmmvd did not answer
+  local out
+  if out=$(timeout 30 "$HMMVCTL" --socket "$WORK/hmmvd.sock" --json status 2>&1); then
+    python3 -c 'import json,sys; print(json.loads(sys.argv[1])["intervals"])' "$out" 2>/dev/null && return
+  fi
+  echo "# intervals: no answer: ${out:0:300}" >&2
+  echo -1
+}
+wait_for() {   # wait_for SECONDS DESCRIPTION COMMAND...: liveness bound only
+  local limit=$1 what=$2 i
+  shift 2
+  for ((i = 0; i < limit * 5; i++)); do
+    "$@" && return 0
+    sleep 0.2
+  done
+  fail "$what (waited $limit s)"
+  return 1
+}
+alive() { kill -0 "$HMMVD_PID" 2>/dev/null; }
+is_managed() { [[ $(vm_field "$1" 'v["status"]') == managed ]]; }
+all_managed() { local d; for d in "$@"; do is_managed "$d" || return 1; done; }
+log_count() { grep -c -- "$1" "$WORK/hmmvd.log" || true; }
+ran_since() {   # ran_since N NAME...: each managed and run by interval N or later
+  local from=$1 d n
+  shift
+  alive || return 1
+  for d in "$@"; do
+    n=$(vm_field "$d" 'v.get("last-good-interval", -1) if v["status"] == "managed" else -1')
+    [[ $n =~ ^[0-9]+$ ]] && ((n >= from)) || return 1
+  done
+}
+metrics_answer() {
+  python3 -c 'import sys, urllib.request
+sys.exit(0 if b"hmmv" in urllib.request.urlopen(sys.argv[1], timeout=10).read() else 1)' \
+    "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null
+}
+set_meta() { virsh -q -c "$URI" metadata "$1" --uri "$NS" --key hmmv --live --config --set "$2"; }
+
+wait_for 60 "hmmvd serves its control socket" test -S "$WORK/hmmvd.sock"
+wait_for 120 "both domains managed" all_managed "${DOMAINS[@]}" || exit 1
+ok "managed: ${DOMAINS[*]}"
+from=$(intervals)
+wait_for 60 "both run by interval $from or later" ran_since "$from" "$A" "$B" || exit 1
+METRICS=1
+metrics_answer || { METRICS=0; log "metrics endpoint on port $METRICS_PORT does not answer before the stop (port taken?): its check is skipped"; }
+
+# ---- libvirtd stopped --------------------------------------------------------------------------
+# the connection given up: keepalive's "lost the connection", or hmmvd's deadline on a call
+given_up() { grep -c -- "lost the connection\|has not returned in" "$WORK/hmmvd.log" || true; }
+lost_before=$(given_up)
+set_meta "$B" '<memory dram-min-mib="4" dram-max-mib="24" weight="100"/>'
+intervals_before=$(intervals)
+kill -STOP "$LIBVIRTD_PID"
+STOPPED=1
+t_stop=$(date +%s%N)
+log "libvirtd stopped (SIGSTOP) right after B's metadata change; interval $intervals_before"
+# set-quota while libvirtd does not answer: hmmvd must take it without waiting for libvirtd
+# (the write waits on hmmvd's libvirt thread), its reply a figure; it runs in the background
+# so a hmmvd that waits for libvirtd does not stop the count below.
+( t0=$(date +%s%N)
+  timeout 120 "$HMMVCTL" --socket "$WORK/hmmvd.sock" set-quota "$A" --min 4 --max 20 --weight 100 \
+    >"$WORK/setq.out" 2>&1; echo "rc=$? after $((($(date +%s%N) - t0) / 1000000)) ms" >>"$WORK/setq.out" ) &
+SETQ_PID=$!
+asked=0 answered=0 worst_ms=0 m_asked=0 m_answered=0 after_lost=0
+for ((i = 0; i < 400; i++)); do
+  t0=$(date +%s%N)
+  asked=$((asked + 1))
+  if timeout 10 "$HMMVCTL" --socket "$WORK/hmmvd.sock" status >"$WORK/status.out" 2>&1; then
+    answered=$((answered + 1))
+  else
+    echo "# [$((SECONDS - T0))s] status request $asked not answered (rc $?): $(head -c 300 "$WORK/status.out" | tr '\n' ' ')"
+  fi
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  ((ms > worst_ms)) && worst_ms=$ms
+  if [[ $METRICS -eq 1 && $((i % 5)) -eq 0 ]]; then
+    m_asked=$((m_asked + 1))
+    metrics_answer && m_answered=$((m_answered + 1))
+  fi
+  (($(given_up) > lost_before)) && after_lost=$((after_lost + 1))
+  ((after_lost >= 20)) && break
+  (((($(date +%s%N) - t_stop) / 1000000000) >= 90)) && break   # liveness bound
+  sleep 0.2
+done
+intervals_during=$(intervals)
+stop_ms=$((($(date +%s%N) - t_stop) / 1000000))
+log "libvirtd stopped for $stop_ms ms (a figure); the connection given up: $((after_lost > 0)) ($(grep -c 'lost the connection' "$WORK/hmmvd.log" || true) by keepalive, $(grep -c 'has not returned in' "$WORK/hmmvd.log" || true) by hmmvd's deadline)"
+check "libvirtd stopped: hmmvctl status answered $answered of $asked times (slowest $worst_ms ms, a figure)" \
+  test "$answered" -eq "$asked"
+if [[ $METRICS -eq 1 ]]; then
+  check "libvirtd stopped: the metrics endpoint answered $m_answered of $m_asked scrapes" \
+    test "$m_answered" -eq "$m_asked"
+fi
+check "libvirtd stopped: hmmvd ran $((intervals_during - intervals_before)) intervals meanwhile (at least 5)" \
+  test "$intervals_during" -ge $((intervals_before + 5))
+check "libvirtd stopped: the connection was given up and hmmvd went on (20 status requests after)" \
+  test "$after_lost" -ge 20
+check "libvirtd stopped: hmmvd alive" alive
+kill -CONT "$LIBVIRTD_PID"
+STOPPED=0
+t_cont=$(date +%s%N)
+log "libvirtd continued (SIGCONT)"
+wait "$SETQ_PID" || true
+log "hmmvctl set-quota $A during the stop: $(tr '\n' ' ' <"$WORK/setq.out")"
+check "set-quota during the stop was accepted" grep -q "rc=0 " "$WORK/setq.out"
+
+# ---- libvirtd answers again: everything managed, nothing lost ------------------------------------
+wait_for 120 "hmmvd connected to libvirtd again" \
+  eval '(( $(log_count "libvirt: connected to") >= 2 ))' &&
+  ok "reconnected $((($(date +%s%N) - t_cont) / 1000000)) ms after SIGCONT (a figure)"
+wait_for 120 "$A and $B managed again" all_managed "$A" "$B" &&
+  ok "$A and $B managed again $((($(date +%s%N) - t_cont) / 1000000)) ms after SIGCONT (a figure)"
+from=$(intervals)
+wait_for 120 "$A and $B run by interval $from or later" ran_since "$from" "$A" "$B" &&
+  ok "$A and $B run by interval $from or later"
+b_quota() { [[ $(vm_field "$B" 'v["quota"]["dram-max-mib"]') == 24 ]]; }
+wait_for 60 "B's quota from virsh metadata before the stop applied (max 24 MiB)" b_quota &&
+  ok "B's quota from virsh metadata before the stop applied (max 24 MiB)"
+a_quota() { [[ $(vm_field "$A" 'v["quota"]["dram-max-mib"]') == 20 ]]; }
+wait_for 60 "A's quota from set-quota during the stop applied (max 20 MiB)" a_quota &&
+  ok "A's quota from set-quota during the stop applied (max 20 MiB)"
+meta=$(virsh -q -c "$URI" metadata "$A" --uri "$NS" --live 2>/dev/null | tr -d '\n' || true)
+check "A's set-quota is in libvirt's metadata: $meta" grep -q 'dram-max-mib="20"' <<<"$meta"
+check "hmmvd alive at the end" alive
+log "hmmvd log: $(log_count 'has not returned in') libvirt calls past hmmvd's deadline, $(log_count 'lost the connection') connections lost to keepalive"
