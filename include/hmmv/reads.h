@@ -86,7 +86,8 @@ gboolean hmmv_damon_probe(HmmvSysfs *fs, HmmvDamonOps ops, const char *kallsyms_
 
 /* Whether a kdamond could be had right now without touching anyone else's: a free one
  * (off, no context, not recorded by hmmv), or no kdamond at all, so that some can be added.
- * Reads only. */
+ * Reads only: the states of the kdamonds without a context or record, waiting out DAMON's
+ * lock 5 s in all (G_IO_ERROR_BUSY when some stayed hidden behind it that long). */
 gboolean hmmv_damon_can_acquire(HmmvSysfs *fs, const char *run_dir, GError **error);
 
 /* Turns off and frees the kdamonds that an hmmvd which is no longer running recorded under
