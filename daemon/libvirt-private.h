@@ -103,6 +103,7 @@ struct _HmmvdLibvirt {
   gint64 busy_since;            /* monotonic µs the running call began; 0: idle */
   guint busy_serial;            /* counts calls begun */
   guint abandoned_serial;       /* main: the call whose connection was abandoned last */
+  guint call_deadline_ms;       /* main: LIBVIRT_CALL_DEADLINE_MS (tests set less) */
   gboolean stopping;            /* hmmvd stops: nothing more goes back to the main thread */
   GCond drained;
   gboolean disconnected;        /* the last disconnect ran (for hmmvd_libvirt_free) */
@@ -127,6 +128,9 @@ gint64 hmmvd_libvirt_calls_busy_since(HmmvdLibvirt *lv, guint *serial);
  * call under way; FALSE when it did not end in time (the thread then ends on its own later,
  * holding its references). */
 gboolean hmmvd_libvirt_calls_stop(HmmvdLibvirt *lv, guint wait_ms);
+
+/* For tests: the deadline of a call (LIBVIRT_CALL_DEADLINE_MS), checked every reconnect_ms. */
+void hmmvd_libvirt_set_call_deadline(HmmvdLibvirt *lv, guint ms);
 
 /* Calls (run on the calls thread). */
 void hmmvd_libvirt_run_connect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);

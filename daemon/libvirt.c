@@ -595,12 +595,12 @@ check_calls(HmmvdLibvirt *lv)
   gint64 since = hmmvd_libvirt_calls_busy_since(lv, &serial);
 
   if (since == 0 || serial == lv->abandoned_serial ||
-      g_get_monotonic_time() - since < (gint64)LIBVIRT_CALL_DEADLINE_MS * 1000)
+      g_get_monotonic_time() - since < (gint64)lv->call_deadline_ms * 1000)
     return;
   lv->abandoned_serial = serial;
-  g_warning("libvirt: a call to %s has not returned in %u s: the connection is given up "
+  g_warning("libvirt: a call to %s has not returned in %u ms: the connection is given up "
             "(VMs stay as they are), made again once libvirt answers", lv->config->libvirt_uri,
-            LIBVIRT_CALL_DEADLINE_MS / 1000);
+            lv->call_deadline_ms);
   hmmvd_libvirt_disconnect(lv);
   hmmvd_libvirt_schedule_reconnect(lv);
 }
@@ -684,6 +684,12 @@ hmmvd_libvirt_sync_end(HmmvdLibvirt *lv)
     hmmvd_libvirt_qmp_sync_end(lv->qmp);
 }
 
+void
+hmmvd_libvirt_set_call_deadline(HmmvdLibvirt *lv, guint ms)
+{
+  lv->call_deadline_ms = MAX(ms, 1);
+}
+
 gboolean
 hmmvd_libvirt_is_connected(const HmmvdLibvirt *lv)
 {
@@ -714,6 +720,7 @@ hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config, const HmmvTopology *
   lv->asking = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
   lv->writes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, pending_write_free);
   lv->memory = hmmvd_metadata_memory_new();
+  lv->call_deadline_ms = LIBVIRT_CALL_DEADLINE_MS;
   hmmvd_libvirt_calls_start(lv);
   hmmvd_vms_set_quota_writer(vms, write_quota, lv);
   hmmvd_vms_set_restart_func(vms, HMMVD_SOURCE_LIBVIRT, restart_domain, lv);
