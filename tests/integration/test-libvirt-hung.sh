@@ -121,8 +121,13 @@ done
 log "domains started: ${DOMAINS[*]}"
 
 # The metrics endpoint on a loopback port of the host's network namespace (this test shares
-# it): a port taken already only costs that check, said so.
-METRICS_PORT=$((20000 + RANDOM % 20000))
+# it): one the kernel found free just now (a fixed or random one may be taken, and hmmvd does
+# not start when it cannot listen); one that does not answer before the stop costs only that
+# check, said so.
+METRICS_PORT=$(python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
 cat >"$WORK/hmmvd.conf" <<EOF
 [daemon]
 interval-ms=500
