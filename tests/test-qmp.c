@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The QMP client against a scripted peer on a real Unix socket: greeting and capabilities,
- * events between command and reply, QEMU's errors, a peer that hangs up or stops answering,
- * a reply that comes after its deadline (dropped by its id, nothing sent until it came), and
- * passing a file descriptor with getfd.
+ * events between command and reply, QEMU's errors, a peer that hangs up or stops answering
+ * (a stream out of step or closed: the transport broken for good), and passing a file
+ * descriptor with getfd. Replies that come late, posts and the catch-up's budget:
+ * test-qmp-late.c.
  */
 #include "hmmv-test.h"
 
@@ -26,7 +27,6 @@ typedef enum {
   PEER_SILENT,      /* never answers after capabilities */
   PEER_FD,          /* expects getfd with an fd, reads 4 bytes from it */
   PEER_TRICKLE,     /* answers nothing, but sends an event every 50 ms */
-  PEER_LATE,        /* echoes ids as QEMU does; answers query-stuck only once released */
 } PeerMode;
 
 typedef struct {
@@ -37,10 +37,6 @@ typedef struct {
   PeerMode mode;
   char fd_payload[5];
   gboolean got_fd;
-  GMutex lock;      /* PEER_LATE: */
-  GCond cond;
-  gboolean released;  /* query-stuck may be answered */
-  guint received;     /* commands read, capabilities included */
 } Peer;
 
 /* What the peer's query-hmmv-ramblocks claims: one range of layout_size at layout_hva. */
@@ -78,47 +74,6 @@ peer_send(GSocket *sock, const char *text)
   g_socket_send(sock, text, strlen(text), NULL, NULL);
 }
 
-/* PEER_LATE: each command's reply carries its id; query-stuck waits for the test's release
- * (as a stopped QEMU), then an event and its reply come; query-wrongid is answered twice,
- * first under an id nobody sent. */
-static void
-peer_late(Peer *peer, GSocket *sock, GString *buf)
-{
-  for (;;) {
-    g_autofree char *line = peer_read_line(sock, buf);
-    g_autoptr(JsonNode) root = NULL;
-    g_autofree char *reply = NULL;
-    const char *command;
-    gint64 id;
-
-    if (line == NULL)
-      return;
-    peer->received++;
-    root = hmmv_json_parse(line, strlen(line), NULL);
-    ck_assert(root != NULL && JSON_NODE_HOLDS_OBJECT(root));
-    command = json_object_get_string_member(json_node_get_object(root), "execute");
-    ck_assert_msg(json_object_has_member(json_node_get_object(root), "id"), "no id: %s", line);
-    id = json_object_get_int_member(json_node_get_object(root), "id");
-    if (strcmp(command, "query-stuck") == 0) {
-      g_mutex_lock(&peer->lock);
-      while (!peer->released)
-        g_cond_wait(&peer->cond, &peer->lock);
-      g_mutex_unlock(&peer->lock);
-      peer_send(sock, "{\"event\": \"RESUME\", \"timestamp\": {\"seconds\": 2}}\n");
-      reply = g_strdup_printf("{\"return\": {\"answer\": 1}, \"id\": %" G_GINT64_FORMAT "}\n",
-                              id);
-    } else if (strcmp(command, "query-wrongid") == 0) {
-      peer_send(sock, "{\"return\": {\"answer\": 7}, \"id\": 999}\n");
-      reply = g_strdup_printf("{\"return\": {\"answer\": 8}, \"id\": %" G_GINT64_FORMAT "}\n",
-                              id);
-    } else {
-      reply = g_strdup_printf("{\"return\": {\"answer\": 42}, \"id\": %" G_GINT64_FORMAT
-                              "}\n", id);
-    }
-    peer_send(sock, reply);
-  }
-}
-
 static gpointer
 peer_thread(gpointer data)
 {
@@ -129,13 +84,6 @@ peer_thread(gpointer data)
   if (sock == NULL)
     return NULL;
   peer_send(sock, "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n");
-  if (peer->mode == PEER_LATE) {
-    g_free(peer_read_line(sock, buf));
-    peer->received++;
-    peer_send(sock, "{\"return\": {}, \"id\": 1}\r\n");
-    peer_late(peer, sock, buf);
-    return NULL;
-  }
   g_free(peer_read_line(sock, buf));
   peer_send(sock, "{\"return\": {}}\r\n");
   if (peer->mode == PEER_HANGUP)
@@ -237,8 +185,6 @@ peer_start(PeerMode mode)
   Peer *peer = g_new0(Peer, 1);
 
   peer->mode = mode;
-  g_mutex_init(&peer->lock);
-  g_cond_init(&peer->cond);
   peer->dir = g_dir_make_tmp("hmmv-qmp-XXXXXX", &error);
   ck_assert(peer->dir != NULL);
   peer->path = g_build_filename(peer->dir, "qmp.sock", NULL);
@@ -252,9 +198,6 @@ peer_start(PeerMode mode)
   return peer;
 }
 
-/* The commands the last peer stopped had read (PEER_LATE). */
-static guint peer_received;
-
 /* Joins the peer; TRUE when it received an fd whose file starts with "hmmv". */
 static gboolean
 peer_stop(Peer *peer)
@@ -262,15 +205,12 @@ peer_stop(Peer *peer)
   gboolean got_fd;
 
   g_thread_join(peer->thread);
-  peer_received = peer->received;
   got_fd = peer->got_fd && memcmp(peer->fd_payload, "hmmv", 4) == 0;
   g_object_unref(peer->listener);
   g_unlink(peer->path);
   g_rmdir(peer->dir);
   g_free(peer->path);
   g_free(peer->dir);
-  g_mutex_clear(&peer->lock);
-  g_cond_clear(&peer->cond);
   g_free(peer);
   return got_fd;
 }
@@ -281,8 +221,8 @@ START_TEST(test_execute_skips_events)
   g_autoptr(GError) error = NULL;
   HmmvQmp *qmp = hmmv_qmp_connect_unix(peer->path, CONNECT_MS, &error);
   g_autoptr(JsonNode) ret = NULL;
-  guint64 answer = 0;
-  const char *note = NULL;
+  guint64 answer = 0, sent = 0, sent_after = 0;
+  const char *note = NULL, *reason = NULL;
 
   ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
   ret = hmmv_qmp_execute(qmp, "query-x", NULL, &error);
@@ -307,9 +247,22 @@ START_TEST(test_execute_skips_events)
   ck_assert(hmmv_qmp_execute(qmp, "query-deep", NULL, &error) == NULL);
   ck_assert_msg(strstr(error->message, "nested deeper") != NULL, "%s", error->message);
   g_clear_error(&error);
-  /* Last: after a bad event the reply behind it is still queued (hmmvd drops the VM). */
+  /* A bad reply to a command fails that command only: the stream is in step. */
+  ck_assert(!hmmv_qmp_is_broken(qmp, NULL));
+  /* Last: after a bad event the reply behind it is still queued: the stream is out of step
+   * for good, later exchanges fail at once (standalone hmmvd connects again). */
   ck_assert(hmmv_qmp_execute(qmp, "query-deep-event", NULL, &error) == NULL);
   ck_assert_msg(strstr(error->message, "nested deeper") != NULL, "%s", error->message);
+  g_clear_error(&error);
+  ck_assert(hmmv_qmp_is_broken(qmp, &reason));
+  ck_assert_msg(strstr(reason, "nested deeper") != NULL, "%s", reason);
+  ck_assert(hmmv_qmp_get_commands_sent(qmp, &sent));
+  ck_assert(hmmv_qmp_execute(qmp, "query-x", NULL, &error) == NULL);
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL) &&
+                strstr(error->message, "unusable since") != NULL, "%s", error->message);
+  ck_assert(hmmv_qmp_get_commands_sent(qmp, &sent_after));
+  ck_assert_uint_eq(sent_after, sent);   /* failed without sending */
+  ck_assert(!hmmv_qmp_catch_up(qmp, NULL));
   hmmv_qmp_free(qmp);   /* the peer sees EOF and ends */
   peer_stop(peer);
 }
@@ -492,11 +445,22 @@ START_TEST(test_hangup_is_gone)
   g_autoptr(GError) error = NULL;
   g_autoptr(HmmvQmp) qmp = hmmv_qmp_connect_unix(peer->path, CONNECT_MS, &error);
 
+  const char *reason = NULL;
+
   ck_assert(qmp != NULL);
   peer_stop(peer);
+  ck_assert(!hmmv_qmp_is_broken(qmp, NULL));
   ck_assert(hmmv_qmp_execute(qmp, "query-x", NULL, &error) == NULL);
   ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE) ||
                   g_error_matches(error, HMMV_ERROR, HMMV_ERROR_IO), "%s", error->message);
+  if (g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE)) {
+    /* closed for good: said, and the next exchange fails at once the same way */
+    ck_assert(hmmv_qmp_is_broken(qmp, &reason));
+    ck_assert_msg(strstr(reason, "closed") != NULL, "%s", reason);
+    g_clear_error(&error);
+    ck_assert(hmmv_qmp_execute(qmp, "query-x", NULL, &error) == NULL);
+    ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE), "%s", error->message);
+  }
 }
 END_TEST
 
@@ -513,63 +477,6 @@ START_TEST(test_silent_peer_times_out)
   ck_assert_msg(strstr(error->message, "in time") != NULL, "%s", error->message);
   g_clear_pointer(&qmp, hmmv_qmp_free);
   peer_stop(peer);
-}
-END_TEST
-
-/* issue 8: a command that missed its deadline (a stopped QEMU) is answered later. Its reply
- * must never be read as a later command's: nothing is sent while it is due (an exchange fails
- * at once, TIMED_OUT), hmmv_qmp_catch_up() reads it without waiting once it came (the event
- * before it skipped), and then the transport works again; a reply under an id nobody sent is
- * dropped too. Counted: the peer must have read exactly the commands that were sent. */
-START_TEST(test_late_reply_dropped)
-{
-  Peer *peer = peer_start(PEER_LATE);
-  g_autoptr(GError) error = NULL;
-  HmmvQmp *qmp = hmmv_qmp_connect_unix(peer->path, CONNECT_MS, &error);
-  g_autoptr(JsonNode) ret = NULL;
-  guint64 answer = 0;
-  guint polls = 0;
-
-  ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
-  hmmv_qmp_set_timeout_ms(qmp, 300);   /* the exchange under test */
-  ck_assert(hmmv_qmp_execute(qmp, "query-stuck", NULL, &error) == NULL);
-  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT), "%s", error->message);
-  g_clear_error(&error);
-  /* due: not sent, failed at once */
-  ck_assert(hmmv_qmp_execute(qmp, "query-x", NULL, &error) == NULL);
-  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT) &&
-                strstr(error->message, "nothing is sent") != NULL, "%s", error->message);
-  g_clear_error(&error);
-  ck_assert(!hmmv_qmp_catch_up(qmp, &error));
-  ck_assert(error == NULL);
-  /* QEMU runs again: its late reply comes, behind an event */
-  g_mutex_lock(&peer->lock);
-  peer->released = TRUE;
-  g_cond_signal(&peer->cond);
-  g_mutex_unlock(&peer->lock);
-  while (!hmmv_qmp_catch_up(qmp, &error)) {
-    ck_assert_msg(error == NULL, "%s", error->message);
-    ck_assert_msg(++polls < 3000, "the late reply never came");   /* 60 s: liveness */
-    g_usleep(20 * 1000);
-  }
-  printf("# late reply caught up after %u polls\n", polls);
-  ck_assert_uint_eq(hmmv_qmp_get_late_replies(qmp), 1);
-  hmmv_qmp_set_timeout_ms(qmp, CONNECT_MS);
-  ret = hmmv_qmp_execute(qmp, "query-x", NULL, &error);
-  ck_assert_msg(ret != NULL, "%s", error ? error->message : "");
-  ck_assert(hmmv_json_get_uint(json_node_get_object(ret), "answer", &answer, &error));
-  ck_assert_uint_eq(answer, 42);   /* not the late reply's 1 */
-  g_clear_pointer(&ret, json_node_unref);
-  ret = hmmv_qmp_execute(qmp, "query-wrongid", NULL, &error);
-  ck_assert_msg(ret != NULL, "%s", error ? error->message : "");
-  ck_assert(hmmv_json_get_uint(json_node_get_object(ret), "answer", &answer, &error));
-  ck_assert_uint_eq(answer, 8);
-  ck_assert_uint_eq(hmmv_qmp_get_late_replies(qmp), 2);
-  ck_assert(hmmv_qmp_catch_up(qmp, &error));   /* nothing due */
-  hmmv_qmp_free(qmp);   /* the peer sees EOF and ends */
-  peer_stop(peer);
-  /* capabilities, query-stuck, query-x, query-wrongid: the refused query-x never went out */
-  ck_assert_uint_eq(peer_received, 4);
 }
 END_TEST
 
@@ -701,7 +608,6 @@ qmp_suite(void)
   tcase_add_test(tc, test_hangup_is_gone);
   tcase_add_test(tc, test_silent_peer_times_out);
   tcase_add_test(tc, test_trickling_peer_times_out);
-  tcase_add_test(tc, test_late_reply_dropped);
   tcase_add_test(tc, test_huge_timeout_does_not_wrap);
   tcase_add_test(tc, test_cancelled_exchange);
   tcase_add_test(tc, test_send_fd);

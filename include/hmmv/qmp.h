@@ -28,6 +28,9 @@ struct hmmv_qmp_ops {
   /* optional: send the command, in order with the others, without waiting for its reply
    * (hmmv_qmp_post); without it, post runs transact and drops the reply */
   void (*post)(HmmvQmp *qmp, const char *command_json);
+  /* optional: how many commands went out so far (hmmv_qmp_get_commands_sent); FALSE when
+   * the transport does not count them (one that wraps another may not) */
+  gboolean (*commands_sent)(HmmvQmp *qmp, guint64 *sent);
   /* optional */
   void (*destroy)(HmmvQmp *qmp);
 };
@@ -45,9 +48,11 @@ const char *hmmv_qmp_get_name(const HmmvQmp *qmp);
 /* Connect to QEMU's QMP Unix socket and negotiate capabilities. timeout_ms bounds each
  * exchange as a whole (a QEMU that trickles events cannot hold the caller longer); when
  * cancellable is cancelled (from any thread) every wait ends at once. An exchange past its
- * deadline fails with HMMV_ERROR_TIMED_OUT and leaves its reply due: each command carries an
- * "id", so a late reply is recognised and dropped, and until every due reply came, later
- * exchanges fail at once with HMMV_ERROR_TIMED_OUT without sending anything. */
+ * deadline fails with HMMV_ERROR_TIMED_OUT and leaves its reply owed: each command carries an
+ * "id", so a late reply is recognised and dropped, and until every owed reply came, later
+ * exchanges fail at once with HMMV_ERROR_TIMED_OUT without sending anything (a post still
+ * goes out). A message that is not QMP, or QEMU closing the connection, leaves the transport
+ * broken (hmmv_qmp_is_broken): later exchanges fail at once with the same error code. */
 HmmvQmp *hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error);
 HmmvQmp *hmmv_qmp_connect_unix_full(const char *path, guint timeout_ms,
                                     GCancellable *cancellable, GError **error);
@@ -56,15 +61,29 @@ void hmmv_qmp_set_cancellable(HmmvQmp *qmp, GCancellable *cancellable);
 /* Unix socket transport: the deadline of each later exchange (as timeout_ms of the connect).
  * Other transports: nothing. */
 void hmmv_qmp_set_timeout_ms(HmmvQmp *qmp, guint timeout_ms);
+/* At most this many lines (events, late replies) are read by one hmmv_qmp_catch_up, or by
+ * the catch-up an exchange does before it sends; also at most 1 MiB and about 5 ms. */
+#define HMMV_QMP_CATCH_UP_LINES 1000
 /* Unix socket transport: read what QEMU sent, without waiting, dropping the late replies and
- * events in it. TRUE when no reply is due (QEMU answered every command that missed its
- * deadline: the transport sends again); FALSE while one is still due, or while an exchange is
- * under way on another thread; FALSE with HMMV_ERROR_GONE when QEMU closed the connection
- * (other errors: what QEMU sent is not QMP). Other transports: TRUE. */
+ * events in it, within the budget above. TRUE when no reply is owed (QEMU answered every
+ * command that missed its deadline: the transport sends again); FALSE while one still is, when
+ * the budget ran out first (call again later), or while an exchange is under way on another
+ * thread; FALSE with HMMV_ERROR_GONE when QEMU closed the connection, HMMV_ERROR_PROTOCOL
+ * when what QEMU sent is not QMP (then the transport is broken). Other transports: TRUE. */
 gboolean hmmv_qmp_catch_up(HmmvQmp *qmp, GError **error);
-/* Unix socket transport: replies dropped because they came after their deadline (or named no
- * command under way); 0 for other transports. */
+/* Unix socket transport: TRUE once no exchange can succeed any more (QEMU closed the
+ * connection, or sent a message that is not QMP and left the stream out of step): a new
+ * connection is needed. *reason (may be NULL) then says why, valid while qmp lives. Never
+ * waits (any thread). Other transports: FALSE. */
+gboolean hmmv_qmp_is_broken(HmmvQmp *qmp, const char **reason);
+/* Unix socket transport: replies dropped because they came after their deadline, named no
+ * command under way, or answered a post; 0 for other transports. Takes the transport's lock:
+ * waits for an exchange under way on another thread (at most its deadline). For tests. */
 guint64 hmmv_qmp_get_late_replies(HmmvQmp *qmp);
+/* How many commands the transport sent so far (their first byte went out), in *sent; FALSE
+ * when the transport does not count them (no commands_sent hook). An exchange that failed
+ * with this unchanged sent nothing: QEMU cannot carry it out. */
+gboolean hmmv_qmp_get_commands_sent(HmmvQmp *qmp, guint64 *sent);
 /* The pid of the process at the other end of a Unix socket transport (SO_PEERCRED: QEMU's
  * pid), or -1 for other transports or when the kernel does not say. */
 int hmmv_qmp_get_peer_pid(HmmvQmp *qmp);
@@ -85,7 +104,10 @@ char *hmmv_qmp_transact_fd(HmmvQmp *qmp, const char *command_json, int fd, GErro
 /* getfd: QEMU keeps a duplicate of fd under fdname. */
 gboolean hmmv_qmp_send_fd(HmmvQmp *qmp, int fd, const char *fdname, GError **error);
 /* Execute a command whose reply nobody reads (hmmv-stop): a transport with a post hook
- * queues it behind the commands before it and returns at once. */
+ * queues it behind the commands before it and returns at once. The Unix socket transport
+ * sends it even while a reply is owed, never waits for room in the socket (a full socket
+ * buffer drops it, with a debug line) nor for the reply (dropped by its id when it comes);
+ * it waits only for an exchange under way on another thread. */
 void hmmv_qmp_post(HmmvQmp *qmp, const char *command, JsonObject *arguments);
 
 /* Helpers shared by transports and tests. */
