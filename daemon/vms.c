@@ -251,11 +251,18 @@ proxy_post(HmmvQmp *qmp, const char *command_json)
     g_free(real->ops->transact(real, command_json, NULL));
 }
 
+static gboolean
+proxy_commands_sent(HmmvQmp *qmp, guint64 *sent)
+{
+  return hmmv_qmp_get_commands_sent(qmp->priv, sent);
+}
+
 static const struct hmmv_qmp_ops proxy_ops = {
   .name = "hmmvd-borrowed",
   .transact = proxy_transact,
   .transact_fd = proxy_transact_fd,
   .post = proxy_post,
+  .commands_sent = proxy_commands_sent,
 };
 
 /* QEMU's claims about its RAM are checked against its mappings and the source's view of the

@@ -47,10 +47,13 @@ set_paused(QemuDirty *qd, gboolean paused)
 {
   g_autoptr(GError) local_error = NULL;
   g_autoptr(JsonNode) ret = NULL;
+  guint64 sent_before = 0, sent_after = 0;
+  gboolean counted;
   HmmvShmState state;
 
   if (qd->no_pause || !qd->active || paused == qd->qemu_paused)
     return !qd->no_pause;
+  counted = hmmv_qmp_get_commands_sent(qd->qmp, &sent_before);
   ret = hmmv_qmp_execute(qd->qmp, paused ? "hmmv-pause" : "hmmv-resume", NULL, &local_error);
   if (ret == NULL) {
     if (hmmv_qemu_dirty_lacks(local_error, NULL)) {
@@ -62,7 +65,11 @@ set_paused(QemuDirty *qd, gboolean paused)
     } else if (exchange_failed(local_error)) {
       g_clear_error(&qd->missed);   /* the error names the command (hmmv_qmp_execute) */
       qd->missed = g_steal_pointer(&local_error);
-      qd->pause_unsure = TRUE;      /* QEMU may still do it */
+      /* QEMU may still do it, unless the transport refused to send it (a reply still owed:
+       * qmp.h) */
+      if (!counted || !hmmv_qmp_get_commands_sent(qd->qmp, &sent_after) ||
+          sent_after != sent_before)
+        qd->pause_unsure = TRUE;
     } else {
       g_warning("vm %s: %s: %s", qd->vm_name, paused ? "hmmv-pause" : "hmmv-resume",
                 local_error->message);
