@@ -254,41 +254,62 @@ try_connect(HmmvdStandalone *sa, StandaloneVm *entry)
 }
 
 /* A frozen VM (its QEMU missed a QMP deadline while managed): its socket is read without
- * waiting, and once QEMU answered every command that missed its deadline (the late replies
- * dropped by their ids: qmp.c), it is thawed, its placement read again. The core does not
- * touch a frozen VM's tracker, so nothing else uses the socket meanwhile (and the transport
- * has its own lock). A socket QEMU closed, or that carries garbage, is left to the pid check:
- * a QEMU that exited is found gone before the next interval (vms-interval.c). */
-static void
-check_frozen(HmmvdStandalone *sa, StandaloneVm *entry)
+ * waiting, a budget at a time (qmp.h: a QEMU flooding events holds the main loop no longer),
+ * and once QEMU answered every command that missed its deadline (the late replies dropped by
+ * their ids), it is thawed, its placement read again. The core does not touch a frozen VM's
+ * tracker, so nothing else uses the socket meanwhile (and the transport has its own lock).
+ * FALSE when the socket failed (QEMU closed it, or sent what is not QMP): why in *reason. */
+static gboolean
+check_frozen(HmmvdStandalone *sa, StandaloneVm *entry, HmmvQmp *qmp, char **reason)
 {
-  HmmvQmp *qmp = hmmvd_vms_get_qmp(sa->vms, entry->name);
   g_autoptr(GError) local_error = NULL;
 
-  if (qmp == NULL)
-    return;
   if (hmmv_qmp_catch_up(qmp, &local_error)) {
     (void)hmmvd_vms_thaw(sa->vms, entry->name);
-    return;
+    return TRUE;
   }
-  if (local_error != NULL)
-    g_debug("vm %s: frozen, its QMP socket: %s", entry->name, local_error->message);
+  if (local_error == NULL)
+    return TRUE;   /* not yet */
+  *reason = g_strdup(local_error->message);
+  return FALSE;
+}
+
+/* The connection of a VM whose QEMU lives: FALSE when it can carry no exchange any more
+ * (QEMU closed it, or sent a message that is not QMP: the stream is out of step for good),
+ * frozen or not, in the core or left it as gone; only a new connection brings the stream
+ * back in step. */
+static gboolean
+connection_usable(HmmvdStandalone *sa, StandaloneVm *entry, HmmvdVmInfo *info)
+{
+  HmmvQmp *qmp = hmmvd_vms_get_qmp(sa->vms, entry->name);
+  g_autofree char *failed = NULL;
+  const char *reason = NULL;
+
+  if (qmp == NULL)
+    return TRUE;   /* listed unmanaged: an unpatched QEMU, a rejected [vm] section */
+  if (info->frozen && info->in_core && check_frozen(sa, entry, qmp, &failed))
+    return TRUE;
+  if (failed == NULL && !hmmv_qmp_is_broken(qmp, &reason))
+    return TRUE;
+  g_warning("vm %s: its QMP connection failed while QEMU pid %d runs (%s): removed%s, "
+            "connecting again", entry->name, entry->pid, failed != NULL ? failed : reason,
+            info->frozen ? " (it was frozen)" : "");
+  return FALSE;
 }
 
 /* A VM whose QEMU we connected to and which is still alive is left alone (managed or not:
- * an unpatched QEMU is not asked again), a frozen one thawed once its QEMU answers. Anything
- * else is tried again. */
+ * an unpatched QEMU is not asked again), a frozen one thawed once its QEMU answers, unless
+ * its connection failed. Anything else is tried again. */
 static void
 check_entry(HmmvdStandalone *sa, StandaloneVm *entry)
 {
   HmmvdVmInfo *info = hmmvd_vms_lookup(sa->vms, entry->name);
 
   if (info != NULL && entry->pid > 0 && pid_alive(entry->pid)) {
-    if (info->frozen && info->in_core)
-      check_frozen(sa, entry);
-    return;
-  }
-  if (info != NULL && entry->pid > 0) {
+    if (connection_usable(sa, entry, info))
+      return;
+    hmmvd_vms_remove(sa->vms, entry->name);
+  } else if (info != NULL && entry->pid > 0) {
     g_message("vm %s: QEMU pid %d is gone; waiting for it on %s", entry->name, entry->pid,
               entry->path);
     hmmvd_vms_remove(sa->vms, entry->name);

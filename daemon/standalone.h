@@ -3,7 +3,9 @@
  * hmmvd's standalone source of VMs: `hmmvd --qmp NAME=SOCKET`, plain QEMUs reached through
  * their own QMP Unix sockets, no libvirt. QEMU's pid comes from the socket's peer credentials.
  * Every reconnect_ms each VM is checked: when its QEMU is gone (or never came), the socket is
- * tried again, so a restarted QEMU is picked up by itself.
+ * tried again, so a restarted QEMU is picked up by itself; so is a VM whose QMP connection
+ * failed while its QEMU lives (QEMU closed it, or sent what is not QMP), frozen or not: removed
+ * with a warning and connected again from scratch.
  */
 #pragma once
 

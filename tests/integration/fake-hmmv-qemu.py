@@ -14,6 +14,11 @@ its region:
   midpublish  a publication caught half way, as a loaded QEMU is while its timer publishes
             during a harvest: seq odd, pages 8-15 set, the generation not moved yet; it
             completes at the next hmmv-sync (generation + 1, seq even), then publishes as usual
+  garbage   answers that hmmv-sync with an event that is not JSON (the QMP stream is out of
+            step for hmmvd), then serves on
+  hangup    closes the connection instead of answering it, and waits for the next one
+  stallgarbage  answers nothing for 3.5 s (past hmmvd's 2 s deadline: the VM is frozen),
+            then sends the same broken event instead of the reply, and serves on
   none      never
 
 What it did is appended to LOG_FILE, one line per event ("attack truncate: EPERM EPERM").
@@ -105,6 +110,10 @@ class Fake:
         elif self.attack == 'rewind':
             self.generation = max(0, self.generation - 3)
             note(self.log, 'attack rewind: generation %d' % self.generation)
+        elif self.attack in ('garbage', 'hangup', 'stallgarbage'):
+            note(self.log, 'attack ' + self.attack)
+            if self.attack == 'stallgarbage':
+                time.sleep(3.5)
         elif self.attack == 'midpublish':
             r = self.region
             seq = struct.unpack_from('<Q', r, 72)[0]
@@ -144,6 +153,8 @@ class Fake:
                 self.do_attack()
                 if self.attack == 'midpublish':
                     return {}
+                if self.attack in ('garbage', 'hangup', 'stallgarbage'):
+                    return self.attack
             if self.attack == 'midpublish' and self.syncs == self.attack_at + 1:
                 self.end_midpublish()
             if self.attack != 'punch' or self.syncs < self.attack_at:
@@ -174,11 +185,19 @@ class Fake:
                 line, buf = buf.split(b'\n', 1)
                 if not line.strip():
                     continue
-                ret = self.command(json.loads(line))
+                msg = json.loads(line)
+                ret = self.command(msg)
+                if ret == 'hangup':
+                    return
+                if ret in ('garbage', 'stallgarbage'):
+                    conn.sendall(b'{"event": oops}\r\n')
+                    continue
                 if ret is None:
                     reply = {'error': {'class': 'GenericError', 'desc': 'not now'}}
                 else:
                     reply = {'return': ret}
+                if 'id' in msg:                            # as QEMU does
+                    reply['id'] = msg['id']
                 conn.sendall(json.dumps(reply).encode() + b'\r\n')
 
 
