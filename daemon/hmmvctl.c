@@ -319,7 +319,10 @@ run_daemon_command(const Options *options, const char *command, const char *vm,
   } else if (strcmp(command, "placement") == 0 && JSON_NODE_HOLDS_OBJECT(ret)) {
     return print_placement(json_node_get_object(ret), error);
   } else if (strcmp(command, "set-quota") == 0) {
-    printf("%s: quota accepted; it applies from the next interval (see hmmvctl vms)\n", vm);
+    /* a libvirt domain's is written to its metadata on hmmvd's libvirt thread after this
+     * reply, and applied by libvirt's metadata event (libvirt.c) */
+    printf("%s: quota accepted; it applies from the next interval, a libvirt domain's once "
+           "hmmvd has written it to the domain's metadata (see hmmvctl vms)\n", vm);
   } else if (vm != NULL) {
     printf("%s: %s\n", vm, command[0] == 'p' ? "paused (tracked, no page moves)" : "resumed");
   }
