@@ -103,11 +103,19 @@ hmmvd_libvirt_forward(HmmvdLibvirt *lv, guint gen, ForwardKind kind, virDomainPt
    * latter runs the handler at once, inside libvirt's callback and under its locks. */
   source = g_idle_source_new();
   g_source_set_callback(source, forward_dispatch, fw, forward_free);
+  /* Listed and attached under the lock, as the calls' ends are: hmmvd_libvirt_free drains
+   * lv->pending once stopping is set, so an event after that is dropped here (its source
+   * never attached; forward_free finds it unlisted). */
   g_mutex_lock(&lv->lock);
+  if (lv->stopping) {
+    g_mutex_unlock(&lv->lock);
+    g_source_unref(source);               /* forward_free, outside the lock */
+    return;
+  }
   fw->source = source;
   g_ptr_array_add(lv->pending, g_source_ref(source));
-  g_mutex_unlock(&lv->lock);
   g_source_attach(source, lv->context);
-  g_source_unref(source);
+  g_source_unref(source);                 /* still held by lv->pending and the context */
+  g_mutex_unlock(&lv->lock);
 }
 

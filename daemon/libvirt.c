@@ -533,6 +533,7 @@ connect_done(HmmvdLibvirt *lv, LvCall *call)
       g_debug("libvirt: still no connection: %s", call->error->message);
     lv->said_unreachable = TRUE;
     g_atomic_int_set(&lv->gen, 0);
+    g_hash_table_remove_all(lv->asking);  /* asks queued for it are dropped, never answered */
     return;
   }
   lv->connected = TRUE;

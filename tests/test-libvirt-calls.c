@@ -200,6 +200,75 @@ START_TEST(test_hung_call_never_holds_main_loop)
 }
 END_TEST
 
+static gboolean
+said_unreachable(gpointer lv)
+{
+  return ((HmmvdLibvirt *)lv)->said_unreachable;
+}
+
+static gboolean
+is_connecting(gpointer lv)
+{
+  return ((HmmvdLibvirt *)lv)->connecting != NULL;
+}
+
+/* An ask queued while a connect is under way, and that connect fails: the ask is dropped with
+ * its connection, and so is its count of calls under way about the domain (lv->asking), which
+ * retry_dropped reads as "asked already" (review 17, finding 4: it stayed, and a frozen or
+ * dropped domain was never asked about again until the connection was lost once more). */
+START_TEST(test_failed_connect_forgets_its_asks)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvdTestBed bed;
+  HmmvdLibvirt *lv;
+  g_autofree char *good_uri = NULL;
+
+  g_mutex_init(&gate.lock);
+  g_cond_init(&gate.cond);
+  gate.open = gate.entered = gate.done_ran = FALSE;
+  hmmvd_test_bed_init(&bed, 64ull << 20, 256ull << 20, NULL);
+  g_free(bed.config.libvirt_uri);
+  bed.config.libvirt_uri = g_strdup(TEST_URI);
+  bed.config.reconnect_ms = 100;
+  good_uri = g_strdup(TEST_URI);
+
+  lv = hmmvd_libvirt_new(bed.vms, &bed.config, bed.topo, &error);
+  ck_assert_msg(lv != NULL, "%s", error ? error->message : "");
+  hmmvd_libvirt_set_call_deadline(lv, 300);
+  ck_assert(spin_until(is_connected, lv));
+  /* the calls thread held: the connection given up, the next connect queued behind it to a
+   * URI that fails (a test driver file that does not exist) */
+  hmmvd_libvirt_call_push(lv, hmmvd_libvirt_call_new(lv, (guint)g_atomic_int_get(&lv->gen),
+                                                     held_run, held_done));
+  while (!gate_entered())
+    g_main_context_iteration(NULL, FALSE);
+  ck_assert(spin_until(is_given_up, lv));
+  g_free(bed.config.libvirt_uri);
+  bed.config.libvirt_uri = g_strdup("test:///nonexistent/hmmv-no-such-file.xml");
+  ck_assert(spin_until(is_connecting, lv));
+  /* an ask meanwhile (as a start-up's end or a restart makes), for that connection */
+  hmmvd_libvirt_ask(lv, LV_ASK_RETRY, "hmmv-calls-nobody", NULL);
+  ck_assert(g_hash_table_contains(lv->asking, "hmmv-calls-nobody"));
+  g_mutex_lock(&gate.lock);
+  gate.open = TRUE;
+  g_cond_broadcast(&gate.cond);
+  g_mutex_unlock(&gate.lock);
+  ck_assert(spin_until(said_unreachable, lv));
+  /* the connect failed; the next one succeeds */
+  g_free(bed.config.libvirt_uri);
+  bed.config.libvirt_uri = g_steal_pointer(&good_uri);
+  ck_assert(spin_until(is_connected, lv));
+  ck_assert_msg(!g_hash_table_contains(lv->asking, "hmmv-calls-nobody"),
+                "an ask of a failed connect is still counted as under way");
+  ck_assert(!gate.done_ran);
+
+  hmmvd_libvirt_free(lv);
+  hmmvd_test_bed_clear(&bed);
+  g_cond_clear(&gate.cond);
+  g_mutex_clear(&gate.lock);
+}
+END_TEST
+
 static Suite *
 libvirt_calls_suite(void)
 {
@@ -207,6 +276,7 @@ libvirt_calls_suite(void)
   TCase *tc = tcase_create("core");
 
   tcase_add_test(tc, test_hung_call_never_holds_main_loop);
+  tcase_add_test(tc, test_failed_connect_forgets_its_asks);
   suite_add_tcase(suite, tc);
   return suite;
 }
