@@ -104,6 +104,7 @@ calls_thread(gpointer data, gpointer user_data)
     g_mutex_lock(&lv->lock);
     lv->busy_since = g_get_monotonic_time();
     lv->busy_serial++;
+    lv->busy_deadline_ms = call->deadline_ms;
     g_mutex_unlock(&lv->lock);
     call->run(lv, call, lv->conn);
     g_mutex_lock(&lv->lock);
@@ -143,13 +144,14 @@ hmmvd_libvirt_call_push(HmmvdLibvirt *lv, LvCall *call)
 }
 
 gint64
-hmmvd_libvirt_calls_busy_since(HmmvdLibvirt *lv, guint *serial)
+hmmvd_libvirt_calls_busy_since(HmmvdLibvirt *lv, guint *serial, guint *deadline_ms)
 {
   gint64 since;
 
   g_mutex_lock(&lv->lock);
   since = lv->busy_since;
   *serial = lv->busy_serial;
+  *deadline_ms = lv->busy_deadline_ms;
   g_mutex_unlock(&lv->lock);
   return since;
 }
@@ -371,11 +373,4 @@ hmmvd_libvirt_run_domain(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn)
   }
   call->facts = facts_read(dom);
   virDomainFree(dom);
-}
-
-void
-hmmvd_libvirt_run_write(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn)
-{
-  (void)hmmvd_libvirt_write_metadata(conn, call->name, &call->quota,
-                                     (const char *const *)call->exclude, &call->error);
 }

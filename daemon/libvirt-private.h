@@ -26,6 +26,10 @@ G_BEGIN_DECLS
 /* Past this, a call into libvirtd is abandoned with its connection (keepalive alone gives a
  * connection up after ~20 s, and never a virConnectOpen). */
 #define LIBVIRT_CALL_DEADLINE_MS 15000
+/* A call that may wait for a domain's job (SetMetadata: libvirtd waits up to 30 s for a job
+ * held by a QMP exchange, a snapshot, a dump) gets this many deadlines (45 s): one domain's
+ * slowness never makes hmmvd give a healthy connection up. */
+#define LIBVIRT_JOB_CALL_FACTOR 3
 
 /* What the calls thread learnt of one domain, for the main thread. */
 typedef struct {
@@ -58,6 +62,7 @@ typedef enum {
 struct _LvCall {
   HmmvdLibvirt *lv;             /* a reference */
   guint gen;                    /* the connection it is for; 0: whatever the thread has */
+  guint deadline_ms;            /* 0: lv->call_deadline_ms */
   LvCallRun run;
   LvCallDone done;
   /* arguments */
@@ -70,6 +75,7 @@ struct _LvCall {
   guint serial;
   /* results */
   GError *error;
+  gboolean kept;                /* write: failed with its connection, made on the next one */
   gboolean connected;           /* connect: a new connection, its events registered */
   HmmvdDomainFacts *facts;      /* one domain (NULL: not found; error says why) */
   GPtrArray *list;              /* connect: every running domain (HmmvdDomainFacts) */
@@ -80,7 +86,7 @@ struct _HmmvdLibvirt {
   const HmmvdConfig *config;
   const HmmvTopology *topo;
   GMainContext *context;        /* the main thread's: where callbacks are forwarded */
-  GMutex lock;                  /* guards pending, busy_since, busy_serial, stopping */
+  GMutex lock;                  /* guards pending, busy_*, stopping */
   GPtrArray *pending;           /* GSource: forwarded events and calls' ends not yet run */
   gint gen;                     /* atomic; main writes: the connection wanted (0: none) */
   gboolean connected;           /* main: the connection of gen is up, events registered */
@@ -101,6 +107,7 @@ struct _HmmvdLibvirt {
   /* the calls thread */
   GThreadPool *calls;
   gint64 busy_since;            /* monotonic µs the running call began; 0: idle */
+  guint busy_deadline_ms;       /* the running call's deadline */
   guint busy_serial;            /* counts calls begun */
   guint abandoned_serial;       /* main: the call whose connection was abandoned last */
   guint call_deadline_ms;       /* main: LIBVIRT_CALL_DEADLINE_MS (tests set less) */
@@ -122,8 +129,9 @@ void hmmvd_libvirt_unref(gpointer lv);
 void hmmvd_libvirt_calls_start(HmmvdLibvirt *lv);
 LvCall *hmmvd_libvirt_call_new(HmmvdLibvirt *lv, guint gen, LvCallRun run, LvCallDone done);
 void hmmvd_libvirt_call_push(HmmvdLibvirt *lv, LvCall *call);
-/* Since when (monotonic µs) the running call has run and which it is; 0 when idle. */
-gint64 hmmvd_libvirt_calls_busy_since(HmmvdLibvirt *lv, guint *serial);
+/* Since when (monotonic µs) the running call has run, which it is and its deadline; 0 when
+ * idle. */
+gint64 hmmvd_libvirt_calls_busy_since(HmmvdLibvirt *lv, guint *serial, guint *deadline_ms);
 /* Stops the thread: the connection closed and the thread gone, waiting at most wait_ms for a
  * call under way; FALSE when it did not end in time (the thread then ends on its own later,
  * holding its references). */
@@ -137,6 +145,15 @@ void hmmvd_libvirt_run_connect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr con
 void hmmvd_libvirt_run_disconnect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);
 void hmmvd_libvirt_run_domain(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);
 void hmmvd_libvirt_run_write(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);
+
+/* libvirt-writes.c: set-quota's writes (lv->writes: name -> pending write). The quota writer
+ * (vms.h); every pending write that can be made now handed to the calls thread (connected,
+ * the domain's QEMU not owing a QMP answer); hmmvd stopping (those not written named). */
+void hmmvd_libvirt_pending_write_free(gpointer w);
+gboolean hmmvd_libvirt_write_quota(const char *name, const HmmvQuota *quota,
+                                   gpointer user_data, GError **error);
+void hmmvd_libvirt_writes_push(HmmvdLibvirt *lv);
+void hmmvd_libvirt_writes_stop(HmmvdLibvirt *lv);
 
 /* An event forwarded to the main thread. */
 typedef enum {

@@ -110,77 +110,6 @@ refresh_quota(HmmvdLibvirt *lv, const HmmvdDomainFacts *facts)
                                facts->meta, facts->meta_error);
 }
 
-/* hmmvctl set-quota: written on the calls thread, the metadata event applies it. A write
- * libvirtd does not take now (not connected, or not answering) waits in lv->writes, the latest
- * for each domain, and is written once a connection is made again: nothing is lost, and
- * hmmvctl's reply never waits for libvirtd. */
-typedef struct {
-  HmmvQuota quota;
-  char **exclude;
-  guint serial;
-} PendingWrite;
-
-static void
-pending_write_free(gpointer data)
-{
-  PendingWrite *w = data;
-
-  g_strfreev(w->exclude);
-  g_free(w);
-}
-
-static void
-write_done(HmmvdLibvirt *lv, LvCall *call)
-{
-  PendingWrite *w = g_hash_table_lookup(lv->writes, call->name);
-  gboolean latest = w != NULL && w->serial == call->serial;
-
-  if (call->error == NULL) {
-    g_message("vm %s: quota written to libvirt's metadata", call->name);
-  } else if (g_error_matches(call->error, HMMV_ERROR, HMMV_ERROR_GONE)) {
-    g_warning("vm %s: the quota from set-quota was not written: %s", call->name,
-              call->error->message);
-  } else {
-    g_warning("vm %s: the quota from set-quota was not written yet: %s; written again once "
-              "libvirt is connected again", call->name, call->error->message);
-    return;
-  }
-  if (latest)
-    g_hash_table_remove(lv->writes, call->name);
-}
-
-static void
-push_write(HmmvdLibvirt *lv, const char *name, const PendingWrite *w)
-{
-  LvCall *call = hmmvd_libvirt_call_new(lv, (guint)g_atomic_int_get(&lv->gen),
-                                        hmmvd_libvirt_run_write, write_done);
-
-  call->name = g_strdup(name);
-  call->quota = w->quota;
-  call->exclude = g_strdupv(w->exclude);
-  call->serial = w->serial;
-  hmmvd_libvirt_call_push(lv, call);
-}
-
-static gboolean
-write_quota(const char *name, const HmmvQuota *quota, gpointer user_data, GError **error)
-{
-  HmmvdLibvirt *lv = user_data;
-  HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
-  PendingWrite *w = g_new0(PendingWrite, 1);
-
-  w->quota = *quota;
-  w->exclude = info != NULL && info->exclude != NULL ? g_strdupv(info->exclude)
-                                                     : g_new0(char *, 1);
-  w->serial = ++lv->write_serial;
-  g_hash_table_replace(lv->writes, g_strdup(name), w);
-  if (lv->connected)
-    push_write(lv, name, w);
-  else
-    g_message("vm %s: quota written to libvirt once it is connected again", name);
-  return TRUE;
-}
-
 /* ------------------------------------------------------------------------------------------
  * Discovery
  */
@@ -520,9 +449,6 @@ hmmvd_libvirt_disconnect(HmmvdLibvirt *lv)
 static void
 connect_done(HmmvdLibvirt *lv, LvCall *call)
 {
-  GHashTableIter iter;
-  gpointer name, w;
-
   if (lv->connecting == call)
     lv->connecting = NULL;
   if (!call->connected) {
@@ -546,9 +472,7 @@ connect_done(HmmvdLibvirt *lv, LvCall *call)
     g_warning("libvirt: %s", call->error->message);
   else
     discover_all(lv, call->list);
-  g_hash_table_iter_init(&iter, lv->writes);   /* set-quotas that waited for libvirt */
-  while (g_hash_table_iter_next(&iter, &name, &w))
-    push_write(lv, name, w);
+  hmmvd_libvirt_writes_push(lv);        /* set-quotas that waited for libvirt */
 }
 
 static void
@@ -592,16 +516,18 @@ hmmvd_libvirt_schedule_reconnect(HmmvdLibvirt *lv)
 static void
 check_calls(HmmvdLibvirt *lv)
 {
-  guint serial;
-  gint64 since = hmmvd_libvirt_calls_busy_since(lv, &serial);
+  guint serial, deadline_ms;
+  gint64 since = hmmvd_libvirt_calls_busy_since(lv, &serial, &deadline_ms);
 
+  if (deadline_ms == 0)
+    deadline_ms = lv->call_deadline_ms;
   if (since == 0 || serial == lv->abandoned_serial ||
-      g_get_monotonic_time() - since < (gint64)lv->call_deadline_ms * 1000)
+      g_get_monotonic_time() - since < (gint64)deadline_ms * 1000)
     return;
   lv->abandoned_serial = serial;
   g_warning("libvirt: a call to %s has not returned in %u ms: the connection is given up "
             "(VMs stay as they are), made again once libvirt answers", lv->config->libvirt_uri,
-            lv->call_deadline_ms);
+            deadline_ms);
   hmmvd_libvirt_disconnect(lv);
   hmmvd_libvirt_schedule_reconnect(lv);
 }
@@ -631,6 +557,7 @@ retry_dropped(gpointer data)
         !hmmvd_libvirt_qmp_is_busy(lv->qmp, info->uuid))
       hmmvd_libvirt_ask(lv, LV_ASK_RETRY, info->name, NULL);
   }
+  hmmvd_libvirt_writes_push(lv);        /* those that waited for their QEMU */
   return G_SOURCE_CONTINUE;
 }
 
@@ -719,11 +646,12 @@ hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config, const HmmvTopology *
   lv->qmp = hmmvd_libvirt_qmp_new(LIBVIRT_QMP_TIMEOUT_MS, config->qmp_connections);
   lv->starting = g_hash_table_new(g_str_hash, g_str_equal);
   lv->asking = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-  lv->writes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, pending_write_free);
+  lv->writes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                    hmmvd_libvirt_pending_write_free);
   lv->memory = hmmvd_metadata_memory_new();
   lv->call_deadline_ms = LIBVIRT_CALL_DEADLINE_MS;
   hmmvd_libvirt_calls_start(lv);
-  hmmvd_vms_set_quota_writer(vms, write_quota, lv);
+  hmmvd_vms_set_quota_writer(vms, hmmvd_libvirt_write_quota, lv);
   hmmvd_vms_set_restart_func(vms, HMMVD_SOURCE_LIBVIRT, restart_domain, lv);
   lv->check_source = g_timeout_add(MAX(config->reconnect_ms, 100), retry_dropped, lv);
   /* connected (and every running domain discovered) on the calls thread; until then, and
@@ -763,9 +691,7 @@ hmmvd_libvirt_free(HmmvdLibvirt *lv)
   /* start-ups still running end on their own (each exchange has its deadline) and only
    * clean up: lv->closing */
   g_hash_table_remove_all(lv->starting);
-  if (g_hash_table_size(lv->writes) > 0)
-    g_warning("libvirt: %u quota(s) from set-quota not written: hmmvd stops",
-              g_hash_table_size(lv->writes));
+  hmmvd_libvirt_writes_stop(lv);
   /* the connection closed on the calls thread; a call libvirtd does not answer is left to
    * finish on its own (it holds its references) */
   if (!hmmvd_libvirt_calls_stop(lv, LIBVIRT_STOP_WAIT_MS))
