@@ -42,6 +42,8 @@ call_free(gpointer data)
   if (call->list != NULL)
     g_ptr_array_unref(call->list);
   g_free(call->uri);
+  g_free(call->base);
+  g_free(call->written);
   g_free(call->name);
   g_strfreev(call->exclude);
   hmmvd_libvirt_unref(call->lv);

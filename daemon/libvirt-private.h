@@ -76,6 +76,10 @@ struct _LvCall {
   /* results */
   GError *error;
   gboolean kept;                /* write: failed with its connection, made on the next one */
+  char *base;                   /* write: the element hmmvd had seen when set-quota came */
+  gboolean check_base;          /* write: skipped when libvirt's element is not base now */
+  gboolean stale;               /* write: skipped, the element changed since */
+  char *written;                /* write: the element read back after it was written */
   gboolean connected;           /* connect: a new connection, its events registered */
   HmmvdDomainFacts *facts;      /* one domain (NULL: not found; error says why) */
   GPtrArray *list;              /* connect: every running domain (HmmvdDomainFacts) */
@@ -98,7 +102,8 @@ struct _HmmvdLibvirt {
   HmmvdLibvirtQmp *qmp;         /* the domains' QMP workers */
   GHashTable *starting;         /* name -> DomainStart: start-ups under way on workers */
   GHashTable *asking;           /* name -> count of calls under way about it (main) */
-  GHashTable *writes;           /* name -> LvCall: quota writes not done yet (main) */
+  GHashTable *writes;           /* name -> pending write: set-quotas not done yet (main) */
+  GHashTable *meta_seen;        /* name -> hmmv element last seen in libvirt, "" none (main) */
   guint write_serial;
   guint check_source;           /* retries dropped domains, abandons overdue calls */
   GSourceFunc sync_done;        /* the interval waiting for the domains' hmmv-sync */
@@ -148,8 +153,11 @@ void hmmvd_libvirt_run_write(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn)
 
 /* libvirt-writes.c: set-quota's writes (lv->writes: name -> pending write). The quota writer
  * (vms.h); every pending write that can be made now handed to the calls thread (connected,
- * the domain's QEMU not owing a QMP answer); hmmvd stopping (those not written named). */
-void hmmvd_libvirt_pending_write_free(gpointer w);
+ * the domain's QEMU not owing a QMP answer); hmmvd stopping (those not written named, the
+ * tables freed). */
+void hmmvd_libvirt_writes_init(HmmvdLibvirt *lv);
+/* The domain's hmmv element as libvirt has it now (NULL: none), read on the calls thread. */
+void hmmvd_libvirt_writes_seen(HmmvdLibvirt *lv, const char *name, const char *meta);
 gboolean hmmvd_libvirt_write_quota(const char *name, const HmmvQuota *quota,
                                    gpointer user_data, GError **error);
 void hmmvd_libvirt_writes_push(HmmvdLibvirt *lv);

@@ -108,6 +108,8 @@ refresh_quota(HmmvdLibvirt *lv, const HmmvdDomainFacts *facts)
   }
   hmmvd_libvirt_apply_metadata(lv->vms, lv->memory, lv->config, facts->name, facts->uuid,
                                facts->meta, facts->meta_error);
+  if (facts->meta_error == NULL)
+    hmmvd_libvirt_writes_seen(lv, facts->name, facts->meta);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -240,6 +242,7 @@ domain_start(HmmvdLibvirt *lv, const HmmvdDomainFacts *facts, int pid,
     info->uuid = g_strdup(facts->uuid);
     return;
   }
+  hmmvd_libvirt_writes_seen(lv, name, facts->meta);
   switch (hmmvd_metadata_at_discovery(lv->memory, facts->uuid, facts->meta,
                                       &lv->config->default_quota, &quota, &exclude,
                                       &local_error)) {
@@ -349,6 +352,7 @@ hmmvd_libvirt_remove_domain(HmmvdLibvirt *lv, const char *name, const char *why)
   g_hash_table_remove(lv->starting, name);
   if (info == NULL || info->source != HMMVD_SOURCE_LIBVIRT)
     return;
+  g_hash_table_remove(lv->meta_seen, name);
   g_message("vm %s: %s, no longer managed", name, why);
   hmmvd_vms_remove(lv->vms, name);
 }
@@ -646,8 +650,7 @@ hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config, const HmmvTopology *
   lv->qmp = hmmvd_libvirt_qmp_new(LIBVIRT_QMP_TIMEOUT_MS, config->qmp_connections);
   lv->starting = g_hash_table_new(g_str_hash, g_str_equal);
   lv->asking = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-  lv->writes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                    hmmvd_libvirt_pending_write_free);
+  hmmvd_libvirt_writes_init(lv);
   lv->memory = hmmvd_metadata_memory_new();
   lv->call_deadline_ms = LIBVIRT_CALL_DEADLINE_MS;
   hmmvd_libvirt_calls_start(lv);
@@ -712,7 +715,6 @@ hmmvd_libvirt_free(HmmvdLibvirt *lv)
   }
   g_hash_table_unref(lv->starting);
   g_hash_table_unref(lv->asking);
-  g_hash_table_unref(lv->writes);
   hmmvd_metadata_memory_free(lv->memory);
   hmmvd_libvirt_qmp_sync_end(lv->qmp);
   lv_unref(lv);

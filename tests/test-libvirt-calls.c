@@ -8,6 +8,7 @@
  * SIGSTOP is tests/integration/test-libvirt-hung.sh. */
 #include "hmmvd-test.h"
 #include "libvirt-private.h"
+#include "quota.h"
 
 #include <glib/gstdio.h>
 #include <libvirt/virterror.h>
@@ -269,6 +270,107 @@ START_TEST(test_failed_connect_forgets_its_asks)
 }
 END_TEST
 
+static gboolean
+no_write_pending(gpointer lv)
+{
+  return g_hash_table_size(((HmmvdLibvirt *)lv)->writes) == 0;
+}
+
+static gboolean
+quota_max_5(gpointer vms)
+{
+  HmmvdVmInfo *info = hmmvd_vms_lookup(vms, DOMAIN);
+
+  return info != NULL && info->quota.max_pages == 5 * HMMVD_PAGES_PER_MIB;
+}
+
+/* A set-quota kept while hmmvd is not connected, then a newer element written in libvirt by
+ * someone else (virsh metadata): after the reconnect the kept write is dropped, the newer
+ * element stays in libvirt and applies (review 17, finding 2: it was written over it). */
+START_TEST(test_late_write_never_overwrites_newer)
+{
+  g_autofree char *run_dir = g_dir_make_tmp("hmmv-test-libvirt-calls-XXXXXX", NULL);
+  g_autofree char *pid_path = NULL;
+  g_autofree char *pid_text = g_strdup_printf("%d\n", (int)getpid());
+  g_autofree char *xml = NULL;
+  g_autofree char *newer = NULL;
+  g_autoptr(GError) error = NULL;
+  HmmvdTestBed bed;
+  HmmvdLibvirt *lv;
+  virConnectPtr peer;
+  virDomainPtr dom;
+  char *meta;
+  HmmvQuota quota;
+
+  g_mutex_init(&gate.lock);
+  g_cond_init(&gate.cond);
+  gate.open = gate.entered = gate.done_ran = FALSE;
+  ck_assert(run_dir != NULL);
+  pid_path = g_build_filename(run_dir, DOMAIN ".pid", NULL);
+  ck_assert(g_file_set_contents(pid_path, pid_text, -1, NULL));
+  hmmvd_test_bed_init(&bed, 64ull << 20, 256ull << 20, NULL);
+  g_free(bed.config.libvirt_uri);
+  bed.config.libvirt_uri = g_strdup(TEST_URI);
+  g_free(bed.config.libvirt_run_dir);
+  bed.config.libvirt_run_dir = g_strdup(run_dir);
+  bed.config.reconnect_ms = 100;
+  peer = virConnectOpen(TEST_URI);
+  ck_assert_ptr_nonnull(peer);
+  xml = g_strdup_printf("<domain type='test'><name>" DOMAIN "</name><uuid>" DOMAIN_UUID
+                        "</uuid><memory unit='KiB'>4096</memory><os><type>hvm</type></os>"
+                        "</domain>");
+  dom = virDomainCreateXML(peer, xml, 0);
+  ck_assert_msg(dom != NULL, "%s", virGetLastErrorMessage());
+
+  lv = hmmvd_libvirt_new(bed.vms, &bed.config, bed.topo, &error);
+  ck_assert_msg(lv != NULL, "%s", error ? error->message : "");
+  hmmvd_libvirt_set_call_deadline(lv, 300);
+  ck_assert(spin_until(is_connected, lv));
+  ck_assert(spin_until(is_listed, bed.vms));
+  /* not connected (calls thread held, the connection given up): set-quota max 3 is kept */
+  hmmvd_libvirt_call_push(lv, hmmvd_libvirt_call_new(lv, (guint)g_atomic_int_get(&lv->gen),
+                                                     held_run, held_done));
+  while (!gate_entered())
+    g_main_context_iteration(NULL, FALSE);
+  ck_assert(spin_until(is_given_up, lv));
+  quota = bed.config.default_quota;
+  quota.max_pages = 3 * HMMVD_PAGES_PER_MIB;
+  ck_assert_msg(hmmvd_vms_request_quota(bed.vms, DOMAIN, &quota, &error), "%s",
+                error ? error->message : "");
+  ck_assert(!no_write_pending(lv));
+  /* then the operator's newer element, max 5 */
+  quota.max_pages = 5 * HMMVD_PAGES_PER_MIB;
+  newer = hmmvd_quota_format(&quota, NULL);
+  ck_assert_msg(virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, newer, HMMVD_METADATA_KEY,
+                                     HMMVD_METADATA_URI, VIR_DOMAIN_AFFECT_LIVE) == 0,
+                "%s", virGetLastErrorMessage());
+  /* connected again: the kept write is settled (dropped), the newer element stays */
+  g_mutex_lock(&gate.lock);
+  gate.open = TRUE;
+  g_cond_broadcast(&gate.cond);
+  g_mutex_unlock(&gate.lock);
+  ck_assert(spin_until(is_connected, lv));
+  ck_assert(spin_until(no_write_pending, lv));
+  meta = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, HMMVD_METADATA_URI,
+                              VIR_DOMAIN_AFFECT_LIVE);
+  ck_assert_msg(meta != NULL && strstr(meta, "dram-max-mib=\"5\"") != NULL,
+                "the newer element was overwritten: %s",
+                meta != NULL ? meta : virGetLastErrorMessage());
+  free(meta);
+  ck_assert(spin_until(quota_max_5, bed.vms));
+
+  ck_assert_int_eq(virDomainDestroy(dom), 0);
+  virDomainFree(dom);
+  hmmvd_libvirt_free(lv);
+  virConnectClose(peer);
+  hmmvd_test_bed_clear(&bed);
+  ck_assert_int_eq(g_unlink(pid_path), 0);
+  ck_assert_int_eq(g_rmdir(run_dir), 0);
+  g_cond_clear(&gate.cond);
+  g_mutex_clear(&gate.lock);
+}
+END_TEST
+
 static Suite *
 libvirt_calls_suite(void)
 {
@@ -277,6 +379,7 @@ libvirt_calls_suite(void)
 
   tcase_add_test(tc, test_hung_call_never_holds_main_loop);
   tcase_add_test(tc, test_failed_connect_forgets_its_asks);
+  tcase_add_test(tc, test_late_write_never_overwrites_newer);
   suite_add_tcase(suite, tc);
   return suite;
 }
