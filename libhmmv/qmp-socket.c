@@ -473,7 +473,7 @@ static char *
 socket_qmp_transact(HmmvQmp *qmp, const char *command_json, GError **error)
 {
   SocketQmp *sq = qmp->priv;
-  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&sq->lock);
+  g_autoptr(GMutexLocker) locker G_GNUC_UNUSED = g_mutex_locker_new(&sq->lock);
 
   return socket_exchange(sq, command_json, -1, error);
 }
@@ -482,7 +482,7 @@ static char *
 socket_qmp_transact_fd(HmmvQmp *qmp, const char *command_json, int fd, GError **error)
 {
   SocketQmp *sq = qmp->priv;
-  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&sq->lock);
+  g_autoptr(GMutexLocker) locker G_GNUC_UNUSED = g_mutex_locker_new(&sq->lock);
 
   return socket_exchange(sq, command_json, fd, error);
 }
@@ -494,7 +494,7 @@ static void
 socket_qmp_post(HmmvQmp *qmp, const char *command_json)
 {
   SocketQmp *sq = qmp->priv;
-  g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&sq->lock);
+  g_autoptr(GMutexLocker) locker G_GNUC_UNUSED = g_mutex_locker_new(&sq->lock);
   g_autoptr(GError) local_error = NULL;
   g_autofree char *line = NULL;
   guint64 id;
