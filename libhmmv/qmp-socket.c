@@ -44,6 +44,12 @@
 /* How long a transport freed with a post unanswered, while QEMU owed a reply (stopped), keeps
  * its connection open for QEMU to run it (linger). */
 #define LINGER_OWED_US (60 * G_USEC_PER_SEC)
+/* At most this many such connections linger at once, process-wide (each holds a thread, an fd
+ * and its buffer): past it, a transport is closed at once. */
+#define LINGER_MAX 4
+
+/* Linger threads alive (atomic): hmmv_qmp_get_lingering. */
+static gint lingering;
 
 typedef struct {
   GMutex lock;              /* one exchange, post or catch-up at a time */
@@ -577,13 +583,17 @@ linger_thread(gpointer data)
 
   linger(sq, g_get_monotonic_time() + LINGER_OWED_US);
   socket_free(sq);
+  g_atomic_int_dec_and_test(&lingering);
   return NULL;
 }
 
 /* A post not answered yet keeps the connection open until it is (linger): at most the
  * exchange deadline here when QEMU owes nothing else (it answers at once), else (a stopped
  * QEMU: it may run again much later) up to LINGER_OWED_US on a thread of its own, so the
- * caller never waits for a hung QEMU. A connection QEMU closed is closed at once. */
+ * caller never waits for a hung QEMU; at most LINGER_MAX such threads at once. A broken
+ * stream (closed, or out of step) is closed at once: its owner connects again, and the new
+ * connection's hmmv-start takes the export over; QEMU's monitor serves one client at a time,
+ * so a lingering old connection would hold the new one's greeting back. */
 static void
 socket_qmp_destroy(HmmvQmp *qmp)
 {
@@ -592,16 +602,21 @@ socket_qmp_destroy(HmmvQmp *qmp)
 
   if (sq == NULL)
     return;
-  if ((sq->broken == NULL || sq->broken_code != HMMV_ERROR_GONE) && sq->socket != NULL &&
+  if (g_atomic_pointer_get(&sq->broken) == NULL && sq->socket != NULL &&
       sq->answered_id < sq->posted_id) {
     if (sq->answered_id >= sq->owed_id) {
       linger(sq, g_get_monotonic_time() + (gint64)sq->timeout_ms * 1000);
+    } else if (g_atomic_int_add(&lingering, 1) >= LINGER_MAX) {
+      g_atomic_int_dec_and_test(&lingering);
+      g_debug("QMP %s: closed at once, %d connections already wait for QEMU to answer",
+              sq->path, LINGER_MAX);
     } else {
       thread = g_thread_try_new("hmmv-qmp-linger", linger_thread, sq, NULL);
       if (thread != NULL) {
         g_thread_unref(thread);
         return;
       }
+      g_atomic_int_dec_and_test(&lingering);
     }
   }
   socket_free(sq);
@@ -730,6 +745,12 @@ hmmv_qmp_is_broken(HmmvQmp *qmp, const char **reason)
   if (why != NULL && reason != NULL)
     *reason = why;
   return why != NULL;
+}
+
+guint
+hmmv_qmp_get_lingering(void)
+{
+  return (guint)g_atomic_int_get(&lingering);
 }
 
 guint64

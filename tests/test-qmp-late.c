@@ -99,7 +99,9 @@ peer_late(Peer *peer, GSocket *sock, GString *buf)
     g_mutex_lock(&peer->lock);
     g_string_append_printf(peer->commands, "%s\n", command);
     g_mutex_unlock(&peer->lock);
-    if (strcmp(command, "query-stuck") == 0) {
+    if (strcmp(command, "query-garbage") == 0)   /* a stream out of step, then stuck */
+      peer_send(sock, "{\"event\": oops}\n");
+    if (strcmp(command, "query-stuck") == 0 || strcmp(command, "query-garbage") == 0) {
       g_autoptr(GString) out = g_string_new(NULL);
 
       g_mutex_lock(&peer->lock);
@@ -405,6 +407,90 @@ START_TEST(test_catch_up_budget)
 }
 END_TEST
 
+/* Open file descriptors of this process. */
+static guint
+count_fds(void)
+{
+  g_autoptr(GDir) dir = g_dir_open("/proc/self/fd", 0, NULL);
+  guint n = 0;
+
+  ck_assert(dir != NULL);
+  while (g_dir_read_name(dir) != NULL)
+    n++;
+  return n;
+}
+
+/* Until no linger thread of an earlier test is left (CK_FORK=no); 60 s at most (liveness). */
+static void
+wait_no_lingering(void)
+{
+  for (guint polls = 0; hmmv_qmp_get_lingering() > 0; polls++) {
+    ck_assert_msg(polls < 3000, "%u linger threads never ended", hmmv_qmp_get_lingering());
+    g_usleep(20 * 1000);
+  }
+}
+
+/* Review 17b, finding 2: a transport whose stream broke (here: QEMU wrote a line that is not
+ * JSON while owing the reply) was freed with hmmv-stop posted and unanswered, and lingered on a
+ * thread with its fd for up to 60 s: a QEMU breaking every connection piled up a thread and an
+ * fd per reconnect, and (one monitor client at a time) held the reconnect's greeting back. Now
+ * it is closed at once. Counted: no linger thread, and the fd closed by the free. */
+START_TEST(test_broken_free_closes)
+{
+  Peer *peer = peer_start(0);
+  g_autoptr(GError) error = NULL;
+  HmmvQmp *qmp;
+  guint fds;
+
+  wait_no_lingering();
+  qmp = hmmv_qmp_connect_unix(peer->path, CONNECT_MS, &error);
+  ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
+  ck_assert(hmmv_qmp_execute(qmp, "query-garbage", NULL, &error) == NULL);
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL), "%s", error->message);
+  ck_assert(hmmv_qmp_is_broken(qmp, NULL));
+  hmmv_qmp_post(qmp, "hmmv-stop", NULL);   /* the peer is stuck: never answered before free */
+  fds = count_fds();
+  hmmv_qmp_free(qmp);
+  ck_assert_uint_eq(hmmv_qmp_get_lingering(), 0);
+  ck_assert_uint_eq(count_fds(), fds - 1);
+  peer_release(peer);
+  peer_stop(peer);
+}
+END_TEST
+
+/* Review 17b, finding 2: linger threads are capped process-wide. Six transports, each freed
+ * with hmmv-stop posted while its peer (stopped) owes a reply: four linger, two are closed at
+ * once; once the peers answer, the four end. Counted in threads and fds. */
+START_TEST(test_linger_capped)
+{
+  enum { N = 6, CAP = 4 };
+  Peer *peers[N];
+  HmmvQmp *qmps[N];
+  guint fds, polls = 0;
+
+  wait_no_lingering();
+  for (guint i = 0; i < N; i++) {
+    peers[i] = peer_start(0);
+    qmps[i] = connect_and_miss(peers[i]);
+    hmmv_qmp_post(qmps[i], "hmmv-stop", NULL);
+  }
+  fds = count_fds();
+  for (guint i = 0; i < N; i++)
+    hmmv_qmp_free(qmps[i]);
+  ck_assert_uint_eq(hmmv_qmp_get_lingering(), CAP);
+  ck_assert_uint_eq(count_fds(), fds - (N - CAP));
+  for (guint i = 0; i < N; i++)
+    peer_release(peers[i]);
+  while (hmmv_qmp_get_lingering() > 0) {
+    ck_assert_msg(++polls < 3000, "linger threads never ended");   /* 60 s: liveness */
+    g_usleep(20 * 1000);
+  }
+  for (guint i = 0; i < N; i++)
+    peer_stop(peers[i]);
+  ck_assert_uint_eq(count_fds(), fds - N - 2 * N);   /* each peer: its listener, its client */
+}
+END_TEST
+
 static Suite *
 qmp_late_suite(void)
 {
@@ -417,6 +503,8 @@ qmp_late_suite(void)
   tcase_add_test(tc, test_post_then_free_lingers);
   tcase_add_test(tc, test_post_full_socket_drops);
   tcase_add_test(tc, test_catch_up_budget);
+  tcase_add_test(tc, test_broken_free_closes);
+  tcase_add_test(tc, test_linger_capped);
   suite_add_tcase(suite, tc);
   return suite;
 }

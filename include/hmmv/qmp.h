@@ -80,6 +80,10 @@ gboolean hmmv_qmp_is_broken(HmmvQmp *qmp, const char **reason);
  * command under way, or answered a post; 0 for other transports. Takes the transport's lock:
  * waits for an exchange under way on another thread (at most its deadline). For tests. */
 guint64 hmmv_qmp_get_late_replies(HmmvQmp *qmp);
+/* Unix socket transports freed with a post unanswered while QEMU owed a reply, whose
+ * connection is still open on a thread of its own for QEMU to answer it (process-wide, at
+ * most 4; a broken transport never lingers). For tests. */
+guint hmmv_qmp_get_lingering(void);
 /* How many commands the transport sent so far (their first byte went out), in *sent; FALSE
  * when the transport does not count them (no commands_sent hook). An exchange that failed
  * with this unchanged sent nothing: QEMU cannot carry it out. */
