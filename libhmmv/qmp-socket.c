@@ -308,6 +308,16 @@ socket_read_reply(SocketQmp *sq, guint64 want, GError **error)
   }
 }
 
+/* With no reply wanted (a catch-up, a linger) only events and late replies come, well under
+ * CATCH_UP_BYTES each: a longer line (complete or not) is not parsed, not even kept whole; the
+ * stream is out of step and its owner connects again. */
+static void
+set_too_long(SocketQmp *sq, GError **error)
+{
+  g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "QMP %s: a message longer than %u bytes "
+              "while no reply was wanted", sq->path, CATCH_UP_BYTES);
+}
+
 /* Under the lock: read what QEMU sent without waiting, dropping late replies and events, at
  * most HMMV_QMP_CATCH_UP_LINES lines, CATCH_UP_BYTES read and until deadline_us. TRUE when no
  * reply is owed any more; FALSE with no error when one still is, or the budget ran out. */
@@ -330,6 +340,10 @@ catch_up_locked(SocketQmp *sq, gint64 deadline_us, GError **error)
     if (line == NULL) {
       gsize len = sq->buffer->len;
 
+      if (len > CATCH_UP_BYTES) {
+        set_too_long(sq, &local_error);
+        break;
+      }
       if (socket_fill(sq, FALSE, &local_error)) {
         bytes += sq->buffer->len - len;
         continue;
@@ -339,6 +353,10 @@ catch_up_locked(SocketQmp *sq, gint64 deadline_us, GError **error)
       break;
     }
     lines++;
+    if (strlen(line) > CATCH_UP_BYTES) {
+      set_too_long(sq, &local_error);
+      break;
+    }
     if (!classify_line(sq, line, 0, &kind, &id, &local_error))
       break;   /* not QMP: where the replies end is unknown */
     if (kind == LINE_SKIP)
@@ -567,10 +585,12 @@ linger(SocketQmp *sq, gint64 deadline_us)
     guint64 id;
 
     if (line == NULL) {
-      if (!socket_fill(sq, TRUE, NULL))
+      if (sq->buffer->len > CATCH_UP_BYTES || !socket_fill(sq, TRUE, NULL))
         return;
       continue;
     }
+    if (strlen(line) > CATCH_UP_BYTES)
+      return;
     if (classify_line(sq, line, 0, &kind, &id, NULL) && kind != LINE_SKIP)
       note_late(sq, id);
   }

@@ -31,6 +31,8 @@ typedef struct {
   guint flood;        /* events written before query-stuck's reply, in one send with it */
   gboolean answered;  /* query-stuck's reply (and flood) went out */
   guint delivered;    /* replies the socket took whole: the client had not closed it */
+  gsize big;          /* bytes of one event line written before query-stuck's reply */
+  gsize big_sent;     /* of them, what the socket took so far */
 } Peer;
 
 static char *
@@ -75,6 +77,30 @@ peer_send_all(GSocket *sock, GString *out)
   return TRUE;
 }
 
+/* One valid event line of peer->big bytes, 64 KiB a send, counted in big_sent; FALSE when the
+ * client closed the connection first. */
+static gboolean
+peer_send_big(Peer *peer, GSocket *sock)
+{
+  g_autoptr(GString) line = g_string_new("{\"event\": \"X\", \"data\": [1");
+
+  while (line->len + 3 < peer->big)
+    g_string_append(line, ",1");
+  g_string_append(line, "]}\n");
+  for (gsize done = 0; done < line->len;) {
+    gssize n = g_socket_send(sock, line->str + done, MIN(line->len - done, 65536), NULL, NULL);
+
+    if (n <= 0)
+      return FALSE;
+    done += (gsize)n;
+    g_mutex_lock(&peer->lock);
+    peer->big_sent = done;
+    g_cond_broadcast(&peer->cond);
+    g_mutex_unlock(&peer->lock);
+  }
+  return TRUE;
+}
+
 /* Each command's reply carries its id, as QEMU's does; query-stuck waits for the test's release
  * (as a stopped QEMU), then flood events, an event and its reply come in one send;
  * query-wrongid is answered twice, first under an id nobody sent. */
@@ -108,6 +134,8 @@ peer_late(Peer *peer, GSocket *sock, GString *buf)
       while (!peer->released)
         g_cond_wait(&peer->cond, &peer->lock);
       g_mutex_unlock(&peer->lock);
+      if (peer->big > 0 && !peer_send_big(peer, sock))
+        return;   /* the client closed the connection */
       for (guint i = 0; i < peer->flood; i++)
         g_string_append(out, "{\"event\": \"X\"}\n");
       g_string_append(out, "{\"event\": \"RESUME\", \"timestamp\": {\"seconds\": 2}}\n");
@@ -491,6 +519,42 @@ START_TEST(test_linger_capped)
 }
 END_TEST
 
+/* Review 17b, finding 1: a catch-up (no reply wanted, on hmmvd's main loop) took one line of
+ * up to 16 MiB over many calls and then parsed it whole (seconds, ~1 GiB). Now a line past
+ * 1 MiB while no reply is wanted breaks the stream. The peer writes one valid 4 MiB event
+ * while owing the reply: catch-up fails PROTOCOL, the transport is broken, and the peer's
+ * socket took under 2 MiB of it (1 MiB read, the rest in the socket buffers). Counted in
+ * bytes; without the fix the event is parsed and skipped and the catch-up succeeds. */
+START_TEST(test_catch_up_long_line_breaks)
+{
+  Peer *peer = peer_start(0);
+  g_autoptr(GError) error = NULL;
+  HmmvQmp *qmp;
+  guint polls = 0;
+  gsize sent;
+
+  peer->big = 4u << 20;
+  qmp = connect_and_miss(peer);
+  peer_release(peer);
+  while (!hmmv_qmp_catch_up(qmp, &error) && error == NULL) {
+    ck_assert_msg(++polls < 3000, "the catch-up never ended");   /* 60 s: liveness */
+    g_usleep(20 * 1000);
+  }
+  ck_assert_msg(error != NULL, "caught up: the 4 MiB line was read whole");
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL), "%s", error->message);
+  ck_assert(hmmv_qmp_is_broken(qmp, NULL));
+  g_mutex_lock(&peer->lock);
+  sent = peer->big_sent;
+  g_mutex_unlock(&peer->lock);
+  printf("# broken after %u polls; the peer's socket had taken %zu of %zu bytes\n", polls,
+         sent, peer->big);
+  ck_assert_uint_ge(sent, 1u << 20);
+  ck_assert_uint_lt(sent, 2u << 20);
+  hmmv_qmp_free(qmp);   /* broken: closed at once, the peer's send fails */
+  peer_stop(peer);
+}
+END_TEST
+
 static Suite *
 qmp_late_suite(void)
 {
@@ -505,6 +569,7 @@ qmp_late_suite(void)
   tcase_add_test(tc, test_catch_up_budget);
   tcase_add_test(tc, test_broken_free_closes);
   tcase_add_test(tc, test_linger_capped);
+  tcase_add_test(tc, test_catch_up_long_line_breaks);
   suite_add_tcase(suite, tc);
   return suite;
 }
