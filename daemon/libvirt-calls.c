@@ -104,7 +104,7 @@ calls_thread(gpointer data, gpointer user_data)
 
   if (!dropped) {
     g_mutex_lock(&lv->lock);
-    lv->busy_since = g_get_monotonic_time();
+    lv->busy_since = lv->clock();
     lv->busy_serial++;
     lv->busy_deadline_ms = call->deadline_ms;
     g_mutex_unlock(&lv->lock);
@@ -135,6 +135,7 @@ hmmvd_libvirt_calls_start(HmmvdLibvirt *lv)
 {
   g_cond_init(&lv->drained);
   lv->lifecycle_id = lv->metadata_id = -1;
+  lv->clock = g_get_monotonic_time;
   /* exclusive, one thread: the calls run one at a time, in order, on one connection */
   lv->calls = g_thread_pool_new(calls_thread, NULL, 1, TRUE, NULL);
 }
@@ -145,17 +146,45 @@ hmmvd_libvirt_call_push(HmmvdLibvirt *lv, LvCall *call)
   g_thread_pool_push(lv->calls, call, NULL);
 }
 
+/* The clock read under the lock with busy_since: a step's restart is never half seen. */
 gint64
-hmmvd_libvirt_calls_busy_since(HmmvdLibvirt *lv, guint *serial, guint *deadline_ms)
+hmmvd_libvirt_calls_busy_for(HmmvdLibvirt *lv, guint *serial, guint *deadline_ms)
 {
-  gint64 since;
+  gint64 busy_for = -1;
 
   g_mutex_lock(&lv->lock);
-  since = lv->busy_since;
+  if (lv->busy_since != 0)
+    busy_for = lv->clock() - lv->busy_since;
   *serial = lv->busy_serial;
   *deadline_ms = lv->busy_deadline_ms;
   g_mutex_unlock(&lv->lock);
-  return since;
+  return busy_for;
+}
+
+gboolean
+hmmvd_libvirt_call_step(HmmvdLibvirt *lv, LvCall *call)
+{
+  void (*hook)(HmmvdLibvirt *lv);
+
+  if (call->gen != 0 && call->gen != (guint)g_atomic_int_get(&lv->gen))
+    return FALSE;
+  g_mutex_lock(&lv->lock);
+  lv->busy_since = lv->clock();
+  hook = lv->step_hook;
+  g_mutex_unlock(&lv->lock);
+  if (hook != NULL)
+    hook(lv);
+  return TRUE;
+}
+
+void
+hmmvd_libvirt_set_call_clock(HmmvdLibvirt *lv, gint64 (*clock)(void),
+                             void (*step_hook)(HmmvdLibvirt *lv))
+{
+  g_mutex_lock(&lv->lock);
+  lv->clock = clock != NULL ? clock : g_get_monotonic_time;
+  lv->step_hook = step_hook;
+  g_mutex_unlock(&lv->lock);
 }
 
 static void
@@ -302,7 +331,11 @@ facts_read(virDomainPtr dom)
 
 /* A new connection (the old one closed first), its events registered (events first,
  * discovery second: a domain starting in between is seen twice, which the main thread
- * handles, rather than never), and every running domain. */
+ * handles, rather than never), and every running domain. Each step has the call's deadline
+ * of its own: the open, the registrations, the listing, each domain read (its 4-5 RPCs: ~10 ms
+ * a domain on a loaded libvirtd, so one deadline for all of them ran out at ~1,000 domains,
+ * or at a few dozen on a libvirtd 100 times slower, and hmmvd gave up and rediscovered
+ * forever). A connection given up meanwhile stops the discovery (its answer is dropped). */
 void
 hmmvd_libvirt_run_connect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr old)
 {
@@ -317,6 +350,8 @@ hmmvd_libvirt_run_connect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr old)
   }
   lv->conn = conn;
   lv->conn_gen = call->gen;
+  if (!hmmvd_libvirt_call_step(lv, call))
+    return;
   if (virConnectSetKeepAlive(conn, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT) < 0)
     g_debug("libvirt: no keepalive on %s: %s", call->uri, hmmvd_libvirt_last_error_message());
   lv->lifecycle_id = virConnectDomainEventRegisterAny(
@@ -337,6 +372,8 @@ hmmvd_libvirt_run_connect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr old)
   }
   hmmvd_libvirt_qmp_set_connection(lv->qmp, conn);
   call->connected = TRUE;
+  if (!hmmvd_libvirt_call_step(lv, call))
+    return;
   n = virConnectListAllDomains(conn, &domains, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
   if (n < 0) {
     hmmvd_libvirt_set_error(&call->error, call->uri);
@@ -345,8 +382,14 @@ hmmvd_libvirt_run_connect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr old)
   }
   call->list = g_ptr_array_new_with_free_func(hmmvd_domain_facts_free);
   for (int i = 0; i < n; i++) {
-    HmmvdDomainFacts *facts = facts_read(domains[i]);
+    HmmvdDomainFacts *facts;
 
+    if (!hmmvd_libvirt_call_step(lv, call)) {
+      for (; i < n; i++)
+        virDomainFree(domains[i]);
+      break;
+    }
+    facts = facts_read(domains[i]);
     /* one that stopped meanwhile: its event removes it */
     if (facts->active)
       g_ptr_array_add(call->list, facts);

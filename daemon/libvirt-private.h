@@ -12,6 +12,10 @@
  * thread knows it by its generation only. A call that has not returned within
  * LIBVIRT_CALL_DEADLINE_MS is abandoned: its connection is given up (its results and every
  * call still queued for it are dropped) and a new one is made once the thread is free again.
+ * A call made of many RPCs (connect: the open, the registrations, the listing, then each
+ * running domain read) gets the deadline afresh at each step (hmmvd_libvirt_call_step): a
+ * libvirtd that answers slowly but steadily, or very many domains, never exceeds it, while an
+ * RPC libvirtd does not answer still costs the connection within one deadline.
  */
 #pragma once
 
@@ -111,11 +115,13 @@ struct _HmmvdLibvirt {
   HmmvdMetadataMemory *memory;  /* each domain's last good hmmv metadata, by UUID */
   /* the calls thread */
   GThreadPool *calls;
-  gint64 busy_since;            /* monotonic µs the running call began; 0: idle */
+  gint64 busy_since;            /* µs (lv->clock) the running call or its step began; 0: idle */
   guint busy_deadline_ms;       /* the running call's deadline */
   guint busy_serial;            /* counts calls begun */
   guint abandoned_serial;       /* main: the call whose connection was abandoned last */
   guint call_deadline_ms;       /* main: LIBVIRT_CALL_DEADLINE_MS (tests set less) */
+  gint64 (*clock)(void);        /* under lock: g_get_monotonic_time (tests: their own) */
+  void (*step_hook)(HmmvdLibvirt *lv);  /* under lock: NULL (tests: a step's cost) */
   gboolean stopping;            /* hmmvd stops: nothing more goes back to the main thread */
   GCond drained;
   gboolean disconnected;        /* the last disconnect ran (for hmmvd_libvirt_free) */
@@ -134,16 +140,24 @@ void hmmvd_libvirt_unref(gpointer lv);
 void hmmvd_libvirt_calls_start(HmmvdLibvirt *lv);
 LvCall *hmmvd_libvirt_call_new(HmmvdLibvirt *lv, guint gen, LvCallRun run, LvCallDone done);
 void hmmvd_libvirt_call_push(HmmvdLibvirt *lv, LvCall *call);
-/* Since when (monotonic µs) the running call has run, which it is and its deadline; 0 when
- * idle. */
-gint64 hmmvd_libvirt_calls_busy_since(HmmvdLibvirt *lv, guint *serial, guint *deadline_ms);
+/* How long (µs) the running call has run since it began or since its last step, which call
+ * it is and its deadline; -1 when idle. */
+gint64 hmmvd_libvirt_calls_busy_for(HmmvdLibvirt *lv, guint *serial, guint *deadline_ms);
+/* On the calls thread, between the RPCs of a long call: the deadline counts again from now.
+ * FALSE when the call's connection was given up meanwhile (what it learns is dropped: stop). */
+gboolean hmmvd_libvirt_call_step(HmmvdLibvirt *lv, LvCall *call);
 /* Stops the thread: the connection closed and the thread gone, waiting at most wait_ms for a
  * call under way; FALSE when it did not end in time (the thread then ends on its own later,
  * holding its references). */
 gboolean hmmvd_libvirt_calls_stop(HmmvdLibvirt *lv, guint wait_ms);
 
-/* For tests: the deadline of a call (LIBVIRT_CALL_DEADLINE_MS), checked every reconnect_ms. */
+/* For tests: the deadline of a call (LIBVIRT_CALL_DEADLINE_MS), checked every reconnect_ms;
+ * the clock the deadline is counted on (NULL: g_get_monotonic_time), and a hook run on the
+ * calls thread at each step of a call (hmmvd_libvirt_call_step), after the deadline restarted:
+ * what a slow RPC costs. */
 void hmmvd_libvirt_set_call_deadline(HmmvdLibvirt *lv, guint ms);
+void hmmvd_libvirt_set_call_clock(HmmvdLibvirt *lv, gint64 (*clock)(void),
+                                  void (*step_hook)(HmmvdLibvirt *lv));
 
 /* Calls (run on the calls thread). */
 void hmmvd_libvirt_run_connect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);

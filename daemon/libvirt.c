@@ -515,18 +515,17 @@ hmmvd_libvirt_schedule_reconnect(HmmvdLibvirt *lv)
     lv->retry_source = g_timeout_add(MAX(lv->config->reconnect_ms, 100), retry_connect, lv);
 }
 
-/* A call past LIBVIRT_CALL_DEADLINE_MS: its connection is given up (once per call) and made
- * again when the calls thread is free. */
+/* A call (or a step of one) past LIBVIRT_CALL_DEADLINE_MS: its connection is given up (once
+ * per call) and made again when the calls thread is free. */
 static void
 check_calls(HmmvdLibvirt *lv)
 {
   guint serial, deadline_ms;
-  gint64 since = hmmvd_libvirt_calls_busy_since(lv, &serial, &deadline_ms);
+  gint64 busy_for = hmmvd_libvirt_calls_busy_for(lv, &serial, &deadline_ms);
 
   if (deadline_ms == 0)
     deadline_ms = lv->call_deadline_ms;
-  if (since == 0 || serial == lv->abandoned_serial ||
-      g_get_monotonic_time() - since < (gint64)deadline_ms * 1000)
+  if (busy_for < 0 || serial == lv->abandoned_serial || busy_for < (gint64)deadline_ms * 1000)
     return;
   lv->abandoned_serial = serial;
   g_warning("libvirt: a call to %s has not returned in %u ms: the connection is given up "

@@ -371,6 +371,222 @@ START_TEST(test_late_write_never_overwrites_newer)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------------------------
+ * Discovery in steps (review 17, finding 5). The deadline is counted on a clock of the test's
+ * own: it moves only when a step of a call says it cost STEP_COST_MS, and each step then
+ * waits until the main thread has read the clock once more (its deadline check ran with the
+ * step's cost in it). Nothing here depends on how fast the machine is.
+ */
+
+#define DISCOVERY_DEADLINE_MS 1000
+#define STEP_COST_MS 600        /* > half a deadline: two steps under one deadline exceed it */
+#define SLOW_DOMAINS 6
+
+typedef struct {
+  GMutex lock;
+  GCond cond;
+  gint64 now_us;
+  guint main_reads;             /* clock reads by the main thread (its deadline checks) */
+  GThread *main_thread;
+  guint steps;                  /* steps that cost STEP_COST_MS */
+  gboolean hang;                /* the next step hangs until released */
+  gboolean hung;                /* a step hangs now */
+  gboolean release;
+} FakeClock;
+
+static FakeClock fake;
+
+static gint64
+fake_clock(void)
+{
+  gint64 now;
+
+  g_mutex_lock(&fake.lock);
+  if (g_thread_self() == fake.main_thread) {
+    fake.main_reads++;
+    g_cond_broadcast(&fake.cond);
+  }
+  now = fake.now_us;
+  g_mutex_unlock(&fake.lock);
+  return now;
+}
+
+/* On the calls thread: a step of STEP_COST_MS, or one that does not return until released
+ * (a libvirtd that stopped answering in the middle of a discovery). */
+static void
+fake_step(HmmvdLibvirt *lv)
+{
+  gint64 liveness = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+  guint reads;
+
+  g_mutex_lock(&fake.lock);
+  if (fake.hang) {
+    fake.hang = FALSE;
+    fake.hung = TRUE;
+    g_cond_broadcast(&fake.cond);
+    while (!fake.release && g_cond_wait_until(&fake.cond, &fake.lock, liveness))
+      ;
+    fake.hung = FALSE;
+    g_mutex_unlock(&fake.lock);
+    return;
+  }
+  fake.steps++;
+  fake.now_us += STEP_COST_MS * 1000;
+  reads = fake.main_reads;
+  while (fake.main_reads == reads && g_cond_wait_until(&fake.cond, &fake.lock, liveness))
+    ;
+  g_mutex_unlock(&fake.lock);
+}
+
+static gboolean
+connected_or_abandoned(gpointer data)
+{
+  HmmvdLibvirt *lv = data;
+
+  return hmmvd_libvirt_is_connected(lv) || lv->abandoned_serial != 0;
+}
+
+static gboolean
+abandoned(gpointer data)
+{
+  return ((HmmvdLibvirt *)data)->abandoned_serial != 0;
+}
+
+static gboolean
+step_hung(gpointer data)
+{
+  gboolean hung;
+
+  g_mutex_lock(&fake.lock);
+  hung = fake.hung;
+  g_mutex_unlock(&fake.lock);
+  return hung;
+}
+
+static void
+slow_domain_name(char *buf, gsize size, int i)
+{
+  g_snprintf(buf, size, "hmmv-calls-slow-%d", i);
+}
+
+/* Connect + discovery of SLOW_DOMAINS domains (and the test driver's own "test") whose steps
+ * cost 600 ms each, 4.8 s in all, under a 1 s deadline: it completes, the connection never
+ * given up (before, the deadline covered the whole call: given up at the second step, and the
+ * same discovery made again forever). A step that does not return still costs the connection
+ * within one deadline, and the next connection discovers everything again. */
+START_TEST(test_slow_discovery_completes_step_by_step)
+{
+  g_autofree char *run_dir = g_dir_make_tmp("hmmv-test-libvirt-calls-XXXXXX", NULL);
+  g_autoptr(GError) error = NULL;
+  HmmvdTestBed bed;
+  HmmvdLibvirt *lv;
+  virConnectPtr peer;
+  virDomainPtr doms[SLOW_DOMAINS];
+  char name[64];
+  guint steps;
+
+  g_mutex_init(&fake.lock);
+  g_cond_init(&fake.cond);
+  fake.main_thread = g_thread_self();
+  fake.now_us = g_get_monotonic_time();
+  hmmvd_test_bed_init(&bed, 64ull << 20, 256ull << 20, NULL);
+  g_free(bed.config.libvirt_uri);
+  /* no connection at first: the clock and the steps' cost are set before the discovery */
+  bed.config.libvirt_uri = g_strdup("test:///nonexistent/hmmv-no-such-file.xml");
+  bed.config.reconnect_ms = 100;
+  /* no pid files: each domain is listed unmanaged ("cannot find QEMU's pid"), discovered */
+  ck_assert(run_dir != NULL);
+  g_free(bed.config.libvirt_run_dir);
+  bed.config.libvirt_run_dir = g_strdup(run_dir);
+  peer = virConnectOpen(TEST_URI);
+  ck_assert_ptr_nonnull(peer);
+  for (int i = 0; i < SLOW_DOMAINS; i++) {
+    g_autofree char *xml = NULL;
+
+    slow_domain_name(name, sizeof(name), i);
+    xml = g_strdup_printf("<domain type='test'><name>%s</name><memory unit='KiB'>4096"
+                          "</memory><os><type>hvm</type></os></domain>", name);
+    doms[i] = virDomainCreateXML(peer, xml, 0);
+    ck_assert_msg(doms[i] != NULL, "%s", virGetLastErrorMessage());
+  }
+
+  lv = hmmvd_libvirt_new(bed.vms, &bed.config, bed.topo, &error);
+  ck_assert_msg(lv != NULL, "%s", error ? error->message : "");
+  hmmvd_libvirt_set_call_deadline(lv, DISCOVERY_DEADLINE_MS);
+  ck_assert(spin_until(said_unreachable, lv));
+  hmmvd_libvirt_set_call_clock(lv, fake_clock, fake_step);
+  g_free(bed.config.libvirt_uri);
+  bed.config.libvirt_uri = g_strdup(TEST_URI);
+
+  ck_assert(spin_until(connected_or_abandoned, lv));
+  g_mutex_lock(&fake.lock);
+  steps = fake.steps;
+  g_mutex_unlock(&fake.lock);
+  ck_assert_msg(lv->abandoned_serial == 0, "the connection was given up after %u steps of "
+                "%u ms under a %u ms deadline", steps, STEP_COST_MS, DISCOVERY_DEADLINE_MS);
+  ck_assert(hmmvd_libvirt_is_connected(lv));
+  /* the premise: open, listing and every domain each a step, all of them past one deadline */
+  ck_assert_uint_ge(steps, SLOW_DOMAINS + 2);
+  ck_assert_uint_gt((guint64)steps * STEP_COST_MS, 4 * DISCOVERY_DEADLINE_MS);
+  for (int i = 0; i < SLOW_DOMAINS; i++) {
+    slow_domain_name(name, sizeof(name), i);
+    ck_assert_msg(hmmvd_vms_lookup(bed.vms, name) != NULL, "%s not discovered", name);
+  }
+
+  /* a step that does not return (libvirtd stopped in the middle of a discovery): given up */
+  g_mutex_lock(&fake.lock);
+  fake.hang = TRUE;
+  g_mutex_unlock(&fake.lock);
+  hmmvd_libvirt_disconnect(lv);
+  hmmvd_libvirt_schedule_reconnect(lv);
+  ck_assert(spin_until(step_hung, NULL));
+  g_mutex_lock(&fake.lock);
+  fake.now_us += (DISCOVERY_DEADLINE_MS - 1) * 1000;
+  g_mutex_unlock(&fake.lock);
+  /* one deadline check at least with the step 1 ms short of its deadline: not given up */
+  {
+    guint reads, until;
+
+    g_mutex_lock(&fake.lock);
+    until = fake.main_reads + 2;
+    g_mutex_unlock(&fake.lock);
+    do {
+      g_main_context_iteration(NULL, TRUE);
+      g_mutex_lock(&fake.lock);
+      reads = fake.main_reads;
+      g_mutex_unlock(&fake.lock);
+    } while (reads < until && step_hung(NULL));
+    ck_assert_msg(lv->abandoned_serial == 0, "given up before its deadline");
+  }
+  g_mutex_lock(&fake.lock);
+  fake.now_us += 1000;
+  g_mutex_unlock(&fake.lock);
+  ck_assert(spin_until(abandoned, lv));
+  ck_assert(!hmmvd_libvirt_is_connected(lv));
+  g_mutex_lock(&fake.lock);
+  fake.release = TRUE;
+  g_cond_broadcast(&fake.cond);
+  g_mutex_unlock(&fake.lock);
+  /* the abandoned discovery stops at its next step; the next connection discovers all */
+  ck_assert(spin_until(is_connected, lv));
+  for (int i = 0; i < SLOW_DOMAINS; i++) {
+    slow_domain_name(name, sizeof(name), i);
+    ck_assert_msg(hmmvd_vms_lookup(bed.vms, name) != NULL, "%s lost", name);
+  }
+
+  hmmvd_libvirt_free(lv);
+  for (int i = 0; i < SLOW_DOMAINS; i++) {
+    ck_assert_int_eq(virDomainDestroy(doms[i]), 0);
+    virDomainFree(doms[i]);
+  }
+  virConnectClose(peer);
+  hmmvd_test_bed_clear(&bed);
+  ck_assert_int_eq(g_rmdir(run_dir), 0);
+  g_cond_clear(&fake.cond);
+  g_mutex_clear(&fake.lock);
+}
+END_TEST
+
 static Suite *
 libvirt_calls_suite(void)
 {
@@ -380,6 +596,7 @@ libvirt_calls_suite(void)
   tcase_add_test(tc, test_hung_call_never_holds_main_loop);
   tcase_add_test(tc, test_failed_connect_forgets_its_asks);
   tcase_add_test(tc, test_late_write_never_overwrites_newer);
+  tcase_add_test(tc, test_slow_discovery_completes_step_by_step);
   suite_add_tcase(suite, tc);
   return suite;
 }
