@@ -75,6 +75,7 @@ void
 hmmvctl_print_status(GString *out, JsonObject *status)
 {
   JsonArray *nodes = array_member(status, "nodes");
+  JsonArray *flat = array_member(status, "vms-rank-flat");
   const char *mover = json_object_get_string_member_with_default(status, "mover", "?");
   const char *balance = json_object_get_string_member_with_default(status, "balance-error",
                                                                    NULL);
@@ -107,6 +108,17 @@ hmmvctl_print_status(GString *out, JsonObject *status)
     put(out, "node mins:   %s\n", node_mins);
   put(out, "VMs:         %" G_GUINT64_FORMAT " listed, %" G_GUINT64_FORMAT " managed\n",
            member_uint(status, "vms"), member_uint(status, "vms-managed"));
+  /* VMs whose pages cannot be ranked, each with what to do */
+  for (guint i = 0; flat != NULL && i < json_array_get_length(flat); i++) {
+    JsonNode *node = json_array_get_element(flat, i);
+    JsonObject *vm = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+
+    if (vm == NULL)
+      continue;
+    put(out, "ranking:     vm %s flat, %s\n",
+        json_object_get_string_member_with_default(vm, "name", "?"),
+        json_object_get_string_member_with_default(vm, "note", "?"));
+  }
   print_host_tiering(out, object_member(status, "host-tiering"));
   /* per node: its size and CPUs, then its share of the pool: what the VMs may hold there
    * (capacity: their pages + free - reserve, at most a configured pool), what they hold, and
@@ -195,6 +207,9 @@ print_vm_notes(GString *out, JsonObject *vm)
   }
   if (last_error != NULL)
     put(out, "  %s: last error: %s\n", name, last_error);
+  if (json_object_get_string_member_with_default(vm, "ranking-note", NULL) != NULL)
+    put(out, "  %s: ranking: flat, %s\n", name,
+        json_object_get_string_member_with_default(vm, "ranking-note", NULL));
   if (json_object_get_boolean_member_with_default(vm, "writes-paused", FALSE))
     put(out, "  %s: write tracking paused (settled, budget not contended: 1 interval in %u "
         "tracked)\n", name, HMMV_PAUSE_CYCLE);

@@ -108,6 +108,7 @@ static guint64 fig_moved_again(const HmmvdVmInfo *i) { return i->moved_again; }
 static guint64 fig_hot_entered(const HmmvdVmInfo *i) { return i->hot_entered; }
 static guint64 fig_hot_left(const HmmvdVmInfo *i) { return i->hot_left; }
 static guint64 fig_away_slow(const HmmvdVmInfo *i) { return i->last.away_slow; }
+static guint64 fig_rank_flat(const HmmvdVmInfo *i) { return i->in_core && i->last.rank_flat; }
 
 static const struct {
   const char *name;
@@ -153,6 +154,10 @@ static const struct {
   { "hmmv_vm_away_slow_pages", "gauge",
     "Pages of the VM on a slow node other than the one nearest its DRAM node.",
     fig_away_slow },
+  { "hmmv_vm_rank_flat", "gauge",
+    "1 when the VM's pages cannot be ranked: in most recent intervals it touched nearly all "
+    "of its warm pages, more than its DRAM budget (hmmvctl vms: ranking-note).",
+    fig_rank_flat },
 };
 
 static void

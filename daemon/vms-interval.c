@@ -183,6 +183,24 @@ log_left_alone(VmEntry *entry, const HmmvVmReport *rep)
   entry->left_alone = rep->left_alone;
 }
 
+/* A VM whose pages cannot be ranked: logged once when it becomes so, once when it is ranked
+ * again (hmmvctl vms: ranking). */
+static void
+log_rank_flat(VmEntry *entry, const HmmvVmReport *rep)
+{
+  g_autofree char *note = NULL;
+
+  if (!rep->rank_flat_changed)
+    return;
+  if (rep->rank_flat) {
+    note = hmmvd_rank_flat_note(rep);
+    g_warning("vm %s: ranking flat, %s", entry->info.name, note);
+  } else {
+    g_message("vm %s: ranking no longer flat: only %u of the last %u intervals were",
+              entry->info.name, rep->rank_flat_intervals, rep->rank_window);
+  }
+}
+
 /* A persisting error or note is logged once, when it appears or changes. */
 static void
 log_balance(HmmvdVms *vms)
@@ -489,6 +507,7 @@ interval_read_report(HmmvdVms *vms)
     entry->info.last = *rep;
     entry->info.last.error = NULL;
     log_left_alone(entry, rep);
+    log_rank_flat(entry, rep);
     entry->info.fallback_promoted += rep->promoted_fallback;
     entry->info.fallback_demoted += rep->demoted_fallback;
     entry->info.homed_dram += rep->homed_dram;

@@ -77,9 +77,30 @@ unmovable_to_json(JsonBuilder *builder, const HmmvUnmovable *unmovable)
   json_builder_end_object(builder);
 }
 
+char *
+hmmvd_rank_flat_note(const HmmvVmReport *last)
+{
+  g_autofree char *share = NULL;
+
+  if (!last->rank_flat)
+    return NULL;
+  share = last->rank_flat_percent >= 100 ? g_strdup("all")
+                                         : g_strdup_printf("at least %u%%",
+                                                           last->rank_flat_percent);
+  return g_strdup_printf("%s of the %" G_GUINT64_FORMAT " pages it touched lately were %s in "
+                         "%u of the last %u intervals, more than its DRAM budget of %"
+                         G_GUINT64_FORMAT " pages: with one %s bit a page and interval its hot "
+                         "pages look like the rest and are not found; try a shorter "
+                         "interval-ms", share, last->rank_warm_pages,
+                         last->rank_reads ? "accessed" : "written", last->rank_flat_intervals,
+                         last->rank_window, last->budget_pages,
+                         last->rank_reads ? "access" : "dirty");
+}
+
 static void
 vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
 {
+  g_autofree char *rank_note = NULL;
   const HmmvVmReport *last = &info->last;
 
   json_builder_begin_object(builder);
@@ -187,6 +208,19 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
     json_builder_end_array(builder);
   }
   add_string(builder, "left-alone", info->in_core ? last->left_alone : NULL);
+  /* Whether its pages can be ranked (core.h, HMMV_RANK_FLAT_*): "flat" when it touched
+   * nearly all of its warm pages in most recent intervals, more than its budget, so that its
+   * hot set cannot be told apart; the note says by how much and what to do. Figures: of the
+   * last rank-window sampled intervals, the flat ones; the least share (%) of its warm pages
+   * touched in one of them; its warm pages (temperature above 0). */
+  if (info->in_core)
+    rank_note = hmmvd_rank_flat_note(last);
+  add_string(builder, "ranking", !info->in_core ? NULL : last->rank_flat ? "flat" : "ranked");
+  add_string(builder, "ranking-note", rank_note);
+  add_uint(builder, "rank-window", last->rank_window);
+  add_uint(builder, "rank-flat-intervals", last->rank_flat_intervals);
+  add_uint(builder, "rank-flat-percent", last->rank_flat_percent);
+  add_uint(builder, "rank-warm-pages", last->rank_warm_pages);
   moves_to_json(builder, &info->moves);
   unmovable_to_json(builder, &info->unmovable);
   json_builder_end_object(builder);
@@ -324,6 +358,7 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   guint managed = 0, frozen = 0;
   guint64 frozen_dram = 0;
   HmmvPoolUsage usage;
+  g_autoptr(GPtrArray) flat = g_ptr_array_new();
 
   for (guint i = 0; i < list->len; i++) {
     const HmmvdVmInfo *info = g_ptr_array_index(list, i);
@@ -333,6 +368,8 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
       frozen++;
       frozen_dram += info->last.dram_pages;
     }
+    if (info->in_core && info->last.rank_flat)
+      g_ptr_array_add(flat, (gpointer)info);
   }
   hmmv_core_get_pool_usage(hmmvd_vms_get_core(vms), NULL, NULL, &usage);
   json_builder_begin_object(builder);
@@ -370,6 +407,19 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   add_uint(builder, "vms-frozen", frozen);
   add_uint(builder, "frozen-dram-pages", frozen_dram);
   add_uint(builder, "held-outside-pages", usage.held_outside_pages);
+  /* VMs whose pages cannot be ranked (their "ranking" is "flat"), each with its note */
+  json_builder_set_member_name(builder, "vms-rank-flat");
+  json_builder_begin_array(builder);
+  for (guint i = 0; i < flat->len; i++) {
+    const HmmvdVmInfo *info = g_ptr_array_index(flat, i);
+    g_autofree char *note = hmmvd_rank_flat_note(&info->last);
+
+    json_builder_begin_object(builder);
+    add_string(builder, "name", info->name);
+    add_string(builder, "note", note);
+    json_builder_end_object(builder);
+  }
+  json_builder_end_array(builder);
   nodes_to_json(builder, topo, hmmvd_vms_get_core(vms));
   json_builder_end_object(builder);
   return json_builder_get_root(builder);

@@ -215,6 +215,9 @@ const char *hmmvd_vms_get_node_mins_note(HmmvdVms *vms);
 
 /* JSON views shared by the control socket and hmmvctl --json (vms-json.c). */
 JsonNode *hmmvd_vms_to_json(HmmvdVms *vms);
+/* What a VM whose pages cannot be ranked (rank_flat) shows and logs: how flat, and what to
+ * do; NULL when it is ranked. */
+char *hmmvd_rank_flat_note(const HmmvVmReport *last);
 /* A managed VM's pages as hmmvd believes them placed (control command "placement"), between
  * two intervals (HMMV_ERROR_BUSY while one runs: the control socket waits for it). */
 #define HMMVD_PLACEMENT_MAX_PAGES (4u << 20)   /* 16 GiB: a 4 MiB reply */

@@ -36,6 +36,19 @@ typedef struct {
 /* A node the kernel found full is left alone for at most this many intervals (loop-batch.c). */
 #define HMMV_CORE_FULL_BACKOFF_MAX 16u
 
+/* Whether the VM's pages can be ranked (loop-rank.c; core.h, HMMV_RANK_FLAT_*). */
+typedef struct {
+  gboolean sampled;         /* this interval's harvest was one interval: accessed, warm hold */
+  guint64 accessed;         /* pages accessed in the last sampled interval */
+  guint64 warm;             /* pages with a temperature above 0 after it */
+  gboolean reads;           /* accessed counts reads (the tracker sees them), not only writes */
+  guint16 history;          /* bit a: the sampled interval a intervals back was flat */
+  guint8 percent[HMMV_RANK_FLAT_WINDOW]; /* accessed x 100 / warm of each, a ring */
+  guint head;               /* the newest slot of percent */
+  guint seen;               /* sampled intervals, at most HMMV_RANK_FLAT_WINDOW */
+  gboolean flat;
+} HmmvRankFlat;
+
 typedef struct {
   HmmvVm *vm;
   HmmvTracker *tracker;
@@ -64,6 +77,7 @@ typedef struct {
   guint64 host_saved;       /* the host cap's share saved for it: its unit did not fit */
   HmmvAwayList away[2];     /* its pages away from home, DRAM tier [0], slow [1] (loop-home.c) */
   guint settled_run;        /* intervals in a row it was settled (loop-watch.c) */
+  HmmvRankFlat rank;        /* whether its pages can be ranked (loop-rank.c) */
   gboolean plan_empty;      /* its last plan listed no move (loop-plan.c, core_plan_unchanged) */
   guint64 plan_budget;      /* the budget its last plan was built for */
   guint64 plan_hot_pages;   /* and that plan's hot pages */
@@ -194,6 +208,12 @@ gboolean hmmv_core_swaps_refused(const HmmvCore *core, const CoreVm *cvm);
 /* loop-watch.c: at the end of the interval, each VM's watch (rep->watch), told to its
  * tracker. */
 void hmmv_core_watch(HmmvCore *core, const gboolean *ok, HmmvIntervalReport *report);
+
+/* loop-rank.c: after the temperature update, before huge units are aggregated: what this
+ * harvest says of whether the VM's pages can be ranked (only a harvest of one interval). */
+void hmmv_core_rank_sample(CoreVm *cvm, const HmmvAccess *acc, const HmmvHistogram *hist);
+/* loop-rank.c: at the end of the interval, with the budgets known: each VM's rank_ figures. */
+void hmmv_core_rank_flat(HmmvCore *core, HmmvIntervalReport *report);
 
 /* loop-batch.c: after the moves, the interval's calls update the learnt speed. */
 void hmmv_core_learn_speed(HmmvCore *core);

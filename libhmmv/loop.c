@@ -16,7 +16,8 @@
  * plan (and the settled VM's plan kept) in loop-plan.c, the host-wide cap in loop-cap.c, the
  * moves sized by the mover's speed in loop-batch.c, the plans carried out over the nodes in
  * loop-move.c, pages brought home in loop-home.c, how closely each tracker must watch in
- * loop-watch.c, the worker in loop-async.c.
+ * loop-watch.c, whether its pages can be ranked at all in loop-rank.c, the worker in
+ * loop-async.c.
  */
 #include "core-private.h"
 #include "loop-move-private.h"
@@ -247,6 +248,7 @@ core_harvest(HmmvCore *core, CoreVm *cvm, HmmvVmReport *rep, GError **error)
   if (!hmmv_core_refresh_placement(core, cvm, rep, error))
     return FALSE;
   hmmv_temperature_update(cvm->vm, &core->tables, cvm->acc, &cvm->hist);
+  hmmv_core_rank_sample(cvm, cvm->acc, &cvm->hist);
   /* huge units are decided whole, at the mean of their pages' keys (units.h) */
   hmmv_units_aggregate(cvm->vm, &cvm->hist);
   return TRUE;
@@ -440,6 +442,7 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
     rep->slow_pages = hmmv_vm_get_slow_pages(cvm->vm);
   }
   hmmv_core_watch(core, ok, report);
+  hmmv_core_rank_flat(core, report);
   g_mutex_lock(&core->lock);
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Whether a VM's pages can be ranked at all (core.h, HMMV_RANK_FLAT_*): the core sees one
+ * access bit per page and interval, so a page accessed a thousand times in an interval and
+ * one accessed three times look the same. When nearly every page the VM touches is accessed
+ * in nearly every interval, every such page sits at the top of the multi-level queue, the
+ * bucket sort has no hot set smaller than the DRAM budget to find, and nothing moves, for
+ * no reason an operator could see (issue 8: an idle TCG guest wrote ~900,000 times in a
+ * 300 ms interval, 11,876 of its 12,288 written pages in 97% of intervals, and hmmvd moved
+ * 0-2 pages in 120 s).
+ *
+ * An interval is flat when the pages accessed in it are at least HMMV_RANK_FLAT_PERCENT of
+ * the VM's warm pages (temperature above 0 after the interval: the pages accessed in about
+ * the last 9 intervals or more, those the ranking chooses among) and more than its DRAM
+ * budget (otherwise all of them fit and nothing needs ranking; a budget of 0 has nothing to
+ * choose). Warm pages, not all pages: guest RAM the guest never touches is cold and ranked
+ * fine, but says nothing about the pages it does touch. A skewed workload keeps most of its
+ * warm pages idle in any one interval: 90% of writes on 1,024 pages and 10% spread over
+ * 15,360 at 10,000 writes an interval accesses ~24% of its warm pages (tests/test-rank.c).
+ *
+ * Only harvests of exactly one interval are looked at: a late harvest (0 intervals) says
+ * nothing new, and a merged one (k >= 2) sets a bit for a page accessed in any of k
+ * intervals, which would make a slow QEMU look flat. The first sampled interval of a VM is
+ * flat whenever budget allows (its warm pages are exactly those it accessed); the next ones
+ * are not, unless the VM really is: one of HMMV_RANK_FLAT_ENTER.
+ *
+ * The state has hysteresis so that a VM on the edge does not flip every interval: it enters
+ * with HMMV_RANK_FLAT_ENTER flat intervals of the last HMMV_RANK_FLAT_WINDOW sampled ones and
+ * leaves with HMMV_RANK_FLAT_LEAVE or fewer; rank_flat_changed marks the interval it did
+ * (the daemon logs that, once each way).
+ */
+#include "core-private.h"
+#include "vm-private.h"
+
+#include <hmmv/access.h>
+
+G_STATIC_ASSERT(HMMV_RANK_FLAT_WINDOW <= 16);   /* the history is a guint16 */
+G_STATIC_ASSERT(HMMV_RANK_FLAT_LEAVE < HMMV_RANK_FLAT_ENTER);
+
+void
+hmmv_core_rank_sample(CoreVm *cvm, const HmmvAccess *acc, const HmmvHistogram *hist)
+{
+  guint64 accessed = 0;
+
+  cvm->rank.sampled = FALSE;
+  if (acc->intervals != 1)
+    return;
+  if (acc->has_reads)
+    for (gsize w = 0; w < acc->nr_words; w++)
+      accessed += (guint64)__builtin_popcountll(acc->writes[w] | acc->reads[w]);
+  else
+    accessed = hmmv_bitmap_count(acc->writes, acc->nr_words);
+  cvm->rank.sampled = TRUE;
+  cvm->rank.accessed = accessed;
+  cvm->rank.warm = hmmv_vm_get_nr_pages(cvm->vm) - hist->count[0];
+  cvm->rank.reads = acc->has_reads;
+}
+
+/* Flat intervals in the last `window` of the history. */
+static guint
+flat_in_window(const HmmvRankFlat *rank)
+{
+  guint window = MIN(rank->seen, (guint)HMMV_RANK_FLAT_WINDOW);
+
+  return (guint)__builtin_popcount(rank->history & ((1u << window) - 1u));
+}
+
+/* One sampled interval into the window. */
+static void
+rank_note(HmmvRankFlat *rank, guint64 budget)
+{
+  gboolean flat = rank->warm > 0 && budget > 0 && rank->accessed > budget &&
+                  rank->accessed * 100u >= rank->warm * HMMV_RANK_FLAT_PERCENT;
+  guint flats;
+
+  rank->history = (guint16)((rank->history << 1) | (flat ? 1u : 0u));
+  rank->head = (rank->head + 1) % HMMV_RANK_FLAT_WINDOW;
+  rank->percent[rank->head] = rank->warm > 0 ? (guint8)(rank->accessed * 100u / rank->warm)
+                                             : 0;
+  rank->seen = MIN(rank->seen + 1, (guint)HMMV_RANK_FLAT_WINDOW);
+  flats = flat_in_window(rank);
+  if (!rank->flat && flats >= HMMV_RANK_FLAT_ENTER)
+    rank->flat = TRUE;
+  else if (rank->flat && flats <= HMMV_RANK_FLAT_LEAVE)
+    rank->flat = FALSE;
+}
+
+/* The least share of warm pages accessed among the window's flat intervals; 0: none. */
+static guint
+least_flat_percent(const HmmvRankFlat *rank)
+{
+  guint least = 0;
+
+  for (guint age = 0; age < rank->seen; age++) {
+    guint slot = (rank->head + HMMV_RANK_FLAT_WINDOW - age) % HMMV_RANK_FLAT_WINDOW;
+
+    if ((rank->history >> age) & 1u)
+      least = least == 0 ? rank->percent[slot] : MIN(least, (guint)rank->percent[slot]);
+  }
+  return least;
+}
+
+void
+hmmv_core_rank_flat(HmmvCore *core, HmmvIntervalReport *report)
+{
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+    HmmvVmReport *rep = &g_array_index(report->vms, HmmvVmReport, i);
+    HmmvRankFlat *rank = &cvm->rank;
+    gboolean was = rank->flat;
+
+    /* frozen (not harvested), failing, late or merged: the window waits */
+    if (rank->sampled && !cvm->frozen && rep->error == NULL)
+      rank_note(rank, rep->budget_pages);
+    rank->sampled = FALSE;
+    rep->rank_flat = rank->flat;
+    rep->rank_flat_changed = rank->flat != was;
+    rep->rank_window = rank->seen;
+    rep->rank_flat_intervals = flat_in_window(rank);
+    rep->rank_flat_percent = least_flat_percent(rank);
+    rep->rank_warm_pages = rank->warm;
+    rep->rank_reads = rank->reads;
+  }
+}
