@@ -20,7 +20,9 @@
  *
  * Only harvests of exactly one interval are looked at: a late harvest (0 intervals) says
  * nothing new, and a merged one (k >= 2) sets a bit for a page accessed in any of k
- * intervals, which would make a slow QEMU look flat. The first sampled interval of a VM is
+ * intervals, which would make a slow QEMU look flat. Nor are VMs outside the balance
+ * (paused, unmanaged, left alone, frozen): hmmv ranks nothing for them, so there is nothing
+ * to tell about their ranking; their window waits, and their last state stays shown. The first sampled interval of a VM is
  * flat whenever budget allows (its warm pages are exactly those it accessed); the next ones
  * are not, unless the VM really is: one of HMMV_RANK_FLAT_ENTER.
  *
@@ -109,8 +111,9 @@ hmmv_core_rank_flat(HmmvCore *core, HmmvIntervalReport *report)
     HmmvRankFlat *rank = &cvm->rank;
     gboolean was = rank->flat;
 
-    /* frozen (not harvested), failing, late or merged: the window waits */
-    if (rank->sampled && !cvm->frozen && rep->error == NULL)
+    /* late or merged harvest, failing, or outside the balance (frozen, paused, unmanaged,
+     * left alone, placement still being read: nothing is ranked for it): the window waits */
+    if (rank->sampled && !cvm->outside && rep->error == NULL)
       rank_note(rank, rep->budget_pages);
     rank->sampled = FALSE;
     rep->rank_flat = rank->flat;

@@ -222,6 +222,38 @@ START_TEST(test_late_harvests_not_sampled)
 }
 END_TEST
 
+/* A paused VM is outside the balance, nothing is ranked for it: its intervals are not
+ * sampled (the window waits, the state is not entered); resumed, it enters the state at its
+ * 8th flat sampled interval. */
+START_TEST(test_paused_not_sampled)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GRand) rand = g_rand_new_with_seed(8);
+  g_autoptr(GError) error = NULL;
+  HmmvTestCore bed;
+  guint64 entered = G_MAXUINT64;
+
+  setup(&bed, &report, POOL_PAGES);
+  ck_assert(hmmv_core_set_paused(bed.core, "vm0", TRUE, &error));
+  for (guint i = 0; i < 20; i++) {
+    write_skewed(&bed, rand, FLAT_WRITES);
+    hmmv_test_core_run(&bed, &report);
+    ck_assert(hmmv_test_vm_report(&report, 0)->paused);
+    ck_assert(!hmmv_test_vm_report(&report, 0)->rank_flat);
+    ck_assert_uint_eq(hmmv_test_vm_report(&report, 0)->rank_window, 1);
+  }
+  ck_assert(hmmv_core_set_paused(bed.core, "vm0", FALSE, &error));
+  for (guint i = 0; i < 20; i++) {
+    write_skewed(&bed, rand, FLAT_WRITES);
+    hmmv_test_core_run(&bed, &report);
+    if (hmmv_test_vm_report(&report, 0)->rank_flat_changed)
+      entered = i;
+  }
+  ck_assert_uint_eq(entered, HMMV_RANK_FLAT_ENTER - 1);
+  hmmv_test_core_clear(&bed);
+}
+END_TEST
+
 static Suite *
 rank_suite(void)
 {
@@ -233,6 +265,7 @@ rank_suite(void)
   tcase_add_test(tc, test_leaving_reported_once);
   tcase_add_test(tc, test_fits_in_budget_not_flat);
   tcase_add_test(tc, test_late_harvests_not_sampled);
+  tcase_add_test(tc, test_paused_not_sampled);
   suite_add_tcase(suite, tc);
   return suite;
 }
