@@ -174,6 +174,16 @@ else
   fail "placement: ${verdict:-no report}"
 fi
 
+# ranked: a cold page written in ~30% of intervals (idle machine; less under load) leaves
+# about 40% of m0's warm pages written in an interval, far from the 90% of a flat VM
+# (test-rank-flat.sh shows the opposite)
+ranking=$(field guest ranking)
+if [[ $ranking == ranked ]]; then
+  ok "ranking: ranked (rank-flat-intervals $(field guest rank-flat-intervals) of $(field guest rank-window), written-pages $(field guest written-pages) of $(field guest rank-warm-pages) warm)"
+else
+  fail "ranking: '$ranking' ($(field guest ranking-note))"
+fi
+
 # bad input: unmanaged, naming the VM and the name; their QEMUs keep running
 wait_for 60 "typo: not managed, the status names 'nosuch'" status_has typo "'nosuch'"
 echo "   typo: $(field typo status)"
