@@ -21,8 +21,11 @@
  *
  * A message that is not QMP (too long, too deep) leaves the stream out of step for good, and a
  * closed connection is closed for good: the transport says so (hmmv_qmp_is_broken) and fails
- * every later exchange at once, so its owner connects again.
+ * every later exchange at once, so its owner connects again. A transport freed with a post
+ * unanswered waits for QEMU to answer it before it closes: qmp-linger.c.
  */
+#include "qmp-socket-private.h"
+
 #include <hmmv/error.h>
 #include <hmmv/json.h>
 #include <hmmv/qmp.h>
@@ -41,40 +44,11 @@
 /* A posted command whose first bytes went out gets this long for the rest (a few dozen bytes
  * into a socket buffer that just took some): past it the stream is cut mid-command. */
 #define POST_REST_US 100000
-/* How long a transport freed with a post unanswered, while QEMU owed a reply (stopped), keeps
- * its connection open for QEMU to run it (linger). */
-#define LINGER_OWED_US (60 * G_USEC_PER_SEC)
-/* At most this many such connections linger at once, process-wide (each holds a thread, an fd
- * and its buffer): past it, a transport is closed at once. */
-#define LINGER_MAX 4
-
-/* Linger threads alive (atomic): hmmv_qmp_get_lingering. */
-static gint lingering;
-
-typedef struct {
-  GMutex lock;              /* one exchange, post or catch-up at a time */
-  GSocket *socket;
-  GString *buffer;          /* bytes read but not yet consumed */
-  gsize scanned;            /* bytes of buffer known to hold no line end */
-  char *path;
-  guint timeout_ms;         /* per exchange */
-  gint64 deadline_us;       /* of the exchange under way (monotonic) */
-  GCancellable *cancellable;
-  guint64 events_skipped;
-  guint64 next_id;          /* the id of the last command sent */
-  guint64 answered_id;      /* QEMU answered every command up to this id */
-  guint64 owed_id;          /* the last command an exchange sent and did not read the reply of */
-  guint64 posted_id;        /* the last command posted that went out */
-  guint64 late_replies;     /* replies read after their deadline (or posted), dropped */
-  guint sent;               /* commands that went out (atomic: hmmv_qmp_get_commands_sent) */
-  int broken_code;          /* HMMV_ERROR_PROTOCOL or _GONE, set before broken */
-  char *broken;             /* why no exchange can succeed any more (atomic, set once) */
-} SocketQmp;
 
 static const struct hmmv_qmp_ops socket_qmp_ops;
 
-static void
-socket_free(SocketQmp *sq)
+void
+hmmv_qmp_socket_close(SocketQmp *sq)
 {
   if (sq->socket != NULL)
     g_socket_close(sq->socket, NULL);
@@ -570,76 +544,31 @@ socket_qmp_post(HmmvQmp *qmp, const char *command_json)
   }
 }
 
-/* Closing: QEMU drops the commands it queued but did not run yet when its monitor
- * connection closes, so a posted hmmv-stop must be answered first. Reads (and drops) what
- * QEMU sends until it answered the last post, the deadline passed or the socket failed; on a
- * stream out of step, what does not parse is skipped (the post's reply names its id). */
-static void
-linger(SocketQmp *sq, gint64 deadline_us)
+/* For the linger (qmp-linger.c). On a stream out of step, what does not parse is skipped (a
+ * reply names its id); a line past CATCH_UP_BYTES is not read whole. */
+gboolean
+hmmv_qmp_socket_drop_line(SocketQmp *sq)
 {
-  g_socket_set_timeout(sq->socket, 0);   /* it would cap the wait (timeout_seconds) */
-  sq->deadline_us = deadline_us;
-  while (sq->answered_id < sq->posted_id) {
-    g_autofree char *line = take_line(sq);
-    LineKind kind;
-    guint64 id;
+  g_autofree char *line = NULL;
+  LineKind kind;
+  guint64 id;
 
-    if (line == NULL) {
-      if (sq->buffer->len > CATCH_UP_BYTES || !socket_fill(sq, TRUE, NULL))
-        return;
-      continue;
-    }
-    if (strlen(line) > CATCH_UP_BYTES)
-      return;
-    if (classify_line(sq, line, 0, &kind, &id, NULL) && kind != LINE_SKIP)
-      note_late(sq, id);
+  while ((line = take_line(sq)) == NULL) {
+    if (sq->buffer->len > CATCH_UP_BYTES || !socket_fill(sq, TRUE, NULL))
+      return FALSE;
   }
+  if (strlen(line) > CATCH_UP_BYTES)
+    return FALSE;
+  if (classify_line(sq, line, 0, &kind, &id, NULL) && kind != LINE_SKIP)
+    note_late(sq, id);
+  return TRUE;
 }
 
-static gpointer
-linger_thread(gpointer data)
-{
-  SocketQmp *sq = data;
-
-  linger(sq, g_get_monotonic_time() + LINGER_OWED_US);
-  socket_free(sq);
-  g_atomic_int_dec_and_test(&lingering);
-  return NULL;
-}
-
-/* A post not answered yet keeps the connection open until it is (linger): at most the
- * exchange deadline here when QEMU owes nothing else (it answers at once), else (a stopped
- * QEMU: it may run again much later) up to LINGER_OWED_US on a thread of its own, so the
- * caller never waits for a hung QEMU; at most LINGER_MAX such threads at once. A broken
- * stream (closed, or out of step) is closed at once: its owner connects again, and the new
- * connection's hmmv-start takes the export over; QEMU's monitor serves one client at a time,
- * so a lingering old connection would hold the new one's greeting back. */
 static void
 socket_qmp_destroy(HmmvQmp *qmp)
 {
-  SocketQmp *sq = qmp->priv;
-  GThread *thread;
-
-  if (sq == NULL)
-    return;
-  if (g_atomic_pointer_get(&sq->broken) == NULL && sq->socket != NULL &&
-      sq->answered_id < sq->posted_id) {
-    if (sq->answered_id >= sq->owed_id) {
-      linger(sq, g_get_monotonic_time() + (gint64)sq->timeout_ms * 1000);
-    } else if (g_atomic_int_add(&lingering, 1) >= LINGER_MAX) {
-      g_atomic_int_dec_and_test(&lingering);
-      g_debug("QMP %s: closed at once, %d connections already wait for QEMU to answer",
-              sq->path, LINGER_MAX);
-    } else {
-      thread = g_thread_try_new("hmmv-qmp-linger", linger_thread, sq, NULL);
-      if (thread != NULL) {
-        g_thread_unref(thread);
-        return;
-      }
-      g_atomic_int_dec_and_test(&lingering);
-    }
-  }
-  socket_free(sq);
+  if (qmp->priv != NULL)
+    hmmv_qmp_linger_close(qmp->priv);
 }
 
 static gboolean
@@ -765,12 +694,6 @@ hmmv_qmp_is_broken(HmmvQmp *qmp, const char **reason)
   if (why != NULL && reason != NULL)
     *reason = why;
   return why != NULL;
-}
-
-guint
-hmmv_qmp_get_lingering(void)
-{
-  return (guint)g_atomic_int_get(&lingering);
 }
 
 guint64
