@@ -19,8 +19,9 @@
  * when QEMU answers again. A posted command (hmmv-stop) goes out even then, without waiting
  * for anything: its reply is dropped by its id like a late one, and is owed by nobody.
  *
- * A message that is not QMP (too long, too deep) leaves the stream out of step for good, and a
- * closed connection is closed for good: the transport says so (hmmv_qmp_is_broken) and fails
+ * A message that is not QMP (too long, too deep), or a command cut short (QEMU read part of it
+ * by the deadline: the next one would run into it), leaves the stream out of step for good, and
+ * a closed connection is closed for good: the transport says so (hmmv_qmp_is_broken) and fails
  * every later exchange at once, so its owner connects again. A transport freed with a post
  * unanswered waits for QEMU to answer it before it closes: qmp-linger.c.
  */
@@ -345,18 +346,21 @@ catch_up_locked(SocketQmp *sq, gint64 deadline_us, GError **error)
   return FALSE;
 }
 
+/* All of data, at most until the exchange's deadline; *written: how much went out, also when
+ * the rest did not. */
 static gboolean
-socket_write_all(SocketQmp *sq, const char *data, gsize len, GError **error)
+socket_write_all(SocketQmp *sq, const char *data, gsize len, gsize *written, GError **error)
 {
-  while (len > 0) {
+  for (*written = 0; *written < len;) {
     g_autoptr(GError) local_error = NULL;
     gssize n = socket_wait(sq, G_IO_OUT, &local_error)
-                 ? g_socket_send(sq->socket, data, len, NULL, &local_error) : -1;
+                 ? g_socket_send(sq->socket, data + *written, len - *written, NULL,
+                                 &local_error)
+                 : -1;
 
     if (n < 0)
       return map_io_error(sq, local_error, error);
-    data += n;
-    len -= (gsize)n;
+    *written += (gsize)n;
   }
   return TRUE;
 }
@@ -414,11 +418,68 @@ command_line(SocketQmp *sq, const char *command_json, guint64 *id, GError **erro
   return g_strconcat(text, "\n", NULL);
 }
 
-/* Its first byte went out: the command may be answered from now on. */
+/* Its first byte went out: QEMU may run it (once it has the rest). */
 static void
 command_sent(SocketQmp *sq)
 {
   g_atomic_int_inc(&sq->sent);
+}
+
+/* A write failed (*error) after written of len bytes of a command went out: unless QEMU closed
+ * the connection, it holds part of a command, the next one would run into it (QEMU would answer
+ * a parse error without an id, and never this one): the stream is out of step (PROTOCOL). */
+static void
+note_cut(SocketQmp *sq, GError **error, gsize written, gsize len)
+{
+  if (!g_error_matches(*error, HMMV_ERROR, HMMV_ERROR_GONE)) {
+    g_autoptr(GError) raw = g_steal_pointer(error);
+
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "QMP %s: a command was cut short: %zu "
+                "of %zu bytes went out (%s)", sq->path, written, len,
+                g_error_matches(raw, HMMV_ERROR, HMMV_ERROR_TIMED_OUT) ? "QEMU read no more in "
+                "time" : raw->message);
+  }
+  note_broken(sq, *error);
+}
+
+/* The command's line, fd (>= 0) with its first byte, within the exchange's deadline. Nothing
+ * of it out: not sent (no reply owed); part of it: cut short (note_cut). */
+static gboolean
+send_command(SocketQmp *sq, const char *line, int fd, GError **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  gsize len = strlen(line), written = 0, more = 0;
+
+  if (fd >= 0) {
+    g_autoptr(GSocketControlMessage) message = g_unix_fd_message_new();
+    GOutputVector vector = { line, 1 };
+
+    if (!g_unix_fd_message_append_fd(G_UNIX_FD_MESSAGE(message), fd, &local_error) ||
+        g_socket_send_message(sq->socket, NULL, &vector, 1, &message, 1, 0, NULL,
+                              &local_error) < 0) {
+      g_autoptr(GError) raw = g_steal_pointer(&local_error);
+
+      map_io_error(sq, raw, &local_error);
+    } else {
+      written = 1;
+    }
+  }
+  if (local_error == NULL && socket_write_all(sq, line + written, len - written, &more,
+                                              &local_error)) {
+    command_sent(sq);
+    return TRUE;
+  }
+  written += more;
+  if (written == 0) {
+    sq->next_id--;
+    g_prefix_error(&local_error, "nothing went out: ");
+    note_broken(sq, local_error);
+  } else {
+    command_sent(sq);
+    note_cut(sq, &local_error, written, len);
+  }
+  g_propagate_error(error, g_steal_pointer(&local_error));
+  return FALSE;
 }
 
 /* One exchange under the lock: fd (>= 0) travels with the command's first byte. */
@@ -427,7 +488,6 @@ socket_exchange(SocketQmp *sq, const char *command_json, int fd, GError **error)
 {
   g_autofree char *line = NULL;
   g_autoptr(GError) local_error = NULL;
-  const char *rest;
   guint64 id = 0;
   char *reply;
 
@@ -435,34 +495,13 @@ socket_exchange(SocketQmp *sq, const char *command_json, int fd, GError **error)
   if (!exchange_ready(sq, error))
     return NULL;
   line = command_line(sq, command_json, &id, error);
-  if (line == NULL)
+  if (line == NULL || !send_command(sq, line, fd, error))
     return NULL;
-  rest = line;
-  if (fd >= 0) {
-    g_autoptr(GSocketControlMessage) message = g_unix_fd_message_new();
-    GOutputVector vector = { line, 1 };
-
-    if (!g_unix_fd_message_append_fd(G_UNIX_FD_MESSAGE(message), fd, &local_error) ||
-        g_socket_send_message(sq->socket, NULL, &vector, 1, &message, 1, 0, NULL,
-                              &local_error) < 0) {
-      g_autoptr(GError) mapped = NULL;
-
-      map_io_error(sq, local_error, &mapped);
-      sq->next_id--;   /* nothing went out */
-      note_broken(sq, mapped);
-      g_propagate_error(error, g_steal_pointer(&mapped));
-      return NULL;
-    }
-    rest = line + 1;
-  }
-  /* From its first byte on, the command may be answered: its reply is owed until read. */
-  command_sent(sq);
-  sq->owed_id = id;
-  if (!socket_write_all(sq, rest, strlen(rest), &local_error) ||
-      (reply = socket_read_reply(sq, id, &local_error)) == NULL) {
+  sq->owed_id = id;   /* its reply is owed until read */
+  reply = socket_read_reply(sq, id, &local_error);
+  if (reply == NULL) {
     note_broken(sq, local_error);
     g_propagate_error(error, g_steal_pointer(&local_error));
-    return NULL;
   }
   return reply;
 }
@@ -527,19 +566,14 @@ socket_qmp_post(HmmvQmp *qmp, const char *command_json)
   }
   command_sent(sq);
   sq->posted_id = id;
-  if ((gsize)n < len) {
-    /* The rest of a command cut short would run into the next one: a moment for it, else
-     * the stream is out of step. */
+  if ((gsize)n < len) {   /* a moment for the rest, else the stream is out of step */
     g_autoptr(GError) rest_error = NULL;
+    gsize written;
 
     sq->deadline_us = g_get_monotonic_time() + POST_REST_US;
-    if (!socket_write_all(sq, line + n, len - (gsize)n, &rest_error)) {
-      g_autoptr(GError) cut = g_error_new(HMMV_ERROR, HMMV_ERROR_PROTOCOL,
-                                          "a posted command was cut short: %s",
-                                          rest_error->message);
-
-      g_debug("QMP %s: %s", sq->path, cut->message);
-      note_broken(sq, cut);
+    if (!socket_write_all(sq, line + n, len - (gsize)n, &written, &rest_error)) {
+      note_cut(sq, &rest_error, (gsize)n + written, len);
+      g_debug("%s", rest_error->message);
     }
   }
 }

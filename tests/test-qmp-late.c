@@ -33,6 +33,7 @@ typedef struct {
   guint delivered;    /* replies the socket took whole: the client had not closed it */
   gsize big;          /* bytes of one event line written before query-stuck's reply */
   gsize big_sent;     /* of them, what the socket took so far */
+  gsize cut;          /* bytes of a command left without its line end at EOF */
 } Peer;
 
 static char *
@@ -103,7 +104,8 @@ peer_send_big(Peer *peer, GSocket *sock)
 
 /* Each command's reply carries its id, as QEMU's does; query-stuck waits for the test's release
  * (as a stopped QEMU), then flood events, an event and its reply come in one send;
- * query-wrongid is answered twice, first under an id nobody sent. */
+ * query-wrongid is answered twice, first under an id nobody sent; query-hold is answered, then
+ * nothing is read until the release (the client's socket buffer fills). */
 static void
 peer_late(Peer *peer, GSocket *sock, GString *buf)
 {
@@ -147,6 +149,13 @@ peer_late(Peer *peer, GSocket *sock, GString *buf)
       g_cond_broadcast(&peer->cond);
       g_mutex_unlock(&peer->lock);
       continue;
+    } else if (strcmp(command, "query-hold") == 0) {
+      peer->delivered += peer_send(sock, "{\"return\": {}, \"id\": 2}\n");
+      g_mutex_lock(&peer->lock);
+      while (!peer->released)
+        g_cond_wait(&peer->cond, &peer->lock);
+      g_mutex_unlock(&peer->lock);
+      continue;
     } else if (strcmp(command, "query-wrongid") == 0) {
       peer_send(sock, "{\"return\": {\"answer\": 7}, \"id\": 999}\n");
       reply = g_strdup_printf("{\"return\": {\"answer\": 8}, \"id\": %" G_GINT64_FORMAT "}\n",
@@ -171,6 +180,7 @@ peer_thread(gpointer data)
     return NULL;
   peer_send(sock, "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n");
   peer_late(peer, sock, buf);
+  peer->cut = buf->len;
   return NULL;
 }
 
@@ -198,8 +208,10 @@ peer_start(guint flood)
   return peer;
 }
 
-/* The commands the last peer stopped had read, and their names. */
+/* The commands the last peer stopped had read, and their names; the bytes it read of one cut
+ * short. */
 static guint peer_received, peer_delivered;
+static gsize peer_cut;
 static char *peer_commands;
 
 /* Joins the peer (it ends at EOF: free the transport first). */
@@ -209,6 +221,7 @@ peer_stop(Peer *peer)
   g_thread_join(peer->thread);
   peer_received = peer->received;
   peer_delivered = peer->delivered;
+  peer_cut = peer->cut;
   g_free(peer_commands);
   peer_commands = g_string_free(peer->commands, FALSE);
   g_object_unref(peer->listener);
@@ -555,6 +568,114 @@ START_TEST(test_catch_up_long_line_breaks)
 }
 END_TEST
 
+/* Connected, and query-hold answered: the peer reads nothing more until released. */
+static HmmvQmp *
+connect_and_hold(Peer *peer)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  HmmvQmp *qmp = hmmv_qmp_connect_unix(peer->path, CONNECT_MS, &error);
+
+  ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
+  ret = hmmv_qmp_execute(qmp, "query-hold", NULL, &error);   /* id 2: capabilities was 1 */
+  ck_assert_msg(ret != NULL, "%s", error ? error->message : "");
+  hmmv_qmp_set_timeout_ms(qmp, 300);   /* the exchange under test */
+  return qmp;
+}
+
+/* Review 17b, finding F (6a): an exchange whose write missed its deadline after its first
+ * bytes went out (QEMU read nothing, its socket buffer full) left the stream usable: QEMU held
+ * half a command, the next command (a post) ran into it, QEMU answered a parse error without
+ * an id, and the owed reply never came (a frozen VM never connected again). Now the cut
+ * command breaks the stream (PROTOCOL). A 1 MiB command (the socket takes ~200 KiB) to a peer
+ * that reads nothing: counted in commands and bytes (the peer read part of it, no line end,
+ * then EOF). The deadline also covers building the command: a try that outlived it before the
+ * first byte sent nothing (counted) and is made again with twice the deadline. */
+START_TEST(test_exchange_cut_short_breaks)
+{
+  Peer *peer = peer_start(0);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) arguments = json_object_new();
+  g_autofree char *big = g_strnfill(1u << 20, 'x');
+  HmmvQmp *qmp = connect_and_hold(peer);
+  const char *reason = NULL;
+  guint64 before = 0, after = 0;
+  guint tries = 0, timeout_ms = 1000;
+
+  json_object_set_string_member(arguments, "data", big);
+  do {
+    g_clear_error(&error);
+    ck_assert_msg(++tries <= 4, "nothing went out in 4 tries: %s", error->message);
+    hmmv_qmp_set_timeout_ms(qmp, timeout_ms);
+    timeout_ms *= 2;
+    ck_assert(hmmv_qmp_get_commands_sent(qmp, &before));
+    ck_assert(hmmv_qmp_execute(qmp, "query-big", arguments, &error) == NULL);
+    ck_assert(hmmv_qmp_get_commands_sent(qmp, &after));
+  } while (after == before && g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT) &&
+           !hmmv_qmp_is_broken(qmp, NULL));
+  printf("# cut short at try %u: %s\n", tries, error->message);
+  ck_assert_uint_eq(after, before + 1);   /* its first bytes went out */
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL) &&
+                strstr(error->message, "cut short") != NULL, "%s", error->message);
+  ck_assert(hmmv_qmp_is_broken(qmp, &reason));
+  ck_assert_msg(strstr(reason, "cut short") != NULL, "%s", reason);
+  g_clear_error(&error);
+  ck_assert(hmmv_qmp_execute(qmp, "query-x", NULL, &error) == NULL);   /* nothing more sent */
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL), "%s", error->message);
+  ck_assert(hmmv_qmp_get_commands_sent(qmp, &after));
+  ck_assert_uint_eq(after, before + 1);
+  hmmv_qmp_free(qmp);   /* broken: closed at once */
+  peer_release(peer);
+  peer_stop(peer);   /* reads what went out, then EOF */
+  printf("# the peer read %zu bytes of a %zu-byte command, then EOF\n", peer_cut, strlen(big));
+  ck_assert_uint_eq(peer_received, 2);   /* capabilities, query-hold: query-big never whole */
+  ck_assert_uint_gt(peer_cut, 0);
+  ck_assert_uint_lt(peer_cut, strlen(big));
+}
+END_TEST
+
+/* The same write when nothing of the command went out (posts had filled QEMU's socket buffer):
+ * the command was not sent, so no reply is owed for it. It was counted owed: when QEMU ran
+ * again and answered the posts, the transport still waited for that reply and refused every
+ * exchange for good. Now it fails TIMED_OUT with nothing sent and the transport works on.
+ * Counted: commands sent, replies dropped, what the peer read. */
+START_TEST(test_exchange_not_sent_owes_nothing)
+{
+  Peer *peer = peer_start(0);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  HmmvQmp *qmp = connect_and_hold(peer);
+  guint64 before = 0, after = 0, answer = 0;
+  guint posts = 0;
+
+  for (;;) {   /* until one post did not go out: the socket buffer is full */
+    ck_assert(hmmv_qmp_get_commands_sent(qmp, &before));
+    hmmv_qmp_post(qmp, "hmmv-x", NULL);
+    ck_assert(hmmv_qmp_get_commands_sent(qmp, &after));
+    if (after == before)
+      break;
+    ck_assert_msg(++posts < 1000000, "the socket buffer never filled");
+  }
+  printf("# %u posts filled the socket buffer\n", posts);
+  ck_assert(hmmv_qmp_execute(qmp, "query-x", NULL, &error) == NULL);
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT), "%s", error->message);
+  ck_assert(hmmv_qmp_get_commands_sent(qmp, &after));
+  ck_assert_uint_eq(after, before);   /* nothing of it went out */
+  ck_assert(!hmmv_qmp_is_broken(qmp, NULL));
+  g_clear_error(&error);
+  peer_release(peer);   /* QEMU runs again: reads the posts, answers them */
+  hmmv_qmp_set_timeout_ms(qmp, CONNECT_MS);
+  ret = hmmv_qmp_execute(qmp, "query-x", NULL, &error);
+  ck_assert_msg(ret != NULL, "%s", error ? error->message : "");
+  ck_assert(hmmv_json_get_uint(json_node_get_object(ret), "answer", &answer, &error));
+  ck_assert_uint_eq(answer, 42);
+  ck_assert_uint_eq(hmmv_qmp_get_late_replies(qmp), posts);
+  hmmv_qmp_free(qmp);
+  peer_stop(peer);
+  ck_assert_uint_eq(peer_received, 2 + posts + 1);   /* capabilities, query-hold, posts, query-x */
+}
+END_TEST
+
 static Suite *
 qmp_late_suite(void)
 {
@@ -570,6 +691,8 @@ qmp_late_suite(void)
   tcase_add_test(tc, test_broken_free_closes);
   tcase_add_test(tc, test_linger_capped);
   tcase_add_test(tc, test_catch_up_long_line_breaks);
+  tcase_add_test(tc, test_exchange_cut_short_breaks);
+  tcase_add_test(tc, test_exchange_not_sent_owes_nothing);
   suite_add_tcase(suite, tc);
   return suite;
 }

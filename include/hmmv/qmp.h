@@ -51,8 +51,11 @@ const char *hmmv_qmp_get_name(const HmmvQmp *qmp);
  * deadline fails with HMMV_ERROR_TIMED_OUT and leaves its reply owed: each command carries an
  * "id", so a late reply is recognised and dropped, and until every owed reply came, later
  * exchanges fail at once with HMMV_ERROR_TIMED_OUT without sending anything (a post still
- * goes out). A message that is not QMP, or QEMU closing the connection, leaves the transport
- * broken (hmmv_qmp_is_broken): later exchanges fail at once with the same error code. */
+ * goes out). A command QEMU read none of by the deadline (its socket buffer full) was not
+ * sent: TIMED_OUT, nothing owed. A message that is not QMP, a command QEMU read only part of by
+ * the deadline (HMMV_ERROR_PROTOCOL: the next one would run into it), or QEMU closing the
+ * connection, leaves the transport broken (hmmv_qmp_is_broken): later exchanges fail at once
+ * with the same error code. */
 HmmvQmp *hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error);
 HmmvQmp *hmmv_qmp_connect_unix_full(const char *path, guint timeout_ms,
                                     GCancellable *cancellable, GError **error);
