@@ -449,6 +449,11 @@ start(Daemon *d, GError **error)
  * A kdamond not given back by then keeps its record, and the next start turns it off. */
 #define HMMVD_DAMON_RELEASE_WAIT_MS 80000u
 
+/* How long, in all, a stopping hmmvd keeps its standalone VMs' QMP connections open for QEMU to
+ * answer their hmmv-stop (QEMU drops what it has not run when the connection closes): one
+ * standalone exchange deadline, shared by all VMs, not one per VM in turn. */
+#define HMMVD_STOP_LINGER_MS 2000
+
 /* Stop tracking every VM (hmmv-stop while libvirt is still connected), then tear down in
  * the reverse order of start. */
 static void
@@ -456,6 +461,7 @@ stop(Daemon *d)
 {
   if (d->vms != NULL)
     hmmvd_vms_wait_idle(d->vms);   /* its remaining moves cancelled */
+  hmmv_qmp_set_linger_deadline(g_get_monotonic_time() + HMMVD_STOP_LINGER_MS * 1000);
   if (d->vms != NULL) {
     g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
     GPtrArray *list = hmmvd_vms_list(d->vms);

@@ -20,6 +20,22 @@
 
 /* Linger threads alive (atomic): hmmv_qmp_get_lingering. */
 static gint lingering;
+/* No linger waits past this (monotonic; 0: no bound): hmmv_qmp_set_linger_deadline. */
+static gint64 linger_end_us;
+G_LOCK_DEFINE_STATIC(linger_end);
+
+/* wait_us from now, or the process-wide bound if that comes first. */
+static gint64
+linger_deadline(gint64 wait_us)
+{
+  gint64 deadline_us = g_get_monotonic_time() + wait_us;
+
+  G_LOCK(linger_end);
+  if (linger_end_us != 0)
+    deadline_us = MIN(deadline_us, linger_end_us);
+  G_UNLOCK(linger_end);
+  return deadline_us;
+}
 
 /* Read (and drop) what QEMU sends until it answered the last post, the deadline passed or the
  * socket failed. */
@@ -37,7 +53,7 @@ linger_thread(gpointer data)
 {
   SocketQmp *sq = data;
 
-  await_posts(sq, g_get_monotonic_time() + LINGER_OWED_US);
+  await_posts(sq, linger_deadline(LINGER_OWED_US));
   hmmv_qmp_socket_close(sq);
   g_atomic_int_dec_and_test(&lingering);
   return NULL;
@@ -55,7 +71,7 @@ hmmv_qmp_linger_close(SocketQmp *sq)
   if (g_atomic_pointer_get(&sq->broken) == NULL && sq->socket != NULL &&
       sq->answered_id < sq->posted_id) {
     if (sq->answered_id >= sq->owed_id) {
-      await_posts(sq, g_get_monotonic_time() + (gint64)sq->timeout_ms * 1000);
+      await_posts(sq, linger_deadline((gint64)sq->timeout_ms * 1000));
     } else if (g_atomic_int_add(&lingering, 1) >= LINGER_MAX) {
       g_atomic_int_dec_and_test(&lingering);
       g_debug("QMP %s: closed at once, %d connections already wait for QEMU to answer",
@@ -76,4 +92,12 @@ guint
 hmmv_qmp_get_lingering(void)
 {
   return (guint)g_atomic_int_get(&lingering);
+}
+
+void
+hmmv_qmp_set_linger_deadline(gint64 deadline_us)
+{
+  G_LOCK(linger_end);
+  linger_end_us = deadline_us;
+  G_UNLOCK(linger_end);
 }

@@ -34,6 +34,7 @@ typedef struct {
   gsize big;          /* bytes of one event line written before query-stuck's reply */
   gsize big_sent;     /* of them, what the socket took so far */
   gsize cut;          /* bytes of a command left without its line end at EOF */
+  gint64 give_up_us;  /* query-stuck is answered then even if not released (0: never) */
 } Peer;
 
 static char *
@@ -133,8 +134,12 @@ peer_late(Peer *peer, GSocket *sock, GString *buf)
       g_autoptr(GString) out = g_string_new(NULL);
 
       g_mutex_lock(&peer->lock);
-      while (!peer->released)
-        g_cond_wait(&peer->cond, &peer->lock);
+      while (!peer->released) {
+        if (peer->give_up_us == 0)
+          g_cond_wait(&peer->cond, &peer->lock);
+        else if (!g_cond_wait_until(&peer->cond, &peer->lock, peer->give_up_us))
+          break;
+      }
       g_mutex_unlock(&peer->lock);
       if (peer->big > 0 && !peer_send_big(peer, sock))
         return;   /* the client closed the connection */
@@ -676,6 +681,54 @@ START_TEST(test_exchange_not_sent_owes_nothing)
 }
 END_TEST
 
+/* Review 17b (F, D): a transport freed with a post unanswered while QEMU owes nothing else
+ * lingers in place up to its exchange deadline, so hmmvd stopping with N VMs whose QEMU had
+ * just stopped waited N deadlines in turn. hmmv_qmp_set_linger_deadline bounds them all at
+ * once. Three transports, each with a post (query-stuck) and a deadline of G_MAXUINT ms, freed
+ * once the bound passed: each closes at once, so the peers' replies, released after the frees,
+ * find the connections closed. Without the bound the first free waits for its reply, which its
+ * peer sends on its own after 10 s (liveness, not measured): delivered. Counted in replies. */
+START_TEST(test_linger_deadline_shared)
+{
+  enum { N = 3 };
+  Peer *peers[N];
+  HmmvQmp *qmps[N];
+  guint fds;
+
+  wait_no_lingering();
+  for (guint i = 0; i < N; i++) {
+    g_autoptr(GError) error = NULL;
+
+    peers[i] = peer_start(0);
+    qmps[i] = hmmv_qmp_connect_unix(peers[i]->path, CONNECT_MS, &error);
+    ck_assert_msg(qmps[i] != NULL, "%s", error ? error->message : "");
+    hmmv_qmp_set_timeout_ms(qmps[i], G_MAXUINT);
+    hmmv_qmp_post(qmps[i], "query-stuck", NULL);
+  }
+  for (guint i = 0; i < N; i++) {
+    g_mutex_lock(&peers[i]->lock);
+    peers[i]->give_up_us = g_get_monotonic_time() + 10 * G_TIME_SPAN_SECOND;
+    g_cond_broadcast(&peers[i]->cond);
+    g_mutex_unlock(&peers[i]->lock);
+  }
+  fds = count_fds();
+  hmmv_qmp_set_linger_deadline(g_get_monotonic_time());   /* passed already */
+  for (guint i = 0; i < N; i++)
+    hmmv_qmp_free(qmps[i]);
+  hmmv_qmp_set_linger_deadline(0);
+  ck_assert_uint_eq(hmmv_qmp_get_lingering(), 0);
+  ck_assert_uint_eq(count_fds(), fds - N);
+  for (guint i = 0; i < N; i++)
+    peer_release(peers[i]);
+  for (guint i = 0; i < N; i++) {
+    peer_stop(peers[i]);
+    ck_assert_msg(g_strcmp0(peer_commands, "qmp_capabilities\nquery-stuck\n") == 0,
+                  "the peer read: %s", peer_commands);
+    ck_assert_uint_eq(peer_delivered, 1);   /* capabilities' reply only */
+  }
+}
+END_TEST
+
 static Suite *
 qmp_late_suite(void)
 {
@@ -693,6 +746,7 @@ qmp_late_suite(void)
   tcase_add_test(tc, test_catch_up_long_line_breaks);
   tcase_add_test(tc, test_exchange_cut_short_breaks);
   tcase_add_test(tc, test_exchange_not_sent_owes_nothing);
+  tcase_add_test(tc, test_linger_deadline_shared);
   suite_add_tcase(suite, tc);
   return suite;
 }

@@ -87,6 +87,11 @@ guint64 hmmv_qmp_get_late_replies(HmmvQmp *qmp);
  * connection is still open on a thread of its own for QEMU to answer it (process-wide, at
  * most 4; a broken transport never lingers). For tests. */
 guint hmmv_qmp_get_lingering(void);
+/* Unix socket transports, process-wide: from now on no transport freed with a post unanswered
+ * keeps its connection open past deadline_us (g_get_monotonic_time; 0: no bound, as before),
+ * however many are freed. A daemon stopping with N VMs whose QEMU does not answer at once gives
+ * their hmmv-stop one shared wait instead of N exchange deadlines in turn. */
+void hmmv_qmp_set_linger_deadline(gint64 deadline_us);
 /* How many commands the transport sent so far (their first byte went out), in *sent; FALSE
  * when the transport does not count them (no commands_sent hook). An exchange that failed
  * with this unchanged sent nothing: QEMU cannot carry it out. */
