@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # hmmvd through libvirt with many domains (issue 8, "fleet"): a private libvirtd (the helpers
-# of tests/integration/libvirt-lib.sh, in private mount and PID namespaces as
+# of tests/integration/libvirt-test-lib.sh, in private mount and PID namespaces as
 # tests/integration/test-libvirt.sh), N tiny TCG domains of the patched QEMU, one hmmvd
 # managing them all. For each N given (ascending; the domains of a smaller N stay and more are
 # created), once every domain is managed and hmmvd ran SETTLE intervals more, it prints one
@@ -41,31 +41,17 @@
 # qmp-connections; unset: hmmvd's default, 8). Exit 0 when run, 1 on failure, 77 skip.
 set -euo pipefail
 
-skip() { echo "SKIP: $*"; exit 77; }
 here=$(dirname "$(readlink -f "$0")")
 root=$(dirname "$(dirname "$here")")
+# shellcheck source=tests/integration/libvirt-test-lib.sh
+. "$root/tests/integration/libvirt-test-lib.sh"
 
 if [[ ${1:-} != --inner ]]; then
   args=("$@")
   while [[ ${1:-} == --* ]]; do case $1 in --check) shift ;; --stop) shift 2 ;; *) break ;; esac; done
   [[ $# -ge 4 ]] || { echo "usage: $0 [--check] [--stop K] HMMVD HMMVCTL GUEST_ELF N [N...]" >&2; exit 2; }
-  [[ $(id -u) -eq 0 ]] || skip "needs root (starts its own libvirtd)"
-  for tool in /usr/sbin/libvirtd /usr/sbin/virtlogd virsh virt-admin unshare python3; do
-    command -v "$tool" >/dev/null || skip "$tool is not installed (libvirt-daemon-system, libvirt-clients, util-linux, python3)"
-  done
-  [[ -x $1 && -x $2 ]] || skip "hmmvd or hmmvctl not built"
-  [[ -r $3 ]] || skip "test guest $3 not built"
-  qemu=${HMMV_QEMU:-}
-  if [[ -z $qemu ]]; then
-    build_log=$(mktemp /tmp/hmmv-fleet-qemu-build.XXXXXX)
-    qemu=$(bash "$root/qemu-patches/build.sh" 2>"$build_log" | tail -n 1) ||
-      skip "qemu-patches/build.sh failed (see $build_log)"
-    rm -f "$build_log"
-  fi
-  [[ -x $qemu ]] || skip "no patched QEMU (HMMV_QEMU unset and build.sh gave '$qemu')"
-  export HMMV_FLEET_QEMU=$qemu
-  exec unshare --mount --propagation private --pid --fork --mount-proc \
-    --kill-child=SIGTERM "$0" --inner "${args[@]}"
+  lvt_preflight "$1" "$2" "$3" "$root" virt-admin
+  lvt_enter_namespace "${args[@]}"
 fi
 shift
 CHECK=0 STOP=0
@@ -75,114 +61,21 @@ done
 HMMVD=$1 HMMVCTL=$2 GUEST=$3
 shift 3
 SIZES=("$@")
-QEMU=$HMMV_FLEET_QEMU
-URI=qemu:///system
+QEMU=$LVT_QEMU
 INTERVAL_MS=${FLEET_INTERVAL_MS:-1000}
 SETTLE=${FLEET_SETTLE:-35}
 PARALLEL=${FLEET_PARALLEL:-4}
-T0=$SECONDS
-WORK=$(mktemp -d /tmp/hmmv-fleet.XXXXXX)
-chmod 0755 "$WORK"
-FAILED=0
-HMMVD_PID=''
 DOMAINS=()
-STOPPED=()
-# shellcheck source=tests/integration/libvirt-lib.sh
-. "$root/tests/integration/libvirt-lib.sh"
+LVT_POLL_HZ=2
+LVT_DEBUG_EXIT=0
+lvt_init fleet
+lvt_start_libvirt "$QEMU" "$GUEST"
 
-log() { echo "# [$((SECONDS - T0))s] $*"; }
-fail() { echo "FAIL: $*"; FAILED=1; }
-
-cleanup() {
-  local status=$? pid
-  trap - EXIT TERM INT
-  for pid in "${STOPPED[@]}"; do kill -CONT "$pid" 2>/dev/null || true; done
-  libvirt_stop_pid "$HMMVD_PID" hmmvd
-  libvirt_stop_daemons "${DOMAINS[@]}"
-  if [[ $status -ne 0 || $FAILED -ne 0 ]]; then
-    echo "---- hmmvd log (tail) ----"; tail -n 40 "$WORK/hmmvd.log" 2>/dev/null || true
-    echo "---- libvirtd log (tail) ----"; tail -n 20 "$WORK/libvirtd.log" 2>/dev/null || true
-  fi
-  if [[ -n ${HMMV_IT_KEEP_LOGS:-} ]]; then
-    mkdir -p "$HMMV_IT_KEEP_LOGS" && cp "$WORK"/*.log "$HMMV_IT_KEEP_LOGS"/ 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  log "done in $((SECONDS - T0)) s"
-  [[ $status -ne 0 ]] && exit "$status"
-  exit "$FAILED"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM INT
-
-libvirt_private_state || { FAILED=1; exit 1; }
-mkdir -m 0755 "$WORK/bin"
-install -m 0755 "$QEMU" "$WORK/bin/qemu-system-x86_64"
-install -m 0644 "$GUEST" "$WORK/bin/guest.elf"
-libvirt_start_daemons || { fail "libvirtd does not start"; exit 1; }
-log "libvirt $(/usr/sbin/libvirtd --version | awk '{print $NF}'), libvirtd pid $LIBVIRTD_PID; load $(cut -d' ' -f1-3 /proc/loadavg)"
-
-domain_xml() {   # domain_xml NAME
-  cat <<EOF
-<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
-  <name>$1</name>
-  <memory unit='MiB'>32</memory>
-  <vcpu>1</vcpu>
-  <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$WORK/bin/guest.elf</kernel>
-    <cmdline>mode=phases phases=1 pages=256 exit=0</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <emulator>$WORK/bin/qemu-system-x86_64</emulator>
-    <serial type='file'><source path='$WORK/$1.serial.log'/><target port='0'/></serial>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-EOF
-}
-
-cat >"$WORK/hmmvd.conf" <<EOF
-[daemon]
-interval-ms=$INTERVAL_MS
-control-socket=$WORK/hmmvd.sock
-log-level=info
-[libvirt]
-uri=$URI
-reconnect-ms=500
-${FLEET_QMP_CONNECTIONS:+qmp-connections=$FLEET_QMP_CONNECTIONS}
-[memory]
-mover=sim
-sim-dram-mib=256
-sim-slow-mib=4096
-EOF
-start_hmmvd() {   # start_hmmvd BINARY: its log is $WORK/hmmvd.log (appended)
-  "$1" --foreground --config "$WORK/hmmvd.conf" --pid-file "$WORK/hmmvd.pid" \
-    >>"$WORK/hmmvd.log" 2>&1 &
-  HMMVD_PID=$!
-  for ((i = 0; i < 600; i++)); do [[ -S $WORK/hmmvd.sock ]] && break; sleep 0.1; done
-  [[ -S $WORK/hmmvd.sock ]] || { fail "hmmvd serves no control socket"; exit 1; }
-}
-start_hmmvd "$HMMVD"
-
-ctl() { "$HMMVCTL" --socket "$WORK/hmmvd.sock" "$@"; }
-status_field() { ctl --json status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-wait_for() {   # wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.5 s
-  local limit=$1 what=$2 i
-  shift 2
-  for ((i = 0; i < limit * 2; i++)); do
-    "$@" && return 0
-    kill -0 "$HMMVD_PID" 2>/dev/null || { fail "hmmvd died"; return 1; }
-    sleep 0.5
-  done
-  fail "$what (waited $limit s)"
-  return 1
-}
+lvt_hmmvd_conf "$INTERVAL_MS" 256 4096 ${FLEET_QMP_CONNECTIONS:+"qmp-connections=$FLEET_QMP_CONNECTIONS"}
+lvt_start_hmmvd "$HMMVD"
 
 managed_count() { status_field vms-managed 2>/dev/null || echo 0; }
-all_managed() { [[ $(managed_count) -ge $1 ]]; }
+managed_at_least() { [[ $(managed_count) -ge $1 ]]; }
 proc_field() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 # hmmvd's clients at libvirtd: the ones whose peer pid is hmmvd's (same PID namespace)
 hmmvd_clients() {
@@ -198,8 +91,8 @@ create_domains() {   # create_domains UP_TO: fleet-K for K < UP_TO not yet creat
   local k pids=() name
   for ((k = ${#DOMAINS[@]}; k < $1; k++)); do
     name=$(printf 'fleet-%03d' "$k")
-    domain_xml "$name" >"$WORK/$name.xml"
-    DOMAINS+=("$name")
+    lvt_domain_xml "$name" 32 'mode=phases phases=1 pages=256 exit=0' >"$WORK/$name.xml"
+    DOMAINS+=("$name") LVT_DOMAINS+=("$name")
     virsh -q -c "$URI" create "$WORK/$name.xml" >/dev/null 2>"$WORK/$name.err" &
     pids+=($!)
     if ((${#pids[@]} >= PARALLEL)); then
@@ -260,7 +153,7 @@ for n in "${SIZES[@]}"; do
   create_s=$((SECONDS - t_create))
   log "$n domains running ($create_s s to create; load $(cut -d' ' -f1 /proc/loadavg))"
   # generous: each start-up is five QMP exchanges through libvirtd, at any load
-  wait_for $((120 + 5 * n)) "all $n domains managed (managed: $(managed_count))" all_managed "$n" ||
+  wait_for $((120 + 5 * n)) "all $n domains managed (managed: $(managed_count))" managed_at_least "$n" ||
     exit 1
   log "all $n managed; sampling $SETTLE intervals"
   figures fleet: "$n" "$create_s"
@@ -279,15 +172,14 @@ done
 stop_stage() {   # K QEMUs stopped, figures, continued
   for ((k = 0; k < STOP && k < ${#DOMAINS[@]}; k++)); do
     pid=$(<"/run/libvirt/qemu/${DOMAINS[k]}.pid")
-    kill -STOP "$pid"
-    STOPPED+=("$pid")
+    lvt_sigstop "$pid"
   done
-  log "SIGSTOPped ${#STOPPED[@]} QEMUs"
+  log "SIGSTOPped ${#LVT_SIGSTOPPED[@]} QEMUs"
   t_list=$(date +%s%N)
   if timeout 60 virsh -q -c "$URI" list --name >/dev/null 2>&1; then
-    log "virsh list answered in $((($(date +%s%N) - t_list) / 1000000)) ms with ${#STOPPED[@]} QEMUs stopped"
+    log "virsh list answered in $((($(date +%s%N) - t_list) / 1000000)) ms with ${#LVT_SIGSTOPPED[@]} QEMUs stopped"
   else
-    log "virsh list did not answer within 60 s with ${#STOPPED[@]} QEMUs stopped"
+    log "virsh list did not answer within 60 s with ${#LVT_SIGSTOPPED[@]} QEMUs stopped"
   fi
   sleep 15
   t_list=$(date +%s%N)
@@ -305,9 +197,8 @@ stop_stage() {   # K QEMUs stopped, figures, continued
   fi
   figures fleet-stopped: "${#DOMAINS[@]}" 0
   log "status: vms-frozen $(status_field vms-frozen) vms-managed $(status_field vms-managed)"
-  for pid in "${STOPPED[@]}"; do kill -CONT "$pid" 2>/dev/null || true; done
-  STOPPED=()
-  wait_for $((120 + 2 * ${#DOMAINS[@]})) "all domains managed again after SIGCONT" all_managed "${#DOMAINS[@]}" &&
+  lvt_sigcont_all
+  wait_for $((120 + 2 * ${#DOMAINS[@]})) "all domains managed again after SIGCONT" managed_at_least "${#DOMAINS[@]}" &&
     log "all ${#DOMAINS[@]} managed again after SIGCONT"
 }
 if ((STOP > 0)); then stop_stage; fi
@@ -317,9 +208,9 @@ if ((STOP > 0)); then stop_stage; fi
 if [[ -n ${FLEET_SECOND_HMMVD:-} ]]; then
   libvirt_stop_pid "$HMMVD_PID" hmmvd
   log "second hmmvd: $FLEET_SECOND_HMMVD"
-  start_hmmvd "$FLEET_SECOND_HMMVD"
+  lvt_start_hmmvd "$FLEET_SECOND_HMMVD"
   n=${#DOMAINS[@]}
-  wait_for $((120 + 5 * n)) "all $n domains managed by the second hmmvd (managed: $(managed_count))" all_managed "$n" ||
+  wait_for $((120 + 5 * n)) "all $n domains managed by the second hmmvd (managed: $(managed_count))" managed_at_least "$n" ||
     exit 1
   figures fleet-second: "$n" 0
   if ((STOP > 0)); then stop_stage; fi

@@ -16,119 +16,29 @@
 # The patched QEMU: $HMMV_QEMU, else `bash qemu-patches/build.sh` (seconds when cached). The
 # domains run a copy of it readable by libvirt-qemu; with HMMV_LIBVIRT_EMULATOR_IN_PLACE=1 their
 # <emulator> is $HMMV_QEMU itself (an installed binary: /usr/bin/qemu-system-x86_64-hmmv).
-# Another libvirt: $HMMV_LIBVIRT_ROOT, a tree unpacked with dpkg -x (see below).
+# Another libvirt: $HMMV_LIBVIRT_ROOT, a tree unpacked with dpkg -x (see libvirt-lib.sh).
+# The scaffolding (namespace, daemons, domains, hmmvd, cleanup): libvirt-test-lib.sh.
 # Exit 0 pass, 1 fail, 77 skip (with the reason).
 set -euo pipefail
+# shellcheck source=tests/integration/libvirt-test-lib.sh
+. "$(dirname "$0")/libvirt-test-lib.sh"
 
-skip() { echo "SKIP: $*"; exit 77; }
-
-if [[ ${1:-} != --inner ]]; then
-  [[ $# -eq 4 ]] || { echo "usage: $0 HMMVD HMMVCTL GUEST_ELF SOURCE_ROOT" >&2; exit 2; }
-  [[ $(id -u) -eq 0 ]] || skip "needs root (starts its own libvirtd)"
-  for tool in /usr/sbin/libvirtd /usr/sbin/virtlogd virsh unshare setpriv python3; do
-    command -v "$tool" >/dev/null || skip "$tool is not installed (libvirt-daemon-system, libvirt-clients, util-linux, python3)"
-  done
-  [[ -x $1 && -x $2 ]] || skip "hmmvd or hmmvctl not built"
-  [[ -r $3 ]] || skip "test guest $3 not built"
-  qemu=${HMMV_QEMU:-}
-  if [[ -z $qemu ]]; then
-    echo "# building/finding the patched QEMU: bash $4/qemu-patches/build.sh"
-    build_log=$(mktemp /tmp/hmmv-it-qemu-build.XXXXXX)
-    qemu=$(bash "$4/qemu-patches/build.sh" 2>"$build_log" | tail -n 1) ||
-      skip "qemu-patches/build.sh failed (see $build_log)"
-    rm -f "$build_log"
-  fi
-  [[ -x $qemu ]] || skip "no patched QEMU (HMMV_QEMU unset and build.sh gave '$qemu')"
-  # --kill-child: if this test is killed (meson timeout), the namespace's init gets SIGTERM,
-  # runs its cleanup, and the kernel kills whatever is left in the namespace.
-  exec unshare --mount --propagation private --pid --fork --mount-proc \
-    --kill-child=SIGTERM "$0" --inner "$1" "$2" "$3" "$qemu"
-fi
-
-HMMVD=$2 HMMVCTL=$3 GUEST=$4 QEMU=$5
-URI=qemu:///system
-NS=https://hmmv.dev/ns/quota/1
+LVT_TOOLS=(setpriv)
+lvt_args "$@"
 INTERVAL_MS=500
 DOMAINS=(hmmv-it-a hmmv-it-b hmmv-it-c)
 PINNED=hmmv-it-pinned
-T0=$SECONDS
-WORK=$(mktemp -d /tmp/hmmv-it.XXXXXX)
-chmod 0755 "$WORK"
-FAILED=0
-HMMVD_PID=''
-# shellcheck source=tests/integration/libvirt-lib.sh
-. "$(dirname "$0")/libvirt-lib.sh"
-
-log() { echo "# [$((SECONDS - T0))s] $*"; }
-fail() { echo "FAIL: $*"; FAILED=1; }
-ok() { echo "ok: $*"; }
-
-cleanup() {
-  local status=$? pid
-  trap - EXIT TERM INT
-  libvirt_stop_pid "$HMMVD_PID" hmmvd
-  libvirt_stop_daemons "${DOMAINS[@]}" "$PINNED"
-  if [[ $status -ne 0 || $FAILED -ne 0 ]]; then
-    echo "---- hmmvd log (tail) ----"; tail -n 60 "$WORK/hmmvd.log" 2>/dev/null || true
-    echo "---- libvirtd log (tail) ----"; tail -n 30 "$WORK/libvirtd.log" 2>/dev/null || true
-  fi
-  # figures for the run (not checked): how often a QEMU missed a QMP deadline
-  if [[ -f $WORK/hmmvd.log ]]; then
-    log "hmmvd log: $(grep -c 'missed a QMP deadline' "$WORK/hmmvd.log") freezes for a missed QMP deadline, $(grep -ci 'deadline\|did not answer\|not answered' "$WORK/hmmvd.log") lines naming a deadline"
-  fi
-  # HMMV_IT_KEEP_LOGS=DIR: the logs are copied there before the work directory goes
-  if [[ -n ${HMMV_IT_KEEP_LOGS:-} ]]; then
-    mkdir -p "$HMMV_IT_KEEP_LOGS" && cp "$WORK"/*.log "$HMMV_IT_KEEP_LOGS"/ 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  log "done in $((SECONDS - T0)) s"
-  [[ $status -ne 0 ]] && exit "$status"
-  exit "$FAILED"
+LVT_POLL_HZ=10
+lvt_init it
+# figures for the run (not checked), also when a check failed: how often a QEMU missed a QMP
+# deadline
+lvt_at_cleanup() {
+  [[ -f $WORK/hmmvd.log ]] || return 0
+  log "hmmvd log: $(log_count 'missed a QMP deadline') freezes for a missed QMP deadline, $(grep -ci 'deadline\|did not answer\|not answered' "$WORK/hmmvd.log") lines naming a deadline"
 }
-trap cleanup EXIT
-trap 'exit 143' TERM INT
-
-# ---- private libvirt state -------------------------------------------------------------------
-libvirt_private_state || { FAILED=1; exit 1; }
-log "libvirt $(/usr/sbin/libvirtd --version | awk '{print $NF}'), QEMU $("$QEMU" --version | head -n 1)"
-
-# QEMU runs as libvirt-qemu: binary and guest must be readable by it.
-mkdir -m 0755 "$WORK/bin"
-install -m 0755 "$QEMU" "$WORK/bin/qemu-system-x86_64"
-EMULATOR=$WORK/bin/qemu-system-x86_64
-[[ ${HMMV_LIBVIRT_EMULATOR_IN_PLACE:-0} == 1 ]] && EMULATOR=$QEMU
-install -m 0644 "$GUEST" "$WORK/bin/guest.elf"
-
-# ---- libvirt daemons -------------------------------------------------------------------------
-libvirt_start_daemons || { fail "libvirtd does not start"; exit 1; }
-log "libvirtd pid $LIBVIRTD_PID, virtlogd pid $VIRTLOGD_PID"
-
-domain_xml() {   # domain_xml NAME [NUMATUNE]
-  cat <<EOF
-<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
-  <name>$1</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  ${2:-}
-  <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$WORK/bin/guest.elf</kernel>
-    <cmdline>mode=workload hot_mib=8 cold_mib=40 report_every=0</cmdline>
-  </os>
-  <!-- Without <acpi/>, libvirt 9.0 passes -no-acpi, which QEMU 10.0 no longer accepts. -->
-  <features><acpi/></features>
-  <devices>
-    <emulator>$EMULATOR</emulator>
-    <serial type='file'><source path='$WORK/$1.serial.log'/><target port='0'/></serial>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-  </devices>
-  <qemu:commandline>
-    <qemu:arg value='-device'/><qemu:arg value='isa-debug-exit,iobase=0xf4,iosize=0x04'/>
-  </qemu:commandline>
-</domain>
-EOF
+lvt_start_libvirt "$QEMU" "$GUEST"
+domain_xml() {   # domain_xml NAME [ELEMENTS]
+  lvt_domain_xml "$1" 128 'mode=workload hot_mib=8 cold_mib=40 report_every=0' "${2:-}"
 }
 
 # C has two memory backends (two NUMA cells, the second without CPUs): ram-node0 holds the
@@ -138,14 +48,13 @@ for dom in "${DOMAINS[@]}"; do
   numa=''
   [[ $dom == "${DOMAINS[2]}" ]] && numa=$TWO_CELLS
   domain_xml "$dom" "$numa" >"$WORK/$dom.xml"
-  virsh -q -c "$URI" define "$WORK/$dom.xml" >/dev/null
-  virsh -q -c "$URI" start "$dom" >/dev/null || { fail "domain $dom does not start"; exit 1; }
+  lvt_domain_start "$dom"
   log "started $dom"
 done
 # mode restrictive: libvirt confines the memory with cpuset.mems only; strict would need a QEMU
 # built with NUMA support to mbind.
 domain_xml "$PINNED" "<numatune><memory mode='restrictive' nodeset='0'/></numatune>" >"$WORK/$PINNED.xml"
-virsh -q -c "$URI" define "$WORK/$PINNED.xml" >/dev/null
+lvt_domain_define "$PINNED"
 PINNED_UP=1
 virsh -q -c "$URI" start "$PINNED" >/dev/null 2>"$WORK/pinned.err" ||
   { PINNED_UP=0; log "numatune domain does not start here ($(head -c 200 "$WORK/pinned.err")): check skipped"; }
@@ -153,63 +62,9 @@ log "domains started: $(virsh -q -c "$URI" list --name | tr '\n' ' ')"
 
 # ---- hmmvd -----------------------------------------------------------------------------------
 # The sim mover models a 256 MiB DRAM tier, less than the 3 x 128 MiB the domains use.
-cat >"$WORK/hmmvd.conf" <<EOF
-[daemon]
-interval-ms=$INTERVAL_MS
-control-socket=$WORK/hmmvd.sock
-log-level=info
-[libvirt]
-uri=$URI
-reconnect-ms=500
-[memory]
-mover=sim
-sim-dram-mib=256
-sim-slow-mib=1024
-EOF
-"$HMMVD" --foreground --config "$WORK/hmmvd.conf" --pid-file "$WORK/hmmvd.pid" \
-  >"$WORK/hmmvd.log" 2>&1 &
-HMMVD_PID=$!
+lvt_hmmvd_conf "$INTERVAL_MS" 256 1024
+lvt_start_hmmvd "$HMMVD"
 
-ctl() { "$HMMVCTL" --socket "$WORK/hmmvd.sock" "$@"; }
-# vm_field NAME EXPR: a Python expression on the VM's JSON object v (from hmmvctl --json vms)
-vm_field() {
-  ctl --json vms 2>/dev/null | python3 -c '
-import json, sys
-data = json.load(sys.stdin)
-if isinstance(data, dict):
-    data = data.get("return", data.get("vms", data))
-vms = data
-for v in vms:
-    if v["name"] == sys.argv[1]:
-        print(eval(sys.argv[2]))
-        break
-else:
-    print("<absent>")
-' "$1" "$2"
-}
-# check DESCRIPTION COMMAND...: ok or fail
-check() {
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else fail "$what"; fi
-}
-# wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.1 s
-wait_for() {
-  local limit=$1 what=$2 i
-  shift 2
-  for ((i = 0; i < limit * 10; i++)); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  fail "$what (waited $limit s)"
-  return 1
-}
-alive() { kill -0 "$HMMVD_PID" 2>/dev/null; }
-is_managed() { [[ $(vm_field "$1" 'v["status"]') == managed ]]; }
-all_managed() { local d; for d in "$@"; do is_managed "$d" || return 1; done; }
-log_has() { grep -q -- "$1" "$WORK/hmmvd.log"; }
-# status_field KEY: a member of hmmvctl --json status
-status_field() { ctl --json status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 # wait_intervals N: until hmmvd has run N more intervals (so each VM went through them)
 wait_intervals() {
   local target=$(($(status_field intervals) + $1))
@@ -217,7 +72,6 @@ wait_intervals() {
   wait_for 60 "hmmvd runs $1 more intervals" ran
 }
 
-wait_for 60 "hmmvd serves its control socket" test -S "$WORK/hmmvd.sock"
 wait_for 60 "every domain discovered and managed" all_managed "${DOMAINS[@]}" &&
   ok "discovered and managed: ${DOMAINS[*]}"
 if [[ $PINNED_UP -eq 1 ]]; then
@@ -251,17 +105,6 @@ fi
 # ---- a quota set with virsh metadata --------------------------------------------------------
 A=${DOMAINS[0]} B=${DOMAINS[1]} C=${DOMAINS[2]}
 others_fine() { alive && all_managed "$A" "$B"; }
-# ran_since N NAME...: hmmvd alive, each NAME managed and run without error by interval N or a
-# later one (hmmvd's last-good-interval of the VM)
-ran_since() {
-  local from=$1 d n
-  shift
-  alive || return 1
-  for d in "$@"; do
-    n=$(vm_field "$d" 'v.get("last-good-interval", -1) if v["status"] == "managed" else -1')
-    [[ $n =~ ^[0-9]+$ ]] && ((n >= from)) || return 1
-  done
-}
 # others_run_on WHAT: A and B managed and run by an interval that had not finished when this was
 # called. Waited for (60 s), never sampled once: a loaded machine can slow a TCG QEMU of A or B
 # past the 5 s QMP deadline, and it is then frozen and thawed, which is hmmvd doing its job.
@@ -272,7 +115,6 @@ others_run_on() {
     ran_since "$from" "$A" "$B" && ok "$1: $A and $B managed and run by interval $from or later"
 }
 budget_before=$(vm_field "$A" 'v["budget-pages"]')
-set_meta() { virsh -q -c "$URI" metadata "$1" --uri "$NS" --key hmmv --live --config --set "$2"; }
 # A loaded machine can take seconds for any of this, so nothing here is timed: hmmvd numbers
 # its intervals, and the quota must be effective at the first interval that starts after
 # hmmvd accepted it (the metadata event). The time it took is reported, not checked.
@@ -381,7 +223,7 @@ wait_for 60 "$C's malformed metadata rejected, the last good kept" c_kept &&
 C_PID=$(<"/run/libvirt/qemu/$C.pid")
 intervals_before=$(status_field intervals)
 t_stop=$(date +%s%N)
-kill -STOP "$C_PID"
+lvt_sigstop "$C_PID"
 asked=0 answered=0 worst_ms=0 frozen_ms=''
 c_frozen() { [[ $(vm_field "$C" 'v["status"]') == "not answering (frozen, "* ]]; }
 for ((i = 0; i < 300; i++)); do
@@ -407,8 +249,6 @@ c_counted() {
   python3 - "$C" "$C_FROZEN_DRAM" "$vms" "$status" <<'PY'
 import json, sys
 name, dram, vms, status = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
-if isinstance(vms, dict):
-    vms = vms.get("return", vms.get("vms", vms))
 v = next(v for v in vms if v["name"] == name)
 ok = (v["frozen"] and v["in-core"] and v["dram-pages"] == dram and dram > 0 and
       status["vms-frozen"] >= 1 and status["frozen-dram-pages"] >= dram and
@@ -426,7 +266,7 @@ check "QEMU of $C stopped, 10 intervals on: $C still frozen, its DRAM still coun
 # A and B kept being run over the stretch: three times in a row, each by a newer interval.
 for round in 1 2 3; do others_run_on "QEMU of $C stopped ($round/3)" || break; done
 check "QEMU of $C stopped, at the end of the stretch: its DRAM still counted" c_counted
-kill -CONT "$C_PID"
+lvt_sigcont_all
 t_cont=$(date +%s%N)
 wait_for 60 "$C managed again once its QEMU answers" is_managed "$C" &&
   ok "$C managed again $((($(date +%s%N) - t_cont) / 1000000)) ms after SIGCONT (a figure)"
