@@ -16,15 +16,17 @@
  * choose). Warm pages, not all pages: guest RAM the guest never touches is cold and ranked
  * fine, but says nothing about the pages it does touch. A skewed workload keeps most of its
  * warm pages idle in any one interval: 90% of writes on 1,024 pages and 10% spread over
- * 15,360 at 10,000 writes an interval accesses ~24% of its warm pages (tests/test-rank.c).
+ * 15,360 at 10,000 writes an interval accesses ~22% of its warm pages (tests/test-rank.c:
+ * 2,021 of 9,288).
  *
  * Only harvests of exactly one interval are looked at: a late harvest (0 intervals) says
  * nothing new, and a merged one (k >= 2) sets a bit for a page accessed in any of k
  * intervals, which would make a slow QEMU look flat. Nor are VMs outside the balance
  * (paused, unmanaged, left alone, frozen): hmmv ranks nothing for them, so there is nothing
- * to tell about their ranking; their window waits, and their last state stays shown. The first sampled interval of a VM is
- * flat whenever budget allows (its warm pages are exactly those it accessed); the next ones
- * are not, unless the VM really is: one of HMMV_RANK_FLAT_ENTER.
+ * to tell about their ranking; their window waits, and their last state stays shown.
+ * The first sampled interval of a VM is flat whenever its budget allows (its warm pages are
+ * exactly those it accessed); the next ones are not, unless the VM really is: one of
+ * HMMV_RANK_FLAT_ENTER.
  *
  * The state has hysteresis so that a VM on the edge does not flip every interval: it enters
  * with HMMV_RANK_FLAT_ENTER flat intervals of the last HMMV_RANK_FLAT_WINDOW sampled ones and

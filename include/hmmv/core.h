@@ -167,7 +167,7 @@ typedef struct {
  * accessed were at least HMMV_RANK_FLAT_PERCENT of its warm pages and more than its DRAM
  * budget; it is ranked again once HMMV_RANK_FLAT_LEAVE or fewer of them are (hysteresis).
  * 90%: the case of issue 8 was 97% (a cold page written in 97% of intervals), a skewed
- * workload's is far below (~24%, libhmmv/loop-rank.c); 8 of 10: a few busy intervals (a
+ * workload's is far below (~22%, libhmmv/loop-rank.c); 8 of 10: a few busy intervals (a
  * guest booting, a burst) do not make a VM flat, and it shows within 8 intervals. */
 #define HMMV_RANK_FLAT_WINDOW 10u
 #define HMMV_RANK_FLAT_PERCENT 90u
