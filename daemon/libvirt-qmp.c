@@ -660,6 +660,19 @@ hmmvd_libvirt_qmp_is_busy(HmmvdLibvirtQmp *lq, const char *uuid)
   return busy;
 }
 
+gboolean
+hmmvd_libvirt_qmp_is_overdue(HmmvdLibvirtQmp *lq, const char *uuid)
+{
+  Worker *w;
+  gboolean overdue;
+
+  g_mutex_lock(&lq->lock);
+  w = g_hash_table_lookup(lq->workers, uuid);
+  overdue = w != NULL && hmmvd_lq_worker_stuck(lq, w, g_get_monotonic_time());
+  g_mutex_unlock(&lq->lock);
+  return overdue;
+}
+
 /* ------------------------------------------------------------------------------------------
  * The registry
  */

@@ -49,6 +49,10 @@ HmmvQmp *hmmvd_libvirt_qmp_transport_new(HmmvdLibvirtQmp *lq, const char *uuid,
 /* TRUE while an exchange with the domain is still under way (its QEMU missed a deadline and
  * has not answered yet): retrying it now would only queue behind that exchange. */
 gboolean hmmvd_libvirt_qmp_is_busy(HmmvdLibvirtQmp *lq, const char *uuid);
+/* TRUE while the domain owes an answer past the exchange deadline (its QEMU missed it and has
+ * not answered yet). Unlike is_busy, an exchange under way within its deadline (the interval's
+ * hmmv-sync, sent to every tracking domain, frozen ones too) does not count. */
+gboolean hmmvd_libvirt_qmp_is_overdue(HmmvdLibvirtQmp *lq, const char *uuid);
 
 /* Sends hmmv-sync to every domain whose tracking is active, each on its worker; done(data)
  * runs on the calling thread's default main context once every domain has answered, or after

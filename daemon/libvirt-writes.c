@@ -104,14 +104,17 @@ write_done(HmmvdLibvirt *lv, LvCall *call)
 }
 
 /* A domain whose QEMU owes a QMP answer: libvirtd would hold a write to it on the domain's
- * job (see above). */
+ * job (see above). An exchange under way within its deadline (each interval's hmmv-sync) holds
+ * the job for milliseconds: not a reason to wait (the retries run on a timer of the interval's
+ * period, so waiting for none at all could miss again and again). */
 static gboolean
 domain_busy(HmmvdLibvirt *lv, const char *name)
 {
   HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
 
   return info != NULL && info->source == HMMVD_SOURCE_LIBVIRT &&
-         (info->frozen || (info->uuid != NULL && hmmvd_libvirt_qmp_is_busy(lv->qmp, info->uuid)));
+         (info->frozen ||
+          (info->uuid != NULL && hmmvd_libvirt_qmp_is_overdue(lv->qmp, info->uuid)));
 }
 
 static void

@@ -419,7 +419,14 @@ ask_done(HmmvdLibvirt *lv, LvCall *call)
       hmmvd_libvirt_remove_domain(lv, facts->name, info->frozen ? "stopped while frozen"
                                                                 : "stopped while dropped");
     } else if (info->frozen && info->in_core) {
-      if (!hmmvd_libvirt_qmp_is_busy(lv->qmp, facts->uuid))
+      /* retry_dropped asked once the exchange it missed was answered; one under way now
+       * within its deadline is a new one (the interval's hmmv-sync goes to frozen domains
+       * too, each interval): waiting for none at all, as before, missed the thaw whenever
+       * the answer came back while the sync was out, which the interval and retry timers
+       * (both reconnect-ms = interval-ms = 500 ms in the tests) made happen again and
+       * again: thawed 1-42 s after the QEMU answered (libvirt-qemu-hung). A new exchange
+       * that turns overdue freezes it again. */
+      if (!hmmvd_libvirt_qmp_is_overdue(lv->qmp, facts->uuid))
         (void)hmmvd_vms_thaw(lv->vms, facts->name);
     } else if (info->dropped && !info->in_core &&
                !g_hash_table_contains(lv->starting, facts->name)) {
