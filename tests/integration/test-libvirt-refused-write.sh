@@ -6,8 +6,8 @@
 #
 #   test-libvirt-refused-write.sh HMMVD HMMVCTL GUEST_ELF SOURCE_ROOT
 #
-# Two TCG domains of the patched QEMU under a private libvirtd (libvirt-lib.sh, in a private
-# mount and PID namespace as test-libvirt.sh). hmmvd connects through libvirtd's read-only
+# Two TCG domains of the patched QEMU under a private libvirtd (libvirt-test-lib.sh, in a
+# private mount and PID namespace as test-libvirt.sh). hmmvd connects through libvirtd's read-only
 # socket (libvirt-sock-ro): it lists the domains, reads their XML and metadata and gets their
 # events, but libvirtd refuses every write ("read only access prevents virDomainSetMetadata")
 # and every QMP pass-through (so no domain is managed: listed with the reason, which this test
@@ -24,181 +24,51 @@
 # times are printed as figures. Every process is stopped by its pid, also on failure.
 # Exit 0 pass, 1 fail, 77 skip (with the reason).
 set -euo pipefail
+# shellcheck source=tests/integration/libvirt-test-lib.sh
+. "$(dirname "$0")/libvirt-test-lib.sh"
 
-skip() { echo "SKIP: $*"; exit 77; }
-
-if [[ ${1:-} != --inner ]]; then
-  [[ $# -eq 4 ]] || { echo "usage: $0 HMMVD HMMVCTL GUEST_ELF SOURCE_ROOT" >&2; exit 2; }
-  [[ $(id -u) -eq 0 ]] || skip "needs root (starts its own libvirtd)"
-  for tool in /usr/sbin/libvirtd /usr/sbin/virtlogd virsh unshare python3 timeout; do
-    command -v "$tool" >/dev/null || skip "$tool is not installed (libvirt-daemon-system, libvirt-clients, util-linux, python3, coreutils)"
-  done
-  [[ -x $1 && -x $2 ]] || skip "hmmvd or hmmvctl not built"
-  [[ -r $3 ]] || skip "test guest $3 not built"
-  qemu=${HMMV_QEMU:-}
-  if [[ -z $qemu ]]; then
-    build_log=$(mktemp /tmp/hmmv-it-qemu-build.XXXXXX)
-    qemu=$(bash "$4/qemu-patches/build.sh" 2>"$build_log" | tail -n 1) ||
-      skip "qemu-patches/build.sh failed (see $build_log)"
-    rm -f "$build_log"
-  fi
-  [[ -x $qemu ]] || skip "no patched QEMU (HMMV_QEMU unset and build.sh gave '$qemu')"
-  exec unshare --mount --propagation private --pid --fork --mount-proc \
-    --kill-child=SIGTERM "$0" --inner "$1" "$2" "$3" "$qemu"
-fi
-
-HMMVD=$2 HMMVCTL=$3 GUEST=$4 QEMU=$5
-URI=qemu:///system
-RO_SOCKET=/run/libvirt/libvirt-sock-ro
-RO_URI="qemu+unix:///system?socket=$RO_SOCKET"
-NS=https://hmmv.dev/ns/quota/1
+lvt_args "$@"
 DOMAINS=(hmmv-ro-a hmmv-ro-b)
 A=${DOMAINS[0]} B=${DOMAINS[1]}
-T0=$SECONDS
-WORK=$(mktemp -d /tmp/hmmv-it-rowrite.XXXXXX)
-chmod 0755 "$WORK"
-FAILED=0
-HMMVD_PID=''
-# shellcheck source=tests/integration/libvirt-lib.sh
-. "$(dirname "$0")/libvirt-lib.sh"
-
-log() { echo "# [$((SECONDS - T0))s] $*"; }
-fail() { echo "FAIL: $*"; FAILED=1; }
-ok() { echo "ok: $*"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
-
-cleanup() {
-  local status=$?
-  trap - EXIT TERM INT
-  libvirt_stop_pid "$HMMVD_PID" hmmvd
-  libvirt_stop_daemons "${DOMAINS[@]}"
-  if [[ $status -ne 0 || $FAILED -ne 0 ]]; then
-    echo "---- hmmvd log (tail) ----"; tail -n 60 "$WORK/hmmvd.log" 2>/dev/null || true
-    echo "---- libvirtd log (tail) ----"; tail -n 20 "$WORK/libvirtd.log" 2>/dev/null || true
-  fi
-  if [[ -n ${HMMV_IT_KEEP_LOGS:-} ]]; then
-    mkdir -p "$HMMV_IT_KEEP_LOGS" && cp "$WORK"/*.log "$HMMV_IT_KEEP_LOGS"/ 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  log "done in $((SECONDS - T0)) s"
-  [[ $status -ne 0 ]] && exit "$status"
-  exit "$FAILED"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM INT
-
-libvirt_private_state || { FAILED=1; exit 1; }
-mkdir -m 0755 "$WORK/bin"
-install -m 0755 "$QEMU" "$WORK/bin/qemu-system-x86_64"
-install -m 0644 "$GUEST" "$WORK/bin/guest.elf"
-libvirt_start_daemons || { fail "libvirtd does not start"; exit 1; }
-log "libvirt $(/usr/sbin/libvirtd --version | awk '{print $NF}'), libvirtd pid $LIBVIRTD_PID"
+lvt_init it-rowrite
+RO_SOCKET=/run/libvirt/libvirt-sock-ro
+RO_URI="qemu+unix:///system?socket=$RO_SOCKET"
+lvt_start_libvirt "$QEMU" "$GUEST"
 [[ -S $RO_SOCKET ]] || skip "libvirtd made no read-only socket ($RO_SOCKET)"
+lvt_domains_start 64 'mode=workload hot_mib=4 cold_mib=20 report_every=0' "${DOMAINS[@]}"
 
-for dom in "${DOMAINS[@]}"; do
-  cat >"$WORK/$dom.xml" <<EOF
-<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
-  <name>$dom</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$WORK/bin/guest.elf</kernel>
-    <cmdline>mode=workload hot_mib=4 cold_mib=20 report_every=0</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <emulator>$WORK/bin/qemu-system-x86_64</emulator>
-    <serial type='file'><source path='$WORK/$dom.serial.log'/><target port='0'/></serial>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-  </devices>
-  <qemu:commandline>
-    <qemu:arg value='-device'/><qemu:arg value='isa-debug-exit,iobase=0xf4,iosize=0x04'/>
-  </qemu:commandline>
-</domain>
-EOF
-  virsh -q -c "$URI" define "$WORK/$dom.xml" >/dev/null
-  virsh -q -c "$URI" start "$dom" >/dev/null || { fail "domain $dom does not start"; exit 1; }
-done
-log "domains started: ${DOMAINS[*]}"
-
-set_meta() {   # set_meta URI DOMAIN ELEMENT
+set_meta_on() {   # set_meta_on URI DOMAIN ELEMENT
   virsh -q -c "$1" metadata "$2" --uri "$NS" --key hmmv --live --config --set "$3"
 }
 libvirt_meta() { virsh -q -c "$URI" metadata "$1" --uri "$NS" --live 2>/dev/null | tr -d '\n' || true; }
 
 # The premise: libvirtd's read-only socket refuses a metadata write (virsh on it, as hmmvd
 # will be); nothing written.
-if out=$(set_meta "$RO_URI" "$A" '<memory dram-max-mib="12"/>' 2>&1); then
+if out=$(set_meta_on "$RO_URI" "$A" '<memory dram-max-mib="12"/>' 2>&1); then
   fail "the read-only socket took a metadata write: the test proves nothing"; exit 1
 fi
 check "premise: libvirtd's read-only socket refuses virDomainSetMetadata: ${out//$'\n'/ }" \
   grep -q "read only access prevents virDomainSetMetadata" <<<"$out"
 
-cat >"$WORK/hmmvd.conf" <<EOF
-[daemon]
-interval-ms=500
-control-socket=$WORK/hmmvd.sock
-log-level=info
-[libvirt]
-uri=$RO_URI
-reconnect-ms=500
-[memory]
-mover=sim
-sim-dram-mib=64
-sim-slow-mib=256
-EOF
-"$HMMVD" --foreground --config "$WORK/hmmvd.conf" --pid-file "$WORK/hmmvd.pid" \
-  >"$WORK/hmmvd.log" 2>&1 &
-HMMVD_PID=$!
+URI=$RO_URI lvt_hmmvd_conf 500 64 256
+lvt_start_hmmvd "$HMMVD"
 
-ctl() { timeout 30 "$HMMVCTL" --socket "$WORK/hmmvd.sock" "$@"; }
-vm_field() {   # vm_field NAME EXPR (on the VM's object v of hmmvctl --json vms)
-  ctl --json vms 2>/dev/null | python3 -c '
-import json, sys
-for v in json.load(sys.stdin):
-    if v["name"] == sys.argv[1]:
-        print(eval(sys.argv[2])); break
-else:
-    print("<absent>")' "$1" "$2" 2>/dev/null || echo "<no answer>"
-}
-intervals() {   # -1 (and the reason on stderr) when hmmvd did not answer
-  local out
-  if out=$(ctl --json status 2>&1); then
-    python3 -c 'import json,sys; print(json.loads(sys.argv[1])["intervals"])' "$out" 2>/dev/null && return
-  fi
-  echo "# intervals: no answer: ${out:0:300}" >&2
-  echo -1
-}
-wait_for() {   # wait_for SECONDS DESCRIPTION COMMAND...: liveness bound only
-  local limit=$1 what=$2 i
-  shift 2
-  for ((i = 0; i < limit * 5; i++)); do
-    "$@" && return 0
-    sleep 0.2
-  done
-  fail "$what (waited $limit s)"
-  return 1
-}
-alive() { kill -0 "$HMMVD_PID" 2>/dev/null; }
-log_count() { grep -c -- "$1" "$WORK/hmmvd.log" || true; }
+ctl30() { timeout 30 "$HMMVCTL" --socket "$WORK/hmmvd.sock" "$@"; }
 # listed, its start-up over (refused too: no QMP through a read-only connection)
-settled() { local s; s=$(vm_field "$1" 'v["status"]'); [[ $s != '<absent>' && $s != '<no answer>' && $s != starting* ]]; }
+settled() { local s; s=$(vm_field "$1" 'v["status"]'); [[ $s != '<'* && $s != starting* ]]; }
 quota_max() { vm_field "$1" 'v["quota"].get("dram-max-mib")'; }
 quota_error() { vm_field "$1" 'v.get("quota-error") or ""'; }
-intervals_past() { local n; n=$(intervals 2>/dev/null); ((n >= $1)); }
+intervals_past() { local n; n=$(intervals); ((n >= $1)); }
+connects() { log_count "libvirt: connected to"; }
+both_settled() { settled "$A" && settled "$B"; }
 
-wait_for 60 "hmmvd serves its control socket" test -S "$WORK/hmmvd.sock" || exit 1
-wait_for 120 "hmmvd connected through the read-only socket" \
-  eval '(( $(log_count "libvirt: connected to") >= 1 ))' || exit 1
-wait_for 120 "$A and $B discovered" eval 'settled "$A" && settled "$B"' || exit 1
+wait_for 120 "hmmvd connected through the read-only socket" eval '(( $(connects) >= 1 ))' || exit 1
+wait_for 120 "$A and $B discovered" both_settled || exit 1
 log "listed: $A: $(vm_field "$A" 'v["status"]'); $B: $(vm_field "$B" 'v["status"]')"
 
 # B's quota from the operator (virsh, read-write socket): the event reaches hmmvd through its
 # read-only connection, which reads the element.
-set_meta "$URI" "$B" '<memory dram-min-mib="4" dram-max-mib="24" weight="100"/>'
+set_meta "$B" '<memory dram-min-mib="4" dram-max-mib="24" weight="100"/>'
 wait_for 60 "B's quota from virsh metadata applied (max 24 MiB)" eval '[[ $(quota_max "$B") == 24 ]]' &&
   ok "B's quota from virsh metadata applied (max 24 MiB)"
 a_before=$(quota_max "$A")
@@ -207,7 +77,7 @@ log "A's quota in hmmvd before: max $a_before MiB; A's element in libvirt: '${a_
 
 # ---- set-quota A: libvirtd refuses the write ------------------------------------------------------
 t0=$(date +%s%N)
-if out=$(ctl set-quota "$A" --min 4 --max 20 --weight 100 2>&1); then
+if out=$(ctl30 set-quota "$A" --min 4 --max 20 --weight 100 2>&1); then
   ok "set-quota $A accepted in $((($(date +%s%N) - t0) / 1000000)) ms (a figure): ${out//$'\n'/ }"
 else
   fail "set-quota $A not accepted: ${out//$'\n'/ }"
@@ -221,7 +91,7 @@ check "the warning names libvirtd's reason (read only access)" \
 qe=$(quota_error "$A")
 check "A's quota-error says so (hmmvctl --json vms): $qe" \
   grep -q "not written to libvirt.*read only access prevents virDomainSetMetadata" <<<"$qe"
-vms_text=$(ctl vms 2>&1 || true)
+vms_text=$(ctl30 vms 2>&1 || true)
 check "hmmvctl vms shows A's quota error" \
   grep -q "$A: quota rejected.*not written to libvirt" <<<"$vms_text"
 
@@ -239,11 +109,11 @@ check "B's quota still applied (max $(quota_max "$B"))" test "$(quota_max "$B")"
 check "B has no quota error ('$(quota_error "$B")')" test -z "$(quota_error "$B")"
 check "the connection was never given up (deadline: $(log_count 'has not returned in'), keepalive: $(log_count 'lost the connection'))" \
   test "$(log_count 'has not returned in')" -eq 0 -a "$(log_count 'lost the connection')" -eq 0
-check "connected once ($(log_count 'libvirt: connected to'))" test "$(log_count 'libvirt: connected to')" -eq 1
-check "hmmvctl status answered" ctl status >/dev/null
+check "connected once ($(connects))" test "$(connects)" -eq 1
+check "hmmvctl status answered" ctl30 status >/dev/null
 
 # ---- hmmvd keeps serving: the operator's later change of A reaches it ---------------------------
-set_meta "$URI" "$A" '<memory dram-min-mib="4" dram-max-mib="28" weight="100"/>'
+set_meta "$A" '<memory dram-min-mib="4" dram-max-mib="28" weight="100"/>'
 wait_for 60 "A's later quota from virsh metadata applied (max 28 MiB)" eval '[[ $(quota_max "$A") == 28 ]]' &&
   ok "A's later quota from virsh metadata applied (max 28 MiB)"
 wait_for 60 "A's quota error cleared by the good quota" eval '[[ -z $(quota_error "$A") ]]' &&
