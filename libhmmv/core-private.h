@@ -88,6 +88,7 @@ typedef struct {
   gboolean ctl_paused;
   gboolean ctl_frozen;
   gboolean ctl_quota_set;   /* ctl_quota waits for the next interval */
+  gboolean ctl_hold;        /* its removal leaves its DRAM held (hmmv_core_hold_dram) */
   HmmvQuota ctl_quota;
   gboolean seen_outside;    /* outside, at the end of the last interval */
   guint64 seen_dram_pages;  /* the VM's DRAM pages at the end of the last interval */
@@ -125,6 +126,8 @@ struct _HmmvCore {
   guint64 pool_seen;        /* pool_pages as last published */
   HmmvNodePool pools_seen[HMMV_NR_NODE_SLOTS];
   guint nr_pools_seen;
+  GPtrArray *holds;         /* DRAM kept counted for VMs removed while their QEMU lives
+                               (loop-hold.c) */
   gint running;             /* atomic: an interval runs (on whichever thread) */
   GCancellable *cancellable; /* of the running interval, NULL when none: moves stop early */
 };
@@ -133,6 +136,18 @@ struct _HmmvCore {
  * placement is read again from the first page, and its plan, away lists, rescan and watch
  * state start over (core.h, hmmv_core_set_frozen). */
 void hmmv_core_thaw(HmmvCore *core, CoreVm *cvm);
+
+/* loop-hold.c: the DRAM of VMs removed with hmmv_core_hold_dram, kept counted. init/clear
+ * with the core; on_remove from hmmv_core_remove_vm; settle at an interval's start (a hold
+ * ends once its VM is back with its placement read); count: per node (added to node_pages),
+ * what the holds keep beyond their VMs' own pages, returning the DRAM part (interval thread or
+ * idle); dram_locked: the DRAM part from what the last interval left (under the lock). */
+void hmmv_core_holds_init(HmmvCore *core);
+void hmmv_core_holds_clear(HmmvCore *core);
+void hmmv_core_holds_on_remove(HmmvCore *core, CoreVm *cvm);
+void hmmv_core_holds_settle(HmmvCore *core);
+guint64 hmmv_core_holds_count(HmmvCore *core, guint64 *node_pages);
+guint64 hmmv_core_holds_dram_locked(HmmvCore *core);
 
 /* The body of an interval, on the calling thread; the caller set running (and cancellable). */
 gboolean hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error);

@@ -29,7 +29,7 @@ outside_reason(const CoreVm *cvm, gboolean ok)
  * outside the balance and the ones whose min was scaled. */
 static char *
 core_scaled_note(HmmvCore *core, const gboolean *ok, const HmmvBalanceVm *bvms, guint n,
-                 guint64 pool)
+                 guint64 pool, guint64 held_dram)
 {
   GString *note = g_string_new(NULL);
   guint64 mins = 0;
@@ -49,6 +49,11 @@ core_scaled_note(HmmvCore *core, const gboolean *ok, const HmmvBalanceVm *bvms, 
                              outside_reason(cvm, ok[i]), hmmv_vm_get_dram_pages(cvm->vm));
       sep = ")";
     }
+  }
+  if (held_dram > 0) {
+    g_string_append_printf(note, "%s %" G_GUINT64_FORMAT " held for VMs being connected again",
+                           *sep ? "," : " (", held_dram);
+    sep = ")";
   }
   g_string_append_printf(note, "%s; mins scaled down in proportion:", sep);
   for (guint j = 0; j < n; j++)
@@ -72,6 +77,7 @@ hmmv_core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **erro
   int ids[HMMV_NR_NODE_SLOTS];
   gboolean scaled = FALSE;
   guint n = 0, nr_pools;
+  guint64 held_dram;
 
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
@@ -106,6 +112,9 @@ hmmv_core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **erro
     };
     map[n++] = i;
   }
+  /* VMs removed while their QEMU lives (loop-hold.c): their pages are still where they were */
+  held_dram = hmmv_core_holds_count(core, outside);
+  pool = pool > held_dram ? pool - held_dram : 0;
   if (n == 0)
     return TRUE;
   /* each VM's budget from the pool of the DRAM node nearest its vCPUs first (nodes.c) */
@@ -125,6 +134,6 @@ hmmv_core_balance(HmmvCore *core, const gboolean *ok, char **note, GError **erro
     scaled |= bvms[j].min_granted < MIN(bvms[j].min_pages, bvms[j].nr_pages);
   }
   if (scaled)
-    *note = core_scaled_note(core, ok, bvms, n, pool);
+    *note = core_scaled_note(core, ok, bvms, n, pool, held_dram);
   return TRUE;
 }

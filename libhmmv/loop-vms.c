@@ -91,6 +91,7 @@ hmmv_core_remove_vm(HmmvCore *core, const char *name, GError **error)
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "vm %s is not managed", name);
     return FALSE;
   }
+  hmmv_core_holds_on_remove(core, g_ptr_array_index(core->vms, index));
   g_ptr_array_remove_index(core->vms, index);
   return TRUE;
 }

@@ -69,6 +69,7 @@ hmmv_core_new(const HmmvTopology *topo, HmmvMover *mover, const HmmvParams *para
   core->vms = g_ptr_array_new_with_free_func(core_vm_free);
   core->scratch_pages = g_array_new(FALSE, FALSE, sizeof(guint64));
   g_mutex_init(&core->lock);
+  hmmv_core_holds_init(core);
   hmmv_core_set_pool_pages(core, pool_pages);
   return g_steal_pointer(&core);
 }
@@ -80,6 +81,7 @@ hmmv_core_free(HmmvCore *core)
     return;
   g_return_if_fail(!hmmv_core_is_running(core));
   g_ptr_array_unref(core->vms);
+  hmmv_core_holds_clear(core);
   g_array_unref(core->scratch_pages);
   g_mutex_clear(&core->lock);
   g_free(core);
@@ -99,6 +101,7 @@ hmmv_core_update_pools(HmmvCore *core)
     for (int node = 0; node < HMMV_NR_NODE_SLOTS; node++)
       used[node] += vm->node_pages[node];
   }
+  (void)hmmv_core_holds_count(core, used);   /* still on their nodes: neither free nor idle */
   dram = hmmv_nodes_update(core->topo, core->nodes, used);
   core->pool_pages = core->pool_limit != 0 ? MIN(core->pool_limit, dram) : dram;
   core_publish_pools(core);
@@ -307,6 +310,7 @@ hmmv_core_get_pool_usage(HmmvCore *core, const char *name, const HmmvQuota *quot
     else
       usage->min_pages += MIN(q->min_pages, hmmv_vm_get_nr_pages(cvm->vm));
   }
+  usage->held_outside_pages += hmmv_core_holds_dram_locked(core);
   g_mutex_unlock(&core->lock);
 }
 
@@ -357,6 +361,7 @@ hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error)
     cvm->ctl_quota_set = FALSE;
   }
   g_mutex_unlock(&core->lock);
+  hmmv_core_holds_settle(core);
 
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);

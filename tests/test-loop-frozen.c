@@ -18,7 +18,11 @@
  *           on) are found: the thaw re-reads vm0's placement from the first page, and its
  *           harvest resumes with what was queued meanwhile;
  *   removed a frozen VM that goes (its QEMU died) leaves the core as any: its DRAM is vm1's
- *           to take.
+ *           to take;
+ *   held    a frozen VM removed while its QEMU lives (standalone: its QMP stream broke; it is
+ *           connected again, up to 60 s later) keeps its DRAM counted through the removal
+ *           (hmmv_core_hold_dram) until it is back with its placement read, or released; before,
+ *           vm1's budget took it at the first interval after the removal (review 17b, E).
  */
 #include "hmmv-test.h"
 
@@ -234,6 +238,85 @@ START_TEST(test_frozen_vm_removed)
 }
 END_TEST
 
+/* vm0 (frozen) is removed with a hold while its QEMU lives: vm1's budget and DRAM stay within
+ * the pool less vm0's DRAM while vm0 is out, and while vm0 is back but its placement not read;
+ * the hold ends once it is read (vm0 then counts its own pages), or when released. */
+START_TEST(test_removed_vm_held)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  HmmvTestCore bed;
+  HmmvPoolUsage usage;
+  const HmmvVmReport *rep1;
+  HmmvVm *again;
+  guint64 held;
+
+  bed_up(&bed, &report);
+  held = hmmv_vm_get_dram_pages(hmmv_core_get_vm(bed.core, 0));
+  ck_assert(hmmv_core_hold_dram(bed.core, "vm0", &error));
+  ck_assert(!hmmv_core_hold_dram(bed.core, "vm9", &error));
+  ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND));
+  g_clear_error(&error);
+  /* as hmmvd removes it: the sim forgets its pages (the real kernel keeps them) */
+  hmmv_sim_mover_forget_vm(bed.mover, hmmv_core_get_vm(bed.core, 0));
+  ck_assert(hmmv_core_remove_vm(bed.core, "vm0", &error));
+  ck_assert_uint_eq(hmmv_core_get_nr_vms(bed.core), 1);
+  for (guint i = 0; i < FROZEN; i++) {
+    write_vm1(&bed);
+    rep1 = run(&bed, &report, 0);
+    ck_assert_str_eq(rep1->name, "vm1");
+    ck_assert_msg(rep1->budget_pages <= POOL - held, "interval %u after the removal: vm1's "
+                  "budget %" G_GUINT64_FORMAT " took vm0's held DRAM (%" G_GUINT64_FORMAT
+                  " of %u)", i, rep1->budget_pages, held, POOL);
+    ck_assert_uint_le(rep1->dram_pages, POOL - held);
+    hmmv_core_get_pool_usage(bed.core, NULL, NULL, &usage);
+    ck_assert_uint_eq(usage.held_outside_pages, held);
+  }
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+  printf("# vm0 out of the core %u intervals: %" G_GUINT64_FORMAT " pages held, vm1 budget %"
+         G_GUINT64_FORMAT " DRAM %" G_GUINT64_FORMAT " (pool %u)\n", FROZEN, held,
+         rep1->budget_pages, rep1->dram_pages, POOL);
+
+  /* connected again: a new VM of that name (the sim finds its pages on DRAM, where the hold
+   * kept room for them); its placement is read in its first harvest, so it takes part in that
+   * interval's balance with its own pages, the hold counting only what the read did not find */
+  again = hmmv_test_vm_new("vm0", NR);
+  hmmv_test_core_add(&bed, again);
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+  hmmv_test_core_write(&bed, 2, 0, HELD);
+  write_vm1(&bed);
+  rep1 = run(&bed, &report, 0);
+  ck_assert_uint_eq(hmmv_test_vm_report(&report, 1)->placement_unread, 0);
+  ck_assert_uint_le(hmmv_test_vm_report(&report, 1)->budget_pages + rep1->budget_pages, POOL);
+  ck_assert_uint_le(hmmv_test_vm_report(&report, 1)->dram_pages + rep1->dram_pages, POOL);
+  for (guint i = 0; i < 3; i++) {
+    hmmv_test_core_write(&bed, 2, 0, HELD);
+    write_vm1(&bed);
+    rep1 = run(&bed, &report, 0);
+    ck_assert_uint_le(hmmv_test_vm_report(&report, 1)->budget_pages + rep1->budget_pages, POOL);
+    ck_assert_uint_le(hmmv_test_vm_report(&report, 1)->dram_pages + rep1->dram_pages, POOL);
+  }
+  /* read: the hold ended, vm0 counts its own pages */
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), 0);
+  printf("# back: vm0 %" G_GUINT64_FORMAT " pages on DRAM, vm1 %" G_GUINT64_FORMAT
+         ", hold ended\n", hmmv_test_vm_report(&report, 1)->dram_pages, rep1->dram_pages);
+
+  /* held again, then its QEMU died: released, vm1 may take it */
+  held = hmmv_vm_get_dram_pages(hmmv_core_lookup_vm(bed.core, "vm0"));
+  ck_assert_uint_gt(held, 0);
+  ck_assert(hmmv_core_hold_dram(bed.core, "vm0", &error));
+  hmmv_sim_mover_forget_vm(bed.mover, hmmv_core_lookup_vm(bed.core, "vm0"));
+  ck_assert(hmmv_core_remove_vm(bed.core, "vm0", &error));
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+  hmmv_core_release_dram(bed.core, "vm0");
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), 0);
+  write_vm1(&bed);
+  rep1 = run(&bed, &report, 0);
+  ck_assert_uint_gt(rep1->budget_pages, POOL - held);
+  hmmv_test_core_clear(&bed);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -244,6 +327,7 @@ main(void)
   tcase_add_test(tc, test_frozen_kept_counted_then_thawed);
   tcase_add_test(tc, test_thaw_rereads_placement);
   tcase_add_test(tc, test_frozen_vm_removed);
+  tcase_add_test(tc, test_removed_vm_held);
   suite_add_tcase(suite, tc);
   return hmmv_test_run(suite);
 }

@@ -9,7 +9,7 @@
  * thread goes on serving: moves take seconds at the cap (3.9 us a page) and hold the VM
  * process's mmap_lock, and a harvest may wait on QEMU. While an interval runs, the caller may
  * only call hmmv_core_is_running, hmmv_core_set_paused, hmmv_core_set_quota,
- * hmmv_core_get_pool_usage, hmmv_core_lookup_vm / get_vm / get_nr_vms (the pointer, not
+ * hmmv_core_hold_dram / release_dram / get_held_dram_pages, hmmv_core_get_pool_usage, hmmv_core_lookup_vm / get_vm / get_nr_vms (the pointer, not
  * the VM's page state) and hmmv_core_get_pool_pages; adding or removing a VM fails with
  * HMMV_ERROR_BUSY, and the VMs' page state, move stats and the report belong to the interval
  * until it is finished. The decisions themselves stay on one thread, in a fixed order, so a
@@ -248,6 +248,18 @@ gboolean hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused,
  * hmmv_core_remove_vm, as for any. From the next interval on; safe while one runs. */
 gboolean hmmv_core_set_frozen(HmmvCore *core, const char *name, gboolean frozen,
                               GError **error);
+/* A VM about to leave the core while its QEMU lives on (standalone hmmvd removes a VM whose
+ * QMP connection broke and connects it again, up to 60 s later): its removal (now, or
+ * hmmvd's once the running interval is done) leaves a hold of its pages per node, as last
+ * read, that stays counted as a frozen VM's DRAM is (out of its nodes' pools, in their used
+ * pages and in the pool usage's held_outside_pages), until a VM of that name is added again
+ * and its placement read whole (meanwhile the hold counts what that read has not found yet),
+ * it is removed again without this mark, or hmmv_core_release_dram() (its QEMU is gone).
+ * Safe while an interval runs, as is the release. */
+gboolean hmmv_core_hold_dram(HmmvCore *core, const char *name, GError **error);
+void hmmv_core_release_dram(HmmvCore *core, const char *name);
+/* The DRAM pages the holds keep counted now (status, tests). */
+guint64 hmmv_core_get_held_dram_pages(HmmvCore *core);
 /* The VM's quota from the next interval on (hmmv_vm_set_quota, but safe while an interval
  * runs; the pool usage sees it at once). */
 gboolean hmmv_core_set_quota(HmmvCore *core, const char *name, const HmmvQuota *quota,

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * DRAM the core keeps counted for a VM that left it while its QEMU lives on (core.h,
+ * hmmv_core_hold_dram): standalone hmmvd removes a VM whose QMP connection broke and connects
+ * it again later, backing off up to 60 s; meanwhile its pages are still on their nodes, so they
+ * stay out of the others' pools, as a frozen VM's do (review 17b, finding E).
+ *
+ * The holds are changed and read under HmmvCore.lock: the daemon releases one from its main
+ * thread while an interval may run on a worker.
+ */
+#include "core-private.h"
+#include "vm-private.h"
+
+#include <hmmv/error.h>
+
+typedef struct {
+  char *name;
+  guint64 node_pages[HMMV_NR_NODE_SLOTS];   /* its pages per node when it left the core */
+  guint64 dram_pages;
+} CoreHold;
+
+static void
+core_hold_free(gpointer data)
+{
+  CoreHold *hold = data;
+
+  g_free(hold->name);
+  g_free(hold);
+}
+
+void
+hmmv_core_holds_init(HmmvCore *core)
+{
+  core->holds = g_ptr_array_new_with_free_func(core_hold_free);
+}
+
+void
+hmmv_core_holds_clear(HmmvCore *core)
+{
+  g_clear_pointer(&core->holds, g_ptr_array_unref);
+}
+
+static CoreVm *
+hold_find_vm(HmmvCore *core, const char *name)
+{
+  for (guint i = 0; i < core->vms->len; i++) {
+    CoreVm *cvm = g_ptr_array_index(core->vms, i);
+
+    if (g_strcmp0(hmmv_vm_get_name(cvm->vm), name) == 0)
+      return cvm;
+  }
+  return NULL;
+}
+
+/* Under the lock. */
+static gboolean
+hold_drop_locked(HmmvCore *core, const char *name)
+{
+  for (guint i = 0; i < core->holds->len; i++) {
+    if (g_strcmp0(((CoreHold *)g_ptr_array_index(core->holds, i))->name, name) == 0) {
+      g_ptr_array_remove_index(core->holds, i);
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+gboolean
+hmmv_core_hold_dram(HmmvCore *core, const char *name, GError **error)
+{
+  CoreVm *cvm = hold_find_vm(core, name);
+
+  if (cvm == NULL) {
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND, "vm %s is not managed", name);
+    return FALSE;
+  }
+  g_mutex_lock(&core->lock);
+  cvm->ctl_hold = TRUE;
+  g_mutex_unlock(&core->lock);
+  return TRUE;
+}
+
+void
+hmmv_core_release_dram(HmmvCore *core, const char *name)
+{
+  g_mutex_lock(&core->lock);
+  (void)hold_drop_locked(core, name);
+  g_mutex_unlock(&core->lock);
+}
+
+/* hmmv_core_remove_vm, no interval running: a VM marked by hmmv_core_hold_dram leaves a hold
+ * of what it holds now (the larger per node, when one is left from an earlier removal and its
+ * placement was still being read again); any other removal ends its name's hold. */
+void
+hmmv_core_holds_on_remove(HmmvCore *core, CoreVm *cvm)
+{
+  const char *name = hmmv_vm_get_name(cvm->vm);
+  CoreHold *hold = NULL;
+
+  g_mutex_lock(&core->lock);
+  if (!cvm->ctl_hold) {
+    (void)hold_drop_locked(core, name);
+    g_mutex_unlock(&core->lock);
+    return;
+  }
+  for (guint i = 0; i < core->holds->len && hold == NULL; i++) {
+    if (g_strcmp0(((CoreHold *)g_ptr_array_index(core->holds, i))->name, name) == 0)
+      hold = g_ptr_array_index(core->holds, i);
+  }
+  if (hold == NULL) {
+    hold = g_new0(CoreHold, 1);
+    hold->name = g_strdup(name);
+    g_ptr_array_add(core->holds, hold);
+  }
+  for (int node = 0; node < HMMV_NR_NODE_SLOTS; node++)
+    hold->node_pages[node] = MAX(hold->node_pages[node], cvm->vm->node_pages[node]);
+  hold->dram_pages = MAX(hold->dram_pages, hmmv_vm_get_dram_pages(cvm->vm));
+  g_mutex_unlock(&core->lock);
+}
+
+/* At the start of an interval (its thread): a hold ends once its VM is back in the core with
+ * its placement read whole; from then on the VM counts its own pages. */
+void
+hmmv_core_holds_settle(HmmvCore *core)
+{
+  g_mutex_lock(&core->lock);
+  for (guint i = core->holds->len; i-- > 0;) {
+    CoreHold *hold = g_ptr_array_index(core->holds, i);
+    CoreVm *cvm = hold_find_vm(core, hold->name);
+
+    if (cvm != NULL && cvm->place_next >= hmmv_vm_get_nr_pages(cvm->vm))
+      g_ptr_array_remove_index(core->holds, i);
+  }
+  g_mutex_unlock(&core->lock);
+}
+
+/* The interval's thread (or no interval running): per node, what the holds keep counted
+ * beyond what their VMs, when back in the core and still reading their placement, already
+ * count themselves. Returns the DRAM part (node_pages of the DRAM nodes summed). */
+guint64
+hmmv_core_holds_count(HmmvCore *core, guint64 *node_pages)
+{
+  guint64 dram = 0;
+
+  g_mutex_lock(&core->lock);
+  for (guint i = 0; i < core->holds->len; i++) {
+    CoreHold *hold = g_ptr_array_index(core->holds, i);
+    CoreVm *cvm = hold_find_vm(core, hold->name);
+
+    for (int node = 0; node < HMMV_NR_NODE_SLOTS; node++) {
+      guint64 own = cvm != NULL ? cvm->vm->node_pages[node] : 0;
+      guint64 extra = hold->node_pages[node] > own ? hold->node_pages[node] - own : 0;
+      const HmmvNode *n = extra > 0 ? hmmv_topology_lookup(core->topo, node) : NULL;
+
+      node_pages[node] += extra;
+      if (n != NULL && n->tier == HMMV_TIER_DRAM)
+        dram += extra;
+    }
+  }
+  g_mutex_unlock(&core->lock);
+  return dram;
+}
+
+/* Under the lock, any thread (hmmv_core_get_pool_usage): the DRAM the holds keep counted,
+ * from what the last interval left (a VM back in the core counts its own DRAM as seen). */
+guint64
+hmmv_core_holds_dram_locked(HmmvCore *core)
+{
+  guint64 dram = 0;
+
+  for (guint i = 0; i < core->holds->len; i++) {
+    CoreHold *hold = g_ptr_array_index(core->holds, i);
+    CoreVm *cvm = hold_find_vm(core, hold->name);
+    guint64 own = cvm != NULL ? cvm->seen_dram_pages : 0;
+
+    dram += hold->dram_pages > own ? hold->dram_pages - own : 0;
+  }
+  return dram;
+}
+
+guint64
+hmmv_core_get_held_dram_pages(HmmvCore *core)
+{
+  guint64 dram;
+
+  g_mutex_lock(&core->lock);
+  dram = hmmv_core_holds_dram_locked(core);
+  g_mutex_unlock(&core->lock);
+  return dram;
+}
