@@ -15,6 +15,14 @@
 /* A start-up (connect, greeting, capabilities, layout, getfd, hmmv-start: 5 exchanges) runs
  * on a worker thread and is abandoned after this; the VM is retried at the next check. */
 #define STANDALONE_START_DEADLINE_MS 10000
+/* A VM whose QMP connection broke while its QEMU lives is tried again reconnect-ms x 2^(n-1)
+ * later for its n-th such break in a row (counted in checks, one every reconnect-ms), at most
+ * this long: a QEMU that breaks every connection costs a start-up (a new region, the page
+ * arrays, the placement read again) and a few log lines per try, not per reconnect-ms. */
+#define STANDALONE_BACKOFF_MAX_MS 60000
+/* The streak of breaks ends once the VM was seen managed, not frozen, with a usable connection
+ * at this many checks in a row (10 x reconnect-ms). */
+#define STANDALONE_STREAK_END_CHECKS 10
 
 typedef struct _StandaloneStart StandaloneStart;
 
@@ -24,6 +32,12 @@ typedef struct {
   int pid;                      /* QEMU last connected to; -1 before */
   char *last_failure;           /* logged once, not at every retry */
   StandaloneStart *start;       /* the start-up under way, or NULL */
+  guint broken_streak;          /* removals in a row for a connection broken after start */
+  char *broken_reason;          /* the last one's: warned once a streak, or when it changes */
+  guint wait_checks;            /* checks to let pass before the next try */
+  guint good_checks;            /* checks in a row it was managed with a usable connection */
+  int held_pid;                 /* QEMU whose DRAM the core keeps counted since a break
+                                   (hmmv_core_hold_dram), -1 none */
 } StandaloneVm;
 
 /* One start-up, shared by the worker thread (read-only fields and the results) and the main
@@ -86,6 +100,7 @@ standalone_vm_free(gpointer data)
   g_free(entry->name);
   g_free(entry->path);
   g_free(entry->last_failure);
+  g_free(entry->broken_reason);
   g_free(entry);
 }
 
@@ -129,6 +144,18 @@ note_failure(HmmvdStandalone *sa, StandaloneVm *entry, const char *message)
   entry->last_failure = g_strdup(message);
   reason = g_strdup_printf("%s (retrying every %u ms)", message, sa->config->reconnect_ms);
   hmmvd_vms_add_unmanaged(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, reason);
+}
+
+/* The core holds the DRAM of the QEMU last removed for a broken connection until that VM is
+ * back with its placement read (the core ends the hold itself), or until this: that QEMU is
+ * gone, or will not be managed. */
+static void
+release_held(HmmvdStandalone *sa, StandaloneVm *entry)
+{
+  if (entry->held_pid <= 0)
+    return;
+  hmmv_core_release_dram(hmmvd_vms_get_core(sa->vms), entry->name);
+  entry->held_pid = -1;
 }
 
 /* Worker thread: every QMP round trip of a start-up, each exchange under its deadline, all
@@ -193,6 +220,7 @@ start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
                                                 "managed", entry->name, local_error->message);
 
       entry->pid = start->pid;
+      release_held(sa, entry);
       hmmvd_vms_remove(sa->vms, entry->name);
       hmmvd_vms_add_unmanaged(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, status);
       return;
@@ -201,6 +229,7 @@ start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
         strstr(local_error->message, "CommandNotFound") != NULL) {
       /* An unpatched QEMU is listed with the reason and not asked again while it runs. */
       entry->pid = start->pid;
+      release_held(sa, entry);
       hmmvd_vms_remove(sa->vms, entry->name);
       g_autofree char *status = g_strdup_printf("QEMU lacks the hmmv patches: %s",
                                                 local_error->message);
@@ -215,6 +244,8 @@ start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
     g_warning("vm %s: QEMU's pid is unknown (no peer credentials on %s): pages cannot move",
               entry->name, entry->path);
   entry->pid = start->pid;
+  if (entry->held_pid != start->pid)
+    release_held(sa, entry);                 /* another QEMU: the old one's pages are gone */
   hmmvd_vms_remove(sa->vms, entry->name);   /* the "not reachable" entry, if any */
   qmp = g_steal_pointer(&start->qmp);
   hmmv_qmp_set_cancellable(qmp, NULL);       /* from now on each exchange has its deadline */
@@ -277,44 +308,132 @@ check_frozen(HmmvdStandalone *sa, StandaloneVm *entry, HmmvQmp *qmp, char **reas
 /* The connection of a VM whose QEMU lives: FALSE when it can carry no exchange any more
  * (QEMU closed it, or sent a message that is not QMP: the stream is out of step for good),
  * frozen or not, in the core or left it as gone; only a new connection brings the stream
- * back in step. */
+ * back in step. Why in *reason. */
 static gboolean
-connection_usable(HmmvdStandalone *sa, StandaloneVm *entry, HmmvdVmInfo *info)
+connection_usable(HmmvdStandalone *sa, StandaloneVm *entry, HmmvdVmInfo *info, char **reason)
 {
   HmmvQmp *qmp = hmmvd_vms_get_qmp(sa->vms, entry->name);
   g_autofree char *failed = NULL;
-  const char *reason = NULL;
+  const char *broken = NULL;
 
   if (qmp == NULL)
     return TRUE;   /* listed unmanaged: an unpatched QEMU, a rejected [vm] section */
   if (info->frozen && info->in_core && check_frozen(sa, entry, qmp, &failed))
     return TRUE;
-  if (failed == NULL && !hmmv_qmp_is_broken(qmp, &reason))
+  if (failed == NULL && !hmmv_qmp_is_broken(qmp, &broken))
     return TRUE;
-  g_warning("vm %s: its QMP connection failed while QEMU pid %d runs (%s): removed%s, "
-            "connecting again", entry->name, entry->pid, failed != NULL ? failed : reason,
-            info->frozen ? " (it was frozen)" : "");
+  *reason = failed != NULL ? g_steal_pointer(&failed) : g_strdup(broken);
   return FALSE;
+}
+
+/* The checks (reconnect-ms each) a VM waits after its n-th break in a row: 1, 2, 4, ...,
+ * at most STANDALONE_BACKOFF_MAX_MS worth. */
+static guint
+backoff_checks(HmmvdStandalone *sa, guint streak)
+{
+  guint period_ms = MAX(sa->config->reconnect_ms, 100);
+  guint most = MAX(STANDALONE_BACKOFF_MAX_MS / period_ms, 1);
+
+  return MIN(1u << MIN(streak - 1, 16u), most);
+}
+
+/* A connection broke while its QEMU lives: the streak grows and the next try waits for it.
+ * Warned at the first break of a streak and when the reason changes; the repeats are
+ * messages that count them. */
+static void
+note_broken(HmmvdStandalone *sa, StandaloneVm *entry, const char *reason, gboolean frozen)
+{
+  guint period_ms = MAX(sa->config->reconnect_ms, 100);
+  double wait_s;
+
+  entry->broken_streak++;
+  entry->good_checks = 0;
+  entry->wait_checks = backoff_checks(sa, entry->broken_streak);
+  wait_s = entry->wait_checks * (double)period_ms / 1000.0;
+  if (entry->broken_streak == 1 || g_strcmp0(entry->broken_reason, reason) != 0)
+    g_warning("vm %s: its QMP connection failed while QEMU pid %d runs (%s): removed%s, "
+              "connecting again in %.1f s", entry->name, entry->pid, reason,
+              frozen ? " (it was frozen)" : "", wait_s);
+  else
+    g_message("vm %s: its QMP connection failed again (%u times), QEMU pid %d still runs: "
+              "removed%s, next try in %.1f s", entry->name, entry->broken_streak, entry->pid,
+              frozen ? " (it was frozen)" : "", wait_s);
+  g_free(entry->broken_reason);
+  entry->broken_reason = g_strdup(reason);
+}
+
+/* Checked managed with a usable connection: a streak of breaks ends after
+ * STANDALONE_STREAK_END_CHECKS of these in a row. */
+static void
+note_usable(HmmvdStandalone *sa, StandaloneVm *entry, const HmmvdVmInfo *info)
+{
+  if (entry->broken_streak == 0)
+    return;
+  if (!info->in_core || info->frozen) {
+    entry->good_checks = 0;
+    return;
+  }
+  if (++entry->good_checks < STANDALONE_STREAK_END_CHECKS)
+    return;
+  g_message("vm %s: managed for %u checks without a break after %u in a row: the next one "
+            "is tried again within %u ms", entry->name, entry->good_checks,
+            entry->broken_streak, MAX(sa->config->reconnect_ms, 100));
+  entry->broken_streak = 0;
+  entry->good_checks = 0;
+  g_clear_pointer(&entry->broken_reason, g_free);
+}
+
+/* The QEMU whose DRAM the core holds since a break (held_pid) is gone: the hold ends, and so
+ * does the backoff (a QEMU started again on the socket is connected at once). */
+static void
+check_held(HmmvdStandalone *sa, StandaloneVm *entry)
+{
+  if (entry->held_pid <= 0 || pid_alive(entry->held_pid))
+    return;
+  if (entry->pid <= 0)
+    g_message("vm %s: QEMU pid %d is gone; waiting for it on %s", entry->name,
+              entry->held_pid, entry->path);
+  release_held(sa, entry);
+  entry->broken_streak = 0;
+  entry->wait_checks = 0;
+  entry->good_checks = 0;
+  g_clear_pointer(&entry->broken_reason, g_free);
 }
 
 /* A VM whose QEMU we connected to and which is still alive is left alone (managed or not:
  * an unpatched QEMU is not asked again), a frozen one thawed once its QEMU answers, unless
- * its connection failed. Anything else is tried again. */
+ * its connection failed: then it is removed, its DRAM kept counted by the core while its QEMU
+ * lives, and tried again after the backoff. Anything else is tried again now. */
 static void
 check_entry(HmmvdStandalone *sa, StandaloneVm *entry)
 {
   HmmvdVmInfo *info = hmmvd_vms_lookup(sa->vms, entry->name);
 
+  check_held(sa, entry);
   if (info != NULL && entry->pid > 0 && pid_alive(entry->pid)) {
-    if (connection_usable(sa, entry, info))
+    g_autofree char *reason = NULL;
+
+    if (connection_usable(sa, entry, info, &reason)) {
+      note_usable(sa, entry, info);
       return;
+    }
+    note_broken(sa, entry, reason, info->frozen);
+    if (info->in_core &&
+        hmmv_core_hold_dram(hmmvd_vms_get_core(sa->vms), entry->name, NULL))
+      entry->held_pid = entry->pid;
     hmmvd_vms_remove(sa->vms, entry->name);
+    entry->pid = -1;
+    return;
   } else if (info != NULL && entry->pid > 0) {
     g_message("vm %s: QEMU pid %d is gone; waiting for it on %s", entry->name, entry->pid,
               entry->path);
     hmmvd_vms_remove(sa->vms, entry->name);
+    entry->broken_streak = 0;   /* a QEMU started again is connected at once */
+    entry->wait_checks = 0;
   }
   entry->pid = -1;
+  if (entry->wait_checks > 0 && --entry->wait_checks > 0)
+    return;
   try_connect(sa, entry);
 }
 
@@ -362,6 +481,7 @@ hmmvd_standalone_add(HmmvdStandalone *sa, const char *spec, GError **error)
   entry->name = name;
   entry->path = path;
   entry->pid = -1;
+  entry->held_pid = -1;
   g_ptr_array_add(sa->entries, entry);
   try_connect(sa, entry);
   if (sa->check_source == 0)

@@ -5,7 +5,8 @@
  * Every reconnect_ms each VM is checked: when its QEMU is gone (or never came), the socket is
  * tried again, so a restarted QEMU is picked up by itself; so is a VM whose QMP connection
  * failed while its QEMU lives (QEMU closed it, or sent what is not QMP), frozen or not: removed
- * with a warning and connected again from scratch.
+ * with a warning and connected again from scratch, its DRAM kept counted by the core
+ * meanwhile; breaks in a row back off (reconnect_ms x 2^(n-1), at most 60 s), warned once.
  */
 #pragma once
 

@@ -21,14 +21,28 @@ its region:
             then sends the same broken event instead of the reply, and serves on
   none      never
 
-What it did is appended to LOG_FILE, one line per event ("attack truncate: EPERM EPERM").
+With EVERY = "every", the hmmv-sync count starts over on each connection: the attack comes
+again on every connection (a QEMU that breaks each stream hmmvd opens).
 
-    fake-hmmv-qemu.py SOCKET LOG_FILE ATTACK [ATTACK_AT]
+As QEMU 10.0 does, one export at a time: hmmv-start while one is active is refused (hmmvd's
+start-up stops whatever is active first: it takes the export over). And commands hmmvd sent
+before it closed the connection are dropped once the close is seen, not run: QEMU reads one
+command at a time and drops what it has not run when the monitor connection closes
+(monitor/qmp.c, monitor_qmp_cleanup_queue_and_resume; chardev/char-socket.c, the HUP
+watch). Measured on the patched QEMU: of 3 commands written at once just before a close it ran
+the first at most, the others never, and sometimes none at all.
+
+What it did is appended to LOG_FILE, one line per event ("attack truncate: EPERM EPERM",
+"connection 2", "started on connection 2", "stopped on connection 2 (export of connection 1)",
+"closed on connection 1: 1 command(s) not run: hmmv-stop").
+
+    fake-hmmv-qemu.py SOCKET LOG_FILE ATTACK [ATTACK_AT [EVERY]]
 """
 import ctypes
 import json
 import mmap
 import os
+import select
 import socket
 import struct
 import sys
@@ -55,13 +69,15 @@ def note(path, text):
 
 
 class Fake:
-    def __init__(self, log, attack, attack_at):
-        self.log, self.attack, self.attack_at = log, attack, attack_at
+    def __init__(self, log, attack, attack_at, every):
+        self.log, self.attack, self.attack_at, self.every = log, attack, attack_at, every
         self.fds = []
         self.region = None
         self.fd = -1
         self.syncs = 0
         self.generation = 0
+        self.connection = 0       # connections so far; the current one's number
+        self.export_of = 0        # the connection whose hmmv-start made the active export
 
     def u64(self, off, value):
         struct.pack_into('<Q', self.region, off, value)
@@ -78,7 +94,8 @@ class Fake:
         struct.pack_into('<192sQQQQQQQII', r, 4096, block, ram_addr, RAM, RAM, PAGE, BITMAPS,
                          WORDS, 0, 0, 0)
         self.generation = 0
-        note(self.log, 'started')
+        self.export_of = self.connection
+        note(self.log, 'started on connection %d' % self.connection)
 
     def publish(self):
         r = self.region
@@ -143,6 +160,10 @@ class Fake:
                 return None
             return {}
         if name == 'hmmv-start':
+            if self.region is not None:               # as QEMU: one export at a time
+                note(self.log, 'start refused on connection %d: the export of connection %d '
+                     'is active' % (self.connection, self.export_of))
+                return None
             self.start()
             return {}
         if name == 'hmmv-sync':
@@ -166,11 +187,30 @@ class Fake:
             self.region.close()
             os.close(self.fd)
             self.region, self.fd = None, -1
-            note(self.log, 'stopped')
+            note(self.log, 'stopped on connection %d (export of connection %d)'
+                 % (self.connection, self.export_of))
             return {}
         return None
 
+    def closed(self, conn, lines):
+        """hmmvd closed the connection: the commands not run yet are dropped, as QEMU does."""
+        poller = select.poll()
+        poller.register(conn, select.POLLRDHUP)
+        if not poller.poll(0):
+            return False
+        names = []
+        for line in lines:
+            try:
+                names.append(json.loads(line).get('execute', '?'))
+            except ValueError:
+                names.append('?')
+        note(self.log, 'closed on connection %d: %d command(s) not run%s'
+             % (self.connection, len(names), (': ' + ' '.join(names)) if names else ''))
+        return True
+
     def serve(self, conn):
+        if self.every:
+            self.syncs = 0
         conn.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
         buf = b''
         while True:
@@ -182,6 +222,8 @@ class Fake:
                     self.fds.extend(struct.unpack('%di' % (len(payload) // 4), payload))
             buf += data
             while b'\n' in buf:
+                if self.closed(conn, [x for x in buf.split(b'\n')[:-1] if x.strip()]):
+                    return
                 line, buf = buf.split(b'\n', 1)
                 if not line.strip():
                     continue
@@ -204,15 +246,17 @@ class Fake:
 def main():
     path, log, attack = sys.argv[1], sys.argv[2], sys.argv[3]
     attack_at = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+    every = len(sys.argv) > 5 and sys.argv[5] == 'every'
     if os.path.exists(path):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(1)
-    fake = Fake(log, attack, attack_at)
+    fake = Fake(log, attack, attack_at, every)
     while True:
         conn, _ = server.accept()
-        note(log, 'connection')
+        fake.connection += 1
+        note(log, 'connection %d' % fake.connection)
         try:
             fake.serve(conn)
         except OSError:

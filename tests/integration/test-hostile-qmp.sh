@@ -2,15 +2,25 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # hmmvd in standalone mode against fake patched QEMUs whose QMP stream breaks while their
-# process lives (review 15, finding 4; tests/integration/fake-hmmv-qemu.py): one answers a
-# hmmv-sync with an event that is not JSON (the stream is out of step for good), one closes
-# its QMP connection, one stalls past the 2 s deadline (the VM is frozen) and then sends the
-# same broken event, beside one that behaves. Before, the first stayed in the core failing
-# every interval, the second was listed "gone" and the third stayed frozen, all for as long as
-# their QEMU ran. Now each is removed with a warning and connected again from scratch (the
-# fake logs a second connection; hmmvd manages and harvests it again), the posted hmmv-stop
-# reaches the two whose socket is still open, and the good VM is never touched: one
-# connection, never removed or frozen. Counted, not timed.
+# process lives (review 15, finding 4; review 17b, findings C and E; tests/integration/
+# fake-hmmv-qemu.py): one answers a hmmv-sync with an event that is not JSON (the stream is out
+# of step for good), one closes its QMP connection, one stalls past the 2 s deadline (the VM is
+# frozen) and then sends the same broken event, beside one that behaves. Before, the first
+# stayed in the core failing every interval, the second was listed "gone" and the third stayed
+# frozen, all for as long as their QEMU ran. Now each is removed with a warning and connected
+# again from scratch (the fake logs a second connection; hmmvd manages and harvests it again),
+# the new start-up takes the old export over (the fake, as QEMU, runs one export at a time and
+# drops the commands it has not run when hmmvd closes the connection, so the hmmv-stop posted
+# on a broken connection may never run), and the good VM is never touched: one connection,
+# never removed or frozen.
+#
+# A fifth fake breaks every connection at its 2nd hmmv-sync. Before, hmmvd connected it again
+# every reconnect-ms (1 s here), forever, warning each time; now each break in a row doubles
+# the wait (1, 2, 4, 8 s ...; at most 60 s), warned once, then counted at g_message. Checked
+# from the logs: one warning, the announced waits doubling, and its connections within what
+# that backoff allows in the test's elapsed time (log2-ish; before: about one per 2 s). Then
+# that QEMU exits (it is dropped as before) and one started again on its socket is managed.
+# Counted, not timed: times are printed as figures.
 #
 #   test-hostile-qmp.sh HMMVD HMMVCTL
 #
@@ -33,10 +43,15 @@ cleanup() {
 trap cleanup EXIT
 
 BROKEN=(garbage hangup stallgarbage)
+START_NS=$(date +%s%N)
 qmp_args=()
-for vm in good "${BROKEN[@]}"; do
-  attack=$vm; [[ $vm == good ]] && attack=none
-  python3 "$HERE/fake-hmmv-qemu.py" "$WORK/$vm.qmp" "$WORK/$vm.log" "$attack" 8 &
+for vm in good "${BROKEN[@]}" repeat; do
+  case $vm in
+    good) args=(none 8) ;;
+    repeat) args=(garbage 2 every) ;;
+    *) args=("$vm" 8) ;;
+  esac
+  python3 "$HERE/fake-hmmv-qemu.py" "$WORK/$vm.qmp" "$WORK/$vm.log" "${args[@]}" &
   FAKE_PID[$vm]=$!
   qmp_args+=(--qmp "$vm=$WORK/$vm.qmp")
 done
@@ -57,7 +72,7 @@ HMMVD_PID=$!
 # counted from the logs: hmmvd's "managed:" lines and the fakes' connections
 times_managed() { grep -c "vm $1: managed:" "$WORK/hmmvd.log"; }
 connections() { grep -c '^connection' "$WORK/$1.log" 2>/dev/null; }
-managed_once() { local v; for v in good "${BROKEN[@]}"; do [[ $(times_managed "$v") -ge 1 ]] || return 1; done; }
+managed_once() { local v; for v in good "${BROKEN[@]}" repeat; do [[ $(times_managed "$v") -ge 1 ]] || return 1; done; }
 attacked() { grep -q "^attack" "$WORK/$1.log" 2>/dev/null; }
 all_attacked() { local v; for v in "${BROKEN[@]}"; do attacked "$v" || return 1; done; }
 harvested() { [[ $(field "$1" status) == managed && $(field "$1" written-pages) =~ ^[1-9] ]]; }
@@ -77,14 +92,40 @@ grep "vm stallgarbage: its QMP connection failed" "$WORK/hmmvd.log" | grep -q "i
   grep -q "vm stallgarbage: frozen" "$WORK/hmmvd.log" &&
   ok "stallgarbage was frozen, then removed when its socket failed" ||
   fail "stallgarbage: not frozen first, or not said"
-# hmmv-stop is posted when a VM leaves: it reaches a QEMU whose socket is open, out of step
-# or not (its first region is stopped before the second connection)
-for vm in garbage stallgarbage; do
-  if grep -A1 '^stopped' "$WORK/$vm.log" | grep -q '^connection'; then
-    ok "$vm: hmmv-stop reached it on the broken connection"
+# Each new start-up took the old export over: the fake (as QEMU) refuses hmmv-start while an
+# export is active, so each start after the first needs the export before it stopped, on its
+# own connection (the posted hmmv-stop ran before the close was seen) or by the next start-up's
+# hmmv-stop. Which one is a race (QEMU too runs the first command before a close, or not).
+exports() {
+  python3 - "$WORK/$1.log" <<'PY'
+import re, sys
+active, starts, own, over, bad = None, 0, 0, 0, []
+for line in open(sys.argv[1]):
+    m = re.match(r'started on connection (\d+)', line)
+    if m:
+        if active is not None:
+            bad.append('started on %s while the export of %s was active' % (m[1], active))
+        active, starts = m[1], starts + 1
+    m = re.match(r'stopped on connection (\d+) \(export of connection (\d+)\)', line)
+    if m:
+        if m[2] != active:
+            bad.append('stopped the export of %s, active was %s' % (m[2], active))
+        own, over = own + (m[1] == m[2]), over + (m[1] != m[2])
+        active = None
+    if line.startswith('start refused'):
+        bad.append(line.strip())
+print(starts, own, over, '; '.join(bad) or '-')
+PY
+}
+for vm in "${BROKEN[@]}"; do
+  read -r starts own over bad < <(exports "$vm")
+  if [[ $starts -ge 2 && $bad == - && $((own + over)) -ge $((starts - 1)) ]]; then
+    ok "$vm: $starts exports started, each old one stopped first ($own on its own connection, $over taken over by the next start-up)"
   else
-    fail "$vm: no hmmv-stop before it was connected again: $(tr '\n' '|' < "$WORK/$vm.log")"
+    fail "$vm: exports: $starts started, $own stopped on their connection, $over taken over: $bad"
   fi
+  grep -q "^closed on connection" "$WORK/$vm.log" &&
+    echo "# $vm: $(grep -m1 '^closed on connection' "$WORK/$vm.log")"
 done
 
 # the good VM was left alone throughout
@@ -102,6 +143,57 @@ for vm in good "${BROKEN[@]}"; do
     fail "$vm: status $(field "$vm" status), written $(field "$vm" written-pages)"
 done
 kill -0 "$HMMVD_PID" 2>/dev/null && ok "hmmvd alive" || fail "hmmvd died"
+
+# repeat: backed off. Its 5th break in a row announces a wait of 16 s: by then it has waited
+# 1 + 2 + 4 + 8 s at least.
+agains() { grep -c "vm repeat: its QMP connection failed again" "$WORK/hmmvd.log"; }
+fifth() { [[ $(agains) -ge 4 ]]; }
+wait_for 300 "repeat broke 5 times in a row" fifth
+elapsed=$(python3 -c 'import sys; print("%.1f" % ((int(sys.argv[1]) - int(sys.argv[2])) / 1e9))' \
+  "$(date +%s%N)" "$START_NS")
+conns=$(connections repeat)
+warned=$(grep -c "vm repeat: its QMP connection failed while" "$WORK/hmmvd.log")
+# the warnings' reasons, in order: a warning comes again only when the reason changed
+same=$(grep -oE "vm repeat: its QMP connection failed while QEMU pid [0-9]+ runs \(.*\): removed" \
+  "$WORK/hmmvd.log" | uniq -d | wc -l)
+waits=$(grep -oE "vm repeat: its QMP connection failed .*(connecting again in|next try in) [0-9.]+ s" \
+  "$WORK/hmmvd.log" | grep -oE "[0-9.]+ s$" | tr -d ' s' | tr '\n' ' ')
+echo "# repeat: $conns connections in ${elapsed} s, $warned warning(s), $(agains) repeats, waits (s): $waits"
+[[ $warned -ge 1 && $same -eq 0 ]] && ok "repeat: warned $warned time(s), never twice in a row for one reason" ||
+  fail "repeat: $warned warnings, $same repeated with the same reason"
+python3 - "$waits" <<'PY' && ok "repeat: each break in a row doubled the wait" || fail "repeat: waits $waits"
+import sys
+waits = [float(w) for w in sys.argv[1].split()]
+sys.exit(not (len(waits) >= 5 and all(w == min(2.0 ** i, 60.0) for i, w in enumerate(waits))))
+PY
+# Tries the backoff allows in the elapsed time: the k-th try after the first break comes
+# 1 + 2 + ... + 2^(k-1) s after it at the earliest (each wait at least that many 1 s checks;
+# 0.5 s more for the checks' timer slack), and the first break is after the start of the test.
+# Without the backoff: about one try per start-up and reconnect-ms (~1.5-3 s).
+allowed=$(python3 -c '
+import sys
+e, k, t = float(sys.argv[1]) + 0.5, 0, 0.0
+while t + min(2.0 ** k, 60.0) <= e:
+    t += min(2.0 ** k, 60.0); k += 1
+print(k + 1)' "$elapsed")
+announced=$((warned + $(agains) + 1))
+[[ $conns -le $allowed && $conns -le $announced ]] &&
+  ok "repeat: $conns connections, at most $allowed in ${elapsed} s with the backoff, each try announced" ||
+  fail "repeat: $conns connections in ${elapsed} s: more than the backoff allows ($allowed) or than announced ($announced)"
+
+# its QEMU exits: dropped as before (the core's hold on its DRAM ends); one started again on
+# the socket is connected without the backoff and managed
+old_pid=${FAKE_PID[repeat]}
+kill "$old_pid" && wait "$old_pid" 2>/dev/null
+unset 'FAKE_PID[repeat]'
+gone() { grep -q "vm repeat: QEMU pid $old_pid is gone" "$WORK/hmmvd.log"; }
+wait_for 60 "repeat's QEMU exit seen" gone
+restart_ns=$(date +%s%N)
+python3 "$HERE/fake-hmmv-qemu.py" "$WORK/repeat.qmp" "$WORK/repeat-again.log" none 8 &
+FAKE_PID[repeat]=$!
+managed_again() { [[ $(field repeat pid) == "${FAKE_PID[repeat]}" ]] && harvested repeat; }
+wait_for 120 "repeat's new QEMU managed and harvested" managed_again &&
+  echo "# repeat's new QEMU managed $((($(date +%s%N) - restart_ns) / 1000000)) ms after it started (a figure)"
 
 stop_hmmvd
 verdict
