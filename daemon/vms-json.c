@@ -87,14 +87,13 @@ hmmvd_rank_flat_note(const HmmvVmReport *last)
   share = last->rank_flat_percent >= 100 ? g_strdup("all")
                                          : g_strdup_printf("at least %u%%",
                                                            last->rank_flat_percent);
-  return g_strdup_printf("%s of the %" G_GUINT64_FORMAT " pages it touched lately were %s in "
-                         "%u of the last %u intervals, more than its DRAM budget of %"
-                         G_GUINT64_FORMAT " pages: with one %s bit a page and interval its hot "
-                         "pages look like the rest and are not found; try a shorter "
-                         "interval-ms", share, last->rank_warm_pages,
-                         last->rank_reads ? "accessed" : "written", last->rank_flat_intervals,
-                         last->rank_window, last->budget_pages,
-                         last->rank_reads ? "access" : "dirty");
+  /* written pages only, also with a read tracker (libhmmv/loop-rank.c) */
+  return g_strdup_printf("%s of the %" G_GUINT64_FORMAT " pages it touched lately were written "
+                         "in %u of the last %u intervals, more than its DRAM budget of %"
+                         G_GUINT64_FORMAT " pages: with one dirty bit a page and interval its "
+                         "hot pages look like the rest and are not found; try a shorter "
+                         "interval-ms", share, last->rank_warm_pages, last->rank_flat_intervals,
+                         last->rank_window, last->budget_pages);
 }
 
 static void

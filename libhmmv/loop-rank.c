@@ -9,7 +9,7 @@
  * 300 ms interval, 11,876 of its 12,288 written pages in 97% of intervals, and hmmvd moved
  * 0-2 pages in 120 s).
  *
- * An interval is flat when the pages accessed in it are at least HMMV_RANK_FLAT_PERCENT of
+ * An interval is flat when the pages written in it are at least HMMV_RANK_FLAT_PERCENT of
  * the VM's warm pages (temperature above 0 after the interval: the pages accessed in about
  * the last 9 intervals or more, those the ranking chooses among) and more than its DRAM
  * budget (otherwise all of them fit and nothing needs ranking; a budget of 0 has nothing to
@@ -49,11 +49,10 @@ hmmv_core_rank_sample(CoreVm *cvm, const HmmvAccess *acc, const HmmvHistogram *h
   cvm->rank.sampled = FALSE;
   if (acc->intervals != 1)
     return;
-  if (acc->has_reads)
-    for (gsize w = 0; w < acc->nr_words; w++)
-      accessed += (guint64)__builtin_popcountll(acc->writes[w] | acc->reads[w]);
-  else
-    accessed = hmmv_bitmap_count(acc->writes, acc->nr_words);
+  /* written pages only, also with a read tracker: a written page's temperature ranks above a
+   * page only read, so a read set accessed in every interval (DAMON hands the same region-wide
+   * snapshot to the intervals it spans) hides nothing written from the ranking (review 18) */
+  accessed = hmmv_bitmap_count(acc->writes, acc->nr_words);
   cvm->rank.sampled = TRUE;
   cvm->rank.accessed = accessed;
   cvm->rank.warm = hmmv_vm_get_nr_pages(cvm->vm) - hist->count[0];
@@ -79,8 +78,8 @@ rank_note(HmmvRankFlat *rank, guint64 budget)
 
   rank->history = (guint16)((rank->history << 1) | (flat ? 1u : 0u));
   rank->head = (rank->head + 1) % HMMV_RANK_FLAT_WINDOW;
-  rank->percent[rank->head] = rank->warm > 0 ? (guint8)(rank->accessed * 100u / rank->warm)
-                                             : 0;
+  rank->percent[rank->head] =
+    rank->warm > 0 ? (guint8)(MIN(rank->accessed, rank->warm) * 100u / rank->warm) : 0;
   rank->seen = MIN(rank->seen + 1, (guint)HMMV_RANK_FLAT_WINDOW);
   flats = flat_in_window(rank);
   if (!rank->flat && flats >= HMMV_RANK_FLAT_ENTER)

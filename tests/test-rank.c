@@ -137,6 +137,79 @@ START_TEST(test_skewed_stays_ranked)
 }
 END_TEST
 
+/* Between the skew and the flat case (review 18): at 250,000 writes an interval ~82% of the
+ * warm pages are written and the hot set is already lost (seed 8: 29 of 1,024 hot pages on DRAM
+ * after 60 intervals): flat, reported once. At 150,000, ~65%: ranked, all of it promoted. */
+START_TEST(test_mostly_written_enters_flat)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GRand) rand = g_rand_new_with_seed(8);
+  HmmvTestCore bed;
+  const HmmvVmReport *rep = NULL;
+  guint changes = 0;
+
+  setup(&bed, &report, POOL_PAGES);
+  for (guint i = 0; i < 30; i++) {
+    write_skewed(&bed, rand, 250000);
+    hmmv_test_core_run(&bed, &report);
+    rep = hmmv_test_vm_report(&report, 0);
+    changes += rep->rank_flat_changed;
+  }
+  ck_assert(rep->rank_flat);
+  ck_assert_uint_eq(changes, 1);
+  ck_assert_uint_ge(rep->rank_flat_percent, HMMV_RANK_FLAT_PERCENT);
+  ck_assert_uint_lt(rep->rank_flat_percent, 90);
+  ck_assert_uint_lt(hot_on_dram(&bed), HOT_PAGES / 2);
+  hmmv_test_core_clear(&bed);
+}
+END_TEST
+
+START_TEST(test_two_thirds_written_stays_ranked)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GRand) rand = g_rand_new_with_seed(8);
+  HmmvTestCore bed;
+  const HmmvVmReport *rep = NULL;
+
+  setup(&bed, &report, POOL_PAGES);
+  for (guint i = 0; i < 60; i++) {
+    write_skewed(&bed, rand, 150000);
+    hmmv_test_core_run(&bed, &report);
+    rep = hmmv_test_vm_report(&report, 0);
+    ck_assert(!rep->rank_flat);
+  }
+  ck_assert_uint_ge(hot_on_dram(&bed), HOT_PAGES * 9 / 10);
+  hmmv_test_core_clear(&bed);
+}
+END_TEST
+
+/* A read tracker (review 18): the skewed writes at 10,000 an interval plus a read set of 8,192
+ * pages, larger than the budget, read in every interval (as DAMON's region-wide snapshot
+ * reports a steady read set). Written pages rank above pages only read, so the hot set is
+ * found; only written pages count, so the VM is not called flat. */
+START_TEST(test_steady_reads_not_flat)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GRand) rand = g_rand_new_with_seed(8);
+  HmmvTestCore bed;
+  const HmmvVmReport *rep = NULL;
+
+  setup(&bed, &report, POOL_PAGES);
+  for (guint i = 0; i < 60; i++) {
+    write_skewed(&bed, rand, SKEW_WRITES);
+    for (guint64 page = 0; page < 8192; page++)
+      hmmv_fake_tracker_queue_read(bed.trackers[0], page);
+    hmmv_test_core_run(&bed, &report);
+    rep = hmmv_test_vm_report(&report, 0);
+    ck_assert(!rep->rank_flat);
+  }
+  ck_assert(rep->rank_reads);
+  ck_assert_uint_eq(rep->rank_flat_intervals, 0);
+  ck_assert_uint_ge(hot_on_dram(&bed), HOT_PAGES * 9 / 10);
+  hmmv_test_core_clear(&bed);
+}
+END_TEST
+
 /* Flat for 15 intervals, then skewed: it leaves the state once, in the interval that leaves
  * HMMV_RANK_FLAT_LEAVE flat ones in the window (the 5th skewed one), and the hot set is found
  * after. Entering and leaving are the only two changes. */
@@ -262,6 +335,9 @@ rank_suite(void)
 
   tcase_add_test(tc, test_all_written_enters_flat);
   tcase_add_test(tc, test_skewed_stays_ranked);
+  tcase_add_test(tc, test_mostly_written_enters_flat);
+  tcase_add_test(tc, test_two_thirds_written_stays_ranked);
+  tcase_add_test(tc, test_steady_reads_not_flat);
   tcase_add_test(tc, test_leaving_reported_once);
   tcase_add_test(tc, test_fits_in_budget_not_flat);
   tcase_add_test(tc, test_late_harvests_not_sampled);
