@@ -83,7 +83,13 @@ hmmv_core_hold_dram(HmmvCore *core, const char *name, GError **error)
 void
 hmmv_core_release_dram(HmmvCore *core, const char *name)
 {
+  /* its removal may still be pending (marked while an interval ran): unmark it too, or the
+   * deferred removal would leave a hold nothing ever releases (review 18b, F1) */
+  CoreVm *cvm = hold_find_vm(core, name);
+
   g_mutex_lock(&core->lock);
+  if (cvm != NULL)
+    cvm->ctl_hold = FALSE;
   (void)hold_drop_locked(core, name);
   g_mutex_unlock(&core->lock);
 }

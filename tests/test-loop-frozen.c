@@ -317,6 +317,26 @@ START_TEST(test_removed_vm_held)
 }
 END_TEST
 
+START_TEST(test_release_before_deferred_removal)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  HmmvTestCore bed;
+
+  bed_up(&bed, &report);
+  /* hmmvd: hold marked while an interval runs, removal deferred; the QEMU dies and is
+   * released before the deferred removal runs */
+  ck_assert(hmmv_core_hold_dram(bed.core, "vm0", &error));
+  hmmv_core_release_dram(bed.core, "vm0");
+  hmmv_sim_mover_forget_vm(bed.mover, hmmv_core_get_vm(bed.core, 0));
+  ck_assert(hmmv_core_remove_vm(bed.core, "vm0", &error));
+  ck_assert_msg(hmmv_core_get_held_dram_pages(bed.core) == 0,
+                "released before its removal, yet %" G_GUINT64_FORMAT " pages held",
+                hmmv_core_get_held_dram_pages(bed.core));
+  hmmv_test_core_clear(&bed);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -328,6 +348,7 @@ main(void)
   tcase_add_test(tc, test_thaw_rereads_placement);
   tcase_add_test(tc, test_frozen_vm_removed);
   tcase_add_test(tc, test_removed_vm_held);
+  tcase_add_test(tc, test_release_before_deferred_removal);
   suite_add_tcase(suite, tc);
   return hmmv_test_run(suite);
 }
