@@ -38,6 +38,8 @@ typedef struct {
   guint good_checks;            /* checks in a row it was managed with a usable connection */
   int held_pid;                 /* QEMU whose DRAM the core keeps counted since a break
                                    (hmmv_core_hold_dram), -1 none */
+  int broken_pid;               /* QEMU of the last break, held or not (a VM the interval
+                                   found gone first has no hold), -1 none */
 } StandaloneVm;
 
 /* One start-up, shared by the worker thread (read-only fields and the results) and the main
@@ -383,17 +385,22 @@ note_usable(HmmvdStandalone *sa, StandaloneVm *entry, const HmmvdVmInfo *info)
   g_clear_pointer(&entry->broken_reason, g_free);
 }
 
-/* The QEMU whose DRAM the core holds since a break (held_pid) is gone: the hold ends, and so
- * does the backoff (a QEMU started again on the socket is connected at once). */
+/* The QEMU of the last break (broken_pid; held_pid, whose DRAM the core holds, is the same
+ * QEMU or none) is gone: the hold ends, and so does the backoff (a QEMU started again on the
+ * socket is connected at once). Also for a break without a hold: one whose close the
+ * interval's harvest saw first, the VM already out of the core (review 18b, F2). */
 static void
 check_held(HmmvdStandalone *sa, StandaloneVm *entry)
 {
-  if (entry->held_pid <= 0 || pid_alive(entry->held_pid))
+  int pid = entry->held_pid > 0 ? entry->held_pid : entry->broken_pid;
+
+  if (pid <= 0 || pid_alive(pid))
     return;
   if (entry->pid <= 0)
-    g_message("vm %s: QEMU pid %d is gone; waiting for it on %s", entry->name,
-              entry->held_pid, entry->path);
+    g_message("vm %s: QEMU pid %d is gone; waiting for it on %s", entry->name, pid,
+              entry->path);
   release_held(sa, entry);
+  entry->broken_pid = -1;
   entry->broken_streak = 0;
   entry->wait_checks = 0;
   entry->good_checks = 0;
@@ -418,6 +425,7 @@ check_entry(HmmvdStandalone *sa, StandaloneVm *entry)
       return;
     }
     note_broken(sa, entry, reason, info->frozen);
+    entry->broken_pid = entry->pid;
     if (info->in_core &&
         hmmv_core_hold_dram(hmmvd_vms_get_core(sa->vms), entry->name, NULL))
       entry->held_pid = entry->pid;
@@ -430,6 +438,7 @@ check_entry(HmmvdStandalone *sa, StandaloneVm *entry)
     hmmvd_vms_remove(sa->vms, entry->name);
     entry->broken_streak = 0;   /* a QEMU started again is connected at once */
     entry->wait_checks = 0;
+    entry->broken_pid = -1;
   }
   entry->pid = -1;
   if (entry->wait_checks > 0 && --entry->wait_checks > 0)
@@ -482,6 +491,7 @@ hmmvd_standalone_add(HmmvdStandalone *sa, const char *spec, GError **error)
   entry->path = path;
   entry->pid = -1;
   entry->held_pid = -1;
+  entry->broken_pid = -1;
   g_ptr_array_add(sa->entries, entry);
   try_connect(sa, entry);
   if (sa->check_source == 0)

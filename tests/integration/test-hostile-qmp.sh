@@ -20,6 +20,12 @@
 # from the logs: one warning, the announced waits doubling, and its connections within what
 # that backoff allows in the test's elapsed time (log2-ish; before: about one per 2 s). Then
 # that QEMU exits (it is dropped as before) and one started again on its socket is managed.
+# A sixth closes its QMP connection at its 2nd hmmv-sync on every connection: the interval's
+# harvest sees that first, the VM leaves the core as gone (no DRAM hold), and it backs off the
+# same way. It exits right after a break, during a wait of several checks: its exit is seen at
+# the next check ("QEMU pid N is gone") and a QEMU started again on the socket is managed
+# without waiting the rest out (review 18b, F2: before, nothing looked at that QEMU until the
+# wait ended, up to 60 s, and no "gone" line came).
 # Counted, not timed: times are printed as figures.
 #
 #   test-hostile-qmp.sh HMMVD HMMVCTL
@@ -45,10 +51,11 @@ trap cleanup EXIT
 BROKEN=(garbage hangup stallgarbage)
 START_NS=$(date +%s%N)
 qmp_args=()
-for vm in good "${BROKEN[@]}" repeat; do
+for vm in good "${BROKEN[@]}" repeat rehang; do
   case $vm in
     good) args=(none 8) ;;
     repeat) args=(garbage 2 every) ;;
+    rehang) args=(hangup 2 every) ;;
     *) args=("$vm" 8) ;;
   esac
   python3 "$HERE/fake-hmmv-qemu.py" "$WORK/$vm.qmp" "$WORK/$vm.log" "${args[@]}" &
@@ -202,6 +209,24 @@ FAKE_PID[repeat]=$!
 managed_again() { [[ $(field repeat pid) == "${FAKE_PID[repeat]}" ]] && harvested repeat; }
 wait_for 120 "repeat's new QEMU managed and harvested" managed_again &&
   echo "# repeat's new QEMU managed $((($(date +%s%N) - restart_ns) / 1000000)) ms after it started (a figure)"
+
+# rehang: exits right after its next break (a wait of >= 2 checks then: its breaks in a row
+# are >= 2 by now), seen as gone during the wait; a new QEMU on its socket managed
+rbreaks() { grep -c "vm rehang: its QMP connection failed" "$WORK/hmmvd.log"; }
+wait_for 120 "rehang broke 2 times in a row" eval '(($(rbreaks) >= 2))'
+n=$(rbreaks)
+wait_for 120 "rehang broke once more" eval '(($(rbreaks) > n))'
+old_pid=${FAKE_PID[rehang]}
+kill "$old_pid" && wait "$old_pid" 2>/dev/null
+unset 'FAKE_PID[rehang]'
+echo "# rehang: killed after break $((n + 1)): $(grep -oE "vm rehang: its QMP connection failed .*(connecting again in|next try in) [0-9.]+ s" \
+  "$WORK/hmmvd.log" | tail -n 1 | grep -oE "[0-9.]+ s$")"
+rgone() { grep -q "vm rehang: QEMU pid $old_pid is gone; waiting for it" "$WORK/hmmvd.log"; }
+wait_for 60 "rehang's QEMU exit seen during its backoff wait" rgone
+python3 "$HERE/fake-hmmv-qemu.py" "$WORK/rehang.qmp" "$WORK/rehang-again.log" none 8 &
+FAKE_PID[rehang]=$!
+rmanaged() { [[ $(field rehang pid) == "${FAKE_PID[rehang]}" ]] && harvested rehang; }
+wait_for 120 "rehang's new QEMU managed and harvested" rmanaged
 
 stop_hmmvd
 verdict
