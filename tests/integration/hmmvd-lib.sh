@@ -49,6 +49,18 @@ hostile_args() {
   [[ -x $HMMVD && -x $HMMVCTL ]] || skip "hmmvd or hmmvctl is not built"
 }
 
+# guest_args "$@": the arguments of the scripts that run hmmvd over a real patched QEMU and
+# the test guest (HMMVD HMMVCTL GUEST_ELF; QEMU from HMMV_QEMU) and what they need: root,
+# python3 and the programs built; skips without them.
+guest_args() {
+  [[ $# -eq 3 ]] || { echo "usage: $0 HMMVD HMMVCTL GUEST_ELF" >&2; exit 2; }
+  HMMVD=$1 HMMVCTL=$2 GUEST=$3 QEMU=${HMMV_QEMU:-}
+  [[ -x $QEMU ]] || skip "no patched QEMU (HMMV_QEMU=${QEMU:-unset})"
+  [[ -x $HMMVD && -x $HMMVCTL && -r $GUEST ]] || skip "hmmvd, hmmvctl or the guest is not built"
+  [[ $(id -u) -eq 0 ]] || skip "hmmvd's control socket is for root only"
+  command -v python3 >/dev/null || skip "python3 is not installed"
+}
+
 # wait_socket PATH WHAT: polls for the Unix socket PATH every 0.1 s, 10 s at most (liveness);
 # the test fails and ends when WHAT did not create it.
 wait_socket() {
