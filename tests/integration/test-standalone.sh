@@ -14,11 +14,7 @@
 set -uo pipefail
 
 . "$(dirname "$0")/hmmvd-lib.sh"
-[[ $# -eq 3 ]] || { echo "usage: $0 HMMVD HMMVCTL GUEST_ELF" >&2; exit 2; }
-HMMVD=$1 HMMVCTL=$2 GUEST=$3 QEMU=${HMMV_QEMU:-}
-[[ -x $QEMU ]] || skip "no patched QEMU (HMMV_QEMU=${QEMU:-unset})"
-[[ -x $HMMVD && -x $HMMVCTL && -r $GUEST ]] || skip "hmmvd, hmmvctl or the guest is not built"
-command -v python3 >/dev/null || skip "python3 is not installed"
+guest_args "$@"
 
 WORK=$(mktemp -d /tmp/hmmv-sa.XXXXXX)
 declare -A QEMU_PID=()
