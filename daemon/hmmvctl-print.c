@@ -71,6 +71,34 @@ print_host_tiering(GString *out, JsonObject *tiering)
     put(out, "host tiering: cannot read %s\n", json_array_get_string_element(errors, i));
 }
 
+/* The DRAM the core keeps counted for VMs removed while their QEMU lives (standalone: the
+ * QMP connection broke), one line each, then their total when there is one. */
+static void
+print_holds(GString *out, JsonObject *status)
+{
+  JsonArray *holds = array_member(status, "holds");
+
+  for (guint i = 0; holds != NULL && i < json_array_get_length(holds); i++) {
+    JsonNode *node = json_array_get_element(holds, i);
+    JsonObject *hold = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+    const char *state;
+
+    if (hold == NULL)
+      continue;
+    state = json_object_get_string_member_with_default(hold, "state", "?");
+    put(out, "held:        vm %s %" G_GUINT64_FORMAT " MiB (%s)\n",
+        json_object_get_string_member_with_default(hold, "name", "?"),
+        mib(member_uint(hold, "dram-pages")),
+        g_strcmp0(state, "reconnecting") == 0 ? "QEMU lives, reconnecting"
+        : g_strcmp0(state, "reading-placement") == 0 ? "connected again, reading its placement"
+        : state);
+  }
+  if (holds != NULL && json_array_get_length(holds) > 0)
+    put(out, "held:        %" G_GUINT64_FORMAT " MiB of the pool in all, for %u VM%s being "
+        "connected again\n", mib(member_uint(status, "held-dram-pages")),
+        json_array_get_length(holds), json_array_get_length(holds) == 1 ? "" : "s");
+}
+
 void
 hmmvctl_print_status(GString *out, JsonObject *status)
 {
@@ -99,7 +127,12 @@ hmmvctl_print_status(GString *out, JsonObject *status)
              " pages an interval; the last took %.3f ms\n",
              member_uint(status, "mover-ns-per-page"), member_uint(status, "batch-pages"),
              (double)member_uint(status, "last-moves-ns") / 1e6);
-  put(out, "DRAM pool:   %" G_GUINT64_FORMAT " MiB\n", mib(member_uint(status, "pool-pages")));
+  put(out, "DRAM pool:   %" G_GUINT64_FORMAT " MiB", mib(member_uint(status, "pool-pages")));
+  if (member_uint(status, "held-outside-pages") > 0)
+    put(out, " (%" G_GUINT64_FORMAT " MiB held outside the balance: paused, frozen or "
+        "unmanaged VMs, holds)", mib(member_uint(status, "held-outside-pages")));
+  put(out, "\n");
+  print_holds(out, status);
   if (balance != NULL)
     put(out, "balance:     %s\n", balance);
   if (note != NULL)
@@ -207,6 +240,10 @@ print_vm_notes(GString *out, JsonObject *vm)
   }
   if (last_error != NULL)
     put(out, "  %s: last error: %s\n", name, last_error);
+  if (json_object_has_member(vm, "dram-held-pages"))
+    put(out, "  %s: %" G_GUINT64_FORMAT " MiB of DRAM held for it beyond its own pages (its "
+        "QMP connection broke while QEMU lives; until its placement is read again)\n", name,
+        mib(member_uint(vm, "dram-held-pages")));
   if (json_object_get_string_member_with_default(vm, "ranking-note", NULL) != NULL)
     put(out, "  %s: ranking: flat, %s\n", name,
         json_object_get_string_member_with_default(vm, "ranking-note", NULL));

@@ -248,6 +248,32 @@ append_nodes(GString *out, const HmmvTopology *topo)
   }
 }
 
+/* The DRAM the core keeps counted for VMs removed while their QEMU lives (standalone: the
+ * QMP connection broke; hmmv_core_list_held_dram): in all, and per VM (a VM out of the core
+ * is not in the table, so the holds name it themselves). */
+static void
+append_holds(GString *out, HmmvCore *core)
+{
+  g_autoptr(GArray) holds = hmmv_core_list_held_dram(core);
+  guint64 total = 0;
+
+  for (guint i = 0; i < holds->len; i++)
+    total += g_array_index(holds, HmmvHeldDram, i).dram_pages;
+  hmmvd_metrics_append_family(out, "hmmv_pool_held_dram_pages", "gauge",
+                              "DRAM pages (4 KiB) kept counted for VMs removed while their "
+                              "QEMU lives (QMP connection broke, being connected again).");
+  hmmvd_metrics_append_sample(out, "hmmv_pool_held_dram_pages", NULL, total);
+  hmmvd_metrics_append_family(out, "hmmv_vm_dram_held_pages", "gauge",
+                              "DRAM pages (4 KiB) kept counted for the VM beyond its own while "
+                              "it is connected again; only VMs with such a hold.");
+  for (guint i = 0; i < holds->len; i++) {
+    const HmmvHeldDram *hold = &g_array_index(holds, HmmvHeldDram, i);
+    const char *labels[] = { "vm", hold->name, NULL };
+
+    hmmvd_metrics_append_sample(out, "hmmv_vm_dram_held_pages", labels, hold->dram_pages);
+  }
+}
+
 static void
 append_intervals(GString *out, const HmmvIntervalReport *report)
 {
@@ -286,6 +312,7 @@ hmmvd_metrics_format(HmmvdVms *vms, const HmmvTopology *topo)
   append_intervals(out, hmmvd_vms_get_last_report(vms));
   append_node_pools(out, hmmvd_vms_get_core(vms),
                     topo != NULL ? hmmv_topology_get_nr_nodes(topo) : 0);
+  append_holds(out, hmmvd_vms_get_core(vms));
   return g_string_free(out, FALSE);
 }
 

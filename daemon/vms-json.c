@@ -96,8 +96,18 @@ hmmvd_rank_flat_note(const HmmvVmReport *last)
                          last->rank_window, last->budget_pages);
 }
 
+/* The hold of VM name's DRAM (hmmv_core_list_held_dram), NULL when there is none. */
+static const HmmvHeldDram *
+find_hold(GArray *holds, const char *name)
+{
+  for (guint i = 0; i < holds->len; i++)
+    if (g_strcmp0(g_array_index(holds, HmmvHeldDram, i).name, name) == 0)
+      return &g_array_index(holds, HmmvHeldDram, i);
+  return NULL;
+}
+
 static void
-vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
+vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info, const HmmvHeldDram *hold)
 {
   g_autofree char *rank_note = NULL;
   const HmmvVmReport *last = &info->last;
@@ -136,6 +146,11 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info)
   add_uint(builder, "hot-pages", last->hot_pages);
   add_uint(builder, "dram-pages", last->dram_pages);
   add_uint(builder, "slow-pages", last->slow_pages);
+  /* only with a hold of its name (standalone: its QMP connection broke while its QEMU lives):
+   * the DRAM the core keeps counted for it beyond what it counts itself, until it is back
+   * with its placement read (status "holds") */
+  if (hold != NULL)
+    add_uint(builder, "dram-held-pages", hold->dram_pages);
   add_uint(builder, "written-pages", last->written);
   add_uint(builder, "read-pages", last->read);
   add_uint(builder, "intervals-merged", last->intervals_merged);
@@ -299,10 +314,14 @@ hmmvd_vms_to_json(HmmvdVms *vms)
 {
   g_autoptr(JsonBuilder) builder = json_builder_new();
   GPtrArray *list = hmmvd_vms_list(vms);
+  g_autoptr(GArray) holds = hmmv_core_list_held_dram(hmmvd_vms_get_core(vms));
 
   json_builder_begin_array(builder);
-  for (guint i = 0; i < list->len; i++)
-    vm_to_json(builder, g_ptr_array_index(list, i));
+  for (guint i = 0; i < list->len; i++) {
+    const HmmvdVmInfo *info = g_ptr_array_index(list, i);
+
+    vm_to_json(builder, info, find_hold(holds, info->name));
+  }
   json_builder_end_array(builder);
   return json_builder_get_root(builder);
 }
@@ -358,6 +377,8 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   guint64 frozen_dram = 0;
   HmmvPoolUsage usage;
   g_autoptr(GPtrArray) flat = g_ptr_array_new();
+  g_autoptr(GArray) holds = hmmv_core_list_held_dram(hmmvd_vms_get_core(vms));
+  guint64 held_dram = 0;
 
   for (guint i = 0; i < list->len; i++) {
     const HmmvdVmInfo *info = g_ptr_array_index(list, i);
@@ -370,6 +391,8 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
     if (info->in_core && info->last.rank_flat)
       g_ptr_array_add(flat, (gpointer)info);
   }
+  for (guint i = 0; i < holds->len; i++)
+    held_dram += g_array_index(holds, HmmvHeldDram, i).dram_pages;
   hmmv_core_get_pool_usage(hmmvd_vms_get_core(vms), NULL, NULL, &usage);
   json_builder_begin_object(builder);
   add_uint(builder, "interval-ms", hmmvd_vms_get_config(vms)->interval_ms);
@@ -406,6 +429,23 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   add_uint(builder, "vms-frozen", frozen);
   add_uint(builder, "frozen-dram-pages", frozen_dram);
   add_uint(builder, "held-outside-pages", usage.held_outside_pages);
+  /* DRAM the core keeps counted for VMs removed while their QEMU lives (standalone: the QMP
+   * connection broke; connected again up to 60 s later), part of held-outside-pages: each
+   * hold, and their total. "state": "reconnecting" (out of the core) or "reading-placement"
+   * (back, its placement still being read; dram-pages is what that read has not found yet) */
+  add_uint(builder, "held-dram-pages", held_dram);
+  json_builder_set_member_name(builder, "holds");
+  json_builder_begin_array(builder);
+  for (guint i = 0; i < holds->len; i++) {
+    const HmmvHeldDram *hold = &g_array_index(holds, HmmvHeldDram, i);
+
+    json_builder_begin_object(builder);
+    add_string(builder, "name", hold->name);
+    add_uint(builder, "dram-pages", hold->dram_pages);
+    add_string(builder, "state", hold->in_core ? "reading-placement" : "reconnecting");
+    json_builder_end_object(builder);
+  }
+  json_builder_end_array(builder);
   /* VMs whose pages cannot be ranked (their "ranking" is "flat"), each with its note */
   json_builder_set_member_name(builder, "vms-rank-flat");
   json_builder_begin_array(builder);

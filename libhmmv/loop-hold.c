@@ -194,3 +194,35 @@ hmmv_core_get_held_dram_pages(HmmvCore *core)
   g_mutex_unlock(&core->lock);
   return dram;
 }
+
+static void
+held_dram_clear(gpointer data)
+{
+  g_free(((HmmvHeldDram *)data)->name);
+}
+
+/* Any thread (status, metrics): each hold as hmmv_core_holds_dram_locked counts it, so the
+ * listing sums to hmmv_core_get_held_dram_pages. A VM of the hold's name in the core is one
+ * connected again whose placement is still being read (the hold ends once it is read whole). */
+GArray *
+hmmv_core_list_held_dram(HmmvCore *core)
+{
+  GArray *list = g_array_new(FALSE, TRUE, sizeof(HmmvHeldDram));
+
+  g_array_set_clear_func(list, held_dram_clear);
+  g_mutex_lock(&core->lock);
+  for (guint i = 0; i < core->holds->len; i++) {
+    CoreHold *hold = g_ptr_array_index(core->holds, i);
+    CoreVm *cvm = hold_find_vm(core, hold->name);
+    guint64 own = cvm != NULL ? cvm->seen_dram_pages : 0;
+    HmmvHeldDram held = {
+      .name = g_strdup(hold->name),
+      .dram_pages = hold->dram_pages > own ? hold->dram_pages - own : 0,
+      .in_core = cvm != NULL,
+    };
+
+    g_array_append_val(list, held);
+  }
+  g_mutex_unlock(&core->lock);
+  return list;
+}

@@ -181,6 +181,163 @@ START_TEST(test_status_node_mins)
 }
 END_TEST
 
+/* The status JSON's holds, as "name:dram-pages:state" joined by ",", then its
+ * held-dram-pages after "=". */
+static char *
+status_holds(JsonObject *status)
+{
+  JsonArray *holds = json_object_get_array_member(status, "holds");
+  g_autoptr(GString) text = g_string_new(NULL);
+
+  for (guint i = 0; i < json_array_get_length(holds); i++) {
+    JsonObject *hold = json_array_get_object_element(holds, i);
+
+    g_string_append_printf(text, "%s%s:%" G_GINT64_FORMAT ":%s", i > 0 ? "," : "",
+                           json_object_get_string_member(hold, "name"),
+                           json_object_get_int_member(hold, "dram-pages"),
+                           json_object_get_string_member(hold, "state"));
+  }
+  g_string_append_printf(text, "=%" G_GINT64_FORMAT,
+                         json_object_get_int_member(status, "held-dram-pages"));
+  return g_string_free(g_steal_pointer(&text), FALSE);
+}
+
+/* The vms JSON row of VM name: its dram-held-pages, -1 when it has none. */
+static gint64
+vm_held(JsonNode *vms, const char *name)
+{
+  JsonArray *array = json_node_get_array(vms);
+
+  for (guint i = 0; i < json_array_get_length(array); i++) {
+    JsonObject *vm = json_array_get_object_element(array, i);
+
+    if (g_strcmp0(json_object_get_string_member(vm, "name"), name) == 0)
+      return json_object_get_int_member_with_default(vm, "dram-held-pages", -1);
+  }
+  ck_abort_msg("vm %s not in the vms JSON", name);
+  return -2;
+}
+
+/* Status of the table now: the JSON and hmmvctl's text (shown). */
+static JsonNode *
+status_now(GString *out)
+{
+  JsonNode *status = hmmvd_status_to_json(bed.vms, bed.topo, "sim");
+
+  g_string_truncate(out, 0);
+  hmmvctl_print_status(out, json_node_get_object(status));
+  show(out->str);
+  return status;
+}
+
+/* issue 8, F9: the DRAM the core keeps counted for a VM removed while its QEMU lives
+ * (standalone: its QMP connection broke) is shown: in `hmmvctl status` a "held:" line per
+ * hold, with its MiB and why, and their total ("holds" and "held-dram-pages" in the JSON);
+ * "dram-held-pages" in the VM's row of `hmmvctl vms --json` while it is listed with a hold
+ * (listed unmanaged while it is retried, then back in the core reading its placement); gone
+ * once the hold ends. Before, only held-outside-pages counted it, with no name. */
+START_TEST(test_status_holds)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GString) out = g_string_new(NULL);
+  g_autoptr(JsonNode) status = NULL;
+  g_autoptr(JsonNode) vms = NULL;
+  g_autofree char *holds = NULL, *expect = NULL, *line = NULL;
+  HmmvTracker *alpha = hmmvd_test_bed_add_vm(&bed, "alpha", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  guint64 held;
+
+  add_vm("beta");
+  for (guint i = 0; i < 2; i++) {
+    hmmvd_test_write_pages(alpha, 0, 512);
+    hmmvd_vms_run_interval(bed.vms);
+  }
+  held = hmmv_vm_get_dram_pages(hmmv_core_lookup_vm(bed.core, "alpha"));
+  printf("# alpha holds %" G_GUINT64_FORMAT " pages of DRAM\n", held);
+  ck_assert_uint_ge(held, HMMVD_PAGES_PER_MIB);
+  status = status_now(out);
+  holds = status_holds(json_node_get_object(status));
+  ck_assert_str_eq(holds, "=0");
+  ck_assert_ptr_null(strstr(out->str, "held:"));
+  vms = hmmvd_vms_to_json(bed.vms);
+  ck_assert_int_eq(vm_held(vms, "alpha"), -1);
+
+  /* its QMP connection broke while QEMU lives: held, removed (as standalone.c does) */
+  ck_assert(hmmv_core_hold_dram(bed.core, "alpha", &error));
+  hmmvd_vms_remove(bed.vms, "alpha");
+  g_clear_pointer(&status, json_node_unref);
+  g_clear_pointer(&holds, g_free);
+  status = status_now(out);
+  holds = status_holds(json_node_get_object(status));
+  expect = g_strdup_printf("alpha:%" G_GUINT64_FORMAT ":reconnecting=%" G_GUINT64_FORMAT,
+                           held, held);
+  ck_assert_str_eq(holds, expect);
+  ck_assert_uint_ge(hmmvctl_member_uint(json_node_get_object(status), "held-outside-pages"),
+                    held);
+  line = line_starting(out->str, "held:        vm ");
+  g_free(expect);
+  expect = g_strdup_printf("held:        vm alpha %" G_GUINT64_FORMAT " MiB (QEMU lives, "
+                           "reconnecting)", held / HMMVD_PAGES_PER_MIB);
+  ck_assert_pstr_eq(line, expect);
+  g_free(expect);
+  expect = g_strdup_printf("held:        %" G_GUINT64_FORMAT " MiB of the pool in all, for 1 VM "
+                           "being connected again", held / HMMVD_PAGES_PER_MIB);
+  ck_assert_ptr_nonnull(strstr(out->str, expect));
+  g_free(expect);
+  expect = g_strdup_printf(" MiB (%" G_GUINT64_FORMAT " MiB held outside the balance: ",
+                           hmmvctl_member_uint(json_node_get_object(status),
+                                               "held-outside-pages") / HMMVD_PAGES_PER_MIB);
+  ck_assert_ptr_nonnull(strstr(out->str, expect));
+
+  /* retried, listed unmanaged meanwhile: its row says what is held for it, beta's nothing */
+  hmmvd_vms_add_unmanaged(bed.vms, "alpha", HMMVD_SOURCE_STANDALONE, "not reachable");
+  g_clear_pointer(&vms, json_node_unref);
+  vms = hmmvd_vms_to_json(bed.vms);
+  ck_assert_int_eq(vm_held(vms, "alpha"), (gint64)held);
+  ck_assert_int_eq(vm_held(vms, "beta"), -1);
+  g_string_truncate(out, 0);
+  hmmvctl_print_vms(out, json_node_get_array(vms));
+  show(out->str);
+  g_free(expect);
+  expect = g_strdup_printf("  alpha: %" G_GUINT64_FORMAT " MiB of DRAM held for it beyond its "
+                           "own pages", held / HMMVD_PAGES_PER_MIB);
+  ck_assert_ptr_nonnull(strstr(out->str, expect));
+  ck_assert_ptr_null(strstr(out->str, "beta: 0 MiB of DRAM held"));
+
+  /* connected again: in the core, its placement not read yet (no interval since) */
+  hmmvd_vms_remove(bed.vms, "alpha");
+  alpha = hmmvd_test_bed_add_vm(&bed, "alpha", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  g_clear_pointer(&status, json_node_unref);
+  g_clear_pointer(&holds, g_free);
+  status = status_now(out);
+  holds = status_holds(json_node_get_object(status));
+  g_free(expect);
+  expect = g_strdup_printf("alpha:%" G_GUINT64_FORMAT ":reading-placement=%" G_GUINT64_FORMAT,
+                           held, held);
+  ck_assert_str_eq(holds, expect);
+  g_free(expect);
+  expect = g_strdup_printf("held:        vm alpha %" G_GUINT64_FORMAT " MiB (connected again, "
+                           "reading its placement)\n", held / HMMVD_PAGES_PER_MIB);
+  ck_assert_ptr_nonnull(strstr(out->str, expect));
+  g_clear_pointer(&vms, json_node_unref);
+  vms = hmmvd_vms_to_json(bed.vms);
+  ck_assert_int_eq(vm_held(vms, "alpha"), (gint64)held);
+
+  /* its placement read whole in the next interval, the hold ended at the start of the one
+   * after (libhmmv/loop-hold.c, hmmv_core_holds_settle): nothing shown */
+  hmmvd_vms_run_interval(bed.vms);
+  hmmvd_vms_run_interval(bed.vms);
+  g_clear_pointer(&status, json_node_unref);
+  g_clear_pointer(&holds, g_free);
+  status = status_now(out);
+  holds = status_holds(json_node_get_object(status));
+  ck_assert_str_eq(holds, "=0");
+  ck_assert_ptr_null(strstr(out->str, "held:"));
+  g_clear_pointer(&vms, json_node_unref);
+  vms = hmmvd_vms_to_json(bed.vms);
+  ck_assert_int_eq(vm_held(vms, "alpha"), -1);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -191,6 +348,7 @@ main(void)
   tcase_add_test(tc, test_vms_table_homed_away);
   tcase_add_test(tc, test_vms_excluded);
   tcase_add_test(tc, test_status_node_mins);
+  tcase_add_test(tc, test_status_holds);
   suite_add_tcase(s, tc);
   return hmmv_test_run(s);
 }

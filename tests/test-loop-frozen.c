@@ -22,7 +22,9 @@
  *   held    a frozen VM removed while its QEMU lives (standalone: its QMP stream broke; it is
  *           connected again, up to 60 s later) keeps its DRAM counted through the removal
  *           (hmmv_core_hold_dram) until it is back with its placement read, or released; before,
- *           vm1's budget took it at the first interval after the removal (review 17b, E).
+ *           vm1's budget took it at the first interval after the removal (review 17b, E);
+ *           hmmv_core_list_held_dram names each hold with its pages, out of the core or back
+ *           and reading its placement (issue 8, F9: status and metrics show it).
  */
 #include "hmmv-test.h"
 
@@ -238,6 +240,34 @@ START_TEST(test_frozen_vm_removed)
 }
 END_TEST
 
+/* The holds as hmmv_core_list_held_dram gives them: "name:pages:in|out" joined by ",";
+ * their pages sum to hmmv_core_get_held_dram_pages. */
+static char *
+holds_text(HmmvCore *core)
+{
+  g_autoptr(GArray) holds = hmmv_core_list_held_dram(core);
+  g_autoptr(GString) text = g_string_new(NULL);
+  guint64 sum = 0;
+
+  for (guint i = 0; i < holds->len; i++) {
+    const HmmvHeldDram *hold = &g_array_index(holds, HmmvHeldDram, i);
+
+    g_string_append_printf(text, "%s%s:%" G_GUINT64_FORMAT ":%s", i > 0 ? "," : "", hold->name,
+                           hold->dram_pages, hold->in_core ? "in" : "out");
+    sum += hold->dram_pages;
+  }
+  ck_assert_uint_eq(sum, hmmv_core_get_held_dram_pages(core));
+  return g_string_free(g_steal_pointer(&text), FALSE);
+}
+
+static void
+assert_holds(HmmvCore *core, const char *expect)
+{
+  g_autofree char *text = holds_text(core);
+
+  ck_assert_str_eq(text, expect);
+}
+
 /* vm0 (frozen) is removed with a hold while its QEMU lives: vm1's budget and DRAM stay within
  * the pool less vm0's DRAM while vm0 is out, and while vm0 is back but its placement not read;
  * the hold ends once it is read (vm0 then counts its own pages), or when released. */
@@ -251,9 +281,12 @@ START_TEST(test_removed_vm_held)
   HmmvVm *again;
   guint64 held;
 
+  g_autofree char *expect = NULL;
+
   bed_up(&bed, &report);
   held = hmmv_vm_get_dram_pages(hmmv_core_get_vm(bed.core, 0));
   ck_assert(hmmv_core_hold_dram(bed.core, "vm0", &error));
+  assert_holds(bed.core, "");   /* marked only: a hold is made by the removal */
   ck_assert(!hmmv_core_hold_dram(bed.core, "vm9", &error));
   ck_assert(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_NOT_FOUND));
   g_clear_error(&error);
@@ -273,6 +306,9 @@ START_TEST(test_removed_vm_held)
     ck_assert_uint_eq(usage.held_outside_pages, held);
   }
   ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+  /* the status lists it (issue 8, F9): by name, what it holds, out of the core */
+  expect = g_strdup_printf("vm0:%" G_GUINT64_FORMAT ":out", held);
+  assert_holds(bed.core, expect);
   printf("# vm0 out of the core %u intervals: %" G_GUINT64_FORMAT " pages held, vm1 budget %"
          G_GUINT64_FORMAT " DRAM %" G_GUINT64_FORMAT " (pool %u)\n", FROZEN, held,
          rep1->budget_pages, rep1->dram_pages, POOL);
@@ -283,6 +319,9 @@ START_TEST(test_removed_vm_held)
   again = hmmv_test_vm_new("vm0", NR);
   hmmv_test_core_add(&bed, again);
   ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+  g_free(expect);
+  expect = g_strdup_printf("vm0:%" G_GUINT64_FORMAT ":in", held);   /* back, not read yet */
+  assert_holds(bed.core, expect);
   hmmv_test_core_write(&bed, 2, 0, HELD);
   write_vm1(&bed);
   rep1 = run(&bed, &report, 0);
@@ -298,6 +337,7 @@ START_TEST(test_removed_vm_held)
   }
   /* read: the hold ended, vm0 counts its own pages */
   ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), 0);
+  assert_holds(bed.core, "");
   printf("# back: vm0 %" G_GUINT64_FORMAT " pages on DRAM, vm1 %" G_GUINT64_FORMAT
          ", hold ended\n", hmmv_test_vm_report(&report, 1)->dram_pages, rep1->dram_pages);
 
@@ -308,8 +348,12 @@ START_TEST(test_removed_vm_held)
   hmmv_sim_mover_forget_vm(bed.mover, hmmv_core_lookup_vm(bed.core, "vm0"));
   ck_assert(hmmv_core_remove_vm(bed.core, "vm0", &error));
   ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+  g_free(expect);
+  expect = g_strdup_printf("vm0:%" G_GUINT64_FORMAT ":out", held);
+  assert_holds(bed.core, expect);
   hmmv_core_release_dram(bed.core, "vm0");
   ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), 0);
+  assert_holds(bed.core, "");
   write_vm1(&bed);
   rep1 = run(&bed, &report, 0);
   ck_assert_uint_gt(rep1->budget_pages, POOL - held);

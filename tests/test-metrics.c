@@ -151,6 +151,48 @@ START_TEST(test_format_with_vms)
 }
 END_TEST
 
+/* issue 8, F9: the DRAM the core keeps counted for a VM removed while its QEMU lives
+ * (standalone: its QMP connection broke) is a metric, in all (hmmv_pool_held_dram_pages) and
+ * per VM (hmmv_vm_dram_held_pages, one sample per hold: the VM is not in the table while it
+ * is out); 0 and no sample once released. Before, no metric showed it. */
+START_TEST(test_format_holds)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvTracker *tracker = hmmvd_test_bed_add_vm(&fx.bed, "we\"b", 1024, HMMVD_SOURCE_STANDALONE);
+  g_autofree char *before = NULL, *held_text = NULL, *after = NULL;
+  g_autofree char *pool = NULL, *vm = NULL;
+  guint64 held;
+
+  (void)hmmvd_test_bed_add_vm(&fx.bed, "other", 1024, HMMVD_SOURCE_STANDALONE);
+  hmmvd_test_write_pages(tracker, 0, 300);
+  hmmvd_vms_run_interval(fx.bed.vms);
+  held = hmmv_vm_get_dram_pages(hmmv_core_lookup_vm(fx.bed.core, "we\"b"));
+  ck_assert_uint_gt(held, 0);
+  before = hmmvd_metrics_format(fx.bed.vms, fx.bed.topo);
+  assert_well_formed(before);
+  ck_assert_ptr_nonnull(strstr(before, "# TYPE hmmv_pool_held_dram_pages gauge\n"
+                                       "hmmv_pool_held_dram_pages 0\n"));
+  ck_assert_ptr_nonnull(strstr(before, "# TYPE hmmv_vm_dram_held_pages gauge\n"));
+  ck_assert_ptr_null(strstr(before, "hmmv_vm_dram_held_pages{"));
+
+  ck_assert(hmmv_core_hold_dram(fx.bed.core, "we\"b", &error));
+  hmmvd_vms_remove(fx.bed.vms, "we\"b");
+  held_text = hmmvd_metrics_format(fx.bed.vms, fx.bed.topo);
+  assert_well_formed(held_text);
+  pool = g_strdup_printf("\nhmmv_pool_held_dram_pages %" G_GUINT64_FORMAT "\n", held);
+  vm = g_strdup_printf("\nhmmv_vm_dram_held_pages{vm=\"we\\\"b\"} %" G_GUINT64_FORMAT "\n",
+                       held);
+  ck_assert_msg(strstr(held_text, pool) != NULL, "no %s", pool + 1);
+  ck_assert_msg(strstr(held_text, vm) != NULL, "no %s", vm + 1);
+  ck_assert_ptr_null(strstr(held_text, "hmmv_vm_dram_pages{vm=\"we"));   /* out of the table */
+
+  hmmv_core_release_dram(fx.bed.core, "we\"b");   /* its QEMU is gone */
+  after = hmmvd_metrics_format(fx.bed.vms, fx.bed.topo);
+  ck_assert_ptr_nonnull(strstr(after, "\nhmmv_pool_held_dram_pages 0\n"));
+  ck_assert_ptr_null(strstr(after, "hmmv_vm_dram_held_pages{"));
+}
+END_TEST
+
 START_TEST(test_parse_listen)
 {
   static const char *const good[] = { "127.0.0.1:9464", "[::1]:0", "localhost:80",
@@ -335,6 +377,7 @@ metrics_suite(void)
   tcase_add_test(tc, test_append_golden);
   tcase_add_test(tc, test_format_without_vms);
   tcase_add_test(tc, test_format_with_vms);
+  tcase_add_test(tc, test_format_holds);
   tcase_add_test(tc, test_parse_listen);
   tcase_add_test(tc, test_http);
   tcase_add_test(tc, test_http_refuses_non_loopback);

@@ -9,7 +9,8 @@
  * thread goes on serving: moves take seconds at the cap (3.9 us a page) and hold the VM
  * process's mmap_lock, and a harvest may wait on QEMU. While an interval runs, the caller may
  * only call hmmv_core_is_running, hmmv_core_set_paused, hmmv_core_set_quota,
- * hmmv_core_hold_dram / release_dram / get_held_dram_pages, hmmv_core_get_pool_usage, hmmv_core_lookup_vm / get_vm / get_nr_vms (the pointer, not
+ * hmmv_core_hold_dram / release_dram / get_held_dram_pages / list_held_dram,
+ * hmmv_core_get_pool_usage, hmmv_core_lookup_vm / get_vm / get_nr_vms (the pointer, not
  * the VM's page state) and hmmv_core_get_pool_pages; adding or removing a VM fails with
  * HMMV_ERROR_BUSY, and the VMs' page state, move stats and the report belong to the interval
  * until it is finished. The decisions themselves stay on one thread, in a fixed order, so a
@@ -262,6 +263,18 @@ gboolean hmmv_core_hold_dram(HmmvCore *core, const char *name, GError **error);
 void hmmv_core_release_dram(HmmvCore *core, const char *name);
 /* The DRAM pages the holds keep counted now (status, tests). */
 guint64 hmmv_core_get_held_dram_pages(HmmvCore *core);
+/* One hold, as hmmv_core_list_held_dram gives it. */
+typedef struct {
+  char *name;               /* the VM's */
+  guint64 dram_pages;       /* DRAM it keeps counted beyond what a VM of that name counts
+                               itself (as of the last interval) */
+  gboolean in_core;         /* a VM of that name is back in the core, its placement still
+                               being read; else it is out, its QEMU being connected again */
+} HmmvHeldDram;
+/* Every hold now, in the order they were made (a GArray of HmmvHeldDram, which frees their
+ * names); their dram_pages sum to hmmv_core_get_held_dram_pages(). Safe while an interval
+ * runs (status, metrics). */
+GArray *hmmv_core_list_held_dram(HmmvCore *core);
 /* The VM's quota from the next interval on (hmmv_vm_set_quota, but safe while an interval
  * runs; the pool usage sees it at once). */
 gboolean hmmv_core_set_quota(HmmvCore *core, const char *name, const HmmvQuota *quota,
