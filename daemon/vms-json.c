@@ -77,23 +77,40 @@ unmovable_to_json(JsonBuilder *builder, const HmmvUnmovable *unmovable)
   json_builder_end_object(builder);
 }
 
+/* "N" or "A-B": a figure over the flat intervals of the window. */
+static char *
+range_text(guint64 least, guint64 most)
+{
+  return least == most ? g_strdup_printf("%" G_GUINT64_FORMAT, least)
+                       : g_strdup_printf("%" G_GUINT64_FORMAT "-%" G_GUINT64_FORMAT, least, most);
+}
+
+/* Every figure is over the same intervals as the verdict: the flat ones of the last
+ * rank_window sampled intervals (review 18, F3: the budget shown used to be this interval's,
+ * which need not be one of them). */
 char *
 hmmvd_rank_flat_note(const HmmvVmReport *last)
 {
   g_autofree char *share = NULL;
+  g_autofree char *warm = NULL;
+  g_autofree char *written = NULL;
+  g_autofree char *budget = NULL;
 
   if (!last->rank_flat)
     return NULL;
   share = last->rank_flat_percent >= 100 ? g_strdup("all")
                                          : g_strdup_printf("at least %u%%",
                                                            last->rank_flat_percent);
+  warm = range_text(last->rank_flat_warm_min, last->rank_flat_warm_max);
+  written = range_text(last->rank_flat_accessed_min, last->rank_flat_accessed_max);
+  budget = range_text(last->rank_flat_budget_min, last->rank_flat_budget_max);
   /* written pages only, also with a read tracker (libhmmv/loop-rank.c) */
-  return g_strdup_printf("%s of the %" G_GUINT64_FORMAT " pages it touched lately were written "
-                         "in %u of the last %u intervals, more than its DRAM budget of %"
-                         G_GUINT64_FORMAT " pages: with one dirty bit a page and interval its "
-                         "hot pages look like the rest and are not found; try a shorter "
-                         "interval-ms", share, last->rank_warm_pages, last->rank_flat_intervals,
-                         last->rank_window, last->budget_pages);
+  return g_strdup_printf("in %u of the last %u sampled intervals it wrote %s of the %s pages "
+                         "it touched lately, more than its DRAM budget in each (in those "
+                         "intervals: %s pages written, budget %s pages): with one dirty bit a "
+                         "page and interval its hot pages look like the rest and are not "
+                         "found; try a shorter interval-ms", last->rank_flat_intervals,
+                         last->rank_window, share, warm, written, budget);
 }
 
 /* The hold of VM name's DRAM (hmmv_core_list_held_dram), NULL when there is none. */

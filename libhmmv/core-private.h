@@ -44,7 +44,10 @@ typedef struct {
   gboolean reads;           /* accessed counts reads (the tracker sees them), not only writes */
   guint16 history;          /* bit a: the sampled interval a intervals back was flat */
   guint8 percent[HMMV_RANK_FLAT_WINDOW]; /* accessed x 100 / warm of each, a ring */
-  guint head;               /* the newest slot of percent */
+  guint64 ring_accessed[HMMV_RANK_FLAT_WINDOW]; /* and its accessed, warm and budget, so that */
+  guint64 ring_warm[HMMV_RANK_FLAT_WINDOW];     /* what is shown covers the same intervals as */
+  guint64 ring_budget[HMMV_RANK_FLAT_WINDOW];   /* the verdict (review 18, F3) */
+  guint head;               /* the newest slot of the rings */
   guint seen;               /* sampled intervals, at most HMMV_RANK_FLAT_WINDOW */
   gboolean flat;
 } HmmvRankFlat;

@@ -80,6 +80,9 @@ rank_note(HmmvRankFlat *rank, guint64 budget)
   rank->head = (rank->head + 1) % HMMV_RANK_FLAT_WINDOW;
   rank->percent[rank->head] =
     rank->warm > 0 ? (guint8)(MIN(rank->accessed, rank->warm) * 100u / rank->warm) : 0;
+  rank->ring_accessed[rank->head] = rank->accessed;
+  rank->ring_warm[rank->head] = rank->warm;
+  rank->ring_budget[rank->head] = budget;
   rank->seen = MIN(rank->seen + 1, (guint)HMMV_RANK_FLAT_WINDOW);
   flats = flat_in_window(rank);
   if (!rank->flat && flats >= HMMV_RANK_FLAT_ENTER)
@@ -88,19 +91,41 @@ rank_note(HmmvRankFlat *rank, guint64 budget)
     rank->flat = FALSE;
 }
 
-/* The least share of warm pages accessed among the window's flat intervals; 0: none. */
-static guint
-least_flat_percent(const HmmvRankFlat *rank)
+static void
+widen(guint64 *least, guint64 *most, guint64 value, gboolean first)
 {
-  guint least = 0;
+  *least = first ? value : MIN(*least, value);
+  *most = first ? value : MAX(*most, value);
+}
 
+/* The figures of the window's flat intervals into rep: the least share of warm pages
+ * accessed, and the range of pages accessed, warm pages and budgets; 0s when none. What the
+ * note says then holds for the intervals the verdict counted, not only for the current one
+ * (the budget of the interval that makes a VM flat may well be above what it wrote then: the
+ * verdict is 8 of 10). */
+static void
+flat_figures(const HmmvRankFlat *rank, HmmvVmReport *rep)
+{
+  guint least = 0, flats = 0;
+
+  rep->rank_flat_accessed_min = rep->rank_flat_accessed_max = 0;
+  rep->rank_flat_warm_min = rep->rank_flat_warm_max = 0;
+  rep->rank_flat_budget_min = rep->rank_flat_budget_max = 0;
   for (guint age = 0; age < rank->seen; age++) {
     guint slot = (rank->head + HMMV_RANK_FLAT_WINDOW - age) % HMMV_RANK_FLAT_WINDOW;
 
-    if ((rank->history >> age) & 1u)
-      least = least == 0 ? rank->percent[slot] : MIN(least, (guint)rank->percent[slot]);
+    if (((rank->history >> age) & 1u) == 0)
+      continue;
+    least = flats == 0 ? rank->percent[slot] : MIN(least, (guint)rank->percent[slot]);
+    widen(&rep->rank_flat_accessed_min, &rep->rank_flat_accessed_max,
+          rank->ring_accessed[slot], flats == 0);
+    widen(&rep->rank_flat_warm_min, &rep->rank_flat_warm_max, rank->ring_warm[slot],
+          flats == 0);
+    widen(&rep->rank_flat_budget_min, &rep->rank_flat_budget_max, rank->ring_budget[slot],
+          flats == 0);
+    flats++;
   }
-  return least;
+  rep->rank_flat_percent = least;
 }
 
 void
@@ -121,7 +146,7 @@ hmmv_core_rank_flat(HmmvCore *core, HmmvIntervalReport *report)
     rep->rank_flat_changed = rank->flat != was;
     rep->rank_window = rank->seen;
     rep->rank_flat_intervals = flat_in_window(rank);
-    rep->rank_flat_percent = least_flat_percent(rank);
+    flat_figures(rank, rep);
     rep->rank_warm_pages = rank->warm;
     rep->rank_reads = rank->reads;
   }

@@ -112,9 +112,10 @@ START_TEST(test_flat_shown_and_logged_once)
   note = json_object_get_string_member(vm, "ranking-note");
   ck_assert_ptr_nonnull(note);
   printf("# note: %s\n", note);
-  ck_assert_ptr_nonnull(strstr(note, "all of the 1024 pages it touched lately were "
-                                     "written in 10 of the last 10 intervals, more than its "
-                                     "DRAM budget of "));
+  ck_assert_ptr_nonnull(strstr(note, "in 10 of the last 10 sampled intervals it wrote all of "
+                                     "the 1024 pages it touched lately, more than its DRAM "
+                                     "budget in each (in those intervals: 1024 pages written, "
+                                     "budget "));
   ck_assert_ptr_nonnull(strstr(note, "try a shorter interval-ms"));
   vm = vm_json(vms, "beta");
   ck_assert_str_eq(json_object_get_string_member(vm, "ranking"), "ranked");
@@ -122,7 +123,7 @@ START_TEST(test_flat_shown_and_logged_once)
 
   /* hmmvctl vms and hmmvctl status: the note, for alpha only */
   hmmvctl_print_vms(table, json_node_get_array(vms));
-  ck_assert_ptr_nonnull(strstr(table->str, "  alpha: ranking: flat, all of the 1024 pages "));
+  ck_assert_ptr_nonnull(strstr(table->str, "  alpha: ranking: flat, in 10 of the last 10 "));
   ck_assert_ptr_null(strstr(table->str, "beta: ranking"));
   status = hmmvd_status_to_json(bed.vms, bed.topo, "sim");
   flat = json_object_get_array_member(json_node_get_object(status), "vms-rank-flat");
@@ -139,7 +140,7 @@ START_TEST(test_flat_shown_and_logged_once)
     printf("# %s\n", line);
   }
   ck_assert_ptr_nonnull(strstr(text->str,
-                               "\nranking:     vm alpha flat, all of the 1024 pages "));
+                               "\nranking:     vm alpha flat, in 10 of the last 10 "));
   ck_assert_ptr_null(strstr(text->str, "vm beta flat"));
 
   /* the metric */
@@ -164,6 +165,65 @@ START_TEST(test_flat_shown_and_logged_once)
 }
 END_TEST
 
+/* Review 18, F3: the note's figures cover the intervals of the verdict. alpha is flat (all of
+ * its 1,024 pages written an interval, twice the DRAM), then its max drops to 1 MiB for one
+ * more such interval, then it writes 64 pages in two: still flat (8 of the last 10), but the
+ * budget of the interval now is neither what it had in most of the flat intervals nor one it
+ * wrote more than. The note gives the range of the flat intervals' budgets and written pages,
+ * as recorded interval by interval here; before, it said "more than its DRAM budget of B
+ * pages" with B this interval's budget. */
+START_TEST(test_note_covers_window)
+{
+  HmmvTracker *alpha = hmmvd_test_bed_add_vm(&bed, "alpha", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  HmmvTracker *beta = hmmvd_test_bed_add_vm(&bed, "beta", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  HmmvQuota max1 = { .min_pages = 0, .max_pages = HMMVD_PAGES_PER_MIB, .weight = 100,
+                     .managed = TRUE };
+  g_autoptr(GError) error = NULL;
+  g_autofree char *note = NULL, *expect = NULL, *budgets = NULL;
+  guint64 budget[16], written[16], least = G_MAXUINT64, most = 0;
+  const HmmvdVmInfo *info;
+  guint n = 0;
+
+  for (guint i = 0; i < 15; i++) {
+    if (i == 12)
+      ck_assert(hmmvd_vms_set_quota(bed.vms, "alpha", &max1, &error));
+    hmmvd_test_write_pages(alpha, 0, i < 13 ? VM_PAGES : 64);
+    hmmvd_test_write_pages(beta, 0, 64);
+    hmmvd_vms_run_interval(bed.vms);
+    info = hmmvd_vms_lookup(bed.vms, "alpha");
+    budget[n] = info->last.budget_pages;
+    written[n++] = info->last.written;
+    printf("# interval %u: alpha wrote %" G_GUINT64_FORMAT ", budget %" G_GUINT64_FORMAT
+           ", %s, %u of the last %u flat\n", i, info->last.written, info->last.budget_pages,
+           info->last.rank_flat ? "flat" : "ranked", info->last.rank_flat_intervals,
+           info->last.rank_window);
+  }
+  /* the last 10 intervals: those alpha wrote all of its pages in, more than its budget, are
+   * the flat ones */
+  for (guint i = n - HMMV_RANK_FLAT_WINDOW; i < n; i++) {
+    if (written[i] != VM_PAGES)
+      continue;
+    ck_assert_uint_gt(written[i], budget[i]);
+    least = MIN(least, budget[i]);
+    most = MAX(most, budget[i]);
+  }
+  info = hmmvd_vms_lookup(bed.vms, "alpha");
+  ck_assert(info->last.rank_flat);
+  ck_assert_uint_eq(info->last.rank_flat_intervals, 8);
+  ck_assert_uint_eq(info->last.written, 64);
+  ck_assert_uint_lt(least, most);   /* budgets differed over the window: a range to show */
+  budgets = g_strdup_printf("%" G_GUINT64_FORMAT "-%" G_GUINT64_FORMAT, least, most);
+  note = hmmvd_rank_flat_note(&info->last);
+  printf("# note: %s\n", note);
+  expect = g_strdup_printf("in 8 of the last 10 sampled intervals it wrote all of the 1024 "
+                           "pages it touched lately, more than its DRAM budget in each (in "
+                           "those intervals: 1024 pages written, budget %s pages): with one "
+                           "dirty bit a page and interval its hot pages look like the rest and "
+                           "are not found; try a shorter interval-ms", budgets);
+  ck_assert_str_eq(note, expect);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -173,6 +233,7 @@ main(void)
   g_log_set_writer_func(count_writer, NULL, NULL);
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_flat_shown_and_logged_once);
+  tcase_add_test(tc, test_note_covers_window);
   suite_add_tcase(s, tc);
   return hmmv_test_run(s);
 }

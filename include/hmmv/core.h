@@ -115,6 +115,12 @@ typedef struct {
   guint rank_flat_intervals; /* of those, the flat ones */
   guint rank_flat_percent;  /* the least share (%) of its warm pages accessed in one of the
                                flat ones; 0 when none */
+  /* Over the flat ones of the window (0 when none), the least and the most of: its pages
+   * accessed in one, its warm pages after it, and its DRAM budget in it. The note shows
+   * these, not this interval's figures: the verdict is the window's (review 18, F3). */
+  guint64 rank_flat_accessed_min, rank_flat_accessed_max;
+  guint64 rank_flat_warm_min, rank_flat_warm_max;
+  guint64 rank_flat_budget_min, rank_flat_budget_max;
   guint64 rank_warm_pages;  /* its warm pages (temperature above 0) at the last sampled one */
   gboolean rank_reads;      /* the tracker sees reads: "accessed", else "written" */
   GError *error;            /* owned by the report; NULL when the interval went well */

@@ -74,7 +74,8 @@ echo "   figures: written-pages $(field flat written-pages), rank-warm-pages" \
      "$(field flat rank-warm-pages), budget-pages $(field flat budget-pages)," \
      "rank-flat-intervals $(field flat rank-flat-intervals) of $(field flat rank-window)," \
      "promotions $(field flat promotions-total), demotions $(field flat demotions-total)"
-if [[ $note == *"pages it touched lately were written in "*" of the last "*" intervals, more than its DRAM budget of "*"try a shorter interval-ms" ]]; then
+# its figures are the window's flat intervals', not this interval's (review 18, F3)
+if [[ $note == "in "*" of the last "*" sampled intervals it wrote "*" pages it touched lately, more than its DRAM budget in each (in those intervals: "*" pages written, budget "*" pages): "*"try a shorter interval-ms" ]]; then
   ok "hmmvctl vms --json: ranking-note says what is flat and what to do"
 else
   fail "hmmvctl vms --json: ranking-note '$note'"
