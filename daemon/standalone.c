@@ -156,7 +156,7 @@ release_held(HmmvdStandalone *sa, StandaloneVm *entry)
 {
   if (entry->held_pid <= 0)
     return;
-  hmmv_core_release_dram(hmmvd_vms_get_core(sa->vms), entry->name);
+  hmmv_core_release_dram(hmmvd_vms_get_core(sa->vms), entry->name, entry->held_pid);
   entry->held_pid = -1;
 }
 

@@ -5,6 +5,14 @@
  * it again later, backing off up to 60 s; meanwhile its pages are still on their nodes, so they
  * stay out of the others' pools, as a frozen VM's do (review 17b, finding E).
  *
+ * A hold is keyed by the VM's name and its QEMU's pid when it left (hmmv_vm_get_pid): only
+ * that QEMU back under that name ends it by reading its placement, or absorbs it (counts its
+ * own pages against it), and only its own removal or release drops it. Before, the name alone
+ * keyed it, so another VM of that name (a libvirt domain beside a standalone --qmp VM) ended
+ * or absorbed a hold whose pages were still on their nodes (review 18b, F5). A pid <= 0 on
+ * either side (unknown: no peer credentials; the core tests' VMs) falls back to the name
+ * alone, as before.
+ *
  * The holds are changed and read under HmmvCore.lock: the daemon releases one from its main
  * thread while an interval may run on a worker.
  */
@@ -13,8 +21,11 @@
 
 #include <hmmv/error.h>
 
+#include <string.h>
+
 typedef struct {
   char *name;
+  int pid;                                  /* its QEMU when it left the core, <= 0 unknown */
   guint64 node_pages[HMMV_NR_NODE_SLOTS];   /* its pages per node when it left the core */
   guint64 dram_pages;
 } CoreHold;
@@ -52,17 +63,30 @@ hold_find_vm(HmmvCore *core, const char *name)
   return NULL;
 }
 
-/* Under the lock. */
+/* The same name, and the same QEMU unless a pid is unknown (<= 0) on either side. */
 static gboolean
-hold_drop_locked(HmmvCore *core, const char *name)
+hold_matches(const CoreHold *hold, const char *name, int pid)
 {
-  for (guint i = 0; i < core->holds->len; i++) {
-    if (g_strcmp0(((CoreHold *)g_ptr_array_index(core->holds, i))->name, name) == 0) {
+  return g_strcmp0(hold->name, name) == 0 && (hold->pid <= 0 || pid <= 0 || hold->pid == pid);
+}
+
+/* The VM in the core that is the hold's VM back again, or NULL. */
+static CoreVm *
+hold_find_own_vm(HmmvCore *core, const CoreHold *hold)
+{
+  CoreVm *cvm = hold_find_vm(core, hold->name);
+
+  return cvm != NULL && hold_matches(hold, hold->name, hmmv_vm_get_pid(cvm->vm)) ? cvm : NULL;
+}
+
+/* Under the lock: every hold of name and that QEMU (every hold of the name for pid <= 0). */
+static void
+hold_drop_locked(HmmvCore *core, const char *name, int pid)
+{
+  for (guint i = core->holds->len; i-- > 0;) {
+    if (hold_matches(g_ptr_array_index(core->holds, i), name, pid))
       g_ptr_array_remove_index(core->holds, i);
-      return TRUE;
-    }
   }
-  return FALSE;
 }
 
 gboolean
@@ -81,41 +105,46 @@ hmmv_core_hold_dram(HmmvCore *core, const char *name, GError **error)
 }
 
 void
-hmmv_core_release_dram(HmmvCore *core, const char *name)
+hmmv_core_release_dram(HmmvCore *core, const char *name, int pid)
 {
   /* its removal may still be pending (marked while an interval ran): unmark it too, or the
-   * deferred removal would leave a hold nothing ever releases (review 18b, F1) */
+   * deferred removal would leave a hold nothing ever releases (review 18b, F1); but not
+   * another QEMU's VM that has the name now */
   CoreVm *cvm = hold_find_vm(core, name);
 
   g_mutex_lock(&core->lock);
-  if (cvm != NULL)
+  if (cvm != NULL && (pid <= 0 || hmmv_vm_get_pid(cvm->vm) <= 0 ||
+                      hmmv_vm_get_pid(cvm->vm) == pid))
     cvm->ctl_hold = FALSE;
-  (void)hold_drop_locked(core, name);
+  hold_drop_locked(core, name, pid);
   g_mutex_unlock(&core->lock);
 }
 
 /* hmmv_core_remove_vm, no interval running: a VM marked by hmmv_core_hold_dram leaves a hold
- * of what it holds now (the larger per node, when one is left from an earlier removal and its
- * placement was still being read again); any other removal ends its name's hold. */
+ * of what it holds now, keyed by its name and pid (the larger per node, when one is left from
+ * an earlier removal of that QEMU and its placement was still being read again); any other
+ * removal ends that QEMU's hold, not another's of the same name. */
 void
 hmmv_core_holds_on_remove(HmmvCore *core, CoreVm *cvm)
 {
   const char *name = hmmv_vm_get_name(cvm->vm);
+  int pid = hmmv_vm_get_pid(cvm->vm);
   CoreHold *hold = NULL;
 
   g_mutex_lock(&core->lock);
   if (!cvm->ctl_hold) {
-    (void)hold_drop_locked(core, name);
+    hold_drop_locked(core, name, pid);
     g_mutex_unlock(&core->lock);
     return;
   }
   for (guint i = 0; i < core->holds->len && hold == NULL; i++) {
-    if (g_strcmp0(((CoreHold *)g_ptr_array_index(core->holds, i))->name, name) == 0)
+    if (hold_matches(g_ptr_array_index(core->holds, i), name, pid))
       hold = g_ptr_array_index(core->holds, i);
   }
   if (hold == NULL) {
     hold = g_new0(CoreHold, 1);
     hold->name = g_strdup(name);
+    hold->pid = pid;
     g_ptr_array_add(core->holds, hold);
   }
   for (int node = 0; node < HMMV_NR_NODE_SLOTS; node++)
@@ -124,15 +153,15 @@ hmmv_core_holds_on_remove(HmmvCore *core, CoreVm *cvm)
   g_mutex_unlock(&core->lock);
 }
 
-/* At the start of an interval (its thread): a hold ends once its VM is back in the core with
- * its placement read whole; from then on the VM counts its own pages. */
+/* At the start of an interval (its thread): a hold ends once its VM (that name, that QEMU) is
+ * back in the core with its placement read whole; from then on the VM counts its own pages. */
 void
 hmmv_core_holds_settle(HmmvCore *core)
 {
   g_mutex_lock(&core->lock);
   for (guint i = core->holds->len; i-- > 0;) {
     CoreHold *hold = g_ptr_array_index(core->holds, i);
-    CoreVm *cvm = hold_find_vm(core, hold->name);
+    CoreVm *cvm = hold_find_own_vm(core, hold);
 
     if (cvm != NULL && cvm->place_next >= hmmv_vm_get_nr_pages(cvm->vm))
       g_ptr_array_remove_index(core->holds, i);
@@ -151,7 +180,7 @@ hmmv_core_holds_count(HmmvCore *core, guint64 *node_pages)
   g_mutex_lock(&core->lock);
   for (guint i = 0; i < core->holds->len; i++) {
     CoreHold *hold = g_ptr_array_index(core->holds, i);
-    CoreVm *cvm = hold_find_vm(core, hold->name);
+    CoreVm *cvm = hold_find_own_vm(core, hold);
 
     for (int node = 0; node < HMMV_NR_NODE_SLOTS; node++) {
       guint64 own = cvm != NULL ? cvm->vm->node_pages[node] : 0;
@@ -176,7 +205,7 @@ hmmv_core_holds_dram_locked(HmmvCore *core)
 
   for (guint i = 0; i < core->holds->len; i++) {
     CoreHold *hold = g_ptr_array_index(core->holds, i);
-    CoreVm *cvm = hold_find_vm(core, hold->name);
+    CoreVm *cvm = hold_find_own_vm(core, hold);
     guint64 own = cvm != NULL ? cvm->seen_dram_pages : 0;
 
     dram += hold->dram_pages > own ? hold->dram_pages - own : 0;
@@ -202,8 +231,11 @@ held_dram_clear(gpointer data)
 }
 
 /* Any thread (status, metrics): each hold as hmmv_core_holds_dram_locked counts it, so the
- * listing sums to hmmv_core_get_held_dram_pages. A VM of the hold's name in the core is one
- * connected again whose placement is still being read (the hold ends once it is read whole). */
+ * listing sums to hmmv_core_get_held_dram_pages. A VM of the hold's name and QEMU in the core
+ * is one connected again whose placement is still being read (the hold ends once it is read
+ * whole). Holds of two QEMUs under one name (a standalone VM's QEMU that left, then another
+ * that left too before the first was released) are one entry, their pages summed: status
+ * and metrics show one row per VM name. */
 GArray *
 hmmv_core_list_held_dram(HmmvCore *core)
 {
@@ -213,15 +245,27 @@ hmmv_core_list_held_dram(HmmvCore *core)
   g_mutex_lock(&core->lock);
   for (guint i = 0; i < core->holds->len; i++) {
     CoreHold *hold = g_ptr_array_index(core->holds, i);
-    CoreVm *cvm = hold_find_vm(core, hold->name);
+    CoreVm *cvm = hold_find_own_vm(core, hold);
     guint64 own = cvm != NULL ? cvm->seen_dram_pages : 0;
-    HmmvHeldDram held = {
-      .name = g_strdup(hold->name),
-      .dram_pages = hold->dram_pages > own ? hold->dram_pages - own : 0,
-      .in_core = cvm != NULL,
-    };
+    guint64 dram = hold->dram_pages > own ? hold->dram_pages - own : 0;
+    HmmvHeldDram *same = NULL;
 
-    g_array_append_val(list, held);
+    for (guint j = 0; j < list->len && same == NULL; j++) {
+      if (strcmp(g_array_index(list, HmmvHeldDram, j).name, hold->name) == 0)
+        same = &g_array_index(list, HmmvHeldDram, j);
+    }
+    if (same != NULL) {
+      same->dram_pages += dram;
+      same->in_core = same->in_core || cvm != NULL;
+    } else {
+      HmmvHeldDram held = {
+        .name = g_strdup(hold->name),
+        .dram_pages = dram,
+        .in_core = cvm != NULL,
+      };
+
+      g_array_append_val(list, held);
+    }
   }
   g_mutex_unlock(&core->lock);
   return list;

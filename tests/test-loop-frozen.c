@@ -24,7 +24,13 @@
  *           (hmmv_core_hold_dram) until it is back with its placement read, or released; before,
  *           vm1's budget took it at the first interval after the removal (review 17b, E);
  *           hmmv_core_list_held_dram names each hold with its pages, out of the core or back
- *           and reading its placement (issue 8, F9: status and metrics show it).
+ *           and reading its placement (issue 8, F9: status and metrics show it);
+ *   keyed   the hold is vm0's QEMU's (name and pid): another VM named vm0 with another pid (a
+ *           libvirt domain beside a standalone VM) that reads its placement does not end it,
+ *           does not count its own pages against it, and its removal or a release with its
+ *           pid does not drop it (two holds under one name are listed as one, each released by
+ *           its pid); vm0's own QEMU back ends it; a release with its pid ends it.
+ *           Before, the name alone keyed it (review 18b, F5).
  */
 #include "hmmv-test.h"
 
@@ -351,7 +357,7 @@ START_TEST(test_removed_vm_held)
   g_free(expect);
   expect = g_strdup_printf("vm0:%" G_GUINT64_FORMAT ":out", held);
   assert_holds(bed.core, expect);
-  hmmv_core_release_dram(bed.core, "vm0");
+  hmmv_core_release_dram(bed.core, "vm0", 0);
   ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), 0);
   assert_holds(bed.core, "");
   write_vm1(&bed);
@@ -371,12 +377,118 @@ START_TEST(test_release_before_deferred_removal)
   /* hmmvd: hold marked while an interval runs, removal deferred; the QEMU dies and is
    * released before the deferred removal runs */
   ck_assert(hmmv_core_hold_dram(bed.core, "vm0", &error));
-  hmmv_core_release_dram(bed.core, "vm0");
+  hmmv_core_release_dram(bed.core, "vm0", 0);
   hmmv_sim_mover_forget_vm(bed.mover, hmmv_core_get_vm(bed.core, 0));
   ck_assert(hmmv_core_remove_vm(bed.core, "vm0", &error));
   ck_assert_msg(hmmv_core_get_held_dram_pages(bed.core) == 0,
                 "released before its removal, yet %" G_GUINT64_FORMAT " pages held",
                 hmmv_core_get_held_dram_pages(bed.core));
+  hmmv_test_core_clear(&bed);
+}
+END_TEST
+
+enum { PID_A = 1001, PID_B = 2002, PID_C = 3003 };
+
+/* vm0's QEMU (PID_A) leaves with a hold; a different VM named vm0 (PID_B) comes and reads its
+ * placement, then leaves with a hold of its own, released; a third (PID_C) comes and goes
+ * unmarked; then vm0's own QEMU comes back and ends the hold; held again, only the release
+ * with PID_A ends it. */
+START_TEST(test_hold_keyed_by_pid)
+{
+  g_auto(HmmvIntervalReport) report = { 0 };
+  g_autoptr(GError) error = NULL;
+  HmmvTestCore bed;
+  HmmvPoolUsage usage;
+  HmmvVm *stranger, *back, *other;
+  guint64 held, held_other;
+  g_autofree char *expect = NULL;
+
+  bed_up(&bed, &report);
+  hmmv_vm_set_pid(hmmv_core_get_vm(bed.core, 0), PID_A);
+  held = hmmv_vm_get_dram_pages(hmmv_core_get_vm(bed.core, 0));
+  ck_assert(hmmv_core_hold_dram(bed.core, "vm0", &error));
+  hmmv_sim_mover_forget_vm(bed.mover, hmmv_core_get_vm(bed.core, 0));
+  ck_assert(hmmv_core_remove_vm(bed.core, "vm0", &error));
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+
+  /* another QEMU under the same name: read whole, it is not vm0's QEMU back */
+  stranger = hmmv_test_vm_new("vm0", NR);
+  hmmv_vm_set_pid(stranger, PID_B);
+  hmmv_test_core_add(&bed, stranger);   /* trackers[2] */
+  for (guint i = 0; i < 4; i++) {
+    const HmmvVmReport *rep;
+
+    hmmv_test_core_write(&bed, 2, 0, HELD / 2);
+    write_vm1(&bed);
+    (void)run(&bed, &report, 0);
+    rep = hmmv_test_vm_report(&report, 1);
+    ck_assert_str_eq(rep->name, "vm0");
+    ck_assert_uint_eq(rep->placement_unread, 0);
+    ck_assert_msg(hmmv_core_get_held_dram_pages(bed.core) == held, "interval %u: vm0 (pid %d) "
+                  "read its placement (%" G_GUINT64_FORMAT " pages on DRAM) and the hold of "
+                  "pid %d is %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " pages", i, PID_B,
+                  rep->dram_pages, PID_A, hmmv_core_get_held_dram_pages(bed.core), held);
+    hmmv_core_get_pool_usage(bed.core, NULL, NULL, &usage);
+    ck_assert_uint_ge(usage.held_outside_pages, held);
+  }
+  printf("# vm0 pid %d held %" G_GUINT64_FORMAT " pages while vm0 pid %d ran 4 intervals "
+         "with %" G_GUINT64_FORMAT " on DRAM\n", PID_A, held, PID_B,
+         hmmv_vm_get_dram_pages(stranger));
+  expect = g_strdup_printf("vm0:%" G_GUINT64_FORMAT ":out", held);   /* its QEMU is not back */
+  assert_holds(bed.core, expect);
+  /* it leaves with a hold too: two holds under one name, one listed entry (status and
+   * metrics show one row per name), each released by its own pid */
+  held_other = hmmv_vm_get_dram_pages(stranger);
+  ck_assert_uint_gt(held_other, 0);
+  ck_assert(hmmv_core_hold_dram(bed.core, "vm0", &error));
+  hmmv_sim_mover_forget_vm(bed.mover, stranger);
+  ck_assert(hmmv_core_remove_vm(bed.core, "vm0", &error));
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held + held_other);
+  g_free(expect);
+  expect = g_strdup_printf("vm0:%" G_GUINT64_FORMAT ":out", held + held_other);
+  assert_holds(bed.core, expect);
+  hmmv_core_release_dram(bed.core, "vm0", PID_B);
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+
+  /* a third QEMU under the name comes and goes unmarked, and is released: vm0's hold stays */
+  other = hmmv_test_vm_new("vm0", NR);
+  hmmv_vm_set_pid(other, PID_C);
+  hmmv_test_core_add(&bed, other);   /* trackers[3] */
+  hmmv_test_core_write(&bed, 3, 0, HELD / 4);
+  write_vm1(&bed);
+  (void)run(&bed, &report, 0);
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+  hmmv_sim_mover_forget_vm(bed.mover, other);
+  ck_assert(hmmv_core_remove_vm(bed.core, "vm0", &error));
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+  hmmv_core_release_dram(bed.core, "vm0", PID_C);
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+
+  /* vm0's own QEMU back: once its placement is read, the hold ends */
+  back = hmmv_test_vm_new("vm0", NR);
+  hmmv_vm_set_pid(back, PID_A);
+  hmmv_test_core_add(&bed, back);   /* trackers[4] */
+  for (guint i = 0; i < 4; i++) {
+    hmmv_test_core_write(&bed, 4, 0, HELD);
+    write_vm1(&bed);
+    (void)run(&bed, &report, 0);
+  }
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), 0);
+
+  /* held again; a release of another pid neither ends it nor unmarks the VM */
+  held = hmmv_vm_get_dram_pages(back);
+  ck_assert_uint_gt(held, 0);
+  ck_assert(hmmv_core_hold_dram(bed.core, "vm0", &error));
+  hmmv_core_release_dram(bed.core, "vm0", PID_B);
+  hmmv_sim_mover_forget_vm(bed.mover, back);
+  ck_assert(hmmv_core_remove_vm(bed.core, "vm0", &error));
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+  hmmv_core_release_dram(bed.core, "vm0", PID_B);
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
+
+  hmmv_core_release_dram(bed.core, "vm0", PID_A);
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), 0);
+  assert_holds(bed.core, "");
   hmmv_test_core_clear(&bed);
 }
 END_TEST
@@ -393,6 +505,7 @@ main(void)
   tcase_add_test(tc, test_frozen_vm_removed);
   tcase_add_test(tc, test_removed_vm_held);
   tcase_add_test(tc, test_release_before_deferred_removal);
+  tcase_add_test(tc, test_hold_keyed_by_pid);
   suite_add_tcase(suite, tc);
   return hmmv_test_run(suite);
 }

@@ -186,7 +186,7 @@ START_TEST(test_format_holds)
   ck_assert_msg(strstr(held_text, vm) != NULL, "no %s", vm + 1);
   ck_assert_ptr_null(strstr(held_text, "hmmv_vm_dram_pages{vm=\"we"));   /* out of the table */
 
-  hmmv_core_release_dram(fx.bed.core, "we\"b");   /* its QEMU is gone */
+  hmmv_core_release_dram(fx.bed.core, "we\"b", 4242);   /* its QEMU (the bed's pid) is gone */
   after = hmmvd_metrics_format(fx.bed.vms, fx.bed.topo);
   ck_assert_ptr_nonnull(strstr(after, "\nhmmv_pool_held_dram_pages 0\n"));
   ck_assert_ptr_null(strstr(after, "hmmv_vm_dram_held_pages{"));

@@ -258,28 +258,37 @@ gboolean hmmv_core_set_paused(HmmvCore *core, const char *name, gboolean paused,
 gboolean hmmv_core_set_frozen(HmmvCore *core, const char *name, gboolean frozen,
                               GError **error);
 /* A VM about to leave the core while its QEMU lives on (standalone hmmvd removes a VM whose
- * QMP connection broke and connects it again, up to 60 s later): its removal (now, or
- * hmmvd's once the running interval is done) leaves a hold of its pages per node, as last
- * read, that stays counted as a frozen VM's DRAM is (out of its nodes' pools, in their used
- * pages and in the pool usage's held_outside_pages), until a VM of that name is added again
- * and its placement read whole (meanwhile the hold counts what that read has not found yet),
- * it is removed again without this mark, or hmmv_core_release_dram() (its QEMU is gone).
+ * QMP connection broke, or that its interval found gone while its QEMU process lives, and
+ * connects it again, up to 60 s later): its removal (now, or hmmvd's once the running
+ * interval is done) leaves a hold of its pages per node, as last read, that stays counted as
+ * a frozen VM's DRAM is (out of its nodes' pools, in their used pages and in the pool usage's
+ * held_outside_pages). The hold is keyed by the VM's name and its QEMU's pid when it left
+ * (hmmv_vm_get_pid); it ends when a VM of that name and pid is added again and its placement
+ * read whole (meanwhile the hold counts what that read has not found yet), when that VM is
+ * removed again without this mark, or at hmmv_core_release_dram(). Another VM of the same
+ * name with another pid (a libvirt domain beside a standalone VM) neither ends nor absorbs
+ * it. A pid <= 0 (unknown), on the hold or on the VM, falls back to the name alone.
  * Safe while an interval runs, as is the release. */
 gboolean hmmv_core_hold_dram(HmmvCore *core, const char *name, GError **error);
-void hmmv_core_release_dram(HmmvCore *core, const char *name);
+/* That QEMU is gone (or will not be managed): the hold of name and pid ends, and a VM of
+ * that name and pid still in the core (its removal deferred) is unmarked. pid <= 0: every
+ * hold of the name, and the VM of the name. */
+void hmmv_core_release_dram(HmmvCore *core, const char *name, int pid);
 /* The DRAM pages the holds keep counted now (status, tests). */
 guint64 hmmv_core_get_held_dram_pages(HmmvCore *core);
 /* One hold, as hmmv_core_list_held_dram gives it. */
 typedef struct {
   char *name;               /* the VM's */
-  guint64 dram_pages;       /* DRAM it keeps counted beyond what a VM of that name counts
-                               itself (as of the last interval) */
-  gboolean in_core;         /* a VM of that name is back in the core, its placement still
-                               being read; else it is out, its QEMU being connected again */
+  guint64 dram_pages;       /* DRAM it keeps counted beyond what its VM (that name and QEMU)
+                               counts itself (as of the last interval) */
+  gboolean in_core;         /* its VM (that name and QEMU) is back in the core, its placement
+                               still being read; else it is out, its QEMU being connected
+                               again */
 } HmmvHeldDram;
 /* Every hold now, in the order they were made (a GArray of HmmvHeldDram, which frees their
- * names); their dram_pages sum to hmmv_core_get_held_dram_pages(). Safe while an interval
- * runs (status, metrics). */
+ * names), one entry per VM name (holds of two QEMUs under one name summed, in_core if either
+ * QEMU is back); their dram_pages sum to hmmv_core_get_held_dram_pages(). Safe while an
+ * interval runs (status, metrics). */
 GArray *hmmv_core_list_held_dram(HmmvCore *core);
 /* The VM's quota from the next interval on (hmmv_vm_set_quota, but safe while an interval
  * runs; the pool usage sees it at once). */
