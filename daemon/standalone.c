@@ -37,9 +37,9 @@ typedef struct {
   guint wait_checks;            /* checks to let pass before the next try */
   guint good_checks;            /* checks in a row it was managed with a usable connection */
   int held_pid;                 /* QEMU whose DRAM the core keeps counted since a break
-                                   (hmmv_core_hold_dram), -1 none */
-  int broken_pid;               /* QEMU of the last break, held or not (a VM the interval
-                                   found gone first has no hold), -1 none */
+                                   (hmmv_core_hold_dram here, or adopted from the table when
+                                   the interval found the VM gone first), -1 none */
+  int broken_pid;               /* QEMU of the last break, held or not, -1 none */
 } StandaloneVm;
 
 /* One start-up, shared by the worker thread (read-only fields and the results) and the main
@@ -387,8 +387,8 @@ note_usable(HmmvdStandalone *sa, StandaloneVm *entry, const HmmvdVmInfo *info)
 
 /* The QEMU of the last break (broken_pid; held_pid, whose DRAM the core holds, is the same
  * QEMU or none) is gone: the hold ends, and so does the backoff (a QEMU started again on the
- * socket is connected at once). Also for a break without a hold: one whose close the
- * interval's harvest saw first, the VM already out of the core (review 18b, F2). */
+ * socket is connected at once). Also for a break without a hold (hmmv_core_hold_dram
+ * refused, or the interval found the VM gone first with its QEMU already exited). */
 static void
 check_held(HmmvdStandalone *sa, StandaloneVm *entry)
 {
@@ -416,6 +416,15 @@ check_entry(HmmvdStandalone *sa, StandaloneVm *entry)
 {
   HmmvdVmInfo *info = hmmvd_vms_lookup(sa->vms, entry->name);
 
+  if (info != NULL && info->held_pid > 0) {
+    /* the interval found it gone first (its QEMU closed the QMP socket) and left the core
+     * holding its DRAM (vms-interval.c, handle_gone): the hold is ours from now on, ended as
+     * ours are (review 18b, F2) */
+    if (entry->held_pid != info->held_pid)
+      release_held(sa, entry);
+    entry->held_pid = info->held_pid;
+    info->held_pid = 0;
+  }
   check_held(sa, entry);
   if (info != NULL && entry->pid > 0 && pid_alive(entry->pid)) {
     g_autofree char *reason = NULL;
@@ -435,6 +444,7 @@ check_entry(HmmvdStandalone *sa, StandaloneVm *entry)
   } else if (info != NULL && entry->pid > 0) {
     g_message("vm %s: QEMU pid %d is gone; waiting for it on %s", entry->name, entry->pid,
               entry->path);
+    release_held(sa, entry);   /* held_pid, if any, is this QEMU's */
     hmmvd_vms_remove(sa->vms, entry->name);
     entry->broken_streak = 0;   /* a QEMU started again is connected at once */
     entry->wait_checks = 0;

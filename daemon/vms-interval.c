@@ -233,12 +233,37 @@ record_error(VmEntry *entry, const char *message)
   entry->info.last_error = g_strdup(message);
 }
 
+/* A VM the harvest found gone may still have its QEMU: one that closed its QMP socket (the
+ * transport reports HMMV_ERROR_GONE) lives on with its pages on their nodes. Standalone
+ * removes it and connects again after its backoff (up to 60 s), so the core keeps its DRAM
+ * counted meanwhile (hmmv_core_hold_dram), as when standalone's own check saw the break
+ * first; the entry records the hold (info.held_pid) for standalone to adopt at its next check,
+ * or for retire() to release if the entry goes first. Before, such a VM left without a hold
+ * and its DRAM was lent to the others while it waited (review 18b, F2). The sim mover's VMs
+ * have no process: its pid is not looked at. A libvirt domain's QEMU that closed its socket
+ * is not held: libvirt does not connect it again by itself (its lifecycle events add and
+ * remove it), so nothing would adopt or end the hold while the domain runs. */
+static gboolean
+gone_may_live(HmmvdVms *vms, VmEntry *entry)
+{
+  if (entry->info.source != HMMVD_SOURCE_STANDALONE || entry->info.pid <= 0)
+    return FALSE;
+  return hmmvd_vms_mover_is_sim(vms->mover) || kill(entry->info.pid, 0) == 0 || errno != ESRCH;
+}
+
+/* exited: its QEMU is known gone (check_frozen_alive): no hold. */
 static void
-handle_gone(HmmvdVms *vms, VmEntry *entry, const char *message)
+handle_gone(HmmvdVms *vms, VmEntry *entry, const char *message, gboolean exited)
 {
   g_autofree char *status = g_strdup_printf("gone: %s", message);
 
   g_message("vm %s: QEMU is gone, no longer managed (%s)", entry->info.name, message);
+  if (!exited && entry->info.in_core && gone_may_live(vms, entry) &&
+      hmmv_core_hold_dram(vms->core, entry->info.name, NULL)) {
+    entry->info.held_pid = entry->info.pid;   /* an entry's pid does not change */
+    g_message("vm %s: QEMU pid %d may still run: its DRAM stays counted until it is back or "
+              "gone", entry->info.name, entry->info.pid);
+  }
   hmmvd_vms_untrack(vms, entry);
   hmmvd_vm_entry_set_status(entry, status);
   if (vms->gone != NULL)
@@ -331,7 +356,7 @@ check_frozen_alive(HmmvdVms *vms)
     g_autofree char *message = g_strdup_printf("QEMU (pid %d) exited while frozen",
                                                entry->info.pid);
 
-    handle_gone(vms, entry, message);
+    handle_gone(vms, entry, message, TRUE);
   }
 }
 
@@ -546,7 +571,7 @@ interval_read_report(HmmvdVms *vms)
   }
   /* Leaving the core changes the report: only now that it was read. */
   for (guint i = 0; i < gone->len; i++)
-    handle_gone(vms, g_ptr_array_index(gone, i), g_ptr_array_index(messages, i));
+    handle_gone(vms, g_ptr_array_index(gone, i), g_ptr_array_index(messages, i), FALSE);
   for (guint i = 0; i < relayout->len; i++)
     restart_tracking(vms, g_ptr_array_index(relayout, i),
                      g_ptr_array_index(messages, gone->len + i));

@@ -422,10 +422,14 @@ hmmvd_vms_track(HmmvdVms *vms, VmEntry *entry, HmmvVm *vm, HmmvTracker *tracker,
 }
 
 /* An entry leaves the table now; it leaves the core (and its transport is freed) once no
- * interval runs: the interval's tracker may be using that transport. */
+ * interval runs: the interval's tracker may be using that transport. A hold its source did
+ * not adopt ends with it (the release is safe while an interval runs). */
 static void
 retire(HmmvdVms *vms, VmEntry *entry)
 {
+  if (entry->info.held_pid > 0)
+    hmmv_core_release_dram(vms->core, entry->info.name, entry->info.held_pid);
+  entry->info.held_pid = 0;
   g_hash_table_steal(vms->entries, entry->info.name);
   if (vms->running) {
     g_ptr_array_add(vms->doomed, entry);

@@ -52,6 +52,11 @@ typedef struct {
                                    or moved until its source sees QEMU answer again
                                    (hmmvd_vms_thaw) or it goes */
   guint64 freezes;              /* since listed: times it was frozen */
+  int held_pid;                 /* > 0: it left the core found gone by an interval while
+                                   this QEMU may live (standalone only), its DRAM held by
+                                   the core (hmmv_core_hold_dram) for that pid; its source
+                                   adopts the hold (and sets this to 0) or, when the entry
+                                   is removed or replaced first, the table releases it */
   HmmvMoveStats moves;          /* mover outcomes since the VM was listed (all tracking runs) */
   HmmvUnmovable unmovable;      /* pages backed off after failed moves, by cause (now) */
   int cpu_node;                 /* node whose CPUs run it (affinity.c), -1 unknown */
@@ -141,7 +146,10 @@ void hmmvd_vms_set_mover(HmmvdVms *vms, HmmvMover *mover);
 void hmmvd_vms_set_reads(HmmvdVms *vms, HmmvdReads *reads);
 HmmvdReads *hmmvd_vms_get_reads(HmmvdVms *vms);
 /* Told when a VM's QEMU went away (HMMV_ERROR_GONE in an interval): the VM has left the core
- * and stays listed as "gone: ..." until the source calls hmmvd_vms_remove(). */
+ * and stays listed as "gone: ..." until the source calls hmmvd_vms_remove(). A standalone
+ * VM whose QEMU process may still live (it closed its QMP socket; with the sim mover, whose
+ * VMs have no process, always) leaves with its DRAM held (info.held_pid), not one whose QEMU
+ * exited while frozen. */
 typedef void (*HmmvdVmGoneFunc)(const char *name, gpointer user_data);
 void hmmvd_vms_set_gone_func(HmmvdVms *vms, HmmvdVmGoneFunc func, gpointer user_data);
 

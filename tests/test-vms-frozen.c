@@ -12,11 +12,25 @@
  * other VM's budget within the pool less it, for as many intervals as it stays frozen; thawed
  * (its source saw QEMU answer), it is "managed" and run again; removed (its domain stopped) it
  * leaves the core and its DRAM is the other VM's to take.
+ *
+ * Found gone by the harvest while its QEMU may live (a QEMU that closed its QMP socket: the
+ * harvest fails HMMV_ERROR_GONE; vms-interval.c, handle_gone): a standalone VM leaves the core
+ * with its DRAM held (standalone connects it again after its backoff, up to 60 s), the hold
+ * recorded on its entry (held_pid) for standalone to adopt; held-outside-pages counts it and
+ * the other VM's budget stays within the pool less it while it is out; removing the entry
+ * ends it, and so does the release of an adopted hold (the entry's removal then leaves it).
+ * A libvirt domain found gone is not held. With a mover that is not the sim (the gate mover,
+ * so the pid is looked at): a live QEMU's VM found gone is held, a dead QEMU's is not, nor one
+ * whose QEMU exited while frozen. Before, none was held (review 18b, F2).
  */
 #include "hmmvd-test.h"
 #include "vms.h"
 
+#include "gate-mover.h"
+
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define VM_PAGES 2048u
 #define DRAM 1536u            /* the DRAM node: 6 MiB */
@@ -67,19 +81,29 @@ vm_member(const char *name, const char *member)
   return NULL;
 }
 
-/* a holds HELD pages of DRAM; b comes, hot, wanting all of it; a's QEMU stops answering. */
+/* a (from source) holds HELD pages of DRAM; b comes. */
 static HmmvTracker *
-freeze_a(HmmvTracker **b_out)
+load_a(HmmvdSource source, HmmvTracker **b_out)
 {
-  HmmvTracker *a = hmmvd_test_bed_add_vm(&bed, "a", VM_PAGES, HMMVD_SOURCE_LIBVIRT);
+  HmmvTracker *a = hmmvd_test_bed_add_vm(&bed, "a", VM_PAGES, source);
   HmmvTracker *b = hmmvd_test_bed_add_vm(&bed, "b", VM_PAGES, HMMVD_SOURCE_LIBVIRT);
-  const HmmvdVmInfo *info;
 
   for (guint i = 0; i < 3; i++) {
     hmmvd_test_write_pages(a, 0, HELD);
     hmmvd_vms_run_interval(bed.vms);
   }
   ck_assert_uint_eq(hmmvd_vms_lookup(bed.vms, "a")->last.dram_pages, HELD);
+  *b_out = b;
+  return a;
+}
+
+/* a holds HELD pages of DRAM; b comes, hot, wanting all of it; a's QEMU stops answering. */
+static HmmvTracker *
+freeze_a(HmmvTracker **b_out)
+{
+  HmmvTracker *b, *a = load_a(HMMVD_SOURCE_LIBVIRT, &b);
+  const HmmvdVmInfo *info;
+
   hmmv_fake_tracker_fail_next(a, HMMV_ERROR_TIMED_OUT);
   hmmvd_test_write_pages(b, 0, VM_PAGES);
   hmmvd_vms_run_interval(bed.vms);
@@ -169,6 +193,176 @@ START_TEST(test_frozen_removed)
 }
 END_TEST
 
+/* a (from source) holds HELD pages of DRAM, b is hot; a's harvest finds its QEMU gone. */
+static HmmvTracker *
+gone_a(HmmvdSource source)
+{
+  HmmvTracker *b, *a = load_a(source, &b);
+  const HmmvdVmInfo *info;
+
+  hmmv_fake_tracker_fail_next(a, HMMV_ERROR_GONE);
+  hmmvd_test_write_pages(b, 0, VM_PAGES);
+  hmmvd_vms_run_interval(bed.vms);
+  info = hmmvd_vms_lookup(bed.vms, "a");
+  ck_assert(info != NULL);
+  ck_assert(!info->in_core);
+  ck_assert_msg(g_str_has_prefix(info->status, "gone: "), "%s", info->status);
+  ck_assert_uint_eq(hmmv_core_get_nr_vms(bed.core), 1);
+  return b;
+}
+
+/* b's largest budget over n intervals, b hot on all its pages. */
+static guint64
+run_b(HmmvTracker *b, guint n)
+{
+  guint64 most = 0;
+
+  for (guint i = 0; i < n; i++) {
+    hmmvd_test_write_pages(b, 0, VM_PAGES);
+    hmmvd_vms_run_interval(bed.vms);
+    most = MAX(most, hmmvd_vms_lookup(bed.vms, "b")->last.budget_pages);
+  }
+  return most;
+}
+
+START_TEST(test_gone_standalone_held)
+{
+  HmmvTracker *b = gone_a(HMMVD_SOURCE_STANDALONE);
+  const HmmvdVmInfo *ia;
+  guint64 budget;
+
+  ia = hmmvd_vms_lookup(bed.vms, "a");
+  ck_assert_msg(ia->held_pid == 4242, "a found gone while its QEMU may live: held_pid %d, %"
+                G_GUINT64_FORMAT " pages held", ia->held_pid,
+                hmmv_core_get_held_dram_pages(bed.core));
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), HELD);
+  ck_assert_uint_eq(status_uint("held-outside-pages"), HELD);
+  for (guint i = 0; i < FROZEN; i++) {
+    const HmmvdVmInfo *ib;
+
+    hmmvd_test_write_pages(b, 0, VM_PAGES);
+    hmmvd_vms_run_interval(bed.vms);
+    ib = hmmvd_vms_lookup(bed.vms, "b");
+    ck_assert_msg(ib->last.budget_pages <= DRAM - HELD, "interval %u after a left: b's budget "
+                  "%" G_GUINT64_FORMAT " took a's DRAM (%u of %u)", i, ib->last.budget_pages,
+                  HELD, DRAM);
+    ck_assert_uint_le(ib->last.dram_pages, DRAM - HELD);
+    ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), HELD);
+    ck_assert_uint_eq(status_uint("held-outside-pages"), HELD);
+  }
+  printf("# a gone (its QEMU may live) %u intervals: %" G_GUINT64_FORMAT " pages held, b's "
+         "budget %" G_GUINT64_FORMAT " of %u\n", FROZEN, hmmv_core_get_held_dram_pages(bed.core),
+         hmmvd_vms_lookup(bed.vms, "b")->last.budget_pages, DRAM);
+  /* its source removes it without adopting the hold: the removal ends it */
+  hmmvd_vms_remove(bed.vms, "a");
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), 0);
+  ck_assert_uint_eq(status_uint("held-outside-pages"), 0);
+  budget = run_b(b, 3);
+  ck_assert_uint_gt(budget, DRAM - HELD);
+}
+END_TEST
+
+/* As standalone does at its next check: the hold taken over from the entry (held_pid set to
+ * 0), the entry removed (the hold stays), then that QEMU is gone: the release ends it. */
+START_TEST(test_gone_standalone_adopted_then_released)
+{
+  HmmvTracker *b = gone_a(HMMVD_SOURCE_STANDALONE);
+  HmmvdVmInfo *ia = hmmvd_vms_lookup(bed.vms, "a");
+  int pid = ia->held_pid;
+
+  ck_assert_int_eq(pid, 4242);
+  ia->held_pid = 0;
+  hmmvd_vms_remove(bed.vms, "a");
+  ck_assert_uint_le(run_b(b, 3), DRAM - HELD);
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), HELD);
+  hmmv_core_release_dram(bed.core, "a", pid);
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), 0);
+  ck_assert_uint_gt(run_b(b, 3), DRAM - HELD);
+}
+END_TEST
+
+/* A libvirt domain found gone is not held (libvirt's events add and remove it; nothing would
+ * end a hold): b may take its DRAM. */
+START_TEST(test_gone_libvirt_not_held)
+{
+  HmmvTracker *b = gone_a(HMMVD_SOURCE_LIBVIRT);
+
+  ck_assert_int_eq(hmmvd_vms_lookup(bed.vms, "a")->held_pid, 0);
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), 0);
+  ck_assert_uint_eq(status_uint("held-outside-pages"), 0);
+  ck_assert_uint_gt(run_b(b, 3), DRAM - HELD);
+}
+END_TEST
+
+/* A pid that no process has: a child that exited and was reaped. */
+static int
+dead_pid(void)
+{
+  pid_t child = fork();
+
+  ck_assert_int_ge(child, 0);
+  if (child == 0)
+    _exit(0);
+  ck_assert_int_eq(waitpid(child, NULL, 0), child);
+  return child;
+}
+
+/* With a mover that is not the sim, the pid is looked at: standalone VMs of a live QEMU (this
+ * process), of a dead one, and of one that exited while frozen (check_frozen_alive). */
+START_TEST(test_gone_pid_looked_at)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvMover *gate = hmmv_gate_mover_new(bed.topo, 0, &error);
+  HmmvCore *core;
+  HmmvdVms *vms;
+  HmmvTracker *live = hmmv_fake_tracker_new();
+  HmmvTracker *dead = hmmv_fake_tracker_new();
+  HmmvTracker *frozen = hmmv_fake_tracker_new();
+  int gone_pid = dead_pid();
+
+  ck_assert_msg(gate != NULL, "%s", error ? error->message : "");
+  core = hmmv_core_new(bed.topo, gate, &bed.config.params, 0, &error);
+  ck_assert_msg(core != NULL, "%s", error ? error->message : "");
+  vms = hmmvd_vms_new(core, &bed.config);
+  hmmvd_vms_set_mover(vms, gate);
+  ck_assert(hmmvd_vms_add_with_tracker(vms, "live", HMMVD_SOURCE_STANDALONE, getpid(), NULL,
+                                       hmmv_test_vm_new("live", VM_PAGES / 4), live, &error));
+  ck_assert(hmmvd_vms_add_with_tracker(vms, "dead", HMMVD_SOURCE_STANDALONE, gone_pid, NULL,
+                                       hmmv_test_vm_new("dead", VM_PAGES / 4), dead, &error));
+  ck_assert(hmmvd_vms_add_with_tracker(vms, "frozen", HMMVD_SOURCE_STANDALONE, gone_pid, NULL,
+                                       hmmv_test_vm_new("frozen", VM_PAGES / 4), frozen,
+                                       &error));
+  hmmvd_test_write_pages(live, 0, 256);
+  hmmvd_test_write_pages(dead, 0, 256);
+  hmmvd_test_write_pages(frozen, 0, 256);
+  hmmvd_vms_run_interval(vms);
+  ck_assert_uint_eq(hmmvd_vms_lookup(vms, "live")->last.dram_pages, 256);
+
+  hmmv_fake_tracker_fail_next(frozen, HMMV_ERROR_TIMED_OUT);
+  hmmvd_vms_run_interval(vms);
+  ck_assert(hmmvd_vms_lookup(vms, "frozen")->frozen);
+  hmmv_fake_tracker_fail_next(live, HMMV_ERROR_GONE);
+  hmmv_fake_tracker_fail_next(dead, HMMV_ERROR_GONE);
+  hmmvd_vms_run_interval(vms);   /* "frozen" found exited before it, the others in it */
+  ck_assert(!hmmvd_vms_lookup(vms, "live")->in_core);
+  ck_assert(!hmmvd_vms_lookup(vms, "dead")->in_core);
+  ck_assert(!hmmvd_vms_lookup(vms, "frozen")->in_core);
+  ck_assert_msg(strstr(hmmvd_vms_lookup(vms, "frozen")->status, "exited while frozen") != NULL,
+                "%s", hmmvd_vms_lookup(vms, "frozen")->status);
+  ck_assert_int_eq(hmmvd_vms_lookup(vms, "live")->held_pid, getpid());
+  ck_assert_int_eq(hmmvd_vms_lookup(vms, "dead")->held_pid, 0);
+  ck_assert_int_eq(hmmvd_vms_lookup(vms, "frozen")->held_pid, 0);
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(core), 256);
+  /* replaced (another QEMU listed under the name) before its source adopted it: ended */
+  hmmvd_vms_add_unmanaged(vms, "live", HMMVD_SOURCE_STANDALONE, "QEMU lacks the hmmv patches");
+  ck_assert_uint_eq(hmmv_core_get_held_dram_pages(core), 0);
+
+  hmmvd_vms_free(vms);
+  hmmv_core_free(core);
+  hmmv_mover_free(gate);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -179,6 +373,10 @@ main(void)
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_frozen_keeps_its_dram_counted);
   tcase_add_test(tc, test_frozen_removed);
+  tcase_add_test(tc, test_gone_standalone_held);
+  tcase_add_test(tc, test_gone_standalone_adopted_then_released);
+  tcase_add_test(tc, test_gone_libvirt_not_held);
+  tcase_add_test(tc, test_gone_pid_looked_at);
   suite_add_tcase(suite, tc);
   return hmmv_test_run(suite);
 }

@@ -21,11 +21,13 @@
 # that backoff allows in the test's elapsed time (log2-ish; before: about one per 2 s). Then
 # that QEMU exits (it is dropped as before) and one started again on its socket is managed.
 # A sixth closes its QMP connection at its 2nd hmmv-sync on every connection: the interval's
-# harvest sees that first, the VM leaves the core as gone (no DRAM hold), and it backs off the
-# same way. It exits right after a break, during a wait of several checks: its exit is seen at
-# the next check ("QEMU pid N is gone") and a QEMU started again on the socket is managed
-# without waiting the rest out (review 18b, F2: before, nothing looked at that QEMU until the
-# wait ended, up to 60 s, and no "gone" line came).
+# harvest sees that first, the VM leaves the core as gone, and it backs off the same way. Its
+# DRAM stays held while it is out (the status's held-dram-pages; review 18b, F2 part b:
+# before, a VM found gone by the harvest left without a hold, its DRAM lent to the others). It
+# exits right after a break, during a wait of several checks: its exit is seen at the next
+# check ("QEMU pid N is gone") and a QEMU started again on the socket is managed without
+# waiting the rest out (review 18b, F2: before, nothing looked at that QEMU until the wait
+# ended, up to 60 s, and no "gone" line came).
 # Counted, not timed: times are printed as figures.
 #
 #   test-hostile-qmp.sh HMMVD HMMVCTL
@@ -214,6 +216,16 @@ wait_for 120 "repeat's new QEMU managed and harvested" managed_again &&
 # are >= 2 by now), seen as gone during the wait; a new QEMU on its socket managed
 rbreaks() { grep -c "vm rehang: its QMP connection failed" "$WORK/hmmvd.log"; }
 wait_for 120 "rehang broke 2 times in a row" eval '(($(rbreaks) >= 2))'
+# found gone by the harvest, out of the core: its DRAM still counted (status: the holds'
+# held-dram-pages, part of held-outside-pages)
+held_pages() { ctl --json status 2>/dev/null | python3 -c 'import json,sys; s = json.load(sys.stdin); print(s["held-dram-pages"], s["held-outside-pages"])'; }
+rheld() { [[ $(field rehang in-core) != True ]] && read -r held outside < <(held_pages) && [[ $held =~ ^[1-9] && $outside -ge $held ]]; }
+held=0 outside=0
+wait_for 60 "rehang's DRAM held while it is out of the core" rheld &&
+  ok "rehang out of the core: held-dram-pages $held, held-outside-pages $outside"
+grep -q "vm rehang: QEMU pid ${FAKE_PID[rehang]} may still run: its DRAM stays counted" "$WORK/hmmvd.log" &&
+  ok "rehang found gone by the harvest, its DRAM held" ||
+  fail "rehang: no hold when the harvest found it gone"
 n=$(rbreaks)
 wait_for 120 "rehang broke once more" eval '(($(rbreaks) > n))'
 old_pid=${FAKE_PID[rehang]}
@@ -223,6 +235,9 @@ echo "# rehang: killed after break $((n + 1)): $(grep -oE "vm rehang: its QMP co
   "$WORK/hmmvd.log" | tail -n 1 | grep -oE "[0-9.]+ s$")"
 rgone() { grep -q "vm rehang: QEMU pid $old_pid is gone; waiting for it" "$WORK/hmmvd.log"; }
 wait_for 60 "rehang's QEMU exit seen during its backoff wait" rgone
+read -r held outside < <(held_pages)
+[[ $held == 0 ]] && ok "rehang's hold ended with its QEMU" ||
+  fail "rehang's QEMU is gone, yet held-dram-pages $held"
 python3 "$HERE/fake-hmmv-qemu.py" "$WORK/rehang.qmp" "$WORK/rehang-again.log" none 8 &
 FAKE_PID[rehang]=$!
 rmanaged() { [[ $(field rehang pid) == "${FAKE_PID[rehang]}" ]] && harvested rehang; }
