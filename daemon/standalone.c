@@ -7,21 +7,31 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Each QMP exchange (command, events, reply) is over within this: the harvest's hmmv-sync
  * (hmmvd paces QEMU's publication), the pause cycle, a VM's start and stop. A QEMU that misses
  * it while managed is frozen (vms-interval.c) and thawed by check_entry once it answered. */
 #define STANDALONE_QMP_TIMEOUT_MS 2000
 /* A start-up (connect, greeting, capabilities, layout, getfd, hmmv-start: 5 exchanges) runs
- * on a worker thread and is abandoned after this; the VM is retried at the next check. */
+ * on a worker thread and is abandoned after this; the VM is retried after the backoff of
+ * failed start-ups (note_failed_start). */
 #define STANDALONE_START_DEADLINE_MS 10000
 /* A VM whose QMP connection broke while its QEMU lives is tried again reconnect-ms x 2^(n-1)
  * later for its n-th such break in a row (counted in checks, one every reconnect-ms), at most
- * this long: a QEMU that breaks every connection costs a start-up (a new region, the page
- * arrays, the placement read again) and a few log lines per try, not per reconnect-ms. */
+ * this long, and so is one whose start-up failed (note_failed_start): a QEMU that breaks
+ * every connection costs a start-up (a new region, the page arrays, the placement read again)
+ * and a few log lines per try, not per reconnect-ms. */
 #define STANDALONE_BACKOFF_MAX_MS 60000
 /* The streak of breaks ends once the VM was seen managed, not frozen, with a usable connection
- * at this many checks in a row (10 x reconnect-ms). */
+ * at as many checks in a row as the longest wait (STANDALONE_BACKOFF_MAX_MS worth), and at
+ * least this many. A QEMU that breaks each connection after G good checks costs a start-up
+ * every G + wait checks: were the streak to end sooner than the longest wait, one whose G is
+ * just past the end would stay at the first wait for ever (with the end at 10 checks and
+ * reconnect-ms 1000: a start-up every ~11 s), and no rule that scales the end with the last
+ * wait helps, as the first wait is 1 check. Ended so, any such QEMU costs at most about one
+ * start-up a minute, the rate the longest wait allows; a VM that broke once for a passing
+ * reason pays only with a longer wait (2 checks, not 1) should it break again within it. */
 #define STANDALONE_STREAK_END_CHECKS 10
 
 typedef struct _StandaloneStart StandaloneStart;
@@ -40,6 +50,10 @@ typedef struct {
                                    (hmmv_core_hold_dram here, or adopted from the table when
                                    the interval found the VM gone first), -1 none */
   int broken_pid;               /* QEMU of the last break, held or not, -1 none */
+  guint failed_streak;          /* start-ups in a row that failed with a QEMU serving */
+  int failed_pid;               /* the QEMU of the last such failure, -1 none or unknown */
+  dev_t failed_dev;             /* its socket file then (failed_ino 0: none) */
+  ino_t failed_ino;
 } StandaloneVm;
 
 /* One start-up, shared by the worker thread (read-only fields and the results) and the main
@@ -60,6 +74,8 @@ struct _StandaloneStart {
   HmmvTracker *tracker;
   int pid;
   guint64 excluded_bytes;
+  dev_t socket_dev;             /* the socket file just before connecting (ino 0: none) */
+  ino_t socket_ino;
 };
 
 struct _HmmvdStandalone {
@@ -132,20 +148,26 @@ hmmvd_standalone_parse_spec(const char *spec, char **name, char **path, GError *
   return TRUE;
 }
 
-/* Listed as unmanaged with the reason; vms logs it. A retry that fails the same way says
- * nothing new. */
-static void
-note_failure(HmmvdStandalone *sa, StandaloneVm *entry, const char *message)
+/* Listed as unmanaged with the reason and how it is retried (backed_off: note_failed_start);
+ * vms logs it. A retry that fails the same way says nothing new: FALSE then. */
+static gboolean
+note_failure(HmmvdStandalone *sa, StandaloneVm *entry, const char *message, gboolean backed_off)
 {
   g_autofree char *reason = NULL;
 
-  if (g_strcmp0(entry->last_failure, message) == 0 &&
+  if (backed_off)
+    reason = g_strdup_printf("%s (retrying after %u ms, the wait doubling with each failure in "
+                             "a row, at most %u s)", message, MAX(sa->config->reconnect_ms, 100),
+                             STANDALONE_BACKOFF_MAX_MS / 1000);
+  else
+    reason = g_strdup_printf("%s (retrying every %u ms)", message, sa->config->reconnect_ms);
+  if (g_strcmp0(entry->last_failure, reason) == 0 &&
       hmmvd_vms_lookup(sa->vms, entry->name) != NULL)
-    return;
+    return FALSE;
   g_free(entry->last_failure);
-  entry->last_failure = g_strdup(message);
-  reason = g_strdup_printf("%s (retrying every %u ms)", message, sa->config->reconnect_ms);
-  hmmvd_vms_add_unmanaged(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, reason);
+  entry->last_failure = g_steal_pointer(&reason);
+  hmmvd_vms_add_unmanaged(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, entry->last_failure);
+  return TRUE;
 }
 
 /* The core holds the DRAM of the QEMU last removed for a broken connection until that VM is
@@ -160,6 +182,60 @@ release_held(HmmvdStandalone *sa, StandaloneVm *entry)
   entry->held_pid = -1;
 }
 
+/* The checks (reconnect-ms each) of the longest wait, STANDALONE_BACKOFF_MAX_MS worth. */
+static guint
+max_wait_checks(HmmvdStandalone *sa)
+{
+  return MAX(STANDALONE_BACKOFF_MAX_MS / MAX(sa->config->reconnect_ms, 100), 1);
+}
+
+/* The checks (reconnect-ms each) a VM waits after its n-th break, or failed start-up, in a
+ * row: 1, 2, 4, ..., at most STANDALONE_BACKOFF_MAX_MS worth. */
+static guint
+backoff_checks(HmmvdStandalone *sa, guint streak)
+{
+  return MIN(1u << MIN(streak - 1, 16u), max_wait_checks(sa));
+}
+
+static void
+end_failed_streak(StandaloneVm *entry)
+{
+  entry->failed_streak = 0;
+  entry->failed_pid = -1;
+  entry->failed_ino = 0;
+}
+
+/* A start-up failed. FALSE when nobody serves the socket (no such file, nobody listening, or
+ * closed before the greeting: a QEMU not started yet, or exiting): the next check tries
+ * again, as such a try costs a connect() and no more, so a VM started later is picked up
+ * within reconnect-ms. Otherwise a QEMU is there and refused or failed the start-up (an error
+ * reply, a missed deadline, what is not QMP): each such try costs a worker thread for up to
+ * STANDALONE_START_DEADLINE_MS, a region and page arrays, and before it came every
+ * reconnect-ms for ever. So the n-th failure in a row waits as the n-th break does
+ * (reconnect-ms x 2^(n-1), at most 60 s). The streak ends when a start-up succeeds, when
+ * nobody serves the socket, and (check_failed) when that QEMU exits or the socket file is
+ * another one: a QEMU started again is tried at the next check. */
+static gboolean
+note_failed_start(HmmvdStandalone *sa, StandaloneVm *entry, const StandaloneStart *start,
+                  const GError *error)
+{
+  if (start->qmp == NULL && !start->timed_out &&
+      g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE)) {
+    end_failed_streak(entry);
+    return FALSE;
+  }
+  if ((start->pid > 0 && entry->failed_pid > 0 && start->pid != entry->failed_pid) ||
+      (entry->failed_ino != 0 && (start->socket_ino != entry->failed_ino ||
+                                  start->socket_dev != entry->failed_dev)))
+    entry->failed_streak = 0;   /* another QEMU: its first failure */
+  entry->failed_streak++;
+  entry->failed_pid = start->pid;
+  entry->failed_dev = start->socket_dev;
+  entry->failed_ino = start->socket_ino;
+  entry->wait_checks = backoff_checks(sa, entry->failed_streak);
+  return TRUE;
+}
+
 /* Worker thread: every QMP round trip of a start-up, each exchange under its deadline, all
  * of them cancelled at the start-up's deadline or when hmmvd stops. */
 static void
@@ -167,7 +243,12 @@ start_run(GTask *task, gpointer source_object, gpointer task_data, GCancellable 
 {
   StandaloneStart *start = task_data;
   GError *error = NULL;
+  struct stat st;
 
+  if (stat(start->path, &st) == 0) {   /* before connecting: a socket bound later differs */
+    start->socket_dev = st.st_dev;
+    start->socket_ino = st.st_ino;
+  }
   start->qmp = hmmv_qmp_connect_unix_full(start->path, STANDALONE_QMP_TIMEOUT_MS, cancellable,
                                           &error);
   if (start->qmp == NULL) {
@@ -203,6 +284,7 @@ start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
   HmmvdStandalone *sa = start->sa;
   StandaloneVm *entry = start->entry;
   g_autoptr(GError) local_error = NULL;
+  gboolean backed_off;
   HmmvQmp *qmp;
 
   if (sa == NULL)
@@ -223,6 +305,7 @@ start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
 
       entry->pid = start->pid;
       release_held(sa, entry);
+      end_failed_streak(entry);
       hmmvd_vms_remove(sa->vms, entry->name);
       hmmvd_vms_add_unmanaged(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, status);
       return;
@@ -232,6 +315,7 @@ start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
       /* An unpatched QEMU is listed with the reason and not asked again while it runs. */
       entry->pid = start->pid;
       release_held(sa, entry);
+      end_failed_streak(entry);
       hmmvd_vms_remove(sa->vms, entry->name);
       g_autofree char *status = g_strdup_printf("QEMU lacks the hmmv patches: %s",
                                                 local_error->message);
@@ -239,9 +323,21 @@ start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
       hmmvd_vms_add_unmanaged(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, status);
       return;
     }
-    note_failure(sa, entry, message != NULL ? message : local_error->message);
+    /* the status says how it is retried; each try after the first in a row says when the
+     * next one comes */
+    backed_off = note_failed_start(sa, entry, start, local_error);
+    note_failure(sa, entry, message != NULL ? message : local_error->message, backed_off);
+    if (backed_off && entry->failed_streak > 1) {
+      g_autofree char *qemu = start->pid > 0 ? g_strdup_printf("QEMU pid %d", start->pid)
+                                              : g_strdup("QEMU's pid unknown");
+
+      g_message("vm %s: start-up failed again (%u times in a row), %s: next try in %.1f s",
+                entry->name, entry->failed_streak, qemu,
+                entry->wait_checks * MAX(sa->config->reconnect_ms, 100) / 1000.0);
+    }
     return;
   }
+  end_failed_streak(entry);
   if (start->pid <= 0)
     g_warning("vm %s: QEMU's pid is unknown (no peer credentials on %s): pages cannot move",
               entry->name, entry->path);
@@ -328,17 +424,6 @@ connection_usable(HmmvdStandalone *sa, StandaloneVm *entry, HmmvdVmInfo *info, c
   return FALSE;
 }
 
-/* The checks (reconnect-ms each) a VM waits after its n-th break in a row: 1, 2, 4, ...,
- * at most STANDALONE_BACKOFF_MAX_MS worth. */
-static guint
-backoff_checks(HmmvdStandalone *sa, guint streak)
-{
-  guint period_ms = MAX(sa->config->reconnect_ms, 100);
-  guint most = MAX(STANDALONE_BACKOFF_MAX_MS / period_ms, 1);
-
-  return MIN(1u << MIN(streak - 1, 16u), most);
-}
-
 /* A connection broke while its QEMU lives: the streak grows and the next try waits for it.
  * Warned at the first break of a streak and when the reason changes; the repeats are
  * messages that count them. */
@@ -364,8 +449,8 @@ note_broken(HmmvdStandalone *sa, StandaloneVm *entry, const char *reason, gboole
   entry->broken_reason = g_strdup(reason);
 }
 
-/* Checked managed with a usable connection: a streak of breaks ends after
- * STANDALONE_STREAK_END_CHECKS of these in a row. */
+/* Checked managed with a usable connection: a streak of breaks ends after as many of these
+ * in a row as the longest wait has checks, at least STANDALONE_STREAK_END_CHECKS (why there). */
 static void
 note_usable(HmmvdStandalone *sa, StandaloneVm *entry, const HmmvdVmInfo *info)
 {
@@ -375,7 +460,7 @@ note_usable(HmmvdStandalone *sa, StandaloneVm *entry, const HmmvdVmInfo *info)
     entry->good_checks = 0;
     return;
   }
-  if (++entry->good_checks < STANDALONE_STREAK_END_CHECKS)
+  if (++entry->good_checks < MAX(max_wait_checks(sa), STANDALONE_STREAK_END_CHECKS))
     return;
   g_message("vm %s: managed for %u checks without a break after %u in a row: the next one "
             "is tried again within %u ms", entry->name, entry->good_checks,
@@ -407,6 +492,29 @@ check_held(HmmvdStandalone *sa, StandaloneVm *entry)
   g_clear_pointer(&entry->broken_reason, g_free);
 }
 
+/* The QEMU of the last failed start-up (failed_pid, when known) exited, or the socket file is
+ * another one than at that try, or gone: the streak of failed start-ups ends with its wait,
+ * so a QEMU started again is tried at once (see note_failed_start). */
+static void
+check_failed(StandaloneVm *entry)
+{
+  struct stat st;
+  gboolean socket_changed;
+
+  if (entry->failed_streak == 0)
+    return;
+  socket_changed = entry->failed_ino != 0 &&
+                   (stat(entry->path, &st) != 0 || st.st_ino != entry->failed_ino ||
+                    st.st_dev != entry->failed_dev);
+  if (!socket_changed && (entry->failed_pid <= 0 || pid_alive(entry->failed_pid)))
+    return;
+  g_message("vm %s: after %u failed start-up(s) in a row, %s: tried again now", entry->name,
+            entry->failed_streak,
+            socket_changed ? "its QMP socket is another one or gone" : "that QEMU is gone");
+  end_failed_streak(entry);
+  entry->wait_checks = 0;
+}
+
 /* A VM whose QEMU we connected to and which is still alive is left alone (managed or not:
  * an unpatched QEMU is not asked again), a frozen one thawed once its QEMU answers, unless
  * its connection failed: then it is removed, its DRAM kept counted by the core while its QEMU
@@ -426,6 +534,7 @@ check_entry(HmmvdStandalone *sa, StandaloneVm *entry)
     info->held_pid = 0;
   }
   check_held(sa, entry);
+  check_failed(entry);
   if (info != NULL && entry->pid > 0 && pid_alive(entry->pid)) {
     g_autofree char *reason = NULL;
 
@@ -502,6 +611,7 @@ hmmvd_standalone_add(HmmvdStandalone *sa, const char *spec, GError **error)
   entry->pid = -1;
   entry->held_pid = -1;
   entry->broken_pid = -1;
+  entry->failed_pid = -1;
   g_ptr_array_add(sa->entries, entry);
   try_connect(sa, entry);
   if (sa->check_source == 0)

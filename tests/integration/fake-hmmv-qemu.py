@@ -20,6 +20,10 @@ its region:
   stallgarbage  answers nothing for 3.5 s (past hmmvd's 2 s deadline: the VM is frozen),
             then sends the same broken event instead of the reply, and serves on
   none      never
+  refuse    answers every hmmv-start with an error (a QEMU that fails each start-up;
+            ATTACK_AT unused): "start refused on connection N (refuse) at T"
+  slam      closes each connection before its greeting (nobody serves: hmmvd tries again at
+            each check, so its connections count hmmvd's checks; ATTACK_AT unused)
 
 With EVERY = "every", the hmmv-sync count starts over on each connection: the attack comes
 again on every connection (a QEMU that breaks each stream hmmvd opens).
@@ -33,7 +37,8 @@ watch). Measured on the patched QEMU: of 3 commands written at once just before 
 the first at most, the others never, and sometimes none at all.
 
 What it did is appended to LOG_FILE, one line per event ("attack truncate: EPERM EPERM",
-"connection 2", "started on connection 2", "stopped on connection 2 (export of connection 1)",
+"connection 2 at T" (T: CLOCK_MONOTONIC in seconds, only to order the events of several
+fakes' logs), "started on connection 2", "stopped on connection 2 (export of connection 1)",
 "closed on connection 1: 1 command(s) not run: hmmv-stop").
 
     fake-hmmv-qemu.py SOCKET LOG_FILE ATTACK [ATTACK_AT [EVERY]]
@@ -160,6 +165,10 @@ class Fake:
                 return None
             return {}
         if name == 'hmmv-start':
+            if self.attack == 'refuse':
+                note(self.log, 'start refused on connection %d (refuse) at %.6f'
+                     % (self.connection, time.monotonic()))
+                return None
             if self.region is not None:               # as QEMU: one export at a time
                 note(self.log, 'start refused on connection %d: the export of connection %d '
                      'is active' % (self.connection, self.export_of))
@@ -211,6 +220,8 @@ class Fake:
     def serve(self, conn):
         if self.every:
             self.syncs = 0
+        if self.attack == 'slam':
+            return
         conn.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
         buf = b''
         while True:
@@ -256,7 +267,7 @@ def main():
     while True:
         conn, _ = server.accept()
         fake.connection += 1
-        note(log, 'connection %d' % fake.connection)
+        note(log, 'connection %d at %.6f' % (fake.connection, time.monotonic()))
         try:
             fake.serve(conn)
         except OSError:

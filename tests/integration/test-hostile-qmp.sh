@@ -28,6 +28,16 @@
 # check ("QEMU pid N is gone") and a QEMU started again on the socket is managed without
 # waiting the rest out (review 18b, F2: before, nothing looked at that QEMU until the wait
 # ended, up to 60 s, and no "gone" line came).
+#
+# Review 19, F7. A seventh, late, breaks every connection at its 75th hmmv-sync (~15 checks of
+# 1 s, just past the old end of a streak, 10 checks in a row managed): before, each break
+# ended a streak of 1 and the next wait was 1 s again, a start-up every ~16 s for ever (waits
+# 1, 1, 1, 1); now a streak ends only after the longest wait (60 checks), so its waits double
+# (1, 2, 4, 8). An eighth, refuse, answers every hmmv-start with an error: before, a start-up
+# every check for ever; now the n-th failed start-up in a row waits as the n-th break does,
+# the status says so, and a QEMU started again on its socket is tried at once. A ninth,
+# counter, closes each connection before its greeting (nobody serves: not backed off), so its
+# connections count hmmvd's checks: the other bounds are counted against them.
 # Counted, not timed: times are printed as figures.
 #
 #   test-hostile-qmp.sh HMMVD HMMVCTL
@@ -53,11 +63,14 @@ trap cleanup EXIT
 BROKEN=(garbage hangup stallgarbage)
 START_NS=$(date +%s%N)
 qmp_args=()
-for vm in good "${BROKEN[@]}" repeat rehang; do
+for vm in good "${BROKEN[@]}" repeat rehang late refuse counter; do
   case $vm in
     good) args=(none 8) ;;
     repeat) args=(garbage 2 every) ;;
     rehang) args=(hangup 2 every) ;;
+    late) args=(garbage 75 every) ;;
+    refuse) args=(refuse) ;;
+    counter) args=(slam) ;;
     *) args=("$vm" 8) ;;
   esac
   python3 "$HERE/fake-hmmv-qemu.py" "$WORK/$vm.qmp" "$WORK/$vm.log" "${args[@]}" &
@@ -242,6 +255,92 @@ python3 "$HERE/fake-hmmv-qemu.py" "$WORK/rehang.qmp" "$WORK/rehang-again.log" no
 FAKE_PID[rehang]=$!
 rmanaged() { [[ $(field rehang pid) == "${FAKE_PID[rehang]}" ]] && harvested rehang; }
 wait_for 120 "rehang's new QEMU managed and harvested" rmanaged
+
+# counter: nobody serves its socket, so hmmvd tries it at every check (not backed off): its
+# connections count hmmvd's checks (at most one a check; fewer when a try is still under way)
+checks() { connections counter; }
+# tries the doubling allows in N checks: at check 0, then after 1, 2, 4, ... (at most 60)
+doubling_tries() {
+  python3 -c '
+import sys
+n, k, t = int(sys.argv[1]), 0, 0
+while True:
+    t += min(2 ** k, 60); k += 1
+    if t > n: break
+print(k)' "$1"
+}
+
+# refuse: every start-up fails; the n-th in a row waits 2^(n-1) checks. Killed right after
+# its 7th (a wait of 60 checks begins), a QEMU started again on its socket is tried at once.
+refusals() { grep -c '^start refused on connection .*(refuse)' "$WORK/refuse.log" 2>/dev/null; }
+wait_for 400 "refuse failed 6 start-ups" eval '(($(refusals) >= 6))'
+r=$(refusals)
+one_more() { (($(refusals) > r)); }
+wait_for 400 "refuse failed one more start-up" one_more
+old_pid=${FAKE_PID[refuse]}
+kill "$old_pid" && wait "$old_pid" 2>/dev/null
+unset 'FAKE_PID[refuse]'
+k0=$(checks) r_now=$(refusals) conns=$(connections refuse)
+python3 "$HERE/fake-hmmv-qemu.py" "$WORK/refuse.qmp" "$WORK/refuse-again.log" none 8 &
+FAKE_PID[refuse]=$!
+fmanaged() { [[ $(field refuse pid) == "${FAKE_PID[refuse]}" ]] && harvested refuse; }
+wait_for 120 "refuse's new QEMU managed and harvested" fmanaged
+k1=$(checks)
+grep "vm refuse: after" "$WORK/hmmvd.log" | sed 's/^/# /'
+((k1 - k0 <= 12)) && ok "refuse's new QEMU managed $((k1 - k0)) checks after its start, killed after failure $r_now (at most 12; the wait then: 60)" ||
+  fail "refuse's new QEMU managed $((k1 - k0)) checks after its start (more than 12)"
+# the checks (counter's connections) between each failed start-up and the next: the wait
+# after the n-th is 2^(n-1) checks; asserted a quarter of it (the counter misses a check when
+# its try is still under way at the next, at high load); without the backoff: 0-1 each
+gaps=$(python3 - "$WORK/refuse.log" "$WORK/counter.log" <<'PY'
+import re, sys
+times = lambda path, pattern: [float(m[1]) for m in (re.match(pattern, l) for l in open(path)) if m]
+refused = times(sys.argv[1], r'start refused on connection \d+ \(refuse\) at ([0-9.]+)')
+checks = times(sys.argv[2], r'connection \d+ at ([0-9.]+)')
+print(' '.join(str(sum(a < c < b for c in checks)) for a, b in zip(refused, refused[1:])))
+PY
+)
+echo "# refuse: $conns connections, $r_now start-ups refused over $k0 checks (counter); checks between failures in a row: $gaps"
+python3 - "$gaps" <<'PY' && ok "refuse: failed start-ups in a row backed off (checks between them: $gaps)" || fail "refuse: checks between failed start-ups: $gaps"
+import sys
+gaps = [int(g) for g in sys.argv[1].split()]
+sys.exit(not (len(gaps) >= 6 and all(g >= min(2 ** n, 60) // 4 for n, g in enumerate(gaps))))
+PY
+allowed=$(($(doubling_tries $((2 * k0 + 2))) + 1))
+[[ $conns -le $allowed ]] && ok "refuse: $conns connections over $k0 checks, at most $allowed with the backoff" ||
+  fail "refuse: $conns connections over $k0 checks: more than the backoff allows ($allowed)"
+# "failed again (N times in a row) ...: next try in T s", as N:T
+rwaits=$(grep -oE "vm refuse: start-up failed again \([0-9]+ times in a row\).*next try in [0-9.]+ s" \
+  "$WORK/hmmvd.log" | sed -E 's/.*\(([0-9]+) times.*next try in ([0-9.]+) s/\1:\2/' | tr '\n' ' ')
+python3 - "$rwaits" <<'PY' && ok "refuse: each failed start-up in a row announced the doubled wait ($rwaits)" || fail "refuse: waits $rwaits"
+import sys
+waits = [(int(n), float(w)) for n, w in (x.split(':') for x in sys.argv[1].split())]
+sys.exit(not (len(waits) >= 5 and all(w == min(2.0 ** (n - 1), 60.0) for n, w in waits)))
+PY
+grep -m1 "vm refuse: not managed:" "$WORK/hmmvd.log" | grep -q "(retrying after 1000 ms, the wait doubling with each failure in a row, at most 60 s)" &&
+  ok "refuse: status '$(grep -m1 "vm refuse: not managed:" "$WORK/hmmvd.log" | sed 's/.*not managed: //')'" ||
+  fail "refuse: status $(grep -m1 "vm refuse: not managed:" "$WORK/hmmvd.log")"
+status=$(field counter status)
+[[ $status == *"(retrying every 1000 ms)" ]] && ok "counter: status '$status'" ||
+  fail "counter: status '$status'"
+
+# late: breaks after ~15 good checks each time; its streak goes on, the waits double
+lbreaks() { grep -c "vm late: its QMP connection failed" "$WORK/hmmvd.log"; }
+wait_for 600 "late broke 4 times" eval '(($(lbreaks) >= 4))'
+lwaits=$(grep -oE "vm late: its QMP connection failed .*(connecting again in|next try in) [0-9.]+ s" \
+  "$WORK/hmmvd.log" | grep -oE "[0-9.]+ s$" | tr -d ' s' | tr '\n' ' ')
+conns=$(connections late) k_now=$(checks)
+echo "# late: $conns connections, $(lbreaks) breaks over $k_now checks (counter), $(grep -c '^attack' "$WORK/late.log") at its 75th hmmv-sync; waits (s): $lwaits"
+python3 - "$lwaits" <<'PY' && ok "late: each break in a row doubled the wait" || fail "late: waits $lwaits"
+import sys
+waits = [float(w) for w in sys.argv[1].split()]
+sys.exit(not (len(waits) >= 4 and all(w == min(2.0 ** i, 60.0) for i, w in enumerate(waits))))
+PY
+grep -q "vm late: managed for" "$WORK/hmmvd.log" &&
+  fail "late: its streak ended: $(grep -m1 'vm late: managed for' "$WORK/hmmvd.log")" ||
+  ok "late: its streak never ended"
+[[ $conns -le $(($(lbreaks) + 1 + $(grep -c "vm late: not managed:" "$WORK/hmmvd.log"))) ]] &&
+  ok "late: each of its $conns connections announced" || fail "late: $conns connections, $(lbreaks) breaks"
 
 stop_hmmvd
 verdict
