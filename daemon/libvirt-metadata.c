@@ -99,19 +99,23 @@ hmmvd_libvirt_apply_metadata(HmmvdVms *vms, HmmvdMetadataMemory *mem,
 
 gboolean
 hmmvd_libvirt_write_metadata(virConnectPtr conn, const char *name, const HmmvQuota *quota,
-                             const char *const *exclude, GError **error)
+                             const char *const *exclude, int *code, GError **error)
 {
   g_autofree char *xml = hmmvd_quota_format(quota, exclude);
   unsigned int flags = VIR_DOMAIN_AFFECT_LIVE;
   virDomainPtr dom;
   int rc;
 
+  if (code != NULL)
+    *code = 0;
   if (conn == NULL) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_IO, "libvirt is not connected (reconnecting)");
     return FALSE;
   }
   dom = virDomainLookupByName(conn, name);
   if (dom == NULL) {
+    if (code != NULL)
+      *code = virGetLastErrorCode();
     hmmvd_libvirt_set_error(error, name);
     return FALSE;
   }
@@ -121,8 +125,11 @@ hmmvd_libvirt_write_metadata(virConnectPtr conn, const char *name, const HmmvQuo
     flags |= VIR_DOMAIN_AFFECT_CONFIG;
   rc = virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, HMMVD_METADATA_KEY,
                             HMMVD_METADATA_URI, flags);
-  if (rc < 0)
+  if (rc < 0) {
+    if (code != NULL)               /* read before virDomainFree, which resets it */
+      *code = virGetLastErrorCode();
     hmmvd_libvirt_set_error(error, name);
+  }
   virDomainFree(dom);
   return rc == 0;
 }

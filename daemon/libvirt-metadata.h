@@ -17,10 +17,12 @@ G_BEGIN_DECLS
  * asked. Calls libvirtd: on libvirt's calls thread only. */
 gboolean hmmvd_libvirt_read_metadata_text(virDomainPtr dom, char **xml, GError **error);
 /* Writes the element (live, and config too for a persistent domain, as virsh metadata
- * --live --config does), keeping exclude. Calls libvirtd: on libvirt's calls thread only. */
+ * --live --config does), keeping exclude. On failure *code (if not NULL) is libvirt's error
+ * code (virErrorNumber: VIR_ERR_OPERATION_TIMEOUT when libvirtd could not take the domain's
+ * job), 0 when libvirt was not asked. Calls libvirtd: on libvirt's calls thread only. */
 gboolean hmmvd_libvirt_write_metadata(virConnectPtr conn, const char *name,
                                       const HmmvQuota *quota, const char *const *exclude,
-                                      GError **error);
+                                      int *code, GError **error);
 
 /* ------------------------------------------------------------------------------------------
  * What hmmvd remembers of each domain's element, by UUID, for its own lifetime: the last one

@@ -83,6 +83,8 @@ struct _LvCall {
   char *base;                   /* write: the element hmmvd had seen when set-quota came */
   gboolean check_base;          /* write: skipped when libvirt's element is not base now */
   gboolean stale;               /* write: skipped, the element changed since */
+  gboolean deferred;            /* write: not made, the domain's job is taken (error: by what) */
+  int lv_code;                  /* write: libvirt's error code when libvirtd refused it */
   char *written;                /* write: the element read back after it was written */
   gboolean connected;           /* connect: a new connection, its events registered */
   HmmvdDomainFacts *facts;      /* one domain (NULL: not found; error says why) */
@@ -122,6 +124,7 @@ struct _HmmvdLibvirt {
   guint call_deadline_ms;       /* main: LIBVIRT_CALL_DEADLINE_MS (tests set less) */
   gint64 (*clock)(void);        /* under lock: g_get_monotonic_time (tests: their own) */
   void (*step_hook)(HmmvdLibvirt *lv);  /* under lock: NULL (tests: a step's cost) */
+  int write_fault;              /* under lock: 0 (tests: the next write's refusal, a code) */
   gboolean stopping;            /* hmmvd stops: nothing more goes back to the main thread */
   GCond drained;
   gboolean disconnected;        /* the last disconnect ran (for hmmvd_libvirt_free) */
@@ -158,6 +161,9 @@ gboolean hmmvd_libvirt_calls_stop(HmmvdLibvirt *lv, guint wait_ms);
 void hmmvd_libvirt_set_call_deadline(HmmvdLibvirt *lv, guint ms);
 void hmmvd_libvirt_set_call_clock(HmmvdLibvirt *lv, gint64 (*clock)(void),
                                   void (*step_hook)(HmmvdLibvirt *lv));
+/* For tests: the next set-quota write is not made but fails as libvirtd refusing it with
+ * libvirt error code (VIR_ERR_OPERATION_TIMEOUT: the domain's job not taken in its 30 s). */
+void hmmvd_libvirt_fail_next_write(HmmvdLibvirt *lv, int code);
 
 /* Calls (run on the calls thread). */
 void hmmvd_libvirt_run_connect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);
@@ -166,9 +172,9 @@ void hmmvd_libvirt_run_domain(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn
 void hmmvd_libvirt_run_write(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);
 
 /* libvirt-writes.c: set-quota's writes (lv->writes: name -> pending write). The quota writer
- * (vms.h); every pending write that can be made now handed to the calls thread (connected,
- * the domain's QEMU not owing a QMP answer); hmmvd stopping (those not written named, the
- * tables freed). */
+ * (vms.h); every pending write that can be made now handed to the calls thread (connected, no
+ * QMP exchange with the domain under way: called when a sync round is over, libvirt.c); hmmvd
+ * stopping (those not written named, the tables freed). */
 void hmmvd_libvirt_writes_init(HmmvdLibvirt *lv);
 /* The domain's hmmv element as libvirt has it now (NULL: none), read on the calls thread. */
 void hmmvd_libvirt_writes_seen(HmmvdLibvirt *lv, const char *name, const char *meta);

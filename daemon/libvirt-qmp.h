@@ -46,8 +46,10 @@ void hmmvd_libvirt_qmp_set_connection(HmmvdLibvirtQmp *lq, virConnectPtr conn);
  * exchange checks the domain still runs as that id (a restarted domain is another QEMU). */
 HmmvQmp *hmmvd_libvirt_qmp_transport_new(HmmvdLibvirtQmp *lq, const char *uuid,
                                          const char *name, int id, GError **error);
-/* TRUE while an exchange with the domain is still under way (its QEMU missed a deadline and
- * has not answered yet): retrying it now would only queue behind that exchange. */
+/* TRUE while an exchange with the domain is under way or queued, within its deadline or past
+ * it (its QEMU missed it and has not answered yet): retrying it now would only queue behind
+ * that exchange, and a libvirt call that takes the domain's job (SetMetadata) would wait for
+ * it. */
 gboolean hmmvd_libvirt_qmp_is_busy(HmmvdLibvirtQmp *lq, const char *uuid);
 /* TRUE while the domain owes an answer past the exchange deadline (its QEMU missed it and has
  * not answered yet). Unlike is_busy, an exchange under way within its deadline (the interval's

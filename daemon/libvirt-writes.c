@@ -3,15 +3,37 @@
  * hmmvd's libvirt source: quotas from hmmvctl set-quota, written to the domain's libvirt
  * metadata on the calls thread (see libvirt-private.h); the metadata event applies them.
  *
+ * libvirt's SetMetadata takes a job on the domain, and so does every QMP exchange hmmvd makes
+ * with it (qemu-monitor-command: each interval's hmmv-sync, a start-up's). A write that comes
+ * while an exchange holds the job waits for it: milliseconds while QEMU answers, but a hung
+ * QEMU holds the job until it answers, and libvirtd makes the write wait its 30 s job timeout
+ * and then refuses it (VIR_ERR_OPERATION_TIMEOUT, "cannot acquire state change lock"), every
+ * later call of hmmvd's one connection waiting behind it. In the first seconds of a hang
+ * (hmmv-sync sent, not yet past its deadline) nothing tells a slow answer from none. So:
+ *
  * hmmvctl's reply never waits for libvirtd. A write waits in lv->writes (the latest for each
  * domain) while it cannot be made now, and is made then:
  * - not connected (or the connection failed under it): once connected again;
- * - the domain's QEMU has not answered a QMP exchange (frozen, or a late answer owed): once
- *   it has. libvirt's SetMetadata takes a job on the domain, and a QMP exchange to a hung QEMU
- *   holds the domain's job: libvirtd would make the write wait its 30 s job timeout and then
- *   refuse it, and every later call of hmmvd's one connection would wait behind it.
- * A write libvirtd refuses while connected (anything but the connection failing) is not
- * kept: a warning, and the VM's quota-error says the quota from set-quota is not applied.
+ * - a QMP exchange of hmmvd's with the domain under way or queued (hmmvd_libvirt_qmp_is_busy,
+ *   within its deadline or not): once none is. The pending writes are pushed when a sync round
+ *   is over (libvirt.c sync_done), so they go out in the quiet gap after the domains' answers,
+ *   an interval before the next hmmv-sync, not on a timer of the interval's period that would
+ *   meet the next sync again and again (5977573); retry_dropped's timer and a new connection
+ *   push them too (domains that get no hmmv-sync);
+ * - the domain's job taken by someone else or by an exchange hmmvd no longer sees (libvirt's
+ *   control info, read on the calls thread just before writing, takes no job: a monitor
+ *   command under way, a job such as a dump or a migration): the write is not made, and is
+ *   pushed again as above;
+ * - libvirtd refused it because it could not take the domain's job in time
+ *   (VIR_ERR_OPERATION_TIMEOUT: the job was taken between the control info and the write):
+ *   kept, one log line, and made again once no exchange is under way, as above. Only this
+ *   race can hold hmmvd's calls thread for libvirtd's 30 s now: a QEMU that hangs, or an
+ *   exchange that starts, in the milliseconds between the control info and SetMetadata (the
+ *   pushes come right after a round, when hmmvd has no exchange out); libvirt has no way to
+ *   ask for a job without waiting, nor a shorter wait per call.
+ * A write libvirtd refuses otherwise while connected (anything but the connection failing or
+ * the job) is not kept: a warning, and the VM's quota-error says the quota from set-quota is
+ * not applied.
  * A write made late never overwrites a newer element: it carries the element hmmvd had seen
  * when set-quota came (base), and the calls thread reads libvirt's just before writing; when
  * it differs (virsh metadata since), the write is dropped with a warning. libvirt has no
@@ -74,6 +96,22 @@ write_done(HmmvdLibvirt *lv, LvCall *call)
   }
   if (w != NULL)
     w->flight_gen = 0;
+  if (call->deferred || (call->error != NULL && call->lv_code == VIR_ERR_OPERATION_TIMEOUT)) {
+    /* kept (or replaced by a newer one that waited for it): made again at the next push
+     * that finds no QMP exchange with the domain under way, i.e. once its QEMU answered */
+    if (!call->deferred) {
+      g_message("vm %s: the quota from set-quota was not written yet: libvirt could not take "
+                "the domain's job (%s); written again once its QEMU has answered", call->name,
+                call->error->message);
+    } else if (latest && !w->said_busy) {
+      g_message("vm %s: quota written to libvirt once the domain is free: %s", call->name,
+                call->error->message);
+      w->said_busy = TRUE;
+    }
+    if (w != NULL && !latest)
+      push_write(lv, call->name, w);
+    return;
+  }
   if (call->error == NULL) {
     g_message("vm %s: quota written to libvirt's metadata", call->name);
     hmmvd_libvirt_writes_seen(lv, call->name, call->written);
@@ -103,32 +141,40 @@ write_done(HmmvdLibvirt *lv, LvCall *call)
     push_write(lv, call->name, w);
 }
 
-/* A domain whose QEMU owes a QMP answer: libvirtd would hold a write to it on the domain's
- * job (see above). An exchange under way within its deadline (each interval's hmmv-sync) holds
- * the job for milliseconds: not a reason to wait (the retries run on a timer of the interval's
- * period, so waiting for none at all could miss again and again). */
+/* A QMP exchange of hmmvd's with the domain under way or queued: it holds (or is about to
+ * take) the domain's job, which a write would wait for, up to libvirtd's 30 s when the QEMU
+ * does not answer (see above). Within its deadline or past it: in the first seconds a hung
+ * QEMU looks like a slow one. */
 static gboolean
-domain_busy(HmmvdLibvirt *lv, const char *name)
+domain_busy(HmmvdLibvirt *lv, const char *name, gboolean *overdue)
 {
   HmmvdVmInfo *info = hmmvd_vms_lookup(lv->vms, name);
 
-  return info != NULL && info->source == HMMVD_SOURCE_LIBVIRT &&
-         (info->frozen ||
-          (info->uuid != NULL && hmmvd_libvirt_qmp_is_overdue(lv->qmp, info->uuid)));
+  *overdue = FALSE;
+  if (info == NULL || info->source != HMMVD_SOURCE_LIBVIRT || info->uuid == NULL ||
+      !hmmvd_libvirt_qmp_is_busy(lv->qmp, info->uuid))
+    return FALSE;
+  *overdue = hmmvd_libvirt_qmp_is_overdue(lv->qmp, info->uuid);
+  return TRUE;
 }
 
 static void
 push_write(HmmvdLibvirt *lv, const char *name, PendingWrite *w)
 {
   guint gen = (guint)g_atomic_int_get(&lv->gen);
+  gboolean overdue;
   LvCall *call;
 
   if (!lv->connected || w->flight_gen == gen)
     return;
-  if (domain_busy(lv, name)) {
-    if (!w->said_busy)
+  if (domain_busy(lv, name, &overdue)) {
+    /* pushed again when a sync round is over (libvirt.c) */
+    if (overdue && !w->said_busy)
       g_message("vm %s: quota written to libvirt once its QEMU answers QMP again", name);
-    w->said_busy = TRUE;
+    else if (!overdue)
+      g_debug("vm %s: quota written to libvirt once the QMP exchange under way is answered",
+              name);
+    w->said_busy = w->said_busy || overdue;
     return;
   }
   w->flight_gen = gen;
@@ -200,14 +246,51 @@ hmmvd_libvirt_writes_stop(HmmvdLibvirt *lv)
   lv->writes = lv->meta_seen = NULL;
 }
 
+/* On the calls thread: TRUE when the domain's job is taken now (error says by what), so that
+ * SetMetadata would wait for it. libvirt's control info takes no job (the domain's lock only,
+ * which a QMP exchange waiting on QEMU does not hold). A driver without it: FALSE, written. */
+static gboolean
+job_taken(virDomainPtr dom, GError **error)
+{
+  virDomainControlInfo control;
+
+  if (virDomainGetControlInfo(dom, &control, 0) < 0)
+    return FALSE;
+  switch (control.state) {
+  case VIR_DOMAIN_CONTROL_OCCUPIED:
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY, "libvirt has had a QMP command to its QEMU "
+                "under way for %llu ms", control.stateTime);
+    return TRUE;
+  case VIR_DOMAIN_CONTROL_JOB:
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY, "a libvirt job of the domain (a dump, a "
+                "migration, ...) has run for %llu ms", control.stateTime);
+    return TRUE;
+  case VIR_DOMAIN_CONTROL_ERROR:
+    if (control.details != VIR_DOMAIN_CONTROL_ERROR_REASON_INTERNAL)
+      return FALSE;                       /* its monitor failed: the write needs no monitor */
+    g_set_error(error, HMMV_ERROR, HMMV_ERROR_BUSY, "the domain's job is taken and libvirt "
+                "does not say by what");
+    return TRUE;
+  default:
+    return FALSE;
+  }
+}
+
 /* On the calls thread. A failure of the connection itself (none, or not alive any more) keeps
- * the write for the next connection; anything else is libvirtd's answer. */
+ * the write for the next connection; a domain whose job is taken defers it; anything else is
+ * libvirtd's answer. */
 void
 hmmvd_libvirt_run_write(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn)
 {
   virDomainPtr dom = conn != NULL ? virDomainLookupByName(conn, call->name) : NULL;
   g_autofree char *now = NULL;
+  int fault;
 
+  if (dom != NULL && job_taken(dom, &call->error)) {
+    call->deferred = TRUE;
+    virDomainFree(dom);
+    return;
+  }
   if (dom != NULL && call->check_base && hmmvd_libvirt_read_metadata_text(dom, &now, NULL) &&
       g_strcmp0(now, call->base) != 0) {
     call->stale = TRUE;
@@ -216,11 +299,29 @@ hmmvd_libvirt_run_write(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn)
     virDomainFree(dom);
     return;
   }
-  if (!hmmvd_libvirt_write_metadata(conn, call->name, &call->quota,
-                                    (const char *const *)call->exclude, &call->error))
+  g_mutex_lock(&lv->lock);
+  fault = lv->write_fault;
+  lv->write_fault = 0;
+  g_mutex_unlock(&lv->lock);
+  if (fault != 0) {
+    call->lv_code = fault;
+    g_set_error(&call->error, HMMV_ERROR, HMMV_ERROR_IO, "%s: libvirt error %d (a test's)",
+                call->name, fault);
+  } else if (!hmmvd_libvirt_write_metadata(conn, call->name, &call->quota,
+                                           (const char *const *)call->exclude, &call->lv_code,
+                                           &call->error)) {
     call->kept = conn == NULL || virConnectIsAlive(conn) != 1;
-  else if (dom != NULL)
+  } else if (dom != NULL) {
     (void)hmmvd_libvirt_read_metadata_text(dom, &call->written, NULL);
+  }
   if (dom != NULL)
     virDomainFree(dom);
+}
+
+void
+hmmvd_libvirt_fail_next_write(HmmvdLibvirt *lv, int code)
+{
+  g_mutex_lock(&lv->lock);
+  lv->write_fault = code;
+  g_mutex_unlock(&lv->lock);
 }

@@ -567,7 +567,9 @@ retry_dropped(gpointer data)
         !hmmvd_libvirt_qmp_is_busy(lv->qmp, info->uuid))
       hmmvd_libvirt_ask(lv, LV_ASK_RETRY, info->name, NULL);
   }
-  hmmvd_libvirt_writes_push(lv);        /* those that waited for their QEMU */
+  /* those that waited for their QEMU are pushed when a sync round is over (sync_done); this
+   * is for domains that get no hmmv-sync (starting, dropped) */
+  hmmvd_libvirt_writes_push(lv);
   return G_SOURCE_CONTINUE;
 }
 
@@ -587,8 +589,14 @@ sync_done(gpointer data)
   GSourceFunc done = lv->sync_done;
 
   lv->sync_done = NULL;
-  if (done != NULL && !lv->closing)
+  if (lv->closing)
+    return G_SOURCE_REMOVE;
+  if (done != NULL)
     done(lv->sync_data);
+  /* the domains that answered have no exchange under way now, and the next hmmv-sync is an
+   * interval away: set-quotas that waited for their QEMU go out in that gap
+   * (libvirt-writes.c) */
+  hmmvd_libvirt_writes_push(lv);
   return G_SOURCE_REMOVE;
 }
 

@@ -372,6 +372,194 @@ START_TEST(test_late_write_never_overwrites_newer)
 END_TEST
 
 /* ------------------------------------------------------------------------------------------
+ * set-quota's write and the domain's job (review 19, F4). libvirt's SetMetadata takes the
+ * domain's job; a QMP exchange to a hung QEMU holds it, and libvirtd makes the write wait 30 s
+ * and refuses it. The test driver says its domain's job is taken (control info OCCUPIED) while
+ * its time is set to 10,000-29,999 s (virDomainSetTime), and takes no job itself.
+ */
+
+typedef struct {
+  HmmvdTestBed bed;
+  char *run_dir;
+  char *pid_path;
+  virConnectPtr peer;
+  virDomainPtr dom;
+  HmmvdLibvirt *lv;
+} WriteBed;
+
+static void
+write_bed_init(WriteBed *wb)
+{
+  g_autofree char *pid_text = g_strdup_printf("%d\n", (int)getpid());
+  g_autofree char *xml = NULL;
+  g_autoptr(GError) error = NULL;
+
+  wb->run_dir = g_dir_make_tmp("hmmv-test-libvirt-calls-XXXXXX", NULL);
+  ck_assert(wb->run_dir != NULL);
+  wb->pid_path = g_build_filename(wb->run_dir, DOMAIN ".pid", NULL);
+  ck_assert(g_file_set_contents(wb->pid_path, pid_text, -1, NULL));
+  hmmvd_test_bed_init(&wb->bed, 64ull << 20, 256ull << 20, NULL);
+  g_free(wb->bed.config.libvirt_uri);
+  wb->bed.config.libvirt_uri = g_strdup(TEST_URI);
+  g_free(wb->bed.config.libvirt_run_dir);
+  wb->bed.config.libvirt_run_dir = g_strdup(wb->run_dir);
+  wb->bed.config.reconnect_ms = 100;
+  wb->peer = virConnectOpen(TEST_URI);
+  ck_assert_ptr_nonnull(wb->peer);
+  xml = g_strdup_printf("<domain type='test'><name>" DOMAIN "</name><uuid>" DOMAIN_UUID
+                        "</uuid><memory unit='KiB'>4096</memory><os><type>hvm</type></os>"
+                        "</domain>");
+  wb->dom = virDomainCreateXML(wb->peer, xml, 0);
+  ck_assert_msg(wb->dom != NULL, "%s", virGetLastErrorMessage());
+  wb->lv = hmmvd_libvirt_new(wb->bed.vms, &wb->bed.config, wb->bed.topo, &error);
+  ck_assert_msg(wb->lv != NULL, "%s", error ? error->message : "");
+  ck_assert(spin_until(is_connected, wb->lv));
+  ck_assert(spin_until(is_listed, wb->bed.vms));
+}
+
+static void
+write_bed_clear(WriteBed *wb)
+{
+  ck_assert_int_eq(virDomainDestroy(wb->dom), 0);
+  virDomainFree(wb->dom);
+  hmmvd_libvirt_free(wb->lv);
+  virConnectClose(wb->peer);
+  hmmvd_test_bed_clear(&wb->bed);
+  ck_assert_int_eq(g_unlink(wb->pid_path), 0);
+  ck_assert_int_eq(g_rmdir(wb->run_dir), 0);
+  g_free(wb->pid_path);
+  g_free(wb->run_dir);
+}
+
+static void
+request_max_mib(WriteBed *wb, guint64 max_mib)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvQuota quota = wb->bed.config.default_quota;
+
+  quota.max_pages = max_mib * HMMVD_PAGES_PER_MIB;
+  ck_assert_msg(hmmvd_vms_request_quota(wb->bed.vms, DOMAIN, &quota, &error), "%s",
+                error ? error->message : "");
+}
+
+/* libvirt's element of the domain has dram-max-mib="max_mib" */
+static gboolean
+meta_has_max(virDomainPtr dom, guint max_mib)
+{
+  g_autofree char *want = g_strdup_printf("dram-max-mib=\"%u\"", max_mib);
+  char *meta = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, HMMVD_METADATA_URI,
+                                    VIR_DOMAIN_AFFECT_LIVE);
+  gboolean has = meta != NULL && strstr(meta, want) != NULL;
+
+  free(meta);
+  return has;
+}
+
+static guint
+calls_begun(HmmvdLibvirt *lv)
+{
+  guint serial;
+
+  g_mutex_lock(&lv->lock);
+  serial = lv->busy_serial;
+  g_mutex_unlock(&lv->lock);
+  return serial;
+}
+
+typedef struct {
+  HmmvdLibvirt *lv;
+  virDomainPtr dom;
+  guint until;
+} CallsUntil;
+
+/* calls begun reached until, or the element written (the test then fails at once) */
+static gboolean
+calls_reached(gpointer data)
+{
+  CallsUntil *c = data;
+
+  return calls_begun(c->lv) >= c->until || meta_has_max(c->dom, 3);
+}
+
+static const char *
+quota_error_of(HmmvdVms *vms)
+{
+  HmmvdVmInfo *info = hmmvd_vms_lookup(vms, DOMAIN);
+
+  return info != NULL ? info->quota_error : NULL;
+}
+
+/* The domain's job taken (a QMP command under way: OCCUPIED): the write is not made, nor
+ * refused; tried again (here by retry_dropped's timer: the test domain gets no hmmv-sync) and
+ * written once the job is free. Before, it was made at once (and a real libvirtd made it wait
+ * 30 s, then refused it: the quota lost). */
+START_TEST(test_write_waits_while_job_taken)
+{
+  WriteBed wb;
+  CallsUntil c;
+
+  write_bed_init(&wb);
+  ck_assert_int_eq(virDomainSetTime(wb.dom, 10000 + 7000, 0, 0), 0);   /* OCCUPIED, 7 s */
+  request_max_mib(&wb, 3);
+  /* tried at least 5 times (a call each), counted, never made */
+  c.lv = wb.lv;
+  c.dom = wb.dom;
+  c.until = calls_begun(wb.lv) + 5;
+  ck_assert(spin_until(calls_reached, &c));
+  ck_assert_msg(!meta_has_max(wb.dom, 3), "written while the domain's job was taken");
+  ck_assert(!no_write_pending(wb.lv));
+  ck_assert_msg(quota_error_of(wb.bed.vms) == NULL, "%s", quota_error_of(wb.bed.vms));
+  /* the job free: written and applied */
+  ck_assert_int_eq(virDomainSetTime(wb.dom, 0, 0, 0), 0);
+  ck_assert(spin_until(no_write_pending, wb.lv));
+  ck_assert(meta_has_max(wb.dom, 3));
+  ck_assert(spin_until(quota_applied, wb.bed.vms));
+  ck_assert_msg(quota_error_of(wb.bed.vms) == NULL, "%s", quota_error_of(wb.bed.vms));
+  write_bed_clear(&wb);
+}
+END_TEST
+
+static gboolean
+has_quota_error(gpointer vms)
+{
+  return quota_error_of(vms) != NULL;
+}
+
+static gboolean
+applied_or_refused(gpointer vms)
+{
+  return quota_applied(vms) || has_quota_error(vms);
+}
+
+/* libvirtd refuses the write because it could not take the domain's job in time
+ * (VIR_ERR_OPERATION_TIMEOUT, "cannot acquire state change lock"): kept, no quota-error, made
+ * again. Before, it was dropped with a quota-error ("NOT applied"). Any other refusal
+ * (VIR_ERR_OPERATION_DENIED) still drops it, with a quota-error. */
+START_TEST(test_write_refused_for_job_is_kept)
+{
+  WriteBed wb;
+
+  write_bed_init(&wb);
+  hmmvd_libvirt_fail_next_write(wb.lv, VIR_ERR_OPERATION_TIMEOUT);
+  request_max_mib(&wb, 3);
+  ck_assert(spin_until(applied_or_refused, wb.bed.vms));
+  ck_assert_msg(quota_error_of(wb.bed.vms) == NULL, "%s", quota_error_of(wb.bed.vms));
+  ck_assert(quota_applied(wb.bed.vms));
+  ck_assert(meta_has_max(wb.dom, 3));
+  ck_assert(spin_until(no_write_pending, wb.lv));
+  ck_assert_msg(quota_error_of(wb.bed.vms) == NULL, "%s", quota_error_of(wb.bed.vms));
+  ck_assert_int_eq(wb.lv->write_fault, 0);    /* the refusal did happen */
+
+  hmmvd_libvirt_fail_next_write(wb.lv, VIR_ERR_OPERATION_DENIED);
+  request_max_mib(&wb, 5);
+  ck_assert(spin_until(has_quota_error, wb.bed.vms));
+  ck_assert(spin_until(no_write_pending, wb.lv));
+  ck_assert(meta_has_max(wb.dom, 3));
+  write_bed_clear(&wb);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------
  * Discovery in steps (review 17, finding 5). The deadline is counted on a clock of the test's
  * own: it moves only when a step of a call says it cost STEP_COST_MS, and each step then
  * waits until the main thread has read the clock once more (its deadline check ran with the
@@ -596,6 +784,8 @@ libvirt_calls_suite(void)
   tcase_add_test(tc, test_hung_call_never_holds_main_loop);
   tcase_add_test(tc, test_failed_connect_forgets_its_asks);
   tcase_add_test(tc, test_late_write_never_overwrites_newer);
+  tcase_add_test(tc, test_write_waits_while_job_taken);
+  tcase_add_test(tc, test_write_refused_for_job_is_kept);
   tcase_add_test(tc, test_slow_discovery_completes_step_by_step);
   suite_add_tcase(suite, tc);
   return suite;
