@@ -3,9 +3,8 @@
  * hmmvd's standalone source of VMs (see standalone.h).
  */
 #include "standalone.h"
+#include "pid.h"
 
-#include <errno.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -120,12 +119,6 @@ standalone_vm_free(gpointer data)
   g_free(entry->last_failure);
   g_free(entry->broken_reason);
   g_free(entry);
-}
-
-static gboolean
-pid_alive(int pid)
-{
-  return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
 gboolean
@@ -479,7 +472,7 @@ check_held(HmmvdStandalone *sa, StandaloneVm *entry)
 {
   int pid = entry->held_pid > 0 ? entry->held_pid : entry->broken_pid;
 
-  if (pid <= 0 || pid_alive(pid))
+  if (pid <= 0 || hmmvd_pid_alive(pid))
     return;
   if (entry->pid <= 0)
     g_message("vm %s: QEMU pid %d is gone; waiting for it on %s", entry->name, pid,
@@ -506,7 +499,7 @@ check_failed(StandaloneVm *entry)
   socket_changed = entry->failed_ino != 0 &&
                    (stat(entry->path, &st) != 0 || st.st_ino != entry->failed_ino ||
                     st.st_dev != entry->failed_dev);
-  if (!socket_changed && (entry->failed_pid <= 0 || pid_alive(entry->failed_pid)))
+  if (!socket_changed && (entry->failed_pid <= 0 || hmmvd_pid_alive(entry->failed_pid)))
     return;
   g_message("vm %s: after %u failed start-up(s) in a row, %s: tried again now", entry->name,
             entry->failed_streak,
@@ -535,7 +528,7 @@ check_entry(HmmvdStandalone *sa, StandaloneVm *entry)
   }
   check_held(sa, entry);
   check_failed(entry);
-  if (info != NULL && entry->pid > 0 && pid_alive(entry->pid)) {
+  if (info != NULL && entry->pid > 0 && hmmvd_pid_alive(entry->pid)) {
     g_autofree char *reason = NULL;
 
     if (connection_usable(sa, entry, info, &reason)) {

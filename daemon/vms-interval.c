@@ -7,11 +7,9 @@
  * call whoever waited for the core to be idle.
  */
 #include "affinity.h"
+#include "pid.h"
 #include "quota.h"
 #include "vms-private.h"
-
-#include <errno.h>
-#include <signal.h>
 
 /* Pages sent to a farther node because the nearest was full: logged when the set of VMs and
  * nodes changes, and when it ends (counts: hmmvctl vms --json, metrics). */
@@ -239,30 +237,35 @@ record_error(VmEntry *entry, const char *message)
  * counted meanwhile (hmmv_core_hold_dram), as when standalone's own check saw the break
  * first; the entry records the hold (info.held_pid) for standalone to adopt at its next check,
  * or for retire() to release if the entry goes first. Before, such a VM left without a hold
- * and its DRAM was lent to the others while it waited (review 18b, F2). The sim mover's VMs
- * have no process: its pid is not looked at. A libvirt domain's QEMU that closed its socket
- * is not held: libvirt does not connect it again by itself (its lifecycle events add and
- * remove it), so nothing would adopt or end the hold while the domain runs. */
+ * and its DRAM was lent to the others while it waited (review 18b, F2). Under the sim mover
+ * the pid is not looked at (the core tests' VMs have none), so such a VM is always held; for
+ * a standalone VM (there a fake QEMU, a real process) standalone's own pid check ends the
+ * hold at its next check once that process is gone. A libvirt domain's QEMU that closed its
+ * socket is not held: libvirt does not connect it again by itself (its lifecycle events add
+ * and remove it), so nothing would adopt or end the hold while the domain runs. A QEMU that
+ * exited (also one not reaped yet: hmmvd_pid_alive) is not held either; this covers the
+ * frozen VMs check_frozen_alive finds gone. */
 static gboolean
 gone_may_live(HmmvdVms *vms, VmEntry *entry)
 {
   if (entry->info.source != HMMVD_SOURCE_STANDALONE || entry->info.pid <= 0)
     return FALSE;
-  return hmmvd_vms_mover_is_sim(vms->mover) || kill(entry->info.pid, 0) == 0 || errno != ESRCH;
+  return hmmvd_vms_mover_is_sim(vms->mover) || hmmvd_pid_alive(entry->info.pid);
 }
 
-/* exited: its QEMU is known gone (check_frozen_alive): no hold. */
 static void
-handle_gone(HmmvdVms *vms, VmEntry *entry, const char *message, gboolean exited)
+handle_gone(HmmvdVms *vms, VmEntry *entry, const char *message)
 {
   g_autofree char *status = g_strdup_printf("gone: %s", message);
 
-  g_message("vm %s: QEMU is gone, no longer managed (%s)", entry->info.name, message);
-  if (!exited && entry->info.in_core && gone_may_live(vms, entry) &&
+  if (entry->info.in_core && gone_may_live(vms, entry) &&
       hmmv_core_hold_dram(vms->core, entry->info.name, NULL)) {
     entry->info.held_pid = entry->info.pid;   /* an entry's pid does not change */
-    g_message("vm %s: QEMU pid %d may still run: its DRAM stays counted until it is back or "
-              "gone", entry->info.name, entry->info.pid);
+    g_message("vm %s: its QMP connection closed (%s), no longer managed; QEMU pid %d may "
+              "still run: its DRAM stays counted until it is back or gone", entry->info.name,
+              message, entry->info.pid);
+  } else {
+    g_message("vm %s: QEMU is gone, no longer managed (%s)", entry->info.name, message);
   }
   hmmvd_vms_untrack(vms, entry);
   hmmvd_vm_entry_set_status(entry, status);
@@ -332,8 +335,8 @@ hmmvd_vms_thaw(HmmvdVms *vms, const char *name)
 }
 
 /* A frozen VM is not harvested, so a QEMU that died while frozen is not found by a harvest:
- * its pid is looked at before each interval (not with the sim mover: its VMs have no
- * process). */
+ * its pid is looked at before each interval (a zombie counts as dead: hmmvd_pid_alive), not
+ * with the sim mover (the core tests' VMs have no process). */
 static void
 check_frozen_alive(HmmvdVms *vms)
 {
@@ -348,7 +351,7 @@ check_frozen_alive(HmmvdVms *vms)
     VmEntry *entry = value;
 
     if (entry->info.frozen && entry->info.in_core && entry->info.pid > 0 &&
-        kill(entry->info.pid, 0) < 0 && errno == ESRCH)
+        !hmmvd_pid_alive(entry->info.pid))
       g_ptr_array_add(gone, entry);
   }
   for (guint i = 0; i < gone->len; i++) {
@@ -356,7 +359,7 @@ check_frozen_alive(HmmvdVms *vms)
     g_autofree char *message = g_strdup_printf("QEMU (pid %d) exited while frozen",
                                                entry->info.pid);
 
-    handle_gone(vms, entry, message, TRUE);
+    handle_gone(vms, entry, message);
   }
 }
 
@@ -571,7 +574,7 @@ interval_read_report(HmmvdVms *vms)
   }
   /* Leaving the core changes the report: only now that it was read. */
   for (guint i = 0; i < gone->len; i++)
-    handle_gone(vms, g_ptr_array_index(gone, i), g_ptr_array_index(messages, i), FALSE);
+    handle_gone(vms, g_ptr_array_index(gone, i), g_ptr_array_index(messages, i));
   for (guint i = 0; i < relayout->len; i++)
     restart_tracking(vms, g_ptr_array_index(relayout, i),
                      g_ptr_array_index(messages, gone->len + i));

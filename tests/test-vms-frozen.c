@@ -20,8 +20,9 @@
  * the other VM's budget stays within the pool less it while it is out; removing the entry
  * ends it, and so does the release of an adopted hold (the entry's removal then leaves it).
  * A libvirt domain found gone is not held. With a mover that is not the sim (the gate mover,
- * so the pid is looked at): a live QEMU's VM found gone is held, a dead QEMU's is not, nor one
- * whose QEMU exited while frozen. Before, none was held (review 18b, F2).
+ * so the pid is looked at): a live QEMU's VM found gone is held, a dead QEMU's is not, nor a
+ * zombie's (exited, not reaped), nor one whose QEMU exited while frozen. Before, none was held
+ * (review 18b, F2), then a zombie's was (review 19, finding 1).
  */
 #include "hmmvd-test.h"
 #include "vms.h"
@@ -29,6 +30,7 @@
 #include "gate-mover.h"
 
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -294,31 +296,43 @@ START_TEST(test_gone_libvirt_not_held)
 }
 END_TEST
 
-/* A pid that no process has: a child that exited and was reaped. */
+/* A child that exited: reaped (a pid no process has), or not (a zombie: kill(pid, 0) still
+ * succeeds on it, reaped by the caller). Called before the test allocates anything, so the
+ * child leaks nothing when it exits (valgrind follows it). */
 static int
-dead_pid(void)
+exited_child(gboolean reap)
 {
   pid_t child = fork();
+  siginfo_t info = { 0 };
 
   ck_assert_int_ge(child, 0);
   if (child == 0)
     _exit(0);
-  ck_assert_int_eq(waitpid(child, NULL, 0), child);
+  if (reap)
+    ck_assert_int_eq(waitpid(child, NULL, 0), child);
+  else
+    ck_assert_int_eq(waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT), 0);
   return child;
 }
 
 /* With a mover that is not the sim, the pid is looked at: standalone VMs of a live QEMU (this
- * process), of a dead one, and of one that exited while frozen (check_frozen_alive). */
+ * process), of a dead one, of one that exited but is not reaped (a zombie), and of one whose
+ * QEMU exited (a zombie too) while frozen (check_frozen_alive). Only the live one is held.
+ * Before, the zombie's VM was held and the frozen zombie's never found gone (review 19,
+ * finding 1). */
 START_TEST(test_gone_pid_looked_at)
 {
+  int gone_pid = exited_child(TRUE);
+  int zombie_pid = exited_child(FALSE);
+  int frozen_pid = exited_child(FALSE);
   g_autoptr(GError) error = NULL;
   HmmvMover *gate = hmmv_gate_mover_new(bed.topo, 0, &error);
   HmmvCore *core;
   HmmvdVms *vms;
   HmmvTracker *live = hmmv_fake_tracker_new();
   HmmvTracker *dead = hmmv_fake_tracker_new();
+  HmmvTracker *zombie = hmmv_fake_tracker_new();
   HmmvTracker *frozen = hmmv_fake_tracker_new();
-  int gone_pid = dead_pid();
 
   ck_assert_msg(gate != NULL, "%s", error ? error->message : "");
   core = hmmv_core_new(bed.topo, gate, &bed.config.params, 0, &error);
@@ -329,11 +343,15 @@ START_TEST(test_gone_pid_looked_at)
                                        hmmv_test_vm_new("live", VM_PAGES / 4), live, &error));
   ck_assert(hmmvd_vms_add_with_tracker(vms, "dead", HMMVD_SOURCE_STANDALONE, gone_pid, NULL,
                                        hmmv_test_vm_new("dead", VM_PAGES / 4), dead, &error));
-  ck_assert(hmmvd_vms_add_with_tracker(vms, "frozen", HMMVD_SOURCE_STANDALONE, gone_pid, NULL,
-                                       hmmv_test_vm_new("frozen", VM_PAGES / 4), frozen,
+  ck_assert(hmmvd_vms_add_with_tracker(vms, "zombie", HMMVD_SOURCE_STANDALONE, zombie_pid,
+                                       NULL, hmmv_test_vm_new("zombie", VM_PAGES / 4), zombie,
+                                       &error));
+  ck_assert(hmmvd_vms_add_with_tracker(vms, "frozen", HMMVD_SOURCE_STANDALONE, frozen_pid,
+                                       NULL, hmmv_test_vm_new("frozen", VM_PAGES / 4), frozen,
                                        &error));
   hmmvd_test_write_pages(live, 0, 256);
   hmmvd_test_write_pages(dead, 0, 256);
+  hmmvd_test_write_pages(zombie, 0, 256);
   hmmvd_test_write_pages(frozen, 0, 256);
   hmmvd_vms_run_interval(vms);
   ck_assert_uint_eq(hmmvd_vms_lookup(vms, "live")->last.dram_pages, 256);
@@ -343,14 +361,19 @@ START_TEST(test_gone_pid_looked_at)
   ck_assert(hmmvd_vms_lookup(vms, "frozen")->frozen);
   hmmv_fake_tracker_fail_next(live, HMMV_ERROR_GONE);
   hmmv_fake_tracker_fail_next(dead, HMMV_ERROR_GONE);
+  hmmv_fake_tracker_fail_next(zombie, HMMV_ERROR_GONE);
   hmmvd_vms_run_interval(vms);   /* "frozen" found exited before it, the others in it */
   ck_assert(!hmmvd_vms_lookup(vms, "live")->in_core);
   ck_assert(!hmmvd_vms_lookup(vms, "dead")->in_core);
-  ck_assert(!hmmvd_vms_lookup(vms, "frozen")->in_core);
+  ck_assert(!hmmvd_vms_lookup(vms, "zombie")->in_core);
+  ck_assert_msg(!hmmvd_vms_lookup(vms, "frozen")->in_core, "a frozen VM whose QEMU is a "
+                "zombie is not found gone: %s", hmmvd_vms_lookup(vms, "frozen")->status);
   ck_assert_msg(strstr(hmmvd_vms_lookup(vms, "frozen")->status, "exited while frozen") != NULL,
                 "%s", hmmvd_vms_lookup(vms, "frozen")->status);
   ck_assert_int_eq(hmmvd_vms_lookup(vms, "live")->held_pid, getpid());
   ck_assert_int_eq(hmmvd_vms_lookup(vms, "dead")->held_pid, 0);
+  ck_assert_msg(hmmvd_vms_lookup(vms, "zombie")->held_pid == 0, "a zombie QEMU's VM held "
+                "(held_pid %d)", hmmvd_vms_lookup(vms, "zombie")->held_pid);
   ck_assert_int_eq(hmmvd_vms_lookup(vms, "frozen")->held_pid, 0);
   ck_assert_uint_eq(hmmv_core_get_held_dram_pages(core), 256);
   /* replaced (another QEMU listed under the name) before its source adopted it: ended */
@@ -360,6 +383,8 @@ START_TEST(test_gone_pid_looked_at)
   hmmvd_vms_free(vms);
   hmmv_core_free(core);
   hmmv_mover_free(gate);
+  ck_assert_int_eq(waitpid(zombie_pid, NULL, 0), zombie_pid);
+  ck_assert_int_eq(waitpid(frozen_pid, NULL, 0), frozen_pid);
 }
 END_TEST
 
