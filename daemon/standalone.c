@@ -344,8 +344,17 @@ start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
   if (hmmvd_vms_add_started(sa->vms, entry->name, HMMVD_SOURCE_STANDALONE, entry->pid, NULL,
                             qmp, 0, (const char *const *)start->exclude, start->excluded_bytes,
                             g_steal_pointer(&start->vm),
-                            g_steal_pointer(&start->tracker), NULL))
+                            g_steal_pointer(&start->tracker), &local_error)) {
     g_clear_pointer(&entry->last_failure, g_free);
+    return;
+  }
+  /* The core refused it (already managed, no access to its memory): listed "not managed"
+   * with a connection that is not broken, it is not tried again while this QEMU runs, so a
+   * hold kept above would count its DRAM out of the others' budgets until it exits (review
+   * 19, finding 2). A layout that moved during the start is tried again at the next interval
+   * (vms.c, retry_layout): its hold stays, ended by the core once its placement is read. */
+  if (!g_error_matches(local_error, HMMV_ERROR, HMMV_ERROR_LAYOUT_CHANGED))
+    release_held(sa, entry);
 }
 
 /* Starts a VM's start-up on a worker thread; the main loop goes on serving meanwhile (a QEMU
