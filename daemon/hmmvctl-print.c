@@ -71,32 +71,51 @@ print_host_tiering(GString *out, JsonObject *tiering)
     put(out, "host tiering: cannot read %s\n", json_array_get_string_element(errors, i));
 }
 
+/* "12 MiB", or under 1 MiB "8 pages (32 KiB)": whole MiB alone printed a small hold as
+ * "0 MiB", on the very line meant to show it (review 19, finding 3). */
+char *
+hmmvctl_held_size(guint64 pages)
+{
+  if (pages == 0 || pages >= HMMVD_PAGES_PER_MIB)
+    return g_strdup_printf("%" G_GUINT64_FORMAT " MiB", mib(pages));
+  return g_strdup_printf("%" G_GUINT64_FORMAT " page%s (%" G_GUINT64_FORMAT " KiB)", pages,
+                         pages == 1 ? "" : "s", pages * (HMMV_PAGE_SIZE / 1024));
+}
+
 /* The DRAM the core keeps counted for VMs removed while their QEMU lives (standalone: the
- * QMP connection broke), one line each, then their total when there is one. */
+ * QMP connection broke), one line per hold (per QEMU: two under one name are two lines),
+ * then their total when there is one. */
 static void
 print_holds(GString *out, JsonObject *status)
 {
   JsonArray *holds = array_member(status, "holds");
+  g_autofree char *total = NULL;
+  guint nr = holds != NULL ? json_array_get_length(holds) : 0;
 
-  for (guint i = 0; holds != NULL && i < json_array_get_length(holds); i++) {
+  for (guint i = 0; i < nr; i++) {
     JsonNode *node = json_array_get_element(holds, i);
     JsonObject *hold = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+    g_autofree char *size = NULL, *qemu = NULL;
     const char *state;
 
     if (hold == NULL)
       continue;
     state = json_object_get_string_member_with_default(hold, "state", "?");
-    put(out, "held:        vm %s %" G_GUINT64_FORMAT " MiB (%s)\n",
-        json_object_get_string_member_with_default(hold, "name", "?"),
-        mib(member_uint(hold, "dram-pages")),
-        g_strcmp0(state, "reconnecting") == 0 ? "QEMU lives, reconnecting"
-        : g_strcmp0(state, "reading-placement") == 0 ? "connected again, reading its placement"
+    size = hmmvctl_held_size(member_uint(hold, "dram-pages"));
+    qemu = member_uint(hold, "pid") > 0
+           ? g_strdup_printf("QEMU pid %" G_GUINT64_FORMAT, member_uint(hold, "pid"))
+           : g_strdup("QEMU");
+    put(out, "held:        vm %s %s (%s%s)\n",
+        json_object_get_string_member_with_default(hold, "name", "?"), size, qemu,
+        g_strcmp0(state, "reconnecting") == 0 ? " lives, reconnecting"
+        : g_strcmp0(state, "reading-placement") == 0 ? " connected again, reading its placement"
         : state);
   }
-  if (holds != NULL && json_array_get_length(holds) > 0)
-    put(out, "held:        %" G_GUINT64_FORMAT " MiB of the pool in all, for %u VM%s being "
-        "connected again\n", mib(member_uint(status, "held-dram-pages")),
-        json_array_get_length(holds), json_array_get_length(holds) == 1 ? "" : "s");
+  if (nr == 0)
+    return;
+  total = hmmvctl_held_size(member_uint(status, "held-dram-pages"));
+  put(out, "held:        %s of the pool in all, %u hold%s (VMs out of the core, or back and "
+      "reading their placement)\n", total, nr, nr == 1 ? "" : "s");
 }
 
 void
@@ -128,9 +147,12 @@ hmmvctl_print_status(GString *out, JsonObject *status)
              member_uint(status, "mover-ns-per-page"), member_uint(status, "batch-pages"),
              (double)member_uint(status, "last-moves-ns") / 1e6);
   put(out, "DRAM pool:   %" G_GUINT64_FORMAT " MiB", mib(member_uint(status, "pool-pages")));
-  if (member_uint(status, "held-outside-pages") > 0)
-    put(out, " (%" G_GUINT64_FORMAT " MiB held outside the balance: paused, frozen or "
-        "unmanaged VMs, holds)", mib(member_uint(status, "held-outside-pages")));
+  if (member_uint(status, "held-outside-pages") > 0) {
+    g_autofree char *outside = hmmvctl_held_size(member_uint(status, "held-outside-pages"));
+
+    put(out, " (%s held outside the balance: paused, frozen, unmanaged or failing VMs, VMs "
+        "still reading their placement, holds)", outside);
+  }
   put(out, "\n");
   print_holds(out, status);
   if (balance != NULL)
@@ -240,10 +262,12 @@ print_vm_notes(GString *out, JsonObject *vm)
   }
   if (last_error != NULL)
     put(out, "  %s: last error: %s\n", name, last_error);
-  if (json_object_has_member(vm, "dram-held-pages"))
-    put(out, "  %s: %" G_GUINT64_FORMAT " MiB of DRAM held for it beyond its own pages (its "
-        "QMP connection broke while QEMU lives; until its placement is read again)\n", name,
-        mib(member_uint(vm, "dram-held-pages")));
+  if (json_object_has_member(vm, "dram-held-pages")) {
+    g_autofree char *held = hmmvctl_held_size(member_uint(vm, "dram-held-pages"));
+
+    put(out, "  %s: %s of DRAM held for it beyond its own pages (its QMP connection broke "
+        "while QEMU lives; until its placement is read again)\n", name, held);
+  }
   if (json_object_get_string_member_with_default(vm, "ranking-note", NULL) != NULL)
     put(out, "  %s: ranking: flat, %s\n", name,
         json_object_get_string_member_with_default(vm, "ranking-note", NULL));

@@ -14,6 +14,8 @@ gboolean hmmvctl_track(const char *qmp_path, int interval_ms, int count, const c
  * in MiB. */
 guint64 hmmvctl_member_uint(JsonObject *object, const char *member);
 guint64 hmmvctl_mib(guint64 pages);
+/* A held size for status and vms: whole MiB, or pages and KiB under 1 MiB. */
+char *hmmvctl_held_size(guint64 pages);
 /* The human form of `hmmvctl status` and `hmmvctl vms`, from hmmvd's replies, appended to
  * out. */
 void hmmvctl_print_status(GString *out, JsonObject *status);

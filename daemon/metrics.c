@@ -249,28 +249,42 @@ append_nodes(GString *out, const HmmvTopology *topo)
 }
 
 /* The DRAM the core keeps counted for VMs removed while their QEMU lives (standalone: the
- * QMP connection broke; hmmv_core_list_held_dram): in all, and per VM (a VM out of the core
- * is not in the table, so the holds name it themselves). */
+ * QMP connection broke; hmmv_core_list_held_dram): in all, and per VM name (a VM out of the
+ * core is not in the table, so the holds name it themselves). The core lists one entry per
+ * hold; two QEMUs' holds under one name are summed into one sample, so each series is one
+ * VM's and stays the same series across its QEMU's restarts (a pid label would start a new
+ * one at each, and duplicate none only by luck of the listing). */
 static void
 append_holds(GString *out, HmmvCore *core)
 {
-  g_autoptr(GArray) holds = hmmv_core_list_held_dram(core);
+  g_autoptr(GArray) holds = hmmv_core_list_held_dram(core, NULL);
   guint64 total = 0;
 
   for (guint i = 0; i < holds->len; i++)
     total += g_array_index(holds, HmmvHeldDram, i).dram_pages;
   hmmvd_metrics_append_family(out, "hmmv_pool_held_dram_pages", "gauge",
                               "DRAM pages (4 KiB) kept counted for VMs removed while their "
-                              "QEMU lives (QMP connection broke, being connected again).");
+                              "QEMU lives (QMP connection broke), until it is back with its "
+                              "placement read or gone.");
   hmmvd_metrics_append_sample(out, "hmmv_pool_held_dram_pages", NULL, total);
   hmmvd_metrics_append_family(out, "hmmv_vm_dram_held_pages", "gauge",
-                              "DRAM pages (4 KiB) kept counted for the VM beyond its own while "
-                              "it is connected again; only VMs with such a hold.");
+                              "DRAM pages (4 KiB) kept counted for the VM beyond its own, while "
+                              "it is out of the core or back reading its placement (its QEMUs' "
+                              "holds summed); only VMs with such a hold.");
   for (guint i = 0; i < holds->len; i++) {
     const HmmvHeldDram *hold = &g_array_index(holds, HmmvHeldDram, i);
     const char *labels[] = { "vm", hold->name, NULL };
+    guint64 pages = 0;
+    gboolean seen = FALSE;
 
-    hmmvd_metrics_append_sample(out, "hmmv_vm_dram_held_pages", labels, hold->dram_pages);
+    for (guint j = 0; j < i && !seen; j++)
+      seen = strcmp(g_array_index(holds, HmmvHeldDram, j).name, hold->name) == 0;
+    if (seen)
+      continue;   /* summed at its name's first hold */
+    for (guint j = i; j < holds->len; j++)
+      if (strcmp(g_array_index(holds, HmmvHeldDram, j).name, hold->name) == 0)
+        pages += g_array_index(holds, HmmvHeldDram, j).dram_pages;
+    hmmvd_metrics_append_sample(out, "hmmv_vm_dram_held_pages", labels, pages);
   }
 }
 

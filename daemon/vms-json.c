@@ -113,19 +113,32 @@ hmmvd_rank_flat_note(const HmmvVmReport *last)
                          last->rank_window, share, warm, written, budget);
 }
 
-/* The hold of VM name's DRAM (hmmv_core_list_held_dram), NULL when there is none. */
-static const HmmvHeldDram *
-find_hold(GArray *holds, const char *name)
+/* The DRAM held for the listed VM (hmmv_core_list_held_dram): its name's holds of its QEMU,
+ * or of any QEMU when its pid or the hold's is unknown (the core's own rule). FALSE when it
+ * has none: another QEMU's hold under its name (a libvirt domain beside a standalone VM) is
+ * not its own (review 19, finding 4). */
+static gboolean
+find_held(GArray *holds, const HmmvdVmInfo *info, guint64 *dram_pages)
 {
-  for (guint i = 0; i < holds->len; i++)
-    if (g_strcmp0(g_array_index(holds, HmmvHeldDram, i).name, name) == 0)
-      return &g_array_index(holds, HmmvHeldDram, i);
-  return NULL;
+  gboolean found = FALSE;
+
+  *dram_pages = 0;
+  for (guint i = 0; i < holds->len; i++) {
+    const HmmvHeldDram *hold = &g_array_index(holds, HmmvHeldDram, i);
+
+    if (g_strcmp0(hold->name, info->name) != 0 ||
+        (hold->pid > 0 && info->pid > 0 && hold->pid != info->pid))
+      continue;
+    *dram_pages += hold->dram_pages;
+    found = TRUE;
+  }
+  return found;
 }
 
 static void
-vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info, const HmmvHeldDram *hold)
+vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info, GArray *holds)
 {
+  guint64 held_pages;
   g_autofree char *rank_note = NULL;
   const HmmvVmReport *last = &info->last;
 
@@ -163,11 +176,11 @@ vm_to_json(JsonBuilder *builder, const HmmvdVmInfo *info, const HmmvHeldDram *ho
   add_uint(builder, "hot-pages", last->hot_pages);
   add_uint(builder, "dram-pages", last->dram_pages);
   add_uint(builder, "slow-pages", last->slow_pages);
-  /* only with a hold of its name (standalone: its QMP connection broke while its QEMU lives):
-   * the DRAM the core keeps counted for it beyond what it counts itself, until it is back
-   * with its placement read (status "holds") */
-  if (hold != NULL)
-    add_uint(builder, "dram-held-pages", hold->dram_pages);
+  /* only with a hold of its name and QEMU (standalone: its QMP connection broke while its
+   * QEMU lives): the DRAM the core keeps counted for it beyond what it counts itself, until
+   * it is back with its placement read (status "holds") */
+  if (find_held(holds, info, &held_pages))
+    add_uint(builder, "dram-held-pages", held_pages);
   add_uint(builder, "written-pages", last->written);
   add_uint(builder, "read-pages", last->read);
   add_uint(builder, "intervals-merged", last->intervals_merged);
@@ -331,13 +344,13 @@ hmmvd_vms_to_json(HmmvdVms *vms)
 {
   g_autoptr(JsonBuilder) builder = json_builder_new();
   GPtrArray *list = hmmvd_vms_list(vms);
-  g_autoptr(GArray) holds = hmmv_core_list_held_dram(hmmvd_vms_get_core(vms));
+  g_autoptr(GArray) holds = hmmv_core_list_held_dram(hmmvd_vms_get_core(vms), NULL);
 
   json_builder_begin_array(builder);
   for (guint i = 0; i < list->len; i++) {
     const HmmvdVmInfo *info = g_ptr_array_index(list, i);
 
-    vm_to_json(builder, info, find_hold(holds, info->name));
+    vm_to_json(builder, info, holds);
   }
   json_builder_end_array(builder);
   return json_builder_get_root(builder);
@@ -394,7 +407,8 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   guint64 frozen_dram = 0;
   HmmvPoolUsage usage;
   g_autoptr(GPtrArray) flat = g_ptr_array_new();
-  g_autoptr(GArray) holds = hmmv_core_list_held_dram(hmmvd_vms_get_core(vms));
+  /* one snapshot: held-dram-pages is part of held-outside-pages (review 19, finding 5) */
+  g_autoptr(GArray) holds = hmmv_core_list_held_dram(hmmvd_vms_get_core(vms), &usage);
   guint64 held_dram = 0;
 
   for (guint i = 0; i < list->len; i++) {
@@ -410,7 +424,6 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   }
   for (guint i = 0; i < holds->len; i++)
     held_dram += g_array_index(holds, HmmvHeldDram, i).dram_pages;
-  hmmv_core_get_pool_usage(hmmvd_vms_get_core(vms), NULL, NULL, &usage);
   json_builder_begin_object(builder);
   add_uint(builder, "interval-ms", hmmvd_vms_get_config(vms)->interval_ms);
   add_uint(builder, "intervals", report != NULL ? report->index + 1 : 0);
@@ -448,8 +461,9 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
   add_uint(builder, "held-outside-pages", usage.held_outside_pages);
   /* DRAM the core keeps counted for VMs removed while their QEMU lives (standalone: the QMP
    * connection broke; connected again up to 60 s later), part of held-outside-pages: each
-   * hold, and their total. "state": "reconnecting" (out of the core) or "reading-placement"
-   * (back, its placement still being read; dram-pages is what that read has not found yet) */
+   * hold (one per QEMU: two under one name are two entries, "pid" 0 when unknown), and their
+   * total. "state": "reconnecting" (out of the core) or "reading-placement" (back, its
+   * placement still being read; dram-pages is what that read has not found yet) */
   add_uint(builder, "held-dram-pages", held_dram);
   json_builder_set_member_name(builder, "holds");
   json_builder_begin_array(builder);
@@ -458,6 +472,7 @@ hmmvd_status_to_json(HmmvdVms *vms, const HmmvTopology *topo, const char *mover)
 
     json_builder_begin_object(builder);
     add_string(builder, "name", hold->name);
+    add_uint(builder, "pid", hold->pid > 0 ? (guint64)hold->pid : 0);
     add_uint(builder, "dram-pages", hold->dram_pages);
     add_string(builder, "state", hold->in_core ? "reading-placement" : "reconnecting");
     json_builder_end_object(builder);

@@ -151,6 +151,9 @@ void hmmv_core_holds_on_remove(HmmvCore *core, CoreVm *cvm);
 void hmmv_core_holds_settle(HmmvCore *core);
 guint64 hmmv_core_holds_count(HmmvCore *core, guint64 *node_pages);
 guint64 hmmv_core_holds_dram_locked(HmmvCore *core);
+/* loop.c: hmmv_core_get_pool_usage's body, under the lock (also for list_held_dram). */
+void hmmv_core_pool_usage_locked(HmmvCore *core, const char *name, const HmmvQuota *quota,
+                                 HmmvPoolUsage *usage);
 
 /* The body of an interval, on the calling thread; the caller set running (and cancellable). */
 gboolean hmmv_core_run_locked(HmmvCore *core, HmmvIntervalReport *report, GError **error);

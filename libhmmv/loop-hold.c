@@ -234,10 +234,11 @@ held_dram_clear(gpointer data)
  * listing sums to hmmv_core_get_held_dram_pages. A VM of the hold's name and QEMU in the core
  * is one connected again whose placement is still being read (the hold ends once it is read
  * whole). Holds of two QEMUs under one name (a standalone VM's QEMU that left, then another
- * that left too before the first was released) are one entry, their pages summed: status
- * and metrics show one row per VM name. */
+ * that left too before the first was released, or a libvirt domain's beside it) are two
+ * entries: merged, one QEMU back showed the other's pages as being read too (review 19,
+ * finding 4). The pool usage comes from the same lock section (review 19, finding 5). */
 GArray *
-hmmv_core_list_held_dram(HmmvCore *core)
+hmmv_core_list_held_dram(HmmvCore *core, HmmvPoolUsage *usage)
 {
   GArray *list = g_array_new(FALSE, TRUE, sizeof(HmmvHeldDram));
 
@@ -247,26 +248,17 @@ hmmv_core_list_held_dram(HmmvCore *core)
     CoreHold *hold = g_ptr_array_index(core->holds, i);
     CoreVm *cvm = hold_find_own_vm(core, hold);
     guint64 own = cvm != NULL ? cvm->seen_dram_pages : 0;
-    guint64 dram = hold->dram_pages > own ? hold->dram_pages - own : 0;
-    HmmvHeldDram *same = NULL;
+    HmmvHeldDram held = {
+      .name = g_strdup(hold->name),
+      .pid = hold->pid,
+      .dram_pages = hold->dram_pages > own ? hold->dram_pages - own : 0,
+      .in_core = cvm != NULL,
+    };
 
-    for (guint j = 0; j < list->len && same == NULL; j++) {
-      if (strcmp(g_array_index(list, HmmvHeldDram, j).name, hold->name) == 0)
-        same = &g_array_index(list, HmmvHeldDram, j);
-    }
-    if (same != NULL) {
-      same->dram_pages += dram;
-      same->in_core = same->in_core || cvm != NULL;
-    } else {
-      HmmvHeldDram held = {
-        .name = g_strdup(hold->name),
-        .dram_pages = dram,
-        .in_core = cvm != NULL,
-      };
-
-      g_array_append_val(list, held);
-    }
+    g_array_append_val(list, held);
   }
+  if (usage != NULL)
+    hmmv_core_pool_usage_locked(core, NULL, NULL, usage);
   g_mutex_unlock(&core->lock);
   return list;
 }

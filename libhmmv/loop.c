@@ -297,6 +297,14 @@ hmmv_core_get_pool_usage(HmmvCore *core, const char *name, const HmmvQuota *quot
 {
   /* What the last interval left, under the lock: an interval may be running meanwhile. */
   g_mutex_lock(&core->lock);
+  hmmv_core_pool_usage_locked(core, name, quota, usage);
+  g_mutex_unlock(&core->lock);
+}
+
+void
+hmmv_core_pool_usage_locked(HmmvCore *core, const char *name, const HmmvQuota *quota,
+                            HmmvPoolUsage *usage)
+{
   *usage = (HmmvPoolUsage){ .pool_pages = core->pool_seen };
   for (guint i = 0; i < core->vms->len; i++) {
     CoreVm *cvm = g_ptr_array_index(core->vms, i);
@@ -311,7 +319,6 @@ hmmv_core_get_pool_usage(HmmvCore *core, const char *name, const HmmvQuota *quot
       usage->min_pages += MIN(q->min_pages, hmmv_vm_get_nr_pages(cvm->vm));
   }
   usage->held_outside_pages += hmmv_core_holds_dram_locked(core);
-  g_mutex_unlock(&core->lock);
 }
 
 guint64

@@ -181,7 +181,7 @@ START_TEST(test_status_node_mins)
 }
 END_TEST
 
-/* The status JSON's holds, as "name:dram-pages:state" joined by ",", then its
+/* The status JSON's holds, as "name/pid:dram-pages:state" joined by ",", then its
  * held-dram-pages after "=". */
 static char *
 status_holds(JsonObject *status)
@@ -192,8 +192,9 @@ status_holds(JsonObject *status)
   for (guint i = 0; i < json_array_get_length(holds); i++) {
     JsonObject *hold = json_array_get_object_element(holds, i);
 
-    g_string_append_printf(text, "%s%s:%" G_GINT64_FORMAT ":%s", i > 0 ? "," : "",
-                           json_object_get_string_member(hold, "name"),
+    g_string_append_printf(text, "%s%s/%" G_GINT64_FORMAT ":%" G_GINT64_FORMAT ":%s",
+                           i > 0 ? "," : "", json_object_get_string_member(hold, "name"),
+                           json_object_get_int_member(hold, "pid"),
                            json_object_get_int_member(hold, "dram-pages"),
                            json_object_get_string_member(hold, "state"));
   }
@@ -268,19 +269,20 @@ START_TEST(test_status_holds)
   g_clear_pointer(&holds, g_free);
   status = status_now(out);
   holds = status_holds(json_node_get_object(status));
-  expect = g_strdup_printf("alpha:%" G_GUINT64_FORMAT ":reconnecting=%" G_GUINT64_FORMAT,
+  expect = g_strdup_printf("alpha/4242:%" G_GUINT64_FORMAT ":reconnecting=%" G_GUINT64_FORMAT,
                            held, held);
   ck_assert_str_eq(holds, expect);
   ck_assert_uint_ge(hmmvctl_member_uint(json_node_get_object(status), "held-outside-pages"),
                     held);
   line = line_starting(out->str, "held:        vm ");
   g_free(expect);
-  expect = g_strdup_printf("held:        vm alpha %" G_GUINT64_FORMAT " MiB (QEMU lives, "
-                           "reconnecting)", held / HMMVD_PAGES_PER_MIB);
+  expect = g_strdup_printf("held:        vm alpha %" G_GUINT64_FORMAT " MiB (QEMU pid 4242 "
+                           "lives, reconnecting)", held / HMMVD_PAGES_PER_MIB);
   ck_assert_pstr_eq(line, expect);
   g_free(expect);
-  expect = g_strdup_printf("held:        %" G_GUINT64_FORMAT " MiB of the pool in all, for 1 VM "
-                           "being connected again", held / HMMVD_PAGES_PER_MIB);
+  expect = g_strdup_printf("held:        %" G_GUINT64_FORMAT " MiB of the pool in all, 1 hold "
+                           "(VMs out of the core, or back and reading their placement)\n",
+                           held / HMMVD_PAGES_PER_MIB);
   ck_assert_ptr_nonnull(strstr(out->str, expect));
   g_free(expect);
   expect = g_strdup_printf(" MiB (%" G_GUINT64_FORMAT " MiB held outside the balance: ",
@@ -311,12 +313,14 @@ START_TEST(test_status_holds)
   status = status_now(out);
   holds = status_holds(json_node_get_object(status));
   g_free(expect);
-  expect = g_strdup_printf("alpha:%" G_GUINT64_FORMAT ":reading-placement=%" G_GUINT64_FORMAT,
+  expect = g_strdup_printf("alpha/4242:%" G_GUINT64_FORMAT ":reading-placement=%"
+                           G_GUINT64_FORMAT,
                            held, held);
   ck_assert_str_eq(holds, expect);
   g_free(expect);
-  expect = g_strdup_printf("held:        vm alpha %" G_GUINT64_FORMAT " MiB (connected again, "
-                           "reading its placement)\n", held / HMMVD_PAGES_PER_MIB);
+  expect = g_strdup_printf("held:        vm alpha %" G_GUINT64_FORMAT " MiB (QEMU pid 4242 "
+                           "connected again, reading its placement)\n",
+                           held / HMMVD_PAGES_PER_MIB);
   ck_assert_ptr_nonnull(strstr(out->str, expect));
   g_clear_pointer(&vms, json_node_unref);
   vms = hmmvd_vms_to_json(bed.vms);
@@ -338,6 +342,96 @@ START_TEST(test_status_holds)
 }
 END_TEST
 
+/* A hold under 1 MiB prints in pages and KiB, not "0 MiB" (review 19, finding 3); two
+ * QEMUs' holds under one name are two entries, each with its pid and state, and the VM row
+ * counts only its own QEMU's (review 19, finding 4). */
+START_TEST(test_status_small_and_twin_holds)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GString) out = g_string_new(NULL);
+  g_autoptr(JsonNode) status = NULL;
+  g_autoptr(JsonNode) vms = NULL;
+  g_autofree char *holds = NULL, *expect = NULL, *size = NULL;
+  HmmvTracker *small = hmmvd_test_bed_add_vm(&bed, "small", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  HmmvTracker *twin = hmmvd_test_bed_add_vm(&bed, "twin", VM_PAGES, HMMVD_SOURCE_STANDALONE);
+  HmmvTracker *other = hmmv_fake_tracker_new();
+  guint64 held_small, held_twin, held_other;
+
+  add_vm("beta");
+  for (guint i = 0; i < 2; i++) {
+    hmmvd_test_write_pages(small, 0, 8);
+    hmmvd_test_write_pages(twin, 0, 512);
+    hmmvd_vms_run_interval(bed.vms);
+  }
+  held_small = hmmv_vm_get_dram_pages(hmmv_core_lookup_vm(bed.core, "small"));
+  held_twin = hmmv_vm_get_dram_pages(hmmv_core_lookup_vm(bed.core, "twin"));
+  printf("# small holds %" G_GUINT64_FORMAT " pages of DRAM, twin (pid 4242) %" G_GUINT64_FORMAT
+         "\n", held_small, held_twin);
+  ck_assert_uint_gt(held_small, 0);
+  ck_assert_uint_lt(held_small, HMMVD_PAGES_PER_MIB);
+  ck_assert_uint_gt(held_twin, 0);
+
+  ck_assert(hmmv_core_hold_dram(bed.core, "small", &error));
+  hmmvd_vms_remove(bed.vms, "small");
+  status = status_now(out);
+  size = g_strdup_printf("%" G_GUINT64_FORMAT " pages (%" G_GUINT64_FORMAT " KiB)", held_small,
+                         held_small * 4);
+  expect = g_strdup_printf("held:        vm small %s (QEMU pid 4242 lives, reconnecting)\n",
+                           size);
+  ck_assert_msg(strstr(out->str, expect) != NULL, "no %s", expect);
+  g_free(expect);
+  expect = g_strdup_printf("held:        %s of the pool in all, 1 hold ", size);
+  ck_assert_msg(strstr(out->str, expect) != NULL, "no %s", expect);
+  ck_assert_ptr_null(strstr(out->str, " 0 MiB"));
+  hmmvd_vms_add_unmanaged(bed.vms, "small", HMMVD_SOURCE_STANDALONE, "not reachable");
+  vms = hmmvd_vms_to_json(bed.vms);
+  g_string_truncate(out, 0);
+  hmmvctl_print_vms(out, json_node_get_array(vms));
+  show(out->str);
+  g_free(expect);
+  expect = g_strdup_printf("  small: %s of DRAM held for it beyond its own pages", size);
+  ck_assert_msg(strstr(out->str, expect) != NULL, "no %s", expect);
+  hmmvd_vms_remove(bed.vms, "small");
+  hmmv_core_release_dram(bed.core, "small", 4242);
+
+  /* twin's QEMU 4242 leaves with a hold; another QEMU (5151) under the name runs, leaves
+   * with a hold too, and comes back, its placement not read yet */
+  ck_assert(hmmv_core_hold_dram(bed.core, "twin", &error));
+  hmmvd_vms_remove(bed.vms, "twin");
+  ck_assert(hmmvd_vms_add_with_tracker(bed.vms, "twin", HMMVD_SOURCE_STANDALONE, 5151, NULL,
+                                       hmmv_test_vm_new("twin", VM_PAGES), other, &error));
+  for (guint i = 0; i < 2; i++) {
+    hmmvd_test_write_pages(other, 0, 300);
+    hmmvd_vms_run_interval(bed.vms);
+  }
+  held_other = hmmv_vm_get_dram_pages(hmmv_core_lookup_vm(bed.core, "twin"));
+  ck_assert_uint_gt(held_other, 0);
+  ck_assert(hmmv_core_hold_dram(bed.core, "twin", &error));
+  hmmvd_vms_remove(bed.vms, "twin");
+  other = hmmv_fake_tracker_new();
+  ck_assert(hmmvd_vms_add_with_tracker(bed.vms, "twin", HMMVD_SOURCE_STANDALONE, 5151, NULL,
+                                       hmmv_test_vm_new("twin", VM_PAGES), other, &error));
+  g_clear_pointer(&status, json_node_unref);
+  status = status_now(out);
+  holds = status_holds(json_node_get_object(status));
+  g_free(expect);
+  expect = g_strdup_printf("twin/4242:%" G_GUINT64_FORMAT ":reconnecting,twin/5151:%"
+                           G_GUINT64_FORMAT ":reading-placement=%" G_GUINT64_FORMAT, held_twin,
+                           held_other, held_twin + held_other);
+  ck_assert_str_eq(holds, expect);
+  ck_assert_ptr_nonnull(strstr(out->str, "held:        vm twin "));
+  ck_assert_ptr_nonnull(strstr(out->str, " (QEMU pid 4242 lives, reconnecting)\n"));
+  ck_assert_ptr_nonnull(strstr(out->str, " (QEMU pid 5151 connected again, reading its "
+                                         "placement)\n"));
+  ck_assert_ptr_nonnull(strstr(out->str, " of the pool in all, 2 holds "));
+  g_clear_pointer(&vms, json_node_unref);
+  vms = hmmvd_vms_to_json(bed.vms);
+  ck_assert_msg(vm_held(vms, "twin") == (gint64)held_other, "twin (pid 5151) row: %"
+                G_GINT64_FORMAT " pages held, its own hold %" G_GUINT64_FORMAT, vm_held(vms,
+                "twin"), held_other);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -349,6 +443,7 @@ main(void)
   tcase_add_test(tc, test_vms_excluded);
   tcase_add_test(tc, test_status_node_mins);
   tcase_add_test(tc, test_status_holds);
+  tcase_add_test(tc, test_status_small_and_twin_holds);
   suite_add_tcase(s, tc);
   return hmmv_test_run(s);
 }

@@ -246,23 +246,27 @@ START_TEST(test_frozen_vm_removed)
 }
 END_TEST
 
-/* The holds as hmmv_core_list_held_dram gives them: "name:pages:in|out" joined by ",";
- * their pages sum to hmmv_core_get_held_dram_pages. */
+/* The holds as hmmv_core_list_held_dram gives them: "name:pages:in|out", with "/pid" after
+ * the name when the hold has one, joined by ","; their pages sum to
+ * hmmv_core_get_held_dram_pages and are part of the pool usage listed with them. */
 static char *
 holds_text(HmmvCore *core)
 {
-  g_autoptr(GArray) holds = hmmv_core_list_held_dram(core);
+  HmmvPoolUsage usage;
+  g_autoptr(GArray) holds = hmmv_core_list_held_dram(core, &usage);
   g_autoptr(GString) text = g_string_new(NULL);
   guint64 sum = 0;
 
   for (guint i = 0; i < holds->len; i++) {
     const HmmvHeldDram *hold = &g_array_index(holds, HmmvHeldDram, i);
+    g_autofree char *pid = hold->pid > 0 ? g_strdup_printf("/%d", hold->pid) : g_strdup("");
 
-    g_string_append_printf(text, "%s%s:%" G_GUINT64_FORMAT ":%s", i > 0 ? "," : "", hold->name,
-                           hold->dram_pages, hold->in_core ? "in" : "out");
+    g_string_append_printf(text, "%s%s%s:%" G_GUINT64_FORMAT ":%s", i > 0 ? "," : "",
+                           hold->name, pid, hold->dram_pages, hold->in_core ? "in" : "out");
     sum += hold->dram_pages;
   }
   ck_assert_uint_eq(sum, hmmv_core_get_held_dram_pages(core));
+  ck_assert_uint_le(sum, usage.held_outside_pages);
   return g_string_free(g_steal_pointer(&text), FALSE);
 }
 
@@ -399,7 +403,7 @@ START_TEST(test_hold_keyed_by_pid)
   g_autoptr(GError) error = NULL;
   HmmvTestCore bed;
   HmmvPoolUsage usage;
-  HmmvVm *stranger, *back, *other;
+  HmmvVm *stranger, *back, *other, *again;
   guint64 held, held_other;
   g_autofree char *expect = NULL;
 
@@ -434,10 +438,11 @@ START_TEST(test_hold_keyed_by_pid)
   printf("# vm0 pid %d held %" G_GUINT64_FORMAT " pages while vm0 pid %d ran 4 intervals "
          "with %" G_GUINT64_FORMAT " on DRAM\n", PID_A, held, PID_B,
          hmmv_vm_get_dram_pages(stranger));
-  expect = g_strdup_printf("vm0:%" G_GUINT64_FORMAT ":out", held);   /* its QEMU is not back */
+  expect = g_strdup_printf("vm0/%d:%" G_GUINT64_FORMAT ":out", PID_A, held);   /* not back */
   assert_holds(bed.core, expect);
-  /* it leaves with a hold too: two holds under one name, one listed entry (status and
-   * metrics show one row per name), each released by its own pid */
+  /* it leaves with a hold too: two holds under one name, listed one entry each with its pid
+   * (merged, they were one "in" entry once either QEMU was back: review 19, finding 4), each
+   * released by its own pid */
   held_other = hmmv_vm_get_dram_pages(stranger);
   ck_assert_uint_gt(held_other, 0);
   ck_assert(hmmv_core_hold_dram(bed.core, "vm0", &error));
@@ -445,16 +450,27 @@ START_TEST(test_hold_keyed_by_pid)
   ck_assert(hmmv_core_remove_vm(bed.core, "vm0", &error));
   ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held + held_other);
   g_free(expect);
-  expect = g_strdup_printf("vm0:%" G_GUINT64_FORMAT ":out", held + held_other);
+  expect = g_strdup_printf("vm0/%d:%" G_GUINT64_FORMAT ":out,vm0/%d:%" G_GUINT64_FORMAT ":out",
+                           PID_A, held, PID_B, held_other);
   assert_holds(bed.core, expect);
+  /* PID_B's QEMU back, its placement not read yet: only its own hold is being read */
+  again = hmmv_test_vm_new("vm0", NR);
+  hmmv_vm_set_pid(again, PID_B);
+  hmmv_test_core_add(&bed, again);   /* trackers[3] */
+  g_free(expect);
+  expect = g_strdup_printf("vm0/%d:%" G_GUINT64_FORMAT ":out,vm0/%d:%" G_GUINT64_FORMAT ":in",
+                           PID_A, held, PID_B, held_other);
+  assert_holds(bed.core, expect);
+  hmmv_sim_mover_forget_vm(bed.mover, again);
+  ck_assert(hmmv_core_remove_vm(bed.core, "vm0", &error));   /* unmarked: drops its hold */
   hmmv_core_release_dram(bed.core, "vm0", PID_B);
   ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
 
   /* a third QEMU under the name comes and goes unmarked, and is released: vm0's hold stays */
   other = hmmv_test_vm_new("vm0", NR);
   hmmv_vm_set_pid(other, PID_C);
-  hmmv_test_core_add(&bed, other);   /* trackers[3] */
-  hmmv_test_core_write(&bed, 3, 0, HELD / 4);
+  hmmv_test_core_add(&bed, other);   /* trackers[4] */
+  hmmv_test_core_write(&bed, 4, 0, HELD / 4);
   write_vm1(&bed);
   (void)run(&bed, &report, 0);
   ck_assert_uint_eq(hmmv_core_get_held_dram_pages(bed.core), held);
@@ -467,9 +483,9 @@ START_TEST(test_hold_keyed_by_pid)
   /* vm0's own QEMU back: once its placement is read, the hold ends */
   back = hmmv_test_vm_new("vm0", NR);
   hmmv_vm_set_pid(back, PID_A);
-  hmmv_test_core_add(&bed, back);   /* trackers[4] */
+  hmmv_test_core_add(&bed, back);   /* trackers[5] */
   for (guint i = 0; i < 4; i++) {
-    hmmv_test_core_write(&bed, 4, 0, HELD);
+    hmmv_test_core_write(&bed, 5, 0, HELD);
     write_vm1(&bed);
     (void)run(&bed, &report, 0);
   }

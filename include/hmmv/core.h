@@ -279,6 +279,7 @@ guint64 hmmv_core_get_held_dram_pages(HmmvCore *core);
 /* One hold, as hmmv_core_list_held_dram gives it. */
 typedef struct {
   char *name;               /* the VM's */
+  int pid;                  /* its QEMU's when it left the core, <= 0 unknown */
   guint64 dram_pages;       /* DRAM it keeps counted beyond what its VM (that name and QEMU)
                                counts itself (as of the last interval) */
   gboolean in_core;         /* its VM (that name and QEMU) is back in the core, its placement
@@ -286,10 +287,12 @@ typedef struct {
                                again */
 } HmmvHeldDram;
 /* Every hold now, in the order they were made (a GArray of HmmvHeldDram, which frees their
- * names), one entry per VM name (holds of two QEMUs under one name summed, in_core if either
- * QEMU is back); their dram_pages sum to hmmv_core_get_held_dram_pages(). Safe while an
+ * names), one entry per hold: two QEMUs' holds under one name are two entries, each with its
+ * pid and state; their dram_pages sum to hmmv_core_get_held_dram_pages(). usage, when not
+ * NULL, is filled as by hmmv_core_get_pool_usage(core, NULL, NULL, usage) under the same
+ * lock, so the holds are the part of its held_outside_pages they say they are. Safe while an
  * interval runs (status, metrics). */
-GArray *hmmv_core_list_held_dram(HmmvCore *core);
+GArray *hmmv_core_list_held_dram(HmmvCore *core, HmmvPoolUsage *usage);
 /* The VM's quota from the next interval on (hmmv_vm_set_quota, but safe while an interval
  * runs; the pool usage sees it at once). */
 gboolean hmmv_core_set_quota(HmmvCore *core, const char *name, const HmmvQuota *quota,
