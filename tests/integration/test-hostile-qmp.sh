@@ -229,14 +229,25 @@ wait_for 120 "repeat's new QEMU managed and harvested" managed_again &&
 # are >= 2 by now), seen as gone during the wait; a new QEMU on its socket managed
 rbreaks() { grep -c "vm rehang: its QMP connection failed" "$WORK/hmmvd.log"; }
 wait_for 120 "rehang broke 2 times in a row" eval '(($(rbreaks) >= 2))'
-# found gone by the harvest, out of the core: its DRAM still counted (status: the holds'
-# held-dram-pages, part of held-outside-pages)
-held_pages() { ctl --json status 2>/dev/null | python3 -c 'import json,sys; s = json.load(sys.stdin); print(s["held-dram-pages"], s["held-outside-pages"])'; }
-rheld() { [[ $(field rehang in-core) != True ]] && read -r held outside < <(held_pages) && [[ $held =~ ^[1-9] && $outside -ge $held ]]; }
-held=0 outside=0
+# found gone by the harvest, out of the core: its DRAM still counted (status: rehang's own
+# entry in "holds", that QEMU's pid, not the pool's total another VM's hold could make;
+# the holds' held-dram-pages is part of held-outside-pages, one snapshot)
+held_pages() {
+  ctl --json status 2>/dev/null | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+own = [h for h in s["holds"] if h["name"] == "rehang" and h["pid"] == int(sys.argv[1])]
+print(own[0]["dram-pages"] if own else "none", len(own), s["held-dram-pages"], s["held-outside-pages"])' "$1"
+}
+rheld() {
+  [[ $(field rehang in-core) != True ]] &&
+    read -r held entries total outside < <(held_pages "${FAKE_PID[rehang]}") &&
+    [[ $held =~ ^[1-9] && $entries == 1 && $total -ge $held && $outside -ge $total ]]
+}
+held=0 entries=0 total=0 outside=0
 wait_for 60 "rehang's DRAM held while it is out of the core" rheld &&
-  ok "rehang out of the core: held-dram-pages $held, held-outside-pages $outside"
-grep -q "vm rehang: QEMU pid ${FAKE_PID[rehang]} may still run: its DRAM stays counted" "$WORK/hmmvd.log" &&
+  ok "rehang out of the core: its hold (pid ${FAKE_PID[rehang]}) $held pages; held-dram-pages $total, held-outside-pages $outside"
+grep -q "vm rehang: its QMP connection closed .*; QEMU pid ${FAKE_PID[rehang]} may still run: its DRAM stays counted" "$WORK/hmmvd.log" &&
   ok "rehang found gone by the harvest, its DRAM held" ||
   fail "rehang: no hold when the harvest found it gone"
 n=$(rbreaks)
@@ -248,9 +259,9 @@ echo "# rehang: killed after break $((n + 1)): $(grep -oE "vm rehang: its QMP co
   "$WORK/hmmvd.log" | tail -n 1 | grep -oE "[0-9.]+ s$")"
 rgone() { grep -q "vm rehang: QEMU pid $old_pid is gone; waiting for it" "$WORK/hmmvd.log"; }
 wait_for 60 "rehang's QEMU exit seen during its backoff wait" rgone
-read -r held outside < <(held_pages)
-[[ $held == 0 ]] && ok "rehang's hold ended with its QEMU" ||
-  fail "rehang's QEMU is gone, yet held-dram-pages $held"
+read -r held entries total outside < <(held_pages "$old_pid")
+[[ $held == none && $entries == 0 ]] && ok "rehang's hold ended with its QEMU" ||
+  fail "rehang's QEMU (pid $old_pid) is gone, yet its hold is listed: $held pages"
 python3 "$HERE/fake-hmmv-qemu.py" "$WORK/rehang.qmp" "$WORK/rehang-again.log" none 8 &
 FAKE_PID[rehang]=$!
 rmanaged() { [[ $(field rehang pid) == "${FAKE_PID[rehang]}" ]] && harvested rehang; }
