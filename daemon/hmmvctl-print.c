@@ -241,6 +241,8 @@ print_vm_notes(GString *out, JsonObject *vm)
   const char *name = json_object_get_string_member_with_default(vm, "name", "?");
   const char *status = json_object_get_string_member_with_default(vm, "status", "?");
   const char *quota_error = json_object_get_string_member_with_default(vm, "quota-error", NULL);
+  const char *quota_pending =
+    json_object_get_string_member_with_default(vm, "quota-pending", NULL);
   const char *last_error = json_object_get_string_member_with_default(vm, "last-error", NULL);
 
   if (g_strcmp0(status, "managed") != 0)
@@ -249,6 +251,8 @@ print_vm_notes(GString *out, JsonObject *vm)
 
   if (quota_error != NULL)
     put(out, "  %s: quota rejected (the last good one stays): %s\n", name, quota_error);
+  if (quota_pending != NULL)
+    put(out, "  %s: quota from set-quota not applied yet: %s\n", name, quota_pending);
   if (exclude != NULL && JSON_NODE_HOLDS_ARRAY(exclude) &&
       json_array_get_length(json_node_get_array(exclude)) > 0) {
     JsonArray *names = json_node_get_array(exclude);

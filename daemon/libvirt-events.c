@@ -76,6 +76,8 @@ forward_dispatch(gpointer data)
     hmmvd_libvirt_remove_domain(lv, fw->name, why);
     return G_SOURCE_REMOVE;
   }
+  if (fw->kind == FORWARD_LIFECYCLE && fw->event == VIR_DOMAIN_EVENT_RESUMED)
+    hmmvd_libvirt_writes_wake(lv, fw->name);    /* a dump or a save that paused it is over */
   if (fw->kind == FORWARD_LIFECYCLE && fw->event == VIR_DOMAIN_EVENT_STARTED)
     hmmvd_libvirt_ask(lv, LV_ASK_STARTED, fw->name, fw->uuid);
   else if (fw->kind == FORWARD_METADATA)

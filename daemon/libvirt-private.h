@@ -34,6 +34,12 @@ G_BEGIN_DECLS
  * held by a QMP exchange, a snapshot, a dump) gets this many deadlines (45 s): one domain's
  * slowness never makes hmmvd give a healthy connection up. */
 #define LIBVIRT_JOB_CALL_FACTOR 3
+/* A set-quota write libvirtd refused for the domain's job (it waited its 30 s for it) is not
+ * tried again before this, doubled for each refusal in a row up to the most (libvirt-writes.c):
+ * a job libvirt's control info does not show (a dump, a save, a migration) can hold the
+ * domain for minutes, and each try holds hmmvd's calls thread 30 s. */
+#define LIBVIRT_JOB_BACKOFF_MS 30000
+#define LIBVIRT_JOB_BACKOFF_MAX_MS 240000
 
 /* What the calls thread learnt of one domain, for the main thread. */
 typedef struct {
@@ -111,6 +117,12 @@ struct _HmmvdLibvirt {
   GHashTable *writes;           /* name -> pending write: set-quotas not done yet (main) */
   GHashTable *meta_seen;        /* name -> hmmv element last seen in libvirt, "" none (main) */
   guint write_serial;
+  guint write_ticks;            /* retry_dropped's ticks (every reconnect_ms): the clock of
+                                 * the writes' backoff */
+  guint job_backoff_ms;         /* LIBVIRT_JOB_BACKOFF_MS (tests set less) */
+  guint job_backoff_max_ms;     /* LIBVIRT_JOB_BACKOFF_MAX_MS (tests set less) */
+  guint write_poll_source;      /* pushes the writes again soon: one waits for a QMP exchange
+                                 * within its deadline */
   guint check_source;           /* retries dropped domains, abandons overdue calls */
   GSourceFunc sync_done;        /* the interval waiting for the domains' hmmv-sync */
   gpointer sync_data;
@@ -124,7 +136,9 @@ struct _HmmvdLibvirt {
   guint call_deadline_ms;       /* main: LIBVIRT_CALL_DEADLINE_MS (tests set less) */
   gint64 (*clock)(void);        /* under lock: g_get_monotonic_time (tests: their own) */
   void (*step_hook)(HmmvdLibvirt *lv);  /* under lock: NULL (tests: a step's cost) */
-  int write_fault;              /* under lock: 0 (tests: the next write's refusal, a code) */
+  int write_fault;              /* under lock: 0 (tests: the next writes' refusal, a code) */
+  guint write_faults;           /* under lock: how many writes more fail with write_fault */
+  guint write_tries;            /* under lock: writes tried (SetMetadata, or its test fault) */
   gboolean stopping;            /* hmmvd stops: nothing more goes back to the main thread */
   GCond drained;
   gboolean disconnected;        /* the last disconnect ran (for hmmvd_libvirt_free) */
@@ -164,6 +178,11 @@ void hmmvd_libvirt_set_call_clock(HmmvdLibvirt *lv, gint64 (*clock)(void),
 /* For tests: the next set-quota write is not made but fails as libvirtd refusing it with
  * libvirt error code (VIR_ERR_OPERATION_TIMEOUT: the domain's job not taken in its 30 s). */
 void hmmvd_libvirt_fail_next_write(HmmvdLibvirt *lv, int code);
+/* For tests: the next n writes fail so (0: none more); writes tried so far. */
+void hmmvd_libvirt_fail_writes(HmmvdLibvirt *lv, int code, guint n);
+guint hmmvd_libvirt_writes_tried(HmmvdLibvirt *lv);
+/* For tests: a write refused for the domain's job waits first_ms, doubled up to max_ms. */
+void hmmvd_libvirt_set_job_backoff(HmmvdLibvirt *lv, guint first_ms, guint max_ms);
 
 /* Calls (run on the calls thread). */
 void hmmvd_libvirt_run_connect(HmmvdLibvirt *lv, LvCall *call, virConnectPtr conn);
@@ -181,6 +200,11 @@ void hmmvd_libvirt_writes_seen(HmmvdLibvirt *lv, const char *name, const char *m
 gboolean hmmvd_libvirt_write_quota(const char *name, const HmmvQuota *quota,
                                    gpointer user_data, GError **error);
 void hmmvd_libvirt_writes_push(HmmvdLibvirt *lv);
+/* retry_dropped's tick: the backoff's clock (then the writes pushed). */
+void hmmvd_libvirt_writes_tick(HmmvdLibvirt *lv);
+/* A lifecycle event of the domain (a dump or a save that paused it ended, ...): a write
+ * waiting out its backoff is tried at the next push. */
+void hmmvd_libvirt_writes_wake(HmmvdLibvirt *lv, const char *name);
 void hmmvd_libvirt_writes_stop(HmmvdLibvirt *lv);
 
 /* An event forwarded to the main thread. */

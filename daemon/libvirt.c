@@ -568,8 +568,8 @@ retry_dropped(gpointer data)
       hmmvd_libvirt_ask(lv, LV_ASK_RETRY, info->name, NULL);
   }
   /* those that waited for their QEMU are pushed when a sync round is over (sync_done); this
-   * is for domains that get no hmmv-sync (starting, dropped) */
-  hmmvd_libvirt_writes_push(lv);
+   * is for domains that get no hmmv-sync (starting, dropped), and the backoff's clock */
+  hmmvd_libvirt_writes_tick(lv);
   return G_SOURCE_CONTINUE;
 }
 
@@ -667,6 +667,8 @@ hmmvd_libvirt_new(HmmvdVms *vms, const HmmvdConfig *config, const HmmvTopology *
   hmmvd_libvirt_writes_init(lv);
   lv->memory = hmmvd_metadata_memory_new();
   lv->call_deadline_ms = LIBVIRT_CALL_DEADLINE_MS;
+  lv->job_backoff_ms = LIBVIRT_JOB_BACKOFF_MS;
+  lv->job_backoff_max_ms = LIBVIRT_JOB_BACKOFF_MAX_MS;
   hmmvd_libvirt_calls_start(lv);
   hmmvd_vms_set_quota_writer(vms, hmmvd_libvirt_write_quota, lv);
   hmmvd_vms_set_restart_func(vms, HMMVD_SOURCE_LIBVIRT, restart_domain, lv);

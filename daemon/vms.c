@@ -36,6 +36,7 @@ hmmvd_vm_entry_free(gpointer data)
   g_free(entry->info.name);
   g_free(entry->info.uuid);
   g_free(entry->info.quota_error);
+  g_free(entry->info.quota_pending);
   g_strfreev(entry->info.exclude);
   g_free(entry->info.status);
   g_free(entry->info.last_error);

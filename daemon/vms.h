@@ -26,6 +26,8 @@ typedef struct {
   char *uuid;                   /* libvirt only */
   HmmvQuota quota;              /* last good quota */
   char *quota_error;            /* last rejected metadata, NULL when fine */
+  char *quota_pending;          /* a set-quota not written to libvirt yet, and why (libvirt
+                                   source: libvirt-writes.c); NULL when none waits */
   char **exclude;               /* memory backends / RAM blocks hmmv leaves alone (libvirt
                                    metadata, hmmvd.conf [vm NAME]): not tracked, moved or
                                    counted; NULL or empty: none */

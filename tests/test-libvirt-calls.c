@@ -501,7 +501,8 @@ START_TEST(test_write_waits_while_job_taken)
   write_bed_init(&wb);
   ck_assert_int_eq(virDomainSetTime(wb.dom, 10000 + 7000, 0, 0), 0);   /* OCCUPIED, 7 s */
   request_max_mib(&wb, 3);
-  /* tried at least 5 times (a call each), counted, never made */
+  /* 5 calls more (the write's deferred attempts among them, and retry_dropped's asks about
+   * the dropped test domain), and never made */
   c.lv = wb.lv;
   c.dom = wb.dom;
   c.until = calls_begun(wb.lv) + 5;
@@ -540,6 +541,7 @@ START_TEST(test_write_refused_for_job_is_kept)
   WriteBed wb;
 
   write_bed_init(&wb);
+  hmmvd_libvirt_set_job_backoff(wb.lv, 100, 800);       /* tried again a tick later */
   hmmvd_libvirt_fail_next_write(wb.lv, VIR_ERR_OPERATION_TIMEOUT);
   request_max_mib(&wb, 3);
   ck_assert(spin_until(applied_or_refused, wb.bed.vms));
@@ -555,6 +557,69 @@ START_TEST(test_write_refused_for_job_is_kept)
   ck_assert(spin_until(has_quota_error, wb.bed.vms));
   ck_assert(spin_until(no_write_pending, wb.lv));
   ck_assert(meta_has_max(wb.dom, 3));
+  write_bed_clear(&wb);
+}
+END_TEST
+
+static const char *
+quota_pending_of(HmmvdVms *vms)
+{
+  HmmvdVmInfo *info = hmmvd_vms_lookup(vms, DOMAIN);
+
+  return info != NULL ? info->quota_pending : NULL;
+}
+
+typedef struct {
+  HmmvdLibvirt *lv;
+  guint until;
+} TicksUntil;
+
+static gboolean
+ticks_reached(gpointer data)
+{
+  TicksUntil *t = data;
+
+  return t->lv->write_ticks >= t->until;
+}
+
+#define BACKOFF_TICKS 60
+
+/* libvirtd refuses the write for the domain's job again and again (an async job such as a
+ * dump or a migration holds it, which libvirt's control info does not show; each refusal cost
+ * hmmvd's calls thread libvirtd's 30 s): tried again after a backoff doubled for each refusal
+ * (here 4 retry ticks, then 8, 16, 32), not at every push: at most 5 tries over 60 ticks,
+ * where it was tried at every tick (60). The VM's quota-pending says it waits, no
+ * quota-error; written once the job is free. */
+START_TEST(test_write_refused_for_job_backs_off)
+{
+  WriteBed wb;
+  TicksUntil t;
+  guint tried;
+
+  write_bed_init(&wb);
+  hmmvd_libvirt_set_job_backoff(wb.lv, 4 * 100, 32 * 100);   /* reconnect_ms 100: ticks */
+  hmmvd_libvirt_fail_writes(wb.lv, VIR_ERR_OPERATION_TIMEOUT, 1000);
+  tried = hmmvd_libvirt_writes_tried(wb.lv);
+  t.lv = wb.lv;
+  t.until = wb.lv->write_ticks + BACKOFF_TICKS;
+  request_max_mib(&wb, 3);
+  ck_assert(spin_until(ticks_reached, &t));
+  tried = hmmvd_libvirt_writes_tried(wb.lv) - tried;
+  ck_assert_msg(tried >= 2 && tried <= 5, "%u tries of the write over %u retry ticks", tried,
+                BACKOFF_TICKS);
+  ck_assert(!meta_has_max(wb.dom, 3));
+  ck_assert(!no_write_pending(wb.lv));
+  ck_assert_msg(quota_error_of(wb.bed.vms) == NULL, "%s", quota_error_of(wb.bed.vms));
+  ck_assert_msg(quota_pending_of(wb.bed.vms) != NULL &&
+                strstr(quota_pending_of(wb.bed.vms), "job on the domain is taken") != NULL,
+                "quota-pending: %s", quota_pending_of(wb.bed.vms));
+  /* the job free: written at its next try (at most 32 ticks on), and applied */
+  hmmvd_libvirt_fail_writes(wb.lv, 0, 0);
+  ck_assert(spin_until(no_write_pending, wb.lv));
+  ck_assert(meta_has_max(wb.dom, 3));
+  ck_assert(spin_until(quota_applied, wb.bed.vms));
+  ck_assert_msg(quota_pending_of(wb.bed.vms) == NULL, "%s", quota_pending_of(wb.bed.vms));
+  ck_assert_msg(quota_error_of(wb.bed.vms) == NULL, "%s", quota_error_of(wb.bed.vms));
   write_bed_clear(&wb);
 }
 END_TEST
@@ -786,6 +851,7 @@ libvirt_calls_suite(void)
   tcase_add_test(tc, test_late_write_never_overwrites_newer);
   tcase_add_test(tc, test_write_waits_while_job_taken);
   tcase_add_test(tc, test_write_refused_for_job_is_kept);
+  tcase_add_test(tc, test_write_refused_for_job_backs_off);
   tcase_add_test(tc, test_slow_discovery_completes_step_by_step);
   suite_add_tcase(suite, tc);
   return suite;
