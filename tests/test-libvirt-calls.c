@@ -388,7 +388,7 @@ typedef struct {
 } WriteBed;
 
 static void
-write_bed_init(WriteBed *wb)
+write_bed_init_every(WriteBed *wb, guint reconnect_ms)
 {
   g_autofree char *pid_text = g_strdup_printf("%d\n", (int)getpid());
   g_autofree char *xml = NULL;
@@ -403,7 +403,7 @@ write_bed_init(WriteBed *wb)
   wb->bed.config.libvirt_uri = g_strdup(TEST_URI);
   g_free(wb->bed.config.libvirt_run_dir);
   wb->bed.config.libvirt_run_dir = g_strdup(wb->run_dir);
-  wb->bed.config.reconnect_ms = 100;
+  wb->bed.config.reconnect_ms = reconnect_ms;
   wb->peer = virConnectOpen(TEST_URI);
   ck_assert_ptr_nonnull(wb->peer);
   xml = g_strdup_printf("<domain type='test'><name>" DOMAIN "</name><uuid>" DOMAIN_UUID
@@ -415,6 +415,12 @@ write_bed_init(WriteBed *wb)
   ck_assert_msg(wb->lv != NULL, "%s", error ? error->message : "");
   ck_assert(spin_until(is_connected, wb->lv));
   ck_assert(spin_until(is_listed, wb->bed.vms));
+}
+
+static void
+write_bed_init(WriteBed *wb)
+{
+  write_bed_init_every(wb, 100);
 }
 
 static void
@@ -620,6 +626,71 @@ START_TEST(test_write_refused_for_job_backs_off)
   ck_assert(spin_until(quota_applied, wb.bed.vms));
   ck_assert_msg(quota_pending_of(wb.bed.vms) == NULL, "%s", quota_pending_of(wb.bed.vms));
   ck_assert_msg(quota_error_of(wb.bed.vms) == NULL, "%s", quota_error_of(wb.bed.vms));
+  write_bed_clear(&wb);
+}
+END_TEST
+
+/* A QMP exchange of the test's with the domain (lv->qmp's runner): held on the gate. */
+static char *
+gated_exchange(const char *uuid, const char *command, gpointer data, GError **error)
+{
+  held_run(NULL, NULL, NULL);
+  return g_strdup("{\"return\": {}}");
+}
+
+typedef struct {
+  WriteBed *wb;
+  guint ticks;
+} WrittenOrTick;
+
+static gboolean
+written_or_tick(gpointer data)
+{
+  WrittenOrTick *w = data;
+
+  return meta_has_max(w->wb->dom, 3) || w->wb->lv->write_ticks != w->ticks;
+}
+
+/* A write that finds a QMP exchange with the domain under way, within its deadline, is made
+ * as soon as the exchange is answered, not at the next round's end or retry tick: a slow QEMU
+ * can be busy at every one of those, and the write then waited for ever (review 19c, finding
+ * 2). Here retry ticks come every 20 s and no sync round runs: the write must be made before
+ * any tick. Before, it waited for the tick. */
+START_TEST(test_write_made_once_exchange_answered)
+{
+  WriteBed wb;
+  WrittenOrTick w;
+  g_autoptr(GError) error = NULL;
+  HmmvQmp *qmp;
+  guint tried;
+
+  g_mutex_lock(&gate.lock);
+  gate.open = gate.entered = FALSE;
+  g_mutex_unlock(&gate.lock);
+  write_bed_init_every(&wb, 20000);
+  hmmvd_libvirt_qmp_set_runner(wb.lv->qmp, gated_exchange, NULL);
+  qmp = hmmvd_libvirt_qmp_transport_new(wb.lv->qmp, DOMAIN_UUID, DOMAIN, 1, &error);
+  ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
+  hmmv_qmp_post(qmp, "query-status", NULL);
+  while (!gate_entered())
+    g_main_context_iteration(NULL, FALSE);
+  ck_assert(hmmvd_libvirt_qmp_is_busy(wb.lv->qmp, DOMAIN_UUID));
+  tried = hmmvd_libvirt_writes_tried(wb.lv);
+  w.wb = &wb;
+  w.ticks = wb.lv->write_ticks;
+  request_max_mib(&wb, 3);
+  ck_assert_int_eq(hmmvd_libvirt_writes_tried(wb.lv), tried);   /* deferred: not made */
+  ck_assert(!meta_has_max(wb.dom, 3));
+  /* the exchange answered: written before any retry tick */
+  g_mutex_lock(&gate.lock);
+  gate.open = TRUE;
+  g_cond_broadcast(&gate.cond);
+  g_mutex_unlock(&gate.lock);
+  ck_assert(spin_until(written_or_tick, &w));
+  ck_assert_msg(meta_has_max(wb.dom, 3), "not written by the time of the next retry tick");
+  ck_assert_int_eq(wb.lv->write_ticks, w.ticks);
+  ck_assert(spin_until(no_write_pending, wb.lv));
+  hmmv_qmp_free(qmp);
   write_bed_clear(&wb);
 }
 END_TEST
@@ -852,6 +923,7 @@ libvirt_calls_suite(void)
   tcase_add_test(tc, test_write_waits_while_job_taken);
   tcase_add_test(tc, test_write_refused_for_job_is_kept);
   tcase_add_test(tc, test_write_refused_for_job_backs_off);
+  tcase_add_test(tc, test_write_made_once_exchange_answered);
   tcase_add_test(tc, test_slow_discovery_completes_step_by_step);
   suite_add_tcase(suite, tc);
   return suite;
