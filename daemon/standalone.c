@@ -243,7 +243,7 @@ start_run(GTask *task, gpointer source_object, gpointer task_data, GCancellable 
     start->socket_ino = st.st_ino;
   }
   start->qmp = hmmv_qmp_connect_unix_full(start->path, STANDALONE_QMP_TIMEOUT_MS, cancellable,
-                                          &error);
+                                          NULL, &error);
   if (start->qmp == NULL) {
     g_task_return_error(task, error);
     return;

@@ -626,12 +626,26 @@ static const struct hmmv_qmp_ops socket_qmp_ops = {
 HmmvQmp *
 hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error)
 {
-  return hmmv_qmp_connect_unix_full(path, timeout_ms, NULL, error);
+  return hmmv_qmp_connect_unix_full(path, timeout_ms, NULL, NULL, error);
+}
+
+/* SO_PEERCRED of a connected Unix socket: the pid of the process that created the listening
+ * socket (QEMU itself), known right after connect(), before the peer accepts; -1 unknown. */
+static int
+socket_peer_pid(GSocket *socket)
+{
+  g_autoptr(GCredentials) credentials = g_socket_get_credentials(socket, NULL);
+  pid_t pid;
+
+  if (credentials == NULL)
+    return -1;
+  pid = g_credentials_get_unix_pid(credentials, NULL);
+  return pid > 0 ? (int)pid : -1;
 }
 
 HmmvQmp *
 hmmv_qmp_connect_unix_full(const char *path, guint timeout_ms, GCancellable *cancellable,
-                           GError **error)
+                           HmmvQmpPeer *peer, GError **error)
 {
   g_autoptr(GSocketAddress) address = g_unix_socket_address_new(path);
   g_autoptr(GError) local_error = NULL;
@@ -639,7 +653,12 @@ hmmv_qmp_connect_unix_full(const char *path, guint timeout_ms, GCancellable *can
   g_autoptr(JsonNode) ret = NULL;
   g_autofree char *greeting = NULL;
   SocketQmp *sq = g_new0(SocketQmp, 1);
+  HmmvQmpPeer unused;
 
+  if (peer == NULL)
+    peer = &unused;
+  peer->pid = -1;
+  peer->greeted = FALSE;
   g_mutex_init(&sq->lock);
   sq->buffer = g_string_new(NULL);
   sq->path = g_strdup(path);
@@ -662,10 +681,12 @@ hmmv_qmp_connect_unix_full(const char *path, guint timeout_ms, GCancellable *can
                 "QMP %s: cannot connect: %s", path, local_error->message);
     return NULL;
   }
+  peer->pid = socket_peer_pid(sq->socket);
   exchange_begin(sq);   /* the greeting; qmp_capabilities is an exchange of its own */
   greeting = socket_read_line(sq, error);
   if (greeting == NULL)
     return NULL;
+  peer->greeted = TRUE;
   if (strstr(greeting, "\"QMP\"") == NULL) {
     g_set_error(error, HMMV_ERROR, HMMV_ERROR_PROTOCOL, "QMP %s: no QMP greeting", path);
     return NULL;
@@ -748,17 +769,7 @@ hmmv_qmp_get_late_replies(HmmvQmp *qmp)
 int
 hmmv_qmp_get_peer_pid(HmmvQmp *qmp)
 {
-  g_autoptr(GCredentials) credentials = NULL;
-  SocketQmp *sq;
-  pid_t pid;
-
   if (qmp == NULL || qmp->ops != &socket_qmp_ops)
     return -1;
-  sq = qmp->priv;
-  /* SO_PEERCRED: the pid of the process that created the listening socket, QEMU itself. */
-  credentials = g_socket_get_credentials(sq->socket, NULL);
-  if (credentials == NULL)
-    return -1;
-  pid = g_credentials_get_unix_pid(credentials, NULL);
-  return pid > 0 ? (int)pid : -1;
+  return socket_peer_pid(((SocketQmp *)qmp->priv)->socket);
 }

@@ -27,6 +27,8 @@ typedef enum {
   PEER_SILENT,      /* never answers after capabilities */
   PEER_FD,          /* expects getfd with an fd, reads 4 bytes from it */
   PEER_TRICKLE,     /* answers nothing, but sends an event every 50 ms */
+  PEER_MUTE,        /* listens, never accepts (a QEMU paused, or still in its init) */
+  PEER_CAPS_ERROR,  /* greets, answers qmp_capabilities with an error */
 } PeerMode;
 
 typedef struct {
@@ -85,6 +87,10 @@ peer_thread(gpointer data)
     return NULL;
   peer_send(sock, "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n");
   g_free(peer_read_line(sock, buf));
+  if (peer->mode == PEER_CAPS_ERROR) {
+    peer_send(sock, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"caps refused\"}}\r\n");
+    return NULL;
+  }
   peer_send(sock, "{\"return\": {}}\r\n");
   if (peer->mode == PEER_HANGUP)
     return NULL;
@@ -194,7 +200,8 @@ peer_start(PeerMode mode)
   ck_assert(peer->listener != NULL);
   ck_assert(g_socket_bind(peer->listener, address, TRUE, &error));
   ck_assert(g_socket_listen(peer->listener, &error));
-  peer->thread = g_thread_new("qmp-peer", peer_thread, peer);
+  if (mode != PEER_MUTE)
+    peer->thread = g_thread_new("qmp-peer", peer_thread, peer);
   return peer;
 }
 
@@ -204,7 +211,8 @@ peer_stop(Peer *peer)
 {
   gboolean got_fd;
 
-  g_thread_join(peer->thread);
+  if (peer->thread != NULL)
+    g_thread_join(peer->thread);
   got_fd = peer->got_fd && memcmp(peer->fd_payload, "hmmv", 4) == 0;
   g_object_unref(peer->listener);
   g_unlink(peer->path);
@@ -542,7 +550,8 @@ START_TEST(test_cancelled_exchange)
   Peer *peer = peer_start(PEER_TRICKLE);
   g_autoptr(GError) error = NULL;
   g_autoptr(GCancellable) cancellable = g_cancellable_new();
-  g_autoptr(HmmvQmp) qmp = hmmv_qmp_connect_unix_full(peer->path, 60000, cancellable, &error);
+  g_autoptr(HmmvQmp) qmp = hmmv_qmp_connect_unix_full(peer->path, 60000, cancellable, NULL,
+                                                           &error);
   GMainContext *context = g_main_context_new();
   GSource *source = g_timeout_source_new(200);
   GThread *thread;
@@ -595,6 +604,51 @@ START_TEST(test_connect_errors)
 }
 END_TEST
 
+/* What a connect learned of its peer, also when it failed (hmmvd's standalone backoff, review
+ * 19b, findings 1 and 2): a listener that never accepts (a QEMU paused, or still in its init)
+ * gives its pid at once but no greeting; one that greets and refuses qmp_capabilities gives
+ * both; with nobody listening, neither. */
+START_TEST(test_connect_peer)
+{
+  g_autoptr(GError) error = NULL;
+  HmmvQmpPeer info = { 0, TRUE };
+  Peer *peer = peer_start(PEER_MUTE);
+  g_autoptr(HmmvQmp) qmp = NULL;
+
+  ck_assert(hmmv_qmp_connect_unix_full(peer->path, 100, NULL, &info, &error) == NULL);
+  ck_assert_msg(g_error_matches(error, HMMV_ERROR, HMMV_ERROR_TIMED_OUT), "%s", error->message);
+  ck_assert_int_eq(info.pid, getpid());
+  ck_assert(!info.greeted);
+  peer_stop(peer);
+  g_clear_error(&error);
+
+  peer = peer_start(PEER_CAPS_ERROR);
+  info = (HmmvQmpPeer){ 0, FALSE };
+  ck_assert(hmmv_qmp_connect_unix_full(peer->path, CONNECT_MS, NULL, &info, &error) == NULL);
+  ck_assert_msg(error != NULL && strstr(error->message, "caps refused") != NULL, "%s",
+                error != NULL ? error->message : "");
+  ck_assert_int_eq(info.pid, getpid());
+  ck_assert(info.greeted);
+  peer_stop(peer);
+  g_clear_error(&error);
+
+  peer = peer_start(PEER_NORMAL);
+  info = (HmmvQmpPeer){ 0, FALSE };
+  qmp = hmmv_qmp_connect_unix_full(peer->path, CONNECT_MS, NULL, &info, &error);
+  ck_assert_msg(qmp != NULL, "%s", error != NULL ? error->message : "");
+  ck_assert_int_eq(info.pid, getpid());
+  ck_assert(info.greeted);
+  g_clear_pointer(&qmp, hmmv_qmp_free);
+  peer_stop(peer);
+
+  info = (HmmvQmpPeer){ 0, TRUE };
+  ck_assert(hmmv_qmp_connect_unix_full("/nonexistent/qmp.sock", 1000, NULL, &info,
+                                       &error) == NULL);
+  ck_assert_int_eq(info.pid, -1);
+  ck_assert(!info.greeted);
+}
+END_TEST
+
 static Suite *
 qmp_suite(void)
 {
@@ -613,6 +667,7 @@ qmp_suite(void)
   tcase_add_test(tc, test_cancelled_exchange);
   tcase_add_test(tc, test_send_fd);
   tcase_add_test(tc, test_connect_errors);
+  tcase_add_test(tc, test_connect_peer);
   suite_add_tcase(suite, tc);
   return suite;
 }

@@ -57,8 +57,17 @@ const char *hmmv_qmp_get_name(const HmmvQmp *qmp);
  * connection, leaves the transport broken (hmmv_qmp_is_broken): later exchanges fail at once
  * with the same error code. */
 HmmvQmp *hmmv_qmp_connect_unix(const char *path, guint timeout_ms, GError **error);
+/* What a connect learned of the peer, also when it failed (hmmv_qmp_connect_unix_full). */
+typedef struct {
+  int pid;            /* SO_PEERCRED right after connect(), which a listening socket gives
+                         before it accepts (a QEMU paused or still in its init): the listener's
+                         pid; -1 when connect() failed or the kernel does not say */
+  gboolean greeted;   /* a greeting line was read, QMP or not: the peer serves the socket */
+} HmmvQmpPeer;
+/* peer may be NULL. */
 HmmvQmp *hmmv_qmp_connect_unix_full(const char *path, guint timeout_ms,
-                                    GCancellable *cancellable, GError **error);
+                                    GCancellable *cancellable, HmmvQmpPeer *peer,
+                                    GError **error);
 /* Unix socket transport: replace the cancellable (NULL: none). Other transports: nothing. */
 void hmmv_qmp_set_cancellable(HmmvQmp *qmp, GCancellable *cancellable);
 /* Unix socket transport: the deadline of each later exchange (as timeout_ms of the connect).
