@@ -4,6 +4,7 @@
  */
 #include "standalone.h"
 #include "pid.h"
+#include "standalone-backoff.h"
 
 #include <string.h>
 #include <sys/stat.h>
@@ -18,12 +19,13 @@
 #define STANDALONE_START_DEADLINE_MS 10000
 /* A VM whose QMP connection broke while its QEMU lives is tried again reconnect-ms x 2^(n-1)
  * later for its n-th such break in a row (counted in checks, one every reconnect-ms), at most
- * this long, and so is one whose start-up failed (note_failed_start): a QEMU that breaks
- * every connection costs a start-up (a new region, the page arrays, the placement read again)
- * and a few log lines per try, not per reconnect-ms. */
-#define STANDALONE_BACKOFF_MAX_MS 60000
+ * HMMVD_BACKOFF_MAX_MS (standalone-backoff.h), and so is one whose start-up failed after its
+ * QEMU greeted (note_failed_start): a QEMU that breaks every connection costs a start-up (a
+ * new region, the page arrays, the placement read again) and a few log lines per try, not
+ * per reconnect-ms. */
+
 /* The streak of breaks ends once the VM was seen managed, not frozen, with a usable connection
- * at as many checks in a row as the longest wait (STANDALONE_BACKOFF_MAX_MS worth), and at
+ * at as many checks in a row as the longest wait (HMMVD_BACKOFF_MAX_MS worth), and at
  * least this many. A QEMU that breaks each connection after G good checks costs a start-up
  * every G + wait checks: were the streak to end sooner than the longest wait, one whose G is
  * just past the end would stay at the first wait for ever (with the end at 10 checks and
@@ -49,10 +51,13 @@ typedef struct {
                                    (hmmv_core_hold_dram here, or adopted from the table when
                                    the interval found the VM gone first), -1 none */
   int broken_pid;               /* QEMU of the last break, held or not, -1 none */
-  guint failed_streak;          /* start-ups in a row that failed with a QEMU serving */
-  int failed_pid;               /* the QEMU of the last such failure, -1 none or unknown */
-  dev_t failed_dev;             /* its socket file then (failed_ino 0: none) */
+  guint failed_streak;          /* start-ups in a row that failed after QEMU greeted */
+  int failed_pid;               /* the QEMU of the last such failure (the last known), -1
+                                   none or unknown */
+  dev_t failed_dev;             /* its socket file then (failed_ino 0: none); ctime too, as a
+                                   socket bound again at the path may get the same inode */
   ino_t failed_ino;
+  struct timespec failed_ctime;
 } StandaloneVm;
 
 /* One start-up, shared by the worker thread (read-only fields and the results) and the main
@@ -73,8 +78,10 @@ struct _StandaloneStart {
   HmmvTracker *tracker;
   int pid;
   guint64 excluded_bytes;
+  gboolean greeted;             /* QEMU's greeting was read (HmmvQmpPeer) */
   dev_t socket_dev;             /* the socket file just before connecting (ino 0: none) */
   ino_t socket_ino;
+  struct timespec socket_ctime;
 };
 
 struct _HmmvdStandalone {
@@ -146,14 +153,9 @@ hmmvd_standalone_parse_spec(const char *spec, char **name, char **path, GError *
 static gboolean
 note_failure(HmmvdStandalone *sa, StandaloneVm *entry, const char *message, gboolean backed_off)
 {
-  g_autofree char *reason = NULL;
+  g_autofree char *retry = hmmvd_backoff_retry_text(sa->config->reconnect_ms, backed_off);
+  g_autofree char *reason = g_strdup_printf("%s (%s)", message, retry);
 
-  if (backed_off)
-    reason = g_strdup_printf("%s (retrying after %u ms, the wait doubling with each failure in "
-                             "a row, at most %u s)", message, MAX(sa->config->reconnect_ms, 100),
-                             STANDALONE_BACKOFF_MAX_MS / 1000);
-  else
-    reason = g_strdup_printf("%s (retrying every %u ms)", message, sa->config->reconnect_ms);
   if (g_strcmp0(entry->last_failure, reason) == 0 &&
       hmmvd_vms_lookup(sa->vms, entry->name) != NULL)
     return FALSE;
@@ -175,19 +177,32 @@ release_held(HmmvdStandalone *sa, StandaloneVm *entry)
   entry->held_pid = -1;
 }
 
-/* The checks (reconnect-ms each) of the longest wait, STANDALONE_BACKOFF_MAX_MS worth. */
+/* The checks (reconnect-ms each) of the longest wait, HMMVD_BACKOFF_MAX_MS worth. */
 static guint
 max_wait_checks(HmmvdStandalone *sa)
 {
-  return MAX(STANDALONE_BACKOFF_MAX_MS / MAX(sa->config->reconnect_ms, 100), 1);
+  return hmmvd_backoff_max_checks(sa->config->reconnect_ms);
 }
 
 /* The checks (reconnect-ms each) a VM waits after its n-th break, or failed start-up, in a
- * row: 1, 2, 4, ..., at most STANDALONE_BACKOFF_MAX_MS worth. */
+ * row: 1, 2, 4, ..., at most HMMVD_BACKOFF_MAX_MS worth. */
 static guint
 backoff_checks(HmmvdStandalone *sa, guint streak)
 {
-  return MIN(1u << MIN(streak - 1, 16u), max_wait_checks(sa));
+  return hmmvd_backoff_checks(sa->config->reconnect_ms, streak);
+}
+
+/* The socket file dev, ino, ctime is another one than at the last failed start-up (none
+ * known: no): QEMU unlinks and binds its path again when it starts, and the file system may
+ * hand the same inode number out again (ext4 does, at once), but not the same ctime (review
+ * 19b, F2). */
+static gboolean
+socket_other(const StandaloneVm *entry, dev_t dev, ino_t ino, const struct timespec *ctime)
+{
+  return entry->failed_ino != 0 &&
+         (ino != entry->failed_ino || dev != entry->failed_dev ||
+          ctime->tv_sec != entry->failed_ctime.tv_sec ||
+          ctime->tv_nsec != entry->failed_ctime.tv_nsec);
 }
 
 static void
@@ -198,35 +213,67 @@ end_failed_streak(StandaloneVm *entry)
   entry->failed_ino = 0;
 }
 
-/* A start-up failed. FALSE when nobody serves the socket (no such file, nobody listening, or
- * closed before the greeting: a QEMU not started yet, or exiting): the next check tries
- * again, as such a try costs a connect() and no more, so a VM started later is picked up
- * within reconnect-ms. Otherwise a QEMU is there and refused or failed the start-up (an error
- * reply, a missed deadline, what is not QMP): each such try costs a worker thread for up to
- * STANDALONE_START_DEADLINE_MS, a region and page arrays, and before it came every
+/* A start-up failed. FALSE when no greeting was read (no such file, nobody listening, no
+ * greeting within STANDALONE_QMP_TIMEOUT_MS, its listen queue full, closed before the
+ * greeting): a QEMU not started yet, still in its init (preallocating its memory) or
+ * stopped (SIGSTOP: it listens, the kernel queues the connection, nobody greets), its one
+ * monitor connection held by another client, or exiting. The next check tries again: such a
+ * try costs a connect() and at most STANDALONE_QMP_TIMEOUT_MS of one worker, one at a time,
+ * so a VM started or resumed later is picked up within reconnect-ms of its greeting (review
+ * 19b, F1: backed off, a QEMU that took a while to greet was managed up to 60 s late). The
+ * streak of failures is left as it is (a QEMU alternating refusals with silence does not end
+ * it), but ended when nobody listens.
+ * Otherwise QEMU greeted and then refused or failed the start-up (an error reply, what is not
+ * QMP, closed or missed the deadline after the greeting): each such try costs a worker thread
+ * for up to STANDALONE_START_DEADLINE_MS, a region and page arrays, and before it came every
  * reconnect-ms for ever. So the n-th failure in a row waits as the n-th break does
  * (reconnect-ms x 2^(n-1), at most 60 s). The streak ends when a start-up succeeds, when
- * nobody serves the socket, and (check_failed) when that QEMU exits or the socket file is
- * another one: a QEMU started again is tried at the next check. */
+ * nobody listens, and (check_failed) when that QEMU exits or the socket file is another one:
+ * a QEMU started again is tried at the next check. */
 static gboolean
 note_failed_start(HmmvdStandalone *sa, StandaloneVm *entry, const StandaloneStart *start,
                   const GError *error)
 {
-  if (start->qmp == NULL && !start->timed_out &&
-      g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE)) {
-    end_failed_streak(entry);
+  gboolean other_socket = socket_other(entry, start->socket_dev, start->socket_ino,
+                                       &start->socket_ctime);
+
+  if (!start->greeted) {
+    if (start->pid <= 0 && g_error_matches(error, HMMV_ERROR, HMMV_ERROR_GONE))
+      end_failed_streak(entry);   /* nobody listens: that QEMU is gone */
     return FALSE;
   }
   if ((start->pid > 0 && entry->failed_pid > 0 && start->pid != entry->failed_pid) ||
-      (entry->failed_ino != 0 && (start->socket_ino != entry->failed_ino ||
-                                  start->socket_dev != entry->failed_dev)))
+      other_socket) {
     entry->failed_streak = 0;   /* another QEMU: its first failure */
+    entry->failed_pid = -1;
+  }
   entry->failed_streak++;
-  entry->failed_pid = start->pid;
+  if (start->pid > 0)
+    entry->failed_pid = start->pid;   /* the last known: a failure without one keeps it */
   entry->failed_dev = start->socket_dev;
   entry->failed_ino = start->socket_ino;
+  entry->failed_ctime = start->socket_ctime;
   entry->wait_checks = backoff_checks(sa, entry->failed_streak);
   return TRUE;
+}
+
+/* Each failed start-up in a row after the first (the first is in the status) is logged while
+ * the wait grows, and once when it reached the longest: not a line a minute for a QEMU that
+ * refuses for ever (review 19b, F7). */
+static void
+note_failed_again(HmmvdStandalone *sa, StandaloneVm *entry, int pid)
+{
+  HmmvdBackoffNote note = hmmvd_backoff_note(sa->config->reconnect_ms, entry->failed_streak);
+  g_autofree char *qemu = NULL;
+
+  if (note == HMMVD_BACKOFF_QUIET)
+    return;
+  qemu = pid > 0 ? g_strdup_printf("QEMU pid %d", pid) : g_strdup("QEMU's pid unknown");
+  g_message("vm %s: start-up failed again (%u times in a row), %s: next try in %.1f s%s",
+            entry->name, entry->failed_streak, qemu,
+            entry->wait_checks * MAX(sa->config->reconnect_ms, 100) / 1000.0,
+            note == HMMVD_BACKOFF_AT_CAP ? "; the longest wait: further failures in a row are "
+                                           "not logged until one succeeds or QEMU changes" : "");
 }
 
 /* Worker thread: every QMP round trip of a start-up, each exchange under its deadline, all
@@ -236,19 +283,24 @@ start_run(GTask *task, gpointer source_object, gpointer task_data, GCancellable 
 {
   StandaloneStart *start = task_data;
   GError *error = NULL;
+  HmmvQmpPeer peer;
   struct stat st;
 
   if (stat(start->path, &st) == 0) {   /* before connecting: a socket bound later differs */
     start->socket_dev = st.st_dev;
     start->socket_ino = st.st_ino;
+    start->socket_ctime = st.st_ctim;
   }
+  /* QEMU's pid is known once connected, before it accepts or greets, also when the start-up
+   * fails: check_failed watches that QEMU (review 19b, F2) */
   start->qmp = hmmv_qmp_connect_unix_full(start->path, STANDALONE_QMP_TIMEOUT_MS, cancellable,
-                                          NULL, &error);
+                                          &peer, &error);
+  start->pid = peer.pid;
+  start->greeted = peer.greeted;
   if (start->qmp == NULL) {
     g_task_return_error(task, error);
     return;
   }
-  start->pid = hmmv_qmp_get_peer_pid(start->qmp);
   if (!hmmvd_vm_build_started(start->name, start->qmp, start->pid, 0, start->interval_ms,
                               (const char *const *)start->exclude, &start->excluded_bytes,
                               &start->vm, &start->tracker, &error)) {
@@ -320,14 +372,8 @@ start_done(GObject *source_object, GAsyncResult *result, gpointer user_data)
      * next one comes */
     backed_off = note_failed_start(sa, entry, start, local_error);
     note_failure(sa, entry, message != NULL ? message : local_error->message, backed_off);
-    if (backed_off && entry->failed_streak > 1) {
-      g_autofree char *qemu = start->pid > 0 ? g_strdup_printf("QEMU pid %d", start->pid)
-                                              : g_strdup("QEMU's pid unknown");
-
-      g_message("vm %s: start-up failed again (%u times in a row), %s: next try in %.1f s",
-                entry->name, entry->failed_streak, qemu,
-                entry->wait_checks * MAX(sa->config->reconnect_ms, 100) / 1000.0);
-    }
+    if (backed_off)
+      note_failed_again(sa, entry, start->pid);
     return;
   }
   end_failed_streak(entry);
@@ -506,8 +552,8 @@ check_failed(StandaloneVm *entry)
   if (entry->failed_streak == 0)
     return;
   socket_changed = entry->failed_ino != 0 &&
-                   (stat(entry->path, &st) != 0 || st.st_ino != entry->failed_ino ||
-                    st.st_dev != entry->failed_dev);
+                   (stat(entry->path, &st) != 0 ||
+                    socket_other(entry, st.st_dev, st.st_ino, &st.st_ctim));
   if (!socket_changed && (entry->failed_pid <= 0 || hmmvd_pid_alive(entry->failed_pid)))
     return;
   g_message("vm %s: after %u failed start-up(s) in a row, %s: tried again now", entry->name,

@@ -6,9 +6,10 @@
  * tried again, so a restarted QEMU is picked up by itself; so is a VM whose QMP connection
  * failed while its QEMU lives (QEMU closed it, or sent what is not QMP), frozen or not: removed
  * with a warning and connected again from scratch, its DRAM kept counted by the core
- * meanwhile; breaks in a row back off (reconnect_ms x 2^(n-1), at most 60 s), warned once,
- * and so do start-ups that fail while a QEMU serves the socket (a socket nobody serves is
- * tried every reconnect_ms: a VM started later is picked up within it).
+ * meanwhile; breaks in a row back off (reconnect_ms x 2^(n-1), at most 60 s:
+ * standalone-backoff.h), warned once, and so do start-ups that fail after QEMU greeted (one
+ * that read no greeting is tried every reconnect_ms: a VM started, or done with its init,
+ * later is picked up within it).
  */
 #pragma once
 

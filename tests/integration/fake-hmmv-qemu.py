@@ -24,6 +24,11 @@ its region:
             ATTACK_AT unused): "start refused on connection N (refuse) at T"
   slam      closes each connection before its greeting (nobody serves: hmmvd tries again at
             each check, so its connections count hmmvd's checks; ATTACK_AT unused)
+  capsfail  greets, then answers qmp_capabilities with an error (a start-up that fails after
+            the greeting; ATTACK_AT unused): "capabilities refused on connection N at T"
+
+With ATTACK_AT = "usr1", the attack comes at the first hmmv-sync after a SIGUSR1 (the test
+times it in hmmvd's checks), each signal once.
 
 With EVERY = "every", the hmmv-sync count starts over on each connection: the attack comes
 again on every connection (a QEMU that breaks each stream hmmvd opens).
@@ -36,9 +41,10 @@ command at a time and drops what it has not run when the monitor connection clos
 watch). Measured on the patched QEMU: of 3 commands written at once just before a close it ran
 the first at most, the others never, and sometimes none at all.
 
-What it did is appended to LOG_FILE, one line per event ("attack truncate: EPERM EPERM",
+What it did is appended to LOG_FILE, one line per event ("listening at T" once its socket
+listens, "attack truncate: EPERM EPERM",
 "connection 2 at T" (T: CLOCK_MONOTONIC in seconds, only to order the events of several
-fakes' logs), "started on connection 2", "stopped on connection 2 (export of connection 1)",
+fakes' logs), "started on connection 2 at T", "stopped on connection 2 (export of connection 1)",
 "closed on connection 1: 1 command(s) not run: hmmv-stop").
 
     fake-hmmv-qemu.py SOCKET LOG_FILE ATTACK [ATTACK_AT [EVERY]]
@@ -48,6 +54,7 @@ import json
 import mmap
 import os
 import select
+import signal
 import socket
 import struct
 import sys
@@ -82,6 +89,7 @@ class Fake:
         self.syncs = 0
         self.generation = 0
         self.connection = 0       # connections so far; the current one's number
+        self.poked = False        # ATTACK_AT usr1: a SIGUSR1 came, not yet acted on
         self.export_of = 0        # the connection whose hmmv-start made the active export
 
     def u64(self, off, value):
@@ -100,7 +108,7 @@ class Fake:
                          WORDS, 0, 0, 0)
         self.generation = 0
         self.export_of = self.connection
-        note(self.log, 'started on connection %d' % self.connection)
+        note(self.log, 'started on connection %d at %.6f' % (self.connection, time.monotonic()))
 
     def publish(self):
         r = self.region
@@ -156,6 +164,10 @@ class Fake:
     def command(self, msg):
         name = msg.get('execute')
         if name == 'qmp_capabilities':
+            if self.attack == 'capsfail':
+                note(self.log, 'capabilities refused on connection %d at %.6f'
+                     % (self.connection, time.monotonic()))
+                return None
             return {}
         if name == 'query-hmmv-ramblocks':
             return [{'name': 'pc.ram', 'host-address': ram_addr, 'used-length': RAM,
@@ -179,7 +191,8 @@ class Fake:
             if self.region is None:
                 return None
             self.syncs += 1
-            if self.syncs == self.attack_at:
+            if self.syncs == self.attack_at or self.poked:
+                self.poked = False
                 self.do_attack()
                 if self.attack == 'midpublish':
                     return {}
@@ -256,14 +269,18 @@ class Fake:
 
 def main():
     path, log, attack = sys.argv[1], sys.argv[2], sys.argv[3]
-    attack_at = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+    usr1 = len(sys.argv) > 4 and sys.argv[4] == 'usr1'
+    attack_at = -1 if usr1 else int(sys.argv[4]) if len(sys.argv) > 4 else 8
     every = len(sys.argv) > 5 and sys.argv[5] == 'every'
+    fake = Fake(log, attack, attack_at, every)
+    if usr1:              # before the socket appears: the test may signal once it is there
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(fake, 'poked', True))
     if os.path.exists(path):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(1)
-    fake = Fake(log, attack, attack_at, every)
+    note(log, 'listening at %.6f' % time.monotonic())
     while True:
         conn, _ = server.accept()
         fake.connection += 1

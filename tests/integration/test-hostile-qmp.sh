@@ -29,15 +29,30 @@
 # waiting the rest out (review 18b, F2: before, nothing looked at that QEMU until the wait
 # ended, up to 60 s, and no "gone" line came).
 #
-# Review 19, F7. A seventh, late, breaks every connection at its 75th hmmv-sync (~15 checks of
-# 1 s, just past the old end of a streak, 10 checks in a row managed): before, each break
-# ended a streak of 1 and the next wait was 1 s again, a start-up every ~16 s for ever (waits
-# 1, 1, 1, 1); now a streak ends only after the longest wait (60 checks), so its waits double
-# (1, 2, 4, 8). An eighth, refuse, answers every hmmv-start with an error: before, a start-up
-# every check for ever; now the n-th failed start-up in a row waits as the n-th break does,
-# the status says so, and a QEMU started again on its socket is tried at once. A ninth,
-# counter, closes each connection before its greeting (nobody serves: not backed off), so its
-# connections count hmmvd's checks: the other bounds are counted against them.
+# Review 19, F7. A seventh, late, breaks its connection 15 checks (counted by counter, below)
+# after each of its first 4 start-ups, past the old end of a streak (10 checks in a row
+# managed): before, each break ended a streak of 1 and the next wait was 1 s again, a start-up
+# every ~16 s for ever (waits 1, 1, 1, 1); now a streak ends only after the longest wait (60
+# checks), so its waits double (1, 2, 4, 8). The test tells it when to break (SIGUSR1), so its
+# connections last 15 checks however loaded the machine (review 19b, F3: a break at its 75th
+# hmmv-sync came after more than 60 checks when the intervals lag). An eighth, refuse, answers every hmmv-start with
+# an error: before, a start-up every check for ever; now the n-th failed start-up in a row
+# waits as the n-th break does, the status says so, and a QEMU started again on its socket is
+# tried at once. A ninth, counter, closes each connection before its greeting (nobody serves:
+# not backed off), so its connections count hmmvd's checks: the other bounds are counted
+# against them.
+#
+# Review 19b, F1. A tenth, paused, is SIGSTOPped while it listens, before hmmvd starts: a QEMU
+# still in its init (preallocating its memory, -S, paused) that accepts no connection and
+# sends no greeting yet. Before, each such failed start-up was backed off as a refusal, so once
+# it was resumed it waited up to 60 s (16 checks after 5 failures); now a start-up that read no
+# greeting is tried at every check: it is resumed after 5 failures in a row (or 20 checks), and
+# managed within 3 checks. F2. An eleventh, capsfail, greets and refuses qmp_capabilities (a
+# failure after the greeting: backed off). Killed after its 5th failure in a row (a wait of 16
+# checks), its exit is seen at the next check, and one started again on the same path is
+# managed within 4 checks. Before, such a failure left QEMU's pid unknown (read after the
+# handshake only), so only another inode at the path ended the wait, and ext4 often hands the
+# same one out again: the whole wait went by.
 # Counted, not timed: times are printed as figures.
 #
 #   test-hostile-qmp.sh HMMVD HMMVCTL
@@ -50,10 +65,12 @@ hostile_args "$@"
 
 WORK=$(mktemp -d /tmp/hmmv-qmpbreak.XXXXXX)
 declare -A FAKE_PID=()
-HMMVD_PID='' FAILED=0
+HMMVD_PID='' FAILED=0 LATE_DRIVER=
 cleanup() {
   [[ -n $HMMVD_PID ]] && kill -9 "$HMMVD_PID" 2>/dev/null && wait "$HMMVD_PID" 2>/dev/null
+  [[ -n $LATE_DRIVER ]] && kill "$LATE_DRIVER" 2>/dev/null && wait "$LATE_DRIVER" 2>/dev/null
   for vm in "${!FAKE_PID[@]}"; do
+    kill -CONT "${FAKE_PID[$vm]}" 2>/dev/null   # paused: a stopped process ignores SIGTERM
     kill "${FAKE_PID[$vm]}" 2>/dev/null && wait "${FAKE_PID[$vm]}" 2>/dev/null
   done
   rm -rf "$WORK"
@@ -63,14 +80,15 @@ trap cleanup EXIT
 BROKEN=(garbage hangup stallgarbage)
 START_NS=$(date +%s%N)
 qmp_args=()
-for vm in good "${BROKEN[@]}" repeat rehang late refuse counter; do
+for vm in good "${BROKEN[@]}" repeat rehang late refuse counter paused capsfail; do
   case $vm in
-    good) args=(none 8) ;;
+    good|paused) args=(none 8) ;;
     repeat) args=(garbage 2 every) ;;
     rehang) args=(hangup 2 every) ;;
-    late) args=(garbage 75 every) ;;
+    late) args=(garbage usr1) ;;
     refuse) args=(refuse) ;;
     counter) args=(slam) ;;
+    capsfail) args=(capsfail) ;;
     *) args=("$vm" 8) ;;
   esac
   python3 "$HERE/fake-hmmv-qemu.py" "$WORK/$vm.qmp" "$WORK/$vm.log" "${args[@]}" &
@@ -78,6 +96,9 @@ for vm in good "${BROKEN[@]}" repeat rehang late refuse counter; do
   qmp_args+=(--qmp "$vm=$WORK/$vm.qmp")
 done
 for vm in "${!FAKE_PID[@]}"; do wait_socket "$WORK/$vm.qmp" "fake QEMU $vm"; done
+# paused: stopped once it listens (its socket file is there from bind(), before listen())
+for _ in $(seq 100); do grep -q '^listening' "$WORK/paused.log" 2>/dev/null && break; sleep 0.1; done
+kill -STOP "${FAKE_PID[paused]}"
 
 cat > "$WORK/hmmvd.conf" <<CONF
 [memory]
@@ -94,6 +115,37 @@ HMMVD_PID=$!
 # counted from the logs: hmmvd's "managed:" lines and the fakes' connections
 times_managed() { grep -c "vm $1: managed:" "$WORK/hmmvd.log"; }
 connections() { grep -c '^connection' "$WORK/$1.log" 2>/dev/null; }
+# counter: nobody serves its socket, so hmmvd tries it at every check (not backed off): its
+# connections count hmmvd's checks (at most one a check; fewer when a try is still under way)
+checks() { connections counter; }
+
+# late: told to break (SIGUSR1: at its next hmmv-sync) 15 checks after each of its first 4
+# start-ups, in the background while the rest goes on (review 19b, F3)
+late_driver() {
+  local i k
+  for i in 1 2 3 4; do
+    until (($(grep -c '^started on connection' "$WORK/late.log") >= i)); do sleep 0.2; done
+    k=$(checks)
+    until (($(checks) >= k + 15)); do sleep 0.2; done
+    kill -USR1 "${FAKE_PID[late]}"
+    until (($(grep -c '^attack' "$WORK/late.log") >= i)); do sleep 0.2; done
+  done
+}
+late_driver &
+LATE_DRIVER=$!
+# mono: CLOCK_MONOTONIC now (the fakes stamp their lines with it); checks_between T0 T1: the
+# checks (counter's connections) stamped after T0 and before T1; started_at LOG: the stamp of
+# the fake's first export started (the last step of hmmvd's start-up), '' before
+mono() { python3 -c 'import time; print("%.6f" % time.monotonic())'; }
+checks_between() {
+  python3 - "$WORK/counter.log" "$1" "$2" <<'PY'
+import re, sys
+t0, t1 = float(sys.argv[2]), float(sys.argv[3])
+stamps = [float(m[1]) for m in (re.match(r'connection \d+ at ([0-9.]+)', l) for l in open(sys.argv[1])) if m]
+print(sum(t0 < t < t1 for t in stamps))
+PY
+}
+started_at() { grep -m1 -oE '^started on connection [0-9]+ at [0-9.]+' "$1" 2>/dev/null | grep -oE '[0-9.]+$'; }
 managed_once() { local v; for v in good "${BROKEN[@]}" repeat; do [[ $(times_managed "$v") -ge 1 ]] || return 1; done; }
 attacked() { grep -q "^attack" "$WORK/$1.log" 2>/dev/null; }
 all_attacked() { local v; for v in "${BROKEN[@]}"; do attacked "$v" || return 1; done; }
@@ -102,6 +154,47 @@ back() { [[ $(times_managed "$1") -ge 2 && $(connections "$1") -ge 2 ]] && harve
 all_back() { local v; for v in "${BROKEN[@]}"; do back "$v" || return 1; done; }
 
 wait_for 60 "hmmvd manages all four fake QEMUs" managed_once
+
+# paused (review 19b, F1): resumed after its 5th failed start-up in a row as hmmvd logs them
+# when backed off, or after 20 checks when they are not; managed within 3 checks
+k_start=$(checks)
+paused_long() { grep -q "vm paused: start-up failed again (5 times" "$WORK/hmmvd.log" || (($(checks) >= k_start + 20)); }
+wait_for 120 "paused failed 5 start-ups in a row, or 20 checks went by" paused_long
+pstatus=$(field paused status)
+echo "# paused: $(($(checks) - k_start)) checks while stopped; $(grep -c "vm paused: start-up failed again" "$WORK/hmmvd.log") 'failed again' lines; status: $pstatus"
+[[ $pstatus == *"(retrying every 1000 ms)" ]] &&
+  ok "paused: listening without a greeting is not backed off" ||
+  fail "paused: status while stopped '$pstatus'"
+t0=$(mono)
+kill -CONT "${FAKE_PID[paused]}"
+pstarted() { [[ -n $(started_at "$WORK/paused.log") ]]; }
+wait_for 120 "paused managed once resumed" pstarted
+n=$(checks_between "$t0" "$(started_at "$WORK/paused.log")")
+((n <= 3)) && ok "paused managed $n checks after it was resumed (at most 3)" ||
+  fail "paused managed $n checks after it was resumed (more than 3)"
+
+# capsfail (review 19b, F2): killed right after its 5th failure in a row (a wait of 16 checks
+# begins), its socket file left as it was: its exit is seen (its pid is known from the failed
+# start-ups; the file alone says nothing), and one started again on the same path is managed
+# within 4 checks of its socket
+cfifth() { grep -q "vm capsfail: start-up failed again (5 times" "$WORK/hmmvd.log"; }
+wait_for 120 "capsfail failed 5 start-ups in a row" cfifth
+grep "vm capsfail: start-up failed again" "$WORK/hmmvd.log" | sed 's/^.*vm capsfail/# capsfail/'
+old_pid=${FAKE_PID[capsfail]} ino0=$(stat -c %i "$WORK/capsfail.qmp")
+kill "$old_pid" && wait "$old_pid" 2>/dev/null
+unset 'FAKE_PID[capsfail]'
+cgone() { grep -q "vm capsfail: after 5 failed start-up(s) in a row, that QEMU is gone" "$WORK/hmmvd.log"; }
+wait_for 30 "capsfail's exit seen during its wait (its pid known)" cgone
+python3 "$HERE/fake-hmmv-qemu.py" "$WORK/capsfail.qmp" "$WORK/capsfail-again.log" none 8 &
+FAKE_PID[capsfail]=$!
+cstarted() { [[ -n $(started_at "$WORK/capsfail-again.log") ]]; }
+wait_for 120 "capsfail's new QEMU managed" cstarted
+t0=$(grep -m1 -oE '^listening at [0-9.]+' "$WORK/capsfail-again.log" | grep -oE '[0-9.]+$')
+n=$(checks_between "$t0" "$(started_at "$WORK/capsfail-again.log")")
+echo "# capsfail: socket inode $ino0 -> $(stat -c %i "$WORK/capsfail.qmp") (a figure: the inode may be the same)"
+((n <= 4)) && ok "capsfail's new QEMU managed $n checks after its socket listened (at most 4; the wait then: 16)" ||
+  fail "capsfail's new QEMU managed $n checks after its socket listened (more than 4)"
+wait_for 60 "capsfail's new QEMU harvested" harvested capsfail
 wait_for 60 "the three QMP streams broke" all_attacked
 wait_for 120 "the three VMs are managed again on a new connection, and harvested" all_back
 for vm in "${BROKEN[@]}"; do
@@ -267,9 +360,6 @@ FAKE_PID[rehang]=$!
 rmanaged() { [[ $(field rehang pid) == "${FAKE_PID[rehang]}" ]] && harvested rehang; }
 wait_for 120 "rehang's new QEMU managed and harvested" rmanaged
 
-# counter: nobody serves its socket, so hmmvd tries it at every check (not backed off): its
-# connections count hmmvd's checks (at most one a check; fewer when a try is still under way)
-checks() { connections counter; }
 # tries the doubling allows in N checks: at check 0, then after 1, 2, 4, ... (at most 60)
 doubling_tries() {
   python3 -c '
@@ -331,25 +421,29 @@ PY
 grep -m1 "vm refuse: not managed:" "$WORK/hmmvd.log" | grep -q "(retrying after 1000 ms, the wait doubling with each failure in a row, at most 60 s)" &&
   ok "refuse: status '$(grep -m1 "vm refuse: not managed:" "$WORK/hmmvd.log" | sed 's/.*not managed: //')'" ||
   fail "refuse: status $(grep -m1 "vm refuse: not managed:" "$WORK/hmmvd.log")"
-status=$(field counter status)
-[[ $status == *"(retrying every 1000 ms)" ]] && ok "counter: status '$status'" ||
-  fail "counter: status '$status'"
+# every status counter had said it is tried at each check (its "not managed" lines: a
+# starved try may say "timed out" instead of "closed", never backed off; review 19b, F4)
+cstatus=$(grep "vm counter: not managed:" "$WORK/hmmvd.log" | sed 's/.*not managed: //')
+[[ -n $cstatus ]] && ! grep -qv "(retrying every 1000 ms)$" <<< "$cstatus" &&
+  ok "counter: status '$(head -n 1 <<< "$cstatus")' ($(wc -l <<< "$cstatus") line(s))" ||
+  fail "counter: status $cstatus"
 
-# late: breaks after ~15 good checks each time; its streak goes on, the waits double
+# late: breaks 15 checks after each of its first 4 start-ups; its streak goes on, the waits
+# double
 lbreaks() { grep -c "vm late: its QMP connection failed" "$WORK/hmmvd.log"; }
 wait_for 600 "late broke 4 times" eval '(($(lbreaks) >= 4))'
 lwaits=$(grep -oE "vm late: its QMP connection failed .*(connecting again in|next try in) [0-9.]+ s" \
   "$WORK/hmmvd.log" | grep -oE "[0-9.]+ s$" | tr -d ' s' | tr '\n' ' ')
 conns=$(connections late) k_now=$(checks)
-echo "# late: $conns connections, $(lbreaks) breaks over $k_now checks (counter), $(grep -c '^attack' "$WORK/late.log") at its 75th hmmv-sync; waits (s): $lwaits"
+echo "# late: $conns connections, $(lbreaks) breaks over $k_now checks (counter), $(grep -c '^attack' "$WORK/late.log") when told; waits (s): $lwaits"
 python3 - "$lwaits" <<'PY' && ok "late: each break in a row doubled the wait" || fail "late: waits $lwaits"
 import sys
 waits = [float(w) for w in sys.argv[1].split()]
 sys.exit(not (len(waits) >= 4 and all(w == min(2.0 ** i, 60.0) for i, w in enumerate(waits))))
 PY
-grep -q "vm late: managed for" "$WORK/hmmvd.log" &&
-  fail "late: its streak ended: $(grep -m1 'vm late: managed for' "$WORK/hmmvd.log")" ||
-  ok "late: its streak never ended"
+# not between its 4 breaks (after the last it may, 60 checks on: nothing breaks it any more)
+ended=$(awk '/vm late: its QMP connection failed/ { b++ } /vm late: managed for/ && b < 4 { print; exit }' "$WORK/hmmvd.log")
+[[ -z $ended ]] && ok "late: its streak never ended between its breaks" || fail "late: its streak ended: $ended"
 [[ $conns -le $(($(lbreaks) + 1 + $(grep -c "vm late: not managed:" "$WORK/hmmvd.log"))) ]] &&
   ok "late: each of its $conns connections announced" || fail "late: $conns connections, $(lbreaks) breaks"
 
