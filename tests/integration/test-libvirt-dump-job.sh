@@ -12,14 +12,17 @@
 # libvirtd refuses SetMetadata after its 30 s job wait while it runs. Then `hmmvctl set-quota
 # A`. hmmvd must back off the refused write (30 s, 60 s, ...) instead of trying it again at
 # the next sync round: each try holds hmmvd's one libvirt calls thread 30 s. Checked: A's
-# quota-pending says it waits; over the 200 intervals (100 s at interval-ms=500) after the
-# first refusal at most 3 refusals in all (2 expected; before the backoff one every 30 s: 4-5,
-# review 19c's probe: 7 in 180 s, 30.1-30.2 s apart); B's `virsh metadata` made right after
+# quota-pending says it waits; after the 200 intervals (100 s at interval-ms=500) that follow
+# the first refusal, at most one refusal per 75 s of the run beyond the first (2 expected;
+# before the backoff one every 30 s: 4-5, review 19c's probe: 7 in 180 s, 30.1-30.2 s
+# apart); B's `virsh metadata` made right after
 # the first refusal applied within 10 intervals (before: ~22 s late, the next try holding the
 # calls thread); once the dump ends (its FIFO's reader gone), A's quota written and applied
 # with no quota-error, quota-pending gone.
 #
-# Nothing is timed: bounds are in intervals and counts; waits are liveness bounds only; times
+# Nothing of hmmvd's speed is timed: bounds are in intervals and counts, except the refusals,
+# which are bounded by the run's length because each is libvirtd's own 30 s job wait (a slow
+# machine makes the run longer and the bound looser); waits are liveness bounds only; times
 # are printed as figures. Every process is stopped by its pid, also on failure. Exit 0 pass,
 # 1 fail, 77 skip (with reason).
 set -euo pipefail
@@ -82,10 +85,16 @@ check "B's virsh metadata applied within 10 intervals while A's write backs off 
 window() { local n; n=$(intervals); ((n >= i1 + 200)); }
 wait_for 600 "200 intervals after the first refusal" window || exit 1
 n=$(refusals)
+e=$(( ($(date +%s%N) - t0) / 1000000000 ))
 log "refusals of A's write over the 200 intervals after the first: $n in all" \
-  "($(( ($(date +%s%N) - t0) / 1000000 )) ms after set-quota); quota-pending: $(pending)"
-check "A's write tried at most 3 times in all ($n) over the 200 intervals after its first refusal (4-5 without the backoff)" \
-  test "$n" -ge 1 -a "$n" -le 3
+  "(${e} s after set-quota); quota-pending: $(pending)"
+# Each refusal is libvirtd's 30 s job wait, a wall-clock mechanism: so the bound is set by the
+# time the test took, not by intervals (a loaded machine stretches 200 intervals, and more
+# tries fall in them). Without the backoff a try follows each refusal at once: a refusal every
+# ~30 s, n ~ e/30 (4-5 at ~130 s). With it (30, 60, 120 s waits) refusals come at ~30, 90, 180,
+# 330 s: n - 1 <= e/75 holds for them with room, and fails for one every 30 s from e ~ 90 s.
+check "A's write refused $n times in ${e} s: no more than once per 75 s after the first (about once per 30 s without the backoff)" \
+  test "$n" -ge 1 -a $((75 * (n - 1))) -le "$e"
 check "the backoff logged once ($(log_count "vm $A: the quota from set-quota was not written yet: libvirt's job"))" \
   test "$(log_count "vm $A: the quota from set-quota was not written yet: libvirt's job")" -eq 1
 qe=$(a_quota_error)
