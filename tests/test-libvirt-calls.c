@@ -654,8 +654,9 @@ written_or_tick(gpointer data)
 /* A write that finds a QMP exchange with the domain under way, within its deadline, is made
  * as soon as the exchange is answered, not at the next round's end or retry tick: a slow QEMU
  * can be busy at every one of those, and the write then waited for ever (review 19c, finding
- * 2). Here retry ticks come every 20 s and no sync round runs: the write must be made before
- * any tick. Before, it waited for the tick. */
+ * 2). Here retry ticks come every hour (reconnect-ms at its most) and no sync round runs: the
+ * write must be made before any tick, which no run reaches (spin_until gives up after 60 s),
+ * so a slow machine cannot make the tick come first. Before, it waited for the tick. */
 START_TEST(test_write_made_once_exchange_answered)
 {
   WriteBed wb;
@@ -667,7 +668,7 @@ START_TEST(test_write_made_once_exchange_answered)
   g_mutex_lock(&gate.lock);
   gate.open = gate.entered = FALSE;
   g_mutex_unlock(&gate.lock);
-  write_bed_init_every(&wb, 20000);
+  write_bed_init_every(&wb, 3600 * 1000);
   hmmvd_libvirt_qmp_set_runner(wb.lv->qmp, gated_exchange, NULL);
   qmp = hmmvd_libvirt_qmp_transport_new(wb.lv->qmp, DOMAIN_UUID, DOMAIN, 1, &error);
   ck_assert_msg(qmp != NULL, "%s", error ? error->message : "");
